@@ -1,0 +1,1 @@
+//! Frontends: read a model file into the IR.

@@ -1,0 +1,8 @@
+//! The temblor compiler: frontends, shape inference, the pipeline, packages and the CLI's
+//! commands. The `temblor` binary (`main.rs`) is a thin clap layer over [`cli`].
+
+pub mod error;
+pub mod frontend;
+pub mod shape;
+
+pub use error::{Error, Result};

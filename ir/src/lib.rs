@@ -1,0 +1,31 @@
+//! temblor's intermediate representation.
+//!
+//! A [`Graph`] is a petgraph `StableDiGraph` of [`Node`]s. Every value in the graph is an output
+//! port of a node ([`ValueRef`]): graph inputs are [`Op::Input`] nodes and weights are
+//! [`Op::Constant`] nodes pointing into the [`WeightStore`], so a consumer never has to ask where
+//! a value came from. Edges carry the producer's output port and the consumer's input port,
+//! because petgraph keeps no edge order.
+//!
+//! This crate does no I/O and holds no kernels; [`validate`] checks the structural invariants
+//! every stage must keep.
+
+mod attr;
+mod dtype;
+mod graph;
+mod op;
+mod provenance;
+mod shape;
+mod validate;
+mod weights;
+
+pub use attr::AttrValue;
+pub use dtype::DType;
+pub use graph::{Edge, Graph, GraphOutput, Node, NodeId, Partition, Placement, Precision, ValueRef};
+pub use op::{
+    BinaryOp, ConvAttrs, ConvTransposeAttrs, Op, ResizeAttrs, ResizeCoordinate, ResizeMode,
+    ResizeNearest, UnaryOp,
+};
+pub use provenance::{Framework, Origin, OriginId, Provenance};
+pub use shape::{Dim, Layout, Shape, TensorInfo, TensorType};
+pub use validate::{validate, ValidationError};
+pub use weights::{Weight, WeightId, WeightStore};
