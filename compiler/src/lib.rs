@@ -1,8 +1,13 @@
 //! The temblor compiler: frontends, shape inference, the pipeline, packages and the CLI's
 //! commands. The `temblor` binary (`main.rs`) is a thin clap layer over [`cli`].
 
+pub mod cli;
 pub mod error;
 pub mod frontend;
+pub mod npy;
+pub mod package;
+pub mod pipeline;
+pub mod report;
 pub mod shape;
 
 pub use error::{Error, Result};

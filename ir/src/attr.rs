@@ -12,5 +12,8 @@ pub enum AttrValue {
     Floats(Vec<f32>),
     Strings(Vec<String>),
     /// A tensor-valued attribute, shown by dtype and shape only.
-    Tensor { dtype: String, dims: Vec<i64> },
+    Tensor {
+        dtype: String,
+        dims: Vec<i64>,
+    },
 }

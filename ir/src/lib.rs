@@ -20,7 +20,9 @@ mod weights;
 
 pub use attr::AttrValue;
 pub use dtype::DType;
-pub use graph::{Edge, Graph, GraphOutput, Node, NodeId, Partition, Placement, Precision, ValueRef};
+pub use graph::{
+    Edge, Graph, GraphOutput, Node, NodeId, Partition, Placement, Precision, ValueRef,
+};
 pub use op::{
     BinaryOp, ConvAttrs, ConvTransposeAttrs, Op, ResizeAttrs, ResizeCoordinate, ResizeMode,
     ResizeNearest, UnaryOp,

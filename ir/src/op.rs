@@ -12,32 +12,54 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "snake_case")]
 pub enum Op {
     /// Graph input number `index` (position in [`crate::Graph::inputs`]).
-    Input { index: usize },
+    Input {
+        index: usize,
+    },
     /// A constant tensor held in the weight store.
-    Constant { weight: WeightId },
+    Constant {
+        weight: WeightId,
+    },
     /// Inputs: x `[N,C,H,W]`, w `[O,C/g,kH,kW]`, optional bias `[O]`.
     Conv(ConvAttrs),
     /// Inputs: x `[N,C,H,W]`, w `[C,O/g,kH,kW]`, optional bias `[O]`.
     ConvTranspose(ConvTransposeAttrs),
     /// Inference batch normalization. Inputs: x, scale, bias, mean, variance (all per channel).
-    BatchNorm { epsilon: f32 },
+    BatchNorm {
+        epsilon: f32,
+    },
     Unary(UnaryOp),
     /// `max(0, min(1, alpha * x + beta))`.
-    HardSigmoid { alpha: f32, beta: f32 },
-    /// `min(max(x, min), max)`; an absent bound is infinite.
-    Clip { min: f32, max: f32 },
+    HardSigmoid {
+        alpha: f32,
+        beta: f32,
+    },
+    /// `min(max(x, min), max)`. An absent bound is `f32::MIN` / `f32::MAX`, as ONNX defines it
+    /// (finite, so attributes survive JSON).
+    Clip {
+        min: f32,
+        max: f32,
+    },
     /// Elementwise with numpy broadcasting. Inputs: a, b.
     Binary(BinaryOp),
     /// Mean over every axis after the second; keeps them as size 1.
     GlobalAveragePool,
     Resize(ResizeAttrs),
     /// Inputs: one or more tensors of equal rank.
-    Concat { axis: i64 },
+    Concat {
+        axis: i64,
+    },
     /// Inputs: data, shape (int64, `0` copies a dimension unless `allowzero`, `-1` infers one).
-    Reshape { allowzero: bool },
-    Transpose { perm: Vec<usize> },
+    Reshape {
+        allowzero: bool,
+    },
+    Transpose {
+        perm: Vec<usize>,
+    },
     /// Splits along `axis` into `sizes.len()` outputs.
-    Split { axis: i64, sizes: Vec<usize> },
+    Split {
+        axis: i64,
+        sizes: Vec<usize>,
+    },
     /// An ops_lib operator, or any op kept opaque.
     Custom {
         domain: String,
@@ -196,12 +218,17 @@ impl Op {
                 ("group", Int(a.group as i64)),
             ],
             Op::BatchNorm { epsilon } => vec![("epsilon", Float(*epsilon))],
-            Op::HardSigmoid { alpha, beta } => vec![("alpha", Float(*alpha)), ("beta", Float(*beta))],
+            Op::HardSigmoid { alpha, beta } => {
+                vec![("alpha", Float(*alpha)), ("beta", Float(*beta))]
+            }
             Op::Clip { min, max } => vec![("min", Float(*min)), ("max", Float(*max))],
             Op::Resize(a) => {
                 let mut v = vec![
                     ("mode", Str(format!("{:?}", a.mode).to_lowercase())),
-                    ("coordinate", Str(format!("{:?}", a.coordinate).to_lowercase())),
+                    (
+                        "coordinate",
+                        Str(format!("{:?}", a.coordinate).to_lowercase()),
+                    ),
                     ("nearest", Str(format!("{:?}", a.nearest).to_lowercase())),
                 ];
                 if let Some(s) = &a.scales {

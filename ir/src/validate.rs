@@ -36,7 +36,9 @@ pub fn validate(g: &Graph) -> Result<(), ValidationError> {
     }
     for id in &inputs {
         if !g.contains(*id) || !matches!(g.node(*id).op, Op::Input { .. }) {
-            return Err(fail("graph input list names a node that is not an Input".into()));
+            return Err(fail(
+                "graph input list names a node that is not an Input".into(),
+            ));
         }
     }
     for o in &g.outputs {
@@ -65,7 +67,10 @@ fn check_node(g: &Graph, id: NodeId) -> Result<(), String> {
     let ins = g.inputs_of(id);
     let (min, max) = node.op.arity();
     if ins.len() > max {
-        return Err(format!("{} inputs connected, at most {max} allowed", ins.len()));
+        return Err(format!(
+            "{} inputs connected, at most {max} allowed",
+            ins.len()
+        ));
     }
     if let Some(p) = (0..min).find(|&p| ins.get(p).copied().flatten().is_none()) {
         return Err(format!("required input {p} is not connected"));
@@ -79,8 +84,15 @@ fn check_node(g: &Graph, id: NodeId) -> Result<(), String> {
     for v in ins.iter().flatten() {
         check_value(g, *v)?;
     }
-    if node.outputs.is_empty() && node.op.is_layer() {
-        return Err("has no outputs".into());
+    if node.op.is_layer() {
+        if node.outputs.is_empty() {
+            return Err("has no outputs".into());
+        }
+    } else if node.outputs.len() != 1 {
+        return Err(format!(
+            "has {} outputs, a value node has one",
+            node.outputs.len()
+        ));
     }
     let ty = |p: usize| ins[p].map(|v| g.value_type(v));
     match &node.op {
@@ -110,14 +122,24 @@ fn check_node(g: &Graph, id: NodeId) -> Result<(), String> {
         Op::Binary(_) => {
             let (a, b) = (ty(0).expect("arity checked"), ty(1).expect("arity checked"));
             if a.dtype != b.dtype {
-                return Err(format!("operand dtypes differ: {} and {}", a.dtype, b.dtype));
+                return Err(format!(
+                    "operand dtypes differ: {} and {}",
+                    a.dtype, b.dtype
+                ));
             }
             if !broadcastable(a.shape.dims(), b.shape.dims()) {
-                return Err(format!("shapes {} and {} do not broadcast", a.shape, b.shape));
+                return Err(format!(
+                    "shapes {} and {} do not broadcast",
+                    a.shape, b.shape
+                ));
             }
         }
         Op::Concat { .. } => {
-            let ranks: HashSet<usize> = ins.iter().flatten().map(|v| g.value_type(*v).shape.rank()).collect();
+            let ranks: HashSet<usize> = ins
+                .iter()
+                .flatten()
+                .map(|v| g.value_type(*v).shape.rank())
+                .collect();
             if ranks.len() > 1 {
                 return Err("inputs differ in rank".into());
             }
@@ -125,7 +147,10 @@ fn check_node(g: &Graph, id: NodeId) -> Result<(), String> {
         Op::Conv(a) => {
             let (x, w) = (ty(0).expect("arity checked"), ty(1).expect("arity checked"));
             if x.shape.rank() != 4 || w.shape.rank() != 4 {
-                return Err(format!("expects 4-D input and weight, got {} and {}", x.shape, w.shape));
+                return Err(format!(
+                    "expects 4-D input and weight, got {} and {}",
+                    x.shape, w.shape
+                ));
             }
             if let (Dim::Known(c), Dim::Known(wc)) = (&x.shape.0[1], &w.shape.0[1]) {
                 if *c != wc * a.group {
@@ -143,8 +168,11 @@ fn check_node(g: &Graph, id: NodeId) -> Result<(), String> {
 
 /// Known dimensions must be equal or 1, aligned from the right.
 fn broadcastable(a: &[Dim], b: &[Dim]) -> bool {
-    a.iter().rev().zip(b.iter().rev()).all(|(x, y)| match (x, y) {
-        (Dim::Known(x), Dim::Known(y)) => x == y || *x == 1 || *y == 1,
-        _ => true,
-    })
+    a.iter()
+        .rev()
+        .zip(b.iter().rev())
+        .all(|(x, y)| match (x, y) {
+            (Dim::Known(x), Dim::Known(y)) => x == y || *x == 1 || *y == 1,
+            _ => true,
+        })
 }

@@ -1,1 +1,29 @@
+//! Graph rewrites. Each pass is one small named rewrite in its own file that reports how many
+//! times it applied; [`Driver`] runs an ordered list of them to a fixed point, validating the
+//! graph after every pass, and records what each changed.
 
+mod dead_nodes;
+mod driver;
+mod fold_batchnorm;
+mod placement;
+
+pub use dead_nodes::DeadNodes;
+pub use driver::{Driver, PassError, PassRecord};
+pub use fold_batchnorm::FoldBatchNorm;
+pub use placement::place;
+
+use temblor_ir::Graph;
+
+/// One rewrite. `run` applies it everywhere it matches in the current graph and returns how many
+/// times it did; 0 means the graph is untouched, which is what the fixed point is judged by
+/// (never a node count, which a rewrite can leave equal while changing the graph).
+pub trait Pass {
+    fn name(&self) -> &'static str;
+    fn run(&self, graph: &mut Graph) -> Result<usize, PassError>;
+}
+
+/// The optimize stage's passes, in order. Folds come before dead-node removal so the constants
+/// they replace are swept in the same round.
+pub fn optimize_passes() -> Vec<Box<dyn Pass>> {
+    vec![Box::new(FoldBatchNorm), Box::new(DeadNodes)]
+}

@@ -1,1 +1,102 @@
+//! Shared support for temblor's tests: where the binary, the Python references, the models and
+//! the shared material are, and how to compare tensors.
 
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `../shared` beside the checkout (or `$TEMBLOR_SHARED`).
+pub fn shared() -> PathBuf {
+    std::env::var_os("TEMBLOR_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared"))
+}
+
+/// A fetched real model: `$TEMBLOR_MODELS/<name>/<file>`.
+pub fn real_model(name: &str, file: &str) -> PathBuf {
+    let dir = std::env::var_os("TEMBLOR_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home().join(".cache/temblor/models"));
+    let path = dir.join(name).join(file);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `../shared/models/fetch.sh {name}` (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+fn home() -> PathBuf {
+    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"))
+}
+
+/// The Python of the test environment (`scripts/setup-python.sh`).
+pub fn python() -> PathBuf {
+    let venv = std::env::var_os("TEMBLOR_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home().join(".cache/temblor/venv"));
+    let py = venv.join("bin/python");
+    assert!(
+        py.is_file(),
+        "{} is missing: run scripts/setup-python.sh (scripts/test.sh does)",
+        py.display()
+    );
+    py
+}
+
+/// The `temblor` binary built beside this test executable (`cargo build --bin temblor`, which
+/// scripts/test.sh runs before the tests).
+pub fn temblor() -> Command {
+    let exe = std::env::current_exe().expect("test executable path");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("temblor"))
+        .expect("target directory");
+    assert!(bin.is_file(), "{} is missing: run `cargo build --bin temblor` first", bin.display());
+    Command::new(bin)
+}
+
+/// Runs a command and returns (exit code, stdout, stderr).
+pub fn output(cmd: &mut Command) -> (i32, String, String) {
+    let out = cmd.output().expect("spawn");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs onnxruntime on `model` with `inputs` (name, .npy path); outputs land in `out_dir`.
+pub fn ort_reference(model: &Path, inputs: &[(&str, PathBuf)], out_dir: &Path) {
+    let mut cmd = Command::new(python());
+    cmd.arg(root().join("tests/scripts/ort_run.py")).arg(model).arg(out_dir);
+    for (name, path) in inputs {
+        cmd.arg(format!("{name}={}", path.display()));
+    }
+    let (code, _, err) = output(&mut cmd);
+    assert_eq!(code, 0, "onnxruntime reference failed: {err}");
+}
+
+/// An f32 .npy file as (shape, values).
+pub fn read_f32(path: &Path) -> (Vec<usize>, Vec<f32>) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let npy = npyz::NpyFile::new(&bytes[..]).expect("npy header");
+    let shape = npy.shape().iter().map(|&d| d as usize).collect();
+    (shape, npy.into_vec::<f32>().expect("f32 data"))
+}
+
+/// `||a - b|| / ||b||`, the relative L2 error of `a` against the reference `b`.
+pub fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len(), "element counts differ");
+    let (mut num, mut den) = (0f64, 0f64);
+    for (x, y) in a.iter().zip(b) {
+        num += (*x as f64 - *y as f64).powi(2);
+        den += (*y as f64).powi(2);
+    }
+    (num / den.max(f64::MIN_POSITIVE)).sqrt()
+}

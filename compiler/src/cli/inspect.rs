@@ -1,0 +1,39 @@
+use crate::{report, Result};
+use std::path::PathBuf;
+use temblor_ir::Op;
+
+#[derive(clap::Args, Debug)]
+pub struct InspectArgs {
+    /// A model file or a package directory.
+    pub model: PathBuf,
+}
+
+pub fn inspect(args: &InspectArgs) -> Result<()> {
+    let g = if crate::package::is_package(&args.model) {
+        crate::package::load(&args.model)?
+    } else {
+        crate::pipeline::import(&args.model, &[])?
+    };
+    println!("model: {}", args.model.display());
+    println!("inputs:");
+    for v in report::inputs(&g) {
+        println!("  {}: {} [{}]", v.name, v.dtype, v.shape);
+    }
+    println!("outputs:");
+    for v in report::outputs(&g) {
+        println!("  {}: {} [{}]", v.name, v.dtype, v.shape);
+    }
+    println!("layers: {}", g.layer_count());
+    for (op, n) in g.op_counts() {
+        println!("  {op}: {n}");
+    }
+    let params: usize = g
+        .node_ids()
+        .filter_map(|id| match g.node(id).op {
+            Op::Constant { weight } => g.weights.get(weight).map(|w| w.element_count()),
+            _ => None,
+        })
+        .sum();
+    println!("parameters: {params}");
+    Ok(())
+}

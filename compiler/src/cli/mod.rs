@@ -1,0 +1,31 @@
+//! The CLI's commands. Each returns [`crate::Error`]; `main` prints it and picks the exit code.
+
+mod compile;
+mod inspect;
+mod preprocess;
+mod run;
+
+pub use compile::{compile, CompileArgs};
+pub use inspect::{inspect, InspectArgs};
+pub use preprocess::{preprocess, PreprocessArgs};
+pub use run::{run, RunArgs};
+
+use crate::{Error, Result};
+
+/// Parses `NAME:DIMS` with DIMS like `1x3x640x640`.
+pub fn parse_input_dims(spec: &str) -> Result<(String, Vec<usize>)> {
+    let bad = || Error::usage(format!("--input '{spec}': expected NAME:DIMS, e.g. x:1x3x640x640"));
+    let (name, dims) = spec.rsplit_once(':').ok_or_else(bad)?;
+    let dims = parse_dims(dims).ok_or_else(bad)?;
+    if name.is_empty() {
+        return Err(bad());
+    }
+    Ok((name.to_string(), dims))
+}
+
+/// `1x3x640x640` -> `[1, 3, 640, 640]`; every extent positive.
+pub fn parse_dims(text: &str) -> Option<Vec<usize>> {
+    text.split('x')
+        .map(|d| d.parse::<usize>().ok().filter(|&d| d > 0))
+        .collect()
+}

@@ -1,0 +1,66 @@
+use crate::pipeline::{self, Options};
+use crate::{npy, package, Error, Result};
+use std::path::{Path, PathBuf};
+use temblor_ir::Graph;
+use temblor_runtime::{CpuPlan, ErrorKind, RuntimeError};
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// A package directory written by `compile`, or a model file (compiled in memory).
+    pub model: PathBuf,
+    /// An input tensor, NAME=FILE.npy. Repeatable.
+    #[arg(long = "input", value_name = "NAME=FILE.npy")]
+    pub inputs: Vec<String>,
+    /// Directory for the outputs, written as <output name>.npy.
+    #[arg(short, long, default_value = ".")]
+    pub out: PathBuf,
+}
+
+/// A package as written, or a model file compiled in memory with its inputs' shapes left as the
+/// model declares them.
+pub fn load_graph(path: &Path) -> Result<Graph> {
+    if package::is_package(path) {
+        package::load(path)
+    } else if path.is_dir() {
+        Err(Error::bad_input(format!(
+            "{}: a directory without {}; not a temblor package",
+            path.display(),
+            package::MANIFEST
+        )))
+    } else {
+        Ok(pipeline::compile(path, &Options::default())?.compile)
+    }
+}
+
+pub fn runtime_error(e: RuntimeError) -> Error {
+    match e.kind {
+        ErrorKind::BadInput | ErrorKind::Unsupported => Error::bad_input(e.to_string()),
+        ErrorKind::Internal => Error::internal(e.to_string()),
+    }
+}
+
+pub fn run(args: &RunArgs) -> Result<()> {
+    let mut inputs = Vec::with_capacity(args.inputs.len());
+    for spec in &args.inputs {
+        let (name, file) = spec
+            .split_once('=')
+            .ok_or_else(|| Error::usage(format!("--input '{spec}': expected NAME=FILE.npy")))?;
+        inputs.push((name.to_string(), npy::read(Path::new(file))?));
+    }
+    let graph = load_graph(&args.model)?;
+    let plan = CpuPlan::new(&graph).map_err(runtime_error)?;
+    let outputs = plan.run(&inputs).map_err(runtime_error)?;
+
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| Error::internal(format!("{}: {e}", args.out.display())))?;
+    // Each output goes to a temporary name first, so an interrupted run leaves no truncated .npy.
+    for (name, tensor) in &outputs {
+        let path = args.out.join(format!("{}.npy", npy::file_stem(name)));
+        let partial = path.with_extension("npy.partial");
+        npy::write(&partial, tensor)?;
+        std::fs::rename(&partial, &path)
+            .map_err(|e| Error::internal(format!("{}: {e}", path.display())))?;
+        println!("{name}: {:?} -> {}", tensor.shape, path.display());
+    }
+    Ok(())
+}

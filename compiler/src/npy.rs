@@ -1,0 +1,69 @@
+//! `.npy` files in and out of the CLI, as runtime tensors.
+
+use crate::{Error, Result};
+use std::path::Path;
+use temblor_runtime::{Tensor, TensorData};
+
+pub fn read(path: &Path) -> Result<Tensor> {
+    let fail = |what: String| Error::bad_input(format!("{}: {what}", path.display()));
+    let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+    let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| fail(format!("not a .npy file: {e}")))?;
+    if npy.order() != npyz::Order::C {
+        return Err(fail("Fortran-ordered arrays are not supported; save with C order".into()));
+    }
+    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+    let descr = match npy.dtype() {
+        npyz::DType::Plain(ts) => ts.to_string(),
+        other => return Err(fail(format!("structured dtype {other:?} is not a tensor"))),
+    };
+    let bad = |e: std::io::Error| fail(format!("corrupt data: {e}"));
+    let data = match descr.as_str() {
+        "<f4" => TensorData::F32(npy.into_vec().map_err(bad)?),
+        "<i8" => TensorData::I64(npy.into_vec().map_err(bad)?),
+        "<i4" => TensorData::I32(npy.into_vec().map_err(bad)?),
+        "|u1" => TensorData::U8(npy.into_vec().map_err(bad)?),
+        "|b1" => TensorData::Bool(npy.into_vec().map_err(bad)?),
+        other => {
+            return Err(fail(format!(
+                "dtype {other} is not supported (float32, int64, int32, uint8, bool)"
+            )))
+        }
+    };
+    Ok(Tensor { shape, data })
+}
+
+pub fn write(path: &Path, tensor: &Tensor) -> Result<()> {
+    let io = |e: std::io::Error| Error::internal(format!("cannot write {}: {e}", path.display()));
+    let shape: Vec<u64> = tensor.shape.iter().map(|&d| d as u64).collect();
+    let file = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);
+    fn emit<T: npyz::AutoSerialize + Copy, W: std::io::Write>(
+        shape: &[u64],
+        w: W,
+        values: &[T],
+    ) -> std::io::Result<()> {
+        use npyz::WriterBuilder;
+        let mut out = npyz::WriteOptions::new()
+            .default_dtype()
+            .shape(shape)
+            .writer(w)
+            .begin_nd()?;
+        out.extend(values.iter().copied())?;
+        out.finish()
+    }
+    match &tensor.data {
+        TensorData::F32(v) => emit(&shape, file, v),
+        TensorData::I64(v) => emit(&shape, file, v),
+        TensorData::I32(v) => emit(&shape, file, v),
+        TensorData::U8(v) => emit(&shape, file, v),
+        TensorData::Bool(v) => emit(&shape, file, v),
+    }
+    .map_err(io)
+}
+
+/// A tensor name as a file name: every character outside `[A-Za-z0-9._-]` becomes `_`
+/// (Paddle fetch names contain `/`).
+pub fn file_stem(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' })
+        .collect()
+}

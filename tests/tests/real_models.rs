@@ -1,0 +1,103 @@
+//! The two real trained models, end to end: preprocess a real photo, compile, run the package on
+//! the CPU runtime, and compare every output with onnxruntime on the same input.
+
+use std::path::{Path, PathBuf};
+use temblor_tests::{ort_reference, output, read_f32, real_model, rel_l2, shared, temblor};
+
+/// `temblor preprocess` of a shared image into `dir/<name>.npy`.
+fn preprocess(image: &str, size: &str, extra: &[&str], dir: &Path, name: &str) -> PathBuf {
+    let out = dir.join(format!("{name}.npy"));
+    let mut cmd = temblor();
+    cmd.arg("preprocess")
+        .arg(shared().join("images").join(image))
+        .arg("-o")
+        .arg(&out)
+        .args(["--size", size])
+        .args(extra);
+    let (code, _, err) = output(&mut cmd);
+    assert_eq!(code, 0, "preprocess failed: {err}");
+    out
+}
+
+fn compile(model: &Path, out: &Path, dims: &[&str]) -> serde_json::Value {
+    let mut cmd = temblor();
+    cmd.arg("compile").arg(model).arg("-o").arg(out);
+    for d in dims {
+        cmd.args(["--input", d]);
+    }
+    let (code, _, err) = output(&mut cmd);
+    assert_eq!(code, 0, "compile failed: {err}");
+    for view in ["parse.prototxt", "optimize.prototxt", "compile.prototxt", "report.json"] {
+        assert!(out.join(view).is_file(), "{view} not written");
+    }
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let layers = |v: &str| report["views"][v]["layers"].as_u64().unwrap();
+    assert!(layers("optimize") < layers("parse"), "optimize did not remove layers: {report}");
+    let passes: Vec<&str> = report["passes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["pass"].as_str().unwrap())
+        .collect();
+    assert!(passes.contains(&"fold_batchnorm") && passes.contains(&"dead_nodes"));
+    report
+}
+
+/// Runs `target` (package or model) with temblor and `model` with onnxruntime on the same
+/// inputs; every output must agree to a relative L2 error below 1e-4.
+fn assert_matches_onnxruntime(target: &Path, model: &Path, inputs: &[(&str, PathBuf)], dir: &Path) {
+    let (ours, theirs) = (dir.join("temblor_out"), dir.join("ort_out"));
+    std::fs::create_dir_all(&theirs).unwrap();
+    let mut cmd = temblor();
+    cmd.arg("run").arg(target).arg("-o").arg(&ours);
+    for (name, path) in inputs {
+        cmd.arg("--input").arg(format!("{name}={}", path.display()));
+    }
+    let (code, _, err) = output(&mut cmd);
+    assert_eq!(code, 0, "run failed: {err}");
+    ort_reference(model, inputs, &theirs);
+    let mut compared = 0;
+    for entry in std::fs::read_dir(&theirs).unwrap() {
+        let reference = entry.unwrap().path();
+        let mine = ours.join(reference.file_name().unwrap());
+        let (shape_a, a) = read_f32(&mine);
+        let (shape_b, b) = read_f32(&reference);
+        assert_eq!(shape_a, shape_b, "{}: shapes differ", mine.display());
+        let err = rel_l2(&a, &b);
+        println!("{}: relative L2 {err:.3e}", reference.display());
+        assert!(err < 1e-4, "{}: relative L2 {err:e} >= 1e-4", mine.display());
+        compared += 1;
+    }
+    assert!(compared > 0, "onnxruntime wrote no outputs");
+}
+
+#[test]
+fn ppocrv4_det_compiles_and_matches_onnxruntime() {
+    let model = real_model("ppocrv4_det_onnx", "ch_PP-OCRv4_det_infer.onnx");
+    let dir = tempfile::tempdir().unwrap();
+    let norm = ["--mean", "0.5,0.5,0.5", "--std", "0.5,0.5,0.5", "--bgr"];
+    let x = preprocess("page.png", "192x384", &norm, dir.path(), "x");
+    let pkg = dir.path().join("det.temblor");
+    compile(&model, &pkg, &["x:1x3x192x384"]);
+    assert_matches_onnxruntime(&pkg, &model, &[("x", x)], dir.path());
+}
+
+#[test]
+fn ppocrv4_det_runs_with_dynamic_dims_from_the_model_file() {
+    // No --input: the model's N, H, W stay symbolic and the runtime takes the stored input's.
+    let model = real_model("ppocrv4_det_onnx", "ch_PP-OCRv4_det_infer.onnx");
+    let dir = tempfile::tempdir().unwrap();
+    let x = shared().join("models/real/ppocrv4_det_onnx/text_right_2x/input_x.npy");
+    assert_matches_onnxruntime(&model, &model, &[("x", x)], dir.path());
+}
+
+#[test]
+fn picodet_layout_compiles_and_matches_onnxruntime() {
+    let model = real_model("picodet_layout_onnx", "layout_cdla.onnx");
+    let dir = tempfile::tempdir().unwrap();
+    let image = preprocess("page.png", "800x608", &[], dir.path(), "image");
+    let pkg = dir.path().join("layout.temblor");
+    compile(&model, &pkg, &["image:1x3x800x608"]);
+    assert_matches_onnxruntime(&pkg, &model, &[("image", image)], dir.path());
+}
