@@ -14,10 +14,10 @@ pub struct PreprocessArgs {
     #[arg(long, value_name = "HxW")]
     pub size: Option<String>,
     /// Per-channel mean of pixel/255, in output channel order.
-    #[arg(long, value_delimiter = ',', num_args = 3, default_values_t = [0.485, 0.456, 0.406])]
+    #[arg(long, value_delimiter = ',', default_values_t = [0.485, 0.456, 0.406])]
     pub mean: Vec<f32>,
     /// Per-channel standard deviation of pixel/255, in output channel order.
-    #[arg(long, value_delimiter = ',', num_args = 3, default_values_t = [0.229, 0.224, 0.225])]
+    #[arg(long, value_delimiter = ',', default_values_t = [0.229, 0.224, 0.225])]
     pub std: Vec<f32>,
     /// Emit channels in B, G, R order.
     #[arg(long)]

@@ -1,1 +1,27 @@
-//! Frontends: read a model file into the IR.
+//! Frontends: read a model file into the IR. Each frontend lives in its own folder and shares
+//! nothing with the others but the IR; [`load`] picks one by the file's format.
+
+mod onnx;
+
+use crate::{Error, Result};
+use std::path::Path;
+use temblor_ir::Graph;
+
+/// Reads the model at `path` into a graph. Node outputs carry placeholder types until
+/// [`crate::shape::infer`] runs; graph inputs carry the types the model declares.
+pub fn load(path: &Path) -> Result<Graph> {
+    if is_paddle(path) {
+        return Err(Error::bad_input(format!(
+            "{}: PaddlePaddle models are not supported yet; export the model to ONNX",
+            path.display()
+        )));
+    }
+    onnx::load(path)
+}
+
+/// A Paddle inference model is a directory or a `.pdmodel` / `__model__` program file.
+fn is_paddle(path: &Path) -> bool {
+    path.is_dir()
+        || path.extension().is_some_and(|e| e == "pdmodel")
+        || path.file_name().is_some_and(|n| n == "__model__")
+}

@@ -1,0 +1,182 @@
+//! Conv, ConvTranspose (2-D only) and BatchNormalization. `auto_pad` and ConvTranspose's
+//! `output_shape` become explicit pads here, which needs the input's spatial extent unless the
+//! padding does not depend on it (VALID, stride 1, transposed SAME).
+
+use super::ops::NodeCtx;
+use temblor_ir::{ConvAttrs, ConvTransposeAttrs, Op};
+
+struct Common {
+    kernel: [usize; 2],
+    strides: [usize; 2],
+    dilations: [usize; 2],
+    group: usize,
+    auto_pad: String,
+    pads: [usize; 4],
+}
+
+fn common(ctx: &NodeCtx) -> Result<Common, String> {
+    let a = &ctx.attrs;
+    let kernel = match a.ints("kernel_shape")? {
+        Some(k) if k.len() != 2 => {
+            return Err(format!(
+                "kernel_shape {k:?}: only 2-D convolution is supported"
+            ))
+        }
+        Some(_) => a.usizes("kernel_shape", [0, 0])?,
+        None => {
+            let w = ctx
+                .constant(1)
+                .ok_or("kernel_shape is missing and the weight is not a constant")?;
+            match w.dims[..] {
+                [_, _, kh, kw] => [kh, kw],
+                _ => {
+                    return Err(format!(
+                        "weight has shape {:?}: only 2-D convolution is supported",
+                        w.dims
+                    ))
+                }
+            }
+        }
+    };
+    let group = a.usize("group", 1)?;
+    if group == 0 {
+        return Err("group is 0".into());
+    }
+    let c = Common {
+        kernel,
+        strides: a.usizes("strides", [1, 1])?,
+        dilations: a.usizes("dilations", [1, 1])?,
+        group,
+        auto_pad: a.string("auto_pad", "NOTSET")?,
+        pads: a.usizes("pads", [0; 4])?,
+    };
+    if c.strides.contains(&0) || c.dilations.contains(&0) {
+        return Err("strides and dilations must be positive".into());
+    }
+    Ok(c)
+}
+
+/// Begin and end pads from a total: SAME_UPPER puts the odd one at the end.
+fn split_total(total: usize, upper: bool) -> (usize, usize) {
+    if upper {
+        (total / 2, total - total / 2)
+    } else {
+        (total - total / 2, total / 2)
+    }
+}
+
+fn spatial(ctx: &NodeCtx, why: &str) -> Result<[usize; 2], String> {
+    match ctx.x_dims.as_deref() {
+        Some([_, _, h, w]) => Ok([*h, *w]),
+        _ => Err(format!(
+            "{why} needs the input's height and width, which are not known at import"
+        )),
+    }
+}
+
+pub(super) fn conv(ctx: &NodeCtx) -> Result<Op, String> {
+    let c = common(ctx)?;
+    let pads = match c.auto_pad.as_str() {
+        "NOTSET" => c.pads,
+        "VALID" => [0; 4],
+        mode @ ("SAME_UPPER" | "SAME_LOWER") => {
+            let mut pads = [0; 4];
+            for i in 0..2 {
+                let eff = (c.kernel[i].max(1) - 1)
+                    .saturating_mul(c.dilations[i])
+                    .saturating_add(1);
+                let total = if c.strides[i] == 1 {
+                    eff - 1
+                } else {
+                    let x = spatial(ctx, &format!("auto_pad {mode} with stride > 1"))?[i];
+                    let out = x.div_ceil(c.strides[i]);
+                    ((out.max(1) - 1)
+                        .saturating_mul(c.strides[i])
+                        .saturating_add(eff))
+                    .saturating_sub(x)
+                };
+                (pads[i], pads[i + 2]) = split_total(total, mode == "SAME_UPPER");
+            }
+            pads
+        }
+        m => return Err(format!("auto_pad '{m}' is not supported")),
+    };
+    Ok(Op::Conv(ConvAttrs {
+        kernel: c.kernel,
+        strides: c.strides,
+        dilations: c.dilations,
+        pads,
+        group: c.group,
+    }))
+}
+
+pub(super) fn conv_transpose(ctx: &NodeCtx) -> Result<Op, String> {
+    let c = common(ctx)?;
+    let output_padding = ctx.attrs.usizes("output_padding", [0, 0])?;
+    let output_shape = ctx.attrs.ints("output_shape")?;
+    let eff = |i: usize| {
+        (c.kernel[i].max(1) - 1)
+            .saturating_mul(c.dilations[i])
+            .saturating_add(1) as i64
+    };
+    let total = |i: usize, out_extent: i64, x: usize| -> Result<(usize, bool), String> {
+        let full = (c.strides[i] as i64)
+            .saturating_mul(x.max(1) as i64 - 1)
+            .saturating_add(output_padding[i] as i64)
+            .saturating_add(eff(i));
+        let t = full.saturating_sub(out_extent);
+        usize::try_from(t)
+            .map(|t| (t, c.auto_pad == "SAME_UPPER"))
+            .map_err(|_| format!("output size {out_extent} needs negative padding"))
+    };
+    let pads = match (c.auto_pad.as_str(), output_shape) {
+        (_, Some(shape)) => {
+            let shape = match shape[..] {
+                [.., h, w] => [h, w],
+                _ => return Err(format!("output_shape {shape:?} is not 2-D")),
+            };
+            let x = spatial(ctx, "output_shape")?;
+            let mut pads = [0; 4];
+            for i in 0..2 {
+                let (t, upper) = total(i, shape[i], x[i])?;
+                (pads[i], pads[i + 2]) = split_total(t, upper);
+            }
+            pads
+        }
+        ("NOTSET", None) => c.pads,
+        ("VALID", None) => [0; 4],
+        // Output = input * stride, so the total padding does not depend on the input size.
+        (mode @ ("SAME_UPPER" | "SAME_LOWER"), None) => {
+            let mut pads = [0; 4];
+            for i in 0..2 {
+                let t = usize::try_from(
+                    (output_padding[i] as i64).saturating_add(eff(i)) - c.strides[i] as i64,
+                )
+                .map_err(|_| format!("auto_pad {mode} needs negative padding"))?;
+                (pads[i], pads[i + 2]) = split_total(t, mode == "SAME_UPPER");
+            }
+            pads
+        }
+        (m, None) => return Err(format!("auto_pad '{m}' is not supported")),
+    };
+    Ok(Op::ConvTranspose(ConvTransposeAttrs {
+        kernel: c.kernel,
+        strides: c.strides,
+        dilations: c.dilations,
+        pads,
+        output_padding,
+        group: c.group,
+    }))
+}
+
+pub(super) fn batch_norm(ctx: &NodeCtx) -> Result<Op, String> {
+    if ctx.attrs.int("training_mode", 0)? != 0 {
+        return Err("training mode is not supported".into());
+    }
+    if ctx.n_outputs > 1 {
+        return Err("training outputs (running mean and variance) are not supported".into());
+    }
+    Ok(Op::BatchNorm {
+        epsilon: ctx.attrs.float("epsilon", 1e-5)?,
+    })
+}

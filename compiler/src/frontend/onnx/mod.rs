@@ -1,0 +1,417 @@
+//! ONNX frontend (opsets 11 to 17 of the default domain). The import reads top to bottom:
+//! read and decode the file, check its opsets, turn initializers into weights, declare the
+//! graph inputs, check every op is supported (all missing ones reported at once), map the nodes
+//! in file order (ONNX requires them topologically sorted), and name the graph outputs.
+
+mod attrs;
+mod conv;
+mod ops;
+mod proto;
+mod read;
+mod tensor;
+mod types;
+
+use crate::{Error, Result};
+use attrs::Attrs;
+use ops::NodeCtx;
+use proto::{GraphProto, NodeProto, ValueInfoProto};
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use temblor_ir::{
+    DType, Framework, Graph, GraphOutput, Layout, Node, NodeId, Op, Origin, Provenance, Shape,
+    TensorInfo, TensorType, ValueRef, Weight,
+};
+use tensor::TensorReader;
+
+pub(super) fn load(path: &Path) -> Result<Graph> {
+    let file = path.display().to_string();
+    let model = read::model(path, &file)?;
+    let opset = read::default_opset(&model, &file)?;
+    let proto = model
+        .graph
+        .as_ref()
+        .filter(|g| !g.node.is_empty())
+        .ok_or_else(|| {
+            Error::bad_input(format!(
+                "{file}: not an ONNX model (it holds no graph nodes)"
+            ))
+        })?;
+    let model_dir = path.parent().unwrap_or(Path::new("."));
+    let mut imp = Importer::new(proto, file, opset, model_dir);
+    imp.weights()?;
+    imp.inputs()?;
+    imp.check_supported()?;
+    imp.nodes()?;
+    imp.outputs()?;
+    Ok(imp.g)
+}
+
+const SUPPORTED: &[&str] = &[
+    "Add",
+    "BatchNormalization",
+    "Clip",
+    "Concat",
+    "Constant",
+    "Conv",
+    "ConvTranspose",
+    "Div",
+    "GlobalAveragePool",
+    "HardSigmoid",
+    "Identity",
+    "Mul",
+    "Relu",
+    "Reshape",
+    "Resize",
+    "Sigmoid",
+    "Split",
+    "Sub",
+    "Transpose",
+];
+
+struct Importer<'m> {
+    proto: &'m GraphProto,
+    file: String,
+    opset: i64,
+    g: Graph,
+    /// ONNX value name -> the IR value holding it.
+    values: HashMap<String, ValueRef>,
+    names: HashSet<String>,
+    tensors: TensorReader,
+    /// Types the model declares (inputs, outputs, value_info), used where an attribute can only
+    /// be resolved from a static input size (auto_pad, output_shape).
+    declared: HashMap<&'m str, &'m ValueInfoProto>,
+}
+
+impl<'m> Importer<'m> {
+    fn new(proto: &'m GraphProto, file: String, opset: i64, model_dir: &Path) -> Importer<'m> {
+        let declared = proto
+            .input
+            .iter()
+            .chain(&proto.value_info)
+            .chain(&proto.output)
+            .map(|v| (v.name.as_str(), v))
+            .collect();
+        let name = if proto.name.is_empty() {
+            "onnx_graph".to_string()
+        } else {
+            proto.name.clone()
+        };
+        Importer {
+            proto,
+            file,
+            opset,
+            g: Graph::new(name),
+            values: HashMap::new(),
+            names: HashSet::new(),
+            tensors: TensorReader::new(model_dir),
+            declared,
+        }
+    }
+
+    fn err(&self, msg: impl std::fmt::Display) -> Error {
+        Error::bad_input(format!("{}: {msg}", self.file))
+    }
+
+    /// `base`, or `base_1`, `base_2`, ... when taken: node names must be unique.
+    fn unique(&mut self, base: String) -> String {
+        let mut name = base.clone();
+        let mut k = 0;
+        while self.names.contains(&name) {
+            k += 1;
+            name = format!("{base}_{k}");
+        }
+        self.names.insert(name.clone());
+        name
+    }
+
+    fn origin(&mut self, node_name: &str, op_type: &str) -> Provenance {
+        Provenance::imported(self.g.add_origin(Origin {
+            framework: Framework::Onnx,
+            node_name: node_name.to_string(),
+            op_type: op_type.to_string(),
+            file: self.file.clone(),
+        }))
+    }
+
+    fn define(&mut self, value_name: &str, value: ValueRef) -> Result<()> {
+        if self.values.insert(value_name.to_string(), value).is_some() {
+            return Err(self.err(format!("value '{value_name}' is defined twice")));
+        }
+        Ok(())
+    }
+
+    fn add_constant(
+        &mut self,
+        node_name: String,
+        value_name: &str,
+        weight: Weight,
+        prov: Provenance,
+    ) -> Result<NodeId> {
+        let ty = TensorType::new(weight.dtype, weight.shape());
+        let id = self.g.weights.add(weight);
+        let mut node = Node::new(
+            node_name,
+            Op::Constant { weight: id },
+            vec![TensorInfo {
+                name: value_name.to_string(),
+                ty,
+            }],
+        );
+        node.provenance = prov;
+        let id = self.g.add_node(node);
+        self.define(value_name, ValueRef::new(id, 0))?;
+        Ok(id)
+    }
+
+    fn weights(&mut self) -> Result<()> {
+        let proto = self.proto;
+        for t in &proto.initializer {
+            let weight = self.tensors.weight(t).map_err(|e| self.err(e))?;
+            let name = self.unique(t.name.clone());
+            let prov = self.origin(&name, "initializer");
+            self.add_constant(name, &t.name, weight, prov)?;
+        }
+        Ok(())
+    }
+
+    /// Graph inputs that are also initializers are weights with a default, not inputs.
+    fn inputs(&mut self) -> Result<()> {
+        let proto = self.proto;
+        for vi in &proto.input {
+            if self.values.contains_key(&vi.name) {
+                continue;
+            }
+            let ty = types::declared_type(vi).map_err(|e| self.err(e))?;
+            let name = self.unique(vi.name.clone());
+            let mut node = Node::new(
+                name.clone(),
+                Op::Input {
+                    index: self.g.inputs.len(),
+                },
+                vec![TensorInfo {
+                    name: vi.name.clone(),
+                    ty,
+                }],
+            );
+            node.provenance = self.origin(&name, "input");
+            let id = self.g.add_node(node);
+            self.g.inputs.push(id);
+            self.define(&vi.name, ValueRef::new(id, 0))?;
+        }
+        Ok(())
+    }
+
+    /// Every op the importer cannot map, each with the first node using it, in one error.
+    fn check_supported(&self) -> Result<()> {
+        let mut missing: Vec<(String, String)> = Vec::new();
+        for (index, n) in self.proto.node.iter().enumerate() {
+            let default_domain = n.domain.is_empty() || n.domain == "ai.onnx";
+            if default_domain && SUPPORTED.contains(&n.op_type.as_str()) {
+                continue;
+            }
+            let op = if default_domain {
+                n.op_type.clone()
+            } else {
+                format!("{}:{}", n.domain, n.op_type)
+            };
+            if !missing.iter().any(|(o, _)| *o == op) {
+                missing.push((op, display_name(n, index)));
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let list: Vec<String> = missing
+            .iter()
+            .map(|(op, at)| format!("{op} (first at node '{at}')"))
+            .collect();
+        Err(Error::bad_input(format!(
+            "unsupported ops in {}: {}",
+            self.file,
+            list.join(", ")
+        )))
+    }
+
+    fn nodes(&mut self) -> Result<()> {
+        let proto = self.proto;
+        for (index, n) in proto.node.iter().enumerate() {
+            let name = self.unique(display_name(n, index));
+            let prov = self.origin(&name, &n.op_type);
+            self.node(n, name, prov).map_err(|e| {
+                self.err(format!(
+                    "node '{}' ({}): {e}",
+                    display_name(n, index),
+                    n.op_type
+                ))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Maps one node; errors are phrases, prefixed with the file and node by the caller.
+    fn node(&mut self, n: &'m NodeProto, name: String, prov: Provenance) -> Result<(), String> {
+        let attrs = Attrs(&n.attribute);
+        let outputs: Vec<&str> = {
+            let mut o: Vec<&str> = n.output.iter().map(String::as_str).collect();
+            while o.last().is_some_and(|s| s.is_empty()) {
+                o.pop();
+            }
+            o
+        };
+        let Some(&first_out) = outputs.first() else {
+            return Err("has no outputs".into());
+        };
+        let mut inputs = Vec::with_capacity(n.input.len());
+        for i in &n.input {
+            inputs.push(if i.is_empty() {
+                None
+            } else {
+                Some(*self.values.get(i).ok_or_else(|| {
+                    format!(
+                        "reads '{i}', which no earlier node, initializer or graph input defines"
+                    )
+                })?)
+            });
+        }
+        if n.op_type == "Constant" {
+            let weight = self.tensors.constant(&attrs)?;
+            let id = self
+                .add_constant(name, first_out, weight, prov)
+                .map_err(|e| e.to_string())?;
+            self.g.node_mut(id).source_attrs = source_attrs(n);
+            return Ok(());
+        }
+        let x_dims = n
+            .input
+            .first()
+            .and_then(|x| self.static_dims(x, inputs.first().copied().flatten()));
+        let ctx = NodeCtx {
+            op_type: &n.op_type,
+            opset: self.opset,
+            attrs,
+            inputs: &inputs,
+            n_outputs: outputs.len(),
+            g: &self.g,
+            x_dims,
+        };
+        let op = ops::map(&ctx)?;
+        let count = match &op {
+            Op::Split { sizes, .. } => sizes.len(),
+            _ => 1,
+        };
+        if let Some(extra) = outputs
+            .get(count..)
+            .and_then(|o| o.iter().find(|s| !s.is_empty()))
+        {
+            return Err(format!("output '{extra}' is not supported"));
+        }
+        let (min, max) = op.arity();
+        if let Some(p) = (0..min).find(|&p| inputs.get(p).copied().flatten().is_none()) {
+            return Err(format!("required input {p} is missing"));
+        }
+        let placeholder = TensorType::new(DType::F32, Shape::default());
+        let infos = outputs
+            .iter()
+            .take(count)
+            .map(|o| TensorInfo {
+                name: o.to_string(),
+                ty: placeholder.clone(),
+            })
+            .collect();
+        let mut node = Node::new(name, op, infos);
+        node.source_attrs = source_attrs(n);
+        node.provenance = prov;
+        let id = self.g.add_node(node);
+        for (port, v) in inputs.iter().enumerate().take(max) {
+            if let Some(v) = v {
+                self.g.connect(*v, id, port);
+            }
+        }
+        for (port, o) in outputs.iter().enumerate().take(count) {
+            if !o.is_empty() {
+                self.define(o, ValueRef::new(id, port))
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        self.tag_layouts(id);
+        Ok(())
+    }
+
+    /// The static extents of an ONNX value, when the model declares them or it is a graph input
+    /// or weight with a known shape.
+    fn static_dims(&self, name: &str, value: Option<ValueRef>) -> Option<Vec<usize>> {
+        let declared = self
+            .declared
+            .get(name)
+            .and_then(|vi| types::declared_dims(vi));
+        declared.or_else(|| {
+            let v = value?;
+            match self.g.node(v.node).op {
+                Op::Input { .. } | Op::Constant { .. } => self.g.value_type(v).shape.known(),
+                _ => None,
+            }
+        })
+    }
+
+    /// Layout tags the op implies for values that no shape rule computes: graph inputs feeding a
+    /// convolution, and weights.
+    fn tag_layouts(&mut self, id: NodeId) {
+        let roles: &[(usize, Layout)] = match self.g.node(id).op {
+            Op::Conv(_) => &[(0, Layout::NCHW), (1, Layout::OIHW), (2, Layout::C)],
+            Op::ConvTranspose(_) => &[(0, Layout::NCHW), (1, Layout::IOHW), (2, Layout::C)],
+            Op::BatchNorm { .. } => &[
+                (1, Layout::C),
+                (2, Layout::C),
+                (3, Layout::C),
+                (4, Layout::C),
+            ],
+            _ => &[],
+        };
+        for &(port, layout) in roles {
+            if let Some(v) = self.g.input(id, port) {
+                let producer = self.g.node_mut(v.node);
+                if matches!(producer.op, Op::Input { .. } | Op::Constant { .. }) {
+                    if let Some(info) = producer.outputs.get_mut(v.port) {
+                        info.ty.layout = layout;
+                    }
+                }
+            }
+        }
+    }
+
+    fn outputs(&mut self) -> Result<()> {
+        let proto = self.proto;
+        for o in &proto.output {
+            let value = *self.values.get(&o.name).ok_or_else(|| {
+                self.err(format!(
+                    "graph output '{}' is not produced by any node",
+                    o.name
+                ))
+            })?;
+            self.g.outputs.push(GraphOutput {
+                name: o.name.clone(),
+                value,
+            });
+        }
+        if self.g.outputs.is_empty() {
+            return Err(self.err("the graph has no outputs"));
+        }
+        Ok(())
+    }
+}
+
+/// The ONNX node name, or `<op_type>_<index>` for the many exporters that leave it empty.
+fn display_name(n: &NodeProto, index: usize) -> String {
+    if n.name.is_empty() {
+        format!("{}_{index}", n.op_type)
+    } else {
+        n.name.clone()
+    }
+}
+
+fn source_attrs(n: &NodeProto) -> Vec<(String, temblor_ir::AttrValue)> {
+    n.attribute
+        .iter()
+        .map(|a| (a.name.clone(), attrs::to_attr_value(a)))
+        .collect()
+}

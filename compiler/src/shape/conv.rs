@@ -1,0 +1,229 @@
+//! Rules of the image ops: Conv, ConvTranspose, BatchNorm, GlobalAveragePool, Resize. All keep
+//! the batch axis (and its symbol) and tag their result NCHW.
+
+use super::dims;
+use temblor_ir::{ConvAttrs, ConvTransposeAttrs, Dim, Layout, ResizeAttrs, Shape, TensorType};
+
+fn rank4<'a>(t: &'a TensorType, what: &str) -> Result<&'a [Dim], String> {
+    match t.shape.rank() {
+        4 => Ok(t.shape.dims()),
+        r => Err(format!("{what} has rank {r} ({}), expected 4", t.shape)),
+    }
+}
+
+fn same_dtype(x: &TensorType, other: &TensorType, what: &str) -> Result<(), String> {
+    if x.dtype == other.dtype {
+        Ok(())
+    } else {
+        Err(format!("{what} is {}, input is {}", other.dtype, x.dtype))
+    }
+}
+
+fn check_kernel(kernel: [usize; 2], w: &[Dim]) -> Result<(), String> {
+    for i in 0..2 {
+        if let Dim::Known(k) = w[2 + i] {
+            if k != kernel[i] {
+                return Err(format!(
+                    "kernel is {kernel:?} but the weight's spatial size is {}x{}",
+                    w[2], w[3]
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_bias(bias: Option<&TensorType>, channels: &Dim) -> Result<(), String> {
+    let Some(b) = bias else { return Ok(()) };
+    match b.shape.dims() {
+        [d] => dims::unify(d, channels)
+            .map(|_| ())
+            .map_err(|e| format!("bias does not match the output channels: {e}")),
+        _ => Err(format!(
+            "bias has shape {}, expected one dimension",
+            b.shape
+        )),
+    }
+}
+
+fn effective(k: usize, d: usize) -> usize {
+    (k.max(1) - 1).saturating_mul(d).saturating_add(1)
+}
+
+pub(super) fn conv(
+    a: &ConvAttrs,
+    x: &TensorType,
+    w: &TensorType,
+    bias: Option<&TensorType>,
+) -> Result<TensorType, String> {
+    let xd = rank4(x, "input")?;
+    let wd = rank4(w, "weight")?;
+    same_dtype(x, w, "weight")?;
+    check_kernel(a.kernel, wd)?;
+    if let (Dim::Known(c), Dim::Known(wc)) = (&xd[1], &wd[1]) {
+        if *c != wc.saturating_mul(a.group) {
+            return Err(format!(
+                "input has {c} channels, weight expects {wc} x group {}",
+                a.group
+            ));
+        }
+    }
+    if let Dim::Known(o) = wd[0] {
+        if o % a.group != 0 {
+            return Err(format!(
+                "{o} output channels do not divide into {} groups",
+                a.group
+            ));
+        }
+    }
+    check_bias(bias, &wd[0])?;
+    let mut out = vec![xd[0].clone(), wd[0].clone()];
+    for i in 0..2 {
+        let eff = effective(a.kernel[i], a.dilations[i]);
+        let (pb, pe) = (a.pads[i], a.pads[i + 2]);
+        out.push(match &xd[2 + i] {
+            Dim::Known(n) => {
+                let padded = n.saturating_add(pb).saturating_add(pe);
+                let span = padded.checked_sub(eff).ok_or_else(|| {
+                    format!("kernel extent {eff} exceeds the padded input {padded}")
+                })?;
+                Dim::Known(span / a.strides[i] + 1)
+            }
+            d if a.strides[i] == 1 && pb.saturating_add(pe).saturating_add(1) == eff => d.clone(),
+            _ => Dim::Unknown,
+        });
+    }
+    Ok(TensorType {
+        dtype: x.dtype,
+        shape: Shape(out),
+        layout: Layout::NCHW,
+    })
+}
+
+pub(super) fn conv_transpose(
+    a: &ConvTransposeAttrs,
+    x: &TensorType,
+    w: &TensorType,
+    bias: Option<&TensorType>,
+) -> Result<TensorType, String> {
+    let xd = rank4(x, "input")?;
+    let wd = rank4(w, "weight")?;
+    same_dtype(x, w, "weight")?;
+    check_kernel(a.kernel, wd)?;
+    dims::unify(&xd[1], &wd[0])
+        .map_err(|e| format!("input channels do not match the weight: {e}"))?;
+    let channels = match &wd[1] {
+        Dim::Known(o) => Dim::Known(o.saturating_mul(a.group)),
+        _ => Dim::Unknown,
+    };
+    check_bias(bias, &channels)?;
+    let mut out = vec![xd[0].clone(), channels];
+    for i in 0..2 {
+        let grow = a.output_padding[i].saturating_add(effective(a.kernel[i], a.dilations[i]));
+        let (pb, pe) = (a.pads[i], a.pads[i + 2]);
+        out.push(match &xd[2 + i] {
+            Dim::Known(n) => {
+                let full = a.strides[i]
+                    .saturating_mul(n.saturating_sub(1))
+                    .saturating_add(grow);
+                Dim::Known(
+                    full.checked_sub(pb.saturating_add(pe))
+                        .ok_or_else(|| format!("pads {pb}+{pe} exceed the output extent {full}"))?,
+                )
+            }
+            d if a.strides[i] == 1 && grow == pb.saturating_add(pe).saturating_add(1) => d.clone(),
+            _ => Dim::Unknown,
+        });
+    }
+    Ok(TensorType {
+        dtype: x.dtype,
+        shape: Shape(out),
+        layout: Layout::NCHW,
+    })
+}
+
+pub(super) fn batch_norm(x: &TensorType, params: &[&TensorType; 4]) -> Result<TensorType, String> {
+    let channels = x.shape.dims().get(1).ok_or_else(|| {
+        format!(
+            "input has shape {}, expected at least 2 dimensions",
+            x.shape
+        )
+    })?;
+    for (p, name) in params.iter().zip(["scale", "bias", "mean", "variance"]) {
+        same_dtype(x, p, name)?;
+        match p.shape.dims() {
+            [d] => dims::unify(d, channels)
+                .map_err(|e| format!("{name} does not match the channels: {e}"))?,
+            _ => {
+                return Err(format!(
+                    "{name} has shape {}, expected one dimension",
+                    p.shape
+                ))
+            }
+        };
+    }
+    Ok(image(x.clone()))
+}
+
+pub(super) fn global_pool(x: &TensorType) -> Result<TensorType, String> {
+    let d = x.shape.dims();
+    if d.len() < 3 {
+        return Err(format!(
+            "input has shape {}, expected at least 3 dimensions",
+            x.shape
+        ));
+    }
+    let mut out = d[..2].to_vec();
+    out.resize(d.len(), Dim::Known(1));
+    Ok(image(TensorType::new(x.dtype, Shape(out))))
+}
+
+/// ONNX computes a scaled extent as `floor(extent * scale)` in single precision.
+pub(super) fn resize(a: &ResizeAttrs, x: &TensorType) -> Result<TensorType, String> {
+    let d = x.shape.dims();
+    let out = match (&a.sizes, &a.scales) {
+        (Some(sizes), _) if sizes.len() == d.len() => {
+            sizes.iter().map(|&s| Dim::Known(s)).collect()
+        }
+        (Some(sizes), _) => {
+            return Err(format!(
+                "{} sizes for an input of rank {}",
+                sizes.len(),
+                d.len()
+            ))
+        }
+        (None, Some(scales)) if scales.len() == d.len() => {
+            let mut out = Vec::with_capacity(d.len());
+            for (dim, &s) in d.iter().zip(scales) {
+                if !(s.is_finite() && s > 0.0) {
+                    return Err(format!("scale {s} is not a positive number"));
+                }
+                out.push(match dim {
+                    Dim::Known(n) => Dim::Known((*n as f32 * s).floor() as usize),
+                    other if s == 1.0 => other.clone(),
+                    _ => Dim::Unknown,
+                });
+            }
+            out
+        }
+        (None, Some(scales)) => {
+            return Err(format!(
+                "{} scales for an input of rank {}",
+                scales.len(),
+                d.len()
+            ))
+        }
+        (None, None) => return Err("has neither scales nor sizes".into()),
+    };
+    Ok(image(TensorType::new(x.dtype, Shape(out))))
+}
+
+/// A 4-D result of an image op is NCHW; other ranks keep no tag.
+fn image(mut t: TensorType) -> TensorType {
+    t.layout = if t.shape.rank() == 4 {
+        Layout::NCHW
+    } else {
+        t.layout
+    };
+    t
+}

@@ -1,0 +1,118 @@
+//! The CPU executor: a plan over the graph's topological order, and one kernel file per op
+//! family. Kernels take and return whole tensors; they check the shapes they are given and
+//! return [`RuntimeError`]s, because a graph with symbolic dimensions only meets its real shapes
+//! at run time.
+
+mod activation;
+mod conv;
+mod conv_transpose;
+mod elementwise;
+mod gemm;
+mod norm;
+mod plan;
+mod pool;
+mod resize;
+mod shape_ops;
+
+pub use plan::CpuPlan;
+
+use crate::{RuntimeError, Tensor, TensorData};
+use temblor_ir::DType;
+
+/// An element type that a [`TensorData`] variant holds, so shape kernels are written once.
+pub(crate) trait Element: Copy + Default + 'static {
+    fn slice(data: &TensorData) -> Option<&[Self]>;
+    fn wrap(values: Vec<Self>) -> TensorData;
+}
+
+macro_rules! element {
+    ($t:ty, $variant:ident) => {
+        impl Element for $t {
+            fn slice(data: &TensorData) -> Option<&[Self]> {
+                match data {
+                    TensorData::$variant(v) => Some(v),
+                    _ => None,
+                }
+            }
+            fn wrap(values: Vec<Self>) -> TensorData {
+                TensorData::$variant(values)
+            }
+        }
+    };
+}
+
+element!(f32, F32);
+element!(i64, I64);
+element!(i32, I32);
+element!(u8, U8);
+element!(bool, Bool);
+
+/// Runs `$body` with `$t` bound to the element type of `$dtype`.
+macro_rules! dispatch {
+    ($dtype:expr, $t:ident => $body:expr) => {
+        match $dtype {
+            temblor_ir::DType::F32 => {
+                type $t = f32;
+                $body
+            }
+            temblor_ir::DType::I64 => {
+                type $t = i64;
+                $body
+            }
+            temblor_ir::DType::I32 => {
+                type $t = i32;
+                $body
+            }
+            temblor_ir::DType::U8 => {
+                type $t = u8;
+                $body
+            }
+            temblor_ir::DType::Bool => {
+                type $t = bool;
+                $body
+            }
+            other => Err(RuntimeError::unsupported(format!(
+                "the CPU runtime has no {other} tensors"
+            ))),
+        }
+    };
+}
+pub(crate) use dispatch;
+
+/// The elements of `t` as `T`; a tensor of another dtype is an error naming `what` it is.
+pub(crate) fn elements<'a, T: Element>(
+    t: &'a Tensor,
+    what: &str,
+    want: DType,
+) -> Result<&'a [T], RuntimeError> {
+    T::slice(&t.data).ok_or_else(|| {
+        RuntimeError::unsupported(format!("{what} is {}, only {want} is supported", t.dtype()))
+    })
+}
+
+/// The f32 elements of `t`, the only dtype most kernels compute in.
+pub(crate) fn f32s<'a>(t: &'a Tensor, what: &str) -> Result<&'a [f32], RuntimeError> {
+    elements::<f32>(t, what, DType::F32)
+}
+
+/// Row-major strides of `shape`.
+pub(crate) fn strides(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1] * shape[i + 1];
+    }
+    s
+}
+
+/// `axis` counted from the end when negative, checked against `rank`.
+pub(crate) fn normalize_axis(axis: i64, rank: usize) -> Result<usize, RuntimeError> {
+    let r = rank as i64;
+    let a = if axis < 0 { axis + r } else { axis };
+    if (0..r).contains(&a) {
+        Ok(a as usize)
+    } else {
+        Err(RuntimeError::bad_input(format!(
+            "axis {axis} is out of range for rank {rank}"
+        )))
+    }
+}

@@ -1,0 +1,367 @@
+//! [`CpuPlan`]: the graph flattened into steps over numbered value slots, in topological order.
+//! Constants are converted once when the plan is built; a computed value is dropped as soon as
+//! its last reader has run, so peak memory is the widest cut of the graph, not its sum.
+
+use super::{activation, conv, conv_transpose, elementwise, norm, pool, resize, shape_ops};
+use crate::{RuntimeError, Tensor};
+use std::collections::HashMap;
+use temblor_ir::{DType, Dim, Graph, Op, ValueRef};
+
+/// An executable CPU plan for one graph.
+#[derive(Debug)]
+pub struct CpuPlan {
+    constants: Vec<(usize, Tensor)>,
+    inputs: Vec<InputSpec>,
+    steps: Vec<Step>,
+    outputs: Vec<(String, usize)>,
+    /// Per slot: how many step inputs and graph outputs read it.
+    uses: Vec<usize>,
+}
+
+#[derive(Debug)]
+struct InputSpec {
+    name: String,
+    slot: usize,
+    dtype: DType,
+    dims: Vec<Dim>,
+}
+
+#[derive(Debug)]
+struct Step {
+    op: Op,
+    /// The node as [`Graph::describe`] names it, for errors.
+    what: String,
+    inputs: Vec<Option<usize>>,
+    outputs: Vec<usize>,
+}
+
+/// A slot's value while the plan runs: constants and graph inputs are borrowed, not copied.
+enum Value<'a> {
+    Empty,
+    Borrowed(&'a Tensor),
+    Owned(Tensor),
+}
+
+impl Value<'_> {
+    fn get(&self) -> Option<&Tensor> {
+        match self {
+            Value::Empty => None,
+            Value::Borrowed(t) => Some(t),
+            Value::Owned(t) => Some(t),
+        }
+    }
+}
+
+impl CpuPlan {
+    pub fn new(g: &Graph) -> Result<CpuPlan, RuntimeError> {
+        let order = g.topo_order().map_err(|n| {
+            RuntimeError::internal(format!(
+                "graph '{}' has a cycle through {}",
+                g.name,
+                g.describe(n)
+            ))
+        })?;
+        let mut slot_of: HashMap<ValueRef, usize> = HashMap::new();
+        let mut plan = CpuPlan {
+            constants: Vec::new(),
+            inputs: Vec::new(),
+            steps: Vec::new(),
+            outputs: Vec::new(),
+            uses: Vec::new(),
+        };
+        let mut unsupported = Vec::new();
+        for &id in &order {
+            let node = g.node(id);
+            let outputs: Vec<usize> = (0..node.outputs.len())
+                .map(|port| {
+                    let slot = plan.uses.len();
+                    plan.uses.push(0);
+                    slot_of.insert(ValueRef::new(id, port), slot);
+                    slot
+                })
+                .collect();
+            let single = || {
+                outputs
+                    .first()
+                    .copied()
+                    .filter(|_| outputs.len() == 1)
+                    .ok_or_else(|| {
+                        RuntimeError::internal(format!(
+                            "{} must have exactly one output",
+                            g.describe(id)
+                        ))
+                    })
+            };
+            match &node.op {
+                Op::Input { .. } => {
+                    single()?;
+                    let ty = &node.outputs[0].ty;
+                    if !matches!(
+                        ty.dtype,
+                        DType::F32 | DType::I64 | DType::I32 | DType::U8 | DType::Bool
+                    ) {
+                        unsupported.push(format!("{} of dtype {}", g.describe(id), ty.dtype));
+                    }
+                    plan.inputs.push(InputSpec {
+                        name: node.outputs[0].name.clone(),
+                        slot: single()?,
+                        dtype: ty.dtype,
+                        dims: ty.shape.dims().to_vec(),
+                    });
+                }
+                Op::Constant { weight } => {
+                    let w = g.weights.get(*weight).ok_or_else(|| {
+                        RuntimeError::internal(format!(
+                            "{} refers to missing weight {}",
+                            g.describe(id),
+                            weight.0
+                        ))
+                    })?;
+                    let t = Tensor::from_weight(w).map_err(|e| e.context(&g.describe(id)))?;
+                    plan.constants.push((single()?, t));
+                }
+                Op::Custom { .. } => unsupported.push(g.describe(id)),
+                op => {
+                    let mut inputs = Vec::new();
+                    for v in g.inputs_of(id) {
+                        let slot = match v {
+                            Some(v) => Some(*slot_of.get(&v).ok_or_else(|| {
+                                RuntimeError::internal(format!(
+                                    "{} reads output {} of {}, which does not exist",
+                                    g.describe(id),
+                                    v.port,
+                                    g.describe(v.node)
+                                ))
+                            })?),
+                            None => None,
+                        };
+                        if let Some(s) = slot {
+                            plan.uses[s] += 1;
+                        }
+                        inputs.push(slot);
+                    }
+                    plan.steps.push(Step {
+                        op: op.clone(),
+                        what: g.describe(id),
+                        inputs,
+                        outputs,
+                    });
+                }
+            }
+        }
+        if !unsupported.is_empty() {
+            return Err(RuntimeError::unsupported(format!(
+                "the CPU runtime has no kernel for {} node(s) of graph '{}': {}",
+                unsupported.len(),
+                g.name,
+                unsupported.join(", ")
+            )));
+        }
+        for o in &g.outputs {
+            let slot = *slot_of.get(&o.value).ok_or_else(|| {
+                RuntimeError::internal(format!(
+                    "graph output '{}' reads a value that does not exist",
+                    o.name
+                ))
+            })?;
+            plan.uses[slot] += 1;
+            plan.outputs.push((o.name.clone(), slot));
+        }
+        Ok(plan)
+    }
+
+    /// Runs the plan on named inputs and returns the graph outputs, in order, by name.
+    pub fn run(&self, inputs: &[(String, Tensor)]) -> Result<Vec<(String, Tensor)>, RuntimeError> {
+        let mut values: Vec<Value> = (0..self.uses.len()).map(|_| Value::Empty).collect();
+        for (slot, t) in &self.constants {
+            values[*slot] = Value::Borrowed(t);
+        }
+        for (spec, t) in self.match_inputs(inputs)? {
+            values[spec.slot] = Value::Borrowed(t);
+        }
+        let mut left = self.uses.clone();
+        for step in &self.steps {
+            let ins = step
+                .inputs
+                .iter()
+                .map(|s| match s {
+                    Some(s) => values[*s].get().map(Some).ok_or_else(|| {
+                        RuntimeError::internal(format!("slot {s} read after it was freed"))
+                    }),
+                    None => Ok(None),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.context(&step.what))?;
+            let outs =
+                execute(&step.op, &ins, step.outputs.len()).map_err(|e| e.context(&step.what))?;
+            if outs.len() != step.outputs.len() {
+                return Err(RuntimeError::internal(format!(
+                    "{}: the kernel made {} outputs, the node declares {}",
+                    step.what,
+                    outs.len(),
+                    step.outputs.len()
+                )));
+            }
+            for (&slot, t) in step.outputs.iter().zip(outs) {
+                if left[slot] > 0 {
+                    values[slot] = Value::Owned(t);
+                }
+            }
+            for &s in step.inputs.iter().flatten() {
+                left[s] -= 1;
+                if left[s] == 0 {
+                    values[s] = Value::Empty;
+                }
+            }
+        }
+        let mut result = Vec::with_capacity(self.outputs.len());
+        for (name, slot) in &self.outputs {
+            left[*slot] -= 1;
+            let value = if left[*slot] == 0 {
+                std::mem::replace(&mut values[*slot], Value::Empty)
+            } else {
+                values[*slot]
+                    .get()
+                    .map_or(Value::Empty, |t| Value::Owned(t.clone()))
+            };
+            let t = match value {
+                Value::Owned(t) => t,
+                Value::Borrowed(t) => t.clone(),
+                Value::Empty => {
+                    return Err(RuntimeError::internal(format!(
+                        "graph output '{name}' was never computed"
+                    )))
+                }
+            };
+            result.push((name.clone(), t));
+        }
+        Ok(result)
+    }
+
+    /// Pairs each graph input with the tensor given for it, checking names, dtypes and shapes.
+    fn match_inputs<'a>(
+        &'a self,
+        given: &'a [(String, Tensor)],
+    ) -> Result<Vec<(&'a InputSpec, &'a Tensor)>, RuntimeError> {
+        let expected = || {
+            let names: Vec<&str> = self.inputs.iter().map(|s| s.name.as_str()).collect();
+            format!("the graph's inputs are [{}]", names.join(", "))
+        };
+        let mut found: Vec<Option<&Tensor>> = vec![None; self.inputs.len()];
+        for (name, t) in given {
+            let i = self
+                .inputs
+                .iter()
+                .position(|s| &s.name == name)
+                .ok_or_else(|| {
+                    RuntimeError::bad_input(format!("unknown input '{name}'; {}", expected()))
+                })?;
+            if found[i].replace(t).is_some() {
+                return Err(RuntimeError::bad_input(format!(
+                    "input '{name}' is given twice"
+                )));
+            }
+            check_input(&self.inputs[i], t)?;
+        }
+        let missing: Vec<&str> = self
+            .inputs
+            .iter()
+            .zip(&found)
+            .filter(|(_, t)| t.is_none())
+            .map(|(s, _)| s.name.as_str())
+            .collect();
+        if !missing.is_empty() {
+            return Err(RuntimeError::bad_input(format!(
+                "missing input(s) [{}]; {}",
+                missing.join(", "),
+                expected()
+            )));
+        }
+        Ok(self
+            .inputs
+            .iter()
+            .zip(found.into_iter().flatten())
+            .collect())
+    }
+}
+
+fn check_input(spec: &InputSpec, t: &Tensor) -> Result<(), RuntimeError> {
+    let declared = || {
+        let dims: Vec<String> = spec.dims.iter().map(|d| d.to_string()).collect();
+        format!("{} [{}]", spec.dtype, dims.join(", "))
+    };
+    let fits = t.shape.len() == spec.dims.len()
+        && t.shape
+            .iter()
+            .zip(&spec.dims)
+            .all(|(&n, d)| d.known().is_none_or(|k| k == n));
+    if t.dtype() != spec.dtype || !fits {
+        return Err(RuntimeError::bad_input(format!(
+            "input '{}' is {} {:?}, the graph expects {}",
+            spec.name,
+            t.dtype(),
+            t.shape,
+            declared()
+        )));
+    }
+    let count: usize = t.shape.iter().product();
+    if t.len() != count {
+        return Err(RuntimeError::bad_input(format!(
+            "input '{}' has shape {:?} ({count} elements) but holds {} elements",
+            spec.name,
+            t.shape,
+            t.len()
+        )));
+    }
+    Ok(())
+}
+
+/// The input at `port`, which the op requires.
+fn required<'a>(ins: &[Option<&'a Tensor>], port: usize) -> Result<&'a Tensor, RuntimeError> {
+    ins.get(port)
+        .copied()
+        .flatten()
+        .ok_or_else(|| RuntimeError::internal(format!("required input {port} is not connected")))
+}
+
+fn execute(op: &Op, ins: &[Option<&Tensor>], outputs: usize) -> Result<Vec<Tensor>, RuntimeError> {
+    let x = required(ins, 0)?;
+    let optional = |port: usize| ins.get(port).copied().flatten();
+    let one = match op {
+        Op::Conv(a) => conv::conv(a, x, required(ins, 1)?, optional(2))?,
+        Op::ConvTranspose(a) => {
+            conv_transpose::conv_transpose(a, x, required(ins, 1)?, optional(2))?
+        }
+        Op::BatchNorm { epsilon } => {
+            let params = [
+                required(ins, 1)?,
+                required(ins, 2)?,
+                required(ins, 3)?,
+                required(ins, 4)?,
+            ];
+            norm::batch_norm(x, params, *epsilon)?
+        }
+        Op::Unary(u) => activation::unary(*u, x)?,
+        Op::HardSigmoid { alpha, beta } => activation::hard_sigmoid(x, *alpha, *beta)?,
+        Op::Clip { min, max } => activation::clip(x, *min, *max)?,
+        Op::Binary(b) => elementwise::binary(*b, x, required(ins, 1)?)?,
+        Op::GlobalAveragePool => pool::global_average_pool(x)?,
+        Op::Resize(a) => resize::resize(a, x)?,
+        Op::Concat { axis } => {
+            let all = (0..ins.len())
+                .map(|p| required(ins, p))
+                .collect::<Result<Vec<_>, _>>()?;
+            shape_ops::concat(&all, *axis)?
+        }
+        Op::Reshape { allowzero } => shape_ops::reshape(x, required(ins, 1)?, *allowzero)?,
+        Op::Transpose { perm } => shape_ops::transpose(x, perm)?,
+        Op::Split { axis, sizes } => return shape_ops::split(x, *axis, sizes, outputs),
+        Op::Input { .. } | Op::Constant { .. } | Op::Custom { .. } => {
+            return Err(RuntimeError::internal(format!(
+                "{} is not a step",
+                op.name()
+            )))
+        }
+    };
+    Ok(vec![one])
+}

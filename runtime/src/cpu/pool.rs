@@ -1,0 +1,29 @@
+//! GlobalAveragePool: the mean of each `[n, c]` plane over every trailing axis.
+
+use super::f32s;
+use crate::{RuntimeError, Tensor};
+
+pub(crate) fn global_average_pool(x: &Tensor) -> Result<Tensor, RuntimeError> {
+    let v = f32s(x, "input")?;
+    if x.shape.len() < 2 {
+        return Err(RuntimeError::bad_input(format!(
+            "input must be at least 2-D, got shape {:?}",
+            x.shape
+        )));
+    }
+    let plane: usize = x.shape[2..].iter().product();
+    let planes = x.shape[0] * x.shape[1];
+    // Sums in f64: a large plane summed in f32 loses digits that onnxruntime keeps.
+    let out = (0..planes)
+        .map(|i| {
+            let s: f64 = v[i * plane..(i + 1) * plane]
+                .iter()
+                .map(|&e| e as f64)
+                .sum();
+            (s / plane as f64) as f32
+        })
+        .collect();
+    let mut shape = x.shape.clone();
+    shape[2..].fill(1);
+    Ok(Tensor::f32(shape, out))
+}

@@ -1,0 +1,327 @@
+//! CpuPlan end to end: a multi-node graph against the same ops run one at a time, inputs by
+//! name, outputs by GraphOutput name, and the errors for bad inputs and unsupported ops.
+
+mod common;
+
+use common::{assert_close, run_temblor, Arg, Rng};
+use temblor_ir::{
+    BinaryOp, ConvAttrs, DType, Dim, Graph, GraphOutput, Node, NodeId, Op, Shape, TensorInfo,
+    TensorType, UnaryOp, ValueRef, Weight,
+};
+use temblor_runtime::{CpuPlan, ErrorKind, Tensor};
+
+fn info(name: &str, dtype: DType, dims: Vec<Dim>) -> TensorInfo {
+    TensorInfo {
+        name: name.to_string(),
+        ty: TensorType::new(dtype, Shape(dims)),
+    }
+}
+
+fn known(dims: &[usize]) -> Vec<Dim> {
+    dims.iter().map(|&d| Dim::Known(d)).collect()
+}
+
+fn input(g: &mut Graph, name: &str, dtype: DType, dims: Vec<Dim>) -> NodeId {
+    let index = g.inputs.len();
+    let id = g.add_node(Node::new(
+        name,
+        Op::Input { index },
+        vec![info(name, dtype, dims)],
+    ));
+    g.inputs.push(id);
+    id
+}
+
+fn constant(g: &mut Graph, name: &str, t: &Tensor) -> NodeId {
+    let weight = g
+        .weights
+        .add(Weight::from_f32(t.shape.clone(), t.as_f32().unwrap()));
+    g.add_node(Node::new(
+        name,
+        Op::Constant { weight },
+        vec![info(name, DType::F32, known(&t.shape))],
+    ))
+}
+
+fn layer(g: &mut Graph, name: &str, op: Op, ins: &[ValueRef], outputs: usize) -> NodeId {
+    let outs = (0..outputs)
+        .map(|i| info(&format!("{name}:{i}"), DType::F32, vec![]))
+        .collect();
+    let id = g.add_node(Node::new(name, op, outs));
+    for (port, v) in ins.iter().enumerate() {
+        g.connect(*v, id, port);
+    }
+    id
+}
+
+fn v(id: NodeId) -> ValueRef {
+    ValueRef::new(id, 0)
+}
+
+/// x -> conv -> relu -> add(relu, x) -> split(2) ; outputs: split halves, relu (also read by
+/// add), the input itself and the conv weight.
+#[test]
+fn graph_matches_ops_run_one_at_a_time() {
+    let mut rng = Rng::new(20);
+    let x = rng.tensor(&[1, 4, 6, 6]);
+    let w = rng.tensor(&[4, 4, 3, 3]);
+    let conv_attrs = ConvAttrs {
+        kernel: [3, 3],
+        strides: [1, 1],
+        dilations: [1, 1],
+        pads: [1, 1, 1, 1],
+        group: 1,
+    };
+
+    let mut g = Graph::new("chain");
+    let xi = input(
+        &mut g,
+        "x",
+        DType::F32,
+        vec![
+            Dim::Symbol("N".into()),
+            Dim::Known(4),
+            Dim::Known(6),
+            Dim::Known(6),
+        ],
+    );
+    let wi = constant(&mut g, "w", &w);
+    let conv = layer(
+        &mut g,
+        "conv",
+        Op::Conv(conv_attrs.clone()),
+        &[v(xi), v(wi)],
+        1,
+    );
+    let relu = layer(&mut g, "relu", Op::Unary(UnaryOp::Relu), &[v(conv)], 1);
+    let add = layer(
+        &mut g,
+        "add",
+        Op::Binary(BinaryOp::Add),
+        &[v(relu), v(xi)],
+        1,
+    );
+    let split = layer(
+        &mut g,
+        "split",
+        Op::Split {
+            axis: 1,
+            sizes: vec![1, 3],
+        },
+        &[v(add)],
+        2,
+    );
+    for (name, value) in [
+        ("second", ValueRef::new(split, 1)),
+        ("first", ValueRef::new(split, 0)),
+        ("relu_out", v(relu)),
+        ("echo", v(xi)),
+        ("weight", v(wi)),
+    ] {
+        g.outputs.push(GraphOutput {
+            name: name.into(),
+            value,
+        });
+    }
+    temblor_ir::validate(&g).expect("test graph is valid");
+
+    let plan = CpuPlan::new(&g).unwrap();
+    let out = plan.run(&[("x".into(), x.clone())]).unwrap();
+    let names: Vec<&str> = out.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["second", "first", "relu_out", "echo", "weight"]);
+
+    let c = run_temblor(
+        Op::Conv(conv_attrs),
+        &[Arg::Input(x.clone()), Arg::Const(w.clone())],
+        1,
+    )
+    .remove(0);
+    let r = run_temblor(Op::Unary(UnaryOp::Relu), &[Arg::Input(c)], 1).remove(0);
+    let a = run_temblor(
+        Op::Binary(BinaryOp::Add),
+        &[Arg::Input(r.clone()), Arg::Input(x.clone())],
+        1,
+    )
+    .remove(0);
+    let s = run_temblor(
+        Op::Split {
+            axis: 1,
+            sizes: vec![1, 3],
+        },
+        &[Arg::Input(a)],
+        2,
+    );
+    assert_close(&out[0].1, &s[1], "second");
+    assert_close(&out[1].1, &s[0], "first");
+    assert_close(&out[2].1, &r, "relu_out");
+    assert_eq!(out[3].1, x);
+    assert_eq!(out[4].1, w);
+
+    // The plan is reusable, and a symbolic batch takes any extent.
+    let x2 = rng.tensor(&[3, 4, 6, 6]);
+    let out2 = plan.run(&[("x".into(), x2)]).unwrap();
+    assert_eq!(out2[1].1.shape, vec![3, 1, 6, 6]);
+}
+
+/// A Reshape whose target shape is a graph input, read at run time.
+#[test]
+fn reshape_reads_its_shape_at_run_time() {
+    let mut g = Graph::new("reshape");
+    let xi = input(&mut g, "x", DType::F32, known(&[2, 3, 4]));
+    let si = input(&mut g, "shape", DType::I64, known(&[3]));
+    let r = layer(
+        &mut g,
+        "r",
+        Op::Reshape { allowzero: false },
+        &[v(xi), v(si)],
+        1,
+    );
+    g.outputs.push(GraphOutput {
+        name: "y".into(),
+        value: v(r),
+    });
+    let plan = CpuPlan::new(&g).unwrap();
+    let x = Rng::new(21).tensor(&[2, 3, 4]);
+    for (target, want) in [
+        (vec![0, -1, 2], vec![2, 6, 2]),
+        (vec![4, 3, 2], vec![4, 3, 2]),
+    ] {
+        let out = plan
+            .run(&[
+                ("shape".into(), Tensor::i64(vec![3], target)),
+                ("x".into(), x.clone()),
+            ])
+            .unwrap();
+        assert_eq!(out[0].1.shape, want);
+        assert_eq!(out[0].1.as_f32(), x.as_f32());
+    }
+    let err = plan
+        .run(&[
+            ("shape".into(), Tensor::i64(vec![3], vec![5, -1, 1])),
+            ("x".into(), x),
+        ])
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::BadInput);
+    assert!(
+        err.message.contains("node 'r' (Reshape)"),
+        "{}",
+        err.message
+    );
+}
+
+fn one_input_graph() -> Graph {
+    let mut g = Graph::new("relu");
+    let xi = input(
+        &mut g,
+        "x",
+        DType::F32,
+        vec![Dim::Symbol("N".into()), Dim::Known(3)],
+    );
+    let r = layer(&mut g, "relu", Op::Unary(UnaryOp::Relu), &[v(xi)], 1);
+    g.outputs.push(GraphOutput {
+        name: "y".into(),
+        value: v(r),
+    });
+    g
+}
+
+#[test]
+fn bad_inputs_are_reported_as_such() {
+    let plan = CpuPlan::new(&one_input_graph()).unwrap();
+    let ok = Tensor::f32(vec![2, 3], vec![0.0; 6]);
+    let cases: Vec<(Vec<(String, Tensor)>, &str)> = vec![
+        (vec![], "missing input(s) [x]"),
+        (vec![("y".into(), ok.clone())], "unknown input 'y'"),
+        (
+            vec![("x".into(), ok.clone()), ("x".into(), ok.clone())],
+            "given twice",
+        ),
+        (
+            vec![("x".into(), ok.clone()), ("z".into(), ok.clone())],
+            "unknown input 'z'",
+        ),
+        (
+            vec![("x".into(), Tensor::i64(vec![2, 3], vec![0; 6]))],
+            "input 'x' is int64",
+        ),
+        (
+            vec![("x".into(), Tensor::f32(vec![2, 4], vec![0.0; 8]))],
+            "the graph expects float32 [N, 3]",
+        ),
+        (
+            vec![("x".into(), Tensor::f32(vec![6], vec![0.0; 6]))],
+            "the graph expects",
+        ),
+        (
+            vec![("x".into(), Tensor::f32(vec![2, 3], vec![0.0; 5]))],
+            "holds 5 elements",
+        ),
+    ];
+    for (inputs, expected) in cases {
+        let err = plan.run(&inputs).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::BadInput, "{}", err.message);
+        assert!(
+            err.message.contains(expected),
+            "'{}' lacks '{expected}'",
+            err.message
+        );
+    }
+    let out = plan.run(&[("x".into(), ok)]).unwrap();
+    assert_eq!(out[0].0, "y");
+}
+
+#[test]
+fn every_unsupported_op_is_named_at_once() {
+    let mut g = Graph::new("custom");
+    let xi = input(&mut g, "x", DType::F32, known(&[4]));
+    let custom = |name: &str| Op::Custom {
+        domain: "temblor".into(),
+        name: name.into(),
+        attrs: vec![],
+    };
+    let a = layer(&mut g, "decode", custom("YoloBox"), &[v(xi)], 1);
+    let b = layer(&mut g, "nms", custom("MulticlassNms"), &[v(a)], 1);
+    g.outputs.push(GraphOutput {
+        name: "y".into(),
+        value: v(b),
+    });
+    let err = CpuPlan::new(&g).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Unsupported);
+    for what in [
+        "node 'decode' (YoloBox)",
+        "node 'nms' (MulticlassNms)",
+        "2 node(s)",
+    ] {
+        assert!(
+            err.message.contains(what),
+            "'{}' lacks '{what}'",
+            err.message
+        );
+    }
+}
+
+#[test]
+fn kernel_errors_name_the_node() {
+    let mut g = Graph::new("add");
+    let a = input(&mut g, "a", DType::F32, vec![Dim::Symbol("N".into())]);
+    let b = input(&mut g, "b", DType::F32, vec![Dim::Symbol("M".into())]);
+    let add = layer(&mut g, "sum", Op::Binary(BinaryOp::Add), &[v(a), v(b)], 1);
+    g.outputs.push(GraphOutput {
+        name: "y".into(),
+        value: v(add),
+    });
+    let plan = CpuPlan::new(&g).unwrap();
+    let err = plan
+        .run(&[
+            ("a".into(), Tensor::f32(vec![2], vec![1.0, 2.0])),
+            ("b".into(), Tensor::f32(vec![3], vec![1.0, 2.0, 3.0])),
+        ])
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::BadInput);
+    assert!(
+        err.message.starts_with("node 'sum' (Add): "),
+        "{}",
+        err.message
+    );
+    assert!(err.message.contains("do not broadcast"), "{}", err.message);
+}
