@@ -9,7 +9,9 @@ pub fn read(path: &Path) -> Result<Tensor> {
     let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read: {e}")))?;
     let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| fail(format!("not a .npy file: {e}")))?;
     if npy.order() != npyz::Order::C {
-        return Err(fail("Fortran-ordered arrays are not supported; save with C order".into()));
+        return Err(fail(
+            "Fortran-ordered arrays are not supported; save with C order".into(),
+        ));
     }
     let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
     let descr = match npy.dtype() {
@@ -64,6 +66,12 @@ pub fn write(path: &Path, tensor: &Tensor) -> Result<()> {
 /// (Paddle fetch names contain `/`).
 pub fn file_stem(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }

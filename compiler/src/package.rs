@@ -133,15 +133,22 @@ pub fn write(g: &Graph, dir: &Path) -> Result<()> {
 /// Loads a package directory back into a graph, checking every index and byte range.
 pub fn load(dir: &Path) -> Result<Graph> {
     let fail = |what: String| Error::bad_input(format!("package {}: {what}", dir.display()));
-    let text = std::fs::read(dir.join(MANIFEST)).map_err(|e| fail(format!("cannot read {MANIFEST}: {e}")))?;
-    let m: Manifest = serde_json::from_slice(&text).map_err(|e| fail(format!("corrupt {MANIFEST}: {e}")))?;
+    let text = std::fs::read(dir.join(MANIFEST))
+        .map_err(|e| fail(format!("cannot read {MANIFEST}: {e}")))?;
+    let m: Manifest =
+        serde_json::from_slice(&text).map_err(|e| fail(format!("corrupt {MANIFEST}: {e}")))?;
     if m.format != FORMAT {
-        return Err(fail(format!("format '{}', this temblor reads '{FORMAT}'", m.format)));
+        return Err(fail(format!(
+            "format '{}', this temblor reads '{FORMAT}'",
+            m.format
+        )));
     }
-    let file = std::fs::File::open(dir.join(WEIGHTS)).map_err(|e| fail(format!("cannot open {WEIGHTS}: {e}")))?;
+    let file = std::fs::File::open(dir.join(WEIGHTS))
+        .map_err(|e| fail(format!("cannot open {WEIGHTS}: {e}")))?;
     // SAFETY: the package is temblor's own output and is only read; a concurrent writer
     // truncating it is outside what any loader can defend against.
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| fail(format!("cannot map {WEIGHTS}: {e}")))?;
+    let map = unsafe { memmap2::Mmap::map(&file) }
+        .map_err(|e| fail(format!("cannot map {WEIGHTS}: {e}")))?;
     let blob = Bytes::from_owner(map);
 
     let mut g = Graph::new(m.name);
@@ -155,7 +162,11 @@ pub fn load(dir: &Path) -> Result<Graph> {
                 dims: w.dims.clone(),
                 data: blob.slice(w.offset..end),
             }),
-            _ => return Err(fail(format!("weight {i} lies outside {WEIGHTS} or has the wrong size"))),
+            _ => {
+                return Err(fail(format!(
+                    "weight {i} lies outside {WEIGHTS} or has the wrong size"
+                )))
+            }
         };
     }
     let mut ids = Vec::with_capacity(m.nodes.len());
@@ -167,7 +178,9 @@ pub fn load(dir: &Path) -> Result<Graph> {
         ids.push(g.add_node(node));
     }
     let value = |node: usize, port: usize| -> Result<ValueRef> {
-        let id = *ids.get(node).ok_or_else(|| fail(format!("node index {node} out of range")))?;
+        let id = *ids
+            .get(node)
+            .ok_or_else(|| fail(format!("node index {node} out of range")))?;
         Ok(ValueRef::new(id, port))
     };
     for (doc, &id) in m.nodes.iter().zip(&ids) {

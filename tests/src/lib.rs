@@ -31,7 +31,9 @@ pub fn real_model(name: &str, file: &str) -> PathBuf {
 }
 
 fn home() -> PathBuf {
-    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"))
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/root"))
 }
 
 /// The Python of the test environment (`scripts/setup-python.sh`).
@@ -57,7 +59,11 @@ pub fn temblor() -> Command {
         .and_then(Path::parent)
         .map(|d| d.join("temblor"))
         .expect("target directory");
-    assert!(bin.is_file(), "{} is missing: run `cargo build --bin temblor` first", bin.display());
+    assert!(
+        bin.is_file(),
+        "{} is missing: run `cargo build --bin temblor` first",
+        bin.display()
+    );
     Command::new(bin)
 }
 
@@ -74,7 +80,9 @@ pub fn output(cmd: &mut Command) -> (i32, String, String) {
 /// Runs onnxruntime on `model` with `inputs` (name, .npy path); outputs land in `out_dir`.
 pub fn ort_reference(model: &Path, inputs: &[(&str, PathBuf)], out_dir: &Path) {
     let mut cmd = Command::new(python());
-    cmd.arg(root().join("tests/scripts/ort_run.py")).arg(model).arg(out_dir);
+    cmd.arg(root().join("tests/scripts/ort_run.py"))
+        .arg(model)
+        .arg(out_dir);
     for (name, path) in inputs {
         cmd.arg(format!("{name}={}", path.display()));
     }

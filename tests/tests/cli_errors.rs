@@ -10,7 +10,10 @@ fn compile_fails(model: &Path) -> String {
     let out = dir.path().join("out.temblor");
     let (code, _, err) = output(temblor().arg("compile").arg(model).arg("-o").arg(&out));
     assert_eq!(code, 2, "expected exit 2, stderr: {err}");
-    assert!(err.starts_with("error: "), "first line must be 'error: ...': {err}");
+    assert!(
+        err.starts_with("error: "),
+        "first line must be 'error: ...': {err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert!(left.is_empty(), "output left behind: {left:?}");
@@ -53,7 +56,8 @@ fn random_bytes() {
 
 #[test]
 fn truncated_real_model() {
-    let model = std::fs::read(real_model("ppocrv4_det_onnx", "ch_PP-OCRv4_det_infer.onnx")).unwrap();
+    let model =
+        std::fs::read(real_model("ppocrv4_det_onnx", "ch_PP-OCRv4_det_infer.onnx")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     for cut in [model.len() / 2, model.len() - 7, 100] {
         let err = compile_fails(&write(dir.path(), "cut.onnx", &model[..cut]));
@@ -95,9 +99,18 @@ fn bad_run_inputs() {
     let model = real_model("ppocrv4_det_onnx", "ch_PP-OCRv4_det_infer.onnx");
     let not_npy = write(dir.path(), "x.npy", b"not a numpy file");
     let out = dir.path().join("outs");
-    for input in [format!("x={}", not_npy.display()), "x=/nonexistent.npy".into(), "x".into()] {
-        let (code, _, err) =
-            output(temblor().arg("run").arg(&model).args(["--input", &input, "-o"]).arg(&out));
+    for input in [
+        format!("x={}", not_npy.display()),
+        "x=/nonexistent.npy".into(),
+        "x".into(),
+    ] {
+        let (code, _, err) = output(
+            temblor()
+                .arg("run")
+                .arg(&model)
+                .args(["--input", &input, "-o"])
+                .arg(&out),
+        );
         assert_eq!(code, 2, "--input {input}: {err}");
         assert!(err.starts_with("error: "), "{err}");
         assert!(!out.exists(), "output directory created on failure");
@@ -110,8 +123,13 @@ fn bad_input_dims() {
     let dir = tempfile::tempdir().unwrap();
     for spec in ["image:1x3x640x640", "nosuch:1x3x800x608", "image:1x3xbad"] {
         let out = dir.path().join("o.temblor");
-        let (code, _, err) =
-            output(temblor().arg("compile").arg(&model).args(["--input", spec, "-o"]).arg(&out));
+        let (code, _, err) = output(
+            temblor()
+                .arg("compile")
+                .arg(&model)
+                .args(["--input", spec, "-o"])
+                .arg(&out),
+        );
         assert_eq!(code, 2, "--input {spec}: {err}");
         assert!(err.starts_with("error: "), "{err}");
         assert!(!out.exists());

@@ -14,25 +14,14 @@ use temblor_ir::{
     ResizeCoordinate, ResizeMode, ResizeNearest, Shape, TensorInfo, TensorType, UnaryOp, ValueRef,
     Weight,
 };
+use temblor_tests::{output, real_model, temblor};
 use temblor_visualize::{render, View};
 
 /// Opens each prototxt in Netron and checks it loads without error and draws the given number
 /// of nodes: one per `layer` plus one per graph `input` (`g.layer_count() + g.inputs.len()`
 /// for a rendered graph). Panics with Netron's report otherwise.
 pub fn check_in_netron(files: &[(PathBuf, usize)]) {
-    let venv = std::env::var_os("TEMBLOR_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME").expect("HOME is set");
-            Path::new(&home).join(".cache/temblor/venv")
-        });
-    let python = venv.join("bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: create the venv and `pip install netron playwright` into it \
-         (or point TEMBLOR_VENV at one)",
-        python.display()
-    );
+    let python = temblor_tests::python();
     assert!(
         Path::new("/usr/bin/chromium").exists(),
         "/usr/bin/chromium is missing: install Debian's chromium package"
@@ -333,5 +322,42 @@ fn views_of_every_op_open_in_netron() {
             (path, nodes)
         })
         .collect();
+    check_in_netron(&files);
+}
+
+/// Both real models compiled by the CLI: each of their three views opens in Netron with one node
+/// per layer and per graph input.
+#[test]
+fn views_of_the_real_models_open_in_netron() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = [
+        (
+            real_model("ppocrv4_det_onnx", "ch_PP-OCRv4_det_infer.onnx"),
+            "x:1x3x192x384",
+        ),
+        (
+            real_model("picodet_layout_onnx", "layout_cdla.onnx"),
+            "image:1x3x800x608",
+        ),
+    ];
+    let mut files = Vec::new();
+    for (i, (model, dims)) in models.iter().enumerate() {
+        let out = dir.path().join(format!("m{i}"));
+        let (code, _, err) = output(
+            temblor()
+                .arg("compile")
+                .arg(model)
+                .args(["--input", dims, "-o"])
+                .arg(&out),
+        );
+        assert_eq!(code, 0, "{err}");
+        let report: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+        let inputs = report["inputs"].as_array().unwrap().len();
+        for view in ["parse", "optimize", "compile"] {
+            let layers = report["views"][view]["layers"].as_u64().unwrap() as usize;
+            files.push((out.join(format!("{view}.prototxt")), layers + inputs));
+        }
+    }
     check_in_netron(&files);
 }

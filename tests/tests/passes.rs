@@ -43,7 +43,14 @@ impl Builder {
 
     fn node(&mut self, name: &str, op: Op, ty: TensorType, inputs: &[ValueRef]) -> ValueRef {
         let op_type = op.name().to_string();
-        let mut node = Node::new(name, op, vec![TensorInfo { name: name.into(), ty }]);
+        let mut node = Node::new(
+            name,
+            op,
+            vec![TensorInfo {
+                name: name.into(),
+                ty,
+            }],
+        );
         node.provenance = self.origin(name, &op_type);
         let id = self.g.add_node(node);
         for (port, v) in inputs.iter().enumerate() {
@@ -52,9 +59,19 @@ impl Builder {
         ValueRef::new(id, 0)
     }
 
-    fn constant(&mut self, name: &str, dims: &[usize], values: Vec<f32>, layout: Layout) -> ValueRef {
+    fn constant(
+        &mut self,
+        name: &str,
+        dims: &[usize],
+        values: Vec<f32>,
+        layout: Layout,
+    ) -> ValueRef {
         let weight = self.g.weights.add(Weight::from_f32(dims.to_vec(), &values));
-        let ty = TensorType { dtype: DType::F32, shape: Shape::from_known(dims), layout };
+        let ty = TensorType {
+            dtype: DType::F32,
+            shape: Shape::from_known(dims),
+            layout,
+        };
         self.node(name, Op::Constant { weight }, ty, &[])
     }
 
@@ -63,44 +80,88 @@ impl Builder {
         self.constant(name, dims, values, layout)
     }
 
-    fn conv_bn(&mut self, prefix: &str, x: ValueRef, cin: usize, cout: usize, bias: bool) -> ValueRef {
+    fn conv_bn(
+        &mut self,
+        prefix: &str,
+        x: ValueRef,
+        cin: usize,
+        cout: usize,
+        bias: bool,
+    ) -> ValueRef {
         let w = self.random(&format!("{prefix}.w"), &[cout, cin, 3, 3], Layout::OIHW);
         let mut ins = vec![x, w];
         if bias {
             ins.push(self.random(&format!("{prefix}.b"), &[cout], Layout::C));
         }
-        let attrs = ConvAttrs { kernel: [3, 3], strides: [1, 1], dilations: [1, 1], pads: [1, 1, 1, 1], group: 1 };
+        let attrs = ConvAttrs {
+            kernel: [3, 3],
+            strides: [1, 1],
+            dilations: [1, 1],
+            pads: [1, 1, 1, 1],
+            group: 1,
+        };
         let conv = self.node(&format!("{prefix}.conv"), Op::Conv(attrs), act(cout), &ins);
         let mut bn_ins = vec![conv];
         for p in ["gamma", "beta", "mean"] {
             bn_ins.push(self.random(&format!("{prefix}.{p}"), &[cout], Layout::C));
         }
-        let var: Vec<f32> = self.rng.values(cout).iter().map(|v| v.abs() + 0.5).collect();
+        let var: Vec<f32> = self
+            .rng
+            .values(cout)
+            .iter()
+            .map(|v| v.abs() + 0.5)
+            .collect();
         bn_ins.push(self.constant(&format!("{prefix}.var"), &[cout], var, Layout::C));
-        self.node(&format!("{prefix}.bn"), Op::BatchNorm { epsilon: 1e-5 }, act(cout), &bn_ins)
+        self.node(
+            &format!("{prefix}.bn"),
+            Op::BatchNorm { epsilon: 1e-5 },
+            act(cout),
+            &bn_ins,
+        )
     }
 }
 
 fn act(c: usize) -> TensorType {
-    TensorType { dtype: DType::F32, shape: Shape::from_known(&[1, c, 8, 8]), layout: Layout::NCHW }
+    TensorType {
+        dtype: DType::F32,
+        shape: Shape::from_known(&[1, c, 8, 8]),
+        layout: Layout::NCHW,
+    }
 }
 
 /// x -> conv+bn (bias) -> relu -> conv+bn (no bias) -> add(relu) -> y; plus a conv whose output
 /// is also a graph output, which must not be folded.
 fn sample_graph() -> Graph {
-    let mut b = Builder { g: Graph::new("sample"), rng: Rng(0x9E3779B97F4A7C15) };
+    let mut b = Builder {
+        g: Graph::new("sample"),
+        rng: Rng(0x9E3779B97F4A7C15),
+    };
     let x = b.node("x", Op::Input { index: 0 }, act(3), &[]);
     b.g.inputs.push(x.node);
     let bn1 = b.conv_bn("block1", x, 3, 4, true);
     let relu = b.node("relu", Op::Unary(UnaryOp::Relu), act(4), &[bn1]);
     let bn2 = b.conv_bn("block2", relu, 4, 4, false);
-    let y = b.node("add", Op::Binary(temblor_ir::BinaryOp::Add), act(4), &[bn2, relu]);
+    let y = b.node(
+        "add",
+        Op::Binary(temblor_ir::BinaryOp::Add),
+        act(4),
+        &[bn2, relu],
+    );
     let bn3 = b.conv_bn("side", relu, 4, 2, true);
     let side_conv = b.g.input(bn3.node, 0).unwrap();
     b.g.outputs = vec![
-        GraphOutput { name: "y".into(), value: y },
-        GraphOutput { name: "side".into(), value: bn3 },
-        GraphOutput { name: "side_conv".into(), value: side_conv },
+        GraphOutput {
+            name: "y".into(),
+            value: y,
+        },
+        GraphOutput {
+            name: "side".into(),
+            value: bn3,
+        },
+        GraphOutput {
+            name: "side_conv".into(),
+            value: side_conv,
+        },
     ];
     validate(&b.g).expect("sample graph is valid");
     b.g
@@ -108,11 +169,15 @@ fn sample_graph() -> Graph {
 
 fn run(g: &Graph, x: &[f32]) -> Vec<(String, Tensor)> {
     let plan = CpuPlan::new(g).expect("plan");
-    plan.run(&[("x".into(), Tensor::f32(vec![1, 3, 8, 8], x.to_vec()))]).expect("run")
+    plan.run(&[("x".into(), Tensor::f32(vec![1, 3, 8, 8], x.to_vec()))])
+        .expect("run")
 }
 
 fn count(g: &Graph, op: &str) -> usize {
-    g.op_counts().into_iter().find(|(name, _)| name == op).map_or(0, |(_, n)| n)
+    g.op_counts()
+        .into_iter()
+        .find(|(name, _)| name == op)
+        .map_or(0, |(_, n)| n)
 }
 
 #[test]
@@ -156,7 +221,11 @@ fn folded_conv_records_its_provenance() {
         .collect();
     assert_eq!(folded.len(), 2);
     for id in folded {
-        let names: Vec<&str> = g.node(id).provenance.origins.iter()
+        let names: Vec<&str> = g
+            .node(id)
+            .provenance
+            .origins
+            .iter()
             .map(|&o| g.origin(o).unwrap().node_name.as_str())
             .collect();
         let prefix = names[0].split('.').next().unwrap();
@@ -167,13 +236,23 @@ fn folded_conv_records_its_provenance() {
 #[test]
 fn driver_runs_to_a_fixed_point_and_records_each_pass() {
     let mut g = sample_graph();
-    let records = Driver::new(vec![Box::new(FoldBatchNorm), Box::new(DeadNodes)]).run(&mut g).unwrap();
-    let summary: Vec<(&str, usize, usize)> = records.iter().map(|r| (r.pass, r.round, r.applied)).collect();
+    let records = Driver::new(vec![Box::new(FoldBatchNorm), Box::new(DeadNodes)])
+        .run(&mut g)
+        .unwrap();
+    let summary: Vec<(&str, usize, usize)> = records
+        .iter()
+        .map(|r| (r.pass, r.round, r.applied))
+        .collect();
     // Round 1: two folds, then the two convs' and BNs' now-unused constants (block1: w, b and
     // four BN params; block2: w and four) are swept. Round 2 changes nothing: the fixed point.
     assert_eq!(
         summary,
-        [("fold_batchnorm", 1, 2), ("dead_nodes", 1, 11), ("fold_batchnorm", 2, 0), ("dead_nodes", 2, 0)]
+        [
+            ("fold_batchnorm", 1, 2),
+            ("dead_nodes", 1, 11),
+            ("fold_batchnorm", 2, 0),
+            ("dead_nodes", 2, 0)
+        ]
     );
     let last = records.last().unwrap();
     assert_eq!(last.nodes_before, last.nodes_after);
@@ -182,7 +261,10 @@ fn driver_runs_to_a_fixed_point_and_records_each_pass() {
 #[test]
 fn step_limit_stops_after_the_first_applied_pass() {
     let mut g = sample_graph();
-    let records = Driver::new(optimize_passes()).with_step_limit(Some(1)).run(&mut g).unwrap();
+    let records = Driver::new(optimize_passes())
+        .with_step_limit(Some(1))
+        .run(&mut g)
+        .unwrap();
     assert_eq!(records.len(), 1);
     assert_eq!(count(&g, "BatchNorm"), 1);
     // Only the fold ran: each replaced conv+bn by a conv and two new constants, and the old

@@ -27,13 +27,21 @@ fn compile(model: &Path, out: &Path, dims: &[&str]) -> serde_json::Value {
     }
     let (code, _, err) = output(&mut cmd);
     assert_eq!(code, 0, "compile failed: {err}");
-    for view in ["parse.prototxt", "optimize.prototxt", "compile.prototxt", "report.json"] {
+    for view in [
+        "parse.prototxt",
+        "optimize.prototxt",
+        "compile.prototxt",
+        "report.json",
+    ] {
         assert!(out.join(view).is_file(), "{view} not written");
     }
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
     let layers = |v: &str| report["views"][v]["layers"].as_u64().unwrap();
-    assert!(layers("optimize") < layers("parse"), "optimize did not remove layers: {report}");
+    assert!(
+        layers("optimize") < layers("parse"),
+        "optimize did not remove layers: {report}"
+    );
     let passes: Vec<&str> = report["passes"]
         .as_array()
         .unwrap()
@@ -66,7 +74,11 @@ fn assert_matches_onnxruntime(target: &Path, model: &Path, inputs: &[(&str, Path
         assert_eq!(shape_a, shape_b, "{}: shapes differ", mine.display());
         let err = rel_l2(&a, &b);
         println!("{}: relative L2 {err:.3e}", reference.display());
-        assert!(err < 1e-4, "{}: relative L2 {err:e} >= 1e-4", mine.display());
+        assert!(
+            err < 1e-4,
+            "{}: relative L2 {err:e} >= 1e-4",
+            mine.display()
+        );
         compared += 1;
     }
     assert!(compared > 0, "onnxruntime wrote no outputs");

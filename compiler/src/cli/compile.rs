@@ -54,7 +54,10 @@ pub fn compile(args: &CompileArgs) -> Result<()> {
     let dir = staging.path();
     let views = [
         ("parse.prototxt", render(&compiled.parse, View::Parse)),
-        ("optimize.prototxt", render(&compiled.optimize, View::Optimize)),
+        (
+            "optimize.prototxt",
+            render(&compiled.optimize, View::Optimize),
+        ),
         ("compile.prototxt", render(&compiled.compile, View::Compile)),
     ];
     for (file, text) in views {
@@ -86,9 +89,12 @@ pub fn compile(args: &CompileArgs) -> Result<()> {
 }
 
 fn default_out(model: &Path) -> Result<PathBuf> {
-    let stem = model
-        .file_stem()
-        .ok_or_else(|| Error::usage(format!("{}: no file name to name the output after", model.display())))?;
+    let stem = model.file_stem().ok_or_else(|| {
+        Error::usage(format!(
+            "{}: no file name to name the output after",
+            model.display()
+        ))
+    })?;
     Ok(PathBuf::from(format!("{}.temblor", stem.to_string_lossy())))
 }
 

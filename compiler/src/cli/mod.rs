@@ -14,7 +14,11 @@ use crate::{Error, Result};
 
 /// Parses `NAME:DIMS` with DIMS like `1x3x640x640`.
 pub fn parse_input_dims(spec: &str) -> Result<(String, Vec<usize>)> {
-    let bad = || Error::usage(format!("--input '{spec}': expected NAME:DIMS, e.g. x:1x3x640x640"));
+    let bad = || {
+        Error::usage(format!(
+            "--input '{spec}': expected NAME:DIMS, e.g. x:1x3x640x640"
+        ))
+    };
     let (name, dims) = spec.rsplit_once(':').ok_or_else(bad)?;
     let dims = parse_dims(dims).ok_or_else(bad)?;
     if name.is_empty() {

@@ -49,6 +49,12 @@ pub fn preprocess(args: &PreprocessArgs) -> Result<()> {
         data: TensorData::F32(to_chw(&img, &norm)),
     };
     npy::write(&args.out, &tensor)?;
-    println!("{}: [1, 3, {}, {}] -> {}", args.image.display(), img.height, img.width, args.out.display());
+    println!(
+        "{}: [1, 3, {}, {}] -> {}",
+        args.image.display(),
+        img.height,
+        img.width,
+        args.out.display()
+    );
     Ok(())
 }

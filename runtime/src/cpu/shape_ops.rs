@@ -72,7 +72,10 @@ pub(crate) fn reshape_target(
         });
     }
     let count: usize = input.iter().product();
-    let known: usize = shape.iter().product();
+    let known = shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| bad("the element count overflows".into()))?;
     if let Some(i) = infer {
         if known == 0 || count % known != 0 {
             return Err(bad("no extent for -1 keeps the element count".into()));
