@@ -25,7 +25,7 @@ pub use graph::{
 };
 pub use op::{
     BinaryOp, ConvAttrs, ConvTransposeAttrs, Op, ResizeAttrs, ResizeCoordinate, ResizeMode,
-    ResizeNearest, UnaryOp,
+    ResizeNearest, SplitSizes, UnaryOp,
 };
 pub use provenance::{Framework, Origin, OriginId, Provenance};
 pub use shape::{Dim, Layout, Shape, TensorInfo, TensorType};

@@ -55,10 +55,10 @@ pub enum Op {
     Transpose {
         perm: Vec<usize>,
     },
-    /// Splits along `axis` into `sizes.len()` outputs.
+    /// Splits along `axis` into `sizes.count()` outputs.
     Split {
         axis: i64,
-        sizes: Vec<usize>,
+        sizes: SplitSizes,
     },
     /// An ops_lib operator, or any op kept opaque.
     Custom {
@@ -74,6 +74,36 @@ pub enum UnaryOp {
     Identity,
     Relu,
     Sigmoid,
+}
+
+/// How a Split divides its axis. Shape inference turns `Equal` into `Explicit` when the axis
+/// extent is known; the runtime resolves what is left from the actual extent.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SplitSizes {
+    /// That many equal parts; the extent must divide evenly.
+    Equal(usize),
+    Explicit(Vec<usize>),
+}
+
+impl SplitSizes {
+    /// The number of outputs.
+    pub fn count(&self) -> usize {
+        match self {
+            SplitSizes::Equal(n) => *n,
+            SplitSizes::Explicit(sizes) => sizes.len(),
+        }
+    }
+
+    /// The part sizes for an axis of `extent`; `None` when they do not add up to it.
+    pub fn resolve(&self, extent: usize) -> Option<Vec<usize>> {
+        let sizes = match self {
+            SplitSizes::Equal(n) if *n > 0 && extent % n == 0 => vec![extent / n; *n],
+            SplitSizes::Equal(_) => return None,
+            SplitSizes::Explicit(sizes) => sizes.clone(),
+        };
+        (sizes.iter().try_fold(0usize, |a, &s| a.checked_add(s)) == Some(extent)).then_some(sizes)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -242,7 +272,10 @@ impl Op {
             Op::Concat { axis } => vec![("axis", Int(*axis))],
             Op::Reshape { allowzero } => vec![("allowzero", Int(*allowzero as i64))],
             Op::Transpose { perm } => vec![("perm", ints(perm))],
-            Op::Split { axis, sizes } => vec![("axis", Int(*axis)), ("sizes", ints(sizes))],
+            Op::Split { axis, sizes } => match sizes {
+                SplitSizes::Equal(n) => vec![("axis", Int(*axis)), ("equal_parts", Int(*n as i64))],
+                SplitSizes::Explicit(s) => vec![("axis", Int(*axis)), ("sizes", ints(s))],
+            },
             Op::Custom { domain, attrs, .. } => {
                 let mut v = vec![("domain".to_string(), Str(domain.clone()))];
                 v.extend(attrs.iter().cloned());

@@ -4,7 +4,9 @@
 mod common;
 
 use common::{check_close, run_ort_many, run_temblor, Arg, OrtArg, OrtCase, Rng};
-use temblor_ir::{BinaryOp, Op, ResizeAttrs, ResizeCoordinate, ResizeMode, ResizeNearest, UnaryOp};
+use temblor_ir::{
+    BinaryOp, Op, ResizeAttrs, ResizeCoordinate, ResizeMode, ResizeNearest, SplitSizes, UnaryOp,
+};
 use temblor_runtime::Tensor;
 
 /// Runs each (temblor op, temblor args, onnx case) and compares every output; reports every
@@ -361,7 +363,10 @@ fn shape_ops_match_onnxruntime() {
         let split = Tensor::i64(vec![sizes.len()], sizes.iter().map(|&s| s as i64).collect());
         let n = sizes.len();
         cases.push((
-            Op::Split { axis, sizes },
+            Op::Split {
+                axis,
+                sizes: SplitSizes::Explicit(sizes),
+            },
             vec![Arg::Input(x.clone())],
             case(
                 "Split",
@@ -369,6 +374,23 @@ fn shape_ops_match_onnxruntime() {
                 &format!(r#"{{"axis": {axis}}}"#),
                 vec![OrtArg::Feed(&x), OrtArg::Init(split)],
                 n,
+            ),
+        ));
+    }
+    // An equal split (no sizes given) is resolved from the run-time extent.
+    for (axis, parts) in [(1i64, 3usize), (-1, 1)] {
+        cases.push((
+            Op::Split {
+                axis,
+                sizes: SplitSizes::Equal(parts),
+            },
+            vec![Arg::Input(x.clone())],
+            case(
+                "Split",
+                13,
+                &format!(r#"{{"axis": {axis}}}"#),
+                vec![OrtArg::Feed(&x)],
+                parts,
             ),
         ));
     }

@@ -5,8 +5,8 @@ mod common;
 
 use common::{assert_close, run_temblor, Arg, Rng};
 use temblor_ir::{
-    BinaryOp, ConvAttrs, DType, Dim, Graph, GraphOutput, Node, NodeId, Op, Shape, TensorInfo,
-    TensorType, UnaryOp, ValueRef, Weight,
+    BinaryOp, ConvAttrs, DType, Dim, Graph, GraphOutput, Node, NodeId, Op, Shape, SplitSizes,
+    TensorInfo, TensorType, UnaryOp, ValueRef, Weight,
 };
 use temblor_runtime::{CpuPlan, ErrorKind, Tensor};
 
@@ -106,7 +106,7 @@ fn graph_matches_ops_run_one_at_a_time() {
         "split",
         Op::Split {
             axis: 1,
-            sizes: vec![1, 3],
+            sizes: SplitSizes::Explicit(vec![1, 3]),
         },
         &[v(add)],
         2,
@@ -146,7 +146,7 @@ fn graph_matches_ops_run_one_at_a_time() {
     let s = run_temblor(
         Op::Split {
             axis: 1,
-            sizes: vec![1, 3],
+            sizes: SplitSizes::Explicit(vec![1, 3]),
         },
         &[Arg::Input(a)],
         2,

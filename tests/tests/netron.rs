@@ -11,8 +11,8 @@ use std::process::Command;
 use temblor_ir::{
     AttrValue, BinaryOp, ConvAttrs, ConvTransposeAttrs, DType, Dim, Framework, Graph, GraphOutput,
     Layout, Node, NodeId, Op, Origin, Partition, Placement, Precision, Provenance, ResizeAttrs,
-    ResizeCoordinate, ResizeMode, ResizeNearest, Shape, TensorInfo, TensorType, UnaryOp, ValueRef,
-    Weight,
+    ResizeCoordinate, ResizeMode, ResizeNearest, Shape, SplitSizes, TensorInfo, TensorType,
+    UnaryOp, ValueRef, Weight,
 };
 use temblor_tests::{output, real_model, temblor};
 use temblor_visualize::{render, View};
@@ -235,7 +235,7 @@ fn every_op() -> Graph {
     );
     let split = Op::Split {
         axis: 1,
-        sizes: vec![4, 4],
+        sizes: SplitSizes::Explicit(vec![4, 4]),
     };
     let halves = vec![nchw("half", 4, 8, 8), nchw("half", 4, 8, 8)];
     let split = layer(&mut g, "split", split, &[cat], halves);

@@ -1,7 +1,7 @@
 //! Rules of the data-movement ops: Concat, Reshape, Transpose, Split.
 
 use super::dims;
-use temblor_ir::{Dim, Layout, Shape, TensorType};
+use temblor_ir::{Dim, Layout, Shape, SplitSizes, TensorType};
 
 pub(super) fn concat(axis: i64, ins: &[&TensorType]) -> Result<TensorType, String> {
     let first = ins.first().ok_or("has no inputs")?;
@@ -168,44 +168,35 @@ pub(super) fn transpose(
     Ok((perm, out))
 }
 
-/// Sizes all zero mean an equal split, resolved here from the axis extent.
+/// An equal split becomes explicit when the axis extent is known; otherwise its parts stay
+/// unknown and the runtime divides the actual extent.
 pub(super) fn split(
     axis: i64,
-    sizes: &[usize],
+    sizes: &SplitSizes,
     x: &TensorType,
-) -> Result<(Vec<usize>, Vec<TensorType>), String> {
+) -> Result<(SplitSizes, Vec<TensorType>), String> {
     let ax = dims::axis(axis, x.shape.rank())?;
-    let extent = x.shape.dims()[ax].known();
-    let sizes = if !sizes.is_empty() && sizes.iter().all(|&s| s == 0) {
-        let n = extent.ok_or_else(|| {
-            format!(
-                "an equal split of axis {ax} needs its size, which is {}; fix the input shape",
-                x.shape
-            )
-        })?;
-        if n % sizes.len() != 0 {
-            return Err(format!(
-                "axis {ax} of size {n} does not split into {} equal parts",
-                sizes.len()
-            ));
+    let (sizes, parts): (SplitSizes, Vec<Dim>) = match x.shape.dims()[ax].known() {
+        Some(n) => {
+            let resolved = sizes
+                .resolve(n)
+                .ok_or_else(|| format!("split {sizes:?} does not fit axis {ax} of size {n}"))?;
+            let parts = resolved.iter().map(|&s| Dim::Known(s)).collect();
+            (SplitSizes::Explicit(resolved), parts)
         }
-        vec![n / sizes.len(); sizes.len()]
-    } else {
-        sizes.to_vec()
+        None => {
+            let parts = match sizes {
+                SplitSizes::Explicit(s) => s.iter().map(|&s| Dim::Known(s)).collect(),
+                SplitSizes::Equal(n) => vec![Dim::Unknown; *n],
+            };
+            (sizes.clone(), parts)
+        }
     };
-    let sum = sizes.iter().try_fold(0usize, |a, &s| a.checked_add(s));
-    if let Some(n) = extent {
-        if sum != Some(n) {
-            return Err(format!(
-                "split sizes {sizes:?} do not add up to axis {ax} of size {n}"
-            ));
-        }
-    }
-    let outs = sizes
-        .iter()
-        .map(|&s| {
+    let outs = parts
+        .into_iter()
+        .map(|part| {
             let mut d = x.shape.0.clone();
-            d[ax] = Dim::Known(s);
+            d[ax] = part;
             TensorType {
                 dtype: x.dtype,
                 shape: Shape(d),

@@ -2,6 +2,7 @@
 
 use super::{dispatch, elements, normalize_axis, strides, Element};
 use crate::{RuntimeError, Tensor};
+use temblor_ir::SplitSizes;
 
 pub(crate) fn concat(inputs: &[&Tensor], axis: i64) -> Result<Tensor, RuntimeError> {
     let Some(first) = inputs.first() else {
@@ -178,16 +179,19 @@ fn gather<T: Element>(v: &[T], walk: &[(usize, usize)]) -> Vec<T> {
 pub(crate) fn split(
     x: &Tensor,
     axis: i64,
-    sizes: &[usize],
+    sizes: &SplitSizes,
     outputs: usize,
 ) -> Result<Vec<Tensor>, RuntimeError> {
     let axis = normalize_axis(axis, x.shape.len())?;
-    if sizes.len() != outputs || sizes.iter().sum::<usize>() != x.shape[axis] {
-        return Err(RuntimeError::bad_input(format!(
-            "sizes {sizes:?} do not split axis {axis} of {:?} into {outputs} outputs",
-            x.shape
-        )));
-    }
+    let sizes = sizes
+        .resolve(x.shape[axis])
+        .filter(|s| s.len() == outputs)
+        .ok_or_else(|| {
+            RuntimeError::bad_input(format!(
+                "{sizes:?} does not split axis {axis} of {:?} into {outputs} outputs",
+                x.shape
+            ))
+        })?;
     let outer: usize = x.shape[..axis].iter().product();
     let inner: usize = x.shape[axis + 1..].iter().product();
     dispatch!(x.dtype(), T => {
@@ -195,7 +199,7 @@ pub(crate) fn split(
         let row = x.shape[axis] * inner;
         let mut start = 0;
         let mut result = Vec::with_capacity(sizes.len());
-        for &size in sizes {
+        for &size in &sizes {
             let mut out = Vec::with_capacity(outer * size * inner);
             for o in 0..outer {
                 out.extend_from_slice(&v[o * row + start * inner..o * row + (start + size) * inner]);

@@ -296,7 +296,7 @@ impl<'m> Importer<'m> {
         };
         let op = ops::map(&ctx)?;
         let count = match &op {
-            Op::Split { sizes, .. } => sizes.len(),
+            Op::Split { sizes, .. } => sizes.count(),
             _ => 1,
         };
         if let Some(extra) = outputs

@@ -6,8 +6,8 @@
 use super::attrs::Attrs;
 use super::conv;
 use temblor_ir::{
-    BinaryOp, DType, Graph, Op, ResizeAttrs, ResizeCoordinate, ResizeMode, ResizeNearest, UnaryOp,
-    ValueRef, Weight,
+    BinaryOp, DType, Graph, Op, ResizeAttrs, ResizeCoordinate, ResizeMode, ResizeNearest,
+    SplitSizes, UnaryOp, ValueRef, Weight,
 };
 
 /// What an op mapping may look at: the node's attributes and inputs, and the graph built so far.
@@ -195,13 +195,13 @@ fn split(ctx: &NodeCtx) -> Result<Op, String> {
         ctx.attrs.ints("split")?
     };
     let sizes = match sizes {
-        Some(v) => non_negative(&v, "split")?,
-        None => vec![0; ctx.n_outputs],
+        Some(v) => SplitSizes::Explicit(non_negative(&v, "split")?),
+        None => SplitSizes::Equal(ctx.n_outputs),
     };
-    if sizes.len() != ctx.n_outputs {
+    if sizes.count() != ctx.n_outputs || ctx.n_outputs == 0 {
         return Err(format!(
             "{} split sizes for {} outputs",
-            sizes.len(),
+            sizes.count(),
             ctx.n_outputs
         ));
     }
