@@ -2,7 +2,7 @@
 //! stderr line `error: ...` that says what is wrong.
 
 use std::path::Path;
-use temblor_tests::{output, python, real_model, temblor};
+use temblor_tests::{output, python, real_model, temblor, Rng};
 
 /// Compiles `model` into a fresh directory and checks the failure contract; returns stderr.
 fn compile_fails(model: &Path) -> String {
@@ -42,15 +42,7 @@ fn empty_file() {
 #[test]
 fn random_bytes() {
     let dir = tempfile::tempdir().unwrap();
-    let mut state = 0x2545F4914F6CDD1Du64;
-    let bytes: Vec<u8> = (0..4096)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect();
+    let bytes = Rng(0x2545F4914F6CDD1D).bytes(4096);
     compile_fails(&write(dir.path(), "random.onnx", &bytes));
 }
 

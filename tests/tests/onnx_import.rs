@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use temblor::{frontend, shape, Error};
 use temblor_ir::{validate, Dim, Graph, Layout, Op, SplitSizes, UnaryOp};
-use temblor_tests::{output, python, real_model, root};
+use temblor_tests::{output, python, real_model, root, Rng};
 
 fn ppocr() -> PathBuf {
     real_model("ppocrv4_det_onnx", "ch_PP-OCRv4_det_infer.onnx")
@@ -335,15 +335,7 @@ fn empty_file() {
 #[test]
 fn random_bytes() {
     let dir = tempfile::tempdir().unwrap();
-    let mut state = 0x2545F4914F6CDD1Du64;
-    let bytes: Vec<u8> = (0..4096)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect();
+    let bytes = Rng(0x2545F4914F6CDD1D).bytes(4096);
     let msg = bad_input(&write(dir.path(), "random.onnx", &bytes));
     assert!(msg.contains("not an ONNX model"), "{msg}");
 }

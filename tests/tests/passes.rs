@@ -8,23 +8,8 @@ use temblor_ir::{
 };
 use temblor_passes::{optimize_passes, DeadNodes, Driver, FoldBatchNorm};
 use temblor_runtime::{CpuPlan, Tensor};
-use temblor_tests::rel_l2;
+use temblor_tests::{rel_l2, Rng};
 use temblor_visualize::{render, View};
-
-/// Seeded xorshift values in [-1, 1).
-struct Rng(u64);
-impl Rng {
-    fn values(&mut self, n: usize) -> Vec<f32> {
-        (0..n)
-            .map(|_| {
-                self.0 ^= self.0 << 13;
-                self.0 ^= self.0 >> 7;
-                self.0 ^= self.0 << 17;
-                (self.0 >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-            })
-            .collect()
-    }
-}
 
 struct Builder {
     g: Graph,
