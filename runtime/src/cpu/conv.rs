@@ -3,8 +3,8 @@
 //! a convolution with one input channel per group (depthwise) has nothing for a GEMM to reuse,
 //! so it runs as a direct loop.
 
-use super::f32s;
 use super::gemm::matmul;
+use super::{check_window, f32s};
 use crate::{RuntimeError, Tensor};
 use temblor_ir::ConvAttrs;
 
@@ -86,17 +86,7 @@ pub(crate) fn conv(
             w.shape
         )));
     }
-    if a.kernel != [kh, kw] {
-        return Err(RuntimeError::bad_input(format!(
-            "kernel attribute {:?} disagrees with weight shape {:?}",
-            a.kernel, w.shape
-        )));
-    }
-    if a.strides.contains(&0) || a.dilations.contains(&0) {
-        return Err(RuntimeError::bad_input(
-            "strides and dilations must be positive",
-        ));
-    }
+    check_window(a.kernel, a.strides, a.dilations, [kh, kw], &w.shape)?;
     let bias = bias_values(bias, o)?;
     let [sh, sw] = a.strides;
     let [dh, dw] = a.dilations;

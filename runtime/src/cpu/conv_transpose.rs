@@ -4,8 +4,8 @@
 //! `auto_pad` into `pads` and `output_padding`.
 
 use super::conv::{bias_values, dims4, init_output, valid_range};
-use super::f32s;
 use super::gemm::matmul;
+use super::{check_window, f32s};
 use crate::{RuntimeError, Tensor};
 use temblor_ir::ConvTransposeAttrs;
 
@@ -25,17 +25,7 @@ pub(crate) fn conv_transpose(
             w.shape
         )));
     }
-    if a.kernel != [kh, kw] {
-        return Err(RuntimeError::bad_input(format!(
-            "kernel attribute {:?} disagrees with weight shape {:?}",
-            a.kernel, w.shape
-        )));
-    }
-    if a.strides.contains(&0) || a.dilations.contains(&0) {
-        return Err(RuntimeError::bad_input(
-            "strides and dilations must be positive",
-        ));
-    }
+    check_window(a.kernel, a.strides, a.dilations, [kh, kw], &w.shape)?;
     let o = og * g;
     let bias = bias_values(bias, o)?;
     let [sh, sw] = a.strides;

@@ -116,3 +116,24 @@ pub(crate) fn normalize_axis(axis: i64, rank: usize) -> Result<usize, RuntimeErr
         )))
     }
 }
+
+/// The window attributes of a 2-D convolution agree with its weight and are usable.
+pub(crate) fn check_window(
+    kernel: [usize; 2],
+    strides: [usize; 2],
+    dilations: [usize; 2],
+    weight_kernel: [usize; 2],
+    weight_shape: &[usize],
+) -> Result<(), RuntimeError> {
+    if kernel != weight_kernel {
+        return Err(RuntimeError::bad_input(format!(
+            "kernel attribute {kernel:?} disagrees with weight shape {weight_shape:?}"
+        )));
+    }
+    if strides.contains(&0) || dilations.contains(&0) {
+        return Err(RuntimeError::bad_input(
+            "strides and dilations must be positive",
+        ));
+    }
+    Ok(())
+}
