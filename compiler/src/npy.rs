@@ -2,7 +2,7 @@
 
 use crate::{Error, Result};
 use std::path::Path;
-use temblor_runtime::{Tensor, TensorData};
+use temblor_runtime::{f16, Tensor, TensorData};
 
 pub fn read(path: &Path) -> Result<Tensor> {
     let fail = |what: String| Error::bad_input(format!("{}: {what}", path.display()));
@@ -21,13 +21,26 @@ pub fn read(path: &Path) -> Result<Tensor> {
     let bad = |e: std::io::Error| fail(format!("corrupt data: {e}"));
     let data = match descr.as_str() {
         "<f4" => TensorData::F32(npy.into_vec().map_err(bad)?),
+        "<f8" => TensorData::F64(npy.into_vec().map_err(bad)?),
+        "<f2" => TensorData::F16(
+            npy.into_vec::<u16>()
+                .map_err(bad)?
+                .into_iter()
+                .map(f16::from_bits)
+                .collect(),
+        ),
         "<i8" => TensorData::I64(npy.into_vec().map_err(bad)?),
         "<i4" => TensorData::I32(npy.into_vec().map_err(bad)?),
+        "<i2" => TensorData::I16(npy.into_vec().map_err(bad)?),
+        "|i1" => TensorData::I8(npy.into_vec().map_err(bad)?),
+        "<u8" => TensorData::U64(npy.into_vec().map_err(bad)?),
+        "<u4" => TensorData::U32(npy.into_vec().map_err(bad)?),
+        "<u2" => TensorData::U16(npy.into_vec().map_err(bad)?),
         "|u1" => TensorData::U8(npy.into_vec().map_err(bad)?),
         "|b1" => TensorData::Bool(npy.into_vec().map_err(bad)?),
         other => {
             return Err(fail(format!(
-                "dtype {other} is not supported (float32, int64, int32, uint8, bool)"
+                "dtype {other} is not supported (little-endian float, int, uint or bool)"
             )))
         }
     };
@@ -52,11 +65,30 @@ pub fn write(path: &Path, tensor: &Tensor) -> Result<()> {
         out.extend(values.iter().copied())?;
         out.finish()
     }
+    fn emit_f16<W: std::io::Write>(shape: &[u64], w: W, values: &[f16]) -> std::io::Result<()> {
+        use npyz::WriterBuilder;
+        let dtype = npyz::DType::Plain("<f2".parse().expect("valid descriptor"));
+        let mut out = npyz::WriteOptions::new()
+            .dtype(dtype)
+            .shape(shape)
+            .writer(w)
+            .begin_nd()?;
+        out.extend(values.iter().map(|v| v.to_bits()))?;
+        out.finish()
+    }
     match &tensor.data {
         TensorData::F32(v) => emit(&shape, file, v),
-        TensorData::I64(v) => emit(&shape, file, v),
-        TensorData::I32(v) => emit(&shape, file, v),
+        TensorData::F64(v) => emit(&shape, file, v),
+        // npyz has no half type; the bits are written under the `<f2` descriptor.
+        TensorData::F16(v) => emit_f16(&shape, file, v),
+        TensorData::I8(v) => emit(&shape, file, v),
         TensorData::U8(v) => emit(&shape, file, v),
+        TensorData::I16(v) => emit(&shape, file, v),
+        TensorData::U16(v) => emit(&shape, file, v),
+        TensorData::I32(v) => emit(&shape, file, v),
+        TensorData::U32(v) => emit(&shape, file, v),
+        TensorData::I64(v) => emit(&shape, file, v),
+        TensorData::U64(v) => emit(&shape, file, v),
         TensorData::Bool(v) => emit(&shape, file, v),
     }
     .map_err(io)

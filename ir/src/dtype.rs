@@ -9,8 +9,12 @@ pub enum DType {
     F64,
     I8,
     U8,
+    I16,
+    U16,
     I32,
+    U32,
     I64,
+    U64,
     Bool,
 }
 
@@ -18,10 +22,14 @@ impl DType {
     pub fn size_bytes(self) -> usize {
         match self {
             DType::I8 | DType::U8 | DType::Bool => 1,
-            DType::F16 => 2,
-            DType::F32 | DType::I32 => 4,
-            DType::F64 | DType::I64 => 8,
+            DType::F16 | DType::I16 | DType::U16 => 2,
+            DType::F32 | DType::I32 | DType::U32 => 4,
+            DType::F64 | DType::I64 | DType::U64 => 8,
         }
+    }
+
+    pub fn is_float(self) -> bool {
+        matches!(self, DType::F16 | DType::F32 | DType::F64)
     }
 
     pub fn name(self) -> &'static str {
@@ -31,8 +39,12 @@ impl DType {
             DType::F64 => "float64",
             DType::I8 => "int8",
             DType::U8 => "uint8",
+            DType::I16 => "int16",
+            DType::U16 => "uint16",
             DType::I32 => "int32",
+            DType::U32 => "uint32",
             DType::I64 => "int64",
+            DType::U64 => "uint64",
             DType::Bool => "bool",
         }
     }

@@ -24,8 +24,9 @@ pub use graph::{
     Edge, Graph, GraphOutput, Node, NodeId, Partition, Placement, Precision, ValueRef,
 };
 pub use op::{
-    BinaryOp, ConvAttrs, ConvTransposeAttrs, Op, ResizeAttrs, ResizeCoordinate, ResizeMode,
-    ResizeNearest, SplitSizes, UnaryOp,
+    Activation, BinaryOp, ConvAttrs, ConvTransposeAttrs, DeformConvAttrs, GridSampleMode,
+    GridSamplePadding, Op, PadMode, PoolAttrs, ReduceOp, ResizeAttrs, ResizeCoordinate, ResizeMode,
+    ResizeNearest, RoiAlignAttrs, Scalar, ScatterReduction, SplitSizes, UnaryOp,
 };
 pub use provenance::{Framework, Origin, OriginId, Provenance};
 pub use shape::{Dim, Layout, Shape, TensorInfo, TensorType};

@@ -8,4 +8,4 @@ mod tensor;
 
 pub use cpu::CpuPlan;
 pub use error::{ErrorKind, RuntimeError};
-pub use tensor::{Tensor, TensorData};
+pub use tensor::{f16, Tensor, TensorData};

@@ -1,14 +1,42 @@
 use crate::RuntimeError;
+pub use half::f16;
 use temblor_ir::{DType, Weight};
 
-/// The elements of a tensor, C-ordered. Only the dtypes the CPU kernels read or write.
+/// The elements of a tensor, C-ordered, one variant per dtype the IR has.
 #[derive(Clone, Debug, PartialEq)]
 pub enum TensorData {
     F32(Vec<f32>),
-    I64(Vec<i64>),
-    I32(Vec<i32>),
+    F16(Vec<f16>),
+    F64(Vec<f64>),
+    I8(Vec<i8>),
     U8(Vec<u8>),
+    I16(Vec<i16>),
+    U16(Vec<u16>),
+    I32(Vec<i32>),
+    U32(Vec<u32>),
+    I64(Vec<i64>),
+    U64(Vec<u64>),
     Bool(Vec<bool>),
+}
+
+/// Runs `$body` with `$v` bound to the vector of whatever variant `$data` is.
+macro_rules! each_variant {
+    ($data:expr, $v:ident => $body:expr) => {
+        match $data {
+            TensorData::F32($v) => $body,
+            TensorData::F16($v) => $body,
+            TensorData::F64($v) => $body,
+            TensorData::I8($v) => $body,
+            TensorData::U8($v) => $body,
+            TensorData::I16($v) => $body,
+            TensorData::U16($v) => $body,
+            TensorData::I32($v) => $body,
+            TensorData::U32($v) => $body,
+            TensorData::I64($v) => $body,
+            TensorData::U64($v) => $body,
+            TensorData::Bool($v) => $body,
+        }
+    };
 }
 
 /// A dense tensor. `data` holds `shape.iter().product()` elements; [`crate::CpuPlan::run`]
@@ -23,25 +51,53 @@ impl TensorData {
     pub fn dtype(&self) -> DType {
         match self {
             TensorData::F32(_) => DType::F32,
-            TensorData::I64(_) => DType::I64,
-            TensorData::I32(_) => DType::I32,
+            TensorData::F16(_) => DType::F16,
+            TensorData::F64(_) => DType::F64,
+            TensorData::I8(_) => DType::I8,
             TensorData::U8(_) => DType::U8,
+            TensorData::I16(_) => DType::I16,
+            TensorData::U16(_) => DType::U16,
+            TensorData::I32(_) => DType::I32,
+            TensorData::U32(_) => DType::U32,
+            TensorData::I64(_) => DType::I64,
+            TensorData::U64(_) => DType::U64,
             TensorData::Bool(_) => DType::Bool,
         }
     }
 
     pub fn len(&self) -> usize {
-        match self {
-            TensorData::F32(v) => v.len(),
-            TensorData::I64(v) => v.len(),
-            TensorData::I32(v) => v.len(),
-            TensorData::U8(v) => v.len(),
-            TensorData::Bool(v) => v.len(),
-        }
+        each_variant!(self, v => v.len())
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Decodes little-endian bytes of `dtype`; `None` when the length is not a whole number of
+    /// elements.
+    pub fn from_le_bytes(dtype: DType, bytes: &[u8]) -> Option<TensorData> {
+        fn decode<T, const N: usize>(bytes: &[u8], f: fn([u8; N]) -> T) -> Option<Vec<T>> {
+            (bytes.len() % N == 0).then(|| {
+                bytes
+                    .chunks_exact(N)
+                    .map(|c| f(c.try_into().expect("chunk of N")))
+                    .collect()
+            })
+        }
+        Some(match dtype {
+            DType::F32 => TensorData::F32(decode(bytes, f32::from_le_bytes)?),
+            DType::F16 => TensorData::F16(decode(bytes, f16::from_le_bytes)?),
+            DType::F64 => TensorData::F64(decode(bytes, f64::from_le_bytes)?),
+            DType::I8 => TensorData::I8(decode(bytes, i8::from_le_bytes)?),
+            DType::U8 => TensorData::U8(bytes.to_vec()),
+            DType::I16 => TensorData::I16(decode(bytes, i16::from_le_bytes)?),
+            DType::U16 => TensorData::U16(decode(bytes, u16::from_le_bytes)?),
+            DType::I32 => TensorData::I32(decode(bytes, i32::from_le_bytes)?),
+            DType::U32 => TensorData::U32(decode(bytes, u32::from_le_bytes)?),
+            DType::I64 => TensorData::I64(decode(bytes, i64::from_le_bytes)?),
+            DType::U64 => TensorData::U64(decode(bytes, u64::from_le_bytes)?),
+            DType::Bool => TensorData::Bool(bytes.iter().map(|&b| b != 0).collect()),
+        })
     }
 }
 
@@ -87,45 +143,19 @@ impl Tensor {
         self.data.is_empty()
     }
 
-    /// The weight's values as a tensor; a dtype with no [`TensorData`] variant is unsupported.
+    /// The weight's values as a tensor.
     pub fn from_weight(w: &Weight) -> Result<Tensor, RuntimeError> {
         let expected = w.element_count() * w.dtype.size_bytes();
-        if w.data.len() != expected {
-            return Err(RuntimeError::bad_input(format!(
-                "weight of {} {:?} holds {} bytes, {expected} expected",
-                w.dtype,
-                w.dims,
-                w.data.len()
-            )));
-        }
-        let bytes = &w.data[..];
-        let data = match w.dtype {
-            DType::F32 => TensorData::F32(
-                bytes
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
-            ),
-            DType::I64 => TensorData::I64(
-                bytes
-                    .chunks_exact(8)
-                    .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
-                    .collect(),
-            ),
-            DType::I32 => TensorData::I32(
-                bytes
-                    .chunks_exact(4)
-                    .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
-            ),
-            DType::U8 => TensorData::U8(bytes.to_vec()),
-            DType::Bool => TensorData::Bool(bytes.iter().map(|&b| b != 0).collect()),
-            other => {
-                return Err(RuntimeError::unsupported(format!(
-                    "the CPU runtime has no {other} tensors"
-                )))
-            }
-        };
+        let data = TensorData::from_le_bytes(w.dtype, &w.data)
+            .filter(|_| w.data.len() == expected)
+            .ok_or_else(|| {
+                RuntimeError::bad_input(format!(
+                    "weight of {} {:?} holds {} bytes, {expected} expected",
+                    w.dtype,
+                    w.dims,
+                    w.data.len()
+                ))
+            })?;
         Ok(Tensor {
             shape: w.dims.clone(),
             data,

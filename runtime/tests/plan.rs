@@ -66,6 +66,7 @@ fn graph_matches_ops_run_one_at_a_time() {
     let x = rng.tensor(&[1, 4, 6, 6]);
     let w = rng.tensor(&[4, 4, 3, 3]);
     let conv_attrs = ConvAttrs {
+        activation: None,
         kernel: [3, 3],
         strides: [1, 1],
         dilations: [1, 1],

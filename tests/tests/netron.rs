@@ -130,6 +130,7 @@ fn every_op() -> Graph {
     let w = floats(&mut g, "conv.w", &[4, 3, 3, 3], Layout::OIHW);
     let b = floats(&mut g, "conv.b", &[4], Layout::C);
     let conv = Op::Conv(ConvAttrs {
+        activation: None,
         kernel: [3, 3],
         strides: [1, 1],
         dilations: [1, 1],

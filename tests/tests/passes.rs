@@ -79,6 +79,7 @@ impl Builder {
             ins.push(self.random(&format!("{prefix}.b"), &[cout], Layout::C));
         }
         let attrs = ConvAttrs {
+            activation: None,
             kernel: [3, 3],
             strides: [1, 1],
             dilations: [1, 1],

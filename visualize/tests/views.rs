@@ -62,6 +62,7 @@ fn layer(
 
 fn conv(kernel: usize) -> Op {
     Op::Conv(ConvAttrs {
+        activation: None,
         kernel: [kernel; 2],
         strides: [1, 1],
         dilations: [1, 1],

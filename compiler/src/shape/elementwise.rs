@@ -1,7 +1,18 @@
 //! Elementwise binary ops with numpy broadcasting.
 
-use super::dims;
-use temblor_ir::{Layout, Shape, TensorType};
+use super::{dims, not_in_family, one, Inferred, Ins};
+use temblor_ir::{Layout, Op, Shape, TensorType};
+
+pub(super) fn infer(op: &Op, ins: &Ins) -> Result<Inferred, String> {
+    match op {
+        Op::Unary(_) | Op::HardSigmoid { .. } | Op::Clip { .. } => one(ins.ty(0)?.clone()),
+        Op::Binary(_) => one(binary(ins.ty(0)?, ins.ty(1)?)?),
+        Op::LeakyRelu { .. } | Op::Gelu { .. } | Op::Where | Op::Cast { .. } => {
+            Err(format!("no shape rule for {} yet", op.name()))
+        }
+        _ => Err(not_in_family(op)),
+    }
+}
 
 pub(super) fn binary(a: &TensorType, b: &TensorType) -> Result<TensorType, String> {
     if a.dtype != b.dtype {

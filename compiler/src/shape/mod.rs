@@ -6,12 +6,14 @@
 //! and a Transpose with no perm (reverse).
 
 mod conv;
+mod detection;
 mod dims;
 mod elementwise;
 mod movement;
+mod reduce;
 
 use crate::{Error, Result};
-use temblor_ir::{Dim, Graph, NodeId, Op, TensorType};
+use temblor_ir::{Dim, Graph, NodeId, Op, TensorType, ValueRef, Weight};
 
 /// Sets the dims of named graph inputs (`Usage` errors: the user gave the names and sizes). A
 /// dim the model fixes must be given its own value.
@@ -87,19 +89,69 @@ pub fn infer(g: &mut Graph) -> Result<()> {
     Ok(())
 }
 
-/// The output types of one node, and its op when shape inference resolved an attribute.
-fn infer_node(g: &Graph, id: NodeId) -> Result<(Option<Op>, Vec<TensorType>), String> {
-    let node = g.node(id);
-    let ins = g.inputs_of(id);
-    let ty = |p: usize| {
-        ins.get(p)
+/// A node's inputs as shape rules see them: types, and the values of constant operands.
+pub(super) struct Ins<'a> {
+    g: &'a Graph,
+    values: Vec<Option<ValueRef>>,
+    /// How many outputs the node declares.
+    pub n_outputs: usize,
+}
+
+impl<'a> Ins<'a> {
+    /// The number of input ports the node has (connected or not).
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub fn ty(&self, p: usize) -> Result<&'a TensorType, String> {
+        self.opt(p)
+            .ok_or_else(|| format!("input {p} is not connected"))
+    }
+
+    pub fn opt(&self, p: usize) -> Option<&'a TensorType> {
+        let g = self.g;
+        self.values
+            .get(p)
             .copied()
             .flatten()
             .map(|v| g.value_type(v))
-            .ok_or_else(|| format!("input {p} is not connected"))
+    }
+
+    /// The weight behind input `p`, when a constant feeds it.
+    pub fn weight(&self, p: usize) -> Option<&'a Weight> {
+        let g = self.g;
+        self.values
+            .get(p)
+            .copied()
+            .flatten()
+            .and_then(|v| g.constant(v))
+    }
+
+    /// The integer values of a constant input `p`.
+    pub fn ints(&self, p: usize) -> Option<Vec<i64>> {
+        self.weight(p).and_then(|w| w.to_i64())
+    }
+
+    /// Every connected input's type, in port order.
+    pub fn all(&self) -> Result<Vec<&'a TensorType>, String> {
+        (0..self.len()).map(|p| self.ty(p)).collect()
+    }
+}
+
+/// The output types of a node, and its op when shape inference resolved an attribute.
+pub(super) type Inferred = (Option<Op>, Vec<TensorType>);
+
+pub(super) fn one(t: TensorType) -> Result<Inferred, String> {
+    Ok((None, vec![t]))
+}
+
+fn infer_node(g: &Graph, id: NodeId) -> Result<Inferred, String> {
+    let node = g.node(id);
+    let ins = Ins {
+        g,
+        values: g.inputs_of(id),
+        n_outputs: node.outputs.len(),
     };
-    let opt = |p: usize| ins.get(p).copied().flatten().map(|v| g.value_type(v));
-    let one = |t: TensorType| Ok((None, vec![t]));
     match &node.op {
         Op::Input { .. } => Ok((None, node.outputs.iter().map(|o| o.ty.clone()).collect())),
         Op::Constant { weight } => {
@@ -115,44 +167,66 @@ fn infer_node(g: &Graph, id: NodeId) -> Result<(Option<Op>, Vec<TensorType>), St
                 layout,
             })
         }
-        Op::Conv(a) => one(conv::conv(a, ty(0)?, ty(1)?, opt(2))?),
-        Op::ConvTranspose(a) => one(conv::conv_transpose(a, ty(0)?, ty(1)?, opt(2))?),
+        Op::Conv(a) => one(conv::conv(a, ins.ty(0)?, ins.ty(1)?, ins.opt(2))?),
+        Op::ConvTranspose(a) => one(conv::conv_transpose(a, ins.ty(0)?, ins.ty(1)?, ins.opt(2))?),
         Op::BatchNorm { .. } => {
-            let params = [ty(1)?, ty(2)?, ty(3)?, ty(4)?];
-            one(conv::batch_norm(ty(0)?, &params)?)
+            let params = [ins.ty(1)?, ins.ty(2)?, ins.ty(3)?, ins.ty(4)?];
+            one(conv::batch_norm(ins.ty(0)?, &params)?)
         }
-        Op::GlobalAveragePool => one(conv::global_pool(ty(0)?)?),
-        Op::Resize(a) => one(conv::resize(a, ty(0)?)?),
-        Op::Unary(_) | Op::HardSigmoid { .. } | Op::Clip { .. } => one(ty(0)?.clone()),
-        Op::Binary(_) => one(elementwise::binary(ty(0)?, ty(1)?)?),
-        Op::Concat { axis } => {
-            let all = (0..ins.len()).map(ty).collect::<Result<Vec<_>, _>>()?;
-            one(movement::concat(*axis, &all)?)
-        }
-        Op::Reshape { allowzero } => {
-            let target = ins
-                .get(1)
-                .copied()
-                .flatten()
-                .and_then(|v| g.constant(v))
-                .and_then(|w| w.to_i64());
-            one(movement::reshape(
-                ty(0)?,
-                ty(1)?,
-                target.as_deref(),
-                *allowzero,
-            )?)
-        }
-        Op::Transpose { perm } => {
-            let (perm, out) = movement::transpose(perm, ty(0)?)?;
-            Ok((Some(Op::Transpose { perm }), vec![out]))
-        }
-        Op::Split { axis, sizes } => {
-            let (sizes, outs) = movement::split(*axis, sizes, ty(0)?)?;
-            Ok((Some(Op::Split { axis: *axis, sizes }), outs))
-        }
+        Op::Resize(a) => one(conv::resize(a, ins.ty(0)?)?),
+        Op::Unary(_)
+        | Op::LeakyRelu { .. }
+        | Op::HardSigmoid { .. }
+        | Op::Clip { .. }
+        | Op::Gelu { .. }
+        | Op::Binary(_)
+        | Op::Where
+        | Op::Cast { .. } => elementwise::infer(&node.op, &ins),
+        Op::Concat { .. }
+        | Op::Reshape { .. }
+        | Op::Transpose { .. }
+        | Op::Split { .. }
+        | Op::Slice
+        | Op::Flatten { .. }
+        | Op::Squeeze
+        | Op::Unsqueeze
+        | Op::Expand
+        | Op::Tile
+        | Op::Gather { .. }
+        | Op::GatherElements { .. }
+        | Op::GatherNd { .. }
+        | Op::ScatterNd { .. }
+        | Op::Shape { .. }
+        | Op::Size
+        | Op::ConstantOfShape { .. }
+        | Op::Range
+        | Op::Pad { .. }
+        | Op::NonZero => movement::infer(&node.op, &ins),
+        Op::MaxPool(_)
+        | Op::AveragePool(_)
+        | Op::GlobalAveragePool
+        | Op::GlobalMaxPool
+        | Op::Reduce { .. }
+        | Op::ArgExtreme { .. }
+        | Op::TopK { .. }
+        | Op::MatMul
+        | Op::Gemm { .. }
+        | Op::Einsum { .. }
+        | Op::Softmax { .. }
+        | Op::LayerNorm { .. } => reduce::infer(&node.op, &ins),
+        Op::NonMaxSuppression { .. }
+        | Op::RoiAlign(_)
+        | Op::DeformConv(_)
+        | Op::GridSample { .. }
+        | Op::QuantizeLinear { .. }
+        | Op::DequantizeLinear { .. } => detection::infer(&node.op, &ins),
         Op::Custom { domain, name, .. } => {
             Err(format!("no shape rule for custom op {domain}:{name}"))
         }
     }
+}
+
+/// The error of a family rule asked for an op outside its family.
+pub(super) fn not_in_family(op: &Op) -> String {
+    format!("internal error: {} reached the wrong shape rule", op.name())
 }

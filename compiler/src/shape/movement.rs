@@ -1,7 +1,44 @@
 //! Rules of the data-movement ops: Concat, Reshape, Transpose, Split.
 
-use super::dims;
-use temblor_ir::{Dim, Layout, Shape, SplitSizes, TensorType};
+use super::{dims, not_in_family, one, Inferred, Ins};
+use temblor_ir::{Dim, Layout, Op, Shape, SplitSizes, TensorType};
+
+pub(super) fn infer(op: &Op, ins: &Ins) -> Result<Inferred, String> {
+    match op {
+        Op::Concat { axis } => one(concat(*axis, &ins.all()?)?),
+        Op::Reshape { allowzero } => one(reshape(
+            ins.ty(0)?,
+            ins.ty(1)?,
+            ins.ints(1).as_deref(),
+            *allowzero,
+        )?),
+        Op::Transpose { perm } => {
+            let (perm, out) = transpose(perm, ins.ty(0)?)?;
+            Ok((Some(Op::Transpose { perm }), vec![out]))
+        }
+        Op::Split { axis, sizes } => {
+            let (sizes, outs) = split(*axis, sizes, ins.ty(0)?)?;
+            Ok((Some(Op::Split { axis: *axis, sizes }), outs))
+        }
+        Op::Slice
+        | Op::Flatten { .. }
+        | Op::Squeeze
+        | Op::Unsqueeze
+        | Op::Expand
+        | Op::Tile
+        | Op::Gather { .. }
+        | Op::GatherElements { .. }
+        | Op::GatherNd { .. }
+        | Op::ScatterNd { .. }
+        | Op::Shape { .. }
+        | Op::Size
+        | Op::ConstantOfShape { .. }
+        | Op::Range
+        | Op::Pad { .. }
+        | Op::NonZero => Err(format!("no shape rule for {} yet", op.name())),
+        _ => Err(not_in_family(op)),
+    }
+}
 
 pub(super) fn concat(axis: i64, ins: &[&TensorType]) -> Result<TensorType, String> {
     let first = ins.first().ok_or("has no inputs")?;

@@ -1,8 +1,25 @@
 //! Pointwise activations: Identity (any dtype), Relu, Sigmoid, HardSigmoid, Clip (f32).
 
+use super::execute::{not_in_family, Args};
 use super::f32s;
 use crate::{RuntimeError, Tensor};
-use temblor_ir::UnaryOp;
+use temblor_ir::{Op, UnaryOp};
+
+pub(crate) fn execute(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
+    let x = args.required(0)?;
+    Ok(vec![match op {
+        Op::Unary(u) => unary(*u, x)?,
+        Op::HardSigmoid { alpha, beta } => hard_sigmoid(x, *alpha, *beta)?,
+        Op::Clip { min, max } => clip(x, *min, *max)?,
+        Op::LeakyRelu { .. } | Op::Gelu { .. } => {
+            return Err(RuntimeError::unsupported(format!(
+                "no CPU kernel for {} yet",
+                op.name()
+            )))
+        }
+        _ => return Err(not_in_family(op, "activation")),
+    }])
+}
 
 fn map(x: &Tensor, f: impl Fn(f32) -> f32) -> Result<Tensor, RuntimeError> {
     let v = f32s(x, "input")?;
@@ -27,6 +44,10 @@ pub(crate) fn unary(op: UnaryOp, x: &Tensor) -> Result<Tensor, RuntimeError> {
         UnaryOp::Identity => Ok(x.clone()),
         UnaryOp::Relu => map(x, |e| if e > 0.0 { e } else { 0.0 }),
         UnaryOp::Sigmoid => map(x, sigmoid),
+        other => Err(RuntimeError::unsupported(format!(
+            "no CPU kernel for {} yet",
+            other.name()
+        ))),
     }
 }
 

@@ -75,7 +75,13 @@ pub(crate) fn conv(
     x: &Tensor,
     w: &Tensor,
     bias: Option<&Tensor>,
+    residual: Option<&Tensor>,
 ) -> Result<Tensor, RuntimeError> {
+    if residual.is_some() || a.activation.is_some() {
+        return Err(RuntimeError::unsupported(
+            "fused convolution epilogues are not supported yet",
+        ));
+    }
     let [n, c, h, wd] = dims4(x, "input")?;
     let [o, cg, kh, kw] = dims4(w, "weight")?;
     let (xv, wv) = (f32s(x, "input")?, f32s(w, "weight")?);

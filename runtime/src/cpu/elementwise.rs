@@ -2,9 +2,21 @@
 //! stretch; adjacent axes that broadcast alike are merged first, so the common cases (equal
 //! shapes, a scalar, a per-channel `[1,C,1,1]` operand) run as long contiguous inner loops.
 
+use super::execute::{not_in_family, Args};
 use super::Element;
 use crate::{RuntimeError, Tensor};
 use temblor_ir::{BinaryOp, DType, Op};
+
+pub(crate) fn execute(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
+    match op {
+        Op::Binary(b) => Ok(vec![binary(*b, args.required(0)?, args.required(1)?)?]),
+        Op::Where | Op::Cast { .. } => Err(RuntimeError::unsupported(format!(
+            "no CPU kernel for {} yet",
+            op.name()
+        ))),
+        _ => Err(not_in_family(op, "elementwise")),
+    }
+}
 
 pub(crate) fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>, RuntimeError> {
     let r = a.len().max(b.len());
@@ -43,6 +55,12 @@ pub(crate) fn binary(op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor, Run
                 BinaryOp::Sub => apply(f, |p, q| p - q),
                 BinaryOp::Mul => apply(f, |p, q| p * q),
                 BinaryOp::Div => apply(f, |p, q| p / q),
+                other => {
+                    return Err(RuntimeError::unsupported(format!(
+                        "no CPU kernel for {} yet",
+                        other.name()
+                    )))
+                }
             })
         }
         _ => match a.dtype() {
@@ -112,6 +130,12 @@ fn integer<T: Integer>(
                 return Err(RuntimeError::bad_input("integer division by zero"));
             }
             apply(f, T::div)
+        }
+        other => {
+            return Err(RuntimeError::unsupported(format!(
+                "no CPU kernel for {} yet",
+                other.name()
+            )))
         }
     }))
 }

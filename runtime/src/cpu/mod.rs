@@ -6,17 +6,22 @@
 mod activation;
 mod conv;
 mod conv_transpose;
+mod detection;
 mod elementwise;
+mod execute;
 mod gemm;
+mod linalg;
 mod norm;
 mod plan;
 mod pool;
+mod quant;
+mod reduce;
 mod resize;
 mod shape_ops;
 
 pub use plan::CpuPlan;
 
-use crate::{RuntimeError, Tensor, TensorData};
+use crate::{f16, RuntimeError, Tensor, TensorData};
 use temblor_ir::DType;
 
 /// An element type that a [`TensorData`] variant holds, so shape kernels are written once.
@@ -42,9 +47,16 @@ macro_rules! element {
 }
 
 element!(f32, F32);
-element!(i64, I64);
-element!(i32, I32);
+element!(f16, F16);
+element!(f64, F64);
+element!(i8, I8);
 element!(u8, U8);
+element!(i16, I16);
+element!(u16, U16);
+element!(i32, I32);
+element!(u32, U32);
+element!(i64, I64);
+element!(u64, U64);
 element!(bool, Bool);
 
 /// Runs `$body` with `$t` bound to the element type of `$dtype`.
@@ -55,25 +67,50 @@ macro_rules! dispatch {
                 type $t = f32;
                 $body
             }
-            temblor_ir::DType::I64 => {
-                type $t = i64;
+            temblor_ir::DType::F16 => {
+                type $t = $crate::f16;
                 $body
             }
-            temblor_ir::DType::I32 => {
-                type $t = i32;
+            temblor_ir::DType::F64 => {
+                type $t = f64;
+                $body
+            }
+            temblor_ir::DType::I8 => {
+                type $t = i8;
                 $body
             }
             temblor_ir::DType::U8 => {
                 type $t = u8;
                 $body
             }
+            temblor_ir::DType::I16 => {
+                type $t = i16;
+                $body
+            }
+            temblor_ir::DType::U16 => {
+                type $t = u16;
+                $body
+            }
+            temblor_ir::DType::I32 => {
+                type $t = i32;
+                $body
+            }
+            temblor_ir::DType::U32 => {
+                type $t = u32;
+                $body
+            }
+            temblor_ir::DType::I64 => {
+                type $t = i64;
+                $body
+            }
+            temblor_ir::DType::U64 => {
+                type $t = u64;
+                $body
+            }
             temblor_ir::DType::Bool => {
                 type $t = bool;
                 $body
             }
-            other => Err(RuntimeError::unsupported(format!(
-                "the CPU runtime has no {other} tensors"
-            ))),
         }
     };
 }

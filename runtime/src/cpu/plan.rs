@@ -2,7 +2,7 @@
 //! Constants are converted once when the plan is built; a computed value is dropped as soon as
 //! its last reader has run, so peak memory is the widest cut of the graph, not its sum.
 
-use super::{activation, conv, conv_transpose, elementwise, norm, pool, resize, shape_ops};
+use super::execute::{execute, Args};
 use crate::{RuntimeError, Tensor};
 use std::collections::HashMap;
 use temblor_ir::{DType, Dim, Graph, Op, ValueRef};
@@ -96,12 +96,6 @@ impl CpuPlan {
                 Op::Input { .. } => {
                     single()?;
                     let ty = &node.outputs[0].ty;
-                    if !matches!(
-                        ty.dtype,
-                        DType::F32 | DType::I64 | DType::I32 | DType::U8 | DType::Bool
-                    ) {
-                        unsupported.push(format!("{} of dtype {}", g.describe(id), ty.dtype));
-                    }
                     plan.inputs.push(InputSpec {
                         name: node.outputs[0].name.clone(),
                         slot: single()?,
@@ -192,8 +186,11 @@ impl CpuPlan {
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| e.context(&step.what))?;
-            let outs =
-                execute(&step.op, &ins, step.outputs.len()).map_err(|e| e.context(&step.what))?;
+            let args = Args {
+                ins: &ins,
+                outputs: step.outputs.len(),
+            };
+            let outs = execute(&step.op, &args).map_err(|e| e.context(&step.what))?;
             if outs.len() != step.outputs.len() {
                 return Err(RuntimeError::internal(format!(
                     "{}: the kernel made {} outputs, the node declares {}",
@@ -314,54 +311,4 @@ fn check_input(spec: &InputSpec, t: &Tensor) -> Result<(), RuntimeError> {
         )));
     }
     Ok(())
-}
-
-/// The input at `port`, which the op requires.
-fn required<'a>(ins: &[Option<&'a Tensor>], port: usize) -> Result<&'a Tensor, RuntimeError> {
-    ins.get(port)
-        .copied()
-        .flatten()
-        .ok_or_else(|| RuntimeError::internal(format!("required input {port} is not connected")))
-}
-
-fn execute(op: &Op, ins: &[Option<&Tensor>], outputs: usize) -> Result<Vec<Tensor>, RuntimeError> {
-    let x = required(ins, 0)?;
-    let optional = |port: usize| ins.get(port).copied().flatten();
-    let one = match op {
-        Op::Conv(a) => conv::conv(a, x, required(ins, 1)?, optional(2))?,
-        Op::ConvTranspose(a) => {
-            conv_transpose::conv_transpose(a, x, required(ins, 1)?, optional(2))?
-        }
-        Op::BatchNorm { epsilon } => {
-            let params = [
-                required(ins, 1)?,
-                required(ins, 2)?,
-                required(ins, 3)?,
-                required(ins, 4)?,
-            ];
-            norm::batch_norm(x, params, *epsilon)?
-        }
-        Op::Unary(u) => activation::unary(*u, x)?,
-        Op::HardSigmoid { alpha, beta } => activation::hard_sigmoid(x, *alpha, *beta)?,
-        Op::Clip { min, max } => activation::clip(x, *min, *max)?,
-        Op::Binary(b) => elementwise::binary(*b, x, required(ins, 1)?)?,
-        Op::GlobalAveragePool => pool::global_average_pool(x)?,
-        Op::Resize(a) => resize::resize(a, x)?,
-        Op::Concat { axis } => {
-            let all = (0..ins.len())
-                .map(|p| required(ins, p))
-                .collect::<Result<Vec<_>, _>>()?;
-            shape_ops::concat(&all, *axis)?
-        }
-        Op::Reshape { allowzero } => shape_ops::reshape(x, required(ins, 1)?, *allowzero)?,
-        Op::Transpose { perm } => shape_ops::transpose(x, perm)?,
-        Op::Split { axis, sizes } => return shape_ops::split(x, *axis, sizes, outputs),
-        Op::Input { .. } | Op::Constant { .. } | Op::Custom { .. } => {
-            return Err(RuntimeError::internal(format!(
-                "{} is not a step",
-                op.name()
-            )))
-        }
-    };
-    Ok(vec![one])
 }

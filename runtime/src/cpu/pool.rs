@@ -1,7 +1,19 @@
 //! GlobalAveragePool: the mean of each `[n, c]` plane over every trailing axis.
 
+use super::execute::{not_in_family, Args};
 use super::f32s;
 use crate::{RuntimeError, Tensor};
+use temblor_ir::Op;
+
+pub(crate) fn execute(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
+    match op {
+        Op::GlobalAveragePool => Ok(vec![global_average_pool(args.required(0)?)?]),
+        Op::MaxPool(_) | Op::AveragePool(_) | Op::GlobalMaxPool => Err(RuntimeError::unsupported(
+            format!("no CPU kernel for {} yet", op.name()),
+        )),
+        _ => Err(not_in_family(op, "pooling")),
+    }
+}
 
 pub(crate) fn global_average_pool(x: &Tensor) -> Result<Tensor, RuntimeError> {
     let v = f32s(x, "input")?;

@@ -1,8 +1,40 @@
 //! Ops that only move elements: Concat, Reshape, Transpose, Split, for every dtype.
 
+use super::execute::{not_in_family, Args};
 use super::{dispatch, elements, normalize_axis, strides, Element};
 use crate::{RuntimeError, Tensor};
-use temblor_ir::SplitSizes;
+use temblor_ir::{Op, SplitSizes};
+
+pub(crate) fn execute(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
+    let x = args.required(0)?;
+    let one = |t: Tensor| Ok(vec![t]);
+    match op {
+        Op::Concat { axis } => one(concat(&args.all()?, *axis)?),
+        Op::Reshape { allowzero } => one(reshape(x, args.required(1)?, *allowzero)?),
+        Op::Transpose { perm } => one(transpose(x, perm)?),
+        Op::Split { axis, sizes } => split(x, *axis, sizes, args.outputs),
+        Op::Slice
+        | Op::Flatten { .. }
+        | Op::Squeeze
+        | Op::Unsqueeze
+        | Op::Expand
+        | Op::Tile
+        | Op::Gather { .. }
+        | Op::GatherElements { .. }
+        | Op::GatherNd { .. }
+        | Op::ScatterNd { .. }
+        | Op::Shape { .. }
+        | Op::Size
+        | Op::ConstantOfShape { .. }
+        | Op::Range
+        | Op::Pad { .. }
+        | Op::NonZero => Err(RuntimeError::unsupported(format!(
+            "no CPU kernel for {} yet",
+            op.name()
+        ))),
+        _ => Err(not_in_family(op, "data movement")),
+    }
+}
 
 pub(crate) fn concat(inputs: &[&Tensor], axis: i64) -> Result<Tensor, RuntimeError> {
     let Some(first) = inputs.first() else {

@@ -2,8 +2,23 @@
 //! `output_shape` become explicit pads here, which needs the input's spatial extent unless the
 //! padding does not depend on it (VALID, stride 1, transposed SAME).
 
-use super::ops::NodeCtx;
+use super::ops::{unlisted, Family, Mapped, NodeCtx};
 use temblor_ir::{ConvAttrs, ConvTransposeAttrs, Op};
+
+pub(super) const FAMILY: Family = Family {
+    ops: &["Conv", "ConvTranspose", "BatchNormalization"],
+    map,
+};
+
+fn map(ctx: &NodeCtx) -> Result<Mapped, String> {
+    Ok(match ctx.op_type {
+        "Conv" => conv(ctx)?,
+        "ConvTranspose" => conv_transpose(ctx)?,
+        "BatchNormalization" => batch_norm(ctx)?,
+        _ => return Err(unlisted(ctx)),
+    }
+    .into())
+}
 
 struct Common {
     kernel: [usize; 2],
@@ -74,7 +89,7 @@ fn spatial(ctx: &NodeCtx, why: &str) -> Result<[usize; 2], String> {
     }
 }
 
-pub(super) fn conv(ctx: &NodeCtx) -> Result<Op, String> {
+fn conv(ctx: &NodeCtx) -> Result<Op, String> {
     let c = common(ctx)?;
     let pads = match c.auto_pad.as_str() {
         "NOTSET" => c.pads,
@@ -102,6 +117,7 @@ pub(super) fn conv(ctx: &NodeCtx) -> Result<Op, String> {
         m => return Err(format!("auto_pad '{m}' is not supported")),
     };
     Ok(Op::Conv(ConvAttrs {
+        activation: None,
         kernel: c.kernel,
         strides: c.strides,
         dilations: c.dilations,
@@ -110,7 +126,7 @@ pub(super) fn conv(ctx: &NodeCtx) -> Result<Op, String> {
     }))
 }
 
-pub(super) fn conv_transpose(ctx: &NodeCtx) -> Result<Op, String> {
+fn conv_transpose(ctx: &NodeCtx) -> Result<Op, String> {
     let c = common(ctx)?;
     let output_padding = ctx.attrs.usizes("output_padding", [0, 0])?;
     let output_shape = ctx.attrs.ints("output_shape")?;
@@ -169,7 +185,7 @@ pub(super) fn conv_transpose(ctx: &NodeCtx) -> Result<Op, String> {
     }))
 }
 
-pub(super) fn batch_norm(ctx: &NodeCtx) -> Result<Op, String> {
+fn batch_norm(ctx: &NodeCtx) -> Result<Op, String> {
     if ctx.attrs.int("training_mode", 0)? != 0 {
         return Err("training mode is not supported".into());
     }

@@ -5,9 +5,17 @@
 
 mod attrs;
 mod conv;
+mod detection;
+mod elementwise;
+mod linalg;
+mod movement;
 mod ops;
+mod pool;
 mod proto;
+mod quant;
 mod read;
+mod reduce;
+mod resize;
 mod tensor;
 mod types;
 
@@ -45,28 +53,6 @@ pub(super) fn load(path: &Path) -> Result<Graph> {
     imp.outputs()?;
     Ok(imp.g)
 }
-
-const SUPPORTED: &[&str] = &[
-    "Add",
-    "BatchNormalization",
-    "Clip",
-    "Concat",
-    "Constant",
-    "Conv",
-    "ConvTranspose",
-    "Div",
-    "GlobalAveragePool",
-    "HardSigmoid",
-    "Identity",
-    "Mul",
-    "Relu",
-    "Reshape",
-    "Resize",
-    "Sigmoid",
-    "Split",
-    "Sub",
-    "Transpose",
-];
 
 struct Importer<'m> {
     proto: &'m GraphProto,
@@ -206,7 +192,7 @@ impl<'m> Importer<'m> {
         let mut missing: Vec<(String, String)> = Vec::new();
         for (index, n) in self.proto.node.iter().enumerate() {
             let default_domain = n.domain.is_empty() || n.domain == "ai.onnx";
-            if default_domain && SUPPORTED.contains(&n.op_type.as_str()) {
+            if default_domain && ops::supported(&n.op_type) {
                 continue;
             }
             let op = if default_domain {
@@ -294,11 +280,20 @@ impl<'m> Importer<'m> {
             g: &self.g,
             x_dims,
         };
-        let op = ops::map(&ctx)?;
-        let count = match &op {
-            Op::Split { sizes, .. } => sizes.count(),
-            _ => 1,
-        };
+        let mapped = ops::map(&ctx)?;
+        for (port, weight) in mapped.operands {
+            let value_name = format!("{name}_operand{port}");
+            let const_name = self.unique(value_name.clone());
+            let id = self
+                .add_constant(const_name, &value_name, weight, prov.clone())
+                .map_err(|e| e.to_string())?;
+            if inputs.len() <= port {
+                inputs.resize(port + 1, None);
+            }
+            inputs[port] = Some(ValueRef::new(id, 0));
+        }
+        let op = mapped.op;
+        let count = op.max_outputs().min(outputs.len());
         if let Some(extra) = outputs
             .get(count..)
             .and_then(|o| o.iter().find(|s| !s.is_empty()))

@@ -17,8 +17,12 @@ pub(super) fn dtype(code: i32) -> Option<DType> {
         DataType::Double => Some(DType::F64),
         DataType::Int8 => Some(DType::I8),
         DataType::Uint8 => Some(DType::U8),
+        DataType::Int16 => Some(DType::I16),
+        DataType::Uint16 => Some(DType::U16),
         DataType::Int32 => Some(DType::I32),
+        DataType::Uint32 => Some(DType::U32),
         DataType::Int64 => Some(DType::I64),
+        DataType::Uint64 => Some(DType::U64),
         DataType::Bool => Some(DType::Bool),
         _ => None,
     }
@@ -196,8 +200,11 @@ fn typed_data(t: &TensorProto, dtype: DType, count: usize) -> Bytes {
             .int32_data
             .iter()
             .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        DType::U32 | DType::U64 => t.uint64_data.iter().for_each(|&v| {
+            out.extend_from_slice(&v.to_le_bytes()[..dtype.size_bytes()]);
+        }),
         // ONNX keeps the narrow types one per int32 entry (f16 as its bit pattern).
-        DType::F16 => t
+        DType::F16 | DType::I16 | DType::U16 => t
             .int32_data
             .iter()
             .for_each(|&v| out.extend_from_slice(&(v as u16).to_le_bytes())),

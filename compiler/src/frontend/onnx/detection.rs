@@ -1,0 +1,9 @@
+//! Detection ops: NonMaxSuppression, RoiAlign, DeformConv, GridSample.
+
+use super::ops::{unlisted, Family, Mapped, NodeCtx};
+
+pub(super) const FAMILY: Family = Family { ops: &[], map };
+
+fn map(ctx: &NodeCtx) -> Result<Mapped, String> {
+    Err(unlisted(ctx))
+}

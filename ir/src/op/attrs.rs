@@ -1,0 +1,192 @@
+//! Attribute structs and enums of the canonical ops.
+
+use crate::DType;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConvAttrs {
+    pub kernel: [usize; 2],
+    pub strides: [usize; 2],
+    pub dilations: [usize; 2],
+    /// top, left, bottom, right (ONNX order: begins then ends).
+    pub pads: [usize; 4],
+    pub group: usize,
+    /// A fused epilogue: applied to `conv(x) + bias (+ residual)` before the result is stored.
+    pub activation: Option<Activation>,
+}
+
+/// Activations a convolution can apply in its epilogue. Each is the same function as the
+/// standalone op of that name.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    Relu,
+    Sigmoid,
+    HardSwish,
+    /// `x * sigmoid(x)`.
+    Silu,
+    Mish,
+    LeakyRelu {
+        alpha: f32,
+    },
+    HardSigmoid {
+        alpha: f32,
+        beta: f32,
+    },
+    Clip {
+        min: f32,
+        max: f32,
+    },
+}
+
+impl Activation {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Activation::Relu => "relu",
+            Activation::Sigmoid => "sigmoid",
+            Activation::HardSwish => "hard_swish",
+            Activation::Silu => "silu",
+            Activation::Mish => "mish",
+            Activation::LeakyRelu { .. } => "leaky_relu",
+            Activation::HardSigmoid { .. } => "hard_sigmoid",
+            Activation::Clip { .. } => "clip",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConvTransposeAttrs {
+    pub kernel: [usize; 2],
+    pub strides: [usize; 2],
+    pub dilations: [usize; 2],
+    /// top, left, bottom, right.
+    pub pads: [usize; 4],
+    pub output_padding: [usize; 2],
+    pub group: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResizeMode {
+    Nearest,
+    Linear,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResizeCoordinate {
+    HalfPixel,
+    PytorchHalfPixel,
+    AlignCorners,
+    Asymmetric,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResizeNearest {
+    RoundPreferFloor,
+    RoundPreferCeil,
+    Floor,
+    Ceil,
+}
+
+/// Resize of the trailing spatial axes. Exactly one of `scales` and `sizes` is set, one entry
+/// per input axis (ONNX semantics; leading entries are 1 / the input extent).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResizeAttrs {
+    pub mode: ResizeMode,
+    pub coordinate: ResizeCoordinate,
+    pub nearest: ResizeNearest,
+    pub scales: Option<Vec<f32>>,
+    pub sizes: Option<Vec<usize>>,
+}
+
+/// Pooling window over the trailing spatial axes (any count: 1-D, 2-D, 3-D).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PoolAttrs {
+    pub kernel: Vec<usize>,
+    pub strides: Vec<usize>,
+    pub dilations: Vec<usize>,
+    /// Begins then ends, one per spatial axis each (ONNX order).
+    pub pads: Vec<usize>,
+    pub ceil_mode: bool,
+    /// AveragePool: padded cells count in the divisor.
+    pub count_include_pad: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReduceOp {
+    Mean,
+    Sum,
+    Max,
+    Min,
+    Prod,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PadMode {
+    Constant,
+    Reflect,
+    Edge,
+    Wrap,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScatterReduction {
+    None,
+    Add,
+    Mul,
+    Max,
+    Min,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GridSampleMode {
+    Linear,
+    Nearest,
+    Cubic,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GridSamplePadding {
+    Zeros,
+    Border,
+    Reflection,
+}
+
+/// Deformable convolution (ONNX DeformConv 19, Paddle deformable_conv v2).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeformConvAttrs {
+    pub kernel: [usize; 2],
+    pub strides: [usize; 2],
+    pub dilations: [usize; 2],
+    /// top, left, bottom, right.
+    pub pads: [usize; 4],
+    pub group: usize,
+    pub offset_group: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RoiAlignAttrs {
+    /// Max pooling of the samples in a bin instead of their mean.
+    pub max: bool,
+    pub output_height: usize,
+    pub output_width: usize,
+    /// Samples per bin side; 0 means adaptive (`ceil(roi_size / output_size)`).
+    pub sampling_ratio: usize,
+    pub spatial_scale: f32,
+    /// ONNX 16's `half_pixel` (Paddle's `aligned`): shift the box by half a pixel.
+    pub half_pixel: bool,
+}
+
+/// A scalar fill value with its dtype (ConstantOfShape).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Scalar {
+    pub dtype: DType,
+    pub value: f64,
+}

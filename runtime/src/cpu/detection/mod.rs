@@ -1,0 +1,13 @@
+//! Detection kernels: NonMaxSuppression, RoiAlign, DeformConv, GridSample.
+
+use super::execute::Args;
+use crate::{RuntimeError, Tensor};
+use temblor_ir::Op;
+
+pub(crate) fn execute(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
+    let _ = args;
+    Err(RuntimeError::unsupported(format!(
+        "no CPU kernel for {} yet",
+        op.name()
+    )))
+}

@@ -1,0 +1,110 @@
+//! One step of a plan: the op's family kernel on the step's input tensors.
+
+use super::{
+    activation, conv, conv_transpose, detection, elementwise, linalg, norm, pool, quant, reduce,
+    resize, shape_ops,
+};
+use crate::{RuntimeError, Tensor};
+use temblor_ir::Op;
+
+/// A step's inputs by port (`None` for an omitted optional one) and how many outputs the node
+/// declares.
+pub(crate) struct Args<'a> {
+    pub ins: &'a [Option<&'a Tensor>],
+    pub outputs: usize,
+}
+
+impl<'a> Args<'a> {
+    /// The input at `port`, which the op requires.
+    pub fn required(&self, port: usize) -> Result<&'a Tensor, RuntimeError> {
+        self.optional(port).ok_or_else(|| {
+            RuntimeError::internal(format!("required input {port} is not connected"))
+        })
+    }
+
+    pub fn optional(&self, port: usize) -> Option<&'a Tensor> {
+        self.ins.get(port).copied().flatten()
+    }
+
+    /// Every connected input, in port order, all required.
+    pub fn all(&self) -> Result<Vec<&'a Tensor>, RuntimeError> {
+        (0..self.ins.len()).map(|p| self.required(p)).collect()
+    }
+}
+
+pub(crate) fn execute(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
+    let one = |t: Tensor| Ok(vec![t]);
+    match op {
+        Op::Conv(a) => one(conv::conv(
+            a,
+            args.required(0)?,
+            args.required(1)?,
+            args.optional(2),
+            args.optional(3),
+        )?),
+        Op::ConvTranspose(a) => one(conv_transpose::conv_transpose(
+            a,
+            args.required(0)?,
+            args.required(1)?,
+            args.optional(2),
+        )?),
+        Op::BatchNorm { epsilon } => {
+            let params = [
+                args.required(1)?,
+                args.required(2)?,
+                args.required(3)?,
+                args.required(4)?,
+            ];
+            one(norm::batch_norm(args.required(0)?, params, *epsilon)?)
+        }
+        Op::Resize(a) => one(resize::resize(a, args.required(0)?)?),
+        Op::Unary(_)
+        | Op::LeakyRelu { .. }
+        | Op::HardSigmoid { .. }
+        | Op::Clip { .. }
+        | Op::Gelu { .. } => activation::execute(op, args),
+        Op::Binary(_) | Op::Where | Op::Cast { .. } => elementwise::execute(op, args),
+        Op::Concat { .. }
+        | Op::Reshape { .. }
+        | Op::Transpose { .. }
+        | Op::Split { .. }
+        | Op::Slice
+        | Op::Flatten { .. }
+        | Op::Squeeze
+        | Op::Unsqueeze
+        | Op::Expand
+        | Op::Tile
+        | Op::Gather { .. }
+        | Op::GatherElements { .. }
+        | Op::GatherNd { .. }
+        | Op::ScatterNd { .. }
+        | Op::Shape { .. }
+        | Op::Size
+        | Op::ConstantOfShape { .. }
+        | Op::Range
+        | Op::Pad { .. }
+        | Op::NonZero => shape_ops::execute(op, args),
+        Op::MaxPool(_) | Op::AveragePool(_) | Op::GlobalAveragePool | Op::GlobalMaxPool => {
+            pool::execute(op, args)
+        }
+        Op::Reduce { .. }
+        | Op::ArgExtreme { .. }
+        | Op::TopK { .. }
+        | Op::Softmax { .. }
+        | Op::LayerNorm { .. } => reduce::execute(op, args),
+        Op::MatMul | Op::Gemm { .. } | Op::Einsum { .. } => linalg::execute(op, args),
+        Op::NonMaxSuppression { .. }
+        | Op::RoiAlign(_)
+        | Op::DeformConv(_)
+        | Op::GridSample { .. } => detection::execute(op, args),
+        Op::QuantizeLinear { .. } | Op::DequantizeLinear { .. } => quant::execute(op, args),
+        Op::Input { .. } | Op::Constant { .. } | Op::Custom { .. } => Err(RuntimeError::internal(
+            format!("{} is not a step", op.name()),
+        )),
+    }
+}
+
+/// The error of a family kernel asked for an op outside its family.
+pub(crate) fn not_in_family(op: &Op, family: &str) -> RuntimeError {
+    RuntimeError::internal(format!("{} is not a {family} op", op.name()))
+}
