@@ -6,6 +6,7 @@ use super::ops::{unlisted, Family, Mapped, NodeCtx};
 use temblor_ir::{ConvAttrs, ConvTransposeAttrs, Op};
 
 pub(super) const FAMILY: Family = Family {
+    constant_inputs: &[],
     ops: &["Conv", "ConvTranspose", "BatchNormalization"],
     map,
 };

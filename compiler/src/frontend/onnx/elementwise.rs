@@ -4,6 +4,7 @@ use super::ops::{floats, unlisted, Family, Mapped, NodeCtx};
 use temblor_ir::{BinaryOp, Op, UnaryOp};
 
 pub(super) const FAMILY: Family = Family {
+    constant_inputs: &[("Clip", &[1, 2])],
     ops: &[
         "Add",
         "Sub",

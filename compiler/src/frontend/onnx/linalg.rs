@@ -2,7 +2,11 @@
 
 use super::ops::{unlisted, Family, Mapped, NodeCtx};
 
-pub(super) const FAMILY: Family = Family { ops: &[], map };
+pub(super) const FAMILY: Family = Family {
+    constant_inputs: &[],
+    ops: &[],
+    map,
+};
 
 fn map(ctx: &NodeCtx) -> Result<Mapped, String> {
     Err(unlisted(ctx))

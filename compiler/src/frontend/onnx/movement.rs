@@ -4,6 +4,7 @@ use super::ops::{non_negative, unlisted, Family, Mapped, NodeCtx};
 use temblor_ir::{Op, SplitSizes};
 
 pub(super) const FAMILY: Family = Family {
+    constant_inputs: &[("Split", &[1])],
     ops: &["Concat", "Reshape", "Transpose", "Split"],
     map,
 };

@@ -56,6 +56,10 @@ impl From<Op> for Mapped {
 /// One op family: the ONNX op types it maps, and the mapping.
 pub(super) struct Family {
     pub ops: &'static [&'static str],
+    /// Per op type, the input ports that must be constants because the IR holds them as
+    /// attributes (Clip's bounds). A model that computes them is refused with a clear error;
+    /// the conformance runner binds such inputs of a test case as initializers.
+    pub constant_inputs: &'static [(&'static str, &'static [usize])],
     pub map: fn(&NodeCtx) -> Result<Mapped, String>,
 }
 
@@ -82,6 +86,15 @@ pub(super) fn map(ctx: &NodeCtx) -> Result<Mapped, String> {
         .find(|f| f.ops.contains(&ctx.op_type))
         .ok_or_else(|| format!("op {} has no mapping", ctx.op_type))?;
     (family.map)(ctx)
+}
+
+/// The input ports of a default-domain op type that must be constants.
+pub fn constant_inputs(op_type: &str) -> &'static [usize] {
+    FAMILIES
+        .iter()
+        .flat_map(|f| f.constant_inputs)
+        .find(|(op, _)| *op == op_type)
+        .map_or(&[], |(_, ports)| ports)
 }
 
 /// The error of a family asked for an op type outside its list.

@@ -4,6 +4,7 @@ use super::ops::{unlisted, Family, Mapped, NodeCtx};
 use temblor_ir::Op;
 
 pub(super) const FAMILY: Family = Family {
+    constant_inputs: &[],
     ops: &["GlobalAveragePool"],
     map,
 };

@@ -4,6 +4,7 @@ use super::ops::{floats, non_negative, unlisted, Family, Mapped, NodeCtx};
 use temblor_ir::{Op, ResizeAttrs, ResizeCoordinate, ResizeMode, ResizeNearest};
 
 pub(super) const FAMILY: Family = Family {
+    constant_inputs: &[("Resize", &[1, 2, 3])],
     ops: &["Resize"],
     map,
 };
