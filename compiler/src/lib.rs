@@ -2,6 +2,7 @@
 //! commands. The `temblor` binary (`main.rs`) is a thin clap layer over [`cli`].
 
 pub mod cli;
+pub mod conformance;
 pub mod error;
 pub mod frontend;
 pub mod npy;

@@ -16,8 +16,13 @@ enum Command {
     Compile(cli::CompileArgs),
     /// Run a package or a model on .npy inputs with the CPU runtime.
     Run(cli::RunArgs),
+    /// Time a package or a model on the CPU runtime: latency percentiles, throughput, peak memory.
+    Bench(cli::BenchArgs),
     /// Print a model's inputs, outputs, op counts and parameter count.
     Inspect(cli::InspectArgs),
+    /// Run the ONNX backend node test suite (or any directory of such cases) and print a
+    /// per-op table of passed, failed and unsupported cases.
+    Conformance(cli::ConformanceArgs),
     /// Turn a PNG image into a normalized [1, 3, H, W] float32 .npy input.
     Preprocess(cli::PreprocessArgs),
 }
@@ -31,8 +36,10 @@ fn main() -> ExitCode {
     let result = std::panic::catch_unwind(|| match &cli.command {
         Command::Compile(a) => cli::compile(a),
         Command::Run(a) => cli::run(a),
+        Command::Bench(a) => cli::bench(a),
         Command::Inspect(a) => cli::inspect(a),
         Command::Preprocess(a) => cli::preprocess(a),
+        Command::Conformance(a) => cli::conformance(a),
     });
     match result {
         Ok(Ok(())) => ExitCode::SUCCESS,

@@ -5,11 +5,13 @@
 mod dead_nodes;
 mod driver;
 mod fold_batchnorm;
+mod fuse_conv_epilogue;
 mod placement;
 
 pub use dead_nodes::DeadNodes;
 pub use driver::{Driver, PassError, PassRecord};
 pub use fold_batchnorm::FoldBatchNorm;
+pub use fuse_conv_epilogue::FuseConvEpilogue;
 pub use placement::place;
 
 use temblor_ir::Graph;
@@ -23,7 +25,12 @@ pub trait Pass {
 }
 
 /// The optimize stage's passes, in order. Folds come before dead-node removal so the constants
-/// they replace are swept in the same round.
+/// they replace are swept in the same round; the epilogue fusion follows the BatchNorm fold,
+/// which is what leaves a conv directly in front of its activation.
 pub fn optimize_passes() -> Vec<Box<dyn Pass>> {
-    vec![Box::new(FoldBatchNorm), Box::new(DeadNodes)]
+    vec![
+        Box::new(FoldBatchNorm),
+        Box::new(FuseConvEpilogue),
+        Box::new(DeadNodes),
+    ]
 }

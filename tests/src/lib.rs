@@ -98,6 +98,24 @@ pub fn read_f32(path: &Path) -> (Vec<usize>, Vec<f32>) {
     (shape, npy.into_vec::<f32>().expect("f32 data"))
 }
 
+/// A float32, int32 or int64 .npy file as (shape, values widened to f64).
+pub fn read_numbers(path: &Path) -> (Vec<usize>, Vec<f64>) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let npy = npyz::NpyFile::new(&bytes[..]).expect("npy header");
+    let shape = npy.shape().iter().map(|&d| d as usize).collect();
+    let descr = match npy.dtype() {
+        npyz::DType::Plain(ts) => ts.to_string(),
+        other => panic!("{}: structured dtype {other:?}", path.display()),
+    };
+    let values = match descr.as_str() {
+        "<f4" => npy.into_vec::<f32>().expect("f32").into_iter().map(f64::from).collect(),
+        "<i4" => npy.into_vec::<i32>().expect("i32").into_iter().map(f64::from).collect(),
+        "<i8" => npy.into_vec::<i64>().expect("i64").into_iter().map(|v| v as f64).collect(),
+        other => panic!("{}: dtype {other} is not a number type here", path.display()),
+    };
+    (shape, values)
+}
+
 /// `||a - b|| / ||b||`, the relative L2 error of `a` against the reference `b`.
 pub fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
     assert_eq!(a.len(), b.len(), "element counts differ");

@@ -2,7 +2,9 @@
 //! the CPU runtime, and compare every output with onnxruntime on the same input.
 
 use std::path::{Path, PathBuf};
-use temblor_tests::{ort_reference, output, read_f32, real_model, rel_l2, shared, temblor};
+use temblor_tests::{
+    ort_reference, output, read_f32, read_numbers, real_model, rel_l2, shared, temblor,
+};
 
 /// `temblor preprocess` of a shared image into `dir/<name>.npy`.
 fn preprocess(image: &str, size: &str, extra: &[&str], dir: &Path, name: &str) -> PathBuf {
@@ -112,4 +114,97 @@ fn picodet_layout_compiles_and_matches_onnxruntime() {
     let pkg = dir.path().join("layout.temblor");
     compile(&model, &pkg, &["image:1x3x800x608"]);
     assert_matches_onnxruntime(&pkg, &model, &[("image", image)], dir.path());
+}
+
+#[test]
+fn ppocrv4_rec_matches_onnxruntime() {
+    let model = real_model("ppocrv4_rec_onnx", "ch_PP-OCRv4_rec_infer.onnx");
+    let dir = tempfile::tempdir().unwrap();
+    let x = shared().join("models/real/ppocrv4_rec_onnx/page_line0/input_x.npy");
+    assert_matches_onnxruntime(&model, &model, &[("x", x)], dir.path());
+}
+
+#[test]
+fn ppocr_cls_matches_onnxruntime() {
+    let model = real_model("ppocr_cls_v2_onnx", "ch_ppocr_mobile_v2.0_cls_infer.onnx");
+    let dir = tempfile::tempdir().unwrap();
+    let x = shared().join("models/real/ppocr_cls_v2_onnx/page_line0/input_x.npy");
+    assert_matches_onnxruntime(&model, &model, &[("x", x)], dir.path());
+}
+
+/// One detection row of multiclass NMS output: class, score, x1, y1, x2, y2.
+type Detection = [f64; 6];
+
+fn detections(path: &Path) -> Vec<Detection> {
+    let (shape, v) = read_numbers(path);
+    assert_eq!(shape.len(), 2, "{}: detections are [N, 6]", path.display());
+    assert_eq!(shape[1], 6, "{}: detections are [N, 6]", path.display());
+    v.chunks_exact(6)
+        .map(|c| [c[0], c[1], c[2], c[3], c[4], c[5]])
+        .collect()
+}
+
+fn iou(a: &Detection, b: &Detection) -> f64 {
+    let area = |d: &Detection| (d[4] - d[2]).max(0.0) * (d[5] - d[3]).max(0.0);
+    let w = (a[4].min(b[4]) - a[2].max(b[2])).max(0.0);
+    let h = (a[5].min(b[5]) - a[3].max(b[3])).max(0.0);
+    let inter = w * h;
+    let union = area(a) + area(b) - inter;
+    if union > 0.0 {
+        inter / union
+    } else {
+        1.0
+    }
+}
+
+/// NMS output order differs between runtimes: the detections must agree as sets (same count;
+/// each reference detection paired with its own detection of the same class, IoU >= 0.99,
+/// score within 1e-4).
+fn assert_same_detections(ours: &[Detection], theirs: &[Detection], what: &str) {
+    assert_eq!(ours.len(), theirs.len(), "{what}: detection counts differ");
+    let mut used = vec![false; ours.len()];
+    for t in theirs {
+        let best = (0..ours.len())
+            .filter(|&i| !used[i] && ours[i][0] == t[0] && (ours[i][1] - t[1]).abs() < 1e-4)
+            .max_by(|&i, &j| iou(&ours[i], t).total_cmp(&iou(&ours[j], t)));
+        let Some(i) = best.filter(|&i| iou(&ours[i], t) >= 0.99) else {
+            panic!("{what}: no match for reference detection {t:?}");
+        };
+        used[i] = true;
+    }
+}
+
+#[test]
+fn picodet_coco_twin_detections_match_onnxruntime() {
+    let model = shared().join("models/real/picodet_coco_onnx/model.onnx");
+    for image in ["astronaut", "chelsea", "coffee"] {
+        let case = shared().join("models/real/picodet_coco_onnx").join(image);
+        let dir = tempfile::tempdir().unwrap();
+        let inputs = [
+            ("image", case.join("input_image.npy")),
+            ("scale_factor", case.join("input_scale_factor.npy")),
+        ];
+        let (ours, theirs) = (dir.path().join("temblor_out"), dir.path().join("ort_out"));
+        std::fs::create_dir_all(&theirs).unwrap();
+        let mut cmd = temblor();
+        cmd.arg("run").arg(&model).arg("-o").arg(&ours);
+        for (name, path) in &inputs {
+            cmd.arg("--input").arg(format!("{name}={}", path.display()));
+        }
+        let (code, _, err) = output(&mut cmd);
+        assert_eq!(code, 0, "run failed: {err}");
+        ort_reference(&model, &inputs, &theirs);
+        let boxes = "multiclass_nms3_0.tmp_0.npy";
+        let count = "multiclass_nms3_0.tmp_2.npy";
+        assert_eq!(
+            read_numbers(&ours.join(count)).1,
+            read_numbers(&theirs.join(count)).1,
+            "{image}: detection counts differ"
+        );
+        assert_same_detections(
+            &detections(&ours.join(boxes)),
+            &detections(&theirs.join(boxes)),
+            image,
+        );
+    }
 }

@@ -1,11 +1,15 @@
 //! The CLI's commands. Each returns [`crate::Error`]; `main` prints it and picks the exit code.
 
+mod bench;
 mod compile;
+mod conformance;
 mod inspect;
 mod preprocess;
 mod run;
 
+pub use bench::{bench, BenchArgs};
 pub use compile::{compile, CompileArgs};
+pub use conformance::{conformance, ConformanceArgs};
 pub use inspect::{inspect, InspectArgs};
 pub use preprocess::{preprocess, PreprocessArgs};
 pub use run::{run, RunArgs};

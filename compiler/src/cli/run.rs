@@ -14,6 +14,9 @@ pub struct RunArgs {
     /// Directory for the outputs, written as <output name>.npy.
     #[arg(short, long, default_value = ".")]
     pub out: PathBuf,
+    /// Threads of the CPU runtime; 0 means one per available core.
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
 }
 
 /// A package as written, or a model file compiled in memory with its inputs' shapes left as the
@@ -48,7 +51,9 @@ pub fn run(args: &RunArgs) -> Result<()> {
         inputs.push((name.to_string(), npy::read(Path::new(file))?));
     }
     let graph = load_graph(&args.model)?;
-    let plan = CpuPlan::new(&graph).map_err(runtime_error)?;
+    let plan = CpuPlan::new(&graph)
+        .and_then(|p| p.with_threads(args.threads))
+        .map_err(runtime_error)?;
     let outputs = plan.run(&inputs).map_err(runtime_error)?;
 
     std::fs::create_dir_all(&args.out)

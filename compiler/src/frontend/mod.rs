@@ -3,6 +3,8 @@
 
 mod onnx;
 
+pub use onnx::Case;
+
 use crate::{Error, Result};
 use std::path::Path;
 use temblor_ir::Graph;
@@ -24,4 +26,15 @@ fn is_paddle(path: &Path) -> bool {
     path.is_dir()
         || path.extension().is_some_and(|e| e == "pdmodel")
         || path.file_name().is_some_and(|n| n == "__model__")
+}
+
+/// Reads one case of the ONNX backend test suite (a directory holding `model.onnx` and
+/// `data_set`).
+pub fn load_onnx_case(dir: &Path, data_set: &str) -> Result<Case> {
+    onnx::load_case(dir, data_set)
+}
+
+/// The distinct op types of an ONNX model, in node order.
+pub fn onnx_op_types(path: &Path) -> Result<Vec<String>> {
+    onnx::op_types(path)
 }

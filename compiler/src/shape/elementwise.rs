@@ -1,29 +1,65 @@
-//! Elementwise binary ops with numpy broadcasting.
+//! Elementwise ops: the output has the input's shape, or the numpy broadcast of the operands'.
 
 use super::{dims, not_in_family, one, Inferred, Ins};
-use temblor_ir::{Layout, Op, Shape, TensorType};
+use temblor_ir::{BinaryOp, DType, Dim, Layout, Op, Shape, TensorType};
 
 pub(super) fn infer(op: &Op, ins: &Ins) -> Result<Inferred, String> {
     match op {
-        Op::Unary(_) | Op::HardSigmoid { .. } | Op::Clip { .. } => one(ins.ty(0)?.clone()),
-        Op::Binary(_) => one(binary(ins.ty(0)?, ins.ty(1)?)?),
-        Op::LeakyRelu { .. } | Op::Gelu { .. } | Op::Where | Op::Cast { .. } => {
-            Err(format!("no shape rule for {} yet", op.name()))
-        }
+        Op::Unary(_)
+        | Op::LeakyRelu { .. }
+        | Op::HardSigmoid { .. }
+        | Op::Clip { .. }
+        | Op::Gelu { .. } => one(ins.ty(0)?.clone()),
+        Op::Binary(b) => one(binary_op(*b, ins.ty(0)?, ins.ty(1)?)?),
+        Op::Where => one(where_(ins.ty(0)?, ins.ty(1)?, ins.ty(2)?)?),
+        Op::Cast { to } => one(TensorType {
+            dtype: *to,
+            ..ins.ty(0)?.clone()
+        }),
         _ => Err(not_in_family(op)),
     }
 }
 
-pub(super) fn binary(a: &TensorType, b: &TensorType) -> Result<TensorType, String> {
-    if a.dtype != b.dtype {
-        return Err(format!(
+/// Comparisons give bool; Pow keeps the base's dtype whatever the exponent's; the others need
+/// operands of one dtype.
+fn binary_op(op: BinaryOp, a: &TensorType, b: &TensorType) -> Result<TensorType, String> {
+    if op != BinaryOp::Pow {
+        same_dtype(a, b)?;
+    }
+    let mut out = broadcast(a, b)?;
+    if op.is_comparison() {
+        out.dtype = DType::Bool;
+    }
+    Ok(out)
+}
+
+fn where_(cond: &TensorType, x: &TensorType, y: &TensorType) -> Result<TensorType, String> {
+    if cond.dtype != DType::Bool {
+        return Err(format!("condition is {}, expected bool", cond.dtype));
+    }
+    same_dtype(x, y)?;
+    let values = broadcast(x, y)?;
+    let mut out = broadcast(&values, cond)?;
+    out.dtype = x.dtype;
+    Ok(out)
+}
+
+fn same_dtype(a: &TensorType, b: &TensorType) -> Result<(), String> {
+    if a.dtype == b.dtype {
+        Ok(())
+    } else {
+        Err(format!(
             "operand dtypes differ: {} and {}",
             a.dtype, b.dtype
-        ));
+        ))
     }
+}
+
+/// The broadcast of `a` and `b`, with `a`'s dtype.
+fn broadcast(a: &TensorType, b: &TensorType) -> Result<TensorType, String> {
     let rank = a.shape.rank().max(b.shape.rank());
     let pad = |s: &Shape| {
-        let mut d = vec![temblor_ir::Dim::Known(1); rank - s.rank()];
+        let mut d = vec![Dim::Known(1); rank - s.rank()];
         d.extend(s.0.iter().cloned());
         d
     };

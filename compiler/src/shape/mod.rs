@@ -9,7 +9,10 @@ mod conv;
 mod detection;
 mod dims;
 mod elementwise;
+mod linalg;
+mod indexing;
 mod movement;
+mod pool;
 mod reduce;
 
 use crate::{Error, Result};

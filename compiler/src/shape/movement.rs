@@ -1,7 +1,11 @@
-//! Rules of the data-movement ops: Concat, Reshape, Transpose, Split.
+//! Rules of the data-movement ops: Concat, Reshape, Transpose, Split, Flatten, Squeeze,
+//! Unsqueeze, Expand, Tile, Pad, and the shape-computing Shape, Size, ConstantOfShape and Range.
+//! The indexing ops are in [`indexing`]. Operands that are constants give exact dims; computed
+//! ones leave the dims they decide unknown, keeping the rank whenever an operand's length
+//! determines it.
 
-use super::{dims, not_in_family, one, Inferred, Ins};
-use temblor_ir::{Dim, Layout, Op, Shape, SplitSizes, TensorType};
+use super::{dims, indexing, not_in_family, one, Inferred, Ins};
+use temblor_ir::{DType, Dim, Layout, Op, Shape, SplitSizes, TensorType};
 
 pub(super) fn infer(op: &Op, ins: &Ins) -> Result<Inferred, String> {
     match op {
@@ -20,22 +24,26 @@ pub(super) fn infer(op: &Op, ins: &Ins) -> Result<Inferred, String> {
             let (sizes, outs) = split(*axis, sizes, ins.ty(0)?)?;
             Ok((Some(Op::Split { axis: *axis, sizes }), outs))
         }
+        Op::Flatten { axis } => one(flatten(*axis, ins.ty(0)?)?),
+        Op::Squeeze => one(squeeze(ins.ty(0)?, ins.opt(1), ins.ints(1).as_deref())?),
+        Op::Unsqueeze => one(unsqueeze(ins.ty(0)?, ins.ty(1)?, ins.ints(1).as_deref())?),
+        Op::Expand => one(expand(ins.ty(0)?, ins.ty(1)?, ins.ints(1).as_deref())?),
+        Op::Tile => one(tile(ins.ty(0)?, ins.ints(1).as_deref())?),
+        Op::Shape { start, end } => one(shape_of(ins.ty(0)?, *start, *end)),
+        Op::Size => one(TensorType::new(DType::I64, Shape(vec![]))),
+        Op::ConstantOfShape { value } => one(constant_of_shape(
+            value.dtype,
+            ins.ty(0)?,
+            ins.ints(0).as_deref(),
+        )?),
+        Op::Range => one(range(ins)?),
+        Op::Pad { .. } => one(pad(ins)?),
         Op::Slice
-        | Op::Flatten { .. }
-        | Op::Squeeze
-        | Op::Unsqueeze
-        | Op::Expand
-        | Op::Tile
         | Op::Gather { .. }
         | Op::GatherElements { .. }
         | Op::GatherNd { .. }
         | Op::ScatterNd { .. }
-        | Op::Shape { .. }
-        | Op::Size
-        | Op::ConstantOfShape { .. }
-        | Op::Range
-        | Op::Pad { .. }
-        | Op::NonZero => Err(format!("no shape rule for {} yet", op.name())),
+        | Op::NonZero => indexing::infer(op, ins),
         _ => Err(not_in_family(op)),
     }
 }
@@ -242,4 +250,287 @@ pub(super) fn split(
         })
         .collect();
     Ok((sizes, outs))
+}
+
+/// The length of a 1-D operand (axes, pads, a target shape), which decides the result's rank.
+pub(super) fn operand_len(t: &TensorType, what: &str) -> Result<usize, String> {
+    match t.shape.dims() {
+        [Dim::Known(n)] => Ok(*n),
+        _ => Err(format!(
+            "the {what} input has shape {}; a 1-D operand of known length is needed to know the \
+             result's rank",
+            t.shape
+        )),
+    }
+}
+
+/// The product of `d`: known when every factor is, a symbol when it is the one factor other
+/// than 1.
+fn product_dim(d: &[Dim]) -> Dim {
+    if let Some(n) = product(d) {
+        return Dim::Known(n);
+    }
+    if d.contains(&Dim::Known(0)) {
+        return Dim::Known(0);
+    }
+    let mut rest = d.iter().filter(|x| **x != Dim::Known(1));
+    match (rest.next(), rest.next()) {
+        (Some(s @ Dim::Symbol(_)), None) => s.clone(),
+        _ => Dim::Unknown,
+    }
+}
+
+fn flatten(axis: i64, x: &TensorType) -> Result<TensorType, String> {
+    let d = x.shape.dims();
+    // Unlike other axes, Flatten's may equal the rank (everything goes into the rows).
+    let at = if axis == d.len() as i64 {
+        d.len()
+    } else {
+        dims::axis(axis, d.len())?
+    };
+    let shape = Shape(vec![product_dim(&d[..at]), product_dim(&d[at..])]);
+    Ok(TensorType::new(x.dtype, shape))
+}
+
+/// Normalized, distinct axes below `rank`.
+fn distinct_axes(axes: &[i64], rank: usize) -> Result<Vec<usize>, String> {
+    let mut seen = vec![false; rank];
+    axes.iter()
+        .map(|&a| {
+            let ax = dims::axis(a, rank)?;
+            if std::mem::replace(&mut seen[ax], true) {
+                return Err(format!("axis {a} is given twice in {axes:?}"));
+            }
+            Ok(ax)
+        })
+        .collect()
+}
+
+/// Without axes, every extent-1 axis goes; a dim that is not known is taken not to be 1, as
+/// the rank must be known and dynamic axes are batch or sequence lengths.
+fn squeeze(
+    x: &TensorType,
+    axes_in: Option<&TensorType>,
+    axes: Option<&[i64]>,
+) -> Result<TensorType, String> {
+    let d = x.shape.dims();
+    let keep: Vec<bool> = match (axes_in, axes) {
+        (None, _) => d.iter().map(|x| *x != Dim::Known(1)).collect(),
+        (Some(_), Some(axes)) => {
+            let axes = distinct_axes(axes, d.len())?;
+            if let Some(&a) = axes
+                .iter()
+                .find(|&&a| matches!(d[a], Dim::Known(n) if n != 1))
+            {
+                return Err(format!("cannot squeeze axis {a} of shape {}", x.shape));
+            }
+            (0..d.len()).map(|i| !axes.contains(&i)).collect()
+        }
+        (Some(t), None) => {
+            let n = operand_len(t, "axes")?;
+            let rank = d
+                .len()
+                .checked_sub(n)
+                .ok_or_else(|| format!("{n} axes cannot be squeezed from shape {}", x.shape))?;
+            let maybe_one: Vec<bool> = d.iter().map(|x| x.known().is_none_or(|k| k == 1)).collect();
+            if maybe_one.iter().filter(|&&m| m).count() != n {
+                return Ok(TensorType::new(x.dtype, Shape(vec![Dim::Unknown; rank])));
+            }
+            maybe_one.iter().map(|m| !m).collect()
+        }
+    };
+    let shape = d
+        .iter()
+        .zip(keep)
+        .filter(|&(_, k)| k)
+        .map(|(x, _)| x.clone())
+        .collect();
+    Ok(TensorType::new(x.dtype, Shape(shape)))
+}
+
+fn unsqueeze(
+    x: &TensorType,
+    axes_in: &TensorType,
+    axes: Option<&[i64]>,
+) -> Result<TensorType, String> {
+    let d = x.shape.dims();
+    let Some(axes) = axes else {
+        let rank = d.len() + operand_len(axes_in, "axes")?;
+        return Ok(TensorType::new(x.dtype, Shape(vec![Dim::Unknown; rank])));
+    };
+    let rank = d.len() + axes.len();
+    let axes = distinct_axes(axes, rank)?;
+    let mut rest = d.iter();
+    let shape = (0..rank)
+        .map(|i| match axes.contains(&i) {
+            true => Dim::Known(1),
+            false => rest.next().cloned().unwrap_or(Dim::Unknown),
+        })
+        .collect();
+    Ok(TensorType::new(x.dtype, Shape(shape)))
+}
+
+/// Broadcasts `x` against the target shape; a computed target still fixes the axes where `x`
+/// has a known extent other than 1.
+fn expand(
+    x: &TensorType,
+    shape_in: &TensorType,
+    target: Option<&[i64]>,
+) -> Result<TensorType, String> {
+    let target: Vec<Dim> = match target {
+        Some(t) => t
+            .iter()
+            .map(|&v| {
+                usize::try_from(v)
+                    .map(Dim::Known)
+                    .map_err(|_| format!("target shape {t:?} has a negative extent"))
+            })
+            .collect::<Result<_, _>>()?,
+        None => vec![Dim::Unknown; operand_len(shape_in, "shape")?],
+    };
+    let xd = x.shape.dims();
+    let rank = xd.len().max(target.len());
+    let aligned = |d: &[Dim], i: usize| {
+        (i + d.len())
+            .checked_sub(rank)
+            .map_or(Dim::Known(1), |j| d[j].clone())
+    };
+    let shape = (0..rank)
+        .map(|i| dims::broadcast(&aligned(xd, i), &aligned(&target, i)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            format!(
+                "{} does not expand to {}: {e}",
+                x.shape,
+                Shape(target.clone())
+            )
+        })?;
+    Ok(TensorType::new(x.dtype, Shape(shape)))
+}
+
+fn tile(x: &TensorType, repeats: Option<&[i64]>) -> Result<TensorType, String> {
+    let d = x.shape.dims();
+    let shape = match repeats {
+        Some(r) if r.len() != d.len() => {
+            return Err(format!("{} repeats for shape {}", r.len(), x.shape))
+        }
+        Some(r) => d
+            .iter()
+            .zip(r)
+            .map(|(x, &k)| {
+                let k = usize::try_from(k).map_err(|_| format!("repeats {r:?} hold a negative"))?;
+                Ok(product_dim(&[x.clone(), Dim::Known(k)]))
+            })
+            .collect::<Result<Vec<_>, String>>()?,
+        None => d
+            .iter()
+            .map(|x| match x {
+                Dim::Known(0) => Dim::Known(0),
+                _ => Dim::Unknown,
+            })
+            .collect(),
+    };
+    Ok(TensorType {
+        dtype: x.dtype,
+        shape: Shape(shape),
+        layout: x.layout,
+    })
+}
+
+/// The length of `x`'s shape between `start` and `end`, both clamped to the rank.
+fn shape_of(x: &TensorType, start: i64, end: Option<i64>) -> TensorType {
+    let r = x.shape.rank() as i64;
+    let clamp = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r);
+    let len = (clamp(end.unwrap_or(r)) - clamp(start)).max(0) as usize;
+    TensorType::new(DType::I64, Shape(vec![Dim::Known(len)]))
+}
+
+fn constant_of_shape(
+    dtype: DType,
+    shape_in: &TensorType,
+    shape: Option<&[i64]>,
+) -> Result<TensorType, String> {
+    let dims = match shape {
+        Some(s) => s
+            .iter()
+            .map(|&v| {
+                usize::try_from(v)
+                    .map(Dim::Known)
+                    .map_err(|_| format!("shape {s:?} has a negative extent"))
+            })
+            .collect::<Result<_, _>>()?,
+        None => vec![Dim::Unknown; operand_len(shape_in, "shape")?],
+    };
+    Ok(TensorType::new(dtype, Shape(dims)))
+}
+
+/// A 1-D result whose length is known when start, limit and delta are constants.
+fn range(ins: &Ins) -> Result<TensorType, String> {
+    let t = ins.ty(0)?;
+    for p in 1..3 {
+        if ins.ty(p)?.dtype != t.dtype {
+            return Err(format!(
+                "input {p} is {}, input 0 is {}",
+                ins.ty(p)?.dtype,
+                t.dtype
+            ));
+        }
+    }
+    let scalar = |p: usize| -> Option<f64> {
+        let w = ins.weight(p)?;
+        let v = match w.dtype {
+            DType::F32 => w.to_f32()?.first().map(|&x| x as f64),
+            _ => w.to_i64()?.first().map(|&x| x as f64),
+        };
+        v.filter(|_| w.element_count() == 1)
+    };
+    let len = match (scalar(0), scalar(1), scalar(2)) {
+        (Some(start), Some(limit), Some(delta)) if delta != 0.0 => {
+            Dim::Known(((limit - start) / delta).ceil().max(0.0) as usize)
+        }
+        (_, _, Some(_)) => return Err("delta is 0".into()),
+        _ => Dim::Unknown,
+    };
+    Ok(TensorType::new(t.dtype, Shape(vec![len])))
+}
+
+/// Pads (begins then ends, for `axes` or every axis) grow each axis; computed pads leave the
+/// padded axes unknown.
+fn pad(ins: &Ins) -> Result<TensorType, String> {
+    let x = ins.ty(0)?;
+    let d = x.shape.dims();
+    let axes = match ins.opt(3) {
+        None => Some((0..d.len()).collect::<Vec<_>>()),
+        Some(_) => ins
+            .ints(3)
+            .map(|a| distinct_axes(&a, d.len()))
+            .transpose()?,
+    };
+    let mut shape = d.to_vec();
+    match (axes, ins.ints(1)) {
+        (Some(axes), Some(pads)) => {
+            if pads.len() != 2 * axes.len() {
+                return Err(format!("{} pads for {} axes", pads.len(), axes.len()));
+            }
+            for (i, &a) in axes.iter().enumerate() {
+                let grow = pads[i] + pads[i + axes.len()];
+                shape[a] = match (&d[a], grow) {
+                    (x, 0) => x.clone(),
+                    (Dim::Known(n), g) => {
+                        Dim::Known(usize::try_from(*n as i64 + g).map_err(|_| {
+                            format!("pads {pads:?} remove more than axis {a} holds")
+                        })?)
+                    }
+                    _ => Dim::Unknown,
+                };
+            }
+        }
+        (Some(axes), None) => axes.iter().for_each(|&a| shape[a] = Dim::Unknown),
+        (None, _) => shape.iter_mut().for_each(|s| *s = Dim::Unknown),
+    }
+    Ok(TensorType {
+        dtype: x.dtype,
+        shape: Shape(shape),
+        layout: x.layout,
+    })
 }

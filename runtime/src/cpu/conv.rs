@@ -1,11 +1,22 @@
-//! 2-D convolution (ONNX Conv, NCHW, OIHW weights): im2col then one GEMM per image and group.
-//! A 1x1 stride-1 unpadded convolution is already a GEMM over the input, so it skips im2col;
-//! a convolution with one input channel per group (depthwise) has nothing for a GEMM to reuse,
-//! so it runs as a direct loop.
+//! 2-D convolution (ONNX Conv, NCHW, OIHW weights) with its fused epilogue
+//! `act(conv(x) + bias + residual)`.
+//!
+//! The kernel depends on the shape. A convolution with one input channel per group (depthwise)
+//! has nothing for a GEMM to reuse, so it runs as a direct loop ([`super::depthwise`]). Every
+//! other one is a GEMM per image and group, `W[og × cg·kh·kw] · cols[cg·kh·kw × oh·ow]`, cut into
+//! tiles of output positions (and, when there are too few, of output channels) that run in
+//! parallel: each tile lays out its own slice of `cols` (im2col; a plain copy for a 1x1
+//! stride-1 convolution), multiplies ([`super::conv_gemm`]), and finishes its outputs with the
+//! epilogue while they are in cache.
 
-use super::gemm::matmul;
+use super::buffers::take_f32;
+use super::conv_gemm::{ConvGemm, MR, NR};
+use super::depthwise::depthwise;
+use super::epilogue::Epilogue;
 use super::{check_window, f32s};
 use crate::{RuntimeError, Tensor};
+use rayon::prelude::*;
+use std::marker::PhantomData;
 use temblor_ir::ConvAttrs;
 
 /// The output positions `o` in `0..out_len` whose input position `o * stride + offset - pad`
@@ -70,6 +81,99 @@ pub(crate) fn init_output(
     }
 }
 
+/// The sizes of one convolution, checked against each other.
+pub(crate) struct Geometry {
+    pub n: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub o: usize,
+    pub group: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub oh: usize,
+    pub ow: usize,
+    pub sh: usize,
+    pub sw: usize,
+    pub dh: usize,
+    pub dw: usize,
+    pub pt: usize,
+    pub pl: usize,
+}
+
+impl Geometry {
+    fn new(a: &ConvAttrs, x: &Tensor, w: &Tensor) -> Result<Geometry, RuntimeError> {
+        let [n, c, h, wd] = dims4(x, "input")?;
+        let [o, cg, kh, kw] = dims4(w, "weight")?;
+        let g = a.group;
+        if g == 0 || cg * g != c || o % g != 0 {
+            return Err(RuntimeError::bad_input(format!(
+                "input has {c} channels and weight {:?}, which group {g} does not fit",
+                w.shape
+            )));
+        }
+        check_window(a.kernel, a.strides, a.dilations, [kh, kw], &w.shape)?;
+        let [sh, sw] = a.strides;
+        let [dh, dw] = a.dilations;
+        let [pt, pl, pb, pr] = a.pads;
+        let extent = |len: usize, p0: usize, p1: usize, k: usize, d: usize, s: usize| {
+            let span = d * (k.max(1) - 1) + 1;
+            (len + p0 + p1).checked_sub(span).map(|r| r / s + 1)
+        };
+        let (Some(oh), Some(ow)) = (
+            extent(h, pt, pb, kh, dh, sh),
+            extent(wd, pl, pr, kw, dw, sw),
+        ) else {
+            return Err(RuntimeError::bad_input(format!(
+                "input {:?} is smaller than the dilated kernel {:?}",
+                x.shape, w.shape
+            )));
+        };
+        Ok(Geometry {
+            n,
+            c,
+            h,
+            w: wd,
+            o,
+            group: g,
+            kh,
+            kw,
+            oh,
+            ow,
+            sh,
+            sw,
+            dh,
+            dw,
+            pt,
+            pl,
+        })
+    }
+
+    pub fn in_plane(&self) -> usize {
+        self.h * self.w
+    }
+
+    pub fn out_plane(&self) -> usize {
+        self.oh * self.ow
+    }
+
+    /// A 1x1 stride-1 unpadded convolution, whose output positions are its input positions.
+    fn is_pointwise(&self) -> bool {
+        self.kh == 1
+            && self.kw == 1
+            && self.sh == 1
+            && self.sw == 1
+            && self.oh == self.h
+            && self.ow == self.w
+            && self.pt == 0
+            && self.pl == 0
+    }
+
+    fn out_shape(&self) -> Vec<usize> {
+        vec![self.n, self.o, self.oh, self.ow]
+    }
+}
+
 pub(crate) fn conv(
     a: &ConvAttrs,
     x: &Tensor,
@@ -77,155 +181,212 @@ pub(crate) fn conv(
     bias: Option<&Tensor>,
     residual: Option<&Tensor>,
 ) -> Result<Tensor, RuntimeError> {
-    if residual.is_some() || a.activation.is_some() {
-        return Err(RuntimeError::unsupported(
-            "fused convolution epilogues are not supported yet",
-        ));
-    }
-    let [n, c, h, wd] = dims4(x, "input")?;
-    let [o, cg, kh, kw] = dims4(w, "weight")?;
+    let geo = Geometry::new(a, x, w)?;
     let (xv, wv) = (f32s(x, "input")?, f32s(w, "weight")?);
-    let g = a.group;
-    if g == 0 || cg * g != c || o % g != 0 {
-        return Err(RuntimeError::bad_input(format!(
-            "input has {c} channels and weight {:?}, which group {g} does not fit",
-            w.shape
-        )));
-    }
-    check_window(a.kernel, a.strides, a.dilations, [kh, kw], &w.shape)?;
-    let bias = bias_values(bias, o)?;
-    let [sh, sw] = a.strides;
-    let [dh, dw] = a.dilations;
-    let [pt, pl, pb, pr] = a.pads;
-    let extent = |len: usize, p0: usize, p1: usize, k: usize, d: usize, s: usize| {
-        let span = d * (k.max(1) - 1) + 1;
-        (len + p0 + p1).checked_sub(span).map(|r| r / s + 1)
+    let residual = match residual {
+        Some(r) if r.shape != geo.out_shape() => {
+            return Err(RuntimeError::bad_input(format!(
+                "residual has shape {:?}, the output {:?}",
+                r.shape,
+                geo.out_shape()
+            )))
+        }
+        Some(r) => Some(f32s(r, "residual")?),
+        None => None,
     };
-    let (Some(oh), Some(ow)) = (
-        extent(h, pt, pb, kh, dh, sh),
-        extent(wd, pl, pr, kw, dw, sw),
-    ) else {
-        return Err(RuntimeError::bad_input(format!(
-            "input {:?} is smaller than the dilated kernel {:?}",
-            x.shape, w.shape
-        )));
+    let epilogue = Epilogue {
+        bias: bias_values(bias, geo.o)?,
+        residual,
+        activation: a.activation,
     };
-    let geo = Geometry {
-        c,
-        h,
-        w: wd,
-        kh,
-        kw,
-        oh,
-        ow,
-        sh,
-        sw,
-        dh,
-        dw,
-        pt,
-        pl,
-    };
-    let (og, plane, kdim) = (o / g, oh * ow, cg * kh * kw);
-    let mut out = init_output(n, o, plane, bias);
-    if cg == 1 {
-        depthwise(&geo, n, o, xv, wv, &mut out);
+    let mut out = take_f32(geo.n * geo.o * geo.out_plane());
+    if geo.c == geo.group {
+        depthwise(&geo, xv, wv, &epilogue, &mut out);
     } else {
-        let direct = kh == 1 && kw == 1 && sh == 1 && sw == 1 && a.pads == [0; 4];
-        let mut col = if direct {
-            Vec::new()
-        } else {
-            vec![0.0; kdim * plane]
-        };
-        for b in 0..n {
-            for gi in 0..g {
-                let xs = &xv[(b * c + gi * cg) * h * wd..(b * c + (gi + 1) * cg) * h * wd];
-                let rhs: &[f32] = if direct {
-                    xs
-                } else {
-                    im2col(&geo, cg, xs, &mut col);
-                    &col
-                };
-                let dst = &mut out[(b * o + gi * og) * plane..(b * o + (gi + 1) * og) * plane];
-                matmul(
-                    og,
-                    plane,
-                    kdim,
-                    &wv[gi * og * kdim..],
-                    false,
-                    rhs,
-                    dst,
-                    true,
-                );
+        gemm_conv(&geo, xv, wv, &epilogue, &mut out);
+    }
+    Ok(Tensor::f32(geo.out_shape(), out))
+}
+
+/// One parallel task of [`gemm_conv`]: output rows `rows` of group `group` of image `image`,
+/// at the output positions `cols`.
+#[derive(Clone, Copy)]
+struct Task {
+    image: usize,
+    group: usize,
+    rows: (usize, usize),
+    cols: (usize, usize),
+}
+
+/// How [`gemm_conv`] cuts its work: tiles of output positions small enough that a tile's
+/// `cols` and outputs stay in the L2 cache, and enough tasks to keep every thread busy.
+fn tasks(geo: &Geometry, kdim: usize) -> Vec<Task> {
+    /// Floats of `cols` plus outputs one tile may use: 512 KiB.
+    const TILE_FLOATS: usize = 128 * 1024;
+    let (plane, og) = (geo.out_plane(), geo.o / geo.group);
+    let width = (TILE_FLOATS / (kdim + og)).max(2 * NR) / NR * NR;
+    let col_tiles = plane.div_ceil(width).max(1);
+    let width = plane.div_ceil(col_tiles).div_ceil(NR) * NR;
+    let per_group = geo.n * geo.group * col_tiles;
+    // Too few tiles to share among the threads: split the output channels too.
+    let wanted = 2 * rayon::current_num_threads();
+    let row_blocks = wanted.div_ceil(per_group).clamp(1, og.div_ceil(MR));
+    let rows = og.div_ceil(row_blocks).div_ceil(MR) * MR;
+    let mut tasks = Vec::with_capacity(per_group * row_blocks);
+    for image in 0..geo.n {
+        for group in 0..geo.group {
+            for r0 in (0..og).step_by(rows) {
+                for c0 in (0..plane).step_by(width) {
+                    tasks.push(Task {
+                        image,
+                        group,
+                        rows: (r0, (r0 + rows).min(og)),
+                        cols: (c0, (c0 + width).min(plane)),
+                    });
+                }
             }
         }
     }
-    Ok(Tensor::f32(vec![n, o, oh, ow], out))
+    tasks
 }
 
-struct Geometry {
-    c: usize,
-    h: usize,
-    w: usize,
-    kh: usize,
-    kw: usize,
-    oh: usize,
-    ow: usize,
-    sh: usize,
-    sw: usize,
-    dh: usize,
-    dw: usize,
-    pt: usize,
-    pl: usize,
+/// The convolution as tiled GEMMs; see the module documentation.
+fn gemm_conv(geo: &Geometry, xv: &[f32], wv: &[f32], epi: &Epilogue, out: &mut [f32]) {
+    let cg = geo.c / geo.group;
+    let og = geo.o / geo.group;
+    let kdim = cg * geo.kh * geo.kw;
+    let plane = geo.out_plane();
+    if plane == 0 || og == 0 {
+        return;
+    }
+    let gemms: Vec<ConvGemm> = wv
+        .chunks_exact(og * kdim)
+        .take(geo.group)
+        .map(|w| ConvGemm::new(w, og, kdim))
+        .collect();
+    let shared = SharedOut::new(out);
+    tasks(geo, kdim).into_par_iter().for_each_init(
+        || (Vec::new(), Vec::new()),
+        |(col, acc), t| {
+            let (m, tw) = (t.rows.1 - t.rows.0, t.cols.1 - t.cols.0);
+            let padded = tw.div_ceil(NR) * NR;
+            let first_in = (t.image * geo.c + t.group * cg) * geo.in_plane();
+            let xs = &xv[first_in..first_in + cg * geo.in_plane()];
+            col.resize(kdim * padded, 0.0);
+            im2col(geo, cg, xs, t.cols, padded, col);
+            acc.resize(m * padded, 0.0);
+            gemms[t.group].multiply(t.rows.0, m, col, padded, acc);
+            for (r, row) in acc.chunks_exact_mut(padded).enumerate() {
+                let row = &mut row[..tw];
+                let oc = t.group * og + t.rows.0 + r;
+                let start = (t.image * geo.o + oc) * plane + t.cols.0;
+                epi.apply(oc, start, row);
+                // SAFETY: tasks cover disjoint (image, channel, position) cells, so no other
+                // reference to this segment of the output exists while it is written.
+                unsafe { shared.segment(start, tw) }.copy_from_slice(row);
+            }
+        },
+    );
 }
 
-/// Lays out the receptive fields of `cg` input planes as a `[cg*kh*kw, oh*ow]` matrix.
-fn im2col(geo: &Geometry, cg: usize, xs: &[f32], col: &mut [f32]) {
-    let plane = geo.oh * geo.ow;
+/// Lays out the receptive fields of output positions `p0..p1` over `cg` input planes as a
+/// `[cg·kh·kw × stride]` matrix (columns past `p1 - p0` are zero); taps in the padding are zero.
+fn im2col(
+    geo: &Geometry,
+    cg: usize,
+    xs: &[f32],
+    (p0, p1): (usize, usize),
+    stride: usize,
+    col: &mut [f32],
+) {
+    let (in_plane, tw) = (geo.in_plane(), p1 - p0);
+    let mut rows = col.chunks_exact_mut(stride);
     for ci in 0..cg {
-        let src = &xs[ci * geo.h * geo.w..(ci + 1) * geo.h * geo.w];
+        let src = &xs[ci * in_plane..(ci + 1) * in_plane];
         for i in 0..geo.kh {
             let (ylo, yhi) = valid_range(geo.pt, i * geo.dh, geo.sh, geo.h, geo.oh);
             for j in 0..geo.kw {
                 let (xlo, xhi) = valid_range(geo.pl, j * geo.dw, geo.sw, geo.w, geo.ow);
-                let row = ((ci * geo.kh + i) * geo.kw + j) * plane;
-                let dst = &mut col[row..row + plane];
-                dst.fill(0.0);
-                for y in ylo..yhi {
-                    let iy = y * geo.sh + i * geo.dh - geo.pt;
-                    let line = &src[iy * geo.w..(iy + 1) * geo.w];
-                    for x in xlo..xhi {
-                        dst[y * geo.ow + x] = line[x * geo.sw + j * geo.dw - geo.pl];
+                let Some(dst) = rows.next() else { return };
+                dst[tw..].fill(0.0);
+                if geo.is_pointwise() {
+                    dst[..tw].copy_from_slice(&src[p0..p1]);
+                    continue;
+                }
+                let mut p = p0;
+                while p < p1 {
+                    let (y, x0) = (p / geo.ow, p % geo.ow);
+                    let x1 = geo.ow.min(x0 + p1 - p);
+                    let seg = &mut dst[p - p0..p - p0 + x1 - x0];
+                    if y < ylo || y >= yhi {
+                        seg.fill(0.0);
+                    } else {
+                        let iy = y * geo.sh + i * geo.dh - geo.pt;
+                        let line = &src[iy * geo.w..(iy + 1) * geo.w];
+                        gather_row(geo, j, line, (x0, x1), (xlo, xhi), seg);
                     }
+                    p += x1 - x0;
                 }
             }
         }
     }
 }
 
-/// One input channel per group: each output channel reads a single input plane.
-fn depthwise(geo: &Geometry, n: usize, o: usize, xv: &[f32], wv: &[f32], out: &mut [f32]) {
-    let per_group = o / geo.c;
-    let plane = geo.oh * geo.ow;
-    for b in 0..n {
-        for oc in 0..o {
-            let src = &xv[(b * geo.c + oc / per_group) * geo.h * geo.w..][..geo.h * geo.w];
-            let dst = &mut out[(b * o + oc) * plane..(b * o + oc + 1) * plane];
-            let k = &wv[oc * geo.kh * geo.kw..(oc + 1) * geo.kh * geo.kw];
-            for i in 0..geo.kh {
-                let (ylo, yhi) = valid_range(geo.pt, i * geo.dh, geo.sh, geo.h, geo.oh);
-                for j in 0..geo.kw {
-                    let (xlo, xhi) = valid_range(geo.pl, j * geo.dw, geo.sw, geo.w, geo.ow);
-                    let kv = k[i * geo.kw + j];
-                    for y in ylo..yhi {
-                        let iy = y * geo.sh + i * geo.dh - geo.pt;
-                        let line = &src[iy * geo.w..(iy + 1) * geo.w];
-                        let row = &mut dst[y * geo.ow..(y + 1) * geo.ow];
-                        for x in xlo..xhi {
-                            row[x] += kv * line[x * geo.sw + j * geo.dw - geo.pl];
-                        }
-                    }
-                }
-            }
+/// Output positions `x0..x1` of one output row for kernel column `j`: inputs from `line`
+/// where `xlo..xhi` says they exist, zero elsewhere.
+fn gather_row(
+    geo: &Geometry,
+    j: usize,
+    line: &[f32],
+    (x0, x1): (usize, usize),
+    (xlo, xhi): (usize, usize),
+    seg: &mut [f32],
+) {
+    let (lo, hi) = (xlo.clamp(x0, x1), xhi.clamp(x0, x1));
+    seg[..lo - x0].fill(0.0);
+    seg[hi - x0..].fill(0.0);
+    let inside = &mut seg[lo - x0..hi - x0];
+    if lo == hi {
+        return;
+    }
+    let first = lo * geo.sw + j * geo.dw - geo.pl;
+    if geo.sw == 1 {
+        inside.copy_from_slice(&line[first..first + (hi - lo)]);
+    } else {
+        let taps = line[first..].iter().step_by(geo.sw);
+        inside.iter_mut().zip(taps).for_each(|(d, &s)| *d = s);
+    }
+}
+
+/// An output buffer that parallel tasks write in disjoint segments.
+struct SharedOut<'a> {
+    ptr: *mut f32,
+    len: usize,
+    /// Holds the exclusive borrow of the buffer for as long as segments can be handed out.
+    _buffer: PhantomData<&'a mut [f32]>,
+}
+
+// SAFETY: `SharedOut` only hands out segments through `segment`, whose callers guarantee that
+// concurrent segments do not overlap, so sharing it between threads cannot race.
+unsafe impl Sync for SharedOut<'_> {}
+
+impl<'a> SharedOut<'a> {
+    pub fn new(out: &'a mut [f32]) -> SharedOut<'a> {
+        SharedOut {
+            ptr: out.as_mut_ptr(),
+            len: out.len(),
+            _buffer: PhantomData,
         }
+    }
+
+    /// Elements `start..start + len` of the buffer.
+    ///
+    /// # Safety
+    /// No other reference to any of these elements may be alive while the segment is.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn segment(&self, start: usize, len: usize) -> &mut [f32] {
+        assert!(start + len <= self.len, "segment outside the output");
+        // SAFETY: in bounds by the assert; exclusive by the caller's guarantee.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), len) }
     }
 }

@@ -3,10 +3,12 @@
 //! adds them into the output. Explicit pads only: the frontend resolves `output_shape` and
 //! `auto_pad` into `pads` and `output_padding`.
 
-use super::conv::{bias_values, dims4, init_output, valid_range};
+use super::buffers::{give_f32, take_f32};
+use super::conv::{bias_values, dims4, valid_range};
 use super::gemm::matmul;
 use super::{check_window, f32s};
 use crate::{RuntimeError, Tensor};
+use rayon::prelude::*;
 use temblor_ir::ConvTransposeAttrs;
 
 pub(crate) fn conv_transpose(
@@ -45,15 +47,29 @@ pub(crate) fn conv_transpose(
             a.pads, x.shape, w.shape
         )));
     };
-    let (cg, in_plane, out_plane, rows) = (c / g, h * wd, oh * ow, og * kh * kw);
-    let mut out = init_output(n, o, out_plane, bias);
-    let mut cols = vec![0.0; rows * in_plane];
+    let geo = Geometry {
+        h,
+        w: wd,
+        kh,
+        kw,
+        oh,
+        ow,
+        sh,
+        sw,
+        dh,
+        dw,
+        pt,
+        pl,
+    };
+    let mut out = take_f32(n * o * oh * ow);
+    let (cg, rows) = (c / g, og * kh * kw);
+    let mut cols = take_f32(rows * h * wd);
     for b in 0..n {
         for gi in 0..g {
-            let xs = &xv[(b * c + gi * cg) * in_plane..(b * c + (gi + 1) * cg) * in_plane];
+            let xs = &xv[(b * c + gi * cg) * h * wd..(b * c + (gi + 1) * cg) * h * wd];
             matmul(
                 rows,
-                in_plane,
+                h * wd,
                 cg,
                 &wv[gi * cg * rows..],
                 true,
@@ -61,26 +77,64 @@ pub(crate) fn conv_transpose(
                 &mut cols,
                 false,
             );
-            for ol in 0..og {
-                let oc = gi * og + ol;
-                let dst = &mut out[(b * o + oc) * out_plane..(b * o + oc + 1) * out_plane];
-                for i in 0..kh {
-                    let (ylo, yhi) = valid_range(pt, i * dh, sh, oh, h);
-                    for j in 0..kw {
-                        let (xlo, xhi) = valid_range(pl, j * dw, sw, ow, wd);
-                        let row = ((ol * kh + i) * kw + j) * in_plane;
-                        for y in ylo..yhi {
-                            let oy = y * sh + i * dh - pt;
-                            let src = &cols[row + y * wd..row + (y + 1) * wd];
-                            let line = &mut dst[oy * ow..(oy + 1) * ow];
-                            for x in xlo..xhi {
-                                line[x * sw + j * dw - pl] += src[x];
-                            }
+            let first = (b * o + gi * og) * oh * ow;
+            let planes = &mut out[first..first + og * oh * ow];
+            col2im(&geo, &cols, gi * og, bias, planes);
+        }
+    }
+    give_f32(cols);
+    Ok(Tensor::f32(vec![n, o, oh, ow], out))
+}
+
+/// The sizes of one transposed convolution; `h`, `w` are the input's, `oh`, `ow` the output's,
+/// and strides, dilations and pads map output positions to input ones as in Conv.
+struct Geometry {
+    h: usize,
+    w: usize,
+    kh: usize,
+    kw: usize,
+    oh: usize,
+    ow: usize,
+    sh: usize,
+    sw: usize,
+    dh: usize,
+    dw: usize,
+    pt: usize,
+    pl: usize,
+}
+
+/// Adds every kernel tap's contribution (`cols`, `[og·kh·kw × h·w]`) into the output planes of
+/// one group, which start at output channel `first_channel`; one plane per parallel task.
+fn col2im(
+    geo: &Geometry,
+    cols: &[f32],
+    first_channel: usize,
+    bias: Option<&[f32]>,
+    planes: &mut [f32],
+) {
+    let (in_plane, out_plane) = (geo.h * geo.w, geo.oh * geo.ow);
+    if out_plane == 0 {
+        return;
+    }
+    planes
+        .par_chunks_mut(out_plane)
+        .enumerate()
+        .for_each(|(ol, dst)| {
+            dst.fill(bias.map_or(0.0, |b| b[first_channel + ol]));
+            for i in 0..geo.kh {
+                let (ylo, yhi) = valid_range(geo.pt, i * geo.dh, geo.sh, geo.oh, geo.h);
+                for j in 0..geo.kw {
+                    let (xlo, xhi) = valid_range(geo.pl, j * geo.dw, geo.sw, geo.ow, geo.w);
+                    let row = ((ol * geo.kh + i) * geo.kw + j) * in_plane;
+                    for y in ylo..yhi {
+                        let oy = y * geo.sh + i * geo.dh - geo.pt;
+                        let src = &cols[row + y * geo.w..row + (y + 1) * geo.w];
+                        let line = &mut dst[oy * geo.ow..(oy + 1) * geo.ow];
+                        for x in xlo..xhi {
+                            line[x * geo.sw + j * geo.dw - geo.pl] += src[x];
                         }
                     }
                 }
             }
-        }
-    }
-    Ok(Tensor::f32(vec![n, o, oh, ow], out))
+        });
 }

@@ -1,21 +1,19 @@
-//! Add, Sub, Mul, Div with numpy broadcasting. Axes are aligned from the right, size-1 axes
-//! stretch; adjacent axes that broadcast alike are merged first, so the common cases (equal
+//! Binary ops, Where and Cast, with numpy broadcasting. Axes are aligned from the right, size-1
+//! axes stretch; adjacent axes that broadcast alike are merged first, so the common cases (equal
 //! shapes, a scalar, a per-channel `[1,C,1,1]` operand) run as long contiguous inner loops.
 
 use super::execute::{not_in_family, Args};
-use super::Element;
+use super::{cast, dispatch, elementwise_binary, Element};
 use crate::{RuntimeError, Tensor};
-use temblor_ir::{BinaryOp, DType, Op};
+use temblor_ir::{DType, Op};
 
 pub(crate) fn execute(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
-    match op {
-        Op::Binary(b) => Ok(vec![binary(*b, args.required(0)?, args.required(1)?)?]),
-        Op::Where | Op::Cast { .. } => Err(RuntimeError::unsupported(format!(
-            "no CPU kernel for {} yet",
-            op.name()
-        ))),
-        _ => Err(not_in_family(op, "elementwise")),
-    }
+    Ok(vec![match op {
+        Op::Binary(b) => elementwise_binary::binary(*b, args.required(0)?, args.required(1)?)?,
+        Op::Where => where_(args.required(0)?, args.required(1)?, args.required(2)?)?,
+        Op::Cast { to } => cast::cast(args.required(0)?, *to)?,
+        _ => return Err(not_in_family(op, "elementwise")),
+    }])
 }
 
 pub(crate) fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>, RuntimeError> {
@@ -38,113 +36,27 @@ pub(crate) fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>, Ru
         .collect()
 }
 
-pub(crate) fn binary(op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor, RuntimeError> {
-    if a.dtype() != b.dtype() {
-        return Err(RuntimeError::bad_input(format!(
-            "operand dtypes differ: {} and {}",
-            a.dtype(),
-            b.dtype()
-        )));
-    }
-    let shape = broadcast_shape(&a.shape, &b.shape)?;
-    let data = match (&a.data, &b.data) {
-        (crate::TensorData::F32(x), crate::TensorData::F32(y)) => {
-            let f = (&x[..], &a.shape[..], &y[..], &b.shape[..], &shape[..]);
-            crate::TensorData::F32(match op {
-                BinaryOp::Add => apply(f, |p, q| p + q),
-                BinaryOp::Sub => apply(f, |p, q| p - q),
-                BinaryOp::Mul => apply(f, |p, q| p * q),
-                BinaryOp::Div => apply(f, |p, q| p / q),
-                other => {
-                    return Err(RuntimeError::unsupported(format!(
-                        "no CPU kernel for {} yet",
-                        other.name()
-                    )))
-                }
-            })
-        }
-        _ => match a.dtype() {
-            DType::I64 => integer::<i64>(op, a, b, &shape)?,
-            DType::I32 => integer::<i32>(op, a, b, &shape)?,
-            other => {
-                return Err(RuntimeError::unsupported(format!(
-                    "{} of {other} tensors",
-                    Op::Binary(op).name()
-                )))
-            }
-        },
-    };
-    Ok(Tensor { shape, data })
-}
+/// An operand of a broadcasting kernel: its elements and shape.
+pub(crate) type Operand<'a, T> = (&'a [T], &'a [usize]);
 
-/// Integer arithmetic wraps like numpy's; division truncates toward zero as ONNX does, and a
-/// zero divisor is an error rather than a crash.
-trait Integer: Element + PartialEq {
-    const ZERO: Self;
-    fn add(self, o: Self) -> Self;
-    fn sub(self, o: Self) -> Self;
-    fn mul(self, o: Self) -> Self;
-    fn div(self, o: Self) -> Self;
+/// The elements of `t` as `T`, with its shape.
+pub(crate) fn operand<T: Element>(t: &Tensor) -> Result<Operand<'_, T>, RuntimeError> {
+    let data = T::slice(&t.data)
+        .ok_or_else(|| RuntimeError::internal("tensor data disagrees with the kernel's dtype"))?;
+    Ok((data, &t.shape))
 }
-
-macro_rules! integer_impl {
-    ($t:ty) => {
-        impl Integer for $t {
-            const ZERO: Self = 0;
-            fn add(self, o: Self) -> Self {
-                self.wrapping_add(o)
-            }
-            fn sub(self, o: Self) -> Self {
-                self.wrapping_sub(o)
-            }
-            fn mul(self, o: Self) -> Self {
-                self.wrapping_mul(o)
-            }
-            fn div(self, o: Self) -> Self {
-                self.wrapping_div(o)
-            }
-        }
-    };
-}
-integer_impl!(i64);
-integer_impl!(i32);
-
-fn integer<T: Integer>(
-    op: BinaryOp,
-    a: &Tensor,
-    b: &Tensor,
-    shape: &[usize],
-) -> Result<crate::TensorData, RuntimeError> {
-    let (Some(x), Some(y)) = (T::slice(&a.data), T::slice(&b.data)) else {
-        return Err(RuntimeError::internal(
-            "operand dtypes changed under the kernel",
-        ));
-    };
-    let f = (x, &a.shape[..], y, &b.shape[..], shape);
-    Ok(T::wrap(match op {
-        BinaryOp::Add => apply(f, T::add),
-        BinaryOp::Sub => apply(f, T::sub),
-        BinaryOp::Mul => apply(f, T::mul),
-        BinaryOp::Div => {
-            if y.contains(&T::ZERO) {
-                return Err(RuntimeError::bad_input("integer division by zero"));
-            }
-            apply(f, T::div)
-        }
-        other => {
-            return Err(RuntimeError::unsupported(format!(
-                "no CPU kernel for {} yet",
-                other.name()
-            )))
-        }
-    }))
-}
-
-type Operands<'a, T> = (&'a [T], &'a [usize], &'a [T], &'a [usize], &'a [usize]);
 
 /// `f` over the broadcast of `a` and `b` to `out_shape`.
-fn apply<T: Copy>((a, ash, b, bsh, out_shape): Operands<T>, f: impl Fn(T, T) -> T) -> Vec<T> {
+pub(crate) fn apply<A: Copy, B: Copy, R>(
+    (a, ash): Operand<A>,
+    (b, bsh): Operand<B>,
+    out_shape: &[usize],
+    f: impl Fn(A, B) -> R,
+) -> Vec<R> {
     let total: usize = out_shape.iter().product();
+    if total == 0 {
+        return Vec::new();
+    }
     if ash == bsh {
         return a.iter().zip(b).map(|(&p, &q)| f(p, q)).collect();
     }
@@ -154,55 +66,103 @@ fn apply<T: Copy>((a, ash, b, bsh, out_shape): Operands<T>, f: impl Fn(T, T) -> 
     if a.len() == 1 && b.len() == total {
         return b.iter().map(|&q| f(a[0], q)).collect();
     }
-    let dims = merged_dims(ash, bsh, out_shape);
-    let mut out = Vec::with_capacity(total);
-    if total == 0 {
-        return out;
-    }
-    let Some(&(inner, ia, ib)) = dims.last() else {
-        out.push(f(a[0], b[0]));
-        return out;
+    let dims = merged_dims([ash, bsh], out_shape);
+    let Some((&(inner, [ia, ib]), outer)) = dims.split_last() else {
+        return vec![f(a[0], b[0])];
     };
-    let outer = &dims[..dims.len() - 1];
+    let mut out = Vec::with_capacity(total);
+    rows(outer, |[oa, ob]| match (ia, ib) {
+        (1, 1) => out.extend(
+            a[oa..oa + inner]
+                .iter()
+                .zip(&b[ob..ob + inner])
+                .map(|(&p, &q)| f(p, q)),
+        ),
+        (1, 0) => out.extend(a[oa..oa + inner].iter().map(|&p| f(p, b[ob]))),
+        (0, 1) => out.extend(b[ob..ob + inner].iter().map(|&q| f(a[oa], q))),
+        _ => out.extend((0..inner).map(|i| f(a[oa + i * ia], b[ob + i * ib]))),
+    });
+    out
+}
+
+fn where_(cond: &Tensor, x: &Tensor, y: &Tensor) -> Result<Tensor, RuntimeError> {
+    let c = super::elements::<bool>(cond, "condition", DType::Bool)?;
+    if x.dtype() != y.dtype() {
+        return Err(RuntimeError::bad_input(format!(
+            "x and y dtypes differ: {} and {}",
+            x.dtype(),
+            y.dtype()
+        )));
+    }
+    let shape = broadcast_shape(&broadcast_shape(&x.shape, &y.shape)?, &cond.shape)?;
+    let data = dispatch!(x.dtype(), T => T::wrap(select((c, &cond.shape), operand::<T>(x)?, operand::<T>(y)?, &shape)));
+    Ok(Tensor { shape, data })
+}
+
+fn select<T: Copy>(
+    (c, csh): Operand<bool>,
+    (x, xsh): Operand<T>,
+    (y, ysh): Operand<T>,
+    out_shape: &[usize],
+) -> Vec<T> {
+    let total: usize = out_shape.iter().product();
+    if total == 0 {
+        return Vec::new();
+    }
+    let dims = merged_dims([csh, xsh, ysh], out_shape);
+    let Some((&(inner, [ic, ix, iy]), outer)) = dims.split_last() else {
+        return vec![if c[0] { x[0] } else { y[0] }];
+    };
+    let mut out = Vec::with_capacity(total);
+    rows(outer, |[oc, ox, oy]| {
+        out.extend((0..inner).map(|i| {
+            if c[oc + i * ic] {
+                x[ox + i * ix]
+            } else {
+                y[oy + i * iy]
+            }
+        }))
+    });
+    out
+}
+
+/// Calls `row` with each operand's offset at the start of every row of the innermost merged
+/// axis, the `outer` axes counting like an odometer.
+fn rows<const N: usize>(outer: &[(usize, [usize; N])], mut row: impl FnMut([usize; N])) {
     let mut index = vec![0usize; outer.len()];
-    let (mut oa, mut ob) = (0usize, 0usize);
+    let mut offsets = [0usize; N];
     loop {
-        match (ia, ib) {
-            (1, 1) => out.extend(
-                a[oa..oa + inner]
-                    .iter()
-                    .zip(&b[ob..ob + inner])
-                    .map(|(&p, &q)| f(p, q)),
-            ),
-            (1, 0) => out.extend(a[oa..oa + inner].iter().map(|&p| f(p, b[ob]))),
-            (0, 1) => out.extend(b[ob..ob + inner].iter().map(|&q| f(a[oa], q))),
-            _ => out.extend((0..inner).map(|i| f(a[oa + i * ia], b[ob + i * ib]))),
-        }
+        row(offsets);
         let mut d = outer.len();
         loop {
             if d == 0 {
-                return out;
+                return;
             }
             d -= 1;
-            let (n, sa, sb) = outer[d];
+            let (n, steps) = outer[d];
             index[d] += 1;
-            oa += sa;
-            ob += sb;
+            for (o, s) in offsets.iter_mut().zip(steps) {
+                *o += s;
+            }
             if index[d] < n {
                 break;
             }
-            oa -= sa * n;
-            ob -= sb * n;
+            for (o, s) in offsets.iter_mut().zip(steps) {
+                *o -= s * n;
+            }
             index[d] = 0;
         }
     }
 }
 
-/// The output axes as (extent, stride in a, stride in b), size-1 axes dropped and neighbours
-/// that both operands step through contiguously (or both hold still on) merged.
-fn merged_dims(ash: &[usize], bsh: &[usize], out_shape: &[usize]) -> Vec<(usize, usize, usize)> {
+/// The output axes as (extent, stride in each operand), size-1 axes dropped and neighbours
+/// that every operand steps through contiguously (or holds still on) merged.
+fn merged_dims<const N: usize>(
+    shapes: [&[usize]; N],
+    out_shape: &[usize],
+) -> Vec<(usize, [usize; N])> {
     let r = out_shape.len();
-    let strides_in = |s: &[usize]| {
+    let strides = shapes.map(|s| {
         let mut st = vec![0; r];
         let mut acc = 1;
         for i in (0..s.len()).rev() {
@@ -210,19 +170,19 @@ fn merged_dims(ash: &[usize], bsh: &[usize], out_shape: &[usize]) -> Vec<(usize,
             acc *= s[i];
         }
         st
-    };
-    let (sa, sb) = (strides_in(ash), strides_in(bsh));
-    let mut dims: Vec<(usize, usize, usize)> = Vec::new();
-    for i in 0..r {
-        if out_shape[i] == 1 {
+    });
+    let mut dims: Vec<(usize, [usize; N])> = Vec::new();
+    for (i, &n) in out_shape.iter().enumerate() {
+        if n == 1 {
             continue;
         }
-        let cur = (out_shape[i], sa[i], sb[i]);
+        let cur: [usize; N] = std::array::from_fn(|k| strides[k][i]);
         match dims.last_mut() {
-            Some(prev) if prev.1 == cur.1 * cur.0 && prev.2 == cur.2 * cur.0 => {
-                *prev = (prev.0 * cur.0, cur.1, cur.2);
+            Some((m, prev)) if (0..N).all(|k| prev[k] == cur[k] * n) => {
+                *m *= n;
+                *prev = cur;
             }
-            _ => dims.push(cur),
+            _ => dims.push((n, cur)),
         }
     }
     dims

@@ -4,20 +4,34 @@
 //! at run time.
 
 mod activation;
+mod buffers;
+mod cast;
 mod conv;
+mod conv_gemm;
 mod conv_transpose;
+mod depthwise;
 mod detection;
+mod einsum;
 mod elementwise;
+mod elementwise_binary;
+mod epilogue;
 mod execute;
+mod fill;
 mod gemm;
+mod indexing;
 mod linalg;
+mod matmul;
 mod norm;
+mod number;
 mod plan;
 mod pool;
 mod quant;
+mod real;
 mod reduce;
 mod resize;
 mod shape_ops;
+mod softmax;
+mod strided;
 
 pub use plan::CpuPlan;
 

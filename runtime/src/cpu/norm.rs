@@ -1,7 +1,10 @@
-//! Inference batch normalization over axis 1: folded once per channel into `x * a + b`.
+//! Inference batch normalization over axis 1 (folded once per channel into `x * a + b`), and
+//! layer normalization over trailing axes.
 
-use super::f32s;
+use super::real::{broadcast_to, dispatch_real, values, Real};
+use super::{f32s, normalize_axis};
 use crate::{RuntimeError, Tensor};
+use rayon::prelude::*;
 
 /// `params` are scale, bias, mean, variance, each one value per channel.
 pub(crate) fn batch_norm(
@@ -42,4 +45,74 @@ pub(crate) fn batch_norm(
         }
     }
     Ok(Tensor::f32(x.shape.clone(), out))
+}
+
+/// LayerNormalization over the axes from `axis` on; `scale` and `bias` broadcast to them. The
+/// statistics run in f64 (at least the f32 that stash_type asks for); the optional mean and
+/// inverse standard deviation outputs are f32 with the normalized axes kept as 1.
+pub(crate) fn layer_norm(
+    x: &Tensor,
+    scale: &Tensor,
+    bias: Option<&Tensor>,
+    axis: i64,
+    epsilon: f32,
+    outputs: usize,
+) -> Result<Vec<Tensor>, RuntimeError> {
+    let a = normalize_axis(axis, x.shape.len())?;
+    dispatch_real!(x.dtype(), "LayerNormalization", T => {
+        layer_norm_t::<T>(x, scale, bias, a, epsilon as f64, outputs)
+    })
+}
+
+fn layer_norm_t<T: Real>(
+    x: &Tensor,
+    scale: &Tensor,
+    bias: Option<&Tensor>,
+    a: usize,
+    epsilon: f64,
+    outputs: usize,
+) -> Result<Vec<Tensor>, RuntimeError> {
+    let v = values::<T>(x, "input")?;
+    let normalized = &x.shape[a..];
+    let cols: usize = normalized.iter().product();
+    let rows: usize = x.shape[..a].iter().product();
+    let param =
+        |t: &Tensor, what: &str| broadcast_to(values::<T>(t, what)?, &t.shape, normalized, what);
+    let s = param(scale, "scale")?;
+    let b = bias.map(|t| param(t, "bias")).transpose()?;
+    let mut y = vec![T::ZERO; v.len()];
+    let mut stats = vec![(0.0f32, 0.0f32); rows];
+    if cols > 0 {
+        y.par_chunks_mut(cols)
+            .zip(v.par_chunks(cols))
+            .zip(stats.par_iter_mut())
+            .for_each(|((out, row), st)| {
+                let n = cols as f64;
+                let mean = row.iter().map(|e| e.to_f64()).sum::<f64>() / n;
+                let var = row.iter().map(|e| (e.to_f64() - mean).powi(2)).sum::<f64>() / n;
+                let inv = 1.0 / (var + epsilon).sqrt();
+                let (m, i) = (T::from_f64(mean), T::from_f64(inv));
+                for (j, (o, &e)) in out.iter_mut().zip(row).enumerate() {
+                    let z = (e - m) * i * s[j];
+                    *o = b.as_ref().map_or(z, |b| z + b[j]);
+                }
+                *st = (mean as f32, inv as f32);
+            });
+    }
+    let mut stat_shape = x.shape.clone();
+    stat_shape[a..].fill(1);
+    let mut result = vec![Tensor {
+        shape: x.shape.clone(),
+        data: T::wrap(y),
+    }];
+    if outputs > 1 {
+        result.push(Tensor::f32(
+            stat_shape.clone(),
+            stats.iter().map(|s| s.0).collect(),
+        ));
+    }
+    if outputs > 2 {
+        result.push(Tensor::f32(stat_shape, stats.iter().map(|s| s.1).collect()));
+    }
+    Ok(result)
 }

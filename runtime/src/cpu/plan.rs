@@ -2,9 +2,12 @@
 //! Constants are converted once when the plan is built; a computed value is dropped as soon as
 //! its last reader has run, so peak memory is the widest cut of the graph, not its sum.
 
+use super::buffers::{self, BufferPool};
 use super::execute::{execute, Args};
-use crate::{RuntimeError, Tensor};
+use crate::{RuntimeError, Tensor, TensorData};
+use rayon::{ThreadPool, ThreadPoolBuilder};
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use temblor_ir::{DType, Dim, Graph, Op, ValueRef};
 
 /// An executable CPU plan for one graph.
@@ -16,6 +19,10 @@ pub struct CpuPlan {
     outputs: Vec<(String, usize)>,
     /// Per slot: how many step inputs and graph outputs read it.
     uses: Vec<usize>,
+    /// Kernels run inside this pool, so their rayon iterators and GEMMs use its threads.
+    pool: Arc<ThreadPool>,
+    /// Freed f32 buffers kept between runs, so steady-state runs hardly allocate.
+    buffers: Mutex<BufferPool>,
 }
 
 #[derive(Debug)]
@@ -52,7 +59,18 @@ impl Value<'_> {
     }
 }
 
+/// A pool of `threads` workers; 0 means one per available core.
+fn thread_pool(threads: usize) -> Result<Arc<ThreadPool>, RuntimeError> {
+    ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("temblor-cpu-{i}"))
+        .build()
+        .map(Arc::new)
+        .map_err(|e| RuntimeError::internal(format!("cannot start {threads} CPU threads: {e}")))
+}
+
 impl CpuPlan {
+    /// A plan for `g` that runs on every available core; see [`CpuPlan::with_threads`].
     pub fn new(g: &Graph) -> Result<CpuPlan, RuntimeError> {
         let order = g.topo_order().map_err(|n| {
             RuntimeError::internal(format!(
@@ -68,6 +86,8 @@ impl CpuPlan {
             steps: Vec::new(),
             outputs: Vec::new(),
             uses: Vec::new(),
+            pool: thread_pool(0)?,
+            buffers: Mutex::default(),
         };
         let mut unsupported = Vec::new();
         for &id in &order {
@@ -164,8 +184,35 @@ impl CpuPlan {
         Ok(plan)
     }
 
+    /// The same plan running on `threads` threads (0 = one per available core).
+    pub fn with_threads(self, threads: usize) -> Result<CpuPlan, RuntimeError> {
+        Ok(CpuPlan {
+            pool: thread_pool(threads)?,
+            ..self
+        })
+    }
+
+    /// How many threads the kernels of this plan run on.
+    pub fn threads(&self) -> usize {
+        self.pool.current_num_threads()
+    }
+
     /// Runs the plan on named inputs and returns the graph outputs, in order, by name.
     pub fn run(&self, inputs: &[(String, Tensor)]) -> Result<Vec<(String, Tensor)>, RuntimeError> {
+        // A concurrent run finds the pool taken and starts with an empty one.
+        let buffers =
+            std::mem::take(&mut *self.buffers.lock().unwrap_or_else(PoisonError::into_inner));
+        let (result, buffers) = self
+            .pool
+            .install(|| buffers::with_pool(buffers, || self.run_steps(inputs)));
+        *self.buffers.lock().unwrap_or_else(PoisonError::into_inner) = buffers;
+        result
+    }
+
+    fn run_steps(
+        &self,
+        inputs: &[(String, Tensor)],
+    ) -> Result<Vec<(String, Tensor)>, RuntimeError> {
         let mut values: Vec<Value> = (0..self.uses.len()).map(|_| Value::Empty).collect();
         for (slot, t) in &self.constants {
             values[*slot] = Value::Borrowed(t);
@@ -190,7 +237,12 @@ impl CpuPlan {
                 ins: &ins,
                 outputs: step.outputs.len(),
             };
+            let t0 = std::time::Instant::now();
             let outs = execute(&step.op, &args).map_err(|e| e.context(&step.what))?;
+            if std::env::var_os("TPROF").is_some() {
+                let rss = std::fs::read_to_string("/proc/self/status").unwrap().lines().find(|l| l.starts_with("VmRSS")).unwrap().to_string();
+                eprintln!("PROF\t{}\t{:.3}\t{:?}\t{}\t{:?}", step.op.name(), t0.elapsed().as_secs_f64()*1e3, outs.first().map(|t| t.shape.clone()), rss, ins.iter().map(|t| t.map(|t| t.shape.clone())).collect::<Vec<_>>());
+            }
             if outs.len() != step.outputs.len() {
                 return Err(RuntimeError::internal(format!(
                     "{}: the kernel made {} outputs, the node declares {}",
@@ -202,12 +254,14 @@ impl CpuPlan {
             for (&slot, t) in step.outputs.iter().zip(outs) {
                 if left[slot] > 0 {
                     values[slot] = Value::Owned(t);
+                } else {
+                    recycle(Value::Owned(t));
                 }
             }
             for &s in step.inputs.iter().flatten() {
                 left[s] -= 1;
                 if left[s] == 0 {
-                    values[s] = Value::Empty;
+                    recycle(std::mem::replace(&mut values[s], Value::Empty));
                 }
             }
         }
@@ -279,6 +333,17 @@ impl CpuPlan {
             .iter()
             .zip(found.into_iter().flatten())
             .collect())
+    }
+}
+
+/// Gives the storage of a computed f32 value to the buffer pool; anything else is dropped.
+fn recycle(value: Value) {
+    if let Value::Owned(Tensor {
+        data: TensorData::F32(v),
+        ..
+    }) = value
+    {
+        if std::env::var_os("TNOPOOL").is_none() { buffers::give_f32(v); }
     }
 }
 

@@ -1,32 +1,55 @@
-//! GlobalAveragePool: the mean of each `[n, c]` plane over every trailing axis.
+//! Pooling over the trailing spatial axes of `[N, C, ...]`: MaxPool (with optional flat
+//! indices), AveragePool, GlobalAveragePool and GlobalMaxPool. Windows of any spatial rank up
+//! to 3 run on one loop nest: fewer axes are lifted to three with unit windows, and each axis's
+//! taps inside the input are precomputed per output position as one arithmetic run, so the
+//! common 2-D case costs no index arithmetic beyond the window itself.
 
 use super::execute::{not_in_family, Args};
-use super::f32s;
+use super::real::{dispatch_real, values, Ordered, Real};
+use super::{dispatch, f32s};
 use crate::{RuntimeError, Tensor};
-use temblor_ir::Op;
+use rayon::prelude::*;
+use temblor_ir::{Op, PoolAttrs};
 
 pub(crate) fn execute(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
+    let x = args.required(0)?;
     match op {
-        Op::GlobalAveragePool => Ok(vec![global_average_pool(args.required(0)?)?]),
-        Op::MaxPool(_) | Op::AveragePool(_) | Op::GlobalMaxPool => Err(RuntimeError::unsupported(
-            format!("no CPU kernel for {} yet", op.name()),
-        )),
+        Op::GlobalAveragePool => Ok(vec![global_average_pool(x)?]),
+        Op::GlobalMaxPool => {
+            planes(x)?;
+            dispatch!(x.dtype(), T => global_max_pool::<T>(x)).map(|t| vec![t])
+        }
+        Op::MaxPool(a) => {
+            let g = Geometry::new(a, &x.shape)?;
+            let with_indices = args.outputs > 1;
+            dispatch!(x.dtype(), T => max_pool::<T>(&g, x, with_indices))
+        }
+        Op::AveragePool(a) => {
+            let g = Geometry::new(a, &x.shape)?;
+            let include_pad = a.count_include_pad;
+            dispatch_real!(x.dtype(), "AveragePool", T => average_pool::<T>(&g, x, include_pad))
+                .map(|t| vec![t])
+        }
         _ => Err(not_in_family(op, "pooling")),
     }
 }
 
-pub(crate) fn global_average_pool(x: &Tensor) -> Result<Tensor, RuntimeError> {
-    let v = f32s(x, "input")?;
-    if x.shape.len() < 2 {
+/// The number of `[n, c]` planes and the size of each.
+fn planes(x: &Tensor) -> Result<(usize, usize), RuntimeError> {
+    if x.shape.len() < 3 {
         return Err(RuntimeError::bad_input(format!(
-            "input must be at least 2-D, got shape {:?}",
+            "pooling needs an input of rank >= 3, got shape {:?}",
             x.shape
         )));
     }
-    let plane: usize = x.shape[2..].iter().product();
-    let planes = x.shape[0] * x.shape[1];
+    Ok((x.shape[0] * x.shape[1], x.shape[2..].iter().product()))
+}
+
+pub(crate) fn global_average_pool(x: &Tensor) -> Result<Tensor, RuntimeError> {
+    let v = f32s(x, "input")?;
+    let (count, plane) = planes(x)?;
     // Sums in f64: a large plane summed in f32 loses digits that onnxruntime keeps.
-    let out = (0..planes)
+    let out = (0..count)
         .map(|i| {
             let s: f64 = v[i * plane..(i + 1) * plane]
                 .iter()
@@ -38,4 +61,254 @@ pub(crate) fn global_average_pool(x: &Tensor) -> Result<Tensor, RuntimeError> {
     let mut shape = x.shape.clone();
     shape[2..].fill(1);
     Ok(Tensor::f32(shape, out))
+}
+
+fn global_max_pool<T: Ordered>(x: &Tensor) -> Result<Tensor, RuntimeError> {
+    let v = values::<T>(x, "input")?;
+    let (_, plane) = planes(x)?;
+    let out = v
+        .chunks(plane.max(1))
+        .map(|p| {
+            p.iter()
+                .copied()
+                .fold(T::LOWEST, |m, e| if e > m { e } else { m })
+        })
+        .collect();
+    let mut shape = x.shape.clone();
+    shape[2..].fill(1);
+    Ok(Tensor {
+        shape,
+        data: T::wrap(out),
+    })
+}
+
+/// The taps of one output position along one axis: input positions `first + i * step` for
+/// `i < valid`, and how many taps fall inside the explicitly padded extent.
+#[derive(Clone, Copy, Debug)]
+struct Run {
+    first: usize,
+    valid: usize,
+    padded: usize,
+}
+
+/// One spatial axis of the (lifted) window.
+#[derive(Debug)]
+struct Axis {
+    extent: usize,
+    step: usize,
+    runs: Vec<Run>,
+}
+
+/// The resolved window: three spatial axes (leading unit ones for 1-D and 2-D).
+#[derive(Debug)]
+struct Geometry {
+    planes: usize,
+    axes: [Axis; 3],
+    out_shape: Vec<usize>,
+}
+
+/// The output extent of one axis, as ONNX defines it: in ceil mode the last window must still
+/// start inside the input or its leading padding.
+fn out_extent(
+    input: usize,
+    eff: usize,
+    stride: usize,
+    pads: (usize, usize),
+    ceil: bool,
+) -> Option<usize> {
+    let span = (input + pads.0 + pads.1).checked_sub(eff)?;
+    let mut out = if ceil {
+        span.div_ceil(stride) + 1
+    } else {
+        span / stride + 1
+    };
+    if ceil && (out - 1) * stride >= input + pads.0 {
+        out -= 1;
+    }
+    Some(out)
+}
+
+impl Geometry {
+    fn new(a: &PoolAttrs, shape: &[usize]) -> Result<Geometry, RuntimeError> {
+        let k = a.kernel.len();
+        let consistent = a.strides.len() == k && a.dilations.len() == k && a.pads.len() == 2 * k;
+        if !consistent || shape.len() != k + 2 || !(1..=3).contains(&k) {
+            return Err(RuntimeError::bad_input(format!(
+                "a {k}-D window (strides {:?}, dilations {:?}, pads {:?}) does not fit an input \
+                 of shape {shape:?}",
+                a.strides, a.dilations, a.pads
+            )));
+        }
+        if a.kernel.contains(&0) || a.strides.contains(&0) || a.dilations.contains(&0) {
+            return Err(RuntimeError::bad_input(
+                "kernel, strides and dilations must be positive",
+            ));
+        }
+        let unit = || Axis {
+            extent: 1,
+            step: 1,
+            runs: vec![Run {
+                first: 0,
+                valid: 1,
+                padded: 1,
+            }],
+        };
+        let mut axes = [unit(), unit(), unit()];
+        let mut out_shape = shape[..2].to_vec();
+        for i in 0..k {
+            let input = shape[2 + i];
+            let (kernel, s, d) = (a.kernel[i], a.strides[i], a.dilations[i]);
+            let pads = (a.pads[i], a.pads[k + i]);
+            let eff = (kernel - 1) * d + 1;
+            let out = out_extent(input, eff, s, pads, a.ceil_mode).ok_or_else(|| {
+                RuntimeError::bad_input(format!(
+                    "window extent {eff} exceeds the padded input extent {} on spatial axis {i}",
+                    input + pads.0 + pads.1
+                ))
+            })?;
+            out_shape.push(out);
+            let runs = (0..out)
+                .map(|o| {
+                    let start = (o * s) as isize - pads.0 as isize;
+                    let pos = |t: usize| start + (t * d) as isize;
+                    let lo = (0..kernel).find(|&t| pos(t) >= 0).unwrap_or(kernel);
+                    let hi = (lo..kernel)
+                        .find(|&t| pos(t) >= input as isize)
+                        .unwrap_or(kernel);
+                    let limit = (input + pads.1) as isize;
+                    Run {
+                        first: pos(lo).max(0) as usize,
+                        valid: hi - lo,
+                        padded: (0..kernel).filter(|&t| pos(t) < limit).count(),
+                    }
+                })
+                .collect();
+            axes[3 - k + i] = Axis {
+                extent: input,
+                step: d,
+                runs,
+            };
+        }
+        Ok(Geometry {
+            planes: shape[0] * shape[1],
+            axes,
+            out_shape,
+        })
+    }
+
+    fn in_plane(&self) -> usize {
+        self.axes.iter().map(|a| a.extent).product()
+    }
+
+    fn out_plane(&self) -> usize {
+        self.axes.iter().map(|a| a.runs.len()).product()
+    }
+
+    /// Folds every output position's window of a plane: `tap` takes each flat in-plane input
+    /// position of the window, `done` gets the output index, the result and the window's runs.
+    fn each_window<A: Copy>(
+        &self,
+        init: A,
+        tap: impl Fn(A, usize) -> A,
+        mut done: impl FnMut(usize, A, [Run; 3]),
+    ) {
+        let [ad, ah, aw] = &self.axes;
+        let (h, w) = (ah.extent, aw.extent);
+        let mut o = 0;
+        for rd in &ad.runs {
+            for rh in &ah.runs {
+                for rw in &aw.runs {
+                    let mut acc = init;
+                    for i in 0..rd.valid {
+                        let d = rd.first + i * ad.step;
+                        for j in 0..rh.valid {
+                            let row = (d * h + rh.first + j * ah.step) * w + rw.first;
+                            for l in 0..rw.valid {
+                                acc = tap(acc, row + l * aw.step);
+                            }
+                        }
+                    }
+                    done(o, acc, [*rd, *rh, *rw]);
+                    o += 1;
+                }
+            }
+        }
+    }
+}
+
+fn max_pool<T: Ordered + Send + Sync>(
+    g: &Geometry,
+    x: &Tensor,
+    with_indices: bool,
+) -> Result<Vec<Tensor>, RuntimeError> {
+    let v = values::<T>(x, "input")?;
+    let (ip, op) = (g.in_plane(), g.out_plane());
+    let mut out = vec![T::LOWEST; g.planes * op];
+    let mut idx = vec![0i64; if with_indices { g.planes * op } else { 0 }];
+    let plane = |p: usize, out: &mut [T], idx: &mut [i64]| {
+        let src = &v[p * ip..(p + 1) * ip];
+        let first_max = |best: (T, Option<usize>), t: usize| match best.1 {
+            Some(_) if src[t] <= best.0 => best,
+            _ => (src[t], Some(t)),
+        };
+        g.each_window((T::LOWEST, None), first_max, |o, best, _| {
+            out[o] = best.0;
+            if let Some(i) = idx.get_mut(o) {
+                *i = (p * ip + best.1.unwrap_or(0)) as i64;
+            }
+        });
+    };
+    if with_indices {
+        out.par_chunks_mut(op.max(1))
+            .zip(idx.par_chunks_mut(op.max(1)))
+            .enumerate()
+            .for_each(|(p, (o, i))| plane(p, o, i));
+    } else {
+        out.par_chunks_mut(op.max(1))
+            .enumerate()
+            .for_each(|(p, o)| plane(p, o, &mut []));
+    }
+    let mut result = vec![Tensor {
+        shape: g.out_shape.clone(),
+        data: T::wrap(out),
+    }];
+    if with_indices {
+        result.push(Tensor::i64(g.out_shape.clone(), idx));
+    }
+    Ok(result)
+}
+
+fn average_pool<T: Real>(
+    g: &Geometry,
+    x: &Tensor,
+    include_pad: bool,
+) -> Result<Tensor, RuntimeError> {
+    let v = values::<T>(x, "input")?;
+    let (ip, op) = (g.in_plane(), g.out_plane());
+    let mut out = vec![T::ZERO; g.planes * op];
+    out.par_chunks_mut(op.max(1))
+        .enumerate()
+        .for_each(|(p, out)| {
+            let src = &v[p * ip..(p + 1) * ip];
+            g.each_window(
+                T::ZERO,
+                |s, t| s + src[t],
+                |o, sum, runs| {
+                    let count: usize = if include_pad {
+                        runs.iter().map(|r| r.padded).product()
+                    } else {
+                        runs.iter().map(|r| r.valid).product()
+                    };
+                    out[o] = if count == 0 {
+                        T::ZERO
+                    } else {
+                        sum / T::from_f64(count as f64)
+                    };
+                },
+            );
+        });
+    Ok(Tensor {
+        shape: g.out_shape.clone(),
+        data: T::wrap(out),
+    })
 }

@@ -1,8 +1,10 @@
-//! Ops that only move elements: Concat, Reshape, Transpose, Split, for every dtype.
+//! Ops that only move elements: Concat, Reshape, Transpose, Split, Flatten, Squeeze,
+//! Unsqueeze, and the shape readers Shape and Size, for every dtype. This file also routes the
+//! family's other ops to [`indexing`] and [`fill`].
 
 use super::execute::{not_in_family, Args};
-use super::{dispatch, elements, normalize_axis, strides, Element};
-use crate::{RuntimeError, Tensor};
+use super::{dispatch, elements, fill, indexing, normalize_axis, strided, strides, Element};
+use crate::{RuntimeError, Tensor, TensorData};
 use temblor_ir::{Op, SplitSizes};
 
 pub(crate) fn execute(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
@@ -13,27 +15,61 @@ pub(crate) fn execute(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError>
         Op::Reshape { allowzero } => one(reshape(x, args.required(1)?, *allowzero)?),
         Op::Transpose { perm } => one(transpose(x, perm)?),
         Op::Split { axis, sizes } => split(x, *axis, sizes, args.outputs),
+        Op::Flatten { axis } => one(flatten(x, *axis)?),
+        Op::Squeeze => one(squeeze(x, args.optional(1))?),
+        Op::Unsqueeze => one(unsqueeze(x, args.required(1)?)?),
+        Op::Shape { start, end } => one(shape_of(x, *start, *end)),
+        Op::Size => one(Tensor::i64(vec![], vec![x.len() as i64])),
         Op::Slice
-        | Op::Flatten { .. }
-        | Op::Squeeze
-        | Op::Unsqueeze
-        | Op::Expand
-        | Op::Tile
         | Op::Gather { .. }
         | Op::GatherElements { .. }
         | Op::GatherNd { .. }
         | Op::ScatterNd { .. }
-        | Op::Shape { .. }
-        | Op::Size
-        | Op::ConstantOfShape { .. }
-        | Op::Range
-        | Op::Pad { .. }
-        | Op::NonZero => Err(RuntimeError::unsupported(format!(
-            "no CPU kernel for {} yet",
-            op.name()
-        ))),
+        | Op::NonZero => indexing::execute(op, args),
+        Op::Expand | Op::Tile | Op::Pad { .. } | Op::ConstantOfShape { .. } | Op::Range => {
+            fill::execute(op, args)
+        }
         _ => Err(not_in_family(op, "data movement")),
     }
+}
+
+/// The values of an integer operand (shape, axes, pads, indices), widened to i64.
+pub(crate) fn int_values(t: &Tensor, what: &str) -> Result<Vec<i64>, RuntimeError> {
+    match &t.data {
+        TensorData::I64(v) => Ok(v.clone()),
+        TensorData::I32(v) => Ok(v.iter().map(|&d| d as i64).collect()),
+        _ => Err(RuntimeError::bad_input(format!(
+            "the {what} input is {}, expected int64 or int32",
+            t.dtype()
+        ))),
+    }
+}
+
+/// A 1-D integer operand; a scalar counts as one entry.
+pub(crate) fn int_list(t: &Tensor, what: &str) -> Result<Vec<i64>, RuntimeError> {
+    if t.shape.len() > 1 {
+        return Err(RuntimeError::bad_input(format!(
+            "the {what} input must be 1-D, got shape {:?}",
+            t.shape
+        )));
+    }
+    int_values(t, what)
+}
+
+/// Normalized, distinct axes below `rank`.
+pub(crate) fn distinct_axes(axes: &[i64], rank: usize) -> Result<Vec<usize>, RuntimeError> {
+    let mut seen = vec![false; rank];
+    axes.iter()
+        .map(|&a| {
+            let ax = normalize_axis(a, rank)?;
+            if std::mem::replace(&mut seen[ax], true) {
+                return Err(RuntimeError::bad_input(format!(
+                    "axis {a} is given twice in {axes:?}"
+                )));
+            }
+            Ok(ax)
+        })
+        .collect()
 }
 
 pub(crate) fn concat(inputs: &[&Tensor], axis: i64) -> Result<Tensor, RuntimeError> {
@@ -125,22 +161,7 @@ pub(crate) fn reshape(
     target: &Tensor,
     allowzero: bool,
 ) -> Result<Tensor, RuntimeError> {
-    let dims: Vec<i64> = match &target.data {
-        crate::TensorData::I64(v) => v.clone(),
-        crate::TensorData::I32(v) => v.iter().map(|&d| d as i64).collect(),
-        _ => {
-            return Err(RuntimeError::bad_input(format!(
-                "the shape input is {}, not int64",
-                target.dtype()
-            )))
-        }
-    };
-    if target.shape.len() != 1 {
-        return Err(RuntimeError::bad_input(format!(
-            "the shape input must be 1-D, got shape {:?}",
-            target.shape
-        )));
-    }
+    let dims = int_list(target, "shape")?;
     let shape = reshape_target(&x.shape, &dims, allowzero)?;
     Ok(Tensor {
         shape,
@@ -169,43 +190,14 @@ pub(crate) fn transpose(x: &Tensor, perm: &[usize]) -> Result<Tensor, RuntimeErr
     let shape: Vec<usize> = perm.iter().map(|&p| x.shape[p]).collect();
     let in_strides = strides(&x.shape);
     // The input stride of each output axis, walked in output order.
-    let walk: Vec<(usize, usize)> = perm.iter().map(|&p| (x.shape[p], in_strides[p])).collect();
+    let walk: Vec<strided::Axis> = perm
+        .iter()
+        .map(|&p| (x.shape[p], in_strides[p] as isize))
+        .collect();
     dispatch!(x.dtype(), T => {
         let v = elements::<T>(x, "input", x.dtype())?;
-        Ok(Tensor { shape, data: T::wrap(gather(v, &walk)) })
+        Ok(Tensor { shape, data: T::wrap(strided::copy(v, 0, &walk)) })
     })
-}
-
-/// Reads `v` along `walk` (extent, stride) axes, last axis fastest.
-fn gather<T: Element>(v: &[T], walk: &[(usize, usize)]) -> Vec<T> {
-    let total: usize = walk.iter().map(|w| w.0).product();
-    let mut out = Vec::with_capacity(total);
-    if total == 0 {
-        return out;
-    }
-    let Some((&(n, s), outer)) = walk.split_last() else {
-        out.push(v[0]);
-        return out;
-    };
-    let mut index = vec![0usize; outer.len()];
-    let mut base = 0;
-    loop {
-        out.extend((0..n).map(|i| v[base + i * s]));
-        let mut d = outer.len();
-        loop {
-            if d == 0 {
-                return out;
-            }
-            d -= 1;
-            index[d] += 1;
-            base += outer[d].1;
-            if index[d] < outer[d].0 {
-                break;
-            }
-            base -= outer[d].1 * outer[d].0;
-            index[d] = 0;
-        }
-    }
 }
 
 pub(crate) fn split(
@@ -243,4 +235,72 @@ pub(crate) fn split(
         }
         Ok(result)
     })
+}
+
+/// To 2-D: the axes before `axis` (which may equal the rank) become the rows.
+fn flatten(x: &Tensor, axis: i64) -> Result<Tensor, RuntimeError> {
+    let r = x.shape.len();
+    let at = if axis == r as i64 {
+        r
+    } else {
+        normalize_axis(axis, r)?
+    };
+    let rows = x.shape[..at].iter().product();
+    let cols = x.shape[at..].iter().product();
+    Ok(Tensor {
+        shape: vec![rows, cols],
+        data: x.data.clone(),
+    })
+}
+
+/// Without axes, every extent-1 axis goes.
+fn squeeze(x: &Tensor, axes: Option<&Tensor>) -> Result<Tensor, RuntimeError> {
+    let shape = match axes {
+        None => x.shape.iter().copied().filter(|&d| d != 1).collect(),
+        Some(t) => {
+            let axes = distinct_axes(&int_list(t, "axes")?, x.shape.len())?;
+            if let Some(&a) = axes.iter().find(|&&a| x.shape[a] != 1) {
+                return Err(RuntimeError::bad_input(format!(
+                    "cannot squeeze axis {a} of shape {:?}",
+                    x.shape
+                )));
+            }
+            (0..x.shape.len())
+                .filter(|i| !axes.contains(i))
+                .map(|i| x.shape[i])
+                .collect()
+        }
+    };
+    Ok(Tensor {
+        shape,
+        data: x.data.clone(),
+    })
+}
+
+/// Inserts extent-1 axes at `axes`, which count in the result's rank.
+fn unsqueeze(x: &Tensor, axes: &Tensor) -> Result<Tensor, RuntimeError> {
+    let axes = int_list(axes, "axes")?;
+    let rank = x.shape.len() + axes.len();
+    let axes = distinct_axes(&axes, rank)?;
+    let mut rest = x.shape.iter();
+    let shape = (0..rank)
+        .map(|i| match axes.contains(&i) {
+            true => 1,
+            false => rest.next().copied().unwrap_or(1),
+        })
+        .collect();
+    Ok(Tensor {
+        shape,
+        data: x.data.clone(),
+    })
+}
+
+/// The extents of axes `start..end`, both counted from the end when negative and clamped to
+/// the rank.
+fn shape_of(x: &Tensor, start: i64, end: Option<i64>) -> Tensor {
+    let r = x.shape.len() as i64;
+    let clamp = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
+    let (s, e) = (clamp(start), clamp(end.unwrap_or(r)));
+    let dims: Vec<i64> = x.shape[s..e.max(s)].iter().map(|&d| d as i64).collect();
+    Tensor::i64(vec![dims.len()], dims)
 }

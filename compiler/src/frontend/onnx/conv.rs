@@ -21,16 +21,16 @@ fn map(ctx: &NodeCtx) -> Result<Mapped, String> {
     .into())
 }
 
-struct Common {
-    kernel: [usize; 2],
-    strides: [usize; 2],
-    dilations: [usize; 2],
-    group: usize,
-    auto_pad: String,
-    pads: [usize; 4],
+pub(super) struct Common {
+    pub kernel: [usize; 2],
+    pub strides: [usize; 2],
+    pub dilations: [usize; 2],
+    pub group: usize,
+    pub auto_pad: String,
+    pub pads: [usize; 4],
 }
 
-fn common(ctx: &NodeCtx) -> Result<Common, String> {
+pub(super) fn common(ctx: &NodeCtx) -> Result<Common, String> {
     let a = &ctx.attrs;
     let kernel = match a.ints("kernel_shape")? {
         Some(k) if k.len() != 2 => {
@@ -41,14 +41,13 @@ fn common(ctx: &NodeCtx) -> Result<Common, String> {
         Some(_) => a.usizes("kernel_shape", [0, 0])?,
         None => {
             let w = ctx
-                .constant(1)
-                .ok_or("kernel_shape is missing and the weight is not a constant")?;
-            match w.dims[..] {
+                .dims(1)
+                .ok_or("kernel_shape is missing and the weight's shape is not known")?;
+            match *w {
                 [_, _, kh, kw] => [kh, kw],
                 _ => {
                     return Err(format!(
-                        "weight has shape {:?}: only 2-D convolution is supported",
-                        w.dims
+                        "weight has shape {w:?}: only 2-D convolution is supported"
                     ))
                 }
             }

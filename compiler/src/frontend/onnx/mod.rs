@@ -22,7 +22,7 @@ mod types;
 use crate::{Error, Result};
 use attrs::Attrs;
 use ops::NodeCtx;
-use proto::{GraphProto, NodeProto, ValueInfoProto};
+use proto::{GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use temblor_ir::{
@@ -35,7 +35,102 @@ pub(super) fn load(path: &Path) -> Result<Graph> {
     let file = path.display().to_string();
     let model = read::model(path, &file)?;
     let opset = read::default_opset(&model, &file)?;
-    let proto = model
+    let proto = nonempty_graph(&model, &file)?;
+    import(proto, file, opset, path)
+}
+
+/// One case of the ONNX backend test suite, read from its directory.
+pub struct Case {
+    /// The model, with the inputs that feed constant-only operands bound as weights.
+    pub graph: Graph,
+    /// The remaining graph inputs, in order, with the case's values.
+    pub inputs: Vec<(String, Weight)>,
+    /// The expected graph outputs, in order.
+    pub outputs: Vec<(String, Weight)>,
+}
+
+/// Reads `dir/model.onnx` and `dir/<data_set>/{input,output}_N.pb`. Test inputs are graph
+/// inputs in order; those the IR needs as constants (Clip bounds, Resize scales, ...) become
+/// initializers, exactly as a real model would give them.
+pub(crate) fn load_case(dir: &Path, data_set: &str) -> Result<Case> {
+    let path = dir.join("model.onnx");
+    let file = path.display().to_string();
+    let model = read::model(&path, &file)?;
+    let opset = read::default_opset(&model, &file)?;
+    let mut proto = nonempty_graph(&model, &file)?.clone();
+    let data = dir.join(data_set);
+    let read_all = |prefix: &str| -> Result<Vec<TensorProto>> {
+        let mut out = Vec::new();
+        while let Some(t) = read::tensor_file(&data.join(format!("{prefix}_{}.pb", out.len())))? {
+            out.push(t);
+        }
+        Ok(out)
+    };
+    let given = read_all("input")?;
+    let expected = read_all("output")?;
+    let initialized: HashSet<&str> = proto.initializer.iter().map(|t| t.name.as_str()).collect();
+    let input_names: Vec<String> = proto
+        .input
+        .iter()
+        .map(|vi| vi.name.clone())
+        .filter(|n| !initialized.contains(n.as_str()))
+        .collect();
+    if given.len() != input_names.len() || expected.len() != proto.output.len() {
+        return Err(Error::bad_input(format!(
+            "{}: {} inputs and {} outputs for a model with {} and {}",
+            data.display(),
+            given.len(),
+            expected.len(),
+            input_names.len(),
+            proto.output.len()
+        )));
+    }
+    let bound: HashSet<String> = proto
+        .node
+        .iter()
+        .flat_map(|n| {
+            ops::constant_inputs(&n.op_type)
+                .iter()
+                .filter_map(|&p| n.input.get(p).cloned())
+        })
+        .collect();
+    let mut reader = TensorReader::new(&data);
+    let mut inputs = Vec::new();
+    for (name, mut t) in input_names.into_iter().zip(given) {
+        t.name = name.clone();
+        if bound.contains(&name) {
+            proto.initializer.push(t);
+        } else {
+            inputs.push((name, reader.weight(&t).map_err(Error::bad_input)?));
+        }
+    }
+    let mut outputs = Vec::new();
+    for (vi, mut t) in proto.output.iter().zip(expected) {
+        t.name = vi.name.clone();
+        outputs.push((vi.name.clone(), reader.weight(&t).map_err(Error::bad_input)?));
+    }
+    let graph = import(&proto, file, opset, &path)?;
+    Ok(Case {
+        graph,
+        inputs,
+        outputs,
+    })
+}
+
+pub(super) fn op_types(path: &Path) -> Result<Vec<String>> {
+    let file = path.display().to_string();
+    let model = read::model(path, &file)?;
+    let mut out: Vec<String> = Vec::new();
+    for n in nonempty_graph(&model, &file)?.node.iter() {
+        if !out.contains(&n.op_type) {
+            out.push(n.op_type.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn nonempty_graph<'m>(model: &'m ModelProto, file: &str) -> Result<&'m GraphProto> {
+    model
         .graph
         .as_ref()
         .filter(|g| !g.node.is_empty())
@@ -43,7 +138,10 @@ pub(super) fn load(path: &Path) -> Result<Graph> {
             Error::bad_input(format!(
                 "{file}: not an ONNX model (it holds no graph nodes)"
             ))
-        })?;
+        })
+}
+
+fn import(proto: &GraphProto, file: String, opset: i64, path: &Path) -> Result<Graph> {
     let model_dir = path.parent().unwrap_or(Path::new("."));
     let mut imp = Importer::new(proto, file, opset, model_dir);
     imp.weights()?;
@@ -267,11 +365,15 @@ impl<'m> Importer<'m> {
             self.g.node_mut(id).source_attrs = source_attrs(n);
             return Ok(());
         }
-        let x_dims = n
+        let dims: Vec<Option<Vec<usize>>> = n
             .input
-            .first()
-            .and_then(|x| self.static_dims(x, inputs.first().copied().flatten()));
+            .iter()
+            .zip(&inputs)
+            .map(|(x, v)| self.static_dims(x, *v))
+            .collect();
+        let x_dims = dims.first().cloned().flatten();
         let ctx = NodeCtx {
+            dims: &dims,
             op_type: &n.op_type,
             opset: self.opset,
             attrs,

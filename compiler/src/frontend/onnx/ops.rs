@@ -22,11 +22,18 @@ pub(super) struct NodeCtx<'a> {
     pub g: &'a Graph,
     /// Static extents of input 0, when known at import.
     pub x_dims: Option<Vec<usize>>,
+    /// Static extents of every input, when known at import.
+    pub dims: &'a [Option<Vec<usize>>],
 }
 
 impl NodeCtx<'_> {
     pub fn present(&self, i: usize) -> bool {
         self.inputs.get(i).copied().flatten().is_some()
+    }
+
+    /// Static extents of input `i`, when known at import.
+    pub fn dims(&self, i: usize) -> Option<&[usize]> {
+        self.dims.get(i).and_then(|d| d.as_deref())
     }
 
     pub fn constant(&self, i: usize) -> Option<&Weight> {

@@ -1,13 +1,15 @@
 //! Reading an ONNX file: map it, decode the ModelProto without copying its weights, and check
 //! the opset of the default domain.
 
-use super::proto::ModelProto;
+use super::proto::{ModelProto, TensorProto};
 use crate::{Error, Result};
 use bytes::Bytes;
 use prost::Message;
 use std::path::Path;
 
-const OPSETS: std::ops::RangeInclusive<i64> = 11..=17;
+/// Every op mapping checks the forms its opsets define (attributes that became inputs, new
+/// attributes it refuses), so a model is accepted from the oldest opset the suite still uses.
+const OPSETS: std::ops::RangeInclusive<i64> = 7..=27;
 
 pub(super) fn model(path: &Path, file: &str) -> Result<ModelProto> {
     let f = std::fs::File::open(path)
@@ -51,4 +53,21 @@ pub(super) fn default_opset(model: &ModelProto, file: &str) -> Result<i64> {
             "{file}: the model declares the default ONNX opset twice"
         ))),
     }
+}
+
+/// A serialized TensorProto file (the backend test suite's `input_N.pb`); `None` when absent.
+pub(super) fn tensor_file(path: &Path) -> Result<Option<TensorProto>> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(Error::bad_input(format!(
+                "{}: cannot read: {e}",
+                path.display()
+            )))
+        }
+    };
+    TensorProto::decode(Bytes::from(bytes))
+        .map(Some)
+        .map_err(|e| Error::bad_input(format!("{}: not a TensorProto: {e}", path.display())))
 }

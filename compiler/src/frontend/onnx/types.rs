@@ -27,10 +27,9 @@ pub(super) fn declared_type(vi: &ValueInfoProto) -> Result<TensorType, String> {
     let mut dims = Vec::with_capacity(shape.dim.len());
     for d in &shape.dim {
         dims.push(match &d.value {
-            Some(Value::DimValue(v)) => Dim::Known(
-                usize::try_from(*v)
-                    .map_err(|_| format!("input '{}' has dimension {v}", vi.name))?,
-            ),
+            // Some exporters write -1 for a dynamic extent instead of leaving it unset.
+            Some(Value::DimValue(v)) if *v < 0 => Dim::Unknown,
+            Some(Value::DimValue(v)) => Dim::Known(*v as usize),
             Some(Value::DimParam(p)) if !p.is_empty() => Dim::Symbol(p.clone()),
             _ => Dim::Unknown,
         });

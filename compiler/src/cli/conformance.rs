@@ -1,0 +1,95 @@
+use crate::conformance::{self, Outcome, PassList};
+use crate::{Error, Result};
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct ConformanceArgs {
+    /// A directory of ONNX backend test cases (`test_*/model.onnx` + `test_data_set_0/`), e.g.
+    /// `onnx/backend/test/data/node` inside the onnx wheel.
+    pub dir: PathBuf,
+    /// Only cases whose name contains this text.
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Print every non-passing case with its reason.
+    #[arg(long)]
+    pub verbose: bool,
+    /// Print one JSON object (`ops` table and `cases`) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Compare with a list of cases expected to pass; a listed case that does not pass is an
+    /// error (exit 1), and newly passing cases are printed so the list can grow.
+    #[arg(long)]
+    pub pass_list: Option<PathBuf>,
+}
+
+pub fn conformance(args: &ConformanceArgs) -> Result<()> {
+    let dirs = conformance::cases(&args.dir)
+        .map_err(|e| Error::usage(format!("{}: cannot list cases: {e}", args.dir.display())))?;
+    let dirs: Vec<PathBuf> = dirs
+        .into_iter()
+        .filter(|d| {
+            args.filter.as_ref().is_none_or(|f| {
+                d.file_name()
+                    .is_some_and(|n| n.to_string_lossy().contains(f.as_str()))
+            })
+        })
+        .collect();
+    if dirs.is_empty() {
+        return Err(Error::usage(format!(
+            "{}: no test cases (test_*/model.onnx) found",
+            args.dir.display()
+        )));
+    }
+    // Panics are caught per case and reported in the table; the CLI's hook would print each.
+    std::panic::set_hook(Box::new(|_| {}));
+    let results = conformance::run_all(&dirs);
+    let table = conformance::table(&results);
+    if args.json {
+        let json = serde_json::json!({ "ops": table, "cases": results });
+        println!("{json}");
+    } else {
+        println!(
+            "{:<28} {:>6} {:>7} {:>7} {:>12}",
+            "op", "cases", "passed", "failed", "unsupported"
+        );
+        for (op, row) in &table {
+            println!(
+                "{op:<28} {:>6} {:>7} {:>7} {:>12}",
+                row.cases, row.passed, row.failed, row.unsupported
+            );
+        }
+        let passed = results.iter().filter(|r| r.outcome == Outcome::Passed).count();
+        println!("total: {} cases, {passed} passed", results.len());
+        if args.verbose {
+            for r in &results {
+                match &r.outcome {
+                    Outcome::Passed => {}
+                    Outcome::Failed(why) => println!("FAILED {} [{}]: {why}", r.name, r.op),
+                    Outcome::Unsupported(why) => {
+                        println!("UNSUPPORTED {} [{}]: {why}", r.name, r.op)
+                    }
+                }
+            }
+        }
+    }
+    let Some(path) = &args.pass_list else {
+        return Ok(());
+    };
+    let list = PassList::read(path)
+        .map_err(|e| Error::usage(format!("{}: cannot read: {e}", path.display())))?;
+    let drift = list.drift(&results);
+    for name in &drift.newly_passing {
+        eprintln!("newly passing (add to {}): {name}", path.display());
+    }
+    if drift.regressed.is_empty() {
+        return Ok(());
+    }
+    for (name, why) in &drift.regressed {
+        eprintln!("regressed: {name}: {why}");
+    }
+    Err(Error::internal(format!(
+        "{} case(s) of {} no longer pass",
+        drift.regressed.len(),
+        path.display()
+    )))
+}

@@ -1,0 +1,206 @@
+//! RoiAlign (Mask R-CNN): each region of interest is cut into `output_height x output_width`
+//! bins, and each bin pools bilinear samples on a regular grid. The core takes plain slices and
+//! a batch index per region, so Paddle's roi_align (regions counted per image) can reuse it.
+//! The arithmetic follows onnxruntime's, in f32, including max mode's quirk: it takes the
+//! largest weighted corner of each sample rather than the largest interpolated value.
+
+use crate::cpu::conv::dims4;
+use crate::cpu::f32s;
+use crate::{RuntimeError, Tensor, TensorData};
+use temblor_ir::RoiAlignAttrs;
+
+/// One bilinear sample: the flat positions of its four neighbours in a channel plane and their
+/// weights (all zero for a sample outside the map).
+#[derive(Clone, Copy, Default)]
+struct Sample {
+    pos: [usize; 4],
+    w: [f32; 4],
+}
+
+impl Sample {
+    fn at(y: f32, x: f32, height: usize, width: usize) -> Sample {
+        if y < -1.0 || y > height as f32 || x < -1.0 || x > width as f32 {
+            return Sample::default();
+        }
+        let (y_low, y_high, y) = neighbours(y.max(0.0), height);
+        let (x_low, x_high, x) = neighbours(x.max(0.0), width);
+        let (ly, lx) = (y - y_low as f32, x - x_low as f32);
+        let (hy, hx) = (1.0 - ly, 1.0 - lx);
+        Sample {
+            pos: [
+                y_low * width + x_low,
+                y_low * width + x_high,
+                y_high * width + x_low,
+                y_high * width + x_high,
+            ],
+            w: [hy * hx, hy * lx, ly * hx, ly * lx],
+        }
+    }
+}
+
+/// The lower and upper neighbour of a non-negative coordinate along an axis of `len` (at least
+/// 1); past the last cell both are the last one and the coordinate snaps to it.
+fn neighbours(v: f32, len: usize) -> (usize, usize, f32) {
+    let low = v as usize;
+    if low + 1 >= len {
+        (len - 1, len - 1, (len - 1) as f32)
+    } else {
+        (low, low + 1, v)
+    }
+}
+
+/// The sampling grid of one region: for each bin in row-major order, its grid of samples.
+struct RegionGrid {
+    samples: Vec<Sample>,
+    per_bin: usize,
+    /// The divisor of average pooling (the number of samples, at least 1).
+    count: f32,
+}
+
+fn region_grid(a: &RoiAlignAttrs, roi: &[f32], height: usize, width: usize) -> RegionGrid {
+    let offset = if a.half_pixel { 0.5 } else { 0.0 };
+    let start_w = roi[0] * a.spatial_scale - offset;
+    let start_h = roi[1] * a.spatial_scale - offset;
+    let mut roi_w = roi[2] * a.spatial_scale - offset - start_w;
+    let mut roi_h = roi[3] * a.spatial_scale - offset - start_h;
+    if !a.half_pixel {
+        // Malformed regions count as 1x1, as they did before half_pixel existed.
+        roi_w = roi_w.max(1.0);
+        roi_h = roi_h.max(1.0);
+    }
+    let (oh, ow) = (a.output_height, a.output_width);
+    let bin_h = roi_h / oh as f32;
+    let bin_w = roi_w / ow as f32;
+    // A negative adaptive size (a flipped region) samples nothing.
+    let grid = |size: f32| match a.sampling_ratio {
+        0 => size.ceil().max(0.0) as usize,
+        s => s,
+    };
+    let (grid_h, grid_w) = (grid(bin_h), grid(bin_w));
+    let mut samples = Vec::with_capacity(oh * ow * grid_h * grid_w);
+    for ph in 0..oh {
+        for pw in 0..ow {
+            for iy in 0..grid_h {
+                let y = start_h + ph as f32 * bin_h + (iy as f32 + 0.5) * bin_h / grid_h as f32;
+                for ix in 0..grid_w {
+                    let x = start_w + pw as f32 * bin_w + (ix as f32 + 0.5) * bin_w / grid_w as f32;
+                    samples.push(Sample::at(y, x, height, width));
+                }
+            }
+        }
+    }
+    RegionGrid {
+        samples,
+        per_bin: grid_h * grid_w,
+        count: (grid_h * grid_w).max(1) as f32,
+    }
+}
+
+fn pool_bin(samples: &[Sample], plane: &[f32], max: bool, count: f32) -> f32 {
+    if max {
+        samples
+            .iter()
+            .map(|s| {
+                let v = |i: usize| s.w[i] * plane[s.pos[i]];
+                v(0).max(v(1)).max(v(2)).max(v(3))
+            })
+            .reduce(f32::max)
+            .unwrap_or(0.0)
+    } else {
+        let sum: f32 = samples
+            .iter()
+            .map(|s| {
+                s.w[0] * plane[s.pos[0]]
+                    + s.w[1] * plane[s.pos[1]]
+                    + s.w[2] * plane[s.pos[2]]
+                    + s.w[3] * plane[s.pos[3]]
+            })
+            .sum();
+        sum / count
+    }
+}
+
+/// RoiAlign of `x` (`[n, c, h, w]`) over `rois` (`[x1, y1, x2, y2]` each, in input
+/// coordinates before `spatial_scale`), region `r` taken from image `batch[r]`. Returns
+/// `[regions, c, output_height, output_width]` values.
+pub(crate) fn roi_align(
+    a: &RoiAlignAttrs,
+    x: &[f32],
+    [n, c, h, w]: [usize; 4],
+    rois: &[f32],
+    batch: &[usize],
+) -> Result<Vec<f32>, RuntimeError> {
+    if x.len() != n * c * h * w || rois.len() != batch.len() * 4 {
+        return Err(RuntimeError::internal(
+            "roi_align was given slices that disagree with their dims",
+        ));
+    }
+    if let Some(&b) = batch.iter().find(|&&b| b >= n) {
+        return Err(RuntimeError::bad_input(format!(
+            "a region refers to image {b}, but the batch has {n}"
+        )));
+    }
+    let (oh, ow) = (a.output_height, a.output_width);
+    if h == 0 || w == 0 || oh == 0 || ow == 0 {
+        return Ok(vec![0.0; batch.len() * c * oh * ow]);
+    }
+    let mut out = Vec::with_capacity(batch.len() * c * oh * ow);
+    for (roi, &b) in rois.chunks_exact(4).zip(batch) {
+        let grid = region_grid(a, roi, h, w);
+        for plane in x[b * c * h * w..(b + 1) * c * h * w].chunks_exact(h * w) {
+            if grid.per_bin == 0 {
+                out.extend(std::iter::repeat_n(0.0, oh * ow));
+                continue;
+            }
+            out.extend(
+                grid.samples
+                    .chunks_exact(grid.per_bin)
+                    .map(|bin| pool_bin(bin, plane, a.max, grid.count)),
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// ONNX RoiAlign: x `[N,C,H,W]`, rois `[R,4]`, batch_indices `[R]` (int64).
+pub(super) fn execute(
+    a: &RoiAlignAttrs,
+    x: &Tensor,
+    rois: &Tensor,
+    indices: &Tensor,
+) -> Result<Tensor, RuntimeError> {
+    let dims = dims4(x, "input")?;
+    let xv = f32s(x, "input")?;
+    let rv = f32s(rois, "rois")?;
+    let r = match rois.shape[..] {
+        [r, 4] => r,
+        _ => {
+            return Err(RuntimeError::bad_input(format!(
+                "rois have shape {:?}, expected [regions, 4]",
+                rois.shape
+            )))
+        }
+    };
+    if indices.shape != [r] {
+        return Err(RuntimeError::bad_input(format!(
+            "batch_indices have shape {:?}, expected [{r}] (one per region)",
+            indices.shape
+        )));
+    }
+    let index = |i: i64| usize::try_from(i).unwrap_or(usize::MAX);
+    let batch: Vec<usize> = match &indices.data {
+        TensorData::I64(v) => v.iter().map(|&i| index(i)).collect(),
+        TensorData::I32(v) => v.iter().map(|&i| index(i.into())).collect(),
+        _ => {
+            return Err(RuntimeError::unsupported(format!(
+                "batch_indices are {}, only int64 and int32 are supported",
+                indices.dtype()
+            )))
+        }
+    };
+    let out = roi_align(a, xv, dims, rv, &batch)?;
+    Ok(Tensor::f32(
+        vec![r, dims[1], a.output_height, a.output_width],
+        out,
+    ))
+}

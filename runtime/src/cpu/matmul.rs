@@ -1,0 +1,156 @@
+//! Batched, strided matrix products on the `gemm` crate, for MatMul, Gemm and Einsum. Operands
+//! are read in place through strides (a transposed or broadcast operand is never copied); the
+//! result is row-major.
+
+use super::real::Real;
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+/// A matrix inside a slice: element `(i, j)` is `data[offset + i * rs + j * cs]`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct View {
+    pub offset: usize,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl View {
+    pub fn row_major(cols: usize) -> View {
+        View {
+            offset: 0,
+            rs: cols,
+            cs: 1,
+        }
+    }
+
+    pub fn transposed(self) -> View {
+        View {
+            rs: self.cs,
+            cs: self.rs,
+            ..self
+        }
+    }
+
+    pub fn at(self, offset: usize) -> View {
+        View { offset, ..self }
+    }
+
+    /// Whether every element of a `rows × cols` view lies inside `len`.
+    fn fits(self, rows: usize, cols: usize, len: usize) -> bool {
+        if rows == 0 || cols == 0 {
+            return true;
+        }
+        let last = (rows - 1)
+            .checked_mul(self.rs)
+            .and_then(|r| {
+                (cols - 1)
+                    .checked_mul(self.cs)
+                    .and_then(|c| r.checked_add(c))
+            })
+            .and_then(|x| x.checked_add(self.offset));
+        last.is_some_and(|l| l < len)
+    }
+}
+
+/// The dimensions of one product: `[m×k] · [k×n]`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Dims {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+}
+
+/// Products this small gain nothing from `gemm`'s own threads, so a batch of them is spread
+/// over the pool one product per task instead.
+const SMALL: usize = 48 * 48 * 48;
+
+/// `c[i] = alpha · a[i] · b[i] (+ c[i] when accumulate)` for every batch entry: `a` and `b`
+/// give each entry's operand view, `c` is `batch × m × n` row-major.
+///
+/// Panics when a view reaches outside its slice: callers build views from shapes they checked,
+/// so that is a bug in the caller, and the check keeps the unsafe call sound.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn batched<T: Real>(
+    d: Dims,
+    a: &[T],
+    a_views: &[View],
+    b: &[T],
+    b_views: &[View],
+    c: &mut [T],
+    alpha: T,
+    accumulate: bool,
+) {
+    let plane = d.m * d.n;
+    assert!(a_views.len() == b_views.len() && c.len() >= plane * a_views.len());
+    if plane == 0 {
+        return;
+    }
+    let run = |(i, out): (usize, &mut [T]), par: Parallelism| {
+        product(d, a, a_views[i], b, b_views[i], out, alpha, accumulate, par)
+    };
+    let threads = rayon::current_num_threads();
+    if a_views.len() > 1 && threads > 1 && d.m * d.n * d.k <= SMALL {
+        c.par_chunks_mut(plane)
+            .take(a_views.len())
+            .enumerate()
+            .for_each(|x| run(x, Parallelism::None));
+    } else {
+        let par = if threads > 1 {
+            Parallelism::Rayon(threads)
+        } else {
+            Parallelism::None
+        };
+        c.chunks_mut(plane)
+            .take(a_views.len())
+            .enumerate()
+            .for_each(|x| run(x, par));
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn product<T: Real>(
+    d: Dims,
+    a: &[T],
+    av: View,
+    b: &[T],
+    bv: View,
+    c: &mut [T],
+    alpha: T,
+    accumulate: bool,
+    par: Parallelism,
+) {
+    assert!(av.fits(d.m, d.k, a.len()) && bv.fits(d.k, d.n, b.len()) && c.len() >= d.m * d.n);
+    if d.k == 0 {
+        if !accumulate {
+            c[..d.m * d.n].fill(T::ZERO);
+        }
+        return;
+    }
+    let s = |x: usize| x as isize;
+    // SAFETY: `fits` checked that every element the views address lies inside `a` and `b`, and
+    // `c` holds the m×n row-major result; `c` is exclusively borrowed, so it aliases neither.
+    // `T` is f32 or f64, both of which `gemm` implements.
+    unsafe {
+        gemm::gemm(
+            d.m,
+            d.n,
+            d.k,
+            c.as_mut_ptr(),
+            1,
+            s(d.n),
+            accumulate,
+            a.as_ptr().add(av.offset),
+            s(av.cs),
+            s(av.rs),
+            b.as_ptr().add(bv.offset),
+            s(bv.cs),
+            s(bv.rs),
+            T::ONE,
+            alpha,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}
