@@ -1,6 +1,7 @@
 """CPU latency and peak memory of temblor against onnxruntime, same model, input and thread count.
 
-    python scripts/bench_cpu.py [--threads 1,2] [--warmup 5] [--iters 20] [--runs 3] [--no-build]
+    python scripts/bench_cpu.py [--threads 1,2] [--warmup 5] [--iters 20] [--runs 3] [--only SUBSTR]
+                                [--no-build] [--temblor PATH]
 
 For each real model, both sides run the same `.npy` inputs in fresh processes, `--runs` times:
   * temblor: `temblor bench PACKAGE --threads N --warmup W --iters I --json` on a package compiled
@@ -155,7 +156,8 @@ def measure(label, model, dims, inputs, threads, args, temblor, tmp):
     p50 = lambda rs: statistics.median(r["p50_ms"] for r in rs)
     peak = lambda rs: max((r["peak_rss_bytes"] for r in rs if r["peak_rss_bytes"]), default=None)
     t, o = p50(ours), p50(theirs)
-    print(f"| {label} | {ours[0]['threads']} ({threads}) | {t:.1f} | {o:.1f} | {t / o:.2f} | "
+    shown = threads if threads else f"default (temblor {ours[0]['threads']})"
+    print(f"| {label} | {shown} | {t:.1f} | {o:.1f} | {t / o:.2f} | "
           f"{mib(peak(ours))} | {mib(peak(theirs))} |", flush=True)
     return theirs[0]["baseline_rss_bytes"]
 
@@ -166,6 +168,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--runs", type=int, default=3, help="fresh processes per side")
+    ap.add_argument("--only", default="", help="run only the models whose label contains this")
     ap.add_argument("--no-build", action="store_true", help="use target/release/temblor as is")
     ap.add_argument("--temblor", type=Path, default=ROOT / "target/release/temblor")
     ap.add_argument("--ort-worker", metavar="MODEL", help=argparse.SUPPRESS)
@@ -187,10 +190,12 @@ def main():
     baseline = None
     with tempfile.TemporaryDirectory() as tmp:
         for label, model, dims, inputs in CASES:
+            if args.only.lower() not in label.lower():
+                continue
             for n in threads:
                 baseline = measure(label, model, dims, inputs, n, args, args.temblor, Path(tmp))
-    print(f"\nthreads: the count temblor ran on (the requested one). onnxruntime's worker held "
-          f"{mib(baseline)} before creating its session (Python, numpy, onnxruntime).")
+    print(f"\nonnxruntime's worker held {mib(baseline)} before creating its session (Python, "
+          "numpy, onnxruntime).")
 
 
 if __name__ == "__main__":

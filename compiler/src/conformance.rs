@@ -9,7 +9,7 @@ use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use temblor_ir::Graph;
+use temblor_ir::{Graph, GraphOutput};
 use temblor_runtime::{CpuPlan, ErrorKind, Tensor, TensorData};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -116,6 +116,9 @@ fn check(dir: &Path) -> Result<(), Outcome> {
     }
     let got = plan.run(&inputs).map_err(runtime)?;
     let tol = tolerance(&case.graph);
+    for (out, (_, t)) in case.graph.outputs.iter().zip(&got) {
+        inferred_type_fits(&case.graph, out, t).map_err(Outcome::Failed)?;
+    }
     for ((name, want), (_, got)) in case.outputs.iter().zip(&got) {
         let want = Tensor::from_weight(want).map_err(runtime)?;
         compare(&want, got, tol).map_err(|e| Outcome::Failed(format!("output '{name}': {e}")))?;
@@ -123,11 +126,39 @@ fn check(dir: &Path) -> Result<(), Outcome> {
     Ok(())
 }
 
+/// Shape inference's type of a graph output agrees with what the kernels computed: the same
+/// dtype, rank and every dim it claims to know.
+fn inferred_type_fits(g: &Graph, out: &GraphOutput, t: &Tensor) -> Result<(), String> {
+    let ty = g.value_type(out.value);
+    let dims = ty.shape.dims();
+    let fits = ty.dtype == t.dtype()
+        && dims.len() == t.shape.len()
+        && dims
+            .iter()
+            .zip(&t.shape)
+            .all(|(d, &n)| d.known().is_none_or(|k| k == n));
+    if fits {
+        Ok(())
+    } else {
+        Err(format!(
+            "output '{}': shape inference gave {} {}, the kernels {} {:?}",
+            out.name,
+            ty.dtype,
+            ty.shape,
+            t.dtype(),
+            t.shape
+        ))
+    }
+}
+
 fn tolerance(g: &Graph) -> Tolerance {
     g.node_ids()
         .filter_map(|id| {
             let op = g.node(id).op.name().to_string();
-            LOOSER.iter().find(|(name, ..)| *name == op).map(|(_, t, _)| *t)
+            LOOSER
+                .iter()
+                .find(|(name, ..)| *name == op)
+                .map(|(_, t, _)| *t)
         })
         .fold(DEFAULT_TOLERANCE, |a, b| Tolerance {
             rtol: a.rtol.max(b.rtol),
@@ -137,7 +168,11 @@ fn tolerance(g: &Graph) -> Tolerance {
 
 fn compare(want: &Tensor, got: &Tensor, tol: Tolerance) -> Result<(), String> {
     if want.dtype() != got.dtype() {
-        return Err(format!("dtype {} expected, got {}", want.dtype(), got.dtype()));
+        return Err(format!(
+            "dtype {} expected, got {}",
+            want.dtype(),
+            got.dtype()
+        ));
     }
     if want.shape != got.shape {
         return Err(format!(
@@ -209,8 +244,7 @@ fn snake(op: &str) -> String {
     for (i, &c) in chars.iter().enumerate() {
         let boundary = i > 0
             && c.is_uppercase()
-            && (chars[i - 1].is_lowercase()
-                || chars.get(i + 1).is_some_and(|n| n.is_lowercase()));
+            && (chars[i - 1].is_lowercase() || chars.get(i + 1).is_some_and(|n| n.is_lowercase()));
         if boundary {
             out.push('_');
         }
@@ -268,18 +302,20 @@ impl PassList {
     }
 
     pub fn drift(&self, results: &[CaseResult]) -> Drift {
-        let by_name: BTreeMap<&str, &Outcome> =
-            results.iter().map(|r| (r.name.as_str(), &r.outcome)).collect();
+        let by_name: BTreeMap<&str, &Outcome> = results
+            .iter()
+            .map(|r| (r.name.as_str(), &r.outcome))
+            .collect();
         let mut drift = Drift::default();
         for name in &self.0 {
             match by_name.get(name.as_str()) {
                 Some(Outcome::Passed) => {}
-                Some(Outcome::Failed(why)) => {
-                    drift.regressed.push((name.clone(), format!("failed: {why}")))
-                }
-                Some(Outcome::Unsupported(why)) => {
-                    drift.regressed.push((name.clone(), format!("unsupported: {why}")))
-                }
+                Some(Outcome::Failed(why)) => drift
+                    .regressed
+                    .push((name.clone(), format!("failed: {why}"))),
+                Some(Outcome::Unsupported(why)) => drift
+                    .regressed
+                    .push((name.clone(), format!("unsupported: {why}"))),
                 None => drift.regressed.push((name.clone(), "not found".into())),
             }
         }

@@ -77,7 +77,7 @@ impl TensorData {
     /// elements.
     pub fn from_le_bytes(dtype: DType, bytes: &[u8]) -> Option<TensorData> {
         fn decode<T, const N: usize>(bytes: &[u8], f: fn([u8; N]) -> T) -> Option<Vec<T>> {
-            (bytes.len() % N == 0).then(|| {
+            bytes.len().is_multiple_of(N).then(|| {
                 bytes
                     .chunks_exact(N)
                     .map(|c| f(c.try_into().expect("chunk of N")))

@@ -108,10 +108,28 @@ pub fn read_numbers(path: &Path) -> (Vec<usize>, Vec<f64>) {
         other => panic!("{}: structured dtype {other:?}", path.display()),
     };
     let values = match descr.as_str() {
-        "<f4" => npy.into_vec::<f32>().expect("f32").into_iter().map(f64::from).collect(),
-        "<i4" => npy.into_vec::<i32>().expect("i32").into_iter().map(f64::from).collect(),
-        "<i8" => npy.into_vec::<i64>().expect("i64").into_iter().map(|v| v as f64).collect(),
-        other => panic!("{}: dtype {other} is not a number type here", path.display()),
+        "<f4" => npy
+            .into_vec::<f32>()
+            .expect("f32")
+            .into_iter()
+            .map(f64::from)
+            .collect(),
+        "<i4" => npy
+            .into_vec::<i32>()
+            .expect("i32")
+            .into_iter()
+            .map(f64::from)
+            .collect(),
+        "<i8" => npy
+            .into_vec::<i64>()
+            .expect("i64")
+            .into_iter()
+            .map(|v| v as f64)
+            .collect(),
+        other => panic!(
+            "{}: dtype {other} is not a number type here",
+            path.display()
+        ),
     };
     (shape, values)
 }

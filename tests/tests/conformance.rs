@@ -24,7 +24,12 @@ fn node_suite() -> PathBuf {
 fn node_suite_cases_in_the_pass_list_pass() {
     let dir = node_suite();
     let cases = conformance::cases(&dir).expect("the node suite is readable");
-    assert!(cases.len() > 1000, "{} holds only {} cases", dir.display(), cases.len());
+    assert!(
+        cases.len() > 1000,
+        "{} holds only {} cases",
+        dir.display(),
+        cases.len()
+    );
     let results = conformance::run_all(&cases);
     let list_path = root().join("tests/conformance/expected_pass.txt");
     let list = PassList::read(&list_path).expect("the pass list is readable");
@@ -32,7 +37,10 @@ fn node_suite_cases_in_the_pass_list_pass() {
     for name in &drift.newly_passing {
         println!("newly passing (add to the pass list): {name}");
     }
-    let passed = results.iter().filter(|r| r.outcome == Outcome::Passed).count();
+    let passed = results
+        .iter()
+        .filter(|r| r.outcome == Outcome::Passed)
+        .count();
     println!("{passed} of {} cases pass", results.len());
     let regressed: Vec<String> = drift
         .regressed
@@ -59,9 +67,17 @@ fn a_wrong_kernel_result_is_a_failure_not_a_pass() {
     std::fs::create_dir_all(case.join("test_data_set_0")).expect("mkdir");
     std::fs::copy(dir.join("test_relu/model.onnx"), case.join("model.onnx")).expect("copy");
     let data = dir.join("test_relu/test_data_set_0");
-    std::fs::copy(data.join("input_0.pb"), case.join("test_data_set_0/input_0.pb")).expect("copy");
+    std::fs::copy(
+        data.join("input_0.pb"),
+        case.join("test_data_set_0/input_0.pb"),
+    )
+    .expect("copy");
     // The input itself as the expected output: relu changes its negative elements.
-    std::fs::copy(data.join("input_0.pb"), case.join("test_data_set_0/output_0.pb")).expect("copy");
+    std::fs::copy(
+        data.join("input_0.pb"),
+        case.join("test_data_set_0/output_0.pb"),
+    )
+    .expect("copy");
     let bad = conformance::run_case(&case);
     assert!(
         matches!(bad, Outcome::Failed(_)),

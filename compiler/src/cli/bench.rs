@@ -142,22 +142,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         if i > 0 {
             reset_peak_rss();
         }
-        let plan = match &package {
-            Some(g) => plan_for(g, args.threads)?,
-            None => {
-                let options = Options {
-                    input_dims: inputs
-                        .iter()
-                        .map(|i| (i.name.to_string(), i.shape.clone()))
-                        .collect(),
-                    pass_steps: None,
-                };
-                plan_for(
-                    &pipeline::compile(&args.model, &options)?.compile,
-                    args.threads,
-                )?
-            }
-        };
+        let plan = row_plan(args, package.as_ref(), inputs)?;
         threads = plan.threads();
         let batch = batch.unwrap_or_else(|| leading_extent(inputs));
         rows.push(measure(&plan, inputs, batch, args)?);
@@ -208,7 +193,9 @@ fn check_names(declared: &[Declared], given: &[(String, Given)]) -> Result<()> {
             )));
         }
         if given[..i].iter().any(|(other, _)| other == name) {
-            return Err(Error::usage(format!("--input '{name}' is given twice")));
+            return Err(Error::usage(format!(
+                "input '{name}' is given twice; give NAME:DIMS or NAME=FILE.npy once"
+            )));
         }
     }
     Ok(())
@@ -242,6 +229,17 @@ fn row_inputs<'a>(
                 show_dims(&d.dims),
                 dims.len()
             )));
+        }
+        for (axis, (want, declared)) in dims.iter().zip(&d.dims).enumerate() {
+            if let (Some(w), Some(k)) = (want, declared.known()) {
+                if *w != k {
+                    return Err(Error::usage(format!(
+                        "input '{}' {} has a fixed size {k} on axis {axis}, but {w} was given",
+                        d.name,
+                        show_dims(&d.dims)
+                    )));
+                }
+            }
         }
         if let (Some(b), Some(first)) = (batch, dims.first_mut()) {
             match d.dims[0] {
@@ -312,6 +310,25 @@ fn leading_extent(inputs: &[RowInput]) -> usize {
         .iter()
         .find_map(|i| i.shape.first().copied())
         .unwrap_or(1)
+}
+
+/// The plan of one row: the package's graph as it is, or the model compiled for the row's
+/// input shapes (the compile graphs are dropped once the plan holds what it needs).
+fn row_plan(args: &BenchArgs, package: Option<&Graph>, inputs: &[RowInput]) -> Result<CpuPlan> {
+    if let Some(g) = package {
+        return plan_for(g, args.threads);
+    }
+    let options = Options {
+        input_dims: inputs
+            .iter()
+            .map(|i| (i.name.to_string(), i.shape.clone()))
+            .collect(),
+        pass_steps: None,
+    };
+    plan_for(
+        &pipeline::compile(&args.model, &options)?.compile,
+        args.threads,
+    )
 }
 
 fn plan_for(g: &Graph, threads: usize) -> Result<CpuPlan> {
@@ -484,8 +501,16 @@ fn print_report(setup: &Setup, rows: &[Row], table: bool, json: bool) -> Result<
         setup.model, setup.threads, setup.warmup, setup.iters
     );
     if let Some(first) = rows.first() {
+        let at = if table {
+            " at the first batch size"
+        } else {
+            ""
+        };
         for i in &first.inputs {
-            println!("input {}: {} {:?} ({})", i.name, i.dtype, i.shape, i.source);
+            println!(
+                "input {}: {} {:?}{at} ({})",
+                i.name, i.dtype, i.shape, i.source
+            );
         }
     }
     match rows {

@@ -58,7 +58,10 @@ pub fn conformance(args: &ConformanceArgs) -> Result<()> {
                 row.cases, row.passed, row.failed, row.unsupported
             );
         }
-        let passed = results.iter().filter(|r| r.outcome == Outcome::Passed).count();
+        let passed = results
+            .iter()
+            .filter(|r| r.outcome == Outcome::Passed)
+            .count();
         println!("total: {} cases, {passed} passed", results.len());
         if args.verbose {
             for r in &results {

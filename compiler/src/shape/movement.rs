@@ -485,10 +485,10 @@ fn range(ins: &Ins) -> Result<TensorType, String> {
         v.filter(|_| w.element_count() == 1)
     };
     let len = match (scalar(0), scalar(1), scalar(2)) {
-        (Some(start), Some(limit), Some(delta)) if delta != 0.0 => {
+        (_, _, Some(0.0)) => return Err("delta is 0".into()),
+        (Some(start), Some(limit), Some(delta)) => {
             Dim::Known(((limit - start) / delta).ceil().max(0.0) as usize)
         }
-        (_, _, Some(_)) => return Err("delta is 0".into()),
         _ => Dim::Unknown,
     };
     Ok(TensorType::new(t.dtype, Shape(vec![len])))

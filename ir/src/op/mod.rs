@@ -321,7 +321,7 @@ impl SplitSizes {
     /// The part sizes for an axis of `extent`; `None` when they do not add up to it.
     pub fn resolve(&self, extent: usize) -> Option<Vec<usize>> {
         let sizes = match self {
-            SplitSizes::Equal(n) if *n > 0 && extent % n == 0 => vec![extent / n; *n],
+            SplitSizes::Equal(n) if *n > 0 && extent.is_multiple_of(*n) => vec![extent / n; *n],
             SplitSizes::Equal(_) => return None,
             SplitSizes::Explicit(sizes) => sizes.clone(),
         };
@@ -495,7 +495,7 @@ impl Op {
             Op::Conv(_) => (2, 4),
             Op::ConvTranspose(_) => (2, 3),
             Op::BatchNorm { .. } => (5, 5),
-            Op::Concat { .. } => (1, usize::MAX),
+            Op::Concat { .. } | Op::Einsum { .. } => (1, usize::MAX),
             Op::Custom { .. } => (0, usize::MAX),
             Op::Binary(_)
             | Op::Reshape { .. }
@@ -535,7 +535,6 @@ impl Op {
             | Op::GlobalAveragePool
             | Op::GlobalMaxPool
             | Op::ArgExtreme { .. }
-            | Op::Einsum { .. }
             | Op::Softmax { .. } => (1, 1),
         }
     }

@@ -9,7 +9,6 @@
 //! stride-1 convolution), multiplies ([`super::conv_gemm`]), and finishes its outputs with the
 //! epilogue while they are in cache.
 
-use super::buffers::take_f32;
 use super::conv_gemm::{ConvGemm, MR, NR};
 use super::depthwise::depthwise;
 use super::epilogue::Epilogue;
@@ -199,7 +198,7 @@ pub(crate) fn conv(
         residual,
         activation: a.activation,
     };
-    let mut out = take_f32(geo.n * geo.o * geo.out_plane());
+    let mut out = vec![0.0; geo.n * geo.o * geo.out_plane()];
     if geo.c == geo.group {
         depthwise(&geo, xv, wv, &epilogue, &mut out);
     } else {
@@ -259,10 +258,8 @@ fn gemm_conv(geo: &Geometry, xv: &[f32], wv: &[f32], epi: &Epilogue, out: &mut [
     if plane == 0 || og == 0 {
         return;
     }
-    let gemms: Vec<ConvGemm> = wv
-        .chunks_exact(og * kdim)
-        .take(geo.group)
-        .map(|w| ConvGemm::new(w, og, kdim))
+    let gemms: Vec<ConvGemm> = (0..geo.group)
+        .map(|gi| ConvGemm::new(&wv[gi * og * kdim..(gi + 1) * og * kdim], og, kdim))
         .collect();
     let shared = SharedOut::new(out);
     tasks(geo, kdim).into_par_iter().for_each_init(

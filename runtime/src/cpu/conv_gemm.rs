@@ -18,40 +18,45 @@ pub(crate) struct ConvGemm<'a> {
     k: usize,
     /// The weight in blocks of [`MR`] rows, each stored `[k][MR]` (zero rows pad the last),
     /// when the AVX-512 kernel runs.
+    #[cfg(target_arch = "x86_64")]
     packed: Option<Vec<f32>>,
 }
 
 impl<'a> ConvGemm<'a> {
     pub fn new(weight: &'a [f32], rows: usize, k: usize) -> ConvGemm<'a> {
-        let packed = (avx512::available() && std::env::var_os("TNOAVX").is_none()).then(|| pack_rows(weight, rows, k));
-        ConvGemm { weight, k, packed }
+        ConvGemm {
+            weight,
+            k,
+            #[cfg(target_arch = "x86_64")]
+            packed: (k > 0 && avx512::available()).then(|| avx512::pack_rows(weight, rows, k)),
+        }
     }
 
     /// `acc[m × n] = W[r0 .. r0 + m] · cols`, where `cols` is `[k × n]` row-major, `n` is a
     /// multiple of [`NR`] and `r0` of [`MR`].
     pub fn multiply(&self, r0: usize, m: usize, cols: &[f32], n: usize, acc: &mut [f32]) {
-        assert!(r0 % MR == 0 && n % NR == 0 && cols.len() >= self.k * n && acc.len() >= m * n);
-        match &self.packed {
-            Some(packed) => avx512::multiply(packed, self.k, r0, m, cols, n, acc),
-            None => {
-                let lhs = View::rows(&self.weight[r0 * self.k..(r0 + m) * self.k], self.k);
-                let rhs = View::rows(cols, n);
-                matmul_strided(m, n, self.k, lhs, rhs, acc, false, Threads::Single);
-            }
+        assert!(
+            r0.is_multiple_of(MR)
+                && n.is_multiple_of(NR)
+                && cols.len() >= self.k * n
+                && acc.len() >= m * n
+        );
+        #[cfg(target_arch = "x86_64")]
+        if let Some(packed) = &self.packed {
+            return avx512::multiply(packed, self.k, r0, m, cols, n, acc);
         }
+        let lhs = View::rows(&self.weight[r0 * self.k..(r0 + m) * self.k], self.k);
+        matmul_strided(
+            m,
+            n,
+            self.k,
+            lhs,
+            View::rows(cols, n),
+            acc,
+            false,
+            Threads::Single,
+        );
     }
-}
-
-fn pack_rows(weight: &[f32], rows: usize, k: usize) -> Vec<f32> {
-    let blocks = rows.div_ceil(MR);
-    let mut packed = vec![0.0; blocks * k * MR];
-    for (r, row) in weight.chunks_exact(k).take(rows).enumerate() {
-        let block = &mut packed[(r / MR) * k * MR..];
-        for (p, &v) in row.iter().enumerate() {
-            block[p * MR + r % MR] = v;
-        }
-    }
-    packed
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -63,6 +68,18 @@ mod avx512 {
 
     pub fn available() -> bool {
         std::arch::is_x86_feature_detected!("avx512f")
+    }
+
+    pub fn pack_rows(weight: &[f32], rows: usize, k: usize) -> Vec<f32> {
+        let blocks = rows.div_ceil(MR);
+        let mut packed = vec![0.0; blocks * k * MR];
+        for (r, row) in weight.chunks_exact(k).take(rows).enumerate() {
+            let block = &mut packed[(r / MR) * k * MR..];
+            for (p, &v) in row.iter().enumerate() {
+                block[p * MR + r % MR] = v;
+            }
+        }
+        packed
     }
 
     /// See [`super::ConvGemm::multiply`]; `packed` is the whole packed weight.
@@ -140,16 +157,5 @@ mod avx512 {
                 _mm512_storeu_ps(chunk.as_mut_ptr(), *v);
             }
         }
-    }
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-mod avx512 {
-    pub fn available() -> bool {
-        false
-    }
-
-    pub fn multiply(_: &[f32], _: usize, _: usize, _: usize, _: &[f32], _: usize, _: &mut [f32]) {
-        unreachable!("the AVX-512 kernel is only selected on x86-64")
     }
 }

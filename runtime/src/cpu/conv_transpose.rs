@@ -3,7 +3,6 @@
 //! adds them into the output. Explicit pads only: the frontend resolves `output_shape` and
 //! `auto_pad` into `pads` and `output_padding`.
 
-use super::buffers::{give_f32, take_f32};
 use super::conv::{bias_values, dims4, valid_range};
 use super::gemm::matmul;
 use super::{check_window, f32s};
@@ -61,9 +60,9 @@ pub(crate) fn conv_transpose(
         pt,
         pl,
     };
-    let mut out = take_f32(n * o * oh * ow);
+    let mut out = vec![0.0; n * o * oh * ow];
     let (cg, rows) = (c / g, og * kh * kw);
-    let mut cols = take_f32(rows * h * wd);
+    let mut cols = vec![0.0; rows * h * wd];
     for b in 0..n {
         for gi in 0..g {
             let xs = &xv[(b * c + gi * cg) * h * wd..(b * c + (gi + 1) * cg) * h * wd];
@@ -82,7 +81,6 @@ pub(crate) fn conv_transpose(
             col2im(&geo, &cols, gi * og, bias, planes);
         }
     }
-    give_f32(cols);
     Ok(Tensor::f32(vec![n, o, oh, ow], out))
 }
 

@@ -367,11 +367,11 @@ mod tests {
     #[test]
     fn diagonal_trace_and_ellipsis() {
         let x = seq(&[2, 3, 3]);
-        let d = run("...ii->...i", &[x.clone()]);
+        let d = run("...ii->...i", std::slice::from_ref(&x));
         assert_eq!(d.shape, vec![2, 3]);
         let v = x.as_f32().expect("f32");
         assert_eq!(d.as_f32().expect("f32")[4], v[9 + 4]);
-        let t = run("bii", &[x.clone()]);
+        let t = run("bii", std::slice::from_ref(&x));
         assert_eq!(t.shape, vec![2]);
         assert_eq!(t.as_f32().expect("f32")[0], v[0] + v[4] + v[8]);
     }

@@ -78,8 +78,14 @@ pub(crate) fn apply<A: Copy, B: Copy, R>(
                 .zip(&b[ob..ob + inner])
                 .map(|(&p, &q)| f(p, q)),
         ),
-        (1, 0) => out.extend(a[oa..oa + inner].iter().map(|&p| f(p, b[ob]))),
-        (0, 1) => out.extend(b[ob..ob + inner].iter().map(|&q| f(a[oa], q))),
+        (1, 0) => {
+            let q = b[ob];
+            out.extend(a[oa..oa + inner].iter().map(|&p| f(p, q)))
+        }
+        (0, 1) => {
+            let p = a[oa];
+            out.extend(b[ob..ob + inner].iter().map(|&q| f(p, q)))
+        }
         _ => out.extend((0..inner).map(|i| f(a[oa + i * ia], b[ob + i * ib]))),
     });
     out

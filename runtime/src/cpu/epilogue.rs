@@ -1,41 +1,49 @@
 //! The fused epilogue of a convolution, `act(acc + bias + residual)`, applied to one output row
-//! while it is still in cache, and the scalar activations it uses. The standalone activation
-//! kernels must compute the very same functions (they are bit-identical by construction when
-//! they call these), so fusing an activation into a conv never changes a result.
+//! while it is still in cache, and the scalar activations it uses. These must be the very
+//! functions the standalone f32 activation kernels (`activation.rs`) compute, so that fusing an
+//! activation into a conv never changes a result; `tests/conv_epilogue.rs` checks that bit for
+//! bit.
 
+use super::math::exp_f32;
 use temblor_ir::Activation;
 
 pub(crate) fn relu(x: f32) -> f32 {
-    if x > 0.0 {
-        x
-    } else {
+    if x < 0.0 {
         0.0
-    }
-}
-
-/// Split by sign so that `exp` never overflows to infinity for large |x|.
-pub(crate) fn sigmoid(x: f32) -> f32 {
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
     } else {
-        let e = x.exp();
-        e / (1.0 + e)
+        x
     }
 }
 
-/// `x * max(0, min(1, x/6 + 1/2))`, the ONNX HardSwish (HardSigmoid with alpha 1/6, beta 1/2).
+/// Clamps to [0, 1], NaN passing through.
+fn clamp01(x: f32) -> f32 {
+    x.clamp(0.0, 1.0)
+}
+
+/// Branch-free so that the loop vectorizes: `exp(-x)` may saturate for large |x|, where the
+/// result is 0 or 1 to f32 precision anyway.
+pub(crate) fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + exp_f32(-x))
+}
+
+/// `x * max(0, min(1, x/6 + 1/2))`, the ONNX HardSwish.
 pub(crate) fn hard_swish(x: f32) -> f32 {
-    x * (x / 6.0 + 0.5).clamp(0.0, 1.0)
+    x * clamp01(x / 6.0 + 0.5)
 }
 
 pub(crate) fn silu(x: f32) -> f32 {
     x * sigmoid(x)
 }
 
-/// `x * tanh(softplus(x))`; `ln_1p(exp(x))` is exact for small `exp(x)`, and for large `x` it
-/// goes to infinity, where `tanh` gives 1, as it should.
+/// `ln(1 + e^x)` as `max(x, 0) + ln(1 + e^-|x|)`, which neither overflows nor loses small
+/// values.
+fn softplus(x: f32) -> f32 {
+    let positive = if x > 0.0 { x } else { 0.0 };
+    positive + (-x.abs()).exp().ln_1p()
+}
+
 pub(crate) fn mish(x: f32) -> f32 {
-    x * x.exp().ln_1p().tanh()
+    x * softplus(x).tanh()
 }
 
 pub(crate) fn leaky_relu(x: f32, alpha: f32) -> f32 {
@@ -47,12 +55,19 @@ pub(crate) fn leaky_relu(x: f32, alpha: f32) -> f32 {
 }
 
 pub(crate) fn hard_sigmoid(x: f32, alpha: f32, beta: f32) -> f32 {
-    (alpha * x + beta).clamp(0.0, 1.0)
+    clamp01(alpha * x + beta)
 }
 
-/// `f32::clamp` panics when `min > max`; ONNX then gives `max` everywhere, as this does.
+/// `min(max(x, min), max)`, NaN passing through; the IR's `f32::MIN` and `f32::MAX` stand for
+/// absent bounds, so infinities pass them. With `min > max` every element becomes `max`, as
+/// ONNX specifies.
 pub(crate) fn clip(x: f32, min: f32, max: f32) -> f32 {
-    x.max(min).min(max)
+    let x = if min != f32::MIN && x < min { min } else { x };
+    if max != f32::MAX && x > max {
+        max
+    } else {
+        x
+    }
 }
 
 /// Applies `act` to every element of `v`. The match is outside the loops so each loop is a

@@ -4,7 +4,6 @@
 //! at run time.
 
 mod activation;
-mod buffers;
 mod cast;
 mod conv;
 mod conv_gemm;
@@ -20,6 +19,7 @@ mod fill;
 mod gemm;
 mod indexing;
 mod linalg;
+mod math;
 mod matmul;
 mod norm;
 mod number;

@@ -2,12 +2,11 @@
 //! Constants are converted once when the plan is built; a computed value is dropped as soon as
 //! its last reader has run, so peak memory is the widest cut of the graph, not its sum.
 
-use super::buffers::{self, BufferPool};
 use super::execute::{execute, Args};
-use crate::{RuntimeError, Tensor, TensorData};
+use crate::{RuntimeError, Tensor};
 use rayon::{ThreadPool, ThreadPoolBuilder};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use temblor_ir::{DType, Dim, Graph, Op, ValueRef};
 
 /// An executable CPU plan for one graph.
@@ -21,8 +20,6 @@ pub struct CpuPlan {
     uses: Vec<usize>,
     /// Kernels run inside this pool, so their rayon iterators and GEMMs use its threads.
     pool: Arc<ThreadPool>,
-    /// Freed f32 buffers kept between runs, so steady-state runs hardly allocate.
-    buffers: Mutex<BufferPool>,
 }
 
 #[derive(Debug)]
@@ -87,7 +84,6 @@ impl CpuPlan {
             outputs: Vec::new(),
             uses: Vec::new(),
             pool: thread_pool(0)?,
-            buffers: Mutex::default(),
         };
         let mut unsupported = Vec::new();
         for &id in &order {
@@ -199,14 +195,7 @@ impl CpuPlan {
 
     /// Runs the plan on named inputs and returns the graph outputs, in order, by name.
     pub fn run(&self, inputs: &[(String, Tensor)]) -> Result<Vec<(String, Tensor)>, RuntimeError> {
-        // A concurrent run finds the pool taken and starts with an empty one.
-        let buffers =
-            std::mem::take(&mut *self.buffers.lock().unwrap_or_else(PoisonError::into_inner));
-        let (result, buffers) = self
-            .pool
-            .install(|| buffers::with_pool(buffers, || self.run_steps(inputs)));
-        *self.buffers.lock().unwrap_or_else(PoisonError::into_inner) = buffers;
-        result
+        self.pool.install(|| self.run_steps(inputs))
     }
 
     fn run_steps(
@@ -237,12 +226,7 @@ impl CpuPlan {
                 ins: &ins,
                 outputs: step.outputs.len(),
             };
-            let t0 = std::time::Instant::now();
             let outs = execute(&step.op, &args).map_err(|e| e.context(&step.what))?;
-            if std::env::var_os("TPROF").is_some() {
-                let rss = std::fs::read_to_string("/proc/self/status").unwrap().lines().find(|l| l.starts_with("VmRSS")).unwrap().to_string();
-                eprintln!("PROF\t{}\t{:.3}\t{:?}\t{}\t{:?}", step.op.name(), t0.elapsed().as_secs_f64()*1e3, outs.first().map(|t| t.shape.clone()), rss, ins.iter().map(|t| t.map(|t| t.shape.clone())).collect::<Vec<_>>());
-            }
             if outs.len() != step.outputs.len() {
                 return Err(RuntimeError::internal(format!(
                     "{}: the kernel made {} outputs, the node declares {}",
@@ -254,14 +238,12 @@ impl CpuPlan {
             for (&slot, t) in step.outputs.iter().zip(outs) {
                 if left[slot] > 0 {
                     values[slot] = Value::Owned(t);
-                } else {
-                    recycle(Value::Owned(t));
                 }
             }
             for &s in step.inputs.iter().flatten() {
                 left[s] -= 1;
                 if left[s] == 0 {
-                    recycle(std::mem::replace(&mut values[s], Value::Empty));
+                    values[s] = Value::Empty;
                 }
             }
         }
@@ -333,17 +315,6 @@ impl CpuPlan {
             .iter()
             .zip(found.into_iter().flatten())
             .collect())
-    }
-}
-
-/// Gives the storage of a computed f32 value to the buffer pool; anything else is dropped.
-fn recycle(value: Value) {
-    if let Value::Owned(Tensor {
-        data: TensorData::F32(v),
-        ..
-    }) = value
-    {
-        if std::env::var_os("TNOPOOL").is_none() { buffers::give_f32(v); }
     }
 }
 

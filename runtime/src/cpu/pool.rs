@@ -1,11 +1,12 @@
 //! Pooling over the trailing spatial axes of `[N, C, ...]`: MaxPool (with optional flat
-//! indices), AveragePool, GlobalAveragePool and GlobalMaxPool. Windows of any spatial rank up
-//! to 3 run on one loop nest: fewer axes are lifted to three with unit windows, and each axis's
-//! taps inside the input are precomputed per output position as one arithmetic run, so the
-//! common 2-D case costs no index arithmetic beyond the window itself.
+//! indices), AveragePool, GlobalAveragePool and GlobalMaxPool. Windows of 1 to 3 spatial axes
+//! share one geometry: fewer axes are lifted to three with unit windows, and each axis's taps
+//! inside the input are precomputed per output position as one arithmetic run. Max and sum
+//! windows are separable, so values are pooled one axis at a time; only MaxPool's indices
+//! walk whole windows.
 
 use super::execute::{not_in_family, Args};
-use super::real::{dispatch_real, values, Ordered, Real};
+use super::real::{dispatch_real, sum_f64, values, Ordered, Real};
 use super::{dispatch, f32s};
 use crate::{RuntimeError, Tensor};
 use rayon::prelude::*;
@@ -51,10 +52,7 @@ pub(crate) fn global_average_pool(x: &Tensor) -> Result<Tensor, RuntimeError> {
     // Sums in f64: a large plane summed in f32 loses digits that onnxruntime keeps.
     let out = (0..count)
         .map(|i| {
-            let s: f64 = v[i * plane..(i + 1) * plane]
-                .iter()
-                .map(|&e| e as f64)
-                .sum();
+            let s = sum_f64(&v[i * plane..(i + 1) * plane], f64::from);
             (s / plane as f64) as f32
         })
         .collect();
@@ -95,8 +93,22 @@ struct Run {
 #[derive(Debug)]
 struct Axis {
     extent: usize,
+    kernel: usize,
+    stride: usize,
+    /// The dilation: the distance between taps.
     step: usize,
+    pad_begin: usize,
     runs: Vec<Run>,
+}
+
+impl Axis {
+    /// A unit window that maps every position to itself, so a pass over it is a copy.
+    fn is_identity(&self) -> bool {
+        self.kernel == 1
+            && self.stride == 1
+            && self.pad_begin == 0
+            && self.runs.len() == self.extent
+    }
 }
 
 /// The resolved window: three spatial axes (leading unit ones for 1-D and 2-D).
@@ -146,7 +158,10 @@ impl Geometry {
         }
         let unit = || Axis {
             extent: 1,
+            kernel: 1,
+            stride: 1,
             step: 1,
+            pad_begin: 0,
             runs: vec![Run {
                 first: 0,
                 valid: 1,
@@ -185,7 +200,10 @@ impl Geometry {
                 .collect();
             axes[3 - k + i] = Axis {
                 extent: input,
+                kernel,
+                stride: s,
                 step: d,
+                pad_begin: pads.0,
                 runs,
             };
         }
@@ -205,12 +223,12 @@ impl Geometry {
     }
 
     /// Folds every output position's window of a plane: `tap` takes each flat in-plane input
-    /// position of the window, `done` gets the output index, the result and the window's runs.
+    /// position of the window, `done` gets the output index and the result.
     fn each_window<A: Copy>(
         &self,
         init: A,
         tap: impl Fn(A, usize) -> A,
-        mut done: impl FnMut(usize, A, [Run; 3]),
+        mut done: impl FnMut(usize, A),
     ) {
         let [ad, ah, aw] = &self.axes;
         let (h, w) = (ah.extent, aw.extent);
@@ -228,12 +246,88 @@ impl Geometry {
                             }
                         }
                     }
-                    done(o, acc, [*rd, *rh, *rw]);
+                    done(o, acc);
                     o += 1;
                 }
             }
         }
     }
+}
+
+/// One separable pass: reduces the middle axis of `src`, laid out `[outer, axis.extent,
+/// inner]`, to `[outer, windows, inner]`, folding each window's taps with `f` from `init`.
+/// Max and sum windows are separable, so three passes replace one loop over whole windows,
+/// and all but the innermost combine whole contiguous rows.
+fn pass<T: Copy>(
+    src: &[T],
+    axis: &Axis,
+    inner: usize,
+    init: T,
+    f: impl Fn(T, T) -> T + Copy,
+) -> Vec<T> {
+    let (n, m) = (axis.extent * inner, axis.runs.len() * inner);
+    let outer = src.len().checked_div(n).unwrap_or(0);
+    let mut out = vec![init; outer * m];
+    if m == 0 {
+        return out;
+    }
+    for (s, d) in src.chunks(n.max(1)).zip(out.chunks_mut(m)) {
+        if inner == 1 {
+            line(s, axis, d, f);
+            continue;
+        }
+        for (r, acc) in axis.runs.iter().zip(d.chunks_mut(inner)) {
+            for t in 0..r.valid {
+                let row = &s[(r.first + t * axis.step) * inner..][..inner];
+                for (a, &e) in acc.iter_mut().zip(row) {
+                    *a = f(*a, e);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The innermost pass over one line: windows wholly inside the input (a contiguous range of
+/// outputs) run tap by tap across the range, which vectorizes; border windows run one by one.
+fn line<T: Copy>(s: &[T], axis: &Axis, out: &mut [T], f: impl Fn(T, T) -> T) {
+    let full = |r: &Run| r.valid == axis.kernel;
+    let lo = axis.runs.iter().position(full).unwrap_or(axis.runs.len());
+    let hi = axis.runs.iter().rposition(full).map_or(lo, |i| i + 1);
+    for (o, r) in axis.runs.iter().enumerate() {
+        if o < lo || o >= hi {
+            out[o] = (0..r.valid).fold(out[o], |a, t| f(a, s[r.first + t * axis.step]));
+        }
+    }
+    if lo == hi {
+        return;
+    }
+    for t in 0..axis.kernel {
+        let base = axis.runs[lo].first + t * axis.step;
+        let acc = &mut out[lo..hi];
+        if axis.stride == 1 {
+            for (a, &e) in acc.iter_mut().zip(&s[base..]) {
+                *a = f(*a, e);
+            }
+        } else {
+            for (a, &e) in acc.iter_mut().zip(s[base..].iter().step_by(axis.stride)) {
+                *a = f(*a, e);
+            }
+        }
+    }
+}
+
+/// A whole plane through the three separable passes (a unit axis is skipped).
+fn separable<T: Copy>(g: &Geometry, src: &[T], init: T, f: impl Fn(T, T) -> T + Copy) -> Vec<T> {
+    let [ad, ah, aw] = &g.axes;
+    let inners = [ah.runs.len() * aw.runs.len(), aw.runs.len(), 1];
+    let mut cur = src.to_vec();
+    for (axis, inner) in [(aw, inners[2]), (ah, inners[1]), (ad, inners[0])] {
+        if !axis.is_identity() {
+            cur = pass(&cur, axis, inner, init, f);
+        }
+    }
+    cur
 }
 
 fn max_pool<T: Ordered + Send + Sync>(
@@ -245,13 +339,14 @@ fn max_pool<T: Ordered + Send + Sync>(
     let (ip, op) = (g.in_plane(), g.out_plane());
     let mut out = vec![T::LOWEST; g.planes * op];
     let mut idx = vec![0i64; if with_indices { g.planes * op } else { 0 }];
+    // With indices, whole windows are walked so each maximum keeps its position.
     let plane = |p: usize, out: &mut [T], idx: &mut [i64]| {
         let src = &v[p * ip..(p + 1) * ip];
         let first_max = |best: (T, Option<usize>), t: usize| match best.1 {
             Some(_) if src[t] <= best.0 => best,
             _ => (src[t], Some(t)),
         };
-        g.each_window((T::LOWEST, None), first_max, |o, best, _| {
+        g.each_window((T::LOWEST, None), first_max, |o, best| {
             out[o] = best.0;
             if let Some(i) = idx.get_mut(o) {
                 *i = (p * ip + best.1.unwrap_or(0)) as i64;
@@ -264,9 +359,12 @@ fn max_pool<T: Ordered + Send + Sync>(
             .enumerate()
             .for_each(|(p, (o, i))| plane(p, o, i));
     } else {
+        let max = |a: T, e: T| if e > a { e } else { a };
         out.par_chunks_mut(op.max(1))
             .enumerate()
-            .for_each(|(p, o)| plane(p, o, &mut []));
+            .for_each(|(p, o)| {
+                o.copy_from_slice(&separable(g, &v[p * ip..(p + 1) * ip], T::LOWEST, max));
+            });
     }
     let mut result = vec![Tensor {
         shape: g.out_shape.clone(),
@@ -285,27 +383,38 @@ fn average_pool<T: Real>(
 ) -> Result<Tensor, RuntimeError> {
     let v = values::<T>(x, "input")?;
     let (ip, op) = (g.in_plane(), g.out_plane());
+    // The divisor is a product of per-axis tap counts, like the window itself.
+    let counts: Vec<Vec<usize>> = g
+        .axes
+        .iter()
+        .map(|a| {
+            a.runs
+                .iter()
+                .map(|r| if include_pad { r.padded } else { r.valid })
+                .collect()
+        })
+        .collect();
+    let mut scale = Vec::with_capacity(op);
+    for &cd in &counts[0] {
+        for &ch in &counts[1] {
+            for &cw in &counts[2] {
+                let n = cd * ch * cw;
+                scale.push(if n == 0 {
+                    T::ZERO
+                } else {
+                    T::ONE / T::from_f64(n as f64)
+                });
+            }
+        }
+    }
     let mut out = vec![T::ZERO; g.planes * op];
     out.par_chunks_mut(op.max(1))
         .enumerate()
         .for_each(|(p, out)| {
-            let src = &v[p * ip..(p + 1) * ip];
-            g.each_window(
-                T::ZERO,
-                |s, t| s + src[t],
-                |o, sum, runs| {
-                    let count: usize = if include_pad {
-                        runs.iter().map(|r| r.padded).product()
-                    } else {
-                        runs.iter().map(|r| r.valid).product()
-                    };
-                    out[o] = if count == 0 {
-                        T::ZERO
-                    } else {
-                        sum / T::from_f64(count as f64)
-                    };
-                },
-            );
+            let sums = separable(g, &v[p * ip..(p + 1) * ip], T::ZERO, |a, e| a + e);
+            for ((o, s), &k) in out.iter_mut().zip(sums).zip(&scale) {
+                *o = s * k;
+            }
         });
     Ok(Tensor {
         shape: g.out_shape.clone(),

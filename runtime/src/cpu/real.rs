@@ -26,7 +26,7 @@ pub(crate) trait Real:
 }
 
 macro_rules! real {
-    ($t:ty) => {
+    ($t:ty, $exp:expr) => {
         impl Real for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -37,14 +37,14 @@ macro_rules! real {
                 self as f64
             }
             fn exp(self) -> Self {
-                <$t>::exp(self)
+                $exp(self)
             }
         }
     };
 }
 
-real!(f32);
-real!(f64);
+real!(f32, super::math::exp_f32);
+real!(f64, f64::exp);
 
 /// Runs `$body` with `$t` bound to the [`Real`] type of `$dtype`; other dtypes are unsupported
 /// for `$what`.
@@ -173,4 +173,18 @@ pub(crate) fn broadcast_to<T: Copy>(
         }
     }
     Ok(out)
+}
+
+/// The f64 sum of `v`, over eight independent partial sums so the additions pipeline and
+/// vectorize instead of waiting on one another.
+pub(crate) fn sum_f64<T: Copy>(v: &[T], to: impl Fn(T) -> f64) -> f64 {
+    let mut lanes = [0.0f64; 8];
+    let chunks = v.chunks_exact(8);
+    let rest: f64 = chunks.remainder().iter().map(|&e| to(e)).sum();
+    for c in chunks {
+        for (l, &e) in lanes.iter_mut().zip(c) {
+            *l += to(e);
+        }
+    }
+    lanes.iter().sum::<f64>() + rest
 }

@@ -4,7 +4,7 @@
 //! reducing trailing axes folds contiguous rows and reducing leading ones adds whole rows.
 
 use super::execute::{not_in_family, Args};
-use super::real::{values, Ordered};
+use super::real::{sum_f64, values, Ordered};
 use super::{dispatch, f16, norm, normalize_axis, softmax};
 use crate::{RuntimeError, Tensor};
 use std::cmp::Ordering;
@@ -104,6 +104,10 @@ trait Reducible: Ordered + Send + Sync {
     fn mul(a: Self::Acc, b: Self::Acc) -> Self::Acc;
     fn finish(a: Self::Acc) -> Self;
     fn mean(a: Self::Acc, count: usize) -> Self;
+    /// `acc` plus the sum of a contiguous row.
+    fn sum_row(acc: Self::Acc, row: &[Self]) -> Self::Acc {
+        row.iter().fold(acc, |a, &e| Self::add(a, e.acc()))
+    }
 }
 
 macro_rules! reducible_float {
@@ -126,6 +130,9 @@ macro_rules! reducible_float {
             }
             fn mean(a: f64, count: usize) -> Self {
                 $from(a / count as f64)
+            }
+            fn sum_row(acc: f64, row: &[Self]) -> f64 {
+                acc + sum_f64(row, $to)
             }
         }
     };
@@ -197,11 +204,18 @@ fn merged(shape: &[usize], axes: &[bool]) -> Vec<(usize, bool)> {
     out
 }
 
-/// Folds `x` (laid out as `dims`) into `out`, one slot per kept position.
-fn walk<A: Copy, T: Copy>(x: &[T], dims: &[(usize, bool)], out: &mut [A], f: &impl Fn(A, T) -> A) {
+/// Folds `x` (laid out as `dims`) into `out`, one slot per kept position; `row` folds a
+/// contiguous reduced row at once.
+fn walk<A: Copy, T: Copy>(
+    x: &[T],
+    dims: &[(usize, bool)],
+    out: &mut [A],
+    f: &impl Fn(A, T) -> A,
+    row: &impl Fn(A, &[T]) -> A,
+) {
     match dims {
         [] => out[0] = f(out[0], x[0]),
-        [(n, true)] => out[0] = x[..*n].iter().fold(out[0], |a, &e| f(a, e)),
+        [(n, true)] => out[0] = row(out[0], &x[..*n]),
         [(n, false)] => {
             for (o, &e) in out[..*n].iter_mut().zip(x) {
                 *o = f(*o, e);
@@ -212,7 +226,7 @@ fn walk<A: Copy, T: Copy>(x: &[T], dims: &[(usize, bool)], out: &mut [A], f: &im
             let out_step: usize = rest.iter().filter(|d| !d.1).map(|d| d.0).product();
             for i in 0..*n {
                 let o = if *red { 0 } else { i * out_step };
-                walk(&x[i * in_step..], rest, &mut out[o..], f);
+                walk(&x[i * in_step..], rest, &mut out[o..], f, row);
             }
         }
     }
@@ -234,36 +248,41 @@ fn reduce<T: Reducible>(
         .filter(|p| *p.1)
         .map(|p| *p.0)
         .product();
-    let fold = |init: T::Acc, f: fn(T::Acc, T::Acc) -> T::Acc| {
+    let fold = |init: T::Acc, f: fn(T::Acc, T::Acc) -> T::Acc, sum: bool| {
         let mut acc = vec![init; n_out];
+        let each = |a, e: T| f(a, e.acc());
+        let row = |a, r: &[T]| {
+            if sum {
+                T::sum_row(a, r)
+            } else {
+                r.iter().fold(a, |a, &e| each(a, e))
+            }
+        };
         if !v.is_empty() {
-            walk(v, &dims, &mut acc, &|a, e: T| f(a, e.acc()));
+            walk(v, &dims, &mut acc, &each, &row);
         }
         acc
     };
     let extreme = |init: T, want: Ordering| {
         let mut out = vec![init; n_out];
+        let each = |a: T, e: T| if e.order(&a) == want { e } else { a };
         if !v.is_empty() {
-            walk(v, &dims, &mut out, &|a, e: T| {
-                if e.order(&a) == want {
-                    e
-                } else {
-                    a
-                }
+            walk(v, &dims, &mut out, &each, &|a, r: &[T]| {
+                r.iter().fold(a, |a, &e| each(a, e))
             });
         }
         out
     };
     let out: Vec<T> = match op {
-        ReduceOp::Sum => fold(T::ACC_ZERO, T::add)
+        ReduceOp::Sum => fold(T::ACC_ZERO, T::add, true)
             .into_iter()
             .map(T::finish)
             .collect(),
-        ReduceOp::Prod => fold(T::ACC_ONE, T::mul)
+        ReduceOp::Prod => fold(T::ACC_ONE, T::mul, false)
             .into_iter()
             .map(T::finish)
             .collect(),
-        ReduceOp::Mean => fold(T::ACC_ZERO, T::add)
+        ReduceOp::Mean => fold(T::ACC_ZERO, T::add, true)
             .into_iter()
             .map(|a| T::mean(a, count))
             .collect(),

@@ -146,7 +146,7 @@ pub(crate) fn reshape_target(
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
         .ok_or_else(|| bad("the element count overflows".into()))?;
     if let Some(i) = infer {
-        if known == 0 || count % known != 0 {
+        if known == 0 || !count.is_multiple_of(known) {
             return Err(bad("no extent for -1 keeps the element count".into()));
         }
         shape[i] = count / known;

@@ -2,7 +2,7 @@
 //! opsets before 13 define it). The last axis runs row by row over contiguous memory; an inner
 //! axis runs on whole rows of the trailing block at once, so memory is still read in order.
 
-use super::real::{dispatch_real, values, Real};
+use super::real::{dispatch_real, sum_f64, values, Real};
 use super::reduce::around;
 use super::{normalize_axis, Element};
 use crate::{RuntimeError, Tensor};
@@ -44,24 +44,20 @@ pub(crate) fn softmax(
     })
 }
 
-/// Softmax of one contiguous row, in place. The sum runs in f64 so long rows keep every digit.
+/// Softmax of one contiguous row, in place, in passes simple enough to vectorize. The sum runs
+/// in f64 so long rows keep every digit.
 fn row<T: Real>(v: &mut [T], log: bool) {
     let max = v
         .iter()
         .copied()
         .fold(v[0], |m, e| if e > m { e } else { m });
-    let mut sum = 0.0f64;
-    for e in v.iter_mut() {
-        let d = *e - max;
-        let ex = d.exp();
-        sum += ex.to_f64();
-        *e = if log { d } else { ex };
-    }
     if log {
+        let sum = sum_f64(v, |e| (e - max).exp().to_f64());
         let ln = T::from_f64(sum.ln());
-        v.iter_mut().for_each(|e| *e = *e - ln);
+        v.iter_mut().for_each(|e| *e = (*e - max) - ln);
     } else {
-        let inv = T::from_f64(1.0 / sum);
+        v.iter_mut().for_each(|e| *e = (*e - max).exp());
+        let inv = T::from_f64(1.0 / sum_f64(v, T::to_f64));
         v.iter_mut().for_each(|e| *e = *e * inv);
     }
 }

@@ -58,7 +58,7 @@ const BLOCK: usize = 32;
 /// innermost axis reads with a stride, both long enough for blocking to pay.
 fn blocked_axis(walk: &[Axis]) -> Option<usize> {
     let (&(n, s), outer) = walk.split_last()?;
-    if true || s == 0 || s == 1 || n < BLOCK / 4 {
+    if s == 0 || s == 1 || n < BLOCK / 4 {
         return None;
     }
     outer.iter().position(|&(m, t)| t == 1 && m >= BLOCK / 4)

@@ -51,9 +51,11 @@ fn roi_align(ctx: &NodeCtx) -> Result<RoiAlignAttrs, String> {
     {
         "half_pixel" => true,
         "output_half_pixel" => false,
-        m => return Err(format!(
+        m => {
+            return Err(format!(
             "coordinate_transformation_mode '{m}' is not supported (half_pixel, output_half_pixel)"
-        )),
+        ))
+        }
     };
     let max = match a.string("mode", "avg")?.as_str() {
         "avg" => false,

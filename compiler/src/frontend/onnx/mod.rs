@@ -107,7 +107,10 @@ pub(crate) fn load_case(dir: &Path, data_set: &str) -> Result<Case> {
     let mut outputs = Vec::new();
     for (vi, mut t) in proto.output.iter().zip(expected) {
         t.name = vi.name.clone();
-        outputs.push((vi.name.clone(), reader.weight(&t).map_err(Error::bad_input)?));
+        outputs.push((
+            vi.name.clone(),
+            reader.weight(&t).map_err(Error::bad_input)?,
+        ));
     }
     let graph = import(&proto, file, opset, &path)?;
     Ok(Case {

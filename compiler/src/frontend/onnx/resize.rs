@@ -80,11 +80,7 @@ fn resize(ctx: &NodeCtx) -> Result<ResizeAttrs, String> {
             .ok_or("the 'axes' attribute needs the input's shape, which is not known")?;
         let full = |given: &[f64], keep: &dyn Fn(usize) -> f64| -> Result<Vec<f64>, String> {
             if given.len() != axes.len() {
-                return Err(format!(
-                    "{} values for {} axes",
-                    given.len(),
-                    axes.len()
-                ));
+                return Err(format!("{} values for {} axes", given.len(), axes.len()));
             }
             let mut out: Vec<f64> = (0..dims.len()).map(keep).collect();
             for (&axis, &v) in axes.iter().zip(given) {
@@ -99,7 +95,12 @@ fn resize(ctx: &NodeCtx) -> Result<ResizeAttrs, String> {
         };
         if let Some(s) = &scales {
             let given: Vec<f64> = s.iter().map(|&v| v as f64).collect();
-            scales = Some(full(&given, &|_| 1.0)?.into_iter().map(|v| v as f32).collect());
+            scales = Some(
+                full(&given, &|_| 1.0)?
+                    .into_iter()
+                    .map(|v| v as f32)
+                    .collect(),
+            );
         }
         if let Some(s) = &sizes {
             let given: Vec<f64> = s.iter().map(|&v| v as f64).collect();

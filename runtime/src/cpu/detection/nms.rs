@@ -172,3 +172,39 @@ pub(super) fn non_max_suppression(
     }
     Ok(Tensor::i64(vec![selected.len() / 3, 3], selected))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn corners(b: [f32; 4]) -> Corners {
+        Corners::onnx(b, false)
+    }
+
+    #[test]
+    fn flipped_corners_are_the_same_box() {
+        assert_eq!(corners([0.0, 0.0, 1.0, 2.0]), corners([1.0, 2.0, 0.0, 0.0]));
+    }
+
+    #[test]
+    fn touching_and_degenerate_boxes_never_overlap() {
+        let a = corners([0.0, 0.0, 1.0, 1.0]);
+        assert!(!iou_exceeds(&a, &corners([1.0, 0.0, 2.0, 1.0]), 0.0));
+        assert!(!iou_exceeds(&a, &corners([0.5, 0.5, 0.5, 0.9]), 0.0));
+        assert!(iou_exceeds(&a, &a, 0.99));
+        assert!(!iou_exceeds(&a, &a, 1.0));
+    }
+
+    #[test]
+    fn equal_scores_keep_index_order_and_threshold_is_strict() {
+        let scores = [0.5, 0.9, 0.5, 0.2, 0.9];
+        assert_eq!(ranked(&scores, None), [1, 4, 0, 2, 3]);
+        assert_eq!(ranked(&scores, Some(0.5)), [1, 4]);
+    }
+
+    #[test]
+    fn greedy_stops_at_the_limit() {
+        let kept = greedy(&[3, 1, 2, 0], 2, |k, c| k + c == 4);
+        assert_eq!(kept, [3, 2]);
+    }
+}

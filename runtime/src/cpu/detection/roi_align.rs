@@ -204,3 +204,41 @@ pub(super) fn execute(
         out,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attrs(max: bool, sampling_ratio: usize) -> RoiAlignAttrs {
+        RoiAlignAttrs {
+            max,
+            output_height: 2,
+            output_width: 3,
+            sampling_ratio,
+            spatial_scale: 0.5,
+            half_pixel: true,
+        }
+    }
+
+    #[test]
+    fn a_constant_map_averages_to_its_value() {
+        let x = vec![3.0; 2 * 8 * 8];
+        let out = roi_align(
+            &attrs(false, 0),
+            &x,
+            [1, 2, 8, 8],
+            &[2.0, 2.0, 10.0, 12.0],
+            &[0],
+        )
+        .unwrap();
+        assert_eq!(out.len(), 2 * 2 * 3);
+        assert!(out.iter().all(|&v| (v - 3.0).abs() < 1e-6), "{out:?}");
+    }
+
+    #[test]
+    fn a_region_of_a_missing_image_is_refused() {
+        let x = vec![0.0; 8 * 8];
+        let err = roi_align(&attrs(true, 2), &x, [1, 1, 8, 8], &[0.0; 4], &[1]).unwrap_err();
+        assert!(err.message.contains("image 1"), "{}", err.message);
+    }
+}
