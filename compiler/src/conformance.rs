@@ -26,6 +26,7 @@ pub struct CaseResult {
     pub name: String,
     /// The op type the case tests.
     pub op: String,
+    #[serde(flatten)]
     pub outcome: Outcome,
 }
 

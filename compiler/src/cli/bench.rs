@@ -15,7 +15,7 @@ pub struct BenchArgs {
     /// A package directory written by `compile`, or a model file (compiled for each batch size).
     pub model: PathBuf,
     /// Threads of the CPU runtime; 0 means one per available core.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = super::parse_threads)]
     pub threads: usize,
     /// Untimed runs before the timed ones.
     #[arg(long, default_value_t = 5)]

@@ -37,3 +37,18 @@ pub fn parse_dims(text: &str) -> Option<Vec<usize>> {
         .map(|d| d.parse::<usize>().ok().filter(|&d| d > 0))
         .collect()
 }
+
+/// The most CPU threads a command accepts; beyond it the OS runs out of thread stacks long before
+/// any model gets faster.
+const MAX_THREADS: usize = 1024;
+
+/// `--threads N` (clap value parser): 0 (one per core) up to [`MAX_THREADS`].
+pub fn parse_threads(text: &str) -> std::result::Result<usize, String> {
+    let n: usize = text
+        .parse()
+        .map_err(|_| format!("'{text}' is not a thread count"))?;
+    if n > MAX_THREADS {
+        return Err(format!("at most {MAX_THREADS} threads"));
+    }
+    Ok(n)
+}

@@ -15,7 +15,7 @@ pub struct RunArgs {
     #[arg(short, long, default_value = ".")]
     pub out: PathBuf,
     /// Threads of the CPU runtime; 0 means one per available core.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = super::parse_threads)]
     pub threads: usize,
 }
 
