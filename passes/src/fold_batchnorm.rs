@@ -3,10 +3,8 @@
 //! per output channel. Applies only when the convolution's output feeds nothing but the
 //! BatchNorm and every operand involved is an f32 constant.
 
-use crate::{Pass, PassError};
-use temblor_ir::{
-    Graph, Layout, Node, NodeId, Op, Provenance, TensorInfo, TensorType, ValueRef, Weight,
-};
+use crate::{add_constant, Pass, PassError};
+use temblor_ir::{Graph, Layout, Node, NodeId, Op, Provenance, ValueRef, Weight};
 
 pub struct FoldBatchNorm;
 
@@ -85,28 +83,6 @@ fn match_conv_bn(g: &Graph, bn: NodeId) -> Option<Match> {
         scale,
         shift,
     })
-}
-
-fn add_constant(
-    g: &mut Graph,
-    name: String,
-    weight: Weight,
-    layout: Layout,
-    prov: &Provenance,
-) -> ValueRef {
-    let ty = TensorType {
-        dtype: weight.dtype,
-        shape: weight.shape(),
-        layout,
-    };
-    let id = g.weights.add(weight);
-    let mut node = Node::new(
-        name.clone(),
-        Op::Constant { weight: id },
-        vec![TensorInfo { name, ty }],
-    );
-    node.provenance = prov.clone();
-    ValueRef::new(g.add_node(node), 0)
 }
 
 fn fold(g: &mut Graph, m: Match) {

@@ -5,16 +5,20 @@
 mod dead_nodes;
 mod driver;
 mod fold_batchnorm;
+mod fold_conv_affine;
 mod fuse_conv_epilogue;
 mod placement;
+mod recognize_hard_swish;
 
 pub use dead_nodes::DeadNodes;
 pub use driver::{Driver, PassError, PassRecord};
 pub use fold_batchnorm::FoldBatchNorm;
+pub use fold_conv_affine::FoldConvAffine;
 pub use fuse_conv_epilogue::FuseConvEpilogue;
 pub use placement::place;
+pub use recognize_hard_swish::RecognizeHardSwish;
 
-use temblor_ir::Graph;
+use temblor_ir::{Graph, Layout, Node, Op, Provenance, TensorInfo, TensorType, ValueRef, Weight};
 
 /// One rewrite. `run` applies it everywhere it matches in the current graph and returns how many
 /// times it did; 0 means the graph is untouched, which is what the fixed point is judged by
@@ -26,11 +30,37 @@ pub trait Pass {
 
 /// The optimize stage's passes, in order. Folds come before dead-node removal so the constants
 /// they replace are swept in the same round; the epilogue fusion follows the BatchNorm fold,
-/// which is what leaves a conv directly in front of its activation.
+/// which is what leaves a conv directly in front of its activation, and follows the recognition
+/// of activations that exporters write out as several layers.
 pub fn optimize_passes() -> Vec<Box<dyn Pass>> {
     vec![
         Box::new(FoldBatchNorm),
+        Box::new(FoldConvAffine),
+        Box::new(RecognizeHardSwish),
         Box::new(FuseConvEpilogue),
         Box::new(DeadNodes),
     ]
+}
+
+/// Adds a Constant node holding `weight`, made by the pass that `prov` names.
+pub(crate) fn add_constant(
+    g: &mut Graph,
+    name: String,
+    weight: Weight,
+    layout: Layout,
+    prov: &Provenance,
+) -> ValueRef {
+    let ty = TensorType {
+        dtype: weight.dtype,
+        shape: weight.shape(),
+        layout,
+    };
+    let id = g.weights.add(weight);
+    let mut node = Node::new(
+        name.clone(),
+        Op::Constant { weight: id },
+        vec![TensorInfo { name, ty }],
+    );
+    node.provenance = prov.clone();
+    ValueRef::new(g.add_node(node), 0)
 }

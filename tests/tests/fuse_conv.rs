@@ -8,7 +8,7 @@ use temblor_ir::{
     validate, Activation, BinaryOp, ConvAttrs, DType, Framework, Graph, GraphOutput, Layout, Node,
     Op, Origin, Provenance, Shape, TensorInfo, TensorType, UnaryOp, ValueRef, Weight,
 };
-use temblor_passes::{optimize_passes, Driver};
+use temblor_passes::{optimize_passes, DeadNodes, Driver, FuseConvEpilogue};
 use temblor_runtime::{CpuPlan, Tensor};
 use temblor_tests::{read_f32, real_model, rel_l2, shared, Rng};
 use temblor_visualize::{render, View};
@@ -142,9 +142,11 @@ fn sample_graph() -> Graph {
     b.g
 }
 
+/// The epilogue fusion alone (with dead-node removal), so each case shows what it fuses and the
+/// broadcasting Add is left for `fold_conv_affine` to take in the full pipeline.
 fn optimized(g: &Graph) -> Graph {
     let mut g = g.clone();
-    Driver::new(optimize_passes())
+    Driver::new(vec![Box::new(FuseConvEpilogue), Box::new(DeadNodes)])
         .run(&mut g)
         .expect("optimize");
     g
