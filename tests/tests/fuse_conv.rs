@@ -8,7 +8,7 @@ use temblor_ir::{
     validate, Activation, BinaryOp, ConvAttrs, DType, Framework, Graph, GraphOutput, Layout, Node,
     Op, Origin, Provenance, Shape, TensorInfo, TensorType, UnaryOp, ValueRef, Weight,
 };
-use temblor_passes::{optimize_passes, DeadNodes, Driver, FuseConvEpilogue};
+use temblor_passes::{DeadNodes, Driver, FuseConvEpilogue};
 use temblor_runtime::{CpuPlan, Tensor};
 use temblor_tests::{read_f32, real_model, rel_l2, shared, Rng};
 use temblor_visualize::{render, View};

@@ -3,6 +3,7 @@
 //! anything.
 
 use super::cast::Scalar;
+use super::elementwise::build;
 use super::execute::{not_in_family, Args};
 use super::{dispatch, math};
 use crate::{f16, RuntimeError, Tensor, TensorData};
@@ -54,27 +55,36 @@ fn unsupported(op: &Op, x: &Tensor) -> RuntimeError {
 /// `min(max(x, min), max)` with the bounds converted to the element type; the IR's `f32::MIN`
 /// and `f32::MAX` stand for absent bounds, so they clip nothing (infinities and f64 values past
 /// the f32 range pass). With `min > max` every element becomes `max`, as ONNX specifies.
-fn clip<T: Scalar>(x: &Tensor, min: f32, max: f32) -> Result<TensorData, RuntimeError> {
+fn clip<T: Scalar + Send + Sync>(
+    x: &Tensor,
+    min: f32,
+    max: f32,
+) -> Result<TensorData, RuntimeError> {
     let v = T::slice(&x.data).ok_or_else(|| unsupported(&Op::Clip { min, max }, x))?;
     if x.dtype() == DType::Bool {
         return Err(unsupported(&Op::Clip { min, max }, x));
     }
-    let lo = (min != f32::MIN).then(|| T::from_f64(min as f64));
-    let hi = (max != f32::MAX).then(|| T::from_f64(max as f64));
-    Ok(T::wrap(
-        v.iter()
-            .map(|&e| {
-                let e = match lo {
-                    Some(l) if e < l => l,
-                    _ => e,
-                };
-                match hi {
-                    Some(h) if e > h => h,
-                    _ => e,
-                }
-            })
-            .collect(),
-    ))
+    // An absent bound becomes the type's -inf / +inf (an integer's MIN / MAX, converting
+    // saturates), which no element passes, so the loop below needs no per-element test of it.
+    let bound =
+        |b: f32, absent: f32, none: f64| T::from_f64(if b == absent { none } else { b as f64 });
+    let lo = bound(min, f32::MIN, f64::NEG_INFINITY);
+    let hi = bound(max, f32::MAX, f64::INFINITY);
+    Ok(T::wrap(map(v, |e| {
+        let e = if e < lo { lo } else { e };
+        if e > hi {
+            hi
+        } else {
+            e
+        }
+    })))
+}
+
+/// `f` of each element of `v`, large inputs in parallel chunks.
+fn map<F: Copy + Send + Sync>(v: &[F], f: impl Fn(F) -> F + Sync) -> Vec<F> {
+    build(v.len(), |range, sink| {
+        sink.extend(v[range].iter().map(|&e| f(e)))
+    })
 }
 
 /// Relu, Neg, Abs and Sign on integers; Neg and Abs wrap at the type's minimum as numpy's do.
@@ -114,9 +124,6 @@ fn integer(op: UnaryOp, x: &Tensor) -> Option<TensorData> {
 /// A float op over `v`, one monomorphic loop per op; `None` for an op that is not a float
 /// function.
 fn floats<F: Float>(op: &Op, v: &[F]) -> Option<Vec<F>> {
-    fn map<F: Copy>(v: &[F], f: impl Fn(F) -> F) -> Vec<F> {
-        v.iter().map(|&e| f(e)).collect()
-    }
     let sign = |x: F| {
         if x > F::ZERO {
             F::ONE
@@ -196,6 +203,8 @@ fn softplus<F: Float>(x: F) -> F {
 /// The float element types the activations compute in.
 trait Float:
     Scalar
+    + Send
+    + Sync
     + Add<Output = Self>
     + Sub<Output = Self>
     + Mul<Output = Self>

@@ -78,7 +78,7 @@ fn logic(
     }))
 }
 
-fn compare<T: Scalar>(
+fn compare<T: Scalar + Send + Sync>(
     op: BinaryOp,
     a: &Tensor,
     b: &Tensor,
@@ -101,7 +101,7 @@ fn compare<T: Scalar>(
 }
 
 /// Numeric arithmetic as ONNX defines it for each element type.
-trait Arith: Scalar {
+trait Arith: Scalar + Send + Sync {
     fn add(self, o: Self) -> Self;
     fn sub(self, o: Self) -> Self;
     fn mul(self, o: Self) -> Self;
