@@ -25,8 +25,8 @@ pub use graph::{
 };
 pub use op::{
     Activation, BinaryOp, ConvAttrs, ConvTransposeAttrs, DeformConvAttrs, GridSampleMode,
-    GridSamplePadding, Op, PadMode, PoolAttrs, ReduceOp, ResizeAttrs, ResizeCoordinate, ResizeMode,
-    ResizeNearest, RoiAlignAttrs, Scalar, ScatterReduction, SplitSizes, UnaryOp,
+    GridSamplePadding, Op, OpFamily, PadMode, PoolAttrs, ReduceOp, ResizeAttrs, ResizeCoordinate,
+    ResizeMode, ResizeNearest, RoiAlignAttrs, Scalar, ScatterReduction, SplitSizes, UnaryOp,
 };
 pub use provenance::{Framework, Origin, OriginId, Provenance};
 pub use shape::{Dim, Layout, Shape, TensorInfo, TensorType};

@@ -16,7 +16,7 @@ mod pool;
 mod reduce;
 
 use crate::{Error, Result};
-use temblor_ir::{Dim, Graph, NodeId, Op, TensorType, ValueRef, Weight};
+use temblor_ir::{Dim, Graph, NodeId, Op, OpFamily, TensorType, ValueRef, Weight};
 
 /// Sets the dims of named graph inputs (`Usage` errors: the user gave the names and sizes). A
 /// dim the model fixes must be given its own value.
@@ -170,62 +170,17 @@ fn infer_node(g: &Graph, id: NodeId) -> Result<Inferred, String> {
                 layout,
             })
         }
-        Op::Conv(a) => one(conv::conv(a, ins.ty(0)?, ins.ty(1)?, ins.opt(2))?),
-        Op::ConvTranspose(a) => one(conv::conv_transpose(a, ins.ty(0)?, ins.ty(1)?, ins.opt(2))?),
-        Op::BatchNorm { .. } => {
-            let params = [ins.ty(1)?, ins.ty(2)?, ins.ty(3)?, ins.ty(4)?];
-            one(conv::batch_norm(ins.ty(0)?, &params)?)
-        }
-        Op::Resize(a) => one(conv::resize(a, ins.ty(0)?)?),
-        Op::Unary(_)
-        | Op::LeakyRelu { .. }
-        | Op::HardSigmoid { .. }
-        | Op::Clip { .. }
-        | Op::Gelu { .. }
-        | Op::Binary(_)
-        | Op::Where
-        | Op::Cast { .. } => elementwise::infer(&node.op, &ins),
-        Op::Concat { .. }
-        | Op::Reshape { .. }
-        | Op::Transpose { .. }
-        | Op::Split { .. }
-        | Op::Slice
-        | Op::Flatten { .. }
-        | Op::Squeeze
-        | Op::Unsqueeze
-        | Op::Expand
-        | Op::Tile
-        | Op::Gather { .. }
-        | Op::GatherElements { .. }
-        | Op::GatherNd { .. }
-        | Op::ScatterNd { .. }
-        | Op::Shape { .. }
-        | Op::Size
-        | Op::ConstantOfShape { .. }
-        | Op::Range
-        | Op::Pad { .. }
-        | Op::NonZero => movement::infer(&node.op, &ins),
-        Op::MaxPool(_)
-        | Op::AveragePool(_)
-        | Op::GlobalAveragePool
-        | Op::GlobalMaxPool
-        | Op::Reduce { .. }
-        | Op::ArgExtreme { .. }
-        | Op::TopK { .. }
-        | Op::MatMul
-        | Op::Gemm { .. }
-        | Op::Einsum { .. }
-        | Op::Softmax { .. }
-        | Op::LayerNorm { .. } => reduce::infer(&node.op, &ins),
-        Op::NonMaxSuppression { .. }
-        | Op::RoiAlign(_)
-        | Op::DeformConv(_)
-        | Op::GridSample { .. }
-        | Op::QuantizeLinear { .. }
-        | Op::DequantizeLinear { .. } => detection::infer(&node.op, &ins),
         Op::Custom { domain, name, .. } => {
             Err(format!("no shape rule for custom op {domain}:{name}"))
         }
+        op => match op.family() {
+            OpFamily::Convolution => conv::infer(op, &ins),
+            OpFamily::Elementwise => elementwise::infer(op, &ins),
+            OpFamily::Movement => movement::infer(op, &ins),
+            OpFamily::Reduction => reduce::infer(op, &ins),
+            OpFamily::Detection | OpFamily::Quantization => detection::infer(op, &ins),
+            OpFamily::Value | OpFamily::Custom => Err(not_in_family(op)),
+        },
     }
 }
 

@@ -9,8 +9,11 @@
 //! frontend, in shape inference and in the CPU runtime.
 
 mod attrs;
+mod describe;
+mod elementwise;
 
 pub use attrs::*;
+pub use elementwise::{BinaryOp, UnaryOp};
 
 use crate::{AttrValue, DType, WeightId};
 use serde::{Deserialize, Serialize};
@@ -224,81 +227,6 @@ pub enum Op {
     },
 }
 
-/// Elementwise functions of one tensor. `Not` is on bool; the others on numbers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum UnaryOp {
-    Identity,
-    Relu,
-    Sigmoid,
-    Tanh,
-    Erf,
-    Sqrt,
-    Exp,
-    Log,
-    Neg,
-    Abs,
-    Reciprocal,
-    Floor,
-    Ceil,
-    Round,
-    Sign,
-    Not,
-    Softplus,
-    Mish,
-    /// `x * relu6(x + 3) / 6`.
-    HardSwish,
-}
-
-impl UnaryOp {
-    pub const ALL: [UnaryOp; 19] = [
-        UnaryOp::Identity,
-        UnaryOp::Relu,
-        UnaryOp::Sigmoid,
-        UnaryOp::Tanh,
-        UnaryOp::Erf,
-        UnaryOp::Sqrt,
-        UnaryOp::Exp,
-        UnaryOp::Log,
-        UnaryOp::Neg,
-        UnaryOp::Abs,
-        UnaryOp::Reciprocal,
-        UnaryOp::Floor,
-        UnaryOp::Ceil,
-        UnaryOp::Round,
-        UnaryOp::Sign,
-        UnaryOp::Not,
-        UnaryOp::Softplus,
-        UnaryOp::Mish,
-        UnaryOp::HardSwish,
-    ];
-
-    /// The ONNX op type of the same meaning.
-    pub fn name(self) -> &'static str {
-        match self {
-            UnaryOp::Identity => "Identity",
-            UnaryOp::Relu => "Relu",
-            UnaryOp::Sigmoid => "Sigmoid",
-            UnaryOp::Tanh => "Tanh",
-            UnaryOp::Erf => "Erf",
-            UnaryOp::Sqrt => "Sqrt",
-            UnaryOp::Exp => "Exp",
-            UnaryOp::Log => "Log",
-            UnaryOp::Neg => "Neg",
-            UnaryOp::Abs => "Abs",
-            UnaryOp::Reciprocal => "Reciprocal",
-            UnaryOp::Floor => "Floor",
-            UnaryOp::Ceil => "Ceil",
-            UnaryOp::Round => "Round",
-            UnaryOp::Sign => "Sign",
-            UnaryOp::Not => "Not",
-            UnaryOp::Softplus => "Softplus",
-            UnaryOp::Mish => "Mish",
-            UnaryOp::HardSwish => "HardSwish",
-        }
-    }
-}
-
 /// How a Split divides its axis. Shape inference turns `Equal` into `Explicit` when the axis
 /// extent is known; the runtime resolves what is left from the actual extent.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -329,92 +257,81 @@ impl SplitSizes {
     }
 }
 
-/// Elementwise functions of two broadcast tensors. Comparisons give bool; `And`/`Or`/`Xor`
-/// take bool; `PRelu` is `a` where positive, else `a * b` (b is the slope).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BinaryOp {
-    Add,
-    Sub,
-    Mul,
-    Div,
-    Pow,
-    Min,
-    Max,
-    /// Integer remainder with the divisor's sign (ONNX Mod, fmod 0).
-    Mod,
-    /// C `fmod`: the dividend's sign (ONNX Mod, fmod 1).
-    Fmod,
-    Equal,
-    Greater,
-    GreaterOrEqual,
-    Less,
-    LessOrEqual,
-    And,
-    Or,
-    Xor,
-    PRelu,
-}
-
-impl BinaryOp {
-    pub const ALL: [BinaryOp; 18] = [
-        BinaryOp::Add,
-        BinaryOp::Sub,
-        BinaryOp::Mul,
-        BinaryOp::Div,
-        BinaryOp::Pow,
-        BinaryOp::Min,
-        BinaryOp::Max,
-        BinaryOp::Mod,
-        BinaryOp::Fmod,
-        BinaryOp::Equal,
-        BinaryOp::Greater,
-        BinaryOp::GreaterOrEqual,
-        BinaryOp::Less,
-        BinaryOp::LessOrEqual,
-        BinaryOp::And,
-        BinaryOp::Or,
-        BinaryOp::Xor,
-        BinaryOp::PRelu,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            BinaryOp::Add => "Add",
-            BinaryOp::Sub => "Sub",
-            BinaryOp::Mul => "Mul",
-            BinaryOp::Div => "Div",
-            BinaryOp::Pow => "Pow",
-            BinaryOp::Min => "Min",
-            BinaryOp::Max => "Max",
-            BinaryOp::Mod => "Mod",
-            BinaryOp::Fmod => "Fmod",
-            BinaryOp::Equal => "Equal",
-            BinaryOp::Greater => "Greater",
-            BinaryOp::GreaterOrEqual => "GreaterOrEqual",
-            BinaryOp::Less => "Less",
-            BinaryOp::LessOrEqual => "LessOrEqual",
-            BinaryOp::And => "And",
-            BinaryOp::Or => "Or",
-            BinaryOp::Xor => "Xor",
-            BinaryOp::PRelu => "PRelu",
-        }
-    }
-
-    /// The result is bool whatever the operands are.
-    pub fn is_comparison(self) -> bool {
-        matches!(
-            self,
-            BinaryOp::Equal
-                | BinaryOp::Greater
-                | BinaryOp::GreaterOrEqual
-                | BinaryOp::Less
-                | BinaryOp::LessOrEqual
-        )
-    }
+/// The families the op set is grouped in. Each has one file per layer: its ONNX mapping, its
+/// shape rules and its CPU kernels, and [`Op::family`] is the one place that says which family
+/// an op belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OpFamily {
+    /// Graph inputs and constants: values, not computation.
+    Value,
+    /// Convolution, batch normalization and resampling of images.
+    Convolution,
+    Elementwise,
+    /// Data movement and indexing.
+    Movement,
+    /// Pooling, reductions, linear algebra, Softmax and LayerNorm.
+    Reduction,
+    Detection,
+    Quantization,
+    Custom,
 }
 
 impl Op {
+    pub fn family(&self) -> OpFamily {
+        match self {
+            Op::Input { .. } | Op::Constant { .. } => OpFamily::Value,
+            Op::Conv(_) | Op::ConvTranspose(_) | Op::BatchNorm { .. } | Op::Resize(_) => {
+                OpFamily::Convolution
+            }
+            Op::Unary(_)
+            | Op::LeakyRelu { .. }
+            | Op::HardSigmoid { .. }
+            | Op::Clip { .. }
+            | Op::Gelu { .. }
+            | Op::Binary(_)
+            | Op::Where
+            | Op::Cast { .. } => OpFamily::Elementwise,
+            Op::Concat { .. }
+            | Op::Reshape { .. }
+            | Op::Transpose { .. }
+            | Op::Split { .. }
+            | Op::Slice
+            | Op::Flatten { .. }
+            | Op::Squeeze
+            | Op::Unsqueeze
+            | Op::Expand
+            | Op::Tile
+            | Op::Gather { .. }
+            | Op::GatherElements { .. }
+            | Op::GatherNd { .. }
+            | Op::ScatterNd { .. }
+            | Op::Shape { .. }
+            | Op::Size
+            | Op::ConstantOfShape { .. }
+            | Op::Range
+            | Op::Pad { .. }
+            | Op::NonZero => OpFamily::Movement,
+            Op::MaxPool(_)
+            | Op::AveragePool(_)
+            | Op::GlobalAveragePool
+            | Op::GlobalMaxPool
+            | Op::Reduce { .. }
+            | Op::ArgExtreme { .. }
+            | Op::TopK { .. }
+            | Op::MatMul
+            | Op::Gemm { .. }
+            | Op::Einsum { .. }
+            | Op::Softmax { .. }
+            | Op::LayerNorm { .. } => OpFamily::Reduction,
+            Op::NonMaxSuppression { .. }
+            | Op::RoiAlign(_)
+            | Op::DeformConv(_)
+            | Op::GridSample { .. } => OpFamily::Detection,
+            Op::QuantizeLinear { .. } | Op::DequantizeLinear { .. } => OpFamily::Quantization,
+            Op::Custom { .. } => OpFamily::Custom,
+        }
+    }
+
     /// The canonical op name, used in views, reports and op counts.
     pub fn name(&self) -> &str {
         match self {
@@ -549,216 +466,5 @@ impl Op {
             Op::Custom { .. } => usize::MAX,
             _ => 1,
         }
-    }
-
-    /// Human-readable canonical attributes, in a fixed order, for views and snapshots.
-    pub fn attributes(&self) -> Vec<(String, AttrValue)> {
-        use AttrValue::{Float, Int, Ints, String as Str};
-        let ints = |v: &[usize]| Ints(v.iter().map(|&x| x as i64).collect());
-        let flag = |b: bool| Int(b as i64);
-        let name = |v: &dyn std::fmt::Debug| Str(format!("{v:?}").to_lowercase());
-        let named: Vec<(&str, AttrValue)> = match self {
-            Op::Input { index } => vec![("index", Int(*index as i64))],
-            Op::Constant { weight } => vec![("weight", Int(weight.0 as i64))],
-            Op::Conv(a) => {
-                let mut v = vec![
-                    ("kernel", ints(&a.kernel)),
-                    ("strides", ints(&a.strides)),
-                    ("dilations", ints(&a.dilations)),
-                    ("pads", ints(&a.pads)),
-                    ("group", Int(a.group as i64)),
-                ];
-                if let Some(act) = &a.activation {
-                    v.push(("activation", Str(act.name().to_string())));
-                    v.extend(activation_params(act));
-                }
-                v
-            }
-            Op::ConvTranspose(a) => vec![
-                ("kernel", ints(&a.kernel)),
-                ("strides", ints(&a.strides)),
-                ("dilations", ints(&a.dilations)),
-                ("pads", ints(&a.pads)),
-                ("output_padding", ints(&a.output_padding)),
-                ("group", Int(a.group as i64)),
-            ],
-            Op::DeformConv(a) => vec![
-                ("kernel", ints(&a.kernel)),
-                ("strides", ints(&a.strides)),
-                ("dilations", ints(&a.dilations)),
-                ("pads", ints(&a.pads)),
-                ("group", Int(a.group as i64)),
-                ("offset_group", Int(a.offset_group as i64)),
-            ],
-            Op::BatchNorm { epsilon } => vec![("epsilon", Float(*epsilon))],
-            Op::LeakyRelu { alpha } => vec![("alpha", Float(*alpha))],
-            Op::HardSigmoid { alpha, beta } => {
-                vec![("alpha", Float(*alpha)), ("beta", Float(*beta))]
-            }
-            Op::Clip { min, max } => vec![("min", Float(*min)), ("max", Float(*max))],
-            Op::Gelu { tanh } => vec![("tanh", flag(*tanh))],
-            Op::Cast { to } => vec![("to", Str(to.name().to_string()))],
-            Op::Resize(a) => {
-                let mut v = vec![
-                    ("mode", name(&a.mode)),
-                    ("coordinate", name(&a.coordinate)),
-                    ("nearest", name(&a.nearest)),
-                ];
-                if let Some(s) = &a.scales {
-                    v.push(("scales", AttrValue::Floats(s.clone())));
-                }
-                if let Some(s) = &a.sizes {
-                    v.push(("sizes", ints(s)));
-                }
-                v
-            }
-            Op::Concat { axis } => vec![("axis", Int(*axis))],
-            Op::Reshape { allowzero } => vec![("allowzero", flag(*allowzero))],
-            Op::Transpose { perm } => vec![("perm", ints(perm))],
-            Op::Split { axis, sizes } => match sizes {
-                SplitSizes::Equal(n) => vec![("axis", Int(*axis)), ("equal_parts", Int(*n as i64))],
-                SplitSizes::Explicit(s) => vec![("axis", Int(*axis)), ("sizes", ints(s))],
-            },
-            Op::Flatten { axis }
-            | Op::Gather { axis }
-            | Op::GatherElements { axis }
-            | Op::DequantizeLinear { axis } => vec![("axis", Int(*axis))],
-            Op::GatherNd { batch_dims } => vec![("batch_dims", Int(*batch_dims as i64))],
-            Op::ScatterNd { reduction } => vec![("reduction", name(reduction))],
-            Op::Shape { start, end } => {
-                let mut v = vec![("start", Int(*start))];
-                if let Some(e) = end {
-                    v.push(("end", Int(*e)));
-                }
-                v
-            }
-            Op::ConstantOfShape { value } => vec![
-                ("dtype", Str(value.dtype.name().to_string())),
-                ("value", Float(value.value as f32)),
-            ],
-            Op::Pad { mode } => vec![("mode", name(mode))],
-            Op::MaxPool(a) | Op::AveragePool(a) => {
-                let mut v = vec![
-                    ("kernel", ints(&a.kernel)),
-                    ("strides", ints(&a.strides)),
-                    ("dilations", ints(&a.dilations)),
-                    ("pads", ints(&a.pads)),
-                    ("ceil_mode", flag(a.ceil_mode)),
-                ];
-                if matches!(self, Op::AveragePool(_)) {
-                    v.push(("count_include_pad", flag(a.count_include_pad)));
-                }
-                v
-            }
-            Op::Reduce {
-                keepdims,
-                noop_with_empty_axes,
-                ..
-            } => vec![
-                ("keepdims", flag(*keepdims)),
-                ("noop_with_empty_axes", flag(*noop_with_empty_axes)),
-            ],
-            Op::ArgExtreme {
-                axis,
-                keepdims,
-                select_last_index,
-                ..
-            } => vec![
-                ("axis", Int(*axis)),
-                ("keepdims", flag(*keepdims)),
-                ("select_last_index", flag(*select_last_index)),
-            ],
-            Op::TopK {
-                axis,
-                largest,
-                sorted,
-            } => vec![
-                ("axis", Int(*axis)),
-                ("largest", flag(*largest)),
-                ("sorted", flag(*sorted)),
-            ],
-            Op::Gemm {
-                alpha,
-                beta,
-                trans_a,
-                trans_b,
-            } => vec![
-                ("alpha", Float(*alpha)),
-                ("beta", Float(*beta)),
-                ("trans_a", flag(*trans_a)),
-                ("trans_b", flag(*trans_b)),
-            ],
-            Op::Einsum { equation } => vec![("equation", Str(equation.clone()))],
-            Op::Softmax { axis, flatten, .. } => {
-                vec![("axis", Int(*axis)), ("flatten", flag(*flatten))]
-            }
-            Op::LayerNorm { axis, epsilon } => {
-                vec![("axis", Int(*axis)), ("epsilon", Float(*epsilon))]
-            }
-            Op::NonMaxSuppression { center_point_box } => {
-                vec![("center_point_box", flag(*center_point_box))]
-            }
-            Op::RoiAlign(a) => vec![
-                ("mode", Str(if a.max { "max" } else { "avg" }.to_string())),
-                ("output_height", Int(a.output_height as i64)),
-                ("output_width", Int(a.output_width as i64)),
-                ("sampling_ratio", Int(a.sampling_ratio as i64)),
-                ("spatial_scale", Float(a.spatial_scale)),
-                ("half_pixel", flag(a.half_pixel)),
-            ],
-            Op::GridSample {
-                mode,
-                padding,
-                align_corners,
-            } => vec![
-                ("mode", name(mode)),
-                ("padding", name(padding)),
-                ("align_corners", flag(*align_corners)),
-            ],
-            Op::QuantizeLinear { axis, saturate } => {
-                vec![("axis", Int(*axis)), ("saturate", flag(*saturate))]
-            }
-            Op::Custom { domain, attrs, .. } => {
-                let mut v = vec![("domain".to_string(), Str(domain.clone()))];
-                v.extend(attrs.iter().cloned());
-                return v;
-            }
-            Op::Unary(_)
-            | Op::Binary(_)
-            | Op::Where
-            | Op::Slice
-            | Op::Squeeze
-            | Op::Unsqueeze
-            | Op::Expand
-            | Op::Tile
-            | Op::Size
-            | Op::Range
-            | Op::NonZero
-            | Op::GlobalAveragePool
-            | Op::GlobalMaxPool
-            | Op::MatMul => vec![],
-        };
-        named.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
-    }
-}
-
-fn activation_params(act: &Activation) -> Vec<(&'static str, AttrValue)> {
-    match *act {
-        Activation::LeakyRelu { alpha } => vec![("alpha", AttrValue::Float(alpha))],
-        Activation::HardSigmoid { alpha, beta } => vec![
-            ("alpha", AttrValue::Float(alpha)),
-            ("beta", AttrValue::Float(beta)),
-        ],
-        Activation::Clip { min, max } => {
-            vec![
-                ("min", AttrValue::Float(min)),
-                ("max", AttrValue::Float(max)),
-            ]
-        }
-        Activation::Relu
-        | Activation::Sigmoid
-        | Activation::HardSwish
-        | Activation::Silu
-        | Activation::Mish => vec![],
     }
 }

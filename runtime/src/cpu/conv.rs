@@ -5,9 +5,9 @@
 //! has nothing for a GEMM to reuse, so it runs as a direct loop ([`super::depthwise`]). Every
 //! other one is a GEMM per image and group, `W[og × cg·kh·kw] · cols[cg·kh·kw × oh·ow]`, cut into
 //! tiles of output positions (and, when there are too few, of output channels) that run in
-//! parallel: each tile lays out its own slice of `cols` (im2col; a plain copy for a 1x1
-//! stride-1 convolution), multiplies ([`super::conv_gemm`]), and finishes its outputs with the
-//! epilogue while they are in cache.
+//! parallel: each tile lays out its own slice of `cols` (im2col; a 1x1 stride-1 convolution
+//! reads its input planes in place instead), multiplies ([`super::conv_gemm`]) straight into
+//! the output, and finishes its outputs with the epilogue while they are in cache.
 
 use super::conv_gemm::{ConvGemm, MR, NR};
 use super::depthwise::depthwise;
@@ -262,28 +262,34 @@ fn gemm_conv(geo: &Geometry, xv: &[f32], wv: &[f32], epi: &Epilogue, out: &mut [
         .map(|gi| ConvGemm::new(&wv[gi * og * kdim..(gi + 1) * og * kdim], og, kdim))
         .collect();
     let shared = SharedOut::new(out);
-    tasks(geo, kdim).into_par_iter().for_each_init(
-        || (Vec::new(), Vec::new()),
-        |(col, acc), t| {
+    let pointwise = geo.is_pointwise();
+    tasks(geo, kdim)
+        .into_par_iter()
+        .for_each_init(Vec::new, |col, t| {
             let (m, tw) = (t.rows.1 - t.rows.0, t.cols.1 - t.cols.0);
-            let padded = tw.div_ceil(NR) * NR;
             let first_in = (t.image * geo.c + t.group * cg) * geo.in_plane();
             let xs = &xv[first_in..first_in + cg * geo.in_plane()];
-            col.resize(kdim * padded, 0.0);
-            im2col(geo, cg, xs, t.cols, padded, col);
-            acc.resize(m * padded, 0.0);
-            gemms[t.group].multiply(t.rows.0, m, col, padded, acc);
-            for (r, row) in acc.chunks_exact_mut(padded).enumerate() {
-                let row = &mut row[..tw];
-                let oc = t.group * og + t.rows.0 + r;
-                let start = (t.image * geo.o + oc) * plane + t.cols.0;
-                epi.apply(oc, start, row);
-                // SAFETY: tasks cover disjoint (image, channel, position) cells, so no other
-                // reference to this segment of the output exists while it is written.
-                unsafe { shared.segment(start, tw) }.copy_from_slice(row);
+            // A pointwise convolution's input planes already are the GEMM's right-hand side.
+            let (b, b_rs) = if pointwise {
+                (&xs[t.cols.0..], geo.in_plane())
+            } else {
+                let padded = tw.div_ceil(NR) * NR;
+                col.resize(kdim * padded, 0.0);
+                im2col(geo, cg, xs, t.cols, padded, col);
+                (&col[..], padded)
+            };
+            let first_oc = t.group * og + t.rows.0;
+            let start = |r: usize| (t.image * geo.o + first_oc + r) * plane + t.cols.0;
+            // SAFETY: tasks cover disjoint (image, channel, position) cells, so no other
+            // reference to these segments of the output exists while they are written.
+            let mut rows: Vec<&mut [f32]> = (0..m)
+                .map(|r| unsafe { shared.segment(start(r), tw) })
+                .collect();
+            gemms[t.group].multiply(t.rows.0, b, b_rs, tw, &mut rows);
+            for (r, row) in rows.iter_mut().enumerate() {
+                epi.apply(first_oc + r, start(r), row);
             }
-        },
-    );
+        });
 }
 
 /// Lays out the receptive fields of output positions `p0..p1` over `cg` input planes as a
@@ -306,10 +312,6 @@ fn im2col(
                 let (xlo, xhi) = valid_range(geo.pl, j * geo.dw, geo.sw, geo.w, geo.ow);
                 let Some(dst) = rows.next() else { return };
                 dst[tw..].fill(0.0);
-                if geo.is_pointwise() {
-                    dst[..tw].copy_from_slice(&src[p0..p1]);
-                    continue;
-                }
                 let mut p = p0;
                 while p < p1 {
                     let (y, x0) = (p / geo.ow, p % geo.ow);

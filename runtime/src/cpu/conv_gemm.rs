@@ -1,4 +1,4 @@
-//! The GEMM of one convolution tile, `acc[m × n] = W[rows] · cols[k × n]`, with the weights
+//! The GEMM of one convolution tile, `out[m × n] = W[rows] · cols[k × n]`, with the weights
 //! packed once per convolution. On x86-64 with AVX-512 an 8×48 register-blocked kernel does the
 //! work (the `gemm` crate only uses AVX-512 on nightly Rust, and convolutions are most of a
 //! vision model's time); elsewhere the `gemm` crate does.
@@ -32,30 +32,38 @@ impl<'a> ConvGemm<'a> {
         }
     }
 
-    /// `acc[m × n] = W[r0 .. r0 + m] · cols`, where `cols` is `[k × n]` row-major, `n` is a
-    /// multiple of [`NR`] and `r0` of [`MR`].
-    pub fn multiply(&self, r0: usize, m: usize, cols: &[f32], n: usize, acc: &mut [f32]) {
+    /// `out[i] = W[r0 + i] · b` for each of the `out.len()` rows, where `b` holds `k` rows of
+    /// `n` floats, `b_rs` apart, every row of `out` has `n` floats and `r0` is a multiple of
+    /// [`MR`].
+    pub fn multiply(&self, r0: usize, b: &[f32], b_rs: usize, n: usize, out: &mut [&mut [f32]]) {
+        let m = out.len();
         assert!(
             r0.is_multiple_of(MR)
-                && n.is_multiple_of(NR)
-                && cols.len() >= self.k * n
-                && acc.len() >= m * n
+                && out.iter().all(|row| row.len() == n)
+                && (n == 0 || self.k == 0 || b.len() >= (self.k - 1) * b_rs + n)
         );
+        if m == 0 || n == 0 {
+            return;
+        }
         #[cfg(target_arch = "x86_64")]
         if let Some(packed) = &self.packed {
-            return avx512::multiply(packed, self.k, r0, m, cols, n, acc);
+            return avx512::multiply(packed, self.k, r0, b, b_rs, n, out);
         }
         let lhs = View::rows(&self.weight[r0 * self.k..(r0 + m) * self.k], self.k);
+        let mut acc = vec![0.0; m * n];
         matmul_strided(
             m,
             n,
             self.k,
             lhs,
-            View::rows(cols, n),
-            acc,
+            View::rows(b, b_rs),
+            &mut acc,
             false,
             Threads::Single,
         );
+        for (row, a) in out.iter_mut().zip(acc.chunks_exact(n)) {
+            row.copy_from_slice(a);
+        }
     }
 }
 
@@ -87,56 +95,83 @@ mod avx512 {
         packed: &[f32],
         k: usize,
         r0: usize,
-        m: usize,
-        cols: &[f32],
+        b: &[f32],
+        b_rs: usize,
         n: usize,
-        acc: &mut [f32],
+        out: &mut [&mut [f32]],
     ) {
+        let m = out.len();
         let mut tile = [[0.0f32; NR]; MR];
+        // The last panel of `b` when it is narrower than `NR`, zero-padded.
+        let mut ragged = Vec::new();
         for k0 in (0..k).step_by(KC) {
             let kc = KC.min(k - k0);
             for j0 in (0..n).step_by(NR) {
+                let w = NR.min(n - j0);
+                let (panel, rs) = if w == NR {
+                    (&b[k0 * b_rs + j0..], b_rs)
+                } else {
+                    ragged.resize(kc * NR, 0.0);
+                    for (p, dst) in ragged.chunks_exact_mut(NR).enumerate() {
+                        dst[..w].copy_from_slice(&b[(k0 + p) * b_rs + j0..][..w]);
+                        dst[w..].fill(0.0);
+                    }
+                    (&ragged[..kc * NR], NR)
+                };
+                assert!(panel.len() >= (kc - 1) * rs + NR);
                 for i0 in (0..m).step_by(MR) {
                     let rows = MR.min(m - i0);
-                    for (i, t) in tile.iter_mut().enumerate().take(rows) {
-                        if k0 == 0 {
-                            *t = [0.0; NR];
+                    // Full rows of the output take the result directly; the rest goes through
+                    // `tile`.
+                    let mut c = [std::ptr::null_mut::<f32>(); MR];
+                    for (i, (ci, t)) in c.iter_mut().zip(tile.iter_mut()).enumerate() {
+                        if i < rows && w == NR {
+                            *ci = out[i0 + i][j0..j0 + NR].as_mut_ptr();
                         } else {
-                            t.copy_from_slice(&acc[(i0 + i) * n + j0..][..NR]);
+                            if i < rows && k0 > 0 {
+                                t[..w].copy_from_slice(&out[i0 + i][j0..j0 + w]);
+                            }
+                            *ci = t.as_mut_ptr();
                         }
                     }
                     let a = &packed[(r0 + i0) / MR * k * MR + k0 * MR..][..kc * MR];
-                    let b = &cols[k0 * n + j0..];
-                    assert!(b.len() > (kc - 1) * n + NR - 1);
                     // SAFETY: AVX-512F is present (checked by `available`, which gates every
-                    // use of this module), `a` holds `kc` rows of `MR` and `b` reaches the last
-                    // of its `kc` rows of `NR`, as asserted just above.
-                    unsafe { kernel(kc, a.as_ptr(), b.as_ptr(), n, &mut tile) };
-                    for (i, t) in tile.iter().enumerate().take(rows) {
-                        acc[(i0 + i) * n + j0..][..NR].copy_from_slice(t);
+                    // use of this module), `a` holds `kc` rows of `MR`, `panel` reaches the
+                    // last of its `kc` rows of `NR` (asserted above), and each `c[i]` points
+                    // at `NR` floats of its own: a row of `tile` or a distinct row of `out`.
+                    unsafe { kernel(kc, a.as_ptr(), panel.as_ptr(), rs, &c, k0 > 0) };
+                    if w < NR {
+                        for (i, t) in tile.iter().enumerate().take(rows) {
+                            out[i0 + i][j0..j0 + w].copy_from_slice(&t[..w]);
+                        }
                     }
                 }
             }
         }
     }
 
-    /// `tile += a · b` for `a` `[kc][MR]` and `b` `kc` rows of `NR` floats, `b_rs` apart.
+    /// `c[i] = a · b` (or `c[i] += a · b` with `load`) for `a` `[kc][MR]` and `b` `kc` rows of
+    /// `NR` floats, `b_rs` apart; `c[i]` holds row `i`'s `NR` floats.
     ///
     /// # Safety
-    /// AVX-512F must be available; `a` must be readable for `kc * MR` floats and `b` for
-    /// `(kc - 1) * b_rs + NR`.
+    /// AVX-512F must be available; `a` must be readable for `kc * MR` floats, `b` for
+    /// `(kc - 1) * b_rs + NR`, and each `c[i]` readable and writable for `NR` floats that
+    /// nothing else references during the call.
     #[target_feature(enable = "avx512f")]
     unsafe fn kernel(
         kc: usize,
         a: *const f32,
         b: *const f32,
         b_rs: usize,
-        tile: &mut [[f32; NR]; MR],
+        c: &[*mut f32; MR],
+        load: bool,
     ) {
-        let mut c: [[__m512; 3]; MR] = [[_mm512_set1_ps(0.0); 3]; MR];
-        for (ci, t) in c.iter_mut().zip(tile.iter()) {
-            for (v, chunk) in ci.iter_mut().zip(t.chunks_exact(16)) {
-                *v = _mm512_loadu_ps(chunk.as_ptr());
+        let mut acc: [[__m512; 3]; MR] = [[_mm512_set1_ps(0.0); 3]; MR];
+        if load {
+            for (ai, &ci) in acc.iter_mut().zip(c) {
+                for (j, v) in ai.iter_mut().enumerate() {
+                    *v = _mm512_loadu_ps(ci.add(16 * j));
+                }
             }
         }
         for p in 0..kc {
@@ -145,16 +180,16 @@ mod avx512 {
             let b1 = _mm512_loadu_ps(bp.add(16));
             let b2 = _mm512_loadu_ps(bp.add(32));
             let ap = a.add(p * MR);
-            for (i, ci) in c.iter_mut().enumerate() {
+            for (i, ai) in acc.iter_mut().enumerate() {
                 let av = _mm512_set1_ps(*ap.add(i));
-                ci[0] = _mm512_fmadd_ps(av, b0, ci[0]);
-                ci[1] = _mm512_fmadd_ps(av, b1, ci[1]);
-                ci[2] = _mm512_fmadd_ps(av, b2, ci[2]);
+                ai[0] = _mm512_fmadd_ps(av, b0, ai[0]);
+                ai[1] = _mm512_fmadd_ps(av, b1, ai[1]);
+                ai[2] = _mm512_fmadd_ps(av, b2, ai[2]);
             }
         }
-        for (ci, t) in c.iter().zip(tile.iter_mut()) {
-            for (v, chunk) in ci.iter().zip(t.chunks_exact_mut(16)) {
-                _mm512_storeu_ps(chunk.as_mut_ptr(), *v);
+        for (ai, &ci) in acc.iter().zip(c) {
+            for (j, v) in ai.iter().enumerate() {
+                _mm512_storeu_ps(ci.add(16 * j), *v);
             }
         }
     }

@@ -5,7 +5,7 @@ use super::{
     resize, shape_ops,
 };
 use crate::{RuntimeError, Tensor};
-use temblor_ir::Op;
+use temblor_ir::{Op, OpFamily};
 
 /// A step's inputs by port (`None` for an omitted optional one) and how many outputs the node
 /// declares.
@@ -33,6 +33,30 @@ impl<'a> Args<'a> {
 }
 
 pub(crate) fn execute(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
+    match op.family() {
+        OpFamily::Convolution => convolution(op, args),
+        OpFamily::Elementwise => match op {
+            Op::Binary(_) | Op::Where | Op::Cast { .. } => elementwise::execute(op, args),
+            _ => activation::execute(op, args),
+        },
+        OpFamily::Movement => shape_ops::execute(op, args),
+        OpFamily::Reduction => match op {
+            Op::MaxPool(_) | Op::AveragePool(_) | Op::GlobalAveragePool | Op::GlobalMaxPool => {
+                pool::execute(op, args)
+            }
+            Op::MatMul | Op::Gemm { .. } | Op::Einsum { .. } => linalg::execute(op, args),
+            _ => reduce::execute(op, args),
+        },
+        OpFamily::Detection => detection::execute(op, args),
+        OpFamily::Quantization => quant::execute(op, args),
+        OpFamily::Value | OpFamily::Custom => Err(RuntimeError::internal(format!(
+            "{} is not a step",
+            op.name()
+        ))),
+    }
+}
+
+fn convolution(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
     let one = |t: Tensor| Ok(vec![t]);
     match op {
         Op::Conv(a) => one(conv::conv(
@@ -58,49 +82,7 @@ pub(crate) fn execute(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError>
             one(norm::batch_norm(args.required(0)?, params, *epsilon)?)
         }
         Op::Resize(a) => one(resize::resize(a, args.required(0)?)?),
-        Op::Unary(_)
-        | Op::LeakyRelu { .. }
-        | Op::HardSigmoid { .. }
-        | Op::Clip { .. }
-        | Op::Gelu { .. } => activation::execute(op, args),
-        Op::Binary(_) | Op::Where | Op::Cast { .. } => elementwise::execute(op, args),
-        Op::Concat { .. }
-        | Op::Reshape { .. }
-        | Op::Transpose { .. }
-        | Op::Split { .. }
-        | Op::Slice
-        | Op::Flatten { .. }
-        | Op::Squeeze
-        | Op::Unsqueeze
-        | Op::Expand
-        | Op::Tile
-        | Op::Gather { .. }
-        | Op::GatherElements { .. }
-        | Op::GatherNd { .. }
-        | Op::ScatterNd { .. }
-        | Op::Shape { .. }
-        | Op::Size
-        | Op::ConstantOfShape { .. }
-        | Op::Range
-        | Op::Pad { .. }
-        | Op::NonZero => shape_ops::execute(op, args),
-        Op::MaxPool(_) | Op::AveragePool(_) | Op::GlobalAveragePool | Op::GlobalMaxPool => {
-            pool::execute(op, args)
-        }
-        Op::Reduce { .. }
-        | Op::ArgExtreme { .. }
-        | Op::TopK { .. }
-        | Op::Softmax { .. }
-        | Op::LayerNorm { .. } => reduce::execute(op, args),
-        Op::MatMul | Op::Gemm { .. } | Op::Einsum { .. } => linalg::execute(op, args),
-        Op::NonMaxSuppression { .. }
-        | Op::RoiAlign(_)
-        | Op::DeformConv(_)
-        | Op::GridSample { .. } => detection::execute(op, args),
-        Op::QuantizeLinear { .. } | Op::DequantizeLinear { .. } => quant::execute(op, args),
-        Op::Input { .. } | Op::Constant { .. } | Op::Custom { .. } => Err(RuntimeError::internal(
-            format!("{} is not a step", op.name()),
-        )),
+        _ => Err(not_in_family(op, "convolution")),
     }
 }
 
