@@ -81,7 +81,7 @@ fn split_total(total: usize, upper: bool) -> (usize, usize) {
 }
 
 fn spatial(ctx: &NodeCtx, why: &str) -> Result<[usize; 2], String> {
-    match ctx.x_dims.as_deref() {
+    match ctx.dims(0) {
         Some([_, _, h, w]) => Ok([*h, *w]),
         _ => Err(format!(
             "{why} needs the input's height and width, which are not known at import"

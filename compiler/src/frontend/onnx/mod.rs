@@ -374,7 +374,6 @@ impl<'m> Importer<'m> {
             .zip(&inputs)
             .map(|(x, v)| self.static_dims(x, *v))
             .collect();
-        let x_dims = dims.first().cloned().flatten();
         let ctx = NodeCtx {
             dims: &dims,
             op_type: &n.op_type,
@@ -383,7 +382,6 @@ impl<'m> Importer<'m> {
             inputs: &inputs,
             n_outputs: outputs.len(),
             g: &self.g,
-            x_dims,
         };
         let mapped = ops::map(&ctx)?;
         for (port, weight) in mapped.operands {

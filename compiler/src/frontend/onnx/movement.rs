@@ -147,7 +147,7 @@ fn equal_split(ctx: &NodeCtx, axis: i64) -> Result<SplitSizes, String> {
         Some(_) => ctx.attrs.usize("num_outputs", 0)?,
         None => ctx.n_outputs,
     };
-    let extent = ctx.x_dims.as_ref().and_then(|d| {
+    let extent = ctx.dims(0).and_then(|d| {
         let r = d.len() as i64;
         let a = if axis < 0 { axis + r } else { axis };
         usize::try_from(a).ok().and_then(|a| d.get(a).copied())

@@ -20,8 +20,6 @@ pub(super) struct NodeCtx<'a> {
     /// ONNX outputs, trailing omitted ones left out.
     pub n_outputs: usize,
     pub g: &'a Graph,
-    /// Static extents of input 0, when known at import.
-    pub x_dims: Option<Vec<usize>>,
     /// Static extents of every input, when known at import.
     pub dims: &'a [Option<Vec<usize>>],
 }

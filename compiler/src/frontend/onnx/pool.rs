@@ -102,8 +102,7 @@ fn same_pads(
             eff - 1
         } else {
             let input = ctx
-                .x_dims
-                .as_deref()
+                .dims(0)
                 .filter(|d| d.len() == k + 2)
                 .map(|d| d[2 + i])
                 .ok_or("auto_pad SAME with stride > 1 needs the input's spatial extent, which is not known at import")?;

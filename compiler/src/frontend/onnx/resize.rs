@@ -75,8 +75,7 @@ fn resize(ctx: &NodeCtx) -> Result<ResizeAttrs, String> {
     };
     if let Some(axes) = a.ints("axes")? {
         let dims = ctx
-            .x_dims
-            .as_deref()
+            .dims(0)
             .ok_or("the 'axes' attribute needs the input's shape, which is not known")?;
         let full = |given: &[f64], keep: &dyn Fn(usize) -> f64| -> Result<Vec<f64>, String> {
             if given.len() != axes.len() {
