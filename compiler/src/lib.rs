@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod conformance;
 pub mod error;
+pub mod evaluate;
 pub mod frontend;
 pub mod npy;
 pub mod package;

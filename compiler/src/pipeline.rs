@@ -37,7 +37,7 @@ fn ms(since: Instant) -> f64 {
 
 /// Reads a model and types every value. The result is the parse stage.
 pub fn import(model: &Path, input_dims: &[(String, Vec<usize>)]) -> Result<Graph> {
-    let mut g = frontend::load(model)?;
+    let mut g = frontend::load(model, input_dims)?;
     shape::fix_inputs(&mut g, input_dims)?;
     shape::infer(&mut g)?;
     validate(&g).map_err(|e| Error::internal(format!("import of {}: {e}", model.display())))?;

@@ -99,6 +99,9 @@ pub struct Graph {
     pub outputs: Vec<GraphOutput>,
     pub weights: WeightStore,
     pub origins: Vec<Origin>,
+    /// Facts about the source model a person may want to see (format, program version, blocks),
+    /// as (name, value) pairs in the order the frontend found them.
+    pub facts: Vec<(String, String)>,
 }
 
 impl Graph {

@@ -17,6 +17,21 @@ pub struct Weight {
 }
 
 impl Weight {
+    /// A weight known by dtype and shape alone, from a model given without its parameters: it
+    /// can be shown and analysed but not computed with.
+    pub fn shape_only(dtype: DType, dims: Vec<usize>) -> Weight {
+        Weight {
+            dtype,
+            dims,
+            data: Bytes::new(),
+        }
+    }
+
+    /// Whether the values are missing (see [`Weight::shape_only`]).
+    pub fn is_shape_only(&self) -> bool {
+        self.data.len() != self.element_count() * self.dtype.size_bytes()
+    }
+
     pub fn element_count(&self) -> usize {
         self.dims.iter().product()
     }
@@ -27,7 +42,7 @@ impl Weight {
 
     /// f32 values of an f32 weight; `None` for any other dtype.
     pub fn to_f32(&self) -> Option<Vec<f32>> {
-        (self.dtype == DType::F32).then(|| {
+        (self.dtype == DType::F32 && !self.is_shape_only()).then(|| {
             self.data
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
@@ -37,6 +52,9 @@ impl Weight {
 
     /// Integer values of an integer weight (i64, i32), widened; `None` otherwise.
     pub fn to_i64(&self) -> Option<Vec<i64>> {
+        if self.is_shape_only() {
+            return None;
+        }
         match self.dtype {
             DType::I64 => Some(
                 self.data

@@ -27,7 +27,7 @@ fn dims_arg(dims: &[usize]) -> String {
 
 /// load + fix_inputs + infer + validate.
 fn import(model: &Path, fixed: &[(&str, &[usize])]) -> Graph {
-    let mut g = frontend::load(model).unwrap_or_else(|e| panic!("load {}: {e}", model.display()));
+    let mut g = frontend::load(model, &[]).unwrap_or_else(|e| panic!("load {}: {e}", model.display()));
     let dims: Vec<(String, Vec<usize>)> = fixed
         .iter()
         .map(|(n, d)| (n.to_string(), d.to_vec()))
@@ -246,7 +246,7 @@ fn tiny_model_with_external_data() {
         dir.path().join("tiny.bin").is_file(),
         "the weights are external"
     );
-    let mut g = frontend::load(&model).unwrap();
+    let mut g = frontend::load(&model, &[]).unwrap();
     assert_eq!(
         g.inputs.len(),
         1,
@@ -293,7 +293,7 @@ fn tiny_model_with_external_data() {
 }
 
 fn bad_input(path: &Path) -> String {
-    match frontend::load(path) {
+    match frontend::load(path, &[]) {
         Err(Error::BadInput(msg)) => {
             assert!(
                 msg.starts_with(&path.display().to_string())
@@ -399,7 +399,7 @@ onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 6)]), sys.
 
 #[test]
 fn fix_inputs_checks_names_ranks_and_static_dims() {
-    let mut g = frontend::load(&picodet()).unwrap();
+    let mut g = frontend::load(&picodet(), &[]).unwrap();
     let usage = |g: &mut Graph, name: &str, dims: &[usize]| match shape::fix_inputs(
         g,
         &[(name.into(), dims.to_vec())],
@@ -430,7 +430,7 @@ g = helper.make_graph([node], "g", [x], [y], initializer=[w])
 onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), sys.argv[1])
 "#;
     run_python(script, &[&model]);
-    let mut g = frontend::load(&model).unwrap();
+    let mut g = frontend::load(&model, &[]).unwrap();
     match shape::infer(&mut g) {
         Err(Error::BadInput(msg)) => assert!(
             msg.contains("bad_conv") && msg.contains("4 channels"),

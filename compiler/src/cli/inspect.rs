@@ -15,6 +15,9 @@ pub fn inspect(args: &InspectArgs) -> Result<()> {
         crate::pipeline::import(&args.model, &[])?
     };
     println!("model: {}", args.model.display());
+    for (name, value) in &g.facts {
+        println!("{name}: {value}");
+    }
     println!("inputs:");
     for v in report::inputs(&g) {
         println!("  {}: {} [{}]", v.name, v.dtype, v.shape);

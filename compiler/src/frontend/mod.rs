@@ -2,6 +2,7 @@
 //! nothing with the others but the IR; [`load`] picks one by the file's format.
 
 mod onnx;
+mod paddle;
 
 pub use onnx::Case;
 
@@ -10,13 +11,17 @@ use std::path::Path;
 use temblor_ir::Graph;
 
 /// Reads the model at `path` into a graph. Node outputs carry placeholder types until
-/// [`crate::shape::infer`] runs; graph inputs carry the types the model declares.
-pub fn load(path: &Path) -> Result<Graph> {
-    if is_paddle(path) {
+/// [`crate::shape::infer`] runs; graph inputs carry the types the model declares, with
+/// `input_dims` applied (the Paddle frontend needs them to unroll loops over the batch).
+pub fn load(path: &Path, input_dims: &[(String, Vec<usize>)]) -> Result<Graph> {
+    if !path.exists() {
         return Err(Error::bad_input(format!(
-            "{}: PaddlePaddle models are not supported yet; export the model to ONNX",
+            "{}: no such file or directory",
             path.display()
         )));
+    }
+    if is_paddle(path) {
+        return paddle::load(path, input_dims);
     }
     onnx::load(path)
 }

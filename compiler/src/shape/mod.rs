@@ -170,8 +170,17 @@ fn infer_node(g: &Graph, id: NodeId) -> Result<Inferred, String> {
                 layout,
             })
         }
-        Op::Custom { domain, name, .. } => {
-            Err(format!("no shape rule for custom op {domain}:{name}"))
+        Op::Custom {
+            domain,
+            name,
+            attrs,
+        } => {
+            if domain != temblor_ops_lib::DOMAIN {
+                return Err(format!("no shape rule for custom op {domain}:{name}"));
+            }
+            let lib = temblor_ops_lib::LibOp::parse(name, attrs)?;
+            let types: Vec<Option<TensorType>> = (0..ins.len()).map(|p| ins.opt(p).cloned()).collect();
+            Ok((None, lib.infer(&types)?))
         }
         op => match op.family() {
             OpFamily::Convolution => conv::infer(op, &ins),

@@ -49,7 +49,8 @@ pub(crate) fn execute(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError>
         },
         OpFamily::Detection => detection::execute(op, args),
         OpFamily::Quantization => quant::execute(op, args),
-        OpFamily::Value | OpFamily::Custom => Err(RuntimeError::internal(format!(
+        OpFamily::Custom => super::library::execute(op, args),
+        OpFamily::Value => Err(RuntimeError::internal(format!(
             "{} is not a step",
             op.name()
         ))),

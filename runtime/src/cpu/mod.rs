@@ -18,6 +18,7 @@ mod execute;
 mod fill;
 mod gemm;
 mod indexing;
+mod library;
 mod linalg;
 mod math;
 mod matmul;
@@ -34,6 +35,16 @@ mod softmax;
 mod strided;
 
 pub use plan::CpuPlan;
+
+/// Runs one op on whole tensors, outside any plan: compile-time evaluation of small values
+/// (loop conditions, shape computations) uses the same kernels as the plan does.
+pub fn run_op(
+    op: &temblor_ir::Op,
+    inputs: &[Option<&Tensor>],
+    outputs: usize,
+) -> Result<Vec<Tensor>, RuntimeError> {
+    execute::execute(op, &execute::Args { ins: inputs, outputs })
+}
 
 use crate::{f16, RuntimeError, Tensor, TensorData};
 use temblor_ir::DType;

@@ -127,10 +127,19 @@ impl CpuPlan {
                             weight.0
                         ))
                     })?;
+                    if w.is_shape_only() {
+                        return Err(RuntimeError::bad_input(format!(
+                            "{} has no values: the model was given without its parameters \
+                             (graph only), so it can be compiled and viewed but not run",
+                            g.describe(id)
+                        )));
+                    }
                     let t = Tensor::from_weight(w).map_err(|e| e.context(&g.describe(id)))?;
                     plan.constants.push((single()?, t));
                 }
-                Op::Custom { .. } => unsupported.push(g.describe(id)),
+                Op::Custom { .. } if super::library::resolve(&node.op).is_err() => {
+                    unsupported.push(g.describe(id))
+                }
                 op => {
                     let mut inputs = Vec::new();
                     for v in g.inputs_of(id) {

@@ -1,0 +1,122 @@
+//! Detection ops: the ops_lib operators (yolo_box, the NMS variants, proposal generation), which
+//! keep Paddle's semantics and attributes as `Op::Custom`, and the ops with a canonical
+//! equivalent (roi_align, grid_sampler).
+
+use super::ctx::{Ctx, Res};
+use super::ops::Family;
+use temblor_ir::{
+    GridSampleMode, GridSamplePadding, Op, RoiAlignAttrs, ValueRef,
+};
+use temblor_ops_lib::{LibOp, DOMAIN};
+
+pub(super) const FAMILY: Family = Family {
+    ops: &["roi_align", "grid_sampler"],
+    map,
+};
+
+fn map(c: &mut Ctx) -> Res {
+    match c.op_type() {
+        "roi_align" => roi_align(c),
+        _ => grid_sampler(c),
+    }
+}
+
+/// Paddle's roi_align gives per-image RoI counts where the IR (like ONNX) wants a batch index
+/// per RoI; ops_lib's `rois_batch_index` converts.
+fn roi_align(c: &mut Ctx) -> Res {
+    let x = c.input("X")?;
+    let rois = c.input("ROIs")?;
+    let index = match c.opt_input("RoisNum")? {
+        Some(num) => custom(c, "rois_batch_index", Vec::new(), &[Some(num)], 1)?[0],
+        None => return Err("roi_align without RoisNum (LoD RoIs) is not supported".into()),
+    };
+    let size = |c: &Ctx, name: &str| -> Res<usize> {
+        let v = c.attrs.int(name)?;
+        usize::try_from(v)
+            .ok()
+            .filter(|&v| v > 0)
+            .ok_or_else(|| format!("{name} {v} is not positive").into())
+    };
+    let ratio = c.attrs.int_or("sampling_ratio", -1)?;
+    let attrs = RoiAlignAttrs {
+        max: false,
+        output_height: size(c, "pooled_height")?,
+        output_width: size(c, "pooled_width")?,
+        sampling_ratio: ratio.max(0) as usize,
+        spatial_scale: c.attrs.float_or("spatial_scale", 1.0)?,
+        half_pixel: c.attrs.bool_or("aligned", false)?,
+    };
+    let y = c.add(Op::RoiAlign(attrs), &[x, rois, index]);
+    c.bind("Out", y)
+}
+
+fn grid_sampler(c: &mut Ctx) -> Res {
+    let x = c.input("X")?;
+    let grid = c.input("Grid")?;
+    let mode = match c.attrs.string_or("mode", "bilinear")?.as_str() {
+        "bilinear" => GridSampleMode::Linear,
+        "nearest" => GridSampleMode::Nearest,
+        other => return Err(format!("grid_sampler mode '{other}' is not supported").into()),
+    };
+    let padding = match c.attrs.string_or("padding_mode", "zeros")?.as_str() {
+        "zeros" => GridSamplePadding::Zeros,
+        "border" => GridSamplePadding::Border,
+        "reflection" => GridSamplePadding::Reflection,
+        other => return Err(format!("grid_sampler padding_mode '{other}' is not supported").into()),
+    };
+    let y = c.add(
+        Op::GridSample {
+            mode,
+            padding,
+            align_corners: c.attrs.bool_or("align_corners", true)?,
+        },
+        &[x, grid],
+    );
+    c.bind("Output", y)
+}
+
+/// Adds an ops_lib node with the given attributes and inputs; returns its outputs.
+fn custom(
+    c: &mut Ctx,
+    name: &str,
+    attrs: Vec<(String, temblor_ir::AttrValue)>,
+    inputs: &[Option<ValueRef>],
+    outputs: usize,
+) -> Res<Vec<ValueRef>> {
+    let op = Op::Custom {
+        domain: DOMAIN.to_string(),
+        name: name.to_string(),
+        attrs,
+    };
+    let id = c.node(op, inputs, outputs);
+    Ok((0..outputs).map(|p| ValueRef::new(id, p)).collect())
+}
+
+/// An ops_lib operator, connected in the order of its declared Paddle parameters.
+pub(super) fn library_op(c: &mut Ctx) -> Res {
+    let attrs = c.attrs.source();
+    let lib = LibOp::parse(c.op_type(), &attrs)?;
+    let mut inputs = Vec::new();
+    for &(param, optional) in lib.inputs() {
+        let v = c.opt_input(param)?;
+        if v.is_none() && !optional {
+            return Err(format!("input '{param}' is missing").into());
+        }
+        inputs.push(v);
+    }
+    let params = lib.outputs();
+    let total = params.iter().map(|(_, n)| n).sum();
+    let values = custom(c, c.op_type(), attrs, &inputs, total)?;
+    let mut at = 0;
+    for (param, n) in params {
+        let bound = c.output_count(param);
+        if bound > 0 {
+            if bound != n {
+                return Err(format!("output '{param}' has {bound} arguments, expected {n}").into());
+            }
+            c.bind_all(param, &values[at..at + n])?;
+        }
+        at += n;
+    }
+    Ok(())
+}

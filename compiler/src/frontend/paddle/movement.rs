@@ -1,0 +1,662 @@
+//! Shape, indexing and tensor-creation ops: reshape, transpose, concat, split, slice, squeeze,
+//! unsqueeze, flatten, stack, expand, gather, meshgrid, broadcast, shape, range and the fills.
+//!
+//! Paddle gives many integer operands (shapes, slice bounds) either as an attribute, as one
+//! tensor or as a list of one-element tensors; [`ints`] resolves them to one int64 operand,
+//! folded to a constant when every part is one, so shape inference keeps exact dims. Paddle 2.5+
+//! programs hold 0-D tensors where older ones held `[1]`; mappings that can produce either follow
+//! the rank the program declares for the output.
+
+use super::ctx::{Ctx, Res};
+use super::ops::Family;
+use super::{args, params};
+use temblor_ir::{BinaryOp, DType, Op, Scalar, SplitSizes, UnaryOp, ValueRef, Weight};
+
+pub(super) const FAMILY: Family = Family {
+    ops: &[
+        "reshape2",
+        "transpose2",
+        "concat",
+        "split",
+        "slice",
+        "strided_slice",
+        "squeeze2",
+        "unsqueeze2",
+        "flatten_contiguous_range",
+        "stack",
+        "expand_v2",
+        "gather",
+        "gather_nd",
+        "meshgrid",
+        "broadcast_tensors",
+        "shape",
+        "range",
+        "fill_constant",
+        "fill_any_like",
+        "fill_constant_batch_size_like",
+        "assign_value",
+        "assign",
+    ],
+    map,
+};
+
+fn map(c: &mut Ctx) -> Res {
+    match c.op_type() {
+        "reshape2" => reshape(c),
+        "transpose2" => {
+            let x = c.input("X")?;
+            let perm = c.attrs.ints("axis")?;
+            let rank = c.declared_rank("X", false)?;
+            let perm = perm
+                .iter()
+                .map(|&a| norm_axis(a, rank))
+                .collect::<Result<_, _>>()?;
+            let y = c.add(Op::Transpose { perm }, &[x]);
+            c.bind("Out", y)
+        }
+        "concat" => {
+            let xs = c.inputs("X")?;
+            let axis = match const_input(c, "AxisTensor")? {
+                Some(v) => single_value(&v, "AxisTensor")?,
+                None => c.attrs.int_or("axis", 0)?,
+            };
+            let y = c.add(Op::Concat { axis }, &xs);
+            c.bind("Out", y)
+        }
+        "split" => split(c),
+        "slice" | "strided_slice" => slice(c),
+        "squeeze2" => squeeze(c),
+        "unsqueeze2" => unsqueeze(c),
+        "flatten_contiguous_range" => flatten(c),
+        "stack" => {
+            let xs = c.inputs("X")?;
+            let rank = c.declared_rank("X", false)?;
+            let axis = norm_axis(c.attrs.int_or("axis", 0)?, rank + 1)?;
+            let axes = c.const_i64(vec![1], &[axis as i64]);
+            let parts: Vec<ValueRef> = xs.iter().map(|&x| c.add(Op::Unsqueeze, &[x, axes])).collect();
+            let y = c.add(Op::Concat { axis: axis as i64 }, &parts);
+            c.bind("Y", y)
+        }
+        "expand_v2" => expand(c),
+        "gather" => gather(c),
+        "gather_nd" => {
+            let x = c.input("X")?;
+            let index = c.input("Index")?;
+            let y = c.add(Op::GatherNd { batch_dims: 0 }, &[x, index]);
+            c.bind("Out", y)
+        }
+        "meshgrid" => meshgrid(c),
+        "broadcast_tensors" => broadcast_tensors(c),
+        "shape" => {
+            // Paddle's shape op answers int32; the IR's Shape answers int64.
+            let x = c.input("Input")?;
+            let s = c.add(Op::Shape { start: 0, end: None }, &[x]);
+            let y = c.add(Op::Cast { to: DType::I32 }, &[s]);
+            c.bind("Out", y)
+        }
+        "range" => {
+            let ins = [c.input("Start")?, c.input("End")?, c.input("Step")?];
+            let y = c.add(Op::Range, &ins);
+            c.bind("Out", y)
+        }
+        "fill_constant" => fill_constant(c),
+        "fill_any_like" => {
+            let x = c.input("X")?;
+            let code = c.attrs.int_or("dtype", -1)?;
+            let dtype = match code {
+                -1 => c.declared_dtype("X")?,
+                code => params::dtype(code as i32)?,
+            };
+            let value = c.attrs.float_or("value", 0.0)? as f64;
+            let shape = c.add(Op::Shape { start: 0, end: None }, &[x]);
+            let y = c.add(Op::ConstantOfShape { value: Scalar { dtype, value } }, &[shape]);
+            c.bind("Out", y)
+        }
+        "fill_constant_batch_size_like" => fill_batch_size_like(c),
+        "assign_value" => assign_value(c),
+        "assign" => {
+            let x = c.input("X")?;
+            c.bind("Out", x)
+        }
+        other => Err(format!("{other} is listed but not mapped").into()),
+    }
+}
+
+/// An axis counted from the end when negative, checked against `rank`.
+pub(super) fn norm_axis(axis: i64, rank: usize) -> Result<usize, String> {
+    let a = if axis < 0 { axis + rank as i64 } else { axis };
+    usize::try_from(a)
+        .ok()
+        .filter(|&a| a < rank)
+        .ok_or_else(|| format!("axis {axis} is out of range for rank {rank}"))
+}
+
+/// The program's declared extents of a variable (`None` where it leaves one open).
+pub(super) fn declared_dims(c: &Ctx, param: &str, output: bool) -> Res<Vec<Option<usize>>> {
+    let names = args(c.op, param, output);
+    let var = names
+        .first()
+        .ok_or_else(|| format!("'{param}' is missing"))?;
+    let ty = c.imp.declared_type(var)?;
+    Ok(ty.shape.dims().iter().map(|d| d.known()).collect())
+}
+
+/// A constant node of this op holding `w`.
+fn constant(c: &mut Ctx, w: Weight) -> ValueRef {
+    let var = c.op.outputs.iter().flat_map(|v| v.arguments.first()).next().cloned();
+    let name = var.unwrap_or_else(|| c.op_type().to_string());
+    c.imp.constant(&name, w, c.op_type())
+}
+
+/// `v` given the rank the program declares for the output `param` when the IR's rule gave
+/// `rank`: a Paddle before 2.5 keeps `[1]` where the IR has a 0-D result.
+pub(super) fn declared_rank_of(c: &mut Ctx, v: ValueRef, rank: usize, param: &str) -> Res<ValueRef> {
+    if rank == 0 && c.declared_rank(param, true)? == 1 {
+        let shape = c.const_i64(vec![1], &[1]);
+        return Ok(c.add(Op::Reshape { allowzero: false }, &[v, shape]));
+    }
+    Ok(v)
+}
+
+/// An integer operand: values known at import, or an int64 1-D value computed at run time.
+enum Ints {
+    Const(Vec<i64>),
+    Dyn(ValueRef),
+}
+
+impl Ints {
+    fn value(self, c: &mut Ctx) -> ValueRef {
+        match self {
+            Ints::Const(v) => c.const_i64(vec![v.len()], &v),
+            Ints::Dyn(v) => v,
+        }
+    }
+}
+
+/// The integer values of a constant.
+fn const_ints(c: &Ctx, v: ValueRef) -> Option<Vec<i64>> {
+    c.weight(v).and_then(|w| w.to_i64())
+}
+
+fn single_value(v: &[i64], what: &str) -> Result<i64, String> {
+    match v {
+        [one] => Ok(*one),
+        _ => Err(format!("{what} holds {} values, expected 1", v.len())),
+    }
+}
+
+/// The values of a constant input parameter; an error when it is computed at run time.
+fn const_input(c: &mut Ctx, param: &str) -> Res<Option<Vec<i64>>> {
+    let Some(v) = c.opt_input(param)? else {
+        return Ok(None);
+    };
+    Ok(Some(const_ints(c, v).ok_or_else(|| {
+        format!("input '{param}' is computed at run time; only a constant is supported")
+    })?))
+}
+
+/// Variable `var` as a 1-D int64 value: cast when declared otherwise, 0-D made `[1]`.
+fn as_i64_list(c: &mut Ctx, var: &str, v: ValueRef) -> Res<ValueRef> {
+    let ty = c.imp.declared_type(var)?;
+    let mut v = v;
+    if ty.dtype != DType::I64 {
+        v = c.add(Op::Cast { to: DType::I64 }, &[v]);
+    }
+    if ty.shape.rank() == 0 {
+        let axes = c.const_i64(vec![1], &[0]);
+        v = c.add(Op::Unsqueeze, &[v, axes]);
+    }
+    Ok(v)
+}
+
+/// Each tensor of a list parameter: its values when constant, else the int64 value and whether
+/// it holds a single element.
+fn list_parts(c: &mut Ctx, param: &str) -> Res<Vec<Result<Vec<i64>, (ValueRef, bool)>>> {
+    let names = args(c.op, param, false);
+    let mut parts = Vec::with_capacity(names.len());
+    for var in &names {
+        let v = c.imp.value(var)?;
+        match const_ints(c, v) {
+            Some(vals) => parts.push(Ok(vals)),
+            None => {
+                let dims = c.imp.declared_type(var)?.shape;
+                let single = dims.rank() == 0 || dims.known().as_deref() == Some(&[1]);
+                let v = as_i64_list(c, var, v)?;
+                parts.push(Err((v, single)));
+            }
+        }
+    }
+    Ok(parts)
+}
+
+/// The parts joined in order: folded when all are constants, else one Concat.
+fn join(c: &mut Ctx, parts: Vec<Result<Vec<i64>, (ValueRef, bool)>>) -> Ints {
+    if parts.iter().all(|p| p.is_ok()) {
+        return Ints::Const(parts.into_iter().flat_map(|p| p.unwrap_or_default()).collect());
+    }
+    let values: Vec<ValueRef> = parts
+        .into_iter()
+        .map(|p| match p {
+            Ok(vals) => c.const_i64(vec![vals.len()], &vals),
+            Err((v, _)) => v,
+        })
+        .collect();
+    Ints::Dyn(c.add(Op::Concat { axis: 0 }, &values))
+}
+
+/// An integer operand from the first of: a tensor list, a tensor, an attribute.
+fn ints(c: &mut Ctx, list: Option<&str>, tensor: &str, attr: &str) -> Res<Option<Ints>> {
+    if let Some(list) = list.filter(|l| c.has_input(l)) {
+        let parts = list_parts(c, list)?;
+        return Ok(Some(join(c, parts)));
+    }
+    if let Some(v) = c.opt_input(tensor)? {
+        if let Some(vals) = const_ints(c, v) {
+            return Ok(Some(Ints::Const(vals)));
+        }
+        let var = args(c.op, tensor, false).remove(0);
+        return Ok(Some(Ints::Dyn(as_i64_list(c, &var, v)?)));
+    }
+    Ok(if c.attrs.has(attr) {
+        Some(Ints::Const(c.attrs.ints(attr)?))
+    } else {
+        None
+    })
+}
+
+fn reshape(c: &mut Ctx) -> Res {
+    let x = c.input("X")?;
+    let shape = if c.has_input("ShapeTensor") {
+        let parts = list_parts(c, "ShapeTensor")?;
+        // One computed entry among constants is what the others leave, so it can be inferred
+        // (-1) and the target stays a constant shape inference can read.
+        let computed: Vec<bool> = parts.iter().filter_map(|p| p.as_ref().err()).map(|e| e.1).collect();
+        let no_infer = parts.iter().flatten().all(|v| !v.contains(&-1));
+        if computed == [true] && no_infer {
+            Ints::Const(
+                parts
+                    .into_iter()
+                    .flat_map(|p| p.unwrap_or_else(|_| vec![-1]))
+                    .collect(),
+            )
+        } else {
+            join(c, parts)
+        }
+    } else {
+        ints(c, None, "Shape", "shape")?.ok_or("neither a shape attribute nor a Shape input")?
+    };
+    let shape = shape.value(c);
+    let y = c.add(Op::Reshape { allowzero: false }, &[x, shape]);
+    c.bind("Out", y)
+}
+
+fn split(c: &mut Ctx) -> Res {
+    let x = c.input("X")?;
+    if c.has_input("SectionsTensorList") {
+        return Err("split with tensor sections is not supported".into());
+    }
+    let axis = match const_input(c, "AxisTensor")? {
+        Some(v) => single_value(&v, "AxisTensor")?,
+        None => c.attrs.int_or("axis", 0)?,
+    };
+    let num = c.attrs.int_or("num", 0)?;
+    let n = c.output_count("Out");
+    let sizes = if num > 0 {
+        SplitSizes::Equal(num as usize)
+    } else {
+        let sections = c.attrs.ints("sections")?;
+        let dims = declared_dims(c, "X", false)?;
+        let extent = dims[norm_axis(axis, dims.len())?];
+        match resolve_sections(&sections, extent)? {
+            Some(sizes) => SplitSizes::Explicit(sizes),
+            None => return split_by_slices(c, x, axis, &sections),
+        }
+    };
+    if sizes.count() != n {
+        return Err(format!("split makes {} parts but writes {n} outputs", sizes.count()).into());
+    }
+    let id = c.node(Op::Split { axis, sizes }, &[Some(x)], n);
+    let outs: Vec<ValueRef> = (0..n).map(|k| ValueRef::new(id, k)).collect();
+    c.bind_all("Out", &outs)
+}
+
+/// Sections with their one `-1` resolved from the axis extent; `None` when that needs an
+/// extent the program leaves open.
+fn resolve_sections(sections: &[i64], extent: Option<usize>) -> Result<Option<Vec<usize>>, String> {
+    let fixed: i64 = sections.iter().filter(|&&s| s >= 0).sum();
+    let mut out = Vec::with_capacity(sections.len());
+    for &s in sections {
+        out.push(match s {
+            -1 => match extent {
+                Some(e) => usize::try_from(e as i64 - fixed)
+                    .map_err(|_| format!("sections {sections:?} exceed the extent {e}"))?,
+                None => return Ok(None),
+            },
+            s => usize::try_from(s).map_err(|_| format!("sections {sections:?} hold {s}"))?,
+        });
+    }
+    Ok(Some(out))
+}
+
+/// A split whose `-1` section takes what an open extent leaves: each part is a slice, those
+/// after the open one counted from the end.
+fn split_by_slices(c: &mut Ctx, x: ValueRef, axis: i64, sections: &[i64]) -> Res {
+    let open = sections.iter().position(|&s| s == -1).unwrap_or(sections.len());
+    let mut outs = Vec::with_capacity(sections.len());
+    let axes = c.const_i64(vec![1], &[axis]);
+    for k in 0..sections.len() {
+        let from_start = |i: usize| sections[..i].iter().sum::<i64>();
+        let from_end = |i: usize| -sections[i..].iter().sum::<i64>();
+        let start = if k <= open { from_start(k) } else { from_end(k) };
+        let end = match k {
+            k if k + 1 == sections.len() => i64::MAX,
+            k if k < open => from_start(k + 1),
+            k => from_end(k + 1),
+        };
+        let starts = c.const_i64(vec![1], &[start]);
+        let ends = c.const_i64(vec![1], &[end]);
+        outs.push(c.add(Op::Slice, &[x, starts, ends, axes]));
+    }
+    c.bind_all("Out", &outs)
+}
+
+fn slice(c: &mut Ctx) -> Res {
+    let x = c.input("Input")?;
+    let rank = c.declared_rank("Input", false)?;
+    let axes = c.attrs.ints("axes")?;
+    let strided = c.op_type() == "strided_slice";
+    let starts = ints(c, Some("StartsTensorList"), "StartsTensor", "starts")?.ok_or("no starts")?;
+    let mut ends = ints(c, Some("EndsTensorList"), "EndsTensor", "ends")?.ok_or("no ends")?;
+    let steps = match strided {
+        true => ints(c, Some("StridesTensorList"), "StridesTensor", "strides")?,
+        false => None,
+    };
+    // strided_slice reads an end of -1 with a negative stride as "through index 0", which
+    // ONNX bounds spell as any end below -extent.
+    if let (Ints::Const(e), Some(Ints::Const(s))) = (&mut ends, &steps) {
+        for (e, s) in e.iter_mut().zip(s) {
+            if *e == -1 && *s < 0 {
+                *e = i64::MIN;
+            }
+        }
+    }
+    let mut ins = vec![x, starts.value(c), ends.value(c), c.const_i64(vec![axes.len()], &axes)];
+    if let Some(steps) = steps {
+        ins.push(steps.value(c));
+    }
+    let mut y = c.add(Op::Slice, &ins);
+    let decrease = c.attrs.ints_or("decrease_axis", &[])?;
+    let keeps_one = decrease.len() == rank && c.declared_rank("Out", true)? == 1;
+    if !decrease.is_empty() && !keeps_one {
+        let axes = c.const_i64(vec![decrease.len()], &decrease);
+        y = c.add(Op::Squeeze, &[y, axes]);
+    }
+    c.bind("Out", y)
+}
+
+/// Paddle skips listed axes whose extent is not 1, and without axes squeezes every extent-1
+/// axis; both are decided on the declared shape where it is known.
+fn squeeze(c: &mut Ctx) -> Res {
+    let x = c.input("X")?;
+    let dims = declared_dims(c, "X", false)?;
+    let listed = c.attrs.ints_or("axes", &[])?;
+    let axes: Vec<i64> = if listed.is_empty() {
+        if dims.contains(&None) {
+            let y = c.add(Op::Squeeze, &[x]);
+            return c.bind("Out", y);
+        }
+        (0..dims.len()).filter(|&a| dims[a] == Some(1)).map(|a| a as i64).collect()
+    } else {
+        let mut axes = Vec::new();
+        for &a in &listed {
+            let a = norm_axis(a, dims.len())?;
+            if dims[a].is_none_or(|d| d == 1) && !axes.contains(&(a as i64)) {
+                axes.push(a as i64);
+            }
+        }
+        axes
+    };
+    if axes.is_empty() {
+        return c.bind("Out", x);
+    }
+    let axes = c.const_i64(vec![axes.len()], &axes);
+    let y = c.add(Op::Squeeze, &[x, axes]);
+    c.bind("Out", y)
+}
+
+/// Paddle inserts the axes one after another, each counted in the rank reached so far; the IR
+/// counts all of them in the result's rank, so constant axes are converted.
+fn unsqueeze(c: &mut Ctx) -> Res {
+    let x = c.input("X")?;
+    let axes = ints(c, Some("AxesTensorList"), "AxesTensor", "axes")?.ok_or("no axes")?;
+    let axes = match axes {
+        Ints::Const(list) => {
+            let mut fresh: Vec<bool> = vec![false; c.declared_rank("X", false)?];
+            for &a in &list {
+                let at = if a < 0 { a + fresh.len() as i64 + 1 } else { a };
+                let at = usize::try_from(at)
+                    .ok()
+                    .filter(|&p| p <= fresh.len())
+                    .ok_or_else(|| format!("axes {list:?} do not fit the input's rank"))?;
+                fresh.insert(at, true);
+            }
+            let placed: Vec<i64> = (0..fresh.len()).filter(|&i| fresh[i]).map(|i| i as i64).collect();
+            c.const_i64(vec![placed.len()], &placed)
+        }
+        // Computed axes are taken as the IR reads them (right for ascending, non-negative ones).
+        dynamic => dynamic.value(c),
+    };
+    let y = c.add(Op::Unsqueeze, &[x, axes]);
+    c.bind("Out", y)
+}
+
+/// Axes start..=stop merged into one: a Reshape whose other entries copy (leading) or restate
+/// (trailing) the input's extents.
+fn flatten(c: &mut Ctx) -> Res {
+    let x = c.input("X")?;
+    let dims = declared_dims(c, "X", false)?;
+    let rank = dims.len();
+    if rank == 0 {
+        let shape = c.const_i64(vec![1], &[1]);
+        let y = c.add(Op::Reshape { allowzero: false }, &[x, shape]);
+        return c.bind("Out", y);
+    }
+    let start = norm_axis(c.attrs.int_or("start_axis", 1)?, rank)?;
+    let stop = norm_axis(c.attrs.int_or("stop_axis", -1)?, rank)?;
+    if stop < start {
+        return Err(format!("stop_axis {stop} comes before start_axis {start}").into());
+    }
+    let mut lead = vec![0i64; start];
+    lead.push(-1);
+    let trailing: Option<Vec<i64>> = dims[stop + 1..].iter().map(|d| d.map(|d| d as i64)).collect();
+    let shape = match trailing {
+        Some(t) => {
+            lead.extend(t);
+            c.const_i64(vec![lead.len()], &lead)
+        }
+        None => {
+            let head = c.const_i64(vec![lead.len()], &lead);
+            let tail = c.add(Op::Shape { start: stop as i64 + 1, end: None }, &[x]);
+            c.add(Op::Concat { axis: 0 }, &[head, tail])
+        }
+    };
+    let y = c.add(Op::Reshape { allowzero: false }, &[x, shape]);
+    c.bind("Out", y)
+}
+
+/// Paddle's -1 keeps the input's extent, which ONNX Expand spells 1.
+fn expand(c: &mut Ctx) -> Res {
+    let x = c.input("X")?;
+    let shape = ints(c, Some("expand_shapes_tensor"), "Shape", "shape")?.ok_or("no target shape")?;
+    let shape = match shape {
+        Ints::Const(v) => {
+            let v: Vec<i64> = v.iter().map(|&d| if d == -1 { 1 } else { d }).collect();
+            c.const_i64(vec![v.len()], &v)
+        }
+        Ints::Dyn(v) => c.add(Op::Unary(UnaryOp::Abs), &[v]),
+    };
+    let y = c.add(Op::Expand, &[x, shape]);
+    c.bind("Out", y)
+}
+
+/// Paddle takes a `[N, 1]` index as `[N]`; a 0-D index drops the axis as ONNX's does.
+fn gather(c: &mut Ctx) -> Res {
+    let x = c.input("X")?;
+    let mut index = c.input("Index")?;
+    let axis = match const_input(c, "Axis")? {
+        Some(v) => single_value(&v, "Axis")?,
+        None => c.attrs.int_or("axis", 0)?,
+    };
+    if c.declared_rank("Index", false)? > 1 {
+        let flat = c.const_i64(vec![1], &[-1]);
+        index = c.add(Op::Reshape { allowzero: false }, &[index, flat]);
+    }
+    let y = c.add(Op::Gather { axis }, &[x, index]);
+    c.bind("Out", y)
+}
+
+/// 'ij' indexing: input k laid along axis k, then expanded to every input's length.
+fn meshgrid(c: &mut Ctx) -> Res {
+    let xs = c.inputs("X")?;
+    let n = xs.len();
+    let mut lines = Vec::with_capacity(n);
+    let mut extents = Vec::with_capacity(n);
+    for (k, &x) in xs.iter().enumerate() {
+        let shape: Vec<i64> = (0..n).map(|i| if i == k { -1 } else { 1 }).collect();
+        let shape = c.const_i64(vec![n], &shape);
+        let line = c.add(Op::Reshape { allowzero: false }, &[x, shape]);
+        extents.push(c.add(Op::Shape { start: k as i64, end: Some(k as i64 + 1) }, &[line]));
+        lines.push(line);
+    }
+    let full = c.add(Op::Concat { axis: 0 }, &extents);
+    let outs: Vec<ValueRef> = lines.iter().map(|&l| c.add(Op::Expand, &[l, full])).collect();
+    c.bind_all("Out", &outs)
+}
+
+/// The common shape comes from expanding the first input by every other one (Expand
+/// broadcasts both ways); each input is then expanded to it.
+fn broadcast_tensors(c: &mut Ctx) -> Res {
+    let xs = c.inputs("X")?;
+    let Some((&first, rest)) = xs.split_first() else {
+        return Err("broadcast_tensors has no inputs".into());
+    };
+    let mut all = first;
+    for &x in rest {
+        let s = c.add(Op::Shape { start: 0, end: None }, &[x]);
+        all = c.add(Op::Expand, &[all, s]);
+    }
+    let common = c.add(Op::Shape { start: 0, end: None }, &[all]);
+    let mut outs = vec![all];
+    for &x in rest {
+        outs.push(c.add(Op::Expand, &[x, common]));
+    }
+    c.bind_all("Out", &outs)
+}
+
+/// A fill value: `str_value` when given (it carries what a float attribute cannot), else `value`.
+fn fill_value(c: &Ctx) -> Res<f64> {
+    let s = c.attrs.string_or("str_value", "")?;
+    if s.is_empty() {
+        return Ok(c.attrs.float_or("value", 0.0)? as f64);
+    }
+    s.trim()
+        .parse::<f64>()
+        .map_err(|_| format!("str_value '{s}' is not a number").into())
+}
+
+/// A weight of `dims` holding `value` everywhere.
+fn filled(dtype: DType, dims: Vec<usize>, value: f64) -> Result<Weight, String> {
+    let one: Vec<u8> = match dtype {
+        DType::F32 => (value as f32).to_le_bytes().to_vec(),
+        DType::F64 => value.to_le_bytes().to_vec(),
+        DType::I64 => (value as i64).to_le_bytes().to_vec(),
+        DType::I32 => (value as i32).to_le_bytes().to_vec(),
+        DType::I16 => (value as i16).to_le_bytes().to_vec(),
+        DType::I8 => (value as i8).to_le_bytes().to_vec(),
+        DType::U8 => vec![value as u8],
+        DType::Bool => vec![(value != 0.0) as u8],
+        other => return Err(format!("a {other} fill is not supported")),
+    };
+    let count: usize = dims.iter().product();
+    Ok(Weight {
+        dtype,
+        dims,
+        data: one.repeat(count).into(),
+    })
+}
+
+fn fill_constant(c: &mut Ctx) -> Res {
+    if c.has_input("ValueTensor") {
+        return Err("fill_constant with a ValueTensor input is not supported".into());
+    }
+    let dtype = params::dtype(c.attrs.int_or("dtype", 5)? as i32)?;
+    let value = fill_value(c)?;
+    let shape = ints(c, Some("ShapeTensorList"), "ShapeTensor", "shape")?
+        .unwrap_or(Ints::Const(Vec::new()));
+    let y = match shape {
+        Ints::Const(dims) => {
+            let dims = dims
+                .iter()
+                .map(|&d| usize::try_from(d).map_err(|_| format!("shape {dims:?} holds {d}")))
+                .collect::<Result<Vec<_>, _>>()?;
+            constant(c, filled(dtype, dims, value)?)
+        }
+        Ints::Dyn(shape) => c.add(Op::ConstantOfShape { value: Scalar { dtype, value } }, &[shape]),
+    };
+    c.bind("Out", y)
+}
+
+/// The shape attribute with one entry taken from the input's shape at run time.
+fn fill_batch_size_like(c: &mut Ctx) -> Res {
+    let x = c.input("Input")?;
+    let shape = c.attrs.ints("shape")?;
+    let at = norm_axis(c.attrs.int_or("output_dim_idx", 0)?, shape.len())?;
+    let from = c.attrs.int_or("input_dim_idx", 0)?;
+    let from = norm_axis(from, c.declared_rank("Input", false)?)? as i64;
+    let dtype = params::dtype(c.attrs.int_or("dtype", 5)? as i32)?;
+    let value = fill_value(c)?;
+    let mut parts = Vec::new();
+    if at > 0 {
+        parts.push(c.const_i64(vec![at], &shape[..at]));
+    }
+    parts.push(c.add(Op::Shape { start: from, end: Some(from + 1) }, &[x]));
+    if at + 1 < shape.len() {
+        parts.push(c.const_i64(vec![shape.len() - at - 1], &shape[at + 1..]));
+    }
+    let target = c.add(Op::Concat { axis: 0 }, &parts);
+    let y = c.add(Op::ConstantOfShape { value: Scalar { dtype, value } }, &[target]);
+    c.bind("Out", y)
+}
+
+fn assign_value(c: &mut Ctx) -> Res {
+    let dtype = params::dtype(c.attrs.int_or("dtype", 5)? as i32)?;
+    let shape = c.attrs.ints_or("shape", &[])?;
+    let dims = shape
+        .iter()
+        .map(|&d| usize::try_from(d).map_err(|_| format!("shape {shape:?} holds {d}")))
+        .collect::<Result<Vec<usize>, _>>()?;
+    let data: Vec<u8> = match dtype {
+        DType::F32 => c.attrs.floats("fp32_values")?.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        DType::F64 => c.attrs.floats("fp64_values")?.iter().flat_map(|&v| (v as f64).to_le_bytes()).collect(),
+        DType::I32 => c.attrs.ints("int32_values")?.iter().flat_map(|&v| (v as i32).to_le_bytes()).collect(),
+        DType::I64 => c.attrs.ints("int64_values")?.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        DType::Bool => c.attrs.ints("bool_values")?.iter().map(|&v| (v != 0) as u8).collect(),
+        other => return Err(format!("assign_value of {other} is not supported").into()),
+    };
+    let count: usize = dims.iter().product();
+    if data.len() != count * dtype.size_bytes() {
+        return Err(format!(
+            "{} bytes of values for shape {shape:?} of {dtype}",
+            data.len()
+        )
+        .into());
+    }
+    let y = constant(c, Weight { dtype, dims, data: data.into() });
+    c.bind("Out", y)
+}
+
+/// Shared with linalg: `x` broadcast-multiplied by a scalar of its dtype.
+pub(super) fn times(c: &mut Ctx, x: ValueRef, dtype: DType, k: f64) -> Res<ValueRef> {
+    let s = c.scalar(dtype, k)?;
+    Ok(c.add(Op::Binary(BinaryOp::Mul), &[x, s]))
+}

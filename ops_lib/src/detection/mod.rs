@@ -1,0 +1,298 @@
+//! PaddleDetection's detection operators, with Paddle 2.6's CPU kernels as the reference for
+//! every number, tie-break and ordering they produce.
+
+mod attrs;
+mod boxes;
+mod distribute_fpn;
+mod generate_proposals;
+mod matrix_nms;
+mod multiclass_nms;
+mod rois_batch_index;
+mod yolo_box;
+
+use crate::{LibTensor, LibView};
+use attrs::Attrs;
+use temblor_ir::{AttrValue, DType, Dim, Shape, TensorType};
+
+pub use distribute_fpn::DistributeFpnAttrs;
+pub use generate_proposals::GenerateProposalsAttrs;
+pub use matrix_nms::MatrixNmsAttrs;
+pub use multiclass_nms::MulticlassNmsAttrs;
+pub use yolo_box::YoloBoxAttrs;
+
+/// One ops_lib detection operator with its typed attributes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LibOp {
+    YoloBox(YoloBoxAttrs),
+    MulticlassNms(MulticlassNmsAttrs),
+    MatrixNms(MatrixNmsAttrs),
+    GenerateProposals(GenerateProposalsAttrs),
+    DistributeFpnProposals(DistributeFpnAttrs),
+    /// temblor's own: the batch index of each RoI from per-image RoI counts.
+    RoisBatchIndex,
+}
+
+const YOLO_BOX: &str = "yolo_box";
+const MULTICLASS_NMS3: &str = "multiclass_nms3";
+const MATRIX_NMS: &str = "matrix_nms";
+const GENERATE_PROPOSALS_V2: &str = "generate_proposals_v2";
+const DISTRIBUTE_FPN_PROPOSALS: &str = "distribute_fpn_proposals";
+const ROIS_BATCH_INDEX: &str = "rois_batch_index";
+
+impl LibOp {
+    /// Parses Paddle's op type and attributes; the error names the attribute that is missing or
+    /// wrong.
+    pub fn parse(name: &str, attrs: &[(String, AttrValue)]) -> Result<LibOp, String> {
+        Ok(match name {
+            YOLO_BOX => LibOp::YoloBox(YoloBoxAttrs::parse(&Attrs::new(YOLO_BOX, attrs))?),
+            MULTICLASS_NMS3 => LibOp::MulticlassNms(MulticlassNmsAttrs::parse(&Attrs::new(
+                MULTICLASS_NMS3,
+                attrs,
+            ))?),
+            MATRIX_NMS => LibOp::MatrixNms(MatrixNmsAttrs::parse(&Attrs::new(MATRIX_NMS, attrs))?),
+            GENERATE_PROPOSALS_V2 => LibOp::GenerateProposals(GenerateProposalsAttrs::parse(
+                &Attrs::new(GENERATE_PROPOSALS_V2, attrs),
+            )?),
+            DISTRIBUTE_FPN_PROPOSALS => LibOp::DistributeFpnProposals(DistributeFpnAttrs::parse(
+                &Attrs::new(DISTRIBUTE_FPN_PROPOSALS, attrs),
+            )?),
+            ROIS_BATCH_INDEX => LibOp::RoisBatchIndex,
+            other => return Err(format!("`{other}` is not an ops_lib operator")),
+        })
+    }
+
+    /// True when `name` is an ops_lib op type.
+    pub fn known(name: &str) -> bool {
+        [
+            YOLO_BOX,
+            MULTICLASS_NMS3,
+            MATRIX_NMS,
+            GENERATE_PROPOSALS_V2,
+            DISTRIBUTE_FPN_PROPOSALS,
+            ROIS_BATCH_INDEX,
+        ]
+        .contains(&name)
+    }
+
+    /// Paddle's op type.
+    pub fn name(&self) -> &'static str {
+        match self {
+            LibOp::YoloBox(_) => YOLO_BOX,
+            LibOp::MulticlassNms(_) => MULTICLASS_NMS3,
+            LibOp::MatrixNms(_) => MATRIX_NMS,
+            LibOp::GenerateProposals(_) => GENERATE_PROPOSALS_V2,
+            LibOp::DistributeFpnProposals(_) => DISTRIBUTE_FPN_PROPOSALS,
+            LibOp::RoisBatchIndex => ROIS_BATCH_INDEX,
+        }
+    }
+
+    /// Paddle's input parameter names in connection order, each with whether it is optional.
+    pub fn inputs(&self) -> &'static [(&'static str, bool)] {
+        match self {
+            LibOp::YoloBox(_) => &[("X", false), ("ImgSize", false)],
+            LibOp::MulticlassNms(_) => &[("BBoxes", false), ("Scores", false), ("RoisNum", true)],
+            LibOp::MatrixNms(_) => &[("BBoxes", false), ("Scores", false)],
+            LibOp::GenerateProposals(_) => &[
+                ("Scores", false),
+                ("BboxDeltas", false),
+                ("ImShape", false),
+                ("Anchors", false),
+                ("Variances", false),
+            ],
+            LibOp::DistributeFpnProposals(_) => &[("FpnRois", false), ("RoisNum", true)],
+            LibOp::RoisBatchIndex => &[("RoisNum", false)],
+        }
+    }
+
+    /// Paddle's output parameter names, each with how many tensors it has.
+    pub fn outputs(&self) -> Vec<(&'static str, usize)> {
+        match self {
+            LibOp::YoloBox(_) => vec![("Boxes", 1), ("Scores", 1)],
+            LibOp::MulticlassNms(_) => vec![("Out", 1), ("Index", 1), ("NmsRoisNum", 1)],
+            LibOp::MatrixNms(_) => vec![("Out", 1), ("Index", 1), ("RoisNum", 1)],
+            LibOp::GenerateProposals(_) => {
+                vec![("RpnRois", 1), ("RpnRoiProbs", 1), ("RpnRoisNum", 1)]
+            }
+            LibOp::DistributeFpnProposals(a) => vec![
+                ("MultiFpnRois", a.num_levels()),
+                ("MultiLevelRoIsNum", a.num_levels()),
+                ("RestoreIndex", 1),
+            ],
+            LibOp::RoisBatchIndex => vec![("BatchIndex", 1)],
+        }
+    }
+
+    /// Output types from input types (`None` for an omitted optional input). Extents that depend
+    /// on the data, such as the number of detections, are [`Dim::Unknown`].
+    pub fn infer(&self, inputs: &[Option<TensorType>]) -> Result<Vec<TensorType>, String> {
+        let args = Args::new(self, inputs)?;
+        match self {
+            LibOp::YoloBox(a) => a.infer(&args),
+            LibOp::MulticlassNms(a) => a.infer(&args),
+            LibOp::MatrixNms(a) => a.infer(&args),
+            LibOp::GenerateProposals(a) => a.infer(&args),
+            LibOp::DistributeFpnProposals(a) => a.infer(&args),
+            LibOp::RoisBatchIndex => rois_batch_index::infer(&args),
+        }
+    }
+
+    /// Runs the CPU kernel.
+    pub fn run(&self, inputs: &[Option<LibView<'_>>]) -> Result<Vec<LibTensor>, String> {
+        let args = Args::new(self, inputs)?;
+        match self {
+            LibOp::YoloBox(a) => a.run(&args),
+            LibOp::MulticlassNms(a) => a.run(&args),
+            LibOp::MatrixNms(a) => a.run(&args),
+            LibOp::GenerateProposals(a) => a.run(&args),
+            LibOp::DistributeFpnProposals(a) => a.run(&args),
+            LibOp::RoisBatchIndex => rois_batch_index::run(&args),
+        }
+    }
+}
+
+/// The inputs of one call, checked against the op's declared parameters, so kernels and shape
+/// rules fetch them by position with errors that name the parameter.
+pub(crate) struct Args<'s, T> {
+    op: &'static str,
+    names: &'static [(&'static str, bool)],
+    values: &'s [Option<T>],
+}
+
+impl<'s, T> Args<'s, T> {
+    fn new(op: &LibOp, values: &'s [Option<T>]) -> Result<Args<'s, T>, String> {
+        let names = op.inputs();
+        if values.len() > names.len() {
+            return Err(format!(
+                "{}: expected at most {} inputs, got {}",
+                op.name(),
+                names.len(),
+                values.len()
+            ));
+        }
+        Ok(Args {
+            op: op.name(),
+            names,
+            values,
+        })
+    }
+
+    /// A required input, with the parameter name for error messages.
+    pub(crate) fn get(&self, i: usize) -> Result<(&'s T, String), String> {
+        let what = self.what(i);
+        match self.values.get(i).and_then(Option::as_ref) {
+            Some(v) => Ok((v, what)),
+            None => Err(format!("{what} is required but not connected")),
+        }
+    }
+
+    /// An optional input.
+    pub(crate) fn opt(&self, i: usize) -> Option<(&'s T, String)> {
+        self.values
+            .get(i)
+            .and_then(Option::as_ref)
+            .map(|v| (v, self.what(i)))
+    }
+
+    fn what(&self, i: usize) -> String {
+        format!("{} input {}", self.op, self.names[i].0)
+    }
+}
+
+/// The dims of a float32 input type of the given rank.
+pub(crate) fn float_dims<'t>(
+    t: &'t TensorType,
+    what: &str,
+    rank: usize,
+) -> Result<&'t [Dim], String> {
+    if t.dtype != DType::F32 {
+        return Err(format!("{what} must be float32, got {}", t.dtype.name()));
+    }
+    ranked(t, what, rank)
+}
+
+/// The dims of an int32/int64 input type of the given rank.
+pub(crate) fn int_dims<'t>(
+    t: &'t TensorType,
+    what: &str,
+    rank: usize,
+) -> Result<&'t [Dim], String> {
+    if !matches!(t.dtype, DType::I32 | DType::I64) {
+        return Err(format!(
+            "{what} must be int32 or int64, got {}",
+            t.dtype.name()
+        ));
+    }
+    ranked(t, what, rank)
+}
+
+fn ranked<'t>(t: &'t TensorType, what: &str, rank: usize) -> Result<&'t [Dim], String> {
+    let dims = t.shape.dims();
+    if dims.len() != rank {
+        return Err(format!(
+            "{what} must have rank {rank}, got shape {}",
+            t.shape
+        ));
+    }
+    Ok(dims)
+}
+
+pub(crate) fn ty(dtype: DType, dims: Vec<Dim>) -> TensorType {
+    TensorType::new(dtype, Shape(dims))
+}
+
+/// The elements of a float32 input of the given rank, checked against its extents.
+pub(crate) fn float_data<'a>(
+    v: &LibView<'a>,
+    what: &str,
+    rank: usize,
+) -> Result<&'a [f32], String> {
+    let data = v.f32(what)?;
+    check_len(v, what, rank, data.len())?;
+    Ok(data)
+}
+
+/// The elements of an integer input of the given rank, widened to i64.
+pub(crate) fn int_data(v: &LibView<'_>, what: &str, rank: usize) -> Result<Vec<i64>, String> {
+    let data = v.ints(what)?;
+    check_len(v, what, rank, data.len())?;
+    Ok(data)
+}
+
+fn check_len(v: &LibView<'_>, what: &str, rank: usize, len: usize) -> Result<(), String> {
+    if v.dims.len() != rank {
+        return Err(format!(
+            "{what} must have rank {rank}, got dims {:?}",
+            v.dims
+        ));
+    }
+    let expected: usize = v.dims.iter().product();
+    if expected != len {
+        return Err(format!(
+            "{what} has {len} elements but its dims {:?} need {expected}",
+            v.dims
+        ));
+    }
+    Ok(())
+}
+
+/// Per-image RoI counts to start offsets (one more entry than images), rejecting negative
+/// counts and a total that does not match the RoIs present.
+pub(crate) fn offsets_from_counts(
+    counts: &[i64],
+    total: usize,
+    what: &str,
+) -> Result<Vec<usize>, String> {
+    let mut offsets = Vec::with_capacity(counts.len() + 1);
+    offsets.push(0usize);
+    for &c in counts {
+        let c = usize::try_from(c).map_err(|_| format!("{what} holds a negative count {c}"))?;
+        offsets.push(offsets[offsets.len() - 1] + c);
+    }
+    if offsets[counts.len()] != total {
+        return Err(format!(
+            "{what} sums to {} but there are {total} RoIs",
+            offsets[counts.len()]
+        ));
+    }
+    Ok(offsets)
+}

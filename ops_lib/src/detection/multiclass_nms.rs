@@ -1,0 +1,226 @@
+//! multiclass_nms3: per-class greedy NMS, then a per-image cap on detections.
+//!
+//! Two input forms, as in Paddle: batched `BBoxes [N, M, 4]` with `Scores [N, C, M]`, or
+//! per-RoI class boxes `BBoxes [M, C, 4]` with `Scores [M, C]` split into images by `RoisNum`.
+//! Output rows are `[label, score, x1, y1, x2, y2]`, grouped per image and by ascending label;
+//! within a label in descending score (batched form) or ascending RoI index (RoI form).
+
+use super::attrs::Attrs;
+use super::boxes::greedy_nms;
+use super::{float_data, float_dims, int_data, int_dims, offsets_from_counts, ty, Args};
+use crate::{LibTensor, LibView};
+use std::collections::BTreeMap;
+use temblor_ir::{DType, Dim, TensorType};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct MulticlassNmsAttrs {
+    /// A class skipped entirely; -1 for none.
+    pub background_label: i64,
+    pub score_threshold: f32,
+    /// Candidates per class before NMS; -1 for all.
+    pub nms_top_k: i64,
+    pub nms_threshold: f32,
+    pub nms_eta: f32,
+    /// Detections per image after NMS; -1 for all.
+    pub keep_top_k: i64,
+    pub normalized: bool,
+}
+
+/// Kept candidate indices per class label, ascending by label.
+type Selection = BTreeMap<usize, Vec<usize>>;
+
+impl MulticlassNmsAttrs {
+    pub(crate) fn parse(a: &Attrs) -> Result<MulticlassNmsAttrs, String> {
+        Ok(MulticlassNmsAttrs {
+            background_label: a.int_or("background_label", 0)?,
+            score_threshold: a.float("score_threshold")?,
+            nms_top_k: a.int("nms_top_k")?,
+            nms_threshold: a.float_or("nms_threshold", 0.3)?,
+            nms_eta: a.float_or("nms_eta", 1.0)?,
+            keep_top_k: a.int("keep_top_k")?,
+            normalized: a.bool_or("normalized", true)?,
+        })
+    }
+
+    pub(crate) fn infer(&self, args: &Args<'_, TensorType>) -> Result<Vec<TensorType>, String> {
+        let (scores, what) = args.get(1)?;
+        let rank = scores.shape.rank();
+        let (bboxes, bwhat) = args.get(0)?;
+        let images = if rank == 3 {
+            float_dims(scores, &what, 3)?;
+            float_dims(bboxes, &bwhat, 3)?[0].clone()
+        } else {
+            float_dims(scores, &what, 2)?;
+            float_dims(bboxes, &bwhat, 3)?;
+            let (rois_num, nwhat) = args.opt(2).ok_or_else(|| {
+                format!("{what} is 2-D (per-RoI form), which needs RoisNum connected")
+            })?;
+            int_dims(rois_num, &nwhat, 1)?[0].clone()
+        };
+        Ok(detection_types(images))
+    }
+
+    pub(crate) fn run(&self, args: &Args<'_, LibView<'_>>) -> Result<Vec<LibTensor>, String> {
+        let (bv, bwhat) = args.get(0)?;
+        let (sv, swhat) = args.get(1)?;
+        let mut rows = Vec::new();
+        let mut index = Vec::new();
+        let mut counts = Vec::new();
+        if sv.dims.len() == 3 {
+            let scores = float_data(sv, &swhat, 3)?;
+            let bboxes = float_data(bv, &bwhat, 3)?;
+            let [n, c, m] = [sv.dims[0], sv.dims[1], sv.dims[2]];
+            if bv.dims != [n, m, 4] {
+                return Err(format!(
+                    "{bwhat} must be [{n}, {m}, 4] for {swhat} {:?}",
+                    sv.dims
+                ));
+            }
+            for i in 0..n {
+                let score = |cls: usize, idx: usize| scores[(i * c + cls) * m + idx];
+                let bbox = |_: usize, idx: usize| &bboxes[(i * m + idx) * 4..(i * m + idx + 1) * 4];
+                let sel = self.select(c, m, &score, &bbox, false);
+                let before = index.len();
+                for (&cls, kept) in &sel {
+                    for &idx in kept {
+                        push_row(&mut rows, cls, score(cls, idx), bbox(cls, idx));
+                        index.push(to_i32((i * m + idx) as i64)?);
+                    }
+                }
+                counts.push(to_i32((index.len() - before) as i64)?);
+            }
+        } else {
+            let scores = float_data(sv, &swhat, 2)?;
+            let bboxes = float_data(bv, &bwhat, 3)?;
+            let [m, c] = [sv.dims[0], sv.dims[1]];
+            if bv.dims != [m, c, 4] {
+                return Err(format!(
+                    "{bwhat} must be [{m}, {c}, 4] for {swhat} {:?}",
+                    sv.dims
+                ));
+            }
+            let (nv, nwhat) = args.opt(2).ok_or_else(|| {
+                format!("{swhat} is 2-D (per-RoI form), which needs RoisNum connected")
+            })?;
+            let offsets = offsets_from_counts(&int_data(nv, &nwhat, 1)?, m, &nwhat)?;
+            for w in offsets.windows(2) {
+                let (start, len) = (w[0], w[1] - w[0]);
+                let score = |cls: usize, idx: usize| scores[(start + idx) * c + cls];
+                let bbox = |cls: usize, idx: usize| {
+                    let at = ((start + idx) * c + cls) * 4;
+                    &bboxes[at..at + 4]
+                };
+                let sel = self.select(c, len, &score, &bbox, true);
+                let before = index.len();
+                for (&cls, kept) in &sel {
+                    for &idx in kept {
+                        push_row(&mut rows, cls, score(cls, idx), bbox(cls, idx));
+                        index.push(to_i32(((start + idx) * c + cls) as i64)?);
+                    }
+                }
+                counts.push(to_i32((index.len() - before) as i64)?);
+            }
+        }
+        Ok(detection_outputs(rows, index, counts))
+    }
+
+    /// NMS for one image over `classes` classes of `m` candidates each, then `keep_top_k`.
+    /// `by_index` re-sorts each class's kept indices ascending (the per-RoI form).
+    fn select<'b>(
+        &self,
+        classes: usize,
+        m: usize,
+        score: &dyn Fn(usize, usize) -> f32,
+        bbox: &dyn Fn(usize, usize) -> &'b [f32],
+        by_index: bool,
+    ) -> Selection {
+        let mut sel = Selection::new();
+        let mut total = 0usize;
+        for cls in 0..classes {
+            if cls as i64 == self.background_label {
+                continue;
+            }
+            let mut cand: Vec<(f32, usize)> = (0..m)
+                .map(|idx| (score(cls, idx), idx))
+                .filter(|&(s, _)| s > self.score_threshold)
+                .collect();
+            sort_descending(&mut cand);
+            truncate_top_k(&mut cand, self.nms_top_k);
+            let mut kept = greedy_nms(
+                cand.iter().map(|&(_, idx)| idx),
+                |idx| bbox(cls, idx),
+                self.nms_threshold,
+                self.nms_eta,
+                self.normalized,
+            );
+            if by_index {
+                kept.sort_unstable();
+            }
+            total += kept.len();
+            sel.insert(cls, kept);
+        }
+        if self.keep_top_k > -1 && total > self.keep_top_k as usize {
+            let mut all: Vec<(f32, (usize, usize))> = sel
+                .iter()
+                .flat_map(|(&cls, kept)| kept.iter().map(move |&idx| (score(cls, idx), (cls, idx))))
+                .collect();
+            sort_descending(&mut all);
+            all.truncate(self.keep_top_k as usize);
+            sel = Selection::new();
+            for (_, (cls, idx)) in all {
+                sel.entry(cls).or_default().push(idx);
+            }
+            if by_index {
+                sel.values_mut().for_each(|kept| kept.sort_unstable());
+            }
+        }
+        sel
+    }
+}
+
+/// Stable sort by descending score: equal scores keep their order, as `std::stable_sort` does.
+pub(crate) fn sort_descending<T>(v: &mut [(f32, T)]) {
+    v.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal));
+}
+
+/// Keeps the first `k` entries when `k` is not -1.
+pub(crate) fn truncate_top_k<T>(v: &mut Vec<T>, k: i64) {
+    if let Ok(k) = usize::try_from(k) {
+        v.truncate(k);
+    }
+}
+
+pub(crate) fn push_row(rows: &mut Vec<f32>, label: usize, score: f32, bbox: &[f32]) {
+    rows.push(label as f32);
+    rows.push(score);
+    rows.extend_from_slice(bbox);
+}
+
+pub(crate) fn to_i32(v: i64) -> Result<i32, String> {
+    i32::try_from(v).map_err(|_| format!("index {v} does not fit the int32 output"))
+}
+
+/// Types of `Out [?, 6]`, `Index [?, 1]` and the per-image count `[images]`.
+pub(crate) fn detection_types(images: Dim) -> Vec<TensorType> {
+    vec![
+        ty(DType::F32, vec![Dim::Unknown, Dim::Known(6)]),
+        ty(DType::I32, vec![Dim::Unknown, Dim::Known(1)]),
+        ty(DType::I32, vec![images]),
+    ]
+}
+
+/// `Out`, `Index` and per-image counts. With no detection at all `Out` is `[0, 6]`: Paddle's
+/// `[1, 1]` holding -1 appears only when its Index output is not requested.
+pub(crate) fn detection_outputs(
+    rows: Vec<f32>,
+    index: Vec<i32>,
+    counts: Vec<i32>,
+) -> Vec<LibTensor> {
+    let kept = index.len();
+    let images = counts.len();
+    vec![
+        LibTensor::f32(vec![kept, 6], rows),
+        LibTensor::i32(vec![kept, 1], index),
+        LibTensor::i32(vec![images], counts),
+    ]
+}

@@ -1,0 +1,171 @@
+//! yolo_box: decodes a YOLOv3 head `[N, A*(5+C), H, W]` into image-space boxes
+//! `[N, A*H*W, 4]` and per-class scores `[N, A*H*W, C]`. Positions whose objectness is below
+//! `conf_thresh` get all-zero boxes and scores, as in Paddle.
+
+use super::attrs::Attrs;
+use super::{float_data, float_dims, int_data, int_dims, ty, Args};
+use crate::{LibTensor, LibView};
+use temblor_ir::{DType, Dim, TensorType};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct YoloBoxAttrs {
+    /// Anchor (width, height) pairs in input-image pixels.
+    pub anchors: Vec<i64>,
+    pub class_num: usize,
+    pub conf_thresh: f32,
+    pub downsample_ratio: i64,
+    pub clip_bbox: bool,
+    pub scale_x_y: f32,
+    /// The head has A extra leading IoU channels and confidence blends objectness with them.
+    pub iou_aware: bool,
+    pub iou_aware_factor: f32,
+}
+
+impl YoloBoxAttrs {
+    pub(crate) fn parse(a: &Attrs) -> Result<YoloBoxAttrs, String> {
+        let anchors = a.ints("anchors")?;
+        if anchors.is_empty() || anchors.len() % 2 != 0 {
+            return Err(a.invalid("anchors", "must hold a non-empty list of (w, h) pairs"));
+        }
+        let class_num = a.int("class_num")?;
+        let class_num = usize::try_from(class_num)
+            .ok()
+            .filter(|&c| c > 0)
+            .ok_or_else(|| a.invalid("class_num", "must be positive"))?;
+        let downsample_ratio = a.int("downsample_ratio")?;
+        if downsample_ratio <= 0 {
+            return Err(a.invalid("downsample_ratio", "must be positive"));
+        }
+        Ok(YoloBoxAttrs {
+            anchors,
+            class_num,
+            conf_thresh: a.float("conf_thresh")?,
+            downsample_ratio,
+            clip_bbox: a.bool_or("clip_bbox", true)?,
+            scale_x_y: a.float_or("scale_x_y", 1.0)?,
+            iou_aware: a.bool_or("iou_aware", false)?,
+            iou_aware_factor: a.float_or("iou_aware_factor", 0.5)?,
+        })
+    }
+
+    fn num_anchors(&self) -> usize {
+        self.anchors.len() / 2
+    }
+
+    /// Channels X must have.
+    fn channels(&self) -> usize {
+        let per_anchor = 5 + self.class_num + usize::from(self.iou_aware);
+        self.num_anchors() * per_anchor
+    }
+
+    pub(crate) fn infer(&self, args: &Args<'_, TensorType>) -> Result<Vec<TensorType>, String> {
+        let (x, what) = args.get(0)?;
+        let dims = float_dims(x, &what, 4)?;
+        if let Some(c) = dims[1].known() {
+            if c != self.channels() {
+                return Err(format!(
+                    "{what} has {c} channels; {} anchors and {} classes need {}",
+                    self.num_anchors(),
+                    self.class_num,
+                    self.channels()
+                ));
+            }
+        }
+        let (img, what) = args.get(1)?;
+        int_dims(img, &what, 2)?;
+        let boxes = match (dims[2].known(), dims[3].known()) {
+            (Some(h), Some(w)) => Dim::Known(self.num_anchors() * h * w),
+            _ => Dim::Unknown,
+        };
+        let n = dims[0].clone();
+        Ok(vec![
+            ty(DType::F32, vec![n.clone(), boxes.clone(), Dim::Known(4)]),
+            ty(DType::F32, vec![n, boxes, Dim::Known(self.class_num)]),
+        ])
+    }
+
+    pub(crate) fn run(&self, args: &Args<'_, LibView<'_>>) -> Result<Vec<LibTensor>, String> {
+        let (xv, what) = args.get(0)?;
+        let x = float_data(xv, &what, 4)?;
+        let [n, c, h, w] = [xv.dims[0], xv.dims[1], xv.dims[2], xv.dims[3]];
+        if c != self.channels() {
+            return Err(format!(
+                "{what} has {c} channels, expected {}",
+                self.channels()
+            ));
+        }
+        let (iv, iwhat) = args.get(1)?;
+        let img = int_data(iv, &iwhat, 2)?;
+        if iv.dims != [n, 2] {
+            return Err(format!("{iwhat} must be [{n}, 2], got {:?}", iv.dims));
+        }
+        let an = self.num_anchors();
+        let classes = self.class_num;
+        let stride = h * w;
+        let box_num = an * stride;
+        // Offsets of one image and one anchor's block of 5 + C channels; IoU-aware heads put
+        // all A IoU channels ahead of the anchor blocks.
+        let image_stride = c * stride;
+        let iou_channels = if self.iou_aware { an * stride } else { 0 };
+        let anchor_stride = (5 + classes) * stride;
+        let bias = -0.5 * (self.scale_x_y - 1.0);
+        let input_h = (self.downsample_ratio as usize * h) as f32;
+        let input_w = (self.downsample_ratio as usize * w) as f32;
+        let mut boxes = vec![0f32; n * box_num * 4];
+        let mut scores = vec![0f32; n * box_num * classes];
+        for i in 0..n {
+            let img_h = img[2 * i];
+            let img_w = img[2 * i + 1];
+            for j in 0..an {
+                let block = i * image_stride + iou_channels + j * anchor_stride;
+                for k in 0..h {
+                    for l in 0..w {
+                        let hw = k * w + l;
+                        let entry = |e: usize| x[block + e * stride + hw];
+                        let mut conf = sigmoid(entry(4));
+                        if self.iou_aware {
+                            let iou = sigmoid(x[i * image_stride + j * stride + hw]);
+                            let f = self.iou_aware_factor;
+                            conf = conf.powf((1.0 - f64::from(f)) as f32) * iou.powf(f);
+                        }
+                        if conf < self.conf_thresh {
+                            continue;
+                        }
+                        let (iw, ih) = (img_w as f32, img_h as f32);
+                        let cx =
+                            (l as f32 + sigmoid(entry(0)) * self.scale_x_y + bias) * iw / w as f32;
+                        let cy =
+                            (k as f32 + sigmoid(entry(1)) * self.scale_x_y + bias) * ih / h as f32;
+                        let bw = entry(2).exp() * self.anchors[2 * j] as f32 * iw / input_w;
+                        let bh = entry(3).exp() * self.anchors[2 * j + 1] as f32 * ih / input_h;
+                        let mut b = [cx - bw / 2.0, cy - bh / 2.0, cx + bw / 2.0, cy + bh / 2.0];
+                        if self.clip_bbox {
+                            b[0] = if b[0] > 0.0 { b[0] } else { 0.0 };
+                            b[1] = if b[1] > 0.0 { b[1] } else { 0.0 };
+                            let (xmax, ymax) = ((img_w - 1) as f32, (img_h - 1) as f32);
+                            b[2] = if b[2] < xmax { b[2] } else { xmax };
+                            b[3] = if b[3] < ymax { b[3] } else { ymax };
+                        }
+                        let row = i * box_num + j * stride + hw;
+                        boxes[row * 4..row * 4 + 4].copy_from_slice(&b);
+                        for (cls, s) in scores[row * classes..(row + 1) * classes]
+                            .iter_mut()
+                            .enumerate()
+                        {
+                            *s = conf * sigmoid(entry(5 + cls));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(vec![
+            LibTensor::f32(vec![n, box_num, 4], boxes),
+            LibTensor::f32(vec![n, box_num, classes], scores),
+        ])
+    }
+}
+
+/// Paddle's sigmoid: `expf`, then the division in double, rounded once to f32.
+fn sigmoid(x: f32) -> f32 {
+    (1.0 / (1.0 + f64::from((-x).exp()))) as f32
+}
