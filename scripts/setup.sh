@@ -12,4 +12,5 @@ if [ ! -x /usr/bin/chromium ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q chromium
 fi
 "$root/scripts/setup-python.sh" >/dev/null
-bash "$shared/models/fetch.sh" ppocrv4_det_onnx ppocrv4_rec_onnx ppocr_cls_v2_onnx picodet_layout_onnx
+bash "$shared/models/fetch.sh" ppocrv4_det_onnx ppocrv4_rec_onnx ppocr_cls_v2_onnx picodet_layout_onnx \
+    ppocrv4_det_paddle ppocrv4_rec_paddle ppocr_cls_v2_paddle picodet_coco_paddle

@@ -32,7 +32,12 @@ fn eval(g: &Graph, v: ValueRef, memo: &mut HashMap<ValueRef, Tensor>) -> Option<
         }
         Op::Shape { start, end } => {
             let input = g.inputs_of(v.node).first().copied().flatten()?;
-            let dims = g.value_type(input).shape.known()?;
+            // A value whose extent shape inference could not know (a Range over computed
+            // bounds) may still be static itself.
+            let dims = match g.value_type(input).shape.known() {
+                Some(d) => d,
+                None => eval(g, input, memo)?.shape,
+            };
             let rank = dims.len() as i64;
             let clamp = |i: i64| (if i < 0 { i + rank } else { i }).clamp(0, rank) as usize;
             let (s, e) = (clamp(*start), clamp(end.unwrap_or(rank)));

@@ -162,6 +162,8 @@ pub fn load(dir: &Path) -> Result<Graph> {
                 dims: w.dims.clone(),
                 data: blob.slice(w.offset..end),
             }),
+            // A graph-only model's weights are known by shape alone (`Weight::shape_only`).
+            Some(_) if w.len == 0 => g.weights.add(Weight::shape_only(w.dtype, w.dims.clone())),
             _ => {
                 return Err(fail(format!(
                     "weight {i} lies outside {WEIGHTS} or has the wrong size"

@@ -5,7 +5,7 @@
 
 use super::attrs::Attrs;
 use super::boxes::area;
-use super::{float_data, float_dims, int_data, int_dims, offsets_from_counts, ty, Args};
+use super::{counts_data, counts_dims, float_data, float_dims, offsets_from_counts, ty, Args};
 use crate::{LibTensor, LibView};
 use temblor_ir::{DType, Dim, TensorType};
 
@@ -50,7 +50,7 @@ impl DistributeFpnAttrs {
         let (rois, what) = args.get(0)?;
         let total = float_dims(rois, &what, 2)?[0].clone();
         let images = match args.opt(1) {
-            Some((t, what)) => int_dims(t, &what, 1)?[0].clone(),
+            Some((t, what)) => counts_dims(t, &what)?,
             None => Dim::Known(1),
         };
         let levels = self.num_levels();
@@ -69,7 +69,7 @@ impl DistributeFpnAttrs {
         }
         let total = rv.dims[0];
         let offsets = match args.opt(1) {
-            Some((v, nwhat)) => offsets_from_counts(&int_data(v, &nwhat, 1)?, total, &nwhat)?,
+            Some((v, nwhat)) => offsets_from_counts(&counts_data(v, &nwhat)?, total, &nwhat)?,
             None => vec![0, total],
         };
         let images = offsets.len() - 1;

@@ -225,6 +225,21 @@ pub(crate) fn int_dims<'t>(
     ranked(t, what, rank)
 }
 
+/// The images of a per-image count input (RoisNum): `[N]`, or a 0-D count of one image, which
+/// Paddle 2.6 writes when a model takes the count from a decreased slice of a shape.
+pub(crate) fn counts_dims(t: &TensorType, what: &str) -> Result<Dim, String> {
+    if t.shape.rank() == 0 {
+        int_dims(t, what, 0)?;
+        return Ok(Dim::Known(1));
+    }
+    Ok(int_dims(t, what, 1)?[0].clone())
+}
+
+/// The values of a per-image count input (see [`counts_dims`]).
+pub(crate) fn counts_data(v: &LibView<'_>, what: &str) -> Result<Vec<i64>, String> {
+    int_data(v, what, v.dims.len().min(1))
+}
+
 fn ranked<'t>(t: &'t TensorType, what: &str, rank: usize) -> Result<&'t [Dim], String> {
     let dims = t.shape.dims();
     if dims.len() != rank {

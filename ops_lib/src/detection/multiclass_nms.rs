@@ -7,7 +7,7 @@
 
 use super::attrs::Attrs;
 use super::boxes::greedy_nms;
-use super::{float_data, float_dims, int_data, int_dims, offsets_from_counts, ty, Args};
+use super::{counts_data, counts_dims, float_data, float_dims, offsets_from_counts, ty, Args};
 use crate::{LibTensor, LibView};
 use std::collections::BTreeMap;
 use temblor_ir::{DType, Dim, TensorType};
@@ -55,7 +55,7 @@ impl MulticlassNmsAttrs {
             let (rois_num, nwhat) = args.opt(2).ok_or_else(|| {
                 format!("{what} is 2-D (per-RoI form), which needs RoisNum connected")
             })?;
-            int_dims(rois_num, &nwhat, 1)?[0].clone()
+            counts_dims(rois_num, &nwhat)?
         };
         Ok(detection_types(images))
     }
@@ -102,7 +102,7 @@ impl MulticlassNmsAttrs {
             let (nv, nwhat) = args.opt(2).ok_or_else(|| {
                 format!("{swhat} is 2-D (per-RoI form), which needs RoisNum connected")
             })?;
-            let offsets = offsets_from_counts(&int_data(nv, &nwhat, 1)?, m, &nwhat)?;
+            let offsets = offsets_from_counts(&counts_data(nv, &nwhat)?, m, &nwhat)?;
             for w in offsets.windows(2) {
                 let (start, len) = (w[0], w[1] - w[0]);
                 let score = |cls: usize, idx: usize| scores[(start + idx) * c + cls];

@@ -4,7 +4,7 @@
 use super::ctx::{Ctx, Res};
 use super::movement::{declared_dims, declared_rank_of, norm_axis, times};
 use super::ops::Family;
-use super::params;
+use super::{args, params};
 use temblor_ir::{BinaryOp, DType, Op, ReduceOp, Scalar, ValueRef};
 
 pub(super) const FAMILY: Family = Family {
@@ -138,6 +138,12 @@ fn layer_norm(c: &mut Ctx) -> Res {
     c.bind("Y", ValueRef::new(id, 0))
 }
 
+fn declared_output_dtype(c: &Ctx, param: &str) -> Res<DType> {
+    let names = args(c.op, param, true);
+    let var = names.first().ok_or_else(|| format!("output '{param}' is missing"))?;
+    Ok(c.imp.declared_type(var)?.dtype)
+}
+
 fn reduce_node(c: &mut Ctx, op: ReduceOp, x: ValueRef, axes: Option<&[i64]>, keepdims: bool) -> ValueRef {
     let mut ins = vec![x];
     if let Some(axes) = axes {
@@ -152,9 +158,11 @@ fn reduce(c: &mut Ctx, op: ReduceOp) -> Res {
     let dim = c.attrs.ints_or("dim", &[])?;
     let keepdims = c.attrs.bool_or("keep_dim", false)?;
     let all = c.attrs.bool_or("reduce_all", false)? || dim.is_empty() || dim.len() == rank;
-    let code = c.attrs.int_or("in_dtype", -1)?;
-    if code >= 0 {
-        x = c.add(Op::Cast { to: params::dtype(code as i32)? }, &[x]);
+    // Paddle sums bool and int32 as int64, and out_dtype may ask for another type: the
+    // reduction runs in the dtype the program declares for the result.
+    let out_dtype = declared_output_dtype(c, "Out")?;
+    if c.declared_dtype("X")? != out_dtype {
+        x = c.add(Op::Cast { to: out_dtype }, &[x]);
     }
     let (axes, out_rank) = match (all, keepdims) {
         (true, true) => (None, rank),
@@ -162,12 +170,8 @@ fn reduce(c: &mut Ctx, op: ReduceOp) -> Res {
         (false, true) => (Some(dim.as_slice()), rank),
         (false, false) => (Some(dim.as_slice()), rank.saturating_sub(dim.len())),
     };
-    let mut y = reduce_node(c, op, x, axes, keepdims);
+    let y = reduce_node(c, op, x, axes, keepdims);
     y = declared_rank_of(c, y, out_rank, "Out")?;
-    let code = c.attrs.int_or("out_dtype", -1)?;
-    if code >= 0 {
-        y = c.add(Op::Cast { to: params::dtype(code as i32)? }, &[y]);
-    }
     c.bind("Out", y)
 }
 
@@ -201,19 +205,28 @@ fn top_k(c: &mut Ctx) -> Res {
 }
 
 fn arg_max(c: &mut Ctx) -> Res {
-    let mut x = c.input("X")?;
+    let x = c.input("X")?;
     let keepdims = c.attrs.bool_or("keepdims", false)?;
     let flatten = c.attrs.bool_or("flatten", false)?;
-    let mut rank = c.declared_rank("X", false)?;
-    let mut axis = c.attrs.int_or("axis", -1)?;
-    if flatten {
+    let rank = c.declared_rank("X", false)?;
+    let mut y = if flatten {
+        // Over all elements: one index, kept as ones of the input's rank with keepdims.
         let flat = c.const_i64(vec![1], &[-1]);
-        x = c.add(Op::Reshape { allowzero: false }, &[x, flat]);
-        (rank, axis) = (1, 0);
-    }
-    let op = Op::ArgExtreme { min: false, axis, keepdims, select_last_index: false };
-    let mut y = c.add(op, &[x]);
-    y = declared_rank_of(c, y, if keepdims { rank } else { rank.saturating_sub(1) }, "Out")?;
+        let x = c.add(Op::Reshape { allowzero: false }, &[x, flat]);
+        let op = Op::ArgExtreme { min: false, axis: 0, keepdims: false, select_last_index: false };
+        let y = c.add(op, &[x]);
+        if keepdims {
+            let ones = c.const_i64(vec![rank], &vec![1; rank]);
+            c.add(Op::Reshape { allowzero: false }, &[y, ones])
+        } else {
+            declared_rank_of(c, y, 0, "Out")?
+        }
+    } else {
+        let axis = c.attrs.int_or("axis", -1)?;
+        let op = Op::ArgExtreme { min: false, axis, keepdims, select_last_index: false };
+        let y = c.add(op, &[x]);
+        declared_rank_of(c, y, if keepdims { rank } else { rank.saturating_sub(1) }, "Out")?
+    };
     let dtype = params::dtype(c.attrs.int_or("dtype", 3)? as i32)?;
     if dtype != DType::I64 {
         y = c.add(Op::Cast { to: dtype }, &[y]);

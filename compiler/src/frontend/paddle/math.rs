@@ -255,6 +255,14 @@ fn broadcast_operands(c: &mut Ctx) -> Res<(ValueRef, ValueRef)> {
     if trailing == 0 {
         return Ok((x, y));
     }
+    // A parameter (the bias of a conv, the usual case) is reshaped in place, so the graph reads
+    // as the ONNX export of the same model does.
+    if let Some(w) = c.weight(y) {
+        let mut w = w.clone();
+        w.dims.extend(std::iter::repeat_n(1, trailing));
+        let name = c.imp.g.node(y.node).outputs[y.port].name.clone();
+        return Ok((x, c.imp.constant(&name, w, "parameter")));
+    }
     let axes: Vec<i64> = (ry..ry + trailing).map(|a| a as i64).collect();
     let axes = c.const_i64(vec![axes.len()], &axes);
     let y = c.add(Op::Unsqueeze, &[y, axes]);
