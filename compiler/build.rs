@@ -5,7 +5,10 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto/onnx.proto");
     println!("cargo:rerun-if-changed=proto/paddle_framework.proto");
-    let fds = protox::compile(["proto/onnx.proto", "proto/paddle_framework.proto"], ["proto"])?;
+    let fds = protox::compile(
+        ["proto/onnx.proto", "proto/paddle_framework.proto"],
+        ["proto"],
+    )?;
     prost_build::Config::new().bytes(["."]).compile_fds(fds)?;
     Ok(())
 }

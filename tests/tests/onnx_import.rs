@@ -27,7 +27,8 @@ fn dims_arg(dims: &[usize]) -> String {
 
 /// load + fix_inputs + infer + validate.
 fn import(model: &Path, fixed: &[(&str, &[usize])]) -> Graph {
-    let mut g = frontend::load(model, &[]).unwrap_or_else(|e| panic!("load {}: {e}", model.display()));
+    let mut g =
+        frontend::load(model, &[]).unwrap_or_else(|e| panic!("load {}: {e}", model.display()));
     let dims: Vec<(String, Vec<usize>)> = fixed
         .iter()
         .map(|(n, d)| (n.to_string(), d.to_vec()))

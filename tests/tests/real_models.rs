@@ -165,6 +165,9 @@ fn picodet_coco_twin_detections_match_onnxruntime() {
             &detections(&theirs.join(boxes)),
             image,
         );
-        assert_eq!(swapped, 0, "{image}: ties at the keep_top_k cut were swapped");
+        assert_eq!(
+            swapped, 0,
+            "{image}: ties at the keep_top_k cut were swapped"
+        );
     }
 }

@@ -179,7 +179,8 @@ fn infer_node(g: &Graph, id: NodeId) -> Result<Inferred, String> {
                 return Err(format!("no shape rule for custom op {domain}:{name}"));
             }
             let lib = temblor_ops_lib::LibOp::parse(name, attrs)?;
-            let types: Vec<Option<TensorType>> = (0..ins.len()).map(|p| ins.opt(p).cloned()).collect();
+            let types: Vec<Option<TensorType>> =
+                (0..ins.len()).map(|p| ins.opt(p).cloned()).collect();
             Ok((None, lib.infer(&types)?))
         }
         op => match op.family() {

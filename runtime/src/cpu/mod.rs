@@ -43,7 +43,13 @@ pub fn run_op(
     inputs: &[Option<&Tensor>],
     outputs: usize,
 ) -> Result<Vec<Tensor>, RuntimeError> {
-    execute::execute(op, &execute::Args { ins: inputs, outputs })
+    execute::execute(
+        op,
+        &execute::Args {
+            ins: inputs,
+            outputs,
+        },
+    )
 }
 
 use crate::{f16, RuntimeError, Tensor, TensorData};

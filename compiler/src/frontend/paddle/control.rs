@@ -75,7 +75,9 @@ fn output_var(c: &Ctx, param: &str) -> Res<String> {
 fn index(c: &mut Ctx, param: &str) -> Res<usize> {
     let v = c.input(param)?;
     let t = c.imp.static_value(v)?.ok_or_else(|| {
-        format!("the array index '{param}' is computed at run time; only static indices are supported")
+        format!(
+            "the array index '{param}' is computed at run time; only static indices are supported"
+        )
     })?;
     match t.as_i64() {
         Some([i]) if *i >= 0 => Ok(*i as usize),

@@ -127,7 +127,10 @@ fn kernel(c: &Ctx, filter: temblor_ir::ValueRef) -> Res<[usize; 2]> {
     }
 }
 
-fn geometry(c: &Ctx, filter: temblor_ir::ValueRef) -> Res<([usize; 2], [usize; 2], [usize; 2], [usize; 4])> {
+fn geometry(
+    c: &Ctx,
+    filter: temblor_ir::ValueRef,
+) -> Res<([usize; 2], [usize; 2], [usize; 2], [usize; 4])> {
     let k = kernel(c, filter)?;
     let strides = pair(&c.attrs.ints_or("strides", &[1, 1])?, "strides")?;
     let dilations = pair(&c.attrs.ints_or("dilations", &[1, 1])?, "dilations")?;
@@ -169,7 +172,9 @@ fn conv_transpose(c: &mut Ctx) -> Res {
     let w = c.input("Filter")?;
     let (kernel, strides, dilations, pads) = geometry(c, w)?;
     if !c.attrs.ints_or("output_size", &[])?.is_empty() {
-        return Err("conv2d_transpose with output_size is not supported; export with output_padding".into());
+        return Err(
+            "conv2d_transpose with output_size is not supported; export with output_padding".into(),
+        );
     }
     let op = c.attrs.ints_or("output_padding", &[0, 0])?;
     let output_padding = match op.as_slice() {
@@ -229,7 +234,11 @@ fn pool(c: &mut Ctx) -> Res {
     let global = c.attrs.bool_or("global_pooling", false)?
         || (c.attrs.bool_or("adaptive", false)? && ksize == [1, 1]);
     if global {
-        let op = if max { Op::GlobalMaxPool } else { Op::GlobalAveragePool };
+        let op = if max {
+            Op::GlobalMaxPool
+        } else {
+            Op::GlobalAveragePool
+        };
         let y = c.add(op, &[x]);
         return c.bind("Out", y);
     }
@@ -246,7 +255,14 @@ fn pool(c: &mut Ctx) -> Res {
         ceil_mode: c.attrs.bool_or("ceil_mode", false)?,
         count_include_pad: !c.attrs.bool_or("exclusive", true)?,
     };
-    let y = c.add(if max { Op::MaxPool(attrs) } else { Op::AveragePool(attrs) }, &[x]);
+    let y = c.add(
+        if max {
+            Op::MaxPool(attrs)
+        } else {
+            Op::AveragePool(attrs)
+        },
+        &[x],
+    );
     c.bind("Out", y)
 }
 
@@ -287,7 +303,11 @@ fn interp(c: &mut Ctx) -> Res {
         }
     };
     let attrs = ResizeAttrs {
-        mode: if nearest { ResizeMode::Nearest } else { ResizeMode::Linear },
+        mode: if nearest {
+            ResizeMode::Nearest
+        } else {
+            ResizeMode::Linear
+        },
         coordinate,
         nearest: if align_corners {
             ResizeNearest::RoundPreferCeil

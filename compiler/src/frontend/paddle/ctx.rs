@@ -5,8 +5,7 @@ use super::attrs::Attrs;
 use super::proto::OpDesc;
 use super::{args, ops, Failure, Importer};
 use temblor_ir::{
-    AttrValue, DType, Node, NodeId, Op, Provenance, Shape, TensorInfo, TensorType, ValueRef,
-    Weight,
+    AttrValue, DType, Node, NodeId, Op, Provenance, Shape, TensorInfo, TensorType, ValueRef, Weight,
 };
 
 pub(super) type Res<T = ()> = std::result::Result<T, Failure>;
@@ -179,11 +178,9 @@ impl<'i, 'p> Ctx<'i, 'p> {
                 self.imp.scope.insert(var.clone(), v);
                 Ok(())
             }
-            other => Err(format!(
-                "output '{param}' has {} arguments, expected 1",
-                other.len()
-            )
-            .into()),
+            other => {
+                Err(format!("output '{param}' has {} arguments, expected 1", other.len()).into())
+            }
         }
     }
 

@@ -4,9 +4,7 @@
 
 use super::ctx::{Ctx, Res};
 use super::ops::Family;
-use temblor_ir::{
-    GridSampleMode, GridSamplePadding, Op, RoiAlignAttrs, ValueRef,
-};
+use temblor_ir::{GridSampleMode, GridSamplePadding, Op, RoiAlignAttrs, ValueRef};
 use temblor_ops_lib::{LibOp, DOMAIN};
 
 pub(super) const FAMILY: Family = Family {
@@ -62,7 +60,9 @@ fn grid_sampler(c: &mut Ctx) -> Res {
         "zeros" => GridSamplePadding::Zeros,
         "border" => GridSamplePadding::Border,
         "reflection" => GridSamplePadding::Reflection,
-        other => return Err(format!("grid_sampler padding_mode '{other}' is not supported").into()),
+        other => {
+            return Err(format!("grid_sampler padding_mode '{other}' is not supported").into())
+        }
     };
     let y = c.add(
         Op::GridSample {

@@ -33,7 +33,14 @@ fn map(c: &mut Ctx) -> Res {
         "softmax" => {
             let x = c.input("X")?;
             let axis = c.attrs.int_or("axis", -1)?;
-            let y = c.add(Op::Softmax { axis, log: false, flatten: false }, &[x]);
+            let y = c.add(
+                Op::Softmax {
+                    axis,
+                    log: false,
+                    flatten: false,
+                },
+                &[x],
+            );
             c.bind("Out", y)
         }
         "layer_norm" => layer_norm(c),
@@ -47,7 +54,9 @@ fn map(c: &mut Ctx) -> Res {
         "dropout" => {
             let x = c.input("X")?;
             let p = c.attrs.float_or("dropout_prob", 0.5)? as f64;
-            let how = c.attrs.string_or("dropout_implementation", "downgrade_in_infer")?;
+            let how = c
+                .attrs
+                .string_or("dropout_implementation", "downgrade_in_infer")?;
             let y = match how.as_str() {
                 "upscale_in_train" => x,
                 "downgrade_in_infer" => {
@@ -82,7 +91,11 @@ fn transposed(c: &mut Ctx, v: ValueRef, param: &str) -> Res<ValueRef> {
 
 fn matmul(c: &mut Ctx) -> Res {
     let v2 = c.op_type() == "matmul_v2";
-    let (tx, ty) = if v2 { ("trans_x", "trans_y") } else { ("transpose_X", "transpose_Y") };
+    let (tx, ty) = if v2 {
+        ("trans_x", "trans_y")
+    } else {
+        ("transpose_X", "transpose_Y")
+    };
     let mut x = c.input("X")?;
     let mut y = c.input("Y")?;
     if c.attrs.bool_or(tx, false)? {
@@ -95,7 +108,11 @@ fn matmul(c: &mut Ctx) -> Res {
         return Err("matmul with head_number other than 1 is not supported".into());
     }
     let mut out = c.add(Op::MatMul, &[x, y]);
-    let alpha = if v2 { 1.0 } else { c.attrs.float_or("alpha", 1.0)? as f64 };
+    let alpha = if v2 {
+        1.0
+    } else {
+        c.attrs.float_or("alpha", 1.0)? as f64
+    };
     if alpha != 1.0 {
         let dtype = c.declared_dtype("X")?;
         out = times(c, out, dtype, alpha)?;
@@ -115,7 +132,13 @@ fn layer_norm(c: &mut Ctx) -> Res {
     let shape = match (dims.len() - axis, normalized) {
         (1, _) => None,
         (n, Some(d)) => Some(c.const_i64(vec![n], &d)),
-        (_, None) => Some(c.add(Op::Shape { start: axis as i64, end: None }, &[x])),
+        (_, None) => Some(c.add(
+            Op::Shape {
+                start: axis as i64,
+                end: None,
+            },
+            &[x],
+        )),
     };
     let shaped = |c: &mut Ctx, v: ValueRef| match shape {
         Some(s) => c.add(Op::Reshape { allowzero: false }, &[v, s]),
@@ -124,14 +147,28 @@ fn layer_norm(c: &mut Ctx) -> Res {
     let scale = match c.opt_input("Scale")? {
         Some(s) => shaped(c, s),
         None => {
-            let s = c.add(Op::Shape { start: axis as i64, end: None }, &[x]);
+            let s = c.add(
+                Op::Shape {
+                    start: axis as i64,
+                    end: None,
+                },
+                &[x],
+            );
             let dtype = c.declared_dtype("X")?;
-            c.add(Op::ConstantOfShape { value: Scalar { dtype, value: 1.0 } }, &[s])
+            c.add(
+                Op::ConstantOfShape {
+                    value: Scalar { dtype, value: 1.0 },
+                },
+                &[s],
+            )
         }
     };
     let bias = c.opt_input("Bias")?.map(|b| shaped(c, b));
     let id = c.node(
-        Op::LayerNorm { axis: axis as i64, epsilon },
+        Op::LayerNorm {
+            axis: axis as i64,
+            epsilon,
+        },
         &[Some(x), Some(scale), bias],
         1,
     );
@@ -140,16 +177,31 @@ fn layer_norm(c: &mut Ctx) -> Res {
 
 fn declared_output_dtype(c: &Ctx, param: &str) -> Res<DType> {
     let names = args(c.op, param, true);
-    let var = names.first().ok_or_else(|| format!("output '{param}' is missing"))?;
+    let var = names
+        .first()
+        .ok_or_else(|| format!("output '{param}' is missing"))?;
     Ok(c.imp.declared_type(var)?.dtype)
 }
 
-fn reduce_node(c: &mut Ctx, op: ReduceOp, x: ValueRef, axes: Option<&[i64]>, keepdims: bool) -> ValueRef {
+fn reduce_node(
+    c: &mut Ctx,
+    op: ReduceOp,
+    x: ValueRef,
+    axes: Option<&[i64]>,
+    keepdims: bool,
+) -> ValueRef {
     let mut ins = vec![x];
     if let Some(axes) = axes {
         ins.push(c.const_i64(vec![axes.len()], axes));
     }
-    c.add(Op::Reduce { op, keepdims, noop_with_empty_axes: false }, &ins)
+    c.add(
+        Op::Reduce {
+            op,
+            keepdims,
+            noop_with_empty_axes: false,
+        },
+        &ins,
+    )
 }
 
 fn reduce(c: &mut Ctx, op: ReduceOp) -> Res {
@@ -171,7 +223,7 @@ fn reduce(c: &mut Ctx, op: ReduceOp) -> Res {
         (false, false) => (Some(dim.as_slice()), rank.saturating_sub(dim.len())),
     };
     let y = reduce_node(c, op, x, axes, keepdims);
-    y = declared_rank_of(c, y, out_rank, "Out")?;
+    let y = declared_rank_of(c, y, out_rank, "Out")?;
     c.bind("Out", y)
 }
 
@@ -213,7 +265,12 @@ fn arg_max(c: &mut Ctx) -> Res {
         // Over all elements: one index, kept as ones of the input's rank with keepdims.
         let flat = c.const_i64(vec![1], &[-1]);
         let x = c.add(Op::Reshape { allowzero: false }, &[x, flat]);
-        let op = Op::ArgExtreme { min: false, axis: 0, keepdims: false, select_last_index: false };
+        let op = Op::ArgExtreme {
+            min: false,
+            axis: 0,
+            keepdims: false,
+            select_last_index: false,
+        };
         let y = c.add(op, &[x]);
         if keepdims {
             let ones = c.const_i64(vec![rank], &vec![1; rank]);
@@ -223,9 +280,23 @@ fn arg_max(c: &mut Ctx) -> Res {
         }
     } else {
         let axis = c.attrs.int_or("axis", -1)?;
-        let op = Op::ArgExtreme { min: false, axis, keepdims, select_last_index: false };
+        let op = Op::ArgExtreme {
+            min: false,
+            axis,
+            keepdims,
+            select_last_index: false,
+        };
         let y = c.add(op, &[x]);
-        declared_rank_of(c, y, if keepdims { rank } else { rank.saturating_sub(1) }, "Out")?
+        declared_rank_of(
+            c,
+            y,
+            if keepdims {
+                rank
+            } else {
+                rank.saturating_sub(1)
+            },
+            "Out",
+        )?
     };
     let dtype = params::dtype(c.attrs.int_or("dtype", 3)? as i32)?;
     if dtype != DType::I64 {

@@ -151,7 +151,10 @@ fn map(c: &mut Ctx) -> Res {
             let defaults = [("threshold", 6.0), ("scale", 6.0), ("offset", 3.0)];
             for (name, want) in defaults {
                 if c.attrs.float_or(name, want)? != want {
-                    return Err(format!("hard_swish with {name} other than {want} is not supported").into());
+                    return Err(format!(
+                        "hard_swish with {name} other than {want} is not supported"
+                    )
+                    .into());
                 }
             }
             c.add(Op::Unary(UnaryOp::HardSwish), &[x])

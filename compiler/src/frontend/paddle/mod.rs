@@ -49,7 +49,9 @@ pub(super) fn load(path: &Path, input_dims: &[(String, Vec<usize>)]) -> Result<G
         ))
     })?;
     if program.blocks.first().is_none_or(|b| b.ops.is_empty()) {
-        return Err(bad("not a Paddle program (its main block holds no ops)".into()));
+        return Err(bad(
+            "not a Paddle program (its main block holds no ops)".into()
+        ));
     }
     ops::check_supported(&program).map_err(bad)?;
     let weights = read_params(&program, &files.params).map_err(bad)?;
@@ -180,10 +182,17 @@ impl<'p> Importer<'p> {
     fn facts(&mut self, files: &files::Files) {
         let p = self.program;
         let mut facts = vec![
-            ("format".to_string(), "paddle program (ProgramDesc)".to_string()),
+            (
+                "format".to_string(),
+                "paddle program (ProgramDesc)".to_string(),
+            ),
             (
                 "program_version".to_string(),
-                p.version.as_ref().and_then(|v| v.version).unwrap_or(0).to_string(),
+                p.version
+                    .as_ref()
+                    .and_then(|v| v.version)
+                    .unwrap_or(0)
+                    .to_string(),
             ),
             (
                 "parameters".to_string(),
@@ -199,7 +208,12 @@ impl<'p> Importer<'p> {
         for b in &p.blocks {
             facts.push((
                 format!("block {}", b.idx),
-                format!("parent {}, {} ops, {} vars", b.parent_idx, b.ops.len(), b.vars.len()),
+                format!(
+                    "parent {}, {} ops, {} vars",
+                    b.parent_idx,
+                    b.ops.len(),
+                    b.vars.len()
+                ),
             ));
         }
         let main = &p.blocks[0];
@@ -268,7 +282,13 @@ impl<'p> Importer<'p> {
         let dims = desc
             .dims
             .iter()
-            .map(|&d| if d < 0 { Dim::Unknown } else { Dim::Known(d as usize) })
+            .map(|&d| {
+                if d < 0 {
+                    Dim::Unknown
+                } else {
+                    Dim::Known(d as usize)
+                }
+            })
             .collect();
         Ok(TensorType::new(dtype, Shape(dims)))
     }
@@ -287,7 +307,10 @@ impl<'p> Importer<'p> {
             Op::Input {
                 index: self.g.inputs.len(),
             },
-            vec![TensorInfo { name: var.clone(), ty }],
+            vec![TensorInfo {
+                name: var.clone(),
+                ty,
+            }],
         );
         node.provenance = self.origin(&name, "feed");
         let id = self.g.add_node(node);
@@ -347,7 +370,9 @@ impl<'p> Importer<'p> {
             return Ok(v);
         }
         let Some(desc) = self.vars.get(var).copied() else {
-            return Err(format!("reads variable '{var}', which the program does not declare"));
+            return Err(format!(
+                "reads variable '{var}', which the program does not declare"
+            ));
         };
         if desc.persistable != Some(true) {
             return Err(format!(
@@ -380,7 +405,10 @@ impl<'p> Importer<'p> {
         let mut node = Node::new(
             name.clone(),
             Op::Constant { weight: id },
-            vec![TensorInfo { name: name.clone(), ty }],
+            vec![TensorInfo {
+                name: name.clone(),
+                ty,
+            }],
         );
         node.provenance = self.origin(&name, op_type);
         ValueRef::new(self.g.add_node(node), 0)

@@ -73,7 +73,10 @@ fn map(c: &mut Ctx) -> Res {
             let rank = c.declared_rank("X", false)?;
             let axis = norm_axis(c.attrs.int_or("axis", 0)?, rank + 1)?;
             let axes = c.const_i64(vec![1], &[axis as i64]);
-            let parts: Vec<ValueRef> = xs.iter().map(|&x| c.add(Op::Unsqueeze, &[x, axes])).collect();
+            let parts: Vec<ValueRef> = xs
+                .iter()
+                .map(|&x| c.add(Op::Unsqueeze, &[x, axes]))
+                .collect();
             let y = c.add(Op::Concat { axis: axis as i64 }, &parts);
             c.bind("Y", y)
         }
@@ -90,7 +93,13 @@ fn map(c: &mut Ctx) -> Res {
         "shape" => {
             // Paddle's shape op answers int32; the IR's Shape answers int64.
             let x = c.input("Input")?;
-            let s = c.add(Op::Shape { start: 0, end: None }, &[x]);
+            let s = c.add(
+                Op::Shape {
+                    start: 0,
+                    end: None,
+                },
+                &[x],
+            );
             let y = c.add(Op::Cast { to: DType::I32 }, &[s]);
             c.bind("Out", y)
         }
@@ -108,8 +117,19 @@ fn map(c: &mut Ctx) -> Res {
                 code => params::dtype(code as i32)?,
             };
             let value = c.attrs.float_or("value", 0.0)? as f64;
-            let shape = c.add(Op::Shape { start: 0, end: None }, &[x]);
-            let y = c.add(Op::ConstantOfShape { value: Scalar { dtype, value } }, &[shape]);
+            let shape = c.add(
+                Op::Shape {
+                    start: 0,
+                    end: None,
+                },
+                &[x],
+            );
+            let y = c.add(
+                Op::ConstantOfShape {
+                    value: Scalar { dtype, value },
+                },
+                &[shape],
+            );
             c.bind("Out", y)
         }
         "fill_constant_batch_size_like" => fill_batch_size_like(c),
@@ -143,14 +163,24 @@ pub(super) fn declared_dims(c: &Ctx, param: &str, output: bool) -> Res<Vec<Optio
 
 /// A constant node of this op holding `w`.
 fn constant(c: &mut Ctx, w: Weight) -> ValueRef {
-    let var = c.op.outputs.iter().flat_map(|v| v.arguments.first()).next().cloned();
+    let var =
+        c.op.outputs
+            .iter()
+            .flat_map(|v| v.arguments.first())
+            .next()
+            .cloned();
     let name = var.unwrap_or_else(|| c.op_type().to_string());
     c.imp.constant(&name, w, c.op_type())
 }
 
 /// `v` given the rank the program declares for the output `param` when the IR's rule gave
 /// `rank`: a Paddle before 2.5 keeps `[1]` where the IR has a 0-D result.
-pub(super) fn declared_rank_of(c: &mut Ctx, v: ValueRef, rank: usize, param: &str) -> Res<ValueRef> {
+pub(super) fn declared_rank_of(
+    c: &mut Ctx,
+    v: ValueRef,
+    rank: usize,
+    param: &str,
+) -> Res<ValueRef> {
     if rank == 0 && c.declared_rank(param, true)? == 1 {
         let shape = c.const_i64(vec![1], &[1]);
         return Ok(c.add(Op::Reshape { allowzero: false }, &[v, shape]));
@@ -209,36 +239,45 @@ fn as_i64_list(c: &mut Ctx, var: &str, v: ValueRef) -> Res<ValueRef> {
     Ok(v)
 }
 
-/// Each tensor of a list parameter: its values when constant, else the int64 value and whether
-/// it holds a single element.
-fn list_parts(c: &mut Ctx, param: &str) -> Res<Vec<Result<Vec<i64>, (ValueRef, bool)>>> {
+/// One tensor of a list parameter.
+enum Part {
+    Known(Vec<i64>),
+    /// An int64 1-D value computed at run time, and whether it holds a single element.
+    Computed(ValueRef, bool),
+}
+
+fn list_parts(c: &mut Ctx, param: &str) -> Res<Vec<Part>> {
     let names = args(c.op, param, false);
     let mut parts = Vec::with_capacity(names.len());
     for var in &names {
         let v = c.imp.value(var)?;
         match const_ints(c, v) {
-            Some(vals) => parts.push(Ok(vals)),
+            Some(vals) => parts.push(Part::Known(vals)),
             None => {
                 let dims = c.imp.declared_type(var)?.shape;
                 let single = dims.rank() == 0 || dims.known().as_deref() == Some(&[1]);
                 let v = as_i64_list(c, var, v)?;
-                parts.push(Err((v, single)));
+                parts.push(Part::Computed(v, single));
             }
         }
     }
     Ok(parts)
 }
 
-/// The parts joined in order: folded when all are constants, else one Concat.
-fn join(c: &mut Ctx, parts: Vec<Result<Vec<i64>, (ValueRef, bool)>>) -> Ints {
-    if parts.iter().all(|p| p.is_ok()) {
-        return Ints::Const(parts.into_iter().flat_map(|p| p.unwrap_or_default()).collect());
+/// The parts joined in order: folded when all are known, else one Concat.
+fn join(c: &mut Ctx, parts: Vec<Part>) -> Ints {
+    if parts.iter().all(|p| matches!(p, Part::Known(_))) {
+        let all = parts.into_iter().flat_map(|p| match p {
+            Part::Known(vals) => vals,
+            Part::Computed(..) => Vec::new(),
+        });
+        return Ints::Const(all.collect());
     }
     let values: Vec<ValueRef> = parts
         .into_iter()
         .map(|p| match p {
-            Ok(vals) => c.const_i64(vec![vals.len()], &vals),
-            Err((v, _)) => v,
+            Part::Known(vals) => c.const_i64(vec![vals.len()], &vals),
+            Part::Computed(v, _) => v,
         })
         .collect();
     Ints::Dyn(c.add(Op::Concat { axis: 0 }, &values))
@@ -270,15 +309,20 @@ fn reshape(c: &mut Ctx) -> Res {
         let parts = list_parts(c, "ShapeTensor")?;
         // One computed entry among constants is what the others leave, so it can be inferred
         // (-1) and the target stays a constant shape inference can read.
-        let computed: Vec<bool> = parts.iter().filter_map(|p| p.as_ref().err()).map(|e| e.1).collect();
-        let no_infer = parts.iter().flatten().all(|v| !v.contains(&-1));
-        if computed == [true] && no_infer {
-            Ints::Const(
-                parts
-                    .into_iter()
-                    .flat_map(|p| p.unwrap_or_else(|_| vec![-1]))
-                    .collect(),
-            )
+        let mut target = Vec::with_capacity(parts.len());
+        let (mut computed, mut foldable) = (0, true);
+        for p in &parts {
+            match p {
+                Part::Known(vals) if !vals.contains(&-1) => target.extend(vals),
+                Part::Computed(_, true) => {
+                    computed += 1;
+                    target.push(-1);
+                }
+                _ => foldable = false,
+            }
+        }
+        if foldable && computed == 1 {
+            Ints::Const(target)
         } else {
             join(c, parts)
         }
@@ -341,13 +385,20 @@ fn resolve_sections(sections: &[i64], extent: Option<usize>) -> Result<Option<Ve
 /// A split whose `-1` section takes what an open extent leaves: each part is a slice, those
 /// after the open one counted from the end.
 fn split_by_slices(c: &mut Ctx, x: ValueRef, axis: i64, sections: &[i64]) -> Res {
-    let open = sections.iter().position(|&s| s == -1).unwrap_or(sections.len());
+    let open = sections
+        .iter()
+        .position(|&s| s == -1)
+        .unwrap_or(sections.len());
     let mut outs = Vec::with_capacity(sections.len());
     let axes = c.const_i64(vec![1], &[axis]);
     for k in 0..sections.len() {
         let from_start = |i: usize| sections[..i].iter().sum::<i64>();
         let from_end = |i: usize| -sections[i..].iter().sum::<i64>();
-        let start = if k <= open { from_start(k) } else { from_end(k) };
+        let start = if k <= open {
+            from_start(k)
+        } else {
+            from_end(k)
+        };
         let end = match k {
             k if k + 1 == sections.len() => i64::MAX,
             k if k < open => from_start(k + 1),
@@ -380,7 +431,12 @@ fn slice(c: &mut Ctx) -> Res {
             }
         }
     }
-    let mut ins = vec![x, starts.value(c), ends.value(c), c.const_i64(vec![axes.len()], &axes)];
+    let mut ins = vec![
+        x,
+        starts.value(c),
+        ends.value(c),
+        c.const_i64(vec![axes.len()], &axes),
+    ];
     if let Some(steps) = steps {
         ins.push(steps.value(c));
     }
@@ -405,7 +461,10 @@ fn squeeze(c: &mut Ctx) -> Res {
             let y = c.add(Op::Squeeze, &[x]);
             return c.bind("Out", y);
         }
-        (0..dims.len()).filter(|&a| dims[a] == Some(1)).map(|a| a as i64).collect()
+        (0..dims.len())
+            .filter(|&a| dims[a] == Some(1))
+            .map(|a| a as i64)
+            .collect()
     } else {
         let mut axes = Vec::new();
         for &a in &listed {
@@ -440,7 +499,10 @@ fn unsqueeze(c: &mut Ctx) -> Res {
                     .ok_or_else(|| format!("axes {list:?} do not fit the input's rank"))?;
                 fresh.insert(at, true);
             }
-            let placed: Vec<i64> = (0..fresh.len()).filter(|&i| fresh[i]).map(|i| i as i64).collect();
+            let placed: Vec<i64> = (0..fresh.len())
+                .filter(|&i| fresh[i])
+                .map(|i| i as i64)
+                .collect();
             c.const_i64(vec![placed.len()], &placed)
         }
         // Computed axes are taken as the IR reads them (right for ascending, non-negative ones).
@@ -468,7 +530,10 @@ fn flatten(c: &mut Ctx) -> Res {
     }
     let mut lead = vec![0i64; start];
     lead.push(-1);
-    let trailing: Option<Vec<i64>> = dims[stop + 1..].iter().map(|d| d.map(|d| d as i64)).collect();
+    let trailing: Option<Vec<i64>> = dims[stop + 1..]
+        .iter()
+        .map(|d| d.map(|d| d as i64))
+        .collect();
     let shape = match trailing {
         Some(t) => {
             lead.extend(t);
@@ -476,7 +541,13 @@ fn flatten(c: &mut Ctx) -> Res {
         }
         None => {
             let head = c.const_i64(vec![lead.len()], &lead);
-            let tail = c.add(Op::Shape { start: stop as i64 + 1, end: None }, &[x]);
+            let tail = c.add(
+                Op::Shape {
+                    start: stop as i64 + 1,
+                    end: None,
+                },
+                &[x],
+            );
             c.add(Op::Concat { axis: 0 }, &[head, tail])
         }
     };
@@ -487,7 +558,8 @@ fn flatten(c: &mut Ctx) -> Res {
 /// Paddle's -1 keeps the input's extent, which ONNX Expand spells 1.
 fn expand(c: &mut Ctx) -> Res {
     let x = c.input("X")?;
-    let shape = ints(c, Some("expand_shapes_tensor"), "Shape", "shape")?.ok_or("no target shape")?;
+    let shape =
+        ints(c, Some("expand_shapes_tensor"), "Shape", "shape")?.ok_or("no target shape")?;
     let shape = match shape {
         Ints::Const(v) => {
             let v: Vec<i64> = v.iter().map(|&d| if d == -1 { 1 } else { d }).collect();
@@ -525,11 +597,20 @@ fn meshgrid(c: &mut Ctx) -> Res {
         let shape: Vec<i64> = (0..n).map(|i| if i == k { -1 } else { 1 }).collect();
         let shape = c.const_i64(vec![n], &shape);
         let line = c.add(Op::Reshape { allowzero: false }, &[x, shape]);
-        extents.push(c.add(Op::Shape { start: k as i64, end: Some(k as i64 + 1) }, &[line]));
+        extents.push(c.add(
+            Op::Shape {
+                start: k as i64,
+                end: Some(k as i64 + 1),
+            },
+            &[line],
+        ));
         lines.push(line);
     }
     let full = c.add(Op::Concat { axis: 0 }, &extents);
-    let outs: Vec<ValueRef> = lines.iter().map(|&l| c.add(Op::Expand, &[l, full])).collect();
+    let outs: Vec<ValueRef> = lines
+        .iter()
+        .map(|&l| c.add(Op::Expand, &[l, full]))
+        .collect();
     c.bind_all("Out", &outs)
 }
 
@@ -542,10 +623,22 @@ fn broadcast_tensors(c: &mut Ctx) -> Res {
     };
     let mut all = first;
     for &x in rest {
-        let s = c.add(Op::Shape { start: 0, end: None }, &[x]);
+        let s = c.add(
+            Op::Shape {
+                start: 0,
+                end: None,
+            },
+            &[x],
+        );
         all = c.add(Op::Expand, &[all, s]);
     }
-    let common = c.add(Op::Shape { start: 0, end: None }, &[all]);
+    let common = c.add(
+        Op::Shape {
+            start: 0,
+            end: None,
+        },
+        &[all],
+    );
     let mut outs = vec![all];
     for &x in rest {
         outs.push(c.add(Op::Expand, &[x, common]));
@@ -601,7 +694,12 @@ fn fill_constant(c: &mut Ctx) -> Res {
                 .collect::<Result<Vec<_>, _>>()?;
             constant(c, filled(dtype, dims, value)?)
         }
-        Ints::Dyn(shape) => c.add(Op::ConstantOfShape { value: Scalar { dtype, value } }, &[shape]),
+        Ints::Dyn(shape) => c.add(
+            Op::ConstantOfShape {
+                value: Scalar { dtype, value },
+            },
+            &[shape],
+        ),
     };
     c.bind("Out", y)
 }
@@ -619,12 +717,23 @@ fn fill_batch_size_like(c: &mut Ctx) -> Res {
     if at > 0 {
         parts.push(c.const_i64(vec![at], &shape[..at]));
     }
-    parts.push(c.add(Op::Shape { start: from, end: Some(from + 1) }, &[x]));
+    parts.push(c.add(
+        Op::Shape {
+            start: from,
+            end: Some(from + 1),
+        },
+        &[x],
+    ));
     if at + 1 < shape.len() {
         parts.push(c.const_i64(vec![shape.len() - at - 1], &shape[at + 1..]));
     }
     let target = c.add(Op::Concat { axis: 0 }, &parts);
-    let y = c.add(Op::ConstantOfShape { value: Scalar { dtype, value } }, &[target]);
+    let y = c.add(
+        Op::ConstantOfShape {
+            value: Scalar { dtype, value },
+        },
+        &[target],
+    );
     c.bind("Out", y)
 }
 
@@ -636,11 +745,36 @@ fn assign_value(c: &mut Ctx) -> Res {
         .map(|&d| usize::try_from(d).map_err(|_| format!("shape {shape:?} holds {d}")))
         .collect::<Result<Vec<usize>, _>>()?;
     let data: Vec<u8> = match dtype {
-        DType::F32 => c.attrs.floats("fp32_values")?.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        DType::F64 => c.attrs.floats("fp64_values")?.iter().flat_map(|&v| (v as f64).to_le_bytes()).collect(),
-        DType::I32 => c.attrs.ints("int32_values")?.iter().flat_map(|&v| (v as i32).to_le_bytes()).collect(),
-        DType::I64 => c.attrs.ints("int64_values")?.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        DType::Bool => c.attrs.ints("bool_values")?.iter().map(|&v| (v != 0) as u8).collect(),
+        DType::F32 => c
+            .attrs
+            .floats("fp32_values")?
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect(),
+        DType::F64 => c
+            .attrs
+            .floats("fp64_values")?
+            .iter()
+            .flat_map(|&v| (v as f64).to_le_bytes())
+            .collect(),
+        DType::I32 => c
+            .attrs
+            .ints("int32_values")?
+            .iter()
+            .flat_map(|&v| (v as i32).to_le_bytes())
+            .collect(),
+        DType::I64 => c
+            .attrs
+            .ints("int64_values")?
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect(),
+        DType::Bool => c
+            .attrs
+            .ints("bool_values")?
+            .iter()
+            .map(|&v| (v != 0) as u8)
+            .collect(),
         other => return Err(format!("assign_value of {other} is not supported").into()),
     };
     let count: usize = dims.iter().product();
@@ -651,7 +785,14 @@ fn assign_value(c: &mut Ctx) -> Res {
         )
         .into());
     }
-    let y = constant(c, Weight { dtype, dims, data: data.into() });
+    let y = constant(
+        c,
+        Weight {
+            dtype,
+            dims,
+            data: data.into(),
+        },
+    );
     c.bind("Out", y)
 }
 

@@ -22,7 +22,12 @@ pub(super) fn dtype(t: i32) -> Result<DType, String> {
         Ok(VarDType::Fp64) => DType::F64,
         Ok(VarDType::Uint8) => DType::U8,
         Ok(VarDType::Int8) => DType::I8,
-        Ok(other) => return Err(format!("data type {} is not supported", other.as_str_name())),
+        Ok(other) => {
+            return Err(format!(
+                "data type {} is not supported",
+                other.as_str_name()
+            ))
+        }
         Err(_) => return Err(format!("unknown data type code {t}")),
     })
 }
@@ -95,7 +100,8 @@ impl Reader {
         let levels = self.u64(name, "LoD level count")?;
         for _ in 0..levels {
             let size = self.u64(name, "LoD level size")?;
-            let size = usize::try_from(size).map_err(|_| format!("parameter '{name}': LoD size {size}"))?;
+            let size = usize::try_from(size)
+                .map_err(|_| format!("parameter '{name}': LoD size {size}"))?;
             self.take(size, name, "LoD data")?;
         }
         let version = self.u32(name, "tensor version")?;
@@ -112,11 +118,15 @@ impl Reader {
         })?;
         let dtype = dtype(desc.data_type).map_err(|e| format!("parameter '{name}': {e}"))?;
         if desc.dims.iter().any(|&d| d < 0) {
-            return Err(format!("parameter '{name}': negative extent in {:?}", desc.dims));
+            return Err(format!(
+                "parameter '{name}': negative extent in {:?}",
+                desc.dims
+            ));
         }
         let dims: Vec<usize> = desc.dims.iter().map(|&d| d as usize).collect();
         if let Some(declared) = tensor_desc(var) {
-            let declared_dtype = self::dtype(declared.data_type).map_err(|e| format!("parameter '{name}': {e}"))?;
+            let declared_dtype =
+                self::dtype(declared.data_type).map_err(|e| format!("parameter '{name}': {e}"))?;
             if declared.dims != desc.dims || declared_dtype != dtype {
                 return Err(format!(
                     "parameter '{name}': the file holds {dtype} {:?}, the program declares {declared_dtype} {:?}; \
