@@ -22,13 +22,7 @@ pub(super) struct Ctx<'i, 'p> {
 
 impl<'i, 'p> Ctx<'i, 'p> {
     pub fn map(imp: &'i mut Importer<'p>, op: &'p OpDesc) -> Res {
-        let base = op
-            .outputs
-            .iter()
-            .flat_map(|v| v.arguments.first())
-            .next()
-            .cloned()
-            .unwrap_or_else(|| op.r#type.clone());
+        let base = super::main_output(op).unwrap_or(&op.r#type).to_string();
         let prov = imp.origin(&base, &op.r#type);
         let attrs = Attrs(&op.attrs);
         let mut ctx = Ctx {

@@ -2,10 +2,12 @@
 //! layer_norm, reduce_*, top_k(_v2), arg_max, dropout (inference) and squared_l2_norm.
 
 use super::ctx::{Ctx, Res};
-use super::movement::{declared_dims, declared_rank_of, norm_axis, times};
+use super::movement::{
+    declared_dims, declared_rank_of, fill, norm_axis, reshape_to, shape_of, times,
+};
 use super::ops::Family;
 use super::{args, params};
-use temblor_ir::{BinaryOp, DType, Op, ReduceOp, Scalar, ValueRef};
+use temblor_ir::{BinaryOp, DType, Op, ReduceOp, ValueRef};
 
 pub(super) const FAMILY: Family = Family {
     ops: &[
@@ -132,13 +134,7 @@ fn layer_norm(c: &mut Ctx) -> Res {
     let shape = match (dims.len() - axis, normalized) {
         (1, _) => None,
         (n, Some(d)) => Some(c.const_i64(vec![n], &d)),
-        (_, None) => Some(c.add(
-            Op::Shape {
-                start: axis as i64,
-                end: None,
-            },
-            &[x],
-        )),
+        (_, None) => Some(shape_of(c, x, axis as i64, None)),
     };
     let shaped = |c: &mut Ctx, v: ValueRef| match shape {
         Some(s) => c.add(Op::Reshape { allowzero: false }, &[v, s]),
@@ -147,20 +143,9 @@ fn layer_norm(c: &mut Ctx) -> Res {
     let scale = match c.opt_input("Scale")? {
         Some(s) => shaped(c, s),
         None => {
-            let s = c.add(
-                Op::Shape {
-                    start: axis as i64,
-                    end: None,
-                },
-                &[x],
-            );
+            let s = shape_of(c, x, axis as i64, None);
             let dtype = c.declared_dtype("X")?;
-            c.add(
-                Op::ConstantOfShape {
-                    value: Scalar { dtype, value: 1.0 },
-                },
-                &[s],
-            )
+            fill(c, s, dtype, 1.0)
         }
     };
     let bias = c.opt_input("Bias")?.map(|b| shaped(c, b));
@@ -237,8 +222,7 @@ fn top_k(c: &mut Ctx) -> Res {
                 DType::I64 => k,
                 _ => c.add(Op::Cast { to: DType::I64 }, &[k]),
             };
-            let one = c.const_i64(vec![1], &[1]);
-            c.add(Op::Reshape { allowzero: false }, &[k, one])
+            reshape_to(c, k, &[1])
         }
         None => {
             let k = c.attrs.int("k")?;
@@ -263,8 +247,7 @@ fn arg_max(c: &mut Ctx) -> Res {
     let rank = c.declared_rank("X", false)?;
     let mut y = if flatten {
         // Over all elements: one index, kept as ones of the input's rank with keepdims.
-        let flat = c.const_i64(vec![1], &[-1]);
-        let x = c.add(Op::Reshape { allowzero: false }, &[x, flat]);
+        let x = reshape_to(c, x, &[-1]);
         let op = Op::ArgExtreme {
             min: false,
             axis: 0,
@@ -273,8 +256,7 @@ fn arg_max(c: &mut Ctx) -> Res {
         };
         let y = c.add(op, &[x]);
         if keepdims {
-            let ones = c.const_i64(vec![rank], &vec![1; rank]);
-            c.add(Op::Reshape { allowzero: false }, &[y, ones])
+            reshape_to(c, y, &vec![1; rank])
         } else {
             declared_rank_of(c, y, 0, "Out")?
         }

@@ -460,6 +460,22 @@ fn single(op: &OpDesc, param: &str, output: bool) -> std::result::Result<String,
     }
 }
 
+/// The variable an op is known by: its result (`Out`, `Output` or `Y`), else its first output.
+/// Paddle lists outputs by parameter name, so batch_norm's `MeanOut` would otherwise come first.
+pub(super) fn main_output(op: &OpDesc) -> Option<&str> {
+    let first = |param: &str| {
+        op.outputs
+            .iter()
+            .find(|v| v.parameter == param)
+            .and_then(|v| v.arguments.first())
+    };
+    ["Out", "Output", "Y"]
+        .into_iter()
+        .find_map(first)
+        .or_else(|| op.outputs.iter().flat_map(|v| v.arguments.first()).next())
+        .map(String::as_str)
+}
+
 /// The graph inputs with their shapes, for messages.
 fn describe_input_dims(imp: &Importer) -> String {
     imp.g
@@ -476,12 +492,54 @@ fn describe_input_dims(imp: &Importer) -> String {
 /// `op 'conv2d' (block 0, op 12, writes conv2d_0.tmp_0)`: Paddle ops have no names, so an op is
 /// known by its position and the first variable it writes.
 fn describe(op: &OpDesc, block: usize, index: usize) -> String {
-    let first = op
-        .outputs
-        .iter()
-        .flat_map(|v| v.arguments.first())
-        .next()
+    let first = main_output(op)
         .map(|s| format!(", writes {s}"))
         .unwrap_or_default();
     format!("op '{}' (block {block}, op {index}{first})", op.r#type)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn basic() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/models/paddle/paddle_basic")
+    }
+
+    /// The same model in Paddle's three layouts gives the same graph and weights: the combined
+    /// `model.pdmodel` + `model.pdiparams` as exported, and derived from it a `__model__` with
+    /// `__params__`, and a `__model__` with one parameter file per variable.
+    #[test]
+    fn the_three_layouts_load_the_same_weights() {
+        let program_bytes = std::fs::read(basic().join("model.pdmodel")).unwrap();
+        let params_bytes = std::fs::read(basic().join("model.pdiparams")).unwrap();
+        let reference = load(&basic().join("model.pdmodel"), &[]).unwrap();
+
+        let combined = tempfile::tempdir().unwrap();
+        std::fs::write(combined.path().join("__model__"), &program_bytes).unwrap();
+        std::fs::write(combined.path().join("__params__"), &params_bytes).unwrap();
+
+        let separate = tempfile::tempdir().unwrap();
+        std::fs::write(separate.path().join("__model__"), &program_bytes).unwrap();
+        let program = ProgramDesc::decode(&program_bytes[..]).unwrap();
+        let mut reader = params::Reader::new(params_bytes.clone().into());
+        for var in persistable(&program) {
+            let start = reader.offset();
+            reader.tensor(var).unwrap();
+            let record = &params_bytes[start..reader.offset()];
+            std::fs::write(separate.path().join(&var.name), record).unwrap();
+        }
+
+        let weights = |g: &Graph| -> Vec<(Vec<usize>, Vec<u8>)> {
+            g.weights
+                .iter()
+                .map(|(_, w)| (w.dims.clone(), w.data.to_vec()))
+                .collect()
+        };
+        for dir in [combined.path(), separate.path()] {
+            let g = load(dir, &[]).unwrap();
+            assert_eq!(weights(&g), weights(&reference), "{}", dir.display());
+            assert_eq!(g.op_counts(), reference.op_counts());
+        }
+    }
 }

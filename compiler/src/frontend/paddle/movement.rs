@@ -93,13 +93,7 @@ fn map(c: &mut Ctx) -> Res {
         "shape" => {
             // Paddle's shape op answers int32; the IR's Shape answers int64.
             let x = c.input("Input")?;
-            let s = c.add(
-                Op::Shape {
-                    start: 0,
-                    end: None,
-                },
-                &[x],
-            );
+            let s = shape_of(c, x, 0, None);
             let y = c.add(Op::Cast { to: DType::I32 }, &[s]);
             c.bind("Out", y)
         }
@@ -117,19 +111,8 @@ fn map(c: &mut Ctx) -> Res {
                 code => params::dtype(code as i32)?,
             };
             let value = c.attrs.float_or("value", 0.0)? as f64;
-            let shape = c.add(
-                Op::Shape {
-                    start: 0,
-                    end: None,
-                },
-                &[x],
-            );
-            let y = c.add(
-                Op::ConstantOfShape {
-                    value: Scalar { dtype, value },
-                },
-                &[shape],
-            );
+            let shape = shape_of(c, x, 0, None);
+            let y = fill(c, shape, dtype, value);
             c.bind("Out", y)
         }
         "fill_constant_batch_size_like" => fill_batch_size_like(c),
@@ -140,6 +123,27 @@ fn map(c: &mut Ctx) -> Res {
         }
         other => Err(format!("{other} is listed but not mapped").into()),
     }
+}
+
+/// The extents of `x` on axes `start..end` (`None`: through the last), as int64.
+pub(super) fn shape_of(c: &mut Ctx, x: ValueRef, start: i64, end: Option<i64>) -> ValueRef {
+    c.add(Op::Shape { start, end }, &[x])
+}
+
+/// `x` reshaped to constant `dims` (0 copies an extent, -1 infers one).
+pub(super) fn reshape_to(c: &mut Ctx, x: ValueRef, dims: &[i64]) -> ValueRef {
+    let shape = c.const_i64(vec![dims.len()], dims);
+    c.add(Op::Reshape { allowzero: false }, &[x, shape])
+}
+
+/// A tensor of the computed `shape` holding `value`.
+pub(super) fn fill(c: &mut Ctx, shape: ValueRef, dtype: DType, value: f64) -> ValueRef {
+    c.add(
+        Op::ConstantOfShape {
+            value: Scalar { dtype, value },
+        },
+        &[shape],
+    )
 }
 
 /// An axis counted from the end when negative, checked against `rank`.
@@ -182,8 +186,7 @@ pub(super) fn declared_rank_of(
     param: &str,
 ) -> Res<ValueRef> {
     if rank == 0 && c.declared_rank(param, true)? == 1 {
-        let shape = c.const_i64(vec![1], &[1]);
-        return Ok(c.add(Op::Reshape { allowzero: false }, &[v, shape]));
+        return Ok(reshape_to(c, v, &[1]));
     }
     Ok(v)
 }
@@ -519,8 +522,7 @@ fn flatten(c: &mut Ctx) -> Res {
     let dims = declared_dims(c, "X", false)?;
     let rank = dims.len();
     if rank == 0 {
-        let shape = c.const_i64(vec![1], &[1]);
-        let y = c.add(Op::Reshape { allowzero: false }, &[x, shape]);
+        let y = reshape_to(c, x, &[1]);
         return c.bind("Out", y);
     }
     let start = norm_axis(c.attrs.int_or("start_axis", 1)?, rank)?;
@@ -541,13 +543,7 @@ fn flatten(c: &mut Ctx) -> Res {
         }
         None => {
             let head = c.const_i64(vec![lead.len()], &lead);
-            let tail = c.add(
-                Op::Shape {
-                    start: stop as i64 + 1,
-                    end: None,
-                },
-                &[x],
-            );
+            let tail = shape_of(c, x, stop as i64 + 1, None);
             c.add(Op::Concat { axis: 0 }, &[head, tail])
         }
     };
@@ -580,8 +576,7 @@ fn gather(c: &mut Ctx) -> Res {
         None => c.attrs.int_or("axis", 0)?,
     };
     if c.declared_rank("Index", false)? > 1 {
-        let flat = c.const_i64(vec![1], &[-1]);
-        index = c.add(Op::Reshape { allowzero: false }, &[index, flat]);
+        index = reshape_to(c, index, &[-1]);
     }
     let y = c.add(Op::Gather { axis }, &[x, index]);
     c.bind("Out", y)
@@ -595,15 +590,8 @@ fn meshgrid(c: &mut Ctx) -> Res {
     let mut extents = Vec::with_capacity(n);
     for (k, &x) in xs.iter().enumerate() {
         let shape: Vec<i64> = (0..n).map(|i| if i == k { -1 } else { 1 }).collect();
-        let shape = c.const_i64(vec![n], &shape);
-        let line = c.add(Op::Reshape { allowzero: false }, &[x, shape]);
-        extents.push(c.add(
-            Op::Shape {
-                start: k as i64,
-                end: Some(k as i64 + 1),
-            },
-            &[line],
-        ));
+        let line = reshape_to(c, x, &shape);
+        extents.push(shape_of(c, line, k as i64, Some(k as i64 + 1)));
         lines.push(line);
     }
     let full = c.add(Op::Concat { axis: 0 }, &extents);
@@ -623,22 +611,10 @@ fn broadcast_tensors(c: &mut Ctx) -> Res {
     };
     let mut all = first;
     for &x in rest {
-        let s = c.add(
-            Op::Shape {
-                start: 0,
-                end: None,
-            },
-            &[x],
-        );
+        let s = shape_of(c, x, 0, None);
         all = c.add(Op::Expand, &[all, s]);
     }
-    let common = c.add(
-        Op::Shape {
-            start: 0,
-            end: None,
-        },
-        &[all],
-    );
+    let common = shape_of(c, all, 0, None);
     let mut outs = vec![all];
     for &x in rest {
         outs.push(c.add(Op::Expand, &[x, common]));
@@ -694,12 +670,7 @@ fn fill_constant(c: &mut Ctx) -> Res {
                 .collect::<Result<Vec<_>, _>>()?;
             constant(c, filled(dtype, dims, value)?)
         }
-        Ints::Dyn(shape) => c.add(
-            Op::ConstantOfShape {
-                value: Scalar { dtype, value },
-            },
-            &[shape],
-        ),
+        Ints::Dyn(shape) => fill(c, shape, dtype, value),
     };
     c.bind("Out", y)
 }
@@ -717,23 +688,12 @@ fn fill_batch_size_like(c: &mut Ctx) -> Res {
     if at > 0 {
         parts.push(c.const_i64(vec![at], &shape[..at]));
     }
-    parts.push(c.add(
-        Op::Shape {
-            start: from,
-            end: Some(from + 1),
-        },
-        &[x],
-    ));
+    parts.push(shape_of(c, x, from, Some(from + 1)));
     if at + 1 < shape.len() {
         parts.push(c.const_i64(vec![shape.len() - at - 1], &shape[at + 1..]));
     }
     let target = c.add(Op::Concat { axis: 0 }, &parts);
-    let y = c.add(
-        Op::ConstantOfShape {
-            value: Scalar { dtype, value },
-        },
-        &[target],
-    );
+    let y = fill(c, target, dtype, value);
     c.bind("Out", y)
 }
 

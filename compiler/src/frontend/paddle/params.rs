@@ -59,6 +59,12 @@ impl Reader {
         Reader { data, pos: 0 }
     }
 
+    /// Bytes read so far.
+    #[cfg(test)]
+    pub fn offset(&self) -> usize {
+        self.pos
+    }
+
     pub fn remaining(&self) -> usize {
         self.data.len() - self.pos
     }
