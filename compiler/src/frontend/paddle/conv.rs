@@ -68,14 +68,11 @@ fn declared_hw(c: &Ctx, param: &str) -> Res<Option<[usize; 2]>> {
         return Ok(None);
     };
     let ty = c.imp.declared_type(var)?;
-    Ok(match ty.shape.known().as_deref() {
-        Some([.., h, w]) => Some([*h, *w]),
-        _ => ty
-            .shape
-            .dims()
-            .get(2..4)
-            .and_then(|d| Some([d[0].known()?, d[1].known()?])),
-    })
+    Ok(ty
+        .shape
+        .dims()
+        .get(2..4)
+        .and_then(|d| Some([d[0].known()?, d[1].known()?])))
 }
 
 /// Paddle's paddings (2 values, or 4 as top, bottom, left, right) and padding_algorithm, as the
@@ -127,15 +124,25 @@ fn kernel(c: &Ctx, filter: temblor_ir::ValueRef) -> Res<[usize; 2]> {
     }
 }
 
-fn geometry(
-    c: &Ctx,
-    filter: temblor_ir::ValueRef,
-) -> Res<([usize; 2], [usize; 2], [usize; 2], [usize; 4])> {
-    let k = kernel(c, filter)?;
+/// The window of a convolution: kernel, strides, dilations and IR-order pads.
+struct Geometry {
+    kernel: [usize; 2],
+    strides: [usize; 2],
+    dilations: [usize; 2],
+    pads: [usize; 4],
+}
+
+fn geometry(c: &Ctx, filter: temblor_ir::ValueRef) -> Res<Geometry> {
+    let kernel = kernel(c, filter)?;
     let strides = pair(&c.attrs.ints_or("strides", &[1, 1])?, "strides")?;
     let dilations = pair(&c.attrs.ints_or("dilations", &[1, 1])?, "dilations")?;
-    let p = pads(c, k, strides, dilations)?;
-    Ok((k, strides, dilations, p))
+    let pads = pads(c, kernel, strides, dilations)?;
+    Ok(Geometry {
+        kernel,
+        strides,
+        dilations,
+        pads,
+    })
 }
 
 fn group(c: &Ctx, name: &str) -> Res<usize> {
@@ -149,7 +156,12 @@ fn group(c: &Ctx, name: &str) -> Res<usize> {
 fn conv(c: &mut Ctx) -> Res {
     let x = c.input("Input")?;
     let w = c.input("Filter")?;
-    let (kernel, strides, dilations, pads) = geometry(c, w)?;
+    let Geometry {
+        kernel,
+        strides,
+        dilations,
+        pads,
+    } = geometry(c, w)?;
     let group = group(c, "groups")?;
     let bias = c.opt_input("Bias")?;
     let id = c.node(
@@ -170,7 +182,12 @@ fn conv(c: &mut Ctx) -> Res {
 fn conv_transpose(c: &mut Ctx) -> Res {
     let x = c.input("Input")?;
     let w = c.input("Filter")?;
-    let (kernel, strides, dilations, pads) = geometry(c, w)?;
+    let Geometry {
+        kernel,
+        strides,
+        dilations,
+        pads,
+    } = geometry(c, w)?;
     if !c.attrs.ints_or("output_size", &[])?.is_empty() {
         return Err(
             "conv2d_transpose with output_size is not supported; export with output_padding".into(),
@@ -206,7 +223,12 @@ fn deformable(c: &mut Ctx) -> Res {
     let offset = c.input("Offset")?;
     let mask = c.opt_input("Mask")?;
     let w = c.input("Filter")?;
-    let (kernel, strides, dilations, pads) = geometry(c, w)?;
+    let Geometry {
+        kernel,
+        strides,
+        dilations,
+        pads,
+    } = geometry(c, w)?;
     let attrs = DeformConvAttrs {
         kernel,
         strides,

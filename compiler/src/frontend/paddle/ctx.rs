@@ -156,12 +156,6 @@ impl<'i, 'p> Ctx<'i, 'p> {
             .constant(&name, Weight::from_i64(dims, values), self.op_type())
     }
 
-    pub fn const_f32(&mut self, dims: Vec<usize>, values: &[f32]) -> ValueRef {
-        let name = format!("{}.const", self.base);
-        self.imp
-            .constant(&name, Weight::from_f32(dims, values), self.op_type())
-    }
-
     /// Binds the output parameter's single variable to `v`. A value this op made takes the
     /// variable's name, so views and errors use the names a Paddle user knows.
     pub fn bind(&mut self, param: &str, v: ValueRef) -> Res {

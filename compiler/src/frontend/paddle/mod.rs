@@ -11,6 +11,7 @@
 mod attrs;
 mod control;
 mod conv;
+mod creation;
 mod ctx;
 mod detection;
 mod files;

@@ -4,18 +4,19 @@
 
 use super::ctx::{Ctx, Res};
 use super::proto::ProgramDesc;
-use super::{control, conv, detection, linalg, math, movement};
+use super::{control, conv, creation, detection, linalg, math, movement};
 
 pub(super) struct Family {
     pub ops: &'static [&'static str],
     pub map: fn(&mut Ctx) -> Res,
 }
 
-const FAMILIES: [&Family; 6] = [
+const FAMILIES: [&Family; 7] = [
     &conv::FAMILY,
     &math::FAMILY,
     &linalg::FAMILY,
     &movement::FAMILY,
+    &creation::FAMILY,
     &detection::FAMILY,
     &control::FAMILY,
 ];
