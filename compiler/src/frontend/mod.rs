@@ -16,7 +16,7 @@ use temblor_ir::Graph;
 pub fn load(path: &Path, input_dims: &[(String, Vec<usize>)]) -> Result<Graph> {
     if !path.exists() {
         return Err(Error::bad_input(format!(
-            "{}: no such file or directory",
+            "{}: cannot open the model: no such file or directory",
             path.display()
         )));
     }
