@@ -7,16 +7,24 @@ mod driver;
 mod fold_batchnorm;
 mod fold_conv_affine;
 mod fuse_conv_epilogue;
+mod fuse_matmul_add;
+mod fuse_pad;
 mod placement;
+mod recognize_gelu;
 mod recognize_hard_swish;
+mod recognize_layer_norm;
 
 pub use dead_nodes::DeadNodes;
 pub use driver::{Driver, PassError, PassRecord};
 pub use fold_batchnorm::FoldBatchNorm;
 pub use fold_conv_affine::FoldConvAffine;
 pub use fuse_conv_epilogue::FuseConvEpilogue;
+pub use fuse_matmul_add::FuseMatMulAdd;
+pub use fuse_pad::FusePad;
 pub use placement::place;
+pub use recognize_gelu::RecognizeGelu;
 pub use recognize_hard_swish::RecognizeHardSwish;
+pub use recognize_layer_norm::RecognizeLayerNorm;
 
 use temblor_ir::{Graph, Layout, Node, Op, Provenance, TensorInfo, TensorType, ValueRef, Weight};
 
@@ -36,7 +44,11 @@ pub fn optimize_passes() -> Vec<Box<dyn Pass>> {
     vec![
         Box::new(FoldBatchNorm),
         Box::new(FoldConvAffine),
+        Box::new(FusePad),
         Box::new(RecognizeHardSwish),
+        Box::new(RecognizeGelu),
+        Box::new(RecognizeLayerNorm),
+        Box::new(FuseMatMulAdd),
         Box::new(FuseConvEpilogue),
         Box::new(DeadNodes),
     ]

@@ -1,6 +1,7 @@
 //! Shared support for temblor's tests: where the binary, the Python references, the models and
 //! the shared material are, and how to compare tensors.
 
+pub mod builder;
 pub mod detections;
 
 use std::path::{Path, PathBuf};

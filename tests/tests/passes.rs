@@ -2,126 +2,17 @@
 //! parse/optimize views (insta), checked numerically against the unoptimized graph on the CPU
 //! runtime, and the driver's records of what each pass changed.
 
-use temblor_ir::{
-    validate, ConvAttrs, DType, Framework, Graph, GraphOutput, Layout, Node, NodeId, Op, Origin,
-    Provenance, Shape, TensorInfo, TensorType, UnaryOp, ValueRef, Weight,
-};
+use temblor_ir::{validate, Graph, GraphOutput, NodeId, Op, UnaryOp};
 use temblor_passes::{optimize_passes, DeadNodes, Driver, FoldBatchNorm};
 use temblor_runtime::{CpuPlan, Tensor};
+use temblor_tests::builder::{act, Builder};
 use temblor_tests::{rel_l2, Rng};
 use temblor_visualize::{render, View};
-
-struct Builder {
-    g: Graph,
-    rng: Rng,
-}
-
-impl Builder {
-    fn origin(&mut self, name: &str, op_type: &str) -> Provenance {
-        Provenance::imported(self.g.add_origin(Origin {
-            framework: Framework::Temblor,
-            node_name: name.into(),
-            op_type: op_type.into(),
-            file: "hand-built".into(),
-        }))
-    }
-
-    fn node(&mut self, name: &str, op: Op, ty: TensorType, inputs: &[ValueRef]) -> ValueRef {
-        let op_type = op.name().to_string();
-        let mut node = Node::new(
-            name,
-            op,
-            vec![TensorInfo {
-                name: name.into(),
-                ty,
-            }],
-        );
-        node.provenance = self.origin(name, &op_type);
-        let id = self.g.add_node(node);
-        for (port, v) in inputs.iter().enumerate() {
-            self.g.connect(*v, id, port);
-        }
-        ValueRef::new(id, 0)
-    }
-
-    fn constant(
-        &mut self,
-        name: &str,
-        dims: &[usize],
-        values: Vec<f32>,
-        layout: Layout,
-    ) -> ValueRef {
-        let weight = self.g.weights.add(Weight::from_f32(dims.to_vec(), &values));
-        let ty = TensorType {
-            dtype: DType::F32,
-            shape: Shape::from_known(dims),
-            layout,
-        };
-        self.node(name, Op::Constant { weight }, ty, &[])
-    }
-
-    fn random(&mut self, name: &str, dims: &[usize], layout: Layout) -> ValueRef {
-        let values = self.rng.values(dims.iter().product());
-        self.constant(name, dims, values, layout)
-    }
-
-    fn conv_bn(
-        &mut self,
-        prefix: &str,
-        x: ValueRef,
-        cin: usize,
-        cout: usize,
-        bias: bool,
-    ) -> ValueRef {
-        let w = self.random(&format!("{prefix}.w"), &[cout, cin, 3, 3], Layout::OIHW);
-        let mut ins = vec![x, w];
-        if bias {
-            ins.push(self.random(&format!("{prefix}.b"), &[cout], Layout::C));
-        }
-        let attrs = ConvAttrs {
-            activation: None,
-            kernel: [3, 3],
-            strides: [1, 1],
-            dilations: [1, 1],
-            pads: [1, 1, 1, 1],
-            group: 1,
-        };
-        let conv = self.node(&format!("{prefix}.conv"), Op::Conv(attrs), act(cout), &ins);
-        let mut bn_ins = vec![conv];
-        for p in ["gamma", "beta", "mean"] {
-            bn_ins.push(self.random(&format!("{prefix}.{p}"), &[cout], Layout::C));
-        }
-        let var: Vec<f32> = self
-            .rng
-            .values(cout)
-            .iter()
-            .map(|v| v.abs() + 0.5)
-            .collect();
-        bn_ins.push(self.constant(&format!("{prefix}.var"), &[cout], var, Layout::C));
-        self.node(
-            &format!("{prefix}.bn"),
-            Op::BatchNorm { epsilon: 1e-5 },
-            act(cout),
-            &bn_ins,
-        )
-    }
-}
-
-fn act(c: usize) -> TensorType {
-    TensorType {
-        dtype: DType::F32,
-        shape: Shape::from_known(&[1, c, 8, 8]),
-        layout: Layout::NCHW,
-    }
-}
 
 /// x -> conv+bn (bias) -> relu -> conv+bn (no bias) -> add(relu) -> y; plus a conv whose output
 /// is also a graph output, which must not be folded.
 fn sample_graph() -> Graph {
-    let mut b = Builder {
-        g: Graph::new("sample"),
-        rng: Rng(0x9E3779B97F4A7C15),
-    };
+    let mut b = Builder::new("sample", 0x9E3779B97F4A7C15);
     let x = b.node("x", Op::Input { index: 0 }, act(3), &[]);
     b.g.inputs.push(x.node);
     let bn1 = b.conv_bn("block1", x, 3, 4, true);
