@@ -52,6 +52,9 @@ pub fn compile(model: &Path, options: &Options) -> Result<Compiled> {
     let start = Instant::now();
     let mut optimize = parse.clone();
     let passes = Driver::new(optimize_passes())
+        .with_retype(Box::new(|g: &mut Graph| {
+            shape::infer(g).map_err(|e| e.to_string())
+        }))
         .with_step_limit(options.pass_steps)
         .run(&mut optimize)
         .map_err(|e| Error::internal(e.to_string()))?;

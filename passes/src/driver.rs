@@ -13,6 +13,9 @@ pub enum PassError {
         pass: &'static str,
         source: temblor_ir::ValidationError,
     },
+    /// Retyping the graph after a pass failed: the pass left a value no shape rule accepts.
+    #[error("after pass '{pass}': {message}")]
+    Retype { pass: &'static str, message: String },
     #[error("passes did not reach a fixed point in {rounds} rounds; last to change: {pass}")]
     NoFixedPoint { rounds: usize, pass: &'static str },
 }
@@ -37,7 +40,13 @@ pub struct Driver {
     max_rounds: usize,
     /// Stop after this many applied pass runs (for bisecting a rewrite that breaks a model).
     step_limit: Option<usize>,
+    /// Recomputes every value's type after a pass that changed the graph, so a shape that
+    /// folding made static is static for the passes that follow (the compiler's shape inference).
+    retype: Option<Retype>,
 }
+
+/// A shape inference the driver runs after each pass that applied.
+pub type Retype = Box<dyn Fn(&mut Graph) -> Result<(), String>>;
 
 impl Driver {
     pub fn new(passes: Vec<Box<dyn Pass>>) -> Driver {
@@ -45,11 +54,17 @@ impl Driver {
             passes,
             max_rounds: 32,
             step_limit: None,
+            retype: None,
         }
     }
 
     pub fn with_step_limit(mut self, steps: Option<usize>) -> Driver {
         self.step_limit = steps;
+        self
+    }
+
+    pub fn with_retype(mut self, retype: Retype) -> Driver {
+        self.retype = Some(retype);
         self
     }
 
@@ -70,6 +85,12 @@ impl Driver {
                 let (nodes_before, layers_before) = (graph.node_count(), graph.layer_count());
                 let start = Instant::now();
                 let applied = pass.run(graph)?;
+                if let (Some(retype), true) = (&self.retype, applied > 0) {
+                    retype(graph).map_err(|message| PassError::Retype {
+                        pass: pass.name(),
+                        message,
+                    })?;
+                }
                 let micros = start.elapsed().as_micros();
                 validate(graph).map_err(|source| PassError::Invalid {
                     pass: pass.name(),

@@ -1,10 +1,16 @@
 //! Folds an inference BatchNormalization into the convolution that feeds it:
 //! `bn(conv(x, w) + b) = conv(x, w * s) + (b - mean) * s + beta`, with `s = gamma / sqrt(var + eps)`
-//! per output channel. Applies only when the convolution's output feeds nothing but the
-//! BatchNorm and every operand involved is an f32 constant.
+//! per output channel. Conv, DeformConv and ConvTranspose all fold; they differ only in where
+//! the output channels lie in the weight and in which port holds the bias.
+//!
+//! Applies only when the convolution's output feeds nothing but the BatchNorm, the conv has no
+//! fused activation or residual (the scale would have to pass through them), and every operand
+//! involved is an f32 constant. A model given without its parameters (weights known by shape
+//! alone) folds the same way into shape-only weights, so its optimized graph has the structure
+//! the full model would have.
 
 use crate::{add_constant, Pass, PassError};
-use temblor_ir::{Graph, Layout, Node, NodeId, Op, Provenance, ValueRef, Weight};
+use temblor_ir::{DType, Graph, Layout, Node, NodeId, Op, Provenance, ValueRef, Weight};
 
 pub struct FoldBatchNorm;
 
@@ -31,17 +37,64 @@ impl Pass for FoldBatchNorm {
     }
 }
 
+/// Where the output channels lie in a convolution's weight.
+#[derive(Clone, Copy)]
+enum Rows {
+    /// `[O, C/g, kH, kW]` (Conv, DeformConv): channel `o` owns the `o`th row.
+    Leading,
+    /// `[C, O/g, kH, kW]` (ConvTranspose): input channel `c` belongs to group `c / (C/g)`, and
+    /// index `j` of axis 1 is output channel `group * O/g + j`.
+    Grouped { group: usize },
+}
+
+impl Rows {
+    /// The number of output channels of a weight of `dims`, when the dims fit.
+    fn channels(self, dims: &[usize]) -> Option<usize> {
+        match (self, dims) {
+            (Rows::Leading, &[o, _, _, _]) => Some(o),
+            (Rows::Grouped { group }, &[c, og, _, _]) if group > 0 && c % group == 0 => {
+                Some(og * group)
+            }
+            _ => None,
+        }
+    }
+
+    fn layout(self) -> Layout {
+        match self {
+            Rows::Leading => Layout::OIHW,
+            Rows::Grouped { .. } => Layout::IOHW,
+        }
+    }
+
+    /// The output channel that the weight element at flat `index` contributes to.
+    fn channel_of(self, dims: &[usize], index: usize) -> usize {
+        let taps: usize = dims[2..].iter().product();
+        match self {
+            Rows::Leading => index / (dims[1] * taps),
+            Rows::Grouped { group } => {
+                let (c, og) = (dims[0], dims[1]);
+                let (input, j) = (index / (og * taps), index / taps % og);
+                input / (c / group) * og + j
+            }
+        }
+    }
+}
+
 struct Match {
     conv: NodeId,
     bn: NodeId,
-    x: ValueRef,
+    rows: Rows,
+    bias_port: usize,
     weight: Weight,
-    scale: Vec<f32>,
-    shift: Vec<f32>,
+    channels: usize,
+    /// Per-channel scale and shift; `None` when some operand is known by shape alone.
+    affine: Option<(Vec<f32>, Vec<f32>)>,
 }
 
-fn const_f32(g: &Graph, v: Option<ValueRef>) -> Option<Vec<f32>> {
-    g.constant(v?)?.to_f32()
+/// The f32 constant at `v` holding `len` elements: `Some(None)` when it is known by shape alone.
+fn per_channel(g: &Graph, v: Option<ValueRef>, len: usize) -> Option<Option<Vec<f32>>> {
+    let w = g.constant(v?)?;
+    (w.dtype == DType::F32 && w.element_count() == len).then(|| w.to_f32())
 }
 
 fn match_conv_bn(g: &Graph, bn: NodeId) -> Option<Match> {
@@ -50,75 +103,98 @@ fn match_conv_bn(g: &Graph, bn: NodeId) -> Option<Match> {
     };
     let conv_out = g.input(bn, 0)?;
     let conv = conv_out.node;
-    if !matches!(g.node(conv).op, Op::Conv(_))
-        || g.consumers(conv_out).len() != 1
-        || g.outputs.iter().any(|o| o.value == conv_out)
-    {
+    let (rows, bias_port) = match &g.node(conv).op {
+        Op::Conv(a) if a.activation.is_none() && g.input(conv, 3).is_none() => (Rows::Leading, 2),
+        Op::DeformConv(_) => (Rows::Leading, 3),
+        Op::ConvTranspose(a) => (Rows::Grouped { group: a.group }, 2),
+        _ => return None,
+    };
+    if g.consumers(conv_out).len() != 1 || g.outputs.iter().any(|o| o.value == conv_out) {
         return None;
     }
     let weight = g.constant(g.input(conv, 1)?)?.clone();
-    let w = weight.to_f32()?;
-    let channels = *weight.dims.first()?;
-    let bias = match g.input(conv, 2) {
-        Some(b) => const_f32(g, Some(b))?,
-        None => vec![0.0; channels],
-    };
-    let [gamma, beta, mean, var] =
-        [1, 2, 3, 4].map(|p| const_f32(g, g.input(bn, p)).filter(|v| v.len() == channels));
-    let (gamma, beta, mean, var) = (gamma?, beta?, mean?, var?);
-    if bias.len() != channels || w.is_empty() {
+    let channels = rows.channels(&weight.dims)?;
+    if weight.dtype != DType::F32 || weight.element_count() == 0 {
         return None;
     }
-    let scale: Vec<f32> = (0..channels)
-        .map(|c| gamma[c] / (var[c] + epsilon).sqrt())
-        .collect();
-    let shift: Vec<f32> = (0..channels)
-        .map(|c| (bias[c] - mean[c]) * scale[c] + beta[c])
-        .collect();
+    let bias = match g.input(conv, bias_port) {
+        Some(b) => per_channel(g, Some(b), channels)?,
+        None => Some(vec![0.0; channels]),
+    };
+    let [gamma, beta, mean, var] = [1, 2, 3, 4].map(|p| per_channel(g, g.input(bn, p), channels));
+    let (gamma, beta, mean, var) = (gamma?, beta?, mean?, var?);
+    let affine = match (bias, gamma, beta, mean, var, weight.is_shape_only()) {
+        (Some(bias), Some(gamma), Some(beta), Some(mean), Some(var), false) => {
+            let scale: Vec<f32> = (0..channels)
+                .map(|c| gamma[c] / (var[c] + epsilon).sqrt())
+                .collect();
+            let shift = (0..channels)
+                .map(|c| (bias[c] - mean[c]) * scale[c] + beta[c])
+                .collect();
+            Some((scale, shift))
+        }
+        _ => None,
+    };
     Some(Match {
         conv,
         bn,
-        x: g.input(conv, 0)?,
+        rows,
+        bias_port,
         weight,
-        scale,
-        shift,
+        channels,
+        affine,
     })
 }
 
 fn fold(g: &mut Graph, m: Match) {
-    let channels = m.scale.len();
-    let per_channel = m.weight.element_count() / channels;
-    let w: Vec<f32> = m
-        .weight
-        .to_f32()
-        .expect("matched as f32")
-        .chunks(per_channel)
-        .zip(&m.scale)
-        .flat_map(|(row, s)| row.iter().map(move |v| v * s))
-        .collect();
+    let dims = m.weight.dims.clone();
+    let (weight, bias) = match &m.affine {
+        Some((scale, shift)) => {
+            let w: Vec<f32> = m
+                .weight
+                .to_f32()
+                .expect("matched as an f32 weight with values")
+                .iter()
+                .enumerate()
+                .map(|(i, v)| v * scale[m.rows.channel_of(&dims, i)])
+                .collect();
+            (
+                Weight::from_f32(dims, &w),
+                Weight::from_f32(vec![m.channels], shift),
+            )
+        }
+        None => (
+            Weight::shape_only(DType::F32, dims),
+            Weight::shape_only(DType::F32, vec![m.channels]),
+        ),
+    };
 
     let (conv, bn) = (g.node(m.conv).clone(), g.node(m.bn).clone());
     let prov = Provenance::merged(NAME, [&conv.provenance, &bn.provenance]);
     let w_val = add_constant(
         g,
         format!("{}.folded_weight", conv.name),
-        Weight::from_f32(m.weight.dims.clone(), &w),
-        Layout::OIHW,
+        weight,
+        m.rows.layout(),
         &prov,
     );
     let b_val = add_constant(
         g,
         format!("{}.folded_bias", conv.name),
-        Weight::from_f32(vec![channels], &m.shift),
+        bias,
         Layout::C,
         &prov,
     );
     let mut fused = Node::new(conv.name.clone(), conv.op.clone(), bn.outputs.clone());
     fused.provenance = prov;
     let fused = g.add_node(fused);
-    g.connect(m.x, fused, 0);
+    for (port, input) in g.inputs_of(m.conv).into_iter().enumerate() {
+        if let Some(v) = input.filter(|_| port != 1 && port != m.bias_port) {
+            g.connect(v, fused, port);
+        }
+    }
     g.connect(w_val, fused, 1);
-    g.connect(b_val, fused, 2);
+    g.connect(b_val, fused, m.bias_port);
     g.replace_uses(ValueRef::new(m.bn, 0), ValueRef::new(fused, 0));
     g.remove_node(m.bn);
     g.remove_node(m.conv);

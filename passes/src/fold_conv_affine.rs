@@ -4,6 +4,9 @@
 //! paddle2onnx writes BatchNorm as exactly this Mul and Add (and a MobileOne block's learned
 //! scale and shift as scalar ones), and splits a conv's bias into an Add; each such layer reads
 //! and writes the whole output, and once folded an activation after it can fuse.
+//!
+//! A model given without its parameters folds the same way: where the constant or the conv's
+//! weight or bias is known by shape alone, so is what the fold makes.
 
 use crate::{add_constant, Pass, PassError};
 use temblor_ir::{BinaryOp, DType, Graph, Layout, NodeId, Op, Provenance, ValueRef, Weight};
@@ -33,15 +36,29 @@ impl Pass for FoldConvAffine {
     }
 }
 
+/// An f32 tensor's values, or `None` when it is known by shape alone.
+type Values = Option<Vec<f32>>;
+
 struct Match {
     layer: NodeId,
     op: BinaryOp,
-    values: Vec<f32>,
+    channels: usize,
+    /// One value per output channel.
+    values: Values,
+    /// The conv's weight, which a Mul scales.
+    weight: Option<Weight>,
+    /// The conv's bias: `None` when it has none.
+    bias: Option<Values>,
+}
+
+/// The f32 constant feeding `v`.
+fn f32_constant(g: &Graph, v: ValueRef) -> Option<&Weight> {
+    g.constant(v).filter(|w| w.dtype == DType::F32)
 }
 
 /// The Mul or Add after `conv` and its per-channel values, when the conv's output feeds only
-/// that layer, the conv has no residual (which would have to be scaled too), and a Mul finds
-/// the conv's weight (and bias) constant.
+/// that layer, the conv has no residual (which would have to be scaled too), its bias (if any)
+/// is a constant, and for a Mul its weight is one too.
 fn affine_after(g: &Graph, conv: NodeId) -> Option<Match> {
     let out = ValueRef::new(conv, 0);
     if g.input(conv, 3).is_some() || g.outputs.iter().any(|o| o.value == out) {
@@ -59,23 +76,50 @@ fn affine_after(g: &Graph, conv: NodeId) -> Option<Match> {
         (a, b) if b == out => a,
         _ => return None,
     };
-    let w = g.constant(other)?;
+    let constant = f32_constant(g, other)?;
     let channels = g.value_type(out).shape.dims().get(1)?.known()?;
-    let values = w.to_f32()?;
-    let values = match (&w.dims[..], &values[..]) {
-        ([] | [1] | [1, 1, 1] | [1, 1, 1, 1], &[v]) => vec![v; channels],
-        ([o] | [o, 1, 1] | [1, o, 1, 1], _) if *o == channels => values,
+    let values = match &constant.dims[..] {
+        [] | [1] | [1, 1, 1] | [1, 1, 1, 1] => constant.to_f32().map(|v| vec![v[0]; channels]),
+        [o] | [o, 1, 1] | [1, o, 1, 1] if *o == channels => constant.to_f32(),
         _ => return None,
     };
-    if w.dtype != DType::F32 {
-        return None;
+    let bias = match g.input(conv, 2) {
+        Some(b) => {
+            let b = f32_constant(g, b).filter(|b| b.element_count() == channels)?;
+            Some(b.to_f32())
+        }
+        None => None,
+    };
+    let weight = match op {
+        BinaryOp::Mul => {
+            let w = f32_constant(g, g.input(conv, 1)?)?;
+            if w.dims.first() != Some(&channels) {
+                return None;
+            }
+            Some(w.clone())
+        }
+        _ => None,
+    };
+    Some(Match {
+        layer,
+        op,
+        channels,
+        values,
+        weight,
+        bias,
+    })
+}
+
+/// `f` applied to each pair of per-channel values, or a shape-only vector when either is
+/// unknown.
+fn combine(a: &Values, b: &Values, channels: usize, f: impl Fn(f32, f32) -> f32) -> Weight {
+    match (a, b) {
+        (Some(a), Some(b)) => {
+            let v: Vec<f32> = a.iter().zip(b).map(|(x, y)| f(*x, *y)).collect();
+            Weight::from_f32(vec![channels], &v)
+        }
+        _ => Weight::shape_only(DType::F32, vec![channels]),
     }
-    let conv_constants = g.constant(g.input(conv, 1)?).is_some()
-        && g.input(conv, 2).is_none_or(|b| g.constant(b).is_some());
-    if op == BinaryOp::Mul && !conv_constants {
-        return None;
-    }
-    Some(Match { layer, op, values })
 }
 
 fn fold(g: &mut Graph, conv: NodeId, m: Match) {
@@ -83,47 +127,37 @@ fn fold(g: &mut Graph, conv: NodeId, m: Match) {
         NAME,
         [&g.node(conv).provenance, &g.node(m.layer).provenance],
     );
-    let constant = |g: &Graph, port: usize| {
-        g.input(conv, port)
-            .and_then(|v| g.constant(v))
-            .and_then(|w| Some((w.dims.clone(), w.to_f32()?)))
+    let bias = match m.op {
+        BinaryOp::Mul => m
+            .bias
+            .map(|b| combine(&b, &m.values, m.channels, |b, s| b * s)),
+        _ => {
+            let old = m.bias.unwrap_or_else(|| Some(vec![0.0; m.channels]));
+            Some(combine(&old, &m.values, m.channels, |b, v| b + v))
+        }
     };
-    let old_bias = constant(g, 2).map(|(_, b)| b);
-    let bias: Vec<f32> = match m.op {
-        BinaryOp::Mul => old_bias.map(|b| b.iter().zip(&m.values).map(|(b, s)| b * s).collect()),
-        _ => Some(match old_bias {
-            Some(b) => b.iter().zip(&m.values).map(|(b, v)| b + v).collect(),
-            None => m.values.clone(),
-        }),
+    if let (BinaryOp::Mul, Some(w)) = (m.op, &m.weight) {
+        let scaled = match (w.to_f32(), &m.values) {
+            (Some(values), Some(scale)) => {
+                let per_row = values.len() / m.channels;
+                let scaled: Vec<f32> = values
+                    .chunks(per_row.max(1))
+                    .zip(scale)
+                    .flat_map(|(row, s)| row.iter().map(move |v| v * s))
+                    .collect();
+                Weight::from_f32(w.dims.clone(), &scaled)
+            }
+            _ => Weight::shape_only(DType::F32, w.dims.clone()),
+        };
+        let name = format!("{}_weight", g.node(conv).name);
+        let weight = add_constant(g, name, scaled, Layout::OIHW, &provenance);
+        g.disconnect_input(conv, 1);
+        g.connect(weight, conv, 1);
     }
-    .unwrap_or_default();
-    if m.op == BinaryOp::Mul {
-        if let Some((dims, w)) = constant(g, 1) {
-            let per_row = w.len() / m.values.len().max(1);
-            let scaled: Vec<f32> = w
-                .chunks(per_row.max(1))
-                .zip(&m.values)
-                .flat_map(|(row, s)| row.iter().map(move |v| v * s))
-                .collect();
-            let name = format!("{}_weight", g.node(conv).name);
-            let weight = add_constant(
-                g,
-                name,
-                Weight::from_f32(dims, &scaled),
-                Layout::OIHW,
-                &provenance,
-            );
-            g.disconnect_input(conv, 1);
-            g.connect(weight, conv, 1);
-        }
-    }
-    if !bias.is_empty() {
+    if let Some(bias) = bias {
         let name = format!("{}_bias", g.node(conv).name);
-        let weight = Weight::from_f32(vec![bias.len()], &bias);
-        let value = add_constant(g, name, weight, Layout::C, &provenance);
-        if g.input(conv, 2).is_some() {
-            g.disconnect_input(conv, 2);
-        }
+        let value = add_constant(g, name, bias, Layout::C, &provenance);
+        g.disconnect_input(conv, 2);
         g.connect(value, conv, 2);
     }
     let outputs = g.node(m.layer).outputs.clone();

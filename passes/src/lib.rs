@@ -5,26 +5,32 @@
 mod dead_nodes;
 mod driver;
 mod fold_batchnorm;
+mod fold_constants;
 mod fold_conv_affine;
 mod fuse_conv_epilogue;
 mod fuse_matmul_add;
 mod fuse_pad;
+mod merge_reshapes;
 mod placement;
 mod recognize_gelu;
 mod recognize_hard_swish;
 mod recognize_layer_norm;
+mod remove_no_ops;
 
 pub use dead_nodes::DeadNodes;
 pub use driver::{Driver, PassError, PassRecord};
 pub use fold_batchnorm::FoldBatchNorm;
+pub use fold_constants::FoldConstants;
 pub use fold_conv_affine::FoldConvAffine;
 pub use fuse_conv_epilogue::FuseConvEpilogue;
 pub use fuse_matmul_add::FuseMatMulAdd;
 pub use fuse_pad::FusePad;
+pub use merge_reshapes::MergeReshapes;
 pub use placement::place;
 pub use recognize_gelu::RecognizeGelu;
 pub use recognize_hard_swish::RecognizeHardSwish;
 pub use recognize_layer_norm::RecognizeLayerNorm;
+pub use remove_no_ops::RemoveNoOps;
 
 use temblor_ir::{Graph, Layout, Node, Op, Provenance, TensorInfo, TensorType, ValueRef, Weight};
 
@@ -36,12 +42,17 @@ pub trait Pass {
     fn run(&self, graph: &mut Graph) -> Result<usize, PassError>;
 }
 
-/// The optimize stage's passes, in order. Folds come before dead-node removal so the constants
+/// The optimize stage's passes, in order. Canonicalization comes first (constant and shape
+/// folding, no-op removal, reshape merging), so the patterns later passes look for are not
+/// hidden behind shape computations or identities. Folds come before dead-node removal so the constants
 /// they replace are swept in the same round; the epilogue fusion follows the BatchNorm fold,
 /// which is what leaves a conv directly in front of its activation, and follows the recognition
 /// of activations that exporters write out as several layers.
 pub fn optimize_passes() -> Vec<Box<dyn Pass>> {
     vec![
+        Box::new(FoldConstants),
+        Box::new(RemoveNoOps),
+        Box::new(MergeReshapes),
         Box::new(FoldBatchNorm),
         Box::new(FoldConvAffine),
         Box::new(FusePad),

@@ -143,6 +143,30 @@ impl Tensor {
         self.data.is_empty()
     }
 
+    /// The tensor as a weight (little-endian bytes), for values computed at compile time.
+    pub fn to_weight(&self) -> Weight {
+        let mut data = Vec::with_capacity(self.len() * self.dtype().size_bytes());
+        match &self.data {
+            TensorData::Bool(v) => data.extend(v.iter().map(|&b| b as u8)),
+            TensorData::F32(v) => v.iter().for_each(|x| data.extend_from_slice(&x.to_le_bytes())),
+            TensorData::F16(v) => v.iter().for_each(|x| data.extend_from_slice(&x.to_le_bytes())),
+            TensorData::F64(v) => v.iter().for_each(|x| data.extend_from_slice(&x.to_le_bytes())),
+            TensorData::I8(v) => v.iter().for_each(|x| data.extend_from_slice(&x.to_le_bytes())),
+            TensorData::U8(v) => data.extend_from_slice(v),
+            TensorData::I16(v) => v.iter().for_each(|x| data.extend_from_slice(&x.to_le_bytes())),
+            TensorData::U16(v) => v.iter().for_each(|x| data.extend_from_slice(&x.to_le_bytes())),
+            TensorData::I32(v) => v.iter().for_each(|x| data.extend_from_slice(&x.to_le_bytes())),
+            TensorData::U32(v) => v.iter().for_each(|x| data.extend_from_slice(&x.to_le_bytes())),
+            TensorData::I64(v) => v.iter().for_each(|x| data.extend_from_slice(&x.to_le_bytes())),
+            TensorData::U64(v) => v.iter().for_each(|x| data.extend_from_slice(&x.to_le_bytes())),
+        }
+        Weight {
+            dtype: self.dtype(),
+            dims: self.shape.clone(),
+            data: data.into(),
+        }
+    }
+
     /// The weight's values as a tensor.
     pub fn from_weight(w: &Weight) -> Result<Tensor, RuntimeError> {
         let expected = w.element_count() * w.dtype.size_bytes();

@@ -1,0 +1,102 @@
+//! Constant folding: a node whose inputs are all constants, or a Shape of a value whose extents
+//! are static, is computed now with the CPU runtime's own kernels and replaced by constants.
+//! This is what turns the shape computations exporters write (Shape -> Gather -> Concat ->
+//! Reshape) into static reshapes once the input sizes are known.
+//!
+//! A size cap keeps folding from blowing a model up: a result may not hold more elements than
+//! its inputs together, or [`SMALL`], whichever is larger (an Expand or ConstantOfShape of a
+//! large static shape stays a node).
+
+use crate::{add_constant, Pass, PassError};
+use temblor_ir::{Graph, NodeId, Op, Provenance, ValueRef};
+use temblor_runtime::Tensor;
+
+pub struct FoldConstants;
+
+const NAME: &str = "fold_constants";
+
+/// Results up to this many elements always fold.
+const SMALL: usize = 1 << 16;
+
+impl Pass for FoldConstants {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn run(&self, g: &mut Graph) -> Result<usize, PassError> {
+        let order = g.topo_order().map_err(|n| PassError::Rewrite {
+            pass: NAME,
+            message: format!("cycle through {}", g.describe(n)),
+        })?;
+        let mut folded = 0;
+        for id in order {
+            if let Some(values) = evaluate(g, id) {
+                replace(g, id, values);
+                folded += 1;
+            }
+        }
+        Ok(folded)
+    }
+}
+
+/// The node's outputs, when they can and should be computed now.
+fn evaluate(g: &Graph, id: NodeId) -> Option<Vec<Tensor>> {
+    let node = g.node(id);
+    // A node already replaced waits for dead-node removal; folding it again would never end.
+    if !(0..node.outputs.len()).any(|p| g.is_used(ValueRef::new(id, p))) {
+        return None;
+    }
+    match &node.op {
+        Op::Input { .. } | Op::Constant { .. } => None,
+        Op::Shape { start, end } => {
+            let x = g.input(id, 0)?;
+            let dims = g.value_type(x).shape.known()?;
+            let rank = dims.len() as i64;
+            let clamp = |i: i64| (if i < 0 { i + rank } else { i }).clamp(0, rank) as usize;
+            let (s, e) = (clamp(*start), clamp(end.unwrap_or(rank)));
+            let values: Vec<i64> = dims[s..e.max(s)].iter().map(|&d| d as i64).collect();
+            Some(vec![Tensor::i64(vec![values.len()], values)])
+        }
+        op => {
+            let mut inputs = Vec::new();
+            let mut size = 0;
+            for v in g.inputs_of(id) {
+                inputs.push(match v {
+                    None => None,
+                    Some(v) => {
+                        let w = g.constant(v).filter(|w| !w.is_shape_only())?;
+                        size += w.element_count();
+                        Some(Tensor::from_weight(w).ok()?)
+                    }
+                });
+            }
+            if inputs.iter().all(Option::is_none) {
+                return None;
+            }
+            let refs: Vec<Option<&Tensor>> = inputs.iter().map(Option::as_ref).collect();
+            let outs = temblor_runtime::run_op(op, &refs, node.outputs.len()).ok()?;
+            let cap = size.max(SMALL);
+            (outs.len() == node.outputs.len() && outs.iter().all(|t| t.len() <= cap))
+                .then_some(outs)
+        }
+    }
+}
+
+/// Every use of the node's outputs reads a new constant instead; the node itself is left for
+/// dead-node removal (a graph output it computes now comes from the constant).
+fn replace(g: &mut Graph, id: NodeId, values: Vec<Tensor>) {
+    let node = g.node(id);
+    let prov = Provenance::merged(NAME, [&node.provenance]);
+    let infos = node.outputs.clone();
+    for (port, (t, info)) in values.into_iter().zip(infos).enumerate() {
+        let old = ValueRef::new(id, port);
+        let new = add_constant(
+            g,
+            format!("{}.folded", info.name),
+            t.to_weight(),
+            info.ty.layout,
+            &prov,
+        );
+        g.replace_uses(old, new);
+    }
+}
