@@ -1,6 +1,7 @@
 //! Folds a per-channel affine layer after a convolution into the conv itself: `conv(x) * s`
 //! scales the conv's weight and bias, `conv(x) + b` adds to its bias, with `s` and `b` constants
-//! holding one value per output channel (shape `[O]`, `[O,1,1]` or `[1,O,1,1]`) or one for all.
+//! holding one value per output channel (shape `[O,1,1]` or `[1,O,1,1]`; a `[O]` would broadcast
+//! along the width) or one for all.
 //! paddle2onnx writes BatchNorm as exactly this Mul and Add (and a MobileOne block's learned
 //! scale and shift as scalar ones), and splits a conv's bias into an Add; each such layer reads
 //! and writes the whole output, and once folded an activation after it can fuse.
@@ -77,10 +78,14 @@ fn affine_after(g: &Graph, conv: NodeId) -> Option<Match> {
         _ => return None,
     };
     let constant = f32_constant(g, other)?;
-    let channels = g.value_type(out).shape.dims().get(1)?.known()?;
+    let out_type = g.value_type(out);
+    if g.value_type(ValueRef::new(layer, 0)).shape != out_type.shape {
+        return None;
+    }
+    let channels = out_type.shape.dims().get(1)?.known()?;
     let values = match &constant.dims[..] {
         [] | [1] | [1, 1, 1] | [1, 1, 1, 1] => constant.to_f32().map(|v| vec![v[0]; channels]),
-        [o] | [o, 1, 1] | [1, o, 1, 1] if *o == channels => constant.to_f32(),
+        [o, 1, 1] | [1, o, 1, 1] if *o == channels => constant.to_f32(),
         _ => return None,
     };
     let bias = match g.input(conv, 2) {

@@ -15,7 +15,8 @@
 use crate::recognize_gelu::{private, private_operands as operands, scalar};
 use crate::{add_constant, Pass, PassError};
 use temblor_ir::{
-    BinaryOp, Dim, Graph, Layout, NodeId, Op, Provenance, ReduceOp, UnaryOp, ValueRef, Weight,
+    BinaryOp, Dim, Graph, Layout, NodeId, Op, Provenance, ReduceOp, TensorType, UnaryOp, ValueRef,
+    Weight,
 };
 
 pub struct RecognizeLayerNorm;
@@ -199,8 +200,23 @@ fn follower(g: &Graph, y: ValueRef, op: BinaryOp, axes: usize) -> Option<(NodeId
     let (a, b) = (g.input(next, 0)?, g.input(next, 1)?);
     let param = if a == y { b } else { a };
     let (yt, out) = (g.value_type(y), g.value_type(ValueRef::new(next, 0)));
-    let fits = g.constant(param).is_some() && per_feature(g, param, axes) && yt == out;
+    let fits = g.constant(param).is_some() && per_feature(g, param, axes) && keeps(yt, out);
     fits.then_some((next, param))
+}
+
+/// Whether an elementwise layer from `from` to `to` keeps the shape: same dtype and rank, and
+/// every extent the same unless `from`'s is not known statically. A parameter that reveals a
+/// dynamic extent (a `[120]` gamma on `[?,?,?]`) keeps it, since the extent it would stretch
+/// (1) leaves a normalization over one element, which no model computes.
+fn keeps(from: &TensorType, to: &TensorType) -> bool {
+    from.dtype == to.dtype
+        && from.shape.rank() == to.shape.rank()
+        && from
+            .shape
+            .dims()
+            .iter()
+            .zip(to.shape.dims())
+            .all(|(f, t)| f == t || f.known().is_none())
 }
 
 /// Whether a parameter varies along the last `axes` axes only: its dims before those are 1.

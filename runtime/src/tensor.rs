@@ -148,17 +148,37 @@ impl Tensor {
         let mut data = Vec::with_capacity(self.len() * self.dtype().size_bytes());
         match &self.data {
             TensorData::Bool(v) => data.extend(v.iter().map(|&b| b as u8)),
-            TensorData::F32(v) => v.iter().for_each(|x| data.extend_from_slice(&x.to_le_bytes())),
-            TensorData::F16(v) => v.iter().for_each(|x| data.extend_from_slice(&x.to_le_bytes())),
-            TensorData::F64(v) => v.iter().for_each(|x| data.extend_from_slice(&x.to_le_bytes())),
-            TensorData::I8(v) => v.iter().for_each(|x| data.extend_from_slice(&x.to_le_bytes())),
+            TensorData::F32(v) => v
+                .iter()
+                .for_each(|x| data.extend_from_slice(&x.to_le_bytes())),
+            TensorData::F16(v) => v
+                .iter()
+                .for_each(|x| data.extend_from_slice(&x.to_le_bytes())),
+            TensorData::F64(v) => v
+                .iter()
+                .for_each(|x| data.extend_from_slice(&x.to_le_bytes())),
+            TensorData::I8(v) => v
+                .iter()
+                .for_each(|x| data.extend_from_slice(&x.to_le_bytes())),
             TensorData::U8(v) => data.extend_from_slice(v),
-            TensorData::I16(v) => v.iter().for_each(|x| data.extend_from_slice(&x.to_le_bytes())),
-            TensorData::U16(v) => v.iter().for_each(|x| data.extend_from_slice(&x.to_le_bytes())),
-            TensorData::I32(v) => v.iter().for_each(|x| data.extend_from_slice(&x.to_le_bytes())),
-            TensorData::U32(v) => v.iter().for_each(|x| data.extend_from_slice(&x.to_le_bytes())),
-            TensorData::I64(v) => v.iter().for_each(|x| data.extend_from_slice(&x.to_le_bytes())),
-            TensorData::U64(v) => v.iter().for_each(|x| data.extend_from_slice(&x.to_le_bytes())),
+            TensorData::I16(v) => v
+                .iter()
+                .for_each(|x| data.extend_from_slice(&x.to_le_bytes())),
+            TensorData::U16(v) => v
+                .iter()
+                .for_each(|x| data.extend_from_slice(&x.to_le_bytes())),
+            TensorData::I32(v) => v
+                .iter()
+                .for_each(|x| data.extend_from_slice(&x.to_le_bytes())),
+            TensorData::U32(v) => v
+                .iter()
+                .for_each(|x| data.extend_from_slice(&x.to_le_bytes())),
+            TensorData::I64(v) => v
+                .iter()
+                .for_each(|x| data.extend_from_slice(&x.to_le_bytes())),
+            TensorData::U64(v) => v
+                .iter()
+                .for_each(|x| data.extend_from_slice(&x.to_le_bytes())),
         }
         Weight {
             dtype: self.dtype(),
