@@ -11,5 +11,6 @@ pub mod package;
 pub mod pipeline;
 pub mod report;
 pub mod shape;
+pub mod verify;
 
 pub use error::{Error, Result};

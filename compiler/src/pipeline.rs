@@ -1,6 +1,7 @@
 //! The compile pipeline, stage by stage: import (frontend, input dims, shape inference), optimize
 //! (the pass driver), compile (placement). Each stage's graph is kept, since each is a view.
 
+use crate::verify::{verify, Verification};
 use crate::{frontend, shape, Error, Result};
 use std::path::Path;
 use std::time::Instant;
@@ -13,6 +14,18 @@ pub struct Options {
     pub input_dims: Vec<(String, Vec<usize>)>,
     /// Stop the optimizer after this many applied passes (bisecting a bad rewrite).
     pub pass_steps: Option<usize>,
+    pub verify: VerifyMode,
+}
+
+/// Whether `compile` checks the optimized graph against the parsed one on the CPU runtime.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum VerifyMode {
+    /// When inputs can be synthesized from the input shapes (the default).
+    #[default]
+    Auto,
+    /// Always; a model whose inputs cannot be synthesized is an error.
+    On,
+    Off,
 }
 
 /// Wall time of each stage, in milliseconds.
@@ -21,6 +34,7 @@ pub struct Timings {
     pub import_ms: f64,
     pub optimize_ms: f64,
     pub compile_ms: f64,
+    pub verify_ms: f64,
 }
 
 pub struct Compiled {
@@ -29,6 +43,7 @@ pub struct Compiled {
     pub compile: Graph,
     pub passes: Vec<PassRecord>,
     pub timings: Timings,
+    pub verification: Option<Verification>,
 }
 
 fn ms(since: Instant) -> f64 {
@@ -66,6 +81,23 @@ pub fn compile(model: &Path, options: &Options) -> Result<Compiled> {
     validate(&compile).map_err(|e| Error::internal(format!("compile stage: {e}")))?;
     let compile_ms = ms(start);
 
+    let start = Instant::now();
+    let verification = match options.verify {
+        VerifyMode::Off => None,
+        mode => {
+            let v = verify(&parse, &optimize)?;
+            if mode == VerifyMode::On && v.status != "passed" {
+                return Err(Error::usage(format!(
+                    "--verify: cannot verify {}: {}",
+                    model.display(),
+                    v.reason.as_deref().unwrap_or("no reason given")
+                )));
+            }
+            Some(v)
+        }
+    };
+    let verify_ms = ms(start);
+
     Ok(Compiled {
         parse,
         optimize,
@@ -75,6 +107,8 @@ pub fn compile(model: &Path, options: &Options) -> Result<Compiled> {
             import_ms,
             optimize_ms,
             compile_ms,
+            verify_ms,
         },
+        verification,
     })
 }

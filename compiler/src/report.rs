@@ -1,6 +1,7 @@
 //! `report.json`: what the compiler did to a model, stage by stage and pass by pass.
 
 use crate::pipeline::{Compiled, Timings};
+use crate::verify::Verification;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use temblor_ir::Graph;
@@ -15,6 +16,8 @@ pub struct Report<'a> {
     pub views: BTreeMap<&'static str, ViewStats>,
     pub passes: &'a [PassRecord],
     pub timings: &'a Timings,
+    /// The check of the optimized graph against the parsed one (absent with --no-verify).
+    pub verification: Option<&'a Verification>,
 }
 
 #[derive(Serialize)]
@@ -80,5 +83,6 @@ pub fn build<'a>(model: &str, c: &'a Compiled) -> Report<'a> {
         ]),
         passes: &c.passes,
         timings: &c.timings,
+        verification: c.verification.as_ref(),
     }
 }

@@ -2,7 +2,7 @@
 //! one batch size or one table row per batch size, on seeded random inputs or given `.npy` files.
 
 use super::run::runtime_error;
-use crate::pipeline::{self, Options};
+use crate::pipeline::{self, Options, VerifyMode};
 use crate::{npy, package, Error, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -324,6 +324,7 @@ fn row_plan(args: &BenchArgs, package: Option<&Graph>, inputs: &[RowInput]) -> R
             .map(|i| (i.name.to_string(), i.shape.clone()))
             .collect(),
         pass_steps: None,
+        verify: VerifyMode::Off,
     };
     plan_for(
         &pipeline::compile(&args.model, &options)?.compile,

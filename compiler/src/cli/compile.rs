@@ -1,4 +1,4 @@
-use crate::pipeline::{self, Options};
+use crate::pipeline::{self, Options, VerifyMode};
 use crate::{package, report, Error, Result};
 use std::path::{Path, PathBuf};
 use temblor_visualize::{render, View};
@@ -16,6 +16,14 @@ pub struct CompileArgs {
     /// Stop the optimizer after N applied passes (to bisect a rewrite).
     #[arg(long, value_name = "N")]
     pub pass_steps: Option<usize>,
+    /// Check that the optimized graph computes what the parsed one does, on the CPU runtime
+    /// with synthesized inputs; an error when inputs cannot be synthesized. Without either
+    /// flag, verification runs whenever the input shapes are static.
+    #[arg(long, conflicts_with = "no_verify")]
+    pub verify: bool,
+    /// Skip the verification.
+    #[arg(long)]
+    pub no_verify: bool,
 }
 
 pub fn compile(args: &CompileArgs) -> Result<()> {
@@ -37,6 +45,11 @@ pub fn compile(args: &CompileArgs) -> Result<()> {
     let options = Options {
         input_dims,
         pass_steps: args.pass_steps,
+        verify: match (args.verify, args.no_verify) {
+            (true, _) => VerifyMode::On,
+            (_, true) => VerifyMode::Off,
+            _ => VerifyMode::Auto,
+        },
     };
     let compiled = pipeline::compile(&args.model, &options)?;
 
@@ -77,8 +90,13 @@ pub fn compile(args: &CompileArgs) -> Result<()> {
         let _ = std::fs::remove_dir_all(&staged);
         io_error(&out, e)
     })?;
+    let verified = match &compiled.verification {
+        Some(v) if v.status == "passed" => "verified".to_string(),
+        Some(v) => format!("not verified: {}", v.reason.as_deref().unwrap_or("")),
+        None => "not verified (--no-verify)".to_string(),
+    };
     println!(
-        "{}: layers parse {} -> optimize {} -> compile {}; wrote {}",
+        "{}: layers parse {} -> optimize {} -> compile {}; {verified}; wrote {}",
         args.model.display(),
         compiled.parse.layer_count(),
         compiled.optimize.layer_count(),

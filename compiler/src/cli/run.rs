@@ -1,4 +1,4 @@
-use crate::pipeline::{self, Options};
+use crate::pipeline::{self, Options, VerifyMode};
 use crate::{npy, package, Error, Result};
 use std::path::{Path, PathBuf};
 use temblor_ir::Graph;
@@ -31,7 +31,11 @@ pub fn load_graph(path: &Path) -> Result<Graph> {
             package::MANIFEST
         )))
     } else {
-        Ok(pipeline::compile(path, &Options::default())?.compile)
+        let options = Options {
+            verify: VerifyMode::Off,
+            ..Options::default()
+        };
+        Ok(pipeline::compile(path, &options)?.compile)
     }
 }
 

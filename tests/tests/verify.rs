@@ -1,0 +1,83 @@
+//! `compile --verify`: real models verify, and a deliberately broken optimized graph is caught
+//! with the first diverging layer named.
+
+use temblor::verify::verify;
+use temblor_ir::{GraphOutput, Op, UnaryOp};
+use temblor_tests::builder::{act, Builder};
+use temblor_tests::{output, real_model, temblor};
+
+fn compile_verified(model: &std::path::Path, dims: &[&str]) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("pkg");
+    let mut cmd = temblor();
+    cmd.arg("compile")
+        .arg(model)
+        .arg("--verify")
+        .arg("-o")
+        .arg(&out);
+    for d in dims {
+        cmd.arg("--input").arg(d);
+    }
+    let (code, stdout, err) = output(&mut cmd);
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout.contains("verified"), "{stdout}");
+    let report = std::fs::read_to_string(out.join("report.json")).unwrap();
+    serde_json::from_str(&report).unwrap()
+}
+
+#[test]
+fn real_models_verify() {
+    let det = real_model("ppocrv4_det_onnx", "ch_PP-OCRv4_det_infer.onnx");
+    let report = compile_verified(&det, &["x:1x3x192x384"]);
+    assert_eq!(report["verification"]["status"], "passed");
+    let picodet = real_model("picodet_coco_paddle", "model.pdmodel");
+    let report = compile_verified(&picodet, &["image:1x3x416x416", "scale_factor:1x2"]);
+    assert_eq!(report["verification"]["status"], "passed");
+}
+
+#[test]
+fn verify_without_static_inputs_is_a_usage_error() {
+    let det = real_model("ppocrv4_det_onnx", "ch_PP-OCRv4_det_infer.onnx");
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = output(
+        temblor()
+            .arg("compile")
+            .arg(&det)
+            .arg("--verify")
+            .arg("-o")
+            .arg(dir.path().join("pkg")),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("open extents"), "{err}");
+}
+
+#[test]
+fn a_broken_rewrite_is_caught_and_named() {
+    let mut b = Builder::new("broken", 5);
+    let x = b.node("x", Op::Input { index: 0 }, act(3), &[]);
+    b.g.inputs.push(x.node);
+    let bn = b.conv_bn("block", x, 3, 4, true);
+    let y = b.node("relu", Op::Unary(UnaryOp::Relu), act(4), &[bn]);
+    b.g.outputs = vec![GraphOutput {
+        name: "y".into(),
+        value: y,
+    }];
+    let parse = b.g.clone();
+    let mut broken = parse.clone();
+    // A "rewrite" that replaces the BatchNorm by a Sigmoid of the conv: its output, the same
+    // tensor by name, is wrong from there on.
+    broken.node_mut(bn.node).op = Op::Unary(UnaryOp::Sigmoid);
+    for port in [1, 2, 3, 4] {
+        broken.disconnect_input(bn.node, port);
+    }
+    let err = verify(&parse, &broken).unwrap_err();
+    assert_eq!(err.exit_code(), 1);
+    let msg = err.to_string();
+    assert!(msg.contains("output 'y'"), "{msg}");
+    assert!(
+        msg.contains("first layer to diverge is node 'block.bn'"),
+        "{msg}"
+    );
+    let ok = verify(&parse, &parse).unwrap();
+    assert_eq!(ok.status, "passed");
+}
