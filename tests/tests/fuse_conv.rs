@@ -272,7 +272,7 @@ fn ppocrv4_det_fused_matches_unfused() {
     let (dims, values) = read_f32(&shared().join("models/real/ppocrv4_det_onnx/page/input_x.npy"));
     let options = Options {
         input_dims: vec![("x".into(), dims.clone())],
-        pass_steps: None,
+        ..Options::default()
     };
     let compiled = pipeline::compile(&model, &options).expect("compile");
     let fused = convs(&compiled.optimize)
