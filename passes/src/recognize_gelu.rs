@@ -65,18 +65,18 @@ fn gelu(g: &Graph, tail: NodeId) -> Option<Match> {
             let (a, b) = private_operands(g, u, BinaryOp::Mul)?;
             return [(a, b), (b, a)].into_iter().find_map(|(x, gate)| {
                 let gate = gate_of(g, gate).filter(|gt| gt.x == x)?;
-                Some(with(gate, [u.node]))
+                Some(gate.and(u.node))
             });
         }
         // `(x * 0.5) * gate`
-        if let Some(x) = halved(g, u) {
+        if let Some(x) = scaled(g, u, 0.5) {
             if let Some(gate) = gate_of(g, w).filter(|gt| gt.x == x) {
-                return Some(with(gate, [u.node]));
+                return Some(gate.and(u.node));
             }
         }
         // `x * (gate * 0.5)`
-        let gate = gate_of(g, halved(g, w)?).filter(|gt| gt.x == u)?;
-        Some(with(gate, [w.node]))
+        let gate = gate_of(g, scaled(g, w, 0.5)?).filter(|gt| gt.x == u)?;
+        Some(gate.and(w.node))
     })?;
     let (x, y) = (g.value_type(found.x), g.value_type(ValueRef::new(tail, 0)));
     (x.dtype == y.dtype && x.shape == y.shape).then_some(Match {
@@ -87,18 +87,11 @@ fn gelu(g: &Graph, tail: NodeId) -> Option<Match> {
     })
 }
 
-fn with(mut gate: Gate, extra: [NodeId; 1]) -> Gate {
-    gate.nodes.extend(extra);
-    gate
-}
-
-/// `v * 0.5` or `0.5 * v`, read only by the pattern: `v`.
-fn halved(g: &Graph, v: ValueRef) -> Option<ValueRef> {
-    let (a, b) = private_operands(g, v, BinaryOp::Mul)?;
-    if is_near(g, b, 0.5) {
-        Some(a)
-    } else {
-        is_near(g, a, 0.5).then_some(b)
+impl Gate {
+    /// The gate with `node`, the layer that applies the halving, absorbed too.
+    fn and(mut self, node: NodeId) -> Gate {
+        self.nodes.push(node);
+        self
     }
 }
 
@@ -155,7 +148,7 @@ fn tanh_argument(g: &Graph, v: ValueRef) -> Option<Gate> {
 /// `x^3` as `Pow(x, 3)`, `x * (x * x)` or `(x * x) * x`: the layers it spans.
 fn cubed(g: &Graph, v: ValueRef, x: ValueRef) -> Option<Vec<NodeId>> {
     if let Some((base, exponent)) = private_operands(g, v, BinaryOp::Pow) {
-        return (base == x && is_near(g, exponent, 3.0)).then(|| vec![v.node]);
+        return (base == x && is_exponent(g, exponent, 3)).then(|| vec![v.node]);
     }
     let (a, b) = private_operands(g, v, BinaryOp::Mul)?;
     let square = if a == x { b } else { a };
@@ -188,6 +181,16 @@ pub(crate) fn private_operands(
 /// Whether `v` is a one-element f32 constant within a few ulps of `c`.
 fn is_near(g: &Graph, v: ValueRef, c: f32) -> bool {
     scalar(g, v).is_some_and(|s| (s - c).abs() <= 4.0 * f32::EPSILON * c.abs())
+}
+
+/// Whether `v` is the one-element constant exponent `n`, as a float or, since Pow allows an
+/// exponent of another type, an integer.
+pub(crate) fn is_exponent(g: &Graph, v: ValueRef, n: i64) -> bool {
+    let integer = g
+        .constant(v)
+        .and_then(|w| w.to_i64())
+        .is_some_and(|e| e == [n]);
+    integer || scalar(g, v) == Some(n as f32)
 }
 
 /// The value of a one-element f32 constant.

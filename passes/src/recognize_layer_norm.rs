@@ -12,7 +12,7 @@
 //! trailing ones of x's inferred shape, and gamma and beta must vary along those axes only.
 //! Eight to ten layers, two of them reductions, become one that reads x once.
 
-use crate::recognize_gelu::{private, private_operands as operands, scalar};
+use crate::recognize_gelu::{is_exponent, private, private_operands as operands, scalar};
 use crate::{add_constant, Pass, PassError};
 use temblor_ir::{
     BinaryOp, Dim, Graph, Layout, NodeId, Op, Provenance, ReduceOp, TensorType, UnaryOp, ValueRef,
@@ -101,7 +101,7 @@ fn normalized(g: &Graph, div: NodeId) -> Option<Core> {
         .or_else(|| operands(g, squared, BinaryOp::Mul))
         .filter(|&(base, _)| base == d)?;
     let is_square = match g.node(square).op {
-        Op::Binary(BinaryOp::Pow) => scalar(g, exponent) == Some(2.0),
+        Op::Binary(BinaryOp::Pow) => is_exponent(g, exponent, 2),
         _ => exponent == base,
     };
     // `d` is read by the square (once or twice) and the division, and by nothing else.
@@ -151,41 +151,38 @@ fn trailing_mean(g: &Graph, mean: ValueRef, input: ValueRef) -> Option<usize> {
 /// Extends the core with a following `* gamma` and `+ beta`, each optional, when they are
 /// constants that vary along the normalized axes only.
 fn affine(g: &Graph, core: Core) -> Option<Match> {
-    let mut m = Match {
-        tail: core.div,
+    let (mut tail, mut absorbed) = (core.div, core.absorbed);
+    let (mut gamma, mut bias) = (None, None);
+    for op in [BinaryOp::Mul, BinaryOp::Add] {
+        let Some((next, param)) = follower(g, ValueRef::new(tail, 0), op, core.axes) else {
+            continue;
+        };
+        absorbed.push(tail);
+        tail = next;
+        let slot = if op == BinaryOp::Mul {
+            &mut gamma
+        } else {
+            &mut bias
+        };
+        *slot = Some(param);
+    }
+    let scale = match gamma {
+        Some(gamma) => Scale::Gamma(gamma),
+        None => {
+            let dims = g.value_type(core.x).shape.dims();
+            let normalized = &dims[dims.len() - core.axes..];
+            Scale::Ones(normalized.iter().map(Dim::known).collect::<Option<_>>()?)
+        }
+    };
+    Some(Match {
+        tail,
         x: core.x,
         axes: core.axes,
         epsilon: core.epsilon,
-        scale: Scale::Ones(Vec::new()),
-        bias: None,
-        absorbed: core.absorbed,
-    };
-    let mut gamma = None;
-    for op in [BinaryOp::Mul, BinaryOp::Add] {
-        let y = ValueRef::new(m.tail, 0);
-        let Some((next, param)) = follower(g, y, op, m.axes) else {
-            continue;
-        };
-        m.absorbed.push(m.tail);
-        m.tail = next;
-        match op {
-            BinaryOp::Mul => gamma = Some(param),
-            _ => m.bias = Some(param),
-        }
-    }
-    m.scale = match gamma {
-        Some(gamma) => Scale::Gamma(gamma),
-        None => {
-            let dims = g.value_type(m.x).shape.dims();
-            Scale::Ones(
-                dims[dims.len() - m.axes..]
-                    .iter()
-                    .map(Dim::known)
-                    .collect::<Option<_>>()?,
-            )
-        }
-    };
-    Some(m)
+        scale,
+        bias,
+        absorbed,
+    })
 }
 
 /// The only reader of `y` when it is `op` with a per-feature constant: (that layer, the constant).
@@ -206,8 +203,9 @@ fn follower(g: &Graph, y: ValueRef, op: BinaryOp, axes: usize) -> Option<(NodeId
 
 /// Whether an elementwise layer from `from` to `to` keeps the shape: same dtype and rank, and
 /// every extent the same unless `from`'s is not known statically. A parameter that reveals a
-/// dynamic extent (a `[120]` gamma on `[?,?,?]`) keeps it, since the extent it would stretch
-/// (1) leaves a normalization over one element, which no model computes.
+/// dynamic extent (a `[120]` gamma on `[?,?,?]`, as paddle2onnx models with dynamic input
+/// sizes have) is accepted: the only extent it could stretch is 1, a normalization over a
+/// single element, which no model computes.
 fn keeps(from: &TensorType, to: &TensorType) -> bool {
     from.dtype == to.dtype
         && from.shape.rank() == to.shape.rank()

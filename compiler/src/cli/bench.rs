@@ -33,6 +33,10 @@ pub struct BenchArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Time the imported graph as parsed, without the optimizer's rewrites (a model file only):
+    /// the baseline the passes are measured against.
+    #[arg(long)]
+    pub unoptimized: bool,
 }
 
 /// What `--input` says about one input.
@@ -316,6 +320,11 @@ fn leading_extent(inputs: &[RowInput]) -> usize {
 /// input shapes (the compile graphs are dropped once the plan holds what it needs).
 fn row_plan(args: &BenchArgs, package: Option<&Graph>, inputs: &[RowInput]) -> Result<CpuPlan> {
     if let Some(g) = package {
+        if args.unoptimized {
+            return Err(Error::usage(
+                "--unoptimized needs a model file: a package holds only the optimized graph",
+            ));
+        }
         return plan_for(g, args.threads);
     }
     let options = Options {
@@ -326,10 +335,13 @@ fn row_plan(args: &BenchArgs, package: Option<&Graph>, inputs: &[RowInput]) -> R
         pass_steps: None,
         verify: VerifyMode::Off,
     };
-    plan_for(
-        &pipeline::compile(&args.model, &options)?.compile,
-        args.threads,
-    )
+    let compiled = pipeline::compile(&args.model, &options)?;
+    let graph = if args.unoptimized {
+        &compiled.parse
+    } else {
+        &compiled.compile
+    };
+    plan_for(graph, args.threads)
 }
 
 fn plan_for(g: &Graph, threads: usize) -> Result<CpuPlan> {

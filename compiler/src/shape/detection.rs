@@ -18,6 +18,7 @@ pub(super) fn infer(op: &Op, ins: &Ins) -> Result<Inferred, String> {
             one(roi_align(ins.ty(0)?, ins.ty(1)?, ins.ty(2)?, oh, ow)?)
         }
         Op::DeformConv(a) => one(deform_conv(a, ins)?),
+        Op::DeformSample(a) => one(deform_sample(a, ins)?),
         Op::GridSample { .. } => one(grid_sample(ins.ty(0)?, ins.ty(1)?)?),
         Op::QuantizeLinear { .. } => {
             let dtype = ins.opt(2).map_or(DType::U8, |z| z.dtype);
@@ -74,23 +75,63 @@ fn roi_align(
 
 /// Conv's rule, with the output extent also taken from the offset's.
 fn deform_conv(a: &DeformConvAttrs, ins: &Ins) -> Result<TensorType, String> {
-    let window = ConvAttrs {
+    let out = conv::conv(&window(a), ins.ty(0)?, ins.ty(1)?, ins.opt(3))?;
+    with_offset_extents(out, ins.ty(2)?, ins.opt(4))
+}
+
+/// The window's output extent, as a one-group DeformConv of `C` output channels would have it,
+/// with one channel per input channel and kernel tap.
+fn deform_sample(a: &DeformConvAttrs, ins: &Ins) -> Result<TensorType, String> {
+    let x = ins.ty(0)?;
+    let c = ranked(x, 4, "input")?[1].clone();
+    let w = TensorType {
+        dtype: x.dtype,
+        shape: Shape(vec![
+            c.clone(),
+            c.clone(),
+            Dim::Known(a.kernel[0]),
+            Dim::Known(a.kernel[1]),
+        ]),
+        layout: Layout::OIHW,
+    };
+    let one_group = ConvAttrs {
+        group: 1,
+        ..window(a)
+    };
+    let mut out = conv::conv(&one_group, x, &w, None)?;
+    let taps = a.kernel[0].saturating_mul(a.kernel[1]);
+    out.shape.0[1] = match c {
+        Dim::Known(c) => Dim::Known(c.saturating_mul(taps)),
+        _ => Dim::Unknown,
+    };
+    with_offset_extents(out, ins.ty(1)?, ins.opt(2))
+}
+
+fn window(a: &DeformConvAttrs) -> ConvAttrs {
+    ConvAttrs {
         kernel: a.kernel,
         strides: a.strides,
         dilations: a.dilations,
         pads: a.pads,
         group: a.group,
         activation: None,
-    };
-    let mut out = conv::conv(&window, ins.ty(0)?, ins.ty(1)?, ins.opt(3))?;
-    let offset = ranked(ins.ty(2)?, 4, "offset")?;
+    }
+}
+
+/// Unifies the batch and output extents of `out` with the offset's, and checks the mask's.
+fn with_offset_extents(
+    mut out: TensorType,
+    offset: &TensorType,
+    mask: Option<&TensorType>,
+) -> Result<TensorType, String> {
+    let offset = ranked(offset, 4, "offset")?;
     let mut extents = out.shape.0.clone();
     extents[0] = dims::unify(&extents[0], &offset[0]).map_err(|e| format!("offset batch: {e}"))?;
     for i in 2..4 {
         extents[i] = dims::unify(&extents[i], &offset[i])
             .map_err(|e| format!("offset does not match the output size: {e}"))?;
     }
-    if let Some(mask) = ins.opt(4) {
+    if let Some(mask) = mask {
         let m = ranked(mask, 4, "mask")?;
         for i in [0, 2, 3] {
             dims::unify(&extents[i], &m[i])

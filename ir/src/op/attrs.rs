@@ -159,7 +159,8 @@ pub enum GridSamplePadding {
     Reflection,
 }
 
-/// Deformable convolution (ONNX DeformConv 19, Paddle deformable_conv v2).
+/// Deformable convolution (ONNX DeformConv 19, Paddle deformable_conv v2), and its sampling
+/// alone ([`super::Op::DeformSample`]), which has no weight and ignores `group`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeformConvAttrs {
     pub kernel: [usize; 2],

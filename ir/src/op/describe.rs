@@ -43,6 +43,13 @@ impl Op {
                 ("group", Int(a.group as i64)),
                 ("offset_group", Int(a.offset_group as i64)),
             ],
+            Op::DeformSample(a) => vec![
+                ("kernel", ints(&a.kernel)),
+                ("strides", ints(&a.strides)),
+                ("dilations", ints(&a.dilations)),
+                ("pads", ints(&a.pads)),
+                ("offset_group", Int(a.offset_group as i64)),
+            ],
             Op::BatchNorm { epsilon } => vec![("epsilon", Float(*epsilon))],
             Op::LeakyRelu { alpha } => vec![("alpha", Float(*alpha))],
             Op::HardSigmoid { alpha, beta } => {

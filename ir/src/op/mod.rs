@@ -201,6 +201,11 @@ pub enum Op {
     RoiAlign(RoiAlignAttrs),
     /// Inputs: x, w, offset, optional bias, optional mask.
     DeformConv(DeformConvAttrs),
+    /// DeformConv's sampling alone, its deformable im2col: inputs x `[N,C,H,W]`, offset,
+    /// optional mask; output `[N, C*kH*kW, oH, oW]`, channel `c*kH*kW + ki*kW + kj` holding
+    /// input channel `c` read at kernel tap `(ki, kj)`. A grouped 1x1 Conv of it with the
+    /// weight `[O, C/g*kH*kW, 1, 1]` is the DeformConv. `group` is ignored (no weight here).
+    DeformSample(DeformConvAttrs),
     /// Inputs: x `[N,C,H,W]`, grid `[N,Ho,Wo,2]`.
     GridSample {
         mode: GridSampleMode,
@@ -326,6 +331,7 @@ impl Op {
             Op::NonMaxSuppression { .. }
             | Op::RoiAlign(_)
             | Op::DeformConv(_)
+            | Op::DeformSample(_)
             | Op::GridSample { .. } => OpFamily::Detection,
             Op::QuantizeLinear { .. } | Op::DequantizeLinear { .. } => OpFamily::Quantization,
             Op::Custom { .. } => OpFamily::Custom,
@@ -392,6 +398,7 @@ impl Op {
             Op::NonMaxSuppression { .. } => "NonMaxSuppression",
             Op::RoiAlign(_) => "RoiAlign",
             Op::DeformConv(_) => "DeformConv",
+            Op::DeformSample(_) => "DeformSample",
             Op::GridSample { .. } => "GridSample",
             Op::QuantizeLinear { .. } => "QuantizeLinear",
             Op::DequantizeLinear { .. } => "DequantizeLinear",
@@ -433,6 +440,7 @@ impl Op {
             Op::QuantizeLinear { .. } | Op::DequantizeLinear { .. } => (2, 3),
             Op::NonMaxSuppression { .. } => (2, 5),
             Op::DeformConv(_) => (3, 5),
+            Op::DeformSample(_) => (2, 3),
             Op::Resize(_)
             | Op::Unary(_)
             | Op::LeakyRelu { .. }

@@ -1,7 +1,8 @@
 //! Deformable convolution (ONNX DeformConv 19, deformable conv v2): each kernel tap reads the
 //! input at its regular position moved by a learned offset, bilinearly interpolated with zeros
 //! outside the map and scaled by an optional mask. The taps are gathered into a deformable
-//! im2col matrix, and one GEMM per image and group does the rest, as for Conv.
+//! im2col matrix, and one GEMM per image and group does the rest, as for Conv. DeformSample is
+//! that matrix alone, one per image, as a tensor.
 
 use crate::cpu::conv::{bias_values, dims4, init_output};
 use crate::cpu::gemm::matmul;
@@ -54,6 +55,7 @@ impl Tap {
 
 /// Extents of one deformable convolution, checked against each other.
 struct Geometry {
+    n: usize,
     c: usize,
     h: usize,
     w: usize,
@@ -139,6 +141,126 @@ fn bad(msg: String) -> RuntimeError {
     RuntimeError::bad_input(msg)
 }
 
+/// The sampling operands of a deformable convolution, checked against each other and the
+/// attributes' window.
+struct Sampling<'a> {
+    geo: Geometry,
+    x: &'a [f32],
+    offset: &'a [f32],
+    mask: Option<&'a [f32]>,
+}
+
+impl<'a> Sampling<'a> {
+    fn new(
+        a: &DeformConvAttrs,
+        x: &'a Tensor,
+        offset: &'a Tensor,
+        mask: Option<&'a Tensor>,
+    ) -> Result<Sampling<'a>, RuntimeError> {
+        let [n, c, h, wd] = dims4(x, "input")?;
+        let [kh, kw] = a.kernel;
+        let og = a.offset_group;
+        if og == 0 || c % og != 0 {
+            return Err(bad(format!(
+                "{c} input channels do not divide into {og} offset groups"
+            )));
+        }
+        if a.strides.contains(&0) || a.dilations.contains(&0) {
+            return Err(bad("strides and dilations must be positive".into()));
+        }
+        if u32::try_from(h * wd).is_err() {
+            return Err(RuntimeError::unsupported(format!(
+                "input planes of {h}x{wd} are too large for a deformable convolution"
+            )));
+        }
+        let extent = |len: usize, p0: usize, p1: usize, k: usize, d: usize, s: usize| {
+            (len + p0 + p1)
+                .checked_sub(d * (k.max(1) - 1) + 1)
+                .map(|r| r / s + 1)
+        };
+        let [pt, pl, pb, pr] = a.pads;
+        let (Some(oh), Some(ow)) = (
+            extent(h, pt, pb, kh, a.dilations[0], a.strides[0]),
+            extent(wd, pl, pr, kw, a.dilations[1], a.strides[1]),
+        ) else {
+            return Err(bad(format!(
+                "input {:?} is smaller than the dilated kernel {:?}",
+                x.shape, a.kernel
+            )));
+        };
+        let geo = Geometry {
+            n,
+            c,
+            h,
+            w: wd,
+            kh,
+            kw,
+            oh,
+            ow,
+            offset_groups: og,
+        };
+        let kk = geo.taps();
+        if offset.shape != [n, og * kk * 2, oh, ow] {
+            return Err(bad(format!(
+                "offset has shape {:?}, expected {:?}",
+                offset.shape,
+                [n, og * kk * 2, oh, ow]
+            )));
+        }
+        let mask = match mask {
+            Some(m) if m.shape == [n, og * kk, oh, ow] => Some(f32s(m, "mask")?),
+            Some(m) => {
+                return Err(bad(format!(
+                    "mask has shape {:?}, expected {:?}",
+                    m.shape,
+                    [n, og * kk, oh, ow]
+                )))
+            }
+            None => None,
+        };
+        Ok(Sampling {
+            geo,
+            x: f32s(x, "input")?,
+            offset: f32s(offset, "offset")?,
+            mask,
+        })
+    }
+
+    /// Elements of one image's im2col matrix, `[c*kh*kw, oh*ow]`.
+    fn col_len(&self) -> usize {
+        self.geo.c * self.geo.taps() * self.geo.plane()
+    }
+
+    /// Writes image `b`'s im2col matrix into `col`.
+    fn im2col(&self, a: &DeformConvAttrs, b: usize, col: &mut [f32]) {
+        let image_len = self.geo.c * self.geo.h * self.geo.w;
+        let image = &self.x[b * image_len..(b + 1) * image_len];
+        deformable_im2col(a, &self.geo, image, self.offset, self.mask, b, col);
+    }
+}
+
+/// Inputs: x `[N,C,H,W]`, offset `[N,offset_group*kH*kW*2,oH,oW]` (dy then dx per tap),
+/// optional mask `[N,offset_group*kH*kW,oH,oW]`. Output: `[N, C*kH*kW, oH, oW]`, each image's
+/// deformable im2col matrix.
+pub(super) fn sample(
+    a: &DeformConvAttrs,
+    x: &Tensor,
+    offset: &Tensor,
+    mask: Option<&Tensor>,
+) -> Result<Tensor, RuntimeError> {
+    let s = Sampling::new(a, x, offset, mask)?;
+    let len = s.col_len();
+    let mut out = vec![0.0; s.geo.n * len];
+    for (b, col) in out.chunks_exact_mut(len.max(1)).enumerate() {
+        s.im2col(a, b, col);
+    }
+    let geo = &s.geo;
+    Ok(Tensor::f32(
+        vec![geo.n, geo.c * geo.taps(), geo.oh, geo.ow],
+        out,
+    ))
+}
+
 /// Inputs: x `[N,C,H,W]`, w `[O,C/group,kH,kW]`, offset `[N,offset_group*kH*kW*2,oH,oW]` (dy
 /// then dx per tap), optional bias `[O]`, optional mask `[N,offset_group*kH*kW,oH,oW]`.
 pub(super) fn execute(
@@ -149,82 +271,25 @@ pub(super) fn execute(
     bias: Option<&Tensor>,
     mask: Option<&Tensor>,
 ) -> Result<Tensor, RuntimeError> {
-    let [n, c, h, wd] = dims4(x, "input")?;
+    let [_, c, _, _] = dims4(x, "input")?;
     let [o, cg, kh, kw] = dims4(w, "weight")?;
-    let (xv, wv, ov) = (
-        f32s(x, "input")?,
-        f32s(w, "weight")?,
-        f32s(offset, "offset")?,
-    );
-    let (g, og) = (a.group, a.offset_group);
+    let wv = f32s(w, "weight")?;
+    let g = a.group;
     if g == 0 || cg * g != c || o % g != 0 {
         return Err(bad(format!(
             "input has {c} channels and weight {:?}, which group {g} does not fit",
             w.shape
         )));
     }
-    if og == 0 || c % og != 0 {
-        return Err(bad(format!(
-            "{c} input channels do not divide into {og} offset groups"
-        )));
-    }
     check_window(a.kernel, a.strides, a.dilations, [kh, kw], &w.shape)?;
-    if u32::try_from(h * wd).is_err() {
-        return Err(RuntimeError::unsupported(format!(
-            "input planes of {h}x{wd} are too large for DeformConv"
-        )));
-    }
-    let extent = |len: usize, p0: usize, p1: usize, k: usize, d: usize, s: usize| {
-        (len + p0 + p1)
-            .checked_sub(d * (k.max(1) - 1) + 1)
-            .map(|r| r / s + 1)
-    };
-    let [pt, pl, pb, pr] = a.pads;
-    let (Some(oh), Some(ow)) = (
-        extent(h, pt, pb, kh, a.dilations[0], a.strides[0]),
-        extent(wd, pl, pr, kw, a.dilations[1], a.strides[1]),
-    ) else {
-        return Err(bad(format!(
-            "input {:?} is smaller than the dilated kernel {:?}",
-            x.shape, w.shape
-        )));
-    };
-    let geo = Geometry {
-        c,
-        h,
-        w: wd,
-        kh,
-        kw,
-        oh,
-        ow,
-        offset_groups: og,
-    };
-    let kk = geo.taps();
-    if offset.shape != [n, og * kk * 2, oh, ow] {
-        return Err(bad(format!(
-            "offset has shape {:?}, expected {:?}",
-            offset.shape,
-            [n, og * kk * 2, oh, ow]
-        )));
-    }
-    let mask = match mask {
-        Some(m) if m.shape == [n, og * kk, oh, ow] => Some(f32s(m, "mask")?),
-        Some(m) => {
-            return Err(bad(format!(
-                "mask has shape {:?}, expected {:?}",
-                m.shape,
-                [n, og * kk, oh, ow]
-            )))
-        }
-        None => None,
-    };
+    let s = Sampling::new(a, x, offset, mask)?;
+    let (n, plane) = (s.geo.n, s.geo.plane());
+    let (kdim, og_out) = (cg * s.geo.taps(), o / g);
     let bias = bias_values(bias, o)?;
-    let (plane, kdim, og_out) = (geo.plane(), cg * kk, o / g);
     let mut out = init_output(n, o, plane, bias);
-    let mut col = vec![0.0; c * kk * plane];
+    let mut col = vec![0.0; s.col_len()];
     for b in 0..n {
-        let image = &xv[b * c * h * wd..(b + 1) * c * h * wd];
-        deformable_im2col(a, &geo, image, ov, mask, b, &mut col);
+        s.im2col(a, b, &mut col);
         for gi in 0..g {
             matmul(
                 og_out,
@@ -238,5 +303,5 @@ pub(super) fn execute(
             );
         }
     }
-    Ok(Tensor::f32(vec![n, o, oh, ow], out))
+    Ok(Tensor::f32(vec![n, o, s.geo.oh, s.geo.ow], out))
 }

@@ -1,4 +1,4 @@
-//! Detection kernels: NonMaxSuppression, RoiAlign, DeformConv, GridSample. The NMS and RoiAlign
+//! Detection kernels: NonMaxSuppression, RoiAlign, DeformConv, DeformSample, GridSample. The NMS and RoiAlign
 //! cores are plain functions over slices, shared with the Paddle detection ops.
 
 mod deform_conv;
@@ -31,6 +31,12 @@ pub(crate) fn execute(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError>
             args.required(2)?,
             args.optional(3),
             args.optional(4),
+        )?,
+        Op::DeformSample(a) => deform_conv::sample(
+            a,
+            args.required(0)?,
+            args.required(1)?,
+            args.optional(2),
         )?,
         Op::GridSample {
             mode,
