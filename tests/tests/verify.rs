@@ -4,7 +4,7 @@
 use temblor::verify::verify;
 use temblor_ir::{GraphOutput, Op, UnaryOp};
 use temblor_tests::builder::{act, Builder};
-use temblor_tests::{output, real_model, temblor};
+use temblor_tests::{output, real_model, shared, temblor};
 
 fn compile_verified(model: &std::path::Path, dims: &[&str]) -> serde_json::Value {
     let dir = tempfile::tempdir().unwrap();
@@ -25,14 +25,86 @@ fn compile_verified(model: &std::path::Path, dims: &[&str]) -> serde_json::Value
     serde_json::from_str(&report).unwrap()
 }
 
+/// Every model with weights in ../shared/models: the optimized graph has fewer layers than the
+/// parsed one and computes the same function.
 #[test]
-fn real_models_verify() {
-    let det = real_model("ppocrv4_det_onnx", "ch_PP-OCRv4_det_infer.onnx");
-    let report = compile_verified(&det, &["x:1x3x192x384"]);
-    assert_eq!(report["verification"]["status"], "passed");
-    let picodet = real_model("picodet_coco_paddle", "model.pdmodel");
-    let report = compile_verified(&picodet, &["image:1x3x416x416", "scale_factor:1x2"]);
-    assert_eq!(report["verification"]["status"], "passed");
+fn every_model_verifies_with_fewer_layers() {
+    let detector = ["image:1x3x320x320", "im_shape:1x2", "scale_factor:1x2"];
+    let mut cases: Vec<(std::path::PathBuf, Vec<&str>)> = vec![
+        (
+            real_model("ppocrv4_det_onnx", "ch_PP-OCRv4_det_infer.onnx"),
+            vec!["x:1x3x192x384"],
+        ),
+        (
+            real_model("ppocrv4_rec_onnx", "ch_PP-OCRv4_rec_infer.onnx"),
+            vec!["x:1x3x48x320"],
+        ),
+        (
+            real_model("ppocr_cls_v2_onnx", "ch_ppocr_mobile_v2.0_cls_infer.onnx"),
+            vec!["x:1x3x48x192"],
+        ),
+        (
+            real_model("picodet_layout_onnx", "layout_cdla.onnx"),
+            vec![],
+        ),
+        (
+            shared().join("models/real/picodet_coco_onnx/model.onnx"),
+            vec!["image:1x3x416x416"],
+        ),
+        (
+            real_model("ppocrv4_det_paddle", "inference.pdmodel"),
+            vec!["x:1x3x192x384"],
+        ),
+        (
+            real_model("ppocrv4_rec_paddle", "inference.pdmodel"),
+            vec!["x:1x3x48x320"],
+        ),
+        (
+            real_model("ppocr_cls_v2_paddle", "inference.pdmodel"),
+            vec!["x:1x3x48x192"],
+        ),
+        (
+            real_model("picodet_coco_paddle", "model.pdmodel"),
+            vec!["image:1x3x416x416", "scale_factor:1x2"],
+        ),
+        (
+            shared().join("models/paddle/paddle_basic/model.pdmodel"),
+            vec!["image:1x3x64x64"],
+        ),
+    ];
+    for name in [
+        "yolov3_r18vd_dcn",
+        "ppyolo_r18vd_dcn",
+        "retinanet_r18_fpn",
+        "faster_rcnn_r18_fpn",
+        "mask_rcnn_r18_fpn",
+    ] {
+        cases.push((
+            shared()
+                .join("models/paddle")
+                .join(name)
+                .join("model.pdmodel"),
+            detector.to_vec(),
+        ));
+    }
+    for (model, dims) in cases {
+        let report = compile_verified(&model, &dims);
+        assert_eq!(
+            report["verification"]["status"],
+            "passed",
+            "{}",
+            model.display()
+        );
+        let (parse, optimize) = (
+            report["views"]["parse"]["layers"].as_u64().unwrap(),
+            report["views"]["optimize"]["layers"].as_u64().unwrap(),
+        );
+        assert!(
+            optimize < parse,
+            "{}: {parse} -> {optimize}",
+            model.display()
+        );
+    }
 }
 
 #[test]
