@@ -6,7 +6,7 @@
 //! constant `[N]` or `[1, N]`. Batched MatMuls (the rank-3 projections of transformer blocks)
 //! are left as they are.
 
-use crate::recognize_gelu::private;
+use crate::pattern::private;
 use crate::{Pass, PassError};
 use temblor_ir::{BinaryOp, Dim, Graph, NodeId, Op, Provenance, ValueRef};
 

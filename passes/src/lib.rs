@@ -11,11 +11,13 @@ mod fuse_conv_epilogue;
 mod fuse_matmul_add;
 mod fuse_pad;
 mod merge_reshapes;
+mod pattern;
 mod placement;
 mod recognize_gelu;
 mod recognize_hard_swish;
 mod recognize_layer_norm;
 mod remove_no_ops;
+mod split_deform_conv;
 
 pub use dead_nodes::DeadNodes;
 pub use driver::{Driver, PassError, PassRecord};
@@ -31,6 +33,7 @@ pub use recognize_gelu::RecognizeGelu;
 pub use recognize_hard_swish::RecognizeHardSwish;
 pub use recognize_layer_norm::RecognizeLayerNorm;
 pub use remove_no_ops::RemoveNoOps;
+pub use split_deform_conv::SplitDeformConv;
 
 use temblor_ir::{Graph, Layout, Node, Op, Provenance, TensorInfo, TensorType, ValueRef, Weight};
 
@@ -54,6 +57,7 @@ pub fn optimize_passes() -> Vec<Box<dyn Pass>> {
         Box::new(RemoveNoOps),
         Box::new(MergeReshapes),
         Box::new(FoldBatchNorm),
+        Box::new(SplitDeformConv),
         Box::new(FoldConvAffine),
         Box::new(FusePad),
         Box::new(RecognizeHardSwish),

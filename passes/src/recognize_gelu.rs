@@ -9,6 +9,7 @@
 //! Constants are compared with a tolerance of a few f32 ulps, since exporters round `sqrt(2)`
 //! and `sqrt(2/pi)` differently; the rewrite is exact up to that rounding.
 
+use crate::pattern::{is_exponent, private, private_operands, scalar};
 use crate::{Pass, PassError};
 use temblor_ir::{BinaryOp, Graph, NodeId, Op, Provenance, UnaryOp, ValueRef};
 
@@ -88,7 +89,8 @@ fn gelu(g: &Graph, tail: NodeId) -> Option<Match> {
 }
 
 impl Gate {
-    /// The gate with `node`, the layer that applies the halving, absorbed too.
+    /// The gate with `node` absorbed too: the Mul that halves `x` or the gate, or that joins
+    /// them.
     fn and(mut self, node: NodeId) -> Gate {
         self.nodes.push(node);
         self
@@ -166,44 +168,9 @@ fn scaled(g: &Graph, v: ValueRef, c: f32) -> Option<ValueRef> {
     }
 }
 
-/// The operands of `v`'s producer when it is the binary `op` and `v` is private to the pattern.
-pub(crate) fn private_operands(
-    g: &Graph,
-    v: ValueRef,
-    op: BinaryOp,
-) -> Option<(ValueRef, ValueRef)> {
-    if g.node(v.node).op != Op::Binary(op) || !private(g, v) {
-        return None;
-    }
-    Some((g.input(v.node, 0)?, g.input(v.node, 1)?))
-}
-
 /// Whether `v` is a one-element f32 constant within a few ulps of `c`.
 fn is_near(g: &Graph, v: ValueRef, c: f32) -> bool {
     scalar(g, v).is_some_and(|s| (s - c).abs() <= 4.0 * f32::EPSILON * c.abs())
-}
-
-/// Whether `v` is the one-element constant exponent `n`, as a float or, since Pow allows an
-/// exponent of another type, an integer.
-pub(crate) fn is_exponent(g: &Graph, v: ValueRef, n: i64) -> bool {
-    let integer = g
-        .constant(v)
-        .and_then(|w| w.to_i64())
-        .is_some_and(|e| e == [n]);
-    integer || scalar(g, v) == Some(n as f32)
-}
-
-/// The value of a one-element f32 constant.
-pub(crate) fn scalar(g: &Graph, v: ValueRef) -> Option<f32> {
-    match g.constant(v)?.to_f32()?[..] {
-        [s] => Some(s),
-        _ => None,
-    }
-}
-
-/// Read by exactly one layer and not a graph output: the pattern may consume it.
-pub(crate) fn private(g: &Graph, v: ValueRef) -> bool {
-    g.consumers(v).len() == 1 && !g.outputs.iter().any(|o| o.value == v)
 }
 
 fn rewrite(g: &mut Graph, m: Match) {

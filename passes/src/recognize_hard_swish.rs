@@ -6,6 +6,7 @@
 //! The rewrite is exact up to rounding: `x * clip(x/6 + 1/2, 0, 1)` and the written-out form
 //! differ in the last bit at most.
 
+use crate::pattern::{private, scalar};
 use crate::{Pass, PassError};
 use temblor_ir::{BinaryOp, Graph, NodeId, Op, Provenance, UnaryOp, ValueRef};
 
@@ -90,19 +91,6 @@ fn gated(g: &Graph, tail: NodeId) -> Option<Match> {
             absorbed: vec![gate.node],
         })
     })
-}
-
-/// The value of a one-element f32 constant.
-fn scalar(g: &Graph, v: ValueRef) -> Option<f32> {
-    match g.constant(v)?.to_f32()?[..] {
-        [s] => Some(s),
-        _ => None,
-    }
-}
-
-/// Read by exactly one layer and not a graph output: the pattern may consume it.
-fn private(g: &Graph, v: ValueRef) -> bool {
-    g.consumers(v).len() == 1 && !g.outputs.iter().any(|o| o.value == v)
 }
 
 fn rewrite(g: &mut Graph, m: Match) {
