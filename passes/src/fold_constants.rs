@@ -3,12 +3,16 @@
 //! This is what turns the shape computations exporters write (Shape -> Gather -> Concat ->
 //! Reshape) into static reshapes once the input sizes are known.
 //!
+//! A model given without its parameters folds its layout changes of weights all the same (a
+//! Reshape of a shape-only bias is a shape-only constant of the inferred shape), so it keeps the
+//! structure the full model would get.
+//!
 //! A size cap keeps folding from blowing a model up: a result may not hold more elements than
 //! its inputs together, or [`SMALL`], whichever is larger (an Expand or ConstantOfShape of a
 //! large static shape stays a node).
 
 use crate::{add_constant, Pass, PassError};
-use temblor_ir::{Graph, NodeId, Op, Provenance, ValueRef};
+use temblor_ir::{Graph, NodeId, Op, Provenance, UnaryOp, ValueRef, Weight};
 use temblor_runtime::Tensor;
 
 pub struct FoldConstants;
@@ -30,10 +34,15 @@ impl Pass for FoldConstants {
         })?;
         let mut folded = 0;
         for id in order {
-            if let Some(values) = evaluate(g, id) {
-                replace(g, id, values);
-                folded += 1;
-            }
+            let weights = match evaluate(g, id) {
+                Some(values) => values.iter().map(Tensor::to_weight).collect(),
+                None => match shape_only(g, id) {
+                    Some(w) => vec![w],
+                    None => continue,
+                },
+            };
+            replace(g, id, weights);
+            folded += 1;
         }
         Ok(folded)
     }
@@ -82,21 +91,44 @@ fn evaluate(g: &Graph, id: NodeId) -> Option<Vec<Tensor>> {
     }
 }
 
+/// A layout change of a shape-only weight (graph-only model), as a shape-only weight of the
+/// node's inferred static type.
+fn shape_only(g: &Graph, id: NodeId) -> Option<Weight> {
+    let node = g.node(id);
+    let layout_only = matches!(
+        node.op,
+        Op::Reshape { .. }
+            | Op::Squeeze
+            | Op::Unsqueeze
+            | Op::Flatten { .. }
+            | Op::Transpose { .. }
+            | Op::Unary(UnaryOp::Identity)
+    );
+    if !layout_only || node.outputs.len() != 1 || !g.is_used(ValueRef::new(id, 0)) {
+        return None;
+    }
+    let data = g.constant(g.input(id, 0)?)?;
+    let operands_constant = g
+        .inputs_of(id)
+        .into_iter()
+        .flatten()
+        .all(|v| g.constant(v).is_some());
+    if !data.is_shape_only() || !operands_constant {
+        return None;
+    }
+    let ty = &node.outputs[0].ty;
+    Some(Weight::shape_only(ty.dtype, ty.shape.known()?))
+}
+
 /// Every use of the node's outputs reads a new constant instead; the node itself is left for
 /// dead-node removal (a graph output it computes now comes from the constant).
-fn replace(g: &mut Graph, id: NodeId, values: Vec<Tensor>) {
+fn replace(g: &mut Graph, id: NodeId, weights: Vec<Weight>) {
     let node = g.node(id);
     let prov = Provenance::merged(NAME, [&node.provenance]);
     let infos = node.outputs.clone();
-    for (port, (t, info)) in values.into_iter().zip(infos).enumerate() {
+    for (port, (w, info)) in weights.into_iter().zip(infos).enumerate() {
         let old = ValueRef::new(id, port);
-        let new = add_constant(
-            g,
-            format!("{}.folded", info.name),
-            t.to_weight(),
-            info.ty.layout,
-            &prov,
-        );
+        let new = add_constant(g, format!("{}.folded", info.name), w, info.ty.layout, &prov);
         g.replace_uses(old, new);
     }
 }
