@@ -1,7 +1,9 @@
-//! Folds a per-channel affine layer after a convolution into the conv itself: `conv(x) * s`
-//! scales the conv's weight and bias, `conv(x) + b` adds to its bias, with `s` and `b` constants
-//! holding one value per output channel (shape `[O,1,1]` or `[1,O,1,1]`; a `[O]` would broadcast
-//! along the width) or one for all.
+//! Folds a per-channel affine layer after a convolution into the convolution itself:
+//! `conv(x) * s` scales the weight and bias, `conv(x) + b` adds to the bias, with `s` and `b`
+//! constants holding one value per output channel (shape `[O,1,1]` or `[1,O,1,1]`; a `[O]` would
+//! broadcast along the width) or one for all. Conv, DeformConv and ConvTranspose all fold; as in
+//! `fold_batchnorm`, they differ only in where the output channels lie in the weight and in
+//! which port holds the bias.
 //! paddle2onnx writes BatchNorm as exactly this Mul and Add (and a MobileOne block's learned
 //! scale and shift as scalar ones), and splits a conv's bias into an Add; each such layer reads
 //! and writes the whole output, and once folded an activation after it can fuse.
@@ -22,10 +24,7 @@ impl Pass for FoldConvAffine {
     }
 
     fn run(&self, g: &mut Graph) -> Result<usize, PassError> {
-        let convs: Vec<NodeId> = g
-            .node_ids()
-            .filter(|&id| matches!(&g.node(id).op, Op::Conv(a) if a.activation.is_none()))
-            .collect();
+        let convs: Vec<NodeId> = g.node_ids().filter(|&id| form(g, id).is_some()).collect();
         let mut applied = 0;
         for conv in convs {
             while let Some(m) = affine_after(g, conv) {
@@ -37,12 +36,70 @@ impl Pass for FoldConvAffine {
     }
 }
 
+/// Where the output channels lie in a convolution's weight.
+#[derive(Clone, Copy)]
+enum Rows {
+    /// `[O, C/g, kH, kW]` (Conv, DeformConv): channel `o` owns the `o`th row.
+    Leading,
+    /// `[C, O/g, kH, kW]` (ConvTranspose): input channel `c` belongs to group `c / (C/g)`, and
+    /// index `j` of axis 1 is output channel `group * O/g + j`.
+    Grouped { group: usize },
+}
+
+impl Rows {
+    /// The number of output channels of a weight of `dims`, when the dims fit.
+    fn channels(self, dims: &[usize]) -> Option<usize> {
+        match (self, dims) {
+            (Rows::Leading, &[o, _, ..]) => Some(o),
+            (Rows::Grouped { group }, &[c, og, ..]) if group > 0 && c % group == 0 => {
+                Some(og * group)
+            }
+            _ => None,
+        }
+    }
+
+    fn layout(self) -> Layout {
+        match self {
+            Rows::Leading => Layout::OIHW,
+            Rows::Grouped { .. } => Layout::IOHW,
+        }
+    }
+
+    /// The output channel that the weight element at flat `index` contributes to.
+    fn channel_of(self, dims: &[usize], index: usize) -> usize {
+        let taps: usize = dims[2..].iter().product();
+        match self {
+            Rows::Leading => index / (dims[1] * taps),
+            Rows::Grouped { group } => {
+                let (c, og) = (dims[0], dims[1]);
+                let (input, j) = (index / (og * taps), index / taps % og);
+                input / (c / group) * og + j
+            }
+        }
+    }
+}
+
+/// How `id` folds an affine layer: its weight rows and its bias port. A Conv with a fused
+/// activation or a residual does not, as the scale would have to pass through them.
+fn form(g: &Graph, id: NodeId) -> Option<(Rows, usize)> {
+    match &g.node(id).op {
+        Op::Conv(a) if a.activation.is_none() && g.input(id, 3).is_none() => {
+            Some((Rows::Leading, 2))
+        }
+        Op::DeformConv(_) => Some((Rows::Leading, 3)),
+        Op::ConvTranspose(a) => Some((Rows::Grouped { group: a.group }, 2)),
+        _ => None,
+    }
+}
+
 /// An f32 tensor's values, or `None` when it is known by shape alone.
 type Values = Option<Vec<f32>>;
 
 struct Match {
     layer: NodeId,
     op: BinaryOp,
+    rows: Rows,
+    bias_port: usize,
     channels: usize,
     /// One value per output channel.
     values: Values,
@@ -58,11 +115,11 @@ fn f32_constant(g: &Graph, v: ValueRef) -> Option<&Weight> {
 }
 
 /// The Mul or Add after `conv` and its per-channel values, when the conv's output feeds only
-/// that layer, the conv has no residual (which would have to be scaled too), its bias (if any)
-/// is a constant, and for a Mul its weight is one too.
+/// that layer, its bias (if any) is a constant, and for a Mul its weight is one too.
 fn affine_after(g: &Graph, conv: NodeId) -> Option<Match> {
+    let (rows, bias_port) = form(g, conv)?;
     let out = ValueRef::new(conv, 0);
-    if g.input(conv, 3).is_some() || g.outputs.iter().any(|o| o.value == out) {
+    if g.outputs.iter().any(|o| o.value == out) {
         return None;
     }
     let [(layer, _)] = g.consumers(out)[..] else {
@@ -88,7 +145,7 @@ fn affine_after(g: &Graph, conv: NodeId) -> Option<Match> {
         [o, 1, 1] | [1, o, 1, 1] if *o == channels => constant.to_f32(),
         _ => return None,
     };
-    let bias = match g.input(conv, 2) {
+    let bias = match g.input(conv, bias_port) {
         Some(b) => {
             let b = f32_constant(g, b).filter(|b| b.element_count() == channels)?;
             Some(b.to_f32())
@@ -98,7 +155,7 @@ fn affine_after(g: &Graph, conv: NodeId) -> Option<Match> {
     let weight = match op {
         BinaryOp::Mul => {
             let w = f32_constant(g, g.input(conv, 1)?)?;
-            if w.dims.first() != Some(&channels) {
+            if rows.channels(&w.dims) != Some(channels) {
                 return None;
             }
             Some(w.clone())
@@ -108,6 +165,8 @@ fn affine_after(g: &Graph, conv: NodeId) -> Option<Match> {
     Some(Match {
         layer,
         op,
+        rows,
+        bias_port,
         channels,
         values,
         weight,
@@ -144,26 +203,25 @@ fn fold(g: &mut Graph, conv: NodeId, m: Match) {
     if let (BinaryOp::Mul, Some(w)) = (m.op, &m.weight) {
         let scaled = match (w.to_f32(), &m.values) {
             (Some(values), Some(scale)) => {
-                let per_row = values.len() / m.channels;
                 let scaled: Vec<f32> = values
-                    .chunks(per_row.max(1))
-                    .zip(scale)
-                    .flat_map(|(row, s)| row.iter().map(move |v| v * s))
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| v * scale[m.rows.channel_of(&w.dims, i)])
                     .collect();
                 Weight::from_f32(w.dims.clone(), &scaled)
             }
             _ => Weight::shape_only(DType::F32, w.dims.clone()),
         };
         let name = format!("{}_weight", g.node(conv).name);
-        let weight = add_constant(g, name, scaled, Layout::OIHW, &provenance);
+        let weight = add_constant(g, name, scaled, m.rows.layout(), &provenance);
         g.disconnect_input(conv, 1);
         g.connect(weight, conv, 1);
     }
     if let Some(bias) = bias {
         let name = format!("{}_bias", g.node(conv).name);
         let value = add_constant(g, name, bias, Layout::C, &provenance);
-        g.disconnect_input(conv, 2);
-        g.connect(value, conv, 2);
+        g.disconnect_input(conv, m.bias_port);
+        g.connect(value, conv, m.bias_port);
     }
     let outputs = g.node(m.layer).outputs.clone();
     g.replace_uses(ValueRef::new(m.layer, 0), ValueRef::new(conv, 0));

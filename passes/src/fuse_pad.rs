@@ -1,7 +1,8 @@
 //! Folds a constant zero Pad of an NCHW tensor's two spatial axes into the pads of the layers
-//! that read it, which pad with zeros themselves: Conv, DeformConv (whose samples outside the
-//! input read zero, as the padded cells do), and AveragePool when padded cells count in its
-//! divisor. The Pad's output is never written, and the readers' pads grow by its amounts.
+//! that read it, which pad with zeros themselves: Conv, DeformConv and DeformSample (whose
+//! samples outside the input read zero, as the padded cells do), and AveragePool when padded
+//! cells count in its divisor. The Pad's output is never written, and the readers' pads grow
+//! by its amounts.
 //!
 //! Left alone: MaxPool (its implicit padding is -inf, not zero), AveragePool without
 //! `count_include_pad` or in ceil mode (whose last window is bounded by the input, not by an
@@ -106,7 +107,7 @@ fn match_pad(g: &Graph, pad: NodeId) -> Option<Match> {
 fn zero_pads(op: &mut Op) -> Option<&mut [usize]> {
     match op {
         Op::Conv(a) => Some(&mut a.pads),
-        Op::DeformConv(a) => Some(&mut a.pads),
+        Op::DeformConv(a) | Op::DeformSample(a) => Some(&mut a.pads),
         Op::AveragePool(a) if a.count_include_pad && !a.ceil_mode && a.pads.len() == 4 => {
             Some(&mut a.pads)
         }

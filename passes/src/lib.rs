@@ -17,6 +17,7 @@ mod recognize_gelu;
 mod recognize_hard_swish;
 mod recognize_layer_norm;
 mod remove_no_ops;
+mod sink_transposes;
 mod split_deform_conv;
 
 pub use dead_nodes::DeadNodes;
@@ -33,6 +34,7 @@ pub use recognize_gelu::RecognizeGelu;
 pub use recognize_hard_swish::RecognizeHardSwish;
 pub use recognize_layer_norm::RecognizeLayerNorm;
 pub use remove_no_ops::RemoveNoOps;
+pub use sink_transposes::SinkTransposes;
 pub use split_deform_conv::SplitDeformConv;
 
 use temblor_ir::{Graph, Layout, Node, Op, Provenance, TensorInfo, TensorType, ValueRef, Weight};
@@ -46,9 +48,9 @@ pub trait Pass {
 }
 
 /// The optimize stage's passes, in order. Canonicalization comes first (constant and shape
-/// folding, no-op removal, reshape merging), so the patterns later passes look for are not
-/// hidden behind shape computations or identities. Folds come before dead-node removal so the constants
-/// they replace are swept in the same round; the epilogue fusion follows the BatchNorm fold,
+/// folding, no-op removal, reshape merging, transposes sunk below the Concat joining them), so
+/// the patterns later passes look for are not hidden behind shape computations or identities.
+/// Folds come before dead-node removal so the constants they replace are swept in the same round; the epilogue fusion follows the BatchNorm fold,
 /// which is what leaves a conv directly in front of its activation, and follows the recognition
 /// of activations that exporters write out as several layers.
 pub fn optimize_passes() -> Vec<Box<dyn Pass>> {
@@ -56,6 +58,7 @@ pub fn optimize_passes() -> Vec<Box<dyn Pass>> {
         Box::new(FoldConstants),
         Box::new(RemoveNoOps),
         Box::new(MergeReshapes),
+        Box::new(SinkTransposes),
         Box::new(FoldBatchNorm),
         Box::new(SplitDeformConv),
         Box::new(FoldConvAffine),

@@ -1,5 +1,5 @@
-//! Detection kernels: NonMaxSuppression, RoiAlign, DeformConv, DeformSample, GridSample. The NMS and RoiAlign
-//! cores are plain functions over slices, shared with the Paddle detection ops.
+//! Detection kernels: NonMaxSuppression, RoiAlign, DeformConv, DeformSample, GridSample. The
+//! NMS and RoiAlign cores are plain functions over slices, shared with the Paddle detection ops.
 
 mod deform_conv;
 mod grid_sample;
@@ -32,12 +32,9 @@ pub(crate) fn execute(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError>
             args.optional(3),
             args.optional(4),
         )?,
-        Op::DeformSample(a) => deform_conv::sample(
-            a,
-            args.required(0)?,
-            args.required(1)?,
-            args.optional(2),
-        )?,
+        Op::DeformSample(a) => {
+            deform_conv::sample(a, args.required(0)?, args.required(1)?, args.optional(2))?
+        }
         Op::GridSample {
             mode,
             padding,
