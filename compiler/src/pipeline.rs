@@ -6,7 +6,7 @@ use crate::{frontend, shape, Error, Result};
 use std::path::Path;
 use std::time::Instant;
 use temblor_ir::{validate, Graph};
-use temblor_passes::{optimize_passes, place, Driver, PassRecord};
+use temblor_passes::{optimize_passes, place, Driver, PassRecord, PrefilterNms};
 
 #[derive(Clone, Debug, Default)]
 pub struct Options {
@@ -15,6 +15,8 @@ pub struct Options {
     /// Stop the optimizer after this many applied passes (bisecting a bad rewrite).
     pub pass_steps: Option<usize>,
     pub verify: VerifyMode,
+    /// Pre-filter multiclass NMS to the k best-scoring boxes (`--nms-prefilter K`).
+    pub nms_prefilter: Option<usize>,
 }
 
 /// Whether `compile` checks the optimized graph against the parsed one on the CPU runtime.
@@ -66,7 +68,11 @@ pub fn compile(model: &Path, options: &Options) -> Result<Compiled> {
 
     let start = Instant::now();
     let mut optimize = parse.clone();
-    let passes = Driver::new(optimize_passes())
+    let mut list = optimize_passes();
+    if let Some(k) = options.nms_prefilter {
+        list.insert(0, Box::new(PrefilterNms { k }));
+    }
+    let passes = Driver::new(list)
         .with_retype(Box::new(|g: &mut Graph| {
             shape::infer(g).map_err(|e| e.to_string())
         }))

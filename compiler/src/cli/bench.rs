@@ -332,8 +332,8 @@ fn row_plan(args: &BenchArgs, package: Option<&Graph>, inputs: &[RowInput]) -> R
             .iter()
             .map(|i| (i.name.to_string(), i.shape.clone()))
             .collect(),
-        pass_steps: None,
         verify: VerifyMode::Off,
+        ..Options::default()
     };
     let compiled = pipeline::compile(&args.model, &options)?;
     let graph = if args.unoptimized {

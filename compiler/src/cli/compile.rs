@@ -24,6 +24,10 @@ pub struct CompileArgs {
     /// Skip the verification.
     #[arg(long)]
     pub no_verify: bool,
+    /// Let multiclass NMS see only the K boxes with the best score in any class (exact when K
+    /// is at least the number of boxes that can pass its score threshold).
+    #[arg(long, value_name = "K")]
+    pub nms_prefilter: Option<usize>,
 }
 
 pub fn compile(args: &CompileArgs) -> Result<()> {
@@ -50,6 +54,7 @@ pub fn compile(args: &CompileArgs) -> Result<()> {
             (_, true) => VerifyMode::Off,
             _ => VerifyMode::Auto,
         },
+        nms_prefilter: args.nms_prefilter,
     };
     let compiled = pipeline::compile(&args.model, &options)?;
 

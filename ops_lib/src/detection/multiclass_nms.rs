@@ -9,7 +9,9 @@ use super::attrs::Attrs;
 use super::boxes::greedy_nms;
 use super::{counts_data, counts_dims, float_data, float_dims, offsets_from_counts, ty, Args};
 use crate::{LibTensor, LibView};
+use std::cmp::Reverse;
 use std::collections::BTreeMap;
+use std::collections::BinaryHeap;
 use temblor_ir::{DType, Dim, TensorType};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -136,13 +138,24 @@ impl MulticlassNmsAttrs {
     ) -> Selection {
         let mut sel = Selection::new();
         let mut total = 0usize;
+        // The best keep_top_k scores kept so far, over all classes. A candidate scoring below
+        // the lowest of them once there are keep_top_k can never reach the final cut, and
+        // neither can anything after it in its class (visited in descending order), whose
+        // suppression it could only have decided: skipping them is exact, and on a detector
+        // whose every box scores high it skips nearly all of the quadratic work.
+        let mut best: BinaryHeap<Reverse<Score>> = BinaryHeap::new();
+        let cap = usize::try_from(self.keep_top_k).ok();
         for cls in 0..classes {
             if cls as i64 == self.background_label {
                 continue;
             }
+            let floor = match cap {
+                Some(k) if best.len() >= k && k > 0 => best.peek().map(|r| r.0 .0),
+                _ => None,
+            };
             let mut cand: Vec<(f32, usize)> = (0..m)
                 .map(|idx| (score(cls, idx), idx))
-                .filter(|&(s, _)| s > self.score_threshold)
+                .filter(|&(s, _)| s > self.score_threshold && floor.is_none_or(|f| s >= f))
                 .collect();
             sort_descending(&mut cand);
             truncate_top_k(&mut cand, self.nms_top_k);
@@ -153,6 +166,14 @@ impl MulticlassNmsAttrs {
                 self.nms_eta,
                 self.normalized,
             );
+            if let Some(k) = cap {
+                for &idx in &kept {
+                    best.push(Reverse(Score(score(cls, idx))));
+                    if best.len() > k {
+                        best.pop();
+                    }
+                }
+            }
             if by_index {
                 kept.sort_unstable();
             }
@@ -175,6 +196,19 @@ impl MulticlassNmsAttrs {
             }
         }
         sel
+    }
+}
+
+/// A score ordered totally, for the heap of the best kept scores (NaN never passes the score
+/// threshold, so it never reaches the heap).
+#[derive(Clone, Copy, PartialEq, PartialOrd)]
+struct Score(f32);
+
+impl Eq for Score {}
+
+impl Ord for Score {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
     }
 }
 

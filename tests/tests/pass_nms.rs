@@ -1,0 +1,126 @@
+//! The NMS top-k pre-filter: pinned as a view on a small graph, and exact when k is at least the
+//! number of boxes that can pass the score threshold.
+
+use temblor_ir::{AttrValue, DType, Graph, GraphOutput, Op, Shape, TensorType, ValueRef};
+use temblor_passes::{DeadNodes, Driver, PrefilterNms};
+use temblor_runtime::{CpuPlan, Tensor};
+use temblor_tests::builder::Builder;
+use temblor_tests::Rng;
+use temblor_visualize::{render, View};
+
+const M: usize = 12;
+const C: usize = 3;
+
+fn nms_graph() -> Graph {
+    let mut b = Builder::new("nms", 41);
+    let ty = |dims: &[usize]| TensorType::new(DType::F32, Shape::from_known(dims));
+    let boxes = b.node("boxes", Op::Input { index: 0 }, ty(&[1, M, 4]), &[]);
+    let scores = b.node("scores", Op::Input { index: 1 }, ty(&[1, C, M]), &[]);
+    b.g.inputs.extend([boxes.node, scores.node]);
+    let attrs = [
+        ("background_label", AttrValue::Int(-1)),
+        ("score_threshold", AttrValue::Float(0.3)),
+        ("nms_top_k", AttrValue::Int(M as i64)),
+        ("nms_threshold", AttrValue::Float(0.5)),
+        ("nms_eta", AttrValue::Float(1.0)),
+        ("keep_top_k", AttrValue::Int(6)),
+        ("normalized", AttrValue::Int(1)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let op = Op::Custom {
+        domain: temblor_ops_lib::DOMAIN.into(),
+        name: "multiclass_nms3".into(),
+        attrs,
+    };
+    let nms = b.node("nms", op, ty(&[]), &[boxes, scores]);
+    let node = b.g.node_mut(nms.node);
+    node.outputs.push(node.outputs[0].clone());
+    node.outputs.push(node.outputs[0].clone());
+    for (p, n) in ["nms:index", "nms:count"].iter().enumerate() {
+        node.outputs[p + 1].name = n.to_string();
+    }
+    b.g.outputs = vec![
+        GraphOutput {
+            name: "out".into(),
+            value: nms,
+        },
+        GraphOutput {
+            name: "count".into(),
+            value: ValueRef::new(nms.node, 2),
+        },
+    ];
+    temblor::shape::infer(&mut b.g).expect("types");
+    b.g
+}
+
+fn prefiltered(g: &Graph, k: usize) -> Graph {
+    let mut out = g.clone();
+    Driver::new(vec![Box::new(PrefilterNms { k }), Box::new(DeadNodes)])
+        .with_retype(Box::new(|g: &mut Graph| {
+            temblor::shape::infer(g).map_err(|e| e.to_string())
+        }))
+        .run(&mut out)
+        .expect("passes");
+    out
+}
+
+/// Boxes in the unit square, and scores of which only `live` boxes pass the threshold.
+fn inputs(live: usize) -> Vec<(String, Tensor)> {
+    let mut rng = Rng(43);
+    let mut boxes = Vec::new();
+    for _ in 0..M {
+        let v = rng.values(4);
+        let (x, y) = (v[0].abs() * 0.5, v[1].abs() * 0.5);
+        boxes.extend([x, y, x + 0.2 + v[2].abs() * 0.3, y + 0.2 + v[3].abs() * 0.3]);
+    }
+    let scores: Vec<f32> = (0..C * M)
+        .map(|i| {
+            let s = rng.values(1)[0].abs().min(0.99);
+            if i % M < live {
+                0.31 + s * 0.6
+            } else {
+                s * 0.29
+            }
+        })
+        .collect();
+    vec![
+        ("boxes".into(), Tensor::f32(vec![1, M, 4], boxes)),
+        ("scores".into(), Tensor::f32(vec![1, C, M], scores)),
+    ]
+}
+
+fn run(g: &Graph, inputs: &[(String, Tensor)]) -> Vec<(String, Tensor)> {
+    CpuPlan::new(g).expect("plan").run(inputs).expect("run")
+}
+
+#[test]
+fn prefilter_is_exact_when_k_covers_the_candidates() {
+    let g = nms_graph();
+    let opt = prefiltered(&g, 5);
+    insta::assert_snapshot!("prefilter_nms_optimize", render(&opt, View::Optimize));
+    let x = inputs(5);
+    let before = run(&g, &x);
+    assert!(
+        before[0].1.shape[0] >= 3,
+        "too few detections to tell anything"
+    );
+    assert_eq!(before, run(&opt, &x));
+    // With fewer boxes than can pass, some detections are lost: the filter does something.
+    assert_ne!(before, run(&prefiltered(&g, 2), &x));
+}
+
+#[test]
+fn prefilter_leaves_small_inputs_and_read_indices_alone() {
+    let g = nms_graph();
+    assert_eq!(prefiltered(&g, M).node_count(), g.node_count());
+    let mut reads_index = g.clone();
+    let nms = reads_index.outputs[0].value.node;
+    reads_index.outputs.push(GraphOutput {
+        name: "index".into(),
+        value: ValueRef::new(nms, 1),
+    });
+    let opt = prefiltered(&reads_index, 5);
+    assert_eq!(opt.node_count(), reads_index.node_count());
+}
