@@ -8,11 +8,14 @@
 
 use super::attrs::Attrs;
 use super::boxes::iou;
+use super::multiclass_nms::Score;
 use super::multiclass_nms::{
     detection_outputs, detection_types, push_row, sort_descending, to_i32, truncate_top_k,
 };
 use super::{float_data, float_dims, Args};
 use crate::{LibTensor, LibView};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use temblor_ir::TensorType;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -70,13 +73,27 @@ impl MatrixNmsAttrs {
             let bbox = |idx: usize| &bboxes[(i * m + idx) * 4..(i * m + idx + 1) * 4];
             // (decayed score, (class, box index)) over all classes of this image.
             let mut dets: Vec<(f32, (usize, usize))> = Vec::new();
+            // The best keep_top_k decayed scores so far. Decay only lowers a score, and a
+            // candidate's decay depends only on higher-scored ones, so candidates scoring below
+            // the lowest of them (once there are keep_top_k) are skipped exactly.
+            let mut best: BinaryHeap<Reverse<Score>> = BinaryHeap::new();
+            let cap = usize::try_from(self.keep_top_k).ok().filter(|&k| k > 0);
             for cls in 0..c {
                 if cls as i64 == self.background_label {
                     continue;
                 }
+                let floor = cap
+                    .filter(|&k| best.len() >= k)
+                    .and_then(|_| best.peek().map(|r| r.0 .0));
                 let cls_scores = &scores[(i * c + cls) * m..(i * c + cls + 1) * m];
-                for (ds, idx) in self.decay_class(cls_scores, &bbox) {
+                for (ds, idx) in self.decay_class(cls_scores, &bbox, floor) {
                     dets.push((ds, (cls, idx)));
+                    if let Some(k) = cap {
+                        best.push(Reverse(Score(ds)));
+                        if best.len() > k {
+                            best.pop();
+                        }
+                    }
                 }
             }
             sort_descending(&mut dets);
@@ -96,6 +113,7 @@ impl MatrixNmsAttrs {
         &self,
         scores: &[f32],
         bbox: &dyn Fn(usize) -> &'b [f32],
+        floor: Option<f32>,
     ) -> Vec<(f32, usize)> {
         let mut cand: Vec<(f32, usize)> = scores
             .iter()
@@ -105,6 +123,9 @@ impl MatrixNmsAttrs {
             .collect();
         sort_descending(&mut cand);
         truncate_top_k(&mut cand, self.nms_top_k);
+        if let Some(f) = floor {
+            cand.retain(|&(s, _)| s >= f);
+        }
         let k = cand.len();
         if k == 0 {
             return Vec::new();

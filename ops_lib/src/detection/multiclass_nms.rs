@@ -202,7 +202,7 @@ impl MulticlassNmsAttrs {
 /// A score ordered totally, for the heap of the best kept scores (NaN never passes the score
 /// threshold, so it never reaches the heap).
 #[derive(Clone, Copy)]
-struct Score(f32);
+pub(crate) struct Score(pub(crate) f32);
 
 impl PartialEq for Score {
     fn eq(&self, other: &Self) -> bool {
