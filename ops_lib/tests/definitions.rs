@@ -42,8 +42,20 @@ fn yolo_box_infer_keeps_symbolic_batch() {
         DType::F32,
         vec![batch, Dim::Known(255), Dim::Known(19), Dim::Known(19)],
     );
-    let err = op.infer(&[Some(wrong), Some(img)]).unwrap_err();
+    let err = op.infer(&[Some(wrong), Some(img.clone())]).unwrap_err();
     assert!(err.contains("X"), "{err}");
+
+    // Anchors as an [A, 2] input instead of the attribute give the same types; neither is an
+    // error that names them.
+    let no_attr: Vec<(String, AttrValue)> = attrs[1..].to_vec();
+    let explicit = LibOp::parse("yolo_box", &no_attr).unwrap();
+    let anchors = ty(DType::I32, vec![Dim::Known(2), Dim::Known(2)]);
+    let same = explicit
+        .infer(&[Some(x.clone()), Some(img.clone()), Some(anchors)])
+        .unwrap();
+    assert_eq!(same, out);
+    let err = explicit.infer(&[Some(x), Some(img)]).unwrap_err();
+    assert!(err.contains("anchors"), "{err}");
 }
 
 #[test]

@@ -4,6 +4,7 @@
 
 mod dead_nodes;
 mod driver;
+mod explicit_anchors;
 mod fold_batchnorm;
 mod fold_constants;
 mod fold_conv_affine;
@@ -23,6 +24,7 @@ mod split_deform_conv;
 
 pub use dead_nodes::DeadNodes;
 pub use driver::{Driver, PassError, PassRecord};
+pub use explicit_anchors::ExplicitAnchors;
 pub use fold_batchnorm::FoldBatchNorm;
 pub use fold_constants::FoldConstants;
 pub use fold_conv_affine::FoldConvAffine;
@@ -70,6 +72,7 @@ pub fn optimize_passes() -> Vec<Box<dyn Pass>> {
         Box::new(RecognizeLayerNorm),
         Box::new(FuseMatMulAdd),
         Box::new(FuseConvEpilogue),
+        Box::new(ExplicitAnchors),
         Box::new(DeadNodes),
     ]
 }

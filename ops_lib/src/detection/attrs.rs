@@ -60,6 +60,10 @@ impl<'a> Attrs<'a> {
         self.as_float(name, self.required(name)?)
     }
 
+    pub(crate) fn has(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
     pub(crate) fn ints(&self, name: &str) -> Result<Vec<i64>, String> {
         match self.required(name)? {
             AttrValue::Ints(v) => Ok(v.clone()),

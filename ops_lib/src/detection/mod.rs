@@ -89,7 +89,7 @@ impl LibOp {
     /// Paddle's input parameter names in connection order, each with whether it is optional.
     pub fn inputs(&self) -> &'static [(&'static str, bool)] {
         match self {
-            LibOp::YoloBox(_) => &[("X", false), ("ImgSize", false)],
+            LibOp::YoloBox(_) => &[("X", false), ("ImgSize", false), ("Anchors", true)],
             LibOp::MulticlassNms(_) => &[("BBoxes", false), ("Scores", false), ("RoisNum", true)],
             LibOp::MatrixNms(_) => &[("BBoxes", false), ("Scores", false)],
             LibOp::GenerateProposals(_) => &[

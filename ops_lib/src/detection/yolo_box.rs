@@ -1,6 +1,9 @@
 //! yolo_box: decodes a YOLOv3 head `[N, A*(5+C), H, W]` into image-space boxes
 //! `[N, A*H*W, 4]` and per-class scores `[N, A*H*W, C]`. Positions whose objectness is below
 //! `conf_thresh` get all-zero boxes and scores, as in Paddle.
+//!
+//! The anchors are Paddle's `anchors` attribute, or, once the `explicit_anchors` pass has run,
+//! an `[A, 2]` integer constant on input 2 (`Anchors`), as a TensorRT plugin takes them.
 
 use super::attrs::Attrs;
 use super::{float_data, float_dims, int_data, int_dims, ty, Args};
@@ -9,8 +12,8 @@ use temblor_ir::{DType, Dim, TensorType};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct YoloBoxAttrs {
-    /// Anchor (width, height) pairs in input-image pixels.
-    pub anchors: Vec<i64>,
+    /// Anchor (width, height) pairs in input-image pixels; `None` when they come as input 2.
+    pub anchors: Option<Vec<i64>>,
     pub class_num: usize,
     pub conf_thresh: f32,
     pub downsample_ratio: i64,
@@ -23,8 +26,14 @@ pub struct YoloBoxAttrs {
 
 impl YoloBoxAttrs {
     pub(crate) fn parse(a: &Attrs) -> Result<YoloBoxAttrs, String> {
-        let anchors = a.ints("anchors")?;
-        if anchors.is_empty() || anchors.len() % 2 != 0 {
+        let anchors = match a.has("anchors") {
+            true => Some(a.ints("anchors")?),
+            false => None,
+        };
+        if anchors
+            .as_ref()
+            .is_some_and(|v| v.is_empty() || v.len() % 2 != 0)
+        {
             return Err(a.invalid("anchors", "must hold a non-empty list of (w, h) pairs"));
         }
         let class_num = a.int("class_num")?;
@@ -48,33 +57,59 @@ impl YoloBoxAttrs {
         })
     }
 
-    fn num_anchors(&self) -> usize {
-        self.anchors.len() / 2
+    /// Channels X must have for `an` anchors.
+    fn channels(&self, an: usize) -> usize {
+        let per_anchor = 5 + self.class_num + usize::from(self.iou_aware);
+        an * per_anchor
     }
 
-    /// Channels X must have.
-    fn channels(&self) -> usize {
-        let per_anchor = 5 + self.class_num + usize::from(self.iou_aware);
-        self.num_anchors() * per_anchor
+    /// The anchor count: from the attribute, or the `[A, 2]` type of input 2.
+    fn anchor_count(&self, args: &Args<'_, TensorType>) -> Result<usize, String> {
+        match (&self.anchors, args.opt(2)) {
+            (Some(a), None) => Ok(a.len() / 2),
+            (None, Some((t, what))) => match int_dims(t, &what, 2)? {
+                [a, two] if two.known() == Some(2) => a
+                    .known()
+                    .ok_or_else(|| format!("{what} has no static anchor count")),
+                _ => Err(format!("{what} must be [A, 2]")),
+            },
+            (Some(_), Some(_)) => Err("anchors given both as an attribute and as input 2".into()),
+            (None, None) => Err("anchors are missing (no attribute, no input 2)".into()),
+        }
+    }
+
+    /// The anchor values: the attribute, or input 2.
+    fn anchor_values(&self, args: &Args<'_, LibView<'_>>) -> Result<Vec<i64>, String> {
+        match (&self.anchors, args.opt(2)) {
+            (Some(a), _) => Ok(a.clone()),
+            (None, Some((v, what))) => {
+                let values = int_data(v, &what, 2)?;
+                if v.dims.get(1) != Some(&2) || values.is_empty() {
+                    return Err(format!("{what} must be [A, 2], got {:?}", v.dims));
+                }
+                Ok(values)
+            }
+            (None, None) => Err("anchors are missing (no attribute, no input 2)".into()),
+        }
     }
 
     pub(crate) fn infer(&self, args: &Args<'_, TensorType>) -> Result<Vec<TensorType>, String> {
         let (x, what) = args.get(0)?;
         let dims = float_dims(x, &what, 4)?;
+        let an = self.anchor_count(args)?;
         if let Some(c) = dims[1].known() {
-            if c != self.channels() {
+            if c != self.channels(an) {
                 return Err(format!(
-                    "{what} has {c} channels; {} anchors and {} classes need {}",
-                    self.num_anchors(),
+                    "{what} has {c} channels; {an} anchors and {} classes need {}",
                     self.class_num,
-                    self.channels()
+                    self.channels(an)
                 ));
             }
         }
         let (img, what) = args.get(1)?;
         int_dims(img, &what, 2)?;
         let boxes = match (dims[2].known(), dims[3].known()) {
-            (Some(h), Some(w)) => Dim::Known(self.num_anchors() * h * w),
+            (Some(h), Some(w)) => Dim::Known(an * h * w),
             _ => Dim::Unknown,
         };
         let n = dims[0].clone();
@@ -88,10 +123,12 @@ impl YoloBoxAttrs {
         let (xv, what) = args.get(0)?;
         let x = float_data(xv, &what, 4)?;
         let [n, c, h, w] = [xv.dims[0], xv.dims[1], xv.dims[2], xv.dims[3]];
-        if c != self.channels() {
+        let anchors = self.anchor_values(args)?;
+        let an = anchors.len() / 2;
+        if c != self.channels(an) {
             return Err(format!(
                 "{what} has {c} channels, expected {}",
-                self.channels()
+                self.channels(an)
             ));
         }
         let (iv, iwhat) = args.get(1)?;
@@ -99,7 +136,6 @@ impl YoloBoxAttrs {
         if iv.dims != [n, 2] {
             return Err(format!("{iwhat} must be [{n}, 2], got {:?}", iv.dims));
         }
-        let an = self.num_anchors();
         let classes = self.class_num;
         let stride = h * w;
         let box_num = an * stride;
@@ -136,8 +172,8 @@ impl YoloBoxAttrs {
                             (l as f32 + sigmoid(entry(0)) * self.scale_x_y + bias) * iw / w as f32;
                         let cy =
                             (k as f32 + sigmoid(entry(1)) * self.scale_x_y + bias) * ih / h as f32;
-                        let bw = entry(2).exp() * self.anchors[2 * j] as f32 * iw / input_w;
-                        let bh = entry(3).exp() * self.anchors[2 * j + 1] as f32 * ih / input_h;
+                        let bw = entry(2).exp() * anchors[2 * j] as f32 * iw / input_w;
+                        let bh = entry(3).exp() * anchors[2 * j + 1] as f32 * ih / input_h;
                         let mut b = [cx - bw / 2.0, cy - bh / 2.0, cx + bw / 2.0, cy + bh / 2.0];
                         if self.clip_bbox {
                             b[0] = if b[0] > 0.0 { b[0] } else { 0.0 };

@@ -1,8 +1,9 @@
-//! The NMS top-k pre-filter: pinned as a view on a small graph, and exact when k is at least the
-//! number of boxes that can pass the score threshold.
+//! The detection rewrites that change no value: the NMS top-k pre-filter (exact when k is at
+//! least the number of boxes that can pass the score threshold) and explicit yolo_box anchors,
+//! each pinned as a view on a small graph and run against the unrewritten graph.
 
 use temblor_ir::{AttrValue, DType, Graph, GraphOutput, Op, Shape, TensorType, ValueRef};
-use temblor_passes::{DeadNodes, Driver, PrefilterNms};
+use temblor_passes::{DeadNodes, Driver, ExplicitAnchors, PrefilterNms};
 use temblor_runtime::{CpuPlan, Tensor};
 use temblor_tests::builder::Builder;
 use temblor_tests::Rng;
@@ -123,4 +124,68 @@ fn prefilter_leaves_small_inputs_and_read_indices_alone() {
     });
     let opt = prefiltered(&reads_index, 5);
     assert_eq!(opt.node_count(), reads_index.node_count());
+}
+
+#[test]
+fn yolo_box_anchors_become_an_explicit_constant() {
+    let mut b = Builder::new("yolo", 44);
+    let ty = |dtype, dims: &[usize]| TensorType::new(dtype, Shape::from_known(dims));
+    let x = b.node(
+        "x",
+        Op::Input { index: 0 },
+        ty(DType::F32, &[1, 2 * 7, 4, 4]),
+        &[],
+    );
+    let size = b.node("size", Op::Input { index: 1 }, ty(DType::I32, &[1, 2]), &[]);
+    b.g.inputs.extend([x.node, size.node]);
+    let attrs = [
+        ("anchors", AttrValue::Ints(vec![10, 13, 33, 23])),
+        ("class_num", AttrValue::Int(2)),
+        ("conf_thresh", AttrValue::Float(0.01)),
+        ("downsample_ratio", AttrValue::Int(32)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let op = Op::Custom {
+        domain: temblor_ops_lib::DOMAIN.into(),
+        name: "yolo_box".into(),
+        attrs,
+    };
+    let decoded = b.node("decode", op, ty(DType::F32, &[]), &[x, size]);
+    let node = b.g.node_mut(decoded.node);
+    node.outputs.push(node.outputs[0].clone());
+    node.outputs[1].name = "decode:scores".into();
+    b.g.outputs = vec![
+        GraphOutput {
+            name: "boxes".into(),
+            value: decoded,
+        },
+        GraphOutput {
+            name: "scores".into(),
+            value: ValueRef::new(decoded.node, 1),
+        },
+    ];
+    temblor::shape::infer(&mut b.g).expect("types");
+    let g = b.g;
+    let mut opt = g.clone();
+    Driver::new(vec![Box::new(ExplicitAnchors), Box::new(DeadNodes)])
+        .with_retype(Box::new(|g: &mut Graph| {
+            temblor::shape::infer(g).map_err(|e| e.to_string())
+        }))
+        .run(&mut opt)
+        .expect("passes");
+    insta::assert_snapshot!("explicit_anchors_optimize", render(&opt, View::Optimize));
+    let x = Rng(45).values(14 * 16);
+    let inputs = vec![
+        ("x".to_string(), Tensor::f32(vec![1, 14, 4, 4], x)),
+        (
+            "size".to_string(),
+            Tensor {
+                shape: vec![1, 2],
+                data: temblor_runtime::TensorData::I32(vec![128, 128]),
+            },
+        ),
+    ];
+    assert_eq!(run(&g, &inputs), run(&opt, &inputs));
 }

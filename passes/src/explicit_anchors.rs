@@ -1,0 +1,58 @@
+//! Makes yolo_box's anchors an explicit `[A, 2]` int32 constant on its input 2 instead of an
+//! attribute: the form a TensorRT plugin takes them in, and a weight the views list with the
+//! others. The kernel reads either form, so the rewrite changes no value.
+
+use crate::{add_constant, Pass, PassError};
+use temblor_ir::{AttrValue, DType, Graph, Layout, NodeId, Op, Provenance, Weight};
+
+pub struct ExplicitAnchors;
+
+const NAME: &str = "explicit_anchors";
+
+impl Pass for ExplicitAnchors {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn run(&self, g: &mut Graph) -> Result<usize, PassError> {
+        let targets: Vec<(NodeId, Vec<i64>)> = g
+            .node_ids()
+            .filter_map(|id| match &g.node(id).op {
+                Op::Custom {
+                    domain,
+                    name,
+                    attrs,
+                } if domain == temblor_ops_lib::DOMAIN && name == "yolo_box" => {
+                    attrs.iter().find_map(|(k, v)| match v {
+                        AttrValue::Ints(a) if k == "anchors" && g.input(id, 2).is_none() => {
+                            Some((id, a.clone()))
+                        }
+                        _ => None,
+                    })
+                }
+                _ => None,
+            })
+            .collect();
+        for (id, anchors) in &targets {
+            let values: Vec<u8> = anchors
+                .iter()
+                .flat_map(|&a| (a as i32).to_le_bytes())
+                .collect();
+            let w = Weight {
+                dtype: DType::I32,
+                dims: vec![anchors.len() / 2, 2],
+                data: values.into(),
+            };
+            let prov = Provenance::merged(NAME, [&g.node(*id).provenance]);
+            let name = format!("{}.anchors", g.node(*id).name);
+            let v = add_constant(g, name, w, Layout::Any, &prov);
+            g.connect(v, *id, 2);
+            let node = g.node_mut(*id);
+            if let Op::Custom { attrs, .. } = &mut node.op {
+                attrs.retain(|(k, _)| k != "anchors");
+            }
+            node.provenance = prov;
+        }
+        Ok(targets.len())
+    }
+}
