@@ -9,6 +9,7 @@
 //! alone) folds the same way into shape-only weights, so its optimized graph has the structure
 //! the full model would have.
 
+use crate::conv_weights::{self, Rows};
 use crate::{add_constant, Pass, PassError};
 use temblor_ir::{DType, Graph, Layout, Node, NodeId, Op, Provenance, ValueRef, Weight};
 
@@ -37,49 +38,6 @@ impl Pass for FoldBatchNorm {
     }
 }
 
-/// Where the output channels lie in a convolution's weight.
-#[derive(Clone, Copy)]
-enum Rows {
-    /// `[O, C/g, kH, kW]` (Conv, DeformConv): channel `o` owns the `o`th row.
-    Leading,
-    /// `[C, O/g, kH, kW]` (ConvTranspose): input channel `c` belongs to group `c / (C/g)`, and
-    /// index `j` of axis 1 is output channel `group * O/g + j`.
-    Grouped { group: usize },
-}
-
-impl Rows {
-    /// The number of output channels of a weight of `dims`, when the dims fit.
-    fn channels(self, dims: &[usize]) -> Option<usize> {
-        match (self, dims) {
-            (Rows::Leading, &[o, _, _, _]) => Some(o),
-            (Rows::Grouped { group }, &[c, og, _, _]) if group > 0 && c % group == 0 => {
-                Some(og * group)
-            }
-            _ => None,
-        }
-    }
-
-    fn layout(self) -> Layout {
-        match self {
-            Rows::Leading => Layout::OIHW,
-            Rows::Grouped { .. } => Layout::IOHW,
-        }
-    }
-
-    /// The output channel that the weight element at flat `index` contributes to.
-    fn channel_of(self, dims: &[usize], index: usize) -> usize {
-        let taps: usize = dims[2..].iter().product();
-        match self {
-            Rows::Leading => index / (dims[1] * taps),
-            Rows::Grouped { group } => {
-                let (c, og) = (dims[0], dims[1]);
-                let (input, j) = (index / (og * taps), index / taps % og);
-                input / (c / group) * og + j
-            }
-        }
-    }
-}
-
 struct Match {
     conv: NodeId,
     bn: NodeId,
@@ -103,12 +61,7 @@ fn match_conv_bn(g: &Graph, bn: NodeId) -> Option<Match> {
     };
     let conv_out = g.input(bn, 0)?;
     let conv = conv_out.node;
-    let (rows, bias_port) = match &g.node(conv).op {
-        Op::Conv(a) if a.activation.is_none() && g.input(conv, 3).is_none() => (Rows::Leading, 2),
-        Op::DeformConv(_) => (Rows::Leading, 3),
-        Op::ConvTranspose(a) => (Rows::Grouped { group: a.group }, 2),
-        _ => return None,
-    };
+    let (rows, bias_port) = conv_weights::form(g, conv)?;
     if g.consumers(conv_out).len() != 1 || g.outputs.iter().any(|o| o.value == conv_out) {
         return None;
     }

@@ -11,6 +11,7 @@
 //! A model given without its parameters folds the same way: where the constant or the conv's
 //! weight or bias is known by shape alone, so is what the fold makes.
 
+use crate::conv_weights::{self, Rows};
 use crate::{add_constant, Pass, PassError};
 use temblor_ir::{BinaryOp, DType, Graph, Layout, NodeId, Op, Provenance, ValueRef, Weight};
 
@@ -24,7 +25,10 @@ impl Pass for FoldConvAffine {
     }
 
     fn run(&self, g: &mut Graph) -> Result<usize, PassError> {
-        let convs: Vec<NodeId> = g.node_ids().filter(|&id| form(g, id).is_some()).collect();
+        let convs: Vec<NodeId> = g
+            .node_ids()
+            .filter(|&id| conv_weights::form(g, id).is_some())
+            .collect();
         let mut applied = 0;
         for conv in convs {
             while let Some(m) = affine_after(g, conv) {
@@ -33,62 +37,6 @@ impl Pass for FoldConvAffine {
             }
         }
         Ok(applied)
-    }
-}
-
-/// Where the output channels lie in a convolution's weight.
-#[derive(Clone, Copy)]
-enum Rows {
-    /// `[O, C/g, kH, kW]` (Conv, DeformConv): channel `o` owns the `o`th row.
-    Leading,
-    /// `[C, O/g, kH, kW]` (ConvTranspose): input channel `c` belongs to group `c / (C/g)`, and
-    /// index `j` of axis 1 is output channel `group * O/g + j`.
-    Grouped { group: usize },
-}
-
-impl Rows {
-    /// The number of output channels of a weight of `dims`, when the dims fit.
-    fn channels(self, dims: &[usize]) -> Option<usize> {
-        match (self, dims) {
-            (Rows::Leading, &[o, _, ..]) => Some(o),
-            (Rows::Grouped { group }, &[c, og, ..]) if group > 0 && c % group == 0 => {
-                Some(og * group)
-            }
-            _ => None,
-        }
-    }
-
-    fn layout(self) -> Layout {
-        match self {
-            Rows::Leading => Layout::OIHW,
-            Rows::Grouped { .. } => Layout::IOHW,
-        }
-    }
-
-    /// The output channel that the weight element at flat `index` contributes to.
-    fn channel_of(self, dims: &[usize], index: usize) -> usize {
-        let taps: usize = dims[2..].iter().product();
-        match self {
-            Rows::Leading => index / (dims[1] * taps),
-            Rows::Grouped { group } => {
-                let (c, og) = (dims[0], dims[1]);
-                let (input, j) = (index / (og * taps), index / taps % og);
-                input / (c / group) * og + j
-            }
-        }
-    }
-}
-
-/// How `id` folds an affine layer: its weight rows and its bias port. A Conv with a fused
-/// activation or a residual does not, as the scale would have to pass through them.
-fn form(g: &Graph, id: NodeId) -> Option<(Rows, usize)> {
-    match &g.node(id).op {
-        Op::Conv(a) if a.activation.is_none() && g.input(id, 3).is_none() => {
-            Some((Rows::Leading, 2))
-        }
-        Op::DeformConv(_) => Some((Rows::Leading, 3)),
-        Op::ConvTranspose(a) => Some((Rows::Grouped { group: a.group }, 2)),
-        _ => None,
     }
 }
 
@@ -117,7 +65,7 @@ fn f32_constant(g: &Graph, v: ValueRef) -> Option<&Weight> {
 /// The Mul or Add after `conv` and its per-channel values, when the conv's output feeds only
 /// that layer, its bias (if any) is a constant, and for a Mul its weight is one too.
 fn affine_after(g: &Graph, conv: NodeId) -> Option<Match> {
-    let (rows, bias_port) = form(g, conv)?;
+    let (rows, bias_port) = conv_weights::form(g, conv)?;
     let out = ValueRef::new(conv, 0);
     if g.outputs.iter().any(|o| o.value == out) {
         return None;

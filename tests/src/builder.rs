@@ -63,6 +63,16 @@ impl Builder {
         self.node(name, Op::Constant { weight }, ty, &[])
     }
 
+    /// A 1-D int64 constant.
+    pub fn ints(&mut self, name: &str, values: &[i64]) -> ValueRef {
+        let w = self
+            .g
+            .weights
+            .add(Weight::from_i64(vec![values.len()], values));
+        let ty = TensorType::new(DType::I64, Shape::from_known(&[values.len()]));
+        self.node(name, Op::Constant { weight: w }, ty, &[])
+    }
+
     pub fn random(&mut self, name: &str, dims: &[usize], layout: Layout) -> ValueRef {
         let values = self.rng.values(dims.iter().product());
         self.constant(name, dims, values, layout)
@@ -117,4 +127,31 @@ pub fn act(c: usize) -> TensorType {
         shape: Shape::from_known(&[1, c, 8, 8]),
         layout: Layout::NCHW,
     }
+}
+
+/// How many layers of `op` the graph has.
+pub fn count(g: &Graph, op: &str) -> usize {
+    g.op_counts()
+        .into_iter()
+        .find(|(name, _)| name == op)
+        .map_or(0, |(_, n)| n)
+}
+
+/// `g` with every weight known by dtype and shape alone, as a model given without its
+/// parameter file is imported.
+pub fn shape_only(g: &Graph) -> Graph {
+    let mut g = g.clone();
+    let constants: Vec<_> = g
+        .node_ids()
+        .filter(|&id| matches!(g.node(id).op, Op::Constant { .. }))
+        .collect();
+    for id in constants {
+        let Op::Constant { weight } = g.node(id).op else {
+            continue;
+        };
+        let w = g.weights.get(weight).expect("weight of a constant");
+        let stripped = g.weights.add(Weight::shape_only(w.dtype, w.dims.clone()));
+        g.node_mut(id).op = Op::Constant { weight: stripped };
+    }
+    g
 }

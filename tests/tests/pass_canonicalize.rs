@@ -3,7 +3,7 @@
 //! numerically against the unrewritten graph on the CPU runtime.
 
 use temblor_ir::{
-    validate, DType, Graph, GraphOutput, Layout, Op, Shape, TensorType, UnaryOp, ValueRef, Weight,
+    validate, DType, Graph, GraphOutput, Layout, Op, Shape, TensorType, UnaryOp, ValueRef,
 };
 use temblor_passes::{DeadNodes, Driver, FoldConstants, MergeReshapes, Pass, RemoveNoOps};
 use temblor_runtime::{CpuPlan, Tensor};
@@ -13,14 +13,6 @@ use temblor_visualize::{render, View};
 
 fn any() -> TensorType {
     TensorType::new(DType::F32, Shape::default())
-}
-
-fn ints(b: &mut Builder, name: &str, values: &[i64]) -> ValueRef {
-    let w =
-        b.g.weights
-            .add(Weight::from_i64(vec![values.len()], values));
-    let ty = TensorType::new(DType::I64, Shape::from_known(&[values.len()]));
-    b.node(name, Op::Constant { weight: w }, ty, &[])
 }
 
 /// Graph input `x` of `[1, 4, 8, 8]`.
@@ -79,9 +71,9 @@ fn shape_computation() -> Graph {
         any(),
         &[x],
     );
-    let zero = ints(&mut b, "zero", &[0]);
+    let zero = b.ints("zero", &[0]);
     let n = b.node("batch", Op::Gather { axis: 0 }, any(), &[s, zero]);
-    let rest = ints(&mut b, "rest", &[-1]);
+    let rest = b.ints("rest", &[-1]);
     let target = b.node("target", Op::Concat { axis: 0 }, any(), &[n, rest]);
     let y = b.node(
         "flat",
@@ -112,9 +104,9 @@ fn folding_never_blows_up_a_model() {
     let mut b = Builder::new("expand", 2);
     let x = input(&mut b);
     let one = b.constant("one", &[1], vec![1.0], Layout::Any);
-    let shape = ints(&mut b, "big", &[1, 4, 256, 256]);
+    let shape = b.ints("big", &[1, 4, 256, 256]);
     let big = b.node("expand", Op::Expand, any(), &[one, shape]);
-    let eight = ints(&mut b, "eight", &[1, 4, 8, 8]);
+    let eight = b.ints("eight", &[1, 4, 8, 8]);
     let small = b.node("expand_small", Op::Expand, any(), &[one, eight]);
     let sum = b.node(
         "add",
@@ -159,7 +151,7 @@ fn no_ops_are_removed() {
         any(),
         &[cast],
     );
-    let same = ints(&mut b, "same", &[1, 4, 8, 8]);
+    let same = b.ints("same", &[1, 4, 8, 8]);
     let r = b.node(
         "reshape",
         Op::Reshape { allowzero: false },
@@ -195,9 +187,9 @@ fn reshape_and_transpose_chains_merge() {
         any(),
         &[nhwc],
     );
-    let s = ints(&mut b, "rows", &[1, 4, 64]);
+    let s = b.ints("rows", &[1, 4, 64]);
     let rows = b.node("rows", Op::Reshape { allowzero: false }, any(), &[nchw, s]);
-    let axes = ints(&mut b, "axes", &[0]);
+    let axes = b.ints("axes", &[0]);
     let y = b.node("unsqueeze", Op::Unsqueeze, any(), &[rows, axes]);
     let parse = finish(b, y);
     let opt = optimize(

@@ -6,11 +6,11 @@
 
 use temblor_ir::{
     validate, Activation, BinaryOp, ConvAttrs, ConvTransposeAttrs, DType, DeformConvAttrs, Graph,
-    GraphOutput, Layout, Op, PadMode, PoolAttrs, Shape, TensorType, ValueRef, Weight,
+    GraphOutput, Layout, Op, PadMode, PoolAttrs, Shape, TensorType, ValueRef,
 };
 use temblor_passes::{DeadNodes, Driver, FoldBatchNorm, FoldConvAffine, FusePad, Pass};
 use temblor_runtime::{CpuPlan, Tensor};
-use temblor_tests::builder::Builder;
+use temblor_tests::builder::{count, shape_only, Builder};
 use temblor_tests::{rel_l2, Rng};
 use temblor_visualize::{render, View};
 
@@ -26,18 +26,6 @@ fn input(b: &mut Builder, dims: &[usize]) -> ValueRef {
     let x = b.node("x", Op::Input { index: 0 }, ty(dims), &[]);
     b.g.inputs.push(x.node);
     x
-}
-
-fn ints(b: &mut Builder, name: &str, values: &[i64]) -> ValueRef {
-    let weight =
-        b.g.weights
-            .add(Weight::from_i64(vec![values.len()], values));
-    let ty = TensorType {
-        dtype: DType::I64,
-        shape: Shape::from_known(&[values.len()]),
-        layout: Layout::Any,
-    };
-    b.node(name, Op::Constant { weight }, ty, &[])
 }
 
 /// An inference BatchNorm of `x` (of `dims`), with a positive variance.
@@ -126,7 +114,7 @@ fn pads() -> Graph {
     let mut b = Builder::new("pads", 0x9E3779B97F4A7C15);
     let x = input(&mut b, &[1, 4, 8, 8]);
     let pad = |b: &mut Builder, name: &str, amounts: &[i64], extra: &[ValueRef]| {
-        let p = ints(b, &format!("{name}.pads"), amounts);
+        let p = b.ints(&format!("{name}.pads"), amounts);
         let dims: Vec<usize> = if amounts.len() == 8 {
             (0..4)
                 .map(|a| [1, 4, 8, 8][a] + (amounts[a] + amounts[a + 4]) as usize)
@@ -158,7 +146,7 @@ fn pads() -> Graph {
 
     // Pads given for the spatial axes only, with an explicit zero fill.
     let zero = b.constant("zero", &[], vec![0.0], Layout::Any);
-    let axes = ints(&mut b, "avg_pad.axes", &[2, 3]);
+    let axes = b.ints("avg_pad.axes", &[2, 3]);
     let (p, _) = pad(&mut b, "avg_pad", &[1, 1, 1, 1], &[zero, axes]);
     let pool = PoolAttrs {
         kernel: vec![3, 3],
@@ -286,38 +274,12 @@ fn folds() -> Graph {
     b.g
 }
 
-/// The same graph with every weight known by dtype and shape alone, as a model given without
-/// its parameter file is imported.
-fn shape_only(g: &Graph) -> Graph {
-    let mut g = g.clone();
-    let constants: Vec<_> = g
-        .node_ids()
-        .filter(|&id| matches!(g.node(id).op, Op::Constant { .. }))
-        .collect();
-    for id in constants {
-        let Op::Constant { weight } = g.node(id).op else {
-            continue;
-        };
-        let w = g.weights.get(weight).expect("weight of a constant");
-        let stripped = g.weights.add(Weight::shape_only(w.dtype, w.dims.clone()));
-        g.node_mut(id).op = Op::Constant { weight: stripped };
-    }
-    g
-}
-
 fn optimized(g: &Graph, pass: Box<dyn Pass>) -> Graph {
     let mut g = g.clone();
     Driver::new(vec![pass, Box::new(DeadNodes)])
         .run(&mut g)
         .expect("passes run");
     g
-}
-
-fn count(g: &Graph, op: &str) -> usize {
-    g.op_counts()
-        .into_iter()
-        .find(|(name, _)| name == op)
-        .map_or(0, |(_, n)| n)
 }
 
 /// Runs both graphs on the same input and compares every output.

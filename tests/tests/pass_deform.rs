@@ -6,11 +6,11 @@
 
 use temblor_ir::{
     validate, ConvAttrs, DType, DeformConvAttrs, Graph, GraphOutput, Layout, Op, Shape, TensorType,
-    UnaryOp, ValueRef, Weight,
+    UnaryOp, ValueRef,
 };
 use temblor_passes::{optimize_passes, DeadNodes, Driver, SplitDeformConv};
 use temblor_runtime::{CpuPlan, Tensor};
-use temblor_tests::builder::Builder;
+use temblor_tests::builder::{count, shape_only, Builder};
 use temblor_tests::{rel_l2, Rng};
 use temblor_visualize::{render, View};
 
@@ -110,13 +110,6 @@ fn split(g: &Graph) -> Graph {
     g
 }
 
-fn count(g: &Graph, op: &str) -> usize {
-    g.op_counts()
-        .into_iter()
-        .find(|(name, _)| name == op)
-        .map_or(0, |(_, n)| n)
-}
-
 /// Runs both graphs on the same input and compares every output.
 fn assert_same_outputs(before: &Graph, after: &Graph) {
     let x = Rng(11).values(INPUT.iter().product());
@@ -175,25 +168,6 @@ fn split_computes_the_deform_conv_with_and_without_mask_and_bias() {
             assert_same_outputs(&parse, &after);
         }
     }
-}
-
-/// The same graph with every weight known by dtype and shape alone, as a model given without
-/// its parameter file is imported.
-fn shape_only(g: &Graph) -> Graph {
-    let mut g = g.clone();
-    let constants: Vec<_> = g
-        .node_ids()
-        .filter(|&id| matches!(g.node(id).op, Op::Constant { .. }))
-        .collect();
-    for id in constants {
-        let Op::Constant { weight } = g.node(id).op else {
-            continue;
-        };
-        let w = g.weights.get(weight).expect("weight of a constant");
-        let stripped = g.weights.add(Weight::shape_only(w.dtype, w.dims.clone()));
-        g.node_mut(id).op = Op::Constant { weight: stripped };
-    }
-    g
 }
 
 #[test]

@@ -8,25 +8,17 @@
 use temblor::pipeline::{self, Options, VerifyMode};
 use temblor_ir::{
     validate, Activation, BinaryOp, ConvTransposeAttrs, DType, DeformConvAttrs, Graph, GraphOutput,
-    Layout, Op, PoolAttrs, Shape, TensorType, UnaryOp, ValueRef, Weight,
+    Layout, Op, PoolAttrs, Shape, TensorType, UnaryOp, ValueRef,
 };
 use temblor_passes::{optimize_passes, DeadNodes, Driver, FoldConvAffine, Pass, SinkTransposes};
 use temblor_runtime::{CpuPlan, Tensor};
-use temblor_tests::builder::{act, Builder};
+use temblor_tests::builder::{act, count, shape_only, Builder};
 use temblor_tests::{rel_l2, shared, Rng};
 use temblor_visualize::{render, View};
 
 /// A type for shape inference to fill in.
 fn any() -> TensorType {
     TensorType::new(DType::F32, Shape::default())
-}
-
-fn ints(b: &mut Builder, name: &str, values: &[i64]) -> ValueRef {
-    let w =
-        b.g.weights
-            .add(Weight::from_i64(vec![values.len()], values));
-    let ty = TensorType::new(DType::I64, Shape::from_known(&[values.len()]));
-    b.node(name, Op::Constant { weight: w }, ty, &[])
 }
 
 /// Graph input `x` of `[1, 4, 8, 8]`.
@@ -59,13 +51,6 @@ fn optimize(g: &Graph, passes: Vec<Box<dyn Pass>>) -> Graph {
         .expect("passes");
     validate(&out).expect("optimized graph is valid");
     out
-}
-
-fn count(g: &Graph, op: &str) -> usize {
-    g.op_counts()
-        .into_iter()
-        .find(|(name, _)| name == op)
-        .map_or(0, |(_, n)| n)
 }
 
 /// Runs both graphs on the same input and compares every output.
@@ -118,7 +103,7 @@ fn heads() -> Graph {
     let low = max_pool(&mut b, "down2", mid);
     let mut levels = Vec::new();
     for (i, level) in [x, mid, low].into_iter().enumerate() {
-        let shape = ints(&mut b, &format!("flat{i}.shape"), &[1, 4, -1]);
+        let shape = b.ints(&format!("flat{i}.shape"), &[1, 4, -1]);
         let flat = b.node(
             &format!("flat{i}"),
             Op::Reshape { allowzero: false },
@@ -210,25 +195,6 @@ fn affine_tails() -> Graph {
     let shift = b.constant("dcn.shift", &[1], vec![0.25], Layout::Any);
     let dcn = b.node("dcn.add", Op::Binary(BinaryOp::Add), any(), &[dcn, shift]);
     finish(b, &[("up", up), ("dcn", dcn)])
-}
-
-/// `g` with every weight known by dtype and shape alone, as a model given without its
-/// parameter file is imported.
-fn shape_only(g: &Graph) -> Graph {
-    let mut g = g.clone();
-    let constants: Vec<_> = g
-        .node_ids()
-        .filter(|&id| matches!(g.node(id).op, Op::Constant { .. }))
-        .collect();
-    for id in constants {
-        let Op::Constant { weight } = g.node(id).op else {
-            continue;
-        };
-        let w = g.weights.get(weight).expect("weight of a constant");
-        let stripped = g.weights.add(Weight::shape_only(w.dtype, w.dims.clone()));
-        g.node_mut(id).op = Op::Constant { weight: stripped };
-    }
-    g
 }
 
 #[test]

@@ -5,7 +5,7 @@
 use temblor_ir::{validate, Graph, GraphOutput, NodeId, Op, UnaryOp};
 use temblor_passes::{optimize_passes, DeadNodes, Driver, FoldBatchNorm};
 use temblor_runtime::{CpuPlan, Tensor};
-use temblor_tests::builder::{act, Builder};
+use temblor_tests::builder::{act, count, Builder};
 use temblor_tests::{rel_l2, Rng};
 use temblor_visualize::{render, View};
 
@@ -48,13 +48,6 @@ fn run(g: &Graph, x: &[f32]) -> Vec<(String, Tensor)> {
     let plan = CpuPlan::new(g).expect("plan");
     plan.run(&[("x".into(), Tensor::f32(vec![1, 3, 8, 8], x.to_vec()))])
         .expect("run")
-}
-
-fn count(g: &Graph, op: &str) -> usize {
-    g.op_counts()
-        .into_iter()
-        .find(|(name, _)| name == op)
-        .map_or(0, |(_, n)| n)
 }
 
 #[test]
