@@ -4,8 +4,7 @@
 //! loops PaddleDetection exports iterate over the images of a batch or the levels of a feature
 //! pyramid, so their trip counts are static once the input sizes are.
 
-use super::ctx::{Ctx, Res};
-use super::ops::Family;
+use super::ctx::{Ctx, Family, Res};
 use super::proto::OpDesc;
 use super::{args, attrs::Attrs, describe_input_dims, Failure, Importer};
 use temblor_ir::{Op, ValueRef};

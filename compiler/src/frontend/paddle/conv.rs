@@ -1,8 +1,7 @@
 //! Convolutions, normalization, pooling and interpolation: conv2d, depthwise_conv2d,
 //! conv2d_transpose, deformable_conv, batch_norm, pool2d, nearest/bilinear interp.
 
-use super::ctx::{Ctx, Res};
-use super::ops::Family;
+use super::ctx::{Ctx, Family, Res};
 use temblor_ir::{
     ConvAttrs, ConvTransposeAttrs, DeformConvAttrs, Op, PoolAttrs, ResizeAttrs, ResizeCoordinate,
     ResizeMode, ResizeNearest,

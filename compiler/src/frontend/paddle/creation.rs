@@ -1,8 +1,7 @@
 //! Tensor-creation ops: shape, range, the fills, assign_value and assign.
 
-use super::ctx::{Ctx, Res};
+use super::ctx::{Ctx, Family, Res};
 use super::movement::{constant, fill, ints, norm_axis, shape_of, Ints};
-use super::ops::Family;
 use super::params;
 use temblor_ir::{DType, Op, Weight};
 

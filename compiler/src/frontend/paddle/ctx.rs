@@ -3,12 +3,18 @@
 
 use super::attrs::Attrs;
 use super::proto::OpDesc;
-use super::{args, ops, Failure, Importer};
+use super::{args, Failure, Importer};
 use temblor_ir::{
     AttrValue, DType, Node, NodeId, Op, Provenance, Shape, TensorInfo, TensorType, ValueRef, Weight,
 };
 
 pub(super) type Res<T = ()> = std::result::Result<T, Failure>;
+
+/// One op family's file: the Paddle op types it maps and the function that maps them.
+pub(super) struct Family {
+    pub ops: &'static [&'static str],
+    pub map: fn(&mut Ctx) -> Res,
+}
 
 pub(super) struct Ctx<'i, 'p> {
     pub imp: &'i mut Importer<'p>,
@@ -21,19 +27,18 @@ pub(super) struct Ctx<'i, 'p> {
 }
 
 impl<'i, 'p> Ctx<'i, 'p> {
-    pub fn map(imp: &'i mut Importer<'p>, op: &'p OpDesc) -> Res {
+    pub fn new(imp: &'i mut Importer<'p>, op: &'p OpDesc) -> Ctx<'i, 'p> {
         let base = super::main_output(op).unwrap_or(&op.r#type).to_string();
         let prov = imp.origin(&base, &op.r#type);
         let attrs = Attrs(&op.attrs);
-        let mut ctx = Ctx {
+        Ctx {
             imp,
             op,
             attrs,
             base,
             prov,
             source: attrs.source(),
-        };
-        ops::map(&mut ctx)
+        }
     }
 
     pub fn op_type(&self) -> &'p str {

@@ -2,8 +2,7 @@
 //! keep Paddle's semantics and attributes as `Op::Custom`, and the ops with a canonical
 //! equivalent (roi_align, grid_sampler).
 
-use super::ctx::{Ctx, Res};
-use super::ops::Family;
+use super::ctx::{Ctx, Family, Res};
 use temblor_ir::{GridSampleMode, GridSamplePadding, Op, RoiAlignAttrs, ValueRef};
 use temblor_ops_lib::{LibOp, DOMAIN};
 

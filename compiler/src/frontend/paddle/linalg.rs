@@ -1,11 +1,10 @@
 //! Matrix products, softmax, normalization, reductions and top-k: matmul_v2, matmul, softmax,
 //! layer_norm, reduce_*, top_k(_v2), arg_max, dropout (inference) and squared_l2_norm.
 
-use super::ctx::{Ctx, Res};
+use super::ctx::{Ctx, Family, Res};
 use super::movement::{
     declared_dims, declared_rank_of, fill, norm_axis, reshape_to, shape_of, times,
 };
-use super::ops::Family;
 use super::{args, params};
 use temblor_ir::{BinaryOp, DType, Op, ReduceOp, ValueRef};
 

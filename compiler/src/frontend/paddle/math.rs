@@ -1,8 +1,7 @@
 //! Elementwise ops: arithmetic with Paddle's axis broadcasting, activations, scale and clip,
 //! comparisons, logic, select and cast.
 
-use super::ctx::{Ctx, Res};
-use super::ops::Family;
+use super::ctx::{Ctx, Family, Res};
 use super::params;
 use temblor_ir::{BinaryOp, Op, UnaryOp, ValueRef};
 

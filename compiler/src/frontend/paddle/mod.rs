@@ -263,7 +263,7 @@ impl<'p> Importer<'p> {
                 "feed" => self.feed(op),
                 "fetch" => self.fetch(op),
                 "while" => control::unroll(self, op),
-                _ => ctx::Ctx::map(self, op),
+                _ => ops::map(&mut ctx::Ctx::new(self, op)),
             };
             result.map_err(|e| match e {
                 Failure::Msg(m) => self.err(format!("{at}: {m}")),

@@ -8,8 +8,7 @@
 //! the rank the program declares for the output.
 
 use super::args;
-use super::ctx::{Ctx, Res};
-use super::ops::Family;
+use super::ctx::{Ctx, Family, Res};
 use temblor_ir::{BinaryOp, DType, Op, Scalar, SplitSizes, UnaryOp, ValueRef, Weight};
 
 pub(super) const FAMILY: Family = Family {

@@ -2,14 +2,9 @@
 //! that maps them. ops_lib operators (detection ops with no canonical equivalent) are recognized
 //! through `temblor_ops_lib::LibOp`.
 
-use super::ctx::{Ctx, Res};
+use super::ctx::{Ctx, Family, Res};
 use super::proto::ProgramDesc;
 use super::{control, conv, creation, detection, linalg, math, movement};
-
-pub(super) struct Family {
-    pub ops: &'static [&'static str],
-    pub map: fn(&mut Ctx) -> Res,
-}
 
 const FAMILIES: [&Family; 7] = [
     &conv::FAMILY,
