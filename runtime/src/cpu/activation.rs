@@ -2,9 +2,9 @@
 //! through f32), the sign functions and Clip on every numeric dtype, Not on bool, Identity on
 //! anything.
 
+use super::args::{not_in_family, Args};
 use super::cast::Scalar;
 use super::elementwise::build;
-use super::execute::{not_in_family, Args};
 use super::{dispatch, math};
 use crate::{f16, RuntimeError, Tensor, TensorData};
 use std::ops::{Add, Div, Mul, Neg, Sub};

@@ -2,7 +2,7 @@
 //! axes stretch; adjacent axes that broadcast alike are merged first, so the common cases (equal
 //! shapes, a scalar, a per-channel `[1,C,1,1]` operand) run as long contiguous inner loops.
 
-use super::execute::{not_in_family, Args};
+use super::args::{not_in_family, Args};
 use super::{cast, dispatch, elementwise_binary, Element};
 use crate::{RuntimeError, Tensor};
 use rayon::prelude::*;

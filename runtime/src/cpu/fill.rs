@@ -1,7 +1,7 @@
 //! Ops that create or replicate elements: Expand, Tile, Pad, ConstantOfShape and Range, for
 //! every dtype.
 
-use super::execute::{not_in_family, Args};
+use super::args::{not_in_family, Args};
 use super::number::Number;
 use super::shape_ops::{distinct_axes, int_list};
 use super::{dispatch, elements, strided, strides, Element};

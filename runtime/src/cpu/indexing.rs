@@ -2,7 +2,7 @@
 //! dtype. Indices are checked and turned into element offsets before any element moves, so the
 //! copy loops need no checks and copy whole runs where they can.
 
-use super::execute::{not_in_family, Args};
+use super::args::{not_in_family, Args};
 use super::number::Number;
 use super::shape_ops::{distinct_axes, int_list, int_values};
 use super::{dispatch, elements, normalize_axis, strided, strides, Element};

@@ -1,7 +1,7 @@
 //! ops_lib operators: the runtime's tensors handed to `temblor_ops_lib` kernels as borrowed
 //! views, and their results taken back.
 
-use super::execute::Args;
+use super::args::Args;
 use crate::{RuntimeError, Tensor, TensorData};
 use temblor_ir::Op;
 use temblor_ops_lib::{LibData, LibOp, LibSlice, LibView, DOMAIN};

@@ -1,9 +1,9 @@
 //! MatMul (numpy semantics: 1-D operands, broadcast batch axes) and Gemm on the `gemm` crate;
 //! Einsum lives in its own file.
 
+use super::args::{not_in_family, Args};
 use super::einsum::einsum;
 use super::elementwise::broadcast_shape;
-use super::execute::{not_in_family, Args};
 use super::matmul::{batched, Dims, View};
 use super::real::{broadcast_to, dispatch_real, values, Real};
 use super::strides;

@@ -4,6 +4,7 @@
 //! at run time.
 
 mod activation;
+mod args;
 mod cast;
 mod conv;
 mod conv_gemm;
@@ -45,7 +46,7 @@ pub fn run_op(
 ) -> Result<Vec<Tensor>, RuntimeError> {
     execute::execute(
         op,
-        &execute::Args {
+        &args::Args {
             ins: inputs,
             outputs,
         },

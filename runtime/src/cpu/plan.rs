@@ -2,7 +2,8 @@
 //! Constants are converted once when the plan is built; a computed value is dropped as soon as
 //! its last reader has run, so peak memory is the widest cut of the graph, not its sum.
 
-use super::execute::{execute, Args};
+use super::args::Args;
+use super::execute::execute;
 use crate::{RuntimeError, Tensor};
 use rayon::{ThreadPool, ThreadPoolBuilder};
 use std::collections::HashMap;

@@ -5,7 +5,7 @@
 //! windows are separable, so values are pooled one axis at a time; only MaxPool's indices
 //! walk whole windows.
 
-use super::execute::{not_in_family, Args};
+use super::args::{not_in_family, Args};
 use super::real::{dispatch_real, sum_f64, values, Ordered, Real};
 use super::{dispatch, f32s};
 use crate::{RuntimeError, Tensor};

@@ -3,7 +3,7 @@
 //! `(q - zero_point) * scale`. Blocked quantization and the float8 and 4-bit types are not
 //! supported.
 
-use super::execute::{not_in_family, Args};
+use super::args::{not_in_family, Args};
 use super::Element;
 use crate::{f16, RuntimeError, Tensor, TensorData};
 use temblor_ir::{DType, Op};

@@ -3,7 +3,7 @@
 //! in memory order, after merging adjacent axes that are alike (all reduced or all kept), so
 //! reducing trailing axes folds contiguous rows and reducing leading ones adds whole rows.
 
-use super::execute::{not_in_family, Args};
+use super::args::{not_in_family, Args};
 use super::real::{sum_f64, values, Ordered};
 use super::{dispatch, f16, norm, normalize_axis, softmax};
 use crate::{RuntimeError, Tensor};

@@ -2,7 +2,7 @@
 //! Unsqueeze, and the shape readers Shape and Size, for every dtype. This file also routes the
 //! family's other ops to [`indexing`] and [`fill`].
 
-use super::execute::{not_in_family, Args};
+use super::args::{not_in_family, Args};
 use super::{dispatch, elements, fill, indexing, normalize_axis, strided, strides, Element};
 use crate::{RuntimeError, Tensor, TensorData};
 use temblor_ir::{Op, SplitSizes};

@@ -6,8 +6,8 @@ mod grid_sample;
 pub(crate) mod nms;
 pub(crate) mod roi_align;
 
+use super::args::{not_in_family, Args};
 use super::elements;
-use super::execute::{not_in_family, Args};
 use crate::{RuntimeError, Tensor};
 use temblor_ir::{DType, Op};
 
