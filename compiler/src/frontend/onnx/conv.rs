@@ -2,7 +2,7 @@
 //! `output_shape` become explicit pads here, which needs the input's spatial extent unless the
 //! padding does not depend on it (VALID, stride 1, transposed SAME).
 
-use super::ops::{unlisted, Family, Mapped, NodeCtx};
+use super::ctx::{unlisted, Family, Mapped, NodeCtx};
 use temblor_ir::{ConvAttrs, ConvTransposeAttrs, Op};
 
 pub(super) const FAMILY: Family = Family {

@@ -2,7 +2,7 @@
 //! runtime inputs.
 
 use super::conv::common;
-use super::ops::{unlisted, Family, Mapped, NodeCtx};
+use super::ctx::{unlisted, Family, Mapped, NodeCtx};
 use temblor_ir::{DeformConvAttrs, GridSampleMode, GridSamplePadding, Op, RoiAlignAttrs};
 
 pub(super) const FAMILY: Family = Family {

@@ -1,7 +1,7 @@
 //! Elementwise ops: activations, arithmetic, comparisons, logic, Where and Cast. Ops that only
 //! matter in training (Dropout) become Identity.
 
-use super::ops::{unlisted, Family, Mapped, NodeCtx};
+use super::ctx::{unlisted, Family, Mapped, NodeCtx};
 use super::tensor;
 use temblor_ir::{BinaryOp, DType, Op, UnaryOp, Weight};
 use temblor_runtime::f16;

@@ -1,6 +1,6 @@
 //! MatMul, Gemm and Einsum.
 
-use super::ops::{unlisted, Family, Mapped, NodeCtx};
+use super::ctx::{unlisted, Family, Mapped, NodeCtx};
 use temblor_ir::Op;
 
 pub(super) const FAMILY: Family = Family {

@@ -5,6 +5,7 @@
 
 mod attrs;
 mod conv;
+mod ctx;
 mod detection;
 mod elementwise;
 mod linalg;
@@ -21,7 +22,7 @@ mod types;
 
 use crate::{Error, Result};
 use attrs::Attrs;
-use ops::NodeCtx;
+use ctx::NodeCtx;
 use proto::{GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;

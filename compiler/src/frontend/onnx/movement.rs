@@ -2,7 +2,7 @@
 //! before 10, Squeeze/Unsqueeze axes before 13, Pad pads before 11) become constant operands,
 //! so the IR has one form per op.
 
-use super::ops::{non_negative, unlisted, Family, Mapped, NodeCtx};
+use super::ctx::{non_negative, unlisted, Family, Mapped, NodeCtx};
 use super::proto::tensor_proto::DataLocation;
 use super::proto::TensorProto;
 use super::tensor;

@@ -1,7 +1,7 @@
 //! MaxPool, AveragePool (1-D to 3-D windows), GlobalAveragePool and GlobalMaxPool. `auto_pad`
 //! becomes explicit pads here, which needs the input's spatial extent unless the stride is 1.
 
-use super::ops::{non_negative, unlisted, Family, Mapped, NodeCtx};
+use super::ctx::{non_negative, unlisted, Family, Mapped, NodeCtx};
 use temblor_ir::{Op, PoolAttrs};
 
 pub(super) const FAMILY: Family = Family {

@@ -2,7 +2,7 @@
 //! `output_dtype` (opset 21) becomes a zero zero-point operand of that dtype, since the IR
 //! reads the output dtype from the zero point.
 
-use super::ops::{unlisted, Family, Mapped, NodeCtx};
+use super::ctx::{unlisted, Family, Mapped, NodeCtx};
 use super::tensor::{dtype, dtype_name};
 use bytes::Bytes;
 use temblor_ir::{DType, Op, Weight};

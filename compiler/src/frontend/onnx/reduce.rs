@@ -1,7 +1,7 @@
 //! Reductions, arg-extremes, TopK, Softmax and LayerNorm. Operands that older opsets give as
 //! attributes (reduction axes, TopK's k) become constant inputs.
 
-use super::ops::{unlisted, Family, Mapped, NodeCtx};
+use super::ctx::{unlisted, Family, Mapped, NodeCtx};
 use temblor_ir::{Op, ReduceOp, Weight};
 
 pub(super) const FAMILY: Family = Family {

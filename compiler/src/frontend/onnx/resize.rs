@@ -1,6 +1,6 @@
 //! Resize, with its scales or sizes resolved to attributes.
 
-use super::ops::{floats, non_negative, unlisted, Family, Mapped, NodeCtx};
+use super::ctx::{floats, non_negative, unlisted, Family, Mapped, NodeCtx};
 use temblor_ir::{Op, ResizeAttrs, ResizeCoordinate, ResizeMode, ResizeNearest};
 
 pub(super) const FAMILY: Family = Family {
