@@ -38,11 +38,7 @@ fn eval(g: &Graph, v: ValueRef, memo: &mut HashMap<ValueRef, Tensor>) -> Option<
                 Some(d) => d,
                 None => eval(g, input, memo)?.shape,
             };
-            let rank = dims.len() as i64;
-            let clamp = |i: i64| (if i < 0 { i + rank } else { i }).clamp(0, rank) as usize;
-            let (s, e) = (clamp(*start), clamp(end.unwrap_or(rank)));
-            let values: Vec<i64> = dims[s..e.max(s)].iter().map(|&d| d as i64).collect();
-            vec![Tensor::i64(vec![values.len()], values)]
+            vec![temblor_runtime::shape_of(&dims, *start, *end)]
         }
         op => {
             let mut inputs = Vec::new();

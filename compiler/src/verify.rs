@@ -17,7 +17,7 @@
 
 use crate::{Error, Result};
 use std::collections::{HashMap, HashSet};
-use temblor_ir::{Graph, GraphOutput, Op, ValueRef};
+use temblor_ir::{DType, Graph, GraphOutput, Op, ValueRef};
 use temblor_runtime::{CpuPlan, Tensor, TensorData};
 
 /// Relative L2 error allowed between parse and optimize outputs in fp32.
@@ -131,6 +131,9 @@ fn error(a: &Tensor, b: &Tensor) -> f64 {
         return f64::INFINITY;
     }
     let (x, y) = (values(a), values(b));
+    if x.len() != a.len() || y.len() != b.len() {
+        return f64::INFINITY;
+    }
     let (mut num, mut den) = (0.0, 0.0);
     for (p, q) in x.iter().zip(&y) {
         num += (p - q) * (p - q);
@@ -146,21 +149,15 @@ fn error(a: &Tensor, b: &Tensor) -> f64 {
     }
 }
 
+/// The elements widened to f64 by the runtime's own Cast (every dtype converts).
 fn values(t: &Tensor) -> Vec<f64> {
-    match &t.data {
-        TensorData::F32(v) => v.iter().map(|&x| x as f64).collect(),
-        TensorData::F64(v) => v.clone(),
-        TensorData::I32(v) => v.iter().map(|&x| x as f64).collect(),
-        TensorData::I64(v) => v.iter().map(|&x| x as f64).collect(),
-        TensorData::Bool(v) => v.iter().map(|&x| x as u8 as f64).collect(),
-        other => {
-            let w = Tensor {
-                shape: vec![other.len()],
-                data: other.clone(),
-            }
-            .to_weight();
-            w.data.iter().map(|&b| b as f64).collect()
-        }
+    let cast = Op::Cast { to: DType::F64 };
+    match temblor_runtime::run_op(&cast, &[Some(t)], 1).map(|mut o| o.pop()) {
+        Ok(Some(Tensor {
+            data: TensorData::F64(v),
+            ..
+        })) => v,
+        _ => Vec::new(),
     }
 }
 

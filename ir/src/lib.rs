@@ -24,9 +24,10 @@ pub use graph::{
     Edge, Graph, GraphOutput, Node, NodeId, Partition, Placement, Precision, ValueRef,
 };
 pub use op::{
-    Activation, BinaryOp, ConvAttrs, ConvTransposeAttrs, DeformConvAttrs, GridSampleMode,
-    GridSamplePadding, Op, OpFamily, PadMode, PoolAttrs, ReduceOp, ResizeAttrs, ResizeCoordinate,
-    ResizeMode, ResizeNearest, RoiAlignAttrs, Scalar, ScatterReduction, SplitSizes, UnaryOp,
+    shape_axes, Activation, BinaryOp, ConvAttrs, ConvTransposeAttrs, DeformConvAttrs,
+    GridSampleMode, GridSamplePadding, Op, OpFamily, PadMode, PoolAttrs, ReduceOp, ResizeAttrs,
+    ResizeCoordinate, ResizeMode, ResizeNearest, RoiAlignAttrs, Scalar, ScatterReduction,
+    SplitSizes, UnaryOp,
 };
 pub use provenance::{Framework, Origin, OriginId, Provenance};
 pub use shape::{Dim, Layout, Shape, TensorInfo, TensorType};

@@ -60,31 +60,40 @@ fn evaluate(g: &Graph, id: NodeId) -> Option<Vec<Tensor>> {
         Op::Shape { start, end } => {
             let x = g.input(id, 0)?;
             let dims = g.value_type(x).shape.known()?;
-            let rank = dims.len() as i64;
-            let clamp = |i: i64| (if i < 0 { i + rank } else { i }).clamp(0, rank) as usize;
-            let (s, e) = (clamp(*start), clamp(end.unwrap_or(rank)));
-            let values: Vec<i64> = dims[s..e.max(s)].iter().map(|&d| d as i64).collect();
-            Some(vec![Tensor::i64(vec![values.len()], values)])
+            Some(vec![temblor_runtime::shape_of(&dims, *start, *end)])
         }
         op => {
             let mut inputs = Vec::new();
-            let mut size = 0;
+            let mut weights = Vec::new();
             for v in g.inputs_of(id) {
-                inputs.push(match v {
+                weights.push(match v {
                     None => None,
-                    Some(v) => {
-                        let w = g.constant(v).filter(|w| !w.is_shape_only())?;
-                        size += w.element_count();
-                        Some(Tensor::from_weight(w).ok()?)
-                    }
+                    Some(v) => Some(g.constant(v).filter(|w| !w.is_shape_only())?),
                 });
             }
-            if inputs.iter().all(Option::is_none) {
+            if weights.iter().all(Option::is_none) {
                 return None;
+            }
+            let size: usize = weights.iter().flatten().map(|w| w.element_count()).sum();
+            let cap = size.max(SMALL);
+            // A result shape inference already knows to be over the cap is not computed (the
+            // pass visits it again every round).
+            let too_big = node.outputs.iter().any(|o| {
+                o.ty.shape
+                    .known()
+                    .is_some_and(|d| d.iter().product::<usize>() > cap)
+            });
+            if too_big {
+                return None;
+            }
+            for w in weights {
+                inputs.push(match w {
+                    None => None,
+                    Some(w) => Some(Tensor::from_weight(w).ok()?),
+                });
             }
             let refs: Vec<Option<&Tensor>> = inputs.iter().map(Option::as_ref).collect();
             let outs = temblor_runtime::run_op(op, &refs, node.outputs.len()).ok()?;
-            let cap = size.max(SMALL);
             (outs.len() == node.outputs.len() && outs.iter().all(|t| t.len() <= cap))
                 .then_some(outs)
         }

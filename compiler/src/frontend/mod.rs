@@ -1,6 +1,7 @@
 //! Frontends: read a model file into the IR. Each frontend lives in its own folder and shares
 //! nothing with the others but the IR; [`load`] picks one by the file's format.
 
+mod names;
 mod onnx;
 mod paddle;
 

@@ -439,9 +439,7 @@ fn tile(x: &TensorType, repeats: Option<&[i64]>) -> Result<TensorType, String> {
 
 /// The length of `x`'s shape between `start` and `end`, both clamped to the rank.
 fn shape_of(x: &TensorType, start: i64, end: Option<i64>) -> TensorType {
-    let r = x.shape.rank() as i64;
-    let clamp = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r);
-    let len = (clamp(end.unwrap_or(r)) - clamp(start)).max(0) as usize;
+    let len = temblor_ir::shape_axes(x.shape.rank(), start, end).len();
     TensorType::new(DType::I64, Shape(vec![Dim::Known(len)]))
 }
 

@@ -281,6 +281,16 @@ pub enum OpFamily {
     Custom,
 }
 
+/// The axes a `Shape { start, end }` reports of a value of rank `rank`: negative bounds count
+/// from the end and both are clamped to the rank, as ONNX defines it. Shape inference, the CPU
+/// kernel and compile-time folding all read the bounds through this one function.
+pub fn shape_axes(rank: usize, start: i64, end: Option<i64>) -> std::ops::Range<usize> {
+    let r = rank as i64;
+    let clamp = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
+    let (s, e) = (clamp(start), clamp(end.unwrap_or(r)));
+    s..e.max(s)
+}
+
 impl Op {
     pub fn family(&self) -> OpFamily {
         match self {

@@ -32,6 +32,8 @@ mod real;
 mod reduce;
 mod resize;
 mod shape_ops;
+
+pub use shape_ops::shape_of;
 mod softmax;
 mod strided;
 

@@ -18,7 +18,7 @@ pub(crate) fn execute(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError>
         Op::Flatten { axis } => one(flatten(x, *axis)?),
         Op::Squeeze => one(squeeze(x, args.optional(1))?),
         Op::Unsqueeze => one(unsqueeze(x, args.required(1)?)?),
-        Op::Shape { start, end } => one(shape_of(x, *start, *end)),
+        Op::Shape { start, end } => one(shape_of(&x.shape, *start, *end)),
         Op::Size => one(Tensor::i64(vec![], vec![x.len() as i64])),
         Op::Slice
         | Op::Gather { .. }
@@ -297,10 +297,9 @@ fn unsqueeze(x: &Tensor, axes: &Tensor) -> Result<Tensor, RuntimeError> {
 
 /// The extents of axes `start..end`, both counted from the end when negative and clamped to
 /// the rank.
-fn shape_of(x: &Tensor, start: i64, end: Option<i64>) -> Tensor {
-    let r = x.shape.len() as i64;
-    let clamp = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
-    let (s, e) = (clamp(start), clamp(end.unwrap_or(r)));
-    let dims: Vec<i64> = x.shape[s..e.max(s)].iter().map(|&d| d as i64).collect();
+/// The `Shape { start, end }` of a value of extents `shape`, as an int64 tensor.
+pub fn shape_of(shape: &[usize], start: i64, end: Option<i64>) -> Tensor {
+    let axes = temblor_ir::shape_axes(shape.len(), start, end);
+    let dims: Vec<i64> = shape[axes].iter().map(|&d| d as i64).collect();
     Tensor::i64(vec![dims.len()], dims)
 }

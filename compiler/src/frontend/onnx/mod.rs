@@ -163,7 +163,7 @@ struct Importer<'m> {
     g: Graph,
     /// ONNX value name -> the IR value holding it.
     values: HashMap<String, ValueRef>,
-    names: HashSet<String>,
+    names: super::names::Names,
     tensors: TensorReader,
     /// Types the model declares (inputs, outputs, value_info), used where an attribute can only
     /// be resolved from a static input size (auto_pad, output_shape).
@@ -190,7 +190,7 @@ impl<'m> Importer<'m> {
             opset,
             g: Graph::new(name),
             values: HashMap::new(),
-            names: HashSet::new(),
+            names: Default::default(),
             tensors: TensorReader::new(model_dir),
             declared,
         }
@@ -198,18 +198,6 @@ impl<'m> Importer<'m> {
 
     fn err(&self, msg: impl std::fmt::Display) -> Error {
         Error::bad_input(format!("{}: {msg}", self.file))
-    }
-
-    /// `base`, or `base_1`, `base_2`, ... when taken: node names must be unique.
-    fn unique(&mut self, base: String) -> String {
-        let mut name = base.clone();
-        let mut k = 0;
-        while self.names.contains(&name) {
-            k += 1;
-            name = format!("{base}_{k}");
-        }
-        self.names.insert(name.clone());
-        name
     }
 
     fn origin(&mut self, node_name: &str, op_type: &str) -> Provenance {
@@ -255,7 +243,7 @@ impl<'m> Importer<'m> {
         let proto = self.proto;
         for t in &proto.initializer {
             let weight = self.tensors.weight(t).map_err(|e| self.err(e))?;
-            let name = self.unique(t.name.clone());
+            let name = self.names.unique(&t.name);
             let prov = self.origin(&name, "initializer");
             self.add_constant(name, &t.name, weight, prov)?;
         }
@@ -270,7 +258,7 @@ impl<'m> Importer<'m> {
                 continue;
             }
             let ty = types::declared_type(vi).map_err(|e| self.err(e))?;
-            let name = self.unique(vi.name.clone());
+            let name = self.names.unique(&vi.name);
             let mut node = Node::new(
                 name.clone(),
                 Op::Input {
@@ -323,7 +311,7 @@ impl<'m> Importer<'m> {
     fn nodes(&mut self) -> Result<()> {
         let proto = self.proto;
         for (index, n) in proto.node.iter().enumerate() {
-            let name = self.unique(display_name(n, index));
+            let name = self.names.unique(&display_name(n, index));
             let prov = self.origin(&name, &n.op_type);
             self.node(n, name, prov).map_err(|e| {
                 self.err(format!(
@@ -387,7 +375,7 @@ impl<'m> Importer<'m> {
         let mapped = ops::map(&ctx)?;
         for (port, weight) in mapped.operands {
             let value_name = format!("{name}_operand{port}");
-            let const_name = self.unique(value_name.clone());
+            let const_name = self.names.unique(&value_name);
             let id = self
                 .add_constant(const_name, &value_name, weight, prov.clone())
                 .map_err(|e| e.to_string())?;

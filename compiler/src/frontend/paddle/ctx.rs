@@ -125,14 +125,14 @@ impl<'i, 'p> Ctx<'i, 'p> {
 
     /// Adds one node of this op; its outputs get placeholder types until shape inference.
     pub fn node(&mut self, op: Op, inputs: &[Option<ValueRef>], outputs: usize) -> NodeId {
-        let name = self.imp.unique(&self.base);
+        let name = self.imp.names.unique(&self.base);
         let placeholder = TensorType::new(DType::F32, Shape::default());
         let infos = (0..outputs)
             .map(|k| TensorInfo {
                 name: if k == 0 {
                     name.clone()
                 } else {
-                    self.imp.unique(&format!("{name}:{k}"))
+                    self.imp.names.unique(&format!("{name}:{k}"))
                 },
                 ty: placeholder.clone(),
             })
@@ -203,7 +203,7 @@ impl<'i, 'p> Ctx<'i, 'p> {
         if current == var {
             return;
         }
-        let name = self.imp.unique(var);
+        let name = self.imp.names.unique(var);
         self.imp.g.node_mut(v.node).outputs[v.port].name = name;
     }
 }

@@ -26,7 +26,7 @@ use crate::{Error, Result};
 use files::Params;
 use prost::Message;
 use proto::{BlockDesc, OpDesc, ProgramDesc, VarDesc};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use temblor_ir::{
     Dim, Framework, Graph, GraphOutput, Node, Op, Origin, Provenance, Shape, TensorInfo,
@@ -139,7 +139,7 @@ pub(super) struct Importer<'p> {
     vars: HashMap<&'p str, &'p VarDesc>,
     /// `None` for a graph-only model: weights are then shown by their declared shape alone.
     weights: Option<HashMap<String, Weight>>,
-    names: HashSet<String>,
+    names: super::names::Names,
     input_dims: Vec<(String, Vec<usize>)>,
     fetches: BTreeMap<i64, GraphOutput>,
 }
@@ -169,7 +169,7 @@ impl<'p> Importer<'p> {
             arrays: HashMap::new(),
             vars,
             weights,
-            names: HashSet::new(),
+            names: Default::default(),
             input_dims: input_dims.to_vec(),
             fetches: BTreeMap::new(),
         }
@@ -228,18 +228,6 @@ impl<'p> Importer<'p> {
             facts.push((kind.to_string(), names.join(", ")));
         }
         self.g.facts = facts;
-    }
-
-    /// `base`, or `base_1`, `base_2`, ... when taken: node and tensor names are unique.
-    fn unique(&mut self, base: &str) -> String {
-        let mut name = base.to_string();
-        let mut k = 0;
-        while self.names.contains(&name) {
-            k += 1;
-            name = format!("{base}_{k}");
-        }
-        self.names.insert(name.clone());
-        name
     }
 
     fn origin(&mut self, node_name: &str, op_type: &str) -> Provenance {
@@ -302,7 +290,7 @@ impl<'p> Importer<'p> {
                 ty.shape = Shape::from_known(dims);
             }
         }
-        let name = self.unique(&var);
+        let name = self.names.unique(&var);
         let mut node = Node::new(
             name.clone(),
             Op::Input {
@@ -402,7 +390,7 @@ impl<'p> Importer<'p> {
     fn constant(&mut self, var: &str, weight: Weight, op_type: &str) -> ValueRef {
         let ty = TensorType::new(weight.dtype, weight.shape());
         let id = self.g.weights.add(weight);
-        let name = self.unique(var);
+        let name = self.names.unique(var);
         let mut node = Node::new(
             name.clone(),
             Op::Constant { weight: id },
