@@ -9,6 +9,7 @@ pub mod frontend;
 pub mod npy;
 pub mod package;
 pub mod pipeline;
+pub mod progress;
 pub mod report;
 pub mod shape;
 pub mod verify;

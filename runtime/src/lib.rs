@@ -6,6 +6,6 @@ mod cpu;
 mod error;
 mod tensor;
 
-pub use cpu::{run_op, shape_of, CpuPlan};
+pub use cpu::{run_op, shape_of, CpuPlan, Observer, StepInfo};
 pub use error::{ErrorKind, RuntimeError};
 pub use tensor::{f16, Tensor, TensorData};

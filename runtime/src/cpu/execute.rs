@@ -2,13 +2,62 @@
 
 use super::args::{not_in_family, Args};
 use super::{
-    activation, conv, conv_transpose, detection, elementwise, linalg, norm, pool, quant, reduce,
+    activation, cast, conv, conv_transpose, detection, elementwise, linalg, norm, pool, quant, reduce,
     resize, shape_ops,
 };
 use crate::{RuntimeError, Tensor};
-use temblor_ir::{Op, OpFamily};
+use temblor_ir::{DType, Op, OpFamily};
 
 pub(crate) fn execute(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
+    if computes_in_f32(op) && args.ins.iter().flatten().any(|t| t.dtype() == DType::F16) {
+        return in_f32(op, args);
+    }
+    dispatch(op, args)
+}
+
+/// Whether an op that reads half values computes in f32 instead: the arithmetic families do, as
+/// TensorRT's fp16 layers accumulate in f32 and onnxruntime's CPU provider widens fp16 nodes;
+/// ops that only move or convert values keep their element type.
+fn computes_in_f32(op: &Op) -> bool {
+    !matches!(
+        op.family(),
+        OpFamily::Movement | OpFamily::Quantization | OpFamily::Value
+    ) && !matches!(op, Op::Cast { .. })
+}
+
+/// Runs `op` on its half inputs widened to f32 and rounds its float outputs back to half, so a
+/// half layer stores half values and loses precision only where its outputs are written.
+fn in_f32(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
+    let widened: Vec<Option<Tensor>> = args
+        .ins
+        .iter()
+        .map(|t| match t {
+            Some(t) if t.dtype() == DType::F16 => Some(cast::cast(t, DType::F32)).transpose(),
+            _ => Ok(None),
+        })
+        .collect::<Result<_, _>>()?;
+    let ins: Vec<Option<&Tensor>> = args
+        .ins
+        .iter()
+        .zip(&widened)
+        .map(|(t, w)| w.as_ref().or(*t))
+        .collect();
+    let outs = dispatch(
+        op,
+        &Args {
+            ins: &ins,
+            outputs: args.outputs,
+        },
+    )?;
+    outs.into_iter()
+        .map(|t| match t.dtype() {
+            DType::F32 => cast::cast(&t, DType::F16),
+            _ => Ok(t),
+        })
+        .collect()
+}
+
+fn dispatch(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
     match op.family() {
         OpFamily::Convolution => convolution(op, args),
         OpFamily::Elementwise => match op {

@@ -37,7 +37,7 @@ pub use shape_ops::shape_of;
 mod softmax;
 mod strided;
 
-pub use plan::CpuPlan;
+pub use plan::{CpuPlan, Observer, StepInfo};
 
 /// Runs one op on whole tensors, outside any plan: compile-time evaluation of small values
 /// (loop conditions, shape computations) uses the same kernels as the plan does.

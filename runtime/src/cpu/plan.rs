@@ -8,6 +8,7 @@ use crate::{RuntimeError, Tensor};
 use rayon::{ThreadPool, ThreadPoolBuilder};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use temblor_ir::{DType, Dim, Graph, Op, ValueRef};
 
 /// An executable CPU plan for one graph.
@@ -33,11 +34,42 @@ struct InputSpec {
 
 #[derive(Debug)]
 struct Step {
-    op: Op,
-    /// The node as [`Graph::describe`] names it, for errors.
-    what: String,
+    info: StepInfo,
     inputs: Vec<Option<usize>>,
     outputs: Vec<usize>,
+}
+
+/// One step of a plan as an [`Observer`] sees it: the node it runs.
+#[derive(Clone, Debug)]
+pub struct StepInfo {
+    /// The node's name in the graph.
+    pub node: String,
+    pub op: Op,
+    /// The node as [`Graph::describe`] names it, for errors.
+    pub what: String,
+    /// The names of the values the step computes, by output port.
+    pub output_names: Vec<String>,
+}
+
+/// Watches a plan run step by step: profiling times steps, calibration and layer comparison read
+/// the values each step computes.
+pub trait Observer: Send {
+    /// Called after step `index` has run, with the inputs it read and the outputs it made.
+    fn step(
+        &mut self,
+        index: usize,
+        step: &StepInfo,
+        inputs: &[Option<&Tensor>],
+        outputs: &[Tensor],
+        elapsed: Duration,
+    );
+}
+
+/// The observer of an unobserved run.
+struct Unobserved;
+
+impl Observer for Unobserved {
+    fn step(&mut self, _: usize, _: &StepInfo, _: &[Option<&Tensor>], _: &[Tensor], _: Duration) {}
 }
 
 /// A slot's value while the plan runs: constants and graph inputs are borrowed, not copied.
@@ -161,8 +193,12 @@ impl CpuPlan {
                         inputs.push(slot);
                     }
                     plan.steps.push(Step {
-                        op: op.clone(),
-                        what: g.describe(id),
+                        info: StepInfo {
+                            node: node.name.clone(),
+                            op: op.clone(),
+                            what: g.describe(id),
+                            output_names: node.outputs.iter().map(|o| o.name.clone()).collect(),
+                        },
                         inputs,
                         outputs,
                     });
@@ -203,14 +239,29 @@ impl CpuPlan {
         self.pool.current_num_threads()
     }
 
+    /// The steps the plan runs, in order.
+    pub fn steps(&self) -> impl ExactSizeIterator<Item = &StepInfo> {
+        self.steps.iter().map(|s| &s.info)
+    }
+
     /// Runs the plan on named inputs and returns the graph outputs, in order, by name.
     pub fn run(&self, inputs: &[(String, Tensor)]) -> Result<Vec<(String, Tensor)>, RuntimeError> {
-        self.pool.install(|| self.run_steps(inputs))
+        self.run_observed(inputs, &mut Unobserved)
+    }
+
+    /// [`CpuPlan::run`], showing `observer` every step as it completes.
+    pub fn run_observed(
+        &self,
+        inputs: &[(String, Tensor)],
+        observer: &mut dyn Observer,
+    ) -> Result<Vec<(String, Tensor)>, RuntimeError> {
+        self.pool.install(|| self.run_steps(inputs, observer))
     }
 
     fn run_steps(
         &self,
         inputs: &[(String, Tensor)],
+        observer: &mut dyn Observer,
     ) -> Result<Vec<(String, Tensor)>, RuntimeError> {
         let mut values: Vec<Value> = (0..self.uses.len()).map(|_| Value::Empty).collect();
         for (slot, t) in &self.constants {
@@ -220,7 +271,8 @@ impl CpuPlan {
             values[spec.slot] = Value::Borrowed(t);
         }
         let mut left = self.uses.clone();
-        for step in &self.steps {
+        for (index, step) in self.steps.iter().enumerate() {
+            let what = &step.info.what;
             let ins = step
                 .inputs
                 .iter()
@@ -231,20 +283,22 @@ impl CpuPlan {
                     None => Ok(None),
                 })
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| e.context(&step.what))?;
+                .map_err(|e| e.context(what))?;
             let args = Args {
                 ins: &ins,
                 outputs: step.outputs.len(),
             };
-            let outs = execute(&step.op, &args).map_err(|e| e.context(&step.what))?;
+            let start = Instant::now();
+            let outs = execute(&step.info.op, &args).map_err(|e| e.context(what))?;
+            let elapsed = start.elapsed();
             if outs.len() != step.outputs.len() {
                 return Err(RuntimeError::internal(format!(
-                    "{}: the kernel made {} outputs, the node declares {}",
-                    step.what,
+                    "{what}: the kernel made {} outputs, the node declares {}",
                     outs.len(),
                     step.outputs.len()
                 )));
             }
+            observer.step(index, &step.info, &ins, &outs, elapsed);
             for (&slot, t) in step.outputs.iter().zip(outs) {
                 if left[slot] > 0 {
                     values[slot] = Value::Owned(t);
