@@ -16,6 +16,7 @@ mod merge_reshapes;
 mod pattern;
 mod placement;
 mod prefilter_nms;
+pub mod precision;
 mod recognize_gelu;
 mod recognize_hard_swish;
 mod recognize_layer_norm;
