@@ -2,13 +2,20 @@
 //! commands. The `temblor` binary (`main.rs`) is a thin clap layer over [`cli`].
 
 pub mod cli;
+pub mod compare;
 pub mod conformance;
 pub mod error;
+pub mod eval;
 pub mod evaluate;
+pub mod export;
+pub mod measure;
 pub mod frontend;
 pub mod npy;
 pub mod package;
 pub mod pipeline;
+pub mod preprocess_config;
+pub mod precision;
+pub mod profile;
 pub mod progress;
 pub mod report;
 pub mod shape;

@@ -25,6 +25,18 @@ enum Command {
     Conformance(cli::ConformanceArgs),
     /// Turn a PNG image into a normalized [1, 3, H, W] float32 .npy input.
     Preprocess(cli::PreprocessArgs),
+    /// COCO AP of a detector over a directory of images, against COCO ground truth or another
+    /// model's detections (agreement).
+    Eval(cli::EvalArgs),
+    /// Time every layer of a package or a model on the CPU runtime: per op type, the slowest
+    /// layers, and per stage (preprocess, backbone, neck, head, postprocess).
+    Profile(cli::ProfileArgs),
+    /// Write a package's graph as ONNX: compile.onnx (TensorRT build input, plugin nodes) and
+    /// compile.ort.onnx (standard ops, for onnxruntime), weights as external data.
+    Export(cli::ExportArgs),
+    /// Compare two graphs of one model layer by layer (two stages, or two precision plans),
+    /// matching values through provenance; exit 1 when a layer exceeds the tolerance.
+    Compare(cli::CompareArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,7 +51,11 @@ fn main() -> ExitCode {
         Command::Bench(a) => cli::bench(a),
         Command::Inspect(a) => cli::inspect(a),
         Command::Preprocess(a) => cli::preprocess(a),
+        Command::Eval(a) => cli::eval(a),
+        Command::Profile(a) => cli::profile(a),
         Command::Conformance(a) => cli::conformance(a),
+        Command::Export(a) => cli::export(a),
+        Command::Compare(a) => cli::compare(a),
     });
     match result {
         Ok(Ok(())) => ExitCode::SUCCESS,

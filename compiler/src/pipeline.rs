@@ -1,9 +1,12 @@
 //! The compile pipeline, stage by stage: import (frontend, input dims, shape inference), optimize
 //! (the pass driver), compile (placement). Each stage's graph is kept, since each is a view.
 
+use crate::measure::{measure, Measured, PassLog};
 use crate::verify::{verify, Verification};
 use crate::{frontend, shape, Error, Result};
+use std::cell::RefCell;
 use std::path::Path;
+use std::rc::Rc;
 use std::time::Instant;
 use temblor_ir::{validate, Graph};
 use temblor_passes::{optimize_passes, place, Driver, PassRecord, PrefilterNms};
@@ -17,6 +20,8 @@ pub struct Options {
     pub verify: VerifyMode,
     /// Pre-filter multiclass NMS to the k best-scoring boxes (`--nms-prefilter K`).
     pub nms_prefilter: Option<usize>,
+    /// Time the parsed and compiled graphs and the graph after each pass on the CPU runtime.
+    pub measure: bool,
 }
 
 /// Whether `compile` checks the optimized graph against the parsed one on the CPU runtime.
@@ -37,6 +42,7 @@ pub struct Timings {
     pub optimize_ms: f64,
     pub compile_ms: f64,
     pub verify_ms: f64,
+    pub measure_ms: f64,
 }
 
 pub struct Compiled {
@@ -46,6 +52,8 @@ pub struct Compiled {
     pub passes: Vec<PassRecord>,
     pub timings: Timings,
     pub verification: Option<Verification>,
+    /// What each pass did, the latencies, and where the compiled graph's time goes.
+    pub measured: Measured,
 }
 
 fn ms(since: Instant) -> f64 {
@@ -72,11 +80,14 @@ pub fn compile(model: &Path, options: &Options) -> Result<Compiled> {
     if let Some(k) = options.nms_prefilter {
         list.insert(0, Box::new(PrefilterNms { k }));
     }
+    let log = Rc::new(RefCell::new(PassLog::new(&parse, options.measure)));
+    let observer = Rc::clone(&log);
     let passes = Driver::new(list)
         .with_retype(Box::new(|g: &mut Graph| {
             shape::infer(g).map_err(|e| e.to_string())
         }))
         .with_step_limit(options.pass_steps)
+        .with_on_applied(Box::new(move |r, g| observer.borrow_mut().observe(r, g)))
         .run(&mut optimize)
         .map_err(|e| Error::internal(e.to_string()))?;
     let optimize_ms = ms(start);
@@ -104,6 +115,13 @@ pub fn compile(model: &Path, options: &Options) -> Result<Compiled> {
     };
     let verify_ms = ms(start);
 
+    let start = Instant::now();
+    let log = Rc::try_unwrap(log)
+        .map_err(|_| Error::internal("the optimizer's pass log is still shared"))?
+        .into_inner();
+    let measured = measure(&parse, &compile, &passes, log, options.measure)?;
+    let measure_ms = ms(start);
+
     Ok(Compiled {
         parse,
         optimize,
@@ -114,7 +132,9 @@ pub fn compile(model: &Path, options: &Options) -> Result<Compiled> {
             optimize_ms,
             compile_ms,
             verify_ms,
+            measure_ms,
         },
         verification,
+        measured,
     })
 }

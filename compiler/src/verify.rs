@@ -56,7 +56,7 @@ impl Verification {
 
 /// Synthesized inputs: seeded uniform values in [0, 1) for floats, ones for integers. `Err`
 /// with the reason when an input has an open extent or the model has no weights.
-fn synthesize(g: &Graph) -> std::result::Result<Vec<(String, Tensor)>, String> {
+pub fn synthesize(g: &Graph) -> std::result::Result<Vec<(String, Tensor)>, String> {
     if g.weights.iter().any(|(_, w)| w.is_shape_only()) {
         return Err("the model has no parameter values (graph only)".into());
     }
@@ -150,7 +150,7 @@ fn error(a: &Tensor, b: &Tensor) -> f64 {
 }
 
 /// The elements widened to f64 by the runtime's own Cast (every dtype converts).
-fn values(t: &Tensor) -> Vec<f64> {
+pub(crate) fn values(t: &Tensor) -> Vec<f64> {
     let cast = Op::Cast { to: DType::F64 };
     match temblor_runtime::run_op(&cast, &[Some(t)], 1).map(|mut o| o.pop()) {
         Ok(Some(Tensor {
@@ -219,7 +219,7 @@ fn is_selection(op: &Op) -> bool {
 
 /// The values verification compares, by name: the graph outputs that no selection precedes,
 /// and the candidates (inputs) of each selection, when both graphs have them.
-fn checkpoints(parse: &Graph, optimize: &Graph) -> Vec<String> {
+pub(crate) fn checkpoints(parse: &Graph, optimize: &Graph) -> Vec<String> {
     let mut after_selection: HashSet<temblor_ir::NodeId> = HashSet::new();
     let mut selections = Vec::new();
     if let Ok(order) = parse.topo_order() {
@@ -260,7 +260,7 @@ fn checkpoints(parse: &Graph, optimize: &Graph) -> Vec<String> {
 
 /// A copy of `g` whose outputs are the named tensors (graph outputs by their output name,
 /// anything else by its tensor name).
-fn with_outputs(g: &Graph, names: &[String]) -> Graph {
+pub(crate) fn with_outputs(g: &Graph, names: &[String]) -> Graph {
     let mut out = g.clone();
     out.outputs = names
         .iter()

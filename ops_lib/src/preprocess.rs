@@ -82,6 +82,66 @@ pub fn resize_bilinear(img: &Image, width: usize, height: usize) -> Image {
     Image { width, height, rgb }
 }
 
+/// Bicubic resize as OpenCV's `INTER_CUBIC` computes it: half-pixel centres, the Keys kernel
+/// with a = -0.75, edge pixels replicated, each channel rounded to 8 bits. PaddleDetection's
+/// exported configs ask for it (`interp: 2`).
+pub fn resize_cubic(img: &Image, width: usize, height: usize) -> Image {
+    let taps = |out: usize, len: usize| -> Vec<([usize; 4], [f32; 4])> {
+        let scale = len as f32 / out as f32;
+        (0..out)
+            .map(|o| {
+                let f = (o as f32 + 0.5) * scale - 0.5;
+                let base = f.floor();
+                let t = f - base;
+                let index = |k: i64| (base as i64 + k).clamp(0, len as i64 - 1) as usize;
+                ([index(-1), index(0), index(1), index(2)], cubic_weights(t))
+            })
+            .collect()
+    };
+    let (xs, ys) = (taps(width, img.width), taps(height, img.height));
+    let mut rgb = vec![0u8; width * height * 3];
+    let sample = |x: usize, y: usize, c: usize| img.rgb[(y * img.width + x) * 3 + c] as f32;
+    for (oy, (yi, wy)) in ys.iter().enumerate() {
+        for (ox, (xi, wx)) in xs.iter().enumerate() {
+            for c in 0..3 {
+                let mut v = 0.0;
+                for (&y, &wy) in yi.iter().zip(wy) {
+                    let row: f32 = xi.iter().zip(wx).map(|(&x, &w)| sample(x, y, c) * w).sum();
+                    v += row * wy;
+                }
+                rgb[(oy * width + ox) * 3 + c] = v.round().clamp(0.0, 255.0) as u8;
+            }
+        }
+    }
+    Image { width, height, rgb }
+}
+
+/// The four weights of the Keys cubic kernel (a = -0.75, OpenCV's choice) at offset `t` in [0, 1).
+fn cubic_weights(t: f32) -> [f32; 4] {
+    const A: f32 = -0.75;
+    let near = |x: f32| ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0;
+    let far = |x: f32| ((A * x - 5.0 * A) * x + 8.0 * A) * x - 4.0 * A;
+    let w0 = far(t + 1.0);
+    let w1 = near(t);
+    let w2 = near(1.0 - t);
+    [w0, w1, w2, 1.0 - w0 - w1 - w2]
+}
+
+/// Nearest-neighbour resize as OpenCV's `INTER_NEAREST` computes it: source index
+/// `floor(dst * in / out)`, no half-pixel shift.
+pub fn resize_nearest(img: &Image, width: usize, height: usize) -> Image {
+    let pick = |o: usize, out: usize, len: usize| ((o * len) / out).min(len - 1);
+    let mut rgb = Vec::with_capacity(width * height * 3);
+    for oy in 0..height {
+        let y = pick(oy, height, img.height);
+        for ox in 0..width {
+            let at = (y * img.width + pick(ox, width, img.width)) * 3;
+            rgb.extend_from_slice(&img.rgb[at..at + 3]);
+        }
+    }
+    Image { width, height, rgb }
+}
+
 /// `[1, 3, H, W]` values, channel-major.
 pub fn to_chw(img: &Image, norm: &Normalize) -> Vec<f32> {
     let plane = img.width * img.height;

@@ -1,4 +1,5 @@
 use crate::Pass;
+use std::cell::RefCell;
 use std::time::Instant;
 use temblor_ir::{validate, Graph};
 
@@ -43,10 +44,16 @@ pub struct Driver {
     /// Recomputes every value's type after a pass that changed the graph, so a shape that
     /// folding made static is static for the passes that follow (the compiler's shape inference).
     retype: Option<Retype>,
+    /// Shown the graph after each pass that applied (RefCell: `run` takes `&self`).
+    on_applied: Option<RefCell<OnApplied>>,
 }
 
 /// A shape inference the driver runs after each pass that applied.
 pub type Retype = Box<dyn Fn(&mut Graph) -> Result<(), String>>;
+
+/// An observer of the optimizer's progress: called with the record of each pass run that applied
+/// (after retyping and validation) and the graph it left, e.g. to snapshot it for measuring.
+pub type OnApplied = Box<dyn FnMut(&PassRecord, &Graph)>;
 
 impl Driver {
     pub fn new(passes: Vec<Box<dyn Pass>>) -> Driver {
@@ -55,6 +62,7 @@ impl Driver {
             max_rounds: 32,
             step_limit: None,
             retype: None,
+            on_applied: None,
         }
     }
 
@@ -65,6 +73,11 @@ impl Driver {
 
     pub fn with_retype(mut self, retype: Retype) -> Driver {
         self.retype = Some(retype);
+        self
+    }
+
+    pub fn with_on_applied(mut self, on_applied: OnApplied) -> Driver {
+        self.on_applied = Some(RefCell::new(on_applied));
         self
     }
 
@@ -100,7 +113,7 @@ impl Driver {
                     steps += 1;
                     last_changed = Some(pass.name());
                 }
-                records.push(PassRecord {
+                let record = PassRecord {
                     pass: pass.name(),
                     round,
                     applied,
@@ -109,7 +122,11 @@ impl Driver {
                     layers_before,
                     layers_after: graph.layer_count(),
                     micros,
-                });
+                };
+                if let (Some(on_applied), true) = (&self.on_applied, applied > 0) {
+                    (on_applied.borrow_mut())(&record, graph);
+                }
+                records.push(record);
             }
             match last_changed {
                 None => return Ok(records),

@@ -2,8 +2,8 @@
 
 use crate::Rng;
 use temblor_ir::{
-    ConvAttrs, DType, Framework, Graph, Layout, Node, Op, Origin, Provenance, Shape, TensorInfo,
-    TensorType, ValueRef, Weight,
+    ConvAttrs, DType, Framework, Graph, Layout, Node, Op, Origin, Partition, Placement, Precision,
+    Provenance, Shape, TensorInfo, TensorType, ValueRef, Weight,
 };
 
 /// Builds small graphs by hand: nodes with their types, each its own origin.
@@ -154,4 +154,113 @@ pub fn shape_only(g: &Graph) -> Graph {
         g.node_mut(id).op = Op::Constant { weight: stripped };
     }
     g
+}
+
+impl Builder {
+    /// Graph input number `g.inputs.len()`, named `name`.
+    pub fn input(&mut self, name: &str, ty: TensorType) -> ValueRef {
+        let index = self.g.inputs.len();
+        let x = self.node(name, Op::Input { index }, ty, &[]);
+        self.g.inputs.push(x.node);
+        x
+    }
+
+    /// A constant holding `weight` as given, of any dtype (f16 weights of an fp16 layer, int8
+    /// weights and zero points of an int8 one).
+    pub fn weight(&mut self, name: &str, weight: Weight, layout: Layout) -> ValueRef {
+        let ty = TensorType {
+            dtype: weight.dtype,
+            shape: Shape::from_known(&weight.dims),
+            layout,
+        };
+        let id = self.g.weights.add(weight);
+        self.node(name, Op::Constant { weight: id }, ty, &[])
+    }
+}
+
+/// An int8 weight.
+pub fn int8_weight(dims: Vec<usize>, values: &[i8]) -> Weight {
+    Weight {
+        dtype: DType::I8,
+        dims,
+        data: values.iter().map(|&q| q as u8).collect::<Vec<u8>>().into(),
+    }
+}
+
+impl Builder {
+    /// A 3x3 conv of `x` (`cin` channels, 8x8) in int8 as the precision contract writes one:
+    /// input 0 through `{name}.input_q` / `{name}.input_dq` with the per-tensor `input_scale`,
+    /// random int8 weights through `{name}.weight_dq` with `weight_scales` (one per output
+    /// channel), zero points 0; every node placed int8 on the engine.
+    pub fn int8_conv(
+        &mut self,
+        name: &str,
+        x: ValueRef,
+        cin: usize,
+        input_scale: f32,
+        weight_scales: &[f32],
+    ) -> ValueRef {
+        let cout = weight_scales.len();
+        let s = self.constant(&format!("{name}.input_scale"), &[], vec![input_scale], Layout::Any);
+        let zp = self.weight(
+            &format!("{name}.input_zero_point"),
+            int8_weight(vec![], &[0]),
+            Layout::Any,
+        );
+        let mut i8_act = act(cin);
+        i8_act.dtype = DType::I8;
+        let q_op = Op::QuantizeLinear {
+            axis: 1,
+            saturate: true,
+        };
+        let q = self.node(&format!("{name}.input_q"), q_op, i8_act, &[x, s, zp]);
+        let dq_op = Op::DequantizeLinear { axis: 1 };
+        let dq = self.node(&format!("{name}.input_dq"), dq_op, act(cin), &[q, s, zp]);
+        let dims = vec![cout, cin, 3, 3];
+        let values: Vec<i8> = self
+            .rng
+            .bytes(dims.iter().product())
+            .into_iter()
+            .map(|b| (b as i8).max(-127))
+            .collect();
+        let wq = self.weight(
+            &format!("{name}.weight_q"),
+            int8_weight(dims.clone(), &values),
+            Layout::OIHW,
+        );
+        let ws = self.constant(
+            &format!("{name}.weight_scale"),
+            &[cout],
+            weight_scales.to_vec(),
+            Layout::C,
+        );
+        let wzp = self.weight(
+            &format!("{name}.weight_zero_point"),
+            int8_weight(vec![cout], &vec![0; cout]),
+            Layout::C,
+        );
+        let w_ty = TensorType {
+            dtype: DType::F32,
+            shape: Shape::from_known(&dims),
+            layout: Layout::OIHW,
+        };
+        let wdq_op = Op::DequantizeLinear { axis: 0 };
+        let wdq = self.node(&format!("{name}.weight_dq"), wdq_op, w_ty, &[wq, ws, wzp]);
+        let attrs = ConvAttrs {
+            activation: None,
+            kernel: [3, 3],
+            strides: [1, 1],
+            dilations: [1, 1],
+            pads: [1, 1, 1, 1],
+            group: 1,
+        };
+        let conv = self.node(name, Op::Conv(attrs), act(cout), &[dq, wdq]);
+        for v in [q, dq, wdq, conv] {
+            self.g.node_mut(v.node).placement = Some(Placement {
+                precision: Precision::Int8,
+                partition: Partition::Engine,
+            });
+        }
+        conv
+    }
 }

@@ -9,10 +9,12 @@
 //!   attributes;
 //! - parse: the source framework's attributes, as `src_NAME`;
 //! - optimize and compile: `made_by`, the pass that built the node, when one did;
-//! - compile: `precision` and `partition`, `unset` where the compile stage placed nothing.
+//! - compile: `precision` and `partition`, `unset` where the compile stage placed nothing, and
+//!   the quantization scales of int8 layers and of Q/DQ nodes (`scales.rs`).
 
 use crate::caffe;
 use crate::prototxt::{attr, ident, quote, shape, Writer};
+use crate::scales;
 use crate::View;
 use std::collections::{HashMap, HashSet};
 use temblor_ir::{Graph, NodeId, Op, Partition, Precision, TensorInfo, ValueRef};
@@ -143,6 +145,7 @@ pub(crate) fn write_layer(
         };
         w.field("precision", precision);
         w.field("partition", partition);
+        scales::write_scales(w, g, id);
     }
     w.close();
     w.close();

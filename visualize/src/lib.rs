@@ -1,6 +1,6 @@
 //! The three Netron views of a temblor graph, as Caffe-style text prototxt (DESIGN.md, "The
 //! three views (Netron)"): parse (the graph as imported), optimize (after the passes) and
-//! compile (with each layer's precision and partition).
+//! compile (with each layer's precision, partition and int8 scales).
 //!
 //! Layout of a view: comments naming the view, `name`, each graph input as `input` plus
 //! `input_shape` (symbolic or unknown extents as `-1`, the full type in a comment above), one
@@ -13,12 +13,20 @@
 //! quoted one-line strings, `{ } [ ] < > : , ;` and `#` comments. The writer keeps to that
 //! (`prototxt.rs`), and makes edge names unique so Netron never merges two values.
 //!
+//! [`report_html`] draws a compile's `report.json` as one self-contained HTML page (`html.rs`,
+//! with the charts in `svg.rs`).
+//!
 //! The graph is expected to pass `temblor_ir::validate`; on a cycle the layers are written in
 //! node order with a comment naming the node, so a broken graph can still be looked at.
 
 mod caffe;
+mod html;
 mod layer;
 mod prototxt;
+mod scales;
+mod svg;
+
+pub use html::report_html;
 
 use layer::{descriptor, write_layer, Names};
 use prototxt::{quote, Writer};
@@ -30,7 +38,8 @@ pub enum View {
     Parse,
     /// After the passes, with the pass that made each rewritten node.
     Optimize,
-    /// After the compile stage: the optimize view plus each layer's precision and partition.
+    /// After the compile stage: the optimize view plus each layer's precision and partition,
+    /// and the scales of int8 layers and quantization nodes.
     Compile,
 }
 

@@ -1,7 +1,11 @@
 use crate::pipeline::{self, Options, VerifyMode};
 use crate::{package, report, Error, Result};
 use std::path::{Path, PathBuf};
-use temblor_visualize::{render, View};
+use crate::export::{self, Target};
+use crate::precision::{self, request::Request, Budget};
+use temblor_passes::precision::calibrators::Calibrator;
+use temblor_passes::precision::PlanMode;
+use temblor_visualize::{render, report_html, View};
 
 #[derive(clap::Args, Debug)]
 pub struct CompileArgs {
@@ -28,6 +32,63 @@ pub struct CompileArgs {
     /// is at least the number of boxes that can pass its score threshold).
     #[arg(long, value_name = "K")]
     pub nms_prefilter: Option<usize>,
+    /// Skip timing the graphs on the CPU runtime (each pass's latency effect and the overall
+    /// speedup in report.json).
+    #[arg(long)]
+    pub no_measure: bool,
+    /// Precision: fp32; fp16 wherever a layer can and its values fit; int8 wherever a layer can
+    /// (fp32 elsewhere); auto, the plan with the most FLOPs lowered whose error stays within
+    /// --budget. Writes the plan to precision.yml.
+    #[arg(long, value_parser = parse_mode, default_value = "fp32", value_name = "MODE")]
+    pub precision: PlanMode,
+    /// Apply a precision plan (a precision.yml, possibly edited) instead of choosing one.
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
+    /// Calibration images (PNG): activation statistics for int8 scales, fp16 ranges and
+    /// measuring plans.
+    #[arg(long, value_name = "DIR")]
+    pub calib: Option<PathBuf>,
+    /// The model's preprocessing (temblor YAML or PaddleDetection infer_cfg.yml; default: an
+    /// infer_cfg.yml beside the model).
+    #[arg(long, value_name = "FILE")]
+    pub preprocess: Option<PathBuf>,
+    /// What auto must keep: rel_l2=X (worst checkpoint relative L2 against fp32) or ap=X
+    /// (detection agreement with fp32). Default: ap=0.95 for detectors, rel_l2=0.01 otherwise.
+    #[arg(long, value_parser = Budget::parse, value_name = "BUDGET")]
+    pub budget: Option<Budget>,
+    /// How activation ranges become int8 scales: entropy, mse, minmax, or percentile=P.
+    #[arg(long, value_parser = parse_calibrator, default_value = "entropy", value_name = "METHOD")]
+    pub calibrator: Calibrator,
+    /// CPU threads for calibration and measuring (0 = one per core).
+    #[arg(long, default_value_t = 0, value_parser = super::parse_threads)]
+    pub threads: usize,
+}
+
+fn parse_mode(text: &str) -> std::result::Result<PlanMode, String> {
+    match text {
+        "fp32" => Ok(PlanMode::Fp32),
+        "fp16" => Ok(PlanMode::Fp16),
+        "int8" => Ok(PlanMode::Int8),
+        "auto" => Ok(PlanMode::Auto),
+        _ => Err(format!("'{text}': expected fp32, fp16, int8 or auto")),
+    }
+}
+
+fn parse_calibrator(text: &str) -> std::result::Result<Calibrator, String> {
+    match text.split_once('=') {
+        None if text == "entropy" => Ok(Calibrator::Entropy),
+        None if text == "mse" => Ok(Calibrator::Mse),
+        None if text == "minmax" => Ok(Calibrator::MinMax),
+        Some(("percentile", p)) => p
+            .parse::<f64>()
+            .ok()
+            .filter(|p| *p > 0.0 && *p <= 100.0)
+            .map(Calibrator::Percentile)
+            .ok_or_else(|| format!("'{p}' is not a percentage in (0, 100]")),
+        _ => Err(format!(
+            "'{text}': expected entropy, mse, minmax or percentile=P"
+        )),
+    }
 }
 
 pub fn compile(args: &CompileArgs) -> Result<()> {
@@ -55,8 +116,29 @@ pub fn compile(args: &CompileArgs) -> Result<()> {
             _ => VerifyMode::Auto,
         },
         nms_prefilter: args.nms_prefilter,
+        measure: !args.no_measure,
     };
-    let compiled = pipeline::compile(&args.model, &options)?;
+    let mut compiled = pipeline::compile(&args.model, &options)?;
+    let assigned = precision::request::assign(
+        &compiled.optimize,
+        &Request {
+            model: &args.model,
+            mode: if args.plan.is_some() {
+                PlanMode::Manual
+            } else {
+                args.precision
+            },
+            plan: args.plan.as_deref(),
+            calib: args.calib.as_deref(),
+            preprocess: args.preprocess.as_deref(),
+            budget: args.budget,
+            calibrator: args.calibrator,
+            input_dims: args.inputs.join(","),
+            cache_dir: calibration_cache_dir(),
+            threads: args.threads,
+        },
+    )?;
+    compiled.compile = assigned.graph;
 
     // Everything is written into a sibling temporary directory that replaces `out` only once
     // complete, so a failure never leaves a half-written package.
@@ -82,10 +164,26 @@ pub fn compile(args: &CompileArgs) -> Result<()> {
         std::fs::write(dir.join(file), text).map_err(|e| io_error(&dir.join(file), e))?;
     }
     package::write(&compiled.compile, dir)?;
-    let report = report::build(&args.model.display().to_string(), &compiled);
-    let json = serde_json::to_string_pretty(&report)
-        .map_err(|e| Error::internal(format!("cannot serialize the report: {e}")))?;
+    std::fs::write(
+        dir.join("precision.yml"),
+        precision::plan_file::render(&assigned.plan)?,
+    )
+    .map_err(|e| io_error(&dir.join("precision.yml"), e))?;
+    export::write(&compiled.compile, dir, Target::TensorRt)?;
+    let ort = export::write(&compiled.compile, dir, Target::OnnxRuntime);
+    if let Err(e) = &ort {
+        eprintln!("warning: compile.ort.onnx not written: {e}");
+    }
+    let mut report = report::build(&args.model.display().to_string(), &compiled);
+    report.precision = Some(
+        serde_json::to_value(&assigned.summary)
+            .map_err(|e| Error::internal(format!("cannot serialize the precision summary: {e}")))?,
+    );
+    let serialize_error = |e| Error::internal(format!("cannot serialize the report: {e}"));
+    let json = serde_json::to_string_pretty(&report).map_err(serialize_error)?;
     std::fs::write(dir.join("report.json"), json + "\n").map_err(|e| io_error(dir, e))?;
+    let page = report_html(&serde_json::to_value(&report).map_err(serialize_error)?);
+    std::fs::write(dir.join("report.html"), page).map_err(|e| io_error(dir, e))?;
 
     if out.exists() {
         std::fs::remove_dir_all(&out).map_err(|e| io_error(&out, e))?;
@@ -95,6 +193,20 @@ pub fn compile(args: &CompileArgs) -> Result<()> {
         let _ = std::fs::remove_dir_all(&staged);
         io_error(&out, e)
     })?;
+    let summary = &assigned.summary;
+    println!(
+        "precision {}: fp16 {:.0}% and int8 {:.0}% of FLOPs{}{}",
+        summary.mode,
+        summary.fp16_flop_share * 100.0,
+        summary.int8_flop_share * 100.0,
+        summary
+            .output_rel_l2
+            .map_or(String::new(), |e| format!("; relative L2 {e:.2e}")),
+        summary
+            .agreement_ap
+            .map_or(String::new(), |ap| format!("; detection agreement AP {ap:.3}")),
+    );
+    println!("TensorRT: {}", export::trtexec_command(&out));
     let verified = match &compiled.verification {
         Some(v) if v.status == "passed" => "verified".to_string(),
         Some(v) => format!("not verified: {}", v.reason.as_deref().unwrap_or("")),
@@ -109,6 +221,15 @@ pub fn compile(args: &CompileArgs) -> Result<()> {
         out.display()
     );
     Ok(())
+}
+
+/// Where calibration statistics are cached, by model, preprocessing and images.
+fn calibration_cache_dir() -> PathBuf {
+    std::env::var_os("TEMBLOR_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/temblor")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("calibration")
 }
 
 fn default_out(model: &Path) -> Result<PathBuf> {

@@ -1,17 +1,26 @@
 //! The CLI's commands. Each returns [`crate::Error`]; `main` prints it and picks the exit code.
 
 mod bench;
+mod compare;
 mod compile;
 mod conformance;
+mod eval;
+mod export;
+mod inputs;
 mod inspect;
 mod preprocess;
+mod profile;
 mod run;
 
 pub use bench::{bench, BenchArgs};
+pub use compare::{compare, CompareArgs, Stage};
 pub use compile::{compile, CompileArgs};
 pub use conformance::{conformance, ConformanceArgs};
+pub use eval::{eval, EvalArgs};
+pub use export::{export, ExportArgs};
 pub use inspect::{inspect, InspectArgs};
 pub use preprocess::{preprocess, PreprocessArgs};
+pub use profile::{profile, ProfileArgs};
 pub use run::{run, RunArgs};
 
 use crate::{Error, Result};

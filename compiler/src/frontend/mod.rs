@@ -6,6 +6,8 @@ mod onnx;
 mod paddle;
 
 pub use onnx::Case;
+/// The ONNX protobuf messages, which the ONNX export writes.
+pub(crate) use onnx::proto as onnx_proto;
 
 use crate::{Error, Result};
 use std::path::Path;

@@ -12,7 +12,7 @@ mod linalg;
 mod movement;
 mod ops;
 mod pool;
-mod proto;
+pub(crate) mod proto;
 mod quant;
 mod read;
 mod reduce;

@@ -1,0 +1,135 @@
+//! `temblor profile`: where one model's time goes on the CPU runtime, per op type, per layer and
+//! per stage of the detector.
+
+use super::inputs::{self, materialize, parse_given, row_inputs, Model};
+use crate::profile::{self, Profile, StageMap};
+use crate::{Error, Result};
+use serde::Serialize;
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct ProfileArgs {
+    /// A package directory written by `compile`, or a model file (compiled for its inputs).
+    pub model: PathBuf,
+    /// Timed runs.
+    #[arg(long, default_value_t = 10)]
+    pub iters: usize,
+    /// Untimed runs before the timed ones.
+    #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
+    /// Threads of the CPU runtime; 0 means one per available core.
+    #[arg(long, default_value_t = 0, value_parser = super::parse_threads)]
+    pub threads: usize,
+    /// NAME:DIMS fixes an input's dimensions (e.g. x:1x3x640x640); NAME=FILE.npy gives its data
+    /// instead of seeded random values. Repeatable.
+    #[arg(long = "input", value_name = "NAME:DIMS|NAME=FILE.npy")]
+    pub inputs: Vec<String>,
+    /// How many of the slowest layers to list.
+    #[arg(long, default_value_t = 15)]
+    pub top: usize,
+    /// A YAML stage map replacing the inferred one (`stages: [{name, until}, ...]`).
+    #[arg(long, value_name = "FILE")]
+    pub stages: Option<PathBuf>,
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    model: String,
+    #[serde(flatten)]
+    profile: &'a Profile,
+}
+
+pub fn profile(args: &ProfileArgs) -> Result<()> {
+    if args.iters == 0 {
+        return Err(Error::usage("--iters must be at least 1"));
+    }
+    let given = args
+        .inputs
+        .iter()
+        .map(|s| parse_given(s))
+        .collect::<Result<Vec<_>>>()?;
+    let Model { package, declared } = Model::open(&args.model)?;
+    inputs::check_names(&declared, &given)?;
+    let row = row_inputs(&declared, &given, None)?;
+    let graph = match package {
+        Some(g) => g,
+        None => inputs::compile(&args.model, &row)?.compile,
+    };
+    let stages = match &args.stages {
+        Some(file) => StageMap::read(&graph, file)?,
+        None => StageMap::infer(&graph)?,
+    };
+    let tensors = materialize(&row)?;
+    let p = profile::run(
+        &graph,
+        &tensors,
+        args.warmup,
+        args.iters,
+        args.threads,
+        &stages,
+    )?;
+    let model = args.model.display().to_string();
+    if args.json {
+        let text = serde_json::to_string_pretty(&Report { model, profile: &p })
+            .map_err(|e| Error::internal(format!("cannot serialize the profile: {e}")))?;
+        println!("{text}");
+    } else {
+        print_tables(&model, &p, args.top);
+    }
+    Ok(())
+}
+
+fn print_tables(model: &str, p: &Profile, top: usize) {
+    println!(
+        "model: {model} (threads {}, warmup {}, iters {})",
+        p.threads, p.warmup, p.iters
+    );
+    println!();
+    println!("| op type | mean ms | stddev ms | count/run | share |");
+    println!("|---|---:|---:|---:|---:|");
+    for t in &p.op_types {
+        println!(
+            "| {} | {:.3} | {:.3} | {} | {} |",
+            t.op_type,
+            t.mean_ms,
+            t.stddev_ms,
+            t.count,
+            percent(t.share)
+        );
+    }
+    println!();
+    let shown = top.min(p.layers.len());
+    println!("slowest {shown} of {} layers:", p.layers.len());
+    println!("| layer | op type | stage | mean ms |");
+    println!("|---|---|---|---:|");
+    for l in &p.layers[..shown] {
+        println!(
+            "| {} | {} | {} | {:.3} |",
+            l.layer, l.op_type, l.stage, l.mean_ms
+        );
+    }
+    println!();
+    println!("| stage | layers | mean ms | share |");
+    println!("|---|---:|---:|---:|");
+    for s in &p.stages {
+        println!(
+            "| {} | {} | {:.3} | {} |",
+            s.stage,
+            s.layers,
+            s.mean_ms,
+            percent(s.share)
+        );
+    }
+    println!();
+    println!(
+        "per-op sum {:.3} ms of end-to-end {:.3} ms (stddev {:.3} ms)",
+        p.steps_ms, p.total_ms, p.total_stddev_ms
+    );
+}
+
+fn percent(share: f64) -> String {
+    format!("{:.1}%", share * 100.0)
+}

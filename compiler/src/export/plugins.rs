@@ -1,0 +1,78 @@
+//! The ONNX form of ops_lib ops. For TensorRT each op is one plugin node: op type = the plugin
+//! name, with `plugin_version` and `plugin_namespace` attributes beside the op's own, which is
+//! how TensorRT's ONNX parser finds a plugin creator for an op it does not know. The table of
+//! plugin names, versions and the namespace is here and nowhere else. onnxruntime has no such
+//! plugins, so for it an op needs a decomposition into standard ops.
+
+use super::attrs::{self, string};
+use super::emit::Emitter;
+use super::ops::Lower;
+use super::Target;
+use temblor_ir::AttrValue;
+use temblor_ops_lib::LibOp;
+
+/// The plugin creators' namespace in TensorRT's registry.
+pub const NAMESPACE: &str = "temblor";
+/// The ONNX domain of plugin nodes.
+pub const DOMAIN: &str = "temblor.plugins";
+/// The plugin library that registers the creators (built from ops_lib's plugin sources).
+pub const LIBRARY: &str = "libtemblor_plugins.so";
+
+/// A plugin's name and version in TensorRT's registry.
+pub struct Plugin {
+    pub name: &'static str,
+    pub version: &'static str,
+}
+
+/// The plugin of each ops_lib op.
+pub fn plugin(op: &LibOp) -> Plugin {
+    let (name, version) = match op {
+        LibOp::YoloBox(_) => ("TemblorYoloBox", "1"),
+        LibOp::MulticlassNms(_) => ("TemblorMulticlassNms", "1"),
+        LibOp::MatrixNms(_) => ("TemblorMatrixNms", "1"),
+        LibOp::GenerateProposals(_) => ("TemblorGenerateProposals", "1"),
+        LibOp::DistributeFpnProposals(_) => ("TemblorDistributeFpnProposals", "1"),
+        LibOp::RoisBatchIndex => ("TemblorRoisBatchIndex", "1"),
+    };
+    Plugin { name, version }
+}
+
+pub(super) fn lower(
+    em: &mut Emitter,
+    cx: &Lower,
+    domain: &str,
+    name: &str,
+    attrs: &[(String, AttrValue)],
+) -> Result<(), String> {
+    if domain != temblor_ops_lib::DOMAIN {
+        return Err(format!(
+            "op '{name}' of domain '{domain}' is not an ops_lib operator and has no ONNX form"
+        ));
+    }
+    let op = LibOp::parse(name, attrs)?;
+    match cx.target {
+        Target::TensorRt => {
+            let p = plugin(&op);
+            let mut list = vec![
+                string("plugin_version", p.version),
+                string("plugin_namespace", NAMESPACE),
+            ];
+            for (k, v) in attrs {
+                list.push(attrs::source(k, v)?);
+            }
+            em.domain_node(
+                DOMAIN,
+                p.name,
+                cx.name(),
+                cx.ins.clone(),
+                cx.outs.clone(),
+                list,
+            );
+            em.plugins.insert(p.name.to_string());
+            Ok(())
+        }
+        Target::OnnxRuntime => Err(format!(
+            "ops_lib op '{name}' has no decomposition into standard ONNX ops"
+        )),
+    }
+}

@@ -1,0 +1,40 @@
+//! What a layer costs, for choosing what to lower and for reporting FLOP shares: multiply-adds
+//! count two FLOPs; any other layer one per output element, since it streams its output once.
+
+use temblor_ir::{Dim, Graph, NodeId, Op};
+
+pub fn flops(g: &Graph, id: NodeId) -> f64 {
+    let node = g.node(id);
+    let out = node
+        .outputs
+        .first()
+        .map_or(0.0, |o| extents(o.ty.shape.dims()).iter().product::<usize>() as f64);
+    let weight_dims = || {
+        g.input(id, 1)
+            .map(|w| extents(g.value_type(w).shape.dims()))
+            .unwrap_or_default()
+    };
+    match &node.op {
+        // Each output element sums over input channels per group times the kernel area, which is
+        // the weight tensor's extent past its output-channel axis.
+        Op::Conv(_) | Op::DeformConv(_) => {
+            let w = weight_dims();
+            2.0 * out * w.iter().skip(1).product::<usize>() as f64
+        }
+        Op::MatMul | Op::Gemm { .. } => {
+            let a = g
+                .input(id, 0)
+                .map(|a| extents(g.value_type(a).shape.dims()))
+                .unwrap_or_default();
+            2.0 * out * a.last().copied().unwrap_or(1) as f64
+        }
+        op if op.is_layer() => out,
+        _ => 0.0,
+    }
+}
+
+/// Known extents, with an open one (the batch, usually) counted as 1: shares of a total are
+/// what the costs are for, and every layer scales with the batch alike.
+fn extents(dims: &[Dim]) -> Vec<usize> {
+    dims.iter().map(|d| d.known().unwrap_or(1)).collect()
+}
