@@ -4,7 +4,9 @@
 //! The driver shows [`PassLog::observe`] the graph after every pass run that applied. Consecutive
 //! applications of one pass (rounds in which nothing else applied between them) are one *run*
 //! and measured once, from the graph before the first to the graph after the last, so the
-//! number of timed graphs stays near the number of passes that did something.
+//! number of timed graphs stays near the number of passes that did something. The parsed and
+//! compiled graphs are timed the same way (the overall speedup), and the compiled graph is
+//! profiled per op type and stage ([`crate::profile`]).
 
 use crate::profile::{self, Profile, StageMap};
 use crate::verify::synthesize;
@@ -19,13 +21,14 @@ use temblor_runtime::{CpuPlan, Tensor};
 /// Untimed runs per measured graph, and the fewest and most timed ones: few, since a compile
 /// times the graph after every pass run. A fast model gets more runs, up to about
 /// [`BUDGET_MS`] per graph, since its medians are the noisier.
-pub const WARMUP: usize = 1;
-pub const ITERS: usize = 3;
-pub const MAX_ITERS: usize = 10;
-pub const BUDGET_MS: f64 = 100.0;
+const WARMUP: usize = 1;
+const ITERS: usize = 3;
+const MAX_ITERS: usize = 10;
+const BUDGET_MS: f64 = 100.0;
 
-/// The median latency of `graph` on `inputs`, in milliseconds, over `iters` runs after `warmup`
-/// untimed ones, on `threads` threads (0 = one per available core).
+/// The median latency of `graph` on `inputs`, in milliseconds, over `iters` runs (at least one;
+/// the upper median of an even count) after `warmup` untimed ones, on `threads` threads (0 = one
+/// per available core).
 pub fn latency(
     graph: &Graph,
     inputs: &[(String, Tensor)],

@@ -201,7 +201,12 @@ impl Builder {
         weight_scales: &[f32],
     ) -> ValueRef {
         let cout = weight_scales.len();
-        let s = self.constant(&format!("{name}.input_scale"), &[], vec![input_scale], Layout::Any);
+        let s = self.constant(
+            &format!("{name}.input_scale"),
+            &[],
+            vec![input_scale],
+            Layout::Any,
+        );
         let zp = self.weight(
             &format!("{name}.input_zero_point"),
             int8_weight(vec![], &[0]),

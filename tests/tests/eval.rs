@@ -150,6 +150,103 @@ fn eval_of_a_downscaled_picodet_matches_pycocotools() {
     assert_agrees(&ours, &pycocotools(&dump));
 }
 
+/// `--gt`: COCO ground truth whose category ids skip numbers (as COCO's do) and whose image ids
+/// are not positions, made from the downscaled twin's confident detections; the Paddle program
+/// (labels from its infer_cfg.yml) scored against it, with one box marked crowd.
+#[test]
+fn eval_against_coco_ground_truth_matches_pycocotools() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("picodet_320.yml");
+    std::fs::write(
+        &config,
+        "resize: {size: [320, 320], interpolation: linear}\n\
+         pad: {size: [416, 416]}\n\
+         mean: [0.485, 0.456, 0.406]\n\
+         std: [0.229, 0.224, 0.225]\n",
+    )
+    .unwrap();
+    let first = dir.path().join("first.json");
+    let (code, _, err) = output(
+        temblor()
+            .arg("eval")
+            .arg(picodet_onnx())
+            .arg("--images")
+            .arg(shared().join("images"))
+            .arg("--preprocess")
+            .arg(&config)
+            .arg("--reference")
+            .arg(picodet_paddle())
+            .arg("--dump")
+            .arg(&first),
+    );
+    assert_eq!(code, 0, "eval failed: {err}");
+    let first: Value = serde_json::from_str(&std::fs::read_to_string(&first).unwrap()).unwrap();
+    let labels = PreprocessConfig::load(&real_model("picodet_coco_paddle", "infer_cfg.yml"))
+        .unwrap()
+        .labels;
+    let coco_id = |class: &Value| 2 * class.as_i64().unwrap() + 1;
+    let mut annotations: Vec<Value> = first["detections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["score"].as_f64().unwrap() >= 0.3)
+        .enumerate()
+        .map(|(i, d)| {
+            serde_json::json!({
+                "id": i + 1,
+                "image_id": d["image_id"].as_i64().unwrap() * 10,
+                "category_id": coco_id(&d["category_id"]),
+                "bbox": d["bbox"],
+                "area": d["bbox"][2].as_f64().unwrap() * d["bbox"][3].as_f64().unwrap(),
+                "iscrowd": 0,
+            })
+        })
+        .collect();
+    assert!(
+        annotations.len() >= 5,
+        "{} ground truth boxes",
+        annotations.len()
+    );
+    annotations[0]["iscrowd"] = 1.into();
+    let images: Vec<Value> = first["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| serde_json::json!({"id": i["id"].as_i64().unwrap() * 10, "file_name": i["file_name"]}))
+        .collect();
+    let categories: Vec<Value> = (0..labels.len() as i64)
+        .map(|c| serde_json::json!({"id": 2 * c + 1, "name": labels[c as usize]}))
+        .collect();
+    let gt = dir.path().join("gt.json");
+    let gt_doc =
+        serde_json::json!({"images": images, "annotations": annotations, "categories": categories});
+    std::fs::write(&gt, gt_doc.to_string()).unwrap();
+
+    let dump = dir.path().join("dump.json");
+    let (code, out, err) = output(
+        temblor()
+            .arg("eval")
+            .arg(picodet_paddle())
+            .arg("--images")
+            .arg(shared().join("images"))
+            .arg("--gt")
+            .arg(&gt)
+            .arg("--json")
+            .arg("--dump")
+            .arg(&dump),
+    );
+    assert_eq!(code, 0, "eval --gt failed: {err}");
+    let ours = metrics_from_json(&serde_json::from_str(&out).unwrap());
+    assert!(ours.ap > 0.2 && ours.ap < 0.95, "AP {}", ours.ap);
+    assert!(
+        ours.per_class
+            .iter()
+            .all(|c| c.class % 2 == 1 && c.name.is_some()),
+        "classes are the ground truth's category ids, named"
+    );
+    assert_agrees(&ours, &pycocotools(&dump));
+}
+
 fn det(class: i64, score: f32, bbox: [f32; 4]) -> Detection {
     Detection { class, score, bbox }
 }

@@ -306,9 +306,10 @@ fn profile(s: &mut String, r: &Value) {
                 label: text(o, &["op_type"]),
                 value: mean,
                 note: format!(
-                    "{mean:.2} \u{b1} {:.2} ms, {} layers{}",
+                    "{mean:.2} \u{b1} {:.2} ms, {} layer{}{}",
                     num(o, &["stddev_ms"]).unwrap_or(0.0),
                     text(o, &["count"]),
+                    if text(o, &["count"]) == "1" { "" } else { "s" },
                     share.unwrap_or_default()
                 ),
             }

@@ -13,11 +13,11 @@
 //! quoted one-line strings, `{ } [ ] < > : , ;` and `#` comments. The writer keeps to that
 //! (`prototxt.rs`), and makes edge names unique so Netron never merges two values.
 //!
-//! [`report_html`] draws a compile's `report.json` as one self-contained HTML page (`html.rs`,
-//! with the charts in `svg.rs`).
-//!
 //! The graph is expected to pass `temblor_ir::validate`; on a cycle the layers are written in
 //! node order with a comment naming the node, so a broken graph can still be looked at.
+//!
+//! [`report_html`] draws a compile's `report.json` as one self-contained HTML page (`html.rs`,
+//! with the charts in `svg.rs`).
 
 mod caffe;
 mod html;

@@ -158,11 +158,6 @@ fn graphs(args: &CompareArgs, dims: &[(String, Vec<usize>)]) -> Result<(Labelled
             };
             (std::mem::take(g), format!("{} ({name})", args.a.display()))
         };
-        if stages[0] == stages[1] {
-            return Err(Error::usage(
-                "--stages names the same stage twice; compare two different ones",
-            ));
-        }
         return Ok((take(stages[0]), take(stages[1])));
     };
     if !args.stages.is_empty() {

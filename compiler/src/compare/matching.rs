@@ -16,7 +16,7 @@
 //! order, the layer's own output, stands for it.
 
 use crate::{Error, Result};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use temblor_ir::{Graph, NodeId, Origin, ValueRef};
 
 /// The values two graphs share, paired.
@@ -29,7 +29,8 @@ pub struct Matching {
 }
 
 impl Matching {
-    /// The value of A that `b` stands for, when `b` is the representative of its cone in B.
+    /// B's matched values, each mapped to its partner in A. A value of B not in it (a
+    /// quantize/dequantize or cast output, a value A lacks) has no partner.
     pub fn partner(&self) -> HashMap<ValueRef, ValueRef> {
         self.pairs.iter().copied().collect()
     }
@@ -65,7 +66,7 @@ fn representatives(
         .map_err(|n| Error::internal(format!("cycle through {}", g.describe(n))))?;
     let words = shared.len().div_ceil(64);
     let mut cone: HashMap<NodeId, (Vec<u64>, bool)> = HashMap::new();
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = HashSet::new();
     let mut out = Vec::new();
     for id in order {
         let node = g.node(id);

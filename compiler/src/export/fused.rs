@@ -14,7 +14,7 @@ use temblor_ir::{Activation, ConvAttrs, DType, DeformConvAttrs};
 pub(super) fn conv(em: &mut Emitter, cx: &Lower, a: &ConvAttrs) -> Result<(), String> {
     let name = cx.name();
     let out = cx.outs[0].clone();
-    let dtype = cx.node.outputs[0].ty.dtype;
+    let dtype = cx.dtype(cx.node.outputs[0].ty.dtype);
     let residual = cx.ins.get(3).filter(|r| !r.is_empty()).cloned();
     let last_step = |em: &mut Emitter, base: &str, last: bool| {
         if last {
@@ -169,7 +169,8 @@ pub(super) fn deform_sample(
     }
     let [kh, kw] = a.kernel;
     let taps = kh * kw;
-    let (one, zero) = (scalar_bytes(x.dtype, 1.0), scalar_bytes(x.dtype, 0.0));
+    let dtype = cx.dtype(x.dtype);
+    let (one, zero) = (scalar_bytes(dtype, 1.0), scalar_bytes(dtype, 0.0));
     let mut data = Vec::with_capacity(channels * taps * taps * one.len());
     for row in 0..channels * taps {
         for tap in 0..taps {
@@ -178,7 +179,7 @@ pub(super) fn deform_sample(
     }
     let w = em.constant(
         &format!("{}.one_hot", cx.name()),
-        x.dtype,
+        dtype,
         &[channels * taps, 1, kh, kw],
         Bytes::from(data),
     );

@@ -3,6 +3,13 @@
 //! are), ops_lib ops as plugin nodes. `compile.ort.onnx` holds standard ONNX ops only, so
 //! onnxruntime runs it with the package's inputs and output names. Weights go to a side file
 //! (`<model>.data`) as external data.
+//!
+//! The onnxruntime file writes float16 values as float32 rounded to half precision: each node
+//! that makes a float16 value computes it in float32 and a `Cast` to float16 and back rounds it,
+//! which is what the compile graph means (an op with float16 inputs computes in float32 and
+//! rounds its outputs). Written as float16, onnxruntime's CPU provider would run those nodes in
+//! float32 through casts it inserts and then drop every rounding cast next to its own as a
+//! no-op pair (`RemoveDuplicateCastTransformer`), computing the fp16 plan in fp32.
 
 mod attrs;
 mod emit;
@@ -22,7 +29,7 @@ use prost::Message;
 use std::collections::HashMap;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use temblor_ir::{Graph, NodeId, Op, ValueRef};
+use temblor_ir::{DType, Graph, NodeId, Op, ValueRef};
 
 /// Which consumer the ONNX file is written for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,12 +142,16 @@ fn build<W: Write>(
         .map_err(|n| Error::internal(format!("cycle through {}", g.describe(n))))?;
     let mut em = Emitter::default();
     let (names, identities) = name_values(g, &order, &mut em)?;
+    if target == Target::OnnxRuntime {
+        refuse_half_io(g)?;
+    }
     let io = |e: std::io::Error| Error::internal(format!("cannot write the ONNX weights: {e}"));
     let mut initializer = Vec::new();
     for &id in &order {
         let node = g.node(id);
         match node.op {
             Op::Input { .. } => {}
+            Op::Constant { .. } if !g.is_used(ValueRef::new(id, 0)) => {}
             Op::Constant { weight } => {
                 let w = g
                     .weights
@@ -154,11 +165,31 @@ fn build<W: Write>(
                     )));
                 }
                 let name = &names[&ValueRef::new(id, 0)];
-                initializer.push(ext.initializer(name, Some(weight), w).map_err(io)?);
+                let t = match (target, w.dtype) {
+                    (Target::OnnxRuntime, DType::F16) => {
+                        ext.initializer(name, None, &model::widen_half(w))
+                    }
+                    _ => ext.initializer(name, Some(weight), w),
+                };
+                initializer.push(t.map_err(io)?);
             }
             _ => {
                 let inputs = g.inputs_of(id);
                 let ports = 0..node.outputs.len();
+                let outs: Vec<String> = ports
+                    .clone()
+                    .map(|p| names[&ValueRef::new(id, p)].clone())
+                    .collect();
+                let rounded: Vec<bool> = node
+                    .outputs
+                    .iter()
+                    .map(|o| target == Target::OnnxRuntime && o.ty.dtype == DType::F16)
+                    .collect();
+                let wide: Vec<String> = outs
+                    .iter()
+                    .zip(&rounded)
+                    .map(|(o, &r)| if r { em.value(&format!("{o}.wide")) } else { o.clone() })
+                    .collect();
                 let cx = Lower {
                     node,
                     ins: inputs
@@ -166,16 +197,16 @@ fn build<W: Write>(
                         .map(|v| v.map_or(String::new(), |v| names[&v].clone()))
                         .collect(),
                     in_types: inputs.iter().map(|v| v.map(|v| g.value_type(v))).collect(),
-                    outs: ports
-                        .clone()
-                        .map(|p| names[&ValueRef::new(id, p)].clone())
-                        .collect(),
+                    outs: wide.clone(),
                     used: ports.map(|p| g.is_used(ValueRef::new(id, p))).collect(),
                     target,
                 };
                 ops::lower(&mut em, &cx).map_err(|e| {
                     Error::bad_input(format!("cannot write {} as ONNX: {e}", g.describe(id)))
                 })?;
+                for ((w, out), _) in wide.iter().zip(&outs).zip(&rounded).filter(|(_, &r)| r) {
+                    round_half(&mut em, w, out);
+                }
             }
         }
     }
@@ -216,6 +247,42 @@ fn build<W: Write>(
     };
     let domains: Vec<String> = em.domains.into_iter().collect();
     Ok((model::model(graph, &domains), summary))
+}
+
+/// `out = float32(float16(wide))`: two explicit Casts, which onnxruntime keeps (it drops only
+/// the casts it inserts itself).
+fn round_half(em: &mut Emitter, wide: &str, out: &str) {
+    let half = em.value(&format!("{out}.half"));
+    let code = |d: DType| attrs::int("to", model::dtype_code(d) as i64);
+    em.node(
+        "Cast",
+        &format!("{out}.to_half"),
+        vec![wide.into()],
+        vec![half.clone()],
+        vec![code(DType::F16)],
+    );
+    em.node(
+        "Cast",
+        &format!("{out}.from_half"),
+        vec![half],
+        vec![out.into()],
+        vec![code(DType::F32)],
+    );
+}
+
+/// The onnxruntime file widens float16 values inside the graph only; its inputs and outputs
+/// keep the package's types.
+fn refuse_half_io(g: &Graph) -> Result<()> {
+    let inputs = g.inputs.iter().map(|&id| &g.node(id).outputs[0]);
+    let inputs = inputs.map(|t| (&t.name, t.ty.dtype));
+    let outputs = g.outputs.iter().map(|o| (&o.name, g.value_type(o.value).dtype));
+    match inputs.chain(outputs).find(|(_, d)| *d == DType::F16) {
+        Some((name, _)) => Err(Error::bad_input(format!(
+            "graph input or output '{name}' is float16; the onnxruntime export supports float16 \
+             only inside the graph"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// ONNX names of every value: graph inputs and outputs keep the package's names; other values

@@ -96,6 +96,20 @@ pub(super) fn scalar_bytes(dtype: DType, value: f64) -> Bytes {
     Bytes::from(v)
 }
 
+/// A float16 weight as float32 (exact: every half is a float).
+pub(super) fn widen_half(w: &Weight) -> Weight {
+    let data: Vec<u8> = w
+        .data
+        .chunks_exact(2)
+        .flat_map(|c| temblor_runtime::f16::from_le_bytes([c[0], c[1]]).to_f32().to_le_bytes())
+        .collect();
+    Weight {
+        dtype: DType::F32,
+        dims: w.dims.clone(),
+        data: Bytes::from(data),
+    }
+}
+
 /// Writes weights into the external data file as the initializers referring to them are made;
 /// a weight read by several constants is stored once.
 pub(super) struct ExternalData<W: Write> {

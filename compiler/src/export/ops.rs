@@ -4,10 +4,11 @@
 
 use super::attrs::{flag, float, int, sizes, string};
 use super::emit::Emitter;
+use super::model::dtype_code;
 use super::{fused, plugins, Target};
 use crate::frontend::onnx_proto::AttributeProto;
 use temblor_ir::{
-    BinaryOp, ConvTransposeAttrs, DeformConvAttrs, GridSampleMode, GridSamplePadding, Node, Op,
+    BinaryOp, DType, ConvTransposeAttrs, DeformConvAttrs, GridSampleMode, GridSamplePadding, Node, Op,
     PadMode, PoolAttrs, ReduceOp, ResizeAttrs, ResizeCoordinate, ResizeMode, ResizeNearest,
     RoiAlignAttrs, ScatterReduction, SplitSizes, TensorType,
 };
@@ -23,9 +24,22 @@ pub(super) struct Lower<'a> {
     pub target: Target,
 }
 
+/// The dtype a value of `dtype` has in the file written for `target`: the onnxruntime file
+/// holds float16 values widened to float32 (see `mod.rs`).
+pub(super) fn file_dtype(target: Target, dtype: DType) -> DType {
+    match (target, dtype) {
+        (Target::OnnxRuntime, DType::F16) => DType::F32,
+        _ => dtype,
+    }
+}
+
 impl Lower<'_> {
     pub fn name(&self) -> &str {
         &self.node.name
+    }
+
+    pub fn dtype(&self, dtype: DType) -> DType {
+        file_dtype(self.target, dtype)
     }
 
     /// The node as one ONNX op with the same inputs and outputs.
@@ -82,7 +96,7 @@ pub(super) fn lower(em: &mut Emitter, cx: &Lower) -> Result<(), String> {
             vec![float("alpha", *alpha), float("beta", *beta)],
         ),
         Op::Clip { min, max } => {
-            let dtype = cx.in_type(0)?.dtype;
+            let dtype = cx.dtype(cx.in_type(0)?.dtype);
             fused::clip(em, cx.name(), &cx.ins[0], dtype, *min, *max, &cx.outs[0]);
         }
         Op::Gelu { tanh } => cx.same(
@@ -92,7 +106,10 @@ pub(super) fn lower(em: &mut Emitter, cx: &Lower) -> Result<(), String> {
         ),
         Op::Binary(b) => binary(em, cx, *b),
         Op::Where => cx.same(em, "Where", vec![]),
-        Op::Cast { to } => cx.same(em, "Cast", vec![int("to", super::model::dtype_code(*to) as i64)]),
+        Op::Cast { to } => {
+            let to = dtype_code(cx.dtype(*to)) as i64;
+            cx.same(em, "Cast", vec![int("to", to)])
+        }
         Op::Concat { axis } => cx.same(em, "Concat", vec![int("axis", *axis)]),
         Op::Reshape { allowzero } => cx.same(em, "Reshape", vec![flag("allowzero", *allowzero)]),
         Op::Transpose { perm } if perm.is_empty() => cx.same(em, "Transpose", vec![]),
@@ -123,7 +140,11 @@ pub(super) fn lower(em: &mut Emitter, cx: &Lower) -> Result<(), String> {
         Op::ConstantOfShape { value } => cx.same(
             em,
             "ConstantOfShape",
-            vec![Emitter::tensor_attr("value", value.dtype, value.value)],
+            vec![Emitter::tensor_attr(
+                "value",
+                cx.dtype(value.dtype),
+                value.value,
+            )],
         ),
         Op::Range => cx.same(em, "Range", vec![]),
         Op::Pad { mode } => cx.same(em, "Pad", vec![string("mode", pad_mode(*mode))]),

@@ -50,16 +50,6 @@ impl Agreement for DetectionAgreement {
     }
 }
 
-/// The all-fp32 plan, which needs no measuring.
-fn unmeasured(optimize: &Graph) -> Result<Assigned> {
-    let plan = PrecisionPlan::default();
-    Ok(Assigned {
-        graph: apply(optimize, &plan)?,
-        summary: summarize(optimize, &plan, None, Vec::new()),
-        plan,
-    })
-}
-
 /// Calibration samples: each image of `dir` prepared as the model expects.
 fn calibration_samples(
     request: &Request,
@@ -86,38 +76,41 @@ fn calibration_samples(
 }
 
 pub fn assign(optimize: &Graph, request: &Request) -> Result<Assigned> {
-    if request.mode == PlanMode::Fp32 && request.plan.is_none() && request.calib.is_none() {
-        return unmeasured(optimize);
-    }
+    let needs_scales = matches!(request.mode, PlanMode::Int8 | PlanMode::Auto);
     let (samples, key) = match request.calib {
         Some(dir) => {
             let (samples, preprocess_key, images) = calibration_samples(request, dir, optimize)?;
             let key = cache_key(request.model, &preprocess_key, &images, &request.input_dims)?;
             (samples, Some(key))
         }
-        None => {
-            let needs = matches!(request.mode, PlanMode::Int8 | PlanMode::Auto);
-            match synthesize(optimize) {
-                Ok(inputs) if !needs => (vec![inputs], None),
-                Ok(_) => {
-                    return Err(Error::usage(format!(
-                        "--precision {} needs calibration images: give --calib DIR",
-                        request.mode.name()
-                    )))
-                }
-                Err(_) if request.mode == PlanMode::Fp32 && request.plan.is_none() => {
-                    (Vec::new(), None)
-                }
-                Err(reason) => {
-                    return Err(Error::usage(format!(
-                        "cannot measure the precision plan: {reason}"
-                    )))
-                }
-            }
+        None if needs_scales => {
+            return Err(Error::usage(format!(
+                "--precision {} needs calibration images: give --calib DIR",
+                request.mode.name()
+            )))
         }
+        None if request.mode == PlanMode::Fp32 && request.plan.is_none() => (Vec::new(), None),
+        None => match synthesize(optimize) {
+            Ok(inputs) => (vec![inputs], None),
+            Err(reason) => {
+                eprintln!(
+                    "warning: the precision plan is applied unmeasured (no fp16 range check \
+                     either): {reason}; give --calib DIR to measure it"
+                );
+                (Vec::new(), None)
+            }
+        },
     };
     if samples.is_empty() {
-        return unmeasured(optimize);
+        let plan = match request.plan {
+            Some(path) => plan_file::read(path)?,
+            None => plan_for(request.mode, optimize, &Evidence::default(), None, None)?.0,
+        };
+        return Ok(Assigned {
+            graph: apply(optimize, &plan)?,
+            summary: summarize(optimize, &plan, None, Vec::new()),
+            plan,
+        });
     }
 
     let stats = match &key {
