@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use temblor_tests::detections::{detections, iou, Detection};
 
-use temblor_tests::{output, real_model, read_f32, rel_l2, shared, temblor};
+use temblor_tests::{output, read_f32, real_model, rel_l2, shared, temblor};
 
 fn picodet() -> PathBuf {
     shared().join("models/real/picodet_coco_onnx/model.onnx")
@@ -120,7 +120,10 @@ fn picodet_int8_and_auto_report_agreement_and_int8_share() {
     assert_eq!(p["mode"], "auto");
     let ap = p["agreement_ap"].as_f64().unwrap();
     let share = p["int8_flop_share"].as_f64().unwrap();
-    assert!(ap >= 0.95 && share >= 0.5, "auto: agreement {ap}, int8 share {share}");
+    assert!(
+        ap >= 0.95 && share >= 0.5,
+        "auto: agreement {ap}, int8 share {share}"
+    );
     assert!(
         p["layers"].as_array().is_some_and(|l| !l.is_empty()),
         "auto reports each layer's sensitivity"
@@ -187,7 +190,12 @@ fn ppocr_det_fp16_stays_close_to_fp32() {
     let x = shared().join("models/real/ppocrv4_det_onnx/page/input_x.npy");
     let a = run(&fp32, &[("x", x.clone())], &dir.path().join("a"));
     let b = run(&fp16, &[("x", x)], &dir.path().join("b"));
-    let name = std::fs::read_dir(&a).unwrap().next().unwrap().unwrap().file_name();
+    let name = std::fs::read_dir(&a)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name();
     let (_, va) = read_f32(&a.join(&name));
     let (_, vb) = read_f32(&b.join(&name));
     let e = rel_l2(&vb, &va);

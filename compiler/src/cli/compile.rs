@@ -1,8 +1,8 @@
+use crate::export::{self, Target};
 use crate::pipeline::{self, Options, VerifyMode};
+use crate::precision::{self, request::Request, Budget};
 use crate::{package, report, Error, Result};
 use std::path::{Path, PathBuf};
-use crate::export::{self, Target};
-use crate::precision::{self, request::Request, Budget};
 use temblor_passes::precision::calibrators::Calibrator;
 use temblor_passes::precision::PlanMode;
 use temblor_visualize::{render, report_html, View};
@@ -175,10 +175,11 @@ pub fn compile(args: &CompileArgs) -> Result<()> {
         eprintln!("warning: compile.ort.onnx not written: {e}");
     }
     let mut report = report::build(&args.model.display().to_string(), &compiled);
-    report.precision = Some(
-        serde_json::to_value(&assigned.summary)
-            .map_err(|e| Error::internal(format!("cannot serialize the precision summary: {e}")))?,
-    );
+    report.per_layer_error = Some(assigned.per_layer_error).filter(|e| !e.is_empty());
+    report.precision =
+        Some(serde_json::to_value(&assigned.summary).map_err(|e| {
+            Error::internal(format!("cannot serialize the precision summary: {e}"))
+        })?);
     let serialize_error = |e| Error::internal(format!("cannot serialize the report: {e}"));
     let json = serde_json::to_string_pretty(&report).map_err(serialize_error)?;
     std::fs::write(dir.join("report.json"), json + "\n").map_err(|e| io_error(dir, e))?;
@@ -202,9 +203,9 @@ pub fn compile(args: &CompileArgs) -> Result<()> {
         summary
             .output_rel_l2
             .map_or(String::new(), |e| format!("; relative L2 {e:.2e}")),
-        summary
-            .agreement_ap
-            .map_or(String::new(), |ap| format!("; detection agreement AP {ap:.3}")),
+        summary.agreement_ap.map_or(String::new(), |ap| format!(
+            "; detection agreement AP {ap:.3}"
+        )),
     );
     println!("TensorRT: {}", export::trtexec_command(&out));
     let verified = match &compiled.verification {

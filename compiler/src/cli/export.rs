@@ -41,7 +41,10 @@ pub fn export(args: &ExportArgs) -> Result<()> {
             ort.nodes,
             ort.initializers
         ),
-        Err(e) => eprintln!("warning: {} not written: {e}", Target::OnnxRuntime.file_name()),
+        Err(e) => eprintln!(
+            "warning: {} not written: {e}",
+            Target::OnnxRuntime.file_name()
+        ),
     }
     Ok(())
 }

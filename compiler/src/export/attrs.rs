@@ -78,8 +78,8 @@ pub(super) fn source(name: &str, v: &AttrValue) -> Result<AttributeProto, String
         },
         AttrValue::Tensor { dtype, dims } => {
             return Err(format!(
-                "attribute '{name}' is a tensor ({dtype} {dims:?}) whose values the IR does not keep"
-            ))
+            "attribute '{name}' is a tensor ({dtype} {dims:?}) whose values the IR does not keep"
+        ))
         }
     })
 }

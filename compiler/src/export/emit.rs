@@ -122,6 +122,9 @@ impl Emitter {
 
     /// The made-up tensor as an attribute value (ConstantOfShape's `value`).
     pub fn tensor_attr(name: &str, dtype: DType, value: f64) -> AttributeProto {
-        attrs::tensor(name, raw_tensor("", dtype, &[1], scalar_bytes(dtype, value)))
+        attrs::tensor(
+            name,
+            raw_tensor("", dtype, &[1], scalar_bytes(dtype, value)),
+        )
     }
 }

@@ -129,7 +129,13 @@ pub(super) fn softmax(
         vec![rows.clone()],
         vec![int("axis", k)],
     );
-    em.node(op, name, vec![rows], vec![soft.clone()], vec![int("axis", 1)]);
+    em.node(
+        op,
+        name,
+        vec![rows],
+        vec![soft.clone()],
+        vec![int("axis", 1)],
+    );
     em.node(
         "Shape",
         &format!("{name}.shape"),

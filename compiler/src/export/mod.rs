@@ -188,7 +188,13 @@ fn build<W: Write>(
                 let wide: Vec<String> = outs
                     .iter()
                     .zip(&rounded)
-                    .map(|(o, &r)| if r { em.value(&format!("{o}.wide")) } else { o.clone() })
+                    .map(|(o, &r)| {
+                        if r {
+                            em.value(&format!("{o}.wide"))
+                        } else {
+                            o.clone()
+                        }
+                    })
                     .collect();
                 let cx = Lower {
                     node,
@@ -275,7 +281,10 @@ fn round_half(em: &mut Emitter, wide: &str, out: &str) {
 fn refuse_half_io(g: &Graph) -> Result<()> {
     let inputs = g.inputs.iter().map(|&id| &g.node(id).outputs[0]);
     let inputs = inputs.map(|t| (&t.name, t.ty.dtype));
-    let outputs = g.outputs.iter().map(|o| (&o.name, g.value_type(o.value).dtype));
+    let outputs = g
+        .outputs
+        .iter()
+        .map(|o| (&o.name, g.value_type(o.value).dtype));
     match inputs.chain(outputs).find(|(_, d)| *d == DType::F16) {
         Some((name, _)) => Err(Error::bad_input(format!(
             "graph input or output '{name}' is float16; the onnxruntime export supports float16 \
@@ -322,9 +331,9 @@ fn name_values(
     for &id in order {
         for (port, info) in g.node(id).outputs.iter().enumerate() {
             let v = ValueRef::new(id, port);
-            if !names.contains_key(&v) {
-                names.insert(v, em.values.claim(&info.name));
-            }
+            names
+                .entry(v)
+                .or_insert_with(|| em.values.claim(&info.name));
         }
     }
     Ok((names, identities))

@@ -101,7 +101,11 @@ pub(super) fn widen_half(w: &Weight) -> Weight {
     let data: Vec<u8> = w
         .data
         .chunks_exact(2)
-        .flat_map(|c| temblor_runtime::f16::from_le_bytes([c[0], c[1]]).to_f32().to_le_bytes())
+        .flat_map(|c| {
+            temblor_runtime::f16::from_le_bytes([c[0], c[1]])
+                .to_f32()
+                .to_le_bytes()
+        })
         .collect();
     Weight {
         dtype: DType::F32,

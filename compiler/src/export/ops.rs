@@ -8,8 +8,8 @@ use super::model::dtype_code;
 use super::{fused, plugins, Target};
 use crate::frontend::onnx_proto::AttributeProto;
 use temblor_ir::{
-    BinaryOp, DType, ConvTransposeAttrs, DeformConvAttrs, GridSampleMode, GridSamplePadding, Node, Op,
-    PadMode, PoolAttrs, ReduceOp, ResizeAttrs, ResizeCoordinate, ResizeMode, ResizeNearest,
+    BinaryOp, ConvTransposeAttrs, DType, DeformConvAttrs, GridSampleMode, GridSamplePadding, Node,
+    Op, PadMode, PoolAttrs, ReduceOp, ResizeAttrs, ResizeCoordinate, ResizeMode, ResizeNearest,
     RoiAlignAttrs, ScatterReduction, SplitSizes, TensorType,
 };
 
@@ -72,7 +72,13 @@ impl Lower<'_> {
             .zip(&self.used)
             .take(keep)
             .enumerate()
-            .map(|(i, (name, &u))| if u || i == 0 { name.clone() } else { String::new() })
+            .map(|(i, (name, &u))| {
+                if u || i == 0 {
+                    name.clone()
+                } else {
+                    String::new()
+                }
+            })
             .collect()
     }
 }
@@ -235,11 +241,13 @@ pub(super) fn lower(em: &mut Emitter, cx: &Lower) -> Result<(), String> {
             mode,
             padding,
             align_corners,
-        } => cx.same(em, "GridSample", grid_sample(*mode, *padding, *align_corners)),
+        } => cx.same(
+            em,
+            "GridSample",
+            grid_sample(*mode, *padding, *align_corners),
+        ),
         Op::QuantizeLinear { axis, .. } => cx.same(em, "QuantizeLinear", vec![int("axis", *axis)]),
-        Op::DequantizeLinear { axis } => {
-            cx.same(em, "DequantizeLinear", vec![int("axis", *axis)])
-        }
+        Op::DequantizeLinear { axis } => cx.same(em, "DequantizeLinear", vec![int("axis", *axis)]),
         Op::Custom {
             domain,
             name,

@@ -5,9 +5,9 @@ mod names;
 mod onnx;
 mod paddle;
 
-pub use onnx::Case;
 /// The ONNX protobuf messages, which the ONNX export writes.
 pub(crate) use onnx::proto as onnx_proto;
+pub use onnx::Case;
 
 use crate::{Error, Result};
 use std::path::Path;

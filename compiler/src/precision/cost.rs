@@ -5,10 +5,9 @@ use temblor_ir::{Dim, Graph, NodeId, Op};
 
 pub fn flops(g: &Graph, id: NodeId) -> f64 {
     let node = g.node(id);
-    let out = node
-        .outputs
-        .first()
-        .map_or(0.0, |o| extents(o.ty.shape.dims()).iter().product::<usize>() as f64);
+    let out = node.outputs.first().map_or(0.0, |o| {
+        extents(o.ty.shape.dims()).iter().product::<usize>() as f64
+    });
     let weight_dims = || {
         g.input(id, 1)
             .map(|w| extents(g.value_type(w).shape.dims()))

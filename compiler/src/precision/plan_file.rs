@@ -13,8 +13,12 @@ const HEADER: &str = "\
 pub fn read(path: &Path) -> Result<PrecisionPlan> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::usage(format!("--plan {}: {e}", path.display())))?;
-    serde_saphyr::from_str(&text)
-        .map_err(|e| Error::usage(format!("--plan {}: not a precision plan: {e}", path.display())))
+    serde_saphyr::from_str(&text).map_err(|e| {
+        Error::usage(format!(
+            "--plan {}: not a precision plan: {e}",
+            path.display()
+        ))
+    })
 }
 
 pub fn render(plan: &PrecisionPlan) -> Result<String> {

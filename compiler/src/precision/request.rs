@@ -4,12 +4,14 @@
 
 use super::calibrate::{self, cache_key};
 use super::{apply, plan_file, plan_for, summarize, Agreement, Budget, Evidence, Judge, Outputs};
+use crate::compare::{compare, Mode};
 use crate::eval::{agreement, detections_from_outputs};
 use crate::preprocess_config::{images_in, PreprocessConfig};
+use crate::report::LayerError;
 use crate::verify::synthesize;
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
-use temblor_ir::Graph;
+use temblor_ir::{Graph, Precision};
 use temblor_passes::precision::calibrators::Calibrator;
 use temblor_passes::precision::{PlanMode, PrecisionPlan};
 
@@ -36,6 +38,9 @@ pub struct Assigned {
     pub graph: Graph,
     pub plan: PrecisionPlan,
     pub summary: super::Summary,
+    /// The error each lowered layer adds on its own (isolated comparison with fp32 on the first
+    /// sample), in the compile graph's order; empty for an fp32 or unmeasured plan.
+    pub per_layer_error: Vec<LayerError>,
 }
 
 /// COCO AP of candidate detections against the reference's, image by image.
@@ -110,6 +115,7 @@ pub fn assign(optimize: &Graph, request: &Request) -> Result<Assigned> {
             graph: apply(optimize, &plan)?,
             summary: summarize(optimize, &plan, None, Vec::new()),
             plan,
+            per_layer_error: Vec::new(),
         });
     }
 
@@ -138,14 +144,43 @@ pub fn assign(optimize: &Graph, request: &Request) -> Result<Assigned> {
     let judge = Judge::new(optimize, &samples, agreement, request.threads)?;
     let (plan, layers) = match request.plan {
         Some(path) => (plan_file::read(path)?, Vec::new()),
-        None => plan_for(request.mode, optimize, &evidence, Some(&judge), request.budget)?,
+        None => plan_for(
+            request.mode,
+            optimize,
+            &evidence,
+            Some(&judge),
+            request.budget,
+        )?,
     };
     let graph = apply(optimize, &plan)?;
     let score = judge.score(&graph)?;
     let summary = summarize(optimize, &plan, Some(score), layers);
+    let per_layer_error = if plan.layers.is_empty() {
+        Vec::new()
+    } else {
+        let isolated = compare(
+            optimize,
+            &graph,
+            &samples[0],
+            Mode::Isolated,
+            ["fp32", "the plan"],
+        )?;
+        isolated
+            .pairs
+            .iter()
+            .filter(|p| p.precision.is_some_and(|p| p != Precision::Fp32))
+            .filter_map(|p| {
+                p.metrics.as_ref().map(|m| LayerError {
+                    layer: p.layer.clone(),
+                    rel_l2: m.rel_l2,
+                })
+            })
+            .collect()
+    };
     Ok(Assigned {
         graph,
         plan,
         summary,
+        per_layer_error,
     })
 }

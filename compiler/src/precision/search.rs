@@ -8,9 +8,7 @@
 //! grows with the prefix, which holds closely when errors add; the chosen plan itself is always
 //! measured, never estimated.
 
-use super::{
-    apply, cost, fp16_layers, int8_layer, layers, Budget, Evidence, Judge, LayerReport,
-};
+use super::{apply, cost, fp16_layers, int8_layer, layers, Budget, Evidence, Judge, LayerReport};
 use crate::progress;
 use crate::Result;
 use temblor_ir::{Graph, Precision};

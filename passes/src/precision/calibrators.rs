@@ -16,7 +16,8 @@
 use super::histogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-/// Quantized levels on each side of zero (int8 without -128, so the range is symmetric).
+/// The magnitudes int8 quantization can give, 0..=127 (-128 is left out so the range is
+/// symmetric): the levels Q of the entropy method has.
 const LEVELS: usize = 128;
 const QMAX: f64 = 127.0;
 
@@ -56,20 +57,6 @@ pub fn scale(threshold: f32) -> f32 {
     } else {
         ZERO_SCALE
     }
-}
-
-/// Per-channel symmetric int8 scales of a weight whose leading axis has `out_channels` rows:
-/// each row's max |w| / 127. `weights.len()` must be a multiple of `out_channels`.
-pub fn weight_scales(weights: &[f32], out_channels: usize) -> Vec<f32> {
-    assert!(
-        out_channels > 0 && weights.len().is_multiple_of(out_channels),
-        "{} weights do not split into {out_channels} channels",
-        weights.len()
-    );
-    weights
-        .chunks(weights.len() / out_channels)
-        .map(|row| scale(row.iter().fold(0f32, |m, w| m.max(w.abs()))))
-        .collect()
 }
 
 /// How many bins from 0 cover `p` percent of all values, zeros included.
@@ -469,12 +456,5 @@ mod tests {
             let chosen = mse[mse_bins(&h) - 1];
             assert!(close(chosen, &mse), "MSE {chosen}");
         }
-    }
-
-    #[test]
-    fn weight_scales_are_per_channel_max_over_127() {
-        let w = [1.0, -2.54, 0.5, 0.0, 0.0, 0.0, 0.127, 0.1, -0.05];
-        let s = weight_scales(&w, 3);
-        assert_eq!(s, vec![2.54 / 127.0, f32::MIN_POSITIVE, 0.127 / 127.0]);
     }
 }

@@ -9,6 +9,7 @@
 //!   points 0, scales `max |w| / 127` per output channel). It computes and writes f32, as
 //!   TensorRT's explicit quantization does when no Q/DQ follows the layer.
 
+use super::calibrators::scale;
 use super::plan::PrecisionPlan;
 use crate::placement::place;
 use bytes::Bytes;
@@ -153,7 +154,12 @@ fn retyped(ty: &TensorType, dtype: DType) -> TensorType {
 }
 
 /// Casts `v` to `dtype`, once per value.
-fn cast(g: &mut Graph, cache: &mut HashMap<ValueRef, ValueRef>, v: ValueRef, to: DType) -> ValueRef {
+fn cast(
+    g: &mut Graph,
+    cache: &mut HashMap<ValueRef, ValueRef>,
+    v: ValueRef,
+    to: DType,
+) -> ValueRef {
     if let Some(&c) = cache.get(&v) {
         return c;
     }
@@ -232,7 +238,10 @@ fn to_half(g: &mut Graph, order: &[NodeId], fp16: &HashSet<NodeId>) {
 /// An f16 copy of the f32 constant behind `v`.
 fn half_constant(g: &mut Graph, v: ValueRef, weight: WeightId) -> ValueRef {
     let info = g.value_info(v).clone();
-    let w = g.weights.get(weight).expect("a constant node's weight exists");
+    let w = g
+        .weights
+        .get(weight)
+        .expect("a constant node's weight exists");
     let values = w.to_f32().unwrap_or_default();
     let data: Vec<u8> = values
         .iter()
@@ -254,8 +263,8 @@ fn int8_weight(dims: Vec<usize>, values: &[i8]) -> Weight {
     }
 }
 
-/// Per output channel along `axis`: `max |w| / 127`, and a tiny positive scale for an all-zero
-/// channel (a zero scale would divide by zero when quantizing).
+/// Per output channel along `axis`: `max |w| / 127` (min/max calibration: weights are known,
+/// so nothing needs clipping), and the calibrators' tiny positive scale for an all-zero channel.
 pub fn per_channel_scales(values: &[f32], dims: &[usize], axis: usize) -> Vec<f32> {
     let channels = dims[axis];
     let inner: usize = dims[axis + 1..].iter().product();
@@ -264,9 +273,7 @@ pub fn per_channel_scales(values: &[f32], dims: &[usize], axis: usize) -> Vec<f3
         let c = (i / inner) % channels;
         max[c] = max[c].max(w.abs());
     }
-    max.into_iter()
-        .map(|m| if m > 0.0 { m / INT8_MAX } else { f32::MIN_POSITIVE })
-        .collect()
+    max.into_iter().map(scale).collect()
 }
 
 fn quantize(g: &mut Graph, id: NodeId, scale: f32, axis: usize) -> Result<(), LegalizeError> {
@@ -322,7 +329,11 @@ fn quantize(g: &mut Graph, id: NodeId, scale: f32, axis: usize) -> Result<(), Le
         w_ty.layout,
     );
     let ws = scalar(g, "weight_scale", Weight::from_f32(vec![channels], &scales));
-    let wzp = scalar(g, "weight_zero_point", int8_weight(vec![channels], &vec![0; channels]));
+    let wzp = scalar(
+        g,
+        "weight_zero_point",
+        int8_weight(vec![channels], &vec![0; channels]),
+    );
     let wdq = add(
         g,
         format!("{name}.weight_dq"),
@@ -337,4 +348,19 @@ fn quantize(g: &mut Graph, id: NodeId, scale: f32, axis: usize) -> Result<(), Le
     g.disconnect_input(id, 1);
     g.connect(wdq, id, 1);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::per_channel_scales;
+
+    #[test]
+    fn weight_scales_are_per_output_channel_max_over_127() {
+        let w = [1.0, -2.54, 0.5, 0.0, 0.0, 0.0, 0.127, 0.1, -0.05];
+        let rows = per_channel_scales(&w, &[3, 3], 0);
+        assert_eq!(rows, vec![2.54 / 127.0, f32::MIN_POSITIVE, 0.127 / 127.0]);
+        // Along axis 1 (a MatMul's [K, N] weight) each column is a channel.
+        let columns = per_channel_scales(&w, &[3, 3], 1);
+        assert_eq!(columns, vec![1.0 / 127.0, 2.54 / 127.0, 0.5 / 127.0]);
+    }
 }

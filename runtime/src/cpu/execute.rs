@@ -2,8 +2,8 @@
 
 use super::args::{not_in_family, Args};
 use super::{
-    activation, cast, conv, conv_transpose, detection, elementwise, linalg, norm, pool, quant, reduce,
-    resize, shape_ops,
+    activation, cast, conv, conv_transpose, detection, elementwise, linalg, norm, pool, quant,
+    reduce, resize, shape_ops,
 };
 use crate::{RuntimeError, Tensor};
 use temblor_ir::{DType, Op, OpFamily};
