@@ -313,15 +313,14 @@ fn ppocrv4_det_fp16_export_matches_temblor_run() {
     assert_isolated_agree(&pkg, &inputs, dir.path(), 1e-3);
 }
 
-#[test]
-fn ppocrv4_det_int8_export_matches_temblor_run() {
-    let dir = tempfile::tempdir().unwrap();
-    let calib = dir.path().join("calib");
+/// PP-OCRv4 det compiled at `precision`, calibrated on three photos with its preprocessing.
+fn ppocr_det_calibrated(dir: &Path, precision: &str, extra: &[&str]) -> (PathBuf, PathBuf) {
+    let calib = dir.join("calib");
     std::fs::create_dir(&calib).unwrap();
     for image in ["page.png", "text.png", "camera.png"] {
         std::fs::copy(shared().join("images").join(image), calib.join(image)).unwrap();
     }
-    let config = dir.path().join("preprocess.yml");
+    let config = dir.join("preprocess.yml");
     std::fs::write(
         &config,
         "resize:\n  size: [320, 320]\nmean: [0.5, 0.5, 0.5]\nstd: [0.5, 0.5, 0.5]\n\
@@ -329,15 +328,22 @@ fn ppocrv4_det_int8_export_matches_temblor_run() {
     )
     .unwrap();
     let (calib, config) = (calib.display().to_string(), config.display().to_string());
-    let args = [
+    let mut args = vec![
         "--precision",
-        "int8",
+        precision,
         "--calib",
         &calib,
         "--preprocess",
         &config,
     ];
-    let (pkg, x) = ppocr_det(dir.path(), &args);
+    args.extend(extra);
+    ppocr_det(dir, &args)
+}
+
+#[test]
+fn ppocrv4_det_int8_export_matches_temblor_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pkg, x) = ppocr_det_calibrated(dir.path(), "int8", &[]);
     let (_, ort) = check_exports(&pkg);
     assert!(op_count(&ort, "QuantizeLinear") > 0, "no Q/DQ: {ort}");
     assert!(op_count(&ort, "DequantizeLinear") > op_count(&ort, "QuantizeLinear"));
@@ -346,6 +352,45 @@ fn ppocrv4_det_int8_export_matches_temblor_run() {
     let (ours, theirs) = run_both(&pkg, &inputs, dir.path());
     print_drift(&ours, &theirs);
     assert_isolated_agree(&pkg, &inputs, dir.path(), 1e-3);
+}
+
+/// End to end, onnxruntime and the CPU runtime drift apart on fp16 and int8 plans by about 1e-3
+/// (float32 summation order decides some rounding steps, and the network carries each on), so
+/// the end-to-end property checked is the one that matters to a user: the two runtimes agree with
+/// each other better than the plan agrees with fp32 (by at least a factor of two; measured 0.37
+/// of the plan's error on this page), on an auto plan with both fp16 and int8 layers.
+#[test]
+fn ppocrv4_det_auto_export_drifts_far_less_than_the_plan_errs() {
+    let dir = tempfile::tempdir().unwrap();
+    let fp32_dir = dir.path().join("fp32");
+    std::fs::create_dir(&fp32_dir).unwrap();
+    let (fp32, _) = ppocr_det(&fp32_dir, &[]);
+    let (pkg, x) = ppocr_det_calibrated(dir.path(), "auto", &["--budget", "rel_l2=0.01"]);
+    let (_, ort) = check_exports(&pkg);
+    assert!(
+        op_count(&ort, "QuantizeLinear") > 0,
+        "auto chose no int8 layer: {ort}"
+    );
+    assert!(
+        op_count(&ort, "Cast") > 0,
+        "auto chose no fp16 layer: {ort}"
+    );
+    let inputs = [("x", x)];
+    let (ours, theirs) = run_both(&pkg, &inputs, dir.path());
+    let (reference, _) = run_both(&fp32, &inputs, &fp32_dir);
+    for entry in std::fs::read_dir(&theirs).unwrap() {
+        let name = entry.unwrap().file_name();
+        let (_, plan) = read_f32(&ours.join(&name));
+        let (_, onnxruntime) = read_f32(&theirs.join(&name));
+        let (_, full) = read_f32(&reference.join(&name));
+        let drift = rel_l2(&onnxruntime, &plan);
+        let error = rel_l2(&plan, &full);
+        println!("{name:?}: runtimes drift {drift:.3e}, the plan errs {error:.3e} against fp32");
+        assert!(
+            drift < 0.5 * error && drift < 1e-2,
+            "{name:?}: drift {drift:e} against plan error {error:e}"
+        );
+    }
 }
 
 #[test]

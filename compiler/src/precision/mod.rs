@@ -71,17 +71,17 @@ pub fn plan_for(
     evidence: &Evidence,
     judge: Option<&Judge>,
     budget: Option<Budget>,
-) -> Result<(PrecisionPlan, Vec<LayerReport>)> {
+) -> Result<(PrecisionPlan, Findings)> {
     match mode {
         PlanMode::Fp32 | PlanMode::Manual => Ok((
             PrecisionPlan {
                 mode,
                 layers: Vec::new(),
             },
-            Vec::new(),
+            Findings::default(),
         )),
-        PlanMode::Fp16 => Ok((fp16_plan(g, evidence), Vec::new())),
-        PlanMode::Int8 => Ok((int8_plan(g, evidence), Vec::new())),
+        PlanMode::Fp16 => Ok((fp16_plan(g, evidence), Findings::default())),
+        PlanMode::Int8 => Ok((int8_plan(g, evidence), Findings::default())),
         PlanMode::Auto => {
             let judge = judge.ok_or_else(|| {
                 Error::usage("--precision auto needs sample inputs to measure (--calib DIR)")
@@ -94,6 +94,28 @@ pub fn plan_for(
             search::auto(g, evidence, judge, budget)
         }
     }
+}
+
+/// What a search measured on its way to a plan, for the report.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Findings {
+    /// Each int8-capable layer's sensitivity.
+    pub layers: Vec<LayerReport>,
+    /// Every whole plan measured, in the order tried.
+    pub tried: Vec<Tried>,
+}
+
+/// One plan the search measured.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Tried {
+    pub fp16_layers: usize,
+    pub int8_layers: usize,
+    pub int8_flop_share: f64,
+    pub rel_l2: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agreement_ap: Option<f64>,
+    /// Whether it met the budget.
+    pub met: bool,
 }
 
 /// A layer's measured sensitivity, for the report.
@@ -189,13 +211,14 @@ pub struct Summary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output_rel_l2: Option<f64>,
     pub layers: Vec<LayerReport>,
+    pub tried: Vec<Tried>,
 }
 
 pub fn summarize(
     g: &Graph,
     plan: &PrecisionPlan,
     score: Option<Score>,
-    layers: Vec<LayerReport>,
+    findings: Findings,
 ) -> Summary {
     let (mut total, mut half, mut int8) = (0.0, 0.0, 0.0);
     for id in g.node_ids() {
@@ -214,6 +237,7 @@ pub fn summarize(
         int8_flop_share: share(int8),
         agreement_ap: score.and_then(|s| s.agreement_ap),
         output_rel_l2: score.map(|s| s.rel_l2),
-        layers,
+        layers: findings.layers,
+        tried: findings.tried,
     }
 }

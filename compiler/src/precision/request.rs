@@ -3,7 +3,9 @@
 //! statistics, cached), the plan, and its measured accuracy.
 
 use super::calibrate::{self, cache_key};
-use super::{apply, plan_file, plan_for, summarize, Agreement, Budget, Evidence, Judge, Outputs};
+use super::{
+    apply, plan_file, plan_for, summarize, Agreement, Budget, Evidence, Findings, Judge, Outputs,
+};
 use crate::compare::{compare, Mode};
 use crate::eval::{agreement, detections_from_outputs};
 use crate::preprocess_config::{images_in, PreprocessConfig};
@@ -113,7 +115,7 @@ pub fn assign(optimize: &Graph, request: &Request) -> Result<Assigned> {
         };
         return Ok(Assigned {
             graph: apply(optimize, &plan)?,
-            summary: summarize(optimize, &plan, None, Vec::new()),
+            summary: summarize(optimize, &plan, None, Findings::default()),
             plan,
             per_layer_error: Vec::new(),
         });
@@ -143,7 +145,7 @@ pub fn assign(optimize: &Graph, request: &Request) -> Result<Assigned> {
     let agreement: Option<&dyn Agreement> = request.calib.map(|_| &detector as &dyn Agreement);
     let judge = Judge::new(optimize, &samples, agreement, request.threads)?;
     let (plan, layers) = match request.plan {
-        Some(path) => (plan_file::read(path)?, Vec::new()),
+        Some(path) => (plan_file::read(path)?, Findings::default()),
         None => plan_for(
             request.mode,
             optimize,

@@ -8,7 +8,10 @@
 //! grows with the prefix, which holds closely when errors add; the chosen plan itself is always
 //! measured, never estimated.
 
-use super::{apply, cost, fp16_layers, int8_layer, layers, Budget, Evidence, Judge, LayerReport};
+use super::{
+    apply, cost, fp16_layers, int8_layer, layers, summarize, Budget, Evidence, Findings, Judge,
+    LayerReport, Score, Tried,
+};
 use crate::progress;
 use crate::Result;
 use temblor_ir::{Graph, Precision};
@@ -35,17 +38,21 @@ pub fn auto(
     evidence: &Evidence,
     judge: &Judge,
     budget: Budget,
-) -> Result<(PrecisionPlan, Vec<LayerReport>)> {
+) -> Result<(PrecisionPlan, Findings)> {
+    let mut tried = Vec::new();
+    let mut measure = |plan: &PrecisionPlan| -> Result<(bool, f64)> {
+        let score = judge.score(&apply(g, plan)?)?;
+        let met = budget.met(&score);
+        tried.push(trial(g, plan, score, met));
+        Ok((met, score.rel_l2))
+    };
     let mut base = fp16_layers(g, evidence);
-    let fp16_score = judge.score(&apply(g, &compose(&base, &[]))?)?;
-    if !budget.met(&fp16_score) {
+    let (base_met, fp16_rel_l2) = measure(&compose(&base, &[]))?;
+    if !base_met {
         base.clear();
     }
     for l in &mut base {
-        l.why = format!(
-            "fp16 everywhere it fits: worst checkpoint relative L2 {:.2e}",
-            fp16_score.rel_l2
-        );
+        l.why = format!("fp16 everywhere it fits: worst checkpoint relative L2 {fp16_rel_l2:.2e}");
     }
 
     let quick = judge.first(SENSITIVITY_SAMPLES);
@@ -88,14 +95,32 @@ pub fn auto(
     let bar = progress::bar(ranked.len().max(1).ilog2() as usize + 1, "search");
     while hi - lo > 1 {
         let mid = (lo + hi) / 2;
-        let score = judge.score(&apply(g, &compose(&base, &int8_prefix(mid)))?)?;
+        let (met, _) = measure(&compose(&base, &int8_prefix(mid)))?;
         bar.inc(1);
-        if budget.met(&score) {
+        if met {
             lo = mid;
         } else {
             hi = mid;
         }
     }
     bar.finish_and_clear();
-    Ok((compose(&base, &int8_prefix(lo)), reports))
+    Ok((
+        compose(&base, &int8_prefix(lo)),
+        Findings {
+            layers: reports,
+            tried,
+        },
+    ))
+}
+
+fn trial(g: &Graph, plan: &PrecisionPlan, score: Score, met: bool) -> Tried {
+    let count = |p: Precision| plan.layers.iter().filter(|l| l.precision == p).count();
+    Tried {
+        fp16_layers: count(Precision::Fp16),
+        int8_layers: count(Precision::Int8),
+        int8_flop_share: summarize(g, plan, None, Findings::default()).int8_flop_share,
+        rel_l2: score.rel_l2,
+        agreement_ap: score.agreement_ap,
+        met,
+    }
 }
