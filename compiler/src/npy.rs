@@ -22,13 +22,21 @@ pub fn read(path: &Path) -> Result<Tensor> {
     let data = match descr.as_str() {
         "<f4" => TensorData::F32(npy.into_vec().map_err(bad)?),
         "<f8" => TensorData::F64(npy.into_vec().map_err(bad)?),
-        "<f2" => TensorData::F16(
-            npy.into_vec::<u16>()
-                .map_err(bad)?
-                .into_iter()
-                .map(f16::from_bits)
-                .collect(),
-        ),
+        // npyz reads no half type; the data is the file's last `count * 2` bytes, as in every
+        // C-ordered .npy file.
+        "<f2" => {
+            let count: usize = shape.iter().product();
+            let start = bytes
+                .len()
+                .checked_sub(count * 2)
+                .ok_or_else(|| fail("corrupt data: fewer bytes than the shape needs".into()))?;
+            TensorData::F16(
+                bytes[start..]
+                    .chunks_exact(2)
+                    .map(|c| f16::from_le_bytes([c[0], c[1]]))
+                    .collect(),
+            )
+        }
         "<i8" => TensorData::I64(npy.into_vec().map_err(bad)?),
         "<i4" => TensorData::I32(npy.into_vec().map_err(bad)?),
         "<i2" => TensorData::I16(npy.into_vec().map_err(bad)?),
@@ -65,21 +73,29 @@ pub fn write(path: &Path, tensor: &Tensor) -> Result<()> {
         out.extend(values.iter().copied())?;
         out.finish()
     }
-    fn emit_f16<W: std::io::Write>(shape: &[u64], w: W, values: &[f16]) -> std::io::Result<()> {
-        use npyz::WriterBuilder;
-        let dtype = npyz::DType::Plain("<f2".parse().expect("valid descriptor"));
-        let mut out = npyz::WriteOptions::new()
-            .dtype(dtype)
-            .shape(shape)
-            .writer(w)
-            .begin_nd()?;
-        out.extend(values.iter().map(|v| v.to_bits()))?;
-        out.finish()
+    /// npyz has no half type and refuses `<f2` for u16 bits, so the format (version 1.0: magic,
+    /// a header dict padded to 64 bytes, raw little-endian data) is written here.
+    fn emit_f16<W: std::io::Write>(shape: &[u64], mut w: W, values: &[f16]) -> std::io::Result<()> {
+        let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+        let shape = match dims.len() {
+            1 => format!("({},)", dims[0]),
+            _ => format!("({})", dims.join(", ")),
+        };
+        let mut header = format!("{{'descr': '<f2', 'fortran_order': False, 'shape': {shape}, }}");
+        let unpadded = 10 + header.len() + 1;
+        header.push_str(&" ".repeat(unpadded.next_multiple_of(64) - unpadded));
+        header.push('\n');
+        w.write_all(b"\x93NUMPY\x01\x00")?;
+        w.write_all(&(header.len() as u16).to_le_bytes())?;
+        w.write_all(header.as_bytes())?;
+        for v in values {
+            w.write_all(&v.to_le_bytes())?;
+        }
+        w.flush()
     }
     match &tensor.data {
         TensorData::F32(v) => emit(&shape, file, v),
         TensorData::F64(v) => emit(&shape, file, v),
-        // npyz has no half type; the bits are written under the `<f2` descriptor.
         TensorData::F16(v) => emit_f16(&shape, file, v),
         TensorData::I8(v) => emit(&shape, file, v),
         TensorData::U8(v) => emit(&shape, file, v),
@@ -106,4 +122,28 @@ pub fn file_stem(name: &str) -> String {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{read, write};
+    use temblor_runtime::{f16, Tensor, TensorData};
+
+    #[test]
+    fn half_tensors_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        for shape in [vec![2, 3], vec![5], vec![]] {
+            let n: usize = shape.iter().product();
+            let values: Vec<f16> = (0..n).map(|i| f16::from_f32(i as f32 * -0.37)).collect();
+            let t = Tensor {
+                shape: shape.clone(),
+                data: TensorData::F16(values.clone()),
+            };
+            let path = dir.path().join("h.npy");
+            write(&path, &t).unwrap();
+            let back = read(&path).unwrap();
+            assert_eq!(back.shape, shape);
+            assert!(matches!(back.data, TensorData::F16(v) if v == values));
+        }
+    }
 }
