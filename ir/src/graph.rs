@@ -295,6 +295,16 @@ impl Graph {
         }
     }
 
+    /// The layers (every node but inputs and constants) in [`Graph::topo_order`]: the order the
+    /// CPU plan runs them in. `Err` names a node on a cycle.
+    pub fn layer_order(&self) -> Result<Vec<NodeId>, NodeId> {
+        Ok(self
+            .topo_order()?
+            .into_iter()
+            .filter(|&id| self.node(id).op.is_layer())
+            .collect())
+    }
+
     /// Count of each canonical op among layers, sorted by name.
     pub fn op_counts(&self) -> Vec<(String, usize)> {
         let mut counts = std::collections::BTreeMap::<String, usize>::new();

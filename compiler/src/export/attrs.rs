@@ -3,7 +3,7 @@
 use crate::frontend::onnx_proto::attribute_proto::AttributeType;
 use crate::frontend::onnx_proto::{AttributeProto, TensorProto};
 use bytes::Bytes;
-use temblor_ir::AttrValue;
+use temblor_ir::{AttrValue, DeformConvAttrs};
 
 fn attr(name: &str, ty: AttributeType) -> AttributeProto {
     AttributeProto {
@@ -82,4 +82,27 @@ pub(super) fn source(name: &str, v: &AttrValue) -> Result<AttributeProto, String
         ))
         }
     })
+}
+
+/// Conv's window attributes: kernel, strides, dilations, pads, group.
+pub(super) fn window(
+    kernel: &[usize; 2],
+    strides: &[usize; 2],
+    dilations: &[usize; 2],
+    pads: &[usize; 4],
+    group: usize,
+) -> Vec<AttributeProto> {
+    vec![
+        sizes("kernel_shape", kernel),
+        sizes("strides", strides),
+        sizes("dilations", dilations),
+        sizes("pads", pads),
+        int("group", group as i64),
+    ]
+}
+
+pub(super) fn deform_conv(a: &DeformConvAttrs, group: usize) -> Vec<AttributeProto> {
+    let mut v = window(&a.kernel, &a.strides, &a.dilations, &a.pads, group);
+    v.push(int("offset_group", a.offset_group as i64));
+    v
 }

@@ -2,10 +2,11 @@
 //! lacks, Clip with absent bounds, opset-11 Softmax over flattened axes, and deformable
 //! sampling alone.
 
+use super::attrs::{deform_conv, window};
 use super::attrs::{float, int};
 use super::emit::Emitter;
+use super::lower::Lower;
 use super::model::scalar_bytes;
-use super::ops::{deform_conv, window, Lower};
 use bytes::Bytes;
 use temblor_ir::{Activation, ConvAttrs, DType, DeformConvAttrs};
 

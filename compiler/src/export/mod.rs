@@ -14,6 +14,7 @@
 mod attrs;
 mod emit;
 mod fused;
+mod lower;
 mod model;
 mod ops;
 mod plugins;
@@ -23,8 +24,8 @@ pub use plugins::{plugin, Plugin};
 use crate::frontend::onnx_proto::{GraphProto, ModelProto};
 use crate::{Error, Result};
 use emit::Emitter;
+use lower::Lower;
 use model::ExternalData;
-use ops::Lower;
 use prost::Message;
 use std::collections::HashMap;
 use std::io::{BufWriter, Write};

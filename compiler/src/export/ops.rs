@@ -2,86 +2,17 @@
 //! spelled out; the fused and composite ones are decomposed in `fused.rs`, the ops_lib ops
 //! written in `plugins.rs`.
 
-use super::attrs::{flag, float, int, sizes, string};
+use super::attrs::{deform_conv, flag, float, int, sizes, string, window};
 use super::emit::Emitter;
+use super::lower::Lower;
 use super::model::dtype_code;
-use super::{fused, plugins, Target};
+use super::{fused, plugins};
 use crate::frontend::onnx_proto::AttributeProto;
 use temblor_ir::{
-    BinaryOp, ConvTransposeAttrs, DType, DeformConvAttrs, GridSampleMode, GridSamplePadding, Node,
-    Op, PadMode, PoolAttrs, ReduceOp, ResizeAttrs, ResizeCoordinate, ResizeMode, ResizeNearest,
-    RoiAlignAttrs, ScatterReduction, SplitSizes, TensorType,
+    BinaryOp, ConvTransposeAttrs, GridSampleMode, GridSamplePadding, Op, PadMode, PoolAttrs,
+    ReduceOp, ResizeAttrs, ResizeCoordinate, ResizeMode, ResizeNearest, RoiAlignAttrs,
+    ScatterReduction, SplitSizes,
 };
-
-/// One IR node to write: its value names (an omitted optional input is ""), and whether each
-/// output is read by anything.
-pub(super) struct Lower<'a> {
-    pub node: &'a Node,
-    pub ins: Vec<String>,
-    pub in_types: Vec<Option<&'a TensorType>>,
-    pub outs: Vec<String>,
-    pub used: Vec<bool>,
-    pub target: Target,
-}
-
-/// The dtype a value of `dtype` has in the file written for `target`: the onnxruntime file
-/// holds float16 values widened to float32 (see `mod.rs`).
-pub(super) fn file_dtype(target: Target, dtype: DType) -> DType {
-    match (target, dtype) {
-        (Target::OnnxRuntime, DType::F16) => DType::F32,
-        _ => dtype,
-    }
-}
-
-impl Lower<'_> {
-    pub fn name(&self) -> &str {
-        &self.node.name
-    }
-
-    pub fn dtype(&self, dtype: DType) -> DType {
-        file_dtype(self.target, dtype)
-    }
-
-    /// The node as one ONNX op with the same inputs and outputs.
-    pub fn same(&self, em: &mut Emitter, op_type: &str, attrs: Vec<AttributeProto>) {
-        em.node(
-            op_type,
-            self.name(),
-            self.ins.clone(),
-            self.outs.clone(),
-            attrs,
-        );
-    }
-
-    /// The type of input `port`, which must be connected.
-    pub fn in_type(&self, port: usize) -> Result<&TensorType, String> {
-        self.in_types
-            .get(port)
-            .copied()
-            .flatten()
-            .ok_or_else(|| format!("input {port} is not connected"))
-    }
-
-    /// The outputs with unused trailing ones left out, for ops whose later outputs are
-    /// optional (MaxPool's indices, LayerNormalization's statistics): TensorRT implements
-    /// those ops only without them.
-    fn optional_outs(&self) -> Vec<String> {
-        let keep = self.used.iter().rposition(|&u| u).map_or(1, |i| i + 1);
-        self.outs
-            .iter()
-            .zip(&self.used)
-            .take(keep)
-            .enumerate()
-            .map(|(i, (name, &u))| {
-                if u || i == 0 {
-                    name.clone()
-                } else {
-                    String::new()
-                }
-            })
-            .collect()
-    }
-}
 
 pub(super) fn lower(em: &mut Emitter, cx: &Lower) -> Result<(), String> {
     match &cx.node.op {
@@ -257,32 +188,9 @@ pub(super) fn lower(em: &mut Emitter, cx: &Lower) -> Result<(), String> {
     Ok(())
 }
 
-/// Conv's window attributes: kernel, strides, dilations, pads, group.
-pub(super) fn window(
-    kernel: &[usize; 2],
-    strides: &[usize; 2],
-    dilations: &[usize; 2],
-    pads: &[usize; 4],
-    group: usize,
-) -> Vec<AttributeProto> {
-    vec![
-        sizes("kernel_shape", kernel),
-        sizes("strides", strides),
-        sizes("dilations", dilations),
-        sizes("pads", pads),
-        int("group", group as i64),
-    ]
-}
-
 fn conv_transpose(a: &ConvTransposeAttrs) -> Vec<AttributeProto> {
     let mut v = window(&a.kernel, &a.strides, &a.dilations, &a.pads, a.group);
     v.push(sizes("output_padding", &a.output_padding));
-    v
-}
-
-pub(super) fn deform_conv(a: &DeformConvAttrs, group: usize) -> Vec<AttributeProto> {
-    let mut v = window(&a.kernel, &a.strides, &a.dilations, &a.pads, group);
-    v.push(int("offset_group", a.offset_group as i64));
     v
 }
 

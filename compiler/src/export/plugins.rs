@@ -6,7 +6,7 @@
 
 use super::attrs::{self, string};
 use super::emit::Emitter;
-use super::ops::Lower;
+use super::lower::Lower;
 use super::Target;
 use temblor_ir::AttrValue;
 use temblor_ops_lib::LibOp;

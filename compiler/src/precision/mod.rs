@@ -129,11 +129,7 @@ pub struct LayerReport {
 
 /// The layers of `g` in topological order.
 fn layers(g: &Graph) -> Vec<NodeId> {
-    g.topo_order()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|&id| g.node(id).op.is_layer())
-        .collect()
+    g.layer_order().unwrap_or_default()
 }
 
 /// Whether every float value the layer writes stayed within fp16's range on the samples.

@@ -177,17 +177,13 @@ impl Observer for StepTimer {
 /// The graph's layers in the plan's step order. The plan runs the layers in the graph's
 /// topological order; a mismatch would pin times on the wrong layers, so it is checked.
 fn plan_layers(g: &Graph, plan: &CpuPlan) -> Result<Vec<NodeId>> {
-    let order = g.topo_order().map_err(|n| {
+    let layers = g.layer_order().map_err(|n| {
         Error::bad_input(format!(
             "graph '{}' has a cycle through {}",
             g.name,
             g.describe(n)
         ))
     })?;
-    let layers: Vec<NodeId> = order
-        .into_iter()
-        .filter(|&id| g.node(id).op.is_layer())
-        .collect();
     let same = layers.len() == plan.steps().len()
         && layers
             .iter()

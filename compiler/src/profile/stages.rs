@@ -141,17 +141,13 @@ struct Layers {
 
 impl Layers {
     fn of(g: &Graph) -> Result<Layers> {
-        let order = g.topo_order().map_err(|n| {
+        let ids = g.layer_order().map_err(|n| {
             Error::bad_input(format!(
                 "graph '{}' has a cycle through {}",
                 g.name,
                 g.describe(n)
             ))
         })?;
-        let ids: Vec<NodeId> = order
-            .into_iter()
-            .filter(|&id| g.node(id).op.is_layer())
-            .collect();
         let pos: HashMap<NodeId, usize> = ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
         let producers = ids
             .iter()
