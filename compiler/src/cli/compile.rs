@@ -169,10 +169,21 @@ pub fn compile(args: &CompileArgs) -> Result<()> {
         precision::plan_file::render(&assigned.plan)?,
     )
     .map_err(|e| io_error(&dir.join("precision.yml"), e))?;
-    export::write(&compiled.compile, dir, Target::TensorRt)?;
-    let ort = export::write(&compiled.compile, dir, Target::OnnxRuntime);
-    if let Err(e) = &ort {
-        eprintln!("warning: compile.ort.onnx not written: {e}");
+    let graph_only = compiled
+        .compile
+        .weights
+        .iter()
+        .any(|(_, w)| w.is_shape_only());
+    if graph_only {
+        eprintln!(
+            "warning: compile.onnx and compile.ort.onnx not written: the model has no parameter \
+             values"
+        );
+    } else {
+        export::write(&compiled.compile, dir, Target::TensorRt)?;
+        if let Err(e) = export::write(&compiled.compile, dir, Target::OnnxRuntime) {
+            eprintln!("warning: compile.ort.onnx not written: {e}");
+        }
     }
     let mut report = report::build(&args.model.display().to_string(), &compiled);
     report.per_layer_error = Some(assigned.per_layer_error).filter(|e| !e.is_empty());
@@ -207,7 +218,9 @@ pub fn compile(args: &CompileArgs) -> Result<()> {
             "; detection agreement AP {ap:.3}"
         )),
     );
-    println!("TensorRT: {}", export::trtexec_command(&out));
+    if !graph_only {
+        println!("TensorRT: {}", export::trtexec_command(&out));
+    }
     let verified = match &compiled.verification {
         Some(v) if v.status == "passed" => "verified".to_string(),
         Some(v) => format!("not verified: {}", v.reason.as_deref().unwrap_or("")),
