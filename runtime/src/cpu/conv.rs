@@ -10,7 +10,7 @@
 //! the output, and finishes its outputs with the epilogue while they are in cache.
 
 use super::conv_gemm::{ConvGemm, MR, NR};
-use super::depthwise::depthwise;
+use super::depthwise::{depthwise, few_outputs};
 use super::epilogue::Epilogue;
 use super::{check_window, f32s};
 use crate::{RuntimeError, Tensor};
@@ -201,6 +201,8 @@ pub(crate) fn conv(
     let mut out = vec![0.0; geo.n * geo.o * geo.out_plane()];
     if geo.c == geo.group {
         depthwise(&geo, xv, wv, &epilogue, &mut out);
+    } else if geo.group == 1 && geo.o < MR && geo.kh * geo.kw > 1 {
+        few_outputs(&geo, xv, wv, &epilogue, &mut out);
     } else {
         gemm_conv(&geo, xv, wv, &epilogue, &mut out);
     }

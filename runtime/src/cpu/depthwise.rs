@@ -1,5 +1,7 @@
 //! Depthwise convolution (one input channel per group): every output channel is a small
 //! stencil over one input plane, so it runs as a direct loop, in parallel over output planes.
+//! A convolution with only a few output channels (a detection head's 96 -> 1 objectness conv)
+//! runs on the same stencils, summed over its input channels (see [`few_outputs`]).
 //!
 //! Each input plane is first copied into a zero-padded scratch plane, so the stencil needs no
 //! boundary handling; with a column stride above 1 each padded row is stored de-interleaved
@@ -46,6 +48,61 @@ pub(crate) fn depthwise(geo: &Geometry, xv: &[f32], wv: &[f32], epi: &Epilogue, 
                 y += rows;
             }
         });
+}
+
+/// A group-1 convolution with few output channels, as the sum over input channels of depthwise
+/// stencils. As a GEMM it would fill few rows of each register block and lay out an im2col
+/// matrix of `c * kh * kw` rows for a handful of outputs; here each input plane is padded once
+/// and read in L1. Threads take contiguous runs of input channels and sum into planes of their
+/// own, added in channel order afterwards, so the result does not depend on scheduling.
+pub(crate) fn few_outputs(geo: &Geometry, xv: &[f32], wv: &[f32], epi: &Epilogue, out: &mut [f32]) {
+    let plane = geo.out_plane();
+    if plane == 0 || geo.c == 0 {
+        return;
+    }
+    let taps = geo.kh * geo.kw;
+    let pads = Padded::new(geo);
+    let simd = Simd::detect();
+    let run = geo.c.div_ceil(rayon::current_num_threads()).max(1);
+    for (image, dst) in out.chunks_exact_mut(geo.o * plane).enumerate() {
+        let partials: Vec<Vec<f32>> = (0..geo.c)
+            .step_by(run)
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .map(|c0| {
+                let mut sum = vec![0.0f32; geo.o * plane];
+                let mut scratch = Vec::new();
+                let mut block = vec![0.0f32; ROWS * geo.ow];
+                for c in c0..(c0 + run).min(geo.c) {
+                    let first = (image * geo.c + c) * geo.in_plane();
+                    pads.fill(geo, &xv[first..first + geo.in_plane()], &mut scratch);
+                    for oc in 0..geo.o {
+                        let kernel = &wv[(oc * geo.c + c) * taps..][..taps];
+                        let mut y = 0;
+                        while y < geo.oh {
+                            let rows = ROWS.min(geo.oh - y);
+                            let stencil = &mut block[..rows * geo.ow];
+                            pads.compute(simd, &scratch, kernel, y, rows, stencil);
+                            let at = oc * plane + y * geo.ow;
+                            for (s, v) in sum[at..at + rows * geo.ow].iter_mut().zip(&*stencil) {
+                                *s += v;
+                            }
+                            y += rows;
+                        }
+                    }
+                }
+                sum
+            })
+            .collect();
+        for part in &partials {
+            for (d, v) in dst.iter_mut().zip(part) {
+                *d += v;
+            }
+        }
+        for (oc, out_plane) in dst.chunks_exact_mut(plane).enumerate() {
+            epi.apply(oc, (image * geo.o + oc) * plane, out_plane);
+        }
+    }
 }
 
 /// Which vector instructions the running machine offers.
@@ -366,6 +423,70 @@ mod tests {
                         (g - e).abs() <= 1e-6,
                         "{g} vs {e} for {h}x{w} k{kh}x{kw} s{sh},{sw}"
                     );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn few_outputs_sum_the_stencils_of_every_input_channel() {
+        let mut seed = 7u32;
+        let mut next = || {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        };
+        // (n, c, o, h, w, k, stride, pad): odd sizes, more channels than threads, two images.
+        for (n, c, o, h, w, k, s, p) in [(2, 5, 1, 9, 13, 5, 1, 2), (1, 7, 3, 11, 8, 3, 2, 1)] {
+            let plane = |len: usize| (len + 2 * p - k) / s + 1;
+            let geo = Geometry {
+                n,
+                c,
+                h,
+                w,
+                o,
+                group: 1,
+                kh: k,
+                kw: k,
+                oh: plane(h),
+                ow: plane(w),
+                sh: s,
+                sw: s,
+                dh: 1,
+                dw: 1,
+                pt: p,
+                pl: p,
+            };
+            let single = Geometry {
+                c: 1,
+                o: 1,
+                n: 1,
+                ..geo
+            };
+            let x: Vec<f32> = (0..n * c * h * w).map(|_| next()).collect();
+            let wv: Vec<f32> = (0..o * c * k * k).map(|_| next()).collect();
+            let bias: Vec<f32> = (0..o).map(|_| next()).collect();
+            let epi = Epilogue {
+                bias: Some(&bias),
+                residual: None,
+                activation: None,
+            };
+            let out_plane = geo.out_plane();
+            let mut got = vec![0.0f32; n * o * out_plane];
+            few_outputs(&geo, &x, &wv, &epi, &mut got);
+            for image in 0..n {
+                for oc in 0..o {
+                    let mut want = vec![bias[oc]; out_plane];
+                    for ch in 0..c {
+                        let xs = &x[(image * c + ch) * h * w..][..h * w];
+                        let ks = &wv[(oc * c + ch) * k * k..][..k * k];
+                        for (acc, v) in want.iter_mut().zip(reference(&single, xs, ks)) {
+                            *acc += v;
+                        }
+                    }
+                    let have = &got[(image * o + oc) * out_plane..][..out_plane];
+                    for (g, e) in have.iter().zip(&want) {
+                        assert!((g - e).abs() <= 1e-5, "{g} vs {e}");
+                    }
                 }
             }
         }
