@@ -2,6 +2,7 @@
 
 use crate::measure::{Measurement, PassEffect};
 use crate::pipeline::{Compiled, Timings};
+use crate::precision::{LayerError, Summary};
 use crate::profile::Profile;
 use crate::verify::Verification;
 use serde::Serialize;
@@ -31,16 +32,10 @@ pub struct Report<'a> {
     pub verification: Option<&'a Verification>,
     /// The precision plan and its accuracy (the precision stage fills it).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub precision: Option<serde_json::Value>,
+    pub precision: Option<&'a Summary>,
     /// The error each layer of the chosen precision plan adds (the precision stage fills it).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub per_layer_error: Option<Vec<LayerError>>,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct LayerError {
-    pub layer: String,
-    pub rel_l2: f64,
+    pub per_layer_error: Option<&'a [LayerError]>,
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -295,6 +295,12 @@ impl Graph {
         }
     }
 
+    /// Whether every weight has its values: false for a model given without its parameters
+    /// (graph only), which can be compiled and viewed but not run.
+    pub fn has_values(&self) -> bool {
+        self.weights.iter().all(|(_, w)| !w.is_shape_only())
+    }
+
     /// The layers (every node but inputs and constants) in [`Graph::topo_order`]: the order the
     /// CPU plan runs them in. `Err` names a node on a cycle.
     pub fn layer_order(&self) -> Result<Vec<NodeId>, NodeId> {

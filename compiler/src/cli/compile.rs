@@ -169,11 +169,7 @@ pub fn compile(args: &CompileArgs) -> Result<()> {
         precision::plan_file::render(&assigned.plan)?,
     )
     .map_err(|e| io_error(&dir.join("precision.yml"), e))?;
-    let graph_only = compiled
-        .compile
-        .weights
-        .iter()
-        .any(|(_, w)| w.is_shape_only());
+    let graph_only = !compiled.compile.has_values();
     if graph_only {
         eprintln!(
             "warning: compile.onnx and compile.ort.onnx not written: the model has no parameter \
@@ -186,11 +182,8 @@ pub fn compile(args: &CompileArgs) -> Result<()> {
         }
     }
     let mut report = report::build(&args.model.display().to_string(), &compiled);
-    report.per_layer_error = Some(assigned.per_layer_error).filter(|e| !e.is_empty());
-    report.precision =
-        Some(serde_json::to_value(&assigned.summary).map_err(|e| {
-            Error::internal(format!("cannot serialize the precision summary: {e}"))
-        })?);
+    report.per_layer_error = Some(&assigned.per_layer_error[..]).filter(|e| !e.is_empty());
+    report.precision = Some(&assigned.summary);
     let serialize_error = |e| Error::internal(format!("cannot serialize the report: {e}"));
     let json = serde_json::to_string_pretty(&report).map_err(serialize_error)?;
     std::fs::write(dir.join("report.json"), json + "\n").map_err(|e| io_error(dir, e))?;

@@ -77,8 +77,11 @@ impl<'a> Judge<'a> {
 
     fn run(&self, g: &Graph) -> Result<Vec<Outputs>> {
         let mut names = self.checkpoints.clone();
-        names.extend(self.outputs.iter().cloned());
-        names.dedup();
+        for output in &self.outputs {
+            if !names.contains(output) {
+                names.push(output.clone());
+            }
+        }
         let plan = CpuPlan::new(&with_outputs(g, &names))
             .and_then(|p| p.with_threads(self.threads))
             .map_err(|e| Error::internal(format!("precision: {e}")))?;

@@ -118,6 +118,13 @@ pub struct Tried {
     pub met: bool,
 }
 
+/// The error one lowered layer adds on its own, for the report.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LayerError {
+    pub layer: String,
+    pub rel_l2: f64,
+}
+
 /// A layer's measured sensitivity, for the report.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct LayerReport {

@@ -4,12 +4,12 @@
 
 use super::calibrate::{self, cache_key};
 use super::{
-    apply, plan_file, plan_for, summarize, Agreement, Budget, Evidence, Findings, Judge, Outputs,
+    apply, plan_file, plan_for, summarize, Agreement, Budget, Evidence, Findings, Judge,
+    LayerError, Outputs,
 };
 use crate::compare::{compare, Mode};
 use crate::eval::{agreement, detections_from_outputs};
 use crate::preprocess_config::{images_in, PreprocessConfig};
-use crate::report::LayerError;
 use crate::verify::synthesize;
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
