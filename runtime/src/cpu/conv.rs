@@ -9,6 +9,7 @@
 //! reads its input planes in place instead), multiplies ([`super::conv_gemm`]) straight into
 //! the output, and finishes its outputs with the epilogue while they are in cache.
 
+use super::buffers::Buffers;
 use super::conv_gemm::{ConvGemm, MR, NR};
 use super::depthwise::{depthwise, few_outputs};
 use super::epilogue::Epilogue;
@@ -179,6 +180,7 @@ pub(crate) fn conv(
     w: &Tensor,
     bias: Option<&Tensor>,
     residual: Option<&Tensor>,
+    buffers: &Buffers,
 ) -> Result<Tensor, RuntimeError> {
     let geo = Geometry::new(a, x, w)?;
     let (xv, wv) = (f32s(x, "input")?, f32s(w, "weight")?);
@@ -198,14 +200,21 @@ pub(crate) fn conv(
         residual,
         activation: a.activation,
     };
-    let mut out = vec![0.0; geo.n * geo.o * geo.out_plane()];
-    if geo.c == geo.group {
+    let len = geo.n * geo.o * geo.out_plane();
+    // The depthwise and GEMM kernels write every output; `few_outputs` sums into its output.
+    let out = if geo.c == geo.group {
+        let mut out = buffers.reuse(len);
         depthwise(&geo, xv, wv, &epilogue, &mut out);
+        out
     } else if geo.group == 1 && geo.o < MR && geo.kh * geo.kw > 1 {
+        let mut out = buffers.zeros(len);
         few_outputs(&geo, xv, wv, &epilogue, &mut out);
+        out
     } else {
+        let mut out = buffers.reuse(len);
         gemm_conv(&geo, xv, wv, &epilogue, &mut out);
-    }
+        out
+    };
     Ok(Tensor::f32(geo.out_shape(), out))
 }
 

@@ -5,6 +5,7 @@
 
 mod activation;
 mod args;
+mod buffers;
 mod cast;
 mod conv;
 mod conv_gemm;
@@ -51,6 +52,7 @@ pub fn run_op(
         &args::Args {
             ins: inputs,
             outputs,
+            buffers: &buffers::Buffers::default(),
         },
     )
 }

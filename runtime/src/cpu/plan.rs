@@ -3,6 +3,7 @@
 //! its last reader has run, so peak memory is the widest cut of the graph, not its sum.
 
 use super::args::Args;
+use super::buffers::Buffers;
 use super::execute::execute;
 use crate::{RuntimeError, Tensor};
 use rayon::{ThreadPool, ThreadPoolBuilder};
@@ -22,6 +23,8 @@ pub struct CpuPlan {
     uses: Vec<usize>,
     /// Kernels run inside this pool, so their rayon iterators and GEMMs use its threads.
     pool: Arc<ThreadPool>,
+    /// Buffers of freed values, reused by later steps and later runs.
+    buffers: Buffers,
 }
 
 #[derive(Debug)]
@@ -117,6 +120,7 @@ impl CpuPlan {
             outputs: Vec::new(),
             uses: Vec::new(),
             pool: thread_pool(0)?,
+            buffers: Buffers::default(),
         };
         let mut unsupported = Vec::new();
         for &id in &order {
@@ -271,6 +275,8 @@ impl CpuPlan {
             values[spec.slot] = Value::Borrowed(t);
         }
         let mut left = self.uses.clone();
+        // Bytes of the values computed and not yet freed.
+        let mut live = 0;
         for (index, step) in self.steps.iter().enumerate() {
             let what = &step.info.what;
             let ins = step
@@ -287,6 +293,7 @@ impl CpuPlan {
             let args = Args {
                 ins: &ins,
                 outputs: step.outputs.len(),
+                buffers: &self.buffers,
             };
             let start = Instant::now();
             let outs = execute(&step.info.op, &args).map_err(|e| e.context(what))?;
@@ -301,13 +308,20 @@ impl CpuPlan {
             observer.step(index, &step.info, &ins, &outs, elapsed);
             for (&slot, t) in step.outputs.iter().zip(outs) {
                 if left[slot] > 0 {
+                    live += size_bytes(&t);
                     values[slot] = Value::Owned(t);
+                } else {
+                    self.buffers.recycle(t);
                 }
             }
+            self.buffers.allow(live);
             for &s in step.inputs.iter().flatten() {
                 left[s] -= 1;
                 if left[s] == 0 {
-                    values[s] = Value::Empty;
+                    if let Value::Owned(t) = std::mem::replace(&mut values[s], Value::Empty) {
+                        live -= size_bytes(&t);
+                        self.buffers.recycle(t);
+                    }
                 }
             }
         }
@@ -380,6 +394,10 @@ impl CpuPlan {
             .zip(found.into_iter().flatten())
             .collect())
     }
+}
+
+fn size_bytes(t: &Tensor) -> usize {
+    t.len() * t.dtype().size_bytes()
 }
 
 fn check_input(spec: &InputSpec, t: &Tensor) -> Result<(), RuntimeError> {
