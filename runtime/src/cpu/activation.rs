@@ -151,7 +151,12 @@ fn floats<F: Float>(op: &Op, v: &[F]) -> Option<Vec<F>> {
             UnaryOp::Sign => map(v, sign),
             UnaryOp::Softplus => map(v, softplus),
             UnaryOp::Mish => map(v, |x| x * softplus(x).tanh()),
-            UnaryOp::HardSwish => map(v, |x| x * clamp01(x / F::of(6.0) + F::of(0.5))),
+            UnaryOp::HardSwish => {
+                // `alpha * x` with alpha = 1/6, as the spec writes it and the fused epilogue
+                // computes it.
+                let sixth = F::ONE / F::of(6.0);
+                map(v, |x| x * clamp01(x * sixth + F::of(0.5)))
+            }
             UnaryOp::Identity | UnaryOp::Not => return None,
         },
         Op::LeakyRelu { alpha } => {
