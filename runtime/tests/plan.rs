@@ -329,8 +329,9 @@ fn kernel_errors_name_the_node() {
 
 /// Outputs are carved from the buffers of freed values, including those of earlier runs: a
 /// kernel that left an element unwritten (or summed into its output) would show another
-/// value's contents. A chain through every convolution path (GEMM, depthwise, few outputs), run
-/// on alternating inputs and compared bit for bit with its layers run one at a time.
+/// value's contents. A chain through every convolution path (GEMM, depthwise, few outputs) and
+/// the other pooled kernels, run on alternating inputs and compared bit for bit with its layers
+/// run one at a time.
 #[test]
 fn reused_buffers_never_leak_values() {
     let mut rng = Rng::new(22);
@@ -357,23 +358,35 @@ fn reused_buffers_never_leak_values() {
         let w = constant(&mut g, &format!("{name}.w"), weight);
         last = v(layer(&mut g, name, op.clone(), &[last, v(w)], 1));
     }
+    // Then the other kernels that take pooled outputs: an activation, a binary op, Concat.
+    let relu = layer(&mut g, "relu", Op::Unary(UnaryOp::Relu), &[last], 1);
+    let add = layer(
+        &mut g,
+        "add",
+        Op::Binary(BinaryOp::Add),
+        &[v(relu), last],
+        1,
+    );
+    let cat = layer(&mut g, "cat", Op::Concat { axis: 1 }, &[v(add), v(relu)], 1);
     g.outputs.push(GraphOutput {
         name: "y".into(),
-        value: last,
+        value: v(cat),
     });
 
     let plan = CpuPlan::new(&g).unwrap();
     let inputs = [rng.tensor(&[1, 8, 12, 10]), rng.tensor(&[1, 8, 12, 10])];
+    let one = |op: Op, ins: &[&Tensor]| {
+        let args: Vec<Arg> = ins.iter().map(|&t| Arg::Input(t.clone())).collect();
+        run_temblor(op, &args, 1).remove(0)
+    };
     for x in inputs.iter().cycle().take(5) {
-        let got = plan
-            .run(&[("x".to_string(), x.clone())])
-            .unwrap()
-            .remove(0)
-            .1;
-        let want = layers.iter().fold(x.clone(), |t, (_, op, w)| {
+        let got = plan.run(&[("x".to_string(), x.clone())]).unwrap();
+        let convs = layers.iter().fold(x.clone(), |t, (_, op, w)| {
             let args = [Arg::Input(t), Arg::Const(w.clone())];
             run_temblor(op.clone(), &args, 1).remove(0)
         });
-        assert_eq!(got, want);
+        let r = one(Op::Unary(UnaryOp::Relu), &[&convs]);
+        let a = one(Op::Binary(BinaryOp::Add), &[&r, &convs]);
+        assert_eq!(got[0].1, one(Op::Concat { axis: 1 }, &[&a, &r]));
     }
 }

@@ -81,7 +81,7 @@ fn clip<T: Scalar + Send + Sync>(
 }
 
 /// `f` of each element of `v`, large inputs in parallel chunks.
-fn map<F: Copy + Send + Sync>(v: &[F], f: impl Fn(F) -> F + Sync) -> Vec<F> {
+fn map<F: Copy + Send + Sync + 'static>(v: &[F], f: impl Fn(F) -> F + Sync) -> Vec<F> {
     build(v.len(), |range, sink| {
         sink.extend(v[range].iter().map(|&e| f(e)))
     })

@@ -1,16 +1,14 @@
 //! What a kernel family receives: a step's inputs by port. Every family file imports this leaf,
 //! and only `execute.rs` imports the families.
 
-use super::buffers::Buffers;
 use crate::{RuntimeError, Tensor};
 use temblor_ir::Op;
 
-/// A step's inputs by port (`None` for an omitted optional one), how many outputs the node
-/// declares, and the plan's pool to take output buffers from.
+/// A step's inputs by port (`None` for an omitted optional one) and how many outputs the node
+/// declares.
 pub(crate) struct Args<'a> {
     pub ins: &'a [Option<&'a Tensor>],
     pub outputs: usize,
-    pub buffers: &'a Buffers,
 }
 
 impl<'a> Args<'a> {

@@ -4,9 +4,53 @@
 //! steady state allocates nothing. Fresh memory is what this avoids: every new 4 KiB page costs a
 //! page fault when first written, and PicoDet at 416x416 wrote about 2,200 of them per run,
 //! several milliseconds.
+//!
+//! While a plan runs, its pool is the current one of the thread running the steps (see
+//! [`Buffers::scope`]); kernels take their outputs with [`reuse`], [`zeros`] and [`empty`], which
+//! fall back to the allocator outside a plan (compile-time folding) and on rayon's helper threads.
 
 use crate::{Tensor, TensorData};
-use std::sync::Mutex;
+use std::any::{Any, TypeId};
+use std::cell::RefCell;
+use std::sync::{Arc, Mutex};
+
+thread_local! {
+    static CURRENT: RefCell<Option<Arc<Buffers>>> = const { RefCell::new(None) };
+}
+
+/// A buffer of `len` elements whose contents are unspecified (values of an earlier tensor): for
+/// kernels that write every element.
+pub(crate) fn reuse(len: usize) -> Vec<f32> {
+    with_current(|b| b.reuse(len)).unwrap_or_else(|| vec![0.0; len])
+}
+
+/// A buffer of `len` zeros.
+pub(crate) fn zeros(len: usize) -> Vec<f32> {
+    with_current(|b| b.zeros(len)).unwrap_or_else(|| vec![0.0; len])
+}
+
+/// An empty vector with room for `capacity` elements, from the pool when `R` is `f32`.
+pub(crate) fn empty<R: 'static>(capacity: usize) -> Vec<R> {
+    if TypeId::of::<R>() == TypeId::of::<f32>() {
+        if let Some(mut v) = with_current(|b| b.best_fit(capacity)).flatten() {
+            v.clear();
+            let any: Box<dyn Any> = Box::new(v);
+            if let Ok(v) = any.downcast::<Vec<R>>() {
+                return *v;
+            }
+        }
+    }
+    Vec::with_capacity(capacity)
+}
+
+/// Returns a kernel's scratch buffer to the pool.
+pub(crate) fn give_back(v: Vec<f32>) {
+    with_current(|b| b.give(v));
+}
+
+fn with_current<T>(f: impl FnOnce(&Buffers) -> T) -> Option<T> {
+    CURRENT.with(|c| c.borrow().as_deref().map(f))
+}
 
 /// Free f32 buffers, kept for the life of the plan.
 #[derive(Debug, Default)]
@@ -26,9 +70,20 @@ struct Pool {
 }
 
 impl Buffers {
-    /// A buffer of `len` elements whose contents are unspecified (values of an earlier tensor):
-    /// for kernels that write every element.
-    pub fn reuse(&self, len: usize) -> Vec<f32> {
+    /// Runs `f` with this pool as the current one of this thread.
+    pub fn scope<T>(self: &Arc<Self>, f: impl FnOnce() -> T) -> T {
+        /// Restores the previous pool, also when `f` unwinds.
+        struct Restore(Option<Arc<Buffers>>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                CURRENT.with(|c| *c.borrow_mut() = self.0.take());
+            }
+        }
+        let _restore = Restore(CURRENT.with(|c| c.borrow_mut().replace(Arc::clone(self))));
+        f()
+    }
+
+    fn reuse(&self, len: usize) -> Vec<f32> {
         match self.best_fit(len) {
             Some(mut v) => {
                 // Only a buffer that held a shorter tensor than its capacity grows here.
@@ -39,8 +94,7 @@ impl Buffers {
         }
     }
 
-    /// A buffer of `len` zeros.
-    pub fn zeros(&self, len: usize) -> Vec<f32> {
+    fn zeros(&self, len: usize) -> Vec<f32> {
         match self.best_fit(len) {
             Some(mut v) => {
                 v.clear();
@@ -54,7 +108,12 @@ impl Buffers {
     /// Takes back the storage of a value no step will read again; past the limit, the smallest
     /// buffers go back to the allocator, which serves small sizes without fresh pages anyway.
     pub fn recycle(&self, t: Tensor) {
-        let TensorData::F32(v) = t.data else { return };
+        if let TensorData::F32(v) = t.data {
+            self.give(v);
+        }
+    }
+
+    fn give(&self, v: Vec<f32>) {
         if v.capacity() == 0 {
             return;
         }

@@ -9,7 +9,7 @@
 //! reads its input planes in place instead), multiplies ([`super::conv_gemm`]) straight into
 //! the output, and finishes its outputs with the epilogue while they are in cache.
 
-use super::buffers::Buffers;
+use super::buffers;
 use super::conv_gemm::{ConvGemm, MR, NR};
 use super::depthwise::{depthwise, few_outputs};
 use super::epilogue::Epilogue;
@@ -180,7 +180,6 @@ pub(crate) fn conv(
     w: &Tensor,
     bias: Option<&Tensor>,
     residual: Option<&Tensor>,
-    buffers: &Buffers,
 ) -> Result<Tensor, RuntimeError> {
     let geo = Geometry::new(a, x, w)?;
     let (xv, wv) = (f32s(x, "input")?, f32s(w, "weight")?);
@@ -203,15 +202,15 @@ pub(crate) fn conv(
     let len = geo.n * geo.o * geo.out_plane();
     // The depthwise and GEMM kernels write every output; `few_outputs` sums into its output.
     let out = if geo.c == geo.group {
-        let mut out = buffers.reuse(len);
+        let mut out = buffers::reuse(len);
         depthwise(&geo, xv, wv, &epilogue, &mut out);
         out
     } else if geo.group == 1 && geo.o < MR && geo.kh * geo.kw > 1 {
-        let mut out = buffers.zeros(len);
+        let mut out = buffers::zeros(len);
         few_outputs(&geo, xv, wv, &epilogue, &mut out);
         out
     } else {
-        let mut out = buffers.reuse(len);
+        let mut out = buffers::reuse(len);
         gemm_conv(&geo, xv, wv, &epilogue, &mut out);
         out
     };
@@ -234,12 +233,22 @@ fn tasks(geo: &Geometry, kdim: usize) -> Vec<Task> {
     /// Floats of `cols` plus outputs one tile may use: 512 KiB.
     const TILE_FLOATS: usize = 128 * 1024;
     let (plane, og) = (geo.out_plane(), geo.o / geo.group);
+    let threads = rayon::current_num_threads();
+    let units = geo.n * geo.group;
     let width = (TILE_FLOATS / (kdim + og)).max(2 * NR) / NR * NR;
-    let col_tiles = plane.div_ceil(width).max(1);
+    let mut col_tiles = plane.div_ceil(width).max(1);
+    // With few tiles, one left over idles the other threads for a whole tile (5 tiles on 2
+    // threads take as long as 6): make the count a multiple of the threads.
+    if units * col_tiles < 8 * threads {
+        let balanced = (units * col_tiles)
+            .next_multiple_of(threads)
+            .div_ceil(units);
+        col_tiles = balanced.min(plane.div_ceil(NR));
+    }
     let width = plane.div_ceil(col_tiles).div_ceil(NR) * NR;
-    let per_group = geo.n * geo.group * col_tiles;
+    let per_group = units * col_tiles;
     // Too few tiles to share among the threads: split the output channels too.
-    let wanted = 2 * rayon::current_num_threads();
+    let wanted = 2 * threads;
     let row_blocks = wanted.div_ceil(per_group).clamp(1, og.div_ceil(MR));
     let rows = og.div_ceil(row_blocks).div_ceil(MR) * MR;
     let mut tasks = Vec::with_capacity(per_group * row_blocks);

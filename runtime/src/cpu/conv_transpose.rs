@@ -5,7 +5,7 @@
 
 use super::conv::{bias_values, dims4, valid_range};
 use super::gemm::matmul;
-use super::{check_window, f32s};
+use super::{buffers, check_window, f32s};
 use crate::{RuntimeError, Tensor};
 use rayon::prelude::*;
 use temblor_ir::ConvTransposeAttrs;
@@ -60,9 +60,9 @@ pub(crate) fn conv_transpose(
         pt,
         pl,
     };
-    let mut out = vec![0.0; n * o * oh * ow];
+    let mut out = buffers::reuse(n * o * oh * ow);
     let (cg, rows) = (c / g, og * kh * kw);
-    let mut cols = vec![0.0; rows * h * wd];
+    let mut cols = buffers::reuse(rows * h * wd);
     for b in 0..n {
         for gi in 0..g {
             let xs = &xv[(b * c + gi * cg) * h * wd..(b * c + (gi + 1) * cg) * h * wd];
@@ -81,6 +81,7 @@ pub(crate) fn conv_transpose(
             col2im(&geo, &cols, gi * og, bias, planes);
         }
     }
+    buffers::give_back(cols);
     Ok(Tensor::f32(vec![n, o, oh, ow], out))
 }
 

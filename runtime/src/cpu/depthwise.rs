@@ -6,18 +6,13 @@
 //! Each input plane is first copied into a zero-padded scratch plane, so the stencil needs no
 //! boundary handling; with a column stride above 1 each padded row is stored de-interleaved
 //! into its stride phases, so that every tap reads a contiguous run. Outputs are then computed
-//! a block of rows and a vector of columns at a time, with the accumulators in registers over
-//! all taps (taps summed in the same row-major order as a plain loop would), and each block of
-//! rows is finished with the epilogue while it is still in L1.
+//! a block of rows and a vector of columns at a time by the kernels of [`super::stencil`], and
+//! each block of rows is finished with the epilogue while it is still in L1.
 
 use super::conv::Geometry;
 use super::epilogue::Epilogue;
+use super::stencil::{Block, Simd, LANES, ROWS};
 use rayon::prelude::*;
-
-/// Output columns computed together (one AVX vector).
-const LANES: usize = 8;
-/// Output rows computed together.
-const ROWS: usize = 6;
 
 /// `out` receives the `[n, o, oh, ow]` output; `wv` holds the `[o, 1, kh, kw]` weight.
 pub(crate) fn depthwise(geo: &Geometry, xv: &[f32], wv: &[f32], epi: &Epilogue, out: &mut [f32]) {
@@ -42,9 +37,9 @@ pub(crate) fn depthwise(geo: &Geometry, xv: &[f32], wv: &[f32], epi: &Epilogue, 
                 let rows = ROWS.min(geo.oh - y);
                 let block = &mut dst[y * geo.ow..(y + rows) * geo.ow];
                 pads.compute(simd, scratch, kernel, y, rows, block);
-                for (r, row) in block.chunks_exact_mut(geo.ow).enumerate() {
-                    epi.apply(oc, index * plane + (y + r) * geo.ow, row);
-                }
+                // The block's rows are contiguous: one epilogue call for all of them (a call
+                // per row cost as much as the stencil on narrow planes).
+                epi.apply(oc, index * plane + y * geo.ow, block);
                 y += rows;
             }
         });
@@ -105,28 +100,8 @@ pub(crate) fn few_outputs(geo: &Geometry, xv: &[f32], wv: &[f32], epi: &Epilogue
     }
 }
 
-/// Which vector instructions the running machine offers.
-#[derive(Clone, Copy)]
-enum Simd {
-    Portable,
-    #[cfg(target_arch = "x86_64")]
-    Avx2,
-}
-
-impl Simd {
-    fn detect() -> Simd {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            return Simd::Avx2;
-        }
-        Simd::Portable
-    }
-}
-
 /// Layout of the zero-padded, phase-split copy of one input plane.
 struct Padded {
-    /// Output columns rounded up to whole vectors.
-    width: usize,
     /// Length of one stride phase of a padded row.
     phase: usize,
     /// Length of one padded row (all its phases).
@@ -137,6 +112,8 @@ struct Padded {
     offsets: Vec<usize>,
     /// Scratch offset between consecutive output rows.
     step: usize,
+    /// See [`Block::square`].
+    square: Option<usize>,
     sw: usize,
     pt: usize,
     pl: usize,
@@ -161,12 +138,13 @@ impl Padded {
             })
             .collect();
         Padded {
-            width,
             phase,
             stride,
             rows,
             offsets,
             step: geo.sh * stride,
+            square: (geo.kh == geo.kw && [geo.sh, geo.sw, geo.dh, geo.dw] == [1; 4])
+                .then_some(geo.kh),
             sw,
             pt: geo.pt,
             pl: geo.pl,
@@ -193,6 +171,8 @@ impl Padded {
             if self.sw == 1 {
                 let n = self.w.min(self.stride.saturating_sub(self.pl));
                 prow[self.pl..self.pl + n].copy_from_slice(&line[..n]);
+            } else if self.sw == 2 {
+                self.split_pairs(prow, line);
             } else {
                 for x0 in 0..self.sw.min(self.w) {
                     let c = x0 + self.pl;
@@ -209,7 +189,39 @@ impl Padded {
         }
     }
 
-    /// Computes `rows` (1 to `ROWS`) output rows from `y` into `out`.
+    /// One padded row of a stride-2 convolution: input column `x` goes to phase `(x + pl) % 2`
+    /// at index `(x + pl) / 2`. Whole pairs of columns are split in one loop that vectorizes
+    /// (a stride-2 depthwise conv spent most of its time in a scalar version of this).
+    fn split_pairs(&self, prow: &mut [f32], line: &[f32]) {
+        let (even, odd) = prow.split_at_mut(self.phase);
+        let (first, second) = if self.pl.is_multiple_of(2) {
+            (even, odd)
+        } else {
+            (odd, even)
+        };
+        // Column 2i lands at `first[i + pl/2]`, column 2i+1 at `second[i + (pl+1)/2]`.
+        let first = first.get_mut(self.pl / 2..).unwrap_or_default();
+        let second = second.get_mut(self.pl.div_ceil(2)..).unwrap_or_default();
+        let pairs = line.chunks_exact(2);
+        let done = pairs.len().min(first.len()).min(second.len());
+        for ((a, b), pair) in first.iter_mut().zip(second.iter_mut()).zip(pairs) {
+            *a = pair[0];
+            *b = pair[1];
+        }
+        // An odd last column, or columns past the end of the shorter phase.
+        for (x, &v) in line.iter().enumerate().skip(2 * done) {
+            let half = if x % 2 == 0 {
+                &mut *first
+            } else {
+                &mut *second
+            };
+            if let Some(d) = half.get_mut(x / 2) {
+                *d = v;
+            }
+        }
+    }
+
+    /// Computes `rows` (1 to [`ROWS`]) output rows from `y` into `out`.
     fn compute(
         &self,
         simd: Simd,
@@ -219,115 +231,17 @@ impl Padded {
         rows: usize,
         out: &mut [f32],
     ) {
-        let ow = out.len() / rows;
-        // Every read lies below this bound (see `Padded::new`): checked once here.
-        let last = (y + rows - 1) * self.step + self.offsets.iter().max().copied().unwrap_or(0);
-        assert!(last + self.width <= scratch.len() && kernel.len() == self.offsets.len());
-        assert!(ow <= self.width && out.len() == rows * ow && (1..=ROWS).contains(&rows));
-        let base = y * self.step;
-        match simd {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: AVX2 was detected; reads are in bounds by the assertion above.
-            Simd::Avx2 => unsafe {
-                let f = match rows {
-                    6 => avx2::block::<6>,
-                    5 => avx2::block::<5>,
-                    4 => avx2::block::<4>,
-                    3 => avx2::block::<3>,
-                    2 => avx2::block::<2>,
-                    _ => avx2::block::<1>,
-                };
-                f(self, scratch, kernel, base, ow, out)
-            },
-            Simd::Portable => {
-                let f = match rows {
-                    6 => portable::<6>,
-                    5 => portable::<5>,
-                    4 => portable::<4>,
-                    3 => portable::<3>,
-                    2 => portable::<2>,
-                    _ => portable::<1>,
-                };
-                f(self, scratch, kernel, base, ow, out)
-            }
-        }
-    }
-}
-
-/// Portable block kernel: `R` output rows, `LANES` columns at a time.
-fn portable<const R: usize>(
-    pads: &Padded,
-    scratch: &[f32],
-    kernel: &[f32],
-    base: usize,
-    ow: usize,
-    out: &mut [f32],
-) {
-    for x in (0..ow).step_by(LANES) {
-        let mut acc = [[0.0f32; LANES]; R];
-        for (&k, &off) in kernel.iter().zip(&pads.offsets) {
-            for (r, a) in acc.iter_mut().enumerate() {
-                let at = base + r * pads.step + off + x;
-                let s: &[f32; LANES] = scratch[at..at + LANES].try_into().unwrap();
-                for (d, &v) in a.iter_mut().zip(s) {
-                    *d += k * v;
-                }
-            }
-        }
-        let n = LANES.min(ow - x);
-        for (r, a) in acc.iter().enumerate() {
-            out[r * ow + x..r * ow + x + n].copy_from_slice(&a[..n]);
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use super::{Padded, LANES};
-    use std::arch::x86_64::*;
-
-    /// AVX2 block kernel: `R` output rows, `LANES` columns at a time. Products and sums stay
-    /// separate (no fused multiply-add), so results match the portable kernel exactly.
-    ///
-    /// # Safety
-    /// AVX2 must be available, and every read `base + r * step + offset + x .. + LANES`
-    /// (`r < R`, `x < ow` rounded up to `LANES`) must lie inside `scratch`.
-    #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn block<const R: usize>(
-        pads: &Padded,
-        scratch: &[f32],
-        kernel: &[f32],
-        base: usize,
-        ow: usize,
-        out: &mut [f32],
-    ) {
-        debug_assert!(out.len() == R * ow);
-        let src = scratch.as_ptr().add(base);
-        let step = pads.step;
-        let mut x = 0;
-        while x < ow {
-            let mut acc = [_mm256_setzero_ps(); R];
-            for (&k, &off) in kernel.iter().zip(&pads.offsets) {
-                let kv = _mm256_set1_ps(k);
-                let p = src.add(off + x);
-                for (r, a) in acc.iter_mut().enumerate() {
-                    let v = _mm256_loadu_ps(p.add(r * step));
-                    *a = _mm256_add_ps(*a, _mm256_mul_ps(kv, v));
-                }
-            }
-            let n = LANES.min(ow - x);
-            for (r, a) in acc.iter().enumerate() {
-                let dst = &mut out[r * ow + x..r * ow + x + n];
-                if n == LANES {
-                    _mm256_storeu_ps(dst.as_mut_ptr(), *a);
-                } else {
-                    let mut tmp = [0.0f32; LANES];
-                    _mm256_storeu_ps(tmp.as_mut_ptr(), *a);
-                    dst.copy_from_slice(&tmp[..n]);
-                }
-            }
-            x += LANES;
-        }
+        debug_assert_eq!(out.len() % rows, 0);
+        let block = Block {
+            scratch,
+            offsets: &self.offsets,
+            kernel,
+            base: y * self.step,
+            step: self.step,
+            ow: out.len() / rows,
+            square: self.square,
+        };
+        block.run(simd, out);
     }
 }
 
@@ -358,6 +272,22 @@ mod tests {
         out
     }
 
+    /// Every kernel this machine can run.
+    fn available() -> Vec<Simd> {
+        let mut simds = vec![Simd::Portable];
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            if has!("avx2") && has!("fma") {
+                simds.push(Simd::Avx2Fma);
+            }
+            if has!("avx512f") {
+                simds.push(Simd::Avx512);
+            }
+        }
+        simds
+    }
+
     fn run(geo: &Geometry, x: &[f32], k: &[f32], simd: Simd) -> Vec<f32> {
         let pads = Padded::new(geo);
         let mut scratch = Vec::new();
@@ -386,6 +316,12 @@ mod tests {
             (7, 30, 3, 3, 1, 2, 1, 2, 2, 0, 0, 2),
             (5, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0),
             (6, 9, 4, 2, 3, 1, 1, 3, 1, 2, 3, 1),
+            // 5x5 at unit stride, rows in blocks of 6, 6 and 1, columns past a vector.
+            (13, 37, 5, 5, 1, 1, 1, 1, 2, 2, 2, 2),
+            // Stride 2 with an odd left pad (the usual 3x3), odd and even widths.
+            (10, 19, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1),
+            (8, 20, 3, 3, 2, 2, 1, 1, 1, 1, 0, 0),
+            (9, 37, 5, 5, 2, 2, 1, 1, 2, 3, 2, 1),
         ];
         let mut seed = 1u32;
         let mut next = || {
@@ -416,7 +352,7 @@ mod tests {
             let x: Vec<f32> = (0..h * w).map(|_| next()).collect();
             let k: Vec<f32> = (0..kh * kw).map(|_| next()).collect();
             let want = reference(&geo, &x, &k);
-            for simd in [Simd::Portable, Simd::detect()] {
+            for simd in available() {
                 let got = run(&geo, &x, &k, simd);
                 for (g, e) in got.iter().zip(&want) {
                     assert!(

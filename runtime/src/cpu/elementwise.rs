@@ -3,7 +3,7 @@
 //! shapes, a scalar, a per-channel `[1,C,1,1]` operand) run as long contiguous inner loops.
 
 use super::args::{not_in_family, Args};
-use super::{cast, dispatch, elementwise_binary, Element};
+use super::{buffers, cast, dispatch, elementwise_binary, Element};
 use crate::{RuntimeError, Tensor};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -74,11 +74,11 @@ impl<R> Sink<'_, R> {
 /// A vector of `total` elements, `fill` writing each range of it in order: in parallel chunks on
 /// the current rayon pool when the output is large, in one piece otherwise. `fill` must write
 /// exactly its range's length (checked).
-pub(crate) fn build<R: Send>(
+pub(crate) fn build<R: Send + 'static>(
     total: usize,
     fill: impl Fn(Range<usize>, &mut Sink<R>) + Sync,
 ) -> Vec<R> {
-    let mut out = Vec::with_capacity(total);
+    let mut out = buffers::empty(total);
     let spare = &mut out.spare_capacity_mut()[..total];
     huge_pages(spare);
     let run = |start: usize, buf: &mut [MaybeUninit<R>]| {
@@ -132,7 +132,7 @@ fn huge_pages<R>(buf: &mut [MaybeUninit<R>]) {
 }
 
 /// `f` over the broadcast of `a` and `b` to `out_shape`.
-pub(crate) fn apply<A: Copy + Sync, B: Copy + Sync, R: Send>(
+pub(crate) fn apply<A: Copy + Sync, B: Copy + Sync, R: Send + 'static>(
     (a, ash): Operand<A>,
     (b, bsh): Operand<B>,
     out_shape: &[usize],

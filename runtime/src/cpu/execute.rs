@@ -47,7 +47,6 @@ fn in_f32(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
         &Args {
             ins: &ins,
             outputs: args.outputs,
-            buffers: args.buffers,
         },
     )?;
     outs.into_iter()
@@ -92,7 +91,6 @@ fn convolution(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
             args.required(1)?,
             args.optional(2),
             args.optional(3),
-            args.buffers,
         )?),
         Op::ConvTranspose(a) => one(conv_transpose::conv_transpose(
             a,

@@ -36,6 +36,7 @@ mod shape_ops;
 
 pub use shape_ops::shape_of;
 mod softmax;
+mod stencil;
 mod strided;
 
 pub use plan::{CpuPlan, Observer, StepInfo};
@@ -52,7 +53,6 @@ pub fn run_op(
         &args::Args {
             ins: inputs,
             outputs,
-            buffers: &buffers::Buffers::default(),
         },
     )
 }

@@ -24,7 +24,7 @@ pub struct CpuPlan {
     /// Kernels run inside this pool, so their rayon iterators and GEMMs use its threads.
     pool: Arc<ThreadPool>,
     /// Buffers of freed values, reused by later steps and later runs.
-    buffers: Buffers,
+    buffers: Arc<Buffers>,
 }
 
 #[derive(Debug)]
@@ -120,7 +120,7 @@ impl CpuPlan {
             outputs: Vec::new(),
             uses: Vec::new(),
             pool: thread_pool(0)?,
-            buffers: Buffers::default(),
+            buffers: Arc::default(),
         };
         let mut unsupported = Vec::new();
         for &id in &order {
@@ -259,7 +259,8 @@ impl CpuPlan {
         inputs: &[(String, Tensor)],
         observer: &mut dyn Observer,
     ) -> Result<Vec<(String, Tensor)>, RuntimeError> {
-        self.pool.install(|| self.run_steps(inputs, observer))
+        self.pool
+            .install(|| self.buffers.scope(|| self.run_steps(inputs, observer)))
     }
 
     fn run_steps(
@@ -293,7 +294,6 @@ impl CpuPlan {
             let args = Args {
                 ins: &ins,
                 outputs: step.outputs.len(),
-                buffers: &self.buffers,
             };
             let start = Instant::now();
             let outs = execute(&step.info.op, &args).map_err(|e| e.context(what))?;

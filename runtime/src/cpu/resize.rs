@@ -4,7 +4,7 @@
 //! transform divides by the given scale; with `sizes` the scale is `out / in`. Coordinates are
 //! computed in f32, as onnxruntime does, so that nearest picks the same pixel at ties.
 
-use super::{dispatch, elements, f32s, strides, Element};
+use super::{buffers, dispatch, elements, f32s, strides, Element};
 use crate::{RuntimeError, Tensor};
 use temblor_ir::{ResizeAttrs, ResizeCoordinate, ResizeMode, ResizeNearest};
 
@@ -126,7 +126,7 @@ fn nearest<T: Element>(
         })
         .collect();
     let total: usize = shape.iter().product();
-    let mut out = Vec::with_capacity(total);
+    let mut out = buffers::empty(total);
     let Some((inner, outer)) = offsets.split_last() else {
         out.push(v[0]);
         return Ok(Tensor {
@@ -201,7 +201,7 @@ fn linear(
     let (ty, tx) = (taps(coordinate, ah), taps(coordinate, aw));
     let (in_plane, out_plane) = (ah.input * aw.input, ah.output * aw.output);
     let planes = v.len() / in_plane;
-    let mut out = Vec::with_capacity(planes * out_plane);
+    let mut out = buffers::empty(planes * out_plane);
     for p in 0..planes {
         let src = &v[p * in_plane..(p + 1) * in_plane];
         for &(y0, y1, wy0, wy1) in &ty {

@@ -3,7 +3,9 @@
 //! family's other ops to [`indexing`] and [`fill`].
 
 use super::args::{not_in_family, Args};
-use super::{dispatch, elements, fill, indexing, normalize_axis, strided, strides, Element};
+use super::{
+    buffers, dispatch, elements, fill, indexing, normalize_axis, strided, strides, Element,
+};
 use crate::{RuntimeError, Tensor, TensorData};
 use temblor_ir::{Op, SplitSizes};
 
@@ -103,7 +105,7 @@ pub(crate) fn concat(inputs: &[&Tensor], axis: i64) -> Result<Tensor, RuntimeErr
                 elements::<T>(t, "input", first.dtype()).map(|v| (v, chunk))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let mut out = Vec::with_capacity(shape.iter().product());
+        let mut out = buffers::empty(shape.iter().product());
         for o in 0..outer {
             for (v, chunk) in &parts {
                 out.extend_from_slice(&v[o * chunk..(o + 1) * chunk]);
