@@ -73,11 +73,14 @@ fn resize_matches_onnxruntime() {
     let mut rng = Rng::new(10);
     let x = rng.tensor(&[1, 2, 5, 7]);
     let x3 = rng.tensor(&[2, 4, 6]);
+    // Large enough to be built in parallel chunks, which split rows of 140.
+    let big = rng.tensor(&[1, 8, 32, 70]);
     // Sizes 7 -> 4 are left out on purpose: at output 2 the f32 coordinate (asymmetric) is
     // 3.4999998, which onnxruntime 1.31 rounds up under round_prefer_ceil although its source
     // says roundf; temblor follows the f32 formula of the spec and of that source.
-    let targets: [Target; 6] = [
+    let targets: [Target; 7] = [
         (&x, Some(vec![1.0, 1.0, 2.0, 2.0]), None),
+        (&big, Some(vec![1.0, 1.0, 2.0, 2.0]), None),
         (&x, Some(vec![1.0, 1.0, 0.6, 1.7]), None),
         (&x, Some(vec![1.0, 1.0, 3.0, 0.5]), None),
         (&x, None, Some(vec![1, 2, 8, 3])),

@@ -5,7 +5,7 @@
 use super::args::Args;
 use super::buffers::Buffers;
 use super::execute::execute;
-use crate::{RuntimeError, Tensor};
+use crate::{RuntimeError, Tensor, TensorData};
 use rayon::{ThreadPool, ThreadPoolBuilder};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -327,23 +327,17 @@ impl CpuPlan {
         }
         let mut result = Vec::with_capacity(self.outputs.len());
         for (name, slot) in &self.outputs {
+            // The caller gets a copy of exactly its size; a pooled buffer stays with the plan,
+            // which would otherwise allocate (and fault in) a new one on every run.
+            let t = values[*slot].get().cloned().ok_or_else(|| {
+                RuntimeError::internal(format!("graph output '{name}' was never computed"))
+            })?;
             left[*slot] -= 1;
-            let value = if left[*slot] == 0 {
-                std::mem::replace(&mut values[*slot], Value::Empty)
-            } else {
-                values[*slot]
-                    .get()
-                    .map_or(Value::Empty, |t| Value::Owned(t.clone()))
-            };
-            let t = match value {
-                Value::Owned(t) => t,
-                Value::Borrowed(t) => t.clone(),
-                Value::Empty => {
-                    return Err(RuntimeError::internal(format!(
-                        "graph output '{name}' was never computed"
-                    )))
+            if left[*slot] == 0 {
+                if let Value::Owned(v) = std::mem::replace(&mut values[*slot], Value::Empty) {
+                    self.buffers.recycle(v);
                 }
-            };
+            }
             result.push((name.clone(), t));
         }
         Ok(result)
@@ -396,8 +390,12 @@ impl CpuPlan {
     }
 }
 
+/// The memory a value holds: a pooled f32 buffer may be larger than its tensor.
 fn size_bytes(t: &Tensor) -> usize {
-    t.len() * t.dtype().size_bytes()
+    match &t.data {
+        TensorData::F32(v) => v.capacity() * size_of::<f32>(),
+        _ => t.len() * t.dtype().size_bytes(),
+    }
 }
 
 fn check_input(spec: &InputSpec, t: &Tensor) -> Result<(), RuntimeError> {

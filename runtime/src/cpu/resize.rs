@@ -4,7 +4,8 @@
 //! transform divides by the given scale; with `sizes` the scale is `out / in`. Coordinates are
 //! computed in f32, as onnxruntime does, so that nearest picks the same pixel at ties.
 
-use super::{buffers, dispatch, elements, f32s, strides, Element};
+use super::elementwise::build;
+use super::{dispatch, elements, f32s, strides, Element};
 use crate::{RuntimeError, Tensor};
 use temblor_ir::{ResizeAttrs, ResizeCoordinate, ResizeMode, ResizeNearest};
 
@@ -107,7 +108,7 @@ pub(crate) fn resize(a: &ResizeAttrs, x: &Tensor) -> Result<Tensor, RuntimeError
     }
 }
 
-fn nearest<T: Element>(
+fn nearest<T: Element + Send + Sync>(
     a: &ResizeAttrs,
     x: &Tensor,
     axes: &[Axis],
@@ -125,35 +126,37 @@ fn nearest<T: Element>(
                 .collect()
         })
         .collect();
-    let total: usize = shape.iter().product();
-    let mut out = buffers::empty(total);
     let Some((inner, outer)) = offsets.split_last() else {
-        out.push(v[0]);
         return Ok(Tensor {
             shape,
-            data: T::wrap(out),
+            data: T::wrap(vec![v[0]]),
         });
     };
-    let mut index = vec![0usize; outer.len()];
-    loop {
-        let base: usize = outer.iter().zip(&index).map(|(o, &i)| o[i]).sum();
-        out.extend(inner.iter().map(|&o| v[base + o]));
-        let mut d = outer.len();
-        loop {
-            if d == 0 {
-                return Ok(Tensor {
-                    shape,
-                    data: T::wrap(out),
-                });
-            }
-            d -= 1;
-            index[d] += 1;
-            if index[d] < outer[d].len() {
-                break;
-            }
-            index[d] = 0;
+    let total: usize = shape.iter().product();
+    let width = inner.len();
+    // The input offset of the start of output row `r` (an index over the outer axes).
+    let row_base = |mut r: usize| {
+        let mut base = 0;
+        for axis in outer.iter().rev() {
+            base += axis[r % axis.len()];
+            r /= axis.len();
         }
-    }
+        base
+    };
+    let out = build(total, |range, sink| {
+        let mut at = range.start;
+        while at < range.end {
+            let (row, col) = (at / width, at % width);
+            let end = range.end.min((row + 1) * width);
+            let base = row_base(row);
+            sink.extend(inner[col..col + end - at].iter().map(|&o| v[base + o]));
+            at = end;
+        }
+    });
+    Ok(Tensor {
+        shape,
+        data: T::wrap(out),
+    })
 }
 
 /// For each output position: the two input positions it lies between and their weights.
@@ -201,15 +204,21 @@ fn linear(
     let (ty, tx) = (taps(coordinate, ah), taps(coordinate, aw));
     let (in_plane, out_plane) = (ah.input * aw.input, ah.output * aw.output);
     let planes = v.len() / in_plane;
-    let mut out = buffers::empty(planes * out_plane);
-    for p in 0..planes {
-        let src = &v[p * in_plane..(p + 1) * in_plane];
-        for &(y0, y1, wy0, wy1) in &ty {
+    let width = aw.output;
+    // Output rows in parallel chunks: row `row` is row `row % oh` of plane `row / oh`.
+    let out = build(planes * out_plane, |range, sink| {
+        let mut at = range.start;
+        while at < range.end {
+            let (row, col) = (at / width, at % width);
+            let end = range.end.min((row + 1) * width);
+            let (p, (y0, y1, wy0, wy1)) = (row / ah.output, ty[row % ah.output]);
+            let src = &v[p * in_plane..(p + 1) * in_plane];
             let (r0, r1) = (&src[y0 * aw.input..], &src[y1 * aw.input..]);
-            out.extend(tx.iter().map(|&(x0, x1, wx0, wx1)| {
+            sink.extend(tx[col..col + end - at].iter().map(|&(x0, x1, wx0, wx1)| {
                 wy0 * (wx0 * r0[x0] + wx1 * r0[x1]) + wy1 * (wx0 * r1[x0] + wx1 * r1[x1])
             }));
+            at = end;
         }
-    }
+    });
     Ok(Tensor::f32(shape, out))
 }
