@@ -6,11 +6,13 @@
 //! other one is a GEMM per image and group, `W[og × cg·kh·kw] · cols[cg·kh·kw × oh·ow]`, cut into
 //! tiles of output positions (and, when there are too few, of output channels) that run in
 //! parallel: each tile lays out its own slice of `cols` (im2col; a 1x1 stride-1 convolution
-//! reads its input planes in place instead), multiplies ([`super::conv_gemm`]) straight into
-//! the output, and finishes its outputs with the epilogue while they are in cache.
+//! reads its input planes in place instead, and any other stride-1 one a padded copy of them,
+//! see [`super::conv_padded`]), multiplies ([`super::conv_gemm`]) straight into the output,
+//! and finishes its outputs with the epilogue while they are in cache.
 
 use super::buffers;
 use super::conv_gemm::{ConvGemm, MR, NR};
+use super::conv_padded::padded_conv;
 use super::depthwise::{depthwise, few_outputs};
 use super::epilogue::Epilogue;
 use super::{check_window, f32s};
@@ -220,19 +222,20 @@ pub(crate) fn conv(
 /// One parallel task of [`gemm_conv`]: output rows `rows` of group `group` of image `image`,
 /// at the output positions `cols`.
 #[derive(Clone, Copy)]
-struct Task {
-    image: usize,
-    group: usize,
-    rows: (usize, usize),
-    cols: (usize, usize),
+pub(super) struct Task {
+    pub image: usize,
+    pub group: usize,
+    pub rows: (usize, usize),
+    pub cols: (usize, usize),
 }
 
-/// How [`gemm_conv`] cuts its work: tiles of output positions small enough that a tile's
-/// `cols` and outputs stay in the L2 cache, and enough tasks to keep every thread busy.
-fn tasks(geo: &Geometry, kdim: usize) -> Vec<Task> {
+/// How [`gemm_conv`] cuts its work: tiles of `plane` GEMM columns (output positions) small
+/// enough that a tile's `cols` and outputs stay in the L2 cache, and enough tasks to keep every
+/// thread busy.
+pub(super) fn tasks(geo: &Geometry, kdim: usize, plane: usize) -> Vec<Task> {
     /// Floats of `cols` plus outputs one tile may use: 512 KiB.
     const TILE_FLOATS: usize = 128 * 1024;
-    let (plane, og) = (geo.out_plane(), geo.o / geo.group);
+    let og = geo.o / geo.group;
     let threads = rayon::current_num_threads();
     let units = geo.n * geo.group;
     let width = (TILE_FLOATS / (kdim + og)).max(2 * NR) / NR * NR;
@@ -281,22 +284,28 @@ fn gemm_conv(geo: &Geometry, xv: &[f32], wv: &[f32], epi: &Epilogue, out: &mut [
     let gemms: Vec<ConvGemm> = (0..geo.group)
         .map(|gi| ConvGemm::new(&wv[gi * og * kdim..(gi + 1) * og * kdim], og, kdim))
         .collect();
-    let shared = SharedOut::new(out);
     let pointwise = geo.is_pointwise();
-    tasks(geo, kdim)
+    if !pointwise && geo.sh == 1 && geo.sw == 1 {
+        return padded_conv(geo, xv, &gemms, epi, out);
+    }
+    let shared = SharedOut::new(out);
+    let plane_rows: Vec<usize> = (0..cg).map(|c| c * geo.in_plane()).collect();
+    tasks(geo, kdim, plane)
         .into_par_iter()
         .for_each_init(Vec::new, |col, t| {
             let (m, tw) = (t.rows.1 - t.rows.0, t.cols.1 - t.cols.0);
             let first_in = (t.image * geo.c + t.group * cg) * geo.in_plane();
             let xs = &xv[first_in..first_in + cg * geo.in_plane()];
             // A pointwise convolution's input planes already are the GEMM's right-hand side.
-            let (b, b_rs) = if pointwise {
-                (&xs[t.cols.0..], geo.in_plane())
+            let col_rows: Vec<usize>;
+            let (b, b_rows) = if pointwise {
+                (&xs[t.cols.0..], &plane_rows[..])
             } else {
                 let padded = tw.div_ceil(NR) * NR;
                 col.resize(kdim * padded, 0.0);
                 im2col(geo, cg, xs, t.cols, padded, col);
-                (&col[..], padded)
+                col_rows = (0..kdim).map(|p| p * padded).collect();
+                (&col[..], &col_rows[..])
             };
             let first_oc = t.group * og + t.rows.0;
             let start = |r: usize| (t.image * geo.o + first_oc + r) * plane + t.cols.0;
@@ -305,7 +314,7 @@ fn gemm_conv(geo: &Geometry, xv: &[f32], wv: &[f32], epi: &Epilogue, out: &mut [
             let mut rows: Vec<&mut [f32]> = (0..m)
                 .map(|r| unsafe { shared.segment(start(r), tw) })
                 .collect();
-            gemms[t.group].multiply(t.rows.0, b, b_rs, tw, &mut rows);
+            gemms[t.group].multiply(t.rows.0, b, b_rows, tw, &mut rows);
             for (r, row) in rows.iter_mut().enumerate() {
                 epi.apply(first_oc + r, start(r), row);
             }
@@ -378,7 +387,7 @@ fn gather_row(
 }
 
 /// An output buffer that parallel tasks write in disjoint segments.
-struct SharedOut<'a> {
+pub(super) struct SharedOut<'a> {
     ptr: *mut f32,
     len: usize,
     /// Holds the exclusive borrow of the buffer for as long as segments can be handed out.

@@ -32,35 +32,40 @@ impl<'a> ConvGemm<'a> {
         }
     }
 
-    /// `out[i] = W[r0 + i] · b` for each of the `out.len()` rows, where `b` holds `k` rows of
-    /// `n` floats, `b_rs` apart, every row of `out` has `n` floats and `r0` is a multiple of
-    /// [`MR`].
-    pub fn multiply(&self, r0: usize, b: &[f32], b_rs: usize, n: usize, out: &mut [&mut [f32]]) {
+    /// `out[i] = W[r0 + i] · B` for each of the `out.len()` rows, where row `p` of `B` is the
+    /// `n` floats of `b` from `rows[p]` (one offset per row of the weight), every row of `out`
+    /// has `n` floats and `r0` is a multiple of [`MR`].
+    pub fn multiply(&self, r0: usize, b: &[f32], rows: &[usize], n: usize, out: &mut [&mut [f32]]) {
         let m = out.len();
         assert!(
             r0.is_multiple_of(MR)
+                && rows.len() == self.k
                 && out.iter().all(|row| row.len() == n)
-                && (n == 0 || self.k == 0 || b.len() >= (self.k - 1) * b_rs + n)
+                && (n == 0 || rows.iter().all(|&r| r + n <= b.len()))
         );
         if m == 0 || n == 0 {
             return;
         }
         #[cfg(target_arch = "x86_64")]
         if let Some(packed) = &self.packed {
-            return avx512::multiply(packed, self.k, r0, b, b_rs, n, out);
+            return avx512::multiply(packed, self.k, r0, b, rows, n, out);
         }
+        // The gemm crate takes a strided matrix: gather the rows unless they are one already.
+        let stride = rows.get(1).map_or(n, |&r| r.wrapping_sub(rows[0]));
+        let strided = rows
+            .iter()
+            .enumerate()
+            .all(|(p, &r)| r == rows[0] + p * stride);
+        let gathered: Vec<f32>;
+        let rhs = if strided {
+            View::rows(&b[rows.first().copied().unwrap_or(0)..], stride)
+        } else {
+            gathered = rows.iter().flat_map(|&r| &b[r..r + n]).copied().collect();
+            View::rows(&gathered, n)
+        };
         let lhs = View::rows(&self.weight[r0 * self.k..(r0 + m) * self.k], self.k);
         let mut acc = vec![0.0; m * n];
-        matmul_strided(
-            m,
-            n,
-            self.k,
-            lhs,
-            View::rows(b, b_rs),
-            &mut acc,
-            false,
-            Threads::Single,
-        );
+        matmul_strided(m, n, self.k, lhs, rhs, &mut acc, false, Threads::Single);
         for (row, a) in out.iter_mut().zip(acc.chunks_exact(n)) {
             row.copy_from_slice(a);
         }
@@ -96,29 +101,30 @@ mod avx512 {
         k: usize,
         r0: usize,
         b: &[f32],
-        b_rs: usize,
+        rows: &[usize],
         n: usize,
         out: &mut [&mut [f32]],
     ) {
         let m = out.len();
         let mut tile = [[0.0f32; NR]; MR];
-        // The last panel of `b` when it is narrower than `NR`, zero-padded.
+        // The last panel of `b` when it is narrower than `NR`, zero-padded, and its row offsets.
         let mut ragged = Vec::new();
+        let ragged_rows: Vec<usize> = (0..KC).map(|p| p * NR).collect();
         for k0 in (0..k).step_by(KC) {
             let kc = KC.min(k - k0);
             for j0 in (0..n).step_by(NR) {
                 let w = NR.min(n - j0);
-                let (panel, rs) = if w == NR {
-                    (&b[k0 * b_rs + j0..], b_rs)
+                let (panel, offsets) = if w == NR {
+                    (&b[j0..], &rows[k0..k0 + kc])
                 } else {
                     ragged.resize(kc * NR, 0.0);
-                    for (p, dst) in ragged.chunks_exact_mut(NR).enumerate() {
-                        dst[..w].copy_from_slice(&b[(k0 + p) * b_rs + j0..][..w]);
+                    for (dst, &r) in ragged.chunks_exact_mut(NR).zip(&rows[k0..k0 + kc]) {
+                        dst[..w].copy_from_slice(&b[r + j0..][..w]);
                         dst[w..].fill(0.0);
                     }
-                    (&ragged[..kc * NR], NR)
+                    (&ragged[..kc * NR], &ragged_rows[..kc])
                 };
-                assert!(panel.len() >= (kc - 1) * rs + NR);
+                assert!(offsets.iter().all(|&r| r + NR <= panel.len()));
                 for i0 in (0..m).step_by(MR) {
                     let rows = MR.min(m - i0);
                     // Full rows of the output take the result directly; the rest goes through
@@ -136,10 +142,11 @@ mod avx512 {
                     }
                     let a = &packed[(r0 + i0) / MR * k * MR + k0 * MR..][..kc * MR];
                     // SAFETY: AVX-512F is present (checked by `available`, which gates every
-                    // use of this module), `a` holds `kc` rows of `MR`, `panel` reaches the
-                    // last of its `kc` rows of `NR` (asserted above), and each `c[i]` points
-                    // at `NR` floats of its own: a row of `tile` or a distinct row of `out`.
-                    unsafe { kernel(kc, a.as_ptr(), panel.as_ptr(), rs, &c, k0 > 0) };
+                    // use of this module), `a` holds `kc` rows of `MR`, `panel` holds `NR`
+                    // floats from each of the `kc` offsets (asserted above), and each `c[i]`
+                    // points at `NR` floats of its own: a row of `tile` or a distinct row of
+                    // `out`.
+                    unsafe { kernel(a.as_ptr(), panel.as_ptr(), offsets, &c, k0 > 0) };
                     if w < NR {
                         for (i, t) in tile.iter().enumerate().take(rows) {
                             out[i0 + i][j0..j0 + w].copy_from_slice(&t[..w]);
@@ -150,22 +157,15 @@ mod avx512 {
         }
     }
 
-    /// `c[i] = a · b` (or `c[i] += a · b` with `load`) for `a` `[kc][MR]` and `b` `kc` rows of
-    /// `NR` floats, `b_rs` apart; `c[i]` holds row `i`'s `NR` floats.
+    /// `c[i] = a · b` (or `c[i] += a · b` with `load`) for `a` `[kc][MR]` and `b` the `kc`
+    /// rows of `NR` floats at `rows` (`kc` offsets); `c[i]` holds row `i`'s `NR` floats.
     ///
     /// # Safety
-    /// AVX-512F must be available; `a` must be readable for `kc * MR` floats, `b` for
-    /// `(kc - 1) * b_rs + NR`, and each `c[i]` readable and writable for `NR` floats that
-    /// nothing else references during the call.
+    /// AVX-512F must be available; `a` must be readable for `rows.len() * MR` floats, `b` for
+    /// `NR` floats from each offset in `rows`, and each `c[i]` readable and writable for `NR`
+    /// floats that nothing else references during the call.
     #[target_feature(enable = "avx512f")]
-    unsafe fn kernel(
-        kc: usize,
-        a: *const f32,
-        b: *const f32,
-        b_rs: usize,
-        c: &[*mut f32; MR],
-        load: bool,
-    ) {
+    unsafe fn kernel(a: *const f32, b: *const f32, rows: &[usize], c: &[*mut f32; MR], load: bool) {
         let mut acc: [[__m512; 3]; MR] = [[_mm512_set1_ps(0.0); 3]; MR];
         if load {
             for (ai, &ci) in acc.iter_mut().zip(c) {
@@ -174,8 +174,8 @@ mod avx512 {
                 }
             }
         }
-        for p in 0..kc {
-            let bp = b.add(p * b_rs);
+        for (p, &row) in rows.iter().enumerate() {
+            let bp = b.add(row);
             let b0 = _mm512_loadu_ps(bp);
             let b1 = _mm512_loadu_ps(bp.add(16));
             let b2 = _mm512_loadu_ps(bp.add(32));

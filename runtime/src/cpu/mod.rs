@@ -9,6 +9,7 @@ mod buffers;
 mod cast;
 mod conv;
 mod conv_gemm;
+mod conv_padded;
 mod conv_transpose;
 mod depthwise;
 mod detection;
