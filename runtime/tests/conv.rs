@@ -122,9 +122,11 @@ type Geometry = ([usize; 2], [usize; 2], [usize; 2], [usize; 4]);
 
 fn cases() -> Vec<Case> {
     let mut out = Vec::new();
-    let geometries: [Geometry; 6] = [
+    let geometries: [Geometry; 7] = [
         ([1, 1], [1, 1], [1, 1], [0, 0, 0, 0]),
         ([3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
+        // Unit stride with dilation and uneven pads: the padded-input GEMM of Conv.
+        ([2, 3], [1, 1], [2, 1], [1, 0, 2, 1]),
         ([3, 3], [2, 2], [1, 1], [0, 1, 1, 0]),
         ([2, 3], [1, 2], [2, 1], [1, 0, 2, 1]),
         ([3, 3], [2, 1], [2, 2], [2, 2, 2, 2]),
@@ -178,7 +180,21 @@ fn conv_matches_direct_reference() {
 #[test]
 fn conv_transpose_matches_direct_reference() {
     let mut rng = Rng::new(2);
-    for (k, c) in cases().iter().enumerate() {
+    let mut all = cases();
+    // Large enough to run in several bands of input rows, whose 3x3 taps overlap.
+    all.push(Case {
+        n: 1,
+        c: 4,
+        o: 32,
+        hw: [40, 60],
+        kernel: [3, 3],
+        strides: [2, 2],
+        dilations: [1, 1],
+        pads: [1, 1, 1, 1],
+        group: 1,
+        bias: true,
+    });
+    for (k, c) in all.iter().enumerate() {
         let output_padding = [(k % 2).min(c.strides[0] - 1), (k % 3).min(c.strides[1] - 1)];
         let x = rng.tensor(&[c.n, c.c, c.hw[0], c.hw[1]]);
         let w = rng.tensor(&[c.c, c.o / c.group, c.kernel[0], c.kernel[1]]);

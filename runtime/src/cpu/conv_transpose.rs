@@ -1,10 +1,10 @@
-//! 2-D transposed convolution (ONNX ConvTranspose, NCHW, weights `[C, O/g, kH, kW]`): one GEMM
-//! per image and group gives every input pixel's contribution to each kernel tap, and col2im
-//! adds them into the output. Explicit pads only: the frontend resolves `output_shape` and
+//! 2-D transposed convolution (ONNX ConvTranspose, NCHW, weights `[C, O/g, kH, kW]`): per image,
+//! group and band of input rows, a GEMM gives every input pixel's contribution to each kernel
+//! tap, and col2im adds them into the output. Explicit pads only: the frontend resolves `output_shape` and
 //! `auto_pad` into `pads` and `output_padding`.
 
 use super::conv::{bias_values, dims4, valid_range};
-use super::gemm::matmul;
+use super::gemm::{matmul_strided, Threads, View};
 use super::{buffers, check_window, f32s};
 use crate::{RuntimeError, Tensor};
 use rayon::prelude::*;
@@ -62,23 +62,35 @@ pub(crate) fn conv_transpose(
     };
     let mut out = buffers::reuse(n * o * oh * ow);
     let (cg, rows) = (c / g, og * kh * kw);
-    let mut cols = buffers::reuse(rows * h * wd);
+    // Bands of input rows whose contributions stay in the L2 cache between the GEMM that
+    // writes them and col2im that reads them (PP-OCR's 24 -> 24 2x2 upsampling at 160x160 has
+    // 10 MB of them).
+    const BAND_FLOATS: usize = 128 * 1024;
+    let band = (BAND_FLOATS / (rows * wd).max(1)).clamp(1, h);
+    let mut cols = buffers::reuse(rows * band * wd);
     for b in 0..n {
         for gi in 0..g {
             let xs = &xv[(b * c + gi * cg) * h * wd..(b * c + (gi + 1) * cg) * h * wd];
-            matmul(
-                rows,
-                h * wd,
-                cg,
-                &wv[gi * cg * rows..],
-                true,
-                xs,
-                &mut cols,
-                false,
-            );
+            // The weight as stored, `[cg × rows]`, read transposed.
+            let lhs = View {
+                data: &wv[gi * cg * rows..(gi + 1) * cg * rows],
+                rs: 1,
+                cs: rows,
+            };
             let first = (b * o + gi * og) * oh * ow;
             let planes = &mut out[first..first + og * oh * ow];
-            col2im(&geo, &cols, gi * og, bias, planes);
+            planes
+                .par_chunks_mut(oh * ow)
+                .enumerate()
+                .for_each(|(ol, dst)| dst.fill(bias.map_or(0.0, |b| b[gi * og + ol])));
+            for y0 in (0..h).step_by(band) {
+                let y1 = (y0 + band).min(h);
+                let len = (y1 - y0) * wd;
+                let rhs = View::rows(&xs[y0 * wd..], h * wd);
+                let part = &mut cols[..rows * len];
+                matmul_strided(rows, len, cg, lhs, rhs, part, false, Threads::Pool);
+                col2im(&geo, part, (y0, y1), planes);
+            }
         }
     }
     buffers::give_back(cols);
@@ -102,16 +114,11 @@ struct Geometry {
     pl: usize,
 }
 
-/// Adds every kernel tap's contribution (`cols`, `[og·kh·kw × h·w]`) into the output planes of
-/// one group, which start at output channel `first_channel`; one plane per parallel task.
-fn col2im(
-    geo: &Geometry,
-    cols: &[f32],
-    first_channel: usize,
-    bias: Option<&[f32]>,
-    planes: &mut [f32],
-) {
-    let (in_plane, out_plane) = (geo.h * geo.w, geo.oh * geo.ow);
+/// Adds the contributions of input rows `y0..y1` to every kernel tap (`cols`,
+/// `[og·kh·kw × (y1 - y0)·w]`) into the output planes of one group; one plane per parallel
+/// task.
+fn col2im(geo: &Geometry, cols: &[f32], (y0, y1): (usize, usize), planes: &mut [f32]) {
+    let (band, out_plane) = ((y1 - y0) * geo.w, geo.oh * geo.ow);
     if out_plane == 0 {
         return;
     }
@@ -119,15 +126,16 @@ fn col2im(
         .par_chunks_mut(out_plane)
         .enumerate()
         .for_each(|(ol, dst)| {
-            dst.fill(bias.map_or(0.0, |b| b[first_channel + ol]));
             for i in 0..geo.kh {
                 let (ylo, yhi) = valid_range(geo.pt, i * geo.dh, geo.sh, geo.oh, geo.h);
+                let (ylo, yhi) = (ylo.clamp(y0, y1), yhi.clamp(y0, y1));
                 for j in 0..geo.kw {
                     let (xlo, xhi) = valid_range(geo.pl, j * geo.dw, geo.sw, geo.ow, geo.w);
-                    let row = ((ol * geo.kh + i) * geo.kw + j) * in_plane;
+                    let row = ((ol * geo.kh + i) * geo.kw + j) * band;
                     for y in ylo..yhi {
                         let oy = y * geo.sh + i * geo.dh - geo.pt;
-                        let src = &cols[row + y * geo.w..row + (y + 1) * geo.w];
+                        let at = row + (y - y0) * geo.w;
+                        let src = &cols[at..at + geo.w];
                         let line = &mut dst[oy * geo.ow..(oy + 1) * geo.ow];
                         for x in xlo..xhi {
                             line[x * geo.sw + j * geo.dw - geo.pl] += src[x];

@@ -34,33 +34,22 @@ pub(crate) enum Threads {
     Pool,
 }
 
-/// `c[m×n] = a[m×k] · b[k×n]`, plus the old `c` when `accumulate`. All row-major; `a` is read
-/// as stored `[k×m]` when `a_transposed`, which lets ConvTranspose use its weight as is. Uses
-/// the current rayon pool's threads.
+/// `c[m×n] = a[m×k] · b[k×n]`, plus the old `c` when `accumulate`. All row-major. Uses the
+/// current rayon pool's threads.
 ///
 /// Panics when a slice is shorter than its dimensions say: callers size them from shapes they
 /// already checked, so that is a bug in the caller, and the check keeps the unsafe call sound.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn matmul(
     m: usize,
     n: usize,
     k: usize,
     a: &[f32],
-    a_transposed: bool,
     b: &[f32],
     c: &mut [f32],
     accumulate: bool,
 ) {
-    let a = if a_transposed {
-        View {
-            data: a,
-            rs: 1,
-            cs: m,
-        }
-    } else {
-        View::rows(a, k)
-    };
-    matmul_strided(m, n, k, a, View::rows(b, n), c, accumulate, Threads::Pool);
+    let (a, b) = (View::rows(a, k), View::rows(b, n));
+    matmul_strided(m, n, k, a, b, c, accumulate, Threads::Pool);
 }
 
 /// `c = a · b (+ c)` with `a` `[m×k]` and `b` `[k×n]` strided, and `c` row-major `[m×n]`.

@@ -296,7 +296,6 @@ pub(super) fn execute(
                 plane,
                 kdim,
                 &wv[gi * og_out * kdim..],
-                false,
                 &col[gi * kdim * plane..],
                 &mut out[(b * o + gi * og_out) * plane..(b * o + (gi + 1) * og_out) * plane],
                 true,
