@@ -81,23 +81,33 @@ pub(crate) fn clip(x: f32, min: f32, max: f32) -> f32 {
     }
 }
 
-/// Applies `act` to every element of `v`. The match is outside the loops so each loop is a
-/// plain map the compiler can vectorize.
+/// `row[i] = act(row[i] + bias + residual[i])` with each term only when given, in one pass.
+/// The match is outside the loops so each loop is a plain map the compiler can vectorize; the
+/// sums are in the order the unfused ops add them, so the bits are theirs.
 #[inline(always)]
-fn activate(act: Activation, v: &mut [f32]) {
+fn finish(row: &mut [f32], bias: Option<f32>, residual: Option<&[f32]>, act: Option<Activation>) {
     #[inline(always)]
-    fn each(v: &mut [f32], f: impl Fn(f32) -> f32) {
-        v.iter_mut().for_each(|e| *e = f(*e));
+    fn each(row: &mut [f32], bias: Option<f32>, residual: Option<&[f32]>, f: impl Fn(f32) -> f32) {
+        match (bias, residual) {
+            (Some(b), Some(r)) => row.iter_mut().zip(r).for_each(|(e, &r)| *e = f(*e + b + r)),
+            (Some(b), None) => row.iter_mut().for_each(|e| *e = f(*e + b)),
+            (None, Some(r)) => row.iter_mut().zip(r).for_each(|(e, &r)| *e = f(*e + r)),
+            (None, None) => row.iter_mut().for_each(|e| *e = f(*e)),
+        }
     }
+    let (b, r) = (bias, residual);
     match act {
-        Activation::Relu => each(v, relu),
-        Activation::Sigmoid => each(v, sigmoid),
-        Activation::HardSwish => each(v, hard_swish),
-        Activation::Silu => each(v, silu),
-        Activation::Mish => each(v, mish),
-        Activation::LeakyRelu { alpha } => each(v, |x| leaky_relu(x, alpha)),
-        Activation::HardSigmoid { alpha, beta } => each(v, |x| hard_sigmoid(x, alpha, beta)),
-        Activation::Clip { min, max } => each(v, |x| clip(x, min, max)),
+        None => each(row, b, r, |x| x),
+        Some(Activation::Relu) => each(row, b, r, relu),
+        Some(Activation::Sigmoid) => each(row, b, r, sigmoid),
+        Some(Activation::HardSwish) => each(row, b, r, hard_swish),
+        Some(Activation::Silu) => each(row, b, r, silu),
+        Some(Activation::Mish) => each(row, b, r, mish),
+        Some(Activation::LeakyRelu { alpha }) => each(row, b, r, |x| leaky_relu(x, alpha)),
+        Some(Activation::HardSigmoid { alpha, beta }) => {
+            each(row, b, r, |x| hard_sigmoid(x, alpha, beta))
+        }
+        Some(Activation::Clip { min, max }) => each(row, b, r, |x| clip(x, min, max)),
     }
 }
 
@@ -134,18 +144,7 @@ impl Epilogue<'_> {
 
     #[inline(always)]
     fn apply_any(&self, channel: usize, offset: usize, row: &mut [f32]) {
-        if let Some(b) = self.bias {
-            let b = b[channel];
-            row.iter_mut().for_each(|e| *e += b);
-        }
-        if let Some(r) = self.residual {
-            let len = row.len();
-            row.iter_mut()
-                .zip(&r[offset..offset + len])
-                .for_each(|(e, &r)| *e += r);
-        }
-        if let Some(act) = self.activation {
-            activate(act, row);
-        }
+        let residual = self.residual.map(|r| &r[offset..offset + row.len()]);
+        finish(row, self.bias.map(|b| b[channel]), residual, self.activation);
     }
 }
