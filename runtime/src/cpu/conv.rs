@@ -229,6 +229,18 @@ pub(super) struct Task {
     pub cols: (usize, usize),
 }
 
+/// The fewest items a parallel job of a convolution with `macs` multiply-adds takes: all of
+/// them below about 2 µs of work, where waking a second thread costs more than it saves
+/// (PicoDet's squeeze-excite and 13x13 layers).
+pub(super) fn min_per_job(macs: usize) -> usize {
+    const SMALL: usize = 1 << 17;
+    if macs < SMALL {
+        usize::MAX
+    } else {
+        1
+    }
+}
+
 /// How [`gemm_conv`] cuts its work: tiles of `plane` GEMM columns (output positions) small
 /// enough that a tile's `cols` and outputs stay in the L2 cache, and enough tasks to keep every
 /// thread busy.
@@ -292,6 +304,7 @@ fn gemm_conv(geo: &Geometry, xv: &[f32], wv: &[f32], epi: &Epilogue, out: &mut [
     let plane_rows: Vec<usize> = (0..cg).map(|c| c * geo.in_plane()).collect();
     tasks(geo, kdim, plane)
         .into_par_iter()
+        .with_min_len(min_per_job(og * geo.group * kdim * plane * geo.n))
         .for_each_init(Vec::new, |col, t| {
             let (m, tw) = (t.rows.1 - t.rows.0, t.cols.1 - t.cols.0);
             let first_in = (t.image * geo.c + t.group * cg) * geo.in_plane();

@@ -6,7 +6,7 @@
 //! rows are computed and dropped (2 of every 162 for a 3x3 conv at 160 wide).
 
 use super::buffers;
-use super::conv::{tasks, Geometry, SharedOut};
+use super::conv::{min_per_job, tasks, Geometry, SharedOut};
 use super::conv_gemm::ConvGemm;
 use super::epilogue::Epilogue;
 use rayon::prelude::*;
@@ -41,6 +41,7 @@ pub(super) fn padded_conv(
     let shared = SharedOut::new(out);
     tasks(geo, taps.len(), span)
         .into_par_iter()
+        .with_min_len(min_per_job(geo.o * taps.len() * plane * geo.n))
         .for_each_init(Vec::new, |tile, t| {
             let (m, tw) = (t.rows.1 - t.rows.0, t.cols.1 - t.cols.0);
             tile.resize(m * tw, 0.0);

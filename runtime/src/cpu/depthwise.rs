@@ -9,7 +9,7 @@
 //! a block of rows and a vector of columns at a time by the kernels of [`super::stencil`], and
 //! each block of rows is finished with the epilogue while it is still in L1.
 
-use super::conv::Geometry;
+use super::conv::{min_per_job, Geometry};
 use super::epilogue::Epilogue;
 use super::stencil::{Block, Simd, LANES, ROWS};
 use rayon::prelude::*;
@@ -24,8 +24,10 @@ pub(crate) fn depthwise(geo: &Geometry, xv: &[f32], wv: &[f32], epi: &Epilogue, 
     let taps = geo.kh * geo.kw;
     let pads = Padded::new(geo);
     let simd = Simd::detect();
+    let min_len = min_per_job(out.len() * taps);
     out.par_chunks_mut(plane)
         .enumerate()
+        .with_min_len(min_len)
         .for_each_init(Vec::new, |scratch, (index, dst)| {
             let (image, oc) = (index / geo.o, index % geo.o);
             let first = (image * geo.c + oc / per_input) * geo.in_plane();

@@ -145,6 +145,11 @@ impl Epilogue<'_> {
     #[inline(always)]
     fn apply_any(&self, channel: usize, offset: usize, row: &mut [f32]) {
         let residual = self.residual.map(|r| &r[offset..offset + row.len()]);
-        finish(row, self.bias.map(|b| b[channel]), residual, self.activation);
+        finish(
+            row,
+            self.bias.map(|b| b[channel]),
+            residual,
+            self.activation,
+        );
     }
 }
