@@ -62,3 +62,24 @@ pub fn assert_same_detections(ours: &[Detection], theirs: &[Detection], what: &s
     }
     unpaired
 }
+
+/// Asserts that two output folders of the PicoDet twin hold the same multiclass NMS results:
+/// equal counts, and the same detections with no ties swapped at the keep_top_k cut.
+pub fn assert_same_nms_outputs(ours: &Path, theirs: &Path, what: &str) {
+    let count = "multiclass_nms3_0.tmp_2.npy";
+    assert_eq!(
+        read_numbers(&ours.join(count)).1,
+        read_numbers(&theirs.join(count)).1,
+        "{what}: detection counts differ"
+    );
+    let boxes = "multiclass_nms3_0.tmp_0.npy";
+    let swapped = assert_same_detections(
+        &detections(&ours.join(boxes)),
+        &detections(&theirs.join(boxes)),
+        what,
+    );
+    assert_eq!(
+        swapped, 0,
+        "{what}: ties at the keep_top_k cut were swapped"
+    );
+}

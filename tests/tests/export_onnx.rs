@@ -10,8 +10,8 @@ use onnx_export::{
     names, op_count, package_io, run_both,
 };
 use std::path::{Path, PathBuf};
-use temblor_tests::detections::{assert_same_detections, detections};
-use temblor_tests::{output, read_f32, read_numbers, real_model, rel_l2, shared, temblor};
+use temblor_tests::detections::assert_same_nms_outputs;
+use temblor_tests::{output, read_f32, real_model, rel_l2, shared, temblor};
 
 const PPOCR_NORM: [&str; 5] = ["--mean", "0.5,0.5,0.5", "--std", "0.5,0.5,0.5", "--bgr"];
 
@@ -197,22 +197,7 @@ fn picodet_twin_export_detections_match_temblor_run() {
         ];
         let run_dir = dir.path().join(image);
         let (ours, theirs) = run_both(&pkg, &inputs, &run_dir);
-        let count = "multiclass_nms3_0.tmp_2.npy";
-        assert_eq!(
-            read_numbers(&ours.join(count)).1,
-            read_numbers(&theirs.join(count)).1,
-            "{image}: detection counts differ"
-        );
-        let boxes = "multiclass_nms3_0.tmp_0.npy";
-        let swapped = assert_same_detections(
-            &detections(&ours.join(boxes)),
-            &detections(&theirs.join(boxes)),
-            image,
-        );
-        assert_eq!(
-            swapped, 0,
-            "{image}: ties at the keep_top_k cut were swapped"
-        );
+        assert_same_nms_outputs(&ours, &theirs, image);
     }
 }
 

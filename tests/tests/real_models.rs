@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 use temblor_tests::{
-    detections::{assert_same_detections, detections},
-    ort_reference, output, read_f32, read_numbers, real_model, rel_l2, shared, temblor,
+    detections::assert_same_nms_outputs, ort_reference, output, read_f32, real_model, rel_l2,
+    shared, temblor,
 };
 
 /// `temblor preprocess` of a shared image into `dir/<name>.npy`.
@@ -153,21 +153,6 @@ fn picodet_coco_twin_detections_match_onnxruntime() {
         let (code, _, err) = output(&mut cmd);
         assert_eq!(code, 0, "run failed: {err}");
         ort_reference(&model, &inputs, &theirs);
-        let boxes = "multiclass_nms3_0.tmp_0.npy";
-        let count = "multiclass_nms3_0.tmp_2.npy";
-        assert_eq!(
-            read_numbers(&ours.join(count)).1,
-            read_numbers(&theirs.join(count)).1,
-            "{image}: detection counts differ"
-        );
-        let swapped = assert_same_detections(
-            &detections(&ours.join(boxes)),
-            &detections(&theirs.join(boxes)),
-            image,
-        );
-        assert_eq!(
-            swapped, 0,
-            "{image}: ties at the keep_top_k cut were swapped"
-        );
+        assert_same_nms_outputs(&ours, &theirs, image);
     }
 }

@@ -1,7 +1,7 @@
 //! `temblor bench`: the latency, throughput and peak memory of the CPU runtime on one model, at
 //! one batch size or one table row per batch size, on seeded random inputs or given `.npy` files.
 
-use super::inputs::{self, materialize, parse_given, row_inputs, Model, RowInput};
+use super::inputs::{self, materialize, row_inputs, Model, RowInput};
 use super::run::runtime_error;
 use crate::{Error, Result};
 use serde::Serialize;
@@ -96,13 +96,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     if args.batch.contains(&0) {
         return Err(Error::usage("--batch sizes must be positive"));
     }
-    let given = args
-        .inputs
-        .iter()
-        .map(|s| parse_given(s))
-        .collect::<Result<Vec<_>>>()?;
-    let Model { package, declared } = Model::open(&args.model)?;
-    inputs::check_names(&declared, &given)?;
+    let (Model { package, declared }, given) = Model::open_with(&args.model, &args.inputs)?;
     let batches: Vec<Option<usize>> = match args.batch.as_slice() {
         [] => vec![None],
         sizes => sizes.iter().copied().map(Some).collect(),

@@ -26,6 +26,17 @@ impl Model {
         };
         Ok(Model { package, declared })
     }
+
+    /// The model at `path` and its `--input` specs, parsed and checked against its inputs.
+    pub fn open_with(path: &Path, specs: &[String]) -> Result<(Model, Vec<(String, Given)>)> {
+        let given = specs
+            .iter()
+            .map(|s| parse_given(s))
+            .collect::<Result<Vec<_>>>()?;
+        let model = Model::open(path)?;
+        check_names(&model.declared, &given)?;
+        Ok((model, given))
+    }
 }
 
 /// What `--input` says about one input.

@@ -1,7 +1,7 @@
 //! `temblor profile`: where one model's time goes on the CPU runtime, per op type, per layer and
 //! per stage of the detector.
 
-use super::inputs::{self, materialize, parse_given, row_inputs, Model};
+use super::inputs::{self, materialize, row_inputs, Model};
 use crate::profile::{self, Profile, StageMap};
 use crate::{Error, Result};
 use serde::Serialize;
@@ -46,13 +46,7 @@ pub fn profile(args: &ProfileArgs) -> Result<()> {
     if args.iters == 0 {
         return Err(Error::usage("--iters must be at least 1"));
     }
-    let given = args
-        .inputs
-        .iter()
-        .map(|s| parse_given(s))
-        .collect::<Result<Vec<_>>>()?;
-    let Model { package, declared } = Model::open(&args.model)?;
-    inputs::check_names(&declared, &given)?;
+    let (Model { package, declared }, given) = Model::open_with(&args.model, &args.inputs)?;
     let row = row_inputs(&declared, &given, None)?;
     let graph = match package {
         Some(g) => g,

@@ -64,8 +64,8 @@ struct Pool {
     /// Bytes held in `free`.
     bytes: usize,
     /// The most bytes of values a run has held at once: the pool keeps no more than this, since
-    /// the steps that do not take their outputs from it (most ops other than convolution) would
-    /// otherwise grow it by their outputs on every run.
+    /// the kernels that do not take their outputs from it (shape ops, reductions, pooling)
+    /// would otherwise grow it by their outputs on every run.
     limit: usize,
 }
 
