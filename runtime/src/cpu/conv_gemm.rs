@@ -109,7 +109,7 @@ mod avx512 {
         let mut tile = [[0.0f32; NR]; MR];
         // The last panel of `b` when it is narrower than `NR`, zero-padded, and its row offsets.
         let mut ragged = Vec::new();
-        let ragged_rows: Vec<usize> = (0..KC).map(|p| p * NR).collect();
+        let ragged_rows: [usize; KC] = std::array::from_fn(|p| p * NR);
         for k0 in (0..k).step_by(KC) {
             let kc = KC.min(k - k0);
             for j0 in (0..n).step_by(NR) {
