@@ -24,7 +24,7 @@ pub use graph::{
     Edge, Graph, GraphOutput, Node, NodeId, Partition, Placement, Precision, ValueRef,
 };
 pub use op::{
-    shape_axes, Activation, BinaryOp, ConvAttrs, ConvTransposeAttrs, DeformConvAttrs,
+    shape_axes, Activation, Affine, BinaryOp, ConvAttrs, ConvTransposeAttrs, DeformConvAttrs,
     GridSampleMode, GridSamplePadding, Op, OpFamily, PadMode, PoolAttrs, ReduceOp, ResizeAttrs,
     ResizeCoordinate, ResizeMode, ResizeNearest, RoiAlignAttrs, Scalar, ScatterReduction,
     SplitSizes, UnaryOp,

@@ -2,15 +2,20 @@
 //! being read back by one elementwise layer after another:
 //!  * `conv(x) + r` with `r` of the output's exact shape becomes the conv's residual input;
 //!  * an activation (Relu, Sigmoid, HardSwish, Mish, LeakyRelu, HardSigmoid, Clip, and SiLU
-//!    written as `y * sigmoid(y)`) becomes the conv's `activation` attribute.
+//!    written as `y * sigmoid(y)`) becomes the conv's `activation` attribute;
+//!  * after an activation, a Mul by a scalar constant and then an Add of one (either alone)
+//!    become its `affine` attribute.
 //!
-//! The conv computes `act(conv(x) + bias + residual)`, so a residual fuses only into a conv
-//! without an activation, and each fusion needs the conv's output to feed nothing but the fused
+//! The conv computes `affine(act(conv(x) + bias + residual))`, so a residual fuses only into a
+//! conv without an activation, an affine only into one with, and each fusion needs the conv's output to feed nothing but the fused
 //! layers (it is not kept anywhere else). The conv node is rewritten in place: it takes over the
 //! last fused layer's output, so its readers and graph outputs stay as they were.
 
+use crate::pattern::scalar;
 use crate::{Pass, PassError};
-use temblor_ir::{Activation, BinaryOp, Dim, Graph, NodeId, Op, Provenance, UnaryOp, ValueRef};
+use temblor_ir::{
+    Activation, Affine, BinaryOp, Dim, Graph, NodeId, Op, Provenance, UnaryOp, ValueRef,
+};
 
 pub struct FuseConvEpilogue;
 
@@ -52,6 +57,7 @@ struct Fusion {
 enum Change {
     Residual(ValueRef),
     Activation(Activation),
+    Affine(Affine),
 }
 
 fn match_epilogue(g: &Graph, conv: NodeId) -> Option<Fusion> {
@@ -59,14 +65,19 @@ fn match_epilogue(g: &Graph, conv: NodeId) -> Option<Fusion> {
         return None;
     };
     let out = ValueRef::new(conv, 0);
-    if attrs.activation.is_some()
-        || g.node(conv).outputs.len() != 1
+    if g.node(conv).outputs.len() != 1
         || !g.value_type(out).dtype.is_float()
         || is_graph_output(g, out)
     {
         return None;
     }
     let consumers = g.consumers(out);
+    if attrs.activation.is_some() {
+        return match consumers.as_slice() {
+            [(next, _)] => match_affine(g, out, attrs.affine, *next),
+            _ => None,
+        };
+    }
     match consumers.as_slice() {
         [(next, _)] => {
             let next = *next;
@@ -132,6 +143,46 @@ fn match_residual(g: &Graph, out: ValueRef, add: NodeId) -> Option<Fusion> {
     })
 }
 
+/// `out * s` after no affine yet, or `out + t` after none or after a lone scale (whose shift is
+/// the identity `-0`), with `s` and `t` scalar constants and the layer's output of `out`'s
+/// type (a scalar of higher rank would broadcast the output). A shift before a scale, or two
+/// scales, would round differently as one affine, so those stay apart.
+fn match_affine(g: &Graph, out: ValueRef, affine: Option<Affine>, next: NodeId) -> Option<Fusion> {
+    let Op::Binary(op @ (BinaryOp::Mul | BinaryOp::Add)) = g.node(next).op else {
+        return None;
+    };
+    let constant = match (g.input(next, 0)?, g.input(next, 1)?) {
+        (a, c) if a == out => scalar(g, c)?,
+        (c, b) if b == out => scalar(g, c)?,
+        _ => return None,
+    };
+    let (ty, out_ty) = (g.value_type(ValueRef::new(next, 0)), g.value_type(out));
+    if (&ty.shape, ty.dtype) != (&out_ty.shape, out_ty.dtype) {
+        return None;
+    }
+    let identity = Affine::IDENTITY;
+    let affine = match (op, affine) {
+        (BinaryOp::Mul, None) => Affine {
+            scale: constant,
+            ..identity
+        },
+        (BinaryOp::Add, None) => Affine {
+            shift: constant,
+            ..identity
+        },
+        (BinaryOp::Add, Some(a)) if a.shift.to_bits() == identity.shift.to_bits() => Affine {
+            shift: constant,
+            ..a
+        },
+        _ => return None,
+    };
+    Some(Fusion {
+        tail: next,
+        inner: None,
+        change: Change::Affine(affine),
+    })
+}
+
 /// Whether two dims are provably equal: the same number, or the same named symbol.
 fn same_extent(a: &Dim, b: &Dim) -> bool {
     match (a, b) {
@@ -173,6 +224,11 @@ fn fuse(g: &mut Graph, conv: NodeId, fusion: Fusion) {
         Change::Activation(activation) => {
             if let Op::Conv(a) = &mut g.node_mut(conv).op {
                 a.activation = Some(activation);
+            }
+        }
+        Change::Affine(affine) => {
+            if let Op::Conv(a) = &mut g.node_mut(conv).op {
+                a.affine = Some(affine);
             }
         }
     }

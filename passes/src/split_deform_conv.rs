@@ -139,6 +139,7 @@ fn split(g: &mut Graph, m: Match) {
         pads: [0; 4],
         group: m.attrs.group,
         activation: None,
+        affine: None,
     };
     let mut conv = Node::new(dcn.name.clone(), Op::Conv(attrs), dcn.outputs.clone());
     conv.provenance = prov;

@@ -165,6 +165,7 @@ fn conv_matches_direct_reference() {
             dilations: c.dilations,
             pads: c.pads,
             group: c.group,
+            affine: None,
         };
         let args = [
             Arg::Input(x.clone()),
@@ -231,6 +232,7 @@ fn conv_and_conv_transpose_match_onnxruntime() {
         dilations: [1, 2],
         pads: [1, 0, 2, 1],
         group: 2,
+        affine: None,
     };
     let got = run_temblor(
         Op::Conv(attrs),

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{assert_close, single_op_graph, Arg, Rng};
-use temblor_ir::{Activation, ConvAttrs, Op, UnaryOp};
+use temblor_ir::{Activation, Affine, BinaryOp, ConvAttrs, Op, UnaryOp};
 use temblor_runtime::{CpuPlan, Tensor};
 
 struct Case {
@@ -78,6 +78,7 @@ fn attrs(c: &Case, activation: Option<Activation>) -> ConvAttrs {
         pads: [c.pad; 4],
         group: c.group,
         activation,
+        affine: None,
     }
 }
 
@@ -235,6 +236,54 @@ fn fused_activation_is_bit_identical_to_the_standalone_op() {
             assert_eq!(fused.shape, apart.shape);
             let differ = bit_differences(&fused, &apart);
             assert_eq!(differ, 0, "case {k}, {}: elements differ", act.name());
+        }
+    }
+}
+
+/// A scalar Mul and Add after the activation, and each alone (the other at its identity). The
+/// HardSwish of a negative input below -3 is `-0`, which a shift of `+0` would turn into `+0`:
+/// the lone scale must keep it.
+#[test]
+fn fused_affine_is_bit_identical_to_the_standalone_mul_and_add() {
+    let mut rng = Rng::new(14);
+    let scalar = |v: f32| Arg::Const(Tensor::f32(vec![1], vec![v]));
+    let identity = Affine::IDENTITY;
+    let affines = [
+        Affine {
+            scale: 1.75,
+            shift: -0.25,
+        },
+        Affine {
+            scale: 0.5,
+            ..identity
+        },
+        Affine {
+            shift: 0.125,
+            ..identity
+        },
+    ];
+    for (k, c) in CASES.iter().enumerate() {
+        let ops = Operands::new(c, &mut rng);
+        let act = run(
+            Op::Conv(attrs(c, Some(Activation::HardSwish))),
+            &ops.args(),
+            2,
+        );
+        for affine in affines {
+            let mut fused = attrs(c, Some(Activation::HardSwish));
+            fused.affine = Some(affine);
+            let fused = run(Op::Conv(fused), &ops.args(), 2);
+            let mut apart = act.clone();
+            if affine.scale != 1.0 {
+                let mul = Op::Binary(BinaryOp::Mul);
+                apart = run(mul, &[scalar(affine.scale), Arg::Input(apart)], 2);
+            }
+            if affine.shift.to_bits() != identity.shift.to_bits() {
+                let add = Op::Binary(BinaryOp::Add);
+                apart = run(add, &[Arg::Input(apart), scalar(affine.shift)], 2);
+            }
+            let differ = bit_differences(&fused, &apart);
+            assert_eq!(differ, 0, "case {k}, {affine:?}: elements differ");
         }
     }
 }

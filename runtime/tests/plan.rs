@@ -72,6 +72,7 @@ fn graph_matches_ops_run_one_at_a_time() {
         dilations: [1, 1],
         pads: [1, 1, 1, 1],
         group: 1,
+        affine: None,
     };
 
     let mut g = Graph::new("chain");
@@ -343,6 +344,7 @@ fn reused_buffers_never_leak_values() {
             dilations: [1, 1],
             pads: [kernel / 2; 4],
             group,
+            affine: None,
         })
     };
     let layers = [

@@ -98,6 +98,7 @@ impl Builder {
             dilations: [1, 1],
             pads: [1, 1, 1, 1],
             group: 1,
+            affine: None,
         };
         let conv = self.node(&format!("{prefix}.conv"), Op::Conv(attrs), act(cout), &ins);
         let mut bn_ins = vec![conv];
@@ -258,6 +259,7 @@ impl Builder {
             dilations: [1, 1],
             pads: [1, 1, 1, 1],
             group: 1,
+            affine: None,
         };
         let conv = self.node(name, Op::Conv(attrs), act(cout), &[dq, wdq]);
         for v in [q, dq, wdq, conv] {

@@ -50,6 +50,7 @@ fn conv3x3(activation: Option<Activation>) -> Op {
         pads: [1, 1, 1, 1],
         group: 1,
         activation,
+        affine: None,
     })
 }
 

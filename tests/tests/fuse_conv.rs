@@ -73,6 +73,7 @@ impl Builder {
             pads: [1, 1, 1, 1],
             group: 1,
             activation: None,
+            affine: None,
         };
         self.node(name, Op::Conv(attrs), &ACT, Layout::NCHW, &[x, w, b])
     }
@@ -84,9 +85,10 @@ impl Builder {
 
 const ACT: [usize; 4] = [1, C, 8, 8];
 
-/// A chain of convs, each followed by one kind of epilogue, then three convs that must stay as
-/// they are: one whose output is also a graph output, one whose Add broadcasts, and one whose
-/// Add comes after its activation.
+/// A chain of convs, each followed by one kind of epilogue (a scalar Mul and Add after an
+/// activation among them, and an Add then a Mul, of which only the Add fuses), then three convs
+/// that must stay as they are: one whose output is also a graph output, one whose Add
+/// broadcasts, and one whose Add of a tensor comes after its activation.
 fn sample_graph() -> Graph {
     let mut b = Builder {
         g: Graph::new("fuse_conv"),
@@ -109,6 +111,18 @@ fn sample_graph() -> Graph {
     let h = b.apply("leaky", Op::LeakyRelu { alpha: 0.1 }, &[c]);
     let c = b.conv("clip_conv", h);
     let h = b.apply("clip", Op::Clip { min: 0.0, max: 6.0 }, &[c]);
+    let c = b.conv("affine_conv", h);
+    let h = b.apply("affine_hswish", Op::Unary(UnaryOp::HardSwish), &[c]);
+    let scale = b.constant("affine.scale", &[1], Layout::Any);
+    let h = b.apply("affine_mul", Op::Binary(BinaryOp::Mul), &[scale, h]);
+    let shift = b.constant("affine.shift", &[1], Layout::Any);
+    let h = b.apply("affine_add", Op::Binary(BinaryOp::Add), &[h, shift]);
+    let c = b.conv("shift_conv", h);
+    let h = b.apply("shift_relu", Op::Unary(UnaryOp::Relu), &[c]);
+    let shift = b.constant("shift.shift", &[1], Layout::Any);
+    let h = b.apply("shift_add", Op::Binary(BinaryOp::Add), &[h, shift]);
+    let scale = b.constant("shift.scale", &[1], Layout::Any);
+    let h = b.apply("shift_mul", Op::Binary(BinaryOp::Mul), &[h, scale]);
     let c = b.conv("hsig_conv", h);
     let alpha_beta = Op::HardSigmoid {
         alpha: 0.2,
@@ -189,6 +203,7 @@ fn each_epilogue_fuses_and_the_rest_stays() {
     let parse = sample_graph();
     let g = optimized(&parse);
     let expected = [
+        ("affine_conv", Some(Activation::HardSwish), false),
         ("bcast_conv", None, false),
         (
             "clip_conv",
@@ -213,15 +228,36 @@ fn each_epilogue_fuses_and_the_rest_stays() {
         ("relu_conv", Some(Activation::Relu), false),
         ("res_conv", Some(Activation::Relu), true),
         ("shared_conv", None, false),
+        ("shift_conv", Some(Activation::Relu), false),
         ("silu_conv", Some(Activation::Silu), false),
     ]
     .map(|(name, act, residual)| (name.to_string(), act, residual));
     assert_eq!(convs(&g), expected);
-    // The shared conv's Relu, the broadcasting Add and the Add after an activation remain.
+    let affine = |conv: &str| {
+        let id = g.node_ids().find(|&id| g.node(id).name == conv).unwrap();
+        let Op::Conv(a) = &g.node(id).op else {
+            unreachable!("{conv} is a conv")
+        };
+        a.affine.map(|a| (a.scale.to_bits(), a.shift.to_bits()))
+    };
+    let constant = |name: &str| {
+        let id = parse.node_ids().find(|&id| parse.node(id).name == name);
+        let value = parse.constant(ValueRef::new(id.unwrap(), 0)).unwrap();
+        value.to_f32().unwrap()[0].to_bits()
+    };
+    let (scale, shift) = (constant("affine.scale"), constant("affine.shift"));
+    assert_eq!(affine("affine_conv"), Some((scale, shift)));
+    // The Add fuses as a shift after the identity scale; the Mul after it cannot follow.
+    let shift = constant("shift.shift");
+    assert_eq!(affine("shift_conv"), Some((1f32.to_bits(), shift)));
+    assert_eq!(affine("relu_conv"), None);
+    // The shared conv's Relu, the broadcasting Add, the Add after an activation, and the Mul
+    // after a shift remain.
     assert_eq!(count(&g, "Relu"), 1);
     assert_eq!(count(&g, "Add"), 2);
-    assert_eq!(count(&g, "Sigmoid") + count(&g, "Mul"), 0);
-    assert_eq!(g.layer_count(), parse.layer_count() - 10);
+    assert_eq!(count(&g, "Mul"), 1);
+    assert_eq!(count(&g, "Sigmoid"), 0);
+    assert_eq!(g.layer_count(), parse.layer_count() - 15);
     let names: Vec<&str> = g.outputs.iter().map(|o| o.name.as_str()).collect();
     assert_eq!(names, ["y", "shared", "shared_relu", "bcast", "late"]);
 }

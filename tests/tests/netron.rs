@@ -136,6 +136,7 @@ fn every_op() -> Graph {
         dilations: [1, 1],
         pads: [1; 4],
         group: 1,
+        affine: None,
     });
     let c = one(&mut g, "conv", conv, &[x, w, b], nchw("conv", 4, 8, 8));
     let mut bn_ins = vec![c];

@@ -49,6 +49,7 @@ fn conv_attrs(kernel: usize, pads: [usize; 4], group: usize) -> ConvAttrs {
         pads,
         group,
         activation: None,
+        affine: None,
     }
 }
 

@@ -67,6 +67,7 @@ fn predictor(b: &mut Builder, name: &str, x: ValueRef, channels: usize, stride: 
         pads: [1; 4],
         group: 1,
         activation: None,
+        affine: None,
     };
     let out = (INPUT[2] - 1) / stride + 1;
     b.node(name, Op::Conv(attrs), ty(&[1, channels, out, out]), &[x, w])

@@ -59,6 +59,7 @@ fn per_channel_scale_and_shift_fold_into_the_conv() {
         pads: [1, 1, 1, 1],
         group: 1,
         activation: None,
+        affine: None,
     };
     let conv = b.node("conv", Op::Conv(attrs), act(4), &[x, w]);
     let s = b.random("scale", &[4, 1, 1], Layout::Any);

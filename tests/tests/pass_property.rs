@@ -110,6 +110,7 @@ impl Gen {
             pads,
             group,
             activation: None,
+            affine: None,
         };
         self.layer("conv", Op::Conv(attrs), dims, &ins)
     }
@@ -192,6 +193,7 @@ impl Gen {
             pads: [kernel / 2; 4],
             group: 1,
             activation: None,
+            affine: None,
         };
         let mut y = self.layer("res_conv", Op::Conv(attrs), [c, h, w], &ins);
         if self.chance(60) {

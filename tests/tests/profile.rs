@@ -397,6 +397,7 @@ fn conv(b: &mut Builder, name: &str, x: ValueRef, out: TensorType) -> ValueRef {
         dilations: [1, 1],
         pads: [0; 4],
         group: 1,
+        affine: None,
     };
     let w = b.random(&format!("{name}.w"), &[4, 4, 1, 1], Layout::OIHW);
     b.node(name, Op::Conv(attrs), out, &[x, w])

@@ -68,6 +68,7 @@ fn conv(kernel: usize) -> Op {
         dilations: [1, 1],
         pads: [kernel / 2; 4],
         group: 1,
+        affine: None,
     })
 }
 

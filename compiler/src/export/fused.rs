@@ -10,8 +10,9 @@ use super::model::scalar_bytes;
 use bytes::Bytes;
 use temblor_ir::{Activation, ConvAttrs, DType, DeformConvAttrs};
 
-/// `act(conv(x, w) + bias + residual)`: Conv (bias is its third input), an Add of the
-/// residual, then the activation, as the CPU epilogue computes it.
+/// `affine(act(conv(x, w) + bias + residual))`: Conv (bias is its third input), an Add of the
+/// residual, the activation, then a Mul and an Add of the affine's scalars, as the CPU
+/// epilogue computes it.
 pub(super) fn conv(em: &mut Emitter, cx: &Lower, a: &ConvAttrs) -> Result<(), String> {
     let name = cx.name();
     let out = cx.outs[0].clone();
@@ -41,7 +42,28 @@ pub(super) fn conv(em: &mut Emitter, cx: &Lower, a: &ConvAttrs) -> Result<(), St
         x = sum;
     }
     if let Some(act) = a.activation {
-        activation(em, name, act, &x, &out, dtype);
+        let activated = last_step(em, "activation", a.affine.is_none());
+        activation(em, name, act, &x, &activated, dtype);
+        x = activated;
+    }
+    if let Some(affine) = a.affine {
+        let scaled = em.value(&format!("{name}.scaled"));
+        let scale = em.scalar(&format!("{name}.scale"), dtype, affine.scale as f64);
+        let shift = em.scalar(&format!("{name}.shift"), dtype, affine.shift as f64);
+        em.node(
+            "Mul",
+            &format!("{name}.affine_scale"),
+            vec![x, scale],
+            vec![scaled.clone()],
+            vec![],
+        );
+        em.node(
+            "Add",
+            &format!("{name}.affine_shift"),
+            vec![scaled, shift],
+            vec![out],
+            vec![],
+        );
     }
     Ok(())
 }

@@ -124,8 +124,8 @@ pub fn run(
     })
 }
 
-/// The op type a layer is shown as: its op's name, with a convolution's fused residual and
-/// activation appended.
+/// The op type a layer is shown as: its op's name, with a convolution's fused residual,
+/// activation and affine appended.
 pub fn op_type(g: &Graph, id: NodeId) -> String {
     let op = &g.node(id).op;
     let Op::Conv(attrs) = op else {
@@ -138,6 +138,9 @@ pub fn op_type(g: &Graph, id: NodeId) -> String {
     if let Some(a) = &attrs.activation {
         name.push('+');
         name.push_str(activation_op(a));
+    }
+    if attrs.affine.is_some() {
+        name.push_str("+Mul+Add");
     }
     name
 }

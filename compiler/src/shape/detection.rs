@@ -115,6 +115,7 @@ fn window(a: &DeformConvAttrs) -> ConvAttrs {
         pads: a.pads,
         group: a.group,
         activation: None,
+        affine: None,
     }
 }
 

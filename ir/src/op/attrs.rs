@@ -13,6 +13,31 @@ pub struct ConvAttrs {
     pub group: usize,
     /// A fused epilogue: applied to `conv(x) + bias (+ residual)` before the result is stored.
     pub activation: Option<Activation>,
+    /// Applied after the activation; only a conv with one has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affine: Option<Affine>,
+}
+
+/// `y * scale + shift` with scalar constants, after a conv's activation: the Mul and Add that
+/// PP-LCNetV3's learnable affine blocks put after each activation, where they cannot fold into
+/// the weights. `scale = 1` and `shift = -0` leave every f32 (`-0` included) as it is, so a
+/// lone Mul or Add fuses with the other at that identity and the bits stay the unfused layers'.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Affine {
+    pub scale: f32,
+    pub shift: f32,
+}
+
+impl Affine {
+    pub const IDENTITY: Affine = Affine {
+        scale: 1.0,
+        shift: -0.0,
+    };
+
+    #[inline(always)]
+    pub fn apply(self, y: f32) -> f32 {
+        y * self.scale + self.shift
+    }
 }
 
 /// Activations a convolution can apply in its epilogue. Each is the same function as the

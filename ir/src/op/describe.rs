@@ -25,6 +25,10 @@ impl Op {
                     v.push(("activation", Str(act.name().to_string())));
                     v.extend(activation_params(act));
                 }
+                if let Some(affine) = &a.affine {
+                    v.push(("affine_scale", Float(affine.scale)));
+                    v.push(("affine_shift", Float(affine.shift)));
+                }
                 v
             }
             Op::ConvTranspose(a) => vec![

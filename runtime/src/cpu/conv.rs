@@ -200,6 +200,7 @@ pub(crate) fn conv(
         bias: bias_values(bias, geo.o)?,
         residual,
         activation: a.activation,
+        affine: a.affine,
     };
     let len = geo.n * geo.o * geo.out_plane();
     // The depthwise and GEMM kernels write every output; `few_outputs` sums into its output.

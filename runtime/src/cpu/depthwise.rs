@@ -407,6 +407,7 @@ mod tests {
                 bias: Some(&bias),
                 residual: None,
                 activation: None,
+                affine: None,
             };
             let out_plane = geo.out_plane();
             let mut got = vec![0.0f32; n * o * out_plane];

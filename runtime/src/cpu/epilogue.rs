@@ -1,11 +1,11 @@
-//! The fused epilogue of a convolution, `act(acc + bias + residual)`, applied to one output row
+//! The fused epilogue of a convolution, `affine(act(acc + bias + residual))`, applied to one output row
 //! while it is still in cache, and the scalar activations it uses. These must be the very
 //! functions the standalone f32 activation kernels (`activation.rs`) compute, so that fusing an
 //! activation into a conv never changes a result; `tests/conv_epilogue.rs` checks that bit for
 //! bit.
 
 use super::math::exp_f32;
-use temblor_ir::Activation;
+use temblor_ir::{Activation, Affine};
 
 #[inline(always)]
 pub(crate) fn relu(x: f32) -> f32 {
@@ -81,11 +81,17 @@ pub(crate) fn clip(x: f32, min: f32, max: f32) -> f32 {
     }
 }
 
-/// `row[i] = act(row[i] + bias + residual[i])` with each term only when given, in one pass.
-/// The match is outside the loops so each loop is a plain map the compiler can vectorize; the
-/// sums are in the order the unfused ops add them, so the bits are theirs.
+/// `row[i] = affine(act(row[i] + bias + residual[i]))` with each term only when given, in one
+/// pass. The matches are outside the loops so each loop is a plain map the compiler can
+/// vectorize; the sums are in the order the unfused ops add them, so the bits are theirs.
 #[inline(always)]
-fn finish(row: &mut [f32], bias: Option<f32>, residual: Option<&[f32]>, act: Option<Activation>) {
+fn finish(
+    row: &mut [f32],
+    bias: Option<f32>,
+    residual: Option<&[f32]>,
+    act: Option<Activation>,
+    affine: Option<Affine>,
+) {
     #[inline(always)]
     fn each(row: &mut [f32], bias: Option<f32>, residual: Option<&[f32]>, f: impl Fn(f32) -> f32) {
         match (bias, residual) {
@@ -95,19 +101,32 @@ fn finish(row: &mut [f32], bias: Option<f32>, residual: Option<&[f32]>, act: Opt
             (None, None) => row.iter_mut().for_each(|e| *e = f(*e)),
         }
     }
-    let (b, r) = (bias, residual);
+    #[inline(always)]
+    fn then(
+        row: &mut [f32],
+        bias: Option<f32>,
+        residual: Option<&[f32]>,
+        affine: Option<Affine>,
+        f: impl Fn(f32) -> f32,
+    ) {
+        match affine {
+            Some(a) => each(row, bias, residual, |x| a.apply(f(x))),
+            None => each(row, bias, residual, f),
+        }
+    }
+    let (b, r, t) = (bias, residual, affine);
     match act {
         None => each(row, b, r, |x| x),
-        Some(Activation::Relu) => each(row, b, r, relu),
-        Some(Activation::Sigmoid) => each(row, b, r, sigmoid),
-        Some(Activation::HardSwish) => each(row, b, r, hard_swish),
-        Some(Activation::Silu) => each(row, b, r, silu),
-        Some(Activation::Mish) => each(row, b, r, mish),
-        Some(Activation::LeakyRelu { alpha }) => each(row, b, r, |x| leaky_relu(x, alpha)),
+        Some(Activation::Relu) => then(row, b, r, t, relu),
+        Some(Activation::Sigmoid) => then(row, b, r, t, sigmoid),
+        Some(Activation::HardSwish) => then(row, b, r, t, hard_swish),
+        Some(Activation::Silu) => then(row, b, r, t, silu),
+        Some(Activation::Mish) => then(row, b, r, t, mish),
+        Some(Activation::LeakyRelu { alpha }) => then(row, b, r, t, |x| leaky_relu(x, alpha)),
         Some(Activation::HardSigmoid { alpha, beta }) => {
-            each(row, b, r, |x| hard_sigmoid(x, alpha, beta))
+            then(row, b, r, t, |x| hard_sigmoid(x, alpha, beta))
         }
-        Some(Activation::Clip { min, max }) => each(row, b, r, |x| clip(x, min, max)),
+        Some(Activation::Clip { min, max }) => then(row, b, r, t, |x| clip(x, min, max)),
     }
 }
 
@@ -119,6 +138,8 @@ pub(crate) struct Epilogue<'a> {
     /// The whole residual tensor, laid out like the output.
     pub residual: Option<&'a [f32]>,
     pub activation: Option<Activation>,
+    /// After the activation; only with one (the IR fuses it only there).
+    pub affine: Option<Affine>,
 }
 
 impl Epilogue<'_> {
@@ -150,6 +171,7 @@ impl Epilogue<'_> {
             self.bias.map(|b| b[channel]),
             residual,
             self.activation,
+            self.affine,
         );
     }
 }

@@ -123,6 +123,7 @@ fn conv(ctx: &NodeCtx) -> Result<Op, String> {
         dilations: c.dilations,
         pads,
         group: c.group,
+        affine: None,
     }))
 }
 

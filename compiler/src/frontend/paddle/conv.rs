@@ -171,6 +171,7 @@ fn conv(c: &mut Ctx) -> Res {
             pads,
             group,
             activation: None,
+            affine: None,
         }),
         &[Some(x), Some(w), bias],
         1,
