@@ -195,8 +195,43 @@ fn conv_transpose_matches_direct_reference() {
         group: 1,
         bias: true,
     });
+    // Taps that tile the output (kernel = stride, no pads): the write-once path, in every
+    // channel layout, then in several bands with one output channel and with many.
+    for (i, &(c, o, group)) in LAYOUTS.iter().enumerate() {
+        all.push(Case {
+            n: 2,
+            c,
+            o,
+            hw: [5, 7],
+            kernel: [2, 3],
+            strides: [2, 3],
+            dilations: [1, 1],
+            pads: [0; 4],
+            group,
+            bias: i % 2 == 0,
+        });
+    }
+    for (c, o, hw) in [(24, 1, [70, 90]), (24, 24, [30, 20])] {
+        all.push(Case {
+            n: 1,
+            c,
+            o,
+            hw,
+            kernel: [2, 2],
+            strides: [2, 2],
+            dilations: [1, 1],
+            pads: [0; 4],
+            group: 1,
+            bias: true,
+        });
+    }
     for (k, c) in all.iter().enumerate() {
-        let output_padding = [(k % 2).min(c.strides[0] - 1), (k % 3).min(c.strides[1] - 1)];
+        // The write-once cases have none, or their taps would not tile the output.
+        let disjoint = c.kernel == c.strides && c.pads == [0; 4];
+        let output_padding = match disjoint {
+            true => [0, 0],
+            false => [(k % 2).min(c.strides[0] - 1), (k % 3).min(c.strides[1] - 1)],
+        };
         let x = rng.tensor(&[c.n, c.c, c.hw[0], c.hw[1]]);
         let w = rng.tensor(&[c.c, c.o / c.group, c.kernel[0], c.kernel[1]]);
         let b = c.bias.then(|| rng.tensor(&[c.o]));

@@ -1,9 +1,13 @@
 //! 2-D transposed convolution (ONNX ConvTranspose, NCHW, weights `[C, O/g, kH, kW]`): per image,
 //! group and band of input rows, a GEMM gives every input pixel's contribution to each kernel
-//! tap, and col2im adds them into the output. Explicit pads only: the frontend resolves `output_shape` and
-//! `auto_pad` into `pads` and `output_padding`.
+//! tap, and col2im adds them into the output. When the taps do not overlap (a kernel as large
+//! as its stride: the 2x2 stride-2 upsampling of FPN and DB heads), each output pixel is one
+//! contribution, so bands are independent parallel tasks that write their output rows once.
+//! Explicit pads only: the frontend resolves `output_shape` and `auto_pad` into `pads` and
+//! `output_padding`.
 
-use super::conv::{bias_values, dims4, valid_range};
+use super::conv::{bias_values, dims4, valid_range, SharedOut};
+use super::conv_gemm::ConvGemm;
 use super::gemm::{matmul_strided, Threads, View};
 use super::{buffers, check_window, f32s};
 use crate::{RuntimeError, Tensor};
@@ -62,6 +66,10 @@ pub(crate) fn conv_transpose(
     };
     let mut out = buffers::reuse(n * o * oh * ow);
     let (cg, rows) = (c / g, og * kh * kw);
+    if geo.disjoint() {
+        disjoint(&geo, [n, g, cg, og], xv, wv, bias, &mut out);
+        return Ok(Tensor::f32(vec![n, o, oh, ow], out));
+    }
     // Bands of input rows whose contributions stay in the L2 cache between the GEMM that
     // writes them and col2im that reads them (PP-OCR's 24 -> 24 2x2 upsampling at 160x160 has
     // 10 MB of them).
@@ -112,6 +120,87 @@ struct Geometry {
     dw: usize,
     pt: usize,
     pl: usize,
+}
+
+impl Geometry {
+    /// Whether every output pixel takes one tap of one input pixel: the kernel tiles the
+    /// output exactly, undilated and unpadded.
+    fn disjoint(&self) -> bool {
+        (self.kh, self.kw, self.dh, self.dw, self.pt, self.pl) == (self.sh, self.sw, 1, 1, 0, 0)
+            && (self.oh, self.ow) == (self.h * self.sh, self.w * self.sw)
+    }
+}
+
+/// The transposed convolution of [`Geometry::disjoint`] taps, in parallel tasks of (image,
+/// group, band of input rows): one GEMM gives the band's contribution to every tap, and each
+/// output row of the band is its kernel row's taps interleaved, plus the bias.
+fn disjoint(
+    geo: &Geometry,
+    [n, g, cg, og]: [usize; 4],
+    xv: &[f32],
+    wv: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+) {
+    let (taps, in_plane, out_plane) = (geo.kh * geo.kw, geo.h * geo.w, geo.oh * geo.ow);
+    let rows = og * taps;
+    if rows == 0 || in_plane == 0 {
+        return;
+    }
+    // The weight of each group as the GEMM's `[og·kh·kw × cg]` left-hand side.
+    let transposed: Vec<Vec<f32>> = (0..g)
+        .map(|gi| {
+            let wg = &wv[gi * cg * rows..(gi + 1) * cg * rows];
+            (0..rows * cg).map(|i| wg[i % cg * rows + i / cg]).collect()
+        })
+        .collect();
+    let gemms: Vec<ConvGemm> = transposed
+        .iter()
+        .map(|w| ConvGemm::new(w, rows, cg))
+        .collect();
+    // Bands whose contributions (256 KiB) stay in the L2 cache until they are written out.
+    const BAND_FLOATS: usize = 64 * 1024;
+    let band = (BAND_FLOATS / (rows * geo.w)).clamp(1, geo.h);
+    let tasks: Vec<(usize, usize, usize)> = (0..n)
+        .flat_map(|b| (0..g).flat_map(move |gi| (0..geo.h).step_by(band).map(move |y| (b, gi, y))))
+        .collect();
+    let shared = SharedOut::new(out);
+    tasks.into_par_iter().for_each_init(Vec::new, |cols, (b, gi, y0)| {
+        let y1 = (y0 + band).min(geo.h);
+        let len = (y1 - y0) * geo.w;
+        let xs = &xv[(b * g + gi) * cg * in_plane..(b * g + gi + 1) * cg * in_plane];
+        let offsets: Vec<usize> = (0..cg).map(|ci| ci * in_plane + y0 * geo.w).collect();
+        cols.resize(rows * len, 0.0);
+        let mut parts: Vec<&mut [f32]> = cols.chunks_exact_mut(len).collect();
+        gemms[gi].multiply(0, xs, &offsets, len, &mut parts);
+        for ol in 0..og {
+            let oc = gi * og + ol;
+            let shift = bias.map_or(0.0, |bv| bv[oc]);
+            let plane = (b * g * og + oc) * out_plane;
+            for i in 0..geo.kh {
+                let first = (ol * geo.kh + i) * geo.kw;
+                for y in y0..y1 {
+                    let oy = y * geo.kh + i;
+                    // SAFETY: output row `oy` of this plane takes input row `y` alone, and
+                    // tasks cover disjoint (image, group, input row) cells.
+                    let line = unsafe { shared.segment(plane + oy * geo.ow, geo.ow) };
+                    let src = |j: usize| &cols[(first + j) * len + (y - y0) * geo.w..][..geo.w];
+                    if geo.kw == 2 {
+                        let pairs = line.chunks_exact_mut(2).zip(src(0).iter().zip(src(1)));
+                        pairs.for_each(|(d, (&a, &b))| {
+                            d[0] = shift + a;
+                            d[1] = shift + b;
+                        });
+                    } else {
+                        for j in 0..geo.kw {
+                            let dst = line[j..].iter_mut().step_by(geo.kw);
+                            dst.zip(src(j)).for_each(|(d, &v)| *d = shift + v);
+                        }
+                    }
+                }
+            }
+        }
+    });
 }
 
 /// Adds the contributions of input rows `y0..y1` to every kernel tap (`cols`,
