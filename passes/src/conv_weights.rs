@@ -47,15 +47,17 @@ impl Rows {
 }
 
 /// How a per-output-channel scale and shift fold into layer `id`: its weight rows and its bias
-/// port. A Conv with a fused activation or a residual does not, as the scale would have to pass
-/// through them.
+/// port. A Conv or ConvTranspose with a fused activation, or a Conv with a residual, does not, as
+/// the scale would have to pass through them.
 pub(crate) fn form(g: &Graph, id: NodeId) -> Option<(Rows, usize)> {
     match &g.node(id).op {
         Op::Conv(a) if a.activation.is_none() && g.input(id, 3).is_none() => {
             Some((Rows::Leading, 2))
         }
         Op::DeformConv(_) => Some((Rows::Leading, 3)),
-        Op::ConvTranspose(a) => Some((Rows::Grouped { group: a.group }, 2)),
+        Op::ConvTranspose(a) if a.activation.is_none() => {
+            Some((Rows::Grouped { group: a.group }, 2))
+        }
         _ => None,
     }
 }

@@ -6,9 +6,11 @@
 //!  * after an activation, a Mul by a scalar constant and then an Add of one (either alone)
 //!    become its `affine` attribute.
 //!
+//! A ConvTranspose takes the activation alone, into its own `activation` attribute.
+//!
 //! The conv computes `affine(act(conv(x) + bias + residual))`, so a residual fuses only into a
-//! conv without an activation, an affine only into one with, and each fusion needs the conv's output to feed nothing but the fused
-//! layers (it is not kept anywhere else). The conv node is rewritten in place: it takes over the
+//! conv without an activation, an affine only into one with, and each fusion needs the conv's
+//! output to feed nothing but the fused layers (it is not kept anywhere else). The conv node is rewritten in place: it takes over the
 //! last fused layer's output, so its readers and graph outputs stay as they were.
 
 use crate::pattern::scalar;
@@ -32,7 +34,7 @@ impl Pass for FuseConvEpilogue {
     fn run(&self, g: &mut Graph) -> Result<usize, PassError> {
         let convs: Vec<NodeId> = g
             .node_ids()
-            .filter(|&id| matches!(g.node(id).op, Op::Conv(_)))
+            .filter(|&id| matches!(g.node(id).op, Op::Conv(_) | Op::ConvTranspose(_)))
             .collect();
         let mut applied = 0;
         for conv in convs {
@@ -61,8 +63,11 @@ enum Change {
 }
 
 fn match_epilogue(g: &Graph, conv: NodeId) -> Option<Fusion> {
-    let Op::Conv(attrs) = &g.node(conv).op else {
-        return None;
+    // A ConvTranspose takes an activation alone.
+    let (activation, affine, full) = match &g.node(conv).op {
+        Op::Conv(a) => (a.activation, a.affine, true),
+        Op::ConvTranspose(a) => (a.activation, None, false),
+        _ => return None,
     };
     let out = ValueRef::new(conv, 0);
     if g.node(conv).outputs.len() != 1
@@ -72,9 +77,9 @@ fn match_epilogue(g: &Graph, conv: NodeId) -> Option<Fusion> {
         return None;
     }
     let consumers = g.consumers(out);
-    if attrs.activation.is_some() {
+    if activation.is_some() {
         return match consumers.as_slice() {
-            [(next, _)] => match_affine(g, out, attrs.affine, *next),
+            [(next, _)] if full => match_affine(g, out, affine, *next),
             _ => None,
         };
     }
@@ -88,7 +93,7 @@ fn match_epilogue(g: &Graph, conv: NodeId) -> Option<Fusion> {
                     change: Change::Activation(activation),
                 });
             }
-            if g.input(conv, RESIDUAL).is_some() {
+            if !full || g.input(conv, RESIDUAL).is_some() {
                 return None;
             }
             match_residual(g, out, next)
@@ -221,11 +226,11 @@ fn fuse(g: &mut Graph, conv: NodeId, fusion: Fusion) {
     let outputs = g.node(fusion.tail).outputs.clone();
     match fusion.change {
         Change::Residual(r) => g.connect(r, conv, RESIDUAL),
-        Change::Activation(activation) => {
-            if let Op::Conv(a) = &mut g.node_mut(conv).op {
-                a.activation = Some(activation);
-            }
-        }
+        Change::Activation(activation) => match &mut g.node_mut(conv).op {
+            Op::Conv(a) => a.activation = Some(activation),
+            Op::ConvTranspose(a) => a.activation = Some(activation),
+            _ => {}
+        },
         Change::Affine(affine) => {
             if let Op::Conv(a) = &mut g.node_mut(conv).op {
                 a.affine = Some(affine);

@@ -242,6 +242,7 @@ fn conv_transpose_matches_direct_reference() {
             pads: c.pads,
             output_padding,
             group: c.group,
+            activation: None,
         };
         let args = [
             Arg::Input(x.clone()),
@@ -297,6 +298,7 @@ fn conv_and_conv_transpose_match_onnxruntime() {
         pads: [1, 2, 0, 1],
         output_padding: [1, 2],
         group: 2,
+        activation: None,
     };
     let got = run_temblor(
         Op::ConvTranspose(attrs),

@@ -1,11 +1,12 @@
 //! Conv at sizes that take the tiled, threaded paths (several position tiles, channel blocks
 //! that do not fill a register block, groups, depthwise) with fused epilogues: against a direct
-//! reference, against the unfused ops bit for bit, and with 1 and 2 threads bit for bit.
+//! reference, against the unfused ops bit for bit, and with 1 and 2 threads bit for bit; and
+//! ConvTranspose's fused activation against the unfused op.
 
 mod common;
 
 use common::{assert_close, single_op_graph, Arg, Rng};
-use temblor_ir::{Activation, Affine, BinaryOp, ConvAttrs, Op, UnaryOp};
+use temblor_ir::{Activation, Affine, BinaryOp, ConvAttrs, ConvTransposeAttrs, Op, UnaryOp};
 use temblor_runtime::{CpuPlan, Tensor};
 
 struct Case {
@@ -284,6 +285,46 @@ fn fused_affine_is_bit_identical_to_the_standalone_mul_and_add() {
             }
             let differ = bit_differences(&fused, &apart);
             assert_eq!(differ, 0, "case {k}, {affine:?}: elements differ");
+        }
+    }
+}
+
+/// A transposed convolution's fused activation, on the write-once path (2x2 stride 2) and on
+/// the overlapping one (3x3 stride 2, padded).
+#[test]
+fn conv_transpose_activation_is_bit_identical_to_the_standalone_op() {
+    let mut rng = Rng::new(15);
+    let (x, b) = (rng.tensor(&[1, 6, 13, 17]), rng.tensor(&[10]));
+    for (kernel, pads) in [(2, [0; 4]), (3, [1; 4])] {
+        let w = rng.tensor(&[6, 10, kernel, kernel]);
+        let attrs = |activation| ConvTransposeAttrs {
+            kernel: [kernel; 2],
+            strides: [2, 2],
+            dilations: [1, 1],
+            pads,
+            output_padding: [0, 0],
+            group: 1,
+            activation,
+        };
+        let args = [
+            Arg::Input(x.clone()),
+            Arg::Const(w.clone()),
+            Arg::Const(b.clone()),
+        ];
+        let plain = run(Op::ConvTranspose(attrs(None)), &args, 2);
+        for (act, op) in [
+            (Activation::Relu, Op::Unary(UnaryOp::Relu)),
+            (Activation::Sigmoid, Op::Unary(UnaryOp::Sigmoid)),
+        ] {
+            let fused = run(Op::ConvTranspose(attrs(Some(act))), &args, 2);
+            let apart = run(op, &[Arg::Input(plain.clone())], 2);
+            let differ = bit_differences(&fused, &apart);
+            assert_eq!(
+                differ,
+                0,
+                "{kernel}x{kernel}, {}: elements differ",
+                act.name()
+            );
         }
     }
 }

@@ -5,8 +5,9 @@
 
 use temblor::pipeline::{self, Options};
 use temblor_ir::{
-    validate, Activation, BinaryOp, ConvAttrs, DType, Framework, Graph, GraphOutput, Layout, Node,
-    Op, Origin, Provenance, Shape, TensorInfo, TensorType, UnaryOp, ValueRef, Weight,
+    validate, Activation, BinaryOp, ConvAttrs, ConvTransposeAttrs, DType, Framework, Graph,
+    GraphOutput, Layout, Node, Op, Origin, Provenance, Shape, TensorInfo, TensorType, UnaryOp,
+    ValueRef, Weight,
 };
 use temblor_passes::{DeadNodes, Driver, FuseConvEpilogue};
 use temblor_runtime::{CpuPlan, Tensor};
@@ -84,9 +85,11 @@ impl Builder {
 }
 
 const ACT: [usize; 4] = [1, C, 8, 8];
+const UP: [usize; 4] = [1, C, 16, 16];
 
 /// A chain of convs, each followed by one kind of epilogue (a scalar Mul and Add after an
-/// activation among them, and an Add then a Mul, of which only the Add fuses), then three convs
+/// activation among them, and an Add then a Mul, of which only the Add fuses), a ConvTranspose
+/// with a Relu (an output of its own), then three convs
 /// that must stay as they are: one whose output is also a graph output, one whose Add
 /// broadcasts, and one whose Add of a tensor comes after its activation.
 fn sample_graph() -> Graph {
@@ -123,6 +126,31 @@ fn sample_graph() -> Graph {
     let h = b.apply("shift_add", Op::Binary(BinaryOp::Add), &[h, shift]);
     let scale = b.constant("shift.scale", &[1], Layout::Any);
     let h = b.apply("shift_mul", Op::Binary(BinaryOp::Mul), &[h, scale]);
+    let w = b.constant("up.w", &[C, C, 2, 2], Layout::IOHW);
+    let up_attrs = ConvTransposeAttrs {
+        kernel: [2, 2],
+        strides: [2, 2],
+        dilations: [1, 1],
+        pads: [0; 4],
+        output_padding: [0, 0],
+        group: 1,
+        activation: None,
+    };
+    let up = b.node(
+        "up",
+        Op::ConvTranspose(up_attrs),
+        &UP,
+        Layout::NCHW,
+        &[h, w],
+    );
+    let up = b.node(
+        "up_relu",
+        Op::Unary(UnaryOp::Relu),
+        &UP,
+        Layout::NCHW,
+        &[up],
+    );
+
     let c = b.conv("hsig_conv", h);
     let alpha_beta = Op::HardSigmoid {
         alpha: 0.2,
@@ -145,6 +173,7 @@ fn sample_graph() -> Graph {
         ("shared_relu", shared_relu),
         ("bcast", bcast),
         ("late", late),
+        ("up", up),
     ]
     .into_iter()
     .map(|(name, value)| GraphOutput {
@@ -257,9 +286,14 @@ fn each_epilogue_fuses_and_the_rest_stays() {
     assert_eq!(count(&g, "Add"), 2);
     assert_eq!(count(&g, "Mul"), 1);
     assert_eq!(count(&g, "Sigmoid"), 0);
-    assert_eq!(g.layer_count(), parse.layer_count() - 15);
+    assert_eq!(g.layer_count(), parse.layer_count() - 16);
     let names: Vec<&str> = g.outputs.iter().map(|o| o.name.as_str()).collect();
-    assert_eq!(names, ["y", "shared", "shared_relu", "bcast", "late"]);
+    assert_eq!(names, ["y", "shared", "shared_relu", "bcast", "late", "up"]);
+    let up = g.node_ids().find(|&id| g.node(id).name == "up").unwrap();
+    let Op::ConvTranspose(a) = &g.node(up).op else {
+        unreachable!("up is a ConvTranspose")
+    };
+    assert_eq!(a.activation, Some(Activation::Relu));
 }
 
 #[test]

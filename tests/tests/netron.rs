@@ -189,6 +189,7 @@ fn every_op() -> Graph {
         pads: [0; 4],
         output_padding: [0, 0],
         group: 1,
+        activation: None,
     });
     let up = one(&mut g, "up", up, &[clip, wt], nchw("up", 4, 16, 16));
     let resize = Op::Resize(ResizeAttrs {

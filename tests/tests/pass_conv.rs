@@ -77,6 +77,7 @@ fn conv_transpose_bn() -> Graph {
         pads: [0, 0, 0, 0],
         output_padding: [0, 0],
         group: 2,
+        activation: None,
     };
     let dims = [1, 6, 16, 16];
     let up = b.node("up", Op::ConvTranspose(attrs), ty(&dims), &[x, w, bias]);
@@ -234,6 +235,7 @@ fn folds() -> Graph {
         pads: [1, 1, 1, 1],
         output_padding: [0, 0],
         group: 1,
+        activation: None,
     };
     let up = b.node(
         "up",

@@ -292,6 +292,7 @@ impl Gen {
             pads: [pad; 4],
             output_padding: [0, 0],
             group,
+            activation: None,
         };
         let up = self.layer("up", Op::ConvTranspose(attrs), [cout, out(h), out(w)], &ins);
         self.batchnorm(up)

@@ -170,6 +170,7 @@ fn affine_tails() -> Graph {
         pads: [0; 4],
         output_padding: [0, 0],
         group: 2,
+        activation: None,
     };
     let up = b.node("up", Op::ConvTranspose(attrs), any(), &[x, w, bias]);
     let scale = per_channel(&mut b, "up.scale", &[1, 6, 1, 1]);

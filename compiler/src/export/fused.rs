@@ -1,4 +1,4 @@
-//! IR ops that are several ONNX ops: a convolution with its fused epilogue, activations ONNX
+//! IR ops that are several ONNX ops: a convolution or transposed one with its fused epilogue, activations ONNX
 //! lacks, Clip with absent bounds, opset-11 Softmax over flattened axes, and deformable
 //! sampling alone.
 
@@ -7,8 +7,9 @@ use super::attrs::{float, int};
 use super::emit::Emitter;
 use super::lower::Lower;
 use super::model::scalar_bytes;
+use crate::frontend::onnx_proto::AttributeProto;
 use bytes::Bytes;
-use temblor_ir::{Activation, ConvAttrs, DType, DeformConvAttrs};
+use temblor_ir::{Activation, ConvAttrs, ConvTransposeAttrs, DType, DeformConvAttrs};
 
 /// `affine(act(conv(x, w) + bias + residual))`: Conv (bias is its third input), an Add of the
 /// residual, the activation, then a Mul and an Add of the affine's scalars, as the CPU
@@ -66,6 +67,29 @@ pub(super) fn conv(em: &mut Emitter, cx: &Lower, a: &ConvAttrs) -> Result<(), St
         );
     }
     Ok(())
+}
+
+/// `act(conv_transpose(x, w) + bias)`: ConvTranspose with `attrs`, then the activation.
+pub(super) fn conv_transpose(
+    em: &mut Emitter,
+    cx: &Lower,
+    a: &ConvTransposeAttrs,
+    attrs: Vec<AttributeProto>,
+) {
+    let Some(act) = a.activation else {
+        return cx.same(em, "ConvTranspose", attrs);
+    };
+    let name = cx.name();
+    let sum = em.value(&format!("{name}.conv_transpose"));
+    em.node(
+        "ConvTranspose",
+        name,
+        cx.ins.clone(),
+        vec![sum.clone()],
+        attrs,
+    );
+    let dtype = cx.dtype(cx.node.outputs[0].ty.dtype);
+    activation(em, name, act, &sum, &cx.outs[0], dtype);
 }
 
 /// `y = act(x)`, nodes named after the layer `layer`.

@@ -20,7 +20,7 @@ pub(super) fn lower(em: &mut Emitter, cx: &Lower) -> Result<(), String> {
             return Err("graph inputs and constants are not nodes".into())
         }
         Op::Conv(a) => fused::conv(em, cx, a)?,
-        Op::ConvTranspose(a) => cx.same(em, "ConvTranspose", conv_transpose(a)),
+        Op::ConvTranspose(a) => fused::conv_transpose(em, cx, a, conv_transpose(a)),
         Op::BatchNorm { epsilon } => {
             cx.same(em, "BatchNormalization", vec![float("epsilon", *epsilon)])
         }

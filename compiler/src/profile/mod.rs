@@ -124,22 +124,24 @@ pub fn run(
     })
 }
 
-/// The op type a layer is shown as: its op's name, with a convolution's fused residual,
-/// activation and affine appended.
+/// The op type a layer is shown as: its op's name, with a convolution's (or transposed
+/// convolution's) fused residual, activation and affine appended.
 pub fn op_type(g: &Graph, id: NodeId) -> String {
     let op = &g.node(id).op;
-    let Op::Conv(attrs) = op else {
-        return op.name().to_string();
+    let (activation, affine) = match op {
+        Op::Conv(a) => (a.activation, a.affine),
+        Op::ConvTranspose(a) => (a.activation, None),
+        _ => return op.name().to_string(),
     };
-    let mut name = String::from("Conv");
+    let mut name = op.name().to_string();
     if g.input(id, 3).is_some() {
         name.push_str("+Add");
     }
-    if let Some(a) = &attrs.activation {
+    if let Some(a) = &activation {
         name.push('+');
         name.push_str(activation_op(a));
     }
-    if attrs.affine.is_some() {
+    if affine.is_some() {
         name.push_str("+Mul+Add");
     }
     name

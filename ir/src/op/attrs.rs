@@ -79,7 +79,7 @@ impl Activation {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ConvTransposeAttrs {
     pub kernel: [usize; 2],
     pub strides: [usize; 2],
@@ -88,6 +88,9 @@ pub struct ConvTransposeAttrs {
     pub pads: [usize; 4],
     pub output_padding: [usize; 2],
     pub group: usize,
+    /// A fused epilogue: applied to `conv_transpose(x) + bias` before the result is stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activation: Option<Activation>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

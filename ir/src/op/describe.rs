@@ -31,14 +31,21 @@ impl Op {
                 }
                 v
             }
-            Op::ConvTranspose(a) => vec![
-                ("kernel", ints(&a.kernel)),
-                ("strides", ints(&a.strides)),
-                ("dilations", ints(&a.dilations)),
-                ("pads", ints(&a.pads)),
-                ("output_padding", ints(&a.output_padding)),
-                ("group", Int(a.group as i64)),
-            ],
+            Op::ConvTranspose(a) => {
+                let mut v = vec![
+                    ("kernel", ints(&a.kernel)),
+                    ("strides", ints(&a.strides)),
+                    ("dilations", ints(&a.dilations)),
+                    ("pads", ints(&a.pads)),
+                    ("output_padding", ints(&a.output_padding)),
+                    ("group", Int(a.group as i64)),
+                ];
+                if let Some(act) = &a.activation {
+                    v.push(("activation", Str(act.name().to_string())));
+                    v.extend(activation_params(act));
+                }
+                v
+            }
             Op::DeformConv(a) => vec![
                 ("kernel", ints(&a.kernel)),
                 ("strides", ints(&a.strides)),

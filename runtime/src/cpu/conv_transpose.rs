@@ -3,11 +3,13 @@
 //! tap, and col2im adds them into the output. When the taps do not overlap (a kernel as large
 //! as its stride: the 2x2 stride-2 upsampling of FPN and DB heads), each output pixel is one
 //! contribution, so bands are independent parallel tasks that write their output rows once.
+//! A fused activation is applied to finished output rows.
 //! Explicit pads only: the frontend resolves `output_shape` and `auto_pad` into `pads` and
 //! `output_padding`.
 
 use super::conv::{bias_values, dims4, valid_range, SharedOut};
 use super::conv_gemm::ConvGemm;
+use super::epilogue::Epilogue;
 use super::gemm::{matmul_strided, Threads, View};
 use super::{buffers, check_window, f32s};
 use crate::{RuntimeError, Tensor};
@@ -33,6 +35,13 @@ pub(crate) fn conv_transpose(
     check_window(a.kernel, a.strides, a.dilations, [kh, kw], &w.shape)?;
     let o = og * g;
     let bias = bias_values(bias, o)?;
+    // The bias is added with the contributions; the activation is applied to finished rows.
+    let activation = Epilogue {
+        bias: None,
+        residual: None,
+        activation: a.activation,
+        affine: None,
+    };
     let [sh, sw] = a.strides;
     let [dh, dw] = a.dilations;
     let [pt, pl, pb, pr] = a.pads;
@@ -67,7 +76,7 @@ pub(crate) fn conv_transpose(
     let mut out = buffers::reuse(n * o * oh * ow);
     let (cg, rows) = (c / g, og * kh * kw);
     if geo.disjoint() {
-        disjoint(&geo, [n, g, cg, og], xv, wv, bias, &mut out);
+        disjoint(&geo, [n, g, cg, og], xv, wv, (bias, &activation), &mut out);
         return Ok(Tensor::f32(vec![n, o, oh, ow], out));
     }
     // Bands of input rows whose contributions stay in the L2 cache between the GEMM that
@@ -98,6 +107,12 @@ pub(crate) fn conv_transpose(
                 let part = &mut cols[..rows * len];
                 matmul_strided(rows, len, cg, lhs, rhs, part, false, Threads::Pool);
                 col2im(&geo, part, (y0, y1), planes);
+            }
+            if a.activation.is_some() {
+                planes
+                    .par_chunks_mut(oh * ow)
+                    .enumerate()
+                    .for_each(|(ol, dst)| activation.apply(gi * og + ol, 0, dst));
             }
         }
     }
@@ -139,7 +154,7 @@ fn disjoint(
     [n, g, cg, og]: [usize; 4],
     xv: &[f32],
     wv: &[f32],
-    bias: Option<&[f32]>,
+    (bias, activation): (Option<&[f32]>, &Epilogue),
     out: &mut [f32],
 ) {
     let (taps, in_plane, out_plane) = (geo.kh * geo.kw, geo.h * geo.w, geo.oh * geo.ow);
@@ -165,42 +180,47 @@ fn disjoint(
         .flat_map(|b| (0..g).flat_map(move |gi| (0..geo.h).step_by(band).map(move |y| (b, gi, y))))
         .collect();
     let shared = SharedOut::new(out);
-    tasks.into_par_iter().for_each_init(Vec::new, |cols, (b, gi, y0)| {
-        let y1 = (y0 + band).min(geo.h);
-        let len = (y1 - y0) * geo.w;
-        let xs = &xv[(b * g + gi) * cg * in_plane..(b * g + gi + 1) * cg * in_plane];
-        let offsets: Vec<usize> = (0..cg).map(|ci| ci * in_plane + y0 * geo.w).collect();
-        cols.resize(rows * len, 0.0);
-        let mut parts: Vec<&mut [f32]> = cols.chunks_exact_mut(len).collect();
-        gemms[gi].multiply(0, xs, &offsets, len, &mut parts);
-        for ol in 0..og {
-            let oc = gi * og + ol;
-            let shift = bias.map_or(0.0, |bv| bv[oc]);
-            let plane = (b * g * og + oc) * out_plane;
-            for i in 0..geo.kh {
-                let first = (ol * geo.kh + i) * geo.kw;
-                for y in y0..y1 {
-                    let oy = y * geo.kh + i;
-                    // SAFETY: output row `oy` of this plane takes input row `y` alone, and
-                    // tasks cover disjoint (image, group, input row) cells.
-                    let line = unsafe { shared.segment(plane + oy * geo.ow, geo.ow) };
-                    let src = |j: usize| &cols[(first + j) * len + (y - y0) * geo.w..][..geo.w];
-                    if geo.kw == 2 {
-                        let pairs = line.chunks_exact_mut(2).zip(src(0).iter().zip(src(1)));
-                        pairs.for_each(|(d, (&a, &b))| {
-                            d[0] = shift + a;
-                            d[1] = shift + b;
-                        });
-                    } else {
-                        for j in 0..geo.kw {
-                            let dst = line[j..].iter_mut().step_by(geo.kw);
-                            dst.zip(src(j)).for_each(|(d, &v)| *d = shift + v);
+    tasks
+        .into_par_iter()
+        .for_each_init(Vec::new, |cols, (b, gi, y0)| {
+            let y1 = (y0 + band).min(geo.h);
+            let len = (y1 - y0) * geo.w;
+            let xs = &xv[(b * g + gi) * cg * in_plane..(b * g + gi + 1) * cg * in_plane];
+            let offsets: Vec<usize> = (0..cg).map(|ci| ci * in_plane + y0 * geo.w).collect();
+            cols.resize(rows * len, 0.0);
+            let mut parts: Vec<&mut [f32]> = cols.chunks_exact_mut(len).collect();
+            gemms[gi].multiply(0, xs, &offsets, len, &mut parts);
+            for ol in 0..og {
+                let oc = gi * og + ol;
+                let shift = bias.map_or(0.0, |bv| bv[oc]);
+                let plane = (b * g * og + oc) * out_plane;
+                for i in 0..geo.kh {
+                    let first = (ol * geo.kh + i) * geo.kw;
+                    for y in y0..y1 {
+                        let oy = y * geo.kh + i;
+                        // SAFETY: output row `oy` of this plane takes input row `y` alone, and
+                        // tasks cover disjoint (image, group, input row) cells.
+                        let line = unsafe { shared.segment(plane + oy * geo.ow, geo.ow) };
+                        let src = |j: usize| &cols[(first + j) * len + (y - y0) * geo.w..][..geo.w];
+                        if geo.kw == 2 {
+                            let pairs = line.chunks_exact_mut(2).zip(src(0).iter().zip(src(1)));
+                            pairs.for_each(|(d, (&a, &b))| {
+                                d[0] = shift + a;
+                                d[1] = shift + b;
+                            });
+                        } else {
+                            for j in 0..geo.kw {
+                                let dst = line[j..].iter_mut().step_by(geo.kw);
+                                dst.zip(src(j)).for_each(|(d, &v)| *d = shift + v);
+                            }
+                        }
+                        if activation.activation.is_some() {
+                            activation.apply(oc, 0, line);
                         }
                     }
                 }
             }
-        }
-    });
+        });
 }
 
 /// Adds the contributions of input rows `y0..y1` to every kernel tap (`cols`,

@@ -183,6 +183,7 @@ fn conv_transpose(ctx: &NodeCtx) -> Result<Op, String> {
         pads,
         output_padding,
         group: c.group,
+        activation: None,
     }))
 }
 

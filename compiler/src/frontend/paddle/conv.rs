@@ -209,6 +209,7 @@ fn conv_transpose(c: &mut Ctx) -> Res {
             pads,
             output_padding,
             group,
+            activation: None,
         }),
         &[Some(x), Some(w), bias],
         1,
