@@ -154,7 +154,24 @@ fn cases() -> Vec<Case> {
 #[test]
 fn conv_matches_direct_reference() {
     let mut rng = Rng::new(1);
-    for (k, c) in cases().iter().enumerate() {
+    let mut all = cases();
+    // Fewer output positions than a GEMM register block is wide: a squeeze-excite block's
+    // 1x1 convs over one pixel, and a handful of positions.
+    for hw in [[1, 1], [2, 3]] {
+        all.push(Case {
+            n: 1,
+            c: 40,
+            o: 20,
+            hw,
+            kernel: [1, 1],
+            strides: [1, 1],
+            dilations: [1, 1],
+            pads: [0; 4],
+            group: 1,
+            bias: true,
+        });
+    }
+    for (k, c) in all.iter().enumerate() {
         let x = rng.tensor(&[c.n, c.c, c.hw[0], c.hw[1]]);
         let w = rng.tensor(&[c.o, c.c / c.group, c.kernel[0], c.kernel[1]]);
         let b = c.bias.then(|| rng.tensor(&[c.o]));

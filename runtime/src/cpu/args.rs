@@ -1,14 +1,16 @@
-//! What a kernel family receives: a step's inputs by port. Every family file imports this leaf,
-//! and only `execute.rs` imports the families.
+//! What a kernel family receives: a step's inputs by port. Every family file imports this
+//! module, which imports only the GEMM packing, and only `execute.rs` imports the families.
 
+use super::conv_gemm::PackedWeights;
 use crate::{RuntimeError, Tensor};
 use temblor_ir::Op;
 
-/// A step's inputs by port (`None` for an omitted optional one) and how many outputs the node
-/// declares.
+/// A step's inputs by port (`None` for an omitted optional one), how many outputs the node
+/// declares, and a convolution's weights as the plan packed them.
 pub(crate) struct Args<'a> {
     pub ins: &'a [Option<&'a Tensor>],
     pub outputs: usize,
+    pub packed: Option<&'a PackedWeights>,
 }
 
 impl<'a> Args<'a> {

@@ -11,7 +11,7 @@
 //! and finishes its outputs with the epilogue while they are in cache.
 
 use super::buffers;
-use super::conv_gemm::{ConvGemm, MR, NR};
+use super::conv_gemm::{ConvGemm, PackedWeights, MR, NR};
 use super::conv_padded::padded_conv;
 use super::depthwise::{depthwise, few_outputs};
 use super::epilogue::Epilogue;
@@ -176,12 +176,27 @@ impl Geometry {
     }
 }
 
+/// The weight `w` of a convolution with attributes `a` packed for the GEMM path, or `None`
+/// when that path does not take it (depthwise and few-output convolutions, non-f32 weights).
+pub(crate) fn pack_weights(a: &ConvAttrs, w: &Tensor) -> Option<PackedWeights> {
+    let (&[o, cg, kh, kw], Some(wv)) = (&w.shape[..], w.as_f32()) else {
+        return None;
+    };
+    let g = a.group;
+    let gemm = cg > 1 && !(g == 1 && o < MR && kh * kw > 1);
+    if !gemm || g == 0 || o % g != 0 {
+        return None;
+    }
+    PackedWeights::new(wv, g, o / g, cg * kh * kw)
+}
+
+/// `packed` is [`pack_weights`] of `w`, made when the plan was built, or `None`.
 pub(crate) fn conv(
     a: &ConvAttrs,
-    x: &Tensor,
-    w: &Tensor,
+    [x, w]: [&Tensor; 2],
     bias: Option<&Tensor>,
     residual: Option<&Tensor>,
+    packed: Option<&PackedWeights>,
 ) -> Result<Tensor, RuntimeError> {
     let geo = Geometry::new(a, x, w)?;
     let (xv, wv) = (f32s(x, "input")?, f32s(w, "weight")?);
@@ -214,7 +229,7 @@ pub(crate) fn conv(
         out
     } else {
         let mut out = buffers::reuse(len);
-        gemm_conv(&geo, xv, wv, &epilogue, &mut out);
+        gemm_conv(&geo, xv, wv, packed, &epilogue, &mut out);
         out
     };
     Ok(Tensor::f32(geo.out_shape(), out))
@@ -286,7 +301,14 @@ pub(super) fn tasks(geo: &Geometry, kdim: usize, plane: usize) -> Vec<Task> {
 }
 
 /// The convolution as tiled GEMMs; see the module documentation.
-fn gemm_conv(geo: &Geometry, xv: &[f32], wv: &[f32], epi: &Epilogue, out: &mut [f32]) {
+fn gemm_conv(
+    geo: &Geometry,
+    xv: &[f32],
+    wv: &[f32],
+    packed: Option<&PackedWeights>,
+    epi: &Epilogue,
+    out: &mut [f32],
+) {
     let cg = geo.c / geo.group;
     let og = geo.o / geo.group;
     let kdim = cg * geo.kh * geo.kw;
@@ -295,7 +317,10 @@ fn gemm_conv(geo: &Geometry, xv: &[f32], wv: &[f32], epi: &Epilogue, out: &mut [
         return;
     }
     let gemms: Vec<ConvGemm> = (0..geo.group)
-        .map(|gi| ConvGemm::new(&wv[gi * og * kdim..(gi + 1) * og * kdim], og, kdim))
+        .map(|gi| {
+            let w = &wv[gi * og * kdim..(gi + 1) * og * kdim];
+            ConvGemm::with_packed(w, og, kdim, packed, gi)
+        })
         .collect();
     let pointwise = geo.is_pointwise();
     if !pointwise && geo.sh == 1 && geo.sw == 1 {

@@ -4,6 +4,7 @@
 //! vision model's time); elsewhere the `gemm` crate does.
 
 use super::gemm::{matmul_strided, Threads, View};
+use std::borrow::Cow;
 
 /// Rows of the weight a kernel call covers; row blocks of a tile start at multiples of this.
 pub(crate) const MR: usize = 8;
@@ -19,7 +20,37 @@ pub(crate) struct ConvGemm<'a> {
     /// The weight in blocks of [`MR`] rows, each stored `[k][MR]` (zero rows pad the last),
     /// when the AVX-512 kernel runs.
     #[cfg(target_arch = "x86_64")]
-    packed: Option<Vec<f32>>,
+    packed: Option<Cow<'a, [f32]>>,
+}
+
+/// Every group's weight of a convolution as [`ConvGemm`] packs it, made once when a plan is
+/// built for a constant weight: packing on every call cost small layers (a squeeze-excite
+/// block's 1x1 convs over one pixel) most of their time.
+#[derive(Debug)]
+pub(crate) struct PackedWeights {
+    groups: Vec<Vec<f32>>,
+    rows: usize,
+    k: usize,
+}
+
+impl PackedWeights {
+    /// The packed form of `groups` weights of `rows × k` each, laid one after another in
+    /// `weight`, or `None` where [`ConvGemm`] does not pack.
+    pub fn new(weight: &[f32], groups: usize, rows: usize, k: usize) -> Option<PackedWeights> {
+        #[cfg(target_arch = "x86_64")]
+        if k > 0 && weight.len() == groups * rows * k && avx512::available() {
+            let packed = weight
+                .chunks_exact(rows * k)
+                .map(|w| avx512::pack_rows(w, rows, k));
+            return Some(PackedWeights {
+                groups: packed.collect(),
+                rows,
+                k,
+            });
+        }
+        let _ = (weight, groups, rows, k);
+        None
+    }
 }
 
 impl<'a> ConvGemm<'a> {
@@ -28,7 +59,30 @@ impl<'a> ConvGemm<'a> {
             weight,
             k,
             #[cfg(target_arch = "x86_64")]
-            packed: (k > 0 && avx512::available()).then(|| avx512::pack_rows(weight, rows, k)),
+            packed: (k > 0 && avx512::available())
+                .then(|| Cow::Owned(avx512::pack_rows(weight, rows, k))),
+        }
+    }
+
+    /// Group `group`'s weight (`weight`, `rows × k`), taken from `packed` when that holds it.
+    pub fn with_packed(
+        weight: &'a [f32],
+        rows: usize,
+        k: usize,
+        packed: Option<&'a PackedWeights>,
+        group: usize,
+    ) -> ConvGemm<'a> {
+        let packed = packed
+            .filter(|p| (p.rows, p.k) == (rows, k))
+            .and_then(|p| p.groups.get(group));
+        match packed {
+            #[cfg(target_arch = "x86_64")]
+            Some(p) => ConvGemm {
+                weight,
+                k,
+                packed: Some(Cow::Borrowed(p)),
+            },
+            _ => ConvGemm::new(weight, rows, k),
         }
     }
 
@@ -76,11 +130,67 @@ impl<'a> ConvGemm<'a> {
 mod avx512 {
     use super::{KC, MR, NR};
     use std::arch::x86_64::{
-        __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_storeu_ps,
+        __m512, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_setzero_ps,
+        _mm256_storeu_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_storeu_ps,
     };
 
     pub fn available() -> bool {
         std::arch::is_x86_feature_detected!("avx512f")
+    }
+
+    /// Columns below which [`narrow`] runs instead of the kernel, which would multiply mostly
+    /// zero padding (a squeeze-excite block's 1x1 convs have one column).
+    const NARROW: usize = 8;
+
+    /// Row blocks [`narrow`] accumulates at once, so the chains of dependent FMAs overlap.
+    const BLOCKS: usize = 4;
+
+    // `narrow` holds a block's rows in one 8-lane vector.
+    const _: () = assert!(MR == 8);
+
+    /// [`multiply`] for fewer than [`NARROW`] columns, one column at a time: each output is
+    /// the FMA chain over `p` from zero that the kernel computes for it, so results do not
+    /// depend on how a convolution's columns were cut into tiles.
+    ///
+    /// # Safety
+    /// AVX and FMA must be available.
+    #[target_feature(enable = "avx,fma")]
+    unsafe fn narrow(
+        packed: &[f32],
+        k: usize,
+        r0: usize,
+        b: &[f32],
+        rows: &[usize],
+        n: usize,
+        out: &mut [&mut [f32]],
+    ) {
+        let m = out.len();
+        let blocks = m.div_ceil(MR);
+        let a = &packed[r0 / MR * k * MR..(r0 / MR + blocks) * k * MR];
+        for j in 0..n {
+            for q0 in (0..blocks).step_by(BLOCKS) {
+                let mut acc = [_mm256_setzero_ps(); BLOCKS];
+                let here = BLOCKS.min(blocks - q0);
+                for (p, &r) in rows.iter().enumerate() {
+                    let x = _mm256_set1_ps(b[r + j]);
+                    for (q, acc) in acc.iter_mut().enumerate().take(here) {
+                        let w = &a[((q0 + q) * k + p) * MR..][..MR];
+                        // SAFETY: `w` holds `MR` = 8 floats.
+                        let w = unsafe { _mm256_loadu_ps(w.as_ptr()) };
+                        *acc = _mm256_fmadd_ps(w, x, *acc);
+                    }
+                }
+                for (q, acc) in acc.iter().enumerate().take(here) {
+                    let mut lanes = [0.0f32; MR];
+                    // SAFETY: `lanes` holds 8 floats.
+                    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), *acc) };
+                    let i0 = (q0 + q) * MR;
+                    for (i, &v) in lanes.iter().enumerate().take(m - i0) {
+                        out[i0 + i][j] = v;
+                    }
+                }
+            }
+        }
     }
 
     pub fn pack_rows(weight: &[f32], rows: usize, k: usize) -> Vec<f32> {
@@ -105,6 +215,10 @@ mod avx512 {
         n: usize,
         out: &mut [&mut [f32]],
     ) {
+        if n < NARROW {
+            // SAFETY: FMA and AVX are present wherever AVX-512F is, which gates this module.
+            return unsafe { narrow(packed, k, r0, b, rows, n, out) };
+        }
         let m = out.len();
         let mut tile = [[0.0f32; NR]; MR];
         // The last panel of `b` when it is narrower than `NR`, zero-padded, and its row offsets.

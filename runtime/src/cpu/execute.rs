@@ -47,6 +47,7 @@ fn in_f32(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
         &Args {
             ins: &ins,
             outputs: args.outputs,
+            packed: args.packed,
         },
     )?;
     outs.into_iter()
@@ -87,10 +88,10 @@ fn convolution(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
     match op {
         Op::Conv(a) => one(conv::conv(
             a,
-            args.required(0)?,
-            args.required(1)?,
+            [args.required(0)?, args.required(1)?],
             args.optional(2),
             args.optional(3),
+            args.packed,
         )?),
         Op::ConvTranspose(a) => one(conv_transpose::conv_transpose(
             a,

@@ -54,6 +54,7 @@ pub fn run_op(
         &args::Args {
             ins: inputs,
             outputs,
+            packed: None,
         },
     )
 }

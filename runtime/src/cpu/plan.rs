@@ -1,10 +1,12 @@
 //! [`CpuPlan`]: the graph flattened into steps over numbered value slots, in topological order.
-//! Constants are converted once when the plan is built; a computed value's buffer returns to the
+//! Constants are converted (and convolution weights packed) once when the plan is built; a computed value's buffer returns to the
 //! plan's pool ([`super::buffers`]) as soon as its last reader has run, so peak memory is the
 //! widest cut of the graph, not its sum, and later steps and runs reuse it.
 
 use super::args::Args;
 use super::buffers::Buffers;
+use super::conv::pack_weights;
+use super::conv_gemm::PackedWeights;
 use super::execute::execute;
 use crate::{RuntimeError, Tensor, TensorData};
 use rayon::{ThreadPool, ThreadPoolBuilder};
@@ -42,6 +44,8 @@ struct Step {
     info: StepInfo,
     inputs: Vec<Option<usize>>,
     outputs: Vec<usize>,
+    /// A convolution's constant weight, packed for its GEMM once.
+    packed: Option<PackedWeights>,
 }
 
 /// One step of a plan as an [`Observer`] sees it: the node it runs.
@@ -234,6 +238,15 @@ impl CpuPlan {
                         }
                         inputs.push(slot);
                     }
+                    let packed = match op {
+                        Op::Conv(a) => inputs
+                            .get(1)
+                            .copied()
+                            .flatten()
+                            .and_then(|s| plan.constants.iter().find(|(c, _)| *c == s))
+                            .and_then(|(_, w)| pack_weights(a, w)),
+                        _ => None,
+                    };
                     plan.steps.push(Step {
                         info: StepInfo {
                             node: node.name.clone(),
@@ -243,6 +256,7 @@ impl CpuPlan {
                         },
                         inputs,
                         outputs,
+                        packed,
                     });
                 }
             }
@@ -334,6 +348,7 @@ impl CpuPlan {
             let args = Args {
                 ins: &ins,
                 outputs: step.outputs.len(),
+                packed: step.packed.as_ref(),
             };
             let start = Instant::now();
             let outs = execute(&step.info.op, &args).map_err(|e| e.context(what))?;
