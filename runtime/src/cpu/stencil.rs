@@ -163,12 +163,7 @@ mod x86 {
                     *a = _mm512_fmadd_ps(kv, _mm512_loadu_ps(p.add(r * b.step)), *a);
                 }
             }
-            let n = LANES.min(b.ow - x);
-            let mask: __mmask16 = if n == LANES { !0 } else { (1 << n) - 1 };
-            for (r, a) in acc.iter().enumerate() {
-                let dst = out[r * b.ow + x..].as_mut_ptr();
-                _mm512_mask_storeu_ps(dst, mask, *a);
-            }
+            store(b, out, x, &acc);
             x += LANES;
         }
     }
@@ -176,8 +171,9 @@ mod x86 {
     /// [`avx512`] for a `K`×`K` window at unit stride and dilation ([`Block::square`]): input
     /// rows in the outer loop, each loaded vector multiplied into every output row it reaches.
     /// A tap reads a vector that starts at any column, so it mostly straddles two cache lines;
-    /// with each load serving up to `K` rows the loads no longer bound the kernel. Every
-    /// output still sums its taps in row-major order.
+    /// with each load serving up to `K` rows the loads no longer bound the kernel. Two vectors
+    /// of columns at a time where the row has them, so that each kernel value broadcast serves
+    /// two multiply-adds. Every output still sums its taps in row-major order.
     ///
     /// # Safety
     /// As [`avx512`]; the offsets must be those of the square window (`i * step + j`).
@@ -186,32 +182,49 @@ mod x86 {
         const { assert!(R <= super::ROWS && K <= 5 && R + K - 1 <= 10) };
         debug_assert!(b.kernel.len() == K * K && b.offsets[K * K - 1] == (K - 1) * (b.step + 1));
         let src = b.scratch.as_ptr().add(b.base);
+        let width = b.ow.div_ceil(LANES) * LANES;
         let mut x = 0;
-        while x < b.ow {
-            let acc = square_columns::<R, K>(src.add(x), b.step, b.kernel.as_ptr());
-            let n = LANES.min(b.ow - x);
-            let mask: __mmask16 = if n == LANES { !0 } else { (1 << n) - 1 };
-            for (r, a) in acc.iter().enumerate() {
-                _mm512_mask_storeu_ps(out[r * b.ow + x..].as_mut_ptr(), mask, *a);
-            }
-            x += LANES;
+        while x + 2 * LANES <= width {
+            let [first, second] = square_columns::<R, K, 2>(src.add(x), b.step, b.kernel.as_ptr());
+            store(b, out, x, &first);
+            store(b, out, x + LANES, &second);
+            x += 2 * LANES;
+        }
+        if x < width {
+            let [acc] = square_columns::<R, K, 1>(src.add(x), b.step, b.kernel.as_ptr());
+            store(b, out, x, &acc);
         }
     }
 
-    /// The `R` accumulators of one vector of columns of [`avx512_square`]. Not inlined, so that
-    /// the kernel values are broadcast from memory at each use: hoisted out of the column loop
-    /// they took 25 registers and spilled.
+    /// Stores the `R` rows of one vector of columns from `x`.
     ///
     /// # Safety
-    /// As [`avx512_square`], for the block's input at `src`.
+    /// AVX-512F must be available.
+    #[inline(always)]
+    unsafe fn store<const R: usize>(b: &Block, out: &mut [f32], x: usize, acc: &[__m512; R]) {
+        let n = LANES.min(b.ow - x);
+        let mask: __mmask16 = if n == LANES { !0 } else { (1 << n) - 1 };
+        for (r, &a) in acc.iter().enumerate() {
+            let row = &mut out[r * b.ow + x..];
+            assert!(row.len() >= n);
+            _mm512_mask_storeu_ps(row.as_mut_ptr(), mask, a);
+        }
+    }
+
+    /// The `R` accumulators of each of `V` consecutive vectors of columns of
+    /// [`avx512_square`]. Not inlined, so that the kernel values are broadcast from memory at
+    /// each use: hoisted out of the column loop they took 25 registers and spilled.
+    ///
+    /// # Safety
+    /// As [`avx512_square`], for the block's input at `src`, `V` vectors wide.
     #[inline(never)]
     #[target_feature(enable = "avx512f")]
-    unsafe fn square_columns<const R: usize, const K: usize>(
+    unsafe fn square_columns<const R: usize, const K: usize, const V: usize>(
         src: *const f32,
         step: usize,
         k: *const f32,
-    ) -> [__m512; R] {
-        let mut acc = [_mm512_setzero_ps(); R];
+    ) -> [[__m512; R]; V] {
+        let mut acc = [[_mm512_setzero_ps(); R]; V];
         // Input rows one by one, written out so that each row's set of output rows is known at
         // compile time and the accumulators stay in registers.
         macro_rules! input_rows {
@@ -219,12 +232,16 @@ mod x86 {
                 if $q < R + K - 1 {
                     let p = src.add($q * step);
                     for j in 0..K {
-                        let v = _mm512_loadu_ps(p.add(j));
-                        for (r, a) in acc.iter_mut().enumerate() {
+                        let v: [__m512; V] =
+                            std::array::from_fn(|t| _mm512_loadu_ps(p.add(j + t * LANES)));
+                        for r in 0..R {
                             // Tap row `i` of output row `r` reads input row `r + i`.
                             let i = ($q as usize).wrapping_sub(r);
                             if i < K {
-                                *a = _mm512_fmadd_ps(_mm512_set1_ps(*k.add(i * K + j)), v, *a);
+                                let kv = _mm512_set1_ps(*k.add(i * K + j));
+                                for (a, v) in acc.iter_mut().zip(&v) {
+                                    a[r] = _mm512_fmadd_ps(kv, *v, a[r]);
+                                }
                             }
                         }
                     }
