@@ -10,8 +10,9 @@
 //!
 //! The conv computes `affine(act(conv(x) + bias + residual))`, so a residual fuses only into a
 //! conv without an activation, an affine only into one with, and each fusion needs the conv's
-//! output to feed nothing but the fused layers (it is not kept anywhere else). The conv node is rewritten in place: it takes over the
-//! last fused layer's output, so its readers and graph outputs stay as they were.
+//! output to feed nothing but the fused layers (it is not kept anywhere else). The conv node is
+//! rewritten in place: it takes over the last fused layer's output, so its readers and graph
+//! outputs stay as they were.
 
 use crate::pattern::scalar;
 use crate::{Pass, PassError};

@@ -1,6 +1,6 @@
-//! IR ops that are several ONNX ops: a convolution or transposed one with its fused epilogue, activations ONNX
-//! lacks, Clip with absent bounds, opset-11 Softmax over flattened axes, and deformable
-//! sampling alone.
+//! IR ops that are several ONNX ops: a convolution or transposed one with its fused epilogue,
+//! activations ONNX lacks, Clip with absent bounds, opset-11 Softmax over flattened axes, and
+//! deformable sampling alone.
 
 use super::attrs::{deform_conv, window};
 use super::attrs::{float, int};

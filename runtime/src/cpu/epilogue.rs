@@ -1,8 +1,7 @@
-//! The fused epilogue of a convolution, `affine(act(acc + bias + residual))`, applied to one output row
-//! while it is still in cache, and the scalar activations it uses. These must be the very
+//! The fused epilogue of a convolution, `affine(act(acc + bias + residual))`, applied to one output
+//! row while it is still in cache, and the scalar activations it uses. These must be the very
 //! functions the standalone f32 activation kernels (`activation.rs`) compute, so that fusing an
-//! activation into a conv never changes a result; `tests/conv_epilogue.rs` checks that bit for
-//! bit.
+//! activation into a conv never changes a result; `tests/conv_epilogue.rs` checks that bit for bit.
 
 use super::math::exp_f32;
 use temblor_ir::{Activation, Affine};

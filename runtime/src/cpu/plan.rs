@@ -1,7 +1,8 @@
 //! [`CpuPlan`]: the graph flattened into steps over numbered value slots, in topological order.
-//! Constants are converted (and convolution weights packed) once when the plan is built; a computed value's buffer returns to the
-//! plan's pool ([`super::buffers`]) as soon as its last reader has run, so peak memory is the
-//! widest cut of the graph, not its sum, and later steps and runs reuse it.
+//! Constants are converted (and convolution weights packed) once when the plan is built; a computed
+//! value's buffer returns to the plan's pool ([`super::buffers`]) as soon as its last reader has
+//! run, so peak memory is the widest cut of the graph, not its sum, and later steps and runs reuse
+//! it.
 
 use super::args::Args;
 use super::buffers::Buffers;
