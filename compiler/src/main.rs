@@ -1,6 +1,9 @@
+//! The `temblor` binary: a thin clap layer over [`cli`], one module per command.
+
+mod cli;
+
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
-use temblor::cli;
 
 /// temblor: an ahead-of-time graph compiler for vision and detection models.
 #[derive(Parser, Debug)]

@@ -1,4 +1,11 @@
-use crate::{AttrValue, Op, Origin, OriginId, Provenance, TensorInfo, TensorType, WeightStore};
+use crate::AttrValue;
+use crate::Op;
+use crate::Origin;
+use crate::OriginId;
+use crate::Provenance;
+use crate::TensorInfo;
+use crate::TensorType;
+use crate::WeightStore;
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 use petgraph::visit::{EdgeRef, NodeIndexable};
 use petgraph::Direction;

@@ -11,8 +11,10 @@
 
 mod attr;
 mod dtype;
+mod error;
 mod graph;
 mod op;
+pub mod package;
 mod provenance;
 mod shape;
 mod validate;
@@ -20,6 +22,7 @@ mod weights;
 
 pub use attr::AttrValue;
 pub use dtype::DType;
+pub use error::{Error, Result};
 pub use graph::{
     Edge, Graph, GraphOutput, Node, NodeId, Partition, Placement, Precision, ValueRef,
 };

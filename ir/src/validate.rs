@@ -2,7 +2,12 @@
 //! Run after every stage in tests and debug builds; a failure is a compiler bug, reported with
 //! the node it was found at.
 
-use crate::{BinaryOp, Dim, Graph, NodeId, Op, ValueRef};
+use crate::BinaryOp;
+use crate::Dim;
+use crate::Graph;
+use crate::NodeId;
+use crate::Op;
+use crate::ValueRef;
 use std::collections::HashSet;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -1,4 +1,5 @@
-use crate::{DType, Shape};
+use crate::DType;
+use crate::Shape;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 

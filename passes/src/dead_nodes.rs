@@ -1,7 +1,8 @@
 //! Removes nodes none of whose outputs reach a graph output. Graph inputs stay even when unused:
 //! they are part of the model's interface.
 
-use crate::{Pass, PassError};
+use crate::Pass;
+use crate::PassError;
 use temblor_ir::{Graph, Op, ValueRef};
 
 pub struct DeadNodes;

@@ -15,8 +15,11 @@ pub enum PassError {
         source: temblor_ir::ValidationError,
     },
     /// Retyping the graph after a pass failed: the pass left a value no shape rule accepts.
-    #[error("after pass '{pass}': {message}")]
-    Retype { pass: &'static str, message: String },
+    #[error("after pass '{pass}': {source}")]
+    Retype {
+        pass: &'static str,
+        source: temblor_ir::Error,
+    },
     #[error("passes did not reach a fixed point in {rounds} rounds; last to change: {pass}")]
     NoFixedPoint { rounds: usize, pass: &'static str },
 }
@@ -41,15 +44,9 @@ pub struct Driver {
     max_rounds: usize,
     /// Stop after this many applied pass runs (for bisecting a rewrite that breaks a model).
     step_limit: Option<usize>,
-    /// Recomputes every value's type after a pass that changed the graph, so a shape that
-    /// folding made static is static for the passes that follow (the compiler's shape inference).
-    retype: Option<Retype>,
     /// Shown the graph after each pass that applied (RefCell: `run` takes `&self`).
     on_applied: Option<RefCell<OnApplied>>,
 }
-
-/// A shape inference the driver runs after each pass that applied.
-pub type Retype = Box<dyn Fn(&mut Graph) -> Result<(), String>>;
 
 /// An observer of the optimizer's progress: called with the record of each pass run that applied
 /// (after retyping and validation) and the graph it left, e.g. to snapshot it for measuring.
@@ -61,18 +58,12 @@ impl Driver {
             passes,
             max_rounds: 32,
             step_limit: None,
-            retype: None,
             on_applied: None,
         }
     }
 
     pub fn with_step_limit(mut self, steps: Option<usize>) -> Driver {
         self.step_limit = steps;
-        self
-    }
-
-    pub fn with_retype(mut self, retype: Retype) -> Driver {
-        self.retype = Some(retype);
         self
     }
 
@@ -98,10 +89,12 @@ impl Driver {
                 let (nodes_before, layers_before) = (graph.node_count(), graph.layer_count());
                 let start = Instant::now();
                 let applied = pass.run(graph)?;
-                if let (Some(retype), true) = (&self.retype, applied > 0) {
-                    retype(graph).map_err(|message| PassError::Retype {
+                // Every value is retyped after a pass that changed the graph, so a shape that
+                // folding made static is static for the passes that follow.
+                if applied > 0 {
+                    temblor_infer::infer(graph).map_err(|source| PassError::Retype {
                         pass: pass.name(),
-                        message,
+                        source,
                     })?;
                 }
                 let micros = start.elapsed().as_micros();

@@ -2,7 +2,9 @@
 //! attribute: the form a TensorRT plugin takes them in, and a weight the views list with the
 //! others. The kernel reads either form, so the rewrite changes no value.
 
-use crate::{add_constant, Pass, PassError};
+use crate::add_constant;
+use crate::Pass;
+use crate::PassError;
 use temblor_ir::{AttrValue, DType, Graph, Layout, NodeId, Op, Provenance, Weight};
 
 pub struct ExplicitAnchors;

@@ -9,8 +9,10 @@
 //! alone) folds the same way into shape-only weights, so its optimized graph has the structure
 //! the full model would have.
 
+use crate::add_constant;
 use crate::conv_weights::{self, Rows};
-use crate::{add_constant, Pass, PassError};
+use crate::Pass;
+use crate::PassError;
 use temblor_ir::{DType, Graph, Layout, Node, NodeId, Op, Provenance, ValueRef, Weight};
 
 pub struct FoldBatchNorm;

@@ -11,7 +11,10 @@
 //! its inputs together, or [`SMALL`], whichever is larger (an Expand or ConstantOfShape of a
 //! large static shape stays a node).
 
-use crate::{add_constant, Pass, PassError};
+use crate::add_constant;
+use crate::Pass;
+use crate::PassError;
+use temblor_infer::evaluate;
 use temblor_ir::{Graph, NodeId, Op, Provenance, UnaryOp, ValueRef, Weight};
 use temblor_runtime::Tensor;
 
@@ -34,7 +37,7 @@ impl Pass for FoldConstants {
         })?;
         let mut folded = 0;
         for id in order {
-            let weights = match evaluate(g, id) {
+            let weights = match computed(g, id) {
                 Some(values) => values.iter().map(Tensor::to_weight).collect(),
                 None => match shape_only(g, id) {
                     Some(w) => vec![w],
@@ -49,55 +52,39 @@ impl Pass for FoldConstants {
 }
 
 /// The node's outputs, when they can and should be computed now.
-fn evaluate(g: &Graph, id: NodeId) -> Option<Vec<Tensor>> {
+fn computed(g: &Graph, id: NodeId) -> Option<Vec<Tensor>> {
     let node = g.node(id);
     // A node already replaced waits for dead-node removal; folding it again would never end.
     if !(0..node.outputs.len()).any(|p| g.is_used(ValueRef::new(id, p))) {
         return None;
     }
-    match &node.op {
-        Op::Input { .. } | Op::Constant { .. } => None,
-        Op::Shape { start, end } => {
-            let x = g.input(id, 0)?;
-            let dims = g.value_type(x).shape.known()?;
-            Some(vec![temblor_runtime::shape_of(&dims, *start, *end)])
-        }
-        op => {
-            let mut inputs = Vec::new();
-            let mut weights = Vec::new();
-            for v in g.inputs_of(id) {
-                weights.push(match v {
-                    None => None,
-                    Some(v) => Some(g.constant(v).filter(|w| !w.is_shape_only())?),
-                });
-            }
-            if weights.iter().all(Option::is_none) {
-                return None;
-            }
-            let size: usize = weights.iter().flatten().map(|w| w.element_count()).sum();
-            let cap = size.max(SMALL);
-            // A result shape inference already knows to be over the cap is not computed (the
-            // pass visits it again every round).
-            let too_big = node.outputs.iter().any(|o| {
-                o.ty.shape
-                    .known()
-                    .is_some_and(|d| d.iter().product::<usize>() > cap)
-            });
-            if too_big {
-                return None;
-            }
-            for w in weights {
-                inputs.push(match w {
-                    None => None,
-                    Some(w) => Some(Tensor::from_weight(w).ok()?),
-                });
-            }
-            let refs: Vec<Option<&Tensor>> = inputs.iter().map(Option::as_ref).collect();
-            let outs = temblor_runtime::run_op(op, &refs, node.outputs.len()).ok()?;
-            (outs.len() == node.outputs.len() && outs.iter().all(|t| t.len() <= cap))
-                .then_some(outs)
+    let mut size = 0;
+    let mut any_constant = false;
+    for v in g.inputs_of(id).into_iter().flatten() {
+        if let Some(w) = g.constant(v).filter(|w| !w.is_shape_only()) {
+            size += w.element_count();
+            any_constant = true;
+        } else if !matches!(node.op, Op::Shape { .. }) {
+            return None;
         }
     }
+    if !any_constant && !matches!(node.op, Op::Shape { .. }) {
+        return None;
+    }
+    let cap = size.max(SMALL);
+    // A result shape inference already knows to be over the cap is not computed (the pass visits
+    // it again every round).
+    let too_big = node.outputs.iter().any(|o| {
+        o.ty.shape
+            .known()
+            .is_some_and(|d| d.iter().product::<usize>() > cap)
+    });
+    if too_big {
+        return None;
+    }
+    let constant = |v: ValueRef| Tensor::from_weight(g.constant(v)?).ok();
+    let outs = evaluate::node_outputs(g, id, constant)?;
+    outs.iter().all(|t| t.len() <= cap).then_some(outs)
 }
 
 /// A layout change of a shape-only weight (graph-only model), as a shape-only weight of the

@@ -11,8 +11,10 @@
 //! A model given without its parameters folds the same way: where the constant or the conv's
 //! weight or bias is known by shape alone, so is what the fold makes.
 
+use crate::add_constant;
 use crate::conv_weights::{self, Rows};
-use crate::{add_constant, Pass, PassError};
+use crate::Pass;
+use crate::PassError;
 use temblor_ir::{BinaryOp, DType, Graph, Layout, NodeId, Op, Provenance, ValueRef, Weight};
 
 pub struct FoldConvAffine;

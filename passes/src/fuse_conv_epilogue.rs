@@ -15,7 +15,8 @@
 //! outputs stay as they were.
 
 use crate::pattern::scalar;
-use crate::{Pass, PassError};
+use crate::Pass;
+use crate::PassError;
 use temblor_ir::{
     Activation, Affine, BinaryOp, Dim, Graph, NodeId, Op, Provenance, UnaryOp, ValueRef,
 };

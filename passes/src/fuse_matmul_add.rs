@@ -7,7 +7,8 @@
 //! are left as they are.
 
 use crate::pattern::private;
-use crate::{Pass, PassError};
+use crate::Pass;
+use crate::PassError;
 use temblor_ir::{BinaryOp, Dim, Graph, NodeId, Op, Provenance, ValueRef};
 
 pub struct FuseMatMulAdd;

@@ -9,7 +9,8 @@
 //! explicit pad), negative pads (a crop), pads of the batch or channel axis, a non-zero or
 //! unknown fill value, and a Pad whose output any other layer or the graph output reads.
 
-use crate::{Pass, PassError};
+use crate::Pass;
+use crate::PassError;
 use temblor_ir::{Graph, NodeId, Op, PadMode, Provenance, ValueRef};
 
 pub struct FusePad;

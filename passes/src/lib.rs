@@ -15,7 +15,6 @@ mod fuse_pad;
 mod merge_reshapes;
 mod pattern;
 mod placement;
-pub mod precision;
 mod prefilter_nms;
 mod recognize_gelu;
 mod recognize_hard_swish;

@@ -3,7 +3,9 @@
 //! Flatten) whose result has a static shape becomes one Reshape to that shape. The inner layer
 //! must be read by nothing else; `remove_no_ops` then drops a merge that composes to nothing.
 
-use crate::{add_constant, Pass, PassError};
+use crate::add_constant;
+use crate::Pass;
+use crate::PassError;
 use temblor_ir::{Graph, Layout, NodeId, Op, Provenance, Weight};
 
 pub struct MergeReshapes;

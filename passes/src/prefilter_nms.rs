@@ -8,7 +8,9 @@
 //! sorted back), so ties between equal scores break exactly as before. NMS nodes whose `Index`
 //! output is read are left alone, since it would index the filtered set.
 
-use crate::{add_constant, Pass, PassError};
+use crate::add_constant;
+use crate::Pass;
+use crate::PassError;
 use temblor_ir::{
     DType, Graph, Layout, NodeId, Op, Provenance, ReduceOp, Shape, TensorInfo, TensorType,
     ValueRef, Weight,

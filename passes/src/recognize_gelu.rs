@@ -10,7 +10,8 @@
 //! and `sqrt(2/pi)` differently; the rewrite is exact up to that rounding.
 
 use crate::pattern::{is_exponent, private, private_operands, scalar};
-use crate::{Pass, PassError};
+use crate::Pass;
+use crate::PassError;
 use temblor_ir::{BinaryOp, Graph, NodeId, Op, Provenance, UnaryOp, ValueRef};
 
 pub struct RecognizeGelu;

@@ -7,7 +7,8 @@
 //! differ in the last bit at most.
 
 use crate::pattern::{private, scalar};
-use crate::{Pass, PassError};
+use crate::Pass;
+use crate::PassError;
 use temblor_ir::{BinaryOp, Graph, NodeId, Op, Provenance, UnaryOp, ValueRef};
 
 pub struct RecognizeHardSwish;

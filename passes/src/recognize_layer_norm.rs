@@ -12,8 +12,10 @@
 //! trailing ones of x's inferred shape, and gamma and beta must vary along those axes only.
 //! Eight to ten layers, two of them reductions, become one that reads x once.
 
+use crate::add_constant;
 use crate::pattern::{is_exponent, private, private_operands as operands, scalar};
-use crate::{add_constant, Pass, PassError};
+use crate::Pass;
+use crate::PassError;
 use temblor_ir::{
     BinaryOp, Dim, Graph, Layout, NodeId, Op, Provenance, ReduceOp, TensorType, UnaryOp, ValueRef,
     Weight,

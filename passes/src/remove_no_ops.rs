@@ -2,7 +2,8 @@
 //! to the dtype it already has, a Reshape whose static output shape is its input's, and a
 //! Transpose by the identity permutation. Their readers, and any graph output, read the input.
 
-use crate::{Pass, PassError};
+use crate::Pass;
+use crate::PassError;
 use temblor_ir::{Graph, NodeId, Op, UnaryOp, ValueRef};
 
 pub struct RemoveNoOps;

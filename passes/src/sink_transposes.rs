@@ -12,7 +12,8 @@
 //! untransposed copy is left behind; the Concat is rewritten in place and the first Transpose
 //! is reused after it, taking over the Concat's output so its readers stay as they were.
 
-use crate::{Pass, PassError};
+use crate::Pass;
+use crate::PassError;
 use temblor_ir::{Dim, Graph, Layout, NodeId, Op, Provenance, Shape, TensorType, ValueRef};
 
 pub struct SinkTransposes;

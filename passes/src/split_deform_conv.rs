@@ -13,7 +13,9 @@
 //! Applies when the weight is a constant (with values or known by shape alone: the reshape
 //! only renames its dimensions).
 
-use crate::{add_constant, Pass, PassError};
+use crate::add_constant;
+use crate::Pass;
+use crate::PassError;
 use temblor_ir::{
     ConvAttrs, DeformConvAttrs, Dim, Graph, Layout, Node, NodeId, Op, Provenance, Shape,
     TensorInfo, TensorType, ValueRef, Weight,

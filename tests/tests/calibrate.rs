@@ -5,11 +5,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use temblor::npy;
-use temblor::precision::calibrate::{cache_key, collect, load_or_collect};
 use temblor_ops_lib::preprocess::{load_png, resize_bilinear, to_chw, Normalize};
+use temblor_precision::calibrate::{cache_key, collect, load_or_collect};
 use temblor_runtime::Tensor;
 use temblor_tests::{output, python, real_model, root, shared};
+use temblor_tools::npy;
 
 const SIDE: usize = 160;
 
@@ -37,7 +37,7 @@ fn prepared(image: &Path) -> Tensor {
 }
 
 fn graph() -> temblor_ir::Graph {
-    temblor::pipeline::import(&model(), &[("x".into(), vec![1, 3, SIDE, SIDE])]).expect("import")
+    temblor_pipeline::import(&model(), &[("x".into(), vec![1, 3, SIDE, SIDE])]).expect("import")
 }
 
 /// onnxruntime's `[min, max]` of every float value of the model over `batches`

@@ -5,8 +5,8 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use temblor::conformance::{self, Outcome, PassList};
 use temblor_tests::{python, root};
+use temblor_tools::conformance::{self, Outcome, PassList};
 
 fn node_suite() -> PathBuf {
     let out = Command::new(python())

@@ -4,10 +4,10 @@
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use temblor::eval::coco_json::{write_dump, Category, DumpImage};
-use temblor::eval::{self, Detection, GtBox, Metrics};
-use temblor::preprocess_config::PreprocessConfig;
 use temblor_tests::{output, python, read_f32, real_model, root, shared, temblor, Rng};
+use temblor_tools::eval::coco_json::{write_dump, Category, DumpImage};
+use temblor_tools::eval::{self, Detection, GtBox, Metrics};
+use temblor_tools::preprocess_config::PreprocessConfig;
 
 const TOL: f64 = 1e-4;
 
@@ -350,7 +350,7 @@ fn infer_cfg_preprocessing_matches_the_reference_inputs() {
     let cfg = PreprocessConfig::beside(&picodet_paddle()).expect("infer_cfg.yml beside the model");
     let config = PreprocessConfig::load(&cfg).unwrap();
     assert_eq!(config.labels.len(), 80, "COCO's label list");
-    let graph = temblor::pipeline::import(&picodet_paddle(), &[]).unwrap();
+    let graph = temblor_pipeline::import(&picodet_paddle(), &[]).unwrap();
     let refs = shared().join("models/real/picodet_coco_onnx");
     for case in ["astronaut", "chelsea", "coffee"] {
         let image = shared().join(format!("images/{case}.png"));

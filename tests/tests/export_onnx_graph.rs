@@ -147,7 +147,7 @@ fn casts_and_qdq_export_as_they_are_and_match_temblor_run() {
     let dir = tempfile::tempdir().unwrap();
     let pkg = dir.path().join("precision.temblor");
     std::fs::create_dir(&pkg).unwrap();
-    temblor::package::write(&precision_graph(), &pkg).expect("package written");
+    temblor_ir::package::write(&precision_graph(), &pkg).expect("package written");
     export(&pkg);
     let (trt, ort) = check_exports(&pkg);
     for (op, n) in [
@@ -176,7 +176,7 @@ fn casts_and_qdq_export_as_they_are_and_match_temblor_run() {
     let x = dir.path().join("x.npy");
     let values = temblor_tests::Rng(3).values(4 * 64);
     let input = Tensor::f32(vec![1, 4, 8, 8], values.iter().map(|v| v * 3.0).collect());
-    temblor::npy::write(&x, &input).expect("input written");
+    temblor_tools::npy::write(&x, &input).expect("input written");
     let inputs = [("x", x)];
     let (ours, theirs) = run_both(&pkg, &inputs, dir.path());
     assert_dense_agree(&ours, &theirs, 1e-3);

@@ -3,13 +3,13 @@
 //! (insta) and checked numerically against the unoptimized graph; then PP-OCRv4 det, whose
 //! optimized graph must compute what the imported one does.
 
-use temblor::pipeline::{self, Options};
 use temblor_ir::{
     validate, Activation, BinaryOp, ConvAttrs, ConvTransposeAttrs, DType, Framework, Graph,
     GraphOutput, Layout, Node, Op, Origin, Provenance, Shape, TensorInfo, TensorType, UnaryOp,
     ValueRef, Weight,
 };
 use temblor_passes::{DeadNodes, Driver, FuseConvEpilogue};
+use temblor_pipeline::Options;
 use temblor_runtime::{CpuPlan, Tensor};
 use temblor_tests::{read_f32, real_model, rel_l2, shared, Rng};
 use temblor_visualize::{render, View};
@@ -344,7 +344,7 @@ fn ppocrv4_det_fused_matches_unfused() {
         input_dims: vec![("x".into(), dims.clone())],
         ..Options::default()
     };
-    let compiled = pipeline::compile(&model, &options).expect("compile");
+    let compiled = temblor_pipeline::compile(&model, &options).expect("compile");
     let fused = convs(&compiled.optimize)
         .iter()
         .filter(|(_, act, residual)| act.is_some() || *residual)

@@ -6,8 +6,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use temblor::{frontend, shape, Error};
-use temblor_ir::{validate, Dim, Graph, Layout, Op, SplitSizes, UnaryOp};
+use temblor_ir::{validate, Dim, Error, Graph, Layout, Op, SplitSizes, UnaryOp};
 use temblor_tests::{output, python, real_model, root, Rng};
 
 fn ppocr() -> PathBuf {
@@ -27,14 +26,14 @@ fn dims_arg(dims: &[usize]) -> String {
 
 /// load + fix_inputs + infer + validate.
 fn import(model: &Path, fixed: &[(&str, &[usize])]) -> Graph {
-    let mut g =
-        frontend::load(model, &[]).unwrap_or_else(|e| panic!("load {}: {e}", model.display()));
+    let mut g = temblor_frontend::load(model, &[])
+        .unwrap_or_else(|e| panic!("load {}: {e}", model.display()));
     let dims: Vec<(String, Vec<usize>)> = fixed
         .iter()
         .map(|(n, d)| (n.to_string(), d.to_vec()))
         .collect();
-    shape::fix_inputs(&mut g, &dims).unwrap();
-    shape::infer(&mut g).unwrap();
+    temblor_infer::fix_inputs(&mut g, &dims).unwrap();
+    temblor_infer::infer(&mut g).unwrap();
     validate(&g).unwrap();
     g
 }
@@ -247,7 +246,7 @@ fn tiny_model_with_external_data() {
         dir.path().join("tiny.bin").is_file(),
         "the weights are external"
     );
-    let mut g = frontend::load(&model, &[]).unwrap();
+    let mut g = temblor_frontend::load(&model, &[]).unwrap();
     assert_eq!(
         g.inputs.len(),
         1,
@@ -257,7 +256,7 @@ fn tiny_model_with_external_data() {
         g.node(g.inputs[0]).outputs[0].ty.shape.0,
         vec![Dim::Symbol("batch".into()), Dim::Known(3)]
     );
-    shape::infer(&mut g).unwrap();
+    temblor_infer::infer(&mut g).unwrap();
     validate(&g).unwrap();
     let weight = |name: &str| {
         let id = g
@@ -294,7 +293,7 @@ fn tiny_model_with_external_data() {
 }
 
 fn bad_input(path: &Path) -> String {
-    match frontend::load(path, &[]) {
+    match temblor_frontend::load(path, &[]) {
         Err(Error::BadInput(msg)) => {
             assert!(
                 msg.starts_with(&path.display().to_string())
@@ -400,8 +399,8 @@ onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 6)]), sys.
 
 #[test]
 fn fix_inputs_checks_names_ranks_and_static_dims() {
-    let mut g = frontend::load(&picodet(), &[]).unwrap();
-    let usage = |g: &mut Graph, name: &str, dims: &[usize]| match shape::fix_inputs(
+    let mut g = temblor_frontend::load(&picodet(), &[]).unwrap();
+    let usage = |g: &mut Graph, name: &str, dims: &[usize]| match temblor_infer::fix_inputs(
         g,
         &[(name.into(), dims.to_vec())],
     ) {
@@ -412,7 +411,7 @@ fn fix_inputs_checks_names_ranks_and_static_dims() {
     assert!(msg.contains("nosuch") && msg.contains("image"), "{msg}");
     assert!(usage(&mut g, "image", &[1, 3, 800]).contains("rank"));
     assert!(usage(&mut g, "image", &[1, 3, 640, 608]).contains("800"));
-    shape::fix_inputs(&mut g, &[("image".into(), vec![1, 3, 800, 608])]).unwrap();
+    temblor_infer::fix_inputs(&mut g, &[("image".into(), vec![1, 3, 800, 608])]).unwrap();
 }
 
 #[test]
@@ -431,8 +430,8 @@ g = helper.make_graph([node], "g", [x], [y], initializer=[w])
 onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), sys.argv[1])
 "#;
     run_python(script, &[&model]);
-    let mut g = frontend::load(&model, &[]).unwrap();
-    match shape::infer(&mut g) {
+    let mut g = temblor_frontend::load(&model, &[]).unwrap();
+    match temblor_infer::infer(&mut g) {
         Err(Error::BadInput(msg)) => assert!(
             msg.contains("bad_conv") && msg.contains("4 channels"),
             "{msg}"

@@ -27,19 +27,14 @@ fn finish(mut b: Builder, y: ValueRef) -> Graph {
         name: "y".into(),
         value: y,
     }];
-    temblor::shape::infer(&mut b.g).expect("types");
+    temblor_infer::infer(&mut b.g).expect("types");
     validate(&b.g).expect("valid");
     b.g
 }
 
 fn optimize(g: &Graph, passes: Vec<Box<dyn Pass>>) -> Graph {
     let mut out = g.clone();
-    Driver::new(passes)
-        .with_retype(Box::new(|g: &mut Graph| {
-            temblor::shape::infer(g).map_err(|e| e.to_string())
-        }))
-        .run(&mut out)
-        .expect("passes");
+    Driver::new(passes).run(&mut out).expect("passes");
     out
 }
 

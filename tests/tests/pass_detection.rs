@@ -52,16 +52,13 @@ fn nms_graph() -> Graph {
             value: ValueRef::new(nms.node, 2),
         },
     ];
-    temblor::shape::infer(&mut b.g).expect("types");
+    temblor_infer::infer(&mut b.g).expect("types");
     b.g
 }
 
 fn prefiltered(g: &Graph, k: usize) -> Graph {
     let mut out = g.clone();
     Driver::new(vec![Box::new(PrefilterNms { k }), Box::new(DeadNodes)])
-        .with_retype(Box::new(|g: &mut Graph| {
-            temblor::shape::infer(g).map_err(|e| e.to_string())
-        }))
         .run(&mut out)
         .expect("passes");
     out
@@ -166,13 +163,10 @@ fn yolo_box_anchors_become_an_explicit_constant() {
             value: ValueRef::new(decoded.node, 1),
         },
     ];
-    temblor::shape::infer(&mut b.g).expect("types");
+    temblor_infer::infer(&mut b.g).expect("types");
     let g = b.g;
     let mut opt = g.clone();
     Driver::new(vec![Box::new(ExplicitAnchors), Box::new(DeadNodes)])
-        .with_retype(Box::new(|g: &mut Graph| {
-            temblor::shape::infer(g).map_err(|e| e.to_string())
-        }))
         .run(&mut opt)
         .expect("passes");
     insta::assert_snapshot!("explicit_anchors_optimize", render(&opt, View::Optimize));

@@ -5,12 +5,12 @@
 //! blocks with a deformable conv fused by the full optimizer; then yolov3_r18vd_dcn, whose
 //! optimized graph must hold none of those layers.
 
-use temblor::pipeline::{self, Options, VerifyMode};
 use temblor_ir::{
     validate, Activation, BinaryOp, ConvTransposeAttrs, DType, DeformConvAttrs, Graph, GraphOutput,
     Layout, Op, PoolAttrs, Shape, TensorType, UnaryOp, ValueRef,
 };
 use temblor_passes::{optimize_passes, DeadNodes, Driver, FoldConvAffine, Pass, SinkTransposes};
+use temblor_pipeline::{Options, VerifyMode};
 use temblor_runtime::{CpuPlan, Tensor};
 use temblor_tests::builder::{act, count, shape_only, Builder};
 use temblor_tests::{rel_l2, shared, Rng};
@@ -36,19 +36,14 @@ fn finish(mut b: Builder, outputs: &[(&str, ValueRef)]) -> Graph {
             value,
         })
         .collect();
-    temblor::shape::infer(&mut b.g).expect("types");
+    temblor_infer::infer(&mut b.g).expect("types");
     validate(&b.g).expect("valid");
     b.g
 }
 
 fn optimize(g: &Graph, passes: Vec<Box<dyn Pass>>) -> Graph {
     let mut out = g.clone();
-    Driver::new(passes)
-        .with_retype(Box::new(|g: &mut Graph| {
-            temblor::shape::infer(g).map_err(|e| e.to_string())
-        }))
-        .run(&mut out)
-        .expect("passes");
+    Driver::new(passes).run(&mut out).expect("passes");
     validate(&out).expect("optimized graph is valid");
     out
 }
@@ -328,7 +323,7 @@ fn yolov3_r18vd_dcn_optimizes_without_residual_layers() {
         verify: VerifyMode::On,
         ..Options::default()
     };
-    let compiled = pipeline::compile(&model, &options).expect("compile");
+    let compiled = temblor_pipeline::compile(&model, &options).expect("compile");
     let opt = &compiled.optimize;
     assert_eq!(count(&compiled.parse, "Transpose"), 3);
     let counts = ["Add", "Relu", "Transpose"].map(|op| count(opt, op));

@@ -6,13 +6,13 @@
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use temblor::profile::StageMap;
 use temblor_ir::{
     BinaryOp, ConvAttrs, DType, GraphOutput, Layout, Op, ResizeAttrs, ResizeCoordinate, ResizeMode,
     ResizeNearest, Shape, TensorType, UnaryOp, ValueRef,
 };
 use temblor_tests::builder::Builder;
 use temblor_tests::{output, read_numbers, real_model, shared, temblor};
+use temblor_tools::profile::StageMap;
 
 /// One layer of `compile.prototxt`.
 struct Layer {

@@ -1,10 +1,10 @@
 //! `compile --verify`: real models verify, and a deliberately broken optimized graph is caught
 //! with the first diverging layer named.
 
-use temblor::verify::verify;
 use temblor_ir::{GraphOutput, Op, UnaryOp};
 use temblor_tests::builder::{act, Builder};
 use temblor_tests::{output, real_model, shared, temblor};
+use temblor_tools::verify::verify;
 
 fn compile_verified(model: &std::path::Path, dims: &[&str]) -> serde_json::Value {
     let dir = tempfile::tempdir().unwrap();

@@ -3,11 +3,10 @@
 
 use super::inputs::{self, materialize, row_inputs, Model, RowInput};
 use super::run::runtime_error;
-use crate::{Error, Result};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
-use temblor_ir::Graph;
+use temblor_ir::{Error, Graph, Result};
 use temblor_runtime::CpuPlan;
 
 #[derive(clap::Args, Debug)]
@@ -167,7 +166,7 @@ fn measure(plan: &CpuPlan, inputs: &[RowInput], batch: usize, args: &BenchArgs) 
         plan.run(&tensors).map_err(runtime_error)?;
     }
     let mut ms = Vec::with_capacity(args.iters);
-    let bar = crate::progress::bar(args.iters, &format!("bench b={batch}"));
+    let bar = temblor_tools::progress::bar(args.iters, &format!("bench b={batch}"));
     for _ in 0..args.iters {
         let start = Instant::now();
         let outputs = plan.run(&tensors).map_err(runtime_error)?;

@@ -3,14 +3,14 @@
 //! graphs compute. Exit 1 when a layer exceeds the tolerance, like `compile --verify` on a
 //! divergence; the report is printed first either way.
 
-use crate::compare::{compare as compare_graphs, Comparison, Mode, Pair};
-use crate::pipeline::{self, Options, VerifyMode};
-use crate::verify::synthesize;
-use crate::{npy, package, shape, Error, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-use temblor_ir::Graph;
+use temblor_ir::{package, Error, Graph, Result};
+use temblor_pipeline::{Options, VerifyMode};
 use temblor_runtime::Tensor;
+use temblor_tools::compare::{compare as compare_graphs, Comparison, Mode, Pair};
+use temblor_tools::npy;
+use temblor_tools::verify::synthesize;
 
 #[derive(clap::Args, Debug)]
 pub struct CompareArgs {
@@ -149,7 +149,7 @@ fn graphs(args: &CompareArgs, dims: &[(String, Vec<usize>)]) -> Result<(Labelled
                 args.a.display()
             )));
         }
-        let mut c = pipeline::compile(&args.a, &options(dims))?;
+        let mut c = temblor_pipeline::compile(&args.a, &options(dims))?;
         let mut take = |s: Stage| {
             let (g, name) = match s {
                 Stage::Parse => (&mut c.parse, "parse"),
@@ -203,7 +203,7 @@ fn load(path: &Path, dims: &[(String, Vec<usize>)]) -> Result<Graph> {
 fn read(path: &Path, dims: &[(String, Vec<usize>)]) -> Result<Graph> {
     if package::is_package(path) {
         let mut g = package::load(path)?;
-        shape::fix_inputs(&mut g, dims)?;
+        temblor_infer::fix_inputs(&mut g, dims)?;
         Ok(g)
     } else if path.is_dir() {
         Err(Error::bad_input(format!(
@@ -212,7 +212,7 @@ fn read(path: &Path, dims: &[(String, Vec<usize>)]) -> Result<Graph> {
             package::MANIFEST
         )))
     } else {
-        Ok(pipeline::compile(path, &options(dims))?.compile)
+        Ok(temblor_pipeline::compile(path, &options(dims))?.compile)
     }
 }
 

@@ -1,10 +1,11 @@
-use crate::export::{self, Target};
-use crate::pipeline::{self, Options, VerifyMode};
-use crate::precision::{self, request::Request, Budget};
-use crate::{package, report, Error, Result};
 use std::path::{Path, PathBuf};
-use temblor_passes::precision::calibrators::Calibrator;
-use temblor_passes::precision::PlanMode;
+use temblor_export::Target;
+use temblor_ir::{package, Error, Result};
+use temblor_pipeline::report;
+use temblor_pipeline::{Options, VerifyMode};
+use temblor_precision::calibrators::Calibrator;
+use temblor_precision::PlanMode;
+use temblor_precision::{request::Request, Budget};
 use temblor_visualize::{render, report_html, View};
 
 #[derive(clap::Args, Debug)]
@@ -118,8 +119,8 @@ pub fn compile(args: &CompileArgs) -> Result<()> {
         nms_prefilter: args.nms_prefilter,
         measure: !args.no_measure,
     };
-    let mut compiled = pipeline::compile(&args.model, &options)?;
-    let assigned = precision::request::assign(
+    let mut compiled = temblor_pipeline::compile(&args.model, &options)?;
+    let assigned = temblor_precision::request::assign(
         &compiled.optimize,
         &Request {
             model: &args.model,
@@ -166,7 +167,7 @@ pub fn compile(args: &CompileArgs) -> Result<()> {
     package::write(&compiled.compile, dir)?;
     std::fs::write(
         dir.join("precision.yml"),
-        precision::plan_file::render(&assigned.plan)?,
+        temblor_precision::plan_file::render(&assigned.plan)?,
     )
     .map_err(|e| io_error(&dir.join("precision.yml"), e))?;
     let graph_only = !compiled.compile.has_values();
@@ -176,8 +177,8 @@ pub fn compile(args: &CompileArgs) -> Result<()> {
              values"
         );
     } else {
-        export::write(&compiled.compile, dir, Target::TensorRt)?;
-        if let Err(e) = export::write(&compiled.compile, dir, Target::OnnxRuntime) {
+        temblor_export::write(&compiled.compile, dir, Target::TensorRt)?;
+        if let Err(e) = temblor_export::write(&compiled.compile, dir, Target::OnnxRuntime) {
             eprintln!("warning: compile.ort.onnx not written: {e}");
         }
     }
@@ -212,7 +213,7 @@ pub fn compile(args: &CompileArgs) -> Result<()> {
         )),
     );
     if !graph_only {
-        println!("TensorRT: {}", export::trtexec_command(&out));
+        println!("TensorRT: {}", temblor_export::trtexec_command(&out));
     }
     let verified = match &compiled.verification {
         Some(v) if v.status == "passed" => "verified".to_string(),

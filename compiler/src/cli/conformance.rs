@@ -1,6 +1,6 @@
-use crate::conformance::{self, Outcome, PassList};
-use crate::{Error, Result};
 use std::path::PathBuf;
+use temblor_ir::{Error, Result};
+use temblor_tools::conformance::{self, Outcome, PassList};
 
 #[derive(clap::Args, Debug)]
 pub struct ConformanceArgs {

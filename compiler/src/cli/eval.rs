@@ -2,15 +2,15 @@
 //! ground truth or against a reference model's detections (agreement).
 
 use super::run::runtime_error;
-use crate::eval::coco_json::{self, Category, DumpImage};
-use crate::eval::{self, Detection, GtBox, Metrics};
-use crate::pipeline::{self, Options, VerifyMode};
-use crate::preprocess_config::{Prepared, PreprocessConfig};
-use crate::{package, progress, Error, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-use temblor_ir::Graph;
+use temblor_ir::{package, Error, Graph, Result};
+use temblor_pipeline::{Options, VerifyMode};
 use temblor_runtime::CpuPlan;
+use temblor_tools::eval::coco_json::{self, Category, DumpImage};
+use temblor_tools::eval::{self, Detection, GtBox, Metrics};
+use temblor_tools::preprocess_config::{Prepared, PreprocessConfig};
+use temblor_tools::progress;
 
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {
@@ -97,7 +97,7 @@ struct Report<'a> {
 }
 
 pub fn eval(args: &EvalArgs) -> Result<()> {
-    let images = crate::preprocess_config::images_in(&args.images)?;
+    let images = temblor_tools::preprocess_config::images_in(&args.images)?;
     let input_dims = args
         .inputs
         .iter()
@@ -109,7 +109,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
             Error::usage(format!(
                 "{}: no preprocessing config: give --preprocess FILE (no {} beside the model)",
                 args.model.display(),
-                crate::preprocess_config::PADDLE_INFER_CFG
+                temblor_tools::preprocess_config::PADDLE_INFER_CFG
             ))
         })?,
     };
@@ -246,7 +246,7 @@ impl Subject {
                 verify: VerifyMode::Off,
                 ..Options::default()
             };
-            pipeline::compile(path, &options)?.compile
+            temblor_pipeline::compile(path, &options)?.compile
         };
         let plan = CpuPlan::new(&graph)
             .and_then(|p| p.with_threads(threads))

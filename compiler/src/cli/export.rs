@@ -1,6 +1,6 @@
-use crate::export::{self, Target};
-use crate::{package, Error, Result};
 use std::path::PathBuf;
+use temblor_export::Target;
+use temblor_ir::{package, Error, Result};
 
 #[derive(clap::Args, Debug)]
 pub struct ExportArgs {
@@ -25,7 +25,7 @@ pub fn export(args: &ExportArgs) -> Result<()> {
     let dir = args.out.clone().unwrap_or_else(|| args.package.clone());
     std::fs::create_dir_all(&dir)
         .map_err(|e| Error::usage(format!("cannot create {}: {e}", dir.display())))?;
-    let trt = export::write(&g, &dir, Target::TensorRt)?;
+    let trt = temblor_export::write(&g, &dir, Target::TensorRt)?;
     println!(
         "{}: {} nodes, {} initializers, plugins [{}]",
         trt.path.display(),
@@ -33,8 +33,11 @@ pub fn export(args: &ExportArgs) -> Result<()> {
         trt.initializers,
         trt.plugins.join(", ")
     );
-    println!("build the engine with: {}", export::trtexec_command(&dir));
-    match export::write(&g, &dir, Target::OnnxRuntime) {
+    println!(
+        "build the engine with: {}",
+        temblor_export::trtexec_command(&dir)
+    );
+    match temblor_export::write(&g, &dir, Target::OnnxRuntime) {
         Ok(ort) => println!(
             "{}: {} nodes, {} initializers",
             ort.path.display(),

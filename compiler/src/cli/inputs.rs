@@ -2,11 +2,11 @@
 //! overrides (`NAME:DIMS` or `NAME=FILE.npy`), and the tensors a run gets (given data, or seeded
 //! random values that any model accepts).
 
-use crate::pipeline::{self, Compiled, Options, VerifyMode};
-use crate::{npy, package, Error, Result};
 use std::path::{Path, PathBuf};
-use temblor_ir::{DType, Dim, Graph};
+use temblor_ir::{package, DType, Dim, Error, Graph, Result};
+use temblor_pipeline::{Compiled, Options, VerifyMode};
 use temblor_runtime::{f16, Tensor, TensorData};
+use temblor_tools::npy;
 
 /// A model given on the command line: a package's graph, or a model file yet to be compiled
 /// for its input shapes; with the inputs it declares.
@@ -22,7 +22,7 @@ impl Model {
             .transpose()?;
         let declared = match &package {
             Some(g) => declared_inputs(g),
-            None => declared_inputs(&pipeline::import(path, &[])?),
+            None => declared_inputs(&temblor_pipeline::import(path, &[])?),
         };
         Ok(Model { package, declared })
     }
@@ -306,5 +306,5 @@ pub fn compile(model: &Path, inputs: &[RowInput]) -> Result<Compiled> {
         verify: VerifyMode::Off,
         ..Options::default()
     };
-    pipeline::compile(model, &options)
+    temblor_pipeline::compile(model, &options)
 }

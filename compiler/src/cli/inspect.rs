@@ -1,6 +1,6 @@
-use crate::{report, Result};
 use std::path::PathBuf;
-use temblor_ir::Op;
+use temblor_ir::{Op, Result};
+use temblor_pipeline::report;
 
 #[derive(clap::Args, Debug)]
 pub struct InspectArgs {
@@ -9,10 +9,10 @@ pub struct InspectArgs {
 }
 
 pub fn inspect(args: &InspectArgs) -> Result<()> {
-    let g = if crate::package::is_package(&args.model) {
-        crate::package::load(&args.model)?
+    let g = if temblor_ir::package::is_package(&args.model) {
+        temblor_ir::package::load(&args.model)?
     } else {
-        crate::pipeline::import(&args.model, &[])?
+        temblor_pipeline::import(&args.model, &[])?
     };
     println!("model: {}", args.model.display());
     for (name, value) in &g.facts {

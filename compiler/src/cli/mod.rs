@@ -13,7 +13,7 @@ mod profile;
 mod run;
 
 pub use bench::{bench, BenchArgs};
-pub use compare::{compare, CompareArgs, Stage};
+pub use compare::{compare, CompareArgs};
 pub use compile::{compile, CompileArgs};
 pub use conformance::{conformance, ConformanceArgs};
 pub use eval::{eval, EvalArgs};
@@ -23,7 +23,7 @@ pub use preprocess::{preprocess, PreprocessArgs};
 pub use profile::{profile, ProfileArgs};
 pub use run::{run, RunArgs};
 
-use crate::{Error, Result};
+use temblor_ir::{Error, Result};
 
 /// Parses `NAME:DIMS` with DIMS like `1x3x640x640`.
 pub fn parse_input_dims(spec: &str) -> Result<(String, Vec<usize>)> {

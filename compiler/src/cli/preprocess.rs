@@ -1,7 +1,8 @@
-use crate::{npy, Error, Result};
 use std::path::PathBuf;
+use temblor_ir::{Error, Result};
 use temblor_ops_lib::preprocess::{load_png, resize_bilinear, to_chw, Normalize};
 use temblor_runtime::{Tensor, TensorData};
+use temblor_tools::npy;
 
 #[derive(clap::Args, Debug)]
 pub struct PreprocessArgs {

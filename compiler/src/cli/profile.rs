@@ -2,10 +2,10 @@
 //! per stage of the detector.
 
 use super::inputs::{self, materialize, row_inputs, Model};
-use crate::profile::{self, Profile, StageMap};
-use crate::{Error, Result};
 use serde::Serialize;
 use std::path::PathBuf;
+use temblor_ir::{Error, Result};
+use temblor_tools::profile::{self, Profile, StageMap};
 
 #[derive(clap::Args, Debug)]
 pub struct ProfileArgs {

@@ -1,8 +1,8 @@
-use crate::pipeline::{self, Options, VerifyMode};
-use crate::{npy, package, Error, Result};
 use std::path::{Path, PathBuf};
-use temblor_ir::Graph;
+use temblor_ir::{package, Error, Graph, Result};
+use temblor_pipeline::{Options, VerifyMode};
 use temblor_runtime::{CpuPlan, ErrorKind, RuntimeError};
+use temblor_tools::npy;
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
@@ -35,7 +35,7 @@ pub fn load_graph(path: &Path) -> Result<Graph> {
             verify: VerifyMode::Off,
             ..Options::default()
         };
-        Ok(pipeline::compile(path, &options)?.compile)
+        Ok(temblor_pipeline::compile(path, &options)?.compile)
     }
 }
 

@@ -15,7 +15,9 @@ mod elementwise;
 pub use attrs::*;
 pub use elementwise::{BinaryOp, UnaryOp};
 
-use crate::{AttrValue, DType, WeightId};
+use crate::AttrValue;
+use crate::DType;
+use crate::WeightId;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -6,7 +6,8 @@
 use super::attrs::Attrs;
 use super::boxes::area;
 use super::{counts_data, counts_dims, float_data, float_dims, offsets_from_counts, ty, Args};
-use crate::{LibTensor, LibView};
+use crate::LibTensor;
+use crate::LibView;
 use temblor_ir::{DType, Dim, TensorType};
 
 #[derive(Clone, Debug, PartialEq)]

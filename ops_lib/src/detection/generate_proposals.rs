@@ -10,7 +10,8 @@
 use super::attrs::Attrs;
 use super::boxes::greedy_nms;
 use super::{float_data, float_dims, ty, Args};
-use crate::{LibTensor, LibView};
+use crate::LibTensor;
+use crate::LibView;
 use temblor_ir::{DType, Dim, TensorType};
 
 #[derive(Clone, Debug, PartialEq)]

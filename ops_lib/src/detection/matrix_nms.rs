@@ -13,7 +13,8 @@ use super::multiclass_nms::{
     detection_outputs, detection_types, push_row, sort_descending, to_i32, truncate_top_k,
 };
 use super::{float_data, float_dims, Args};
-use crate::{LibTensor, LibView};
+use crate::LibTensor;
+use crate::LibView;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use temblor_ir::TensorType;

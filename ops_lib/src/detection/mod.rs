@@ -10,7 +10,8 @@ mod multiclass_nms;
 mod rois_batch_index;
 mod yolo_box;
 
-use crate::{LibTensor, LibView};
+use crate::LibTensor;
+use crate::LibView;
 use attrs::Attrs;
 use temblor_ir::{AttrValue, DType, Dim, Shape, TensorType};
 

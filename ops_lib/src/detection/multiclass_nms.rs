@@ -8,7 +8,8 @@
 use super::attrs::Attrs;
 use super::boxes::greedy_nms;
 use super::{counts_data, counts_dims, float_data, float_dims, offsets_from_counts, ty, Args};
-use crate::{LibTensor, LibView};
+use crate::LibTensor;
+use crate::LibView;
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
 use std::collections::BinaryHeap;

@@ -2,7 +2,8 @@
 //! each RoI, `[sum]` int64, the `batch_indices` operand of the IR's RoiAlign.
 
 use super::{counts_data, counts_dims, ty, Args};
-use crate::{LibTensor, LibView};
+use crate::LibTensor;
+use crate::LibView;
 use temblor_ir::{DType, Dim, TensorType};
 
 pub(crate) fn infer(args: &Args<'_, TensorType>) -> Result<Vec<TensorType>, String> {

@@ -7,7 +7,8 @@
 
 use super::attrs::Attrs;
 use super::{float_data, float_dims, int_data, int_dims, ty, Args};
-use crate::{LibTensor, LibView};
+use crate::LibTensor;
+use crate::LibView;
 use temblor_ir::{DType, Dim, TensorType};
 
 #[derive(Clone, Debug, PartialEq)]

@@ -6,7 +6,10 @@ use super::args::{not_in_family, Args};
 use super::cast::Scalar;
 use super::elementwise::build;
 use super::{dispatch, math};
-use crate::{f16, RuntimeError, Tensor, TensorData};
+use crate::f16;
+use crate::RuntimeError;
+use crate::Tensor;
+use crate::TensorData;
 use std::ops::{Add, Div, Mul, Neg, Sub};
 use temblor_ir::{DType, Op, UnaryOp};
 

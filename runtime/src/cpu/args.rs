@@ -2,7 +2,8 @@
 //! module, which imports only the GEMM packing, and only `execute.rs` imports the families.
 
 use super::conv_gemm::PackedWeights;
-use crate::{RuntimeError, Tensor};
+use crate::RuntimeError;
+use crate::Tensor;
 use temblor_ir::Op;
 
 /// A step's inputs by port (`None` for an omitted optional one), how many outputs the node

@@ -9,7 +9,8 @@
 //! [`Buffers::scope`]); kernels take their outputs with [`reuse`], [`zeros`] and [`empty`], which
 //! fall back to the allocator outside a plan (compile-time folding) and on rayon's helper threads.
 
-use crate::{Tensor, TensorData};
+use crate::Tensor;
+use crate::TensorData;
 use std::any::{Any, TypeId};
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex};

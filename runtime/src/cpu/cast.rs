@@ -4,7 +4,9 @@
 //! zero and saturates (NaN becomes 0). Anything converts to bool as `x != 0`.
 
 use super::{dispatch, Element};
-use crate::{f16, RuntimeError, Tensor};
+use crate::f16;
+use crate::RuntimeError;
+use crate::Tensor;
 use temblor_ir::DType;
 
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -12,7 +12,8 @@ use super::conv_gemm::ConvGemm;
 use super::epilogue::Epilogue;
 use super::gemm::{matmul_strided, Threads, View};
 use super::{buffers, check_window, f32s};
-use crate::{RuntimeError, Tensor};
+use crate::RuntimeError;
+use crate::Tensor;
 use rayon::prelude::*;
 use temblor_ir::ConvTransposeAttrs;
 

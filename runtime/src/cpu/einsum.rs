@@ -7,7 +7,8 @@ use super::matmul::{batched, Dims, View};
 use super::real::{dispatch_real, values, Real};
 use super::shape_ops::transpose;
 use super::strides;
-use crate::{RuntimeError, Tensor};
+use crate::RuntimeError;
+use crate::Tensor;
 
 /// Labels are letters (their ASCII code) or ellipsis axes (`ELLIPSIS + i`, aligned right).
 const ELLIPSIS: usize = 128;

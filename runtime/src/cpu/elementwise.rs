@@ -4,7 +4,8 @@
 
 use super::args::{not_in_family, Args};
 use super::{buffers, cast, dispatch, elementwise_binary, Element};
-use crate::{RuntimeError, Tensor};
+use crate::RuntimeError;
+use crate::Tensor;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 use std::ops::Range;

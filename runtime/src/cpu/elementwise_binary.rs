@@ -4,7 +4,10 @@
 
 use super::cast::{Kind, Scalar};
 use super::elementwise::{apply, broadcast_shape, operand};
-use crate::{f16, RuntimeError, Tensor, TensorData};
+use crate::f16;
+use crate::RuntimeError;
+use crate::Tensor;
+use crate::TensorData;
 use temblor_ir::{BinaryOp, DType, Op};
 
 /// Runs `$body` with `$t` bound to the element type of a numeric `$dtype`; bool is unsupported.

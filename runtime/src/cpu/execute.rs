@@ -5,7 +5,8 @@ use super::{
     activation, cast, conv, conv_transpose, detection, elementwise, linalg, norm, pool, quant,
     reduce, resize, shape_ops,
 };
-use crate::{RuntimeError, Tensor};
+use crate::RuntimeError;
+use crate::Tensor;
 use temblor_ir::{DType, Op, OpFamily};
 
 pub(crate) fn execute(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {

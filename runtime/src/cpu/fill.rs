@@ -5,7 +5,8 @@ use super::args::{not_in_family, Args};
 use super::number::Number;
 use super::shape_ops::{distinct_axes, int_list};
 use super::{dispatch, elements, strided, strides, Element};
-use crate::{RuntimeError, Tensor};
+use crate::RuntimeError;
+use crate::Tensor;
 use temblor_ir::{DType, Op, PadMode, Scalar};
 
 pub(crate) fn execute(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {

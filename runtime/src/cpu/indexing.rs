@@ -6,7 +6,8 @@ use super::args::{not_in_family, Args};
 use super::number::Number;
 use super::shape_ops::{distinct_axes, int_list, int_values};
 use super::{dispatch, elements, normalize_axis, strided, strides, Element};
-use crate::{RuntimeError, Tensor};
+use crate::RuntimeError;
+use crate::Tensor;
 use temblor_ir::{Op, ScatterReduction};
 
 pub(crate) fn execute(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {

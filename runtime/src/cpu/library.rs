@@ -2,7 +2,9 @@
 //! views, and their results taken back.
 
 use super::args::Args;
-use crate::{RuntimeError, Tensor, TensorData};
+use crate::RuntimeError;
+use crate::Tensor;
+use crate::TensorData;
 use temblor_ir::Op;
 use temblor_ops_lib::{LibData, LibOp, LibSlice, LibView, DOMAIN};
 

@@ -7,7 +7,8 @@ use super::elementwise::broadcast_shape;
 use super::matmul::{batched, Dims, View};
 use super::real::{broadcast_to, dispatch_real, values, Real};
 use super::strides;
-use crate::{RuntimeError, Tensor};
+use crate::RuntimeError;
+use crate::Tensor;
 use temblor_ir::Op;
 
 pub(crate) fn execute(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {

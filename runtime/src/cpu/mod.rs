@@ -59,7 +59,10 @@ pub fn run_op(
     )
 }
 
-use crate::{f16, RuntimeError, Tensor, TensorData};
+use crate::f16;
+use crate::RuntimeError;
+use crate::Tensor;
+use crate::TensorData;
 use temblor_ir::DType;
 
 /// An element type that a [`TensorData`] variant holds, so shape kernels are written once.

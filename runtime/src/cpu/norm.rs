@@ -3,7 +3,8 @@
 
 use super::real::{broadcast_to, dispatch_real, values, Real};
 use super::{f32s, normalize_axis};
-use crate::{RuntimeError, Tensor};
+use crate::RuntimeError;
+use crate::Tensor;
 use rayon::prelude::*;
 
 /// `params` are scale, bias, mean, variance, each one value per channel.

@@ -8,7 +8,8 @@
 use super::args::{not_in_family, Args};
 use super::real::{dispatch_real, sum_f64, values, Ordered, Real};
 use super::{dispatch, f32s};
-use crate::{RuntimeError, Tensor};
+use crate::RuntimeError;
+use crate::Tensor;
 use rayon::prelude::*;
 use temblor_ir::{Op, PoolAttrs};
 

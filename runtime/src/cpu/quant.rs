@@ -5,7 +5,10 @@
 
 use super::args::{not_in_family, Args};
 use super::Element;
-use crate::{f16, RuntimeError, Tensor, TensorData};
+use crate::f16;
+use crate::RuntimeError;
+use crate::Tensor;
+use crate::TensorData;
 use temblor_ir::{DType, Op};
 
 pub(crate) fn execute(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {

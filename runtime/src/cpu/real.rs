@@ -3,7 +3,9 @@
 //! unidirectional broadcasting of a small operand (a Gemm bias, LayerNorm's scale).
 
 use super::Element;
-use crate::{f16, RuntimeError, Tensor};
+use crate::f16;
+use crate::RuntimeError;
+use crate::Tensor;
 use std::cmp::Ordering;
 use temblor_ir::DType;
 

@@ -6,7 +6,8 @@
 use super::args::{not_in_family, Args};
 use super::real::{sum_f64, values, Ordered};
 use super::{dispatch, f16, norm, normalize_axis, softmax};
-use crate::{RuntimeError, Tensor};
+use crate::RuntimeError;
+use crate::Tensor;
 use std::cmp::Ordering;
 use temblor_ir::{Op, ReduceOp};
 

@@ -6,7 +6,8 @@
 
 use super::elementwise::build;
 use super::{dispatch, elements, f32s, strides, Element};
-use crate::{RuntimeError, Tensor};
+use crate::RuntimeError;
+use crate::Tensor;
 use temblor_ir::{ResizeAttrs, ResizeCoordinate, ResizeMode, ResizeNearest};
 
 /// Per axis: input extent, output extent, scale used by the coordinate transform.

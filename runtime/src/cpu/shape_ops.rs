@@ -6,7 +6,9 @@ use super::args::{not_in_family, Args};
 use super::{
     buffers, dispatch, elements, fill, indexing, normalize_axis, strided, strides, Element,
 };
-use crate::{RuntimeError, Tensor, TensorData};
+use crate::RuntimeError;
+use crate::Tensor;
+use crate::TensorData;
 use temblor_ir::{Op, SplitSizes};
 
 pub(crate) fn execute(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {

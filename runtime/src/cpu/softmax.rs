@@ -5,7 +5,8 @@
 use super::real::{dispatch_real, sum_f64, values, Real};
 use super::reduce::around;
 use super::{normalize_axis, Element};
-use crate::{RuntimeError, Tensor};
+use crate::RuntimeError;
+use crate::Tensor;
 use rayon::prelude::*;
 
 pub(crate) fn softmax(

@@ -33,7 +33,7 @@ pub fn names(v: &serde_json::Value) -> Vec<String> {
 
 /// The package's graph input and output names, in order.
 pub fn package_io(pkg: &Path) -> (Vec<String>, Vec<String>) {
-    let g = temblor::package::load(pkg).expect("package loads");
+    let g = temblor_ir::package::load(pkg).expect("package loads");
     let inputs = g
         .inputs
         .iter()
@@ -107,7 +107,7 @@ pub fn assert_dense_agree(ours: &Path, theirs: &Path, tol: f64) {
 /// each float and int8 value made a graph output (float16 ones through a Cast to float32, which
 /// is exact and is the form the onnxruntime file holds them in).
 pub fn dump_values(pkg: &Path, inputs: &[(&str, PathBuf)], dir: &Path) -> PathBuf {
-    let mut g = temblor::package::load(pkg).expect("package loads");
+    let mut g = temblor_ir::package::load(pkg).expect("package loads");
     let mut taken: BTreeSet<String> = g.outputs.iter().map(|o| o.name.clone()).collect();
     let ids: Vec<_> = g
         .node_ids()
@@ -151,7 +151,7 @@ pub fn dump_values(pkg: &Path, inputs: &[(&str, PathBuf)], dir: &Path) -> PathBu
     }
     let dumped = dir.join("dump.temblor");
     std::fs::create_dir_all(&dumped).unwrap();
-    temblor::package::write(&g, &dumped).expect("package written");
+    temblor_ir::package::write(&g, &dumped).expect("package written");
     let values = dir.join("values");
     let mut cmd = temblor();
     cmd.arg("run").arg(&dumped).arg("-o").arg(&values);

@@ -7,7 +7,8 @@
 use crate::cpu::conv::{bias_values, dims4, init_output};
 use crate::cpu::gemm::matmul;
 use crate::cpu::{check_window, f32s};
-use crate::{RuntimeError, Tensor};
+use crate::RuntimeError;
+use crate::Tensor;
 use rayon::prelude::*;
 use temblor_ir::DeformConvAttrs;
 

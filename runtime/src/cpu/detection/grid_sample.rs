@@ -6,7 +6,8 @@
 //! flattens the curve; the runtimes that models come from do not.
 
 use crate::cpu::{f32s, strides};
-use crate::{RuntimeError, Tensor};
+use crate::RuntimeError;
+use crate::Tensor;
 use temblor_ir::{GridSampleMode, GridSamplePadding};
 
 /// The attributes of one GridSample.

@@ -8,7 +8,8 @@ pub(crate) mod roi_align;
 
 use super::args::{not_in_family, Args};
 use super::elements;
-use crate::{RuntimeError, Tensor};
+use crate::RuntimeError;
+use crate::Tensor;
 use temblor_ir::{DType, Op};
 
 pub(crate) fn execute(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {

@@ -4,7 +4,8 @@
 
 use super::{scalar_f32, scalar_i64};
 use crate::cpu::f32s;
-use crate::{RuntimeError, Tensor};
+use crate::RuntimeError;
+use crate::Tensor;
 
 /// An axis-aligned box by its corners, whatever order the input gave them in.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -6,7 +6,9 @@
 
 use crate::cpu::conv::dims4;
 use crate::cpu::f32s;
-use crate::{RuntimeError, Tensor, TensorData};
+use crate::RuntimeError;
+use crate::Tensor;
+use crate::TensorData;
 use temblor_ir::RoiAlignAttrs;
 
 /// One bilinear sample: the flat positions of its four neighbours in a channel plane and their

@@ -1,0 +1,340 @@
+//! The compile graph as ONNX. `compile.onnx` is TensorRT's build input: strongly typed (the
+//! precision plan's Casts, f16 constants and QuantizeLinear/DequantizeLinear written as they
+//! are), ops_lib ops as plugin nodes. `compile.ort.onnx` holds standard ONNX ops only, so
+//! onnxruntime runs it with the package's inputs and output names. Weights go to a side file
+//! (`<model>.data`) as external data.
+//!
+//! The onnxruntime file writes float16 values as float32 rounded to half precision: each node
+//! that makes a float16 value computes it in float32 and a `Cast` to float16 and back rounds it,
+//! which is what the compile graph means (an op with float16 inputs computes in float32 and
+//! rounds its outputs). Written as float16, onnxruntime's CPU provider would run those nodes in
+//! float32 through casts it inserts and then drop every rounding cast next to its own as a
+//! no-op pair (`RemoveDuplicateCastTransformer`), computing the fp16 plan in fp32.
+
+mod attrs;
+mod emit;
+mod fused;
+mod lower;
+mod model;
+mod ops;
+mod plugins;
+
+pub use plugins::{plugin, Plugin};
+
+use emit::Emitter;
+use lower::Lower;
+use model::ExternalData;
+use prost::Message;
+use std::collections::HashMap;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use temblor_frontend::onnx_proto::{GraphProto, ModelProto};
+use temblor_ir::{DType, Error, Graph, NodeId, Op, Result, ValueRef};
+
+/// Which consumer the ONNX file is written for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// `compile.onnx`: ops_lib ops as TensorRT plugin nodes.
+    TensorRt,
+    /// `compile.ort.onnx`: standard ONNX ops only.
+    OnnxRuntime,
+}
+
+impl Target {
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Target::TensorRt => "compile.onnx",
+            Target::OnnxRuntime => "compile.ort.onnx",
+        }
+    }
+}
+
+/// What [`write`] wrote.
+#[derive(Clone, Debug)]
+pub struct Written {
+    pub path: PathBuf,
+    /// The external data file beside it.
+    pub data: PathBuf,
+    pub nodes: usize,
+    pub initializers: usize,
+    /// Plugin names of the plugin nodes, sorted (TensorRT target only).
+    pub plugins: Vec<String>,
+}
+
+/// Writes `graph` as `dir/<target file>` and its weights as `dir/<target file>.data`. Both
+/// files appear whole or not at all.
+pub fn write(graph: &Graph, dir: &Path, target: Target) -> Result<Written> {
+    let path = dir.join(target.file_name());
+    let data_name = format!("{}.data", target.file_name());
+    let data = dir.join(&data_name);
+    let io = |what: &Path| {
+        let what = what.display().to_string();
+        move |e: std::io::Error| Error::internal(format!("cannot write {what}: {e}"))
+    };
+    let data_tmp = temp_file(dir).map_err(io(&data))?;
+    let mut ext = ExternalData::new(BufWriter::new(data_tmp), &data_name);
+    let (proto, summary) = build(graph, target, &mut ext)?;
+    let data_tmp = ext
+        .finish()
+        .map_err(io(&data))?
+        .into_inner()
+        .map_err(|e| io(&data)(e.into_error()))?;
+    let mut model_tmp = temp_file(dir).map_err(io(&path))?;
+    model_tmp
+        .write_all(&proto.encode_to_vec())
+        .map_err(io(&path))?;
+    data_tmp.persist(&data).map_err(|e| io(&data)(e.error))?;
+    model_tmp.persist(&path).map_err(|e| io(&path)(e.error))?;
+    Ok(Written {
+        path,
+        data,
+        nodes: summary.nodes,
+        initializers: summary.initializers,
+        plugins: summary.plugins,
+    })
+}
+
+/// A file in `dir` that becomes a written file on `persist`, with the mode a file created
+/// directly would have (tempfile's default is owner-only).
+fn temp_file(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    let mut b = tempfile::Builder::new();
+    b.prefix(".export");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        b.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    b.tempfile_in(dir)
+}
+
+/// The command that builds a TensorRT engine from `dir/compile.onnx`; it loads the plugin
+/// library when the model has plugin nodes.
+pub fn trtexec_command(dir: &Path) -> String {
+    let onnx = dir.join(Target::TensorRt.file_name());
+    let mut cmd = format!(
+        "trtexec --onnx={} --saveEngine={} --stronglyTyped --skipInference",
+        onnx.display(),
+        dir.join("compile.engine").display()
+    );
+    let imports_plugins = std::fs::read(&onnx)
+        .ok()
+        .and_then(|b| ModelProto::decode(&b[..]).ok())
+        .is_none_or(|m| m.opset_import.iter().any(|o| o.domain == plugins::DOMAIN));
+    if imports_plugins {
+        cmd.push_str(&format!(" --staticPlugins={}", plugins::LIBRARY));
+    }
+    cmd
+}
+
+struct Summary {
+    nodes: usize,
+    initializers: usize,
+    plugins: Vec<String>,
+}
+
+fn build<W: Write>(
+    g: &Graph,
+    target: Target,
+    ext: &mut ExternalData<W>,
+) -> Result<(ModelProto, Summary)> {
+    let order = g
+        .topo_order()
+        .map_err(|n| Error::internal(format!("cycle through {}", g.describe(n))))?;
+    let mut em = Emitter::default();
+    let (names, identities) = name_values(g, &order, &mut em)?;
+    if target == Target::OnnxRuntime {
+        refuse_half_io(g)?;
+    }
+    let io = |e: std::io::Error| Error::internal(format!("cannot write the ONNX weights: {e}"));
+    let mut initializer = Vec::new();
+    for &id in &order {
+        let node = g.node(id);
+        match node.op {
+            Op::Input { .. } => {}
+            Op::Constant { .. } if !g.is_used(ValueRef::new(id, 0)) => {}
+            Op::Constant { weight } => {
+                let w = g
+                    .weights
+                    .get(weight)
+                    .ok_or_else(|| Error::internal(format!("{} has no weight", g.describe(id))))?;
+                if w.is_shape_only() {
+                    return Err(Error::bad_input(format!(
+                        "{}: the weight's values are missing (a model given without its \
+                         parameters), so it cannot be written as ONNX",
+                        g.describe(id)
+                    )));
+                }
+                let name = &names[&ValueRef::new(id, 0)];
+                let t = match (target, w.dtype) {
+                    (Target::OnnxRuntime, DType::F16) => {
+                        ext.initializer(name, None, &model::widen_half(w))
+                    }
+                    _ => ext.initializer(name, Some(weight), w),
+                };
+                initializer.push(t.map_err(io)?);
+            }
+            _ => {
+                let inputs = g.inputs_of(id);
+                let ports = 0..node.outputs.len();
+                let outs: Vec<String> = ports
+                    .clone()
+                    .map(|p| names[&ValueRef::new(id, p)].clone())
+                    .collect();
+                let rounded: Vec<bool> = node
+                    .outputs
+                    .iter()
+                    .map(|o| target == Target::OnnxRuntime && o.ty.dtype == DType::F16)
+                    .collect();
+                let wide: Vec<String> = outs
+                    .iter()
+                    .zip(&rounded)
+                    .map(|(o, &r)| {
+                        if r {
+                            em.value(&format!("{o}.wide"))
+                        } else {
+                            o.clone()
+                        }
+                    })
+                    .collect();
+                let cx = Lower {
+                    node,
+                    ins: inputs
+                        .iter()
+                        .map(|v| v.map_or(String::new(), |v| names[&v].clone()))
+                        .collect(),
+                    in_types: inputs.iter().map(|v| v.map(|v| g.value_type(v))).collect(),
+                    outs: wide.clone(),
+                    used: ports.map(|p| g.is_used(ValueRef::new(id, p))).collect(),
+                    target,
+                };
+                ops::lower(&mut em, &cx).map_err(|e| {
+                    Error::bad_input(format!("cannot write {} as ONNX: {e}", g.describe(id)))
+                })?;
+                for ((w, out), _) in wide.iter().zip(&outs).zip(&rounded).filter(|(_, &r)| r) {
+                    round_half(&mut em, w, out);
+                }
+            }
+        }
+    }
+    for (value, output) in identities {
+        em.node(
+            "Identity",
+            &output,
+            vec![names[&value].clone()],
+            vec![output.clone()],
+            vec![],
+        );
+    }
+    for (name, w) in std::mem::take(&mut em.constants) {
+        initializer.push(ext.initializer(&name, None, &w).map_err(io)?);
+    }
+    let input = g
+        .inputs
+        .iter()
+        .map(|&id| model::value_info(&names[&ValueRef::new(id, 0)], &g.node(id).outputs[0].ty))
+        .collect();
+    let output = g
+        .outputs
+        .iter()
+        .map(|o| model::value_info(&o.name, g.value_type(o.value)))
+        .collect();
+    let summary = Summary {
+        nodes: em.nodes.len(),
+        initializers: initializer.len(),
+        plugins: em.plugins.into_iter().collect(),
+    };
+    let graph = GraphProto {
+        node: em.nodes,
+        name: g.name.clone(),
+        initializer,
+        input,
+        output,
+        ..GraphProto::default()
+    };
+    let domains: Vec<String> = em.domains.into_iter().collect();
+    Ok((model::model(graph, &domains), summary))
+}
+
+/// `out = float32(float16(wide))`: two explicit Casts, which onnxruntime keeps (it drops only
+/// the casts it inserts itself).
+fn round_half(em: &mut Emitter, wide: &str, out: &str) {
+    let half = em.value(&format!("{out}.half"));
+    let code = |d: DType| attrs::int("to", model::dtype_code(d) as i64);
+    em.node(
+        "Cast",
+        &format!("{out}.to_half"),
+        vec![wide.into()],
+        vec![half.clone()],
+        vec![code(DType::F16)],
+    );
+    em.node(
+        "Cast",
+        &format!("{out}.from_half"),
+        vec![half],
+        vec![out.into()],
+        vec![code(DType::F32)],
+    );
+}
+
+/// The onnxruntime file widens float16 values inside the graph only; its inputs and outputs
+/// keep the package's types.
+fn refuse_half_io(g: &Graph) -> Result<()> {
+    let inputs = g.inputs.iter().map(|&id| &g.node(id).outputs[0]);
+    let inputs = inputs.map(|t| (&t.name, t.ty.dtype));
+    let outputs = g
+        .outputs
+        .iter()
+        .map(|o| (&o.name, g.value_type(o.value).dtype));
+    match inputs.chain(outputs).find(|(_, d)| *d == DType::F16) {
+        Some((name, _)) => Err(Error::bad_input(format!(
+            "graph input or output '{name}' is float16; the onnxruntime export supports float16 \
+             only inside the graph"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// ONNX names of every value: graph inputs and outputs keep the package's names; other values
+/// their tensor names, made unique. A graph output that is a graph input, a constant, or a value
+/// another output already names is written through an Identity (returned as (value, output)).
+#[allow(clippy::type_complexity)]
+fn name_values(
+    g: &Graph,
+    order: &[NodeId],
+    em: &mut Emitter,
+) -> Result<(HashMap<ValueRef, String>, Vec<(ValueRef, String)>)> {
+    let mut names = HashMap::new();
+    let duplicate = |what: &str| {
+        Error::bad_input(format!(
+            "graph {}: two graph inputs or outputs are named '{what}'",
+            g.name
+        ))
+    };
+    for &id in &g.inputs {
+        let name = &g.node(id).outputs[0].name;
+        if !em.values.reserve(name) {
+            return Err(duplicate(name));
+        }
+        names.insert(ValueRef::new(id, 0), name.clone());
+    }
+    let mut identities = Vec::new();
+    for o in &g.outputs {
+        if !em.values.reserve(&o.name) {
+            return Err(duplicate(&o.name));
+        }
+        if g.node(o.value.node).op.is_layer() && !names.contains_key(&o.value) {
+            names.insert(o.value, o.name.clone());
+        } else {
+            identities.push((o.value, o.name.clone()));
+        }
+    }
+    for &id in order {
+        for (port, info) in g.node(id).outputs.iter().enumerate() {
+            let v = ValueRef::new(id, port);
+            names
+                .entry(v)
+                .or_insert_with(|| em.values.claim(&info.name));
+        }
+    }
+    Ok((names, identities))
+}

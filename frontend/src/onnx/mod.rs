@@ -1,0 +1,503 @@
+//! ONNX frontend (opsets 11 to 17 of the default domain). The import reads top to bottom:
+//! read and decode the file, check its opsets, turn initializers into weights, declare the
+//! graph inputs, check every op is supported (all missing ones reported at once), map the nodes
+//! in file order (ONNX requires them topologically sorted), and name the graph outputs.
+
+mod attrs;
+mod conv;
+mod ctx;
+mod detection;
+mod elementwise;
+mod linalg;
+mod movement;
+mod ops;
+mod pool;
+pub mod proto;
+mod quant;
+mod read;
+mod reduce;
+mod resize;
+mod tensor;
+mod types;
+
+use attrs::Attrs;
+use ctx::NodeCtx;
+use proto::{GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto};
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use temblor_ir::{
+    DType, Error, Framework, Graph, GraphOutput, Layout, Node, NodeId, Op, Origin, Provenance,
+    Result, Shape, TensorInfo, TensorType, ValueRef, Weight,
+};
+use tensor::TensorReader;
+
+pub(super) fn load(path: &Path) -> Result<Graph> {
+    let file = path.display().to_string();
+    let model = read::model(path, &file)?;
+    let opset = read::default_opset(&model, &file)?;
+    let proto = nonempty_graph(&model, &file)?;
+    import(proto, file, opset, path)
+}
+
+/// One case of the ONNX backend test suite, read from its directory.
+pub struct Case {
+    /// The model, with the inputs that feed constant-only operands bound as weights.
+    pub graph: Graph,
+    /// The remaining graph inputs, in order, with the case's values.
+    pub inputs: Vec<(String, Weight)>,
+    /// The expected graph outputs, in order.
+    pub outputs: Vec<(String, Weight)>,
+}
+
+/// Reads `dir/model.onnx` and `dir/<data_set>/{input,output}_N.pb`. Test inputs are graph
+/// inputs in order; those the IR needs as constants (Clip bounds, Resize scales, ...) become
+/// initializers, exactly as a real model would give them.
+pub(crate) fn load_case(dir: &Path, data_set: &str) -> Result<Case> {
+    let path = dir.join("model.onnx");
+    let file = path.display().to_string();
+    let model = read::model(&path, &file)?;
+    let opset = read::default_opset(&model, &file)?;
+    let mut proto = nonempty_graph(&model, &file)?.clone();
+    let data = dir.join(data_set);
+    let read_all = |prefix: &str| -> Result<Vec<TensorProto>> {
+        let mut out = Vec::new();
+        while let Some(t) = read::tensor_file(&data.join(format!("{prefix}_{}.pb", out.len())))? {
+            out.push(t);
+        }
+        Ok(out)
+    };
+    let given = read_all("input")?;
+    let expected = read_all("output")?;
+    let initialized: HashSet<&str> = proto.initializer.iter().map(|t| t.name.as_str()).collect();
+    let input_names: Vec<String> = proto
+        .input
+        .iter()
+        .map(|vi| vi.name.clone())
+        .filter(|n| !initialized.contains(n.as_str()))
+        .collect();
+    if given.len() != input_names.len() || expected.len() != proto.output.len() {
+        return Err(Error::bad_input(format!(
+            "{}: {} inputs and {} outputs for a model with {} and {}",
+            data.display(),
+            given.len(),
+            expected.len(),
+            input_names.len(),
+            proto.output.len()
+        )));
+    }
+    let bound: HashSet<String> = proto
+        .node
+        .iter()
+        .flat_map(|n| {
+            ops::constant_inputs(&n.op_type)
+                .iter()
+                .filter_map(|&p| n.input.get(p).cloned())
+        })
+        .collect();
+    let mut reader = TensorReader::new(&data);
+    let mut inputs = Vec::new();
+    for (name, mut t) in input_names.into_iter().zip(given) {
+        t.name = name.clone();
+        if bound.contains(&name) {
+            proto.initializer.push(t);
+        } else {
+            inputs.push((name, reader.weight(&t).map_err(Error::bad_input)?));
+        }
+    }
+    let mut outputs = Vec::new();
+    for (vi, mut t) in proto.output.iter().zip(expected) {
+        t.name = vi.name.clone();
+        outputs.push((
+            vi.name.clone(),
+            reader.weight(&t).map_err(Error::bad_input)?,
+        ));
+    }
+    let graph = import(&proto, file, opset, &path)?;
+    Ok(Case {
+        graph,
+        inputs,
+        outputs,
+    })
+}
+
+pub(super) fn op_types(path: &Path) -> Result<Vec<String>> {
+    let file = path.display().to_string();
+    let model = read::model(path, &file)?;
+    let mut out: Vec<String> = Vec::new();
+    for n in nonempty_graph(&model, &file)?.node.iter() {
+        if !out.contains(&n.op_type) {
+            out.push(n.op_type.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn nonempty_graph<'m>(model: &'m ModelProto, file: &str) -> Result<&'m GraphProto> {
+    model
+        .graph
+        .as_ref()
+        .filter(|g| !g.node.is_empty())
+        .ok_or_else(|| {
+            Error::bad_input(format!(
+                "{file}: not an ONNX model (it holds no graph nodes)"
+            ))
+        })
+}
+
+fn import(proto: &GraphProto, file: String, opset: i64, path: &Path) -> Result<Graph> {
+    let model_dir = path.parent().unwrap_or(Path::new("."));
+    let mut imp = Importer::new(proto, file, opset, model_dir);
+    imp.weights()?;
+    imp.inputs()?;
+    imp.check_supported()?;
+    imp.nodes()?;
+    imp.outputs()?;
+    Ok(imp.g)
+}
+
+struct Importer<'m> {
+    proto: &'m GraphProto,
+    file: String,
+    opset: i64,
+    g: Graph,
+    /// ONNX value name -> the IR value holding it.
+    values: HashMap<String, ValueRef>,
+    names: super::names::Names,
+    tensors: TensorReader,
+    /// Types the model declares (inputs, outputs, value_info), used where an attribute can only
+    /// be resolved from a static input size (auto_pad, output_shape).
+    declared: HashMap<&'m str, &'m ValueInfoProto>,
+}
+
+impl<'m> Importer<'m> {
+    fn new(proto: &'m GraphProto, file: String, opset: i64, model_dir: &Path) -> Importer<'m> {
+        let declared = proto
+            .input
+            .iter()
+            .chain(&proto.value_info)
+            .chain(&proto.output)
+            .map(|v| (v.name.as_str(), v))
+            .collect();
+        let name = if proto.name.is_empty() {
+            "onnx_graph".to_string()
+        } else {
+            proto.name.clone()
+        };
+        Importer {
+            proto,
+            file,
+            opset,
+            g: Graph::new(name),
+            values: HashMap::new(),
+            names: Default::default(),
+            tensors: TensorReader::new(model_dir),
+            declared,
+        }
+    }
+
+    fn err(&self, msg: impl std::fmt::Display) -> Error {
+        Error::bad_input(format!("{}: {msg}", self.file))
+    }
+
+    fn origin(&mut self, node_name: &str, op_type: &str) -> Provenance {
+        Provenance::imported(self.g.add_origin(Origin {
+            framework: Framework::Onnx,
+            node_name: node_name.to_string(),
+            op_type: op_type.to_string(),
+            file: self.file.clone(),
+        }))
+    }
+
+    fn define(&mut self, value_name: &str, value: ValueRef) -> Result<()> {
+        if self.values.insert(value_name.to_string(), value).is_some() {
+            return Err(self.err(format!("value '{value_name}' is defined twice")));
+        }
+        Ok(())
+    }
+
+    fn add_constant(
+        &mut self,
+        node_name: String,
+        value_name: &str,
+        weight: Weight,
+        prov: Provenance,
+    ) -> Result<NodeId> {
+        let ty = TensorType::new(weight.dtype, weight.shape());
+        let id = self.g.weights.add(weight);
+        let mut node = Node::new(
+            node_name,
+            Op::Constant { weight: id },
+            vec![TensorInfo {
+                name: value_name.to_string(),
+                ty,
+            }],
+        );
+        node.provenance = prov;
+        let id = self.g.add_node(node);
+        self.define(value_name, ValueRef::new(id, 0))?;
+        Ok(id)
+    }
+
+    fn weights(&mut self) -> Result<()> {
+        let proto = self.proto;
+        for t in &proto.initializer {
+            let weight = self.tensors.weight(t).map_err(|e| self.err(e))?;
+            let name = self.names.unique(&t.name);
+            let prov = self.origin(&name, "initializer");
+            self.add_constant(name, &t.name, weight, prov)?;
+        }
+        Ok(())
+    }
+
+    /// Graph inputs that are also initializers are weights with a default, not inputs.
+    fn inputs(&mut self) -> Result<()> {
+        let proto = self.proto;
+        for vi in &proto.input {
+            if self.values.contains_key(&vi.name) {
+                continue;
+            }
+            let ty = types::declared_type(vi).map_err(|e| self.err(e))?;
+            let name = self.names.unique(&vi.name);
+            let mut node = Node::new(
+                name.clone(),
+                Op::Input {
+                    index: self.g.inputs.len(),
+                },
+                vec![TensorInfo {
+                    name: vi.name.clone(),
+                    ty,
+                }],
+            );
+            node.provenance = self.origin(&name, "input");
+            let id = self.g.add_node(node);
+            self.g.inputs.push(id);
+            self.define(&vi.name, ValueRef::new(id, 0))?;
+        }
+        Ok(())
+    }
+
+    /// Every op the importer cannot map, each with the first node using it, in one error.
+    fn check_supported(&self) -> Result<()> {
+        let mut missing: Vec<(String, String)> = Vec::new();
+        for (index, n) in self.proto.node.iter().enumerate() {
+            let default_domain = n.domain.is_empty() || n.domain == "ai.onnx";
+            if default_domain && ops::supported(&n.op_type) {
+                continue;
+            }
+            let op = if default_domain {
+                n.op_type.clone()
+            } else {
+                format!("{}:{}", n.domain, n.op_type)
+            };
+            if !missing.iter().any(|(o, _)| *o == op) {
+                missing.push((op, display_name(n, index)));
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let list: Vec<String> = missing
+            .iter()
+            .map(|(op, at)| format!("{op} (first at node '{at}')"))
+            .collect();
+        Err(Error::bad_input(format!(
+            "unsupported ops in {}: {}",
+            self.file,
+            list.join(", ")
+        )))
+    }
+
+    fn nodes(&mut self) -> Result<()> {
+        let proto = self.proto;
+        for (index, n) in proto.node.iter().enumerate() {
+            let name = self.names.unique(&display_name(n, index));
+            let prov = self.origin(&name, &n.op_type);
+            self.node(n, name, prov).map_err(|e| {
+                self.err(format!(
+                    "node '{}' ({}): {e}",
+                    display_name(n, index),
+                    n.op_type
+                ))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Maps one node; errors are phrases, prefixed with the file and node by the caller.
+    fn node(&mut self, n: &'m NodeProto, name: String, prov: Provenance) -> Result<(), String> {
+        let attrs = Attrs(&n.attribute);
+        let outputs: Vec<&str> = {
+            let mut o: Vec<&str> = n.output.iter().map(String::as_str).collect();
+            while o.last().is_some_and(|s| s.is_empty()) {
+                o.pop();
+            }
+            o
+        };
+        let Some(&first_out) = outputs.first() else {
+            return Err("has no outputs".into());
+        };
+        let mut inputs = Vec::with_capacity(n.input.len());
+        for i in &n.input {
+            inputs.push(if i.is_empty() {
+                None
+            } else {
+                Some(*self.values.get(i).ok_or_else(|| {
+                    format!(
+                        "reads '{i}', which no earlier node, initializer or graph input defines"
+                    )
+                })?)
+            });
+        }
+        if n.op_type == "Constant" {
+            let weight = self.tensors.constant(&attrs)?;
+            let id = self
+                .add_constant(name, first_out, weight, prov)
+                .map_err(|e| e.to_string())?;
+            self.g.node_mut(id).source_attrs = source_attrs(n);
+            return Ok(());
+        }
+        let dims: Vec<Option<Vec<usize>>> = n
+            .input
+            .iter()
+            .zip(&inputs)
+            .map(|(x, v)| self.static_dims(x, *v))
+            .collect();
+        let ctx = NodeCtx {
+            dims: &dims,
+            op_type: &n.op_type,
+            opset: self.opset,
+            attrs,
+            inputs: &inputs,
+            n_outputs: outputs.len(),
+            g: &self.g,
+        };
+        let mapped = ops::map(&ctx)?;
+        for (port, weight) in mapped.operands {
+            let value_name = format!("{name}_operand{port}");
+            let const_name = self.names.unique(&value_name);
+            let id = self
+                .add_constant(const_name, &value_name, weight, prov.clone())
+                .map_err(|e| e.to_string())?;
+            if inputs.len() <= port {
+                inputs.resize(port + 1, None);
+            }
+            inputs[port] = Some(ValueRef::new(id, 0));
+        }
+        let op = mapped.op;
+        let count = op.max_outputs().min(outputs.len());
+        if let Some(extra) = outputs
+            .get(count..)
+            .and_then(|o| o.iter().find(|s| !s.is_empty()))
+        {
+            return Err(format!("output '{extra}' is not supported"));
+        }
+        let (min, max) = op.arity();
+        if let Some(p) = (0..min).find(|&p| inputs.get(p).copied().flatten().is_none()) {
+            return Err(format!("required input {p} is missing"));
+        }
+        let placeholder = TensorType::new(DType::F32, Shape::default());
+        let infos = outputs
+            .iter()
+            .take(count)
+            .map(|o| TensorInfo {
+                name: o.to_string(),
+                ty: placeholder.clone(),
+            })
+            .collect();
+        let mut node = Node::new(name, op, infos);
+        node.source_attrs = source_attrs(n);
+        node.provenance = prov;
+        let id = self.g.add_node(node);
+        for (port, v) in inputs.iter().enumerate().take(max) {
+            if let Some(v) = v {
+                self.g.connect(*v, id, port);
+            }
+        }
+        for (port, o) in outputs.iter().enumerate().take(count) {
+            if !o.is_empty() {
+                self.define(o, ValueRef::new(id, port))
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        self.tag_layouts(id);
+        Ok(())
+    }
+
+    /// The static extents of an ONNX value, when the model declares them or it is a graph input
+    /// or weight with a known shape.
+    fn static_dims(&self, name: &str, value: Option<ValueRef>) -> Option<Vec<usize>> {
+        let declared = self
+            .declared
+            .get(name)
+            .and_then(|vi| types::declared_dims(vi));
+        declared.or_else(|| {
+            let v = value?;
+            match self.g.node(v.node).op {
+                Op::Input { .. } | Op::Constant { .. } => self.g.value_type(v).shape.known(),
+                _ => None,
+            }
+        })
+    }
+
+    /// Layout tags the op implies for values that no shape rule computes: graph inputs feeding a
+    /// convolution, and weights.
+    fn tag_layouts(&mut self, id: NodeId) {
+        let roles: &[(usize, Layout)] = match self.g.node(id).op {
+            Op::Conv(_) => &[(0, Layout::NCHW), (1, Layout::OIHW), (2, Layout::C)],
+            Op::ConvTranspose(_) => &[(0, Layout::NCHW), (1, Layout::IOHW), (2, Layout::C)],
+            Op::BatchNorm { .. } => &[
+                (1, Layout::C),
+                (2, Layout::C),
+                (3, Layout::C),
+                (4, Layout::C),
+            ],
+            _ => &[],
+        };
+        for &(port, layout) in roles {
+            if let Some(v) = self.g.input(id, port) {
+                let producer = self.g.node_mut(v.node);
+                if matches!(producer.op, Op::Input { .. } | Op::Constant { .. }) {
+                    if let Some(info) = producer.outputs.get_mut(v.port) {
+                        info.ty.layout = layout;
+                    }
+                }
+            }
+        }
+    }
+
+    fn outputs(&mut self) -> Result<()> {
+        let proto = self.proto;
+        for o in &proto.output {
+            let value = *self.values.get(&o.name).ok_or_else(|| {
+                self.err(format!(
+                    "graph output '{}' is not produced by any node",
+                    o.name
+                ))
+            })?;
+            self.g.outputs.push(GraphOutput {
+                name: o.name.clone(),
+                value,
+            });
+        }
+        if self.g.outputs.is_empty() {
+            return Err(self.err("the graph has no outputs"));
+        }
+        Ok(())
+    }
+}
+
+/// The ONNX node name, or `<op_type>_<index>` for the many exporters that leave it empty.
+fn display_name(n: &NodeProto, index: usize) -> String {
+    if n.name.is_empty() {
+        format!("{}_{index}", n.op_type)
+    } else {
+        n.name.clone()
+    }
+}
+
+fn source_attrs(n: &NodeProto) -> Vec<(String, temblor_ir::AttrValue)> {
+    n.attribute
+        .iter()
+        .map(|a| (a.name.clone(), attrs::to_attr_value(a)))
+        .collect()
+}

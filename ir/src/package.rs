@@ -1,0 +1,217 @@
+//! The compiled package: a directory that `run` (and later `bench`, `profile`) loads without the
+//! source model. `package.json` holds the graph (nodes in topological order, each input as the
+//! producing node's position and port), `weights.bin` the referenced weights, 64-byte aligned,
+//! memory-mapped on load.
+
+use crate::AttrValue;
+use crate::DType;
+use crate::Error;
+use crate::Graph;
+use crate::GraphOutput;
+use crate::Node;
+use crate::NodeId;
+use crate::Op;
+use crate::Origin;
+use crate::Placement;
+use crate::Provenance;
+use crate::Result;
+use crate::TensorInfo;
+use crate::ValueRef;
+use crate::Weight;
+use crate::WeightId;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::Path;
+
+pub const MANIFEST: &str = "package.json";
+pub const WEIGHTS: &str = "weights.bin";
+const FORMAT: &str = "temblor-package-1";
+const ALIGN: usize = 64;
+
+#[derive(Serialize, Deserialize)]
+struct Manifest {
+    format: String,
+    name: String,
+    inputs: Vec<usize>,
+    outputs: Vec<OutputDoc>,
+    nodes: Vec<NodeDoc>,
+    weights: Vec<WeightDoc>,
+    origins: Vec<Origin>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct OutputDoc {
+    name: String,
+    node: usize,
+    port: usize,
+}
+
+#[derive(Serialize, Deserialize)]
+struct NodeDoc {
+    name: String,
+    op: Op,
+    outputs: Vec<TensorInfo>,
+    inputs: Vec<Option<(usize, usize)>>,
+    source_attrs: Vec<(String, AttrValue)>,
+    provenance: Provenance,
+    placement: Option<Placement>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WeightDoc {
+    dtype: DType,
+    dims: Vec<usize>,
+    offset: usize,
+    len: usize,
+}
+
+/// True when `path` is a directory holding a package.
+pub fn is_package(path: &Path) -> bool {
+    path.join(MANIFEST).is_file()
+}
+
+/// Writes `g` as a package into the existing directory `dir`. Only weights still referenced by a
+/// Constant node are kept, renumbered in order of first use.
+pub fn write(g: &Graph, dir: &Path) -> Result<()> {
+    let order = g
+        .topo_order()
+        .map_err(|n| Error::internal(format!("cycle through {}", g.describe(n))))?;
+    let position: HashMap<NodeId, usize> = order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
+    let mut blob: Vec<u8> = Vec::new();
+    let mut weights = Vec::new();
+    let mut renumbered: HashMap<WeightId, WeightId> = HashMap::new();
+    let mut nodes = Vec::with_capacity(order.len());
+    for &id in &order {
+        let node = g.node(id);
+        let mut op = node.op.clone();
+        if let Op::Constant { weight } = &mut op {
+            let w = g
+                .weights
+                .get(*weight)
+                .ok_or_else(|| Error::internal(format!("{} has no weight", g.describe(id))))?;
+            let new_id = *renumbered.entry(*weight).or_insert_with(|| {
+                blob.resize(blob.len().next_multiple_of(ALIGN), 0);
+                weights.push(WeightDoc {
+                    dtype: w.dtype,
+                    dims: w.dims.clone(),
+                    offset: blob.len(),
+                    len: w.data.len(),
+                });
+                blob.extend_from_slice(&w.data);
+                WeightId(weights.len() as u32 - 1)
+            });
+            *weight = new_id;
+        }
+        nodes.push(NodeDoc {
+            name: node.name.clone(),
+            op,
+            outputs: node.outputs.clone(),
+            inputs: g
+                .inputs_of(id)
+                .into_iter()
+                .map(|v| v.map(|v| (position[&v.node], v.port)))
+                .collect(),
+            source_attrs: node.source_attrs.clone(),
+            provenance: node.provenance.clone(),
+            placement: node.placement,
+        });
+    }
+    let manifest = Manifest {
+        format: FORMAT.into(),
+        name: g.name.clone(),
+        inputs: g.inputs.iter().map(|n| position[n]).collect(),
+        outputs: g
+            .outputs
+            .iter()
+            .map(|o| OutputDoc {
+                name: o.name.clone(),
+                node: position[&o.value.node],
+                port: o.value.port,
+            })
+            .collect(),
+        nodes,
+        weights,
+        origins: g.origins.clone(),
+    };
+    let json = serde_json::to_vec_pretty(&manifest)
+        .map_err(|e| Error::internal(format!("cannot serialize the package: {e}")))?;
+    let io = |e: std::io::Error| Error::internal(format!("cannot write the package: {e}"));
+    std::fs::write(dir.join(MANIFEST), json).map_err(io)?;
+    std::fs::write(dir.join(WEIGHTS), blob).map_err(io)
+}
+
+/// Loads a package directory back into a graph, checking every index and byte range.
+pub fn load(dir: &Path) -> Result<Graph> {
+    let fail = |what: String| Error::bad_input(format!("package {}: {what}", dir.display()));
+    let text = std::fs::read(dir.join(MANIFEST))
+        .map_err(|e| fail(format!("cannot read {MANIFEST}: {e}")))?;
+    let m: Manifest =
+        serde_json::from_slice(&text).map_err(|e| fail(format!("corrupt {MANIFEST}: {e}")))?;
+    if m.format != FORMAT {
+        return Err(fail(format!(
+            "format '{}', this temblor reads '{FORMAT}'",
+            m.format
+        )));
+    }
+    let file = std::fs::File::open(dir.join(WEIGHTS))
+        .map_err(|e| fail(format!("cannot open {WEIGHTS}: {e}")))?;
+    // SAFETY: the package is temblor's own output and is only read; a concurrent writer
+    // truncating it is outside what any loader can defend against.
+    let map = unsafe { memmap2::Mmap::map(&file) }
+        .map_err(|e| fail(format!("cannot map {WEIGHTS}: {e}")))?;
+    let blob = Bytes::from_owner(map);
+
+    let mut g = Graph::new(m.name);
+    g.origins = m.origins;
+    for (i, w) in m.weights.iter().enumerate() {
+        let end = w.offset.checked_add(w.len).filter(|&e| e <= blob.len());
+        let expected = w.dims.iter().product::<usize>() * w.dtype.size_bytes();
+        match end {
+            Some(end) if w.len == expected => g.weights.add(Weight {
+                dtype: w.dtype,
+                dims: w.dims.clone(),
+                data: blob.slice(w.offset..end),
+            }),
+            // A graph-only model's weights are known by shape alone (`Weight::shape_only`).
+            Some(_) if w.len == 0 => g.weights.add(Weight::shape_only(w.dtype, w.dims.clone())),
+            _ => {
+                return Err(fail(format!(
+                    "weight {i} lies outside {WEIGHTS} or has the wrong size"
+                )))
+            }
+        };
+    }
+    let mut ids = Vec::with_capacity(m.nodes.len());
+    for doc in &m.nodes {
+        let mut node = Node::new(doc.name.clone(), doc.op.clone(), doc.outputs.clone());
+        node.source_attrs = doc.source_attrs.clone();
+        node.provenance = doc.provenance.clone();
+        node.placement = doc.placement;
+        ids.push(g.add_node(node));
+    }
+    let value = |node: usize, port: usize| -> Result<ValueRef> {
+        let id = *ids
+            .get(node)
+            .ok_or_else(|| fail(format!("node index {node} out of range")))?;
+        Ok(ValueRef::new(id, port))
+    };
+    for (doc, &id) in m.nodes.iter().zip(&ids) {
+        for (port, input) in doc.inputs.iter().enumerate() {
+            if let Some((node, out_port)) = *input {
+                g.connect(value(node, out_port)?, id, port);
+            }
+        }
+    }
+    for &i in &m.inputs {
+        g.inputs.push(value(i, 0)?.node);
+    }
+    for o in m.outputs {
+        g.outputs.push(GraphOutput {
+            value: value(o.node, o.port)?,
+            name: o.name,
+        });
+    }
+    crate::validate(&g).map_err(|e| fail(format!("inconsistent graph: {e}")))?;
+    Ok(g)
+}

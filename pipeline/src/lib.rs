@@ -1,0 +1,138 @@
+//! The compile pipeline, stage by stage: import (frontend, input dims, shape inference), optimize
+//! (the pass driver), compile (placement). Each stage's graph is kept, since each is a view.
+
+pub mod report;
+
+use std::cell::RefCell;
+use std::path::Path;
+use std::rc::Rc;
+use std::time::Instant;
+use temblor_ir::{validate, Error, Graph, Result};
+use temblor_passes::{optimize_passes, place, Driver, PassRecord, PrefilterNms};
+use temblor_tools::measure::{measure, Measured, PassLog};
+use temblor_tools::verify::{verify, Verification};
+
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Input dimensions that fix dynamic ones (`--input NAME:DIMS`).
+    pub input_dims: Vec<(String, Vec<usize>)>,
+    /// Stop the optimizer after this many applied passes (bisecting a bad rewrite).
+    pub pass_steps: Option<usize>,
+    pub verify: VerifyMode,
+    /// Pre-filter multiclass NMS to the k best-scoring boxes (`--nms-prefilter K`).
+    pub nms_prefilter: Option<usize>,
+    /// Time the parsed and compiled graphs and the graph after each pass on the CPU runtime.
+    pub measure: bool,
+}
+
+/// Whether `compile` checks the optimized graph against the parsed one on the CPU runtime.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum VerifyMode {
+    /// When inputs can be synthesized from the input shapes (the default).
+    #[default]
+    Auto,
+    /// Always; a model whose inputs cannot be synthesized is an error.
+    On,
+    Off,
+}
+
+/// Wall time of each stage, in milliseconds.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Timings {
+    pub import_ms: f64,
+    pub optimize_ms: f64,
+    pub compile_ms: f64,
+    pub verify_ms: f64,
+    pub measure_ms: f64,
+}
+
+pub struct Compiled {
+    pub parse: Graph,
+    pub optimize: Graph,
+    pub compile: Graph,
+    pub passes: Vec<PassRecord>,
+    pub timings: Timings,
+    pub verification: Option<Verification>,
+    /// What each pass did, the latencies, and where the compiled graph's time goes.
+    pub measured: Measured,
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1e3
+}
+
+/// Reads a model and types every value. The result is the parse stage.
+pub fn import(model: &Path, input_dims: &[(String, Vec<usize>)]) -> Result<Graph> {
+    let mut g = temblor_frontend::load(model, input_dims)?;
+    temblor_infer::fix_inputs(&mut g, input_dims)?;
+    temblor_infer::infer(&mut g)?;
+    validate(&g).map_err(|e| Error::internal(format!("import of {}: {e}", model.display())))?;
+    Ok(g)
+}
+
+pub fn compile(model: &Path, options: &Options) -> Result<Compiled> {
+    let start = Instant::now();
+    let parse = import(model, &options.input_dims)?;
+    let import_ms = ms(start);
+
+    let start = Instant::now();
+    let mut optimize = parse.clone();
+    let mut list = optimize_passes();
+    if let Some(k) = options.nms_prefilter {
+        list.insert(0, Box::new(PrefilterNms { k }));
+    }
+    let log = Rc::new(RefCell::new(PassLog::new(&parse, options.measure)));
+    let observer = Rc::clone(&log);
+    let passes = Driver::new(list)
+        .with_step_limit(options.pass_steps)
+        .with_on_applied(Box::new(move |r, g| observer.borrow_mut().observe(r, g)))
+        .run(&mut optimize)
+        .map_err(|e| Error::internal(e.to_string()))?;
+    let optimize_ms = ms(start);
+
+    let start = Instant::now();
+    let mut compile = optimize.clone();
+    place(&mut compile);
+    validate(&compile).map_err(|e| Error::internal(format!("compile stage: {e}")))?;
+    let compile_ms = ms(start);
+
+    let start = Instant::now();
+    let verification = match options.verify {
+        VerifyMode::Off => None,
+        mode => {
+            let v = verify(&parse, &optimize)?;
+            if mode == VerifyMode::On && v.status != "passed" {
+                return Err(Error::usage(format!(
+                    "--verify: cannot verify {}: {}",
+                    model.display(),
+                    v.reason.as_deref().unwrap_or("no reason given")
+                )));
+            }
+            Some(v)
+        }
+    };
+    let verify_ms = ms(start);
+
+    let start = Instant::now();
+    let log = Rc::try_unwrap(log)
+        .map_err(|_| Error::internal("the optimizer's pass log is still shared"))?
+        .into_inner();
+    let measured = measure(&parse, &compile, &passes, log, options.measure)?;
+    let measure_ms = ms(start);
+
+    Ok(Compiled {
+        parse,
+        optimize,
+        compile,
+        passes,
+        timings: Timings {
+            import_ms,
+            optimize_ms,
+            compile_ms,
+            verify_ms,
+            measure_ms,
+        },
+        verification,
+        measured,
+    })
+}

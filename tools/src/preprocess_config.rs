@@ -1,0 +1,460 @@
+//! How a model wants its images: resize, pad, normalize, channel order, layout, and the extra
+//! inputs detection exporters add (`im_shape`, `scale_factor`). Written by a person as temblor's
+//! own YAML, or read from the `infer_cfg.yml` that PaddleDetection's exporter leaves beside a
+//! model, so nobody restates what the exporter already wrote.
+//!
+//! temblor's format (every key optional; the defaults are in brackets):
+//!
+//! ```yaml
+//! resize:                    # [none: keep the image's size]
+//!   size: [416, 416]         # target H, W
+//!   keep_ratio: false        # true: one scale, PaddleDetection's rule (see `resized`)
+//!   interpolation: cubic     # nearest | linear | cubic  [linear]
+//! pad:                       # [none]
+//!   size: [416, 416]         # pad to H, W (bottom and right) ...
+//!   stride: 32               # ... or up to a multiple of the stride
+//!   value: [0, 0, 0]         # per channel, in the tensor's units (after normalization)  [0]
+//! scale: 0.00392156862745098 # multiplies the 8-bit pixel  [1/255]
+//! mean: [0.485, 0.456, 0.406]  # (pixel * scale - mean) / std, output channel order  [0]
+//! std: [0.229, 0.224, 0.225]   # [1]
+//! channels: rgb              # rgb | bgr  [rgb]
+//! layout: nchw               # nchw | nhwc  [nchw]
+//! inputs:                    # graph input names  [image: the rank-4 float input]
+//!   image: image
+//!   im_shape: im_shape       # [1, 2]: the resized H, W
+//!   scale_factor: scale_factor  # [1, 2]: resized / original, (y, x)
+//! labels: [person, bicycle]  # class names, by class id  [none]
+//! ```
+
+mod paddle;
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use temblor_ir::{DType, Dim, Error, Graph, Result};
+use temblor_ops_lib::preprocess::{load_png, resize_bilinear, resize_cubic, resize_nearest, Image};
+use temblor_runtime::{f16, Tensor, TensorData};
+
+/// The file PaddleDetection's exporter writes beside `model.pdmodel`.
+pub const PADDLE_INFER_CFG: &str = "infer_cfg.yml";
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreprocessConfig {
+    #[serde(default)]
+    pub resize: Option<Resize>,
+    #[serde(default)]
+    pub pad: Option<Pad>,
+    #[serde(default = "default_scale")]
+    pub scale: f32,
+    #[serde(default)]
+    pub mean: [f32; 3],
+    #[serde(default = "ones")]
+    pub std: [f32; 3],
+    #[serde(default)]
+    pub channels: ChannelOrder,
+    #[serde(default)]
+    pub layout: Layout,
+    #[serde(default)]
+    pub inputs: InputNames,
+    #[serde(default)]
+    pub labels: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resize {
+    /// Target height, width.
+    pub size: [usize; 2],
+    #[serde(default)]
+    pub keep_ratio: bool,
+    #[serde(default)]
+    pub interpolation: Interpolation,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pad {
+    #[serde(default)]
+    pub size: Option<[usize; 2]>,
+    #[serde(default)]
+    pub stride: Option<usize>,
+    #[serde(default)]
+    pub value: [f32; 3],
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Interpolation {
+    Nearest,
+    #[default]
+    Linear,
+    Cubic,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelOrder {
+    #[default]
+    Rgb,
+    Bgr,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    #[default]
+    Nchw,
+    Nhwc,
+}
+
+/// Which graph inputs receive what.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputNames {
+    /// The image input; by default the graph's only rank-4 float input.
+    #[serde(default)]
+    pub image: Option<String>,
+    #[serde(default = "im_shape_name")]
+    pub im_shape: String,
+    #[serde(default = "scale_factor_name")]
+    pub scale_factor: String,
+}
+
+impl Default for InputNames {
+    fn default() -> InputNames {
+        InputNames {
+            image: None,
+            im_shape: im_shape_name(),
+            scale_factor: scale_factor_name(),
+        }
+    }
+}
+
+fn default_scale() -> f32 {
+    1.0 / 255.0
+}
+
+fn ones() -> [f32; 3] {
+    [1.0; 3]
+}
+
+fn im_shape_name() -> String {
+    "im_shape".into()
+}
+
+fn scale_factor_name() -> String {
+    "scale_factor".into()
+}
+
+/// One image made into a model's inputs.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    /// Every graph input, by name.
+    pub inputs: Vec<(String, Tensor)>,
+    /// The image's height, width as decoded.
+    pub original: (usize, usize),
+    /// Its height, width after the resize (before padding).
+    pub resized: (usize, usize),
+    /// The resize's scale, (y, x): resized pixels per original pixel.
+    pub scale: (f32, f32),
+}
+
+/// Only the key a file needs to be told apart: `Preprocess` marks PaddleDetection's format.
+#[derive(Deserialize)]
+struct Probe {
+    #[serde(rename = "Preprocess", default)]
+    preprocess: Option<serde::de::IgnoredAny>,
+}
+
+impl PreprocessConfig {
+    /// Reads temblor's YAML or PaddleDetection's `infer_cfg.yml` (told apart by its `Preprocess`
+    /// list).
+    pub fn load(path: &Path) -> Result<PreprocessConfig> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::usage(format!(
+                "{}: cannot read the preprocessing config: {e}",
+                path.display()
+            ))
+        })?;
+        let bad = |e: serde_saphyr::Error| {
+            let e = e.to_string();
+            Error::usage(format!(
+                "{}: {}",
+                path.display(),
+                e.trim_start_matches("error: ")
+            ))
+        };
+        let probe: Probe = serde_saphyr::from_str(&text).map_err(bad)?;
+        let config = if probe.preprocess.is_some() {
+            let cfg: paddle::InferCfg = serde_saphyr::from_str(&text).map_err(bad)?;
+            cfg.into_config()
+                .map_err(|e| Error::usage(format!("{}: {e}", path.display())))?
+        } else {
+            serde_saphyr::from_str(&text).map_err(bad)?
+        };
+        config
+            .check()
+            .map_err(|e| Error::usage(format!("{}: {e}", path.display())))?;
+        Ok(config)
+    }
+
+    /// PaddleDetection's `infer_cfg.yml` in the model's directory (or in a package directory).
+    pub fn beside(model: &Path) -> Option<PathBuf> {
+        let dir = if model.is_dir() {
+            model
+        } else {
+            model.parent()?
+        };
+        let path = dir.join(PADDLE_INFER_CFG);
+        path.is_file().then_some(path)
+    }
+
+    /// A stable text of everything that decides the tensors (not the labels): for cache keys.
+    pub fn key(&self) -> String {
+        let tensors_only = PreprocessConfig {
+            labels: Vec::new(),
+            ..self.clone()
+        };
+        serde_json::to_string(&tensors_only).unwrap_or_else(|e| format!("{tensors_only:?}: {e}"))
+    }
+
+    /// Values a file may hold but no image can be made with.
+    fn check(&self) -> std::result::Result<(), String> {
+        if let Some(r) = &self.resize {
+            if r.size.contains(&0) {
+                return Err(format!("resize.size {:?}: sizes must be positive", r.size));
+            }
+        }
+        if let Some(p) = &self.pad {
+            match (p.size, p.stride) {
+                (Some(_), Some(_)) | (None, None) => {
+                    return Err("pad: give exactly one of size and stride".into())
+                }
+                (Some(s), None) if s.contains(&0) => {
+                    return Err(format!("pad.size {s:?}: sizes must be positive"))
+                }
+                (None, Some(0)) => return Err("pad.stride must be positive".into()),
+                _ => {}
+            }
+        }
+        if self.std.iter().any(|s| *s == 0.0 || !s.is_finite()) {
+            return Err(format!(
+                "std {:?}: every value must be finite and non-zero",
+                self.std
+            ));
+        }
+        if !self.scale.is_finite() || self.mean.iter().any(|m| !m.is_finite()) {
+            return Err("scale and mean must be finite".into());
+        }
+        Ok(())
+    }
+
+    /// The height, width after the resize and the scale (y, x) it applied.
+    ///
+    /// `keep_ratio` follows PaddleDetection's `Resize`: the scale that brings the short side to
+    /// the target's short side, unless the long side would then exceed the target's long side,
+    /// in which case the scale that brings the long side there.
+    pub fn resized(&self, height: usize, width: usize) -> ((usize, usize), (f32, f32)) {
+        let Some(r) = &self.resize else {
+            return ((height, width), (1.0, 1.0));
+        };
+        let [th, tw] = r.size;
+        if !r.keep_ratio {
+            let scale = (th as f32 / height as f32, tw as f32 / width as f32);
+            return ((th, tw), scale);
+        }
+        let (im_min, im_max) = (height.min(width) as f64, height.max(width) as f64);
+        let (t_min, t_max) = (th.min(tw) as f64, th.max(tw) as f64);
+        let mut s = t_min / im_min;
+        if (s * im_max).round() > t_max {
+            s = t_max / im_max;
+        }
+        let side = |n: usize| ((n as f64 * s).round() as usize).max(1);
+        ((side(height), side(width)), (s as f32, s as f32))
+    }
+
+    /// The model's inputs for one image, matched to `graph`'s inputs by name.
+    pub fn inputs(&self, image: &Path, graph: &Graph) -> Result<Prepared> {
+        let img = load_png(image).map_err(|e| Error::bad_input(e.to_string()))?;
+        let original = (img.height, img.width);
+        let ((rh, rw), scale) = self.resized(img.height, img.width);
+        let img = match self.resize.as_ref().map(|r| r.interpolation) {
+            None => img,
+            Some(Interpolation::Nearest) => resize_nearest(&img, rw, rh),
+            Some(Interpolation::Linear) => resize_bilinear(&img, rw, rh),
+            Some(Interpolation::Cubic) => resize_cubic(&img, rw, rh),
+        };
+        let (ph, pw) = self.padded(rh, rw, image)?;
+        let pixels = self.normalize(&img, ph, pw);
+        let shape = match self.layout {
+            Layout::Nchw => vec![1, 3, ph, pw],
+            Layout::Nhwc => vec![1, ph, pw, 3],
+        };
+        let image_name = self.image_input(graph)?;
+        let mut inputs = Vec::with_capacity(graph.inputs.len());
+        for &id in &graph.inputs {
+            let Some(info) = graph.node(id).outputs.first() else {
+                continue;
+            };
+            let name = info.name.as_str();
+            let (shape, values) = if name == image_name {
+                (shape.clone(), pixels.clone())
+            } else if name == self.inputs.im_shape {
+                (vec![1, 2], vec![rh as f32, rw as f32])
+            } else if name == self.inputs.scale_factor {
+                (vec![1, 2], vec![scale.0, scale.1])
+            } else {
+                return Err(Error::usage(format!(
+                    "the model's input '{name}' is neither the image ('{image_name}') nor one \
+                     the preprocessing computes ('{}', '{}'); name it under `inputs:` in the \
+                     preprocessing config",
+                    self.inputs.im_shape, self.inputs.scale_factor
+                )));
+            };
+            check_dims(name, info.ty.shape.dims(), &shape, image)?;
+            inputs.push((
+                name.to_string(),
+                tensor(name, info.ty.dtype, shape, values)?,
+            ));
+        }
+        Ok(Prepared {
+            inputs,
+            original,
+            resized: (rh, rw),
+            scale,
+        })
+    }
+
+    /// The graph's image input: the configured name, or its only rank-4 float input.
+    fn image_input<'g>(&'g self, graph: &'g Graph) -> Result<&'g str> {
+        let declared = graph
+            .inputs
+            .iter()
+            .filter_map(|&id| graph.node(id).outputs.first());
+        if let Some(name) = &self.inputs.image {
+            return declared
+                .map(|i| i.name.as_str())
+                .find(|n| n == name)
+                .ok_or_else(|| {
+                    Error::usage(format!(
+                        "the preprocessing names '{name}' as the image input; the model has none"
+                    ))
+                });
+        }
+        let images: Vec<&str> = declared
+            .filter(|i| i.ty.shape.rank() == 4 && matches!(i.ty.dtype, DType::F32 | DType::F16))
+            .map(|i| i.name.as_str())
+            .collect();
+        match images.as_slice() {
+            [one] => Ok(one),
+            [] => Err(Error::usage(
+                "the model has no rank-4 float input to take the image",
+            )),
+            many => Err(Error::usage(format!(
+                "the model has several rank-4 float inputs ({}); name the image one under \
+                 `inputs: image:` in the preprocessing config",
+                many.join(", ")
+            ))),
+        }
+    }
+
+    /// The tensor's height, width after padding a `rh` x `rw` image.
+    fn padded(&self, rh: usize, rw: usize, image: &Path) -> Result<(usize, usize)> {
+        let Some(pad) = &self.pad else {
+            return Ok((rh, rw));
+        };
+        match (pad.size, pad.stride) {
+            (Some([h, w]), _) if h < rh || w < rw => Err(Error::usage(format!(
+                "{}: resized to {rh}x{rw}, larger than pad.size {h}x{w}",
+                image.display()
+            ))),
+            (Some([h, w]), _) => Ok((h, w)),
+            (None, Some(s)) => Ok((rh.div_ceil(s) * s, rw.div_ceil(s) * s)),
+            (None, None) => Ok((rh, rw)),
+        }
+    }
+
+    /// `(pixel * scale - mean) / std` in the configured channel order and layout, the image at
+    /// the top left of a `ph` x `pw` canvas filled with the pad value.
+    fn normalize(&self, img: &Image, ph: usize, pw: usize) -> Vec<f32> {
+        let fill = self.pad.as_ref().map_or([0.0; 3], |p| p.value);
+        let plane = ph * pw;
+        let mut out = vec![0f32; 3 * plane];
+        let at = |c: usize, y: usize, x: usize| match self.layout {
+            Layout::Nchw => c * plane + y * pw + x,
+            Layout::Nhwc => (y * pw + x) * 3 + c,
+        };
+        for y in 0..ph {
+            for x in 0..pw {
+                for (c, &f) in fill.iter().enumerate() {
+                    out[at(c, y, x)] = f;
+                }
+            }
+        }
+        for (i, px) in img.rgb.chunks_exact(3).enumerate() {
+            let (y, x) = (i / img.width, i % img.width);
+            for c in 0..3 {
+                let src = match self.channels {
+                    ChannelOrder::Rgb => c,
+                    ChannelOrder::Bgr => 2 - c,
+                };
+                out[at(c, y, x)] = (px[src] as f32 * self.scale - self.mean[c]) / self.std[c];
+            }
+        }
+        out
+    }
+}
+
+fn check_dims(name: &str, declared: &[Dim], made: &[usize], image: &Path) -> Result<()> {
+    let fits = declared.len() == made.len()
+        && declared
+            .iter()
+            .zip(made)
+            .all(|(d, m)| d.known().is_none_or(|k| k == *m));
+    if fits {
+        return Ok(());
+    }
+    let declared: Vec<String> = declared.iter().map(|d| d.to_string()).collect();
+    Err(Error::usage(format!(
+        "{}: the preprocessing makes input '{name}' {made:?}, but the model declares [{}]; \
+         adjust resize/pad (or compile the model with --input {name}:DIMS)",
+        image.display(),
+        declared.join(", ")
+    )))
+}
+
+fn tensor(name: &str, dtype: DType, shape: Vec<usize>, values: Vec<f32>) -> Result<Tensor> {
+    let data = match dtype {
+        DType::F32 => TensorData::F32(values),
+        DType::F16 => TensorData::F16(values.into_iter().map(f16::from_f32).collect()),
+        DType::F64 => TensorData::F64(values.into_iter().map(f64::from).collect()),
+        other => {
+            return Err(Error::usage(format!(
+                "the model's input '{name}' is {other}; the preprocessing makes float values"
+            )))
+        }
+    };
+    Ok(Tensor { shape, data })
+}
+
+/// The PNG images of a directory, sorted by name.
+pub fn images_in(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        Error::usage(format!(
+            "{}: cannot read the image directory: {e}",
+            dir.display()
+        ))
+    })?;
+    let mut images: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")))
+        .collect();
+    images.sort();
+    if images.is_empty() {
+        return Err(Error::usage(format!(
+            "{}: no PNG images in the directory",
+            dir.display()
+        )));
+    }
+    Ok(images)
+}
