@@ -1,5 +1,6 @@
 //! The compile pipeline, stage by stage: import (frontend, input dims, shape inference), optimize
-//! (the pass driver), compile (placement). Each stage's graph is kept, since each is a view.
+//! (the pass driver, then verification), compile (the precision plan and placement). Each stage's
+//! graph is kept, since each is a view.
 
 pub mod report;
 
@@ -9,6 +10,8 @@ use std::rc::Rc;
 use std::time::Instant;
 use temblor_ir::{validate, Error, Graph, Result};
 use temblor_passes::{optimize_passes, place, Driver, PassRecord, PrefilterNms};
+use temblor_precision::request::{assign, Assigned, Request};
+use temblor_precision::{LayerError, PrecisionPlan, Summary};
 use temblor_tools::measure::{measure, Measured, PassLog};
 use temblor_tools::verify::{verify, Verification};
 
@@ -23,6 +26,8 @@ pub struct Options {
     pub nms_prefilter: Option<usize>,
     /// Time the parsed and compiled graphs and the graph after each pass on the CPU runtime.
     pub measure: bool,
+    /// The precision plan to make or apply (`--precision`, `--plan`, `--calib`, ...).
+    pub precision: Request,
 }
 
 /// Whether `compile` checks the optimized graph against the parsed one on the CPU runtime.
@@ -49,7 +54,14 @@ pub struct Timings {
 pub struct Compiled {
     pub parse: Graph,
     pub optimize: Graph,
+    /// The optimize graph with its precision plan legalized and every layer placed.
     pub compile: Graph,
+    /// The precision plan `compile` legalizes.
+    pub plan: PrecisionPlan,
+    /// The report's `precision` object.
+    pub precision: Summary,
+    /// The error each lowered layer adds on its own, in the compile graph's order.
+    pub per_layer_error: Vec<LayerError>,
     pub passes: Vec<PassRecord>,
     pub timings: Timings,
     pub verification: Option<Verification>,
@@ -91,12 +103,6 @@ pub fn compile(model: &Path, options: &Options) -> Result<Compiled> {
     let optimize_ms = ms(start);
 
     let start = Instant::now();
-    let mut compile = optimize.clone();
-    place(&mut compile);
-    validate(&compile).map_err(|e| Error::internal(format!("compile stage: {e}")))?;
-    let compile_ms = ms(start);
-
-    let start = Instant::now();
     let verification = match options.verify {
         VerifyMode::Off => None,
         mode => {
@@ -113,17 +119,44 @@ pub fn compile(model: &Path, options: &Options) -> Result<Compiled> {
     };
     let verify_ms = ms(start);
 
+    // The compile stage: the precision plan (calibrated and searched, or given) legalized into
+    // the strongly typed graph, every layer placed.
     let start = Instant::now();
+    let dims: Vec<String> = options
+        .input_dims
+        .iter()
+        .map(|(name, dims)| {
+            let dims: Vec<String> = dims.iter().map(usize::to_string).collect();
+            format!("{name}:{}", dims.join("x"))
+        })
+        .collect();
+    let Assigned {
+        graph: compile,
+        plan,
+        summary: precision,
+        per_layer_error,
+    } = assign(&optimize, model, &dims.join(","), &options.precision)?;
+    validate(&compile).map_err(|e| Error::internal(format!("compile stage: {e}")))?;
+    let compile_ms = ms(start);
+
+    // Latency is measured on the fp32 compile graph: fp16 and int8 layers are simulated on the
+    // CPU runtime, so their speed there says nothing about a GPU's.
+    let start = Instant::now();
+    let mut fp32 = optimize.clone();
+    place(&mut fp32);
     let log = Rc::try_unwrap(log)
         .map_err(|_| Error::internal("the optimizer's pass log is still shared"))?
         .into_inner();
-    let measured = measure(&parse, &compile, &passes, log, options.measure)?;
+    let measured = measure(&parse, &fp32, &passes, log, options.measure)?;
     let measure_ms = ms(start);
 
     Ok(Compiled {
         parse,
         optimize,
         compile,
+        plan,
+        precision,
+        per_layer_error,
         passes,
         timings: Timings {
             import_ms,

@@ -30,10 +30,9 @@ pub struct Report<'a> {
     pub timings: &'a Timings,
     /// The check of the optimized graph against the parsed one (absent with --no-verify).
     pub verification: Option<&'a Verification>,
-    /// The precision plan and its accuracy (the precision stage fills it).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub precision: Option<&'a Summary>,
-    /// The error each layer of the chosen precision plan adds (the precision stage fills it).
+    /// The precision plan and its accuracy.
+    pub precision: &'a Summary,
+    /// The error each layer of the chosen precision plan adds (absent for fp32 or unmeasured).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub per_layer_error: Option<&'a [LayerError]>,
 }
@@ -186,7 +185,7 @@ pub fn build<'a>(model: &str, c: &'a Compiled) -> Report<'a> {
         profile: c.measured.profile.as_ref(),
         timings: &c.timings,
         verification: c.verification.as_ref(),
-        precision: None,
-        per_layer_error: None,
+        precision: &c.precision,
+        per_layer_error: Some(&c.per_layer_error[..]).filter(|e| !e.is_empty()),
     }
 }

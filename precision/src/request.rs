@@ -20,18 +20,34 @@ use temblor_tools::verify::synthesize;
 /// itself does not stand behind them, and a box near the threshold flips with any rounding.
 const AGREEMENT_MIN_SCORE: f32 = 0.3;
 
-pub struct Request<'a> {
-    pub model: &'a Path,
+/// What `compile`'s precision flags ask for. The default is the fp32 plan.
+#[derive(Clone, Debug)]
+pub struct Request {
     pub mode: PlanMode,
-    pub plan: Option<&'a Path>,
-    pub calib: Option<&'a Path>,
-    pub preprocess: Option<&'a Path>,
+    /// A plan file to re-apply (`--plan`), instead of making one.
+    pub plan: Option<PathBuf>,
+    pub calib: Option<PathBuf>,
+    pub preprocess: Option<PathBuf>,
     pub budget: Option<Budget>,
     pub calibrator: Calibrator,
-    /// The input dimensions the model was compiled with, part of the calibration cache key.
-    pub input_dims: String,
+    /// Where calibration statistics are cached.
     pub cache_dir: PathBuf,
     pub threads: usize,
+}
+
+impl Default for Request {
+    fn default() -> Request {
+        Request {
+            mode: PlanMode::Fp32,
+            plan: None,
+            calib: None,
+            preprocess: None,
+            budget: None,
+            calibrator: Calibrator::Entropy,
+            cache_dir: std::env::temp_dir().join("temblor-calibration"),
+            threads: 0,
+        }
+    }
 }
 
 /// The outcome: the compile graph, the plan it legalizes, and the report's `precision` object.
@@ -58,17 +74,18 @@ impl Agreement for DetectionAgreement {
 
 /// Calibration samples: each image of `dir` prepared as the model expects.
 fn calibration_samples(
+    model: &Path,
     request: &Request,
     dir: &Path,
     g: &Graph,
 ) -> Result<(Vec<Outputs>, String, Vec<PathBuf>)> {
-    let config_path = match request.preprocess {
-        Some(p) => p.to_path_buf(),
-        None => PreprocessConfig::beside(request.model).ok_or_else(|| {
+    let config_path = match &request.preprocess {
+        Some(p) => p.clone(),
+        None => PreprocessConfig::beside(model).ok_or_else(|| {
             Error::usage(format!(
                 "--calib needs the model's preprocessing: give --preprocess FILE (no \
                  infer_cfg.yml beside {})",
-                request.model.display()
+                model.display()
             ))
         })?,
     };
@@ -81,12 +98,20 @@ fn calibration_samples(
     Ok((samples, config.key(), images))
 }
 
-pub fn assign(optimize: &Graph, request: &Request) -> Result<Assigned> {
+/// The plan for the optimize graph of `model` (compiled with `input_dims`, e.g.
+/// `x:1x3x640x640`, part of the calibration cache key) and the compile graph it legalizes into.
+pub fn assign(
+    optimize: &Graph,
+    model: &Path,
+    input_dims: &str,
+    request: &Request,
+) -> Result<Assigned> {
     let needs_scales = matches!(request.mode, PlanMode::Int8 | PlanMode::Auto);
-    let (samples, key) = match request.calib {
+    let (samples, key) = match request.calib.as_deref() {
         Some(dir) => {
-            let (samples, preprocess_key, images) = calibration_samples(request, dir, optimize)?;
-            let key = cache_key(request.model, &preprocess_key, &images, &request.input_dims)?;
+            let (samples, preprocess_key, images) =
+                calibration_samples(model, request, dir, optimize)?;
+            let key = cache_key(model, &preprocess_key, &images, input_dims)?;
             (samples, Some(key))
         }
         None if needs_scales => {
@@ -108,7 +133,7 @@ pub fn assign(optimize: &Graph, request: &Request) -> Result<Assigned> {
         },
     };
     if samples.is_empty() {
-        let plan = match request.plan {
+        let plan = match request.plan.as_deref() {
             Some(path) => plan_file::read(path)?,
             None => plan_for(request.mode, optimize, &Evidence::default(), None, None)?.0,
         };
@@ -141,9 +166,10 @@ pub fn assign(optimize: &Graph, request: &Request) -> Result<Assigned> {
     }
 
     let detector = DetectionAgreement;
-    let agreement: Option<&dyn Agreement> = request.calib.map(|_| &detector as &dyn Agreement);
+    let agreement: Option<&dyn Agreement> =
+        request.calib.as_ref().map(|_| &detector as &dyn Agreement);
     let judge = Judge::new(optimize, &samples, agreement, request.threads)?;
-    let (plan, layers) = match request.plan {
+    let (plan, layers) = match request.plan.as_deref() {
         Some(path) => (plan_file::read(path)?, Findings::default()),
         None => plan_for(
             request.mode,

@@ -118,28 +118,22 @@ pub fn compile(args: &CompileArgs) -> Result<()> {
         },
         nms_prefilter: args.nms_prefilter,
         measure: !args.no_measure,
-    };
-    let mut compiled = temblor_pipeline::compile(&args.model, &options)?;
-    let assigned = temblor_precision::request::assign(
-        &compiled.optimize,
-        &Request {
-            model: &args.model,
+        precision: Request {
             mode: if args.plan.is_some() {
                 PlanMode::Manual
             } else {
                 args.precision
             },
-            plan: args.plan.as_deref(),
-            calib: args.calib.as_deref(),
-            preprocess: args.preprocess.as_deref(),
+            plan: args.plan.clone(),
+            calib: args.calib.clone(),
+            preprocess: args.preprocess.clone(),
             budget: args.budget,
             calibrator: args.calibrator,
-            input_dims: args.inputs.join(","),
             cache_dir: calibration_cache_dir(),
             threads: args.threads,
         },
-    )?;
-    compiled.compile = assigned.graph;
+    };
+    let compiled = temblor_pipeline::compile(&args.model, &options)?;
 
     // Everything is written into a sibling temporary directory that replaces `out` only once
     // complete, so a failure never leaves a half-written package.
@@ -167,7 +161,7 @@ pub fn compile(args: &CompileArgs) -> Result<()> {
     package::write(&compiled.compile, dir)?;
     std::fs::write(
         dir.join("precision.yml"),
-        temblor_precision::plan_file::render(&assigned.plan)?,
+        temblor_precision::plan_file::render(&compiled.plan)?,
     )
     .map_err(|e| io_error(&dir.join("precision.yml"), e))?;
     let graph_only = !compiled.compile.has_values();
@@ -182,9 +176,7 @@ pub fn compile(args: &CompileArgs) -> Result<()> {
             eprintln!("warning: compile.ort.onnx not written: {e}");
         }
     }
-    let mut report = report::build(&args.model.display().to_string(), &compiled);
-    report.per_layer_error = Some(&assigned.per_layer_error[..]).filter(|e| !e.is_empty());
-    report.precision = Some(&assigned.summary);
+    let report = report::build(&args.model.display().to_string(), &compiled);
     let serialize_error = |e| Error::internal(format!("cannot serialize the report: {e}"));
     let json = serde_json::to_string_pretty(&report).map_err(serialize_error)?;
     std::fs::write(dir.join("report.json"), json + "\n").map_err(|e| io_error(dir, e))?;
@@ -199,7 +191,7 @@ pub fn compile(args: &CompileArgs) -> Result<()> {
         let _ = std::fs::remove_dir_all(&staged);
         io_error(&out, e)
     })?;
-    let summary = &assigned.summary;
+    let summary = &compiled.precision;
     println!(
         "precision {}: fp16 {:.0}% and int8 {:.0}% of FLOPs{}{}",
         summary.mode,
