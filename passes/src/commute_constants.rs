@@ -39,3 +39,46 @@ fn constant_on_left(g: &Graph, id: NodeId) -> bool {
             _ => false,
         }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use temblor_ir::{DType, Layout, Node, Shape, TensorInfo, TensorType, ValueRef, Weight};
+
+    fn add(g: &mut Graph, name: &str, op: Op, ins: &[ValueRef]) -> ValueRef {
+        let ty = TensorType::new(DType::F32, Shape::from_known(&[2]));
+        let id = g.add_node(Node::new(
+            name,
+            op,
+            vec![TensorInfo {
+                name: name.into(),
+                ty,
+            }],
+        ));
+        for (port, &v) in ins.iter().enumerate() {
+            g.connect(v, id, port);
+        }
+        ValueRef::new(id, 0)
+    }
+
+    #[test]
+    fn constants_move_right_of_add_and_mul_only() {
+        let mut g = Graph::new("commute");
+        let x = add(&mut g, "x", Op::Input { index: 0 }, &[]);
+        let weight = Weight::from_f32(vec![2], &[1.0, 2.0]);
+        let c = crate::add_constant(&mut g, "c".into(), weight, Layout::Any, &Default::default());
+        let sum = add(&mut g, "sum", Op::Binary(BinaryOp::Add), &[c, x]);
+        let min = add(&mut g, "min", Op::Binary(BinaryOp::Min), &[c, x]);
+        let mut rw = Rewriter::new(&mut g, "commute_constants", None);
+        CommuteConstants.run(&mut rw).unwrap();
+        assert_eq!(rw.applied(), 1);
+        assert_eq!(
+            (g.input(sum.node, 0), g.input(sum.node, 1)),
+            (Some(x), Some(c))
+        );
+        assert_eq!(
+            (g.input(min.node, 0), g.input(min.node, 1)),
+            (Some(c), Some(x))
+        );
+    }
+}

@@ -352,3 +352,127 @@ fn connect(g: &mut Graph, node: NodeId, inputs: &[Option<ValueRef>]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use temblor_ir::{BinaryOp, DType, GraphOutput, OriginId, Shape, UnaryOp};
+
+    fn f32s(dims: &[usize]) -> TensorType {
+        TensorType::new(DType::F32, Shape::from_known(dims))
+    }
+
+    /// Adds a node with one output of type `ty`, from origin `origin`.
+    fn node(g: &mut Graph, name: &str, op: Op, ty: TensorType, ins: &[ValueRef]) -> ValueRef {
+        let info = TensorInfo {
+            name: name.into(),
+            ty,
+        };
+        let mut n = Node::new(name, op, vec![info]);
+        n.provenance = Provenance::imported(OriginId(g.node_count() as u32));
+        let id = g.add_node(n);
+        for (port, &v) in ins.iter().enumerate() {
+            g.connect(v, id, port);
+        }
+        ValueRef::new(id, 0)
+    }
+
+    /// `x -> relu -> sigmoid -> y`, all `[1, 4]`.
+    fn chain() -> (Graph, [ValueRef; 3]) {
+        let mut g = Graph::new("chain");
+        let x = node(&mut g, "x", Op::Input { index: 0 }, f32s(&[1, 4]), &[]);
+        let relu = node(
+            &mut g,
+            "relu",
+            Op::Unary(UnaryOp::Relu),
+            f32s(&[1, 4]),
+            &[x],
+        );
+        let sig = node(
+            &mut g,
+            "sig",
+            Op::Unary(UnaryOp::Sigmoid),
+            f32s(&[1, 4]),
+            &[relu],
+        );
+        g.outputs.push(GraphOutput {
+            name: "y".into(),
+            value: sig,
+        });
+        (g, [x, relu, sig])
+    }
+
+    /// `relu` and `sig` as one Tanh in `sig`'s place.
+    fn fuse(relu: ValueRef, sig: ValueRef, x: ValueRef) -> Rewrite {
+        let tanh = Op::Unary(UnaryOp::Tanh);
+        Rewrite::in_place(vec![sig.node, relu.node], sig.node, tanh, vec![Some(x)])
+    }
+
+    #[test]
+    fn applies_and_merges_provenance_in_the_listed_order() {
+        let (mut g, [x, relu, sig]) = chain();
+        let mut rw = Rewriter::new(&mut g, "test_pass", None);
+        assert!(rw.apply(fuse(relu, sig, x).reading(vec![relu.node, sig.node])));
+        assert_eq!(rw.applied(), 1);
+        assert!(!g.contains(relu.node));
+        let n = g.node(sig.node);
+        assert_eq!(n.op, Op::Unary(UnaryOp::Tanh));
+        assert_eq!(n.name, "sig");
+        assert_eq!(n.provenance.origins, [OriginId(1), OriginId(2)]);
+        assert_eq!(n.provenance.made_by.as_deref(), Some("test_pass"));
+        assert_eq!(g.input(sig.node, 0), Some(x));
+    }
+
+    #[test]
+    fn an_interior_value_read_elsewhere_blocks_the_rewrite() {
+        let (mut g, [x, relu, sig]) = chain();
+        g.outputs.push(GraphOutput {
+            name: "r".into(),
+            value: relu,
+        });
+        let before = g.node_count();
+        let mut rw = Rewriter::new(&mut g, "test_pass", None);
+        assert!(!rw.apply(fuse(relu, sig, x)));
+        assert_eq!(rw.applied(), 0);
+        assert_eq!(g.node_count(), before);
+        assert_eq!(g.node(sig.node).op, Op::Unary(UnaryOp::Sigmoid));
+    }
+
+    #[test]
+    fn a_replacement_of_another_type_is_blocked_and_what_it_built_removed() {
+        let (mut g, [x, relu, sig]) = chain();
+        let before = g.node_count();
+        let mut rw = Rewriter::new(&mut g, "test_pass", None);
+        // `x + c` with a `[2, 1, 4]` constant would broadcast `[1, 4]` to rank 3.
+        let widened = Rewrite::new(vec![sig.node, relu.node], sig.node, move |p| {
+            let c = p.constant(
+                "c".into(),
+                Weight::from_f32(vec![2, 1, 4], &[0.0; 8]),
+                Layout::Any,
+            );
+            Replacement::Reuse {
+                node: sig.node,
+                op: Op::Binary(BinaryOp::Add),
+                inputs: vec![Some(x), Some(c)],
+            }
+        });
+        assert!(!rw.apply(widened));
+        assert_eq!(g.node_count(), before);
+        assert_eq!(g.input(sig.node, 0), Some(relu));
+    }
+
+    #[test]
+    fn the_budget_stops_rewrites_one_by_one() {
+        let (mut g, [x, relu, sig]) = chain();
+        let mut rw = Rewriter::new(&mut g, "test_pass", Some(1));
+        let identity = |v: ValueRef, by: ValueRef| {
+            Rewrite::new(vec![v.node], v.node, move |_| Replacement::Value(by))
+        };
+        assert!(rw.apply(identity(relu, x)));
+        assert!(rw.spent() && rw.step().is_none());
+        assert!(!rw.apply(identity(sig, x)));
+        assert_eq!(rw.applied(), 1);
+        assert_eq!(g.outputs[0].value, sig);
+        assert_eq!(g.input(sig.node, 0), Some(x));
+    }
+}
