@@ -7,10 +7,10 @@
 //!  * interior values are private: an output of a matched node other than the root that is read
 //!    outside the match, or is a graph output, blocks the rewrite (the value would vanish under
 //!    its reader);
-//!  * the replacement's type, inferred before anything is built into the graph's readers, must
-//!    match the root's (same dtype and rank, and extents equal where both are static), or the
-//!    rewrite is blocked: a pattern that would broadcast, or change a rank, silently does not
-//!    apply rather than corrupting the types downstream;
+//!  * the replacement's type, inferred before any reader moves to it, must stand for the
+//!    root's (same dtype and rank, and extents equal where both are static), or the rewrite is
+//!    blocked and what its build added is removed: a pattern that would broadcast or change a
+//!    rank does not apply, rather than changing the types downstream;
 //!  * the result's provenance merges the matched nodes' origins, in the order the pass lists
 //!    them, and names the pass; constants the rewrite makes get the same provenance.
 //!
