@@ -16,7 +16,9 @@ mod movement;
 mod pool;
 mod reduce;
 
-use temblor_ir::{Dim, Error, Graph, NodeId, Op, OpFamily, Result, TensorType, ValueRef, Weight};
+use temblor_ir::{
+    Dim, Error, Graph, NodeId, Op, OpFamily, Result, TensorInfo, TensorType, ValueRef, Weight,
+};
 
 /// Sets the dims of named graph inputs (`Usage` errors: the user gave the names and sizes). A
 /// dim the model fixes must be given its own value.
@@ -148,22 +150,40 @@ pub(crate) fn one(t: TensorType) -> Result<Inferred, String> {
     Ok((None, vec![t]))
 }
 
+/// The output types a node computing `op` over `inputs` (by port) would have, without adding it
+/// to `g`: a rewrite checks its replacement with this before it changes the graph, so a
+/// replacement of the wrong type is never built. `outputs` are the outputs the node would
+/// declare.
+pub fn output_types(
+    g: &Graph,
+    op: &Op,
+    inputs: Vec<Option<ValueRef>>,
+    outputs: &[TensorInfo],
+) -> Result<Vec<TensorType>, String> {
+    infer_op(g, op, inputs, outputs).map(|(_, types)| types)
+}
+
 fn infer_node(g: &Graph, id: NodeId) -> Result<Inferred, String> {
     let node = g.node(id);
+    infer_op(g, &node.op, g.inputs_of(id), &node.outputs)
+}
+
+fn infer_op(
+    g: &Graph,
+    op: &Op,
+    values: Vec<Option<ValueRef>>,
+    outputs: &[TensorInfo],
+) -> Result<Inferred, String> {
     let ins = Ins {
         g,
-        values: g.inputs_of(id),
-        n_outputs: node.outputs.len(),
+        values,
+        n_outputs: outputs.len(),
     };
-    match &node.op {
-        Op::Input { .. } => Ok((None, node.outputs.iter().map(|o| o.ty.clone()).collect())),
+    match op {
+        Op::Input { .. } => Ok((None, outputs.iter().map(|o| o.ty.clone()).collect())),
         Op::Constant { weight } => {
             let w = g.weights.get(*weight).ok_or("refers to a missing weight")?;
-            let layout = node
-                .outputs
-                .first()
-                .map(|o| o.ty.layout)
-                .unwrap_or_default();
+            let layout = outputs.first().map(|o| o.ty.layout).unwrap_or_default();
             one(TensorType {
                 dtype: w.dtype,
                 shape: w.shape(),

@@ -1,9 +1,8 @@
 //! Removes nodes none of whose outputs reach a graph output. Graph inputs stay even when unused:
 //! they are part of the model's interface.
 
-use crate::Pass;
-use crate::PassError;
-use temblor_ir::{Graph, Op, ValueRef};
+use crate::{Pass, PassError, Rewriter};
+use temblor_ir::{Op, ValueRef};
 
 pub struct DeadNodes;
 
@@ -12,25 +11,23 @@ impl Pass for DeadNodes {
         "dead_nodes"
     }
 
-    fn run(&self, g: &mut Graph) -> Result<usize, PassError> {
+    fn run(&self, rw: &mut Rewriter<'_>) -> Result<(), PassError> {
+        let g = rw.graph();
         let order = g.topo_order().map_err(|n| PassError::Rewrite {
             pass: self.name(),
             message: format!("cycle through {}", g.describe(n)),
         })?;
-        let mut removed = 0;
         // Reverse topological order sees every consumer before its producers, so one sweep
-        // removes whole dead chains.
+        // removes whole dead chains. Each node removed is one rewrite.
         for id in order.into_iter().rev() {
-            let node = g.node(id);
-            if matches!(node.op, Op::Input { .. }) {
+            let node = rw.graph().node(id);
+            let used = (0..node.outputs.len()).any(|p| rw.graph().is_used(ValueRef::new(id, p)));
+            if matches!(node.op, Op::Input { .. }) || used {
                 continue;
             }
-            let used = (0..node.outputs.len()).any(|p| g.is_used(ValueRef::new(id, p)));
-            if !used {
-                g.remove_node(id);
-                removed += 1;
-            }
+            let Some(g) = rw.step() else { break };
+            g.remove_node(id);
         }
-        Ok(removed)
+        Ok(())
     }
 }

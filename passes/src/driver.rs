@@ -1,4 +1,4 @@
-use crate::Pass;
+use crate::{Pass, Rewriter};
 use std::cell::RefCell;
 use std::time::Instant;
 use temblor_ir::{validate, Graph};
@@ -24,7 +24,7 @@ pub enum PassError {
     NoFixedPoint { rounds: usize, pass: &'static str },
 }
 
-/// What one run of one pass did.
+/// What one run of one pass did (report.json lists these).
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct PassRecord {
     pub pass: &'static str,
@@ -42,7 +42,9 @@ pub struct PassRecord {
 pub struct Driver {
     passes: Vec<Box<dyn Pass>>,
     max_rounds: usize,
-    /// Stop after this many applied pass runs (for bisecting a rewrite that breaks a model).
+    /// Stop after this many applied rewrites, counted over all passes and rounds, even in the
+    /// middle of a pass: `--pass-steps N` and `N - 1` differ by exactly one rewrite, so a person
+    /// can bisect to the one that breaks a model.
     step_limit: Option<usize>,
     /// Shown the graph after each pass that applied (RefCell: `run` takes `&self`).
     on_applied: Option<RefCell<OnApplied>>,
@@ -79,16 +81,19 @@ impl Driver {
     /// Runs to a fixed point (or the step limit), validating after every pass.
     pub fn run(&self, graph: &mut Graph) -> Result<Vec<PassRecord>, PassError> {
         let mut records = Vec::new();
-        let mut steps = 0;
+        let mut budget = self.step_limit;
         for round in 1..=self.max_rounds {
             let mut last_changed = None;
             for pass in &self.passes {
-                if self.step_limit.is_some_and(|limit| steps >= limit) {
+                if budget == Some(0) {
                     return Ok(records);
                 }
                 let (nodes_before, layers_before) = (graph.node_count(), graph.layer_count());
                 let start = Instant::now();
-                let applied = pass.run(graph)?;
+                let mut rw = Rewriter::new(graph, pass.name(), budget);
+                pass.run(&mut rw)?;
+                let applied = rw.applied();
+                budget = budget.map(|b| b - applied);
                 // Every value is retyped after a pass that changed the graph, so a shape that
                 // folding made static is static for the passes that follow.
                 if applied > 0 {
@@ -103,7 +108,6 @@ impl Driver {
                     source,
                 })?;
                 if applied > 0 {
-                    steps += 1;
                     last_changed = Some(pass.name());
                 }
                 let record = PassRecord {

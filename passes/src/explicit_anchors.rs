@@ -2,10 +2,8 @@
 //! attribute: the form a TensorRT plugin takes them in, and a weight the views list with the
 //! others. The kernel reads either form, so the rewrite changes no value.
 
-use crate::add_constant;
-use crate::Pass;
-use crate::PassError;
-use temblor_ir::{AttrValue, DType, Graph, Layout, NodeId, Op, Provenance, Weight};
+use crate::{add_constant, Pass, PassError, Rewriter};
+use temblor_ir::{AttrValue, DType, Layout, NodeId, Op, Provenance, Weight};
 
 pub struct ExplicitAnchors;
 
@@ -16,7 +14,8 @@ impl Pass for ExplicitAnchors {
         NAME
     }
 
-    fn run(&self, g: &mut Graph) -> Result<usize, PassError> {
+    fn run(&self, rw: &mut Rewriter<'_>) -> Result<(), PassError> {
+        let g = rw.graph();
         let targets: Vec<(NodeId, Vec<i64>)> = g
             .node_ids()
             .filter_map(|id| match &g.node(id).op {
@@ -36,6 +35,7 @@ impl Pass for ExplicitAnchors {
             })
             .collect();
         for (id, anchors) in &targets {
+            let Some(g) = rw.step() else { break };
             let values: Vec<u8> = anchors
                 .iter()
                 .flat_map(|&a| (a as i32).to_le_bytes())
@@ -55,6 +55,6 @@ impl Pass for ExplicitAnchors {
             }
             node.provenance = prov;
         }
-        Ok(targets.len())
+        Ok(())
     }
 }

@@ -9,34 +9,24 @@
 //! alone) folds the same way into shape-only weights, so its optimized graph has the structure
 //! the full model would have.
 
-use crate::add_constant;
 use crate::conv_weights::{self, Rows};
-use crate::Pass;
-use crate::PassError;
-use temblor_ir::{DType, Graph, Layout, Node, NodeId, Op, Provenance, ValueRef, Weight};
+use crate::rewrite::{Replacement, Rewrite};
+use crate::{Pass, PassError, Rewriter};
+use temblor_ir::{DType, Graph, Layout, NodeId, Op, ValueRef, Weight};
 
 pub struct FoldBatchNorm;
 
-const NAME: &str = "fold_batchnorm";
-
 impl Pass for FoldBatchNorm {
     fn name(&self) -> &'static str {
-        NAME
+        "fold_batchnorm"
     }
 
-    fn run(&self, g: &mut Graph) -> Result<usize, PassError> {
-        let candidates: Vec<NodeId> = g
-            .node_ids()
-            .filter(|&id| matches!(g.node(id).op, Op::BatchNorm { .. }))
-            .collect();
-        let mut applied = 0;
-        for bn in candidates {
-            if let Some(m) = match_conv_bn(g, bn) {
-                fold(g, m);
-                applied += 1;
-            }
-        }
-        Ok(applied)
+    fn run(&self, rw: &mut Rewriter<'_>) -> Result<(), PassError> {
+        rw.each(
+            |op| matches!(op, Op::BatchNorm { .. }),
+            |g, bn| match_conv_bn(g, bn).map(fold),
+        );
+        Ok(())
     }
 }
 
@@ -64,9 +54,6 @@ fn match_conv_bn(g: &Graph, bn: NodeId) -> Option<Match> {
     let conv_out = g.input(bn, 0)?;
     let conv = conv_out.node;
     let (rows, bias_port) = conv_weights::form(g, conv)?;
-    if g.consumers(conv_out).len() != 1 || g.outputs.iter().any(|o| o.value == conv_out) {
-        return None;
-    }
     let weight = g.constant(g.input(conv, 1)?)?.clone();
     let channels = rows.channels(&weight.dims)?;
     if weight.dtype != DType::F32 || weight.element_count() == 0 {
@@ -101,56 +88,38 @@ fn match_conv_bn(g: &Graph, bn: NodeId) -> Option<Match> {
     })
 }
 
-fn fold(g: &mut Graph, m: Match) {
-    let dims = m.weight.dims.clone();
-    let (weight, bias) = match &m.affine {
-        Some((scale, shift)) => {
-            let w: Vec<f32> = m
-                .weight
-                .to_f32()
-                .expect("matched as an f32 weight with values")
-                .iter()
-                .enumerate()
-                .map(|(i, v)| v * scale[m.rows.channel_of(&dims, i)])
-                .collect();
-            (
-                Weight::from_f32(dims, &w),
-                Weight::from_f32(vec![m.channels], shift),
-            )
-        }
-        None => (
-            Weight::shape_only(DType::F32, dims),
-            Weight::shape_only(DType::F32, vec![m.channels]),
-        ),
-    };
-
-    let (conv, bn) = (g.node(m.conv).clone(), g.node(m.bn).clone());
-    let prov = Provenance::merged(NAME, [&conv.provenance, &bn.provenance]);
-    let w_val = add_constant(
-        g,
-        format!("{}.folded_weight", conv.name),
-        weight,
-        m.rows.layout(),
-        &prov,
-    );
-    let b_val = add_constant(
-        g,
-        format!("{}.folded_bias", conv.name),
-        bias,
-        Layout::C,
-        &prov,
-    );
-    let mut fused = Node::new(conv.name.clone(), conv.op.clone(), bn.outputs.clone());
-    fused.provenance = prov;
-    let fused = g.add_node(fused);
-    for (port, input) in g.inputs_of(m.conv).into_iter().enumerate() {
-        if let Some(v) = input.filter(|_| port != 1 && port != m.bias_port) {
-            g.connect(v, fused, port);
-        }
-    }
-    g.connect(w_val, fused, 1);
-    g.connect(b_val, fused, m.bias_port);
-    g.replace_uses(ValueRef::new(m.bn, 0), ValueRef::new(fused, 0));
-    g.remove_node(m.bn);
-    g.remove_node(m.conv);
+/// The conv with its weight scaled and its bias shifted, as a new node under the conv's name
+/// that takes over the BatchNorm's output.
+fn fold(m: Match) -> Rewrite {
+    let rewrite = Rewrite::new(vec![m.bn, m.conv], m.bn, move |p| {
+        let dims = m.weight.dims.clone();
+        let (weight, bias) = match &m.affine {
+            Some((scale, shift)) => {
+                let w: Vec<f32> = m
+                    .weight
+                    .to_f32()
+                    .expect("matched as an f32 weight with values")
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| v * scale[m.rows.channel_of(&dims, i)])
+                    .collect();
+                (
+                    Weight::from_f32(dims, &w),
+                    Weight::from_f32(vec![m.channels], shift),
+                )
+            }
+            None => (
+                Weight::shape_only(DType::F32, dims),
+                Weight::shape_only(DType::F32, vec![m.channels]),
+            ),
+        };
+        let conv = p.graph().node(m.conv);
+        let (name, op) = (conv.name.clone(), conv.op.clone());
+        let mut inputs = p.graph().inputs_of(m.conv);
+        inputs.resize(inputs.len().max(m.bias_port + 1), None);
+        inputs[1] = Some(p.constant(format!("{name}.folded_weight"), weight, m.rows.layout()));
+        inputs[m.bias_port] = Some(p.constant(format!("{name}.folded_bias"), bias, Layout::C));
+        Replacement::New { name, op, inputs }
+    });
+    rewrite.reading(vec![m.conv, m.bn])
 }

@@ -11,9 +11,7 @@
 //! its inputs together, or [`SMALL`], whichever is larger (an Expand or ConstantOfShape of a
 //! large static shape stays a node).
 
-use crate::add_constant;
-use crate::Pass;
-use crate::PassError;
+use crate::{add_constant, Pass, PassError, Rewriter};
 use temblor_infer::evaluate;
 use temblor_ir::{Graph, NodeId, Op, Provenance, UnaryOp, ValueRef, Weight};
 use temblor_runtime::Tensor;
@@ -30,13 +28,14 @@ impl Pass for FoldConstants {
         NAME
     }
 
-    fn run(&self, g: &mut Graph) -> Result<usize, PassError> {
+    fn run(&self, rw: &mut Rewriter<'_>) -> Result<(), PassError> {
+        let g = rw.graph();
         let order = g.topo_order().map_err(|n| PassError::Rewrite {
             pass: NAME,
             message: format!("cycle through {}", g.describe(n)),
         })?;
-        let mut folded = 0;
         for id in order {
+            let g = rw.graph();
             let weights = match computed(g, id) {
                 Some(values) => values.iter().map(Tensor::to_weight).collect(),
                 None => match shape_only(g, id) {
@@ -44,10 +43,10 @@ impl Pass for FoldConstants {
                     None => continue,
                 },
             };
+            let Some(g) = rw.step() else { break };
             replace(g, id, weights);
-            folded += 1;
         }
-        Ok(folded)
+        Ok(())
     }
 }
 

@@ -11,34 +11,25 @@
 //! A model given without its parameters folds the same way: where the constant or the conv's
 //! weight or bias is known by shape alone, so is what the fold makes.
 
-use crate::add_constant;
 use crate::conv_weights::{self, Rows};
-use crate::Pass;
-use crate::PassError;
-use temblor_ir::{BinaryOp, DType, Graph, Layout, NodeId, Op, Provenance, ValueRef, Weight};
+use crate::rewrite::{Replacement, Rewrite};
+use crate::{Pass, PassError, Rewriter};
+use temblor_ir::{BinaryOp, DType, Graph, Layout, NodeId, Op, ValueRef, Weight};
 
 pub struct FoldConvAffine;
 
-const NAME: &str = "fold_conv_affine";
-
 impl Pass for FoldConvAffine {
     fn name(&self) -> &'static str {
-        NAME
+        "fold_conv_affine"
     }
 
-    fn run(&self, g: &mut Graph) -> Result<usize, PassError> {
-        let convs: Vec<NodeId> = g
-            .node_ids()
-            .filter(|&id| conv_weights::form(g, id).is_some())
-            .collect();
-        let mut applied = 0;
-        for conv in convs {
-            while let Some(m) = affine_after(g, conv) {
-                fold(g, conv, m);
-                applied += 1;
-            }
-        }
-        Ok(applied)
+    fn run(&self, rw: &mut Rewriter<'_>) -> Result<(), PassError> {
+        // A conv may fold a Mul and then the Add after it.
+        rw.each_repeatedly(
+            |op| matches!(op, Op::Conv(_) | Op::DeformConv(_) | Op::ConvTranspose(_)),
+            |g, conv| affine_after(g, conv).map(|m| fold(conv, m)),
+        );
+        Ok(())
     }
 }
 
@@ -65,13 +56,11 @@ fn f32_constant(g: &Graph, v: ValueRef) -> Option<&Weight> {
 }
 
 /// The Mul or Add after `conv` and its per-channel values, when the conv's output feeds only
-/// that layer, its bias (if any) is a constant, and for a Mul its weight is one too.
+/// that layer, its bias (if any) is a constant, and for a Mul its weight is one too. (The
+/// rewriter checks that the layer does not broadcast the conv's output.)
 fn affine_after(g: &Graph, conv: NodeId) -> Option<Match> {
     let (rows, bias_port) = conv_weights::form(g, conv)?;
     let out = ValueRef::new(conv, 0);
-    if g.outputs.iter().any(|o| o.value == out) {
-        return None;
-    }
     let [(layer, _)] = g.consumers(out)[..] else {
         return None;
     };
@@ -79,16 +68,12 @@ fn affine_after(g: &Graph, conv: NodeId) -> Option<Match> {
         Op::Binary(op @ (BinaryOp::Add | BinaryOp::Mul)) => op,
         _ => return None,
     };
-    let other = match (g.input(layer, 0)?, g.input(layer, 1)?) {
-        (a, b) if a == out => b,
-        (a, b) if b == out => a,
-        _ => return None,
-    };
-    let constant = f32_constant(g, other)?;
-    let out_type = g.value_type(out);
-    if g.value_type(ValueRef::new(layer, 0)).shape != out_type.shape {
+    // A constant operand is on the right (`commute_constants`).
+    if g.input(layer, 0)? != out {
         return None;
     }
+    let constant = f32_constant(g, g.input(layer, 1)?)?;
+    let out_type = g.value_type(out);
     let channels = out_type.shape.dims().get(1)?.known()?;
     let values = match &constant.dims[..] {
         [] | [1] | [1, 1, 1] | [1, 1, 1, 1] => constant.to_f32().map(|v| vec![v[0]; channels]),
@@ -136,47 +121,44 @@ fn combine(a: &Values, b: &Values, channels: usize, f: impl Fn(f32, f32) -> f32)
     }
 }
 
-fn fold(g: &mut Graph, conv: NodeId, m: Match) {
-    let provenance = Provenance::merged(
-        NAME,
-        [&g.node(conv).provenance, &g.node(m.layer).provenance],
-    );
-    let bias = match m.op {
-        BinaryOp::Mul => m
-            .bias
-            .map(|b| combine(&b, &m.values, m.channels, |b, s| b * s)),
-        _ => {
-            let old = m.bias.unwrap_or_else(|| Some(vec![0.0; m.channels]));
-            Some(combine(&old, &m.values, m.channels, |b, v| b + v))
-        }
-    };
-    if let (BinaryOp::Mul, Some(w)) = (m.op, &m.weight) {
-        let scaled = match (w.to_f32(), &m.values) {
-            (Some(values), Some(scale)) => {
-                let scaled: Vec<f32> = values
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| v * scale[m.rows.channel_of(&w.dims, i)])
-                    .collect();
-                Weight::from_f32(w.dims.clone(), &scaled)
+/// The conv with its weight scaled (a Mul) and its bias scaled or shifted, taking over the
+/// layer's output.
+fn fold(conv: NodeId, m: Match) -> Rewrite {
+    Rewrite::new(vec![conv, m.layer], m.layer, move |p| {
+        let bias = match m.op {
+            BinaryOp::Mul => m
+                .bias
+                .map(|b| combine(&b, &m.values, m.channels, |b, s| b * s)),
+            _ => {
+                let old = m.bias.unwrap_or_else(|| Some(vec![0.0; m.channels]));
+                Some(combine(&old, &m.values, m.channels, |b, v| b + v))
             }
-            _ => Weight::shape_only(DType::F32, w.dims.clone()),
         };
-        let name = format!("{}_weight", g.node(conv).name);
-        let weight = add_constant(g, name, scaled, m.rows.layout(), &provenance);
-        g.disconnect_input(conv, 1);
-        g.connect(weight, conv, 1);
-    }
-    if let Some(bias) = bias {
-        let name = format!("{}_bias", g.node(conv).name);
-        let value = add_constant(g, name, bias, Layout::C, &provenance);
-        g.disconnect_input(conv, m.bias_port);
-        g.connect(value, conv, m.bias_port);
-    }
-    let outputs = g.node(m.layer).outputs.clone();
-    g.replace_uses(ValueRef::new(m.layer, 0), ValueRef::new(conv, 0));
-    g.remove_node(m.layer);
-    let node = g.node_mut(conv);
-    node.outputs = outputs;
-    node.provenance = provenance;
+        let node = p.graph().node(conv);
+        let (name, op) = (node.name.clone(), node.op.clone());
+        let mut inputs = p.graph().inputs_of(conv);
+        inputs.resize(inputs.len().max(m.bias_port + 1), None);
+        if let (BinaryOp::Mul, Some(w)) = (m.op, &m.weight) {
+            let scaled = match (w.to_f32(), &m.values) {
+                (Some(values), Some(scale)) => {
+                    let scaled: Vec<f32> = values
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| v * scale[m.rows.channel_of(&w.dims, i)])
+                        .collect();
+                    Weight::from_f32(w.dims.clone(), &scaled)
+                }
+                _ => Weight::shape_only(DType::F32, w.dims.clone()),
+            };
+            inputs[1] = Some(p.constant(format!("{name}_weight"), scaled, m.rows.layout()));
+        }
+        if let Some(bias) = bias {
+            inputs[m.bias_port] = Some(p.constant(format!("{name}_bias"), bias, Layout::C));
+        }
+        Replacement::Reuse {
+            node: conv,
+            op,
+            inputs,
+        }
+    })
 }

@@ -14,39 +14,28 @@
 //! rewritten in place: it takes over the last fused layer's output, so its readers and graph
 //! outputs stay as they were.
 
-use crate::pattern::scalar;
-use crate::Pass;
-use crate::PassError;
-use temblor_ir::{
-    Activation, Affine, BinaryOp, Dim, Graph, NodeId, Op, Provenance, UnaryOp, ValueRef,
-};
+use crate::pattern::{either, scalar};
+use crate::rewrite::{Replacement, Rewrite};
+use crate::{Pass, PassError, Rewriter};
+use temblor_ir::{Activation, Affine, BinaryOp, Dim, Graph, NodeId, Op, UnaryOp, ValueRef};
 
 pub struct FuseConvEpilogue;
-
-const NAME: &str = "fuse_conv_epilogue";
 
 /// The conv's residual input port.
 const RESIDUAL: usize = 3;
 
 impl Pass for FuseConvEpilogue {
     fn name(&self) -> &'static str {
-        NAME
+        "fuse_conv_epilogue"
     }
 
-    fn run(&self, g: &mut Graph) -> Result<usize, PassError> {
-        let convs: Vec<NodeId> = g
-            .node_ids()
-            .filter(|&id| matches!(g.node(id).op, Op::Conv(_) | Op::ConvTranspose(_)))
-            .collect();
-        let mut applied = 0;
-        for conv in convs {
-            // One conv can take a residual and then the activation that follows the Add.
-            while let Some(fusion) = match_epilogue(g, conv) {
-                fuse(g, conv, fusion);
-                applied += 1;
-            }
-        }
-        Ok(applied)
+    fn run(&self, rw: &mut Rewriter<'_>) -> Result<(), PassError> {
+        // One conv can take a residual and then the activation that follows the Add.
+        rw.each_repeatedly(
+            |op| matches!(op, Op::Conv(_) | Op::ConvTranspose(_)),
+            |g, conv| match_epilogue(g, conv).map(|fusion| fuse(g, conv, fusion)),
+        );
+        Ok(())
     }
 }
 
@@ -72,10 +61,7 @@ fn match_epilogue(g: &Graph, conv: NodeId) -> Option<Fusion> {
         _ => return None,
     };
     let out = ValueRef::new(conv, 0);
-    if g.node(conv).outputs.len() != 1
-        || !g.value_type(out).dtype.is_float()
-        || is_graph_output(g, out)
-    {
+    if g.node(conv).outputs.len() != 1 || !g.value_type(out).dtype.is_float() {
         return None;
     }
     let consumers = g.consumers(out);
@@ -105,10 +91,6 @@ fn match_epilogue(g: &Graph, conv: NodeId) -> Option<Fusion> {
     }
 }
 
-fn is_graph_output(g: &Graph, v: ValueRef) -> bool {
-    g.outputs.iter().any(|o| o.value == v)
-}
-
 /// The epilogue form of a standalone activation layer.
 fn activation_of(op: &Op) -> Option<Activation> {
     Some(match *op {
@@ -123,18 +105,15 @@ fn activation_of(op: &Op) -> Option<Activation> {
     })
 }
 
-/// `out + r` (either order) where `r` has exactly the output's shape, so the Add does not
-/// broadcast. `r` cannot depend on the conv: the Add is the conv's only reader, so a path from
+/// `out + r` (either order: `r` is no constant) where `r` has exactly the output's shape, so the
+/// Add does not broadcast. `r` cannot depend on the conv: the Add is the conv's only reader, so a path from
 /// the conv to `r` would run through the Add and back into it, a cycle the graph cannot hold.
 fn match_residual(g: &Graph, out: ValueRef, add: NodeId) -> Option<Fusion> {
     if g.node(add).op != Op::Binary(BinaryOp::Add) {
         return None;
     }
-    let other = match (g.input(add, 0)?, g.input(add, 1)?) {
-        (a, r) if a == out => r,
-        (r, b) if b == out => r,
-        _ => return None,
-    };
+    let (a, b) = (g.input(add, 0)?, g.input(add, 1)?);
+    let (_, other) = either(a, b).into_iter().find(|&(o, _)| o == out)?;
     let (ty, other_ty) = (g.value_type(out), g.value_type(other));
     let same_shape = ty.shape.rank() == other_ty.shape.rank()
         && ty
@@ -151,22 +130,18 @@ fn match_residual(g: &Graph, out: ValueRef, add: NodeId) -> Option<Fusion> {
 }
 
 /// `out * s` after no affine yet, or `out + t` after none or after a lone scale (whose shift is
-/// the identity `-0`), with `s` and `t` scalar constants and the layer's output of `out`'s
-/// type (a scalar of higher rank would broadcast the output). A shift before a scale, or two
-/// scales, would round differently as one affine, so those stay apart.
+/// the identity `-0`), with `s` and `t` scalar constants (on the right, where
+/// `commute_constants` put them; the rewriter checks that a scalar of higher rank does not
+/// broadcast the output). A shift before a scale, or two scales, would round differently as one
+/// affine, so those stay apart.
 fn match_affine(g: &Graph, out: ValueRef, affine: Option<Affine>, next: NodeId) -> Option<Fusion> {
     let Op::Binary(op @ (BinaryOp::Mul | BinaryOp::Add)) = g.node(next).op else {
         return None;
     };
-    let constant = match (g.input(next, 0)?, g.input(next, 1)?) {
-        (a, c) if a == out => scalar(g, c)?,
-        (c, b) if b == out => scalar(g, c)?,
-        _ => return None,
-    };
-    let (ty, out_ty) = (g.value_type(ValueRef::new(next, 0)), g.value_type(out));
-    if (&ty.shape, ty.dtype) != (&out_ty.shape, out_ty.dtype) {
+    if g.input(next, 0)? != out {
         return None;
     }
+    let constant = scalar(g, g.input(next, 1)?)?;
     let identity = Affine::IDENTITY;
     let affine = match (op, affine) {
         (BinaryOp::Mul, None) => Affine {
@@ -199,7 +174,7 @@ fn same_extent(a: &Dim, b: &Dim) -> bool {
     }
 }
 
-/// `out * sigmoid(out)`, the sigmoid read by nothing but the Mul.
+/// `out * sigmoid(out)`.
 fn match_silu(g: &Graph, out: ValueRef, sigmoid: NodeId, mul: NodeId) -> Option<Fusion> {
     let gate = ValueRef::new(sigmoid, 0);
     if g.node(sigmoid).op != Op::Unary(UnaryOp::Sigmoid)
@@ -207,43 +182,43 @@ fn match_silu(g: &Graph, out: ValueRef, sigmoid: NodeId, mul: NodeId) -> Option<
     {
         return None;
     }
-    let gate_read_once = matches!(g.consumers(gate).as_slice(), [(reader, _)] if *reader == mul);
     let operands = (g.input(mul, 0)?, g.input(mul, 1)?);
     let reads_both = operands == (out, gate) || operands == (gate, out);
-    (gate_read_once && reads_both && !is_graph_output(g, gate)).then_some(Fusion {
+    reads_both.then_some(Fusion {
         tail: mul,
         inner: Some(sigmoid),
         change: Change::Activation(Activation::Silu),
     })
 }
 
-fn fuse(g: &mut Graph, conv: NodeId, fusion: Fusion) {
-    let absorbed: Vec<NodeId> = fusion.inner.into_iter().chain([fusion.tail]).collect();
-    let out = ValueRef::new(conv, 0);
-    let provenance = Provenance::merged(
-        NAME,
-        std::iter::once(&g.node(conv).provenance)
-            .chain(absorbed.iter().map(|&id| &g.node(id).provenance)),
-    );
-    let outputs = g.node(fusion.tail).outputs.clone();
+/// The conv with the fused layers' work in its attributes or residual input, taking over the
+/// last fused layer's output.
+fn fuse(g: &Graph, conv: NodeId, fusion: Fusion) -> Rewrite {
+    let matched: Vec<NodeId> = [Some(conv), fusion.inner, Some(fusion.tail)]
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut op = g.node(conv).op.clone();
+    let mut inputs = g.inputs_of(conv);
     match fusion.change {
-        Change::Residual(r) => g.connect(r, conv, RESIDUAL),
-        Change::Activation(activation) => match &mut g.node_mut(conv).op {
+        Change::Residual(r) => {
+            inputs.resize(inputs.len().max(RESIDUAL + 1), None);
+            inputs[RESIDUAL] = Some(r);
+        }
+        Change::Activation(activation) => match &mut op {
             Op::Conv(a) => a.activation = Some(activation),
             Op::ConvTranspose(a) => a.activation = Some(activation),
             _ => {}
         },
         Change::Affine(affine) => {
-            if let Op::Conv(a) = &mut g.node_mut(conv).op {
+            if let Op::Conv(a) = &mut op {
                 a.affine = Some(affine);
             }
         }
     }
-    g.replace_uses(ValueRef::new(fusion.tail, 0), out);
-    for id in absorbed {
-        g.remove_node(id);
-    }
-    let node = g.node_mut(conv);
-    node.outputs = outputs;
-    node.provenance = provenance;
+    Rewrite::new(matched, fusion.tail, move |_| Replacement::Reuse {
+        node: conv,
+        op,
+        inputs,
+    })
 }

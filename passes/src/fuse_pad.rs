@@ -9,8 +9,7 @@
 //! explicit pad), negative pads (a crop), pads of the batch or channel axis, a non-zero or
 //! unknown fill value, and a Pad whose output any other layer or the graph output reads.
 
-use crate::Pass;
-use crate::PassError;
+use crate::{Pass, PassError, Rewriter};
 use temblor_ir::{Graph, NodeId, Op, PadMode, Provenance, ValueRef};
 
 pub struct FusePad;
@@ -22,19 +21,21 @@ impl Pass for FusePad {
         NAME
     }
 
-    fn run(&self, g: &mut Graph) -> Result<usize, PassError> {
+    fn run(&self, rw: &mut Rewriter<'_>) -> Result<(), PassError> {
+        let g = rw.graph();
         let pads: Vec<NodeId> = g
             .node_ids()
             .filter(|&id| matches!(g.node(id).op, Op::Pad { mode } if mode == PadMode::Constant))
             .collect();
-        let mut applied = 0;
+        // The rewriter's one-root rewrite does not fit: each of the Pad's readers is rewritten,
+        // each with its own provenance.
         for pad in pads {
-            if let Some(m) = match_pad(g, pad) {
+            if let Some(m) = match_pad(rw.graph(), pad) {
+                let Some(g) = rw.step() else { break };
                 fuse(g, m);
-                applied += 1;
             }
         }
-        Ok(applied)
+        Ok(())
     }
 }
 

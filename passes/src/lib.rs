@@ -1,7 +1,9 @@
-//! Graph rewrites. Each pass is one small named rewrite in its own file that reports how many
-//! times it applied; [`Driver`] runs an ordered list of them to a fixed point, validating the
-//! graph after every pass, and records what each changed.
+//! Graph rewrites. Each pass is one small named rewrite in its own file; it proposes rewrites
+//! and the [`Rewriter`] applies and counts them (`rewrite.rs`). [`Driver`] runs an ordered list
+//! of passes to a fixed point, validating the graph after every pass, and records what each
+//! changed.
 
+mod commute_constants;
 mod conv_weights;
 mod dead_nodes;
 mod driver;
@@ -20,9 +22,11 @@ mod recognize_gelu;
 mod recognize_hard_swish;
 mod recognize_layer_norm;
 mod remove_no_ops;
+mod rewrite;
 mod sink_transposes;
 mod split_deform_conv;
 
+pub use commute_constants::CommuteConstants;
 pub use dead_nodes::DeadNodes;
 pub use driver::{Driver, PassError, PassRecord};
 pub use explicit_anchors::ExplicitAnchors;
@@ -39,41 +43,55 @@ pub use recognize_gelu::RecognizeGelu;
 pub use recognize_hard_swish::RecognizeHardSwish;
 pub use recognize_layer_norm::RecognizeLayerNorm;
 pub use remove_no_ops::RemoveNoOps;
+pub use rewrite::Rewriter;
 pub use sink_transposes::SinkTransposes;
 pub use split_deform_conv::SplitDeformConv;
 
 use temblor_ir::{Graph, Layout, Node, Op, Provenance, TensorInfo, TensorType, ValueRef, Weight};
 
-/// One rewrite. `run` applies it everywhere it matches in the current graph and returns how many
-/// times it did; 0 means the graph is untouched, which is what the fixed point is judged by
+/// One kind of rewrite. `run` proposes it wherever it matches and applies each through the
+/// rewriter, which counts what applied and stops the pass when the step budget is spent. A run
+/// that applied nothing left the graph untouched, which is what the fixed point is judged by
 /// (never a node count, which a rewrite can leave equal while changing the graph).
 pub trait Pass {
     fn name(&self) -> &'static str;
-    fn run(&self, graph: &mut Graph) -> Result<usize, PassError>;
+    fn run(&self, rw: &mut Rewriter<'_>) -> Result<(), PassError>;
 }
 
-/// The optimize stage's passes, in order. Canonicalization comes first (constant and shape
-/// folding, no-op removal, reshape merging, transposes sunk below the Concat joining them), so
-/// the patterns later passes look for are not hidden behind shape computations or identities.
-/// Folds come before dead-node removal so the constants they replace are swept in the same round; the epilogue fusion follows the BatchNorm fold,
-/// which is what leaves a conv directly in front of its activation, and follows the recognition
-/// of activations that exporters write out as several layers.
+/// The optimize stage's passes, in order, each beside the reason for its place:
 pub fn optimize_passes() -> Vec<Box<dyn Pass>> {
     vec![
+        // Canonicalization first, so the patterns later passes look for are not hidden behind
+        // shape computations, identities or operand order: shape computations fold to
+        // constants (which the next pass then moves), ...
         Box::new(FoldConstants),
+        // ... constants go to the right of Add and Mul, so patterns look on one side only, ...
+        Box::new(CommuteConstants),
+        // ... identities go, ...
         Box::new(RemoveNoOps),
+        // ... chains of layout changes become one, ...
         Box::new(MergeReshapes),
+        // ... and the transposes detection heads put before their Concat sink below it.
         Box::new(SinkTransposes),
+        // Folds into convolutions, BatchNorm first, which leaves a conv directly in front of
+        // the affine layers and activations the later fusions look for. A DeformConv folds its
+        // BatchNorm like any conv, then splits, so the 1x1 conv the split leaves takes the
+        // affine layers and epilogue after it like any other conv.
         Box::new(FoldBatchNorm),
         Box::new(SplitDeformConv),
         Box::new(FoldConvAffine),
         Box::new(FusePad),
+        // What exporters write out as several layers (HardSwish, GELU, LayerNorm, a Gemm's
+        // bias) becomes one, before the epilogue fusion, which takes a conv's activation only
+        // as one layer.
         Box::new(RecognizeHardSwish),
         Box::new(RecognizeGelu),
         Box::new(RecognizeLayerNorm),
         Box::new(FuseMatMulAdd),
         Box::new(FuseConvEpilogue),
+        // Touches nothing the others match; anywhere before the sweep would do.
         Box::new(ExplicitAnchors),
+        // Last, so the constants and layers the rewrites above left unread go in the same round.
         Box::new(DeadNodes),
     ]
 }

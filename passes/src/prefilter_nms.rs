@@ -8,9 +8,7 @@
 //! sorted back), so ties between equal scores break exactly as before. NMS nodes whose `Index`
 //! output is read are left alone, since it would index the filtered set.
 
-use crate::add_constant;
-use crate::Pass;
-use crate::PassError;
+use crate::{add_constant, Pass, PassError, Rewriter};
 use temblor_ir::{
     DType, Graph, Layout, NodeId, Op, Provenance, ReduceOp, Shape, TensorInfo, TensorType,
     ValueRef, Weight,
@@ -27,12 +25,14 @@ impl Pass for PrefilterNms {
         NAME
     }
 
-    fn run(&self, g: &mut Graph) -> Result<usize, PassError> {
+    fn run(&self, rw: &mut Rewriter<'_>) -> Result<(), PassError> {
+        let g = rw.graph();
         let targets: Vec<NodeId> = g.node_ids().filter(|&id| self.applies(g, id)).collect();
-        for &nms in &targets {
+        for nms in targets {
+            let Some(g) = rw.step() else { break };
             self.rewrite(g, nms);
         }
-        Ok(targets.len())
+        Ok(())
     }
 }
 

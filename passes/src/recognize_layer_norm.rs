@@ -12,40 +12,30 @@
 //! trailing ones of x's inferred shape, and gamma and beta must vary along those axes only.
 //! Eight to ten layers, two of them reductions, become one that reads x once.
 
-use crate::add_constant;
-use crate::pattern::{is_exponent, private, private_operands as operands, scalar};
-use crate::Pass;
-use crate::PassError;
+use crate::pattern::{is_exponent, operands, private, scalar};
+use crate::rewrite::{Patch, Replacement, Rewrite};
+use crate::{Pass, PassError, Rewriter};
 use temblor_ir::{
-    BinaryOp, Dim, Graph, Layout, NodeId, Op, Provenance, ReduceOp, TensorType, UnaryOp, ValueRef,
-    Weight,
+    BinaryOp, Dim, Graph, Layout, NodeId, Op, ReduceOp, TensorType, UnaryOp, ValueRef, Weight,
 };
 
 pub struct RecognizeLayerNorm;
 
-const NAME: &str = "recognize_layer_norm";
-
 impl Pass for RecognizeLayerNorm {
     fn name(&self) -> &'static str {
-        NAME
+        "recognize_layer_norm"
     }
 
-    fn run(&self, g: &mut Graph) -> Result<usize, PassError> {
-        let divs: Vec<NodeId> = g
-            .node_ids()
-            .filter(|&id| g.node(id).op == Op::Binary(BinaryOp::Div))
-            .collect();
-        let mut applied = 0;
-        for div in divs {
-            if !g.contains(div) {
-                continue;
-            }
-            if let Some(m) = normalized(g, div).and_then(|core| affine(g, core)) {
-                rewrite(g, m);
-                applied += 1;
-            }
-        }
-        Ok(applied)
+    fn run(&self, rw: &mut Rewriter<'_>) -> Result<(), PassError> {
+        rw.each(
+            |op| *op == Op::Binary(BinaryOp::Div),
+            |g, div| {
+                normalized(g, div)
+                    .and_then(|core| affine(g, core))
+                    .map(rewrite)
+            },
+        );
+        Ok(())
     }
 }
 
@@ -78,58 +68,50 @@ enum Scale {
 
 fn normalized(g: &Graph, div: NodeId) -> Option<Core> {
     let (d, s) = (g.input(div, 0)?, g.input(div, 1)?);
-    let sub = d.node;
-    if g.node(sub).op != Op::Binary(BinaryOp::Sub) || g.outputs.iter().any(|o| o.value == d) {
-        return None;
-    }
-    let (x, mean) = (g.input(sub, 0)?, g.input(sub, 1)?);
+    let (x, mean) = operands(g, d, BinaryOp::Sub)?;
     let axes = trailing_mean(g, mean, x)?;
-
-    let sqrt = s.node;
-    if g.node(sqrt).op != Op::Unary(UnaryOp::Sqrt) || !private(g, s) {
+    if g.node(s.node).op != Op::Unary(UnaryOp::Sqrt) {
         return None;
     }
-    let shifted = g.input(sqrt, 0)?;
-    let (var, epsilon) = operands(g, shifted, BinaryOp::Add).and_then(|(a, b)| {
-        let eps = |v| scalar(g, v).filter(|e| *e >= 0.0);
-        eps(b).map(|e| (a, e)).or_else(|| eps(a).map(|e| (b, e)))
-    })?;
+    let shifted = g.input(s.node, 0)?;
+    let (var, eps) = operands(g, shifted, BinaryOp::Add)?;
+    let epsilon = scalar(g, eps).filter(|e| *e >= 0.0)?;
     let squared = g.input(var.node, 0)?;
     if trailing_mean(g, var, squared)? != axes {
         return None;
     }
-    let square = squared.node;
     let (base, exponent) = operands(g, squared, BinaryOp::Pow)
         .or_else(|| operands(g, squared, BinaryOp::Mul))
         .filter(|&(base, _)| base == d)?;
-    let is_square = match g.node(square).op {
+    let is_square = match g.node(squared.node).op {
         Op::Binary(BinaryOp::Pow) => is_exponent(g, exponent, 2),
         _ => exponent == base,
     };
-    // `d` is read by the square (once or twice) and the division, and by nothing else.
-    let readers = if exponent == d { 3 } else { 2 };
-    if !is_square || g.consumers(d).len() != readers {
-        return None;
-    }
-    let (xt, yt) = (g.value_type(x), g.value_type(ValueRef::new(div, 0)));
-    (xt.dtype == yt.dtype && xt.shape == yt.shape).then(|| Core {
+    is_square.then(|| Core {
         div,
         x,
         axes,
         epsilon,
-        absorbed: vec![mean.node, sub, square, var.node, shifted.node, sqrt],
+        absorbed: vec![
+            mean.node,
+            d.node,
+            squared.node,
+            var.node,
+            shifted.node,
+            s.node,
+        ],
     })
 }
 
-/// The number of trailing axes of `x` that `mean` (a private keepdims ReduceMean of `input`)
-/// averages over; `None` when it is anything else.
+/// The number of trailing axes of `x` that `mean` (a keepdims ReduceMean of `input`) averages
+/// over; `None` when it is anything else.
 fn trailing_mean(g: &Graph, mean: ValueRef, input: ValueRef) -> Option<usize> {
     let reduce = Op::Reduce {
         op: ReduceOp::Mean,
         keepdims: true,
         noop_with_empty_axes: false,
     };
-    if g.node(mean.node).op != reduce || !private(g, mean) || g.input(mean.node, 0)? != input {
+    if g.node(mean.node).op != reduce || g.input(mean.node, 0)? != input {
         return None;
     }
     let rank = g.value_type(input).shape.rank() as i64;
@@ -196,8 +178,8 @@ fn follower(g: &Graph, y: ValueRef, op: BinaryOp, axes: usize) -> Option<(NodeId
     if g.node(next).op != Op::Binary(op) {
         return None;
     }
-    let (a, b) = (g.input(next, 0)?, g.input(next, 1)?);
-    let param = if a == y { b } else { a };
+    // A constant operand is on the right (`commute_constants`).
+    let param = g.input(next, 1).filter(|_| g.input(next, 0) == Some(y))?;
     let (yt, out) = (g.value_type(y), g.value_type(ValueRef::new(next, 0)));
     let fits = g.constant(param).is_some() && per_feature(g, param, axes) && keeps(yt, out);
     fits.then_some((next, param))
@@ -228,50 +210,41 @@ fn per_feature(g: &Graph, param: ValueRef, axes: usize) -> bool {
 
 /// A parameter as LayerNorm takes it, with no more axes than are normalized: the leading ones
 /// of size 1 are dropped, in a new constant sharing the weight's data.
-fn trimmed(g: &mut Graph, param: ValueRef, axes: usize, prov: &Provenance) -> ValueRef {
+fn trimmed(p: &mut Patch, param: ValueRef, axes: usize) -> ValueRef {
+    let g = p.graph();
     let Some(mut weight) = g.constant(param).filter(|w| w.dims.len() > axes).cloned() else {
         return param;
     };
     weight.dims.drain(..weight.dims.len() - axes);
     let name = format!("{}.trimmed", g.value_info(param).name);
-    add_constant(g, name, weight, Layout::Any, prov)
+    p.constant(name, weight, Layout::Any)
 }
 
-fn rewrite(g: &mut Graph, m: Match) {
-    let mut parts: Vec<NodeId> = m.absorbed.iter().copied().chain([m.tail]).collect();
+fn rewrite(m: Match) -> Rewrite {
+    let matched: Vec<NodeId> = m.absorbed.iter().copied().chain([m.tail]).collect();
     // Node order is the order the frontend read the source in: origins listed that way read
     // like the source.
-    parts.sort();
-    let provenance = Provenance::merged(NAME, parts.iter().map(|&id| &g.node(id).provenance));
-    let scale = match m.scale {
-        Scale::Gamma(gamma) => trimmed(g, gamma, m.axes, &provenance),
-        Scale::Ones(dims) => {
-            let name = format!("{}.ones", g.node(m.tail).name);
-            let ones = vec![1.0; dims.iter().product()];
-            add_constant(
-                g,
-                name,
-                Weight::from_f32(dims, &ones),
-                Layout::Any,
-                &provenance,
-            )
+    let mut origins = matched.clone();
+    origins.sort();
+    let rewrite = Rewrite::new(matched, m.tail, move |p| {
+        let scale = match m.scale {
+            Scale::Gamma(gamma) => trimmed(p, gamma, m.axes),
+            Scale::Ones(dims) => {
+                let name = format!("{}.ones", p.graph().node(m.tail).name);
+                let n = dims.iter().product();
+                let ones = Weight::from_f32(dims, &vec![1.0; n]);
+                p.constant(name, ones, Layout::Any)
+            }
+        };
+        let bias = m.bias.map(|b| trimmed(p, b, m.axes));
+        Replacement::Reuse {
+            node: m.tail,
+            op: Op::LayerNorm {
+                axis: -(m.axes as i64),
+                epsilon: m.epsilon,
+            },
+            inputs: vec![Some(m.x), Some(scale), bias],
         }
-    };
-    let bias = m.bias.map(|b| trimmed(g, b, m.axes, &provenance));
-    g.disconnect_input(m.tail, 1);
-    g.disconnect_input(m.tail, 0);
-    g.connect(m.x, m.tail, 0);
-    g.connect(scale, m.tail, 1);
-    if let Some(b) = bias {
-        g.connect(b, m.tail, 2);
-    }
-    for id in m.absorbed {
-        g.remove_node(id);
-    }
-    let node = g.node_mut(m.tail);
-    node.op = Op::LayerNorm {
-        axis: -(m.axes as i64),
-        epsilon: m.epsilon,
-    };
-    node.provenance = provenance;
+    });
+    rewrite.reading(origins)
 }

@@ -2,9 +2,9 @@
 //! to the dtype it already has, a Reshape whose static output shape is its input's, and a
 //! Transpose by the identity permutation. Their readers, and any graph output, read the input.
 
-use crate::Pass;
-use crate::PassError;
-use temblor_ir::{Graph, NodeId, Op, UnaryOp, ValueRef};
+use crate::rewrite::{Replacement, Rewrite};
+use crate::{Pass, PassError, Rewriter};
+use temblor_ir::{Graph, NodeId, Op, UnaryOp};
 
 pub struct RemoveNoOps;
 
@@ -13,19 +13,15 @@ impl Pass for RemoveNoOps {
         "remove_no_ops"
     }
 
-    fn run(&self, g: &mut Graph) -> Result<usize, PassError> {
-        let ids: Vec<NodeId> = g.node_ids().collect();
-        let mut removed = 0;
-        for id in ids {
-            if !is_no_op(g, id) {
-                continue;
-            }
-            let Some(x) = g.input(id, 0) else { continue };
-            g.replace_uses(ValueRef::new(id, 0), x);
-            g.remove_node(id);
-            removed += 1;
-        }
-        Ok(removed)
+    fn run(&self, rw: &mut Rewriter<'_>) -> Result<(), PassError> {
+        rw.each(
+            |_| true,
+            |g, id| {
+                let x = g.input(id, 0).filter(|_| is_no_op(g, id))?;
+                Some(Rewrite::new(vec![id], id, move |_| Replacement::Value(x)))
+            },
+        );
+        Ok(())
     }
 }
 

@@ -12,8 +12,7 @@
 //! untransposed copy is left behind; the Concat is rewritten in place and the first Transpose
 //! is reused after it, taking over the Concat's output so its readers stay as they were.
 
-use crate::Pass;
-use crate::PassError;
+use crate::{Pass, PassError, Rewriter};
 use temblor_ir::{Dim, Graph, Layout, NodeId, Op, Provenance, Shape, TensorType, ValueRef};
 
 pub struct SinkTransposes;
@@ -25,19 +24,19 @@ impl Pass for SinkTransposes {
         NAME
     }
 
-    fn run(&self, g: &mut Graph) -> Result<usize, PassError> {
+    fn run(&self, rw: &mut Rewriter<'_>) -> Result<(), PassError> {
+        let g = rw.graph();
         let concats: Vec<NodeId> = g
             .node_ids()
             .filter(|&id| matches!(g.node(id).op, Op::Concat { .. }))
             .collect();
-        let mut applied = 0;
         for concat in concats {
-            if let Some(m) = match_concat(g, concat) {
+            if let Some(m) = match_concat(rw.graph(), concat) {
+                let Some(g) = rw.step() else { break };
                 sink(g, concat, m);
-                applied += 1;
             }
         }
-        Ok(applied)
+        Ok(())
     }
 }
 

@@ -13,36 +13,26 @@
 //! Applies when the weight is a constant (with values or known by shape alone: the reshape
 //! only renames its dimensions).
 
-use crate::add_constant;
-use crate::Pass;
-use crate::PassError;
+use crate::rewrite::{Replacement, Rewrite};
+use crate::{Pass, PassError, Rewriter};
 use temblor_ir::{
-    ConvAttrs, DeformConvAttrs, Dim, Graph, Layout, Node, NodeId, Op, Provenance, Shape,
-    TensorInfo, TensorType, ValueRef, Weight,
+    ConvAttrs, DeformConvAttrs, Dim, Graph, Layout, Node, NodeId, Op, Shape, TensorInfo,
+    TensorType, ValueRef, Weight,
 };
 
 pub struct SplitDeformConv;
 
-const NAME: &str = "split_deform_conv";
-
 impl Pass for SplitDeformConv {
     fn name(&self) -> &'static str {
-        NAME
+        "split_deform_conv"
     }
 
-    fn run(&self, g: &mut Graph) -> Result<usize, PassError> {
-        let candidates: Vec<NodeId> = g
-            .node_ids()
-            .filter(|&id| matches!(g.node(id).op, Op::DeformConv(_)))
-            .collect();
-        let mut applied = 0;
-        for dcn in candidates {
-            if let Some(m) = match_split(g, dcn) {
-                split(g, m);
-                applied += 1;
-            }
-        }
-        Ok(applied)
+    fn run(&self, rw: &mut Rewriter<'_>) -> Result<(), PassError> {
+        rw.each(
+            |op| matches!(op, Op::DeformConv(_)),
+            |g, dcn| match_split(g, dcn).map(split),
+        );
+        Ok(())
     }
 }
 
@@ -101,56 +91,42 @@ fn match_split(g: &Graph, dcn: NodeId) -> Option<Match> {
     })
 }
 
-fn split(g: &mut Graph, m: Match) {
-    let dcn = g.node(m.dcn).clone();
-    let [x, offset, bias, mask] = [0, 2, 3, 4].map(|p| g.input(m.dcn, p));
-    let prov = Provenance::merged(NAME, [&dcn.provenance]);
-
-    let sample_name = format!("{}.sample", dcn.name);
-    let sample_attrs = DeformConvAttrs {
-        group: 1,
-        ..m.attrs.clone()
-    };
-    let mut sample = Node::new(
-        sample_name.clone(),
-        Op::DeformSample(sample_attrs),
-        vec![TensorInfo {
-            name: sample_name,
-            ty: m.sampled,
-        }],
-    );
-    sample.provenance = prov.clone();
-    let sample = g.add_node(sample);
-    for (port, v) in [x, offset, mask].into_iter().enumerate() {
-        if let Some(v) = v {
-            g.connect(v, sample, port);
+/// A DeformSample of the DeformConv's input and a 1x1 Conv of the samples under the
+/// DeformConv's name, taking over its output.
+fn split(m: Match) -> Rewrite {
+    Rewrite::new(vec![m.dcn], m.dcn, move |p| {
+        let g = p.graph();
+        let name = g.node(m.dcn).name.clone();
+        let [x, offset, bias, mask] = [0, 2, 3, 4].map(|port| g.input(m.dcn, port));
+        let sample_name = format!("{name}.sample");
+        let sample_attrs = DeformConvAttrs {
+            group: 1,
+            ..m.attrs.clone()
+        };
+        let sample = Node::new(
+            sample_name.clone(),
+            Op::DeformSample(sample_attrs),
+            vec![TensorInfo {
+                name: sample_name,
+                ty: m.sampled,
+            }],
+        );
+        let sample = p.node(sample, &[x, offset, mask]);
+        let weight_name = format!("{name}.pointwise_weight");
+        let weight = p.constant(weight_name, m.pointwise, Layout::OIHW);
+        let attrs = ConvAttrs {
+            kernel: [1, 1],
+            strides: [1, 1],
+            dilations: [1, 1],
+            pads: [0; 4],
+            group: m.attrs.group,
+            activation: None,
+            affine: None,
+        };
+        Replacement::New {
+            name,
+            op: Op::Conv(attrs),
+            inputs: vec![Some(ValueRef::new(sample, 0)), Some(weight), bias],
         }
-    }
-
-    let weight = add_constant(
-        g,
-        format!("{}.pointwise_weight", dcn.name),
-        m.pointwise,
-        Layout::OIHW,
-        &prov,
-    );
-    let attrs = ConvAttrs {
-        kernel: [1, 1],
-        strides: [1, 1],
-        dilations: [1, 1],
-        pads: [0; 4],
-        group: m.attrs.group,
-        activation: None,
-        affine: None,
-    };
-    let mut conv = Node::new(dcn.name.clone(), Op::Conv(attrs), dcn.outputs.clone());
-    conv.provenance = prov;
-    let conv = g.add_node(conv);
-    g.connect(ValueRef::new(sample, 0), conv, 0);
-    g.connect(weight, conv, 1);
-    if let Some(bias) = bias {
-        g.connect(bias, conv, 2);
-    }
-    g.replace_uses(ValueRef::new(m.dcn, 0), ValueRef::new(conv, 0));
-    g.remove_node(m.dcn);
+    })
 }

@@ -19,7 +19,7 @@ use temblor_tools::verify::{verify, Verification};
 pub struct Options {
     /// Input dimensions that fix dynamic ones (`--input NAME:DIMS`).
     pub input_dims: Vec<(String, Vec<usize>)>,
-    /// Stop the optimizer after this many applied passes (bisecting a bad rewrite).
+    /// Stop the optimizer after this many applied rewrites (bisecting to the bad one).
     pub pass_steps: Option<usize>,
     pub verify: VerifyMode,
     /// Pre-filter multiclass NMS to the k best-scoring boxes (`--nms-prefilter K`).

@@ -8,7 +8,7 @@ use temblor_ir::{
     GraphOutput, Layout, Node, Op, Origin, Provenance, Shape, TensorInfo, TensorType, UnaryOp,
     ValueRef, Weight,
 };
-use temblor_passes::{DeadNodes, Driver, FuseConvEpilogue};
+use temblor_passes::{CommuteConstants, DeadNodes, Driver, FuseConvEpilogue, Pass};
 use temblor_pipeline::Options;
 use temblor_runtime::{CpuPlan, Tensor};
 use temblor_tests::{read_f32, real_model, rel_l2, shared, Rng};
@@ -185,13 +185,17 @@ fn sample_graph() -> Graph {
     b.g
 }
 
-/// The epilogue fusion alone (with dead-node removal), so each case shows what it fuses and the
-/// broadcasting Add is left for `fold_conv_affine` to take in the full pipeline.
+/// The epilogue fusion alone (after the operand order it relies on, and with dead-node
+/// removal), so each case shows what it fuses and the broadcasting Add is left for
+/// `fold_conv_affine` to take in the full pipeline.
 fn optimized(g: &Graph) -> Graph {
     let mut g = g.clone();
-    Driver::new(vec![Box::new(FuseConvEpilogue), Box::new(DeadNodes)])
-        .run(&mut g)
-        .expect("optimize");
+    let passes: Vec<Box<dyn Pass>> = vec![
+        Box::new(CommuteConstants),
+        Box::new(FuseConvEpilogue),
+        Box::new(DeadNodes),
+    ];
+    Driver::new(passes).run(&mut g).expect("optimize");
     g
 }
 

@@ -8,7 +8,9 @@ use temblor_ir::{
     validate, Activation, BinaryOp, ConvAttrs, ConvTransposeAttrs, DType, DeformConvAttrs, Graph,
     GraphOutput, Layout, Op, PadMode, PoolAttrs, Shape, TensorType, ValueRef,
 };
-use temblor_passes::{DeadNodes, Driver, FoldBatchNorm, FoldConvAffine, FusePad, Pass};
+use temblor_passes::{
+    CommuteConstants, DeadNodes, Driver, FoldBatchNorm, FoldConvAffine, FusePad, Pass,
+};
 use temblor_runtime::{CpuPlan, Tensor};
 use temblor_tests::builder::{count, shape_only, Builder};
 use temblor_tests::{rel_l2, Rng};
@@ -356,6 +358,7 @@ fn graph_only_model_folds_like_the_full_one() {
     let passes = || -> Vec<Box<dyn Pass>> {
         vec![
             Box::new(FoldBatchNorm),
+            Box::new(CommuteConstants),
             Box::new(FoldConvAffine),
             Box::new(DeadNodes),
         ]

@@ -8,7 +8,9 @@ use temblor_ir::{
     validate, BinaryOp, DType, Graph, GraphOutput, Layout, Op, ReduceOp, Shape, TensorType,
     UnaryOp, ValueRef, Weight,
 };
-use temblor_passes::{DeadNodes, Driver, FuseMatMulAdd, Pass, RecognizeGelu, RecognizeLayerNorm};
+use temblor_passes::{
+    CommuteConstants, DeadNodes, Driver, FuseMatMulAdd, Pass, RecognizeGelu, RecognizeLayerNorm,
+};
 use temblor_runtime::{CpuPlan, Tensor};
 use temblor_tests::builder::Builder;
 use temblor_tests::{rel_l2, Rng};
@@ -63,12 +65,17 @@ fn finish(mut b: Builder, outputs: &[(&str, ValueRef)]) -> Graph {
     b.g
 }
 
-/// `pass` alone, then dead-node removal, to a fixed point.
+/// `pass` alone (after the operand order patterns rely on), then dead-node removal, to a fixed
+/// point.
 fn optimized(g: &Graph, pass: impl Pass + 'static) -> Graph {
     let mut g = g.clone();
-    Driver::new(vec![Box::new(pass), Box::new(DeadNodes)])
-        .run(&mut g)
-        .expect("optimize");
+    Driver::new(vec![
+        Box::new(CommuteConstants),
+        Box::new(pass),
+        Box::new(DeadNodes),
+    ])
+    .run(&mut g)
+    .expect("optimize");
     g
 }
 

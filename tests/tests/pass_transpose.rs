@@ -9,7 +9,9 @@ use temblor_ir::{
     validate, Activation, BinaryOp, ConvTransposeAttrs, DType, DeformConvAttrs, Graph, GraphOutput,
     Layout, Op, PoolAttrs, Shape, TensorType, UnaryOp, ValueRef,
 };
-use temblor_passes::{optimize_passes, DeadNodes, Driver, FoldConvAffine, Pass, SinkTransposes};
+use temblor_passes::{
+    optimize_passes, CommuteConstants, DeadNodes, Driver, FoldConvAffine, Pass, SinkTransposes,
+};
 use temblor_pipeline::{Options, VerifyMode};
 use temblor_runtime::{CpuPlan, Tensor};
 use temblor_tests::builder::{act, count, shape_only, Builder};
@@ -196,7 +198,13 @@ fn affine_tails() -> Graph {
 #[test]
 fn affine_folds_into_deform_conv_and_conv_transpose() {
     let parse = affine_tails();
-    let passes = || -> Vec<Box<dyn Pass>> { vec![Box::new(FoldConvAffine), Box::new(DeadNodes)] };
+    let passes = || -> Vec<Box<dyn Pass>> {
+        vec![
+            Box::new(CommuteConstants),
+            Box::new(FoldConvAffine),
+            Box::new(DeadNodes),
+        ]
+    };
     let opt = optimize(&parse, passes());
     assert_eq!((parse.layer_count(), opt.layer_count()), (6, 2));
     let dcn = opt

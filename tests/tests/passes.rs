@@ -132,18 +132,33 @@ fn driver_runs_to_a_fixed_point_and_records_each_pass() {
 }
 
 #[test]
-fn step_limit_stops_after_the_first_applied_pass() {
+fn step_limit_stops_after_one_rewrite_in_the_middle_of_a_pass() {
     let mut g = sample_graph();
     let records = Driver::new(optimize_passes())
         .with_step_limit(Some(1))
         .run(&mut g)
         .unwrap();
     // The canonicalization passes before the fold find nothing here and apply nothing; the
-    // first pass that applies is the last one to run.
-    assert_eq!(records.iter().filter(|r| r.applied > 0).count(), 1);
+    // fold, which would apply twice, stops after its first rewrite and is the last to run.
+    assert_eq!(records.iter().map(|r| r.applied).sum::<usize>(), 1);
     assert_eq!(records.last().unwrap().pass, "fold_batchnorm");
-    assert_eq!(count(&g, "BatchNorm"), 1);
-    // Only the fold ran: each replaced conv+bn by a conv and two new constants, and the old
-    // constants are still there, unswept.
-    assert_eq!(g.node_count(), sample_graph().node_count() + 2);
+    assert_eq!(count(&g, "BatchNorm"), 2);
+    // One conv+bn became a conv and two new constants; the old constants are still there,
+    // unswept.
+    assert_eq!(g.node_count(), sample_graph().node_count() + 1);
+}
+
+#[test]
+fn step_limits_count_rewrites_across_passes() {
+    let all = Driver::new(optimize_passes())
+        .run(&mut sample_graph())
+        .unwrap();
+    let total: usize = all.iter().map(|r| r.applied).sum();
+    for limit in [2, 5, total - 1] {
+        let records = Driver::new(optimize_passes())
+            .with_step_limit(Some(limit))
+            .run(&mut sample_graph())
+            .unwrap();
+        assert_eq!(records.iter().map(|r| r.applied).sum::<usize>(), limit);
+    }
 }

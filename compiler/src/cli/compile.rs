@@ -18,7 +18,8 @@ pub struct CompileArgs {
     /// Fix an input's dimensions, NAME:DIMS (e.g. x:1x3x640x640). Repeatable.
     #[arg(long = "input", value_name = "NAME:DIMS")]
     pub inputs: Vec<String>,
-    /// Stop the optimizer after N applied passes (to bisect a rewrite).
+    /// Stop the optimizer after N applied rewrites, even within a pass (N and N-1 differ by
+    /// exactly one rewrite, so bisecting finds the one that breaks a model).
     #[arg(long, value_name = "N")]
     pub pass_steps: Option<usize>,
     /// Check that the optimized graph computes what the parsed one does, on the CPU runtime
