@@ -15,6 +15,7 @@ use super::conv_gemm::{ConvGemm, PackedWeights, MR, NR};
 use super::conv_padded::padded_conv;
 use super::depthwise::{depthwise, few_outputs};
 use super::epilogue::Epilogue;
+use super::isa::Isa;
 use super::{check_window, f32s};
 use crate::{RuntimeError, Tensor};
 use rayon::prelude::*;
@@ -176,9 +177,10 @@ impl Geometry {
     }
 }
 
-/// The weight `w` of a convolution with attributes `a` packed for the GEMM path, or `None`
-/// when that path does not take it (depthwise and few-output convolutions, non-f32 weights).
-pub(crate) fn pack_weights(a: &ConvAttrs, w: &Tensor) -> Option<PackedWeights> {
+/// The weight `w` of a convolution with attributes `a` packed for the GEMM path on `isa`, or
+/// `None` when that path does not take it (depthwise and few-output convolutions, non-f32
+/// weights, an instruction set the GEMM does not pack for).
+pub(crate) fn pack_weights(a: &ConvAttrs, w: &Tensor, isa: Isa) -> Option<PackedWeights> {
     let (&[o, cg, kh, kw], Some(wv)) = (&w.shape[..], w.as_f32()) else {
         return None;
     };
@@ -187,7 +189,7 @@ pub(crate) fn pack_weights(a: &ConvAttrs, w: &Tensor) -> Option<PackedWeights> {
     if !gemm || g == 0 || o % g != 0 {
         return None;
     }
-    PackedWeights::new(wv, g, o / g, cg * kh * kw)
+    PackedWeights::new(wv, g, (o / g, cg * kh * kw), isa)
 }
 
 /// `packed` is [`pack_weights`] of `w`, made when the plan was built, or `None`.
@@ -196,7 +198,7 @@ pub(crate) fn conv(
     [x, w]: [&Tensor; 2],
     bias: Option<&Tensor>,
     residual: Option<&Tensor>,
-    packed: Option<&PackedWeights>,
+    (isa, packed): (Isa, Option<&PackedWeights>),
 ) -> Result<Tensor, RuntimeError> {
     let geo = Geometry::new(a, x, w)?;
     let (xv, wv) = (f32s(x, "input")?, f32s(w, "weight")?);
@@ -212,6 +214,7 @@ pub(crate) fn conv(
         None => None,
     };
     let epilogue = Epilogue {
+        isa,
         bias: bias_values(bias, geo.o)?,
         residual,
         activation: a.activation,
@@ -319,7 +322,7 @@ fn gemm_conv(
     let gemms: Vec<ConvGemm> = (0..geo.group)
         .map(|gi| {
             let w = &wv[gi * og * kdim..(gi + 1) * og * kdim];
-            ConvGemm::with_packed(w, og, kdim, packed, gi)
+            ConvGemm::with_packed(w, (og, kdim), epi.isa, packed, gi)
         })
         .collect();
     let pointwise = geo.is_pointwise();
