@@ -1,6 +1,6 @@
-//! What a kernel family receives: a step's inputs by port, and what the plan worked out for the
-//! step when it was prepared. Every family file imports this module, and only `execute.rs`
-//! imports the families.
+//! What a step's kernel receives: its inputs by port, and what the plan worked out for the step
+//! when it was prepared. `execute.rs` unpacks it for most kernels; the few that read a variable
+//! run of optional inputs (Slice, Pad) take it whole.
 
 use super::conv_gemm::PackedWeights;
 use super::isa::Isa;

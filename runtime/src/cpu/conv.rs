@@ -189,7 +189,7 @@ pub(crate) fn pack_weights(a: &ConvAttrs, w: &Tensor, isa: Isa) -> Option<Packed
     if !gemm || g == 0 || o % g != 0 {
         return None;
     }
-    PackedWeights::new(wv, g, (o / g, cg * kh * kw), isa)
+    PackedWeights::new(wv, g, o / g, cg * kh * kw, isa)
 }
 
 /// `packed` is [`pack_weights`] of `w`, made when the plan was built, or `None`.
@@ -198,7 +198,8 @@ pub(crate) fn conv(
     [x, w]: [&Tensor; 2],
     bias: Option<&Tensor>,
     residual: Option<&Tensor>,
-    (isa, packed): (Isa, Option<&PackedWeights>),
+    isa: Isa,
+    packed: Option<&PackedWeights>,
 ) -> Result<Tensor, RuntimeError> {
     let geo = Geometry::new(a, x, w)?;
     let (xv, wv) = (f32s(x, "input")?, f32s(w, "weight")?);
@@ -322,7 +323,7 @@ fn gemm_conv(
     let gemms: Vec<ConvGemm> = (0..geo.group)
         .map(|gi| {
             let w = &wv[gi * og * kdim..(gi + 1) * og * kdim];
-            ConvGemm::with_packed(w, (og, kdim), epi.isa, packed, gi)
+            ConvGemm::with_packed(w, og, kdim, epi.isa, packed, gi)
         })
         .collect();
     let pointwise = geo.is_pointwise();

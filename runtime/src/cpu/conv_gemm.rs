@@ -41,7 +41,8 @@ impl PackedWeights {
     pub fn new(
         weight: &[f32],
         groups: usize,
-        (rows, k): (usize, usize),
+        rows: usize,
+        k: usize,
         isa: Isa,
     ) -> Option<PackedWeights> {
         #[cfg(target_arch = "x86_64")]
@@ -73,7 +74,8 @@ impl<'a> ConvGemm<'a> {
     /// Group `group`'s weight (`weight`, `rows × k`), taken from `packed` when that holds it.
     pub fn with_packed(
         weight: &'a [f32],
-        (rows, k): (usize, usize),
+        rows: usize,
+        k: usize,
         isa: Isa,
         packed: Option<&'a PackedWeights>,
         group: usize,
@@ -218,7 +220,7 @@ mod avx512 {
         out: &mut [&mut [f32]],
     ) {
         if n < NARROW {
-            // SAFETY: FMA and AVX are present wherever AVX-512F is, which gates this module.
+            // SAFETY: an `Isa` with AVX-512F also has AVX2 and FMA, and gates this module.
             return unsafe { narrow(packed, k, r0, b, rows, n, out) };
         }
         let m = out.len();
@@ -258,10 +260,10 @@ mod avx512 {
                     }
                     let a = &packed[(r0 + i0) / MR * k * MR + k0 * MR..][..kc * MR];
                     // SAFETY: AVX-512F is present (a packed weight, the only way into this
-                    // module, is made only for an `Isa` with it), `a` holds `kc` rows of `MR`, `panel` holds `NR`
-                    // floats from each of the `kc` offsets (asserted above), and each `c[i]`
-                    // points at `NR` floats of its own: a row of `tile` or a distinct row of
-                    // `out`.
+                    // module, is made only for an `Isa` with it), `a` holds `kc` rows of `MR`,
+                    // `panel` holds `NR` floats from each of the `kc` offsets (asserted above),
+                    // and each `c[i]` points at `NR` floats of its own: a row of `tile` or a
+                    // distinct row of `out`.
                     unsafe { kernel(a.as_ptr(), panel.as_ptr(), offsets, &c, k0 > 0) };
                     if w < NR {
                         for (i, t) in tile.iter().enumerate().take(rows) {

@@ -78,7 +78,8 @@ fn dispatch(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
             [x()?, req(1)?],
             opt(2),
             opt(3),
-            (args.isa, args.packed()),
+            args.isa,
+            args.packed(),
         )?),
         Op::ConvTranspose(a) => one(conv_transpose::conv_transpose(
             a,
