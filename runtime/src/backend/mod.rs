@@ -53,7 +53,7 @@ enum Backend {
 }
 
 /// What one run of a [`Plan`] changes (its memory), kept between runs so that they reuse it.
-/// A state belongs to the plan that made it.
+/// Made by [`Plan::new_state`], for runs of that plan; one state serves one run at a time.
 #[derive(Debug)]
 pub struct RunState(State);
 
