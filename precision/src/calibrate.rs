@@ -12,8 +12,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use temblor_ir::{Error, Graph, Result};
-use temblor_runtime::{CpuPlan, Observer, StepInfo, Tensor, TensorData};
 use temblor_tools::progress;
+use temblor_runtime::{
+    prepare, Device, Observer, PrepareOptions, RuntimeError, StepInfo, Tensor, TensorData,
+    ValueView,
+};
 
 /// Changes whenever what is collected or how it is stored changes, so old caches miss.
 const FORMAT: &str = "temblor calibration v1";
@@ -110,29 +113,37 @@ impl Observer for Recorder<'_> {
         &mut self,
         _: usize,
         step: &StepInfo,
-        _: &[Option<&Tensor>],
-        outputs: &[Tensor],
+        _: &[Option<ValueView>],
+        outputs: &[ValueView],
         _: Duration,
-    ) {
+    ) -> Result<(), RuntimeError> {
         for (name, t) in step.output_names.iter().zip(outputs) {
-            self.0.record(name, t);
+            // Only float values have statistics: the others need not leave the device.
+            if t.dtype().is_float() {
+                self.0.record(name, &*t.to_host()?);
+            }
         }
+        Ok(())
     }
 }
 
 /// Runs `graph` on each batch (named graph inputs) on `threads` threads (0: one per core) and
 /// returns the statistics of every float value over all of them.
 pub fn collect(graph: &Graph, batches: &[Vec<(String, Tensor)>], threads: usize) -> Result<Stats> {
-    let plan = CpuPlan::new(graph)
-        .and_then(|p| p.with_threads(threads))
+    let options = PrepareOptions {
+        threads,
+        ..PrepareOptions::default()
+    };
+    let plan = prepare(graph, &Device::Cpu, &options)
         .map_err(|e| Error::internal(format!("calibration of '{}': {e}", graph.name)))?;
+    let mut state = plan.new_state();
     let mut stats = Stats::default();
     let bar = progress::bar(batches.len(), "calibrating");
     for (i, batch) in batches.iter().enumerate() {
         for (name, t) in batch {
             stats.record(name, t);
         }
-        plan.run_observed(batch, &mut Recorder(&mut stats))
+        plan.run_observed(&mut state, batch, &mut Recorder(&mut stats))
             .map_err(|e| Error::bad_input(format!("calibration sample {}: {e}", i + 1)))?;
         bar.inc(1);
     }

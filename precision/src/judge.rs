@@ -4,8 +4,8 @@
 //! for detectors, by the agreement of its detections with fp32's.
 
 use temblor_ir::{DType, Error, Graph, Op, Result};
-use temblor_runtime::{CpuPlan, Tensor};
 use temblor_tools::verify::{checkpoints, with_outputs};
+use temblor_runtime::{prepare, Device, PrepareOptions, Tensor};
 
 /// Detection agreement of candidate outputs with reference outputs (COCO AP with the
 /// reference's detections as ground truth), over the same samples.
@@ -81,13 +81,17 @@ impl<'a> Judge<'a> {
                 names.push(output.clone());
             }
         }
-        let plan = CpuPlan::new(&with_outputs(g, &names))
-            .and_then(|p| p.with_threads(self.threads))
+        let options = PrepareOptions {
+            threads: self.threads,
+            ..PrepareOptions::default()
+        };
+        let plan = prepare(&with_outputs(g, &names), &Device::Cpu, &options)
             .map_err(|e| Error::internal(format!("precision: {e}")))?;
+        let mut state = plan.new_state();
         self.samples
             .iter()
             .map(|inputs| {
-                plan.run(inputs)
+                plan.run(&mut state, inputs)
                     .map_err(|e| Error::internal(format!("precision: {e}")))?
                     .into_iter()
                     .map(|(name, t)| Ok((name, widened(t)?)))

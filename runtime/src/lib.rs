@@ -1,11 +1,16 @@
-//! temblor's executors. The CPU runtime ([`CpuPlan`]) runs any graph whose ops it has kernels
-//! for; it is the reference every optimization and lowering is checked against, so kernels are
+//! temblor's executors behind one seam: [`prepare`] a graph for a [`Device`], then run the
+//! [`Plan`] with a [`RunState`]. The CPU backend runs any graph whose ops it has kernels for;
+//! it is the reference every optimization and lowering is checked against, so kernels are
 //! correct first and fast second.
 
+mod backend;
 mod cpu;
 mod error;
 mod tensor;
 
-pub use cpu::{run_op, shape_of, CpuPlan, Observer, StepInfo};
+pub use backend::{
+    prepare, Device, InputSpec, Observer, Plan, PrepareOptions, RunState, StepInfo, ValueView,
+};
+pub use cpu::{run_op, shape_of};
 pub use error::{ErrorKind, RuntimeError};
 pub use tensor::{f16, Tensor, TensorData};

@@ -39,7 +39,7 @@ macro_rules! each_variant {
     };
 }
 
-/// A dense tensor. `data` holds `shape.iter().product()` elements; [`crate::CpuPlan::run`]
+/// A dense tensor. `data` holds `shape.iter().product()` elements; [`crate::Plan::run`]
 /// checks that for its inputs, and every kernel keeps it for its outputs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Tensor {

@@ -7,7 +7,7 @@ mod common;
 
 use common::{assert_close, single_op_graph, Arg, Rng};
 use temblor_ir::{Activation, Affine, BinaryOp, ConvAttrs, ConvTransposeAttrs, Op, UnaryOp};
-use temblor_runtime::{CpuPlan, Tensor};
+use temblor_runtime::{prepare, Device, PrepareOptions, Tensor};
 
 struct Case {
     c: usize,
@@ -133,9 +133,11 @@ fn bit_differences(a: &Tensor, b: &Tensor) -> usize {
 }
 
 fn run(op: Op, args: &[Arg], threads: usize) -> Tensor {
-    let plan = CpuPlan::new(&single_op_graph(op, args, 1))
-        .and_then(|p| p.with_threads(threads))
-        .expect("plan builds");
+    let options = PrepareOptions {
+        threads,
+        ..PrepareOptions::default()
+    };
+    let plan = prepare(&single_op_graph(op, args, 1), &Device::Cpu, &options).expect("plan builds");
     let feeds: Vec<(String, Tensor)> = args
         .iter()
         .enumerate()
@@ -144,7 +146,7 @@ fn run(op: Op, args: &[Arg], threads: usize) -> Tensor {
             _ => None,
         })
         .collect();
-    plan.run(&feeds).expect("plan runs").remove(0).1
+    plan.run_once(&feeds).expect("plan runs").remove(0).1
 }
 
 struct Operands {

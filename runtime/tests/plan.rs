@@ -1,14 +1,19 @@
-//! CpuPlan end to end: a multi-node graph against the same ops run one at a time, inputs by
-//! name, outputs by GraphOutput name, and the errors for bad inputs and unsupported ops.
+//! A CPU plan end to end: a multi-node graph against the same ops run one at a time, inputs by
+//! name, outputs by GraphOutput name, the errors for bad inputs and unsupported ops, and what
+//! the seam promises (shared plans with states of their own, observers, options that change no
+//! bits).
 
 mod common;
 
 use common::{assert_close, run_temblor, Arg, Rng};
+use std::time::Duration;
 use temblor_ir::{
     BinaryOp, ConvAttrs, DType, Dim, Graph, GraphOutput, Node, NodeId, Op, Shape, SplitSizes,
     TensorInfo, TensorType, UnaryOp, ValueRef, Weight,
 };
-use temblor_runtime::{CpuPlan, ErrorKind, Tensor};
+use temblor_runtime::{
+    prepare, Device, ErrorKind, Observer, PrepareOptions, RuntimeError, StepInfo, Tensor, ValueView,
+};
 
 fn info(name: &str, dtype: DType, dims: Vec<Dim>) -> TensorInfo {
     TensorInfo {
@@ -127,8 +132,9 @@ fn graph_matches_ops_run_one_at_a_time() {
     }
     temblor_ir::validate(&g).expect("test graph is valid");
 
-    let plan = CpuPlan::new(&g).unwrap();
-    let out = plan.run(&[("x".into(), x.clone())]).unwrap();
+    let plan = prepare(&g, &Device::Cpu, &PrepareOptions::default()).unwrap();
+    let mut state = plan.new_state();
+    let out = plan.run(&mut state, &[("x".into(), x.clone())]).unwrap();
     let names: Vec<&str> = out.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["second", "first", "relu_out", "echo", "weight"]);
 
@@ -159,9 +165,9 @@ fn graph_matches_ops_run_one_at_a_time() {
     assert_eq!(out[3].1, x);
     assert_eq!(out[4].1, w);
 
-    // The plan is reusable, and a symbolic batch takes any extent.
+    // The plan and its state are reusable, and a symbolic batch takes any extent.
     let x2 = rng.tensor(&[3, 4, 6, 6]);
-    let out2 = plan.run(&[("x".into(), x2)]).unwrap();
+    let out2 = plan.run(&mut state, &[("x".into(), x2)]).unwrap();
     assert_eq!(out2[1].1.shape, vec![3, 1, 6, 6]);
 }
 
@@ -182,14 +188,14 @@ fn reshape_reads_its_shape_at_run_time() {
         name: "y".into(),
         value: v(r),
     });
-    let plan = CpuPlan::new(&g).unwrap();
+    let plan = prepare(&g, &Device::Cpu, &PrepareOptions::default()).unwrap();
     let x = Rng::new(21).tensor(&[2, 3, 4]);
     for (target, want) in [
         (vec![0, -1, 2], vec![2, 6, 2]),
         (vec![4, 3, 2], vec![4, 3, 2]),
     ] {
         let out = plan
-            .run(&[
+            .run_once(&[
                 ("shape".into(), Tensor::i64(vec![3], target)),
                 ("x".into(), x.clone()),
             ])
@@ -198,7 +204,7 @@ fn reshape_reads_its_shape_at_run_time() {
         assert_eq!(out[0].1.as_f32(), x.as_f32());
     }
     let err = plan
-        .run(&[
+        .run_once(&[
             ("shape".into(), Tensor::i64(vec![3], vec![5, -1, 1])),
             ("x".into(), x),
         ])
@@ -229,7 +235,7 @@ fn one_input_graph() -> Graph {
 
 #[test]
 fn bad_inputs_are_reported_as_such() {
-    let plan = CpuPlan::new(&one_input_graph()).unwrap();
+    let plan = prepare(&one_input_graph(), &Device::Cpu, &PrepareOptions::default()).unwrap();
     let ok = Tensor::f32(vec![2, 3], vec![0.0; 6]);
     let cases: Vec<(Vec<(String, Tensor)>, &str)> = vec![
         (vec![], "missing input(s) [x]"),
@@ -260,7 +266,7 @@ fn bad_inputs_are_reported_as_such() {
         ),
     ];
     for (inputs, expected) in cases {
-        let err = plan.run(&inputs).unwrap_err();
+        let err = plan.run_once(&inputs).unwrap_err();
         assert_eq!(err.kind, ErrorKind::BadInput, "{}", err.message);
         assert!(
             err.message.contains(expected),
@@ -268,7 +274,7 @@ fn bad_inputs_are_reported_as_such() {
             err.message
         );
     }
-    let out = plan.run(&[("x".into(), ok)]).unwrap();
+    let out = plan.run_once(&[("x".into(), ok)]).unwrap();
     assert_eq!(out[0].0, "y");
 }
 
@@ -287,7 +293,7 @@ fn every_unsupported_op_is_named_at_once() {
         name: "y".into(),
         value: v(b),
     });
-    let err = CpuPlan::new(&g).unwrap_err();
+    let err = prepare(&g, &Device::Cpu, &PrepareOptions::default()).unwrap_err();
     assert_eq!(err.kind, ErrorKind::Unsupported);
     for what in [
         "node 'decode' (YoloBox)",
@@ -312,9 +318,9 @@ fn kernel_errors_name_the_node() {
         name: "y".into(),
         value: v(add),
     });
-    let plan = CpuPlan::new(&g).unwrap();
+    let plan = prepare(&g, &Device::Cpu, &PrepareOptions::default()).unwrap();
     let err = plan
-        .run(&[
+        .run_once(&[
             ("a".into(), Tensor::f32(vec![2], vec![1.0, 2.0])),
             ("b".into(), Tensor::f32(vec![3], vec![1.0, 2.0, 3.0])),
         ])
@@ -375,14 +381,17 @@ fn reused_buffers_never_leak_values() {
         value: v(cat),
     });
 
-    let plan = CpuPlan::new(&g).unwrap();
+    let plan = prepare(&g, &Device::Cpu, &PrepareOptions::default()).unwrap();
     let inputs = [rng.tensor(&[1, 8, 12, 10]), rng.tensor(&[1, 8, 12, 10])];
     let one = |op: Op, ins: &[&Tensor]| {
         let args: Vec<Arg> = ins.iter().map(|&t| Arg::Input(t.clone())).collect();
         run_temblor(op, &args, 1).remove(0)
     };
+    let mut state = plan.new_state();
     for x in inputs.iter().cycle().take(5) {
-        let got = plan.run(&[("x".to_string(), x.clone())]).unwrap();
+        let got = plan
+            .run(&mut state, &[("x".to_string(), x.clone())])
+            .unwrap();
         let convs = layers.iter().fold(x.clone(), |t, (_, op, w)| {
             let args = [Arg::Input(t), Arg::Const(w.clone())];
             run_temblor(op.clone(), &args, 1).remove(0)
@@ -391,4 +400,132 @@ fn reused_buffers_never_leak_values() {
         let a = one(Op::Binary(BinaryOp::Add), &[&r, &convs]);
         assert_eq!(got[0].1, one(Op::Concat { axis: 1 }, &[&a, &r]));
     }
+}
+
+/// Input `x [N, 8, 12, 10]`, a 3x3 GEMM convolution, Relu, a depthwise convolution: kernels
+/// that take pooled buffers and split their work over threads.
+fn conv_chain(rng: &mut Rng) -> Graph {
+    let conv = |group: usize| {
+        Op::Conv(ConvAttrs {
+            activation: None,
+            kernel: [3; 2],
+            strides: [1, 1],
+            dilations: [1, 1],
+            pads: [1; 4],
+            group,
+            affine: None,
+        })
+    };
+    let mut g = Graph::new("chain");
+    let dims = vec![
+        Dim::Symbol("N".into()),
+        Dim::Known(8),
+        Dim::Known(12),
+        Dim::Known(10),
+    ];
+    let xi = input(&mut g, "x", DType::F32, dims);
+    let w1 = constant(&mut g, "w1", &rng.tensor(&[16, 8, 3, 3]));
+    let w2 = constant(&mut g, "w2", &rng.tensor(&[16, 1, 3, 3]));
+    let c1 = layer(&mut g, "gemm", conv(1), &[v(xi), v(w1)], 1);
+    let r = layer(&mut g, "relu", Op::Unary(UnaryOp::Relu), &[v(c1)], 1);
+    let c2 = layer(&mut g, "depthwise", conv(16), &[v(r), v(w2)], 1);
+    g.outputs.push(GraphOutput {
+        name: "y".into(),
+        value: v(c2),
+    });
+    g
+}
+
+#[test]
+fn threads_share_one_plan_with_states_of_their_own() {
+    let mut rng = Rng::new(31);
+    let g = conv_chain(&mut rng);
+    let plan = prepare(&g, &Device::Cpu, &PrepareOptions::default()).unwrap();
+    assert_eq!(plan.device(), Device::Cpu);
+    assert!(!plan.isa().is_empty());
+    assert_eq!(plan.inputs()[0].name, "x");
+    let xs: Vec<Tensor> = (0..4).map(|_| rng.tensor(&[2, 8, 12, 10])).collect();
+    let want: Vec<Tensor> = xs
+        .iter()
+        .map(|x| {
+            plan.run_once(&[("x".into(), x.clone())]).unwrap()[0]
+                .1
+                .clone()
+        })
+        .collect();
+    std::thread::scope(|s| {
+        for offset in 0..2 {
+            let (plan, xs, want) = (&plan, &xs, &want);
+            s.spawn(move || {
+                let mut state = plan.new_state();
+                for i in (0..12).map(|i| (i + offset) % xs.len()) {
+                    let got = plan
+                        .run(&mut state, &[("x".into(), xs[i].clone())])
+                        .unwrap();
+                    assert_eq!(got[0].1, want[i], "input {i}");
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn spinning_workers_and_thread_counts_change_no_bits() {
+    let mut rng = Rng::new(32);
+    let g = conv_chain(&mut rng);
+    let x = vec![("x".to_string(), rng.tensor(&[1, 8, 12, 10]))];
+    let run = |threads: usize, spin: bool| {
+        let plan = prepare(&g, &Device::Cpu, &PrepareOptions { threads, spin }).unwrap();
+        assert_eq!(plan.threads(), threads);
+        let mut state = plan.new_state();
+        plan.run(&mut state, &x).unwrap();
+        plan.run(&mut state, &x).unwrap().remove(0).1
+    };
+    let want = run(1, false);
+    for (threads, spin) in [(1, true), (2, false), (2, true), (3, true)] {
+        assert_eq!(run(threads, spin), want, "{threads} threads, spin {spin}");
+    }
+}
+
+/// Keeps what an observer is shown.
+#[derive(Default)]
+struct Seen {
+    steps: Vec<(usize, String, Vec<Vec<usize>>)>,
+    last: Option<Tensor>,
+}
+
+impl Observer for Seen {
+    fn step(
+        &mut self,
+        index: usize,
+        step: &StepInfo,
+        inputs: &[Option<ValueView>],
+        outputs: &[ValueView],
+        _: Duration,
+    ) -> Result<(), RuntimeError> {
+        assert!(inputs.iter().flatten().all(|i| i.dtype() == DType::F32));
+        let shapes = outputs.iter().map(|o| o.shape().to_vec()).collect();
+        self.steps.push((index, step.node.clone(), shapes));
+        self.last = Some(outputs[0].to_host()?.into_owned());
+        Ok(())
+    }
+}
+
+#[test]
+fn observers_see_every_step_and_its_values() {
+    let mut rng = Rng::new(33);
+    let g = conv_chain(&mut rng);
+    let plan = prepare(&g, &Device::Cpu, &PrepareOptions::default()).unwrap();
+    let x = vec![("x".to_string(), rng.tensor(&[1, 8, 12, 10]))];
+    let mut seen = Seen::default();
+    let out = plan
+        .run_observed(&mut plan.new_state(), &x, &mut seen)
+        .unwrap();
+    let names: Vec<&str> = plan.steps().iter().map(|s| s.node.as_str()).collect();
+    assert_eq!(names, ["gemm", "relu", "depthwise"]);
+    for (i, (index, node, shapes)) in seen.steps.iter().enumerate() {
+        assert_eq!((*index, node.as_str()), (i, names[i]));
+        assert_eq!(shapes, &[vec![1, 16, 12, 10]]);
+    }
+    assert_eq!(seen.last.as_ref(), Some(&out[0].1));
 }

@@ -10,7 +10,7 @@ use temblor_ir::{
 };
 use temblor_passes::{CommuteConstants, DeadNodes, Driver, FuseConvEpilogue, Pass};
 use temblor_pipeline::Options;
-use temblor_runtime::{CpuPlan, Tensor};
+use temblor_runtime::{prepare, Device, PrepareOptions, Tensor};
 use temblor_tests::{read_f32, real_model, rel_l2, shared, Rng};
 use temblor_visualize::{render, View};
 
@@ -328,8 +328,8 @@ fn fused_graph_computes_what_the_parsed_one_does() {
     let g = optimized(&parse);
     let x = Tensor::f32(ACT.to_vec(), Rng(11).values(ACT.iter().product()));
     let run = |g: &Graph| {
-        CpuPlan::new(g)
-            .and_then(|p| p.run(&[("x".into(), x.clone())]))
+        prepare(g, &Device::Cpu, &PrepareOptions::default())
+            .and_then(|p| p.run_once(&[("x".into(), x.clone())]))
             .expect("run")
     };
     for ((name, a), (_, b)) in run(&g).iter().zip(&run(&parse)) {
@@ -357,8 +357,8 @@ fn ppocrv4_det_fused_matches_unfused() {
 
     let x = Tensor::f32(dims, values);
     let run = |g: &Graph| {
-        CpuPlan::new(g)
-            .and_then(|p| p.run(&[("x".into(), x.clone())]))
+        prepare(g, &Device::Cpu, &PrepareOptions::default())
+            .and_then(|p| p.run_once(&[("x".into(), x.clone())]))
             .expect("run")
     };
     let (before, after) = (run(&compiled.parse), run(&compiled.optimize));

@@ -6,7 +6,7 @@ use temblor_ir::{
     validate, DType, Graph, GraphOutput, Layout, Op, Shape, TensorType, UnaryOp, ValueRef,
 };
 use temblor_passes::{DeadNodes, Driver, FoldConstants, MergeReshapes, Pass, RemoveNoOps};
-use temblor_runtime::{CpuPlan, Tensor};
+use temblor_runtime::{prepare, Device, PrepareOptions, Tensor};
 use temblor_tests::builder::{act, Builder};
 use temblor_tests::{rel_l2, Rng};
 use temblor_visualize::{render, View};
@@ -41,9 +41,9 @@ fn optimize(g: &Graph, passes: Vec<Box<dyn Pass>>) -> Graph {
 fn assert_same_function(a: &Graph, b: &Graph) {
     let x = Rng(11).values(4 * 8 * 8);
     let run = |g: &Graph| {
-        CpuPlan::new(g)
+        prepare(g, &Device::Cpu, &PrepareOptions::default())
             .expect("plan")
-            .run(&[("x".into(), Tensor::f32(vec![1, 4, 8, 8], x.clone()))])
+            .run_once(&[("x".into(), Tensor::f32(vec![1, 4, 8, 8], x.clone()))])
             .expect("run")
     };
     for ((_, p), (_, q)) in run(a).iter().zip(&run(b)) {

@@ -11,7 +11,7 @@ use temblor_ir::{
 use temblor_passes::{
     CommuteConstants, DeadNodes, Driver, FoldBatchNorm, FoldConvAffine, FusePad, Pass,
 };
-use temblor_runtime::{CpuPlan, Tensor};
+use temblor_runtime::{prepare, Device, PrepareOptions, Tensor};
 use temblor_tests::builder::{count, shape_only, Builder};
 use temblor_tests::{rel_l2, Rng};
 use temblor_visualize::{render, View};
@@ -292,7 +292,10 @@ fn assert_same_outputs(before: &Graph, after: &Graph, input: &[usize]) {
     let x = Rng(7).values(input.iter().product());
     let run = |g: &Graph| {
         let feed = [("x".to_string(), Tensor::f32(input.to_vec(), x.clone()))];
-        CpuPlan::new(g).expect("plan").run(&feed).expect("run")
+        prepare(g, &Device::Cpu, &PrepareOptions::default())
+            .expect("plan")
+            .run_once(&feed)
+            .expect("run")
     };
     let (expected, actual) = (run(before), run(after));
     assert_eq!(expected.len(), actual.len());

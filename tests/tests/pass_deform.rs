@@ -9,7 +9,7 @@ use temblor_ir::{
     UnaryOp, ValueRef,
 };
 use temblor_passes::{optimize_passes, DeadNodes, Driver, SplitDeformConv};
-use temblor_runtime::{CpuPlan, Tensor};
+use temblor_runtime::{prepare, Device, PrepareOptions, Tensor};
 use temblor_tests::builder::{count, shape_only, Builder};
 use temblor_tests::{rel_l2, Rng};
 use temblor_visualize::{render, View};
@@ -116,7 +116,10 @@ fn assert_same_outputs(before: &Graph, after: &Graph) {
     let x = Rng(11).values(INPUT.iter().product());
     let run = |g: &Graph| {
         let feed = [("x".to_string(), Tensor::f32(INPUT.to_vec(), x.clone()))];
-        CpuPlan::new(g).expect("plan").run(&feed).expect("run")
+        prepare(g, &Device::Cpu, &PrepareOptions::default())
+            .expect("plan")
+            .run_once(&feed)
+            .expect("run")
     };
     let (expected, actual) = (run(before), run(after));
     assert_eq!(expected.len(), actual.len());

@@ -4,7 +4,7 @@
 
 use temblor_ir::{AttrValue, DType, Graph, GraphOutput, Op, Shape, TensorType, ValueRef};
 use temblor_passes::{DeadNodes, Driver, ExplicitAnchors, PrefilterNms};
-use temblor_runtime::{CpuPlan, Tensor};
+use temblor_runtime::{prepare, Device, PrepareOptions, Tensor};
 use temblor_tests::builder::Builder;
 use temblor_tests::Rng;
 use temblor_visualize::{render, View};
@@ -90,7 +90,10 @@ fn inputs(live: usize) -> Vec<(String, Tensor)> {
 }
 
 fn run(g: &Graph, inputs: &[(String, Tensor)]) -> Vec<(String, Tensor)> {
-    CpuPlan::new(g).expect("plan").run(inputs).expect("run")
+    prepare(g, &Device::Cpu, &PrepareOptions::default())
+        .expect("plan")
+        .run_once(inputs)
+        .expect("run")
 }
 
 #[test]

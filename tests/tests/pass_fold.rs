@@ -3,7 +3,7 @@
 
 use temblor_ir::{validate, BinaryOp, ConvAttrs, Graph, GraphOutput, Layout, Op, ValueRef};
 use temblor_passes::{DeadNodes, Driver, FoldConvAffine, Pass, RecognizeHardSwish};
-use temblor_runtime::{CpuPlan, Tensor};
+use temblor_runtime::{prepare, Device, PrepareOptions, Tensor};
 use temblor_tests::builder::{act, Builder};
 use temblor_tests::{rel_l2, Rng};
 use temblor_visualize::{render, View};
@@ -19,9 +19,9 @@ fn optimize(g: &Graph, pass: Box<dyn Pass>) -> Graph {
 fn assert_same_function(a: &Graph, b: &Graph, channels: usize) {
     let x = Rng(21).values(channels * 8 * 8);
     let run = |g: &Graph| {
-        CpuPlan::new(g)
+        prepare(g, &Device::Cpu, &PrepareOptions::default())
             .expect("plan")
-            .run(&[("x".into(), Tensor::f32(vec![1, channels, 8, 8], x.clone()))])
+            .run_once(&[("x".into(), Tensor::f32(vec![1, channels, 8, 8], x.clone()))])
             .expect("run")
     };
     for ((_, p), (_, q)) in run(a).iter().zip(&run(b)) {

@@ -12,7 +12,7 @@ use temblor_ir::{
     PadMode, PoolAttrs, Shape, TensorType, UnaryOp, ValueRef, Weight,
 };
 use temblor_passes::{optimize_passes, Driver, PassRecord};
-use temblor_runtime::{CpuPlan, Tensor};
+use temblor_runtime::{prepare, Device, PrepareOptions, Tensor};
 use temblor_tests::builder::Builder;
 use temblor_tests::{rel_l2, Rng};
 
@@ -400,8 +400,9 @@ fn check(seed: u64) -> Result<Vec<PassRecord>, String> {
     validate(&optimized).map_err(|e| format!("the optimized graph is invalid: {e}"))?;
     let x = Rng(seed ^ 0xA5A5).values(input.iter().product());
     let run = |g: &Graph, what: &str| {
-        let plan = CpuPlan::new(g).map_err(|e| format!("{what} graph: {e}"))?;
-        plan.run(&[("x".into(), Tensor::f32(input.to_vec(), x.clone()))])
+        let plan = prepare(g, &Device::Cpu, &PrepareOptions::default())
+            .map_err(|e| format!("{what} graph: {e}"))?;
+        plan.run_once(&[("x".into(), Tensor::f32(input.to_vec(), x.clone()))])
             .map_err(|e| format!("{what} graph: {e}"))
     };
     let (expected, actual) = (run(&g, "original")?, run(&optimized, "optimized")?);

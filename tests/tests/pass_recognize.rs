@@ -11,7 +11,7 @@ use temblor_ir::{
 use temblor_passes::{
     CommuteConstants, DeadNodes, Driver, FuseMatMulAdd, Pass, RecognizeGelu, RecognizeLayerNorm,
 };
-use temblor_runtime::{CpuPlan, Tensor};
+use temblor_runtime::{prepare, Device, PrepareOptions, Tensor};
 use temblor_tests::builder::Builder;
 use temblor_tests::{rel_l2, Rng};
 use temblor_visualize::{render, View};
@@ -96,8 +96,8 @@ fn assert_same_outputs(before: &Graph, after: &Graph, dims: &[usize], scale: f32
         values.iter().map(|v| v * scale + shift).collect(),
     );
     let run = |g: &Graph| {
-        CpuPlan::new(g)
-            .and_then(|p| p.run(&[("x".into(), x.clone())]))
+        prepare(g, &Device::Cpu, &PrepareOptions::default())
+            .and_then(|p| p.run_once(&[("x".into(), x.clone())]))
             .expect("run")
     };
     let (a, b) = (run(after), run(before));

@@ -13,7 +13,7 @@ use temblor_passes::{
     optimize_passes, CommuteConstants, DeadNodes, Driver, FoldConvAffine, Pass, SinkTransposes,
 };
 use temblor_pipeline::{Options, VerifyMode};
-use temblor_runtime::{CpuPlan, Tensor};
+use temblor_runtime::{prepare, Device, PrepareOptions, Tensor};
 use temblor_tests::builder::{act, count, shape_only, Builder};
 use temblor_tests::{rel_l2, shared, Rng};
 use temblor_visualize::{render, View};
@@ -55,7 +55,10 @@ fn assert_same_outputs(before: &Graph, after: &Graph) {
     let x = Rng(7).values(4 * 8 * 8);
     let run = |g: &Graph| {
         let feed = [("x".to_string(), Tensor::f32(vec![1, 4, 8, 8], x.clone()))];
-        CpuPlan::new(g).expect("plan").run(&feed).expect("run")
+        prepare(g, &Device::Cpu, &PrepareOptions::default())
+            .expect("plan")
+            .run_once(&feed)
+            .expect("run")
     };
     let (expected, actual) = (run(before), run(after));
     assert_eq!(expected.len(), actual.len());

@@ -4,7 +4,7 @@
 
 use temblor_ir::{validate, Graph, GraphOutput, NodeId, Op, UnaryOp};
 use temblor_passes::{optimize_passes, DeadNodes, Driver, FoldBatchNorm};
-use temblor_runtime::{CpuPlan, Tensor};
+use temblor_runtime::{prepare, Device, PrepareOptions, Tensor};
 use temblor_tests::builder::{act, count, Builder};
 use temblor_tests::{rel_l2, Rng};
 use temblor_visualize::{render, View};
@@ -45,8 +45,8 @@ fn sample_graph() -> Graph {
 }
 
 fn run(g: &Graph, x: &[f32]) -> Vec<(String, Tensor)> {
-    let plan = CpuPlan::new(g).expect("plan");
-    plan.run(&[("x".into(), Tensor::f32(vec![1, 3, 8, 8], x.to_vec()))])
+    let plan = prepare(g, &Device::Cpu, &PrepareOptions::default()).expect("plan");
+    plan.run_once(&[("x".into(), Tensor::f32(vec![1, 3, 8, 8], x.to_vec()))])
         .expect("run")
 }
 

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use temblor_ir::{Graph, GraphOutput};
-use temblor_runtime::{CpuPlan, ErrorKind, Tensor, TensorData};
+use temblor_runtime::{prepare, Device, ErrorKind, PrepareOptions, Tensor, TensorData};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "status", content = "reason")]
@@ -98,12 +98,12 @@ fn check(dir: &Path) -> Result<(), Outcome> {
         ErrorKind::Unsupported => Outcome::Unsupported(e.to_string()),
         ErrorKind::BadInput | ErrorKind::Internal => Outcome::Failed(e.to_string()),
     };
-    let plan = CpuPlan::new(&case.graph).map_err(runtime)?;
+    let plan = prepare(&case.graph, &Device::Cpu, &PrepareOptions::default()).map_err(runtime)?;
     let mut inputs = Vec::with_capacity(case.inputs.len());
     for (name, w) in &case.inputs {
         inputs.push((name.clone(), Tensor::from_weight(w).map_err(runtime)?));
     }
-    let got = plan.run(&inputs).map_err(runtime)?;
+    let got = plan.run_once(&inputs).map_err(runtime)?;
     for (out, (_, t)) in case.graph.outputs.iter().zip(&got) {
         inferred_type_fits(&case.graph, out, t).map_err(Outcome::Failed)?;
     }

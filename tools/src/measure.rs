@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::time::Instant;
 use temblor_ir::{Error, Graph, NodeId, Result};
 use temblor_passes::PassRecord;
-use temblor_runtime::{CpuPlan, Tensor};
+use temblor_runtime::{prepare, Device, PrepareOptions, Tensor};
 
 /// Untimed runs per measured graph, and the fewest and most timed ones: few, since a compile
 /// times the graph after every pass run. A fast model gets more runs, up to about
@@ -35,11 +35,15 @@ pub fn latency(
     iters: usize,
     threads: usize,
 ) -> Result<f64> {
-    let plan = CpuPlan::new(graph)
-        .and_then(|p| p.with_threads(threads))
+    let options = PrepareOptions {
+        threads,
+        spin: true,
+    };
+    let plan = prepare(graph, &Device::Cpu, &options)
         .map_err(|e| Error::internal(format!("measuring '{}': {e}", graph.name)))?;
-    let run = || {
-        plan.run(inputs)
+    let mut state = plan.new_state();
+    let mut run = || {
+        plan.run(&mut state, inputs)
             .map_err(|e| Error::internal(format!("measuring '{}': {e}", graph.name)))
     };
     for _ in 0..warmup {

@@ -17,7 +17,7 @@
 
 use std::collections::{HashMap, HashSet};
 use temblor_ir::{DType, Error, Graph, GraphOutput, Op, Result, ValueRef};
-use temblor_runtime::{CpuPlan, Tensor, TensorData};
+use temblor_runtime::{prepare, Device, PrepareOptions, Tensor, TensorData};
 
 /// Relative L2 error allowed between parse and optimize outputs in fp32.
 pub const TOLERANCE: f64 = 1e-5;
@@ -161,8 +161,8 @@ pub(crate) fn values(t: &Tensor) -> Vec<f64> {
 }
 
 fn run(g: &Graph, inputs: &[(String, Tensor)]) -> Result<Vec<(String, Tensor)>> {
-    CpuPlan::new(g)
-        .and_then(|p| p.run(inputs))
+    prepare(g, &Device::Cpu, &PrepareOptions::default())
+        .and_then(|p| p.run_once(inputs))
         .map_err(|e| Error::internal(format!("verification run of '{}': {e}", g.name)))
 }
 

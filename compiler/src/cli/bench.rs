@@ -7,7 +7,7 @@ use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
 use temblor_ir::{Error, Graph, Result};
-use temblor_runtime::CpuPlan;
+use temblor_runtime::{prepare, Device, Plan, PrepareOptions};
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
@@ -67,6 +67,8 @@ struct Row {
 struct Setup {
     model: String,
     threads: usize,
+    /// The instruction set the plan's kernels were chosen for.
+    isa: String,
     warmup: usize,
     iters: usize,
 }
@@ -106,20 +108,21 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         .map(|&b| row_inputs(&declared, &given, b))
         .collect::<Result<Vec<_>>>()?;
 
-    let mut threads = 0;
+    let (mut threads, mut isa) = (0, String::new());
     let mut rows = Vec::with_capacity(rows_inputs.len());
     for (i, (inputs, batch)) in rows_inputs.iter().zip(&batches).enumerate() {
         if i > 0 {
             reset_peak_rss();
         }
         let plan = row_plan(args, package.as_ref(), inputs)?;
-        threads = plan.threads();
+        (threads, isa) = (plan.threads(), plan.isa().to_string());
         let batch = batch.unwrap_or_else(|| leading_extent(inputs));
         rows.push(measure(&plan, inputs, batch, args)?);
     }
     let setup = Setup {
         model: args.model.display().to_string(),
         threads,
+        isa,
         warmup: args.warmup,
         iters: args.iters,
     };
@@ -136,7 +139,7 @@ fn leading_extent(inputs: &[RowInput]) -> usize {
 
 /// The plan of one row: the package's graph as it is, or the model compiled for the row's
 /// input shapes (the compile graphs are dropped once the plan holds what it needs).
-fn row_plan(args: &BenchArgs, package: Option<&Graph>, inputs: &[RowInput]) -> Result<CpuPlan> {
+fn row_plan(args: &BenchArgs, package: Option<&Graph>, inputs: &[RowInput]) -> Result<Plan> {
     if let Some(g) = package {
         if args.unoptimized {
             return Err(Error::usage(
@@ -154,22 +157,26 @@ fn row_plan(args: &BenchArgs, package: Option<&Graph>, inputs: &[RowInput]) -> R
     plan_for(graph, args.threads)
 }
 
-fn plan_for(g: &Graph, threads: usize) -> Result<CpuPlan> {
-    CpuPlan::new(g)
-        .and_then(|p| p.with_threads(threads))
-        .map_err(runtime_error)
+/// A plan with spinning workers: bench measures latency, which sleeping workers add to.
+fn plan_for(g: &Graph, threads: usize) -> Result<Plan> {
+    let options = PrepareOptions {
+        threads,
+        spin: true,
+    };
+    prepare(g, &Device::Cpu, &options).map_err(runtime_error)
 }
 
-fn measure(plan: &CpuPlan, inputs: &[RowInput], batch: usize, args: &BenchArgs) -> Result<Row> {
+fn measure(plan: &Plan, inputs: &[RowInput], batch: usize, args: &BenchArgs) -> Result<Row> {
     let tensors = materialize(inputs)?;
+    let mut state = plan.new_state();
     for _ in 0..args.warmup {
-        plan.run(&tensors).map_err(runtime_error)?;
+        plan.run(&mut state, &tensors).map_err(runtime_error)?;
     }
     let mut ms = Vec::with_capacity(args.iters);
     let bar = temblor_tools::progress::bar(args.iters, &format!("bench b={batch}"));
     for _ in 0..args.iters {
         let start = Instant::now();
-        let outputs = plan.run(&tensors).map_err(runtime_error)?;
+        let outputs = plan.run(&mut state, &tensors).map_err(runtime_error)?;
         ms.push(start.elapsed().as_secs_f64() * 1e3);
         drop(outputs);
         bar.inc(1);
@@ -236,8 +243,8 @@ fn print_report(setup: &Setup, rows: &[Row], table: bool, json: bool) -> Result<
         return Ok(());
     }
     println!(
-        "model: {} (threads {}, warmup {}, iters {})",
-        setup.model, setup.threads, setup.warmup, setup.iters
+        "model: {} (threads {}, {}, warmup {}, iters {})",
+        setup.model, setup.threads, setup.isa, setup.warmup, setup.iters
     );
     if let Some(first) = rows.first() {
         let at = if table {

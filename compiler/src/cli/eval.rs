@@ -6,11 +6,11 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 use temblor_ir::{package, Error, Graph, Result};
 use temblor_pipeline::{Options, VerifyMode};
-use temblor_runtime::CpuPlan;
 use temblor_tools::eval::coco_json::{self, Category, DumpImage};
 use temblor_tools::eval::{self, Detection, GtBox, Metrics};
 use temblor_tools::preprocess_config::{Prepared, PreprocessConfig};
 use temblor_tools::progress;
+use temblor_runtime::{prepare, Device, Plan, PrepareOptions};
 
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {
@@ -53,7 +53,7 @@ struct Subject {
     config_file: PathBuf,
     config: PreprocessConfig,
     graph: Graph,
-    plan: CpuPlan,
+    plan: Plan,
 }
 
 #[derive(Serialize)]
@@ -248,9 +248,11 @@ impl Subject {
             };
             temblor_pipeline::compile(path, &options)?.compile
         };
-        let plan = CpuPlan::new(&graph)
-            .and_then(|p| p.with_threads(threads))
-            .map_err(runtime_error)?;
+        let options = PrepareOptions {
+            threads,
+            ..PrepareOptions::default()
+        };
+        let plan = prepare(&graph, &Device::Cpu, &options).map_err(runtime_error)?;
         Ok(Subject {
             path: path.to_path_buf(),
             config_file: config_file.to_path_buf(),
@@ -270,6 +272,7 @@ fn detect(
     let bar = progress::bar(images.len(), what);
     let mut all = Vec::with_capacity(images.len());
     let mut prepared = Vec::with_capacity(images.len());
+    let mut state = subject.plan.new_state();
     for image in images {
         let p = subject.config.inputs(image, &subject.graph).map_err(|e| {
             Error::usage(format!(
@@ -278,7 +281,10 @@ fn detect(
                 subject.config_file.display()
             ))
         })?;
-        let outputs = subject.plan.run(&p.inputs).map_err(runtime_error)?;
+        let outputs = subject
+            .plan
+            .run(&mut state, &p.inputs)
+            .map_err(runtime_error)?;
         let mut dets = eval::detections_from_outputs(&outputs)
             .map_err(|e| Error::usage(format!("{}: {e}", subject.path.display())))?;
         // A model given no scale_factor reports boxes in its input's pixels.

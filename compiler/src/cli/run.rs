@@ -1,8 +1,8 @@
 use std::path::{Path, PathBuf};
 use temblor_ir::{package, Error, Graph, Result};
 use temblor_pipeline::{Options, VerifyMode};
-use temblor_runtime::{CpuPlan, ErrorKind, RuntimeError};
 use temblor_tools::npy;
+use temblor_runtime::{prepare, Device, ErrorKind, PrepareOptions, RuntimeError};
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
@@ -55,10 +55,12 @@ pub fn run(args: &RunArgs) -> Result<()> {
         inputs.push((name.to_string(), npy::read(Path::new(file))?));
     }
     let graph = load_graph(&args.model)?;
-    let plan = CpuPlan::new(&graph)
-        .and_then(|p| p.with_threads(args.threads))
-        .map_err(runtime_error)?;
-    let outputs = plan.run(&inputs).map_err(runtime_error)?;
+    let options = PrepareOptions {
+        threads: args.threads,
+        ..PrepareOptions::default()
+    };
+    let plan = prepare(&graph, &Device::Cpu, &options).map_err(runtime_error)?;
+    let outputs = plan.run_once(&inputs).map_err(runtime_error)?;
 
     std::fs::create_dir_all(&args.out)
         .map_err(|e| Error::internal(format!("{}: {e}", args.out.display())))?;

@@ -2,7 +2,6 @@
 //! through f32), the sign functions and Clip on every numeric dtype, Not on bool, Identity on
 //! anything.
 
-use super::args::{not_in_family, Args};
 use super::cast::Scalar;
 use super::elementwise::build;
 use super::{dispatch, math};
@@ -13,42 +12,77 @@ use crate::TensorData;
 use std::ops::{Add, Div, Mul, Neg, Sub};
 use temblor_ir::{DType, Op, UnaryOp};
 
-pub(crate) fn execute(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
-    let x = args.required(0)?;
-    let data = match op {
-        Op::Unary(UnaryOp::Identity) => return Ok(vec![x.clone()]),
-        Op::Unary(UnaryOp::Not) => match &x.data {
-            TensorData::Bool(v) => TensorData::Bool(v.iter().map(|b| !b).collect()),
-            _ => return Err(unsupported(op, x)),
-        },
-        Op::Clip { min, max } => dispatch!(x.dtype(), T => clip::<T>(x, *min, *max)?),
-        Op::Unary(u @ (UnaryOp::Relu | UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Sign))
-            if !x.dtype().is_float() =>
-        {
-            integer(*u, x).ok_or_else(|| unsupported(op, x))?
-        }
-        Op::Unary(_) | Op::LeakyRelu { .. } | Op::HardSigmoid { .. } | Op::Gelu { .. } => {
-            float(op, x)?
-        }
-        _ => return Err(not_in_family(op, "activation")),
-    };
-    Ok(vec![Tensor {
-        shape: x.shape.clone(),
-        data,
-    }])
+/// A float function of one tensor, with its attributes: one loop each in [`floats`].
+#[derive(Clone, Copy)]
+enum Function {
+    Unary(UnaryOp),
+    LeakyRelu { alpha: f32 },
+    HardSigmoid { alpha: f32, beta: f32 },
+    Gelu { tanh: bool },
 }
 
-fn float(op: &Op, x: &Tensor) -> Result<TensorData, RuntimeError> {
+impl Function {
+    fn op(self) -> Op {
+        match self {
+            Function::Unary(u) => Op::Unary(u),
+            Function::LeakyRelu { alpha } => Op::LeakyRelu { alpha },
+            Function::HardSigmoid { alpha, beta } => Op::HardSigmoid { alpha, beta },
+            Function::Gelu { tanh } => Op::Gelu { tanh },
+        }
+    }
+}
+
+pub(crate) fn unary(u: UnaryOp, x: &Tensor) -> Result<Tensor, RuntimeError> {
+    let data = match u {
+        UnaryOp::Identity => return Ok(x.clone()),
+        UnaryOp::Not => match &x.data {
+            TensorData::Bool(v) => TensorData::Bool(v.iter().map(|b| !b).collect()),
+            _ => return Err(unsupported(&Op::Unary(u), x)),
+        },
+        UnaryOp::Relu | UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Sign if !x.dtype().is_float() => {
+            integer(u, x).ok_or_else(|| unsupported(&Op::Unary(u), x))?
+        }
+        _ => return float(Function::Unary(u), x),
+    };
+    Ok(like(x, data))
+}
+
+pub(crate) fn leaky_relu(x: &Tensor, alpha: f32) -> Result<Tensor, RuntimeError> {
+    float(Function::LeakyRelu { alpha }, x)
+}
+
+pub(crate) fn hard_sigmoid(x: &Tensor, alpha: f32, beta: f32) -> Result<Tensor, RuntimeError> {
+    float(Function::HardSigmoid { alpha, beta }, x)
+}
+
+pub(crate) fn gelu(x: &Tensor, tanh: bool) -> Result<Tensor, RuntimeError> {
+    float(Function::Gelu { tanh }, x)
+}
+
+pub(crate) fn clip(x: &Tensor, min: f32, max: f32) -> Result<Tensor, RuntimeError> {
+    let data = dispatch!(x.dtype(), T => clip_t::<T>(x, min, max)?);
+    Ok(like(x, data))
+}
+
+/// `data` in the shape of `x`.
+fn like(x: &Tensor, data: TensorData) -> Tensor {
+    Tensor {
+        shape: x.shape.clone(),
+        data,
+    }
+}
+
+fn float(f: Function, x: &Tensor) -> Result<Tensor, RuntimeError> {
     let out = match &x.data {
-        TensorData::F32(v) => floats(op, v).map(TensorData::F32),
-        TensorData::F64(v) => floats(op, v).map(TensorData::F64),
+        TensorData::F32(v) => floats(f, v).map(TensorData::F32),
+        TensorData::F64(v) => floats(f, v).map(TensorData::F64),
         TensorData::F16(v) => {
             let wide: Vec<f32> = v.iter().map(|e| e.to_f32()).collect();
-            floats(op, &wide).map(|r| TensorData::F16(r.into_iter().map(f16::from_f32).collect()))
+            floats(f, &wide).map(|r| TensorData::F16(r.into_iter().map(f16::from_f32).collect()))
         }
         _ => None,
     };
-    out.ok_or_else(|| unsupported(op, x))
+    Ok(like(x, out.ok_or_else(|| unsupported(&f.op(), x))?))
 }
 
 fn unsupported(op: &Op, x: &Tensor) -> RuntimeError {
@@ -58,7 +92,7 @@ fn unsupported(op: &Op, x: &Tensor) -> RuntimeError {
 /// `min(max(x, min), max)` with the bounds converted to the element type; the IR's `f32::MIN`
 /// and `f32::MAX` stand for absent bounds, so they clip nothing (infinities and f64 values past
 /// the f32 range pass). With `min > max` every element becomes `max`, as ONNX specifies.
-fn clip<T: Scalar + Send + Sync>(
+fn clip_t<T: Scalar + Send + Sync>(
     x: &Tensor,
     min: f32,
     max: f32,
@@ -124,9 +158,9 @@ fn integer(op: UnaryOp, x: &Tensor) -> Option<TensorData> {
     })
 }
 
-/// A float op over `v`, one monomorphic loop per op; `None` for an op that is not a float
+/// `f` over `v`, one monomorphic loop per function; `None` for a unary op that is not a float
 /// function.
-fn floats<F: Float>(op: &Op, v: &[F]) -> Option<Vec<F>> {
+fn floats<F: Float>(f: Function, v: &[F]) -> Option<Vec<F>> {
     let sign = |x: F| {
         if x > F::ZERO {
             F::ONE
@@ -136,8 +170,8 @@ fn floats<F: Float>(op: &Op, v: &[F]) -> Option<Vec<F>> {
             x
         }
     };
-    Some(match *op {
-        Op::Unary(u) => match u {
+    Some(match f {
+        Function::Unary(u) => match u {
             UnaryOp::Relu => map(v, |x| if x < F::ZERO { F::ZERO } else { x }),
             UnaryOp::Sigmoid => map(v, sigmoid),
             UnaryOp::Tanh => map(v, F::tanh),
@@ -162,22 +196,21 @@ fn floats<F: Float>(op: &Op, v: &[F]) -> Option<Vec<F>> {
             }
             UnaryOp::Identity | UnaryOp::Not => return None,
         },
-        Op::LeakyRelu { alpha } => {
+        Function::LeakyRelu { alpha } => {
             let alpha = F::of(alpha);
             map(v, |x| if x < F::ZERO { alpha * x } else { x })
         }
-        Op::HardSigmoid { alpha, beta } => {
+        Function::HardSigmoid { alpha, beta } => {
             let (alpha, beta) = (F::of(alpha), F::of(beta));
             map(v, |x| clamp01(alpha * x + beta))
         }
-        Op::Gelu { tanh: false } => map(v, |x| {
+        Function::Gelu { tanh: false } => map(v, |x| {
             F::of(0.5) * x * (F::ONE + (x * F::FRAC_1_SQRT_2).erf())
         }),
-        Op::Gelu { tanh: true } => map(v, |x| {
+        Function::Gelu { tanh: true } => map(v, |x| {
             let inner = F::SQRT_2_OVER_PI * (x + F::of(0.044715) * x * x * x);
             F::of(0.5) * x * (F::ONE + inner.tanh())
         }),
-        _ => return None,
     })
 }
 

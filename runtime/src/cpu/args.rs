@@ -1,17 +1,28 @@
-//! What a kernel family receives: a step's inputs by port. Every family file imports this
-//! module, which imports only the GEMM packing, and only `execute.rs` imports the families.
+//! What a step's kernel receives: its inputs by port, and what the plan worked out for the step
+//! when it was prepared. `execute.rs` unpacks it for most kernels; the few that read a variable
+//! run of optional inputs (Slice, Pad) take it whole.
 
 use super::conv_gemm::PackedWeights;
-use crate::RuntimeError;
-use crate::Tensor;
-use temblor_ir::Op;
+use super::isa::Isa;
+use crate::{RuntimeError, Tensor};
+use temblor_ops_lib::LibOp;
 
 /// A step's inputs by port (`None` for an omitted optional one), how many outputs the node
-/// declares, and a convolution's weights as the plan packed them.
+/// declares, the plan's instruction set, and what the plan lowered the step to.
 pub(crate) struct Args<'a> {
     pub ins: &'a [Option<&'a Tensor>],
     pub outputs: usize,
-    pub packed: Option<&'a PackedWeights>,
+    pub isa: Isa,
+    pub lowered: Option<&'a Lowered>,
+}
+
+/// The part of a step's work a plan does once when it is prepared, so that runs only compute.
+#[derive(Debug)]
+pub(crate) enum Lowered {
+    /// A convolution's constant weight, packed for its GEMM.
+    ConvWeights(PackedWeights),
+    /// The ops_lib operator a custom node stands for, its attributes parsed.
+    Library(LibOp),
 }
 
 impl<'a> Args<'a> {
@@ -30,9 +41,20 @@ impl<'a> Args<'a> {
     pub fn all(&self) -> Result<Vec<&'a Tensor>, RuntimeError> {
         (0..self.ins.len()).map(|p| self.required(p)).collect()
     }
-}
 
-/// The error of a family kernel asked for an op outside its family.
-pub(crate) fn not_in_family(op: &Op, family: &str) -> RuntimeError {
-    RuntimeError::internal(format!("{} is not a {family} op", op.name()))
+    /// The convolution weight the plan packed, if it did.
+    pub fn packed(&self) -> Option<&'a PackedWeights> {
+        match self.lowered {
+            Some(Lowered::ConvWeights(p)) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The ops_lib operator the plan resolved, if it did.
+    pub fn library(&self) -> Option<&'a LibOp> {
+        match self.lowered {
+            Some(Lowered::Library(op)) => Some(op),
+            _ => None,
+        }
+    }
 }

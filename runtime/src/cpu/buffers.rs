@@ -1,11 +1,12 @@
-//! The plan's memory: when a value's last reader has run, its buffer goes back to a pool owned by
-//! the plan, and later outputs are carved from the pool instead of the allocator. Buffers follow
-//! tensor lifetimes, so a plan's memory is its widest cut plus what best fit wastes, and a plan in
-//! steady state allocates nothing. Fresh memory is what this avoids: every new 4 KiB page costs a
-//! page fault when first written, and PicoDet at 416x416 wrote about 2,200 of them per run,
-//! several milliseconds.
+//! A run's memory: when a value's last reader has run, its buffer goes back to a pool owned by
+//! the run state, and later outputs are carved from the pool instead of the allocator. Buffers
+//! follow tensor lifetimes, so a run's memory is the plan's widest cut plus what best fit
+//! wastes, and a state in steady state allocates nothing. Fresh memory is what this avoids:
+//! every new 4 KiB page costs a page fault when first written, and PicoDet at 416x416 wrote
+//! about 2,200 of them per run, several milliseconds. Each state has a pool of its own, so
+//! concurrent runs of one plan never wait for each other's lock.
 //!
-//! While a plan runs, its pool is the current one of the thread running the steps (see
+//! While a plan runs, the state's pool is the current one of the thread running the steps (see
 //! [`Buffers::scope`]); kernels take their outputs with [`reuse`], [`zeros`] and [`empty`], which
 //! fall back to the allocator outside a plan (compile-time folding) and on rayon's helper threads.
 
@@ -53,7 +54,7 @@ fn with_current<T>(f: impl FnOnce(&Buffers) -> T) -> Option<T> {
     CURRENT.with(|c| c.borrow().as_deref().map(f))
 }
 
-/// Free f32 buffers, kept for the life of the plan.
+/// Free f32 buffers, kept for the life of the run state.
 #[derive(Debug, Default)]
 pub(crate) struct Buffers {
     pool: Mutex<Pool>,

@@ -15,6 +15,7 @@ use super::conv_gemm::{ConvGemm, PackedWeights, MR, NR};
 use super::conv_padded::padded_conv;
 use super::depthwise::{depthwise, few_outputs};
 use super::epilogue::Epilogue;
+use super::isa::Isa;
 use super::{check_window, f32s};
 use crate::RuntimeError;
 use crate::Tensor;
@@ -177,9 +178,10 @@ impl Geometry {
     }
 }
 
-/// The weight `w` of a convolution with attributes `a` packed for the GEMM path, or `None`
-/// when that path does not take it (depthwise and few-output convolutions, non-f32 weights).
-pub(crate) fn pack_weights(a: &ConvAttrs, w: &Tensor) -> Option<PackedWeights> {
+/// The weight `w` of a convolution with attributes `a` packed for the GEMM path on `isa`, or
+/// `None` when that path does not take it (depthwise and few-output convolutions, non-f32
+/// weights, an instruction set the GEMM does not pack for).
+pub(crate) fn pack_weights(a: &ConvAttrs, w: &Tensor, isa: Isa) -> Option<PackedWeights> {
     let (&[o, cg, kh, kw], Some(wv)) = (&w.shape[..], w.as_f32()) else {
         return None;
     };
@@ -188,7 +190,7 @@ pub(crate) fn pack_weights(a: &ConvAttrs, w: &Tensor) -> Option<PackedWeights> {
     if !gemm || g == 0 || o % g != 0 {
         return None;
     }
-    PackedWeights::new(wv, g, o / g, cg * kh * kw)
+    PackedWeights::new(wv, g, o / g, cg * kh * kw, isa)
 }
 
 /// `packed` is [`pack_weights`] of `w`, made when the plan was built, or `None`.
@@ -197,6 +199,7 @@ pub(crate) fn conv(
     [x, w]: [&Tensor; 2],
     bias: Option<&Tensor>,
     residual: Option<&Tensor>,
+    isa: Isa,
     packed: Option<&PackedWeights>,
 ) -> Result<Tensor, RuntimeError> {
     let geo = Geometry::new(a, x, w)?;
@@ -213,6 +216,7 @@ pub(crate) fn conv(
         None => None,
     };
     let epilogue = Epilogue {
+        isa,
         bias: bias_values(bias, geo.o)?,
         residual,
         activation: a.activation,
@@ -320,7 +324,7 @@ fn gemm_conv(
     let gemms: Vec<ConvGemm> = (0..geo.group)
         .map(|gi| {
             let w = &wv[gi * og * kdim..(gi + 1) * og * kdim];
-            ConvGemm::with_packed(w, og, kdim, packed, gi)
+            ConvGemm::with_packed(w, og, kdim, epi.isa, packed, gi)
         })
         .collect();
     let pointwise = geo.is_pointwise();

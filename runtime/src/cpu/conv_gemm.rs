@@ -4,6 +4,7 @@
 //! vision model's time); elsewhere the `gemm` crate does.
 
 use super::gemm::{matmul_strided, Threads, View};
+use super::isa::Isa;
 use std::borrow::Cow;
 
 /// Rows of the weight a kernel call covers; row blocks of a tile start at multiples of this.
@@ -18,7 +19,8 @@ pub(crate) struct ConvGemm<'a> {
     weight: &'a [f32],
     k: usize,
     /// The weight in blocks of [`MR`] rows, each stored `[k][MR]` (zero rows pad the last),
-    /// when the AVX-512 kernel runs.
+    /// when the AVX-512 kernel runs: only made for an [`Isa`] with AVX-512, which makes this
+    /// field the proof the kernel may run.
     #[cfg(target_arch = "x86_64")]
     packed: Option<Cow<'a, [f32]>>,
 }
@@ -35,10 +37,16 @@ pub(crate) struct PackedWeights {
 
 impl PackedWeights {
     /// The packed form of `groups` weights of `rows × k` each, laid one after another in
-    /// `weight`, or `None` where [`ConvGemm`] does not pack.
-    pub fn new(weight: &[f32], groups: usize, rows: usize, k: usize) -> Option<PackedWeights> {
+    /// `weight`, or `None` where [`ConvGemm`] does not pack on `isa`.
+    pub fn new(
+        weight: &[f32],
+        groups: usize,
+        rows: usize,
+        k: usize,
+        isa: Isa,
+    ) -> Option<PackedWeights> {
         #[cfg(target_arch = "x86_64")]
-        if k > 0 && weight.len() == groups * rows * k && avx512::available() {
+        if k > 0 && weight.len() == groups * rows * k && isa.avx512() {
             let packed = weight
                 .chunks_exact(rows * k)
                 .map(|w| avx512::pack_rows(w, rows, k));
@@ -48,19 +56,18 @@ impl PackedWeights {
                 k,
             });
         }
-        let _ = (weight, groups, rows, k);
+        let _ = (weight, groups, rows, k, isa);
         None
     }
 }
 
 impl<'a> ConvGemm<'a> {
-    pub fn new(weight: &'a [f32], rows: usize, k: usize) -> ConvGemm<'a> {
+    pub fn new(weight: &'a [f32], rows: usize, k: usize, isa: Isa) -> ConvGemm<'a> {
         ConvGemm {
             weight,
             k,
             #[cfg(target_arch = "x86_64")]
-            packed: (k > 0 && avx512::available())
-                .then(|| Cow::Owned(avx512::pack_rows(weight, rows, k))),
+            packed: (k > 0 && isa.avx512()).then(|| Cow::Owned(avx512::pack_rows(weight, rows, k))),
         }
     }
 
@@ -69,6 +76,7 @@ impl<'a> ConvGemm<'a> {
         weight: &'a [f32],
         rows: usize,
         k: usize,
+        isa: Isa,
         packed: Option<&'a PackedWeights>,
         group: usize,
     ) -> ConvGemm<'a> {
@@ -82,7 +90,7 @@ impl<'a> ConvGemm<'a> {
                 k,
                 packed: Some(Cow::Borrowed(p)),
             },
-            _ => ConvGemm::new(weight, rows, k),
+            _ => ConvGemm::new(weight, rows, k, isa),
         }
     }
 
@@ -133,10 +141,6 @@ mod avx512 {
         __m512, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_setzero_ps,
         _mm256_storeu_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_storeu_ps,
     };
-
-    pub fn available() -> bool {
-        std::arch::is_x86_feature_detected!("avx512f")
-    }
 
     /// Columns below which [`narrow`] runs instead of the kernel, which would multiply mostly
     /// zero padding (a squeeze-excite block's 1x1 convs have one column).
@@ -216,7 +220,7 @@ mod avx512 {
         out: &mut [&mut [f32]],
     ) {
         if n < NARROW {
-            // SAFETY: FMA and AVX are present wherever AVX-512F is, which gates this module.
+            // SAFETY: an `Isa` with AVX-512F also has AVX2 and FMA, and gates this module.
             return unsafe { narrow(packed, k, r0, b, rows, n, out) };
         }
         let m = out.len();
@@ -255,11 +259,11 @@ mod avx512 {
                         }
                     }
                     let a = &packed[(r0 + i0) / MR * k * MR + k0 * MR..][..kc * MR];
-                    // SAFETY: AVX-512F is present (checked by `available`, which gates every
-                    // use of this module), `a` holds `kc` rows of `MR`, `panel` holds `NR`
-                    // floats from each of the `kc` offsets (asserted above), and each `c[i]`
-                    // points at `NR` floats of its own: a row of `tile` or a distinct row of
-                    // `out`.
+                    // SAFETY: AVX-512F is present (a packed weight, the only way into this
+                    // module, is made only for an `Isa` with it), `a` holds `kc` rows of `MR`,
+                    // `panel` holds `NR` floats from each of the `kc` offsets (asserted above),
+                    // and each `c[i]` points at `NR` floats of its own: a row of `tile` or a
+                    // distinct row of `out`.
                     unsafe { kernel(a.as_ptr(), panel.as_ptr(), offsets, &c, k0 > 0) };
                     if w < NR {
                         for (i, t) in tile.iter().enumerate().take(rows) {

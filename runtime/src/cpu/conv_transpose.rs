@@ -11,6 +11,7 @@ use super::conv::{bias_values, dims4, valid_range, SharedOut};
 use super::conv_gemm::ConvGemm;
 use super::epilogue::Epilogue;
 use super::gemm::{matmul_strided, Threads, View};
+use super::isa::Isa;
 use super::{buffers, check_window, f32s};
 use crate::RuntimeError;
 use crate::Tensor;
@@ -22,6 +23,7 @@ pub(crate) fn conv_transpose(
     x: &Tensor,
     w: &Tensor,
     bias: Option<&Tensor>,
+    isa: Isa,
 ) -> Result<Tensor, RuntimeError> {
     let [n, c, h, wd] = dims4(x, "input")?;
     let [wc, og, kh, kw] = dims4(w, "weight")?;
@@ -38,6 +40,7 @@ pub(crate) fn conv_transpose(
     let bias = bias_values(bias, o)?;
     // The bias is added with the contributions; the activation is applied to finished rows.
     let activation = Epilogue {
+        isa,
         bias: None,
         residual: None,
         activation: a.activation,
@@ -172,7 +175,7 @@ fn disjoint(
         .collect();
     let gemms: Vec<ConvGemm> = transposed
         .iter()
-        .map(|w| ConvGemm::new(w, rows, cg))
+        .map(|w| ConvGemm::new(w, rows, cg, activation.isa))
         .collect();
     // Bands whose contributions (256 KiB) stay in the L2 cache until they are written out.
     const BAND_FLOATS: usize = 64 * 1024;

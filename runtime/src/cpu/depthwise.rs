@@ -11,11 +11,13 @@
 
 use super::conv::{min_per_job, Geometry};
 use super::epilogue::Epilogue;
-use super::stencil::{Block, Simd, LANES, ROWS};
+use super::isa::Isa;
+use super::stencil::{Block, LANES, ROWS};
 use rayon::prelude::*;
 
 /// `out` receives the `[n, o, oh, ow]` output; `wv` holds the `[o, 1, kh, kw]` weight.
 pub(crate) fn depthwise(geo: &Geometry, xv: &[f32], wv: &[f32], epi: &Epilogue, out: &mut [f32]) {
+    let isa = epi.isa;
     let plane = geo.out_plane();
     if plane == 0 {
         return;
@@ -23,7 +25,6 @@ pub(crate) fn depthwise(geo: &Geometry, xv: &[f32], wv: &[f32], epi: &Epilogue, 
     let per_input = geo.o / geo.c;
     let taps = geo.kh * geo.kw;
     let pads = Padded::new(geo);
-    let simd = Simd::detect();
     let min_len = min_per_job(out.len() * taps);
     out.par_chunks_mut(plane)
         .enumerate()
@@ -38,7 +39,7 @@ pub(crate) fn depthwise(geo: &Geometry, xv: &[f32], wv: &[f32], epi: &Epilogue, 
             while y < geo.oh {
                 let rows = ROWS.min(geo.oh - y);
                 let block = &mut dst[y * geo.ow..(y + rows) * geo.ow];
-                pads.compute(simd, scratch, kernel, y, rows, block);
+                pads.compute(isa, scratch, kernel, y, rows, block);
                 // The block's rows are contiguous: one epilogue call for all of them (a call
                 // per row cost as much as the stencil on narrow planes).
                 epi.apply(oc, index * plane + y * geo.ow, block);
@@ -53,13 +54,13 @@ pub(crate) fn depthwise(geo: &Geometry, xv: &[f32], wv: &[f32], epi: &Epilogue, 
 /// and read in L1. Threads take contiguous runs of input channels and sum into planes of their
 /// own, added in channel order afterwards, so the result does not depend on scheduling.
 pub(crate) fn few_outputs(geo: &Geometry, xv: &[f32], wv: &[f32], epi: &Epilogue, out: &mut [f32]) {
+    let isa = epi.isa;
     let plane = geo.out_plane();
     if plane == 0 || geo.c == 0 {
         return;
     }
     let taps = geo.kh * geo.kw;
     let pads = Padded::new(geo);
-    let simd = Simd::detect();
     let run = geo.c.div_ceil(rayon::current_num_threads()).max(1);
     for (image, dst) in out.chunks_exact_mut(geo.o * plane).enumerate() {
         let partials: Vec<Vec<f32>> = (0..geo.c)
@@ -79,7 +80,7 @@ pub(crate) fn few_outputs(geo: &Geometry, xv: &[f32], wv: &[f32], epi: &Epilogue
                         while y < geo.oh {
                             let rows = ROWS.min(geo.oh - y);
                             let stencil = &mut block[..rows * geo.ow];
-                            pads.compute(simd, &scratch, kernel, y, rows, stencil);
+                            pads.compute(isa, &scratch, kernel, y, rows, stencil);
                             let at = oc * plane + y * geo.ow;
                             for (s, v) in sum[at..at + rows * geo.ow].iter_mut().zip(&*stencil) {
                                 *s += v;
@@ -226,7 +227,7 @@ impl Padded {
     /// Computes `rows` (1 to [`ROWS`]) output rows from `y` into `out`.
     fn compute(
         &self,
-        simd: Simd,
+        isa: Isa,
         scratch: &[f32],
         kernel: &[f32],
         y: usize,
@@ -243,7 +244,7 @@ impl Padded {
             ow: out.len() / rows,
             square: self.square,
         };
-        block.run(simd, out);
+        block.run(isa, out);
     }
 }
 
@@ -274,23 +275,7 @@ mod tests {
         out
     }
 
-    /// Every kernel this machine can run.
-    fn available() -> Vec<Simd> {
-        let mut simds = vec![Simd::Portable];
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::is_x86_feature_detected as has;
-            if has!("avx2") && has!("fma") {
-                simds.push(Simd::Avx2Fma);
-            }
-            if has!("avx512f") {
-                simds.push(Simd::Avx512);
-            }
-        }
-        simds
-    }
-
-    fn run(geo: &Geometry, x: &[f32], k: &[f32], simd: Simd) -> Vec<f32> {
+    fn run(geo: &Geometry, x: &[f32], k: &[f32], isa: Isa) -> Vec<f32> {
         let pads = Padded::new(geo);
         let mut scratch = Vec::new();
         let mut out = vec![0.0f32; geo.out_plane()];
@@ -301,7 +286,7 @@ mod tests {
             while y < geo.oh {
                 let rows = ROWS.min(geo.oh - y);
                 let block = &mut out[y * geo.ow..(y + rows) * geo.ow];
-                pads.compute(simd, &scratch, k, y, rows, block);
+                pads.compute(isa, &scratch, k, y, rows, block);
                 y += rows;
             }
         }
@@ -354,8 +339,8 @@ mod tests {
             let x: Vec<f32> = (0..h * w).map(|_| next()).collect();
             let k: Vec<f32> = (0..kh * kw).map(|_| next()).collect();
             let want = reference(&geo, &x, &k);
-            for simd in available() {
-                let got = run(&geo, &x, &k, simd);
+            for isa in Isa::available() {
+                let got = run(&geo, &x, &k, isa);
                 for (g, e) in got.iter().zip(&want) {
                     assert!(
                         (g - e).abs() <= 1e-6,
@@ -404,6 +389,7 @@ mod tests {
             let wv: Vec<f32> = (0..o * c * k * k).map(|_| next()).collect();
             let bias: Vec<f32> = (0..o).map(|_| next()).collect();
             let epi = Epilogue {
+                isa: Isa::detect(),
                 bias: Some(&bias),
                 residual: None,
                 activation: None,

@@ -2,23 +2,12 @@
 //! axes stretch; adjacent axes that broadcast alike are merged first, so the common cases (equal
 //! shapes, a scalar, a per-channel `[1,C,1,1]` operand) run as long contiguous inner loops.
 
-use super::args::{not_in_family, Args};
-use super::{buffers, cast, dispatch, elementwise_binary, Element};
-use crate::RuntimeError;
-use crate::Tensor;
+use super::{buffers, dispatch, Element};
+use crate::{RuntimeError, Tensor};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 use std::ops::Range;
-use temblor_ir::{DType, Op};
-
-pub(crate) fn execute(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
-    Ok(vec![match op {
-        Op::Binary(b) => elementwise_binary::binary(*b, args.required(0)?, args.required(1)?)?,
-        Op::Where => where_(args.required(0)?, args.required(1)?, args.required(2)?)?,
-        Op::Cast { to } => cast::cast(args.required(0)?, *to)?,
-        _ => return Err(not_in_family(op, "elementwise")),
-    }])
-}
+use temblor_ir::DType;
 
 pub(crate) fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>, RuntimeError> {
     let r = a.len().max(b.len());
@@ -224,7 +213,7 @@ fn segments<const N: usize>(
     }
 }
 
-fn where_(cond: &Tensor, x: &Tensor, y: &Tensor) -> Result<Tensor, RuntimeError> {
+pub(crate) fn where_(cond: &Tensor, x: &Tensor, y: &Tensor) -> Result<Tensor, RuntimeError> {
     let c = super::elements::<bool>(cond, "condition", DType::Bool)?;
     if x.dtype() != y.dtype() {
         return Err(RuntimeError::bad_input(format!(

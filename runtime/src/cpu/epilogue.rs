@@ -3,6 +3,7 @@
 //! functions the standalone f32 activation kernels (`activation.rs`) compute, so that fusing an
 //! activation into a conv never changes a result; `tests/conv_epilogue.rs` checks that bit for bit.
 
+use super::isa::Isa;
 use super::math::exp_f32;
 use temblor_ir::{Activation, Affine};
 
@@ -132,6 +133,9 @@ fn finish(
 /// What a convolution does to its accumulated output before storing it.
 #[derive(Clone, Copy)]
 pub(crate) struct Epilogue<'a> {
+    /// The plan's instruction set: the epilogue's loops, and the depthwise stencils it
+    /// finishes, are compiled for it.
+    pub isa: Isa,
     /// One value per output channel.
     pub bias: Option<&'a [f32]>,
     /// The whole residual tensor, laid out like the output.
@@ -146,8 +150,8 @@ impl Epilogue<'_> {
     /// starting at flat element `offset` of the output.
     pub fn apply(&self, channel: usize, offset: usize, row: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: AVX2 is present.
+        if self.isa.avx2_fma() {
+            // SAFETY: an `Isa` with AVX2 is only made on a machine that has it.
             return unsafe { self.apply_avx2(channel, offset, row) };
         }
         self.apply_any(channel, offset, row)

@@ -1,9 +1,10 @@
-//! One step of a plan: the op's family kernel on the step's input tensors.
+//! One step of a plan: the op's kernel on the step's input tensors.
 
-use super::args::{not_in_family, Args};
+use super::args::Args;
+use super::detection::{deform_conv, grid_sample, nms, roi_align};
 use super::{
-    activation, cast, conv, conv_transpose, detection, elementwise, linalg, norm, pool, quant,
-    reduce, resize, shape_ops,
+    activation, cast, conv, conv_transpose, einsum, elementwise, elementwise_binary, fill,
+    indexing, library, linalg, norm, pool, quant, reduce, resize, shape_ops, softmax,
 };
 use crate::RuntimeError;
 use crate::Tensor;
@@ -48,7 +49,8 @@ fn in_f32(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
         &Args {
             ins: &ins,
             outputs: args.outputs,
-            packed: args.packed,
+            isa: args.isa,
+            lowered: args.lowered,
         },
     )?;
     outs.into_iter()
@@ -59,57 +61,156 @@ fn in_f32(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
         .collect()
 }
 
+/// The kernel of every op, by name: a new [`Op`] variant does not compile until it has a CPU
+/// kernel here (or an error saying why it has none), instead of failing when a model first
+/// reaches it.
 fn dispatch(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
-    match op.family() {
-        OpFamily::Convolution => convolution(op, args),
-        OpFamily::Elementwise => match op {
-            Op::Binary(_) | Op::Where | Op::Cast { .. } => elementwise::execute(op, args),
-            _ => activation::execute(op, args),
-        },
-        OpFamily::Movement => shape_ops::execute(op, args),
-        OpFamily::Reduction => match op {
-            Op::MaxPool(_) | Op::AveragePool(_) | Op::GlobalAveragePool | Op::GlobalMaxPool => {
-                pool::execute(op, args)
-            }
-            Op::MatMul | Op::Gemm { .. } | Op::Einsum { .. } => linalg::execute(op, args),
-            _ => reduce::execute(op, args),
-        },
-        OpFamily::Detection => detection::execute(op, args),
-        OpFamily::Quantization => quant::execute(op, args),
-        OpFamily::Custom => super::library::execute(op, args),
-        OpFamily::Value => Err(RuntimeError::internal(format!(
+    let x = || args.required(0);
+    let (req, opt) = (|p| args.required(p), |p| args.optional(p));
+    let one = |t: Tensor| Ok(vec![t]);
+    match op {
+        Op::Input { .. } | Op::Constant { .. } => Err(RuntimeError::internal(format!(
             "{} is not a step",
             op.name()
         ))),
-    }
-}
 
-fn convolution(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
-    let one = |t: Tensor| Ok(vec![t]);
-    match op {
         Op::Conv(a) => one(conv::conv(
             a,
-            [args.required(0)?, args.required(1)?],
-            args.optional(2),
-            args.optional(3),
-            args.packed,
+            [x()?, req(1)?],
+            opt(2),
+            opt(3),
+            args.isa,
+            args.packed(),
         )?),
         Op::ConvTranspose(a) => one(conv_transpose::conv_transpose(
             a,
-            args.required(0)?,
-            args.required(1)?,
-            args.optional(2),
+            x()?,
+            req(1)?,
+            opt(2),
+            args.isa,
         )?),
         Op::BatchNorm { epsilon } => {
-            let params = [
-                args.required(1)?,
-                args.required(2)?,
-                args.required(3)?,
-                args.required(4)?,
-            ];
-            one(norm::batch_norm(args.required(0)?, params, *epsilon)?)
+            let params = [req(1)?, req(2)?, req(3)?, req(4)?];
+            one(norm::batch_norm(x()?, params, *epsilon)?)
         }
-        Op::Resize(a) => one(resize::resize(a, args.required(0)?)?),
-        _ => Err(not_in_family(op, "convolution")),
+        Op::Resize(a) => one(resize::resize(a, x()?)?),
+
+        Op::Unary(u) => one(activation::unary(*u, x()?)?),
+        Op::LeakyRelu { alpha } => one(activation::leaky_relu(x()?, *alpha)?),
+        Op::HardSigmoid { alpha, beta } => one(activation::hard_sigmoid(x()?, *alpha, *beta)?),
+        Op::Clip { min, max } => one(activation::clip(x()?, *min, *max)?),
+        Op::Gelu { tanh } => one(activation::gelu(x()?, *tanh)?),
+        Op::Binary(b) => one(elementwise_binary::binary(*b, x()?, req(1)?)?),
+        Op::Where => one(elementwise::where_(x()?, req(1)?, req(2)?)?),
+        Op::Cast { to } => one(cast::cast(x()?, *to)?),
+
+        Op::Concat { axis } => one(shape_ops::concat(&args.all()?, *axis)?),
+        Op::Reshape { allowzero } => one(shape_ops::reshape(x()?, req(1)?, *allowzero)?),
+        Op::Transpose { perm } => one(shape_ops::transpose(x()?, perm)?),
+        Op::Split { axis, sizes } => shape_ops::split(x()?, *axis, sizes, args.outputs),
+        Op::Slice => one(indexing::slice(x()?, args)?),
+        Op::Flatten { axis } => one(shape_ops::flatten(x()?, *axis)?),
+        Op::Squeeze => one(shape_ops::squeeze(x()?, opt(1))?),
+        Op::Unsqueeze => one(shape_ops::unsqueeze(x()?, req(1)?)?),
+        Op::Expand => one(fill::expand(x()?, req(1)?)?),
+        Op::Tile => one(fill::tile(x()?, req(1)?)?),
+        Op::Gather { axis } => one(indexing::gather(x()?, req(1)?, *axis)?),
+        Op::GatherElements { axis } => one(indexing::gather_elements(x()?, req(1)?, *axis)?),
+        Op::GatherNd { batch_dims } => one(indexing::gather_nd(x()?, req(1)?, *batch_dims)?),
+        Op::ScatterNd { reduction } => {
+            one(indexing::scatter_nd(x()?, req(1)?, req(2)?, *reduction)?)
+        }
+        Op::Shape { start, end } => one(shape_ops::shape_of(&x()?.shape, *start, *end)),
+        Op::Size => one(shape_ops::size(x()?)),
+        Op::ConstantOfShape { value } => one(fill::constant_of_shape(x()?, *value)?),
+        Op::Range => one(fill::range(x()?, req(1)?, req(2)?)?),
+        Op::Pad { mode } => one(fill::pad(x()?, args, *mode)?),
+        Op::NonZero => one(indexing::nonzero(x()?)?),
+
+        Op::MaxPool(a) => pool::max_pool(a, x()?, args.outputs > 1),
+        Op::AveragePool(a) => one(pool::average_pool(a, x()?)?),
+        Op::GlobalAveragePool => one(pool::global_average_pool(x()?)?),
+        Op::GlobalMaxPool => one(pool::global_max_pool(x()?)?),
+        Op::Reduce {
+            op,
+            keepdims,
+            noop_with_empty_axes,
+        } => one(reduce::reduce(
+            *op,
+            x()?,
+            opt(1),
+            (*keepdims, *noop_with_empty_axes),
+        )?),
+        Op::ArgExtreme {
+            min,
+            axis,
+            keepdims,
+            select_last_index,
+        } => one(reduce::arg_extreme(
+            x()?,
+            *axis,
+            *keepdims,
+            (*min, *select_last_index),
+        )?),
+        Op::TopK {
+            axis,
+            largest,
+            sorted: _,
+        } => reduce::top_k(x()?, req(1)?, *axis, *largest),
+        Op::MatMul => one(linalg::matmul(x()?, req(1)?)?),
+        Op::Gemm {
+            alpha,
+            beta,
+            trans_a,
+            trans_b,
+        } => one(linalg::gemm(
+            [x()?, req(1)?],
+            opt(2),
+            (*alpha, *beta),
+            (*trans_a, *trans_b),
+        )?),
+        Op::Einsum { equation } => one(einsum::einsum(equation, &args.all()?)?),
+        Op::Softmax { axis, log, flatten } => one(softmax::softmax(x()?, *axis, *log, *flatten)?),
+        Op::LayerNorm { axis, epsilon } => {
+            norm::layer_norm(x()?, req(1)?, opt(2), *axis, *epsilon, args.outputs)
+        }
+
+        Op::NonMaxSuppression { center_point_box } => one(nms::non_max_suppression(
+            *center_point_box,
+            x()?,
+            req(1)?,
+            opt(2),
+            opt(3),
+            opt(4),
+        )?),
+        Op::RoiAlign(a) => one(roi_align::execute(a, x()?, req(1)?, req(2)?)?),
+        Op::DeformConv(a) => one(deform_conv::execute(
+            a,
+            x()?,
+            req(1)?,
+            req(2)?,
+            opt(3),
+            opt(4),
+        )?),
+        Op::DeformSample(a) => one(deform_conv::sample(a, x()?, req(1)?, opt(2))?),
+        Op::GridSample {
+            mode,
+            padding,
+            align_corners,
+        } => {
+            let sampling = grid_sample::Sampling {
+                mode: *mode,
+                padding: *padding,
+                align_corners: *align_corners,
+            };
+            one(grid_sample::execute(&sampling, x()?, req(1)?)?)
+        }
+
+        Op::QuantizeLinear { axis, saturate: _ } => {
+            one(quant::quantize(*axis, x()?, req(1)?, opt(2))?)
+        }
+        Op::DequantizeLinear { axis } => one(quant::dequantize(*axis, x()?, req(1)?, opt(2))?),
+
+        Op::Custom { .. } => library::execute(op, args),
     }
 }

@@ -1,25 +1,12 @@
 //! Ops that create or replicate elements: Expand, Tile, Pad, ConstantOfShape and Range, for
 //! every dtype.
 
-use super::args::{not_in_family, Args};
+use super::args::Args;
 use super::number::Number;
 use super::shape_ops::{distinct_axes, int_list};
 use super::{dispatch, elements, strided, strides, Element};
-use crate::RuntimeError;
-use crate::Tensor;
-use temblor_ir::{DType, Op, PadMode, Scalar};
-
-pub(crate) fn execute(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
-    let x = args.required(0)?;
-    Ok(vec![match op {
-        Op::Expand => expand(x, args.required(1)?)?,
-        Op::Tile => tile(x, args.required(1)?)?,
-        Op::Pad { mode } => pad(x, args, *mode)?,
-        Op::ConstantOfShape { value } => constant_of_shape(x, *value)?,
-        Op::Range => range(x, args.required(1)?, args.required(2)?)?,
-        _ => return Err(not_in_family(op, "fill")),
-    }])
-}
+use crate::{RuntimeError, Tensor};
+use temblor_ir::{DType, PadMode, Scalar};
 
 /// Non-negative extents from a shape operand.
 fn extents(t: &Tensor) -> Result<Vec<usize>, RuntimeError> {
@@ -35,7 +22,7 @@ fn extents(t: &Tensor) -> Result<Vec<usize>, RuntimeError> {
 
 /// Bidirectional broadcast of `x` to the target shape: each aligned pair must be equal or
 /// hold a 1.
-fn expand(x: &Tensor, target: &Tensor) -> Result<Tensor, RuntimeError> {
+pub(crate) fn expand(x: &Tensor, target: &Tensor) -> Result<Tensor, RuntimeError> {
     let target = extents(target)?;
     let rank = x.shape.len().max(target.len());
     let (xpad, tpad) = (rank - x.shape.len(), rank - target.len());
@@ -68,7 +55,7 @@ fn expand(x: &Tensor, target: &Tensor) -> Result<Tensor, RuntimeError> {
 }
 
 /// Each axis repeated: a walk over (repeat, extent) pairs whose repeat axes have stride 0.
-fn tile(x: &Tensor, repeats: &Tensor) -> Result<Tensor, RuntimeError> {
+pub(crate) fn tile(x: &Tensor, repeats: &Tensor) -> Result<Tensor, RuntimeError> {
     let repeats = extents(repeats)?;
     if repeats.len() != x.shape.len() {
         return Err(RuntimeError::bad_input(format!(
@@ -141,7 +128,7 @@ fn runs(map: &[Option<usize>]) -> Vec<Run> {
 }
 
 /// Pads (begins then ends, for the axes given or all) may be negative, which crops.
-fn pad(x: &Tensor, args: &Args, mode: PadMode) -> Result<Tensor, RuntimeError> {
+pub(crate) fn pad(x: &Tensor, args: &Args, mode: PadMode) -> Result<Tensor, RuntimeError> {
     let r = x.shape.len();
     let axes = match args.optional(3) {
         Some(t) => distinct_axes(&int_list(t, "axes")?, r)?,
@@ -243,7 +230,7 @@ fn scalar_as<T: Number>(t: &Tensor) -> Result<T, RuntimeError> {
     })
 }
 
-fn constant_of_shape(shape: &Tensor, value: Scalar) -> Result<Tensor, RuntimeError> {
+pub(crate) fn constant_of_shape(shape: &Tensor, value: Scalar) -> Result<Tensor, RuntimeError> {
     let shape = extents(shape)?;
     let count = shape
         .iter()
@@ -257,7 +244,11 @@ fn constant_of_shape(shape: &Tensor, value: Scalar) -> Result<Tensor, RuntimeErr
 }
 
 /// `start, start + delta, ...` up to but excluding `limit`.
-fn range(start: &Tensor, limit: &Tensor, delta: &Tensor) -> Result<Tensor, RuntimeError> {
+pub(crate) fn range(
+    start: &Tensor,
+    limit: &Tensor,
+    delta: &Tensor,
+) -> Result<Tensor, RuntimeError> {
     let dtype = start.dtype();
     if dtype == DType::Bool || limit.dtype() != dtype || delta.dtype() != dtype {
         return Err(RuntimeError::bad_input(format!(

@@ -2,29 +2,18 @@
 //! dtype. Indices are checked and turned into element offsets before any element moves, so the
 //! copy loops need no checks and copy whole runs where they can.
 
-use super::args::{not_in_family, Args};
+use super::args::Args;
 use super::number::Number;
 use super::shape_ops::{distinct_axes, int_list, int_values};
 use super::{dispatch, elements, normalize_axis, strided, strides, Element};
-use crate::RuntimeError;
-use crate::Tensor;
-use temblor_ir::{Op, ScatterReduction};
+use crate::{RuntimeError, Tensor};
+use temblor_ir::ScatterReduction;
 
-pub(crate) fn execute(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
-    let x = args.required(0)?;
-    Ok(vec![match op {
-        Op::Slice => slice(x, args)?,
-        Op::Gather { axis } => gather(x, args.required(1)?, *axis)?,
-        Op::GatherElements { axis } => gather_elements(x, args.required(1)?, *axis)?,
-        Op::GatherNd { batch_dims } => gather_nd(x, args.required(1)?, *batch_dims)?,
-        Op::ScatterNd { reduction } => {
-            scatter_nd(x, args.required(1)?, args.required(2)?, *reduction)?
-        }
-        Op::NonZero => dispatch!(x.dtype(), T => {
-            nonzero(elements::<T>(x, "input", x.dtype())?, &x.shape)
-        }),
-        _ => return Err(not_in_family(op, "indexing")),
-    }])
+/// Indices of the non-zero elements of `x`, `[rank, count]` int64.
+pub(crate) fn nonzero(x: &Tensor) -> Result<Tensor, RuntimeError> {
+    Ok(dispatch!(x.dtype(), T => {
+        nonzero_of(elements::<T>(x, "input", x.dtype())?, &x.shape)
+    }))
 }
 
 /// An index into an axis of extent `n`; negative counts from the end.
@@ -64,7 +53,7 @@ fn slice_bounds(n: usize, start: i64, end: i64, step: i64) -> (usize, usize) {
     (first as usize, len as usize)
 }
 
-fn slice(x: &Tensor, args: &Args) -> Result<Tensor, RuntimeError> {
+pub(crate) fn slice(x: &Tensor, args: &Args) -> Result<Tensor, RuntimeError> {
     let r = x.shape.len();
     let starts = int_list(args.required(1)?, "starts")?;
     let ends = int_list(args.required(2)?, "ends")?;
@@ -114,7 +103,7 @@ fn slice(x: &Tensor, args: &Args) -> Result<Tensor, RuntimeError> {
     })
 }
 
-fn gather(x: &Tensor, indices: &Tensor, axis: i64) -> Result<Tensor, RuntimeError> {
+pub(crate) fn gather(x: &Tensor, indices: &Tensor, axis: i64) -> Result<Tensor, RuntimeError> {
     let ax = normalize_axis(axis, x.shape.len())?;
     let n = x.shape[ax];
     let idx = int_values(indices, "indices")?
@@ -145,7 +134,11 @@ fn gather(x: &Tensor, indices: &Tensor, axis: i64) -> Result<Tensor, RuntimeErro
 
 /// Each output element reads the input at its own position, with the axis coordinate taken
 /// from the indices.
-fn gather_elements(x: &Tensor, indices: &Tensor, axis: i64) -> Result<Tensor, RuntimeError> {
+pub(crate) fn gather_elements(
+    x: &Tensor,
+    indices: &Tensor,
+    axis: i64,
+) -> Result<Tensor, RuntimeError> {
     let r = x.shape.len();
     let ax = normalize_axis(axis, r)?;
     let is = &indices.shape;
@@ -210,7 +203,11 @@ fn tuple_offsets(
     Ok((offsets, product(&shape[batch_dims + k..])))
 }
 
-fn gather_nd(x: &Tensor, indices: &Tensor, batch_dims: usize) -> Result<Tensor, RuntimeError> {
+pub(crate) fn gather_nd(
+    x: &Tensor,
+    indices: &Tensor,
+    batch_dims: usize,
+) -> Result<Tensor, RuntimeError> {
     let (offsets, inner) = tuple_offsets(&x.shape, indices, batch_dims)?;
     let k = indices.shape.last().copied().unwrap_or(0);
     let mut shape = indices.shape[..indices.shape.len() - 1].to_vec();
@@ -225,7 +222,7 @@ fn gather_nd(x: &Tensor, indices: &Tensor, batch_dims: usize) -> Result<Tensor, 
     })
 }
 
-fn scatter_nd(
+pub(crate) fn scatter_nd(
     x: &Tensor,
     indices: &Tensor,
     updates: &Tensor,
@@ -278,7 +275,7 @@ fn scatter<T: Number>(
 }
 
 /// The coordinates of the non-zero elements, one column each, in row-major order.
-fn nonzero<T: Element + PartialEq>(v: &[T], shape: &[usize]) -> Tensor {
+fn nonzero_of<T: Element + PartialEq>(v: &[T], shape: &[usize]) -> Tensor {
     let hits: Vec<usize> = (0..v.len()).filter(|&i| v[i] != T::default()).collect();
     let st = strides(shape);
     let mut out = vec![0i64; shape.len() * hits.len()];

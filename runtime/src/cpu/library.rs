@@ -41,8 +41,17 @@ fn view(t: &Tensor) -> Result<LibView<'_>, RuntimeError> {
     })
 }
 
+/// Runs `op`'s ops_lib kernel: the one a plan resolved for the step, or outside a plan the one
+/// `op` names.
 pub(crate) fn execute(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
-    let lib = resolve(op).map_err(RuntimeError::internal)?;
+    let resolved;
+    let lib = match args.library() {
+        Some(lib) => lib,
+        None => {
+            resolved = resolve(op).map_err(RuntimeError::internal)?;
+            &resolved
+        }
+    };
     let ins = args
         .ins
         .iter()

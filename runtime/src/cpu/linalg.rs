@@ -1,41 +1,31 @@
 //! MatMul (numpy semantics: 1-D operands, broadcast batch axes) and Gemm on the `gemm` crate;
 //! Einsum lives in its own file.
 
-use super::args::{not_in_family, Args};
-use super::einsum::einsum;
 use super::elementwise::broadcast_shape;
 use super::matmul::{batched, Dims, View};
 use super::real::{broadcast_to, dispatch_real, values, Real};
 use super::strides;
-use crate::RuntimeError;
-use crate::Tensor;
-use temblor_ir::Op;
+use crate::{RuntimeError, Tensor};
 
-pub(crate) fn execute(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
-    let out = match op {
-        Op::MatMul => {
-            let (a, b) = (args.required(0)?, args.required(1)?);
-            dispatch_real!(a.dtype(), "MatMul", T => matmul::<T>(a, b))?
-        }
-        Op::Gemm {
-            alpha,
-            beta,
-            trans_a,
-            trans_b,
-        } => {
-            let g = GemmArgs {
-                alpha: *alpha,
-                beta: *beta,
-                trans_a: *trans_a,
-                trans_b: *trans_b,
-            };
-            let (a, b, c) = (args.required(0)?, args.required(1)?, args.optional(2));
-            dispatch_real!(a.dtype(), "Gemm", T => gemm::<T>(&g, a, b, c))?
-        }
-        Op::Einsum { equation } => einsum(equation, &args.all()?)?,
-        _ => return Err(not_in_family(op, "linear algebra")),
+/// numpy's matmul of `a` and `b`.
+pub(crate) fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor, RuntimeError> {
+    dispatch_real!(a.dtype(), "MatMul", T => matmul_t::<T>(a, b))
+}
+
+/// `alpha * A' B' + beta * C`, `A'` and `B'` transposed as `trans_a` and `trans_b` say.
+pub(crate) fn gemm(
+    [a, b]: [&Tensor; 2],
+    c: Option<&Tensor>,
+    (alpha, beta): (f32, f32),
+    (trans_a, trans_b): (bool, bool),
+) -> Result<Tensor, RuntimeError> {
+    let g = GemmArgs {
+        alpha,
+        beta,
+        trans_a,
+        trans_b,
     };
-    Ok(vec![out])
+    dispatch_real!(a.dtype(), "Gemm", T => gemm_t::<T>(&g, a, b, c))
 }
 
 /// The operand views of every batch entry of a broadcast batched product: `shape` is the
@@ -68,7 +58,7 @@ fn batch_views(shape: &[usize], batch: &[usize], plane: usize, view: View) -> Ve
     views
 }
 
-pub(crate) fn matmul<T: Real>(a: &Tensor, b: &Tensor) -> Result<Tensor, RuntimeError> {
+pub(crate) fn matmul_t<T: Real>(a: &Tensor, b: &Tensor) -> Result<Tensor, RuntimeError> {
     let av = values::<T>(a, "A")?;
     let bv = values::<T>(b, "B")?;
     let (ra, rb) = (a.shape.len(), b.shape.len());
@@ -155,7 +145,7 @@ fn operand(t: &Tensor, what: &str, transposed: bool) -> Result<(usize, usize, Vi
     })
 }
 
-fn gemm<T: Real>(
+fn gemm_t<T: Real>(
     g: &GemmArgs,
     a: &Tensor,
     b: &Tensor,

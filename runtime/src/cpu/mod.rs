@@ -21,6 +21,7 @@ mod execute;
 mod fill;
 mod gemm;
 mod indexing;
+mod isa;
 mod library;
 mod linalg;
 mod math;
@@ -37,10 +38,11 @@ mod shape_ops;
 
 pub use shape_ops::shape_of;
 mod softmax;
+mod spin;
 mod stencil;
 mod strided;
 
-pub use plan::{CpuPlan, Observer, StepInfo};
+pub(crate) use plan::{CpuPlan, CpuState};
 
 /// Runs one op on whole tensors, outside any plan: compile-time evaluation of small values
 /// (loop conditions, shape computations) uses the same kernels as the plan does.
@@ -54,7 +56,8 @@ pub fn run_op(
         &args::Args {
             ins: inputs,
             outputs,
-            packed: None,
+            isa: isa::Isa::detect(),
+            lowered: None,
         },
     )
 }

@@ -1,87 +1,54 @@
 //! [`CpuPlan`]: the graph flattened into steps over numbered value slots, in topological order.
-//! Constants are converted (and convolution weights packed) once when the plan is built; a computed
-//! value's buffer returns to the plan's pool ([`super::buffers`]) as soon as its last reader has
-//! run, so peak memory is the widest cut of the graph, not its sum, and later steps and runs reuse
-//! it.
+//! Constants are converted, convolution weights packed, ops_lib operators resolved and the
+//! instruction set chosen once, when the plan is prepared. A computed value's buffer returns to
+//! the run state's pool ([`super::buffers`]) as soon as its last reader has run, so peak memory
+//! is the widest cut of the graph, not its sum, and later steps and runs reuse it.
 
-use super::args::Args;
+use super::args::{Args, Lowered};
 use super::buffers::Buffers;
 use super::conv::pack_weights;
-use super::conv_gemm::PackedWeights;
 use super::execute::execute;
-use crate::RuntimeError;
-use crate::Tensor;
-use crate::TensorData;
+use super::isa::Isa;
+use super::spin::Spinning;
+use crate::backend::{InputSpec, Observer, StepInfo, ValueView};
+use crate::{PrepareOptions, RuntimeError, Tensor, TensorData};
 use rayon::{ThreadPool, ThreadPoolBuilder};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use temblor_ir::{DType, Dim, Graph, Op, ValueRef};
+use std::time::Instant;
+use temblor_ir::{Graph, Op, ValueRef};
 
-/// An executable CPU plan for one graph.
+/// An executable CPU plan for one graph; see [`crate::Plan`].
 #[derive(Debug)]
-pub struct CpuPlan {
+pub(crate) struct CpuPlan {
     constants: Vec<(usize, Tensor)>,
     inputs: Vec<InputSpec>,
+    /// The slot of each input, by position in `inputs`.
+    input_slots: Vec<usize>,
     steps: Vec<Step>,
+    /// What observers see of `steps`, by index.
+    infos: Vec<StepInfo>,
     outputs: Vec<(String, usize)>,
     /// Per slot: how many step inputs and graph outputs read it.
     uses: Vec<usize>,
     /// Kernels run inside this pool, so their rayon iterators and GEMMs use its threads.
-    pool: Arc<ThreadPool>,
-    /// Buffers of freed values, reused by later steps and later runs.
+    pool: ThreadPool,
+    isa: Isa,
+    /// Whether idle workers spin through a run ([`PrepareOptions::spin`]).
+    spin: bool,
+}
+
+/// The memory of one run: buffers of freed values, reused by later steps and later runs.
+#[derive(Debug, Default)]
+pub(crate) struct CpuState {
     buffers: Arc<Buffers>,
 }
 
 #[derive(Debug)]
-struct InputSpec {
-    name: String,
-    slot: usize,
-    dtype: DType,
-    dims: Vec<Dim>,
-}
-
-#[derive(Debug)]
 struct Step {
-    info: StepInfo,
     inputs: Vec<Option<usize>>,
     outputs: Vec<usize>,
-    /// A convolution's constant weight, packed for its GEMM once.
-    packed: Option<PackedWeights>,
-}
-
-/// One step of a plan as an [`Observer`] sees it: the node it runs.
-#[derive(Clone, Debug)]
-pub struct StepInfo {
-    /// The node's name in the graph.
-    pub node: String,
-    pub op: Op,
-    /// The node as [`Graph::describe`] names it, for errors.
-    pub what: String,
-    /// The names of the values the step computes, by output port.
-    pub output_names: Vec<String>,
-}
-
-/// Watches a plan run step by step: profiling times steps, calibration and layer comparison read
-/// the values each step computes.
-pub trait Observer: Send {
-    /// Called after step `index` has run, with the inputs it read and the outputs it made.
-    fn step(
-        &mut self,
-        index: usize,
-        step: &StepInfo,
-        inputs: &[Option<&Tensor>],
-        outputs: &[Tensor],
-        elapsed: Duration,
-    );
-}
-
-/// The observer of an unobserved run.
-struct Unobserved;
-
-impl Observer for Unobserved {
-    fn step(&mut self, _: usize, _: &StepInfo, _: &[Option<&Tensor>], _: &[Tensor], _: Duration) {}
+    lowered: Option<Lowered>,
 }
 
 /// A slot's value while the plan runs: constants and graph inputs are borrowed, not copied.
@@ -101,55 +68,17 @@ impl Value<'_> {
     }
 }
 
-/// Keeps the pool's other workers awake while a plan runs, taking work as soon as a kernel
-/// offers it. A plan runs a few hundred short parallel kernels; a worker that fell asleep
-/// between two of them is woken through the OS for each, which cost PicoDet at 2 threads more
-/// than a tenth of its time. onnxruntime's pool spins the same way.
-struct Spinning(Arc<AtomicBool>);
-
-impl Spinning {
-    /// Spins on every other worker of the current pool until dropped.
-    fn start() -> Spinning {
-        let running = Arc::new(AtomicBool::new(true));
-        let owner = rayon::current_thread_index();
-        for _ in 1..rayon::current_num_threads() {
-            let running = Arc::clone(&running);
-            rayon::spawn(move || {
-                // The plan's own thread may pick this job up while it waits inside a kernel:
-                // spinning there would wait for itself.
-                if rayon::current_thread_index() == owner {
-                    return;
-                }
-                while running.load(Ordering::Acquire) {
-                    if rayon::yield_now() != Some(rayon::Yield::Executed) {
-                        std::hint::spin_loop();
-                    }
-                }
-            });
-        }
-        Spinning(running)
-    }
-}
-
-impl Drop for Spinning {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
-    }
-}
-
 /// A pool of `threads` workers; 0 means one per available core.
-fn thread_pool(threads: usize) -> Result<Arc<ThreadPool>, RuntimeError> {
+fn thread_pool(threads: usize) -> Result<ThreadPool, RuntimeError> {
     ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(|i| format!("temblor-cpu-{i}"))
         .build()
-        .map(Arc::new)
         .map_err(|e| RuntimeError::internal(format!("cannot start {threads} CPU threads: {e}")))
 }
 
 impl CpuPlan {
-    /// A plan for `g` that runs on every available core; see [`CpuPlan::with_threads`].
-    pub fn new(g: &Graph) -> Result<CpuPlan, RuntimeError> {
+    pub fn new(g: &Graph, options: &PrepareOptions) -> Result<CpuPlan, RuntimeError> {
         let order = g.topo_order().map_err(|n| {
             RuntimeError::internal(format!(
                 "graph '{}' has a cycle through {}",
@@ -158,14 +87,18 @@ impl CpuPlan {
             ))
         })?;
         let mut slot_of: HashMap<ValueRef, usize> = HashMap::new();
+        let isa = Isa::detect();
         let mut plan = CpuPlan {
             constants: Vec::new(),
             inputs: Vec::new(),
+            input_slots: Vec::new(),
             steps: Vec::new(),
+            infos: Vec::new(),
             outputs: Vec::new(),
             uses: Vec::new(),
-            pool: thread_pool(0)?,
-            buffers: Arc::default(),
+            pool: thread_pool(options.threads)?,
+            isa,
+            spin: options.spin,
         };
         let mut unsupported = Vec::new();
         for &id in &order {
@@ -196,10 +129,10 @@ impl CpuPlan {
                     let ty = &node.outputs[0].ty;
                     plan.inputs.push(InputSpec {
                         name: node.outputs[0].name.clone(),
-                        slot: single()?,
                         dtype: ty.dtype,
                         dims: ty.shape.dims().to_vec(),
                     });
+                    plan.input_slots.push(single()?);
                 }
                 Op::Constant { weight } => {
                     let w = g.weights.get(*weight).ok_or_else(|| {
@@ -218,9 +151,6 @@ impl CpuPlan {
                     }
                     let t = Tensor::from_weight(w).map_err(|e| e.context(&g.describe(id)))?;
                     plan.constants.push((single()?, t));
-                }
-                Op::Custom { .. } if super::library::resolve(&node.op).is_err() => {
-                    unsupported.push(g.describe(id))
                 }
                 op => {
                     let mut inputs = Vec::new();
@@ -241,25 +171,33 @@ impl CpuPlan {
                         }
                         inputs.push(slot);
                     }
-                    let packed = match op {
+                    let lowered = match op {
                         Op::Conv(a) => inputs
                             .get(1)
                             .copied()
                             .flatten()
                             .and_then(|s| plan.constants.iter().find(|(c, _)| *c == s))
-                            .and_then(|(_, w)| pack_weights(a, w)),
+                            .and_then(|(_, w)| pack_weights(a, w, isa))
+                            .map(Lowered::ConvWeights),
+                        Op::Custom { .. } => match super::library::resolve(op) {
+                            Ok(lib) => Some(Lowered::Library(lib)),
+                            Err(_) => {
+                                unsupported.push(g.describe(id));
+                                continue;
+                            }
+                        },
                         _ => None,
                     };
+                    plan.infos.push(StepInfo {
+                        node: node.name.clone(),
+                        op: op.clone(),
+                        what: g.describe(id),
+                        output_names: node.outputs.iter().map(|o| o.name.clone()).collect(),
+                    });
                     plan.steps.push(Step {
-                        info: StepInfo {
-                            node: node.name.clone(),
-                            op: op.clone(),
-                            what: g.describe(id),
-                            output_names: node.outputs.iter().map(|o| o.name.clone()).collect(),
-                        },
                         inputs,
                         outputs,
-                        packed,
+                        lowered,
                     });
                 }
             }
@@ -285,58 +223,60 @@ impl CpuPlan {
         Ok(plan)
     }
 
-    /// The same plan running on `threads` threads (0 = one per available core).
-    pub fn with_threads(self, threads: usize) -> Result<CpuPlan, RuntimeError> {
-        Ok(CpuPlan {
-            pool: thread_pool(threads)?,
-            ..self
-        })
-    }
-
     /// How many threads the kernels of this plan run on.
     pub fn threads(&self) -> usize {
         self.pool.current_num_threads()
     }
 
-    /// The steps the plan runs, in order.
-    pub fn steps(&self) -> impl ExactSizeIterator<Item = &StepInfo> {
-        self.steps.iter().map(|s| &s.info)
+    pub fn isa(&self) -> Isa {
+        self.isa
     }
 
-    /// Runs the plan on named inputs and returns the graph outputs, in order, by name.
-    pub fn run(&self, inputs: &[(String, Tensor)]) -> Result<Vec<(String, Tensor)>, RuntimeError> {
-        self.run_observed(inputs, &mut Unobserved)
+    pub fn steps(&self) -> &[StepInfo] {
+        &self.infos
     }
 
-    /// [`CpuPlan::run`], showing `observer` every step as it completes.
-    pub fn run_observed(
+    pub fn inputs(&self) -> &[InputSpec] {
+        &self.inputs
+    }
+
+    pub fn new_state(&self) -> CpuState {
+        CpuState::default()
+    }
+
+    /// Runs the plan on named inputs in `state`, showing `observer` (if any) every step as it
+    /// completes, and returns the graph outputs, in order, by name.
+    pub fn run(
         &self,
+        state: &mut CpuState,
         inputs: &[(String, Tensor)],
-        observer: &mut dyn Observer,
+        observer: Option<&mut dyn Observer>,
     ) -> Result<Vec<(String, Tensor)>, RuntimeError> {
         self.pool.install(|| {
-            let _spinning = Spinning::start();
-            self.buffers.scope(|| self.run_steps(inputs, observer))
+            let _spinning = self.spin.then(Spinning::start);
+            let buffers = &state.buffers;
+            buffers.scope(|| self.run_steps(buffers, inputs, observer))
         })
     }
 
     fn run_steps(
         &self,
+        buffers: &Buffers,
         inputs: &[(String, Tensor)],
-        observer: &mut dyn Observer,
+        mut observer: Option<&mut dyn Observer>,
     ) -> Result<Vec<(String, Tensor)>, RuntimeError> {
         let mut values: Vec<Value> = (0..self.uses.len()).map(|_| Value::Empty).collect();
         for (slot, t) in &self.constants {
             values[*slot] = Value::Borrowed(t);
         }
-        for (spec, t) in self.match_inputs(inputs)? {
-            values[spec.slot] = Value::Borrowed(t);
+        for (slot, t) in self.input_slots.iter().zip(self.match_inputs(inputs)?) {
+            values[*slot] = Value::Borrowed(t);
         }
         let mut left = self.uses.clone();
         // Bytes of the values computed and not yet freed.
         let mut live = 0;
-        for (index, step) in self.steps.iter().enumerate() {
-            let what = &step.info.what;
+        for (index, (step, info)) in self.steps.iter().zip(&self.infos).enumerate() {
+            let what = &info.what;
             let ins = step
                 .inputs
                 .iter()
@@ -351,10 +291,11 @@ impl CpuPlan {
             let args = Args {
                 ins: &ins,
                 outputs: step.outputs.len(),
-                packed: step.packed.as_ref(),
+                isa: self.isa,
+                lowered: step.lowered.as_ref(),
             };
             let start = Instant::now();
-            let outs = execute(&step.info.op, &args).map_err(|e| e.context(what))?;
+            let outs = execute(&info.op, &args).map_err(|e| e.context(what))?;
             let elapsed = start.elapsed();
             if outs.len() != step.outputs.len() {
                 return Err(RuntimeError::internal(format!(
@@ -363,22 +304,28 @@ impl CpuPlan {
                     step.outputs.len()
                 )));
             }
-            observer.step(index, &step.info, &ins, &outs, elapsed);
+            if let Some(observer) = observer.as_mut() {
+                let ins: Vec<_> = ins.iter().map(|t| t.map(ValueView::host)).collect();
+                let outs: Vec<_> = outs.iter().map(ValueView::host).collect();
+                observer
+                    .step(index, info, &ins, &outs, elapsed)
+                    .map_err(|e| e.context(what))?;
+            }
             for (&slot, t) in step.outputs.iter().zip(outs) {
                 if left[slot] > 0 {
                     live += size_bytes(&t);
                     values[slot] = Value::Owned(t);
                 } else {
-                    self.buffers.recycle(t);
+                    buffers.recycle(t);
                 }
             }
-            self.buffers.allow(live);
+            buffers.allow(live);
             for &s in step.inputs.iter().flatten() {
                 left[s] -= 1;
                 if left[s] == 0 {
                     if let Value::Owned(t) = std::mem::replace(&mut values[s], Value::Empty) {
                         live -= size_bytes(&t);
-                        self.buffers.recycle(t);
+                        buffers.recycle(t);
                     }
                 }
             }
@@ -393,7 +340,7 @@ impl CpuPlan {
             left[*slot] -= 1;
             if left[*slot] == 0 {
                 if let Value::Owned(v) = std::mem::replace(&mut values[*slot], Value::Empty) {
-                    self.buffers.recycle(v);
+                    buffers.recycle(v);
                 }
             }
             result.push((name.clone(), t));
@@ -401,11 +348,11 @@ impl CpuPlan {
         Ok(result)
     }
 
-    /// Pairs each graph input with the tensor given for it, checking names, dtypes and shapes.
+    /// The tensor given for each graph input, in order, checking names, dtypes and shapes.
     fn match_inputs<'a>(
-        &'a self,
+        &self,
         given: &'a [(String, Tensor)],
-    ) -> Result<Vec<(&'a InputSpec, &'a Tensor)>, RuntimeError> {
+    ) -> Result<Vec<&'a Tensor>, RuntimeError> {
         let expected = || {
             let names: Vec<&str> = self.inputs.iter().map(|s| s.name.as_str()).collect();
             format!("the graph's inputs are [{}]", names.join(", "))
@@ -440,11 +387,7 @@ impl CpuPlan {
                 expected()
             )));
         }
-        Ok(self
-            .inputs
-            .iter()
-            .zip(found.into_iter().flatten())
-            .collect())
+        Ok(found.into_iter().flatten().collect())
     }
 }
 

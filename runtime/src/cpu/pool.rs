@@ -5,35 +5,32 @@
 //! windows are separable, so values are pooled one axis at a time; only MaxPool's indices
 //! walk whole windows.
 
-use super::args::{not_in_family, Args};
 use super::real::{dispatch_real, sum_f64, values, Ordered, Real};
 use super::{dispatch, f32s};
 use crate::RuntimeError;
 use crate::Tensor;
 use rayon::prelude::*;
-use temblor_ir::{Op, PoolAttrs};
+use temblor_ir::PoolAttrs;
 
-pub(crate) fn execute(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
-    let x = args.required(0)?;
-    match op {
-        Op::GlobalAveragePool => Ok(vec![global_average_pool(x)?]),
-        Op::GlobalMaxPool => {
-            planes(x)?;
-            dispatch!(x.dtype(), T => global_max_pool::<T>(x)).map(|t| vec![t])
-        }
-        Op::MaxPool(a) => {
-            let g = Geometry::new(a, &x.shape)?;
-            let with_indices = args.outputs > 1;
-            dispatch!(x.dtype(), T => max_pool::<T>(&g, x, with_indices))
-        }
-        Op::AveragePool(a) => {
-            let g = Geometry::new(a, &x.shape)?;
-            let include_pad = a.count_include_pad;
-            dispatch_real!(x.dtype(), "AveragePool", T => average_pool::<T>(&g, x, include_pad))
-                .map(|t| vec![t])
-        }
-        _ => Err(not_in_family(op, "pooling")),
-    }
+pub(crate) fn global_max_pool(x: &Tensor) -> Result<Tensor, RuntimeError> {
+    planes(x)?;
+    dispatch!(x.dtype(), T => global_max_pool_t::<T>(x))
+}
+
+/// The pooled values, and with `with_indices` their flat indices too.
+pub(crate) fn max_pool(
+    a: &PoolAttrs,
+    x: &Tensor,
+    with_indices: bool,
+) -> Result<Vec<Tensor>, RuntimeError> {
+    let g = Geometry::new(a, &x.shape)?;
+    dispatch!(x.dtype(), T => max_pool_t::<T>(&g, x, with_indices))
+}
+
+pub(crate) fn average_pool(a: &PoolAttrs, x: &Tensor) -> Result<Tensor, RuntimeError> {
+    let g = Geometry::new(a, &x.shape)?;
+    let include_pad = a.count_include_pad;
+    dispatch_real!(x.dtype(), "AveragePool", T => average_pool_t::<T>(&g, x, include_pad))
 }
 
 /// The number of `[n, c]` planes and the size of each.
@@ -62,7 +59,7 @@ pub(crate) fn global_average_pool(x: &Tensor) -> Result<Tensor, RuntimeError> {
     Ok(Tensor::f32(shape, out))
 }
 
-fn global_max_pool<T: Ordered>(x: &Tensor) -> Result<Tensor, RuntimeError> {
+fn global_max_pool_t<T: Ordered>(x: &Tensor) -> Result<Tensor, RuntimeError> {
     let v = values::<T>(x, "input")?;
     let (_, plane) = planes(x)?;
     let out = v
@@ -331,7 +328,7 @@ fn separable<T: Copy>(g: &Geometry, src: &[T], init: T, f: impl Fn(T, T) -> T + 
     cur
 }
 
-fn max_pool<T: Ordered + Send + Sync>(
+fn max_pool_t<T: Ordered + Send + Sync>(
     g: &Geometry,
     x: &Tensor,
     with_indices: bool,
@@ -377,7 +374,7 @@ fn max_pool<T: Ordered + Send + Sync>(
     Ok(result)
 }
 
-fn average_pool<T: Real>(
+fn average_pool_t<T: Real>(
     g: &Geometry,
     x: &Tensor,
     include_pad: bool,

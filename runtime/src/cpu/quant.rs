@@ -3,23 +3,9 @@
 //! `(q - zero_point) * scale`. Blocked quantization and the float8 and 4-bit types are not
 //! supported.
 
-use super::args::{not_in_family, Args};
 use super::Element;
-use crate::f16;
-use crate::RuntimeError;
-use crate::Tensor;
-use crate::TensorData;
-use temblor_ir::{DType, Op};
-
-pub(crate) fn execute(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
-    let (x, scale, zero_point) = (args.required(0)?, args.required(1)?, args.optional(2));
-    let out = match op {
-        Op::QuantizeLinear { axis, .. } => quantize(*axis, x, scale, zero_point)?,
-        Op::DequantizeLinear { axis } => dequantize(*axis, x, scale, zero_point)?,
-        _ => return Err(not_in_family(op, "quantization")),
-    };
-    Ok(vec![out])
-}
+use crate::{f16, RuntimeError, Tensor, TensorData};
+use temblor_ir::DType;
 
 /// Which scale and zero point each element uses: element `i` takes entry
 /// `(i / inner) % channels` (per tensor: one channel).
@@ -144,7 +130,7 @@ fn quantize_to<T: Quantized>(x: &[f32], p: &Params) -> TensorData {
     )
 }
 
-fn quantize(
+pub(crate) fn quantize(
     axis: i64,
     x: &Tensor,
     scale: &Tensor,
@@ -169,7 +155,7 @@ fn quantize(
     })
 }
 
-fn dequantize(
+pub(crate) fn dequantize(
     axis: i64,
     x: &Tensor,
     scale: &Tensor,

@@ -1,64 +1,54 @@
-//! Reductions (Reduce*), arg-extremes and TopK, for every element type; Softmax and LayerNorm,
-//! which the executor routes here too, have their own files. A reduction walks its input once,
-//! in memory order, after merging adjacent axes that are alike (all reduced or all kept), so
-//! reducing trailing axes folds contiguous rows and reducing leading ones adds whole rows.
+//! Reductions (Reduce*), arg-extremes and TopK, for every element type. A reduction walks its
+//! input once, in memory order, after merging adjacent axes that are alike (all reduced or all
+//! kept), so reducing trailing axes folds contiguous rows and reducing leading ones adds whole
+//! rows.
 
-use super::args::{not_in_family, Args};
 use super::real::{sum_f64, values, Ordered};
-use super::{dispatch, f16, norm, normalize_axis, softmax};
-use crate::RuntimeError;
-use crate::Tensor;
+use super::{dispatch, f16, normalize_axis};
+use crate::{RuntimeError, Tensor};
 use std::cmp::Ordering;
-use temblor_ir::{Op, ReduceOp};
+use temblor_ir::ReduceOp;
 
-pub(crate) fn execute(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
-    let x = args.required(0)?;
-    match op {
-        Op::Reduce {
-            op: r,
-            keepdims,
-            noop_with_empty_axes,
-        } => {
-            let axes = reduced_axes(x, args.optional(1), *noop_with_empty_axes)?;
-            let Some(axes) = axes else {
-                return Ok(vec![x.clone()]);
-            };
-            let shape = reduced_shape(&x.shape, &axes, *keepdims);
-            dispatch!(x.dtype(), T => reduce::<T>(*r, x, &axes, shape)).map(|t| vec![t])
-        }
-        Op::ArgExtreme {
-            min,
-            axis,
-            keepdims,
-            select_last_index,
-        } => {
-            let axis = normalize_axis(*axis, x.shape.len())?;
-            let pick = Pick {
-                min: *min,
-                last: *select_last_index,
-            };
-            dispatch!(x.dtype(), T => arg_extreme::<T>(x, axis, *keepdims, pick)).map(|t| vec![t])
-        }
-        Op::TopK {
-            axis,
-            largest,
-            sorted: _,
-        } => {
-            let axis = normalize_axis(*axis, x.shape.len())?;
-            let k = top_k_count(args.required(1)?, x.shape[axis])?;
-            dispatch!(x.dtype(), T => top_k::<T>(x, axis, k, *largest))
-        }
-        Op::Softmax { axis, log, flatten } => Ok(vec![softmax::softmax(x, *axis, *log, *flatten)?]),
-        Op::LayerNorm { axis, epsilon } => norm::layer_norm(
-            x,
-            args.required(1)?,
-            args.optional(2),
-            *axis,
-            *epsilon,
-            args.outputs,
-        ),
-        _ => Err(not_in_family(op, "reduction")),
-    }
+/// `op` over `axes` (absent or empty: every axis, unless `noop_with_empty_axes`).
+pub(crate) fn reduce(
+    op: ReduceOp,
+    x: &Tensor,
+    axes: Option<&Tensor>,
+    (keepdims, noop_with_empty_axes): (bool, bool),
+) -> Result<Tensor, RuntimeError> {
+    let Some(axes) = reduced_axes(x, axes, noop_with_empty_axes)? else {
+        return Ok(x.clone());
+    };
+    let shape = reduced_shape(&x.shape, &axes, keepdims);
+    dispatch!(x.dtype(), T => reduce_t::<T>(op, x, &axes, shape))
+}
+
+/// The index of the smallest (`min`) or largest element along `axis`, the last of equal ones
+/// with `select_last_index`.
+pub(crate) fn arg_extreme(
+    x: &Tensor,
+    axis: i64,
+    keepdims: bool,
+    (min, select_last_index): (bool, bool),
+) -> Result<Tensor, RuntimeError> {
+    let axis = normalize_axis(axis, x.shape.len())?;
+    let pick = Pick {
+        min,
+        last: select_last_index,
+    };
+    dispatch!(x.dtype(), T => arg_extreme_t::<T>(x, axis, keepdims, pick))
+}
+
+/// The `k` largest (or smallest) elements along `axis`, sorted, and their indices.
+pub(crate) fn top_k(
+    x: &Tensor,
+    k: &Tensor,
+    axis: i64,
+    largest: bool,
+) -> Result<Vec<Tensor>, RuntimeError> {
+    let axis = normalize_axis(axis, x.shape.len())?;
+    let k = top_k_count(k, x.shape[axis])?;
+    dispatch!(x.dtype(), T => top_k_t::<T>(x, axis, k, largest))
 }
 
 /// Per axis, whether it is reduced; `None` when empty axes make the op an identity.
@@ -233,7 +223,7 @@ fn walk<A: Copy, T: Copy>(
     }
 }
 
-fn reduce<T: Reducible>(
+fn reduce_t<T: Reducible>(
     op: ReduceOp,
     x: &Tensor,
     axes: &[bool],
@@ -312,7 +302,7 @@ pub(crate) fn around(shape: &[usize], axis: usize) -> (usize, usize, usize) {
     )
 }
 
-fn arg_extreme<T: Ordered>(
+fn arg_extreme_t<T: Ordered>(
     x: &Tensor,
     axis: usize,
     keepdims: bool,
@@ -369,7 +359,7 @@ fn top_k_count(k: &Tensor, extent: usize) -> Result<usize, RuntimeError> {
 
 /// The `k` largest (or smallest) along `axis`, best first; equal values keep their order, as
 /// ONNX requires.
-fn top_k<T: Ordered>(
+fn top_k_t<T: Ordered>(
     x: &Tensor,
     axis: usize,
     k: usize,

@@ -1,41 +1,10 @@
 //! Ops that only move elements: Concat, Reshape, Transpose, Split, Flatten, Squeeze,
-//! Unsqueeze, and the shape readers Shape and Size, for every dtype. This file also routes the
-//! family's other ops to [`indexing`] and [`fill`].
+//! Unsqueeze, and the shape readers Shape and Size, for every dtype. The family's other ops are
+//! in [`super::indexing`] and [`super::fill`].
 
-use super::args::{not_in_family, Args};
-use super::{
-    buffers, dispatch, elements, fill, indexing, normalize_axis, strided, strides, Element,
-};
-use crate::RuntimeError;
-use crate::Tensor;
-use crate::TensorData;
-use temblor_ir::{Op, SplitSizes};
-
-pub(crate) fn execute(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
-    let x = args.required(0)?;
-    let one = |t: Tensor| Ok(vec![t]);
-    match op {
-        Op::Concat { axis } => one(concat(&args.all()?, *axis)?),
-        Op::Reshape { allowzero } => one(reshape(x, args.required(1)?, *allowzero)?),
-        Op::Transpose { perm } => one(transpose(x, perm)?),
-        Op::Split { axis, sizes } => split(x, *axis, sizes, args.outputs),
-        Op::Flatten { axis } => one(flatten(x, *axis)?),
-        Op::Squeeze => one(squeeze(x, args.optional(1))?),
-        Op::Unsqueeze => one(unsqueeze(x, args.required(1)?)?),
-        Op::Shape { start, end } => one(shape_of(&x.shape, *start, *end)),
-        Op::Size => one(Tensor::i64(vec![], vec![x.len() as i64])),
-        Op::Slice
-        | Op::Gather { .. }
-        | Op::GatherElements { .. }
-        | Op::GatherNd { .. }
-        | Op::ScatterNd { .. }
-        | Op::NonZero => indexing::execute(op, args),
-        Op::Expand | Op::Tile | Op::Pad { .. } | Op::ConstantOfShape { .. } | Op::Range => {
-            fill::execute(op, args)
-        }
-        _ => Err(not_in_family(op, "data movement")),
-    }
-}
+use super::{buffers, dispatch, elements, normalize_axis, strided, strides, Element};
+use crate::{RuntimeError, Tensor, TensorData};
+use temblor_ir::SplitSizes;
 
 /// The values of an integer operand (shape, axes, pads, indices), widened to i64.
 pub(crate) fn int_values(t: &Tensor, what: &str) -> Result<Vec<i64>, RuntimeError> {
@@ -242,7 +211,7 @@ pub(crate) fn split(
 }
 
 /// To 2-D: the axes before `axis` (which may equal the rank) become the rows.
-fn flatten(x: &Tensor, axis: i64) -> Result<Tensor, RuntimeError> {
+pub(crate) fn flatten(x: &Tensor, axis: i64) -> Result<Tensor, RuntimeError> {
     let r = x.shape.len();
     let at = if axis == r as i64 {
         r
@@ -258,7 +227,7 @@ fn flatten(x: &Tensor, axis: i64) -> Result<Tensor, RuntimeError> {
 }
 
 /// Without axes, every extent-1 axis goes.
-fn squeeze(x: &Tensor, axes: Option<&Tensor>) -> Result<Tensor, RuntimeError> {
+pub(crate) fn squeeze(x: &Tensor, axes: Option<&Tensor>) -> Result<Tensor, RuntimeError> {
     let shape = match axes {
         None => x.shape.iter().copied().filter(|&d| d != 1).collect(),
         Some(t) => {
@@ -282,7 +251,7 @@ fn squeeze(x: &Tensor, axes: Option<&Tensor>) -> Result<Tensor, RuntimeError> {
 }
 
 /// Inserts extent-1 axes at `axes`, which count in the result's rank.
-fn unsqueeze(x: &Tensor, axes: &Tensor) -> Result<Tensor, RuntimeError> {
+pub(crate) fn unsqueeze(x: &Tensor, axes: &Tensor) -> Result<Tensor, RuntimeError> {
     let axes = int_list(axes, "axes")?;
     let rank = x.shape.len() + axes.len();
     let axes = distinct_axes(&axes, rank)?;
@@ -299,11 +268,14 @@ fn unsqueeze(x: &Tensor, axes: &Tensor) -> Result<Tensor, RuntimeError> {
     })
 }
 
-/// The extents of axes `start..end`, both counted from the end when negative and clamped to
-/// the rank.
 /// The `Shape { start, end }` of a value of extents `shape`, as an int64 tensor.
 pub fn shape_of(shape: &[usize], start: i64, end: Option<i64>) -> Tensor {
     let axes = temblor_ir::shape_axes(shape.len(), start, end);
     let dims: Vec<i64> = shape[axes].iter().map(|&d| d as i64).collect();
     Tensor::i64(vec![dims.len()], dims)
+}
+
+/// The element count of `x` as an int64 scalar.
+pub(crate) fn size(x: &Tensor) -> Tensor {
+    Tensor::i64(vec![], vec![x.len() as i64])
 }

@@ -3,39 +3,14 @@
 //! input (see [`super::depthwise`] for the layout). The accumulators stay in registers over all
 //! taps, which are summed in row-major order.
 
+use super::isa::{Isa, Level};
+
 /// Output columns computed together: one AVX-512 vector, two AVX2 vectors. The padded layout
 /// rounds output rows up to a multiple of this.
 pub(crate) const LANES: usize = 16;
 /// Output rows computed together: with one vector per row, enough independent multiply-add
 /// chains to keep the FMA units busy.
 pub(crate) const ROWS: usize = 6;
-
-/// Which vector instructions the running machine offers.
-#[derive(Clone, Copy)]
-pub(crate) enum Simd {
-    Portable,
-    #[cfg(target_arch = "x86_64")]
-    Avx2Fma,
-    #[cfg(target_arch = "x86_64")]
-    Avx512,
-}
-
-impl Simd {
-    pub fn detect() -> Simd {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                return Simd::Avx512;
-            }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                return Simd::Avx2Fma;
-            }
-        }
-        Simd::Portable
-    }
-}
 
 /// Where one block reads and writes.
 pub(crate) struct Block<'a> {
@@ -57,7 +32,7 @@ pub(crate) struct Block<'a> {
 
 impl Block<'_> {
     /// Computes `out.len() / ow` rows (1 to [`ROWS`]) into `out`.
-    pub fn run(&self, simd: Simd, out: &mut [f32]) {
+    pub fn run(&self, isa: Isa, out: &mut [f32]) {
         let rows = out.len() / self.ow.max(1);
         // Every read lies below this bound: checked once here for the unchecked kernels.
         let width = self.ow.div_ceil(LANES) * LANES;
@@ -78,13 +53,14 @@ impl Block<'_> {
                 }
             };
         }
-        match simd {
-            Simd::Portable => by_rows!(portable)(self, out),
-            // SAFETY: the features were detected, and reads are in bounds by the assertions.
+        match isa.level() {
+            Level::Scalar => by_rows!(portable)(self, out),
+            // SAFETY: an `Isa` is only made for instructions the machine has, and reads are in
+            // bounds by the assertions.
             #[cfg(target_arch = "x86_64")]
-            Simd::Avx2Fma => unsafe { by_rows!(x86::avx2)(self, out) },
+            Level::Avx2Fma => unsafe { by_rows!(x86::avx2)(self, out) },
             #[cfg(target_arch = "x86_64")]
-            Simd::Avx512 => unsafe {
+            Level::Avx512 => unsafe {
                 match self.square {
                     Some(3) => by_rows!(x86::avx512_square, 3)(self, out),
                     Some(5) => by_rows!(x86::avx512_square, 5)(self, out),

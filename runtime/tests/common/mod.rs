@@ -8,7 +8,7 @@ use std::process::Command;
 use temblor_ir::{
     DType, Graph, GraphOutput, Node, Op, Shape, TensorInfo, TensorType, ValueRef, Weight,
 };
-use temblor_runtime::{CpuPlan, Tensor, TensorData};
+use temblor_runtime::{prepare, Device, PrepareOptions, Tensor, TensorData};
 
 /// xorshift64*: seeded, so every run sees the same data.
 pub struct Rng(u64);
@@ -150,8 +150,8 @@ pub fn run_temblor(op: Op, args: &[Arg], outputs: usize) -> Vec<Tensor> {
             _ => None,
         })
         .collect();
-    let plan = CpuPlan::new(&g).expect("plan builds");
-    let out = plan.run(&feeds).expect("plan runs");
+    let plan = prepare(&g, &Device::Cpu, &PrepareOptions::default()).expect("plan builds");
+    let out = plan.run_once(&feeds).expect("plan runs");
     for (i, (name, _)) in out.iter().enumerate() {
         assert_eq!(name, &format!("y{i}"));
     }

@@ -18,7 +18,10 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::time::Duration;
 use temblor_ir::{Error, Graph, Op, Precision, Result, ValueRef};
-use temblor_runtime::{run_op, CpuPlan, ErrorKind, Observer, RuntimeError, StepInfo, Tensor};
+use temblor_runtime::{
+    prepare, run_op, Device, ErrorKind, Observer, Plan, PrepareOptions, RuntimeError, StepInfo,
+    Tensor, ValueView,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -157,13 +160,21 @@ struct Collect<'g> {
 }
 
 impl Observer for Collect<'_> {
-    fn step(&mut self, _: usize, s: &StepInfo, _: &[Option<&Tensor>], out: &[Tensor], _: Duration) {
+    fn step(
+        &mut self,
+        _: usize,
+        s: &StepInfo,
+        _: &[Option<ValueView>],
+        out: &[ValueView],
+        _: Duration,
+    ) -> Result<(), RuntimeError> {
         self.bar.inc(1);
         for (name, t) in s.output_names.iter().zip(out) {
             if let Some(&v) = self.wanted.get(name.as_str()) {
-                self.got.insert(v, t.clone());
+                self.got.insert(v, t.to_host()?.into_owned());
             }
         }
+        Ok(())
     }
 }
 
@@ -177,8 +188,8 @@ fn runtime(label: &str, e: RuntimeError) -> Error {
     }
 }
 
-fn plan(g: &Graph, label: &str) -> Result<CpuPlan> {
-    CpuPlan::new(g).map_err(|e| runtime(label, e))
+fn plan(g: &Graph, label: &str) -> Result<Plan> {
+    prepare(g, &Device::Cpu, &PrepareOptions::default()).map_err(|e| runtime(label, e))
 }
 
 /// Runs `a` and keeps the values of A that some value of B is matched with.
@@ -195,7 +206,7 @@ fn run_collecting(
         got: HashMap::new(),
         bar: progress::bar(plan.steps().len(), "reference"),
     };
-    plan.run_observed(inputs, &mut collect)
+    plan.run_observed(&mut plan.new_state(), inputs, &mut collect)
         .map_err(|e| runtime(label, e))?;
     collect.bar.finish_and_clear();
     if let Some(&missing) = wanted.iter().find(|v| !collect.got.contains_key(v)) {
@@ -220,14 +231,22 @@ struct Measure<'g, 'r> {
 }
 
 impl Observer for Measure<'_, '_> {
-    fn step(&mut self, _: usize, s: &StepInfo, _: &[Option<&Tensor>], out: &[Tensor], _: Duration) {
+    fn step(
+        &mut self,
+        _: usize,
+        s: &StepInfo,
+        _: &[Option<ValueView>],
+        out: &[ValueView],
+        _: Duration,
+    ) -> Result<(), RuntimeError> {
         self.bar.inc(1);
         for (name, t) in s.output_names.iter().zip(out) {
             if let Some(&i) = self.wanted.get(name.as_str()) {
-                let m = metrics(&self.reference[&self.partners[i]], t);
-                self.got[i] = Some((t.shape.clone(), m));
+                let m = metrics(&self.reference[&self.partners[i]], &*t.to_host()?);
+                self.got[i] = Some((t.shape().to_vec(), m));
             }
         }
+        Ok(())
     }
 }
 
@@ -251,7 +270,7 @@ fn run_cumulative(
         got: vec![None; values.len()],
         bar: progress::bar(plan.steps().len(), "compare"),
     };
-    plan.run_observed(inputs, &mut measure)
+    plan.run_observed(&mut plan.new_state(), inputs, &mut measure)
         .map_err(|e| runtime(label, e))?;
     measure.bar.finish_and_clear();
     measure

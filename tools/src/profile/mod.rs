@@ -14,7 +14,10 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use temblor_ir::{Activation, Error, Graph, NodeId, Op, Result};
-use temblor_runtime::{CpuPlan, ErrorKind, Observer, RuntimeError, StepInfo, Tensor};
+use temblor_runtime::{
+    prepare, Device, ErrorKind, Observer, Plan, PrepareOptions, RuntimeError, StepInfo, Tensor,
+    ValueView,
+};
 
 /// What `temblor profile` measured: means over the timed runs.
 #[derive(Clone, Debug, Serialize)]
@@ -80,16 +83,19 @@ pub fn run(
     if iters == 0 {
         return Err(Error::usage("profiling needs at least one timed run"));
     }
-    let plan = CpuPlan::new(graph)
-        .and_then(|p| p.with_threads(threads))
-        .map_err(runtime_error)?;
+    let options = PrepareOptions {
+        threads,
+        spin: true,
+    };
+    let plan = prepare(graph, &Device::Cpu, &options).map_err(runtime_error)?;
+    let mut state = plan.new_state();
     let layers = plan_layers(graph, &plan)?;
     let mut timer = StepTimer {
         times: vec![Duration::ZERO; layers.len()],
     };
     let bar = crate::progress::bar(warmup + iters, "profile");
     for _ in 0..warmup {
-        plan.run(inputs).map_err(runtime_error)?;
+        plan.run(&mut state, inputs).map_err(runtime_error)?;
         bar.inc(1);
     }
     let mut totals = Vec::with_capacity(iters);
@@ -97,7 +103,7 @@ pub fn run(
     for _ in 0..iters {
         let start = Instant::now();
         let outputs = plan
-            .run_observed(inputs, &mut timer)
+            .run_observed(&mut state, inputs, &mut timer)
             .map_err(runtime_error)?;
         totals.push(ms(start.elapsed()));
         drop(outputs);
@@ -170,17 +176,18 @@ impl Observer for StepTimer {
         &mut self,
         index: usize,
         _: &StepInfo,
-        _: &[Option<&Tensor>],
-        _: &[Tensor],
+        _: &[Option<ValueView>],
+        _: &[ValueView],
         elapsed: Duration,
-    ) {
+    ) -> Result<(), RuntimeError> {
         self.times[index] = elapsed;
+        Ok(())
     }
 }
 
 /// The graph's layers in the plan's step order. The plan runs the layers in the graph's
 /// topological order; a mismatch would pin times on the wrong layers, so it is checked.
-fn plan_layers(g: &Graph, plan: &CpuPlan) -> Result<Vec<NodeId>> {
+fn plan_layers(g: &Graph, plan: &Plan) -> Result<Vec<NodeId>> {
     let layers = g.layer_order().map_err(|n| {
         Error::bad_input(format!(
             "graph '{}' has a cycle through {}",

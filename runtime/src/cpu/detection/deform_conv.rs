@@ -243,7 +243,7 @@ impl<'a> Sampling<'a> {
 /// Inputs: x `[N,C,H,W]`, offset `[N,offset_group*kH*kW*2,oH,oW]` (dy then dx per tap),
 /// optional mask `[N,offset_group*kH*kW,oH,oW]`. Output: `[N, C*kH*kW, oH, oW]`, each image's
 /// deformable im2col matrix.
-pub(super) fn sample(
+pub(crate) fn sample(
     a: &DeformConvAttrs,
     x: &Tensor,
     offset: &Tensor,
@@ -264,7 +264,7 @@ pub(super) fn sample(
 
 /// Inputs: x `[N,C,H,W]`, w `[O,C/group,kH,kW]`, offset `[N,offset_group*kH*kW*2,oH,oW]` (dy
 /// then dx per tap), optional bias `[O]`, optional mask `[N,offset_group*kH*kW,oH,oW]`.
-pub(super) fn execute(
+pub(crate) fn execute(
     a: &DeformConvAttrs,
     x: &Tensor,
     w: &Tensor,

@@ -11,7 +11,7 @@ use crate::Tensor;
 use temblor_ir::{GridSampleMode, GridSamplePadding};
 
 /// The attributes of one GridSample.
-pub(super) struct Sampling {
+pub(crate) struct Sampling {
     pub mode: GridSampleMode,
     pub padding: GridSamplePadding,
     pub align_corners: bool,
@@ -120,7 +120,7 @@ fn axis_taps(s: &Sampling, axis: &Axis, v: f32, out: &mut Vec<(Option<usize>, f3
 
 /// Inputs: x `[N,C,D1..Dr]`, grid `[N,O1..Or,r]` whose last axis lists the coordinates of the
 /// spatial axes in reverse order (x, then y, then z).
-pub(super) fn execute(s: &Sampling, x: &Tensor, grid: &Tensor) -> Result<Tensor, RuntimeError> {
+pub(crate) fn execute(s: &Sampling, x: &Tensor, grid: &Tensor) -> Result<Tensor, RuntimeError> {
     let (xv, gv) = (f32s(x, "input")?, f32s(grid, "grid")?);
     let rank = x.shape.len();
     if rank < 3 {

@@ -109,7 +109,7 @@ pub(crate) fn greedy(
 
 /// ONNX NonMaxSuppression: boxes `[N,B,4]`, scores `[N,C,B]`, then optional
 /// max_output_boxes_per_class, iou_threshold and score_threshold scalars.
-pub(super) fn non_max_suppression(
+pub(crate) fn non_max_suppression(
     center_point: bool,
     boxes: &Tensor,
     scores: &Tensor,

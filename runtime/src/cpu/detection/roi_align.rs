@@ -165,7 +165,7 @@ pub(crate) fn roi_align(
 }
 
 /// ONNX RoiAlign: x `[N,C,H,W]`, rois `[R,4]`, batch_indices `[R]` (int64).
-pub(super) fn execute(
+pub(crate) fn execute(
     a: &RoiAlignAttrs,
     x: &Tensor,
     rois: &Tensor,

@@ -1,0 +1,180 @@
+//! The one way into the runtime: [`prepare`] lowers a graph for a [`Device`] into a [`Plan`],
+//! and every tool (run, bench, profile, calibration, comparison, verification) runs that plan
+//! through the same few calls, whatever backend is behind it.
+//!
+//! A plan is immutable once prepared and can be shared by threads; what a run changes lives in
+//! a [`RunState`], so concurrent runs of one plan each take their own state and share no lock,
+//! and a loop that reuses one state allocates nothing once it has reached its steady state.
+
+mod observe;
+
+pub use observe::{Observer, StepInfo, ValueView};
+
+use crate::cpu::{CpuPlan, CpuState};
+use crate::{RuntimeError, Tensor};
+use std::fmt;
+use temblor_ir::{DType, Dim, Graph};
+
+/// Where a plan runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Device {
+    Cpu,
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Device::Cpu => f.write_str("cpu"),
+        }
+    }
+}
+
+/// How a plan is prepared.
+#[derive(Clone, Debug, Default)]
+pub struct PrepareOptions {
+    /// Host threads the kernels run on; 0 means one per available core.
+    pub threads: usize,
+    /// Keep the worker threads spinning between kernels while a run is under way, instead of
+    /// letting them sleep: a worker woken through the OS for each of a plan's few hundred short
+    /// kernels cost PicoDet at 2 threads more than a tenth of its time, but spinning burns
+    /// every core for the whole run. On for latency measurement, off for everything else.
+    pub spin: bool,
+}
+
+/// A graph prepared to run on one device.
+#[derive(Debug)]
+pub struct Plan {
+    backend: Backend,
+}
+
+#[derive(Debug)]
+enum Backend {
+    Cpu(CpuPlan),
+}
+
+/// What one run of a [`Plan`] changes (its memory), kept between runs so that they reuse it.
+/// Made by [`Plan::new_state`], for runs of that plan; one state serves one run at a time.
+#[derive(Debug)]
+pub struct RunState(State);
+
+#[derive(Debug)]
+enum State {
+    Cpu(CpuState),
+}
+
+/// A graph input as a plan expects it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InputSpec {
+    pub name: String,
+    pub dtype: DType,
+    /// The declared extents; a symbolic one takes any size.
+    pub dims: Vec<Dim>,
+}
+
+/// Lowers `graph` for `device`: every op's kernel, packed weights and instruction set are
+/// chosen here, once. Fails, naming every node, when the device has no kernel for some.
+pub fn prepare(
+    graph: &Graph,
+    device: &Device,
+    options: &PrepareOptions,
+) -> Result<Plan, RuntimeError> {
+    let backend = match device {
+        Device::Cpu => Backend::Cpu(CpuPlan::new(graph, options)?),
+    };
+    Ok(Plan { backend })
+}
+
+impl Plan {
+    pub fn device(&self) -> Device {
+        match &self.backend {
+            Backend::Cpu(_) => Device::Cpu,
+        }
+    }
+
+    /// How many host threads the kernels of this plan run on.
+    pub fn threads(&self) -> usize {
+        match &self.backend {
+            Backend::Cpu(p) => p.threads(),
+        }
+    }
+
+    /// The instruction set the kernels were chosen for, for reports: `avx512f`, `avx2+fma`
+    /// or `scalar` on the CPU.
+    pub fn isa(&self) -> &str {
+        match &self.backend {
+            Backend::Cpu(p) => p.isa().name(),
+        }
+    }
+
+    /// The steps a run takes, in order; observers get their index in this list.
+    pub fn steps(&self) -> &[StepInfo] {
+        match &self.backend {
+            Backend::Cpu(p) => p.steps(),
+        }
+    }
+
+    /// The graph inputs a run takes, in the graph's order.
+    pub fn inputs(&self) -> &[InputSpec] {
+        match &self.backend {
+            Backend::Cpu(p) => p.inputs(),
+        }
+    }
+
+    /// Fresh memory for runs of this plan.
+    pub fn new_state(&self) -> RunState {
+        match &self.backend {
+            Backend::Cpu(p) => RunState(State::Cpu(p.new_state())),
+        }
+    }
+
+    /// Runs the plan on named inputs and returns the graph outputs, in order, by name.
+    pub fn run(
+        &self,
+        state: &mut RunState,
+        inputs: &[(String, Tensor)],
+    ) -> Result<Vec<(String, Tensor)>, RuntimeError> {
+        self.run_with(state, inputs, None)
+    }
+
+    /// [`Plan::run`], showing `observer` every step as it completes.
+    pub fn run_observed(
+        &self,
+        state: &mut RunState,
+        inputs: &[(String, Tensor)],
+        observer: &mut dyn Observer,
+    ) -> Result<Vec<(String, Tensor)>, RuntimeError> {
+        self.run_with(state, inputs, Some(observer))
+    }
+
+    /// [`Plan::run`] in a state of its own, for a single run; a loop keeps one state instead.
+    pub fn run_once(
+        &self,
+        inputs: &[(String, Tensor)],
+    ) -> Result<Vec<(String, Tensor)>, RuntimeError> {
+        self.run(&mut self.new_state(), inputs)
+    }
+
+    fn run_with(
+        &self,
+        state: &mut RunState,
+        inputs: &[(String, Tensor)],
+        observer: Option<&mut dyn Observer>,
+    ) -> Result<Vec<(String, Tensor)>, RuntimeError> {
+        match (&self.backend, &mut state.0) {
+            (Backend::Cpu(p), State::Cpu(s)) => p.run(s, inputs, observer),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans_are_shared_and_states_sent_between_threads() {
+        fn shared<T: Send + Sync>() {}
+        fn sent<T: Send>() {}
+        shared::<Plan>();
+        sent::<RunState>();
+    }
+}

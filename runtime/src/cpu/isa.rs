@@ -1,0 +1,89 @@
+//! The vector instructions the CPU kernels may use, detected once when a plan is prepared and
+//! handed to every kernel that branches on them: a kernel asking the CPU itself did it per call
+//! (the epilogue per output row), and four places asking could disagree on what the plan runs.
+
+use std::fmt;
+
+/// An instruction set the running machine has. Only [`Isa::detect`] (and in tests
+/// `Isa::available`) makes one, so holding an `Isa` is proof that its instructions run here:
+/// the unsafe `#[target_feature]` kernels rest on that.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Isa(Level);
+
+/// The kernel families, each a superset of the one before.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Level {
+    /// Whatever the build targets (baseline x86-64: SSE2), through portable Rust.
+    Scalar,
+    /// AVX2 with fused multiply-add.
+    #[cfg(target_arch = "x86_64")]
+    Avx2Fma,
+    /// AVX-512F, on top of AVX2 and FMA (no CPU has the one without the others, but the
+    /// kernels written for those may then be used on it safely).
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+impl Isa {
+    /// The widest instruction set this machine runs.
+    pub fn detect() -> Isa {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            if has!("avx2") && has!("fma") {
+                return Isa(if has!("avx512f") {
+                    Level::Avx512
+                } else {
+                    Level::Avx2Fma
+                });
+            }
+        }
+        Isa(Level::Scalar)
+    }
+
+    /// Every instruction set this machine runs, narrowest first: tests compare the kernels of
+    /// each against the scalar ones.
+    #[cfg(test)]
+    pub fn available() -> Vec<Isa> {
+        #[allow(unused_mut)]
+        let mut all = vec![Level::Scalar];
+        #[cfg(target_arch = "x86_64")]
+        all.extend([Level::Avx2Fma, Level::Avx512]);
+        let widest = Isa::detect();
+        all.into_iter().map(Isa).filter(|&i| i <= widest).collect()
+    }
+
+    pub fn level(self) -> Level {
+        self.0
+    }
+
+    /// Whether AVX2 and FMA may be used.
+    pub fn avx2_fma(self) -> bool {
+        self.0 != Level::Scalar
+    }
+
+    /// Whether AVX-512F may be used.
+    pub fn avx512(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        return self.0 == Level::Avx512;
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    }
+
+    /// A short name for reports: `scalar`, `avx2+fma` or `avx512f`.
+    pub fn name(self) -> &'static str {
+        match self.0 {
+            Level::Scalar => "scalar",
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2Fma => "avx2+fma",
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512 => "avx512f",
+        }
+    }
+}
+
+impl fmt::Display for Isa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
