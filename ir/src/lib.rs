@@ -24,7 +24,8 @@ pub use attr::AttrValue;
 pub use dtype::DType;
 pub use error::{Error, Result};
 pub use graph::{
-    Edge, Graph, GraphOutput, Node, NodeId, Partition, Placement, Precision, ValueRef,
+    Edge, Graph, GraphOutput, Node, NodeId, Partition, Placement, Precision, RemoveNodeError,
+    ValueRef,
 };
 pub use op::{
     shape_axes, Activation, Affine, BinaryOp, ConvAttrs, ConvTransposeAttrs, DeformConvAttrs,

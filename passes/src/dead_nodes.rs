@@ -27,7 +27,10 @@ impl Pass for DeadNodes {
             }
             let used = (0..node.outputs.len()).any(|p| g.is_used(ValueRef::new(id, p)));
             if !used {
-                g.remove_node(id);
+                g.remove_node(id).map_err(|source| PassError::Remove {
+                    pass: self.name(),
+                    source,
+                })?;
                 removed += 1;
             }
         }

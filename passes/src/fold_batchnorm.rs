@@ -13,7 +13,9 @@ use crate::add_constant;
 use crate::conv_weights::{self, Rows};
 use crate::Pass;
 use crate::PassError;
-use temblor_ir::{DType, Graph, Layout, Node, NodeId, Op, Provenance, ValueRef, Weight};
+use temblor_ir::{
+    DType, Graph, Layout, Node, NodeId, Op, Provenance, RemoveNodeError, ValueRef, Weight,
+};
 
 pub struct FoldBatchNorm;
 
@@ -32,7 +34,7 @@ impl Pass for FoldBatchNorm {
         let mut applied = 0;
         for bn in candidates {
             if let Some(m) = match_conv_bn(g, bn) {
-                fold(g, m);
+                fold(g, m).map_err(|source| PassError::Remove { pass: NAME, source })?;
                 applied += 1;
             }
         }
@@ -101,7 +103,7 @@ fn match_conv_bn(g: &Graph, bn: NodeId) -> Option<Match> {
     })
 }
 
-fn fold(g: &mut Graph, m: Match) {
+fn fold(g: &mut Graph, m: Match) -> Result<(), RemoveNodeError> {
     let dims = m.weight.dims.clone();
     let (weight, bias) = match &m.affine {
         Some((scale, shift)) => {
@@ -151,6 +153,7 @@ fn fold(g: &mut Graph, m: Match) {
     g.connect(w_val, fused, 1);
     g.connect(b_val, fused, m.bias_port);
     g.replace_uses(ValueRef::new(m.bn, 0), ValueRef::new(fused, 0));
-    g.remove_node(m.bn);
-    g.remove_node(m.conv);
+    g.remove_node(m.bn)?;
+    g.remove_node(m.conv)?;
+    Ok(())
 }

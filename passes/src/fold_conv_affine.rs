@@ -15,7 +15,9 @@ use crate::add_constant;
 use crate::conv_weights::{self, Rows};
 use crate::Pass;
 use crate::PassError;
-use temblor_ir::{BinaryOp, DType, Graph, Layout, NodeId, Op, Provenance, ValueRef, Weight};
+use temblor_ir::{
+    BinaryOp, DType, Graph, Layout, NodeId, Op, Provenance, RemoveNodeError, ValueRef, Weight,
+};
 
 pub struct FoldConvAffine;
 
@@ -34,7 +36,7 @@ impl Pass for FoldConvAffine {
         let mut applied = 0;
         for conv in convs {
             while let Some(m) = affine_after(g, conv) {
-                fold(g, conv, m);
+                fold(g, conv, m).map_err(|source| PassError::Remove { pass: NAME, source })?;
                 applied += 1;
             }
         }
@@ -136,7 +138,7 @@ fn combine(a: &Values, b: &Values, channels: usize, f: impl Fn(f32, f32) -> f32)
     }
 }
 
-fn fold(g: &mut Graph, conv: NodeId, m: Match) {
+fn fold(g: &mut Graph, conv: NodeId, m: Match) -> Result<(), RemoveNodeError> {
     let provenance = Provenance::merged(
         NAME,
         [&g.node(conv).provenance, &g.node(m.layer).provenance],
@@ -175,8 +177,9 @@ fn fold(g: &mut Graph, conv: NodeId, m: Match) {
     }
     let outputs = g.node(m.layer).outputs.clone();
     g.replace_uses(ValueRef::new(m.layer, 0), ValueRef::new(conv, 0));
-    g.remove_node(m.layer);
+    g.remove_node(m.layer)?;
     let node = g.node_mut(conv);
     node.outputs = outputs;
     node.provenance = provenance;
+    Ok(())
 }

@@ -18,7 +18,8 @@ use crate::pattern::scalar;
 use crate::Pass;
 use crate::PassError;
 use temblor_ir::{
-    Activation, Affine, BinaryOp, Dim, Graph, NodeId, Op, Provenance, UnaryOp, ValueRef,
+    Activation, Affine, BinaryOp, Dim, Graph, NodeId, Op, Provenance, RemoveNodeError, UnaryOp,
+    ValueRef,
 };
 
 pub struct FuseConvEpilogue;
@@ -42,7 +43,7 @@ impl Pass for FuseConvEpilogue {
         for conv in convs {
             // One conv can take a residual and then the activation that follows the Add.
             while let Some(fusion) = match_epilogue(g, conv) {
-                fuse(g, conv, fusion);
+                fuse(g, conv, fusion).map_err(|source| PassError::Remove { pass: NAME, source })?;
                 applied += 1;
             }
         }
@@ -217,7 +218,7 @@ fn match_silu(g: &Graph, out: ValueRef, sigmoid: NodeId, mul: NodeId) -> Option<
     })
 }
 
-fn fuse(g: &mut Graph, conv: NodeId, fusion: Fusion) {
+fn fuse(g: &mut Graph, conv: NodeId, fusion: Fusion) -> Result<(), RemoveNodeError> {
     let absorbed: Vec<NodeId> = fusion.inner.into_iter().chain([fusion.tail]).collect();
     let out = ValueRef::new(conv, 0);
     let provenance = Provenance::merged(
@@ -240,10 +241,9 @@ fn fuse(g: &mut Graph, conv: NodeId, fusion: Fusion) {
         }
     }
     g.replace_uses(ValueRef::new(fusion.tail, 0), out);
-    for id in absorbed {
-        g.remove_node(id);
-    }
+    g.remove_nodes(&absorbed)?;
     let node = g.node_mut(conv);
     node.outputs = outputs;
     node.provenance = provenance;
+    Ok(())
 }

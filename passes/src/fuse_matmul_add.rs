@@ -9,7 +9,7 @@
 use crate::pattern::private;
 use crate::Pass;
 use crate::PassError;
-use temblor_ir::{BinaryOp, Dim, Graph, NodeId, Op, Provenance, ValueRef};
+use temblor_ir::{BinaryOp, Dim, Graph, NodeId, Op, Provenance, RemoveNodeError, ValueRef};
 
 pub struct FuseMatMulAdd;
 
@@ -28,7 +28,7 @@ impl Pass for FuseMatMulAdd {
         let mut applied = 0;
         for add in adds {
             if let Some(m) = matmul_add(g, add) {
-                rewrite(g, m);
+                rewrite(g, m).map_err(|source| PassError::Remove { pass: NAME, source })?;
                 applied += 1;
             }
         }
@@ -70,14 +70,14 @@ fn matmul_add(g: &Graph, add: NodeId) -> Option<Match> {
     })
 }
 
-fn rewrite(g: &mut Graph, m: Match) {
+fn rewrite(g: &mut Graph, m: Match) -> Result<(), RemoveNodeError> {
     let provenance = Provenance::merged(
         NAME,
         [&g.node(m.matmul).provenance, &g.node(m.add).provenance],
     );
     g.disconnect_input(m.add, 1);
     g.disconnect_input(m.add, 0);
-    g.remove_node(m.matmul);
+    g.remove_node(m.matmul)?;
     g.connect(m.a, m.add, 0);
     g.connect(m.w, m.add, 1);
     g.connect(m.bias, m.add, 2);
@@ -89,4 +89,5 @@ fn rewrite(g: &mut Graph, m: Match) {
         trans_b: false,
     };
     node.provenance = provenance;
+    Ok(())
 }

@@ -11,7 +11,7 @@
 
 use crate::Pass;
 use crate::PassError;
-use temblor_ir::{Graph, NodeId, Op, PadMode, Provenance, ValueRef};
+use temblor_ir::{Graph, NodeId, Op, PadMode, Provenance, RemoveNodeError, ValueRef};
 
 pub struct FusePad;
 
@@ -30,7 +30,7 @@ impl Pass for FusePad {
         let mut applied = 0;
         for pad in pads {
             if let Some(m) = match_pad(g, pad) {
-                fuse(g, m);
+                fuse(g, m).map_err(|source| PassError::Remove { pass: NAME, source })?;
                 applied += 1;
             }
         }
@@ -116,7 +116,7 @@ fn zero_pads(op: &mut Op) -> Option<&mut [usize]> {
     }
 }
 
-fn fuse(g: &mut Graph, m: Match) {
+fn fuse(g: &mut Graph, m: Match) -> Result<(), RemoveNodeError> {
     let pad_provenance = g.node(m.pad).provenance.clone();
     for reader in m.readers {
         let node = g.node_mut(reader);
@@ -129,5 +129,6 @@ fn fuse(g: &mut Graph, m: Match) {
         g.disconnect_input(reader, 0);
         g.connect(m.x, reader, 0);
     }
-    g.remove_node(m.pad);
+    g.remove_node(m.pad)?;
+    Ok(())
 }

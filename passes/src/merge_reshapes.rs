@@ -66,7 +66,8 @@ impl Pass for MergeReshapes {
                 let s = add_constant(g, format!("{name}.shape"), w, Layout::Any, &prov);
                 g.connect(s, outer, 1);
             }
-            g.remove_node(inner);
+            g.remove_node(inner)
+                .map_err(|source| PassError::Remove { pass: NAME, source })?;
             merged += 1;
         }
         Ok(merged)

@@ -12,7 +12,7 @@
 use crate::pattern::{is_exponent, private, private_operands, scalar};
 use crate::Pass;
 use crate::PassError;
-use temblor_ir::{BinaryOp, Graph, NodeId, Op, Provenance, UnaryOp, ValueRef};
+use temblor_ir::{BinaryOp, Graph, NodeId, Op, Provenance, RemoveNodeError, UnaryOp, ValueRef};
 
 pub struct RecognizeGelu;
 
@@ -34,7 +34,7 @@ impl Pass for RecognizeGelu {
                 continue;
             }
             if let Some(m) = gelu(g, tail) {
-                rewrite(g, m);
+                rewrite(g, m).map_err(|source| PassError::Remove { pass: NAME, source })?;
                 applied += 1;
             }
         }
@@ -174,7 +174,7 @@ fn is_near(g: &Graph, v: ValueRef, c: f32) -> bool {
     scalar(g, v).is_some_and(|s| (s - c).abs() <= 4.0 * f32::EPSILON * c.abs())
 }
 
-fn rewrite(g: &mut Graph, m: Match) {
+fn rewrite(g: &mut Graph, m: Match) -> Result<(), RemoveNodeError> {
     let mut parts: Vec<NodeId> = m.absorbed.iter().copied().chain([m.tail]).collect();
     // Node order is the order the frontend read the source in: origins listed that way read
     // like the source.
@@ -183,10 +183,9 @@ fn rewrite(g: &mut Graph, m: Match) {
     g.disconnect_input(m.tail, 1);
     g.disconnect_input(m.tail, 0);
     g.connect(m.x, m.tail, 0);
-    for id in m.absorbed {
-        g.remove_node(id);
-    }
+    g.remove_nodes(&m.absorbed)?;
     let node = g.node_mut(m.tail);
     node.op = Op::Gelu { tanh: m.tanh };
     node.provenance = provenance;
+    Ok(())
 }

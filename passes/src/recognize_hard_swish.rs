@@ -9,7 +9,7 @@
 use crate::pattern::{private, scalar};
 use crate::Pass;
 use crate::PassError;
-use temblor_ir::{BinaryOp, Graph, NodeId, Op, Provenance, UnaryOp, ValueRef};
+use temblor_ir::{BinaryOp, Graph, NodeId, Op, Provenance, RemoveNodeError, UnaryOp, ValueRef};
 
 pub struct RecognizeHardSwish;
 
@@ -31,7 +31,7 @@ impl Pass for RecognizeHardSwish {
                 continue;
             }
             if let Some(m) = written_out(g, tail).or_else(|| gated(g, tail)) {
-                rewrite(g, m);
+                rewrite(g, m).map_err(|source| PassError::Remove { pass: NAME, source })?;
                 applied += 1;
             }
         }
@@ -94,7 +94,7 @@ fn gated(g: &Graph, tail: NodeId) -> Option<Match> {
     })
 }
 
-fn rewrite(g: &mut Graph, m: Match) {
+fn rewrite(g: &mut Graph, m: Match) -> Result<(), RemoveNodeError> {
     let provenance = Provenance::merged(
         NAME,
         std::iter::once(m.tail)
@@ -105,10 +105,9 @@ fn rewrite(g: &mut Graph, m: Match) {
     g.disconnect_input(m.tail, 1);
     g.disconnect_input(m.tail, 0);
     g.connect(m.x, m.tail, 0);
-    for id in m.absorbed {
-        g.remove_node(id);
-    }
+    g.remove_nodes(&m.absorbed)?;
     let node = g.node_mut(m.tail);
     node.op = Op::Unary(UnaryOp::HardSwish);
     node.provenance = provenance;
+    Ok(())
 }

@@ -17,8 +17,8 @@ use crate::pattern::{is_exponent, private, private_operands as operands, scalar}
 use crate::Pass;
 use crate::PassError;
 use temblor_ir::{
-    BinaryOp, Dim, Graph, Layout, NodeId, Op, Provenance, ReduceOp, TensorType, UnaryOp, ValueRef,
-    Weight,
+    BinaryOp, Dim, Graph, Layout, NodeId, Op, Provenance, ReduceOp, RemoveNodeError, TensorType,
+    UnaryOp, ValueRef, Weight,
 };
 
 pub struct RecognizeLayerNorm;
@@ -41,7 +41,7 @@ impl Pass for RecognizeLayerNorm {
                 continue;
             }
             if let Some(m) = normalized(g, div).and_then(|core| affine(g, core)) {
-                rewrite(g, m);
+                rewrite(g, m).map_err(|source| PassError::Remove { pass: NAME, source })?;
                 applied += 1;
             }
         }
@@ -237,7 +237,7 @@ fn trimmed(g: &mut Graph, param: ValueRef, axes: usize, prov: &Provenance) -> Va
     add_constant(g, name, weight, Layout::Any, prov)
 }
 
-fn rewrite(g: &mut Graph, m: Match) {
+fn rewrite(g: &mut Graph, m: Match) -> Result<(), RemoveNodeError> {
     let mut parts: Vec<NodeId> = m.absorbed.iter().copied().chain([m.tail]).collect();
     // Node order is the order the frontend read the source in: origins listed that way read
     // like the source.
@@ -265,13 +265,12 @@ fn rewrite(g: &mut Graph, m: Match) {
     if let Some(b) = bias {
         g.connect(b, m.tail, 2);
     }
-    for id in m.absorbed {
-        g.remove_node(id);
-    }
+    g.remove_nodes(&m.absorbed)?;
     let node = g.node_mut(m.tail);
     node.op = Op::LayerNorm {
         axis: -(m.axes as i64),
         epsilon: m.epsilon,
     };
     node.provenance = provenance;
+    Ok(())
 }

@@ -22,7 +22,10 @@ impl Pass for RemoveNoOps {
             }
             let Some(x) = g.input(id, 0) else { continue };
             g.replace_uses(ValueRef::new(id, 0), x);
-            g.remove_node(id);
+            g.remove_node(id).map_err(|source| PassError::Remove {
+                pass: self.name(),
+                source,
+            })?;
             removed += 1;
         }
         Ok(removed)

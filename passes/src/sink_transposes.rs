@@ -14,7 +14,9 @@
 
 use crate::Pass;
 use crate::PassError;
-use temblor_ir::{Dim, Graph, Layout, NodeId, Op, Provenance, Shape, TensorType, ValueRef};
+use temblor_ir::{
+    Dim, Graph, Layout, NodeId, Op, Provenance, RemoveNodeError, Shape, TensorType, ValueRef,
+};
 
 pub struct SinkTransposes;
 
@@ -33,7 +35,7 @@ impl Pass for SinkTransposes {
         let mut applied = 0;
         for concat in concats {
             if let Some(m) = match_concat(g, concat) {
-                sink(g, concat, m);
+                sink(g, concat, m).map_err(|source| PassError::Remove { pass: NAME, source })?;
                 applied += 1;
             }
         }
@@ -144,7 +146,7 @@ fn untransposed(ty: &TensorType, perm: &[usize], layout: Layout) -> TensorType {
     }
 }
 
-fn sink(g: &mut Graph, concat: NodeId, m: Match) {
+fn sink(g: &mut Graph, concat: NodeId, m: Match) -> Result<(), RemoveNodeError> {
     let sources: Vec<ValueRef> = m
         .operands
         .iter()
@@ -189,9 +191,7 @@ fn sink(g: &mut Graph, concat: NodeId, m: Match) {
     g.replace_uses(joined, ValueRef::new(after, 0));
     g.disconnect_input(after, 0);
     g.connect(joined, after, 0);
-    for &t in &transposes[1..] {
-        g.remove_node(t);
-    }
+    g.remove_nodes(&transposes[1..])?;
     let node = g.node_mut(concat);
     node.op = Op::Concat {
         axis: m.axis as i64,
@@ -201,4 +201,5 @@ fn sink(g: &mut Graph, concat: NodeId, m: Match) {
     let node = g.node_mut(after);
     node.outputs = outputs;
     node.provenance = provenance;
+    Ok(())
 }

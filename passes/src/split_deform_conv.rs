@@ -17,8 +17,8 @@ use crate::add_constant;
 use crate::Pass;
 use crate::PassError;
 use temblor_ir::{
-    ConvAttrs, DeformConvAttrs, Dim, Graph, Layout, Node, NodeId, Op, Provenance, Shape,
-    TensorInfo, TensorType, ValueRef, Weight,
+    ConvAttrs, DeformConvAttrs, Dim, Graph, Layout, Node, NodeId, Op, Provenance, RemoveNodeError,
+    Shape, TensorInfo, TensorType, ValueRef, Weight,
 };
 
 pub struct SplitDeformConv;
@@ -38,7 +38,7 @@ impl Pass for SplitDeformConv {
         let mut applied = 0;
         for dcn in candidates {
             if let Some(m) = match_split(g, dcn) {
-                split(g, m);
+                split(g, m).map_err(|source| PassError::Remove { pass: NAME, source })?;
                 applied += 1;
             }
         }
@@ -101,7 +101,7 @@ fn match_split(g: &Graph, dcn: NodeId) -> Option<Match> {
     })
 }
 
-fn split(g: &mut Graph, m: Match) {
+fn split(g: &mut Graph, m: Match) -> Result<(), RemoveNodeError> {
     let dcn = g.node(m.dcn).clone();
     let [x, offset, bias, mask] = [0, 2, 3, 4].map(|p| g.input(m.dcn, p));
     let prov = Provenance::merged(NAME, [&dcn.provenance]);
@@ -152,5 +152,6 @@ fn split(g: &mut Graph, m: Match) {
         g.connect(bias, conv, 2);
     }
     g.replace_uses(ValueRef::new(m.dcn, 0), ValueRef::new(conv, 0));
-    g.remove_node(m.dcn);
+    g.remove_node(m.dcn)?;
+    Ok(())
 }
