@@ -66,12 +66,8 @@ impl<'a> Judge<'a> {
 
     pub fn is_detector(&self, g: &Graph) -> bool {
         self.agreement.is_some()
-            && g.node_ids().any(|id| {
-                matches!(
-                    g.node(id).op,
-                    Op::NonMaxSuppression { .. } | Op::Custom { .. }
-                )
-            })
+            && g.node_ids()
+                .any(|id| matches!(g.node(id).op, Op::NonMaxSuppression { .. } | Op::Lib(_)))
     }
 
     fn run(&self, g: &Graph) -> Result<Vec<Outputs>> {

@@ -5,17 +5,13 @@ use super::args::Args;
 use crate::RuntimeError;
 use crate::Tensor;
 use crate::TensorData;
-use temblor_ir::Op;
-use temblor_ops_lib::{LibData, LibOp, LibSlice, LibView, DOMAIN};
+use temblor_ir::{LibOp, Op};
+use temblor_ops_lib::{LibData, LibSlice, LibView};
 
-/// The ops_lib operator a custom node stands for, or why it is not one the CPU runs.
-pub(crate) fn resolve(op: &Op) -> Result<LibOp, String> {
+/// The ops_lib operator a node of the custom family stands for, or why the CPU cannot run it.
+pub(crate) fn resolve(op: &Op) -> Result<&LibOp, String> {
     match op {
-        Op::Custom {
-            domain,
-            name,
-            attrs,
-        } if domain == DOMAIN => LibOp::parse(name, attrs),
+        Op::Lib(lib) => Ok(lib),
         Op::Custom { domain, name, .. } => {
             Err(format!("custom op {domain}:{name} has no CPU kernel"))
         }
@@ -48,7 +44,7 @@ pub(crate) fn execute(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError>
         .iter()
         .map(|t| t.map(view).transpose())
         .collect::<Result<Vec<_>, _>>()?;
-    let outs = lib.run(&ins).map_err(RuntimeError::bad_input)?;
+    let outs = temblor_ops_lib::run(lib, &ins).map_err(RuntimeError::bad_input)?;
     Ok(outs
         .into_iter()
         .map(|o| Tensor {
