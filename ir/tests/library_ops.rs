@@ -4,12 +4,14 @@
 
 use std::path::PathBuf;
 use temblor_ir::{
-    package, AttrValue, DType, Graph, GraphOutput, LibOp, Node, Op, Shape, TensorInfo,
-    TensorType, ValueRef, YoloBoxAttrs,
+    package, AttrValue, DType, Graph, GraphOutput, LibOp, Node, Op, Shape, TensorInfo, TensorType,
+    ValueRef, YoloBoxAttrs,
 };
 
 fn attrs(list: &[(&str, AttrValue)]) -> Vec<(String, AttrValue)> {
-    list.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+    list.iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
 }
 
 fn yolo_source() -> Vec<(String, AttrValue)> {
