@@ -179,11 +179,12 @@ pub(super) fn lower(em: &mut Emitter, cx: &Lower) -> Result<(), String> {
         ),
         Op::QuantizeLinear { axis, .. } => cx.same(em, "QuantizeLinear", vec![int("axis", *axis)]),
         Op::DequantizeLinear { axis } => cx.same(em, "DequantizeLinear", vec![int("axis", *axis)]),
-        Op::Custom {
-            domain,
-            name,
-            attrs,
-        } => plugins::lower(em, cx, domain, name, attrs)?,
+        Op::Lib(op) => plugins::lower(em, cx, op)?,
+        Op::Custom { domain, name, .. } => {
+            return Err(format!(
+                "op '{name}' of domain '{domain}' is not an ops_lib operator and has no ONNX form"
+            ))
+        }
     }
     Ok(())
 }

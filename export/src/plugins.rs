@@ -8,8 +8,7 @@ use super::attrs::{self, string};
 use super::emit::Emitter;
 use super::lower::Lower;
 use super::Target;
-use temblor_ir::AttrValue;
-use temblor_ops_lib::LibOp;
+use temblor_ir::LibOp;
 
 /// The plugin creators' namespace in TensorRT's registry.
 pub const NAMESPACE: &str = "temblor";
@@ -37,28 +36,16 @@ pub fn plugin(op: &LibOp) -> Plugin {
     Plugin { name, version }
 }
 
-pub(super) fn lower(
-    em: &mut Emitter,
-    cx: &Lower,
-    domain: &str,
-    name: &str,
-    attrs: &[(String, AttrValue)],
-) -> Result<(), String> {
-    if domain != temblor_ops_lib::DOMAIN {
-        return Err(format!(
-            "op '{name}' of domain '{domain}' is not an ops_lib operator and has no ONNX form"
-        ));
-    }
-    let op = LibOp::parse(name, attrs)?;
+pub(super) fn lower(em: &mut Emitter, cx: &Lower, op: &LibOp) -> Result<(), String> {
     match cx.target {
         Target::TensorRt => {
-            let p = plugin(&op);
+            let p = plugin(op);
             let mut list = vec![
                 string("plugin_version", p.version),
                 string("plugin_namespace", NAMESPACE),
             ];
-            for (k, v) in attrs {
-                list.push(attrs::source(k, v)?);
+            for (k, v) in op.attributes(&cx.node.source_attrs) {
+                list.push(attrs::source(&k, &v)?);
             }
             em.domain_node(
                 DOMAIN,
@@ -72,7 +59,8 @@ pub(super) fn lower(
             Ok(())
         }
         Target::OnnxRuntime => Err(format!(
-            "ops_lib op '{name}' has no decomposition into standard ONNX ops"
+            "ops_lib op '{}' has no decomposition into standard ONNX ops",
+            op.name()
         )),
     }
 }

@@ -1,21 +1,8 @@
 //! Rules of the image ops: Conv, ConvTranspose, BatchNorm, GlobalAveragePool, Resize. All keep
 //! the batch axis (and its symbol) and tag their result NCHW.
 
-use super::{dims, not_in_family, one, Inferred, Ins};
-use temblor_ir::{ConvAttrs, ConvTransposeAttrs, Dim, Layout, Op, ResizeAttrs, Shape, TensorType};
-
-pub(super) fn infer(op: &Op, ins: &Ins) -> Result<Inferred, String> {
-    match op {
-        Op::Conv(a) => one(conv(a, ins.ty(0)?, ins.ty(1)?, ins.opt(2))?),
-        Op::ConvTranspose(a) => one(conv_transpose(a, ins.ty(0)?, ins.ty(1)?, ins.opt(2))?),
-        Op::BatchNorm { .. } => {
-            let params = [ins.ty(1)?, ins.ty(2)?, ins.ty(3)?, ins.ty(4)?];
-            one(batch_norm(ins.ty(0)?, &params)?)
-        }
-        Op::Resize(a) => one(resize(a, ins.ty(0)?)?),
-        _ => Err(not_in_family(op)),
-    }
-}
+use super::dims;
+use temblor_ir::{ConvAttrs, ConvTransposeAttrs, Dim, Layout, ResizeAttrs, Shape, TensorType};
 
 fn rank4<'a>(t: &'a TensorType, what: &str) -> Result<&'a [Dim], String> {
     match t.shape.rank() {
@@ -113,7 +100,7 @@ pub(super) fn conv(
     })
 }
 
-fn conv_transpose(
+pub(super) fn conv_transpose(
     a: &ConvTransposeAttrs,
     x: &TensorType,
     w: &TensorType,
@@ -155,7 +142,7 @@ fn conv_transpose(
     })
 }
 
-fn batch_norm(x: &TensorType, params: &[&TensorType; 4]) -> Result<TensorType, String> {
+pub(super) fn batch_norm(x: &TensorType, params: &[&TensorType; 4]) -> Result<TensorType, String> {
     let channels = x.shape.dims().get(1).ok_or_else(|| {
         format!(
             "input has shape {}, expected at least 2 dimensions",
@@ -192,7 +179,7 @@ pub(super) fn global_pool(x: &TensorType) -> Result<TensorType, String> {
 }
 
 /// ONNX computes a scaled extent as `floor(extent * scale)` in single precision.
-fn resize(a: &ResizeAttrs, x: &TensorType) -> Result<TensorType, String> {
+pub(super) fn resize(a: &ResizeAttrs, x: &TensorType) -> Result<TensorType, String> {
     let d = x.shape.dims();
     let out = match (&a.sizes, &a.scales) {
         (Some(sizes), _) if sizes.len() == d.len() => {

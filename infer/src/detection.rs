@@ -1,35 +1,10 @@
 //! Rules of the detection and quantization ops. NonMaxSuppression's box count depends on the
 //! data, so only its rank and last axis are known.
 
-use super::{conv, dims, not_in_family, one, Inferred, Ins};
-use temblor_ir::{ConvAttrs, DType, DeformConvAttrs, Dim, Layout, Op, Shape, TensorType};
+use super::{conv, dims, Ins};
+use temblor_ir::{ConvAttrs, DType, DeformConvAttrs, Dim, Layout, Shape, TensorType};
 
-pub(super) fn infer(op: &Op, ins: &Ins) -> Result<Inferred, String> {
-    match op {
-        Op::NonMaxSuppression { .. } => {
-            non_max_suppression(ins.ty(0)?, ins.ty(1)?)?;
-            one(TensorType::new(
-                DType::I64,
-                Shape(vec![Dim::Unknown, Dim::Known(3)]),
-            ))
-        }
-        Op::RoiAlign(a) => {
-            let (oh, ow) = (a.output_height, a.output_width);
-            one(roi_align(ins.ty(0)?, ins.ty(1)?, ins.ty(2)?, oh, ow)?)
-        }
-        Op::DeformConv(a) => one(deform_conv(a, ins)?),
-        Op::DeformSample(a) => one(deform_sample(a, ins)?),
-        Op::GridSample { .. } => one(grid_sample(ins.ty(0)?, ins.ty(1)?)?),
-        Op::QuantizeLinear { .. } => {
-            let dtype = ins.opt(2).map_or(DType::U8, |z| z.dtype);
-            one(with_dtype(ins.ty(0)?, dtype))
-        }
-        Op::DequantizeLinear { .. } => one(with_dtype(ins.ty(0)?, ins.ty(1)?.dtype)),
-        _ => Err(not_in_family(op)),
-    }
-}
-
-fn with_dtype(x: &TensorType, dtype: DType) -> TensorType {
+pub(super) fn with_dtype(x: &TensorType, dtype: DType) -> TensorType {
     TensorType { dtype, ..x.clone() }
 }
 
@@ -44,16 +19,23 @@ fn ranked<'a>(t: &'a TensorType, rank: usize, what: &str) -> Result<&'a [Dim], S
     }
 }
 
-fn non_max_suppression(boxes: &TensorType, scores: &TensorType) -> Result<(), String> {
+/// `[K, 3]` int64 (batch, class, box): how many boxes survive depends on the data.
+pub(super) fn non_max_suppression(
+    boxes: &TensorType,
+    scores: &TensorType,
+) -> Result<TensorType, String> {
     let b = ranked(boxes, 3, "boxes")?;
     let s = ranked(scores, 3, "scores")?;
     dims::unify(&b[2], &Dim::Known(4)).map_err(|e| format!("boxes' last axis: {e}"))?;
     dims::unify(&b[0], &s[0]).map_err(|e| format!("boxes and scores batches: {e}"))?;
     dims::unify(&b[1], &s[2]).map_err(|e| format!("boxes and scores box counts: {e}"))?;
-    Ok(())
+    Ok(TensorType::new(
+        DType::I64,
+        Shape(vec![Dim::Unknown, Dim::Known(3)]),
+    ))
 }
 
-fn roi_align(
+pub(super) fn roi_align(
     x: &TensorType,
     rois: &TensorType,
     indices: &TensorType,
@@ -74,14 +56,14 @@ fn roi_align(
 }
 
 /// Conv's rule, with the output extent also taken from the offset's.
-fn deform_conv(a: &DeformConvAttrs, ins: &Ins) -> Result<TensorType, String> {
+pub(super) fn deform_conv(a: &DeformConvAttrs, ins: &Ins) -> Result<TensorType, String> {
     let out = conv::conv(&window(a), ins.ty(0)?, ins.ty(1)?, ins.opt(3))?;
     with_offset_extents(out, ins.ty(2)?, ins.opt(4))
 }
 
 /// The window's output extent, as a one-group DeformConv of `C` output channels would have it,
 /// with one channel per input channel and kernel tap.
-fn deform_sample(a: &DeformConvAttrs, ins: &Ins) -> Result<TensorType, String> {
+pub(super) fn deform_sample(a: &DeformConvAttrs, ins: &Ins) -> Result<TensorType, String> {
     let x = ins.ty(0)?;
     let c = ranked(x, 4, "input")?[1].clone();
     let w = TensorType {
@@ -143,7 +125,7 @@ fn with_offset_extents(
     Ok(out)
 }
 
-fn grid_sample(x: &TensorType, grid: &TensorType) -> Result<TensorType, String> {
+pub(super) fn grid_sample(x: &TensorType, grid: &TensorType) -> Result<TensorType, String> {
     let rank = x.shape.rank();
     if rank < 3 {
         return Err(format!(

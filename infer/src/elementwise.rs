@@ -1,28 +1,15 @@
 //! Elementwise ops: the output has the input's shape, or the numpy broadcast of the operands'.
 
-use super::{dims, not_in_family, one, Inferred, Ins};
-use temblor_ir::{BinaryOp, DType, Dim, Layout, Op, Shape, TensorType};
-
-pub(super) fn infer(op: &Op, ins: &Ins) -> Result<Inferred, String> {
-    match op {
-        Op::Unary(_)
-        | Op::LeakyRelu { .. }
-        | Op::HardSigmoid { .. }
-        | Op::Clip { .. }
-        | Op::Gelu { .. } => one(ins.ty(0)?.clone()),
-        Op::Binary(b) => one(binary_op(*b, ins.ty(0)?, ins.ty(1)?)?),
-        Op::Where => one(where_(ins.ty(0)?, ins.ty(1)?, ins.ty(2)?)?),
-        Op::Cast { to } => one(TensorType {
-            dtype: *to,
-            ..ins.ty(0)?.clone()
-        }),
-        _ => Err(not_in_family(op)),
-    }
-}
+use super::dims;
+use temblor_ir::{BinaryOp, DType, Dim, Layout, Shape, TensorType};
 
 /// Comparisons give bool; Pow keeps the base's dtype whatever the exponent's; the others need
 /// operands of one dtype.
-fn binary_op(op: BinaryOp, a: &TensorType, b: &TensorType) -> Result<TensorType, String> {
+pub(super) fn binary_op(
+    op: BinaryOp,
+    a: &TensorType,
+    b: &TensorType,
+) -> Result<TensorType, String> {
     if op != BinaryOp::Pow {
         same_dtype(a, b)?;
     }
@@ -33,7 +20,11 @@ fn binary_op(op: BinaryOp, a: &TensorType, b: &TensorType) -> Result<TensorType,
     Ok(out)
 }
 
-fn where_(cond: &TensorType, x: &TensorType, y: &TensorType) -> Result<TensorType, String> {
+pub(super) fn where_(
+    cond: &TensorType,
+    x: &TensorType,
+    y: &TensorType,
+) -> Result<TensorType, String> {
     if cond.dtype != DType::Bool {
         return Err(format!("condition is {}, expected bool", cond.dtype));
     }

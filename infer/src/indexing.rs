@@ -1,26 +1,8 @@
 //! Rules of the indexing ops: Slice, Gather, GatherElements, GatherND, ScatterND, NonZero.
 
 use super::movement::operand_len;
-use super::{dims, not_in_family, one, Inferred, Ins};
-use temblor_ir::{DType, Dim, Op, Shape, TensorType};
-
-pub(super) fn infer(op: &Op, ins: &Ins) -> Result<Inferred, String> {
-    match op {
-        Op::Slice => one(slice(ins)?),
-        Op::Gather { axis } => one(gather(*axis, ins.ty(0)?, ins.ty(1)?)?),
-        Op::GatherElements { axis } => one(gather_elements(*axis, ins.ty(0)?, ins.ty(1)?)?),
-        Op::GatherNd { batch_dims } => one(gather_nd(*batch_dims, ins.ty(0)?, ins.ty(1)?)?),
-        Op::ScatterNd { .. } => one(scatter_nd(ins.ty(0)?, ins.ty(1)?, ins.ty(2)?)?),
-        Op::NonZero => {
-            let rank = ins.ty(0)?.shape.rank();
-            one(TensorType::new(
-                DType::I64,
-                Shape(vec![Dim::Known(rank), Dim::Unknown]),
-            ))
-        }
-        _ => Err(not_in_family(op)),
-    }
-}
+use super::{dims, Ins};
+use temblor_ir::{DType, Dim, Shape, TensorType};
 
 fn check_indices(t: &TensorType) -> Result<(), String> {
     match t.dtype {
@@ -54,7 +36,7 @@ fn slice_len(extent: usize, start: i64, end: i64, step: i64) -> usize {
 /// Constant starts, ends, axes and steps give exact extents; an axis that keeps everything
 /// (`0:INT_MAX:1`) keeps its dim even when that is not known. Computed bounds leave the axes
 /// they touch unknown, and every axis when the axes themselves are computed.
-fn slice(ins: &Ins) -> Result<TensorType, String> {
+pub(super) fn slice(ins: &Ins) -> Result<TensorType, String> {
     let x = ins.ty(0)?;
     let d = x.shape.dims();
     let n = operand_len(ins.ty(1)?, "starts")?;
@@ -106,7 +88,19 @@ fn slice(ins: &Ins) -> Result<TensorType, String> {
     })
 }
 
-fn gather(axis: i64, data: &TensorType, indices: &TensorType) -> Result<TensorType, String> {
+/// `[rank, count]` int64 indices; the count depends on the data.
+pub(super) fn non_zero(x: &TensorType) -> TensorType {
+    TensorType::new(
+        DType::I64,
+        Shape(vec![Dim::Known(x.shape.rank()), Dim::Unknown]),
+    )
+}
+
+pub(super) fn gather(
+    axis: i64,
+    data: &TensorType,
+    indices: &TensorType,
+) -> Result<TensorType, String> {
     check_indices(indices)?;
     let d = data.shape.dims();
     let ax = dims::axis(axis, d.len())?;
@@ -116,7 +110,7 @@ fn gather(axis: i64, data: &TensorType, indices: &TensorType) -> Result<TensorTy
     Ok(TensorType::new(data.dtype, Shape(shape)))
 }
 
-fn gather_elements(
+pub(super) fn gather_elements(
     axis: i64,
     data: &TensorType,
     indices: &TensorType,
@@ -135,7 +129,7 @@ fn gather_elements(
 
 /// The last axis of the indices addresses that many data axes after the batch axes; the
 /// result is the indices' leading axes followed by the data axes left.
-fn gather_nd(
+pub(super) fn gather_nd(
     batch_dims: usize,
     data: &TensorType,
     indices: &TensorType,
@@ -165,7 +159,7 @@ fn gather_nd(
     Ok(TensorType::new(data.dtype, Shape(shape)))
 }
 
-fn scatter_nd(
+pub(super) fn scatter_nd(
     data: &TensorType,
     indices: &TensorType,
     updates: &TensorType,

@@ -1,5 +1,6 @@
 //! Shape inference: fills every node output's dtype, shape and layout tag in topological order,
-//! one small rule per op family. Dims are known, a named symbol (a dynamic batch, an ONNX
+//! one small rule per op, in one file per op family, chosen in `dispatch.rs` by a match over
+//! every op. Dims are known, a named symbol (a dynamic batch, an ONNX
 //! `dim_param`), or unknown; a symbol survives every op that keeps its axis, anything that
 //! cannot be computed becomes unknown, and the rank is always known. The rules also resolve
 //! what the frontend had to leave open until shapes are known: an equal Split (sizes all zero)
@@ -8,6 +9,7 @@
 mod conv;
 mod detection;
 mod dims;
+mod dispatch;
 mod elementwise;
 pub mod evaluate;
 mod indexing;
@@ -16,9 +18,7 @@ mod movement;
 mod pool;
 mod reduce;
 
-use temblor_ir::{
-    Dim, Error, Graph, NodeId, Op, OpFamily, Result, TensorInfo, TensorType, ValueRef, Weight,
-};
+use temblor_ir::{Dim, Error, Graph, Op, Result, TensorInfo, TensorType, ValueRef, Weight};
 
 /// Sets the dims of named graph inputs (`Usage` errors: the user gave the names and sizes). A
 /// dim the model fixes must be given its own value.
@@ -73,8 +73,8 @@ pub fn infer(g: &mut Graph) -> Result<()> {
         Error::bad_input(format!("the graph has a cycle through {}", g.describe(n)))
     })?;
     for id in order {
-        let (op, types) =
-            infer_node(g, id).map_err(|e| Error::bad_input(format!("{}: {e}", g.describe(id))))?;
+        let (op, types) = dispatch::infer_node(g, id)
+            .map_err(|e| Error::bad_input(format!("{}: {e}", g.describe(id))))?;
         let node = g.node_mut(id);
         if types.len() != node.outputs.len() {
             return Err(Error::internal(format!(
@@ -160,61 +160,5 @@ pub fn output_types(
     inputs: Vec<Option<ValueRef>>,
     outputs: &[TensorInfo],
 ) -> Result<Vec<TensorType>, String> {
-    infer_op(g, op, inputs, outputs).map(|(_, types)| types)
-}
-
-fn infer_node(g: &Graph, id: NodeId) -> Result<Inferred, String> {
-    let node = g.node(id);
-    infer_op(g, &node.op, g.inputs_of(id), &node.outputs)
-}
-
-fn infer_op(
-    g: &Graph,
-    op: &Op,
-    values: Vec<Option<ValueRef>>,
-    outputs: &[TensorInfo],
-) -> Result<Inferred, String> {
-    let ins = Ins {
-        g,
-        values,
-        n_outputs: outputs.len(),
-    };
-    match op {
-        Op::Input { .. } => Ok((None, outputs.iter().map(|o| o.ty.clone()).collect())),
-        Op::Constant { weight } => {
-            let w = g.weights.get(*weight).ok_or("refers to a missing weight")?;
-            let layout = outputs.first().map(|o| o.ty.layout).unwrap_or_default();
-            one(TensorType {
-                dtype: w.dtype,
-                shape: w.shape(),
-                layout,
-            })
-        }
-        Op::Custom {
-            domain,
-            name,
-            attrs,
-        } => {
-            if domain != temblor_ops_lib::DOMAIN {
-                return Err(format!("no shape rule for custom op {domain}:{name}"));
-            }
-            let lib = temblor_ops_lib::LibOp::parse(name, attrs)?;
-            let types: Vec<Option<TensorType>> =
-                (0..ins.len()).map(|p| ins.opt(p).cloned()).collect();
-            Ok((None, lib.infer(&types)?))
-        }
-        op => match op.family() {
-            OpFamily::Convolution => conv::infer(op, &ins),
-            OpFamily::Elementwise => elementwise::infer(op, &ins),
-            OpFamily::Movement => movement::infer(op, &ins),
-            OpFamily::Reduction => reduce::infer(op, &ins),
-            OpFamily::Detection | OpFamily::Quantization => detection::infer(op, &ins),
-            OpFamily::Value | OpFamily::Custom => Err(not_in_family(op)),
-        },
-    }
-}
-
-/// The error of a family rule asked for an op outside its family.
-pub(crate) fn not_in_family(op: &Op) -> String {
-    format!("internal error: {} reached the wrong shape rule", op.name())
+    dispatch::infer_op(g, op, inputs, outputs).map(|(_, types)| types)
 }

@@ -1,52 +1,11 @@
 //! Rules of the data-movement ops: Concat, Reshape, Transpose, Split, Flatten, Squeeze,
 //! Unsqueeze, Expand, Tile, Pad, and the shape-computing Shape, Size, ConstantOfShape and Range.
-//! The indexing ops are in [`indexing`]. Operands that are constants give exact dims; computed
+//! The indexing ops are in [`super::indexing`]. Operands that are constants give exact dims; computed
 //! ones leave the dims they decide unknown, keeping the rank whenever an operand's length
 //! determines it.
 
-use super::{dims, indexing, not_in_family, one, Inferred, Ins};
-use temblor_ir::{DType, Dim, Layout, Op, Shape, SplitSizes, TensorType};
-
-pub(super) fn infer(op: &Op, ins: &Ins) -> Result<Inferred, String> {
-    match op {
-        Op::Concat { axis } => one(concat(*axis, &ins.all()?)?),
-        Op::Reshape { allowzero } => one(reshape(
-            ins.ty(0)?,
-            ins.ty(1)?,
-            ins.ints(1).as_deref(),
-            *allowzero,
-        )?),
-        Op::Transpose { perm } => {
-            let (perm, out) = transpose(perm, ins.ty(0)?)?;
-            Ok((Some(Op::Transpose { perm }), vec![out]))
-        }
-        Op::Split { axis, sizes } => {
-            let (sizes, outs) = split(*axis, sizes, ins.ty(0)?)?;
-            Ok((Some(Op::Split { axis: *axis, sizes }), outs))
-        }
-        Op::Flatten { axis } => one(flatten(*axis, ins.ty(0)?)?),
-        Op::Squeeze => one(squeeze(ins.ty(0)?, ins.opt(1), ins.ints(1).as_deref())?),
-        Op::Unsqueeze => one(unsqueeze(ins.ty(0)?, ins.ty(1)?, ins.ints(1).as_deref())?),
-        Op::Expand => one(expand(ins.ty(0)?, ins.ty(1)?, ins.ints(1).as_deref())?),
-        Op::Tile => one(tile(ins.ty(0)?, ins.ints(1).as_deref())?),
-        Op::Shape { start, end } => one(shape_of(ins.ty(0)?, *start, *end)),
-        Op::Size => one(TensorType::new(DType::I64, Shape(vec![]))),
-        Op::ConstantOfShape { value } => one(constant_of_shape(
-            value.dtype,
-            ins.ty(0)?,
-            ins.ints(0).as_deref(),
-        )?),
-        Op::Range => one(range(ins)?),
-        Op::Pad { .. } => one(pad(ins)?),
-        Op::Slice
-        | Op::Gather { .. }
-        | Op::GatherElements { .. }
-        | Op::GatherNd { .. }
-        | Op::ScatterNd { .. }
-        | Op::NonZero => indexing::infer(op, ins),
-        _ => Err(not_in_family(op)),
-    }
-}
+use super::{dims, Ins};
+use temblor_ir::{DType, Dim, Layout, Shape, SplitSizes, TensorType};
 
 pub(super) fn concat(axis: i64, ins: &[&TensorType]) -> Result<TensorType, String> {
     let first = ins.first().ok_or("has no inputs")?;
@@ -280,7 +239,7 @@ fn product_dim(d: &[Dim]) -> Dim {
     }
 }
 
-fn flatten(axis: i64, x: &TensorType) -> Result<TensorType, String> {
+pub(super) fn flatten(axis: i64, x: &TensorType) -> Result<TensorType, String> {
     let d = x.shape.dims();
     // Unlike other axes, Flatten's may equal the rank (everything goes into the rows).
     let at = if axis == d.len() as i64 {
@@ -308,7 +267,7 @@ fn distinct_axes(axes: &[i64], rank: usize) -> Result<Vec<usize>, String> {
 
 /// Without axes, every extent-1 axis goes; a dim that is not known is taken not to be 1, as
 /// the rank must be known and dynamic axes are batch or sequence lengths.
-fn squeeze(
+pub(super) fn squeeze(
     x: &TensorType,
     axes_in: Option<&TensorType>,
     axes: Option<&[i64]>,
@@ -348,7 +307,7 @@ fn squeeze(
     Ok(TensorType::new(x.dtype, Shape(shape)))
 }
 
-fn unsqueeze(
+pub(super) fn unsqueeze(
     x: &TensorType,
     axes_in: &TensorType,
     axes: Option<&[i64]>,
@@ -372,7 +331,7 @@ fn unsqueeze(
 
 /// Broadcasts `x` against the target shape; a computed target still fixes the axes where `x`
 /// has a known extent other than 1.
-fn expand(
+pub(super) fn expand(
     x: &TensorType,
     shape_in: &TensorType,
     target: Option<&[i64]>,
@@ -408,7 +367,7 @@ fn expand(
     Ok(TensorType::new(x.dtype, Shape(shape)))
 }
 
-fn tile(x: &TensorType, repeats: Option<&[i64]>) -> Result<TensorType, String> {
+pub(super) fn tile(x: &TensorType, repeats: Option<&[i64]>) -> Result<TensorType, String> {
     let d = x.shape.dims();
     let shape = match repeats {
         Some(r) if r.len() != d.len() => {
@@ -438,12 +397,17 @@ fn tile(x: &TensorType, repeats: Option<&[i64]>) -> Result<TensorType, String> {
 }
 
 /// The length of `x`'s shape between `start` and `end`, both clamped to the rank.
-fn shape_of(x: &TensorType, start: i64, end: Option<i64>) -> TensorType {
+/// The element count: an int64 scalar whatever the input.
+pub(super) fn size() -> TensorType {
+    TensorType::new(DType::I64, Shape(vec![]))
+}
+
+pub(super) fn shape_of(x: &TensorType, start: i64, end: Option<i64>) -> TensorType {
     let len = temblor_ir::shape_axes(x.shape.rank(), start, end).len();
     TensorType::new(DType::I64, Shape(vec![Dim::Known(len)]))
 }
 
-fn constant_of_shape(
+pub(super) fn constant_of_shape(
     dtype: DType,
     shape_in: &TensorType,
     shape: Option<&[i64]>,
@@ -463,7 +427,7 @@ fn constant_of_shape(
 }
 
 /// A 1-D result whose length is known when start, limit and delta are constants.
-fn range(ins: &Ins) -> Result<TensorType, String> {
+pub(super) fn range(ins: &Ins) -> Result<TensorType, String> {
     let t = ins.ty(0)?;
     for p in 1..3 {
         if ins.ty(p)?.dtype != t.dtype {
@@ -494,7 +458,7 @@ fn range(ins: &Ins) -> Result<TensorType, String> {
 
 /// Pads (begins then ends, for `axes` or every axis) grow each axis; computed pads leave the
 /// padded axes unknown.
-fn pad(ins: &Ins) -> Result<TensorType, String> {
+pub(super) fn pad(ins: &Ins) -> Result<TensorType, String> {
     let x = ins.ty(0)?;
     let d = x.shape.dims();
     let axes = match ins.opt(3) {

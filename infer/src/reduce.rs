@@ -1,58 +1,8 @@
-//! Rules of reductions, arg-extremes, TopK, Softmax and LayerNorm, and the family's entry point
-//! (pooling and linear algebra have their own files).
+//! Rules of reductions, arg-extremes, TopK, Gemm's bias, Softmax and LayerNorm (pooling and
+//! linear algebra have their own files).
 
-use super::{conv, dims, linalg, not_in_family, one, pool, Inferred, Ins};
-use temblor_ir::{DType, Dim, Op, Shape, TensorType};
-
-pub(super) fn infer(op: &Op, ins: &Ins) -> Result<Inferred, String> {
-    match op {
-        Op::GlobalAveragePool | Op::GlobalMaxPool => one(conv::global_pool(ins.ty(0)?)?),
-        Op::MaxPool(a) | Op::AveragePool(a) => {
-            let n = if matches!(op, Op::MaxPool(_)) {
-                ins.n_outputs
-            } else {
-                1
-            };
-            Ok((None, pool::window(a, ins.ty(0)?, n)?))
-        }
-        Op::Reduce {
-            keepdims,
-            noop_with_empty_axes,
-            ..
-        } => one(reduce(ins, *keepdims, *noop_with_empty_axes)?),
-        Op::ArgExtreme { axis, keepdims, .. } => {
-            let x = ins.ty(0)?;
-            let a = dims::axis(*axis, x.shape.rank())?;
-            let mut mask = vec![false; x.shape.rank()];
-            mask[a] = true;
-            one(TensorType::new(
-                DType::I64,
-                drop_axes(x.shape.dims(), &mask, *keepdims),
-            ))
-        }
-        Op::TopK { axis, .. } => top_k(ins, *axis),
-        Op::MatMul => one(linalg::matmul(ins.ty(0)?, ins.ty(1)?)?),
-        Op::Gemm {
-            trans_a, trans_b, ..
-        } => {
-            let out = linalg::gemm(ins.ty(0)?, ins.ty(1)?, *trans_a, *trans_b)?;
-            if let Some(c) = ins.opt(2) {
-                check_stretch(c, &out, "C")?;
-            }
-            one(out)
-        }
-        Op::Einsum { equation } => one(linalg::einsum(equation, &ins.all()?)?),
-        Op::Softmax { axis, .. } => {
-            let x = ins.ty(0)?;
-            if x.shape.rank() > 0 {
-                dims::axis(*axis, x.shape.rank())?;
-            }
-            one(x.clone())
-        }
-        Op::LayerNorm { axis, .. } => layer_norm(ins, *axis),
-        _ => Err(not_in_family(op)),
-    }
-}
+use super::{dims, linalg, Inferred, Ins};
+use temblor_ir::{DType, Dim, Shape, TensorType};
 
 /// `dims` with the masked axes set to 1 (`keepdims`) or removed.
 fn drop_axes(dims: &[Dim], mask: &[bool], keepdims: bool) -> Shape {
@@ -68,7 +18,7 @@ fn drop_axes(dims: &[Dim], mask: &[bool], keepdims: bool) -> Shape {
     )
 }
 
-fn reduce(ins: &Ins, keepdims: bool, noop: bool) -> Result<TensorType, String> {
+pub(super) fn reduce(ins: &Ins, keepdims: bool, noop: bool) -> Result<TensorType, String> {
     let x = ins.ty(0)?;
     let r = x.shape.rank();
     let axes = match ins.opt(1) {
@@ -109,7 +59,34 @@ fn reduce(ins: &Ins, keepdims: bool, noop: bool) -> Result<TensorType, String> {
     Ok(TensorType::new(x.dtype, shape))
 }
 
-fn top_k(ins: &Ins, axis: i64) -> Result<Inferred, String> {
+/// ArgMax and ArgMin: int64 indices with `axis` dropped or, with `keepdims`, kept as 1.
+pub(super) fn arg_extreme(x: &TensorType, axis: i64, keepdims: bool) -> Result<TensorType, String> {
+    let a = dims::axis(axis, x.shape.rank())?;
+    let mut mask = vec![false; x.shape.rank()];
+    mask[a] = true;
+    Ok(TensorType::new(
+        DType::I64,
+        drop_axes(x.shape.dims(), &mask, keepdims),
+    ))
+}
+
+pub(super) fn gemm(ins: &Ins, trans_a: bool, trans_b: bool) -> Result<TensorType, String> {
+    let out = linalg::gemm(ins.ty(0)?, ins.ty(1)?, trans_a, trans_b)?;
+    if let Some(c) = ins.opt(2) {
+        check_stretch(c, &out, "C")?;
+    }
+    Ok(out)
+}
+
+/// The input's type; a scalar has no axis to check.
+pub(super) fn softmax(x: &TensorType, axis: i64) -> Result<TensorType, String> {
+    if x.shape.rank() > 0 {
+        dims::axis(axis, x.shape.rank())?;
+    }
+    Ok(x.clone())
+}
+
+pub(super) fn top_k(ins: &Ins, axis: i64) -> Result<Inferred, String> {
     let x = ins.ty(0)?;
     let a = dims::axis(axis, x.shape.rank())?;
     let mut d = x.shape.dims().to_vec();
@@ -150,7 +127,7 @@ fn check_stretch(t: &TensorType, to: &TensorType, what: &str) -> Result<(), Stri
     }
 }
 
-fn layer_norm(ins: &Ins, axis: i64) -> Result<Inferred, String> {
+pub(super) fn layer_norm(ins: &Ins, axis: i64) -> Result<Inferred, String> {
     let x = ins.ty(0)?;
     let r = x.shape.rank();
     let a = dims::axis(axis, r)?;

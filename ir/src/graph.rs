@@ -89,6 +89,24 @@ impl Node {
     }
 }
 
+/// Why [`Graph::remove_node`] refused: the node's value is still read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RemoveNodeError {
+    #[error("cannot remove node '{node}': its output {port} is input {input} of node '{reader}'")]
+    Read {
+        node: String,
+        port: usize,
+        reader: String,
+        input: usize,
+    },
+    #[error("cannot remove node '{node}': its output {port} is graph output '{output}'")]
+    GraphOutput {
+        node: String,
+        port: usize,
+        output: String,
+    },
+}
+
 /// A named graph output.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GraphOutput {
@@ -251,10 +269,49 @@ impl Graph {
         }
     }
 
-    /// Removes a node and its edges. Callers make sure nothing still reads it.
-    pub fn remove_node(&mut self, id: NodeId) -> Option<Node> {
-        self.inputs.retain(|&i| i != id);
-        self.net.remove_node(id.0)
+    /// Removes a node and its edges, refusing while another node or a graph output reads any of
+    /// its outputs. A reader left behind would see an unconnected port, and for an optional input
+    /// (a Conv's bias or residual) that still validates while computing something else, so
+    /// rewrites redirect or remove the readers first. Panics on a removed node, like
+    /// [`Graph::node`].
+    pub fn remove_node(&mut self, id: NodeId) -> Result<(), RemoveNodeError> {
+        self.remove_nodes(&[id])
+    }
+
+    /// Removes a group of nodes that may read one another (the layers a fusion absorbed), in one
+    /// step: refused, with nothing removed, while a node outside the group or a graph output
+    /// reads one of them.
+    pub fn remove_nodes(&mut self, ids: &[NodeId]) -> Result<(), RemoveNodeError> {
+        for &id in ids {
+            let node = self.node(id);
+            for port in 0..node.outputs.len() {
+                let value = ValueRef::new(id, port);
+                if let Some((reader, input)) = self
+                    .consumers(value)
+                    .into_iter()
+                    .find(|(reader, _)| !ids.contains(reader))
+                {
+                    return Err(RemoveNodeError::Read {
+                        node: node.name.clone(),
+                        port,
+                        reader: self.node(reader).name.clone(),
+                        input,
+                    });
+                }
+                if let Some(o) = self.outputs.iter().find(|o| o.value == value) {
+                    return Err(RemoveNodeError::GraphOutput {
+                        node: node.name.clone(),
+                        port,
+                        output: o.name.clone(),
+                    });
+                }
+            }
+        }
+        for &id in ids {
+            self.inputs.retain(|&i| i != id);
+            self.net.remove_node(id.0);
+        }
+        Ok(())
     }
 
     /// The constant tensor behind `value`, when its producer is an `Op::Constant`.

@@ -24,13 +24,15 @@ pub use attr::AttrValue;
 pub use dtype::DType;
 pub use error::{Error, Result};
 pub use graph::{
-    Edge, Graph, GraphOutput, Node, NodeId, Partition, Placement, Precision, ValueRef,
+    Edge, Graph, GraphOutput, Node, NodeId, Partition, Placement, Precision, RemoveNodeError,
+    ValueRef,
 };
 pub use op::{
     shape_axes, Activation, Affine, BinaryOp, ConvAttrs, ConvTransposeAttrs, DeformConvAttrs,
-    GridSampleMode, GridSamplePadding, Op, OpFamily, PadMode, PoolAttrs, ReduceOp, ResizeAttrs,
+    DistributeFpnAttrs, GenerateProposalsAttrs, GridSampleMode, GridSamplePadding, LibOp,
+    MatrixNmsAttrs, MulticlassNmsAttrs, Op, OpFamily, PadMode, PoolAttrs, ReduceOp, ResizeAttrs,
     ResizeCoordinate, ResizeMode, ResizeNearest, RoiAlignAttrs, Scalar, ScatterReduction,
-    SplitSizes, UnaryOp,
+    SplitSizes, UnaryOp, YoloBoxAttrs,
 };
 pub use provenance::{Framework, Origin, OriginId, Provenance};
 pub use shape::{Dim, Layout, Shape, TensorInfo, TensorType};

@@ -8,6 +8,7 @@ use crate::DType;
 use crate::Error;
 use crate::Graph;
 use crate::GraphOutput;
+use crate::LibOp;
 use crate::Node;
 use crate::NodeId;
 use crate::Op;
@@ -184,7 +185,8 @@ pub fn load(dir: &Path) -> Result<Graph> {
     }
     let mut ids = Vec::with_capacity(m.nodes.len());
     for doc in &m.nodes {
-        let mut node = Node::new(doc.name.clone(), doc.op.clone(), doc.outputs.clone());
+        let op = typed(&doc.op).map_err(|e| fail(format!("node '{}': {e}", doc.name)))?;
+        let mut node = Node::new(doc.name.clone(), op, doc.outputs.clone());
         node.source_attrs = doc.source_attrs.clone();
         node.provenance = doc.provenance.clone();
         node.placement = doc.placement;
@@ -214,4 +216,18 @@ pub fn load(dir: &Path) -> Result<Graph> {
     }
     crate::validate(&g).map_err(|e| fail(format!("inconsistent graph: {e}")))?;
     Ok(g)
+}
+
+/// Packages written before ops_lib operators were typed in the IR (issue 14) hold them as
+/// `Op::Custom` in ops_lib's domain with Paddle's attributes: they are parsed as import parses
+/// them now, so those packages still run.
+fn typed(op: &Op) -> std::result::Result<Op, String> {
+    match op {
+        Op::Custom {
+            domain,
+            name,
+            attrs,
+        } if domain == LibOp::DOMAIN => Ok(Op::Lib(LibOp::parse(name, attrs)?)),
+        op => Ok(op.clone()),
+    }
 }

@@ -1,14 +1,12 @@
 //! Operators temblor provides itself, where frameworks and TensorRT lack them or do them badly:
 //! the detection operators of PaddleDetection (box decoding, NMS variants, proposal generation)
-//! and image preprocessing. Each operator has a typed definition parsed from the IR's
-//! `Op::Custom` attributes, a shape rule and a CPU kernel.
+//! and image preprocessing. Each detection operator is typed in the IR ([`LibOp`], parsed once
+//! at import); here are its shape rule ([`infer`]) and CPU kernel ([`run`]).
 
 pub mod detection;
 pub mod preprocess;
 mod tensor;
 
-pub use detection::LibOp;
+pub use detection::{infer, run};
+pub use temblor_ir::LibOp;
 pub use tensor::{LibData, LibSlice, LibTensor, LibView};
-
-/// The IR domain of every ops_lib operator (`Op::Custom { domain, .. }`).
-pub const DOMAIN: &str = "temblor.ops_lib";

@@ -28,7 +28,7 @@ fn yolo_box_infer_keeps_symbolic_batch() {
         ],
     );
     let img = ty(DType::I32, vec![batch.clone(), Dim::Known(2)]);
-    let out = op.infer(&[Some(x.clone()), Some(img.clone())]).unwrap();
+    let out = temblor_ops_lib::infer(&op, &[Some(x.clone()), Some(img.clone())]).unwrap();
     assert_eq!(
         out[0].shape.dims(),
         &[batch.clone(), Dim::Known(2 * 19 * 19), Dim::Known(4)]
@@ -42,7 +42,7 @@ fn yolo_box_infer_keeps_symbolic_batch() {
         DType::F32,
         vec![batch, Dim::Known(255), Dim::Known(19), Dim::Known(19)],
     );
-    let err = op.infer(&[Some(wrong), Some(img.clone())]).unwrap_err();
+    let err = temblor_ops_lib::infer(&op, &[Some(wrong), Some(img.clone())]).unwrap_err();
     assert!(err.contains("X"), "{err}");
 
     // Anchors as an [A, 2] input instead of the attribute give the same types; neither is an
@@ -50,11 +50,13 @@ fn yolo_box_infer_keeps_symbolic_batch() {
     let no_attr: Vec<(String, AttrValue)> = attrs[1..].to_vec();
     let explicit = LibOp::parse("yolo_box", &no_attr).unwrap();
     let anchors = ty(DType::I32, vec![Dim::Known(2), Dim::Known(2)]);
-    let same = explicit
-        .infer(&[Some(x.clone()), Some(img.clone()), Some(anchors)])
-        .unwrap();
+    let same = temblor_ops_lib::infer(
+        &explicit,
+        &[Some(x.clone()), Some(img.clone()), Some(anchors)],
+    )
+    .unwrap();
     assert_eq!(same, out);
-    let err = explicit.infer(&[Some(x), Some(img)]).unwrap_err();
+    let err = temblor_ops_lib::infer(&explicit, &[Some(x), Some(img)]).unwrap_err();
     assert!(err.contains("anchors"), "{err}");
 }
 
@@ -79,7 +81,7 @@ fn distribute_fpn_proposals_outputs_one_tensor_per_level() {
         ]
     );
     let rois = ty(DType::F32, vec![Dim::Unknown, Dim::Known(4)]);
-    let out = op.infer(&[Some(rois), None]).unwrap();
+    let out = temblor_ops_lib::infer(&op, &[Some(rois), None]).unwrap();
     assert_eq!(out.len(), 9);
     assert_eq!(out[8].dtype, DType::I32);
 }
@@ -94,12 +96,11 @@ fn multiclass_nms3_per_roi_form_needs_rois_num() {
     let op = LibOp::parse("multiclass_nms3", &attrs).unwrap();
     let bboxes = ty(DType::F32, vec![Dim::Unknown, Dim::Known(3), Dim::Known(4)]);
     let scores = ty(DType::F32, vec![Dim::Unknown, Dim::Known(3)]);
-    let err = op
-        .infer(&[Some(bboxes.clone()), Some(scores.clone()), None])
+    let err = temblor_ops_lib::infer(&op, &[Some(bboxes.clone()), Some(scores.clone()), None])
         .unwrap_err();
     assert!(err.contains("RoisNum"), "{err}");
     let num = ty(DType::I32, vec![Dim::Known(2)]);
-    let out = op.infer(&[Some(bboxes), Some(scores), Some(num)]).unwrap();
+    let out = temblor_ops_lib::infer(&op, &[Some(bboxes), Some(scores), Some(num)]).unwrap();
     assert_eq!(out[2].shape.dims(), &[Dim::Known(2)]);
 }
 
@@ -112,7 +113,7 @@ fn rois_batch_index_repeats_each_image_by_its_count() {
     let counts64: Vec<i64> = counts32.iter().map(|&c| i64::from(c)).collect();
     let dims = [4usize];
     for data in [LibSlice::I32(&counts32), LibSlice::I64(&counts64)] {
-        let out = op.run(&[Some(LibView { dims: &dims, data })]).unwrap();
+        let out = temblor_ops_lib::run(&op, &[Some(LibView { dims: &dims, data })]).unwrap();
         let LibData::I64(idx) = &out[0].data else {
             panic!("batch index is int64")
         };
@@ -124,11 +125,13 @@ fn rois_batch_index_repeats_each_image_by_its_count() {
         }
     }
     let negative = [-1i32];
-    let err = op
-        .run(&[Some(LibView {
+    let err = temblor_ops_lib::run(
+        &op,
+        &[Some(LibView {
             dims: &[1],
             data: LibSlice::I32(&negative),
-        })])
-        .unwrap_err();
+        })],
+    )
+    .unwrap_err();
     assert!(err.contains("RoisNum"), "{err}");
 }

@@ -38,9 +38,8 @@ fn check(case: &Case) {
         .iter()
         .map(|t| t.as_ref().map(tensor_type))
         .collect();
-    let inferred = op
-        .infer(&types)
-        .unwrap_or_else(|e| panic!("{name}: infer: {e}"));
+    let inferred =
+        temblor_ops_lib::infer(&op, &types).unwrap_or_else(|e| panic!("{name}: infer: {e}"));
     assert_eq!(
         inferred.len(),
         case.outputs.len(),
@@ -61,9 +60,7 @@ fn check(case: &Case) {
     }
 
     let views: Vec<_> = case.inputs.iter().map(|t| t.as_ref().map(view)).collect();
-    let got = op
-        .run(&views)
-        .unwrap_or_else(|e| panic!("{name}: run: {e}"));
+    let got = temblor_ops_lib::run(&op, &views).unwrap_or_else(|e| panic!("{name}: run: {e}"));
     assert_eq!(got.len(), case.outputs.len(), "{name}: output count");
     for (i, (g, w)) in got.iter().zip(&case.outputs).enumerate() {
         assert_close(name, &format!("output {i}"), g, w);
@@ -126,7 +123,7 @@ fn multiclass_nms3_kept_boxes_do_not_overlap() {
     let case = load_case("mnms_suppress_ties");
     let op = LibOp::parse(&case.op, &case.attrs).unwrap();
     let views: Vec<_> = case.inputs.iter().map(|t| t.as_ref().map(view)).collect();
-    let out = op.run(&views).unwrap();
+    let out = temblor_ops_lib::run(&op, &views).unwrap();
     let (LibData::F32(rows), LibData::I32(counts)) = (&out[0].data, &out[2].data) else {
         panic!("Out is float, NmsRoisNum int32")
     };
@@ -207,10 +204,8 @@ fn mismatched_inputs_are_errors() {
         },
     };
     let scores = c.inputs[1].as_ref().unwrap();
-    let err = op
-        .run(&[Some(view(&short)), Some(view(scores))])
-        .unwrap_err();
+    let err = temblor_ops_lib::run(&op, &[Some(view(&short)), Some(view(scores))]).unwrap_err();
     assert!(err.contains("BBoxes"), "{err}");
-    let err = op.run(&[Some(view(&short))]).unwrap_err();
+    let err = temblor_ops_lib::run(&op, &[Some(view(&short))]).unwrap_err();
     assert!(err.contains("Scores"), "{err}");
 }

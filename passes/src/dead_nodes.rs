@@ -26,7 +26,10 @@ impl Pass for DeadNodes {
                 continue;
             }
             let Some(g) = rw.step() else { break };
-            g.remove_node(id);
+            g.remove_node(id).map_err(|source| PassError::Remove {
+                pass: self.name(),
+                source,
+            })?;
         }
         Ok(())
     }

@@ -8,6 +8,12 @@ pub enum PassError {
     /// A pass met a graph it cannot rewrite safely (e.g. a weight of an unexpected dtype).
     #[error("pass '{pass}': {message}")]
     Rewrite { pass: &'static str, message: String },
+    /// A pass removed a node that something still reads: a compiler bug, named by the pass.
+    #[error("pass '{pass}': {source}")]
+    Remove {
+        pass: &'static str,
+        source: temblor_ir::RemoveNodeError,
+    },
     /// A pass left a graph that breaks an invariant: a compiler bug, named by the pass.
     #[error("pass '{pass}' produced an invalid graph: {source}")]
     Invalid {
@@ -92,6 +98,12 @@ impl Driver {
                 let start = Instant::now();
                 let mut rw = Rewriter::new(graph, pass.name(), budget);
                 pass.run(&mut rw)?;
+                if let Some(source) = rw.refused() {
+                    return Err(PassError::Remove {
+                        pass: pass.name(),
+                        source,
+                    });
+                }
                 let applied = rw.applied();
                 budget = budget.map(|b| b - applied);
                 // Every value is retyped after a pass that changed the graph, so a shape that

@@ -3,7 +3,7 @@
 //! others. The kernel reads either form, so the rewrite changes no value.
 
 use crate::{add_constant, Pass, PassError, Rewriter};
-use temblor_ir::{AttrValue, DType, Layout, NodeId, Op, Provenance, Weight};
+use temblor_ir::{DType, Layout, LibOp, NodeId, Op, Provenance, Weight, YoloBoxAttrs};
 
 pub struct ExplicitAnchors;
 
@@ -19,18 +19,10 @@ impl Pass for ExplicitAnchors {
         let targets: Vec<(NodeId, Vec<i64>)> = g
             .node_ids()
             .filter_map(|id| match &g.node(id).op {
-                Op::Custom {
-                    domain,
-                    name,
-                    attrs,
-                } if domain == temblor_ops_lib::DOMAIN && name == "yolo_box" => {
-                    attrs.iter().find_map(|(k, v)| match v {
-                        AttrValue::Ints(a) if k == "anchors" && g.input(id, 2).is_none() => {
-                            Some((id, a.clone()))
-                        }
-                        _ => None,
-                    })
-                }
+                Op::Lib(LibOp::YoloBox(YoloBoxAttrs {
+                    anchors: Some(anchors),
+                    ..
+                })) if g.input(id, 2).is_none() => Some((id, anchors.clone())),
                 _ => None,
             })
             .collect();
@@ -50,8 +42,8 @@ impl Pass for ExplicitAnchors {
             let v = add_constant(g, name, w, Layout::Any, &prov);
             g.connect(v, *id, 2);
             let node = g.node_mut(*id);
-            if let Op::Custom { attrs, .. } = &mut node.op {
-                attrs.retain(|(k, _)| k != "anchors");
+            if let Op::Lib(LibOp::YoloBox(attrs)) = &mut node.op {
+                attrs.anchors = None;
             }
             node.provenance = prov;
         }

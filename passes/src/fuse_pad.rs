@@ -10,7 +10,7 @@
 //! unknown fill value, and a Pad whose output any other layer or the graph output reads.
 
 use crate::{Pass, PassError, Rewriter};
-use temblor_ir::{Graph, NodeId, Op, PadMode, Provenance, ValueRef};
+use temblor_ir::{Graph, NodeId, Op, PadMode, Provenance, RemoveNodeError, ValueRef};
 
 pub struct FusePad;
 
@@ -32,7 +32,7 @@ impl Pass for FusePad {
         for pad in pads {
             if let Some(m) = match_pad(rw.graph(), pad) {
                 let Some(g) = rw.step() else { break };
-                fuse(g, m);
+                fuse(g, m).map_err(|source| PassError::Remove { pass: NAME, source })?;
             }
         }
         Ok(())
@@ -117,7 +117,7 @@ fn zero_pads(op: &mut Op) -> Option<&mut [usize]> {
     }
 }
 
-fn fuse(g: &mut Graph, m: Match) {
+fn fuse(g: &mut Graph, m: Match) -> Result<(), RemoveNodeError> {
     let pad_provenance = g.node(m.pad).provenance.clone();
     for reader in m.readers {
         let node = g.node_mut(reader);
@@ -130,5 +130,5 @@ fn fuse(g: &mut Graph, m: Match) {
         g.disconnect_input(reader, 0);
         g.connect(m.x, reader, 0);
     }
-    g.remove_node(m.pad);
+    g.remove_node(m.pad)
 }

@@ -1,6 +1,6 @@
 //! The compile stage's placement: each layer's precision and partition. Everything is fp32
 //! until precision assignment exists; every canonical op can run inside an engine, ops_lib
-//! custom ops run on the host until they have an engine plugin.
+//! and opaque ops run on the host until they have an engine plugin.
 
 use temblor_ir::{Graph, Op, Partition, Placement, Precision};
 
@@ -12,7 +12,7 @@ pub fn place(g: &mut Graph) {
             continue;
         }
         let partition = match node.op {
-            Op::Custom { .. } => Partition::Host,
+            Op::Lib(_) | Op::Custom { .. } => Partition::Host,
             _ => Partition::Engine,
         };
         node.placement = Some(Placement {

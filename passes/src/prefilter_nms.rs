@@ -10,7 +10,7 @@
 
 use crate::{add_constant, Pass, PassError, Rewriter};
 use temblor_ir::{
-    DType, Graph, Layout, NodeId, Op, Provenance, ReduceOp, Shape, TensorInfo, TensorType,
+    DType, Graph, Layout, LibOp, NodeId, Op, Provenance, ReduceOp, Shape, TensorInfo, TensorType,
     ValueRef, Weight,
 };
 
@@ -40,10 +40,7 @@ impl PrefilterNms {
     /// multiclass_nms3 on `[N, M, 4]` boxes and `[N, C, M]` scores with `M > k` known, no
     /// RoisNum, and its Index output unread.
     fn applies(&self, g: &Graph, id: NodeId) -> bool {
-        let Op::Custom { domain, name, .. } = &g.node(id).op else {
-            return false;
-        };
-        if domain != temblor_ops_lib::DOMAIN || name != "multiclass_nms3" {
+        if !matches!(g.node(id).op, Op::Lib(LibOp::MulticlassNms(_))) {
             return false;
         }
         let (Some(boxes), Some(scores)) = (g.input(id, 0), g.input(id, 1)) else {

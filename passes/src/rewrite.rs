@@ -20,7 +20,8 @@
 //! pass whose origins read better in another order says so with [`Rewrite::reading`].
 
 use temblor_ir::{
-    Graph, Layout, Node, NodeId, Op, Provenance, TensorInfo, TensorType, ValueRef, Weight,
+    Graph, Layout, Node, NodeId, Op, Provenance, RemoveNodeError, TensorInfo, TensorType, ValueRef,
+    Weight,
 };
 
 /// What a pass's `run` is given: the graph, and the budget of rewrites it may still apply.
@@ -30,6 +31,9 @@ pub struct Rewriter<'g> {
     /// Rewrites this run may still apply; `None` when unlimited.
     budget: Option<usize>,
     applied: usize,
+    /// A removal the graph refused: the applier's privacy check should make that impossible,
+    /// so it ends the pass with an error instead of leaving a graph that reads a removed value.
+    refused: Option<RemoveNodeError>,
 }
 
 /// One rewrite: the nodes a pattern matched, the root among them whose outputs the result takes
@@ -139,7 +143,13 @@ impl<'g> Rewriter<'g> {
             pass,
             budget,
             applied: 0,
+            refused: None,
         }
+    }
+
+    /// The removal the graph refused during this pass, if any: a bug in a pass.
+    pub(crate) fn refused(&mut self) -> Option<RemoveNodeError> {
+        self.refused.take()
     }
 
     pub fn graph(&self) -> &Graph {
@@ -153,7 +163,7 @@ impl<'g> Rewriter<'g> {
 
     /// Whether the budget allows no more rewrites.
     pub(crate) fn spent(&self) -> bool {
-        self.budget == Some(0)
+        self.budget == Some(0) || self.refused.is_some()
     }
 
     /// For a pass whose rewrites do not fit one root (a Pad folded into all its readers, a
@@ -235,12 +245,16 @@ impl<'g> Rewriter<'g> {
             provenance, added, ..
         } = patch;
         if !type_checks(self.graph, root, &replacement) {
-            for &id in added.iter().rev() {
-                self.graph.remove_node(id);
+            let added: Vec<NodeId> = added.into_iter().rev().collect();
+            if let Err(e) = self.graph.remove_nodes(&added) {
+                self.refused = Some(e);
             }
             return false;
         }
-        commit(self.graph, &matched, root, replacement, provenance);
+        if let Err(e) = commit(self.graph, &matched, root, replacement, provenance) {
+            self.refused = Some(e);
+            return false;
+        }
         self.count();
         true
     }
@@ -302,7 +316,7 @@ fn commit(
     root: NodeId,
     replacement: Replacement,
     provenance: Provenance,
-) {
+) -> Result<(), RemoveNodeError> {
     let outputs: Vec<TensorInfo> = g.node(root).outputs.clone();
     let kept = match replacement {
         Replacement::Value(v) => {
@@ -331,9 +345,12 @@ fn commit(
             None
         }
     };
-    for &id in matched.iter().filter(|&&id| Some(id) != kept) {
-        g.remove_node(id);
-    }
+    let removed: Vec<NodeId> = matched
+        .iter()
+        .copied()
+        .filter(|&id| Some(id) != kept)
+        .collect();
+    g.remove_nodes(&removed)
 }
 
 /// Moves the readers of `root`'s `n` outputs to `node`'s.

@@ -13,7 +13,9 @@
 //! is reused after it, taking over the Concat's output so its readers stay as they were.
 
 use crate::{Pass, PassError, Rewriter};
-use temblor_ir::{Dim, Graph, Layout, NodeId, Op, Provenance, Shape, TensorType, ValueRef};
+use temblor_ir::{
+    Dim, Graph, Layout, NodeId, Op, Provenance, RemoveNodeError, Shape, TensorType, ValueRef,
+};
 
 pub struct SinkTransposes;
 
@@ -33,7 +35,7 @@ impl Pass for SinkTransposes {
         for concat in concats {
             if let Some(m) = match_concat(rw.graph(), concat) {
                 let Some(g) = rw.step() else { break };
-                sink(g, concat, m);
+                sink(g, concat, m).map_err(|source| PassError::Remove { pass: NAME, source })?;
             }
         }
         Ok(())
@@ -143,7 +145,7 @@ fn untransposed(ty: &TensorType, perm: &[usize], layout: Layout) -> TensorType {
     }
 }
 
-fn sink(g: &mut Graph, concat: NodeId, m: Match) {
+fn sink(g: &mut Graph, concat: NodeId, m: Match) -> Result<(), RemoveNodeError> {
     let sources: Vec<ValueRef> = m
         .operands
         .iter()
@@ -188,9 +190,7 @@ fn sink(g: &mut Graph, concat: NodeId, m: Match) {
     g.replace_uses(joined, ValueRef::new(after, 0));
     g.disconnect_input(after, 0);
     g.connect(joined, after, 0);
-    for &t in &transposes[1..] {
-        g.remove_node(t);
-    }
+    g.remove_nodes(&transposes[1..])?;
     let node = g.node_mut(concat);
     node.op = Op::Concat {
         axis: m.axis as i64,
@@ -200,4 +200,5 @@ fn sink(g: &mut Graph, concat: NodeId, m: Match) {
     let node = g.node_mut(after);
     node.outputs = outputs;
     node.provenance = provenance;
+    Ok(())
 }

@@ -12,11 +12,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use temblor_ir::{Error, Graph, Result};
-use temblor_tools::progress;
 use temblor_runtime::{
     prepare, Device, Observer, PrepareOptions, RuntimeError, StepInfo, Tensor, TensorData,
     ValueView,
 };
+use temblor_tools::progress;
 
 /// Changes whenever what is collected or how it is stored changes, so old caches miss.
 const FORMAT: &str = "temblor calibration v1";

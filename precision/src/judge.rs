@@ -4,8 +4,8 @@
 //! for detectors, by the agreement of its detections with fp32's.
 
 use temblor_ir::{DType, Error, Graph, Op, Result};
-use temblor_tools::verify::{checkpoints, with_outputs};
 use temblor_runtime::{prepare, Device, PrepareOptions, Tensor};
+use temblor_tools::verify::{checkpoints, with_outputs};
 
 /// Detection agreement of candidate outputs with reference outputs (COCO AP with the
 /// reference's detections as ground truth), over the same samples.
@@ -66,12 +66,8 @@ impl<'a> Judge<'a> {
 
     pub fn is_detector(&self, g: &Graph) -> bool {
         self.agreement.is_some()
-            && g.node_ids().any(|id| {
-                matches!(
-                    g.node(id).op,
-                    Op::NonMaxSuppression { .. } | Op::Custom { .. }
-                )
-            })
+            && g.node_ids()
+                .any(|id| matches!(g.node(id).op, Op::NonMaxSuppression { .. } | Op::Lib(_)))
     }
 
     fn run(&self, g: &Graph) -> Result<Vec<Outputs>> {

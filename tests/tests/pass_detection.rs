@@ -2,7 +2,7 @@
 //! least the number of boxes that can pass the score threshold) and explicit yolo_box anchors,
 //! each pinned as a view on a small graph and run against the unrewritten graph.
 
-use temblor_ir::{AttrValue, DType, Graph, GraphOutput, Op, Shape, TensorType, ValueRef};
+use temblor_ir::{AttrValue, DType, Graph, GraphOutput, LibOp, Op, Shape, TensorType, ValueRef};
 use temblor_passes::{DeadNodes, Driver, ExplicitAnchors, PrefilterNms};
 use temblor_runtime::{prepare, Device, PrepareOptions, Tensor};
 use temblor_tests::builder::Builder;
@@ -18,7 +18,7 @@ fn nms_graph() -> Graph {
     let boxes = b.node("boxes", Op::Input { index: 0 }, ty(&[1, M, 4]), &[]);
     let scores = b.node("scores", Op::Input { index: 1 }, ty(&[1, C, M]), &[]);
     b.g.inputs.extend([boxes.node, scores.node]);
-    let attrs = [
+    let attrs: Vec<(String, AttrValue)> = [
         ("background_label", AttrValue::Int(-1)),
         ("score_threshold", AttrValue::Float(0.3)),
         ("nms_top_k", AttrValue::Int(M as i64)),
@@ -30,11 +30,7 @@ fn nms_graph() -> Graph {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    let op = Op::Custom {
-        domain: temblor_ops_lib::DOMAIN.into(),
-        name: "multiclass_nms3".into(),
-        attrs,
-    };
+    let op = Op::Lib(LibOp::parse("multiclass_nms3", &attrs).expect("valid attributes"));
     let nms = b.node("nms", op, ty(&[]), &[boxes, scores]);
     let node = b.g.node_mut(nms.node);
     node.outputs.push(node.outputs[0].clone());
@@ -138,7 +134,7 @@ fn yolo_box_anchors_become_an_explicit_constant() {
     );
     let size = b.node("size", Op::Input { index: 1 }, ty(DType::I32, &[1, 2]), &[]);
     b.g.inputs.extend([x.node, size.node]);
-    let attrs = [
+    let attrs: Vec<(String, AttrValue)> = [
         ("anchors", AttrValue::Ints(vec![10, 13, 33, 23])),
         ("class_num", AttrValue::Int(2)),
         ("conf_thresh", AttrValue::Float(0.01)),
@@ -147,11 +143,7 @@ fn yolo_box_anchors_become_an_explicit_constant() {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    let op = Op::Custom {
-        domain: temblor_ops_lib::DOMAIN.into(),
-        name: "yolo_box".into(),
-        attrs,
-    };
+    let op = Op::Lib(LibOp::parse("yolo_box", &attrs).expect("valid attributes"));
     let decoded = b.node("decode", op, ty(DType::F32, &[]), &[x, size]);
     let node = b.g.node_mut(decoded.node);
     node.outputs.push(node.outputs[0].clone());

@@ -212,7 +212,11 @@ pub fn verify(parse: &Graph, optimize: &Graph) -> Result<Verification> {
 fn is_selection(op: &Op) -> bool {
     matches!(
         op,
-        Op::NonMaxSuppression { .. } | Op::TopK { .. } | Op::NonZero | Op::Custom { .. }
+        Op::NonMaxSuppression { .. }
+            | Op::TopK { .. }
+            | Op::NonZero
+            | Op::Lib(_)
+            | Op::Custom { .. }
     )
 }
 

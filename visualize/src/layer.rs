@@ -130,7 +130,7 @@ pub(crate) fn write_layer(
     for o in g.outputs.iter().filter(|o| o.value.node == id) {
         w.field("graph_output", &quote(&o.name));
     }
-    for (key, value) in node.op.attributes() {
+    for (key, value) in node.attributes() {
         w.field(&key, &attr(&value));
     }
     if view == View::Parse {

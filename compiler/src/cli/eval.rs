@@ -6,11 +6,11 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 use temblor_ir::{package, Error, Graph, Result};
 use temblor_pipeline::{Options, VerifyMode};
+use temblor_runtime::{prepare, Device, Plan, PrepareOptions};
 use temblor_tools::eval::coco_json::{self, Category, DumpImage};
 use temblor_tools::eval::{self, Detection, GtBox, Metrics};
 use temblor_tools::preprocess_config::{Prepared, PreprocessConfig};
 use temblor_tools::progress;
-use temblor_runtime::{prepare, Device, Plan, PrepareOptions};
 
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {

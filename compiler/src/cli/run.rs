@@ -1,8 +1,8 @@
 use std::path::{Path, PathBuf};
 use temblor_ir::{package, Error, Graph, Result};
 use temblor_pipeline::{Options, VerifyMode};
-use temblor_tools::npy;
 use temblor_runtime::{prepare, Device, ErrorKind, PrepareOptions, RuntimeError};
+use temblor_tools::npy;
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {

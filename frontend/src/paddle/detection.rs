@@ -1,10 +1,9 @@
 //! Detection ops: the ops_lib operators (yolo_box, the NMS variants, proposal generation), which
-//! keep Paddle's semantics and attributes as `Op::Custom`, and the ops with a canonical
-//! equivalent (roi_align, grid_sampler).
+//! keep Paddle's semantics as `Op::Lib` with their attributes parsed here, once, and the ops with
+//! a canonical equivalent (roi_align, grid_sampler).
 
 use super::ctx::{Ctx, Family, Res};
-use temblor_ir::{GridSampleMode, GridSamplePadding, Op, RoiAlignAttrs, ValueRef};
-use temblor_ops_lib::{LibOp, DOMAIN};
+use temblor_ir::{GridSampleMode, GridSamplePadding, LibOp, Op, RoiAlignAttrs, ValueRef};
 
 pub(super) const FAMILY: Family = Family {
     ops: &["roi_align", "grid_sampler"],
@@ -24,7 +23,7 @@ fn roi_align(c: &mut Ctx) -> Res {
     let x = c.input("X")?;
     let rois = c.input("ROIs")?;
     let index = match c.opt_input("RoisNum")? {
-        Some(num) => custom(c, "rois_batch_index", Vec::new(), &[Some(num)], 1)?[0],
+        Some(num) => library(c, LibOp::RoisBatchIndex, &[Some(num)])[0],
         None => return Err("roi_align without RoisNum (LoD RoIs) is not supported".into()),
     };
     let size = |c: &Ctx, name: &str| -> Res<usize> {
@@ -74,27 +73,16 @@ fn grid_sampler(c: &mut Ctx) -> Res {
     c.bind("Output", y)
 }
 
-/// Adds an ops_lib node with the given attributes and inputs; returns its outputs.
-fn custom(
-    c: &mut Ctx,
-    name: &str,
-    attrs: Vec<(String, temblor_ir::AttrValue)>,
-    inputs: &[Option<ValueRef>],
-    outputs: usize,
-) -> Res<Vec<ValueRef>> {
-    let op = Op::Custom {
-        domain: DOMAIN.to_string(),
-        name: name.to_string(),
-        attrs,
-    };
-    let id = c.node(op, inputs, outputs);
-    Ok((0..outputs).map(|p| ValueRef::new(id, p)).collect())
+/// Adds an ops_lib node with the given inputs; returns its outputs.
+fn library(c: &mut Ctx, op: LibOp, inputs: &[Option<ValueRef>]) -> Vec<ValueRef> {
+    let outputs = op.output_count();
+    let id = c.node(Op::Lib(op), inputs, outputs);
+    (0..outputs).map(|p| ValueRef::new(id, p)).collect()
 }
 
 /// An ops_lib operator, connected in the order of its declared Paddle parameters.
 pub(super) fn library_op(c: &mut Ctx) -> Res {
-    let attrs = c.attrs.source();
-    let lib = LibOp::parse(c.op_type(), &attrs)?;
+    let lib = LibOp::parse(c.op_type(), &c.attrs.source())?;
     let mut inputs = Vec::new();
     for &(param, optional) in lib.inputs() {
         let v = c.opt_input(param)?;
@@ -104,8 +92,7 @@ pub(super) fn library_op(c: &mut Ctx) -> Res {
         inputs.push(v);
     }
     let params = lib.outputs();
-    let total = params.iter().map(|(_, n)| n).sum();
-    let values = custom(c, c.op_type(), attrs, &inputs, total)?;
+    let values = library(c, lib, &inputs);
     let mut at = 0;
     for (param, n) in params {
         let bound = c.output_count(param);

@@ -1,6 +1,6 @@
 //! The registry of Paddle op types: each family file lists the op types it maps and one function
 //! that maps them. ops_lib operators (detection ops with no canonical equivalent) are recognized
-//! through `temblor_ops_lib::LibOp`.
+//! through `temblor_ir::LibOp`.
 
 use super::ctx::{Ctx, Family, Res};
 use super::proto::ProgramDesc;
@@ -24,9 +24,7 @@ fn family(op_type: &str) -> Option<&'static Family> {
 }
 
 fn supported(op_type: &str) -> bool {
-    STRUCTURAL.contains(&op_type)
-        || family(op_type).is_some()
-        || temblor_ops_lib::LibOp::known(op_type)
+    STRUCTURAL.contains(&op_type) || family(op_type).is_some() || temblor_ir::LibOp::known(op_type)
 }
 
 /// Every op type of every block the importer cannot map, each with where it first occurs.

@@ -1,16 +1,18 @@
-//! The canonical attributes of each op as name/value pairs, for views and snapshots.
+//! The canonical attributes of each node's op as name/value pairs, for views and snapshots.
 
-use super::{Activation, Op, SplitSizes};
+use super::{Activation, LibOp, Op, SplitSizes};
 use crate::AttrValue;
+use crate::Node;
 
-impl Op {
-    /// Human-readable canonical attributes, in a fixed order, for views and snapshots.
+impl Node {
+    /// Human-readable canonical attributes, in a fixed order, for views and snapshots. An ops_lib
+    /// op's come in the order of the node's source attributes (see [`LibOp::attributes`]).
     pub fn attributes(&self) -> Vec<(String, AttrValue)> {
         use AttrValue::{Float, Int, Ints, String as Str};
         let ints = |v: &[usize]| Ints(v.iter().map(|&x| x as i64).collect());
         let flag = |b: bool| Int(b as i64);
         let name = |v: &dyn std::fmt::Debug| Str(format!("{v:?}").to_lowercase());
-        let named: Vec<(&str, AttrValue)> = match self {
+        let named: Vec<(&str, AttrValue)> = match &self.op {
             Op::Input { index } => vec![("index", Int(*index as i64))],
             Op::Constant { weight } => vec![("weight", Int(weight.0 as i64))],
             Op::Conv(a) => {
@@ -116,7 +118,7 @@ impl Op {
                     ("pads", ints(&a.pads)),
                     ("ceil_mode", flag(a.ceil_mode)),
                 ];
-                if matches!(self, Op::AveragePool(_)) {
+                if matches!(self.op, Op::AveragePool(_)) {
                     v.push(("count_include_pad", flag(a.count_include_pad)));
                 }
                 v
@@ -188,6 +190,11 @@ impl Op {
             ],
             Op::QuantizeLinear { axis, saturate } => {
                 vec![("axis", Int(*axis)), ("saturate", flag(*saturate))]
+            }
+            Op::Lib(op) => {
+                let mut v = vec![("domain".to_string(), Str(LibOp::DOMAIN.to_string()))];
+                v.extend(op.attributes(&self.source_attrs));
+                return v;
             }
             Op::Custom { domain, attrs, .. } => {
                 let mut v = vec![("domain".to_string(), Str(domain.clone()))];

@@ -11,9 +11,14 @@
 mod attrs;
 mod describe;
 mod elementwise;
+mod library;
 
 pub use attrs::*;
 pub use elementwise::{BinaryOp, UnaryOp};
+pub use library::{
+    DistributeFpnAttrs, GenerateProposalsAttrs, LibOp, MatrixNmsAttrs, MulticlassNmsAttrs,
+    YoloBoxAttrs,
+};
 
 use crate::AttrValue;
 use crate::DType;
@@ -226,7 +231,10 @@ pub enum Op {
         axis: i64,
     },
 
-    /// An ops_lib operator, or any op kept opaque.
+    /// An ops_lib operator. Inputs and outputs: Paddle's parameters in [`LibOp::inputs`] and
+    /// [`LibOp::outputs`] order.
+    Lib(LibOp),
+    /// An op kept opaque: no shape rule, no kernel, viewable only.
     Custom {
         domain: String,
         name: String,
@@ -280,6 +288,7 @@ pub enum OpFamily {
     Reduction,
     Detection,
     Quantization,
+    /// ops_lib operators and opaque ops: host-side, outside the canonical set.
     Custom,
 }
 
@@ -346,7 +355,7 @@ impl Op {
             | Op::DeformSample(_)
             | Op::GridSample { .. } => OpFamily::Detection,
             Op::QuantizeLinear { .. } | Op::DequantizeLinear { .. } => OpFamily::Quantization,
-            Op::Custom { .. } => OpFamily::Custom,
+            Op::Lib(_) | Op::Custom { .. } => OpFamily::Custom,
         }
     }
 
@@ -414,6 +423,7 @@ impl Op {
             Op::GridSample { .. } => "GridSample",
             Op::QuantizeLinear { .. } => "QuantizeLinear",
             Op::DequantizeLinear { .. } => "DequantizeLinear",
+            Op::Lib(op) => op.name(),
             Op::Custom { name, .. } => name,
         }
     }
@@ -432,6 +442,7 @@ impl Op {
             Op::ConvTranspose(_) => (2, 3),
             Op::BatchNorm { .. } => (5, 5),
             Op::Concat { .. } | Op::Einsum { .. } => (1, usize::MAX),
+            Op::Lib(op) => op.arity(),
             Op::Custom { .. } => (0, usize::MAX),
             Op::Binary(_)
             | Op::Reshape { .. }
@@ -483,6 +494,7 @@ impl Op {
             Op::Split { sizes, .. } => sizes.count(),
             Op::TopK { .. } | Op::MaxPool(_) => 2,
             Op::LayerNorm { .. } => 3,
+            Op::Lib(op) => op.output_count(),
             Op::Custom { .. } => usize::MAX,
             _ => 1,
         }

@@ -3,122 +3,89 @@
 //! and splits the RoIs per level (keeping their order, so images stay contiguous).
 //! `RestoreIndex[r]` is where RoI `r` lands in the concatenation of all levels.
 
-use super::attrs::Attrs;
 use super::boxes::area;
 use super::{counts_data, counts_dims, float_data, float_dims, offsets_from_counts, ty, Args};
 use crate::LibTensor;
 use crate::LibView;
-use temblor_ir::{DType, Dim, TensorType};
+use temblor_ir::{DType, Dim, DistributeFpnAttrs, TensorType};
 
-#[derive(Clone, Debug, PartialEq)]
-pub struct DistributeFpnAttrs {
-    pub min_level: i32,
-    pub max_level: i32,
-    pub refer_level: i32,
-    pub refer_scale: i32,
-    /// Pixel boxes whose width counts both end pixels (`x2 - x1 + 1`).
-    pub pixel_offset: bool,
+pub(super) fn infer(
+    attrs: &DistributeFpnAttrs,
+    args: &Args<'_, TensorType>,
+) -> Result<Vec<TensorType>, String> {
+    let (rois, what) = args.get(0)?;
+    let total = float_dims(rois, &what, 2)?[0].clone();
+    let images = match args.opt(1) {
+        Some((t, what)) => counts_dims(t, &what)?,
+        None => Dim::Known(1),
+    };
+    let levels = attrs.num_levels();
+    let mut out = Vec::with_capacity(2 * levels + 1);
+    out.extend((0..levels).map(|_| ty(DType::F32, vec![Dim::Unknown, Dim::Known(4)])));
+    out.extend((0..levels).map(|_| ty(DType::I32, vec![images.clone()])));
+    out.push(ty(DType::I32, vec![total, Dim::Known(1)]));
+    Ok(out)
 }
 
-impl DistributeFpnAttrs {
-    pub(crate) fn parse(a: &Attrs) -> Result<DistributeFpnAttrs, String> {
-        let level = |name: &str| {
-            let v = a.int(name)?;
-            i32::try_from(v).map_err(|_| a.invalid(name, "does not fit int32"))
-        };
-        let attrs = DistributeFpnAttrs {
-            min_level: level("min_level")?,
-            max_level: level("max_level")?,
-            refer_level: level("refer_level")?,
-            refer_scale: level("refer_scale")?,
-            pixel_offset: a.bool_or("pixel_offset", true)?,
-        };
-        if attrs.max_level < attrs.min_level {
-            return Err(a.invalid("max_level", "must not be below min_level"));
-        }
-        if attrs.refer_scale <= 0 {
-            return Err(a.invalid("refer_scale", "must be positive"));
-        }
-        Ok(attrs)
+pub(super) fn run(
+    attrs: &DistributeFpnAttrs,
+    args: &Args<'_, LibView<'_>>,
+) -> Result<Vec<LibTensor>, String> {
+    let (rv, what) = args.get(0)?;
+    let rois = float_data(rv, &what, 2)?;
+    if rv.dims[1] != 4 {
+        return Err(format!("{what} must be [R, 4], got {:?}", rv.dims));
     }
+    let total = rv.dims[0];
+    let offsets = match args.opt(1) {
+        Some((v, nwhat)) => offsets_from_counts(&counts_data(v, &nwhat)?, total, &nwhat)?,
+        None => vec![0, total],
+    };
+    let images = offsets.len() - 1;
+    let levels = attrs.num_levels();
+    let target: Vec<usize> = rois.chunks_exact(4).map(|b| level_of(attrs, b)).collect();
 
-    /// Number of FPN levels, the count of both variadic outputs.
-    pub fn num_levels(&self) -> usize {
-        (self.max_level - self.min_level + 1) as usize
+    let mut per_level = vec![0usize; levels];
+    target.iter().for_each(|&l| per_level[l] += 1);
+    let mut start = vec![0usize; levels];
+    for l in 1..levels {
+        start[l] = start[l - 1] + per_level[l - 1];
     }
-
-    pub(crate) fn infer(&self, args: &Args<'_, TensorType>) -> Result<Vec<TensorType>, String> {
-        let (rois, what) = args.get(0)?;
-        let total = float_dims(rois, &what, 2)?[0].clone();
-        let images = match args.opt(1) {
-            Some((t, what)) => counts_dims(t, &what)?,
-            None => Dim::Known(1),
-        };
-        let levels = self.num_levels();
-        let mut out = Vec::with_capacity(2 * levels + 1);
-        out.extend((0..levels).map(|_| ty(DType::F32, vec![Dim::Unknown, Dim::Known(4)])));
-        out.extend((0..levels).map(|_| ty(DType::I32, vec![images.clone()])));
-        out.push(ty(DType::I32, vec![total, Dim::Known(1)]));
-        Ok(out)
+    let mut level_rois: Vec<Vec<f32>> = per_level
+        .iter()
+        .map(|&c| Vec::with_capacity(c * 4))
+        .collect();
+    let mut level_counts = vec![vec![0i32; images]; levels];
+    let mut restore = vec![0i32; total];
+    let mut placed = vec![0usize; levels];
+    for (image, w) in offsets.windows(2).enumerate() {
+        for r in w[0]..w[1] {
+            let l = target[r];
+            level_rois[l].extend_from_slice(&rois[r * 4..r * 4 + 4]);
+            level_counts[l][image] += 1;
+            restore[r] = i32::try_from(start[l] + placed[l])
+                .map_err(|_| "RoI count does not fit int32".to_string())?;
+            placed[l] += 1;
+        }
     }
-
-    pub(crate) fn run(&self, args: &Args<'_, LibView<'_>>) -> Result<Vec<LibTensor>, String> {
-        let (rv, what) = args.get(0)?;
-        let rois = float_data(rv, &what, 2)?;
-        if rv.dims[1] != 4 {
-            return Err(format!("{what} must be [R, 4], got {:?}", rv.dims));
-        }
-        let total = rv.dims[0];
-        let offsets = match args.opt(1) {
-            Some((v, nwhat)) => offsets_from_counts(&counts_data(v, &nwhat)?, total, &nwhat)?,
-            None => vec![0, total],
-        };
-        let images = offsets.len() - 1;
-        let levels = self.num_levels();
-        let target: Vec<usize> = rois.chunks_exact(4).map(|b| self.level_of(b)).collect();
-
-        let mut per_level = vec![0usize; levels];
-        target.iter().for_each(|&l| per_level[l] += 1);
-        let mut start = vec![0usize; levels];
-        for l in 1..levels {
-            start[l] = start[l - 1] + per_level[l - 1];
-        }
-        let mut level_rois: Vec<Vec<f32>> = per_level
-            .iter()
-            .map(|&c| Vec::with_capacity(c * 4))
-            .collect();
-        let mut level_counts = vec![vec![0i32; images]; levels];
-        let mut restore = vec![0i32; total];
-        let mut placed = vec![0usize; levels];
-        for (image, w) in offsets.windows(2).enumerate() {
-            for r in w[0]..w[1] {
-                let l = target[r];
-                level_rois[l].extend_from_slice(&rois[r * 4..r * 4 + 4]);
-                level_counts[l][image] += 1;
-                restore[r] = i32::try_from(start[l] + placed[l])
-                    .map_err(|_| "RoI count does not fit int32".to_string())?;
-                placed[l] += 1;
-            }
-        }
-        let mut out: Vec<LibTensor> = level_rois
+    let mut out: Vec<LibTensor> = level_rois
+        .into_iter()
+        .map(|v| LibTensor::f32(vec![v.len() / 4, 4], v))
+        .collect();
+    out.extend(
+        level_counts
             .into_iter()
-            .map(|v| LibTensor::f32(vec![v.len() / 4, 4], v))
-            .collect();
-        out.extend(
-            level_counts
-                .into_iter()
-                .map(|c| LibTensor::i32(vec![images], c)),
-        );
-        out.push(LibTensor::i32(vec![total, 1], restore));
-        Ok(out)
-    }
+            .map(|c| LibTensor::i32(vec![images], c)),
+    );
+    out.push(LibTensor::i32(vec![total, 1], restore));
+    Ok(out)
+}
 
-    /// The level of one RoI, as an offset from `min_level`. Paddle's float arithmetic.
-    fn level_of(&self, b: &[f32]) -> usize {
-        let scale = area(b, !self.pixel_offset).sqrt();
-        let lvl =
-            ((scale / self.refer_scale as f32 + 1e-6f32).log2() + self.refer_level as f32).floor();
-        let lvl = (lvl as i32).clamp(self.min_level, self.max_level);
-        (lvl - self.min_level) as usize
-    }
+/// The level of one RoI, as an offset from `min_level`. Paddle's float arithmetic.
+fn level_of(attrs: &DistributeFpnAttrs, b: &[f32]) -> usize {
+    let scale = area(b, !attrs.pixel_offset).sqrt();
+    let lvl =
+        ((scale / attrs.refer_scale as f32 + 1e-6f32).log2() + attrs.refer_level as f32).floor();
+    let lvl = (lvl as i32).clamp(attrs.min_level, attrs.max_level);
+    (lvl - attrs.min_level) as usize
 }

@@ -1,7 +1,6 @@
 //! PaddleDetection's detection operators, with Paddle 2.6's CPU kernels as the reference for
 //! every number, tie-break and ordering they produce.
 
-mod attrs;
 mod boxes;
 mod distribute_fpn;
 mod generate_proposals;
@@ -12,142 +11,32 @@ mod yolo_box;
 
 use crate::LibTensor;
 use crate::LibView;
-use attrs::Attrs;
-use temblor_ir::{AttrValue, DType, Dim, Shape, TensorType};
+use temblor_ir::{DType, Dim, LibOp, Shape, TensorType};
 
-pub use distribute_fpn::DistributeFpnAttrs;
-pub use generate_proposals::GenerateProposalsAttrs;
-pub use matrix_nms::MatrixNmsAttrs;
-pub use multiclass_nms::MulticlassNmsAttrs;
-pub use yolo_box::YoloBoxAttrs;
-
-/// One ops_lib detection operator with its typed attributes.
-#[derive(Clone, Debug, PartialEq)]
-pub enum LibOp {
-    YoloBox(YoloBoxAttrs),
-    MulticlassNms(MulticlassNmsAttrs),
-    MatrixNms(MatrixNmsAttrs),
-    GenerateProposals(GenerateProposalsAttrs),
-    DistributeFpnProposals(DistributeFpnAttrs),
-    /// temblor's own: the batch index of each RoI from per-image RoI counts.
-    RoisBatchIndex,
+/// Output types from input types (`None` for an omitted optional input). Extents that depend
+/// on the data, such as the number of detections, are [`Dim::Unknown`].
+pub fn infer(op: &LibOp, inputs: &[Option<TensorType>]) -> Result<Vec<TensorType>, String> {
+    let args = Args::new(op, inputs)?;
+    match op {
+        LibOp::YoloBox(a) => yolo_box::infer(a, &args),
+        LibOp::MulticlassNms(_) => multiclass_nms::infer(&args),
+        LibOp::MatrixNms(_) => matrix_nms::infer(&args),
+        LibOp::GenerateProposals(_) => generate_proposals::infer(&args),
+        LibOp::DistributeFpnProposals(a) => distribute_fpn::infer(a, &args),
+        LibOp::RoisBatchIndex => rois_batch_index::infer(&args),
+    }
 }
 
-const YOLO_BOX: &str = "yolo_box";
-const MULTICLASS_NMS3: &str = "multiclass_nms3";
-const MATRIX_NMS: &str = "matrix_nms";
-const GENERATE_PROPOSALS_V2: &str = "generate_proposals_v2";
-const DISTRIBUTE_FPN_PROPOSALS: &str = "distribute_fpn_proposals";
-const ROIS_BATCH_INDEX: &str = "rois_batch_index";
-
-impl LibOp {
-    /// Parses Paddle's op type and attributes; the error names the attribute that is missing or
-    /// wrong.
-    pub fn parse(name: &str, attrs: &[(String, AttrValue)]) -> Result<LibOp, String> {
-        Ok(match name {
-            YOLO_BOX => LibOp::YoloBox(YoloBoxAttrs::parse(&Attrs::new(YOLO_BOX, attrs))?),
-            MULTICLASS_NMS3 => LibOp::MulticlassNms(MulticlassNmsAttrs::parse(&Attrs::new(
-                MULTICLASS_NMS3,
-                attrs,
-            ))?),
-            MATRIX_NMS => LibOp::MatrixNms(MatrixNmsAttrs::parse(&Attrs::new(MATRIX_NMS, attrs))?),
-            GENERATE_PROPOSALS_V2 => LibOp::GenerateProposals(GenerateProposalsAttrs::parse(
-                &Attrs::new(GENERATE_PROPOSALS_V2, attrs),
-            )?),
-            DISTRIBUTE_FPN_PROPOSALS => LibOp::DistributeFpnProposals(DistributeFpnAttrs::parse(
-                &Attrs::new(DISTRIBUTE_FPN_PROPOSALS, attrs),
-            )?),
-            ROIS_BATCH_INDEX => LibOp::RoisBatchIndex,
-            other => return Err(format!("`{other}` is not an ops_lib operator")),
-        })
-    }
-
-    /// True when `name` is an ops_lib op type.
-    pub fn known(name: &str) -> bool {
-        [
-            YOLO_BOX,
-            MULTICLASS_NMS3,
-            MATRIX_NMS,
-            GENERATE_PROPOSALS_V2,
-            DISTRIBUTE_FPN_PROPOSALS,
-            ROIS_BATCH_INDEX,
-        ]
-        .contains(&name)
-    }
-
-    /// Paddle's op type.
-    pub fn name(&self) -> &'static str {
-        match self {
-            LibOp::YoloBox(_) => YOLO_BOX,
-            LibOp::MulticlassNms(_) => MULTICLASS_NMS3,
-            LibOp::MatrixNms(_) => MATRIX_NMS,
-            LibOp::GenerateProposals(_) => GENERATE_PROPOSALS_V2,
-            LibOp::DistributeFpnProposals(_) => DISTRIBUTE_FPN_PROPOSALS,
-            LibOp::RoisBatchIndex => ROIS_BATCH_INDEX,
-        }
-    }
-
-    /// Paddle's input parameter names in connection order, each with whether it is optional.
-    pub fn inputs(&self) -> &'static [(&'static str, bool)] {
-        match self {
-            LibOp::YoloBox(_) => &[("X", false), ("ImgSize", false), ("Anchors", true)],
-            LibOp::MulticlassNms(_) => &[("BBoxes", false), ("Scores", false), ("RoisNum", true)],
-            LibOp::MatrixNms(_) => &[("BBoxes", false), ("Scores", false)],
-            LibOp::GenerateProposals(_) => &[
-                ("Scores", false),
-                ("BboxDeltas", false),
-                ("ImShape", false),
-                ("Anchors", false),
-                ("Variances", false),
-            ],
-            LibOp::DistributeFpnProposals(_) => &[("FpnRois", false), ("RoisNum", true)],
-            LibOp::RoisBatchIndex => &[("RoisNum", false)],
-        }
-    }
-
-    /// Paddle's output parameter names, each with how many tensors it has.
-    pub fn outputs(&self) -> Vec<(&'static str, usize)> {
-        match self {
-            LibOp::YoloBox(_) => vec![("Boxes", 1), ("Scores", 1)],
-            LibOp::MulticlassNms(_) => vec![("Out", 1), ("Index", 1), ("NmsRoisNum", 1)],
-            LibOp::MatrixNms(_) => vec![("Out", 1), ("Index", 1), ("RoisNum", 1)],
-            LibOp::GenerateProposals(_) => {
-                vec![("RpnRois", 1), ("RpnRoiProbs", 1), ("RpnRoisNum", 1)]
-            }
-            LibOp::DistributeFpnProposals(a) => vec![
-                ("MultiFpnRois", a.num_levels()),
-                ("MultiLevelRoIsNum", a.num_levels()),
-                ("RestoreIndex", 1),
-            ],
-            LibOp::RoisBatchIndex => vec![("BatchIndex", 1)],
-        }
-    }
-
-    /// Output types from input types (`None` for an omitted optional input). Extents that depend
-    /// on the data, such as the number of detections, are [`Dim::Unknown`].
-    pub fn infer(&self, inputs: &[Option<TensorType>]) -> Result<Vec<TensorType>, String> {
-        let args = Args::new(self, inputs)?;
-        match self {
-            LibOp::YoloBox(a) => a.infer(&args),
-            LibOp::MulticlassNms(a) => a.infer(&args),
-            LibOp::MatrixNms(a) => a.infer(&args),
-            LibOp::GenerateProposals(a) => a.infer(&args),
-            LibOp::DistributeFpnProposals(a) => a.infer(&args),
-            LibOp::RoisBatchIndex => rois_batch_index::infer(&args),
-        }
-    }
-
-    /// Runs the CPU kernel.
-    pub fn run(&self, inputs: &[Option<LibView<'_>>]) -> Result<Vec<LibTensor>, String> {
-        let args = Args::new(self, inputs)?;
-        match self {
-            LibOp::YoloBox(a) => a.run(&args),
-            LibOp::MulticlassNms(a) => a.run(&args),
-            LibOp::MatrixNms(a) => a.run(&args),
-            LibOp::GenerateProposals(a) => a.run(&args),
-            LibOp::DistributeFpnProposals(a) => a.run(&args),
-            LibOp::RoisBatchIndex => rois_batch_index::run(&args),
-        }
+/// Runs the CPU kernel.
+pub fn run(op: &LibOp, inputs: &[Option<LibView<'_>>]) -> Result<Vec<LibTensor>, String> {
+    let args = Args::new(op, inputs)?;
+    match op {
+        LibOp::YoloBox(a) => yolo_box::run(a, &args),
+        LibOp::MulticlassNms(a) => multiclass_nms::run(a, &args),
+        LibOp::MatrixNms(a) => matrix_nms::run(a, &args),
+        LibOp::GenerateProposals(a) => generate_proposals::run(a, &args),
+        LibOp::DistributeFpnProposals(a) => distribute_fpn::run(a, &args),
+        LibOp::RoisBatchIndex => rois_batch_index::run(&args),
     }
 }
 

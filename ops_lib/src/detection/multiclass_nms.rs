@@ -5,7 +5,6 @@
 //! Output rows are `[label, score, x1, y1, x2, y2]`, grouped per image and by ascending label;
 //! within a label in descending score (batched form) or ascending RoI index (RoI form).
 
-use super::attrs::Attrs;
 use super::boxes::greedy_nms;
 use super::{counts_data, counts_dims, float_data, float_dims, offsets_from_counts, ty, Args};
 use crate::LibTensor;
@@ -13,191 +12,166 @@ use crate::LibView;
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
 use std::collections::BinaryHeap;
-use temblor_ir::{DType, Dim, TensorType};
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct MulticlassNmsAttrs {
-    /// A class skipped entirely; -1 for none.
-    pub background_label: i64,
-    pub score_threshold: f32,
-    /// Candidates per class before NMS; -1 for all.
-    pub nms_top_k: i64,
-    pub nms_threshold: f32,
-    pub nms_eta: f32,
-    /// Detections per image after NMS; -1 for all.
-    pub keep_top_k: i64,
-    pub normalized: bool,
-}
+use temblor_ir::{DType, Dim, MulticlassNmsAttrs, TensorType};
 
 /// Kept candidate indices per class label, ascending by label.
 type Selection = BTreeMap<usize, Vec<usize>>;
 
-impl MulticlassNmsAttrs {
-    pub(crate) fn parse(a: &Attrs) -> Result<MulticlassNmsAttrs, String> {
-        Ok(MulticlassNmsAttrs {
-            background_label: a.int_or("background_label", 0)?,
-            score_threshold: a.float("score_threshold")?,
-            nms_top_k: a.int("nms_top_k")?,
-            nms_threshold: a.float_or("nms_threshold", 0.3)?,
-            nms_eta: a.float_or("nms_eta", 1.0)?,
-            keep_top_k: a.int("keep_top_k")?,
-            normalized: a.bool_or("normalized", true)?,
-        })
-    }
+pub(super) fn infer(args: &Args<'_, TensorType>) -> Result<Vec<TensorType>, String> {
+    let (scores, what) = args.get(1)?;
+    let rank = scores.shape.rank();
+    let (bboxes, bwhat) = args.get(0)?;
+    let images = if rank == 3 {
+        float_dims(scores, &what, 3)?;
+        float_dims(bboxes, &bwhat, 3)?[0].clone()
+    } else {
+        float_dims(scores, &what, 2)?;
+        float_dims(bboxes, &bwhat, 3)?;
+        let (rois_num, nwhat) = args.opt(2).ok_or_else(|| {
+            format!("{what} is 2-D (per-RoI form), which needs RoisNum connected")
+        })?;
+        counts_dims(rois_num, &nwhat)?
+    };
+    Ok(detection_types(images))
+}
 
-    pub(crate) fn infer(&self, args: &Args<'_, TensorType>) -> Result<Vec<TensorType>, String> {
-        let (scores, what) = args.get(1)?;
-        let rank = scores.shape.rank();
-        let (bboxes, bwhat) = args.get(0)?;
-        let images = if rank == 3 {
-            float_dims(scores, &what, 3)?;
-            float_dims(bboxes, &bwhat, 3)?[0].clone()
-        } else {
-            float_dims(scores, &what, 2)?;
-            float_dims(bboxes, &bwhat, 3)?;
-            let (rois_num, nwhat) = args.opt(2).ok_or_else(|| {
-                format!("{what} is 2-D (per-RoI form), which needs RoisNum connected")
-            })?;
-            counts_dims(rois_num, &nwhat)?
-        };
-        Ok(detection_types(images))
-    }
-
-    pub(crate) fn run(&self, args: &Args<'_, LibView<'_>>) -> Result<Vec<LibTensor>, String> {
-        let (bv, bwhat) = args.get(0)?;
-        let (sv, swhat) = args.get(1)?;
-        let mut rows = Vec::new();
-        let mut index = Vec::new();
-        let mut counts = Vec::new();
-        if sv.dims.len() == 3 {
-            let scores = float_data(sv, &swhat, 3)?;
-            let bboxes = float_data(bv, &bwhat, 3)?;
-            let [n, c, m] = [sv.dims[0], sv.dims[1], sv.dims[2]];
-            if bv.dims != [n, m, 4] {
-                return Err(format!(
-                    "{bwhat} must be [{n}, {m}, 4] for {swhat} {:?}",
-                    sv.dims
-                ));
-            }
-            for i in 0..n {
-                let score = |cls: usize, idx: usize| scores[(i * c + cls) * m + idx];
-                let bbox = |_: usize, idx: usize| &bboxes[(i * m + idx) * 4..(i * m + idx + 1) * 4];
-                let sel = self.select(c, m, &score, &bbox, false);
-                let before = index.len();
-                for (&cls, kept) in &sel {
-                    for &idx in kept {
-                        push_row(&mut rows, cls, score(cls, idx), bbox(cls, idx));
-                        index.push(to_i32((i * m + idx) as i64)?);
-                    }
-                }
-                counts.push(to_i32((index.len() - before) as i64)?);
-            }
-        } else {
-            let scores = float_data(sv, &swhat, 2)?;
-            let bboxes = float_data(bv, &bwhat, 3)?;
-            let [m, c] = [sv.dims[0], sv.dims[1]];
-            if bv.dims != [m, c, 4] {
-                return Err(format!(
-                    "{bwhat} must be [{m}, {c}, 4] for {swhat} {:?}",
-                    sv.dims
-                ));
-            }
-            let (nv, nwhat) = args.opt(2).ok_or_else(|| {
-                format!("{swhat} is 2-D (per-RoI form), which needs RoisNum connected")
-            })?;
-            let offsets = offsets_from_counts(&counts_data(nv, &nwhat)?, m, &nwhat)?;
-            for w in offsets.windows(2) {
-                let (start, len) = (w[0], w[1] - w[0]);
-                let score = |cls: usize, idx: usize| scores[(start + idx) * c + cls];
-                let bbox = |cls: usize, idx: usize| {
-                    let at = ((start + idx) * c + cls) * 4;
-                    &bboxes[at..at + 4]
-                };
-                let sel = self.select(c, len, &score, &bbox, true);
-                let before = index.len();
-                for (&cls, kept) in &sel {
-                    for &idx in kept {
-                        push_row(&mut rows, cls, score(cls, idx), bbox(cls, idx));
-                        index.push(to_i32(((start + idx) * c + cls) as i64)?);
-                    }
-                }
-                counts.push(to_i32((index.len() - before) as i64)?);
-            }
+pub(super) fn run(
+    attrs: &MulticlassNmsAttrs,
+    args: &Args<'_, LibView<'_>>,
+) -> Result<Vec<LibTensor>, String> {
+    let (bv, bwhat) = args.get(0)?;
+    let (sv, swhat) = args.get(1)?;
+    let mut rows = Vec::new();
+    let mut index = Vec::new();
+    let mut counts = Vec::new();
+    if sv.dims.len() == 3 {
+        let scores = float_data(sv, &swhat, 3)?;
+        let bboxes = float_data(bv, &bwhat, 3)?;
+        let [n, c, m] = [sv.dims[0], sv.dims[1], sv.dims[2]];
+        if bv.dims != [n, m, 4] {
+            return Err(format!(
+                "{bwhat} must be [{n}, {m}, 4] for {swhat} {:?}",
+                sv.dims
+            ));
         }
-        Ok(detection_outputs(rows, index, counts))
-    }
-
-    /// NMS for one image over `classes` classes of `m` candidates each, then `keep_top_k`.
-    /// `by_index` re-sorts each class's kept indices ascending (the per-RoI form).
-    fn select<'b>(
-        &self,
-        classes: usize,
-        m: usize,
-        score: &dyn Fn(usize, usize) -> f32,
-        bbox: &dyn Fn(usize, usize) -> &'b [f32],
-        by_index: bool,
-    ) -> Selection {
-        let mut sel = Selection::new();
-        let mut total = 0usize;
-        // The best keep_top_k scores kept so far, over all classes. A candidate scoring below
-        // the lowest of them once there are keep_top_k can never reach the final cut, and
-        // neither can anything after it in its class (visited in descending order), whose
-        // suppression it could only have decided: skipping them is exact, and on a detector
-        // whose every box scores high it skips nearly all of the quadratic work.
-        let mut best: BinaryHeap<Reverse<Score>> = BinaryHeap::new();
-        let cap = usize::try_from(self.keep_top_k).ok();
-        for cls in 0..classes {
-            if cls as i64 == self.background_label {
-                continue;
+        for i in 0..n {
+            let score = |cls: usize, idx: usize| scores[(i * c + cls) * m + idx];
+            let bbox = |_: usize, idx: usize| &bboxes[(i * m + idx) * 4..(i * m + idx + 1) * 4];
+            let sel = select(attrs, c, m, &score, &bbox, false);
+            let before = index.len();
+            for (&cls, kept) in &sel {
+                for &idx in kept {
+                    push_row(&mut rows, cls, score(cls, idx), bbox(cls, idx));
+                    index.push(to_i32((i * m + idx) as i64)?);
+                }
             }
-            let floor = match cap {
-                Some(k) if best.len() >= k && k > 0 => best.peek().map(|r| r.0 .0),
-                _ => None,
+            counts.push(to_i32((index.len() - before) as i64)?);
+        }
+    } else {
+        let scores = float_data(sv, &swhat, 2)?;
+        let bboxes = float_data(bv, &bwhat, 3)?;
+        let [m, c] = [sv.dims[0], sv.dims[1]];
+        if bv.dims != [m, c, 4] {
+            return Err(format!(
+                "{bwhat} must be [{m}, {c}, 4] for {swhat} {:?}",
+                sv.dims
+            ));
+        }
+        let (nv, nwhat) = args.opt(2).ok_or_else(|| {
+            format!("{swhat} is 2-D (per-RoI form), which needs RoisNum connected")
+        })?;
+        let offsets = offsets_from_counts(&counts_data(nv, &nwhat)?, m, &nwhat)?;
+        for w in offsets.windows(2) {
+            let (start, len) = (w[0], w[1] - w[0]);
+            let score = |cls: usize, idx: usize| scores[(start + idx) * c + cls];
+            let bbox = |cls: usize, idx: usize| {
+                let at = ((start + idx) * c + cls) * 4;
+                &bboxes[at..at + 4]
             };
-            let mut cand: Vec<(f32, usize)> = (0..m)
-                .map(|idx| (score(cls, idx), idx))
-                .filter(|&(s, _)| s > self.score_threshold && floor.is_none_or(|f| s >= f))
-                .collect();
-            sort_descending(&mut cand);
-            truncate_top_k(&mut cand, self.nms_top_k);
-            let mut kept = greedy_nms(
-                cand.iter().map(|&(_, idx)| idx),
-                |idx| bbox(cls, idx),
-                self.nms_threshold,
-                self.nms_eta,
-                self.normalized,
-            );
-            if let Some(k) = cap {
-                for &idx in &kept {
-                    best.push(Reverse(Score(score(cls, idx))));
-                    if best.len() > k {
-                        best.pop();
-                    }
+            let sel = select(attrs, c, len, &score, &bbox, true);
+            let before = index.len();
+            for (&cls, kept) in &sel {
+                for &idx in kept {
+                    push_row(&mut rows, cls, score(cls, idx), bbox(cls, idx));
+                    index.push(to_i32(((start + idx) * c + cls) as i64)?);
                 }
             }
-            if by_index {
-                kept.sort_unstable();
-            }
-            total += kept.len();
-            sel.insert(cls, kept);
+            counts.push(to_i32((index.len() - before) as i64)?);
         }
-        if self.keep_top_k > -1 && total > self.keep_top_k as usize {
-            let mut all: Vec<(f32, (usize, usize))> = sel
-                .iter()
-                .flat_map(|(&cls, kept)| kept.iter().map(move |&idx| (score(cls, idx), (cls, idx))))
-                .collect();
-            sort_descending(&mut all);
-            all.truncate(self.keep_top_k as usize);
-            sel = Selection::new();
-            for (_, (cls, idx)) in all {
-                sel.entry(cls).or_default().push(idx);
-            }
-            if by_index {
-                sel.values_mut().for_each(|kept| kept.sort_unstable());
-            }
-        }
-        sel
     }
+    Ok(detection_outputs(rows, index, counts))
+}
+
+/// NMS for one image over `classes` classes of `m` candidates each, then `keep_top_k`.
+/// `by_index` re-sorts each class's kept indices ascending (the per-RoI form).
+fn select<'b>(
+    attrs: &MulticlassNmsAttrs,
+    classes: usize,
+    m: usize,
+    score: &dyn Fn(usize, usize) -> f32,
+    bbox: &dyn Fn(usize, usize) -> &'b [f32],
+    by_index: bool,
+) -> Selection {
+    let mut sel = Selection::new();
+    let mut total = 0usize;
+    // The best keep_top_k scores kept so far, over all classes. A candidate scoring below
+    // the lowest of them once there are keep_top_k can never reach the final cut, and
+    // neither can anything after it in its class (visited in descending order), whose
+    // suppression it could only have decided: skipping them is exact, and on a detector
+    // whose every box scores high it skips nearly all of the quadratic work.
+    let mut best: BinaryHeap<Reverse<Score>> = BinaryHeap::new();
+    let cap = usize::try_from(attrs.keep_top_k).ok();
+    for cls in 0..classes {
+        if cls as i64 == attrs.background_label {
+            continue;
+        }
+        let floor = match cap {
+            Some(k) if best.len() >= k && k > 0 => best.peek().map(|r| r.0 .0),
+            _ => None,
+        };
+        let mut cand: Vec<(f32, usize)> = (0..m)
+            .map(|idx| (score(cls, idx), idx))
+            .filter(|&(s, _)| s > attrs.score_threshold && floor.is_none_or(|f| s >= f))
+            .collect();
+        sort_descending(&mut cand);
+        truncate_top_k(&mut cand, attrs.nms_top_k);
+        let mut kept = greedy_nms(
+            cand.iter().map(|&(_, idx)| idx),
+            |idx| bbox(cls, idx),
+            attrs.nms_threshold,
+            attrs.nms_eta,
+            attrs.normalized,
+        );
+        if let Some(k) = cap {
+            for &idx in &kept {
+                best.push(Reverse(Score(score(cls, idx))));
+                if best.len() > k {
+                    best.pop();
+                }
+            }
+        }
+        if by_index {
+            kept.sort_unstable();
+        }
+        total += kept.len();
+        sel.insert(cls, kept);
+    }
+    if attrs.keep_top_k > -1 && total > attrs.keep_top_k as usize {
+        let mut all: Vec<(f32, (usize, usize))> = sel
+            .iter()
+            .flat_map(|(&cls, kept)| kept.iter().map(move |&idx| (score(cls, idx), (cls, idx))))
+            .collect();
+        sort_descending(&mut all);
+        all.truncate(attrs.keep_top_k as usize);
+        sel = Selection::new();
+        for (_, (cls, idx)) in all {
+            sel.entry(cls).or_default().push(idx);
+        }
+        if by_index {
+            sel.values_mut().for_each(|kept| kept.sort_unstable());
+        }
+    }
+    sel
 }
 
 /// A score ordered totally, for the heap of the best kept scores (NaN never passes the score

@@ -5,201 +5,158 @@
 //! The anchors are Paddle's `anchors` attribute, or, once the `explicit_anchors` pass has run,
 //! an `[A, 2]` integer constant on input 2 (`Anchors`), as a TensorRT plugin takes them.
 
-use super::attrs::Attrs;
 use super::{float_data, float_dims, int_data, int_dims, ty, Args};
 use crate::LibTensor;
 use crate::LibView;
-use temblor_ir::{DType, Dim, TensorType};
+use temblor_ir::{DType, Dim, TensorType, YoloBoxAttrs};
 
-#[derive(Clone, Debug, PartialEq)]
-pub struct YoloBoxAttrs {
-    /// Anchor (width, height) pairs in input-image pixels; `None` when they come as input 2.
-    pub anchors: Option<Vec<i64>>,
-    pub class_num: usize,
-    pub conf_thresh: f32,
-    pub downsample_ratio: i64,
-    pub clip_bbox: bool,
-    pub scale_x_y: f32,
-    /// The head has A extra leading IoU channels and confidence blends objectness with them.
-    pub iou_aware: bool,
-    pub iou_aware_factor: f32,
+/// Channels X must have for `an` anchors.
+fn channels(attrs: &YoloBoxAttrs, an: usize) -> usize {
+    let per_anchor = 5 + attrs.class_num + usize::from(attrs.iou_aware);
+    an * per_anchor
 }
 
-impl YoloBoxAttrs {
-    pub(crate) fn parse(a: &Attrs) -> Result<YoloBoxAttrs, String> {
-        let anchors = match a.has("anchors") {
-            true => Some(a.ints("anchors")?),
-            false => None,
-        };
-        if anchors
-            .as_ref()
-            .is_some_and(|v| v.is_empty() || v.len() % 2 != 0)
-        {
-            return Err(a.invalid("anchors", "must hold a non-empty list of (w, h) pairs"));
-        }
-        let class_num = a.int("class_num")?;
-        let class_num = usize::try_from(class_num)
-            .ok()
-            .filter(|&c| c > 0)
-            .ok_or_else(|| a.invalid("class_num", "must be positive"))?;
-        let downsample_ratio = a.int("downsample_ratio")?;
-        if downsample_ratio <= 0 {
-            return Err(a.invalid("downsample_ratio", "must be positive"));
-        }
-        Ok(YoloBoxAttrs {
-            anchors,
-            class_num,
-            conf_thresh: a.float("conf_thresh")?,
-            downsample_ratio,
-            clip_bbox: a.bool_or("clip_bbox", true)?,
-            scale_x_y: a.float_or("scale_x_y", 1.0)?,
-            iou_aware: a.bool_or("iou_aware", false)?,
-            iou_aware_factor: a.float_or("iou_aware_factor", 0.5)?,
-        })
+/// The anchor count: from the attribute, or the `[A, 2]` type of input 2.
+fn anchor_count(attrs: &YoloBoxAttrs, args: &Args<'_, TensorType>) -> Result<usize, String> {
+    match (&attrs.anchors, args.opt(2)) {
+        (Some(a), None) => Ok(a.len() / 2),
+        (None, Some((t, what))) => match int_dims(t, &what, 2)? {
+            [a, two] if two.known() == Some(2) => a
+                .known()
+                .ok_or_else(|| format!("{what} has no static anchor count")),
+            _ => Err(format!("{what} must be [A, 2]")),
+        },
+        (Some(_), Some(_)) => Err("anchors given both as an attribute and as input 2".into()),
+        (None, None) => Err("anchors are missing (no attribute, no input 2)".into()),
     }
+}
 
-    /// Channels X must have for `an` anchors.
-    fn channels(&self, an: usize) -> usize {
-        let per_anchor = 5 + self.class_num + usize::from(self.iou_aware);
-        an * per_anchor
-    }
-
-    /// The anchor count: from the attribute, or the `[A, 2]` type of input 2.
-    fn anchor_count(&self, args: &Args<'_, TensorType>) -> Result<usize, String> {
-        match (&self.anchors, args.opt(2)) {
-            (Some(a), None) => Ok(a.len() / 2),
-            (None, Some((t, what))) => match int_dims(t, &what, 2)? {
-                [a, two] if two.known() == Some(2) => a
-                    .known()
-                    .ok_or_else(|| format!("{what} has no static anchor count")),
-                _ => Err(format!("{what} must be [A, 2]")),
-            },
-            (Some(_), Some(_)) => Err("anchors given both as an attribute and as input 2".into()),
-            (None, None) => Err("anchors are missing (no attribute, no input 2)".into()),
-        }
-    }
-
-    /// The anchor values: the attribute, or input 2.
-    fn anchor_values(&self, args: &Args<'_, LibView<'_>>) -> Result<Vec<i64>, String> {
-        match (&self.anchors, args.opt(2)) {
-            (Some(a), _) => Ok(a.clone()),
-            (None, Some((v, what))) => {
-                let values = int_data(v, &what, 2)?;
-                if v.dims.get(1) != Some(&2) || values.is_empty() {
-                    return Err(format!("{what} must be [A, 2], got {:?}", v.dims));
-                }
-                Ok(values)
+/// The anchor values: the attribute, or input 2.
+fn anchor_values(attrs: &YoloBoxAttrs, args: &Args<'_, LibView<'_>>) -> Result<Vec<i64>, String> {
+    match (&attrs.anchors, args.opt(2)) {
+        (Some(a), _) => Ok(a.clone()),
+        (None, Some((v, what))) => {
+            let values = int_data(v, &what, 2)?;
+            if v.dims.get(1) != Some(&2) || values.is_empty() {
+                return Err(format!("{what} must be [A, 2], got {:?}", v.dims));
             }
-            (None, None) => Err("anchors are missing (no attribute, no input 2)".into()),
+            Ok(values)
         }
+        (None, None) => Err("anchors are missing (no attribute, no input 2)".into()),
     }
+}
 
-    pub(crate) fn infer(&self, args: &Args<'_, TensorType>) -> Result<Vec<TensorType>, String> {
-        let (x, what) = args.get(0)?;
-        let dims = float_dims(x, &what, 4)?;
-        let an = self.anchor_count(args)?;
-        if let Some(c) = dims[1].known() {
-            if c != self.channels(an) {
-                return Err(format!(
-                    "{what} has {c} channels; {an} anchors and {} classes need {}",
-                    self.class_num,
-                    self.channels(an)
-                ));
-            }
-        }
-        let (img, what) = args.get(1)?;
-        int_dims(img, &what, 2)?;
-        let boxes = match (dims[2].known(), dims[3].known()) {
-            (Some(h), Some(w)) => Dim::Known(an * h * w),
-            _ => Dim::Unknown,
-        };
-        let n = dims[0].clone();
-        Ok(vec![
-            ty(DType::F32, vec![n.clone(), boxes.clone(), Dim::Known(4)]),
-            ty(DType::F32, vec![n, boxes, Dim::Known(self.class_num)]),
-        ])
-    }
-
-    pub(crate) fn run(&self, args: &Args<'_, LibView<'_>>) -> Result<Vec<LibTensor>, String> {
-        let (xv, what) = args.get(0)?;
-        let x = float_data(xv, &what, 4)?;
-        let [n, c, h, w] = [xv.dims[0], xv.dims[1], xv.dims[2], xv.dims[3]];
-        let anchors = self.anchor_values(args)?;
-        let an = anchors.len() / 2;
-        if c != self.channels(an) {
+pub(super) fn infer(
+    attrs: &YoloBoxAttrs,
+    args: &Args<'_, TensorType>,
+) -> Result<Vec<TensorType>, String> {
+    let (x, what) = args.get(0)?;
+    let dims = float_dims(x, &what, 4)?;
+    let an = anchor_count(attrs, args)?;
+    if let Some(c) = dims[1].known() {
+        if c != channels(attrs, an) {
             return Err(format!(
-                "{what} has {c} channels, expected {}",
-                self.channels(an)
+                "{what} has {c} channels; {an} anchors and {} classes need {}",
+                attrs.class_num,
+                channels(attrs, an)
             ));
         }
-        let (iv, iwhat) = args.get(1)?;
-        let img = int_data(iv, &iwhat, 2)?;
-        if iv.dims != [n, 2] {
-            return Err(format!("{iwhat} must be [{n}, 2], got {:?}", iv.dims));
-        }
-        let classes = self.class_num;
-        let stride = h * w;
-        let box_num = an * stride;
-        // Offsets of one image and one anchor's block of 5 + C channels; IoU-aware heads put
-        // all A IoU channels ahead of the anchor blocks.
-        let image_stride = c * stride;
-        let iou_channels = if self.iou_aware { an * stride } else { 0 };
-        let anchor_stride = (5 + classes) * stride;
-        let bias = -0.5 * (self.scale_x_y - 1.0);
-        let input_h = (self.downsample_ratio as usize * h) as f32;
-        let input_w = (self.downsample_ratio as usize * w) as f32;
-        let mut boxes = vec![0f32; n * box_num * 4];
-        let mut scores = vec![0f32; n * box_num * classes];
-        for i in 0..n {
-            let img_h = img[2 * i];
-            let img_w = img[2 * i + 1];
-            for j in 0..an {
-                let block = i * image_stride + iou_channels + j * anchor_stride;
-                for k in 0..h {
-                    for l in 0..w {
-                        let hw = k * w + l;
-                        let entry = |e: usize| x[block + e * stride + hw];
-                        let mut conf = sigmoid(entry(4));
-                        if self.iou_aware {
-                            let iou = sigmoid(x[i * image_stride + j * stride + hw]);
-                            let f = self.iou_aware_factor;
-                            conf = conf.powf((1.0 - f64::from(f)) as f32) * iou.powf(f);
-                        }
-                        if conf < self.conf_thresh {
-                            continue;
-                        }
-                        let (iw, ih) = (img_w as f32, img_h as f32);
-                        let cx =
-                            (l as f32 + sigmoid(entry(0)) * self.scale_x_y + bias) * iw / w as f32;
-                        let cy =
-                            (k as f32 + sigmoid(entry(1)) * self.scale_x_y + bias) * ih / h as f32;
-                        let bw = entry(2).exp() * anchors[2 * j] as f32 * iw / input_w;
-                        let bh = entry(3).exp() * anchors[2 * j + 1] as f32 * ih / input_h;
-                        let mut b = [cx - bw / 2.0, cy - bh / 2.0, cx + bw / 2.0, cy + bh / 2.0];
-                        if self.clip_bbox {
-                            b[0] = if b[0] > 0.0 { b[0] } else { 0.0 };
-                            b[1] = if b[1] > 0.0 { b[1] } else { 0.0 };
-                            let (xmax, ymax) = ((img_w - 1) as f32, (img_h - 1) as f32);
-                            b[2] = if b[2] < xmax { b[2] } else { xmax };
-                            b[3] = if b[3] < ymax { b[3] } else { ymax };
-                        }
-                        let row = i * box_num + j * stride + hw;
-                        boxes[row * 4..row * 4 + 4].copy_from_slice(&b);
-                        for (cls, s) in scores[row * classes..(row + 1) * classes]
-                            .iter_mut()
-                            .enumerate()
-                        {
-                            *s = conf * sigmoid(entry(5 + cls));
-                        }
+    }
+    let (img, what) = args.get(1)?;
+    int_dims(img, &what, 2)?;
+    let boxes = match (dims[2].known(), dims[3].known()) {
+        (Some(h), Some(w)) => Dim::Known(an * h * w),
+        _ => Dim::Unknown,
+    };
+    let n = dims[0].clone();
+    Ok(vec![
+        ty(DType::F32, vec![n.clone(), boxes.clone(), Dim::Known(4)]),
+        ty(DType::F32, vec![n, boxes, Dim::Known(attrs.class_num)]),
+    ])
+}
+
+pub(super) fn run(
+    attrs: &YoloBoxAttrs,
+    args: &Args<'_, LibView<'_>>,
+) -> Result<Vec<LibTensor>, String> {
+    let (xv, what) = args.get(0)?;
+    let x = float_data(xv, &what, 4)?;
+    let [n, c, h, w] = [xv.dims[0], xv.dims[1], xv.dims[2], xv.dims[3]];
+    let anchors = anchor_values(attrs, args)?;
+    let an = anchors.len() / 2;
+    if c != channels(attrs, an) {
+        return Err(format!(
+            "{what} has {c} channels, expected {}",
+            channels(attrs, an)
+        ));
+    }
+    let (iv, iwhat) = args.get(1)?;
+    let img = int_data(iv, &iwhat, 2)?;
+    if iv.dims != [n, 2] {
+        return Err(format!("{iwhat} must be [{n}, 2], got {:?}", iv.dims));
+    }
+    let classes = attrs.class_num;
+    let stride = h * w;
+    let box_num = an * stride;
+    // Offsets of one image and one anchor's block of 5 + C channels; IoU-aware heads put
+    // all A IoU channels ahead of the anchor blocks.
+    let image_stride = c * stride;
+    let iou_channels = if attrs.iou_aware { an * stride } else { 0 };
+    let anchor_stride = (5 + classes) * stride;
+    let bias = -0.5 * (attrs.scale_x_y - 1.0);
+    let input_h = (attrs.downsample_ratio as usize * h) as f32;
+    let input_w = (attrs.downsample_ratio as usize * w) as f32;
+    let mut boxes = vec![0f32; n * box_num * 4];
+    let mut scores = vec![0f32; n * box_num * classes];
+    for i in 0..n {
+        let img_h = img[2 * i];
+        let img_w = img[2 * i + 1];
+        for j in 0..an {
+            let block = i * image_stride + iou_channels + j * anchor_stride;
+            for k in 0..h {
+                for l in 0..w {
+                    let hw = k * w + l;
+                    let entry = |e: usize| x[block + e * stride + hw];
+                    let mut conf = sigmoid(entry(4));
+                    if attrs.iou_aware {
+                        let iou = sigmoid(x[i * image_stride + j * stride + hw]);
+                        let f = attrs.iou_aware_factor;
+                        conf = conf.powf((1.0 - f64::from(f)) as f32) * iou.powf(f);
+                    }
+                    if conf < attrs.conf_thresh {
+                        continue;
+                    }
+                    let (iw, ih) = (img_w as f32, img_h as f32);
+                    let cx =
+                        (l as f32 + sigmoid(entry(0)) * attrs.scale_x_y + bias) * iw / w as f32;
+                    let cy =
+                        (k as f32 + sigmoid(entry(1)) * attrs.scale_x_y + bias) * ih / h as f32;
+                    let bw = entry(2).exp() * anchors[2 * j] as f32 * iw / input_w;
+                    let bh = entry(3).exp() * anchors[2 * j + 1] as f32 * ih / input_h;
+                    let mut b = [cx - bw / 2.0, cy - bh / 2.0, cx + bw / 2.0, cy + bh / 2.0];
+                    if attrs.clip_bbox {
+                        b[0] = if b[0] > 0.0 { b[0] } else { 0.0 };
+                        b[1] = if b[1] > 0.0 { b[1] } else { 0.0 };
+                        let (xmax, ymax) = ((img_w - 1) as f32, (img_h - 1) as f32);
+                        b[2] = if b[2] < xmax { b[2] } else { xmax };
+                        b[3] = if b[3] < ymax { b[3] } else { ymax };
+                    }
+                    let row = i * box_num + j * stride + hw;
+                    boxes[row * 4..row * 4 + 4].copy_from_slice(&b);
+                    for (cls, s) in scores[row * classes..(row + 1) * classes]
+                        .iter_mut()
+                        .enumerate()
+                    {
+                        *s = conf * sigmoid(entry(5 + cls));
                     }
                 }
             }
         }
-        Ok(vec![
-            LibTensor::f32(vec![n, box_num, 4], boxes),
-            LibTensor::f32(vec![n, box_num, classes], scores),
-        ])
     }
+    Ok(vec![
+        LibTensor::f32(vec![n, box_num, 4], boxes),
+        LibTensor::f32(vec![n, box_num, classes], scores),
+    ])
 }
 
 /// Paddle's sigmoid: `expf`, then the division in double, rounded once to f32.

@@ -5,7 +5,6 @@
 use super::conv_gemm::PackedWeights;
 use super::isa::Isa;
 use crate::{RuntimeError, Tensor};
-use temblor_ops_lib::LibOp;
 
 /// A step's inputs by port (`None` for an omitted optional one), how many outputs the node
 /// declares, the plan's instruction set, and what the plan lowered the step to.
@@ -21,8 +20,6 @@ pub(crate) struct Args<'a> {
 pub(crate) enum Lowered {
     /// A convolution's constant weight, packed for its GEMM.
     ConvWeights(PackedWeights),
-    /// The ops_lib operator a custom node stands for, its attributes parsed.
-    Library(LibOp),
 }
 
 impl<'a> Args<'a> {
@@ -46,15 +43,7 @@ impl<'a> Args<'a> {
     pub fn packed(&self) -> Option<&'a PackedWeights> {
         match self.lowered {
             Some(Lowered::ConvWeights(p)) => Some(p),
-            _ => None,
-        }
-    }
-
-    /// The ops_lib operator the plan resolved, if it did.
-    pub fn library(&self) -> Option<&'a LibOp> {
-        match self.lowered {
-            Some(Lowered::Library(op)) => Some(op),
-            _ => None,
+            None => None,
         }
     }
 }

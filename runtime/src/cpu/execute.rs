@@ -211,6 +211,9 @@ fn dispatch(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
         }
         Op::DequantizeLinear { axis } => one(quant::dequantize(*axis, x()?, req(1)?, opt(2))?),
 
-        Op::Custom { .. } => library::execute(op, args),
+        Op::Lib(lib) => library::execute(lib, args),
+        Op::Custom { domain, name, .. } => Err(RuntimeError::unsupported(format!(
+            "custom op {domain}:{name} has no CPU kernel"
+        ))),
     }
 }

@@ -5,23 +5,8 @@ use super::args::Args;
 use crate::RuntimeError;
 use crate::Tensor;
 use crate::TensorData;
-use temblor_ir::Op;
-use temblor_ops_lib::{LibData, LibOp, LibSlice, LibView, DOMAIN};
-
-/// The ops_lib operator a custom node stands for, or why it is not one the CPU runs.
-pub(crate) fn resolve(op: &Op) -> Result<LibOp, String> {
-    match op {
-        Op::Custom {
-            domain,
-            name,
-            attrs,
-        } if domain == DOMAIN => LibOp::parse(name, attrs),
-        Op::Custom { domain, name, .. } => {
-            Err(format!("custom op {domain}:{name} has no CPU kernel"))
-        }
-        other => Err(format!("{} is not an ops_lib operator", other.name())),
-    }
-}
+use temblor_ir::LibOp;
+use temblor_ops_lib::{LibData, LibSlice, LibView};
 
 fn view(t: &Tensor) -> Result<LibView<'_>, RuntimeError> {
     let data = match &t.data {
@@ -41,23 +26,14 @@ fn view(t: &Tensor) -> Result<LibView<'_>, RuntimeError> {
     })
 }
 
-/// Runs `op`'s ops_lib kernel: the one a plan resolved for the step, or outside a plan the one
-/// `op` names.
-pub(crate) fn execute(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
-    let resolved;
-    let lib = match args.library() {
-        Some(lib) => lib,
-        None => {
-            resolved = resolve(op).map_err(RuntimeError::internal)?;
-            &resolved
-        }
-    };
+/// Runs the ops_lib kernel of `lib` (typed at import, so nothing is parsed here).
+pub(crate) fn execute(lib: &LibOp, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
     let ins = args
         .ins
         .iter()
         .map(|t| t.map(view).transpose())
         .collect::<Result<Vec<_>, _>>()?;
-    let outs = lib.run(&ins).map_err(RuntimeError::bad_input)?;
+    let outs = temblor_ops_lib::run(lib, &ins).map_err(RuntimeError::bad_input)?;
     Ok(outs
         .into_iter()
         .map(|o| Tensor {

@@ -179,13 +179,10 @@ impl CpuPlan {
                             .and_then(|s| plan.constants.iter().find(|(c, _)| *c == s))
                             .and_then(|(_, w)| pack_weights(a, w, isa))
                             .map(Lowered::ConvWeights),
-                        Op::Custom { .. } => match super::library::resolve(op) {
-                            Ok(lib) => Some(Lowered::Library(lib)),
-                            Err(_) => {
-                                unsupported.push(g.describe(id));
-                                continue;
-                            }
-                        },
+                        Op::Custom { .. } => {
+                            unsupported.push(g.describe(id));
+                            continue;
+                        }
                         _ => None,
                     };
                     plan.infos.push(StepInfo {

@@ -1,15 +1,16 @@
-//! Reading Paddle attributes from `Op::Custom` attribute lists, with errors that name the op and
-//! the attribute.
+//! Reading Paddle's attribute lists into the typed attributes of ops_lib operators, with errors
+//! that name the op and the attribute. Parsing happens once, at import (or when an older package
+//! is loaded); nothing after that reads attribute lists.
 
-use temblor_ir::AttrValue;
+use crate::AttrValue;
 
-pub(crate) struct Attrs<'a> {
+pub(super) struct Attrs<'a> {
     op: &'static str,
     list: &'a [(String, AttrValue)],
 }
 
 impl<'a> Attrs<'a> {
-    pub(crate) fn new(op: &'static str, list: &'a [(String, AttrValue)]) -> Attrs<'a> {
+    pub(super) fn new(op: &'static str, list: &'a [(String, AttrValue)]) -> Attrs<'a> {
         Attrs { op, list }
     }
 
@@ -52,19 +53,19 @@ impl<'a> Attrs<'a> {
         }
     }
 
-    pub(crate) fn int(&self, name: &str) -> Result<i64, String> {
+    pub(super) fn int(&self, name: &str) -> Result<i64, String> {
         self.as_int(name, self.required(name)?)
     }
 
-    pub(crate) fn float(&self, name: &str) -> Result<f32, String> {
+    pub(super) fn float(&self, name: &str) -> Result<f32, String> {
         self.as_float(name, self.required(name)?)
     }
 
-    pub(crate) fn has(&self, name: &str) -> bool {
+    pub(super) fn has(&self, name: &str) -> bool {
         self.get(name).is_some()
     }
 
-    pub(crate) fn ints(&self, name: &str) -> Result<Vec<i64>, String> {
+    pub(super) fn ints(&self, name: &str) -> Result<Vec<i64>, String> {
         match self.required(name)? {
             AttrValue::Ints(v) => Ok(v.clone()),
             other => Err(self.wrong(name, "a list of integers", other)),
@@ -73,22 +74,22 @@ impl<'a> Attrs<'a> {
 
     /// Attributes Paddle added after an op's first release are absent from older programs;
     /// Paddle itself fills in the declared default when it loads them.
-    pub(crate) fn float_or(&self, name: &str, default: f32) -> Result<f32, String> {
+    pub(super) fn float_or(&self, name: &str, default: f32) -> Result<f32, String> {
         self.get(name)
             .map_or(Ok(default), |v| self.as_float(name, v))
     }
 
-    pub(crate) fn int_or(&self, name: &str, default: i64) -> Result<i64, String> {
+    pub(super) fn int_or(&self, name: &str, default: i64) -> Result<i64, String> {
         self.get(name).map_or(Ok(default), |v| self.as_int(name, v))
     }
 
-    pub(crate) fn bool_or(&self, name: &str, default: bool) -> Result<bool, String> {
+    pub(super) fn bool_or(&self, name: &str, default: bool) -> Result<bool, String> {
         self.get(name)
             .map_or(Ok(default), |v| self.as_bool(name, v))
     }
 
     /// An error about an attribute whose value is out of range.
-    pub(crate) fn invalid(&self, name: &str, why: &str) -> String {
+    pub(super) fn invalid(&self, name: &str, why: &str) -> String {
         format!("{}: attribute `{name}` {why}", self.op)
     }
 }
