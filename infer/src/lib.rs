@@ -16,7 +16,9 @@ mod movement;
 mod pool;
 mod reduce;
 
-use temblor_ir::{Dim, Error, Graph, NodeId, Op, OpFamily, Result, TensorType, ValueRef, Weight};
+use temblor_ir::{
+    DType, Dim, Error, Graph, NodeId, Op, OpFamily, Result, Shape, TensorType, ValueRef, Weight,
+};
 
 /// Sets the dims of named graph inputs (`Usage` errors: the user gave the names and sizes). A
 /// dim the model fixes must be given its own value.
@@ -183,13 +185,32 @@ fn infer_node(g: &Graph, id: NodeId) -> Result<Inferred, String> {
                 (0..ins.len()).map(|p| ins.opt(p).cloned()).collect();
             Ok((None, lib.infer(&types)?))
         }
+        // Nothing is known of what an unmapped op computes, but the IR has no unknown rank:
+        // each output takes the dtype and rank the source declares for it, else its first
+        // input's, so that the rules downstream still type the rest of the graph for `inspect`
+        // and the parse view. Every dim is unknown: a declared extent of a value temblor cannot
+        // compute is a claim it cannot check.
+        Op::Opaque { declared, .. } => {
+            let fallback = ins.opt(0).cloned();
+            let types = (0..node.outputs.len())
+                .map(|k| {
+                    let ty = declared.get(k).cloned().flatten().or(fallback.clone());
+                    let ty = ty.unwrap_or_else(|| TensorType::new(DType::F32, Shape::default()));
+                    TensorType {
+                        shape: Shape(vec![Dim::Unknown; ty.shape.rank()]),
+                        ..ty
+                    }
+                })
+                .collect();
+            Ok((None, types))
+        }
         op => match op.family() {
             OpFamily::Convolution => conv::infer(op, &ins),
             OpFamily::Elementwise => elementwise::infer(op, &ins),
             OpFamily::Movement => movement::infer(op, &ins),
             OpFamily::Reduction => reduce::infer(op, &ins),
             OpFamily::Detection | OpFamily::Quantization => detection::infer(op, &ins),
-            OpFamily::Value | OpFamily::Custom => Err(not_in_family(op)),
+            OpFamily::Value | OpFamily::Custom | OpFamily::Opaque => Err(not_in_family(op)),
         },
     }
 }

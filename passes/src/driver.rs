@@ -24,6 +24,29 @@ pub enum PassError {
     NoFixedPoint { rounds: usize, pass: &'static str },
 }
 
+/// Whose fault a failed optimization is decides the exit code. A pass that cannot rewrite the
+/// graph it met, or whose result no shape rule accepts, has met something in the user's model
+/// (a cycle, a weight of an unexpected dtype, shapes that only disagree once a pass made them
+/// static): that error keeps the kind it has. An invalid graph or a missing fixed point is
+/// temblor's bug.
+impl From<PassError> for temblor_ir::Error {
+    fn from(e: PassError) -> temblor_ir::Error {
+        let message = e.to_string();
+        match e {
+            PassError::Rewrite { .. } => temblor_ir::Error::BadInput(message),
+            PassError::Retype { source, .. } => match source {
+                temblor_ir::Error::Internal(_) => temblor_ir::Error::Internal(message),
+                temblor_ir::Error::Usage(_) | temblor_ir::Error::BadInput(_) => {
+                    temblor_ir::Error::BadInput(message)
+                }
+            },
+            PassError::Invalid { .. } | PassError::NoFixedPoint { .. } => {
+                temblor_ir::Error::Internal(message)
+            }
+        }
+    }
+}
+
 /// What one run of one pass did.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct PassRecord {

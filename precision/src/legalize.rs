@@ -37,7 +37,11 @@ pub fn runs_in_fp16(op: &Op) -> bool {
         && !matches!(op, Op::Cast { .. })
         && !matches!(
             op.family(),
-            OpFamily::Detection | OpFamily::Custom | OpFamily::Quantization | OpFamily::Value
+            OpFamily::Detection
+                | OpFamily::Custom
+                | OpFamily::Quantization
+                | OpFamily::Value
+                | OpFamily::Opaque
         )
 }
 

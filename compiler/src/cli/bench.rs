@@ -2,7 +2,6 @@
 //! one batch size or one table row per batch size, on seeded random inputs or given `.npy` files.
 
 use super::inputs::{self, materialize, row_inputs, Model, RowInput};
-use super::run::runtime_error;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -157,19 +156,19 @@ fn row_plan(args: &BenchArgs, package: Option<&Graph>, inputs: &[RowInput]) -> R
 fn plan_for(g: &Graph, threads: usize) -> Result<CpuPlan> {
     CpuPlan::new(g)
         .and_then(|p| p.with_threads(threads))
-        .map_err(runtime_error)
+        .map_err(Error::from)
 }
 
 fn measure(plan: &CpuPlan, inputs: &[RowInput], batch: usize, args: &BenchArgs) -> Result<Row> {
     let tensors = materialize(inputs)?;
     for _ in 0..args.warmup {
-        plan.run(&tensors).map_err(runtime_error)?;
+        plan.run(&tensors)?;
     }
     let mut ms = Vec::with_capacity(args.iters);
     let bar = temblor_tools::progress::bar(args.iters, &format!("bench b={batch}"));
     for _ in 0..args.iters {
         let start = Instant::now();
-        let outputs = plan.run(&tensors).map_err(runtime_error)?;
+        let outputs = plan.run(&tensors)?;
         ms.push(start.elapsed().as_secs_f64() * 1e3);
         drop(outputs);
         bar.inc(1);

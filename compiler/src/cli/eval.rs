@@ -1,7 +1,6 @@
 //! `temblor eval`: COCO AP of a model's detections over a directory of images, against COCO
 //! ground truth or against a reference model's detections (agreement).
 
-use super::run::runtime_error;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use temblor_ir::{package, Error, Graph, Result};
@@ -250,7 +249,7 @@ impl Subject {
         };
         let plan = CpuPlan::new(&graph)
             .and_then(|p| p.with_threads(threads))
-            .map_err(runtime_error)?;
+            ?;
         Ok(Subject {
             path: path.to_path_buf(),
             config_file: config_file.to_path_buf(),
@@ -278,7 +277,7 @@ fn detect(
                 subject.config_file.display()
             ))
         })?;
-        let outputs = subject.plan.run(&p.inputs).map_err(runtime_error)?;
+        let outputs = subject.plan.run(&p.inputs)?;
         let mut dets = eval::detections_from_outputs(&outputs)
             .map_err(|e| Error::usage(format!("{}: {e}", subject.path.display())))?;
         // A model given no scale_factor reports boxes in its input's pixels.

@@ -1,7 +1,7 @@
 use std::path::{Path, PathBuf};
 use temblor_ir::{package, Error, Graph, Result};
 use temblor_pipeline::{Options, VerifyMode};
-use temblor_runtime::{CpuPlan, ErrorKind, RuntimeError};
+use temblor_runtime::CpuPlan;
 use temblor_tools::npy;
 
 #[derive(clap::Args, Debug)]
@@ -39,13 +39,6 @@ pub fn load_graph(path: &Path) -> Result<Graph> {
     }
 }
 
-pub fn runtime_error(e: RuntimeError) -> Error {
-    match e.kind {
-        ErrorKind::BadInput | ErrorKind::Unsupported => Error::bad_input(e.to_string()),
-        ErrorKind::Internal => Error::internal(e.to_string()),
-    }
-}
-
 pub fn run(args: &RunArgs) -> Result<()> {
     let mut inputs = Vec::with_capacity(args.inputs.len());
     for spec in &args.inputs {
@@ -57,8 +50,8 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let graph = load_graph(&args.model)?;
     let plan = CpuPlan::new(&graph)
         .and_then(|p| p.with_threads(args.threads))
-        .map_err(runtime_error)?;
-    let outputs = plan.run(&inputs).map_err(runtime_error)?;
+        ?;
+    let outputs = plan.run(&inputs)?;
 
     std::fs::create_dir_all(&args.out)
         .map_err(|e| Error::internal(format!("{}: {e}", args.out.display())))?;

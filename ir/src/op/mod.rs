@@ -17,6 +17,7 @@ pub use elementwise::{BinaryOp, UnaryOp};
 
 use crate::AttrValue;
 use crate::DType;
+use crate::TensorType;
 use crate::WeightId;
 use serde::{Deserialize, Serialize};
 
@@ -232,6 +233,22 @@ pub enum Op {
         name: String,
         attrs: Vec<(String, AttrValue)>,
     },
+
+    /// An op the frontend cannot map. It is kept so that a model with unsupported ops can still
+    /// be inspected and viewed; every later stage refuses it through
+    /// [`crate::check_supported`], which lists all of them at once. Its source attributes stay
+    /// on the node, as for every op.
+    Opaque {
+        /// Empty for the framework's default domain.
+        domain: String,
+        op_type: String,
+        /// Where the source model has it, for that error: `node 'x'` in ONNX; Paddle ops have
+        /// no names, so `block 0, op 12` there.
+        at: String,
+        /// Per output, the type the source declares for it, where it declares one: shape
+        /// inference takes the dtype and rank from it (the IR has no unknown rank).
+        declared: Vec<Option<TensorType>>,
+    },
 }
 
 /// How a Split divides its axis. Shape inference turns `Equal` into `Explicit` when the axis
@@ -281,6 +298,8 @@ pub enum OpFamily {
     Detection,
     Quantization,
     Custom,
+    /// Ops no stage after import handles ([`Op::Opaque`]).
+    Opaque,
 }
 
 /// The axes a `Shape { start, end }` reports of a value of rank `rank`: negative bounds count
@@ -347,6 +366,7 @@ impl Op {
             | Op::GridSample { .. } => OpFamily::Detection,
             Op::QuantizeLinear { .. } | Op::DequantizeLinear { .. } => OpFamily::Quantization,
             Op::Custom { .. } => OpFamily::Custom,
+            Op::Opaque { .. } => OpFamily::Opaque,
         }
     }
 
@@ -415,6 +435,7 @@ impl Op {
             Op::QuantizeLinear { .. } => "QuantizeLinear",
             Op::DequantizeLinear { .. } => "DequantizeLinear",
             Op::Custom { name, .. } => name,
+            Op::Opaque { op_type, .. } => op_type,
         }
     }
 
@@ -432,7 +453,7 @@ impl Op {
             Op::ConvTranspose(_) => (2, 3),
             Op::BatchNorm { .. } => (5, 5),
             Op::Concat { .. } | Op::Einsum { .. } => (1, usize::MAX),
-            Op::Custom { .. } => (0, usize::MAX),
+            Op::Custom { .. } | Op::Opaque { .. } => (0, usize::MAX),
             Op::Binary(_)
             | Op::Reshape { .. }
             | Op::Unsqueeze
@@ -483,7 +504,7 @@ impl Op {
             Op::Split { sizes, .. } => sizes.count(),
             Op::TopK { .. } | Op::MaxPool(_) => 2,
             Op::LayerNorm { .. } => 3,
-            Op::Custom { .. } => usize::MAX,
+            Op::Custom { .. } | Op::Opaque { .. } => usize::MAX,
             _ => 1,
         }
     }

@@ -77,6 +77,10 @@ fn dispatch(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
         OpFamily::Detection => detection::execute(op, args),
         OpFamily::Quantization => quant::execute(op, args),
         OpFamily::Custom => super::library::execute(op, args),
+        OpFamily::Opaque => Err(RuntimeError::unsupported(format!(
+            "{} is an op temblor cannot map",
+            op.name()
+        ))),
         OpFamily::Value => Err(RuntimeError::internal(format!(
             "{} is not a step",
             op.name()

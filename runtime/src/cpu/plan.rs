@@ -222,6 +222,7 @@ impl CpuPlan {
                 Op::Custom { .. } if super::library::resolve(&node.op).is_err() => {
                     unsupported.push(g.describe(id))
                 }
+                Op::Opaque { .. } => unsupported.push(g.describe(id)),
                 op => {
                     let mut inputs = Vec::new();
                     for v in g.inputs_of(id) {

@@ -18,7 +18,7 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::time::Duration;
 use temblor_ir::{Error, Graph, Op, Precision, Result, ValueRef};
-use temblor_runtime::{run_op, CpuPlan, ErrorKind, Observer, RuntimeError, StepInfo, Tensor};
+use temblor_runtime::{run_op, CpuPlan, Observer, RuntimeError, StepInfo, Tensor};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -170,11 +170,7 @@ impl Observer for Collect<'_> {
 /// A runtime failure while running the graph `label`: bad input data or an op the runtime
 /// lacks is the user's (exit 2), anything else temblor's.
 fn runtime(label: &str, e: RuntimeError) -> Error {
-    let msg = format!("running {label}: {e}");
-    match e.kind {
-        ErrorKind::BadInput | ErrorKind::Unsupported => Error::bad_input(msg),
-        ErrorKind::Internal => Error::internal(msg),
-    }
+    e.context(&format!("running {label}")).into()
 }
 
 fn plan(g: &Graph, label: &str) -> Result<CpuPlan> {

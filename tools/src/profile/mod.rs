@@ -14,7 +14,7 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use temblor_ir::{Activation, Error, Graph, NodeId, Op, Result};
-use temblor_runtime::{CpuPlan, ErrorKind, Observer, RuntimeError, StepInfo, Tensor};
+use temblor_runtime::{CpuPlan, Observer, StepInfo, Tensor};
 
 /// What `temblor profile` measured: means over the timed runs.
 #[derive(Clone, Debug, Serialize)]
@@ -82,14 +82,14 @@ pub fn run(
     }
     let plan = CpuPlan::new(graph)
         .and_then(|p| p.with_threads(threads))
-        .map_err(runtime_error)?;
+        ?;
     let layers = plan_layers(graph, &plan)?;
     let mut timer = StepTimer {
         times: vec![Duration::ZERO; layers.len()],
     };
     let bar = crate::progress::bar(warmup + iters, "profile");
     for _ in 0..warmup {
-        plan.run(inputs).map_err(runtime_error)?;
+        plan.run(inputs)?;
         bar.inc(1);
     }
     let mut totals = Vec::with_capacity(iters);
@@ -98,7 +98,7 @@ pub fn run(
         let start = Instant::now();
         let outputs = plan
             .run_observed(inputs, &mut timer)
-            .map_err(runtime_error)?;
+            ?;
         totals.push(ms(start.elapsed()));
         drop(outputs);
         for (runs, t) in per_step.iter_mut().zip(&timer.times) {
@@ -323,12 +323,5 @@ fn share(part: f64, total: f64) -> f64 {
         part / total
     } else {
         0.0
-    }
-}
-
-fn runtime_error(e: RuntimeError) -> Error {
-    match e.kind {
-        ErrorKind::BadInput | ErrorKind::Unsupported => Error::bad_input(e.to_string()),
-        ErrorKind::Internal => Error::internal(e.to_string()),
     }
 }
