@@ -184,9 +184,7 @@ pub(super) fn lower(em: &mut Emitter, cx: &Lower) -> Result<(), String> {
             name,
             attrs,
         } => plugins::lower(em, cx, domain, name, attrs)?,
-        Op::Opaque { op_type, .. } => {
-            return Err(format!("{op_type} is an op temblor cannot map"))
-        }
+        Op::Opaque { op_type, .. } => return Err(format!("{op_type} is an op temblor cannot map")),
     }
     Ok(())
 }

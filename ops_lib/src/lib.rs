@@ -3,6 +3,8 @@
 //! and image preprocessing. Each operator has a typed definition parsed from the IR's
 //! `Op::Custom` attributes, a shape rule and a CPU kernel.
 
+#![forbid(unsafe_code)]
+
 pub mod detection;
 pub mod preprocess;
 mod tensor;

@@ -2,6 +2,8 @@
 //! times it applied; [`Driver`] runs an ordered list of them to a fixed point, validating the
 //! graph after every pass, and records what each changed.
 
+#![forbid(unsafe_code)]
+
 mod conv_weights;
 mod dead_nodes;
 mod driver;

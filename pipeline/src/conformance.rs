@@ -48,7 +48,8 @@ fn optimized(g: &Graph) -> Result<Option<Graph>> {
 /// layer, so a graph it leaves with as many nodes has no layer computing in fp16, and the stage
 /// does not apply.
 fn fp16(g: &Graph) -> Result<Option<Graph>> {
-    let (plan, _) = temblor_precision::plan_for(PlanMode::Fp16, g, &Evidence::default(), None, None)?;
+    let (plan, _) =
+        temblor_precision::plan_for(PlanMode::Fp16, g, &Evidence::default(), None, None)?;
     let out = temblor_precision::apply(g, &plan)?;
     Ok((out.node_count() > g.node_count()).then_some(out))
 }

@@ -3,6 +3,8 @@
 //! Import accepts ops temblor cannot map (as opaque nodes, so any model can be inspected and its
 //! parse view written); optimize refuses them, listing every one.
 
+#![forbid(unsafe_code)]
+
 pub mod conformance;
 pub mod report;
 

@@ -117,10 +117,19 @@ onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), r"{
             .arg(&view),
     );
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("  Foo: 1") && out.contains("  Relu: 1"), "{out}");
-    assert!(out.contains("com.example:Foo (first at node 'foo')"), "{out}");
+    assert!(
+        out.contains("  Foo: 1") && out.contains("  Relu: 1"),
+        "{out}"
+    );
+    assert!(
+        out.contains("com.example:Foo (first at node 'foo')"),
+        "{out}"
+    );
     let text = std::fs::read_to_string(&view).unwrap();
-    assert!(text.contains("type: \"Foo\"") && text.contains("gain"), "{text}");
+    assert!(
+        text.contains("type: \"Foo\"") && text.contains("gain"),
+        "{text}"
+    );
 
     let outs = dir.path().join("outs");
     let (code, _, err) = output(temblor().arg("run").arg(&model).arg("-o").arg(&outs));

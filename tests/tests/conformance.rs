@@ -7,9 +7,9 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use temblor_tests::{python, root};
-use temblor_pipeline::conformance::conformance_stages;
 use temblor_ir::{Graph, Op, UnaryOp};
+use temblor_pipeline::conformance::conformance_stages;
+use temblor_tests::{python, root};
 use temblor_tools::conformance::{self, Outcome, PassList, Stage, Tolerance};
 
 fn node_suite() -> PathBuf {

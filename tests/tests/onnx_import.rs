@@ -382,7 +382,11 @@ onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), sys
         .collect();
     assert_eq!(opaque, ["Foo", "Bar", "Foo"]);
     let y = g.value_type(g.outputs[0].value);
-    assert_eq!(y.shape.0, vec![Dim::Unknown; 4], "declared rank, unknown dims");
+    assert_eq!(
+        y.shape.0,
+        vec![Dim::Unknown; 4],
+        "declared rank, unknown dims"
+    );
     let msg = match temblor_ir::check_supported(&g) {
         Err(Error::BadInput(msg)) => msg,
         other => panic!("expected BadInput, got {other:?}"),

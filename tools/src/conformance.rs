@@ -130,12 +130,10 @@ pub fn run_case(
     let mut graph = case.graph.clone();
     for stage in stages {
         let lowered = guarded(|| {
-            let Some(g) = (stage.lower)(&graph).map_err(|e| Outcome::Failed(e.to_string()))?
-            else {
+            let Some(g) = (stage.lower)(&graph).map_err(|e| Outcome::Failed(e.to_string()))? else {
                 return Ok(None);
             };
-            temblor_ir::validate(&g)
-                .map_err(|e| Outcome::Failed(format!("invalid IR: {e}")))?;
+            temblor_ir::validate(&g).map_err(|e| Outcome::Failed(format!("invalid IR: {e}")))?;
             check(&case, &g, stage.tolerance)?;
             Ok(Some(g))
         });

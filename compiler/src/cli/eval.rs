@@ -247,9 +247,7 @@ impl Subject {
             };
             temblor_pipeline::compile(path, &options)?.compile
         };
-        let plan = CpuPlan::new(&graph)
-            .and_then(|p| p.with_threads(threads))
-            ?;
+        let plan = CpuPlan::new(&graph).and_then(|p| p.with_threads(threads))?;
         Ok(Subject {
             path: path.to_path_buf(),
             config_file: config_file.to_path_buf(),

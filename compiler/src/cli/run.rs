@@ -48,9 +48,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         inputs.push((name.to_string(), npy::read(Path::new(file))?));
     }
     let graph = load_graph(&args.model)?;
-    let plan = CpuPlan::new(&graph)
-        .and_then(|p| p.with_threads(args.threads))
-        ?;
+    let plan = CpuPlan::new(&graph).and_then(|p| p.with_threads(args.threads))?;
     let outputs = plan.run(&inputs)?;
 
     std::fs::create_dir_all(&args.out)

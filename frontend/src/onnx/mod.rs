@@ -401,7 +401,14 @@ impl<'m> Importer<'m> {
         if let Some(p) = (0..min).find(|&p| inputs.get(p).copied().flatten().is_none()) {
             return Err(format!("required input {p} is missing"));
         }
-        self.add_node(n, name, prov, op, &inputs[..max.min(inputs.len())], &outputs[..count])
+        self.add_node(
+            n,
+            name,
+            prov,
+            op,
+            &inputs[..max.min(inputs.len())],
+            &outputs[..count],
+        )
     }
 
     /// Adds the node of `op`, connects `inputs` port by port and defines `outputs` (an empty name

@@ -250,9 +250,10 @@ impl<'p> Importer<'p> {
                 "feed" => self.feed(op),
                 "fetch" => self.fetch(op),
                 "while" => control::unroll(self, op),
-                t if !ops::supported(t) => {
-                    ops::opaque(&mut ctx::Ctx::new(self, op), format!("block {idx}, op {index}"))
-                }
+                t if !ops::supported(t) => ops::opaque(
+                    &mut ctx::Ctx::new(self, op),
+                    format!("block {idx}, op {index}"),
+                ),
                 _ => ops::map(&mut ctx::Ctx::new(self, op)),
             };
             result.map_err(|e| match e {

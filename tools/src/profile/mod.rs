@@ -80,9 +80,7 @@ pub fn run(
     if iters == 0 {
         return Err(Error::usage("profiling needs at least one timed run"));
     }
-    let plan = CpuPlan::new(graph)
-        .and_then(|p| p.with_threads(threads))
-        ?;
+    let plan = CpuPlan::new(graph).and_then(|p| p.with_threads(threads))?;
     let layers = plan_layers(graph, &plan)?;
     let mut timer = StepTimer {
         times: vec![Duration::ZERO; layers.len()],
@@ -96,9 +94,7 @@ pub fn run(
     let mut per_step: Vec<Vec<f64>> = vec![Vec::with_capacity(iters); layers.len()];
     for _ in 0..iters {
         let start = Instant::now();
-        let outputs = plan
-            .run_observed(inputs, &mut timer)
-            ?;
+        let outputs = plan.run_observed(inputs, &mut timer)?;
         totals.push(ms(start.elapsed()));
         drop(outputs);
         for (runs, t) in per_step.iter_mut().zip(&timer.times) {
