@@ -158,3 +158,42 @@ impl Driver {
         Ok(records)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::PassError;
+    use temblor_ir::{Error, ValidationError};
+
+    /// A user's model that a pass cannot handle exits 2; temblor's own bugs exit 1.
+    #[test]
+    fn the_fault_decides_the_exit_code() {
+        let exit = |e: PassError| Error::from(e).exit_code();
+        let rewrite = PassError::Rewrite {
+            pass: "FoldConstants",
+            message: "cycle".into(),
+        };
+        let retype = |source| PassError::Retype {
+            pass: "FuseConvEpilogue",
+            source,
+        };
+        let invalid = PassError::Invalid {
+            pass: "RemoveNoOps",
+            source: ValidationError {
+                graph: "g".into(),
+                what: "dangling edge".into(),
+            },
+        };
+        let no_fixed_point = PassError::NoFixedPoint {
+            rounds: 32,
+            pass: "SinkTransposes",
+        };
+        assert_eq!(exit(rewrite), 2);
+        assert_eq!(exit(retype(Error::bad_input("shapes disagree"))), 2);
+        assert_eq!(
+            exit(retype(Error::internal("rule gave 2 outputs for 1"))),
+            1
+        );
+        assert_eq!(exit(invalid), 1);
+        assert_eq!(exit(no_fixed_point), 1);
+    }
+}
