@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# The test command: set up (scripts/setup.sh), build the CLI the tests drive, run every test.
+# The test command: set up (scripts/setup.sh), check formatting and lints (the workspace's
+# `[workspace.lints]`, warnings as errors), build the CLI the tests drive, run every test.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 scripts/setup.sh
+cargo fmt --check
+cargo clippy --workspace --all-targets -- -D warnings
 cargo build --bin temblor
 cargo test --workspace

@@ -1,5 +1,7 @@
 //! The `temblor` binary: a thin clap layer over [`cli`], one module per command.
 
+#![forbid(unsafe_code)]
+
 mod cli;
 
 use clap::{Parser, Subcommand};

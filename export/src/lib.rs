@@ -11,6 +11,8 @@
 //! float32 through casts it inserts and then drop every rounding cast next to its own as a
 //! no-op pair (`RemoveDuplicateCastTransformer`), computing the fp16 plan in fp32.
 
+#![forbid(unsafe_code)]
+
 mod attrs;
 mod emit;
 mod fused;

@@ -185,6 +185,7 @@ pub(super) fn lower(em: &mut Emitter, cx: &Lower) -> Result<(), String> {
                 "op '{name}' of domain '{domain}' is not an ops_lib operator and has no ONNX form"
             ))
         }
+        Op::Opaque { op_type, .. } => return Err(format!("{op_type} is an op temblor cannot map")),
     }
     Ok(())
 }

@@ -5,7 +5,7 @@
 use super::{
     conv, detection, elementwise, indexing, linalg, movement, one, pool, reduce, Inferred, Ins,
 };
-use temblor_ir::{DType, Graph, NodeId, Op, TensorInfo, TensorType, ValueRef};
+use temblor_ir::{DType, Dim, Graph, NodeId, Op, Shape, TensorInfo, TensorType, ValueRef};
 
 pub(super) fn infer_node(g: &Graph, id: NodeId) -> Result<Inferred, String> {
     let node = g.node(id);
@@ -35,6 +35,26 @@ pub(super) fn infer_op(
                 shape: w.shape(),
                 layout,
             })
+        }
+
+        // Nothing is known of what an unmapped op computes, but the IR has no unknown rank:
+        // each output takes the dtype and rank the source declares for it, else its first
+        // input's, so that the rules downstream still type the rest of the graph for `inspect`
+        // and the parse view. Every dim is unknown: a declared extent of a value temblor cannot
+        // compute is a claim it cannot check.
+        Op::Opaque { declared, .. } => {
+            let fallback = ins.opt(0).cloned();
+            let types = (0..outputs.len())
+                .map(|k| {
+                    let ty = declared.get(k).cloned().flatten().or(fallback.clone());
+                    let ty = ty.unwrap_or_else(|| TensorType::new(DType::F32, Shape::default()));
+                    TensorType {
+                        shape: Shape(vec![Dim::Unknown; ty.shape.rank()]),
+                        ..ty
+                    }
+                })
+                .collect();
+            Ok((None, types))
         }
 
         Op::Conv(a) => one(conv::conv(a, ins.ty(0)?, ins.ty(1)?, ins.opt(2))?),

@@ -6,6 +6,8 @@
 //! what the frontend had to leave open until shapes are known: an equal Split (sizes all zero)
 //! and a Transpose with no perm (reverse).
 
+#![forbid(unsafe_code)]
+
 mod conv;
 mod detection;
 mod dims;

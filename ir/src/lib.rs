@@ -17,6 +17,8 @@ mod op;
 pub mod package;
 mod provenance;
 mod shape;
+mod status;
+mod unsupported;
 mod validate;
 mod weights;
 
@@ -36,5 +38,7 @@ pub use op::{
 };
 pub use provenance::{Framework, Origin, OriginId, Provenance};
 pub use shape::{Dim, Layout, Shape, TensorInfo, TensorType};
+pub use status::{MeasureStatus, PassStatus, VerifyStatus};
+pub use unsupported::check_supported;
 pub use validate::{validate, ValidationError};
 pub use weights::{Weight, WeightId, WeightStore};

@@ -3,6 +3,8 @@
 //! and image preprocessing. Each detection operator is typed in the IR ([`LibOp`], parsed once
 //! at import); here are its shape rule ([`infer`]) and CPU kernel ([`run`]).
 
+#![forbid(unsafe_code)]
+
 pub mod detection;
 pub mod preprocess;
 mod tensor;

@@ -30,6 +30,29 @@ pub enum PassError {
     NoFixedPoint { rounds: usize, pass: &'static str },
 }
 
+/// Whose fault a failed optimization is decides the exit code. A pass that cannot rewrite the
+/// graph it met, or whose result no shape rule accepts, has met something in the user's model
+/// (a cycle, a weight of an unexpected dtype, shapes that only disagree once a pass made them
+/// static): that error keeps the kind it has. An invalid graph or a missing fixed point is
+/// temblor's bug.
+impl From<PassError> for temblor_ir::Error {
+    fn from(e: PassError) -> temblor_ir::Error {
+        let message = e.to_string();
+        match e {
+            PassError::Rewrite { .. } => temblor_ir::Error::BadInput(message),
+            PassError::Retype { source, .. } => match source {
+                temblor_ir::Error::Internal(_) => temblor_ir::Error::Internal(message),
+                temblor_ir::Error::Usage(_) | temblor_ir::Error::BadInput(_) => {
+                    temblor_ir::Error::BadInput(message)
+                }
+            },
+            PassError::Remove { .. }
+            | PassError::Invalid { .. }
+            | PassError::NoFixedPoint { .. } => temblor_ir::Error::Internal(message),
+        }
+    }
+}
+
 /// What one run of one pass did (report.json lists these).
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct PassRecord {
@@ -149,5 +172,44 @@ impl Driver {
             }
         }
         Ok(records)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PassError;
+    use temblor_ir::{Error, ValidationError};
+
+    /// A user's model that a pass cannot handle exits 2; temblor's own bugs exit 1.
+    #[test]
+    fn the_fault_decides_the_exit_code() {
+        let exit = |e: PassError| Error::from(e).exit_code();
+        let rewrite = PassError::Rewrite {
+            pass: "FoldConstants",
+            message: "cycle".into(),
+        };
+        let retype = |source| PassError::Retype {
+            pass: "FuseConvEpilogue",
+            source,
+        };
+        let invalid = PassError::Invalid {
+            pass: "RemoveNoOps",
+            source: ValidationError {
+                graph: "g".into(),
+                what: "dangling edge".into(),
+            },
+        };
+        let no_fixed_point = PassError::NoFixedPoint {
+            rounds: 32,
+            pass: "SinkTransposes",
+        };
+        assert_eq!(exit(rewrite), 2);
+        assert_eq!(exit(retype(Error::bad_input("shapes disagree"))), 2);
+        assert_eq!(
+            exit(retype(Error::internal("rule gave 2 outputs for 1"))),
+            1
+        );
+        assert_eq!(exit(invalid), 1);
+        assert_eq!(exit(no_fixed_point), 1);
     }
 }

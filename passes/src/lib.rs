@@ -3,6 +3,8 @@
 //! of passes to a fixed point, validating the graph after every pass, and records what each
 //! changed.
 
+#![forbid(unsafe_code)]
+
 mod commute_constants;
 mod conv_weights;
 mod dead_nodes;

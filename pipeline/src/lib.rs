@@ -1,14 +1,19 @@
 //! The compile pipeline, stage by stage: import (frontend, input dims, shape inference), optimize
 //! (the pass driver, then verification), compile (the precision plan and placement). Each stage's
 //! graph is kept, since each is a view.
+//! Import accepts ops temblor cannot map (as opaque nodes, so any model can be inspected and its
+//! parse view written); optimize refuses them, listing every one.
 
+#![forbid(unsafe_code)]
+
+pub mod conformance;
 pub mod report;
 
 use std::cell::RefCell;
 use std::path::Path;
 use std::rc::Rc;
 use std::time::Instant;
-use temblor_ir::{validate, Error, Graph, Result};
+use temblor_ir::{validate, Error, Graph, Result, VerifyStatus};
 use temblor_passes::{optimize_passes, place, Driver, PassRecord, PrefilterNms};
 use temblor_precision::request::{assign, Assigned, Request};
 use temblor_precision::{LayerError, PrecisionPlan, Summary};
@@ -88,6 +93,7 @@ pub fn compile(model: &Path, options: &Options) -> Result<Compiled> {
     let import_ms = ms(start);
 
     let start = Instant::now();
+    temblor_ir::check_supported(&parse)?;
     let mut optimize = parse.clone();
     let mut list = optimize_passes();
     if let Some(k) = options.nms_prefilter {
@@ -98,8 +104,7 @@ pub fn compile(model: &Path, options: &Options) -> Result<Compiled> {
     let passes = Driver::new(list)
         .with_step_limit(options.pass_steps)
         .with_on_applied(Box::new(move |r, g| observer.borrow_mut().observe(r, g)))
-        .run(&mut optimize)
-        .map_err(|e| Error::internal(e.to_string()))?;
+        .run(&mut optimize)?;
     let optimize_ms = ms(start);
 
     let start = Instant::now();
@@ -107,7 +112,7 @@ pub fn compile(model: &Path, options: &Options) -> Result<Compiled> {
         VerifyMode::Off => None,
         mode => {
             let v = verify(&parse, &optimize)?;
-            if mode == VerifyMode::On && v.status != "passed" {
+            if mode == VerifyMode::On && v.status != VerifyStatus::Passed {
                 return Err(Error::usage(format!(
                     "--verify: cannot verify {}: {}",
                     model.display(),

@@ -37,7 +37,11 @@ pub fn runs_in_fp16(op: &Op) -> bool {
         && !matches!(op, Op::Cast { .. })
         && !matches!(
             op.family(),
-            OpFamily::Detection | OpFamily::Custom | OpFamily::Quantization | OpFamily::Value
+            OpFamily::Detection
+                | OpFamily::Custom
+                | OpFamily::Quantization
+                | OpFamily::Value
+                | OpFamily::Opaque
         )
 }
 
@@ -177,10 +181,14 @@ fn cast(
 }
 
 fn to_half(g: &mut Graph, order: &[NodeId], fp16: &HashSet<NodeId>) {
+    // Only the values lowered here go back to f32 where they leave the region: a value the
+    // model itself has in f16 keeps its type for its readers and as a graph output.
+    let mut lowered = HashSet::new();
     for &id in order {
-        for info in &mut g.node_mut(id).outputs {
+        for (port, info) in g.node_mut(id).outputs.iter_mut().enumerate() {
             if info.ty.dtype == DType::F32 {
                 info.ty.dtype = DType::F16;
+                lowered.insert(ValueRef::new(id, port));
             }
         }
     }
@@ -211,7 +219,7 @@ fn to_half(g: &mut Graph, order: &[NodeId], fp16: &HashSet<NodeId>) {
     for &id in order {
         for port in 0..g.node(id).outputs.len() {
             let v = ValueRef::new(id, port);
-            if g.value_type(v).dtype != DType::F16 {
+            if !lowered.contains(&v) {
                 continue;
             }
             let leaving: Vec<(NodeId, usize)> = g

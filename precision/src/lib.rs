@@ -4,6 +4,8 @@
 //! into the strongly typed compile graph (casts around fp16 layers, QuantizeLinear and
 //! DequantizeLinear around int8 ones).
 
+#![forbid(unsafe_code)]
+
 pub mod calibrate;
 pub mod calibrators;
 mod cost;

@@ -43,3 +43,14 @@ impl RuntimeError {
         }
     }
 }
+
+/// An op without a kernel is a limit the model runs into, not a temblor bug: like a bad input,
+/// it is the user's to act on (exit 2).
+impl From<RuntimeError> for temblor_ir::Error {
+    fn from(e: RuntimeError) -> temblor_ir::Error {
+        match e.kind {
+            ErrorKind::BadInput | ErrorKind::Unsupported => temblor_ir::Error::BadInput(e.message),
+            ErrorKind::Internal => temblor_ir::Error::Internal(e.message),
+        }
+    }
+}

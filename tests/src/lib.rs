@@ -1,6 +1,8 @@
 //! Shared support for temblor's tests: where the binary, the Python references, the models and
 //! the shared material are, and how to compare tensors.
 
+#![forbid(unsafe_code)]
+
 pub mod builder;
 pub mod detections;
 

@@ -85,6 +85,63 @@ onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), r"{
     assert!(err.contains("Softsign") && err.contains("soft"), "{err}");
 }
 
+/// An unknown op does not stop `inspect` or the parse view; `run` refuses the model with the
+/// same one message as `compile`.
+#[test]
+fn a_model_with_unknown_ops_is_inspected_and_viewed_but_not_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("unknown.onnx");
+    let script = format!(
+        r#"
+import onnx
+from onnx import helper, TensorProto as T
+x = helper.make_tensor_value_info("x", T.FLOAT, [1, 3, 4, 4])
+y = helper.make_tensor_value_info("y", T.FLOAT, [1, 3, 4, 4])
+nodes = [
+    helper.make_node("Foo", ["x"], ["a"], name="foo", domain="com.example", gain=2.5),
+    helper.make_node("Relu", ["a"], ["y"], name="relu"),
+]
+g = helper.make_graph(nodes, "g", [x], [y])
+onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), r"{}")
+"#,
+        model.display()
+    );
+    let (code, _, err) = output(std::process::Command::new(python()).args(["-c", &script]));
+    assert_eq!(code, 0, "{err}");
+    let view = dir.path().join("parse.prototxt");
+    let (code, out, err) = output(
+        temblor()
+            .arg("inspect")
+            .arg(&model)
+            .arg("--parse-view")
+            .arg(&view),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("  Foo: 1") && out.contains("  Relu: 1"),
+        "{out}"
+    );
+    assert!(
+        out.contains("com.example:Foo (first at node 'foo')"),
+        "{out}"
+    );
+    let text = std::fs::read_to_string(&view).unwrap();
+    assert!(
+        text.contains("type: \"Foo\"") && text.contains("gain"),
+        "{text}"
+    );
+
+    let outs = dir.path().join("outs");
+    let (code, _, err) = output(temblor().arg("run").arg(&model).arg("-o").arg(&outs));
+    assert_eq!(code, 2, "{err}");
+    let want = format!(
+        "error: unsupported ops in {}: com.example:Foo (first at node 'foo')",
+        model.display()
+    );
+    assert_eq!(err.trim_end(), want);
+    assert!(!outs.exists(), "output directory created on failure");
+}
+
 #[test]
 fn bad_run_inputs() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,12 +1,16 @@
 //! The ONNX backend node test suite (shipped in the onnx wheel of the test environment) run
-//! through temblor's frontend, shape inference and CPU runtime. The cases expected to pass are
-//! listed in tests/conformance/expected_pass.txt: the test fails when one of them stops passing,
-//! and prints the newly passing cases so the list can grow.
+//! through temblor's frontend, shape inference and CPU runtime, then through the optimizer and
+//! fp16 legalization. The cases expected to pass as imported are listed in
+//! tests/conformance/expected_pass.txt: the test fails when one of them stops passing, or when a
+//! case that passes as imported fails optimized; it prints the newly passing cases so the list
+//! can grow, and per op how many cases pass in fp16.
 
 use std::path::PathBuf;
 use std::process::Command;
+use temblor_ir::{Graph, Op, UnaryOp};
+use temblor_pipeline::conformance::conformance_stages;
 use temblor_tests::{python, root};
-use temblor_tools::conformance::{self, Outcome, PassList};
+use temblor_tools::conformance::{self, Outcome, PassList, Stage, Tolerance};
 
 fn node_suite() -> PathBuf {
     let out = Command::new(python())
@@ -30,10 +34,11 @@ fn node_suite_cases_in_the_pass_list_pass() {
         dir.display(),
         cases.len()
     );
-    let results = conformance::run_all(&cases);
+    let stages = conformance_stages();
+    let results = conformance::run_all(&cases, &stages);
     let list_path = root().join("tests/conformance/expected_pass.txt");
     let list = PassList::read(&list_path).expect("the pass list is readable");
-    let drift = list.drift(&results);
+    let drift = list.drift(&results, &stages);
     for name in &drift.newly_passing {
         println!("newly passing (add to the pass list): {name}");
     }
@@ -42,16 +47,20 @@ fn node_suite_cases_in_the_pass_list_pass() {
         .filter(|r| r.outcome == Outcome::Passed)
         .count();
     println!("{passed} of {} cases pass", results.len());
-    let regressed: Vec<String> = drift
-        .regressed
-        .iter()
-        .map(|(name, why)| format!("{name}: {why}"))
-        .collect();
+    for stage in &stages {
+        let ran: Vec<&Outcome> = results
+            .iter()
+            .filter_map(|r| r.stages.get(stage.name).and_then(Option::as_ref))
+            .collect();
+        let passed = ran.iter().filter(|o| ***o == Outcome::Passed).count();
+        println!("{}: {passed} of {} cases pass", stage.name, ran.len());
+    }
     assert!(
-        regressed.is_empty(),
-        "{} listed case(s) no longer pass:\n{}",
-        regressed.len(),
-        regressed.join("\n")
+        !drift.is_regression(),
+        "{} listed case(s) no longer pass, {} passing case(s) fail a later stage:\n{}",
+        drift.regressed.len(),
+        drift.stage_failures.len(),
+        drift.lines().join("\n")
     );
 }
 
@@ -60,8 +69,12 @@ fn a_wrong_kernel_result_is_a_failure_not_a_pass() {
     // The comparison itself must be able to fail: run a real case, then check it against the
     // expected outputs of a different case of the same op.
     let dir = node_suite();
-    let good = conformance::run_case(&dir.join("test_relu"));
+    let stages = conformance_stages();
+    let (good, at_stages) = conformance::run_case(&dir.join("test_relu"), &stages);
     assert_eq!(good, Outcome::Passed);
+    for (stage, outcome) in at_stages {
+        assert_eq!(outcome, Some(Outcome::Passed), "{stage}");
+    }
     let tmp = tempfile::tempdir().expect("temp dir");
     let case = tmp.path().join("test_relu");
     std::fs::create_dir_all(case.join("test_data_set_0")).expect("mkdir");
@@ -78,9 +91,37 @@ fn a_wrong_kernel_result_is_a_failure_not_a_pass() {
         case.join("test_data_set_0/output_0.pb"),
     )
     .expect("copy");
-    let bad = conformance::run_case(&case);
+    let (bad, _) = conformance::run_case(&case, &stages);
     assert!(
         matches!(bad, Outcome::Failed(_)),
         "a wrong expectation must fail, got {bad:?}"
     );
+}
+
+/// A later stage that breaks a passing case is a regression of the run, though the case still
+/// passes as imported.
+#[test]
+fn a_stage_that_breaks_a_passing_case_is_a_regression() {
+    fn relu_to_abs(g: &Graph) -> temblor_ir::Result<Option<Graph>> {
+        let mut out = g.clone();
+        for id in out.node_ids().collect::<Vec<_>>() {
+            if out.node(id).op == Op::Unary(UnaryOp::Relu) {
+                out.node_mut(id).op = Op::Unary(UnaryOp::Abs);
+            }
+        }
+        Ok(Some(out))
+    }
+    let broken = [Stage {
+        name: "broken",
+        lower: relu_to_abs,
+        tolerance: Tolerance::SUITE,
+        required: true,
+    }];
+    let results = conformance::run_all(&[node_suite().join("test_relu")], &broken);
+    assert_eq!(results[0].outcome, Outcome::Passed);
+    let list = PassList(["test_relu".to_string()].into());
+    let drift = list.drift(&results, &broken);
+    assert!(drift.regressed.is_empty());
+    assert_eq!(drift.stage_failures.len(), 1, "{:?}", drift.lines());
+    assert!(drift.is_regression());
 }

@@ -288,14 +288,27 @@ fn every_op() -> Graph {
         &[ValueRef::new(split, 1)],
         nchw("my", 4, 8, 8),
     );
+    let opaque = Op::Opaque {
+        domain: "com.example".into(),
+        op_type: "Mystery".into(),
+        at: "node 'mystery'".into(),
+        declared: vec![None],
+    };
+    let opaque = one(
+        &mut g,
+        "mystery",
+        opaque,
+        &[custom],
+        f32_info("mystery", vec![Dim::Unknown; 4], Layout::Any),
+    );
     g.outputs = vec![
         GraphOutput {
             name: "flat".into(),
             value: flat,
         },
         GraphOutput {
-            name: "custom".into(),
-            value: custom,
+            name: "mystery".into(),
+            value: opaque,
         },
     ];
     for (i, id) in g.node_ids().collect::<Vec<_>>().into_iter().enumerate() {

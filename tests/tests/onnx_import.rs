@@ -353,6 +353,8 @@ fn truncated_real_model() {
     }
 }
 
+/// Unknown ops import as opaque nodes (so the model can be inspected); the stages after import
+/// refuse them with one message naming each with its first node.
 #[test]
 fn unsupported_ops_listed_in_one_message() {
     let dir = tempfile::tempdir().unwrap();
@@ -372,7 +374,23 @@ g = helper.make_graph(nodes, "g", [x], [y])
 onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), sys.argv[1])
 "#;
     run_python(script, &[&model]);
-    let msg = bad_input(&model);
+    let g = import(&model, &[]);
+    let opaque: Vec<&str> = g
+        .node_ids()
+        .filter(|&id| matches!(g.node(id).op, Op::Opaque { .. }))
+        .map(|id| g.node(id).op.name())
+        .collect();
+    assert_eq!(opaque, ["Foo", "Bar", "Foo"]);
+    let y = g.value_type(g.outputs[0].value);
+    assert_eq!(
+        y.shape.0,
+        vec![Dim::Unknown; 4],
+        "declared rank, unknown dims"
+    );
+    let msg = match temblor_ir::check_supported(&g) {
+        Err(Error::BadInput(msg)) => msg,
+        other => panic!("expected BadInput, got {other:?}"),
+    };
     let want = format!(
         "unsupported ops in {}: Foo (first at node 'foo_1'), Bar (first at node 'x')",
         model.display()

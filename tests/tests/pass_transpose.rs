@@ -340,5 +340,10 @@ fn yolov3_r18vd_dcn_optimizes_without_residual_layers() {
     let counts = ["Add", "Relu", "Transpose"].map(|op| count(opt, op));
     assert_eq!(counts, [0, 0, 1], "Add, Relu, Transpose after optimize");
     let verification = compiled.verification.expect("verified");
-    assert_eq!(verification.status, "passed", "{:?}", verification.reason);
+    assert_eq!(
+        verification.status,
+        temblor_ir::VerifyStatus::Passed,
+        "{:?}",
+        verification.reason
+    );
 }

@@ -151,5 +151,5 @@ fn a_broken_rewrite_is_caught_and_named() {
         "{msg}"
     );
     let ok = verify(&parse, &parse).unwrap();
-    assert_eq!(ok.status, "passed");
+    assert_eq!(ok.status, temblor_ir::VerifyStatus::Passed);
 }

@@ -1,15 +1,24 @@
-//! The ONNX backend node test suite as a conformance check of the frontend, shape inference and
-//! CPU runtime: each case is imported, shape-inferred, validated and run, and its outputs are
-//! compared with the suite's. A case ends in one of three ways: it passes, it is unsupported
-//! (temblor refused it with a clear error: an op, dtype or attribute it does not handle), or it
-//! fails (wrong numbers, shape or dtype; an internal error; a panic).
+//! The ONNX backend node test suite as a conformance check of every stage (STYLE.md: one suite,
+//! every stage). Each case is imported, shape-inferred, validated and run on the CPU runtime, and
+//! its outputs are compared with the suite's. A case ends in one of three ways: it passes, it is
+//! unsupported (temblor refused it with a clear error: an op, dtype or attribute it does not
+//! handle), or it fails (wrong numbers, shape or dtype; an internal error; a panic).
+//!
+//! A case that passes as imported then goes through the later [`Stage`]s the caller gives (the
+//! optimizer, fp16 legalization), each rewriting the graph of the stage before it as the
+//! compiler does, and each stage's graph is checked against the same expected outputs at the
+//! stage's [`Tolerance`]. Cases that do not pass as imported are not run further: a later stage
+//! cannot be judged on a graph the runtime already gets wrong. The stages come from the caller
+//! because the fp16 stage belongs to the precision crate, which depends on this one.
 
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use temblor_ir::{Graph, GraphOutput};
-use temblor_runtime::{prepare, Device, ErrorKind, PrepareOptions, Tensor, TensorData};
+use temblor_ir::{Graph, GraphOutput, Result};
+use temblor_runtime::{
+    prepare, Device, ErrorKind, PrepareOptions, RuntimeError, Tensor, TensorData,
+};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "status", content = "reason")]
@@ -25,14 +34,42 @@ pub struct CaseResult {
     pub name: String,
     /// The op type the case tests.
     pub op: String,
+    /// As imported.
     #[serde(flatten)]
     pub outcome: Outcome,
+    /// Per later stage, by name: its outcome, or `None` where it did not run (the case does not
+    /// pass as imported, the stage does not apply to it, or a stage before it did not pass).
+    pub stages: BTreeMap<&'static str, Option<Outcome>>,
 }
 
-/// The suite's own tolerances: `|got - want| <= ATOL + RTOL * |want|`, NaN equal to NaN. Every
-/// op of the pass list passes with them, so no op has looser ones.
-const RTOL: f64 = 1e-3;
-const ATOL: f64 = 1e-7;
+/// Floats agree when `|got - want| <= atol + rtol * |want|`, NaN equal to NaN; other dtypes
+/// must be equal.
+#[derive(Clone, Copy, Debug)]
+pub struct Tolerance {
+    pub rtol: f64,
+    pub atol: f64,
+}
+
+impl Tolerance {
+    /// The suite's own tolerances. Every op of the pass list passes with them, so no op has
+    /// looser ones.
+    pub const SUITE: Tolerance = Tolerance {
+        rtol: 1e-3,
+        atol: 1e-7,
+    };
+}
+
+/// A stage of the compiler after import that every case passing as imported also runs through.
+pub struct Stage {
+    /// Its column in the table: `optimized`, `fp16`.
+    pub name: &'static str,
+    /// The stage's graph from the graph of the stage before it; `Ok(None)` when the stage does
+    /// not apply to the case (no layer has an fp16 form), and the next stage gets the same graph.
+    pub lower: fn(&Graph) -> Result<Option<Graph>>,
+    pub tolerance: Tolerance,
+    /// Whether a case passing as imported must pass this stage too; the others are reported.
+    pub required: bool,
+}
 
 /// The case directories (`test_*` holding a `model.onnx`) under `dir`, sorted by name.
 pub fn cases(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
@@ -49,8 +86,8 @@ pub fn cases(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Runs every case, each named after the op it tests.
-pub fn run_all(dirs: &[PathBuf]) -> Vec<CaseResult> {
+/// Runs every case through import and then `stages`, each case named after the op it tests.
+pub fn run_all(dirs: &[PathBuf], stages: &[Stage]) -> Vec<CaseResult> {
     let types: Vec<Vec<String>> = dirs
         .iter()
         .map(|d| temblor_frontend::onnx_op_types(&d.join("model.onnx")).unwrap_or_default())
@@ -64,21 +101,63 @@ pub fn run_all(dirs: &[PathBuf]) -> Vec<CaseResult> {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             let op = op_of(&name, &vocabulary, own);
+            let (outcome, stages) = run_case(dir, stages);
             CaseResult {
-                outcome: run_case(dir),
                 name,
                 op,
+                outcome,
+                stages,
             }
         })
         .collect()
 }
 
-/// Runs one case. Never panics: a panic inside temblor is caught and reported as a failure.
-pub fn run_case(dir: &Path) -> Outcome {
-    std::panic::catch_unwind(AssertUnwindSafe(|| check(dir)))
+/// Runs one case as imported and through `stages`. Never panics: a panic inside temblor is
+/// caught and reported as a failure of the stage it happened in.
+pub fn run_case(
+    dir: &Path,
+    stages: &[Stage],
+) -> (Outcome, BTreeMap<&'static str, Option<Outcome>>) {
+    let mut outcomes: BTreeMap<&'static str, Option<Outcome>> =
+        stages.iter().map(|s| (s.name, None)).collect();
+    let imported = guarded(|| {
+        let case = import(dir)?;
+        check(&case, &case.graph, Tolerance::SUITE)?;
+        Ok(case)
+    });
+    let case = match imported {
+        Ok(case) => case,
+        Err(outcome) => return (outcome, outcomes),
+    };
+    let mut graph = case.graph.clone();
+    for stage in stages {
+        let lowered = guarded(|| {
+            let Some(g) = (stage.lower)(&graph).map_err(|e| Outcome::Failed(e.to_string()))? else {
+                return Ok(None);
+            };
+            temblor_ir::validate(&g).map_err(|e| Outcome::Failed(format!("invalid IR: {e}")))?;
+            check(&case, &g, stage.tolerance)?;
+            Ok(Some(g))
+        });
+        match lowered {
+            Ok(Some(g)) => {
+                outcomes.insert(stage.name, Some(Outcome::Passed));
+                graph = g;
+            }
+            Ok(None) => {}
+            Err(outcome) => {
+                outcomes.insert(stage.name, Some(outcome));
+                break;
+            }
+        }
+    }
+    (Outcome::Passed, outcomes)
+}
+
+/// `f`'s result, with a panic turned into a failure.
+fn guarded<T>(f: impl FnOnce() -> Result<T, Outcome>) -> Result<T, Outcome> {
+    std::panic::catch_unwind(AssertUnwindSafe(f))
         .unwrap_or_else(|p| Err(Outcome::Failed(format!("panic: {}", panic_text(&p)))))
-        .err()
-        .unwrap_or(Outcome::Passed)
 }
 
 fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
@@ -88,28 +167,40 @@ fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "non-string payload".into())
 }
 
-/// `Err` holds the non-passing outcome.
-fn check(dir: &Path) -> Result<(), Outcome> {
+/// The case with its graph imported, shape-inferred and validated; `Err` holds the non-passing
+/// outcome.
+fn import(dir: &Path) -> Result<temblor_frontend::Case, Outcome> {
     let unsupported = |e: crate::Error| Outcome::Unsupported(e.to_string());
     let mut case = temblor_frontend::load_onnx_case(dir, "test_data_set_0").map_err(unsupported)?;
+    temblor_ir::check_supported(&case.graph).map_err(unsupported)?;
     temblor_infer::infer(&mut case.graph).map_err(unsupported)?;
     temblor_ir::validate(&case.graph).map_err(|e| Outcome::Failed(format!("invalid IR: {e}")))?;
-    let runtime = |e: temblor_runtime::RuntimeError| match e.kind {
+    Ok(case)
+}
+
+fn runtime(e: RuntimeError) -> Outcome {
+    match e.kind {
         ErrorKind::Unsupported => Outcome::Unsupported(e.to_string()),
         ErrorKind::BadInput | ErrorKind::Internal => Outcome::Failed(e.to_string()),
-    };
-    let plan = prepare(&case.graph, &Device::Cpu, &PrepareOptions::default()).map_err(runtime)?;
+    }
+}
+
+/// Runs `g` (the case's graph at some stage) on the case's inputs and compares its outputs with
+/// the expected ones; `Err` holds the non-passing outcome.
+fn check(case: &temblor_frontend::Case, g: &Graph, tolerance: Tolerance) -> Result<(), Outcome> {
+    let plan = prepare(g, &Device::Cpu, &PrepareOptions::default()).map_err(runtime)?;
     let mut inputs = Vec::with_capacity(case.inputs.len());
     for (name, w) in &case.inputs {
         inputs.push((name.clone(), Tensor::from_weight(w).map_err(runtime)?));
     }
     let got = plan.run_once(&inputs).map_err(runtime)?;
-    for (out, (_, t)) in case.graph.outputs.iter().zip(&got) {
-        inferred_type_fits(&case.graph, out, t).map_err(Outcome::Failed)?;
+    for (out, (_, t)) in g.outputs.iter().zip(&got) {
+        inferred_type_fits(g, out, t).map_err(Outcome::Failed)?;
     }
     for ((name, want), (_, got)) in case.outputs.iter().zip(&got) {
         let want = Tensor::from_weight(want).map_err(runtime)?;
-        compare(&want, got).map_err(|e| Outcome::Failed(format!("output '{name}': {e}")))?;
+        compare(&want, got, tolerance)
+            .map_err(|e| Outcome::Failed(format!("output '{name}': {e}")))?;
     }
     Ok(())
 }
@@ -139,7 +230,7 @@ fn inferred_type_fits(g: &Graph, out: &GraphOutput, t: &Tensor) -> Result<(), St
     }
 }
 
-fn compare(want: &Tensor, got: &Tensor) -> Result<(), String> {
+fn compare(want: &Tensor, got: &Tensor, tolerance: Tolerance) -> Result<(), String> {
     if want.dtype() != got.dtype() {
         return Err(format!(
             "dtype {} expected, got {}",
@@ -157,7 +248,9 @@ fn compare(want: &Tensor, got: &Tensor) -> Result<(), String> {
     let float = want.dtype().is_float();
     let close = |w: f64, g: f64| {
         if float {
-            w == g || (w.is_nan() && g.is_nan()) || (w - g).abs() <= ATOL + RTOL * w.abs()
+            w == g
+                || (w.is_nan() && g.is_nan())
+                || (w - g).abs() <= tolerance.atol + tolerance.rtol * w.abs()
         } else {
             w == g
         }
@@ -226,13 +319,36 @@ fn snake(op: &str) -> String {
     out
 }
 
-/// Per op type: cases, passed, failed, unsupported.
+/// How many cases of one op passed, failed, or were unsupported, at one stage.
 #[derive(Clone, Debug, Default, Serialize)]
-pub struct OpRow {
-    pub cases: usize,
+pub struct Counts {
     pub passed: usize,
     pub failed: usize,
     pub unsupported: usize,
+}
+
+impl Counts {
+    fn add(&mut self, outcome: &Outcome) {
+        match outcome {
+            Outcome::Passed => self.passed += 1,
+            Outcome::Failed(_) => self.failed += 1,
+            Outcome::Unsupported(_) => self.unsupported += 1,
+        }
+    }
+
+    pub fn run(&self) -> usize {
+        self.passed + self.failed + self.unsupported
+    }
+}
+
+/// Per op type: the cases, their outcomes as imported, and at each later stage the outcomes of
+/// the cases that ran it.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct OpRow {
+    pub cases: usize,
+    #[serde(flatten)]
+    pub imported: Counts,
+    pub stages: BTreeMap<&'static str, Counts>,
 }
 
 pub fn table(results: &[CaseResult]) -> BTreeMap<String, OpRow> {
@@ -240,10 +356,12 @@ pub fn table(results: &[CaseResult]) -> BTreeMap<String, OpRow> {
     for r in results {
         let row = rows.entry(r.op.clone()).or_default();
         row.cases += 1;
-        match r.outcome {
-            Outcome::Passed => row.passed += 1,
-            Outcome::Failed(_) => row.failed += 1,
-            Outcome::Unsupported(_) => row.unsupported += 1,
+        row.imported.add(&r.outcome);
+        for (&stage, outcome) in &r.stages {
+            let counts = row.stages.entry(stage).or_default();
+            if let Some(outcome) = outcome {
+                counts.add(outcome);
+            }
         }
     }
     rows
@@ -256,10 +374,33 @@ pub struct PassList(pub BTreeSet<String>);
 /// How a run differs from the pass list.
 #[derive(Debug, Default)]
 pub struct Drift {
-    /// Listed cases that no longer pass (or were not run at all), with their outcome.
+    /// Listed cases that no longer pass as imported (or were not run at all), with their
+    /// outcome.
     pub regressed: Vec<(String, String)>,
+    /// Cases that pass as imported but not a required later stage: the stage and its outcome.
+    pub stage_failures: Vec<(String, &'static str, String)>,
     /// Passing cases the list does not have yet.
     pub newly_passing: Vec<String>,
+}
+
+impl Drift {
+    /// Whether the run is worse than the list promises.
+    pub fn is_regression(&self) -> bool {
+        !self.regressed.is_empty() || !self.stage_failures.is_empty()
+    }
+
+    /// One line per regression, for a message.
+    pub fn lines(&self) -> Vec<String> {
+        let regressed = self
+            .regressed
+            .iter()
+            .map(|(name, why)| format!("regressed: {name}: {why}"));
+        let stages = self
+            .stage_failures
+            .iter()
+            .map(|(name, stage, why)| format!("{stage}: {name}: {why}"));
+        regressed.chain(stages).collect()
+    }
 }
 
 impl PassList {
@@ -274,7 +415,8 @@ impl PassList {
         ))
     }
 
-    pub fn drift(&self, results: &[CaseResult]) -> Drift {
+    /// Compares a run with the list; `stages` says which later stages are required.
+    pub fn drift(&self, results: &[CaseResult], stages: &[Stage]) -> Drift {
         let by_name: BTreeMap<&str, &Outcome> = results
             .iter()
             .map(|r| (r.name.as_str(), &r.outcome))
@@ -290,6 +432,18 @@ impl PassList {
                     .regressed
                     .push((name.clone(), format!("unsupported: {why}"))),
                 None => drift.regressed.push((name.clone(), "not found".into())),
+            }
+        }
+        for r in results {
+            for stage in stages.iter().filter(|s| s.required) {
+                if let Some(Some(outcome)) = r.stages.get(stage.name) {
+                    let why = match outcome {
+                        Outcome::Passed => continue,
+                        Outcome::Failed(why) => format!("failed: {why}"),
+                        Outcome::Unsupported(why) => format!("unsupported: {why}"),
+                    };
+                    drift.stage_failures.push((r.name.clone(), stage.name, why));
+                }
             }
         }
         drift.newly_passing = results

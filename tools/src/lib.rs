@@ -4,6 +4,8 @@
 //! provenance), `eval` (COCO AP), `conformance` (the ONNX backend node suite), and the inputs
 //! they share: `.npy` files, preprocessing configs and progress bars.
 
+#![forbid(unsafe_code)]
+
 pub mod compare;
 pub mod conformance;
 pub mod eval;

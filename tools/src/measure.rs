@@ -13,7 +13,7 @@ use crate::verify::synthesize;
 use serde::Serialize;
 use std::collections::HashSet;
 use std::time::Instant;
-use temblor_ir::{Error, Graph, NodeId, Result};
+use temblor_ir::{Error, Graph, MeasureStatus, NodeId, PassStatus, Result};
 use temblor_passes::PassRecord;
 use temblor_runtime::{prepare, Device, PrepareOptions, Tensor};
 
@@ -121,8 +121,7 @@ impl PassLog {
 #[derive(Clone, Debug, Serialize)]
 pub struct PassEffect {
     pub pass: &'static str,
-    /// "applied", or "no-op" for a pass that ran and changed nothing.
-    pub status: &'static str,
+    pub status: PassStatus,
     /// Rewrites applied, over all rounds.
     pub rewrites: usize,
     pub layers_removed: usize,
@@ -145,8 +144,8 @@ pub struct RunEffect {
 /// How the latencies were taken, and the overall speedup of the compiled graph over the parsed.
 #[derive(Clone, Debug, Serialize)]
 pub struct Measurement {
-    /// "measured", or "skipped" with the reason.
-    pub status: &'static str,
+    /// Skipped comes with the reason.
+    pub status: MeasureStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub threads: usize,
@@ -164,7 +163,7 @@ pub struct Measurement {
 impl Measurement {
     pub fn skipped(reason: impl Into<String>, threads: usize) -> Measurement {
         Measurement {
-            status: "skipped",
+            status: MeasureStatus::Skipped,
             reason: Some(reason.into()),
             threads,
             warmup: 0,
@@ -231,7 +230,7 @@ pub fn measure(
     };
     let measurement = time(&mut optimizations, log, timed)?;
     let profile = match measurement.status {
-        "measured" => Some(profile::run(
+        MeasureStatus::Measured => Some(profile::run(
             compile,
             &inputs,
             measurement.warmup,
@@ -239,7 +238,7 @@ pub fn measure(
             threads,
             &StageMap::infer(compile)?,
         )?),
-        _ => None,
+        MeasureStatus::Skipped => None,
     };
     Ok(Measured {
         optimizations,
@@ -255,7 +254,7 @@ fn effects(records: &[PassRecord], log: &PassLog) -> Vec<PassEffect> {
         if !out.iter().any(|e| e.pass == r.pass) {
             out.push(PassEffect {
                 pass: r.pass,
-                status: "no-op",
+                status: PassStatus::NoOp,
                 rewrites: 0,
                 layers_removed: 0,
                 layers_added: 0,
@@ -266,7 +265,7 @@ fn effects(records: &[PassRecord], log: &PassLog) -> Vec<PassEffect> {
     }
     for a in &log.applied {
         if let Some(e) = out.iter_mut().find(|e| e.pass == a.pass) {
-            e.status = "applied";
+            e.status = PassStatus::Applied;
             e.rewrites += a.applied;
             e.layers_removed += a.removed;
             e.layers_added += a.added;
@@ -307,7 +306,7 @@ fn time(effects: &mut [PassEffect], log: PassLog, timed: Timed) -> Result<Measur
     }
     let compile_ms = time(timed.compile)?;
     Ok(Measurement {
-        status: "measured",
+        status: MeasureStatus::Measured,
         reason: None,
         threads: timed.threads,
         warmup: WARMUP,

@@ -16,7 +16,7 @@
 //! preserve is what the selection chooses from.
 
 use std::collections::{HashMap, HashSet};
-use temblor_ir::{DType, Error, Graph, GraphOutput, Op, Result, ValueRef};
+use temblor_ir::{DType, Error, Graph, GraphOutput, Op, Result, ValueRef, VerifyStatus};
 use temblor_runtime::{prepare, Device, PrepareOptions, Tensor, TensorData};
 
 /// Relative L2 error allowed between parse and optimize outputs in fp32.
@@ -27,8 +27,8 @@ pub const NOISE_FACTOR: f64 = 10.0;
 
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Verification {
-    /// "passed", or "skipped" with the reason.
-    pub status: &'static str,
+    /// Skipped comes with the reason.
+    pub status: VerifyStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Per checked value: its relative L2 error (0 for exact integer agreement) and the error
@@ -46,7 +46,7 @@ pub struct Checked {
 impl Verification {
     fn skipped(reason: String) -> Verification {
         Verification {
-            status: "skipped",
+            status: VerifyStatus::Skipped,
             reason: Some(reason),
             outputs: Vec::new(),
         }
@@ -197,7 +197,7 @@ pub fn verify(parse: &Graph, optimize: &Graph) -> Result<Verification> {
     }
     let Some((name, e, allowed)) = failed else {
         return Ok(Verification {
-            status: "passed",
+            status: VerifyStatus::Passed,
             reason: None,
             outputs,
         });

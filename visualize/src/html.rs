@@ -4,8 +4,10 @@
 //! out. The same report gives the same bytes.
 
 use crate::svg::{bar_chart, escape, Bar, Scale};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::fmt::Write;
+use temblor_ir::{MeasureStatus, PassStatus, VerifyStatus};
 
 const STYLE: &str = "\
 body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1100px;color:#1d2330;\
@@ -31,6 +33,11 @@ fn at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
 
 fn num(v: &Value, path: &[&str]) -> Option<f64> {
     at(v, path).and_then(Value::as_f64)
+}
+
+/// A status of the report read back into its enum; `None` when absent.
+fn read_status<T: DeserializeOwned>(v: &Value, path: &[&str]) -> Option<T> {
+    at(v, path).and_then(|s| T::deserialize(s).ok())
 }
 
 /// A value as plain text (strings unquoted), or an empty string when absent.
@@ -132,11 +139,10 @@ fn summary(s: &mut String, r: &Value) {
         "",
         "",
     );
-    let status = text(r, &["verification", "status"]);
-    let (value, class) = match status.as_str() {
-        "passed" => ("passed", "ok"),
-        "" => ("not run", "muted"),
-        other => (other, "bad"),
+    let (value, class) = match read_status(r, &["verification", "status"]) {
+        Some(VerifyStatus::Passed) => ("passed", "ok"),
+        Some(other @ VerifyStatus::Skipped) => (other.name(), "bad"),
+        None => ("not run", "muted"),
     };
     card(
         s,
@@ -230,7 +236,7 @@ fn passes(s: &mut String, r: &Value) {
         .into_iter()
         .flatten()
     {
-        let status = text(p, &["status"]);
+        let status: Option<PassStatus> = read_status(p, &["status"]);
         let runs: Vec<String> = p["runs"]
             .as_array()
             .into_iter()
@@ -253,15 +259,14 @@ fn passes(s: &mut String, r: &Value) {
         let _ = write!(
             s,
             "<tr class=\"{}\">",
-            if status == "applied" {
-                "applied"
-            } else {
-                "noop"
+            match status {
+                Some(PassStatus::Applied) => "applied",
+                Some(PassStatus::NoOp) | None => "noop",
             }
         );
         let cells = [
             ("", escape(&text(p, &["pass"]))),
-            ("", escape(&status)),
+            ("", status.map_or("", PassStatus::name).to_string()),
             ("n", text(p, &["rewrites"])),
             ("n", text(p, &["layers_removed"])),
             ("n", text(p, &["layers_added"])),
@@ -275,8 +280,8 @@ fn passes(s: &mut String, r: &Value) {
     }
     s.push_str("</table>");
     let m = &r["measurement"];
-    let note = match text(m, &["status"]).as_str() {
-        "measured" => format!(
+    let note = match read_status(m, &["status"]) {
+        Some(MeasureStatus::Measured) => format!(
             "Latency: median of {} runs after {} warm-up, {} threads, CPU runtime, same \
              synthesized inputs for every graph. Saved = before \u{2212} after over the pass's runs.",
             text(m, &["iters"]),
@@ -404,12 +409,16 @@ fn verification(s: &mut String, r: &Value) {
         s.push_str("<p class=\"muted\">not run (--no-verify)</p>");
         return;
     }
-    let status = text(v, &["status"]);
+    let status: Option<VerifyStatus> = read_status(v, &["status"]);
     let _ = write!(
         s,
         "<p>optimize graph against parse graph on the CPU runtime: <b class=\"{}\">{}</b> {}</p>",
-        if status == "passed" { "ok" } else { "bad" },
-        escape(&status),
+        if status == Some(VerifyStatus::Passed) {
+            "ok"
+        } else {
+            "bad"
+        },
+        status.map_or("", VerifyStatus::name),
         escape(&text(v, &["reason"]))
     );
     let outputs: Vec<&Value> = v["outputs"].as_array().into_iter().flatten().collect();

@@ -19,6 +19,8 @@
 //! [`report_html`] draws a compile's `report.json` as one self-contained HTML page (`html.rs`,
 //! with the charts in `svg.rs`).
 
+#![forbid(unsafe_code)]
+
 mod caffe;
 mod html;
 mod layer;

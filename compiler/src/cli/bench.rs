@@ -2,7 +2,6 @@
 //! one batch size or one table row per batch size, on seeded random inputs or given `.npy` files.
 
 use super::inputs::{self, materialize, row_inputs, Model, RowInput};
-use super::run::runtime_error;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -163,20 +162,20 @@ fn plan_for(g: &Graph, threads: usize) -> Result<Plan> {
         threads,
         spin: true,
     };
-    prepare(g, &Device::Cpu, &options).map_err(runtime_error)
+    prepare(g, &Device::Cpu, &options).map_err(Error::from)
 }
 
 fn measure(plan: &Plan, inputs: &[RowInput], batch: usize, args: &BenchArgs) -> Result<Row> {
     let tensors = materialize(inputs)?;
     let mut state = plan.new_state();
     for _ in 0..args.warmup {
-        plan.run(&mut state, &tensors).map_err(runtime_error)?;
+        plan.run(&mut state, &tensors).map_err(Error::from)?;
     }
     let mut ms = Vec::with_capacity(args.iters);
     let bar = temblor_tools::progress::bar(args.iters, &format!("bench b={batch}"));
     for _ in 0..args.iters {
         let start = Instant::now();
-        let outputs = plan.run(&mut state, &tensors).map_err(runtime_error)?;
+        let outputs = plan.run(&mut state, &tensors).map_err(Error::from)?;
         ms.push(start.elapsed().as_secs_f64() * 1e3);
         drop(outputs);
         bar.inc(1);

@@ -1,6 +1,6 @@
 use std::path::{Path, PathBuf};
 use temblor_export::Target;
-use temblor_ir::{package, Error, Result};
+use temblor_ir::{package, Error, Result, VerifyStatus};
 use temblor_pipeline::report;
 use temblor_pipeline::{Options, VerifyMode};
 use temblor_precision::calibrators::Calibrator;
@@ -209,7 +209,7 @@ pub fn compile(args: &CompileArgs) -> Result<()> {
         println!("TensorRT: {}", temblor_export::trtexec_command(&out));
     }
     let verified = match &compiled.verification {
-        Some(v) if v.status == "passed" => "verified".to_string(),
+        Some(v) if v.status == VerifyStatus::Passed => "verified".to_string(),
         Some(v) => format!("not verified: {}", v.reason.as_deref().unwrap_or("")),
         None => "not verified (--no-verify)".to_string(),
     };

@@ -1,5 +1,6 @@
 use std::path::PathBuf;
 use temblor_ir::{Error, Result};
+use temblor_pipeline::conformance::conformance_stages;
 use temblor_tools::conformance::{self, Outcome, PassList};
 
 #[derive(clap::Args, Debug)]
@@ -16,8 +17,9 @@ pub struct ConformanceArgs {
     /// Print one JSON object (`ops` table and `cases`) instead of text.
     #[arg(long)]
     pub json: bool,
-    /// Compare with a list of cases expected to pass; a listed case that does not pass is an
-    /// error (exit 1), and newly passing cases are printed so the list can grow.
+    /// Compare with a list of cases expected to pass as imported; a listed case that does not
+    /// pass, or a passing case the optimizer breaks, is an error (exit 1), and newly passing
+    /// cases are printed so the list can grow.
     #[arg(long)]
     pub pass_list: Option<PathBuf>,
 }
@@ -42,21 +44,36 @@ pub fn conformance(args: &ConformanceArgs) -> Result<()> {
     }
     // Panics are caught per case and reported in the table; the CLI's hook would print each.
     std::panic::set_hook(Box::new(|_| {}));
-    let results = conformance::run_all(&dirs);
+    let stages = conformance_stages();
+    let results = conformance::run_all(&dirs, &stages);
     let table = conformance::table(&results);
     if args.json {
         let json = serde_json::json!({ "ops": table, "cases": results });
         println!("{json}");
     } else {
-        println!(
+        // Each later stage's column: of the cases that ran it, how many passed.
+        print!(
             "{:<28} {:>6} {:>7} {:>7} {:>12}",
             "op", "cases", "passed", "failed", "unsupported"
         );
+        for stage in &stages {
+            print!(" {:>10}", stage.name);
+        }
+        println!();
         for (op, row) in &table {
-            println!(
+            let c = &row.imported;
+            print!(
                 "{op:<28} {:>6} {:>7} {:>7} {:>12}",
-                row.cases, row.passed, row.failed, row.unsupported
+                row.cases, c.passed, c.failed, c.unsupported
             );
+            for stage in &stages {
+                let cell = match row.stages.get(stage.name).filter(|c| c.run() > 0) {
+                    Some(c) => format!("{}/{}", c.passed, c.run()),
+                    None => "-".to_string(),
+                };
+                print!(" {cell:>10}");
+            }
+            println!();
         }
         let passed = results
             .iter()
@@ -72,6 +89,17 @@ pub fn conformance(args: &ConformanceArgs) -> Result<()> {
                         println!("UNSUPPORTED {} [{}]: {why}", r.name, r.op)
                     }
                 }
+                for (stage, outcome) in &r.stages {
+                    match outcome {
+                        Some(Outcome::Failed(why)) => {
+                            println!("FAILED {stage} {} [{}]: {why}", r.name, r.op)
+                        }
+                        Some(Outcome::Unsupported(why)) => {
+                            println!("UNSUPPORTED {stage} {} [{}]: {why}", r.name, r.op)
+                        }
+                        Some(Outcome::Passed) | None => {}
+                    }
+                }
             }
         }
     }
@@ -80,19 +108,20 @@ pub fn conformance(args: &ConformanceArgs) -> Result<()> {
     };
     let list = PassList::read(path)
         .map_err(|e| Error::usage(format!("{}: cannot read: {e}", path.display())))?;
-    let drift = list.drift(&results);
+    let drift = list.drift(&results, &stages);
     for name in &drift.newly_passing {
         eprintln!("newly passing (add to {}): {name}", path.display());
     }
-    if drift.regressed.is_empty() {
+    if !drift.is_regression() {
         return Ok(());
     }
-    for (name, why) in &drift.regressed {
-        eprintln!("regressed: {name}: {why}");
+    for line in drift.lines() {
+        eprintln!("{line}");
     }
     Err(Error::internal(format!(
-        "{} case(s) of {} no longer pass",
+        "{} case(s) of {} no longer pass, {} passing case(s) fail a later stage",
         drift.regressed.len(),
-        path.display()
+        path.display(),
+        drift.stage_failures.len()
     )))
 }

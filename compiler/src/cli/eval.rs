@@ -1,7 +1,6 @@
 //! `temblor eval`: COCO AP of a model's detections over a directory of images, against COCO
 //! ground truth or against a reference model's detections (agreement).
 
-use super::run::runtime_error;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use temblor_ir::{package, Error, Graph, Result};
@@ -252,7 +251,7 @@ impl Subject {
             threads,
             ..PrepareOptions::default()
         };
-        let plan = prepare(&graph, &Device::Cpu, &options).map_err(runtime_error)?;
+        let plan = prepare(&graph, &Device::Cpu, &options).map_err(Error::from)?;
         Ok(Subject {
             path: path.to_path_buf(),
             config_file: config_file.to_path_buf(),
@@ -284,7 +283,7 @@ fn detect(
         let outputs = subject
             .plan
             .run(&mut state, &p.inputs)
-            .map_err(runtime_error)?;
+            .map_err(Error::from)?;
         let mut dets = eval::detections_from_outputs(&outputs)
             .map_err(|e| Error::usage(format!("{}: {e}", subject.path.display())))?;
         // A model given no scale_factor reports boxes in its input's pixels.

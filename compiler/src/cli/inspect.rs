@@ -1,15 +1,27 @@
 use std::path::PathBuf;
-use temblor_ir::{Op, Result};
+use temblor_ir::{Error, Op, Result};
 use temblor_pipeline::report;
+use temblor_visualize::{render, View};
 
 #[derive(clap::Args, Debug)]
 pub struct InspectArgs {
     /// A model file or a package directory.
     pub model: PathBuf,
+    /// Also write the model's parse view (a prototxt Netron opens) to FILE. Unlike `compile`,
+    /// this works for a model with ops temblor cannot map, so such a model can still be seen.
+    #[arg(long, value_name = "FILE")]
+    pub parse_view: Option<PathBuf>,
 }
 
 pub fn inspect(args: &InspectArgs) -> Result<()> {
-    let g = if temblor_ir::package::is_package(&args.model) {
+    let package = temblor_ir::package::is_package(&args.model);
+    if package && args.parse_view.is_some() {
+        return Err(Error::usage(format!(
+            "--parse-view: {} is a package, which holds its parse.prototxt already",
+            args.model.display()
+        )));
+    }
+    let g = if package {
         temblor_ir::package::load(&args.model)?
     } else {
         temblor_pipeline::import(&args.model, &[])?
@@ -38,5 +50,16 @@ pub fn inspect(args: &InspectArgs) -> Result<()> {
         })
         .sum();
     println!("parameters: {params}");
+    if let Err(e) = temblor_ir::check_supported(&g) {
+        println!("not compilable: {e}");
+    }
+    if let Some(path) = &args.parse_view {
+        // Written under a temporary name first, so an interrupted write leaves no partial view.
+        let partial = path.with_extension("prototxt.partial");
+        let io = |e: std::io::Error| Error::usage(format!("{}: {e}", path.display()));
+        std::fs::write(&partial, render(&g, View::Parse)).map_err(io)?;
+        std::fs::rename(&partial, path).map_err(io)?;
+        println!("parse view: {}", path.display());
+    }
     Ok(())
 }

@@ -1,7 +1,7 @@
 use std::path::{Path, PathBuf};
 use temblor_ir::{package, Error, Graph, Result};
 use temblor_pipeline::{Options, VerifyMode};
-use temblor_runtime::{prepare, Device, ErrorKind, PrepareOptions, RuntimeError};
+use temblor_runtime::{prepare, Device, PrepareOptions};
 use temblor_tools::npy;
 
 #[derive(clap::Args, Debug)]
@@ -39,13 +39,6 @@ pub fn load_graph(path: &Path) -> Result<Graph> {
     }
 }
 
-pub fn runtime_error(e: RuntimeError) -> Error {
-    match e.kind {
-        ErrorKind::BadInput | ErrorKind::Unsupported => Error::bad_input(e.to_string()),
-        ErrorKind::Internal => Error::internal(e.to_string()),
-    }
-}
-
 pub fn run(args: &RunArgs) -> Result<()> {
     let mut inputs = Vec::with_capacity(args.inputs.len());
     for spec in &args.inputs {
@@ -59,8 +52,8 @@ pub fn run(args: &RunArgs) -> Result<()> {
         threads: args.threads,
         ..PrepareOptions::default()
     };
-    let plan = prepare(&graph, &Device::Cpu, &options).map_err(runtime_error)?;
-    let outputs = plan.run_once(&inputs).map_err(runtime_error)?;
+    let plan = prepare(&graph, &Device::Cpu, &options).map_err(Error::from)?;
+    let outputs = plan.run_once(&inputs).map_err(Error::from)?;
 
     std::fs::create_dir_all(&args.out)
         .map_err(|e| Error::internal(format!("{}: {e}", args.out.display())))?;

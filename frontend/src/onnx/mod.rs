@@ -1,7 +1,8 @@
 //! ONNX frontend (opsets 11 to 17 of the default domain). The import reads top to bottom:
 //! read and decode the file, check its opsets, turn initializers into weights, declare the
-//! graph inputs, check every op is supported (all missing ones reported at once), map the nodes
-//! in file order (ONNX requires them topologically sorted), and name the graph outputs.
+//! graph inputs, map the nodes in file order (ONNX requires them topologically sorted), and name
+//! the graph outputs. An op with no mapping becomes an [`Op::Opaque`] node, so that a model
+//! with unsupported ops can still be inspected and viewed.
 
 mod attrs;
 mod conv;
@@ -149,7 +150,6 @@ fn import(proto: &GraphProto, file: String, opset: i64, path: &Path) -> Result<G
     let mut imp = Importer::new(proto, file, opset, model_dir);
     imp.weights()?;
     imp.inputs()?;
-    imp.check_supported()?;
     imp.nodes()?;
     imp.outputs()?;
     Ok(imp.g)
@@ -276,43 +276,19 @@ impl<'m> Importer<'m> {
         Ok(())
     }
 
-    /// Every op the importer cannot map, each with the first node using it, in one error.
-    fn check_supported(&self) -> Result<()> {
-        let mut missing: Vec<(String, String)> = Vec::new();
-        for (index, n) in self.proto.node.iter().enumerate() {
-            let default_domain = n.domain.is_empty() || n.domain == "ai.onnx";
-            if default_domain && ops::supported(&n.op_type) {
-                continue;
-            }
-            let op = if default_domain {
-                n.op_type.clone()
-            } else {
-                format!("{}:{}", n.domain, n.op_type)
-            };
-            if !missing.iter().any(|(o, _)| *o == op) {
-                missing.push((op, display_name(n, index)));
-            }
-        }
-        if missing.is_empty() {
-            return Ok(());
-        }
-        let list: Vec<String> = missing
-            .iter()
-            .map(|(op, at)| format!("{op} (first at node '{at}')"))
-            .collect();
-        Err(Error::bad_input(format!(
-            "unsupported ops in {}: {}",
-            self.file,
-            list.join(", ")
-        )))
-    }
-
     fn nodes(&mut self) -> Result<()> {
         let proto = self.proto;
         for (index, n) in proto.node.iter().enumerate() {
             let name = self.names.unique(&display_name(n, index));
             let prov = self.origin(&name, &n.op_type);
-            self.node(n, name, prov).map_err(|e| {
+            let default_domain = n.domain.is_empty() || n.domain == "ai.onnx";
+            let mapped = if default_domain && ops::supported(&n.op_type) {
+                self.node(n, name, prov)
+            } else {
+                let at = format!("node '{}'", display_name(n, index));
+                self.opaque(n, name, prov, default_domain, at)
+            };
+            mapped.map_err(|e| {
                 self.err(format!(
                     "node '{}' ({}): {e}",
                     display_name(n, index),
@@ -323,19 +299,40 @@ impl<'m> Importer<'m> {
         Ok(())
     }
 
-    /// Maps one node; errors are phrases, prefixed with the file and node by the caller.
-    fn node(&mut self, n: &'m NodeProto, name: String, prov: Provenance) -> Result<(), String> {
-        let attrs = Attrs(&n.attribute);
-        let outputs: Vec<&str> = {
-            let mut o: Vec<&str> = n.output.iter().map(String::as_str).collect();
-            while o.last().is_some_and(|s| s.is_empty()) {
-                o.pop();
-            }
-            o
+    /// An op with no mapping, kept with every input and output and the types the model declares
+    /// for its outputs; [`temblor_ir::check_supported`] refuses it after import.
+    fn opaque(
+        &mut self,
+        n: &'m NodeProto,
+        name: String,
+        prov: Provenance,
+        default_domain: bool,
+        at: String,
+    ) -> Result<(), String> {
+        let outputs = output_names(n)?;
+        let inputs = self.node_inputs(n)?;
+        let declared = outputs
+            .iter()
+            .map(|o| {
+                let vi = self.declared.get(o)?;
+                types::declared_type(vi).ok()
+            })
+            .collect();
+        let op = Op::Opaque {
+            domain: if default_domain {
+                String::new()
+            } else {
+                n.domain.clone()
+            },
+            op_type: n.op_type.clone(),
+            at,
+            declared,
         };
-        let Some(&first_out) = outputs.first() else {
-            return Err("has no outputs".into());
-        };
+        self.add_node(n, name, prov, op, &inputs, &outputs)
+    }
+
+    /// The values a node reads, `None` for an omitted optional input.
+    fn node_inputs(&self, n: &NodeProto) -> Result<Vec<Option<ValueRef>>, String> {
         let mut inputs = Vec::with_capacity(n.input.len());
         for i in &n.input {
             inputs.push(if i.is_empty() {
@@ -348,6 +345,15 @@ impl<'m> Importer<'m> {
                 })?)
             });
         }
+        Ok(inputs)
+    }
+
+    /// Maps one node; errors are phrases, prefixed with the file and node by the caller.
+    fn node(&mut self, n: &'m NodeProto, name: String, prov: Provenance) -> Result<(), String> {
+        let attrs = Attrs(&n.attribute);
+        let outputs = output_names(n)?;
+        let first_out = outputs[0];
+        let mut inputs = self.node_inputs(n)?;
         if n.op_type == "Constant" {
             let weight = self.tensors.constant(&attrs)?;
             let id = self
@@ -395,10 +401,31 @@ impl<'m> Importer<'m> {
         if let Some(p) = (0..min).find(|&p| inputs.get(p).copied().flatten().is_none()) {
             return Err(format!("required input {p} is missing"));
         }
+        self.add_node(
+            n,
+            name,
+            prov,
+            op,
+            &inputs[..max.min(inputs.len())],
+            &outputs[..count],
+        )
+    }
+
+    /// Adds the node of `op`, connects `inputs` port by port and defines `outputs` (an empty name
+    /// is an output the model leaves unused). Output types are placeholders until shape
+    /// inference.
+    fn add_node(
+        &mut self,
+        n: &NodeProto,
+        name: String,
+        prov: Provenance,
+        op: Op,
+        inputs: &[Option<ValueRef>],
+        outputs: &[&str],
+    ) -> Result<(), String> {
         let placeholder = TensorType::new(DType::F32, Shape::default());
         let infos = outputs
             .iter()
-            .take(count)
             .map(|o| TensorInfo {
                 name: o.to_string(),
                 ty: placeholder.clone(),
@@ -408,12 +435,12 @@ impl<'m> Importer<'m> {
         node.source_attrs = source_attrs(n);
         node.provenance = prov;
         let id = self.g.add_node(node);
-        for (port, v) in inputs.iter().enumerate().take(max) {
+        for (port, v) in inputs.iter().enumerate() {
             if let Some(v) = v {
                 self.g.connect(*v, id, port);
             }
         }
-        for (port, o) in outputs.iter().enumerate().take(count) {
+        for (port, o) in outputs.iter().enumerate() {
             if !o.is_empty() {
                 self.define(o, ValueRef::new(id, port))
                     .map_err(|e| e.to_string())?;
@@ -484,6 +511,18 @@ impl<'m> Importer<'m> {
         }
         Ok(())
     }
+}
+
+/// A node's output names without the trailing ones it leaves unused; at least one.
+fn output_names(n: &NodeProto) -> Result<Vec<&str>, String> {
+    let mut o: Vec<&str> = n.output.iter().map(String::as_str).collect();
+    while o.last().is_some_and(|s| s.is_empty()) {
+        o.pop();
+    }
+    if o.is_empty() {
+        return Err("has no outputs".into());
+    }
+    Ok(o)
 }
 
 /// The ONNX node name, or `<op_type>_<index>` for the many exporters that leave it empty.

@@ -1,9 +1,10 @@
 //! PaddlePaddle frontend: legacy inference programs (ProgramDesc protobuf) with their parameter
-//! files. The import reads top to bottom: find the files, decode the program, check every op of
-//! every block is supported (all missing ones reported at once), read the parameters (checked
-//! against the program's variable declarations), then walk the main block: `feed` ops declare the
-//! graph inputs, each other op is mapped by its family's file into canonical IR nodes, `while`
-//! loops are unrolled (control.rs), and `fetch` ops name the graph outputs.
+//! files. The import reads top to bottom: find the files, decode the program, read the
+//! parameters (checked against the program's variable declarations), then walk the main block:
+//! `feed` ops declare the graph inputs, each other op is mapped by its family's file into
+//! canonical IR nodes (an op with no mapping into an opaque node, so the model can still be
+//! inspected and viewed), `while` loops are unrolled (control.rs), and `fetch` ops name the graph
+//! outputs.
 //!
 //! Paddle variables may be written more than once (a loop counter, `assign` into an existing
 //! name), so the importer keeps a scope from variable name to the value that last wrote it.
@@ -53,7 +54,6 @@ pub(super) fn load(path: &Path, input_dims: &[(String, Vec<usize>)]) -> Result<G
             "not a Paddle program (its main block holds no ops)".into()
         ));
     }
-    ops::check_supported(&program).map_err(bad)?;
     let weights = read_params(&program, &files.params).map_err(bad)?;
     if weights.is_none() {
         eprintln!(
@@ -250,6 +250,10 @@ impl<'p> Importer<'p> {
                 "feed" => self.feed(op),
                 "fetch" => self.fetch(op),
                 "while" => control::unroll(self, op),
+                t if !ops::supported(t) => ops::opaque(
+                    &mut ctx::Ctx::new(self, op),
+                    format!("block {idx}, op {index}"),
+                ),
                 _ => ops::map(&mut ctx::Ctx::new(self, op)),
             };
             result.map_err(|e| match e {

@@ -201,6 +201,10 @@ impl Node {
                 v.extend(attrs.iter().cloned());
                 return v;
             }
+            Op::Opaque { domain, .. } if !domain.is_empty() => {
+                vec![("domain", Str(domain.clone()))]
+            }
+            Op::Opaque { .. } => vec![],
             Op::Unary(_)
             | Op::Binary(_)
             | Op::Where

@@ -22,6 +22,7 @@ pub use library::{
 
 use crate::AttrValue;
 use crate::DType;
+use crate::TensorType;
 use crate::WeightId;
 use serde::{Deserialize, Serialize};
 
@@ -240,6 +241,22 @@ pub enum Op {
         name: String,
         attrs: Vec<(String, AttrValue)>,
     },
+
+    /// An op the frontend cannot map. It is kept so that a model with unsupported ops can still
+    /// be inspected and viewed; every later stage refuses it through
+    /// [`crate::check_supported`], which lists all of them at once. Its source attributes stay
+    /// on the node, as for every op.
+    Opaque {
+        /// Empty for the framework's default domain.
+        domain: String,
+        op_type: String,
+        /// Where the source model has it, for that error: `node 'x'` in ONNX; Paddle ops have
+        /// no names, so `block 0, op 12` there.
+        at: String,
+        /// Per output, the type the source declares for it, where it declares one: shape
+        /// inference takes the dtype and rank from it (the IR has no unknown rank).
+        declared: Vec<Option<TensorType>>,
+    },
 }
 
 /// How a Split divides its axis. Shape inference turns `Equal` into `Explicit` when the axis
@@ -290,6 +307,8 @@ pub enum OpFamily {
     Quantization,
     /// ops_lib operators and opaque ops: host-side, outside the canonical set.
     Custom,
+    /// Ops no stage after import handles ([`Op::Opaque`]).
+    Opaque,
 }
 
 /// The axes a `Shape { start, end }` reports of a value of rank `rank`: negative bounds count
@@ -356,6 +375,7 @@ impl Op {
             | Op::GridSample { .. } => OpFamily::Detection,
             Op::QuantizeLinear { .. } | Op::DequantizeLinear { .. } => OpFamily::Quantization,
             Op::Lib(_) | Op::Custom { .. } => OpFamily::Custom,
+            Op::Opaque { .. } => OpFamily::Opaque,
         }
     }
 
@@ -425,6 +445,7 @@ impl Op {
             Op::DequantizeLinear { .. } => "DequantizeLinear",
             Op::Lib(op) => op.name(),
             Op::Custom { name, .. } => name,
+            Op::Opaque { op_type, .. } => op_type,
         }
     }
 
@@ -443,7 +464,7 @@ impl Op {
             Op::BatchNorm { .. } => (5, 5),
             Op::Concat { .. } | Op::Einsum { .. } => (1, usize::MAX),
             Op::Lib(op) => op.arity(),
-            Op::Custom { .. } => (0, usize::MAX),
+            Op::Custom { .. } | Op::Opaque { .. } => (0, usize::MAX),
             Op::Binary(_)
             | Op::Reshape { .. }
             | Op::Unsqueeze
@@ -495,7 +516,7 @@ impl Op {
             Op::TopK { .. } | Op::MaxPool(_) => 2,
             Op::LayerNorm { .. } => 3,
             Op::Lib(op) => op.output_count(),
-            Op::Custom { .. } => usize::MAX,
+            Op::Custom { .. } | Op::Opaque { .. } => usize::MAX,
             _ => 1,
         }
     }

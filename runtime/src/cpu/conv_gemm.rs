@@ -284,30 +284,33 @@ mod avx512 {
     /// floats that nothing else references during the call.
     #[target_feature(enable = "avx512f")]
     unsafe fn kernel(a: *const f32, b: *const f32, rows: &[usize], c: &[*mut f32; MR], load: bool) {
-        let mut acc: [[__m512; 3]; MR] = [[_mm512_set1_ps(0.0); 3]; MR];
-        if load {
-            for (ai, &ci) in acc.iter_mut().zip(c) {
-                for (j, v) in ai.iter_mut().enumerate() {
-                    *v = _mm512_loadu_ps(ci.add(16 * j));
+        // SAFETY: the caller upholds the contract under `# Safety` above.
+        unsafe {
+            let mut acc: [[__m512; 3]; MR] = [[_mm512_set1_ps(0.0); 3]; MR];
+            if load {
+                for (ai, &ci) in acc.iter_mut().zip(c) {
+                    for (j, v) in ai.iter_mut().enumerate() {
+                        *v = _mm512_loadu_ps(ci.add(16 * j));
+                    }
                 }
             }
-        }
-        for (p, &row) in rows.iter().enumerate() {
-            let bp = b.add(row);
-            let b0 = _mm512_loadu_ps(bp);
-            let b1 = _mm512_loadu_ps(bp.add(16));
-            let b2 = _mm512_loadu_ps(bp.add(32));
-            let ap = a.add(p * MR);
-            for (i, ai) in acc.iter_mut().enumerate() {
-                let av = _mm512_set1_ps(*ap.add(i));
-                ai[0] = _mm512_fmadd_ps(av, b0, ai[0]);
-                ai[1] = _mm512_fmadd_ps(av, b1, ai[1]);
-                ai[2] = _mm512_fmadd_ps(av, b2, ai[2]);
+            for (p, &row) in rows.iter().enumerate() {
+                let bp = b.add(row);
+                let b0 = _mm512_loadu_ps(bp);
+                let b1 = _mm512_loadu_ps(bp.add(16));
+                let b2 = _mm512_loadu_ps(bp.add(32));
+                let ap = a.add(p * MR);
+                for (i, ai) in acc.iter_mut().enumerate() {
+                    let av = _mm512_set1_ps(*ap.add(i));
+                    ai[0] = _mm512_fmadd_ps(av, b0, ai[0]);
+                    ai[1] = _mm512_fmadd_ps(av, b1, ai[1]);
+                    ai[2] = _mm512_fmadd_ps(av, b2, ai[2]);
+                }
             }
-        }
-        for (ai, &ci) in acc.iter().zip(c) {
-            for (j, v) in ai.iter().enumerate() {
-                _mm512_storeu_ps(ci.add(16 * j), *v);
+            for (ai, &ci) in acc.iter().zip(c) {
+                for (j, v) in ai.iter().enumerate() {
+                    _mm512_storeu_ps(ci.add(16 * j), *v);
+                }
             }
         }
     }

@@ -212,6 +212,9 @@ fn dispatch(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
         Op::DequantizeLinear { axis } => one(quant::dequantize(*axis, x()?, req(1)?, opt(2))?),
 
         Op::Lib(lib) => library::execute(lib, args),
+        Op::Opaque { op_type, .. } => Err(RuntimeError::unsupported(format!(
+            "{op_type} is an op temblor cannot map"
+        ))),
         Op::Custom { domain, name, .. } => Err(RuntimeError::unsupported(format!(
             "custom op {domain}:{name} has no CPU kernel"
         ))),

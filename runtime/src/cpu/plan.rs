@@ -179,7 +179,7 @@ impl CpuPlan {
                             .and_then(|s| plan.constants.iter().find(|(c, _)| *c == s))
                             .and_then(|(_, w)| pack_weights(a, w, isa))
                             .map(Lowered::ConvWeights),
-                        Op::Custom { .. } => {
+                        Op::Custom { .. } | Op::Opaque { .. } => {
                             unsupported.push(g.describe(id));
                             continue;
                         }

@@ -60,6 +60,7 @@ impl Block<'_> {
             #[cfg(target_arch = "x86_64")]
             Level::Avx2Fma => unsafe { by_rows!(x86::avx2)(self, out) },
             #[cfg(target_arch = "x86_64")]
+            // SAFETY: as for AVX2 above; `square` is set only for the square window's offsets.
             Level::Avx512 => unsafe {
                 match self.square {
                     Some(3) => by_rows!(x86::avx512_square, 3)(self, out),
@@ -100,27 +101,30 @@ mod x86 {
     /// (`r < R`, `x < ow` rounded up to `LANES`) must lie inside `scratch`.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn avx2<const R: usize>(b: &Block, out: &mut [f32]) {
-        let src = b.scratch.as_ptr().add(b.base);
-        let mut x = 0;
-        while x < b.ow {
-            let mut acc = [[_mm256_setzero_ps(); 2]; R];
-            for (&k, &off) in b.kernel.iter().zip(b.offsets) {
-                let kv = _mm256_set1_ps(k);
-                let p = src.add(off + x);
-                for (r, a) in acc.iter_mut().enumerate() {
-                    let row = p.add(r * b.step);
-                    a[0] = _mm256_fmadd_ps(kv, _mm256_loadu_ps(row), a[0]);
-                    a[1] = _mm256_fmadd_ps(kv, _mm256_loadu_ps(row.add(8)), a[1]);
+        // SAFETY: the caller upholds the contract under `# Safety` above.
+        unsafe {
+            let src = b.scratch.as_ptr().add(b.base);
+            let mut x = 0;
+            while x < b.ow {
+                let mut acc = [[_mm256_setzero_ps(); 2]; R];
+                for (&k, &off) in b.kernel.iter().zip(b.offsets) {
+                    let kv = _mm256_set1_ps(k);
+                    let p = src.add(off + x);
+                    for (r, a) in acc.iter_mut().enumerate() {
+                        let row = p.add(r * b.step);
+                        a[0] = _mm256_fmadd_ps(kv, _mm256_loadu_ps(row), a[0]);
+                        a[1] = _mm256_fmadd_ps(kv, _mm256_loadu_ps(row.add(8)), a[1]);
+                    }
                 }
+                let n = LANES.min(b.ow - x);
+                for (r, a) in acc.iter().enumerate() {
+                    let mut tmp = [0.0f32; LANES];
+                    _mm256_storeu_ps(tmp.as_mut_ptr(), a[0]);
+                    _mm256_storeu_ps(tmp.as_mut_ptr().add(8), a[1]);
+                    out[r * b.ow + x..r * b.ow + x + n].copy_from_slice(&tmp[..n]);
+                }
+                x += LANES;
             }
-            let n = LANES.min(b.ow - x);
-            for (r, a) in acc.iter().enumerate() {
-                let mut tmp = [0.0f32; LANES];
-                _mm256_storeu_ps(tmp.as_mut_ptr(), a[0]);
-                _mm256_storeu_ps(tmp.as_mut_ptr().add(8), a[1]);
-                out[r * b.ow + x..r * b.ow + x + n].copy_from_slice(&tmp[..n]);
-            }
-            x += LANES;
         }
     }
 
@@ -128,19 +132,22 @@ mod x86 {
     /// As [`avx2`], with AVX-512F instead of AVX2 and FMA.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn avx512<const R: usize>(b: &Block, out: &mut [f32]) {
-        let src = b.scratch.as_ptr().add(b.base);
-        let mut x = 0;
-        while x < b.ow {
-            let mut acc = [_mm512_setzero_ps(); R];
-            for (&k, &off) in b.kernel.iter().zip(b.offsets) {
-                let kv = _mm512_set1_ps(k);
-                let p = src.add(off + x);
-                for (r, a) in acc.iter_mut().enumerate() {
-                    *a = _mm512_fmadd_ps(kv, _mm512_loadu_ps(p.add(r * b.step)), *a);
+        // SAFETY: the caller upholds the contract under `# Safety` above.
+        unsafe {
+            let src = b.scratch.as_ptr().add(b.base);
+            let mut x = 0;
+            while x < b.ow {
+                let mut acc = [_mm512_setzero_ps(); R];
+                for (&k, &off) in b.kernel.iter().zip(b.offsets) {
+                    let kv = _mm512_set1_ps(k);
+                    let p = src.add(off + x);
+                    for (r, a) in acc.iter_mut().enumerate() {
+                        *a = _mm512_fmadd_ps(kv, _mm512_loadu_ps(p.add(r * b.step)), *a);
+                    }
                 }
+                store(b, out, x, &acc);
+                x += LANES;
             }
-            store(b, out, x, &acc);
-            x += LANES;
         }
     }
 
@@ -155,20 +162,26 @@ mod x86 {
     /// As [`avx512`]; the offsets must be those of the square window (`i * step + j`).
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn avx512_square<const R: usize, const K: usize>(b: &Block, out: &mut [f32]) {
-        const { assert!(R <= super::ROWS && K <= 5 && R + K - 1 <= 10) };
-        debug_assert!(b.kernel.len() == K * K && b.offsets[K * K - 1] == (K - 1) * (b.step + 1));
-        let src = b.scratch.as_ptr().add(b.base);
-        let width = b.ow.div_ceil(LANES) * LANES;
-        let mut x = 0;
-        while x + 2 * LANES <= width {
-            let [first, second] = square_columns::<R, K, 2>(src.add(x), b.step, b.kernel.as_ptr());
-            store(b, out, x, &first);
-            store(b, out, x + LANES, &second);
-            x += 2 * LANES;
-        }
-        if x < width {
-            let [acc] = square_columns::<R, K, 1>(src.add(x), b.step, b.kernel.as_ptr());
-            store(b, out, x, &acc);
+        // SAFETY: the caller upholds the contract under `# Safety` above.
+        unsafe {
+            const { assert!(R <= super::ROWS && K <= 5 && R + K - 1 <= 10) };
+            debug_assert!(
+                b.kernel.len() == K * K && b.offsets[K * K - 1] == (K - 1) * (b.step + 1)
+            );
+            let src = b.scratch.as_ptr().add(b.base);
+            let width = b.ow.div_ceil(LANES) * LANES;
+            let mut x = 0;
+            while x + 2 * LANES <= width {
+                let [first, second] =
+                    square_columns::<R, K, 2>(src.add(x), b.step, b.kernel.as_ptr());
+                store(b, out, x, &first);
+                store(b, out, x + LANES, &second);
+                x += 2 * LANES;
+            }
+            if x < width {
+                let [acc] = square_columns::<R, K, 1>(src.add(x), b.step, b.kernel.as_ptr());
+                store(b, out, x, &acc);
+            }
         }
     }
 
@@ -183,8 +196,8 @@ mod x86 {
         for (r, &a) in acc.iter().enumerate() {
             let row = &mut out[r * b.ow + x..];
             // SAFETY: `Block::run` asserted that `out` holds `R` rows of `ow`, so this row has
-            // the `n` floats from `x` that the mask writes.
-            _mm512_mask_storeu_ps(row.as_mut_ptr(), mask, a);
+            // the `n` floats from `x` that the mask writes; the caller guarantees AVX-512F.
+            unsafe { _mm512_mask_storeu_ps(row.as_mut_ptr(), mask, a) };
         }
     }
 
@@ -201,31 +214,34 @@ mod x86 {
         step: usize,
         k: *const f32,
     ) -> [[__m512; R]; V] {
-        let mut acc = [[_mm512_setzero_ps(); R]; V];
-        // Input rows one by one, written out so that each row's set of output rows is known at
-        // compile time and the accumulators stay in registers.
-        macro_rules! input_rows {
-            ($($q:literal)+) => {$(
-                if $q < R + K - 1 {
-                    let p = src.add($q * step);
-                    for j in 0..K {
-                        let v: [__m512; V] =
-                            std::array::from_fn(|t| _mm512_loadu_ps(p.add(j + t * LANES)));
-                        for r in 0..R {
-                            // Tap row `i` of output row `r` reads input row `r + i`.
-                            let i = ($q as usize).wrapping_sub(r);
-                            if i < K {
-                                let kv = _mm512_set1_ps(*k.add(i * K + j));
-                                for (a, v) in acc.iter_mut().zip(&v) {
-                                    a[r] = _mm512_fmadd_ps(kv, *v, a[r]);
+        // SAFETY: the caller upholds the contract under `# Safety` above.
+        unsafe {
+            let mut acc = [[_mm512_setzero_ps(); R]; V];
+            // Input rows one by one, written out so that each row's set of output rows is known at
+            // compile time and the accumulators stay in registers.
+            macro_rules! input_rows {
+                ($($q:literal)+) => {$(
+                    if $q < R + K - 1 {
+                        let p = src.add($q * step);
+                        for j in 0..K {
+                            let v: [__m512; V] =
+                                std::array::from_fn(|t| _mm512_loadu_ps(p.add(j + t * LANES)));
+                            for r in 0..R {
+                                // Tap row `i` of output row `r` reads input row `r + i`.
+                                let i = ($q as usize).wrapping_sub(r);
+                                if i < K {
+                                    let kv = _mm512_set1_ps(*k.add(i * K + j));
+                                    for (a, v) in acc.iter_mut().zip(&v) {
+                                        a[r] = _mm512_fmadd_ps(kv, *v, a[r]);
+                                    }
                                 }
                             }
                         }
                     }
-                }
-            )+};
+                )+};
+            }
+            input_rows!(0 1 2 3 4 5 6 7 8 9);
+            acc
         }
-        input_rows!(0 1 2 3 4 5 6 7 8 9);
-        acc
     }
 }

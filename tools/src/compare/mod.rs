@@ -19,8 +19,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 use temblor_ir::{Error, Graph, Op, Precision, Result, ValueRef};
 use temblor_runtime::{
-    prepare, run_op, Device, ErrorKind, Observer, Plan, PrepareOptions, RuntimeError, StepInfo,
-    Tensor, ValueView,
+    prepare, run_op, Device, Observer, Plan, PrepareOptions, RuntimeError, StepInfo, Tensor,
+    ValueView,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -181,11 +181,7 @@ impl Observer for Collect<'_> {
 /// A runtime failure while running the graph `label`: bad input data or an op the runtime
 /// lacks is the user's (exit 2), anything else temblor's.
 fn runtime(label: &str, e: RuntimeError) -> Error {
-    let msg = format!("running {label}: {e}");
-    match e.kind {
-        ErrorKind::BadInput | ErrorKind::Unsupported => Error::bad_input(msg),
-        ErrorKind::Internal => Error::internal(msg),
-    }
+    e.context(&format!("running {label}")).into()
 }
 
 fn plan(g: &Graph, label: &str) -> Result<Plan> {

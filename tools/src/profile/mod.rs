@@ -15,8 +15,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use temblor_ir::{Activation, Error, Graph, NodeId, Op, Result};
 use temblor_runtime::{
-    prepare, Device, ErrorKind, Observer, Plan, PrepareOptions, RuntimeError, StepInfo, Tensor,
-    ValueView,
+    prepare, Device, Observer, Plan, PrepareOptions, RuntimeError, StepInfo, Tensor, ValueView,
 };
 
 /// What `temblor profile` measured: means over the timed runs.
@@ -87,7 +86,7 @@ pub fn run(
         threads,
         spin: true,
     };
-    let plan = prepare(graph, &Device::Cpu, &options).map_err(runtime_error)?;
+    let plan = prepare(graph, &Device::Cpu, &options).map_err(Error::from)?;
     let mut state = plan.new_state();
     let layers = plan_layers(graph, &plan)?;
     let mut timer = StepTimer {
@@ -95,7 +94,7 @@ pub fn run(
     };
     let bar = crate::progress::bar(warmup + iters, "profile");
     for _ in 0..warmup {
-        plan.run(&mut state, inputs).map_err(runtime_error)?;
+        plan.run(&mut state, inputs).map_err(Error::from)?;
         bar.inc(1);
     }
     let mut totals = Vec::with_capacity(iters);
@@ -104,7 +103,7 @@ pub fn run(
         let start = Instant::now();
         let outputs = plan
             .run_observed(&mut state, inputs, &mut timer)
-            .map_err(runtime_error)?;
+            .map_err(Error::from)?;
         totals.push(ms(start.elapsed()));
         drop(outputs);
         for (runs, t) in per_step.iter_mut().zip(&timer.times) {
@@ -330,12 +329,5 @@ fn share(part: f64, total: f64) -> f64 {
         part / total
     } else {
         0.0
-    }
-}
-
-fn runtime_error(e: RuntimeError) -> Error {
-    match e.kind {
-        ErrorKind::BadInput | ErrorKind::Unsupported => Error::bad_input(e.to_string()),
-        ErrorKind::Internal => Error::internal(e.to_string()),
     }
 }
