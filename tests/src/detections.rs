@@ -6,6 +6,12 @@
 //! the lowest kept score are ties that a last-bit difference in fp32 summation order may swap
 //! across the cut. Such reference detections may stay unpaired when the same number of ours at
 //! the cut stay unpaired too, and the test says how many were.
+//!
+//! The other is a tie upstream of NMS: two candidates of one class whose scores agree to
+//! [`TIE_TOL`] (Mask R-CNN's generated model scores two different proposals 0.0676792 and
+//! 0.0676788; an AVX2 and an AVX-512 GEMM sum in different orders and keep different ones). A
+//! reference detection with no box match is paired with an unpaired one of ours of its class and
+//! score within that tolerance, counted as a swapped tie like those at the cut.
 
 use crate::read_numbers;
 use std::path::Path;
@@ -14,6 +20,9 @@ use std::path::Path;
 pub type Detection = [f64; 6];
 
 const SCORE_TOL: f64 = 1e-4;
+
+/// Scores this close are equal up to fp32 summation order (a few units in the last place).
+const TIE_TOL: f64 = 1e-6;
 
 pub fn detections(path: &Path) -> Vec<Detection> {
     let (shape, v) = read_numbers(path);
@@ -43,14 +52,28 @@ pub fn assert_same_detections(ours: &[Detection], theirs: &[Detection], what: &s
     let cut = theirs.iter().map(|d| d[1]).fold(f64::INFINITY, f64::min);
     let at_cut = |d: &Detection| (d[1] - cut).abs() < SCORE_TOL;
     let mut used = vec![false; ours.len()];
-    let mut unpaired = 0;
+    let mut unmatched = Vec::new();
     for t in theirs {
         let best = (0..ours.len())
             .filter(|&i| !used[i] && ours[i][0] == t[0] && (ours[i][1] - t[1]).abs() < SCORE_TOL)
             .max_by(|&i, &j| iou(&ours[i], t).total_cmp(&iou(&ours[j], t)));
         match best.filter(|&i| iou(&ours[i], t) >= 0.99) {
             Some(i) => used[i] = true,
-            None if at_cut(t) => unpaired += 1,
+            None => unmatched.push(t),
+        }
+    }
+    // Ties are paired only after every box match is made, so none takes a detection of ours
+    // that a later reference detection matches by position.
+    let mut unpaired = 0;
+    for t in unmatched {
+        let tie = (0..ours.len())
+            .find(|&i| !used[i] && ours[i][0] == t[0] && (ours[i][1] - t[1]).abs() < TIE_TOL);
+        match tie {
+            _ if at_cut(t) => unpaired += 1,
+            Some(i) => {
+                used[i] = true;
+                unpaired += 1;
+            }
             None => panic!("{what}: no match for reference detection {t:?}"),
         }
     }
