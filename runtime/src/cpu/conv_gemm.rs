@@ -122,7 +122,13 @@ impl<'a> ConvGemm<'a> {
         let rhs = if strided {
             View::rows(&b[rows.first().copied().unwrap_or(0)..], stride)
         } else {
-            gathered = rows.iter().flat_map(|&r| &b[r..r + n]).copied().collect();
+            // Row by row as whole-slice copies: a flattening iterator copied one float at a
+            // time and took a quarter of PP-OCRv4 det's time on an AVX2 machine.
+            let mut g = Vec::with_capacity(rows.len() * n);
+            for &r in rows {
+                g.extend_from_slice(&b[r..r + n]);
+            }
+            gathered = g;
             View::rows(&gathered, n)
         };
         let lhs = View::rows(&self.weight[r0 * self.k..(r0 + m) * self.k], self.k);
