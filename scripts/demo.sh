@@ -7,7 +7,7 @@ shared=${TEMBLOR_SHARED:-$root/../shared}
 cd "$root"
 scripts/setup.sh
 cargo build --release --bin temblor
-temblor=target/release/temblor
+temblor=${CARGO_TARGET_DIR:-target}/release/temblor
 model=${TEMBLOR_MODELS:-$HOME/.cache/temblor/models}/ppocrv4_det_onnx/ch_PP-OCRv4_det_infer.onnx
 mkdir -p demo
 # PaddleOCR's preprocessing: BGR, (x/255 - 0.5) / 0.5, sides multiples of 32.
