@@ -69,6 +69,9 @@ pub struct Hardware {
     pub available_cpus: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_bytes: Option<u64>,
+    /// The instruction set the CPU runtime's kernels use here (`avx512f`, `avx2+fma`, `scalar`):
+    /// the same model runs different kernels, at different speeds, on another machine.
+    pub isa: &'static str,
 }
 
 /// The machine as Linux describes it; fields another OS does not provide are left out.
@@ -112,6 +115,7 @@ pub fn context(threads: usize) -> Context {
             logical_cpus: (logical > 0).then_some(logical),
             available_cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
             memory_bytes,
+            isa: temblor_runtime::Device::Cpu.isa(),
         },
         threads,
     }

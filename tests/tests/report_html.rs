@@ -122,6 +122,11 @@ fn check_context(report: &Value) {
         );
     }
     assert!(count(&c["hardware"]["available_cpus"]) >= 1, "{c}");
+    let isa = c["hardware"]["isa"].as_str().unwrap_or_default();
+    assert!(
+        ["avx512f", "avx2+fma", "scalar"].contains(&isa),
+        "context.hardware.isa is '{isa}': {c}"
+    );
     assert_eq!(c["threads"], report["measurement"]["threads"], "{c}");
     if Path::new("/proc/cpuinfo").is_file() {
         assert!(c["hardware"]["cpu"].is_string(), "no CPU model: {c}");

@@ -172,6 +172,7 @@ fn context(s: &mut String, r: &Value) {
         ("architecture", text(r, &["context", "software", "arch"])),
         ("CPU", text(r, &["context", "hardware", "cpu"])),
         ("CPUs", cpus),
+        ("kernels for", text(r, &["context", "hardware", "isa"])),
         ("memory", memory),
         ("threads measured on", text(r, &["context", "threads"])),
     ];

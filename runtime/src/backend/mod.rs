@@ -21,6 +21,16 @@ pub enum Device {
     Cpu,
 }
 
+impl Device {
+    /// The instruction set a plan prepared for this device would choose kernels for
+    /// (`avx512f`, `avx2+fma` or `scalar` on the CPU), for reports made without a plan.
+    pub fn isa(&self) -> &'static str {
+        match self {
+            Device::Cpu => crate::cpu::Isa::detect().name(),
+        }
+    }
+}
+
 impl fmt::Display for Device {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

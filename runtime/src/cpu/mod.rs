@@ -42,6 +42,7 @@ mod spin;
 mod stencil;
 mod strided;
 
+pub(crate) use isa::Isa;
 pub(crate) use plan::{CpuPlan, CpuState};
 
 /// Runs one op on whole tensors, outside any plan: compile-time evaluation of small values
