@@ -35,6 +35,20 @@ pub struct Report<'a> {
     /// The error each layer of the chosen precision plan adds (absent for fp32 or unmeasured).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub per_layer_error: Option<&'a [LayerError]>,
+    /// The compiled graph's static memory plan (absent when some size is dynamic).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Memory>,
+}
+
+/// What a run of the compiled graph holds at once, besides its inputs and weights.
+#[derive(Clone, Debug, Serialize)]
+pub struct Memory {
+    /// The arena every computed value gets an offset in: the plan's memory peak.
+    pub arena_bytes: usize,
+    /// The most bytes alive at one step: no plan needs less.
+    pub widest_cut_bytes: usize,
+    /// Every computed value's bytes summed: what a run without reuse would hold.
+    pub values_bytes: usize,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -191,5 +205,10 @@ pub fn build<'a>(model: &str, c: &'a Compiled) -> Report<'a> {
         verification: c.verification.as_ref(),
         precision: &c.precision,
         per_layer_error: Some(&c.per_layer_error[..]).filter(|e| !e.is_empty()),
+        memory: temblor_runtime::plan_memory(&c.compile).map(|m| Memory {
+            arena_bytes: m.arena_bytes,
+            widest_cut_bytes: m.widest_cut_bytes,
+            values_bytes: m.values_bytes,
+        }),
     }
 }

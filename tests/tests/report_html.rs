@@ -134,6 +134,23 @@ fn check_context(report: &Value) {
     }
 }
 
+/// The static memory plan of a static-shape model: no smaller than the widest cut (the most
+/// bytes alive at once, no plan needs less), near it, and far below keeping every value.
+fn check_memory(report: &Value) {
+    let m = &report["memory"];
+    let (arena, cut, all) = (
+        count(&m["arena_bytes"]),
+        count(&m["widest_cut_bytes"]),
+        count(&m["values_bytes"]),
+    );
+    assert!(cut > 0 && arena >= cut, "{m}");
+    assert!(
+        arena * 4 <= cut * 5,
+        "the arena is 25% over the widest cut: {m}"
+    );
+    assert!(arena * 3 < all, "the plan reuses little memory: {m}");
+}
+
 /// What check_report_html.py saw of the page.
 fn open_in_chromium(page: &Path, shot: &Path) -> Value {
     let python = temblor_tests::python();
@@ -153,6 +170,7 @@ fn report_of_ppocrv4_det_measures_every_pass_and_renders_in_chromium() {
     let pkg = dir.path().join("det.temblor");
     let report = compile(&pkg, &[]);
     check_context(&report);
+    check_memory(&report);
     let m = &report["measurement"];
     assert_eq!(m["status"], "measured", "{m}");
     let (parse_ms, compile_ms) = (

@@ -6,8 +6,10 @@
 //! a [`RunState`], so concurrent runs of one plan each take their own state and share no lock,
 //! and a loop that reuses one state allocates nothing once it has reached its steady state.
 
+mod memory;
 mod observe;
 
+pub use memory::{plan_memory, Lifetime, MemoryPlan};
 pub use observe::{Observer, StepInfo, ValueView};
 
 use crate::cpu::{CpuPlan, CpuState};
@@ -113,6 +115,14 @@ impl Plan {
     pub fn isa(&self) -> &str {
         match &self.backend {
             Backend::Cpu(p) => p.isa().name(),
+        }
+    }
+
+    /// Where the computed values live, when all their sizes are static: the plan's memory
+    /// peak is its arena.
+    pub fn memory(&self) -> Option<&MemoryPlan> {
+        match &self.backend {
+            Backend::Cpu(p) => p.memory(),
         }
     }
 

@@ -10,7 +10,7 @@ use super::conv::pack_weights;
 use super::execute::execute;
 use super::isa::Isa;
 use super::spin::Spinning;
-use crate::backend::{InputSpec, Observer, StepInfo, ValueView};
+use crate::backend::{plan_memory, InputSpec, MemoryPlan, Observer, StepInfo, ValueView};
 use crate::{PrepareOptions, RuntimeError, Tensor, TensorData};
 use rayon::{ThreadPool, ThreadPoolBuilder};
 use std::collections::HashMap;
@@ -36,6 +36,8 @@ pub(crate) struct CpuPlan {
     isa: Isa,
     /// Whether idle workers spin through a run ([`PrepareOptions::spin`]).
     spin: bool,
+    /// The static memory plan of the computed values, when all their sizes are static.
+    memory: Option<MemoryPlan>,
 }
 
 /// The memory of one run: buffers of freed values, reused by later steps and later runs.
@@ -99,6 +101,7 @@ impl CpuPlan {
             pool: thread_pool(options.threads)?,
             isa,
             spin: options.spin,
+            memory: plan_memory(g),
         };
         let mut unsupported = Vec::new();
         for &id in &order {
@@ -237,8 +240,19 @@ impl CpuPlan {
         &self.inputs
     }
 
+    /// The static memory plan, when every computed value has a static size.
+    pub fn memory(&self) -> Option<&MemoryPlan> {
+        self.memory.as_ref()
+    }
+
+    /// A state whose pool may hold the plan's peak from the first run on; a plan with dynamic
+    /// sizes learns its bound as it runs.
     pub fn new_state(&self) -> CpuState {
-        CpuState::default()
+        let state = CpuState::default();
+        if let Some(memory) = &self.memory {
+            state.buffers.allow(memory.arena_bytes);
+        }
+        state
     }
 
     /// Runs the plan on named inputs in `state`, showing `observer` (if any) every step as it
