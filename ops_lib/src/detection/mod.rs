@@ -1,13 +1,20 @@
-//! PaddleDetection's detection operators, with Paddle 2.6's CPU kernels as the reference for
-//! every number, tie-break and ordering they produce.
+//! Detection arithmetic, the one home of it: PaddleDetection's operators (typed as [`LibOp`],
+//! with Paddle 2.6's CPU kernels as the reference for every number, tie-break and ordering they
+//! produce), and the kernels of the ONNX detection ops the runtime hands its tensors to
+//! ([`non_max_suppression`], [`roi_align`], with onnxruntime's as the reference).
 
 mod boxes;
 mod distribute_fpn;
 mod generate_proposals;
 mod matrix_nms;
 mod multiclass_nms;
+mod nms;
+mod roi_align;
 mod rois_batch_index;
 mod yolo_box;
+
+pub use nms::non_max_suppression;
+pub use roi_align::roi_align;
 
 use crate::LibTensor;
 use crate::LibView;

@@ -1,10 +1,10 @@
 //! One step of a plan: the op's kernel on the step's input tensors.
 
 use super::args::Args;
-use super::detection::{deform_conv, grid_sample, nms, roi_align};
 use super::{
-    activation, cast, conv, conv_transpose, einsum, elementwise, elementwise_binary, fill,
-    indexing, library, linalg, norm, pool, quant, reduce, resize, shape_ops, softmax,
+    activation, cast, conv, conv_transpose, deform_conv, detection, einsum, elementwise,
+    elementwise_binary, fill, grid_sample, indexing, library, linalg, norm, pool, quant, reduce,
+    resize, shape_ops, softmax,
 };
 use crate::RuntimeError;
 use crate::Tensor;
@@ -175,7 +175,7 @@ fn dispatch(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
             norm::layer_norm(x()?, req(1)?, opt(2), *axis, *epsilon, args.outputs)
         }
 
-        Op::NonMaxSuppression { center_point_box } => one(nms::non_max_suppression(
+        Op::NonMaxSuppression { center_point_box } => one(detection::non_max_suppression(
             *center_point_box,
             x()?,
             req(1)?,
@@ -183,7 +183,7 @@ fn dispatch(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
             opt(3),
             opt(4),
         )?),
-        Op::RoiAlign(a) => one(roi_align::execute(a, x()?, req(1)?, req(2)?)?),
+        Op::RoiAlign(a) => one(detection::roi_align(a, x()?, req(1)?, req(2)?)?),
         Op::DeformConv(a) => one(deform_conv::execute(
             a,
             x()?,

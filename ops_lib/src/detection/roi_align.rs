@@ -1,14 +1,10 @@
 //! RoiAlign (Mask R-CNN): each region of interest is cut into `output_height x output_width`
-//! bins, and each bin pools bilinear samples on a regular grid. The core takes plain slices and
-//! a batch index per region, so Paddle's roi_align (regions counted per image) can reuse it.
+//! bins, and each bin pools bilinear samples on a regular grid. It takes plain slices and a batch
+//! index per region, so Paddle's roi_align (regions counted per image, turned into indices by
+//! rois_batch_index) runs it too.
 //! The arithmetic follows onnxruntime's, in f32, including max mode's quirk: it takes the
 //! largest weighted corner of each sample rather than the largest interpolated value.
 
-use crate::cpu::conv::dims4;
-use crate::cpu::f32s;
-use crate::RuntimeError;
-use crate::Tensor;
-use crate::TensorData;
 use temblor_ir::RoiAlignAttrs;
 
 /// One bilinear sample: the flat positions of its four neighbours in a channel plane and their
@@ -125,22 +121,25 @@ fn pool_bin(samples: &[Sample], plane: &[f32], max: bool, count: f32) -> f32 {
 /// RoiAlign of `x` (`[n, c, h, w]`) over `rois` (`[x1, y1, x2, y2]` each, in input
 /// coordinates before `spatial_scale`), region `r` taken from image `batch[r]`. Returns
 /// `[regions, c, output_height, output_width]` values.
-pub(crate) fn roi_align(
+pub fn roi_align(
     a: &RoiAlignAttrs,
     x: &[f32],
     [n, c, h, w]: [usize; 4],
     rois: &[f32],
     batch: &[usize],
-) -> Result<Vec<f32>, RuntimeError> {
+) -> Result<Vec<f32>, String> {
     if x.len() != n * c * h * w || rois.len() != batch.len() * 4 {
-        return Err(RuntimeError::internal(
-            "roi_align was given slices that disagree with their dims",
+        return Err(format!(
+            "roi_align: {} values do not make [{n}, {c}, {h}, {w}], or {} rois values {} regions",
+            x.len(),
+            rois.len(),
+            batch.len()
         ));
     }
     if let Some(&b) = batch.iter().find(|&&b| b >= n) {
-        return Err(RuntimeError::bad_input(format!(
+        return Err(format!(
             "a region refers to image {b}, but the batch has {n}"
-        )));
+        ));
     }
     let (oh, ow) = (a.output_height, a.output_width);
     if h == 0 || w == 0 || oh == 0 || ow == 0 {
@@ -162,49 +161,6 @@ pub(crate) fn roi_align(
         }
     }
     Ok(out)
-}
-
-/// ONNX RoiAlign: x `[N,C,H,W]`, rois `[R,4]`, batch_indices `[R]` (int64).
-pub(crate) fn execute(
-    a: &RoiAlignAttrs,
-    x: &Tensor,
-    rois: &Tensor,
-    indices: &Tensor,
-) -> Result<Tensor, RuntimeError> {
-    let dims = dims4(x, "input")?;
-    let xv = f32s(x, "input")?;
-    let rv = f32s(rois, "rois")?;
-    let r = match rois.shape[..] {
-        [r, 4] => r,
-        _ => {
-            return Err(RuntimeError::bad_input(format!(
-                "rois have shape {:?}, expected [regions, 4]",
-                rois.shape
-            )))
-        }
-    };
-    if indices.shape != [r] {
-        return Err(RuntimeError::bad_input(format!(
-            "batch_indices have shape {:?}, expected [{r}] (one per region)",
-            indices.shape
-        )));
-    }
-    let index = |i: i64| usize::try_from(i).unwrap_or(usize::MAX);
-    let batch: Vec<usize> = match &indices.data {
-        TensorData::I64(v) => v.iter().map(|&i| index(i)).collect(),
-        TensorData::I32(v) => v.iter().map(|&i| index(i.into())).collect(),
-        _ => {
-            return Err(RuntimeError::unsupported(format!(
-                "batch_indices are {}, only int64 and int32 are supported",
-                indices.dtype()
-            )))
-        }
-    };
-    let out = roi_align(a, xv, dims, rv, &batch)?;
-    Ok(Tensor::f32(
-        vec![r, dims[1], a.output_height, a.output_width],
-        out,
-    ))
 }
 
 #[cfg(test)]
@@ -241,6 +197,6 @@ mod tests {
     fn a_region_of_a_missing_image_is_refused() {
         let x = vec![0.0; 8 * 8];
         let err = roi_align(&attrs(true, 2), &x, [1, 1, 8, 8], &[0.0; 4], &[1]).unwrap_err();
-        assert!(err.message.contains("image 1"), "{}", err.message);
+        assert!(err.contains("image 1"), "{err}");
     }
 }

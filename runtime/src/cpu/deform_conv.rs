@@ -4,9 +4,9 @@
 //! im2col matrix, and one GEMM per image and group does the rest, as for Conv. DeformSample is
 //! that matrix alone, one per image, as a tensor.
 
-use crate::cpu::conv::{bias_values, dims4, init_output};
-use crate::cpu::gemm::matmul;
-use crate::cpu::{check_window, f32s};
+use super::conv::{bias_values, dims4, init_output};
+use super::gemm::matmul;
+use super::{check_window, f32s};
 use crate::RuntimeError;
 use crate::Tensor;
 use rayon::prelude::*;

@@ -1,11 +1,9 @@
-//! Non-maximum suppression. The selection core works on plain slices so that Paddle's
-//! multiclass_nms can reuse it with its own box format and overlap rule; the arithmetic and the
-//! comparisons are onnxruntime's, so the same boxes survive.
-
-use super::{scalar_f32, scalar_i64};
-use crate::cpu::f32s;
-use crate::RuntimeError;
-use crate::Tensor;
+//! ONNX NonMaxSuppression on plain slices: the arithmetic and the comparisons are
+//! onnxruntime's, so the same boxes survive. Its overlap rule differs from Paddle's
+//! ([`super::boxes::iou`]) in ways that change which boxes survive, so the two stay separate
+//! functions: ONNX sorts each box's corners, and boxes that touch or are degenerate never
+//! overlap; Paddle takes corners as given (an inverted box has no area) and counts pixel boxes
+//! (`normalized = false`) with both end pixels, so boxes that touch overlap by one pixel.
 
 /// An axis-aligned box by its corners, whatever order the input gave them in.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -107,71 +105,38 @@ pub(crate) fn greedy(
     kept
 }
 
-/// ONNX NonMaxSuppression: boxes `[N,B,4]`, scores `[N,C,B]`, then optional
-/// max_output_boxes_per_class, iou_threshold and score_threshold scalars.
-pub(crate) fn non_max_suppression(
+/// ONNX NonMaxSuppression over `n` batches of `b` boxes (`boxes` `[n, b, 4]`) and `classes`
+/// score rows per batch (`scores` `[n, classes, b]`): at most `limit` boxes per batch and class,
+/// as `[batch, class, box]` triples.
+pub fn non_max_suppression(
+    boxes: &[f32],
+    scores: &[f32],
+    [n, classes, b]: [usize; 3],
     center_point: bool,
-    boxes: &Tensor,
-    scores: &Tensor,
-    limit: Option<&Tensor>,
-    iou_threshold: Option<&Tensor>,
-    score_threshold: Option<&Tensor>,
-) -> Result<Tensor, RuntimeError> {
-    let (bv, sv) = (f32s(boxes, "boxes")?, f32s(scores, "scores")?);
-    let (n, b) = match boxes.shape[..] {
-        [n, b, 4] => (n, b),
-        _ => {
-            return Err(RuntimeError::bad_input(format!(
-                "boxes have shape {:?}, expected [batches, boxes, 4]",
-                boxes.shape
-            )))
-        }
-    };
-    let classes = match scores.shape[..] {
-        [sn, c, sb] if sn == n && sb == b => c,
-        _ => {
-            return Err(RuntimeError::bad_input(format!(
-                "scores have shape {:?}, expected [{n}, classes, {b}]",
-                scores.shape
-            )))
-        }
-    };
-    let limit = match limit {
-        Some(t) => usize::try_from(scalar_i64(t, "max_output_boxes_per_class")?.max(0))
-            .unwrap_or(usize::MAX),
-        None => 0,
-    };
-    let iou = match iou_threshold {
-        Some(t) => scalar_f32(t, "iou_threshold")?,
-        None => 0.0,
-    };
-    if !(0.0..=1.0).contains(&iou) {
-        return Err(RuntimeError::bad_input(format!(
-            "iou_threshold is {iou}, expected a value in [0, 1]"
-        )));
-    }
-    let score = score_threshold
-        .map(|t| scalar_f32(t, "score_threshold"))
-        .transpose()?;
+    limit: usize,
+    iou: f32,
+    score: Option<f32>,
+) -> Vec<i64> {
     let mut selected = Vec::new();
-    if limit > 0 {
-        for batch in 0..n {
-            let corners: Vec<Corners> = bv[batch * b * 4..(batch + 1) * b * 4]
-                .chunks_exact(4)
-                .map(|c| Corners::onnx([c[0], c[1], c[2], c[3]], center_point))
-                .collect();
-            for class in 0..classes {
-                let class_scores = &sv[(batch * classes + class) * b..][..b];
-                let kept = greedy(&ranked(class_scores, score), limit, |k, c| {
-                    iou_exceeds(&corners[k], &corners[c], iou)
-                });
-                for k in kept {
-                    selected.extend([batch as i64, class as i64, k as i64]);
-                }
+    if limit == 0 {
+        return selected;
+    }
+    for batch in 0..n {
+        let corners: Vec<Corners> = boxes[batch * b * 4..(batch + 1) * b * 4]
+            .chunks_exact(4)
+            .map(|c| Corners::onnx([c[0], c[1], c[2], c[3]], center_point))
+            .collect();
+        for class in 0..classes {
+            let class_scores = &scores[(batch * classes + class) * b..][..b];
+            let kept = greedy(&ranked(class_scores, score), limit, |k, c| {
+                iou_exceeds(&corners[k], &corners[c], iou)
+            });
+            for k in kept {
+                selected.extend([batch as i64, class as i64, k as i64]);
             }
         }
     }
-    Ok(Tensor::i64(vec![selected.len() / 3, 3], selected))
+    selected
 }
 
 #[cfg(test)]

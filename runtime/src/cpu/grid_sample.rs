@@ -5,7 +5,7 @@
 //! inside, which gives the same values except for cubic sampling with border padding, where it
 //! flattens the curve; the runtimes that models come from do not.
 
-use crate::cpu::{f32s, strides};
+use super::{f32s, strides};
 use crate::RuntimeError;
 use crate::Tensor;
 use temblor_ir::{GridSampleMode, GridSamplePadding};
