@@ -51,7 +51,7 @@ pub(crate) fn erf_f32(x: f32) -> f32 {
         -2.685_369_2e-2,
         1.128_358_2e-1,
         -3.761_262_6e-1,
-        1.128_379_1,
+        std::f32::consts::FRAC_2_SQRT_PI,
     ];
     const ERFC_SCALED: [f32; 10] = [
         2.967_723_6e-2,
