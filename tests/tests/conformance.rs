@@ -10,7 +10,7 @@ use std::process::Command;
 use temblor_ir::{Graph, Op, UnaryOp};
 use temblor_pipeline::conformance::conformance_stages;
 use temblor_tests::{python, root};
-use temblor_tools::conformance::{self, Outcome, PassList, Stage, Tolerance};
+use temblor_tools::conformance::{self, Binding, Outcome, PassList, Stage, Tolerance};
 
 fn node_suite() -> PathBuf {
     let out = Command::new(python())
@@ -35,7 +35,7 @@ fn node_suite_cases_in_the_pass_list_pass() {
         cases.len()
     );
     let stages = conformance_stages();
-    let results = conformance::run_all(&cases, &stages);
+    let results = conformance::run_all(&cases, &stages, Binding::Initializers);
     let list_path = root().join("tests/conformance/expected_pass.txt");
     let list = PassList::read(&list_path).expect("the pass list is readable");
     let drift = list.drift(&results, &stages);
@@ -70,7 +70,8 @@ fn a_wrong_kernel_result_is_a_failure_not_a_pass() {
     // expected outputs of a different case of the same op.
     let dir = node_suite();
     let stages = conformance_stages();
-    let (good, at_stages) = conformance::run_case(&dir.join("test_relu"), &stages);
+    let (good, at_stages) =
+        conformance::run_case(&dir.join("test_relu"), &stages, Binding::RunTime);
     assert_eq!(good, Outcome::Passed);
     for (stage, outcome) in at_stages {
         assert_eq!(outcome, Some(Outcome::Passed), "{stage}");
@@ -91,7 +92,7 @@ fn a_wrong_kernel_result_is_a_failure_not_a_pass() {
         case.join("test_data_set_0/output_0.pb"),
     )
     .expect("copy");
-    let (bad, _) = conformance::run_case(&case, &stages);
+    let (bad, _) = conformance::run_case(&case, &stages, Binding::RunTime);
     assert!(
         matches!(bad, Outcome::Failed(_)),
         "a wrong expectation must fail, got {bad:?}"
@@ -117,7 +118,8 @@ fn a_stage_that_breaks_a_passing_case_is_a_regression() {
         tolerance: Tolerance::SUITE,
         required: true,
     }];
-    let results = conformance::run_all(&[node_suite().join("test_relu")], &broken);
+    let results =
+        conformance::run_all(&[node_suite().join("test_relu")], &broken, Binding::RunTime);
     assert_eq!(results[0].outcome, Outcome::Passed);
     let list = PassList(["test_relu".to_string()].into());
     let drift = list.drift(&results, &broken);
