@@ -92,7 +92,7 @@ pub(super) fn infer_op(
             Ok((Some(Op::Transpose { perm }), vec![out]))
         }
         Op::Split { axis, sizes } => {
-            let (sizes, outs) = movement::split(*axis, sizes, ins.ty(0)?)?;
+            let (sizes, outs) = movement::split(*axis, sizes, ins.ty(0)?, ins.ints(1))?;
             Ok((Some(Op::Split { axis: *axis, sizes }), outs))
         }
         Op::Slice => one(indexing::slice(ins)?),
