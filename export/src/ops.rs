@@ -247,6 +247,7 @@ fn split(em: &mut Emitter, cx: &Lower, axis: i64, parts: &SplitSizes) {
             ins.push(em.int64s(&format!("{}.split", cx.name()), &s));
         }
         SplitSizes::Equal(n) => attrs.push(int("num_outputs", *n as i64)),
+        SplitSizes::Operand(_) => ins.extend(cx.ins.get(1).cloned()),
     }
     em.node("Split", cx.name(), ins, cx.outs.clone(), attrs);
 }

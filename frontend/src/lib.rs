@@ -7,7 +7,7 @@ mod paddle;
 
 /// The ONNX protobuf messages, which the ONNX export writes.
 pub use onnx::proto as onnx_proto;
-pub use onnx::Case;
+pub use onnx::{Binding, Case};
 
 use std::path::Path;
 use temblor_ir::{Error, Graph, Result};
@@ -36,9 +36,14 @@ fn is_paddle(path: &Path) -> bool {
 }
 
 /// Reads one case of the ONNX backend test suite (a directory holding `model.onnx` and
-/// `data_set`).
-pub fn load_onnx_case(dir: &Path, data_set: &str) -> Result<Case> {
-    onnx::load_case(dir, data_set)
+/// `data_set`), its inputs bound as `binding` says.
+pub fn load_onnx_case(dir: &Path, data_set: &str, binding: Binding) -> Result<Case> {
+    onnx::load_case(dir, data_set, binding)
+}
+
+/// Whether every graph input and output of an ONNX model is a tensor a `.npy` file can hold.
+pub fn onnx_npy_io(path: &Path) -> Result<bool> {
+    onnx::npy_io(path)
 }
 
 /// The distinct op types of an ONNX model, in node order.

@@ -2,14 +2,15 @@
 //! an op added to the IR does not compile until it has a rule here; each arm hands the family
 //! file (or ops_lib) the op's own attributes and the inputs it reads.
 
+use super::evaluate::Static;
 use super::{
     conv, detection, elementwise, indexing, linalg, movement, one, pool, reduce, Inferred, Ins,
 };
 use temblor_ir::{DType, Dim, Graph, NodeId, Op, Shape, TensorInfo, TensorType, ValueRef};
 
-pub(super) fn infer_node(g: &Graph, id: NodeId) -> Result<Inferred, String> {
+pub(super) fn infer_node(g: &Graph, id: NodeId, known: &Static) -> Result<Inferred, String> {
     let node = g.node(id);
-    infer_op(g, &node.op, g.inputs_of(id), &node.outputs)
+    infer_op(g, &node.op, g.inputs_of(id), &node.outputs, known)
 }
 
 /// The rule of `op` over `values` (by port), for a node declaring `outputs`: a node of the graph,
@@ -19,9 +20,11 @@ pub(super) fn infer_op(
     op: &Op,
     values: Vec<Option<ValueRef>>,
     outputs: &[TensorInfo],
+    known: &Static,
 ) -> Result<Inferred, String> {
     let ins = &Ins {
         g,
+        known,
         values,
         n_outputs: outputs.len(),
     };
@@ -89,7 +92,7 @@ pub(super) fn infer_op(
             Ok((Some(Op::Transpose { perm }), vec![out]))
         }
         Op::Split { axis, sizes } => {
-            let (sizes, outs) = movement::split(*axis, sizes, ins.ty(0)?)?;
+            let (sizes, outs) = movement::split(*axis, sizes, ins.ty(0)?, ins.ints(1))?;
             Ok((Some(Op::Split { axis: *axis, sizes }), outs))
         }
         Op::Slice => one(indexing::slice(ins)?),

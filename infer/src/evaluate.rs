@@ -5,7 +5,7 @@
 //! asks for one node's outputs from its constant inputs ([`node_outputs`]).
 
 use std::collections::HashMap;
-use temblor_ir::{Graph, NodeId, Op, ValueRef};
+use temblor_ir::{Graph, NodeId, Op, ValueRef, Weight};
 use temblor_runtime::Tensor;
 
 /// Past this many elements a value is not "small": evaluating it would copy weights around for
@@ -79,4 +79,37 @@ fn eval(g: &Graph, v: ValueRef, memo: &mut HashMap<ValueRef, Tensor>) -> Option<
         memo.insert(ValueRef::new(v.node, port), t);
     }
     memo.get(&v).cloned()
+}
+
+/// The static values shape inference has met so far, node by node in topological order: each
+/// node is evaluated once, from the values of its inputs, so the walk stays linear in the graph.
+#[derive(Default)]
+pub(crate) struct Static(HashMap<ValueRef, Weight>);
+
+impl Static {
+    pub(crate) fn get(&self, v: ValueRef) -> Option<&Weight> {
+        self.0.get(&v)
+    }
+
+    /// Records node `id`'s outputs when they are static and small; its inputs' values come from
+    /// the graph's small constants and from what was recorded before.
+    pub(crate) fn evaluate(&mut self, g: &Graph, id: NodeId) {
+        let value = |v: ValueRef| -> Option<Tensor> {
+            let w = match g.constant(v) {
+                Some(w) if w.element_count() > MAX_ELEMENTS || w.is_shape_only() => return None,
+                Some(w) => w,
+                None => self.0.get(&v)?,
+            };
+            Tensor::from_weight(w).ok()
+        };
+        let Some(outs) = node_outputs(g, id, value) else {
+            return;
+        };
+        if outs.iter().any(|t| t.len() > MAX_ELEMENTS) {
+            return;
+        }
+        for (port, t) in outs.into_iter().enumerate() {
+            self.0.insert(ValueRef::new(id, port), t.to_weight());
+        }
+    }
 }

@@ -14,6 +14,7 @@ mod dims;
 mod dispatch;
 mod elementwise;
 pub mod evaluate;
+use evaluate::Static;
 mod indexing;
 mod linalg;
 mod movement;
@@ -70,12 +71,19 @@ pub fn fix_inputs(g: &mut Graph, dims: &[(String, Vec<usize>)]) -> Result<()> {
 }
 
 /// Computes the type of every node output from its inputs. Errors name the node.
+///
+/// Values that only depend on constants and static extents (a Shape -> Gather -> Concat chain,
+/// a Reshape target computed from a rank) are evaluated as the walk goes, so that a rule reading
+/// an operand (Reshape's shape, ConstantOfShape's extents, Split's sizes) sees it as the
+/// constant it is once the inputs' dims are fixed; the graph itself is left as it is, for
+/// constant folding to rewrite.
 pub fn infer(g: &mut Graph) -> Result<()> {
     let order = g.topo_order().map_err(|n| {
         Error::bad_input(format!("the graph has a cycle through {}", g.describe(n)))
     })?;
+    let mut known = Static::default();
     for id in order {
-        let (op, types) = dispatch::infer_node(g, id)
+        let (op, types) = dispatch::infer_node(g, id, &known)
             .map_err(|e| Error::bad_input(format!("{}: {e}", g.describe(id))))?;
         let node = g.node_mut(id);
         if types.len() != node.outputs.len() {
@@ -92,6 +100,7 @@ pub fn infer(g: &mut Graph) -> Result<()> {
         for (info, ty) in node.outputs.iter_mut().zip(types) {
             info.ty = ty;
         }
+        known.evaluate(g, id);
     }
     Ok(())
 }
@@ -99,6 +108,8 @@ pub fn infer(g: &mut Graph) -> Result<()> {
 /// A node's inputs as shape rules see them: types, and the values of constant operands.
 pub(crate) struct Ins<'a> {
     g: &'a Graph,
+    /// Values shape inference has evaluated so far.
+    known: &'a Static,
     values: Vec<Option<ValueRef>>,
     /// How many outputs the node declares.
     pub n_outputs: usize,
@@ -124,14 +135,15 @@ impl<'a> Ins<'a> {
             .map(|v| g.value_type(v))
     }
 
-    /// The weight behind input `p`, when a constant feeds it.
+    /// The value of input `p`, when a constant feeds it or it is static (computed only from
+    /// constants and static extents).
     pub fn weight(&self, p: usize) -> Option<&'a Weight> {
-        let g = self.g;
+        let (g, known) = (self.g, self.known);
         self.values
             .get(p)
             .copied()
             .flatten()
-            .and_then(|v| g.constant(v))
+            .and_then(|v| g.constant(v).or_else(|| known.get(v)))
     }
 
     /// The integer values of a constant input `p`.
@@ -162,5 +174,5 @@ pub fn output_types(
     inputs: Vec<Option<ValueRef>>,
     outputs: &[TensorInfo],
 ) -> Result<Vec<TensorType>, String> {
-    dispatch::infer_op(g, op, inputs, outputs).map(|(_, types)| types)
+    dispatch::infer_op(g, op, inputs, outputs, &Static::default()).map(|(_, types)| types)
 }

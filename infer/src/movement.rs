@@ -174,12 +174,37 @@ pub(super) fn transpose(
 
 /// An equal split becomes explicit when the axis extent is known; otherwise its parts stay
 /// unknown and the runtime divides the actual extent.
+/// `operand`: the value of input 1 where it is static; an operand's sizes stay an operand (the
+/// op keeps its input), only the output extents take them.
 pub(super) fn split(
     axis: i64,
     sizes: &SplitSizes,
     x: &TensorType,
+    operand: Option<Vec<i64>>,
 ) -> Result<(SplitSizes, Vec<TensorType>), String> {
     let ax = dims::axis(axis, x.shape.rank())?;
+    if let SplitSizes::Operand(n) = sizes {
+        let parts = match operand {
+            Some(v) => {
+                let v = v
+                    .iter()
+                    .map(|&s| usize::try_from(s).map_err(|_| format!("split holds {s}")))
+                    .collect::<Result<Vec<usize>, String>>()?;
+                let fits = SplitSizes::Explicit(v.clone())
+                    .resolve(x.shape.dims()[ax].known().unwrap_or(v.iter().sum()))
+                    .is_some();
+                if v.len() != *n || !fits {
+                    return Err(format!(
+                        "split {v:?} does not divide axis {ax} of {} into {n} parts",
+                        x.shape
+                    ));
+                }
+                v.into_iter().map(Dim::Known).collect()
+            }
+            None => vec![Dim::Unknown; *n],
+        };
+        return Ok((sizes.clone(), parts_of(x, ax, parts)));
+    }
     let (sizes, parts): (SplitSizes, Vec<Dim>) = match x.shape.dims()[ax].known() {
         Some(n) => {
             let resolved = sizes
@@ -191,12 +216,17 @@ pub(super) fn split(
         None => {
             let parts = match sizes {
                 SplitSizes::Explicit(s) => s.iter().map(|&s| Dim::Known(s)).collect(),
-                SplitSizes::Equal(n) => vec![Dim::Unknown; *n],
+                SplitSizes::Equal(n) | SplitSizes::Operand(n) => vec![Dim::Unknown; *n],
             };
             (sizes.clone(), parts)
         }
     };
-    let outs = parts
+    Ok((sizes, parts_of(x, ax, parts)))
+}
+
+/// The parts of `x` with extents `parts` on axis `ax`.
+fn parts_of(x: &TensorType, ax: usize, parts: Vec<Dim>) -> Vec<TensorType> {
+    parts
         .into_iter()
         .map(|part| {
             let mut d = x.shape.0.clone();
@@ -207,8 +237,7 @@ pub(super) fn split(
                 layout: x.layout,
             }
         })
-        .collect();
-    Ok((sizes, outs))
+        .collect()
 }
 
 /// The length of a 1-D operand (axes, pads, a target shape), which decides the result's rank.

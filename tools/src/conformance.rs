@@ -11,10 +11,13 @@
 //! cannot be judged on a graph the runtime already gets wrong. The stages come from the caller
 //! because the fp16 stage belongs to the precision crate, which depends on this one.
 
+mod vision;
+
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
+pub use temblor_frontend::Binding;
 use temblor_ir::{Graph, GraphOutput, Result};
 use temblor_runtime::{
     prepare, Device, ErrorKind, PrepareOptions, RuntimeError, Tensor, TensorData,
@@ -34,6 +37,8 @@ pub struct CaseResult {
     pub name: String,
     /// The op type the case tests.
     pub op: String,
+    /// Whether the case is in the vision subset ([`vision`]).
+    pub vision: bool,
     /// As imported.
     #[serde(flatten)]
     pub outcome: Outcome,
@@ -87,7 +92,7 @@ pub fn cases(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 }
 
 /// Runs every case through import and then `stages`, each case named after the op it tests.
-pub fn run_all(dirs: &[PathBuf], stages: &[Stage]) -> Vec<CaseResult> {
+pub fn run_all(dirs: &[PathBuf], stages: &[Stage], binding: Binding) -> Vec<CaseResult> {
     let types: Vec<Vec<String>> = dirs
         .iter()
         .map(|d| temblor_frontend::onnx_op_types(&d.join("model.onnx")).unwrap_or_default())
@@ -101,10 +106,12 @@ pub fn run_all(dirs: &[PathBuf], stages: &[Stage]) -> Vec<CaseResult> {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             let op = op_of(&name, &vocabulary, own);
-            let (outcome, stages) = run_case(dir, stages);
+            let npy_io = temblor_frontend::onnx_npy_io(&dir.join("model.onnx")).unwrap_or(false);
+            let (outcome, stages) = run_case(dir, stages, binding);
             CaseResult {
                 name,
                 op,
+                vision: vision::is_vision(own, npy_io),
                 outcome,
                 stages,
             }
@@ -117,11 +124,12 @@ pub fn run_all(dirs: &[PathBuf], stages: &[Stage]) -> Vec<CaseResult> {
 pub fn run_case(
     dir: &Path,
     stages: &[Stage],
+    binding: Binding,
 ) -> (Outcome, BTreeMap<&'static str, Option<Outcome>>) {
     let mut outcomes: BTreeMap<&'static str, Option<Outcome>> =
         stages.iter().map(|s| (s.name, None)).collect();
     let imported = guarded(|| {
-        let case = import(dir)?;
+        let case = import(dir, binding)?;
         check(&case, &case.graph, Tolerance::SUITE)?;
         Ok(case)
     });
@@ -169,9 +177,10 @@ fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
 
 /// The case with its graph imported, shape-inferred and validated; `Err` holds the non-passing
 /// outcome.
-fn import(dir: &Path) -> Result<temblor_frontend::Case, Outcome> {
+fn import(dir: &Path, binding: Binding) -> Result<temblor_frontend::Case, Outcome> {
     let unsupported = |e: crate::Error| Outcome::Unsupported(e.to_string());
-    let mut case = temblor_frontend::load_onnx_case(dir, "test_data_set_0").map_err(unsupported)?;
+    let mut case =
+        temblor_frontend::load_onnx_case(dir, "test_data_set_0", binding).map_err(unsupported)?;
     temblor_ir::check_supported(&case.graph).map_err(unsupported)?;
     temblor_infer::infer(&mut case.graph).map_err(unsupported)?;
     temblor_ir::validate(&case.graph).map_err(|e| Outcome::Failed(format!("invalid IR: {e}")))?;

@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 use temblor_ir::{Error, Result};
 use temblor_pipeline::conformance::conformance_stages;
-use temblor_tools::conformance::{self, Outcome, PassList};
+use temblor_tools::conformance::{self, Binding, CaseResult, Outcome, PassList, Stage};
 
 #[derive(clap::Args, Debug)]
 pub struct ConformanceArgs {
@@ -22,6 +22,10 @@ pub struct ConformanceArgs {
     /// cases are printed so the list can grow.
     #[arg(long)]
     pub pass_list: Option<PathBuf>,
+    /// Bind the inputs that feed operands temblor needs as constants (Clip bounds, Split sizes,
+    /// ...) as initializers instead of feeding every input at run time as onnxruntime does.
+    #[arg(long)]
+    pub bind_inputs: bool,
 }
 
 pub fn conformance(args: &ConformanceArgs) -> Result<()> {
@@ -45,41 +49,33 @@ pub fn conformance(args: &ConformanceArgs) -> Result<()> {
     // Panics are caught per case and reported in the table; the CLI's hook would print each.
     std::panic::set_hook(Box::new(|_| {}));
     let stages = conformance_stages();
-    let results = conformance::run_all(&dirs, &stages);
-    let table = conformance::table(&results);
+    let binding = match args.bind_inputs {
+        true => Binding::Initializers,
+        false => Binding::RunTime,
+    };
+    let results = conformance::run_all(&dirs, &stages, binding);
     if args.json {
+        let table = conformance::table(&results);
         let json = serde_json::json!({ "ops": table, "cases": results });
         println!("{json}");
     } else {
-        // Each later stage's column: of the cases that ran it, how many passed.
-        print!(
-            "{:<28} {:>6} {:>7} {:>7} {:>12}",
-            "op", "cases", "passed", "failed", "unsupported"
-        );
-        for stage in &stages {
-            print!(" {:>10}", stage.name);
-        }
+        let (vision, rest): (Vec<CaseResult>, Vec<CaseResult>) =
+            results.iter().cloned().partition(|r| r.vision);
+        println!("vision subset (cases holding a vision op, tensors a .npy holds):");
+        print_table(&vision, &stages);
         println!();
-        for (op, row) in &table {
-            let c = &row.imported;
-            print!(
-                "{op:<28} {:>6} {:>7} {:>7} {:>12}",
-                row.cases, c.passed, c.failed, c.unsupported
-            );
-            for stage in &stages {
-                let cell = match row.stages.get(stage.name).filter(|c| c.run() > 0) {
-                    Some(c) => format!("{}/{}", c.passed, c.run()),
-                    None => "-".to_string(),
-                };
-                print!(" {cell:>10}");
+        println!("the rest:");
+        print_table(&rest, &stages);
+        println!();
+        println!(
+            "all: {} cases, {} passed (inputs {})",
+            results.len(),
+            passed(&results),
+            match binding {
+                Binding::RunTime => "fed at run time",
+                Binding::Initializers => "bound as initializers where needed",
             }
-            println!();
-        }
-        let passed = results
-            .iter()
-            .filter(|r| r.outcome == Outcome::Passed)
-            .count();
-        println!("total: {} cases, {passed} passed", results.len());
+        );
         if args.verbose {
             for r in &results {
                 match &r.outcome {
@@ -124,4 +120,40 @@ pub fn conformance(args: &ConformanceArgs) -> Result<()> {
         path.display(),
         drift.stage_failures.len()
     )))
+}
+
+fn passed(results: &[CaseResult]) -> usize {
+    results
+        .iter()
+        .filter(|r| r.outcome == Outcome::Passed)
+        .count()
+}
+
+/// The per-op table of `results`; each later stage's column: of the cases that ran it, how many
+/// passed.
+fn print_table(results: &[CaseResult], stages: &[Stage]) {
+    print!(
+        "{:<28} {:>6} {:>7} {:>7} {:>12}",
+        "op", "cases", "passed", "failed", "unsupported"
+    );
+    for stage in stages {
+        print!(" {:>10}", stage.name);
+    }
+    println!();
+    for (op, row) in &conformance::table(results) {
+        let c = &row.imported;
+        print!(
+            "{op:<28} {:>6} {:>7} {:>7} {:>12}",
+            row.cases, c.passed, c.failed, c.unsupported
+        );
+        for stage in stages {
+            let cell = match row.stages.get(stage.name).filter(|c| c.run() > 0) {
+                Some(c) => format!("{}/{}", c.passed, c.run()),
+                None => "-".to_string(),
+            };
+            print!(" {cell:>10}");
+        }
+        println!();
+    }
+    println!("total: {} cases, {} passed", results.len(), passed(results));
 }

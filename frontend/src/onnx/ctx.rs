@@ -59,7 +59,8 @@ pub(super) struct Family {
     pub ops: &'static [&'static str],
     /// Per op type, the input ports that must be constants because the IR holds them as
     /// attributes (Clip's bounds). A model that computes them is refused with a clear error;
-    /// the conformance runner binds such inputs of a test case as initializers.
+    /// `temblor conformance --bind-inputs` binds such inputs of a test case as
+    /// initializers.
     pub constant_inputs: &'static [(&'static str, &'static [usize])],
     pub map: fn(&NodeCtx) -> Result<Mapped, String>,
 }

@@ -29,6 +29,8 @@ pub(super) const FAMILY: Family = Family {
         "Neg",
         "Abs",
         "Reciprocal",
+        "Cos",
+        "Sin",
         "Floor",
         "Ceil",
         "Round",
@@ -42,6 +44,7 @@ pub(super) const FAMILY: Family = Family {
         "Mod",
         "Min",
         "Max",
+        "Sum",
         "Equal",
         "Greater",
         "GreaterOrEqual",
@@ -86,7 +89,7 @@ fn map(ctx: &NodeCtx) -> Result<Mapped, String> {
             0 => BinaryOp::Mod,
             _ => BinaryOp::Fmod,
         }),
-        "Min" | "Max" => extreme(ctx)?,
+        "Min" | "Max" | "Sum" => variadic(ctx)?,
         "Where" => Op::Where,
         "Cast" => Op::Cast {
             to: cast_target(a.int("to", 0)?)?,
@@ -126,13 +129,14 @@ fn binary(op_type: &str) -> Option<BinaryOp> {
     .find(|b| b.name() == op_type)
 }
 
-/// Variadic Min/Max: one input is the identity, two a binary op. A node cannot expand into a
-/// chain, so three or more inputs are refused.
-fn extreme(ctx: &NodeCtx) -> Result<Op, String> {
-    let op = if ctx.op_type == "Min" {
-        BinaryOp::Min
-    } else {
-        BinaryOp::Max
+/// Variadic Min/Max/Sum: one input is the identity, two a binary op. A node cannot expand into
+/// a chain, so three or more inputs are refused.
+fn variadic(ctx: &NodeCtx) -> Result<Op, String> {
+    let op = match ctx.op_type {
+        "Min" => BinaryOp::Min,
+        "Max" => BinaryOp::Max,
+        "Sum" => BinaryOp::Add,
+        _ => return Err(unlisted(ctx)),
     };
     match ctx.inputs.len() {
         1 => Ok(Op::Unary(UnaryOp::Identity)),

@@ -40,9 +40,20 @@ pub(super) fn load(path: &Path) -> Result<Graph> {
     import(proto, file, opset, path)
 }
 
+/// How a case's inputs reach the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Binding {
+    /// Every graph input is fed at run time, as onnxruntime's backend test runner feeds it.
+    RunTime,
+    /// The inputs that feed operands temblor needs as constants (Clip bounds, Resize scales,
+    /// ...) become initializers; the others are fed at run time.
+    Initializers,
+}
+
 /// One case of the ONNX backend test suite, read from its directory.
 pub struct Case {
-    /// The model, with the inputs that feed constant-only operands bound as weights.
+    /// The model; with [`Binding::Initializers`], the inputs that feed constant-only operands
+    /// are bound as weights.
     pub graph: Graph,
     /// The remaining graph inputs, in order, with the case's values.
     pub inputs: Vec<(String, Weight)>,
@@ -51,9 +62,9 @@ pub struct Case {
 }
 
 /// Reads `dir/model.onnx` and `dir/<data_set>/{input,output}_N.pb`. Test inputs are graph
-/// inputs in order; those the IR needs as constants (Clip bounds, Resize scales, ...) become
-/// initializers, exactly as a real model would give them.
-pub(crate) fn load_case(dir: &Path, data_set: &str) -> Result<Case> {
+/// inputs in order, fed at run time or, with [`Binding::Initializers`], bound as initializers
+/// where the IR needs them as constants.
+pub(crate) fn load_case(dir: &Path, data_set: &str, binding: Binding) -> Result<Case> {
     let path = dir.join("model.onnx");
     let file = path.display().to_string();
     let model = read::model(&path, &file)?;
@@ -89,6 +100,7 @@ pub(crate) fn load_case(dir: &Path, data_set: &str) -> Result<Case> {
     let bound: HashSet<String> = proto
         .node
         .iter()
+        .filter(|_| binding == Binding::Initializers)
         .flat_map(|n| {
             ops::constant_inputs(&n.op_type)
                 .iter()
@@ -131,6 +143,20 @@ pub(super) fn op_types(path: &Path) -> Result<Vec<String>> {
         }
     }
     Ok(out)
+}
+
+/// Whether every graph input and output is a tensor of a dtype a `.npy` file holds, so that the
+/// case can be run as a user runs a model (`temblor run --input NAME=FILE.npy`).
+pub(super) fn npy_io(path: &Path) -> Result<bool> {
+    let file = path.display().to_string();
+    let model = read::model(path, &file)?;
+    let g = nonempty_graph(&model, &file)?;
+    Ok(g.input.iter().chain(&g.output).all(|vi| {
+        matches!(
+            vi.r#type.as_ref().and_then(|t| t.value.as_ref()),
+            Some(proto::type_proto::Value::TensorType(tt)) if tensor::dtype(tt.elem_type).is_some()
+        )
+    }))
 }
 
 fn nonempty_graph<'m>(model: &'m ModelProto, file: &str) -> Result<&'m GraphProto> {

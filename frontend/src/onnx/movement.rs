@@ -10,7 +10,7 @@ use temblor_ir::{DType, Op, PadMode, Scalar, ScatterReduction, SplitSizes, Weigh
 use temblor_runtime::f16;
 
 pub(super) const FAMILY: Family = Family {
-    constant_inputs: &[("Split", &[1])],
+    constant_inputs: &[],
     ops: &[
         "Concat",
         "Reshape",
@@ -113,17 +113,20 @@ fn map(ctx: &NodeCtx) -> Result<Mapped, String> {
 fn split(ctx: &NodeCtx) -> Result<Op, String> {
     let axis = ctx.attrs.int("axis", 0)?;
     let sizes = if ctx.opset >= 13 {
-        match ctx.present(1) {
-            true => {
-                let w = ctx.constant(1).ok_or(
-                    "input 1 ('split') is computed at run time; only a constant is supported",
-                )?;
-                Some(
-                    w.to_i64()
-                        .ok_or("input 1 ('split') is not an integer tensor")?,
-                )
+        match (ctx.present(1), ctx.constant(1)) {
+            (true, Some(w)) => Some(
+                w.to_i64()
+                    .ok_or("input 1 ('split') is not an integer tensor")?,
+            ),
+            // Computed sizes stay an operand: shape inference reads them once they are
+            // static, and the kernel at run time where they are not.
+            (true, None) => {
+                return Ok(Op::Split {
+                    axis,
+                    sizes: SplitSizes::Operand(ctx.n_outputs),
+                })
             }
-            false => None,
+            (false, _) => None,
         }
     } else {
         ctx.attrs.ints("split")?

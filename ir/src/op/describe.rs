@@ -91,6 +91,9 @@ impl Node {
             Op::Split { axis, sizes } => match sizes {
                 SplitSizes::Equal(n) => vec![("axis", Int(*axis)), ("equal_parts", Int(*n as i64))],
                 SplitSizes::Explicit(s) => vec![("axis", Int(*axis)), ("sizes", ints(s))],
+                SplitSizes::Operand(n) => {
+                    vec![("axis", Int(*axis)), ("operand_parts", Int(*n as i64))]
+                }
             },
             Op::Flatten { axis }
             | Op::Gather { axis }

@@ -26,10 +26,12 @@ pub enum UnaryOp {
     Mish,
     /// `x * relu6(x + 3) / 6`.
     HardSwish,
+    Cos,
+    Sin,
 }
 
 impl UnaryOp {
-    pub const ALL: [UnaryOp; 19] = [
+    pub const ALL: [UnaryOp; 21] = [
         UnaryOp::Identity,
         UnaryOp::Relu,
         UnaryOp::Sigmoid,
@@ -49,6 +51,8 @@ impl UnaryOp {
         UnaryOp::Softplus,
         UnaryOp::Mish,
         UnaryOp::HardSwish,
+        UnaryOp::Cos,
+        UnaryOp::Sin,
     ];
 
     /// The ONNX op type of the same meaning.
@@ -73,6 +77,8 @@ impl UnaryOp {
             UnaryOp::Softplus => "Softplus",
             UnaryOp::Mish => "Mish",
             UnaryOp::HardSwish => "HardSwish",
+            UnaryOp::Cos => "Cos",
+            UnaryOp::Sin => "Sin",
         }
     }
 }

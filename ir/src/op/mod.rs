@@ -267,22 +267,26 @@ pub enum SplitSizes {
     /// That many equal parts; the extent must divide evenly.
     Equal(usize),
     Explicit(Vec<usize>),
+    /// That many parts whose sizes input 1 holds, a value computed at run time: shape inference
+    /// reads it where it is static, and the kernel reads it where it is not.
+    Operand(usize),
 }
 
 impl SplitSizes {
     /// The number of outputs.
     pub fn count(&self) -> usize {
         match self {
-            SplitSizes::Equal(n) => *n,
+            SplitSizes::Equal(n) | SplitSizes::Operand(n) => *n,
             SplitSizes::Explicit(sizes) => sizes.len(),
         }
     }
 
-    /// The part sizes for an axis of `extent`; `None` when they do not add up to it.
+    /// The part sizes for an axis of `extent`; `None` when they do not add up to it, or when
+    /// they are an operand's.
     pub fn resolve(&self, extent: usize) -> Option<Vec<usize>> {
         let sizes = match self {
             SplitSizes::Equal(n) if *n > 0 && extent.is_multiple_of(*n) => vec![extent / n; *n],
-            SplitSizes::Equal(_) => return None,
+            SplitSizes::Equal(_) | SplitSizes::Operand(_) => return None,
             SplitSizes::Explicit(sizes) => sizes.clone(),
         };
         (sizes.iter().try_fold(0usize, |a, &s| a.checked_add(s)) == Some(extent)).then_some(sizes)
@@ -477,6 +481,11 @@ impl Op {
             | Op::MatMul
             | Op::GridSample { .. } => (2, 2),
             Op::Squeeze | Op::Reduce { .. } => (1, 2),
+            // Sizes known at import are the op's own; only run-time sizes stay an operand.
+            Op::Split {
+                sizes: SplitSizes::Operand(_),
+                ..
+            } => (2, 2),
             Op::Where | Op::ScatterNd { .. } | Op::Range | Op::RoiAlign(_) => (3, 3),
             Op::Slice => (3, 5),
             Op::Pad { .. } => (2, 4),

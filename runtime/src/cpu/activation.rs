@@ -188,6 +188,8 @@ fn floats<F: Float>(f: Function, v: &[F]) -> Option<Vec<F>> {
             UnaryOp::Sign => map(v, sign),
             UnaryOp::Softplus => map(v, softplus),
             UnaryOp::Mish => map(v, |x| x * softplus(x).tanh()),
+            UnaryOp::Cos => map(v, F::cos),
+            UnaryOp::Sin => map(v, F::sin),
             UnaryOp::HardSwish => {
                 // `alpha * x` with alpha = 1/6, as the spec writes it and the fused epilogue
                 // computes it.
@@ -270,6 +272,8 @@ trait Float:
     fn ceil(self) -> Self;
     fn round_ties_even(self) -> Self;
     fn erf(self) -> Self;
+    fn cos(self) -> Self;
+    fn sin(self) -> Self;
 }
 
 macro_rules! float {
@@ -316,6 +320,12 @@ macro_rules! float {
             }
             fn erf(self) -> Self {
                 $erf(self)
+            }
+            fn cos(self) -> Self {
+                $t::cos(self)
+            }
+            fn sin(self) -> Self {
+                $t::sin(self)
             }
         }
     };

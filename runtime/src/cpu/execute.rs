@@ -107,7 +107,9 @@ fn dispatch(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
         Op::Concat { axis } => one(shape_ops::concat(&args.all()?, *axis)?),
         Op::Reshape { allowzero } => one(shape_ops::reshape(x()?, req(1)?, *allowzero)?),
         Op::Transpose { perm } => one(shape_ops::transpose(x()?, perm)?),
-        Op::Split { axis, sizes } => shape_ops::split(x()?, *axis, sizes, args.outputs),
+        Op::Split { axis, sizes } => {
+            shape_ops::split(x()?, *axis, sizes, args.optional(1), args.outputs)
+        }
         Op::Slice => one(indexing::slice(x()?, args)?),
         Op::Flatten { axis } => one(shape_ops::flatten(x()?, *axis)?),
         Op::Squeeze => one(shape_ops::squeeze(x()?, opt(1))?),

@@ -173,13 +173,27 @@ pub(crate) fn transpose(x: &Tensor, perm: &[usize]) -> Result<Tensor, RuntimeErr
     })
 }
 
+/// `operand`: input 1, which holds the sizes of a [`SplitSizes::Operand`] split.
 pub(crate) fn split(
     x: &Tensor,
     axis: i64,
     sizes: &SplitSizes,
+    operand: Option<&Tensor>,
     outputs: usize,
 ) -> Result<Vec<Tensor>, RuntimeError> {
     let axis = normalize_axis(axis, x.shape.len())?;
+    let sizes = match (sizes, operand) {
+        (SplitSizes::Operand(_), Some(t)) => {
+            let v = int_values(t, "split")?;
+            let v = v
+                .iter()
+                .map(|&s| usize::try_from(s))
+                .collect::<Result<Vec<usize>, _>>()
+                .map_err(|_| RuntimeError::bad_input(format!("split holds {v:?}")))?;
+            SplitSizes::Explicit(v)
+        }
+        _ => sizes.clone(),
+    };
     let sizes = sizes
         .resolve(x.shape[axis])
         .filter(|s| s.len() == outputs)
