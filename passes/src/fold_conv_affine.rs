@@ -1,5 +1,6 @@
 //! Folds a per-channel affine layer after a convolution into the convolution itself:
-//! `conv(x) * s` scales the weight and bias, `conv(x) + b` adds to the bias, with `s` and `b`
+//! `conv(x) * s` scales the weight and bias, `conv(x) + b` adds to the bias (and
+//! `conv(x) - b` subtracts, as models converted from Keras write BatchNorm), with `s` and `b`
 //! constants holding one value per output channel (shape `[O,1,1]` or `[1,O,1,1]`; a `[O]` would
 //! broadcast along the width) or one for all. Conv, DeformConv and ConvTranspose all fold; as in
 //! `fold_batchnorm`, they differ only in where the output channels lie in the weight and in
@@ -55,7 +56,7 @@ fn f32_constant(g: &Graph, v: ValueRef) -> Option<&Weight> {
     g.constant(v).filter(|w| w.dtype == DType::F32)
 }
 
-/// The Mul or Add after `conv` and its per-channel values, when the conv's output feeds only
+/// The Mul, Add or Sub after `conv` and its per-channel values, when the conv's output feeds only
 /// that layer, its bias (if any) is a constant, and for a Mul its weight is one too. (The
 /// rewriter checks that the layer does not broadcast the conv's output.)
 fn affine_after(g: &Graph, conv: NodeId) -> Option<Match> {
@@ -65,7 +66,7 @@ fn affine_after(g: &Graph, conv: NodeId) -> Option<Match> {
         return None;
     };
     let op = match g.node(layer).op {
-        Op::Binary(op @ (BinaryOp::Add | BinaryOp::Mul)) => op,
+        Op::Binary(op @ (BinaryOp::Add | BinaryOp::Mul | BinaryOp::Sub)) => op,
         _ => return None,
     };
     // A constant operand is on the right (`commute_constants`).
@@ -79,6 +80,14 @@ fn affine_after(g: &Graph, conv: NodeId) -> Option<Match> {
         [] | [1] | [1, 1, 1] | [1, 1, 1, 1] => constant.to_f32().map(|v| vec![v[0]; channels]),
         [o, 1, 1] | [1, o, 1, 1] if *o == channels => constant.to_f32(),
         _ => return None,
+    };
+    // `conv(x) - c` is `conv(x) + (-c)`, bit for bit.
+    let (op, values) = match op {
+        BinaryOp::Sub => (
+            BinaryOp::Add,
+            values.map(|v| v.iter().map(|x| -x).collect()),
+        ),
+        op => (op, values),
     };
     let bias = match g.input(conv, bias_port) {
         Some(b) => {

@@ -20,6 +20,7 @@ mod merge_reshapes;
 mod pattern;
 mod placement;
 mod prefilter_nms;
+mod push_transposes;
 mod recognize_gelu;
 mod recognize_hard_swish;
 mod recognize_layer_norm;
@@ -41,6 +42,7 @@ pub use fuse_pad::FusePad;
 pub use merge_reshapes::MergeReshapes;
 pub use placement::place;
 pub use prefilter_nms::PrefilterNms;
+pub use push_transposes::PushTransposes;
 pub use recognize_gelu::RecognizeGelu;
 pub use recognize_hard_swish::RecognizeHardSwish;
 pub use recognize_layer_norm::RecognizeLayerNorm;
@@ -73,8 +75,11 @@ pub fn optimize_passes() -> Vec<Box<dyn Pass>> {
         Box::new(RemoveNoOps),
         // ... chains of layout changes become one, ...
         Box::new(MergeReshapes),
-        // ... and the transposes detection heads put before their Concat sink below it.
+        // ... the transposes detection heads put before their Concat sink below it, ...
         Box::new(SinkTransposes),
+        // ... and those NHWC models wrap convolutions in move down through the elementwise
+        // layers after them, to meet their inverse and leave the conv its affine layers.
+        Box::new(PushTransposes),
         // Folds into convolutions, BatchNorm first, which leaves a conv directly in front of
         // the affine layers and activations the later fusions look for. A DeformConv folds its
         // BatchNorm like any conv, then splits, so the 1x1 conv the split leaves takes the

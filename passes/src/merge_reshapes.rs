@@ -1,11 +1,14 @@
 //! Merges consecutive data-layout changes: a Transpose of a Transpose becomes one Transpose by
 //! the composed permutation, and a chain of reshape-like layers (Reshape, Squeeze, Unsqueeze,
-//! Flatten) whose result has a static shape becomes one Reshape to that shape. The inner layer
-//! must be read by nothing else; `remove_no_ops` then drops a merge that composes to nothing.
+//! Flatten) whose result has a static shape becomes one Reshape to that shape. An inner
+//! reshape must be read by nothing else; an inner Transpose may be, since each Transpose
+//! reading it composes with it at no cost (it goes once its last reader has), which is how a
+//! Transpose that `push_transposes` moved in front of several inverse ones cancels against
+//! each. `remove_no_ops` then drops a merge that composes to nothing.
 
 use crate::rewrite::{Replacement, Rewrite};
 use crate::{Pass, PassError, Rewriter};
-use temblor_ir::{Graph, Layout, NodeId, Op, Weight};
+use temblor_ir::{Graph, Layout, NodeId, Op, ValueRef, Weight};
 
 pub struct MergeReshapes;
 
@@ -33,6 +36,9 @@ fn merged(g: &Graph, outer: NodeId) -> Option<Rewrite> {
         (a, b) if reshape_like(a) && reshape_like(b) => Op::Reshape { allowzero: true },
         _ => return None,
     };
+    if matches!(op, Op::Transpose { .. }) && g.consumers(ValueRef::new(inner, 0)).len() > 1 {
+        return Some(Rewrite::in_place(vec![outer], outer, op, vec![Some(x)]));
+    }
     let shape: Option<Vec<i64>> = match op {
         Op::Reshape { .. } => {
             let dims = g.node(outer).outputs[0].ty.shape.known()?;
