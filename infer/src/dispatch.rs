@@ -63,7 +63,7 @@ pub(super) fn infer_op(
             let params = [ins.ty(1)?, ins.ty(2)?, ins.ty(3)?, ins.ty(4)?];
             one(conv::batch_norm(ins.ty(0)?, &params)?)
         }
-        Op::Resize(a) => one(conv::resize(a, ins.ty(0)?)?),
+        Op::Resize(a) => one(conv::resize(a, ins)?),
 
         Op::Unary(_)
         | Op::LeakyRelu { .. }

@@ -32,8 +32,8 @@ pub use graph::{
 pub use op::{
     shape_axes, Activation, Affine, BinaryOp, ConvAttrs, ConvTransposeAttrs, DeformConvAttrs,
     DistributeFpnAttrs, GenerateProposalsAttrs, GridSampleMode, GridSamplePadding, LibOp,
-    MatrixNmsAttrs, MulticlassNmsAttrs, Op, OpFamily, PadMode, PoolAttrs, ReduceOp, ResizeAttrs,
-    ResizeCoordinate, ResizeMode, ResizeNearest, RoiAlignAttrs, Scalar, ScatterReduction,
+    MatrixNmsAttrs, MulticlassNmsAttrs, Op, OpFamily, PadMode, PoolAttrs, ReduceOp, ResizeAspect, ResizeAttrs,
+    ResizeAxis, ResizeCoordinate, ResizeMode, ResizeNearest, RoiAlignAttrs, Scalar, ScatterReduction,
     SplitSizes, UnaryOp, YoloBoxAttrs,
 };
 pub use provenance::{Framework, Origin, OriginId, Provenance};

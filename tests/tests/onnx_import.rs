@@ -6,6 +6,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use temblor_infer::StaticDims;
 use temblor_ir::{validate, Dim, Error, Graph, Layout, Op, SplitSizes, UnaryOp};
 use temblor_tests::{output, python, real_model, root, Rng};
 
@@ -32,7 +33,7 @@ fn import(model: &Path, fixed: &[(&str, &[usize])]) -> Graph {
         .iter()
         .map(|(n, d)| (n.to_string(), d.to_vec()))
         .collect();
-    temblor_infer::fix_inputs(&mut g, &dims).unwrap();
+    temblor_infer::fix_inputs(&mut g, &dims, StaticDims::Keep).unwrap();
     temblor_infer::infer(&mut g).unwrap();
     validate(&g).unwrap();
     g
@@ -421,6 +422,7 @@ fn fix_inputs_checks_names_ranks_and_static_dims() {
     let usage = |g: &mut Graph, name: &str, dims: &[usize]| match temblor_infer::fix_inputs(
         g,
         &[(name.into(), dims.to_vec())],
+        StaticDims::Keep,
     ) {
         Err(Error::Usage(msg)) => msg,
         other => panic!("expected a usage error for {name}:{dims:?}, got {other:?}"),
@@ -429,7 +431,11 @@ fn fix_inputs_checks_names_ranks_and_static_dims() {
     assert!(msg.contains("nosuch") && msg.contains("image"), "{msg}");
     assert!(usage(&mut g, "image", &[1, 3, 800]).contains("rank"));
     assert!(usage(&mut g, "image", &[1, 3, 640, 608]).contains("800"));
-    temblor_infer::fix_inputs(&mut g, &[("image".into(), vec![1, 3, 800, 608])]).unwrap();
+    let image = [("image".into(), vec![1, 3, 800, 608])];
+    temblor_infer::fix_inputs(&mut g, &image, StaticDims::Keep).unwrap();
+    // An explicit override replaces the declared 800.
+    let image = [("image".into(), vec![1, 3, 640, 608])];
+    temblor_infer::fix_inputs(&mut g, &image, StaticDims::Override).unwrap();
 }
 
 #[test]

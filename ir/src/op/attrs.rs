@@ -98,15 +98,22 @@ pub struct ConvTransposeAttrs {
 pub enum ResizeMode {
     Nearest,
     Linear,
+    /// Keys' cubic convolution with coefficient [`ResizeAttrs::cubic_coeff_a`].
+    Cubic,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ResizeCoordinate {
     HalfPixel,
+    /// Half pixels, centred on the input: the output's excess or shortfall is split evenly.
+    HalfPixelSymmetric,
     PytorchHalfPixel,
     AlignCorners,
     Asymmetric,
+    /// Samples the region of interest (the roi operand, normalized to `[0, 1]`); positions
+    /// outside the input read [`ResizeAttrs::extrapolation_value`].
+    TfCropAndResize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -118,15 +125,65 @@ pub enum ResizeNearest {
     Ceil,
 }
 
-/// Resize of the trailing spatial axes. Exactly one of `scales` and `sizes` is set, one entry
-/// per input axis (ONNX semantics; leading entries are 1 / the input extent).
+/// How `sizes` is taken when the aspect ratio of the resized axes would change (opset 18).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResizeAspect {
+    /// Each axis to its given size.
+    #[default]
+    Stretch,
+    /// One scale for every resized axis, the largest that fits inside the sizes.
+    NotLarger,
+    /// One scale for every resized axis, the smallest that covers the sizes.
+    NotSmaller,
+}
+
+fn cubic_coeff_default() -> f32 {
+    -0.75
+}
+
+/// Resize (ONNX 11 to 19). Operands, as in ONNX: x, optional roi, optional scales (f32),
+/// optional sizes (int64); exactly one of scales and sizes is non-empty. They stay operands so
+/// that a model computing them (`Shape -> Gather -> Concat`, what PyTorch writes for
+/// `interpolate(size=...)`) compiles: shape inference reads them when they are constants, and
+/// the kernel reads them at run time. With `axes`, roi, scales and sizes give only those axes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ResizeAttrs {
     pub mode: ResizeMode,
     pub coordinate: ResizeCoordinate,
     pub nearest: ResizeNearest,
-    pub scales: Option<Vec<f32>>,
-    pub sizes: Option<Vec<usize>>,
+    #[serde(default = "cubic_coeff_default")]
+    pub cubic_coeff_a: f32,
+    /// Cubic: taps outside the input get weight 0 and the rest are renormalized.
+    #[serde(default)]
+    pub exclude_outside: bool,
+    #[serde(default)]
+    pub extrapolation_value: f32,
+    /// Linear and cubic when downscaling: the filter is stretched by `1 / scale`, so that every
+    /// input pixel contributes (a low-pass filter, as PIL and TensorFlow resize).
+    #[serde(default)]
+    pub antialias: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub axes: Option<Vec<i64>>,
+    #[serde(default)]
+    pub aspect: ResizeAspect,
+}
+
+impl ResizeAttrs {
+    /// The plain attributes of `mode` and `coordinate`: ONNX's defaults for the rest.
+    pub fn new(mode: ResizeMode, coordinate: ResizeCoordinate, nearest: ResizeNearest) -> Self {
+        ResizeAttrs {
+            mode,
+            coordinate,
+            nearest,
+            cubic_coeff_a: cubic_coeff_default(),
+            exclude_outside: false,
+            extrapolation_value: 0.0,
+            antialias: false,
+            axes: None,
+            aspect: ResizeAspect::Stretch,
+        }
+    }
 }
 
 /// Pooling window over the trailing spatial axes (any count: 1-D, 2-D, 3-D).

@@ -1,6 +1,6 @@
 //! The canonical attributes of each node's op as name/value pairs, for views and snapshots.
 
-use super::{Activation, LibOp, Op, SplitSizes};
+use super::{Activation, LibOp, Op, ResizeAspect, ResizeCoordinate, ResizeMode, SplitSizes};
 use crate::AttrValue;
 use crate::Node;
 
@@ -77,11 +77,21 @@ impl Node {
                     ("coordinate", name(&a.coordinate)),
                     ("nearest", name(&a.nearest)),
                 ];
-                if let Some(s) = &a.scales {
-                    v.push(("scales", AttrValue::Floats(s.clone())));
+                if a.mode == ResizeMode::Cubic {
+                    v.push(("cubic_coeff_a", Float(a.cubic_coeff_a)));
+                    v.push(("exclude_outside", flag(a.exclude_outside)));
                 }
-                if let Some(s) = &a.sizes {
-                    v.push(("sizes", ints(s)));
+                if a.coordinate == ResizeCoordinate::TfCropAndResize {
+                    v.push(("extrapolation_value", Float(a.extrapolation_value)));
+                }
+                if a.antialias {
+                    v.push(("antialias", flag(true)));
+                }
+                if let Some(axes) = &a.axes {
+                    v.push(("axes", Ints(axes.clone())));
+                }
+                if a.aspect != ResizeAspect::Stretch {
+                    v.push(("keep_aspect_ratio_policy", name(&a.aspect)));
                 }
                 v
             }
