@@ -2,7 +2,7 @@
 //! spelled out; the fused and composite ones are decomposed in `fused.rs`, the ops_lib ops
 //! written in `plugins.rs`.
 
-use super::attrs::{deform_conv, flag, float, int, ints, sizes, string, window};
+use super::attrs::{deform_conv, flag, float, int, ints, padding, sizes, string, window};
 use super::emit::Emitter;
 use super::lower::Lower;
 use super::model::dtype_code;
@@ -10,8 +10,8 @@ use super::{fused, plugins};
 use temblor_frontend::onnx_proto::AttributeProto;
 use temblor_ir::{
     BinaryOp, ConvTransposeAttrs, GridSampleMode, GridSamplePadding, Op, PadMode, PoolAttrs,
-    ReduceOp, ResizeAspect, ResizeAttrs, ResizeCoordinate, ResizeMode, ResizeNearest, RoiAlignAttrs,
-    ScatterReduction, SplitSizes,
+    ReduceOp, ResizeAspect, ResizeAttrs, ResizeCoordinate, ResizeMode, ResizeNearest,
+    RoiAlignAttrs, ScatterReduction, SplitSizes,
 };
 
 pub(super) fn lower(em: &mut Emitter, cx: &Lower) -> Result<(), String> {
@@ -284,7 +284,7 @@ fn pool(a: &PoolAttrs, average: bool) -> Vec<AttributeProto> {
     let mut v = vec![
         sizes("kernel_shape", &a.kernel),
         sizes("strides", &a.strides),
-        sizes("pads", &a.pads),
+        padding(&a.pads, a.auto_pad),
         flag("ceil_mode", a.ceil_mode),
     ];
     if a.dilations.iter().any(|&d| d != 1) {

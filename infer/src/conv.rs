@@ -4,7 +4,8 @@
 use super::dims;
 use super::Ins;
 use temblor_ir::{
-    ConvAttrs, ConvTransposeAttrs, Dim, Layout, ResizeAspect, ResizeAttrs, Shape, TensorType,
+    AutoPad, ConvAttrs, ConvTransposeAttrs, Dim, Layout, ResizeAspect, ResizeAttrs, Shape,
+    TensorType,
 };
 
 fn rank4<'a>(t: &'a TensorType, what: &str) -> Result<&'a [Dim], String> {
@@ -51,6 +52,16 @@ fn check_bias(bias: Option<&TensorType>, channels: &Dim) -> Result<(), String> {
 
 fn effective(k: usize, d: usize) -> usize {
     (k.max(1) - 1).saturating_mul(d).saturating_add(1)
+}
+
+/// SAME pads made explicit, once the input's height and width are known (see [`AutoPad`]).
+pub(super) fn explicit_pads(a: &ConvAttrs, x: &TensorType) -> Option<ConvAttrs> {
+    match x.shape.dims() {
+        [_, _, Dim::Known(h), Dim::Known(w)] if a.auto_pad != AutoPad::NotSet => {
+            Some(a.resolved([*h, *w]))
+        }
+        _ => None,
+    }
 }
 
 pub(super) fn conv(
@@ -196,7 +207,10 @@ pub(super) fn resize(a: &ResizeAttrs, ins: &Ins) -> Result<TensorType, String> {
     if !operand(2) && !operand(3) {
         return Err("has neither scales nor sizes".into());
     }
-    let out = if let Some(known) = x.shape.known().filter(|_| scales.is_some() || sizes.is_some())
+    let out = if let Some(known) = x
+        .shape
+        .known()
+        .filter(|_| scales.is_some() || sizes.is_some())
     {
         let plan = a.plan(&known, roi.as_deref(), scales.as_deref(), sizes.as_deref())?;
         plan.iter().map(|ax| Dim::Known(ax.output)).collect()
@@ -204,9 +218,9 @@ pub(super) fn resize(a: &ResizeAttrs, ins: &Ins) -> Result<TensorType, String> {
         let mut out = d.to_vec();
         for (i, &k) in axes.iter().enumerate() {
             out[k] = match (&scales, &sizes) {
-                (_, Some(s)) if a.aspect == ResizeAspect::Stretch => {
-                    Dim::Known(usize::try_from(s[i]).map_err(|_| format!("size {} is negative", s[i]))?)
-                }
+                (_, Some(s)) if a.aspect == ResizeAspect::Stretch => Dim::Known(
+                    usize::try_from(s[i]).map_err(|_| format!("size {} is negative", s[i]))?,
+                ),
                 (Some(s), _) if s[i] == 1.0 => d[k].clone(),
                 (Some(s), _) => match &d[k] {
                     Dim::Known(n) => Dim::Known((*n as f32 * s[i]).floor() as usize),

@@ -36,11 +36,7 @@ pub enum StaticDims {
 
 /// Sets the dims of named graph inputs (`Usage` errors: the user gave the names and sizes). A
 /// dim the model fixes must be given its own value unless `statics` is [`StaticDims::Override`].
-pub fn fix_inputs(
-    g: &mut Graph,
-    dims: &[(String, Vec<usize>)],
-    statics: StaticDims,
-) -> Result<()> {
+pub fn fix_inputs(g: &mut Graph, dims: &[(String, Vec<usize>)], statics: StaticDims) -> Result<()> {
     for (name, want) in dims {
         let Some(id) = g
             .inputs
@@ -165,12 +161,14 @@ impl<'a> Ins<'a> {
 
     /// The f32 values of a static input `p`.
     pub fn static_f32(&self, p: usize) -> Option<Vec<f32>> {
-        self.static_value(p).and_then(|t| t.as_f32().map(<[f32]>::to_vec))
+        self.static_value(p)
+            .and_then(|t| t.as_f32().map(<[f32]>::to_vec))
     }
 
     /// The int64 values of a static input `p`.
     pub fn static_i64(&self, p: usize) -> Option<Vec<i64>> {
-        self.static_value(p).and_then(|t| t.as_i64().map(<[i64]>::to_vec))
+        self.static_value(p)
+            .and_then(|t| t.as_i64().map(<[i64]>::to_vec))
     }
 
     /// Every connected input's type, in port order.

@@ -130,6 +130,7 @@ fn every_op() -> Graph {
     let w = floats(&mut g, "conv.w", &[4, 3, 3, 3], Layout::OIHW);
     let b = floats(&mut g, "conv.b", &[4], Layout::C);
     let conv = Op::Conv(ConvAttrs {
+        auto_pad: temblor_ir::AutoPad::NotSet,
         activation: None,
         kernel: [3, 3],
         strides: [1, 1],
@@ -200,7 +201,13 @@ fn every_op() -> Graph {
     let roi = constant(&mut g, "roi", Weight::from_f32(vec![0], &[]), Layout::Any);
     let scales = Weight::from_f32(vec![4], &[1.0, 1.0, 0.5, 0.5]);
     let scales = constant(&mut g, "scales", scales, Layout::Any);
-    let down = one(&mut g, "down", resize, &[up, roi, scales], nchw("down", 4, 8, 8));
+    let down = one(
+        &mut g,
+        "down",
+        resize,
+        &[up, roi, scales],
+        nchw("down", 4, 8, 8),
+    );
     let k = floats(&mut g, "k", &[1, 4, 1, 1], Layout::Any);
     let mut v = one(
         &mut g,

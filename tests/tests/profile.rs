@@ -391,6 +391,7 @@ fn nchw(c: usize, hw: usize) -> TensorType {
 
 fn conv(b: &mut Builder, name: &str, x: ValueRef, out: TensorType) -> ValueRef {
     let attrs = ConvAttrs {
+        auto_pad: temblor_ir::AutoPad::NotSet,
         activation: None,
         kernel: [1, 1],
         strides: [1, 1],

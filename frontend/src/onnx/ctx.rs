@@ -74,4 +74,3 @@ pub(super) fn non_negative(v: &[i64], what: &str) -> Result<Vec<usize>, String> 
         .map(|&x| usize::try_from(x).map_err(|_| format!("{what} holds {x}, expected >= 0")))
         .collect()
 }
-

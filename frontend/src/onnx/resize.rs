@@ -3,9 +3,7 @@
 //! resolve once `--input` has fixed the input sizes, and the kernel reads at run time otherwise.
 
 use super::ctx::{unlisted, Family, Mapped, NodeCtx};
-use temblor_ir::{
-    Op, ResizeAspect, ResizeAttrs, ResizeCoordinate, ResizeMode, ResizeNearest,
-};
+use temblor_ir::{Op, ResizeAspect, ResizeAttrs, ResizeCoordinate, ResizeMode, ResizeNearest};
 
 pub(super) const FAMILY: Family = Family {
     constant_inputs: &[],

@@ -166,6 +166,7 @@ fn conv(c: &mut Ctx) -> Res {
     let bias = c.opt_input("Bias")?;
     let id = c.node(
         Op::Conv(ConvAttrs {
+            auto_pad: temblor_ir::AutoPad::NotSet,
             kernel,
             strides,
             dilations,
@@ -272,6 +273,7 @@ fn pool(c: &mut Ctx) -> Res {
     let strides = pair(&c.attrs.ints_or("strides", &[1, 1])?, "strides")?;
     let pads = pads(c, ksize, strides, [1, 1])?;
     let attrs = PoolAttrs {
+        auto_pad: temblor_ir::AutoPad::NotSet,
         kernel: ksize.to_vec(),
         strides: strides.to_vec(),
         dilations: vec![1, 1],

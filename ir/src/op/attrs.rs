@@ -3,6 +3,53 @@
 use crate::DType;
 use serde::{Deserialize, Serialize};
 
+/// ONNX `auto_pad` SAME, where the pads depend on the input's extent (a stride above 1): the
+/// output extent is `ceil(input / stride)` and the padding that needs is split evenly, the odd
+/// one at the end (upper) or the start (lower). Shape inference replaces it by explicit pads
+/// once the extent is known; the CPU kernels compute the pads at run time otherwise. VALID, and
+/// SAME at stride 1, never depend on the extent: the frontends write those as explicit pads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AutoPad {
+    /// The pads are explicit.
+    #[default]
+    NotSet,
+    SameUpper,
+    SameLower,
+}
+
+impl AutoPad {
+    /// Begin and end pads of an axis of extent `input` under SAME; `None` for explicit pads.
+    pub fn same(
+        self,
+        input: usize,
+        kernel: usize,
+        stride: usize,
+        dilation: usize,
+    ) -> Option<(usize, usize)> {
+        let upper = match self {
+            AutoPad::NotSet => return None,
+            AutoPad::SameUpper => true,
+            AutoPad::SameLower => false,
+        };
+        let eff = kernel
+            .saturating_sub(1)
+            .saturating_mul(dilation)
+            .saturating_add(1);
+        let out = input.div_ceil(stride.max(1));
+        let total = (out.max(1) - 1)
+            .saturating_mul(stride)
+            .saturating_add(eff)
+            .saturating_sub(input);
+        let small = total / 2;
+        Some(if upper {
+            (small, total - small)
+        } else {
+            (total - small, small)
+        })
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ConvAttrs {
     pub kernel: [usize; 2],
@@ -10,6 +57,9 @@ pub struct ConvAttrs {
     pub dilations: [usize; 2],
     /// top, left, bottom, right (ONNX order: begins then ends).
     pub pads: [usize; 4],
+    /// When not `NotSet`, `pads` is computed from the input's extent (see [`AutoPad`]).
+    #[serde(default)]
+    pub auto_pad: AutoPad,
     pub group: usize,
     /// A fused epilogue: applied to `conv(x) + bias (+ residual)` before the result is stored.
     pub activation: Option<Activation>,
@@ -194,6 +244,9 @@ pub struct PoolAttrs {
     pub dilations: Vec<usize>,
     /// Begins then ends, one per spatial axis each (ONNX order).
     pub pads: Vec<usize>,
+    /// When not `NotSet`, `pads` is computed from the input's extent (see [`AutoPad`]).
+    #[serde(default)]
+    pub auto_pad: AutoPad,
     pub ceil_mode: bool,
     /// AveragePool: padded cells count in the divisor.
     pub count_include_pad: bool,
@@ -275,4 +328,40 @@ pub struct RoiAlignAttrs {
 pub struct Scalar {
     pub dtype: DType,
     pub value: f64,
+}
+
+impl ConvAttrs {
+    /// These attributes with SAME pads made explicit for an input of spatial extent `hw`.
+    pub fn resolved(&self, hw: [usize; 2]) -> ConvAttrs {
+        let mut a = self.clone();
+        for i in 0..2 {
+            if let Some((b, e)) =
+                self.auto_pad
+                    .same(hw[i], self.kernel[i], self.strides[i], self.dilations[i])
+            {
+                (a.pads[i], a.pads[i + 2]) = (b, e);
+            }
+        }
+        a.auto_pad = AutoPad::NotSet;
+        a
+    }
+}
+
+impl PoolAttrs {
+    /// These attributes with SAME pads made explicit for an input of spatial extents `spatial`
+    /// (one per window axis).
+    pub fn resolved(&self, spatial: &[usize]) -> PoolAttrs {
+        let mut a = self.clone();
+        let k = self.kernel.len();
+        for (i, &n) in spatial.iter().enumerate().take(k) {
+            if let Some((b, e)) =
+                self.auto_pad
+                    .same(n, self.kernel[i], self.strides[i], self.dilations[i])
+            {
+                (a.pads[i], a.pads[k + i]) = (b, e);
+            }
+        }
+        a.auto_pad = AutoPad::NotSet;
+        a
+    }
 }

@@ -1,6 +1,8 @@
 //! The canonical attributes of each node's op as name/value pairs, for views and snapshots.
 
-use super::{Activation, LibOp, Op, ResizeAspect, ResizeCoordinate, ResizeMode, SplitSizes};
+use super::{
+    Activation, AutoPad, LibOp, Op, ResizeAspect, ResizeCoordinate, ResizeMode, SplitSizes,
+};
 use crate::AttrValue;
 use crate::Node;
 
@@ -23,6 +25,9 @@ impl Node {
                     ("pads", ints(&a.pads)),
                     ("group", Int(a.group as i64)),
                 ];
+                if a.auto_pad != AutoPad::NotSet {
+                    v.push(("auto_pad", name(&a.auto_pad)));
+                }
                 if let Some(act) = &a.activation {
                     v.push(("activation", Str(act.name().to_string())));
                     v.extend(activation_params(act));
@@ -128,6 +133,9 @@ impl Node {
                     ("pads", ints(&a.pads)),
                     ("ceil_mode", flag(a.ceil_mode)),
                 ];
+                if a.auto_pad != AutoPad::NotSet {
+                    v.push(("auto_pad", name(&a.auto_pad)));
+                }
                 if matches!(self.op, Op::AveragePool(_)) {
                     v.push(("count_include_pad", flag(a.count_include_pad)));
                 }

@@ -15,11 +15,11 @@ mod resize;
 
 pub use attrs::*;
 pub use elementwise::{BinaryOp, UnaryOp};
-pub use resize::ResizeAxis;
 pub use library::{
     DistributeFpnAttrs, GenerateProposalsAttrs, LibOp, MatrixNmsAttrs, MulticlassNmsAttrs,
     YoloBoxAttrs,
 };
+pub use resize::ResizeAxis;
 
 use crate::AttrValue;
 use crate::DType;

@@ -90,7 +90,10 @@ impl ResizeAttrs {
                     .iter()
                     .map(|&s| usize::try_from(s).map_err(|_| format!("size {s} is negative")))
                     .collect::<Result<_, _>>()?;
-                let ratios = axes.iter().zip(&sizes).map(|(&a, &s)| s as f32 / input[a] as f32);
+                let ratios = axes
+                    .iter()
+                    .zip(&sizes)
+                    .map(|(&a, &s)| s as f32 / input[a] as f32);
                 let common = match self.aspect {
                     ResizeAspect::Stretch => None,
                     ResizeAspect::NotLarger => ratios.clone().reduce(f32::min),

@@ -114,7 +114,10 @@ fn nearest<T: Element + Send + Sync>(
 ) -> Result<Tensor, RuntimeError> {
     let v = elements::<T>(x, "input", x.dtype())?;
     // The extrapolation value in the input's element type.
-    let fill = cast::cast(&Tensor::f32(vec![1], vec![a.extrapolation_value]), x.dtype())?;
+    let fill = cast::cast(
+        &Tensor::f32(vec![1], vec![a.extrapolation_value]),
+        x.dtype(),
+    )?;
     let fill = elements::<T>(&fill, "extrapolation value", x.dtype())?[0];
     let in_strides = strides(&x.shape);
     // Per axis, the input offset each output position reads (`None`: extrapolated).
