@@ -63,9 +63,19 @@ pub(crate) fn resize(
 }
 
 /// The input coordinate that output position `x` maps to, before rounding or clamping.
+///
+/// align_corners and tf_crop_and_resize divide by the output's extent as the scale gives it
+/// (`scale * input`, fractional when scales are given), as the spec's reference does; for sizes
+/// that is the output extent itself.
 fn source(coordinate: ResizeCoordinate, x: usize, ax: &ResizeAxis) -> f32 {
     let x = x as f32;
     let (input, output) = (ax.input as f32, ax.output as f32);
+    // f32 rounding of `scale * input` (sizes / input * input) must not move a coordinate that
+    // the reference, in f64, computes from the whole extent.
+    let scaled = match ax.scale * input {
+        s if (s - output).abs() <= 1e-3 => output,
+        s => s,
+    };
     match coordinate {
         ResizeCoordinate::HalfPixel => (x + 0.5) / ax.scale - 0.5,
         ResizeCoordinate::HalfPixelSymmetric => {
@@ -76,13 +86,13 @@ fn source(coordinate: ResizeCoordinate, x: usize, ax: &ResizeAxis) -> f32 {
         }
         ResizeCoordinate::PytorchHalfPixel if ax.output > 1 => (x + 0.5) / ax.scale - 0.5,
         ResizeCoordinate::PytorchHalfPixel => 0.0,
-        ResizeCoordinate::AlignCorners if ax.output == 1 => 0.0,
-        ResizeCoordinate::AlignCorners => x * (input - 1.0) / (output - 1.0),
+        ResizeCoordinate::AlignCorners if scaled == 1.0 => 0.0,
+        ResizeCoordinate::AlignCorners => x * (input - 1.0) / (scaled - 1.0),
         ResizeCoordinate::Asymmetric => x / ax.scale,
         ResizeCoordinate::TfCropAndResize => {
             let (start, end) = ax.roi;
-            if ax.output > 1 {
-                start * (input - 1.0) + x * (end - start) * (input - 1.0) / (output - 1.0)
+            if scaled != 1.0 {
+                start * (input - 1.0) + x * (end - start) * (input - 1.0) / (scaled - 1.0)
             } else {
                 0.5 * (start + end) * (input - 1.0)
             }
