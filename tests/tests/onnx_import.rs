@@ -143,9 +143,10 @@ fn ppocr_det_structure() {
                 assert_eq!(g.inputs_of(id).len(), 1, "Clip bounds are attributes");
                 assert_eq!((*min, *max), (0.0, 6.0));
             }
-            Op::Resize(a) => {
-                assert_eq!(g.inputs_of(id).len(), 1);
-                let s = a.scales.as_deref().unwrap();
+            Op::Resize(_) => {
+                // Scales stay an operand (port 2), a constant in this model.
+                let scales = g.input(id, 2).and_then(|v| g.constant(v)).unwrap();
+                let s = scales.to_f32().unwrap();
                 assert!(
                     s[..2] == [1.0, 1.0] && s[2] == s[3] && [2.0, 4.0, 8.0].contains(&s[2]),
                     "{s:?}"

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use temblor_ir::{
     BinaryOp, ConvAttrs, DType, GraphOutput, Layout, Op, ResizeAttrs, ResizeCoordinate, ResizeMode,
-    ResizeNearest, Shape, TensorType, UnaryOp, ValueRef,
+    ResizeNearest, Shape, TensorType, UnaryOp, ValueRef, Weight,
 };
 use temblor_tests::builder::Builder;
 use temblor_tests::{output, read_numbers, real_model, shared, temblor};

@@ -122,11 +122,11 @@ fn centerface_takes_an_overridden_placeholder_input() {
     let x = photo(dir.path(), "x", "480x640", &norm, false);
     let pkg = dir.path().join("centerface.temblor");
     let mut cmd = temblor();
-    cmd.arg("compile")
-        .arg(&model)
-        .arg("-o")
-        .arg(&pkg)
-        .args(["--no-measure", "--input", "input.1:1x3x480x640"]);
+    cmd.arg("compile").arg(&model).arg("-o").arg(&pkg).args([
+        "--no-measure",
+        "--input",
+        "input.1:1x3x480x640",
+    ]);
     let (code, _, err) = output(&mut cmd);
     assert_eq!(
         code, 2,

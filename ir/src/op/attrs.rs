@@ -334,10 +334,10 @@ impl ConvAttrs {
     /// These attributes with SAME pads made explicit for an input of spatial extent `hw`.
     pub fn resolved(&self, hw: [usize; 2]) -> ConvAttrs {
         let mut a = self.clone();
-        for i in 0..2 {
+        for (i, &n) in hw.iter().enumerate() {
             if let Some((b, e)) =
                 self.auto_pad
-                    .same(hw[i], self.kernel[i], self.strides[i], self.dilations[i])
+                    .same(n, self.kernel[i], self.strides[i], self.dilations[i])
             {
                 (a.pads[i], a.pads[i + 2]) = (b, e);
             }
