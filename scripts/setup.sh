@@ -13,4 +13,6 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 "$root/scripts/setup-python.sh" >/dev/null
 bash "$shared/models/fetch.sh" ppocrv4_det_onnx ppocrv4_rec_onnx ppocr_cls_v2_onnx picodet_layout_onnx \
-    ppocrv4_det_paddle ppocrv4_rec_paddle ppocr_cls_v2_paddle picodet_coco_paddle
+    ppocrv4_det_paddle ppocrv4_rec_paddle ppocr_cls_v2_paddle picodet_coco_paddle \
+    yolov8n_nudenet_onnx centerface_onnx open_nsfw_nhwc_onnx u2netp_onnx vit_s_focus_onnx \
+    yolo11seg_slider_onnx orinet_orient_onnx

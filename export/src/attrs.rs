@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use temblor_frontend::onnx_proto::attribute_proto::AttributeType;
 use temblor_frontend::onnx_proto::{AttributeProto, TensorProto};
-use temblor_ir::{AttrValue, DeformConvAttrs};
+use temblor_ir::{AttrValue, AutoPad, DeformConvAttrs};
 
 fn attr(name: &str, ty: AttributeType) -> AttributeProto {
     AttributeProto {
@@ -85,6 +85,15 @@ pub(super) fn source(name: &str, v: &AttrValue) -> Result<AttributeProto, String
 }
 
 /// Conv's window attributes: kernel, strides, dilations, pads, group.
+/// `pads`, or the `auto_pad` that computes them from the input's extent when it is set.
+pub(super) fn padding(pads: &[usize], auto_pad: AutoPad) -> AttributeProto {
+    match auto_pad {
+        AutoPad::NotSet => sizes("pads", pads),
+        AutoPad::SameUpper => string("auto_pad", "SAME_UPPER"),
+        AutoPad::SameLower => string("auto_pad", "SAME_LOWER"),
+    }
+}
+
 pub(super) fn window(
     kernel: &[usize; 2],
     strides: &[usize; 2],

@@ -114,12 +114,6 @@ impl Emitter {
         self.constant(base, DType::I64, &[values.len()], Bytes::from(data))
     }
 
-    /// A 1-D float32 constant.
-    pub fn float32s(&mut self, base: &str, values: &[f32]) -> String {
-        let data: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        self.constant(base, DType::F32, &[values.len()], Bytes::from(data))
-    }
-
     /// The made-up tensor as an attribute value (ConstantOfShape's `value`).
     pub fn tensor_attr(name: &str, dtype: DType, value: f64) -> AttributeProto {
         attrs::tensor(

@@ -2,7 +2,7 @@
 //! activations ONNX lacks, Clip with absent bounds, opset-11 Softmax over flattened axes, and
 //! deformable sampling alone.
 
-use super::attrs::{deform_conv, window};
+use super::attrs::{deform_conv, padding, window};
 use super::attrs::{float, int};
 use super::emit::Emitter;
 use super::lower::Lower;
@@ -27,7 +27,8 @@ pub(super) fn conv(em: &mut Emitter, cx: &Lower, a: &ConvAttrs) -> Result<(), St
         }
     };
     let conv_out = last_step(em, "conv", residual.is_none() && a.activation.is_none());
-    let attrs = window(&a.kernel, &a.strides, &a.dilations, &a.pads, a.group);
+    let mut attrs = window(&a.kernel, &a.strides, &a.dilations, &a.pads, a.group);
+    attrs[3] = padding(&a.pads, a.auto_pad);
     let ins = cx.ins.iter().take(3).cloned().collect();
     em.node("Conv", name, ins, vec![conv_out.clone()], attrs);
     let mut x = conv_out;

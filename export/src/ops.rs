@@ -2,7 +2,7 @@
 //! spelled out; the fused and composite ones are decomposed in `fused.rs`, the ops_lib ops
 //! written in `plugins.rs`.
 
-use super::attrs::{deform_conv, flag, float, int, sizes, string, window};
+use super::attrs::{deform_conv, flag, float, int, ints, padding, sizes, string, window};
 use super::emit::Emitter;
 use super::lower::Lower;
 use super::model::dtype_code;
@@ -10,8 +10,8 @@ use super::{fused, plugins};
 use temblor_frontend::onnx_proto::AttributeProto;
 use temblor_ir::{
     BinaryOp, ConvTransposeAttrs, GridSampleMode, GridSamplePadding, Op, PadMode, PoolAttrs,
-    ReduceOp, ResizeAttrs, ResizeCoordinate, ResizeMode, ResizeNearest, RoiAlignAttrs,
-    ScatterReduction, SplitSizes,
+    ReduceOp, ResizeAspect, ResizeAttrs, ResizeCoordinate, ResizeMode, ResizeNearest,
+    RoiAlignAttrs, ScatterReduction, SplitSizes,
 };
 
 pub(super) fn lower(em: &mut Emitter, cx: &Lower) -> Result<(), String> {
@@ -197,23 +197,18 @@ fn conv_transpose(a: &ConvTransposeAttrs) -> Vec<AttributeProto> {
 }
 
 fn resize(em: &mut Emitter, cx: &Lower, a: &ResizeAttrs) {
-    let mut ins = vec![cx.ins[0].clone(), String::new()];
-    if let Some(s) = &a.scales {
-        ins.push(em.float32s(&format!("{}.scales", cx.name()), s));
-    } else if let Some(s) = &a.sizes {
-        ins.push(String::new());
-        let s: Vec<i64> = s.iter().map(|&v| v as i64).collect();
-        ins.push(em.int64s(&format!("{}.sizes", cx.name()), &s));
-    }
     let mode = match a.mode {
         ResizeMode::Nearest => "nearest",
         ResizeMode::Linear => "linear",
+        ResizeMode::Cubic => "cubic",
     };
     let coordinate = match a.coordinate {
         ResizeCoordinate::HalfPixel => "half_pixel",
+        ResizeCoordinate::HalfPixelSymmetric => "half_pixel_symmetric",
         ResizeCoordinate::PytorchHalfPixel => "pytorch_half_pixel",
         ResizeCoordinate::AlignCorners => "align_corners",
         ResizeCoordinate::Asymmetric => "asymmetric",
+        ResizeCoordinate::TfCropAndResize => "tf_crop_and_resize",
     };
     let nearest = match a.nearest {
         ResizeNearest::RoundPreferFloor => "round_prefer_floor",
@@ -221,12 +216,25 @@ fn resize(em: &mut Emitter, cx: &Lower, a: &ResizeAttrs) {
         ResizeNearest::Floor => "floor",
         ResizeNearest::Ceil => "ceil",
     };
-    let attrs = vec![
+    let aspect = match a.aspect {
+        ResizeAspect::Stretch => "stretch",
+        ResizeAspect::NotLarger => "not_larger",
+        ResizeAspect::NotSmaller => "not_smaller",
+    };
+    let mut attrs = vec![
         string("mode", mode),
         string("coordinate_transformation_mode", coordinate),
         string("nearest_mode", nearest),
+        float("cubic_coeff_a", a.cubic_coeff_a),
+        flag("exclude_outside", a.exclude_outside),
+        float("extrapolation_value", a.extrapolation_value),
+        flag("antialias", a.antialias),
+        string("keep_aspect_ratio_policy", aspect),
     ];
-    em.node("Resize", cx.name(), ins, cx.outs.clone(), attrs);
+    if let Some(axes) = &a.axes {
+        attrs.push(ints("axes", axes.iter().copied()));
+    }
+    em.node("Resize", cx.name(), cx.ins.clone(), cx.outs.clone(), attrs);
 }
 
 fn binary(em: &mut Emitter, cx: &Lower, b: BinaryOp) {
@@ -277,7 +285,7 @@ fn pool(a: &PoolAttrs, average: bool) -> Vec<AttributeProto> {
     let mut v = vec![
         sizes("kernel_shape", &a.kernel),
         sizes("strides", &a.strides),
-        sizes("pads", &a.pads),
+        padding(&a.pads, a.auto_pad),
         flag("ceil_mode", a.ceil_mode),
     ];
     if a.dilations.iter().any(|&d| d != 1) {

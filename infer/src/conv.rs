@@ -2,7 +2,11 @@
 //! the batch axis (and its symbol) and tag their result NCHW.
 
 use super::dims;
-use temblor_ir::{ConvAttrs, ConvTransposeAttrs, Dim, Layout, ResizeAttrs, Shape, TensorType};
+use super::Ins;
+use temblor_ir::{
+    AutoPad, ConvAttrs, ConvTransposeAttrs, Dim, Layout, ResizeAspect, ResizeAttrs, Shape,
+    TensorType,
+};
 
 fn rank4<'a>(t: &'a TensorType, what: &str) -> Result<&'a [Dim], String> {
     match t.shape.rank() {
@@ -48,6 +52,16 @@ fn check_bias(bias: Option<&TensorType>, channels: &Dim) -> Result<(), String> {
 
 fn effective(k: usize, d: usize) -> usize {
     (k.max(1) - 1).saturating_mul(d).saturating_add(1)
+}
+
+/// SAME pads made explicit, once the input's height and width are known (see [`AutoPad`]).
+pub(super) fn explicit_pads(a: &ConvAttrs, x: &TensorType) -> Option<ConvAttrs> {
+    match x.shape.dims() {
+        [_, _, Dim::Known(h), Dim::Known(w)] if a.auto_pad != AutoPad::NotSet => {
+            Some(a.resolved([*h, *w]))
+        }
+        _ => None,
+    }
 }
 
 pub(super) fn conv(
@@ -178,42 +192,44 @@ pub(super) fn global_pool(x: &TensorType) -> Result<TensorType, String> {
     Ok(image(TensorType::new(x.dtype, Shape(out))))
 }
 
-/// ONNX computes a scaled extent as `floor(extent * scale)` in single precision.
-pub(super) fn resize(a: &ResizeAttrs, x: &TensorType) -> Result<TensorType, String> {
+/// Resize's output extents, from its operands when they are static (constants, or values shape
+/// inference can compute: the `Shape -> Gather -> Concat` sizes PyTorch exports). What stays
+/// unknown is computed by the kernel at run time: an axis resized by an unknown amount, or a
+/// scale applied to an unknown extent, has an unknown output extent.
+pub(super) fn resize(a: &ResizeAttrs, ins: &Ins) -> Result<TensorType, String> {
+    let x = ins.ty(0)?;
     let d = x.shape.dims();
-    let out = match (&a.sizes, &a.scales) {
-        (Some(sizes), _) if sizes.len() == d.len() => {
-            sizes.iter().map(|&s| Dim::Known(s)).collect()
-        }
-        (Some(sizes), _) => {
-            return Err(format!(
-                "{} sizes for an input of rank {}",
-                sizes.len(),
-                d.len()
-            ))
-        }
-        (None, Some(scales)) if scales.len() == d.len() => {
-            let mut out = Vec::with_capacity(d.len());
-            for (dim, &s) in d.iter().zip(scales) {
-                if !(s.is_finite() && s > 0.0) {
-                    return Err(format!("scale {s} is not a positive number"));
-                }
-                out.push(match dim {
-                    Dim::Known(n) => Dim::Known((*n as f32 * s).floor() as usize),
-                    other if s == 1.0 => other.clone(),
+    let axes = a.resized_axes(d.len())?;
+    let floats = |p: usize| ins.static_f32(p).filter(|v| !v.is_empty());
+    let (roi, scales) = (floats(1), floats(2));
+    let sizes = ins.static_i64(3).filter(|v| !v.is_empty());
+    let operand = |p: usize| ins.opt(p).is_some_and(|t| t.shape.known() != Some(vec![0]));
+    if !operand(2) && !operand(3) {
+        return Err("has neither scales nor sizes".into());
+    }
+    let out = if let Some(known) = x
+        .shape
+        .known()
+        .filter(|_| scales.is_some() || sizes.is_some())
+    {
+        let plan = a.plan(&known, roi.as_deref(), scales.as_deref(), sizes.as_deref())?;
+        plan.iter().map(|ax| Dim::Known(ax.output)).collect()
+    } else {
+        let mut out = d.to_vec();
+        for (i, &k) in axes.iter().enumerate() {
+            out[k] = match (&scales, &sizes) {
+                (_, Some(s)) if a.aspect == ResizeAspect::Stretch => Dim::Known(
+                    usize::try_from(s[i]).map_err(|_| format!("size {} is negative", s[i]))?,
+                ),
+                (Some(s), _) if s[i] == 1.0 => d[k].clone(),
+                (Some(s), _) => match &d[k] {
+                    Dim::Known(n) => Dim::Known((*n as f32 * s[i]).floor() as usize),
                     _ => Dim::Unknown,
-                });
-            }
-            out
+                },
+                _ => Dim::Unknown,
+            };
         }
-        (None, Some(scales)) => {
-            return Err(format!(
-                "{} scales for an input of rank {}",
-                scales.len(),
-                d.len()
-            ))
-        }
-        (None, None) => return Err("has neither scales nor sizes".into()),
+        out
     };
     Ok(image(TensorType::new(x.dtype, Shape(out))))
 }

@@ -91,6 +91,7 @@ pub(super) fn deform_sample(a: &DeformConvAttrs, ins: &Ins) -> Result<TensorType
 
 fn window(a: &DeformConvAttrs) -> ConvAttrs {
     ConvAttrs {
+        auto_pad: temblor_ir::AutoPad::NotSet,
         kernel: a.kernel,
         strides: a.strides,
         dilations: a.dilations,

@@ -60,13 +60,18 @@ pub(super) fn infer_op(
             Ok((None, types))
         }
 
-        Op::Conv(a) => one(conv::conv(a, ins.ty(0)?, ins.ty(1)?, ins.opt(2))?),
+        Op::Conv(a) => {
+            let resolved = conv::explicit_pads(a, ins.ty(0)?);
+            let a = resolved.as_ref().unwrap_or(a);
+            let out = conv::conv(a, ins.ty(0)?, ins.ty(1)?, ins.opt(2))?;
+            Ok((resolved.map(Op::Conv), vec![out]))
+        }
         Op::ConvTranspose(a) => one(conv::conv_transpose(a, ins.ty(0)?, ins.ty(1)?, ins.opt(2))?),
         Op::BatchNorm { .. } => {
             let params = [ins.ty(1)?, ins.ty(2)?, ins.ty(3)?, ins.ty(4)?];
             one(conv::batch_norm(ins.ty(0)?, &params)?)
         }
-        Op::Resize(a) => one(conv::resize(a, ins.ty(0)?)?),
+        Op::Resize(a) => one(conv::resize(a, ins)?),
 
         Op::Unary(_)
         | Op::LeakyRelu { .. }
@@ -132,8 +137,18 @@ pub(super) fn infer_op(
         Op::Pad { .. } => one(movement::pad(ins)?),
         Op::NonZero => one(indexing::non_zero(ins.ty(0)?)),
 
-        Op::MaxPool(a) => Ok((None, pool::window(a, ins.ty(0)?, ins.n_outputs)?)),
-        Op::AveragePool(a) => Ok((None, pool::window(a, ins.ty(0)?, 1)?)),
+        Op::MaxPool(a) => {
+            let resolved = pool::explicit_pads(a, ins.ty(0)?);
+            let a = resolved.as_ref().unwrap_or(a);
+            let outs = pool::window(a, ins.ty(0)?, ins.n_outputs)?;
+            Ok((resolved.map(Op::MaxPool), outs))
+        }
+        Op::AveragePool(a) => {
+            let resolved = pool::explicit_pads(a, ins.ty(0)?);
+            let a = resolved.as_ref().unwrap_or(a);
+            let outs = pool::window(a, ins.ty(0)?, 1)?;
+            Ok((resolved.map(Op::AveragePool), outs))
+        }
         Op::GlobalAveragePool | Op::GlobalMaxPool => one(conv::global_pool(ins.ty(0)?)?),
         Op::Reduce {
             keepdims,

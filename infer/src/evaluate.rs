@@ -12,10 +12,15 @@ use temblor_runtime::Tensor;
 /// no purpose a frontend has.
 const MAX_ELEMENTS: usize = 1 << 16;
 
+/// Past this many producers deep a value is not a shape computation: shape inference asks for
+/// operands of every Resize, and a walk up a whole network of dynamic extents would be long and
+/// deep enough to overflow a worker thread's stack.
+const MAX_DEPTH: usize = 64;
+
 /// The value of `v`, when it is static. Needs the graph's types inferred (Shape nodes read them).
 pub fn static_value(g: &Graph, v: ValueRef) -> Option<Tensor> {
     let mut memo = HashMap::new();
-    eval(g, v, &mut memo)
+    eval(g, v, &mut memo, 0)
 }
 
 /// The outputs of node `id`, computed from the values `input` gives for its inputs (`None`: that
@@ -54,7 +59,15 @@ pub fn node_outputs(
     }
 }
 
-fn eval(g: &Graph, v: ValueRef, memo: &mut HashMap<ValueRef, Tensor>) -> Option<Tensor> {
+fn eval(
+    g: &Graph,
+    v: ValueRef,
+    memo: &mut HashMap<ValueRef, Tensor>,
+    depth: usize,
+) -> Option<Tensor> {
+    if depth > MAX_DEPTH {
+        return None;
+    }
     if let Some(t) = memo.get(&v) {
         return Some(t.clone());
     }
@@ -68,7 +81,7 @@ fn eval(g: &Graph, v: ValueRef, memo: &mut HashMap<ValueRef, Tensor>) -> Option<
             vec![Tensor::from_weight(w).ok()?]
         }
         _ => {
-            let outs = node_outputs(g, v.node, |i| eval(g, i, memo))?;
+            let outs = node_outputs(g, v.node, |i| eval(g, i, memo, depth + 1))?;
             if outs.iter().any(|t| t.len() > MAX_ELEMENTS) {
                 return None;
             }

@@ -23,9 +23,21 @@ mod reduce;
 
 use temblor_ir::{Dim, Error, Graph, Op, Result, TensorInfo, TensorType, ValueRef, Weight};
 
+/// Whether `--input NAME:DIMS` may change a dim the model declares static.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StaticDims {
+    /// A static dim must be given its own value (the default: a different one is a mistake).
+    #[default]
+    Keep,
+    /// The given value replaces it (`--override-shapes`: models exported with a placeholder
+    /// size). Shape inference then retypes the whole graph, and a node that cannot take the new
+    /// size fails there, named.
+    Override,
+}
+
 /// Sets the dims of named graph inputs (`Usage` errors: the user gave the names and sizes). A
-/// dim the model fixes must be given its own value.
-pub fn fix_inputs(g: &mut Graph, dims: &[(String, Vec<usize>)]) -> Result<()> {
+/// dim the model fixes must be given its own value unless `statics` is [`StaticDims::Override`].
+pub fn fix_inputs(g: &mut Graph, dims: &[(String, Vec<usize>)], statics: StaticDims) -> Result<()> {
     for (name, want) in dims {
         let Some(id) = g
             .inputs
@@ -58,9 +70,10 @@ pub fn fix_inputs(g: &mut Graph, dims: &[(String, Vec<usize>)]) -> Result<()> {
         }
         for (axis, (d, &w)) in shape.0.iter_mut().zip(want).enumerate() {
             match d {
-                Dim::Known(k) if *k != w => {
+                Dim::Known(k) if *k != w && statics == StaticDims::Keep => {
                     return Err(Error::usage(format!(
-                        "input '{name}' has a fixed size {k} on axis {axis}, but {w} was given"
+                        "input '{name}' has a fixed size {k} on axis {axis}, but {w} was given \
+                         (--override-shapes replaces a size the model declares)"
                     )));
                 }
                 _ => *d = Dim::Known(w),
@@ -149,6 +162,25 @@ impl<'a> Ins<'a> {
     /// The integer values of a constant input `p`.
     pub fn ints(&self, p: usize) -> Option<Vec<i64>> {
         self.weight(p).and_then(|w| w.to_i64())
+    }
+
+    /// The value of input `p` when it is static: a constant, or computed from constants and
+    /// static shapes (see [`evaluate::static_value`]).
+    fn static_value(&self, p: usize) -> Option<temblor_runtime::Tensor> {
+        let v = self.values.get(p).copied().flatten()?;
+        evaluate::static_value(self.g, v)
+    }
+
+    /// The f32 values of a static input `p`.
+    pub fn static_f32(&self, p: usize) -> Option<Vec<f32>> {
+        self.static_value(p)
+            .and_then(|t| t.as_f32().map(<[f32]>::to_vec))
+    }
+
+    /// The int64 values of a static input `p`.
+    pub fn static_i64(&self, p: usize) -> Option<Vec<i64>> {
+        self.static_value(p)
+            .and_then(|t| t.as_i64().map(<[i64]>::to_vec))
     }
 
     /// Every connected input's type, in port order.

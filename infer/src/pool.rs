@@ -1,6 +1,6 @@
 //! Rules of the windowed pools, MaxPool and AveragePool, over 1 to 3 trailing spatial axes.
 
-use temblor_ir::{DType, Dim, Layout, PoolAttrs, Shape, TensorType};
+use temblor_ir::{AutoPad, DType, Dim, Layout, PoolAttrs, Shape, TensorType};
 
 /// One spatial extent of the output, as ONNX defines it: in ceil mode the last window must
 /// still start inside the input or its leading padding.
@@ -32,6 +32,15 @@ fn extent(a: &PoolAttrs, i: usize, input: &Dim) -> Result<Dim, String> {
 }
 
 /// The output types of a MaxPool (values, then int64 indices when asked) or AveragePool.
+/// SAME pads made explicit, once the input's spatial extents are known (see [`AutoPad`]).
+pub(super) fn explicit_pads(a: &PoolAttrs, x: &TensorType) -> Option<PoolAttrs> {
+    if a.auto_pad == AutoPad::NotSet {
+        return None;
+    }
+    let known = x.shape.known()?;
+    Some(a.resolved(known.get(2..)?))
+}
+
 pub(super) fn window(
     a: &PoolAttrs,
     x: &TensorType,

@@ -30,11 +30,11 @@ pub use graph::{
     ValueRef,
 };
 pub use op::{
-    shape_axes, Activation, Affine, BinaryOp, ConvAttrs, ConvTransposeAttrs, DeformConvAttrs,
-    DistributeFpnAttrs, GenerateProposalsAttrs, GridSampleMode, GridSamplePadding, LibOp,
-    MatrixNmsAttrs, MulticlassNmsAttrs, Op, OpFamily, PadMode, PoolAttrs, ReduceOp, ResizeAttrs,
-    ResizeCoordinate, ResizeMode, ResizeNearest, RoiAlignAttrs, Scalar, ScatterReduction,
-    SplitSizes, UnaryOp, YoloBoxAttrs,
+    shape_axes, Activation, Affine, AutoPad, BinaryOp, ConvAttrs, ConvTransposeAttrs,
+    DeformConvAttrs, DistributeFpnAttrs, GenerateProposalsAttrs, GridSampleMode, GridSamplePadding,
+    LibOp, MatrixNmsAttrs, MulticlassNmsAttrs, Op, OpFamily, PadMode, PoolAttrs, ReduceOp,
+    ResizeAspect, ResizeAttrs, ResizeAxis, ResizeCoordinate, ResizeMode, ResizeNearest,
+    RoiAlignAttrs, Scalar, ScatterReduction, SplitSizes, UnaryOp, YoloBoxAttrs,
 };
 pub use provenance::{Framework, Origin, OriginId, Provenance};
 pub use shape::{Dim, Layout, Shape, TensorInfo, TensorType};

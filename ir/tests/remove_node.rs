@@ -37,6 +37,7 @@ fn conv_with_bias() -> (Graph, NodeId, NodeId, NodeId) {
     let w = constant(&mut g, "w", &[3, 2, 1, 1]);
     let bias = constant(&mut g, "bias", &[3]);
     let attrs = ConvAttrs {
+        auto_pad: temblor_ir::AutoPad::NotSet,
         kernel: [1, 1],
         strides: [1, 1],
         dilations: [1, 1],

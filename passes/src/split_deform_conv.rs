@@ -115,6 +115,7 @@ fn split(m: Match) -> Rewrite {
         let weight_name = format!("{name}.pointwise_weight");
         let weight = p.constant(weight_name, m.pointwise, Layout::OIHW);
         let attrs = ConvAttrs {
+            auto_pad: temblor_ir::AutoPad::NotSet,
             kernel: [1, 1],
             strides: [1, 1],
             dilations: [1, 1],

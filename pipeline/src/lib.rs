@@ -13,6 +13,7 @@ use std::cell::RefCell;
 use std::path::Path;
 use std::rc::Rc;
 use std::time::Instant;
+pub use temblor_infer::StaticDims;
 use temblor_ir::{validate, Error, Graph, Result, VerifyStatus};
 use temblor_passes::{optimize_passes, place, Driver, PassRecord, PrefilterNms};
 use temblor_precision::request::{assign, Assigned, Request};
@@ -24,6 +25,8 @@ use temblor_tools::verify::{verify, Verification};
 pub struct Options {
     /// Input dimensions that fix dynamic ones (`--input NAME:DIMS`).
     pub input_dims: Vec<(String, Vec<usize>)>,
+    /// Whether `input_dims` may replace sizes the model declares (`--override-shapes`).
+    pub static_dims: StaticDims,
     /// Stop the optimizer after this many applied rewrites (bisecting to the bad one).
     pub pass_steps: Option<usize>,
     pub verify: VerifyMode,
@@ -80,8 +83,17 @@ fn ms(since: Instant) -> f64 {
 
 /// Reads a model and types every value. The result is the parse stage.
 pub fn import(model: &Path, input_dims: &[(String, Vec<usize>)]) -> Result<Graph> {
+    import_with(model, input_dims, StaticDims::Keep)
+}
+
+/// [`import`], with `statics` saying whether `input_dims` may replace declared sizes.
+pub fn import_with(
+    model: &Path,
+    input_dims: &[(String, Vec<usize>)],
+    statics: StaticDims,
+) -> Result<Graph> {
     let mut g = temblor_frontend::load(model, input_dims)?;
-    temblor_infer::fix_inputs(&mut g, input_dims)?;
+    temblor_infer::fix_inputs(&mut g, input_dims, statics)?;
     temblor_infer::infer(&mut g)?;
     validate(&g).map_err(|e| Error::internal(format!("import of {}: {e}", model.display())))?;
     Ok(g)
@@ -89,7 +101,7 @@ pub fn import(model: &Path, input_dims: &[(String, Vec<usize>)]) -> Result<Graph
 
 pub fn compile(model: &Path, options: &Options) -> Result<Compiled> {
     let start = Instant::now();
-    let parse = import(model, &options.input_dims)?;
+    let parse = import_with(model, &options.input_dims, options.static_dims)?;
     let import_ms = ms(start);
 
     let start = Instant::now();

@@ -176,6 +176,7 @@ fn conv_matches_direct_reference() {
         let w = rng.tensor(&[c.o, c.c / c.group, c.kernel[0], c.kernel[1]]);
         let b = c.bias.then(|| rng.tensor(&[c.o]));
         let attrs = ConvAttrs {
+            auto_pad: temblor_ir::AutoPad::NotSet,
             activation: None,
             kernel: c.kernel,
             strides: c.strides,
@@ -279,6 +280,7 @@ fn conv_and_conv_transpose_match_onnxruntime() {
     let w = rng.tensor(&[6, 2, 3, 3]);
     let b = rng.tensor(&[6]);
     let attrs = ConvAttrs {
+        auto_pad: temblor_ir::AutoPad::NotSet,
         activation: None,
         kernel: [3, 3],
         strides: [2, 1],

@@ -73,6 +73,7 @@ const CASES: [Case; 5] = [
 
 fn attrs(c: &Case, activation: Option<Activation>) -> ConvAttrs {
     ConvAttrs {
+        auto_pad: temblor_ir::AutoPad::NotSet,
         kernel: [c.kernel; 2],
         strides: [c.stride; 2],
         dilations: [1, 1],

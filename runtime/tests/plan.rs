@@ -71,6 +71,7 @@ fn graph_matches_ops_run_one_at_a_time() {
     let x = rng.tensor(&[1, 4, 6, 6]);
     let w = rng.tensor(&[4, 4, 3, 3]);
     let conv_attrs = ConvAttrs {
+        auto_pad: temblor_ir::AutoPad::NotSet,
         activation: None,
         kernel: [3, 3],
         strides: [1, 1],
@@ -344,6 +345,7 @@ fn reused_buffers_never_leak_values() {
     let mut rng = Rng::new(22);
     let conv = |kernel: usize, group: usize| {
         Op::Conv(ConvAttrs {
+            auto_pad: temblor_ir::AutoPad::NotSet,
             activation: None,
             kernel: [kernel; 2],
             strides: [1, 1],
@@ -407,6 +409,7 @@ fn reused_buffers_never_leak_values() {
 fn conv_chain(rng: &mut Rng) -> Graph {
     let conv = |group: usize| {
         Op::Conv(ConvAttrs {
+            auto_pad: temblor_ir::AutoPad::NotSet,
             activation: None,
             kernel: [3; 2],
             strides: [1, 1],

@@ -92,6 +92,7 @@ impl Builder {
             ins.push(self.random(&format!("{prefix}.b"), &[cout], Layout::C));
         }
         let attrs = ConvAttrs {
+            auto_pad: temblor_ir::AutoPad::NotSet,
             activation: None,
             kernel: [3, 3],
             strides: [1, 1],
@@ -253,6 +254,7 @@ impl Builder {
         let wdq_op = Op::DequantizeLinear { axis: 0 };
         let wdq = self.node(&format!("{name}.weight_dq"), wdq_op, w_ty, &[wq, ws, wzp]);
         let attrs = ConvAttrs {
+            auto_pad: temblor_ir::AutoPad::NotSet,
             activation: None,
             kernel: [3, 3],
             strides: [1, 1],

@@ -44,6 +44,7 @@ fn typed(dtype: DType, dims: &[usize]) -> TensorType {
 
 fn conv3x3(activation: Option<Activation>) -> Op {
     Op::Conv(ConvAttrs {
+        auto_pad: temblor_ir::AutoPad::NotSet,
         kernel: [3, 3],
         strides: [1, 1],
         dilations: [1, 1],

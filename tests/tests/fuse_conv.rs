@@ -68,6 +68,7 @@ impl Builder {
         let w = self.constant(&format!("{name}.w"), &[C, C, 3, 3], Layout::OIHW);
         let b = self.constant(&format!("{name}.b"), &[C], Layout::C);
         let attrs = ConvAttrs {
+            auto_pad: temblor_ir::AutoPad::NotSet,
             kernel: [3, 3],
             strides: [1, 1],
             dilations: [1, 1],

@@ -130,6 +130,7 @@ fn every_op() -> Graph {
     let w = floats(&mut g, "conv.w", &[4, 3, 3, 3], Layout::OIHW);
     let b = floats(&mut g, "conv.b", &[4], Layout::C);
     let conv = Op::Conv(ConvAttrs {
+        auto_pad: temblor_ir::AutoPad::NotSet,
         activation: None,
         kernel: [3, 3],
         strides: [1, 1],
@@ -192,14 +193,21 @@ fn every_op() -> Graph {
         activation: None,
     });
     let up = one(&mut g, "up", up, &[clip, wt], nchw("up", 4, 16, 16));
-    let resize = Op::Resize(ResizeAttrs {
-        mode: ResizeMode::Nearest,
-        coordinate: ResizeCoordinate::Asymmetric,
-        nearest: ResizeNearest::Floor,
-        scales: Some(vec![1.0, 1.0, 0.5, 0.5]),
-        sizes: None,
-    });
-    let down = one(&mut g, "down", resize, &[up], nchw("down", 4, 8, 8));
+    let resize = Op::Resize(ResizeAttrs::new(
+        ResizeMode::Nearest,
+        ResizeCoordinate::Asymmetric,
+        ResizeNearest::Floor,
+    ));
+    let roi = constant(&mut g, "roi", Weight::from_f32(vec![0], &[]), Layout::Any);
+    let scales = Weight::from_f32(vec![4], &[1.0, 1.0, 0.5, 0.5]);
+    let scales = constant(&mut g, "scales", scales, Layout::Any);
+    let down = one(
+        &mut g,
+        "down",
+        resize,
+        &[up, roi, scales],
+        nchw("down", 4, 8, 8),
+    );
     let k = floats(&mut g, "k", &[1, 4, 1, 1], Layout::Any);
     let mut v = one(
         &mut g,

@@ -6,6 +6,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use temblor_infer::StaticDims;
 use temblor_ir::{validate, Dim, Error, Graph, Layout, Op, SplitSizes, UnaryOp};
 use temblor_tests::{output, python, real_model, root, Rng};
 
@@ -32,7 +33,7 @@ fn import(model: &Path, fixed: &[(&str, &[usize])]) -> Graph {
         .iter()
         .map(|(n, d)| (n.to_string(), d.to_vec()))
         .collect();
-    temblor_infer::fix_inputs(&mut g, &dims).unwrap();
+    temblor_infer::fix_inputs(&mut g, &dims, StaticDims::Keep).unwrap();
     temblor_infer::infer(&mut g).unwrap();
     validate(&g).unwrap();
     g
@@ -142,9 +143,10 @@ fn ppocr_det_structure() {
                 assert_eq!(g.inputs_of(id).len(), 1, "Clip bounds are attributes");
                 assert_eq!((*min, *max), (0.0, 6.0));
             }
-            Op::Resize(a) => {
-                assert_eq!(g.inputs_of(id).len(), 1);
-                let s = a.scales.as_deref().unwrap();
+            Op::Resize(_) => {
+                // Scales stay an operand (port 2), a constant in this model.
+                let scales = g.input(id, 2).and_then(|v| g.constant(v)).unwrap();
+                let s = scales.to_f32().unwrap();
                 assert!(
                     s[..2] == [1.0, 1.0] && s[2] == s[3] && [2.0, 4.0, 8.0].contains(&s[2]),
                     "{s:?}"
@@ -421,6 +423,7 @@ fn fix_inputs_checks_names_ranks_and_static_dims() {
     let usage = |g: &mut Graph, name: &str, dims: &[usize]| match temblor_infer::fix_inputs(
         g,
         &[(name.into(), dims.to_vec())],
+        StaticDims::Keep,
     ) {
         Err(Error::Usage(msg)) => msg,
         other => panic!("expected a usage error for {name}:{dims:?}, got {other:?}"),
@@ -429,7 +432,11 @@ fn fix_inputs_checks_names_ranks_and_static_dims() {
     assert!(msg.contains("nosuch") && msg.contains("image"), "{msg}");
     assert!(usage(&mut g, "image", &[1, 3, 800]).contains("rank"));
     assert!(usage(&mut g, "image", &[1, 3, 640, 608]).contains("800"));
-    temblor_infer::fix_inputs(&mut g, &[("image".into(), vec![1, 3, 800, 608])]).unwrap();
+    let image = [("image".into(), vec![1, 3, 800, 608])];
+    temblor_infer::fix_inputs(&mut g, &image, StaticDims::Keep).unwrap();
+    // An explicit override replaces the declared 800.
+    let image = [("image".into(), vec![1, 3, 640, 608])];
+    temblor_infer::fix_inputs(&mut g, &image, StaticDims::Override).unwrap();
 }
 
 #[test]

@@ -45,6 +45,7 @@ fn batchnorm(b: &mut Builder, prefix: &str, x: ValueRef, dims: &[usize]) -> Valu
 
 fn conv_attrs(kernel: usize, pads: [usize; 4], group: usize) -> ConvAttrs {
     ConvAttrs {
+        auto_pad: temblor_ir::AutoPad::NotSet,
         kernel: [kernel; 2],
         strides: [1, 1],
         dilations: [1, 1],
@@ -153,6 +154,7 @@ fn pads() -> Graph {
     let axes = b.ints("avg_pad.axes", &[2, 3]);
     let (p, _) = pad(&mut b, "avg_pad", &[1, 1, 1, 1], &[zero, axes]);
     let pool = PoolAttrs {
+        auto_pad: temblor_ir::AutoPad::NotSet,
         kernel: vec![3, 3],
         strides: vec![1, 1],
         dilations: vec![1, 1],

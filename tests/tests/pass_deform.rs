@@ -61,6 +61,7 @@ fn predictor(b: &mut Builder, name: &str, x: ValueRef, channels: usize, stride: 
         Layout::OIHW,
     );
     let attrs = ConvAttrs {
+        auto_pad: temblor_ir::AutoPad::NotSet,
         kernel: [3, 3],
         strides: [stride; 2],
         dilations: [1, 1],

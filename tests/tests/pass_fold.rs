@@ -53,6 +53,7 @@ fn per_channel_scale_and_shift_fold_into_the_conv() {
     b.g.inputs.push(x.node);
     let w = b.random("conv.w", &[4, 3, 3, 3], Layout::OIHW);
     let attrs = ConvAttrs {
+        auto_pad: temblor_ir::AutoPad::NotSet,
         kernel: [3, 3],
         strides: [1, 1],
         dilations: [1, 1],

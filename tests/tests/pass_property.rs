@@ -104,6 +104,7 @@ impl Gen {
             ins.push(self.constant(&format!("{name}.b"), &[cout], 1.0, 0.0));
         }
         let attrs = ConvAttrs {
+            auto_pad: temblor_ir::AutoPad::NotSet,
             kernel: [kernel; 2],
             strides: [stride; 2],
             dilations: [1, 1],
@@ -187,6 +188,7 @@ impl Gen {
             self.constant(&format!("{name}.w"), &weight, scale, 0.0),
         ];
         let attrs = ConvAttrs {
+            auto_pad: temblor_ir::AutoPad::NotSet,
             kernel: [kernel; 2],
             strides: [1, 1],
             dilations: [1, 1],
@@ -246,6 +248,7 @@ impl Gen {
             return padded;
         };
         let attrs = PoolAttrs {
+            auto_pad: temblor_ir::AutoPad::NotSet,
             kernel: vec![3, 3],
             strides: vec![1, 1],
             dilations: vec![1, 1],

@@ -81,6 +81,7 @@ fn unary(b: &mut Builder, name: &str, op: UnaryOp, x: ValueRef) -> ValueRef {
 
 fn max_pool(b: &mut Builder, name: &str, x: ValueRef) -> ValueRef {
     let attrs = PoolAttrs {
+        auto_pad: temblor_ir::AutoPad::NotSet,
         kernel: vec![2, 2],
         strides: vec![2, 2],
         dilations: vec![1, 1],
@@ -237,6 +238,7 @@ fn dcn_blocks() -> Graph {
     let mut b = Builder::new("dcn_blocks", 0x9FB21C651E98DF25);
     let x = input(&mut b);
     let pool = PoolAttrs {
+        auto_pad: temblor_ir::AutoPad::NotSet,
         kernel: vec![3, 3],
         strides: vec![1, 1],
         dilations: vec![1, 1],

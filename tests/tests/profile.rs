@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use temblor_ir::{
     BinaryOp, ConvAttrs, DType, GraphOutput, Layout, Op, ResizeAttrs, ResizeCoordinate, ResizeMode,
-    ResizeNearest, Shape, TensorType, UnaryOp, ValueRef,
+    ResizeNearest, Shape, TensorType, UnaryOp, ValueRef, Weight,
 };
 use temblor_tests::builder::Builder;
 use temblor_tests::{output, read_numbers, real_model, shared, temblor};
@@ -391,6 +391,7 @@ fn nchw(c: usize, hw: usize) -> TensorType {
 
 fn conv(b: &mut Builder, name: &str, x: ValueRef, out: TensorType) -> ValueRef {
     let attrs = ConvAttrs {
+        auto_pad: temblor_ir::AutoPad::NotSet,
         activation: None,
         kernel: [1, 1],
         strides: [1, 1],
@@ -415,14 +416,15 @@ fn inferred_stages_follow_the_documented_rules() {
     let c1 = conv(&mut b, "c1", norm, nchw(4, 8));
     let c2 = conv(&mut b, "c2", c1, nchw(4, 4));
     let lat = conv(&mut b, "lat", c2, nchw(4, 4));
-    let resize = ResizeAttrs {
-        mode: ResizeMode::Nearest,
-        coordinate: ResizeCoordinate::Asymmetric,
-        nearest: ResizeNearest::Floor,
-        scales: Some(vec![1.0, 1.0, 2.0, 2.0]),
-        sizes: None,
-    };
-    let up = b.node("up", Op::Resize(resize), nchw(4, 8), &[lat]);
+    let resize = ResizeAttrs::new(
+        ResizeMode::Nearest,
+        ResizeCoordinate::Asymmetric,
+        ResizeNearest::Floor,
+    );
+    let roi = b.weight("roi", Weight::from_f32(vec![0], &[]), Layout::Any);
+    let scales = Weight::from_f32(vec![4], &[1.0, 1.0, 2.0, 2.0]);
+    let scales = b.weight("scales", scales, Layout::Any);
+    let up = b.node("up", Op::Resize(resize), nchw(4, 8), &[lat, roi, scales]);
     let side = conv(&mut b, "side", c1, nchw(4, 8));
     let cat = b.node("cat", Op::Concat { axis: 1 }, nchw(8, 8), &[up, side]);
     let h8 = conv(&mut b, "h8", cat, nchw(4, 8));

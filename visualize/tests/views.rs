@@ -62,6 +62,7 @@ fn layer(
 
 fn conv(kernel: usize) -> Op {
     Op::Conv(ConvAttrs {
+        auto_pad: temblor_ir::AutoPad::NotSet,
         activation: None,
         kernel: [kernel; 2],
         strides: [1, 1],

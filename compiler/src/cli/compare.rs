@@ -203,7 +203,7 @@ fn load(path: &Path, dims: &[(String, Vec<usize>)]) -> Result<Graph> {
 fn read(path: &Path, dims: &[(String, Vec<usize>)]) -> Result<Graph> {
     if package::is_package(path) {
         let mut g = package::load(path)?;
-        temblor_infer::fix_inputs(&mut g, dims)?;
+        temblor_infer::fix_inputs(&mut g, dims, temblor_infer::StaticDims::Keep)?;
         Ok(g)
     } else if path.is_dir() {
         Err(Error::bad_input(format!(

@@ -2,7 +2,7 @@ use std::path::{Path, PathBuf};
 use temblor_export::Target;
 use temblor_ir::{package, Error, Result, VerifyStatus};
 use temblor_pipeline::report;
-use temblor_pipeline::{Options, VerifyMode};
+use temblor_pipeline::{Options, StaticDims, VerifyMode};
 use temblor_precision::calibrators::Calibrator;
 use temblor_precision::PlanMode;
 use temblor_precision::{request::Request, Budget};
@@ -18,6 +18,10 @@ pub struct CompileArgs {
     /// Fix an input's dimensions, NAME:DIMS (e.g. x:1x3x640x640). Repeatable.
     #[arg(long = "input", value_name = "NAME:DIMS")]
     pub inputs: Vec<String>,
+    /// Let --input replace sizes the model declares static (a placeholder input size), then
+    /// re-infer every shape; a node that cannot take the new size is an error naming it.
+    #[arg(long)]
+    pub override_shapes: bool,
     /// Stop the optimizer after N applied rewrites, even within a pass (N and N-1 differ by
     /// exactly one rewrite, so bisecting finds the one that breaks a model).
     #[arg(long, value_name = "N")]
@@ -118,6 +122,11 @@ pub fn compile(args: &CompileArgs) -> Result<()> {
             _ => VerifyMode::Auto,
         },
         nms_prefilter: args.nms_prefilter,
+        static_dims: if args.override_shapes {
+            StaticDims::Override
+        } else {
+            StaticDims::Keep
+        },
         measure: !args.no_measure,
         precision: Request {
             mode: if args.plan.is_some() {

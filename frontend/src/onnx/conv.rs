@@ -1,9 +1,11 @@
-//! Conv, ConvTranspose (2-D only) and BatchNormalization. `auto_pad` and ConvTranspose's
-//! `output_shape` become explicit pads here, which needs the input's spatial extent unless the
-//! padding does not depend on it (VALID, stride 1, transposed SAME).
+//! Conv, ConvTranspose (2-D only) and BatchNormalization. `auto_pad` becomes explicit pads here
+//! where the padding does not depend on the input's extent (VALID, stride 1, transposed SAME);
+//! a strided SAME Conv keeps it as [`AutoPad`], for shape inference to resolve once the extents
+//! are known (and the kernel at run time otherwise). ConvTranspose's `output_shape` needs the
+//! input's extent at import.
 
 use super::ctx::{unlisted, Family, Mapped, NodeCtx};
-use temblor_ir::{ConvAttrs, ConvTransposeAttrs, Op};
+use temblor_ir::{AutoPad, ConvAttrs, ConvTransposeAttrs, Op};
 
 pub(super) const FAMILY: Family = Family {
     constant_inputs: &[],
@@ -91,40 +93,34 @@ fn spatial(ctx: &NodeCtx, why: &str) -> Result<[usize; 2], String> {
 
 fn conv(ctx: &NodeCtx) -> Result<Op, String> {
     let c = common(ctx)?;
-    let pads = match c.auto_pad.as_str() {
-        "NOTSET" => c.pads,
-        "VALID" => [0; 4],
-        mode @ ("SAME_UPPER" | "SAME_LOWER") => {
-            let mut pads = [0; 4];
-            for i in 0..2 {
-                let eff = (c.kernel[i].max(1) - 1)
-                    .saturating_mul(c.dilations[i])
-                    .saturating_add(1);
-                let total = if c.strides[i] == 1 {
-                    eff - 1
-                } else {
-                    let x = spatial(ctx, &format!("auto_pad {mode} with stride > 1"))?[i];
-                    let out = x.div_ceil(c.strides[i]);
-                    ((out.max(1) - 1)
-                        .saturating_mul(c.strides[i])
-                        .saturating_add(eff))
-                    .saturating_sub(x)
-                };
-                (pads[i], pads[i + 2]) = split_total(total, mode == "SAME_UPPER");
-            }
-            pads
+    let same = |auto_pad: AutoPad| {
+        let mut a = ConvAttrs {
+            activation: None,
+            kernel: c.kernel,
+            strides: c.strides,
+            dilations: c.dilations,
+            pads: [0; 4],
+            auto_pad,
+            group: c.group,
+            affine: None,
+        };
+        // At stride 1 the pads do not depend on the extent: any extent gives them.
+        if c.strides == [1, 1] {
+            a = a.resolved([1, 1]);
         }
+        a
+    };
+    let attrs = match c.auto_pad.as_str() {
+        "NOTSET" => ConvAttrs {
+            pads: c.pads,
+            ..same(AutoPad::NotSet)
+        },
+        "VALID" => same(AutoPad::NotSet),
+        "SAME_UPPER" => same(AutoPad::SameUpper),
+        "SAME_LOWER" => same(AutoPad::SameLower),
         m => return Err(format!("auto_pad '{m}' is not supported")),
     };
-    Ok(Op::Conv(ConvAttrs {
-        activation: None,
-        kernel: c.kernel,
-        strides: c.strides,
-        dilations: c.dilations,
-        pads,
-        group: c.group,
-        affine: None,
-    }))
+    Ok(Op::Conv(attrs))
 }
 
 fn conv_transpose(ctx: &NodeCtx) -> Result<Op, String> {

@@ -3,7 +3,7 @@
 //! share. The registry (`ops.rs`) imports the families; the families import only this.
 
 use super::attrs::Attrs;
-use temblor_ir::{DType, Graph, Op, ValueRef, Weight};
+use temblor_ir::{Graph, Op, ValueRef, Weight};
 
 /// What an op mapping may look at: the node's attributes and inputs, and the graph built so far.
 pub(super) struct NodeCtx<'a> {
@@ -74,24 +74,4 @@ pub(super) fn non_negative(v: &[i64], what: &str) -> Result<Vec<usize>, String> 
     v.iter()
         .map(|&x| usize::try_from(x).map_err(|_| format!("{what} holds {x}, expected >= 0")))
         .collect()
-}
-
-pub(super) fn floats(w: &Weight) -> Result<Vec<f32>, String> {
-    if let Some(v) = w.to_f32() {
-        return Ok(v);
-    }
-    if let Some(v) = w.to_i64() {
-        return Ok(v.into_iter().map(|x| x as f32).collect());
-    }
-    if w.dtype == DType::F64 {
-        return Ok(w
-            .data
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
-            .collect());
-    }
-    Err(format!(
-        "a {} constant cannot be read as numbers here",
-        w.dtype
-    ))
 }

@@ -1,8 +1,10 @@
 //! MaxPool, AveragePool (1-D to 3-D windows), GlobalAveragePool and GlobalMaxPool. `auto_pad`
-//! becomes explicit pads here, which needs the input's spatial extent unless the stride is 1.
+//! becomes explicit pads here where they do not depend on the input's extent (VALID, stride
+//! 1); a strided SAME window keeps it as [`AutoPad`], resolved by shape inference once the
+//! extents are known and by the kernel at run time otherwise.
 
 use super::ctx::{non_negative, unlisted, Family, Mapped, NodeCtx};
-use temblor_ir::{Op, PoolAttrs};
+use temblor_ir::{AutoPad, Op, PoolAttrs};
 
 pub(super) const FAMILY: Family = Family {
     constant_inputs: &[],
@@ -65,56 +67,26 @@ fn window(ctx: &NodeCtx) -> Result<PoolAttrs, String> {
     if kernel.contains(&0) || strides.contains(&0) || dilations.contains(&0) {
         return Err("kernel_shape, strides and dilations must be positive".into());
     }
-    let pads = match ctx.attrs.string("auto_pad", "NOTSET")?.as_str() {
-        "NOTSET" => per_axis(ctx, "pads", 2 * k, 0)?,
-        "VALID" => vec![0; 2 * k],
-        mode @ ("SAME_UPPER" | "SAME_LOWER") => {
-            same_pads(ctx, &kernel, &strides, &dilations, mode == "SAME_UPPER")?
-        }
+    let (pads, auto_pad) = match ctx.attrs.string("auto_pad", "NOTSET")?.as_str() {
+        "NOTSET" => (per_axis(ctx, "pads", 2 * k, 0)?, AutoPad::NotSet),
+        "VALID" => (vec![0; 2 * k], AutoPad::NotSet),
+        "SAME_UPPER" => (vec![0; 2 * k], AutoPad::SameUpper),
+        "SAME_LOWER" => (vec![0; 2 * k], AutoPad::SameLower),
         m => return Err(format!("auto_pad '{m}' is not supported")),
     };
-    Ok(PoolAttrs {
+    let attrs = PoolAttrs {
         kernel,
         strides,
         dilations,
         pads,
+        auto_pad,
         ceil_mode: ctx.attrs.int("ceil_mode", 0)? != 0,
         count_include_pad: false,
+    };
+    // At stride 1 SAME pads do not depend on the extent: any extent gives them.
+    Ok(if attrs.strides.iter().all(|&s| s == 1) {
+        attrs.resolved(&vec![1; k])
+    } else {
+        attrs
     })
-}
-
-/// SAME padding: the output extent is `ceil(input / stride)`; SAME_UPPER puts the odd pad at
-/// the end.
-fn same_pads(
-    ctx: &NodeCtx,
-    kernel: &[usize],
-    strides: &[usize],
-    dilations: &[usize],
-    upper: bool,
-) -> Result<Vec<usize>, String> {
-    let k = kernel.len();
-    let mut pads = vec![0; 2 * k];
-    for i in 0..k {
-        let eff = (kernel[i] - 1)
-            .saturating_mul(dilations[i])
-            .saturating_add(1);
-        let total = if strides[i] == 1 {
-            eff - 1
-        } else {
-            let input = ctx
-                .dims(0)
-                .filter(|d| d.len() == k + 2)
-                .map(|d| d[2 + i])
-                .ok_or("auto_pad SAME with stride > 1 needs the input's spatial extent, which is not known at import")?;
-            let out = input.div_ceil(strides[i]);
-            ((out.max(1) - 1) * strides[i] + eff).saturating_sub(input)
-        };
-        let small = total / 2;
-        (pads[i], pads[k + i]) = if upper {
-            (small, total - small)
-        } else {
-            (total - small, small)
-        };
-    }
-    Ok(pads)
 }

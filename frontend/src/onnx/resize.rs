@@ -1,10 +1,12 @@
-//! Resize, with its scales or sizes resolved to attributes.
+//! Resize 11 to 19. Its roi, scales and sizes stay operands (ports 1 to 3, as in ONNX): a model
+//! may compute them from other values' shapes, which shape inference and constant folding
+//! resolve once `--input` has fixed the input sizes, and the kernel reads at run time otherwise.
 
-use super::ctx::{floats, non_negative, unlisted, Family, Mapped, NodeCtx};
-use temblor_ir::{Op, ResizeAttrs, ResizeCoordinate, ResizeMode, ResizeNearest};
+use super::ctx::{unlisted, Family, Mapped, NodeCtx};
+use temblor_ir::{Op, ResizeAspect, ResizeAttrs, ResizeCoordinate, ResizeMode, ResizeNearest};
 
 pub(super) const FAMILY: Family = Family {
-    constant_inputs: &[("Resize", &[1, 2, 3])],
+    constant_inputs: &[],
     ops: &["Resize"],
     map,
 };
@@ -16,9 +18,6 @@ fn map(ctx: &NodeCtx) -> Result<Mapped, String> {
     }
 }
 
-/// Resize 11 and later: inputs X, roi, scales, sizes; one of scales and sizes is a non-empty
-/// constant. Opset 18's `axes` is expanded to every axis here; what the runtime does not
-/// implement (antialiasing, aspect-ratio policies, cubic) is refused rather than approximated.
 fn resize(ctx: &NodeCtx) -> Result<ResizeAttrs, String> {
     let a = &ctx.attrs;
     if ctx.opset < 11 {
@@ -27,28 +26,22 @@ fn resize(ctx: &NodeCtx) -> Result<ResizeAttrs, String> {
             ctx.opset
         ));
     }
-    if a.int("antialias", 0)? != 0 {
-        return Err("antialias is not supported".into());
-    }
-    let policy = a.string("keep_aspect_ratio_policy", "stretch")?;
-    if policy != "stretch" {
-        return Err(format!(
-            "keep_aspect_ratio_policy '{policy}' is not supported (stretch)"
-        ));
-    }
     let mode = match a.string("mode", "nearest")?.as_str() {
         "nearest" => ResizeMode::Nearest,
         "linear" => ResizeMode::Linear,
-        m => return Err(format!("mode '{m}' is not supported (nearest, linear)")),
+        "cubic" => ResizeMode::Cubic,
+        m => return Err(format!("mode '{m}' is not one of nearest, linear, cubic")),
     };
     let coordinate = match a
         .string("coordinate_transformation_mode", "half_pixel")?
         .as_str()
     {
         "half_pixel" => ResizeCoordinate::HalfPixel,
+        "half_pixel_symmetric" => ResizeCoordinate::HalfPixelSymmetric,
         "pytorch_half_pixel" => ResizeCoordinate::PytorchHalfPixel,
         "align_corners" => ResizeCoordinate::AlignCorners,
         "asymmetric" => ResizeCoordinate::Asymmetric,
+        "tf_crop_and_resize" => ResizeCoordinate::TfCropAndResize,
         m => {
             return Err(format!(
                 "coordinate_transformation_mode '{m}' is not supported"
@@ -62,60 +55,26 @@ fn resize(ctx: &NodeCtx) -> Result<ResizeAttrs, String> {
         "ceil" => ResizeNearest::Ceil,
         m => return Err(format!("nearest_mode '{m}' is not supported")),
     };
-    let nonempty = |i: usize| ctx.constant(i).filter(|w| w.element_count() > 0);
-    let (mut scales, mut sizes) = if let Some(w) = nonempty(3) {
-        let v = w
-            .to_i64()
-            .ok_or("input 3 ('sizes') is not an integer tensor")?;
-        (None, Some(non_negative(&v, "sizes")?))
-    } else if let Some(w) = nonempty(2) {
-        (Some(floats(w)?), None)
-    } else {
-        return Err("scales or sizes must be a non-empty constant input".into());
+    let aspect = match a.string("keep_aspect_ratio_policy", "stretch")?.as_str() {
+        "stretch" => ResizeAspect::Stretch,
+        "not_larger" => ResizeAspect::NotLarger,
+        "not_smaller" => ResizeAspect::NotSmaller,
+        m => {
+            return Err(format!(
+                "keep_aspect_ratio_policy '{m}' is not one of stretch, not_larger, not_smaller"
+            ))
+        }
     };
-    if let Some(axes) = a.ints("axes")? {
-        let dims = ctx
-            .dims(0)
-            .ok_or("the 'axes' attribute needs the input's shape, which is not known")?;
-        let full = |given: &[f64], keep: &dyn Fn(usize) -> f64| -> Result<Vec<f64>, String> {
-            if given.len() != axes.len() {
-                return Err(format!("{} values for {} axes", given.len(), axes.len()));
-            }
-            let mut out: Vec<f64> = (0..dims.len()).map(keep).collect();
-            for (&axis, &v) in axes.iter().zip(given) {
-                let r = dims.len() as i64;
-                let k = if axis < 0 { axis + r } else { axis };
-                if !(0..r).contains(&k) {
-                    return Err(format!("axis {axis} is out of range for rank {r}"));
-                }
-                out[k as usize] = v;
-            }
-            Ok(out)
-        };
-        if let Some(s) = &scales {
-            let given: Vec<f64> = s.iter().map(|&v| v as f64).collect();
-            scales = Some(
-                full(&given, &|_| 1.0)?
-                    .into_iter()
-                    .map(|v| v as f32)
-                    .collect(),
-            );
-        }
-        if let Some(s) = &sizes {
-            let given: Vec<f64> = s.iter().map(|&v| v as f64).collect();
-            sizes = Some(
-                full(&given, &|i| dims[i] as f64)?
-                    .into_iter()
-                    .map(|v| v as usize)
-                    .collect(),
-            );
-        }
+    if !ctx.present(2) && !ctx.present(3) {
+        return Err("neither scales (input 2) nor sizes (input 3) is given".into());
     }
     Ok(ResizeAttrs {
-        mode,
-        coordinate,
-        nearest,
-        scales,
-        sizes,
+        cubic_coeff_a: a.float("cubic_coeff_a", -0.75)?,
+        exclude_outside: a.int("exclude_outside", 0)? != 0,
+        extrapolation_value: a.float("extrapolation_value", 0.0)?,
+        antialias: a.int("antialias", 0)? != 0,
+        axes: a.ints("axes")?,
+        aspect,
+        ..ResizeAttrs::new(mode, coordinate, nearest)
     })
 }

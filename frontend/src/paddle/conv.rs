@@ -2,9 +2,10 @@
 //! conv2d_transpose, deformable_conv, batch_norm, pool2d, nearest/bilinear interp.
 
 use super::ctx::{Ctx, Family, Res};
+use super::movement;
 use temblor_ir::{
     ConvAttrs, ConvTransposeAttrs, DeformConvAttrs, Op, PoolAttrs, ResizeAttrs, ResizeCoordinate,
-    ResizeMode, ResizeNearest,
+    ResizeMode, ResizeNearest, ValueRef, Weight,
 };
 
 pub(super) const FAMILY: Family = Family {
@@ -165,6 +166,7 @@ fn conv(c: &mut Ctx) -> Res {
     let bias = c.opt_input("Bias")?;
     let id = c.node(
         Op::Conv(ConvAttrs {
+            auto_pad: temblor_ir::AutoPad::NotSet,
             kernel,
             strides,
             dilations,
@@ -271,6 +273,7 @@ fn pool(c: &mut Ctx) -> Res {
     let strides = pair(&c.attrs.ints_or("strides", &[1, 1])?, "strides")?;
     let pads = pads(c, ksize, strides, [1, 1])?;
     let attrs = PoolAttrs {
+        auto_pad: temblor_ir::AutoPad::NotSet,
         kernel: ksize.to_vec(),
         strides: strides.to_vec(),
         dilations: vec![1, 1],
@@ -314,32 +317,35 @@ fn interp(c: &mut Ctx) -> Res {
         true => c.attrs.floats("scale")?,
         false => Vec::new(),
     };
-    let (scales, sizes) = match scale.as_slice() {
-        [s] if *s > 0.0 => (Some(vec![1.0, 1.0, *s, *s]), None),
-        [h, w] if *h > 0.0 && *w > 0.0 => (Some(vec![1.0, 1.0, *h, *w]), None),
+    // Paddle resizes H and W: the operand gives those two axes.
+    let (port, operand) = match scale.as_slice() {
+        [s] if *s > 0.0 => (2, Weight::from_f32(vec![2], &[*s, *s])),
+        [h, w] if *h > 0.0 && *w > 0.0 => (2, Weight::from_f32(vec![2], &[*h, *w])),
         _ => {
             let (h, w) = (c.attrs.int_or("out_h", -1)?, c.attrs.int_or("out_w", -1)?);
             if h <= 0 || w <= 0 {
                 return Err("neither a scale nor out_h/out_w is given".into());
             }
-            (None, Some(vec![h as usize, w as usize]))
+            (3, Weight::from_i64(vec![2], &[h, w]))
         }
     };
-    let attrs = ResizeAttrs {
-        mode: if nearest {
-            ResizeMode::Nearest
-        } else {
-            ResizeMode::Linear
-        },
-        coordinate,
-        nearest: if align_corners {
-            ResizeNearest::RoundPreferCeil
-        } else {
-            ResizeNearest::Floor
-        },
-        scales,
-        sizes,
+    let mode = if nearest {
+        ResizeMode::Nearest
+    } else {
+        ResizeMode::Linear
     };
-    let y = c.add(Op::Resize(attrs), &[x]);
+    let rounding = if align_corners {
+        ResizeNearest::RoundPreferCeil
+    } else {
+        ResizeNearest::Floor
+    };
+    let attrs = ResizeAttrs {
+        axes: Some(vec![2, 3]),
+        ..ResizeAttrs::new(mode, coordinate, rounding)
+    };
+    let operand = movement::constant(c, operand);
+    let mut inputs = vec![Some(x), None, None, None];
+    inputs[port] = Some(operand);
+    let y = ValueRef::new(c.node(Op::Resize(attrs), &inputs, 1), 0);
     c.bind("Out", y)
 }

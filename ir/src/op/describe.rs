@@ -1,6 +1,8 @@
 //! The canonical attributes of each node's op as name/value pairs, for views and snapshots.
 
-use super::{Activation, LibOp, Op, SplitSizes};
+use super::{
+    Activation, AutoPad, LibOp, Op, ResizeAspect, ResizeCoordinate, ResizeMode, SplitSizes,
+};
 use crate::AttrValue;
 use crate::Node;
 
@@ -23,6 +25,9 @@ impl Node {
                     ("pads", ints(&a.pads)),
                     ("group", Int(a.group as i64)),
                 ];
+                if a.auto_pad != AutoPad::NotSet {
+                    v.push(("auto_pad", name(&a.auto_pad)));
+                }
                 if let Some(act) = &a.activation {
                     v.push(("activation", Str(act.name().to_string())));
                     v.extend(activation_params(act));
@@ -77,11 +82,21 @@ impl Node {
                     ("coordinate", name(&a.coordinate)),
                     ("nearest", name(&a.nearest)),
                 ];
-                if let Some(s) = &a.scales {
-                    v.push(("scales", AttrValue::Floats(s.clone())));
+                if a.mode == ResizeMode::Cubic {
+                    v.push(("cubic_coeff_a", Float(a.cubic_coeff_a)));
+                    v.push(("exclude_outside", flag(a.exclude_outside)));
                 }
-                if let Some(s) = &a.sizes {
-                    v.push(("sizes", ints(s)));
+                if a.coordinate == ResizeCoordinate::TfCropAndResize {
+                    v.push(("extrapolation_value", Float(a.extrapolation_value)));
+                }
+                if a.antialias {
+                    v.push(("antialias", flag(true)));
+                }
+                if let Some(axes) = &a.axes {
+                    v.push(("axes", Ints(axes.clone())));
+                }
+                if a.aspect != ResizeAspect::Stretch {
+                    v.push(("keep_aspect_ratio_policy", name(&a.aspect)));
                 }
                 v
             }
@@ -121,6 +136,9 @@ impl Node {
                     ("pads", ints(&a.pads)),
                     ("ceil_mode", flag(a.ceil_mode)),
                 ];
+                if a.auto_pad != AutoPad::NotSet {
+                    v.push(("auto_pad", name(&a.auto_pad)));
+                }
                 if matches!(self.op, Op::AveragePool(_)) {
                     v.push(("count_include_pad", flag(a.count_include_pad)));
                 }

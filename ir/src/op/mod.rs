@@ -4,14 +4,14 @@
 //! may compute at run time (a Reshape's shape, Slice bounds, Squeeze axes, a TopK's k) stay
 //! inputs, read by shape inference when they are constants and by the kernels always. The
 //! exceptions are operands every supported model gives as constants and that decide the op's
-//! structure (Clip bounds, Split sizes, Resize scales or sizes): those are attributes here,
-//! resolved by the frontend. Ops are grouped by family, and each family has one file in the
+//! structure (Clip bounds, Split sizes): those are attributes here, resolved by the frontend. Ops are grouped by family, and each family has one file in the
 //! frontend, in shape inference and in the CPU runtime.
 
 mod attrs;
 mod describe;
 mod elementwise;
 mod library;
+mod resize;
 
 pub use attrs::*;
 pub use elementwise::{BinaryOp, UnaryOp};
@@ -19,6 +19,7 @@ pub use library::{
     DistributeFpnAttrs, GenerateProposalsAttrs, LibOp, MatrixNmsAttrs, MulticlassNmsAttrs,
     YoloBoxAttrs,
 };
+pub use resize::ResizeAxis;
 
 use crate::AttrValue;
 use crate::DType;
@@ -48,6 +49,8 @@ pub enum Op {
     BatchNorm {
         epsilon: f32,
     },
+    /// Inputs: x, optional roi, optional scales (f32), optional sizes (int64); see
+    /// [`ResizeAttrs`].
     Resize(ResizeAttrs),
 
     // Elementwise family.
@@ -494,8 +497,8 @@ impl Op {
             Op::NonMaxSuppression { .. } => (2, 5),
             Op::DeformConv(_) => (3, 5),
             Op::DeformSample(_) => (2, 3),
-            Op::Resize(_)
-            | Op::Unary(_)
+            Op::Resize(_) => (1, 4),
+            Op::Unary(_)
             | Op::LeakyRelu { .. }
             | Op::HardSigmoid { .. }
             | Op::Clip { .. }

@@ -8,7 +8,7 @@ use super::{
 };
 use crate::RuntimeError;
 use crate::Tensor;
-use temblor_ir::{DType, Op, OpFamily};
+use temblor_ir::{AutoPad, ConvAttrs, DType, Op, OpFamily, PoolAttrs};
 
 pub(crate) fn execute(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
     if computes_in_f32(op) && args.ins.iter().flatten().any(|t| t.dtype() == DType::F16) {
@@ -75,7 +75,7 @@ fn dispatch(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
         ))),
 
         Op::Conv(a) => one(conv::conv(
-            a,
+            &explicit_conv_pads(a, x()?)?,
             [x()?, req(1)?],
             opt(2),
             opt(3),
@@ -93,7 +93,7 @@ fn dispatch(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
             let params = [req(1)?, req(2)?, req(3)?, req(4)?];
             one(norm::batch_norm(x()?, params, *epsilon)?)
         }
-        Op::Resize(a) => one(resize::resize(a, x()?)?),
+        Op::Resize(a) => one(resize::resize(a, x()?, [opt(1), opt(2), opt(3)])?),
 
         Op::Unary(u) => one(activation::unary(*u, x()?)?),
         Op::LeakyRelu { alpha } => one(activation::leaky_relu(x()?, *alpha)?),
@@ -129,8 +129,8 @@ fn dispatch(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
         Op::Pad { mode } => one(fill::pad(x()?, args, *mode)?),
         Op::NonZero => one(indexing::nonzero(x()?)?),
 
-        Op::MaxPool(a) => pool::max_pool(a, x()?, args.outputs > 1),
-        Op::AveragePool(a) => one(pool::average_pool(a, x()?)?),
+        Op::MaxPool(a) => pool::max_pool(&explicit_pool_pads(a, x()?), x()?, args.outputs > 1),
+        Op::AveragePool(a) => one(pool::average_pool(&explicit_pool_pads(a, x()?), x()?)?),
         Op::GlobalAveragePool => one(pool::global_average_pool(x()?)?),
         Op::GlobalMaxPool => one(pool::global_max_pool(x()?)?),
         Op::Reduce {
@@ -220,5 +220,25 @@ fn dispatch(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
         Op::Custom { domain, name, .. } => Err(RuntimeError::unsupported(format!(
             "custom op {domain}:{name} has no CPU kernel"
         ))),
+    }
+}
+
+/// A Conv's SAME pads computed for this run's input (a model compiled with dynamic extents);
+/// shape inference has made them explicit wherever the extents were known.
+fn explicit_conv_pads(a: &ConvAttrs, x: &Tensor) -> Result<ConvAttrs, RuntimeError> {
+    match (a.auto_pad, x.shape.as_slice()) {
+        (AutoPad::NotSet, _) => Ok(a.clone()),
+        (_, [_, _, h, w]) => Ok(a.resolved([*h, *w])),
+        (_, s) => Err(RuntimeError::bad_input(format!(
+            "Conv input has shape {s:?}, expected [N, C, H, W]"
+        ))),
+    }
+}
+
+/// A pool's SAME pads computed for this run's input, as [`explicit_conv_pads`].
+fn explicit_pool_pads(a: &PoolAttrs, x: &Tensor) -> PoolAttrs {
+    match a.auto_pad {
+        AutoPad::NotSet => a.clone(),
+        _ => a.resolved(x.shape.get(2..).unwrap_or(&[])),
     }
 }

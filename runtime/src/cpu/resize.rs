@@ -1,83 +1,108 @@
-//! Resize with ONNX semantics (opset 11+, as onnxruntime computes it): nearest over any axes
-//! with every coordinate transform and rounding mode; linear over the last two axes, the others
-//! kept as they are. With `scales` the output extent is `floor(in * scale)` and the coordinate
-//! transform divides by the given scale; with `sizes` the scale is `out / in`. Coordinates are
-//! computed in f32, as onnxruntime does, so that nearest picks the same pixel at ties.
+//! Resize with ONNX semantics (opset 11 to 19, as the spec's reference implementation computes
+//! it): nearest, linear and cubic over any axes, every coordinate transform (tf_crop_and_resize's
+//! roi and extrapolation value included), antialiasing, `axes` and the aspect-ratio policies.
+//! The roi, scales and sizes operands are read here, at run time, so a Resize whose sizes a model
+//! computes from another value's shape runs at any input size; [`ResizeAttrs::plan`] turns them
+//! into per-axis extents and scales, the same function shape inference uses.
+//!
+//! Linear and cubic are separable: one pass per resized axis, each output position a weighted sum
+//! of a few input positions along that axis (its taps). Coordinates are computed in f32, as
+//! onnxruntime does, so that nearest picks the same pixel at ties.
 
+use super::cast;
 use super::elementwise::build;
 use super::{dispatch, elements, f32s, strides, Element};
 use crate::RuntimeError;
 use crate::Tensor;
-use temblor_ir::{ResizeAttrs, ResizeCoordinate, ResizeMode, ResizeNearest};
+use temblor_ir::{ResizeAttrs, ResizeAxis, ResizeCoordinate, ResizeMode, ResizeNearest};
 
-/// Per axis: input extent, output extent, scale used by the coordinate transform.
-struct Axis {
-    input: usize,
-    output: usize,
-    scale: f32,
+/// A float operand's values; `None` when absent.
+fn floats<'a>(t: Option<&'a Tensor>, what: &str) -> Result<Option<&'a [f32]>, RuntimeError> {
+    t.map(|t| {
+        t.as_f32().ok_or_else(|| {
+            RuntimeError::bad_input(format!("{what} must be float32, got {}", t.dtype()))
+        })
+    })
+    .transpose()
 }
 
-fn axes(a: &ResizeAttrs, shape: &[usize]) -> Result<Vec<Axis>, RuntimeError> {
-    let count = |n: usize| {
-        if n == shape.len() {
-            Ok(())
-        } else {
-            Err(RuntimeError::bad_input(format!(
-                "{n} scales or sizes given for an input of rank {}",
-                shape.len()
-            )))
-        }
-    };
-    match (&a.scales, &a.sizes) {
-        (Some(scales), None) => {
-            count(scales.len())?;
-            shape
-                .iter()
-                .zip(scales)
-                .map(|(&input, &scale)| {
-                    if !(scale > 0.0 && scale.is_finite()) {
-                        return Err(RuntimeError::bad_input(format!(
-                            "scale {scale} is not a positive number"
-                        )));
-                    }
-                    let output = (input as f32 * scale).floor() as usize;
-                    Ok(Axis {
-                        input,
-                        output,
-                        scale,
-                    })
-                })
-                .collect()
-        }
-        (None, Some(sizes)) => {
-            count(sizes.len())?;
-            Ok(shape
-                .iter()
-                .zip(sizes)
-                .map(|(&input, &output)| Axis {
-                    input,
-                    output,
-                    scale: output as f32 / input as f32,
-                })
-                .collect())
-        }
-        _ => Err(RuntimeError::bad_input(
-            "exactly one of scales and sizes must be given",
-        )),
+pub(crate) fn resize(
+    a: &ResizeAttrs,
+    x: &Tensor,
+    [roi, scales, sizes]: [Option<&Tensor>; 3],
+) -> Result<Tensor, RuntimeError> {
+    let sizes = sizes
+        .map(|t| {
+            t.as_i64().ok_or_else(|| {
+                RuntimeError::bad_input(format!("sizes must be int64, got {}", t.dtype()))
+            })
+        })
+        .transpose()?;
+    let axes = a
+        .plan(
+            &x.shape,
+            floats(roi, "roi")?,
+            floats(scales, "scales")?,
+            sizes,
+        )
+        .map_err(RuntimeError::bad_input)?;
+    let shape: Vec<usize> = axes.iter().map(|ax| ax.output).collect();
+    if shape.contains(&0) {
+        return dispatch!(x.dtype(), T => Ok(Tensor { shape, data: T::wrap(Vec::new()) }));
+    }
+    if x.shape.contains(&0) {
+        return Err(RuntimeError::bad_input(format!(
+            "cannot resize the empty input {:?} to {shape:?}",
+            x.shape
+        )));
+    }
+    match a.mode {
+        ResizeMode::Nearest => dispatch!(x.dtype(), T => nearest::<T>(a, x, &axes, shape)),
+        ResizeMode::Linear | ResizeMode::Cubic => separable(a, x, &axes),
     }
 }
 
 /// The input coordinate that output position `x` maps to, before rounding or clamping.
-fn source(coordinate: ResizeCoordinate, x: usize, ax: &Axis) -> f32 {
+///
+/// align_corners and tf_crop_and_resize divide by the output's extent as the scale gives it
+/// (`scale * input`, fractional when scales are given), as the spec's reference does; for sizes
+/// that is the output extent itself.
+fn source(coordinate: ResizeCoordinate, x: usize, ax: &ResizeAxis) -> f32 {
     let x = x as f32;
+    let (input, output) = (ax.input as f32, ax.output as f32);
+    // f32 rounding of `scale * input` (sizes / input * input) must not move a coordinate that
+    // the reference, in f64, computes from the whole extent.
+    let scaled = match ax.scale * input {
+        s if (s - output).abs() <= 1e-3 => output,
+        s => s,
+    };
     match coordinate {
         ResizeCoordinate::HalfPixel => (x + 0.5) / ax.scale - 0.5,
+        ResizeCoordinate::HalfPixelSymmetric => {
+            // The output's extent as the scale gives it, against the whole pixels it has.
+            let adjustment = output / (ax.scale * input);
+            let offset = input / 2.0 * (1.0 - adjustment);
+            offset + (x + 0.5) / ax.scale - 0.5
+        }
         ResizeCoordinate::PytorchHalfPixel if ax.output > 1 => (x + 0.5) / ax.scale - 0.5,
         ResizeCoordinate::PytorchHalfPixel => 0.0,
-        ResizeCoordinate::AlignCorners if ax.output == 1 => 0.0,
-        ResizeCoordinate::AlignCorners => x * (ax.input as f32 - 1.0) / (ax.output as f32 - 1.0),
+        ResizeCoordinate::AlignCorners if scaled == 1.0 => 0.0,
+        ResizeCoordinate::AlignCorners => x * (input - 1.0) / (scaled - 1.0),
         ResizeCoordinate::Asymmetric => x / ax.scale,
+        ResizeCoordinate::TfCropAndResize => {
+            let (start, end) = ax.roi;
+            if scaled != 1.0 {
+                start * (input - 1.0) + x * (end - start) * (input - 1.0) / (scaled - 1.0)
+            } else {
+                0.5 * (start + end) * (input - 1.0)
+            }
+        }
     }
+}
+
+/// Whether coordinate `c` lies outside the input, where tf_crop_and_resize extrapolates.
+fn outside(coordinate: ResizeCoordinate, c: f32, input: usize) -> bool {
+    coordinate == ResizeCoordinate::TfCropAndResize && (c < 0.0 || c > (input - 1) as f32)
 }
 
 fn nearest_index(mode: ResizeNearest, c: f32, input: usize) -> usize {
@@ -91,39 +116,31 @@ fn nearest_index(mode: ResizeNearest, c: f32, input: usize) -> usize {
     (r.max(0.0) as usize).min(input - 1)
 }
 
-pub(crate) fn resize(a: &ResizeAttrs, x: &Tensor) -> Result<Tensor, RuntimeError> {
-    let axes = axes(a, &x.shape)?;
-    let shape: Vec<usize> = axes.iter().map(|ax| ax.output).collect();
-    if shape.contains(&0) {
-        return dispatch!(x.dtype(), T => Ok(Tensor { shape, data: T::wrap(Vec::new()) }));
-    }
-    if x.shape.contains(&0) {
-        return Err(RuntimeError::bad_input(format!(
-            "cannot resize the empty input {:?} to {shape:?}",
-            x.shape
-        )));
-    }
-    match a.mode {
-        ResizeMode::Nearest => dispatch!(x.dtype(), T => nearest::<T>(a, x, &axes, shape)),
-        ResizeMode::Linear => linear(a.coordinate, x, &axes, shape),
-    }
-}
-
 fn nearest<T: Element + Send + Sync>(
     a: &ResizeAttrs,
     x: &Tensor,
-    axes: &[Axis],
+    axes: &[ResizeAxis],
     shape: Vec<usize>,
 ) -> Result<Tensor, RuntimeError> {
     let v = elements::<T>(x, "input", x.dtype())?;
+    // The extrapolation value in the input's element type.
+    let fill = cast::cast(
+        &Tensor::f32(vec![1], vec![a.extrapolation_value]),
+        x.dtype(),
+    )?;
+    let fill = elements::<T>(&fill, "extrapolation value", x.dtype())?[0];
     let in_strides = strides(&x.shape);
-    // Per axis, the input offset each output position reads.
-    let offsets: Vec<Vec<usize>> = axes
+    // Per axis, the input offset each output position reads (`None`: extrapolated).
+    let offsets: Vec<Vec<Option<usize>>> = axes
         .iter()
         .zip(&in_strides)
         .map(|(ax, &st)| {
             (0..ax.output)
-                .map(|o| nearest_index(a.nearest, source(a.coordinate, o, ax), ax.input) * st)
+                .map(|o| {
+                    let c = source(a.coordinate, o, ax);
+                    (!outside(a.coordinate, c, ax.input))
+                        .then(|| nearest_index(a.nearest, c, ax.input) * st)
+                })
                 .collect()
         })
         .collect();
@@ -137,9 +154,9 @@ fn nearest<T: Element + Send + Sync>(
     let width = inner.len();
     // The input offset of the start of output row `r` (an index over the outer axes).
     let row_base = |mut r: usize| {
-        let mut base = 0;
+        let mut base = Some(0);
         for axis in outer.iter().rev() {
-            base += axis[r % axis.len()];
+            base = base.zip(axis[r % axis.len()]).map(|(b, o)| b + o);
             r /= axis.len();
         }
         base
@@ -149,8 +166,11 @@ fn nearest<T: Element + Send + Sync>(
         while at < range.end {
             let (row, col) = (at / width, at % width);
             let end = range.end.min((row + 1) * width);
-            let base = row_base(row);
-            sink.extend(inner[col..col + end - at].iter().map(|&o| v[base + o]));
+            let cols = &inner[col..col + end - at];
+            match row_base(row) {
+                Some(base) => sink.extend(cols.iter().map(|o| o.map_or(fill, |o| v[base + o]))),
+                None => sink.extend(cols.iter().map(|_| fill)),
+            }
             at = end;
         }
     });
@@ -160,66 +180,134 @@ fn nearest<T: Element + Send + Sync>(
     })
 }
 
-/// For each output position: the two input positions it lies between and their weights.
-fn taps(coordinate: ResizeCoordinate, ax: &Axis) -> Vec<(usize, usize, f32, f32)> {
-    (0..ax.output)
-        .map(|o| {
-            let c = source(coordinate, o, ax).clamp(0.0, (ax.input - 1) as f32);
-            let i0 = (c as usize).min(ax.input - 1);
-            let i1 = (i0 + 1).min(ax.input - 1);
-            let w1 = c - i0 as f32;
-            (i0, i1, 1.0 - w1, w1)
-        })
-        .collect()
+/// Keys' cubic convolution kernel with coefficient `a`, at distance `x`.
+fn cubic(a: f32, x: f32) -> f32 {
+    let x = x.abs();
+    let (x2, x3) = (x * x, x * x * x);
+    if x <= 1.0 {
+        (a + 2.0) * x3 - (a + 3.0) * x2 + 1.0
+    } else if x < 2.0 {
+        a * x3 - 5.0 * a * x2 + 8.0 * a * x - 4.0 * a
+    } else {
+        0.0
+    }
 }
 
-fn linear(
-    coordinate: ResizeCoordinate,
-    x: &Tensor,
-    axes: &[Axis],
-    shape: Vec<usize>,
-) -> Result<Tensor, RuntimeError> {
-    let v = f32s(x, "input")?;
-    let r = axes.len();
-    let lead = r.saturating_sub(2);
-    if let Some(ax) = axes[..lead]
-        .iter()
-        .find(|ax| ax.output != ax.input || (ax.scale != 1.0 && ax.input != 1))
-    {
-        return Err(RuntimeError::unsupported(format!(
-            "linear resize of a leading axis ({} to {} by scale {}); only the last two axes \
-             can be interpolated",
-            ax.input, ax.output, ax.scale
-        )));
-    }
-    let unit = Axis {
-        input: 1,
-        output: 1,
-        scale: 1.0,
-    };
-    let (ah, aw) = match r {
-        0 => (&unit, &unit),
-        1 => (&unit, &axes[0]),
-        _ => (&axes[r - 2], &axes[r - 1]),
-    };
-    let (ty, tx) = (taps(coordinate, ah), taps(coordinate, aw));
-    let (in_plane, out_plane) = (ah.input * aw.input, ah.output * aw.output);
-    let planes = v.len() / in_plane;
-    let width = aw.output;
-    // Output rows in parallel chunks: row `row` is row `row % oh` of plane `row / oh`.
-    let out = build(planes * out_plane, |range, sink| {
-        let mut at = range.start;
-        while at < range.end {
-            let (row, col) = (at / width, at % width);
-            let end = range.end.min((row + 1) * width);
-            let (p, (y0, y1, wy0, wy1)) = (row / ah.output, ty[row % ah.output]);
-            let src = &v[p * in_plane..(p + 1) * in_plane];
-            let (r0, r1) = (&src[y0 * aw.input..], &src[y1 * aw.input..]);
-            sink.extend(tx[col..col + end - at].iter().map(|&(x0, x1, wx0, wx1)| {
-                wy0 * (wx0 * r0[x0] + wx1 * r0[x1]) + wy1 * (wx0 * r1[x0] + wx1 * r1[x1])
-            }));
-            at = end;
+/// One axis of a linear or cubic resize: each output position reads `n` input positions.
+struct Taps {
+    n: usize,
+    /// Per output position, `n` input positions (clamped to the input: edges repeat).
+    index: Vec<usize>,
+    weight: Vec<f32>,
+    /// Per output position: extrapolated (tf_crop_and_resize outside the input).
+    outside: Vec<bool>,
+}
+
+impl Taps {
+    fn new(a: &ResizeAttrs, ax: &ResizeAxis) -> Taps {
+        // Antialiasing stretches the filter by 1 / scale when downscaling, as the reference's
+        // `_linear_coeffs_antialias` and `_cubic_coeffs_antialias` do; otherwise the filter has
+        // its own support (2 taps linear, 4 cubic).
+        let s = if a.antialias { ax.scale.min(1.0) } else { 1.0 };
+        let (support, kernel): (f32, &dyn Fn(f32) -> f32) = match a.mode {
+            ResizeMode::Cubic => (2.0, &|d| cubic(a.cubic_coeff_a, d)),
+            _ => (1.0, &|d: f32| (1.0 - d.abs()).max(0.0)),
+        };
+        let first = (-support / s).floor() as i64 + 1;
+        let n = (2 - 2 * first) as usize;
+        let mut taps = Taps {
+            n,
+            index: Vec::with_capacity(ax.output * n),
+            weight: Vec::with_capacity(ax.output * n),
+            outside: Vec::with_capacity(ax.output),
+        };
+        let last = ax.input as i64 - 1;
+        for o in 0..ax.output {
+            let c = source(a.coordinate, o, ax);
+            taps.outside.push(outside(a.coordinate, c, ax.input));
+            let base = c.floor();
+            let ratio = c - base;
+            let base = base as i64;
+            let at = taps.weight.len();
+            for i in first..first + n as i64 {
+                let p = base + i;
+                let excluded = a.exclude_outside && !(0..=last).contains(&p);
+                let w = if excluded {
+                    0.0
+                } else {
+                    kernel((i as f32 - ratio) * s)
+                };
+                taps.index.push(p.clamp(0, last) as usize);
+                taps.weight.push(w);
+            }
+            if a.antialias || a.exclude_outside {
+                let sum: f32 = taps.weight[at..].iter().sum();
+                if sum != 0.0 {
+                    taps.weight[at..].iter_mut().for_each(|w| *w /= sum);
+                }
+            }
         }
-    });
-    Ok(Tensor::f32(shape, out))
+        taps
+    }
+
+    /// Whether every output position reads its own input position alone: the axis is kept.
+    fn identity(&self) -> bool {
+        self.outside.iter().all(|&o| !o)
+            && (0..self.outside.len()).all(|o| {
+                let (idx, w) = (
+                    &self.index[o * self.n..(o + 1) * self.n],
+                    &self.weight[o * self.n..(o + 1) * self.n],
+                );
+                idx.iter()
+                    .zip(w)
+                    .all(|(&i, &w)| w == 0.0 || (i == o && w == 1.0))
+            })
+    }
+}
+
+/// Linear or cubic: one pass per axis whose taps are not the identity, innermost first.
+fn separable(a: &ResizeAttrs, x: &Tensor, axes: &[ResizeAxis]) -> Result<Tensor, RuntimeError> {
+    let mut shape = x.shape.clone();
+    let mut values: Option<Vec<f32>> = None;
+    for (k, ax) in axes.iter().enumerate().rev() {
+        let taps = Taps::new(a, ax);
+        if ax.input == ax.output && taps.identity() {
+            continue;
+        }
+        let v = match &values {
+            Some(v) => v.as_slice(),
+            None => f32s(x, "input")?,
+        };
+        let inner: usize = shape[k + 1..].iter().product();
+        let out = pass(v, &taps, ax, inner, a.extrapolation_value);
+        shape[k] = ax.output;
+        values = Some(out);
+    }
+    let values = match values {
+        Some(v) => v,
+        None => f32s(x, "input")?.to_vec(),
+    };
+    Ok(Tensor::f32(shape, values))
+}
+
+/// Resizes the middle axis of `v` seen as `[outer, input, inner]` to `[outer, output, inner]`.
+fn pass(v: &[f32], taps: &Taps, ax: &ResizeAxis, inner: usize, fill: f32) -> Vec<f32> {
+    let outer = v.len() / (ax.input * inner);
+    build(outer * ax.output * inner, |range, sink| {
+        sink.extend(range.map(|e| {
+            let (i, j) = (e % inner, (e / inner) % ax.output);
+            if taps.outside[j] {
+                return fill;
+            }
+            let plane = e / (inner * ax.output) * ax.input;
+            let (idx, w) = (
+                &taps.index[j * taps.n..(j + 1) * taps.n],
+                &taps.weight[j * taps.n..(j + 1) * taps.n],
+            );
+            idx.iter()
+                .zip(w)
+                .map(|(&p, &w)| w * v[(plane + p) * inner + i])
+                .sum()
+        }))
+    })
 }
