@@ -46,8 +46,8 @@ pub(super) fn load(path: &Path) -> Result<Graph> {
 pub enum Binding {
     /// Every graph input is fed at run time, as onnxruntime's backend test runner feeds it.
     RunTime,
-    /// The inputs that feed operands temblor needs as constants (Clip bounds, Resize scales,
-    /// ...) become initializers; the others are fed at run time.
+    /// The inputs that feed operands temblor needs as constants (Dropout's training mode,
+    /// Resize scales, ...) become initializers; the others are fed at run time.
     Initializers,
 }
 
