@@ -85,6 +85,37 @@ onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), r"{
     assert!(err.contains("Softsign") && err.contains("soft"), "{err}");
 }
 
+/// Dropout in training mode drops elements at random: refused at import, naming the node and
+/// the op, unless its ratio is a constant 0 (every element kept, so inference).
+#[test]
+fn training_dropout_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("dropout.onnx");
+    let script = format!(
+        r#"
+import onnx
+from onnx import helper, TensorProto as T
+x = helper.make_tensor_value_info("x", T.FLOAT, [1, 3, 4, 4])
+y = helper.make_tensor_value_info("y", T.FLOAT, [1, 3, 4, 4])
+inits = [
+    helper.make_tensor("ratio", T.FLOAT, [], [0.5]),
+    helper.make_tensor("train", T.BOOL, [], [True]),
+]
+nodes = [helper.make_node("Dropout", ["x", "ratio", "train"], ["y"], name="drop")]
+g = helper.make_graph(nodes, "g", [x], [y], inits)
+onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), r"{}")
+"#,
+        model.display()
+    );
+    let (code, _, err) = output(std::process::Command::new(python()).args(["-c", &script]));
+    assert_eq!(code, 0, "{err}");
+    let err = compile_fails(&model);
+    assert!(
+        err.contains("'drop'") && err.contains("Dropout") && err.contains("training mode"),
+        "{err}"
+    );
+}
+
 /// An unknown op does not stop `inspect` or the parse view; `run` refuses the model with the
 /// same one message as `compile`.
 #[test]

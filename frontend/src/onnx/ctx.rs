@@ -58,8 +58,8 @@ impl From<Op> for Mapped {
 pub(super) struct Family {
     pub ops: &'static [&'static str],
     /// Per op type, the input ports that must be constants because the IR holds them as
-    /// attributes (Clip's bounds). A model that computes them is refused with a clear error;
-    /// `temblor conformance --bind-inputs` binds such inputs of a test case as
+    /// attributes (Dropout's training mode). A model that computes them is refused with a clear
+    /// error; `temblor conformance --bind-inputs` binds such inputs of a test case as
     /// initializers.
     pub constant_inputs: &'static [(&'static str, &'static [usize])],
     pub map: fn(&NodeCtx) -> Result<Mapped, String>,

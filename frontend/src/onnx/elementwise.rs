@@ -7,7 +7,7 @@ use temblor_ir::{BinaryOp, DType, Op, UnaryOp, Weight};
 use temblor_runtime::f16;
 
 pub(super) const FAMILY: Family = Family {
-    constant_inputs: &[("Clip", &[1, 2]), ("Dropout", &[2])],
+    constant_inputs: &[("Dropout", &[2])],
     ops: &[
         "Identity",
         "Dropout",
@@ -129,8 +129,8 @@ fn binary(op_type: &str) -> Option<BinaryOp> {
     .find(|b| b.name() == op_type)
 }
 
-/// Variadic Min/Max/Sum: one input is the identity, two a binary op. A node cannot expand into
-/// a chain, so three or more inputs are refused.
+/// Variadic Min/Max/Sum: one input is the identity, two a binary op; three or more import as a
+/// chain (expand.rs).
 fn variadic(ctx: &NodeCtx) -> Result<Op, String> {
     let op = match ctx.op_type {
         "Min" => BinaryOp::Min,
@@ -139,34 +139,46 @@ fn variadic(ctx: &NodeCtx) -> Result<Op, String> {
         _ => return Err(unlisted(ctx)),
     };
     match ctx.inputs.len() {
+        0 => Err(format!("{} needs at least one input", ctx.op_type)),
         1 => Ok(Op::Unary(UnaryOp::Identity)),
-        2 => Ok(Op::Binary(op)),
-        n => Err(format!(
-            "{} of {n} inputs is not supported (only 1 or 2)",
-            ctx.op_type
-        )),
+        _ => Ok(Op::Binary(op)),
     }
 }
 
-/// Inference Dropout passes its input through; the mask output and training mode are refused.
-/// The `is_test` attribute of opsets before 7 is ignored, as inference runtimes do.
+/// Inference Dropout passes its input through (its mask output, all true, is expand.rs's).
 fn dropout(ctx: &NodeCtx) -> Result<Op, String> {
-    if ctx.n_outputs > 1 {
-        return Err("the mask output is not supported (inference only)".into());
-    }
-    if ctx.present(2) {
-        let w = ctx.constant(2).ok_or(
-            "input 2 ('training_mode') is computed at run time; only a constant false is supported",
-        )?;
-        if w.dtype != DType::Bool || w.data.iter().any(|&b| b != 0) {
-            return Err("training mode is not supported (inference only)".into());
-        }
-    }
+    dropout_at_inference(ctx)?;
     Ok(Op::Unary(UnaryOp::Identity))
 }
 
-/// Clip bounds: attributes before opset 11, constant scalar inputs since. An absent bound is the
-/// IR's finite stand-in for unbounded; a bound outside the f32 range is unbounded too.
+/// Refuses a Dropout in training mode. The `is_test` attribute of opsets before 7 is ignored, as
+/// inference runtimes do. Training with ratio 0 keeps every element, so it is inference too.
+pub(super) fn dropout_at_inference(ctx: &NodeCtx) -> Result<(), String> {
+    if !ctx.present(2) {
+        return Ok(());
+    }
+    let w = ctx
+        .constant(2)
+        .ok_or("input 2 ('training_mode') is computed at run time; only a constant is supported")?;
+    if w.dtype != DType::Bool || w.data.iter().all(|&b| b == 0) {
+        return Ok(());
+    }
+    let ratio = match ctx.constant(1) {
+        Some(r) if r.element_count() == 1 => scalar(r),
+        _ => None,
+    };
+    if ratio == Some(0.0) {
+        return Ok(());
+    }
+    Err(
+        "training mode with a ratio other than a constant 0 is not supported (inference only)"
+            .into(),
+    )
+}
+
+/// Clip bounds: attributes before opset 11, constant scalar inputs since (bounds computed at run
+/// time expand to Max and Min, expand.rs). An absent bound is the IR's finite stand-in for
+/// unbounded; a bound outside the f32 range is unbounded too.
 fn clip(ctx: &NodeCtx) -> Result<Op, String> {
     let (min, max) = if ctx.opset < 11 {
         (

@@ -9,6 +9,7 @@ mod conv;
 mod ctx;
 mod detection;
 mod elementwise;
+mod expand;
 mod linalg;
 mod movement;
 mod ops;
@@ -45,8 +46,8 @@ pub(super) fn load(path: &Path) -> Result<Graph> {
 pub enum Binding {
     /// Every graph input is fed at run time, as onnxruntime's backend test runner feeds it.
     RunTime,
-    /// The inputs that feed operands temblor needs as constants (Clip bounds, Resize scales,
-    /// ...) become initializers; the others are fed at run time.
+    /// The inputs that feed operands temblor needs as constants (Dropout's training mode,
+    /// Resize scales, ...) become initializers; the others are fed at run time.
     Initializers,
 }
 
@@ -355,6 +356,7 @@ impl<'m> Importer<'m> {
             declared,
         };
         self.add_node(n, name, prov, op, &inputs, &outputs)
+            .map(drop)
     }
 
     /// The values a node reads, `None` for an omitted optional input.
@@ -403,6 +405,9 @@ impl<'m> Importer<'m> {
             n_outputs: outputs.len(),
             g: &self.g,
         };
+        if let Some(expansion) = expand::expansion(&ctx)? {
+            return self.add_expansion(n, &name, prov, &inputs, &outputs, expansion);
+        }
         let mapped = ops::map(&ctx)?;
         for (port, weight) in mapped.operands {
             let value_name = format!("{name}_operand{port}");
@@ -435,6 +440,63 @@ impl<'m> Importer<'m> {
             &inputs[..max.min(inputs.len())],
             &outputs[..count],
         )
+        .map(drop)
+    }
+
+    /// Adds the IR nodes of an expanded ONNX node: the last step keeps the node's name, earlier
+    /// ones get numbered names, and every step carries the node's provenance.
+    fn add_expansion(
+        &mut self,
+        n: &NodeProto,
+        name: &str,
+        prov: Provenance,
+        inputs: &[Option<ValueRef>],
+        outputs: &[&str],
+        expansion: expand::Expansion,
+    ) -> Result<(), String> {
+        let last = expansion.steps.len() - 1;
+        let mut made: Vec<NodeId> = Vec::with_capacity(expansion.steps.len());
+        for (k, step) in expansion.steps.into_iter().enumerate() {
+            let step_inputs = step
+                .inputs
+                .iter()
+                .map(|&src| match src {
+                    expand::Src::Input(i) => inputs
+                        .get(i)
+                        .copied()
+                        .flatten()
+                        .map(Some)
+                        .ok_or_else(|| format!("required input {i} is missing")),
+                    expand::Src::Step { step, port } => Ok(Some(ValueRef::new(made[step], port))),
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            let step_name = if k == last {
+                name.to_string()
+            } else {
+                self.names.unique(&format!("{name}_{k}"))
+            };
+            let value_names: Vec<String> = (0..step.op.max_outputs())
+                .map(|port| {
+                    let onnx = expansion.outputs.iter().position(|o| {
+                        matches!(*o, expand::Src::Step { step, port: p } if step == k && p == port)
+                    });
+                    match onnx.and_then(|i| outputs.get(i)) {
+                        Some(o) => o.to_string(),
+                        None => format!("{step_name}_out{port}"),
+                    }
+                })
+                .collect();
+            let value_names: Vec<&str> = value_names.iter().map(String::as_str).collect();
+            made.push(self.add_node(
+                n,
+                step_name,
+                prov.clone(),
+                step.op,
+                &step_inputs,
+                &value_names,
+            )?);
+        }
+        Ok(())
     }
 
     /// Adds the node of `op`, connects `inputs` port by port and defines `outputs` (an empty name
@@ -448,7 +510,7 @@ impl<'m> Importer<'m> {
         op: Op,
         inputs: &[Option<ValueRef>],
         outputs: &[&str],
-    ) -> Result<(), String> {
+    ) -> Result<NodeId, String> {
         let placeholder = TensorType::new(DType::F32, Shape::default());
         let infos = outputs
             .iter()
@@ -473,7 +535,7 @@ impl<'m> Importer<'m> {
             }
         }
         self.tag_layouts(id);
-        Ok(())
+        Ok(id)
     }
 
     /// The static extents of an ONNX value, when the model declares them or it is a graph input

@@ -1,6 +1,6 @@
 //! ONNX node -> canonical op: the registry of op families. Each family file maps the op types
 //! it lists; Constant is not among them (the importer turns it into a weight). Operands the IR
-//! keeps as attributes (Clip bounds, Resize scales or sizes, Split sizes) must be constants; the
+//! keeps as attributes (Resize scales or sizes, Split sizes) must be constants; the
 //! importer connects only the ports the op's arity allows, leaving those Constant nodes unused.
 //! Operands that older opsets gave as attributes (Squeeze axes before 13, ...) come back as
 //! [`Mapped::operands`] and become Constant nodes, so the IR has one form per op.
