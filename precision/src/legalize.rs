@@ -197,7 +197,10 @@ fn to_half(g: &mut Graph, order: &[NodeId], fp16: &HashSet<NodeId>) {
     for &id in order {
         for (port, v) in g.inputs_of(id).into_iter().enumerate() {
             let Some(v) = v else { continue };
-            if fp16.contains(&v.node) || g.value_type(v).dtype != DType::F32 {
+            if fp16.contains(&v.node)
+                || g.value_type(v).dtype != DType::F32
+                || stays_f32(&g.node(id).op, port)
+            {
                 continue;
             }
             let half = match g.node(v.node).op {
@@ -241,6 +244,12 @@ fn to_half(g: &mut Graph, order: &[NodeId], fp16: &HashSet<NodeId>) {
             }
         }
     }
+}
+
+/// Operands that say how an op computes rather than what it computes on, and which ONNX types
+/// as float whatever the data is: Resize's roi and scales.
+fn stays_f32(op: &Op, port: usize) -> bool {
+    matches!(op, Op::Resize(_)) && port >= 1
 }
 
 /// An f16 copy of the f32 constant behind `v`.

@@ -317,16 +317,18 @@ fn interp(c: &mut Ctx) -> Res {
         true => c.attrs.floats("scale")?,
         false => Vec::new(),
     };
-    // Paddle resizes H and W: the operand gives those two axes.
-    let (port, operand) = match scale.as_slice() {
-        [s] if *s > 0.0 => (2, Weight::from_f32(vec![2], &[*s, *s])),
-        [h, w] if *h > 0.0 && *w > 0.0 => (2, Weight::from_f32(vec![2], &[*h, *w])),
+    // Paddle resizes H and W of an NCHW map: scales cover every axis, as paddle2onnx writes
+    // them (so the twins' graphs agree), and sizes, whose N and C may be known only at run
+    // time, the two axes `axes` names.
+    let (port, operand, axes) = match scale.as_slice() {
+        [s] if *s > 0.0 => (2, Weight::from_f32(vec![4], &[1.0, 1.0, *s, *s]), None),
+        [h, w] if *h > 0.0 && *w > 0.0 => (2, Weight::from_f32(vec![4], &[1.0, 1.0, *h, *w]), None),
         _ => {
             let (h, w) = (c.attrs.int_or("out_h", -1)?, c.attrs.int_or("out_w", -1)?);
             if h <= 0 || w <= 0 {
                 return Err("neither a scale nor out_h/out_w is given".into());
             }
-            (3, Weight::from_i64(vec![2], &[h, w]))
+            (3, Weight::from_i64(vec![2], &[h, w]), Some(vec![2, 3]))
         }
     };
     let mode = if nearest {
@@ -340,7 +342,7 @@ fn interp(c: &mut Ctx) -> Res {
         ResizeNearest::Floor
     };
     let attrs = ResizeAttrs {
-        axes: Some(vec![2, 3]),
+        axes,
         ..ResizeAttrs::new(mode, coordinate, rounding)
     };
     let operand = movement::constant(c, operand);

@@ -4,7 +4,7 @@
 //! activation into a conv never changes a result; `tests/conv_epilogue.rs` checks that bit for bit.
 
 use super::isa::Isa;
-use super::math::exp_f32;
+use super::math::{exp_f32, tanh_f32};
 use temblor_ir::{Activation, Affine};
 
 #[inline(always)]
@@ -51,7 +51,7 @@ fn softplus(x: f32) -> f32 {
 
 #[inline(always)]
 pub(crate) fn mish(x: f32) -> f32 {
-    x * softplus(x).tanh()
+    x * tanh_f32(softplus(x))
 }
 
 #[inline(always)]
