@@ -1,6 +1,6 @@
 """Steady-state latency of two temblor binaries, before and after a change, side by side.
 
-    python scripts/bench_ab.py BEFORE AFTER [--threads 2] [--pairs 6] [--iters 40]
+    python scripts/bench_ab.py BEFORE AFTER [--threads 2] [--pairs 6] [--iters 40] [--zoo]
 
 Each binary compiles the real models itself (its own package format), then `temblor bench
 PACKAGE --json` runs alternately for each binary, `--pairs` times, in fresh processes (the order
@@ -27,6 +27,14 @@ CASES = [
     ("PP-OCRv4 det 640 (ONNX)", MODELS / "ppocrv4_det_onnx/ch_PP-OCRv4_det_infer.onnx",
      "x:1x3x640x640"),
     ("PicoDet COCO 416 (Paddle)", MODELS / "picodet_coco_paddle", "image:1x3x416x416"),
+    # The second zoo's models, which temblor was not tuned on ("--zoo").
+]
+ZOO = [
+    ("open_nsfw NHWC 224 (Keras)", MODELS / "open_nsfw_nhwc_onnx/open_nsfw.onnx",
+     "input_0:1x224x224x3"),
+    ("YOLOv8n nudenet 320", MODELS / "yolov8n_nudenet_onnx/320n.onnx", "images:1x3x320x320"),
+    ("orinet 320", MODELS / "orinet_orient_onnx/orientation_orinet_fp32.onnx", "x:1x3x320x320"),
+    ("YOLO11s-seg 640", MODELS / "yolo11seg_slider_onnx/slider.onnx", None),
 ]
 
 
@@ -37,17 +45,19 @@ def main():
     ap.add_argument("--threads", default="2")
     ap.add_argument("--pairs", type=int, default=6)
     ap.add_argument("--iters", type=int, default=40)
+    ap.add_argument("--zoo", action="store_true", help="the second zoo instead of the tuned set")
     args = ap.parse_args()
     sides = {"before": args.before, "after": args.after}
     print(f"| model | threads | before p50 (ms) | after p50 (ms) | after / before "
           f"| before range | after range |")
     print("|---|---|---:|---:|---:|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
-        for label, model, dims in CASES:
+        for label, model, dims in ZOO if args.zoo else CASES:
             packages = {}
             for side, binary in sides.items():
                 packages[side] = Path(tmp) / f"{side}-{len(packages)}-{model.stem}.temblor"
-                subprocess.run([binary, "compile", model, "--input", dims, "--no-measure",
+                given = ["--input", dims] if dims else []
+                subprocess.run([binary, "compile", model, *given, "--no-measure",
                                 "-o", packages[side]], check=True, capture_output=True)
             p50 = {side: [] for side in sides}
             for i in range(args.pairs):
