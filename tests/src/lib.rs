@@ -95,6 +95,52 @@ pub fn ort_reference(model: &Path, inputs: &[(&str, PathBuf)], out_dir: &Path) {
     assert_eq!(code, 0, "onnxruntime reference failed: {err}");
 }
 
+/// One graph output, temblor's values beside onnxruntime's (written to `path`).
+pub struct Compared {
+    pub path: PathBuf,
+    pub ours: Vec<f32>,
+    pub theirs: Vec<f32>,
+}
+
+/// Runs `target` (a package or a model) with `temblor run` and `model` with onnxruntime on the
+/// same inputs, and pairs every output onnxruntime wrote with temblor's (shapes checked equal,
+/// at least one output); the caller judges the values by its own tolerance.
+pub fn run_both(
+    target: &Path,
+    model: &Path,
+    inputs: &[(&str, PathBuf)],
+    dir: &Path,
+) -> Vec<Compared> {
+    let (ours, theirs) = (dir.join("temblor_out"), dir.join("ort_out"));
+    let _ = std::fs::remove_dir_all(&ours);
+    let _ = std::fs::remove_dir_all(&theirs);
+    std::fs::create_dir_all(&theirs).unwrap();
+    let mut cmd = temblor();
+    cmd.arg("run").arg(target).arg("-o").arg(&ours);
+    for (name, path) in inputs {
+        cmd.arg("--input").arg(format!("{name}={}", path.display()));
+    }
+    let (code, _, err) = output(&mut cmd);
+    assert_eq!(code, 0, "run failed: {err}");
+    ort_reference(model, inputs, &theirs);
+    let compared: Vec<Compared> = std::fs::read_dir(&theirs)
+        .unwrap()
+        .map(|entry| {
+            let path = entry.unwrap().path();
+            let mine = ours.join(path.file_name().unwrap());
+            let ((shape_a, a), (shape_b, b)) = (read_f32(&mine), read_f32(&path));
+            assert_eq!(shape_a, shape_b, "{}: shapes differ", mine.display());
+            Compared {
+                path,
+                ours: a,
+                theirs: b,
+            }
+        })
+        .collect();
+    assert!(!compared.is_empty(), "onnxruntime wrote no outputs");
+    compared
+}
+
 /// An f32 .npy file as (shape, values).
 pub fn read_f32(path: &Path) -> (Vec<usize>, Vec<f32>) {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

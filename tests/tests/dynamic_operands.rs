@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use temblor_tests::{ort_reference, output, python, read_f32, rel_l2, temblor};
+use temblor_tests::{output, python, rel_l2, run_both, temblor};
 
 /// Runs `script` with the test environment's python: it writes `model.onnx` and the inputs of
 /// two sizes (`<name>_<k>.npy`) into the directory given as its argument.
@@ -17,25 +17,9 @@ fn make(script: &str, dir: &Path) {
 /// Runs `target` with temblor and `model` with onnxruntime on `inputs`; every output within
 /// relative L2 1e-5.
 fn assert_matches(target: &Path, model: &Path, inputs: &[(&str, PathBuf)], dir: &Path) {
-    let (ours, theirs) = (dir.join("temblor_out"), dir.join("ort_out"));
-    let _ = std::fs::remove_dir_all(&ours);
-    let _ = std::fs::remove_dir_all(&theirs);
-    std::fs::create_dir_all(&theirs).unwrap();
-    let mut cmd = temblor();
-    cmd.arg("run").arg(target).arg("-o").arg(&ours);
-    for (name, path) in inputs {
-        cmd.arg("--input").arg(format!("{name}={}", path.display()));
-    }
-    let (code, _, err) = output(&mut cmd);
-    assert_eq!(code, 0, "run failed: {err}");
-    ort_reference(model, inputs, &theirs);
-    for entry in std::fs::read_dir(&theirs).unwrap() {
-        let reference = entry.unwrap().path();
-        let mine = ours.join(reference.file_name().unwrap());
-        let ((sa, a), (sb, b)) = (read_f32(&mine), read_f32(&reference));
-        assert_eq!(sa, sb, "{}: shapes differ", mine.display());
-        let err = rel_l2(&a, &b);
-        assert!(err < 1e-5, "{}: relative L2 {err:e}", mine.display());
+    for c in run_both(target, model, inputs, dir) {
+        let err = rel_l2(&c.ours, &c.theirs);
+        assert!(err < 1e-5, "{}: relative L2 {err:e}", c.path.display());
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use temblor_tests::{
-    detections::assert_same_nms_outputs, ort_reference, output, read_f32, real_model, rel_l2,
+    detections::assert_same_nms_outputs, ort_reference, output, real_model, rel_l2, run_both,
     shared, temblor,
 };
 
@@ -58,33 +58,15 @@ fn compile(model: &Path, out: &Path, dims: &[&str]) -> serde_json::Value {
 /// Runs `target` (package or model) with temblor and `model` with onnxruntime on the same
 /// inputs; every output must agree to a relative L2 error below 1e-4.
 fn assert_matches_onnxruntime(target: &Path, model: &Path, inputs: &[(&str, PathBuf)], dir: &Path) {
-    let (ours, theirs) = (dir.join("temblor_out"), dir.join("ort_out"));
-    std::fs::create_dir_all(&theirs).unwrap();
-    let mut cmd = temblor();
-    cmd.arg("run").arg(target).arg("-o").arg(&ours);
-    for (name, path) in inputs {
-        cmd.arg("--input").arg(format!("{name}={}", path.display()));
-    }
-    let (code, _, err) = output(&mut cmd);
-    assert_eq!(code, 0, "run failed: {err}");
-    ort_reference(model, inputs, &theirs);
-    let mut compared = 0;
-    for entry in std::fs::read_dir(&theirs).unwrap() {
-        let reference = entry.unwrap().path();
-        let mine = ours.join(reference.file_name().unwrap());
-        let (shape_a, a) = read_f32(&mine);
-        let (shape_b, b) = read_f32(&reference);
-        assert_eq!(shape_a, shape_b, "{}: shapes differ", mine.display());
-        let err = rel_l2(&a, &b);
-        println!("{}: relative L2 {err:.3e}", reference.display());
+    for c in run_both(target, model, inputs, dir) {
+        let err = rel_l2(&c.ours, &c.theirs);
+        println!("{}: relative L2 {err:.3e}", c.path.display());
         assert!(
             err < 1e-4,
             "{}: relative L2 {err:e} >= 1e-4",
-            mine.display()
+            c.path.display()
         );
-        compared += 1;
     }
-    assert!(compared > 0, "onnxruntime wrote no outputs");
 }
 
 #[test]

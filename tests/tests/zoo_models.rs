@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use temblor_tests::{ort_reference, output, python, read_f32, real_model, rel_l2, shared, temblor};
+use temblor_tests::{output, python, real_model, rel_l2, run_both, shared, temblor};
 
 /// A photo as `dir/<name>.npy`, `[1, 3, H, W]`: RGB/255 normalized by `mean`/`std` (per channel,
 /// of pixel/255), BGR with `bgr`; `nhwc` transposes it to `[1, H, W, 3]`.
@@ -46,40 +46,21 @@ fn compile(model: &Path, out: &Path, args: &[&str]) {
 /// be within relative L2 1e-4, or, for an output that is all near zero (where the relative
 /// error measures noise), elementwise within rtol 1e-3 and atol 1e-6.
 fn assert_matches(target: &Path, model: &Path, inputs: &[(&str, PathBuf)], dir: &Path) {
-    let (ours, theirs) = (dir.join("temblor_out"), dir.join("ort_out"));
-    let _ = std::fs::remove_dir_all(&ours);
-    let _ = std::fs::remove_dir_all(&theirs);
-    std::fs::create_dir_all(&theirs).unwrap();
-    let mut cmd = temblor();
-    cmd.arg("run").arg(target).arg("-o").arg(&ours);
-    for (name, path) in inputs {
-        cmd.arg("--input").arg(format!("{name}={}", path.display()));
-    }
-    let (code, _, err) = output(&mut cmd);
-    assert_eq!(code, 0, "run failed: {err}");
-    ort_reference(model, inputs, &theirs);
-    let mut compared = 0;
-    for entry in std::fs::read_dir(&theirs).unwrap() {
-        let reference = entry.unwrap().path();
-        let mine = ours.join(reference.file_name().unwrap());
-        let (shape_a, a) = read_f32(&mine);
-        let (shape_b, b) = read_f32(&reference);
-        assert_eq!(shape_a, shape_b, "{}: shapes differ", mine.display());
-        let err = rel_l2(&a, &b);
-        println!("{}: relative L2 {err:.3e}", reference.display());
-        let near_zero = b.iter().all(|v| v.abs() < 1e-3);
-        let close = a
+    for c in run_both(target, model, inputs, dir) {
+        let err = rel_l2(&c.ours, &c.theirs);
+        println!("{}: relative L2 {err:.3e}", c.path.display());
+        let near_zero = c.theirs.iter().all(|v| v.abs() < 1e-3);
+        let close = c
+            .ours
             .iter()
-            .zip(&b)
+            .zip(&c.theirs)
             .all(|(x, y)| (x - y).abs() <= 1e-6 + 1e-3 * y.abs());
         assert!(
             err < 1e-4 || (near_zero && close),
             "{}: relative L2 {err:e} >= 1e-4",
-            mine.display()
+            c.path.display()
         );
-        compared += 1;
     }
-    assert!(compared > 0, "onnxruntime wrote no outputs");
 }
 
 /// `temblor preprocess`'s defaults are ImageNet's mean and std.
