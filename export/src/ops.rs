@@ -47,6 +47,17 @@ pub(super) fn lower(em: &mut Emitter, cx: &Lower) -> Result<(), String> {
             let to = dtype_code(cx.dtype(*to)) as i64;
             cx.same(em, "Cast", vec![int("to", to)])
         }
+        // The target type is static in the IR, so a plain Cast says it to every consumer.
+        Op::CastLike => {
+            let to = dtype_code(cx.dtype(cx.in_type(1)?.dtype)) as i64;
+            em.node(
+                "Cast",
+                cx.name(),
+                vec![cx.ins[0].clone()],
+                cx.outs.clone(),
+                vec![int("to", to)],
+            );
+        }
         Op::Concat { axis } => cx.same(em, "Concat", vec![int("axis", *axis)]),
         Op::Reshape { allowzero } => cx.same(em, "Reshape", vec![flag("allowzero", *allowzero)]),
         Op::Transpose { perm } if perm.is_empty() => cx.same(em, "Transpose", vec![]),

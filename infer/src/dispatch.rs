@@ -84,6 +84,10 @@ pub(super) fn infer_op(
             dtype: *to,
             ..ins.ty(0)?.clone()
         }),
+        Op::CastLike => one(TensorType {
+            dtype: ins.ty(1)?.dtype,
+            ..ins.ty(0)?.clone()
+        }),
 
         Op::Concat { axis } => one(movement::concat(*axis, &ins.all()?)?),
         Op::Reshape { allowzero } => one(movement::reshape(

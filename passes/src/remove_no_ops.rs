@@ -35,6 +35,7 @@ fn is_no_op(g: &Graph, id: NodeId) -> bool {
     match &node.op {
         Op::Unary(UnaryOp::Identity) => true,
         Op::Cast { to: dtype } => *dtype == from.dtype,
+        Op::CastLike => to.dtype == from.dtype,
         Op::Reshape { .. } | Op::Squeeze | Op::Unsqueeze | Op::Flatten { .. } => {
             same_static_shape && from.dtype == to.dtype
         }

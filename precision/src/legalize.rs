@@ -34,7 +34,7 @@ pub struct LegalizeError(pub String);
 /// coordinates and score thresholds are where half precision changes results discretely.
 pub fn runs_in_fp16(op: &Op) -> bool {
     op.is_layer()
-        && !matches!(op, Op::Cast { .. })
+        && !matches!(op, Op::Cast { .. } | Op::CastLike)
         && !matches!(
             op.family(),
             OpFamily::Detection

@@ -94,8 +94,9 @@ fn map(ctx: &NodeCtx) -> Result<Mapped, String> {
         "Cast" => Op::Cast {
             to: cast_target(a.int("to", 0)?)?,
         },
-        "CastLike" => Op::Cast {
-            to: like_dtype(ctx)?,
+        "CastLike" => match like_dtype(ctx)? {
+            Some(to) => Op::Cast { to },
+            None => Op::CastLike,
         },
         _ => return Err(unlisted(ctx)),
     }
@@ -249,21 +250,18 @@ fn cast_target(code: i64) -> Result<DType, String> {
         .ok_or_else(|| format!("casting to {} is not supported", tensor::dtype_name(code)))
 }
 
-/// CastLike's target is the dtype of input 1, which must be known at import: a graph input or
-/// a constant, since other values are typed only by shape inference.
-fn like_dtype(ctx: &NodeCtx) -> Result<DType, String> {
+/// CastLike's target is the dtype of input 1. A graph input or a constant has it at import, and
+/// the node becomes a plain Cast the fusions know; a computed target is typed only by shape
+/// inference (`None`), and the node stays a CastLike until then.
+fn like_dtype(ctx: &NodeCtx) -> Result<Option<DType>, String> {
     let v = ctx
         .inputs
         .get(1)
         .copied()
         .flatten()
         .ok_or("required input 1 is missing")?;
-    match ctx.g.node(v.node).op {
-        Op::Input { .. } | Op::Constant { .. } => Ok(ctx.g.value_type(v).dtype),
-        _ => Err(
-            "input 1 is computed; CastLike is supported only when its target is a graph input \
-             or a constant"
-                .into(),
-        ),
-    }
+    Ok(match ctx.g.node(v.node).op {
+        Op::Input { .. } | Op::Constant { .. } => Some(ctx.g.value_type(v).dtype),
+        _ => None,
+    })
 }

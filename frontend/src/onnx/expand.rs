@@ -4,21 +4,24 @@
 //! - Clip (opset 11+) with a bound computed at run time: Max with the lower bound, then Min with
 //!   the upper. That is also ONNX's answer when min > max (every element becomes max), and an
 //!   absent bound drops its step. Constant bounds stay one `Op::Clip`, which the fusions know.
+//! - Elu, Selu, Celu and ThresholdedRelu: Where over the two branches.
+//! - NegativeLogLikelihoodLoss and SoftmaxCrossEntropyLoss: gathers and a reduction (loss.rs).
 //! - Dropout with its mask output: at inference the data passes through and the mask is all
 //!   true, a ConstantOfShape over the input's Shape.
 //!
 //! The family files map every other case to one node.
 
 use super::ctx::NodeCtx;
-use super::elementwise;
-use temblor_ir::{BinaryOp, DType, Op, Scalar, UnaryOp};
+use super::{elementwise, loss};
+use temblor_ir::{BinaryOp, DType, Op, Scalar, UnaryOp, Weight};
 
-/// Where a step reads a value: an input of the ONNX node by position, or output `port` of an
-/// earlier step.
+/// Where a step reads a value: an input of the ONNX node by position, output `port` of an
+/// earlier step, or one of the expansion's constants.
 #[derive(Clone, Copy)]
 pub(super) enum Src {
     Input(usize),
     Step { step: usize, port: usize },
+    Const(usize),
 }
 
 pub(super) struct Step {
@@ -30,11 +33,71 @@ pub(super) struct Step {
 pub(super) struct Expansion {
     pub steps: Vec<Step>,
     pub outputs: Vec<Src>,
+    /// The values `Src::Const` reads; the importer makes them Constant nodes.
+    pub constants: Vec<Weight>,
 }
+
+/// Builds an expansion step by step; each `op` returns the source of the step's first output.
+#[derive(Default)]
+pub(super) struct Builder {
+    steps: Vec<Step>,
+    constants: Vec<Weight>,
+}
+
+impl Builder {
+    pub fn op(&mut self, op: Op, inputs: &[Src]) -> Src {
+        self.steps.push(Step {
+            op,
+            inputs: inputs.to_vec(),
+        });
+        Src::Step {
+            step: self.steps.len() - 1,
+            port: 0,
+        }
+    }
+
+    pub fn constant(&mut self, weight: Weight) -> Src {
+        self.constants.push(weight);
+        Src::Const(self.constants.len() - 1)
+    }
+
+    pub fn i64s(&mut self, values: &[i64]) -> Src {
+        self.constant(Weight::from_i64(vec![values.len()], values))
+    }
+
+    /// A scalar of `like`'s dtype: an f32 constant cast like it, which is no cast at all once
+    /// shape inference knows `like` is f32 and the optimizer removes it.
+    pub fn scalar_like(&mut self, value: f32, like: Src) -> Src {
+        let c = self.constant(Weight::from_f32(vec![], &[value]));
+        self.op(Op::CastLike, &[c, like])
+    }
+
+    pub fn finish(self, outputs: Vec<Src>) -> Expansion {
+        Expansion {
+            steps: self.steps,
+            outputs,
+            constants: self.constants,
+        }
+    }
+}
+
+/// Op types that always expand: no family maps them to one node.
+pub(super) const OPS: [&str; 6] = [
+    "Elu",
+    "Selu",
+    "Celu",
+    "ThresholdedRelu",
+    "NegativeLogLikelihoodLoss",
+    "SoftmaxCrossEntropyLoss",
+];
 
 /// The expansion of a node that needs one, `None` when one IR node computes it.
 pub(super) fn expansion(ctx: &NodeCtx) -> Result<Option<Expansion>, String> {
     match ctx.op_type {
+        "Elu" | "Selu" | "Celu" => elu(ctx).map(Some),
+        "ThresholdedRelu" => thresholded_relu(ctx).map(Some),
+        "NegativeLogLikelihoodLoss" => loss::nll(ctx).map(Some),
+        "SoftmaxCrossEntropyLoss" => loss::softmax_cross_entropy(ctx).map(Some),
         "Min" | "Max" | "Sum" if ctx.inputs.len() > 2 => variadic(ctx).map(Some),
         "Clip" if ctx.opset >= 11 && computed_bound(ctx) => Ok(Some(clip(ctx))),
         "Dropout" if ctx.n_outputs > 1 => dropout_with_mask(ctx).map(Some),
@@ -71,6 +134,59 @@ fn variadic(ctx: &NodeCtx) -> Result<Expansion, String> {
         });
     }
     Ok(chained(steps))
+}
+
+/// The exponential linear units, `x` where positive, else `alpha * (exp(x / s) - 1)`:
+/// Elu (s = 1), Celu (s = alpha) and Selu (s = 1, everything times gamma). A large positive x
+/// overflows the unused branch to infinity, which Where discards.
+fn elu(ctx: &NodeCtx) -> Result<Expansion, String> {
+    let a = &ctx.attrs;
+    let (alpha, scale, gamma) = match ctx.op_type {
+        "Selu" => (
+            a.float("alpha", 1.673_263_2)?,
+            1.0,
+            Some(a.float("gamma", 1.050_701)?),
+        ),
+        "Celu" => {
+            let alpha = a.float("alpha", 1.0)?;
+            (alpha, alpha, None)
+        }
+        _ => (a.float("alpha", 1.0)?, 1.0, None),
+    };
+    let x = Src::Input(0);
+    let mut b = Builder::default();
+    let (zero, one, alpha_c) = (
+        b.scalar_like(0.0, x),
+        b.scalar_like(1.0, x),
+        b.scalar_like(alpha, x),
+    );
+    let scaled = if scale == 1.0 {
+        x
+    } else {
+        let s = b.scalar_like(scale, x);
+        b.op(Op::Binary(BinaryOp::Div), &[x, s])
+    };
+    let exp = b.op(Op::Unary(UnaryOp::Exp), &[scaled]);
+    let below = b.op(Op::Binary(BinaryOp::Sub), &[exp, one]);
+    let below = b.op(Op::Binary(BinaryOp::Mul), &[below, alpha_c]);
+    let positive = b.op(Op::Binary(BinaryOp::Greater), &[x, zero]);
+    let mut out = b.op(Op::Where, &[positive, x, below]);
+    if let Some(gamma) = gamma {
+        let g = b.scalar_like(gamma, x);
+        out = b.op(Op::Binary(BinaryOp::Mul), &[out, g]);
+    }
+    Ok(b.finish(vec![out]))
+}
+
+/// `x` where above `alpha`, else 0.
+fn thresholded_relu(ctx: &NodeCtx) -> Result<Expansion, String> {
+    let x = Src::Input(0);
+    let mut b = Builder::default();
+    let alpha = b.scalar_like(ctx.attrs.float("alpha", 1.0)?, x);
+    let zero = b.scalar_like(0.0, x);
+    let above = b.op(Op::Binary(BinaryOp::Greater), &[x, alpha]);
+    let out = b.op(Op::Where, &[above, x, zero]);
+    Ok(b.finish(vec![out]))
 }
 
 fn computed_bound(ctx: &NodeCtx) -> bool {
@@ -127,6 +243,7 @@ fn dropout_with_mask(ctx: &NodeCtx) -> Result<Expansion, String> {
             Src::Step { step: 0, port: 0 },
             Src::Step { step: 2, port: 0 },
         ],
+        constants: Vec::new(),
     })
 }
 
@@ -139,5 +256,6 @@ fn chained(steps: Vec<Step>) -> Expansion {
             step: last,
             port: 0,
         }],
+        constants: Vec::new(),
     }
 }

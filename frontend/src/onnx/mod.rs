@@ -12,6 +12,7 @@ mod detection;
 mod elementwise;
 mod expand;
 mod linalg;
+mod loss;
 mod movement;
 mod ops;
 mod pool;
@@ -341,6 +342,15 @@ impl<'m> Importer<'m> {
         expansion: expand::Expansion,
     ) -> Result<(), String> {
         let last = expansion.steps.len() - 1;
+        let mut constants = Vec::with_capacity(expansion.constants.len());
+        for (k, weight) in expansion.constants.into_iter().enumerate() {
+            let value_name = format!("{name}_const{k}");
+            let const_name = self.names.unique(&value_name);
+            let id = self
+                .add_constant(const_name, &value_name, weight, prov.clone())
+                .map_err(|e| e.to_string())?;
+            constants.push(ValueRef::new(id, 0));
+        }
         let mut made: Vec<NodeId> = Vec::with_capacity(expansion.steps.len());
         for (k, step) in expansion.steps.into_iter().enumerate() {
             let step_inputs = step
@@ -354,6 +364,7 @@ impl<'m> Importer<'m> {
                         .map(Some)
                         .ok_or_else(|| format!("required input {i} is missing")),
                     expand::Src::Step { step, port } => Ok(Some(ValueRef::new(made[step], port))),
+                    expand::Src::Const(k) => Ok(Some(constants[k])),
                 })
                 .collect::<Result<Vec<_>, String>>()?;
             let step_name = if k == last {

@@ -6,7 +6,7 @@
 //! [`Mapped::operands`] and become Constant nodes, so the IR has one form per op.
 
 use super::ctx::{Family, Mapped, NodeCtx};
-use super::{conv, detection, elementwise, linalg, movement, pool, quant, reduce, resize};
+use super::{conv, detection, elementwise, expand, linalg, movement, pool, quant, reduce, resize};
 
 const FAMILIES: [Family; 9] = [
     conv::FAMILY,
@@ -22,7 +22,9 @@ const FAMILIES: [Family; 9] = [
 
 /// Whether a default-domain op type has a mapping.
 pub(super) fn supported(op_type: &str) -> bool {
-    op_type == "Constant" || FAMILIES.iter().any(|f| f.ops.contains(&op_type))
+    op_type == "Constant"
+        || expand::OPS.contains(&op_type)
+        || FAMILIES.iter().any(|f| f.ops.contains(&op_type))
 }
 
 pub(super) fn map(ctx: &NodeCtx) -> Result<Mapped, String> {

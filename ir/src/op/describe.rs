@@ -229,6 +229,7 @@ impl Node {
             Op::Unary(_)
             | Op::Binary(_)
             | Op::Where
+            | Op::CastLike
             | Op::Slice
             | Op::Squeeze
             | Op::Unsqueeze

@@ -81,6 +81,9 @@ pub enum Op {
     Cast {
         to: DType,
     },
+    /// Cast to the dtype of input 1 (ONNX CastLike), for a target whose dtype only shape
+    /// inference knows; only that input's type is read, never its data. Inputs: x, like.
+    CastLike,
 
     // Data movement and indexing family.
     /// Inputs: one or more tensors of equal rank.
@@ -342,7 +345,8 @@ impl Op {
             | Op::Gelu { .. }
             | Op::Binary(_)
             | Op::Where
-            | Op::Cast { .. } => OpFamily::Elementwise,
+            | Op::Cast { .. }
+            | Op::CastLike => OpFamily::Elementwise,
             Op::Concat { .. }
             | Op::Reshape { .. }
             | Op::Transpose { .. }
@@ -403,6 +407,7 @@ impl Op {
             Op::Binary(b) => b.name(),
             Op::Where => "Where",
             Op::Cast { .. } => "Cast",
+            Op::CastLike => "CastLike",
             Op::Concat { .. } => "Concat",
             Op::Reshape { .. } => "Reshape",
             Op::Transpose { .. } => "Transpose",
@@ -482,6 +487,7 @@ impl Op {
             | Op::GatherNd { .. }
             | Op::TopK { .. }
             | Op::MatMul
+            | Op::CastLike
             | Op::GridSample { .. } => (2, 2),
             Op::Squeeze | Op::Reduce { .. } => (1, 2),
             // Sizes known at import are the op's own; only run-time sizes stay an operand.

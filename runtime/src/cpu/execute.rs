@@ -24,7 +24,7 @@ fn computes_in_f32(op: &Op) -> bool {
     !matches!(
         op.family(),
         OpFamily::Movement | OpFamily::Quantization | OpFamily::Value
-    ) && !matches!(op, Op::Cast { .. })
+    ) && !matches!(op, Op::Cast { .. } | Op::CastLike)
 }
 
 /// Runs `op` on its half inputs widened to f32 and rounds its float outputs back to half, so a
@@ -103,6 +103,7 @@ fn dispatch(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
         Op::Binary(b) => one(elementwise_binary::binary(*b, x()?, req(1)?)?),
         Op::Where => one(elementwise::where_(x()?, req(1)?, req(2)?)?),
         Op::Cast { to } => one(cast::cast(x()?, *to)?),
+        Op::CastLike => one(cast::cast(x()?, req(1)?.dtype())?),
 
         Op::Concat { axis } => one(shape_ops::concat(&args.all()?, *axis)?),
         Op::Reshape { allowzero } => one(shape_ops::reshape(x()?, req(1)?, *allowzero)?),
