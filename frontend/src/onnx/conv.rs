@@ -1,10 +1,14 @@
-//! Conv, ConvTranspose (2-D only) and BatchNormalization. `auto_pad` becomes explicit pads here
+//! Conv, ConvTranspose (1-D and 2-D) and BatchNormalization. A 1-D convolution is the 2-D one
+//! over a height of 1 ([`as_2d`]), which is how the fast kernels see it anyway. `auto_pad` becomes explicit pads here
 //! where the padding does not depend on the input's extent (VALID, stride 1, transposed SAME);
 //! a strided SAME Conv keeps it as [`AutoPad`], for shape inference to resolve once the extents
 //! are known (and the kernel at run time otherwise). ConvTranspose's `output_shape` needs the
 //! input's extent at import.
 
+use super::attrs::Attrs;
 use super::ctx::{unlisted, Family, Mapped, NodeCtx};
+use super::expand::{Builder, Expansion, Src};
+use super::proto::{attribute_proto::AttributeType, AttributeProto};
 use temblor_ir::{AutoPad, ConvAttrs, ConvTransposeAttrs, Op};
 
 pub(super) const FAMILY: Family = Family {
@@ -125,22 +129,12 @@ fn conv(ctx: &NodeCtx) -> Result<Op, String> {
 
 fn conv_transpose(ctx: &NodeCtx) -> Result<Op, String> {
     let c = common(ctx)?;
-    let output_padding = ctx.attrs.usizes("output_padding", [0, 0])?;
+    let mut output_padding = ctx.attrs.usizes("output_padding", [0, 0])?;
     let output_shape = ctx.attrs.ints("output_shape")?;
     let eff = |i: usize| {
         (c.kernel[i].max(1) - 1)
             .saturating_mul(c.dilations[i])
             .saturating_add(1) as i64
-    };
-    let total = |i: usize, out_extent: i64, x: usize| -> Result<(usize, bool), String> {
-        let full = (c.strides[i] as i64)
-            .saturating_mul(x.max(1) as i64 - 1)
-            .saturating_add(output_padding[i] as i64)
-            .saturating_add(eff(i));
-        let t = full.saturating_sub(out_extent);
-        usize::try_from(t)
-            .map(|t| (t, c.auto_pad == "SAME_UPPER"))
-            .map_err(|_| format!("output size {out_extent} needs negative padding"))
     };
     let pads = match (c.auto_pad.as_str(), output_shape) {
         (_, Some(shape)) => {
@@ -151,8 +145,32 @@ fn conv_transpose(ctx: &NodeCtx) -> Result<Op, String> {
             let x = spatial(ctx, "output_shape")?;
             let mut pads = [0; 4];
             for i in 0..2 {
-                let (t, upper) = total(i, shape[i], x[i])?;
-                (pads[i], pads[i + 2]) = split_total(t, upper);
+                let full = (c.strides[i] as i64)
+                    .saturating_mul(x[i].max(1) as i64 - 1)
+                    .saturating_add(output_padding[i] as i64)
+                    .saturating_add(eff(i));
+                // The split of ONNX's reference implementation, floor division included: an
+                // output one longer than the full one gets a negative end pad, which is more
+                // output padding.
+                let total = full.saturating_sub(shape[i]);
+                let (begin, end) = if c.auto_pad == "SAME_UPPER" {
+                    (total.div_euclid(2), total - total.div_euclid(2))
+                } else {
+                    (total - total.div_euclid(2), total.div_euclid(2))
+                };
+                let begin = usize::try_from(begin).map_err(|_| {
+                    format!(
+                        "output size {} needs negative padding at the start",
+                        shape[i]
+                    )
+                })?;
+                (pads[i], pads[i + 2]) = match usize::try_from(end) {
+                    Ok(end) => (begin, end),
+                    Err(_) => {
+                        output_padding[i] += end.unsigned_abs() as usize;
+                        (begin, 0)
+                    }
+                };
             }
             pads
         }
@@ -181,6 +199,87 @@ fn conv_transpose(ctx: &NodeCtx) -> Result<Op, String> {
         group: c.group,
         activation: None,
     }))
+}
+
+/// Whether a Conv or ConvTranspose convolves along one axis: its kernel_shape, or else its
+/// weight, says so.
+pub(super) fn is_1d(ctx: &NodeCtx) -> Result<bool, String> {
+    Ok(match ctx.attrs.ints("kernel_shape")? {
+        Some(k) => k.len() == 1,
+        None => ctx.dims(1).is_some_and(|w| w.len() == 3),
+    })
+}
+
+/// A 1-D Conv or ConvTranspose as the 2-D one over a height of 1: the data and the weight gain
+/// an axis 2 of extent 1, every per-axis attribute gains a leading 1 (pads a leading 0 at both
+/// ends), and the result loses the axis again. Bias and group carry over unchanged.
+pub(super) fn as_2d(ctx: &NodeCtx) -> Result<Expansion, String> {
+    let attrs: Vec<AttributeProto> = ctx
+        .attrs
+        .0
+        .iter()
+        .map(|a| {
+            let mut a = a.clone();
+            let lead = match a.name.as_str() {
+                "kernel_shape" | "strides" | "dilations" | "output_shape" => Some(1),
+                "output_padding" => Some(0),
+                _ => None,
+            };
+            if let Some(lead) = lead {
+                a.ints.insert(0, lead);
+            } else if a.name == "pads" && a.ints.len() == 2 {
+                a.ints = vec![0, a.ints[0], 0, a.ints[1]];
+            }
+            a
+        })
+        .chain(
+            ctx.attrs
+                .get("kernel_shape")
+                .is_none()
+                .then(|| {
+                    let k = ctx.dims(1)?.get(2).copied()?;
+                    Some(AttributeProto {
+                        name: "kernel_shape".into(),
+                        r#type: AttributeType::Ints as i32,
+                        ints: vec![1, k as i64],
+                        ..Default::default()
+                    })
+                })
+                .flatten(),
+        )
+        .collect();
+    let dims: Vec<Option<Vec<usize>>> = ctx
+        .dims
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let d = d.as_ref()?;
+            Some(match i {
+                0 | 1 if d.len() == 3 => vec![d[0], d[1], 1, d[2]],
+                _ => d.clone(),
+            })
+        })
+        .collect();
+    let flat = NodeCtx {
+        attrs: Attrs(&attrs),
+        dims: &dims,
+        ..*ctx
+    };
+    let op = match ctx.op_type {
+        "Conv" => conv(&flat)?,
+        _ => conv_transpose(&flat)?,
+    };
+    let mut b = Builder::default();
+    let axis = b.i64s(&[2]);
+    let x = b.op(Op::Unsqueeze, &[Src::Input(0), axis]);
+    let w = b.op(Op::Unsqueeze, &[Src::Input(1), axis]);
+    let mut inputs = vec![x, w];
+    if ctx.present(2) {
+        inputs.push(Src::Input(2));
+    }
+    let y = b.op(op, &inputs);
+    let y = b.op(Op::Squeeze, &[y, axis]);
+    Ok(b.finish(vec![y]))
 }
 
 fn batch_norm(ctx: &NodeCtx) -> Result<Op, String> {

@@ -4,6 +4,7 @@
 //! - Clip (opset 11+) with a bound computed at run time: Max with the lower bound, then Min with
 //!   the upper. That is also ONNX's answer when min > max (every element becomes max), and an
 //!   absent bound drops its step. Constant bounds stay one `Op::Clip`, which the fusions know.
+//! - Conv and ConvTranspose in 1-D: the 2-D op over a height of 1 (conv.rs).
 //! - Elu, Selu, Celu and ThresholdedRelu: Where over the two branches.
 //! - NegativeLogLikelihoodLoss and SoftmaxCrossEntropyLoss: gathers and a reduction (loss.rs).
 //! - Dropout with its mask output: at inference the data passes through and the mask is all
@@ -12,7 +13,7 @@
 //! The family files map every other case to one node.
 
 use super::ctx::NodeCtx;
-use super::{elementwise, loss};
+use super::{conv, elementwise, loss};
 use temblor_ir::{BinaryOp, DType, Op, Scalar, UnaryOp, Weight};
 
 /// Where a step reads a value: an input of the ONNX node by position, output `port` of an
@@ -96,6 +97,7 @@ pub(super) fn expansion(ctx: &NodeCtx) -> Result<Option<Expansion>, String> {
     match ctx.op_type {
         "Elu" | "Selu" | "Celu" => elu(ctx).map(Some),
         "ThresholdedRelu" => thresholded_relu(ctx).map(Some),
+        "Conv" | "ConvTranspose" if conv::is_1d(ctx)? => conv::as_2d(ctx).map(Some),
         "NegativeLogLikelihoodLoss" => loss::nll(ctx).map(Some),
         "SoftmaxCrossEntropyLoss" => loss::softmax_cross_entropy(ctx).map(Some),
         "Min" | "Max" | "Sum" if ctx.inputs.len() > 2 => variadic(ctx).map(Some),
