@@ -283,9 +283,6 @@ pub(super) fn as_2d(ctx: &NodeCtx) -> Result<Expansion, String> {
 }
 
 fn batch_norm(ctx: &NodeCtx) -> Result<Op, String> {
-    if ctx.attrs.int("training_mode", 0)? != 0 {
-        return Err("training mode is not supported".into());
-    }
     if ctx.n_outputs > 1 {
         return Err("training outputs (running mean and variance) are not supported".into());
     }

@@ -6,14 +6,15 @@
 //!   absent bound drops its step. Constant bounds stay one `Op::Clip`, which the fusions know.
 //! - Conv and ConvTranspose in 1-D: the 2-D op over a height of 1 (conv.rs).
 //! - Elu, Selu, Celu and ThresholdedRelu: Where over the two branches.
-//! - NegativeLogLikelihoodLoss and SoftmaxCrossEntropyLoss: gathers and a reduction (loss.rs).
+//! - BatchNormalization in training mode: the batch's statistics (training.rs).
+//! - NegativeLogLikelihoodLoss and SoftmaxCrossEntropyLoss: gathers and a reduction (training.rs).
 //! - Dropout with its mask output: at inference the data passes through and the mask is all
 //!   true, a ConstantOfShape over the input's Shape.
 //!
 //! The family files map every other case to one node.
 
 use super::ctx::NodeCtx;
-use super::{conv, elementwise, loss};
+use super::{conv, elementwise, training};
 use temblor_ir::{BinaryOp, DType, Op, Scalar, UnaryOp, Weight};
 
 /// Where a step reads a value: an input of the ONNX node by position, output `port` of an
@@ -97,9 +98,12 @@ pub(super) fn expansion(ctx: &NodeCtx) -> Result<Option<Expansion>, String> {
     match ctx.op_type {
         "Elu" | "Selu" | "Celu" => elu(ctx).map(Some),
         "ThresholdedRelu" => thresholded_relu(ctx).map(Some),
+        "BatchNormalization" if ctx.attrs.int("training_mode", 0)? != 0 => {
+            training::batch_norm(ctx).map(Some)
+        }
         "Conv" | "ConvTranspose" if conv::is_1d(ctx)? => conv::as_2d(ctx).map(Some),
-        "NegativeLogLikelihoodLoss" => loss::nll(ctx).map(Some),
-        "SoftmaxCrossEntropyLoss" => loss::softmax_cross_entropy(ctx).map(Some),
+        "NegativeLogLikelihoodLoss" => training::nll(ctx).map(Some),
+        "SoftmaxCrossEntropyLoss" => training::softmax_cross_entropy(ctx).map(Some),
         "Min" | "Max" | "Sum" if ctx.inputs.len() > 2 => variadic(ctx).map(Some),
         "Clip" if ctx.opset >= 11 && computed_bound(ctx) => Ok(Some(clip(ctx))),
         "Dropout" if ctx.n_outputs > 1 => dropout_with_mask(ctx).map(Some),

@@ -12,7 +12,6 @@ mod detection;
 mod elementwise;
 mod expand;
 mod linalg;
-mod loss;
 mod movement;
 mod ops;
 mod pool;
@@ -22,6 +21,7 @@ mod read;
 mod reduce;
 mod resize;
 mod tensor;
+mod training;
 mod types;
 
 use attrs::Attrs;

@@ -11,6 +11,33 @@ use temblor_ir::{Error, Result};
 /// attributes it refuses), so a model is accepted from the oldest opset the suite still uses.
 const OPSETS: std::ops::RangeInclusive<i64> = 7..=27;
 
+/// Ops whose opset 1 to 6 definitions compute what their opset 7 ones do, so a model of an older
+/// opset that uses only these imports as if it were opset 7. Opset 7 changed broadcasting
+/// (the `broadcast` and `axis` attributes of the arithmetic and logic ops) and BatchNorm's and
+/// Dropout's training attributes; the unary ops here dropped only `consumed_inputs`, a hint
+/// for in-place buffers.
+const SAME_SINCE_OPSET_1: [&str; 19] = [
+    "Not",
+    "Identity",
+    "Transpose",
+    "Shape",
+    "Size",
+    "Flatten",
+    "Softmax",
+    "LogSoftmax",
+    "Sigmoid",
+    "Relu",
+    "Tanh",
+    "Exp",
+    "Log",
+    "Sqrt",
+    "Neg",
+    "Abs",
+    "Floor",
+    "Ceil",
+    "Reciprocal",
+];
+
 pub(super) fn model(path: &Path, file: &str) -> Result<ModelProto> {
     let f = std::fs::File::open(path)
         .map_err(|e| Error::bad_input(format!("{file}: cannot open the model: {e}")))?;
@@ -41,6 +68,26 @@ pub(super) fn default_opset(model: &ModelProto, file: &str) -> Result<i64> {
         .collect();
     match versions[..] {
         [v] if OPSETS.contains(&v) => Ok(v),
+        [v @ 1..7] => {
+            let graph = model.graph.as_ref().map_or(&[][..], |g| &g.node[..]);
+            let mut newer: Vec<&str> = graph
+                .iter()
+                .map(|n| n.op_type.as_str())
+                .filter(|op| !SAME_SINCE_OPSET_1.contains(op))
+                .collect();
+            newer.sort_unstable();
+            newer.dedup();
+            if newer.is_empty() {
+                return Ok(*OPSETS.start());
+            }
+            Err(Error::bad_input(format!(
+                "{file}: ONNX opset {v} is not supported (supported: {} to {}, or older when \
+                 every op means what it does in opset 7; these do not: {})",
+                OPSETS.start(),
+                OPSETS.end(),
+                newer.join(", ")
+            )))
+        }
         [v] => Err(Error::bad_input(format!(
             "{file}: ONNX opset {v} is not supported (supported: {} to {})",
             OPSETS.start(),

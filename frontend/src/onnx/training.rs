@@ -1,6 +1,9 @@
-//! NegativeLogLikelihoodLoss, as the IR ops its ONNX function body computes: exporters write it
-//! (and SoftmaxCrossEntropyLoss's expansion ends in it) for evaluation graphs that report a loss
-//! beside their predictions. The ONNX reference implementation is the specification followed:
+//! Ops of training graphs that evaluation exports keep, as the IR ops their ONNX definitions
+//! compute: BatchNormalization in training mode (it normalizes with the batch's own statistics
+//! and updates the running ones), and the losses an evaluation graph reports beside its
+//! predictions.
+//!
+//! NegativeLogLikelihoodLoss (SoftmaxCrossEntropyLoss's expansion ends in it): The ONNX reference implementation is the specification followed:
 //! `loss[n, d...] = -x[n, target[n, d...], d...] * weight[target]`, zero where the target is
 //! `ignore_index`, then reduced. SoftmaxCrossEntropyLoss is the same loss of a log-softmax.
 
@@ -114,4 +117,55 @@ fn nll_of(b: &mut Builder, ctx: &NodeCtx, x: Src) -> Result<Src, String> {
         (Reduction::Mean, None) => reduce(b, ReduceOp::Mean, loss),
     };
     Ok(out)
+}
+
+/// BatchNormalization with `training_mode`: `y = (x - mean) / sqrt(var + epsilon) * scale + bias`
+/// with the mean and (population) variance of the batch over every axis but the channel axis 1,
+/// and the running statistics moved toward them by `1 - momentum`. Needs the input's rank.
+pub(super) fn batch_norm(ctx: &NodeCtx) -> Result<Expansion, String> {
+    let rank = ctx
+        .dims(0)
+        .map(<[usize]>::len)
+        .ok_or("training mode needs the input's rank, which is not known at import")?;
+    if rank < 2 {
+        return Err(format!(
+            "the input has rank {rank}; training mode needs 2 or more"
+        ));
+    }
+    let epsilon = ctx.attrs.float("epsilon", 1e-5)?;
+    let momentum = ctx.attrs.float("momentum", 0.9)?;
+    let x = Src::Input(0);
+    let mut b = Builder::default();
+    let others: Vec<i64> = (0..rank as i64).filter(|&a| a != 1).collect();
+    let axes = b.i64s(&others);
+    let mean_op = Op::Reduce {
+        op: ReduceOp::Mean,
+        keepdims: true,
+        noop_with_empty_axes: false,
+    };
+    let mean = b.op(mean_op.clone(), &[x, axes]);
+    let centered = b.op(Op::Binary(BinaryOp::Sub), &[x, mean]);
+    let squares = b.op(Op::Binary(BinaryOp::Mul), &[centered, centered]);
+    let var = b.op(mean_op, &[squares, axes]);
+    let eps = b.scalar_like(epsilon, x);
+    let denom = b.op(Op::Binary(BinaryOp::Add), &[var, eps]);
+    let denom = b.op(Op::Unary(UnaryOp::Sqrt), &[denom]);
+    let normalized = b.op(Op::Binary(BinaryOp::Div), &[centered, denom]);
+    let scale = b.op(Op::Unsqueeze, &[Src::Input(1), axes]);
+    let bias = b.op(Op::Unsqueeze, &[Src::Input(2), axes]);
+    let y = b.op(Op::Binary(BinaryOp::Mul), &[normalized, scale]);
+    let y = b.op(Op::Binary(BinaryOp::Add), &[y, bias]);
+    let mut outputs = vec![y];
+    if ctx.n_outputs > 1 {
+        let keep = b.scalar_like(momentum, x);
+        let take = b.scalar_like(1.0 - momentum, x);
+        for (running, batch) in [(Src::Input(3), mean), (Src::Input(4), var)] {
+            let batch = b.op(Op::Squeeze, &[batch, axes]);
+            let old = b.op(Op::Binary(BinaryOp::Mul), &[running, keep]);
+            let new = b.op(Op::Binary(BinaryOp::Mul), &[batch, take]);
+            outputs.push(b.op(Op::Binary(BinaryOp::Add), &[old, new]));
+        }
+        outputs.truncate(ctx.n_outputs);
+    }
+    Ok(b.finish(outputs))
 }
