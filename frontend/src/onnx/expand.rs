@@ -5,6 +5,7 @@
 //!   the upper. That is also ONNX's answer when min > max (every element becomes max), and an
 //!   absent bound drops its step. Constant bounds stay one `Op::Clip`, which the fusions know.
 //! - Conv and ConvTranspose in 1-D: the 2-D op over a height of 1 (conv.rs).
+//! - Blocked QuantizeLinear and DequantizeLinear: arithmetic over repeated scales (quant.rs).
 //! - Elu, Selu, Celu and ThresholdedRelu: Where over the two branches.
 //! - BatchNormalization in training mode: the batch's statistics (training.rs).
 //! - NegativeLogLikelihoodLoss and SoftmaxCrossEntropyLoss: gathers and a reduction (training.rs).
@@ -14,7 +15,7 @@
 //! The family files map every other case to one node.
 
 use super::ctx::NodeCtx;
-use super::{conv, elementwise, training};
+use super::{conv, elementwise, quant, training};
 use temblor_ir::{BinaryOp, DType, Op, Scalar, UnaryOp, Weight};
 
 /// Where a step reads a value: an input of the ONNX node by position, output `port` of an
@@ -100,6 +101,9 @@ pub(super) fn expansion(ctx: &NodeCtx) -> Result<Option<Expansion>, String> {
         "ThresholdedRelu" => thresholded_relu(ctx).map(Some),
         "BatchNormalization" if ctx.attrs.int("training_mode", 0)? != 0 => {
             training::batch_norm(ctx).map(Some)
+        }
+        "QuantizeLinear" | "DequantizeLinear" if quant::is_blocked(ctx)? => {
+            quant::blocked(ctx).map(Some)
         }
         "Conv" | "ConvTranspose" if conv::is_1d(ctx)? => conv::as_2d(ctx).map(Some),
         "NegativeLogLikelihoodLoss" => training::nll(ctx).map(Some),
