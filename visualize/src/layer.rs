@@ -5,8 +5,9 @@
 //! - every view: `index` (position in topological order), `node` (the IR node id), `op` (the
 //!   canonical op), `source_op` and `origin` per source node, one descriptor per input port
 //!   (`input_N` for data, the role name such as `weight` or `mean` for a constant), one per
-//!   output (`output_N`), `graph_output` for each graph output read here, and the canonical
-//!   attributes;
+//!   output (`output_N`), `graph_output` for each graph output read here, the canonical
+//!   attributes, and for each operand (a shape, sizes, axes: `caffe::operand_role`) whether it
+//!   is static, folded by a pass, or computed at run time (`shape_is`, `scales_is`, ...);
 //! - parse: the source framework's attributes, as `src_NAME`;
 //! - optimize and compile: `made_by`, the pass that built the node, when one did;
 //! - compile: `precision` and `partition`, `unset` where the compile stage placed nothing, and
@@ -123,6 +124,9 @@ pub(crate) fn write_layer(
             let shown = names.get(v).unwrap_or(&info.name);
             w.field(&format!("input_{port}"), &quote(&descriptor(shown, info)));
         }
+        if let Some(role) = caffe::operand_role(&node.op, port) {
+            w.field(&format!("{role}_is"), &quote(&operand_state(g, view, v)));
+        }
     }
     for (port, (top, info)) in tops.iter().zip(&node.outputs).enumerate() {
         w.field(&format!("output_{port}"), &quote(&descriptor(top, info)));
@@ -175,6 +179,32 @@ fn write_provenance(w: &mut Writer, g: &Graph, view: View, id: NodeId) {
         }
     }
 }
+
+/// Whether an operand is known when the graph compiles: a constant (with its values when there
+/// are few), one a pass folded from a computation, or a value computed at run time. In the
+/// parse view nothing is folded yet, so a computed operand may still turn out static.
+fn operand_state(g: &Graph, view: View, v: ValueRef) -> String {
+    let Some(w) = g.constant(v) else {
+        return match view {
+            View::Parse => "computed".into(),
+            View::Optimize | View::Compile => "computed at run time".into(),
+        };
+    };
+    let values = if w.element_count() > MAX_SHOWN {
+        format!("{} values", w.element_count())
+    } else if w.dtype.is_float() {
+        w.to_f32().map_or_else(String::new, |f| format!("{f:?}"))
+    } else {
+        w.to_i64().map_or_else(String::new, |i| format!("{i:?}"))
+    };
+    match &g.node(v.node).provenance.made_by {
+        Some(pass) if view != View::Parse => format!("static {values}, folded by {pass}"),
+        _ => format!("static {values}"),
+    }
+}
+
+/// Operand values listed in full up to this many elements.
+const MAX_SHOWN: usize = 16;
 
 fn precision_name(p: Precision) -> &'static str {
     match p {
