@@ -10,6 +10,7 @@
 //! every stage must keep.
 
 mod attr;
+pub mod cost;
 mod dtype;
 mod error;
 mod graph;

@@ -8,7 +8,6 @@
 
 pub mod calibrate;
 pub mod calibrators;
-mod cost;
 pub mod histogram;
 mod judge;
 pub mod legalize;
@@ -231,7 +230,7 @@ pub fn summarize(
 ) -> Summary {
     let (mut total, mut half, mut int8) = (0.0, 0.0, 0.0);
     for id in g.node_ids() {
-        let f = cost::flops(g, id);
+        let f = temblor_ir::cost::flops(g, id);
         total += f;
         match plan.precision_of(&g.node(id).name) {
             Precision::Fp16 => half += f,

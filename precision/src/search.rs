@@ -9,7 +9,7 @@
 //! measured, never estimated.
 
 use super::{
-    apply, cost, fp16_layers, int8_layer, layers, summarize, Budget, Evidence, Findings, Judge,
+    apply, fp16_layers, int8_layer, layers, summarize, Budget, Evidence, Findings, Judge,
     LayerReport, Score, Tried,
 };
 use crate::{LayerPlan, PlanMode, PrecisionPlan};
@@ -64,7 +64,7 @@ pub fn auto(
     for (id, layer) in candidates {
         let score = quick.score(&apply(g, &compose(&base, std::slice::from_ref(&layer)))?)?;
         bar.inc(1);
-        ranked.push((score.rel_l2, cost::flops(g, id), layer));
+        ranked.push((score.rel_l2, temblor_ir::cost::flops(g, id), layer));
     }
     bar.finish_and_clear();
     let reports: Vec<LayerReport> = ranked

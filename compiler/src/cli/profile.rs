@@ -82,27 +82,45 @@ fn print_tables(model: &str, p: &Profile, top: usize) {
         p.threads, p.warmup, p.iters
     );
     println!();
-    println!("| op type | mean ms | stddev ms | count/run | share |");
-    println!("|---|---:|---:|---:|---:|");
+    println!(
+        "peaks measured here: {:.1} GFLOP/s (MatMul), {:.1} GB/s (streaming Add)",
+        p.peak.gflops_per_s, p.peak.gbytes_per_s
+    );
+    println!();
+    println!(
+        "| op type | mean ms | stddev ms | count/run | share | GFLOP/s | GB/s | of roofline |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for t in &p.op_types {
         println!(
-            "| {} | {:.3} | {:.3} | {} | {} |",
+            "| {} | {:.3} | {:.3} | {} | {} | {:.1} | {:.1} | {} |",
             t.op_type,
             t.mean_ms,
             t.stddev_ms,
             t.count,
-            percent(t.share)
+            percent(t.share),
+            t.gflops_per_s,
+            t.gbytes_per_s,
+            percent(t.of_roofline)
         );
     }
     println!();
     let shown = top.min(p.layers.len());
     println!("slowest {shown} of {} layers:", p.layers.len());
-    println!("| layer | op type | stage | mean ms |");
-    println!("|---|---|---|---:|");
+    println!("| layer | op type | stage | mean ms | GFLOP/s | GB/s | of roofline | bound |");
+    println!("|---|---|---|---:|---:|---:|---:|---|");
     for l in &p.layers[..shown] {
+        let e = &l.efficiency;
         println!(
-            "| {} | {} | {} | {:.3} |",
-            l.layer, l.op_type, l.stage, l.mean_ms
+            "| {} | {} | {} | {:.3} | {:.1} | {:.1} | {} | {} |",
+            l.layer,
+            l.op_type,
+            l.stage,
+            l.mean_ms,
+            e.gflops_per_s,
+            e.gbytes_per_s,
+            percent(e.of_roofline),
+            if e.compute_bound { "compute" } else { "memory" }
         );
     }
     println!();

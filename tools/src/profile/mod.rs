@@ -5,9 +5,14 @@
 //! An op type is the canonical op's name, with a convolution's fused epilogue spelled out
 //! (`Conv+HardSwish`, `Conv+Add+Relu` for a residual and an activation), since a fused conv costs
 //! more than a bare one and users need to see which is which.
+//!
+//! Each layer and op type is also placed against the machine's measured peaks (`roofline.rs`):
+//! achieved GFLOP/s and GB/s, and the share of the roofline's bound it reaches.
 
+mod roofline;
 mod stages;
 
+pub use roofline::{Efficiency, Peak};
 pub use stages::{StageMap, INFERRED_STAGES};
 
 use serde::Serialize;
@@ -35,6 +40,8 @@ pub struct Profile {
     pub op_types: Vec<OpTypeTime>,
     /// Every layer, slowest first.
     pub layers: Vec<LayerTime>,
+    /// The machine's compute and memory peaks, measured on the same threads.
+    pub peak: Peak,
     /// In the stage map's order.
     pub stages: Vec<StageTime>,
 }
@@ -49,6 +56,11 @@ pub struct OpTypeTime {
     pub count: usize,
     /// `mean_ms` over the end-to-end `total_ms`.
     pub share: f64,
+    /// The FLOPs and bytes of all layers of this type over their time.
+    pub gflops_per_s: f64,
+    pub gbytes_per_s: f64,
+    /// The time the roofline allows these layers over the time they took.
+    pub of_roofline: f64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -57,6 +69,8 @@ pub struct LayerTime {
     pub op_type: String,
     pub mean_ms: f64,
     pub stage: String,
+    #[serde(flatten)]
+    pub efficiency: Efficiency,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -115,6 +129,8 @@ pub fn run(
     let (total_ms, total_stddev_ms) = mean_stddev(&totals);
     let steps_ms = per_step.iter().map(|runs| mean(runs)).sum();
     let names: Vec<String> = layers.iter().map(|&id| op_type(graph, id)).collect();
+    let peak = Peak::measure(threads)?;
+    let layer_rows = layer_times(graph, &layers, &names, &per_step, stages, &peak);
     Ok(Profile {
         threads: plan.threads(),
         warmup,
@@ -122,8 +138,9 @@ pub fn run(
         total_ms,
         total_stddev_ms,
         steps_ms,
-        op_types: op_types(&names, &per_step, iters, total_ms),
-        layers: layer_times(graph, &layers, &names, &per_step, stages),
+        op_types: op_types(&names, &per_step, iters, total_ms, &layer_rows),
+        layers: layer_rows,
+        peak,
         stages: stage_times(&layers, &per_step, stages, total_ms),
     })
 }
@@ -208,7 +225,13 @@ fn plan_layers(g: &Graph, plan: &Plan) -> Result<Vec<NodeId>> {
     Ok(layers)
 }
 
-fn op_types(names: &[String], per_step: &[Vec<f64>], iters: usize, total: f64) -> Vec<OpTypeTime> {
+fn op_types(
+    names: &[String],
+    per_step: &[Vec<f64>],
+    iters: usize,
+    total: f64,
+    layers: &[LayerTime],
+) -> Vec<OpTypeTime> {
     let mut by_type: HashMap<&str, (usize, Vec<f64>)> = HashMap::new();
     for (name, runs) in names.iter().zip(per_step) {
         let (count, sums) = by_type
@@ -223,12 +246,29 @@ fn op_types(names: &[String], per_step: &[Vec<f64>], iters: usize, total: f64) -
         .into_iter()
         .map(|(op_type, (count, sums))| {
             let (mean_ms, stddev_ms) = mean_stddev(&sums);
+            let of_type = || layers.iter().filter(|l| l.op_type == op_type);
+            let flops: f64 = of_type().map(|l| l.efficiency.flops).sum();
+            let bytes: f64 = of_type().map(|l| l.efficiency.bytes).sum();
+            let bound_ms: f64 = of_type()
+                .map(|l| l.efficiency.of_roofline * l.mean_ms)
+                .sum();
+            let seconds = mean_ms / 1e3;
+            let rate = |amount: f64| {
+                if seconds > 0.0 {
+                    amount / seconds / 1e9
+                } else {
+                    0.0
+                }
+            };
             OpTypeTime {
                 op_type: op_type.to_string(),
                 mean_ms,
                 stddev_ms,
                 count,
                 share: share(mean_ms, total),
+                gflops_per_s: rate(flops),
+                gbytes_per_s: rate(bytes),
+                of_roofline: share(bound_ms, mean_ms),
             }
         })
         .collect();
@@ -246,6 +286,7 @@ fn layer_times(
     names: &[String],
     per_step: &[Vec<f64>],
     stages: &StageMap,
+    peak: &Peak,
 ) -> Vec<LayerTime> {
     let mut rows: Vec<LayerTime> = layers
         .iter()
@@ -256,6 +297,7 @@ fn layer_times(
             op_type: op_type.clone(),
             mean_ms: mean(runs),
             stage: stage_name(stages, id),
+            efficiency: peak.place(g, id, mean(runs)),
         })
         .collect();
     rows.sort_by(|a, b| b.mean_ms.total_cmp(&a.mean_ms));

@@ -1,7 +1,9 @@
-//! What a layer costs, for choosing what to lower and for reporting FLOP shares: multiply-adds
-//! count two FLOPs; any other layer one per output element, since it streams its output once.
+//! What a layer costs, for choosing what to lower, for reporting FLOP shares and for placing a
+//! layer's measured time against the machine's limits: multiply-adds count two FLOPs; any
+//! other layer one per output element, since it streams its output once. The bytes a layer
+//! moves are those of the values it reads and writes, each once.
 
-use temblor_ir::{Dim, Graph, NodeId, Op};
+use crate::{Dim, Graph, NodeId, Op};
 
 pub fn flops(g: &Graph, id: NodeId) -> f64 {
     let node = g.node(id);
@@ -36,4 +38,20 @@ pub fn flops(g: &Graph, id: NodeId) -> f64 {
 /// what the costs are for, and every layer scales with the batch alike.
 fn extents(dims: &[Dim]) -> Vec<usize> {
     dims.iter().map(|d| d.known().unwrap_or(1)).collect()
+}
+
+/// The bytes of every value the layer reads (weights included) and writes, each counted once:
+/// the least memory traffic its kernel can have.
+pub fn bytes(g: &Graph, id: NodeId) -> f64 {
+    let size = |ty: &crate::TensorType| {
+        (extents(ty.shape.dims()).iter().product::<usize>() * ty.dtype.size_bytes()) as f64
+    };
+    let read: f64 = g
+        .inputs_of(id)
+        .into_iter()
+        .flatten()
+        .map(|v| size(g.value_type(v)))
+        .sum();
+    let written: f64 = g.node(id).outputs.iter().map(|o| size(&o.ty)).sum();
+    read + written
 }
