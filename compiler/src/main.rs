@@ -1,6 +1,7 @@
 //! The `temblor` binary: a thin clap layer over [`cli`], one module per command.
 
-#![forbid(unsafe_code)]
+// One unsafe call, in `end_quietly_on_closed_pipe`; everything else is safe code.
+#![deny(unsafe_code)]
 
 mod cli;
 
@@ -28,7 +29,7 @@ enum Command {
     /// Run the ONNX backend node test suite (or any directory of such cases) and print a
     /// per-op table of passed, failed and unsupported cases.
     Conformance(cli::ConformanceArgs),
-    /// Turn a PNG image into a normalized [1, 3, H, W] float32 .npy input.
+    /// Turn a JPEG or PNG image into a normalized [1, 3, H, W] float32 .npy input.
     Preprocess(cli::PreprocessArgs),
     /// COCO AP of a detector over a directory of images, against COCO ground truth or another
     /// model's detections (agreement).
@@ -44,7 +45,28 @@ enum Command {
     Compare(cli::CompareArgs),
 }
 
+/// Lets the kernel end the process when the reader of its output goes away
+/// (`temblor inspect m.onnx | head -1`), as a C program and most Rust CLIs (ripgrep, fd) do.
+///
+/// Rust ignores SIGPIPE before `main`, so a write to a closed pipe fails with EPIPE and
+/// `println!` panics ("failed printing to stdout: Broken pipe"). Restoring the default
+/// disposition fixes every print of every command at once; the alternative, a stdout wrapper
+/// that turns EPIPE into a quiet exit, would have to replace each `println!` and would miss
+/// any that a later command adds. temblor writes to no other pipe or socket (it spawns no
+/// child processes), so the signal can only come from a closed stdout or stderr.
+#[cfg(unix)]
+#[allow(unsafe_code)]
+fn end_quietly_on_closed_pipe() {
+    // SAFETY: `signal` with SIG_DFL installs no handler code; it runs first in `main`, before
+    // any other thread exists that could be changing signal dispositions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
+    #[cfg(unix)]
+    end_quietly_on_closed_pipe();
     // A panic is a temblor bug; still answer with the CLI's error contract, not a backtrace.
     std::panic::set_hook(Box::new(|info| {
         eprintln!("error: internal error (a bug in temblor): {info}");

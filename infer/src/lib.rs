@@ -83,6 +83,30 @@ pub fn fix_inputs(g: &mut Graph, dims: &[(String, Vec<usize>)], statics: StaticD
     Ok(())
 }
 
+/// Whether `dims` lead with an open batch: rank 2 or more (an image, a row of sizes; a rank-1
+/// input is a list, not a batch of anything) and axis 0 not known.
+pub fn has_open_batch(dims: &[Dim]) -> bool {
+    dims.len() >= 2 && dims[0].known().is_none()
+}
+
+/// Sets an open batch (axis 0, see [`has_open_batch`]) of every graph input to 1, as trtexec
+/// and Polygraphy do for a shape they are not given. Returns each changed input as
+/// `'name' [dims before]`, for the caller's warning; other unknown dims stay as they are.
+pub fn default_batch(g: &mut Graph) -> Vec<String> {
+    let mut changed = Vec::new();
+    for id in g.inputs.clone() {
+        let Some(info) = g.node_mut(id).outputs.first_mut() else {
+            continue;
+        };
+        if has_open_batch(info.ty.shape.dims()) {
+            let dims: Vec<String> = info.ty.shape.0.iter().map(Dim::to_string).collect();
+            changed.push(format!("'{}' [{}]", info.name, dims.join(", ")));
+            info.ty.shape.0[0] = Dim::Known(1);
+        }
+    }
+    changed
+}
+
 /// Computes the type of every node output from its inputs. Errors name the node.
 ///
 /// Values that only depend on constants and static extents (a Shape -> Gather -> Concat chain,

@@ -1,7 +1,8 @@
-//! Image preprocessing: decode a PNG, resize, normalize and lay out as an `[1, 3, H, W]` f32
-//! tensor, as the exporters of detection models expect (`(pixel / 255 - mean) / std`, channels
-//! in RGB or BGR order).
+//! Image preprocessing: decode a JPEG or PNG, resize, normalize and lay out as an
+//! `[1, 3, H, W]` f32 tensor, as the exporters of detection models expect
+//! (`(pixel / 255 - mean) / std`, channels in RGB or BGR order).
 
+use image::ImageDecoder;
 use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
@@ -26,35 +27,147 @@ pub struct Normalize {
     pub bgr: bool,
 }
 
-/// Decodes a PNG of any bit depth and colour type into 8-bit RGB.
-pub fn load_png(path: &Path) -> Result<Image, PreprocessError> {
+/// The most pixels an image may have: 64 Mi (8192 x 8192), above every camera's full-size
+/// photo bar the 100+ megapixel sensors. The largest form a decoder may hold (16-bit RGBA, 8
+/// bytes a pixel) is then 512 MiB, the decoders' allocation limit below.
+pub const MAX_PIXELS: u64 = 1 << 26;
+
+/// The largest image file read (whole, as the JPEG decoder needs it): the samples of a 16-bit
+/// RGBA image of [`MAX_PIXELS`], stored without compression; a photo is far smaller.
+const MAX_FILE_BYTES: u64 = MAX_PIXELS * 8;
+
+/// Decodes a JPEG or a PNG, recognized by content, not by name, into 8-bit RGB: any bit depth
+/// (16-bit samples rounded to 8), gray, palette, an alpha channel dropped; a JPEG's EXIF
+/// orientation applied, so the pixels stand as the camera showed them. The size in the header
+/// is checked against [`MAX_PIXELS`] before any pixel is decoded.
+pub fn load_image(path: &Path) -> Result<Image, PreprocessError> {
     let fail = |message: String| PreprocessError {
         path: path.display().to_string(),
         message,
     };
-    let file = std::fs::File::open(path).map_err(|e| fail(format!("cannot open: {e}")))?;
-    let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
-    decoder.set_transformations(png::Transformations::normalize_to_color8());
-    let mut reader = decoder
-        .read_info()
-        .map_err(|e| fail(format!("not a PNG image: {e}")))?;
-    let mut buf = vec![0; reader.output_buffer_size()];
-    let info = reader
-        .next_frame(&mut buf)
-        .map_err(|e| fail(format!("corrupt PNG: {e}")))?;
-    let (width, height) = (info.width as usize, info.height as usize);
-    let channels = info.color_type.samples();
-    let pixels = buf[..info.buffer_size()].chunks_exact(channels);
-    let rgb: Vec<u8> = match info.color_type {
-        png::ColorType::Grayscale | png::ColorType::GrayscaleAlpha => {
-            pixels.flat_map(|p| [p[0]; 3]).collect()
+    let bytes = read_bounded(path).map_err(fail)?;
+    let (format, name) = match image::guess_format(&bytes) {
+        Ok(f @ image::ImageFormat::Jpeg) => (f, "JPEG"),
+        Ok(f @ image::ImageFormat::Png) => (f, "PNG"),
+        _ => {
+            return Err(fail(format!(
+                "not a JPEG or PNG image: {}",
+                what_it_is(&bytes)
+            )))
         }
-        png::ColorType::Rgb | png::ColorType::Rgba => {
-            pixels.flat_map(|p| [p[0], p[1], p[2]]).collect()
-        }
-        png::ColorType::Indexed => return Err(fail("palette not expanded".into())),
     };
-    Ok(Image { width, height, rgb })
+    let too_large = |(width, height): (u32, u32)| {
+        (u64::from(width) * u64::from(height) > MAX_PIXELS).then(|| {
+            fail(format!(
+                "{width}x{height} pixels is too large: temblor decodes at most {MAX_PIXELS} \
+                 pixels"
+            ))
+        })
+    };
+    // A PNG's size is refused from its IHDR alone, before the decoder reads further chunks.
+    if let Some(e) = png_size(&bytes).and_then(too_large) {
+        return Err(e);
+    }
+    if format == image::ImageFormat::Jpeg && !jpeg_complete(&bytes) {
+        return Err(fail(
+            "truncated JPEG: the data ends before the end-of-image marker".into(),
+        ));
+    }
+    let mut reader = image::ImageReader::with_format(std::io::Cursor::new(&bytes), format);
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(MAX_PIXELS * 8);
+    reader.limits(limits);
+    let mut decoder = reader
+        .into_decoder()
+        .map_err(|e| fail(format!("corrupt {name} header: {e}")))?;
+    if let Some(e) = too_large(decoder.dimensions()) {
+        return Err(e);
+    }
+    let orientation = decoder
+        .orientation()
+        .map_err(|e| fail(format!("corrupt {name} metadata: {e}")))?;
+    let mut img = image::DynamicImage::from_decoder(decoder)
+        .map_err(|e| fail(format!("corrupt or truncated {name}: {e}")))?;
+    img.apply_orientation(orientation);
+    let rgb = img.into_rgb8();
+    Ok(Image {
+        width: rgb.width() as usize,
+        height: rgb.height() as usize,
+        rgb: rgb.into_raw(),
+    })
+}
+
+/// Width and height from a PNG's IHDR, which the format requires to be the first chunk.
+fn png_size(bytes: &[u8]) -> Option<(u32, u32)> {
+    let ihdr = bytes.get(8..24)?;
+    if &ihdr[4..8] != b"IHDR" {
+        return None;
+    }
+    let be = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    Some((be(&ihdr[8..12]), be(&ihdr[12..16])))
+}
+
+/// Whether a JPEG reaches its end-of-image marker (FF D9). The decoder, lenient as browsers
+/// are, fills what a cut-off file lacks with gray, so a truncated photo would pass unnoticed.
+/// Segments are skipped by their length (so the marker of an EXIF thumbnail is not taken for
+/// the image's), entropy-coded bytes one by one: there an FF is always followed by 00 (a
+/// stuffed byte), a restart marker or the next segment's marker.
+fn jpeg_complete(bytes: &[u8]) -> bool {
+    let mut at = 2; // after SOI
+    while at + 1 < bytes.len() {
+        if bytes[at] != 0xFF {
+            at += 1;
+            continue;
+        }
+        match bytes[at + 1] {
+            0xD9 => return true,
+            0xFF => at += 1,                      // fill byte
+            0x00 | 0x01 | 0xD0..=0xD7 => at += 2, // stuffed byte, TEM, restart: no length
+            _ => {
+                let Some(len) = bytes.get(at + 2..at + 4) else {
+                    return false;
+                };
+                at += 2 + usize::from(u16::from_be_bytes([len[0], len[1]]));
+            }
+        }
+    }
+    false
+}
+
+/// The file's bytes, refusing an empty file and one over [`MAX_FILE_BYTES`] before reading.
+fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+    let len = file
+        .metadata()
+        .map_err(|e| format!("cannot read: {e}"))?
+        .len();
+    if len == 0 {
+        return Err("empty file (0 bytes), not an image".into());
+    }
+    if len > MAX_FILE_BYTES {
+        return Err(format!(
+            "{len} bytes is too large for an image file (at most {MAX_FILE_BYTES})"
+        ));
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(MAX_FILE_BYTES)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    Ok(bytes)
+}
+
+/// A short description of content that is not an image, for the error: text or binary, and
+/// how it begins.
+fn what_it_is(bytes: &[u8]) -> String {
+    let head = &bytes[..bytes.len().min(16)];
+    if std::str::from_utf8(bytes).is_ok() {
+        let text: String = String::from_utf8_lossy(head).escape_default().collect();
+        format!("it holds text, starting \"{text}\"")
+    } else {
+        let hex: Vec<String> = head.iter().map(|b| format!("{b:02x}")).collect();
+        format!("it starts with bytes {}", hex.join(" "))
+    }
 }
 
 /// Bilinear resize with half-pixel centres (OpenCV's `INTER_LINEAR` convention).

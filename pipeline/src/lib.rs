@@ -27,6 +27,10 @@ pub struct Options {
     pub input_dims: Vec<(String, Vec<usize>)>,
     /// Whether `input_dims` may replace sizes the model declares (`--override-shapes`).
     pub static_dims: StaticDims,
+    /// Set an open batch (axis 0) of the inputs to 1, with a warning, so that verification,
+    /// measurement and calibration have shapes to run: every command but `run` of a model file,
+    /// which keeps the model's dims and takes its inputs' shapes at run time.
+    pub default_batch: bool,
     /// Stop the optimizer after this many applied rewrites (bisecting to the bad one).
     pub pass_steps: Option<usize>,
     pub verify: VerifyMode,
@@ -92,16 +96,52 @@ pub fn import_with(
     input_dims: &[(String, Vec<usize>)],
     statics: StaticDims,
 ) -> Result<Graph> {
+    import_batch(model, input_dims, statics, false)
+}
+
+fn import_batch(
+    model: &Path,
+    input_dims: &[(String, Vec<usize>)],
+    statics: StaticDims,
+    batch_one: bool,
+) -> Result<Graph> {
     let mut g = temblor_frontend::load(model, input_dims)?;
     temblor_infer::fix_inputs(&mut g, input_dims, statics)?;
+    if batch_one {
+        default_batch(&mut g, model);
+    }
     temblor_infer::infer(&mut g)?;
     validate(&g).map_err(|e| Error::internal(format!("import of {}: {e}", model.display())))?;
     Ok(g)
 }
 
+/// Sets an open batch of `g`'s inputs to 1 (see [`Options::default_batch`]) and says so on
+/// stderr, once, naming the inputs; `source` is the model or package they belong to.
+pub fn default_batch(g: &mut Graph, source: &Path) {
+    let changed = temblor_infer::default_batch(g);
+    if !changed.is_empty() {
+        eprintln!("{}", batch_warning(source, &changed));
+    }
+}
+
+/// The warning for inputs whose open batch was set to 1, each given as `'name' dims`.
+pub fn batch_warning(source: &Path, inputs: &[String]) -> String {
+    format!(
+        "warning: {}: the dynamic batch (axis 0) of input {} is set to 1; give --input \
+         NAME:DIMS for another batch size",
+        source.display(),
+        inputs.join(", ")
+    )
+}
+
 pub fn compile(model: &Path, options: &Options) -> Result<Compiled> {
     let start = Instant::now();
-    let parse = import_with(model, &options.input_dims, options.static_dims)?;
+    let parse = import_batch(
+        model,
+        &options.input_dims,
+        options.static_dims,
+        options.default_batch,
+    )?;
     let import_ms = ms(start);
 
     let start = Instant::now();

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use temblor_ops_lib::preprocess::{load_png, resize_bilinear, to_chw, Normalize};
+use temblor_ops_lib::preprocess::{load_image, resize_bilinear, to_chw, Normalize};
 use temblor_precision::calibrate::{cache_key, collect, load_or_collect};
 use temblor_runtime::Tensor;
 use temblor_tests::{output, python, real_model, root, shared};
@@ -26,7 +26,7 @@ fn images() -> Vec<PathBuf> {
 
 /// PaddleOCR's preprocessing: BGR, `(x / 255 - 0.5) / 0.5`.
 fn prepared(image: &Path) -> Tensor {
-    let img = load_png(image).expect("PNG");
+    let img = load_image(image).expect("PNG");
     let norm = Normalize {
         mean: [0.5; 3],
         std: [0.5; 3],

@@ -2,7 +2,7 @@
 //! stderr line `error: ...` that says what is wrong.
 
 use std::path::Path;
-use temblor_tests::{output, python, real_model, temblor, Rng};
+use temblor_tests::{output, python, real_model, shared, temblor, Rng};
 
 /// Compiles `model` into a fresh directory and checks the failure contract; returns stderr.
 fn compile_fails(model: &Path) -> String {
@@ -214,4 +214,105 @@ fn bad_input_dims() {
         assert!(err.starts_with("error: "), "{err}");
         assert!(!out.exists());
     }
+}
+
+/// `temblor preprocess image` must fail with exit 2, a first line `error: ` naming the file
+/// and what is wrong (`what`), no panic, and no output written.
+fn preprocess_fails(image: &Path, what: &str) {
+    let out = image.with_extension("npy");
+    let (code, _, err) = output(temblor().arg("preprocess").arg(image).arg("-o").arg(&out));
+    assert_eq!(
+        code,
+        2,
+        "{}: expected exit 2, stderr: {err}",
+        image.display()
+    );
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(err.contains(&image.display().to_string()), "{err}");
+    assert!(err.contains(what), "expected '{what}': {err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("internal"),
+        "{err}"
+    );
+    assert!(!out.exists(), "output written on failure");
+}
+
+/// A standard CRC-32 (the PNG chunk checksum), so the header below is valid in every byte.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+#[test]
+fn bad_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+
+    // A real JPEG (the shared photo, encoded here) cut in half.
+    let photo = temblor_ops_lib::preprocess::load_image(&shared().join("images/coffee.png"))
+        .expect("coffee.png");
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90)
+        .encode(
+            &photo.rgb,
+            photo.width as u32,
+            photo.height as u32,
+            image::ExtendedColorType::Rgb8,
+        )
+        .unwrap();
+    let truncated = write(d, "truncated.jpg", &jpeg[..jpeg.len() / 2]);
+    preprocess_fails(&truncated, "truncated JPEG");
+
+    preprocess_fails(&write(d, "empty.jpg", b""), "empty");
+    preprocess_fails(
+        &write(d, "notes.jpg", b"these are not pixels\n"),
+        "not a JPEG or PNG",
+    );
+
+    // A PNG signature and an IHDR of 30000 x 30000 RGB, nothing after: refused from the
+    // header (27 GB of pixels would be allocated otherwise).
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend(30000u32.to_be_bytes());
+    ihdr.extend(30000u32.to_be_bytes());
+    ihdr.extend([8, 2, 0, 0, 0]);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend(13u32.to_be_bytes());
+    png.extend(&ihdr);
+    png.extend(crc32(&ihdr).to_be_bytes());
+    preprocess_fails(&write(d, "huge.png", &png), "too large");
+}
+
+#[test]
+fn a_closed_pipe_ends_output_quietly() {
+    // `temblor inspect model | head -c 10`: the reader goes away before temblor prints.
+    let model = real_model("picodet_layout_onnx", "layout_cdla.onnx");
+    let mut child = temblor()
+        .arg("inspect")
+        .arg(&model)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.is_empty(), "stderr: {err}");
+    // Ended by SIGPIPE, as `cat` or `grep` would be, or done before it noticed: never an error.
+    use std::os::unix::process::ExitStatusExt;
+    const SIGPIPE: i32 = 13;
+    assert!(
+        out.status.success() || out.status.signal() == Some(SIGPIPE),
+        "{:?}",
+        out.status
+    );
 }

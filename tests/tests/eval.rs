@@ -439,7 +439,7 @@ fn bad_input_is_a_usage_error() {
         "x.json",
     ]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("no PNG"), "{err}");
+    assert!(err.contains("no images"), "{err}");
 
     let (code, err) = eval_cli(&[onnx, "--images", images, "--reference", onnx]);
     assert_eq!(code, 2, "{err}");

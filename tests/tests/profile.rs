@@ -457,3 +457,54 @@ fn inferred_stages_follow_the_documented_rules() {
     }
     assert_eq!(map.stage_of(x.node), None, "a graph input is no layer");
 }
+
+/// The warning every command gives for PicoDet's open batch, naming the input.
+fn assert_batch_warning(err: &str) {
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("dynamic batch"))
+        .collect();
+    assert_eq!(lines.len(), 1, "one warning expected: {err}");
+    assert!(
+        lines[0].starts_with("warning: ")
+            && lines[0].contains("'image' [?, 3, 416, 416]")
+            && lines[0].contains("set to 1"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_dynamic_batch_defaults_to_one_with_a_warning() {
+    // PaddleDetection exports declare `image` [?, 3, 416, 416]: profile, bench and compile need
+    // no --input, as trtexec needs no shapes for such a model.
+    let model = real_model("picodet_coco_paddle", "model.pdmodel");
+    let (code, out, err) = profile(&model, &[], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("multiclass_nms3"), "{out}");
+    assert_batch_warning(&err);
+
+    let (code, out, err) = output(
+        temblor()
+            .arg("bench")
+            .arg(&model)
+            .args(["--iters", "1", "--warmup", "0"]),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("image: float32 [1, 3, 416, 416]"), "{out}");
+    assert_batch_warning(&err);
+
+    // compile verifies at batch 1 (it skipped verification while the batch was open).
+    let dir = tempfile::tempdir().unwrap();
+    let pkg = dir.path().join("picodet.temblor");
+    let (code, out, err) = output(
+        temblor()
+            .arg("compile")
+            .arg(&model)
+            .arg("--no-measure")
+            .arg("-o")
+            .arg(&pkg),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("verified"), "{out}");
+    assert_batch_warning(&err);
+}

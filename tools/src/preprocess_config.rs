@@ -31,8 +31,13 @@ mod paddle;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use temblor_ir::{DType, Dim, Error, Graph, Result};
-use temblor_ops_lib::preprocess::{load_png, resize_bilinear, resize_cubic, resize_nearest, Image};
+use temblor_ops_lib::preprocess::{
+    load_image, resize_bilinear, resize_cubic, resize_nearest, Image,
+};
 use temblor_runtime::{f16, Tensor, TensorData};
+
+/// The file extensions [`images_in`] lists.
+const IMAGE_EXTENSIONS: [&str; 3] = ["jpg", "jpeg", "png"];
 
 /// The file PaddleDetection's exporter writes beside `model.pdmodel`.
 pub const PADDLE_INFER_CFG: &str = "infer_cfg.yml";
@@ -275,7 +280,7 @@ impl PreprocessConfig {
 
     /// The model's inputs for one image, matched to `graph`'s inputs by name.
     pub fn inputs(&self, image: &Path, graph: &Graph) -> Result<Prepared> {
-        let img = load_png(image).map_err(|e| Error::bad_input(e.to_string()))?;
+        let img = load_image(image).map_err(|e| Error::bad_input(e.to_string()))?;
         let original = (img.height, img.width);
         let ((rh, rw), scale) = self.resized(img.height, img.width);
         let img = match self.resize.as_ref().map(|r| r.interpolation) {
@@ -437,7 +442,9 @@ fn tensor(name: &str, dtype: DType, shape: Vec<usize>, values: Vec<f32>) -> Resu
     Ok(Tensor { shape, data })
 }
 
-/// The PNG images of a directory, sorted by name.
+/// The images of a directory (JPEG and PNG), sorted by name. Files are picked by their
+/// extension, so that annotations or notes beside the photos are left alone, and decoded by
+/// content, so a file named `.jpg` that is not a JPEG fails, named, instead of being skipped.
 pub fn images_in(dir: &Path) -> Result<Vec<PathBuf>> {
     let entries = std::fs::read_dir(dir).map_err(|e| {
         Error::usage(format!(
@@ -445,14 +452,19 @@ pub fn images_in(dir: &Path) -> Result<Vec<PathBuf>> {
             dir.display()
         ))
     })?;
+    let is_image = |p: &Path| {
+        p.extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| e.eq_ignore_ascii_case(x)))
+    };
     let mut images: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")))
+        .filter(|p| p.is_file() && is_image(p))
         .collect();
     images.sort();
     if images.is_empty() {
         return Err(Error::usage(format!(
-            "{}: no PNG images in the directory",
+            "{}: no images (.jpg, .jpeg, .png) in the directory",
             dir.display()
         )));
     }

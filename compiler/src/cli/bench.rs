@@ -104,7 +104,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     // Every row's inputs are resolved before any runs, so a bad batch size fails at once.
     let rows_inputs = batches
         .iter()
-        .map(|&b| row_inputs(&declared, &given, b))
+        .map(|&b| row_inputs(&args.model, &declared, &given, b))
         .collect::<Result<Vec<_>>>()?;
 
     let (mut threads, mut isa) = (0, String::new());

@@ -175,6 +175,7 @@ fn options(dims: &[(String, Vec<usize>)]) -> Options {
     Options {
         input_dims: dims.to_vec(),
         verify: VerifyMode::Off,
+        default_batch: true,
         ..Options::default()
     }
 }
@@ -204,6 +205,7 @@ fn read(path: &Path, dims: &[(String, Vec<usize>)]) -> Result<Graph> {
     if package::is_package(path) {
         let mut g = package::load(path)?;
         temblor_infer::fix_inputs(&mut g, dims, temblor_infer::StaticDims::Keep)?;
+        temblor_pipeline::default_batch(&mut g, path);
         Ok(g)
     } else if path.is_dir() {
         Err(Error::bad_input(format!(

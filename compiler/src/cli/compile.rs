@@ -50,7 +50,7 @@ pub struct CompileArgs {
     /// Apply a precision plan (a precision.yml, possibly edited) instead of choosing one.
     #[arg(long, value_name = "FILE")]
     pub plan: Option<PathBuf>,
-    /// Calibration images (PNG): activation statistics for int8 scales, fp16 ranges and
+    /// Calibration images (JPEG or PNG): activation statistics for int8 scales, fp16 ranges and
     /// measuring plans.
     #[arg(long, value_name = "DIR")]
     pub calib: Option<PathBuf>,
@@ -122,6 +122,7 @@ pub fn compile(args: &CompileArgs) -> Result<()> {
             _ => VerifyMode::Auto,
         },
         nms_prefilter: args.nms_prefilter,
+        default_batch: true,
         static_dims: if args.override_shapes {
             StaticDims::Override
         } else {

@@ -15,7 +15,7 @@ use temblor_tools::progress;
 pub struct EvalArgs {
     /// A package directory written by `compile`, or a model file (compiled in memory).
     pub model: PathBuf,
-    /// A directory of PNG images, all evaluated (sorted by name).
+    /// A directory of JPEG and PNG images, all evaluated (sorted by name).
     #[arg(long)]
     pub images: PathBuf,
     /// The preprocessing config (temblor YAML or PaddleDetection's infer_cfg.yml); default: an
@@ -243,6 +243,7 @@ impl Subject {
             let options = Options {
                 input_dims: input_dims.to_vec(),
                 verify: VerifyMode::Off,
+                default_batch: true,
                 ..Options::default()
             };
             temblor_pipeline::compile(path, &options)?.compile

@@ -111,13 +111,16 @@ fn show_dims(dims: &[Dim]) -> String {
 }
 
 /// Every input's shape and data for one row: the model's dims, overridden by `--input`, with the
-/// batch axis set when `batch` is given.
+/// batch axis set when `batch` is given, and otherwise an open batch the user did not give set
+/// to 1, with one warning naming those inputs of `source`.
 pub fn row_inputs<'a>(
+    source: &Path,
     declared: &'a [Declared],
     given: &'a [(String, Given)],
     batch: Option<usize>,
 ) -> Result<Vec<RowInput<'a>>> {
     let mut row = Vec::with_capacity(declared.len());
+    let mut defaulted = Vec::new();
     for d in declared {
         let given = given.iter().find(|(n, _)| n == &d.name).map(|(_, g)| g);
         let mut dims: Vec<Option<usize>> = match given {
@@ -144,6 +147,10 @@ pub fn row_inputs<'a>(
                     )));
                 }
             }
+        }
+        if batch.is_none() && given.is_none() && temblor_infer::has_open_batch(&d.dims) {
+            dims[0] = Some(1);
+            defaulted.push(format!("'{}' {}", d.name, show_dims(&d.dims)));
         }
         if let (Some(b), Some(first)) = (batch, dims.first_mut()) {
             match d.dims[0] {
@@ -190,6 +197,9 @@ pub fn row_inputs<'a>(
             shape,
             data,
         });
+    }
+    if !defaulted.is_empty() {
+        eprintln!("{}", temblor_pipeline::batch_warning(source, &defaulted));
     }
     Ok(row)
 }

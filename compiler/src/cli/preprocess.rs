@@ -1,12 +1,12 @@
 use std::path::PathBuf;
 use temblor_ir::{Error, Result};
-use temblor_ops_lib::preprocess::{load_png, resize_bilinear, to_chw, Normalize};
+use temblor_ops_lib::preprocess::{load_image, resize_bilinear, to_chw, Normalize};
 use temblor_runtime::{Tensor, TensorData};
 use temblor_tools::npy;
 
 #[derive(clap::Args, Debug)]
 pub struct PreprocessArgs {
-    /// A PNG image.
+    /// A JPEG or PNG image.
     pub image: PathBuf,
     /// The .npy file to write, shaped [1, 3, H, W], float32.
     #[arg(short, long)]
@@ -38,7 +38,7 @@ pub fn preprocess(args: &PreprocessArgs) -> Result<()> {
     if norm.std.contains(&0.0) {
         return Err(Error::usage("--std must not contain 0"));
     }
-    let mut img = load_png(&args.image).map_err(|e| Error::bad_input(e.to_string()))?;
+    let mut img = load_image(&args.image).map_err(|e| Error::bad_input(e.to_string()))?;
     if let Some(size) = &args.size {
         let dims = super::parse_dims(size)
             .filter(|d| d.len() == 2)

@@ -47,7 +47,7 @@ pub fn profile(args: &ProfileArgs) -> Result<()> {
         return Err(Error::usage("--iters must be at least 1"));
     }
     let (Model { package, declared }, given) = Model::open_with(&args.model, &args.inputs)?;
-    let row = row_inputs(&declared, &given, None)?;
+    let row = row_inputs(&args.model, &declared, &given, None)?;
     let graph = match package {
         Some(g) => g,
         None => inputs::compile(&args.model, &row)?.compile,
