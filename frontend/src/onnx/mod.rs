@@ -6,6 +6,7 @@
 
 mod attrs;
 mod case;
+mod control;
 mod conv;
 mod ctx;
 mod detection;
@@ -193,31 +194,32 @@ impl<'m> Importer<'m> {
     fn nodes(&mut self) -> Result<()> {
         let proto = self.proto;
         for (index, n) in proto.node.iter().enumerate() {
-            let name = self.names.unique(&display_name(n, index));
-            let prov = self.origin(&name, &n.op_type);
-            let default_domain = n.domain.is_empty() || n.domain == "ai.onnx";
-            let mapped = if default_domain && ops::supported(&n.op_type) {
-                self.node(n, name, prov)
-            } else {
-                let at = format!("node '{}'", display_name(n, index));
-                self.opaque(n, name, prov, default_domain, at)
-            };
-            mapped.map_err(|e| {
-                self.err(format!(
-                    "node '{}' ({}): {e}",
-                    display_name(n, index),
-                    n.op_type
-                ))
-            })?;
+            let display = display_name(n, index);
+            self.import_node(n, &display)
+                .map_err(|e| self.err(format!("node '{display}' ({}): {e}", n.op_type)))?;
         }
         Ok(())
+    }
+
+    /// Maps one node of the graph or of an unrolled subgraph (`display` names it in errors and
+    /// provenance); errors are phrases, prefixed with the node by the caller.
+    fn import_node(&mut self, n: &NodeProto, display: &str) -> Result<(), String> {
+        let name = self.names.unique(display);
+        let prov = self.origin(&name, &n.op_type);
+        let default_domain = n.domain.is_empty() || n.domain == "ai.onnx";
+        if default_domain && ops::supported(&n.op_type) {
+            self.node(n, name, prov)
+        } else {
+            let at = format!("node '{display}'");
+            self.opaque(n, name, prov, default_domain, at)
+        }
     }
 
     /// An op with no mapping, kept with every input and output and the types the model declares
     /// for its outputs; [`temblor_ir::check_supported`] refuses it after import.
     fn opaque(
         &mut self,
-        n: &'m NodeProto,
+        n: &NodeProto,
         name: String,
         prov: Provenance,
         default_domain: bool,
@@ -264,7 +266,10 @@ impl<'m> Importer<'m> {
     }
 
     /// Maps one node; errors are phrases, prefixed with the file and node by the caller.
-    fn node(&mut self, n: &'m NodeProto, name: String, prov: Provenance) -> Result<(), String> {
+    fn node(&mut self, n: &NodeProto, name: String, prov: Provenance) -> Result<(), String> {
+        if control::OPS.contains(&n.op_type.as_str()) {
+            return control::unroll(self, n, &name, prov);
+        }
         let attrs = Attrs(&n.attribute);
         let outputs = output_names(n)?;
         let first_out = outputs[0];
