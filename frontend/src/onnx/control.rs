@@ -25,6 +25,10 @@ use temblor_runtime::TensorData;
 /// The op types this file unrolls.
 pub(super) const OPS: &[&str] = &["Scan", "If", "Loop"];
 
+/// The inputs that must be constants for the unrolling: If's condition, Loop's trip count and
+/// condition (`Family::constant_inputs` says how `--bind-inputs` uses the list).
+pub(super) const CONSTANT_INPUTS: &[(&str, &[usize])] = &[("If", &[0]), ("Loop", &[0, 1])];
+
 /// A loop that runs longer than this is not a structural loop to unroll (the Paddle frontend's
 /// bound for `while`): the unrolled graph would grow past what a person can inspect.
 const MAX_TRIPS: usize = 1024;

@@ -42,6 +42,7 @@ pub fn constant_inputs(op_type: &str) -> &'static [usize] {
     FAMILIES
         .iter()
         .flat_map(|f| f.constant_inputs)
+        .chain(super::control::CONSTANT_INPUTS)
         .find(|(op, _)| *op == op_type)
         .map_or(&[], |(_, ports)| ports)
 }
