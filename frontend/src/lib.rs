@@ -14,7 +14,8 @@ use temblor_ir::{Error, Graph, Result};
 
 /// Reads the model at `path` into a graph. Node outputs carry placeholder types until
 /// [`temblor_infer::infer`] runs; graph inputs carry the types the model declares, with
-/// `input_dims` applied (the Paddle frontend needs them to unroll loops over the batch).
+/// `input_dims` applied (both frontends need them to unroll loops whose trip count is an input
+/// extent).
 pub fn load(path: &Path, input_dims: &[(String, Vec<usize>)]) -> Result<Graph> {
     if !path.exists() {
         return Err(Error::bad_input(format!(
@@ -25,7 +26,7 @@ pub fn load(path: &Path, input_dims: &[(String, Vec<usize>)]) -> Result<Graph> {
     if is_paddle(path) {
         return paddle::load(path, input_dims);
     }
-    onnx::load(path)
+    onnx::load(path, input_dims)
 }
 
 /// A Paddle inference model is a directory or a `.pdmodel` / `__model__` program file.

@@ -55,6 +55,19 @@ pub fn python() -> PathBuf {
     py
 }
 
+/// The ONNX backend node test suite shipped in the onnx wheel of the test environment.
+pub fn node_suite() -> PathBuf {
+    let out = Command::new(python())
+        .args([
+            "-c",
+            "import onnx, os; print(os.path.join(os.path.dirname(onnx.__file__), 'backend/test/data/node'))",
+        ])
+        .output()
+        .expect("the test environment's python runs (scripts/setup-python.sh)");
+    assert!(out.status.success(), "onnx is not importable");
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
 /// The `temblor` binary built beside this test executable (`cargo build --bin temblor`, which
 /// scripts/test.sh runs before the tests).
 pub fn temblor() -> Command {

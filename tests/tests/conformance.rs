@@ -5,24 +5,10 @@
 //! case that passes as imported fails optimized; it prints the newly passing cases so the list
 //! can grow, and per op how many cases pass in fp16.
 
-use std::path::PathBuf;
-use std::process::Command;
 use temblor_ir::{Graph, Op, UnaryOp};
 use temblor_pipeline::conformance::conformance_stages;
-use temblor_tests::{python, root};
+use temblor_tests::{node_suite, root};
 use temblor_tools::conformance::{self, Binding, Outcome, PassList, Stage, Tolerance};
-
-fn node_suite() -> PathBuf {
-    let out = Command::new(python())
-        .args([
-            "-c",
-            "import onnx, os; print(os.path.join(os.path.dirname(onnx.__file__), 'backend/test/data/node'))",
-        ])
-        .output()
-        .expect("the test environment's python runs (scripts/setup-python.sh)");
-    assert!(out.status.success(), "onnx is not importable");
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
 
 #[test]
 fn node_suite_cases_in_the_pass_list_pass() {

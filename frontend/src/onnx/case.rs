@@ -94,7 +94,7 @@ pub(crate) fn load_case(dir: &Path, data_set: &str, binding: Binding) -> Result<
             reader.weight(&t).map_err(Error::bad_input)?,
         ));
     }
-    let graph = import(&proto, file, opset, &path)?;
+    let graph = import(&proto, file, opset, &path, &[])?;
     Ok(Case {
         graph,
         inputs,

@@ -6,6 +6,7 @@
 
 mod attrs;
 mod case;
+mod control;
 mod conv;
 mod ctx;
 mod detection;
@@ -30,7 +31,7 @@ use proto::{GraphProto, ModelProto, NodeProto, ValueInfoProto};
 use std::collections::HashMap;
 use std::path::Path;
 use temblor_ir::{
-    DType, Error, Framework, Graph, GraphOutput, Layout, Node, NodeId, Op, Origin, Provenance,
+    DType, Dim, Error, Framework, Graph, GraphOutput, Layout, Node, NodeId, Op, Origin, Provenance,
     Result, Shape, TensorInfo, TensorType, ValueRef, Weight,
 };
 use tensor::TensorReader;
@@ -39,12 +40,12 @@ pub(crate) use case::load_case;
 pub(super) use case::{npy_io, op_types};
 pub use case::{Binding, Case};
 
-pub(super) fn load(path: &Path) -> Result<Graph> {
+pub(super) fn load(path: &Path, input_dims: &[(String, Vec<usize>)]) -> Result<Graph> {
     let file = path.display().to_string();
     let model = read::model(path, &file)?;
     let opset = read::default_opset(&model, &file)?;
     let proto = nonempty_graph(&model, &file)?;
-    import(proto, file, opset, path)
+    import(proto, file, opset, path, input_dims)
 }
 
 fn nonempty_graph<'m>(model: &'m ModelProto, file: &str) -> Result<&'m GraphProto> {
@@ -59,11 +60,17 @@ fn nonempty_graph<'m>(model: &'m ModelProto, file: &str) -> Result<&'m GraphProt
         })
 }
 
-fn import(proto: &GraphProto, file: String, opset: i64, path: &Path) -> Result<Graph> {
+fn import(
+    proto: &GraphProto,
+    file: String,
+    opset: i64,
+    path: &Path,
+    input_dims: &[(String, Vec<usize>)],
+) -> Result<Graph> {
     let model_dir = path.parent().unwrap_or(Path::new("."));
     let mut imp = Importer::new(proto, file, opset, model_dir);
     imp.weights()?;
-    imp.inputs()?;
+    imp.inputs(input_dims)?;
     imp.nodes()?;
     imp.outputs()?;
     Ok(imp.g)
@@ -163,14 +170,25 @@ impl<'m> Importer<'m> {
         Ok(())
     }
 
-    /// Graph inputs that are also initializers are weights with a default, not inputs.
-    fn inputs(&mut self) -> Result<()> {
+    /// Graph inputs that are also initializers are weights with a default, not inputs. The
+    /// extents `input_dims` gives fill those the model leaves open, so that a Scan over them
+    /// can be unrolled; `temblor_infer::fix_inputs` checks them against fixed ones after import.
+    fn inputs(&mut self, input_dims: &[(String, Vec<usize>)]) -> Result<()> {
         let proto = self.proto;
         for vi in &proto.input {
             if self.values.contains_key(&vi.name) {
                 continue;
             }
-            let ty = types::declared_type(vi).map_err(|e| self.err(e))?;
+            let mut ty = types::declared_type(vi).map_err(|e| self.err(e))?;
+            if let Some((_, dims)) = input_dims.iter().find(|(n, _)| *n == vi.name) {
+                if dims.len() == ty.shape.0.len() {
+                    for (d, &given) in ty.shape.0.iter_mut().zip(dims) {
+                        if !matches!(d, Dim::Known(_)) {
+                            *d = Dim::Known(given);
+                        }
+                    }
+                }
+            }
             let name = self.names.unique(&vi.name);
             let mut node = Node::new(
                 name.clone(),
@@ -193,31 +211,32 @@ impl<'m> Importer<'m> {
     fn nodes(&mut self) -> Result<()> {
         let proto = self.proto;
         for (index, n) in proto.node.iter().enumerate() {
-            let name = self.names.unique(&display_name(n, index));
-            let prov = self.origin(&name, &n.op_type);
-            let default_domain = n.domain.is_empty() || n.domain == "ai.onnx";
-            let mapped = if default_domain && ops::supported(&n.op_type) {
-                self.node(n, name, prov)
-            } else {
-                let at = format!("node '{}'", display_name(n, index));
-                self.opaque(n, name, prov, default_domain, at)
-            };
-            mapped.map_err(|e| {
-                self.err(format!(
-                    "node '{}' ({}): {e}",
-                    display_name(n, index),
-                    n.op_type
-                ))
-            })?;
+            let display = display_name(n, index);
+            self.import_node(n, &display)
+                .map_err(|e| self.err(format!("node '{display}' ({}): {e}", n.op_type)))?;
         }
         Ok(())
+    }
+
+    /// Maps one node of the graph or of an unrolled subgraph (`display` names it in errors and
+    /// provenance); errors are phrases, prefixed with the node by the caller.
+    fn import_node(&mut self, n: &NodeProto, display: &str) -> Result<(), String> {
+        let name = self.names.unique(display);
+        let prov = self.origin(&name, &n.op_type);
+        let default_domain = n.domain.is_empty() || n.domain == "ai.onnx";
+        if default_domain && ops::supported(&n.op_type) {
+            self.node(n, name, prov)
+        } else {
+            let at = format!("node '{display}'");
+            self.opaque(n, name, prov, default_domain, at)
+        }
     }
 
     /// An op with no mapping, kept with every input and output and the types the model declares
     /// for its outputs; [`temblor_ir::check_supported`] refuses it after import.
     fn opaque(
         &mut self,
-        n: &'m NodeProto,
+        n: &NodeProto,
         name: String,
         prov: Provenance,
         default_domain: bool,
@@ -264,7 +283,10 @@ impl<'m> Importer<'m> {
     }
 
     /// Maps one node; errors are phrases, prefixed with the file and node by the caller.
-    fn node(&mut self, n: &'m NodeProto, name: String, prov: Provenance) -> Result<(), String> {
+    fn node(&mut self, n: &NodeProto, name: String, prov: Provenance) -> Result<(), String> {
+        if control::OPS.contains(&n.op_type.as_str()) {
+            return control::unroll(self, n, &name, prov);
+        }
         let attrs = Attrs(&n.attribute);
         let outputs = output_names(n)?;
         let first_out = outputs[0];

@@ -1,5 +1,6 @@
 //! ONNX node -> canonical op: the registry of op families. Each family file maps the op types
-//! it lists; Constant is not among them (the importer turns it into a weight). Operands the IR
+//! it lists; Constant is not among them (the importer turns it into a weight), nor are the
+//! control-flow ops (`control.rs` unrolls them into the importer's graph). Operands the IR
 //! keeps as attributes (Resize scales or sizes, Split sizes) must be constants; the
 //! importer connects only the ports the op's arity allows, leaving those Constant nodes unused.
 //! Operands that older opsets gave as attributes (Squeeze axes before 13, ...) come back as
@@ -24,6 +25,7 @@ const FAMILIES: [Family; 9] = [
 pub(super) fn supported(op_type: &str) -> bool {
     op_type == "Constant"
         || expand::OPS.contains(&op_type)
+        || super::control::OPS.contains(&op_type)
         || FAMILIES.iter().any(|f| f.ops.contains(&op_type))
 }
 
@@ -40,6 +42,7 @@ pub fn constant_inputs(op_type: &str) -> &'static [usize] {
     FAMILIES
         .iter()
         .flat_map(|f| f.constant_inputs)
+        .chain(super::control::CONSTANT_INPUTS)
         .find(|(op, _)| *op == op_type)
         .map_or(&[], |(_, ports)| ports)
 }
