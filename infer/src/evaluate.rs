@@ -24,8 +24,8 @@ pub fn static_value(g: &Graph, v: ValueRef) -> Option<Tensor> {
 }
 
 /// The outputs of node `id`, computed from the values `input` gives for its inputs (`None`: that
-/// input has no value now). A Shape needs no value when its input's extents are static. Graph
-/// inputs and constants are not computed (`None`): they are values already.
+/// input has no value now). Shape and Size need no value when their input's extents are
+/// static. Graph inputs and constants are not computed (`None`): they are values already.
 pub fn node_outputs(
     g: &Graph,
     id: NodeId,
@@ -43,6 +43,14 @@ pub fn node_outputs(
                 None => input(x)?.shape,
             };
             Some(vec![temblor_runtime::shape_of(&dims, *start, *end)])
+        }
+        Op::Size => {
+            let x = g.input(id, 0)?;
+            let count = match g.value_type(x).shape.known() {
+                Some(d) => d.iter().product::<usize>(),
+                None => input(x)?.shape.iter().product(),
+            };
+            Some(vec![Tensor::i64(vec![], vec![count as i64])])
         }
         op => {
             let mut inputs = Vec::new();

@@ -25,6 +25,7 @@ mod recognize_gelu;
 mod recognize_hard_swish;
 mod recognize_layer_norm;
 mod remove_no_ops;
+mod resolve_cast_like;
 mod rewrite;
 mod sink_transposes;
 mod split_deform_conv;
@@ -47,6 +48,7 @@ pub use recognize_gelu::RecognizeGelu;
 pub use recognize_hard_swish::RecognizeHardSwish;
 pub use recognize_layer_norm::RecognizeLayerNorm;
 pub use remove_no_ops::RemoveNoOps;
+pub use resolve_cast_like::ResolveCastLike;
 pub use rewrite::Rewriter;
 pub use sink_transposes::SinkTransposes;
 pub use split_deform_conv::SplitDeformConv;
@@ -71,6 +73,8 @@ pub fn optimize_passes() -> Vec<Box<dyn Pass>> {
         Box::new(FoldConstants),
         // ... constants go to the right of Add and Mul, so patterns look on one side only, ...
         Box::new(CommuteConstants),
+        // ... a CastLike names its dtype, so that it is a Cast the rest know, ...
+        Box::new(ResolveCastLike),
         // ... identities go, ...
         Box::new(RemoveNoOps),
         // ... chains of layout changes become one, ...
