@@ -124,12 +124,23 @@ pub fn run_both(
     inputs: &[(&str, PathBuf)],
     dir: &Path,
 ) -> Vec<Compared> {
+    run_both_with(target, model, inputs, dir, &[])
+}
+
+/// [`run_both`], with `args` added to `temblor run`.
+pub fn run_both_with(
+    target: &Path,
+    model: &Path,
+    inputs: &[(&str, PathBuf)],
+    dir: &Path,
+    args: &[&str],
+) -> Vec<Compared> {
     let (ours, theirs) = (dir.join("temblor_out"), dir.join("ort_out"));
     let _ = std::fs::remove_dir_all(&ours);
     let _ = std::fs::remove_dir_all(&theirs);
     std::fs::create_dir_all(&theirs).unwrap();
     let mut cmd = temblor();
-    cmd.arg("run").arg(target).arg("-o").arg(&ours);
+    cmd.arg("run").arg(target).arg("-o").arg(&ours).args(args);
     for (name, path) in inputs {
         cmd.arg("--input").arg(format!("{name}={}", path.display()));
     }

@@ -69,8 +69,8 @@ x = helper.make_tensor_value_info("x", T.FLOAT, [1, 3, 4, 4])
 y = helper.make_tensor_value_info("y", T.FLOAT, [1, 3, 4, 4])
 nodes = [
     helper.make_node("Relu", ["x"], ["a"], name="relu"),
-    helper.make_node("Celu", ["a"], ["b"], name="celu_1"),
-    helper.make_node("Celu", ["b"], ["c"], name="celu_2"),
+    helper.make_node("Hardmax", ["a"], ["b"], name="hardmax_1"),
+    helper.make_node("Hardmax", ["b"], ["c"], name="hardmax_2"),
     helper.make_node("Softsign", ["c"], ["y"], name="soft"),
 ]
 g = helper.make_graph(nodes, "g", [x], [y])
@@ -81,7 +81,7 @@ onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), r"{
     let (code, _, err) = output(std::process::Command::new(python()).args(["-c", &script]));
     assert_eq!(code, 0, "{err}");
     let err = compile_fails(&model);
-    assert!(err.contains("Celu") && err.contains("celu_1"), "{err}");
+    assert!(err.contains("Hardmax") && err.contains("hardmax_1"), "{err}");
     assert!(err.contains("Softsign") && err.contains("soft"), "{err}");
 }
 

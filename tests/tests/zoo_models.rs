@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use temblor_tests::{output, python, real_model, rel_l2, run_both, shared, temblor};
+use temblor_tests::{output, python, real_model, rel_l2, run_both_with, shared, temblor};
 
 /// A photo as `dir/<name>.npy`, `[1, 3, H, W]`: RGB/255 normalized by `mean`/`std` (per channel,
 /// of pixel/255), BGR with `bgr`; `nhwc` transposes it to `[1, H, W, 3]`.
@@ -46,7 +46,18 @@ fn compile(model: &Path, out: &Path, args: &[&str]) {
 /// be within relative L2 1e-4, or, for an output that is all near zero (where the relative
 /// error measures noise), elementwise within rtol 1e-3 and atol 1e-6.
 fn assert_matches(target: &Path, model: &Path, inputs: &[(&str, PathBuf)], dir: &Path) {
-    for c in run_both(target, model, inputs, dir) {
+    assert_matches_with(target, model, inputs, dir, &[]);
+}
+
+/// [`assert_matches`], with `args` added to `temblor run`.
+fn assert_matches_with(
+    target: &Path,
+    model: &Path,
+    inputs: &[(&str, PathBuf)],
+    dir: &Path,
+    args: &[&str],
+) {
+    for c in run_both_with(target, model, inputs, dir, args) {
         let err = rel_l2(&c.ours, &c.theirs);
         println!("{}: relative L2 {err:.3e}", c.path.display());
         let near_zero = c.theirs.iter().all(|v| v.abs() < 1e-3);
@@ -121,6 +132,18 @@ fn centerface_takes_an_overridden_placeholder_input() {
     );
     let reference = model_with_input(&model, dir.path(), "1x3x480x640");
     assert_matches(&pkg, &reference, &[("input.1", x)], dir.path());
+
+    // `run` of the model file compiles it for the data's size when told to override.
+    let small = photo(dir.path(), "small", "240x320", &norm, false);
+    let reference = model_with_input(&model, dir.path(), "1x3x240x320");
+    let inputs = [("input.1", small)];
+    assert_matches_with(
+        &model,
+        &reference,
+        &inputs,
+        dir.path(),
+        &["--override-shapes"],
+    );
 }
 
 /// The model with its first input's declared dims replaced, for onnxruntime (which checks

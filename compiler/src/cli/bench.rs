@@ -6,6 +6,7 @@ use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
 use temblor_ir::{Error, Graph, Result};
+use temblor_pipeline::StaticDims;
 use temblor_runtime::{prepare, Device, Plan, PrepareOptions};
 
 #[derive(clap::Args, Debug)]
@@ -25,6 +26,10 @@ pub struct BenchArgs {
     /// instead of seeded random values. Repeatable.
     #[arg(long = "input", value_name = "NAME:DIMS|NAME=FILE.npy")]
     pub inputs: Vec<String>,
+    /// Let --input replace sizes a model file declares static (a placeholder input size); every
+    /// shape is inferred again, and a node that cannot take the new size is an error naming it.
+    #[arg(long)]
+    pub override_shapes: bool,
     /// Batch sizes, one row each (e.g. 1,2,4,8): axis 0 of every input whose batch is dynamic.
     #[arg(long, value_delimiter = ',', value_name = "N,...")]
     pub batch: Vec<usize>,
@@ -96,7 +101,12 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     if args.batch.contains(&0) {
         return Err(Error::usage("--batch sizes must be positive"));
     }
-    let (Model { package, declared }, given) = Model::open_with(&args.model, &args.inputs)?;
+    let (model, given) = Model::open_with(&args.model, &args.inputs, args.override_shapes)?;
+    let Model {
+        package,
+        declared,
+        statics,
+    } = model;
     let batches: Vec<Option<usize>> = match args.batch.as_slice() {
         [] => vec![None],
         sizes => sizes.iter().copied().map(Some).collect(),
@@ -104,7 +114,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     // Every row's inputs are resolved before any runs, so a bad batch size fails at once.
     let rows_inputs = batches
         .iter()
-        .map(|&b| row_inputs(&args.model, &declared, &given, b))
+        .map(|&b| row_inputs(&args.model, &declared, &given, b, statics))
         .collect::<Result<Vec<_>>>()?;
 
     let (mut threads, mut isa) = (0, String::new());
@@ -113,7 +123,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         if i > 0 {
             reset_peak_rss();
         }
-        let plan = row_plan(args, package.as_ref(), inputs)?;
+        let plan = row_plan(args, package.as_ref(), inputs, statics)?;
         (threads, isa) = (plan.threads(), plan.isa().to_string());
         let batch = batch.unwrap_or_else(|| leading_extent(inputs));
         rows.push(measure(&plan, inputs, batch, args)?);
@@ -138,7 +148,12 @@ fn leading_extent(inputs: &[RowInput]) -> usize {
 
 /// The plan of one row: the package's graph as it is, or the model compiled for the row's
 /// input shapes (the compile graphs are dropped once the plan holds what it needs).
-fn row_plan(args: &BenchArgs, package: Option<&Graph>, inputs: &[RowInput]) -> Result<Plan> {
+fn row_plan(
+    args: &BenchArgs,
+    package: Option<&Graph>,
+    inputs: &[RowInput],
+    statics: StaticDims,
+) -> Result<Plan> {
     if let Some(g) = package {
         if args.unoptimized {
             return Err(Error::usage(
@@ -147,7 +162,7 @@ fn row_plan(args: &BenchArgs, package: Option<&Graph>, inputs: &[RowInput]) -> R
         }
         return plan_for(g, args.threads);
     }
-    let compiled = inputs::compile(&args.model, inputs)?;
+    let compiled = inputs::compile(&args.model, inputs, statics)?;
     let graph = if args.unoptimized {
         &compiled.parse
     } else {

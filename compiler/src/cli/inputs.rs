@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use temblor_ir::{package, DType, Dim, Error, Graph, Result};
-use temblor_pipeline::{Compiled, Options, VerifyMode};
+use temblor_pipeline::{Compiled, Options, StaticDims, VerifyMode};
 use temblor_runtime::{f16, Tensor, TensorData};
 use temblor_tools::npy;
 
@@ -13,6 +13,8 @@ use temblor_tools::npy;
 pub struct Model {
     pub package: Option<Graph>,
     pub declared: Vec<Declared>,
+    /// Whether `--input` may replace sizes the model declares static (`--override-shapes`).
+    pub statics: StaticDims,
 }
 
 impl Model {
@@ -24,16 +26,36 @@ impl Model {
             Some(g) => declared_inputs(g),
             None => declared_inputs(&temblor_pipeline::import(path, &[])?),
         };
-        Ok(Model { package, declared })
+        Ok(Model {
+            package,
+            declared,
+            statics: StaticDims::Keep,
+        })
     }
 
     /// The model at `path` and its `--input` specs, parsed and checked against its inputs.
-    pub fn open_with(path: &Path, specs: &[String]) -> Result<(Model, Vec<(String, Given)>)> {
+    /// With `override_shapes`, `--input` may replace sizes a model file declares static; a
+    /// package's shapes were fixed when it was compiled.
+    pub fn open_with(
+        path: &Path,
+        specs: &[String],
+        override_shapes: bool,
+    ) -> Result<(Model, Vec<(String, Given)>)> {
         let given = specs
             .iter()
             .map(|s| parse_given(s))
             .collect::<Result<Vec<_>>>()?;
-        let model = Model::open(path)?;
+        let mut model = Model::open(path)?;
+        if override_shapes {
+            if model.package.is_some() {
+                return Err(Error::usage(format!(
+                    "--override-shapes: {} is a package, whose shapes were fixed when it was \
+                     compiled; compile the model with --override-shapes instead",
+                    path.display()
+                )));
+            }
+            model.statics = StaticDims::Override;
+        }
         check_names(&model.declared, &given)?;
         Ok((model, given))
     }
@@ -118,6 +140,7 @@ pub fn row_inputs<'a>(
     declared: &'a [Declared],
     given: &'a [(String, Given)],
     batch: Option<usize>,
+    statics: StaticDims,
 ) -> Result<Vec<RowInput<'a>>> {
     let mut row = Vec::with_capacity(declared.len());
     let mut defaulted = Vec::new();
@@ -138,10 +161,11 @@ pub fn row_inputs<'a>(
             )));
         }
         for (axis, (want, declared)) in dims.iter().zip(&d.dims).enumerate() {
-            if let (Some(w), Some(k)) = (want, declared.known()) {
+            if let (Some(w), Some(k), StaticDims::Keep) = (want, declared.known(), statics) {
                 if *w != k {
                     return Err(Error::usage(format!(
-                        "input '{}' {} has a fixed size {k} on axis {axis}, but {w} was given",
+                        "input '{}' {} has a fixed size {k} on axis {axis}, but {w} was given \
+                         (--override-shapes lets it change)",
                         d.name,
                         show_dims(&d.dims)
                     )));
@@ -307,8 +331,9 @@ fn random_tensor(dtype: DType, shape: &[usize], rng: &mut Rng) -> Tensor {
 
 /// The model file compiled for the row's input shapes, unverified: a timed command measures the
 /// model, `compile` checks it.
-pub fn compile(model: &Path, inputs: &[RowInput]) -> Result<Compiled> {
+pub fn compile(model: &Path, inputs: &[RowInput], statics: StaticDims) -> Result<Compiled> {
     let options = Options {
+        static_dims: statics,
         input_dims: inputs
             .iter()
             .map(|i| (i.name.to_string(), i.shape.clone()))

@@ -24,6 +24,10 @@ pub struct ProfileArgs {
     /// instead of seeded random values. Repeatable.
     #[arg(long = "input", value_name = "NAME:DIMS|NAME=FILE.npy")]
     pub inputs: Vec<String>,
+    /// Let --input replace sizes a model file declares static (a placeholder input size); every
+    /// shape is inferred again, and a node that cannot take the new size is an error naming it.
+    #[arg(long)]
+    pub override_shapes: bool,
     /// How many of the slowest layers to list.
     #[arg(long, default_value_t = 15)]
     pub top: usize,
@@ -46,11 +50,16 @@ pub fn profile(args: &ProfileArgs) -> Result<()> {
     if args.iters == 0 {
         return Err(Error::usage("--iters must be at least 1"));
     }
-    let (Model { package, declared }, given) = Model::open_with(&args.model, &args.inputs)?;
-    let row = row_inputs(&args.model, &declared, &given, None)?;
+    let (model, given) = Model::open_with(&args.model, &args.inputs, args.override_shapes)?;
+    let Model {
+        package,
+        declared,
+        statics,
+    } = model;
+    let row = row_inputs(&args.model, &declared, &given, None, statics)?;
     let graph = match package {
         Some(g) => g,
-        None => inputs::compile(&args.model, &row)?.compile,
+        None => inputs::compile(&args.model, &row, statics)?.compile,
     };
     let stages = match &args.stages {
         Some(file) => StageMap::read(&graph, file)?,

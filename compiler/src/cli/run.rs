@@ -1,6 +1,7 @@
 use std::path::{Path, PathBuf};
 use temblor_ir::{package, Error, Graph, Result};
-use temblor_pipeline::{Options, VerifyMode};
+use temblor_pipeline::{Options, StaticDims, VerifyMode};
+use temblor_runtime::Tensor;
 use temblor_runtime::{prepare, Device, PrepareOptions};
 use temblor_tools::npy;
 
@@ -17,11 +18,20 @@ pub struct RunArgs {
     /// Threads of the CPU runtime; 0 means one per available core.
     #[arg(long, default_value_t = 0, value_parser = super::parse_threads)]
     pub threads: usize,
+    /// Compile a model file for the given data's shapes, even where the model declares other
+    /// static sizes (a placeholder input size); every shape is inferred again.
+    #[arg(long)]
+    pub override_shapes: bool,
 }
 
 /// A package as written, or a model file compiled in memory with its inputs' shapes left as the
 /// model declares them.
 pub fn load_graph(path: &Path) -> Result<Graph> {
+    load_graph_with(path, Options::default())
+}
+
+/// [`load_graph`], a model file compiled with `options` (unverified: a run checks nothing).
+fn load_graph_with(path: &Path, options: Options) -> Result<Graph> {
     if package::is_package(path) {
         package::load(path)
     } else if path.is_dir() {
@@ -33,7 +43,7 @@ pub fn load_graph(path: &Path) -> Result<Graph> {
     } else {
         let options = Options {
             verify: VerifyMode::Off,
-            ..Options::default()
+            ..options
         };
         Ok(temblor_pipeline::compile(path, &options)?.compile)
     }
@@ -47,7 +57,23 @@ pub fn run(args: &RunArgs) -> Result<()> {
             .ok_or_else(|| Error::usage(format!("--input '{spec}': expected NAME=FILE.npy")))?;
         inputs.push((name.to_string(), npy::read(Path::new(file))?));
     }
-    let graph = load_graph(&args.model)?;
+    let graph = if args.override_shapes {
+        if package::is_package(&args.model) {
+            return Err(Error::usage(format!(
+                "--override-shapes: {} is a package, whose shapes were fixed when it was \
+                 compiled; compile the model with --override-shapes instead",
+                args.model.display()
+            )));
+        }
+        let options = Options {
+            input_dims: data_dims(&inputs),
+            static_dims: StaticDims::Override,
+            ..Options::default()
+        };
+        load_graph_with(&args.model, options)?
+    } else {
+        load_graph(&args.model)?
+    };
     let options = PrepareOptions {
         threads: args.threads,
         ..PrepareOptions::default()
@@ -67,4 +93,11 @@ pub fn run(args: &RunArgs) -> Result<()> {
         println!("{name}: {:?} -> {}", tensor.shape, path.display());
     }
     Ok(())
+}
+
+fn data_dims(inputs: &[(String, Tensor)]) -> Vec<(String, Vec<usize>)> {
+    inputs
+        .iter()
+        .map(|(name, t)| (name.clone(), t.shape.clone()))
+        .collect()
 }
