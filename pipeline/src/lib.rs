@@ -107,11 +107,19 @@ fn import_batch(
 ) -> Result<Graph> {
     let mut g = temblor_frontend::load(model, input_dims)?;
     temblor_infer::fix_inputs(&mut g, input_dims, statics)?;
-    if batch_one {
-        default_batch(&mut g, model);
-    }
+    // The warning waits until the import has succeeded, so that a model that fails says
+    // `error:` on its first stderr line.
+    let defaulted = if batch_one {
+        temblor_ir::check_supported(&g)?;
+        temblor_infer::default_batch(&mut g)
+    } else {
+        Vec::new()
+    };
     temblor_infer::infer(&mut g)?;
     validate(&g).map_err(|e| Error::internal(format!("import of {}: {e}", model.display())))?;
+    if !defaulted.is_empty() {
+        eprintln!("{}", batch_warning(model, &defaulted));
+    }
     Ok(g)
 }
 

@@ -81,7 +81,10 @@ onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), r"{
     let (code, _, err) = output(std::process::Command::new(python()).args(["-c", &script]));
     assert_eq!(code, 0, "{err}");
     let err = compile_fails(&model);
-    assert!(err.contains("Hardmax") && err.contains("hardmax_1"), "{err}");
+    assert!(
+        err.contains("Hardmax") && err.contains("hardmax_1"),
+        "{err}"
+    );
     assert!(err.contains("Softsign") && err.contains("soft"), "{err}");
 }
 

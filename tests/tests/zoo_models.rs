@@ -134,8 +134,8 @@ fn centerface_takes_an_overridden_placeholder_input() {
     assert_matches(&pkg, &reference, &[("input.1", x)], dir.path());
 
     // `run` of the model file compiles it for the data's size when told to override.
-    let small = photo(dir.path(), "small", "240x320", &norm, false);
-    let reference = model_with_input(&model, dir.path(), "1x3x240x320");
+    let small = photo(dir.path(), "small", "256x320", &norm, false);
+    let reference = model_with_input(&model, dir.path(), "1x3x256x320");
     let inputs = [("input.1", small)];
     assert_matches_with(
         &model,

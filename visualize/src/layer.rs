@@ -7,7 +7,7 @@
 //!   (`input_N` for data, the role name such as `weight` or `mean` for a constant), one per
 //!   output (`output_N`), `graph_output` for each graph output read here, the canonical
 //!   attributes, and for each operand (a shape, sizes, axes: `caffe::operand_role`) whether it
-//!   is static, folded by a pass, or computed at run time (`shape_is`, `scales_is`, ...);
+//!   is static, made by a pass (folded), or computed at run time (`shape_is`, `scales_is`, ...);
 //! - parse: the source framework's attributes, as `src_NAME`;
 //! - optimize and compile: `made_by`, the pass that built the node, when one did;
 //! - compile: `precision` and `partition`, `unset` where the compile stage placed nothing, and
@@ -181,7 +181,8 @@ fn write_provenance(w: &mut Writer, g: &Graph, view: View, id: NodeId) {
 }
 
 /// Whether an operand is known when the graph compiles: a constant (with its values when there
-/// are few), one a pass folded from a computation, or a value computed at run time. In the
+/// are few), one a pass made (folded from a computation, or built by a rewrite), or a value
+/// computed at run time. In the
 /// parse view nothing is folded yet, so a computed operand may still turn out static.
 fn operand_state(g: &Graph, view: View, v: ValueRef) -> String {
     let Some(w) = g.constant(v) else {
@@ -198,7 +199,7 @@ fn operand_state(g: &Graph, view: View, v: ValueRef) -> String {
         w.to_i64().map_or_else(String::new, |i| format!("{i:?}"))
     };
     match &g.node(v.node).provenance.made_by {
-        Some(pass) if view != View::Parse => format!("static {values}, folded by {pass}"),
+        Some(pass) if view != View::Parse => format!("static {values}, made by {pass}"),
         _ => format!("static {values}"),
     }
 }
