@@ -19,8 +19,8 @@ impl PreprocessConfig {
             Error::internal(format!("cannot serialize the preprocessing config: {e}"))
         })?;
         let text = format!(
-            "# How this package's model wants its images (temblor's preprocessing YAML), \
-             recorded by `temblor compile` from {}.\n{yaml}",
+            "# How this package's model wants its images, in temblor's preprocessing YAML.\n\
+             # Recorded by `temblor compile` from {}.\n{yaml}",
             source.display()
         );
         let path = dir.join(package::PREPROCESS);
