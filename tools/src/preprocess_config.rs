@@ -64,7 +64,7 @@ pub struct PreprocessConfig {
     pub layout: Layout,
     #[serde(default)]
     pub inputs: InputNames,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub labels: Vec<String>,
 }
 

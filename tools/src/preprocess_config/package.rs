@@ -20,8 +20,9 @@ impl PreprocessConfig {
         })?;
         let text = format!(
             "# How this package's model wants its images, in temblor's preprocessing YAML.\n\
-             # Recorded by `temblor compile` from {}.\n{yaml}",
-            source.display()
+             # Recorded by `temblor compile` from {}; the labels are in {}.\n{yaml}",
+            source.display(),
+            package::LABELS
         );
         let path = dir.join(package::PREPROCESS);
         std::fs::write(&path, text).map_err(|e| Error::internal(format!("{}: {e}", path.display())))
