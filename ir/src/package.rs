@@ -2,6 +2,12 @@
 //! source model. `package.json` holds the graph (nodes in topological order, each input as the
 //! producing node's position and port), `weights.bin` the referenced weights, 64-byte aligned,
 //! memory-mapped on load.
+//!
+//! Beside them, what a user would otherwise have to restate, each absent from packages written
+//! before it was recorded (readers treat a missing file as "not recorded"): `preprocess.yml`,
+//! how the model wants its images in temblor's preprocessing YAML (`temblor_tools`'
+//! `preprocess_config` reads and writes it), and `labels.txt`, its class names by class id, one a
+//! line.
 
 use crate::AttrValue;
 use crate::DType;
@@ -27,6 +33,8 @@ use std::path::Path;
 
 pub const MANIFEST: &str = "package.json";
 pub const WEIGHTS: &str = "weights.bin";
+pub const PREPROCESS: &str = "preprocess.yml";
+pub const LABELS: &str = "labels.txt";
 const FORMAT: &str = "temblor-package-1";
 const ALIGN: usize = 64;
 

@@ -26,7 +26,10 @@
 //! labels: [person, bicycle]  # class names, by class id  [none]
 //! ```
 
+mod package;
 mod paddle;
+
+pub use package::{package_labels, read_labels, write_labels};
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -203,8 +206,13 @@ impl PreprocessConfig {
         Ok(config)
     }
 
-    /// PaddleDetection's `infer_cfg.yml` in the model's directory (or in a package directory).
+    /// The preprocessing a package recorded, else PaddleDetection's `infer_cfg.yml` in the
+    /// model's directory (or in a package directory).
     pub fn beside(model: &Path) -> Option<PathBuf> {
+        let recorded = model.join(temblor_ir::package::PREPROCESS);
+        if temblor_ir::package::is_package(model) && recorded.is_file() {
+            return Some(recorded);
+        }
         let dir = if model.is_dir() {
             model
         } else {

@@ -6,6 +6,7 @@ use temblor_pipeline::{Options, StaticDims, VerifyMode};
 use temblor_precision::calibrators::Calibrator;
 use temblor_precision::PlanMode;
 use temblor_precision::{request::Request, Budget};
+use temblor_tools::preprocess_config::{self, PreprocessConfig};
 use temblor_visualize::{render, report_html, View};
 
 #[derive(clap::Args, Debug)]
@@ -55,9 +56,13 @@ pub struct CompileArgs {
     #[arg(long, value_name = "DIR")]
     pub calib: Option<PathBuf>,
     /// The model's preprocessing (temblor YAML or PaddleDetection infer_cfg.yml; default: an
-    /// infer_cfg.yml beside the model).
+    /// infer_cfg.yml beside the model). The package records it as preprocess.yml.
     #[arg(long, value_name = "FILE")]
     pub preprocess: Option<PathBuf>,
+    /// The model's class names, one a line by class id (default: the label_list of the
+    /// preprocessing config). The package records them as labels.txt.
+    #[arg(long, value_name = "FILE")]
+    pub labels: Option<PathBuf>,
     /// What auto must keep: rel_l2=X (worst checkpoint relative L2 against fp32) or ap=X
     /// (detection agreement with fp32). Default: ap=0.95 for detectors, rel_l2=0.01 otherwise.
     #[arg(long, value_parser = Budget::parse, value_name = "BUDGET")]
@@ -113,6 +118,7 @@ pub fn compile(args: &CompileArgs) -> Result<()> {
             out.display()
         )));
     }
+    let recorded = Recorded::read(args)?;
     let options = Options {
         input_dims,
         pass_steps: args.pass_steps,
@@ -170,6 +176,7 @@ pub fn compile(args: &CompileArgs) -> Result<()> {
         std::fs::write(dir.join(file), text).map_err(|e| io_error(&dir.join(file), e))?;
     }
     package::write(&compiled.compile, dir)?;
+    recorded.write(dir)?;
     std::fs::write(
         dir.join("precision.yml"),
         temblor_precision::plan_file::render(&compiled.plan)?,
@@ -232,6 +239,49 @@ pub fn compile(args: &CompileArgs) -> Result<()> {
         out.display()
     );
     Ok(())
+}
+
+/// What the package records beside the graph so that commands given it need nothing restated.
+struct Recorded {
+    /// The preprocessing and the file it came from.
+    preprocess: Option<(PreprocessConfig, PathBuf)>,
+    labels: Vec<String>,
+}
+
+impl Recorded {
+    /// Read before compiling, so that a bad file fails at once. An infer_cfg.yml found beside
+    /// the model that temblor cannot read is only a warning: compiling never needed it, unless
+    /// --calib does (which then fails naming it).
+    fn read(args: &CompileArgs) -> Result<Recorded> {
+        let preprocess = match (&args.preprocess, PreprocessConfig::beside(&args.model)) {
+            (Some(file), _) => Some((PreprocessConfig::load(file)?, file.clone())),
+            (None, Some(file)) => match PreprocessConfig::load(&file) {
+                Ok(config) => Some((config, file)),
+                Err(e) => {
+                    eprintln!("warning: the package does not record the preprocessing: {e}");
+                    None
+                }
+            },
+            (None, None) => None,
+        };
+        let labels = match &args.labels {
+            Some(file) => preprocess_config::read_labels(file)?,
+            None => preprocess
+                .as_ref()
+                .map_or_else(Vec::new, |(config, _)| config.labels.clone()),
+        };
+        Ok(Recorded { preprocess, labels })
+    }
+
+    fn write(&self, dir: &Path) -> Result<()> {
+        if let Some((config, source)) = &self.preprocess {
+            config.write_to_package(dir, source)?;
+        }
+        if !self.labels.is_empty() {
+            preprocess_config::write_labels(&self.labels, dir)?;
+        }
+        Ok(())
+    }
 }
 
 /// Where calibration statistics are cached, by model, preprocessing and images.

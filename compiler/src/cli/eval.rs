@@ -8,7 +8,7 @@ use temblor_pipeline::{Options, VerifyMode};
 use temblor_runtime::{prepare, Device, Plan, PrepareOptions};
 use temblor_tools::eval::coco_json::{self, Category, DumpImage};
 use temblor_tools::eval::{self, Detection, GtBox, Metrics};
-use temblor_tools::preprocess_config::{Prepared, PreprocessConfig};
+use temblor_tools::preprocess_config::{self, Prepared, PreprocessConfig};
 use temblor_tools::progress;
 
 #[derive(clap::Args, Debug)]
@@ -18,12 +18,12 @@ pub struct EvalArgs {
     /// A directory of JPEG and PNG images, all evaluated (sorted by name).
     #[arg(long)]
     pub images: PathBuf,
-    /// The preprocessing config (temblor YAML or PaddleDetection's infer_cfg.yml); default: an
-    /// infer_cfg.yml beside the model.
+    /// The preprocessing config (temblor YAML or PaddleDetection's infer_cfg.yml); default: the
+    /// one a package recorded, else an infer_cfg.yml beside the model.
     #[arg(long)]
     pub preprocess: Option<PathBuf>,
     /// Score against this model's detections (a package or a model file); it is preprocessed
-    /// with the infer_cfg.yml beside it, else with the model's config.
+    /// with the config it recorded or the infer_cfg.yml beside it, else with the model's config.
     #[arg(long, conflicts_with = "gt", required_unless_present = "gt")]
     pub reference: Option<PathBuf>,
     /// Score against COCO ground truth (images matched by file_name).
@@ -229,7 +229,7 @@ impl Subject {
         input_dims: &[(String, Vec<usize>)],
         threads: usize,
     ) -> Result<Subject> {
-        let config = PreprocessConfig::load(config_file)?;
+        let mut config = PreprocessConfig::load(config_file)?;
         let graph = if package::is_package(path) {
             if !input_dims.is_empty() {
                 return Err(Error::usage(format!(
@@ -237,6 +237,10 @@ impl Subject {
                      applies to a model file",
                     path.display()
                 )));
+            }
+            // Labels in a --preprocess file win; the package keeps its own in labels.txt.
+            if config.labels.is_empty() {
+                config.labels = preprocess_config::package_labels(path)?;
             }
             package::load(path)?
         } else {
