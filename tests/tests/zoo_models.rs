@@ -133,8 +133,19 @@ fn centerface_takes_an_overridden_placeholder_input() {
     let reference = model_with_input(&model, dir.path(), "1x3x480x640");
     assert_matches(&pkg, &reference, &[("input.1", x)], dir.path());
 
-    // `run` of the model file compiles it for the data's size when told to override.
+    // `run` of the model file compiles it for the data's size when told to override, and
+    // says so when not told.
     let small = photo(dir.path(), "small", "256x320", &norm, false);
+    let mut cmd = temblor();
+    cmd.arg("run")
+        .arg(&model)
+        .arg("-o")
+        .arg(dir.path().join("refused"));
+    cmd.arg("--input")
+        .arg(format!("input.1={}", small.display()));
+    let (code, _, err) = output(&mut cmd);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--override-shapes"), "{err}");
     let reference = model_with_input(&model, dir.path(), "1x3x256x320");
     let inputs = [("input.1", small)];
     assert_matches_with(

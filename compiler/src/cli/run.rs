@@ -79,6 +79,9 @@ pub fn run(args: &RunArgs) -> Result<()> {
         ..PrepareOptions::default()
     };
     let plan = prepare(&graph, &Device::Cpu, &options).map_err(Error::from)?;
+    if !args.override_shapes && !package::is_package(&args.model) {
+        suggest_override(&plan, &inputs)?;
+    }
     let outputs = plan.run_once(&inputs).map_err(Error::from)?;
 
     std::fs::create_dir_all(&args.out)
@@ -100,4 +103,30 @@ fn data_dims(inputs: &[(String, Tensor)]) -> Vec<(String, Vec<usize>)> {
         .iter()
         .map(|(name, t)| (name.clone(), t.shape.clone()))
         .collect()
+}
+
+/// A model file whose declared static sizes the data does not have (a placeholder such as
+/// 10x3x32x32) fails here, pointing at `--override-shapes`, rather than in the runtime.
+fn suggest_override(plan: &temblor_runtime::Plan, inputs: &[(String, Tensor)]) -> Result<()> {
+    for (name, tensor) in inputs {
+        let Some(spec) = plan.inputs().iter().find(|s| &s.name == name) else {
+            continue;
+        };
+        let fits = spec.dims.len() == tensor.shape.len()
+            && spec
+                .dims
+                .iter()
+                .zip(&tensor.shape)
+                .all(|(d, &n)| d.known().is_none_or(|k| k == n));
+        if !fits {
+            let declared: Vec<String> = spec.dims.iter().map(|d| d.to_string()).collect();
+            return Err(Error::usage(format!(
+                "input '{name}' is {:?}, but the model declares [{}]; give --override-shapes \
+                 to compile it for the data's size",
+                tensor.shape,
+                declared.join(", ")
+            )));
+        }
+    }
+    Ok(())
 }
