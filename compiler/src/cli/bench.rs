@@ -101,12 +101,14 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     if args.batch.contains(&0) {
         return Err(Error::usage("--batch sizes must be positive"));
     }
-    let (model, given) = Model::open_with(&args.model, &args.inputs, args.override_shapes)?;
-    let Model {
-        package,
-        declared,
-        statics,
-    } = model;
+    let (
+        Model {
+            package,
+            declared,
+            statics,
+        },
+        given,
+    ) = Model::open_with(&args.model, &args.inputs, args.override_shapes)?;
     let batches: Vec<Option<usize>> = match args.batch.as_slice() {
         [] => vec![None],
         sizes => sizes.iter().copied().map(Some).collect(),

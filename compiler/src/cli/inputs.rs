@@ -48,17 +48,22 @@ impl Model {
         let mut model = Model::open(path)?;
         if override_shapes {
             if model.package.is_some() {
-                return Err(Error::usage(format!(
-                    "--override-shapes: {} is a package, whose shapes were fixed when it was \
-                     compiled; compile the model with --override-shapes instead",
-                    path.display()
-                )));
+                return Err(override_of_package(path));
             }
             model.statics = StaticDims::Override;
         }
         check_names(&model.declared, &given)?;
         Ok((model, given))
     }
+}
+
+/// `--override-shapes` given with a package, which cannot take it.
+pub fn override_of_package(path: &Path) -> Error {
+    Error::usage(format!(
+        "--override-shapes: {} is a package, whose shapes were fixed when it was compiled; \
+         compile the model with --override-shapes instead",
+        path.display()
+    ))
 }
 
 /// What `--input` says about one input.

@@ -50,12 +50,14 @@ pub fn profile(args: &ProfileArgs) -> Result<()> {
     if args.iters == 0 {
         return Err(Error::usage("--iters must be at least 1"));
     }
-    let (model, given) = Model::open_with(&args.model, &args.inputs, args.override_shapes)?;
-    let Model {
-        package,
-        declared,
-        statics,
-    } = model;
+    let (
+        Model {
+            package,
+            declared,
+            statics,
+        },
+        given,
+    ) = Model::open_with(&args.model, &args.inputs, args.override_shapes)?;
     let row = row_inputs(&args.model, &declared, &given, None, statics)?;
     let graph = match package {
         Some(g) => g,

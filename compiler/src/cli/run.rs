@@ -59,11 +59,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
     }
     let graph = if args.override_shapes {
         if package::is_package(&args.model) {
-            return Err(Error::usage(format!(
-                "--override-shapes: {} is a package, whose shapes were fixed when it was \
-                 compiled; compile the model with --override-shapes instead",
-                args.model.display()
-            )));
+            return Err(super::inputs::override_of_package(&args.model));
         }
         let options = Options {
             input_dims: data_dims(&inputs),

@@ -127,23 +127,12 @@ fn variadic(ctx: &NodeCtx) -> Result<Expansion, String> {
             ctx.op_type
         ));
     }
-    let mut steps = vec![Step {
-        op: Op::Binary(op),
-        inputs: vec![Src::Input(0), Src::Input(1)],
-    }];
-    for i in 2..ctx.inputs.len() {
-        steps.push(Step {
-            op: Op::Binary(op),
-            inputs: vec![
-                Src::Step {
-                    step: i - 2,
-                    port: 0,
-                },
-                Src::Input(i),
-            ],
-        });
+    let mut b = Builder::default();
+    let mut acc = Src::Input(0);
+    for i in 1..ctx.inputs.len() {
+        acc = b.op(Op::Binary(op), &[acc, Src::Input(i)]);
     }
-    Ok(chained(steps))
+    Ok(b.finish(vec![acc]))
 }
 
 /// The exponential linear units, `x` where positive, else `alpha * (exp(x / s) - 1)`:
@@ -206,66 +195,31 @@ fn computed_bound(ctx: &NodeCtx) -> bool {
 }
 
 fn clip(ctx: &NodeCtx) -> Expansion {
-    let mut steps: Vec<Step> = Vec::new();
+    let mut b = Builder::default();
+    let mut data = Src::Input(0);
     for (port, op) in [(1, BinaryOp::Max), (2, BinaryOp::Min)] {
         if ctx.present(port) {
-            let data = match steps.len() {
-                0 => Src::Input(0),
-                n => Src::Step {
-                    step: n - 1,
-                    port: 0,
-                },
-            };
-            steps.push(Step {
-                op: Op::Binary(op),
-                inputs: vec![data, Src::Input(port)],
-            });
+            data = b.op(Op::Binary(op), &[data, Src::Input(port)]);
         }
     }
-    chained(steps)
+    b.finish(vec![data])
 }
 
 fn dropout_with_mask(ctx: &NodeCtx) -> Result<Expansion, String> {
     elementwise::dropout_at_inference(ctx)?;
-    let data = Step {
-        op: Op::Unary(UnaryOp::Identity),
-        inputs: vec![Src::Input(0)],
-    };
-    let shape = Step {
-        op: Op::Shape {
+    let mut b = Builder::default();
+    let data = b.op(Op::Unary(UnaryOp::Identity), &[Src::Input(0)]);
+    let shape = b.op(
+        Op::Shape {
             start: 0,
             end: None,
         },
-        inputs: vec![Src::Input(0)],
+        &[Src::Input(0)],
+    );
+    let all_true = Scalar {
+        dtype: DType::Bool,
+        value: 1.0,
     };
-    let mask = Step {
-        op: Op::ConstantOfShape {
-            value: Scalar {
-                dtype: DType::Bool,
-                value: 1.0,
-            },
-        },
-        inputs: vec![Src::Step { step: 1, port: 0 }],
-    };
-    Ok(Expansion {
-        steps: vec![data, shape, mask],
-        outputs: vec![
-            Src::Step { step: 0, port: 0 },
-            Src::Step { step: 2, port: 0 },
-        ],
-        constants: Vec::new(),
-    })
-}
-
-/// A chain whose last step is the node's one output.
-fn chained(steps: Vec<Step>) -> Expansion {
-    let last = steps.len() - 1;
-    Expansion {
-        steps,
-        outputs: vec![Src::Step {
-            step: last,
-            port: 0,
-        }],
-        constants: Vec::new(),
-    }
+    let mask = b.op(Op::ConstantOfShape { value: all_true }, &[shape]);
+    Ok(b.finish(vec![data, mask]))
 }
