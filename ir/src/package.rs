@@ -35,6 +35,7 @@ pub const MANIFEST: &str = "package.json";
 pub const WEIGHTS: &str = "weights.bin";
 pub const PREPROCESS: &str = "preprocess.yml";
 pub const LABELS: &str = "labels.txt";
+pub const POSTPROCESS: &str = "postprocess.yml";
 const FORMAT: &str = "temblor-package-1";
 const ALIGN: usize = 64;
 

@@ -1,0 +1,99 @@
+//! PaddleDetection's output form, also what paddle2onnx makes of it (the ONNX NMS twin): rows
+//! `[N, 6]` of (class, score, x1, y1, x2, y2) already in the photo's pixels (the graph divides
+//! by `scale_factor`), an integer count of the real rows, and for Mask R-CNN the pasted binary
+//! masks `[N, H, W]` at the photo's size. Rows with a negative class are padding.
+
+use crate::{floats, Geometry, Mask, Object};
+use temblor_ir::{DType, Error, Result};
+use temblor_runtime::{Tensor, TensorData};
+
+pub(crate) fn objects(
+    outputs: &[(String, Tensor)],
+    min_score: f32,
+    geometry: &Geometry,
+) -> Result<Vec<Object>> {
+    let tables: Vec<&(String, Tensor)> = outputs
+        .iter()
+        .filter(|(_, t)| t.shape.len() == 2 && t.shape[1] == 6 && is_float(t))
+        .collect();
+    let [(name, rows)] = tables.as_slice() else {
+        let shapes: Vec<String> = outputs
+            .iter()
+            .map(|(n, t)| format!("{n} {} {:?}", t.dtype(), t.shape))
+            .collect();
+        return Err(Error::usage(format!(
+            "expected one float output of detection rows [N, 6] (class, score, x1, y1, x2, y2); \
+             the model's outputs are: {}",
+            shapes.join(", ")
+        )));
+    };
+    let values = floats(name, rows)?;
+    let count = outputs
+        .iter()
+        .find_map(|(_, t)| count(t))
+        .unwrap_or(rows.shape[0])
+        .min(rows.shape[0]);
+    let masks = outputs
+        .iter()
+        .find(|(_, t)| t.shape.len() == 3 && t.shape[0] == rows.shape[0] && t.shape[0] > 0);
+    let mut objects = Vec::new();
+    for (i, r) in values.chunks_exact(6).take(count).enumerate() {
+        if r[0] < 0.0 || r[1] < min_score {
+            continue;
+        }
+        let mask = match masks {
+            Some((_, m)) => Some(pasted_mask(m, i, geometry)?),
+            None => None,
+        };
+        objects.push(Object {
+            class: r[0].round() as i64,
+            label: None,
+            score: r[1],
+            bbox: [r[2], r[3], r[4], r[5]],
+            mask,
+        });
+    }
+    Ok(objects)
+}
+
+fn is_float(t: &Tensor) -> bool {
+    matches!(t.dtype(), DType::F32 | DType::F16 | DType::F64)
+}
+
+/// The number of real rows, from a one-element integer output.
+fn count(t: &Tensor) -> Option<usize> {
+    if t.len() != 1 {
+        return None;
+    }
+    match &t.data {
+        TensorData::I32(v) => usize::try_from(v[0]).ok(),
+        TensorData::I64(v) => usize::try_from(v[0]).ok(),
+        _ => None,
+    }
+}
+
+/// Row `i`'s mask of the pasted `[N, H, W]` masks, cut to the rectangle its pixels lie in.
+fn pasted_mask(masks: &Tensor, i: usize, geometry: &Geometry) -> Result<Mask> {
+    let (h, w) = (masks.shape[1], masks.shape[2]);
+    if (h, w) != geometry.original {
+        return Err(Error::bad_input(format!(
+            "the masks are {h}x{w}, the photo {}x{}: expected masks pasted at the photo's size",
+            geometry.original.0, geometry.original.1
+        )));
+    }
+    let plane = i * h * w..(i + 1) * h * w;
+    let inside: Vec<bool> = match &masks.data {
+        TensorData::I32(v) => v[plane].iter().map(|&b| b != 0).collect(),
+        TensorData::I64(v) => v[plane].iter().map(|&b| b != 0).collect(),
+        TensorData::U8(v) => v[plane].iter().map(|&b| b != 0).collect(),
+        TensorData::Bool(v) => v[plane].to_vec(),
+        TensorData::F32(v) => v[plane].iter().map(|&b| b > 0.5).collect(),
+        _ => {
+            return Err(Error::usage(format!(
+                "masks of type {} are not read",
+                masks.dtype()
+            )))
+        }
+    };
+    Ok(Mask::tight(geometry.original, &inside))
+}
