@@ -55,7 +55,10 @@ pub fn draw(image: &mut Image, answer: &Answer) {
         let c = colour(o.class);
         let [x1, y1, x2, y2] = o.bbox.map(|v| v.round().max(0.0) as usize);
         rectangle(image, (x1, y1), (x2, y2), c);
-        let name = o.label.clone().unwrap_or_else(|| format!("class {}", o.class));
+        let name = o
+            .label
+            .clone()
+            .unwrap_or_else(|| format!("class {}", o.class));
         tab(image, (x1, y1), &format!("{name} {:.2}", o.score), c);
     }
     for line in &answer.text {
@@ -66,15 +69,24 @@ pub fn draw(image: &mut Image, answer: &Answer) {
         }
     }
     if let Some(best) = answer.classes.first() {
-        let name = best.label.clone().unwrap_or_else(|| format!("class {}", best.class));
-        tab(image, (0, GLYPH + 2), &format!("{name} {:.2}", best.score), colour(best.class));
+        let name = best
+            .label
+            .clone()
+            .unwrap_or_else(|| format!("class {}", best.class));
+        tab(
+            image,
+            (0, GLYPH + 2),
+            &format!("{name} {:.2}", best.score),
+            colour(best.class),
+        );
     }
 }
 
 /// Writes `image` as a PNG, through a temporary name so a failure leaves no partial file.
 pub fn save_png(image: &Image, path: &Path) -> Result<()> {
-    let buffer = image::RgbImage::from_raw(image.width as u32, image.height as u32, image.rgb.clone())
-        .ok_or_else(|| Error::internal("an image buffer of the wrong size"))?;
+    let buffer =
+        image::RgbImage::from_raw(image.width as u32, image.height as u32, image.rgb.clone())
+            .ok_or_else(|| Error::internal("an image buffer of the wrong size"))?;
     let partial = path.with_extension("png.partial");
     buffer
         .save_with_format(&partial, image::ImageFormat::Png)
@@ -115,8 +127,7 @@ fn overlay(image: &mut Image, mask: &Mask, c: [u8; 3]) {
             let i = (py * image.width + px) * 3;
             for k in 0..3 {
                 let under = f32::from(image.rgb[i + k]);
-                image.rgb[i + k] =
-                    (under + (f32::from(c[k]) - under) * MASK_ALPHA).round() as u8;
+                image.rgb[i + k] = (under + (f32::from(c[k]) - under) * MASK_ALPHA).round() as u8;
             }
         }
     }
@@ -156,7 +167,12 @@ fn tab(image: &mut Image, (x, y): (usize, usize), text: &str, c: [u8; 3]) {
         for (row, bits) in glyph.iter().enumerate() {
             for col in 0..GLYPH {
                 if bits & (1 << col) != 0 {
-                    put(image, left + 1 + i * GLYPH + col, top + 1 + row, [255, 255, 255]);
+                    put(
+                        image,
+                        left + 1 + i * GLYPH + col,
+                        top + 1 + row,
+                        [255, 255, 255],
+                    );
                 }
             }
         }

@@ -173,6 +173,17 @@ impl Postprocess {
         }
     }
 
+    /// Keeps only what scores at least `score`, where the kind has such a threshold.
+    pub fn set_min_score(&mut self, score: f32) {
+        match self {
+            Postprocess::DetectionTable { min_score } | Postprocess::Yolo { min_score, .. } => {
+                *min_score = score;
+            }
+            Postprocess::TextDetection(settings) => settings.box_score = score,
+            Postprocess::TextRecognition | Postprocess::Classification { .. } => {}
+        }
+    }
+
     /// Writes the settings into the package directory `dir`.
     pub fn write_to_package(&self, dir: &Path) -> Result<()> {
         let yaml = serde_saphyr::to_string(self)

@@ -53,6 +53,8 @@ pub(crate) fn objects(
             mask,
         });
     }
+    // The table is in NMS's order, by class; people read the best first.
+    objects.sort_by(|a, b| b.score.total_cmp(&a.score));
     Ok(objects)
 }
 

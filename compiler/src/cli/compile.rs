@@ -1,6 +1,6 @@
 use std::path::{Path, PathBuf};
 use temblor_export::Target;
-use temblor_ir::{package, Error, Result, VerifyStatus};
+use temblor_ir::{package, Error, Graph, Result, VerifyStatus};
 use temblor_pipeline::report;
 use temblor_pipeline::{Options, StaticDims, VerifyMode};
 use temblor_precision::calibrators::Calibrator;
@@ -63,6 +63,10 @@ pub struct CompileArgs {
     /// preprocessing config). The package records them as labels.txt.
     #[arg(long, value_name = "FILE")]
     pub labels: Option<PathBuf>,
+    /// What the outputs mean, for `run --image` (default: told from the output shapes). The
+    /// package records it, with its settings, as postprocess.yml.
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub postprocess: Option<temblor_postprocess::Kind>,
     /// What auto must keep: rel_l2=X (worst checkpoint relative L2 against fp32) or ap=X
     /// (detection agreement with fp32). Default: ap=0.95 for detectors, rel_l2=0.01 otherwise.
     #[arg(long, value_parser = Budget::parse, value_name = "BUDGET")]
@@ -176,7 +180,7 @@ pub fn compile(args: &CompileArgs) -> Result<()> {
         std::fs::write(dir.join(file), text).map_err(|e| io_error(&dir.join(file), e))?;
     }
     package::write(&compiled.compile, dir)?;
-    recorded.write(dir)?;
+    recorded.write(dir, &compiled.compile, &args.model)?;
     std::fs::write(
         dir.join("precision.yml"),
         temblor_precision::plan_file::render(&compiled.plan)?,
@@ -246,6 +250,7 @@ struct Recorded {
     /// The preprocessing and the file it came from.
     preprocess: Option<(PreprocessConfig, PathBuf)>,
     labels: Vec<String>,
+    postprocess: Option<temblor_postprocess::Kind>,
 }
 
 impl Recorded {
@@ -270,15 +275,34 @@ impl Recorded {
                 .as_ref()
                 .map_or_else(Vec::new, |(config, _)| config.labels.clone()),
         };
-        Ok(Recorded { preprocess, labels })
+        Ok(Recorded {
+            preprocess,
+            labels,
+            postprocess: args.postprocess,
+        })
     }
 
-    fn write(&self, dir: &Path) -> Result<()> {
+    /// Writes what was read, with what the compiled `graph` tells: the kind of its outputs
+    /// (when not given) and the class names its source model's metadata holds (when none were
+    /// given).
+    fn write(&self, dir: &Path, graph: &Graph, model: &Path) -> Result<()> {
         if let Some((config, source)) = &self.preprocess {
             config.write_to_package(dir, source)?;
         }
-        if !self.labels.is_empty() {
-            preprocess_config::write_labels(&self.labels, dir)?;
+        let labels = if self.labels.is_empty() {
+            temblor_postprocess::metadata::labels(&graph.metadata).unwrap_or_default()
+        } else {
+            self.labels.clone()
+        };
+        if !labels.is_empty() {
+            preprocess_config::write_labels(&labels, dir)?;
+        }
+        let kind = match self.postprocess {
+            Some(kind) => Some(kind),
+            None => super::answer::inferred_kind(graph, model).ok(),
+        };
+        if let Some(kind) = kind {
+            kind.defaults().write_to_package(dir)?;
         }
         Ok(())
     }

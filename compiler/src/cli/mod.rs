@@ -1,5 +1,6 @@
 //! The CLI's commands. Each returns [`crate::Error`]; `main` prints it and picks the exit code.
 
+mod answer;
 mod bench;
 mod compare;
 mod compile;

@@ -10,9 +10,32 @@ pub struct RunArgs {
     /// A package directory written by `compile`, or a model file (compiled in memory).
     pub model: PathBuf,
     /// An input tensor, NAME=FILE.npy. Repeatable.
-    #[arg(long = "input", value_name = "NAME=FILE.npy")]
+    #[arg(
+        long = "input",
+        value_name = "NAME=FILE.npy",
+        conflicts_with = "images"
+    )]
     pub inputs: Vec<String>,
-    /// Directory for the outputs, written as <output name>.npy.
+    /// A photo (JPEG or PNG) to preprocess, run and postprocess: writes OUT/results.json and
+    /// OUT/<stem>.png with the answer drawn. Repeatable.
+    #[arg(long = "image", value_name = "FILE")]
+    pub images: Vec<PathBuf>,
+    /// With --image: what the outputs mean, where the package does not record it and the
+    /// output shapes do not tell.
+    #[arg(long, value_enum, requires = "images")]
+    pub postprocess: Option<temblor_postprocess::Kind>,
+    /// With --image: the preprocessing (temblor YAML or infer_cfg.yml), instead of the
+    /// package's or the kind's default.
+    #[arg(long, requires = "images")]
+    pub preprocess: Option<PathBuf>,
+    /// With --image: class names, one a line, instead of those recorded.
+    #[arg(long, requires = "images")]
+    pub labels: Option<PathBuf>,
+    /// With --image: leave out objects and text regions scoring below this.
+    #[arg(long, requires = "images")]
+    pub min_score: Option<f32>,
+    /// Directory for the outputs, written as <output name>.npy (with --image: results.json and
+    /// the drawn photos).
     #[arg(short, long, default_value = ".")]
     pub out: PathBuf,
     /// Threads of the CPU runtime; 0 means one per available core.
@@ -50,6 +73,15 @@ fn load_graph_with(path: &Path, options: Options) -> Result<Graph> {
 }
 
 pub fn run(args: &RunArgs) -> Result<()> {
+    if !args.images.is_empty() {
+        if args.override_shapes {
+            return Err(Error::usage(
+                "--override-shapes applies to --input data; with --image the preprocessing \
+                 decides the input size",
+            ));
+        }
+        return super::answer::run_images(args);
+    }
     let mut inputs = Vec::with_capacity(args.inputs.len());
     for spec in &args.inputs {
         let (name, file) = spec
