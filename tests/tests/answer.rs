@@ -241,3 +241,51 @@ fn a_photo_that_is_not_one_is_exit_2_naming_it() {
         );
     }
 }
+
+/// Masks as results.json holds them are the RLE pycocotools writes for the same pixels, for
+/// masks touching the border, the empty mask and irregular ones.
+#[test]
+fn masks_are_encoded_as_pycocotools_encodes_them() {
+    use temblor_postprocess::{Mask, Rle};
+    let (h, w) = (37, 53);
+    let mut state = 12345u64;
+    let mut next = || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (state >> 33) as usize
+    };
+    let mut planes: Vec<Vec<bool>> = vec![vec![false; h * w], vec![true; h * w]];
+    for _ in 0..4 {
+        let (y0, x0) = (next() % h, next() % w);
+        let (y1, x1) = (y0 + next() % (h - y0) + 1, x0 + next() % (w - x0) + 1);
+        let mut p = vec![false; h * w];
+        for y in y0..y1 {
+            for x in x0..x1 {
+                p[y * w + x] = next() % 4 != 0;
+            }
+        }
+        planes.push(p);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let flat: Vec<u8> = planes.iter().flatten().map(|&b| u8::from(b)).collect();
+    let tensor = temblor_runtime::Tensor {
+        shape: vec![planes.len(), h, w],
+        data: temblor_runtime::TensorData::U8(flat),
+    };
+    temblor_tools::npy::write(&dir.path().join("masks.npy"), &tensor).unwrap();
+    let script = "import sys, json, numpy as np\n\
+                  from pycocotools import mask\n\
+                  m = np.load(sys.argv[1])\n\
+                  print(json.dumps([mask.encode(np.asfortranarray(p))['counts'].decode() for p in m]))";
+    let (code, out, err) = output(
+        std::process::Command::new(temblor_tests::python())
+            .args(["-c", script])
+            .arg(dir.path().join("masks.npy")),
+    );
+    assert_eq!(code, 0, "pycocotools: {err}");
+    let expected: Vec<String> = serde_json::from_str(&out).unwrap();
+    for (plane, counts) in planes.iter().zip(expected) {
+        let rle = Rle::of_mask(&Mask::tight((h, w), plane));
+        assert_eq!(rle.size, [h, w]);
+        assert_eq!(rle.counts, counts);
+    }
+}
