@@ -1,19 +1,32 @@
 #!/usr/bin/env bash
-# The main job: fetch the real PP-OCRv4 text detector, compile it, and run it on a real photo
-# of a printed page with the CPU runtime. Leaves everything in ./demo/.
+# The main job, photo in, answer out: fetch a real PaddleDetection detector (PicoDet, COCO) and
+# the real PP-OCRv4 text detector and recognizer, compile each into a package, then find the
+# objects in a photo and read a photographed page on the CPU runtime. Leaves everything in
+# ./demo/: the packages (with their Netron views), demo/detect/ and demo/ocr/, each holding
+# results.json and the photo with the answer drawn.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 shared=${TEMBLOR_SHARED:-$root/../shared}
+models=${TEMBLOR_MODELS:-$HOME/.cache/temblor/models}
 cd "$root"
 scripts/setup.sh
 cargo build --release --bin temblor
 temblor=${CARGO_TARGET_DIR:-target}/release/temblor
-model=${TEMBLOR_MODELS:-$HOME/.cache/temblor/models}/ppocrv4_det_onnx/ch_PP-OCRv4_det_infer.onnx
 mkdir -p demo
-# PaddleOCR's preprocessing: BGR, (x/255 - 0.5) / 0.5, sides multiples of 32.
-$temblor preprocess "$shared/images/page.png" --size 192x384 --bgr \
-    --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5 -o demo/page.npy
-$temblor inspect "$model"
-$temblor compile "$model" --input x:1x3x192x384 -o demo/ppocrv4_det.temblor
-$temblor run demo/ppocrv4_det.temblor --input x=demo/page.npy -o demo/out
-echo "views: demo/ppocrv4_det.temblor/{parse,optimize,compile}.prototxt (open in Netron)"
+
+# Objects: the package records the exporter's preprocessing and labels (infer_cfg.yml) and
+# what its outputs mean, so `run --image` needs only the photo.
+$temblor compile "$models/picodet_coco_paddle/model.pdmodel" -o demo/picodet.temblor
+$temblor run demo/picodet.temblor --image "$shared/images/coffee.png" \
+    --image "$shared/images/astronaut.png" -o demo/detect
+
+# Text: DBNet finds the lines, each is cut out and straightened, SVTR reads it.
+$temblor compile "$models/ppocrv4_det_onnx/ch_PP-OCRv4_det_infer.onnx" -o demo/ppocr_det.temblor
+$temblor compile "$models/ppocrv4_rec_onnx/ch_PP-OCRv4_rec_infer.onnx" -o demo/ppocr_rec.temblor \
+    --labels "$models/ppocrv4_rec_paddle/ppocr_keys_v1.txt"
+$temblor ocr --det demo/ppocr_det.temblor --rec demo/ppocr_rec.temblor \
+    "$shared/images/page.png" -o demo/ocr
+
+echo "pictures: demo/detect/coffee.png demo/detect/astronaut.png demo/ocr/page.png"
+echo "answers: demo/detect/results.json demo/ocr/results.json"
+echo "views: demo/*.temblor/{parse,optimize,compile}.prototxt (open in Netron)"

@@ -33,7 +33,12 @@ impl PreprocessConfig {
 pub fn read_labels(path: &Path) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::usage(format!("{}: cannot read the labels: {e}", path.display())))?;
-    let labels: Vec<String> = text.lines().map(|l| l.trim().to_string()).collect();
+    // Only ASCII whitespace is trimmed: a CTC dictionary's characters include U+3000, the
+    // ideographic space (PaddleOCR's ppocr_keys_v1.txt), which is a label, not padding.
+    let labels: Vec<String> = text
+        .lines()
+        .map(|l| l.trim_matches(|c: char| c.is_ascii_whitespace()).to_string())
+        .collect();
     // A blank line would shift every later class id by one without a trace.
     if let Some(line) = labels.iter().position(String::is_empty) {
         return Err(Error::usage(format!(
