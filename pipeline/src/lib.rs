@@ -15,7 +15,9 @@ use std::rc::Rc;
 use std::time::Instant;
 pub use temblor_infer::StaticDims;
 use temblor_ir::{validate, Error, Graph, Result, VerifyStatus};
-use temblor_passes::{optimize_passes, place, Driver, PassRecord, PrefilterNms};
+use temblor_passes::{
+    optimize_passes, place, DeadNodes, Driver, PassRecord, PrefilterNms, RawMasks,
+};
 use temblor_precision::request::{assign, Assigned, Request};
 use temblor_precision::{LayerError, PrecisionPlan, Summary};
 use temblor_tools::measure::{measure, Measured, PassLog};
@@ -36,6 +38,9 @@ pub struct Options {
     pub verify: VerifyMode,
     /// Pre-filter multiclass NMS to the k best-scoring boxes (`--nms-prefilter K`).
     pub nms_prefilter: Option<usize>,
+    /// Stop a Mask R-CNN at its per-box masks instead of pasting them at the photo's size
+    /// (`--raw-masks`); every stage, the parse view included, sees the graph so cut.
+    pub raw_masks: bool,
     /// Time the parsed and compiled graphs and the graph after each pass on the CPU runtime.
     pub measure: bool,
     /// The precision plan to make or apply (`--precision`, `--plan`, `--calib`, ...).
@@ -142,14 +147,31 @@ pub fn batch_warning(source: &Path, inputs: &[String]) -> String {
     )
 }
 
+/// [`Options::raw_masks`]: an error when the model pastes no masks.
+fn cut_at_raw_masks(g: &mut Graph, model: &Path) -> Result<()> {
+    let before: Vec<_> = g.outputs.iter().map(|o| o.value).collect();
+    Driver::new(vec![Box::new(RawMasks), Box::new(DeadNodes)]).run(g)?;
+    if g.outputs.iter().map(|o| o.value).eq(before) {
+        return Err(Error::usage(format!(
+            "--raw-masks: {} has no output of masks pasted at the image's size (a GridSample \
+             followed by a threshold, as PaddleDetection's Mask R-CNN exports)",
+            model.display()
+        )));
+    }
+    Ok(())
+}
+
 pub fn compile(model: &Path, options: &Options) -> Result<Compiled> {
     let start = Instant::now();
-    let parse = import_batch(
+    let mut parse = import_batch(
         model,
         &options.input_dims,
         options.static_dims,
         options.default_batch,
     )?;
+    if options.raw_masks {
+        cut_at_raw_masks(&mut parse, model)?;
+    }
     let import_ms = ms(start);
 
     let start = Instant::now();

@@ -3,6 +3,7 @@
 //! by `scale_factor`), an integer count of the real rows, and for Mask R-CNN the pasted binary
 //! masks `[N, H, W]` at the photo's size. Rows with a negative class are padding.
 
+use crate::paste::paste;
 use crate::{floats, Geometry, Mask, Object};
 use temblor_ir::{DType, Error, Result};
 use temblor_runtime::{Tensor, TensorData};
@@ -33,23 +34,35 @@ pub(crate) fn objects(
         .find_map(|(_, t)| count(t))
         .unwrap_or(rows.shape[0])
         .min(rows.shape[0]);
-    let masks = outputs
-        .iter()
-        .find(|(_, t)| t.shape.len() == 3 && t.shape[0] == rows.shape[0] && t.shape[0] > 0);
+    // Pasted masks [N, H, W], or each box's own [N, 1, M, M] (`compile --raw-masks`).
+    let masks = outputs.iter().find(|(_, t)| {
+        (t.shape.len() == 3 || (t.shape.len() == 4 && t.shape[1] == 1))
+            && t.shape[0] == rows.shape[0]
+            && t.shape[0] > 0
+    });
+    let raw = match masks {
+        Some((name, m)) if m.shape.len() == 4 => Some((floats(name, m)?, (m.shape[2], m.shape[3]))),
+        _ => None,
+    };
     let mut objects = Vec::new();
     for (i, r) in values.chunks_exact(6).take(count).enumerate() {
         if r[0] < 0.0 || r[1] < min_score {
             continue;
         }
-        let mask = match masks {
-            Some((_, m)) => Some(pasted_mask(m, i, geometry)?),
-            None => None,
+        let bbox = [r[2], r[3], r[4], r[5]];
+        let mask = match (&raw, masks) {
+            (Some((probs, (m, n))), _) => {
+                let plane = &probs[i * m * n..(i + 1) * m * n];
+                Some(paste(plane, (*m, *n), bbox, geometry.original))
+            }
+            (None, Some((_, m))) => Some(pasted_mask(m, i, geometry)?),
+            (None, None) => None,
         };
         objects.push(Object {
             class: r[0].round() as i64,
             label: None,
             score: r[1],
-            bbox: [r[2], r[3], r[4], r[5]],
+            bbox,
             mask,
         });
     }

@@ -39,6 +39,10 @@ pub struct CompileArgs {
     /// is at least the number of boxes that can pass its score threshold).
     #[arg(long, value_name = "K")]
     pub nms_prefilter: Option<usize>,
+    /// Stop a Mask R-CNN at each box's M x M masks instead of pasting them all at the photo's
+    /// size; `run --image` pastes each in its box's region.
+    #[arg(long)]
+    pub raw_masks: bool,
     /// Skip timing the graphs on the CPU runtime (each pass's latency effect and the overall
     /// speedup in report.json).
     #[arg(long)]
@@ -132,6 +136,7 @@ pub fn compile(args: &CompileArgs) -> Result<()> {
             _ => VerifyMode::Auto,
         },
         nms_prefilter: args.nms_prefilter,
+        raw_masks: args.raw_masks,
         default_batch: true,
         static_dims: if args.override_shapes {
             StaticDims::Override
