@@ -289,3 +289,86 @@ fn masks_are_encoded_as_pycocotools_encodes_them() {
         assert_eq!(rle.counts, counts);
     }
 }
+
+/// The generated Mask R-CNN's preprocessing (its meta.yml: cv2 cubic resize to 320x320,
+/// ImageNet mean and std).
+const MASK_RCNN_PREPROCESS: &str = "resize:\n  size: [320, 320]\n  interpolation: cubic\n\
+    mean: [0.485, 0.456, 0.406]\nstd: [0.229, 0.224, 0.225]\n";
+
+/// Each object's mask decoded from results.json (pycocotools), as row-major 0/1 planes.
+fn decoded_masks(results: &Path) -> Vec<Vec<u8>> {
+    let script = "import sys, json\nfrom pycocotools import mask\n\
+                  r = json.load(open(sys.argv[1]))\n\
+                  print(json.dumps([mask.decode({'size': o['mask']['size'], \
+                  'counts': o['mask']['counts'].encode()}).flatten().tolist() \
+                  for o in r['images'][0]['objects']]))";
+    let (code, out, err) = output(
+        std::process::Command::new(temblor_tests::python())
+            .args(["-c", script])
+            .arg(results),
+    );
+    assert_eq!(code, 0, "pycocotools: {err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+/// `--raw-masks` leaves pasting to `run --image`, in each box's region: the masks are those
+/// the graph pastes at the photo's size (at most 1% of their pixels differ).
+#[test]
+fn raw_masks_pasted_per_box_are_the_graphs_pasted_masks() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = shared().join("models/paddle/mask_rcnn_r18_fpn/model.pdmodel");
+    let preprocess = dir.path().join("pre.yml");
+    std::fs::write(&preprocess, MASK_RCNN_PREPROCESS).unwrap();
+    let photo = shared().join("images/chelsea.png");
+    let mut answers = Vec::new();
+    for (form, extra) in [("pasted", &[][..]), ("raw", &["--raw-masks"][..])] {
+        let pkg = dir.path().join(format!("{form}.temblor"));
+        compile(&model, &pkg, &[&["--preprocess", preprocess.to_str().unwrap()], extra].concat());
+        let out = dir.path().join(form);
+        let (code, _, err) = output(
+            temblor()
+                .arg("run")
+                .arg(&pkg)
+                .arg("--image")
+                .arg(&photo)
+                .args(["--min-score", "0"])
+                .arg("-o")
+                .arg(&out),
+        );
+        assert_eq!(code, 0, "{form}: {err}");
+        let results = out.join("results.json");
+        let json: Value = serde_json::from_str(&std::fs::read_to_string(&results).unwrap()).unwrap();
+        let boxes: Vec<Detection> =
+            json["images"][0]["objects"].as_array().unwrap().iter().map(object_row).collect();
+        answers.push((boxes, decoded_masks(&results)));
+    }
+    let (pasted_boxes, pasted) = &answers[0];
+    let (raw_boxes, raw) = &answers[1];
+    assert!(!pasted.is_empty(), "the model finds objects");
+    assert_eq!(pasted_boxes, raw_boxes, "cutting the paste changes no box");
+    let (mut differ, mut covered) = (0, 0);
+    for (a, b) in pasted.iter().zip(raw) {
+        differ += a.iter().zip(b).filter(|(x, y)| x != y).count();
+        covered += a.iter().zip(b).filter(|(x, y)| **x != 0 || **y != 0).count();
+    }
+    assert!(covered > 0, "the masks cover something");
+    assert!(
+        differ * 100 <= covered,
+        "{differ} of the {covered} mask pixels differ"
+    );
+}
+
+#[test]
+fn raw_masks_of_a_model_without_masks_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = output(
+        temblor()
+            .arg("compile")
+            .arg(real_model("picodet_coco_paddle", "model.pdmodel"))
+            .arg("--raw-masks")
+            .arg("-o")
+            .arg(dir.path().join("p.temblor")),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--raw-masks"), "{err}");
+}
