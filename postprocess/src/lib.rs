@@ -7,6 +7,7 @@ pub mod ctc;
 pub mod dbnet;
 pub mod draw;
 mod kind;
+pub mod metadata;
 mod results;
 mod rle;
 mod table;
