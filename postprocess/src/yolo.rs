@@ -20,6 +20,7 @@
 //! nothing from a bilinear resize but a second threshold to choose.
 
 use crate::{floats, Geometry, Mask, Object};
+use std::ops::Range;
 use temblor_ir::{Error, Result};
 use temblor_runtime::Tensor;
 
@@ -121,20 +122,22 @@ impl Head {
         };
         let protos = match of_rank(4).as_slice() {
             [] => None,
-            [(name, t)] => Some(Protos {
-                values: floats(name, t)?,
-                channels: t.shape[1],
-                height: t.shape[2],
-                width: t.shape[3],
-            })
-            .filter(|_| t.shape[0] == 1)
-            .ok_or_else(|| {
-                Error::usage(format!(
-                    "YOLO mask prototypes '{name}' {:?}: expected batch 1, [1, 32, h, w]",
-                    t.shape
-                ))
-            })
-            .map(Some)?,
+            [(name, t)] => {
+                let (batch, channels) = (t.shape[0], t.shape[1]);
+                let (height, width) = (t.shape[2], t.shape[3]);
+                if batch != 1 || channels == 0 || height == 0 || width == 0 {
+                    return Err(Error::usage(format!(
+                        "YOLO mask prototypes '{name}' {:?}: expected [1, 32, h, w]",
+                        t.shape
+                    )));
+                }
+                Some(Protos {
+                    values: floats(name, t)?,
+                    channels,
+                    height,
+                    width,
+                })
+            }
             _ => {
                 return Err(Error::usage(format!(
                     "expected at most one YOLO mask prototype output [1, 32, h, w]; the model's \
@@ -310,54 +313,75 @@ impl Upsample {
     }
 
     /// The mask of the detection with `coefficients` and `bbox` (input pixels), in the photo.
+    /// Only the photo pixels whose input pixel blends a kept prototype cell are computed: the
+    /// rest are outside (zero logits), so a large photo's masks cost what their boxes cover.
     fn mask(&self, p: &Protos, coefficients: &[f32], bbox: [f32; 4]) -> Mask {
-        let logits = cropped_logits(p, coefficients, bbox, self.input);
-        let (iw, (ph, pw)) = (self.input.1, self.photo);
-        // Input pixels are computed where a photo pixel samples them, once each.
-        let mut input = vec![None; self.input.0 * iw];
-        let mut inside = vec![false; ph * pw];
-        for (y, &iy) in self.photo_rows.iter().enumerate() {
+        let (logits, rows, cols) = cropped_logits(p, coefficients, bbox, self.input);
+        let ys = window(&self.photo_rows, &self.rows, &rows);
+        let xs = window(&self.photo_cols, &self.cols, &cols);
+        let mut inside = Vec::with_capacity(ys.len() * xs.len());
+        for &iy in &self.photo_rows[ys.clone()] {
             let r = self.rows[iy];
-            for (x, &ix) in self.photo_cols.iter().enumerate() {
-                let v = *input[iy * iw + ix].get_or_insert_with(|| {
-                    let c = self.cols[ix];
-                    let at = |py: usize, px: usize| logits[py * p.width + px];
-                    let top = c.w_lo * at(r.lo, c.lo) + c.w_hi * at(r.lo, c.hi);
-                    let bottom = c.w_lo * at(r.hi, c.lo) + c.w_hi * at(r.hi, c.hi);
-                    r.w_lo * top + r.w_hi * bottom > 0.0
-                });
-                inside[y * pw + x] = v;
+            for &ix in &self.photo_cols[xs.clone()] {
+                let c = self.cols[ix];
+                let at = |py: usize, px: usize| logits[py * p.width + px];
+                let top = c.w_lo * at(r.lo, c.lo) + c.w_hi * at(r.lo, c.hi);
+                let bottom = c.w_lo * at(r.hi, c.lo) + c.w_hi * at(r.hi, c.hi);
+                inside.push(r.w_lo * top + r.w_hi * bottom > 0.0);
             }
         }
-        Mask::tight(self.photo, &inside)
+        let m = Mask::tight((ys.len(), xs.len()), &inside);
+        if m.height == 0 {
+            return Mask {
+                image: self.photo,
+                ..m
+            };
+        }
+        Mask {
+            image: self.photo,
+            top: m.top + ys.start,
+            left: m.left + xs.start,
+            ..m
+        }
     }
 }
 
+/// The photo pixels along one axis (`map`: each one's input pixel, non-decreasing) whose
+/// input pixel's bilinear taps reach a `kept` prototype cell.
+fn window(map: &[usize], taps: &[Tap], kept: &Range<usize>) -> Range<usize> {
+    if kept.is_empty() {
+        return 0..0;
+    }
+    let start = map.partition_point(|&i| taps[i].hi < kept.start);
+    let end = map.partition_point(|&i| taps[i].lo < kept.end);
+    start..end.max(start)
+}
+
+/// The prototype cells `i` with `lo <= i < hi`, as `crop_mask` compares them (none for NaN).
+fn kept(n: usize, lo: f32, hi: f32) -> Range<usize> {
+    let start = (0..n).find(|&i| i as f32 >= lo).unwrap_or(n);
+    let end = (start..n).find(|&i| i as f32 >= hi).unwrap_or(n);
+    start..end
+}
+
 /// `coefficients @ prototypes` at the prototypes' size, zero outside `bbox` scaled to it
-/// (Ultralytics' `crop_mask`: pixel index `r` is kept where `x1 <= r < x2`).
+/// (Ultralytics' `crop_mask`), with the rows and columns kept.
 fn cropped_logits(
     p: &Protos,
     coefficients: &[f32],
     bbox: [f32; 4],
     input: (usize, usize),
-) -> Vec<f32> {
+) -> (Vec<f32>, Range<usize>, Range<usize>) {
     let (rx, ry) = (
         p.width as f32 / input.1 as f32,
         p.height as f32 / input.0 as f32,
     );
-    let [x1, y1, x2, y2] = [bbox[0] * rx, bbox[1] * ry, bbox[2] * rx, bbox[3] * ry];
+    let rows = kept(p.height, bbox[1] * ry, bbox[3] * ry);
+    let cols = kept(p.width, bbox[0] * rx, bbox[2] * rx);
     let plane = p.height * p.width;
     let mut out = vec![0f32; plane];
-    for y in 0..p.height {
-        let fy = y as f32;
-        if fy < y1 || fy >= y2 {
-            continue;
-        }
-        for x in 0..p.width {
-            let fx = x as f32;
-            if fx < x1 || fx >= x2 {
-                continue;
-            }
+    for y in rows.clone() {
+        for x in cols.clone() {
             let i = y * p.width + x;
             out[i] = coefficients
                 .iter()
@@ -366,7 +390,7 @@ fn cropped_logits(
                 .sum();
         }
     }
-    out
+    (out, rows, cols)
 }
 
 #[cfg(test)]
@@ -474,5 +498,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("iou"), "{err}");
+        let mut empty = head(vec![vec![0.0]; 6]);
+        empty.push(("protos".into(), Tensor::f32(vec![1, 1, 0, 0], vec![])));
+        let err = objects(&empty, 0.25, 0.7, 300, &SAME)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("'protos' [1, 1, 0, 0]"), "{err}");
     }
 }
