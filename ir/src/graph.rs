@@ -127,6 +127,10 @@ pub struct Graph {
     /// Facts about the source model a person may want to see (format, program version, blocks),
     /// as (name, value) pairs in the order the frontend found them.
     pub facts: Vec<(String, String)>,
+    /// The source model's own key/value metadata (ONNX `metadata_props`: Ultralytics' class
+    /// `names`, RapidOCR's `character` dictionary), in file order. Read by postprocessing to name
+    /// classes; not written to packages.
+    pub metadata: Vec<(String, String)>,
 }
 
 impl Graph {

@@ -7,6 +7,7 @@ pub mod ctc;
 pub mod dbnet;
 pub mod draw;
 mod kind;
+pub mod metadata;
 pub mod paste;
 mod results;
 mod rle;

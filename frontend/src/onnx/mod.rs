@@ -45,7 +45,13 @@ pub(super) fn load(path: &Path, input_dims: &[(String, Vec<usize>)]) -> Result<G
     let model = read::model(path, &file)?;
     let opset = read::default_opset(&model, &file)?;
     let proto = nonempty_graph(&model, &file)?;
-    import(proto, file, opset, path, input_dims)
+    let mut g = import(proto, file, opset, path, input_dims)?;
+    g.metadata = model
+        .metadata_props
+        .iter()
+        .map(|e| (e.key.clone(), e.value.clone()))
+        .collect();
+    Ok(g)
 }
 
 fn nonempty_graph<'m>(model: &'m ModelProto, file: &str) -> Result<&'m GraphProto> {
