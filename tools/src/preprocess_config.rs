@@ -387,22 +387,22 @@ impl PreprocessConfig {
     /// The model's inputs for one image, matched to `graph`'s inputs by name.
     pub fn inputs(&self, image: &Path, graph: &Graph) -> Result<Prepared> {
         let img = load_image(image).map_err(|e| Error::bad_input(e.to_string()))?;
-        self.image_inputs(img, image, graph)
+        self.image_inputs(&img, image, graph)
     }
 
     /// [`PreprocessConfig::inputs`] of an image already decoded (a crop of a photo), `image`
     /// naming it in errors.
-    pub fn image_inputs(&self, img: Image, image: &Path, graph: &Graph) -> Result<Prepared> {
+    pub fn image_inputs(&self, img: &Image, image: &Path, graph: &Graph) -> Result<Prepared> {
         let original = (img.height, img.width);
         let ((rh, rw), scale) = self.resized(img.height, img.width);
-        let img = match self.resize.as_ref().map(|r| r.interpolation) {
-            None => img,
-            Some(Interpolation::Nearest) => resize_nearest(&img, rw, rh),
-            Some(Interpolation::Linear) => resize_bilinear(&img, rw, rh),
-            Some(Interpolation::Cubic) => resize_cubic(&img, rw, rh),
+        let resized = match self.resize.as_ref().map(|r| r.interpolation) {
+            None => None,
+            Some(Interpolation::Nearest) => Some(resize_nearest(img, rw, rh)),
+            Some(Interpolation::Linear) => Some(resize_bilinear(img, rw, rh)),
+            Some(Interpolation::Cubic) => Some(resize_cubic(img, rw, rh)),
         };
         let (ph, pw) = self.padded(rh, rw, image)?;
-        let pixels = self.normalize(&img, ph, pw);
+        let pixels = self.normalize(resized.as_ref().unwrap_or(img), ph, pw);
         let shape = match self.layout {
             Layout::Nchw => vec![1, 3, ph, pw],
             Layout::Nhwc => vec![1, ph, pw, 3],
