@@ -9,9 +9,7 @@ use temblor_postprocess::{
     crop, ctc, dbnet, Answer, Geometry, ImageResult, Kind, Postprocess, TextDetection, TextLine,
 };
 use temblor_runtime::{prepare, Device, Plan, PrepareOptions, Tensor};
-use temblor_tools::preprocess_config::{
-    defaults, package_labels, Pad, PreprocessConfig, Resize,
-};
+use temblor_tools::preprocess_config::{defaults, package_labels, Pad, PreprocessConfig, Resize};
 
 /// RapidOCR's `text_score`: lines read with a lower mean confidence are left out.
 const MIN_CONFIDENCE: f32 = 0.5;
@@ -260,14 +258,21 @@ fn dictionary(args: &OcrArgs) -> Result<Vec<String>> {
 /// One character (or string) a line, as PaddleOCR reads it: only the line end removed, so a
 /// line holding a space is the space.
 fn read_dictionary(file: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| Error::usage(format!("{}: cannot read the dictionary: {e}", file.display())))?;
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        Error::usage(format!(
+            "{}: cannot read the dictionary: {e}",
+            file.display()
+        ))
+    })?;
     let lines: Vec<String> = text
         .lines()
         .map(|l| l.strip_suffix('\r').unwrap_or(l).to_string())
         .collect();
     if lines.is_empty() {
-        return Err(Error::usage(format!("{}: the dictionary is empty", file.display())));
+        return Err(Error::usage(format!(
+            "{}: the dictionary is empty",
+            file.display()
+        )));
     }
     Ok(lines)
 }
