@@ -43,6 +43,9 @@ enum Command {
     /// Compare two graphs of one model layer by layer (two stages, or two precision plans),
     /// matching values through provenance; exit 1 when a layer exceeds the tolerance.
     Compare(cli::CompareArgs),
+    /// Read the text of a photo: DBNet text detection, optional direction classification, CTC
+    /// recognition, printed one line per region in reading order.
+    Ocr(cli::OcrArgs),
 }
 
 /// Lets the kernel end the process when the reader of its output goes away
@@ -83,6 +86,7 @@ fn main() -> ExitCode {
         Command::Conformance(a) => cli::conformance(a),
         Command::Export(a) => cli::export(a),
         Command::Compare(a) => cli::compare(a),
+        Command::Ocr(a) => cli::ocr(a),
     });
     match result {
         Ok(Ok(())) => ExitCode::SUCCESS,

@@ -3,6 +3,7 @@
 //! in them, or the top classes. Each [`Kind`] follows the reference implementation it mimics
 //! (PaddleDetection, Ultralytics, PaddleOCR), and [`draw`] puts the answer on the photo.
 
+pub mod crop;
 pub mod ctc;
 pub mod dbnet;
 pub mod draw;

@@ -7,8 +7,12 @@
 //!
 //! ```yaml
 //! resize:                    # [none: keep the image's size]
-//!   size: [416, 416]         # target H, W
+//!   size: [416, 416]         # target H, W ...
 //!   keep_ratio: false        # true: one scale, PaddleDetection's rule (see `resized`)
+//!   limit_side: 960          # ... or: the longer side at most this, never enlarged (PaddleOCR det)
+//!   height: 48               # ... or: this height, the width keeping the ratio (PaddleOCR rec);
+//!                            #     with limit_side, the width at most limit_side
+//!   multiple: 32             # each side then rounded to a multiple of this, at least one  [1]
 //!   interpolation: cubic     # nearest | linear | cubic  [linear]
 //! pad:                       # [none]
 //!   size: [416, 416]         # pad to H, W (bottom and right) ...
@@ -26,6 +30,7 @@
 //! labels: [person, bicycle]  # class names, by class id  [none]
 //! ```
 
+pub mod defaults;
 mod package;
 mod paddle;
 
@@ -72,11 +77,109 @@ pub struct PreprocessConfig {
 #[serde(deny_unknown_fields)]
 pub struct Resize {
     /// Target height, width.
-    pub size: [usize; 2],
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<[usize; 2]>,
     #[serde(default)]
     pub keep_ratio: bool,
+    /// The longer side at most this (scaled down, never up), as PaddleOCR's `DetResizeForTest`
+    /// with `limit_type: max`; with `height`, the width's bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_side: Option<usize>,
+    /// This height, the width scaled by the same factor (rounded up), as PaddleOCR's
+    /// recognizers take a text line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<usize>,
+    /// Each resized side rounded to the nearest multiple of this, at least one multiple.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multiple: Option<usize>,
     #[serde(default)]
     pub interpolation: Interpolation,
+}
+
+impl Resize {
+    /// A resize to `size` (height, width), not keeping the ratio.
+    pub fn to(size: [usize; 2], interpolation: Interpolation) -> Resize {
+        Resize {
+            size: Some(size),
+            keep_ratio: false,
+            limit_side: None,
+            height: None,
+            multiple: None,
+            interpolation,
+        }
+    }
+
+    /// Values a file may hold but no image can be resized with.
+    fn check(&self) -> std::result::Result<(), String> {
+        let positive = |what: &str, v: Option<usize>| match v {
+            Some(0) => Err(format!("resize.{what} must be positive")),
+            _ => Ok(()),
+        };
+        positive("limit_side", self.limit_side)?;
+        positive("height", self.height)?;
+        positive("multiple", self.multiple)?;
+        match (self.size, self.limit_side, self.height) {
+            (Some(s), _, _) if s.contains(&0) => {
+                Err(format!("resize.size {s:?}: sizes must be positive"))
+            }
+            (Some(_), None, None) => Ok(()),
+            (Some(_), _, _) => {
+                Err("resize: give size, or limit_side and/or height, not both".into())
+            }
+            (None, None, None) => Err("resize: give size, limit_side or height".into()),
+            (None, ..) if self.keep_ratio => Err(
+                "resize.keep_ratio goes with size (limit_side and height keep the ratio)".into(),
+            ),
+            (None, ..) => Ok(()),
+        }
+    }
+
+    /// PaddleDetection's `keep_ratio` scale: the one that brings the short side to the target's
+    /// short side, unless the long side would then exceed the target's long side.
+    fn uniform_scale(&self, height: usize, width: usize) -> Option<f64> {
+        let [th, tw] = self.size.filter(|_| self.keep_ratio)?;
+        let (h, w) = (height as f64, width as f64);
+        let (im_min, im_max) = (h.min(w), h.max(w));
+        let (t_min, t_max) = (th.min(tw) as f64, th.max(tw) as f64);
+        let s = t_min / im_min;
+        Some(if (s * im_max).round() > t_max {
+            t_max / im_max
+        } else {
+            s
+        })
+    }
+
+    /// The height, width an `height` x `width` image is resized to.
+    fn target(&self, height: usize, width: usize) -> (usize, usize) {
+        let (h, w) = (height as f64, width as f64);
+        let (rh, rw) = match (self.size, self.height, self.limit_side) {
+            (Some([th, tw]), ..) if !self.keep_ratio => (th, tw),
+            (Some(_), ..) => {
+                let s = self.uniform_scale(height, width).unwrap_or(1.0);
+                let side = |n: f64| ((n * s).round() as usize).max(1);
+                (side(h), side(w))
+            }
+            (None, Some(th), limit) => {
+                let rw = (th as f64 * w / h).ceil() as usize;
+                (th, limit.map_or(rw, |l| rw.min(l)).max(1))
+            }
+            (None, None, limit) => {
+                // DetResizeForTest: int() of the scaled sides.
+                let l = limit.unwrap_or(usize::MAX) as f64;
+                let s = if h.max(w) > l { l / h.max(w) } else { 1.0 };
+                (((h * s) as usize).max(1), ((w * s) as usize).max(1))
+            }
+        };
+        match self.multiple {
+            None | Some(1) => (rh, rw),
+            Some(m) => {
+                // Python's round(): half to even.
+                let round =
+                    |n: usize| (((n as f64 / m as f64).round_ties_even() as usize) * m).max(m);
+                (round(rh), round(rw))
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -234,9 +337,7 @@ impl PreprocessConfig {
     /// Values a file may hold but no image can be made with.
     fn check(&self) -> std::result::Result<(), String> {
         if let Some(r) = &self.resize {
-            if r.size.contains(&0) {
-                return Err(format!("resize.size {:?}: sizes must be positive", r.size));
-            }
+            r.check()?;
         }
         if let Some(p) = &self.pad {
             match (p.size, p.stride) {
@@ -266,39 +367,42 @@ impl PreprocessConfig {
     ///
     /// `keep_ratio` follows PaddleDetection's `Resize`: the scale that brings the short side to
     /// the target's short side, unless the long side would then exceed the target's long side,
-    /// in which case the scale that brings the long side there.
+    /// in which case the scale that brings the long side there. `limit_side` and `height` follow
+    /// PaddleOCR (see [`Resize`]); their scale is per axis, the sides being rounded apart.
     pub fn resized(&self, height: usize, width: usize) -> ((usize, usize), (f32, f32)) {
         let Some(r) = &self.resize else {
             return ((height, width), (1.0, 1.0));
         };
-        let [th, tw] = r.size;
-        if !r.keep_ratio {
-            let scale = (th as f32 / height as f32, tw as f32 / width as f32);
-            return ((th, tw), scale);
+        let (rh, rw) = r.target(height, width);
+        match r.uniform_scale(height, width) {
+            // One scale for both axes, as PaddleDetection reports it in scale_factor.
+            Some(s) if r.multiple.is_none_or(|m| m == 1) => ((rh, rw), (s as f32, s as f32)),
+            _ => (
+                (rh, rw),
+                (rh as f32 / height as f32, rw as f32 / width as f32),
+            ),
         }
-        let (im_min, im_max) = (height.min(width) as f64, height.max(width) as f64);
-        let (t_min, t_max) = (th.min(tw) as f64, th.max(tw) as f64);
-        let mut s = t_min / im_min;
-        if (s * im_max).round() > t_max {
-            s = t_max / im_max;
-        }
-        let side = |n: usize| ((n as f64 * s).round() as usize).max(1);
-        ((side(height), side(width)), (s as f32, s as f32))
     }
 
     /// The model's inputs for one image, matched to `graph`'s inputs by name.
     pub fn inputs(&self, image: &Path, graph: &Graph) -> Result<Prepared> {
         let img = load_image(image).map_err(|e| Error::bad_input(e.to_string()))?;
+        self.image_inputs(&img, image, graph)
+    }
+
+    /// [`PreprocessConfig::inputs`] of an image already decoded (a crop of a photo), `image`
+    /// naming it in errors.
+    pub fn image_inputs(&self, img: &Image, image: &Path, graph: &Graph) -> Result<Prepared> {
         let original = (img.height, img.width);
         let ((rh, rw), scale) = self.resized(img.height, img.width);
-        let img = match self.resize.as_ref().map(|r| r.interpolation) {
-            None => img,
-            Some(Interpolation::Nearest) => resize_nearest(&img, rw, rh),
-            Some(Interpolation::Linear) => resize_bilinear(&img, rw, rh),
-            Some(Interpolation::Cubic) => resize_cubic(&img, rw, rh),
+        let resized = match self.resize.as_ref().map(|r| r.interpolation) {
+            None => None,
+            Some(Interpolation::Nearest) => Some(resize_nearest(img, rw, rh)),
+            Some(Interpolation::Linear) => Some(resize_bilinear(img, rw, rh)),
+            Some(Interpolation::Cubic) => Some(resize_cubic(img, rw, rh)),
         };
         let (ph, pw) = self.padded(rh, rw, image)?;
-        let pixels = self.normalize(&img, ph, pw);
+        let pixels = self.normalize(resized.as_ref().unwrap_or(img), ph, pw);
         let shape = match self.layout {
             Layout::Nchw => vec![1, 3, ph, pw],
             Layout::Nhwc => vec![1, ph, pw, 3],

@@ -81,11 +81,7 @@ mod tests {
     fn a_recorded_config_reads_back_equal() {
         let dir = tempfile::tempdir().unwrap();
         let config = PreprocessConfig {
-            resize: Some(Resize {
-                size: [416, 416],
-                keep_ratio: false,
-                interpolation: Interpolation::Cubic,
-            }),
+            resize: Some(Resize::to([416, 416], Interpolation::Cubic)),
             pad: Some(Pad {
                 size: None,
                 stride: Some(32),

@@ -70,9 +70,8 @@ impl InferCfg {
                         }
                     };
                     config.resize = Some(Resize {
-                        size,
                         keep_ratio: op.keep_ratio.unwrap_or(true),
-                        interpolation,
+                        ..Resize::to(size, interpolation)
                     });
                 }
                 "NormalizeImage" => {
