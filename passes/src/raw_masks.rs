@@ -6,11 +6,11 @@
 //!
 //! The pattern is PaddleDetection's `MaskPostProcess` as exported: an output computed from a
 //! GridSample's result through shape-only layers (Slice, Squeeze, Reshape), a comparison with a
-//! constant threshold and a Cast. The output keeps its name and becomes the GridSample's mask
+//! constant threshold and a Cast (and the Identity a Paddle export names its outputs with). The output keeps its name and becomes the GridSample's mask
 //! input, `[N, 1, M, M]`; the paste's layers are left for `DeadNodes` to remove.
 
 use crate::{Pass, PassError, Rewriter};
-use temblor_ir::{BinaryOp, Graph, Op, ValueRef};
+use temblor_ir::{BinaryOp, Graph, Op, UnaryOp, ValueRef};
 
 pub struct RawMasks;
 
@@ -38,6 +38,9 @@ impl Pass for RawMasks {
 /// The per-box masks a pasted-mask output was computed from, if `value` is one.
 fn pasted_from(g: &Graph, value: ValueRef) -> Option<ValueRef> {
     let mut v = value;
+    while matches!(g.node(v.node).op, Op::Unary(UnaryOp::Identity)) {
+        v = g.input(v.node, 0)?;
+    }
     if matches!(g.node(v.node).op, Op::Cast { .. }) {
         v = g.input(v.node, 0)?;
     }

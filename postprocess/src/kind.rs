@@ -51,7 +51,10 @@ pub enum Postprocess {
     },
 }
 
-/// PaddleOCR's `DBPostProcess` settings, its defaults in brackets.
+/// PaddleOCR's `DBPostProcess` settings, its defaults in brackets, but for the score mode: scored
+/// over its minimum-area box (PaddleOCR's default), a bent line of a photographed page holds too
+/// much background and is dropped whole (one of page.png's seven); scored over the region
+/// itself, PaddleOCR's mode for curved text, every line is found.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TextDetection {
@@ -67,6 +70,21 @@ pub struct TextDetection {
     /// Regions considered at most [1000].
     #[serde(default = "db_max_candidates")]
     pub max_candidates: usize,
+    /// Over what a region's score is averaged [slow; PaddleOCR's own default is fast].
+    #[serde(default)]
+    pub score_mode: ScoreMode,
+}
+
+/// PaddleOCR's `det_db_score_mode`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScoreMode {
+    /// Over the region's minimum-area rectangle (PaddleOCR's default): quick, but a bent line's
+    /// rectangle holds much background, which drops whole lines of a photographed page.
+    Fast,
+    /// Over the region itself, as PaddleOCR recommends for curved text.
+    #[default]
+    Slow,
 }
 
 impl Default for TextDetection {
@@ -76,6 +94,7 @@ impl Default for TextDetection {
             box_score: db_box_score(),
             unclip_ratio: db_unclip(),
             max_candidates: db_max_candidates(),
+            score_mode: ScoreMode::default(),
         }
     }
 }
@@ -131,10 +150,15 @@ impl Kind {
     pub fn infer(outputs: &[(&str, DType, &[Dim])]) -> Option<Kind> {
         let float = |t: DType| matches!(t, DType::F32 | DType::F16 | DType::F64);
         let known = |d: &Dim| d.known();
-        if outputs
-            .iter()
-            .any(|(_, t, d)| float(*t) && d.len() == 2 && known(&d[1]) == Some(6))
-        {
+        let integer = |t: DType| matches!(t, DType::I32 | DType::I64);
+        // PaddleDetection's rows, or rows whose width shape inference lost (a Concat of
+        // run-time parts in R-CNN heads) beside the integer row count they come with.
+        let counted = outputs.iter().any(|(_, t, d)| integer(*t) && d.len() == 1);
+        if outputs.iter().any(|(_, t, d)| {
+            float(*t)
+                && d.len() == 2
+                && (known(&d[1]) == Some(6) || (counted && known(&d[1]).is_none()))
+        }) {
             return Some(Kind::DetectionTable);
         }
         let floats: Vec<&[Dim]> = outputs
@@ -224,8 +248,12 @@ mod tests {
 
     #[test]
     fn kinds_are_told_from_the_real_models_output_shapes() {
-        let cases: [(&[&[Option<usize>]], Kind); 6] = [
+        let cases: [(&[&[Option<usize>]], Kind); 7] = [
             (&[&[None, Some(6)], &[None]], Kind::DetectionTable),
+            (
+                &[&[None, None], &[Some(1)], &[None, None, None]],
+                Kind::DetectionTable,
+            ),
             (&[&[Some(1), Some(22), Some(2100)]], Kind::Yolo),
             (
                 &[
@@ -246,7 +274,7 @@ mod tests {
                 .map(|(i, d)| {
                     (
                         "out",
-                        if i == 1 && d.len() == 1 {
+                        if i > 0 && d.len() != 4 {
                             DType::I32
                         } else {
                             DType::F32

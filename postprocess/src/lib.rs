@@ -16,7 +16,7 @@ mod table;
 mod top_k;
 pub mod yolo;
 
-pub use kind::{Kind, Postprocess, TextDetection};
+pub use kind::{Kind, Postprocess, ScoreMode, TextDetection};
 pub use results::{ClassScore, ImageResult, Mask, Object, TextLine};
 pub use rle::Rle;
 

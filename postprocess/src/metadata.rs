@@ -5,9 +5,9 @@
 //!   wrote a list, `['person', ...]`). Parsed as the Python literal it is: either quote,
 //!   backslash escapes, keys in any order; the ids must be exactly 0..n.
 //! - RapidOCR's `character`: the CTC dictionary, one character a line, read with Python's
-//!   `str.splitlines()`; RapidOCR appends a space as the last class (PaddleOCR's
-//!   `use_space_char`), so the labels here end with `" "` and class `i` reads `labels[i - 1]`,
-//!   CTC's blank being class 0.
+//!   `str.splitlines()`; class `i` reads `labels[i - 1]`, CTC's blank being class 0, and the
+//!   space RapidOCR appends as the last class (PaddleOCR's `use_space_char`) is left to
+//!   `ctc::decode`, which knows it by the class count.
 
 /// The labels by class id in `metadata`, from Ultralytics' `names` or else RapidOCR's
 /// `character`; None when neither is there or `names` does not parse into ids 0..n.
@@ -40,7 +40,9 @@ pub fn ultralytics_names(literal: &str) -> Option<Vec<String>> {
     labels.into_iter().collect()
 }
 
-/// RapidOCR's `character` dictionary, with the space it appends.
+/// RapidOCR's `character` dictionary, one character a line. The space PaddleOCR's
+/// `use_space_char` adds as the last class is not appended: `ctc::decode` knows it by the class
+/// count, and a package's labels.txt could not hold it.
 pub fn ctc_dictionary(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut line = String::new();
@@ -61,7 +63,6 @@ pub fn ctc_dictionary(text: &str) -> Vec<String> {
     if !line.is_empty() {
         out.push(line);
     }
-    out.push(" ".to_string());
     out
 }
 
@@ -277,8 +278,8 @@ mod tests {
         let character = "'\n疗\n绚\n诚\n娇\n...\nū\nì\n殻\n鉄\n∑\n蛲\n焼\n緖\n續\n紹\n懮";
         let got = labels(&meta(&[("character", character)])).unwrap();
         assert_eq!(got[..3], ["'", "疗", "绚"]);
-        assert_eq!(got[got.len() - 3..], ["紹", "懮", " "]);
-        assert_eq!(got.len(), 18);
-        assert_eq!(ctc_dictionary("a\r\nb\u{2028}c\n"), ["a", "b", "c", " "]);
+        assert_eq!(got[got.len() - 3..], ["續", "紹", "懮"]);
+        assert_eq!(got.len(), 17);
+        assert_eq!(ctc_dictionary("a\r\nb\u{2028}c\n"), ["a", "b", "c"]);
     }
 }

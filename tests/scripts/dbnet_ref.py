@@ -1,7 +1,7 @@
-"""PaddleOCR's DBPostProcess (score_mode fast) and TextDetector's box filter and sorting, written
+"""PaddleOCR's DBPostProcess (score_mode fast or slow) and TextDetector's box filter and sorting, written
 with OpenCV as PaddleOCR writes them, on a stored probability map.
 
-usage: dbnet_ref.py MAP.npy BOX_THRESH UNCLIP_RATIO DEST_H DEST_W
+usage: dbnet_ref.py MAP.npy BOX_THRESH UNCLIP_RATIO DEST_H DEST_W SCORE_MODE
 prints JSON [{"polygon": [[x, y] x4], "score": s}], or {"no_cv2": true} without OpenCV.
 
 pyclipper (PaddleOCR's unclip) is not in the test environment: the round offset of the box by
@@ -22,6 +22,7 @@ except ImportError:
 pred = np.load(sys.argv[1])[0, 0]
 box_thresh, unclip_ratio = float(sys.argv[2]), float(sys.argv[3])
 dest_h, dest_w = int(sys.argv[4]), int(sys.argv[5])
+score_mode = sys.argv[6]
 height, width = pred.shape
 
 
@@ -47,6 +48,21 @@ def box_score_fast(bitmap, _box):
     return cv2.mean(bitmap[ymin : ymax + 1, xmin : xmax + 1], mask)[0]
 
 
+def box_score_slow(bitmap, contour):
+    h, w = bitmap.shape[:2]
+    contour = contour.copy()
+    contour = np.reshape(contour, (-1, 2))
+    xmin = np.clip(np.min(contour[:, 0]), 0, w - 1)
+    xmax = np.clip(np.max(contour[:, 0]), 0, w - 1)
+    ymin = np.clip(np.min(contour[:, 1]), 0, h - 1)
+    ymax = np.clip(np.max(contour[:, 1]), 0, h - 1)
+    mask = np.zeros((ymax - ymin + 1, xmax - xmin + 1), dtype=np.uint8)
+    contour[:, 0] = contour[:, 0] - xmin
+    contour[:, 1] = contour[:, 1] - ymin
+    cv2.fillPoly(mask, contour.reshape(1, -1, 2).astype("int32"), 1)
+    return cv2.mean(bitmap[ymin : ymax + 1, xmin : xmax + 1], mask)[0]
+
+
 def unclip(box):
     area = abs(cv2.contourArea(box.astype(np.float32)))
     length = cv2.arcLength(box.astype(np.float32), True)
@@ -65,7 +81,10 @@ for contour in contours[:1000]:
     if sside < 3:
         continue
     points = np.array(points)
-    score = box_score_fast(pred, points.reshape(-1, 2))
+    if score_mode == "fast":
+        score = box_score_fast(pred, points.reshape(-1, 2))
+    else:
+        score = box_score_slow(pred, contour)
     if box_thresh > score:
         continue
     box, sside = get_mini_boxes(unclip(points))

@@ -250,7 +250,9 @@ fn masks_are_encoded_as_pycocotools_encodes_them() {
     let (h, w) = (37, 53);
     let mut state = 12345u64;
     let mut next = || {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (state >> 33) as usize
     };
     let mut planes: Vec<Vec<bool>> = vec![vec![false; h * w], vec![true; h * w]];
@@ -323,7 +325,11 @@ fn raw_masks_pasted_per_box_are_the_graphs_pasted_masks() {
     let mut answers = Vec::new();
     for (form, extra) in [("pasted", &[][..]), ("raw", &["--raw-masks"][..])] {
         let pkg = dir.path().join(format!("{form}.temblor"));
-        compile(&model, &pkg, &[&["--preprocess", preprocess.to_str().unwrap()], extra].concat());
+        compile(
+            &model,
+            &pkg,
+            &[&["--preprocess", preprocess.to_str().unwrap()], extra].concat(),
+        );
         let out = dir.path().join(form);
         let (code, _, err) = output(
             temblor()
@@ -337,9 +343,14 @@ fn raw_masks_pasted_per_box_are_the_graphs_pasted_masks() {
         );
         assert_eq!(code, 0, "{form}: {err}");
         let results = out.join("results.json");
-        let json: Value = serde_json::from_str(&std::fs::read_to_string(&results).unwrap()).unwrap();
-        let boxes: Vec<Detection> =
-            json["images"][0]["objects"].as_array().unwrap().iter().map(object_row).collect();
+        let json: Value =
+            serde_json::from_str(&std::fs::read_to_string(&results).unwrap()).unwrap();
+        let boxes: Vec<Detection> = json["images"][0]["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(object_row)
+            .collect();
         answers.push((boxes, decoded_masks(&results)));
     }
     let (pasted_boxes, pasted) = &answers[0];
@@ -349,7 +360,11 @@ fn raw_masks_pasted_per_box_are_the_graphs_pasted_masks() {
     let (mut differ, mut covered) = (0, 0);
     for (a, b) in pasted.iter().zip(raw) {
         differ += a.iter().zip(b).filter(|(x, y)| x != y).count();
-        covered += a.iter().zip(b).filter(|(x, y)| **x != 0 || **y != 0).count();
+        covered += a
+            .iter()
+            .zip(b)
+            .filter(|(x, y)| **x != 0 || **y != 0)
+            .count();
     }
     assert!(covered > 0, "the masks cover something");
     assert!(

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use temblor_postprocess::{ctc, dbnet, Geometry, TextDetection, TextLine};
+use temblor_postprocess::{ctc, dbnet, Geometry, ScoreMode, TextDetection, TextLine};
 use temblor_tests::{output, python, real_model, root, shared, temblor};
 use temblor_tools::npy;
 
@@ -48,11 +48,12 @@ fn transcription() -> Vec<String> {
 }
 
 /// Our regions of the reference map with the given box score and unclip ratio.
-fn regions(box_score: f32, unclip_ratio: f32) -> Vec<TextLine> {
+fn regions(box_score: f32, unclip_ratio: f32, score_mode: ScoreMode) -> Vec<TextLine> {
     let map = npy::read(&page_map()).unwrap();
     let settings = TextDetection {
         box_score,
         unclip_ratio,
+        score_mode,
         ..TextDetection::default()
     };
     let geometry = Geometry {
@@ -66,14 +67,22 @@ fn regions(box_score: f32, unclip_ratio: f32) -> Vec<TextLine> {
 }
 
 /// PaddleOCR's boxes of the reference map (OpenCV), or none when OpenCV is not installed.
-fn paddle_regions(box_score: f32, unclip_ratio: f32) -> Option<Vec<(Vec<[f32; 2]>, f32)>> {
+fn paddle_regions(
+    box_score: f32,
+    unclip_ratio: f32,
+    score_mode: ScoreMode,
+) -> Option<Vec<(Vec<[f32; 2]>, f32)>> {
     let mut cmd = Command::new(python());
     cmd.arg(root().join("tests/scripts/dbnet_ref.py"))
         .arg(page_map())
         .arg(box_score.to_string())
         .arg(unclip_ratio.to_string())
         .arg(PAGE.0.to_string())
-        .arg(PAGE.1.to_string());
+        .arg(PAGE.1.to_string())
+        .arg(match score_mode {
+            ScoreMode::Fast => "fast",
+            ScoreMode::Slow => "slow",
+        });
     let (code, out, err) = output(&mut cmd);
     assert_eq!(code, 0, "dbnet_ref.py failed: {err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -136,12 +145,20 @@ fn text_pixel_regions() -> Vec<Vec<(f32, f32)>> {
     regions
 }
 
-/// With RapidOCR's settings every line of the page is found, each box around its line's text
-/// pixels; and where OpenCV is installed, the boxes are PaddleOCR's within 2 pixels, for
-/// RapidOCR's and PaddleOCR's settings.
+/// With the default settings (scores over each region, PaddleOCR's choice for curved text) every
+/// line of the page is found, each box around its line's text pixels; and where OpenCV is
+/// installed, the boxes are PaddleOCR's within 2 pixels, for PaddleOCR's and RapidOCR's (0.5, 1.6)
+/// settings
+/// in both score modes (in the fast one, over each box, a bent line is lost, as PaddleOCR loses
+/// it).
 #[test]
 fn dbnet_boxes_of_the_reference_map_are_paddleocrs() {
-    let ours = regions(0.5, 1.6);
+    let defaults = TextDetection::default();
+    let ours = regions(
+        defaults.box_score,
+        defaults.unclip_ratio,
+        defaults.score_mode,
+    );
     let lines = transcription();
     assert_eq!(ours.len(), lines.len(), "one box per line: {ours:?}");
     let pixels = text_pixel_regions();
@@ -159,15 +176,21 @@ fn dbnet_boxes_of_the_reference_map_are_paddleocrs() {
             region.len()
         );
     }
-    for (box_score, unclip) in [(0.5, 1.6), (0.6, 1.5)] {
-        let Some(theirs) = paddle_regions(box_score, unclip) else {
+    let settings = [
+        (0.6, 1.5, ScoreMode::Slow),
+        (0.5, 1.6, ScoreMode::Slow),
+        (0.6, 1.5, ScoreMode::Fast),
+        (0.5, 1.6, ScoreMode::Fast),
+    ];
+    for (box_score, unclip, mode) in settings {
+        let Some(theirs) = paddle_regions(box_score, unclip, mode) else {
             eprintln!(
                 "OpenCV is not in the test environment (scripts/setup-python.sh installs it): \
                  PaddleOCR's boxes not compared"
             );
             return;
         };
-        let ours = regions(box_score, unclip);
+        let ours = regions(box_score, unclip, mode);
         assert_eq!(
             ours.len(),
             theirs.len(),
@@ -213,10 +236,11 @@ fn edit_distance(a: &[char], b: &[char]) -> usize {
     previous[b.len()]
 }
 
-/// The measured character error rate of this pipeline on page.png (RapidOCR's settings, bilinear
-/// crops): 19 edits in 299 characters (6.4%): missing spaces the Chinese recognizer does not
-/// read between English words, ">>>" read as ">>", "(" read as "（". The bound keeps it from
-/// getting worse; PaddleOCR's own output on this page is not known here.
+/// The measured character error rate of this pipeline on page.png (bilinear crops): 19 edits in
+/// 299 characters (6.4%): spaces the Chinese recognizer does not read between English words,
+/// ">>>" read as ">>", "(" read as "（". The bound keeps it from getting worse. The issue asked
+/// for under 2%; RapidOCR 1.4.4 itself, with the same two models, scores 31% on this page (two
+/// lines lost, the same spaces missing), so the rest is the recognizer's.
 const MAX_CER: f64 = 0.07;
 
 #[test]

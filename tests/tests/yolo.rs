@@ -100,9 +100,8 @@ if protos is not None:
 fn letterbox(side: usize) -> PreprocessConfig {
     PreprocessConfig {
         resize: Some(Resize {
-            size: [side, side],
             keep_ratio: true,
-            interpolation: Interpolation::Linear,
+            ..Resize::to([side, side], Interpolation::Linear)
         }),
         pad: Some(Pad {
             size: Some([side, side]),

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use temblor_ir::{package, Error, Graph, Result};
 use temblor_ops_lib::preprocess::{load_image, Image};
 use temblor_postprocess::{
-    crop, ctc, dbnet, Answer, Geometry, ImageResult, Kind, Postprocess, TextDetection, TextLine,
+    crop, ctc, dbnet, draw, Answer, Geometry, ImageResult, Kind, Postprocess, TextDetection,
+    TextLine,
 };
 use temblor_runtime::{prepare, Device, Plan, PrepareOptions, Tensor};
 use temblor_tools::preprocess_config::{defaults, package_labels, Pad, PreprocessConfig, Resize};
@@ -60,7 +61,7 @@ pub fn ocr(args: &OcrArgs) -> Result<()> {
     };
     let settings = match Postprocess::from_package(&args.det)? {
         Some(Postprocess::TextDetection(s)) if package::is_package(&args.det) => s,
-        _ => rapidocr_detection(),
+        _ => TextDetection::default(),
     };
 
     let (map, geometry) = det.run(&photo, &args.image)?;
@@ -92,15 +93,12 @@ pub fn ocr(args: &OcrArgs) -> Result<()> {
     let result = ImageResult::new(
         args.image.display().to_string(),
         (photo.height, photo.width),
-        answer,
+        answer.clone(),
     );
     let json = serde_json::to_string_pretty(&result)
         .map_err(|e| Error::internal(format!("cannot serialize the results: {e}")))?;
     if let Some(dir) = &args.out {
-        let path = dir.join("results.json");
-        std::fs::create_dir_all(dir)
-            .and_then(|()| std::fs::write(&path, format!("{json}\n")))
-            .map_err(|e| Error::usage(format!("{}: {e}", path.display())))?;
+        write_out(dir, photo, &answer, &args.image, &json)?;
     }
     if args.json {
         println!("{json}");
@@ -112,15 +110,26 @@ pub fn ocr(args: &OcrArgs) -> Result<()> {
     Ok(())
 }
 
-/// RapidOCR's DBNet settings (its `config.yaml`): PaddleOCR's but a lower box score (0.5
-/// against 0.6) and a larger unclip (1.6 against 1.5). On photographed pages, whose lines bend,
-/// a line's minimum-area box holds much background and PaddleOCR's 0.6 drops whole lines.
-fn rapidocr_detection() -> TextDetection {
-    TextDetection {
-        box_score: 0.5,
-        unclip_ratio: 1.6,
-        ..TextDetection::default()
-    }
+/// OUT_DIR/results.json and OUT_DIR/<stem>.png, the photo with the lines outlined; each written
+/// under a temporary name first, so a failure leaves no partial file.
+fn write_out(
+    dir: &Path,
+    mut photo: Image,
+    answer: &Answer,
+    source: &Path,
+    json: &str,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::usage(format!("{}: {e}", dir.display())))?;
+    draw::draw(&mut photo, answer);
+    let stem = source
+        .file_stem()
+        .map_or_else(|| "image".into(), |s| s.to_string_lossy().into_owned());
+    draw::save_png(&photo, &dir.join(format!("{stem}.png")))?;
+    let path = dir.join("results.json");
+    let partial = path.with_extension("json.partial");
+    std::fs::write(&partial, format!("{json}\n"))
+        .and_then(|()| std::fs::rename(&partial, &path))
+        .map_err(|e| Error::usage(format!("{}: {e}", path.display())))
 }
 
 /// One model of the pipeline, prepared on the CPU, with the preprocessing its images get.

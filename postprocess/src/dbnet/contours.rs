@@ -6,14 +6,22 @@
 //! is followed: a region's pixels have the hull of its outer border, and a hole's border is the
 //! set of foreground pixels 4-adjacent to the hole.
 
-/// Each region's then each hole's points (pixel centres: x, y), regions in raster order of their
-/// first pixel, as many as `limit`.
+/// A contour: the points its hull is taken from, and the pixels (indices into the map) that
+/// `cv2.fillPoly` of it covers, for PaddleOCR's `box_score_slow`: a region's own pixels (the
+/// holes in it left out, a small difference on text), a hole's pixels and its border.
+pub(crate) struct Contour {
+    pub points: Vec<[f64; 2]>,
+    pub filled: Vec<usize>,
+}
+
+/// Each region's then each hole's contour, regions in raster order of their first pixel, as
+/// many as `limit`; points are pixel centres (x, y).
 pub(crate) fn contour_points(
     bitmap: &[bool],
     height: usize,
     width: usize,
     limit: usize,
-) -> Vec<Vec<[f64; 2]>> {
+) -> Vec<Contour> {
     let mut sets = components(bitmap, height, width, true, limit);
     if sets.len() < limit {
         let holes = components(bitmap, height, width, false, limit - sets.len());
@@ -31,7 +39,7 @@ fn components(
     width: usize,
     fg: bool,
     limit: usize,
-) -> Vec<Vec<[f64; 2]>> {
+) -> Vec<Contour> {
     let mut seen = vec![false; bitmap.len()];
     let mut out = Vec::new();
     let mut stack = Vec::new();
@@ -76,8 +84,12 @@ fn components(
                 }
             }
         }
+        let index = |&(x, y): &(isize, isize)| y as usize * width + x as usize;
         if fg {
-            out.push(row_extremes(&pixels, height));
+            out.push(Contour {
+                points: row_extremes(&pixels, height),
+                filled: pixels.iter().map(index).collect(),
+            });
         } else if !touches_edge {
             // The hole's border: its 4-neighbours, all foreground as the hole is enclosed.
             let mut border: Vec<[f64; 2]> = pixels
@@ -88,7 +100,12 @@ fn components(
                 .collect();
             border.sort_by(|a, b| a[1].total_cmp(&b[1]).then(a[0].total_cmp(&b[0])));
             border.dedup();
-            out.push(border);
+            let mut filled: Vec<usize> = pixels.iter().map(index).collect();
+            filled.extend(border.iter().map(|&[x, y]| y as usize * width + x as usize));
+            out.push(Contour {
+                points: border,
+                filled,
+            });
         }
     }
     out
@@ -127,11 +144,13 @@ mod tests {
         // Regions: the diagonal pair, the ring, the bottom-left bar; then the ring's hole.
         assert_eq!(sets.len(), 4);
         assert_eq!(
-            sets[0],
+            sets[0].points,
             vec![[0.0, 0.0], [0.0, 0.0], [1.0, 1.0], [1.0, 1.0]]
         );
+        assert_eq!(sets[0].filled, vec![0, w + 1]);
+        assert_eq!(sets[3].filled.len(), 2 + 6);
         assert_eq!(
-            sets[3],
+            sets[3].points,
             vec![
                 [6.0, 0.0],
                 [7.0, 0.0],

@@ -37,7 +37,10 @@ pub fn read_labels(path: &Path) -> Result<Vec<String>> {
     // ideographic space (PaddleOCR's ppocr_keys_v1.txt), which is a label, not padding.
     let labels: Vec<String> = text
         .lines()
-        .map(|l| l.trim_matches(|c: char| c.is_ascii_whitespace()).to_string())
+        .map(|l| {
+            l.trim_matches(|c: char| c.is_ascii_whitespace())
+                .to_string()
+        })
         .collect();
     // A blank line would shift every later class id by one without a trace.
     if let Some(line) = labels.iter().position(String::is_empty) {
