@@ -66,12 +66,12 @@ fn regions(box_score: f32, unclip_ratio: f32, score_mode: ScoreMode) -> Vec<Text
     dbnet::text_regions(&map, &settings, &geometry).unwrap()
 }
 
-/// PaddleOCR's boxes of the reference map (OpenCV), or none when OpenCV is not installed.
+/// PaddleOCR's boxes of the reference map, written with OpenCV (scripts/requirements.txt).
 fn paddle_regions(
     box_score: f32,
     unclip_ratio: f32,
     score_mode: ScoreMode,
-) -> Option<Vec<(Vec<[f32; 2]>, f32)>> {
+) -> Vec<(Vec<[f32; 2]>, f32)> {
     let mut cmd = Command::new(python());
     cmd.arg(root().join("tests/scripts/dbnet_ref.py"))
         .arg(page_map())
@@ -86,9 +86,10 @@ fn paddle_regions(
     let (code, out, err) = output(&mut cmd);
     assert_eq!(code, 0, "dbnet_ref.py failed: {err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    if v.get("no_cv2").is_some() {
-        return None;
-    }
+    assert!(
+        v.get("no_cv2").is_none(),
+        "OpenCV is not in the test environment: run scripts/setup-python.sh"
+    );
     let boxes = v
         .as_array()
         .unwrap()
@@ -103,7 +104,7 @@ fn paddle_regions(
             (polygon, b["score"].as_f64().unwrap() as f32)
         })
         .collect();
-    Some(boxes)
+    boxes
 }
 
 /// Whether (x, y) is inside or on the convex quadrilateral `q`.
@@ -146,11 +147,10 @@ fn text_pixel_regions() -> Vec<Vec<(f32, f32)>> {
 }
 
 /// With the default settings (scores over each region, PaddleOCR's choice for curved text) every
-/// line of the page is found, each box around its line's text pixels; and where OpenCV is
-/// installed, the boxes are PaddleOCR's within 2 pixels, for PaddleOCR's and RapidOCR's (0.5, 1.6)
-/// settings
-/// in both score modes (in the fast one, over each box, a bent line is lost, as PaddleOCR loses
-/// it).
+/// line of the page is found, each box around its line's text pixels; and the boxes are
+/// PaddleOCR's (written with OpenCV) within 2 pixels, for PaddleOCR's and RapidOCR's (0.5, 1.6)
+/// settings in both score modes (in the fast one, over each box, a bent line is lost, as
+/// PaddleOCR loses it).
 #[test]
 fn dbnet_boxes_of_the_reference_map_are_paddleocrs() {
     let defaults = TextDetection::default();
@@ -183,13 +183,7 @@ fn dbnet_boxes_of_the_reference_map_are_paddleocrs() {
         (0.5, 1.6, ScoreMode::Fast),
     ];
     for (box_score, unclip, mode) in settings {
-        let Some(theirs) = paddle_regions(box_score, unclip, mode) else {
-            eprintln!(
-                "OpenCV is not in the test environment (scripts/setup-python.sh installs it): \
-                 PaddleOCR's boxes not compared"
-            );
-            return;
-        };
+        let theirs = paddle_regions(box_score, unclip, mode);
         let ours = regions(box_score, unclip, mode);
         assert_eq!(
             ours.len(),
