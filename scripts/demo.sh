@@ -21,9 +21,10 @@ $temblor run demo/picodet.temblor --image "$shared/images/coffee.png" \
     --image "$shared/images/astronaut.png" -o demo/detect
 
 # Text: DBNet finds the lines, each is cut out and straightened, SVTR reads it.
-$temblor compile "$models/ppocrv4_det_onnx/ch_PP-OCRv4_det_infer.onnx" -o demo/ppocr_det.temblor
-$temblor compile "$models/ppocrv4_rec_onnx/ch_PP-OCRv4_rec_infer.onnx" -o demo/ppocr_rec.temblor \
-    --labels "$models/ppocrv4_rec_paddle/ppocr_keys_v1.txt"
+$temblor compile "$models/ppocrv4_det_onnx/ch_PP-OCRv4_det_infer.onnx" -o demo/ppocr_det.temblor \
+    --postprocess text-detection
+# The recognizer's dictionary comes from the model's own metadata (RapidOCR's `character`).
+$temblor compile "$models/ppocrv4_rec_onnx/ch_PP-OCRv4_rec_infer.onnx" -o demo/ppocr_rec.temblor
 $temblor ocr --det demo/ppocr_det.temblor --rec demo/ppocr_rec.temblor \
     "$shared/images/page.png" -o demo/ocr
 

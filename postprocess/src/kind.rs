@@ -145,8 +145,10 @@ impl Kind {
 
     /// The kind a model's outputs (name, type, dims) have the shape of, if one: a float output
     /// of rows `[N, 6]`; one `[1, C, A]` output with more anchors than channels (and optionally
-    /// `[1, 32, h, w]` prototypes); a single `[N, 1, H, W]` map; a single `[N, T, C]`; a single
-    /// `[N, C]`.
+    /// `[1, 32, h, w]` prototypes); a single `[N, T, C]`; a single `[N, C]`. A single
+    /// `[N, 1, H, W]` map is not told: DBNet's text probability has the shape of every saliency
+    /// and matting model's output (U^2-Net, the zoo's ViT), so `--postprocess text-detection`
+    /// says it.
     pub fn infer(outputs: &[(&str, DType, &[Dim])]) -> Option<Kind> {
         let float = |t: DType| matches!(t, DType::F32 | DType::F16 | DType::F64);
         let known = |d: &Dim| d.known();
@@ -177,7 +179,6 @@ impl Kind {
         match floats.as_slice() {
             [d] if yolo_head(d) && d.len() == 3 && known(&d[2]).is_some() => Some(Kind::Yolo),
             [d, p] if yolo_head(d) && p.len() == 4 => Some(Kind::Yolo),
-            [d] if d.len() == 4 && known(&d[1]) == Some(1) => Some(Kind::TextDetection),
             [d] if yolo_head(d) => Some(Kind::Yolo),
             [d] if d.len() == 3 => Some(Kind::TextRecognition),
             [d] if d.len() == 2 => Some(Kind::Classification),
@@ -248,7 +249,7 @@ mod tests {
 
     #[test]
     fn kinds_are_told_from_the_real_models_output_shapes() {
-        let cases: [(&[&[Option<usize>]], Kind); 7] = [
+        let cases: [(&[&[Option<usize>]], Kind); 6] = [
             (&[&[None, Some(6)], &[None]], Kind::DetectionTable),
             (
                 &[&[None, None], &[Some(1)], &[None, None, None]],
@@ -262,7 +263,6 @@ mod tests {
                 ],
                 Kind::Yolo,
             ),
-            (&[&[None, Some(1), None, None]], Kind::TextDetection),
             (&[&[None, None, Some(6625)]], Kind::TextRecognition),
             (&[&[None, Some(2)]], Kind::Classification),
         ];

@@ -63,7 +63,8 @@ pub fn for_kind(kind: Kind, graph: &Graph) -> Option<PreprocessConfig> {
             ..free
         })),
         Kind::Yolo => {
-            let (size, layout) = static_image_size(graph)?;
+            let (size, layout) = static_image_size(graph)
+                .or_else(|| ultralytics_size(graph).map(|size| (size, Layout::Nchw)))?;
             Some(PreprocessConfig {
                 resize: Some(Resize {
                     keep_ratio: true,
@@ -93,6 +94,22 @@ pub fn for_kind(kind: Kind, graph: &Graph) -> Option<PreprocessConfig> {
 
 /// The height, width and layout of the graph's only rank-4 float input with 3 channels, where
 /// both sides are static.
+/// The training size an Ultralytics export records (`imgsz: [320, 320]` in its metadata), for
+/// exports with dynamic height and width.
+fn ultralytics_size(graph: &Graph) -> Option<[usize; 2]> {
+    let (_, value) = graph.metadata.iter().find(|(k, _)| k == "imgsz")?;
+    let sizes: Vec<usize> = value
+        .trim_matches(|c| c == '[' || c == ']')
+        .split(',')
+        .map(|v| v.trim().parse().ok())
+        .collect::<Option<_>>()?;
+    match sizes[..] {
+        [h, w] if h > 0 && w > 0 => Some([h, w]),
+        [s] if s > 0 => Some([s, s]),
+        _ => None,
+    }
+}
+
 fn static_image_size(graph: &Graph) -> Option<([usize; 2], Layout)> {
     let mut images = graph
         .inputs
@@ -146,6 +163,10 @@ mod tests {
         assert_eq!(rec.resized(10, 2000).0, (48, 3200));
         assert!(for_kind(Kind::DetectionTable, &g).is_none());
         assert!(for_kind(Kind::Yolo, &g).is_none(), "no static size");
+        let mut g = g;
+        g.metadata.push(("imgsz".into(), "[320, 320]".into()));
+        let yolo = for_kind(Kind::Yolo, &g).expect("Ultralytics' recorded size");
+        assert_eq!(yolo.pad.as_ref().unwrap().size, Some([320, 320]));
     }
 
     #[test]
