@@ -125,9 +125,9 @@ fn overlay(image: &mut Image, mask: &Mask, c: [u8; 3]) {
                 continue;
             }
             let i = (py * image.width + px) * 3;
-            for k in 0..3 {
-                let under = f32::from(image.rgb[i + k]);
-                image.rgb[i + k] = (under + (f32::from(c[k]) - under) * MASK_ALPHA).round() as u8;
+            for (under, &over) in image.rgb[i..i + 3].iter_mut().zip(&c) {
+                let u = f32::from(*under);
+                *under = (u + (f32::from(over) - u) * MASK_ALPHA).round() as u8;
             }
         }
     }

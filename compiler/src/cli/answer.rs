@@ -4,7 +4,7 @@
 
 use super::run::RunArgs;
 use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use temblor_ir::{package, Error, Graph, Result};
 use temblor_ops_lib::preprocess::load_image;
 use temblor_pipeline::{Options, VerifyMode};
@@ -189,7 +189,7 @@ fn stem(path: &Path) -> String {
         .map_or_else(|| "image".into(), |s| s.to_string_lossy().into_owned())
 }
 
-fn print_summary(result: &ImageResult, picture: &PathBuf) {
+fn print_summary(result: &ImageResult, picture: &Path) {
     println!("{} -> {}", result.image, picture.display());
     let name = |label: &Option<String>, class: i64| {
         label.clone().unwrap_or_else(|| format!("class {class}"))
