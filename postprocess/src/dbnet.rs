@@ -55,6 +55,7 @@ pub fn text_regions(
                 score: score as f32,
                 text: None,
                 confidence: None,
+                angle: None,
             });
         }
     }

@@ -12,7 +12,7 @@ pub mod metadata;
 pub mod paste;
 mod results;
 mod rle;
-mod table;
+pub mod table;
 mod top_k;
 pub mod yolo;
 
@@ -91,6 +91,7 @@ pub fn postprocess(
                 score: 1.0,
                 text: Some(text),
                 confidence: Some(confidence),
+                angle: None,
             });
         }
         Postprocess::Classification { top_k } => {

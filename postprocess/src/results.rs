@@ -141,6 +141,10 @@ pub struct TextLine {
     /// The recognizer's mean probability over the characters read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub confidence: Option<f32>,
+    /// Degrees the line was turned before it was read (0 or 180), where a direction
+    /// classifier was asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub angle: Option<u16>,
 }
 
 /// One of the top classes of a classifier.

@@ -8,16 +8,84 @@ use crate::{floats, Geometry, Mask, Object};
 use temblor_ir::{DType, Error, Result};
 use temblor_runtime::{Tensor, TensorData};
 
+/// One real row of the table: its position (which is also its mask's), class, score and box.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Row {
+    pub index: usize,
+    pub class: i64,
+    pub score: f32,
+    pub bbox: [f32; 4],
+}
+
+/// The table's real rows in the table's order: the first `count` rows, less the padding.
+pub fn rows(outputs: &[(String, Tensor)]) -> Result<Vec<Row>> {
+    let (name, table) = table(outputs)?;
+    let values = floats(name, table)?;
+    let count = outputs
+        .iter()
+        .find_map(|(_, t)| count(t))
+        .unwrap_or(table.shape[0]);
+    Ok(values
+        .chunks_exact(6)
+        .take(count)
+        .enumerate()
+        .filter(|(_, r)| r[0] >= 0.0)
+        .map(|(index, r)| Row {
+            index,
+            class: r[0].round() as i64,
+            score: r[1],
+            bbox: [r[2], r[3], r[4], r[5]],
+        })
+        .collect())
+}
+
 pub(crate) fn objects(
     outputs: &[(String, Tensor)],
     min_score: f32,
     geometry: &Geometry,
 ) -> Result<Vec<Object>> {
+    let n = table(outputs)?.1.shape[0];
+    // Pasted masks [N, H, W], or each box's own [N, 1, M, M] (`compile --raw-masks`).
+    let masks = outputs.iter().find(|(_, t)| {
+        (t.shape.len() == 3 || (t.shape.len() == 4 && t.shape[1] == 1))
+            && t.shape[0] == n
+            && t.shape[0] > 0
+    });
+    let raw = match masks {
+        Some((name, m)) if m.shape.len() == 4 => Some((floats(name, m)?, (m.shape[2], m.shape[3]))),
+        _ => None,
+    };
+    let mut objects = Vec::new();
+    for row in rows(outputs)?.into_iter().filter(|r| r.score >= min_score) {
+        let i = row.index;
+        let mask = match (&raw, masks) {
+            (Some((probs, (m, n))), _) => {
+                let plane = &probs[i * m * n..(i + 1) * m * n];
+                Some(paste(plane, (*m, *n), row.bbox, geometry.original))
+            }
+            (None, Some((_, m))) => Some(pasted_mask(m, i, geometry)?),
+            (None, None) => None,
+        };
+        objects.push(Object {
+            class: row.class,
+            label: None,
+            score: row.score,
+            bbox: row.bbox,
+            mask,
+        });
+    }
+    // The table is in NMS's order, by class; people read the best first.
+    objects.sort_by(|a, b| b.score.total_cmp(&a.score));
+    Ok(objects)
+}
+
+/// The one float output of rows `[N, 6]`.
+fn table(outputs: &[(String, Tensor)]) -> Result<(&str, &Tensor)> {
     let tables: Vec<&(String, Tensor)> = outputs
         .iter()
         .filter(|(_, t)| t.shape.len() == 2 && t.shape[1] == 6 && is_float(t))
         .collect();
-    let [(name, rows)] = tables.as_slice() else {
+    let [(name, table)] = tables.as_slice() else {
         let shapes: Vec<String> = outputs
             .iter()
             .map(|(n, t)| format!("{n} {} {:?}", t.dtype(), t.shape))
@@ -28,47 +96,7 @@ pub(crate) fn objects(
             shapes.join(", ")
         )));
     };
-    let values = floats(name, rows)?;
-    let count = outputs
-        .iter()
-        .find_map(|(_, t)| count(t))
-        .unwrap_or(rows.shape[0])
-        .min(rows.shape[0]);
-    // Pasted masks [N, H, W], or each box's own [N, 1, M, M] (`compile --raw-masks`).
-    let masks = outputs.iter().find(|(_, t)| {
-        (t.shape.len() == 3 || (t.shape.len() == 4 && t.shape[1] == 1))
-            && t.shape[0] == rows.shape[0]
-            && t.shape[0] > 0
-    });
-    let raw = match masks {
-        Some((name, m)) if m.shape.len() == 4 => Some((floats(name, m)?, (m.shape[2], m.shape[3]))),
-        _ => None,
-    };
-    let mut objects = Vec::new();
-    for (i, r) in values.chunks_exact(6).take(count).enumerate() {
-        if r[0] < 0.0 || r[1] < min_score {
-            continue;
-        }
-        let bbox = [r[2], r[3], r[4], r[5]];
-        let mask = match (&raw, masks) {
-            (Some((probs, (m, n))), _) => {
-                let plane = &probs[i * m * n..(i + 1) * m * n];
-                Some(paste(plane, (*m, *n), bbox, geometry.original))
-            }
-            (None, Some((_, m))) => Some(pasted_mask(m, i, geometry)?),
-            (None, None) => None,
-        };
-        objects.push(Object {
-            class: r[0].round() as i64,
-            label: None,
-            score: r[1],
-            bbox,
-            mask,
-        });
-    }
-    // The table is in NMS's order, by class; people read the best first.
-    objects.sort_by(|a, b| b.score.total_cmp(&a.score));
-    Ok(objects)
+    Ok((name, table))
 }
 
 fn is_float(t: &Tensor) -> bool {

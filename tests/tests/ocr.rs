@@ -277,6 +277,79 @@ fn ocr_reads_the_page() {
     }
 }
 
+/// PaddleOCR's `cls_thresh`: a line is turned when the classifier says 180 degrees this surely.
+const FLIP_SCORE: f64 = 0.9;
+
+/// `ocr` and its `results.json` for page.png, with the direction classifier or without.
+fn read_page(cls: bool, dir: &std::path::Path) -> Vec<serde_json::Value> {
+    let mut cmd = temblor();
+    cmd.arg("ocr")
+        .arg("--det")
+        .arg(det_model())
+        .arg("--rec")
+        .arg(rec_model())
+        .arg("--dict")
+        .arg(keys())
+        .arg("-o")
+        .arg(dir)
+        .arg(shared().join("images/page.png"));
+    if cls {
+        cmd.arg("--cls").arg(real_model(
+            "ppocr_cls_v2_onnx",
+            "ch_ppocr_mobile_v2.0_cls_infer.onnx",
+        ));
+    }
+    let (code, _, err) = output(&mut cmd);
+    assert_eq!(code, 0, "ocr failed: {err}");
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap();
+    results["text"].as_array().unwrap().clone()
+}
+
+/// `--cls` turns the lines PaddleOCR's direction classification (OpenCV crop and onnxruntime,
+/// `tests/scripts/cls_ref.py`) turns, and only those. On this page the classifier is sure
+/// (0.98) that one bent line is upside down; turned, it no longer reads and is dropped, as
+/// PaddleOCR drops it.
+#[test]
+fn cls_turns_the_lines_paddleocr_turns() {
+    let (plain_dir, cls_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let plain = read_page(false, plain_dir.path());
+    let turned = read_page(true, cls_dir.path());
+    let mut cmd = Command::new(python());
+    cmd.arg(root().join("tests/scripts/cls_ref.py"))
+        .arg(shared().join("images/page.png"))
+        .arg(real_model(
+            "ppocr_cls_v2_onnx",
+            "ch_ppocr_mobile_v2.0_cls_infer.onnx",
+        ))
+        .arg(plain_dir.path().join("results.json"));
+    let (code, out, err) = output(&mut cmd);
+    assert_eq!(code, 0, "cls_ref.py failed: {err}");
+    let scores: Vec<[f64; 2]> = serde_json::from_str(&out).unwrap();
+    assert_eq!(scores.len(), plain.len());
+    let mut flipped = 0;
+    for (line, [p0, p180]) in plain.iter().zip(&scores) {
+        let upside_down = p180 > p0 && *p180 >= FLIP_SCORE;
+        flipped += usize::from(upside_down);
+        let ours = turned.iter().find(|l| l["polygon"] == line["polygon"]);
+        match ours {
+            Some(l) => assert_eq!(
+                l["angle"],
+                if upside_down { 180 } else { 0 },
+                "{}: reference scores {p0:.3} / {p180:.3}",
+                line["text"]
+            ),
+            None => assert!(
+                upside_down,
+                "{} was dropped, but not turned by the reference ({p0:.3} / {p180:.3})",
+                line["text"]
+            ),
+        }
+    }
+    assert!(flipped > 0, "the reference turns a line of this page");
+    assert!(plain.iter().all(|l| l.get("angle").is_none()));
+}
+
 #[test]
 fn a_bad_photo_is_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();

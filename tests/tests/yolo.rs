@@ -6,12 +6,10 @@
 use std::path::Path;
 use std::process::Command;
 use temblor_pipeline::{Options, VerifyMode};
-use temblor_postprocess::{metadata, yolo, Geometry, Object};
+use temblor_postprocess::{metadata, yolo, Geometry, Kind, Object};
 use temblor_runtime::{prepare, Device, PrepareOptions};
 use temblor_tests::{output, python, read_numbers, real_model, shared};
-use temblor_tools::preprocess_config::{
-    ChannelOrder, InputNames, Interpolation, Layout, Pad, PreprocessConfig, Resize,
-};
+use temblor_tools::preprocess_config::defaults;
 
 /// Ultralytics' defaults.
 const IOU: f32 = 0.7;
@@ -95,29 +93,6 @@ if protos is not None:
     np.save(os.path.join(d, 'masks.npy'), np.ascontiguousarray(up[:, ys][:, :, xs], np.int32))
 "#;
 
-/// Ultralytics' letterbox, padded at the bottom and right: one scale fitting the photo in
-/// `side` x `side`, gray 114 padding, RGB / 255.
-fn letterbox(side: usize) -> PreprocessConfig {
-    PreprocessConfig {
-        resize: Some(Resize {
-            keep_ratio: true,
-            ..Resize::to([side, side], Interpolation::Linear)
-        }),
-        pad: Some(Pad {
-            size: Some([side, side]),
-            stride: None,
-            value: [114.0 / 255.0; 3],
-        }),
-        scale: 1.0 / 255.0,
-        mean: [0.0; 3],
-        std: [1.0; 3],
-        channels: ChannelOrder::Rgb,
-        layout: Layout::Nchw,
-        inputs: InputNames::default(),
-        labels: Vec::new(),
-    }
-}
-
 /// What the reference found for one object.
 #[derive(Debug)]
 struct Reference {
@@ -153,7 +128,8 @@ fn decode_matches_reference(
     };
     let compiled = temblor_pipeline::compile(model, &options).expect("compile");
     let plan = prepare(&compiled.compile, &Device::Cpu, &PrepareOptions::default()).unwrap();
-    let config = letterbox(side);
+    // Ultralytics' letterbox: what `run --image` uses for a YOLO package.
+    let config = defaults::for_kind(Kind::Yolo, &compiled.parse).expect("a static image size");
     let mut all = Vec::new();
     for &(photo, min_score) in photos {
         let dir = tempfile::tempdir().unwrap();

@@ -70,9 +70,11 @@ pub fn ocr(args: &OcrArgs) -> Result<()> {
     for mut region in regions {
         let mut line = crop::rotate_crop(&photo, &region.polygon)?;
         if let Some(cls) = &cls {
-            if cls.upside_down(&line, &args.image)? {
+            let upside_down = cls.upside_down(&line, &args.image)?;
+            if upside_down {
                 line = crop::rotate_180(&line);
             }
+            region.angle = Some(if upside_down { 180 } else { 0 });
         }
         let (probs, _) = rec.run(&line, &args.image)?;
         let Some((text, confidence)) = ctc::decode(&probs, &dictionary)?.into_iter().next() else {

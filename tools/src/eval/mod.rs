@@ -8,8 +8,8 @@ pub mod coco_json;
 pub use coco::evaluate;
 
 use serde::Serialize;
-use temblor_ir::{Error, Result};
-use temblor_runtime::{Tensor, TensorData};
+use temblor_ir::Result;
+use temblor_runtime::Tensor;
 
 /// The reference's detections that count as ground truth in [`agreement`] unless told
 /// otherwise: PaddleDetection's `draw_threshold` default, the score its deploy tools treat as
@@ -108,53 +108,12 @@ pub fn reference_truth(reference: &[Vec<Detection>], min_score: f32) -> Vec<Vec<
 /// score, x1, y1, x2, y2) and, optionally, an integer output holding how many rows are real.
 /// Rows with a negative class are padding.
 pub fn detections_from_outputs(outputs: &[(String, Tensor)]) -> Result<Vec<Detection>> {
-    let rows: Vec<&(String, Tensor)> = outputs
-        .iter()
-        .filter(|(_, t)| t.shape.len() == 2 && t.shape[1] == 6 && floats(t).is_some())
-        .collect();
-    let [(_, rows)] = rows.as_slice() else {
-        let shapes: Vec<String> = outputs
-            .iter()
-            .map(|(n, t)| format!("{n} {} {:?}", t.dtype(), t.shape))
-            .collect();
-        return Err(Error::usage(format!(
-            "expected one float output of detection rows [N, 6] (class, score, x1, y1, x2, y2); \
-             the model's outputs are: {}",
-            shapes.join(", ")
-        )));
-    };
-    let values = floats(rows).unwrap_or_default();
-    let count = outputs
-        .iter()
-        .find_map(|(_, t)| count(t))
-        .unwrap_or(rows.shape[0]);
-    Ok(values
-        .chunks_exact(6)
-        .take(count)
-        .filter(|r| r[0] >= 0.0)
+    Ok(temblor_postprocess::table::rows(outputs)?
+        .into_iter()
         .map(|r| Detection {
-            class: r[0].round() as i64,
-            score: r[1],
-            bbox: [r[2], r[3], r[4], r[5]],
+            class: r.class,
+            score: r.score,
+            bbox: r.bbox,
         })
         .collect())
-}
-
-fn floats(t: &Tensor) -> Option<Vec<f32>> {
-    match &t.data {
-        TensorData::F32(v) => Some(v.clone()),
-        TensorData::F16(v) => Some(v.iter().map(|x| x.to_f32()).collect()),
-        TensorData::F64(v) => Some(v.iter().map(|&x| x as f32).collect()),
-        _ => None,
-    }
-}
-
-/// A one-element integer output: the number of real rows (batch 1).
-fn count(t: &Tensor) -> Option<usize> {
-    let n = match &t.data {
-        TensorData::I32(v) if v.len() == 1 => v[0] as i64,
-        TensorData::I64(v) if v.len() == 1 => v[0],
-        _ => return None,
-    };
-    usize::try_from(n).ok()
 }
