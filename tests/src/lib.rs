@@ -169,6 +169,12 @@ pub fn run_both_with(
 pub fn read_f32(path: &Path) -> (Vec<usize>, Vec<f32>) {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let npy = npyz::NpyFile::new(&bytes[..]).expect("npy header");
+    // References are written C-ordered; a Fortran-ordered one would be read transposed.
+    assert!(
+        npy.order() == npyz::Order::C,
+        "{}: Fortran-ordered; save the reference with np.ascontiguousarray",
+        path.display()
+    );
     let shape = npy.shape().iter().map(|&d| d as usize).collect();
     (shape, npy.into_vec::<f32>().expect("f32 data"))
 }
