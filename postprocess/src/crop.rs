@@ -1,6 +1,6 @@
 //! A text region cut out of the photo and stood upright, as PaddleOCR's `get_rotate_crop_image`:
 //! the quadrilateral warped onto a rectangle as wide as its longer horizontal edge and as tall
-//! as its longer vertical edge (bilinear where PaddleOCR uses bicubic; edge pixels repeated),
+//! as its longer vertical edge (bicubic, edge pixels repeated),
 //! turned a quarter counter-clockwise when at least 1.5 times taller than wide (a vertical line).
 
 use temblor_ir::{Error, Result};
@@ -32,7 +32,7 @@ pub fn rotate_crop(image: &Image, quad: &[[f32; 2]]) -> Result<Image> {
     for y in 0..height {
         for x in 0..width {
             let [sx, sy] = h.apply(x as f64 / width as f64, y as f64 / height as f64);
-            let px = bilinear(image, sx, sy);
+            let px = bicubic(image, sx, sy);
             rgb[(y * width + x) * 3..][..3].copy_from_slice(&px);
         }
     }
@@ -112,28 +112,35 @@ impl Homography {
     }
 }
 
-/// The image's colour at (x, y), interpolated between the four pixel centres around it, pixels
-/// outside repeating the nearest edge pixel (OpenCV's `BORDER_REPLICATE`).
-fn bilinear(image: &Image, x: f64, y: f64) -> [u8; 3] {
+/// OpenCV's cubic convolution kernel (`INTER_CUBIC`, a = -0.75): the weights of the four
+/// pixels at offsets -1, 0, 1, 2 from the one at or left of a point `t` past it.
+fn cubic_weights(t: f64) -> [f64; 4] {
+    const A: f64 = -0.75;
+    let near = |d: f64| ((A + 2.0) * d - (A + 3.0)) * d * d + 1.0;
+    let far = |d: f64| ((A * d - 5.0 * A) * d + 8.0 * A) * d - 4.0 * A;
+    let (w0, w1, w2) = (far(t + 1.0), near(t), near(1.0 - t));
+    [w0, w1, w2, 1.0 - w0 - w1 - w2]
+}
+
+/// The image's colour at (x, y), by cubic convolution over the 4 x 4 pixel centres around it,
+/// pixels outside repeating the nearest edge pixel (OpenCV's `BORDER_REPLICATE`).
+fn bicubic(image: &Image, x: f64, y: f64) -> [u8; 3] {
     let (w, h) = (image.width as i64, image.height as i64);
     let (fx, fy) = (x.floor(), y.floor());
-    let (ax, ay) = (x - fx, y - fy);
-    let at = |px: i64, py: i64| {
-        let (px, py) = (px.clamp(0, w - 1) as usize, py.clamp(0, h - 1) as usize);
-        &image.rgb[(py * image.width + px) * 3..][..3]
-    };
-    let (x0, y0) = (fx as i64, fy as i64);
-    let (tl, tr, bl, br) = (
-        at(x0, y0),
-        at(x0 + 1, y0),
-        at(x0, y0 + 1),
-        at(x0 + 1, y0 + 1),
-    );
-    std::array::from_fn(|c| {
-        let top = f64::from(tl[c]) * (1.0 - ax) + f64::from(tr[c]) * ax;
-        let bottom = f64::from(bl[c]) * (1.0 - ax) + f64::from(br[c]) * ax;
-        (top * (1.0 - ay) + bottom * ay).round().clamp(0.0, 255.0) as u8
-    })
+    let (wx, wy) = (cubic_weights(x - fx), cubic_weights(y - fy));
+    let (x0, y0) = (fx as i64 - 1, fy as i64 - 1);
+    let mut sum = [0.0f64; 3];
+    for (j, wy) in wy.iter().enumerate() {
+        let py = (y0 + j as i64).clamp(0, h - 1) as usize;
+        for (i, wx) in wx.iter().enumerate() {
+            let px = (x0 + i as i64).clamp(0, w - 1) as usize;
+            let pixel = &image.rgb[(py * image.width + px) * 3..][..3];
+            for (s, &v) in sum.iter_mut().zip(pixel) {
+                *s += wx * wy * f64::from(v);
+            }
+        }
+    }
+    sum.map(|v| v.round().clamp(0.0, 255.0) as u8)
 }
 
 #[cfg(test)]

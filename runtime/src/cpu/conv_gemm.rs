@@ -113,13 +113,14 @@ impl<'a> ConvGemm<'a> {
             return avx512::multiply(packed, self.k, r0, b, rows, n, out);
         }
         // The gemm crate takes a strided matrix: gather the rows unless they are one already.
-        let stride = rows.get(1).map_or(n, |&r| r.wrapping_sub(rows[0]));
-        let strided = rows
-            .iter()
-            .enumerate()
-            .all(|(p, &r)| r == rows[0] + p * stride);
+        // (Rows that go backwards are gathered: a matrix's stride is not negative here.)
+        let stride = match rows {
+            [first, second, ..] => second.checked_sub(*first),
+            _ => Some(n),
+        };
+        let stride = stride.filter(|&s| rows.windows(2).all(|w| w[0].checked_add(s) == Some(w[1])));
         let gathered: Vec<f32>;
-        let rhs = if strided {
+        let rhs = if let Some(stride) = stride {
             View::rows(&b[rows.first().copied().unwrap_or(0)..], stride)
         } else {
             // Row by row as whole-slice copies: a flattening iterator copied one float at a
@@ -316,6 +317,55 @@ mod avx512 {
             for (ai, &ci) in acc.iter().zip(c) {
                 for (j, v) in ai.iter().enumerate() {
                     _mm512_storeu_ps(ci.add(16 * j), *v);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every kernel this machine runs against an f64 product, on shapes that cut every way:
+    /// rows past a block of `MR`, columns below `NARROW`, a ragged last panel, depth past `KC`,
+    /// a row block starting past zero, and `B`'s rows gathered out of order.
+    #[test]
+    fn every_kernel_multiplies_as_the_f64_product() {
+        let mut seed = 3u32;
+        let mut next = || {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        };
+        // (weight rows, first row r0, rows multiplied, k, n)
+        for (rows, r0, m, k, n) in [
+            (8, 0, 8, 3, 48),
+            (13, 0, 13, 27, 50),
+            (20, 8, 12, 300, 97),
+            (5, 0, 5, 9, 4),
+            (16, 0, 16, 129, 7),
+            (24, 16, 3, 64, 144),
+        ] {
+            let w: Vec<f32> = (0..rows * k).map(|_| next()).collect();
+            let stride = n + 5;
+            let b: Vec<f32> = (0..k * stride).map(|_| next()).collect();
+            // Rows of B in reverse order: a gather, not a strided matrix.
+            let offsets: Vec<usize> = (0..k).rev().map(|p| p * stride).collect();
+            for isa in Isa::available() {
+                let gemm = ConvGemm::new(&w, rows, k, isa);
+                let mut out = vec![vec![f32::NAN; n]; m];
+                let mut views: Vec<&mut [f32]> = out.iter_mut().map(|r| r.as_mut_slice()).collect();
+                gemm.multiply(r0, &b, &offsets, n, &mut views);
+                for (i, row) in out.iter().enumerate() {
+                    for (j, &got) in row.iter().enumerate() {
+                        let want: f64 = (0..k)
+                            .map(|p| f64::from(w[(r0 + i) * k + p]) * f64::from(b[offsets[p] + j]))
+                            .sum();
+                        assert!(
+                            (f64::from(got) - want).abs() <= 1e-5 * (k as f64).sqrt(),
+                            "{isa}: {rows}x{k}·{k}x{n} at ({i}, {j}): {got} vs {want}"
+                        );
+                    }
                 }
             }
         }
