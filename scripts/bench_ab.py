@@ -35,6 +35,8 @@ ZOO = [
     ("YOLOv8n nudenet 320", MODELS / "yolov8n_nudenet_onnx/320n.onnx", "images:1x3x320x320"),
     ("orinet 320", MODELS / "orinet_orient_onnx/orientation_orinet_fp32.onnx", "x:1x3x320x320"),
     ("YOLO11s-seg 640", MODELS / "yolo11seg_slider_onnx/slider.onnx", None),
+    ("U^2-Net-p 320", MODELS / "u2netp_onnx/u2netp.onnx", "input.1:1x3x320x320"),
+    ("ViT-S/14 224", MODELS / "vit_s_focus_onnx/vit_s_focus.onnx", "input_image:1x3x224x224"),
 ]
 
 

@@ -291,23 +291,61 @@ fn separable(a: &ResizeAttrs, x: &Tensor, axes: &[ResizeAxis]) -> Result<Tensor,
 }
 
 /// Resizes the middle axis of `v` seen as `[outer, input, inner]` to `[outer, output, inner]`.
+///
+/// Worked a run of outputs at a time, never an element: an output row (`inner > 1`) is the
+/// taps' weighted sum of whole input rows, which vectorizes; along the last axis each output
+/// reads its taps. Deriving each element's position by division took U^2-Net's 38 bilinear
+/// upsamplings to 18% of its time. Every output is still `0 + w0 * x0 + w1 * x1 + ...` in tap
+/// order, as before.
 fn pass(v: &[f32], taps: &Taps, ax: &ResizeAxis, inner: usize, fill: f32) -> Vec<f32> {
     let outer = v.len() / (ax.input * inner);
+    let n = taps.n;
     build(outer * ax.output * inner, |range, sink| {
-        sink.extend(range.map(|e| {
-            let (i, j) = (e % inner, (e / inner) % ax.output);
-            if taps.outside[j] {
-                return fill;
+        let mut run = Vec::new();
+        let mut e = range.start;
+        while e < range.end {
+            if inner == 1 {
+                // Outputs j0.. of one plane along the last axis.
+                let (plane, j0) = (e / ax.output, e % ax.output);
+                let len = (ax.output - j0).min(range.end - e);
+                let src = &v[plane * ax.input..(plane + 1) * ax.input];
+                sink.extend((j0..j0 + len).map(|j| {
+                    if taps.outside[j] {
+                        return fill;
+                    }
+                    let (idx, w) = (
+                        &taps.index[j * n..(j + 1) * n],
+                        &taps.weight[j * n..(j + 1) * n],
+                    );
+                    idx.iter()
+                        .zip(w)
+                        .fold(0.0, |acc, (&p, &w)| acc + w * src[p])
+                }));
+                e += len;
+                continue;
             }
-            let plane = e / (inner * ax.output) * ax.input;
-            let (idx, w) = (
-                &taps.index[j * taps.n..(j + 1) * taps.n],
-                &taps.weight[j * taps.n..(j + 1) * taps.n],
-            );
-            idx.iter()
-                .zip(w)
-                .map(|(&p, &w)| w * v[(plane + p) * inner + i])
-                .sum()
-        }))
+            // Elements i0.. of output row j of one plane.
+            let (row, i0) = (e / inner, e % inner);
+            let (plane, j) = (row / ax.output, row % ax.output);
+            let len = (inner - i0).min(range.end - e);
+            if taps.outside[j] {
+                sink.extend(std::iter::repeat_n(fill, len));
+            } else {
+                run.clear();
+                run.resize(len, 0.0);
+                let (idx, w) = (
+                    &taps.index[j * n..(j + 1) * n],
+                    &taps.weight[j * n..(j + 1) * n],
+                );
+                for (&p, &w) in idx.iter().zip(w) {
+                    let start = (plane * ax.input + p) * inner + i0;
+                    for (acc, &x) in run.iter_mut().zip(&v[start..start + len]) {
+                        *acc += w * x;
+                    }
+                }
+                sink.extend(run.iter().copied());
+            }
+            e += len;
+        }
     })
 }

@@ -2,7 +2,8 @@
 //! Unsqueeze, and the shape readers Shape and Size, for every dtype. The family's other ops are
 //! in [`super::indexing`] and [`super::fill`].
 
-use super::{buffers, dispatch, elements, normalize_axis, strided, strides, Element};
+use super::elementwise::build;
+use super::{dispatch, elements, normalize_axis, strided, strides, Element};
 use crate::{RuntimeError, Tensor, TensorData};
 use temblor_ir::SplitSizes;
 
@@ -76,12 +77,28 @@ pub(crate) fn concat(inputs: &[&Tensor], axis: i64) -> Result<Tensor, RuntimeErr
                 elements::<T>(t, "input", first.dtype()).map(|v| (v, chunk))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let mut out = buffers::empty(shape.iter().product());
-        for o in 0..outer {
-            for (v, chunk) in &parts {
-                out.extend_from_slice(&v[o * chunk..(o + 1) * chunk]);
+        // Copied in parallel chunks of the output when it is large: one thread's copies left
+        // U^2-Net's 128-channel 320x320 concatenations at a quarter of the memory bandwidth.
+        let row: usize = parts.iter().map(|(_, chunk)| chunk).sum();
+        let out = build(outer * row, |range, sink| {
+            let mut e = range.start;
+            while e < range.end {
+                let (o, mut r) = (e / row, e % row);
+                for (v, chunk) in &parts {
+                    if r >= *chunk {
+                        r -= chunk;
+                        continue;
+                    }
+                    let len = (chunk - r).min(range.end - e);
+                    sink.extend(v[o * chunk + r..][..len].iter().copied());
+                    e += len;
+                    r = 0;
+                    if e == range.end {
+                        break;
+                    }
+                }
             }
-        }
+        });
         Ok(Tensor { shape, data: T::wrap(out) })
     })
 }
