@@ -95,11 +95,13 @@ fn dispatch(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
         }
         Op::Resize(a) => one(resize::resize(a, x()?, [opt(1), opt(2), opt(3)])?),
 
-        Op::Unary(u) => one(activation::unary(*u, x()?)?),
-        Op::LeakyRelu { alpha } => one(activation::leaky_relu(x()?, *alpha)?),
-        Op::HardSigmoid { alpha, beta } => one(activation::hard_sigmoid(x()?, *alpha, *beta)?),
-        Op::Clip { min, max } => one(activation::clip(x()?, *min, *max)?),
-        Op::Gelu { tanh } => one(activation::gelu(x()?, *tanh)?),
+        Op::Unary(u) => one(activation::unary(*u, x()?, args.isa)?),
+        Op::LeakyRelu { alpha } => one(activation::leaky_relu(x()?, *alpha, args.isa)?),
+        Op::HardSigmoid { alpha, beta } => {
+            one(activation::hard_sigmoid(x()?, *alpha, *beta, args.isa)?)
+        }
+        Op::Clip { min, max } => one(activation::clip(x()?, *min, *max, args.isa)?),
+        Op::Gelu { tanh } => one(activation::gelu(x()?, *tanh, args.isa)?),
         Op::Binary(b) => one(elementwise_binary::binary(*b, x()?, req(1)?)?),
         Op::Where => one(elementwise::where_(x()?, req(1)?, req(2)?)?),
         Op::Cast { to } => one(cast::cast(x()?, *to)?),

@@ -5,7 +5,7 @@
 /// element: `x = n·ln2 + r` with |r| <= ln2/2, e^r by the Cephes polynomial (about 1 ulp), and
 /// 2^n built in the exponent bits. The input is clamped so that 2^n stays a normal number: the
 /// result saturates near 1e-38 and 2e38 instead of reaching 0 and infinity.
-#[inline]
+#[inline(always)]
 pub(crate) fn exp_f32(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
@@ -42,7 +42,7 @@ pub(crate) fn exp_f32(x: f32) -> f32 {
 /// rest so that `e^(-x²)` keeps f32's precision. Past 4, erf is 1 in f32. The
 /// coefficients are weighted least-squares fits on Chebyshev nodes (relative error 1.2e-9 and
 /// 1.7e-8); NaN stays NaN and the sign of zero is kept.
-#[inline]
+#[inline(always)]
 pub(crate) fn erf_f32(x: f32) -> f32 {
     const SMALL: [f32; 7] = [
         7.847_259e-5,
@@ -82,7 +82,7 @@ pub(crate) fn erf_f32(x: f32) -> f32 {
 /// [`erf_f32`]): below 0.625, `x + x³·P(x²)` (a fit of relative error 5e-9), where the other
 /// form would lose digits to cancellation; above, `1 - 2/(e^(2x) + 1)`, which saturates to
 /// exactly 1 as `exp_f32` does.
-#[inline]
+#[inline(always)]
 pub(crate) fn tanh_f32(x: f32) -> f32 {
     const SMALL: [f32; 6] = [
         2.289_736_9e-3,
@@ -101,7 +101,7 @@ pub(crate) fn tanh_f32(x: f32) -> f32 {
 }
 
 /// `c[0]·x^(n-1) + ... + c[n-1]`, highest power first.
-#[inline]
+#[inline(always)]
 fn horner(c: &[f32], x: f32) -> f32 {
     c.iter().fold(0.0, |acc, &k| acc * x + k)
 }
