@@ -22,6 +22,16 @@ pub fn flops(g: &Graph, id: NodeId) -> f64 {
             let w = weight_dims();
             2.0 * out * w.iter().skip(1).product::<usize>() as f64
         }
+        // Each input element reaches every output channel of its group through every kernel
+        // tap: the weight `[C, O/g, kH, kW]` past its input-channel axis.
+        Op::ConvTranspose(_) => {
+            let x = g
+                .input(id, 0)
+                .map(|x| extents(g.value_type(x).shape.dims()))
+                .unwrap_or_default();
+            let w = weight_dims();
+            2.0 * x.iter().product::<usize>() as f64 * w.iter().skip(1).product::<usize>() as f64
+        }
         Op::MatMul | Op::Gemm { .. } => {
             let a = g
                 .input(id, 0)
