@@ -94,11 +94,29 @@ fn finish(
 ) {
     #[inline(always)]
     fn each(row: &mut [f32], bias: Option<f32>, residual: Option<&[f32]>, f: impl Fn(f32) -> f32) {
+        // Plain loops, not `for_each`: its closure was compiled apart from the AVX2 caller,
+        // for baseline x86-64, and SiLU's exp ran 4 lanes wide (13% of YOLOv8n).
         match (bias, residual) {
-            (Some(b), Some(r)) => row.iter_mut().zip(r).for_each(|(e, &r)| *e = f(*e + b + r)),
-            (Some(b), None) => row.iter_mut().for_each(|e| *e = f(*e + b)),
-            (None, Some(r)) => row.iter_mut().zip(r).for_each(|(e, &r)| *e = f(*e + r)),
-            (None, None) => row.iter_mut().for_each(|e| *e = f(*e)),
+            (Some(b), Some(r)) => {
+                for (e, &r) in row.iter_mut().zip(r) {
+                    *e = f(*e + b + r);
+                }
+            }
+            (Some(b), None) => {
+                for e in row.iter_mut() {
+                    *e = f(*e + b);
+                }
+            }
+            (None, Some(r)) => {
+                for (e, &r) in row.iter_mut().zip(r) {
+                    *e = f(*e + r);
+                }
+            }
+            (None, None) => {
+                for e in row.iter_mut() {
+                    *e = f(*e);
+                }
+            }
         }
     }
     #[inline(always)]
