@@ -21,6 +21,10 @@ fn rec_model() -> PathBuf {
     real_model("ppocrv4_rec_onnx", "ch_PP-OCRv4_rec_infer.onnx")
 }
 
+fn cls_model() -> PathBuf {
+    real_model("ppocr_cls_v2_onnx", "ch_ppocr_mobile_v2.0_cls_infer.onnx")
+}
+
 fn keys() -> PathBuf {
     real_model("ppocrv4_rec_paddle", "ppocr_keys_v1.txt")
 }
@@ -237,9 +241,8 @@ fn edit_distance(a: &[char], b: &[char]) -> usize {
 /// lines lost, the same spaces missing), so the rest is the recognizer's.
 const MAX_CER: f64 = 0.07;
 
-#[test]
-fn ocr_reads_the_page() {
-    let dir = tempfile::tempdir().unwrap();
+/// `temblor ocr` of page.png with the ONNX detector and recognizer, writing to `dir`.
+fn ocr_page(dir: &std::path::Path) -> Command {
     let mut cmd = temblor();
     cmd.arg("ocr")
         .arg("--det")
@@ -249,9 +252,15 @@ fn ocr_reads_the_page() {
         .arg("--dict")
         .arg(keys())
         .arg("-o")
-        .arg(dir.path())
+        .arg(dir)
         .arg(shared().join("images/page.png"));
-    let (code, out, err) = output(&mut cmd);
+    cmd
+}
+
+#[test]
+fn ocr_reads_the_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = output(&mut ocr_page(dir.path()));
     assert_eq!(code, 0, "ocr failed: {err}");
     let ours: Vec<&str> = out.lines().map(str::trim_end).collect();
     let reference = transcription();
@@ -282,22 +291,9 @@ const FLIP_SCORE: f64 = 0.9;
 
 /// `ocr` and its `results.json` for page.png, with the direction classifier or without.
 fn read_page(cls: bool, dir: &std::path::Path) -> Vec<serde_json::Value> {
-    let mut cmd = temblor();
-    cmd.arg("ocr")
-        .arg("--det")
-        .arg(det_model())
-        .arg("--rec")
-        .arg(rec_model())
-        .arg("--dict")
-        .arg(keys())
-        .arg("-o")
-        .arg(dir)
-        .arg(shared().join("images/page.png"));
+    let mut cmd = ocr_page(dir);
     if cls {
-        cmd.arg("--cls").arg(real_model(
-            "ppocr_cls_v2_onnx",
-            "ch_ppocr_mobile_v2.0_cls_infer.onnx",
-        ));
+        cmd.arg("--cls").arg(cls_model());
     }
     let (code, _, err) = output(&mut cmd);
     assert_eq!(code, 0, "ocr failed: {err}");
@@ -318,10 +314,7 @@ fn cls_turns_the_lines_paddleocr_turns() {
     let mut cmd = Command::new(python());
     cmd.arg(root().join("tests/scripts/cls_ref.py"))
         .arg(shared().join("images/page.png"))
-        .arg(real_model(
-            "ppocr_cls_v2_onnx",
-            "ch_ppocr_mobile_v2.0_cls_infer.onnx",
-        ))
+        .arg(cls_model())
         .arg(plain_dir.path().join("results.json"));
     let (code, out, err) = output(&mut cmd);
     assert_eq!(code, 0, "cls_ref.py failed: {err}");
