@@ -29,10 +29,13 @@ pub fn load(path: &Path, input_dims: &[(String, Vec<usize>)]) -> Result<Graph> {
     onnx::load(path, input_dims)
 }
 
-/// A Paddle inference model is a directory or a `.pdmodel` / `__model__` program file.
+/// A Paddle inference model is a directory, a `.pdmodel` / `__model__` program file, or a PIR
+/// program (`inference.json`).
 fn is_paddle(path: &Path) -> bool {
     path.is_dir()
-        || path.extension().is_some_and(|e| e == "pdmodel")
+        || path
+            .extension()
+            .is_some_and(|e| e == "pdmodel" || e == "json")
         || path.file_name().is_some_and(|n| n == "__model__")
 }
 

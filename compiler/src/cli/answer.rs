@@ -44,12 +44,6 @@ impl Reader {
         let is_package = package::is_package(model);
         let graph = if is_package {
             package::load(model)?
-        } else if model.is_dir() {
-            return Err(Error::bad_input(format!(
-                "{}: a directory without {}; not a temblor package",
-                model.display(),
-                package::MANIFEST
-            )));
         } else {
             let options = Options {
                 verify: VerifyMode::Off,

@@ -207,12 +207,6 @@ fn read(path: &Path, dims: &[(String, Vec<usize>)]) -> Result<Graph> {
         temblor_infer::fix_inputs(&mut g, dims, temblor_infer::StaticDims::Keep)?;
         temblor_pipeline::default_batch(&mut g, path);
         Ok(g)
-    } else if path.is_dir() {
-        Err(Error::bad_input(format!(
-            "{}: a directory without {}; not a temblor package",
-            path.display(),
-            package::MANIFEST
-        )))
     } else {
         Ok(temblor_pipeline::compile(path, &options(dims))?.compile)
     }

@@ -57,12 +57,6 @@ pub fn load_graph(path: &Path) -> Result<Graph> {
 fn load_graph_with(path: &Path, options: Options) -> Result<Graph> {
     if package::is_package(path) {
         package::load(path)
-    } else if path.is_dir() {
-        Err(Error::bad_input(format!(
-            "{}: a directory without {}; not a temblor package",
-            path.display(),
-            package::MANIFEST
-        )))
     } else {
         let options = Options {
             verify: VerifyMode::Off,

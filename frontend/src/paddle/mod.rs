@@ -1,5 +1,6 @@
-//! PaddlePaddle frontend: legacy inference programs (ProgramDesc protobuf) with their parameter
-//! files. The import reads top to bottom: find the files, decode the program, read the
+//! PaddlePaddle frontend: legacy inference programs (ProgramDesc protobuf) and Paddle 3's PIR
+//! programs (`inference.json`, which pir/ translates into a ProgramDesc first), with their
+//! parameter files. The import reads top to bottom: find the files, decode the program, read the
 //! parameters (checked against the program's variable declarations), then walk the main block:
 //! `feed` ops declare the graph inputs, each other op is mapped by its family's file into
 //! canonical IR nodes (an op with no mapping into an opaque node, so the model can still be
@@ -21,6 +22,7 @@ mod math;
 mod movement;
 mod ops;
 mod params;
+mod pir;
 mod proto;
 
 use files::Params;
@@ -44,25 +46,39 @@ pub(super) fn load(path: &Path, input_dims: &[(String, Vec<usize>)]) -> Result<G
     if bytes.is_empty() {
         return Err(bad("the program file is empty".into()));
     }
+    if files::is_pir(&bytes) {
+        return pir::load(&bytes, &files, input_dims);
+    }
     let program = ProgramDesc::decode(bytes).map_err(|e| {
         bad(format!(
             "not a Paddle program (corrupt or truncated ProgramDesc protobuf: {e})"
         ))
     })?;
+    import(&program, &files, input_dims)
+}
+
+/// Imports a program (decoded, or translated from PIR) with the parameters `files` locates.
+fn import(
+    program: &ProgramDesc,
+    files: &files::Files,
+    input_dims: &[(String, Vec<usize>)],
+) -> Result<Graph> {
+    let program_file = files.program.display().to_string();
+    let bad = |msg: String| Error::bad_input(format!("{program_file}: {msg}"));
     if program.blocks.first().is_none_or(|b| b.ops.is_empty()) {
         return Err(bad(
             "not a Paddle program (its main block holds no ops)".into()
         ));
     }
-    let weights = read_params(&program, &files.params).map_err(bad)?;
+    let weights = read_params(program, &files.params).map_err(bad)?;
     if weights.is_none() {
         eprintln!(
             "warning: {program_file}: no parameter file next to the program; weights are shown by \
              shape alone, and the model can be compiled and viewed but not run"
         );
     }
-    let mut imp = Importer::new(&program, program_file, weights, input_dims);
-    imp.facts(&files);
+    let mut imp = Importer::new(program, program_file, weights, input_dims);
+    imp.facts(files);
     imp.block(0)?;
     imp.outputs()?;
     Ok(imp.g)
@@ -484,6 +500,9 @@ fn describe_input_dims(imp: &Importer) -> String {
 /// `op 'conv2d' (block 0, op 12, writes conv2d_0.tmp_0)`: Paddle ops have no names, so an op is
 /// known by its position and the first variable it writes.
 fn describe(op: &OpDesc, block: usize, index: usize) -> String {
+    if let Some(at) = op.attrs.iter().find(|a| a.name == pir::POSITION) {
+        return at.s.clone().unwrap_or_default();
+    }
     let first = main_output(op)
         .map(|s| format!(", writes {s}"))
         .unwrap_or_default();
