@@ -5,6 +5,7 @@
 
 pub mod builder;
 pub mod detections;
+pub mod paddle_cases;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,0 +1,170 @@
+//! Paddle 3 PIR programs (`inference.json`) imported and run on the CPU runtime against the
+//! references of ../shared/models/pir, which paddle.inference 3.3.1 computed; each also against
+//! its legacy `.pdmodel` twin: the same layers once optimized.
+
+use std::path::{Path, PathBuf};
+use temblor_tests::paddle_cases::{assert_detector, assert_within, refs, run_case};
+use temblor_tests::{output, real_model, shared, temblor};
+
+fn kit(name: &str) -> PathBuf {
+    shared().join("models/pir").join(name)
+}
+
+/// A model directory holding the kit's `inference.json` and `weights` as its parameters, as a
+/// user has it once the weights that the kit does not ship are beside the program.
+fn assembled(name: &str, weights: &Path) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(
+        kit(name).join("inference.json"),
+        dir.path().join("inference.json"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(weights, dir.path().join("inference.pdiparams")).unwrap();
+    dir
+}
+
+fn dense_case(model: &Path, case: &Path, atol: f64) {
+    let out = run_case(model, case);
+    for (theirs, ours) in refs(case, out.path()) {
+        assert_within(&ours, &theirs, atol);
+    }
+}
+
+/// The cases of a real model: the subdirectories of its kit directory.
+fn cases(name: &str) -> Vec<PathBuf> {
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(kit(name))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    cases.sort();
+    assert!(!cases.is_empty(), "{name}: no cases");
+    cases
+}
+
+#[test]
+fn pir_paddle_basic_matches_paddle() {
+    dense_case(&kit("paddle_basic"), &kit("paddle_basic"), 1e-5);
+}
+
+#[test]
+fn pir_yolov3_dcn_matches_paddle() {
+    assert_detector(&kit("yolov3_r18vd_dcn"), &kit("yolov3_r18vd_dcn"));
+}
+
+#[test]
+fn pir_ppyolo_matrix_nms_matches_paddle() {
+    assert_detector(&kit("ppyolo_r18vd_dcn"), &kit("ppyolo_r18vd_dcn"));
+}
+
+#[test]
+fn pir_faster_rcnn_matches_paddle() {
+    assert_detector(&kit("faster_rcnn_r18_fpn"), &kit("faster_rcnn_r18_fpn"));
+}
+
+#[test]
+fn pir_mask_rcnn_matches_paddle() {
+    assert_detector(&kit("mask_rcnn_r18_fpn"), &kit("mask_rcnn_r18_fpn"));
+}
+
+#[test]
+fn pir_picodet_coco_matches_paddle_on_real_photos() {
+    let model = assembled(
+        "picodet_coco_paddle",
+        &real_model("picodet_coco_paddle", "model.pdiparams"),
+    );
+    for case in cases("picodet_coco_paddle") {
+        assert_detector(model.path(), &case);
+    }
+}
+
+#[test]
+fn pir_ppocr_models_match_paddle() {
+    for name in [
+        "ppocrv4_det_paddle",
+        "ppocrv4_rec_paddle",
+        "ppocr_cls_v2_paddle",
+    ] {
+        let model = assembled(name, &real_model(name, "inference.pdiparams"));
+        for case in cases(name) {
+            dense_case(model.path(), &case, 1e-4);
+        }
+    }
+}
+
+/// Paddle 3.3.1 cannot run its own translation of RetinaNet (the kit's README), so this PIR
+/// graph has no reference of its own: with the legacy parameters it must give the legacy kit's
+/// detections. Its `pd_op.while` over the pyramid levels unrolls as the legacy loop does.
+#[test]
+fn pir_retinanet_with_legacy_parameters_matches_the_legacy_references() {
+    let legacy = shared().join("models/paddle/retinanet_r18_fpn");
+    let model = assembled("retinanet_r18_fpn", &legacy.join("model.pdiparams"));
+    // The legacy references under the PIR fetch names; no im_shape, which the conversion
+    // dropped as unused.
+    let case = tempfile::tempdir().unwrap();
+    let links = [
+        ("input_image.npy", "input_image.npy"),
+        ("input_scale_factor.npy", "input_scale_factor.npy"),
+        ("ref_save_infer_model_scale_0.tmp_0.npy", "ref_fetch_name_0.npy"),
+        ("ref_save_infer_model_scale_1.tmp_0.npy", "ref_fetch_name_1.npy"),
+    ];
+    for (from, to) in links {
+        std::os::unix::fs::symlink(legacy.join(from), case.path().join(to)).unwrap();
+    }
+    assert_detector(model.path(), case.path());
+}
+
+/// The layers of a compiled package, as `temblor inspect` lists them.
+fn layers(model: &Path) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let pkg = dir.path().join("pkg");
+    let (code, _, err) = output(temblor().arg("compile").arg(model).arg("-o").arg(&pkg));
+    assert_eq!(code, 0, "{}: {err}", model.display());
+    let (code, text, err) = output(temblor().arg("inspect").arg(&pkg));
+    assert_eq!(code, 0, "{err}");
+    text.split_once("layers:")
+        .map(|(_, t)| t.to_string())
+        .unwrap()
+}
+
+/// Each converted model, once optimized, has exactly the layers of the legacy program it was
+/// converted from.
+#[test]
+fn pir_models_optimize_to_the_layers_of_their_legacy_twins() {
+    for name in [
+        "paddle_basic",
+        "yolov3_r18vd_dcn",
+        "ppyolo_r18vd_dcn",
+        "faster_rcnn_r18_fpn",
+        "mask_rcnn_r18_fpn",
+    ] {
+        let legacy = shared().join("models/paddle").join(name).join("model.pdmodel");
+        assert_eq!(layers(&kit(name)), layers(&legacy), "{name}");
+    }
+    let real = [
+        ("picodet_coco_paddle", "model"),
+        ("ppocrv4_det_paddle", "inference"),
+        ("ppocrv4_rec_paddle", "inference"),
+        ("ppocr_cls_v2_paddle", "inference"),
+    ];
+    for (name, stem) in real {
+        let legacy = real_model(name, &format!("{stem}.pdmodel"));
+        let pir = assembled(name, &legacy.with_extension("pdiparams"));
+        assert_eq!(layers(pir.path()), layers(&legacy), "{name}");
+    }
+}
+
+#[test]
+fn inspect_shows_the_pir_facts() {
+    let (code, text, err) = output(temblor().arg("inspect").arg(kit("yolov3_r18vd_dcn")));
+    assert_eq!(code, 0, "{err}");
+    for fact in [
+        "format: paddle PIR program (JSON)",
+        "pir_version: 4",
+        "feed: scale_factor, image, im_shape",
+        "fetch: fetch_name_0, fetch_name_1",
+    ] {
+        assert!(text.contains(fact), "{fact} missing from:\n{text}");
+    }
+    assert!(text.contains("ops: ") && text.contains("pd_op "), "{text}");
+}
