@@ -168,3 +168,28 @@ fn inspect_shows_the_pir_facts() {
     }
     assert!(text.contains("ops: ") && text.contains("pd_op "), "{text}");
 }
+
+/// A natively exported detector (`paddle.jit.save`, `pd_op.data` inputs): yolo_box and
+/// multiclass_nms3, roi_align on the kept boxes, and the class-agnostic `nms` with the argsort
+/// before it.
+#[test]
+fn pir_native_detector_matches_paddle() {
+    use temblor_tests::detections::{assert_same_detections, detections};
+    use temblor_tests::read_numbers;
+    let case = kit("native_det");
+    let out = run_case(&case, &case);
+    let file = |dir: &Path, k: usize| dir.join(format!("fetch_name_{k}.npy"));
+    let theirs = |k: usize| case.join(format!("ref_fetch_name_{k}.npy"));
+    let swapped = assert_same_detections(
+        &detections(&file(out.path(), 0)),
+        &detections(&theirs(0)),
+        "native_det",
+    );
+    assert_eq!(swapped, 0);
+    for exact in [1, 3] {
+        assert_eq!(read_numbers(&file(out.path(), exact)), read_numbers(&theirs(exact)));
+    }
+    for dense in [2, 4] {
+        assert_within(&file(out.path(), dense), &theirs(dense), 1e-5);
+    }
+}

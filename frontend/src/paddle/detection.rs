@@ -1,20 +1,51 @@
 //! Detection ops: the ops_lib operators (yolo_box, the NMS variants, proposal generation), which
 //! keep Paddle's semantics as `Op::Lib` with their attributes parsed here, once, and the ops with
-//! a canonical equivalent (roi_align, grid_sampler).
+//! a canonical equivalent (roi_align, grid_sampler, nms).
 
 use super::ctx::{Ctx, Family, Res};
-use temblor_ir::{GridSampleMode, GridSamplePadding, LibOp, Op, RoiAlignAttrs, ValueRef};
+use temblor_ir::{DType, GridSampleMode, GridSamplePadding, LibOp, Op, RoiAlignAttrs, ValueRef};
 
 pub(super) const FAMILY: Family = Family {
-    ops: &["roi_align", "grid_sampler"],
+    ops: &["roi_align", "grid_sampler", "nms"],
     map,
 };
 
 fn map(c: &mut Ctx) -> Res {
     match c.op_type() {
         "roi_align" => roi_align(c),
+        "nms" => nms(c),
         _ => grid_sampler(c),
     }
+}
+
+/// Paddle's class-agnostic `nms` keeps boxes `[N,4]` greedily in their given order, dropping
+/// any whose IoU with a kept box is over the threshold, and answers the kept indices. That is
+/// NonMaxSuppression of one class whose scores fall with the index (N, N-1, ..., 1), with no
+/// cap on the count: its selected `(batch, class, box)` triples, column 2.
+fn nms(c: &mut Ctx) -> Res {
+    let boxes = c.input("Boxes")?;
+    let threshold = c.attrs.float_or("iou_threshold", 0.3)?;
+    let n = c.add(Op::Shape { start: 0, end: Some(1) }, &[boxes]);
+    let first = c.const_i64(vec![], &[0]);
+    let count = c.add(Op::Gather { axis: 0 }, &[n, first]);
+    let zero = c.const_i64(vec![], &[0]);
+    let step = c.const_i64(vec![], &[-1]);
+    let falling = c.add(Op::Range, &[count, zero, step]);
+    let falling = c.add(Op::Cast { to: DType::F32 }, &[falling]);
+    let lead = c.const_i64(vec![2], &[0, 1]);
+    let scores = c.add(Op::Unsqueeze, &[falling, lead]);
+    let batch = c.const_i64(vec![1], &[0]);
+    let boxes = c.add(Op::Unsqueeze, &[boxes, batch]);
+    let iou = c.scalar(DType::F32, threshold as f64)?;
+    let picked = c.add(
+        Op::NonMaxSuppression {
+            center_point_box: false,
+        },
+        &[boxes, scores, n, iou],
+    );
+    let column = c.const_i64(vec![], &[2]);
+    let keep = c.add(Op::Gather { axis: 1 }, &[picked, column]);
+    c.bind("KeepBoxesIdxs", keep)
 }
 
 /// Paddle's roi_align gives per-image RoI counts where the IR (like ONNX) wants a batch index

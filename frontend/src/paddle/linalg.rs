@@ -1,5 +1,5 @@
 //! Matrix products, softmax, normalization, reductions and top-k: matmul_v2, matmul, softmax,
-//! layer_norm, reduce_*, top_k(_v2), arg_max, dropout (inference) and squared_l2_norm.
+//! layer_norm, reduce_*, top_k(_v2), argsort, arg_max, dropout (inference) and squared_l2_norm.
 
 use super::ctx::{Ctx, Family, Res};
 use super::movement::{
@@ -21,6 +21,7 @@ pub(super) const FAMILY: Family = Family {
         "reduce_prod",
         "top_k_v2",
         "top_k",
+        "argsort",
         "arg_max",
         "dropout",
         "squared_l2_norm",
@@ -51,6 +52,7 @@ fn map(c: &mut Ctx) -> Res {
         "reduce_sum" => reduce(c, ReduceOp::Sum),
         "reduce_prod" => reduce(c, ReduceOp::Prod),
         "top_k_v2" | "top_k" => top_k(c),
+        "argsort" => argsort(c),
         "arg_max" => arg_max(c),
         "dropout" => {
             let x = c.input("X")?;
@@ -209,6 +211,23 @@ fn reduce(c: &mut Ctx, op: ReduceOp) -> Res {
     let y = reduce_node(c, op, x, axes, keepdims);
     let y = declared_rank_of(c, y, out_rank, "Out")?;
     c.bind("Out", y)
+}
+
+/// A sort is a TopK of every element along the axis: its values and their indices. TopK keeps
+/// the lower index first among equal values, so the order is stable either way.
+fn argsort(c: &mut Ctx) -> Res {
+    let x = c.input("X")?;
+    let rank = c.declared_rank("X", false)?;
+    let axis = norm_axis(c.attrs.int_or("axis", -1)?, rank)? as i64;
+    let k = shape_of(c, x, axis, Some(axis + 1));
+    let op = Op::TopK {
+        axis,
+        largest: c.attrs.bool_or("descending", false)?,
+        sorted: true,
+    };
+    let id = c.node(op, &[Some(x), Some(k)], 2);
+    c.bind("Out", ValueRef::new(id, 0))?;
+    c.bind("Indices", ValueRef::new(id, 1))
 }
 
 /// k from the K input (any integer type, 0-D or `[1]`) or the attribute; top_k works on the

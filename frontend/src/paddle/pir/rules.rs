@@ -243,6 +243,13 @@ pub(super) const RULES: &[Rule] = &[
     // Detection: the ops_lib operators and the samplers.
     r("roi_align", "roi_align", &[P("X"), P("ROIs"), P("RoisNum")], OUT),
     r("grid_sample", "grid_sampler", &[P("X"), P("Grid")], &["Output"]),
+    rn(
+        "nms",
+        "nms",
+        &[P("Boxes")],
+        &["KeepBoxesIdxs"],
+        &[("threshold", "iou_threshold")],
+    ),
     r("yolo_box", "yolo_box", &[P("X"), P("ImgSize")], &["Boxes", "Scores"]),
     r(
         "multiclass_nms3",
