@@ -102,7 +102,6 @@ pub fn assert_detector(model: &Path, case: &Path) {
     }
 }
 
-
 /// The PIR kit's rule for dense outputs: the largest absolute difference at most `atol`.
 pub fn assert_within(ours: &Path, theirs: &Path, atol: f64) {
     let (shape, a) = read_f32(ours);

@@ -105,8 +105,14 @@ fn pir_retinanet_with_legacy_parameters_matches_the_legacy_references() {
     let links = [
         ("input_image.npy", "input_image.npy"),
         ("input_scale_factor.npy", "input_scale_factor.npy"),
-        ("ref_save_infer_model_scale_0.tmp_0.npy", "ref_fetch_name_0.npy"),
-        ("ref_save_infer_model_scale_1.tmp_0.npy", "ref_fetch_name_1.npy"),
+        (
+            "ref_save_infer_model_scale_0.tmp_0.npy",
+            "ref_fetch_name_0.npy",
+        ),
+        (
+            "ref_save_infer_model_scale_1.tmp_0.npy",
+            "ref_fetch_name_1.npy",
+        ),
     ];
     for (from, to) in links {
         std::os::unix::fs::symlink(legacy.join(from), case.path().join(to)).unwrap();
@@ -138,7 +144,10 @@ fn pir_models_optimize_to_the_layers_of_their_legacy_twins() {
         "faster_rcnn_r18_fpn",
         "mask_rcnn_r18_fpn",
     ] {
-        let legacy = shared().join("models/paddle").join(name).join("model.pdmodel");
+        let legacy = shared()
+            .join("models/paddle")
+            .join(name)
+            .join("model.pdmodel");
         assert_eq!(layers(&kit(name)), layers(&legacy), "{name}");
     }
     let real = [
@@ -187,7 +196,10 @@ fn pir_native_detector_matches_paddle() {
     );
     assert_eq!(swapped, 0);
     for exact in [1, 3] {
-        assert_eq!(read_numbers(&file(out.path(), exact)), read_numbers(&theirs(exact)));
+        assert_eq!(
+            read_numbers(&file(out.path(), exact)),
+            read_numbers(&theirs(exact))
+        );
     }
     for dense in [2, 4] {
         assert_within(&file(out.path(), dense), &theirs(dense), 1e-5);

@@ -25,7 +25,13 @@ fn map(c: &mut Ctx) -> Res {
 fn nms(c: &mut Ctx) -> Res {
     let boxes = c.input("Boxes")?;
     let threshold = c.attrs.float_or("iou_threshold", 0.3)?;
-    let n = c.add(Op::Shape { start: 0, end: Some(1) }, &[boxes]);
+    let n = c.add(
+        Op::Shape {
+            start: 0,
+            end: Some(1),
+        },
+        &[boxes],
+    );
     let first = c.const_i64(vec![], &[0]);
     let count = c.add(Op::Gather { axis: 0 }, &[n, first]);
     let zero = c.const_i64(vec![], &[0]);

@@ -46,7 +46,7 @@ pub(super) fn load(path: &Path, input_dims: &[(String, Vec<usize>)]) -> Result<G
     if bytes.is_empty() {
         return Err(bad("the program file is empty".into()));
     }
-    if files::is_pir(&bytes) {
+    if files::is_pir(&bytes) || files.program.extension().is_some_and(|e| e == "json") {
         return pir::load(&bytes, &files, input_dims);
     }
     let program = ProgramDesc::decode(bytes).map_err(|e| {

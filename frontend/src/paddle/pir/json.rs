@@ -368,11 +368,16 @@ fn attr(a: &Json) -> R<Attr> {
         .and_then(Json::as_str)
         .ok_or("no attribute kind")?;
     let d = a.get("D").unwrap_or(&Json::Null);
-    let int = || d.as_i64().ok_or_else(|| format!("{kind}: {d} is not an integer"));
+    let int = || {
+        d.as_i64()
+            .ok_or_else(|| format!("{kind}: {d} is not an integer"))
+    };
     // nlohmann-json writes a non-finite float as null.
     let float = || match d {
         Json::Null => Ok(f64::NAN),
-        _ => d.as_f64().ok_or_else(|| format!("{kind}: {d} is not a number")),
+        _ => d
+            .as_f64()
+            .ok_or_else(|| format!("{kind}: {d} is not a number")),
     };
     Ok(match kind {
         "0.a_bool" => Attr::Bool(d.as_bool().ok_or("0.a_bool: not a boolean")?),
@@ -392,7 +397,10 @@ fn attr(a: &Json) -> R<Attr> {
             d.as_array()
                 .ok_or("1.a_intarray: not a list")?
                 .iter()
-                .map(|x| x.as_i64().ok_or("1.a_intarray: an element is not an integer"))
+                .map(|x| {
+                    x.as_i64()
+                        .ok_or("1.a_intarray: an element is not an integer")
+                })
                 .collect::<Result<Vec<_>, _>>()?,
         ),
         "1.a_dtype" => Attr::DType(dtype_code(d.as_str().ok_or("1.a_dtype: not a string")?)?),
@@ -407,7 +415,8 @@ mod tests {
 
     #[test]
     fn a_truncated_file_names_the_json_error() {
-        let text = br##"{"base_code":{"magic":"pir","trainable":true,"version":4},"program":{"regi"##;
+        let text =
+            br##"{"base_code":{"magic":"pir","trainable":true,"version":4},"program":{"regi"##;
         let e = parse(text).err().unwrap();
         assert!(e.contains("malformed") && e.contains("EOF"), "{e}");
     }

@@ -67,12 +67,12 @@ fn facts(program: &json::Program, imported: Vec<(String, String)>) -> Vec<(Strin
         .collect::<Vec<_>>()
         .join(", ");
     let mut facts = vec![
-        ("format".to_string(), "paddle PIR program (JSON)".to_string()),
-        ("pir_version".to_string(), program.version.to_string()),
         (
-            "ops".to_string(),
-            format!("{} ({by_dialect})", stats.ops),
+            "format".to_string(),
+            "paddle PIR program (JSON)".to_string(),
         ),
+        ("pir_version".to_string(), program.version.to_string()),
+        ("ops".to_string(), format!("{} ({by_dialect})", stats.ops)),
         (
             "regions".to_string(),
             format!(

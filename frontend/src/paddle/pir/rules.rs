@@ -90,7 +90,13 @@ pub(super) const RULES: &[Rule] = &[
     // Activations and other unary math.
     r("relu", "relu", X, OUT),
     r("relu6", "relu6", X, OUT),
-    rn("leaky_relu", "leaky_relu", X, OUT, &[("negative_slope", "alpha")]),
+    rn(
+        "leaky_relu",
+        "leaky_relu",
+        X,
+        OUT,
+        &[("negative_slope", "alpha")],
+    ),
     r("sigmoid", "sigmoid", X, OUT),
     r("tanh", "tanh", X, OUT),
     r("exp", "exp", X, OUT),
@@ -129,10 +135,34 @@ pub(super) const RULES: &[Rule] = &[
         &[P("X"), P("Scale"), P("Bias")],
         &["Y", "Mean", "Variance"],
     ),
-    rn("mean", "reduce_mean", &[P("X"), Ints("dim")], OUT, &[("keepdim", "keep_dim")]),
-    rn("max", "reduce_max", &[P("X"), Ints("dim")], OUT, &[("keepdim", "keep_dim")]),
-    rn("min", "reduce_min", &[P("X"), Ints("dim")], OUT, &[("keepdim", "keep_dim")]),
-    rn("sum", "reduce_sum", &[P("X"), Ints("dim")], OUT, &[("keepdim", "keep_dim")]),
+    rn(
+        "mean",
+        "reduce_mean",
+        &[P("X"), Ints("dim")],
+        OUT,
+        &[("keepdim", "keep_dim")],
+    ),
+    rn(
+        "max",
+        "reduce_max",
+        &[P("X"), Ints("dim")],
+        OUT,
+        &[("keepdim", "keep_dim")],
+    ),
+    rn(
+        "min",
+        "reduce_min",
+        &[P("X"), Ints("dim")],
+        OUT,
+        &[("keepdim", "keep_dim")],
+    ),
+    rn(
+        "sum",
+        "reduce_sum",
+        &[P("X"), Ints("dim")],
+        OUT,
+        &[("keepdim", "keep_dim")],
+    ),
     r("topk", "top_k_v2", &[P("X"), P("K")], &["Out", "Indices"]),
     r("argsort", "argsort", X, &["Out", "Indices"]),
     rn(
@@ -143,10 +173,20 @@ pub(super) const RULES: &[Rule] = &[
         &[("mode", "dropout_implementation")],
     ),
     // Movement.
-    r("reshape", "reshape2", &[P("X"), Either("Shape", "ShapeTensor")], OUT),
+    r(
+        "reshape",
+        "reshape2",
+        &[P("X"), Either("Shape", "ShapeTensor")],
+        OUT,
+    ),
     rn("transpose", "transpose2", X, OUT, &[("perm", "axis")]),
     r("concat", "concat", &[P("X"), P("AxisTensor")], OUT),
-    r("split", "split", &[P("X"), Ints("sections"), P("AxisTensor")], OUT),
+    r(
+        "split",
+        "split",
+        &[P("X"), Ints("sections"), P("AxisTensor")],
+        OUT,
+    ),
     r("split_with_num", "split", &[P("X"), P("AxisTensor")], OUT),
     r(
         "slice",
@@ -191,7 +231,12 @@ pub(super) const RULES: &[Rule] = &[
     // Creation.
     r("shape", "shape", &[P("Input")], OUT),
     r("arange", "range", &[P("Start"), P("End"), P("Step")], OUT),
-    r("full_like", "fill_any_like", &[P("X"), Number("value")], OUT),
+    r(
+        "full_like",
+        "fill_any_like",
+        &[P("X"), Number("value")],
+        OUT,
+    ),
     r(
         "full_batch_size_like",
         "fill_constant_batch_size_like",
@@ -224,7 +269,14 @@ pub(super) const RULES: &[Rule] = &[
         "batch_norm",
         "batch_norm",
         &[P("X"), P("Mean"), P("Variance"), P("Scale"), P("Bias")],
-        &["Y", "MeanOut", "VarianceOut", "SavedMean", "SavedVariance", "ReserveSpace"],
+        &[
+            "Y",
+            "MeanOut",
+            "VarianceOut",
+            "SavedMean",
+            "SavedVariance",
+            "ReserveSpace",
+        ],
         &[("data_format", "data_layout")],
     ),
     r("pool2d", "pool2d", &[P("X"), Ints("ksize")], OUT),
@@ -241,8 +293,18 @@ pub(super) const RULES: &[Rule] = &[
         OUT,
     ),
     // Detection: the ops_lib operators and the samplers.
-    r("roi_align", "roi_align", &[P("X"), P("ROIs"), P("RoisNum")], OUT),
-    r("grid_sample", "grid_sampler", &[P("X"), P("Grid")], &["Output"]),
+    r(
+        "roi_align",
+        "roi_align",
+        &[P("X"), P("ROIs"), P("RoisNum")],
+        OUT,
+    ),
+    r(
+        "grid_sample",
+        "grid_sampler",
+        &[P("X"), P("Grid")],
+        &["Output"],
+    ),
     rn(
         "nms",
         "nms",
@@ -250,7 +312,12 @@ pub(super) const RULES: &[Rule] = &[
         &["KeepBoxesIdxs"],
         &[("threshold", "iou_threshold")],
     ),
-    r("yolo_box", "yolo_box", &[P("X"), P("ImgSize")], &["Boxes", "Scores"]),
+    r(
+        "yolo_box",
+        "yolo_box",
+        &[P("X"), P("ImgSize")],
+        &["Boxes", "Scores"],
+    ),
     r(
         "multiclass_nms3",
         "multiclass_nms3",

@@ -309,14 +309,13 @@ impl<'p> Translator<'p> {
             };
             outputs.push((param, names));
         }
-        attrs.push(position(&format!(
-            "{at}{}",
-            outputs
-                .first()
-                .and_then(|(_, n)| n.first())
-                .map(|n| format!(", writes {n}"))
-                .unwrap_or_default()
-        )));
+        // The site as the legacy importer writes it: `op 'pd_op.conv2d' (block_0, op 19,
+        // writes conv2d_20)`.
+        let written = outputs.first().and_then(|(_, n)| n.first());
+        attrs.push(position(&match (at.strip_suffix(')'), written) {
+            (Some(open), Some(var)) => format!("{open}, writes {var})"),
+            _ => at.to_string(),
+        }));
         self.blocks[b]
             .ops
             .push(legacy_op(rule.legacy, inputs, outputs, attrs));
@@ -383,7 +382,11 @@ impl<'p> Translator<'p> {
             return Err("the constant is not a dense tensor".into());
         };
         let dtype = t.dtype;
-        let var = self.fresh(&format!("{}_{}", op.name.trim_start_matches("pd_op."), v.id));
+        let var = self.fresh(&format!(
+            "{}_{}",
+            op.name.trim_start_matches("pd_op."),
+            v.id
+        ));
         let (desc, values) = match op.name.as_str() {
             "pd_op.full" => {
                 let shape = match op.attr("shape") {
@@ -441,12 +444,15 @@ impl<'p> Translator<'p> {
                     5 => floats("fp32_values", &values),
                     6 => float64s("fp64_values", &values),
                     other => {
-                        return Err(format!(
-                            "a constant of type code {other} is not supported"
-                        ))
+                        return Err(format!("a constant of type code {other} is not supported"))
                     }
                 });
-                let desc = legacy_op("assign_value", vec![], vec![("Out", vec![var.clone()])], attrs);
+                let desc = legacy_op(
+                    "assign_value",
+                    vec![],
+                    vec![("Out", vec![var.clone()])],
+                    attrs,
+                );
                 (desc, values)
             }
         };
@@ -507,9 +513,11 @@ impl<'p> Translator<'p> {
         });
         let (last, ops) = body.ops.split_last().ok_or("the loop body is empty")?;
         if last.name != "cf.yield" || last.operands.len() != carried.len() + 1 {
-            return Err("the loop body does not end with a yield of the condition and every \
+            return Err(
+                "the loop body does not end with a yield of the condition and every \
                         carried value"
-                .into());
+                    .into(),
+            );
         }
         for (k, inner) in ops.iter().enumerate() {
             let inner_at = format!("op '{}' ({}, op {k})", inner.name, body.label);
@@ -810,11 +818,20 @@ fn legacy_attr(name: &str, a: &Attr) -> R<Option<LAttr>> {
                     name,
                     list.iter().map(|e| matches!(e, Attr::Bool(true))).collect(),
                 )
-            } else if list.iter().all(|e| matches!(e, Attr::I32(_) | Attr::I64(_))) {
-                longs(name, list.iter().filter_map(number).map(|x| x as i64).collect())
+            } else if list
+                .iter()
+                .all(|e| matches!(e, Attr::I32(_) | Attr::I64(_)))
+            {
+                longs(
+                    name,
+                    list.iter().filter_map(number).map(|x| x as i64).collect(),
+                )
             } else if list.iter().all(|e| matches!(e, Attr::F32(_))) {
                 floats(name, &list.iter().filter_map(number).collect::<Vec<_>>())
-            } else if list.iter().all(|e| matches!(e, Attr::F32(_) | Attr::F64(_))) {
+            } else if list
+                .iter()
+                .all(|e| matches!(e, Attr::F32(_) | Attr::F64(_)))
+            {
                 float64s(name, &list.iter().filter_map(number).collect::<Vec<_>>())
             } else if list.iter().all(|e| matches!(e, Attr::Str(_))) {
                 LAttr {
