@@ -216,6 +216,40 @@ fn the_onnx_twin_answers_as_the_paddle_model_does() {
     assert_eq!(results["images"][0]["objects"][0]["label"], "person");
 }
 
+/// PicoDet as PaddleX / PaddleDetection 3 hand it over: the PIR `inference.json`, its
+/// parameters and an `inference.yml` (infer_cfg.yml's keys beside PaddleX's own sections). The
+/// package reads the preprocessing and labels from it and answers as the legacy export does.
+#[test]
+fn the_paddle3_export_with_its_inference_yml_answers_as_the_legacy_model_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let photos = jpegs(dir.path());
+    let model = dir.path().join("PicoDet-S_infer");
+    std::fs::create_dir(&model).unwrap();
+    std::os::unix::fs::symlink(
+        shared().join("models/pir/picodet_coco_paddle/inference.json"),
+        model.join("inference.json"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        real_model("picodet_coco_paddle", "model.pdiparams"),
+        model.join("inference.pdiparams"),
+    )
+    .unwrap();
+    let infer_cfg =
+        std::fs::read_to_string(real_model("picodet_coco_paddle", "infer_cfg.yml")).unwrap();
+    std::fs::write(
+        model.join("inference.yml"),
+        format!("Global:\n  model_name: PicoDet-S\nHpi:\n  backend_configs: {{}}\n{infer_cfg}"),
+    )
+    .unwrap();
+    let pkg = dir.path().join("picodet3.temblor");
+    compile(&model, &pkg, &[]);
+    let out = dir.path().join("out");
+    let results = run_images(&pkg, &photos, &out);
+    check_against_reference(&results, &shared().join("models/real/picodet_coco_paddle"));
+    assert_eq!(results["images"][0]["objects"][0]["label"], "person");
+}
+
 #[test]
 fn a_photo_that_is_not_one_is_exit_2_naming_it() {
     let dir = tempfile::tempdir().unwrap();

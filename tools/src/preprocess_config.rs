@@ -50,6 +50,12 @@ const IMAGE_EXTENSIONS: [&str; 3] = ["jpg", "jpeg", "png"];
 /// The file PaddleDetection's exporter writes beside `model.pdmodel`.
 pub const PADDLE_INFER_CFG: &str = "infer_cfg.yml";
 
+/// The deployment config PaddleX and PaddleDetection 3 write beside a PIR `inference.json`.
+/// For a detector it holds infer_cfg.yml's `Preprocess` and `label_list` (beside `Global` and
+/// `Hpi` sections of its own); other model kinds write other sections, which temblor does not
+/// read.
+pub const PADDLEX_INFERENCE_YML: &str = "inference.yml";
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PreprocessConfig {
@@ -310,7 +316,8 @@ impl PreprocessConfig {
     }
 
     /// The preprocessing a package recorded, else PaddleDetection's `infer_cfg.yml` in the
-    /// model's directory (or in a package directory).
+    /// model's directory (or in a package directory), else a PaddleX `inference.yml` there that
+    /// holds a `Preprocess` list.
     pub fn beside(model: &Path) -> Option<PathBuf> {
         let recorded = model.join(temblor_ir::package::PREPROCESS);
         if temblor_ir::package::is_package(model) && recorded.is_file() {
@@ -322,7 +329,16 @@ impl PreprocessConfig {
             model.parent()?
         };
         let path = dir.join(PADDLE_INFER_CFG);
-        path.is_file().then_some(path)
+        if path.is_file() {
+            return Some(path);
+        }
+        let path = dir.join(PADDLEX_INFERENCE_YML);
+        let probe = |text: String| serde_saphyr::from_str::<Probe>(&text).ok();
+        std::fs::read_to_string(&path)
+            .ok()
+            .and_then(probe)
+            .is_some_and(|p| p.preprocess.is_some())
+            .then_some(path)
     }
 
     /// A stable text of everything that decides the tensors (not the labels): for cache keys.
