@@ -197,6 +197,12 @@ pub(super) fn lower(em: &mut Emitter, cx: &Lower) -> Result<(), String> {
             ))
         }
         Op::Opaque { op_type, .. } => return Err(format!("{op_type} is an op temblor cannot map")),
+        Op::Loop(_) | Op::If { .. } => {
+            return Err(format!(
+                "{} with a body decided at run time has no ONNX export in temblor yet",
+                cx.node.op.name()
+            ))
+        }
     }
     Ok(())
 }

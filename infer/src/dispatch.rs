@@ -60,6 +60,10 @@ pub(super) fn infer_op(
             Ok((None, types))
         }
 
+        // `infer` types control flow with its bodies (control.rs) before it reaches this rule;
+        // a rewrite that only moves such a node keeps its types.
+        Op::Loop(_) | Op::If { .. } => Ok((None, outputs.iter().map(|o| o.ty.clone()).collect())),
+
         Op::Conv(a) => {
             let resolved = conv::explicit_pads(a, ins.ty(0)?);
             let a = resolved.as_ref().unwrap_or(a);

@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+mod control;
 mod conv;
 mod detection;
 mod dims;
@@ -120,8 +121,11 @@ pub fn infer(g: &mut Graph) -> Result<()> {
     })?;
     let mut known = Static::default();
     for id in order {
-        let (op, types) = dispatch::infer_node(g, id, &known)
-            .map_err(|e| Error::bad_input(format!("{}: {e}", g.describe(id))))?;
+        let (op, types) = match control::infer(g, id)? {
+            Some(types) => (None, types),
+            None => dispatch::infer_node(g, id, &known)
+                .map_err(|e| Error::bad_input(format!("{}: {e}", g.describe(id))))?,
+        };
         let node = g.node_mut(id);
         if types.len() != node.outputs.len() {
             return Err(Error::internal(format!(

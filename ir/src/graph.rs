@@ -1,4 +1,5 @@
 use crate::AttrValue;
+use crate::BodyId;
 use crate::Op;
 use crate::Origin;
 use crate::OriginId;
@@ -131,6 +132,9 @@ pub struct Graph {
     /// `names`, RapidOCR's `character` dictionary), in file order. Read by postprocessing to name
     /// classes; not written to packages.
     pub metadata: Vec<(String, String)>,
+    /// The bodies of this graph's control-flow ops ([`crate::Op::Loop`], [`crate::Op::If`]),
+    /// each a graph of its own whose inputs are all it reads, by [`BodyId`].
+    pub bodies: Vec<Graph>,
 }
 
 impl Graph {
@@ -139,6 +143,21 @@ impl Graph {
             name: name.into(),
             ..Graph::default()
         }
+    }
+
+    pub fn add_body(&mut self, body: Graph) -> BodyId {
+        self.bodies.push(body);
+        BodyId(self.bodies.len() - 1)
+    }
+
+    /// Panics on an id from another graph: ids come from this graph's ops, so that is a
+    /// compiler bug.
+    pub fn body(&self, id: BodyId) -> &Graph {
+        &self.bodies[id.0]
+    }
+
+    pub fn body_mut(&mut self, id: BodyId) -> &mut Graph {
+        &mut self.bodies[id.0]
     }
 
     pub fn add_origin(&mut self, origin: Origin) -> OriginId {

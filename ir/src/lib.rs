@@ -31,10 +31,10 @@ pub use graph::{
     ValueRef,
 };
 pub use op::{
-    shape_axes, Activation, Affine, AutoPad, BinaryOp, ConvAttrs, ConvTransposeAttrs,
+    shape_axes, Activation, Affine, AutoPad, BinaryOp, BodyId, ConvAttrs, ConvTransposeAttrs,
     DeformConvAttrs, DistributeFpnAttrs, GenerateProposalsAttrs, GridSampleMode, GridSamplePadding,
-    LibOp, MatrixNmsAttrs, MulticlassNmsAttrs, Op, OpFamily, PadMode, PoolAttrs, ReduceOp,
-    ResizeAspect, ResizeAttrs, ResizeAxis, ResizeCoordinate, ResizeMode, ResizeNearest,
+    LibOp, LoopAttrs, MatrixNmsAttrs, MulticlassNmsAttrs, Op, OpFamily, PadMode, PoolAttrs,
+    ReduceOp, ResizeAspect, ResizeAttrs, ResizeAxis, ResizeCoordinate, ResizeMode, ResizeNearest,
     RoiAlignAttrs, Scalar, ScatterReduction, SplitSizes, UnaryOp, YoloBoxAttrs,
 };
 pub use provenance::{Framework, Origin, OriginId, Provenance};

@@ -42,12 +42,25 @@ const ALIGN: usize = 64;
 #[derive(Serialize, Deserialize)]
 struct Manifest {
     format: String,
+    #[serde(flatten)]
+    graph: GraphDoc,
+    /// Every weight of the graph and of its bodies.
+    weights: Vec<WeightDoc>,
+}
+
+/// A graph: the model's, or a body of a control-flow op (whose weight numbers index the same
+/// table as the model's).
+#[derive(Serialize, Deserialize)]
+struct GraphDoc {
     name: String,
     inputs: Vec<usize>,
     outputs: Vec<OutputDoc>,
     nodes: Vec<NodeDoc>,
-    weights: Vec<WeightDoc>,
     origins: Vec<Origin>,
+    /// The bodies of its control-flow ops, by [`crate::BodyId`]; absent from packages written
+    /// before control flow.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    bodies: Vec<GraphDoc>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -84,12 +97,27 @@ pub fn is_package(path: &Path) -> bool {
 /// Writes `g` as a package into the existing directory `dir`. Only weights still referenced by a
 /// Constant node are kept, renumbered in order of first use.
 pub fn write(g: &Graph, dir: &Path) -> Result<()> {
+    let mut blob: Vec<u8> = Vec::new();
+    let mut weights = Vec::new();
+    let graph = graph_doc(g, &mut blob, &mut weights)?;
+    let manifest = Manifest {
+        format: FORMAT.into(),
+        graph,
+        weights,
+    };
+    let json = serde_json::to_vec_pretty(&manifest)
+        .map_err(|e| Error::internal(format!("cannot serialize the package: {e}")))?;
+    let io = |e: std::io::Error| Error::internal(format!("cannot write the package: {e}"));
+    std::fs::write(dir.join(MANIFEST), json).map_err(io)?;
+    std::fs::write(dir.join(WEIGHTS), blob).map_err(io)
+}
+
+/// `g` as a document, its weights appended to `blob` and `weights`.
+fn graph_doc(g: &Graph, blob: &mut Vec<u8>, weights: &mut Vec<WeightDoc>) -> Result<GraphDoc> {
     let order = g
         .topo_order()
         .map_err(|n| Error::internal(format!("cycle through {}", g.describe(n))))?;
     let position: HashMap<NodeId, usize> = order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
-    let mut blob: Vec<u8> = Vec::new();
-    let mut weights = Vec::new();
     let mut renumbered: HashMap<WeightId, WeightId> = HashMap::new();
     let mut nodes = Vec::with_capacity(order.len());
     for &id in &order {
@@ -127,8 +155,12 @@ pub fn write(g: &Graph, dir: &Path) -> Result<()> {
             placement: node.placement,
         });
     }
-    let manifest = Manifest {
-        format: FORMAT.into(),
+    let bodies = g
+        .bodies
+        .iter()
+        .map(|b| graph_doc(b, blob, weights))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(GraphDoc {
         name: g.name.clone(),
         inputs: g.inputs.iter().map(|n| position[n]).collect(),
         outputs: g
@@ -141,14 +173,9 @@ pub fn write(g: &Graph, dir: &Path) -> Result<()> {
             })
             .collect(),
         nodes,
-        weights,
         origins: g.origins.clone(),
-    };
-    let json = serde_json::to_vec_pretty(&manifest)
-        .map_err(|e| Error::internal(format!("cannot serialize the package: {e}")))?;
-    let io = |e: std::io::Error| Error::internal(format!("cannot write the package: {e}"));
-    std::fs::write(dir.join(MANIFEST), json).map_err(io)?;
-    std::fs::write(dir.join(WEIGHTS), blob).map_err(io)
+        bodies,
+    })
 }
 
 /// Loads a package directory back into a graph, checking every index and byte range.
@@ -172,58 +199,73 @@ pub fn load(dir: &Path) -> Result<Graph> {
         .map_err(|e| fail(format!("cannot map {WEIGHTS}: {e}")))?;
     let blob = Bytes::from_owner(map);
 
-    let mut g = Graph::new(m.name);
-    g.origins = m.origins;
+    let mut table = Vec::with_capacity(m.weights.len());
     for (i, w) in m.weights.iter().enumerate() {
         let end = w.offset.checked_add(w.len).filter(|&e| e <= blob.len());
         let expected = w.dims.iter().product::<usize>() * w.dtype.size_bytes();
-        match end {
-            Some(end) if w.len == expected => g.weights.add(Weight {
+        table.push(match end {
+            Some(end) if w.len == expected => Weight {
                 dtype: w.dtype,
                 dims: w.dims.clone(),
                 data: blob.slice(w.offset..end),
-            }),
+            },
             // A graph-only model's weights are known by shape alone (`Weight::shape_only`).
-            Some(_) if w.len == 0 => g.weights.add(Weight::shape_only(w.dtype, w.dims.clone())),
+            Some(_) if w.len == 0 => Weight::shape_only(w.dtype, w.dims.clone()),
             _ => {
                 return Err(fail(format!(
                     "weight {i} lies outside {WEIGHTS} or has the wrong size"
                 )))
             }
-        };
+        });
     }
-    let mut ids = Vec::with_capacity(m.nodes.len());
-    for doc in &m.nodes {
-        let op = typed(&doc.op).map_err(|e| fail(format!("node '{}': {e}", doc.name)))?;
-        let mut node = Node::new(doc.name.clone(), op, doc.outputs.clone());
-        node.source_attrs = doc.source_attrs.clone();
-        node.provenance = doc.provenance.clone();
-        node.placement = doc.placement;
+    let g = graph(&m.graph, &table).map_err(fail)?;
+    crate::validate(&g).map_err(|e| fail(format!("inconsistent graph: {e}")))?;
+    Ok(g)
+}
+
+/// The graph `doc` describes; each graph holds the whole weight table, so the weight numbers
+/// of its Constant nodes stay valid (the weights themselves are slices of one mapped file).
+fn graph(doc: &GraphDoc, table: &[Weight]) -> std::result::Result<Graph, String> {
+    let mut g = Graph::new(doc.name.clone());
+    g.origins = doc.origins.clone();
+    for w in table {
+        g.weights.add(w.clone());
+    }
+    let mut ids = Vec::with_capacity(doc.nodes.len());
+    for n in &doc.nodes {
+        let op = typed(&n.op).map_err(|e| format!("node '{}': {e}", n.name))?;
+        let mut node = Node::new(n.name.clone(), op, n.outputs.clone());
+        node.source_attrs = n.source_attrs.clone();
+        node.provenance = n.provenance.clone();
+        node.placement = n.placement;
         ids.push(g.add_node(node));
     }
-    let value = |node: usize, port: usize| -> Result<ValueRef> {
+    let value = |node: usize, port: usize| -> std::result::Result<ValueRef, String> {
         let id = *ids
             .get(node)
-            .ok_or_else(|| fail(format!("node index {node} out of range")))?;
+            .ok_or_else(|| format!("node index {node} out of range"))?;
         Ok(ValueRef::new(id, port))
     };
-    for (doc, &id) in m.nodes.iter().zip(&ids) {
-        for (port, input) in doc.inputs.iter().enumerate() {
+    for (n, &id) in doc.nodes.iter().zip(&ids) {
+        for (port, input) in n.inputs.iter().enumerate() {
             if let Some((node, out_port)) = *input {
                 g.connect(value(node, out_port)?, id, port);
             }
         }
     }
-    for &i in &m.inputs {
+    for &i in &doc.inputs {
         g.inputs.push(value(i, 0)?.node);
     }
-    for o in m.outputs {
+    for o in &doc.outputs {
         g.outputs.push(GraphOutput {
             value: value(o.node, o.port)?,
-            name: o.name,
+            name: o.name.clone(),
         });
     }
-    crate::validate(&g).map_err(|e| fail(format!("inconsistent graph: {e}")))?;
+    for b in &doc.bodies {
+        let body = graph(b, table)?;
+        g.add_body(body);
+    }
     Ok(g)
 }
 

@@ -10,7 +10,8 @@ use crate::{Error, Framework, Graph, Op, Result};
 pub fn check_supported(g: &Graph) -> Result<()> {
     let mut missing: Vec<(String, &str)> = Vec::new();
     let mut source = None;
-    for id in g.node_ids() {
+    let graphs = std::iter::once(g).chain(all_bodies(g));
+    for (g, id) in graphs.flat_map(|g| g.node_ids().map(move |id| (g, id))) {
         let node = g.node(id);
         let Op::Opaque {
             domain,
@@ -48,4 +49,14 @@ pub fn check_supported(g: &Graph) -> Result<()> {
         Some(o) => format!("unsupported ops in {}: {list}", o.file),
         None => format!("unsupported ops in graph '{}': {list}", g.name),
     }))
+}
+
+/// Every body of `g`'s control-flow ops, nested ones included.
+fn all_bodies(g: &Graph) -> Vec<&Graph> {
+    let mut out = Vec::new();
+    for b in &g.bodies {
+        out.push(b);
+        out.extend(all_bodies(b));
+    }
+    out
 }

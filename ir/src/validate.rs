@@ -49,6 +49,9 @@ pub fn validate(g: &Graph) -> Result<(), ValidationError> {
     for o in &g.outputs {
         check_value(g, o.value).map_err(|e| fail(format!("graph output '{}': {e}", o.name)))?;
     }
+    for body in &g.bodies {
+        validate(body)?;
+    }
     Ok(())
 }
 
@@ -163,6 +166,59 @@ fn check_node(g: &Graph, id: NodeId) -> Result<(), String> {
                     return Err(format!(
                         "input has {c} channels, weight expects {wc} x group {}",
                         a.group
+                    ));
+                }
+            }
+        }
+        Op::Loop(a) => {
+            let body = g
+                .bodies
+                .get(a.body.0)
+                .ok_or_else(|| format!("refers to missing body {}", a.body.0))?;
+            let captured = ins.len().saturating_sub(2 + a.carried);
+            if body.inputs.len() != 2 + a.carried + captured {
+                return Err(format!(
+                    "{} carried and {captured} captured values, but the body has {} inputs",
+                    a.carried,
+                    body.inputs.len()
+                ));
+            }
+            let scans = body
+                .outputs
+                .len()
+                .checked_sub(1 + a.carried)
+                .ok_or_else(|| {
+                    format!(
+                        "{} carried values, but the body has {} outputs",
+                        a.carried,
+                        body.outputs.len()
+                    )
+                })?;
+            if node.outputs.len() != a.carried + scans {
+                return Err(format!(
+                    "{} outputs for {} carried values and {scans} scan outputs",
+                    node.outputs.len(),
+                    a.carried
+                ));
+            }
+        }
+        Op::If {
+            then_branch,
+            else_branch,
+        } => {
+            for b in [then_branch, else_branch] {
+                let body = g
+                    .bodies
+                    .get(b.0)
+                    .ok_or_else(|| format!("refers to missing body {}", b.0))?;
+                if body.inputs.len() + 1 != ins.len() || body.outputs.len() != node.outputs.len() {
+                    return Err(format!(
+                        "a branch with {} inputs and {} outputs for {} captured values and {} \
+                         outputs",
+                        body.inputs.len(),
+                        body.outputs.len(),
+                        ins.len() - 1,
+                        node.outputs.len()
                     ));
                 }
             }

@@ -205,3 +205,27 @@ fn pir_native_detector_matches_paddle() {
         assert_within(&file(out.path(), dense), &theirs(dense), 1e-5);
     }
 }
+
+/// A loop whose trip count is an input and an if on a value of the data (dy2static code, as
+/// `paddle.jit.save` writes it): one package, a Loop and an If in it rather than an unrolling,
+/// runs the directory's case (steps = 3) and `steps5/` (steps = 5) as Paddle does, the list
+/// the loop appends to included.
+#[test]
+fn pir_control_flow_decided_at_run_time_runs_from_one_package() {
+    let model = kit("native_control_flow");
+    let dir = tempfile::tempdir().unwrap();
+    let pkg = dir.path().join("cf.temblor");
+    let (code, _, err) = output(temblor().arg("compile").arg(&model).arg("-o").arg(&pkg));
+    assert_eq!(code, 0, "{err}");
+    let (code, text, err) = output(temblor().arg("inspect").arg(&pkg));
+    assert_eq!(code, 0, "{err}");
+    assert!(text.contains("Loop: 1") && text.contains("If: 1"), "{text}");
+    for (case, steps) in [(model.clone(), 3), (model.join("steps5"), 5)] {
+        let out = run_case(&pkg, &case);
+        for (theirs, ours) in refs(&case, out.path()) {
+            assert_within(&ours, &theirs, 1e-5);
+        }
+        let (shape, _) = temblor_tests::read_numbers(&out.path().join("fetch_name_1.npy"));
+        assert_eq!(shape, [steps, 8], "one row per iteration");
+    }
+}

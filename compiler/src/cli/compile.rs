@@ -197,6 +197,11 @@ pub fn compile(args: &CompileArgs) -> Result<()> {
             "warning: compile.onnx and compile.ort.onnx not written: the model has no parameter \
              values"
         );
+    } else if !compiled.compile.bodies.is_empty() {
+        eprintln!(
+            "warning: compile.onnx and compile.ort.onnx not written: the graph has a Loop or If \
+             decided at run time, which the ONNX export does not write yet"
+        );
     } else {
         temblor_export::write(&compiled.compile, dir, Target::TensorRt)?;
         if let Err(e) = temblor_export::write(&compiled.compile, dir, Target::OnnxRuntime) {
@@ -231,7 +236,7 @@ pub fn compile(args: &CompileArgs) -> Result<()> {
             "; detection agreement AP {ap:.3}"
         )),
     );
-    if !graph_only {
+    if out.join(Target::TensorRt.file_name()).is_file() {
         println!("TensorRT: {}", temblor_export::trtexec_command(&out));
     }
     let verified = match &compiled.verification {

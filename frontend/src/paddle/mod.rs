@@ -11,6 +11,7 @@
 //! name), so the importer keeps a scope from variable name to the value that last wrote it.
 
 mod attrs;
+mod bodies;
 mod control;
 mod conv;
 mod creation;
@@ -31,7 +32,7 @@ use proto::{BlockDesc, OpDesc, ProgramDesc, VarDesc};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use temblor_ir::{
-    Dim, Error, Framework, Graph, GraphOutput, Node, Op, Origin, Provenance, Result, Shape,
+    Dim, Error, Framework, Graph, GraphOutput, Node, NodeId, Op, Origin, Provenance, Result, Shape,
     TensorInfo, TensorType, ValueRef, Weight,
 };
 use temblor_runtime::Tensor;
@@ -148,8 +149,10 @@ pub(super) struct Importer<'p> {
     g: Graph,
     /// Paddle variable name -> the IR value that last wrote it.
     scope: HashMap<String, ValueRef>,
-    /// Tensor arrays (`write_to_array`), element by index.
-    arrays: HashMap<String, Vec<Option<ValueRef>>>,
+    /// Tensor arrays (`write_to_array`), by variable.
+    arrays: HashMap<String, control::Array>,
+    /// The iteration number, while a loop body decided at run time is imported.
+    iteration: Option<ValueRef>,
     /// Declared variables of every block, by name (inner blocks may shadow outer ones).
     vars: HashMap<&'p str, &'p VarDesc>,
     /// `None` for a graph-only model: weights are then shown by their declared shape alone.
@@ -182,6 +185,7 @@ impl<'p> Importer<'p> {
             g: Graph::new(stem),
             scope: HashMap::new(),
             arrays: HashMap::new(),
+            iteration: None,
             vars,
             weights,
             names: Default::default(),
@@ -266,6 +270,7 @@ impl<'p> Importer<'p> {
                 "feed" => self.feed(op),
                 "fetch" => self.fetch(op),
                 "while" => control::unroll(self, op),
+                pir::IF_ELSE => bodies::if_else(self, op),
                 t if !ops::supported(t) => ops::opaque(
                     &mut ctx::Ctx::new(self, op),
                     format!("block {idx}, op {index}"),
@@ -350,26 +355,40 @@ impl<'p> Importer<'p> {
     }
 
     /// Fixes an open batch extent of the graph inputs to 1, for a loop whose trip count is the
-    /// batch size; says so on stderr. False when no input had an open batch.
-    fn fix_batch(&mut self) -> bool {
+    /// batch size; returns the inputs it fixed (empty when none had an open batch).
+    fn fix_batch(&mut self) -> Vec<NodeId> {
         let mut fixed = Vec::new();
         for id in self.g.inputs.clone() {
             let info = &mut self.g.node_mut(id).outputs[0];
             if let Some(d @ Dim::Unknown) = info.ty.shape.0.first_mut() {
                 *d = Dim::Known(1);
-                fixed.push(info.name.clone());
+                fixed.push(id);
             }
         }
-        if fixed.is_empty() {
-            return false;
-        }
+        fixed
+    }
+
+    /// Says on stderr that `fixed` (from [`Importer::fix_batch`]) stays fixed.
+    fn keep_batch(&self, fixed: &[NodeId]) {
+        let names: Vec<&str> = fixed
+            .iter()
+            .map(|&id| self.g.node(id).outputs[0].name.as_str())
+            .collect();
         eprintln!(
             "warning: {}: a while loop runs once per image, so the batch of {} is fixed to 1 \
              (give --input NAME:DIMS for another batch size)",
             self.file,
-            fixed.join(", ")
+            names.join(", ")
         );
-        true
+    }
+
+    /// Opens again the batch extents [`Importer::fix_batch`] fixed.
+    fn open_batch(&mut self, fixed: &[NodeId]) {
+        for &id in fixed {
+            if let Some(d) = self.g.node_mut(id).outputs[0].ty.shape.0.first_mut() {
+                *d = Dim::Unknown;
+            }
+        }
     }
 
     /// The value a variable holds now: the last write to it, or its parameter.
@@ -482,19 +501,6 @@ pub(super) fn main_output(op: &OpDesc) -> Option<&str> {
         .find_map(first)
         .or_else(|| op.outputs.iter().flat_map(|v| v.arguments.first()).next())
         .map(String::as_str)
-}
-
-/// The graph inputs with their shapes, for messages.
-fn describe_input_dims(imp: &Importer) -> String {
-    imp.g
-        .inputs
-        .iter()
-        .map(|&id| {
-            let o = &imp.g.node(id).outputs[0];
-            format!("{} [{}]", o.name, o.ty.shape)
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// `op 'conv2d' (block 0, op 12, writes conv2d_0.tmp_0)`: Paddle ops have no names, so an op is

@@ -17,7 +17,7 @@ const FAMILIES: [&Family; 7] = [
 ];
 
 /// Ops the importer handles itself rather than mapping: graph inputs, outputs and loops.
-const STRUCTURAL: [&str; 3] = ["feed", "fetch", "while"];
+const STRUCTURAL: [&str; 4] = ["feed", "fetch", "while", super::pir::IF_ELSE];
 
 fn family(op_type: &str) -> Option<&'static Family> {
     FAMILIES.into_iter().find(|f| f.ops.contains(&op_type))

@@ -365,3 +365,16 @@ impl PoolAttrs {
         a
     }
 }
+
+/// A body of a control-flow op: an index into [`crate::Graph::bodies`] of the graph holding the
+/// op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct BodyId(pub usize);
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LoopAttrs {
+    pub body: BodyId,
+    /// How many loop-carried values the loop has; the inputs after them are captured values,
+    /// the body outputs after them scan outputs.
+    pub carried: usize,
+}

@@ -212,6 +212,17 @@ impl Node {
             Op::QuantizeLinear { axis, saturate } => {
                 vec![("axis", Int(*axis)), ("saturate", flag(*saturate))]
             }
+            Op::Loop(a) => vec![
+                ("body", Int(a.body.0 as i64)),
+                ("carried", Int(a.carried as i64)),
+            ],
+            Op::If {
+                then_branch,
+                else_branch,
+            } => vec![
+                ("then_branch", Int(then_branch.0 as i64)),
+                ("else_branch", Int(else_branch.0 as i64)),
+            ],
             Op::Lib(op) => {
                 let mut v = vec![("domain".to_string(), Str(LibOp::DOMAIN.to_string()))];
                 v.extend(op.attributes(&self.source_attrs));

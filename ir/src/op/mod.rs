@@ -238,6 +238,25 @@ pub enum Op {
         axis: i64,
     },
 
+    // Control family: loops and conditionals whose control is known only at run time (the
+    // frontends unroll those known at import). Each body is a graph of its own
+    // ([`crate::Graph::body`]) that reads nothing of the enclosing graph except its inputs, so
+    // every stage handles it as it handles a model.
+    /// ONNX Loop, with the enclosing values the body reads made explicit. Inputs: optional trip
+    /// count (int64, one element), optional condition (bool, one element), the `carried`
+    /// loop-carried values, then the captured values. The body's inputs: iteration number
+    /// (int64 0-D), condition (bool 0-D), the carried values, the captured values; its
+    /// outputs: the next condition, the next carried values, then the scan outputs. Outputs:
+    /// the last carried values, then each scan output's per-iteration values stacked on a new
+    /// axis 0.
+    Loop(LoopAttrs),
+    /// Inputs: the condition (bool, one element), then the captured values, which are each
+    /// branch's inputs. Outputs: those of the branch the condition takes.
+    If {
+        then_branch: BodyId,
+        else_branch: BodyId,
+    },
+
     /// An ops_lib operator. Inputs and outputs: Paddle's parameters in [`LibOp::inputs`] and
     /// [`LibOp::outputs`] order.
     Lib(LibOp),
@@ -315,6 +334,8 @@ pub enum OpFamily {
     Reduction,
     Detection,
     Quantization,
+    /// Loops and conditionals with bodies of their own.
+    Control,
     /// ops_lib operators and opaque ops: host-side, outside the canonical set.
     Custom,
     /// Ops no stage after import handles ([`Op::Opaque`]).
@@ -385,6 +406,7 @@ impl Op {
             | Op::DeformSample(_)
             | Op::GridSample { .. } => OpFamily::Detection,
             Op::QuantizeLinear { .. } | Op::DequantizeLinear { .. } => OpFamily::Quantization,
+            Op::Loop(_) | Op::If { .. } => OpFamily::Control,
             Op::Lib(_) | Op::Custom { .. } => OpFamily::Custom,
             Op::Opaque { .. } => OpFamily::Opaque,
         }
@@ -455,6 +477,8 @@ impl Op {
             Op::GridSample { .. } => "GridSample",
             Op::QuantizeLinear { .. } => "QuantizeLinear",
             Op::DequantizeLinear { .. } => "DequantizeLinear",
+            Op::Loop(_) => "Loop",
+            Op::If { .. } => "If",
             Op::Lib(op) => op.name(),
             Op::Custom { name, .. } => name,
             Op::Opaque { op_type, .. } => op_type,
@@ -477,6 +501,9 @@ impl Op {
             Op::Concat { .. } | Op::Einsum { .. } => (1, usize::MAX),
             Op::Lib(op) => op.arity(),
             Op::Custom { .. } | Op::Opaque { .. } => (0, usize::MAX),
+            // Both the trip count and the condition are optional.
+            Op::Loop(_) => (0, usize::MAX),
+            Op::If { .. } => (1, usize::MAX),
             Op::Binary(_)
             | Op::Reshape { .. }
             | Op::Unsqueeze
@@ -534,7 +561,7 @@ impl Op {
             Op::TopK { .. } | Op::MaxPool(_) => 2,
             Op::LayerNorm { .. } => 3,
             Op::Lib(op) => op.output_count(),
-            Op::Custom { .. } | Op::Opaque { .. } => usize::MAX,
+            Op::Custom { .. } | Op::Opaque { .. } | Op::Loop(_) | Op::If { .. } => usize::MAX,
             _ => 1,
         }
     }

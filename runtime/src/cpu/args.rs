@@ -2,6 +2,7 @@
 //! when it was prepared. `execute.rs` unpacks it for most kernels; the few that read a variable
 //! run of optional inputs (Slice, Pad) take it whole.
 
+use super::control::Control;
 use super::conv_gemm::PackedWeights;
 use super::isa::Isa;
 use crate::{RuntimeError, Tensor};
@@ -20,6 +21,8 @@ pub(crate) struct Args<'a> {
 pub(crate) enum Lowered {
     /// A convolution's constant weight, packed for its GEMM.
     ConvWeights(PackedWeights),
+    /// A loop's or a conditional's bodies, prepared as plans of their own.
+    Control(Box<Control>),
 }
 
 impl<'a> Args<'a> {
@@ -43,7 +46,7 @@ impl<'a> Args<'a> {
     pub fn packed(&self) -> Option<&'a PackedWeights> {
         match self.lowered {
             Some(Lowered::ConvWeights(p)) => Some(p),
-            None => None,
+            Some(Lowered::Control(_)) | None => None,
         }
     }
 }

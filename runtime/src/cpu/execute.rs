@@ -217,6 +217,11 @@ fn dispatch(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
         Op::DequantizeLinear { axis } => one(quant::dequantize(*axis, x()?, req(1)?, opt(2))?),
 
         Op::Lib(lib) => library::execute(lib, args),
+        // The plan runs control flow itself (control.rs), with the bodies it prepared.
+        Op::Loop(_) | Op::If { .. } => Err(RuntimeError::internal(format!(
+            "{} reached the kernels without its bodies",
+            op.name()
+        ))),
         Op::Opaque { op_type, .. } => Err(RuntimeError::unsupported(format!(
             "{op_type} is an op temblor cannot map"
         ))),

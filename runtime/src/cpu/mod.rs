@@ -7,6 +7,7 @@ mod activation;
 mod args;
 mod buffers;
 mod cast;
+mod control;
 mod conv;
 mod conv_gemm;
 mod conv_padded;

@@ -6,6 +6,7 @@
 
 use super::args::{Args, Lowered};
 use super::buffers::Buffers;
+use super::control::{self, Control};
 use super::conv::pack_weights;
 use super::execute::execute;
 use super::isa::Isa;
@@ -16,7 +17,7 @@ use rayon::{ThreadPool, ThreadPoolBuilder};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
-use temblor_ir::{Graph, Op, ValueRef};
+use temblor_ir::{Graph, Op, TensorType, ValueRef};
 
 /// An executable CPU plan for one graph; see [`crate::Plan`].
 #[derive(Debug)]
@@ -29,10 +30,13 @@ pub(crate) struct CpuPlan {
     /// What observers see of `steps`, by index.
     infos: Vec<StepInfo>,
     outputs: Vec<(String, usize)>,
+    /// The declared type of each graph output, in order.
+    output_types: Vec<TensorType>,
     /// Per slot: how many step inputs and graph outputs read it.
     uses: Vec<usize>,
-    /// Kernels run inside this pool, so their rayon iterators and GEMMs use its threads.
-    pool: ThreadPool,
+    /// Kernels run inside this pool, so their rayon iterators and GEMMs use its threads; the
+    /// plans of loop and conditional bodies share their enclosing plan's.
+    pool: Arc<ThreadPool>,
     isa: Isa,
     /// Whether idle workers spin through a run ([`PrepareOptions::spin`]).
     spin: bool,
@@ -81,6 +85,10 @@ fn thread_pool(threads: usize) -> Result<ThreadPool, RuntimeError> {
 
 impl CpuPlan {
     pub fn new(g: &Graph, options: &PrepareOptions) -> Result<CpuPlan, RuntimeError> {
+        CpuPlan::prepare(g, Arc::new(thread_pool(options.threads)?), options.spin)
+    }
+
+    fn prepare(g: &Graph, pool: Arc<ThreadPool>, spin: bool) -> Result<CpuPlan, RuntimeError> {
         let order = g.topo_order().map_err(|n| {
             RuntimeError::internal(format!(
                 "graph '{}' has a cycle through {}",
@@ -97,10 +105,11 @@ impl CpuPlan {
             steps: Vec::new(),
             infos: Vec::new(),
             outputs: Vec::new(),
+            output_types: Vec::new(),
             uses: Vec::new(),
-            pool: thread_pool(options.threads)?,
+            pool,
             isa,
-            spin: options.spin,
+            spin,
             memory: plan_memory(g),
         };
         let mut unsupported = Vec::new();
@@ -186,6 +195,23 @@ impl CpuPlan {
                             unsupported.push(g.describe(id));
                             continue;
                         }
+                        Op::Loop(a) => {
+                            let body = CpuPlan::prepare(g.body(a.body), plan.pool.clone(), false)?;
+                            Some(Lowered::Control(Box::new(Control::Loop {
+                                body,
+                                carried: a.carried,
+                            })))
+                        }
+                        Op::If {
+                            then_branch,
+                            else_branch,
+                        } => {
+                            let branch = |b| CpuPlan::prepare(g.body(b), plan.pool.clone(), false);
+                            Some(Lowered::Control(Box::new(Control::If {
+                                then: branch(*then_branch)?,
+                                otherwise: Box::new(branch(*else_branch)?),
+                            })))
+                        }
                         _ => None,
                     };
                     plan.infos.push(StepInfo {
@@ -219,8 +245,34 @@ impl CpuPlan {
             })?;
             plan.uses[slot] += 1;
             plan.outputs.push((o.name.clone(), slot));
+            plan.output_types.push(g.value_type(o.value).clone());
         }
         Ok(plan)
+    }
+
+    pub fn output_count(&self) -> usize {
+        self.outputs.len()
+    }
+
+    pub fn output_type(&self, k: usize) -> Option<&TensorType> {
+        self.output_types.get(k)
+    }
+
+    /// Runs a body plan on its inputs in order, inside the run (and pool) of the plan holding
+    /// it.
+    pub(crate) fn run_positional(
+        &self,
+        buffers: &Buffers,
+        inputs: &[&Tensor],
+    ) -> Result<Vec<(String, Tensor)>, RuntimeError> {
+        if inputs.len() != self.inputs.len() {
+            return Err(RuntimeError::internal(format!(
+                "a body given {} inputs for its {}",
+                inputs.len(),
+                self.inputs.len()
+            )));
+        }
+        self.run_steps(buffers, inputs, None)
     }
 
     /// How many threads the kernels of this plan run on.
@@ -266,21 +318,24 @@ impl CpuPlan {
         self.pool.install(|| {
             let _spinning = self.spin.then(Spinning::start);
             let buffers = &state.buffers;
-            buffers.scope(|| self.run_steps(buffers, inputs, observer))
+            buffers.scope(|| {
+                let matched = self.match_inputs(inputs)?;
+                self.run_steps(buffers, &matched, observer)
+            })
         })
     }
 
     fn run_steps(
         &self,
         buffers: &Buffers,
-        inputs: &[(String, Tensor)],
+        inputs: &[&Tensor],
         mut observer: Option<&mut dyn Observer>,
     ) -> Result<Vec<(String, Tensor)>, RuntimeError> {
         let mut values: Vec<Value> = (0..self.uses.len()).map(|_| Value::Empty).collect();
         for (slot, t) in &self.constants {
             values[*slot] = Value::Borrowed(t);
         }
-        for (slot, t) in self.input_slots.iter().zip(self.match_inputs(inputs)?) {
+        for (slot, t) in self.input_slots.iter().zip(inputs) {
             values[*slot] = Value::Borrowed(t);
         }
         let mut left = self.uses.clone();
@@ -306,7 +361,11 @@ impl CpuPlan {
                 lowered: step.lowered.as_ref(),
             };
             let start = Instant::now();
-            let outs = execute(&info.op, &args).map_err(|e| e.context(what))?;
+            let outs = match step.lowered.as_ref() {
+                Some(Lowered::Control(c)) => control::run(c, &ins, buffers),
+                _ => execute(&info.op, &args),
+            }
+            .map_err(|e| e.context(what))?;
             let elapsed = start.elapsed();
             if outs.len() != step.outputs.len() {
                 return Err(RuntimeError::internal(format!(

@@ -8,7 +8,7 @@ mod json;
 mod rules;
 mod translate;
 
-pub(super) use translate::POSITION;
+pub(super) use translate::{IF_ELSE, POSITION};
 
 use super::files::Files;
 use std::collections::BTreeMap;

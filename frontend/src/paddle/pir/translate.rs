@@ -19,6 +19,10 @@ use std::collections::{HashMap, HashSet};
 /// came from, so messages point into `inference.json`, not into the translation.
 pub(in crate::paddle) const POSITION: &str = "op_pir_position";
 
+/// The op a `pd_op.if` becomes: no legacy Paddle op has both branches, so the importer takes
+/// this one as its own structural op (a name no Paddle op can have).
+pub(in crate::paddle) const IF_ELSE: &str = "pir.if";
+
 /// PIR attributes that say nothing about what an op computes.
 const BOOKKEEPING: [&str; 6] = [
     "place",
@@ -30,7 +34,7 @@ const BOOKKEEPING: [&str; 6] = [
 ];
 
 /// The ops every PIR program may hold that have no rule but are translated here.
-const STRUCTURAL: [&str; 14] = [
+const STRUCTURAL: [&str; 15] = [
     "builtin.parameter",
     "builtin.combine",
     "builtin.split",
@@ -43,6 +47,7 @@ const STRUCTURAL: [&str; 14] = [
     "pd_op.full_int_array",
     "pd_op.assign_value",
     "pd_op.while",
+    "pd_op.if",
     "pd_op.create_array",
     "pd_op.array_write_",
 ];
@@ -216,6 +221,7 @@ impl<'p> Translator<'p> {
                 Ok(())
             }
             "pd_op.while" => self.while_loop(op, b, at),
+            "pd_op.if" => self.if_else(op, b, at),
             "cf.yield" => Err("a yield outside a loop body".into()),
             name => {
                 let rule = name
@@ -552,6 +558,61 @@ impl<'p> Translator<'p> {
             vec![block_attr("sub_block", sub as i32), position(at)],
         ));
         for (v, n) in op.results.iter().zip(names) {
+            self.bind.insert(v.id, Binding::Var(n));
+        }
+        Ok(())
+    }
+
+    /// A `pd_op.if`: region 0 runs when the condition holds, region 1 otherwise, and the results
+    /// are what the region that ran yields. Legacy Paddle has no single op for it (dy2static
+    /// wrote two `conditional_block`s and a `select_input`), so it becomes the importer's own
+    /// [`IF_ELSE`]: a sub-block per branch, each assigning its yields to the same variables.
+    fn if_else(&mut self, op: &'p Operation, b: usize, at: &str) -> R {
+        let [then, otherwise] = op.regions.as_slice() else {
+            return Err(format!("{} regions, expected 2", op.regions.len()));
+        };
+        let cond = self.tensor_names(operand(op, 0)?, b)?;
+        let first = op.results.first().map_or(0, |v| v.id);
+        let mut outs = Vec::new();
+        for (k, v) in op.results.iter().enumerate() {
+            let name = self.fresh(&format!("if_{first}.out_{k}"));
+            self.declare(b, &name, &v.ty, false)?;
+            outs.push(name);
+        }
+        let mut subs = Vec::new();
+        for region in [then, otherwise] {
+            let sub = self.blocks.len();
+            self.blocks.push(BlockDesc {
+                idx: sub as i32,
+                parent_idx: b as i32,
+                ..Default::default()
+            });
+            let (last, ops) = region.ops.split_last().ok_or("a branch is empty")?;
+            if last.name != "cf.yield" || last.operands.len() != outs.len() {
+                return Err("a branch does not end with a yield of every result".into());
+            }
+            for (k, inner) in ops.iter().enumerate() {
+                let inner_at = format!("op '{}' ({}, op {k})", inner.name, region.label);
+                self.op(inner, sub, &inner_at)
+                    .map_err(|e| format!("{inner_at}: {e}"))?;
+            }
+            for (&id, out) in last.operands.iter().zip(&outs) {
+                let v = self.tensor_names(id, sub)?;
+                self.assign(sub, v, out, at);
+            }
+            subs.push(sub as i32);
+        }
+        self.blocks[b].ops.push(legacy_op(
+            IF_ELSE,
+            vec![("Cond", cond)],
+            vec![("Out", outs.clone())],
+            vec![
+                block_attr("sub_block", subs[0]),
+                block_attr("else_block", subs[1]),
+                position(at),
+            ],
+        ));
+        for (v, n) in op.results.iter().zip(outs) {
             self.bind.insert(v.id, Binding::Var(n));
         }
         Ok(())
