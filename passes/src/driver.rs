@@ -107,8 +107,25 @@ impl Driver {
         self.passes.iter().map(|p| p.name()).collect()
     }
 
-    /// Runs to a fixed point (or the step limit), validating after every pass.
+    /// Runs to a fixed point (or the step limit), validating after every pass; then does the
+    /// same inside each body of the graph's loops and conditionals (which the observer does not
+    /// see: it follows the model's graph).
     pub fn run(&self, graph: &mut Graph) -> Result<Vec<PassRecord>, PassError> {
+        let mut records = self.run_graph(graph, true)?;
+        records.extend(self.run_bodies(graph)?);
+        Ok(records)
+    }
+
+    fn run_bodies(&self, graph: &mut Graph) -> Result<Vec<PassRecord>, PassError> {
+        let mut records = Vec::new();
+        for body in &mut graph.bodies {
+            records.extend(self.run_graph(body, false)?);
+            records.extend(self.run_bodies(body)?);
+        }
+        Ok(records)
+    }
+
+    fn run_graph(&self, graph: &mut Graph, observe: bool) -> Result<Vec<PassRecord>, PassError> {
         let mut records = Vec::new();
         let mut budget = self.step_limit;
         for round in 1..=self.max_rounds {
@@ -155,7 +172,7 @@ impl Driver {
                     layers_after: graph.layer_count(),
                     micros,
                 };
-                if let (Some(on_applied), true) = (&self.on_applied, applied > 0) {
+                if let (Some(on_applied), true) = (&self.on_applied, applied > 0 && observe) {
                     (on_applied.borrow_mut())(&record, graph);
                 }
                 records.push(record);

@@ -32,7 +32,7 @@ pub use html::report_html;
 
 use layer::{descriptor, write_layer, Names};
 use prototxt::{quote, Writer};
-use temblor_ir::{Dim, Graph, Op, ValueRef};
+use temblor_ir::{Dim, Graph, NodeId, Op, ValueRef};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum View {
@@ -52,6 +52,71 @@ impl View {
             View::Parse => "parse",
             View::Optimize => "optimize",
             View::Compile => "compile",
+        }
+    }
+}
+
+/// The bodies of the control-flow layers among `layers`, each after a comment that names it, as
+/// a part of the same net that nothing outside connects to: its inputs as `Input` layers, then
+/// its layers (and the bodies nested in them). Netron draws each as a graph of its own beside
+/// the model's.
+fn write_bodies(
+    w: &mut Writer,
+    graph: &Graph,
+    view: View,
+    layers: &[NodeId],
+    index: &mut usize,
+    names: &mut Names,
+) {
+    for &id in layers {
+        let node = graph.node(id);
+        let bodies = match &node.op {
+            Op::Loop(a) => vec![("body", a.body)],
+            Op::If {
+                then_branch,
+                else_branch,
+            } => vec![("then branch", *then_branch), ("else branch", *else_branch)],
+            _ => continue,
+        };
+        for (role, b) in bodies {
+            let body = graph.body(b);
+            w.blank();
+            w.comment(&format!(
+                "{role} of {} '{}': graph '{}', {} layers",
+                node.op.name(),
+                node.name,
+                body.name,
+                body.layer_count()
+            ));
+            for &input in &body.inputs {
+                let n = body.node(input);
+                let Some(info) = n.outputs.first() else {
+                    continue;
+                };
+                let top = names.define(ValueRef::new(input, 0), info, &n.name);
+                w.open("layer");
+                w.field("name", &quote(&top));
+                w.field("type", &quote("Input"));
+                w.field("top", &quote(&top));
+                w.open("layer_param");
+                w.field("input_of", &quote(&body.name));
+                w.field("output_0", &quote(&descriptor(&top, info)));
+                w.close();
+                w.close();
+            }
+            let order = body
+                .topo_order()
+                .unwrap_or_else(|_| body.node_ids().collect());
+            let inner: Vec<NodeId> = order
+                .into_iter()
+                .filter(|&n| body.node(n).op.is_layer())
+                .collect();
+            for &n in &inner {
+                w.blank();
+                write_layer(w, body, view, n, *index, names);
+                *index += 1;
+            }
+            write_bodies(w, body, view, &inner, index, names);
         }
     }
 }
@@ -99,11 +164,16 @@ pub fn render(graph: &Graph, view: View) -> String {
             graph.node_ids().collect()
         }
     };
-    let layers = order.into_iter().filter(|&id| graph.node(id).op.is_layer());
-    for (index, id) in layers.enumerate() {
+    let layers: Vec<NodeId> = order
+        .into_iter()
+        .filter(|&id| graph.node(id).op.is_layer())
+        .collect();
+    for (index, &id) in layers.iter().enumerate() {
         w.blank();
         write_layer(&mut w, graph, view, id, index, &mut names);
     }
+    let mut index = layers.len();
+    write_bodies(&mut w, graph, view, &layers, &mut index, &mut names);
     w.blank();
     for o in &graph.outputs {
         let producer = graph.node(o.value.node);
