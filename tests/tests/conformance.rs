@@ -57,7 +57,7 @@ fn node_suite_cases_in_the_pass_list_pass() {
 #[test]
 fn node_suite_with_inputs_fed_at_run_time_does_not_regress() {
     const VISION_FLOOR: usize = 934;
-    const ALL_FLOOR: usize = 1085;
+    const ALL_FLOOR: usize = 1090;
     let cases = conformance::cases(&node_suite()).expect("the node suite is readable");
     let results = conformance::run_all(&cases, &[], Binding::RunTime);
     let passed = |vision_only: bool| {
@@ -96,6 +96,37 @@ fn run_time_split_sizes_and_shapes_match_the_suite() {
     ] {
         let (outcome, _) = conformance::run_case(&dir.join(case), &[], Binding::RunTime);
         assert_eq!(outcome, Outcome::Passed, "{case}");
+    }
+}
+
+/// A Loop whose trip count and an If whose condition are graph inputs (and the Loops of Range's
+/// function body, whose trip count is computed from them) run as Loop and If nodes, their
+/// bodies graphs of their own, against the suite's stored outputs.
+#[test]
+fn loop_and_if_decided_at_run_time_match_the_suite() {
+    let dir = node_suite();
+    for (case, op) in [
+        ("test_if", "If"),
+        ("test_loop11", "Loop"),
+        ("test_range_float_type_positive_delta_expanded", "Loop"),
+        ("test_range_int32_type_negative_delta_expanded", "Loop"),
+    ] {
+        let (outcome, _) = conformance::run_case(&dir.join(case), &[], Binding::RunTime);
+        assert_eq!(outcome, Outcome::Passed, "{case}");
+        let imported = temblor_frontend::load_onnx_case(
+            &dir.join(case),
+            "test_data_set_0",
+            temblor_frontend::Binding::RunTime,
+        )
+        .expect("the case imports");
+        assert!(
+            imported
+                .graph
+                .op_counts()
+                .iter()
+                .any(|(name, _)| name == op),
+            "{case}: no {op} node, so it was unrolled"
+        );
     }
 }
 

@@ -8,10 +8,12 @@
 //! static extent of the scan inputs along their scan axes; each pass Gathers one element of each
 //! scan input (from the end for a reverse direction), and the per-pass scan outputs are stacked
 //! with Unsqueeze + Concat (in reverse for a reverse direction).
-//! If (https://onnx.ai/onnx/operators/onnx__If.html): the condition must fold to a constant
-//! (`temblor_infer::evaluate`); only the taken branch is imported.
-//! Loop (https://onnx.ai/onnx/operators/onnx__Loop.html): the trip count M and the condition
-//! (before the first pass and after each) must fold to constants; scan outputs stack on axis 0.
+//! If (https://onnx.ai/onnx/operators/onnx__If.html): when the condition folds to a constant
+//! (`temblor_infer::evaluate`), only the taken branch is imported; otherwise the If stays one,
+//! with both branches as bodies (bodies.rs).
+//! Loop (https://onnx.ai/onnx/operators/onnx__Loop.html): unrolled when the trip count M and the
+//! condition (before the first pass and after each) fold to constants, scan outputs stacked on
+//! axis 0; a trip count or first condition decided at run time keeps it a Loop (bodies.rs).
 //! Limits: Scan of opset 8 (batch axis, sequence_lens) and loops over sequences are refused.
 
 use super::attrs::Attrs;
@@ -384,16 +386,13 @@ fn scan_trips(
     Ok(trips)
 }
 
-/// If: imports the branch its constant condition takes.
+/// If: imports the branch its constant condition takes; a condition decided at run time makes
+/// an IR If (bodies.rs).
 fn branch(imp: &mut Importer, at: &Site) -> Result<(), String> {
     let cond = required_inputs(imp, at.n)?[0];
-    let taken = static_bool(imp, cond)?.ok_or_else(|| {
-        format!(
-            "the condition '{}' is computed at run time; only an If whose condition is known \
-             at import is supported",
-            at.n.input[0]
-        )
-    })?;
+    let Some(taken) = static_bool(imp, cond)? else {
+        return super::bodies::run_time_if(imp, at.n, at.name, at.prov.clone(), cond);
+    };
     let (attr, which) = if taken {
         ("then_branch", "then")
     } else {
@@ -404,20 +403,25 @@ fn branch(imp: &mut Importer, at: &Site) -> Result<(), String> {
     at.bind(imp, &outs)
 }
 
-/// Loop: unrolled while its trip count and condition are known at import.
+/// Loop: unrolled while its trip count and condition are known at import; one whose trip count
+/// or first condition is decided at run time makes an IR Loop (bodies.rs).
 fn repeat(imp: &mut Importer, at: &Site) -> Result<(), String> {
     let inputs = imp.node_inputs(at.n)?;
     let given = |i: usize| inputs.get(i).copied().flatten();
+    let run_time =
+        |imp: &mut Importer| super::bodies::run_time_loop(imp, at.n, at.name, at.prov.clone());
     let limit = match given(0) {
-        Some(v) => Some(static_count(imp, v)?.ok_or_else(|| {
-            format!(
-                "the trip count '{}' is computed at run time; only a Loop whose trip count is \
-                 known at import is supported",
-                at.n.input[0]
-            )
-        })?),
+        Some(v) => match static_count(imp, v)? {
+            Some(m) => Some(m),
+            None => return run_time(imp),
+        },
         None => None,
     };
+    if let Some(c) = given(1) {
+        if static_bool(imp, c)?.is_none() {
+            return run_time(imp);
+        }
+    }
     // Without a condition input the body's condition output is ignored (a `for` loop).
     let mut cond = given(1);
     if limit.is_none() && cond.is_none() {

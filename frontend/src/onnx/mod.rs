@@ -5,6 +5,7 @@
 //! with unsupported ops can still be inspected and viewed.
 
 mod attrs;
+mod bodies;
 mod case;
 mod control;
 mod conv;

@@ -246,9 +246,9 @@ pub enum Op {
     /// count (int64, one element), optional condition (bool, one element), the `carried`
     /// loop-carried values, then the captured values. The body's inputs: iteration number
     /// (int64 0-D), condition (bool 0-D), the carried values, the captured values; its
-    /// outputs: the next condition, the next carried values, then the scan outputs. Outputs:
-    /// the last carried values, then each scan output's per-iteration values stacked on a new
-    /// axis 0.
+    /// outputs: the next condition (ignored when the loop has no condition input: a `for`
+    /// loop), the next carried values, then the scan outputs. Outputs: the last carried values,
+    /// then each scan output's per-iteration values stacked on a new axis 0.
     Loop(LoopAttrs),
     /// Inputs: the condition (bool, one element), then the captured values, which are each
     /// branch's inputs. Outputs: those of the branch the condition takes.

@@ -66,6 +66,8 @@ fn run_loop(
         Some(t) => Some(scalar_i64(t, "the Loop trip count")?),
         None => None,
     };
+    // Without a condition input the body's condition output is ignored: a `for` loop.
+    let conditioned = ins.get(1).copied().flatten().is_some();
     let mut cond = match ins.get(1).copied().flatten() {
         Some(t) => t.clone(),
         None => Tensor {
@@ -115,7 +117,9 @@ fn run_loop(
         for (list, t) in scans.iter_mut().zip(scanned) {
             list.push(t);
         }
-        cond = next_cond;
+        if conditioned {
+            cond = next_cond;
+        }
         state = next;
         i += 1;
     }
