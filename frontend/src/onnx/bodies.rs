@@ -59,9 +59,21 @@ fn import_body(
     body: &GraphProto,
     inputs: &[(String, TensorType)],
 ) -> Result<BodyId, String> {
+    import_body_with(imp, name, body, inputs, |_, _| Ok(()))
+}
+
+/// [`import_body`], with `prelude` adding nodes (and defining names) between the body's inputs
+/// and its ONNX nodes.
+fn import_body_with(
+    imp: &mut Importer,
+    name: &str,
+    body: &GraphProto,
+    inputs: &[(String, TensorType)],
+    prelude: impl FnOnce(&mut Importer, &[ValueRef]) -> Result<(), String>,
+) -> Result<BodyId, String> {
     let graph = std::mem::replace(&mut imp.g, Graph::new(name));
     let values = std::mem::take(&mut imp.values);
-    let result = fill_body(imp, name, body, inputs);
+    let result = fill_body(imp, name, body, inputs, prelude);
     let built = std::mem::replace(&mut imp.g, graph);
     imp.values = values;
     result?;
@@ -73,7 +85,9 @@ fn fill_body(
     name: &str,
     body: &GraphProto,
     inputs: &[(String, TensorType)],
+    prelude: impl FnOnce(&mut Importer, &[ValueRef]) -> Result<(), String>,
 ) -> Result<(), String> {
+    let mut values = Vec::with_capacity(inputs.len());
     for (onnx_name, ty) in inputs {
         let node_name = imp.names.unique(&format!("{name}/{onnx_name}"));
         let mut node = Node::new(
@@ -91,7 +105,9 @@ fn fill_body(
         imp.g.inputs.push(id);
         imp.define(onnx_name, ValueRef::new(id, 0))
             .map_err(|e| e.to_string())?;
+        values.push(ValueRef::new(id, 0));
     }
+    prelude(imp, &values)?;
     for t in &body.initializer {
         let weight = imp.tensors.weight(t)?;
         let node_name = imp.names.unique(&format!("{name}/{}", t.name));
@@ -242,6 +258,225 @@ pub(super) fn run_time_loop(
         carried: carried.len(),
     });
     add(imp, n, name, prov, op, &ins, outputs)
+}
+
+/// An IR node in the graph being built, its one output named uniquely after `base`.
+fn node_of(imp: &mut Importer, base: &str, op: Op, inputs: &[ValueRef]) -> ValueRef {
+    let name = imp.names.unique(base);
+    let mut node = Node::new(
+        name.clone(),
+        op,
+        vec![TensorInfo {
+            name,
+            ty: TensorType::new(DType::F32, Shape::default()),
+        }],
+    );
+    node.provenance = imp.origin(base, "scan");
+    let id = imp.g.add_node(node);
+    for (port, v) in inputs.iter().enumerate() {
+        imp.g.connect(*v, id, port);
+    }
+    ValueRef::new(id, 0)
+}
+
+fn int64s(
+    imp: &mut Importer,
+    base: &str,
+    values: &[i64],
+    dims: Vec<usize>,
+) -> Result<ValueRef, String> {
+    let name = imp.names.unique(base);
+    let prov = imp.origin(&name, "scan");
+    let weight = temblor_ir::Weight::from_i64(dims, values);
+    let id = imp
+        .add_constant(name.clone(), &name, weight, prov)
+        .map_err(|e| e.to_string())?;
+    Ok(ValueRef::new(id, 0))
+}
+
+/// The per-value directions and axes of a Scan (opset 9+), already checked by the caller.
+pub(super) struct ScanLayout {
+    pub states: usize,
+    pub in_axes: Vec<i64>,
+    pub in_reverse: Vec<i64>,
+    pub out_axes: Vec<i64>,
+    pub out_reverse: Vec<i64>,
+}
+
+/// A Scan whose trip count (its scan inputs' extent) is known only at run time, as an IR Loop:
+/// the trip count is that extent; the body takes the scan inputs whole (captured) and gathers
+/// the iteration's slice of each before the Scan body's own nodes; the per-iteration outputs
+/// stack on axis 0 and are then reversed and moved to their axes as the Scan says.
+pub(super) fn run_time_scan(
+    imp: &mut Importer,
+    n: &NodeProto,
+    name: &str,
+    prov: Provenance,
+    inputs: &[ValueRef],
+    layout: &ScanLayout,
+) -> Result<(), String> {
+    let body = body_graph(n, "body")?;
+    let states = layout.states;
+    let xs = &inputs[states..];
+    if body.input.len() != inputs.len() {
+        return Err(format!(
+            "the body takes {} inputs, expected {}",
+            body.input.len(),
+            inputs.len()
+        ));
+    }
+    temblor_infer::infer(&mut imp.g).map_err(|e| e.to_string())?;
+    let rank = |imp: &Importer, v: ValueRef| imp.g.value_type(v).shape.rank() as i64;
+    let axes: Vec<i64> = xs
+        .iter()
+        .zip(&layout.in_axes)
+        .map(|(&x, &a)| a.rem_euclid(rank(imp, x).max(1)))
+        .collect();
+    let trips = node_of(
+        imp,
+        &format!("{name}_trips"),
+        Op::Shape {
+            start: axes[0],
+            end: Some(axes[0] + 1),
+        },
+        &[xs[0]],
+    );
+    let free = free_names(body);
+    let captured = captured(imp, &free)?;
+    let mut body_inputs = vec![
+        (
+            format!("{name}_iteration"),
+            TensorType::new(DType::I64, Shape(vec![])),
+        ),
+        (
+            format!("{name}_cond"),
+            TensorType::new(DType::Bool, Shape(vec![])),
+        ),
+    ];
+    for (vi, &v) in body.input[..states].iter().zip(inputs) {
+        body_inputs.push((vi.name.clone(), imp.g.value_type(v).clone()));
+    }
+    for (k, &x) in xs.iter().enumerate() {
+        body_inputs.push((format!("{name}_scanned_{k}"), imp.g.value_type(x).clone()));
+    }
+    body_inputs.extend(typed(imp, &captured));
+    let element_names: Vec<String> = body.input[states..]
+        .iter()
+        .map(|v| v.name.clone())
+        .collect();
+    let reverse = layout.in_reverse.clone();
+    let body_name = format!("{name}/body");
+    let id = import_body_with(imp, &body_name, body, &body_inputs, |imp, ins| {
+        let iteration = ins[0];
+        for (k, element) in element_names.iter().enumerate() {
+            let x = ins[2 + states + k];
+            let index = if reverse[k] == 1 {
+                // The last slice first: extent - 1 - iteration.
+                let extent = node_of(
+                    imp,
+                    &format!("{name}_extent"),
+                    Op::Shape {
+                        start: axes[k],
+                        end: Some(axes[k] + 1),
+                    },
+                    &[x],
+                );
+                let one = int64s(imp, &format!("{name}_one"), &[1], vec![])?;
+                let last = node_of(
+                    imp,
+                    &format!("{name}_last"),
+                    Op::Binary(temblor_ir::BinaryOp::Sub),
+                    &[extent, one],
+                );
+                let at = node_of(
+                    imp,
+                    &format!("{name}_at"),
+                    Op::Binary(temblor_ir::BinaryOp::Sub),
+                    &[last, iteration],
+                );
+                let zero_d = int64s(imp, &format!("{name}_scalar"), &[], vec![0])?;
+                node_of(
+                    imp,
+                    &format!("{name}_index"),
+                    Op::Reshape { allowzero: false },
+                    &[at, zero_d],
+                )
+            } else {
+                iteration
+            };
+            let slice = node_of(imp, element, Op::Gather { axis: axes[k] }, &[x, index]);
+            imp.define(element, slice).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    })?;
+    // The condition output: the body's own condition input, passed through.
+    {
+        let b = imp.g.body_mut(id);
+        let cond = ValueRef::new(b.inputs[1], 0);
+        b.outputs.insert(
+            0,
+            GraphOutput {
+                name: format!("{name}_cond_out"),
+                value: cond,
+            },
+        );
+    }
+    let mut ins = vec![Some(trips), None];
+    ins.extend(inputs.iter().map(|&v| Some(v)));
+    ins.extend(captured.iter().map(|(_, v)| Some(*v)));
+    let outputs = body.output.len();
+    let loop_name = imp.names.unique(&format!("{name}_loop"));
+    let op_loop = Op::Loop(LoopAttrs {
+        body: id,
+        carried: states,
+    });
+    let placeholder = TensorType::new(DType::F32, Shape::default());
+    let infos = (0..outputs)
+        .map(|k| TensorInfo {
+            name: imp.names.unique(&format!("{loop_name}:{k}")),
+            ty: placeholder.clone(),
+        })
+        .collect();
+    let mut node = Node::new(loop_name.clone(), op_loop, infos);
+    node.provenance = prov;
+    let loop_id = imp.g.add_node(node);
+    for (port, v) in ins.iter().enumerate() {
+        if let Some(v) = v {
+            imp.g.connect(*v, loop_id, port);
+        }
+    }
+    for (k, o) in n.output.iter().enumerate().take(outputs) {
+        if o.is_empty() {
+            continue;
+        }
+        let mut v = ValueRef::new(loop_id, k);
+        if k >= states {
+            let j = k - states;
+            if layout.out_reverse[j] == 1 {
+                let starts = int64s(imp, &format!("{o}_starts"), &[-1], vec![1])?;
+                let ends = int64s(imp, &format!("{o}_ends"), &[i64::MIN], vec![1])?;
+                let axes0 = int64s(imp, &format!("{o}_axes"), &[0], vec![1])?;
+                let steps = int64s(imp, &format!("{o}_steps"), &[-1], vec![1])?;
+                v = node_of(
+                    imp,
+                    &format!("{o}_reversed"),
+                    Op::Slice,
+                    &[v, starts, ends, axes0, steps],
+                );
+            }
+            let axis = layout.out_axes[j];
+            if axis != 0 {
+                temblor_infer::infer(&mut imp.g).map_err(|e| e.to_string())?;
+                let r = imp.g.value_type(v).shape.rank() as i64;
+                let a = axis.rem_euclid(r.max(1)) as usize;
+                let mut perm: Vec<usize> = (1..r as usize).collect();
+                perm.insert(a, 0);
+                v = node_of(imp, &format!("{o}_moved"), Op::Transpose { perm }, &[v]);
+            }
+        }
+        imp.define(o, v).map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// An ONNX If as an IR If: the condition, then the values either branch reads from the

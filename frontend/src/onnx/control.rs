@@ -261,18 +261,26 @@ fn scan(imp: &mut Importer, at: &Site) -> Result<(), String> {
     if m == 0 {
         return Err("num_scan_inputs is 0: a Scan needs a scan input for its trip count".into());
     }
-    let body = Body::new(imp, at, "body")?;
-    let k = body
-        .graph
-        .output
-        .len()
+    let outputs = Attrs(&at.n.attribute)
+        .get("body")
+        .and_then(|a| a.g.as_ref())
+        .map_or(0, |g| g.output.len());
+    let k = outputs
         .checked_sub(states)
         .ok_or_else(|| format!("the body has fewer outputs than the {states} states"))?;
-    let in_axes = per_value(&attrs, "scan_input_axes", m)?;
-    let in_reverse = per_value(&attrs, "scan_input_directions", m)?;
-    let out_axes = per_value(&attrs, "scan_output_axes", k)?;
-    let out_reverse = per_value(&attrs, "scan_output_directions", k)?;
-    let trips = scan_trips(imp, at.n, &inputs[states..], &in_axes)?;
+    let layout = super::bodies::ScanLayout {
+        states,
+        in_axes: per_value(&attrs, "scan_input_axes", m)?,
+        in_reverse: per_value(&attrs, "scan_input_directions", m)?,
+        out_axes: per_value(&attrs, "scan_output_axes", k)?,
+        out_reverse: per_value(&attrs, "scan_output_directions", k)?,
+    };
+    let Some(trips) = scan_trips(imp, at.n, &inputs[states..], &layout.in_axes)? else {
+        return super::bodies::run_time_scan(imp, at.n, at.name, at.prov.clone(), &inputs, &layout);
+    };
+    let body = Body::new(imp, at, "body")?;
+    let (in_axes, in_reverse) = (&layout.in_axes, &layout.in_reverse);
+    let (out_axes, out_reverse) = (&layout.out_axes, &layout.out_reverse);
 
     let mut state = inputs[..states].to_vec();
     let mut rows: Vec<Vec<ValueRef>> = vec![Vec::with_capacity(trips); k];
@@ -332,13 +340,14 @@ fn per_value(attrs: &Attrs, name: &str, count: usize) -> Result<Vec<i64>, String
 }
 
 /// The trip count of a Scan: the extent of its scan inputs along their scan axes, from declared
-/// types or, failing those, shape inference of the graph built so far.
+/// types or, failing those, shape inference of the graph built so far; `None` when it is known
+/// only at run time.
 fn scan_trips(
     imp: &mut Importer,
     n: &NodeProto,
     xs: &[ValueRef],
     axes: &[i64],
-) -> Result<usize, String> {
+) -> Result<Option<usize>, String> {
     let names = &n.input[n.input.len() - xs.len()..];
     let mut inferred = false;
     let mut trips: Option<(usize, &str)> = None;
@@ -371,19 +380,15 @@ fn scan_trips(
             _ => trips = Some((extent, x)),
         }
     }
-    let (trips, _) = trips.ok_or_else(|| {
-        format!(
-            "Scan over an axis whose extent is not known at import (scan inputs: {}): give the \
-             model's inputs static sizes (--input NAME:DIMS) so the loop can be unrolled",
-            names.join(", ")
-        )
-    })?;
+    let Some((trips, _)) = trips else {
+        return Ok(None);
+    };
     if trips > MAX_TRIPS {
         return Err(format!(
             "the Scan runs {trips} passes; unrolling stops at {MAX_TRIPS}"
         ));
     }
-    Ok(trips)
+    Ok(Some(trips))
 }
 
 /// If: imports the branch its constant condition takes; a condition decided at run time makes
