@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use temblor_frontend::onnx_proto::attribute_proto::AttributeType;
-use temblor_frontend::onnx_proto::{AttributeProto, TensorProto};
+use temblor_frontend::onnx_proto::{AttributeProto, GraphProto, TensorProto};
 use temblor_ir::{AttrValue, AutoPad, DeformConvAttrs};
 
 fn attr(name: &str, ty: AttributeType) -> AttributeProto {
@@ -17,6 +17,13 @@ pub(super) fn int(name: &str, v: i64) -> AttributeProto {
     AttributeProto {
         i: v,
         ..attr(name, AttributeType::Int)
+    }
+}
+
+pub(super) fn graph(name: &str, g: GraphProto) -> AttributeProto {
+    AttributeProto {
+        g: Some(g),
+        ..attr(name, AttributeType::Graph)
     }
 }
 

@@ -46,6 +46,24 @@ pub(super) struct Emitter {
 }
 
 impl Emitter {
+    /// An emitter for a subgraph (a Loop body, an If branch): its own nodes and constants, the
+    /// model's namespaces, which [`Emitter::absorb`] hands back.
+    pub fn nested(&mut self) -> Emitter {
+        Emitter {
+            values: std::mem::take(&mut self.values),
+            node_names: std::mem::take(&mut self.node_names),
+            ..Emitter::default()
+        }
+    }
+
+    /// Takes back the namespaces, domains and plugins of a [`Emitter::nested`] one.
+    pub fn absorb(&mut self, inner: Emitter) {
+        self.values = inner.values;
+        self.node_names = inner.node_names;
+        self.domains.extend(inner.domains);
+        self.plugins.extend(inner.plugins);
+    }
+
     /// A fresh value name derived from `base`.
     pub fn value(&mut self, base: &str) -> String {
         self.values.claim(base)

@@ -139,14 +139,42 @@ fn build<W: Write>(
     target: Target,
     ext: &mut ExternalData<W>,
 ) -> Result<(ModelProto, Summary)> {
-    let order = g
-        .topo_order()
-        .map_err(|n| Error::internal(format!("cycle through {}", g.describe(n))))?;
-    let mut em = Emitter::default();
-    let (names, identities) = name_values(g, &order, &mut em)?;
     if target == Target::OnnxRuntime {
         refuse_half_io(g)?;
     }
+    let mut em = Emitter::default();
+    let graph = graph_proto(g, target, ext, &mut em, &Scope::Model)?;
+    let summary = Summary {
+        nodes: graph.node.len(),
+        initializers: graph.initializer.len(),
+        plugins: em.plugins.iter().cloned().collect(),
+    };
+    let domains: Vec<String> = em.domains.into_iter().collect();
+    Ok((model::model(graph, &domains), summary))
+}
+
+/// Which graph [`graph_proto`] writes: the model's, whose inputs and outputs keep the package's
+/// names, or a body, whose inputs at the positions `captured` lists are values of the enclosing
+/// graph (ONNX bodies read those by name, not as inputs), by their names there.
+enum Scope<'a> {
+    Model,
+    Body { captured: &'a [(usize, String)] },
+}
+
+fn graph_proto<W: Write>(
+    g: &Graph,
+    target: Target,
+    ext: &mut ExternalData<W>,
+    em: &mut Emitter,
+    scope: &Scope,
+) -> Result<GraphProto> {
+    let order = g
+        .topo_order()
+        .map_err(|n| Error::internal(format!("cycle through {}", g.describe(n))))?;
+    let (names, identities) = match scope {
+        Scope::Model => name_values(g, &order, em)?,
+        Scope::Body { captured } => name_body_values(g, &order, em, captured),
+    };
     let io = |e: std::io::Error| Error::internal(format!("cannot write the ONNX weights: {e}"));
     let mut initializer = Vec::new();
     for &id in &order {
@@ -167,14 +195,17 @@ fn build<W: Write>(
                     )));
                 }
                 let name = &names[&ValueRef::new(id, 0)];
+                // Weight ids are a graph's own: only the model's may share external data.
+                let shared = matches!(scope, Scope::Model).then_some(weight);
                 let t = match (target, w.dtype) {
                     (Target::OnnxRuntime, DType::F16) => {
                         ext.initializer(name, None, &model::widen_half(w))
                     }
-                    _ => ext.initializer(name, Some(weight), w),
+                    _ => ext.initializer(name, shared, w),
                 };
                 initializer.push(t.map_err(io)?);
             }
+            Op::Loop(_) | Op::If { .. } => control_node(g, id, target, ext, em, &names)?,
             _ => {
                 let inputs = g.inputs_of(id);
                 let ports = 0..node.outputs.len();
@@ -209,16 +240,21 @@ fn build<W: Write>(
                     used: ports.map(|p| g.is_used(ValueRef::new(id, p))).collect(),
                     target,
                 };
-                ops::lower(&mut em, &cx).map_err(|e| {
+                ops::lower(em, &cx).map_err(|e| {
                     Error::bad_input(format!("cannot write {} as ONNX: {e}", g.describe(id)))
                 })?;
                 for ((w, out), _) in wide.iter().zip(&outs).zip(&rounded).filter(|(_, &r)| r) {
-                    round_half(&mut em, w, out);
+                    round_half(em, w, out);
                 }
             }
         }
     }
-    for (value, output) in identities {
+    let mut output_names: Vec<String> = g
+        .outputs
+        .iter()
+        .map(|o| names.get(&o.value).cloned().unwrap_or_default())
+        .collect();
+    for (k, value, output) in identities {
         em.node(
             "Identity",
             &output,
@@ -226,35 +262,124 @@ fn build<W: Write>(
             vec![output.clone()],
             vec![],
         );
+        output_names[k] = output;
     }
     for (name, w) in std::mem::take(&mut em.constants) {
         initializer.push(ext.initializer(&name, None, &w).map_err(io)?);
     }
+    let captured: &[(usize, String)] = match scope {
+        Scope::Model => &[],
+        Scope::Body { captured } => captured,
+    };
     let input = g
         .inputs
         .iter()
-        .map(|&id| model::value_info(&names[&ValueRef::new(id, 0)], &g.node(id).outputs[0].ty))
+        .enumerate()
+        .filter(|(k, _)| !captured.iter().any(|(c, _)| c == k))
+        .map(|(_, &id)| model::value_info(&names[&ValueRef::new(id, 0)], &g.node(id).outputs[0].ty))
         .collect();
     let output = g
         .outputs
         .iter()
-        .map(|o| model::value_info(&o.name, g.value_type(o.value)))
+        .zip(&output_names)
+        .map(|(o, name)| model::value_info(name, g.value_type(o.value)))
         .collect();
-    let summary = Summary {
-        nodes: em.nodes.len(),
-        initializers: initializer.len(),
-        plugins: em.plugins.into_iter().collect(),
-    };
-    let graph = GraphProto {
-        node: em.nodes,
+    Ok(GraphProto {
+        node: std::mem::take(&mut em.nodes),
         name: g.name.clone(),
         initializer,
         input,
         output,
         ..GraphProto::default()
+    })
+}
+
+/// A Loop or If: the ONNX node with its bodies as graph attributes. The IR's captured inputs
+/// are read by name inside the ONNX bodies, so the node lists only ONNX's own inputs.
+fn control_node<W: Write>(
+    g: &Graph,
+    id: NodeId,
+    target: Target,
+    ext: &mut ExternalData<W>,
+    em: &mut Emitter,
+    names: &HashMap<ValueRef, String>,
+) -> Result<()> {
+    let node = g.node(id);
+    let ins = g.inputs_of(id);
+    let name_of = |v: Option<ValueRef>| v.map_or(String::new(), |v| names[&v].clone());
+    let outs: Vec<String> = (0..node.outputs.len())
+        .map(|p| names[&ValueRef::new(id, p)].clone())
+        .collect();
+    let mut body = |b: temblor_ir::BodyId, first_captured: usize, em: &mut Emitter| {
+        let captured: Vec<(usize, String)> = ins
+            .iter()
+            .enumerate()
+            .skip(first_captured)
+            .map(|(port, v)| (port - first_captured + body_offset(node), name_of(*v)))
+            .collect();
+        let mut inner = em.nested();
+        let proto = graph_proto(
+            g.body(b),
+            target,
+            ext,
+            &mut inner,
+            &Scope::Body {
+                captured: &captured,
+            },
+        );
+        em.absorb(inner);
+        proto
     };
-    let domains: Vec<String> = em.domains.into_iter().collect();
-    Ok((model::model(graph, &domains), summary))
+    match &node.op {
+        Op::Loop(a) => {
+            let graph = body(a.body, 2 + a.carried, em)?;
+            let inputs = ins
+                .iter()
+                .take(2 + a.carried)
+                .map(|v| name_of(*v))
+                .collect();
+            em.node(
+                "Loop",
+                &node.name,
+                inputs,
+                outs,
+                vec![attrs::graph("body", graph)],
+            );
+        }
+        Op::If {
+            then_branch,
+            else_branch,
+        } => {
+            let then = body(*then_branch, 1, em)?;
+            let otherwise = body(*else_branch, 1, em)?;
+            em.node(
+                "If",
+                &node.name,
+                vec![name_of(ins.first().copied().flatten())],
+                outs,
+                vec![
+                    attrs::graph("then_branch", then),
+                    attrs::graph("else_branch", otherwise),
+                ],
+            );
+        }
+        _ => {
+            return Err(Error::internal(format!(
+                "{} is not control flow",
+                g.describe(id)
+            )))
+        }
+    }
+    Ok(())
+}
+
+/// Where a control-flow node's captured inputs start among its bodies' inputs: after the
+/// iteration, the condition and the carried values of a Loop; at 0 for an If's branches.
+fn body_offset(node: &temblor_ir::Node) -> usize {
+    match &node.op {
+        Op::Loop(a) => 2 + a.carried,
+        _ => 0,
+    }
 }
 
 /// `out = float32(float16(wide))`: two explicit Casts, which onnxruntime keeps (it drops only
@@ -296,15 +421,17 @@ fn refuse_half_io(g: &Graph) -> Result<()> {
     }
 }
 
+/// Graph outputs written through an Identity: (output position, value, output name).
+type Identities = Vec<(usize, ValueRef, String)>;
+
 /// ONNX names of every value: graph inputs and outputs keep the package's names; other values
 /// their tensor names, made unique. A graph output that is a graph input, a constant, or a value
-/// another output already names is written through an Identity (returned as (value, output)).
-#[allow(clippy::type_complexity)]
+/// another output already names is written through an Identity.
 fn name_values(
     g: &Graph,
     order: &[NodeId],
     em: &mut Emitter,
-) -> Result<(HashMap<ValueRef, String>, Vec<(ValueRef, String)>)> {
+) -> Result<(HashMap<ValueRef, String>, Identities)> {
     let mut names = HashMap::new();
     let duplicate = |what: &str| {
         Error::bad_input(format!(
@@ -320,14 +447,14 @@ fn name_values(
         names.insert(ValueRef::new(id, 0), name.clone());
     }
     let mut identities = Vec::new();
-    for o in &g.outputs {
+    for (k, o) in g.outputs.iter().enumerate() {
         if !em.values.reserve(&o.name) {
             return Err(duplicate(&o.name));
         }
         if g.node(o.value.node).op.is_layer() && !names.contains_key(&o.value) {
             names.insert(o.value, o.name.clone());
         } else {
-            identities.push((o.value, o.name.clone()));
+            identities.push((k, o.value, o.name.clone()));
         }
     }
     for &id in order {
@@ -339,4 +466,38 @@ fn name_values(
         }
     }
     Ok((names, identities))
+}
+
+/// ONNX names of a body's values, unique across the model: captured inputs take the enclosing
+/// value's name, every other value a fresh one. A body output that is an input, a constant or
+/// an earlier output's value goes through an Identity, so each output is a value of its own.
+fn name_body_values(
+    g: &Graph,
+    order: &[NodeId],
+    em: &mut Emitter,
+    captured: &[(usize, String)],
+) -> (HashMap<ValueRef, String>, Identities) {
+    let mut names = HashMap::new();
+    for (k, &id) in g.inputs.iter().enumerate() {
+        let name = match captured.iter().find(|(c, _)| *c == k) {
+            Some((_, outer)) => outer.clone(),
+            None => em.values.claim(&g.node(id).outputs[0].name),
+        };
+        names.insert(ValueRef::new(id, 0), name);
+    }
+    for &id in order {
+        for (port, info) in g.node(id).outputs.iter().enumerate() {
+            names
+                .entry(ValueRef::new(id, port))
+                .or_insert_with(|| em.values.claim(&info.name));
+        }
+    }
+    let mut identities = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (k, o) in g.outputs.iter().enumerate() {
+        if !g.node(o.value.node).op.is_layer() || !seen.insert(o.value) {
+            identities.push((k, o.value, em.values.claim(&o.name)));
+        }
+    }
+    (names, identities)
 }

@@ -197,11 +197,9 @@ pub(super) fn lower(em: &mut Emitter, cx: &Lower) -> Result<(), String> {
             ))
         }
         Op::Opaque { op_type, .. } => return Err(format!("{op_type} is an op temblor cannot map")),
+        // Written with their bodies by the graph writer (lib.rs), which holds the bodies.
         Op::Loop(_) | Op::If { .. } => {
-            return Err(format!(
-                "{} with a body decided at run time has no ONNX export in temblor yet",
-                cx.node.op.name()
-            ))
+            return Err(format!("{} is written with its bodies", cx.node.op.name()))
         }
     }
     Ok(())

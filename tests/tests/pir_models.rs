@@ -209,7 +209,7 @@ fn pir_native_detector_matches_paddle() {
 /// A loop whose trip count is an input and an if on a value of the data (dy2static code, as
 /// `paddle.jit.save` writes it): one package, a Loop and an If in it rather than an unrolling,
 /// runs the directory's case (steps = 3) and `steps5/` (steps = 5) as Paddle does, the list
-/// the loop appends to included.
+/// the loop appends to included; so does its compile.ort.onnx in onnxruntime.
 #[test]
 fn pir_control_flow_decided_at_run_time_runs_from_one_package() {
     let model = kit("native_control_flow");
@@ -227,5 +227,16 @@ fn pir_control_flow_decided_at_run_time_runs_from_one_package() {
         }
         let (shape, _) = temblor_tests::read_numbers(&out.path().join("fetch_name_1.npy"));
         assert_eq!(shape, [steps, 8], "one row per iteration");
+        // The exported ONNX keeps the Loop and the If, with their bodies as subgraphs:
+        // onnxruntime runs it to Paddle's outputs.
+        let ort = tempfile::tempdir().unwrap();
+        let inputs = [
+            ("image", case.join("input_image.npy")),
+            ("steps", case.join("input_steps.npy")),
+        ];
+        temblor_tests::ort_reference(&pkg.join("compile.ort.onnx"), &inputs, ort.path());
+        for (theirs, ours) in refs(&case, ort.path()) {
+            assert_within(&ours, &theirs, 1e-5);
+        }
     }
 }

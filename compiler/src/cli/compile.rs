@@ -197,11 +197,6 @@ pub fn compile(args: &CompileArgs) -> Result<()> {
             "warning: compile.onnx and compile.ort.onnx not written: the model has no parameter \
              values"
         );
-    } else if !compiled.compile.bodies.is_empty() {
-        eprintln!(
-            "warning: compile.onnx and compile.ort.onnx not written: the graph has a Loop or If \
-             decided at run time, which the ONNX export does not write yet"
-        );
     } else {
         temblor_export::write(&compiled.compile, dir, Target::TensorRt)?;
         if let Err(e) = temblor_export::write(&compiled.compile, dir, Target::OnnxRuntime) {
