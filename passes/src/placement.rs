@@ -20,4 +20,9 @@ pub fn place(g: &mut Graph) {
             partition,
         });
     }
+    // The precision search looks at the model's graph only: layers in loop and branch bodies
+    // stay fp32.
+    for body in &mut g.bodies {
+        place(body);
+    }
 }

@@ -1,5 +1,5 @@
 use std::path::PathBuf;
-use temblor_ir::{Error, Op, Result};
+use temblor_ir::{Error, Graph, Op, Result};
 use temblor_pipeline::report;
 use temblor_visualize::{render, View};
 
@@ -42,13 +42,8 @@ pub fn inspect(args: &InspectArgs) -> Result<()> {
     for (op, n) in g.op_counts() {
         println!("  {op}: {n}");
     }
-    let params: usize = g
-        .node_ids()
-        .filter_map(|id| match g.node(id).op {
-            Op::Constant { weight } => g.weights.get(weight).map(|w| w.element_count()),
-            _ => None,
-        })
-        .sum();
+    print_bodies(&g, 1);
+    let params = parameters(&g);
     println!("parameters: {params}");
     if let Err(e) = temblor_ir::check_supported(&g) {
         println!("not compilable: {e}");
@@ -62,4 +57,35 @@ pub fn inspect(args: &InspectArgs) -> Result<()> {
         println!("parse view: {}", path.display());
     }
     Ok(())
+}
+
+/// The layers of each loop and branch body, nested bodies indented under theirs.
+fn print_bodies(g: &Graph, depth: usize) {
+    let pad = "  ".repeat(depth);
+    for body in &g.bodies {
+        let counts: Vec<String> = body
+            .op_counts()
+            .into_iter()
+            .map(|(op, n)| format!("{op} {n}"))
+            .collect();
+        println!(
+            "{pad}body {}: {} layers ({})",
+            body.name,
+            body.layer_count(),
+            counts.join(", ")
+        );
+        print_bodies(body, depth + 1);
+    }
+}
+
+/// The elements of every constant, in the model's graph and in its bodies.
+fn parameters(g: &Graph) -> usize {
+    let own: usize = g
+        .node_ids()
+        .filter_map(|id| match g.node(id).op {
+            Op::Constant { weight } => g.weights.get(weight).map(|w| w.element_count()),
+            _ => None,
+        })
+        .sum();
+    own + g.bodies.iter().map(parameters).sum::<usize>()
 }
