@@ -28,6 +28,8 @@ const SCAN_CASES: &[&str] = &[
     "test_scan9_multi_state",
     "test_scan9_scalar",
     "test_scan9_sum",
+    // Opset 8: a batch axis the body does not see, scanned image by image.
+    "test_scan_sum",
 ];
 
 /// Runs each case as imported and through every later stage; all must pass.

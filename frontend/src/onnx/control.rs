@@ -87,14 +87,14 @@ impl Site<'_> {
         Ok(ValueRef::new(id, 0))
     }
 
-    /// Stacks `parts` along a new `axis` into the value the ONNX output `output` names.
+    /// Stacks `parts` along a new `axis`; the value is named after `output`.
     fn stack(
         &self,
         imp: &mut Importer,
         parts: &[ValueRef],
         axis: i64,
         output: &str,
-    ) -> Result<(), String> {
+    ) -> Result<ValueRef, String> {
         if parts.is_empty() {
             return Err(format!(
                 "scan output '{output}' would be empty: the loop runs no passes"
@@ -109,17 +109,19 @@ impl Site<'_> {
         for &p in parts {
             rows.push(self.add(imp, &format!("{output}_row"), Op::Unsqueeze, &[p, axes])?);
         }
-        let rows: Vec<Option<ValueRef>> = rows.into_iter().map(Some).collect();
+        // The value is named after the output but not defined as it: the caller binds it.
         let name = imp.names.unique(output);
-        imp.add_node(
+        let rows: Vec<Option<ValueRef>> = rows.into_iter().map(Some).collect();
+        let id = imp.add_node(
             self.n,
             name,
             self.prov.clone(),
             Op::Concat { axis },
             &rows,
-            &[output],
+            &[""],
         )?;
-        Ok(())
+        imp.g.node_mut(id).outputs[0].name = output.to_string();
+        Ok(ValueRef::new(id, 0))
     }
 
     /// Binds the node's outputs, in order, to `values` (an empty name is an unused output).
@@ -242,46 +244,168 @@ fn required_inputs(imp: &Importer, n: &NodeProto) -> Result<Vec<ValueRef>, Strin
 }
 
 fn scan(imp: &mut Importer, at: &Site) -> Result<(), String> {
-    if imp.opset < 9 {
-        return Err(
-            "Scan of opset 8 (a batch axis and sequence_lens) is not supported; export at \
-             opset 9 or later"
-                .into(),
-        );
-    }
     let attrs = Attrs(&at.n.attribute);
-    let inputs = required_inputs(imp, at.n)?;
     let m = attrs.usize("num_scan_inputs", 0)?;
+    if m == 0 {
+        return Err("num_scan_inputs is 0: a Scan needs a scan input for its trip count".into());
+    }
+    let outputs = attrs
+        .get("body")
+        .and_then(|a| a.g.as_ref())
+        .map_or(0, |g| g.output.len());
+    if imp.opset < 9 {
+        return scan8(imp, at, m, outputs);
+    }
+    let inputs = required_inputs(imp, at.n)?;
     let states = inputs.len().checked_sub(m).ok_or_else(|| {
         format!(
             "num_scan_inputs is {m} but the node has {} inputs",
             inputs.len()
         )
     })?;
-    if m == 0 {
-        return Err("num_scan_inputs is 0: a Scan needs a scan input for its trip count".into());
-    }
-    let outputs = Attrs(&at.n.attribute)
-        .get("body")
-        .and_then(|a| a.g.as_ref())
-        .map_or(0, |g| g.output.len());
-    let k = outputs
-        .checked_sub(states)
-        .ok_or_else(|| format!("the body has fewer outputs than the {states} states"))?;
-    let layout = super::bodies::ScanLayout {
-        states,
-        in_axes: per_value(&attrs, "scan_input_axes", m)?,
-        in_reverse: per_value(&attrs, "scan_input_directions", m)?,
-        out_axes: per_value(&attrs, "scan_output_axes", k)?,
-        out_reverse: per_value(&attrs, "scan_output_directions", k)?,
-    };
+    let layout = scan_layout(&attrs, "scan_input_directions", states, m, outputs)?;
     let Some(trips) = scan_trips(imp, at.n, &inputs[states..], &layout.in_axes)? else {
         return super::bodies::run_time_scan(imp, at.n, at.name, at.prov.clone(), &inputs, &layout);
     };
-    let body = Body::new(imp, at, "body")?;
+    let (state, stacked) = scan_passes(imp, at, &inputs, &layout, trips, "")?;
+    at.bind(imp, &state)?;
+    for (j, v) in stacked.into_iter().enumerate() {
+        if let Some(output) = at.n.output.get(states + j).filter(|o| !o.is_empty()) {
+            imp.define(output, v).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+fn scan_layout(
+    attrs: &Attrs,
+    directions: &str,
+    states: usize,
+    m: usize,
+    outputs: usize,
+) -> Result<super::bodies::ScanLayout, String> {
+    let k = outputs
+        .checked_sub(states)
+        .ok_or_else(|| format!("the body has fewer outputs than the {states} states"))?;
+    Ok(super::bodies::ScanLayout {
+        states,
+        in_axes: per_value(attrs, "scan_input_axes", m)?,
+        in_reverse: per_value(attrs, directions, m)?,
+        out_axes: per_value(attrs, "scan_output_axes", k)?,
+        out_reverse: per_value(attrs, "scan_output_directions", k)?,
+    })
+}
+
+/// Scan of opset 8: every input has a leading batch axis (and scan inputs their sequence axis
+/// after it), which the body does not see. Each image of a batch of static size is scanned on
+/// its own (as opset 9 would) and the results stacked back on the batch axis. Sequences of
+/// different lengths (`sequence_lens`) are refused.
+fn scan8(imp: &mut Importer, at: &Site, m: usize, outputs: usize) -> Result<(), String> {
+    let all = imp.node_inputs(at.n)?;
+    if all.first().copied().flatten().is_some() {
+        return Err(
+            "Scan of opset 8 with sequence_lens (sequences of different lengths) is not \
+             supported"
+                .into(),
+        );
+    }
+    let inputs: Vec<ValueRef> = all
+        .iter()
+        .skip(1)
+        .enumerate()
+        .map(|(i, v)| v.ok_or_else(|| format!("input {} is omitted", i + 1)))
+        .collect::<Result<_, _>>()?;
+    let states = inputs.len().checked_sub(m).ok_or_else(|| {
+        format!(
+            "num_scan_inputs is {m} but the node has {} inputs after sequence_lens",
+            inputs.len()
+        )
+    })?;
+    let attrs = Attrs(&at.n.attribute);
+    let layout = scan_layout(&attrs, "directions", states, m, outputs)?;
+    temblor_infer::infer(&mut imp.g).map_err(|e| e.to_string())?;
+    let batch = match imp.g.value_type(inputs[0]).shape.dims().first() {
+        Some(Dim::Known(b)) => *b,
+        _ => {
+            return Err(
+                "Scan of opset 8 over a batch whose size is not known at import; give the \
+                 inputs static sizes (--input NAME:DIMS)"
+                    .into(),
+            )
+        }
+    };
+    let seq = match imp.g.value_type(inputs[states]).shape.dims().get(1) {
+        Some(Dim::Known(t)) => *t,
+        _ => {
+            return Err(
+                "Scan of opset 8 over a sequence whose length is not known at import".into(),
+            )
+        }
+    };
+    let mut per_image: Vec<(Vec<ValueRef>, Vec<ValueRef>)> = Vec::with_capacity(batch);
+    for b in 0..batch {
+        let index = at.constant(
+            imp,
+            &format!("{}_image{b}", at.name),
+            Weight::from_i64(vec![], &[b as i64]),
+        )?;
+        let mut sliced = Vec::with_capacity(inputs.len());
+        for (j, &x) in inputs.iter().enumerate() {
+            let gather = Op::Gather { axis: 0 };
+            sliced.push(at.add(
+                imp,
+                &format!("{}_image{b}_in{j}", at.name),
+                gather,
+                &[x, index],
+            )?);
+        }
+        per_image.push(scan_passes(
+            imp,
+            at,
+            &sliced,
+            &layout,
+            seq,
+            &format!("image{b}/"),
+        )?);
+    }
+    let names: Vec<String> = (0..outputs)
+        .map(|k| at.n.output.get(k).cloned().unwrap_or_default())
+        .collect();
+    for (k, output) in names.iter().enumerate() {
+        if output.is_empty() {
+            continue;
+        }
+        let parts: Vec<ValueRef> = per_image
+            .iter()
+            .map(|(state, stacked)| {
+                if k < states {
+                    state[k]
+                } else {
+                    stacked[k - states]
+                }
+            })
+            .collect();
+        let v = at.stack(imp, &parts, 0, output)?;
+        imp.define(output, v).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// A Scan's `trips` passes unrolled over `inputs` (the states, then the scan inputs): the last
+/// states and each scan output stacked, reversed and placed as the layout says.
+fn scan_passes(
+    imp: &mut Importer,
+    at: &Site,
+    inputs: &[ValueRef],
+    layout: &super::bodies::ScanLayout,
+    trips: usize,
+    prefix: &str,
+) -> Result<(Vec<ValueRef>, Vec<ValueRef>), String> {
+    let states = layout.states;
     let (in_axes, in_reverse) = (&layout.in_axes, &layout.in_reverse);
     let (out_axes, out_reverse) = (&layout.out_axes, &layout.out_reverse);
-
+    let body = Body::new(imp, at, "body")?;
+    let k = out_axes.len();
     let mut state = inputs[..states].to_vec();
     let mut rows: Vec<Vec<ValueRef>> = vec![Vec::with_capacity(trips); k];
     let mut indices: HashMap<usize, ValueRef> = HashMap::new();
@@ -301,25 +425,33 @@ fn scan(imp: &mut Importer, at: &Site) -> Result<(), String> {
                 }
             };
             let gather = Op::Gather { axis: in_axes[j] };
-            bound.push(at.add(imp, &format!("{}_{t}_in{j}", at.name), gather, &[x, index])?);
+            bound.push(at.add(
+                imp,
+                &format!("{}_{prefix}{t}_in{j}", at.name),
+                gather,
+                &[x, index],
+            )?);
         }
-        let outs = body.pass(imp, &format!("{}/{t}/", at.name), &bound)?;
+        let outs = body.pass(imp, &format!("{}/{prefix}{t}/", at.name), &bound)?;
         state = outs[..states].to_vec();
         for (row, &y) in rows.iter_mut().zip(&outs[states..]) {
             row.push(y);
         }
     }
-    at.bind(imp, &state)?;
+    let mut stacked = Vec::with_capacity(k);
     for (j, mut parts) in rows.into_iter().enumerate() {
-        let Some(output) = at.n.output.get(states + j).filter(|o| !o.is_empty()) else {
-            continue;
-        };
+        let base =
+            at.n.output
+                .get(states + j)
+                .filter(|o| !o.is_empty())
+                .cloned()
+                .unwrap_or_else(|| format!("{}_scan{j}", at.name));
         if out_reverse[j] == 1 {
             parts.reverse();
         }
-        at.stack(imp, &parts, out_axes[j], output)?;
+        stacked.push(at.stack(imp, &parts, out_axes[j], &format!("{prefix}{base}"))?);
     }
-    Ok(())
+    Ok((state, stacked))
 }
 
 /// A per-scan-value attribute: `count` entries, zeros when absent. Directions must be 0 or 1.
@@ -491,7 +623,8 @@ fn repeat(imp: &mut Importer, at: &Site) -> Result<(), String> {
     at.bind(imp, &carried)?;
     for (j, parts) in rows.into_iter().enumerate() {
         if let Some(output) = at.n.output.get(states + j).filter(|o| !o.is_empty()) {
-            at.stack(imp, &parts, 0, output)?;
+            let v = at.stack(imp, &parts, 0, output)?;
+            imp.define(output, v).map_err(|e| e.to_string())?;
         }
     }
     Ok(())
