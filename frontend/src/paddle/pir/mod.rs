@@ -5,6 +5,7 @@
 //! (translate.rs, rules.rs), and that goes through the same importer as a `.pdmodel`.
 
 mod json;
+mod legacy;
 mod rules;
 mod translate;
 
