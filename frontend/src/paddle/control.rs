@@ -1,4 +1,5 @@
-//! Control flow: `while` loops and the tensor arrays they fill. A loop is unrolled at import
+//! Control flow: `while` loops and the tensor arrays they fill, and Paddle 2's
+//! `conditional_block` / `select_input`. A loop is unrolled at import
 //! while its condition is known: it is evaluated at compile time (`temblor_infer::evaluate`)
 //! before each pass through the sub-block, whose ops then write into the enclosing scope as
 //! Paddle's own executor does. The loops PaddleDetection exports iterate over the images of a
@@ -17,6 +18,7 @@ pub(super) const FAMILY: Family = Family {
         "read_from_array",
         "lod_array_length",
         "tensor_array_to_tensor",
+        "select_input",
     ],
     map,
 };
@@ -129,6 +131,28 @@ fn map(c: &mut Ctx) -> Res {
             };
             c.bind("Out", v)
         }
+        "select_input" => {
+            // Paddle 2's dy2static if/else: two conditional_blocks, then this picks the
+            // output of the one that ran, X[Mask]; only the taken one was imported.
+            let mask = c.input("Mask")?;
+            let t = c
+                .imp
+                .static_value(mask)?
+                .ok_or("the select_input mask depends on run-time values; not supported")?;
+            let at = match t.data {
+                temblor_runtime::TensorData::I32(ref v) if v.len() == 1 => v[0] as i64,
+                temblor_runtime::TensorData::I64(ref v) if v.len() == 1 => v[0],
+                temblor_runtime::TensorData::Bool(ref v) if v.len() == 1 => v[0] as i64,
+                _ => return Err("the select_input mask is not one integer".into()),
+            };
+            let names = args(c.op, "X", false);
+            let var = usize::try_from(at)
+                .ok()
+                .and_then(|k| names.get(k))
+                .ok_or_else(|| format!("mask {at} picks none of {} inputs", names.len()))?;
+            let v = c.imp.value(var)?;
+            c.bind("Out", v)
+        }
         _ => array_to_tensor(c),
     }
 }
@@ -217,6 +241,35 @@ fn array_to_tensor(c: &mut Ctx) -> Res {
     c.bind("Out", out)
 }
 
+/// Paddle 2's `conditional_block`: its sub-block runs when the condition holds (a scalar
+/// condition, `is_scalar_condition`, or else every condition tensor non-empty). A condition
+/// known at import imports the sub-block or nothing; one that depends on the data is refused
+/// (dy2static pairs two of these with a `select_input`, which `pd_op.if` replaced in Paddle 3).
+pub(super) fn conditional_block(imp: &mut Importer, op: &OpDesc) -> Result<(), Failure> {
+    let attrs = Attrs(&op.attrs);
+    let block = attrs.block("sub_block")?;
+    let scalar = attrs.bool_or("is_scalar_condition", false)?;
+    let mut run = true;
+    for var in args(op, "Cond", false) {
+        let v = imp.value(&var)?;
+        let t = imp.static_value(v)?.ok_or_else(|| {
+            format!(
+                "the condition '{var}' depends on run-time values; a conditional_block is only \
+                 supported with a condition known at import"
+            )
+        })?;
+        run &= match (scalar, &t.data) {
+            (true, temblor_runtime::TensorData::Bool(b)) if b.len() == 1 => b[0],
+            (true, _) => return Err(format!("the condition '{var}' is not one boolean").into()),
+            (false, _) => !t.is_empty(),
+        };
+    }
+    if run {
+        imp.block(block).map_err(Failure::Err)?;
+    }
+    Ok(())
+}
+
 pub(super) fn unroll(imp: &mut Importer, op: &OpDesc) -> Result<(), Failure> {
     let attrs = Attrs(&op.attrs);
     let block = attrs.block("sub_block")?;
@@ -255,4 +308,192 @@ pub(super) fn unroll(imp: &mut Importer, op: &OpDesc) -> Result<(), Failure> {
         imp.block(block).map_err(Failure::Err)?;
     }
     Err(format!("the loop ran {MAX_TRIPS} times without its condition turning false").into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::files::{Files, Params};
+    use super::super::proto::{
+        op_desc::{Attr, Var},
+        var_type::{LoDTensorDesc, TensorDesc, Type as VarKind},
+        AttrType, BlockDesc, OpDesc, ProgramDesc, VarDesc, VarType,
+    };
+
+    fn var(name: &str, dtype: VarKind, dims: &[i64]) -> VarDesc {
+        VarDesc {
+            name: name.into(),
+            r#type: VarType {
+                r#type: VarKind::LodTensor as i32,
+                lod_tensor: Some(LoDTensorDesc {
+                    tensor: TensorDesc {
+                        data_type: dtype as i32,
+                        dims: dims.to_vec(),
+                    },
+                    lod_level: Some(0),
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn op(
+        kind: &str,
+        ins: &[(&str, &[&str])],
+        outs: &[(&str, &[&str])],
+        attrs: Vec<Attr>,
+    ) -> OpDesc {
+        let vars = |list: &[(&str, &[&str])]| {
+            list.iter()
+                .map(|(p, args)| Var {
+                    parameter: p.to_string(),
+                    arguments: args.iter().map(|a| a.to_string()).collect(),
+                })
+                .collect()
+        };
+        OpDesc {
+            r#type: kind.into(),
+            inputs: vars(ins),
+            outputs: vars(outs),
+            attrs,
+            is_target: None,
+        }
+    }
+
+    fn attr(name: &str, kind: AttrType, set: impl FnOnce(&mut Attr)) -> Attr {
+        let mut a = Attr {
+            name: name.into(),
+            r#type: kind as i32,
+            ..Default::default()
+        };
+        set(&mut a);
+        a
+    }
+
+    /// Paddle 2's dy2static if/else: `conditional_block` for each branch, `select_input` to
+    /// pick the result. With the condition a constant `value`, only the taken branch imports.
+    fn if_else(value: f32) -> ProgramDesc {
+        let block = |idx: i32, ops: Vec<OpDesc>| BlockDesc {
+            idx,
+            parent_idx: if idx == 0 { -1 } else { 0 },
+            ops,
+            ..Default::default()
+        };
+        let sub = |b: i32| attr("sub_block", AttrType::Block, |a| a.block_idx = Some(b));
+        let scalar = || {
+            attr("is_scalar_condition", AttrType::Boolean, |a| {
+                a.b = Some(true)
+            })
+        };
+        let main = vec![
+            op(
+                "feed",
+                &[("X", &["feed"])],
+                &[("Out", &["x"])],
+                vec![attr("col", AttrType::Int, |a| a.i = Some(0))],
+            ),
+            op(
+                "fill_constant",
+                &[],
+                &[("Out", &["cond"])],
+                vec![
+                    attr("dtype", AttrType::Int, |a| a.i = Some(VarKind::Bool as i32)),
+                    attr("shape", AttrType::Longs, |a| a.longs = vec![1]),
+                    attr("value", AttrType::Float, |a| a.f = Some(value)),
+                ],
+            ),
+            op(
+                "conditional_block",
+                &[("Cond", &["cond"]), ("Input", &["x"])],
+                &[("Out", &["y_true"])],
+                vec![sub(1), scalar()],
+            ),
+            op(
+                "logical_not",
+                &[("X", &["cond"])],
+                &[("Out", &["not_cond"])],
+                vec![],
+            ),
+            op(
+                "conditional_block",
+                &[("Cond", &["not_cond"]), ("Input", &["x"])],
+                &[("Out", &["y_false"])],
+                vec![sub(2), scalar()],
+            ),
+            op(
+                "cast",
+                &[("X", &["cond"])],
+                &[("Out", &["mask"])],
+                vec![attr("out_dtype", AttrType::Int, |a| {
+                    a.i = Some(VarKind::Int32 as i32)
+                })],
+            ),
+            op(
+                "select_input",
+                &[("X", &["y_false", "y_true"]), ("Mask", &["mask"])],
+                &[("Out", &["out"])],
+                vec![],
+            ),
+            op(
+                "fetch",
+                &[("X", &["out"])],
+                &[("Out", &["fetch"])],
+                vec![attr("col", AttrType::Int, |a| a.i = Some(0))],
+            ),
+        ];
+        let mut b0 = block(0, main);
+        b0.vars = vec![
+            var("x", VarKind::Fp32, &[1, 4]),
+            var("cond", VarKind::Bool, &[1]),
+            var("not_cond", VarKind::Bool, &[1]),
+            var("mask", VarKind::Int32, &[1]),
+            var("y_true", VarKind::Fp32, &[1, 4]),
+            var("y_false", VarKind::Fp32, &[1, 4]),
+            var("out", VarKind::Fp32, &[1, 4]),
+        ];
+        ProgramDesc {
+            blocks: vec![
+                b0,
+                block(
+                    1,
+                    vec![op(
+                        "relu",
+                        &[("X", &["x"])],
+                        &[("Out", &["y_true"])],
+                        vec![],
+                    )],
+                ),
+                block(
+                    2,
+                    vec![op(
+                        "tanh",
+                        &[("X", &["x"])],
+                        &[("Out", &["y_false"])],
+                        vec![],
+                    )],
+                ),
+            ],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_static_if_else_imports_the_taken_branch_and_its_result() {
+        let files = Files {
+            program: "if_else.pdmodel".into(),
+            params: Params::Missing,
+        };
+        for (value, taken, other) in [(1.0, "Relu", "Tanh"), (0.0, "Tanh", "Relu")] {
+            let g = super::super::import(&if_else(value), &files, &[]).unwrap();
+            let counts = g.op_counts();
+            assert!(counts.iter().any(|(op, _)| op == taken), "{counts:?}");
+            assert!(!counts.iter().any(|(op, _)| op == other), "{counts:?}");
+            let out = g.outputs[0].value;
+            assert_eq!(
+                g.node(out.node).op.name(),
+                taken,
+                "select_input picks the branch that ran"
+            );
+        }
+    }
 }

@@ -270,6 +270,7 @@ impl<'p> Importer<'p> {
                 "feed" => self.feed(op),
                 "fetch" => self.fetch(op),
                 "while" => control::unroll(self, op),
+                "conditional_block" => control::conditional_block(self, op),
                 pir::IF_ELSE => bodies::if_else(self, op),
                 t if !ops::supported(t) => ops::opaque(
                     &mut ctx::Ctx::new(self, op),

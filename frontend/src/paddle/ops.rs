@@ -17,7 +17,13 @@ const FAMILIES: [&Family; 7] = [
 ];
 
 /// Ops the importer handles itself rather than mapping: graph inputs, outputs and loops.
-const STRUCTURAL: [&str; 4] = ["feed", "fetch", "while", super::pir::IF_ELSE];
+const STRUCTURAL: [&str; 5] = [
+    "feed",
+    "fetch",
+    "while",
+    "conditional_block",
+    super::pir::IF_ELSE,
+];
 
 fn family(op_type: &str) -> Option<&'static Family> {
     FAMILIES.into_iter().find(|f| f.ops.contains(&op_type))
