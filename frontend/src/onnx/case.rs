@@ -39,6 +39,20 @@ pub(crate) fn load_case(dir: &Path, data_set: &str, binding: Binding) -> Result<
     let model = read::model(&path, &file)?;
     let opset = read::default_opset(&model, &file)?;
     let mut proto = nonempty_graph(&model, &file)?.clone();
+    // The data files of a sequence or optional value are not TensorProtos; read as one they
+    // would give nonsense, so such a case is refused by what it holds.
+    if let Some(vi) = proto
+        .input
+        .iter()
+        .chain(&proto.output)
+        .find(|vi| vi.r#type.as_ref().and_then(|t| t.value.as_ref()).is_none())
+    {
+        return Err(Error::bad_input(format!(
+            "{file}: graph value '{}' is not a tensor (a sequence, map or optional value); \
+             temblor's IR holds tensors only",
+            vi.name
+        )));
+    }
     let data = dir.join(data_set);
     let read_all = |prefix: &str| -> Result<Vec<TensorProto>> {
         let mut out = Vec::new();
