@@ -16,12 +16,12 @@
 mod attrs;
 mod emit;
 mod fused;
+mod library;
 mod lower;
 mod model;
 mod ops;
-mod plugins;
 
-pub use plugins::{plugin, Plugin};
+pub use library::{plugin, Plugin};
 
 use emit::Emitter;
 use lower::Lower;
@@ -121,9 +121,9 @@ pub fn trtexec_command(dir: &Path) -> String {
     let imports_plugins = std::fs::read(&onnx)
         .ok()
         .and_then(|b| ModelProto::decode(&b[..]).ok())
-        .is_none_or(|m| m.opset_import.iter().any(|o| o.domain == plugins::DOMAIN));
+        .is_none_or(|m| m.opset_import.iter().any(|o| o.domain == library::DOMAIN));
     if imports_plugins {
-        cmd.push_str(&format!(" --staticPlugins={}", plugins::LIBRARY));
+        cmd.push_str(&format!(" --staticPlugins={}", library::LIBRARY));
     }
     cmd
 }

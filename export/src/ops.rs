@@ -6,7 +6,7 @@ use super::attrs::{deform_conv, flag, float, int, ints, padding, sizes, string, 
 use super::emit::Emitter;
 use super::lower::Lower;
 use super::model::dtype_code;
-use super::{fused, plugins};
+use super::{fused, library};
 use temblor_frontend::onnx_proto::AttributeProto;
 use temblor_ir::{
     BinaryOp, ConvTransposeAttrs, GridSampleMode, GridSamplePadding, Op, PadMode, PoolAttrs,
@@ -190,7 +190,7 @@ pub(super) fn lower(em: &mut Emitter, cx: &Lower) -> Result<(), String> {
         ),
         Op::QuantizeLinear { axis, .. } => cx.same(em, "QuantizeLinear", vec![int("axis", *axis)]),
         Op::DequantizeLinear { axis } => cx.same(em, "DequantizeLinear", vec![int("axis", *axis)]),
-        Op::Lib(op) => plugins::lower(em, cx, op)?,
+        Op::Lib(op) => library::lower(em, cx, op)?,
         Op::Custom { domain, name, .. } => {
             return Err(format!(
                 "op '{name}' of domain '{domain}' is not an ops_lib operator and has no ONNX form"

@@ -58,7 +58,12 @@ pub fn assert_dense(ours: &Path, theirs: &Path) {
 /// and (Mask R-CNN) masks pixel by pixel for detections that sit at the same position.
 pub fn assert_detector(model: &Path, case: &Path) {
     let out = run_case(model, case);
-    let pairs = refs(case, out.path());
+    assert_detector_outputs(out.path(), case);
+}
+
+/// [`assert_detector`]'s comparison of the outputs in `out` with `case`'s references.
+pub fn assert_detector_outputs(out: &Path, case: &Path) {
+    let pairs = refs(case, out);
     let (ours, theirs) = (detections(&pairs[0].1), detections(&pairs[0].0));
     let swapped = assert_same_detections(&ours, &theirs, &case.display().to_string());
     assert!(

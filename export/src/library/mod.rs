@@ -1,13 +1,22 @@
-//! The ONNX form of ops_lib ops. For TensorRT each op is one plugin node: op type = the plugin
-//! name, with `plugin_version` and `plugin_namespace` attributes beside the op's own, which is
-//! how TensorRT's ONNX parser finds a plugin creator for an op it does not know. The table of
-//! plugin names, versions and the namespace is here and nowhere else. onnxruntime has no such
-//! plugins, so for it an op needs a decomposition into standard ops.
+//! The ONNX form of ops_lib ops. Each op that has one is written as standard ONNX ops
+//! (NonMaxSuppression, TopK, GatherND, ...) in both files, which TensorRT's parser and
+//! onnxruntime both run. An op that has none, or whose attributes its decomposition does not
+//! cover, stays one plugin node for TensorRT: op type = the plugin name, with `plugin_version`
+//! and `plugin_namespace` attributes beside the op's own, which is how TensorRT's ONNX parser
+//! finds a plugin creator for an op it does not know; onnxruntime has no such plugins, so the
+//! onnxruntime file is not written. The table of plugin names, versions and the namespace is
+//! here and nowhere else.
+
+mod multiclass_nms;
+mod rois_batch_index;
+mod sub;
+mod yolo_box;
 
 use super::attrs::{self, string};
 use super::emit::Emitter;
 use super::lower::Lower;
 use super::Target;
+use sub::Sub;
 use temblor_ir::LibOp;
 
 /// The plugin creators' namespace in TensorRT's registry.
@@ -37,6 +46,23 @@ pub fn plugin(op: &LibOp) -> Plugin {
 }
 
 pub(super) fn lower(em: &mut Emitter, cx: &Lower, op: &LibOp) -> Result<(), String> {
+    // Written into a scratch emitter first, so that a decomposition that gives up half way
+    // leaves nothing behind.
+    let mut scratch = em.nested();
+    let done = standard(&mut Sub::new(&mut scratch, cx.name()), cx, op);
+    let (nodes, constants) = (
+        std::mem::take(&mut scratch.nodes),
+        std::mem::take(&mut scratch.constants),
+    );
+    em.absorb(scratch);
+    let why = match done {
+        Ok(()) => {
+            em.nodes.extend(nodes);
+            em.constants.extend(constants);
+            return Ok(());
+        }
+        Err(why) => why,
+    };
     match cx.target {
         Target::TensorRt => {
             let p = plugin(op);
@@ -59,8 +85,20 @@ pub(super) fn lower(em: &mut Emitter, cx: &Lower, op: &LibOp) -> Result<(), Stri
             Ok(())
         }
         Target::OnnxRuntime => Err(format!(
-            "ops_lib op '{}' has no decomposition into standard ONNX ops",
+            "ops_lib op '{}' has no form in standard ONNX ops here: {why}",
             op.name()
         )),
+    }
+}
+
+/// The op in standard ONNX ops, or why it cannot be.
+fn standard(sub: &mut Sub, cx: &Lower, op: &LibOp) -> Result<(), String> {
+    match op {
+        LibOp::YoloBox(a) => yolo_box::lower(sub, cx, a),
+        LibOp::MulticlassNms(a) => multiclass_nms::lower(sub, cx, a),
+        LibOp::RoisBatchIndex => rois_batch_index::lower(sub, cx),
+        LibOp::MatrixNms(_) | LibOp::GenerateProposals(_) | LibOp::DistributeFpnProposals(_) => {
+            Err("no decomposition is written for it yet (issue 19)".into())
+        }
     }
 }
