@@ -5,7 +5,11 @@
 
 #[path = "export_onnx/library.rs"]
 mod library;
+#[path = "export_onnx/matrix_nms.rs"]
+mod matrix_nms;
 mod onnx_export;
+#[path = "export_onnx/proposals.rs"]
+mod proposals;
 
 use onnx_export::{
     assert_dense_agree, assert_isolated_agree, check, check_exports, export, initializer_types,

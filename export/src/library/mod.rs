@@ -7,7 +7,9 @@
 //! onnxruntime file is not written. The table of plugin names, versions and the namespace is
 //! here and nowhere else.
 
+mod matrix_nms;
 mod multiclass_nms;
+mod proposals;
 mod rois_batch_index;
 mod sub;
 mod yolo_box;
@@ -97,8 +99,8 @@ fn standard(sub: &mut Sub, cx: &Lower, op: &LibOp) -> Result<(), String> {
         LibOp::YoloBox(a) => yolo_box::lower(sub, cx, a),
         LibOp::MulticlassNms(a) => multiclass_nms::lower(sub, cx, a),
         LibOp::RoisBatchIndex => rois_batch_index::lower(sub, cx),
-        LibOp::MatrixNms(_) | LibOp::GenerateProposals(_) | LibOp::DistributeFpnProposals(_) => {
-            Err("no decomposition is written for it yet (issue 19)".into())
-        }
+        LibOp::MatrixNms(a) => matrix_nms::lower(sub, cx, a),
+        LibOp::GenerateProposals(a) => proposals::generate(sub, cx, a),
+        LibOp::DistributeFpnProposals(a) => proposals::distribute(sub, cx, a),
     }
 }

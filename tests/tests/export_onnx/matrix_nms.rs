@@ -1,0 +1,1 @@
+//! matrix_nms as dense ONNX: tests (written by the matrix_nms helper).
