@@ -40,6 +40,9 @@ enum Command {
     /// Write a package's graph as ONNX: compile.onnx (TensorRT build input, plugin nodes) and
     /// compile.ort.onnx (standard ops, for onnxruntime), weights as external data.
     Export(cli::ExportArgs),
+    /// Check an ONNX file (or a package's compile.onnx) against TensorRT's ONNX parser rules:
+    /// each finding names the node and the rule; exit 1 when a rule is broken.
+    CheckTrt(cli::CheckTrtArgs),
     /// Compare two graphs of one model layer by layer (two stages, or two precision plans),
     /// matching values through provenance; exit 1 when a layer exceeds the tolerance.
     Compare(cli::CompareArgs),
@@ -85,6 +88,7 @@ fn main() -> ExitCode {
         Command::Profile(a) => cli::profile(a),
         Command::Conformance(a) => cli::conformance(a),
         Command::Export(a) => cli::export(a),
+        Command::CheckTrt(a) => cli::check_trt(a),
         Command::Compare(a) => cli::compare(a),
         Command::Ocr(a) => cli::ocr(a),
     });

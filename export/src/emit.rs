@@ -64,6 +64,26 @@ impl Emitter {
         self.plugins.extend(inner.plugins);
     }
 
+    /// Runs `write` on a scratch emitter and keeps what it wrote only when it succeeds, so
+    /// that a lowering that gives up half way leaves nothing behind.
+    pub fn attempt(
+        &mut self,
+        write: impl FnOnce(&mut Emitter) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let mut scratch = self.nested();
+        let done = write(&mut scratch);
+        let (nodes, constants) = (
+            std::mem::take(&mut scratch.nodes),
+            std::mem::take(&mut scratch.constants),
+        );
+        self.absorb(scratch);
+        if done.is_ok() {
+            self.nodes.extend(nodes);
+            self.constants.extend(constants);
+        }
+        done
+    }
+
     /// A fresh value name derived from `base`.
     pub fn value(&mut self, base: &str) -> String {
         self.values.claim(base)

@@ -1,15 +1,12 @@
 //! IR ops that are several ONNX ops: a convolution or transposed one with its fused epilogue,
-//! activations ONNX lacks, Clip with absent bounds, opset-11 Softmax over flattened axes, and
-//! deformable sampling alone.
+//! activations ONNX lacks, Clip with absent bounds, and opset-11 Softmax over flattened axes.
 
-use super::attrs::{deform_conv, padding, window};
 use super::attrs::{float, int};
+use super::attrs::{padding, window};
 use super::emit::Emitter;
 use super::lower::Lower;
-use super::model::scalar_bytes;
-use bytes::Bytes;
 use temblor_frontend::onnx_proto::AttributeProto;
-use temblor_ir::{Activation, ConvAttrs, ConvTransposeAttrs, DType, DeformConvAttrs};
+use temblor_ir::{Activation, ConvAttrs, ConvTransposeAttrs, DType};
 
 /// `affine(act(conv(x, w) + bias + residual))`: Conv (bias is its third input), an Add of the
 /// residual, the activation, then a Mul and an Add of the affine's scalars, as the CPU
@@ -197,54 +194,6 @@ pub(super) fn softmax(
         vec![soft, shape],
         cx.outs.clone(),
         vec![],
-    );
-    Ok(())
-}
-
-/// DeformSample is a DeformConv with one group per input channel and a one-hot weight:
-/// output channel `c*kH*kW + k` takes input channel `c` at kernel tap `k` with weight 1.
-pub(super) fn deform_sample(
-    em: &mut Emitter,
-    cx: &Lower,
-    a: &DeformConvAttrs,
-) -> Result<(), String> {
-    let x = cx.in_type(0)?;
-    let channels = x
-        .shape
-        .dims()
-        .get(1)
-        .and_then(|d| d.known())
-        .ok_or("the input's channel count must be known to write it as a DeformConv")?;
-    if channels % a.offset_group != 0 {
-        return Err(format!(
-            "{channels} channels do not divide into {} offset groups",
-            a.offset_group
-        ));
-    }
-    let [kh, kw] = a.kernel;
-    let taps = kh * kw;
-    let dtype = cx.dtype(x.dtype);
-    let (one, zero) = (scalar_bytes(dtype, 1.0), scalar_bytes(dtype, 0.0));
-    let mut data = Vec::with_capacity(channels * taps * taps * one.len());
-    for row in 0..channels * taps {
-        for tap in 0..taps {
-            data.extend_from_slice(if tap == row % taps { &one } else { &zero });
-        }
-    }
-    let w = em.constant(
-        &format!("{}.one_hot", cx.name()),
-        dtype,
-        &[channels * taps, 1, kh, kw],
-        Bytes::from(data),
-    );
-    let mask = cx.ins.get(2).cloned().unwrap_or_default();
-    let ins = vec![cx.ins[0].clone(), w, cx.ins[1].clone(), String::new(), mask];
-    em.node(
-        "DeformConv",
-        cx.name(),
-        ins,
-        cx.outs.clone(),
-        deform_conv(a, channels),
     );
     Ok(())
 }

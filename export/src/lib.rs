@@ -14,12 +14,15 @@
 #![forbid(unsafe_code)]
 
 mod attrs;
+mod deform;
 mod emit;
 mod fused;
 mod library;
 mod lower;
 mod model;
 mod ops;
+mod sub;
+pub mod trt_check;
 
 pub use library::{plugin, Plugin};
 
@@ -107,6 +110,25 @@ fn temp_file(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
         b.permissions(std::fs::Permissions::from_mode(0o666));
     }
     b.tempfile_in(dir)
+}
+
+/// How `compile.ort.onnx` differs from `compile.onnx` for `g` (which has no plugin node, or
+/// the onnxruntime file is not written): only in how float16 values are held. Empty when the
+/// two files hold the same graph.
+pub fn differences(g: &Graph) -> Vec<String> {
+    let half = g
+        .node_ids()
+        .flat_map(|id| &g.node(id).outputs)
+        .filter(|o| o.ty.dtype == DType::F16)
+        .count();
+    if half == 0 {
+        return Vec::new();
+    }
+    vec![format!(
+        "{half} float16 values are float32 rounded to half precision (a Cast to float16 and \
+         back after the node that makes each), because onnxruntime's CPU provider would drop \
+         the rounding and compute the fp16 plan in float32"
+    )]
 }
 
 /// The command that builds a TensorRT engine from `dir/compile.onnx`; it loads the plugin

@@ -6,7 +6,7 @@ use super::attrs::{deform_conv, flag, float, int, ints, padding, sizes, string, 
 use super::emit::Emitter;
 use super::lower::Lower;
 use super::model::dtype_code;
-use super::{fused, library};
+use super::{deform, fused, library};
 use temblor_frontend::onnx_proto::AttributeProto;
 use temblor_ir::{
     BinaryOp, ConvTransposeAttrs, GridSampleMode, GridSamplePadding, Op, PadMode, PoolAttrs,
@@ -178,7 +178,7 @@ pub(super) fn lower(em: &mut Emitter, cx: &Lower) -> Result<(), String> {
         ),
         Op::RoiAlign(a) => cx.same(em, "RoiAlign", roi_align(a)),
         Op::DeformConv(a) => cx.same(em, "DeformConv", deform_conv(a, a.group)),
-        Op::DeformSample(a) => fused::deform_sample(em, cx, a)?,
+        Op::DeformSample(a) => deform::deform_sample(em, cx, a)?,
         Op::GridSample {
             mode,
             padding,
@@ -345,19 +345,23 @@ fn grid_sample(
     padding: GridSamplePadding,
     align_corners: bool,
 ) -> Vec<AttributeProto> {
+    // Bilinear is the default of every opset and the one spelling TensorRT's parser reads
+    // right: it samples opset 20's `linear` as nearest. It does not know `cubic` either (its
+    // `bicubic` is opset 16's), which `temblor check-trt` reports.
     let mode = match mode {
-        GridSampleMode::Linear => "linear",
-        GridSampleMode::Nearest => "nearest",
-        GridSampleMode::Cubic => "cubic",
+        GridSampleMode::Linear => None,
+        GridSampleMode::Nearest => Some("nearest"),
+        GridSampleMode::Cubic => Some("cubic"),
     };
     let padding = match padding {
         GridSamplePadding::Zeros => "zeros",
         GridSamplePadding::Border => "border",
         GridSamplePadding::Reflection => "reflection",
     };
-    vec![
-        string("mode", mode),
+    let mut attrs = vec![
         string("padding_mode", padding),
         flag("align_corners", align_corners),
-    ]
+    ];
+    attrs.extend(mode.map(|m| string("mode", m)));
+    attrs
 }

@@ -3,6 +3,8 @@
 //! package's input and output names, and onnxruntime running `compile.ort.onnx` must agree with
 //! `temblor run` of the same package on the same inputs.
 
+#[path = "export_onnx/check_trt.rs"]
+mod check_trt;
 #[path = "export_onnx/library.rs"]
 mod library;
 #[path = "export_onnx/matrix_nms.rs"]

@@ -192,22 +192,24 @@ pub fn compile(args: &CompileArgs) -> Result<()> {
     )
     .map_err(|e| io_error(&dir.join("precision.yml"), e))?;
     let graph_only = !compiled.compile.has_values();
-    if graph_only {
+    let tensorrt = if graph_only {
         eprintln!(
             "warning: compile.onnx and compile.ort.onnx not written: the model has no parameter \
              values"
         );
+        None
     } else {
-        temblor_export::write(&compiled.compile, dir, Target::TensorRt)?;
-        if let Err(e) = temblor_export::write(&compiled.compile, dir, Target::OnnxRuntime) {
-            eprintln!("warning: compile.ort.onnx not written: {e}");
-        }
-    }
+        Some(write_exports(&compiled.compile, dir)?)
+    };
     let report = report::build(&args.model.display().to_string(), &compiled);
     let serialize_error = |e| Error::internal(format!("cannot serialize the report: {e}"));
+    let mut report = serde_json::to_value(&report).map_err(serialize_error)?;
+    if let Some(t) = tensorrt {
+        report["tensorrt"] = serde_json::to_value(t).map_err(serialize_error)?;
+    }
     let json = serde_json::to_string_pretty(&report).map_err(serialize_error)?;
     std::fs::write(dir.join("report.json"), json + "\n").map_err(|e| io_error(dir, e))?;
-    let page = report_html(&serde_json::to_value(&report).map_err(serialize_error)?);
+    let page = report_html(&report);
     std::fs::write(dir.join("report.html"), page).map_err(|e| io_error(dir, e))?;
 
     if out.exists() {
@@ -248,6 +250,51 @@ pub fn compile(args: &CompileArgs) -> Result<()> {
         out.display()
     );
     Ok(())
+}
+
+/// report.json's `tensorrt`: the TensorRT build input, its check against the parser's rules,
+/// and how the onnxruntime twin differs from it.
+#[derive(serde::Serialize)]
+struct TensorRtSection {
+    file: &'static str,
+    /// Plugin names of the plugin nodes left (ops without a standard ONNX form).
+    plugins: Vec<String>,
+    check: temblor_export::trt_check::Report,
+    /// The onnxruntime file, when written.
+    onnxruntime_file: Option<&'static str>,
+    /// How the onnxruntime file differs from the TensorRT one, or why it was not written.
+    onnxruntime_differs: Vec<String>,
+}
+
+/// Writes compile.onnx and compile.ort.onnx into `dir` and checks the first.
+fn write_exports(g: &Graph, dir: &Path) -> Result<TensorRtSection> {
+    let trt = temblor_export::write(g, dir, Target::TensorRt)?;
+    let check = temblor_export::trt_check::check_file(&trt.path)?;
+    for f in check
+        .findings
+        .iter()
+        .filter(|f| f.severity == temblor_export::trt_check::Severity::Error)
+    {
+        eprintln!("warning: compile.onnx breaks a TensorRT parser rule: {f}");
+    }
+    let (onnxruntime_file, onnxruntime_differs) =
+        match temblor_export::write(g, dir, Target::OnnxRuntime) {
+            Ok(_) => (
+                Some(Target::OnnxRuntime.file_name()),
+                temblor_export::differences(g),
+            ),
+            Err(e) => {
+                eprintln!("warning: compile.ort.onnx not written: {e}");
+                (None, vec![format!("not written: {e}")])
+            }
+        };
+    Ok(TensorRtSection {
+        file: Target::TensorRt.file_name(),
+        plugins: trt.plugins,
+        check,
+        onnxruntime_file,
+        onnxruntime_differs,
+    })
 }
 
 /// What the package records beside the graph so that commands given it need nothing restated.

@@ -2,6 +2,7 @@
 
 mod answer;
 mod bench;
+mod check_trt;
 mod compare;
 mod compile;
 mod conformance;
@@ -15,6 +16,7 @@ mod profile;
 mod run;
 
 pub use bench::{bench, BenchArgs};
+pub use check_trt::{check_trt, CheckTrtArgs};
 pub use compare::{compare, CompareArgs};
 pub use compile::{compile, CompileArgs};
 pub use conformance::{conformance, ConformanceArgs};

@@ -11,14 +11,13 @@ mod matrix_nms;
 mod multiclass_nms;
 mod proposals;
 mod rois_batch_index;
-mod sub;
 mod yolo_box;
 
 use super::attrs::{self, string};
 use super::emit::Emitter;
 use super::lower::Lower;
+use super::sub::Sub;
 use super::Target;
-use sub::Sub;
 use temblor_ir::LibOp;
 
 /// The plugin creators' namespace in TensorRT's registry.
@@ -48,22 +47,8 @@ pub fn plugin(op: &LibOp) -> Plugin {
 }
 
 pub(super) fn lower(em: &mut Emitter, cx: &Lower, op: &LibOp) -> Result<(), String> {
-    // Written into a scratch emitter first, so that a decomposition that gives up half way
-    // leaves nothing behind.
-    let mut scratch = em.nested();
-    let done = standard(&mut Sub::new(&mut scratch, cx.name()), cx, op);
-    let (nodes, constants) = (
-        std::mem::take(&mut scratch.nodes),
-        std::mem::take(&mut scratch.constants),
-    );
-    em.absorb(scratch);
-    let why = match done {
-        Ok(()) => {
-            em.nodes.extend(nodes);
-            em.constants.extend(constants);
-            return Ok(());
-        }
-        Err(why) => why,
+    let Err(why) = em.attempt(|em| standard(&mut Sub::new(em, cx.name()), cx, op)) else {
+        return Ok(());
     };
     match cx.target {
         Target::TensorRt => {

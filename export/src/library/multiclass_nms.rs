@@ -64,7 +64,8 @@ pub(super) fn lower(s: &mut Sub, cx: &Lower, a: &MulticlassNmsAttrs) -> Result<(
     };
 
     // Candidates for NMS: scores [G, 1, K], boxes [G, K, 4]; and the dense scores [N, C*L].
-    let (cand_scores, cand_boxes, dense, slots, max_out);
+    // `width`: the table's slots per image, where known at compile time.
+    let (cand_scores, cand_boxes, dense, slots, max_out, width);
     if roi_form {
         let images = cx
             .in_type(2)
@@ -96,11 +97,13 @@ pub(super) fn lower(s: &mut Sub, cx: &Lower, a: &MulticlassNmsAttrs) -> Result<(
                 topk: Some((k, out[1].clone())),
             };
             max_out = top;
+            width = None;
         } else {
             cand_boxes = bt;
             cand_scores = s.unsqueeze("nms_scores", &st, &[1]);
             slots = Slots::Index { m, topk: None };
             max_out = 1 << 20;
+            width = None;
         }
     } else {
         let m = sd[2].ok_or("the box count is not known at compile time")?;
@@ -121,6 +124,7 @@ pub(super) fn lower(s: &mut Sub, cx: &Lower, a: &MulticlassNmsAttrs) -> Result<(
             dense = s.reshape("dense_scores", &out[0], &[0, -1]);
             let indices = s.reshape("dense_index", &out[1], &[0, -1]);
             slots = Slots::Rank { k, indices };
+            width = Some(classes * k);
         } else {
             // Every box is a candidate and too many for TensorRT's TopK: slots by box index.
             let b = s.unsqueeze("boxes_per_class", &cx.ins[0], &[1]);
@@ -131,6 +135,7 @@ pub(super) fn lower(s: &mut Sub, cx: &Lower, a: &MulticlassNmsAttrs) -> Result<(
             dense = s.reshape("dense_scores", &st, &[0, -1]);
             let m = s.i64s("boxes", &[m as i64]);
             slots = Slots::Index { m, topk: None };
+            width = Some(classes * k);
         }
         max_out = k;
     }
@@ -183,10 +188,15 @@ pub(super) fn lower(s: &mut Sub, cx: &Lower, a: &MulticlassNmsAttrs) -> Result<(
     let kept = if let Ok(cap) = usize::try_from(a.keep_top_k) {
         let kept_b = s.cast("kept_bool", &kept, DType::Bool);
         let ranked = s.op("Where", "ranked", &[&kept_b, &dense, &neg_inf], vec![]);
-        let cap = s.i64s("keep_top_k", &[cap as i64]);
-        let slots_n = s.op("Shape", "table_shape", &[&dense], vec![]);
-        let slots_n = s.slice("table_width", &slots_n, 0, 1, 2);
-        let cap = s.binary("Min", "keep", &cap, &slots_n);
+        let cap = match width {
+            Some(w) => s.i64s("keep_top_k", &[cap.min(w) as i64]),
+            None => {
+                let cap = s.i64s("keep_top_k", &[cap as i64]);
+                let slots_n = s.op("Shape", "table_shape", &[&dense], vec![]);
+                let slots_n = s.slice("table_width", &slots_n, 0, 1, 2);
+                s.binary("Min", "keep", &cap, &slots_n)
+            }
+        };
         let top = s.ops(
             "TopK",
             "keep_top",

@@ -3,7 +3,7 @@
 //! `compile.ort.onnx` to Paddle's stored answers and to `temblor run`'s, detection tables
 //! compared as sets.
 
-use super::onnx_export::{check_exports, export, run_both};
+use super::onnx_export::{check_exports, export, op_count, run_both};
 use std::path::{Path, PathBuf};
 use temblor_tests::detections::{assert_same_detections, detections};
 use temblor_tests::paddle_cases::assert_detector_outputs;
@@ -11,7 +11,7 @@ use temblor_tests::{output, read_numbers, real_model, shared, temblor};
 
 /// Compiles and exports `model`; onnxruntime and temblor run `case`'s inputs; onnxruntime's
 /// answers are checked against the case's references and temblor's.
-fn exports_run_in_onnxruntime(model: &Path, case: &Path, args: &[&str]) {
+fn exports_run_in_onnxruntime(model: &Path, case: &Path, args: &[&str]) -> serde_json::Value {
     let dir = tempfile::tempdir().unwrap();
     let pkg = dir.path().join("model.temblor");
     let mut cmd = temblor();
@@ -32,6 +32,16 @@ fn exports_run_in_onnxruntime(model: &Path, case: &Path, args: &[&str]) {
             "{what}: {s}"
         );
     }
+    let (code, out, err) = output(temblor().arg("check-trt").arg(&pkg));
+    assert_eq!(code, 0, "check-trt: {out}{err}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(pkg.join("report.json")).unwrap()).unwrap();
+    assert_eq!(
+        report["tensorrt"]["check"]["errors"], 0,
+        "{}",
+        report["tensorrt"]
+    );
+    assert_eq!(report["tensorrt"]["onnxruntime_file"], "compile.ort.onnx");
     let inputs: Vec<(String, PathBuf)> = std::fs::read_dir(case)
         .unwrap()
         .filter_map(|e| {
@@ -67,6 +77,7 @@ fn exports_run_in_onnxruntime(model: &Path, case: &Path, args: &[&str]) {
             );
         }
     }
+    trt
 }
 
 fn kit(name: &str) -> (PathBuf, PathBuf) {
@@ -77,7 +88,10 @@ fn kit(name: &str) -> (PathBuf, PathBuf) {
 #[test]
 fn yolov3_dcn_yolo_box_and_nms_run_in_onnxruntime() {
     let (model, case) = kit("yolov3_r18vd_dcn");
-    exports_run_in_onnxruntime(&model, &case, &[]);
+    let trt = exports_run_in_onnxruntime(&model, &case, &[]);
+    // Deformable sampling is GridSample, which TensorRT runs natively.
+    assert_eq!(op_count(&trt, "DeformConv"), 0, "{trt}");
+    assert!(op_count(&trt, "GridSample") > 0, "{trt}");
 }
 
 #[test]

@@ -1,8 +1,8 @@
 //! A builder for an IR node written as several ONNX nodes: every value and node it makes up is
 //! named after the IR node, so a decomposition reads as the computation it is.
 
-use super::super::attrs;
-use super::super::emit::Emitter;
+use super::attrs;
+use super::emit::Emitter;
 use bytes::Bytes;
 use temblor_frontend::onnx_proto::AttributeProto;
 use temblor_ir::DType;
@@ -123,7 +123,7 @@ impl<'a> Sub<'a> {
     }
 
     pub fn cast(&mut self, what: &str, x: &str, to: DType) -> String {
-        let code = super::super::model::dtype_code(to);
+        let code = super::model::dtype_code(to);
         self.op("Cast", what, &[x], vec![attrs::int("to", i64::from(code))])
     }
 
