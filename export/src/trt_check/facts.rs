@@ -13,6 +13,9 @@ use temblor_frontend::onnx_proto::{GraphProto, NodeProto, TensorProto};
 /// External data larger than this is not read (scales and zero points are small).
 const READ_LIMIT: u64 = 1 << 20;
 
+/// External data read so far (or found unreadable), by location, offset and length.
+type ExternalReads = HashMap<(String, u64, u64), Option<Vec<u8>>>;
+
 pub(super) struct Facts<'a> {
     constants: HashMap<&'a str, &'a TensorProto>,
     producers: HashMap<&'a str, &'a NodeProto>,
@@ -21,8 +24,7 @@ pub(super) struct Facts<'a> {
     pub outputs: HashSet<&'a str>,
     outer: Option<&'a Facts<'a>>,
     dir: PathBuf,
-    /// External data read so far, by location, offset and length.
-    read: RefCell<HashMap<(String, u64, u64), Option<Vec<u8>>>>,
+    read: RefCell<ExternalReads>,
 }
 
 impl<'a> Facts<'a> {

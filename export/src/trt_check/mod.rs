@@ -131,7 +131,7 @@ pub struct Report {
 
 impl Report {
     fn new(mut findings: Vec<Finding>) -> Report {
-        findings.sort_by(|a, b| a.severity.cmp(&b.severity));
+        findings.sort_by_key(|f| f.severity);
         let errors = findings
             .iter()
             .filter(|f| f.severity == Severity::Error)
