@@ -10,6 +10,8 @@ mod library;
 #[path = "export_onnx/matrix_nms.rs"]
 mod matrix_nms;
 mod onnx_export;
+#[path = "export_onnx/plans.rs"]
+mod plans;
 #[path = "export_onnx/proposals.rs"]
 mod proposals;
 
