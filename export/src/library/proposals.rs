@@ -453,3 +453,38 @@ fn per_image_counts(s: &mut Sub, images: Option<&Images>, at: &str, l: usize, ou
         vec![int("to", code)],
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The level the exported graph gives a scale: how many level starts it reaches.
+    fn counted(starts: &[f32], scale: f32) -> usize {
+        starts.iter().filter(|&&t| scale >= t).count()
+    }
+
+    #[test]
+    fn level_starts_give_the_kernels_levels() {
+        let a = DistributeFpnAttrs {
+            min_level: 2,
+            max_level: 5,
+            refer_level: 4,
+            refer_scale: 224,
+            pixel_offset: false,
+        };
+        let starts = level_starts(&a);
+        assert_eq!(starts.len(), 3);
+        let near = starts.iter().flat_map(|t| {
+            let b = t.to_bits();
+            (b - 4..=b + 4).map(f32::from_bits)
+        });
+        let sweep = (0..200_000).map(|i| i as f32 * 0.01);
+        for scale in near.chain(sweep).chain([0.0, f32::MAX, f32::INFINITY]) {
+            assert_eq!(
+                counted(&starts, scale),
+                fpn_level(&a, scale),
+                "scale {scale}"
+            );
+        }
+    }
+}

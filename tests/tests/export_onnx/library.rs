@@ -11,7 +11,7 @@ use temblor_tests::{output, read_numbers, real_model, shared, temblor};
 
 /// Compiles and exports `model`; onnxruntime and temblor run `case`'s inputs; onnxruntime's
 /// answers are checked against the case's references and temblor's.
-fn exports_run_in_onnxruntime(model: &Path, case: &Path, args: &[&str]) {
+pub(super) fn exports_run_in_onnxruntime(model: &Path, case: &Path, args: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let pkg = dir.path().join("model.temblor");
     let mut cmd = temblor();
@@ -69,7 +69,7 @@ fn exports_run_in_onnxruntime(model: &Path, case: &Path, args: &[&str]) {
     }
 }
 
-fn kit(name: &str) -> (PathBuf, PathBuf) {
+pub(super) fn kit(name: &str) -> (PathBuf, PathBuf) {
     let dir = shared().join("models/paddle").join(name);
     (dir.join("model.pdmodel"), dir)
 }
