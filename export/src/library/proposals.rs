@@ -21,9 +21,6 @@ use super::{rois_batch_index, Sub};
 use temblor_ir::{DType, DistributeFpnAttrs, GenerateProposalsAttrs};
 use temblor_ops_lib::detection::fpn_level;
 
-/// A stand-in for "no cap" on NMS's output count, which must be positive.
-const NO_CAP: i64 = 1 << 20;
-
 pub(super) fn generate(s: &mut Sub, cx: &Lower, a: &GenerateProposalsAttrs) -> Result<(), String> {
     for port in 0..5 {
         if cx.in_type(port)?.dtype != DType::F32 {
@@ -53,17 +50,15 @@ pub(super) fn generate(s: &mut Sub, cx: &Lower, a: &GenerateProposalsAttrs) -> R
     let offset = a.pixel_offset;
 
     let (scores, index) = candidates(s, cx, top);
-    let pick =
-        |s: &mut Sub, what: &str, x: &str| s.op("Gather", what, &[x, &index], vec![int("axis", 0)]);
     let deltas = s.reshape("deltas_by_cell", &cx.ins[1], &[0, 0, -1]);
     let deltas = s.reshape("deltas_by_anchor", &deltas, &[-1, 4, 0]);
     let deltas = s.transpose("deltas_hwa", &deltas, &[2, 0, 1]);
     let deltas = s.reshape("deltas_flat", &deltas, &[-1, 4]);
-    let deltas = pick(s, "top_deltas", &deltas);
+    let deltas = rows(s, "top_deltas", &deltas, &index);
     let anchors = s.reshape("anchors_flat", &cx.ins[3], &[-1, 4]);
-    let anchors = pick(s, "top_anchors", &anchors);
+    let anchors = rows(s, "top_anchors", &anchors, &index);
     let variances = s.reshape("variances_flat", &cx.ins[4], &[-1, 4]);
-    let variances = pick(s, "top_variances", &variances);
+    let variances = rows(s, "top_variances", &variances, &index);
     let boxes = decode(s, &anchors, &variances, &deltas, offset);
 
     let im = &cx.ins[2];
@@ -74,33 +69,14 @@ pub(super) fn generate(s: &mut Sub, cx: &Lower, a: &GenerateProposalsAttrs) -> R
     let boxes = s.binary("Min", "boxes_clipped_high", &boxes, &bounds);
     let boxes = s.binary("Max", "boxes_clipped", &boxes, &zero);
     let kept = kept_after_filter(s, im, &boxes, a);
-    let boxes = s.op(
-        "Gather",
-        "filtered_boxes",
-        &[&boxes, &kept],
-        vec![int("axis", 0)],
-    );
-    let scores = s.op(
-        "Gather",
-        "filtered_scores",
-        &[&scores, &kept],
-        vec![int("axis", 0)],
-    );
+    let boxes = rows(s, "filtered_boxes", &boxes, &kept);
+    let scores = rows(s, "filtered_scores", &scores, &kept);
     let (boxes, scores) = if a.nms_thresh > 0.0 {
-        let kept = nms(s, &boxes, &scores, a);
-        let b = s.op(
-            "Gather",
-            "nms_boxes_kept",
-            &[&boxes, &kept],
-            vec![int("axis", 0)],
-        );
-        let p = s.op(
-            "Gather",
-            "nms_scores_kept",
-            &[&scores, &kept],
-            vec![int("axis", 0)],
-        );
-        (b, p)
+        let kept = nms(s, &boxes, &scores, a, top);
+        (
+            rows(s, "nms_boxes_kept", &boxes, &kept),
+            rows(s, "nms_scores_kept", &scores, &kept),
+        )
     } else {
         (boxes, scores)
     };
@@ -179,8 +155,9 @@ fn kept_after_filter(s: &mut Sub, im: &str, boxes: &str, a: &GenerateProposalsAt
     s.reshape("kept", &at, &[-1])
 }
 
-/// The indices of the boxes NMS keeps, in the kernel's visiting order.
-fn nms(s: &mut Sub, boxes: &str, scores: &str, a: &GenerateProposalsAttrs) -> String {
+/// The indices of the boxes NMS keeps, in the kernel's visiting order; there are at most `top`
+/// candidates.
+fn nms(s: &mut Sub, boxes: &str, scores: &str, a: &GenerateProposalsAttrs, top: usize) -> String {
     let reversed = |s: &mut Sub, what: &str, x: &str| {
         let start = s.i64s(&format!("{what}.start"), &[-1]);
         let end = s.i64s(&format!("{what}.end"), &[i64::MIN]);
@@ -201,8 +178,8 @@ fn nms(s: &mut Sub, boxes: &str, scores: &str, a: &GenerateProposalsAttrs) -> St
     let cap = usize::try_from(a.post_nms_top_n)
         .ok()
         .filter(|&n| n > 0)
-        .map_or(NO_CAP, |n| n as i64);
-    let cap = s.i64s("post_nms_top_n", &[cap]);
+        .map_or(top, |n| n.min(top));
+    let cap = s.i64s("post_nms_top_n", &[cap as i64]);
     let iou = s.f32s("iou_threshold", &[1], &[a.nms_thresh]);
     let selected = s.op(
         "NonMaxSuppression",
@@ -259,6 +236,11 @@ fn at_least_one(s: &mut Sub, cx: &Lower, boxes: &str, scores: &str) {
     );
 }
 
+/// `x[at]` along the first axis.
+fn rows(s: &mut Sub, what: &str, x: &str, at: &str) -> String {
+    s.op("Gather", what, &[x, at], vec![int("axis", 0)])
+}
+
 fn plus_offset(s: &mut Sub, what: &str, x: &str, offset: bool) -> String {
     if !offset {
         return x.to_string();
@@ -290,12 +272,7 @@ pub(super) fn distribute(s: &mut Sub, cx: &Lower, a: &DistributeFpnAttrs) -> Res
     let rois = &cx.ins[0];
     let shape = s.op("Shape", "roi_shape", &[rois], vec![]);
     let first = s.i64("roi_count_at", 0);
-    let total = s.op(
-        "Gather",
-        "roi_count",
-        &[&shape, &first],
-        vec![int("axis", 0)],
-    );
+    let total = rows(s, "roi_count", &shape, &first);
     let (zero, one) = (s.i64("zero", 0), s.i64("one", 1));
     let positions = s.op("Range", "positions", &[&zero, &total, &one], vec![]);
     let scale = scale(s, rois, a.pixel_offset);
@@ -427,12 +404,7 @@ fn per_image_counts(s: &mut Sub, images: Option<&Images>, at: &str, l: usize, ou
     let n = match images {
         None => s.op("Shape", &format!("level{l}_count"), &[at], vec![]),
         Some(images) => {
-            let of = s.op(
-                "Gather",
-                &format!("level{l}_images"),
-                &[&images.of, at],
-                vec![int("axis", 0)],
-            );
+            let of = rows(s, &format!("level{l}_images"), &images.of, at);
             let of = s.unsqueeze(&format!("level{l}_images_column"), &of, &[1]);
             let hit = s.binary("Equal", &format!("level{l}_in_image"), &of, &images.ids);
             let hit = s.cast(&format!("level{l}_in_image_f32"), &hit, DType::F32);
