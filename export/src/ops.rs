@@ -9,7 +9,7 @@ use super::model::dtype_code;
 use super::{deform, fused, library};
 use temblor_frontend::onnx_proto::AttributeProto;
 use temblor_ir::{
-    BinaryOp, ConvTransposeAttrs, GridSampleMode, GridSamplePadding, Op, PadMode, PoolAttrs,
+    BinaryOp, ConvTransposeAttrs, DType, GridSampleMode, GridSamplePadding, Op, PadMode, PoolAttrs,
     ReduceOp, ResizeAspect, ResizeAttrs, ResizeCoordinate, ResizeMode, ResizeNearest,
     RoiAlignAttrs, ScatterReduction, SplitSizes,
 };
@@ -72,13 +72,25 @@ pub(super) fn lower(em: &mut Emitter, cx: &Lower) -> Result<(), String> {
         Op::Gather { axis } => cx.same(em, "Gather", vec![int("axis", *axis)]),
         Op::GatherElements { axis } => cx.same(em, "GatherElements", vec![int("axis", *axis)]),
         Op::GatherNd { batch_dims } => {
-            cx.same(em, "GatherND", vec![int("batch_dims", *batch_dims as i64)])
+            let ins = int64_indices(em, cx)?;
+            em.node(
+                "GatherND",
+                cx.name(),
+                ins,
+                cx.outs.clone(),
+                vec![int("batch_dims", *batch_dims as i64)],
+            )
         }
-        Op::ScatterNd { reduction } => cx.same(
-            em,
-            "ScatterND",
-            vec![string("reduction", scatter_reduction(*reduction))],
-        ),
+        Op::ScatterNd { reduction } => {
+            let ins = int64_indices(em, cx)?;
+            em.node(
+                "ScatterND",
+                cx.name(),
+                ins,
+                cx.outs.clone(),
+                vec![string("reduction", scatter_reduction(*reduction))],
+            )
+        }
         Op::Shape { start, end } => {
             let mut a = vec![int("start", *start)];
             a.extend(end.map(|e| int("end", e)));
@@ -273,6 +285,24 @@ fn split(em: &mut Emitter, cx: &Lower, axis: i64, parts: &SplitSizes) {
         SplitSizes::Operand(_) => ins.extend(cx.ins.get(1).cloned()),
     }
     em.node("Split", cx.name(), ins, cx.outs.clone(), attrs);
+}
+
+/// The inputs with the indices (input 1) as int64: ONNX's GatherND and ScatterND take no
+/// other index type, where Paddle's gather_nd and scatter_nd_add also take int32.
+fn int64_indices(em: &mut Emitter, cx: &Lower) -> Result<Vec<String>, String> {
+    let mut ins = cx.ins.clone();
+    if cx.in_type(1)?.dtype != DType::I64 {
+        let wide = em.value(&format!("{}.indices_i64", cx.name()));
+        em.node(
+            "Cast",
+            &format!("{}.indices_i64", cx.name()),
+            vec![ins[1].clone()],
+            vec![wide.clone()],
+            vec![int("to", i64::from(dtype_code(DType::I64)))],
+        );
+        ins[1] = wide;
+    }
+    Ok(ins)
 }
 
 fn scatter_reduction(r: ScatterReduction) -> &'static str {

@@ -18,7 +18,7 @@ use super::Sub;
 use temblor_ir::{DType, MulticlassNmsAttrs};
 
 /// TensorRT's TopK takes K below this.
-const TOPK_LIMIT: usize = 3840;
+pub(super) const TOPK_LIMIT: usize = 3840;
 
 /// Where a candidate's kept flag goes in the dense table.
 enum Slots {
@@ -67,10 +67,11 @@ pub(super) fn lower(s: &mut Sub, cx: &Lower, a: &MulticlassNmsAttrs) -> Result<(
     // `width`: the table's slots per image, where known at compile time.
     let (cand_scores, cand_boxes, dense, slots, max_out, width);
     if roi_form {
-        let images = cx
-            .in_type(2)
-            .ok()
-            .and_then(|t| t.shape.dims().first().and_then(|d| d.known()));
+        // A scalar RoisNum counts one image's RoIs.
+        let images = cx.in_type(2).ok().and_then(|t| match t.shape.dims() {
+            [] => Some(1),
+            dims => dims.first().and_then(|d| d.known()),
+        });
         if images != Some(1) {
             return Err("the per-RoI form is written for one image (RoisNum [1])".into());
         }

@@ -7,7 +7,13 @@ use super::Sub;
 use temblor_ir::DType;
 
 pub(super) fn lower(s: &mut Sub, cx: &Lower) -> Result<(), String> {
-    let counts = s.cast("counts", &cx.ins[0], DType::I64);
+    image_of(s, &cx.ins[0], &cx.outs[0]);
+    Ok(())
+}
+
+/// Writes the image of each RoI to `out`, from the per-image RoI counts.
+pub(super) fn image_of(s: &mut Sub, counts: &str, out: &str) {
+    let counts = s.cast("counts", counts, DType::I64);
     let axis = s.i64("axis", 0);
     let ends = s.op("CumSum", "ends", &[&counts, &axis], vec![]);
     let total = s.op("ReduceSum", "total", &[&counts], vec![int("keepdims", 0)]);
@@ -22,8 +28,7 @@ pub(super) fn lower(s: &mut Sub, cx: &Lower) -> Result<(), String> {
         "ReduceSum",
         "image",
         &[&past, &axes],
-        &[&cx.outs[0]],
+        &[out],
         vec![int("keepdims", 0)],
     );
-    Ok(())
 }

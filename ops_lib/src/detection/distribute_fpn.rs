@@ -81,9 +81,14 @@ pub(super) fn run(
     Ok(out)
 }
 
-/// The level of one RoI, as an offset from `min_level`. Paddle's float arithmetic.
+/// The level of one RoI, as an offset from `min_level`.
 fn level_of(attrs: &DistributeFpnAttrs, b: &[f32]) -> usize {
-    let scale = area(b, !attrs.pixel_offset).sqrt();
+    fpn_level(attrs, area(b, !attrs.pixel_offset).sqrt())
+}
+
+/// The level of a RoI of scale `sqrt(area)`, as an offset from `min_level`, in Paddle's float
+/// arithmetic; public so that the ONNX export can find where each level begins.
+pub fn fpn_level(attrs: &DistributeFpnAttrs, scale: f32) -> usize {
     let lvl =
         ((scale / attrs.refer_scale as f32 + 1e-6f32).log2() + attrs.refer_level as f32).floor();
     let lvl = (lvl as i32).clamp(attrs.min_level, attrs.max_level);

@@ -13,6 +13,7 @@ mod roi_align;
 mod rois_batch_index;
 mod yolo_box;
 
+pub use distribute_fpn::fpn_level;
 pub use nms::non_max_suppression;
 pub use roi_align::roi_align;
 

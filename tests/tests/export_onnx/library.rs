@@ -11,7 +11,11 @@ use temblor_tests::{output, read_numbers, real_model, shared, temblor};
 
 /// Compiles and exports `model`; onnxruntime and temblor run `case`'s inputs; onnxruntime's
 /// answers are checked against the case's references and temblor's.
-fn exports_run_in_onnxruntime(model: &Path, case: &Path, args: &[&str]) -> serde_json::Value {
+pub(super) fn exports_run_in_onnxruntime(
+    model: &Path,
+    case: &Path,
+    args: &[&str],
+) -> serde_json::Value {
     let dir = tempfile::tempdir().unwrap();
     let pkg = dir.path().join("model.temblor");
     let mut cmd = temblor();
