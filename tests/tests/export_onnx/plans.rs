@@ -88,9 +88,10 @@ fn picodet_plans_run_in_onnxruntime() {
     }
 }
 
-#[test]
-fn yolov3_dcn_plans_run_in_onnxruntime() {
-    let (model, case) = kit("yolov3_r18vd_dcn");
+/// The kit detector `name`'s plans, each run by onnxruntime from its export and checked node by
+/// node. Random weights: end to end the two runtimes' rounding drifts apart chaotically.
+fn kit_plans_agree(name: &str, precisions: &[&str]) {
+    let (model, case) = kit(name);
     let dir = tempfile::tempdir().unwrap();
     let preprocess = dir.path().join("pre.yml");
     std::fs::write(
@@ -102,7 +103,7 @@ fn yolov3_dcn_plans_run_in_onnxruntime() {
         .into_iter()
         .map(|n| (n, case.join(format!("input_{n}.npy"))))
         .collect();
-    for precision in ["fp16", "int8"] {
+    for precision in precisions {
         let pkg = plan(
             &model,
             dir.path(),
@@ -111,8 +112,21 @@ fn yolov3_dcn_plans_run_in_onnxruntime() {
         );
         let runs = dir.path().join(format!("{precision}.runs"));
         run_both(&pkg, &inputs, &runs);
-        // Random weights: end to end the two runtimes' rounding drifts apart chaotically, so
-        // only node by node is asserted.
         assert_isolated_agree(&pkg, &inputs, &runs, 1e-3);
     }
+}
+
+#[test]
+fn yolov3_dcn_plans_run_in_onnxruntime() {
+    kit_plans_agree("yolov3_r18vd_dcn", &["fp16", "int8"]);
+}
+
+#[test]
+fn faster_rcnn_int8_plan_runs_in_onnxruntime() {
+    kit_plans_agree("faster_rcnn_r18_fpn", &["int8"]);
+}
+
+#[test]
+fn retinanet_fp16_plan_runs_in_onnxruntime() {
+    kit_plans_agree("retinanet_r18_fpn", &["fp16"]);
 }
