@@ -18,7 +18,7 @@ use super::Sub;
 use temblor_ir::{DType, MulticlassNmsAttrs};
 
 /// TensorRT's TopK takes K below this.
-const TOPK_LIMIT: usize = 3840;
+pub(super) const TOPK_LIMIT: usize = 3840;
 
 /// Where a candidate's kept flag goes in the dense table.
 enum Slots {

@@ -69,7 +69,7 @@ fn exports_run_in_onnxruntime(model: &Path, case: &Path, args: &[&str]) {
     }
 }
 
-fn kit(name: &str) -> (PathBuf, PathBuf) {
+pub(super) fn kit(name: &str) -> (PathBuf, PathBuf) {
     let dir = shared().join("models/paddle").join(name);
     (dir.join("model.pdmodel"), dir)
 }
