@@ -10,6 +10,11 @@
 //! keep_top_k's TopK (ties by the lower index) ranks them as the kernel does. A NonZero over
 //! the TopK's kept entries lists the rows. An uncapped nms_top_k (-1) would make the matrix
 //! `[G, M, M]`, so that case has no decomposition.
+//!
+//! Candidates at or below score_threshold rank after every real one, so the triangle keeps
+//! them from decaying a real one, and they are dropped at the end. The kernel skips candidates
+//! too low to reach keep_top_k, which changes none of its rows, so here all are scored. Linear
+//! decay is bit for bit the kernel's; Gaussian decay is as exact as onnxruntime's `Exp`.
 
 use super::super::attrs::int;
 use super::super::lower::Lower;
@@ -146,13 +151,7 @@ fn iou(s: &mut Sub, boxes: &str, earlier: &str, normalized: bool) -> String {
     let area = area(s, &c, normalized);
     let row: Vec<String> = c.iter().map(|x| s.unsqueeze("of_i", x, &[2])).collect();
     let col: Vec<String> = c.iter().map(|x| s.unsqueeze("of_j", x, &[1])).collect();
-    let apart = |s: &mut Sub, lo: usize, hi: usize| {
-        let after = s.binary("Greater", "after", &col[lo], &row[hi]);
-        let before = s.binary("Less", "before", &col[hi], &row[lo]);
-        s.binary("Or", "apart", &after, &before)
-    };
-    let (apart_x, apart_y) = (apart(s, 0, 2), apart(s, 1, 3));
-    let disjoint = s.binary("Or", "disjoint", &apart_x, &apart_y);
+    let disjoint = disjoint(s, &row, &col);
     let side = |s: &mut Sub, what: &str, lo: usize, hi: usize| {
         let end = s.binary("Min", "inter_end", &row[hi], &col[hi]);
         let start = s.binary("Max", "inter_start", &row[lo], &col[lo]);
@@ -171,14 +170,26 @@ fn iou(s: &mut Sub, boxes: &str, earlier: &str, normalized: bool) -> String {
     s.op("Where", "iou", &[&counted, &iou, &zero], vec![])
 }
 
+/// `[G, K, K]`: the kernel's test for boxes that do not touch, whose IoU it takes as 0
+/// without computing it.
+fn disjoint(s: &mut Sub, row: &[String], col: &[String]) -> String {
+    let apart = |s: &mut Sub, lo: usize, hi: usize| {
+        let after = s.binary("Greater", "after", &col[lo], &row[hi]);
+        let before = s.binary("Less", "before", &col[hi], &row[lo]);
+        s.binary("Or", "apart", &after, &before)
+    };
+    let (x, y) = (apart(s, 0, 2), apart(s, 1, 3));
+    s.binary("Or", "disjoint", &x, &y)
+}
+
 /// `[G, K]`: each box's area, 0 when inverted.
 fn area(s: &mut Sub, c: &[String; 4], normalized: bool) -> String {
     let w = pixel_extent(s, "box_w", &c[2], &c[0], normalized);
     let h = pixel_extent(s, "box_h", &c[3], &c[1], normalized);
     let area = s.binary("Mul", "area_all", &w, &h);
-    let flat_x = s.binary("Less", "inverted_x", &c[2], &c[0]);
-    let flat_y = s.binary("Less", "inverted_y", &c[3], &c[1]);
-    let inverted = s.binary("Or", "inverted", &flat_x, &flat_y);
+    let inv_x = s.binary("Less", "inverted_x", &c[2], &c[0]);
+    let inv_y = s.binary("Less", "inverted_y", &c[3], &c[1]);
+    let inverted = s.binary("Or", "inverted", &inv_x, &inv_y);
     let zero = s.f32("no_area", 0.0);
     s.op("Where", "area", &[&inverted, &zero, &area], vec![])
 }
@@ -196,8 +207,8 @@ fn pixel_extent(s: &mut Sub, what: &str, end: &str, start: &str, normalized: boo
 /// `[G, K]`: each candidate's smallest decay over the earlier ones, 1 for the first.
 fn decay(s: &mut Sub, cx: &Lower, a: &MatrixNmsAttrs, iou: &str, earlier: &str) -> String {
     let axes = s.i64s("pair_axis", &[2]);
-    let flat = vec![int("keepdims", 0)];
-    let max_iou = s.op("ReduceMax", "max_iou", &[iou, &axes], flat.clone());
+    let drop_axis = vec![int("keepdims", 0)];
+    let max_iou = s.op("ReduceMax", "max_iou", &[iou, &axes], drop_axis.clone());
     let max_j = s.unsqueeze("max_iou_j", &max_iou, &[1]);
     let each = if a.use_gaussian {
         let sigma = s.f32("gaussian_sigma", a.gaussian_sigma);
@@ -211,7 +222,7 @@ fn decay(s: &mut Sub, cx: &Lower, a: &MatrixNmsAttrs, iou: &str, earlier: &str) 
     };
     let one = s.f32("no_decay", 1.0);
     let each = s.op("Where", "pair_decay", &[earlier, &each, &one], vec![]);
-    s.op("ReduceMin", "decay", &[&each, &axes], flat)
+    s.op("ReduceMin", "decay", &[&each, &axes], drop_axis)
 }
 
 /// `(1 - iou) / (1 - max_iou_j)`, in double as the kernel computes it, which decides
