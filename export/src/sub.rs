@@ -87,6 +87,12 @@ impl<'a> Sub<'a> {
         )
     }
 
+    /// A float64 scalar.
+    pub fn f64(&mut self, what: &str, value: f64) -> String {
+        self.em
+            .scalar(&format!("{}.{what}", self.name), DType::F64, value)
+    }
+
     /// A float32 tensor.
     pub fn f32s(&mut self, what: &str, dims: &[usize], values: &[f32]) -> String {
         let data: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();

@@ -213,15 +213,28 @@ fn picodet_twin_export_detections_match_temblor_run() {
 
 #[test]
 fn an_op_without_a_standard_form_is_a_plugin_node_and_keeps_the_ort_file_out() {
-    // PP-YOLO's matrix_nms has no decomposition; its yolo_box does, and stays standard ONNX.
-    let model = shared().join("models/paddle/ppyolo_r18vd_dcn/model.pdmodel");
+    // PP-YOLO's matrix_nms with nms_top_k uncapped, which has no decomposition; its yolo_box
+    // does, and stays standard ONNX. The full-size PP-YOLO, uncapped, comes without weights,
+    // which export refuses: the reduced one's PIR program is given nms_top_k -1 instead.
+    let kit = shared().join("models/pir/ppyolo_r18vd_dcn");
     let dir = tempfile::tempdir().unwrap();
+    let program = std::fs::read_to_string(kit.join("inference.json")).unwrap();
+    let capped = r#""D":1000},"N":"nms_top_k""#;
+    assert!(program.contains(capped), "matrix_nms's nms_top_k");
+    let model = dir.path().join("inference.json");
+    std::fs::write(
+        &model,
+        program.replace(capped, r#""D":-1},"N":"nms_top_k""#),
+    )
+    .unwrap();
+    let params = kit.join("inference.pdiparams");
+    std::os::unix::fs::symlink(params, dir.path().join("inference.pdiparams")).unwrap();
     let pkg = dir.path().join("ppyolo.temblor");
     compile(&model, &pkg, &[]);
     let (out, err) = export(&pkg);
     assert!(
-        err.contains("warning") && err.contains("matrix_nms"),
-        "no warning naming the op: {err}"
+        err.contains("warning") && err.contains("matrix_nms") && err.contains("uncapped"),
+        "no warning naming the op and why: {err}"
     );
     assert!(!pkg.join("compile.ort.onnx").exists());
     assert!(
