@@ -113,22 +113,33 @@ fn temp_file(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
 }
 
 /// How `compile.ort.onnx` differs from `compile.onnx` for `g` (which has no plugin node, or
-/// the onnxruntime file is not written): only in how float16 values are held. Empty when the
-/// two files hold the same graph.
+/// the onnxruntime file is not written): in how float16 values are held, and in matrix_nms's
+/// linear decay. Empty when the two files hold the same graph.
 pub fn differences(g: &Graph) -> Vec<String> {
+    let mut differ = Vec::new();
     let half = g
         .node_ids()
         .flat_map(|id| &g.node(id).outputs)
         .filter(|o| o.ty.dtype == DType::F16)
         .count();
-    if half == 0 {
-        return Vec::new();
+    if half > 0 {
+        differ.push(format!(
+            "{half} float16 values are float32 rounded to half precision (a Cast to float16 \
+             and back after the node that makes each), because onnxruntime's CPU provider would \
+             drop the rounding and compute the fp16 plan in float32"
+        ));
     }
-    vec![format!(
-        "{half} float16 values are float32 rounded to half precision (a Cast to float16 and \
-         back after the node that makes each), because onnxruntime's CPU provider would drop \
-         the rounding and compute the fp16 plan in float32"
-    )]
+    let linear_decay = g.node_ids().filter_map(|id| match &g.node(id).op {
+        Op::Lib(temblor_ir::LibOp::MatrixNms(a)) if !a.use_gaussian => Some(&g.node(id).name),
+        _ => None,
+    });
+    for name in linear_decay {
+        differ.push(format!(
+            "{name} (matrix_nms): the linear decay divides in double in compile.ort.onnx, as \
+             Paddle's kernel does, and in float in compile.onnx (TensorRT has no double)"
+        ));
+    }
+    differ
 }
 
 /// The command that builds a TensorRT engine from `dir/compile.onnx`; it loads the plugin

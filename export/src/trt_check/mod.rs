@@ -68,6 +68,8 @@ pub enum Rule {
     DeformconvPads,
     /// DeformConv runs as that plugin, in fp32 or fp16 only.
     DeformconvPlugin,
+    /// A double value (a Cast to DOUBLE, a DOUBLE constant): TensorRT has no float64.
+    Float64,
     /// An output whose size depends on the data (NonZero, NonMaxSuppression, a run-time K).
     DataDependentShape,
     /// In a file with Q/DQ, a Conv, Gemm or MatMul whose input is not dequantized: it runs in

@@ -63,6 +63,21 @@ pub(super) fn node(f: &Facts, n: &NodeProto, found: &mut Vec<Finding>) {
             }
         }
     }
+    let double = DataType::Double as i32;
+    if n.op_type == "Cast" && attr(n, "to").is_some_and(|a| a.i == i64::from(double)) {
+        say(
+            Rule::Float64,
+            "casts to DOUBLE; TensorRT has no float64".into(),
+        );
+    }
+    for name in n.input.iter().filter(|i| !i.is_empty()) {
+        if f.is_constant(name) && f.elem_type(name) == Some(double) {
+            say(
+                Rule::Float64,
+                format!("reads the DOUBLE constant '{name}'; TensorRT has no float64"),
+            );
+        }
+    }
     match n.op_type.as_str() {
         "TopK" => top_k(f, n, &mut say),
         "RoiAlign" if attr(n, "sampling_ratio").is_none() => say(

@@ -318,3 +318,29 @@ fn bodies_are_checked_too() {
     );
     assert!(has(&f, Rule::TopkUnsorted, "inner"));
 }
+
+#[test]
+fn float64_values() {
+    let f = found(
+        vec![node(
+            "Cast",
+            "to_double",
+            &["x"],
+            &["y"],
+            vec![int("to", DataType::Double as i64)],
+        )],
+        vec![],
+    );
+    assert!(has(&f, Rule::Float64, "to_double"));
+    let one = TensorProto {
+        name: "one".into(),
+        data_type: DataType::Double as i32,
+        double_data: vec![1.0],
+        ..TensorProto::default()
+    };
+    let f = found(
+        vec![node("Add", "add", &["x", "one"], &["y"], vec![])],
+        vec![one],
+    );
+    assert!(has(&f, Rule::Float64, "add"));
+}

@@ -22,6 +22,14 @@ fn ppyolo_matrix_nms_runs_in_onnxruntime() {
     let dir = tempfile::tempdir().unwrap();
     let ort = exports_agree(&model, &case, dir.path());
     assert_detector_outputs(&ort, &case);
+    // The two files differ in the linear decay's precision, and the report says so.
+    let report = std::fs::read_to_string(dir.path().join("model.temblor/report.json")).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    let differs = report["tensorrt"]["onnxruntime_differs"].to_string();
+    assert!(
+        differs.contains("matrix_nms") && differs.contains("double"),
+        "{differs}"
+    );
 }
 
 /// Paddle wrote no reference for Gaussian decay: the same model with `use_gaussian` set is
@@ -55,6 +63,8 @@ fn exports_agree(model: &Path, case: &Path, dir: &Path) -> PathBuf {
     let (out, err) = export(&pkg);
     assert!(!err.contains("warning"), "export warned: {err}");
     assert!(!out.contains("--staticPlugins"), "plugins loaded: {out}");
+    let (code, out, err) = output(temblor().arg("check-trt").arg(&pkg));
+    assert_eq!(code, 0, "check-trt: {out}{err}");
     let (trt, ort) = check_exports(&pkg);
     for s in [&trt, &ort] {
         assert_eq!(s["plugins"].as_array().map(Vec::len), Some(0), "{s}");
