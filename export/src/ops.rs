@@ -1,6 +1,6 @@
 //! IR op -> ONNX nodes. Most ops are one ONNX op of the same meaning with their attributes
-//! spelled out; the fused and composite ones are decomposed in `fused.rs`, the ops_lib ops
-//! written in `plugins.rs`.
+//! spelled out; the fused and composite ones are decomposed in `fused.rs`, deformable sampling
+//! in `deform.rs`, the ops_lib ops in `library/`.
 
 use super::attrs::{deform_conv, flag, float, int, ints, padding, sizes, string, window};
 use super::emit::Emitter;
