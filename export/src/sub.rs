@@ -129,8 +129,21 @@ impl<'a> Sub<'a> {
     }
 
     pub fn cast(&mut self, what: &str, x: &str, to: DType) -> String {
+        let out = self.value(what);
+        self.cast_into(what, x, to, &out);
+        out
+    }
+
+    /// `Cast(x)` to `to`, written into `out`.
+    pub fn cast_into(&mut self, what: &str, x: &str, to: DType, out: &str) {
         let code = super::model::dtype_code(to);
-        self.op("Cast", what, &[x], vec![attrs::int("to", i64::from(code))])
+        self.op_into(
+            "Cast",
+            what,
+            &[x],
+            &[out],
+            vec![attrs::int("to", i64::from(code))],
+        );
     }
 
     pub fn unsqueeze(&mut self, what: &str, x: &str, axes: &[i64]) -> String {

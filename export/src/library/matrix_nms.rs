@@ -18,10 +18,9 @@
 
 use super::super::attrs::int;
 use super::super::lower::Lower;
-use super::super::model::dtype_code;
 use super::super::Target;
 use super::multiclass_nms::TOPK_LIMIT;
-use super::Sub;
+use super::{detection_outputs, Sub};
 use temblor_ir::{DType, MatrixNmsAttrs};
 
 /// The static sizes of the decomposition.
@@ -267,40 +266,9 @@ fn outputs(s: &mut Sub, cx: &Lower, d: &Dims, table: &str, slot_box: &str, neg_i
     let boxes = s.op("GatherND", "boxes", &[&cx.ins[0], &box_at], vec![]);
     let per_class = s.i64("candidates_per_class", d.k as i64);
     let label = s.binary("Div", "label", &slot, &per_class);
-    let label = s.cast("label_f32", &label, DType::F32);
-    let label = col(s, "label_col", &label);
-    let score = col(s, "score_col", &score);
-    s.op_into(
-        "Concat",
-        "out",
-        &[&label, &score, &boxes],
-        &[&cx.outs[0]],
-        vec![int("axis", 1)],
-    );
     let m = s.i64("box_count", d.boxes as i64);
-    let base = s.binary("Mul", "index_base", &image_col, &m);
-    let index = s.binary("Add", "index_i64", &base, &box_col);
-    let i32_code = i64::from(dtype_code(DType::I32));
-    s.op_into(
-        "Cast",
-        "index",
-        &[&index],
-        &[&cx.outs[1]],
-        vec![int("to", i32_code)],
-    );
+    let base = s.binary("Mul", "index_base", &image, &m);
+    let index = s.binary("Add", "index_i64", &base, &box_index);
     let found = s.cast("found_f32", &found, DType::F32);
-    let axes = s.i64s("count_axes", &[1]);
-    let count = s.op(
-        "ReduceSum",
-        "count",
-        &[&found, &axes],
-        vec![int("keepdims", 0)],
-    );
-    s.op_into(
-        "Cast",
-        "rois_num",
-        &[&count],
-        &[&cx.outs[2]],
-        vec![int("to", i32_code)],
-    );
+    detection_outputs(s, cx, [&label, &score, &boxes], &index, &found);
 }

@@ -18,7 +18,7 @@ use super::emit::Emitter;
 use super::lower::Lower;
 use super::sub::Sub;
 use super::Target;
-use temblor_ir::LibOp;
+use temblor_ir::{DType, LibOp};
 
 /// The plugin creators' namespace in TensorRT's registry.
 pub const NAMESPACE: &str = "temblor";
@@ -76,6 +76,39 @@ pub(super) fn lower(em: &mut Emitter, cx: &Lower, op: &LibOp) -> Result<(), Stri
             op.name()
         )),
     }
+}
+
+/// The three outputs multiclass_nms3 and matrix_nms share (ops_lib's `detection_outputs`):
+/// `Out [R, 6]` from each row's `label` (int64), `score` and `boxes` (`[R, 4]`), `Index
+/// [R, 1]` int32 from the flat box index `index` (int64 `[R]`), and the per-image count `[N]`
+/// int32 from `kept`, a `[N, W]` float table of 1s at the rows kept.
+fn detection_outputs(
+    s: &mut Sub,
+    cx: &Lower,
+    [label, score, boxes]: [&str; 3],
+    index: &str,
+    kept: &str,
+) {
+    let label = s.cast("label_f32", label, DType::F32);
+    let label = s.unsqueeze("label_column", &label, &[1]);
+    let score = s.unsqueeze("score_column", score, &[1]);
+    s.op_into(
+        "Concat",
+        "out",
+        &[&label, &score, boxes],
+        &[&cx.outs[0]],
+        vec![attrs::int("axis", 1)],
+    );
+    let index = s.unsqueeze("index_column", index, &[1]);
+    s.cast_into("index", &index, DType::I32, &cx.outs[1]);
+    let axes = s.i64s("count_axes", &[1]);
+    let count = s.op(
+        "ReduceSum",
+        "count_f32",
+        &[kept, &axes],
+        vec![attrs::int("keepdims", 0)],
+    );
+    s.cast_into("rois_num", &count, DType::I32, &cx.outs[2]);
 }
 
 /// The op in standard ONNX ops, or why it cannot be.

@@ -13,8 +13,7 @@
 use super::super::attrs::int;
 use super::super::emit::Emitter;
 use super::super::lower::Lower;
-use super::super::model::dtype_code;
-use super::Sub;
+use super::{detection_outputs, Sub};
 use temblor_ir::{DType, MulticlassNmsAttrs};
 
 /// TensorRT's TopK takes K below this.
@@ -248,38 +247,7 @@ pub(super) fn lower(s: &mut Sub, cx: &Lower, a: &MulticlassNmsAttrs) -> Result<(
         &[&cx.ins[0], &box_at],
         vec![],
     );
-    let label_f = s.cast("label_f32", &label, DType::F32);
-    let label_f = col(s, "label_column", &label_f);
-    let score = col(s, "score_column", &score);
-    s.op_into(
-        "Concat",
-        "out",
-        &[&label_f, &score, &boxes],
-        &[&cx.outs[0]],
-        vec![int("axis", 1)],
-    );
-    let index = s.unsqueeze("index_column", &index, &[1]);
-    s.op_into(
-        "Cast",
-        "index",
-        &[&index],
-        &[&cx.outs[1]],
-        vec![int("to", i64::from(dtype_code(DType::I32)))],
-    );
-    let axes = s.i64s("count_axes", &[1]);
-    let count = s.op(
-        "ReduceSum",
-        "count_f32",
-        &[&kept, &axes],
-        vec![int("keepdims", 0)],
-    );
-    s.op_into(
-        "Cast",
-        "rois_num",
-        &[&count],
-        &[&cx.outs[2]],
-        vec![int("to", i64::from(dtype_code(DType::I32)))],
-    );
+    detection_outputs(s, cx, [&label, &score, &boxes], &index, &kept);
     Ok(())
 }
 

@@ -226,14 +226,7 @@ fn at_least_one(s: &mut Sub, cx: &Lower, boxes: &str, scores: &str) {
         &[&cx.outs[1]],
         vec![],
     );
-    let code = super::super::model::dtype_code(DType::I32);
-    s.op_into(
-        "Cast",
-        "rois_num",
-        &[&n],
-        &[&cx.outs[2]],
-        vec![int("to", i64::from(code))],
-    );
+    s.cast_into("rois_num", &n, DType::I32, &cx.outs[2]);
 }
 
 /// `x[at]` along the first axis.
@@ -400,7 +393,6 @@ struct Images {
 /// Level `l`'s RoI count per image, written to `out` as int32 `[N]`; without per-image counts
 /// there is one image.
 fn per_image_counts(s: &mut Sub, images: Option<&Images>, at: &str, l: usize, out: &str) {
-    let code = i64::from(super::super::model::dtype_code(DType::I32));
     let n = match images {
         None => s.op("Shape", &format!("level{l}_count"), &[at], vec![]),
         Some(images) => {
@@ -417,13 +409,7 @@ fn per_image_counts(s: &mut Sub, images: Option<&Images>, at: &str, l: usize, ou
             )
         }
     };
-    s.op_into(
-        "Cast",
-        &format!("level{l}_counts"),
-        &[&n],
-        &[out],
-        vec![int("to", code)],
-    );
+    s.cast_into(&format!("level{l}_counts"), &n, DType::I32, out);
 }
 
 #[cfg(test)]
