@@ -5,6 +5,8 @@
 use super::cast::Scalar;
 use super::elementwise::{build, Sink};
 use super::isa::Isa;
+#[cfg(target_arch = "x86_64")]
+use super::isa::Level;
 use super::{dispatch, math};
 use crate::f16;
 use crate::RuntimeError;
@@ -14,7 +16,7 @@ use std::ops::{Add, Div, Mul, Neg, Sub};
 use temblor_ir::{DType, Op, UnaryOp};
 
 /// A float function of one tensor, with its attributes: one loop each in [`floats`].
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 enum Function {
     Unary(UnaryOp),
     LeakyRelu { alpha: f32 },
@@ -129,9 +131,11 @@ fn clip_t<T: Scalar + Send + Sync>(
 fn map<F: Copy + Send + Sync + 'static>(v: &[F], isa: Isa, f: impl Fn(F) -> F + Sync) -> Vec<F> {
     build(v.len(), |range, sink| {
         #[cfg(target_arch = "x86_64")]
-        if isa.avx2_fma() {
-            // SAFETY: an `Isa` with AVX2 is only made on a machine that has it.
-            return unsafe { map_avx2(&v[range], sink, &f) };
+        match isa.level() {
+            // SAFETY: an `Isa` of a level is only made on a machine that has its instructions.
+            Level::Avx512 => return unsafe { map_avx512(&v[range], sink, &f) },
+            Level::Avx2Fma => return unsafe { map_avx2(&v[range], sink, &f) },
+            Level::Scalar => {}
         }
         let _ = isa;
         map_any(&v[range], sink, &f)
@@ -144,6 +148,13 @@ fn map<F: Copy + Send + Sync + 'static>(v: &[F], isa: Isa, f: impl Fn(F) -> F + 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn map_avx2<F: Copy>(v: &[F], sink: &mut Sink<F>, f: &impl Fn(F) -> F) {
+    map_any(v, sink, f)
+}
+
+/// [`map_any`] 16 lanes wide, the same bits for the same reason.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn map_avx512<F: Copy>(v: &[F], sink: &mut Sink<F>, f: &impl Fn(F) -> F) {
     map_any(v, sink, f)
 }
 
@@ -423,7 +434,42 @@ fn erf(x: f64) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use super::erf;
+    use super::{erf, floats, Function};
+    use crate::cpu::isa::Isa;
+    use temblor_ir::UnaryOp;
+
+    /// Each instruction set's loop computes the scalar loop's bits: the fused epilogues and the
+    /// standalone ops rest on that, whichever of them a plan runs. Over [-100, 100] in steps that
+    /// are not round numbers, and the edge cases (±0, ±inf, NaN, denormals, saturation ends).
+    #[test]
+    fn every_isa_computes_the_scalar_bits() {
+        let mut v: Vec<f32> = (-200_000..200_000).map(|i| i as f32 * 5.000_3e-4).collect();
+        let tiny = f32::from_bits(1);
+        v.extend([0.0, -0.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, tiny, -tiny]);
+        v.extend([1e-30, -1e-30, 87.3, -87.3, 88.7, -88.7, 1e30, -1e30, f32::MAX, f32::MIN]);
+        let functions = [
+            Function::Unary(UnaryOp::Sigmoid),
+            Function::Unary(UnaryOp::Tanh),
+            Function::Unary(UnaryOp::Erf),
+            Function::Unary(UnaryOp::Mish),
+            Function::Unary(UnaryOp::HardSwish),
+            Function::Gelu { tanh: false },
+            Function::Gelu { tanh: true },
+        ];
+        let isas = Isa::available();
+        for f in functions {
+            let want = floats(f, &v, isas[0]).expect("a float function");
+            for &isa in &isas[1..] {
+                let got = floats(f, &v, isa).expect("a float function");
+                for ((x, w), g) in v.iter().zip(&want).zip(&got) {
+                    assert!(
+                        w.to_bits() == g.to_bits() || (w.is_nan() && g.is_nan()),
+                        "{f:?} on {isa}: {x} gives {g}, the scalar loop {w}"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn erf_matches_reference_values() {

@@ -57,11 +57,6 @@ impl Isa {
         self.0
     }
 
-    /// Whether AVX2 and FMA may be used.
-    pub fn avx2_fma(self) -> bool {
-        self.0 != Level::Scalar
-    }
-
     /// Whether AVX-512F may be used.
     pub fn avx512(self) -> bool {
         #[cfg(target_arch = "x86_64")]
