@@ -128,17 +128,22 @@ fn clip_t<T: Scalar + Send + Sync>(
 }
 
 /// `f` of each element of `v`, large inputs in parallel chunks.
-fn map<F: Copy + Send + Sync + 'static>(v: &[F], isa: Isa, f: impl Fn(F) -> F + Sync) -> Vec<F> {
+fn map<F: Copy + Send + Sync + 'static>(
+    v: &[F],
+    isa: Isa,
+    f: impl Fn(F) -> F + Sync + Copy,
+) -> Vec<F> {
     build(v.len(), |range, sink| {
         #[cfg(target_arch = "x86_64")]
         match isa.level() {
             // SAFETY: an `Isa` of a level is only made on a machine that has its instructions.
-            Level::Avx512 => return unsafe { map_avx512(&v[range], sink, &f) },
-            Level::Avx2Fma => return unsafe { map_avx2(&v[range], sink, &f) },
+            Level::Avx512 => return unsafe { map_avx512(&v[range], sink, f) },
+            // SAFETY: as above.
+            Level::Avx2Fma => return unsafe { map_avx2(&v[range], sink, f) },
             Level::Scalar => {}
         }
         let _ = isa;
-        map_any(&v[range], sink, &f)
+        map_any(&v[range], sink, f)
     })
 }
 
@@ -147,20 +152,22 @@ fn map<F: Copy + Send + Sync + 'static>(v: &[F], isa: Isa, f: impl Fn(F) -> F + 
 /// so the wider loop computes the very same bits.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn map_avx2<F: Copy>(v: &[F], sink: &mut Sink<F>, f: &impl Fn(F) -> F) {
+unsafe fn map_avx2<F: Copy>(v: &[F], sink: &mut Sink<F>, f: impl Fn(F) -> F) {
     map_any(v, sink, f)
 }
 
 /// [`map_any`] 16 lanes wide, the same bits for the same reason.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn map_avx512<F: Copy>(v: &[F], sink: &mut Sink<F>, f: &impl Fn(F) -> F) {
+unsafe fn map_avx512<F: Copy>(v: &[F], sink: &mut Sink<F>, f: impl Fn(F) -> F) {
     map_any(v, sink, f)
 }
 
+/// `f` is taken by value and is an always-inlined closure: a function item, or a reference,
+/// is called through a shim that was left outlined, and scalar, around GELU's erf.
 #[inline(always)]
-fn map_any<F: Copy>(v: &[F], sink: &mut Sink<F>, f: &impl Fn(F) -> F) {
-    sink.extend(v.iter().map(|&e| f(e)))
+fn map_any<F: Copy>(v: &[F], sink: &mut Sink<F>, f: impl Fn(F) -> F) {
+    sink.map_from(v, f)
 }
 
 /// Relu, Neg, Abs and Sign on integers; Neg and Abs wrap at the type's minimum as numpy's do.
@@ -198,7 +205,9 @@ fn integer(op: UnaryOp, x: &Tensor) -> Option<TensorData> {
 }
 
 /// `f` over `v`, one monomorphic loop per function; `None` for a unary op that is not a float
-/// function.
+/// function. The closures that only call a function are not redundant: they carry the
+/// `#[inline(always)]` a function item cannot (see [`map_any`]).
+#[allow(clippy::redundant_closure)]
 fn floats<F: Float>(f: Function, v: &[F], isa: Isa) -> Option<Vec<F>> {
     let sign = |x: F| {
         if x > F::ZERO {
@@ -211,52 +220,181 @@ fn floats<F: Float>(f: Function, v: &[F], isa: Isa) -> Option<Vec<F>> {
     };
     Some(match f {
         Function::Unary(u) => match u {
-            UnaryOp::Relu => map(v, isa, |x| if x < F::ZERO { F::ZERO } else { x }),
-            UnaryOp::Sigmoid => map(v, isa, sigmoid),
-            UnaryOp::Tanh => map(v, isa, F::tanh),
-            UnaryOp::Erf => map(v, isa, F::erf),
-            UnaryOp::Sqrt => map(v, isa, F::sqrt),
-            UnaryOp::Exp => map(v, isa, F::exp),
-            UnaryOp::Log => map(v, isa, F::ln),
-            UnaryOp::Neg => map(v, isa, |x| -x),
-            UnaryOp::Abs => map(v, isa, F::abs),
-            UnaryOp::Reciprocal => map(v, isa, |x| F::ONE / x),
-            UnaryOp::Floor => map(v, isa, F::floor),
-            UnaryOp::Ceil => map(v, isa, F::ceil),
-            UnaryOp::Round => map(v, isa, F::round_ties_even),
-            UnaryOp::Sign => map(v, isa, sign),
-            UnaryOp::Softplus => map(v, isa, softplus),
-            UnaryOp::Mish => map(v, isa, |x| x * softplus(x).tanh()),
-            UnaryOp::Cos => map(v, isa, F::cos),
-            UnaryOp::Sin => map(v, isa, F::sin),
+            UnaryOp::Relu => map(
+                v,
+                isa,
+                #[inline(always)]
+                |x| if x < F::ZERO { F::ZERO } else { x },
+            ),
+            UnaryOp::Sigmoid => map(
+                v,
+                isa,
+                #[inline(always)]
+                |x| sigmoid(x),
+            ),
+            UnaryOp::Tanh => map(
+                v,
+                isa,
+                #[inline(always)]
+                |x| F::tanh(x),
+            ),
+            UnaryOp::Erf => map(
+                v,
+                isa,
+                #[inline(always)]
+                |x| F::erf(x),
+            ),
+            UnaryOp::Sqrt => map(
+                v,
+                isa,
+                #[inline(always)]
+                |x| F::sqrt(x),
+            ),
+            UnaryOp::Exp => map(
+                v,
+                isa,
+                #[inline(always)]
+                |x| F::exp(x),
+            ),
+            UnaryOp::Log => map(
+                v,
+                isa,
+                #[inline(always)]
+                |x| F::ln(x),
+            ),
+            UnaryOp::Neg => map(
+                v,
+                isa,
+                #[inline(always)]
+                |x| -x,
+            ),
+            UnaryOp::Abs => map(
+                v,
+                isa,
+                #[inline(always)]
+                |x| F::abs(x),
+            ),
+            UnaryOp::Reciprocal => map(
+                v,
+                isa,
+                #[inline(always)]
+                |x| F::ONE / x,
+            ),
+            UnaryOp::Floor => map(
+                v,
+                isa,
+                #[inline(always)]
+                |x| F::floor(x),
+            ),
+            UnaryOp::Ceil => map(
+                v,
+                isa,
+                #[inline(always)]
+                |x| F::ceil(x),
+            ),
+            UnaryOp::Round => map(
+                v,
+                isa,
+                #[inline(always)]
+                |x| F::round_ties_even(x),
+            ),
+            UnaryOp::Sign => map(
+                v,
+                isa,
+                #[inline(always)]
+                |x| sign(x),
+            ),
+            UnaryOp::Softplus => map(
+                v,
+                isa,
+                #[inline(always)]
+                |x| softplus(x),
+            ),
+            UnaryOp::Mish => map(
+                v,
+                isa,
+                #[inline(always)]
+                |x| mish(x),
+            ),
+            UnaryOp::Cos => map(
+                v,
+                isa,
+                #[inline(always)]
+                |x| F::cos(x),
+            ),
+            UnaryOp::Sin => map(
+                v,
+                isa,
+                #[inline(always)]
+                |x| F::sin(x),
+            ),
             UnaryOp::HardSwish => {
                 // `alpha * x` with alpha = 1/6, as the spec writes it and the fused epilogue
                 // computes it.
                 let sixth = F::ONE / F::of(6.0);
-                map(v, isa, |x| x * clamp01(x * sixth + F::of(0.5)))
+                map(
+                    v,
+                    isa,
+                    #[inline(always)]
+                    |x| x * clamp01(x * sixth + F::of(0.5)),
+                )
             }
             UnaryOp::Identity | UnaryOp::Not => return None,
         },
         Function::LeakyRelu { alpha } => {
             let alpha = F::of(alpha);
-            map(v, isa, |x| if x < F::ZERO { alpha * x } else { x })
+            map(
+                v,
+                isa,
+                #[inline(always)]
+                |x| if x < F::ZERO { alpha * x } else { x },
+            )
         }
         Function::HardSigmoid { alpha, beta } => {
             let (alpha, beta) = (F::of(alpha), F::of(beta));
-            map(v, isa, |x| clamp01(alpha * x + beta))
+            map(
+                v,
+                isa,
+                #[inline(always)]
+                |x| clamp01(alpha * x + beta),
+            )
         }
-        Function::Gelu { tanh: false } => map(v, isa, |x| {
-            F::of(0.5) * x * (F::ONE + (x * F::FRAC_1_SQRT_2).erf())
-        }),
-        Function::Gelu { tanh: true } => map(v, isa, |x| {
-            let inner = F::SQRT_2_OVER_PI * (x + F::of(0.044715) * x * x * x);
-            F::of(0.5) * x * (F::ONE + inner.tanh())
-        }),
+        Function::Gelu { tanh: false } => map(
+            v,
+            isa,
+            #[inline(always)]
+            |x| gelu_erf(x),
+        ),
+        Function::Gelu { tanh: true } => map(
+            v,
+            isa,
+            #[inline(always)]
+            |x| gelu_tanh(x),
+        ),
     })
 }
 
+// The functions below are always inlined, like the closures `floats` passes to `map`, so
+// that they are compiled into its loops for their instruction set.
+
+#[inline(always)]
+fn gelu_erf<F: Float>(x: F) -> F {
+    F::of(0.5) * x * (F::ONE + (x * F::FRAC_1_SQRT_2).erf())
+}
+
+#[inline(always)]
+fn gelu_tanh<F: Float>(x: F) -> F {
+    let inner = F::SQRT_2_OVER_PI * (x + F::of(0.044715) * x * x * x);
+    F::of(0.5) * x * (F::ONE + inner.tanh())
+}
+
+#[inline(always)]
+fn mish<F: Float>(x: F) -> F {
+    x * softplus(x).tanh()
+}
+
 /// Clamps to [0, 1], NaN passing through.
-#[inline]
+#[inline(always)]
 fn clamp01<F: Float>(x: F) -> F {
     if x < F::ZERO {
         F::ZERO
@@ -269,14 +407,14 @@ fn clamp01<F: Float>(x: F) -> F {
 
 /// Branch-free so that the loop vectorizes: `exp(-x)` may saturate for large |x|, where the
 /// result is 0 or 1 to the type's precision anyway.
-#[inline]
+#[inline(always)]
 fn sigmoid<F: Float>(x: F) -> F {
     F::ONE / (F::ONE + (-x).exp_saturating())
 }
 
 /// `ln(1 + e^x)` as `max(x, 0) + ln(1 + e^-|x|)`, which neither overflows nor loses small
 /// values.
-#[inline]
+#[inline(always)]
 fn softplus<F: Float>(x: F) -> F {
     let positive = if x > F::ZERO { x } else { F::ZERO };
     positive + (-x.abs()).exp().ln_1p()
@@ -445,8 +583,27 @@ mod tests {
     fn every_isa_computes_the_scalar_bits() {
         let mut v: Vec<f32> = (-200_000..200_000).map(|i| i as f32 * 5.000_3e-4).collect();
         let tiny = f32::from_bits(1);
-        v.extend([0.0, -0.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, tiny, -tiny]);
-        v.extend([1e-30, -1e-30, 87.3, -87.3, 88.7, -88.7, 1e30, -1e30, f32::MAX, f32::MIN]);
+        v.extend([
+            0.0,
+            -0.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            tiny,
+            -tiny,
+        ]);
+        v.extend([
+            1e-30,
+            -1e-30,
+            87.3,
+            -87.3,
+            88.7,
+            -88.7,
+            1e30,
+            -1e30,
+            f32::MAX,
+            f32::MIN,
+        ]);
         let functions = [
             Function::Unary(UnaryOp::Sigmoid),
             Function::Unary(UnaryOp::Tanh),

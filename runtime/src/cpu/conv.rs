@@ -431,7 +431,7 @@ fn gather_row(
 }
 
 /// An output buffer that parallel tasks write in disjoint segments.
-pub(super) struct SharedOut<'a> {
+pub(crate) struct SharedOut<'a> {
     ptr: *mut f32,
     len: usize,
     /// Holds the exclusive borrow of the buffer for as long as segments can be handed out.

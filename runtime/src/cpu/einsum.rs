@@ -3,6 +3,7 @@
 //! `[batch, k, n]` and multiplied on `gemm`. Everything else (diagonals, one-sided sums, more
 //! operands, broadcast ellipsis axes) runs on a direct loop over every label combination.
 
+use super::isa::Isa;
 use super::matmul::{batched, Dims, View};
 use super::real::{dispatch_real, values, Real};
 use super::shape_ops::transpose;
@@ -162,7 +163,7 @@ fn label_name(l: usize) -> String {
     }
 }
 
-pub(crate) fn einsum(equation: &str, inputs: &[&Tensor]) -> Result<Tensor, RuntimeError> {
+pub(crate) fn einsum(equation: &str, inputs: &[&Tensor], isa: Isa) -> Result<Tensor, RuntimeError> {
     let first = inputs
         .first()
         .ok_or_else(|| RuntimeError::bad_input("Einsum needs at least one input"))?;
@@ -174,7 +175,7 @@ pub(crate) fn einsum(equation: &str, inputs: &[&Tensor]) -> Result<Tensor, Runti
             .map(|t| values::<T>(t, "an operand"))
             .collect::<Result<Vec<_>, _>>()?;
         match matmul_split(&p, &shapes) {
-            Some(split) => as_matmul::<T>(&p, &split, inputs),
+            Some(split) => as_matmul::<T>(&p, &split, inputs, isa),
             None => Ok(direct::<T>(&p, &shapes, &vals)),
         }
     })
@@ -226,7 +227,12 @@ fn arrange(t: &Tensor, from: &[usize], to: &[usize]) -> Result<Tensor, RuntimeEr
     transpose(t, &perm)
 }
 
-fn as_matmul<T: Real>(p: &Plan, s: &Split, inputs: &[&Tensor]) -> Result<Tensor, RuntimeError> {
+fn as_matmul<T: Real>(
+    p: &Plan,
+    s: &Split,
+    inputs: &[&Tensor],
+    isa: Isa,
+) -> Result<Tensor, RuntimeError> {
     let size = |ls: &[usize]| ls.iter().map(|&l| p.extent[l]).product::<usize>();
     let (count, m, n, k) = (size(&s.batch), size(&s.m), size(&s.n), size(&s.k));
     let cat = |parts: [&[usize]; 3]| parts.concat();
@@ -248,6 +254,7 @@ fn as_matmul<T: Real>(p: &Plan, s: &Split, inputs: &[&Tensor]) -> Result<Tensor,
         &mut out,
         T::ONE,
         false,
+        isa,
     );
     let order = cat([&s.batch, &s.m, &s.n]);
     let product = Tensor {
@@ -328,7 +335,7 @@ mod tests {
 
     fn run(eq: &str, inputs: &[Tensor]) -> Tensor {
         let refs: Vec<&Tensor> = inputs.iter().collect();
-        einsum(eq, &refs).expect("einsum runs")
+        einsum(eq, &refs, crate::cpu::isa::Isa::detect()).expect("einsum runs")
     }
 
     fn seq(shape: &[usize]) -> Tensor {

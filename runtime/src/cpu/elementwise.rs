@@ -49,8 +49,9 @@ pub(crate) struct Sink<'a, R> {
 }
 
 impl<R> Sink<'_, R> {
-    /// Appends the items of `it` that fit.
-    #[inline]
+    /// Appends the items of `it` that fit. Always inlined, so that the loop is compiled for its
+    /// caller's instruction set (the activations' wide loops).
+    #[inline(always)]
     pub(crate) fn extend(&mut self, it: impl IntoIterator<Item = R>) {
         let mut n = 0;
         for (slot, v) in self.buf[self.len..].iter_mut().zip(it) {
@@ -58,6 +59,18 @@ impl<R> Sink<'_, R> {
             n += 1;
         }
         self.len += n;
+    }
+
+    /// Appends `f` of each element of `src`, which must fit. An index loop with `f` called in
+    /// it: a `Zip` of a `Map` was left outlined and scalar, whatever the caller's instruction
+    /// set, once `f` was as large as GELU's erf.
+    #[inline(always)]
+    pub(crate) fn map_from<S: Copy>(&mut self, src: &[S], f: impl Fn(S) -> R) {
+        let dst = &mut self.buf[self.len..self.len + src.len()];
+        for i in 0..src.len() {
+            dst[i].write(f(src[i]));
+        }
+        self.len += src.len();
     }
 }
 

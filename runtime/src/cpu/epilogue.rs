@@ -173,6 +173,7 @@ impl Epilogue<'_> {
         match self.isa.level() {
             // SAFETY: an `Isa` of a level is only made on a machine that has its instructions.
             Level::Avx512 => return unsafe { self.apply_avx512(channel, offset, row) },
+            // SAFETY: as above.
             Level::Avx2Fma => return unsafe { self.apply_avx2(channel, offset, row) },
             Level::Scalar => {}
         }

@@ -162,7 +162,7 @@ fn dispatch(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
             largest,
             sorted: _,
         } => reduce::top_k(x()?, req(1)?, *axis, *largest),
-        Op::MatMul => one(linalg::matmul(x()?, req(1)?)?),
+        Op::MatMul => one(linalg::matmul(x()?, req(1)?, args.isa)?),
         Op::Gemm {
             alpha,
             beta,
@@ -173,8 +173,9 @@ fn dispatch(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
             opt(2),
             (*alpha, *beta),
             (*trans_a, *trans_b),
+            args.isa,
         )?),
-        Op::Einsum { equation } => one(einsum::einsum(equation, &args.all()?)?),
+        Op::Einsum { equation } => one(einsum::einsum(equation, &args.all()?, args.isa)?),
         Op::Softmax { axis, log, flatten } => one(softmax::softmax(x()?, *axis, *log, *flatten)?),
         Op::LayerNorm { axis, epsilon } => {
             norm::layer_norm(x()?, req(1)?, opt(2), *axis, *epsilon, args.outputs)

@@ -1,15 +1,16 @@
-//! MatMul (numpy semantics: 1-D operands, broadcast batch axes) and Gemm on the `gemm` crate;
-//! Einsum lives in its own file.
+//! MatMul (numpy semantics: 1-D operands, broadcast batch axes) and Gemm as batched products
+//! ([`super::matmul`]); Einsum lives in its own file.
 
 use super::elementwise::broadcast_shape;
+use super::isa::Isa;
 use super::matmul::{batched, Dims, View};
 use super::real::{broadcast_to, dispatch_real, values, Real};
 use super::strides;
 use crate::{RuntimeError, Tensor};
 
 /// numpy's matmul of `a` and `b`.
-pub(crate) fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor, RuntimeError> {
-    dispatch_real!(a.dtype(), "MatMul", T => matmul_t::<T>(a, b))
+pub(crate) fn matmul(a: &Tensor, b: &Tensor, isa: Isa) -> Result<Tensor, RuntimeError> {
+    dispatch_real!(a.dtype(), "MatMul", T => matmul_t::<T>(a, b, isa))
 }
 
 /// `alpha * A' B' + beta * C`, `A'` and `B'` transposed as `trans_a` and `trans_b` say.
@@ -18,6 +19,7 @@ pub(crate) fn gemm(
     c: Option<&Tensor>,
     (alpha, beta): (f32, f32),
     (trans_a, trans_b): (bool, bool),
+    isa: Isa,
 ) -> Result<Tensor, RuntimeError> {
     let g = GemmArgs {
         alpha,
@@ -25,7 +27,7 @@ pub(crate) fn gemm(
         trans_a,
         trans_b,
     };
-    dispatch_real!(a.dtype(), "Gemm", T => gemm_t::<T>(&g, a, b, c))
+    dispatch_real!(a.dtype(), "Gemm", T => gemm_t::<T>(&g, a, b, c, isa))
 }
 
 /// The operand views of every batch entry of a broadcast batched product: `shape` is the
@@ -58,7 +60,7 @@ fn batch_views(shape: &[usize], batch: &[usize], plane: usize, view: View) -> Ve
     views
 }
 
-pub(crate) fn matmul_t<T: Real>(a: &Tensor, b: &Tensor) -> Result<Tensor, RuntimeError> {
+pub(crate) fn matmul_t<T: Real>(a: &Tensor, b: &Tensor, isa: Isa) -> Result<Tensor, RuntimeError> {
     let av = values::<T>(a, "A")?;
     let bv = values::<T>(b, "B")?;
     let (ra, rb) = (a.shape.len(), b.shape.len());
@@ -110,11 +112,12 @@ pub(crate) fn matmul_t<T: Real>(a: &Tensor, b: &Tensor) -> Result<Tensor, Runtim
             &mut out,
             T::ONE,
             false,
+            isa,
         );
     } else {
         let a_views = batch_views(a_batch, &batch, m * k, View::row_major(k));
         let b_views = batch_views(b_batch, &batch, k * n, View::row_major(n));
-        batched(d, av, &a_views, bv, &b_views, &mut out, T::ONE, false);
+        batched(d, av, &a_views, bv, &b_views, &mut out, T::ONE, false, isa);
     }
     Ok(Tensor {
         shape,
@@ -150,6 +153,7 @@ fn gemm_t<T: Real>(
     a: &Tensor,
     b: &Tensor,
     c: Option<&Tensor>,
+    isa: Isa,
 ) -> Result<Tensor, RuntimeError> {
     let av = values::<T>(a, "A")?;
     let bv = values::<T>(b, "B")?;
@@ -181,6 +185,7 @@ fn gemm_t<T: Real>(
         &mut out,
         T::from_f64(g.alpha as f64),
         accumulate,
+        isa,
     );
     Ok(Tensor {
         shape: vec![m, n],

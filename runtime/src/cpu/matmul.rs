@@ -2,6 +2,8 @@
 //! are read in place through strides (a transposed or broadcast operand is never copied); the
 //! result is row-major.
 
+use super::isa::Isa;
+use super::matmul_packed;
 use super::real::Real;
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -65,7 +67,8 @@ pub(crate) struct Dims {
 const SMALL: usize = 48 * 48 * 48;
 
 /// `c[i] = alpha · a[i] · b[i] (+ c[i] when accumulate)` for every batch entry: `a` and `b`
-/// give each entry's operand view, `c` is `batch × m × n` row-major.
+/// give each entry's operand view, `c` is `batch × m × n` row-major. f32 products on AVX-512
+/// run on [`matmul_packed`] where it takes them.
 ///
 /// Panics when a view reaches outside its slice: callers build views from shapes they checked,
 /// so that is a bug in the caller, and the check keeps the unsafe call sound.
@@ -79,11 +82,19 @@ pub(crate) fn batched<T: Real>(
     c: &mut [T],
     alpha: T,
     accumulate: bool,
+    isa: Isa,
 ) {
     let plane = d.m * d.n;
     assert!(a_views.len() == b_views.len() && c.len() >= plane * a_views.len());
     if plane == 0 {
         return;
+    }
+    if matmul_packed::applies(isa, b_views) {
+        let c = &mut c[..plane * a_views.len()];
+        if let (Some(a), Some(b), Some(c)) = (T::f32s(a), T::f32s(b), T::f32s_mut(c)) {
+            let alpha = alpha.to_f64() as f32;
+            return matmul_packed::batched(d, a, a_views, b, b_views, c, alpha, accumulate, isa);
+        }
     }
     let run = |(i, out): (usize, &mut [T]), par: Parallelism| {
         product(d, a, a_views[i], b, b_views[i], out, alpha, accumulate, par)

@@ -29,6 +29,7 @@ mod library;
 mod linalg;
 mod math;
 mod matmul;
+mod matmul_packed;
 mod norm;
 mod number;
 mod plan;

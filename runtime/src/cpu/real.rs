@@ -25,10 +25,13 @@ pub(crate) trait Real:
     fn from_f64(v: f64) -> Self;
     fn to_f64(self) -> f64;
     fn exp(self) -> Self;
+    /// The slice as f32s when `Self` is f32: the kernels only written for f32 take it.
+    fn f32s(s: &[Self]) -> Option<&[f32]>;
+    fn f32s_mut(s: &mut [Self]) -> Option<&mut [f32]>;
 }
 
 macro_rules! real {
-    ($t:ty, $exp:expr) => {
+    ($t:ty, $exp:expr, $f32s:expr, $f32s_mut:expr) => {
         impl Real for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -41,12 +44,18 @@ macro_rules! real {
             fn exp(self) -> Self {
                 $exp(self)
             }
+            fn f32s(s: &[Self]) -> Option<&[f32]> {
+                $f32s(s)
+            }
+            fn f32s_mut(s: &mut [Self]) -> Option<&mut [f32]> {
+                $f32s_mut(s)
+            }
         }
     };
 }
 
-real!(f32, super::math::exp_f32);
-real!(f64, f64::exp);
+real!(f32, super::math::exp_f32, Some, Some);
+real!(f64, f64::exp, |_| None, |_| None);
 
 /// Runs `$body` with `$t` bound to the [`Real`] type of `$dtype`; other dtypes are unsupported
 /// for `$what`.

@@ -1,0 +1,212 @@
+//! MatMul and Gemm on AVX-512 through the convolutions' packed-row kernel
+//! ([`super::conv_gemm`]): the `gemm` crate uses AVX-512 only on nightly Rust, and its AVX2
+//! kernel ran a ViT's MatMuls at 2.3x onnxruntime's time. Each product's left operand is packed
+//! once into `MR`-row blocks; the right one is read in place, a row at a time, so it must have
+//! unit column stride (weights and most activations; a transposed right operand, such as
+//! attention's `K^T`, stays with the `gemm` crate).
+
+use super::conv::SharedOut;
+use super::conv_gemm::{ConvGemm, MR, NR};
+use super::isa::Isa;
+use super::matmul::{Dims, View};
+use rayon::prelude::*;
+use std::borrow::Cow;
+
+/// Multiply-adds below which one task does the whole batch: waking a second thread costs more.
+const SMALL: usize = 1 << 17;
+
+/// Whether [`batched`] takes products whose right operands are `b_views` on `isa`.
+pub(super) fn applies(isa: Isa, b_views: &[View]) -> bool {
+    isa.avx512() && b_views.iter().all(|v| v.cs == 1)
+}
+
+/// One parallel task: rows `rows` and columns `cols` of batch entry `entry`'s product.
+struct Task {
+    entry: usize,
+    rows: (usize, usize),
+    cols: (usize, usize),
+}
+
+/// [`super::matmul::batched`] for f32 where [`applies`] holds.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn batched(
+    d: Dims,
+    a: &[f32],
+    a_views: &[View],
+    b: &[f32],
+    b_views: &[View],
+    c: &mut [f32],
+    alpha: f32,
+    accumulate: bool,
+    isa: Isa,
+) {
+    let Dims { m, n, k } = d;
+    let plane = m * n;
+    if plane == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            c.fill(0.0);
+        }
+        return;
+    }
+    let lefts: Vec<Cow<[f32]>> = a_views.par_iter().map(|&v| row_major(a, v, m, k)).collect();
+    let gemms: Vec<ConvGemm> = lefts
+        .par_iter()
+        .map(|l| ConvGemm::new(l, m, k, isa))
+        .collect();
+    let offsets: Vec<Vec<usize>> = b_views
+        .iter()
+        .map(|v| (0..k).map(|p| v.offset + p * v.rs).collect())
+        .collect();
+    let shared = SharedOut::new(c);
+    tasks(d, a_views.len())
+        .into_par_iter()
+        .for_each_init(Vec::new, |tmp, t| {
+            let (r0, w) = (t.rows.0, t.cols.1 - t.cols.0);
+            let start = |r: usize| t.entry * plane + r * n + t.cols.0;
+            // SAFETY: tasks cover disjoint (entry, row, column) cells of `c`, so no other reference
+            // to these segments exists while they are written.
+            let mut rows: Vec<&mut [f32]> = (t.rows.0..t.rows.1)
+                .map(|r| unsafe { shared.segment(start(r), w) })
+                .collect();
+            let b = &b[t.cols.0..];
+            let gemm = &gemms[t.entry];
+            if accumulate {
+                tmp.resize(rows.len() * w, 0.0);
+                let mut product: Vec<&mut [f32]> = tmp.chunks_exact_mut(w).collect();
+                gemm.multiply(r0, b, &offsets[t.entry], w, &mut product);
+                for (row, p) in rows.iter_mut().zip(tmp.chunks_exact(w)) {
+                    for (o, &p) in row.iter_mut().zip(p) {
+                        *o += alpha * p;
+                    }
+                }
+            } else {
+                gemm.multiply(r0, b, &offsets[t.entry], w, &mut rows);
+                if alpha != 1.0 {
+                    rows.iter_mut()
+                        .flat_map(|r| r.iter_mut())
+                        .for_each(|o| *o *= alpha);
+                }
+            }
+        });
+}
+
+/// The `m × k` operand at `v` in row-major order: borrowed when it already is.
+fn row_major(a: &[f32], v: View, m: usize, k: usize) -> Cow<'_, [f32]> {
+    if v.cs == 1 && v.rs == k {
+        return Cow::Borrowed(&a[v.offset..v.offset + m * k]);
+    }
+    let at = |r: usize, p: usize| a[v.offset + r * v.rs + p * v.cs];
+    Cow::Owned((0..m).flat_map(|r| (0..k).map(move |p| at(r, p))).collect())
+}
+
+/// Enough tasks to keep every thread busy: column tiles of whole `NR` panels first (each
+/// re-reads the packed left operand, which stays in L2), then `MR`-row blocks.
+fn tasks(d: Dims, entries: usize) -> Vec<Task> {
+    let threads = rayon::current_num_threads();
+    let (rows, cols) = if threads == 1 || d.m * d.n * d.k * entries < SMALL {
+        (d.m, d.n)
+    } else {
+        let per_entry = (4 * threads).div_ceil(entries);
+        let col_tiles = d.n.div_ceil(2 * NR).clamp(1, per_entry);
+        let row_blocks = per_entry.div_ceil(col_tiles).clamp(1, d.m.div_ceil(MR));
+        (
+            d.m.div_ceil(row_blocks).next_multiple_of(MR),
+            d.n.div_ceil(col_tiles).next_multiple_of(NR),
+        )
+    };
+    let mut tasks = Vec::new();
+    for entry in 0..entries {
+        for r0 in (0..d.m).step_by(rows) {
+            for c0 in (0..d.n).step_by(cols) {
+                tasks.push(Task {
+                    entry,
+                    rows: (r0, (r0 + rows).min(d.m)),
+                    cols: (c0, (c0 + cols).min(d.n)),
+                });
+            }
+        }
+    }
+    tasks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Against an f64 product, on every cut of the kernel: rows past a block of `MR`, columns
+    /// below `NR` and past several tiles, depth past the kernel's 128-deep passes, a transposed
+    /// left operand, a batch whose right operand is shared, alpha, accumulation, on 1 and 3
+    /// threads (which cut the tasks differently).
+    #[test]
+    fn packed_products_match_the_f64_product() {
+        if !Isa::detect().avx512() {
+            eprintln!("skipped: this machine has no AVX-512, which the packed kernel needs");
+            return;
+        }
+        let mut seed = 7u32;
+        let mut next = || {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        };
+        // (m, n, k, batch, transposed A, alpha, accumulate)
+        let cases = [
+            (13, 200, 300, 1, false, 1.0, false),
+            (257, 97, 64, 2, true, 0.5, false),
+            (5, 4, 9, 3, false, 1.0, true),
+            (40, 1000, 33, 1, false, -2.0, true),
+        ];
+        for (m, n, k, batch, trans, alpha, accumulate) in cases {
+            let a: Vec<f32> = (0..batch * m * k).map(|_| next()).collect();
+            let b: Vec<f32> = (0..k * n).map(|_| next()).collect();
+            let c0: Vec<f32> = (0..batch * m * n).map(|_| next()).collect();
+            let plane = View::row_major(if trans { m } else { k });
+            let plane = if trans { plane.transposed() } else { plane };
+            let a_views: Vec<View> = (0..batch).map(|i| plane.at(i * m * k)).collect();
+            let b_views = vec![View::row_major(n); batch];
+            let at = |e: usize, i: usize, p: usize| {
+                let v = a_views[e];
+                f64::from(a[v.offset + i * v.rs + p * v.cs])
+            };
+            for threads in [1, 3] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .expect("a thread pool");
+                let mut c = c0.clone();
+                let d = Dims { m, n, k };
+                pool.install(|| {
+                    batched(
+                        d,
+                        &a,
+                        &a_views,
+                        &b,
+                        &b_views,
+                        &mut c,
+                        alpha,
+                        accumulate,
+                        Isa::detect(),
+                    )
+                });
+                for e in 0..batch {
+                    for i in 0..m {
+                        for j in 0..n {
+                            let dot: f64 =
+                                (0..k).map(|p| at(e, i, p) * f64::from(b[p * n + j])).sum();
+                            let at_c = e * m * n + i * n + j;
+                            let old = if accumulate { f64::from(c0[at_c]) } else { 0.0 };
+                            let want = f64::from(alpha) * dot + old;
+                            let got = f64::from(c[at_c]);
+                            assert!(
+                                (got - want).abs() <= 1e-5 * (k as f64).sqrt(),
+                                "{m}x{k}·{k}x{n} entry {e} at ({i}, {j}), {threads} threads: {got} vs {want}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
