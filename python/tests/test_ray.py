@@ -1,0 +1,61 @@
+"""temblor.ray on a Ray cluster this test starts on this machine: a head that runs no work and two
+worker nodes of one CPU each (each its own raylet and worker processes, as two machines would
+be). The pipeline's answers equal one process's `Session.run_images`, and the throughput of two
+workers is reported against one's."""
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+import temblor
+from conftest import shared
+
+ray = pytest.importorskip("ray")
+from ray.cluster_utils import Cluster  # noqa: E402
+
+import temblor.ray as temblor_ray  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    # Small object stores: a photo's answer is a few kilobytes.
+    node = {"num_cpus": 1, "object_store_memory": 80 * 2**20}
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={**node, "num_cpus": 0, "include_dashboard": False},
+    )
+    for _ in range(2):
+        cluster.add_node(**node)
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, log_to_driver=False)
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()
+
+
+def rows(out) -> dict:
+    table = pq.read_table(out).to_pylist()
+    return {r["image"]: json.loads(r["result"]) for r in table}
+
+
+def test_ray_pipeline_equals_one_process_and_reports_throughput(cluster, picodet, tmp_path):
+    images = shared() / "images"
+    paths = temblor_ray.photo_paths(images)
+    assert len(paths) >= 8, paths
+    expected = temblor.Session(picodet, threads=1).run_images(paths)
+
+    timings = {}
+    for workers in (1, 2):
+        out = tmp_path / f"out{workers}"
+        done = temblor_ray.detect(picodet, images, out, workers=workers, cpus_per_worker=1)
+        timings[workers] = done
+        got = rows(out)
+        assert sorted(got) == sorted(paths)
+        for want in expected:
+            assert got[want["image"]] == want, want["image"]
+    one, two = timings[1], timings[2]
+    print(
+        f"\nRay throughput on {len(paths)} photos: 1 worker {one.per_second:.2f} images/s, "
+        f"2 workers {two.per_second:.2f} images/s ({two.per_second / one.per_second:.2f}x)"
+    )
