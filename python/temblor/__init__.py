@@ -133,7 +133,7 @@ class Session:
 
     def run_images(self, images: Sequence[Any], min_score: Optional[float] = None) -> List[dict]:
         """Each photo's answer (a path, or an RGB uint8 array of shape (H, W, 3)): the dict
-        `temblor run --image` writes into results.json for it (`objects` with `bbox` in the
+        `temblor run --image` writes into results.json for it (`objects` with `box` in the
         photo's pixels, `class`, `label`, `score`, `mask` as COCO RLE; `text`; `classes`)."""
         return json.loads(self._session._answers(list(images), min_score))
 
