@@ -239,11 +239,18 @@ impl Session {
     ) -> PyResult<Vec<Bound<'py, PyAny>>> {
         let names: Vec<&str> = self.graph.outputs.iter().map(|o| o.name.as_str()).collect();
         if let Some(wanted) = &output_names {
-            if let Some(unknown) = wanted.iter().find(|w| !names.contains(&w.as_str())) {
-                return Err(PyValueError::new_err(format!(
-                    "the model has no output named '{unknown}'; its outputs are: {}",
-                    names.join(", ")
-                )));
+            for (i, w) in wanted.iter().enumerate() {
+                if !names.contains(&w.as_str()) {
+                    return Err(PyValueError::new_err(format!(
+                        "the model has no output named '{w}'; its outputs are: {}",
+                        names.join(", ")
+                    )));
+                }
+                if wanted[..i].contains(w) {
+                    return Err(PyValueError::new_err(format!(
+                        "output '{w}' is named twice"
+                    )));
+                }
             }
         }
         let specs = self.plan.inputs();
@@ -267,29 +274,24 @@ impl Session {
         let outputs = py
             .detach(|| self.with_state(|state| self.plan.run(state, &inputs)))
             .map_err(|e| py_error(e.into()))?;
-        let mut outputs: Vec<Option<(String, Tensor)>> = outputs.into_iter().map(Some).collect();
+        let mut outputs: Vec<Option<Tensor>> = outputs.into_iter().map(|(_, t)| Some(t)).collect();
         let picked: Vec<usize> = match &output_names {
             Some(wanted) => wanted
                 .iter()
-                .filter_map(|w| {
-                    outputs
-                        .iter()
-                        .position(|o| o.as_ref().is_some_and(|(n, _)| n == w))
-                })
+                .filter_map(|w| names.iter().position(|n| n == w))
                 .collect(),
             None => (0..outputs.len()).collect(),
         };
+        // Each index is picked once (names were checked above), so every take finds its tensor.
         picked
             .into_iter()
-            .map(|i| match outputs[i].take() {
-                Some((_, t)) => to_numpy(py, t),
-                None => Err(PyValueError::new_err("an output is named twice")),
-            })
+            .filter_map(|i| outputs[i].take())
+            .map(|t| to_numpy(py, t))
             .collect()
     }
 
     /// The answers for `images` (paths, or RGB uint8 arrays of shape (H, W, 3)), as JSON text:
-    /// a list of what `run --image` writes for each photo in results.json' `images`.
+    /// a list of what `run --image` writes for each photo in results.json's `images`.
     #[pyo3(signature = (images, min_score = None))]
     fn _answers(
         &self,

@@ -136,7 +136,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     import ray
 
-    ray.init(address=args.address)
+    if not ray.is_initialized():
+        ray.init(address=args.address)
     try:
         done = detect(
             args.package,

@@ -4,6 +4,8 @@ be). The pipeline's answers equal one process's `Session.run_images`, and the th
 workers is reported against one's."""
 
 import json
+import subprocess
+import sys
 
 import pyarrow.parquet as pq
 import pytest
@@ -59,4 +61,20 @@ def test_ray_pipeline_equals_one_process_and_reports_throughput(cluster, picodet
     print(
         f"\nRay throughput on {one.images} photos: 1 worker {one.per_second:.2f} images/s, "
         f"2 workers {two.per_second:.2f} images/s ({two.per_second / one.per_second:.2f}x)"
+    )
+
+
+def test_the_command_writes_json_lines_on_the_cluster(cluster, picodet, tmp_path):
+    images, out = shared() / "images", tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "temblor.ray", str(picodet), str(images), str(out),
+         "--format", "jsonl", "--workers", "2", "--address", cluster.address],
+        capture_output=True, text=True, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "images/s" in done.stdout, done.stdout
+    lines = [json.loads(line) for f in sorted(out.iterdir()) for line in f.read_text().splitlines()]
+    expected = temblor.Session(picodet, threads=1).run_images(temblor_ray.photo_paths(images))
+    assert sorted((r["image"], r["result"]) for r in lines) == sorted(
+        (e["image"], json.dumps(e, sort_keys=True)) for e in expected
     )

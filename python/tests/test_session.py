@@ -79,6 +79,8 @@ def test_outputs_by_name_and_metadata(picodet):
                                for i, d in enumerate(session.outputs[-1].shape))
     with pytest.raises(ValueError, match="no output named 'nope'"):
         session.run(["nope"], picodet_feed())
+    with pytest.raises(ValueError, match="named twice"):
+        session.run([last, last], picodet_feed())
 
 
 @pytest.mark.parametrize(
