@@ -44,6 +44,8 @@ enum Photo {
 }
 
 impl Session {
+    /// Runs `f` on a state from the pool, or a fresh one when every pooled state is in use by
+    /// another thread; the state goes back to the pool for the next run.
     fn with_state<T>(&self, f: impl FnOnce(&mut RunState) -> T) -> T {
         let pooled = self.states.lock().ok().and_then(|mut s| s.pop());
         let mut state = pooled.unwrap_or_else(|| self.plan.new_state());
@@ -54,6 +56,8 @@ impl Session {
         result
     }
 
+    /// The reader of photos and answers, made on first use; a failure (a model of no known
+    /// kind) is not kept, so each `detect` reports it.
     fn reader(&self) -> Result<&Reader> {
         if let Some(reader) = self.reader.get() {
             return Ok(reader);
