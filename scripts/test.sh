@@ -9,3 +9,5 @@ cargo fmt --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --bin temblor
 cargo test --workspace
+# The Python package (python/tests): Session against `temblor run`, and the Ray pipeline.
+"${TEMBLOR_VENV:-$HOME/.cache/temblor/venv}/bin/python" -m pytest -q python/tests

@@ -1,12 +1,12 @@
-//! The `temblor` binary: a thin clap layer over [`cli`], one module per command.
+//! The `temblor` binary: a thin clap layer over [`cli`] (the crate's library), one module per
+//! command.
 
 // One unsafe call, in `end_quietly_on_closed_pipe`; everything else is safe code.
 #![deny(unsafe_code)]
 
-mod cli;
-
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
+use temblor::cli;
 
 /// temblor: an ahead-of-time graph compiler for vision and detection models.
 #[derive(Parser, Debug)]

@@ -41,8 +41,7 @@ impl Reader {
         kind: Option<Kind>,
         labels: Option<&Path>,
     ) -> Result<Reader> {
-        let is_package = package::is_package(model);
-        let graph = if is_package {
+        let graph = if package::is_package(model) {
             package::load(model)?
         } else {
             let options = Options {
@@ -52,6 +51,19 @@ impl Reader {
             };
             temblor_pipeline::compile(model, &options)?.compile
         };
+        Reader::around(graph, model, preprocess, kind, labels)
+    }
+
+    /// [`Reader::open`] of a graph already loaded from `model` (a Python session's), so that it
+    /// is not read twice.
+    pub fn around(
+        graph: Graph,
+        model: &Path,
+        preprocess: Option<&Path>,
+        kind: Option<Kind>,
+        labels: Option<&Path>,
+    ) -> Result<Reader> {
+        let is_package = package::is_package(model);
         let postprocess = match kind {
             Some(k) => k.defaults(),
             None => match is_package

@@ -1,6 +1,6 @@
 //! The CLI's commands. Each returns [`crate::Error`]; `main` prints it and picks the exit code.
 
-mod answer;
+pub mod answer;
 mod bench;
 mod check_trt;
 mod compare;
@@ -13,7 +13,7 @@ mod inspect;
 mod ocr;
 mod preprocess;
 mod profile;
-mod run;
+pub mod run;
 
 pub use bench::{bench, BenchArgs};
 pub use check_trt::{check_trt, CheckTrtArgs};
