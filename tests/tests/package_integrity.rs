@@ -165,3 +165,41 @@ fn the_manifest_records_its_writer() {
     assert_eq!(doc["weights_blake3"].as_str().map(str::len), Some(64));
     assert_eq!(doc["manifest_blake3"].as_str().map(str::len), Some(64));
 }
+
+/// How fast a load checks the hashes: `inspect` of a package with 512 MiB of weights, with and
+/// without `--no-verify-hashes`; the difference is the hashing. Ignored in the suite (it writes
+/// half a gigabyte); `cargo test --test package_integrity -- --ignored --nocapture` prints it
+/// for RELIABILITY.md.
+#[test]
+#[ignore]
+fn hash_throughput() {
+    let n = 128 << 20;
+    let mut b = Builder::new("big", 1);
+    let ty = TensorType::new(DType::F32, Shape::from_known(&[n]));
+    let x = b.input("x", ty.clone());
+    let w = b.constant("w", &[n], vec![0.5; n], Layout::Any);
+    let y = b.node("y", Op::Binary(BinaryOp::Add), ty, &[x, w]);
+    b.g.outputs.push(GraphOutput {
+        value: y,
+        name: "y".into(),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    package::write(&b.g, dir.path()).unwrap();
+    drop(b);
+    let time = |extra: &[&str]| {
+        let start = std::time::Instant::now();
+        let (code, _, err) = output(temblor().arg("inspect").arg(dir.path()).args(extra));
+        assert_eq!(code, 0, "{err}");
+        start.elapsed().as_secs_f64()
+    };
+    let (mut checked, mut unchecked) = (f64::MAX, f64::MAX);
+    for _ in 0..3 {
+        checked = checked.min(time(&[]));
+        unchecked = unchecked.min(time(&["--no-verify-hashes"]));
+    }
+    let bytes = (n * 4) as f64;
+    println!(
+        "inspect of 512 MiB: {checked:.3} s checked, {unchecked:.3} s unchecked: hashing at {:.2} GB/s",
+        bytes / (checked - unchecked) / 1e9
+    );
+}
