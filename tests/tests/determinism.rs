@@ -1,6 +1,6 @@
-//! The same model and input give bit-identical outputs at any thread count: the CPU runtime
-//! splits work by output region, never a reduction across threads, so no sum depends on how
-//! many threads share it. Checked on two real models at `--threads 1, 2, 4`.
+//! The same model and input give bit-identical outputs at any thread count: the CPU runtime's
+//! threaded kernels split work by output region, so each element is summed by one thread in
+//! one order however many share the work. Checked on two real models at `--threads 1, 2, 4`.
 
 use std::path::Path;
 use temblor_tests::{output, real_model, shared, temblor};
