@@ -185,3 +185,36 @@ fn the_value_limit_is_settable() {
         "{err}"
     );
 }
+
+/// The run's peak is estimated from the inferred shapes: the PP-OCR classifier at 48x192 holds
+/// under 1 MiB at once, so it compiles under a 1 MiB peak limit and is refused under 200 KiB,
+/// naming the node where the peak is reached and the flag; report.json records the estimate.
+#[test]
+fn the_peak_limit_is_settable() {
+    let model =
+        temblor_tests::real_model("ppocr_cls_v2_onnx", "ch_ppocr_mobile_v2.0_cls_infer.onnx");
+    let dir = tempfile::tempdir().unwrap();
+    let compile = |limit: &str, out: &str| {
+        output(
+            temblor()
+                .arg("compile")
+                .arg(&model)
+                .args(["--input", "x:1x3x48x192", "--no-verify", "--no-measure"])
+                .args(["--max-peak-bytes", limit, "-o"])
+                .arg(dir.path().join(out)),
+        )
+    };
+    let (code, _, err) = compile("1M", "fits");
+    assert_eq!(code, 0, "{err}");
+    let report = std::fs::read(dir.path().join("fits/report.json")).unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&report).unwrap();
+    let peak = report["memory"]["peak_bytes_estimate"].as_u64().unwrap();
+    assert!((200 << 10..1 << 20).contains(&peak), "{}", report["memory"]);
+    let (code, _, err) = compile("200K", "refused");
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("at node '") && err.contains("--max-peak-bytes"),
+        "{err}"
+    );
+    assert!(!dir.path().join("refused").exists());
+}
