@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
-# Builds the fuzz corpora (fuzz/corpus/<target>/, not committed) from the cached real models:
-# small models whole, every ONNX model also as its graph alone (initializers emptied), Paddle
-# and PIR programs joined with their parameters as the two-file targets split them (a
+# Builds the fuzz corpora (fuzz/corpus/<target>/, not committed) from the cached real models
+# and the ONNX node test suite: small models whole, Paddle and PIR programs joined with their parameters as the two-file targets split them (a
 # little-endian u32 length, the first file, the second), a compiled package, .npy inputs,
 # preprocessing YAML and images made small. Needs `scripts/setup.sh` (venv, models) and a
 # built `temblor` (TEMBLOR, default target/debug/temblor).
@@ -24,22 +23,15 @@ open(sys.argv[3], "wb").write(struct.pack("<I", len(a)) + a + b)
 PY
 }
 
-# ONNX: models under 1 MB whole; every model as its graph alone.
-"$py" - "$models" "$corpus/onnx_import" <<'PY'
-import glob, os, sys
-import onnx
-models, out = sys.argv[1], sys.argv[2]
-for path in sorted(glob.glob(os.path.join(models, "*_onnx", "*.onnx"))):
-    stem = os.path.basename(os.path.dirname(path))
-    if os.path.getsize(path) < 1 << 20:
-        open(os.path.join(out, stem + ".onnx"), "wb").write(open(path, "rb").read())
-    m = onnx.load(path, load_external_data=False)
-    for t in m.graph.initializer:
-        t.ClearField("raw_data"); t.ClearField("float_data"); t.ClearField("int64_data")
-    open(os.path.join(out, stem + ".graph.onnx"), "wb").write(m.SerializeToString())
-PY
-# End to end: only small graphs run in a fuzz iteration's time.
-find "$corpus/onnx_import" -size -64k -exec cp {} "$corpus/end_to_end/" \;
+# ONNX: the real models under 1 MB whole (an ONNX model without its weights does not import,
+# so larger ones are left out), and every model of the ONNX backend node test suite in the
+# `onnx` wheel: one small model per op and attribute variant, the odd shapes included.
+find "$models" -path '*_onnx/*.onnx' -size -1M -exec cp {} "$corpus/onnx_import/" \;
+node="$("$py" -c 'import onnx, os; print(os.path.join(os.path.dirname(onnx.__file__), "backend/test/data/node"))')"
+for d in "$node"/*/; do
+    cp "$d/model.onnx" "$corpus/onnx_import/$(basename "$d").onnx"
+    cp "$d/model.onnx" "$corpus/end_to_end/$(basename "$d").onnx"
+done
 
 for m in paddle_basic; do
     join "$shared/models/paddle/$m/model.pdmodel" "$shared/models/paddle/$m/model.pdiparams" \
@@ -57,10 +49,10 @@ join "$pkg/cls/package.json" "$pkg/cls/weights.bin" "$corpus/package/cls"
 cp "$pkg/cls/preprocess.yml" "$corpus/preprocess_yaml/cls.yml" 2>/dev/null || true
 rm -rf "$pkg"
 
-find "$shared/models" -name '*.npy' -size -8k | head -40 | while read -r f; do
+find "$shared/models" -type f -name '*.npy' -size -8k | head -40 | while read -r f; do
     cp "$f" "$corpus/npy/$(echo "$f" | md5sum | cut -c1-12).npy"
 done
-find "$models" "$shared/models/pir" -name '*.yml' -size -16k | head -20 | while read -r f; do
+find "$models" "$shared/models/pir" -type f -name '*.yml' -size -16k | head -20 | while read -r f; do
     cp "$f" "$corpus/preprocess_yaml/$(echo "$f" | md5sum | cut -c1-12).yml"
 done
 
