@@ -7,6 +7,7 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 use temblor::cli;
+use temblor_ir::limits::{self, Limits};
 
 /// temblor: an ahead-of-time graph compiler for vision and detection models.
 #[derive(Parser, Debug)]
@@ -14,6 +15,33 @@ use temblor::cli;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Load packages without checking the BLAKE3 hashes package.json records of itself and of
+    /// weights.bin (for a package edited on purpose).
+    #[arg(long, global = true)]
+    no_verify_hashes: bool,
+    /// Refuse a model with a value larger than this many bytes (K, M, G, T suffixes; default
+    /// 16G, or TEMBLOR_MAX_VALUE_BYTES).
+    #[arg(long, global = true, value_name = "BYTES", value_parser = limits::parse_count)]
+    max_value_bytes: Option<u64>,
+    /// Refuse a model whose run would hold more than this many bytes of values at once
+    /// (default 48G, or TEMBLOR_MAX_PEAK_BYTES).
+    #[arg(long, global = true, value_name = "BYTES", value_parser = limits::parse_count)]
+    max_peak_bytes: Option<u64>,
+    /// Refuse a Loop of more iterations (default 16M, or TEMBLOR_MAX_LOOP_ITERATIONS).
+    #[arg(long, global = true, value_name = "N", value_parser = limits::parse_count)]
+    max_loop_iterations: Option<u64>,
+}
+
+impl Cli {
+    /// The process's limits: the flags, else the environment, else the defaults.
+    fn limits(&self) -> Result<Limits, String> {
+        let env = Limits::from_env()?;
+        Ok(Limits {
+            value_bytes: self.max_value_bytes.unwrap_or(env.value_bytes),
+            peak_bytes: self.max_peak_bytes.unwrap_or(env.peak_bytes),
+            loop_iterations: self.max_loop_iterations.unwrap_or(env.loop_iterations),
+        })
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -78,6 +106,16 @@ fn main() -> ExitCode {
         eprintln!("error: internal error (a bug in temblor): {info}");
     }));
     let cli = Cli::parse();
+    match cli.limits() {
+        Ok(l) => {
+            l.install();
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    temblor_ir::package::set_verify_hashes(!cli.no_verify_hashes);
     let result = std::panic::catch_unwind(|| match &cli.command {
         Command::Compile(a) => cli::compile(a),
         Command::Run(a) => cli::run(a),

@@ -15,7 +15,9 @@ mod dims;
 mod dispatch;
 mod elementwise;
 pub mod evaluate;
+mod footprint;
 use evaluate::Static;
+pub use footprint::{check_peak, peak_bytes};
 mod indexing;
 mod linalg;
 mod movement;
@@ -108,7 +110,9 @@ pub fn default_batch(g: &mut Graph) -> Vec<String> {
     changed
 }
 
-/// Computes the type of every node output from its inputs. Errors name the node.
+/// Computes the type of every node output from its inputs. Errors name the node; so does an
+/// output larger than the process's value limit, found before it is evaluated, and a graph whose
+/// run would exceed the peak limit.
 ///
 /// Values that only depend on constants and static extents (a Shape -> Gather -> Concat chain,
 /// a Reshape target computed from a rank) are evaluated as the walk goes, so that a rule reading
@@ -120,6 +124,7 @@ pub fn infer(g: &mut Graph) -> Result<()> {
         Error::bad_input(format!("the graph has a cycle through {}", g.describe(n)))
     })?;
     let mut known = Static::default();
+    let limits = temblor_ir::limits::Limits::get();
     for id in order {
         let (op, types) = match control::infer(g, id)? {
             Some(types) => (None, types),
@@ -141,9 +146,10 @@ pub fn infer(g: &mut Graph) -> Result<()> {
         for (info, ty) in node.outputs.iter_mut().zip(types) {
             info.ty = ty;
         }
+        footprint::check_outputs(g, id, &limits)?;
         known.evaluate(g, id);
     }
-    Ok(())
+    check_peak(g, &limits)
 }
 
 /// A node's inputs as shape rules see them: types, and the values of constant operands.

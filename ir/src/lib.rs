@@ -14,6 +14,7 @@ pub mod cost;
 mod dtype;
 mod error;
 mod graph;
+pub mod limits;
 mod op;
 pub mod package;
 mod provenance;

@@ -8,6 +8,13 @@
 //! how the model wants its images in temblor's preprocessing YAML (`temblor_tools`'
 //! `preprocess_config` reads and writes it), and `labels.txt`, its class names by class id, one a
 //! line.
+//!
+//! Integrity: `package.json` records the BLAKE3 hash of `weights.bin` and, as its last field,
+//! of its own text before that field, with the format and the temblor version that wrote it.
+//! [`load`] checks both before anything is used, so a flipped bit is an error naming the file,
+//! never wrong numbers. The editable text files (`preprocess.yml`, `postprocess.yml`,
+//! `labels.txt`: a person may tune a threshold) are not hashed; their readers check them.
+//! Packages of format 1 (written before hashes) load with a warning.
 
 use crate::AttrValue;
 use crate::DType;
@@ -30,18 +37,40 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub const MANIFEST: &str = "package.json";
 pub const WEIGHTS: &str = "weights.bin";
 pub const PREPROCESS: &str = "preprocess.yml";
 pub const LABELS: &str = "labels.txt";
 pub const POSTPROCESS: &str = "postprocess.yml";
-const FORMAT: &str = "temblor-package-1";
+const FORMAT: &str = "temblor-package-2";
+/// The format before hashes were recorded; still read.
+const FORMAT_UNHASHED: &str = "temblor-package-1";
 const ALIGN: usize = 64;
+/// The manifest's own hash is its last field, written as exactly this text around the hex
+/// digest, so a reader finds it without parsing and hashes the bytes before it.
+const SELF_HASH_HEAD: &str = ",\n  \"manifest_blake3\": \"";
+const SELF_HASH_TAIL: &str = "\"\n}";
+const HEX_LEN: usize = 64;
+
+/// Whether [`load`] checks the recorded hashes (the CLI's `--no-verify-hashes` clears it).
+static VERIFY_HASHES: AtomicBool = AtomicBool::new(true);
+
+/// Makes every later [`load`] in this process check (`true`, the default) or skip the hashes.
+pub fn set_verify_hashes(verify: bool) {
+    VERIFY_HASHES.store(verify, Ordering::Relaxed);
+}
 
 #[derive(Serialize, Deserialize)]
 struct Manifest {
     format: String,
+    /// The temblor that wrote it; absent from format 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    temblor_version: Option<String>,
+    /// BLAKE3 of `weights.bin`, hex; absent from format 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    weights_blake3: Option<String>,
     #[serde(flatten)]
     graph: GraphDoc,
     /// Every weight of the graph and of its bodies.
@@ -102,14 +131,51 @@ pub fn write(g: &Graph, dir: &Path) -> Result<()> {
     let graph = graph_doc(g, &mut blob, &mut weights)?;
     let manifest = Manifest {
         format: FORMAT.into(),
+        temblor_version: Some(env!("CARGO_PKG_VERSION").into()),
+        weights_blake3: Some(hash(&blob)),
         graph,
         weights,
     };
-    let json = serde_json::to_vec_pretty(&manifest)
+    let mut json = serde_json::to_string_pretty(&manifest)
         .map_err(|e| Error::internal(format!("cannot serialize the package: {e}")))?;
+    // The pretty text ends in "\n}"; the self hash replaces that end, covering what precedes it.
+    let body_end = json.len() - "\n}".len();
+    let digest = hash(json.as_bytes());
+    json.truncate(body_end);
+    json.push_str(SELF_HASH_HEAD);
+    json.push_str(&digest);
+    json.push_str(SELF_HASH_TAIL);
     let io = |e: std::io::Error| Error::internal(format!("cannot write the package: {e}"));
-    std::fs::write(dir.join(MANIFEST), json).map_err(io)?;
-    std::fs::write(dir.join(WEIGHTS), blob).map_err(io)
+    std::fs::write(dir.join(WEIGHTS), blob).map_err(io)?;
+    std::fs::write(dir.join(MANIFEST), json).map_err(io)
+}
+
+/// BLAKE3 of `bytes` as hex; large inputs are hashed on every core (a 100 MB weight file in
+/// about 10 ms).
+fn hash(bytes: &[u8]) -> String {
+    let mut h = blake3::Hasher::new();
+    if bytes.len() >= 1 << 20 {
+        h.update_rayon(bytes);
+    } else {
+        h.update(bytes);
+    }
+    h.finalize().to_hex().to_string()
+}
+
+/// The manifest text without its self hash, and that hash, when the text ends in one.
+fn split_self_hash(text: &[u8]) -> Option<(Vec<u8>, &str)> {
+    let tail_at = text.len().checked_sub(SELF_HASH_TAIL.len())?;
+    let hex_at = tail_at.checked_sub(HEX_LEN)?;
+    let head_at = hex_at.checked_sub(SELF_HASH_HEAD.len())?;
+    if &text[tail_at..] != SELF_HASH_TAIL.as_bytes()
+        || &text[head_at..hex_at] != SELF_HASH_HEAD.as_bytes()
+    {
+        return None;
+    }
+    let digest = std::str::from_utf8(&text[hex_at..tail_at]).ok()?;
+    let mut body = text[..head_at].to_vec();
+    body.extend_from_slice(b"\n}");
+    Some((body, digest))
 }
 
 /// `g` as a document, its weights appended to `blob` and `weights`.
@@ -178,18 +244,56 @@ fn graph_doc(g: &Graph, blob: &mut Vec<u8>, weights: &mut Vec<WeightDoc>) -> Res
     })
 }
 
-/// Loads a package directory back into a graph, checking every index and byte range.
+/// Loads a package directory back into a graph, checking its hashes (unless
+/// [`set_verify_hashes`] turned that off), every index and byte range.
 pub fn load(dir: &Path) -> Result<Graph> {
+    let verify = VERIFY_HASHES.load(Ordering::Relaxed);
     let fail = |what: String| Error::bad_input(format!("package {}: {what}", dir.display()));
+    let corrupt = |file: &str, what: &str| {
+        fail(format!(
+            "{file} is corrupt: {what} (the file changed after it was written; \
+             --no-verify-hashes loads it anyway)"
+        ))
+    };
     let text = std::fs::read(dir.join(MANIFEST))
         .map_err(|e| fail(format!("cannot read {MANIFEST}: {e}")))?;
+    let self_hash = split_self_hash(&text);
+    if verify {
+        if let Some((body, recorded)) = &self_hash {
+            if hash(body) != *recorded {
+                return Err(corrupt(
+                    MANIFEST,
+                    "its BLAKE3 differs from the one it records",
+                ));
+            }
+        }
+    }
     let m: Manifest =
         serde_json::from_slice(&text).map_err(|e| fail(format!("corrupt {MANIFEST}: {e}")))?;
-    if m.format != FORMAT {
-        return Err(fail(format!(
-            "format '{}', this temblor reads '{FORMAT}'",
+    match m.format.as_str() {
+        FORMAT => {}
+        FORMAT_UNHASHED => eprintln!(
+            "warning: package {} was written before packages recorded hashes ({}): its files \
+             cannot be checked for corruption; compile it again to record them",
+            dir.display(),
             m.format
-        )));
+        ),
+        other => {
+            return Err(fail(format!(
+                "format '{other}'{}, this temblor ({}) reads '{FORMAT}' and \
+                 '{FORMAT_UNHASHED}': compile the model again with this temblor",
+                m.temblor_version
+                    .as_ref()
+                    .map_or(String::new(), |v| format!(" written by temblor {v}")),
+                env!("CARGO_PKG_VERSION")
+            )))
+        }
+    }
+    if verify && m.format == FORMAT && (self_hash.is_none() || m.weights_blake3.is_none()) {
+        return Err(corrupt(
+            MANIFEST,
+            "it does not hold the hashes its format records",
+        ));
     }
     let file = std::fs::File::open(dir.join(WEIGHTS))
         .map_err(|e| fail(format!("cannot open {WEIGHTS}: {e}")))?;
@@ -198,13 +302,26 @@ pub fn load(dir: &Path) -> Result<Graph> {
     let map = unsafe { memmap2::Mmap::map(&file) }
         .map_err(|e| fail(format!("cannot map {WEIGHTS}: {e}")))?;
     let blob = Bytes::from_owner(map);
+    if verify {
+        if let Some(recorded) = &m.weights_blake3 {
+            if hash(&blob) != *recorded {
+                return Err(corrupt(
+                    WEIGHTS,
+                    "its BLAKE3 differs from package.json's record",
+                ));
+            }
+        }
+    }
 
     let mut table = Vec::with_capacity(m.weights.len());
     for (i, w) in m.weights.iter().enumerate() {
         let end = w.offset.checked_add(w.len).filter(|&e| e <= blob.len());
-        let expected = w.dims.iter().product::<usize>() * w.dtype.size_bytes();
+        let expected = w
+            .dims
+            .iter()
+            .try_fold(w.dtype.size_bytes(), |a, &d| a.checked_mul(d));
         table.push(match end {
-            Some(end) if w.len == expected => Weight {
+            Some(end) if Some(w.len) == expected => Weight {
                 dtype: w.dtype,
                 dims: w.dims.clone(),
                 data: blob.slice(w.offset..end),
@@ -231,8 +348,16 @@ fn graph(doc: &GraphDoc, table: &[Weight]) -> std::result::Result<Graph, String>
     for w in table {
         g.weights.add(w.clone());
     }
+    let limits = crate::limits::Limits::get();
     let mut ids = Vec::with_capacity(doc.nodes.len());
     for n in &doc.nodes {
+        // A package claiming an absurd value would otherwise reach the runtime's memory plan.
+        for o in &n.outputs {
+            let dims: Vec<usize> = o.ty.shape.dims().iter().filter_map(|d| d.known()).collect();
+            limits
+                .check_value(&dims, o.ty.dtype.size_bytes())
+                .map_err(|e| format!("node '{}', output '{}': {e}", n.name, o.name))?;
+        }
         let op = typed(&n.op).map_err(|e| format!("node '{}': {e}", n.name))?;
         let mut node = Node::new(n.name.clone(), op, n.outputs.clone());
         node.source_attrs = n.source_attrs.clone();

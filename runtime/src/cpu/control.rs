@@ -7,10 +7,6 @@ use super::shape_ops::concat;
 use crate::{RuntimeError, Tensor, TensorData};
 use temblor_ir::Dim;
 
-/// A loop that runs this many iterations without its condition turning false is refused: a
-/// model that claims it is hostile or broken, and the run would not end.
-const MAX_ITERATIONS: i64 = 1 << 24;
-
 #[derive(Debug)]
 pub(crate) enum Control {
     Loop {
@@ -68,6 +64,13 @@ fn run_loop(
     };
     // Without a condition input the body's condition output is ignored: a `for` loop.
     let conditioned = ins.get(1).copied().flatten().is_some();
+    // A loop past the limit is refused: a model that claims one is hostile or broken, and the
+    // run would not end. A `for` loop's count is known before it starts; a `while` loop (often
+    // exported with the trip count i64::MAX) is stopped when it reaches the limit.
+    let limits = temblor_ir::limits::Limits::get();
+    if let (Some(m), false) = (trips, conditioned) {
+        limits.check_loop(m).map_err(RuntimeError::bad_input)?;
+    }
     let mut cond = match ins.get(1).copied().flatten() {
         Some(t) => t.clone(),
         None => Tensor {
@@ -90,9 +93,9 @@ fn run_loop(
     let mut scans: Vec<Vec<Tensor>> = Vec::new();
     let mut i: i64 = 0;
     while truth(&cond, "the Loop condition")? && trips.is_none_or(|m| i < m) {
-        if i >= MAX_ITERATIONS {
+        if i as u64 >= limits.loop_iterations {
             return Err(RuntimeError::bad_input(format!(
-                "the loop ran {MAX_ITERATIONS} iterations without ending"
+                "the loop ran {i} iterations without ending (--max-loop-iterations)"
             )));
         }
         let iteration = Tensor {

@@ -20,6 +20,21 @@ fn extents(t: &Tensor) -> Result<Vec<usize>, RuntimeError> {
         .collect()
 }
 
+/// Refuses an output of `shape` above the process's value limit, before it is allocated: the
+/// extents of these ops come from data, which shape inference may not have seen.
+pub(crate) fn within_limits(shape: &[usize], dtype: DType) -> Result<(), RuntimeError> {
+    temblor_ir::limits::Limits::get()
+        .check_value(shape, dtype.size_bytes())
+        .map_err(RuntimeError::bad_input)
+}
+
+/// [`within_limits`] for `n` elements of `T`.
+fn elements_within_limits<T>(n: usize) -> Result<(), RuntimeError> {
+    temblor_ir::limits::Limits::get()
+        .check_value(&[n], std::mem::size_of::<T>())
+        .map_err(RuntimeError::bad_input)
+}
+
 /// Bidirectional broadcast of `x` to the target shape: each aligned pair must be equal or
 /// hold a 1.
 pub(crate) fn expand(x: &Tensor, target: &Tensor) -> Result<Tensor, RuntimeError> {
@@ -48,6 +63,7 @@ pub(crate) fn expand(x: &Tensor, target: &Tensor) -> Result<Tensor, RuntimeError
         shape.push(n);
         walk.push((n, if d == 1 { 0 } else { stride }));
     }
+    within_limits(&shape, x.dtype())?;
     dispatch!(x.dtype(), T => {
         let v = elements::<T>(x, "input", x.dtype())?;
         Ok(Tensor { shape, data: T::wrap(strided::copy(v, 0, &walk)) })
@@ -64,11 +80,17 @@ pub(crate) fn tile(x: &Tensor, repeats: &Tensor) -> Result<Tensor, RuntimeError>
             x.shape
         )));
     }
+    let shape: Vec<usize> = x
+        .shape
+        .iter()
+        .zip(&repeats)
+        .map(|(d, r)| d.checked_mul(*r).unwrap_or(usize::MAX))
+        .collect();
+    within_limits(&shape, x.dtype())?;
     let xs = strides(&x.shape);
     let walk: Vec<strided::Axis> = (0..repeats.len())
         .flat_map(|i| [(repeats[i], 0), (x.shape[i], xs[i] as isize)])
         .collect();
-    let shape = x.shape.iter().zip(&repeats).map(|(d, r)| d * r).collect();
     dispatch!(x.dtype(), T => {
         let v = elements::<T>(x, "input", x.dtype())?;
         Ok(Tensor { shape, data: T::wrap(strided::copy(v, 0, &walk)) })
@@ -238,6 +260,7 @@ pub(crate) fn constant_of_shape(shape: &Tensor, value: Scalar) -> Result<Tensor,
         .ok_or_else(|| {
             RuntimeError::bad_input(format!("shape {shape:?} holds too many elements"))
         })?;
+    within_limits(&shape, value.dtype)?;
     dispatch!(value.dtype, T => {
         Ok(Tensor { shape, data: T::wrap(vec![T::from_f64(value.value); count]) })
     })
@@ -288,6 +311,7 @@ fn range_values<T: Number>(start: T, limit: T, delta: T) -> Result<Vec<T>, Runti
             )));
         }
         let n = n as usize;
+        elements_within_limits::<T>(n)?;
         return Ok((0..n).map(|i| T::from_f64(s + i as f64 * d)).collect());
     }
     let (s, l, d) = (
@@ -304,5 +328,6 @@ fn range_values<T: Number>(start: T, limit: T, delta: T) -> Result<Vec<T>, Runti
     } else {
         0
     };
+    elements_within_limits::<T>(usize::try_from(n).unwrap_or(usize::MAX))?;
     Ok((0..n).map(|i| T::from_i64((s + i * d) as i64)).collect())
 }

@@ -47,6 +47,7 @@ pub(crate) fn resize(
         )
         .map_err(RuntimeError::bad_input)?;
     let shape: Vec<usize> = axes.iter().map(|ax| ax.output).collect();
+    super::fill::within_limits(&shape, x.dtype())?;
     if shape.contains(&0) {
         return dispatch!(x.dtype(), T => Ok(Tensor { shape, data: T::wrap(Vec::new()) }));
     }
