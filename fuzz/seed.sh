@@ -14,6 +14,8 @@ temblor="${TEMBLOR:-${CARGO_TARGET_DIR:-$root/target}/debug/temblor}"
 corpus="$here/corpus"
 mkdir -p "$corpus"/{onnx_import,end_to_end,paddle_program,pir_json,package,npy,preprocess_yaml,image}
 
+# (`sed -n`, not `head`: head closing the pipe early kills `find` with SIGPIPE under pipefail.)
+
 # Two files as one input: what temblor_fuzz::split takes apart.
 join() {
     "$py" - "$1" "$2" "$3" <<'PY'
@@ -49,10 +51,10 @@ join "$pkg/cls/package.json" "$pkg/cls/weights.bin" "$corpus/package/cls"
 cp "$pkg/cls/preprocess.yml" "$corpus/preprocess_yaml/cls.yml" 2>/dev/null || true
 rm -rf "$pkg"
 
-find "$shared/models" -type f -name '*.npy' -size -8k | head -40 | while read -r f; do
+find "$shared/models" -type f -name '*.npy' -size -8k | sed -n '1,40p' | while read -r f; do
     cp "$f" "$corpus/npy/$(echo "$f" | md5sum | cut -c1-12).npy"
 done
-find "$models" "$shared/models/pir" -type f -name '*.yml' -size -16k | head -20 | while read -r f; do
+find "$models" "$shared/models/pir" -type f -name '*.yml' -size -16k | sed -n '1,20p' | while read -r f; do
     cp "$f" "$corpus/preprocess_yaml/$(echo "$f" | md5sum | cut -c1-12).yml"
 done
 

@@ -7,6 +7,7 @@ use temblor_runtime::{f16, Tensor, TensorData};
 pub fn read(path: &Path) -> Result<Tensor> {
     let fail = |what: String| Error::bad_input(format!("{}: {what}", path.display()));
     let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+    let data_start = check_header(&bytes).map_err(|e| fail(format!("not a .npy file: {e}")))?;
     let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| fail(format!("not a .npy file: {e}")))?;
     if npy.order() != npyz::Order::C {
         return Err(fail(
@@ -18,6 +19,19 @@ pub fn read(path: &Path) -> Result<Tensor> {
         npyz::DType::Plain(ts) => ts.to_string(),
         other => return Err(fail(format!("structured dtype {other:?} is not a tensor"))),
     };
+    // The data the shape claims must be in the file before anything is allocated for it.
+    let width = descr
+        .chars()
+        .last()
+        .and_then(|c| c.to_digit(10))
+        .unwrap_or(1) as usize;
+    let available = bytes.len() - data_start;
+    let bytes_needed = shape.iter().try_fold(width, |n, &d| n.checked_mul(d));
+    if bytes_needed.is_none_or(|n| n > available) {
+        return Err(fail(format!(
+            "corrupt data: shape {shape:?} of {descr} needs more than the file's {available} bytes of data"
+        )));
+    }
     let bad = |e: std::io::Error| fail(format!("corrupt data: {e}"));
     let data = match descr.as_str() {
         "<f4" => TensorData::F32(npy.into_vec().map_err(bad)?),
@@ -108,6 +122,49 @@ pub fn write(path: &Path, tensor: &Tensor) -> Result<()> {
         TensorData::Bool(v) => emit(&shape, file, v),
     }
     .map_err(io)
+}
+
+/// Where the data of the .npy file `bytes` starts, once its header is known to lie inside the
+/// file and to nest no brackets: `npyz` allocates a header's claimed length before reading it
+/// (a 4 GB claim in a 77-byte file), and its parser took minutes on a few hundred nested `[`.
+/// A tensor's header is a flat dict (`{'descr': '<f4', 'fortran_order': False, 'shape': (2,
+/// 3), }`); nesting only comes with structured dtypes, which are not tensors.
+fn check_header(bytes: &[u8]) -> std::result::Result<usize, String> {
+    const MAGIC: &[u8] = b"\x93NUMPY";
+    if bytes.len() < 10 || &bytes[..6] != MAGIC {
+        return Err("no .npy magic".into());
+    }
+    let (len, at) = match bytes[6] {
+        1 => (
+            usize::from(u16::from_le_bytes([bytes[8], bytes[9]])),
+            10usize,
+        ),
+        2 | 3 if bytes.len() >= 12 => {
+            let len = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+            (usize::try_from(len).map_err(|_| "header too long")?, 12)
+        }
+        v => {
+            return Err(format!(
+                "format version {v} is not one temblor reads (1, 2 or 3)"
+            ))
+        }
+    };
+    let end = at
+        .checked_add(len)
+        .filter(|&e| e <= bytes.len())
+        .ok_or_else(|| format!("its header claims {len} bytes, past the end of the file"))?;
+    let mut depth = 0usize;
+    for &b in &bytes[at..end] {
+        match b {
+            b'{' | b'(' | b'[' => depth += 1,
+            b'}' | b')' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if depth > 2 {
+            return Err("its header nests brackets, as only structured dtypes do".into());
+        }
+    }
+    Ok(end)
 }
 
 /// A tensor name as a file name: every character outside `[A-Za-z0-9._-]` becomes `_`

@@ -209,10 +209,9 @@ pub fn compile(args: &CompileArgs) -> Result<()> {
     }
     // The compile-time estimate the peak limit checked (unknown dims as 1), for sizing a machine.
     let (peak, at) = temblor_infer::peak_bytes(&compiled.compile)?;
-    report["memory"] = serde_json::json!({
-        "peak_bytes_estimate": u64::try_from(peak).unwrap_or(u64::MAX),
-        "peak_at": at.map(|n| compiled.compile.node(n).name.clone()),
-    });
+    // Beside the memory plan's fields, which stay as they were.
+    report["memory"]["peak_bytes_estimate"] = u64::try_from(peak).unwrap_or(u64::MAX).into();
+    report["memory"]["peak_at"] = at.map(|n| compiled.compile.node(n).name.clone()).into();
     let json = serde_json::to_string_pretty(&report).map_err(serialize_error)?;
     std::fs::write(dir.join("report.json"), json + "\n").map_err(|e| io_error(dir, e))?;
     let page = report_html(&report);
