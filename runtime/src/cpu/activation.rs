@@ -205,9 +205,7 @@ fn integer(op: UnaryOp, x: &Tensor) -> Option<TensorData> {
 }
 
 /// `f` over `v`, one monomorphic loop per function; `None` for a unary op that is not a float
-/// function. The closures that only call a function are not redundant: they carry the
-/// `#[inline(always)]` a function item cannot (see [`map_any`]).
-#[allow(clippy::redundant_closure)]
+/// function.
 fn floats<F: Float>(f: Function, v: &[F], isa: Isa) -> Option<Vec<F>> {
     let sign = |x: F| {
         if x > F::ZERO {
@@ -218,159 +216,55 @@ fn floats<F: Float>(f: Function, v: &[F], isa: Isa) -> Option<Vec<F>> {
             x
         }
     };
+    // Each closure always inlined, so that it is compiled into `map`'s loop (see `map_any`).
+    macro_rules! each {
+        (|$x:ident| $body:expr) => {
+            map(
+                v,
+                isa,
+                #[inline(always)]
+                |$x: F| $body,
+            )
+        };
+    }
     Some(match f {
         Function::Unary(u) => match u {
-            UnaryOp::Relu => map(
-                v,
-                isa,
-                #[inline(always)]
-                |x| if x < F::ZERO { F::ZERO } else { x },
-            ),
-            UnaryOp::Sigmoid => map(
-                v,
-                isa,
-                #[inline(always)]
-                |x| sigmoid(x),
-            ),
-            UnaryOp::Tanh => map(
-                v,
-                isa,
-                #[inline(always)]
-                |x| F::tanh(x),
-            ),
-            UnaryOp::Erf => map(
-                v,
-                isa,
-                #[inline(always)]
-                |x| F::erf(x),
-            ),
-            UnaryOp::Sqrt => map(
-                v,
-                isa,
-                #[inline(always)]
-                |x| F::sqrt(x),
-            ),
-            UnaryOp::Exp => map(
-                v,
-                isa,
-                #[inline(always)]
-                |x| F::exp(x),
-            ),
-            UnaryOp::Log => map(
-                v,
-                isa,
-                #[inline(always)]
-                |x| F::ln(x),
-            ),
-            UnaryOp::Neg => map(
-                v,
-                isa,
-                #[inline(always)]
-                |x| -x,
-            ),
-            UnaryOp::Abs => map(
-                v,
-                isa,
-                #[inline(always)]
-                |x| F::abs(x),
-            ),
-            UnaryOp::Reciprocal => map(
-                v,
-                isa,
-                #[inline(always)]
-                |x| F::ONE / x,
-            ),
-            UnaryOp::Floor => map(
-                v,
-                isa,
-                #[inline(always)]
-                |x| F::floor(x),
-            ),
-            UnaryOp::Ceil => map(
-                v,
-                isa,
-                #[inline(always)]
-                |x| F::ceil(x),
-            ),
-            UnaryOp::Round => map(
-                v,
-                isa,
-                #[inline(always)]
-                |x| F::round_ties_even(x),
-            ),
-            UnaryOp::Sign => map(
-                v,
-                isa,
-                #[inline(always)]
-                |x| sign(x),
-            ),
-            UnaryOp::Softplus => map(
-                v,
-                isa,
-                #[inline(always)]
-                |x| softplus(x),
-            ),
-            UnaryOp::Mish => map(
-                v,
-                isa,
-                #[inline(always)]
-                |x| mish(x),
-            ),
-            UnaryOp::Cos => map(
-                v,
-                isa,
-                #[inline(always)]
-                |x| F::cos(x),
-            ),
-            UnaryOp::Sin => map(
-                v,
-                isa,
-                #[inline(always)]
-                |x| F::sin(x),
-            ),
+            UnaryOp::Relu => each!(|x| if x < F::ZERO { F::ZERO } else { x }),
+            UnaryOp::Sigmoid => each!(|x| sigmoid(x)),
+            UnaryOp::Tanh => each!(|x| F::tanh(x)),
+            UnaryOp::Erf => each!(|x| F::erf(x)),
+            UnaryOp::Sqrt => each!(|x| F::sqrt(x)),
+            UnaryOp::Exp => each!(|x| F::exp(x)),
+            UnaryOp::Log => each!(|x| F::ln(x)),
+            UnaryOp::Neg => each!(|x| -x),
+            UnaryOp::Abs => each!(|x| F::abs(x)),
+            UnaryOp::Reciprocal => each!(|x| F::ONE / x),
+            UnaryOp::Floor => each!(|x| F::floor(x)),
+            UnaryOp::Ceil => each!(|x| F::ceil(x)),
+            UnaryOp::Round => each!(|x| F::round_ties_even(x)),
+            UnaryOp::Sign => each!(|x| sign(x)),
+            UnaryOp::Softplus => each!(|x| softplus(x)),
+            UnaryOp::Mish => each!(|x| mish(x)),
+            UnaryOp::Cos => each!(|x| F::cos(x)),
+            UnaryOp::Sin => each!(|x| F::sin(x)),
             UnaryOp::HardSwish => {
                 // `alpha * x` with alpha = 1/6, as the spec writes it and the fused epilogue
                 // computes it.
                 let sixth = F::ONE / F::of(6.0);
-                map(
-                    v,
-                    isa,
-                    #[inline(always)]
-                    |x| x * clamp01(x * sixth + F::of(0.5)),
-                )
+                each!(|x| x * clamp01(x * sixth + F::of(0.5)))
             }
             UnaryOp::Identity | UnaryOp::Not => return None,
         },
         Function::LeakyRelu { alpha } => {
             let alpha = F::of(alpha);
-            map(
-                v,
-                isa,
-                #[inline(always)]
-                |x| if x < F::ZERO { alpha * x } else { x },
-            )
+            each!(|x| if x < F::ZERO { alpha * x } else { x })
         }
         Function::HardSigmoid { alpha, beta } => {
             let (alpha, beta) = (F::of(alpha), F::of(beta));
-            map(
-                v,
-                isa,
-                #[inline(always)]
-                |x| clamp01(alpha * x + beta),
-            )
+            each!(|x| clamp01(alpha * x + beta))
         }
-        Function::Gelu { tanh: false } => map(
-            v,
-            isa,
-            #[inline(always)]
-            |x| gelu_erf(x),
-        ),
-        Function::Gelu { tanh: true } => map(
-            v,
-            isa,
-            #[inline(always)]
-            |x| gelu_tanh(x),
-        ),
+        Function::Gelu { tanh: false } => each!(|x| gelu_erf(x)),
+        Function::Gelu { tanh: true } => each!(|x| gelu_tanh(x)),
     })
 }
 
