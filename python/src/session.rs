@@ -172,7 +172,11 @@ impl Session {
         let (graph, plan) = py
             .detach(|| {
                 let graph = load_graph(&path)?;
-                let options = PrepareOptions { threads, spin };
+                let options = PrepareOptions {
+                    threads,
+                    spin,
+                    ..Default::default()
+                };
                 let plan = prepare(&graph, &Device::Cpu, &options).map_err(Error::from)?;
                 Ok::<_, Error>((graph, plan))
             })

@@ -9,8 +9,8 @@ mod error;
 mod tensor;
 
 pub use backend::{
-    plan_memory, prepare, Device, InputSpec, Lifetime, MemoryPlan, Observer, Plan, PrepareOptions,
-    RunState, StepInfo, ValueView,
+    plan_memory, prepare, Device, InputSpec, Int8Execution, Lifetime, MemoryPlan, Observer, Plan,
+    PrepareOptions, RunState, StepInfo, ValueView,
 };
 pub use cpu::{run_op, shape_of};
 pub use error::{ErrorKind, RuntimeError};

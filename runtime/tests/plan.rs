@@ -478,7 +478,16 @@ fn spinning_workers_and_thread_counts_change_no_bits() {
     let g = conv_chain(&mut rng);
     let x = vec![("x".to_string(), rng.tensor(&[1, 8, 12, 10]))];
     let run = |threads: usize, spin: bool| {
-        let plan = prepare(&g, &Device::Cpu, &PrepareOptions { threads, spin }).unwrap();
+        let plan = prepare(
+            &g,
+            &Device::Cpu,
+            &PrepareOptions {
+                threads,
+                spin,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(plan.threads(), threads);
         let mut state = plan.new_state();
         plan.run(&mut state, &x).unwrap();

@@ -38,6 +38,7 @@ pub fn latency(
     let options = PrepareOptions {
         threads,
         spin: true,
+        ..PrepareOptions::default()
     };
     let plan = prepare(graph, &Device::Cpu, &options)
         .map_err(|e| Error::internal(format!("measuring '{}': {e}", graph.name)))?;

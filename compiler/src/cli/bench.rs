@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 use temblor_ir::{Error, Graph, Result};
 use temblor_pipeline::StaticDims;
-use temblor_runtime::{prepare, Device, Plan, PrepareOptions};
+use temblor_runtime::{prepare, Device, Int8Execution, Plan, PrepareOptions};
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
@@ -40,6 +40,26 @@ pub struct BenchArgs {
     /// the baseline the passes are measured against.
     #[arg(long)]
     pub unoptimized: bool,
+    /// How int8 layers run: `native` in integers (VNNI where the CPU has it), or `simulate`
+    /// (quantize, dequantize and convolve in f32, as the compile graph is written).
+    #[arg(long, value_enum, default_value_t = Int8Mode::Native)]
+    pub int8: Int8Mode,
+}
+
+/// `--int8`: see [`Int8Execution`].
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum Int8Mode {
+    Native,
+    Simulate,
+}
+
+impl From<Int8Mode> for Int8Execution {
+    fn from(m: Int8Mode) -> Int8Execution {
+        match m {
+            Int8Mode::Native => Int8Execution::Native,
+            Int8Mode::Simulate => Int8Execution::Simulate,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -162,7 +182,7 @@ fn row_plan(
                 "--unoptimized needs a model file: a package holds only the optimized graph",
             ));
         }
-        return plan_for(g, args.threads);
+        return plan_for(g, args);
     }
     let compiled = inputs::compile(&args.model, inputs, statics)?;
     let graph = if args.unoptimized {
@@ -170,14 +190,15 @@ fn row_plan(
     } else {
         &compiled.compile
     };
-    plan_for(graph, args.threads)
+    plan_for(graph, args)
 }
 
 /// A plan with spinning workers: bench measures latency, which sleeping workers add to.
-fn plan_for(g: &Graph, threads: usize) -> Result<Plan> {
+fn plan_for(g: &Graph, args: &BenchArgs) -> Result<Plan> {
     let options = PrepareOptions {
-        threads,
+        threads: args.threads,
         spin: true,
+        int8: args.int8.into(),
     };
     prepare(g, &Device::Cpu, &options).map_err(Error::from)
 }

@@ -51,6 +51,20 @@ pub struct PrepareOptions {
     /// kernels cost PicoDet at 2 threads more than a tenth of its time, but spinning burns
     /// every core for the whole run. On for latency measurement, off for everything else.
     pub spin: bool,
+    /// How a precision plan's int8 layers run.
+    pub int8: Int8Execution,
+}
+
+/// How the int8 layers of a compiled graph (`DequantizeLinear(QuantizeLinear(x))` into a
+/// convolution with an int8 weight) run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Int8Execution {
+    /// In integers, with the weight packed once and the quantization fused into the
+    /// convolution: the same results as `Simulate` but for the rounding of float sums.
+    #[default]
+    Native,
+    /// As written: quantize, dequantize, and convolve in f32.
+    Simulate,
 }
 
 /// A graph prepared to run on one device.

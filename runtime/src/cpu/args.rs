@@ -4,6 +4,8 @@
 
 use super::control::Control;
 use super::conv_gemm::PackedWeights;
+use super::int8_conv::Int8Conv;
+use super::int8_gemm::Quantizer;
 use super::isa::Isa;
 use crate::{RuntimeError, Tensor};
 
@@ -21,6 +23,10 @@ pub(crate) struct Args<'a> {
 pub(crate) enum Lowered {
     /// A convolution's constant weight, packed for its GEMM.
     ConvWeights(PackedWeights),
+    /// An int8 layer's convolution, which reads the float input of its quantization.
+    Int8Conv(Box<Int8Conv>),
+    /// A `DequantizeLinear(QuantizeLinear(x))` pair, which reads `x` and rounds it in one pass.
+    FakeQuantize(Quantizer),
     /// A loop's or a conditional's bodies, prepared as plans of their own.
     Control(Box<Control>),
 }
@@ -46,7 +52,23 @@ impl<'a> Args<'a> {
     pub fn packed(&self) -> Option<&'a PackedWeights> {
         match self.lowered {
             Some(Lowered::ConvWeights(p)) => Some(p),
-            Some(Lowered::Control(_)) | None => None,
+            _ => None,
+        }
+    }
+
+    /// How the dequantization of a quantized `x` the plan lowered the step to quantizes it.
+    pub fn fake_quantize(&self) -> Option<Quantizer> {
+        match self.lowered {
+            Some(Lowered::FakeQuantize(q)) => Some(*q),
+            _ => None,
+        }
+    }
+
+    /// The int8 convolution the plan lowered the step to, if it did.
+    pub fn int8_conv(&self) -> Option<&'a Int8Conv> {
+        match self.lowered {
+            Some(Lowered::Int8Conv(c)) => Some(c),
+            _ => None,
         }
     }
 }

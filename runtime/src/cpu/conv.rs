@@ -106,17 +106,17 @@ pub(crate) struct Geometry {
 }
 
 impl Geometry {
-    fn new(a: &ConvAttrs, x: &Tensor, w: &Tensor) -> Result<Geometry, RuntimeError> {
+    /// The geometry of input `x` convolved with a weight of shape `[o, cg, kh, kw]`.
+    pub fn new(a: &ConvAttrs, x: &Tensor, w: [usize; 4]) -> Result<Geometry, RuntimeError> {
         let [n, c, h, wd] = dims4(x, "input")?;
-        let [o, cg, kh, kw] = dims4(w, "weight")?;
+        let [o, cg, kh, kw] = w;
         let g = a.group;
         if g == 0 || cg * g != c || o % g != 0 {
             return Err(RuntimeError::bad_input(format!(
-                "input has {c} channels and weight {:?}, which group {g} does not fit",
-                w.shape
+                "input has {c} channels and weight {w:?}, which group {g} does not fit"
             )));
         }
-        check_window(a.kernel, a.strides, a.dilations, [kh, kw], &w.shape)?;
+        check_window(a.kernel, a.strides, a.dilations, [kh, kw], &w)?;
         let [sh, sw] = a.strides;
         let [dh, dw] = a.dilations;
         let [pt, pl, pb, pr] = a.pads;
@@ -129,8 +129,8 @@ impl Geometry {
             extent(wd, pl, pr, kw, dw, sw),
         ) else {
             return Err(RuntimeError::bad_input(format!(
-                "input {:?} is smaller than the dilated kernel {:?}",
-                x.shape, w.shape
+                "input {:?} is smaller than the dilated kernel {w:?}",
+                x.shape
             )));
         };
         Ok(Geometry {
@@ -162,7 +162,7 @@ impl Geometry {
     }
 
     /// A 1x1 stride-1 unpadded convolution, whose output positions are its input positions.
-    fn is_pointwise(&self) -> bool {
+    pub fn is_pointwise(&self) -> bool {
         self.kh == 1
             && self.kw == 1
             && self.sh == 1
@@ -173,7 +173,7 @@ impl Geometry {
             && self.pl == 0
     }
 
-    fn out_shape(&self) -> Vec<usize> {
+    pub fn out_shape(&self) -> Vec<usize> {
         vec![self.n, self.o, self.oh, self.ow]
     }
 }
@@ -193,17 +193,14 @@ pub(crate) fn pack_weights(a: &ConvAttrs, w: &Tensor, isa: Isa) -> Option<Packed
     PackedWeights::new(wv, g, o / g, cg * kh * kw, isa)
 }
 
-/// `packed` is [`pack_weights`] of `w`, made when the plan was built, or `None`.
-pub(crate) fn conv(
+/// The epilogue of convolution `a` with output `geo`, its bias and residual checked.
+pub(crate) fn epilogue<'a>(
     a: &ConvAttrs,
-    [x, w]: [&Tensor; 2],
-    bias: Option<&Tensor>,
-    residual: Option<&Tensor>,
+    geo: &Geometry,
+    bias: Option<&'a Tensor>,
+    residual: Option<&'a Tensor>,
     isa: Isa,
-    packed: Option<&PackedWeights>,
-) -> Result<Tensor, RuntimeError> {
-    let geo = Geometry::new(a, x, w)?;
-    let (xv, wv) = (f32s(x, "input")?, f32s(w, "weight")?);
+) -> Result<Epilogue<'a>, RuntimeError> {
     let residual = match residual {
         Some(r) if r.shape != geo.out_shape() => {
             return Err(RuntimeError::bad_input(format!(
@@ -215,13 +212,27 @@ pub(crate) fn conv(
         Some(r) => Some(f32s(r, "residual")?),
         None => None,
     };
-    let epilogue = Epilogue {
+    Ok(Epilogue {
         isa,
         bias: bias_values(bias, geo.o)?,
         residual,
         activation: a.activation,
         affine: a.affine,
-    };
+    })
+}
+
+/// `packed` is [`pack_weights`] of `w`, made when the plan was built, or `None`.
+pub(crate) fn conv(
+    a: &ConvAttrs,
+    [x, w]: [&Tensor; 2],
+    bias: Option<&Tensor>,
+    residual: Option<&Tensor>,
+    isa: Isa,
+    packed: Option<&PackedWeights>,
+) -> Result<Tensor, RuntimeError> {
+    let geo = Geometry::new(a, x, dims4(w, "weight")?)?;
+    let (xv, wv) = (f32s(x, "input")?, f32s(w, "weight")?);
+    let epilogue = epilogue(a, &geo, bias, residual, isa)?;
     let len = geo.n * geo.o * geo.out_plane();
     // The depthwise and GEMM kernels write every output; `few_outputs` sums into its output.
     let out = if geo.c == geo.group {
@@ -347,7 +358,7 @@ fn gemm_conv(
             } else {
                 let padded = tw.div_ceil(NR) * NR;
                 col.resize(kdim * padded, 0.0);
-                im2col(geo, cg, xs, t.cols, padded, col);
+                im2col(geo, cg, xs, t.cols, padded, col, 0.0);
                 col_rows = (0..kdim).map(|p| p * padded).collect();
                 (&col[..], &col_rows[..])
             };
@@ -366,14 +377,16 @@ fn gemm_conv(
 }
 
 /// Lays out the receptive fields of output positions `p0..p1` over `cg` input planes as a
-/// `[cg·kh·kw × stride]` matrix (columns past `p1 - p0` are zero); taps in the padding are zero.
-fn im2col(
+/// `[cg·kh·kw × stride]` matrix (columns past `p1 - p0` are `zero`); taps in the padding are
+/// `zero` (0.0 for floats, the zero point's byte for quantized values).
+pub(super) fn im2col<T: Copy>(
     geo: &Geometry,
     cg: usize,
-    xs: &[f32],
+    xs: &[T],
     (p0, p1): (usize, usize),
     stride: usize,
-    col: &mut [f32],
+    col: &mut [T],
+    zero: T,
 ) {
     let (in_plane, tw) = (geo.in_plane(), p1 - p0);
     let mut rows = col.chunks_exact_mut(stride);
@@ -384,18 +397,18 @@ fn im2col(
             for j in 0..geo.kw {
                 let (xlo, xhi) = valid_range(geo.pl, j * geo.dw, geo.sw, geo.w, geo.ow);
                 let Some(dst) = rows.next() else { return };
-                dst[tw..].fill(0.0);
+                dst[tw..].fill(zero);
                 let mut p = p0;
                 while p < p1 {
                     let (y, x0) = (p / geo.ow, p % geo.ow);
                     let x1 = geo.ow.min(x0 + p1 - p);
                     let seg = &mut dst[p - p0..p - p0 + x1 - x0];
                     if y < ylo || y >= yhi {
-                        seg.fill(0.0);
+                        seg.fill(zero);
                     } else {
                         let iy = y * geo.sh + i * geo.dh - geo.pt;
                         let line = &src[iy * geo.w..(iy + 1) * geo.w];
-                        gather_row(geo, j, line, (x0, x1), (xlo, xhi), seg);
+                        gather_row(geo, j, line, (x0, x1), (xlo, xhi), seg, zero);
                     }
                     p += x1 - x0;
                 }
@@ -406,17 +419,18 @@ fn im2col(
 
 /// Output positions `x0..x1` of one output row for kernel column `j`: inputs from `line`
 /// where `xlo..xhi` says they exist, zero elsewhere.
-fn gather_row(
+fn gather_row<T: Copy>(
     geo: &Geometry,
     j: usize,
-    line: &[f32],
+    line: &[T],
     (x0, x1): (usize, usize),
     (xlo, xhi): (usize, usize),
-    seg: &mut [f32],
+    seg: &mut [T],
+    zero: T,
 ) {
     let (lo, hi) = (xlo.clamp(x0, x1), xhi.clamp(x0, x1));
-    seg[..lo - x0].fill(0.0);
-    seg[hi - x0..].fill(0.0);
+    seg[..lo - x0].fill(zero);
+    seg[hi - x0..].fill(zero);
     let inside = &mut seg[lo - x0..hi - x0];
     if lo == hi {
         return;

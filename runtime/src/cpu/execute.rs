@@ -3,8 +3,8 @@
 use super::args::Args;
 use super::{
     activation, cast, conv, conv_transpose, deform_conv, detection, einsum, elementwise,
-    elementwise_binary, fill, grid_sample, indexing, library, linalg, norm, pool, quant, reduce,
-    resize, shape_ops, softmax,
+    elementwise_binary, fill, grid_sample, indexing, int8_conv, library, linalg, norm, pool, quant,
+    reduce, resize, shape_ops, softmax,
 };
 use crate::RuntimeError;
 use crate::Tensor;
@@ -74,14 +74,13 @@ fn dispatch(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
             op.name()
         ))),
 
-        Op::Conv(a) => one(conv::conv(
-            &explicit_conv_pads(a, x()?)?,
-            [x()?, req(1)?],
-            opt(2),
-            opt(3),
-            args.isa,
-            args.packed(),
-        )?),
+        Op::Conv(a) => {
+            let a = &explicit_conv_pads(a, x()?)?;
+            one(match args.int8_conv() {
+                Some(c) => int8_conv::conv(a, c, x()?, opt(2), opt(3), args.isa)?,
+                None => conv::conv(a, [x()?, req(1)?], opt(2), opt(3), args.isa, args.packed())?,
+            })
+        }
         Op::ConvTranspose(a) => one(conv_transpose::conv_transpose(
             a,
             x()?,
@@ -213,9 +212,12 @@ fn dispatch(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
         }
 
         Op::QuantizeLinear { axis, saturate: _ } => {
-            one(quant::quantize(*axis, x()?, req(1)?, opt(2))?)
+            one(quant::quantize(*axis, x()?, req(1)?, opt(2), args.isa)?)
         }
-        Op::DequantizeLinear { axis } => one(quant::dequantize(*axis, x()?, req(1)?, opt(2))?),
+        Op::DequantizeLinear { axis } => one(match args.fake_quantize() {
+            Some(q) => quant::fake_quantize(q, x()?, args.isa)?,
+            None => quant::dequantize(*axis, x()?, req(1)?, opt(2), args.isa)?,
+        }),
 
         Op::Lib(lib) => library::execute(lib, args),
         // The plan runs control flow itself (control.rs), with the bodies it prepared.

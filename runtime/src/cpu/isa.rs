@@ -8,7 +8,11 @@ use std::fmt;
 /// `Isa::available`) makes one, so holding an `Isa` is proof that its instructions run here:
 /// the unsafe `#[target_feature]` kernels rest on that.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Isa(Level);
+pub(crate) struct Isa {
+    level: Level,
+    /// AVX-512 VNNI's byte dot products (`vpdpbusd`), for the int8 kernels; only with AVX-512.
+    vnni: bool,
+}
 
 /// The kernel families, each a superset of the one before.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -31,14 +35,21 @@ impl Isa {
         {
             use std::arch::is_x86_feature_detected as has;
             if has!("avx2") && has!("fma") {
-                return Isa(if has!("avx512f") {
-                    Level::Avx512
-                } else {
-                    Level::Avx2Fma
-                });
+                let avx512 = has!("avx512f");
+                return Isa {
+                    level: if avx512 {
+                        Level::Avx512
+                    } else {
+                        Level::Avx2Fma
+                    },
+                    vnni: avx512 && has!("avx512bw") && has!("avx512vnni"),
+                };
             }
         }
-        Isa(Level::Scalar)
+        Isa {
+            level: Level::Scalar,
+            vnni: false,
+        }
     }
 
     /// Every instruction set this machine runs, narrowest first: tests compare the kernels of
@@ -50,24 +61,38 @@ impl Isa {
         #[cfg(target_arch = "x86_64")]
         all.extend([Level::Avx2Fma, Level::Avx512]);
         let widest = Isa::detect();
-        all.into_iter().map(Isa).filter(|&i| i <= widest).collect()
+        let mut isas: Vec<Isa> = all
+            .into_iter()
+            .filter(|&level| level <= widest.level)
+            .map(|level| Isa { level, vnni: false })
+            .collect();
+        if widest.vnni {
+            isas.push(widest);
+        }
+        isas
     }
 
     pub fn level(self) -> Level {
-        self.0
+        self.level
+    }
+
+    /// Whether AVX-512 VNNI may be used.
+    pub fn vnni(self) -> bool {
+        self.vnni
     }
 
     /// Whether AVX-512F may be used.
     pub fn avx512(self) -> bool {
         #[cfg(target_arch = "x86_64")]
-        return self.0 == Level::Avx512;
+        return self.level == Level::Avx512;
         #[cfg(not(target_arch = "x86_64"))]
         false
     }
 
-    /// A short name for reports: `scalar`, `avx2+fma` or `avx512f`.
+    /// A short name for reports: `scalar`, `avx2+fma` or `avx512f`, the values report.json's
+    /// `context.hardware.isa` has always had.
     pub fn name(self) -> &'static str {
-        match self.0 {
+        match self.level {
             Level::Scalar => "scalar",
             #[cfg(target_arch = "x86_64")]
             Level::Avx2Fma => "avx2+fma",

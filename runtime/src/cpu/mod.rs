@@ -24,6 +24,8 @@ mod fill;
 mod gemm;
 mod grid_sample;
 mod indexing;
+mod int8_conv;
+mod int8_gemm;
 mod isa;
 mod library;
 mod linalg;

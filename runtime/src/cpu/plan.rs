@@ -9,9 +9,12 @@ use super::buffers::Buffers;
 use super::control::{self, Control};
 use super::conv::pack_weights;
 use super::execute::execute;
+use super::int8_conv;
 use super::isa::Isa;
 use super::spin::Spinning;
-use crate::backend::{plan_memory, InputSpec, MemoryPlan, Observer, StepInfo, ValueView};
+use crate::backend::{
+    plan_memory, InputSpec, Int8Execution, MemoryPlan, Observer, StepInfo, ValueView,
+};
 use crate::{PrepareOptions, RuntimeError, Tensor, TensorData};
 use rayon::{ThreadPool, ThreadPoolBuilder};
 use std::collections::HashMap;
@@ -85,10 +88,16 @@ fn thread_pool(threads: usize) -> Result<ThreadPool, RuntimeError> {
 
 impl CpuPlan {
     pub fn new(g: &Graph, options: &PrepareOptions) -> Result<CpuPlan, RuntimeError> {
-        CpuPlan::prepare(g, Arc::new(thread_pool(options.threads)?), options.spin)
+        let pool = Arc::new(thread_pool(options.threads)?);
+        CpuPlan::prepare(g, pool, options.spin, options.int8)
     }
 
-    fn prepare(g: &Graph, pool: Arc<ThreadPool>, spin: bool) -> Result<CpuPlan, RuntimeError> {
+    fn prepare(
+        g: &Graph,
+        pool: Arc<ThreadPool>,
+        spin: bool,
+        int8_execution: Int8Execution,
+    ) -> Result<CpuPlan, RuntimeError> {
         let order = g.topo_order().map_err(|n| {
             RuntimeError::internal(format!(
                 "graph '{}' has a cycle through {}",
@@ -165,8 +174,28 @@ impl CpuPlan {
                     plan.constants.push((single()?, t));
                 }
                 op => {
+                    let mut sources = g.inputs_of(id);
+                    let mut rewritten = None;
+                    match op {
+                        Op::Conv(_) if int8_execution == Int8Execution::Native => {
+                            if let Some((conv, x)) = int8_conv::lower(g, id) {
+                                // The convolution quantizes `x` itself and holds its weight.
+                                let port = |p: usize| sources.get(p).copied().flatten();
+                                sources = vec![Some(x), None, port(2), port(3)];
+                                rewritten = Some(Lowered::Int8Conv(Box::new(conv)));
+                            }
+                        }
+                        Op::DequantizeLinear { .. } => {
+                            let dq = ValueRef::new(id, 0);
+                            if let Some((x, q)) = int8_conv::quantized_input(g, dq) {
+                                sources = vec![Some(x)];
+                                rewritten = Some(Lowered::FakeQuantize(q));
+                            }
+                        }
+                        _ => {}
+                    }
                     let mut inputs = Vec::new();
-                    for v in g.inputs_of(id) {
+                    for v in sources {
                         let slot = match v {
                             Some(v) => Some(*slot_of.get(&v).ok_or_else(|| {
                                 RuntimeError::internal(format!(
@@ -178,12 +207,20 @@ impl CpuPlan {
                             })?),
                             None => None,
                         };
-                        if let Some(s) = slot {
-                            plan.uses[s] += 1;
-                        }
                         inputs.push(slot);
                     }
+                    if let Op::DequantizeLinear { .. } = op {
+                        if let Some(t) = plan.fold(op, &inputs) {
+                            plan.constants
+                                .push((single()?, t.map_err(|e| e.context(&g.describe(id)))?));
+                            continue;
+                        }
+                    }
+                    for s in inputs.iter().flatten() {
+                        plan.uses[*s] += 1;
+                    }
                     let lowered = match op {
+                        _ if rewritten.is_some() => rewritten,
                         Op::Conv(a) => inputs
                             .get(1)
                             .copied()
@@ -196,7 +233,12 @@ impl CpuPlan {
                             continue;
                         }
                         Op::Loop(a) => {
-                            let body = CpuPlan::prepare(g.body(a.body), plan.pool.clone(), false)?;
+                            let body = CpuPlan::prepare(
+                                g.body(a.body),
+                                plan.pool.clone(),
+                                false,
+                                int8_execution,
+                            )?;
                             Some(Lowered::Control(Box::new(Control::Loop {
                                 body,
                                 carried: a.carried,
@@ -206,7 +248,14 @@ impl CpuPlan {
                             then_branch,
                             else_branch,
                         } => {
-                            let branch = |b| CpuPlan::prepare(g.body(b), plan.pool.clone(), false);
+                            let branch = |b| {
+                                CpuPlan::prepare(
+                                    g.body(b),
+                                    plan.pool.clone(),
+                                    false,
+                                    int8_execution,
+                                )
+                            };
                             Some(Lowered::Control(Box::new(Control::If {
                                 then: branch(*then_branch)?,
                                 otherwise: Box::new(branch(*else_branch)?),
@@ -247,7 +296,51 @@ impl CpuPlan {
             plan.outputs.push((o.name.clone(), slot));
             plan.output_types.push(g.value_type(o.value).clone());
         }
+        plan.drop_unread();
         Ok(plan)
+    }
+
+    /// `op` computed now, when every input it reads is a constant: a dequantized weight is then
+    /// computed once, not on every run.
+    fn fold(&self, op: &Op, inputs: &[Option<usize>]) -> Option<Result<Tensor, RuntimeError>> {
+        let constant = |s: usize| self.constants.iter().find(|(c, _)| *c == s).map(|(_, t)| t);
+        let ins: Vec<Option<&Tensor>> = inputs
+            .iter()
+            .map(|s| s.map(|s| constant(s).ok_or(())).transpose())
+            .collect::<Result<_, _>>()
+            .ok()?;
+        let args = Args {
+            ins: &ins,
+            outputs: 1,
+            isa: self.isa,
+            lowered: None,
+        };
+        Some(execute(op, &args).and_then(|outs| {
+            outs.into_iter()
+                .next()
+                .ok_or_else(|| RuntimeError::internal("a folded step made no output"))
+        }))
+    }
+
+    /// Drops the steps and constants nothing reads: the quantization steps and weight an int8
+    /// convolution reads past, and what only they read.
+    fn drop_unread(&mut self) {
+        let mut keep = vec![true; self.steps.len()];
+        // Readers come after what they read, so one backward sweep frees whole chains.
+        for (i, step) in self.steps.iter().enumerate().rev() {
+            if !step.outputs.is_empty() && step.outputs.iter().all(|&s| self.uses[s] == 0) {
+                keep[i] = false;
+                for &s in step.inputs.iter().flatten() {
+                    self.uses[s] -= 1;
+                }
+            }
+        }
+        let mut kept = keep.iter();
+        self.infos.retain(|_| *kept.next().unwrap_or(&true));
+        let mut kept = keep.iter();
+        self.steps.retain(|_| *kept.next().unwrap_or(&true));
+        let uses = &self.uses;
+        self.constants.retain(|(slot, _)| uses[*slot] > 0);
     }
 
     pub fn output_count(&self) -> usize {

@@ -86,6 +86,7 @@ fn best_time((g, inputs): (Graph, Vec<(String, Tensor)>), threads: usize) -> Res
     let options = PrepareOptions {
         threads,
         spin: true,
+        ..PrepareOptions::default()
     };
     let plan = prepare(&g, &Device::Cpu, &options).map_err(Error::from)?;
     let mut state = plan.new_state();

@@ -1,0 +1,215 @@
+//! Convolutions of int8 layers computed in integers. A precision plan's int8 layer reads
+//! `DequantizeLinear(QuantizeLinear(x))` with a per-tensor scale and a weight of int8 constants
+//! behind a `DequantizeLinear` with zero points 0 (see `temblor_precision::legalize`; the QDQ
+//! models onnxruntime's quantizer writes have the same form). Run as written, that is three
+//! float passes over the activations, a dequantization of the weight, and a float convolution.
+//! When the plan is prepared, [`lower`] recognizes the form and the convolution then reads `x`
+//! itself: each tile quantizes its columns as it lays them out, multiplies them by the weight
+//! packed once ([`super::int8_gemm`]), and scales the exact integer sums by `x_scale ·
+//! w_scale[o]` before the float epilogue. The result is the simulation's up to the rounding of
+//! the float sums the simulation adds, which the integer sums do not have.
+//!
+//! Depthwise convolutions (one input channel per group) and those with fewer than [`MR`] outputs
+//! and a window keep the simulation: a GEMM has too little to reuse in them. The simulation's
+//! quantize-dequantize pair then runs as one pass (`quant::fake_quantize`).
+
+use super::buffers;
+use super::conv::{epilogue, im2col, min_per_job, tasks, Geometry, SharedOut};
+use super::f32s;
+use super::int8_gemm::{pack_columns, Int8Weights, Quantizer, Scaling, MR};
+use super::isa::Isa;
+use super::quant;
+use crate::{RuntimeError, Tensor};
+use rayon::prelude::*;
+use temblor_ir::{ConvAttrs, DType, Graph, NodeId, Op, ValueRef};
+
+/// An int8 convolution, prepared: the integer weight, how the input is quantized and the scale
+/// of each output channel's integer sums.
+#[derive(Debug)]
+pub(crate) struct Int8Conv {
+    weights: Int8Weights,
+    shape: [usize; 4],
+    quantizer: Quantizer,
+    scales: Vec<f32>,
+}
+
+/// The largest depth whose sums cannot overflow 32 bits: each product is at most 255 · 128.
+const MAX_DEPTH: usize = (i32::MAX / (255 * 128)) as usize;
+
+/// Conv `id` as an int8 convolution, with the float value it quantizes, when it has the form of
+/// the module documentation; `None` leaves it to the simulation.
+pub(crate) fn lower(g: &Graph, id: NodeId) -> Option<(Int8Conv, ValueRef)> {
+    let Op::Conv(a) = &g.node(id).op else {
+        return None;
+    };
+    let (x, quantizer) = quantized_input(g, g.input(id, 0)?)?;
+    let (shape, weight, w_scales) = int8_weight(g, g.input(id, 1)?)?;
+    let [o, cg, kh, kw] = shape;
+    let k = cg * kh * kw;
+    // Depthwise convolutions, and a few outputs over a wide window, have too few rows for a
+    // GEMM's panels: their float kernels (`depthwise`, `few_outputs`) are faster.
+    let few_outputs = a.group == 1 && o < MR && kh * kw > 1;
+    if cg == 1 || few_outputs || a.group == 0 || o % a.group != 0 || k == 0 || k > MAX_DEPTH {
+        return None;
+    }
+    let scales = (0..o)
+        .map(|c| quantizer.scale * w_scales[if w_scales.len() == 1 { 0 } else { c }])
+        .collect();
+    let conv = Int8Conv {
+        weights: Int8Weights::new(&weight, o / a.group, k),
+        shape,
+        quantizer,
+        scales,
+    };
+    Some((conv, x))
+}
+
+/// A constant's single f32 value.
+fn scalar(g: &Graph, v: Option<ValueRef>) -> Option<f32> {
+    match g.constant(v?)?.to_f32()?.as_slice() {
+        &[s] if s.is_finite() && s > 0.0 => Some(s),
+        _ => None,
+    }
+}
+
+/// A zero point: `(value, dtype)` of a one-element int8 or uint8 constant, `(0, None)` when
+/// absent.
+fn zero_point(g: &Graph, v: Option<ValueRef>) -> Option<(i32, Option<DType>)> {
+    let Some(v) = v else {
+        return Some((0, None));
+    };
+    let w = g.constant(v)?;
+    match (w.dtype, &w.data[..]) {
+        (DType::I8, &[b]) => Some((b as i8 as i32, Some(DType::I8))),
+        (DType::U8, &[b]) => Some((b as i32, Some(DType::U8))),
+        _ => None,
+    }
+}
+
+/// `DequantizeLinear(QuantizeLinear(x))` per tensor with one scale and zero point: `x` and how
+/// it is quantized.
+pub(crate) fn quantized_input(g: &Graph, dq: ValueRef) -> Option<(ValueRef, Quantizer)> {
+    let Op::DequantizeLinear { .. } = g.node(dq.node).op else {
+        return None;
+    };
+    let q = g.input(dq.node, 0)?;
+    let Op::QuantizeLinear { .. } = g.node(q.node).op else {
+        return None;
+    };
+    let scale = scalar(g, g.input(q.node, 1))?;
+    let zero = zero_point(g, g.input(q.node, 2))?;
+    let same = scalar(g, g.input(dq.node, 1)).map(f32::to_bits) == Some(scale.to_bits())
+        && zero_point(g, g.input(dq.node, 2)) == Some(zero);
+    let signed = match g.value_type(q).dtype {
+        DType::I8 => true,
+        DType::U8 => false,
+        _ => return None,
+    };
+    let x = g.input(q.node, 0)?;
+    (same && g.value_type(x).dtype == DType::F32).then_some((
+        x,
+        Quantizer {
+            scale,
+            zero: zero.0,
+            signed,
+        },
+    ))
+}
+
+/// `DequantizeLinear` of a constant 4-D int8 weight with zero points 0, per tensor or per
+/// output channel: its shape, values and scales.
+fn int8_weight(g: &Graph, dq: ValueRef) -> Option<([usize; 4], Vec<i8>, Vec<f32>)> {
+    let Op::DequantizeLinear { axis } = g.node(dq.node).op else {
+        return None;
+    };
+    let w = g.constant(g.input(dq.node, 0)?)?;
+    let shape: [usize; 4] = w.dims.as_slice().try_into().ok()?;
+    if w.dtype != DType::I8 || w.is_shape_only() {
+        return None;
+    }
+    let scales = g.constant(g.input(dq.node, 1)?)?.to_f32()?;
+    let per_channel = scales.len() == shape[0] && (axis == 0 || axis == -4);
+    if !(scales.len() == 1 || per_channel) || scales.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+        return None;
+    }
+    if let Some(z) = g.input(dq.node, 2) {
+        let z = g.constant(z)?;
+        if z.dtype != DType::I8 || z.data.iter().any(|&b| b != 0) {
+            return None;
+        }
+    }
+    let values = w.data.iter().map(|&b| b as i8).collect();
+    Some((shape, values, scales))
+}
+
+/// Runs `conv` on the float input `x`; `a` has explicit pads.
+pub(crate) fn conv(
+    a: &ConvAttrs,
+    conv: &Int8Conv,
+    x: &Tensor,
+    bias: Option<&Tensor>,
+    residual: Option<&Tensor>,
+    isa: Isa,
+) -> Result<Tensor, RuntimeError> {
+    let geo = Geometry::new(a, x, conv.shape)?;
+    let xv = f32s(x, "input")?;
+    let epi = epilogue(a, &geo, bias, residual, isa)?;
+    let (cg, og) = (geo.c / geo.group, geo.o / geo.group);
+    let kdim = conv.weights.k();
+    let plane = geo.out_plane();
+    let mut out = buffers::reuse(geo.n * geo.o * plane);
+    if plane == 0 || og == 0 {
+        return Ok(Tensor::f32(geo.out_shape(), out));
+    }
+    let pointwise = geo.is_pointwise();
+    let plane_rows: Vec<usize> = (0..cg).map(|c| c * geo.in_plane()).collect();
+    // Quantized once here, not per tile: a 3x3 convolution reads each input 9 times, and the
+    // division of QuantizeLinear is the costliest instruction on the way.
+    let mut bytes = vec![0u8; xv.len()];
+    let quantizer = conv.quantizer;
+    quant::map(
+        isa,
+        xv,
+        &mut bytes,
+        #[inline(always)]
+        move |v| quantizer.byte(v),
+    );
+    let shared = SharedOut::new(&mut out);
+    let offset = conv.quantizer.offset();
+    tasks(&geo, kdim, plane)
+        .into_par_iter()
+        .with_min_len(min_per_job(og * geo.group * kdim * plane * geo.n))
+        .for_each_init(
+            || (Vec::new(), Vec::new()),
+            |(col, packed), t| {
+                let (m, tw) = (t.rows.1 - t.rows.0, t.cols.1 - t.cols.0);
+                let first_in = (t.image * geo.c + t.group * cg) * geo.in_plane();
+                let xs = &bytes[first_in..first_in + cg * geo.in_plane()];
+                let col_rows: Vec<usize>;
+                let (b, b_rows) = if pointwise {
+                    (&xs[t.cols.0..], &plane_rows[..])
+                } else {
+                    col.resize(kdim * tw, 0);
+                    im2col(&geo, cg, xs, t.cols, tw, col, offset as u8);
+                    col_rows = (0..kdim).map(|p| p * tw).collect();
+                    (&col[..], &col_rows[..])
+                };
+                pack_columns(isa, b, b_rows, tw, packed);
+                let first_oc = t.group * og + t.rows.0;
+                let start = |r: usize| (t.image * geo.o + first_oc + r) * plane + t.cols.0;
+                // SAFETY: tasks cover disjoint (image, channel, position) cells, so no other
+                // reference to these segments of the output exists while they are written.
+                let mut rows: Vec<&mut [f32]> = (0..m)
+                    .map(|r| unsafe { shared.segment(start(r), tw) })
+                    .collect();
+                let scales = &conv.scales[first_oc..first_oc + m];
+                let scaling = Scaling { offset, scales };
+                conv.weights
+                    .multiply(isa, (t.group, t.rows.0), packed, scaling, &mut rows);
+                for (r, row) in rows.iter_mut().enumerate() {
+                    epi.apply(first_oc + r, start(r), row);
+                }
+            },
+        );
+    Ok(Tensor::f32(geo.out_shape(), out))
+}

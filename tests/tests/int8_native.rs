@@ -1,0 +1,402 @@
+//! Int8 layers in integers against the same graphs run as written (quantize, dequantize,
+//! convolve in f32): hand-made QDQ convolutions of every shape the int8 kernel takes, and every
+//! int8 layer of the real PicoDet COCO detector compiled with an int8 plan. The integer sums are
+//! exact, so the outputs differ from the simulation's only by the rounding of its float sums.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+use temblor_ir::{
+    Activation, AutoPad, ConvAttrs, DType, Graph, Layout, NodeId, Op, Shape, TensorType, ValueRef,
+};
+use temblor_runtime::{
+    prepare, run_op, Device, Int8Execution, Observer, PrepareOptions, RuntimeError, StepInfo,
+    Tensor, ValueView,
+};
+use temblor_tests::builder::{int8_weight, Builder};
+use temblor_tests::{output, read_f32, real_model, shared, temblor};
+
+fn f32_type(dims: &[usize]) -> TensorType {
+    TensorType {
+        dtype: DType::F32,
+        shape: Shape::from_known(dims),
+        layout: Layout::NCHW,
+    }
+}
+
+/// One QDQ convolution: the int8 layer of a precision plan, or (`zero` set) onnxruntime's uint8
+/// activations with a zero point.
+struct Case {
+    input: [usize; 4],
+    cout: usize,
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+    dilation: usize,
+    group: usize,
+    zero: Option<u8>,
+    per_tensor_weight: bool,
+    activation: Option<Activation>,
+    bias: bool,
+}
+
+const BASE: Case = Case {
+    input: [1, 16, 9, 11],
+    cout: 8,
+    kernel: 3,
+    stride: 1,
+    pad: 1,
+    dilation: 1,
+    group: 1,
+    zero: None,
+    per_tensor_weight: false,
+    activation: None,
+    bias: false,
+};
+
+fn graph(case: &Case, seed: u64) -> Graph {
+    let mut b = Builder::new("int8", seed);
+    let [_, cin, h, w] = case.input;
+    let x = b.input("x", f32_type(&case.input));
+    let scale = b.constant("x_scale", &[], vec![0.037], Layout::Any);
+    let (zero, q_type) = match case.zero {
+        Some(z) => (b.weight("x_zero", uint8(z), Layout::Any), DType::U8),
+        None => (
+            b.weight("x_zero", int8_weight(vec![], &[0]), Layout::Any),
+            DType::I8,
+        ),
+    };
+    let mut qt = f32_type(&case.input);
+    qt.dtype = q_type;
+    let q_op = Op::QuantizeLinear {
+        axis: 1,
+        saturate: true,
+    };
+    let q = b.node("q", q_op, qt, &[x, scale, zero]);
+    let dq_op = Op::DequantizeLinear { axis: 1 };
+    let dq = b.node("dq", dq_op, f32_type(&case.input), &[q, scale, zero]);
+    let cg = cin / case.group;
+    let dims = vec![case.cout, cg, case.kernel, case.kernel];
+    let values: Vec<i8> = b
+        .rng
+        .bytes(dims.iter().product())
+        .into_iter()
+        .map(|v| (v as i8).max(-127))
+        .collect();
+    let wq = b.weight("w_q", int8_weight(dims.clone(), &values), Layout::OIHW);
+    let scales: Vec<f32> = if case.per_tensor_weight {
+        vec![0.004]
+    } else {
+        (0..case.cout).map(|c| 0.001 + 0.0007 * c as f32).collect()
+    };
+    let ws = b.constant("w_scale", &[scales.len()], scales, Layout::C);
+    let wdq_op = Op::DequantizeLinear { axis: 0 };
+    let wdq = b.node("w_dq", wdq_op, f32_type(&dims), &[wq, ws]);
+    let extent =
+        |n: usize| (n + 2 * case.pad - case.dilation * (case.kernel - 1) - 1) / case.stride + 1;
+    let out = [1, case.cout, extent(h), extent(w)];
+    let mut inputs: Vec<ValueRef> = vec![dq, wdq];
+    if case.bias {
+        let values = b.rng.values(case.cout);
+        inputs.push(b.constant("bias", &[case.cout], values, Layout::C));
+    }
+    let attrs = ConvAttrs {
+        auto_pad: AutoPad::NotSet,
+        activation: case.activation,
+        kernel: [case.kernel; 2],
+        strides: [case.stride; 2],
+        dilations: [case.dilation; 2],
+        pads: [case.pad; 4],
+        group: case.group,
+        affine: None,
+    };
+    let y = b.node("conv", Op::Conv(attrs), f32_type(&out), &inputs);
+    b.g.outputs.push(temblor_ir::GraphOutput {
+        name: "y".into(),
+        value: y,
+    });
+    b.g
+}
+
+fn uint8(z: u8) -> temblor_ir::Weight {
+    temblor_ir::Weight {
+        dtype: DType::U8,
+        dims: vec![],
+        data: vec![z].into(),
+    }
+}
+
+/// The graph's outputs with int8 layers run `int8`, and the ops the plan runs.
+fn run(g: &Graph, inputs: &[(String, Tensor)], int8: Int8Execution) -> (Vec<Tensor>, Vec<String>) {
+    let options = PrepareOptions {
+        threads: 2,
+        int8,
+        ..PrepareOptions::default()
+    };
+    let plan = prepare(g, &Device::Cpu, &options).expect("plan builds");
+    let ops = plan
+        .steps()
+        .iter()
+        .map(|s| s.op.name().to_string())
+        .collect();
+    let outs = plan.run_once(inputs).expect("plan runs");
+    (outs.into_iter().map(|(_, t)| t).collect(), ops)
+}
+
+/// The largest difference between two output lists, relative to the largest magnitude.
+fn worst_relative(a: &[Tensor], b: &[Tensor]) -> f32 {
+    let mut worst = 0.0f32;
+    for (a, b) in a.iter().zip(b) {
+        assert_eq!(a.shape, b.shape);
+        let (a, b) = (a.as_f32().unwrap(), b.as_f32().unwrap());
+        let scale = a.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-6);
+        for (x, y) in a.iter().zip(b) {
+            assert_eq!(x.is_nan(), y.is_nan(), "NaN in one output only");
+            if x.is_finite() {
+                worst = worst.max((x - y).abs() / scale);
+            }
+        }
+    }
+    worst
+}
+
+#[test]
+fn int8_convolutions_match_the_simulation() {
+    let cases = [
+        ("3x3 pad 1", BASE),
+        (
+            "1x1 over an odd plane",
+            Case {
+                input: [1, 32, 9, 11],
+                cout: 24,
+                kernel: 1,
+                pad: 0,
+                ..BASE
+            },
+        ),
+        (
+            "3x3 stride 2",
+            Case {
+                input: [1, 12, 17, 15],
+                cout: 20,
+                stride: 2,
+                ..BASE
+            },
+        ),
+        (
+            "3x3 dilation 2",
+            Case {
+                dilation: 2,
+                pad: 2,
+                ..BASE
+            },
+        ),
+        (
+            "grouped",
+            Case {
+                input: [1, 8, 9, 11],
+                cout: 6,
+                group: 2,
+                ..BASE
+            },
+        ),
+        (
+            "three outputs, 1x1",
+            Case {
+                cout: 3,
+                kernel: 1,
+                pad: 0,
+                ..BASE
+            },
+        ),
+        (
+            "two images, depth not a multiple of 4",
+            Case {
+                input: [2, 5, 7, 40],
+                cout: 9,
+                ..BASE
+            },
+        ),
+        (
+            "uint8 with a zero point, per-tensor weight",
+            Case {
+                zero: Some(100),
+                per_tensor_weight: true,
+                ..BASE
+            },
+        ),
+        (
+            "bias and SiLU",
+            Case {
+                bias: true,
+                activation: Some(Activation::Silu),
+                ..BASE
+            },
+        ),
+        (
+            "5x5 over many columns",
+            Case {
+                input: [1, 16, 40, 52],
+                cout: 40,
+                kernel: 5,
+                pad: 2,
+                ..BASE
+            },
+        ),
+    ];
+    for (seed, (what, case)) in cases.iter().enumerate() {
+        let g = graph(case, seed as u64 + 1);
+        let count = case.input.iter().product();
+        let mut values: Vec<f32> = temblor_tests::Rng(seed as u64 + 100)
+            .values(count)
+            .into_iter()
+            .map(|v| v * 6.0)
+            .collect();
+        // Saturation at both ends, and the values QuantizeLinear maps to 0 or the bounds.
+        values[0] = 1e9;
+        values[1] = -1e9;
+        values[2] = f32::INFINITY;
+        values[3] = f32::NAN;
+        values[4] = 0.037 * 2.5;
+        let inputs = vec![("x".to_string(), Tensor::f32(case.input.to_vec(), values))];
+        let (native, ops) = run(&g, &inputs, Int8Execution::Native);
+        let (simulated, sim_ops) = run(&g, &inputs, Int8Execution::Simulate);
+        assert_eq!(
+            ops,
+            ["Conv"],
+            "{what}: the native plan runs only the convolution"
+        );
+        assert_eq!(
+            sim_ops,
+            ["DequantizeLinear", "Conv"],
+            "{what}: the simulation runs the quantize-dequantize pair and the convolution"
+        );
+        let worst = worst_relative(&simulated, &native);
+        assert!(
+            worst < 1e-5,
+            "{what}: native differs from the simulation by {worst}"
+        );
+    }
+}
+
+/// A PicoDet COCO package with an int8 plan for every layer that can take one.
+fn picodet_int8(dir: &Path) -> std::path::PathBuf {
+    let pkg = dir.join("int8.temblor");
+    let model = shared().join("models/real/picodet_coco_onnx/model.onnx");
+    let preprocess = real_model("picodet_coco_paddle", "infer_cfg.yml");
+    let images = shared().join("images");
+    let mut cmd = temblor();
+    cmd.arg("compile").arg(&model).arg("-o").arg(&pkg);
+    cmd.args(["--precision", "int8", "--no-measure", "--calib"]);
+    cmd.arg(&images).arg("--preprocess").arg(&preprocess);
+    let (code, _, err) = output(&mut cmd);
+    assert_eq!(code, 0, "compile failed: {err}");
+    pkg
+}
+
+/// What a native run gave each convolution step: its inputs and output.
+struct Convs(Vec<(String, Vec<Option<Tensor>>, Tensor)>);
+
+impl Observer for Convs {
+    fn step(
+        &mut self,
+        _: usize,
+        step: &StepInfo,
+        inputs: &[Option<ValueView<'_>>],
+        outputs: &[ValueView<'_>],
+        _: Duration,
+    ) -> Result<(), RuntimeError> {
+        if let Op::Conv(_) = step.op {
+            let ins = inputs
+                .iter()
+                .map(|v| v.map(|v| v.to_host().map(|t| t.into_owned())).transpose())
+                .collect::<Result<_, _>>()?;
+            let out = outputs[0].to_host()?.into_owned();
+            self.0.push((step.node.clone(), ins, out));
+        }
+        Ok(())
+    }
+}
+
+/// Runs `op` on `inputs` with the kernels the simulation uses.
+fn op(op: &Op, inputs: &[Option<&Tensor>]) -> Tensor {
+    run_op(op, inputs, 1).expect("op runs").remove(0)
+}
+
+/// Every int8 convolution of the real PicoDet, run in integers on the input the native run gave
+/// it, against the simulation of the same layer on the same input: QuantizeLinear,
+/// DequantizeLinear of input and weight, and the float convolution.
+#[test]
+fn picodet_int8_layers_match_the_simulation_on_their_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = temblor_ir::package::load(&picodet_int8(dir.path())).expect("package loads");
+    let case = shared().join("models/real/picodet_coco_onnx/chelsea");
+    let npy = |name: &str| {
+        let (shape, values) = read_f32(&case.join(name));
+        Tensor::f32(shape, values)
+    };
+    let inputs = vec![
+        ("image".to_string(), npy("input_image.npy")),
+        ("scale_factor".to_string(), npy("input_scale_factor.npy")),
+    ];
+    let options = PrepareOptions {
+        threads: 2,
+        ..PrepareOptions::default()
+    };
+    let plan = prepare(&g, &Device::Cpu, &options).expect("plan builds");
+    let mut convs = Convs(Vec::new());
+    plan.run_observed(&mut plan.new_state(), &inputs, &mut convs)
+        .expect("plan runs");
+    let by_name: HashMap<&str, NodeId> = g
+        .node_ids()
+        .map(|id| (g.node(id).name.as_str(), id))
+        .collect();
+    let constant = |v: Option<ValueRef>| {
+        v.map(|v| Tensor::from_weight(g.constant(v).expect("a constant")).unwrap())
+    };
+    let mut native = 0;
+    for (name, ins, out) in &convs.0 {
+        // A native step reads `x` itself and has no weight input.
+        if ins.get(1).is_some_and(Option::is_some) {
+            continue;
+        }
+        native += 1;
+        let id = by_name[name.as_str()];
+        let (dq, wdq) = (g.input(id, 0).unwrap(), g.input(id, 1).unwrap());
+        let q = g.input(dq.node, 0).unwrap();
+        let q_params = [1, 2].map(|p| constant(g.input(q.node, p)));
+        let dq_params = [1, 2].map(|p| constant(g.input(dq.node, p)));
+        let w_params = [0, 1, 2].map(|p| constant(g.input(wdq.node, p)));
+        let x = ins[0].as_ref().unwrap();
+        let quantized = op(
+            &g.node(q.node).op,
+            &[Some(x), q_params[0].as_ref(), q_params[1].as_ref()],
+        );
+        let x_dq = op(
+            &g.node(dq.node).op,
+            &[
+                Some(&quantized),
+                dq_params[0].as_ref(),
+                dq_params[1].as_ref(),
+            ],
+        );
+        let w = op(
+            &g.node(wdq.node).op,
+            &[
+                w_params[0].as_ref(),
+                w_params[1].as_ref(),
+                w_params[2].as_ref(),
+            ],
+        );
+        let rest: Vec<Option<&Tensor>> = ins[2..].iter().map(Option::as_ref).collect();
+        let mut conv_inputs = vec![Some(&x_dq), Some(&w)];
+        conv_inputs.extend(rest);
+        let simulated = op(&g.node(id).op, &conv_inputs);
+        let worst = worst_relative(&[simulated], std::slice::from_ref(out));
+        assert!(
+            worst < 1e-5,
+            "{name}: native differs from the simulation by {worst}"
+        );
+    }
+    assert!(native >= 40, "only {native} convolutions ran in integers");
+}
