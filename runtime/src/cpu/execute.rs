@@ -2,12 +2,12 @@
 
 use super::args::Args;
 use super::{
-    activation, cast, conv, conv_transpose, deform_conv, detection, einsum, elementwise,
+    activation, buffers, cast, conv, conv_transpose, deform_conv, detection, einsum, elementwise,
     elementwise_binary, fill, grid_sample, indexing, int8_conv, library, linalg, norm, pool, quant,
     reduce, resize, shape_ops, softmax,
 };
 use crate::RuntimeError;
-use crate::Tensor;
+use crate::{Tensor, TensorData};
 use temblor_ir::{AutoPad, ConvAttrs, DType, Op, OpFamily, PoolAttrs};
 
 pub(crate) fn execute(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
@@ -20,7 +20,7 @@ pub(crate) fn execute(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError>
 /// Whether an op that reads half values computes in f32 instead: the arithmetic families do, as
 /// TensorRT's fp16 layers accumulate in f32 and onnxruntime's CPU provider widens fp16 nodes;
 /// ops that only move or convert values keep their element type.
-fn computes_in_f32(op: &Op) -> bool {
+pub(crate) fn computes_in_f32(op: &Op) -> bool {
     !matches!(
         op.family(),
         OpFamily::Movement | OpFamily::Quantization | OpFamily::Value
@@ -53,9 +53,22 @@ fn in_f32(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
             lowered: args.lowered,
         },
     )?;
+    // The f32 temporaries go back to the run's pool: fresh buffers on every fp16 layer cost a
+    // page fault per 4 KiB written.
+    let give_back = |t: Tensor| {
+        if let TensorData::F32(v) = t.data {
+            buffers::give_back(v);
+        }
+    };
+    drop(ins);
+    widened.into_iter().flatten().for_each(give_back);
     outs.into_iter()
         .map(|t| match t.dtype() {
-            DType::F32 => cast::cast(&t, DType::F16),
+            DType::F32 => {
+                let half = cast::cast(&t, DType::F16);
+                give_back(t);
+                half
+            }
             _ => Ok(t),
         })
         .collect()

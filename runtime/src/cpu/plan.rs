@@ -6,9 +6,10 @@
 
 use super::args::{Args, Lowered};
 use super::buffers::Buffers;
+use super::cast::cast;
 use super::control::{self, Control};
 use super::conv::pack_weights;
-use super::execute::execute;
+use super::execute::{computes_in_f32, execute};
 use super::int8_conv;
 use super::isa::Isa;
 use super::spin::Spinning;
@@ -20,7 +21,7 @@ use rayon::{ThreadPool, ThreadPoolBuilder};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
-use temblor_ir::{Graph, Op, TensorType, ValueRef};
+use temblor_ir::{DType, Graph, NodeId, Op, TensorType, ValueRef};
 
 /// An executable CPU plan for one graph; see [`crate::Plan`].
 #[derive(Debug)]
@@ -122,6 +123,8 @@ impl CpuPlan {
             memory: plan_memory(g),
         };
         let mut unsupported = Vec::new();
+        // The f32 copy of each f16 constant an fp16 layer reads, by the constant's slot.
+        let mut widened = HashMap::new();
         for &id in &order {
             let node = g.node(id);
             let outputs: Vec<usize> = (0..node.outputs.len())
@@ -216,6 +219,9 @@ impl CpuPlan {
                             continue;
                         }
                     }
+                    if computes_in_f32(op) && reads_f16(g, id) {
+                        plan.widen_f16_constants(&mut inputs, &mut widened);
+                    }
                     for s in inputs.iter().flatten() {
                         plan.uses[*s] += 1;
                     }
@@ -298,6 +304,41 @@ impl CpuPlan {
         }
         plan.drop_unread();
         Ok(plan)
+    }
+
+    /// Points `inputs` that are f16 constants at f32 copies made once here: an fp16 layer
+    /// computes in f32 (`execute::in_f32`), which otherwise widened its weights on every run and
+    /// left convolutions without packed weights. The values are the same, so are the results.
+    fn widen_f16_constants(
+        &mut self,
+        inputs: &mut [Option<usize>],
+        widened: &mut HashMap<usize, usize>,
+    ) {
+        for slot in inputs.iter_mut().flatten() {
+            if let Some(&copy) = widened.get(slot) {
+                *slot = copy;
+                continue;
+            }
+            let Some(t) = self
+                .constants
+                .iter()
+                .find(|(c, _)| c == slot)
+                .map(|(_, t)| t)
+            else {
+                continue;
+            };
+            if t.dtype() != DType::F16 {
+                continue;
+            }
+            let Ok(wide) = cast(t, DType::F32) else {
+                continue;
+            };
+            let copy = self.uses.len();
+            self.uses.push(0);
+            self.constants.push((copy, wide));
+            widened.insert(*slot, copy);
+            *slot = copy;
+        }
     }
 
     /// `op` computed now, when every input it reads is a constant: a dequantized weight is then
@@ -552,6 +593,14 @@ impl CpuPlan {
         }
         Ok(found.into_iter().flatten().collect())
     }
+}
+
+/// Whether node `id` reads a computed (not constant) f16 value: a layer of an fp16 region.
+fn reads_f16(g: &Graph, id: NodeId) -> bool {
+    g.inputs_of(id)
+        .into_iter()
+        .flatten()
+        .any(|v| g.constant(v).is_none() && g.value_type(v).dtype == DType::F16)
 }
 
 /// The memory a value holds: a pooled f32 buffer may be larger than its tensor.
