@@ -90,7 +90,7 @@ def main():
                     path = tmp / f"{name}.npy"
                     subprocess.run([str(args.temblor), "preprocess",
                                     str(SHARED / "images/astronaut.png"), "--size", "320x320",
-                                    "--mean", "0", "0", "0", "--std", "1", "1", "1", "-o",
+                                    "--mean", "0,0,0", "--std", "1,1,1", "-o",
                                     str(path)], check=True, capture_output=True)
                 feed[name] = path
             sides = {p: (lambda p=p: temblor_p50(args.temblor, packages[p], args.threads,
