@@ -4,13 +4,13 @@
 //! the run state's pool ([`super::buffers`]) as soon as its last reader has run, so peak memory
 //! is the widest cut of the graph, not its sum, and later steps and runs reuse it.
 
+mod rewrite;
+
 use super::args::{Args, Lowered};
 use super::buffers::Buffers;
-use super::cast::cast;
 use super::control::{self, Control};
 use super::conv::pack_weights;
 use super::execute::{computes_in_f32, execute};
-use super::int8_conv;
 use super::isa::Isa;
 use super::spin::Spinning;
 use crate::backend::{
@@ -21,7 +21,7 @@ use rayon::{ThreadPool, ThreadPoolBuilder};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
-use temblor_ir::{DType, Graph, NodeId, Op, TensorType, ValueRef};
+use temblor_ir::{Graph, Op, TensorType, ValueRef};
 
 /// An executable CPU plan for one graph; see [`crate::Plan`].
 #[derive(Debug)]
@@ -177,26 +177,7 @@ impl CpuPlan {
                     plan.constants.push((single()?, t));
                 }
                 op => {
-                    let mut sources = g.inputs_of(id);
-                    let mut rewritten = None;
-                    match op {
-                        Op::Conv(_) if int8_execution == Int8Execution::Native => {
-                            if let Some((conv, x)) = int8_conv::lower(g, id) {
-                                // The convolution quantizes `x` itself and holds its weight.
-                                let port = |p: usize| sources.get(p).copied().flatten();
-                                sources = vec![Some(x), None, port(2), port(3)];
-                                rewritten = Some(Lowered::Int8Conv(Box::new(conv)));
-                            }
-                        }
-                        Op::DequantizeLinear { .. } => {
-                            let dq = ValueRef::new(id, 0);
-                            if let Some((x, q)) = int8_conv::quantized_input(g, dq) {
-                                sources = vec![Some(x)];
-                                rewritten = Some(Lowered::FakeQuantize(q));
-                            }
-                        }
-                        _ => {}
-                    }
+                    let (sources, rewritten) = rewrite::inputs(g, id, int8_execution);
                     let mut inputs = Vec::new();
                     for v in sources {
                         let slot = match v {
@@ -219,7 +200,7 @@ impl CpuPlan {
                             continue;
                         }
                     }
-                    if computes_in_f32(op) && reads_f16(g, id) {
+                    if computes_in_f32(op) && rewrite::reads_f16(g, id) {
                         plan.widen_f16_constants(&mut inputs, &mut widened);
                     }
                     for s in inputs.iter().flatten() {
@@ -304,84 +285,6 @@ impl CpuPlan {
         }
         plan.drop_unread();
         Ok(plan)
-    }
-
-    /// Points `inputs` that are f16 constants at f32 copies made once here: an fp16 layer
-    /// computes in f32 (`execute::in_f32`), which otherwise widened its weights on every run and
-    /// left convolutions without packed weights. The values are the same, so are the results.
-    fn widen_f16_constants(
-        &mut self,
-        inputs: &mut [Option<usize>],
-        widened: &mut HashMap<usize, usize>,
-    ) {
-        for slot in inputs.iter_mut().flatten() {
-            if let Some(&copy) = widened.get(slot) {
-                *slot = copy;
-                continue;
-            }
-            let Some(t) = self
-                .constants
-                .iter()
-                .find(|(c, _)| c == slot)
-                .map(|(_, t)| t)
-            else {
-                continue;
-            };
-            if t.dtype() != DType::F16 {
-                continue;
-            }
-            let Ok(wide) = cast(t, DType::F32) else {
-                continue;
-            };
-            let copy = self.uses.len();
-            self.uses.push(0);
-            self.constants.push((copy, wide));
-            widened.insert(*slot, copy);
-            *slot = copy;
-        }
-    }
-
-    /// `op` computed now, when every input it reads is a constant: a dequantized weight is then
-    /// computed once, not on every run.
-    fn fold(&self, op: &Op, inputs: &[Option<usize>]) -> Option<Result<Tensor, RuntimeError>> {
-        let constant = |s: usize| self.constants.iter().find(|(c, _)| *c == s).map(|(_, t)| t);
-        let ins: Vec<Option<&Tensor>> = inputs
-            .iter()
-            .map(|s| s.map(|s| constant(s).ok_or(())).transpose())
-            .collect::<Result<_, _>>()
-            .ok()?;
-        let args = Args {
-            ins: &ins,
-            outputs: 1,
-            isa: self.isa,
-            lowered: None,
-        };
-        Some(execute(op, &args).and_then(|outs| {
-            outs.into_iter()
-                .next()
-                .ok_or_else(|| RuntimeError::internal("a folded step made no output"))
-        }))
-    }
-
-    /// Drops the steps and constants nothing reads: the quantization steps and weight an int8
-    /// convolution reads past, and what only they read.
-    fn drop_unread(&mut self) {
-        let mut keep = vec![true; self.steps.len()];
-        // Readers come after what they read, so one backward sweep frees whole chains.
-        for (i, step) in self.steps.iter().enumerate().rev() {
-            if !step.outputs.is_empty() && step.outputs.iter().all(|&s| self.uses[s] == 0) {
-                keep[i] = false;
-                for &s in step.inputs.iter().flatten() {
-                    self.uses[s] -= 1;
-                }
-            }
-        }
-        let mut kept = keep.iter();
-        self.infos.retain(|_| *kept.next().unwrap_or(&true));
-        let mut kept = keep.iter();
-        self.steps.retain(|_| *kept.next().unwrap_or(&true));
-        let uses = &self.uses;
-        self.constants.retain(|(slot, _)| uses[*slot] > 0);
     }
 
     pub fn output_count(&self) -> usize {
@@ -593,14 +496,6 @@ impl CpuPlan {
         }
         Ok(found.into_iter().flatten().collect())
     }
-}
-
-/// Whether node `id` reads a computed (not constant) f16 value: a layer of an fp16 region.
-fn reads_f16(g: &Graph, id: NodeId) -> bool {
-    g.inputs_of(id)
-        .into_iter()
-        .flatten()
-        .any(|v| g.constant(v).is_none() && g.value_type(v).dtype == DType::F16)
 }
 
 /// The memory a value holds: a pooled f32 buffer may be larger than its tensor.

@@ -1,0 +1,132 @@
+//! What a plan changes in the graph it runs, when it is prepared: an int8 convolution reads the
+//! float value its input quantizes (`int8_conv.rs`), a quantize-dequantize pair becomes one pass,
+//! a dequantized constant is computed once, an fp16 layer reads f32 copies of its f16 constants,
+//! and steps nothing reads are left out.
+
+use super::{CpuPlan, Lowered};
+use crate::cpu::args::Args;
+use crate::cpu::cast::cast;
+use crate::cpu::execute::execute;
+use crate::cpu::int8_conv;
+use crate::{Int8Execution, RuntimeError, Tensor};
+use std::collections::HashMap;
+use temblor_ir::{DType, Graph, NodeId, Op, ValueRef};
+
+/// The values node `id` reads, by port, and what it was lowered to, when the plan reads past
+/// part of the graph for it.
+pub(super) fn inputs(
+    g: &Graph,
+    id: NodeId,
+    int8_execution: Int8Execution,
+) -> (Vec<Option<ValueRef>>, Option<Lowered>) {
+    let sources = g.inputs_of(id);
+    match &g.node(id).op {
+        Op::Conv(_) if int8_execution == Int8Execution::Native => {
+            if let Some((conv, x)) = int8_conv::lower(g, id) {
+                // The convolution quantizes `x` itself and holds its weight.
+                let port = |p: usize| sources.get(p).copied().flatten();
+                let reads = vec![Some(x), None, port(2), port(3)];
+                return (reads, Some(Lowered::Int8Conv(Box::new(conv))));
+            }
+        }
+        Op::DequantizeLinear { .. } => {
+            if let Some((x, q)) = int8_conv::quantized_input(g, ValueRef::new(id, 0)) {
+                return (vec![Some(x)], Some(Lowered::FakeQuantize(q)));
+            }
+        }
+        _ => {}
+    }
+    (sources, None)
+}
+
+/// Whether node `id` reads a computed (not constant) f16 value: a layer of an fp16 region.
+pub(super) fn reads_f16(g: &Graph, id: NodeId) -> bool {
+    g.inputs_of(id)
+        .into_iter()
+        .flatten()
+        .any(|v| g.constant(v).is_none() && g.value_type(v).dtype == DType::F16)
+}
+
+impl CpuPlan {
+    /// Points `inputs` that are f16 constants at f32 copies made once here: an fp16 layer
+    /// computes in f32 (`execute::in_f32`), which otherwise widened its weights on every run and
+    /// left convolutions without packed weights. The values are the same, so are the results.
+    pub(super) fn widen_f16_constants(
+        &mut self,
+        inputs: &mut [Option<usize>],
+        widened: &mut HashMap<usize, usize>,
+    ) {
+        for slot in inputs.iter_mut().flatten() {
+            if let Some(&copy) = widened.get(slot) {
+                *slot = copy;
+                continue;
+            }
+            let Some(t) = self
+                .constants
+                .iter()
+                .find(|(c, _)| c == slot)
+                .map(|(_, t)| t)
+            else {
+                continue;
+            };
+            if t.dtype() != DType::F16 {
+                continue;
+            }
+            let Ok(wide) = cast(t, DType::F32) else {
+                continue;
+            };
+            let copy = self.uses.len();
+            self.uses.push(0);
+            self.constants.push((copy, wide));
+            widened.insert(*slot, copy);
+            *slot = copy;
+        }
+    }
+
+    /// `op` computed now, when every input it reads is a constant: a dequantized weight is then
+    /// computed once, not on every run.
+    pub(super) fn fold(
+        &self,
+        op: &Op,
+        inputs: &[Option<usize>],
+    ) -> Option<Result<Tensor, RuntimeError>> {
+        let constant = |s: usize| self.constants.iter().find(|(c, _)| *c == s).map(|(_, t)| t);
+        let ins: Vec<Option<&Tensor>> = inputs
+            .iter()
+            .map(|s| s.map(|s| constant(s).ok_or(())).transpose())
+            .collect::<Result<_, _>>()
+            .ok()?;
+        let args = Args {
+            ins: &ins,
+            outputs: 1,
+            isa: self.isa,
+            lowered: None,
+        };
+        Some(execute(op, &args).and_then(|outs| {
+            outs.into_iter()
+                .next()
+                .ok_or_else(|| RuntimeError::internal("a folded step made no output"))
+        }))
+    }
+
+    /// Drops the steps and constants nothing reads: the quantization steps and weight an int8
+    /// convolution reads past, and what only they read.
+    pub(super) fn drop_unread(&mut self) {
+        let mut keep = vec![true; self.steps.len()];
+        // Readers come after what they read, so one backward sweep frees whole chains.
+        for (i, step) in self.steps.iter().enumerate().rev() {
+            if !step.outputs.is_empty() && step.outputs.iter().all(|&s| self.uses[s] == 0) {
+                keep[i] = false;
+                for &s in step.inputs.iter().flatten() {
+                    self.uses[s] -= 1;
+                }
+            }
+        }
+        let mut kept = keep.iter();
+        self.infos.retain(|_| *kept.next().unwrap_or(&true));
+        let mut kept = keep.iter();
+        self.steps.retain(|_| *kept.next().unwrap_or(&true));
+        let uses = &self.uses;
+        self.constants.retain(|(slot, _)| uses[*slot] > 0);
+    }
+}
