@@ -298,7 +298,14 @@ pub(super) fn tasks(geo: &Geometry, kdim: usize, plane: usize) -> Vec<Task> {
     let wanted = 2 * threads;
     let row_blocks = wanted.div_ceil(per_group).clamp(1, og.div_ceil(MR));
     let rows = og.div_ceil(row_blocks).div_ceil(MR) * MR;
-    let mut tasks = Vec::with_capacity(per_group * row_blocks);
+    cut(geo, plane, rows, width)
+}
+
+/// Every task of blocks of `rows` output channels by tiles of `width` output positions, for
+/// each image and group.
+pub(super) fn cut(geo: &Geometry, plane: usize, rows: usize, width: usize) -> Vec<Task> {
+    let og = geo.o / geo.group;
+    let mut tasks = Vec::new();
     for image in 0..geo.n {
         for group in 0..geo.group {
             for r0 in (0..og).step_by(rows) {

@@ -14,7 +14,7 @@
 //! quantize-dequantize pair then runs as one pass (`quant::fake_quantize`).
 
 use super::buffers;
-use super::conv::{epilogue, im2col, min_per_job, Geometry, SharedOut, Task};
+use super::conv::{cut, epilogue, im2col, min_per_job, Geometry, SharedOut, Task};
 use super::f32s;
 use super::int8_gemm::{pack_columns, Int8Weights, Quantizer, Scaling, MR, NR};
 use super::isa::Isa;
@@ -242,20 +242,5 @@ fn tasks(geo: &Geometry, kdim: usize, plane: usize) -> Vec<Task> {
     let per_group = units * plane.div_ceil(width);
     let row_blocks = threads.div_ceil(per_group).clamp(1, og.div_ceil(MR));
     let rows = og.div_ceil(row_blocks).div_ceil(MR) * MR;
-    let mut tasks = Vec::new();
-    for image in 0..geo.n {
-        for group in 0..geo.group {
-            for r0 in (0..og).step_by(rows) {
-                for c0 in (0..plane).step_by(width) {
-                    tasks.push(Task {
-                        image,
-                        group,
-                        rows: (r0, (r0 + rows).min(og)),
-                        cols: (c0, (c0 + width).min(plane)),
-                    });
-                }
-            }
-        }
-    }
-    tasks
+    cut(geo, plane, rows, width)
 }
