@@ -41,6 +41,13 @@ pub(super) fn slice(ins: &Ins) -> Result<TensorType, String> {
     let d = x.shape.dims();
     let n = operand_len(ins.ty(1)?, "starts")?;
     let axes: Option<Vec<usize>> = match ins.opt(3) {
+        // Without axes, starts name the leading axes: no more of them than the input has.
+        None if n > d.len() => {
+            return Err(format!(
+                "{n} starts for an input of rank {} and no axes",
+                d.len()
+            ))
+        }
         None => Some((0..n).collect()),
         Some(_) => ins
             .ints(3)

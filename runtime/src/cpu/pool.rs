@@ -154,6 +154,16 @@ impl Geometry {
                 "kernel, strides and dilations must be positive",
             ));
         }
+        // Past 2^31 no window is meaningful, and below it no extent arithmetic overflows.
+        let limit = i32::MAX as usize;
+        let window = [&a.kernel, &a.strides, &a.dilations, &a.pads];
+        if window.iter().any(|v| v.iter().any(|&e| e > limit)) {
+            return Err(RuntimeError::bad_input(format!(
+                "a window of kernel {:?}, strides {:?}, dilations {:?} and pads {:?} exceeds \
+                 {limit} on some axis",
+                a.kernel, a.strides, a.dilations, a.pads
+            )));
+        }
         let unit = || Axis {
             extent: 1,
             kernel: 1,
@@ -180,19 +190,24 @@ impl Geometry {
                 ))
             })?;
             out_shape.push(out);
+            // Tap counts are computed, not counted: a window may be far larger than the input.
+            let taps_below = |start: i128, bound: i128| {
+                let span = bound - start;
+                if span <= 0 {
+                    0
+                } else {
+                    ((span as u128).div_ceil(d as u128) as usize).min(kernel)
+                }
+            };
             let runs = (0..out)
                 .map(|o| {
-                    let start = (o * s) as isize - pads.0 as isize;
-                    let pos = |t: usize| start + (t * d) as isize;
-                    let lo = (0..kernel).find(|&t| pos(t) >= 0).unwrap_or(kernel);
-                    let hi = (lo..kernel)
-                        .find(|&t| pos(t) >= input as isize)
-                        .unwrap_or(kernel);
-                    let limit = (input + pads.1) as isize;
+                    let start = (o * s) as i128 - pads.0 as i128;
+                    let lo = taps_below(start, 0);
+                    let hi = taps_below(start, input as i128).max(lo);
                     Run {
-                        first: pos(lo).max(0) as usize,
+                        first: (start + (lo * d) as i128).max(0) as usize,
                         valid: hi - lo,
-                        padded: (0..kernel).filter(|&t| pos(t) < limit).count(),
+                        padded: taps_below(start, (input + pads.1) as i128),
                     }
                 })
                 .collect();
@@ -396,11 +411,11 @@ fn average_pool_t<T: Real>(
     for &cd in &counts[0] {
         for &ch in &counts[1] {
             for &cw in &counts[2] {
-                let n = cd * ch * cw;
-                scale.push(if n == 0 {
+                let n = cd as f64 * ch as f64 * cw as f64;
+                scale.push(if n == 0.0 {
                     T::ZERO
                 } else {
-                    T::ONE / T::from_f64(n as f64)
+                    T::ONE / T::from_f64(n)
                 });
             }
         }
