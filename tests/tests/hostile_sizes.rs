@@ -1,7 +1,8 @@
 //! Models that claim absurd sizes fail with exit 2 naming the node, quickly and before anything
 //! is allocated: a tensor of 10^12 elements, a Resize to 100000x100000, a Tile by 2^40, a Range
 //! of 10^12 numbers, external data past the end of its file, a Loop of 2^62 iterations, and the
-//! same claims made at run time by data (Tile's repeats, ConstantOfShape's shape as an input).
+//! same claims made at run time by data (Tile's repeats, ConstantOfShape's shape as an input,
+//! Pad's pads).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -50,6 +51,10 @@ save("tile_data", [helper.make_node("Tile", ["x", "r"], ["y"], name="data_tile")
     [f("x", [1, 2]), i64("r", [2])], [f("y", None)])
 save("fill_data", [helper.make_node("ConstantOfShape", ["s"], ["y"], name="data_fill")],
     [i64("s", [2])], [f("y", None)])
+save("pad_data", [helper.make_node("Pad", ["x", "p"], ["y"], name="data_pad")],
+    [f("x", [1, 2]), i64("p", [4])], [f("y", None)])
+np.save(os.path.join(d, "huge_pads.npy"), np.array([0, 0, 1 << 20, 1 << 40], np.int64))
+np.save(os.path.join(d, "overflow_pads.npy"), np.array([0, 0, 1, (1 << 63) - 1], np.int64))
 np.save(os.path.join(d, "x12.npy"), np.zeros((1, 2), np.float32))
 np.save(os.path.join(d, "x1.npy"), np.zeros((1,), np.float32))
 np.save(os.path.join(d, "trips.npy"), np.array(1 << 62, np.int64))
@@ -156,6 +161,24 @@ fn absurd_sizes_from_data_are_refused_at_run_time() {
         &d.join("fill-out"),
         "data_fill",
     );
+    for (pads, out) in [
+        ("huge_pads", "pad-out"),
+        ("overflow_pads", "pad-overflow-out"),
+    ] {
+        let p = format!("p={}", path(d, &format!("{pads}.npy")));
+        refused(
+            &[
+                "run",
+                &path(d, "pad_data.onnx"),
+                "--input",
+                &x,
+                "--input",
+                &p,
+            ],
+            &d.join(out),
+            "data_pad",
+        );
+    }
 }
 
 /// The limits are settable: a Tile that runs by default is refused under a 1 KiB value limit

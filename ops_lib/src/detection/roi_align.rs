@@ -55,7 +55,12 @@ struct RegionGrid {
     count: f32,
 }
 
-fn region_grid(a: &RoiAlignAttrs, roi: &[f32], height: usize, width: usize) -> RegionGrid {
+fn region_grid(
+    a: &RoiAlignAttrs,
+    roi: &[f32],
+    height: usize,
+    width: usize,
+) -> Result<RegionGrid, String> {
     let offset = if a.half_pixel { 0.5 } else { 0.0 };
     let start_w = roi[0] * a.spatial_scale - offset;
     let start_h = roi[1] * a.spatial_scale - offset;
@@ -75,6 +80,11 @@ fn region_grid(a: &RoiAlignAttrs, roi: &[f32], height: usize, width: usize) -> R
         s => s,
     };
     let (grid_h, grid_w) = (grid(bin_h), grid(bin_w));
+    // The grid comes from an attribute or from the region's size (data): a huge one is refused
+    // before it is allocated.
+    temblor_ir::limits::Limits::get()
+        .check_value(&[oh, ow, grid_h, grid_w], size_of::<Sample>())
+        .map_err(|e| format!("the sampling grid of region {roi:?}: {e}"))?;
     let mut samples = Vec::with_capacity(oh * ow * grid_h * grid_w);
     for ph in 0..oh {
         for pw in 0..ow {
@@ -87,11 +97,11 @@ fn region_grid(a: &RoiAlignAttrs, roi: &[f32], height: usize, width: usize) -> R
             }
         }
     }
-    RegionGrid {
+    Ok(RegionGrid {
         samples,
         per_bin: grid_h * grid_w,
         count: (grid_h * grid_w).max(1) as f32,
-    }
+    })
 }
 
 fn pool_bin(samples: &[Sample], plane: &[f32], max: bool, count: f32) -> f32 {
@@ -147,7 +157,7 @@ pub fn roi_align(
     }
     let mut out = Vec::with_capacity(batch.len() * c * oh * ow);
     for (roi, &b) in rois.chunks_exact(4).zip(batch) {
-        let grid = region_grid(a, roi, h, w);
+        let grid = region_grid(a, roi, h, w)?;
         for plane in x[b * c * h * w..(b + 1) * c * h * w].chunks_exact(h * w) {
             if grid.per_bin == 0 {
                 out.extend(std::iter::repeat_n(0.0, oh * ow));
@@ -198,5 +208,30 @@ mod tests {
         let x = vec![0.0; 8 * 8];
         let err = roi_align(&attrs(true, 2), &x, [1, 1, 8, 8], &[0.0; 4], &[1]).unwrap_err();
         assert!(err.contains("image 1"), "{err}");
+    }
+
+    /// A sampling ratio of 2^40 (an attribute) or a region of 1e30 pixels (data, adaptive
+    /// grid) asks for more samples than memory holds: refused before anything is allocated.
+    #[test]
+    fn a_huge_sampling_grid_is_refused() {
+        let x = vec![1.0; 8 * 8];
+        let err = roi_align(
+            &attrs(false, 1 << 40),
+            &x,
+            [1, 1, 8, 8],
+            &[0.0, 0.0, 4.0, 4.0],
+            &[0],
+        )
+        .unwrap_err();
+        assert!(err.contains("above the limit"), "{err}");
+        let err = roi_align(
+            &attrs(false, 0),
+            &x,
+            [1, 1, 8, 8],
+            &[0.0, 0.0, 1e30, 1e30],
+            &[0],
+        )
+        .unwrap_err();
+        assert!(err.contains("above the limit"), "{err}");
     }
 }

@@ -101,8 +101,10 @@ pub(crate) fn tile(x: &Tensor, repeats: &Tensor) -> Result<Tensor, RuntimeError>
 /// Negative pads crop first and the positive ones then pad what is left, as onnxruntime does,
 /// so edge, reflect and wrap read the kept part only.
 fn source_map(mode: PadMode, n: usize, begin: i64, end: i64, out: usize) -> Vec<Option<usize>> {
-    let lo = (-begin).max(0);
-    let kept = n as i64 - lo - (-end).max(0);
+    let lo = begin.saturating_neg().max(0);
+    let kept = (n as i64)
+        .saturating_sub(lo)
+        .saturating_sub(end.saturating_neg().max(0));
     let before = begin.max(0);
     (0..out as i64)
         .map(|o| {
@@ -171,14 +173,19 @@ pub(crate) fn pad(x: &Tensor, args: &Args, mode: PadMode) -> Result<Tensor, Runt
     }
     let mut shape = Vec::with_capacity(r);
     for a in 0..r {
-        let n = x.shape[a] as i64 + begin[a] + end[a];
+        let n = (x.shape[a] as i64)
+            .checked_add(begin[a])
+            .and_then(|n| n.checked_add(end[a]))
+            .unwrap_or(-1);
         let n = usize::try_from(n).map_err(|_| {
             RuntimeError::bad_input(format!(
-                "pads {pads:?} remove more than shape {:?} holds",
+                "pads {pads:?} remove more than shape {:?} holds, or overflow",
                 x.shape
             ))
         })?;
-        let kept = x.shape[a] as i64 - (-begin[a]).max(0) - (-end[a]).max(0);
+        let kept = (x.shape[a] as i64)
+            .saturating_sub(begin[a].saturating_neg().max(0))
+            .saturating_sub(end[a].saturating_neg().max(0));
         if n > 0 && kept <= 0 && mode != PadMode::Constant {
             return Err(RuntimeError::bad_input(format!(
                 "{mode:?} padding has nothing left to read on axis {a} after pads {pads:?}"
@@ -186,6 +193,7 @@ pub(crate) fn pad(x: &Tensor, args: &Args, mode: PadMode) -> Result<Tensor, Runt
         }
         shape.push(n);
     }
+    within_limits(&shape, x.dtype())?;
     let maps: Vec<Vec<Option<usize>>> = (0..r)
         .map(|a| source_map(mode, x.shape[a], begin[a], end[a], shape[a]))
         .collect();
