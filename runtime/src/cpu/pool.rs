@@ -2,8 +2,8 @@
 //! indices), AveragePool, GlobalAveragePool and GlobalMaxPool. Windows of 1 to 3 spatial axes
 //! share one geometry: fewer axes are lifted to three with unit windows, and each axis's taps
 //! inside the input are precomputed per output position as one arithmetic run. Max and sum
-//! windows are separable, so values are pooled one axis at a time; only MaxPool's indices
-//! walk whole windows.
+//! windows are separable, so each output row folds its window's rows first, then its
+//! windows along the row; only MaxPool's indices walk whole windows.
 
 use super::real::{dispatch_real, sum_f64, values, Ordered, Real};
 use super::{dispatch, f32s};
@@ -267,40 +267,6 @@ impl Geometry {
     }
 }
 
-/// One separable pass: reduces the middle axis of `src`, laid out `[outer, axis.extent,
-/// inner]`, to `[outer, windows, inner]`, folding each window's taps with `f` from `init`.
-/// Max and sum windows are separable, so three passes replace one loop over whole windows,
-/// and all but the innermost combine whole contiguous rows.
-fn pass<T: Copy>(
-    src: &[T],
-    axis: &Axis,
-    inner: usize,
-    init: T,
-    f: impl Fn(T, T) -> T + Copy,
-) -> Vec<T> {
-    let (n, m) = (axis.extent * inner, axis.runs.len() * inner);
-    let outer = src.len().checked_div(n).unwrap_or(0);
-    let mut out = vec![init; outer * m];
-    if m == 0 {
-        return out;
-    }
-    for (s, d) in src.chunks(n.max(1)).zip(out.chunks_mut(m)) {
-        if inner == 1 {
-            line(s, axis, d, f);
-            continue;
-        }
-        for (r, acc) in axis.runs.iter().zip(d.chunks_mut(inner)) {
-            for t in 0..r.valid {
-                let row = &s[(r.first + t * axis.step) * inner..][..inner];
-                for (a, &e) in acc.iter_mut().zip(row) {
-                    *a = f(*a, e);
-                }
-            }
-        }
-    }
-    out
-}
-
 /// The innermost pass over one line: windows wholly inside the input (a contiguous range of
 /// outputs) run tap by tap across the range, which vectorizes; border windows run one by one.
 fn line<T: Copy>(s: &[T], axis: &Axis, out: &mut [T], f: impl Fn(T, T) -> T) {
@@ -330,17 +296,42 @@ fn line<T: Copy>(s: &[T], axis: &Axis, out: &mut [T], f: impl Fn(T, T) -> T) {
     }
 }
 
-/// A whole plane through the three separable passes (a unit axis is skipped).
-fn separable<T: Copy>(g: &Geometry, src: &[T], init: T, f: impl Fn(T, T) -> T + Copy) -> Vec<T> {
+/// A whole plane into `out` (initialized here), one output row at a time: the row's window
+/// rows are folded element by element into one input-wide row (contiguous, so it vectorizes),
+/// and [`line`] folds that row's windows. Max and sum windows are separable, so this equals
+/// folding each whole window, and reads each input row once per window row it falls in.
+fn separable<T: Copy>(
+    g: &Geometry,
+    src: &[T],
+    out: &mut [T],
+    init: T,
+    f: impl Fn(T, T) -> T + Copy,
+) {
     let [ad, ah, aw] = &g.axes;
-    let inners = [ah.runs.len() * aw.runs.len(), aw.runs.len(), 1];
-    let mut cur = src.to_vec();
-    for (axis, inner) in [(aw, inners[2]), (ah, inners[1]), (ad, inners[0])] {
-        if !axis.is_identity() {
-            cur = pass(&cur, axis, inner, init, f);
+    let (h, w) = (ah.extent, aw.extent);
+    let mut row = vec![init; w];
+    let mut rows = out.chunks_mut(aw.runs.len().max(1));
+    for rd in &ad.runs {
+        for rh in &ah.runs {
+            row.fill(init);
+            for i in 0..rd.valid {
+                let d = rd.first + i * ad.step;
+                for j in 0..rh.valid {
+                    let start = (d * h + rh.first + j * ah.step) * w;
+                    for (a, &e) in row.iter_mut().zip(&src[start..start + w]) {
+                        *a = f(*a, e);
+                    }
+                }
+            }
+            let Some(dst) = rows.next() else { return };
+            if aw.is_identity() {
+                dst.copy_from_slice(&row);
+            } else {
+                dst.fill(init);
+                line(&row, aw, dst, f);
+            }
         }
     }
-    cur
 }
 
 fn max_pool_t<T: Ordered + Send + Sync>(
@@ -375,9 +366,7 @@ fn max_pool_t<T: Ordered + Send + Sync>(
         let max = |a: T, e: T| if e > a { e } else { a };
         out.par_chunks_mut(op.max(1))
             .enumerate()
-            .for_each(|(p, o)| {
-                o.copy_from_slice(&separable(g, &v[p * ip..(p + 1) * ip], T::LOWEST, max));
-            });
+            .for_each(|(p, o)| separable(g, &v[p * ip..(p + 1) * ip], o, T::LOWEST, max));
     }
     let mut result = vec![Tensor {
         shape: g.out_shape.clone(),
@@ -424,9 +413,9 @@ fn average_pool_t<T: Real>(
     out.par_chunks_mut(op.max(1))
         .enumerate()
         .for_each(|(p, out)| {
-            let sums = separable(g, &v[p * ip..(p + 1) * ip], T::ZERO, |a, e| a + e);
-            for ((o, s), &k) in out.iter_mut().zip(sums).zip(&scale) {
-                *o = s * k;
+            separable(g, &v[p * ip..(p + 1) * ip], out, T::ZERO, |a, e| a + e);
+            for (o, &k) in out.iter_mut().zip(&scale) {
+                *o = *o * k;
             }
         });
     Ok(Tensor {
