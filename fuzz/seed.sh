@@ -48,6 +48,15 @@ pkg="$(mktemp -d)"
 "$temblor" compile "$models/ppocr_cls_v2_onnx/ch_ppocr_mobile_v2.0_cls_infer.onnx" \
     --input x:1x3x48x192 --no-verify --no-measure -o "$pkg/cls" >/dev/null
 join "$pkg/cls/package.json" "$pkg/cls/weights.bin" "$corpus/package/cls"
+# Small packages too: the classifier's 800 KB makes each execution slow, and the loader's paths
+# (control-flow bodies, every op family's attributes) do not need big weights.
+for m in test_conv_with_strides_padding test_maxpool_2d_pads test_resize_upsample_scales_linear \
+    test_gemm_default_vector_bias test_loop11 test_if test_layer_normalization_2d_axis0 \
+    test_dequantizelinear test_gather_0 test_slice test_instancenorm_example; do
+    if "$temblor" compile "$node/$m/model.onnx" --no-verify --no-measure -o "$pkg/$m" >/dev/null 2>&1; then
+        join "$pkg/$m/package.json" "$pkg/$m/weights.bin" "$corpus/package/$m"
+    fi
+done
 cp "$pkg/cls/preprocess.yml" "$corpus/preprocess_yaml/cls.yml" 2>/dev/null || true
 rm -rf "$pkg"
 

@@ -1,9 +1,13 @@
-//! A stride-1 convolution as a GEMM that reads a zero-padded copy of its input where im2col
-//! would lay out a matrix `kh·kw` times the input's size. Over padded planes `wp` columns wide,
-//! the output at `(y, x)` is GEMM column `y·wp + x`, and its tap `(c, i, j)` reads the padded
-//! input at `c·hp·wp + i·dh·wp + j·dw` plus that column: every row of the GEMM's right-hand side
-//! is a contiguous run of one padded plane, read in place. The `wp - ow` columns between output
-//! rows are computed and dropped (2 of every 162 for a 3x3 conv at 160 wide).
+//! A convolution as a GEMM that reads zero-padded copies of its input where im2col would lay
+//! out a matrix `kh·kw` times the output's size. A stride-`s` convolution reads padded row
+//! `s·y + i` for output row `y` and tap row `i`, so the padded input is split into its `sh·sw`
+//! phases (every `sh`-th row from `a`, every `sw`-th column from `b`, each `hq x wq`); tap
+//! `(c, i, j)` then reads phase `(i·dh mod sh, j·dw mod sw)` of channel `c` shifted by
+//! `(i·dh div sh, j·dw div sw)`, and the output at `(y, x)` is GEMM column `y·wq + x`: every row
+//! of the GEMM's right-hand side is a contiguous run of one phase, read in place. A stride-1
+//! convolution has one phase, the padded plane itself. The `wq - ow` columns between output
+//! rows are computed and dropped (2 of every 162 for a 3x3 conv at 160 wide, 1 of every 81 at
+//! stride 2), and only the phases some tap reads are made.
 
 use super::buffers;
 use super::conv::{min_per_job, tasks, Geometry, SharedOut};
@@ -19,25 +23,45 @@ pub(super) fn padded_conv(
     out: &mut [f32],
 ) {
     let (cg, og) = (geo.c / geo.group, geo.o / geo.group);
-    let (hp, wp) = (
-        geo.oh + (geo.kh - 1) * geo.dh,
-        geo.ow + (geo.kw - 1) * geo.dw,
+    let (hq, wq) = (
+        geo.oh + (geo.kh - 1) * geo.dh / geo.sh,
+        geo.ow + (geo.kw - 1) * geo.dw / geo.sw,
     );
-    let pplane = hp * wp;
-    let mut padded = buffers::reuse(geo.n * geo.c * pplane);
+    let pplane = hq * wq;
+    // Each tap's phase and shift; the phases some tap reads, in order of first use.
+    let reach: Vec<(usize, usize)> = (0..geo.kh)
+        .flat_map(|i| (0..geo.kw).map(move |j| (i * geo.dh, j * geo.dw)))
+        .collect();
+    let mut phases: Vec<(usize, usize)> = Vec::new();
+    let tap_phase: Vec<usize> = reach
+        .iter()
+        .map(|&(ri, rj)| {
+            let phase = (ri % geo.sh, rj % geo.sw);
+            phases.iter().position(|&p| p == phase).unwrap_or_else(|| {
+                phases.push(phase);
+                phases.len() - 1
+            })
+        })
+        .collect();
+    let per_channel = phases.len() * pplane;
+    let mut padded = buffers::reuse(geo.n * geo.c * per_channel);
     padded
-        .par_chunks_mut(pplane)
+        .par_chunks_mut(per_channel)
         .zip(xv.par_chunks(geo.in_plane()))
-        .for_each(|(dst, src)| pad_plane(geo, wp, src, dst));
+        .for_each(|(dst, src)| {
+            for (&phase, dst) in phases.iter().zip(dst.chunks_exact_mut(pplane)) {
+                phase_plane(geo, wq, phase, src, dst);
+            }
+        });
     let taps: Vec<usize> = (0..cg)
         .flat_map(|c| {
-            (0..geo.kh).flat_map(move |i| {
-                (0..geo.kw).map(move |j| c * pplane + i * geo.dh * wp + j * geo.dw)
+            reach.iter().zip(&tap_phase).map(move |(&(ri, rj), &p)| {
+                c * per_channel + p * pplane + ri / geo.sh * wq + rj / geo.sw
             })
         })
         .collect();
     let plane = geo.out_plane();
-    let span = (geo.oh - 1) * wp + geo.ow;
+    let span = (geo.oh - 1) * wq + geo.ow;
     let shared = SharedOut::new(out);
     tasks(geo, taps.len(), span)
         .into_par_iter()
@@ -45,19 +69,19 @@ pub(super) fn padded_conv(
         .for_each_init(Vec::new, |tile, t| {
             let (m, tw) = (t.rows.1 - t.rows.0, t.cols.1 - t.cols.0);
             tile.resize(m * tw, 0.0);
-            let first = (t.image * geo.c + t.group * cg) * pplane + t.cols.0;
+            let first = (t.image * geo.c + t.group * cg) * per_channel + t.cols.0;
             let mut rows: Vec<&mut [f32]> = tile.chunks_exact_mut(tw).collect();
             gemms[t.group].multiply(t.rows.0, &padded[first..], &taps, tw, &mut rows);
             let first_oc = t.group * og + t.rows.0;
             // The tile's columns that are output positions, one output row at a time.
-            for y in t.cols.0 / wp..=(t.cols.1 - 1) / wp {
-                let (lo, hi) = (t.cols.0.max(y * wp), t.cols.1.min(y * wp + geo.ow));
+            for y in t.cols.0 / wq..=(t.cols.1 - 1) / wq {
+                let (lo, hi) = (t.cols.0.max(y * wq), t.cols.1.min(y * wq + geo.ow));
                 if lo >= hi {
                     continue;
                 }
                 for (r, row) in tile.chunks_exact(tw).enumerate() {
                     let oc = first_oc + r;
-                    let start = (t.image * geo.o + oc) * plane + y * geo.ow + lo - y * wp;
+                    let start = (t.image * geo.o + oc) * plane + y * geo.ow + lo - y * wq;
                     // SAFETY: tasks cover disjoint (image, channel, column) cells, and each
                     // output position is one column, so no other reference to this segment of
                     // the output exists while it is written.
@@ -70,19 +94,160 @@ pub(super) fn padded_conv(
     buffers::give_back(padded);
 }
 
-/// Copies input plane `src` into `dst`, `wp` columns wide: `pt` rows and `pl` columns of zeros
-/// before it, zeros after it. Every element of `dst` is written.
-fn pad_plane(geo: &Geometry, wp: usize, src: &[f32], dst: &mut [f32]) {
-    for (yp, row) in dst.chunks_exact_mut(wp).enumerate() {
-        match yp.checked_sub(geo.pt).filter(|&y| y < geo.h) {
-            Some(y) => {
-                let lo = geo.pl.min(wp);
-                let n = geo.w.min(wp - lo);
-                row[..lo].fill(0.0);
-                row[lo..lo + n].copy_from_slice(&src[y * geo.w..y * geo.w + n]);
-                row[lo + n..].fill(0.0);
+/// Writes phase `(a, b)` of input plane `src`, zero-padded, into `dst` (`wq` columns wide):
+/// `dst[y][x]` is input `(y·sh + a - pt, x·sw + b - pl)`, or 0 outside the input. Every element
+/// of `dst` is written.
+fn phase_plane(geo: &Geometry, wq: usize, (a, b): (usize, usize), src: &[f32], dst: &mut [f32]) {
+    // The columns x whose input column x·sw + b - pl lies inside the input.
+    let first = geo.pl.saturating_sub(b).div_ceil(geo.sw).min(wq);
+    let end = (geo.w + geo.pl)
+        .checked_sub(b)
+        .map_or(0, |e| e.div_ceil(geo.sw))
+        .clamp(first, wq);
+    for (y, row) in dst.chunks_exact_mut(wq).enumerate() {
+        match (y * geo.sh + a).checked_sub(geo.pt).filter(|&r| r < geo.h) {
+            Some(r) => {
+                let line = &src[r * geo.w..(r + 1) * geo.w];
+                row[..first].fill(0.0);
+                let x0 = first * geo.sw + b - geo.pl;
+                if geo.sw == 1 {
+                    row[first..end].copy_from_slice(&line[x0..x0 + end - first]);
+                } else {
+                    for (d, &v) in row[first..end]
+                        .iter_mut()
+                        .zip(line[x0..].iter().step_by(geo.sw))
+                    {
+                        *d = v;
+                    }
+                }
+                row[end..].fill(0.0);
             }
             None => row.fill(0.0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::conv::{conv, pack_weights};
+    use super::super::isa::Isa;
+    use crate::Tensor;
+    use temblor_ir::{AutoPad, ConvAttrs};
+
+    /// ONNX Conv by its definition, in f64.
+    #[allow(clippy::too_many_arguments)]
+    fn reference(
+        x: &[f32],
+        [n, c, h, w]: [usize; 4],
+        k: &[f32],
+        [o, cg, kh, kw]: [usize; 4],
+        group: usize,
+        [sh, sw]: [usize; 2],
+        [dh, dw]: [usize; 2],
+        [pt, pl, pb, pr]: [usize; 4],
+    ) -> (Vec<usize>, Vec<f32>) {
+        let oh = (h + pt + pb - (kh - 1) * dh - 1) / sh + 1;
+        let ow = (w + pl + pr - (kw - 1) * dw - 1) / sw + 1;
+        let og = o / group;
+        let mut out = Vec::with_capacity(n * o * oh * ow);
+        for b in 0..n {
+            for oc in 0..o {
+                let g = oc / og;
+                for y in 0..oh {
+                    for xo in 0..ow {
+                        let mut acc = 0.0f64;
+                        for ci in 0..cg {
+                            let ic = g * cg + ci;
+                            for i in 0..kh {
+                                for j in 0..kw {
+                                    let r = (y * sh + i * dh) as isize - pt as isize;
+                                    let s = (xo * sw + j * dw) as isize - pl as isize;
+                                    if r < 0 || s < 0 || r >= h as isize || s >= w as isize {
+                                        continue;
+                                    }
+                                    let xv = x[((b * c + ic) * h + r as usize) * w + s as usize];
+                                    let kv = k[((oc * cg + ci) * kh + i) * kw + j];
+                                    acc += f64::from(xv) * f64::from(kv);
+                                }
+                            }
+                        }
+                        out.push(acc as f32);
+                    }
+                }
+            }
+        }
+        (vec![n, o, oh, ow], out)
+    }
+
+    /// Every stride, dilation and padding the phases split differently (and the im2col path of
+    /// shallow strided convolutions), grouped and not, with and without weights packed at plan
+    /// time, on every instruction set here.
+    #[test]
+    fn strided_dilated_padded_convolutions_match_the_definition() {
+        let mut seed = 11u32;
+        let mut next = || {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        };
+        // (n, c, h, w, o, group, kh, kw, strides, dilations, pads)
+        let cases = [
+            (1, 16, 20, 21, 32, 1, 3, 3, [2, 2], [1, 1], [1, 1, 1, 1]),
+            (1, 8, 17, 13, 16, 1, 3, 3, [2, 2], [1, 1], [0, 1, 1, 0]),
+            (2, 6, 15, 16, 12, 2, 3, 3, [2, 1], [1, 1], [1, 0, 2, 1]),
+            (1, 4, 19, 18, 9, 1, 5, 5, [3, 2], [1, 2], [2, 2, 2, 2]),
+            (1, 8, 12, 12, 16, 1, 1, 1, [2, 2], [1, 1], [0, 0, 0, 0]),
+            (1, 3, 32, 32, 16, 1, 4, 4, [4, 4], [1, 1], [0, 0, 0, 0]),
+            (1, 8, 11, 9, 10, 1, 3, 2, [1, 3], [2, 1], [3, 0, 0, 4]),
+            (1, 12, 10, 10, 24, 3, 3, 3, [1, 1], [1, 1], [1, 1, 1, 1]),
+            // Deep enough for the strided phases (`cg·kh·kw` >= 256); the ones above take im2col.
+            (1, 32, 13, 14, 16, 1, 3, 3, [2, 2], [1, 1], [1, 0, 1, 1]),
+            (2, 64, 12, 11, 18, 2, 3, 3, [2, 2], [1, 1], [1, 1, 1, 1]),
+            (1, 64, 17, 15, 16, 1, 3, 3, [3, 2], [2, 1], [2, 1, 0, 3]),
+            (1, 256, 8, 9, 16, 1, 1, 1, [2, 2], [1, 1], [0, 0, 0, 0]),
+            (1, 16, 16, 16, 24, 1, 4, 4, [4, 4], [1, 1], [0, 0, 0, 0]),
+        ];
+        for (n, c, h, w, o, group, kh, kw, strides, dilations, pads) in cases {
+            let cg = c / group;
+            let x: Vec<f32> = (0..n * c * h * w).map(|_| next()).collect();
+            let k: Vec<f32> = (0..o * cg * kh * kw).map(|_| next()).collect();
+            let attrs = ConvAttrs {
+                kernel: [kh, kw],
+                strides,
+                dilations,
+                pads,
+                auto_pad: AutoPad::NotSet,
+                group,
+                activation: None,
+                affine: None,
+            };
+            let (shape, want) = reference(
+                &x,
+                [n, c, h, w],
+                &k,
+                [o, cg, kh, kw],
+                group,
+                strides,
+                dilations,
+                pads,
+            );
+            let xt = Tensor::f32(vec![n, c, h, w], x.clone());
+            let wt = Tensor::f32(vec![o, cg, kh, kw], k.clone());
+            for isa in Isa::available() {
+                let packed = pack_weights(&attrs, &wt, isa);
+                for packed in [None, packed.as_ref()] {
+                    let got = conv(&attrs, [&xt, &wt], None, None, isa, packed).unwrap();
+                    assert_eq!(got.shape, shape);
+                    let got = got.as_f32().unwrap();
+                    let depth = (cg * kh * kw) as f64;
+                    for (i, (&g, &e)) in got.iter().zip(&want).enumerate() {
+                        assert!(
+                            (f64::from(g) - f64::from(e)).abs() <= 1e-5 * depth.sqrt(),
+                            "{isa}, strides {strides:?}, dilations {dilations:?}, pads {pads:?}, \
+                             group {group}: element {i} is {g}, the definition gives {e}"
+                        );
+                    }
+                }
+            }
         }
     }
 }
