@@ -324,9 +324,15 @@ pub(super) fn cut(geo: &Geometry, plane: usize, rows: usize, width: usize) -> Ve
     tasks
 }
 
-/// The depth (`cg·kh·kw`) from which a strided convolution reads the phases of its padded input
-/// in place rather than laying out im2col tiles.
-const STRIDED_PHASES_MIN_DEPTH: usize = 256;
+/// Whether a convolution of depth `kdim` (`cg·kh·kw`) reads the phases of its padded input in
+/// place ([`super::conv_padded`]) rather than laying out im2col tiles: any with a window at
+/// stride 1, and strided ones deep enough to hide copying their tiles out of the layout's wider
+/// rows (measured: 3 and 16 input channels at 3x3 stride 2 are faster through im2col, 32 and
+/// 128 through the phases).
+pub(super) fn reads_phases(geo: &Geometry, kdim: usize) -> bool {
+    const STRIDED_MIN_DEPTH: usize = 256;
+    !geo.is_pointwise() && ((geo.sh == 1 && geo.sw == 1) || kdim >= STRIDED_MIN_DEPTH)
+}
 
 /// The convolution as tiled GEMMs; see the module documentation.
 fn gemm_conv(
@@ -351,11 +357,7 @@ fn gemm_conv(
         })
         .collect();
     let pointwise = geo.is_pointwise();
-    // A strided convolution's phases pay once the GEMM is deep enough to hide copying its tiles
-    // out of the padded layout's wider rows (measured: 3 and 16 input channels at 3x3 stride 2
-    // are faster through im2col, 32 and 128 through the phases).
-    let deep = kdim >= STRIDED_PHASES_MIN_DEPTH;
-    if !pointwise && ((geo.sh == 1 && geo.sw == 1) || deep) {
+    if reads_phases(geo, kdim) {
         return padded_conv(geo, xv, &gemms, epi, out);
     }
     let shared = SharedOut::new(out);

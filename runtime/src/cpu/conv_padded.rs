@@ -10,10 +10,115 @@
 //! stride 2), and only the phases some tap reads are made.
 
 use super::buffers;
-use super::conv::{min_per_job, tasks, Geometry, SharedOut};
+use super::conv::{min_per_job, tasks, Geometry, SharedOut, Task};
 use super::conv_gemm::ConvGemm;
 use super::epilogue::Epilogue;
 use rayon::prelude::*;
+
+/// The phase layout of a convolution's padded input: which phases exist, how wide they are,
+/// and where each GEMM depth row (tap) starts in one group's channels.
+pub(super) struct Phases {
+    /// The width of a phase, and so of a GEMM column row.
+    wq: usize,
+    /// One phase's elements (`hq·wq`).
+    pplane: usize,
+    /// The phases some tap reads, `(row, column)`, in order of first use.
+    phases: Vec<(usize, usize)>,
+    /// Where tap `(c, i, j)` of a group starts, from its first channel's first phase.
+    pub taps: Vec<usize>,
+    /// The GEMM columns from the first output position to the last, `(oh - 1)·wq + ow`.
+    pub span: usize,
+}
+
+impl Phases {
+    pub fn new(geo: &Geometry) -> Phases {
+        let cg = geo.c / geo.group;
+        let (hq, wq) = (
+            geo.oh + (geo.kh - 1) * geo.dh / geo.sh,
+            geo.ow + (geo.kw - 1) * geo.dw / geo.sw,
+        );
+        let pplane = hq * wq;
+        let reach: Vec<(usize, usize)> = (0..geo.kh)
+            .flat_map(|i| (0..geo.kw).map(move |j| (i * geo.dh, j * geo.dw)))
+            .collect();
+        let mut phases: Vec<(usize, usize)> = Vec::new();
+        let tap_phase: Vec<usize> = reach
+            .iter()
+            .map(|&(ri, rj)| {
+                let phase = (ri % geo.sh, rj % geo.sw);
+                phases.iter().position(|&p| p == phase).unwrap_or_else(|| {
+                    phases.push(phase);
+                    phases.len() - 1
+                })
+            })
+            .collect();
+        let per_channel = phases.len() * pplane;
+        let taps = (0..cg)
+            .flat_map(|c| {
+                reach.iter().zip(&tap_phase).map(move |(&(ri, rj), &p)| {
+                    c * per_channel + p * pplane + ri / geo.sh * wq + rj / geo.sw
+                })
+            })
+            .collect();
+        Phases {
+            wq,
+            pplane,
+            phases,
+            taps,
+            span: (geo.oh - 1) * wq + geo.ow,
+        }
+    }
+
+    fn per_channel(&self) -> usize {
+        self.phases.len() * self.pplane
+    }
+
+    /// Elements of the layout of every image and channel.
+    pub fn len(&self, geo: &Geometry) -> usize {
+        geo.n * geo.c * self.per_channel()
+    }
+
+    /// Lays out the input planes `x` into `dst` ([`Phases::len`] elements), padding with `zero`.
+    pub fn fill<T: Copy + Send + Sync>(&self, geo: &Geometry, x: &[T], dst: &mut [T], zero: T) {
+        dst.par_chunks_mut(self.per_channel())
+            .zip(x.par_chunks(geo.in_plane()))
+            .for_each(|(dst, src)| {
+                for (&phase, dst) in self.phases.iter().zip(dst.chunks_exact_mut(self.pplane)) {
+                    phase_plane(geo, self.wq, phase, src, dst, zero);
+                }
+            });
+    }
+
+    /// Where task `t`'s first column starts in the layout ([`Phases::taps`] are relative to it).
+    pub fn first(&self, geo: &Geometry, t: &Task) -> usize {
+        (t.image * geo.c + t.group * (geo.c / geo.group)) * self.per_channel() + t.cols.0
+    }
+
+    /// Writes the output positions among task `t`'s GEMM columns (`tile`, one row of `tw`
+    /// per output channel of the task) into `out`, one output row at a time, and runs the
+    /// epilogue on them.
+    pub fn scatter(&self, geo: &Geometry, t: &Task, tile: &[f32], out: &SharedOut, epi: &Epilogue) {
+        let (wq, tw) = (self.wq, t.cols.1 - t.cols.0);
+        let plane = geo.out_plane();
+        let first_oc = t.group * (geo.o / geo.group) + t.rows.0;
+        for y in t.cols.0 / wq..=(t.cols.1 - 1) / wq {
+            let (lo, hi) = (t.cols.0.max(y * wq), t.cols.1.min(y * wq + geo.ow));
+            if lo >= hi {
+                continue;
+            }
+            for (r, row) in tile.chunks_exact(tw).enumerate() {
+                let oc = first_oc + r;
+                let start = (t.image * geo.o + oc) * plane + y * geo.ow + lo - y * wq;
+                // SAFETY: tasks cover disjoint (image, channel, column) cells, and each
+                // output position is one column, so no other reference to this segment of
+                // the output exists while it is written.
+                let seg = unsafe { out.segment(start, hi - lo) };
+                seg.copy_from_slice(&row[lo - t.cols.0..hi - t.cols.0]);
+                epi.apply(oc, start, seg);
+            }
+        }
+    }
+}
 
 pub(super) fn padded_conv(
     geo: &Geometry,
@@ -22,82 +127,36 @@ pub(super) fn padded_conv(
     epi: &Epilogue,
     out: &mut [f32],
 ) {
-    let (cg, og) = (geo.c / geo.group, geo.o / geo.group);
-    let (hq, wq) = (
-        geo.oh + (geo.kh - 1) * geo.dh / geo.sh,
-        geo.ow + (geo.kw - 1) * geo.dw / geo.sw,
-    );
-    let pplane = hq * wq;
-    // Each tap's phase and shift; the phases some tap reads, in order of first use.
-    let reach: Vec<(usize, usize)> = (0..geo.kh)
-        .flat_map(|i| (0..geo.kw).map(move |j| (i * geo.dh, j * geo.dw)))
-        .collect();
-    let mut phases: Vec<(usize, usize)> = Vec::new();
-    let tap_phase: Vec<usize> = reach
-        .iter()
-        .map(|&(ri, rj)| {
-            let phase = (ri % geo.sh, rj % geo.sw);
-            phases.iter().position(|&p| p == phase).unwrap_or_else(|| {
-                phases.push(phase);
-                phases.len() - 1
-            })
-        })
-        .collect();
-    let per_channel = phases.len() * pplane;
-    let mut padded = buffers::reuse(geo.n * geo.c * per_channel);
-    padded
-        .par_chunks_mut(per_channel)
-        .zip(xv.par_chunks(geo.in_plane()))
-        .for_each(|(dst, src)| {
-            for (&phase, dst) in phases.iter().zip(dst.chunks_exact_mut(pplane)) {
-                phase_plane(geo, wq, phase, src, dst);
-            }
-        });
-    let taps: Vec<usize> = (0..cg)
-        .flat_map(|c| {
-            reach.iter().zip(&tap_phase).map(move |(&(ri, rj), &p)| {
-                c * per_channel + p * pplane + ri / geo.sh * wq + rj / geo.sw
-            })
-        })
-        .collect();
-    let plane = geo.out_plane();
-    let span = (geo.oh - 1) * wq + geo.ow;
+    let phases = Phases::new(geo);
+    let mut padded = buffers::reuse(phases.len(geo));
+    phases.fill(geo, xv, &mut padded, 0.0);
+    let taps = &phases.taps;
     let shared = SharedOut::new(out);
-    tasks(geo, taps.len(), span)
+    tasks(geo, taps.len(), phases.span)
         .into_par_iter()
-        .with_min_len(min_per_job(geo.o * taps.len() * plane * geo.n))
+        .with_min_len(min_per_job(geo.o * taps.len() * geo.out_plane() * geo.n))
         .for_each_init(Vec::new, |tile, t| {
             let (m, tw) = (t.rows.1 - t.rows.0, t.cols.1 - t.cols.0);
             tile.resize(m * tw, 0.0);
-            let first = (t.image * geo.c + t.group * cg) * per_channel + t.cols.0;
             let mut rows: Vec<&mut [f32]> = tile.chunks_exact_mut(tw).collect();
-            gemms[t.group].multiply(t.rows.0, &padded[first..], &taps, tw, &mut rows);
-            let first_oc = t.group * og + t.rows.0;
-            // The tile's columns that are output positions, one output row at a time.
-            for y in t.cols.0 / wq..=(t.cols.1 - 1) / wq {
-                let (lo, hi) = (t.cols.0.max(y * wq), t.cols.1.min(y * wq + geo.ow));
-                if lo >= hi {
-                    continue;
-                }
-                for (r, row) in tile.chunks_exact(tw).enumerate() {
-                    let oc = first_oc + r;
-                    let start = (t.image * geo.o + oc) * plane + y * geo.ow + lo - y * wq;
-                    // SAFETY: tasks cover disjoint (image, channel, column) cells, and each
-                    // output position is one column, so no other reference to this segment of
-                    // the output exists while it is written.
-                    let seg = unsafe { shared.segment(start, hi - lo) };
-                    seg.copy_from_slice(&row[lo - t.cols.0..hi - t.cols.0]);
-                    epi.apply(oc, start, seg);
-                }
-            }
+            let b = &padded[phases.first(geo, &t)..];
+            gemms[t.group].multiply(t.rows.0, b, taps, tw, &mut rows);
+            phases.scatter(geo, &t, tile, &shared, epi);
         });
     buffers::give_back(padded);
 }
 
-/// Writes phase `(a, b)` of input plane `src`, zero-padded, into `dst` (`wq` columns wide):
-/// `dst[y][x]` is input `(y·sh + a - pt, x·sw + b - pl)`, or 0 outside the input. Every element
-/// of `dst` is written.
-fn phase_plane(geo: &Geometry, wq: usize, (a, b): (usize, usize), src: &[f32], dst: &mut [f32]) {
+/// Writes phase `(a, b)` of input plane `src`, padded with `zero`, into `dst` (`wq` columns
+/// wide): `dst[y][x]` is input `(y·sh + a - pt, x·sw + b - pl)`, or `zero` outside the input.
+/// Every element of `dst` is written.
+fn phase_plane<T: Copy>(
+    geo: &Geometry,
+    wq: usize,
+    (a, b): (usize, usize),
+    src: &[T],
+    dst: &mut [T],
+    zero: T,
+) {
     // The columns x whose input column x·sw + b - pl lies inside the input.
     let first = geo.pl.saturating_sub(b).div_ceil(geo.sw).min(wq);
     let end = (geo.w + geo.pl)
@@ -108,7 +167,7 @@ fn phase_plane(geo: &Geometry, wq: usize, (a, b): (usize, usize), src: &[f32], d
         match (y * geo.sh + a).checked_sub(geo.pt).filter(|&r| r < geo.h) {
             Some(r) => {
                 let line = &src[r * geo.w..(r + 1) * geo.w];
-                row[..first].fill(0.0);
+                row[..first].fill(zero);
                 let x0 = first * geo.sw + b - geo.pl;
                 if geo.sw == 1 {
                     row[first..end].copy_from_slice(&line[x0..x0 + end - first]);
@@ -120,9 +179,9 @@ fn phase_plane(geo: &Geometry, wq: usize, (a, b): (usize, usize), src: &[f32], d
                         *d = v;
                     }
                 }
-                row[end..].fill(0.0);
+                row[end..].fill(zero);
             }
-            None => row.fill(0.0),
+            None => row.fill(zero),
         }
     }
 }

@@ -4,9 +4,10 @@
 //! models onnxruntime's quantizer writes have the same form). Run as written, that is three
 //! float passes over the activations, a dequantization of the weight, and a float convolution.
 //! When the plan is prepared, [`lower`] recognizes the form and the convolution then reads `x`
-//! itself: each tile quantizes its columns as it lays them out, multiplies them by the weight
-//! packed once ([`super::int8_gemm`]), and scales the exact integer sums by `x_scale ·
-//! w_scale[o]` before the float epilogue. The result is the simulation's up to the rounding of
+//! itself: it quantizes `x` once, and each tile packs its byte columns (from the stride's phases
+//! of the padded bytes in place, as the float path reads floats, or from im2col tiles where
+//! that path takes them), multiplies them by the weight packed once ([`super::int8_gemm`]), and
+//! scales the exact integer sums by `x_scale · w_scale[o]` before the float epilogue. The result is the simulation's up to the rounding of
 //! the float sums the simulation adds, which the integer sums do not have.
 //!
 //! Depthwise convolutions (one input channel per group) and those with fewer than [`MR`] outputs
@@ -14,7 +15,8 @@
 //! quantize-dequantize pair then runs as one pass (`quant::fake_quantize`).
 
 use super::buffers;
-use super::conv::{cut, epilogue, im2col, min_per_job, Geometry, SharedOut, Task};
+use super::conv::{cut, epilogue, im2col, min_per_job, reads_phases, Geometry, SharedOut, Task};
+use super::conv_padded::Phases;
 use super::f32s;
 use super::int8_gemm::{pack_columns, Int8Weights, Quantizer, Scaling, MR, NR};
 use super::isa::Isa;
@@ -24,10 +26,13 @@ use rayon::prelude::*;
 use std::cell::RefCell;
 use temblor_ir::{ConvAttrs, DType, Graph, NodeId, Op, ValueRef};
 
+/// One thread's buffers: byte columns, their packed form, and float sums to scatter.
+type Scratch = (Vec<u8>, Vec<u8>, Vec<f32>);
+
 thread_local! {
-    /// Each thread's byte columns and their packed form, kept between tasks and layers: a
-    /// task's own fresh buffers were zeroed on every task, a tenth of YOLOv8n's int8 time.
-    static SCRATCH: RefCell<(Vec<u8>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    /// Each thread's buffers, kept between tasks and layers: a task's own fresh buffers were
+    /// zeroed on every task, a tenth of YOLOv8n's int8 time.
+    static SCRATCH: RefCell<Scratch> = const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
 }
 
 /// An int8 convolution, prepared: the integer weight, how the input is quantized and the scale
@@ -183,12 +188,34 @@ pub(crate) fn conv(
     );
     let shared = SharedOut::new(&mut out);
     let offset = conv.quantizer.offset();
-    tasks(&geo, kdim, plane)
+    // As the float path does, windows at stride 1 (and deep strided ones) read the phases of
+    // the padded bytes in place; padding is the zero point's byte.
+    let phases = reads_phases(&geo, kdim).then(|| Phases::new(&geo));
+    let mut padded = Vec::new();
+    if let Some(phases) = &phases {
+        padded.resize(phases.len(&geo), 0u8);
+        phases.fill(&geo, &bytes, &mut padded, offset as u8);
+    }
+    let columns = phases.as_ref().map_or(plane, |p| p.span);
+    tasks(&geo, kdim, columns)
         .into_par_iter()
         .with_min_len(min_per_job(og * geo.group * kdim * plane * geo.n))
         .for_each(|t| {
-            SCRATCH.with_borrow_mut(|(col, packed)| {
+            SCRATCH.with_borrow_mut(|(col, packed, tile)| {
                 let (m, tw) = (t.rows.1 - t.rows.0, t.cols.1 - t.cols.0);
+                let first_oc = t.group * og + t.rows.0;
+                let scales = &conv.scales[first_oc..first_oc + m];
+                let scaling = Scaling { offset, scales };
+                if let Some(phases) = &phases {
+                    let b = &padded[phases.first(&geo, &t)..];
+                    pack_columns(isa, b, &phases.taps, tw, packed);
+                    tile.resize(m * tw, 0.0);
+                    let mut rows: Vec<&mut [f32]> = tile.chunks_exact_mut(tw).collect();
+                    conv.weights
+                        .multiply(isa, (t.group, t.rows.0), packed, scaling, &mut rows);
+                    phases.scatter(&geo, &t, tile, &shared, &epi);
+                    return;
+                }
                 let first_in = (t.image * geo.c + t.group * cg) * geo.in_plane();
                 let xs = &bytes[first_in..first_in + cg * geo.in_plane()];
                 let col_rows: Vec<usize>;
@@ -201,15 +228,12 @@ pub(crate) fn conv(
                     (&col[..], &col_rows[..])
                 };
                 pack_columns(isa, b, b_rows, tw, packed);
-                let first_oc = t.group * og + t.rows.0;
                 let start = |r: usize| (t.image * geo.o + first_oc + r) * plane + t.cols.0;
                 // SAFETY: tasks cover disjoint (image, channel, position) cells, so no other
                 // reference to these segments of the output exists while they are written.
                 let mut rows: Vec<&mut [f32]> = (0..m)
                     .map(|r| unsafe { shared.segment(start(r), tw) })
                     .collect();
-                let scales = &conv.scales[first_oc..first_oc + m];
-                let scaling = Scaling { offset, scales };
                 conv.weights
                     .multiply(isa, (t.group, t.rows.0), packed, scaling, &mut rows);
                 for (r, row) in rows.iter_mut().enumerate() {
