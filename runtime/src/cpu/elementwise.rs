@@ -61,6 +61,16 @@ impl<R> Sink<'_, R> {
         self.len += n;
     }
 
+    /// Appends a copy of the last `n` items appended, which must fit (and exist).
+    pub(crate) fn repeat_last(&mut self, n: usize)
+    where
+        R: Copy,
+    {
+        let (done, rest) = self.buf.split_at_mut(self.len);
+        rest[..n].copy_from_slice(&done[self.len - n..]);
+        self.len += n;
+    }
+
     /// Appends `f` of each element of `src`, which must fit. An index loop with `f` called in
     /// it: a `Zip` of a `Map` was left outlined and scalar, whatever the caller's instruction
     /// set, once `f` was as large as GELU's erf.

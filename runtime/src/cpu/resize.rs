@@ -164,14 +164,24 @@ fn nearest<T: Element + Send + Sync>(
     };
     let out = build(total, |range, sink| {
         let mut at = range.start;
+        // The source of the last whole row this range wrote: an upsampled row repeats it, and
+        // is copied rather than gathered again.
+        let mut last_whole = None;
         while at < range.end {
             let (row, col) = (at / width, at % width);
             let end = range.end.min((row + 1) * width);
             let cols = &inner[col..col + end - at];
-            match row_base(row) {
-                Some(base) => sink.extend(cols.iter().map(|o| o.map_or(fill, |o| v[base + o]))),
-                None => sink.extend(cols.iter().map(|_| fill)),
+            let base = row_base(row);
+            let whole = col == 0 && end == (row + 1) * width;
+            if whole && last_whole == Some(base) {
+                sink.repeat_last(width);
+            } else {
+                match base {
+                    Some(base) => sink.extend(cols.iter().map(|o| o.map_or(fill, |o| v[base + o]))),
+                    None => sink.extend(cols.iter().map(|_| fill)),
+                }
             }
+            last_whole = whole.then_some(base);
             at = end;
         }
     });
@@ -349,4 +359,44 @@ fn pass(v: &[f32], taps: &Taps, ax: &ResizeAxis, inner: usize, fill: f32) -> Vec
             e += len;
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 2x nearest upsampling large enough to be written in parallel chunks that cut rows:
+    /// rows copied from the row above and rows gathered agree with the definition everywhere.
+    #[test]
+    fn nearest_upsampling_copies_repeated_rows_exactly() {
+        let (c, h, w) = (4, 60, 90);
+        let x = Tensor::f32(
+            vec![1, c, h, w],
+            (0..c * h * w).map(|i| i as f32 * 0.5 - 7.0).collect(),
+        );
+        let a = ResizeAttrs::new(
+            ResizeMode::Nearest,
+            ResizeCoordinate::HalfPixel,
+            ResizeNearest::RoundPreferFloor,
+        );
+        let scales = Tensor::f32(vec![4], vec![1.0, 1.0, 2.0, 2.0]);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        let y = pool
+            .install(|| resize(&a, &x, [None, Some(&scales), None]))
+            .unwrap();
+        assert_eq!(y.shape, vec![1, c, 2 * h, 2 * w]);
+        let (xv, yv) = (x.as_f32().unwrap(), y.as_f32().unwrap());
+        for ch in 0..c {
+            for r in 0..2 * h {
+                for col in 0..2 * w {
+                    let want = xv[(ch * h + r / 2) * w + col / 2];
+                    let got = yv[(ch * 2 * h + r) * 2 * w + col];
+                    assert_eq!(got, want, "channel {ch}, row {r}, column {col}");
+                }
+            }
+        }
+    }
 }
