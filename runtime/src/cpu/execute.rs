@@ -188,7 +188,9 @@ fn dispatch(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
             args.isa,
         )?),
         Op::Einsum { equation } => one(einsum::einsum(equation, &args.all()?, args.isa)?),
-        Op::Softmax { axis, log, flatten } => one(softmax::softmax(x()?, *axis, *log, *flatten)?),
+        Op::Softmax { axis, log, flatten } => {
+            one(softmax::softmax(x()?, *axis, *log, *flatten, args.isa)?)
+        }
         Op::LayerNorm { axis, epsilon } => {
             norm::layer_norm(x()?, req(1)?, opt(2), *axis, *epsilon, args.outputs)
         }

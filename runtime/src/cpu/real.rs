@@ -41,6 +41,7 @@ macro_rules! real {
             fn to_f64(self) -> f64 {
                 self as f64
             }
+            #[inline(always)]
             fn exp(self) -> Self {
                 $exp(self)
             }
