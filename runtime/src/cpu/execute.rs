@@ -144,8 +144,17 @@ fn dispatch(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
         Op::Pad { mode } => one(fill::pad(x()?, args, *mode)?),
         Op::NonZero => one(indexing::nonzero(x()?)?),
 
-        Op::MaxPool(a) => pool::max_pool(&explicit_pool_pads(a, x()?), x()?, args.outputs > 1),
-        Op::AveragePool(a) => one(pool::average_pool(&explicit_pool_pads(a, x()?), x()?)?),
+        Op::MaxPool(a) => pool::max_pool(
+            &explicit_pool_pads(a, x()?),
+            x()?,
+            args.outputs > 1,
+            args.isa,
+        ),
+        Op::AveragePool(a) => one(pool::average_pool(
+            &explicit_pool_pads(a, x()?),
+            x()?,
+            args.isa,
+        )?),
         Op::GlobalAveragePool => one(pool::global_average_pool(x()?)?),
         Op::GlobalMaxPool => one(pool::global_max_pool(x()?)?),
         Op::Reduce {

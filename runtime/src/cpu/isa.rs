@@ -29,6 +29,23 @@ pub(crate) enum Level {
 }
 
 impl Isa {
+    /// `f`, with its always-inlined callees compiled for this instruction set's vector width:
+    /// the build targets baseline x86-64 (SSE2), whose 4-lane vectors (2 for f64) leave generic
+    /// loops at a fraction of what the machine does. Each lane's arithmetic is the same at any
+    /// width (Rust never contracts a multiply and an add), so are the bits.
+    #[inline(always)]
+    pub fn widest<R>(self, f: impl FnOnce() -> R) -> R {
+        #[cfg(target_arch = "x86_64")]
+        match self.level {
+            // SAFETY: an `Isa` of a level is only made on a machine that has its instructions.
+            Level::Avx512 => return unsafe { wide::avx512(f) },
+            // SAFETY: as above.
+            Level::Avx2Fma => return unsafe { wide::avx2(f) },
+            Level::Scalar => {}
+        }
+        f()
+    }
+
     /// The widest instruction set this machine runs.
     pub fn detect() -> Isa {
         #[cfg(target_arch = "x86_64")]
@@ -105,5 +122,19 @@ impl Isa {
 impl fmt::Display for Isa {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+/// The bodies [`Isa::widest`] runs, compiled for each vector width.
+#[cfg(target_arch = "x86_64")]
+mod wide {
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
+        f()
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
+        f()
     }
 }

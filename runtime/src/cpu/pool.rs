@@ -5,6 +5,7 @@
 //! windows are separable, so each output row folds its window's rows first, then its
 //! windows along the row; only MaxPool's indices walk whole windows.
 
+use super::isa::Isa;
 use super::real::{dispatch_real, sum_f64, values, Ordered, Real};
 use super::{dispatch, f32s};
 use crate::RuntimeError;
@@ -22,15 +23,16 @@ pub(crate) fn max_pool(
     a: &PoolAttrs,
     x: &Tensor,
     with_indices: bool,
+    isa: Isa,
 ) -> Result<Vec<Tensor>, RuntimeError> {
     let g = Geometry::new(a, &x.shape)?;
-    dispatch!(x.dtype(), T => max_pool_t::<T>(&g, x, with_indices))
+    dispatch!(x.dtype(), T => max_pool_t::<T>(&g, x, with_indices, isa))
 }
 
-pub(crate) fn average_pool(a: &PoolAttrs, x: &Tensor) -> Result<Tensor, RuntimeError> {
+pub(crate) fn average_pool(a: &PoolAttrs, x: &Tensor, isa: Isa) -> Result<Tensor, RuntimeError> {
     let g = Geometry::new(a, &x.shape)?;
     let include_pad = a.count_include_pad;
-    dispatch_real!(x.dtype(), "AveragePool", T => average_pool_t::<T>(&g, x, include_pad))
+    dispatch_real!(x.dtype(), "AveragePool", T => average_pool_t::<T>(&g, x, include_pad, isa))
 }
 
 /// The number of `[n, c]` planes and the size of each.
@@ -269,6 +271,7 @@ impl Geometry {
 
 /// The innermost pass over one line: windows wholly inside the input (a contiguous range of
 /// outputs) run tap by tap across the range, which vectorizes; border windows run one by one.
+#[inline(always)]
 fn line<T: Copy>(s: &[T], axis: &Axis, out: &mut [T], f: impl Fn(T, T) -> T) {
     let full = |r: &Run| r.valid == axis.kernel;
     let lo = axis.runs.iter().position(full).unwrap_or(axis.runs.len());
@@ -300,6 +303,7 @@ fn line<T: Copy>(s: &[T], axis: &Axis, out: &mut [T], f: impl Fn(T, T) -> T) {
 /// rows are folded element by element into one input-wide row (contiguous, so it vectorizes),
 /// and [`line`] folds that row's windows. Max and sum windows are separable, so this equals
 /// folding each whole window, and reads each input row once per window row it falls in.
+#[inline(always)]
 fn separable<T: Copy>(
     g: &Geometry,
     src: &[T],
@@ -338,6 +342,7 @@ fn max_pool_t<T: Ordered + Send + Sync>(
     g: &Geometry,
     x: &Tensor,
     with_indices: bool,
+    isa: Isa,
 ) -> Result<Vec<Tensor>, RuntimeError> {
     let v = values::<T>(x, "input")?;
     let (ip, op) = (g.in_plane(), g.out_plane());
@@ -366,7 +371,13 @@ fn max_pool_t<T: Ordered + Send + Sync>(
         let max = |a: T, e: T| if e > a { e } else { a };
         out.par_chunks_mut(op.max(1))
             .enumerate()
-            .for_each(|(p, o)| separable(g, &v[p * ip..(p + 1) * ip], o, T::LOWEST, max));
+            .for_each(|(p, o)| {
+                let src = &v[p * ip..(p + 1) * ip];
+                isa.widest(
+                    #[inline(always)]
+                    || separable(g, src, o, T::LOWEST, max),
+                )
+            });
     }
     let mut result = vec![Tensor {
         shape: g.out_shape.clone(),
@@ -382,6 +393,7 @@ fn average_pool_t<T: Real>(
     g: &Geometry,
     x: &Tensor,
     include_pad: bool,
+    isa: Isa,
 ) -> Result<Tensor, RuntimeError> {
     let v = values::<T>(x, "input")?;
     let (ip, op) = (g.in_plane(), g.out_plane());
@@ -413,13 +425,113 @@ fn average_pool_t<T: Real>(
     out.par_chunks_mut(op.max(1))
         .enumerate()
         .for_each(|(p, out)| {
-            separable(g, &v[p * ip..(p + 1) * ip], out, T::ZERO, |a, e| a + e);
-            for (o, &k) in out.iter_mut().zip(&scale) {
-                *o = *o * k;
-            }
+            let src = &v[p * ip..(p + 1) * ip];
+            isa.widest(
+                #[inline(always)]
+                || {
+                    separable(g, src, out, T::ZERO, |a, e| a + e);
+                    for (o, &k) in out.iter_mut().zip(&scale) {
+                        *o = *o * k;
+                    }
+                },
+            )
         });
     Ok(Tensor {
         shape: g.out_shape.clone(),
         data: T::wrap(out),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use temblor_ir::AutoPad;
+
+    /// MaxPool and AveragePool (padding counted and not) by the ONNX definition, window by
+    /// window in f64, against every instruction set's kernel, which must agree bit for bit.
+    #[test]
+    fn pooling_matches_the_definition_on_every_instruction_set() {
+        let (c, h, w) = (3, 23, 30);
+        let x: Vec<f32> = (0..c * h * w)
+            .map(|i| ((i * 7919) % 1000) as f32 / 37.0 - 13.0)
+            .collect();
+        let xt = Tensor::f32(vec![1, c, h, w], x.clone());
+        // (kernel, strides, dilations, pads)
+        let cases = [
+            ([2, 2], [2, 2], [1, 1], [0, 0, 0, 0]),
+            ([3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
+            ([3, 5], [2, 3], [2, 1], [2, 0, 1, 3]),
+            ([2, 1000], [1, 1], [1, 1], [0, 500, 1, 499]),
+        ];
+        for (kernel, strides, dilations, pads) in cases {
+            for include_pad in [false, true] {
+                let a = PoolAttrs {
+                    kernel: kernel.to_vec(),
+                    strides: strides.to_vec(),
+                    dilations: dilations.to_vec(),
+                    pads: pads.to_vec(),
+                    auto_pad: AutoPad::NotSet,
+                    ceil_mode: false,
+                    count_include_pad: include_pad,
+                };
+                let oh =
+                    (h + pads[0] + pads[2] - (kernel[0] - 1) * dilations[0] - 1) / strides[0] + 1;
+                let ow =
+                    (w + pads[1] + pads[3] - (kernel[1] - 1) * dilations[1] - 1) / strides[1] + 1;
+                let mut first: Option<(Vec<f32>, Vec<f32>)> = None;
+                for isa in Isa::available() {
+                    let mx = max_pool(&a, &xt, false, isa).unwrap().remove(0);
+                    let av = average_pool(&a, &xt, isa).unwrap();
+                    assert_eq!(mx.shape, vec![1, c, oh, ow]);
+                    let (mv, avv) = (mx.as_f32().unwrap(), av.as_f32().unwrap());
+                    for ch in 0..c {
+                        for y in 0..oh {
+                            for xo in 0..ow {
+                                let (mut m, mut sum, mut valid, mut padded) =
+                                    (f32::MIN, 0.0f64, 0usize, 0usize);
+                                for i in 0..kernel[0] {
+                                    for j in 0..kernel[1] {
+                                        let r = (y * strides[0] + i * dilations[0]) as isize
+                                            - pads[0] as isize;
+                                        let s = (xo * strides[1] + j * dilations[1]) as isize
+                                            - pads[1] as isize;
+                                        let in_pads = r < (h + pads[2]) as isize
+                                            && s < (w + pads[3]) as isize;
+                                        padded += usize::from(in_pads);
+                                        if r >= 0 && s >= 0 && r < h as isize && s < w as isize {
+                                            let e = x[(ch * h + r as usize) * w + s as usize];
+                                            m = m.max(e);
+                                            sum += f64::from(e);
+                                            valid += 1;
+                                        }
+                                    }
+                                }
+                                let at = (ch * oh + y) * ow + xo;
+                                assert_eq!(mv[at], m, "{isa}: max at {at} of {kernel:?}");
+                                let n = if include_pad { padded } else { valid };
+                                let want = sum / n as f64;
+                                assert!(
+                                    (f64::from(avv[at]) - want).abs() <= 1e-4,
+                                    "{isa}: average at {at} of {kernel:?}: {} vs {want}",
+                                    avv[at]
+                                );
+                            }
+                        }
+                    }
+                    let got = (mv.to_vec(), avv.to_vec());
+                    match &first {
+                        None => first = Some(got),
+                        Some(f) => assert!(
+                            f.0 == got.0
+                                && f.1
+                                    .iter()
+                                    .zip(&got.1)
+                                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                            "{isa}: bits differ from the first instruction set for {kernel:?}"
+                        ),
+                    }
+                }
+            }
+        }
+    }
 }

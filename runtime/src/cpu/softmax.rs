@@ -2,7 +2,7 @@
 //! opsets before 13 define it). The last axis runs row by row over contiguous memory; an inner
 //! axis runs on whole rows of the trailing block at once, so memory is still read in order.
 
-use super::isa::{Isa, Level};
+use super::isa::Isa;
 use super::real::{dispatch_real, sum_f64, values, Real};
 use super::reduce::around;
 use super::{normalize_axis, Element};
@@ -37,8 +37,7 @@ pub(crate) fn softmax(
         if n > 0 && inner > 0 {
             out.par_chunks_mut(n * inner).take(outer).for_each(|block| {
                 if inner == 1 {
-                    widest(
-                        isa,
+                    isa.widest(
                         #[inline(always)]
                         || row(block, log),
                     );
@@ -49,35 +48,6 @@ pub(crate) fn softmax(
         }
         Ok(Tensor { shape: x.shape.clone(), data: T::wrap(out) })
     })
-}
-
-/// `f`, with its always-inlined callees compiled for the widest instruction set `isa` has: the
-/// build targets baseline x86-64, whose 4-lane vectors (2 for the f64 sums) left softmax at a
-/// few percent of roofline. Each lane's arithmetic is the same at any width, so are the bits.
-#[inline(always)]
-fn widest<R>(isa: Isa, f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    match isa.level() {
-        // SAFETY: an `Isa` of a level is only made on a machine that has its instructions.
-        Level::Avx512 => return unsafe { avx512(f) },
-        // SAFETY: as above.
-        Level::Avx2Fma => return unsafe { avx2(f) },
-        Level::Scalar => {}
-    }
-    let _ = isa;
-    f()
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
-    f()
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
-    f()
 }
 
 /// Softmax of one contiguous row, in place, in passes simple enough to vectorize. The sum runs
@@ -114,8 +84,7 @@ fn columns<T: Real>(b: &mut [T], n: usize, inner: usize, log: bool, isa: Isa) {
         }
     }
     stripes.into_par_iter().for_each(|mut rows| {
-        widest(
-            isa,
+        isa.widest(
             #[inline(always)]
             || stripe(&mut rows, log),
         )
