@@ -2,15 +2,17 @@
 """Coverage a fuzz corpus reaches, per reader: each target's binary replays its corpus once
 (`-runs=0 -print_coverage=1`) and libFuzzer lists every instrumented function of each source
 file it entered, with the edges covered out of the edges it has. This script sums them per
-workspace source area. (`cargo fuzz coverage` needs the nightly's `llvm-tools`, which these
-machines cannot install; libFuzzer's own table needs nothing but `llvm-symbolizer`.)
+workspace source area, with the functions entered out of those listed. (`cargo fuzz
+coverage` needs the nightly's `llvm-tools`, which these machines cannot install; libFuzzer's
+own table needs nothing but `llvm-symbolizer`.)
 
-    fuzz/coverage.py TARGET CORPUS_DIR [TARGET_DIR]
+    fuzz/coverage.py TARGET CORPUS_DIR...   (binaries from $FUZZ_TARGET_DIR, default /work/target-fuzz)
 
 A file of the area the target never entered is not listed by libFuzzer and counts as missed:
 the "files" column says how many of the area's files were entered.
 """
 import collections
+import os
 import pathlib
 import re
 import subprocess
@@ -39,17 +41,20 @@ LINE = re.compile(r"^(UN)?COVERED_FUNC: hits: (\d+) edges: (\d+)/(\d+) (.*) (\S+
 
 
 def main() -> None:
-    target, corpus = sys.argv[1], sys.argv[2]
-    target_dir = sys.argv[3] if len(sys.argv) > 3 else "/work/target-fuzz"
+    target, corpora = sys.argv[1], sys.argv[2:]
+    target_dir = os.environ.get("FUZZ_TARGET_DIR", "/work/target-fuzz")
     root = pathlib.Path(__file__).resolve().parent.parent
     binary = f"{target_dir}/x86_64-unknown-linux-gnu/release/{target}"
-    out = subprocess.run(
-        [binary, corpus, "-runs=0", "-print_coverage=1", "-rss_limit_mb=4096", "-timeout=30"],
+    run = subprocess.run(
+        [binary, *corpora, "-runs=0", "-print_coverage=1", "-rss_limit_mb=2048", "-timeout=10"],
         capture_output=True,
         text=True,
         check=False,
-    ).stderr
-    edges = collections.defaultdict(lambda: [0, 0])
+    )
+    out = run.stderr
+    if run.returncode != 0:
+        sys.exit(f"{target}: replaying the corpus failed (exit {run.returncode}):\n{out[-3000:]}")
+    edges = collections.defaultdict(lambda: [0, 0, 0, 0])
     for line in out.splitlines():
         m = LINE.match(line.strip())
         if not m:
@@ -61,18 +66,19 @@ def main() -> None:
         rel = crate.group(1)
         edges[rel][0] += int(m.group(3))
         edges[rel][1] += int(m.group(4))
-    print(f"{target}: corpus {corpus}")
-    print(f"{'area':<36} {'files':>9} {'edges':>17} {'%':>6}")
+        edges[rel][2] += int(m.group(2)) > 0
+        edges[rel][3] += 1
+    print(f"{target}: corpus {' '.join(corpora)}")
+    print(f"{'area':<36} {'files':>9} {'functions':>11} {'edges':>17} {'%':>6}")
     for area in AREAS[target]:
         files = [f for f in edges if f == area or f.startswith(area + "/")]
         on_disk = (
             [p for p in (root / area).rglob("*.rs")] if (root / area).is_dir() else [root / area]
         )
-        covered = sum(edges[f][0] for f in files)
-        total = sum(edges[f][1] for f in files)
+        covered, total, entered, funcs = (sum(edges[f][i] for f in files) for i in range(4))
         share = 100.0 * covered / total if total else 0.0
         print(
-            f"{area:<36} {len(files):>4}/{len(on_disk):<4} "
+            f"{area:<36} {len(files):>4}/{len(on_disk):<4} {entered:>5}/{funcs:<5} "
             f"{covered:>8}/{total:<8} {share:>6.1f}"
         )
 
