@@ -234,6 +234,16 @@ fn int8_convolutions_match_the_simulation() {
             },
         ),
         (
+            "3x3 stride 2, deep enough for the padded phases, uint8",
+            Case {
+                input: [1, 32, 19, 17],
+                cout: 16,
+                stride: 2,
+                zero: Some(37),
+                ..BASE
+            },
+        ),
+        (
             "5x5 over many columns",
             Case {
                 input: [1, 16, 40, 52],
