@@ -7,8 +7,9 @@
 //! itself: it quantizes `x` once, and each tile packs its byte columns (from the stride's phases
 //! of the padded bytes in place, as the float path reads floats, or from im2col tiles where
 //! that path takes them), multiplies them by the weight packed once ([`super::int8_gemm`]), and
-//! scales the exact integer sums by `x_scale · w_scale[o]` before the float epilogue. The result is the simulation's up to the rounding of
-//! the float sums the simulation adds, which the integer sums do not have.
+//! scales the exact integer sums by `x_scale · w_scale[o]` before the float epilogue. The
+//! result is the simulation's up to the rounding of the float sums the simulation adds, which
+//! the integer sums do not have.
 //!
 //! Depthwise convolutions (one input channel per group) and those with fewer than [`MR`] outputs
 //! and a window keep the simulation: a GEMM has too little to reuse in them. The simulation's
