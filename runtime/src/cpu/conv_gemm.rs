@@ -332,11 +332,7 @@ mod tests {
     /// a row block starting past zero, and `B`'s rows gathered out of order.
     #[test]
     fn every_kernel_multiplies_as_the_f64_product() {
-        let mut seed = 3u32;
-        let mut next = || {
-            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
-        };
+        let mut next = super::super::test_values(3);
         // (weight rows, first row r0, rows multiplied, k, n)
         for (rows, r0, m, k, n) in [
             (8, 0, 8, 3, 48),

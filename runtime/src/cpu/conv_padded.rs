@@ -243,11 +243,7 @@ mod tests {
     /// time, on every instruction set here.
     #[test]
     fn strided_dilated_padded_convolutions_match_the_definition() {
-        let mut seed = 11u32;
-        let mut next = || {
-            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
-        };
+        let mut next = super::super::test_values(11);
         // (n, c, h, w, o, group, kh, kw, strides, dilations, pads)
         let cases = [
             (1, 16, 20, 21, 32, 1, 3, 3, [2, 2], [1, 1], [1, 1, 1, 1]),

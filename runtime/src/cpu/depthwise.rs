@@ -310,11 +310,7 @@ mod tests {
             (8, 20, 3, 3, 2, 2, 1, 1, 1, 1, 0, 0),
             (9, 37, 5, 5, 2, 2, 1, 1, 2, 3, 2, 1),
         ];
-        let mut seed = 1u32;
-        let mut next = || {
-            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
-        };
+        let mut next = super::super::test_values(1);
         for (h, w, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr) in cases {
             let oh = (h + pt + pb - dh * (kh - 1) - 1) / sh + 1;
             let ow = (w + pl + pr - dw * (kw - 1) - 1) / sw + 1;
@@ -353,11 +349,7 @@ mod tests {
 
     #[test]
     fn few_outputs_sum_the_stencils_of_every_input_channel() {
-        let mut seed = 7u32;
-        let mut next = || {
-            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
-        };
+        let mut next = super::super::test_values(7);
         // (n, c, o, h, w, k, stride, pad): odd sizes, more channels than threads, two images.
         for (n, c, o, h, w, k, s, p) in [(2, 5, 1, 9, 13, 5, 1, 2), (1, 7, 3, 11, 8, 3, 2, 1)] {
             let plane = |len: usize| (len + 2 * p - k) / s + 1;

@@ -146,11 +146,7 @@ mod tests {
             eprintln!("skipped: this machine has no AVX-512, which the packed kernel needs");
             return;
         }
-        let mut seed = 7u32;
-        let mut next = || {
-            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
-        };
+        let mut next = super::super::test_values(7);
         // (m, n, k, batch, transposed A, alpha, accumulate)
         let cases = [
             (13, 200, 300, 1, false, 1.0, false),

@@ -225,3 +225,13 @@ pub(crate) fn check_window(
     }
     Ok(())
 }
+
+/// The kernels' tests' inputs: a seeded linear congruential sequence, uniform in [-0.5, 0.5).
+#[cfg(test)]
+fn test_values(seed: u32) -> impl FnMut() -> f32 {
+    let mut state = seed;
+    move || {
+        state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        (state >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+    }
+}

@@ -129,11 +129,8 @@ mod tests {
     /// same bits on every instruction set here, within 1e-6 of the f64 definition.
     #[test]
     fn every_width_computes_the_definition_bit_for_bit() {
-        let mut seed = 5u32;
-        let mut next = || {
-            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            (seed >> 8) as f32 / (1u32 << 24) as f32 * 40.0 - 20.0
-        };
+        let mut values = super::super::test_values(5);
+        let mut next = || values() * 40.0;
         let shape = vec![2, 16, 3, 700];
         let x = Tensor::f32(
             shape.clone(),
