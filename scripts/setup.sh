@@ -12,16 +12,16 @@ if [ ! -x /usr/bin/chromium ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q chromium
 fi
 "$root/scripts/setup-python.sh" >/dev/null
-# One model per call, tried up to eight times: fetch.sh can die of SIGPIPE, silently
-# (`rows | awk '{...; exit}'` under pipefail closes grep's pipe early), and on a loaded machine
-# (a build beside it) that happened three times in a row for one model.
+# One model per call, tried up to 30 times: fetch.sh dies of SIGPIPE (exit 141, silently) when
+# `rows | awk '{...; exit}'` under pipefail closes grep's pipe before grep has written the
+# rest of the manifest. On a busy machine that was 3 tries in 5 for a model near the top of
+# the manifest. It dies before it downloads anything, so a retry costs only hashing.
 for model in ppocrv4_det_onnx ppocrv4_rec_onnx ppocr_cls_v2_onnx picodet_layout_onnx \
     ppocrv4_det_paddle ppocrv4_rec_paddle ppocr_cls_v2_paddle picodet_coco_paddle \
     yolov8n_nudenet_onnx centerface_onnx open_nsfw_nhwc_onnx u2netp_onnx vit_s_focus_onnx \
     yolo11seg_slider_onnx orinet_orient_onnx; do
-    for try in 1 2 3 4 5 6 7 8; do
+    for try in $(seq 30); do
         bash "$shared/models/fetch.sh" "$model" && break
-        [ "$try" = 8 ] && { echo "setup.sh: fetching $model failed 8 times" >&2; exit 1; }
-        sleep 1
+        [ "$try" = 30 ] && { echo "setup.sh: fetching $model failed 30 times" >&2; exit 1; }
     done
 done
