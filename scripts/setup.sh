@@ -16,6 +16,10 @@ fi
 # `rows | awk '{...; exit}'` under pipefail closes grep's pipe before grep has written the
 # rest of the manifest. On a busy machine that was 3 tries in 5 for a model near the top of
 # the manifest. It dies before it downloads anything, so a retry costs only hashing.
+[ -f "$shared/models/fetch.sh" ] || {
+    echo "setup.sh: $shared/models/fetch.sh not found: put ../shared beside the checkout" >&2
+    exit 1
+}
 for model in ppocrv4_det_onnx ppocrv4_rec_onnx ppocr_cls_v2_onnx picodet_layout_onnx \
     ppocrv4_det_paddle ppocrv4_rec_paddle ppocr_cls_v2_paddle picodet_coco_paddle \
     yolov8n_nudenet_onnx centerface_onnx open_nsfw_nhwc_onnx u2netp_onnx vit_s_focus_onnx \

@@ -14,6 +14,7 @@
 use super::buffers;
 use super::conv_gemm::{ConvGemm, PackedWeights, MR, NR};
 use super::conv_padded::padded_conv;
+use super::conv_tasks::{min_per_job, tasks};
 use super::depthwise::{depthwise, few_outputs};
 use super::epilogue::Epilogue;
 use super::isa::Isa;
@@ -250,78 +251,6 @@ pub(crate) fn conv(
         out
     };
     Ok(Tensor::f32(geo.out_shape(), out))
-}
-
-/// One parallel task of [`gemm_conv`]: output rows `rows` of group `group` of image `image`,
-/// at the output positions `cols`.
-#[derive(Clone, Copy)]
-pub(super) struct Task {
-    pub image: usize,
-    pub group: usize,
-    pub rows: (usize, usize),
-    pub cols: (usize, usize),
-}
-
-/// The fewest items a parallel job of a convolution with `macs` multiply-adds takes: all of
-/// them below about 2 µs of work, where waking a second thread costs more than it saves
-/// (PicoDet's squeeze-excite and 13x13 layers).
-pub(super) fn min_per_job(macs: usize) -> usize {
-    const SMALL: usize = 1 << 17;
-    if macs < SMALL {
-        usize::MAX
-    } else {
-        1
-    }
-}
-
-/// How [`gemm_conv`] cuts its work: tiles of `plane` GEMM columns (output positions) small
-/// enough that a tile's `cols` and outputs stay in the L2 cache, and enough tasks to keep every
-/// thread busy.
-pub(super) fn tasks(geo: &Geometry, kdim: usize, plane: usize) -> Vec<Task> {
-    /// Floats of `cols` plus outputs one tile may use: 512 KiB.
-    const TILE_FLOATS: usize = 128 * 1024;
-    let og = geo.o / geo.group;
-    let threads = rayon::current_num_threads();
-    let units = geo.n * geo.group;
-    let width = (TILE_FLOATS / (kdim + og)).max(2 * NR) / NR * NR;
-    let mut col_tiles = plane.div_ceil(width).max(1);
-    // With few tiles, one left over idles the other threads for a whole tile (5 tiles on 2
-    // threads take as long as 6): make the count a multiple of the threads.
-    if units * col_tiles < 8 * threads {
-        let balanced = (units * col_tiles)
-            .next_multiple_of(threads)
-            .div_ceil(units);
-        col_tiles = balanced.min(plane.div_ceil(NR));
-    }
-    let width = plane.div_ceil(col_tiles).div_ceil(NR) * NR;
-    let per_group = units * col_tiles;
-    // Too few tiles to share among the threads: split the output channels too.
-    let wanted = 2 * threads;
-    let row_blocks = wanted.div_ceil(per_group).clamp(1, og.div_ceil(MR));
-    let rows = og.div_ceil(row_blocks).div_ceil(MR) * MR;
-    cut(geo, plane, rows, width)
-}
-
-/// Every task of blocks of `rows` output channels by tiles of `width` output positions, for
-/// each image and group.
-pub(super) fn cut(geo: &Geometry, plane: usize, rows: usize, width: usize) -> Vec<Task> {
-    let og = geo.o / geo.group;
-    let mut tasks = Vec::new();
-    for image in 0..geo.n {
-        for group in 0..geo.group {
-            for r0 in (0..og).step_by(rows) {
-                for c0 in (0..plane).step_by(width) {
-                    tasks.push(Task {
-                        image,
-                        group,
-                        rows: (r0, (r0 + rows).min(og)),
-                        cols: (c0, (c0 + width).min(plane)),
-                    });
-                }
-            }
-        }
-    }
-    tasks
 }
 
 /// Whether a convolution of depth `kdim` (`cg·kh·kw`) reads the phases of its padded input in

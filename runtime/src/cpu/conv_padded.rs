@@ -10,8 +10,9 @@
 //! stride 2), and only the phases some tap reads are made.
 
 use super::buffers;
-use super::conv::{min_per_job, tasks, Geometry, SharedOut, Task};
+use super::conv::{Geometry, SharedOut};
 use super::conv_gemm::ConvGemm;
+use super::conv_tasks::{min_per_job, tasks, Task};
 use super::epilogue::Epilogue;
 use rayon::prelude::*;
 

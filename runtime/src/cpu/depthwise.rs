@@ -9,7 +9,8 @@
 //! a block of rows and a vector of columns at a time by the kernels of [`super::stencil`], and
 //! each block of rows is finished with the epilogue while it is still in L1.
 
-use super::conv::{min_per_job, Geometry};
+use super::conv::Geometry;
+use super::conv_tasks::min_per_job;
 use super::epilogue::Epilogue;
 use super::isa::Isa;
 use super::stencil::{Block, LANES, ROWS};

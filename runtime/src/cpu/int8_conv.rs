@@ -16,8 +16,9 @@
 //! quantize-dequantize pair then runs as one pass (`quant::fake_quantize`).
 
 use super::buffers;
-use super::conv::{cut, epilogue, im2col, min_per_job, reads_phases, Geometry, SharedOut, Task};
+use super::conv::{epilogue, im2col, reads_phases, Geometry, SharedOut};
 use super::conv_padded::Phases;
+use super::conv_tasks::{cut, min_per_job, Task};
 use super::f32s;
 use super::int8_gemm::{pack_columns, Int8Weights, Quantizer, Scaling, MR, NR};
 use super::isa::Isa;

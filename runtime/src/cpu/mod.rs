@@ -11,6 +11,7 @@ mod control;
 mod conv;
 mod conv_gemm;
 mod conv_padded;
+mod conv_tasks;
 mod conv_transpose;
 mod deform_conv;
 mod depthwise;
