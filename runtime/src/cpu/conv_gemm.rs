@@ -266,12 +266,21 @@ mod avx512 {
                         }
                     }
                     let a = &packed[(r0 + i0) / MR * k * MR + k0 * MR..][..kc * MR];
+                    let (a, panel) = (a.as_ptr(), panel.as_ptr());
                     // SAFETY: AVX-512F is present (a packed weight, the only way into this
                     // module, is made only for an `Isa` with it), `a` holds `kc` rows of `MR`,
                     // `panel` holds `NR` floats from each of the `kc` offsets (asserted above),
                     // and each `c[i]` points at `NR` floats of its own: a row of `tile` or a
-                    // distinct row of `out`.
-                    unsafe { kernel(a.as_ptr(), panel.as_ptr(), offsets, &c, k0 > 0) };
+                    // distinct row of `out`. A ragged panel's columns past `w` are computed
+                    // only up to the vector that holds the last of them: a 10x10 output's last
+                    // panel has 22 columns of 48, a 20x20's 6.
+                    unsafe {
+                        match w.div_ceil(16) {
+                            1 => kernel::<1>(a, panel, offsets, &c, k0 > 0),
+                            2 => kernel::<2>(a, panel, offsets, &c, k0 > 0),
+                            _ => kernel::<3>(a, panel, offsets, &c, k0 > 0),
+                        }
+                    };
                     if w < NR {
                         for (i, t) in tile.iter().enumerate().take(rows) {
                             out[i0 + i][j0..j0 + w].copy_from_slice(&t[..w]);
@@ -283,17 +292,24 @@ mod avx512 {
     }
 
     /// `c[i] = a · b` (or `c[i] += a · b` with `load`) for `a` `[kc][MR]` and `b` the `kc`
-    /// rows of `NR` floats at `rows` (`kc` offsets); `c[i]` holds row `i`'s `NR` floats.
+    /// rows of `NR` floats at `rows` (`kc` offsets), over the first `V` 16-float vectors of
+    /// each row; `c[i]` holds row `i`'s `NR` floats, of which the first `16·V` are written.
     ///
     /// # Safety
-    /// AVX-512F must be available; `a` must be readable for `rows.len() * MR` floats, `b` for
-    /// `NR` floats from each offset in `rows`, and each `c[i]` readable and writable for `NR`
-    /// floats that nothing else references during the call.
+    /// AVX-512F must be available; `V` at most 3; `a` must be readable for `rows.len() * MR`
+    /// floats, `b` for `NR` floats from each offset in `rows`, and each `c[i]` readable and
+    /// writable for `NR` floats that nothing else references during the call.
     #[target_feature(enable = "avx512f")]
-    unsafe fn kernel(a: *const f32, b: *const f32, rows: &[usize], c: &[*mut f32; MR], load: bool) {
+    unsafe fn kernel<const V: usize>(
+        a: *const f32,
+        b: *const f32,
+        rows: &[usize],
+        c: &[*mut f32; MR],
+        load: bool,
+    ) {
         // SAFETY: the caller upholds the contract under `# Safety` above.
         unsafe {
-            let mut acc: [[__m512; 3]; MR] = [[_mm512_set1_ps(0.0); 3]; MR];
+            let mut acc: [[__m512; V]; MR] = [[_mm512_set1_ps(0.0); V]; MR];
             if load {
                 for (ai, &ci) in acc.iter_mut().zip(c) {
                     for (j, v) in ai.iter_mut().enumerate() {
@@ -303,15 +319,16 @@ mod avx512 {
             }
             for (p, &row) in rows.iter().enumerate() {
                 let bp = b.add(row);
-                let b0 = _mm512_loadu_ps(bp);
-                let b1 = _mm512_loadu_ps(bp.add(16));
-                let b2 = _mm512_loadu_ps(bp.add(32));
+                let mut bv = [_mm512_set1_ps(0.0); V];
+                for (j, v) in bv.iter_mut().enumerate() {
+                    *v = _mm512_loadu_ps(bp.add(16 * j));
+                }
                 let ap = a.add(p * MR);
                 for (i, ai) in acc.iter_mut().enumerate() {
                     let av = _mm512_set1_ps(*ap.add(i));
-                    ai[0] = _mm512_fmadd_ps(av, b0, ai[0]);
-                    ai[1] = _mm512_fmadd_ps(av, b1, ai[1]);
-                    ai[2] = _mm512_fmadd_ps(av, b2, ai[2]);
+                    for (v, b) in ai.iter_mut().zip(&bv) {
+                        *v = _mm512_fmadd_ps(av, *b, *v);
+                    }
                 }
             }
             for (ai, &ci) in acc.iter().zip(c) {

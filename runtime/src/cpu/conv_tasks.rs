@@ -65,8 +65,9 @@ struct Shape {
 
 /// `(rows, width)` of the blocks of output channels and tiles of columns whose busiest thread
 /// has the least work ([`busiest`]), among tiles of whole [`NR`] blocks no wider than `widest`
-/// (in up to four per thread) and the channels whole or in 2 or 4 blocks; of the cuts within 3%
-/// of the least, the one of fewest tasks, since each task reads its columns again. The rule it
+/// (up to four more tiles per thread than the fewest) and the channels whole or in 2 or 4
+/// blocks; of the cuts within 3% of the least, the one of fewest tasks, since each task reads
+/// (and, through im2col, lays out) its columns again. The rule it
 /// replaces made the number of tiles a multiple of the threads and then rounded the tile width
 /// up to whole blocks, which could leave fewer tiles: a 64-channel 3x3 convolution over 20x20
 /// (438 columns) was cut into tiles of 144, 144, 144 and 6 columns, two of the wide ones on
@@ -76,7 +77,7 @@ fn balanced(shape: Shape, threads: usize, widest: usize) -> (usize, usize) {
     let fewest = blocks.div_ceil((widest / NR).max(1));
     let mut cuts: Vec<(usize, usize, usize, usize)> = Vec::new();
     let mut last_width = 0;
-    for tiles in fewest..=blocks.min(fewest.max(4 * threads)) {
+    for tiles in fewest..=blocks.min(fewest + 4 * threads) {
         let width = blocks.div_ceil(tiles) * NR;
         if width == last_width {
             continue;
