@@ -247,7 +247,9 @@ fn required_inputs(imp: &Importer, n: &NodeProto) -> Result<Vec<ValueRef>, Strin
 /// If: imports the branch its constant condition takes; a condition decided at run time makes
 /// an IR If (bodies.rs).
 fn branch(imp: &mut Importer, at: &Site) -> Result<(), String> {
-    let cond = required_inputs(imp, at.n)?[0];
+    let Some(&cond) = required_inputs(imp, at.n)?.first() else {
+        return Err("If has no condition input".into());
+    };
     let Some(taken) = static_bool(imp, cond)? else {
         return super::bodies::run_time_if(imp, at.n, at.name, at.prov.clone(), cond);
     };
