@@ -67,15 +67,14 @@ struct Shape {
 /// has the least work ([`busiest`]), among tiles of whole [`NR`] blocks no wider than `widest`
 /// (up to four more tiles per thread than the fewest) and the channels whole or in 2 or 4
 /// blocks; of the cuts within 3% of the least, the one of fewest tasks, since each task reads
-/// (and, through im2col, lays out) its columns again. The rule it
-/// replaces made the number of tiles a multiple of the threads and then rounded the tile width
-/// up to whole blocks, which could leave fewer tiles: a 64-channel 3x3 convolution over 20x20
-/// (438 columns) was cut into tiles of 144, 144, 144 and 6 columns, two of the wide ones on
-/// one of two threads.
+/// (and, through im2col, lays out) its columns again. The rule it replaces made the number of
+/// tiles a multiple of the threads and then rounded the tile width up to whole blocks, which
+/// could leave fewer tiles: a 64-channel 3x3 convolution over 20x20 (438 columns) was cut into
+/// tiles of 144, 144, 144 and 6 columns, two of the wide ones on one of two threads.
 fn balanced(shape: Shape, threads: usize, widest: usize) -> (usize, usize) {
     let blocks = shape.columns.div_ceil(NR).max(1);
     let fewest = blocks.div_ceil((widest / NR).max(1));
-    let mut cuts: Vec<(usize, usize, usize, usize)> = Vec::new();
+    let mut cuts: Vec<Cut> = Vec::new();
     let mut last_width = 0;
     for tiles in fewest..=blocks.min(fewest + 4 * threads) {
         let width = blocks.div_ceil(tiles) * NR;
@@ -89,14 +88,28 @@ fn balanced(shape: Shape, threads: usize, widest: usize) -> (usize, usize) {
                 continue;
             }
             let count = shape.units * shape.columns.div_ceil(width) * shape.rows.div_ceil(rows);
-            cuts.push((busiest(shape, rows, width, threads), count, rows, width));
+            cuts.push(Cut {
+                busiest: busiest(shape, rows, width, threads),
+                count,
+                rows,
+                width,
+            });
         }
     }
-    let least = cuts.iter().map(|c| c.0).min().unwrap_or(0);
+    let least = cuts.iter().map(|c| c.busiest).min().unwrap_or(0);
     cuts.iter()
-        .filter(|c| c.0 * 100 <= least * 103)
-        .min_by_key(|c| (c.1, c.0))
-        .map_or((shape.rows, NR), |c| (c.2, c.3))
+        .filter(|c| c.busiest * 100 <= least * 103)
+        .min_by_key(|c| (c.count, c.busiest))
+        .map_or((shape.rows, NR), |c| (c.rows, c.width))
+}
+
+/// One candidate of [`balanced`]: blocks of `rows` channels by tiles of `width` columns, `count`
+/// tasks, `busiest` the work of its busiest thread.
+struct Cut {
+    busiest: usize,
+    count: usize,
+    rows: usize,
+    width: usize,
 }
 
 /// The work of the busiest of `threads` threads when the tasks of the cut, largest first, each
