@@ -6,7 +6,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use temblor_pipeline::{Options, VerifyMode};
-use temblor_runtime::{prepare, Device, PrepareOptions, Tensor};
+use temblor_runtime::{prepare, Device, PrepareOptions, Tensor, TensorData};
 use temblor_tests::Rng;
 
 fn findings() -> Vec<PathBuf> {
@@ -25,7 +25,8 @@ fn import(path: &Path) -> temblor_ir::Result<()> {
     temblor_infer::infer(&mut g)
 }
 
-/// What the `end_to_end` target does: compile, prepare, run on the given inputs.
+/// What the `end_to_end` target does: compile, prepare, run on the given inputs, or on zeros
+/// of each input's declared shape when none are given.
 fn compile_and_run(
     path: &Path,
     inputs: &[(String, Tensor)],
@@ -37,8 +38,21 @@ fn compile_and_run(
         ..Options::default()
     };
     let compiled = temblor_pipeline::compile(path, &options)?;
-    let plan = prepare(&compiled.compile, &Device::Cpu, &PrepareOptions::default())?;
-    Ok(plan.run_once(inputs)?)
+    let g = &compiled.compile;
+    let zeros: Vec<(String, Tensor)> = g
+        .inputs
+        .iter()
+        .filter_map(|&id| {
+            let info = g.node(id).outputs.first()?;
+            let shape = info.ty.shape.known()?;
+            let n: usize = shape.iter().product();
+            let bytes = vec![0u8; n * info.ty.dtype.size_bytes()];
+            let data = TensorData::from_le_bytes(info.ty.dtype, &bytes)?;
+            Some((info.name.clone(), Tensor { shape, data }))
+        })
+        .collect();
+    let plan = prepare(g, &Device::Cpu, &PrepareOptions::default())?;
+    Ok(plan.run_once(if inputs.is_empty() { &zeros } else { inputs })?)
 }
 
 /// Every finding ends in `Ok` or a bad-input error (exit 2), never a panic or an internal
