@@ -7,7 +7,7 @@ GlobalAveragePool, so that copying the output out does not dominate; it is writt
 temporary directory, compiled by temblor, and timed alternately by `temblor bench` (p50) and by
 an onnxruntime session with the same thread count (median of as many calls), `--runs` times
 each. Prints a Markdown table of the medians over the runs. The cases are the layer kinds of
-PicoDet and PP-OCRv4 det that BENCHMARKS.md discusses.
+PicoDet, PP-OCRv4 det and U^2-Net that BENCHMARKS.md discusses.
 """
 import argparse
 import json
@@ -32,6 +32,10 @@ CASES = [
     ("pointwise 96 -> 96, 52x52", 96, 52, 96, 1, 1, 1, 4),
     ("pointwise 192 -> 192, 52x52", 192, 52, 192, 1, 1, 1, 4),
     ("3x3 stride 2, 3 -> 16, 416x416", 3, 416, 16, 3, 2, 1, 1),
+    # U^2-Net's full-resolution convolutions, most of its time.
+    ("3x3, 128 -> 64, 320x320", 128, 320, 64, 3, 1, 1, 1),
+    ("3x3, 64 -> 16, 320x320", 64, 320, 16, 3, 1, 1, 1),
+    ("3x3, 64 -> 64, 160x160", 64, 160, 64, 3, 1, 1, 1),
 ]
 
 
@@ -79,12 +83,15 @@ def main():
     ap.add_argument("--iters", type=int, default=1000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--temblor", type=Path, default=ROOT / "target/release/temblor")
+    ap.add_argument("--only", default="", help="run the cases whose name contains this")
     args = ap.parse_args()
     print(f"{args.threads} threads, {args.iters} calls, {args.runs} runs per side\n")
     print("| layers | temblor p50 (ms) | onnxruntime p50 (ms) | ratio |")
     print("|---|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
         for i, (name, *shape) in enumerate(CASES):
+            if args.only not in name:
+                continue
             model, pkg = Path(tmp) / f"chain{i}.onnx", Path(tmp) / f"chain{i}.temblor"
             chain(model, *shape)
             subprocess.run([args.temblor, "compile", model, "-o", pkg], check=True,

@@ -147,6 +147,7 @@ mod avx512 {
     use std::arch::x86_64::{
         __m512, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_setzero_ps,
         _mm256_storeu_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_storeu_ps,
+        _mm_prefetch, _MM_HINT_T0,
     };
 
     /// Columns below which [`narrow`] runs instead of the kernel, which would multiply mostly
@@ -276,9 +277,9 @@ mod avx512 {
                     // panel has 22 columns of 48, a 20x20's 6.
                     unsafe {
                         match w.div_ceil(16) {
-                            1 => kernel::<1>(a, panel, offsets, &c, k0 > 0),
-                            2 => kernel::<2>(a, panel, offsets, &c, k0 > 0),
-                            _ => kernel::<3>(a, panel, offsets, &c, k0 > 0),
+                            1 => kernel::<1>(a, panel, offsets, &c, k0 > 0, false),
+                            2 => kernel::<2>(a, panel, offsets, &c, k0 > 0, false),
+                            _ => kernel::<3>(a, panel, offsets, &c, k0 > 0, i0 == 0 && j0 + NR < n),
                         }
                     };
                     if w < NR {
@@ -294,6 +295,11 @@ mod avx512 {
     /// `c[i] = a · b` (or `c[i] += a · b` with `load`) for `a` `[kc][MR]` and `b` the `kc`
     /// rows of `NR` floats at `rows` (`kc` offsets), over the first `V` 16-float vectors of
     /// each row; `c[i]` holds row `i`'s `NR` floats, of which the first `16·V` are written.
+    /// With `prefetch`, it also asks for the next panel (the `NR` floats after each row's) to
+    /// be brought into L1 while it computes: a panel's rows are up to `KC` separate streams
+    /// (one per channel and tap row), more than the hardware prefetcher follows, and without
+    /// this a 64->16 3x3 convolution at 320x320 waited on memory for most of its time
+    /// (24.1 -> 10.5 ms).
     ///
     /// # Safety
     /// AVX-512F must be available; `V` at most 3; `a` must be readable for `rows.len() * MR`
@@ -306,6 +312,7 @@ mod avx512 {
         rows: &[usize],
         c: &[*mut f32; MR],
         load: bool,
+        prefetch: bool,
     ) {
         // SAFETY: the caller upholds the contract under `# Safety` above.
         unsafe {
@@ -319,6 +326,12 @@ mod avx512 {
             }
             for (p, &row) in rows.iter().enumerate() {
                 let bp = b.add(row);
+                if prefetch {
+                    // A prefetch never faults, so the address may lie past `b`'s end.
+                    for q in [NR, NR + 16, NR + 32, NR + 47] {
+                        _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(q).cast());
+                    }
+                }
                 let mut bv = [_mm512_set1_ps(0.0); V];
                 for (j, v) in bv.iter_mut().enumerate() {
                     *v = _mm512_loadu_ps(bp.add(16 * j));

@@ -146,7 +146,10 @@ pub(super) fn padded_conv(
     phases.fill(geo, xv, &mut padded, 0.0);
     let taps = &phases.taps;
     let shared = SharedOut::new(out);
-    tasks(geo, taps.len(), phases.span)
+    // A tile reads each input element in place once for all the taps it feeds: per column,
+    // one element per channel and phase.
+    let per_column = geo.c / geo.group * phases.phases.len();
+    tasks(geo, per_column, phases.span)
         .into_par_iter()
         .with_min_len(min_per_job(geo.o * taps.len() * geo.out_plane() * geo.n))
         .for_each_init(Vec::new, |tile, t| {

@@ -27,16 +27,19 @@ pub(super) fn min_per_job(macs: usize) -> usize {
     }
 }
 
-/// How a float convolution of depth `kdim` over `plane` GEMM columns cuts its work: tiles of
-/// columns small enough that a tile's columns and outputs stay in the L2 cache and, where that
-/// makes few tasks, the cut of [`balanced`].
-pub(super) fn tasks(geo: &Geometry, kdim: usize, plane: usize) -> Vec<Task> {
+/// How a convolution over `plane` GEMM columns, whose tiles read `per_column` input elements
+/// per column, cuts its work: tiles of columns small enough that a tile's inputs and outputs
+/// stay in the L2 cache and, where that makes few tasks, the cut of [`balanced`]. A tile that
+/// lays out its columns (im2col) reads its whole depth per column; one that reads its input in
+/// place (1x1, or the padded phases) reads each input element once for all its taps, about one
+/// per input channel and column.
+pub(super) fn tasks(geo: &Geometry, per_column: usize, plane: usize) -> Vec<Task> {
     /// Floats of `cols` plus outputs one tile may use: 512 KiB.
     const TILE_FLOATS: usize = 128 * 1024;
     let og = geo.o / geo.group;
     let threads = rayon::current_num_threads();
     let units = geo.n * geo.group;
-    let widest = (TILE_FLOATS / (kdim + og)).max(2 * NR) / NR * NR;
+    let widest = (TILE_FLOATS / (per_column + og)).max(2 * NR) / NR * NR;
     let col_tiles = plane.div_ceil(widest).max(1);
     if units * col_tiles >= 8 * threads || threads == 1 {
         let width = plane.div_ceil(col_tiles).div_ceil(NR) * NR;
