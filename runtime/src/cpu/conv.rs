@@ -305,7 +305,7 @@ fn gemm_conv(
             } else {
                 let padded = tw.div_ceil(NR) * NR;
                 col.resize(kdim * padded, 0.0);
-                im2col(geo, cg, xs, t.cols, padded, col, 0.0);
+                im2col(geo, epi.isa, cg, xs, t.cols, padded, col, 0.0);
                 col_rows = (0..kdim).map(|p| p * padded).collect();
                 (&col[..], &col_rows[..])
             };
@@ -326,8 +326,10 @@ fn gemm_conv(
 /// Lays out the receptive fields of output positions `p0..p1` over `cg` input planes as a
 /// `[cg·kh·kw × stride]` matrix (columns past `p1 - p0` are `zero`); taps in the padding are
 /// `zero` (0.0 for floats, the zero point's byte for quantized values).
-pub(super) fn im2col<T: Copy>(
+#[allow(clippy::too_many_arguments)]
+pub(super) fn im2col<T: Tap>(
     geo: &Geometry,
+    isa: Isa,
     cg: usize,
     xs: &[T],
     (p0, p1): (usize, usize),
@@ -355,7 +357,7 @@ pub(super) fn im2col<T: Copy>(
                     } else {
                         let iy = y * geo.sh + i * geo.dh - geo.pt;
                         let line = &src[iy * geo.w..(iy + 1) * geo.w];
-                        gather_row(geo, j, line, (x0, x1), (xlo, xhi), seg, zero);
+                        gather_row(geo, isa, j, line, (x0, x1), (xlo, xhi), seg, zero);
                     }
                     p += x1 - x0;
                 }
@@ -366,8 +368,10 @@ pub(super) fn im2col<T: Copy>(
 
 /// Output positions `x0..x1` of one output row for kernel column `j`: inputs from `line`
 /// where `xlo..xhi` says they exist, zero elsewhere.
-fn gather_row<T: Copy>(
+#[allow(clippy::too_many_arguments)]
+fn gather_row<T: Tap>(
     geo: &Geometry,
+    isa: Isa,
     j: usize,
     line: &[T],
     (x0, x1): (usize, usize),
@@ -386,9 +390,68 @@ fn gather_row<T: Copy>(
     if geo.sw == 1 {
         inside.copy_from_slice(&line[first..first + (hi - lo)]);
     } else {
-        let taps = line[first..].iter().step_by(geo.sw);
-        inside.iter_mut().zip(taps).for_each(|(d, &s)| *d = s);
+        T::every(&line[first..], geo.sw, inside, isa);
     }
+}
+
+/// An element im2col lays out: a float, or a quantized byte.
+pub(super) trait Tap: Copy {
+    /// `dst[i] = src[i·step]` for every `i` of `dst`.
+    fn every(src: &[Self], step: usize, dst: &mut [Self], _isa: Isa) {
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = isa;
+        every_scalar(src, step, dst);
+    }
+}
+
+fn every_scalar<T: Copy>(src: &[T], step: usize, dst: &mut [T]) {
+    dst.iter_mut()
+        .zip(src.iter().step_by(step))
+        .for_each(|(d, &s)| *d = s);
+}
+
+impl Tap for u8 {}
+
+impl Tap for f32 {
+    /// Stride 2, the detectors' stems and downsampling convolutions, takes 16 floats from 32
+    /// per permute on AVX-512: one element at a time, this gather was most of a 3->16 stride-2
+    /// stem's time.
+    fn every(src: &[f32], step: usize, dst: &mut [f32], isa: Isa) {
+        #[cfg(target_arch = "x86_64")]
+        if step == 2 && isa.avx512() {
+            // SAFETY: an `Isa` with AVX-512 is only made on a machine that has it.
+            let done = unsafe { every_second_avx512(src, dst) };
+            return every_scalar(&src[2 * done..], 2, &mut dst[done..]);
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = isa;
+        every_scalar(src, step, dst);
+    }
+}
+
+/// `dst[i] = src[2·i]` for whole vectors of 16 outputs whose 32 inputs `src` holds; returns
+/// how many outputs it wrote.
+///
+/// # Safety
+/// AVX-512F must be available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn every_second_avx512(src: &[f32], dst: &mut [f32]) -> usize {
+    use std::arch::x86_64::{
+        _mm512_loadu_ps, _mm512_permutex2var_ps, _mm512_setr_epi32, _mm512_storeu_ps,
+    };
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let blocks = (dst.len() / 16).min(src.len() / 32);
+    for (b, out) in dst.chunks_exact_mut(16).take(blocks).enumerate() {
+        let pair = &src[32 * b..32 * b + 32];
+        // SAFETY: `pair` holds 32 floats and `out` 16.
+        unsafe {
+            let lo = _mm512_loadu_ps(pair.as_ptr());
+            let hi = _mm512_loadu_ps(pair.as_ptr().add(16));
+            _mm512_storeu_ps(out.as_mut_ptr(), _mm512_permutex2var_ps(lo, even, hi));
+        }
+    }
+    16 * blocks
 }
 
 /// An output buffer that parallel tasks write in disjoint segments.

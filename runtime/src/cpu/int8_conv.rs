@@ -225,7 +225,7 @@ pub(crate) fn conv(
                     (&xs[t.cols.0..], &plane_rows[..])
                 } else {
                     col.resize(kdim * tw, 0);
-                    im2col(&geo, cg, xs, t.cols, tw, col, offset as u8);
+                    im2col(&geo, isa, cg, xs, t.cols, tw, col, offset as u8);
                     col_rows = (0..kdim).map(|p| p * tw).collect();
                     (&col[..], &col_rows[..])
                 };
