@@ -10,10 +10,11 @@
 //! stride 2), and only the phases some tap reads are made.
 
 use super::buffers;
-use super::conv::{Geometry, SharedOut};
+use super::conv::{Geometry, SharedOut, Tap};
 use super::conv_gemm::ConvGemm;
 use super::conv_tasks::{min_per_job, tasks, Task};
 use super::epilogue::Epilogue;
+use super::isa::Isa;
 use rayon::prelude::*;
 
 /// The phase layout of a convolution's padded input: which phases exist, how wide they are,
@@ -80,12 +81,19 @@ impl Phases {
     }
 
     /// Lays out the input planes `x` into `dst` ([`Phases::len`] elements), padding with `zero`.
-    pub fn fill<T: Copy + Send + Sync>(&self, geo: &Geometry, x: &[T], dst: &mut [T], zero: T) {
+    pub fn fill<T: Tap + Send + Sync>(
+        &self,
+        geo: &Geometry,
+        isa: Isa,
+        x: &[T],
+        dst: &mut [T],
+        zero: T,
+    ) {
         dst.par_chunks_mut(self.per_channel())
             .zip(x.par_chunks(geo.in_plane()))
             .for_each(|(dst, src)| {
                 for (&phase, dst) in self.phases.iter().zip(dst.chunks_exact_mut(self.pplane)) {
-                    phase_plane(geo, self.wq, phase, src, dst, zero);
+                    phase_plane(geo, isa, self.wq, phase, src, dst, zero);
                 }
             });
     }
@@ -143,7 +151,7 @@ pub(super) fn padded_conv(
 ) {
     let phases = Phases::new(geo);
     let mut padded = buffers::reuse(phases.len(geo));
-    phases.fill(geo, xv, &mut padded, 0.0);
+    phases.fill(geo, epi.isa, xv, &mut padded, 0.0);
     let taps = &phases.taps;
     let shared = SharedOut::new(out);
     // A tile reads each input element in place once for all the taps it feeds: per column,
@@ -166,8 +174,9 @@ pub(super) fn padded_conv(
 /// Writes phase `(a, b)` of input plane `src`, padded with `zero`, into `dst` (`wq` columns
 /// wide): `dst[y][x]` is input `(y·sh + a - pt, x·sw + b - pl)`, or `zero` outside the input.
 /// Every element of `dst` is written.
-fn phase_plane<T: Copy>(
+fn phase_plane<T: Tap>(
     geo: &Geometry,
+    isa: Isa,
     wq: usize,
     (a, b): (usize, usize),
     src: &[T],
@@ -189,12 +198,7 @@ fn phase_plane<T: Copy>(
                 if geo.sw == 1 {
                     row[first..end].copy_from_slice(&line[x0..x0 + end - first]);
                 } else {
-                    for (d, &v) in row[first..end]
-                        .iter_mut()
-                        .zip(line[x0..].iter().step_by(geo.sw))
-                    {
-                        *d = v;
-                    }
+                    T::every(&line[x0..], geo.sw, &mut row[first..end], isa);
                 }
                 row[end..].fill(zero);
             }

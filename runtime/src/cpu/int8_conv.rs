@@ -196,7 +196,7 @@ pub(crate) fn conv(
     let mut padded = Vec::new();
     if let Some(phases) = &phases {
         padded.resize(phases.len(&geo), 0u8);
-        phases.fill(&geo, &bytes, &mut padded, offset as u8);
+        phases.fill(&geo, isa, &bytes, &mut padded, offset as u8);
     }
     let columns = phases.as_ref().map_or(plane, |p| p.span);
     tasks(&geo, kdim, columns)
