@@ -12,6 +12,6 @@ pub use backend::{
     plan_memory, prepare, Device, InputSpec, Int8Execution, Lifetime, MemoryPlan, Observer, Plan,
     PrepareOptions, RunState, StepInfo, ValueView,
 };
-pub use cpu::{run_op, shape_of};
+pub use cpu::{fma_peak_gflops, run_op, shape_of};
 pub use error::{ErrorKind, RuntimeError};
 pub use tensor::{f16, Tensor, TensorData};

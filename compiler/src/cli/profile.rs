@@ -94,7 +94,7 @@ fn print_tables(model: &str, p: &Profile, top: usize) {
     );
     println!();
     println!(
-        "peaks measured here: {:.1} GFLOP/s (MatMul), {:.1} GB/s (streaming Add)",
+        "peaks measured here: {:.1} GFLOP/s (FMA), {:.1} GB/s (streaming Add)",
         p.peak.gflops_per_s, p.peak.gbytes_per_s
     );
     println!();

@@ -98,6 +98,14 @@ impl Isa {
         self.vnni
     }
 
+    /// Whether AVX2 and FMA may be used.
+    pub fn avx2(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        return self.level >= Level::Avx2Fma;
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    }
+
     /// Whether AVX-512F may be used.
     pub fn avx512(self) -> bool {
         #[cfg(target_arch = "x86_64")]

@@ -35,6 +35,7 @@ mod matmul;
 mod matmul_packed;
 mod norm;
 mod number;
+mod peak;
 mod plan;
 mod pool;
 mod quant;
@@ -43,6 +44,7 @@ mod reduce;
 mod resize;
 mod shape_ops;
 
+pub use peak::fma_peak_gflops;
 pub use shape_ops::shape_of;
 mod softmax;
 mod spin;

@@ -79,7 +79,7 @@ impl Value<'_> {
 }
 
 /// A pool of `threads` workers; 0 means one per available core.
-fn thread_pool(threads: usize) -> Result<ThreadPool, RuntimeError> {
+pub(super) fn thread_pool(threads: usize) -> Result<ThreadPool, RuntimeError> {
     ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(|i| format!("temblor-cpu-{i}"))

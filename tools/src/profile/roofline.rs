@@ -4,10 +4,10 @@
 //! bound over the time it took. 100% means nothing is left to gain in the kernel; a layer far
 //! below is the next target.
 //!
-//! The peaks are measured, on the same runtime and threads the profile runs, so they are what a
-//! kernel here can reach rather than a data-sheet number: the compute peak is the best rate of
-//! a large square MatMul (the GEMM every convolution lowers to), the bandwidth peak the best
-//! rate of an Add of tensors far larger than the caches.
+//! The peaks are measured on the same threads the profile runs, rather than taken from a data
+//! sheet: the compute peak is the best rate of independent fused multiply-adds on the widest
+//! vector unit the CPU kernels use ([`temblor_runtime::fma_peak_gflops`]; no kernel can beat
+//! it), the bandwidth peak the best rate of an Add of tensors far larger than the caches.
 
 use serde::Serialize;
 use std::time::{Duration, Instant};
@@ -17,9 +17,6 @@ use temblor_ir::{
 };
 use temblor_runtime::{prepare, Device, PrepareOptions, Tensor};
 
-/// The MatMul is `N x N` by `N x N`: 268 MFLOP, large enough that packing and threading
-/// overheads vanish, small enough to measure in a few milliseconds.
-const GEMM_N: usize = 512;
 /// Three tensors of this many f32 elements (96 MiB) dwarf any cache.
 const STREAM_ELEMENTS: usize = 8 << 20;
 const RUNS: usize = 5;
@@ -45,15 +42,14 @@ pub struct Efficiency {
 }
 
 impl Peak {
-    /// Times the reference MatMul and Add `RUNS` times each on `threads` threads and keeps the
-    /// best rate of each.
+    /// Measures the FMA peak, and times the reference Add `RUNS` times on `threads` threads
+    /// and keeps its best rate.
     pub fn measure(threads: usize) -> Result<Peak> {
-        let gemm = best_time(matmul_graph(), threads)?;
+        let gflops_per_s = temblor_runtime::fma_peak_gflops(threads).map_err(Error::from)?;
         let stream = best_time(add_graph(), threads)?;
-        let gemm_flops = 2.0 * (GEMM_N as f64).powi(3);
         let stream_bytes = 3.0 * 4.0 * STREAM_ELEMENTS as f64;
         Ok(Peak {
-            gflops_per_s: gemm_flops / gemm.as_secs_f64() / 1e9,
+            gflops_per_s,
             gbytes_per_s: stream_bytes / stream.as_secs_f64() / 1e9,
         })
     }
@@ -101,24 +97,15 @@ fn best_time((g, inputs): (Graph, Vec<(String, Tensor)>), threads: usize) -> Res
     Ok(best)
 }
 
-fn matmul_graph() -> (Graph, Vec<(String, Tensor)>) {
-    binary_graph("roofline_gemm", Op::MatMul, &[GEMM_N, GEMM_N], false)
-}
-
 fn add_graph() -> (Graph, Vec<(String, Tensor)>) {
     let add = Op::Binary(temblor_ir::BinaryOp::Add);
-    binary_graph("roofline_stream", add, &[STREAM_ELEMENTS], true)
+    binary_graph("roofline_stream", add, &[STREAM_ELEMENTS])
 }
 
-/// `op` of two f32 inputs of extents `dims`, filled with small values. With `sliced`, the graph
-/// outputs one element of the result, so that the result lives in the plan's reused arena: a
-/// graph output is fresh memory on every run, and its page faults would be timed as well.
-fn binary_graph(
-    name: &str,
-    op: Op,
-    dims: &[usize],
-    sliced: bool,
-) -> (Graph, Vec<(String, Tensor)>) {
+/// `op` of two f32 inputs of extents `dims`, filled with small values. The graph outputs one
+/// element of the result, so that the result lives in the plan's reused arena: a graph output is
+/// fresh memory on every run, and its page faults would be timed as well.
+fn binary_graph(name: &str, op: Op, dims: &[usize]) -> (Graph, Vec<(String, Tensor)>) {
     let ty = TensorType::new(DType::F32, Shape::from_known(dims));
     let mut g = Graph::new(name);
     let mut inputs = Vec::new();
@@ -135,37 +122,34 @@ fn binary_graph(
         let data = (0..n).map(|i| (i % 7) as f32 * 0.125).collect();
         inputs.push((input.to_string(), Tensor::f32(dims.to_vec(), data)));
     }
-    let mut out = g.add_node(Node::new("y", op, vec![info("y", ty)]));
+    let out = g.add_node(Node::new("y", op, vec![info("y", ty)]));
     for (port, v) in values.into_iter().enumerate() {
         g.connect(v, out, port);
     }
-    if sliced {
-        let first = g.add_node(Node::new(
+    let first = g.add_node(Node::new(
+        "first",
+        Op::Slice,
+        vec![info(
             "first",
-            Op::Slice,
+            TensorType::new(DType::F32, Shape::from_known(&[1])),
+        )],
+    ));
+    g.connect(ValueRef::new(out, 0), first, 0);
+    for (port, v) in [(1, 0), (2, 1)] {
+        let w = g.weights.add(Weight::from_i64(vec![1], &[v]));
+        let c = g.add_node(Node::new(
+            format!("bound{port}"),
+            Op::Constant { weight: w },
             vec![info(
-                "first",
-                TensorType::new(DType::F32, Shape::from_known(&[1])),
+                &format!("bound{port}"),
+                TensorType::new(DType::I64, Shape::from_known(&[1])),
             )],
         ));
-        g.connect(ValueRef::new(out, 0), first, 0);
-        for (port, v) in [(1, 0), (2, 1)] {
-            let w = g.weights.add(Weight::from_i64(vec![1], &[v]));
-            let c = g.add_node(Node::new(
-                format!("bound{port}"),
-                Op::Constant { weight: w },
-                vec![info(
-                    &format!("bound{port}"),
-                    TensorType::new(DType::I64, Shape::from_known(&[1])),
-                )],
-            ));
-            g.connect(ValueRef::new(c, 0), first, port);
-        }
-        out = first;
+        g.connect(ValueRef::new(c, 0), first, port);
     }
     g.outputs.push(GraphOutput {
         name: "out".into(),
-        value: ValueRef::new(out, 0),
+        value: ValueRef::new(first, 0),
     });
     (g, inputs)
 }
