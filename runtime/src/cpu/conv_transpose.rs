@@ -7,7 +7,7 @@
 //! Explicit pads only: the frontend resolves `output_shape` and `auto_pad` into `pads` and
 //! `output_padding`.
 
-use super::conv::{bias_values, dims4, valid_range, SharedOut};
+use super::conv::{bias_values, conv, dims4, valid_range, SharedOut};
 use super::conv_gemm::ConvGemm;
 use super::epilogue::Epilogue;
 use super::gemm::{matmul_strided, Threads, View};
@@ -16,7 +16,7 @@ use super::{buffers, check_window, f32s};
 use crate::RuntimeError;
 use crate::Tensor;
 use rayon::prelude::*;
-use temblor_ir::ConvTransposeAttrs;
+use temblor_ir::{AutoPad, ConvAttrs, ConvTransposeAttrs};
 
 pub(crate) fn conv_transpose(
     a: &ConvTransposeAttrs,
@@ -37,6 +37,7 @@ pub(crate) fn conv_transpose(
     }
     check_window(a.kernel, a.strides, a.dilations, [kh, kw], &w.shape)?;
     let o = og * g;
+    let bias_tensor = bias;
     let bias = bias_values(bias, o)?;
     // The bias is added with the contributions; the activation is applied to finished rows.
     let activation = Epilogue {
@@ -77,6 +78,9 @@ pub(crate) fn conv_transpose(
         pt,
         pl,
     };
+    if let Some(phases) = Phases::new(&geo) {
+        return by_phases(a, &phases, x, w, bias_tensor, isa, &geo);
+    }
     let mut out = buffers::reuse(n * o * oh * ow);
     let (cg, rows) = (c / g, og * kh * kw);
     if geo.disjoint() {
@@ -227,6 +231,148 @@ fn disjoint(
         });
 }
 
+/// How a strided transposed convolution splits into `sh·sw` ordinary ones, one per output phase
+/// `(a, b)` (the outputs at rows `a, a + sh, ...` and columns `b, b + sw, ...`): output row
+/// `sh·q + a` takes kernel rows `i ≡ a + pt (mod sh)` only, from input rows `q + const - m`,
+/// which is a stride-1 convolution with those kernel rows reversed. Each then runs on the
+/// convolution kernels, and no contribution is added into the output twice: the GEMM plus
+/// col2im path ran ViT-S's 4x4 stride-2 decoder at 80 GFLOP/s, a third of its time.
+struct Phases {
+    rows: Vec<AxisPhase>,
+    cols: Vec<AxisPhase>,
+}
+
+/// One phase along one axis: kernel taps `first, first + stride, ...` (`taps` of them), the
+/// stride-1 convolution's pads, and its output length.
+#[derive(Clone, Copy)]
+struct AxisPhase {
+    first: usize,
+    taps: usize,
+    pads: (usize, usize),
+    len: usize,
+}
+
+impl Phases {
+    /// `None` where the split does not apply or would not pay: no stride, a dilation, taps that
+    /// do not overlap ([`disjoint`] writes those once already), or a phase with no taps or
+    /// that would need a negative pad (a crop).
+    fn new(geo: &Geometry) -> Option<Phases> {
+        if geo.sh * geo.sw == 1 || (geo.dh, geo.dw) != (1, 1) || geo.disjoint() {
+            return None;
+        }
+        let axis = |k: usize, s: usize, p0: usize, input: usize, output: usize| {
+            (0..s)
+                .map(|a| {
+                    let first = (a + p0) % s;
+                    let taps = k.checked_sub(first)?.div_ceil(s);
+                    let len = output.checked_sub(a)?.div_ceil(s);
+                    let shift = (a + p0 - first) / s;
+                    let lo = (taps.checked_sub(1)?).checked_sub(shift)?;
+                    let hi = (len + taps).checked_sub(1 + input + lo)?;
+                    (taps > 0 && len > 0).then_some(AxisPhase {
+                        first,
+                        taps,
+                        pads: (lo, hi),
+                        len,
+                    })
+                })
+                .collect::<Option<Vec<_>>>()
+        };
+        Some(Phases {
+            rows: axis(geo.kh, geo.sh, geo.pt, geo.h, geo.oh)?,
+            cols: axis(geo.kw, geo.sw, geo.pl, geo.w, geo.ow)?,
+        })
+    }
+}
+
+/// The transposed convolution as the convolutions of [`Phases`], their outputs interleaved.
+fn by_phases(
+    a: &ConvTransposeAttrs,
+    phases: &Phases,
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    isa: Isa,
+    geo: &Geometry,
+) -> Result<Tensor, RuntimeError> {
+    let [n, c, _, _] = dims4(x, "input")?;
+    let [_, og, kh, kw] = dims4(w, "weight")?;
+    let wv = f32s(w, "weight")?;
+    let g = a.group;
+    let (cg, o) = (c / g, og * g);
+    let (sh, sw) = (geo.sh, geo.sw);
+    // Each phase's Conv weight `[o, cg, taps, taps]`, its kernel rows and columns reversed,
+    // from ConvTranspose's `[c, og, kh, kw]` in one pass: a source tap row of `kh·kw` floats
+    // feeds every phase, so reading it once per phase read the weight `sh·sw` times.
+    let place = |ax: &[AxisPhase], s: usize, i: usize| {
+        let p = ax.iter().position(|a| a.first == i % s)?;
+        Some((p, ax[p].taps - 1 - (i - ax[p].first) / s))
+    };
+    let row_place: Vec<_> = (0..kh).map(|i| place(&phases.rows, sh, i)).collect();
+    let col_place: Vec<_> = (0..kw).map(|j| place(&phases.cols, sw, j)).collect();
+    let mut kernels: Vec<Vec<f32>> = phases
+        .rows
+        .iter()
+        .flat_map(|r| {
+            phases
+                .cols
+                .iter()
+                .map(|c| vec![0.0; o * cg * r.taps * c.taps])
+        })
+        .collect();
+    for oc in 0..o {
+        let (gi, ol) = (oc / og, oc % og);
+        for ci in 0..cg {
+            let src = &wv[((gi * cg + ci) * og + ol) * kh * kw..][..kh * kw];
+            for (i, row) in src.chunks_exact(kw).enumerate() {
+                let Some((pa, t)) = row_place[i] else {
+                    continue;
+                };
+                for (j, &v) in row.iter().enumerate() {
+                    let Some((pb, u)) = col_place[j] else {
+                        continue;
+                    };
+                    let (mh, mw) = (phases.rows[pa].taps, phases.cols[pb].taps);
+                    kernels[pa * sw + pb][((oc * cg + ci) * mh + t) * mw + u] = v;
+                }
+            }
+        }
+    }
+    let mut out = buffers::reuse(n * o * geo.oh * geo.ow);
+    for (pa, rows) in phases.rows.iter().enumerate() {
+        for (pb, cols) in phases.cols.iter().enumerate() {
+            let (mh, mw) = (rows.taps, cols.taps);
+            let attrs = ConvAttrs {
+                kernel: [mh, mw],
+                strides: [1, 1],
+                dilations: [1, 1],
+                pads: [rows.pads.0, cols.pads.0, rows.pads.1, cols.pads.1],
+                auto_pad: AutoPad::NotSet,
+                group: g,
+                activation: a.activation,
+                affine: None,
+            };
+            let k = Tensor::f32(
+                vec![o, cg, mh, mw],
+                std::mem::take(&mut kernels[pa * sw + pb]),
+            );
+            let part = conv(&attrs, [x, &k], bias, None, isa, None)?;
+            let part = f32s(&part, "phase")?;
+            let (ph, pw) = (rows.len, cols.len);
+            out.par_chunks_mut(geo.oh * geo.ow)
+                .zip(part.par_chunks(ph * pw))
+                .for_each(|(dst, src)| {
+                    for (q, line) in src.chunks_exact(pw).enumerate() {
+                        let row = &mut dst[(sh * q + pa) * geo.ow..][..geo.ow];
+                        let dst = row[pb..].iter_mut().step_by(sw);
+                        dst.zip(line).for_each(|(d, &v)| *d = v);
+                    }
+                });
+        }
+    }
+    Ok(Tensor::f32(vec![n, o, geo.oh, geo.ow], out))
+}
+
 /// Adds the contributions of input rows `y0..y1` to every kernel tap (`cols`,
 /// `[og·kh·kw × (y1 - y0)·w]`) into the output planes of one group; one plane per parallel
 /// task.
@@ -257,4 +403,176 @@ fn col2im(geo: &Geometry, cols: &[f32], (y0, y1): (usize, usize), planes: &mut [
                 }
             }
         });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// ONNX ConvTranspose by its definition, in f64: every input pixel adds each kernel tap's
+    /// weight times itself at output `(y·sh + i·dh - pt, x·sw + j·dw - pl)`.
+    fn reference(
+        a: &ConvTransposeAttrs,
+        x: &[f32],
+        [n, c, h, w]: [usize; 4],
+        k: &[f32],
+        [og, kh, kw]: [usize; 3],
+        bias: &[f32],
+        [oh, ow]: [usize; 2],
+    ) -> Vec<f64> {
+        let (g, cg) = (a.group, c / a.group);
+        let o = og * g;
+        let mut out = vec![0.0f64; n * o * oh * ow];
+        for b in 0..n {
+            for oc in 0..o {
+                out[(b * o + oc) * oh * ow..][..oh * ow].fill(f64::from(bias[oc]));
+            }
+            for ci in 0..c {
+                let gi = ci / cg;
+                for ol in 0..og {
+                    let oc = gi * og + ol;
+                    for (y, i) in (0..h).flat_map(|y| (0..kh).map(move |i| (y, i))) {
+                        let oy =
+                            (y * a.strides[0] + i * a.dilations[0]) as isize - a.pads[0] as isize;
+                        for (xx, j) in (0..w).flat_map(|xx| (0..kw).map(move |j| (xx, j))) {
+                            let ox = (xx * a.strides[1] + j * a.dilations[1]) as isize
+                                - a.pads[1] as isize;
+                            if oy < 0 || ox < 0 || oy as usize >= oh || ox as usize >= ow {
+                                continue;
+                            }
+                            let xv = f64::from(x[((b * c + ci) * h + y) * w + xx]);
+                            let kv = f64::from(k[((ci * og + ol) * kh + i) * kw + j]);
+                            out[((b * o + oc) * oh + oy as usize) * ow + ox as usize] += xv * kv;
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Strided transposed convolutions that split into phases (ViT-S's 4x4 stride 2, a 3x3
+    /// stride 2 with output padding, unequal strides and pads, groups), one that does not (a
+    /// dilation), and the disjoint 2x2 stride 2, against the definition.
+    #[test]
+    fn transposed_convolutions_match_the_definition() {
+        let mut next = super::super::test_values(5);
+        // (n, c, h, w, og, group, kernel, strides, dilations, pads, output_padding)
+        let cases = [
+            (
+                1,
+                8,
+                5,
+                6,
+                4,
+                1,
+                [4, 4],
+                [2, 2],
+                [1, 1],
+                [1, 1, 1, 1],
+                [0, 0],
+            ),
+            (
+                2,
+                6,
+                4,
+                5,
+                3,
+                2,
+                [3, 3],
+                [2, 2],
+                [1, 1],
+                [1, 1, 1, 1],
+                [1, 1],
+            ),
+            (
+                1,
+                4,
+                3,
+                4,
+                5,
+                1,
+                [3, 5],
+                [3, 2],
+                [1, 1],
+                [1, 2, 0, 2],
+                [0, 1],
+            ),
+            (
+                1,
+                16,
+                6,
+                6,
+                9,
+                1,
+                [4, 4],
+                [2, 2],
+                [1, 1],
+                [1, 1, 1, 1],
+                [0, 0],
+            ),
+            (
+                1,
+                4,
+                4,
+                4,
+                3,
+                1,
+                [3, 3],
+                [2, 2],
+                [2, 2],
+                [1, 1, 1, 1],
+                [0, 0],
+            ),
+            (
+                1,
+                4,
+                4,
+                5,
+                3,
+                1,
+                [2, 2],
+                [2, 2],
+                [1, 1],
+                [0, 0, 0, 0],
+                [0, 0],
+            ),
+        ];
+        for (n, c, h, w, og, group, kernel, strides, dilations, pads, output_padding) in cases {
+            let [kh, kw] = kernel;
+            let x: Vec<f32> = (0..n * c * h * w).map(|_| next()).collect();
+            let k: Vec<f32> = (0..c * og * kh * kw).map(|_| next()).collect();
+            let bias: Vec<f32> = (0..og * group).map(|_| next()).collect();
+            let a = ConvTransposeAttrs {
+                kernel,
+                strides,
+                dilations,
+                pads,
+                output_padding,
+                group,
+                activation: None,
+            };
+            let extent = |len: usize, ax: usize| {
+                strides[ax] * (len - 1) + output_padding[ax] + dilations[ax] * (kernel[ax] - 1) + 1
+                    - pads[ax]
+                    - pads[ax + 2]
+            };
+            let (oh, ow) = (extent(h, 0), extent(w, 1));
+            let want = reference(&a, &x, [n, c, h, w], &k, [og, kh, kw], &bias, [oh, ow]);
+            let xt = Tensor::f32(vec![n, c, h, w], x.clone());
+            let kt = Tensor::f32(vec![c, og, kh, kw], k.clone());
+            let bt = Tensor::f32(vec![og * group], bias.clone());
+            for isa in Isa::available() {
+                let got = conv_transpose(&a, &xt, &kt, Some(&bt), isa).unwrap();
+                assert_eq!(got.shape, vec![n, og * group, oh, ow]);
+                for (i, (&g, &e)) in got.as_f32().unwrap().iter().zip(&want).enumerate() {
+                    assert!(
+                        (f64::from(g) - e).abs() <= 1e-4,
+                        "{isa}, kernel {kernel:?}, strides {strides:?}, pads {pads:?}, group \
+                         {group}: element {i} is {g}, the definition gives {e}"
+                    );
+                }
+            }
+        }
+    }
 }
