@@ -14,7 +14,7 @@ use super::gemm::{matmul_strided, Threads, View};
 use super::isa::Isa;
 use super::{buffers, check_window, f32s};
 use crate::RuntimeError;
-use crate::Tensor;
+use crate::{Tensor, TensorData};
 use rayon::prelude::*;
 use temblor_ir::{AutoPad, ConvAttrs, ConvTransposeAttrs};
 
@@ -357,7 +357,9 @@ fn by_phases(
                 std::mem::take(&mut kernels[pa * sw + pb]),
             );
             let part = conv(&attrs, [x, &k], bias, None, isa, None)?;
-            let part = f32s(&part, "phase")?;
+            let TensorData::F32(part) = part.data else {
+                return Err(RuntimeError::internal("a convolution gave no floats"));
+            };
             let (ph, pw) = (rows.len, cols.len);
             out.par_chunks_mut(geo.oh * geo.ow)
                 .zip(part.par_chunks(ph * pw))
@@ -368,6 +370,7 @@ fn by_phases(
                         dst.zip(line).for_each(|(d, &v)| *d = v);
                     }
                 });
+            buffers::give_back(part);
         }
     }
     Ok(Tensor::f32(vec![n, o, geo.oh, geo.ow], out))
