@@ -4,6 +4,7 @@
 
 use super::control::Control;
 use super::conv_gemm::PackedWeights;
+use super::conv_transpose::PhaseWeights;
 use super::int8_conv::Int8Conv;
 use super::int8_gemm::Quantizer;
 use super::isa::Isa;
@@ -23,6 +24,8 @@ pub(crate) struct Args<'a> {
 pub(crate) enum Lowered {
     /// A convolution's constant weight, packed for its GEMM.
     ConvWeights(PackedWeights),
+    /// A strided transposed convolution's constant weight, split into its output phases'.
+    ConvTransposeWeights(PhaseWeights),
     /// An int8 layer's convolution, which reads the float input of its quantization.
     Int8Conv(Box<Int8Conv>),
     /// A `DequantizeLinear(QuantizeLinear(x))` pair, which reads `x` and rounds it in one pass.
@@ -52,6 +55,14 @@ impl<'a> Args<'a> {
     pub fn packed(&self) -> Option<&'a PackedWeights> {
         match self.lowered {
             Some(Lowered::ConvWeights(p)) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The phase weights of a transposed convolution the plan made, if it did.
+    pub fn phase_weights(&self) -> Option<&'a PhaseWeights> {
+        match self.lowered {
+            Some(Lowered::ConvTransposeWeights(p)) => Some(p),
             _ => None,
         }
     }

@@ -7,8 +7,8 @@
 //! Explicit pads only: the frontend resolves `output_shape` and `auto_pad` into `pads` and
 //! `output_padding`.
 
-use super::conv::{bias_values, conv, dims4, valid_range, SharedOut};
-use super::conv_gemm::ConvGemm;
+use super::conv::{bias_values, conv, dims4, pack_weights, valid_range, SharedOut};
+use super::conv_gemm::{ConvGemm, PackedWeights};
 use super::epilogue::Epilogue;
 use super::gemm::{matmul_strided, Threads, View};
 use super::isa::Isa;
@@ -18,12 +18,14 @@ use crate::{Tensor, TensorData};
 use rayon::prelude::*;
 use temblor_ir::{AutoPad, ConvAttrs, ConvTransposeAttrs};
 
+/// `prepared` is [`phase_weights`] of `w`, made when the plan was built, or `None`.
 pub(crate) fn conv_transpose(
     a: &ConvTransposeAttrs,
     x: &Tensor,
     w: &Tensor,
     bias: Option<&Tensor>,
     isa: Isa,
+    prepared: Option<&PhaseWeights>,
 ) -> Result<Tensor, RuntimeError> {
     let [n, c, h, wd] = dims4(x, "input")?;
     let [wc, og, kh, kw] = dims4(w, "weight")?;
@@ -79,7 +81,15 @@ pub(crate) fn conv_transpose(
         pl,
     };
     if let Some(phases) = Phases::new(&geo) {
-        return by_phases(a, &phases, x, w, bias_tensor, isa, &geo);
+        let made;
+        let weights = match prepared {
+            Some(p) => p,
+            None => {
+                made = PhaseWeights::new(a, &phases.taps(), w, isa)?;
+                &made
+            }
+        };
+        return by_phases(a, &phases, weights, x, bias_tensor, isa, &geo);
     }
     let mut out = buffers::reuse(n * o * oh * ow);
     let (cg, rows) = (c / g, og * kh * kw);
@@ -261,10 +271,10 @@ impl Phases {
             return None;
         }
         let axis = |k: usize, s: usize, p0: usize, input: usize, output: usize| {
-            (0..s)
-                .map(|a| {
-                    let first = (a + p0) % s;
-                    let taps = k.checked_sub(first)?.div_ceil(s);
+            axis_taps(k, s, p0)
+                .into_iter()
+                .enumerate()
+                .map(|(a, (first, taps))| {
                     let len = output.checked_sub(a)?.div_ceil(s);
                     let shift = (a + p0 - first) / s;
                     let lo = (taps.checked_sub(1)?).checked_sub(shift)?;
@@ -285,78 +295,155 @@ impl Phases {
     }
 }
 
+impl Phases {
+    /// Per axis, each phase's first tap and tap count.
+    fn taps(&self) -> [Vec<(usize, usize)>; 2] {
+        let taps = |ax: &[AxisPhase]| ax.iter().map(|a| (a.first, a.taps)).collect();
+        [taps(&self.rows), taps(&self.cols)]
+    }
+}
+
+/// Per phase `a` of an axis with kernel `k`, stride `s` and leading pad `p0`: the first kernel
+/// tap it takes (`≡ a + p0 mod s`) and how many (`first, first + s, ...` below `k`). These do
+/// not depend on the input's size, so a plan can make the phases' weights once.
+fn axis_taps(k: usize, s: usize, p0: usize) -> Vec<(usize, usize)> {
+    (0..s)
+        .map(|a| {
+            let first = (a + p0) % s;
+            (first, k.saturating_sub(first).div_ceil(s))
+        })
+        .collect()
+}
+
+/// Each output phase's Conv weight `[o, cg, taps, taps]` and its packing, row phases outer.
+#[derive(Debug)]
+pub(crate) struct PhaseWeights {
+    taps: [Vec<(usize, usize)>; 2],
+    kernels: Vec<(Tensor, Option<PackedWeights>)>,
+}
+
+impl PhaseWeights {
+    /// The weights of the phases `taps` gives, from ConvTranspose's `[c, og, kh, kw]`, each
+    /// phase's kernel rows and columns reversed, in one pass: a source tap row of `kh·kw`
+    /// floats feeds every phase, so reading it once per phase read the weight `sh·sw` times.
+    fn new(
+        a: &ConvTransposeAttrs,
+        taps: &[Vec<(usize, usize)>; 2],
+        w: &Tensor,
+        isa: Isa,
+    ) -> Result<PhaseWeights, RuntimeError> {
+        let [c, og, kh, kw] = dims4(w, "weight")?;
+        let wv = f32s(w, "weight")?;
+        let ([sh, sw], g) = (a.strides, a.group);
+        let (cg, o) = (c / g, og * g);
+        let place = |ax: &[(usize, usize)], s: usize, i: usize| {
+            let p = ax.iter().position(|&(first, _)| first == i % s)?;
+            let (first, taps) = ax[p];
+            Some((p, taps.checked_sub(1 + (i - first) / s)?))
+        };
+        let row_place: Vec<_> = (0..kh).map(|i| place(&taps[0], sh, i)).collect();
+        let col_place: Vec<_> = (0..kw).map(|j| place(&taps[1], sw, j)).collect();
+        let mut kernels: Vec<Vec<f32>> = taps[0]
+            .iter()
+            .flat_map(|&(_, mh)| {
+                taps[1]
+                    .iter()
+                    .map(move |&(_, mw)| vec![0.0; o * cg * mh * mw])
+            })
+            .collect();
+        for oc in 0..o {
+            let (gi, ol) = (oc / og, oc % og);
+            for ci in 0..cg {
+                let src = &wv[((gi * cg + ci) * og + ol) * kh * kw..][..kh * kw];
+                for (i, row) in src.chunks_exact(kw).enumerate() {
+                    let Some((pa, t)) = row_place[i] else {
+                        continue;
+                    };
+                    for (j, &v) in row.iter().enumerate() {
+                        let Some((pb, u)) = col_place[j] else {
+                            continue;
+                        };
+                        let (mh, mw) = (taps[0][pa].1, taps[1][pb].1);
+                        kernels[pa * taps[1].len() + pb][((oc * cg + ci) * mh + t) * mw + u] = v;
+                    }
+                }
+            }
+        }
+        let kernels = kernels
+            .into_iter()
+            .enumerate()
+            .map(|(p, k)| {
+                let (mh, mw) = (taps[0][p / taps[1].len()].1, taps[1][p % taps[1].len()].1);
+                let k = Tensor::f32(vec![o, cg, mh, mw], k);
+                let attrs = ConvAttrs {
+                    kernel: [mh, mw],
+                    strides: [1, 1],
+                    dilations: [1, 1],
+                    pads: [0; 4],
+                    auto_pad: AutoPad::NotSet,
+                    group: g,
+                    activation: None,
+                    affine: None,
+                };
+                let packed = pack_weights(&attrs, &k, isa);
+                (k, packed)
+            })
+            .collect();
+        Ok(PhaseWeights {
+            taps: taps.clone(),
+            kernels,
+        })
+    }
+}
+
+/// [`PhaseWeights`] of a constant `w`, made once when a plan is built; `None` where the
+/// transposed convolution does not split into phases.
+pub(crate) fn phase_weights(a: &ConvTransposeAttrs, w: &Tensor, isa: Isa) -> Option<PhaseWeights> {
+    let [_, _, kh, kw] = dims4(w, "weight").ok()?;
+    let ([sh, sw], [pt, pl, _, _]) = (a.strides, a.pads);
+    if sh * sw == 1 || a.dilations != [1, 1] || a.group == 0 {
+        return None;
+    }
+    let taps = [axis_taps(kh, sh, pt), axis_taps(kw, sw, pl)];
+    if taps.iter().flatten().any(|&(_, n)| n == 0) {
+        return None;
+    }
+    PhaseWeights::new(a, &taps, w, isa).ok()
+}
+
 /// The transposed convolution as the convolutions of [`Phases`], their outputs interleaved.
 fn by_phases(
     a: &ConvTransposeAttrs,
     phases: &Phases,
+    weights: &PhaseWeights,
     x: &Tensor,
-    w: &Tensor,
     bias: Option<&Tensor>,
     isa: Isa,
     geo: &Geometry,
 ) -> Result<Tensor, RuntimeError> {
-    let [n, c, _, _] = dims4(x, "input")?;
-    let [_, og, kh, kw] = dims4(w, "weight")?;
-    let wv = f32s(w, "weight")?;
-    let g = a.group;
-    let (cg, o) = (c / g, og * g);
-    let (sh, sw) = (geo.sh, geo.sw);
-    // Each phase's Conv weight `[o, cg, taps, taps]`, its kernel rows and columns reversed,
-    // from ConvTranspose's `[c, og, kh, kw]` in one pass: a source tap row of `kh·kw` floats
-    // feeds every phase, so reading it once per phase read the weight `sh·sw` times.
-    let place = |ax: &[AxisPhase], s: usize, i: usize| {
-        let p = ax.iter().position(|a| a.first == i % s)?;
-        Some((p, ax[p].taps - 1 - (i - ax[p].first) / s))
-    };
-    let row_place: Vec<_> = (0..kh).map(|i| place(&phases.rows, sh, i)).collect();
-    let col_place: Vec<_> = (0..kw).map(|j| place(&phases.cols, sw, j)).collect();
-    let mut kernels: Vec<Vec<f32>> = phases
-        .rows
-        .iter()
-        .flat_map(|r| {
-            phases
-                .cols
-                .iter()
-                .map(|c| vec![0.0; o * cg * r.taps * c.taps])
-        })
-        .collect();
-    for oc in 0..o {
-        let (gi, ol) = (oc / og, oc % og);
-        for ci in 0..cg {
-            let src = &wv[((gi * cg + ci) * og + ol) * kh * kw..][..kh * kw];
-            for (i, row) in src.chunks_exact(kw).enumerate() {
-                let Some((pa, t)) = row_place[i] else {
-                    continue;
-                };
-                for (j, &v) in row.iter().enumerate() {
-                    let Some((pb, u)) = col_place[j] else {
-                        continue;
-                    };
-                    let (mh, mw) = (phases.rows[pa].taps, phases.cols[pb].taps);
-                    kernels[pa * sw + pb][((oc * cg + ci) * mh + t) * mw + u] = v;
-                }
-            }
-        }
+    if weights.taps != phases.taps() {
+        return Err(RuntimeError::internal(
+            "the plan's phase weights do not fit the transposed convolution",
+        ));
     }
+    let [n, _, _, _] = dims4(x, "input")?;
+    let o = weights.kernels.first().map_or(0, |(k, _)| k.shape[0]);
+    let (sh, sw) = (geo.sh, geo.sw);
     let mut out = buffers::reuse(n * o * geo.oh * geo.ow);
     for (pa, rows) in phases.rows.iter().enumerate() {
         for (pb, cols) in phases.cols.iter().enumerate() {
-            let (mh, mw) = (rows.taps, cols.taps);
             let attrs = ConvAttrs {
-                kernel: [mh, mw],
+                kernel: [rows.taps, cols.taps],
                 strides: [1, 1],
                 dilations: [1, 1],
                 pads: [rows.pads.0, cols.pads.0, rows.pads.1, cols.pads.1],
                 auto_pad: AutoPad::NotSet,
-                group: g,
+                group: a.group,
                 activation: a.activation,
                 affine: None,
             };
-            let k = Tensor::f32(
-                vec![o, cg, mh, mw],
-                std::mem::take(&mut kernels[pa * sw + pb]),
-            );
-            let part = conv(&attrs, [x, &k], bias, None, isa, None)?;
+            let (k, packed) = &weights.kernels[pa * sw + pb];
+            let part = conv(&attrs, [x, k], bias, None, isa, packed.as_ref())?;
             let TensorData::F32(part) = part.data else {
                 return Err(RuntimeError::internal("a convolution gave no floats"));
             };
@@ -454,7 +541,8 @@ mod tests {
         out
     }
 
-    /// Strided transposed convolutions that split into phases (ViT-S's 4x4 stride 2, a 3x3
+    /// Strided transposed convolutions that split into phases (with their weights made per call
+    /// and as a plan makes them) (ViT-S's 4x4 stride 2, a 3x3
     /// stride 2 with output padding, unequal strides and pads, groups), one that does not (a
     /// dilation), and the disjoint 2x2 stride 2, against the definition.
     #[test]
@@ -566,14 +654,19 @@ mod tests {
             let kt = Tensor::f32(vec![c, og, kh, kw], k.clone());
             let bt = Tensor::f32(vec![og * group], bias.clone());
             for isa in Isa::available() {
-                let got = conv_transpose(&a, &xt, &kt, Some(&bt), isa).unwrap();
-                assert_eq!(got.shape, vec![n, og * group, oh, ow]);
-                for (i, (&g, &e)) in got.as_f32().unwrap().iter().zip(&want).enumerate() {
-                    assert!(
-                        (f64::from(g) - e).abs() <= 1e-4,
-                        "{isa}, kernel {kernel:?}, strides {strides:?}, pads {pads:?}, group \
-                         {group}: element {i} is {g}, the definition gives {e}"
-                    );
+                let prepared = phase_weights(&a, &kt, isa);
+                for prepared in [None, prepared.as_ref()] {
+                    let got = conv_transpose(&a, &xt, &kt, Some(&bt), isa, prepared).unwrap();
+                    assert_eq!(got.shape, vec![n, og * group, oh, ow]);
+                    for (i, (&g, &e)) in got.as_f32().unwrap().iter().zip(&want).enumerate() {
+                        assert!(
+                            (f64::from(g) - e).abs() <= 1e-4,
+                            "{isa}, kernel {kernel:?}, strides {strides:?}, pads {pads:?}, \
+                             group {group}, prepared {}: element {i} is {g}, the definition \
+                             gives {e}",
+                            prepared.is_some()
+                        );
+                    }
                 }
             }
         }

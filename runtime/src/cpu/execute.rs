@@ -100,6 +100,7 @@ fn dispatch(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
             req(1)?,
             opt(2),
             args.isa,
+            args.phase_weights(),
         )?),
         Op::BatchNorm { epsilon } => {
             let params = [req(1)?, req(2)?, req(3)?, req(4)?];

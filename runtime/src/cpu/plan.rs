@@ -10,6 +10,7 @@ use super::args::{Args, Lowered};
 use super::buffers::Buffers;
 use super::control::{self, Control};
 use super::conv::pack_weights;
+use super::conv_transpose::phase_weights;
 use super::execute::{computes_in_f32, execute};
 use super::isa::Isa;
 use super::spin::Spinning;
@@ -215,6 +216,13 @@ impl CpuPlan {
                             .and_then(|s| plan.constants.iter().find(|(c, _)| *c == s))
                             .and_then(|(_, w)| pack_weights(a, w, isa))
                             .map(Lowered::ConvWeights),
+                        Op::ConvTranspose(a) => inputs
+                            .get(1)
+                            .copied()
+                            .flatten()
+                            .and_then(|s| plan.constants.iter().find(|(c, _)| *c == s))
+                            .and_then(|(_, w)| phase_weights(a, w, isa))
+                            .map(Lowered::ConvTransposeWeights),
                         Op::Custom { .. } | Op::Opaque { .. } => {
                             unsupported.push(g.describe(id));
                             continue;
