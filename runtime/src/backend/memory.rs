@@ -345,6 +345,64 @@ mod tests {
         }
     }
 
+    /// The planner as it was, testing every placed value: the index and the walk it takes where
+    /// many values are alive together must give exactly its plan.
+    fn quadratic_plan(values: &[Lifetime]) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..values.len()).collect();
+        order.sort_by_key(|&i| (std::cmp::Reverse(values[i].bytes), values[i].first, i));
+        let mut offsets = vec![0; values.len()];
+        let mut placed: Vec<(usize, usize, usize)> = Vec::new();
+        for i in order {
+            let need = values[i].bytes.div_ceil(ALIGN) * ALIGN;
+            let mut offset = 0;
+            for &(start, end, j) in &placed {
+                if !values[i].overlaps(&values[j]) {
+                    continue;
+                }
+                if start >= offset + need {
+                    break;
+                }
+                offset = offset.max(end);
+            }
+            let at = placed.partition_point(|&(start, _, _)| start <= offset);
+            placed.insert(at, (offset, offset + need, i));
+            offsets[i] = offset;
+        }
+        offsets
+    }
+
+    #[test]
+    fn the_plan_is_the_one_testing_every_placed_value_gives() {
+        let mut seed = 0x0123_4567_89ab_cdefu64;
+        let mut next = |n: usize| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) as usize % n
+        };
+        // A chain, then the same with a third of the values alive to the end (a Scan's outputs
+        // waiting for one Concat), so that both ways of finding the neighbours run.
+        for long in [0, 3] {
+            let values: Vec<_> = (0..2000)
+                .map(|s| {
+                    let last = if long > 0 && next(long) == 0 {
+                        2000
+                    } else {
+                        s + 1 + next(3)
+                    };
+                    life(64 * (1 + next(100)), s, last)
+                })
+                .collect();
+            let plan = MemoryPlan::new(&values);
+            assert_disjoint(&values, &plan);
+            assert_eq!(
+                plan.offsets,
+                quadratic_plan(&values),
+                "long-lived 1 in {long}"
+            );
+        }
+    }
+
     #[test]
     fn nothing_to_place_is_an_empty_arena() {
         let plan = MemoryPlan::new(&[]);
