@@ -398,8 +398,6 @@ fn gather_row<T: Tap>(
 pub(super) trait Tap: Copy {
     /// `dst[i] = src[i·step]` for every `i` of `dst`.
     fn every(src: &[Self], step: usize, dst: &mut [Self], _isa: Isa) {
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = isa;
         every_scalar(src, step, dst);
     }
 }
