@@ -4,7 +4,7 @@
 
 use super::control::Control;
 use super::conv_gemm::PackedWeights;
-use super::conv_transpose::PhaseWeights;
+use super::conv_transpose_phases::PhaseWeights;
 use super::int8_conv::Int8Conv;
 use super::int8_gemm::Quantizer;
 use super::isa::Isa;

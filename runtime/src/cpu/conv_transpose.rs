@@ -3,22 +3,25 @@
 //! tap, and col2im adds them into the output. When the taps do not overlap (a kernel as large
 //! as its stride: the 2x2 stride-2 upsampling of FPN and DB heads), each output pixel is one
 //! contribution, so bands are independent parallel tasks that write their output rows once.
-//! A fused activation is applied to finished output rows.
+//! A fused activation is applied to finished output rows. Other strided ones run as ordinary
+//! convolutions, one per output phase ([`super::conv_transpose_phases`]).
 //! Explicit pads only: the frontend resolves `output_shape` and `auto_pad` into `pads` and
 //! `output_padding`.
 
-use super::conv::{bias_values, conv, dims4, pack_weights, valid_range, SharedOut};
-use super::conv_gemm::{ConvGemm, PackedWeights};
+use super::conv::{bias_values, dims4, valid_range, SharedOut};
+use super::conv_gemm::ConvGemm;
+use super::conv_transpose_phases::{by_phases, PhaseWeights, Phases};
 use super::epilogue::Epilogue;
 use super::gemm::{matmul_strided, Threads, View};
 use super::isa::Isa;
 use super::{buffers, check_window, f32s};
 use crate::RuntimeError;
-use crate::{Tensor, TensorData};
+use crate::Tensor;
 use rayon::prelude::*;
-use temblor_ir::{AutoPad, ConvAttrs, ConvTransposeAttrs};
+use temblor_ir::ConvTransposeAttrs;
 
-/// `prepared` is [`phase_weights`] of `w`, made when the plan was built, or `None`.
+/// `prepared` is [`super::conv_transpose_phases::phase_weights`] of `w`, made when the plan was
+/// built, or `None`.
 pub(crate) fn conv_transpose(
     a: &ConvTransposeAttrs,
     x: &Tensor,
@@ -39,8 +42,7 @@ pub(crate) fn conv_transpose(
     }
     check_window(a.kernel, a.strides, a.dilations, [kh, kw], &w.shape)?;
     let o = og * g;
-    let bias_tensor = bias;
-    let bias = bias_values(bias, o)?;
+    let shift = bias_values(bias, o)?;
     // The bias is added with the contributions; the activation is applied to finished rows.
     let activation = Epilogue {
         isa,
@@ -89,12 +91,12 @@ pub(crate) fn conv_transpose(
                 &made
             }
         };
-        return by_phases(a, &phases, weights, x, bias_tensor, isa, &geo);
+        return by_phases(a, &phases, weights, x, bias, isa, &geo);
     }
     let mut out = buffers::reuse(n * o * oh * ow);
     let (cg, rows) = (c / g, og * kh * kw);
     if geo.disjoint() {
-        disjoint(&geo, [n, g, cg, og], xv, wv, (bias, &activation), &mut out);
+        disjoint(&geo, [n, g, cg, og], xv, wv, (shift, &activation), &mut out);
         return Ok(Tensor::f32(vec![n, o, oh, ow], out));
     }
     // Bands of input rows whose contributions stay in the L2 cache between the GEMM that
@@ -117,7 +119,7 @@ pub(crate) fn conv_transpose(
             planes
                 .par_chunks_mut(oh * ow)
                 .enumerate()
-                .for_each(|(ol, dst)| dst.fill(bias.map_or(0.0, |b| b[gi * og + ol])));
+                .for_each(|(ol, dst)| dst.fill(shift.map_or(0.0, |b| b[gi * og + ol])));
             for y0 in (0..h).step_by(band) {
                 let y1 = (y0 + band).min(h);
                 let len = (y1 - y0) * wd;
@@ -140,25 +142,25 @@ pub(crate) fn conv_transpose(
 
 /// The sizes of one transposed convolution; `h`, `w` are the input's, `oh`, `ow` the output's,
 /// and strides, dilations and pads map output positions to input ones as in Conv.
-struct Geometry {
-    h: usize,
-    w: usize,
-    kh: usize,
-    kw: usize,
-    oh: usize,
-    ow: usize,
-    sh: usize,
-    sw: usize,
-    dh: usize,
-    dw: usize,
-    pt: usize,
-    pl: usize,
+pub(super) struct Geometry {
+    pub h: usize,
+    pub w: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub oh: usize,
+    pub ow: usize,
+    pub sh: usize,
+    pub sw: usize,
+    pub dh: usize,
+    pub dw: usize,
+    pub pt: usize,
+    pub pl: usize,
 }
 
 impl Geometry {
     /// Whether every output pixel takes one tap of one input pixel: the kernel tiles the
     /// output exactly, undilated and unpadded.
-    fn disjoint(&self) -> bool {
+    pub fn disjoint(&self) -> bool {
         (self.kh, self.kw, self.dh, self.dw, self.pt, self.pl) == (self.sh, self.sw, 1, 1, 0, 0)
             && (self.oh, self.ow) == (self.h * self.sh, self.w * self.sw)
     }
@@ -241,228 +243,6 @@ fn disjoint(
         });
 }
 
-/// How a strided transposed convolution splits into `sh·sw` ordinary ones, one per output phase
-/// `(a, b)` (the outputs at rows `a, a + sh, ...` and columns `b, b + sw, ...`): output row
-/// `sh·q + a` takes kernel rows `i ≡ a + pt (mod sh)` only, from input rows `q + const - m`,
-/// which is a stride-1 convolution with those kernel rows reversed. Each then runs on the
-/// convolution kernels, and no contribution is added into the output twice: the GEMM plus
-/// col2im path ran ViT-S's 4x4 stride-2 decoder at 80 GFLOP/s, a third of its time.
-struct Phases {
-    rows: Vec<AxisPhase>,
-    cols: Vec<AxisPhase>,
-}
-
-/// One phase along one axis: kernel taps `first, first + stride, ...` (`taps` of them), the
-/// stride-1 convolution's pads, and its output length.
-#[derive(Clone, Copy)]
-struct AxisPhase {
-    first: usize,
-    taps: usize,
-    pads: (usize, usize),
-    len: usize,
-}
-
-impl Phases {
-    /// `None` where the split does not apply or would not pay: no stride, a dilation, taps that
-    /// do not overlap ([`disjoint`] writes those once already), or a phase with no taps or
-    /// that would need a negative pad (a crop).
-    fn new(geo: &Geometry) -> Option<Phases> {
-        if geo.sh * geo.sw == 1 || (geo.dh, geo.dw) != (1, 1) || geo.disjoint() {
-            return None;
-        }
-        let axis = |k: usize, s: usize, p0: usize, input: usize, output: usize| {
-            axis_taps(k, s, p0)
-                .into_iter()
-                .enumerate()
-                .map(|(a, (first, taps))| {
-                    let len = output.checked_sub(a)?.div_ceil(s);
-                    let shift = (a + p0 - first) / s;
-                    let lo = (taps.checked_sub(1)?).checked_sub(shift)?;
-                    let hi = (len + taps).checked_sub(1 + input + lo)?;
-                    (taps > 0 && len > 0).then_some(AxisPhase {
-                        first,
-                        taps,
-                        pads: (lo, hi),
-                        len,
-                    })
-                })
-                .collect::<Option<Vec<_>>>()
-        };
-        Some(Phases {
-            rows: axis(geo.kh, geo.sh, geo.pt, geo.h, geo.oh)?,
-            cols: axis(geo.kw, geo.sw, geo.pl, geo.w, geo.ow)?,
-        })
-    }
-}
-
-impl Phases {
-    /// Per axis, each phase's first tap and tap count.
-    fn taps(&self) -> [Vec<(usize, usize)>; 2] {
-        let taps = |ax: &[AxisPhase]| ax.iter().map(|a| (a.first, a.taps)).collect();
-        [taps(&self.rows), taps(&self.cols)]
-    }
-}
-
-/// Per phase `a` of an axis with kernel `k`, stride `s` and leading pad `p0`: the first kernel
-/// tap it takes (`≡ a + p0 mod s`) and how many (`first, first + s, ...` below `k`). These do
-/// not depend on the input's size, so a plan can make the phases' weights once.
-fn axis_taps(k: usize, s: usize, p0: usize) -> Vec<(usize, usize)> {
-    (0..s)
-        .map(|a| {
-            let first = (a + p0) % s;
-            (first, k.saturating_sub(first).div_ceil(s))
-        })
-        .collect()
-}
-
-/// Each output phase's Conv weight `[o, cg, taps, taps]` and its packing, row phases outer.
-#[derive(Debug)]
-pub(crate) struct PhaseWeights {
-    taps: [Vec<(usize, usize)>; 2],
-    kernels: Vec<(Tensor, Option<PackedWeights>)>,
-}
-
-impl PhaseWeights {
-    /// The weights of the phases `taps` gives, from ConvTranspose's `[c, og, kh, kw]`, each
-    /// phase's kernel rows and columns reversed, in one pass: a source tap row of `kh·kw`
-    /// floats feeds every phase, so reading it once per phase read the weight `sh·sw` times.
-    fn new(
-        a: &ConvTransposeAttrs,
-        taps: &[Vec<(usize, usize)>; 2],
-        w: &Tensor,
-        isa: Isa,
-    ) -> Result<PhaseWeights, RuntimeError> {
-        let [c, og, kh, kw] = dims4(w, "weight")?;
-        let wv = f32s(w, "weight")?;
-        let ([sh, sw], g) = (a.strides, a.group);
-        let (cg, o) = (c / g, og * g);
-        let place = |ax: &[(usize, usize)], s: usize, i: usize| {
-            let p = ax.iter().position(|&(first, _)| first == i % s)?;
-            let (first, taps) = ax[p];
-            Some((p, taps.checked_sub(1 + (i - first) / s)?))
-        };
-        let row_place: Vec<_> = (0..kh).map(|i| place(&taps[0], sh, i)).collect();
-        let col_place: Vec<_> = (0..kw).map(|j| place(&taps[1], sw, j)).collect();
-        let mut kernels: Vec<Vec<f32>> = taps[0]
-            .iter()
-            .flat_map(|&(_, mh)| {
-                taps[1]
-                    .iter()
-                    .map(move |&(_, mw)| vec![0.0; o * cg * mh * mw])
-            })
-            .collect();
-        for oc in 0..o {
-            let (gi, ol) = (oc / og, oc % og);
-            for ci in 0..cg {
-                let src = &wv[((gi * cg + ci) * og + ol) * kh * kw..][..kh * kw];
-                for (i, row) in src.chunks_exact(kw).enumerate() {
-                    let Some((pa, t)) = row_place[i] else {
-                        continue;
-                    };
-                    for (j, &v) in row.iter().enumerate() {
-                        let Some((pb, u)) = col_place[j] else {
-                            continue;
-                        };
-                        let (mh, mw) = (taps[0][pa].1, taps[1][pb].1);
-                        kernels[pa * taps[1].len() + pb][((oc * cg + ci) * mh + t) * mw + u] = v;
-                    }
-                }
-            }
-        }
-        let kernels = kernels
-            .into_iter()
-            .enumerate()
-            .map(|(p, k)| {
-                let (mh, mw) = (taps[0][p / taps[1].len()].1, taps[1][p % taps[1].len()].1);
-                let k = Tensor::f32(vec![o, cg, mh, mw], k);
-                let attrs = ConvAttrs {
-                    kernel: [mh, mw],
-                    strides: [1, 1],
-                    dilations: [1, 1],
-                    pads: [0; 4],
-                    auto_pad: AutoPad::NotSet,
-                    group: g,
-                    activation: None,
-                    affine: None,
-                };
-                let packed = pack_weights(&attrs, &k, isa);
-                (k, packed)
-            })
-            .collect();
-        Ok(PhaseWeights {
-            taps: taps.clone(),
-            kernels,
-        })
-    }
-}
-
-/// [`PhaseWeights`] of a constant `w`, made once when a plan is built; `None` where the
-/// transposed convolution does not split into phases.
-pub(crate) fn phase_weights(a: &ConvTransposeAttrs, w: &Tensor, isa: Isa) -> Option<PhaseWeights> {
-    let [_, _, kh, kw] = dims4(w, "weight").ok()?;
-    let ([sh, sw], [pt, pl, _, _]) = (a.strides, a.pads);
-    if sh * sw == 1 || a.dilations != [1, 1] || a.group == 0 {
-        return None;
-    }
-    let taps = [axis_taps(kh, sh, pt), axis_taps(kw, sw, pl)];
-    if taps.iter().flatten().any(|&(_, n)| n == 0) {
-        return None;
-    }
-    PhaseWeights::new(a, &taps, w, isa).ok()
-}
-
-/// The transposed convolution as the convolutions of [`Phases`], their outputs interleaved.
-fn by_phases(
-    a: &ConvTransposeAttrs,
-    phases: &Phases,
-    weights: &PhaseWeights,
-    x: &Tensor,
-    bias: Option<&Tensor>,
-    isa: Isa,
-    geo: &Geometry,
-) -> Result<Tensor, RuntimeError> {
-    if weights.taps != phases.taps() {
-        return Err(RuntimeError::internal(
-            "the plan's phase weights do not fit the transposed convolution",
-        ));
-    }
-    let [n, _, _, _] = dims4(x, "input")?;
-    let o = weights.kernels.first().map_or(0, |(k, _)| k.shape[0]);
-    let (sh, sw) = (geo.sh, geo.sw);
-    let mut out = buffers::reuse(n * o * geo.oh * geo.ow);
-    for (pa, rows) in phases.rows.iter().enumerate() {
-        for (pb, cols) in phases.cols.iter().enumerate() {
-            let attrs = ConvAttrs {
-                kernel: [rows.taps, cols.taps],
-                strides: [1, 1],
-                dilations: [1, 1],
-                pads: [rows.pads.0, cols.pads.0, rows.pads.1, cols.pads.1],
-                auto_pad: AutoPad::NotSet,
-                group: a.group,
-                activation: a.activation,
-                affine: None,
-            };
-            let (k, packed) = &weights.kernels[pa * sw + pb];
-            let part = conv(&attrs, [x, k], bias, None, isa, packed.as_ref())?;
-            let TensorData::F32(part) = part.data else {
-                return Err(RuntimeError::internal("a convolution gave no floats"));
-            };
-            let (ph, pw) = (rows.len, cols.len);
-            out.par_chunks_mut(geo.oh * geo.ow)
-                .zip(part.par_chunks(ph * pw))
-                .for_each(|(dst, src)| {
-                    for (q, line) in src.chunks_exact(pw).enumerate() {
-                        let row = &mut dst[(sh * q + pa) * geo.ow..][..geo.ow];
-                        let dst = row[pb..].iter_mut().step_by(sw);
-                        dst.zip(line).for_each(|(d, &v)| *d = v);
-                    }
-                });
-            buffers::give_back(part);
-        }
-    }
-    Ok(Tensor::f32(vec![n, o, geo.oh, geo.ow], out))
-}
-
 /// Adds the contributions of input rows `y0..y1` to every kernel tap (`cols`,
 /// `[og·kh·kw × (y1 - y0)·w]`) into the output planes of one group; one plane per parallel
 /// task.
@@ -497,6 +277,7 @@ fn col2im(geo: &Geometry, cols: &[f32], (y0, y1): (usize, usize), planes: &mut [
 
 #[cfg(test)]
 mod tests {
+    use super::super::conv_transpose_phases::phase_weights;
     use super::*;
 
     /// ONNX ConvTranspose by its definition, in f64: every input pixel adds each kernel tap's

@@ -13,6 +13,7 @@ mod conv_gemm;
 mod conv_padded;
 mod conv_tasks;
 mod conv_transpose;
+mod conv_transpose_phases;
 mod deform_conv;
 mod depthwise;
 mod detection;

@@ -10,7 +10,7 @@ use super::args::{Args, Lowered};
 use super::buffers::Buffers;
 use super::control::{self, Control};
 use super::conv::pack_weights;
-use super::conv_transpose::phase_weights;
+use super::conv_transpose_phases::phase_weights;
 use super::execute::{computes_in_f32, execute};
 use super::isa::Isa;
 use super::spin::Spinning;
@@ -207,21 +207,20 @@ impl CpuPlan {
                     for s in inputs.iter().flatten() {
                         plan.uses[*s] += 1;
                     }
+                    // A convolution's weight, when it is a constant of the plan.
+                    let constant_weight = inputs
+                        .get(1)
+                        .copied()
+                        .flatten()
+                        .and_then(|s| plan.constants.iter().find(|(c, _)| *c == s))
+                        .map(|(_, w)| w);
                     let lowered = match op {
                         _ if rewritten.is_some() => rewritten,
-                        Op::Conv(a) => inputs
-                            .get(1)
-                            .copied()
-                            .flatten()
-                            .and_then(|s| plan.constants.iter().find(|(c, _)| *c == s))
-                            .and_then(|(_, w)| pack_weights(a, w, isa))
+                        Op::Conv(a) => constant_weight
+                            .and_then(|w| pack_weights(a, w, isa))
                             .map(Lowered::ConvWeights),
-                        Op::ConvTranspose(a) => inputs
-                            .get(1)
-                            .copied()
-                            .flatten()
-                            .and_then(|s| plan.constants.iter().find(|(c, _)| *c == s))
-                            .and_then(|(_, w)| phase_weights(a, w, isa))
+                        Op::ConvTranspose(a) => constant_weight
+                            .and_then(|w| phase_weights(a, w, isa))
                             .map(Lowered::ConvTransposeWeights),
                         Op::Custom { .. } | Op::Opaque { .. } => {
                             unsupported.push(g.describe(id));
