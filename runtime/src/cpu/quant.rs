@@ -275,21 +275,24 @@ pub(crate) fn dequantize(
     if p.channels == 1 && scale.dtype() == DType::F32 {
         let (s, z) = (p.scale[0], p.zero_point[0]);
         let mut out = buffers::reuse(x.len());
+        // Bytes and their zero point subtract exactly in i32, which vectorizes; i64 arithmetic
+        // converts to float one element at a time without AVX-512DQ.
         macro_rules! per_tensor {
-            ($v:expr, $t:ty) => {
+            ($v:expr, $t:ty, $wide:ty) => {{
+                let z = z as $wide;
                 map(
                     isa,
                     $v,
                     &mut out,
                     #[inline(always)]
-                    move |q: $t| (q as i64 - z) as f32 * s,
+                    move |q: $t| (q as $wide - z) as f32 * s,
                 )
-            };
+            }};
         }
         match &x.data {
-            TensorData::I8(v) => per_tensor!(v, i8),
-            TensorData::U8(v) => per_tensor!(v, u8),
-            TensorData::I32(v) => per_tensor!(v, i32),
+            TensorData::I8(v) => per_tensor!(v, i8, i32),
+            TensorData::U8(v) => per_tensor!(v, u8, i32),
+            TensorData::I32(v) => per_tensor!(v, i32, i64),
             _ => {
                 buffers::give_back(out);
                 return dequantize_any(x, scale, &p);
