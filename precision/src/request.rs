@@ -72,7 +72,8 @@ impl Agreement for DetectionAgreement {
     }
 }
 
-/// Calibration samples: each image of `dir` prepared as the model expects.
+/// Calibration samples: the images of `dir` prepared as the model expects, in batches of the
+/// model's batch size.
 fn calibration_samples(
     model: &Path,
     request: &Request,
@@ -91,10 +92,7 @@ fn calibration_samples(
     };
     let config = PreprocessConfig::load(&config_path)?;
     let images = images_in(dir)?;
-    let samples = images
-        .iter()
-        .map(|image| Ok(config.inputs(image, g)?.inputs))
-        .collect::<Result<Vec<_>>>()?;
+    let samples = config.batches(&images, g)?;
     Ok((samples, config.key(), images))
 }
 

@@ -30,6 +30,7 @@
 //! labels: [person, bicycle]  # class names, by class id  [none]
 //! ```
 
+mod batch;
 pub mod defaults;
 mod package;
 mod paddle;
@@ -409,6 +410,17 @@ impl PreprocessConfig {
     /// [`PreprocessConfig::inputs`] of an image already decoded (a crop of a photo), `image`
     /// naming it in errors.
     pub fn image_inputs(&self, img: &Image, image: &Path, graph: &Graph) -> Result<Prepared> {
+        let (made, prepared) = self.made(img, image, graph)?;
+        let inputs = made
+            .into_iter()
+            .map(|m| m.tensor(image))
+            .collect::<Result<_>>()?;
+        Ok(Prepared { inputs, ..prepared })
+    }
+
+    /// What the preprocessing makes of one image for each of `graph`'s inputs, as a batch of
+    /// one, before it is checked against the graph, and the image's geometry (`inputs` empty).
+    fn made(&self, img: &Image, image: &Path, graph: &Graph) -> Result<(Vec<Made>, Prepared)> {
         let original = (img.height, img.width);
         let ((rh, rw), scale) = self.resized(img.height, img.width);
         let resized = match self.resize.as_ref().map(|r| r.interpolation) {
@@ -424,7 +436,7 @@ impl PreprocessConfig {
             Layout::Nhwc => vec![1, ph, pw, 3],
         };
         let image_name = self.image_input(graph)?;
-        let mut inputs = Vec::with_capacity(graph.inputs.len());
+        let mut made = Vec::with_capacity(graph.inputs.len());
         for &id in &graph.inputs {
             let Some(info) = graph.node(id).outputs.first() else {
                 continue;
@@ -444,18 +456,21 @@ impl PreprocessConfig {
                     self.inputs.im_shape, self.inputs.scale_factor
                 )));
             };
-            check_dims(name, info.ty.shape.dims(), &shape, image)?;
-            inputs.push((
-                name.to_string(),
-                tensor(name, info.ty.dtype, shape, values)?,
-            ));
+            made.push(Made {
+                name: name.to_string(),
+                dtype: info.ty.dtype,
+                declared: info.ty.shape.dims().to_vec(),
+                shape,
+                values,
+            });
         }
-        Ok(Prepared {
-            inputs,
+        let prepared = Prepared {
+            inputs: Vec::new(),
             original,
             resized: (rh, rw),
             scale,
-        })
+        };
+        Ok((made, prepared))
     }
 
     /// The graph's image input: the configured name, or its only rank-4 float input.
@@ -535,6 +550,24 @@ impl PreprocessConfig {
             }
         }
         out
+    }
+}
+
+/// One input as the preprocessing made it, with the dimensions the graph declares for it.
+struct Made {
+    name: String,
+    dtype: DType,
+    declared: Vec<Dim>,
+    shape: Vec<usize>,
+    values: Vec<f32>,
+}
+
+impl Made {
+    /// The input, checked against the graph's declaration (`image` names it in errors).
+    fn tensor(self, image: &Path) -> Result<(String, Tensor)> {
+        check_dims(&self.name, &self.declared, &self.shape, image)?;
+        let t = tensor(&self.name, self.dtype, self.shape, self.values)?;
+        Ok((self.name, t))
     }
 }
 
