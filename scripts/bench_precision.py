@@ -1,14 +1,18 @@
 #!/usr/bin/env python3
-"""Precision plans on the CPU: each model compiled fp32, fp16, int8 and auto (calibrated on
-../shared/images), timed with `temblor bench` at batch 1; the int8 plan also with its int8 layers
-run as written (`--int8 simulate`: quantize, dequantize, float convolution); onnxruntime on the
-fp32 model and on the int8 package's own Q/DQ graph (`compile.ort.onnx`, which onnxruntime fuses
-into its int8 kernels).
+"""Precision plans on the CPU, the Quake table's layout: each model compiled fp32, fp16, int8 and
+auto (calibrated on ../shared/images) at batch 1, 2, 4 and 8, timed with `temblor bench`:
+latency, throughput (images/s) and speedup against temblor's fp32 at the same batch. At batch 1
+the int8 plan also runs with its int8 layers as written (`--int8 simulate`: quantize, dequantize,
+float convolution). The peers run the fp32 model and the int8 package's own Q/DQ graph
+(`compile.ort.onnx`, which onnxruntime and OpenVINO fuse into their int8 kernels) at the same
+batch.
 
-    ~/.cache/temblor/venv/bin/python scripts/bench_precision.py [--threads 2] [--rounds 3]
+    ~/.cache/temblor/venv/bin/python scripts/bench_precision.py [--threads 2] [--rounds 3] \
+        [--batches 1,2,4,8]
 
 Each round runs every side once, in a fresh process, in the same order; the table gives the
-median of each side's p50 over the rounds and the speedups against temblor's fp32.
+median of each side's p50 over the rounds. A model whose export fixes its batch (PicoDet's
+twin ties a Concat to batch 1) is measured at batch 1 only.
 """
 import argparse
 import json
@@ -27,42 +31,69 @@ YOLO_PREPROCESS = "resize: {size: [320, 320]}\nmean: [0.0, 0.0, 0.0]\nstd: [1.0,
 
 
 def cases(tmp):
-    """(label, model, compile flags, preprocess file, inputs as name -> .npy)."""
+    """(label, model, input dims by batch, preprocess file, inputs as name -> .npy at batch 1,
+    the largest batch the export takes)."""
     picodet_case = SHARED / "models/real/picodet_coco_onnx/chelsea"
     yolo_cfg = tmp / "yolo.yml"
     yolo_cfg.write_text(YOLO_PREPROCESS)
     return [
         ("PicoDet COCO twin 416", SHARED / "models/real/picodet_coco_onnx/model.onnx",
-         ["--input", "image:1x3x416x416"], MODELS / "picodet_coco_paddle/infer_cfg.yml",
+         lambda b: ["--input", f"image:{b}x3x416x416"], MODELS / "picodet_coco_paddle/infer_cfg.yml",
          {"image": picodet_case / "input_image.npy",
-          "scale_factor": picodet_case / "input_scale_factor.npy"}),
+          "scale_factor": picodet_case / "input_scale_factor.npy"}, 1),
         ("YOLOv8n nudenet 320", MODELS / "yolov8n_nudenet_onnx/320n.onnx",
-         ["--input", "images:1x3x320x320"], yolo_cfg, {"images": None}),
+         lambda b: ["--input", f"images:{b}x3x320x320"], yolo_cfg, {"images": None}, 8),
     ]
 
 
 def compile_package(temblor, model, flags, preprocess, out, precision):
+    """Compiles `model` with `flags` and the `precision` plan into the package `out`."""
     cmd = [temblor, "compile", model, "-o", out, "--no-measure", *flags]
     if precision != "fp32":
         cmd += ["--precision", precision, "--calib", SHARED / "images", "--preprocess", preprocess]
     subprocess.run([str(c) for c in cmd], check=True, capture_output=True)
 
 
-def temblor_p50(temblor, package, threads, iters, mode):
-    out = subprocess.run(
-        [str(temblor), "bench", str(package), "--threads", str(threads), "--iters", str(iters),
-         "--warmup", "5", "--int8", mode, "--json"],
-        check=True, capture_output=True, text=True).stdout
+def temblor_p50(temblor, package, feed, threads, iters, mode):
+    cmd = [temblor, "bench", package, "--threads", str(threads), "--iters", str(iters),
+           "--warmup", "5", "--int8", mode, "--json"]
+    for name, path in feed.items():
+        cmd += ["--input", f"{name}={path}"]
+    out = subprocess.run([str(c) for c in cmd], check=True, capture_output=True, text=True).stdout
     return json.loads(out)["p50_ms"]
 
 
-def ort_p50(model, inputs, threads, iters):
-    cmd = [sys.executable, ROOT / "scripts/bench_cpu.py", "--peer-worker", "ort", "--model", model,
+def peer_p50(peer, model, inputs, threads, iters):
+    cmd = [sys.executable, ROOT / "scripts/bench_cpu.py", "--peer-worker", peer, "--model", model,
            "--threads", str(threads), "--warmup", "5", "--iters", str(iters)]
     for name, path in inputs.items():
         cmd += ["--input", f"{name}={path}"]
-    out = subprocess.run([str(c) for c in cmd], check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])["p50_ms"]
+    done = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
+    if done.returncode != 0:
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])["p50_ms"]
+
+
+def batched(feed, batch, tmp):
+    """Each input's .npy repeated `batch` times along axis 0."""
+    import numpy as np
+    if batch == 1:
+        return feed
+    out = {}
+    for name, path in feed.items():
+        x = np.load(path)
+        target = tmp / f"{path.stem}.b{batch}.npy"
+        np.save(target, np.concatenate([x] * batch, axis=0))
+        out[name] = target
+    return out
+
+
+def has_openvino():
+    try:
+        import openvino  # noqa: F401
+        return True
+    except ImportError:
+        return False
 
 
 def main():
@@ -70,20 +101,21 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--iters", type=int, default=30)
+    ap.add_argument("--batches", default="1,2,4,8")
     ap.add_argument("--temblor", type=Path, default=ROOT / "target/release/temblor")
     args = ap.parse_args()
+    batches = [int(b) for b in args.batches.split(",")]
+    peers = ["ort", "openvino"] if has_openvino() else ["ort"]
+    names = {"ort": "onnxruntime", "openvino": "OpenVINO"}
     print(f"threads {args.threads}, {args.rounds} rounds of {args.iters} runs; p50 ms, median "
-          "over rounds\n")
-    print("| model | plan | temblor ms | images/s | speedup vs fp32 | onnxruntime ms | "
-          "temblor / onnxruntime |")
-    print("|---|---|---:|---:|---:|---:|---:|")
+          "over rounds; peers on the fp32 model and on the int8 package's Q/DQ graph\n")
+    peer_cols = " | ".join(f"{names[p]} ms | temblor / {names[p]}" for p in peers)
+    print(f"| model | batch | plan | temblor ms | images/s | speedup vs fp32 | {peer_cols} |")
+    print("|---|---:|---|---:|---:|---:|" + "---:|---:|" * len(peers))
     plans = ["fp32", "fp16", "int8", "auto"]
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        for label, model, flags, preprocess, inputs in cases(tmp):
-            packages = {p: tmp / f"{label}.{p}" for p in plans}
-            for plan, package in packages.items():
-                compile_package(args.temblor, model, flags, preprocess, package, plan)
+        for label, model, dims, preprocess, inputs, largest in cases(tmp):
             feed = {}
             for name, path in inputs.items():
                 if path is None:
@@ -93,27 +125,37 @@ def main():
                                     "--mean", "0,0,0", "--std", "1,1,1", "-o",
                                     str(path)], check=True, capture_output=True)
                 feed[name] = path
-            sides = {p: (lambda p=p: temblor_p50(args.temblor, packages[p], args.threads,
-                                                 args.iters, "native")) for p in plans}
-            sides["int8 simulated"] = lambda: temblor_p50(args.temblor, packages["int8"],
-                                                          args.threads, args.iters, "simulate")
-            peers = {
-                "fp32": lambda: ort_p50(model, feed, args.threads, args.iters),
-                "int8": lambda: ort_p50(packages["int8"] / "compile.ort.onnx", feed,
-                                        args.threads, args.iters),
-            }
-            times = {k: [] for k in [*sides, *(f"ort {k}" for k in peers)]}
-            for _ in range(args.rounds):
-                for k, f in sides.items():
-                    times[k].append(f())
-                for k, f in peers.items():
-                    times[f"ort {k}"].append(f())
-            m = {k: statistics.median(v) for k, v in times.items()}
-            for plan in [*plans, "int8 simulated"]:
-                peer = m.get(f"ort {plan}")
-                ort = f"{peer:.2f} | {m[plan] / peer:.2f}" if peer else "- | -"
-                print(f"| {label} | {plan} | {m[plan]:.2f} | {1e3 / m[plan]:.1f} | "
-                      f"{m['fp32'] / m[plan]:.2f} | {ort} |", flush=True)
+            for batch in [b for b in batches if b <= largest]:
+                packages = {p: tmp / f"{label}.b{batch}.{p}" for p in plans}
+                for plan, package in packages.items():
+                    compile_package(args.temblor, model, dims(batch), preprocess, package, plan)
+                run_feed = batched(feed, batch, tmp)
+                sides = {p: (lambda p=p: temblor_p50(args.temblor, packages[p], run_feed,
+                                                     args.threads, args.iters, "native"))
+                         for p in plans}
+                if batch == 1:
+                    sides["int8 simulated"] = lambda: temblor_p50(
+                        args.temblor, packages["int8"], run_feed, args.threads, args.iters,
+                        "simulate")
+                graphs = {"fp32": model, "int8": packages["int8"] / "compile.ort.onnx"}
+                peer_sides = {(peer, plan): (lambda peer=peer, g=g: peer_p50(
+                    peer, g, run_feed, args.threads, args.iters))
+                    for peer in peers for plan, g in graphs.items()}
+                times = {k: [] for k in [*sides, *peer_sides]}
+                for _ in range(args.rounds):
+                    for k, f in [*sides.items(), *peer_sides.items()]:
+                        times[k].append(f())
+                m = {k: (statistics.median(v) if None not in v else None)
+                     for k, v in times.items()}
+                for plan in sides:
+                    cols = []
+                    for peer in peers:
+                        theirs = m.get((peer, plan))
+                        cols.append(f"{theirs:.2f} | {m[plan] / theirs:.2f}" if theirs
+                                    else ("fails | -" if (peer, plan) in m else "- | -"))
+                    print(f"| {label} | {batch} | {plan} | {m[plan]:.2f} | "
+                          f"{1e3 * batch / m[plan]:.1f} | {m['fp32'] / m[plan]:.2f} | "
+                          f"{' | '.join(cols)} |", flush=True)
 
 
 if __name__ == "__main__":
