@@ -10,8 +10,7 @@
 //! [`Buffers::scope`]); kernels take their outputs with [`reuse`], [`zeros`] and [`empty`], which
 //! fall back to the allocator outside a plan (compile-time folding) and on rayon's helper threads.
 
-use crate::Tensor;
-use crate::TensorData;
+use crate::{f16, Tensor, TensorData};
 use std::any::{Any, TypeId};
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
@@ -26,6 +25,12 @@ pub(crate) fn reuse(len: usize) -> Vec<f32> {
     with_current(|b| b.reuse(len)).unwrap_or_else(|| vec![0.0; len])
 }
 
+/// A half buffer of `len` elements whose contents are unspecified: the outputs of fp16 layers,
+/// each of which wrote a fresh 2 MB buffer (a page fault per 4 KiB) on every run of PicoDet.
+pub(crate) fn reuse_half(len: usize) -> Vec<f16> {
+    with_current(|b| b.reuse(len)).unwrap_or_else(|| vec![f16::ZERO; len])
+}
+
 /// A buffer of `len` zeros.
 pub(crate) fn zeros(len: usize) -> Vec<f32> {
     with_current(|b| b.zeros(len)).unwrap_or_else(|| vec![0.0; len])
@@ -34,7 +39,7 @@ pub(crate) fn zeros(len: usize) -> Vec<f32> {
 /// An empty vector with room for `capacity` elements, from the pool when `R` is `f32`.
 pub(crate) fn empty<R: 'static>(capacity: usize) -> Vec<R> {
     if TypeId::of::<R>() == TypeId::of::<f32>() {
-        if let Some(mut v) = with_current(|b| b.best_fit(capacity)).flatten() {
+        if let Some(mut v) = with_current(|b| b.best_fit::<f32>(capacity)).flatten() {
             v.clear();
             let any: Box<dyn Any> = Box::new(v);
             if let Ok(v) = any.downcast::<Vec<R>>() {
@@ -54,7 +59,7 @@ fn with_current<T>(f: impl FnOnce(&Buffers) -> T) -> Option<T> {
     CURRENT.with(|c| c.borrow().as_deref().map(f))
 }
 
-/// Free f32 buffers, kept for the life of the run state.
+/// Free f32 and f16 buffers, kept for the life of the run state.
 #[derive(Debug, Default)]
 pub(crate) struct Buffers {
     pool: Mutex<Pool>,
@@ -63,6 +68,7 @@ pub(crate) struct Buffers {
 #[derive(Debug, Default)]
 struct Pool {
     free: Vec<Vec<f32>>,
+    halves: Vec<Vec<f16>>,
     /// Bytes held in `free`.
     bytes: usize,
     /// The most bytes of values a run has held at once: the pool keeps no more than this, since
@@ -85,14 +91,14 @@ impl Buffers {
         f()
     }
 
-    fn reuse(&self, len: usize) -> Vec<f32> {
+    fn reuse<T: Pooled>(&self, len: usize) -> Vec<T> {
         match self.best_fit(len) {
             Some(mut v) => {
                 // Only a buffer that held a shorter tensor than its capacity grows here.
-                v.resize(len, 0.0);
+                v.resize(len, T::default());
                 v
             }
-            None => vec![0.0; len],
+            None => vec![T::default(); len],
         }
     }
 
@@ -110,29 +116,28 @@ impl Buffers {
     /// Takes back the storage of a value no step will read again; past the limit, the smallest
     /// buffers go back to the allocator, which serves small sizes without fresh pages anyway.
     pub fn recycle(&self, t: Tensor) {
-        if let TensorData::F32(v) = t.data {
-            self.give(v);
+        match t.data {
+            TensorData::F32(v) => self.give(v),
+            TensorData::F16(v) => self.give(v),
+            _ => {}
         }
     }
 
-    fn give(&self, v: Vec<f32>) {
+    fn give<T: Pooled>(&self, v: Vec<T>) {
         if v.capacity() == 0 {
             return;
         }
         let mut pool = self.lock();
         pool.bytes += bytes(&v);
-        pool.free.push(v);
+        T::list(&mut pool).push(v);
         while pool.bytes > pool.limit {
-            let Some((at, _)) = pool
-                .free
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, v)| v.capacity())
-            else {
-                break;
+            let dropped = match (smallest(&pool.free), smallest(&pool.halves)) {
+                (Some((at, f)), Some((_, h))) if f <= h => bytes(&pool.free.swap_remove(at)),
+                (Some((at, _)), None) => bytes(&pool.free.swap_remove(at)),
+                (_, Some((at, _))) => bytes(&pool.halves.swap_remove(at)),
+                (None, None) => break,
             };
-            let v = pool.free.swap_remove(at);
-            pool.bytes -= bytes(&v);
+            pool.bytes -= dropped;
         }
     }
 
@@ -143,18 +148,18 @@ impl Buffers {
     }
 
     /// The smallest free buffer that holds `len` elements, truncated to at most `len`.
-    fn best_fit(&self, len: usize) -> Option<Vec<f32>> {
+    fn best_fit<T: Pooled>(&self, len: usize) -> Option<Vec<T>> {
         if len == 0 {
             return None;
         }
         let mut pool = self.lock();
-        let (at, _) = pool
-            .free
+        let list = T::list(&mut pool);
+        let (at, _) = list
             .iter()
             .enumerate()
             .filter(|(_, v)| v.capacity() >= len)
             .min_by_key(|(_, v)| v.capacity())?;
-        let mut v = pool.free.swap_remove(at);
+        let mut v = list.swap_remove(at);
         pool.bytes -= bytes(&v);
         v.truncate(len);
         Some(v)
@@ -167,8 +172,30 @@ impl Buffers {
     }
 }
 
-fn bytes(v: &Vec<f32>) -> usize {
-    v.capacity() * size_of::<f32>()
+/// An element type the pool keeps buffers of, each in a list of its own.
+trait Pooled: Copy + Default + Send + 'static {
+    fn list(pool: &mut Pool) -> &mut Vec<Vec<Self>>;
+}
+
+impl Pooled for f32 {
+    fn list(pool: &mut Pool) -> &mut Vec<Vec<f32>> {
+        &mut pool.free
+    }
+}
+
+impl Pooled for f16 {
+    fn list(pool: &mut Pool) -> &mut Vec<Vec<f16>> {
+        &mut pool.halves
+    }
+}
+
+/// The position and size of the smallest buffer of `list`.
+fn smallest<T>(list: &[Vec<T>]) -> Option<(usize, usize)> {
+    list.iter().map(bytes).enumerate().min_by_key(|e| e.1)
+}
+
+fn bytes<T>(v: &Vec<T>) -> usize {
+    v.capacity() * size_of::<T>()
 }
 
 #[cfg(test)]
@@ -182,13 +209,13 @@ mod tests {
         for len in [100, 10, 50] {
             pool.recycle(Tensor::f32(vec![len], vec![1.0; len]));
         }
-        let v = pool.reuse(40);
+        let v = pool.reuse::<f32>(40);
         assert_eq!((v.len(), v.capacity()), (40, 50));
         let z = pool.zeros(60);
         assert_eq!(z.capacity(), 100);
         assert!(z.iter().all(|&x| x == 0.0));
         // Nothing left that fits: a fresh buffer.
-        assert_eq!(pool.reuse(20).capacity(), 20);
+        assert_eq!(pool.reuse::<f32>(20).capacity(), 20);
         assert_eq!(pool.lock().free.len(), 1);
     }
 
@@ -208,10 +235,31 @@ mod tests {
         let pool = Buffers::default();
         pool.allow(1 << 20);
         pool.recycle(Tensor::f32(vec![8], vec![2.0; 8]));
-        let short = pool.reuse(3);
+        let short = pool.reuse::<f32>(3);
         pool.recycle(Tensor::f32(vec![3], short));
-        let v = pool.reuse(6);
+        let v = pool.reuse::<f32>(6);
         assert_eq!(v.len(), 6);
         assert_eq!(&v[3..], &[0.0; 3]);
+    }
+
+    #[test]
+    fn half_buffers_are_pooled_beside_float_ones_under_one_limit() {
+        let pool = Buffers::default();
+        pool.allow(4 * 100 + 2 * 70);
+        pool.recycle(Tensor::f32(vec![100], vec![1.0; 100]));
+        let half = |n: usize| Tensor {
+            shape: vec![n],
+            data: TensorData::F16(vec![f16::ONE; n]),
+        };
+        pool.recycle(half(60));
+        // A float request never takes a half buffer, nor a half request a float one.
+        assert_eq!(pool.reuse::<f16>(50).capacity(), 60);
+        assert_eq!(pool.reuse::<f16>(50).capacity(), 50);
+        pool.recycle(half(60));
+        // Past the limit the smallest buffer goes, whatever its type: 120 bytes of halves.
+        pool.recycle(half(70));
+        let lock = pool.lock();
+        let halves: Vec<usize> = lock.halves.iter().map(|v| v.capacity()).collect();
+        assert_eq!((lock.free.len(), halves), (1, vec![70]));
     }
 }

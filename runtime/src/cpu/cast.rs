@@ -128,7 +128,7 @@ pub(crate) fn cast(x: &Tensor, to: DType) -> Result<Tensor, RuntimeError> {
     // software conversion per element that made fp16 plans slower than fp32 ones.
     match (&x.data, to) {
         (TensorData::F32(v), DType::F16) => {
-            let mut out = vec![f16::ZERO; v.len()];
+            let mut out = buffers::reuse_half(v.len());
             out.par_chunks_mut(HALF_CHUNK)
                 .zip(v.par_chunks(HALF_CHUNK))
                 .for_each(|(o, v)| o.convert_from_f32_slice(v));

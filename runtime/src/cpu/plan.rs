@@ -505,10 +505,11 @@ impl CpuPlan {
     }
 }
 
-/// The memory a value holds: a pooled f32 buffer may be larger than its tensor.
+/// The memory a value holds: a pooled buffer may be larger than its tensor.
 fn size_bytes(t: &Tensor) -> usize {
     match &t.data {
         TensorData::F32(v) => v.capacity() * size_of::<f32>(),
+        TensorData::F16(v) => v.capacity() * size_of::<crate::f16>(),
         _ => t.len() * t.dtype().size_bytes(),
     }
 }
