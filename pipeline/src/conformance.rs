@@ -4,7 +4,7 @@
 
 use temblor_ir::{Graph, Result};
 use temblor_passes::{optimize_passes, Driver};
-use temblor_precision::{Evidence, PlanMode};
+use temblor_precision::{AutoBase, Evidence, PlanMode};
 use temblor_tools::conformance::{Stage, Tolerance};
 
 /// fp16 stores each value with an 11-bit significand (relative step 2^-11, about 4.9e-4), and a
@@ -48,8 +48,15 @@ fn optimized(g: &Graph) -> Result<Option<Graph>> {
 /// layer, so a graph it leaves with as many nodes has no layer computing in fp16, and the stage
 /// does not apply.
 fn fp16(g: &Graph) -> Result<Option<Graph>> {
-    let (plan, _) =
-        temblor_precision::plan_for(PlanMode::Fp16, g, &Evidence::default(), None, None)?;
+    let evidence = Evidence::default();
+    let (plan, _) = temblor_precision::plan_for(
+        PlanMode::Fp16,
+        g,
+        &evidence,
+        None,
+        None,
+        AutoBase::default(),
+    )?;
     let out = temblor_precision::apply(g, &plan)?;
     Ok((out.node_count() > g.node_count()).then_some(out))
 }

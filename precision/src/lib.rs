@@ -18,7 +18,7 @@ mod search;
 
 pub use judge::{Agreement, Judge, Outputs, Score};
 pub use legalize::{int8_weight_axis, legalize, per_channel_scales, runs_in_fp16, LegalizeError};
-pub use plan::{LayerPlan, PlanMode, PrecisionPlan};
+pub use plan::{AutoBase, LayerPlan, PlanMode, PrecisionPlan};
 
 use std::collections::HashMap;
 use temblor_ir::{Error, Graph, NodeId, Precision, Result};
@@ -69,13 +69,14 @@ pub struct Evidence {
     pub ranges: HashMap<String, f32>,
 }
 
-/// The plan for the requested mode.
+/// The plan for the requested mode; `base` is what auto builds on.
 pub fn plan_for(
     mode: PlanMode,
     g: &Graph,
     evidence: &Evidence,
     judge: Option<&Judge>,
     budget: Option<Budget>,
+    base: AutoBase,
 ) -> Result<(PrecisionPlan, Findings)> {
     match mode {
         PlanMode::Fp32 | PlanMode::Manual => Ok((
@@ -96,7 +97,7 @@ pub fn plan_for(
             } else {
                 Budget::RelL2(0.01)
             });
-            search::auto(g, evidence, judge, budget)
+            search::auto(g, evidence, judge, budget, base)
         }
     }
 }

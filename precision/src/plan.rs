@@ -29,6 +29,17 @@ impl PlanMode {
     }
 }
 
+/// What `--precision auto` lowers layers to int8 on top of.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AutoBase {
+    /// fp16 wherever values fit (when that alone meets the budget): what TensorRT runs fastest.
+    #[default]
+    Fp16,
+    /// fp32: the CPU runtime computes fp16 layers in f32 and only adds their conversions, so
+    /// there the fastest plans are int8 over fp32.
+    Fp32,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PrecisionPlan {
     pub mode: PlanMode,

@@ -8,7 +8,7 @@ use super::{
     LayerError, Outputs,
 };
 use crate::calibrators::Calibrator;
-use crate::{PlanMode, PrecisionPlan};
+use crate::{AutoBase, PlanMode, PrecisionPlan};
 use std::path::{Path, PathBuf};
 use temblor_ir::{Error, Graph, Precision, Result};
 use temblor_tools::compare::{compare, Mode};
@@ -30,6 +30,8 @@ pub struct Request {
     pub preprocess: Option<PathBuf>,
     pub budget: Option<Budget>,
     pub calibrator: Calibrator,
+    /// What auto lowers layers to int8 on top of.
+    pub auto_base: AutoBase,
     /// Where calibration statistics are cached.
     pub cache_dir: PathBuf,
     pub threads: usize,
@@ -44,6 +46,7 @@ impl Default for Request {
             preprocess: None,
             budget: None,
             calibrator: Calibrator::Entropy,
+            auto_base: AutoBase::Fp16,
             cache_dir: std::env::temp_dir().join("temblor-calibration"),
             threads: 0,
         }
@@ -133,7 +136,10 @@ pub fn assign(
     if samples.is_empty() {
         let plan = match request.plan.as_deref() {
             Some(path) => plan_file::read(path)?,
-            None => plan_for(request.mode, optimize, &Evidence::default(), None, None)?.0,
+            None => {
+                let (evidence, base) = (Evidence::default(), request.auto_base);
+                plan_for(request.mode, optimize, &evidence, None, None, base)?.0
+            }
         };
         return Ok(Assigned {
             graph: apply(optimize, &plan)?,
@@ -175,6 +181,7 @@ pub fn assign(
             &evidence,
             Some(&judge),
             request.budget,
+            request.auto_base,
         )?,
     };
     let graph = apply(optimize, &plan)?;

@@ -1,6 +1,7 @@
 //! `--precision auto`: the fastest plan found within the accuracy budget.
 //!
-//! The base is fp16 wherever values fit its range (when that alone meets the budget). Each
+//! The base is fp16 wherever values fit its range (when that alone meets the budget), or fp32
+//! for the CPU runtime ([`AutoBase`]). Each
 //! int8-capable layer is then lowered alone on top of the base and the error it adds is measured
 //! (on a few samples: the ranking needs orders of magnitude, not digits). Layers are ranked by
 //! error per FLOP moved to int8, cheapest first, and a binary search finds the longest prefix
@@ -12,7 +13,7 @@ use super::{
     apply, fp16_layers, int8_layer, layers, summarize, Budget, Evidence, Findings, Judge,
     LayerReport, Score, Tried,
 };
-use crate::{LayerPlan, PlanMode, PrecisionPlan};
+use crate::{AutoBase, LayerPlan, PlanMode, PrecisionPlan};
 use temblor_ir::{Graph, Precision, Result};
 use temblor_tools::progress;
 
@@ -37,6 +38,7 @@ pub fn auto(
     evidence: &Evidence,
     judge: &Judge,
     budget: Budget,
+    base_kind: AutoBase,
 ) -> Result<(PrecisionPlan, Findings)> {
     let mut tried = Vec::new();
     let mut measure = |plan: &PrecisionPlan| -> Result<(bool, f64)> {
@@ -45,7 +47,10 @@ pub fn auto(
         tried.push(trial(g, plan, score, met));
         Ok((met, score.rel_l2))
     };
-    let mut base = fp16_layers(g, evidence);
+    let mut base = match base_kind {
+        AutoBase::Fp16 => fp16_layers(g, evidence),
+        AutoBase::Fp32 => Vec::new(),
+    };
     let (base_met, fp16_rel_l2) = measure(&compose(&base, &[]))?;
     if !base_met {
         base.clear();

@@ -25,21 +25,24 @@ fn compile(model: &Path, out: &Path, args: &[&str]) -> serde_json::Value {
 }
 
 fn calibrated(model: &Path, out: &Path, precision: &str) -> serde_json::Value {
+    calibrated_with(model, out, precision, &[])
+}
+
+/// [`calibrated`] with more compile flags.
+fn calibrated_with(model: &Path, out: &Path, precision: &str, extra: &[&str]) -> serde_json::Value {
     let images = shared().join("images");
     let preprocess = picodet_preprocess();
-    compile(
-        model,
-        out,
-        &[
-            "--precision",
-            precision,
-            "--calib",
-            images.to_str().unwrap(),
-            "--preprocess",
-            preprocess.to_str().unwrap(),
-            "--no-measure",
-        ],
-    )
+    let mut flags = vec![
+        "--precision",
+        precision,
+        "--calib",
+        images.to_str().unwrap(),
+        "--preprocess",
+        preprocess.to_str().unwrap(),
+        "--no-measure",
+    ];
+    flags.extend(extra);
+    compile(model, out, &flags)
 }
 
 /// Runs a package on stored inputs; the output directory.
@@ -127,6 +130,18 @@ fn picodet_int8_and_auto_report_agreement_and_int8_share() {
     assert!(
         p["layers"].as_array().is_some_and(|l| !l.is_empty()),
         "auto reports each layer's sensitivity"
+    );
+
+    // Over an fp32 base, for the CPU runtime: int8 layers and fp32, no fp16, same budget.
+    let cpu_pkg = dir.path().join("auto_cpu.temblor");
+    let cpu = calibrated_with(&picodet(), &cpu_pkg, "auto", &["--auto-base", "fp32"]);
+    let p = &cpu["precision"];
+    let ap = p["agreement_ap"].as_f64().unwrap();
+    let share = p["int8_flop_share"].as_f64().unwrap();
+    assert_eq!(p["fp16_flop_share"].as_f64(), Some(0.0), "{p}");
+    assert!(
+        ap >= 0.95 && share >= 0.5,
+        "auto over fp32: agreement {ap}, int8 share {share}"
     );
 
     // The written plan, applied again, gives the same package outputs.

@@ -4,8 +4,8 @@ use temblor_ir::{package, Error, Graph, Result, VerifyStatus};
 use temblor_pipeline::report;
 use temblor_pipeline::{Options, StaticDims, VerifyMode};
 use temblor_precision::calibrators::Calibrator;
-use temblor_precision::PlanMode;
 use temblor_precision::{request::Request, Budget};
+use temblor_precision::{AutoBase, PlanMode};
 use temblor_tools::preprocess_config::{self, PreprocessConfig};
 use temblor_visualize::{render, report_html, View};
 
@@ -75,6 +75,11 @@ pub struct CompileArgs {
     /// (detection agreement with fp32). Default: ap=0.95 for detectors, rel_l2=0.01 otherwise.
     #[arg(long, value_parser = Budget::parse, value_name = "BUDGET")]
     pub budget: Option<Budget>,
+    /// What auto lowers layers to int8 on top of: fp16 wherever values fit (what TensorRT runs
+    /// fastest), or fp32 (for the CPU runtime, which computes fp16 layers in f32 and only adds
+    /// their conversions).
+    #[arg(long, value_parser = parse_auto_base, default_value = "fp16", value_name = "BASE")]
+    pub auto_base: AutoBase,
     /// How activation ranges become int8 scales: entropy, mse, minmax, or percentile=P.
     #[arg(long, value_parser = parse_calibrator, default_value = "entropy", value_name = "METHOD")]
     pub calibrator: Calibrator,
@@ -90,6 +95,14 @@ fn parse_mode(text: &str) -> std::result::Result<PlanMode, String> {
         "int8" => Ok(PlanMode::Int8),
         "auto" => Ok(PlanMode::Auto),
         _ => Err(format!("'{text}': expected fp32, fp16, int8 or auto")),
+    }
+}
+
+fn parse_auto_base(text: &str) -> std::result::Result<AutoBase, String> {
+    match text {
+        "fp16" => Ok(AutoBase::Fp16),
+        "fp32" => Ok(AutoBase::Fp32),
+        _ => Err(format!("'{text}': expected fp16 or fp32")),
     }
 }
 
@@ -155,6 +168,7 @@ pub fn compile(args: &CompileArgs) -> Result<()> {
             preprocess: args.preprocess.clone(),
             budget: args.budget,
             calibrator: args.calibrator,
+            auto_base: args.auto_base,
             cache_dir: calibration_cache_dir(),
             threads: args.threads,
         },
