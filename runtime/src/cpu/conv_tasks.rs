@@ -140,17 +140,27 @@ fn busiest(shape: Shape, rows: usize, width: usize, threads: usize) -> usize {
 /// Every task of blocks of `rows` output channels by tiles of `width` output positions, for
 /// each image and group.
 pub(super) fn cut(geo: &Geometry, plane: usize, rows: usize, width: usize) -> Vec<Task> {
+    let tiles: Vec<(usize, usize)> = (0..plane)
+        .step_by(width.max(1))
+        .map(|c0| (c0, (c0 + width).min(plane)))
+        .collect();
+    cut_tiles(geo, rows, &tiles)
+}
+
+/// Every task of blocks of `rows` output channels by the column ranges `tiles`, for each image
+/// and group.
+pub(super) fn cut_tiles(geo: &Geometry, rows: usize, tiles: &[(usize, usize)]) -> Vec<Task> {
     let og = geo.o / geo.group;
     let mut tasks = Vec::new();
     for image in 0..geo.n {
         for group in 0..geo.group {
-            for r0 in (0..og).step_by(rows) {
-                for c0 in (0..plane).step_by(width) {
+            for r0 in (0..og).step_by(rows.max(1)) {
+                for &cols in tiles {
                     tasks.push(Task {
                         image,
                         group,
                         rows: (r0, (r0 + rows).min(og)),
-                        cols: (c0, (c0 + width).min(plane)),
+                        cols,
                     });
                 }
             }

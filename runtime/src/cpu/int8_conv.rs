@@ -18,7 +18,7 @@
 use super::buffers;
 use super::conv::{epilogue, im2col, reads_phases, Geometry, SharedOut};
 use super::conv_padded::Phases;
-use super::conv_tasks::{cut, min_per_job, Task};
+use super::conv_tasks::{cut_tiles, min_per_job, Task};
 use super::f32s;
 use super::int8_gemm::{pack_columns, Int8Weights, Quantizer, Scaling, MR, NR};
 use super::isa::Isa;
@@ -264,9 +264,18 @@ fn tasks(geo: &Geometry, kdim: usize, plane: usize) -> Vec<Task> {
     if units * col_tiles < 2 * threads {
         col_tiles = (2 * threads).div_ceil(units).min(most);
     }
-    let width = plane.div_ceil(col_tiles).div_ceil(NR) * NR;
-    let per_group = units * plane.div_ceil(width);
+    // Whole blocks of columns spread evenly over the tiles: one width for all left a runt
+    // (400 columns as 128, 128, 128 and 16), so one of two threads did twice the other's work.
+    let blocks = plane.div_ceil(NR);
+    let tiles: Vec<(usize, usize)> = (0..col_tiles)
+        .map(|t| {
+            let edge = |t: usize| (t * blocks / col_tiles * NR).min(plane);
+            (edge(t), edge(t + 1))
+        })
+        .filter(|(c0, c1)| c0 < c1)
+        .collect();
+    let per_group = units * tiles.len();
     let row_blocks = threads.div_ceil(per_group).clamp(1, og.div_ceil(MR));
     let rows = og.div_ceil(row_blocks).div_ceil(MR) * MR;
-    cut(geo, plane, rows, width)
+    cut_tiles(geo, rows, &tiles)
 }
