@@ -303,12 +303,22 @@ fn int8_package(dir: &Path, model: &Path, flags: &[&str], preprocess: &Path) -> 
 
 /// Compiles `model` into `pkg` with `flags`, calibrated on the shared photos.
 fn calibrated(pkg: &Path, model: &Path, flags: &[&str], preprocess: &Path) {
-    let images = shared().join("images");
+    let (images, preprocess) = (shared().join("images"), preprocess.to_str().unwrap());
+    let mut all = flags.to_vec();
+    all.extend([
+        "--calib",
+        images.to_str().unwrap(),
+        "--preprocess",
+        preprocess,
+    ]);
+    compile(pkg, model, &all);
+}
+
+/// Compiles `model` into `pkg` with `flags`, untimed.
+fn compile(pkg: &Path, model: &Path, flags: &[&str]) {
     let mut cmd = temblor();
     cmd.arg("compile").arg(model).arg("-o").arg(pkg).args(flags);
-    cmd.args(["--no-measure", "--calib"]);
-    cmd.arg(&images).arg("--preprocess").arg(preprocess);
-    let (code, _, err) = output(&mut cmd);
+    let (code, _, err) = output(cmd.arg("--no-measure"));
     assert_eq!(code, 0, "compile failed: {err}");
 }
 
@@ -476,15 +486,7 @@ fn picodet_auto_native_keeps_the_simulated_agreement() {
     calibrated(&pkg, &model, &flags, &preprocess);
     let int8 = temblor_ir::package::load(&pkg).expect("package loads");
     let fp32_pkg = dir.path().join("fp32.temblor");
-    let (code, _, err) = output(
-        temblor()
-            .arg("compile")
-            .arg(&model)
-            .arg("-o")
-            .arg(&fp32_pkg)
-            .arg("--no-measure"),
-    );
-    assert_eq!(code, 0, "compile failed: {err}");
+    compile(&fp32_pkg, &model, &[]);
     let fp32 = temblor_ir::package::load(&fp32_pkg).expect("package loads");
     let config = PreprocessConfig::load(&preprocess).expect("infer_cfg.yml");
     let photos = images_in(&shared().join("images")).unwrap();
