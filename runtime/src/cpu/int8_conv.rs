@@ -35,6 +35,9 @@ thread_local! {
     /// Each thread's buffers, kept between tasks and layers: a task's own fresh buffers were
     /// zeroed on every task, a tenth of YOLOv8n's int8 time.
     static SCRATCH: RefCell<Scratch> = const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
+    /// The quantized input of the convolution this thread runs and its padded phases, kept
+    /// between layers for the same reason: fresh, they were zeroed on every layer.
+    static INPUT: RefCell<(Vec<u8>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
 /// An int8 convolution, prepared: the integer weight, how the input is quantized and the scale
@@ -179,8 +182,12 @@ pub(crate) fn conv(
     let plane_rows: Vec<usize> = (0..cg).map(|c| c * geo.in_plane()).collect();
     // Quantized once here, not per tile: a 3x3 convolution reads each input 9 times, and the
     // division of QuantizeLinear is the costliest instruction on the way.
-    let mut bytes = vec![0u8; xv.len()];
     let quantizer = conv.quantizer;
+    // Taken, not borrowed, across the parallel tasks: a thread waiting for them may run a
+    // concurrent run's convolution meanwhile, which then finds none and makes its own. Both are
+    // wholly written before they are read, so only a buffer's growth is zeroed.
+    let (mut bytes, mut padded) = INPUT.take();
+    bytes.resize(xv.len(), 0);
     quant::map(
         isa,
         xv,
@@ -193,7 +200,6 @@ pub(crate) fn conv(
     // As the float path does, windows at stride 1 (and deep strided ones) read the phases of
     // the padded bytes in place; padding is the zero point's byte.
     let phases = reads_phases(&geo, kdim).then(|| Phases::new(&geo));
-    let mut padded = Vec::new();
     if let Some(phases) = &phases {
         padded.resize(phases.len(&geo), 0u8);
         phases.fill(&geo, isa, &bytes, &mut padded, offset as u8);
@@ -243,6 +249,8 @@ pub(crate) fn conv(
                 }
             })
         });
+
+    INPUT.set((bytes, padded));
     Ok(Tensor::f32(geo.out_shape(), out))
 }
 
