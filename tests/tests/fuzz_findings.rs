@@ -142,3 +142,20 @@ fn a_pool_window_far_larger_than_its_input_runs_and_is_right() {
         }
     }
 }
+
+/// A GridSample whose input has an empty spatial axis (`X` of 1x1x0x2) clamped its taps to
+/// `0..=-1` under border padding, which panics. An empty axis has no cell to read, so every
+/// output is zero, as it is for taps outside the input under zero padding.
+#[test]
+fn grid_sample_over_an_empty_axis_reads_zeros() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fuzz_findings/end_to_end-crash-gridsample-border-on-an-empty-axis.onnx");
+    let grid = Rng(3).values(2 * 4 * 2);
+    let inputs = [
+        ("X".to_string(), Tensor::f32(vec![1, 1, 0, 2], Vec::new())),
+        ("Grid".to_string(), Tensor::f32(vec![1, 2, 4, 2], grid)),
+    ];
+    let out = compile_and_run(&path, &inputs).expect("runs");
+    assert_eq!(out[0].1.shape, vec![1, 1, 2, 4]);
+    assert!(out[0].1.as_f32().expect("f32").iter().all(|&v| v == 0.0));
+}

@@ -78,6 +78,10 @@ impl Axis {
 
     /// The cell an integer tap position reads, or `None` for a zero.
     fn cell(&self, i: f32, padding: GridSamplePadding) -> Option<usize> {
+        // An empty axis has no cell to clamp or reflect into: every tap reads zero.
+        if self.len == 0 {
+            return None;
+        }
         let last = self.len as f32 - 1.0;
         let i = match padding {
             GridSamplePadding::Zeros => i,
