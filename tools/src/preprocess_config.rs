@@ -35,6 +35,7 @@ pub mod defaults;
 mod package;
 mod paddle;
 
+pub use batch::images_in;
 pub use package::{package_labels, read_labels, write_labels};
 
 use serde::{Deserialize, Serialize};
@@ -44,9 +45,6 @@ use temblor_ops_lib::preprocess::{
     load_image, resize_bilinear, resize_cubic, resize_nearest, Image,
 };
 use temblor_runtime::{f16, Tensor, TensorData};
-
-/// The file extensions [`images_in`] lists.
-const IMAGE_EXTENSIONS: [&str; 3] = ["jpg", "jpeg", "png"];
 
 /// The file PaddleDetection's exporter writes beside `model.pdmodel`.
 pub const PADDLE_INFER_CFG: &str = "infer_cfg.yml";
@@ -601,33 +599,4 @@ fn tensor(name: &str, dtype: DType, shape: Vec<usize>, values: Vec<f32>) -> Resu
         }
     };
     Ok(Tensor { shape, data })
-}
-
-/// The images of a directory (JPEG and PNG), sorted by name. Files are picked by their
-/// extension, so that annotations or notes beside the photos are left alone, and decoded by
-/// content, so a file named `.jpg` that is not a JPEG fails, named, instead of being skipped.
-pub fn images_in(dir: &Path) -> Result<Vec<PathBuf>> {
-    let entries = std::fs::read_dir(dir).map_err(|e| {
-        Error::usage(format!(
-            "{}: cannot read the image directory: {e}",
-            dir.display()
-        ))
-    })?;
-    let is_image = |p: &Path| {
-        p.extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| e.eq_ignore_ascii_case(x)))
-    };
-    let mut images: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && is_image(p))
-        .collect();
-    images.sort();
-    if images.is_empty() {
-        return Err(Error::usage(format!(
-            "{}: no images (.jpg, .jpeg, .png) in the directory",
-            dir.display()
-        )));
-    }
-    Ok(images)
 }

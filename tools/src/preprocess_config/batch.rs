@@ -1,8 +1,9 @@
-//! Images as batches: a model compiled for a batch of `n` (its image input's first dimension)
-//! is fed `n` preprocessed images stacked along that axis, with their own sizes and scales.
+//! The photos of a directory, and photos as batches: a model compiled for a batch of `n` (its
+//! image input's first dimension) is fed `n` preprocessed images stacked along that axis, with
+//! their own sizes and scales.
 
 use super::{load_image, Made, PreprocessConfig};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use temblor_ir::{Error, Graph, Result};
 use temblor_runtime::Tensor;
 
@@ -72,4 +73,36 @@ impl PreprocessConfig {
         }
         Ok(batches)
     }
+}
+
+/// The file extensions [`images_in`] lists.
+const IMAGE_EXTENSIONS: [&str; 3] = ["jpg", "jpeg", "png"];
+
+/// The images of a directory (JPEG and PNG), sorted by name. Files are picked by their
+/// extension, so that annotations or notes beside the photos are left alone, and decoded by
+/// content, so a file named `.jpg` that is not a JPEG fails, named, instead of being skipped.
+pub fn images_in(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        Error::usage(format!(
+            "{}: cannot read the image directory: {e}",
+            dir.display()
+        ))
+    })?;
+    let is_image = |p: &Path| {
+        p.extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| e.eq_ignore_ascii_case(x)))
+    };
+    let mut images: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && is_image(p))
+        .collect();
+    images.sort();
+    if images.is_empty() {
+        return Err(Error::usage(format!(
+            "{}: no images (.jpg, .jpeg, .png) in the directory",
+            dir.display()
+        )));
+    }
+    Ok(images)
 }
