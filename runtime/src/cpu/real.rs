@@ -87,6 +87,17 @@ pub(crate) trait Ordered: Element + PartialOrd {
     /// The identity of max (the smallest value) and of min (the largest).
     const LOWEST: Self;
     const HIGHEST: Self;
+    /// The larger of two, ignoring a NaN one. Floats and integers override this with their own `max`, which vectorizes to
+    /// a max instruction; a compare and select, stored back over `self`'s place, becomes a
+    /// masked store, and a masked store does not forward to the next pass's load (pooling ran
+    /// 2x slower that way).
+    fn larger(self, other: Self) -> Self {
+        if other > self {
+            other
+        } else {
+            self
+        }
+    }
 }
 
 macro_rules! ordered_float {
@@ -98,6 +109,9 @@ macro_rules! ordered_float {
             }
             const LOWEST: Self = $lo;
             const HIGHEST: Self = $hi;
+            fn larger(self, other: Self) -> Self {
+                self.max(other)
+            }
         }
     };
 }
@@ -110,6 +124,9 @@ macro_rules! ordered_int {
             }
             const LOWEST: Self = <$t>::MIN;
             const HIGHEST: Self = <$t>::MAX;
+            fn larger(self, other: Self) -> Self {
+                self.max(other)
+            }
         })*
     };
 }
