@@ -14,6 +14,67 @@ pub(crate) const NR: usize = 48;
 /// Depth of one pass over a 48-column panel, so the panel (`KC × NR` floats) stays in L1.
 const KC: usize = 128;
 
+/// Where the GEMM's columns lie in each row of its right-hand side.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Columns {
+    /// Column `j` of a row at offset `r` is `b[r + j]`.
+    Contiguous,
+    /// The columns are output positions `first..` of an output `width` positions wide, read
+    /// from a padded input whose rows are `stride` apart: position `y·width + x` of a row at
+    /// offset `r` is `b[r + y·stride + x]`. The padding columns between the rows are never
+    /// computed (a 20x20 output's are 10% of the work, a 10x10's 20%): a vector of 16
+    /// positions that crosses a row is loaded in pieces. `width` is at least [`MIN_WIDTH`],
+    /// and `b` must hold [`Columns::slack`] readable floats past its last position.
+    Rows {
+        first: usize,
+        width: usize,
+        stride: usize,
+    },
+}
+
+/// The narrowest output [`Columns::Rows`] takes: a vector of 16 positions then crosses at
+/// most three rows' ends.
+pub(crate) const MIN_WIDTH: usize = 6;
+
+impl Columns {
+    /// The floats past the last position's place that a read of a whole panel may touch.
+    pub fn slack(width: usize, stride: usize) -> usize {
+        NR + 3 * stride.saturating_sub(width)
+    }
+
+    /// The offset of column `j` in a row, and the lanes of the 16 from it that lie past one,
+    /// two and three row ends (each of which is `stride - width` further on).
+    fn place(self, j: usize) -> (usize, [u16; 3]) {
+        match self {
+            Columns::Contiguous => (j, [0; 3]),
+            Columns::Rows {
+                first,
+                width,
+                stride,
+            } => {
+                let p = first + j;
+                let (y, x) = (p / width, p % width);
+                let mut breaks = [0u16; 3];
+                for (t, b) in breaks.iter_mut().enumerate() {
+                    let lane = width - x + t * width;
+                    if lane < 16 {
+                        *b = u16::MAX << lane;
+                    }
+                }
+                (y * stride + x, breaks)
+            }
+        }
+    }
+
+    /// The distance a row end adds.
+    fn gap(self) -> usize {
+        match self {
+            Columns::Contiguous => 0,
+            Columns::Rows { width, stride, .. } => stride - width,
+        }
+    }
+}
+
 /// One group's weight, `[og × k]` row-major, ready for [`ConvGemm::multiply`].
 pub(crate) struct ConvGemm<'a> {
     weight: &'a [f32],
@@ -98,19 +159,40 @@ impl<'a> ConvGemm<'a> {
     /// `n` floats of `b` from `rows[p]` (one offset per row of the weight), every row of `out`
     /// has `n` floats and `r0` is a multiple of [`MR`].
     pub fn multiply(&self, r0: usize, b: &[f32], rows: &[usize], n: usize, out: &mut [&mut [f32]]) {
+        self.multiply_columns(r0, b, rows, Columns::Contiguous, n, out);
+    }
+
+    /// [`ConvGemm::multiply`] with `B`'s row `p` the `n` columns that `columns` places from
+    /// `rows[p]`.
+    pub fn multiply_columns(
+        &self,
+        r0: usize,
+        b: &[f32],
+        rows: &[usize],
+        columns: Columns,
+        n: usize,
+        out: &mut [&mut [f32]],
+    ) {
         let m = out.len();
+        let reach = match columns {
+            Columns::Contiguous => n,
+            Columns::Rows { width, stride, .. } => {
+                assert!(width >= MIN_WIDTH && stride >= width);
+                columns.place(n.saturating_sub(1)).0 + Columns::slack(width, stride)
+            }
+        };
         assert!(
             r0.is_multiple_of(MR)
                 && rows.len() == self.k
                 && out.iter().all(|row| row.len() == n)
-                && (n == 0 || rows.iter().all(|&r| r + n <= b.len()))
+                && (n == 0 || rows.iter().all(|&r| r + reach <= b.len()))
         );
         if m == 0 || n == 0 {
             return;
         }
         #[cfg(target_arch = "x86_64")]
         if let Some(packed) = &self.packed {
-            return avx512::multiply(packed, self.k, r0, b, rows, n, out);
+            return avx512::multiply(packed, self.k, r0, b, rows, columns, n, out);
         }
         // The gemm crate takes a strided matrix: gather the rows unless they are one already.
         // (Rows that go backwards are gathered: a matrix's stride is not negative here.)
@@ -118,7 +200,9 @@ impl<'a> ConvGemm<'a> {
             [first, second, ..] => second.checked_sub(*first),
             _ => Some(n),
         };
-        let stride = stride.filter(|&s| rows.windows(2).all(|w| w[0].checked_add(s) == Some(w[1])));
+        let stride = stride
+            .filter(|&s| rows.windows(2).all(|w| w[0].checked_add(s) == Some(w[1])))
+            .filter(|_| matches!(columns, Columns::Contiguous));
         let gathered: Vec<f32>;
         let rhs = if let Some(stride) = stride {
             View::rows(&b[rows.first().copied().unwrap_or(0)..], stride)
@@ -127,7 +211,19 @@ impl<'a> ConvGemm<'a> {
             // time and took a quarter of PP-OCRv4 det's time on an AVX2 machine.
             let mut g = Vec::with_capacity(rows.len() * n);
             for &r in rows {
-                g.extend_from_slice(&b[r..r + n]);
+                match columns {
+                    Columns::Contiguous => g.extend_from_slice(&b[r..r + n]),
+                    Columns::Rows {
+                        first,
+                        width,
+                        stride,
+                    } => {
+                        for p in first..first + n {
+                            let at = r + p / width * stride + p % width;
+                            g.push(b[at]);
+                        }
+                    }
+                }
             }
             gathered = g;
             View::rows(&gathered, n)
@@ -143,11 +239,11 @@ impl<'a> ConvGemm<'a> {
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{KC, MR, NR};
+    use super::{Columns, KC, MR, NR};
     use std::arch::x86_64::{
         __m512, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_setzero_ps,
-        _mm256_storeu_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_storeu_ps,
-        _mm_prefetch, _MM_HINT_T0,
+        _mm256_storeu_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_mask_loadu_ps, _mm512_set1_ps,
+        _mm512_storeu_ps, _mm_prefetch, _MM_HINT_T0,
     };
 
     /// Columns below which [`narrow`] runs instead of the kernel, which would multiply mostly
@@ -167,24 +263,26 @@ mod avx512 {
     /// # Safety
     /// AVX and FMA must be available.
     #[target_feature(enable = "avx,fma")]
+    #[allow(clippy::too_many_arguments)]
     unsafe fn narrow(
         packed: &[f32],
         k: usize,
         r0: usize,
         b: &[f32],
         rows: &[usize],
+        columns: Columns,
         n: usize,
         out: &mut [&mut [f32]],
     ) {
         let m = out.len();
         let blocks = m.div_ceil(MR);
         let a = &packed[r0 / MR * k * MR..(r0 / MR + blocks) * k * MR];
-        for j in 0..n {
+        for (j, at) in (0..n).map(|j| (j, columns.place(j).0)) {
             for q0 in (0..blocks).step_by(BLOCKS) {
                 let mut acc = [_mm256_setzero_ps(); BLOCKS];
                 let here = BLOCKS.min(blocks - q0);
                 for (p, &r) in rows.iter().enumerate() {
-                    let x = _mm256_set1_ps(b[r + j]);
+                    let x = _mm256_set1_ps(b[r + at]);
                     for (q, acc) in acc.iter_mut().enumerate().take(here) {
                         let w = &a[((q0 + q) * k + p) * MR..][..MR];
                         // SAFETY: `w` holds `MR` = 8 floats.
@@ -217,40 +315,87 @@ mod avx512 {
         packed
     }
 
-    /// See [`super::ConvGemm::multiply`]; `packed` is the whole packed weight.
+    /// Where a panel's vectors start in each row of `b`, the lanes of each that lie past one,
+    /// two and three row ends, and how far on a row end moves (see [`Columns::Rows`]).
+    #[derive(Clone, Copy)]
+    struct Panel {
+        start: [usize; 3],
+        breaks: [[u16; 3]; 3],
+        gap: usize,
+    }
+
+    impl Panel {
+        fn new(columns: Columns, j0: usize) -> Panel {
+            let mut panel = Panel {
+                start: [0; 3],
+                breaks: [[0; 3]; 3],
+                gap: columns.gap(),
+            };
+            for v in 0..3 {
+                let (start, breaks) = columns.place(j0 + 16 * v);
+                panel.start[v] = start;
+                for (t, b) in breaks.into_iter().enumerate() {
+                    panel.breaks[t][v] = b;
+                }
+            }
+            panel
+        }
+
+        /// The row ends the first `vectors` vectors cross, at most.
+        fn crossings(&self, vectors: usize) -> usize {
+            self.breaks
+                .iter()
+                .take_while(|b| b[..vectors].iter().any(|&m| m != 0))
+                .count()
+        }
+    }
+
+    /// See [`super::ConvGemm::multiply_columns`]; `packed` is the whole packed weight.
+    #[allow(clippy::too_many_arguments)]
     pub fn multiply(
         packed: &[f32],
         k: usize,
         r0: usize,
         b: &[f32],
         rows: &[usize],
+        columns: Columns,
         n: usize,
         out: &mut [&mut [f32]],
     ) {
         if n < NARROW {
             // SAFETY: an `Isa` with AVX-512F also has AVX2 and FMA, and gates this module.
-            return unsafe { narrow(packed, k, r0, b, rows, n, out) };
+            return unsafe { narrow(packed, k, r0, b, rows, columns, n, out) };
         }
         let m = out.len();
         let mut tile = [[0.0f32; NR]; MR];
-        // The last panel of `b` when it is narrower than `NR`, zero-padded, and its row offsets.
+        // With contiguous columns, the last panel of `b` when it is narrower than `NR`,
+        // zero-padded, and its row offsets; rows of output positions are read in place, since
+        // `b` holds their slack.
         let mut ragged = Vec::new();
         let ragged_rows: [usize; KC] = std::array::from_fn(|p| p * NR);
+        let in_place = matches!(columns, Columns::Rows { .. });
         for k0 in (0..k).step_by(KC) {
             let kc = KC.min(k - k0);
+            // The furthest row of this depth: checking each panel's reach against it alone
+            // keeps the bounds check out of the panels' loop over rows.
+            let last_row = rows[k0..k0 + kc].iter().copied().max().unwrap_or(0);
             for j0 in (0..n).step_by(NR) {
                 let w = NR.min(n - j0);
-                let (panel, offsets) = if w == NR {
-                    (&b[j0..], &rows[k0..k0 + kc])
+                let vectors = w.div_ceil(16);
+                let (panel, offsets, last, at) = if w == NR || in_place {
+                    (b, &rows[k0..k0 + kc], last_row, Panel::new(columns, j0))
                 } else {
                     ragged.resize(kc * NR, 0.0);
                     for (dst, &r) in ragged.chunks_exact_mut(NR).zip(&rows[k0..k0 + kc]) {
                         dst[..w].copy_from_slice(&b[r + j0..][..w]);
                         dst[w..].fill(0.0);
                     }
-                    (&ragged[..kc * NR], &ragged_rows[..kc])
+                    let at = Panel::new(Columns::Contiguous, 0);
+                    (&ragged[..kc * NR], &ragged_rows[..kc], (kc - 1) * NR, at)
                 };
-                assert!(offsets.iter().all(|&r| r + NR <= panel.len()));
+                let crossings = at.crossings(vectors);
+                let reach = at.start[vectors - 1] + 16 + crossings * at.gap;
+                assert!(last + reach <= panel.len());
                 for i0 in (0..m).step_by(MR) {
                     let rows = MR.min(m - i0);
                     // Full rows of the output take the result directly; the rest goes through
@@ -268,18 +413,31 @@ mod avx512 {
                     }
                     let a = &packed[(r0 + i0) / MR * k * MR + k0 * MR..][..kc * MR];
                     let (a, panel) = (a.as_ptr(), panel.as_ptr());
+                    let load = k0 > 0;
+                    let prefetch = i0 == 0 && j0 + NR < n;
                     // SAFETY: AVX-512F is present (a packed weight, the only way into this
                     // module, is made only for an `Isa` with it), `a` holds `kc` rows of `MR`,
-                    // `panel` holds `NR` floats from each of the `kc` offsets (asserted above),
-                    // and each `c[i]` points at `NR` floats of its own: a row of `tile` or a
-                    // distinct row of `out`. A ragged panel's columns past `w` are computed
-                    // only up to the vector that holds the last of them: a 10x10 output's last
-                    // panel has 22 columns of 48, a 20x20's 6.
+                    // `panel` holds the first `vectors` vectors of the panel, with the row ends
+                    // they cross, from each of the `kc` offsets, none past `last` (asserted
+                    // above), and each `c[i]`
+                    // points at `NR` floats of its own: a row of `tile` or a distinct row of
+                    // `out`. A ragged panel's columns past `w` are computed only up to the
+                    // vector that holds the last of them: a 10x10 output's last panel has 4
+                    // columns of 48, a 20x20's 16.
                     unsafe {
-                        match w.div_ceil(16) {
-                            1 => kernel::<1>(a, panel, offsets, &c, k0 > 0, false),
-                            2 => kernel::<2>(a, panel, offsets, &c, k0 > 0, false),
-                            _ => kernel::<3>(a, panel, offsets, &c, k0 > 0, i0 == 0 && j0 + NR < n),
+                        match (vectors, crossings) {
+                            (1, 0) => kernel::<1, 0>(a, panel, offsets, &at, &c, load, false),
+                            (1, 1) => kernel::<1, 1>(a, panel, offsets, &at, &c, load, false),
+                            (1, 2) => kernel::<1, 2>(a, panel, offsets, &at, &c, load, false),
+                            (1, _) => kernel::<1, 3>(a, panel, offsets, &at, &c, load, false),
+                            (2, 0) => kernel::<2, 0>(a, panel, offsets, &at, &c, load, false),
+                            (2, 1) => kernel::<2, 1>(a, panel, offsets, &at, &c, load, false),
+                            (2, 2) => kernel::<2, 2>(a, panel, offsets, &at, &c, load, false),
+                            (2, _) => kernel::<2, 3>(a, panel, offsets, &at, &c, load, false),
+                            (_, 0) => kernel::<3, 0>(a, panel, offsets, &at, &c, load, prefetch),
+                            (_, 1) => kernel::<3, 1>(a, panel, offsets, &at, &c, load, prefetch),
+                            (_, 2) => kernel::<3, 2>(a, panel, offsets, &at, &c, load, prefetch),
+                            (_, _) => kernel::<3, 3>(a, panel, offsets, &at, &c, load, prefetch),
                         }
                     };
                     if w < NR {
@@ -293,8 +451,10 @@ mod avx512 {
     }
 
     /// `c[i] = a · b` (or `c[i] += a · b` with `load`) for `a` `[kc][MR]` and `b` the `kc`
-    /// rows of `NR` floats at `rows` (`kc` offsets), over the first `V` 16-float vectors of
-    /// each row; `c[i]` holds row `i`'s `NR` floats, of which the first `16·V` are written.
+    /// rows at `rows` (`kc` offsets), over the first `V` 16-float vectors of each row, which
+    /// start `at.start` into it and cross `C` row ends (the lanes of `at.breaks` are read
+    /// `at.gap` further on per end crossed); `c[i]` holds row `i`'s `NR` floats, of which the
+    /// first `16·V` are written.
     /// With `prefetch`, it also asks for the next panel (the `NR` floats after each row's) to
     /// be brought into L1 while it computes: a panel's rows are up to `KC` separate streams
     /// (one per channel and tap row), more than the hardware prefetcher follows, and without
@@ -302,14 +462,16 @@ mod avx512 {
     /// (24.1 -> 10.5 ms).
     ///
     /// # Safety
-    /// AVX-512F must be available; `V` at most 3; `a` must be readable for `rows.len() * MR`
-    /// floats, `b` for `NR` floats from each offset in `rows`, and each `c[i]` readable and
-    /// writable for `NR` floats that nothing else references during the call.
+    /// AVX-512F must be available; `V` and `C` at most 3; `a` must be readable for
+    /// `rows.len() * MR` floats, `b` for `at.start[V - 1] + 16 + C·at.gap` floats from each
+    /// offset in `rows`, and each `c[i]` readable and writable for `NR` floats that nothing else
+    /// references during the call.
     #[target_feature(enable = "avx512f")]
-    unsafe fn kernel<const V: usize>(
+    unsafe fn kernel<const V: usize, const C: usize>(
         a: *const f32,
         b: *const f32,
         rows: &[usize],
+        at: &Panel,
         c: &[*mut f32; MR],
         load: bool,
         prefetch: bool,
@@ -329,12 +491,16 @@ mod avx512 {
                 if prefetch {
                     // A prefetch never faults, so the address may lie past `b`'s end.
                     for q in [NR, NR + 16, NR + 32, NR + 47] {
-                        _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(q).cast());
+                        _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(at.start[0] + q).cast());
                     }
                 }
                 let mut bv = [_mm512_set1_ps(0.0); V];
                 for (j, v) in bv.iter_mut().enumerate() {
-                    *v = _mm512_loadu_ps(bp.add(16 * j));
+                    let p = bp.add(at.start[j]);
+                    *v = _mm512_loadu_ps(p);
+                    for (t, breaks) in at.breaks.iter().enumerate().take(C) {
+                        *v = _mm512_mask_loadu_ps(*v, breaks[j], p.add((t + 1) * at.gap));
+                    }
                 }
                 let ap = a.add(p * MR);
                 for (i, ai) in acc.iter_mut().enumerate() {
@@ -390,6 +556,55 @@ mod tests {
                         assert!(
                             (f64::from(got) - want).abs() <= 1e-5 * (k as f64).sqrt(),
                             "{isa}: {rows}x{k}·{k}x{n} at ({i}, {j}): {got} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Columns that are output positions read from padded rows: every width from the narrowest
+    /// (a vector crosses three row ends) to wider than a panel, starting mid-row, with a ragged
+    /// last panel and depth past `KC`, against the positions read one by one.
+    #[test]
+    fn output_positions_read_across_row_ends_as_one_by_one() {
+        let mut next = super::super::test_values(5);
+        // (output width, padded row stride, first position, positions, depth)
+        for (width, stride, first, n, k) in [
+            (6usize, 8usize, 0usize, 60usize, 9usize),
+            (7, 9, 3, 100, 40),
+            (10, 12, 5, 95, 130),
+            (20, 22, 17, 400, 27),
+            (50, 52, 49, 7, 12),
+            (50, 52, 0, 150, 33),
+        ] {
+            let rows = 16;
+            let w: Vec<f32> = (0..rows * k).map(|_| next()).collect();
+            let row_len = (first + n).div_ceil(width) * stride + Columns::slack(width, stride);
+            let b: Vec<f32> = (0..k * row_len).map(|_| next()).collect();
+            let offsets: Vec<usize> = (0..k).map(|p| p * row_len).collect();
+            let columns = Columns::Rows {
+                first,
+                width,
+                stride,
+            };
+            for isa in Isa::available() {
+                let gemm = ConvGemm::new(&w, rows, k, isa);
+                let mut out = vec![vec![f32::NAN; n]; rows];
+                let mut views: Vec<&mut [f32]> = out.iter_mut().map(|r| r.as_mut_slice()).collect();
+                gemm.multiply_columns(0, &b, &offsets, columns, n, &mut views);
+                for (i, row) in out.iter().enumerate() {
+                    for (j, &got) in row.iter().enumerate() {
+                        let (y, x) = ((first + j) / width, (first + j) % width);
+                        let want: f64 = (0..k)
+                            .map(|p| {
+                                let at = offsets[p] + y * stride + x;
+                                f64::from(w[i * k + p]) * f64::from(b[at])
+                            })
+                            .sum();
+                        assert!(
+                            (f64::from(got) - want).abs() <= 1e-5 * (k as f64).sqrt(),
+                            "{isa}: width {width}, first {first}, ({i}, {j}): {got} vs {want}"
                         );
                     }
                 }

@@ -4,14 +4,18 @@
 //! phases (every `sh`-th row from `a`, every `sw`-th column from `b`, each `hq x wq`); tap
 //! `(c, i, j)` then reads phase `(i·dh mod sh, j·dw mod sw)` of channel `c` shifted by
 //! `(i·dh div sh, j·dw div sw)`, and the output at `(y, x)` is GEMM column `y·wq + x`: every row
-//! of the GEMM's right-hand side is a contiguous run of one phase, read in place. A stride-1
-//! convolution has one phase, the padded plane itself. The `wq - ow` columns between output
-//! rows are computed and dropped (2 of every 162 for a 3x3 conv at 160 wide, 1 of every 81 at
-//! stride 2), and only the phases some tap reads are made.
+//! of the GEMM's right-hand side is a run of one phase, read in place. A stride-1 convolution
+//! has one phase, the padded plane itself. Only the phases some tap reads are made.
+//!
+//! The GEMM's columns are the output positions themselves where the output is at least
+//! [`MIN_WIDTH`] wide: the kernel loads a vector of positions that crosses a row end in pieces
+//! ([`Columns::Rows`]), skips the `wq - ow` columns between rows, and writes the output in
+//! place. Narrower outputs take every column `y·wq + x` of the span, the ones between rows
+//! computed and dropped as their tiles are scattered into the output.
 
 use super::buffers;
 use super::conv::{Geometry, SharedOut, Tap};
-use super::conv_gemm::ConvGemm;
+use super::conv_gemm::{Columns, ConvGemm, MIN_WIDTH};
 use super::conv_tasks::{min_per_job, tasks, Task};
 use super::epilogue::Epilogue;
 use super::isa::Isa;
@@ -150,24 +154,64 @@ pub(super) fn padded_conv(
     out: &mut [f32],
 ) {
     let phases = Phases::new(geo);
-    let mut padded = buffers::reuse(phases.len(geo));
-    phases.fill(geo, epi.isa, xv, &mut padded, 0.0);
+    let len = phases.len(geo);
+    let by_rows = geo.ow >= MIN_WIDTH;
+    // Reads of whole vectors of output positions run up to a panel past the layout's end.
+    let slack = if by_rows {
+        Columns::slack(geo.ow, phases.wq)
+    } else {
+        0
+    };
+    let mut padded = buffers::reuse(len + slack);
+    phases.fill(geo, epi.isa, xv, &mut padded[..len], 0.0);
+    padded[len..].fill(0.0);
     let taps = &phases.taps;
     let shared = SharedOut::new(out);
     // A tile reads each input element in place once for all the taps it feeds: per column,
     // one element per channel and phase.
     let per_column = geo.c / geo.group * phases.phases.len();
-    tasks(geo, per_column, phases.span)
-        .into_par_iter()
-        .with_min_len(min_per_job(geo.o * taps.len() * geo.out_plane() * geo.n))
-        .for_each_init(Vec::new, |tile, t| {
-            let (m, tw) = (t.rows.1 - t.rows.0, t.cols.1 - t.cols.0);
-            tile.resize(m * tw, 0.0);
-            let mut rows: Vec<&mut [f32]> = tile.chunks_exact_mut(tw).collect();
-            let b = &padded[phases.first(geo, &t)..];
-            gemms[t.group].multiply(t.rows.0, b, taps, tw, &mut rows);
-            phases.scatter(geo, &t, tile, &shared, epi);
-        });
+    let min_len = min_per_job(geo.o * taps.len() * geo.out_plane() * geo.n);
+    if by_rows {
+        // GEMM columns are output positions: the kernel skips the padding columns and writes
+        // the output in place.
+        let plane = geo.out_plane();
+        let og = geo.o / geo.group;
+        tasks(geo, per_column, plane)
+            .into_par_iter()
+            .with_min_len(min_len)
+            .for_each(|t| {
+                let tw = t.cols.1 - t.cols.0;
+                let first_oc = t.group * og + t.rows.0;
+                let start = |r: usize| (t.image * geo.o + first_oc + r) * plane + t.cols.0;
+                // SAFETY: tasks cover disjoint (image, channel, position) cells, so no other
+                // reference to these segments of the output exists while they are written.
+                let mut rows: Vec<&mut [f32]> = (t.rows.0..t.rows.1)
+                    .map(|r| unsafe { shared.segment(start(r - t.rows.0), tw) })
+                    .collect();
+                let columns = Columns::Rows {
+                    first: t.cols.0,
+                    width: geo.ow,
+                    stride: phases.wq,
+                };
+                let b = &padded[phases.first(geo, &t) - t.cols.0..];
+                gemms[t.group].multiply_columns(t.rows.0, b, taps, columns, tw, &mut rows);
+                for (r, row) in rows.iter_mut().enumerate() {
+                    epi.apply(first_oc + r, start(r), row);
+                }
+            });
+    } else {
+        tasks(geo, per_column, phases.span)
+            .into_par_iter()
+            .with_min_len(min_len)
+            .for_each_init(Vec::new, |tile, t| {
+                let (m, tw) = (t.rows.1 - t.rows.0, t.cols.1 - t.cols.0);
+                tile.resize(m * tw, 0.0);
+                let mut rows: Vec<&mut [f32]> = tile.chunks_exact_mut(tw).collect();
+                let b = &padded[phases.first(geo, &t)..len];
+                gemms[t.group].multiply(t.rows.0, b, taps, tw, &mut rows);
+                phases.scatter(geo, &t, tile, &shared, epi);
+            });
+    }
     buffers::give_back(padded);
 }
 
