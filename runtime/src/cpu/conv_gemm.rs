@@ -242,8 +242,9 @@ mod avx512 {
     use super::{Columns, KC, MR, NR};
     use std::arch::x86_64::{
         __m512, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_setzero_ps,
-        _mm256_storeu_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_mask_loadu_ps, _mm512_set1_ps,
-        _mm512_storeu_ps, _mm_prefetch, _MM_HINT_T0,
+        _mm256_storeu_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_mask_loadu_ps,
+        _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps, _mm512_set1_ps, _mm512_storeu_ps,
+        _mm_prefetch, _MM_HINT_T0,
     };
 
     /// Columns below which [`narrow`] runs instead of the kernel, which would multiply mostly
@@ -322,6 +323,8 @@ mod avx512 {
         start: [usize; 3],
         breaks: [[u16; 3]; 3],
         gap: usize,
+        /// The lanes of the last vector the kernel reads and writes in `c`.
+        keep: u16,
     }
 
     impl Panel {
@@ -330,6 +333,7 @@ mod avx512 {
                 start: [0; 3],
                 breaks: [[0; 3]; 3],
                 gap: columns.gap(),
+                keep: u16::MAX,
             };
             for v in 0..3 {
                 let (start, breaks) = columns.place(j0 + 16 * v);
@@ -379,8 +383,7 @@ mod avx512 {
             // The furthest row of this depth: checking each panel's reach against it alone
             // keeps the bounds check out of the panels' loop over rows.
             let last_row = rows[k0..k0 + kc].iter().copied().max().unwrap_or(0);
-            for j0 in (0..n).step_by(NR) {
-                let w = NR.min(n - j0);
+            for (j0, w) in (0..n).step_by(NR).map(|j0| (j0, NR.min(n - j0))) {
                 let vectors = w.div_ceil(16);
                 let (panel, offsets, last, at) = if w == NR || in_place {
                     (b, &rows[k0..k0 + kc], last_row, Panel::new(columns, j0))
@@ -393,37 +396,33 @@ mod avx512 {
                     let at = Panel::new(Columns::Contiguous, 0);
                     (&ragged[..kc * NR], &ragged_rows[..kc], (kc - 1) * NR, at)
                 };
+                let mut at = at;
+                at.keep = u16::MAX >> (16 * vectors - w);
                 let crossings = at.crossings(vectors);
                 let reach = at.start[vectors - 1] + 16 + crossings * at.gap;
                 assert!(last + reach <= panel.len());
                 for i0 in (0..m).step_by(MR) {
                     let rows = MR.min(m - i0);
-                    // Full rows of the output take the result directly; the rest goes through
-                    // `tile`.
+                    // The output's rows take the result directly, the last vector masked to the
+                    // panel's width; rows past the weight's go to `tile`.
                     let mut c = [std::ptr::null_mut::<f32>(); MR];
                     for (i, (ci, t)) in c.iter_mut().zip(tile.iter_mut()).enumerate() {
-                        if i < rows && w == NR {
-                            *ci = out[i0 + i][j0..j0 + NR].as_mut_ptr();
+                        *ci = if i < rows {
+                            out[i0 + i][j0..j0 + w].as_mut_ptr()
                         } else {
-                            if i < rows && k0 > 0 {
-                                t[..w].copy_from_slice(&out[i0 + i][j0..j0 + w]);
-                            }
-                            *ci = t.as_mut_ptr();
-                        }
+                            t.as_mut_ptr()
+                        };
                     }
                     let a = &packed[(r0 + i0) / MR * k * MR + k0 * MR..][..kc * MR];
                     let (a, panel) = (a.as_ptr(), panel.as_ptr());
                     let load = k0 > 0;
-                    let prefetch = i0 == 0 && j0 + NR < n;
+                    let prefetch = i0 == 0 && j0 + w < n;
                     // SAFETY: AVX-512F is present (a packed weight, the only way into this
                     // module, is made only for an `Isa` with it), `a` holds `kc` rows of `MR`,
                     // `panel` holds the first `vectors` vectors of the panel, with the row ends
                     // they cross, from each of the `kc` offsets, none past `last` (asserted
-                    // above), and each `c[i]`
-                    // points at `NR` floats of its own: a row of `tile` or a distinct row of
-                    // `out`. A ragged panel's columns past `w` are computed only up to the
-                    // vector that holds the last of them: a 10x10 output's last panel has 4
-                    // columns of 48, a 20x20's 16.
+                    // above), and each `c[i]` points at `w` floats of its own, the lanes `at`
+                    // keeps: a row of `tile` or a distinct row of `out`.
                     unsafe {
                         match (vectors, crossings) {
                             (1, 0) => kernel::<1, 0>(a, panel, offsets, &at, &c, load, false),
@@ -440,11 +439,6 @@ mod avx512 {
                             (_, _) => kernel::<3, 3>(a, panel, offsets, &at, &c, load, prefetch),
                         }
                     };
-                    if w < NR {
-                        for (i, t) in tile.iter().enumerate().take(rows) {
-                            out[i0 + i][j0..j0 + w].copy_from_slice(&t[..w]);
-                        }
-                    }
                 }
             }
         }
@@ -482,7 +476,11 @@ mod avx512 {
             if load {
                 for (ai, &ci) in acc.iter_mut().zip(c) {
                     for (j, v) in ai.iter_mut().enumerate() {
-                        *v = _mm512_loadu_ps(ci.add(16 * j));
+                        *v = if j + 1 == V {
+                            _mm512_maskz_loadu_ps(at.keep, ci.add(16 * j))
+                        } else {
+                            _mm512_loadu_ps(ci.add(16 * j))
+                        };
                     }
                 }
             }
@@ -512,7 +510,11 @@ mod avx512 {
             }
             for (ai, &ci) in acc.iter().zip(c) {
                 for (j, v) in ai.iter().enumerate() {
-                    _mm512_storeu_ps(ci.add(16 * j), *v);
+                    if j + 1 == V {
+                        _mm512_mask_storeu_ps(ci.add(16 * j), at.keep, *v);
+                    } else {
+                        _mm512_storeu_ps(ci.add(16 * j), *v);
+                    }
                 }
             }
         }
