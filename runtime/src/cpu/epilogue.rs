@@ -182,9 +182,10 @@ impl Epilogue<'_> {
 
     /// [`Epilogue::apply`] compiled for AVX2: the build targets baseline x86-64, whose 4-lane
     /// vectors made the epilogue a visible share of a convolution. Without fused multiply-add
-    /// contraction (Rust never contracts), the wider loops compute the very same bits.
+    /// contraction (Rust never contracts), the wider loops compute the very same bits, and the
+    /// explicit `mul_add`s of [`super::math`] become FMA instructions.
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,fma")]
     unsafe fn apply_avx2(&self, channel: usize, offset: usize, row: &mut [f32]) {
         self.apply_any(channel, offset, row)
     }
