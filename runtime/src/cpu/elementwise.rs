@@ -71,6 +71,33 @@ impl<R> Sink<'_, R> {
         self.len += n;
     }
 
+    /// Appends each element of `src` `k` times over, which must fit: a nearest upsampling's
+    /// row, in fixed-size groups the compiler vectorizes (element by element through
+    /// [`Sink::extend`], YOLOv8n's 2x upsamplings took 6x onnxruntime's time).
+    #[inline(always)]
+    pub(crate) fn repeat_each(&mut self, src: &[R], k: usize)
+    where
+        R: Copy,
+    {
+        let dst = &mut self.buf[self.len..self.len + src.len() * k];
+        match k {
+            2 => {
+                for (pair, &x) in dst.chunks_exact_mut(2).zip(src) {
+                    pair[0].write(x);
+                    pair[1].write(x);
+                }
+            }
+            _ => {
+                for (group, &x) in dst.chunks_exact_mut(k.max(1)).zip(src) {
+                    for slot in group {
+                        slot.write(x);
+                    }
+                }
+            }
+        }
+        self.len += src.len() * k;
+    }
+
     /// Appends `f` of each element of `src`, which must fit. An index loop with `f` called in
     /// it: a `Zip` of a `Map` was left outlined and scalar, whatever the caller's instruction
     /// set, once `f` was as large as GELU's erf.

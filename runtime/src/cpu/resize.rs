@@ -153,6 +153,11 @@ fn nearest<T: Element + Send + Sync>(
     };
     let total: usize = shape.iter().product();
     let width = inner.len();
+    // An integer upsampling of the last axis: output `o` reads input `o / k`.
+    let input_width = axes.last().map_or(0, |ax| ax.input);
+    let repeat = (input_width > 0 && width % input_width == 0)
+        .then(|| width / input_width)
+        .filter(|&k| (0..width).all(|o| inner[o] == Some(o / k)));
     // The input offset of the start of output row `r` (an index over the outer axes).
     let row_base = |mut r: usize| {
         let mut base = Some(0);
@@ -175,6 +180,8 @@ fn nearest<T: Element + Send + Sync>(
             let whole = col == 0 && end == (row + 1) * width;
             if whole && last_whole == Some(base) {
                 sink.repeat_last(width);
+            } else if let (true, Some(base), Some(k)) = (whole, base, repeat) {
+                sink.repeat_each(&v[base..base + input_width], k);
             } else {
                 match base {
                     Some(base) => sink.extend(cols.iter().map(|o| o.map_or(fill, |o| v[base + o]))),
