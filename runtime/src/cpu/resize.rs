@@ -9,6 +9,7 @@
 //! of a few input positions along that axis (its taps). Coordinates are computed in f32, as
 //! onnxruntime does, so that nearest picks the same pixel at ties.
 
+use super::buffers;
 use super::cast;
 use super::elementwise::build;
 use super::{dispatch, elements, f32s, strides, Element};
@@ -299,7 +300,11 @@ fn separable(a: &ResizeAttrs, x: &Tensor, axes: &[ResizeAxis]) -> Result<Tensor,
         let inner: usize = shape[k + 1..].iter().product();
         let out = pass(v, &taps, ax, inner, a.extrapolation_value);
         shape[k] = ax.output;
-        values = Some(out);
+        // The pass before is done with: its buffer goes back to the run's pool, which would
+        // otherwise allocate (and fault in) U^2-Net's 13 MB intermediates on every run.
+        if let Some(done) = values.replace(out) {
+            buffers::give_back(done);
+        }
     }
     let values = match values {
         Some(v) => v,
