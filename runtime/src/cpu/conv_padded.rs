@@ -155,9 +155,9 @@ pub(super) fn padded_conv(
 ) {
     let phases = Phases::new(geo);
     let len = phases.len(geo);
-    let by_rows = geo.ow >= MIN_WIDTH;
+    let by_positions = geo.ow >= MIN_WIDTH;
     // Reads of whole vectors of output positions run up to a panel past the layout's end.
-    let slack = if by_rows {
+    let slack = if by_positions {
         Columns::slack(geo.ow, phases.wq)
     } else {
         0
@@ -165,54 +165,83 @@ pub(super) fn padded_conv(
     let mut padded = buffers::reuse(len + slack);
     phases.fill(geo, epi.isa, xv, &mut padded[..len], 0.0);
     padded[len..].fill(0.0);
-    let taps = &phases.taps;
     let shared = SharedOut::new(out);
-    // A tile reads each input element in place once for all the taps it feeds: per column,
-    // one element per channel and phase.
-    let per_column = geo.c / geo.group * phases.phases.len();
-    let min_len = min_per_job(geo.o * taps.len() * geo.out_plane() * geo.n);
-    if by_rows {
-        // GEMM columns are output positions: the kernel skips the padding columns and writes
-        // the output in place.
-        let plane = geo.out_plane();
-        let og = geo.o / geo.group;
-        tasks(geo, per_column, plane)
-            .into_par_iter()
-            .with_min_len(min_len)
-            .for_each(|t| {
-                let tw = t.cols.1 - t.cols.0;
-                let first_oc = t.group * og + t.rows.0;
-                let start = |r: usize| (t.image * geo.o + first_oc + r) * plane + t.cols.0;
-                // SAFETY: tasks cover disjoint (image, channel, position) cells, so no other
-                // reference to these segments of the output exists while they are written.
-                let mut rows: Vec<&mut [f32]> = (t.rows.0..t.rows.1)
-                    .map(|r| unsafe { shared.segment(start(r - t.rows.0), tw) })
-                    .collect();
-                let columns = Columns::Rows {
-                    first: t.cols.0,
-                    width: geo.ow,
-                    stride: phases.wq,
-                };
-                let b = &padded[phases.first(geo, &t) - t.cols.0..];
-                gemms[t.group].multiply_columns(t.rows.0, b, taps, columns, tw, &mut rows);
-                for (r, row) in rows.iter_mut().enumerate() {
-                    epi.apply(first_oc + r, start(r), row);
-                }
-            });
+    if by_positions {
+        at_positions(geo, &phases, &padded, gemms, epi, &shared);
     } else {
-        tasks(geo, per_column, phases.span)
-            .into_par_iter()
-            .with_min_len(min_len)
-            .for_each_init(Vec::new, |tile, t| {
-                let (m, tw) = (t.rows.1 - t.rows.0, t.cols.1 - t.cols.0);
-                tile.resize(m * tw, 0.0);
-                let mut rows: Vec<&mut [f32]> = tile.chunks_exact_mut(tw).collect();
-                let b = &padded[phases.first(geo, &t)..len];
-                gemms[t.group].multiply(t.rows.0, b, taps, tw, &mut rows);
-                phases.scatter(geo, &t, tile, &shared, epi);
-            });
+        over_span(geo, &phases, &padded[..len], gemms, epi, &shared);
     }
     buffers::give_back(padded);
+}
+
+/// The tasks of a padded convolution whose GEMM columns are `columns` (output positions, or
+/// the span's columns), each tile reading each input element in place once for all the taps
+/// it feeds: per column, one element per channel and phase.
+fn padded_tasks(geo: &Geometry, phases: &Phases, columns: usize) -> Vec<Task> {
+    let per_column = geo.c / geo.group * phases.phases.len();
+    tasks(geo, per_column, columns)
+}
+
+/// GEMM columns that are output positions: the kernel skips the padding columns between rows
+/// and writes the output in place.
+fn at_positions(
+    geo: &Geometry,
+    phases: &Phases,
+    padded: &[f32],
+    gemms: &[ConvGemm],
+    epi: &Epilogue,
+    out: &SharedOut,
+) {
+    let plane = geo.out_plane();
+    let og = geo.o / geo.group;
+    padded_tasks(geo, phases, plane)
+        .into_par_iter()
+        .with_min_len(min_per_job(geo.o * phases.taps.len() * plane * geo.n))
+        .for_each(|t| {
+            let tw = t.cols.1 - t.cols.0;
+            let first_oc = t.group * og + t.rows.0;
+            let start = |r: usize| (t.image * geo.o + first_oc + r) * plane + t.cols.0;
+            // SAFETY: tasks cover disjoint (image, channel, position) cells, so no other
+            // reference to these segments of the output exists while they are written.
+            let mut rows: Vec<&mut [f32]> = (0..t.rows.1 - t.rows.0)
+                .map(|r| unsafe { out.segment(start(r), tw) })
+                .collect();
+            let columns = Columns::Rows {
+                first: t.cols.0,
+                width: geo.ow,
+                stride: phases.wq,
+            };
+            let b = &padded[phases.first(geo, &t) - t.cols.0..];
+            gemms[t.group].multiply_columns(t.rows.0, b, &phases.taps, columns, tw, &mut rows);
+            for (r, row) in rows.iter_mut().enumerate() {
+                epi.apply(first_oc + r, start(r), row);
+            }
+        });
+}
+
+/// GEMM columns that are the span's, `y·wq + x`, into tiles whose output positions are
+/// scattered into the output: for outputs narrower than [`MIN_WIDTH`].
+fn over_span(
+    geo: &Geometry,
+    phases: &Phases,
+    padded: &[f32],
+    gemms: &[ConvGemm],
+    epi: &Epilogue,
+    out: &SharedOut,
+) {
+    padded_tasks(geo, phases, phases.span)
+        .into_par_iter()
+        .with_min_len(min_per_job(
+            geo.o * phases.taps.len() * geo.out_plane() * geo.n,
+        ))
+        .for_each_init(Vec::new, |tile, t| {
+            let (m, tw) = (t.rows.1 - t.rows.0, t.cols.1 - t.cols.0);
+            tile.resize(m * tw, 0.0);
+            let mut rows: Vec<&mut [f32]> = tile.chunks_exact_mut(tw).collect();
+            let b = &padded[phases.first(geo, &t)..];
+            gemms[t.group].multiply(t.rows.0, b, &phases.taps, tw, &mut rows);
+            phases.scatter(geo, &t, tile, out, epi);
+        });
 }
 
 /// Writes phase `(a, b)` of input plane `src`, padded with `zero`, into `dst` (`wq` columns
