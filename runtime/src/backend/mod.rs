@@ -88,6 +88,17 @@ enum State {
     Cpu(CpuState),
 }
 
+impl RunState {
+    /// Bytes of this state's buffers lent to a run and not given back. Between runs a plan's
+    /// every buffer is back, so this is zero; anything else is memory the next run allocates
+    /// (and faults in) again.
+    pub fn lent_bytes(&self) -> usize {
+        match &self.0 {
+            State::Cpu(s) => s.lent_bytes(),
+        }
+    }
+}
+
 /// A graph input as a plan expects it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct InputSpec {

@@ -159,6 +159,11 @@ impl Buffers {
         }
     }
 
+    /// Bytes of the buffers lent and not yet given back.
+    pub fn lent_bytes(&self) -> usize {
+        self.lock().lent
+    }
+
     /// Raises the pool's limit to `live` bytes, the values a run holds at one point.
     pub fn allow(&self, live: usize) {
         let mut pool = self.lock();

@@ -55,6 +55,12 @@ pub(crate) struct CpuState {
     buffers: Arc<Buffers>,
 }
 
+impl CpuState {
+    pub fn lent_bytes(&self) -> usize {
+        self.buffers.lent_bytes()
+    }
+}
+
 #[derive(Debug)]
 struct Step {
     inputs: Vec<Option<usize>>,
