@@ -47,7 +47,8 @@ pub(crate) fn empty<R: 'static>(capacity: usize) -> Vec<R> {
             }
         }
         let v = Vec::with_capacity(capacity);
-        return with_current(|b| b.lend_new(v)).unwrap_or_else(|| Vec::with_capacity(capacity));
+        with_current(|b| b.count_fresh(bytes(&v)));
+        return v;
     }
     Vec::with_capacity(capacity)
 }
@@ -86,6 +87,14 @@ struct Pool {
     lent: usize,
 }
 
+impl Pool {
+    /// Counts `bytes` more as lent, raising the limit to what is lent at once.
+    fn lend(&mut self, bytes: usize) {
+        self.lent += bytes;
+        self.limit = self.limit.max(self.lent);
+    }
+}
+
 impl Buffers {
     /// Runs `f` with this pool as the current one of this thread.
     pub fn scope<T>(self: &Arc<Self>, f: impl FnOnce() -> T) -> T {
@@ -107,7 +116,11 @@ impl Buffers {
                 v.resize(len, T::default());
                 v
             }
-            None => self.lend_new(vec![T::default(); len]),
+            None => {
+                let v = vec![T::default(); len];
+                self.count_fresh(bytes(&v));
+                v
+            }
         }
     }
 
@@ -118,16 +131,17 @@ impl Buffers {
                 v.resize(len, 0.0);
                 v
             }
-            None => self.lend_new(vec![0.0; len]),
+            None => {
+                let v = vec![0.0; len];
+                self.count_fresh(bytes(&v));
+                v
+            }
         }
     }
 
-    /// Counts a buffer fresh from the allocator as lent.
-    fn lend_new<T>(&self, v: Vec<T>) -> Vec<T> {
-        let mut pool = self.lock();
-        pool.lent += bytes(&v);
-        pool.limit = pool.limit.max(pool.lent);
-        v
+    /// Counts a buffer of `bytes` fresh from the allocator as lent.
+    fn count_fresh(&self, bytes: usize) {
+        self.lock().lend(bytes);
     }
 
     /// Takes back the storage of a value no step will read again; past the limit, the smallest
@@ -184,8 +198,7 @@ impl Buffers {
             .min_by_key(|(_, v)| v.capacity())?;
         let mut v = list.swap_remove(at);
         pool.bytes -= bytes(&v);
-        pool.lent += bytes(&v);
-        pool.limit = pool.limit.max(pool.lent);
+        pool.lend(bytes(&v));
         v.truncate(len);
         Some(v)
     }

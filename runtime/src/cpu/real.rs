@@ -87,10 +87,10 @@ pub(crate) trait Ordered: Element + PartialOrd {
     /// The identity of max (the smallest value) and of min (the largest).
     const LOWEST: Self;
     const HIGHEST: Self;
-    /// The larger of two, ignoring a NaN one. Floats and integers override this with their own `max`, which vectorizes to
-    /// a max instruction; a compare and select, stored back over `self`'s place, becomes a
-    /// masked store, and a masked store does not forward to the next pass's load (pooling ran
-    /// 2x slower that way).
+    /// The larger of two, ignoring a NaN one. Floats and integers override this with their own
+    /// `max`, which vectorizes to a max instruction; a compare and select, stored back over
+    /// `self`'s place, becomes a masked store, and a masked store does not forward to the next
+    /// pass's load (pooling ran 2x slower that way).
     fn larger(self, other: Self) -> Self {
         if other > self {
             other
