@@ -60,6 +60,20 @@ fn layer(g: &mut Graph, name: &str, op: Op, ins: &[ValueRef], outputs: usize) ->
     id
 }
 
+/// A stride-1 convolution with a square `kernel`, padded to keep its input's size.
+fn same_conv(kernel: usize, group: usize) -> ConvAttrs {
+    ConvAttrs {
+        auto_pad: temblor_ir::AutoPad::NotSet,
+        activation: None,
+        kernel: [kernel; 2],
+        strides: [1, 1],
+        dilations: [1, 1],
+        pads: [kernel / 2; 4],
+        group,
+        affine: None,
+    }
+}
+
 fn v(id: NodeId) -> ValueRef {
     ValueRef::new(id, 0)
 }
@@ -71,16 +85,7 @@ fn graph_matches_ops_run_one_at_a_time() {
     let mut rng = Rng::new(20);
     let x = rng.tensor(&[1, 4, 6, 6]);
     let w = rng.tensor(&[4, 4, 3, 3]);
-    let conv_attrs = ConvAttrs {
-        auto_pad: temblor_ir::AutoPad::NotSet,
-        activation: None,
-        kernel: [3, 3],
-        strides: [1, 1],
-        dilations: [1, 1],
-        pads: [1, 1, 1, 1],
-        group: 1,
-        affine: None,
-    };
+    let conv_attrs = same_conv(3, 1);
 
     let mut g = Graph::new("chain");
     let xi = input(
@@ -198,16 +203,7 @@ fn a_run_gives_back_every_buffer_it_takes() {
     g.connect(v(xi), resize, 0);
     g.connect(v(scales), resize, 2);
     let wi = constant(&mut g, "w", &w);
-    let conv = Op::Conv(ConvAttrs {
-        auto_pad: temblor_ir::AutoPad::NotSet,
-        activation: None,
-        kernel: [3, 3],
-        strides: [1, 1],
-        dilations: [1, 1],
-        pads: [1, 1, 1, 1],
-        group: 1,
-        affine: None,
-    });
+    let conv = Op::Conv(same_conv(3, 1));
     let conv = layer(&mut g, "conv", conv, &[v(resize), v(wi)], 1);
     g.outputs.push(GraphOutput {
         name: "y".into(),
@@ -398,18 +394,7 @@ fn kernel_errors_name_the_node() {
 #[test]
 fn reused_buffers_never_leak_values() {
     let mut rng = Rng::new(22);
-    let conv = |kernel: usize, group: usize| {
-        Op::Conv(ConvAttrs {
-            auto_pad: temblor_ir::AutoPad::NotSet,
-            activation: None,
-            kernel: [kernel; 2],
-            strides: [1, 1],
-            dilations: [1, 1],
-            pads: [kernel / 2; 4],
-            group,
-            affine: None,
-        })
-    };
+    let conv = |kernel: usize, group: usize| Op::Conv(same_conv(kernel, group));
     let layers = [
         ("pointwise", conv(1, 1), rng.tensor(&[16, 8, 1, 1])),
         ("depthwise", conv(3, 16), rng.tensor(&[16, 1, 3, 3])),
@@ -462,18 +447,7 @@ fn reused_buffers_never_leak_values() {
 /// Input `x [N, 8, 12, 10]`, a 3x3 GEMM convolution, Relu, a depthwise convolution: kernels
 /// that take pooled buffers and split their work over threads.
 fn conv_chain(rng: &mut Rng) -> Graph {
-    let conv = |group: usize| {
-        Op::Conv(ConvAttrs {
-            auto_pad: temblor_ir::AutoPad::NotSet,
-            activation: None,
-            kernel: [3; 2],
-            strides: [1, 1],
-            dilations: [1, 1],
-            pads: [1; 4],
-            group,
-            affine: None,
-        })
-    };
+    let conv = |group: usize| Op::Conv(same_conv(3, group));
     let mut g = Graph::new("chain");
     let dims = vec![
         Dim::Symbol("N".into()),
