@@ -4,8 +4,9 @@
 //! onnxruntime runs it with the package's inputs and output names. Weights go to a side file
 //! (`<model>.data`) as external data.
 //!
-//! The onnxruntime file writes float16 values as float32 rounded to half precision: each node
-//! that makes a float16 value computes it in float32 and a `Cast` to float16 and back rounds it,
+//! The onnxruntime file writes float16 and bfloat16 values as float32 rounded to half precision:
+//! each node that makes one computes it in float32 and a `Cast` to its half type and back rounds
+//! it,
 //! which is what the compile graph means (an op with float16 inputs computes in float32 and
 //! rounds its outputs). Written as float16, onnxruntime's CPU provider would run those nodes in
 //! float32 through casts it inserts and then drop every rounding cast next to its own as a
@@ -117,17 +118,19 @@ fn temp_file(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
 /// linear decay. Empty when the two files hold the same graph.
 pub fn differences(g: &Graph) -> Vec<String> {
     let mut differ = Vec::new();
-    let half = g
-        .node_ids()
-        .flat_map(|id| &g.node(id).outputs)
-        .filter(|o| o.ty.dtype == DType::F16)
-        .count();
-    if half > 0 {
-        differ.push(format!(
-            "{half} float16 values are float32 rounded to half precision (a Cast to float16 \
-             and back after the node that makes each), because onnxruntime's CPU provider would \
-             drop the rounding and compute the fp16 plan in float32"
-        ));
+    for half in [DType::F16, DType::BF16] {
+        let count = g
+            .node_ids()
+            .flat_map(|id| &g.node(id).outputs)
+            .filter(|o| o.ty.dtype == half)
+            .count();
+        if count > 0 {
+            differ.push(format!(
+                "{count} {half} values are float32 rounded to {half} (a Cast to {half} and back \
+                 after the node that makes each), because onnxruntime's CPU provider would drop \
+                 the rounding and compute the plan in float32"
+            ));
+        }
     }
     let linear_decay = g.node_ids().filter_map(|id| match &g.node(id).op {
         Op::Lib(temblor_ir::LibOp::MatrixNms(a)) if !a.use_gaussian => Some(&g.node(id).name),
@@ -231,7 +234,7 @@ fn graph_proto<W: Write>(
                 // Weight ids are a graph's own: only the model's may share external data.
                 let shared = matches!(scope, Scope::Model).then_some(weight);
                 let t = match (target, w.dtype) {
-                    (Target::OnnxRuntime, DType::F16) => {
+                    (Target::OnnxRuntime, DType::F16 | DType::BF16) => {
                         ext.initializer(name, None, &model::widen_half(w))
                     }
                     _ => ext.initializer(name, shared, w),
@@ -246,16 +249,20 @@ fn graph_proto<W: Write>(
                     .clone()
                     .map(|p| names[&ValueRef::new(id, p)].clone())
                     .collect();
-                let rounded: Vec<bool> = node
+                // The half type each output is rounded to, in the onnxruntime file.
+                let rounded: Vec<Option<DType>> = node
                     .outputs
                     .iter()
-                    .map(|o| target == Target::OnnxRuntime && o.ty.dtype == DType::F16)
+                    .map(|o| {
+                        let half = matches!(o.ty.dtype, DType::F16 | DType::BF16);
+                        (target == Target::OnnxRuntime && half).then_some(o.ty.dtype)
+                    })
                     .collect();
                 let wide: Vec<String> = outs
                     .iter()
                     .zip(&rounded)
-                    .map(|(o, &r)| {
-                        if r {
+                    .map(|(o, r)| {
+                        if r.is_some() {
                             em.value(&format!("{o}.wide"))
                         } else {
                             o.clone()
@@ -276,8 +283,10 @@ fn graph_proto<W: Write>(
                 ops::lower(em, &cx).map_err(|e| {
                     Error::bad_input(format!("cannot write {} as ONNX: {e}", g.describe(id)))
                 })?;
-                for ((w, out), _) in wide.iter().zip(&outs).zip(&rounded).filter(|(_, &r)| r) {
-                    round_half(em, w, out);
+                for ((w, out), half) in wide.iter().zip(&outs).zip(&rounded) {
+                    if let Some(half) = half {
+                        round_half(em, w, out, *half);
+                    }
                 }
             }
         }
@@ -415,9 +424,9 @@ fn body_offset(node: &temblor_ir::Node) -> usize {
     }
 }
 
-/// `out = float32(float16(wide))`: two explicit Casts, which onnxruntime keeps (it drops only
-/// the casts it inserts itself).
-fn round_half(em: &mut Emitter, wide: &str, out: &str) {
+/// `out = float32(half(wide))` (`half` float16 or bfloat16): two explicit Casts, which
+/// onnxruntime keeps (it drops only the casts it inserts itself).
+fn round_half(em: &mut Emitter, wide: &str, out: &str, half_type: DType) {
     let half = em.value(&format!("{out}.half"));
     let code = |d: DType| attrs::int("to", model::dtype_code(d) as i64);
     em.node(
@@ -425,7 +434,7 @@ fn round_half(em: &mut Emitter, wide: &str, out: &str) {
         &format!("{out}.to_half"),
         vec![wide.into()],
         vec![half.clone()],
-        vec![code(DType::F16)],
+        vec![code(half_type)],
     );
     em.node(
         "Cast",
@@ -436,8 +445,8 @@ fn round_half(em: &mut Emitter, wide: &str, out: &str) {
     );
 }
 
-/// The onnxruntime file widens float16 values inside the graph only; its inputs and outputs
-/// keep the package's types.
+/// The onnxruntime file widens float16 and bfloat16 values inside the graph only; its inputs and
+/// outputs keep the package's types.
 fn refuse_half_io(g: &Graph) -> Result<()> {
     let inputs = g.inputs.iter().map(|&id| &g.node(id).outputs[0]);
     let inputs = inputs.map(|t| (&t.name, t.ty.dtype));
@@ -445,10 +454,13 @@ fn refuse_half_io(g: &Graph) -> Result<()> {
         .outputs
         .iter()
         .map(|o| (&o.name, g.value_type(o.value).dtype));
-    match inputs.chain(outputs).find(|(_, d)| *d == DType::F16) {
-        Some((name, _)) => Err(Error::bad_input(format!(
-            "graph input or output '{name}' is float16; the onnxruntime export supports float16 \
-             only inside the graph"
+    match inputs
+        .chain(outputs)
+        .find(|(_, d)| matches!(d, DType::F16 | DType::BF16))
+    {
+        Some((name, d)) => Err(Error::bad_input(format!(
+            "graph input or output '{name}' is {d}; the onnxruntime export supports {d} only \
+             inside the graph"
         ))),
         None => Ok(()),
     }

@@ -17,10 +17,10 @@ pub(super) struct Lower<'a> {
 }
 
 /// The dtype a value of `dtype` has in the file written for `target`: the onnxruntime file
-/// holds float16 values widened to float32 (see `mod.rs`).
+/// holds float16 and bfloat16 values widened to float32 (see `lib.rs`).
 fn file_dtype(target: Target, dtype: DType) -> DType {
     match (target, dtype) {
-        (Target::OnnxRuntime, DType::F16) => DType::F32,
+        (Target::OnnxRuntime, DType::F16 | DType::BF16) => DType::F32,
         _ => dtype,
     }
 }

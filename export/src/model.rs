@@ -28,6 +28,7 @@ pub(super) fn dtype_code(dtype: DType) -> i32 {
     (match dtype {
         DType::F32 => DataType::Float,
         DType::F16 => DataType::Float16,
+        DType::BF16 => DataType::Bfloat16,
         DType::F64 => DataType::Double,
         DType::I8 => DataType::Int8,
         DType::U8 => DataType::Uint8,
@@ -82,6 +83,9 @@ pub(super) fn scalar_bytes(dtype: DType, value: f64) -> Bytes {
     let v: Vec<u8> = match dtype {
         DType::F32 => (value as f32).to_le_bytes().to_vec(),
         DType::F16 => temblor_runtime::f16::from_f64(value).to_le_bytes().to_vec(),
+        DType::BF16 => temblor_runtime::bf16::from_f64(value)
+            .to_le_bytes()
+            .to_vec(),
         DType::F64 => value.to_le_bytes().to_vec(),
         DType::I8 => (value as i8).to_le_bytes().to_vec(),
         DType::U8 => (value as u8).to_le_bytes().to_vec(),
@@ -96,16 +100,16 @@ pub(super) fn scalar_bytes(dtype: DType, value: f64) -> Bytes {
     Bytes::from(v)
 }
 
-/// A float16 weight as float32 (exact: every half is a float).
+/// A float16 or bfloat16 weight as float32 (exact: every half is a float).
 pub(super) fn widen_half(w: &Weight) -> Weight {
+    let widen = |c: &[u8]| match w.dtype {
+        DType::BF16 => temblor_runtime::bf16::from_le_bytes([c[0], c[1]]).to_f32(),
+        _ => temblor_runtime::f16::from_le_bytes([c[0], c[1]]).to_f32(),
+    };
     let data: Vec<u8> = w
         .data
         .chunks_exact(2)
-        .flat_map(|c| {
-            temblor_runtime::f16::from_le_bytes([c[0], c[1]])
-                .to_f32()
-                .to_le_bytes()
-        })
+        .flat_map(|c| widen(c).to_le_bytes())
         .collect();
     Weight {
         dtype: DType::F32,

@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 pub enum DType {
     F32,
     F16,
+    /// bfloat16: f32's exponent with 8 bits of significand.
+    BF16,
     F64,
     I8,
     U8,
@@ -22,20 +24,21 @@ impl DType {
     pub fn size_bytes(self) -> usize {
         match self {
             DType::I8 | DType::U8 | DType::Bool => 1,
-            DType::F16 | DType::I16 | DType::U16 => 2,
+            DType::F16 | DType::BF16 | DType::I16 | DType::U16 => 2,
             DType::F32 | DType::I32 | DType::U32 => 4,
             DType::F64 | DType::I64 | DType::U64 => 8,
         }
     }
 
     pub fn is_float(self) -> bool {
-        matches!(self, DType::F16 | DType::F32 | DType::F64)
+        matches!(self, DType::F16 | DType::BF16 | DType::F32 | DType::F64)
     }
 
     pub fn name(self) -> &'static str {
         match self {
             DType::F32 => "float32",
             DType::F16 => "float16",
+            DType::BF16 => "bfloat16",
             DType::F64 => "float64",
             DType::I8 => "int8",
             DType::U8 => "uint8",

@@ -48,6 +48,7 @@ pub struct Edge {
 pub enum Precision {
     Fp32,
     Fp16,
+    Bf16,
     Int8,
 }
 

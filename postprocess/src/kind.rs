@@ -150,7 +150,7 @@ impl Kind {
     /// and matting model's output (U^2-Net, the zoo's ViT), so `--postprocess text-detection`
     /// says it.
     pub fn infer(outputs: &[(&str, DType, &[Dim])]) -> Option<Kind> {
-        let float = |t: DType| matches!(t, DType::F32 | DType::F16 | DType::F64);
+        let float = |t: DType| t.is_float();
         let known = |d: &Dim| d.known();
         let integer = |t: DType| matches!(t, DType::I32 | DType::I64);
         // PaddleDetection's rows, or rows whose width shape inference lost (a Concat of

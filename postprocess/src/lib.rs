@@ -142,6 +142,7 @@ pub(crate) fn floats(name: &str, t: &Tensor) -> Result<Vec<f32>> {
     match &t.data {
         TensorData::F32(v) => Ok(v.clone()),
         TensorData::F16(v) => Ok(v.iter().map(|x| x.to_f32()).collect()),
+        TensorData::BF16(v) => Ok(v.iter().map(|x| x.to_f32()).collect()),
         TensorData::F64(v) => Ok(v.iter().map(|&x| x as f32).collect()),
         _ => Err(Error::usage(format!(
             "output '{name}' is {}, not a float tensor",

@@ -5,7 +5,7 @@
 
 use crate::paste::paste;
 use crate::{floats, Geometry, Mask, Object};
-use temblor_ir::{DType, Error, Result};
+use temblor_ir::{Error, Result};
 use temblor_runtime::{Tensor, TensorData};
 
 /// One real row of the table: its position (which is also its mask's), class, score and box.
@@ -100,7 +100,7 @@ fn table(outputs: &[(String, Tensor)]) -> Result<(&str, &Tensor)> {
 }
 
 fn is_float(t: &Tensor) -> bool {
-    matches!(t.dtype(), DType::F32 | DType::F16 | DType::F64)
+    t.dtype().is_float()
 }
 
 /// The number of real rows, from a one-element integer output.

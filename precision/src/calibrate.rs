@@ -95,6 +95,10 @@ impl Stats {
                 widened = v.iter().map(|h| h.to_f32()).collect();
                 &widened
             }
+            TensorData::BF16(v) => {
+                widened = v.iter().map(|h| h.to_f32()).collect();
+                &widened
+            }
             TensorData::F64(v) => {
                 widened = v.iter().map(|&x| x as f32).collect();
                 &widened

@@ -153,9 +153,9 @@ fn find<'t>(outputs: &'t Outputs, name: &str) -> Option<&'t Tensor> {
     outputs.iter().find(|(n, _)| n == name).map(|(_, t)| t)
 }
 
-/// Half values as f32, so fp16 regions compare with fp32 ones.
+/// Half values as f32, so fp16 and bf16 regions compare with fp32 ones.
 fn widened(t: Tensor) -> Result<Tensor> {
-    if t.dtype() != DType::F16 {
+    if !matches!(t.dtype(), DType::F16 | DType::BF16) {
         return Ok(t);
     }
     temblor_runtime::run_op(&Op::Cast { to: DType::F32 }, &[Some(&t)], 1)

@@ -3,7 +3,8 @@
 //!
 //! - An fp16 layer reads and writes `float16` values and holds `float16` weights. A `Cast` to
 //!   f16 sits where an fp32 value enters the fp16 region and a `Cast` to f32 where an f16 value
-//!   leaves it; each value is cast once however many layers read it.
+//!   leaves it; each value is cast once however many layers read it. A bf16 layer is the same
+//!   with `bfloat16`; between an fp16 and a bf16 layer the value passes through f32.
 //! - An int8 layer reads `DequantizeLinear(QuantizeLinear(x))` with the plan's per-tensor scale,
 //!   and its weights are int8 constants behind a per-channel `DequantizeLinear` (symmetric: zero
 //!   points 0, scales `max |w| / 127` per output channel). It computes and writes f32, as
@@ -29,10 +30,10 @@ const INT8_MAX: f32 = 127.0;
 #[error("precision plan: {0}")]
 pub struct LegalizeError(pub String);
 
-/// Whether an op may run in fp16: arithmetic and data movement may; casts keep the type they
-/// name, and the detection and ops_lib ops (sampling, NMS, box decoding) stay fp32 because their
-/// coordinates and score thresholds are where half precision changes results discretely.
-pub fn runs_in_fp16(op: &Op) -> bool {
+/// Whether an op may run in fp16 or bf16: arithmetic and data movement may; casts keep the type
+/// they name, and the detection and ops_lib ops (sampling, NMS, box decoding) stay fp32 because
+/// their coordinates and score thresholds are where half precision changes results discretely.
+pub fn runs_in_half(op: &Op) -> bool {
     op.is_layer()
         && !matches!(op, Op::Cast { .. } | Op::CastLike)
         && !matches!(
@@ -70,6 +71,7 @@ pub fn legalize(g: &Graph, plan: &PrecisionPlan) -> Result<Graph, LegalizeError>
         .map(|id| (g.node(id).name.as_str(), id))
         .collect();
     let mut fp16 = HashSet::new();
+    let mut bf16 = HashSet::new();
     let mut int8 = Vec::new();
     for layer in &plan.layers {
         let &id = by_name.get(layer.layer.as_str()).ok_or_else(|| {
@@ -81,11 +83,22 @@ pub fn legalize(g: &Graph, plan: &PrecisionPlan) -> Result<Graph, LegalizeError>
         let what = || g.describe(id);
         match layer.precision {
             Precision::Fp32 => {}
-            Precision::Fp16 if runs_in_fp16(&g.node(id).op) => {
+            Precision::Fp16 if runs_in_half(&g.node(id).op) => {
                 fp16.insert(id);
             }
-            Precision::Fp16 => {
-                return Err(LegalizeError(format!("{} cannot run in fp16", what())));
+            Precision::Bf16 if runs_in_half(&g.node(id).op) => {
+                bf16.insert(id);
+            }
+            Precision::Fp16 | Precision::Bf16 => {
+                return Err(LegalizeError(format!(
+                    "{} cannot run in {}",
+                    what(),
+                    if layer.precision == Precision::Fp16 {
+                        "fp16"
+                    } else {
+                        "bf16"
+                    }
+                )));
             }
             Precision::Int8 => {
                 let axis = int8_weight_axis(g, id).ok_or_else(|| {
@@ -117,8 +130,14 @@ pub fn legalize(g: &Graph, plan: &PrecisionPlan) -> Result<Graph, LegalizeError>
     let order = out
         .topo_order()
         .map_err(|n| LegalizeError(format!("the graph has a cycle through {}", g.describe(n))))?;
-    let fp16_order: Vec<NodeId> = order.into_iter().filter(|id| fp16.contains(id)).collect();
-    to_half(&mut out, &fp16_order, &fp16);
+    for (region, half) in [(&bf16, DType::BF16), (&fp16, DType::F16)] {
+        let region_order: Vec<NodeId> = order
+            .iter()
+            .copied()
+            .filter(|id| region.contains(id))
+            .collect();
+        to_half(&mut out, &region_order, region, half);
+    }
     for (id, scale, axis) in int8 {
         quantize(&mut out, id, scale, axis)?;
     }
@@ -168,7 +187,11 @@ fn cast(
         return c;
     }
     let info = g.value_info(v).clone();
-    let suffix = if to == DType::F16 { "to_f16" } else { "to_f32" };
+    let suffix = match to {
+        DType::F16 => "to_f16",
+        DType::BF16 => "to_bf16",
+        _ => "to_f32",
+    };
     let c = add(
         g,
         format!("{}.{suffix}", info.name),
@@ -180,14 +203,15 @@ fn cast(
     c
 }
 
-fn to_half(g: &mut Graph, order: &[NodeId], fp16: &HashSet<NodeId>) {
+/// Lowers the layers of `region` (in topological `order`) to `half` (f16 or bf16).
+fn to_half(g: &mut Graph, order: &[NodeId], region: &HashSet<NodeId>, half: DType) {
     // Only the values lowered here go back to f32 where they leave the region: a value the
-    // model itself has in f16 keeps its type for its readers and as a graph output.
+    // model itself has in a half type keeps its type for its readers and as a graph output.
     let mut lowered = HashSet::new();
     for &id in order {
         for (port, info) in g.node_mut(id).outputs.iter_mut().enumerate() {
             if info.ty.dtype == DType::F32 {
-                info.ty.dtype = DType::F16;
+                info.ty.dtype = half;
                 lowered.insert(ValueRef::new(id, port));
             }
         }
@@ -197,25 +221,25 @@ fn to_half(g: &mut Graph, order: &[NodeId], fp16: &HashSet<NodeId>) {
     for &id in order {
         for (port, v) in g.inputs_of(id).into_iter().enumerate() {
             let Some(v) = v else { continue };
-            if fp16.contains(&v.node)
+            if region.contains(&v.node)
                 || g.value_type(v).dtype != DType::F32
                 || stays_f32(&g.node(id).op, port)
             {
                 continue;
             }
-            let half = match g.node(v.node).op {
+            let narrowed = match g.node(v.node).op {
                 Op::Constant { weight } => match half_weights.get(&weight) {
                     Some(&h) => h,
                     None => {
-                        let h = half_constant(g, v, weight);
+                        let h = half_constant(g, v, weight, half);
                         half_weights.insert(weight, h);
                         h
                     }
                 },
-                _ => cast(g, &mut halves, v, DType::F16),
+                _ => cast(g, &mut halves, v, half),
             };
             g.disconnect_input(id, port);
-            g.connect(half, id, port);
+            g.connect(narrowed, id, port);
         }
     }
     let mut fulls: HashMap<ValueRef, ValueRef> = HashMap::new();
@@ -228,7 +252,7 @@ fn to_half(g: &mut Graph, order: &[NodeId], fp16: &HashSet<NodeId>) {
             let leaving: Vec<(NodeId, usize)> = g
                 .consumers(v)
                 .into_iter()
-                .filter(|(c, _)| !fp16.contains(c))
+                .filter(|(c, _)| !region.contains(c))
                 .collect();
             let is_output = g.outputs.iter().any(|o| o.value == v);
             if leaving.is_empty() && !is_output {
@@ -252,24 +276,41 @@ fn stays_f32(op: &Op, port: usize) -> bool {
     matches!(op, Op::Resize(_)) && port >= 1
 }
 
-/// An f16 copy of the f32 constant behind `v`.
-fn half_constant(g: &mut Graph, v: ValueRef, weight: WeightId) -> ValueRef {
+/// A `half` (f16 or bf16) copy of the f32 constant behind `v`, rounded to nearest even.
+fn half_constant(g: &mut Graph, v: ValueRef, weight: WeightId, half: DType) -> ValueRef {
     let info = g.value_info(v).clone();
     let w = g
         .weights
         .get(weight)
         .expect("a constant node's weight exists");
     let values = w.to_f32().unwrap_or_default();
-    let data: Vec<u8> = values
-        .iter()
-        .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
-        .collect();
-    let half = Weight {
-        dtype: DType::F16,
+    let (data, suffix): (Vec<u8>, _) = match half {
+        DType::BF16 => (
+            values
+                .iter()
+                .flat_map(|&x| half::bf16::from_f32(x).to_le_bytes())
+                .collect(),
+            "bf16",
+        ),
+        _ => (
+            values
+                .iter()
+                .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
+                .collect(),
+            "f16",
+        ),
+    };
+    let narrowed = Weight {
+        dtype: half,
         dims: w.dims.clone(),
         data: Bytes::from(data),
     };
-    add_weight(g, format!("{}.f16", info.name), half, info.ty.layout)
+    add_weight(
+        g,
+        format!("{}.{suffix}", info.name),
+        narrowed,
+        info.ty.layout,
+    )
 }
 
 fn int8_weight(dims: Vec<usize>, values: &[i8]) -> Weight {

@@ -17,7 +17,7 @@ pub mod request;
 mod search;
 
 pub use judge::{Agreement, Judge, Outputs, Score};
-pub use legalize::{int8_weight_axis, legalize, per_channel_scales, runs_in_fp16, LegalizeError};
+pub use legalize::{int8_weight_axis, legalize, per_channel_scales, runs_in_half, LegalizeError};
 pub use plan::{AutoBase, LayerPlan, PlanMode, PrecisionPlan};
 
 use std::collections::HashMap;
@@ -87,6 +87,7 @@ pub fn plan_for(
             Findings::default(),
         )),
         PlanMode::Fp16 => Ok((fp16_plan(g, evidence), Findings::default())),
+        PlanMode::Bf16 => Ok((bf16_plan(g), Findings::default())),
         PlanMode::Int8 => Ok((int8_plan(g, evidence), Findings::default())),
         PlanMode::Auto => {
             let judge = judge.ok_or_else(|| {
@@ -115,6 +116,7 @@ pub struct Findings {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Tried {
     pub fp16_layers: usize,
+    pub bf16_layers: usize,
     pub int8_layers: usize,
     pub int8_flop_share: f64,
     pub rel_l2: f64,
@@ -159,7 +161,7 @@ fn fits_fp16(g: &Graph, id: NodeId, evidence: &Evidence) -> bool {
 fn fp16_layers(g: &Graph, evidence: &Evidence) -> Vec<LayerPlan> {
     layers(g)
         .into_iter()
-        .filter(|&id| runs_in_fp16(&g.node(id).op) && fits_fp16(g, id, evidence))
+        .filter(|&id| runs_in_half(&g.node(id).op) && fits_fp16(g, id, evidence))
         .map(|id| LayerPlan {
             layer: g.node(id).name.clone(),
             precision: Precision::Fp16,
@@ -174,6 +176,27 @@ fn fp16_plan(g: &Graph, evidence: &Evidence) -> PrecisionPlan {
     PrecisionPlan {
         mode: PlanMode::Fp16,
         layers: fp16_layers(g, evidence),
+    }
+}
+
+/// Every layer that can run in bf16: its range is f32's, so no value needs to fit.
+fn bf16_layers(g: &Graph) -> Vec<LayerPlan> {
+    layers(g)
+        .into_iter()
+        .filter(|&id| runs_in_half(&g.node(id).op))
+        .map(|id| LayerPlan {
+            layer: g.node(id).name.clone(),
+            precision: Precision::Bf16,
+            input_scale: None,
+            why: String::new(),
+        })
+        .collect()
+}
+
+fn bf16_plan(g: &Graph) -> PrecisionPlan {
+    PrecisionPlan {
+        mode: PlanMode::Bf16,
+        layers: bf16_layers(g),
     }
 }
 
@@ -214,6 +237,7 @@ pub fn apply(g: &Graph, plan: &PrecisionPlan) -> Result<Graph> {
 pub struct Summary {
     pub mode: &'static str,
     pub fp16_flop_share: f64,
+    pub bf16_flop_share: f64,
     pub int8_flop_share: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agreement_ap: Option<f64>,
@@ -229,12 +253,13 @@ pub fn summarize(
     score: Option<Score>,
     findings: Findings,
 ) -> Summary {
-    let (mut total, mut half, mut int8) = (0.0, 0.0, 0.0);
+    let (mut total, mut half, mut bf16, mut int8) = (0.0, 0.0, 0.0, 0.0);
     for id in g.node_ids() {
         let f = temblor_ir::cost::flops(g, id);
         total += f;
         match plan.precision_of(&g.node(id).name) {
             Precision::Fp16 => half += f,
+            Precision::Bf16 => bf16 += f,
             Precision::Int8 => int8 += f,
             Precision::Fp32 => {}
         }
@@ -243,6 +268,7 @@ pub fn summarize(
     Summary {
         mode: plan.mode.name(),
         fp16_flop_share: share(half),
+        bf16_flop_share: share(bf16),
         int8_flop_share: share(int8),
         agreement_ap: score.and_then(|s| s.agreement_ap),
         output_rel_l2: score.map(|s| s.rel_l2),

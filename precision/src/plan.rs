@@ -11,6 +11,7 @@ pub enum PlanMode {
     #[default]
     Fp32,
     Fp16,
+    Bf16,
     Int8,
     Auto,
     /// Written or edited by a person.
@@ -22,6 +23,7 @@ impl PlanMode {
         match self {
             PlanMode::Fp32 => "fp32",
             PlanMode::Fp16 => "fp16",
+            PlanMode::Bf16 => "bf16",
             PlanMode::Int8 => "int8",
             PlanMode::Auto => "auto",
             PlanMode::Manual => "manual",
@@ -38,6 +40,10 @@ pub enum AutoBase {
     /// fp32: the CPU runtime computes fp16 layers in f32 and only adds their conversions, so
     /// there the fastest plans are int8 over fp32.
     Fp32,
+    /// bf16 wherever it can run (its range is f32's, so every value fits), when that alone
+    /// meets the budget: the CPU runtime computes bf16 convolutions with AVX-512 BF16's dot
+    /// products, two multiply-adds per instruction.
+    Bf16,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -10,8 +10,8 @@
 //! measured, never estimated.
 
 use super::{
-    apply, fp16_layers, int8_layer, layers, summarize, Budget, Evidence, Findings, Judge,
-    LayerReport, Score, Tried,
+    apply, bf16_layers, fp16_layers, int8_layer, layers, summarize, Budget, Evidence, Findings,
+    Judge, LayerReport, Score, Tried,
 };
 use crate::{AutoBase, LayerPlan, PlanMode, PrecisionPlan};
 use temblor_ir::{Graph, Precision, Result};
@@ -50,13 +50,19 @@ pub fn auto(
     let mut base = match base_kind {
         AutoBase::Fp16 => fp16_layers(g, evidence),
         AutoBase::Fp32 => Vec::new(),
+        AutoBase::Bf16 => bf16_layers(g),
     };
-    let (base_met, fp16_rel_l2) = measure(&compose(&base, &[]))?;
+    let (base_met, base_rel_l2) = measure(&compose(&base, &[]))?;
     if !base_met {
         base.clear();
     }
     for l in &mut base {
-        l.why = format!("fp16 everywhere it fits: worst checkpoint relative L2 {fp16_rel_l2:.2e}");
+        l.why = match base_kind {
+            AutoBase::Bf16 => "bf16 everywhere it runs",
+            _ => "fp16 everywhere it fits",
+        }
+        .to_owned()
+            + &format!(": worst checkpoint relative L2 {base_rel_l2:.2e}");
     }
 
     let quick = judge.first(SENSITIVITY_SAMPLES);
@@ -121,6 +127,7 @@ fn trial(g: &Graph, plan: &PrecisionPlan, score: Score, met: bool) -> Tried {
     let count = |p: Precision| plan.layers.iter().filter(|l| l.precision == p).count();
     Tried {
         fp16_layers: count(Precision::Fp16),
+        bf16_layers: count(Precision::Bf16),
         int8_layers: count(Precision::Int8),
         int8_flop_share: summarize(g, plan, None, Findings::default()).int8_flop_share,
         rel_l2: score.rel_l2,

@@ -11,12 +11,13 @@ use numpy::{
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use temblor_ir::{DType, Dim};
-use temblor_runtime::{f16, InputSpec, Tensor, TensorData};
+use temblor_runtime::{bf16, f16, InputSpec, Tensor, TensorData};
 
-/// The numpy dtype of a temblor dtype.
+/// The numpy dtype of a temblor dtype. numpy has no bfloat16: bf16 values go in and out as
+/// float32 arrays (rounded to nearest even on the way in, exact on the way out).
 fn descr(py: Python<'_>, d: DType) -> Bound<'_, PyArrayDescr> {
     match d {
-        DType::F32 => dtype::<f32>(py),
+        DType::F32 | DType::BF16 => dtype::<f32>(py),
         DType::F16 => dtype::<f16>(py),
         DType::F64 => dtype::<f64>(py),
         DType::I8 => dtype::<i8>(py),
@@ -79,6 +80,12 @@ pub fn to_tensor(spec: &InputSpec, value: &Bound<'_, PyAny>) -> PyResult<Tensor>
     let data = match spec.dtype {
         DType::F32 => TensorData::F32(elements(value)?),
         DType::F16 => TensorData::F16(elements(value)?),
+        DType::BF16 => TensorData::BF16(
+            elements::<f32>(value)?
+                .into_iter()
+                .map(bf16::from_f32)
+                .collect(),
+        ),
         DType::F64 => TensorData::F64(elements(value)?),
         DType::I8 => TensorData::I8(elements(value)?),
         DType::U8 => TensorData::U8(elements(value)?),
@@ -106,6 +113,7 @@ pub fn to_numpy(py: Python<'_>, tensor: Tensor) -> PyResult<Bound<'_, PyAny>> {
     match tensor.data {
         TensorData::F32(v) => array(py, v, shape),
         TensorData::F16(v) => array(py, v, shape),
+        TensorData::BF16(v) => array(py, v.iter().map(|x| x.to_f32()).collect(), shape),
         TensorData::F64(v) => array(py, v, shape),
         TensorData::I8(v) => array(py, v, shape),
         TensorData::U8(v) => array(py, v, shape),

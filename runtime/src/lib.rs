@@ -14,4 +14,4 @@ pub use backend::{
 };
 pub use cpu::{fma_peak_gflops, run_op, shape_of};
 pub use error::{ErrorKind, RuntimeError};
-pub use tensor::{f16, Tensor, TensorData};
+pub use tensor::{bf16, f16, Tensor, TensorData};

@@ -1,5 +1,5 @@
 use crate::RuntimeError;
-pub use half::f16;
+pub use half::{bf16, f16};
 use temblor_ir::{DType, Weight};
 
 /// The elements of a tensor, C-ordered, one variant per dtype the IR has.
@@ -7,6 +7,7 @@ use temblor_ir::{DType, Weight};
 pub enum TensorData {
     F32(Vec<f32>),
     F16(Vec<f16>),
+    BF16(Vec<bf16>),
     F64(Vec<f64>),
     I8(Vec<i8>),
     U8(Vec<u8>),
@@ -25,6 +26,7 @@ macro_rules! each_variant {
         match $data {
             TensorData::F32($v) => $body,
             TensorData::F16($v) => $body,
+            TensorData::BF16($v) => $body,
             TensorData::F64($v) => $body,
             TensorData::I8($v) => $body,
             TensorData::U8($v) => $body,
@@ -52,6 +54,7 @@ impl TensorData {
         match self {
             TensorData::F32(_) => DType::F32,
             TensorData::F16(_) => DType::F16,
+            TensorData::BF16(_) => DType::BF16,
             TensorData::F64(_) => DType::F64,
             TensorData::I8(_) => DType::I8,
             TensorData::U8(_) => DType::U8,
@@ -87,6 +90,7 @@ impl TensorData {
         Some(match dtype {
             DType::F32 => TensorData::F32(decode(bytes, f32::from_le_bytes)?),
             DType::F16 => TensorData::F16(decode(bytes, f16::from_le_bytes)?),
+            DType::BF16 => TensorData::BF16(decode(bytes, bf16::from_le_bytes)?),
             DType::F64 => TensorData::F64(decode(bytes, f64::from_le_bytes)?),
             DType::I8 => TensorData::I8(decode(bytes, i8::from_le_bytes)?),
             DType::U8 => TensorData::U8(bytes.to_vec()),
@@ -152,6 +156,9 @@ impl Tensor {
                 .iter()
                 .for_each(|x| data.extend_from_slice(&x.to_le_bytes())),
             TensorData::F16(v) => v
+                .iter()
+                .for_each(|x| data.extend_from_slice(&x.to_le_bytes())),
+            TensorData::BF16(v) => v
                 .iter()
                 .for_each(|x| data.extend_from_slice(&x.to_le_bytes())),
             TensorData::F64(v) => v

@@ -283,6 +283,7 @@ fn as_f64(d: &TensorData) -> Vec<f64> {
     match d {
         TensorData::F32(v) => v.iter().map(|&x| x as f64).collect(),
         TensorData::F16(v) => v.iter().map(|x| x.to_f64()).collect(),
+        TensorData::BF16(v) => v.iter().map(|x| x.to_f64()).collect(),
         TensorData::F64(v) => v.clone(),
         TensorData::I8(v) => v.iter().map(|&x| x as f64).collect(),
         TensorData::U8(v) => v.iter().map(|&x| x as f64).collect(),

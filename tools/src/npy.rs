@@ -111,6 +111,12 @@ pub fn write(path: &Path, tensor: &Tensor) -> Result<()> {
         TensorData::F32(v) => emit(&shape, file, v),
         TensorData::F64(v) => emit(&shape, file, v),
         TensorData::F16(v) => emit_f16(&shape, file, v),
+        // numpy has no bfloat16: its values are written as the float32 they widen to, exactly.
+        TensorData::BF16(v) => emit(
+            &shape,
+            file,
+            &v.iter().map(|x| x.to_f32()).collect::<Vec<_>>(),
+        ),
         TensorData::I8(v) => emit(&shape, file, v),
         TensorData::U8(v) => emit(&shape, file, v),
         TensorData::I16(v) => emit(&shape, file, v),

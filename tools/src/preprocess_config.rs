@@ -44,7 +44,7 @@ use temblor_ir::{DType, Dim, Error, Graph, Result};
 use temblor_ops_lib::preprocess::{
     load_image, resize_bilinear, resize_cubic, resize_nearest, Image,
 };
-use temblor_runtime::{f16, Tensor, TensorData};
+use temblor_runtime::{bf16, f16, Tensor, TensorData};
 
 /// The file PaddleDetection's exporter writes beside `model.pdmodel`.
 pub const PADDLE_INFER_CFG: &str = "infer_cfg.yml";
@@ -488,7 +488,10 @@ impl PreprocessConfig {
                 });
         }
         let images: Vec<&str> = declared
-            .filter(|i| i.ty.shape.rank() == 4 && matches!(i.ty.dtype, DType::F32 | DType::F16))
+            .filter(|i| {
+                i.ty.shape.rank() == 4
+                    && matches!(i.ty.dtype, DType::F32 | DType::F16 | DType::BF16)
+            })
             .map(|i| i.name.as_str())
             .collect();
         match images.as_slice() {
@@ -591,6 +594,7 @@ fn tensor(name: &str, dtype: DType, shape: Vec<usize>, values: Vec<f32>) -> Resu
     let data = match dtype {
         DType::F32 => TensorData::F32(values),
         DType::F16 => TensorData::F16(values.into_iter().map(f16::from_f32).collect()),
+        DType::BF16 => TensorData::BF16(values.into_iter().map(bf16::from_f32).collect()),
         DType::F64 => TensorData::F64(values.into_iter().map(f64::from).collect()),
         other => {
             return Err(Error::usage(format!(

@@ -211,6 +211,7 @@ fn precision_name(p: Precision) -> &'static str {
     match p {
         Precision::Fp32 => "fp32",
         Precision::Fp16 => "fp16",
+        Precision::Bf16 => "bf16",
         Precision::Int8 => "int8",
     }
 }

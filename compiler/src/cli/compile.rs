@@ -47,8 +47,9 @@ pub struct CompileArgs {
     /// speedup in report.json).
     #[arg(long)]
     pub no_measure: bool,
-    /// Precision: fp32; fp16 wherever a layer can and its values fit; int8 wherever a layer can
-    /// (fp32 elsewhere); auto, the plan with the most FLOPs lowered whose error stays within
+    /// Precision: fp32; fp16 wherever a layer can and its values fit; bf16 wherever a layer can
+    /// (computed with AVX-512 BF16 on CPUs that have it); int8 wherever a layer can (fp32
+    /// elsewhere); auto, the plan with the most FLOPs lowered whose error stays within
     /// --budget. Writes the plan to precision.yml.
     #[arg(long, value_parser = parse_mode, default_value = "fp32", value_name = "MODE")]
     pub precision: PlanMode,
@@ -76,8 +77,8 @@ pub struct CompileArgs {
     #[arg(long, value_parser = Budget::parse, value_name = "BUDGET")]
     pub budget: Option<Budget>,
     /// What auto lowers layers to int8 on top of: fp16 wherever values fit (what TensorRT runs
-    /// fastest), or fp32 (for the CPU runtime, which computes fp16 layers in f32 and only adds
-    /// their conversions).
+    /// fastest), fp32 (for the CPU runtime, which computes fp16 layers in f32 and only adds
+    /// their conversions), or bf16 wherever a layer can (for CPUs with AVX-512 BF16).
     #[arg(long, value_parser = parse_auto_base, default_value = "fp16", value_name = "BASE")]
     pub auto_base: AutoBase,
     /// How activation ranges become int8 scales: entropy, mse, minmax, or percentile=P.
@@ -92,9 +93,10 @@ fn parse_mode(text: &str) -> std::result::Result<PlanMode, String> {
     match text {
         "fp32" => Ok(PlanMode::Fp32),
         "fp16" => Ok(PlanMode::Fp16),
+        "bf16" => Ok(PlanMode::Bf16),
         "int8" => Ok(PlanMode::Int8),
         "auto" => Ok(PlanMode::Auto),
-        _ => Err(format!("'{text}': expected fp32, fp16, int8 or auto")),
+        _ => Err(format!("'{text}': expected fp32, fp16, bf16, int8 or auto")),
     }
 }
 
@@ -102,7 +104,8 @@ fn parse_auto_base(text: &str) -> std::result::Result<AutoBase, String> {
     match text {
         "fp16" => Ok(AutoBase::Fp16),
         "fp32" => Ok(AutoBase::Fp32),
-        _ => Err(format!("'{text}': expected fp16 or fp32")),
+        "bf16" => Ok(AutoBase::Bf16),
+        _ => Err(format!("'{text}': expected fp16, fp32 or bf16")),
     }
 }
 
@@ -240,8 +243,13 @@ pub fn compile(args: &CompileArgs) -> Result<()> {
         io_error(&out, e)
     })?;
     let summary = &compiled.precision;
+    let bf16 = if summary.bf16_flop_share > 0.0 {
+        format!(", bf16 {:.0}%", summary.bf16_flop_share * 100.0)
+    } else {
+        String::new()
+    };
     println!(
-        "precision {}: fp16 {:.0}% and int8 {:.0}% of FLOPs{}{}",
+        "precision {}: fp16 {:.0}%{bf16} and int8 {:.0}% of FLOPs{}{}",
         summary.mode,
         summary.fp16_flop_share * 100.0,
         summary.int8_flop_share * 100.0,

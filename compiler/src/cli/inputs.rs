@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use temblor_ir::{package, DType, Dim, Error, Graph, Result};
 use temblor_pipeline::{Compiled, Options, StaticDims, VerifyMode};
-use temblor_runtime::{f16, Tensor, TensorData};
+use temblor_runtime::{bf16, f16, Tensor, TensorData};
 use temblor_tools::npy;
 
 /// A model given on the command line: a package's graph, or a model file yet to be compiled
@@ -285,7 +285,7 @@ fn fit_batch(file: &Path, name: &str, t: &Tensor, shape: &[usize]) -> Result<Ten
     }
     Ok(Tensor {
         shape: shape.to_vec(),
-        data: repeat!(F32, F16, F64, I8, U8, I16, U16, I32, U32, I64, U64, Bool),
+        data: repeat!(F32, F16, BF16, F64, I8, U8, I16, U16, I32, U32, I64, U64, Bool),
     })
 }
 
@@ -306,8 +306,8 @@ impl Rng {
 /// small float inputs such as scale factors in [0.5, 2), integers (sizes, counts) in 1..=4.
 fn random_tensor(dtype: DType, shape: &[usize], rng: &mut Rng) -> Tensor {
     let (lo, hi) = match dtype {
-        DType::F32 | DType::F16 | DType::F64 if shape.len() >= 3 => (-1.0, 1.0),
-        DType::F32 | DType::F16 | DType::F64 => (0.5, 2.0),
+        DType::F32 | DType::F16 | DType::BF16 | DType::F64 if shape.len() >= 3 => (-1.0, 1.0),
+        DType::F32 | DType::F16 | DType::BF16 | DType::F64 => (0.5, 2.0),
         DType::Bool => (0.0, 2.0),
         _ => (1.0, 5.0),
     };
@@ -317,6 +317,7 @@ fn random_tensor(dtype: DType, shape: &[usize], rng: &mut Rng) -> Tensor {
     let data = match dtype {
         DType::F32 => TensorData::F32(v.iter().map(|&x| x as f32).collect()),
         DType::F16 => TensorData::F16(v.iter().map(|&x| f16::from_f64(x)).collect()),
+        DType::BF16 => TensorData::BF16(v.iter().map(|&x| bf16::from_f64(x)).collect()),
         DType::F64 => TensorData::F64(v),
         DType::I8 => TensorData::I8(ints(&v).iter().map(|&x| x as i8).collect()),
         DType::U8 => TensorData::U8(ints(&v).iter().map(|&x| x as u8).collect()),

@@ -4,7 +4,7 @@
 use super::ctx::{unlisted, Family, Mapped, NodeCtx};
 use super::tensor;
 use temblor_ir::{BinaryOp, DType, Op, UnaryOp, Weight};
-use temblor_runtime::f16;
+use temblor_runtime::{bf16, f16};
 
 pub(super) const FAMILY: Family = Family {
     constant_inputs: &[("Dropout", &[2])],
@@ -232,6 +232,7 @@ fn scalar(w: &Weight) -> Option<f64> {
         DType::F32 => f32::from_le_bytes(bytes(4)?.try_into().ok()?) as f64,
         DType::F64 => f64::from_le_bytes(bytes(8)?.try_into().ok()?),
         DType::F16 => f16::from_le_bytes(bytes(2)?.try_into().ok()?).to_f64(),
+        DType::BF16 => bf16::from_le_bytes(bytes(2)?.try_into().ok()?).to_f64(),
         DType::I8 => i8::from_le_bytes(bytes(1)?.try_into().ok()?) as f64,
         DType::U8 => u8::from_le_bytes(bytes(1)?.try_into().ok()?) as f64,
         DType::I16 => i16::from_le_bytes(bytes(2)?.try_into().ok()?) as f64,

@@ -7,7 +7,7 @@ use super::proto::tensor_proto::DataLocation;
 use super::proto::TensorProto;
 use super::tensor;
 use temblor_ir::{DType, Op, PadMode, Scalar, ScatterReduction, SplitSizes, Weight};
-use temblor_runtime::f16;
+use temblor_runtime::{bf16, f16};
 
 pub(super) const FAMILY: Family = Family {
     constant_inputs: &[],
@@ -264,6 +264,7 @@ fn raw_value(bytes: &[u8], dtype: DType) -> Option<f64> {
     Some(match dtype {
         DType::F32 => f32::from_le_bytes(le(bytes)?) as f64,
         DType::F16 => f16::from_le_bytes(le(bytes)?).to_f64(),
+        DType::BF16 => bf16::from_le_bytes(le(bytes)?).to_f64(),
         DType::F64 => f64::from_le_bytes(le(bytes)?),
         DType::I8 => i8::from_le_bytes(le(bytes)?) as f64,
         DType::U8 => u8::from_le_bytes(le(bytes)?) as f64,
@@ -285,6 +286,7 @@ fn typed_value(t: &TensorProto, dtype: DType) -> Option<f64> {
         DType::I64 => *t.int64_data.first()? as f64,
         DType::U32 | DType::U64 => *t.uint64_data.first()? as f64,
         DType::F16 => f16::from_bits(*t.int32_data.first()? as u16).to_f64(),
+        DType::BF16 => bf16::from_bits(*t.int32_data.first()? as u16).to_f64(),
         DType::U16 => *t.int32_data.first()? as u16 as f64,
         DType::I16 => *t.int32_data.first()? as i16 as f64,
         DType::I8 => *t.int32_data.first()? as i8 as f64,

@@ -14,6 +14,7 @@ pub(super) fn dtype(code: i32) -> Option<DType> {
     match DataType::try_from(code).ok()? {
         DataType::Float => Some(DType::F32),
         DataType::Float16 => Some(DType::F16),
+        DataType::Bfloat16 => Some(DType::BF16),
         DataType::Double => Some(DType::F64),
         DataType::Int8 => Some(DType::I8),
         DataType::Uint8 => Some(DType::U8),
@@ -203,8 +204,8 @@ fn typed_data(t: &TensorProto, dtype: DType, count: usize) -> Bytes {
         DType::U32 | DType::U64 => t.uint64_data.iter().for_each(|&v| {
             out.extend_from_slice(&v.to_le_bytes()[..dtype.size_bytes()]);
         }),
-        // ONNX keeps the narrow types one per int32 entry (f16 as its bit pattern).
-        DType::F16 | DType::I16 | DType::U16 => t
+        // ONNX keeps the narrow types one per int32 entry (f16 and bf16 as their bit patterns).
+        DType::F16 | DType::BF16 | DType::I16 | DType::U16 => t
             .int32_data
             .iter()
             .for_each(|&v| out.extend_from_slice(&(v as u16).to_le_bytes())),

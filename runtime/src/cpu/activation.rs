@@ -8,10 +8,10 @@ use super::isa::Isa;
 #[cfg(target_arch = "x86_64")]
 use super::isa::Level;
 use super::{dispatch, math};
-use crate::f16;
 use crate::RuntimeError;
 use crate::Tensor;
 use crate::TensorData;
+use crate::{bf16, f16};
 use std::ops::{Add, Div, Mul, Neg, Sub};
 use temblor_ir::{DType, Op, UnaryOp};
 
@@ -88,6 +88,11 @@ fn float(f: Function, x: &Tensor, isa: Isa) -> Result<Tensor, RuntimeError> {
             let wide: Vec<f32> = v.iter().map(|e| e.to_f32()).collect();
             floats(f, &wide, isa)
                 .map(|r| TensorData::F16(r.into_iter().map(f16::from_f32).collect()))
+        }
+        TensorData::BF16(v) => {
+            let wide: Vec<f32> = v.iter().map(|e| e.to_f32()).collect();
+            floats(f, &wide, isa)
+                .map(|r| TensorData::BF16(r.into_iter().map(bf16::from_f32).collect()))
         }
         _ => None,
     };

@@ -10,7 +10,7 @@
 //! [`Buffers::scope`]); kernels take their outputs with [`reuse`], [`zeros`] and [`empty`], which
 //! fall back to the allocator outside a plan (compile-time folding) and on rayon's helper threads.
 
-use crate::{f16, Tensor, TensorData};
+use crate::{bf16, f16, Tensor, TensorData};
 use std::any::{Any, TypeId};
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
@@ -25,10 +25,11 @@ pub(crate) fn reuse(len: usize) -> Vec<f32> {
     with_current(|b| b.reuse(len)).unwrap_or_else(|| vec![0.0; len])
 }
 
-/// A half buffer of `len` elements whose contents are unspecified: the outputs of fp16 layers,
-/// each of which wrote a fresh 2 MB buffer (a page fault per 4 KiB) on every run of PicoDet.
-pub(crate) fn reuse_half(len: usize) -> Vec<f16> {
-    with_current(|b| b.reuse(len)).unwrap_or_else(|| vec![f16::ZERO; len])
+/// A half (f16 or bf16) buffer of `len` elements whose contents are unspecified: the outputs of
+/// fp16 and bf16 layers, each of which wrote a fresh 2 MB buffer (a page fault per 4 KiB) on
+/// every run of PicoDet.
+pub(crate) fn reuse_half<H: Pooled>(len: usize) -> Vec<H> {
+    with_current(|b| b.reuse(len)).unwrap_or_else(|| vec![H::default(); len])
 }
 
 /// A buffer of `len` zeros.
@@ -62,16 +63,17 @@ fn with_current<T>(f: impl FnOnce(&Buffers) -> T) -> Option<T> {
     CURRENT.with(|c| c.borrow().as_deref().map(f))
 }
 
-/// Free f32 and f16 buffers, kept for the life of the run state.
+/// Free f32, f16 and bf16 buffers, kept for the life of the run state.
 #[derive(Debug, Default)]
 pub(crate) struct Buffers {
     pool: Mutex<Pool>,
 }
 
 #[derive(Debug, Default)]
-struct Pool {
+pub(crate) struct Pool {
     free: Vec<Vec<f32>>,
     halves: Vec<Vec<f16>>,
+    bfloats: Vec<Vec<bf16>>,
     /// Bytes held in `free`.
     bytes: usize,
     /// The most bytes of values a run has held at once, or of buffers the pool has lent at
@@ -150,6 +152,7 @@ impl Buffers {
         match t.data {
             TensorData::F32(v) => self.give(v),
             TensorData::F16(v) => self.give(v),
+            TensorData::BF16(v) => self.give(v),
             _ => {}
         }
     }
@@ -163,11 +166,21 @@ impl Buffers {
         pool.lent = pool.lent.saturating_sub(bytes(&v));
         T::list(&mut pool).push(v);
         while pool.bytes > pool.limit {
-            let dropped = match (smallest(&pool.free), smallest(&pool.halves)) {
-                (Some((at, f)), Some((_, h))) if f <= h => bytes(&pool.free.swap_remove(at)),
-                (Some((at, _)), None) => bytes(&pool.free.swap_remove(at)),
-                (_, Some((at, _))) => bytes(&pool.halves.swap_remove(at)),
-                (None, None) => break,
+            let lists = [
+                smallest(&pool.free),
+                smallest(&pool.halves),
+                smallest(&pool.bfloats),
+            ];
+            let Some((list, (at, _))) = (0..lists.len())
+                .filter_map(|l| lists[l].map(|s| (l, s)))
+                .min_by_key(|(_, (_, b))| *b)
+            else {
+                break;
+            };
+            let dropped = match list {
+                0 => bytes(&pool.free.swap_remove(at)),
+                1 => bytes(&pool.halves.swap_remove(at)),
+                _ => bytes(&pool.bfloats.swap_remove(at)),
             };
             pool.bytes -= dropped;
         }
@@ -211,7 +224,7 @@ impl Buffers {
 }
 
 /// An element type the pool keeps buffers of, each in a list of its own.
-trait Pooled: Copy + Default + Send + 'static {
+pub(crate) trait Pooled: Copy + Default + Send + 'static {
     fn list(pool: &mut Pool) -> &mut Vec<Vec<Self>>;
 }
 
@@ -224,6 +237,12 @@ impl Pooled for f32 {
 impl Pooled for f16 {
     fn list(pool: &mut Pool) -> &mut Vec<Vec<f16>> {
         &mut pool.halves
+    }
+}
+
+impl Pooled for bf16 {
+    fn list(pool: &mut Pool) -> &mut Vec<Vec<bf16>> {
+        &mut pool.bfloats
     }
 }
 

@@ -3,9 +3,9 @@
 //! each conversion rounds once: as Rust's `as` does, which for float to integer truncates toward
 //! zero and saturates (NaN becomes 0). Anything converts to bool as `x != 0`.
 
-use super::{buffers, dispatch, Element};
-use crate::f16;
+use super::{buffers, dispatch, Element, Isa};
 use crate::RuntimeError;
+use crate::{bf16, f16};
 use crate::{Tensor, TensorData};
 use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
@@ -58,27 +58,33 @@ primitive!(Float: f32, f64);
 primitive!(Signed: i8, i16, i32, i64);
 primitive!(Unsigned: u8, u16, u32, u64);
 
-impl Scalar for f16 {
+macro_rules! half {
+    ($($t:ty),*) => {$(
+        impl Scalar for $t {
     const KIND: Kind = Kind::Float;
     fn to_f64(self) -> f64 {
-        f16::to_f64(self)
+        <$t>::to_f64(self)
     }
     fn to_i64(self) -> i64 {
-        f16::to_f64(self) as i64
+        <$t>::to_f64(self) as i64
     }
     fn to_u64(self) -> u64 {
-        f16::to_f64(self) as u64
+        <$t>::to_f64(self) as u64
     }
     fn from_f64(v: f64) -> Self {
-        f16::from_f64(v)
+        <$t>::from_f64(v)
     }
     fn from_i64(v: i64) -> Self {
-        f16::from_f64(v as f64)
+        <$t>::from_f64(v as f64)
     }
     fn from_u64(v: u64) -> Self {
-        f16::from_f64(v as f64)
+        <$t>::from_f64(v as f64)
     }
 }
+
+    )*};
+}
+half!(f16, bf16);
 
 impl Scalar for bool {
     const KIND: Kind = Kind::Unsigned;
@@ -144,6 +150,27 @@ pub(crate) fn cast(x: &Tensor, to: DType) -> Result<Tensor, RuntimeError> {
                 .for_each(|(o, v)| v.convert_to_f32_slice(o));
             return Ok(Tensor::f32(x.shape.clone(), out));
         }
+        // bf16 in integer steps, compiled for the widest vectors (`Isa::detect` reads what
+        // the standard library cached at the first detection).
+        (TensorData::F32(v), DType::BF16) => {
+            let isa = Isa::detect();
+            let mut out = buffers::reuse_half(v.len());
+            out.par_chunks_mut(HALF_CHUNK)
+                .zip(v.par_chunks(HALF_CHUNK))
+                .for_each(|(o, v)| isa.widest(|| narrow_bf16(v, o)));
+            return Ok(Tensor {
+                shape: x.shape.clone(),
+                data: TensorData::BF16(out),
+            });
+        }
+        (TensorData::BF16(v), DType::F32) => {
+            let isa = Isa::detect();
+            let mut out = buffers::reuse(v.len());
+            out.par_chunks_mut(HALF_CHUNK)
+                .zip(v.par_chunks(HALF_CHUNK))
+                .for_each(|(o, v)| isa.widest(|| widen_bf16(v, o)));
+            return Ok(Tensor::f32(x.shape.clone(), out));
+        }
         _ => {}
     }
     let data = dispatch!(x.dtype(), S => dispatch!(to, D => convert_all::<S, D>(x).map(D::wrap)));
@@ -151,6 +178,27 @@ pub(crate) fn cast(x: &Tensor, to: DType) -> Result<Tensor, RuntimeError> {
         shape: x.shape.clone(),
         data: data.ok_or_else(|| RuntimeError::internal("tensor data disagrees with its dtype"))?,
     })
+}
+
+/// `dst[i] = bf16(src[i])`, rounded to nearest even as `bf16::from_f32` does (NaN stays a
+/// quiet NaN of the same sign), in integer steps a loop compiled for the widest vectors
+/// computes 16 at a time; `half` converts bf16 one element at a time.
+#[inline(always)]
+pub(crate) fn narrow_bf16(src: &[f32], dst: &mut [bf16]) {
+    for (d, s) in dst.iter_mut().zip(src) {
+        let b = s.to_bits();
+        let rounded = (b + 0x7fff + ((b >> 16) & 1)) >> 16;
+        let nan = (b & 0x7fff_ffff) > 0x7f80_0000;
+        *d = bf16::from_bits(if nan { (b >> 16) | 0x40 } else { rounded } as u16);
+    }
+}
+
+/// `dst[i] = f32(src[i])`: exact, the bits shifted into the upper half.
+#[inline(always)]
+pub(crate) fn widen_bf16(src: &[bf16], dst: &mut [f32]) {
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d = f32::from_bits((s.to_bits() as u32) << 16);
+    }
 }
 
 #[cfg(test)]

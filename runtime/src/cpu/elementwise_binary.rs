@@ -4,10 +4,10 @@
 
 use super::cast::{Kind, Scalar};
 use super::elementwise::{apply, broadcast_shape, operand};
-use crate::f16;
 use crate::RuntimeError;
 use crate::Tensor;
 use crate::TensorData;
+use crate::{bf16, f16};
 use temblor_ir::{BinaryOp, DType, Op};
 
 /// Runs `$body` with `$t` bound to the element type of a numeric `$dtype`; bool is unsupported.
@@ -16,6 +16,7 @@ macro_rules! numeric {
         match $dtype {
             DType::F32 => numeric!(@ $t = f32, $body),
             DType::F16 => numeric!(@ $t = f16, $body),
+            DType::BF16 => numeric!(@ $t = bf16, $body),
             DType::F64 => numeric!(@ $t = f64, $body),
             DType::I8 => numeric!(@ $t = i8, $body),
             DType::U8 => numeric!(@ $t = u8, $body),
@@ -158,7 +159,7 @@ macro_rules! float_arith {
         }
     )*};
 }
-float_arith!(f32, f64, f16);
+float_arith!(f32, f64, f16, bf16);
 
 fn arithmetic<T: Arith>(
     op: BinaryOp,

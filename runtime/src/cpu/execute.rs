@@ -11,8 +11,16 @@ use crate::{Tensor, TensorData};
 use temblor_ir::{AutoPad, ConvAttrs, DType, Op, OpFamily, PoolAttrs};
 
 pub(crate) fn execute(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
-    if computes_in_f32(op) && args.ins.iter().flatten().any(|t| t.dtype() == DType::F16) {
-        return in_f32(op, args);
+    if computes_in_f32(op) {
+        if let Some(half) = args
+            .ins
+            .iter()
+            .flatten()
+            .map(|t| t.dtype())
+            .find(|&d| is_half(d))
+        {
+            return in_f32(op, args, half);
+        }
     }
     dispatch(op, args)
 }
@@ -27,14 +35,20 @@ pub(crate) fn computes_in_f32(op: &Op) -> bool {
     ) && !matches!(op, Op::Cast { .. } | Op::CastLike)
 }
 
-/// Runs `op` on its half inputs widened to f32 and rounds its float outputs back to half, so a
-/// half layer stores half values and loses precision only where its outputs are written.
-fn in_f32(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
+/// The 16-bit float types, whose layers store half values and compute in f32.
+pub(crate) fn is_half(d: DType) -> bool {
+    matches!(d, DType::F16 | DType::BF16)
+}
+
+/// Runs `op` on its half inputs widened to f32 and rounds its float outputs back to `half` (f16
+/// or bf16), so a half layer stores half values and loses precision only where its outputs are
+/// written.
+fn in_f32(op: &Op, args: &Args, half: DType) -> Result<Vec<Tensor>, RuntimeError> {
     let widened: Vec<Option<Tensor>> = args
         .ins
         .iter()
         .map(|t| match t {
-            Some(t) if t.dtype() == DType::F16 => Some(cast::cast(t, DType::F32)).transpose(),
+            Some(t) if is_half(t.dtype()) => Some(cast::cast(t, DType::F32)).transpose(),
             _ => Ok(None),
         })
         .collect::<Result<_, _>>()?;
@@ -65,9 +79,9 @@ fn in_f32(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
     outs.into_iter()
         .map(|t| match t.dtype() {
             DType::F32 => {
-                let half = cast::cast(&t, DType::F16);
+                let narrowed = cast::cast(&t, half);
                 give_back(t);
-                half
+                narrowed
             }
             _ => Ok(t),
         })

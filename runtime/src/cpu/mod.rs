@@ -73,10 +73,10 @@ pub fn run_op(
     )
 }
 
-use crate::f16;
 use crate::RuntimeError;
 use crate::Tensor;
 use crate::TensorData;
+use crate::{bf16, f16};
 use temblor_ir::DType;
 
 /// An element type that a [`TensorData`] variant holds, so shape kernels are written once.
@@ -103,6 +103,7 @@ macro_rules! element {
 
 element!(f32, F32);
 element!(f16, F16);
+element!(bf16, BF16);
 element!(f64, F64);
 element!(i8, I8);
 element!(u8, U8);
@@ -124,6 +125,10 @@ macro_rules! dispatch {
             }
             temblor_ir::DType::F16 => {
                 type $t = $crate::f16;
+                $body
+            }
+            temblor_ir::DType::BF16 => {
+                type $t = $crate::bf16;
                 $body
             }
             temblor_ir::DType::F64 => {

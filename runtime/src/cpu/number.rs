@@ -4,7 +4,7 @@
 //! combines as numpy does (add and max are `or`, mul and min are `and`).
 
 use super::Element;
-use crate::f16;
+use crate::{bf16, f16};
 
 pub(crate) trait Number: Element + PartialEq {
     const FLOAT: bool;
@@ -86,19 +86,22 @@ macro_rules! float {
 
 float!(f32, f64);
 
-impl Number for f16 {
+/// The two half formats: each step is computed in f32 and rounded back (`half`'s operators).
+macro_rules! half {
+    ($($t:ty),*) => {$(
+        impl Number for $t {
     const FLOAT: bool = true;
     fn from_f64(v: f64) -> Self {
-        f16::from_f64(v)
+        <$t>::from_f64(v)
     }
     fn to_f64(self) -> f64 {
-        f16::to_f64(self)
+        <$t>::to_f64(self)
     }
     fn from_i64(v: i64) -> Self {
-        f16::from_f64(v as f64)
+        <$t>::from_f64(v as f64)
     }
     fn to_i64(self) -> i64 {
-        f16::to_f64(self) as i64
+        <$t>::to_f64(self) as i64
     }
     fn plus(self, other: Self) -> Self {
         self + other
@@ -107,12 +110,17 @@ impl Number for f16 {
         self * other
     }
     fn larger(self, other: Self) -> Self {
-        f16::max(self, other)
+        <$t>::max(self, other)
     }
     fn smaller(self, other: Self) -> Self {
-        f16::min(self, other)
+        <$t>::min(self, other)
     }
 }
+
+    )*};
+}
+
+half!(f16, bf16);
 
 impl Number for bool {
     const FLOAT: bool = false;

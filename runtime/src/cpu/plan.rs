@@ -130,7 +130,7 @@ impl CpuPlan {
             memory: plan_memory(g),
         };
         let mut unsupported = Vec::new();
-        // The f32 copy of each f16 constant an fp16 layer reads, by the constant's slot.
+        // The f32 copy of each half constant a half layer reads, by the constant's slot.
         let mut widened = HashMap::new();
         for &id in &order {
             let node = g.node(id);
@@ -207,8 +207,8 @@ impl CpuPlan {
                             continue;
                         }
                     }
-                    if computes_in_f32(op) && rewrite::reads_f16(g, id) {
-                        plan.widen_f16_constants(&mut inputs, &mut widened);
+                    if computes_in_f32(op) && rewrite::reads_half(g, id) {
+                        plan.widen_half_constants(&mut inputs, &mut widened);
                     }
                     for s in inputs.iter().flatten() {
                         plan.uses[*s] += 1;
@@ -516,6 +516,7 @@ fn size_bytes(t: &Tensor) -> usize {
     match &t.data {
         TensorData::F32(v) => v.capacity() * size_of::<f32>(),
         TensorData::F16(v) => v.capacity() * size_of::<crate::f16>(),
+        TensorData::BF16(v) => v.capacity() * size_of::<crate::bf16>(),
         _ => t.len() * t.dtype().size_bytes(),
     }
 }

@@ -8,7 +8,7 @@ use super::isa::Isa;
 #[cfg(target_arch = "x86_64")]
 use super::isa::Level;
 use super::{buffers, Element};
-use crate::{f16, RuntimeError, Tensor, TensorData};
+use crate::{bf16, f16, RuntimeError, Tensor, TensorData};
 use rayon::prelude::*;
 use std::borrow::Cow;
 use temblor_ir::DType;
@@ -143,13 +143,14 @@ impl Params {
     }
 }
 
-/// Float values (f32 or f16) as f32.
+/// Float values (f32, f16 or bf16) as f32.
 fn floats<'a>(t: &'a Tensor, what: &str) -> Result<Cow<'a, [f32]>, RuntimeError> {
     match &t.data {
         TensorData::F32(v) => Ok(Cow::Borrowed(v)),
         TensorData::F16(v) => Ok(Cow::Owned(v.iter().map(|h| h.to_f32()).collect())),
+        TensorData::BF16(v) => Ok(Cow::Owned(v.iter().map(|h| h.to_f32()).collect())),
         _ => Err(RuntimeError::unsupported(format!(
-            "{what} is {}, only float32 and float16 are supported",
+            "{what} is {}, only float32, float16 and bfloat16 are supported",
             t.dtype()
         ))),
     }
@@ -305,7 +306,7 @@ pub(crate) fn dequantize(
     dequantize_any(x, scale, &p)
 }
 
-/// Dequantization in general: per axis, any quantized type, f16 scales.
+/// Dequantization in general: per axis, any quantized type, f16 and bf16 scales.
 fn dequantize_any(x: &Tensor, scale: &Tensor, p: &Params) -> Result<Tensor, RuntimeError> {
     let values = integers(x, "input")?.into_iter().enumerate().map(|(i, q)| {
         let c = p.index(i);
@@ -313,6 +314,7 @@ fn dequantize_any(x: &Tensor, scale: &Tensor, p: &Params) -> Result<Tensor, Runt
     });
     let data = match scale.dtype() {
         DType::F16 => TensorData::F16(values.map(f16::from_f32).collect()),
+        DType::BF16 => TensorData::BF16(values.map(bf16::from_f32).collect()),
         _ => TensorData::F32(values.collect()),
     };
     Ok(Tensor {

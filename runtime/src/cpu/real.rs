@@ -3,9 +3,9 @@
 //! unidirectional broadcasting of a small operand (a Gemm bias, LayerNorm's scale).
 
 use super::Element;
-use crate::f16;
 use crate::RuntimeError;
 use crate::Tensor;
+use crate::{bf16, f16};
 use std::cmp::Ordering;
 use temblor_ir::DType;
 
@@ -134,6 +134,7 @@ macro_rules! ordered_int {
 ordered_float!(f32, f32::NEG_INFINITY, f32::INFINITY);
 ordered_float!(f64, f64::NEG_INFINITY, f64::INFINITY);
 ordered_float!(f16, f16::NEG_INFINITY, f16::INFINITY);
+ordered_float!(bf16, bf16::NEG_INFINITY, bf16::INFINITY);
 ordered_int!(i8, u8, i16, u16, i32, u32, i64, u64);
 
 impl Ordered for bool {

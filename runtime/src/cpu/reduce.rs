@@ -4,7 +4,7 @@
 //! rows.
 
 use super::real::{sum_f64, values, Ordered};
-use super::{dispatch, f16, normalize_axis};
+use super::{bf16, dispatch, f16, normalize_axis};
 use crate::{RuntimeError, Tensor};
 use std::cmp::Ordering;
 use temblor_ir::ReduceOp;
@@ -132,6 +132,7 @@ macro_rules! reducible_float {
 reducible_float!(f32, f64::from, |a| a as f32);
 reducible_float!(f64, |a| a, |a| a);
 reducible_float!(f16, f64::from, f16::from_f64);
+reducible_float!(bf16, f64::from, bf16::from_f64);
 
 macro_rules! reducible_int {
     ($($t:ty),*) => {

@@ -115,7 +115,7 @@ fn static_image_size(graph: &Graph) -> Option<([usize; 2], Layout)> {
         .inputs
         .iter()
         .filter_map(|&id| graph.node(id).outputs.first())
-        .filter(|i| matches!(i.ty.dtype, DType::F32 | DType::F16))
+        .filter(|i| matches!(i.ty.dtype, DType::F32 | DType::F16 | DType::BF16))
         .filter_map(|i| {
             let d: Vec<Option<usize>> = i.ty.shape.dims().iter().map(|d| d.known()).collect();
             match d[..] {

@@ -1,12 +1,12 @@
 //! What a plan changes in the graph it runs, when it is prepared: an int8 convolution reads the
 //! float value its input quantizes (`int8_conv.rs`), a quantize-dequantize pair becomes one pass,
-//! a dequantized constant is computed once, an fp16 layer reads f32 copies of its f16 constants,
+//! a dequantized constant is computed once, a half layer reads f32 copies of its half constants,
 //! and steps nothing reads are left out.
 
 use super::{CpuPlan, Lowered};
 use crate::cpu::args::Args;
 use crate::cpu::cast::cast;
-use crate::cpu::execute::execute;
+use crate::cpu::execute::{execute, is_half};
 use crate::cpu::int8_conv;
 use crate::{Int8Execution, RuntimeError, Tensor};
 use std::collections::HashMap;
@@ -39,19 +39,20 @@ pub(super) fn inputs(
     (sources, None)
 }
 
-/// Whether node `id` reads a computed (not constant) f16 value: a layer of an fp16 region.
-pub(super) fn reads_f16(g: &Graph, id: NodeId) -> bool {
+/// Whether node `id` reads a computed (not constant) half value: a layer of an fp16 or bf16
+/// region.
+pub(super) fn reads_half(g: &Graph, id: NodeId) -> bool {
     g.inputs_of(id)
         .into_iter()
         .flatten()
-        .any(|v| g.constant(v).is_none() && g.value_type(v).dtype == DType::F16)
+        .any(|v| g.constant(v).is_none() && is_half(g.value_type(v).dtype))
 }
 
 impl CpuPlan {
-    /// Points `inputs` that are f16 constants at f32 copies made once here: an fp16 layer
+    /// Points `inputs` that are half constants at f32 copies made once here: a half layer
     /// computes in f32 (`execute::in_f32`), which otherwise widened its weights on every run and
     /// left convolutions without packed weights. The values are the same, so are the results.
-    pub(super) fn widen_f16_constants(
+    pub(super) fn widen_half_constants(
         &mut self,
         inputs: &mut [Option<usize>],
         widened: &mut HashMap<usize, usize>,
@@ -69,7 +70,7 @@ impl CpuPlan {
             else {
                 continue;
             };
-            if t.dtype() != DType::F16 {
+            if !is_half(t.dtype()) {
                 continue;
             }
             let Ok(wide) = cast(t, DType::F32) else {
