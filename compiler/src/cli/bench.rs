@@ -40,8 +40,9 @@ pub struct BenchArgs {
     /// the baseline the passes are measured against.
     #[arg(long)]
     pub unoptimized: bool,
-    /// How int8 layers run: `native` in integers (VNNI where the CPU has it), or `simulate`
-    /// (quantize, dequantize and convolve in f32, as the compile graph is written).
+    /// How int8 and bf16 layers run: `native` in integers (VNNI where the CPU has it) and bf16
+    /// dot products (AVX-512 BF16 where the CPU has it), or `simulate` (quantize, dequantize
+    /// and convolve in f32; widen bf16 to f32 and round back; as the compile graph is written).
     #[arg(long, value_enum, default_value_t = Int8Mode::Native)]
     pub int8: Int8Mode,
 }

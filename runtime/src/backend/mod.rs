@@ -51,19 +51,21 @@ pub struct PrepareOptions {
     /// kernels cost PicoDet at 2 threads more than a tenth of its time, but spinning burns
     /// every core for the whole run. On for latency measurement, off for everything else.
     pub spin: bool,
-    /// How a precision plan's int8 layers run.
+    /// How a precision plan's int8 and bf16 layers run.
     pub int8: Int8Execution,
 }
 
 /// How the int8 layers of a compiled graph (`DequantizeLinear(QuantizeLinear(x))` into a
-/// convolution with an int8 weight) run.
+/// convolution with an int8 weight) and its bf16 convolutions run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Int8Execution {
     /// In integers, with the weight packed once and the quantization fused into the
-    /// convolution: the same results as `Simulate` but for the rounding of float sums.
+    /// convolution; bf16 convolutions on their bf16 values with bf16 dot products: the same
+    /// results as `Simulate` but for the rounding of float sums.
     #[default]
     Native,
-    /// As written: quantize, dequantize, and convolve in f32.
+    /// As written: quantize, dequantize, and convolve in f32; widen bf16 values to f32,
+    /// convolve, and round the outputs.
     Simulate,
 }
 

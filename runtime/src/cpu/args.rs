@@ -2,6 +2,7 @@
 //! when it was prepared. `execute.rs` unpacks it for most kernels; the few that read a variable
 //! run of optional inputs (Slice, Pad) take it whole.
 
+use super::bf16_conv::Bf16Conv;
 use super::control::Control;
 use super::conv_gemm::PackedWeights;
 use super::conv_transpose_phases::PhaseWeights;
@@ -28,6 +29,8 @@ pub(crate) enum Lowered {
     ConvTransposeWeights(PhaseWeights),
     /// An int8 layer's convolution, which reads the float input of its quantization.
     Int8Conv(Box<Int8Conv>),
+    /// A bf16 layer's convolution, which reads its bf16 input as it is.
+    Bf16Conv(Box<Bf16Conv>),
     /// A `DequantizeLinear(QuantizeLinear(x))` pair, which reads `x` and rounds it in one pass.
     FakeQuantize(Quantizer),
     /// A loop's or a conditional's bodies, prepared as plans of their own.
@@ -71,6 +74,14 @@ impl<'a> Args<'a> {
     pub fn fake_quantize(&self) -> Option<Quantizer> {
         match self.lowered {
             Some(Lowered::FakeQuantize(q)) => Some(*q),
+            _ => None,
+        }
+    }
+
+    /// The bf16 convolution the plan lowered the step to, if it did.
+    pub fn bf16_conv(&self) -> Option<&'a Bf16Conv> {
+        match self.lowered {
+            Some(Lowered::Bf16Conv(c)) => Some(c),
             _ => None,
         }
     }

@@ -55,7 +55,7 @@ pub(crate) fn empty<R: 'static>(capacity: usize) -> Vec<R> {
 }
 
 /// Returns a kernel's scratch buffer to the pool.
-pub(crate) fn give_back(v: Vec<f32>) {
+pub(crate) fn give_back<T: Pooled>(v: Vec<T>) {
     with_current(|b| b.give(v));
 }
 

@@ -2,15 +2,21 @@
 
 use super::args::Args;
 use super::{
-    activation, buffers, cast, conv, conv_transpose, deform_conv, detection, einsum, elementwise,
-    elementwise_binary, fill, grid_sample, indexing, int8_conv, library, linalg, norm, pool, quant,
-    reduce, resize, shape_ops, softmax,
+    activation, bf16_conv, buffers, cast, conv, conv_transpose, deform_conv, detection, einsum,
+    elementwise, elementwise_binary, fill, grid_sample, indexing, int8_conv, library, linalg, norm,
+    pool, quant, reduce, resize, shape_ops, softmax,
 };
 use crate::RuntimeError;
 use crate::{Tensor, TensorData};
 use temblor_ir::{AutoPad, ConvAttrs, DType, Op, OpFamily, PoolAttrs};
 
 pub(crate) fn execute(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
+    if let (Op::Conv(a), Some(c)) = (op, args.bf16_conv()) {
+        let x = args.required(0)?;
+        let a = &explicit_conv_pads(&a, x)?;
+        let out = bf16_conv::conv(a, c, x, args.optional(2), args.optional(3), args.isa)?;
+        return Ok(vec![out]);
+    }
     if computes_in_f32(op) {
         if let Some(half) = args
             .ins

@@ -254,12 +254,12 @@ pub(crate) fn conv(
     Ok(Tensor::f32(geo.out_shape(), out))
 }
 
-/// How [`conv`] cuts its work: tiles of output positions whose byte columns stay in the L2
+/// How [`conv`] (and the bf16 convolution, whose GEMM has the same panels) cuts its work: tiles of output positions whose byte columns stay in the L2
 /// cache, cut finer (down to [`NR`] columns) until every thread has two, and only then tiles of
 /// output channels. Each task lays out its own columns, so cutting the channels, as the float
 /// path does for small planes, repeated the layout once per channel block: the 10x10 3x3
 /// convolutions of YOLOv8n's head ran at half the float path's speed.
-fn tasks(geo: &Geometry, kdim: usize, plane: usize) -> Vec<Task> {
+pub(super) fn tasks(geo: &Geometry, kdim: usize, plane: usize) -> Vec<Task> {
     /// Bytes of columns one tile lays out: 256 KiB.
     const TILE_BYTES: usize = 256 * 1024;
     let og = geo.o / geo.group;

@@ -12,6 +12,9 @@ pub(crate) struct Isa {
     level: Level,
     /// AVX-512 VNNI's byte dot products (`vpdpbusd`), for the int8 kernels; only with AVX-512.
     vnni: bool,
+    /// AVX-512 BF16's dot products of bf16 pairs (`vdpbf16ps`), for the bf16 convolutions; only
+    /// with AVX-512.
+    bf16: bool,
 }
 
 /// The kernel families, each a superset of the one before.
@@ -60,12 +63,14 @@ impl Isa {
                         Level::Avx2Fma
                     },
                     vnni: avx512 && has!("avx512bw") && has!("avx512vnni"),
+                    bf16: avx512 && has!("avx512bf16"),
                 };
             }
         }
         Isa {
             level: Level::Scalar,
             vnni: false,
+            bf16: false,
         }
     }
 
@@ -81,9 +86,13 @@ impl Isa {
         let mut isas: Vec<Isa> = all
             .into_iter()
             .filter(|&level| level <= widest.level)
-            .map(|level| Isa { level, vnni: false })
+            .map(|level| Isa {
+                level,
+                vnni: false,
+                bf16: false,
+            })
             .collect();
-        if widest.vnni {
+        if widest.vnni || widest.bf16 {
             isas.push(widest);
         }
         isas
@@ -96,6 +105,11 @@ impl Isa {
     /// Whether AVX-512 VNNI may be used.
     pub fn vnni(self) -> bool {
         self.vnni
+    }
+
+    /// Whether AVX-512 BF16 may be used.
+    pub fn bf16(self) -> bool {
+        self.bf16
     }
 
     /// Whether AVX2 and FMA may be used.

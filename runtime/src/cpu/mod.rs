@@ -5,6 +5,8 @@
 
 mod activation;
 mod args;
+mod bf16_conv;
+mod bf16_gemm;
 mod buffers;
 mod cast;
 mod control;

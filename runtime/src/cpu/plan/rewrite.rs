@@ -7,7 +7,7 @@ use super::{CpuPlan, Lowered};
 use crate::cpu::args::Args;
 use crate::cpu::cast::cast;
 use crate::cpu::execute::{execute, is_half};
-use crate::cpu::int8_conv;
+use crate::cpu::{bf16_conv, int8_conv};
 use crate::{Int8Execution, RuntimeError, Tensor};
 use std::collections::HashMap;
 use temblor_ir::{DType, Graph, NodeId, Op, ValueRef};
@@ -22,6 +22,12 @@ pub(super) fn inputs(
     let sources = g.inputs_of(id);
     match &g.node(id).op {
         Op::Conv(_) if int8_execution == Int8Execution::Native => {
+            if let Some(conv) = bf16_conv::lower(g, id) {
+                // The convolution holds its weight, packed.
+                let port = |p: usize| sources.get(p).copied().flatten();
+                let reads = vec![port(0), None, port(2), port(3)];
+                return (reads, Some(Lowered::Bf16Conv(Box::new(conv))));
+            }
             if let Some((conv, x)) = int8_conv::lower(g, id) {
                 // The convolution quantizes `x` itself and holds its weight.
                 let port = |p: usize| sources.get(p).copied().flatten();
