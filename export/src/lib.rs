@@ -186,7 +186,11 @@ fn build<W: Write>(
         plugins: em.plugins.iter().cloned().collect(),
     };
     let domains: Vec<String> = em.domains.into_iter().collect();
-    Ok((model::model(graph, &domains), summary))
+    let bf16 = target == Target::TensorRt
+        && g.node_ids()
+            .flat_map(|id| &g.node(id).outputs)
+            .any(|o| o.ty.dtype == DType::BF16);
+    Ok((model::model(graph, &domains, bf16), summary))
 }
 
 /// Which graph [`graph_proto`] writes: the model's, whose inputs and outputs keep the package's

@@ -19,6 +19,11 @@ use temblor_ir::{DType, Dim, TensorType, Weight, WeightId};
 pub(super) const OPSET: i64 = 20;
 /// The IR version that opset 20 requires (ONNX 1.15).
 const IR_VERSION: i64 = 9;
+/// The opset of a file that holds bfloat16 values: opset 22 is the first whose arithmetic ops
+/// (Conv, the activations, pooling) take bfloat16; from 20 to 22 the ops only gained types.
+const BF16_OPSET: i64 = 22;
+/// The IR version that opset 22 requires (ONNX 1.17).
+const BF16_IR_VERSION: i64 = 10;
 /// Weights smaller than this stay inline, as `onnx.save_model`'s default threshold does:
 /// shape operands then remain visible to ONNX shape inference.
 const EXTERNAL_THRESHOLD: usize = 1024;
@@ -185,18 +190,24 @@ impl<W: Write> ExternalData<W> {
     }
 }
 
-/// The model around `graph`, importing opset [`OPSET`] and each extra domain at version 1.
-pub(super) fn model(graph: GraphProto, domains: &[String]) -> ModelProto {
+/// The model around `graph`, importing opset [`OPSET`] ([`BF16_OPSET`] when `bf16`, the graph
+/// holds bfloat16 values) and each extra domain at version 1.
+pub(super) fn model(graph: GraphProto, domains: &[String], bf16: bool) -> ModelProto {
+    let (opset, ir_version) = if bf16 {
+        (BF16_OPSET, BF16_IR_VERSION)
+    } else {
+        (OPSET, IR_VERSION)
+    };
     let mut opset_import = vec![OperatorSetIdProto {
         domain: String::new(),
-        version: OPSET,
+        version: opset,
     }];
     opset_import.extend(domains.iter().map(|d| OperatorSetIdProto {
         domain: d.clone(),
         version: 1,
     }));
     ModelProto {
-        ir_version: IR_VERSION,
+        ir_version,
         opset_import,
         producer_name: "temblor".into(),
         producer_version: env!("CARGO_PKG_VERSION").into(),

@@ -167,6 +167,7 @@ pub(crate) fn pack_columns(isa: Isa, src: &[bf16], rows: &[usize], n: usize, dst
 mod dot {
     use super::{MR, NR};
     use std::arch::x86_64::*;
+    use std::mem::transmute;
 
     /// One panel of [`MR`] rows times one block of [`NR`] columns, 16 accumulators of
     /// `vdpbf16ps`; the first `width` columns of each row of `out` are stored from `c0`.
@@ -183,17 +184,19 @@ mod dot {
         let mut acc = [[_mm512_setzero_ps(); 2]; MR];
         let (a, x) = (panel.as_ptr(), block.as_ptr());
         for p in 0..pairs {
-            // SAFETY: pair `p` of the block and panel is in bounds, as asserted.
-            let (x0, x1): (__m512bh, __m512bh) = unsafe {
+            // SAFETY: pair `p` of the block and panel is in bounds, as asserted; a vector of
+            // 32 bf16 values has the bits of one of 16 words.
+            let (x0, x1) = unsafe {
                 (
-                    std::mem::transmute(_mm512_loadu_si512(x.add(p * NR).cast())),
-                    std::mem::transmute(_mm512_loadu_si512(x.add(p * NR + 16).cast())),
+                    transmute::<__m512i, __m512bh>(_mm512_loadu_si512(x.add(p * NR).cast())),
+                    transmute::<__m512i, __m512bh>(_mm512_loadu_si512(x.add(p * NR + 16).cast())),
                 )
             };
             for (m, acc) in acc.iter_mut().enumerate() {
                 // SAFETY: as above.
                 let w = unsafe { *a.add(p * MR + m) };
-                let w: __m512bh = unsafe { std::mem::transmute(_mm512_set1_epi32(w as i32)) };
+                // SAFETY: as above.
+                let w = unsafe { transmute::<__m512i, __m512bh>(_mm512_set1_epi32(w as i32)) };
                 acc[0] = _mm512_dpbf16_ps(acc[0], w, x0);
                 acc[1] = _mm512_dpbf16_ps(acc[1], w, x1);
             }

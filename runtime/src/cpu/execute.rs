@@ -13,7 +13,7 @@ use temblor_ir::{AutoPad, ConvAttrs, DType, Op, OpFamily, PoolAttrs};
 pub(crate) fn execute(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
     if let (Op::Conv(a), Some(c)) = (op, args.bf16_conv()) {
         let x = args.required(0)?;
-        let a = &explicit_conv_pads(&a, x)?;
+        let a = &explicit_conv_pads(a, x)?;
         let out = bf16_conv::conv(a, c, x, args.optional(2), args.optional(3), args.isa)?;
         return Ok(vec![out]);
     }

@@ -71,7 +71,7 @@ fn picodet_plans_run_in_onnxruntime() {
         ("scale_factor", case.join("input_scale_factor.npy")),
     ];
     let dir = tempfile::tempdir().unwrap();
-    for precision in ["fp16", "int8", "auto"] {
+    for precision in ["fp16", "bf16", "int8", "auto"] {
         let pkg = plan(&model, dir.path(), precision, &[]);
         let runs = dir.path().join(format!("{precision}.runs"));
         let (ours, theirs) = run_both(&pkg, &inputs, &runs);
@@ -81,7 +81,9 @@ fn picodet_plans_run_in_onnxruntime() {
         // fp32 is AP 0.5) node by node only.
         match precision {
             "fp16" => tables_agree(&ours, &theirs, 0.0, precision),
-            "auto" => tables_agree(&ours, &theirs, 0.3, precision),
+            // bf16 keeps 8 bits: a sum rounded the other way moves a value by 2^-8, enough to
+            // reorder the faint detections, so bf16 is compared on the confident ones.
+            "auto" | "bf16" => tables_agree(&ours, &theirs, 0.3, precision),
             _ => {}
         }
         assert_isolated_agree(&pkg, &inputs, &runs, 1e-3);

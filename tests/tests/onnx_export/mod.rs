@@ -50,7 +50,12 @@ pub fn check_exports(pkg: &Path) -> (serde_json::Value, serde_json::Value) {
     for (what, s) in [("compile.onnx", &trt), ("compile.ort.onnx", &ort)] {
         assert_eq!(names(&s["inputs"]), inputs, "{what}: graph inputs");
         assert_eq!(names(&s["outputs"]), outputs, "{what}: graph outputs");
-        assert_eq!(s["opsets"][""], 20, "{what}: opset");
+        // A TensorRT file with bfloat16 weights needs opset 22, the first whose Conv takes them.
+        let bf16 = what == "compile.onnx"
+            && s["initializer_types"]
+                .as_object()
+                .is_some_and(|t| t.values().any(|v| v == "BFLOAT16"));
+        assert_eq!(s["opsets"][""], if bf16 { 22 } else { 20 }, "{what}: opset");
         // Small weights stay inline; the rest lies in the one side file.
         let external = names(&s["external"]);
         assert!(
@@ -116,7 +121,7 @@ pub fn dump_values(pkg: &Path, inputs: &[(&str, PathBuf)], dir: &Path) -> PathBu
     for id in ids {
         for (port, info) in g.node(id).outputs.clone().into_iter().enumerate() {
             let dtype = info.ty.dtype;
-            if !matches!(dtype, DType::F32 | DType::F16 | DType::I8)
+            if !matches!(dtype, DType::F32 | DType::F16 | DType::BF16 | DType::I8)
                 || !taken.insert(info.name.clone())
             {
                 continue;
@@ -126,7 +131,7 @@ pub fn dump_values(pkg: &Path, inputs: &[(&str, PathBuf)], dir: &Path) -> PathBu
             if g.outputs.iter().any(|o| o.value == value) {
                 continue;
             }
-            if dtype == DType::F16 {
+            if matches!(dtype, DType::F16 | DType::BF16) {
                 let ty = TensorType {
                     dtype: DType::F32,
                     ..info.ty.clone()
