@@ -51,6 +51,7 @@ def cases(tmp):
 PLANS = {
     "fp32": [],
     "fp16": ["--precision", "fp16"],
+    "bf16": ["--precision", "bf16"],
     "int8": ["--precision", "int8"],
     "auto": ["--precision", "auto"],
     "auto over fp32": ["--precision", "auto", "--auto-base", "fp32"],
