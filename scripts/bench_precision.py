@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Precision plans on the CPU, the Quake table's layout: each model compiled fp32, fp16, int8 and
-auto (over fp16, and over fp32 as for the CPU runtime; calibrated on ../shared/images) at batch
+"""Precision plans on the CPU, the Quake table's layout: each model compiled fp32, fp16, bf16, int8
+and auto (over fp16, and over fp32 as for the CPU runtime; calibrated on ../shared/images) at batch
 1, 2, 4 and 8, timed with `temblor bench`: latency, throughput (images/s) and speedup against
 temblor's fp32 at the same batch. At batch 1
 the int8 plan also runs with its int8 layers as written (`--int8 simulate`: quantize, dequantize,
