@@ -151,7 +151,7 @@ def peer_worker(args):
         core = ov.Core()
         net = core.read_model(model)
         net.reshape({name: list(a.shape) for name, a in feed.items()})
-        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": args.precision}
         if args.threads:
             config["INFERENCE_NUM_THREADS"] = args.threads
         request = core.compile_model(net, "CPU", config).create_infer_request()
@@ -288,6 +288,8 @@ def main():
     ap.add_argument("--peer-worker", choices=["ort", "openvino"], help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
     ap.add_argument("--input", action="append", default=[], help=argparse.SUPPRESS)
+    # OpenVINO's inference precision in worker mode: bf16 is the peer of temblor's bf16 plans.
+    ap.add_argument("--precision", choices=["f32", "bf16"], default="f32", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.peer_worker:
         args.threads = int(args.threads)

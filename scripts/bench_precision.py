@@ -6,7 +6,7 @@ temblor's fp32 at the same batch. At batch 1
 the int8 plan also runs with its int8 layers as written (`--int8 simulate`: quantize, dequantize,
 float convolution). The peers run the fp32 model and the int8 package's own Q/DQ graph
 (`compile.ort.onnx`, which onnxruntime and OpenVINO fuse into their int8 kernels) at the same
-batch.
+batch; OpenVINO also runs the fp32 model at its bf16 inference precision, the bf16 plan's peer.
 
     ~/.cache/temblor/venv/bin/python scripts/bench_precision.py [--threads 2] [--rounds 3] \
         [--batches 1,2,4,8]
@@ -75,9 +75,10 @@ def temblor_p50(temblor, package, feed, threads, iters, mode):
     return json.loads(out)["p50_ms"]
 
 
-def peer_p50(peer, model, inputs, threads, iters):
+def peer_p50(peer, model, inputs, threads, iters, precision="f32"):
     cmd = [sys.executable, ROOT / "scripts/bench_cpu.py", "--peer-worker", peer, "--model", model,
-           "--threads", str(threads), "--warmup", "5", "--iters", str(iters)]
+           "--threads", str(threads), "--warmup", "5", "--iters", str(iters),
+           "--precision", precision]
     for name, path in inputs.items():
         cmd += ["--input", f"{name}={path}"]
     done = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
@@ -149,10 +150,17 @@ def main():
                     sides["int8 simulated"] = lambda: temblor_p50(
                         args.temblor, packages["int8"], run_feed, args.threads, args.iters,
                         "simulate")
-                graphs = {"fp32": model, "int8": packages["int8"] / "compile.ort.onnx"}
-                peer_sides = {(peer, plan): (lambda peer=peer, g=g: peer_p50(
-                    peer, g, run_feed, args.threads, args.iters))
-                    for peer in peers for plan, g in graphs.items()}
+                # (peer, plan): the graph the peer runs and its inference precision. OpenVINO's
+                # bf16 (the fp32 model with a bf16 inference precision) is the bf16 plan's peer;
+                # onnxruntime's CPU provider has no bf16 convolution.
+                graphs = {"fp32": (model, "f32"),
+                          "int8": (packages["int8"] / "compile.ort.onnx", "f32")}
+                peer_graphs = {(peer, plan): g for peer in peers for plan, g in graphs.items()}
+                if "openvino" in peers:
+                    peer_graphs[("openvino", "bf16")] = (model, "bf16")
+                peer_sides = {k: (lambda k=k, g=g: peer_p50(
+                    k[0], g[0], run_feed, args.threads, args.iters, g[1]))
+                    for k, g in peer_graphs.items()}
                 times = {k: [] for k in [*sides, *peer_sides]}
                 for _ in range(args.rounds):
                     for k, f in [*sides.items(), *peer_sides.items()]:

@@ -7,7 +7,7 @@ use super::tensor::TensorReader;
 use super::{import, nonempty_graph, ops, proto, read, tensor};
 use std::collections::HashSet;
 use std::path::Path;
-use temblor_ir::{Error, Graph, Result, Weight};
+use temblor_ir::{DType, Error, Graph, Result, Weight};
 
 /// How a case's inputs reach the model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,7 +137,9 @@ pub(crate) fn npy_io(path: &Path) -> Result<bool> {
     Ok(g.input.iter().chain(&g.output).all(|vi| {
         matches!(
             vi.r#type.as_ref().and_then(|t| t.value.as_ref()),
-            Some(proto::type_proto::Value::TensorType(tt)) if tensor::dtype(tt.elem_type).is_some()
+            // numpy has no bfloat16.
+            Some(proto::type_proto::Value::TensorType(tt))
+                if tensor::dtype(tt.elem_type).is_some_and(|d| d != DType::BF16)
         )
     }))
 }

@@ -2,12 +2,12 @@
 //! writes bfloat16 values and holds a bfloat16 weight (see `temblor_precision::legalize`). Run
 //! as written, it widens its input to f32, convolves in f32 and rounds its output. When the plan
 //! is prepared, [`lower`] packs the weight in depth pairs ([`super::bf16_gemm`]) and the
-//! convolution then reads the bf16 input itself: each tile lays out its bf16 columns (from the
-//! stride's phases of the padded input in place, as the float path reads floats, or from im2col
-//! tiles), multiplies them with `vdpbf16ps`, two products an instruction, and runs the f32
-//! epilogue (bias, activation, residual) before the output is rounded to bf16. The products of
-//! bf16 values are exact in f32, so the result is the simulation's up to the order in which the
-//! f32 sums are rounded.
+//! convolution then reads the bf16 input itself: each tile (`tiled_conv.rs`) lays out its bf16
+//! columns (from the stride's phases of the padded input in place, as the float path reads
+//! floats, or from im2col tiles), multiplies them with `vdpbf16ps`, two products an
+//! instruction, and runs the f32 epilogue (bias, activation, residual) before the output is
+//! rounded to bf16. The products of bf16 values are exact in f32, so the result is the
+//! simulation's up to the order in which the f32 sums are rounded.
 //!
 //! Depthwise convolutions and those with fewer than [`MR`] outputs and a window keep the
 //! simulation, as int8 ones do: a GEMM has too little to reuse in them.
@@ -15,25 +15,55 @@
 use super::bf16_gemm::{pack_columns, Bf16Weights, MR};
 use super::buffers;
 use super::cast;
-use super::conv::{epilogue, im2col, reads_phases, Geometry, SharedOut, Tap};
+use super::conv::{epilogue, every_scalar, reads_phases, Geometry, Tap};
 use super::conv_padded::Phases;
-use super::conv_tasks::min_per_job;
 use super::elements;
-use super::int8_conv::tasks;
 use super::isa::Isa;
+use super::tiled_conv::{self, Scratch, Source, TileGemm};
 use crate::{bf16, RuntimeError, Tensor, TensorData};
-use rayon::prelude::*;
 use std::cell::RefCell;
 use temblor_ir::{DType, Graph, NodeId, Op};
 
-impl Tap for bf16 {}
+impl Tap for bf16 {
+    /// Stride 2 takes 16 values from 32 per narrowing move (`vpmovdw`: the low half of each
+    /// 32-bit lane), as the float and byte gathers do.
+    fn every(src: &[bf16], step: usize, dst: &mut [bf16], isa: Isa) {
+        #[cfg(target_arch = "x86_64")]
+        if step == 2 && isa.avx512() {
+            // SAFETY: an `Isa` with AVX-512 is only made on a machine that has it.
+            let done = unsafe { every_second_avx512(src, dst) };
+            return every_scalar(&src[2 * done..], 2, &mut dst[done..]);
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = isa;
+        every_scalar(src, step, dst);
+    }
+}
 
-/// One thread's buffers: bf16 columns, their packed pairs, and f32 sums to scatter.
-type Scratch = (Vec<bf16>, Vec<u32>, Vec<f32>);
+/// `dst[i] = src[2·i]` for whole vectors of 16 outputs whose 32 inputs `src` holds; returns
+/// how many outputs it wrote.
+///
+/// # Safety
+/// AVX-512F must be available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn every_second_avx512(src: &[bf16], dst: &mut [bf16]) -> usize {
+    use std::arch::x86_64::{_mm256_storeu_si256, _mm512_cvtepi32_epi16, _mm512_loadu_si512};
+    let blocks = (dst.len() / 16).min(src.len() / 32);
+    for (b, out) in dst.chunks_exact_mut(16).take(blocks).enumerate() {
+        let pair = &src[32 * b..32 * b + 32];
+        // SAFETY: `pair` holds 32 values (64 bytes) and `out` 16 (32 bytes).
+        unsafe {
+            let words = _mm512_loadu_si512(pair.as_ptr().cast());
+            _mm256_storeu_si256(out.as_mut_ptr().cast(), _mm512_cvtepi32_epi16(words));
+        }
+    }
+    16 * blocks
+}
 
 thread_local! {
-    /// Each thread's buffers, kept between tasks and layers, as the int8 convolution keeps its.
-    static SCRATCH: RefCell<Scratch> = const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
+    /// Each thread's bf16 columns, their packed pairs, and f32 sums to scatter.
+    static SCRATCH: Scratch<bf16, u32> = const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
 }
 
 /// A bf16 convolution, prepared: its weight packed in depth pairs.
@@ -92,63 +122,21 @@ pub(crate) fn conv(
         _ => None,
     };
     let epi = epilogue(a, &geo, bias, wide_residual.as_ref().or(residual), isa)?;
-    let (cg, og) = (geo.c / geo.group, geo.o / geo.group);
-    let kdim = conv.weights.k();
     let plane = geo.out_plane();
     let mut out = buffers::reuse(geo.n * geo.o * plane);
-    if plane > 0 && og > 0 {
-        let shared = SharedOut::new(&mut out);
-        let phases = reads_phases(&geo, kdim).then(|| Phases::new(&geo));
+    if plane > 0 && geo.o > 0 {
+        let phases = reads_phases(&geo, conv.weights.k()).then(|| Phases::new(&geo));
         let mut padded = Vec::new();
         if let Some(phases) = &phases {
             padded = buffers::reuse_half::<bf16>(phases.len(&geo));
             phases.fill(&geo, isa, xv, &mut padded, bf16::ZERO);
         }
-        let pointwise = geo.is_pointwise();
-        let plane_rows: Vec<usize> = (0..cg).map(|c| c * geo.in_plane()).collect();
-        let columns = phases.as_ref().map_or(plane, |p| p.span);
-        tasks(&geo, kdim, columns)
-            .into_par_iter()
-            .with_min_len(min_per_job(og * geo.group * kdim * plane * geo.n))
-            .for_each(|t| {
-                SCRATCH.with_borrow_mut(|(col, packed, tile)| {
-                    let (m, tw) = (t.rows.1 - t.rows.0, t.cols.1 - t.cols.0);
-                    let first_oc = t.group * og + t.rows.0;
-                    if let Some(phases) = &phases {
-                        let b = &padded[phases.first(&geo, &t)..];
-                        pack_columns(isa, b, &phases.taps, tw, packed);
-                        tile.resize(m * tw, 0.0);
-                        let mut rows: Vec<&mut [f32]> = tile.chunks_exact_mut(tw).collect();
-                        conv.weights
-                            .multiply(isa, (t.group, t.rows.0), packed, &mut rows);
-                        phases.scatter(&geo, &t, tile, &shared, &epi);
-                        return;
-                    }
-                    let first_in = (t.image * geo.c + t.group * cg) * geo.in_plane();
-                    let xs = &xv[first_in..first_in + cg * geo.in_plane()];
-                    let col_rows: Vec<usize>;
-                    let (b, b_rows) = if pointwise {
-                        (&xs[t.cols.0..], &plane_rows[..])
-                    } else {
-                        col.resize(kdim * tw, bf16::ZERO);
-                        im2col(&geo, isa, cg, xs, t.cols, tw, col, bf16::ZERO);
-                        col_rows = (0..kdim).map(|p| p * tw).collect();
-                        (&col[..], &col_rows[..])
-                    };
-                    pack_columns(isa, b, b_rows, tw, packed);
-                    let start = |r: usize| (t.image * geo.o + first_oc + r) * plane + t.cols.0;
-                    // SAFETY: tasks cover disjoint (image, channel, position) cells, so no other
-                    // reference to these segments of the output exists while they are written.
-                    let mut rows: Vec<&mut [f32]> = (0..m)
-                        .map(|r| unsafe { shared.segment(start(r), tw) })
-                        .collect();
-                    conv.weights
-                        .multiply(isa, (t.group, t.rows.0), packed, &mut rows);
-                    for (r, row) in rows.iter_mut().enumerate() {
-                        epi.apply(first_oc + r, start(r), row);
-                    }
-                })
-            });
+        let source = Source {
+            input: xv,
+            phases: phases.as_ref().map(|p| (p, &padded[..])),
+            zero: bf16::ZERO,
+        };
+        tiled_conv::run(conv, &geo, isa, source, &epi, &mut out, &SCRATCH);
         buffers::give_back(padded);
     }
     if let Some(TensorData::F32(v)) = wide_residual.map(|t| t.data) {
@@ -160,4 +148,29 @@ pub(crate) fn conv(
         buffers::give_back(v);
     }
     Ok(narrowed)
+}
+
+impl TileGemm for Bf16Conv {
+    type Elem = bf16;
+    type Packed = u32;
+    const BYTES_PER_DEPTH: usize = size_of::<bf16>();
+
+    fn depth(&self) -> usize {
+        self.weights.k()
+    }
+
+    fn pack(&self, isa: Isa, src: &[bf16], rows: &[usize], n: usize, dst: &mut Vec<u32>) {
+        pack_columns(isa, src, rows, n, dst);
+    }
+
+    fn multiply(
+        &self,
+        isa: Isa,
+        at: (usize, usize),
+        _first_oc: usize,
+        packed: &[u32],
+        out: &mut [&mut [f32]],
+    ) {
+        self.weights.multiply(isa, at, packed, out);
+    }
 }

@@ -410,7 +410,7 @@ pub(super) trait Tap: Copy {
     }
 }
 
-fn every_scalar<T: Copy>(src: &[T], step: usize, dst: &mut [T]) {
+pub(super) fn every_scalar<T: Copy>(src: &[T], step: usize, dst: &mut [T]) {
     dst.iter_mut()
         .zip(src.iter().step_by(step))
         .for_each(|(d, &s)| *d = s);
@@ -532,7 +532,7 @@ impl<'a> SharedOut<'a> {
 mod tests {
     use super::{Isa, Tap};
 
-    /// `every` on each instruction set against the definition, for floats and bytes, at strides
+    /// `every` on each instruction set against the definition, for floats, bf16 and bytes, at strides
     /// 1 to 3 and for lengths around the vectors' widths (tails included), from sources that
     /// end at the last element taken.
     fn gathers_as_defined<T: Tap + PartialEq + std::fmt::Debug>(of: impl Fn(usize) -> T) {
@@ -554,5 +554,6 @@ mod tests {
     fn strided_gathers_take_every_step_th_element() {
         gathers_as_defined(|i| i as f32 * 0.5 - 3.0);
         gathers_as_defined(|i| (i * 37 % 256) as u8);
+        gathers_as_defined(|i| crate::bf16::from_f32(i as f32 * 0.25 - 7.0));
     }
 }

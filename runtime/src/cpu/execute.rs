@@ -8,7 +8,7 @@ use super::{
 };
 use crate::RuntimeError;
 use crate::{Tensor, TensorData};
-use temblor_ir::{AutoPad, ConvAttrs, DType, Op, OpFamily, PoolAttrs};
+use temblor_ir::{AutoPad, ConvAttrs, DType, Op, OpFamily, PoolAttrs, ResizeMode};
 
 pub(crate) fn execute(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
     if let (Op::Conv(a), Some(c)) = (op, args.bf16_conv()) {
@@ -33,12 +33,21 @@ pub(crate) fn execute(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError>
 
 /// Whether an op that reads half values computes in f32 instead: the arithmetic families do, as
 /// TensorRT's fp16 layers accumulate in f32 and onnxruntime's CPU provider widens fp16 nodes;
-/// ops that only move or convert values keep their element type.
+/// ops that only move or convert values keep their element type, and so do those that pick
+/// one of their inputs (max pooling, nearest resizing), which give the same values either way
+/// without two conversions over the tensor.
 pub(crate) fn computes_in_f32(op: &Op) -> bool {
-    !matches!(
-        op.family(),
-        OpFamily::Movement | OpFamily::Quantization | OpFamily::Value
-    ) && !matches!(op, Op::Cast { .. } | Op::CastLike)
+    let picks = match op {
+        Op::MaxPool(_) | Op::GlobalMaxPool => true,
+        Op::Resize(a) => a.mode == ResizeMode::Nearest,
+        _ => false,
+    };
+    !picks
+        && !matches!(
+            op.family(),
+            OpFamily::Movement | OpFamily::Quantization | OpFamily::Value
+        )
+        && !matches!(op, Op::Cast { .. } | Op::CastLike)
 }
 
 /// The 16-bit float types, whose layers store half values and compute in f32.

@@ -4,7 +4,7 @@
 //! models onnxruntime's quantizer writes have the same form). Run as written, that is three
 //! float passes over the activations, a dequantization of the weight, and a float convolution.
 //! When the plan is prepared, [`lower`] recognizes the form and the convolution then reads `x`
-//! itself: it quantizes `x` once, and each tile packs its byte columns (from the stride's phases
+//! itself: it quantizes `x` once, and each tile (`tiled_conv.rs`) packs its byte columns (from the stride's phases
 //! of the padded bytes in place, as the float path reads floats, or from im2col tiles where
 //! that path takes them), multiplies them by the weight packed once ([`super::int8_gemm`]), and
 //! scales the exact integer sums by `x_scale · w_scale[o]` before the float epilogue. The
@@ -16,25 +16,20 @@
 //! quantize-dequantize pair then runs as one pass (`quant::fake_quantize`).
 
 use super::buffers;
-use super::conv::{epilogue, im2col, reads_phases, Geometry, SharedOut};
+use super::conv::{epilogue, reads_phases, Geometry};
 use super::conv_padded::Phases;
-use super::conv_tasks::{cut_tiles, min_per_job, Task};
 use super::f32s;
-use super::int8_gemm::{pack_columns, Int8Weights, Quantizer, Scaling, MR, NR};
+use super::int8_gemm::{pack_columns, Int8Weights, Quantizer, Scaling, MR};
 use super::isa::Isa;
 use super::quant;
+use super::tiled_conv::{self, Scratch, Source, TileGemm};
 use crate::{RuntimeError, Tensor};
-use rayon::prelude::*;
 use std::cell::RefCell;
 use temblor_ir::{ConvAttrs, DType, Graph, NodeId, Op, ValueRef};
 
-/// One thread's buffers: byte columns, their packed form, and float sums to scatter.
-type Scratch = (Vec<u8>, Vec<u8>, Vec<f32>);
-
 thread_local! {
-    /// Each thread's buffers, kept between tasks and layers: a task's own fresh buffers were
-    /// zeroed on every task, a tenth of YOLOv8n's int8 time.
-    static SCRATCH: RefCell<Scratch> = const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
+    /// Each thread's byte columns, their packed form, and float sums to scatter.
+    static SCRATCH: Scratch<u8, u8> = const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
     /// The quantized input of the convolution this thread runs and its padded phases, kept
     /// between layers for the same reason: fresh, they were zeroed on every layer.
     static INPUT: RefCell<(Vec<u8>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
@@ -171,15 +166,12 @@ pub(crate) fn conv(
     let geo = Geometry::new(a, x, conv.shape)?;
     let xv = f32s(x, "input")?;
     let epi = epilogue(a, &geo, bias, residual, isa)?;
-    let (cg, og) = (geo.c / geo.group, geo.o / geo.group);
     let kdim = conv.weights.k();
     let plane = geo.out_plane();
     let mut out = buffers::reuse(geo.n * geo.o * plane);
-    if plane == 0 || og == 0 {
+    if plane == 0 || geo.o == 0 {
         return Ok(Tensor::f32(geo.out_shape(), out));
     }
-    let pointwise = geo.is_pointwise();
-    let plane_rows: Vec<usize> = (0..cg).map(|c| c * geo.in_plane()).collect();
     // Quantized once here, not per tile: a 3x3 convolution reads each input 9 times, and the
     // division of QuantizeLinear is the costliest instruction on the way.
     let quantizer = conv.quantizer;
@@ -195,7 +187,6 @@ pub(crate) fn conv(
         #[inline(always)]
         move |v| quantizer.byte(v),
     );
-    let shared = SharedOut::new(&mut out);
     let offset = conv.quantizer.offset();
     // As the float path does, windows at stride 1 (and deep strided ones) read the phases of
     // the padded bytes in place; padding is the zero point's byte.
@@ -204,86 +195,41 @@ pub(crate) fn conv(
         padded.resize(phases.len(&geo), 0u8);
         phases.fill(&geo, isa, &bytes, &mut padded, offset as u8);
     }
-    let columns = phases.as_ref().map_or(plane, |p| p.span);
-    tasks(&geo, kdim, columns)
-        .into_par_iter()
-        .with_min_len(min_per_job(og * geo.group * kdim * plane * geo.n))
-        .for_each(|t| {
-            SCRATCH.with_borrow_mut(|(col, packed, tile)| {
-                let (m, tw) = (t.rows.1 - t.rows.0, t.cols.1 - t.cols.0);
-                let first_oc = t.group * og + t.rows.0;
-                let scales = &conv.scales[first_oc..first_oc + m];
-                let scaling = Scaling { offset, scales };
-                if let Some(phases) = &phases {
-                    let b = &padded[phases.first(&geo, &t)..];
-                    pack_columns(isa, b, &phases.taps, tw, packed);
-                    tile.resize(m * tw, 0.0);
-                    let mut rows: Vec<&mut [f32]> = tile.chunks_exact_mut(tw).collect();
-                    conv.weights
-                        .multiply(isa, (t.group, t.rows.0), packed, scaling, &mut rows);
-                    phases.scatter(&geo, &t, tile, &shared, &epi);
-                    return;
-                }
-                let first_in = (t.image * geo.c + t.group * cg) * geo.in_plane();
-                let xs = &bytes[first_in..first_in + cg * geo.in_plane()];
-                let col_rows: Vec<usize>;
-                let (b, b_rows) = if pointwise {
-                    (&xs[t.cols.0..], &plane_rows[..])
-                } else {
-                    col.resize(kdim * tw, 0);
-                    im2col(&geo, isa, cg, xs, t.cols, tw, col, offset as u8);
-                    col_rows = (0..kdim).map(|p| p * tw).collect();
-                    (&col[..], &col_rows[..])
-                };
-                pack_columns(isa, b, b_rows, tw, packed);
-                let start = |r: usize| (t.image * geo.o + first_oc + r) * plane + t.cols.0;
-                // SAFETY: tasks cover disjoint (image, channel, position) cells, so no other
-                // reference to these segments of the output exists while they are written.
-                let mut rows: Vec<&mut [f32]> = (0..m)
-                    .map(|r| unsafe { shared.segment(start(r), tw) })
-                    .collect();
-                conv.weights
-                    .multiply(isa, (t.group, t.rows.0), packed, scaling, &mut rows);
-                for (r, row) in rows.iter_mut().enumerate() {
-                    epi.apply(first_oc + r, start(r), row);
-                }
-            })
-        });
-
+    let source = Source {
+        input: &bytes,
+        phases: phases.as_ref().map(|p| (p, &padded[..])),
+        zero: offset as u8,
+    };
+    tiled_conv::run(conv, &geo, isa, source, &epi, &mut out, &SCRATCH);
     INPUT.set((bytes, padded));
     Ok(Tensor::f32(geo.out_shape(), out))
 }
 
-/// How [`conv`] (and the bf16 convolution, whose GEMM has the same panels) cuts its work: tiles of output positions whose byte columns stay in the L2
-/// cache, cut finer (down to [`NR`] columns) until every thread has two, and only then tiles of
-/// output channels. Each task lays out its own columns, so cutting the channels, as the float
-/// path does for small planes, repeated the layout once per channel block: the 10x10 3x3
-/// convolutions of YOLOv8n's head ran at half the float path's speed.
-pub(super) fn tasks(geo: &Geometry, kdim: usize, plane: usize) -> Vec<Task> {
-    /// Bytes of columns one tile lays out: 256 KiB.
-    const TILE_BYTES: usize = 256 * 1024;
-    let og = geo.o / geo.group;
-    let threads = rayon::current_num_threads();
-    let units = geo.n * geo.group;
-    let most = plane.div_ceil(NR);
-    let mut col_tiles = plane
-        .div_ceil((TILE_BYTES / kdim.max(1)).max(NR))
-        .clamp(1, most);
-    if units * col_tiles < 2 * threads {
-        col_tiles = (2 * threads).div_ceil(units).min(most);
+impl TileGemm for Int8Conv {
+    type Elem = u8;
+    type Packed = u8;
+    const BYTES_PER_DEPTH: usize = 1;
+
+    fn depth(&self) -> usize {
+        self.weights.k()
     }
-    // Whole blocks of columns spread evenly over the tiles: one width for all left a runt
-    // (400 columns as 128, 128, 128 and 16), so one of two threads did twice the other's work.
-    let blocks = plane.div_ceil(NR);
-    let tiles: Vec<(usize, usize)> = (0..col_tiles)
-        .map(|t| {
-            let edge = |t: usize| (t * blocks / col_tiles * NR).min(plane);
-            (edge(t), edge(t + 1))
-        })
-        .filter(|(c0, c1)| c0 < c1)
-        .collect();
-    let per_group = units * tiles.len();
-    let row_blocks = threads.div_ceil(per_group).clamp(1, og.div_ceil(MR));
-    let rows = og.div_ceil(row_blocks).div_ceil(MR) * MR;
-    cut_tiles(geo, rows, &tiles)
+
+    fn pack(&self, isa: Isa, src: &[u8], rows: &[usize], n: usize, dst: &mut Vec<u8>) {
+        pack_columns(isa, src, rows, n, dst);
+    }
+
+    fn multiply(
+        &self,
+        isa: Isa,
+        at: (usize, usize),
+        first_oc: usize,
+        packed: &[u8],
+        out: &mut [&mut [f32]],
+    ) {
+        let scaling = Scaling {
+            offset: self.quantizer.offset(),
+            scales: &self.scales[first_oc..first_oc + out.len()],
+        };
+        self.weights.multiply(isa, at, packed, scaling, out);
+    }
 }

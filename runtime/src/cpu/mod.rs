@@ -53,6 +53,7 @@ mod softmax;
 mod spin;
 mod stencil;
 mod strided;
+mod tiled_conv;
 
 pub(crate) use isa::Isa;
 pub(crate) use plan::{CpuPlan, CpuState};
