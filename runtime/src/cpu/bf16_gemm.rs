@@ -130,37 +130,85 @@ fn portable_block(
 }
 
 /// Lays out `n` columns of the `k` rows of bf16 values `src[rows[i]..]` in `dst` as blocks of
-/// [`NR`] columns of depth pairs (see the module documentation); columns past `n` and the
-/// depth past an odd `k` are zero.
+/// [`NR`] columns of depth pairs (see the module documentation); the depth past an odd `k` is
+/// zero.
 pub(crate) fn pack_columns(isa: Isa, src: &[bf16], rows: &[usize], n: usize, dst: &mut Vec<u32>) {
     let pairs = rows.len().div_ceil(2);
     let blocks = n.div_ceil(NR);
     assert!(n == 0 || rows.iter().all(|&r| r + n <= src.len()));
-    dst.clear();
+    // Not cleared: every word the kernel's stored outputs depend on is written below, and the
+    // rest (columns past `n`) only reaches unstored columns, each lane being its own column.
     dst.resize(blocks * pairs * NR, 0);
-    isa.widest(|| {
-        for (b, block) in dst.chunks_exact_mut(pairs * NR).enumerate() {
-            let c0 = b * NR;
-            let width = NR.min(n - c0);
-            for (p, two) in rows.chunks(2).enumerate() {
-                let words = &mut block[p * NR..p * NR + width];
-                let lo = &src[two[0] + c0..two[0] + c0 + width];
-                match two.get(1) {
-                    Some(&r) => {
-                        let hi = &src[r + c0..r + c0 + width];
-                        for ((w, &l), &h) in words.iter_mut().zip(lo).zip(hi) {
-                            *w = pair(l, h);
-                        }
+    #[cfg(target_arch = "x86_64")]
+    if isa.vnni() {
+        // SAFETY: an `Isa` with VNNI (and so AVX-512BW) is only made on a machine that has it;
+        // the rows hold `n` values each and `dst` holds every block.
+        return unsafe { avx512::pack(src, rows, n, dst) };
+    }
+    let _ = isa;
+    for (b, block) in dst.chunks_exact_mut(pairs * NR).enumerate() {
+        let c0 = b * NR;
+        let width = NR.min(n - c0);
+        for (p, two) in rows.chunks(2).enumerate() {
+            let words = &mut block[p * NR..p * NR + width];
+            let lo = &src[two[0] + c0..two[0] + c0 + width];
+            match two.get(1) {
+                Some(&r) => {
+                    let hi = &src[r + c0..r + c0 + width];
+                    for ((w, &l), &h) in words.iter_mut().zip(lo).zip(hi) {
+                        *w = pair(l, h);
                     }
-                    None => {
-                        for (w, &l) in words.iter_mut().zip(lo) {
-                            *w = l.to_bits() as u32;
-                        }
+                }
+                None => {
+                    for (w, &l) in words.iter_mut().zip(lo) {
+                        *w = pair(l, bf16::ZERO);
                     }
                 }
             }
         }
-    });
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::NR;
+    use crate::bf16;
+    use std::arch::x86_64::*;
+
+    /// See [`super::pack_columns`]: 16 columns of two rows widened to 32-bit lanes, the odd
+    /// row's shifted into the upper halves.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub unsafe fn pack(src: &[bf16], rows: &[usize], n: usize, dst: &mut [u32]) {
+        let pairs = rows.len().div_ceil(2);
+        let at = |r: usize, c: usize| src[r + c..].as_ptr().cast::<i16>();
+        for (b, block) in dst.chunks_exact_mut(pairs * NR).enumerate() {
+            for half in 0..NR / 16 {
+                let c0 = b * NR + half * 16;
+                if c0 >= n {
+                    break;
+                }
+                let lanes = 16.min(n - c0);
+                let mask: __mmask16 = if lanes == 16 { !0 } else { (1 << lanes) - 1 };
+                for (p, two) in rows.chunks(2).enumerate() {
+                    // SAFETY: the caller checked that each row holds `n` values from its start,
+                    // and the mask reads only those.
+                    let lo = unsafe { _mm256_maskz_loadu_epi16(mask, at(two[0], c0)) };
+                    let mut words = _mm512_cvtepu16_epi32(lo);
+                    if let Some(&r) = two.get(1) {
+                        // SAFETY: as above.
+                        let hi = unsafe { _mm256_maskz_loadu_epi16(mask, at(r, c0)) };
+                        words = _mm512_or_si512(
+                            words,
+                            _mm512_slli_epi32(_mm512_cvtepu16_epi32(hi), 16),
+                        );
+                    }
+                    let out = block[p * NR + half * 16..][..16].as_mut_ptr();
+                    // SAFETY: 16 words of the pair are left from `out`.
+                    unsafe { _mm512_storeu_si512(out.cast(), words) };
+                }
+            }
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
