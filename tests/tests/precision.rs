@@ -144,6 +144,21 @@ fn picodet_int8_and_auto_report_agreement_and_int8_share() {
         "auto over fp32: agreement {ap}, int8 share {share}"
     );
 
+    // Over a bf16 base: bf16 wherever a layer can run in half, int8 on top, same budget.
+    let bf16_pkg = dir.path().join("auto_bf16.temblor");
+    let bf16 = calibrated_with(&picodet(), &bf16_pkg, "auto", &["--auto-base", "bf16"]);
+    let p = &bf16["precision"];
+    let ap = p["agreement_ap"].as_f64().unwrap();
+    let (half, int8) = (
+        p["bf16_flop_share"].as_f64().unwrap(),
+        p["int8_flop_share"].as_f64().unwrap(),
+    );
+    assert_eq!(p["fp16_flop_share"].as_f64(), Some(0.0), "{p}");
+    assert!(
+        ap >= 0.95 && half > 0.0 && half + int8 > 0.9,
+        "auto over bf16: agreement {ap}, bf16 share {half}, int8 share {int8}"
+    );
+
     // The written plan, applied again, gives the same package outputs.
     let again = dir.path().join("again.temblor");
     let plan = auto_pkg.join("precision.yml");
