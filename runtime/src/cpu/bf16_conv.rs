@@ -28,9 +28,6 @@ impl Tap for bf16 {
     /// Stride 2 takes 16 values from 32 per narrowing move (`vpmovdw`: the low half of each
     /// 32-bit lane), as the float and byte gathers do.
     fn every(src: &[bf16], step: usize, dst: &mut [bf16], isa: Isa) {
-        if step == 1 {
-            return dst.copy_from_slice(&src[..dst.len()]);
-        }
         #[cfg(target_arch = "x86_64")]
         if step == 2 && isa.avx512() {
             // SAFETY: an `Isa` with AVX-512 is only made on a machine that has it.

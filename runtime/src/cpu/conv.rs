@@ -411,6 +411,12 @@ pub(super) trait Tap: Copy {
 }
 
 pub(super) fn every_scalar<T: Copy>(src: &[T], step: usize, dst: &mut [T]) {
+    // Stride 1 is a copy: element by element, the bytes of an int8 layer's stride-1 im2col took
+    // 3% of YOLOv8n's int8 time.
+    if step == 1 {
+        let n = dst.len().min(src.len());
+        return dst[..n].copy_from_slice(&src[..n]);
+    }
     dst.iter_mut()
         .zip(src.iter().step_by(step))
         .for_each(|(d, &s)| *d = s);
