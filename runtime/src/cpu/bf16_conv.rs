@@ -9,14 +9,16 @@
 //! rounded to bf16. The products of bf16 values are exact in f32, so the result is the
 //! simulation's up to the order in which the f32 sums are rounded.
 //!
-//! Depthwise convolutions and those with fewer than [`MR`] outputs and a window keep the
-//! simulation, as int8 ones do: a GEMM has too little to reuse in them.
+//! Depthwise convolutions and those with fewer than [`MR`] outputs and a window run on the f32
+//! stencils, as the float path does (a GEMM has too little to reuse in them), reading the bf16
+//! input as they pad each plane.
 
 use super::bf16_gemm::{pack_columns, Bf16Weights, MR};
 use super::buffers;
 use super::cast;
 use super::conv::{epilogue, every_scalar, reads_phases, Geometry, Tap};
 use super::conv_padded::Phases;
+use super::depthwise::{depthwise, few_outputs};
 use super::elements;
 use super::isa::Isa;
 use super::tiled_conv::{self, Scratch, Source, TileGemm};
@@ -66,15 +68,25 @@ thread_local! {
     static SCRATCH: Scratch<bf16, u32> = const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
 }
 
-/// A bf16 convolution, prepared: its weight packed in depth pairs.
+/// A bf16 convolution, prepared.
 #[derive(Debug)]
 pub(crate) struct Bf16Conv {
-    weights: Bf16Weights,
+    kernel: Kernel,
     shape: [usize; 4],
 }
 
+#[derive(Debug)]
+enum Kernel {
+    /// The GEMM, with the weight packed in depth pairs.
+    Gemm(Bf16Weights),
+    /// The f32 stencils of depthwise convolutions and of those with few outputs
+    /// (`depthwise.rs`), which widen the bf16 input plane by plane as they pad it, with the
+    /// weight widened once.
+    Stencil(Vec<f32>),
+}
+
 /// Conv `id` as a bf16 convolution, when it reads a computed bf16 value with a constant bf16
-/// weight and has rows enough for a GEMM; `None` leaves it to the simulation.
+/// weight; `None` leaves it to the simulation.
 pub(crate) fn lower(g: &Graph, id: NodeId) -> Option<Bf16Conv> {
     let Op::Conv(a) = &g.node(id).op else {
         return None;
@@ -90,8 +102,7 @@ pub(crate) fn lower(g: &Graph, id: NodeId) -> Option<Bf16Conv> {
     }
     let [o, cg, kh, kw] = shape;
     let k = cg * kh * kw;
-    let few_outputs = a.group == 1 && o < MR && kh * kw > 1;
-    if cg == 1 || few_outputs || a.group == 0 || o % a.group != 0 || k == 0 {
+    if a.group == 0 || o % a.group != 0 || k == 0 {
         return None;
     }
     let values: Vec<bf16> = w
@@ -99,10 +110,14 @@ pub(crate) fn lower(g: &Graph, id: NodeId) -> Option<Bf16Conv> {
         .chunks_exact(2)
         .map(|b| bf16::from_le_bytes([b[0], b[1]]))
         .collect();
-    Some(Bf16Conv {
-        weights: Bf16Weights::new(&values, o / a.group, k),
-        shape,
-    })
+    // The float path's choice of kernel (`conv::conv`): a GEMM has too little to reuse in these.
+    let few_outputs = a.group == 1 && o < MR && kh * kw > 1;
+    let kernel = if cg == 1 || few_outputs {
+        Kernel::Stencil(values.iter().map(|v| v.to_f32()).collect())
+    } else {
+        Kernel::Gemm(Bf16Weights::new(&values, o / a.group, k))
+    };
+    Some(Bf16Conv { kernel, shape })
 }
 
 /// Runs `conv` on the bf16 input `x`; `a` has explicit pads, `bias` is f32 (the plan widens a
@@ -123,9 +138,22 @@ pub(crate) fn conv(
     };
     let epi = epilogue(a, &geo, bias, wide_residual.as_ref().or(residual), isa)?;
     let plane = geo.out_plane();
-    let mut out = buffers::reuse(geo.n * geo.o * plane);
-    if plane > 0 && geo.o > 0 {
-        let phases = reads_phases(&geo, conv.weights.k()).then(|| Phases::new(&geo));
+    let len = geo.n * geo.o * plane;
+    let mut out = match &conv.kernel {
+        Kernel::Stencil(weight) if geo.c == geo.group => {
+            let mut out = buffers::reuse(len);
+            depthwise(&geo, xv, weight, &epi, &mut out);
+            out
+        }
+        Kernel::Stencil(weight) => {
+            let mut out = buffers::zeros(len);
+            few_outputs(&geo, xv, weight, &epi, &mut out);
+            out
+        }
+        Kernel::Gemm(_) => buffers::reuse(len),
+    };
+    if let (Kernel::Gemm(weights), true) = (&conv.kernel, plane > 0 && geo.o > 0) {
+        let phases = reads_phases(&geo, weights.k()).then(|| Phases::new(&geo));
         let mut padded = Vec::new();
         if let Some(phases) = &phases {
             padded = buffers::reuse_half::<bf16>(phases.len(&geo));
@@ -136,7 +164,7 @@ pub(crate) fn conv(
             phases: phases.as_ref().map(|p| (p, &padded[..])),
             zero: bf16::ZERO,
         };
-        tiled_conv::run(conv, &geo, isa, source, &epi, &mut out, &SCRATCH);
+        tiled_conv::run(weights, &geo, isa, source, &epi, &mut out, &SCRATCH);
         buffers::give_back(padded);
     }
     if let Some(TensorData::F32(v)) = wide_residual.map(|t| t.data) {
@@ -150,13 +178,13 @@ pub(crate) fn conv(
     Ok(narrowed)
 }
 
-impl TileGemm for Bf16Conv {
+impl TileGemm for Bf16Weights {
     type Elem = bf16;
     type Packed = u32;
     const BYTES_PER_DEPTH: usize = size_of::<bf16>();
 
     fn depth(&self) -> usize {
-        self.weights.k()
+        self.k()
     }
 
     fn pack(&self, isa: Isa, src: &[bf16], rows: &[usize], n: usize, dst: &mut Vec<u32>) {
@@ -171,6 +199,6 @@ impl TileGemm for Bf16Conv {
         packed: &[u32],
         out: &mut [&mut [f32]],
     ) {
-        self.weights.multiply(isa, at, packed, out);
+        Bf16Weights::multiply(self, isa, at, packed, out);
     }
 }

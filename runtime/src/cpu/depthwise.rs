@@ -3,8 +3,8 @@
 //! A convolution with only a few output channels (a detection head's 96 -> 1 objectness conv)
 //! runs on the same stencils, summed over its input channels (see [`few_outputs`]).
 //!
-//! Each input plane is first copied into a zero-padded scratch plane, so the stencil needs no
-//! boundary handling; with a column stride above 1 each padded row is stored de-interleaved
+//! Each input plane is first copied into a zero-padded f32 scratch plane, so the stencil needs
+//! no boundary handling (a bf16 layer's input is widened in that copy, see [`Plane`]); with a column stride above 1 each padded row is stored de-interleaved
 //! into its stride phases, so that every tap reads a contiguous run. Outputs are then computed
 //! a block of rows and a vector of columns at a time by the kernels of [`super::stencil`], and
 //! each block of rows is finished with the epilogue while it is still in L1.
@@ -14,10 +14,47 @@ use super::conv_tasks::min_per_job;
 use super::epilogue::Epilogue;
 use super::isa::Isa;
 use super::stencil::{Block, LANES, ROWS};
+use crate::bf16;
 use rayon::prelude::*;
 
+/// An input element the stencils read, widened to f32 as the padded copy is made: a bf16
+/// layer's input is then read as it is, without a widened copy of the whole tensor first.
+pub(crate) trait Plane: Copy + Send + Sync {
+    fn widen(self) -> f32;
+
+    /// `dst[i] = src[i]` widened.
+    fn widen_into(src: &[Self], dst: &mut [f32]) {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = s.widen();
+        }
+    }
+}
+
+impl Plane for f32 {
+    fn widen(self) -> f32 {
+        self
+    }
+
+    fn widen_into(src: &[f32], dst: &mut [f32]) {
+        dst.copy_from_slice(&src[..dst.len()]);
+    }
+}
+
+impl Plane for bf16 {
+    /// Exact: the bits shifted into the upper half.
+    fn widen(self) -> f32 {
+        f32::from_bits((self.to_bits() as u32) << 16)
+    }
+}
+
 /// `out` receives the `[n, o, oh, ow]` output; `wv` holds the `[o, 1, kh, kw]` weight.
-pub(crate) fn depthwise(geo: &Geometry, xv: &[f32], wv: &[f32], epi: &Epilogue, out: &mut [f32]) {
+pub(crate) fn depthwise<X: Plane>(
+    geo: &Geometry,
+    xv: &[X],
+    wv: &[f32],
+    epi: &Epilogue,
+    out: &mut [f32],
+) {
     let isa = epi.isa;
     let plane = geo.out_plane();
     if plane == 0 {
@@ -54,7 +91,13 @@ pub(crate) fn depthwise(geo: &Geometry, xv: &[f32], wv: &[f32], epi: &Epilogue, 
 /// matrix of `c * kh * kw` rows for a handful of outputs; here each input plane is padded once
 /// and read in L1. Threads take contiguous runs of input channels and sum into planes of their
 /// own, added in channel order afterwards, so the result does not depend on scheduling.
-pub(crate) fn few_outputs(geo: &Geometry, xv: &[f32], wv: &[f32], epi: &Epilogue, out: &mut [f32]) {
+pub(crate) fn few_outputs<X: Plane>(
+    geo: &Geometry,
+    xv: &[X],
+    wv: &[f32],
+    epi: &Epilogue,
+    out: &mut [f32],
+) {
     let isa = epi.isa;
     let plane = geo.out_plane();
     if plane == 0 || geo.c == 0 {
@@ -159,7 +202,7 @@ impl Padded {
 
     /// Copies the input plane `src` into `scratch`, zero-padded and phase-split. The padding
     /// is never written, so a scratch buffer of the right size already holds its zeros.
-    fn fill(&self, geo: &Geometry, src: &[f32], scratch: &mut Vec<f32>) {
+    fn fill<X: Plane>(&self, geo: &Geometry, src: &[X], scratch: &mut Vec<f32>) {
         if scratch.len() != self.rows * self.stride {
             scratch.clear();
             scratch.resize(self.rows * self.stride, 0.0);
@@ -174,7 +217,7 @@ impl Padded {
         for (prow, line) in rows.take(count).zip(src.chunks_exact(geo.w.max(1))) {
             if self.sw == 1 {
                 let n = self.w.min(self.stride.saturating_sub(self.pl));
-                prow[self.pl..self.pl + n].copy_from_slice(&line[..n]);
+                X::widen_into(&line[..n], &mut prow[self.pl..self.pl + n]);
             } else if self.sw == 2 {
                 self.split_pairs(prow, line);
             } else {
@@ -186,7 +229,7 @@ impl Padded {
                     }
                     let dst = &mut prow[p * self.phase + k..(p + 1) * self.phase];
                     for (d, &v) in dst.iter_mut().zip(line[x0..].iter().step_by(self.sw)) {
-                        *d = v;
+                        *d = v.widen();
                     }
                 }
             }
@@ -196,7 +239,7 @@ impl Padded {
     /// One padded row of a stride-2 convolution: input column `x` goes to phase `(x + pl) % 2`
     /// at index `(x + pl) / 2`. Whole pairs of columns are split in one loop that vectorizes
     /// (a stride-2 depthwise conv spent most of its time in a scalar version of this).
-    fn split_pairs(&self, prow: &mut [f32], line: &[f32]) {
+    fn split_pairs<X: Plane>(&self, prow: &mut [f32], line: &[X]) {
         let (even, odd) = prow.split_at_mut(self.phase);
         let (first, second) = if self.pl.is_multiple_of(2) {
             (even, odd)
@@ -209,8 +252,8 @@ impl Padded {
         let pairs = line.chunks_exact(2);
         let done = pairs.len().min(first.len()).min(second.len());
         for ((a, b), pair) in first.iter_mut().zip(second.iter_mut()).zip(pairs) {
-            *a = pair[0];
-            *b = pair[1];
+            *a = pair[0].widen();
+            *b = pair[1].widen();
         }
         // An odd last column, or columns past the end of the shorter phase.
         for (x, &v) in line.iter().enumerate().skip(2 * done) {
@@ -220,7 +263,7 @@ impl Padded {
                 &mut *second
             };
             if let Some(d) = half.get_mut(x / 2) {
-                *d = v;
+                *d = v.widen();
             }
         }
     }
