@@ -1,7 +1,8 @@
 //! The `temblor` binary: a thin clap layer over [`cli`] (the crate's library), one module per
 //! command.
 
-// One unsafe call, in `end_quietly_on_closed_pipe`; everything else is safe code.
+// Two unsafe calls, in `end_quietly_on_closed_pipe` and `cuda_driver_present`; everything else
+// is safe code.
 #![deny(unsafe_code)]
 
 use clap::{Parser, Subcommand};
@@ -79,6 +80,38 @@ enum Command {
     Ocr(cli::OcrArgs),
 }
 
+impl Command {
+    /// The `--device` of the commands that run a model.
+    fn device(&self) -> Option<cli::DeviceArg> {
+        match self {
+            Command::Run(a) => Some(a.device),
+            Command::Bench(a) => Some(a.device),
+            Command::Profile(a) => Some(a.device),
+            Command::Eval(a) => Some(a.device),
+            _ => None,
+        }
+    }
+}
+
+/// Whether the CUDA driver library loads: what `--device cuda` checks before anything else
+/// CUDA-related, since cudarc panics when the driver is missing. Here, in the binary, because
+/// loading a library is unsafe and the CLI's library crate forbids unsafe code.
+#[cfg(unix)]
+#[allow(unsafe_code)]
+fn cuda_driver_present() -> bool {
+    // SAFETY: the name is a constant NUL-terminated string. Loading runs the driver's
+    // initializers, which expect exactly this (every CUDA program dlopens libcuda.so.1), and no
+    // symbol is used. The handle stays open: the process exits right after.
+    let handle =
+        unsafe { libc::dlopen(c"libcuda.so.1".as_ptr(), libc::RTLD_LAZY | libc::RTLD_LOCAL) };
+    !handle.is_null()
+}
+
+#[cfg(not(unix))]
+fn cuda_driver_present() -> bool {
+    false
+}
+
 /// Lets the kernel end the process when the reader of its output goes away
 /// (`temblor inspect m.onnx | head -1`), as a C program and most Rust CLIs (ripgrep, fd) do.
 ///
@@ -116,6 +149,11 @@ fn main() -> ExitCode {
         }
     }
     temblor_ir::package::set_verify_hashes(!cli.no_verify_hashes);
+    if cli.command.device() == Some(cli::DeviceArg::Cuda) && !cuda_driver_present() {
+        let e = temblor_ir::Error::usage(cli::device::NO_DRIVER);
+        eprintln!("error: {e}");
+        return ExitCode::from(e.exit_code() as u8);
+    }
     let result = std::panic::catch_unwind(|| match &cli.command {
         Command::Compile(a) => cli::compile(a),
         Command::Run(a) => cli::run(a),

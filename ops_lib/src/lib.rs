@@ -1,7 +1,10 @@
 //! Operators temblor provides itself, where frameworks and TensorRT lack them or do them badly:
 //! the detection operators of PaddleDetection (box decoding, NMS variants, proposal generation)
 //! and image preprocessing. Each detection operator is typed in the IR ([`LibOp`], parsed once
-//! at import); here are its shape rule ([`infer`]) and CPU kernel ([`run`]).
+//! at import); here are its shape rule ([`infer`]) and CPU kernel ([`run`]). The CUDA C++
+//! kernels of yolo_box, NMS, roi_align and preprocessing are in `ops_lib/cuda` (no runtime
+//! launches them yet: issue 23); tests/tests/cuda_kernels.rs compiles them with nvcc and checks
+//! their arithmetic against these CPU kernels.
 
 #![forbid(unsafe_code)]
 

@@ -319,3 +319,84 @@ fn a_closed_pipe_ends_output_quietly() {
         out.status
     );
 }
+
+/// `--device cuda` (issue 23) exits 2 before the model is touched, for every command that runs
+/// one: without the CUDA driver, saying so; with one (here a stand-in libcuda.so.1, an empty
+/// library found through LD_LIBRARY_PATH), saying that this build has no CUDA backend.
+#[test]
+fn device_cuda_fails_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("relu.onnx");
+    let script = format!(
+        r#"
+import onnx
+from onnx import helper, TensorProto as T
+x = helper.make_tensor_value_info("x", T.FLOAT, [1, 3, 4, 4])
+y = helper.make_tensor_value_info("y", T.FLOAT, [1, 3, 4, 4])
+g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="relu")], "g", [x], [y])
+onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), r"{}")
+"#,
+        model.display()
+    );
+    let (code, _, err) = output(std::process::Command::new(python()).args(["-c", &script]));
+    assert_eq!(code, 0, "{err}");
+    let package = dir.path().join("relu.temblor");
+    let (code, _, err) = output(temblor().arg("compile").arg(&model).arg("-o").arg(&package));
+    assert_eq!(code, 0, "{err}");
+    let images = dir.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    let gt = write(dir.path(), "gt.json", b"{}");
+
+    let fake_driver = dir.path().join("driver");
+    std::fs::create_dir(&fake_driver).unwrap();
+    let (code, _, err) = output(
+        std::process::Command::new("cc")
+            .args(["-shared", "-x", "c", "/dev/null", "-o"])
+            .arg(fake_driver.join("libcuda.so.1")),
+    );
+    assert_eq!(code, 0, "building the stand-in driver: {err}");
+
+    let no_driver = "error: no CUDA driver found (libcuda.so.1): --device cuda needs an NVIDIA \
+                     GPU and its driver";
+    let no_backend = "error: this build has no CUDA backend yet (issue 23)";
+    // A machine with NVIDIA's kernel module has its driver library too.
+    let has_driver = Path::new("/proc/driver/nvidia").exists();
+    let eval = [
+        "--images",
+        &images.display().to_string(),
+        "--gt",
+        &gt.display().to_string(),
+    ]
+    .map(String::from);
+    for (command, extra) in [
+        ("run", &[][..]),
+        ("bench", &[]),
+        ("profile", &[]),
+        ("eval", &eval),
+    ] {
+        for stand_in in [false, true] {
+            let mut cmd = temblor();
+            cmd.arg(command)
+                .arg(&package)
+                .args(extra)
+                .args(["--device", "cuda"]);
+            if stand_in {
+                cmd.env("LD_LIBRARY_PATH", &fake_driver);
+            }
+            let (code, out, err) = output(&mut cmd);
+            let what = format!("{command} --device cuda (stand-in driver: {stand_in})");
+            assert_eq!(code, 2, "{what}: {err}");
+            assert!(out.is_empty(), "{what}: {out}");
+            let want = if stand_in || has_driver {
+                no_backend
+            } else {
+                no_driver
+            };
+            assert!(
+                err.starts_with(want),
+                "{what}: expected '{want}', got: {err}"
+            );
+            assert_eq!(err.lines().count(), 1, "{what}: {err}");
+        }
+    }
+}

@@ -16,6 +16,9 @@ pub struct BenchArgs {
     /// Threads of the CPU runtime; 0 means one per available core.
     #[arg(long, default_value_t = 0, value_parser = super::parse_threads)]
     pub threads: usize,
+    /// Where the model runs: the CPU, or an NVIDIA GPU (`cuda`, not built yet: issue 23).
+    #[arg(long, value_enum, default_value_t = super::DeviceArg::Cpu)]
+    pub device: super::DeviceArg,
     /// Untimed runs before the timed ones.
     #[arg(long, default_value_t = 5)]
     pub warmup: usize,
@@ -116,6 +119,7 @@ struct BatchReport<'a> {
 }
 
 pub fn bench(args: &BenchArgs) -> Result<()> {
+    super::device::cpu_only(args.device)?;
     if args.iters == 0 {
         return Err(Error::usage("--iters must be at least 1"));
     }

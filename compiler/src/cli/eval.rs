@@ -35,6 +35,9 @@ pub struct EvalArgs {
     /// Threads of the CPU runtime; 0 means one per available core.
     #[arg(long, default_value_t = 0, value_parser = super::parse_threads)]
     pub threads: usize,
+    /// Where the model runs: the CPU, or an NVIDIA GPU (`cuda`, not built yet: issue 23).
+    #[arg(long, value_enum, default_value_t = super::DeviceArg::Cpu)]
+    pub device: super::DeviceArg,
     /// NAME:DIMS fixes an input's dimensions of a model file (e.g. image:1x3x320x320).
     #[arg(long = "input", value_name = "NAME:DIMS")]
     pub inputs: Vec<String>,
@@ -96,6 +99,7 @@ struct Report<'a> {
 }
 
 pub fn eval(args: &EvalArgs) -> Result<()> {
+    super::device::cpu_only(args.device)?;
     let images = temblor_tools::preprocess_config::images_in(&args.images)?;
     let input_dims = args
         .inputs

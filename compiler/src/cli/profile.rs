@@ -20,6 +20,9 @@ pub struct ProfileArgs {
     /// Threads of the CPU runtime; 0 means one per available core.
     #[arg(long, default_value_t = 0, value_parser = super::parse_threads)]
     pub threads: usize,
+    /// Where the model runs: the CPU, or an NVIDIA GPU (`cuda`, not built yet: issue 23).
+    #[arg(long, value_enum, default_value_t = super::DeviceArg::Cpu)]
+    pub device: super::DeviceArg,
     /// NAME:DIMS fixes an input's dimensions (e.g. x:1x3x640x640); NAME=FILE.npy gives its data
     /// instead of seeded random values. Repeatable.
     #[arg(long = "input", value_name = "NAME:DIMS|NAME=FILE.npy")]
@@ -47,6 +50,7 @@ struct Report<'a> {
 }
 
 pub fn profile(args: &ProfileArgs) -> Result<()> {
+    super::device::cpu_only(args.device)?;
     if args.iters == 0 {
         return Err(Error::usage("--iters must be at least 1"));
     }

@@ -41,6 +41,9 @@ pub struct RunArgs {
     /// Threads of the CPU runtime; 0 means one per available core.
     #[arg(long, default_value_t = 0, value_parser = super::parse_threads)]
     pub threads: usize,
+    /// Where the model runs: the CPU, or an NVIDIA GPU (`cuda`, not built yet: issue 23).
+    #[arg(long, value_enum, default_value_t = super::DeviceArg::Cpu)]
+    pub device: super::DeviceArg,
     /// Compile a model file for the given data's shapes, even where the model declares other
     /// static sizes (a placeholder input size); every shape is inferred again.
     #[arg(long)]
@@ -67,6 +70,7 @@ fn load_graph_with(path: &Path, options: Options) -> Result<Graph> {
 }
 
 pub fn run(args: &RunArgs) -> Result<()> {
+    super::device::cpu_only(args.device)?;
     if !args.images.is_empty() {
         if args.override_shapes {
             return Err(Error::usage(

@@ -1,0 +1,20 @@
+// Kernel of roi_align.cuh: one thread per output element [regions, channels, output_height,
+// output_width], grid-stride. `batch` gives each region's image. Extern "C" names, for lookup
+// by name in an NVRTC-compiled module.
+#include "roi_align.cuh"
+
+extern "C" __global__ void ops_lib_roi_align(const float* x, const float* rois, const int* batch,
+                                             int regions, RoiAlignParams p, float* out) {
+    long long bins = (long long)p.output_height * p.output_width;
+    long long plane = (long long)p.height * p.width;
+    long long total = regions * p.channels * bins;
+    for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < total;
+         e += (long long)gridDim.x * blockDim.x) {
+        int pw = (int)(e % p.output_width);
+        int ph = (int)(e / p.output_width % p.output_height);
+        long long c = e / bins % p.channels;
+        long long r = e / (bins * p.channels);
+        const float* image_plane = x + ((long long)batch[r] * p.channels + c) * plane;
+        out[e] = roi_align_bin(image_plane, rois + 4 * r, p, ph, pw);
+    }
+}
