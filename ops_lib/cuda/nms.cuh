@@ -6,8 +6,8 @@
 //
 // Two overlap rules, each with the arithmetic of its CPU kernel, because they keep different
 // boxes:
-// - Paddle (boxes.rs `iou`, multiclass_nms3): corners as given, an inverted box has no area,
-//   pixel boxes (not normalized) count both end pixels; kept while IoU <= threshold.
+// - Paddle (boxes.rs `iou`, multiclass_nms3, generate_proposals_v2): boxes.cuh's IoU; kept while
+//   IoU <= threshold.
 // - ONNX (nms.rs `iou_exceeds`, NonMaxSuppression): corners sorted (or from a centre and
 //   size), touching and degenerate boxes never overlap.
 // Paddle's adaptive NMS (nms_eta < 1) lowers the threshold as boxes are kept, so its overlaps
@@ -15,6 +15,8 @@
 //
 // No standard headers: NVRTC, which compiles these sources at run time, has none.
 #pragma once
+
+#include "boxes.cuh"
 
 enum NmsRule {
     NMS_PADDLE_PIXEL = 0,
@@ -24,26 +26,6 @@ enum NmsRule {
 };
 
 __host__ __device__ inline int nms_words(int n) { return (n + 63) / 64; }
-
-__host__ __device__ inline float paddle_box_area(const float* b, bool normalized) {
-    if (b[2] < b[0] || b[3] < b[1]) {
-        return 0.0f;
-    }
-    float w = b[2] - b[0];
-    float h = b[3] - b[1];
-    return normalized ? w * h : (w + 1.0f) * (h + 1.0f);
-}
-
-__host__ __device__ inline float paddle_iou(const float* a, const float* b, bool normalized) {
-    if (b[0] > a[2] || b[2] < a[0] || b[1] > a[3] || b[3] < a[1]) {
-        return 0.0f;
-    }
-    float norm = normalized ? 0.0f : 1.0f;
-    float inter_w = fminf(a[2], b[2]) - fmaxf(a[0], b[0]) + norm;
-    float inter_h = fminf(a[3], b[3]) - fmaxf(a[1], b[1]) + norm;
-    float inter = inter_w * inter_h;
-    return inter / (paddle_box_area(a, normalized) + paddle_box_area(b, normalized) - inter);
-}
 
 struct NmsCorners {
     float x_min, y_min, x_max, y_max;
