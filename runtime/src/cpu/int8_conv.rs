@@ -172,20 +172,22 @@ pub(crate) fn conv(
     if plane == 0 || geo.o == 0 {
         return Ok(Tensor::f32(geo.out_shape(), out));
     }
-    // Quantized once here, not per tile: a 3x3 convolution reads each input 9 times, and the
-    // division of QuantizeLinear is the costliest instruction on the way.
+    // Quantized once here, not per tile: a 3x3 convolution reads each input 9 times, and
+    // QuantizeLinear's division (by the reciprocal where that is exact) is the costliest
+    // instruction on the way.
     let quantizer = conv.quantizer;
     // Taken, not borrowed, across the parallel tasks: a thread waiting for them may run a
     // concurrent run's convolution meanwhile, which then finds none and makes its own. Both are
     // wholly written before they are read, so only a buffer's growth is zeroed.
     let (mut bytes, mut padded) = INPUT.take();
     bytes.resize(xv.len(), 0);
-    quant::map(
+    quant::quantize_bytes(
         isa,
+        quantizer,
         xv,
         &mut bytes,
         #[inline(always)]
-        move |v| quantizer.byte(v),
+        |b| b,
     );
     let offset = conv.quantizer.offset();
     // As the float path does, windows at stride 1 (and deep strided ones) read the phases of

@@ -71,14 +71,41 @@ pub(crate) fn fake_quantize(q: Quantizer, x: &Tensor, isa: Isa) -> Result<Tensor
     let xv = super::f32s(x, "input")?;
     let mut out = buffers::reuse(xv.len());
     let (offset, scale) = (q.offset(), q.scale);
-    map(
+    quantize_bytes(
         isa,
+        q,
         xv,
         &mut out,
         #[inline(always)]
-        move |v| (q.byte(v) as i32 - offset) as f32 * scale,
+        move |b| (b as i32 - offset) as f32 * scale,
     );
     Ok(Tensor::f32(x.shape.clone(), out))
+}
+
+/// `out[i] = then(q.byte(x[i]))`, by the scale's reciprocal where that gives the same bytes.
+pub(crate) fn quantize_bytes<T: Send>(
+    isa: Isa,
+    q: Quantizer,
+    x: &[f32],
+    out: &mut [T],
+    then: impl Fn(u8) -> T + Sync + Copy,
+) {
+    match q.inverse() {
+        Some(inverse) => map(
+            isa,
+            x,
+            out,
+            #[inline(always)]
+            move |v| then(q.byte_by_inverse(v, inverse)),
+        ),
+        None => map(
+            isa,
+            x,
+            out,
+            #[inline(always)]
+            move |v| then(q.byte(v)),
+        ),
+    }
 }
 
 /// Which scale and zero point each element uses: element `i` takes entry
