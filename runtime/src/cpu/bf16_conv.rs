@@ -31,10 +31,9 @@ impl Tap for bf16 {
     /// 32-bit lane), as the float and byte gathers do.
     fn every(src: &[bf16], step: usize, dst: &mut [bf16], isa: Isa) {
         #[cfg(target_arch = "x86_64")]
-        if step == 2 && isa.avx512() {
-            // SAFETY: an `Isa` with AVX-512 is only made on a machine that has it.
-            let done = unsafe { every_second_avx512(src, dst) };
-            return every_scalar(&src[2 * done..], 2, &mut dst[done..]);
+        if step == 2 && isa.vnni() {
+            // SAFETY: an `Isa` with VNNI is only made on a machine with AVX-512BW.
+            return unsafe { every_second_avx512(src, dst) };
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = isa;
@@ -42,25 +41,29 @@ impl Tap for bf16 {
     }
 }
 
-/// `dst[i] = src[2·i]` for whole vectors of 16 outputs whose 32 inputs `src` holds; returns
-/// how many outputs it wrote.
+/// `dst[i] = src[2·i]` for every `i` of `dst` (`src` holds at least `2·dst.len() - 1`
+/// values), 16 outputs a vector, the last one masked, as the byte gather does.
 ///
 /// # Safety
-/// AVX-512F must be available.
+/// AVX-512BW must be available.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn every_second_avx512(src: &[bf16], dst: &mut [bf16]) -> usize {
-    use std::arch::x86_64::{_mm256_storeu_si256, _mm512_cvtepi32_epi16, _mm512_loadu_si512};
-    let blocks = (dst.len() / 16).min(src.len() / 32);
-    for (b, out) in dst.chunks_exact_mut(16).take(blocks).enumerate() {
-        let pair = &src[32 * b..32 * b + 32];
-        // SAFETY: `pair` holds 32 values (64 bytes) and `out` 16 (32 bytes).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn every_second_avx512(src: &[bf16], dst: &mut [bf16]) {
+    use std::arch::x86_64::{
+        _mm256_mask_storeu_epi16, _mm512_cvtepi32_epi16, _mm512_maskz_loadu_epi16,
+    };
+    assert!(dst.is_empty() || src.len() >= 2 * dst.len() - 1);
+    for (b, out) in dst.chunks_mut(16).enumerate() {
+        let inputs = 2 * out.len() - 1;
+        let load = u32::MAX >> (32 - inputs);
+        let store = (u32::MAX >> (32 - out.len())) as u16;
+        // SAFETY: the masks cover `inputs` values of `src` from `32·b` and `out.len()` of
+        // `out`, all in bounds by the assert.
         unsafe {
-            let words = _mm512_loadu_si512(pair.as_ptr().cast());
-            _mm256_storeu_si256(out.as_mut_ptr().cast(), _mm512_cvtepi32_epi16(words));
+            let words = _mm512_maskz_loadu_epi16(load, src.as_ptr().add(32 * b).cast());
+            _mm256_mask_storeu_epi16(out.as_mut_ptr().cast(), store, _mm512_cvtepi32_epi16(words));
         }
     }
-    16 * blocks
 }
 
 thread_local! {

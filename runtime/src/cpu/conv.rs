@@ -429,8 +429,7 @@ impl Tap for u8 {
         #[cfg(target_arch = "x86_64")]
         if step == 2 && isa.vnni() {
             // SAFETY: an `Isa` with VNNI is only made on a machine with AVX-512BW.
-            let done = unsafe { every_second_byte_avx512(src, dst) };
-            return every_scalar(&src[2 * done..], 2, &mut dst[done..]);
+            return unsafe { every_second_byte_avx512(src, dst) };
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = isa;
@@ -438,25 +437,33 @@ impl Tap for u8 {
     }
 }
 
-/// `dst[i] = src[2·i]` for whole vectors of 32 outputs whose 64 inputs `src` holds: the low
-/// byte of each 16-bit lane. Returns how many outputs it wrote.
+/// `dst[i] = src[2·i]` for every `i` of `dst` (`src` holds at least `2·dst.len() - 1` bytes):
+/// the low byte of each 16-bit lane, 32 outputs a vector, the last vector masked. A row of an
+/// im2col tile is often narrower than a vector (10 to 40 outputs), and element by element its
+/// tail had cost as much as the vectors.
 ///
 /// # Safety
 /// AVX-512BW must be available.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn every_second_byte_avx512(src: &[u8], dst: &mut [u8]) -> usize {
-    use std::arch::x86_64::{_mm256_storeu_si256, _mm512_cvtepi16_epi8, _mm512_loadu_si512};
-    let blocks = (dst.len() / 32).min(src.len() / 64);
-    for (b, out) in dst.chunks_exact_mut(32).take(blocks).enumerate() {
-        let pair = &src[64 * b..64 * b + 64];
-        // SAFETY: `pair` holds 64 bytes and `out` 32.
+unsafe fn every_second_byte_avx512(src: &[u8], dst: &mut [u8]) {
+    use std::arch::x86_64::{
+        _mm256_mask_storeu_epi8, _mm512_cvtepi16_epi8, _mm512_maskz_loadu_epi8,
+    };
+    assert!(dst.is_empty() || src.len() >= 2 * dst.len() - 1);
+    for (b, out) in dst.chunks_mut(32).enumerate() {
+        // The inputs this vector takes, up to its last even byte: the odd byte after it may lie
+        // past `src`.
+        let inputs = 2 * out.len() - 1;
+        let load = u64::MAX >> (64 - inputs);
+        let store = u32::MAX >> (32 - out.len());
+        // SAFETY: the masks cover `inputs` bytes of `src` from `64·b` and `out.len()` of `out`,
+        // all in bounds by the assert.
         unsafe {
-            let words = _mm512_loadu_si512(pair.as_ptr().cast());
-            _mm256_storeu_si256(out.as_mut_ptr().cast(), _mm512_cvtepi16_epi8(words));
+            let words = _mm512_maskz_loadu_epi8(load, src.as_ptr().add(64 * b).cast());
+            _mm256_mask_storeu_epi8(out.as_mut_ptr().cast(), store, _mm512_cvtepi16_epi8(words));
         }
     }
-    32 * blocks
 }
 
 impl Tap for f32 {
@@ -467,8 +474,7 @@ impl Tap for f32 {
         #[cfg(target_arch = "x86_64")]
         if step == 2 && isa.avx512() {
             // SAFETY: an `Isa` with AVX-512 is only made on a machine that has it.
-            let done = unsafe { every_second_avx512(src, dst) };
-            return every_scalar(&src[2 * done..], 2, &mut dst[done..]);
+            return unsafe { every_second_avx512(src, dst) };
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = isa;
@@ -476,29 +482,32 @@ impl Tap for f32 {
     }
 }
 
-/// `dst[i] = src[2·i]` for whole vectors of 16 outputs whose 32 inputs `src` holds; returns
-/// how many outputs it wrote.
+/// `dst[i] = src[2·i]` for every `i` of `dst` (`src` holds at least `2·dst.len() - 1`
+/// floats), 16 outputs a vector, the last one masked (see [`every_second_byte_avx512`]).
 ///
 /// # Safety
 /// AVX-512F must be available.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn every_second_avx512(src: &[f32], dst: &mut [f32]) -> usize {
+unsafe fn every_second_avx512(src: &[f32], dst: &mut [f32]) {
     use std::arch::x86_64::{
-        _mm512_loadu_ps, _mm512_permutex2var_ps, _mm512_setr_epi32, _mm512_storeu_ps,
+        _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps, _mm512_permutex2var_ps, _mm512_setr_epi32,
     };
+    assert!(dst.is_empty() || src.len() >= 2 * dst.len() - 1);
     let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    let blocks = (dst.len() / 16).min(src.len() / 32);
-    for (b, out) in dst.chunks_exact_mut(16).take(blocks).enumerate() {
-        let pair = &src[32 * b..32 * b + 32];
-        // SAFETY: `pair` holds 32 floats and `out` 16.
+    let mask = |n: usize| if n >= 16 { u16::MAX } else { (1u16 << n) - 1 };
+    for (b, out) in dst.chunks_mut(16).enumerate() {
+        let inputs = 2 * out.len() - 1;
+        let at = src.as_ptr().wrapping_add(32 * b);
+        // SAFETY: the masks cover `inputs` floats of `src` from `32·b` and `out.len()` of
+        // `out`, all in bounds by the assert; masked-off lanes are not read.
         unsafe {
-            let lo = _mm512_loadu_ps(pair.as_ptr());
-            let hi = _mm512_loadu_ps(pair.as_ptr().add(16));
-            _mm512_storeu_ps(out.as_mut_ptr(), _mm512_permutex2var_ps(lo, even, hi));
+            let lo = _mm512_maskz_loadu_ps(mask(inputs), at);
+            let hi = _mm512_maskz_loadu_ps(mask(inputs.saturating_sub(16)), at.wrapping_add(16));
+            let picked = _mm512_permutex2var_ps(lo, even, hi);
+            _mm512_mask_storeu_ps(out.as_mut_ptr(), mask(out.len()), picked);
         }
     }
-    16 * blocks
 }
 
 /// An output buffer that parallel tasks write in disjoint segments.
