@@ -258,19 +258,7 @@ fn int8_convolutions_match_the_simulation() {
     ];
     for (seed, (what, case)) in cases.iter().enumerate() {
         let g = graph(case, seed as u64 + 1);
-        let count = case.input.iter().product();
-        let mut values: Vec<f32> = temblor_tests::Rng(seed as u64 + 100)
-            .values(count)
-            .into_iter()
-            .map(|v| v * 6.0)
-            .collect();
-        // Saturation at both ends, and the values QuantizeLinear maps to 0 or the bounds.
-        values[0] = 1e9;
-        values[1] = -1e9;
-        values[2] = f32::INFINITY;
-        values[3] = f32::NAN;
-        values[4] = 0.037 * 2.5;
-        let inputs = vec![("x".to_string(), Tensor::f32(case.input.to_vec(), values))];
+        let inputs = case_inputs(case, seed as u64);
         let (native, ops) = run(&g, &inputs, Int8Execution::Native);
         let (simulated, sim_ops) = run(&g, &inputs, Int8Execution::Simulate);
         assert_eq!(
@@ -287,6 +275,77 @@ fn int8_convolutions_match_the_simulation() {
         assert!(
             worst < 1e-5,
             "{what}: native differs from the simulation by {worst}"
+        );
+    }
+}
+
+/// The input of `case`: values across the int8 range and past it, with saturation at both
+/// ends, infinity, NaN, and a value QuantizeLinear maps to a tie.
+fn case_inputs(case: &Case, seed: u64) -> Vec<(String, Tensor)> {
+    let count = case.input.iter().product();
+    let mut values: Vec<f32> = temblor_tests::Rng(seed + 100)
+        .values(count)
+        .into_iter()
+        .map(|v| v * 6.0)
+        .collect();
+    values[0] = 1e9;
+    values[1] = -1e9;
+    values[2] = f32::INFINITY;
+    values[3] = f32::NAN;
+    values[4] = 0.037 * 2.5;
+    vec![("x".to_string(), Tensor::f32(case.input.to_vec(), values))]
+}
+
+/// The convolutions an int8 plan runs on the float stencils (depthwise, and few outputs over a
+/// window) read `x` and quantize it as they pad each plane: the simulation's values exactly,
+/// without its quantize-dequantize pass.
+#[test]
+fn int8_stencil_convolutions_quantize_as_they_pad() {
+    let cases = [
+        (
+            "depthwise 3x3",
+            Case {
+                input: [1, 16, 9, 11],
+                cout: 16,
+                group: 16,
+                ..BASE
+            },
+        ),
+        (
+            "depthwise 5x5 stride 2, uint8, bias and SiLU",
+            Case {
+                input: [2, 8, 19, 23],
+                cout: 8,
+                group: 8,
+                kernel: 5,
+                pad: 2,
+                stride: 2,
+                zero: Some(90),
+                bias: true,
+                activation: Some(Activation::Silu),
+                ..BASE
+            },
+        ),
+        ("three outputs, 3x3", Case { cout: 3, ..BASE }),
+    ];
+    for (seed, (what, case)) in cases.iter().enumerate() {
+        let g = graph(case, seed as u64 + 50);
+        let inputs = case_inputs(case, seed as u64 + 50);
+        let (native, ops) = run(&g, &inputs, Int8Execution::Native);
+        let (simulated, sim_ops) = run(&g, &inputs, Int8Execution::Simulate);
+        assert_eq!(
+            ops,
+            ["Conv"],
+            "{what}: the native plan runs only the convolution"
+        );
+        assert_eq!(
+            sim_ops,
+            ["DequantizeLinear", "Conv"],
+            "{what}: the simulation"
+        );
+        assert_eq!(
+            native, simulated,
+            "{what}: native differs from the simulation"
         );
     }
 }

@@ -31,7 +31,9 @@ pub(crate) enum Lowered {
     Int8Conv(Box<Int8Conv>),
     /// A bf16 layer's convolution, which reads its bf16 input as it is.
     Bf16Conv(Box<Bf16Conv>),
-    /// A `DequantizeLinear(QuantizeLinear(x))` pair, which reads `x` and rounds it in one pass.
+    /// A `DequantizeLinear(QuantizeLinear(x))` pair, which reads `x` and rounds it in one pass;
+    /// or a stencil convolution (depthwise, few outputs) of an int8 layer, which reads `x` and
+    /// rounds it as it pads each plane.
     FakeQuantize(Quantizer),
     /// A loop's or a conditional's bodies, prepared as plans of their own.
     Control(Box<Control>),
@@ -70,7 +72,8 @@ impl<'a> Args<'a> {
         }
     }
 
-    /// How the dequantization of a quantized `x` the plan lowered the step to quantizes it.
+    /// How the step quantizes the `x` it reads, where the plan lowered it to read `x` past a
+    /// `DequantizeLinear(QuantizeLinear(x))` pair.
     pub fn fake_quantize(&self) -> Option<Quantizer> {
         match self.lowered {
             Some(Lowered::FakeQuantize(q)) => Some(*q),

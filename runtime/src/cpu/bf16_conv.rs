@@ -18,7 +18,7 @@ use super::buffers;
 use super::cast;
 use super::conv::{epilogue, every_scalar, reads_phases, Geometry, Tap};
 use super::conv_padded::Phases;
-use super::depthwise::{depthwise, few_outputs};
+use super::depthwise::{depthwise, few_outputs, AsIs};
 use super::elements;
 use super::isa::Isa;
 use super::tiled_conv::{self, Scratch, Source, TileGemm};
@@ -145,12 +145,12 @@ pub(crate) fn conv(
     let mut out = match &conv.kernel {
         Kernel::Stencil(weight) if geo.c == geo.group => {
             let mut out = buffers::reuse(len);
-            depthwise(&geo, xv, weight, &epi, &mut out);
+            depthwise(&geo, (xv, &AsIs), weight, &epi, &mut out);
             out
         }
         Kernel::Stencil(weight) => {
             let mut out = buffers::zeros(len);
-            few_outputs(&geo, xv, weight, &epi, &mut out);
+            few_outputs(&geo, (xv, &AsIs), weight, &epi, &mut out);
             out
         }
         Kernel::Gemm(_) => buffers::reuse(len),

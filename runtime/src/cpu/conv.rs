@@ -15,9 +15,11 @@ use super::buffers;
 use super::conv_gemm::{ConvGemm, PackedWeights, MIN_WIDTH, MR, NR};
 use super::conv_padded::padded_conv;
 use super::conv_tasks::{min_per_job, tasks};
-use super::depthwise::{depthwise, few_outputs};
+use super::depthwise::{depthwise, few_outputs, AsIs, FakeQuantize};
 use super::epilogue::Epilogue;
+use super::int8_gemm::Quantizer;
 use super::isa::Isa;
+use super::quant;
 use super::{check_window, f32s};
 use crate::RuntimeError;
 use crate::Tensor;
@@ -223,31 +225,47 @@ pub(crate) fn epilogue<'a>(
     })
 }
 
-/// `packed` is [`pack_weights`] of `w`, made when the plan was built, or `None`.
+/// `packed` is [`pack_weights`] of `w`, made when the plan was built, or `None`; `quantized`,
+/// when the plan lowered an int8 layer's `DequantizeLinear(QuantizeLinear(x))` input into the
+/// convolution, is how `x` is quantized.
 pub(crate) fn conv(
     a: &ConvAttrs,
     [x, w]: [&Tensor; 2],
     bias: Option<&Tensor>,
     residual: Option<&Tensor>,
     isa: Isa,
-    packed: Option<&PackedWeights>,
+    (packed, quantized): (Option<&PackedWeights>, Option<Quantizer>),
 ) -> Result<Tensor, RuntimeError> {
     let geo = Geometry::new(a, x, dims4(w, "weight")?)?;
     let (xv, wv) = (f32s(x, "input")?, f32s(w, "weight")?);
     let epilogue = epilogue(a, &geo, bias, residual, isa)?;
     let len = geo.n * geo.o * geo.out_plane();
+    let fake = quantized.map(FakeQuantize::new);
     // The depthwise and GEMM kernels write every output; `few_outputs` sums into its output.
+    // The stencils quantize and dequantize an int8 layer's input as they pad each plane.
     let out = if geo.c == geo.group {
         let mut out = buffers::reuse(len);
-        depthwise(&geo, xv, wv, &epilogue, &mut out);
+        match &fake {
+            Some(read) => depthwise(&geo, (xv, read), wv, &epilogue, &mut out),
+            None => depthwise(&geo, (xv, &AsIs), wv, &epilogue, &mut out),
+        }
         out
     } else if geo.group == 1 && geo.o < MR && geo.kh * geo.kw > 1 {
         let mut out = buffers::zeros(len);
-        few_outputs(&geo, xv, wv, &epilogue, &mut out);
+        match &fake {
+            Some(read) => few_outputs(&geo, (xv, read), wv, &epilogue, &mut out),
+            None => few_outputs(&geo, (xv, &AsIs), wv, &epilogue, &mut out),
+        }
         out
     } else {
         let mut out = buffers::reuse(len);
-        gemm_conv(&geo, xv, wv, packed, &epilogue, &mut out);
+        match quantized {
+            Some(q) => {
+                let x = quant::fake_quantize(q, x, isa)?;
+                gemm_conv(&geo, f32s(&x, "input")?, wv, packed, &epilogue, &mut out);
+            }
+            None => gemm_conv(&geo, xv, wv, packed, &epilogue, &mut out),
+        }
         out
     };
     Ok(Tensor::f32(geo.out_shape(), out))

@@ -386,7 +386,7 @@ mod tests {
             for isa in Isa::available() {
                 let packed = pack_weights(&attrs, &wt, isa);
                 for packed in [None, packed.as_ref()] {
-                    let got = conv(&attrs, [&xt, &wt], None, None, isa, packed).unwrap();
+                    let got = conv(&attrs, [&xt, &wt], None, None, isa, (packed, None)).unwrap();
                     assert_eq!(got.shape, shape);
                     let got = got.as_f32().unwrap();
                     let depth = (cg * kh * kw) as f64;

@@ -212,7 +212,7 @@ pub(super) fn by_phases(
                 affine: None,
             };
             let (k, packed) = &weights.kernels[pa * sw + pb];
-            let part = conv(&attrs, [x, k], bias, None, isa, packed.as_ref())?;
+            let part = conv(&attrs, [x, k], bias, None, isa, (packed.as_ref(), None))?;
             let TensorData::F32(part) = part.data else {
                 return Err(RuntimeError::internal("a convolution gave no floats"));
             };

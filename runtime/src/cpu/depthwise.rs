@@ -4,53 +4,105 @@
 //! runs on the same stencils, summed over its input channels (see [`few_outputs`]).
 //!
 //! Each input plane is first copied into a zero-padded f32 scratch plane, so the stencil needs
-//! no boundary handling (a bf16 layer's input is widened in that copy, see [`Plane`]); with a column stride above 1 each padded row is stored de-interleaved
-//! into its stride phases, so that every tap reads a contiguous run. Outputs are then computed
+//! no boundary handling; the copy is also where an input is read as the layer reads it (see
+//! [`Reader`]: a bf16 layer's input widened, an int8 layer's quantized and dequantized). With a
+//! column stride above 1 each padded row is stored de-interleaved into its stride phases, so
+//! that every tap reads a contiguous run. Outputs are then computed
 //! a block of rows and a vector of columns at a time by the kernels of [`super::stencil`], and
 //! each block of rows is finished with the epilogue while it is still in L1.
 
 use super::conv::Geometry;
 use super::conv_tasks::min_per_job;
 use super::epilogue::Epilogue;
+use super::int8_gemm::Quantizer;
 use super::isa::Isa;
 use super::stencil::{Block, LANES, ROWS};
 use crate::bf16;
 use rayon::prelude::*;
 
-/// An input element the stencils read, widened to f32 as the padded copy is made: a bf16
-/// layer's input is then read as it is, without a widened copy of the whole tensor first.
-pub(crate) trait Plane: Copy + Send + Sync {
-    fn widen(self) -> f32;
+/// How the stencils read an input element of type `X` into their f32 padded plane, so that a
+/// layer whose input is converted first (a bf16 layer's widened, an int8 layer's quantized and
+/// dequantized) reads it as it is, without a converted copy of the whole tensor.
+pub(crate) trait Reader<X: Copy>: Sync {
+    fn read(&self, x: X) -> f32;
 
-    /// `dst[i] = src[i]` widened.
-    fn widen_into(src: &[Self], dst: &mut [f32]) {
+    /// `dst[i] = read(src[i])`.
+    fn read_row(&self, src: &[X], dst: &mut [f32]) {
         for (d, &s) in dst.iter_mut().zip(src) {
-            *d = s.widen();
+            *d = self.read(s);
         }
     }
 }
 
-impl Plane for f32 {
-    fn widen(self) -> f32 {
-        self
+/// Values read as they are: f32, or bf16 widened (exactly, its bits shifted into the upper
+/// half).
+pub(crate) struct AsIs;
+
+impl Reader<f32> for AsIs {
+    fn read(&self, x: f32) -> f32 {
+        x
     }
 
-    fn widen_into(src: &[f32], dst: &mut [f32]) {
+    fn read_row(&self, src: &[f32], dst: &mut [f32]) {
         dst.copy_from_slice(&src[..dst.len()]);
     }
 }
 
-impl Plane for bf16 {
-    /// Exact: the bits shifted into the upper half.
-    fn widen(self) -> f32 {
-        f32::from_bits((self.to_bits() as u32) << 16)
+impl Reader<bf16> for AsIs {
+    fn read(&self, x: bf16) -> f32 {
+        f32::from_bits((x.to_bits() as u32) << 16)
+    }
+}
+
+/// An int8 layer's `DequantizeLinear(QuantizeLinear(x))`, the very values of the standalone
+/// pass (`quant::fake_quantize`), by the scale's reciprocal where that is exact.
+pub(crate) struct FakeQuantize {
+    quantizer: Quantizer,
+    inverse: Option<f32>,
+}
+
+impl FakeQuantize {
+    pub fn new(quantizer: Quantizer) -> FakeQuantize {
+        FakeQuantize {
+            quantizer,
+            inverse: quantizer.inverse(),
+        }
+    }
+}
+
+impl Reader<f32> for FakeQuantize {
+    fn read(&self, x: f32) -> f32 {
+        let q = self.quantizer;
+        let byte = match self.inverse {
+            Some(inverse) => q.byte_by_inverse(x, inverse),
+            None => q.byte(x),
+        };
+        (byte as i32 - q.offset()) as f32 * q.scale
+    }
+
+    /// The choice of division made once a row, so the loop vectorizes.
+    fn read_row(&self, src: &[f32], dst: &mut [f32]) {
+        let q = self.quantizer;
+        let (offset, scale) = (q.offset(), q.scale);
+        match self.inverse {
+            Some(inverse) => {
+                for (d, &s) in dst.iter_mut().zip(src) {
+                    *d = (q.byte_by_inverse(s, inverse) as i32 - offset) as f32 * scale;
+                }
+            }
+            None => {
+                for (d, &s) in dst.iter_mut().zip(src) {
+                    *d = (q.byte(s) as i32 - offset) as f32 * scale;
+                }
+            }
+        }
     }
 }
 
 /// `out` receives the `[n, o, oh, ow]` output; `wv` holds the `[o, 1, kh, kw]` weight.
-pub(crate) fn depthwise<X: Plane>(
+pub(crate) fn depthwise<X: Copy + Sync>(
     geo: &Geometry,
-    xv: &[X],
+    (xv, read): (&[X], &impl Reader<X>),
     wv: &[f32],
     epi: &Epilogue,
     out: &mut [f32],
@@ -72,7 +124,7 @@ pub(crate) fn depthwise<X: Plane>(
             let first = (image * geo.c + oc / per_input) * geo.in_plane();
             let src = &xv[first..first + geo.in_plane()];
             let kernel = &wv[oc * taps..(oc + 1) * taps];
-            pads.fill(geo, src, scratch);
+            pads.fill(geo, src, read, scratch);
             let mut y = 0;
             while y < geo.oh {
                 let rows = ROWS.min(geo.oh - y);
@@ -91,9 +143,9 @@ pub(crate) fn depthwise<X: Plane>(
 /// matrix of `c * kh * kw` rows for a handful of outputs; here each input plane is padded once
 /// and read in L1. Threads take contiguous runs of input channels and sum into planes of their
 /// own, added in channel order afterwards, so the result does not depend on scheduling.
-pub(crate) fn few_outputs<X: Plane>(
+pub(crate) fn few_outputs<X: Copy + Sync>(
     geo: &Geometry,
-    xv: &[X],
+    (xv, read): (&[X], &impl Reader<X>),
     wv: &[f32],
     epi: &Epilogue,
     out: &mut [f32],
@@ -117,7 +169,7 @@ pub(crate) fn few_outputs<X: Plane>(
                 let mut block = vec![0.0f32; ROWS * geo.ow];
                 for c in c0..(c0 + run).min(geo.c) {
                     let first = (image * geo.c + c) * geo.in_plane();
-                    pads.fill(geo, &xv[first..first + geo.in_plane()], &mut scratch);
+                    pads.fill(geo, &xv[first..first + geo.in_plane()], read, &mut scratch);
                     for oc in 0..geo.o {
                         let kernel = &wv[(oc * geo.c + c) * taps..][..taps];
                         let mut y = 0;
@@ -202,7 +254,13 @@ impl Padded {
 
     /// Copies the input plane `src` into `scratch`, zero-padded and phase-split. The padding
     /// is never written, so a scratch buffer of the right size already holds its zeros.
-    fn fill<X: Plane>(&self, geo: &Geometry, src: &[X], scratch: &mut Vec<f32>) {
+    fn fill<X: Copy>(
+        &self,
+        geo: &Geometry,
+        src: &[X],
+        read: &impl Reader<X>,
+        scratch: &mut Vec<f32>,
+    ) {
         if scratch.len() != self.rows * self.stride {
             scratch.clear();
             scratch.resize(self.rows * self.stride, 0.0);
@@ -217,9 +275,9 @@ impl Padded {
         for (prow, line) in rows.take(count).zip(src.chunks_exact(geo.w.max(1))) {
             if self.sw == 1 {
                 let n = self.w.min(self.stride.saturating_sub(self.pl));
-                X::widen_into(&line[..n], &mut prow[self.pl..self.pl + n]);
+                read.read_row(&line[..n], &mut prow[self.pl..self.pl + n]);
             } else if self.sw == 2 {
-                self.split_pairs(prow, line);
+                self.split_pairs(prow, line, read);
             } else {
                 for x0 in 0..self.sw.min(self.w) {
                     let c = x0 + self.pl;
@@ -229,7 +287,7 @@ impl Padded {
                     }
                     let dst = &mut prow[p * self.phase + k..(p + 1) * self.phase];
                     for (d, &v) in dst.iter_mut().zip(line[x0..].iter().step_by(self.sw)) {
-                        *d = v.widen();
+                        *d = read.read(v);
                     }
                 }
             }
@@ -239,7 +297,7 @@ impl Padded {
     /// One padded row of a stride-2 convolution: input column `x` goes to phase `(x + pl) % 2`
     /// at index `(x + pl) / 2`. Whole pairs of columns are split in one loop that vectorizes
     /// (a stride-2 depthwise conv spent most of its time in a scalar version of this).
-    fn split_pairs<X: Plane>(&self, prow: &mut [f32], line: &[X]) {
+    fn split_pairs<X: Copy>(&self, prow: &mut [f32], line: &[X], read: &impl Reader<X>) {
         let (even, odd) = prow.split_at_mut(self.phase);
         let (first, second) = if self.pl.is_multiple_of(2) {
             (even, odd)
@@ -252,8 +310,8 @@ impl Padded {
         let pairs = line.chunks_exact(2);
         let done = pairs.len().min(first.len()).min(second.len());
         for ((a, b), pair) in first.iter_mut().zip(second.iter_mut()).zip(pairs) {
-            *a = pair[0].widen();
-            *b = pair[1].widen();
+            *a = read.read(pair[0]);
+            *b = read.read(pair[1]);
         }
         // An odd last column, or columns past the end of the shorter phase.
         for (x, &v) in line.iter().enumerate().skip(2 * done) {
@@ -263,7 +321,7 @@ impl Padded {
                 &mut *second
             };
             if let Some(d) = half.get_mut(x / 2) {
-                *d = v.widen();
+                *d = read.read(v);
             }
         }
     }
@@ -325,7 +383,7 @@ mod tests {
         let mut out = vec![0.0f32; geo.out_plane()];
         // Twice, so the second pass runs on a reused scratch buffer.
         for _ in 0..2 {
-            pads.fill(geo, x, &mut scratch);
+            pads.fill(geo, x, &AsIs, &mut scratch);
             let mut y = 0;
             while y < geo.oh {
                 let rows = ROWS.min(geo.oh - y);
@@ -433,7 +491,7 @@ mod tests {
             };
             let out_plane = geo.out_plane();
             let mut got = vec![0.0f32; n * o * out_plane];
-            few_outputs(&geo, &x, &wv, &epi, &mut got);
+            few_outputs(&geo, (&x, &AsIs), &wv, &epi, &mut got);
             for image in 0..n {
                 for oc in 0..o {
                     let mut want = vec![bias[oc]; out_plane];

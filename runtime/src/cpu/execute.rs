@@ -117,7 +117,10 @@ fn dispatch(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
             let a = &explicit_conv_pads(a, x()?)?;
             one(match args.int8_conv() {
                 Some(c) => int8_conv::conv(a, c, x()?, opt(2), opt(3), args.isa)?,
-                None => conv::conv(a, [x()?, req(1)?], opt(2), opt(3), args.isa, args.packed())?,
+                None => {
+                    let lowered = (args.packed(), args.fake_quantize());
+                    conv::conv(a, [x()?, req(1)?], opt(2), opt(3), args.isa, lowered)?
+                }
             })
         }
         Op::ConvTranspose(a) => one(conv_transpose::conv_transpose(

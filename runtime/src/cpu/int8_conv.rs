@@ -76,6 +76,23 @@ pub(crate) fn lower(g: &Graph, id: NodeId) -> Option<(Int8Conv, ValueRef)> {
     Some((conv, x))
 }
 
+/// Conv `id`'s quantized input, `DequantizeLinear(QuantizeLinear(x))`, with how `x` is
+/// quantized, when the convolution runs on the float stencils (depthwise, or few outputs over
+/// a window: too little for a GEMM to reuse): they quantize and dequantize `x` as they pad each
+/// plane, instead of a pass over the tensor before them (a tenth of PicoDet's int8 plan).
+pub(crate) fn stencil_input(g: &Graph, id: NodeId) -> Option<(ValueRef, Quantizer)> {
+    let Op::Conv(a) = &g.node(id).op else {
+        return None;
+    };
+    let (x, quantizer) = quantized_input(g, g.input(id, 0)?)?;
+    let dims = g.value_type(g.input(id, 1)?).shape.known()?;
+    let &[o, cg, kh, kw] = dims.as_slice() else {
+        return None;
+    };
+    let few_outputs = a.group == 1 && o < MR && kh * kw > 1;
+    (cg == 1 || few_outputs).then_some((x, quantizer))
+}
+
 /// A constant's single f32 value.
 fn scalar(g: &Graph, v: Option<ValueRef>) -> Option<f32> {
     match g.constant(v?)?.to_f32()?.as_slice() {

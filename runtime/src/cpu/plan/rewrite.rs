@@ -1,5 +1,5 @@
 //! What a plan changes in the graph it runs, when it is prepared: an int8 convolution reads the
-//! float value its input quantizes (`int8_conv.rs`), a quantize-dequantize pair becomes one pass,
+//! float value its input quantizes (`int8_conv.rs`; the stencil ones quantize it as they pad), a quantize-dequantize pair becomes one pass,
 //! a dequantized constant is computed once, a half layer reads f32 copies of its half constants,
 //! and steps nothing reads are left out.
 
@@ -33,6 +33,11 @@ pub(super) fn inputs(
                 let port = |p: usize| sources.get(p).copied().flatten();
                 let reads = vec![Some(x), None, port(2), port(3)];
                 return (reads, Some(Lowered::Int8Conv(Box::new(conv))));
+            }
+            if let Some((x, q)) = int8_conv::stencil_input(g, id) {
+                let mut reads = sources;
+                reads[0] = Some(x);
+                return (reads, Some(Lowered::FakeQuantize(q)));
             }
         }
         Op::DequantizeLinear { .. } => {
