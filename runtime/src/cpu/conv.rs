@@ -240,7 +240,7 @@ pub(crate) fn conv(
     let (xv, wv) = (f32s(x, "input")?, f32s(w, "weight")?);
     let epilogue = epilogue(a, &geo, bias, residual, isa)?;
     let len = geo.n * geo.o * geo.out_plane();
-    let fake = quantized.map(FakeQuantize::new);
+    let fake = quantized.map(|quantizer| FakeQuantize { quantizer, isa });
     // The depthwise and GEMM kernels write every output; `few_outputs` sums into its output.
     // The stencils quantize and dequantize an int8 layer's input as they pad each plane.
     let out = if geo.c == geo.group {

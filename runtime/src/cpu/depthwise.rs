@@ -16,21 +16,23 @@ use super::conv_tasks::min_per_job;
 use super::epilogue::Epilogue;
 use super::int8_gemm::Quantizer;
 use super::isa::Isa;
+use super::quant;
 use super::stencil::{Block, LANES, ROWS};
 use crate::bf16;
 use rayon::prelude::*;
 
-/// How the stencils read an input element of type `X` into their f32 padded plane, so that a
-/// layer whose input is converted first (a bf16 layer's widened, an int8 layer's quantized and
-/// dequantized) reads it as it is, without a converted copy of the whole tensor.
+/// How the stencils read an input plane of elements of type `X` into f32 as they pad it, so
+/// that a layer whose input is converted first (a bf16 layer's widened, an int8 layer's
+/// quantized and dequantized) reads it as it is, without a converted copy of the whole tensor.
 pub(crate) trait Reader<X: Copy>: Sync {
-    fn read(&self, x: X) -> f32;
+    /// `dst[i]` is `src[i]` read.
+    fn read_into(&self, src: &[X], dst: &mut [f32]);
 
-    /// `dst[i] = read(src[i])`.
-    fn read_row(&self, src: &[X], dst: &mut [f32]) {
-        for (d, &s) in dst.iter_mut().zip(src) {
-            *d = self.read(s);
-        }
+    /// `src` read, into `buf` unless it is f32 already.
+    fn plane<'a>(&self, src: &'a [X], buf: &'a mut Vec<f32>) -> &'a [f32] {
+        buf.resize(src.len(), 0.0);
+        self.read_into(src, buf);
+        buf
     }
 }
 
@@ -39,63 +41,34 @@ pub(crate) trait Reader<X: Copy>: Sync {
 pub(crate) struct AsIs;
 
 impl Reader<f32> for AsIs {
-    fn read(&self, x: f32) -> f32 {
-        x
+    fn read_into(&self, src: &[f32], dst: &mut [f32]) {
+        dst.copy_from_slice(&src[..dst.len()]);
     }
 
-    fn read_row(&self, src: &[f32], dst: &mut [f32]) {
-        dst.copy_from_slice(&src[..dst.len()]);
+    fn plane<'a>(&self, src: &'a [f32], _: &'a mut Vec<f32>) -> &'a [f32] {
+        src
     }
 }
 
 impl Reader<bf16> for AsIs {
-    fn read(&self, x: bf16) -> f32 {
-        f32::from_bits((x.to_bits() as u32) << 16)
-    }
-}
-
-/// An int8 layer's `DequantizeLinear(QuantizeLinear(x))`, the very values of the standalone
-/// pass (`quant::fake_quantize`), by the scale's reciprocal where that is exact.
-pub(crate) struct FakeQuantize {
-    quantizer: Quantizer,
-    inverse: Option<f32>,
-}
-
-impl FakeQuantize {
-    pub fn new(quantizer: Quantizer) -> FakeQuantize {
-        FakeQuantize {
-            quantizer,
-            inverse: quantizer.inverse(),
+    fn read_into(&self, src: &[bf16], dst: &mut [f32]) {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = f32::from_bits((s.to_bits() as u32) << 16);
         }
     }
+}
+
+/// An int8 layer's `DequantizeLinear(QuantizeLinear(x))`: the very values of the standalone
+/// pass (`quant::fake_quantize`), compiled for the plan's instruction set (in baseline x86-64
+/// its rounding is a library call per element).
+pub(crate) struct FakeQuantize {
+    pub quantizer: Quantizer,
+    pub isa: Isa,
 }
 
 impl Reader<f32> for FakeQuantize {
-    fn read(&self, x: f32) -> f32 {
-        let q = self.quantizer;
-        let byte = match self.inverse {
-            Some(inverse) => q.byte_by_inverse(x, inverse),
-            None => q.byte(x),
-        };
-        (byte as i32 - q.offset()) as f32 * q.scale
-    }
-
-    /// The choice of division made once a row, so the loop vectorizes.
-    fn read_row(&self, src: &[f32], dst: &mut [f32]) {
-        let q = self.quantizer;
-        let (offset, scale) = (q.offset(), q.scale);
-        match self.inverse {
-            Some(inverse) => {
-                for (d, &s) in dst.iter_mut().zip(src) {
-                    *d = (q.byte_by_inverse(s, inverse) as i32 - offset) as f32 * scale;
-                }
-            }
-            None => {
-                for (d, &s) in dst.iter_mut().zip(src) {
-                    *d = (q.byte(s) as i32 - offset) as f32 * scale;
-                }
-            }
-        }
+    fn read_into(&self, src: &[f32], dst: &mut [f32]) {
+        quant::fake_quantize_row(self.quantizer, self.isa, src, dst);
     }
 }
 
@@ -119,23 +92,26 @@ pub(crate) fn depthwise<X: Copy + Sync>(
     out.par_chunks_mut(plane)
         .enumerate()
         .with_min_len(min_len)
-        .for_each_init(Vec::new, |scratch, (index, dst)| {
-            let (image, oc) = (index / geo.o, index % geo.o);
-            let first = (image * geo.c + oc / per_input) * geo.in_plane();
-            let src = &xv[first..first + geo.in_plane()];
-            let kernel = &wv[oc * taps..(oc + 1) * taps];
-            pads.fill(geo, src, read, scratch);
-            let mut y = 0;
-            while y < geo.oh {
-                let rows = ROWS.min(geo.oh - y);
-                let block = &mut dst[y * geo.ow..(y + rows) * geo.ow];
-                pads.compute(isa, scratch, kernel, y, rows, block);
-                // The block's rows are contiguous: one epilogue call for all of them (a call
-                // per row cost as much as the stencil on narrow planes).
-                epi.apply(oc, index * plane + y * geo.ow, block);
-                y += rows;
-            }
-        });
+        .for_each_init(
+            <(Vec<f32>, Vec<f32>)>::default,
+            |(scratch, read_buf), (index, dst)| {
+                let (image, oc) = (index / geo.o, index % geo.o);
+                let first = (image * geo.c + oc / per_input) * geo.in_plane();
+                let src = &xv[first..first + geo.in_plane()];
+                let kernel = &wv[oc * taps..(oc + 1) * taps];
+                pads.fill(geo, src, (read, read_buf), scratch);
+                let mut y = 0;
+                while y < geo.oh {
+                    let rows = ROWS.min(geo.oh - y);
+                    let block = &mut dst[y * geo.ow..(y + rows) * geo.ow];
+                    pads.compute(isa, scratch, kernel, y, rows, block);
+                    // The block's rows are contiguous: one epilogue call for all of them (a call
+                    // per row cost as much as the stencil on narrow planes).
+                    epi.apply(oc, index * plane + y * geo.ow, block);
+                    y += rows;
+                }
+            },
+        );
 }
 
 /// A group-1 convolution with few output channels, as the sum over input channels of depthwise
@@ -165,11 +141,12 @@ pub(crate) fn few_outputs<X: Copy + Sync>(
             .into_par_iter()
             .map(|c0| {
                 let mut sum = vec![0.0f32; geo.o * plane];
-                let mut scratch = Vec::new();
+                let (mut scratch, mut read_buf) = (Vec::new(), Vec::new());
                 let mut block = vec![0.0f32; ROWS * geo.ow];
                 for c in c0..(c0 + run).min(geo.c) {
                     let first = (image * geo.c + c) * geo.in_plane();
-                    pads.fill(geo, &xv[first..first + geo.in_plane()], read, &mut scratch);
+                    let src = &xv[first..first + geo.in_plane()];
+                    pads.fill(geo, src, (read, &mut read_buf), &mut scratch);
                     for oc in 0..geo.o {
                         let kernel = &wv[(oc * geo.c + c) * taps..][..taps];
                         let mut y = 0;
@@ -252,15 +229,19 @@ impl Padded {
         }
     }
 
-    /// Copies the input plane `src` into `scratch`, zero-padded and phase-split. The padding
-    /// is never written, so a scratch buffer of the right size already holds its zeros.
+    /// Copies the input plane `src`, as `read` reads it (into `buf` where it converts), into
+    /// `scratch`, zero-padded and phase-split. The padding is never written, so a scratch
+    /// buffer of the right size already holds its zeros.
     fn fill<X: Copy>(
         &self,
         geo: &Geometry,
         src: &[X],
-        read: &impl Reader<X>,
+        (read, buf): (&impl Reader<X>, &mut Vec<f32>),
         scratch: &mut Vec<f32>,
     ) {
+        // The whole plane read at once: row by row, the calls cost more than the reading on
+        // PicoDet's 13x13 planes.
+        let src = read.plane(src, buf);
         if scratch.len() != self.rows * self.stride {
             scratch.clear();
             scratch.resize(self.rows * self.stride, 0.0);
@@ -275,9 +256,9 @@ impl Padded {
         for (prow, line) in rows.take(count).zip(src.chunks_exact(geo.w.max(1))) {
             if self.sw == 1 {
                 let n = self.w.min(self.stride.saturating_sub(self.pl));
-                read.read_row(&line[..n], &mut prow[self.pl..self.pl + n]);
+                prow[self.pl..self.pl + n].copy_from_slice(&line[..n]);
             } else if self.sw == 2 {
-                self.split_pairs(prow, line, read);
+                self.split_pairs(prow, line);
             } else {
                 for x0 in 0..self.sw.min(self.w) {
                     let c = x0 + self.pl;
@@ -287,7 +268,7 @@ impl Padded {
                     }
                     let dst = &mut prow[p * self.phase + k..(p + 1) * self.phase];
                     for (d, &v) in dst.iter_mut().zip(line[x0..].iter().step_by(self.sw)) {
-                        *d = read.read(v);
+                        *d = v;
                     }
                 }
             }
@@ -297,7 +278,7 @@ impl Padded {
     /// One padded row of a stride-2 convolution: input column `x` goes to phase `(x + pl) % 2`
     /// at index `(x + pl) / 2`. Whole pairs of columns are split in one loop that vectorizes
     /// (a stride-2 depthwise conv spent most of its time in a scalar version of this).
-    fn split_pairs<X: Copy>(&self, prow: &mut [f32], line: &[X], read: &impl Reader<X>) {
+    fn split_pairs(&self, prow: &mut [f32], line: &[f32]) {
         let (even, odd) = prow.split_at_mut(self.phase);
         let (first, second) = if self.pl.is_multiple_of(2) {
             (even, odd)
@@ -310,8 +291,8 @@ impl Padded {
         let pairs = line.chunks_exact(2);
         let done = pairs.len().min(first.len()).min(second.len());
         for ((a, b), pair) in first.iter_mut().zip(second.iter_mut()).zip(pairs) {
-            *a = read.read(pair[0]);
-            *b = read.read(pair[1]);
+            *a = pair[0];
+            *b = pair[1];
         }
         // An odd last column, or columns past the end of the shorter phase.
         for (x, &v) in line.iter().enumerate().skip(2 * done) {
@@ -321,7 +302,7 @@ impl Padded {
                 &mut *second
             };
             if let Some(d) = half.get_mut(x / 2) {
-                *d = read.read(v);
+                *d = v;
             }
         }
     }
@@ -383,7 +364,7 @@ mod tests {
         let mut out = vec![0.0f32; geo.out_plane()];
         // Twice, so the second pass runs on a reused scratch buffer.
         for _ in 0..2 {
-            pads.fill(geo, x, &AsIs, &mut scratch);
+            pads.fill(geo, x, (&AsIs, &mut Vec::new()), &mut scratch);
             let mut y = 0;
             while y < geo.oh {
                 let rows = ROWS.min(geo.oh - y);

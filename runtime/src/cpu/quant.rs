@@ -31,19 +31,22 @@ pub(crate) fn map<A: Copy + Sync, T: Send>(
     let chunk = x.len().div_ceil(jobs).max(1);
     out.par_chunks_mut(chunk)
         .zip(x.par_chunks(chunk))
-        .for_each(|(out, x)| {
-            #[cfg(target_arch = "x86_64")]
-            match isa.level() {
-                // SAFETY: an `Isa` of a level is only made on a machine that has its
-                // instructions.
-                Level::Avx512 => return unsafe { map_avx512(x, out, f) },
-                // SAFETY: as above.
-                Level::Avx2Fma => return unsafe { map_avx2(x, out, f) },
-                Level::Scalar => {}
-            }
-            let _ = isa;
-            map_any(x, out, f)
-        });
+        .for_each(|(out, x)| map_on(isa, x, out, f));
+}
+
+/// [`map`] on this thread.
+#[inline(always)]
+pub(crate) fn map_on<A: Copy, T>(isa: Isa, x: &[A], out: &mut [T], f: impl Fn(A) -> T) {
+    #[cfg(target_arch = "x86_64")]
+    match isa.level() {
+        // SAFETY: an `Isa` of a level is only made on a machine that has its instructions.
+        Level::Avx512 => return unsafe { map_avx512(x, out, f) },
+        // SAFETY: as above.
+        Level::Avx2Fma => return unsafe { map_avx2(x, out, f) },
+        Level::Scalar => {}
+    }
+    let _ = isa;
+    map_any(x, out, f)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -80,6 +83,18 @@ pub(crate) fn fake_quantize(q: Quantizer, x: &Tensor, isa: Isa) -> Result<Tensor
         move |b| (b as i32 - offset) as f32 * scale,
     );
     Ok(Tensor::f32(x.shape.clone(), out))
+}
+
+/// [`fake_quantize`] of one row, on this thread.
+pub(crate) fn fake_quantize_row(q: Quantizer, isa: Isa, x: &[f32], out: &mut [f32]) {
+    let (offset, scale) = (q.offset(), q.scale);
+    let dequantize = move |b: u8| (b as i32 - offset) as f32 * scale;
+    match q.inverse() {
+        Some(inverse) => map_on(isa, x, out, move |v| {
+            dequantize(q.byte_by_inverse(v, inverse))
+        }),
+        None => map_on(isa, x, out, move |v| dequantize(q.byte(v))),
+    }
 }
 
 /// `out[i] = then(q.byte(x[i]))`, by the scale's reciprocal where that gives the same bytes.
