@@ -1,5 +1,5 @@
-// Host harness of the ops_lib CUDA kernels (tests/tests/cuda_kernels.rs): runs the
-// __host__ __device__ functions of ops_lib/cuda/*.cuh on the CPU, exactly as the kernels call
+// Host harness of the CUDA kernels (tests/tests/cuda_kernels.rs): runs the __host__ __device__
+// functions of ops_lib/cuda/*.cuh and runtime/cuda/*.cuh on the CPU, exactly as the kernels call
 // them, so their arithmetic is checked against ops_lib's and the CPU runtime's Rust kernels on a
 // machine without a GPU. Reads commands from standard input, whitespace-separated, and answers
 // each with one line of numbers (floats printed with 9 significant digits, which round-trip an
@@ -32,6 +32,34 @@
 //                      VARIANCES(H*W*A*4)
 //     -> per image, a line of (x1, y1, x2, y2, score) per proposal
 //
+// The runtime's kernels (activation.cuh's codes, RtBinaryOp, RtResizeCoordinate, ...; shapes
+// and lists as 64-bit integers):
+//   activation KIND ALPHA BETA N X(N)
+//     -> the N activated values
+//   epilogue KIND ALPHA BETA HAS_AFFINE SCALE SHIFT CHANNELS PLANE N HAS_BIAS HAS_RESIDUAL
+//            ACC(N) [BIAS(CHANNELS)] [RESIDUAL(N)]
+//     -> the N finished values of an [N / (CHANNELS*PLANE), CHANNELS, PLANE] output
+//   binary OP A_RANK A_SHAPE(A_RANK) B_RANK B_SHAPE(B_RANK) A B
+//     -> the broadcast result
+//   resize LINEAR COORDINATE NEAREST EXTRAPOLATION PLANES
+//          H_INPUT H_OUTPUT H_SCALE H_ROI_START H_ROI_END (the same for W) X(PLANES*H*W)
+//     -> the [PLANES, H_OUTPUT, W_OUTPUT] values
+//   max_pool | average_pool PLANES
+//          H_INPUT H_OUTPUT H_KERNEL H_STRIDE H_DILATION H_PAD_BEGIN H_PAD_END (the same for W)
+//          COUNT_INCLUDE_PAD X(PLANES*H*W)
+//     -> the [PLANES, H_OUTPUT, W_OUTPUT] values
+//   global_average_pool PLANES SIZE X(PLANES*SIZE)
+//     -> one value per plane
+//   transpose RANK SHAPE(RANK) PERM(RANK) X
+//   slice RANK SHAPE(RANK) STARTS(RANK) ENDS(RANK) STEPS(RANK) X
+//     -> the moved values
+//   concat AXIS RANK PARTS SHAPES(PARTS*RANK) X(each part in turn)
+//     -> the concatenation
+//   softmax OUTER N INNER X(OUTER*N*INNER)
+//     -> the softmax along the middle axis
+//   layer_norm ROWS N HAS_BIAS EPSILON X(ROWS*N) SCALE(N) [BIAS(N)]
+//     -> the rows normalized
+//
 // The sorts and compactions around the kernels (ranking candidates before NMS, keeping the
 // boxes a size test passed) are the harness's own: on the GPU they are sorts and scans, not
 // these kernels.
@@ -43,18 +71,22 @@
 
 namespace harness {
 
-namespace {
-
-[[noreturn]] void fail(const char* what) {
+void fail(const char* what) {
     std::fprintf(stderr, "harness: cannot read %s\n", what);
     std::exit(1);
 }
 
-} // namespace
-
 int read_int(const char* what) {
     int v;
     if (std::scanf("%d", &v) != 1) {
+        fail(what);
+    }
+    return v;
+}
+
+long long read_long(const char* what) {
+    long long v;
+    if (std::scanf("%lld", &v) != 1) {
         fail(what);
     }
     return v;
@@ -74,6 +106,22 @@ std::vector<int> read_ints(long long n, const char* what) {
         e = read_int(what);
     }
     return v;
+}
+
+std::vector<long long> read_longs(long long n, const char* what) {
+    std::vector<long long> v(n);
+    for (long long& e : v) {
+        e = read_long(what);
+    }
+    return v;
+}
+
+long long product(const std::vector<long long>& shape) {
+    long long n = 1;
+    for (long long d : shape) {
+        n *= d;
+    }
+    return n;
 }
 
 std::vector<float> read_floats(long long n, const char* what) {
@@ -115,6 +163,18 @@ int main() {
         {"nms", harness::nms},
         {"matrix_nms", harness::matrix_nms},
         {"generate_proposals", harness::generate_proposals},
+        {"activation", harness::activation},
+        {"epilogue", harness::epilogue},
+        {"binary", harness::binary},
+        {"resize", harness::resize},
+        {"max_pool", harness::max_pool},
+        {"average_pool", harness::average_pool},
+        {"global_average_pool", harness::global_average_pool},
+        {"transpose", harness::transpose},
+        {"slice", harness::slice},
+        {"concat", harness::concat},
+        {"softmax", harness::softmax},
+        {"layer_norm", harness::layer_norm},
     };
     char name[32];
     while (std::scanf("%31s", name) == 1) {

@@ -1,8 +1,17 @@
-//! Test inputs shared by the families (seeded, so a failure reproduces), and ops_lib's outputs
-//! as slices.
+//! Test inputs shared by the families (seeded, so a failure reproduces), and ops_lib's and the
+//! CPU runtime's outputs as slices.
 
+use temblor_ir::Op;
 use temblor_ops_lib::LibData;
+use temblor_runtime::{run_op, Tensor};
 use temblor_tests::Rng;
+
+/// The CPU runtime's first output of `op` (float32): its shape and values.
+pub(super) fn run_runtime(op: &Op, inputs: &[Option<&Tensor>]) -> (Vec<usize>, Vec<f32>) {
+    let out = run_op(op, inputs, 1).expect("the op runs on the CPU runtime");
+    let values = out[0].as_f32().expect("a float32 output").to_vec();
+    (out[0].shape.clone(), values)
+}
 
 /// Values uniform in [lo, hi).
 pub(super) fn uniform(rng: &mut Rng, n: usize, lo: f32, hi: f32) -> Vec<f32> {

@@ -70,10 +70,16 @@ impl Harness {
 
     fn build() -> Harness {
         let dir = tempfile::tempdir().unwrap();
+        // No contraction of a multiply and an add into one FMA (GCC's default wherever the
+        // instruction set has one, e.g. aarch64): Rust never contracts, and the runtime's kernels
+        // are compared with its bit for bit.
         let (code, _, err) = output(
             nvcc()
+                .args(["-Xcompiler", "-ffp-contract=off"])
                 .arg("-I")
                 .arg(root().join("ops_lib/cuda"))
+                .arg("-I")
+                .arg(root().join("runtime/cuda"))
                 .arg("-o")
                 .arg(dir.path().join("harness"))
                 .args(cuda_sources(&root().join("tests/cuda"))),
@@ -90,13 +96,13 @@ impl Harness {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn the harness");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(commands.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        // Written from a thread of its own while the answers are read here: the harness answers
+        // as it reads, so answers past a pipe's buffer would block it, and with it this write.
+        let mut stdin = child.stdin.take().unwrap();
+        let out = std::thread::scope(|s| {
+            s.spawn(move || stdin.write_all(commands.as_bytes()).unwrap());
+            child.wait_with_output().unwrap()
+        });
         assert!(
             out.status.success(),
             "harness failed: {}",
@@ -125,10 +131,10 @@ pub(super) fn push<T: std::fmt::Display>(cmd: &mut String, values: &[T]) {
 /// The harness's values against the Rust kernel's. Both sides run the same f32 operations in the
 /// same order, with the same libm for exp, pow and log2 (glibc's: Rust's f32 methods call it
 /// too), so on x86-64 they agree to the last bit. The tolerance, 1e-6 of the value (or absolute
-/// below 1), leaves room only for a host compiler that fuses a multiply and an add into one
-/// rounding (a few 1e-8 relative, e.g. GCC on aarch64); a wrong index, weight, clamp or formula
-/// is off by far more (an 8-bit step of a normalized pixel is 0.017, a sample's weight at least
-/// 1e-3, a decay or a box coordinate changes in the third digit).
+/// below 1), leaves room for a host whose libm differs from the one Rust links (a few 1e-8
+/// relative); a wrong index, weight, clamp or formula is off by far more (an 8-bit step of a
+/// normalized pixel is 0.017, a sample's weight at least 1e-3, a decay or a box coordinate
+/// changes in the third digit).
 pub(super) fn assert_matches(what: &str, harness: &[f32], rust: &[f32]) {
     assert_eq!(harness.len(), rust.len(), "{what}: value count");
     for (i, (&a, &b)) in harness.iter().zip(rust).enumerate() {
@@ -136,5 +142,41 @@ pub(super) fn assert_matches(what: &str, harness: &[f32], rust: &[f32]) {
             (a - b).abs() <= 1e-6 * b.abs().max(1.0),
             "{what}: element {i}: harness {a}, Rust kernel {b}"
         );
+    }
+}
+
+/// Harness commands and the CPU runtime's values for each, checked in one run of the harness.
+#[derive(Default)]
+pub(super) struct Cases {
+    commands: String,
+    wants: Vec<(String, Vec<f32>)>,
+}
+
+impl Cases {
+    /// A case named `what`: its command (without the newline) and the runtime's values.
+    pub(super) fn add(&mut self, what: String, command: &str, want: Vec<f32>) {
+        self.commands.push_str(command);
+        self.commands.push('\n');
+        self.wants.push((what, want));
+    }
+
+    /// Each answer against the runtime's values bit for bit (any NaN matching any NaN): for
+    /// kernels that run the very f32 and f64 operations of the CPU's, in its order, with
+    /// runtime/cuda/math.cuh's exp, erf and tanh for its polynomial ones, and no library math
+    /// that may round otherwise.
+    pub(super) fn assert_bits(self, harness: &Harness) {
+        let answers = harness.run(&self.commands);
+        assert_eq!(answers.len(), self.wants.len(), "answer lines");
+        for ((what, want), got) in self.wants.iter().zip(&answers) {
+            assert_eq!(got.len(), want.len(), "{what}: value count");
+            for (i, (&a, &b)) in got.iter().zip(want).enumerate() {
+                assert!(
+                    a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+                    "{what}: element {i}: harness {a:e} ({:#010x}), CPU runtime {b:e} ({:#010x})",
+                    a.to_bits(),
+                    b.to_bits()
+                );
+            }
+        }
     }
 }

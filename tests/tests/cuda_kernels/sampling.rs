@@ -2,17 +2,11 @@
 //! `temblor_runtime::run_op`: deform_sample.cuh against DeformSample (DeformConv's
 //! deformable im2col) and grid_sample.cuh against GridSample.
 
-use super::data::uniform;
+use super::data::{run_runtime, uniform};
 use super::harness::{assert_matches, push, Harness};
 use temblor_ir::{DeformConvAttrs, GridSampleMode, GridSamplePadding, Op};
-use temblor_runtime::{run_op, Tensor};
+use temblor_runtime::Tensor;
 use temblor_tests::Rng;
-
-/// The runtime's one f32 output of `op`.
-fn run_runtime(op: &Op, inputs: &[Option<&Tensor>]) -> Vec<f32> {
-    let out = run_op(op, inputs, 1).expect("the op runs on the CPU runtime");
-    out[0].as_f32().expect("a float32 output").to_vec()
-}
 
 /// Offsets in [-2.5, 2.5), every third on a half-pixel grid so that samples land exactly on
 /// pixels and on the map's edges, and every eleventh 4x as far, so that whole samples fall
@@ -59,7 +53,7 @@ fn deform_sample_matches_the_runtime() {
         let x_t = Tensor::f32(vec![n, c, h, w], x.clone());
         let offset_t = Tensor::f32(vec![n, offset_group * 18, oh, ow], offset.clone());
         let mask_t = Tensor::f32(vec![n, offset_group * 9, oh, ow], mask.clone());
-        let want = run_runtime(
+        let (_, want) = run_runtime(
             &Op::DeformSample(attrs),
             &[Some(&x_t), Some(&offset_t), with_mask.then_some(&mask_t)],
         );
@@ -108,7 +102,7 @@ fn grid_sample_matches_the_runtime() {
             padding: GridSamplePadding::Zeros,
             align_corners,
         };
-        let want = run_runtime(&op, &[Some(&x_t), Some(&grid_t)]);
+        let (_, want) = run_runtime(&op, &[Some(&x_t), Some(&grid_t)]);
         let mut cmd = format!(
             "grid_sample {n} {c} {h} {w} {oh} {ow} {}",
             u8::from(align_corners)

@@ -1,0 +1,106 @@
+// The activations on the GPU, standalone and in a convolution's fused epilogue, one element per
+// call, with the arithmetic of runtime/src/cpu/epilogue.rs and activation.rs (f32):
+//   Relu        x < 0 ? 0 : x                      LeakyRelu   x < 0 ? alpha·x : x
+//   Sigmoid     1 / (1 + exp(-x))                  SiLU        x · sigmoid(x)
+//   HardSwish   x · clamp01(x · (1/6) + 0.5)       HardSigmoid clamp01(alpha·x + beta)
+//   Gelu        0.5 · x · (1 + erf(x · 1/√2))      Tanh        tanh(x)
+//   GeluTanh    0.5 · x · (1 + tanh(√(2/π) · (x + 0.044715 · x³)))
+//   Clip        min(max(x, min), max), f32's lowest / largest finite value meaning no bound
+// with math.cuh's exp, erf and tanh (1/√2 and √(2/π) as math.rs's f32s), NaN passing through
+// each as it does on the CPU. The epilogue is `affine(act(acc + bias[channel] + residual))`, the
+// sums in that order (those of the unfused Add nodes), and the affine `y · scale + shift` only
+// with an activation, as the CPU's `finish` applies it.
+//
+// Mish (and Softplus) stay on the CPU kernel (issue 23): the CPU computes them with libm's exp
+// and log1p, which the GPU's do not match to the bit.
+//
+// No standard headers: NVRTC, which compiles these sources at run time, has none.
+#pragma once
+
+#include "math.cuh"
+
+enum RtActivation {
+    RT_IDENTITY = 0,
+    RT_RELU = 1,
+    RT_LEAKY_RELU = 2,
+    RT_SIGMOID = 3,
+    RT_SILU = 4,
+    RT_HARD_SWISH = 5,
+    RT_HARD_SIGMOID = 6,
+    RT_GELU = 7,
+    RT_TANH = 8,
+    RT_CLIP = 9,
+    RT_GELU_TANH = 10,
+};
+
+struct ActivationParams {
+    int kind;
+    // LeakyRelu: alpha. HardSigmoid: alpha, beta. Clip: min, max (the IR's f32::MIN and
+    // f32::MAX for an absent bound).
+    float alpha, beta;
+};
+
+struct EpilogueParams {
+    ActivationParams act;
+    int has_affine;
+    float scale, shift;
+    // The output [N, channels, plane]: element e is in channel e / plane % channels.
+    int channels;
+    long long plane;
+};
+
+// Clamps to [0, 1], NaN passing through.
+__host__ __device__ inline float rt_clamp01(float x) { return rt_clamp(x, 0.0f, 1.0f); }
+
+__host__ __device__ inline float rt_sigmoid(float x) { return 1.0f / (1.0f + rt_exp(-x)); }
+
+__host__ __device__ inline float rt_activate(const ActivationParams& a, float x) {
+    const float lowest = -3.40282347e+38f;
+    const float largest = 3.40282347e+38f;
+    switch (a.kind) {
+    case RT_RELU:
+        return x < 0.0f ? 0.0f : x;
+    case RT_LEAKY_RELU:
+        return x < 0.0f ? a.alpha * x : x;
+    case RT_SIGMOID:
+        return rt_sigmoid(x);
+    case RT_SILU:
+        return x * rt_sigmoid(x);
+    case RT_HARD_SWISH:
+        return x * rt_clamp01(x * (1.0f / 6.0f) + 0.5f);
+    case RT_HARD_SIGMOID:
+        return rt_clamp01(a.alpha * x + a.beta);
+    case RT_GELU:
+        return 0.5f * x * (1.0f + rt_erf(x * 0.70710677f));
+    case RT_TANH:
+        return rt_tanh(x);
+    case RT_GELU_TANH: {
+        // std's FRAC_2_SQRT_PI * FRAC_1_SQRT_2, rounded to f32 as the CPU's constant is.
+        const float sqrt_2_over_pi = 1.1283792f * 0.70710677f;
+        return 0.5f * x * (1.0f + rt_tanh(sqrt_2_over_pi * (x + 0.044715f * x * x * x)));
+    }
+    case RT_CLIP:
+        x = a.alpha != lowest && x < a.alpha ? a.alpha : x;
+        return a.beta != largest && x > a.beta ? a.beta : x;
+    default:
+        return x;
+    }
+}
+
+// Element `e` of a convolution's output, from its accumulated value `acc`; `bias` [channels]
+// and `residual` (laid out like the output) may be null.
+__host__ __device__ inline float rt_epilogue_at(float acc, const float* bias, const float* residual,
+                                                const EpilogueParams& p, long long e) {
+    float x = acc;
+    if (bias) {
+        x = x + bias[e / p.plane % p.channels];
+    }
+    if (residual) {
+        x = x + residual[e];
+    }
+    if (p.act.kind == RT_IDENTITY) {
+        return x;
+    }
+    float y = rt_activate(p.act, x);
+    return p.has_affine ? y * p.scale + p.shift : y;
+}
