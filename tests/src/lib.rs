@@ -5,6 +5,7 @@
 
 pub mod builder;
 pub mod detections;
+pub mod observe;
 pub mod paddle_cases;
 
 use std::path::{Path, PathBuf};

@@ -6,12 +6,9 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
-use temblor_ir::{Graph, NodeId, Op};
-use temblor_runtime::{
-    prepare, run_op, Device, Int8Execution, Observer, PrepareOptions, RuntimeError, StepInfo,
-    Tensor, TensorData, ValueView,
-};
+use temblor_ir::{Graph, NodeId};
+use temblor_runtime::{prepare, run_op, Device, Int8Execution, PrepareOptions, Tensor, TensorData};
+use temblor_tests::observe::Convs;
 use temblor_tests::{output, read_f32, real_model, rel_l2, shared, temblor};
 use temblor_tools::eval;
 use temblor_tools::preprocess_config::{images_in, PreprocessConfig};
@@ -25,30 +22,6 @@ fn compile(pkg: &Path, model: &Path, flags: &[&str]) {
     cmd.arg("compile").arg(model).arg("-o").arg(pkg).args(flags);
     let (code, _, err) = output(cmd.arg("--no-measure"));
     assert_eq!(code, 0, "compile failed: {err}");
-}
-
-/// What a run gave each convolution step: its inputs and output.
-struct Convs(Vec<(String, Vec<Option<Tensor>>, Tensor)>);
-
-impl Observer for Convs {
-    fn step(
-        &mut self,
-        _: usize,
-        step: &StepInfo,
-        inputs: &[Option<ValueView<'_>>],
-        outputs: &[ValueView<'_>],
-        _: Duration,
-    ) -> Result<(), RuntimeError> {
-        if let Op::Conv(_) = step.op {
-            let ins = inputs
-                .iter()
-                .map(|v| v.map(|v| v.to_host().map(|t| t.into_owned())).transpose())
-                .collect::<Result<_, _>>()?;
-            let out = outputs[0].to_host()?.into_owned();
-            self.0.push((step.node.clone(), ins, out));
-        }
-        Ok(())
-    }
 }
 
 fn bf16s(t: &Tensor) -> Vec<u16> {

@@ -5,15 +5,12 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 use temblor_ir::{
     Activation, AutoPad, ConvAttrs, DType, Graph, Layout, NodeId, Op, Shape, TensorType, ValueRef,
 };
-use temblor_runtime::{
-    prepare, run_op, Device, Int8Execution, Observer, PrepareOptions, RuntimeError, StepInfo,
-    Tensor, ValueView,
-};
+use temblor_runtime::{prepare, run_op, Device, Int8Execution, PrepareOptions, Tensor};
 use temblor_tests::builder::{int8_weight, Builder};
+use temblor_tests::observe::Convs;
 use temblor_tests::{output, read_f32, real_model, shared, temblor};
 use temblor_tools::eval;
 use temblor_tools::preprocess_config::{images_in, PreprocessConfig};
@@ -386,30 +383,6 @@ fn picodet_int8(dir: &Path) -> PathBuf {
     let model = shared().join("models/real/picodet_coco_onnx/model.onnx");
     let preprocess = real_model("picodet_coco_paddle", "infer_cfg.yml");
     int8_package(dir, &model, &[], &preprocess)
-}
-
-/// What a native run gave each convolution step: its inputs and output.
-struct Convs(Vec<(String, Vec<Option<Tensor>>, Tensor)>);
-
-impl Observer for Convs {
-    fn step(
-        &mut self,
-        _: usize,
-        step: &StepInfo,
-        inputs: &[Option<ValueView<'_>>],
-        outputs: &[ValueView<'_>],
-        _: Duration,
-    ) -> Result<(), RuntimeError> {
-        if let Op::Conv(_) = step.op {
-            let ins = inputs
-                .iter()
-                .map(|v| v.map(|v| v.to_host().map(|t| t.into_owned())).transpose())
-                .collect::<Result<_, _>>()?;
-            let out = outputs[0].to_host()?.into_owned();
-            self.0.push((step.node.clone(), ins, out));
-        }
-        Ok(())
-    }
 }
 
 /// Runs `op` on `inputs` with the kernels the simulation uses.
