@@ -2,9 +2,11 @@
 //! image input's first dimension) is fed `n` preprocessed images stacked along that axis, with
 //! their own sizes and scales.
 
-use super::{load_image, Made, PreprocessConfig};
+use super::apply::Made;
+use super::PreprocessConfig;
 use std::path::{Path, PathBuf};
 use temblor_ir::{Error, Graph, Result};
+use temblor_ops_lib::preprocess::load_image;
 use temblor_runtime::Tensor;
 
 impl PreprocessConfig {
