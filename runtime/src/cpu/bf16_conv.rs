@@ -9,16 +9,16 @@
 //! rounded to bf16. The products of bf16 values are exact in f32, so the result is the
 //! simulation's up to the order in which the f32 sums are rounded.
 //!
-//! Depthwise convolutions and those with fewer than [`MR`] outputs and a window run on the f32
-//! stencils, as the float path does (a GEMM has too little to reuse in them), reading the bf16
-//! input as they pad each plane.
+//! The stencil convolutions ([`Stencil`]: depthwise, and few outputs over a window) run on the
+//! f32 stencils, as the float path does (a GEMM has too little to reuse in them), reading the
+//! bf16 input as they pad each plane.
 
-use super::bf16_gemm::{pack_columns, Bf16Weights, MR};
+use super::bf16_gemm::{pack_columns, Bf16Weights};
 use super::buffers;
 use super::cast;
 use super::conv::{epilogue, every_scalar, reads_phases, Geometry, Tap};
 use super::conv_padded::Phases;
-use super::depthwise::{depthwise, few_outputs, AsIs};
+use super::depthwise::{AsIs, Stencil};
 use super::elements;
 use super::isa::Isa;
 use super::tiled_conv::{self, Scratch, Source, TileGemm};
@@ -82,10 +82,9 @@ pub(crate) struct Bf16Conv {
 enum Kernel {
     /// The GEMM, with the weight packed in depth pairs.
     Gemm(Bf16Weights),
-    /// The f32 stencils of depthwise convolutions and of those with few outputs
-    /// (`depthwise.rs`), which widen the bf16 input plane by plane as they pad it, with the
-    /// weight widened once.
-    Stencil(Vec<f32>),
+    /// The f32 stencils (`depthwise.rs`), which widen the bf16 input plane by plane as they pad
+    /// it, with the weight widened once.
+    Stencil(Stencil, Vec<f32>),
 }
 
 /// Conv `id` as a bf16 convolution, when it reads a computed bf16 value with a constant bf16
@@ -113,12 +112,9 @@ pub(crate) fn lower(g: &Graph, id: NodeId) -> Option<Bf16Conv> {
         .chunks_exact(2)
         .map(|b| bf16::from_le_bytes([b[0], b[1]]))
         .collect();
-    // The float path's choice of kernel (`conv::conv`): a GEMM has too little to reuse in these.
-    let few_outputs = a.group == 1 && o < MR && kh * kw > 1;
-    let kernel = if cg == 1 || few_outputs {
-        Kernel::Stencil(values.iter().map(|v| v.to_f32()).collect())
-    } else {
-        Kernel::Gemm(Bf16Weights::new(&values, o / a.group, k))
+    let kernel = match Stencil::of(a.group, shape) {
+        Some(s) => Kernel::Stencil(s, values.iter().map(|v| v.to_f32()).collect()),
+        None => Kernel::Gemm(Bf16Weights::new(&values, o / a.group, k)),
     };
     Some(Bf16Conv { kernel, shape })
 }
@@ -141,19 +137,9 @@ pub(crate) fn conv(
     };
     let epi = epilogue(a, &geo, bias, wide_residual.as_ref().or(residual), isa)?;
     let plane = geo.out_plane();
-    let len = geo.n * geo.o * plane;
     let mut out = match &conv.kernel {
-        Kernel::Stencil(weight) if geo.c == geo.group => {
-            let mut out = buffers::reuse(len);
-            depthwise(&geo, (xv, &AsIs), weight, &epi, &mut out);
-            out
-        }
-        Kernel::Stencil(weight) => {
-            let mut out = buffers::zeros(len);
-            few_outputs(&geo, (xv, &AsIs), weight, &epi, &mut out);
-            out
-        }
-        Kernel::Gemm(_) => buffers::reuse(len),
+        Kernel::Stencil(s, weight) => s.run(&geo, (xv, &AsIs), weight, &epi),
+        Kernel::Gemm(_) => buffers::reuse(geo.n * geo.o * plane),
     };
     if let (Kernel::Gemm(weights), true) = (&conv.kernel, plane > 0 && geo.o > 0) {
         let phases = reads_phases(&geo, weights.k()).then(|| Phases::new(&geo));

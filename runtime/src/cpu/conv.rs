@@ -15,7 +15,7 @@ use super::buffers;
 use super::conv_gemm::{ConvGemm, PackedWeights, MIN_WIDTH, MR, NR};
 use super::conv_padded::padded_conv;
 use super::conv_tasks::{min_per_job, tasks};
-use super::depthwise::{depthwise, few_outputs, AsIs, FakeQuantize};
+use super::depthwise::{AsIs, FakeQuantize, Stencil};
 use super::epilogue::Epilogue;
 use super::int8_gemm::Quantizer;
 use super::isa::Isa;
@@ -239,34 +239,25 @@ pub(crate) fn conv(
     let geo = Geometry::new(a, x, dims4(w, "weight")?)?;
     let (xv, wv) = (f32s(x, "input")?, f32s(w, "weight")?);
     let epilogue = epilogue(a, &geo, bias, residual, isa)?;
-    let len = geo.n * geo.o * geo.out_plane();
-    let fake = quantized.map(|quantizer| FakeQuantize { quantizer, isa });
-    // The depthwise and GEMM kernels write every output; `few_outputs` sums into its output.
     // The stencils quantize and dequantize an int8 layer's input as they pad each plane.
-    let out = if geo.c == geo.group {
-        let mut out = buffers::reuse(len);
-        match &fake {
-            Some(read) => depthwise(&geo, (xv, read), wv, &epilogue, &mut out),
-            None => depthwise(&geo, (xv, &AsIs), wv, &epilogue, &mut out),
+    let stencil = Stencil::of(geo.group, [geo.o, geo.c / geo.group, geo.kh, geo.kw]);
+    let out = match (stencil, quantized) {
+        (Some(s), Some(quantizer)) => {
+            let read = FakeQuantize { quantizer, isa };
+            s.run(&geo, (xv, &read), wv, &epilogue)
         }
-        out
-    } else if geo.group == 1 && geo.o < MR && geo.kh * geo.kw > 1 {
-        let mut out = buffers::zeros(len);
-        match &fake {
-            Some(read) => few_outputs(&geo, (xv, read), wv, &epilogue, &mut out),
-            None => few_outputs(&geo, (xv, &AsIs), wv, &epilogue, &mut out),
-        }
-        out
-    } else {
-        let mut out = buffers::reuse(len);
-        match quantized {
-            Some(q) => {
-                let x = quant::fake_quantize(q, x, isa)?;
-                gemm_conv(&geo, f32s(&x, "input")?, wv, packed, &epilogue, &mut out);
+        (Some(s), None) => s.run(&geo, (xv, &AsIs), wv, &epilogue),
+        (None, quantized) => {
+            let mut out = buffers::reuse(geo.n * geo.o * geo.out_plane());
+            match quantized {
+                Some(q) => {
+                    let x = quant::fake_quantize(q, x, isa)?;
+                    gemm_conv(&geo, f32s(&x, "input")?, wv, packed, &epilogue, &mut out);
+                }
+                None => gemm_conv(&geo, xv, wv, packed, &epilogue, &mut out),
             }
-            None => gemm_conv(&geo, xv, wv, packed, &epilogue, &mut out),
+            out
         }
-        out
     };
     Ok(Tensor::f32(geo.out_shape(), out))
 }

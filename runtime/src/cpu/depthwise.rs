@@ -11,7 +11,9 @@
 //! a block of rows and a vector of columns at a time by the kernels of [`super::stencil`], and
 //! each block of rows is finished with the epilogue while it is still in L1.
 
+use super::buffers;
 use super::conv::Geometry;
+use super::conv_gemm::MR;
 use super::conv_tasks::min_per_job;
 use super::epilogue::Epilogue;
 use super::int8_gemm::Quantizer;
@@ -69,6 +71,53 @@ pub(crate) struct FakeQuantize {
 impl Reader<f32> for FakeQuantize {
     fn read_into(&self, src: &[f32], dst: &mut [f32]) {
         quant::fake_quantize_row(self.quantizer, self.isa, src, dst);
+    }
+}
+
+/// The convolutions the stencils run, whatever the layer's precision: a GEMM has too little to
+/// reuse in them (a depthwise one has one input channel a group; a few outputs over a window
+/// fill few rows of the GEMM's panels).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stencil {
+    Depthwise,
+    FewOutputs,
+}
+
+impl Stencil {
+    /// The stencil of a convolution of `group` groups and weight `[o, cg, kh, kw]`, if any.
+    pub fn of(group: usize, [o, cg, kh, kw]: [usize; 4]) -> Option<Stencil> {
+        if cg == 1 {
+            Some(Stencil::Depthwise)
+        } else if group == 1 && o < MR && kh * kw > 1 {
+            Some(Stencil::FewOutputs)
+        } else {
+            None
+        }
+    }
+
+    /// The `[n, o, oh, ow]` output of the convolution `geo`, reading its input as `input`
+    /// says; `wv` is its f32 weight.
+    pub fn run<X: Copy + Sync>(
+        self,
+        geo: &Geometry,
+        input: (&[X], &impl Reader<X>),
+        wv: &[f32],
+        epi: &Epilogue,
+    ) -> Vec<f32> {
+        let len = geo.n * geo.o * geo.out_plane();
+        match self {
+            // The depthwise kernel writes every output; `few_outputs` sums into its output.
+            Stencil::Depthwise => {
+                let mut out = buffers::reuse(len);
+                depthwise(geo, input, wv, epi, &mut out);
+                out
+            }
+            Stencil::FewOutputs => {
+                let mut out = buffers::zeros(len);
+                few_outputs(geo, input, wv, epi, &mut out);
+                out
+            }
+        }
     }
 }
 

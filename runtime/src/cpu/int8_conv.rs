@@ -11,15 +11,16 @@
 //! result is the simulation's up to the rounding of the float sums the simulation adds, which
 //! the integer sums do not have.
 //!
-//! Depthwise convolutions (one input channel per group) and those with fewer than [`MR`] outputs
-//! and a window keep the simulation: a GEMM has too little to reuse in them. The simulation's
-//! quantize-dequantize pair then runs as one pass (`quant::fake_quantize`).
+//! The stencil convolutions ([`Stencil`]: depthwise, and few outputs over a window) keep their
+//! float kernels, a GEMM having too little to reuse in them; they read `x` and quantize and
+//! dequantize it as they pad each plane ([`stencil_input`]), the simulation's very values.
 
 use super::buffers;
 use super::conv::{epilogue, reads_phases, Geometry};
 use super::conv_padded::Phases;
+use super::depthwise::Stencil;
 use super::f32s;
-use super::int8_gemm::{pack_columns, Int8Weights, Quantizer, Scaling, MR};
+use super::int8_gemm::{pack_columns, Int8Weights, Quantizer, Scaling};
 use super::isa::Isa;
 use super::quant;
 use super::tiled_conv::{self, Scratch, Source, TileGemm};
@@ -58,10 +59,9 @@ pub(crate) fn lower(g: &Graph, id: NodeId) -> Option<(Int8Conv, ValueRef)> {
     let (shape, weight, w_scales) = int8_weight(g, g.input(id, 1)?)?;
     let [o, cg, kh, kw] = shape;
     let k = cg * kh * kw;
-    // Depthwise convolutions, and a few outputs over a wide window, have too few rows for a
-    // GEMM's panels: their float kernels (`depthwise`, `few_outputs`) are faster.
-    let few_outputs = a.group == 1 && o < MR && kh * kw > 1;
-    if cg == 1 || few_outputs || a.group == 0 || o % a.group != 0 || k == 0 || k > MAX_DEPTH {
+    // The stencil convolutions keep their float kernels, reading `x` (`stencil_input`).
+    let stencil = Stencil::of(a.group, shape).is_some();
+    if stencil || a.group == 0 || o % a.group != 0 || k == 0 || k > MAX_DEPTH {
         return None;
     }
     let scales = (0..o)
@@ -86,11 +86,8 @@ pub(crate) fn stencil_input(g: &Graph, id: NodeId) -> Option<(ValueRef, Quantize
     };
     let (x, quantizer) = quantized_input(g, g.input(id, 0)?)?;
     let dims = g.value_type(g.input(id, 1)?).shape.known()?;
-    let &[o, cg, kh, kw] = dims.as_slice() else {
-        return None;
-    };
-    let few_outputs = a.group == 1 && o < MR && kh * kw > 1;
-    (cg == 1 || few_outputs).then_some((x, quantizer))
+    let shape: [usize; 4] = dims.as_slice().try_into().ok()?;
+    Stencil::of(a.group, shape).map(|_| (x, quantizer))
 }
 
 /// A constant's single f32 value.
