@@ -258,7 +258,7 @@ fn graph_proto<W: Write>(
                     .outputs
                     .iter()
                     .map(|o| {
-                        let half = matches!(o.ty.dtype, DType::F16 | DType::BF16);
+                        let half = o.ty.dtype.is_half();
                         (target == Target::OnnxRuntime && half).then_some(o.ty.dtype)
                     })
                     .collect();
@@ -458,10 +458,7 @@ fn refuse_half_io(g: &Graph) -> Result<()> {
         .outputs
         .iter()
         .map(|o| (&o.name, g.value_type(o.value).dtype));
-    match inputs
-        .chain(outputs)
-        .find(|(_, d)| matches!(d, DType::F16 | DType::BF16))
-    {
+    match inputs.chain(outputs).find(|(_, d)| d.is_half()) {
         Some((name, d)) => Err(Error::bad_input(format!(
             "graph input or output '{name}' is {d}; the onnxruntime export supports {d} only \
              inside the graph"

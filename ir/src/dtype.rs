@@ -30,6 +30,11 @@ impl DType {
         }
     }
 
+    /// The 16-bit floats, f16 and bf16: a half layer's values, computed in f32.
+    pub fn is_half(self) -> bool {
+        matches!(self, DType::F16 | DType::BF16)
+    }
+
     pub fn is_float(self) -> bool {
         matches!(self, DType::F16 | DType::BF16 | DType::F32 | DType::F64)
     }

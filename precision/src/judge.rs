@@ -155,7 +155,7 @@ fn find<'t>(outputs: &'t Outputs, name: &str) -> Option<&'t Tensor> {
 
 /// Half values as f32, so fp16 and bf16 regions compare with fp32 ones.
 fn widened(t: Tensor) -> Result<Tensor> {
-    if !matches!(t.dtype(), DType::F16 | DType::BF16) {
+    if !t.dtype().is_half() {
         return Ok(t);
     }
     temblor_runtime::run_op(&Op::Cast { to: DType::F32 }, &[Some(&t)], 1)

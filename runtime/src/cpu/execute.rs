@@ -23,7 +23,7 @@ pub(crate) fn execute(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError>
             .iter()
             .flatten()
             .map(|t| t.dtype())
-            .find(|&d| is_half(d))
+            .find(|d| d.is_half())
         {
             return in_f32(op, args, half);
         }
@@ -47,11 +47,6 @@ pub(crate) fn computes_in_f32(op: &Op) -> bool {
         && !matches!(op, Op::Cast { .. } | Op::CastLike)
 }
 
-/// The 16-bit float types, whose layers store half values and compute in f32.
-pub(crate) fn is_half(d: DType) -> bool {
-    matches!(d, DType::F16 | DType::BF16)
-}
-
 /// Runs `op` on its half inputs widened to f32 and rounds its float outputs back to `half` (f16
 /// or bf16), so a half layer stores half values and loses precision only where its outputs are
 /// written.
@@ -60,7 +55,7 @@ fn in_f32(op: &Op, args: &Args, half: DType) -> Result<Vec<Tensor>, RuntimeError
         .ins
         .iter()
         .map(|t| match t {
-            Some(t) if is_half(t.dtype()) => Some(cast::cast(t, DType::F32)).transpose(),
+            Some(t) if t.dtype().is_half() => Some(cast::cast(t, DType::F32)).transpose(),
             _ => Ok(None),
         })
         .collect::<Result<_, _>>()?;

@@ -131,7 +131,7 @@ pub fn dump_values(pkg: &Path, inputs: &[(&str, PathBuf)], dir: &Path) -> PathBu
             if g.outputs.iter().any(|o| o.value == value) {
                 continue;
             }
-            if matches!(dtype, DType::F16 | DType::BF16) {
+            if dtype.is_half() {
                 let ty = TensorType {
                     dtype: DType::F32,
                     ..info.ty.clone()

@@ -6,7 +6,7 @@
 use super::{CpuPlan, Lowered};
 use crate::cpu::args::Args;
 use crate::cpu::cast::cast;
-use crate::cpu::execute::{execute, is_half};
+use crate::cpu::execute::execute;
 use crate::cpu::{bf16_conv, int8_conv};
 use crate::{Int8Execution, RuntimeError, Tensor};
 use std::collections::HashMap;
@@ -56,7 +56,7 @@ pub(super) fn reads_half(g: &Graph, id: NodeId) -> bool {
     g.inputs_of(id)
         .into_iter()
         .flatten()
-        .any(|v| g.constant(v).is_none() && is_half(g.value_type(v).dtype))
+        .any(|v| g.constant(v).is_none() && g.value_type(v).dtype.is_half())
 }
 
 impl CpuPlan {
@@ -81,7 +81,7 @@ impl CpuPlan {
             else {
                 continue;
             };
-            if !is_half(t.dtype()) {
+            if !t.dtype().is_half() {
                 continue;
             }
             let Ok(wide) = cast(t, DType::F32) else {
