@@ -76,6 +76,29 @@ impl TensorData {
         self.len() == 0
     }
 
+    /// The elements as little-endian bytes, as [`TensorData::from_le_bytes`] reads them
+    /// (bools as one byte, 0 or 1): what a copy to device memory sends.
+    pub fn to_le_bytes(&self) -> Vec<u8> {
+        fn encode<T: Copy, const N: usize>(v: &[T], f: fn(T) -> [u8; N]) -> Vec<u8> {
+            v.iter().flat_map(|&x| f(x)).collect()
+        }
+        match self {
+            TensorData::F32(v) => encode(v, f32::to_le_bytes),
+            TensorData::F16(v) => encode(v, f16::to_le_bytes),
+            TensorData::BF16(v) => encode(v, bf16::to_le_bytes),
+            TensorData::F64(v) => encode(v, f64::to_le_bytes),
+            TensorData::I8(v) => encode(v, i8::to_le_bytes),
+            TensorData::U8(v) => v.clone(),
+            TensorData::I16(v) => encode(v, i16::to_le_bytes),
+            TensorData::U16(v) => encode(v, u16::to_le_bytes),
+            TensorData::I32(v) => encode(v, i32::to_le_bytes),
+            TensorData::U32(v) => encode(v, u32::to_le_bytes),
+            TensorData::I64(v) => encode(v, i64::to_le_bytes),
+            TensorData::U64(v) => encode(v, u64::to_le_bytes),
+            TensorData::Bool(v) => v.iter().map(|&b| u8::from(b)).collect(),
+        }
+    }
+
     /// Decodes little-endian bytes of `dtype`; `None` when the length is not a whole number of
     /// elements.
     pub fn from_le_bytes(dtype: DType, bytes: &[u8]) -> Option<TensorData> {
@@ -132,6 +155,21 @@ impl Tensor {
             TensorData::I64(v) => Some(v),
             _ => None,
         }
+    }
+
+    /// The elements as i64s, when they are integers of any width (a shape, indices, pads).
+    pub fn to_i64s(&self) -> Option<Vec<i64>> {
+        Some(match &self.data {
+            TensorData::I8(v) => v.iter().map(|&x| i64::from(x)).collect(),
+            TensorData::U8(v) => v.iter().map(|&x| i64::from(x)).collect(),
+            TensorData::I16(v) => v.iter().map(|&x| i64::from(x)).collect(),
+            TensorData::U16(v) => v.iter().map(|&x| i64::from(x)).collect(),
+            TensorData::I32(v) => v.iter().map(|&x| i64::from(x)).collect(),
+            TensorData::U32(v) => v.iter().map(|&x| i64::from(x)).collect(),
+            TensorData::I64(v) => v.clone(),
+            TensorData::U64(v) => v.iter().map(|&x| x as i64).collect(),
+            _ => return None,
+        })
     }
 
     pub fn dtype(&self) -> DType {

@@ -1,0 +1,2 @@
+// Placeholder (issue 23): being written.
+#include "reduce.cuh"
