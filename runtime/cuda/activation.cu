@@ -19,3 +19,11 @@ extern "C" __global__ void runtime_conv_epilogue(float* out, const float* bias,
         out[e] = rt_epilogue_at(out[e], bias, residual, p, e);
     }
 }
+
+// rt_unary's `op` over `n` elements.
+extern "C" __global__ void runtime_unary(const float* x, long long n, int op, float* out) {
+    for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < n;
+         e += (long long)gridDim.x * blockDim.x) {
+        out[e] = rt_unary(op, x[e]);
+    }
+}

@@ -11,6 +11,10 @@
 // sums in that order (those of the unfused Add nodes), and the affine `y · scale + shift` only
 // with an activation, as the CPU's `finish` applies it.
 //
+// The other float functions of one tensor, `rt_unary` (Neg, Abs, Sqrt, Reciprocal, Floor, Ceil,
+// Round, Sign, Erf), are each one IEEE operation or an exact one, or math.cuh's erf: the CPU's
+// bits again (Round is rintf, ties to even as Rust's `round_ties_even`).
+//
 // Mish (and Softplus) stay on the CPU kernel (issue 23): the CPU computes them with libm's exp
 // and log1p, which the GPU's do not match to the bit.
 //
@@ -103,4 +107,40 @@ __host__ __device__ inline float rt_epilogue_at(float acc, const float* bias, co
     }
     float y = rt_activate(p.act, x);
     return p.has_affine ? y * p.scale + p.shift : y;
+}
+
+enum RtUnaryOp {
+    RT_NEG = 0,
+    RT_ABS = 1,
+    RT_SQRT = 2,
+    RT_RECIPROCAL = 3,
+    RT_FLOOR = 4,
+    RT_CEIL = 5,
+    RT_ROUND = 6,
+    RT_SIGN = 7,
+    RT_ERF = 8,
+};
+
+__host__ __device__ inline float rt_unary(int op, float x) {
+    switch (op) {
+    case RT_NEG:
+        return -x;
+    case RT_ABS:
+        return fabsf(x);
+    case RT_SQRT:
+        return sqrtf(x);
+    case RT_RECIPROCAL:
+        return 1.0f / x;
+    case RT_FLOOR:
+        return floorf(x);
+    case RT_CEIL:
+        return ceilf(x);
+    case RT_ROUND:
+        return rintf(x);
+    case RT_SIGN:
+        // Zeros keep their sign and NaN passes, as the CPU's `sign`.
+        return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : x);
+    default:
+        return rt_erf(x);
+    }
 }

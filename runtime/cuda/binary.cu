@@ -9,3 +9,12 @@ extern "C" __global__ void runtime_binary(const float* a, const float* b, long l
         out[e] = rt_binary_at(a, b, p, e);
     }
 }
+
+// A comparison: bool out, one byte per element.
+extern "C" __global__ void runtime_compare(const float* a, const float* b, long long n,
+                                           BinaryParams p, unsigned char* out) {
+    for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < n;
+         e += (long long)gridDim.x * blockDim.x) {
+        out[e] = rt_compare_at(a, b, p, e) ? 1 : 0;
+    }
+}

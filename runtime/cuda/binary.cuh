@@ -1,8 +1,11 @@
-// Binary elementwise ops on the GPU (Add, Sub, Mul, Div on f32) with numpy broadcasting, as
+// Binary elementwise ops on the GPU (Add, Sub, Mul, Div, Min, Max, PRelu and the comparisons on
+// f32) with numpy broadcasting, as
 // runtime/src/cpu/elementwise.rs and elementwise_binary.rs define it: the shapes aligned from the
 // right, a size-1 axis stretched. Each output element reads each operand at its own offset,
 // `sum(index[k] * stride[k])` with stride 0 along a stretched axis; the arithmetic is one f32
-// operation, the CPU's, so the bits are its.
+// operation, the CPU's, so the bits are its. Min and Max return the first operand when it is NaN
+// (numpy's `minimum`/`maximum`, as elementwise_binary.rs); PRelu is `x < 0 ? x·y : x`. A
+// comparison gives bool, one byte 0 or 1.
 //
 // Up to RT_MAX_RANK axes. The CPU merges adjacent axes that broadcast alike before its loops;
 // here that is only speed, not values, and is left to the launcher (issue 23).
@@ -17,6 +20,17 @@ enum RtBinaryOp {
     RT_SUB = 1,
     RT_MUL = 2,
     RT_DIV = 3,
+    RT_MIN = 4,
+    RT_MAX = 5,
+    RT_PRELU = 6,
+};
+
+enum RtCompareOp {
+    RT_EQUAL = 0,
+    RT_GREATER = 1,
+    RT_GREATER_OR_EQUAL = 2,
+    RT_LESS = 3,
+    RT_LESS_OR_EQUAL = 4,
 };
 
 struct BinaryParams {
@@ -64,6 +78,12 @@ __host__ __device__ inline float rt_binary(int op, float x, float y) {
         return x - y;
     case RT_MUL:
         return x * y;
+    case RT_MIN:
+        return x < y || x != x ? x : y;
+    case RT_MAX:
+        return x > y || x != x ? x : y;
+    case RT_PRELU:
+        return x < 0.0f ? x * y : x;
     default:
         return x / y;
     }
@@ -81,4 +101,33 @@ __host__ __device__ inline float rt_binary_at(const float* a, const float* b, co
         at_b += i * p.b_stride[k];
     }
     return rt_binary(p.op, a[at_a], b[at_b]);
+}
+
+__host__ __device__ inline bool rt_compare(int op, float x, float y) {
+    switch (op) {
+    case RT_EQUAL:
+        return x == y;
+    case RT_GREATER:
+        return x > y;
+    case RT_GREATER_OR_EQUAL:
+        return x >= y;
+    case RT_LESS:
+        return x < y;
+    default:
+        return x <= y;
+    }
+}
+
+// Output element `e` of a comparison (p.op an RtCompareOp).
+__host__ __device__ inline bool rt_compare_at(const float* a, const float* b, const BinaryParams& p,
+                                              long long e) {
+    long long at_a = 0;
+    long long at_b = 0;
+    for (int k = p.rank - 1; k >= 0; --k) {
+        long long i = e % p.extent[k];
+        e /= p.extent[k];
+        at_a += i * p.a_stride[k];
+        at_b += i * p.b_stride[k];
+    }
+    return rt_compare(p.op, a[at_a], b[at_b]);
 }

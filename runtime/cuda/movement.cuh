@@ -17,6 +17,9 @@
 
 struct StridedParams {
     int rank;
+    // Where the compiler would pad before the 8-byte fields, named so that the host's mirror
+    // (runtime/src/cuda/lower/movement.rs) has no padding of its own.
+    int reserved;
     long long extent[RT_MAX_RANK];
     long long stride[RT_MAX_RANK];
     long long offset;

@@ -21,6 +21,8 @@ mod data;
 mod elementwise;
 #[path = "cuda_kernels/harness.rs"]
 mod harness;
+#[path = "cuda_kernels/layouts.rs"]
+mod layouts;
 #[path = "cuda_kernels/matrix_nms.rs"]
 mod matrix_nms;
 #[path = "cuda_kernels/movement.rs"]

@@ -119,7 +119,6 @@ struct BatchReport<'a> {
 }
 
 pub fn bench(args: &BenchArgs) -> Result<()> {
-    super::device::cpu_only(args.device)?;
     if args.iters == 0 {
         return Err(Error::usage("--iters must be at least 1"));
     }
@@ -205,7 +204,7 @@ fn plan_for(g: &Graph, args: &BenchArgs) -> Result<Plan> {
         spin: true,
         int8: args.int8.into(),
     };
-    prepare(g, &Device::Cpu, &options).map_err(Error::from)
+    prepare(g, &args.device.device(), &options).map_err(Error::from)
 }
 
 fn measure(plan: &Plan, inputs: &[RowInput], batch: usize, args: &BenchArgs) -> Result<Row> {

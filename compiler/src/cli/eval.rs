@@ -99,7 +99,7 @@ struct Report<'a> {
 }
 
 pub fn eval(args: &EvalArgs) -> Result<()> {
-    super::device::cpu_only(args.device)?;
+    super::device::cpu_only(args.device, "eval")?;
     let images = temblor_tools::preprocess_config::images_in(&args.images)?;
     let input_dims = args
         .inputs

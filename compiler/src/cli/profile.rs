@@ -50,7 +50,7 @@ struct Report<'a> {
 }
 
 pub fn profile(args: &ProfileArgs) -> Result<()> {
-    super::device::cpu_only(args.device)?;
+    super::device::cpu_only(args.device, "profile")?;
     if args.iters == 0 {
         return Err(Error::usage("--iters must be at least 1"));
     }

@@ -70,7 +70,6 @@ fn load_graph_with(path: &Path, options: Options) -> Result<Graph> {
 }
 
 pub fn run(args: &RunArgs) -> Result<()> {
-    super::device::cpu_only(args.device)?;
     if !args.images.is_empty() {
         if args.override_shapes {
             return Err(Error::usage(
@@ -104,7 +103,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         threads: args.threads,
         ..PrepareOptions::default()
     };
-    let plan = prepare(&graph, &Device::Cpu, &options).map_err(Error::from)?;
+    let plan = prepare(&graph, &args.device.device(), &options).map_err(Error::from)?;
     if !args.override_shapes && !package::is_package(&args.model) {
         suggest_override(&plan, &inputs)?;
     }

@@ -13,14 +13,18 @@ pub use memory::{plan_memory, Lifetime, MemoryPlan};
 pub use observe::{Observer, StepInfo, ValueView};
 
 use crate::cpu::{CpuPlan, CpuState};
+use crate::cuda::{CudaPlan, CudaState};
 use crate::{RuntimeError, Tensor};
 use std::fmt;
+use std::sync::Arc;
 use temblor_ir::{DType, Dim, Graph};
 
 /// Where a plan runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Device {
     Cpu,
+    /// The NVIDIA GPU of this ordinal, through the CUDA driver.
+    Cuda { ordinal: usize },
 }
 
 impl Device {
@@ -29,6 +33,7 @@ impl Device {
     pub fn isa(&self) -> &'static str {
         match self {
             Device::Cpu => crate::cpu::Isa::detect().name(),
+            Device::Cuda { .. } => "cuda",
         }
     }
 }
@@ -37,6 +42,7 @@ impl fmt::Display for Device {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Device::Cpu => f.write_str("cpu"),
+            Device::Cuda { ordinal } => write!(f, "cuda:{ordinal}"),
         }
     }
 }
@@ -78,6 +84,7 @@ pub struct Plan {
 #[derive(Debug)]
 enum Backend {
     Cpu(CpuPlan),
+    Cuda(CudaPlan),
 }
 
 /// What one run of a [`Plan`] changes (its memory), kept between runs so that they reuse it.
@@ -88,6 +95,7 @@ pub struct RunState(State);
 #[derive(Debug)]
 enum State {
     Cpu(CpuState),
+    Cuda(CudaState),
 }
 
 impl RunState {
@@ -97,6 +105,7 @@ impl RunState {
     pub fn lent_bytes(&self) -> usize {
         match &self.0 {
             State::Cpu(s) => s.lent_bytes(),
+            State::Cuda(s) => s.lent_bytes(),
         }
     }
 }
@@ -119,14 +128,42 @@ pub fn prepare(
 ) -> Result<Plan, RuntimeError> {
     let backend = match device {
         Device::Cpu => Backend::Cpu(CpuPlan::new(graph, options)?),
+        Device::Cuda { ordinal } => {
+            let gpu = crate::cuda::driver::Gpu::new(*ordinal)?;
+            let name = gpu.name.clone();
+            Backend::Cuda(CudaPlan::new(
+                graph,
+                CpuPlan::new(graph, options)?,
+                Arc::new(gpu),
+                name,
+            )?)
+        }
     };
     Ok(Plan { backend })
+}
+
+/// [`prepare`] for the CUDA backend with its host emulator in place of a GPU: the same
+/// specialization, lowering, memory plan and argument bytes, and the same kernel sources
+/// compiled for the CPU by the system's C++ compiler. For tests on machines without a GPU;
+/// slow, and no measure of anything a GPU does.
+#[doc(hidden)]
+pub fn prepare_emulated_cuda(graph: &Graph, options: &PrepareOptions) -> Result<Plan, RuntimeError> {
+    let emulator = crate::cuda::emulate::Emulator::new()?;
+    Ok(Plan {
+        backend: Backend::Cuda(CudaPlan::new(
+            graph,
+            CpuPlan::new(graph, options)?,
+            Arc::new(emulator),
+            "the CUDA emulator".to_owned(),
+        )?),
+    })
 }
 
 impl Plan {
     pub fn device(&self) -> Device {
         match &self.backend {
             Backend::Cpu(_) => Device::Cpu,
+            Backend::Cuda(_) => Device::Cuda { ordinal: 0 },
         }
     }
 
@@ -134,6 +171,7 @@ impl Plan {
     pub fn threads(&self) -> usize {
         match &self.backend {
             Backend::Cpu(p) => p.threads(),
+            Backend::Cuda(_) => 1,
         }
     }
 
@@ -142,6 +180,7 @@ impl Plan {
     pub fn isa(&self) -> &str {
         match &self.backend {
             Backend::Cpu(p) => p.isa().name(),
+            Backend::Cuda(p) => p.name(),
         }
     }
 
@@ -150,6 +189,7 @@ impl Plan {
     pub fn memory(&self) -> Option<&MemoryPlan> {
         match &self.backend {
             Backend::Cpu(p) => p.memory(),
+            Backend::Cuda(_) => None,
         }
     }
 
@@ -157,6 +197,17 @@ impl Plan {
     pub fn steps(&self) -> &[StepInfo] {
         match &self.backend {
             Backend::Cpu(p) => p.steps(),
+            Backend::Cuda(p) => p.steps(),
+        }
+    }
+
+    /// The nodes a device backend leaves to the host for inputs of these shapes (in the
+    /// graph's input order), with why: empty on the CPU, and before the first run of those
+    /// shapes.
+    pub fn host_nodes(&self, shapes: &[Vec<usize>]) -> Vec<(String, String)> {
+        match &self.backend {
+            Backend::Cpu(_) => Vec::new(),
+            Backend::Cuda(p) => p.host_nodes(shapes),
         }
     }
 
@@ -164,6 +215,7 @@ impl Plan {
     pub fn inputs(&self) -> &[InputSpec] {
         match &self.backend {
             Backend::Cpu(p) => p.inputs(),
+            Backend::Cuda(p) => p.inputs(),
         }
     }
 
@@ -171,6 +223,7 @@ impl Plan {
     pub fn new_state(&self) -> RunState {
         match &self.backend {
             Backend::Cpu(p) => RunState(State::Cpu(p.new_state())),
+            Backend::Cuda(p) => RunState(State::Cuda(p.new_state())),
         }
     }
 
@@ -209,6 +262,10 @@ impl Plan {
     ) -> Result<Vec<(String, Tensor)>, RuntimeError> {
         match (&self.backend, &mut state.0) {
             (Backend::Cpu(p), State::Cpu(s)) => p.run(s, inputs, observer),
+            (Backend::Cuda(p), State::Cuda(s)) => p.run(s, inputs, observer),
+            _ => Err(RuntimeError::internal(
+                "a run state of one backend given to a plan of another",
+            )),
         }
     }
 }

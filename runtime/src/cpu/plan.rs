@@ -469,7 +469,7 @@ impl CpuPlan {
     }
 
     /// The tensor given for each graph input, in order, checking names, dtypes and shapes.
-    fn match_inputs<'a>(
+    pub(crate) fn match_inputs<'a>(
         &self,
         given: &'a [(String, Tensor)],
     ) -> Result<Vec<&'a Tensor>, RuntimeError> {

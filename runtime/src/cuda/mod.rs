@@ -1,4 +1,365 @@
-//! The CUDA backend (issue 23): being written.
+//! The CUDA backend: a graph runs on an NVIDIA GPU through the driver API (cudarc, loaded at run
+//! time), its kernels compiled by NVRTC for the GPU found, its GEMMs through cuBLAS.
+//!
+//! A plan is specialized on the first run of each set of input shapes (`specialize.rs`): the
+//! CPU plan of the graph runs once and is watched for every shape, each node is lowered to GPU
+//! work or left to the host (`lower/`), and the result is laid out as segments over one arena
+//! (`program.rs`). A run state owns its arena; each GPU segment is captured as a CUDA graph on
+//! its first run in that state and replayed after (`driver.rs`). The same program runs on the
+//! host emulator (`emulate.rs`), which compiles the same kernel sources for the CPU: the tests
+//! check the whole backend against the CPU runtime on machines without a GPU.
+
+pub(crate) mod driver;
+pub(crate) mod emulate;
 pub(crate) mod executor;
 pub(crate) mod lower;
+pub(crate) mod nvrtc;
+pub(crate) mod program;
 pub(crate) mod sources;
+pub(crate) mod specialize;
+pub(crate) mod toolkit;
+
+use crate::backend::{InputSpec, Observer, StepInfo, ValueView};
+use crate::cpu::{run_op, CpuPlan};
+use crate::{RuntimeError, Tensor, TensorData};
+use executor::{DevicePtr, Executor};
+use program::{Bases, Program, Segment};
+use specialize::Place;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+use temblor_ir::{Graph, Op, ValueRef};
+
+/// A graph prepared for a CUDA executor.
+#[derive(Debug)]
+pub(crate) struct CudaPlan {
+    graph: Graph,
+    cpu: CpuPlan,
+    executor: Arc<dyn Executor>,
+    /// What the executor is, for reports: the GPU's name and architecture, or the emulator.
+    name: String,
+    /// One program per set of input shapes, made on the first run with those shapes.
+    programs: Mutex<Vec<Arc<Loaded>>>,
+}
+
+/// A program and its constants on the device.
+#[derive(Debug)]
+struct Loaded {
+    shapes: Vec<Vec<usize>>,
+    program: Program,
+    consts: DevicePtr,
+    executor: Arc<dyn Executor>,
+}
+
+impl Drop for Loaded {
+    fn drop(&mut self) {
+        self.executor.free(self.consts);
+    }
+}
+
+/// A run state: an arena per program, and the calls resolved at its addresses.
+#[derive(Debug)]
+pub(crate) struct CudaState {
+    id: u64,
+    executor: Arc<dyn Executor>,
+    arenas: HashMap<usize, Arena>,
+}
+
+#[derive(Debug)]
+struct Arena {
+    ptr: DevicePtr,
+    /// Per segment, its calls at this arena's addresses (empty for host segments).
+    calls: Vec<Vec<executor::Call>>,
+}
+
+impl Drop for CudaState {
+    fn drop(&mut self) {
+        for (&program, arena) in &self.arenas {
+            for segment in 0..arena.calls.len() {
+                self.executor.forget(key(self.id, program, segment));
+            }
+            self.executor.free(arena.ptr);
+        }
+    }
+}
+
+/// The key of one segment's calls in one state, for the executor's captured graphs.
+fn key(state: u64, program: usize, segment: usize) -> u64 {
+    (state << 24) | ((program as u64) << 12) | segment as u64
+}
+
+impl CudaState {
+    pub fn lent_bytes(&self) -> usize {
+        0
+    }
+}
+
+impl CudaPlan {
+    pub fn new(
+        graph: &Graph,
+        cpu: CpuPlan,
+        executor: Arc<dyn Executor>,
+        name: String,
+    ) -> Result<CudaPlan, RuntimeError> {
+        if let Some(id) = graph
+            .node_ids()
+            .find(|&id| matches!(graph.node(id).op, Op::Loop(_) | Op::If { .. }))
+        {
+            return Err(RuntimeError::unsupported(format!(
+                "the CUDA backend does not run control flow yet: {}",
+                graph.describe(id)
+            )));
+        }
+        Ok(CudaPlan {
+            graph: graph.clone(),
+            cpu,
+            executor,
+            name,
+            programs: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn steps(&self) -> &[StepInfo] {
+        self.cpu.steps()
+    }
+
+    pub fn inputs(&self) -> &[InputSpec] {
+        self.cpu.inputs()
+    }
+
+    pub fn new_state(&self) -> CudaState {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        CudaState {
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
+            executor: self.executor.clone(),
+            arenas: HashMap::new(),
+        }
+    }
+
+    /// Where each node ran in the program for these input shapes: `(node name, reason)` for
+    /// every node on the host; empty before a run of those shapes.
+    pub fn host_nodes(&self, shapes: &[Vec<usize>]) -> Vec<(String, String)> {
+        let programs = self.programs.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(loaded) = programs.iter().find(|p| p.shapes == shapes) else {
+            return Vec::new();
+        };
+        let spec = &loaded.program.spec;
+        spec.order
+            .iter()
+            .zip(&spec.places)
+            .filter_map(|(&id, place)| match place {
+                Place::Host(why) => Some((self.graph.node(id).name.clone(), why.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The program for these inputs' shapes, made on first use.
+    fn program(&self, inputs: &[(String, Tensor)]) -> Result<(usize, Arc<Loaded>), RuntimeError> {
+        let shapes: Vec<Vec<usize>> = self
+            .cpu
+            .inputs()
+            .iter()
+            .map(|spec| {
+                inputs
+                    .iter()
+                    .find(|(n, _)| *n == spec.name)
+                    .map(|(_, t)| t.shape.clone())
+                    .unwrap_or_default()
+            })
+            .collect();
+        let mut programs = self.programs.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(i) = programs.iter().position(|p| p.shapes == shapes) {
+            return Ok((i, programs[i].clone()));
+        }
+        let spec = specialize::specialize(&self.graph, &self.cpu, inputs)?;
+        let program = Program::new(&self.graph, spec)?;
+        let consts = self.executor.alloc(program.consts.len().max(1))?;
+        self.executor.upload(consts, &program.consts)?;
+        programs.push(Arc::new(Loaded {
+            shapes,
+            program,
+            consts,
+            executor: self.executor.clone(),
+        }));
+        Ok((programs.len() - 1, programs[programs.len() - 1].clone()))
+    }
+
+    pub fn run(
+        &self,
+        state: &mut CudaState,
+        inputs: &[(String, Tensor)],
+        mut observer: Option<&mut dyn Observer>,
+    ) -> Result<Vec<(String, Tensor)>, RuntimeError> {
+        self.cpu.match_inputs(inputs)?;
+        let (index, loaded) = self.program(inputs)?;
+        let program = &loaded.program;
+        if !state.arenas.contains_key(&index) {
+            let ptr = self.executor.alloc(program.arena.arena_bytes.max(1))?;
+            let bases = Bases {
+                arena: ptr,
+                consts: loaded.consts,
+            };
+            let calls = program
+                .segments
+                .iter()
+                .map(|s| match s {
+                    Segment::Gpu { nodes, .. } => nodes
+                        .iter()
+                        .map(|n| n.resolve(bases))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map(|v| v.concat()),
+                    Segment::Host(_) => Ok(Vec::new()),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            state.arenas.insert(index, Arena { ptr, calls });
+        }
+        let arena = &state.arenas[&index];
+        let spec = &program.spec;
+        let mut host: HashMap<ValueRef, Tensor> = HashMap::new();
+        for id in self.graph.node_ids() {
+            if let Op::Input { .. } = self.graph.node(id).op {
+                let name = &self.graph.node(id).outputs[0].name;
+                if let Some((_, t)) = inputs.iter().find(|(n, _)| n == name) {
+                    host.insert(ValueRef::new(id, 0), t.clone());
+                }
+            }
+        }
+        let value = |host: &HashMap<ValueRef, Tensor>, v: &ValueRef| -> Result<Tensor, RuntimeError> {
+            host.get(v)
+                .or_else(|| spec.known.get(v))
+                .cloned()
+                .ok_or_else(|| RuntimeError::internal(format!("{v:?} is not on the host")))
+        };
+        for (s, segment) in program.segments.iter().enumerate() {
+            match segment {
+                Segment::Gpu {
+                    uploads,
+                    nodes,
+                    downloads,
+                } => {
+                    for t in uploads {
+                        let bytes = value(&host, &t.value)?.data.to_le_bytes();
+                        self.executor.upload(arena.ptr + t.offset as u64, &bytes)?;
+                    }
+                    match observer.as_deref_mut() {
+                        None => self
+                            .executor
+                            .run(key(state.id, index, s), &arena.calls[s])?,
+                        Some(watch) => self.run_watched(
+                            nodes,
+                            Bases {
+                                arena: arena.ptr,
+                                consts: loaded.consts,
+                            },
+                            watch,
+                            spec,
+                        )?,
+                    }
+                    for t in downloads {
+                        let mut bytes = vec![0u8; t.bytes()];
+                        self.executor
+                            .download(arena.ptr + t.offset as u64, &mut bytes)?;
+                        host.insert(t.value, tensor(t.dtype, &t.shape, &bytes)?);
+                    }
+                }
+                Segment::Host(indices) => {
+                    for &i in indices {
+                        let id = spec.order[i];
+                        let node = self.graph.node(id);
+                        let ins = self
+                            .graph
+                            .inputs_of(id)
+                            .iter()
+                            .map(|v| v.as_ref().map(|v| value(&host, v)).transpose())
+                            .collect::<Result<Vec<_>, _>>()?;
+                        let refs: Vec<Option<&Tensor>> = ins.iter().map(Option::as_ref).collect();
+                        let start = Instant::now();
+                        let outs = run_op(&node.op, &refs, node.outputs.len())
+                            .map_err(|e| e.context(&self.graph.describe(id)))?;
+                        if let Some(watch) = observer.as_deref_mut() {
+                            let views: Vec<Option<ValueView>> =
+                                refs.iter().map(|t| t.map(ValueView::host)).collect();
+                            let out_views: Vec<ValueView> = outs.iter().map(ValueView::host).collect();
+                            watch.step(i, &self.cpu.steps()[i], &views, &out_views, start.elapsed())?;
+                        }
+                        for (port, t) in outs.into_iter().enumerate() {
+                            host.insert(ValueRef::new(id, port), t);
+                        }
+                    }
+                }
+            }
+        }
+        self.graph
+            .outputs
+            .iter()
+            .map(|o| Ok((o.name.clone(), value(&host, &o.value)?)))
+            .collect()
+    }
+
+    /// A GPU segment node by node, each waited for and its values shown to `watch`: for
+    /// profiles and layer comparisons, not for speed.
+    fn run_watched(
+        &self,
+        nodes: &[program::NodeWork],
+        bases: Bases,
+        watch: &mut dyn Observer,
+        spec: &specialize::Specialized,
+    ) -> Result<(), RuntimeError> {
+        let fetch = |slot: Option<program::Slot>, v: &ValueRef| -> Result<Option<Tensor>, RuntimeError> {
+            let Some(slot) = slot else { return Ok(None) };
+            let (dtype, shape) = &spec.types[v];
+            let at = match slot {
+                program::Slot::Arena(o) => bases.arena + o as u64,
+                program::Slot::Consts(o) => bases.consts + o as u64,
+            };
+            let mut bytes = vec![0u8; shape.iter().product::<usize>() * dtype.size_bytes()];
+            self.executor.download(at, &mut bytes)?;
+            tensor(*dtype, shape, &bytes).map(Some)
+        };
+        for node in nodes {
+            let id = spec.order[node.index];
+            let calls = node.resolve(bases)?;
+            let start = Instant::now();
+            // Key 0: run as is, never captured.
+            self.executor.run(0, &calls)?;
+            let ins = self.graph.inputs_of(id);
+            let inputs = ins
+                .iter()
+                .zip(&node.bind.inputs)
+                .map(|(v, slot)| match v {
+                    Some(v) => fetch(*slot, v),
+                    None => Ok(None),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let elapsed = start.elapsed();
+            let outputs = node
+                .bind
+                .outputs
+                .iter()
+                .enumerate()
+                .map(|(p, slot)| fetch(Some(*slot), &ValueRef::new(id, p)).map(|t| t.expect("given a slot")))
+                .collect::<Result<Vec<_>, _>>()?;
+            let views: Vec<Option<ValueView>> = inputs.iter().map(|t| t.as_ref().map(ValueView::host)).collect();
+            let out_views: Vec<ValueView> = outputs.iter().map(ValueView::host).collect();
+            watch.step(node.index, &self.cpu.steps()[node.index], &views, &out_views, elapsed)?;
+        }
+        Ok(())
+    }
+}
+
+/// A tensor from the bytes of a download.
+fn tensor(dtype: temblor_ir::DType, shape: &[usize], bytes: &[u8]) -> Result<Tensor, RuntimeError> {
+    let data = TensorData::from_le_bytes(dtype, bytes).ok_or_else(|| {
+        RuntimeError::internal(format!("{} bytes are no {dtype} tensor of {shape:?}", bytes.len()))
+    })?;
+    Ok(Tensor {
+        shape: shape.to_vec(),
+        data,
+    })
+}

@@ -1,14 +1,512 @@
-//! Elementwise ops on the GPU (stub: issue 23, being written).
-use super::params::Layout;
-use super::{Cx, Lowering, Unsupported};
+//! Elementwise ops on the GPU, each computing the CPU kernel's bits: the activations and float
+//! functions of one tensor (`activation.cuh`, the CPU's `cpu/activation.rs`), the binary ops with
+//! numpy broadcasting (`binary.cuh`, `cpu/elementwise_binary.rs`) and Cast (`convert.cuh`,
+//! `cpu/cast.rs`).
+//!
+//! Limits, each left to the CPU kernel: only f32 operands, except Cast and Identity; no Exp,
+//! Log, Cos, Sin, Softplus or Mish (the CPU computes them with libm, which no GPU function
+//! matches to the bit); no Pow (libm's `powf` in f64), Mod, Fmod or the logic ops; no casts to
+//! f16 or bf16 from anything but f32, nor from bf16 to anything but f32 (the CPU converts those
+//! through the `half` crate, whose bits depend on the host's instructions).
+
+use super::movement::MAX_RANK;
+use super::params::{self, layout, Layout, Pod};
+use super::{grid_stride, Arg, Buf, Cx, Lowering, Unsupported, Work};
 use temblor_ir::{BinaryOp, DType, UnaryOp};
 
-pub(super) const LAYOUTS: &[Layout] = &[];
+/// activation.cuh's `ActivationParams`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct ActivationParams {
+    pub kind: i32,
+    pub alpha: f32,
+    pub beta: f32,
+}
 
-pub(super) fn unary(_u: UnaryOp, _cx: &mut Cx) -> Result<Lowering, Unsupported> { Err(Unsupported::new("todo")) }
-pub(super) fn leaky_relu(_alpha: f32, _cx: &mut Cx) -> Result<Lowering, Unsupported> { Err(Unsupported::new("todo")) }
-pub(super) fn hard_sigmoid(_alpha: f32, _beta: f32, _cx: &mut Cx) -> Result<Lowering, Unsupported> { Err(Unsupported::new("todo")) }
-pub(super) fn clip(_min: f32, _max: f32, _cx: &mut Cx) -> Result<Lowering, Unsupported> { Err(Unsupported::new("todo")) }
-pub(super) fn gelu(_tanh: bool, _cx: &mut Cx) -> Result<Lowering, Unsupported> { Err(Unsupported::new("todo")) }
-pub(super) fn binary(_b: BinaryOp, _cx: &mut Cx) -> Result<Lowering, Unsupported> { Err(Unsupported::new("todo")) }
-pub(super) fn cast(_to: DType, _cx: &mut Cx) -> Result<Lowering, Unsupported> { Err(Unsupported::new("todo")) }
+// SAFETY: repr(C), three 4-byte fields, no padding.
+unsafe impl Pod for ActivationParams {}
+
+/// binary.cuh's `BinaryParams`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct BinaryParams {
+    op: i32,
+    rank: i32,
+    extent: [i64; MAX_RANK],
+    a_stride: [i64; MAX_RANK],
+    b_stride: [i64; MAX_RANK],
+}
+
+// SAFETY: repr(C), two 4-byte fields then 8-byte arrays: no padding.
+unsafe impl Pod for BinaryParams {}
+
+/// convert.cuh's `CastParams`: `RtDType` codes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct CastParams {
+    from: i32,
+    to: i32,
+}
+
+// SAFETY: repr(C), two 4-byte fields.
+unsafe impl Pod for CastParams {}
+
+pub(super) const LAYOUTS: &[Layout] = &[
+    layout!(ActivationParams, "ActivationParams", [kind, alpha, beta]),
+    layout!(
+        BinaryParams,
+        "BinaryParams",
+        [op, rank, extent, a_stride, b_stride]
+    ),
+    layout!(CastParams, "CastParams", [from, to]),
+];
+
+/// activation.cuh's `RtActivation` kinds.
+pub(crate) mod kind {
+    pub const RELU: i32 = 1;
+    pub const LEAKY_RELU: i32 = 2;
+    pub const SIGMOID: i32 = 3;
+    pub const HARD_SWISH: i32 = 5;
+    pub const HARD_SIGMOID: i32 = 6;
+    pub const GELU: i32 = 7;
+    pub const TANH: i32 = 8;
+    pub const CLIP: i32 = 9;
+    pub const GELU_TANH: i32 = 10;
+}
+
+/// A function of one tensor as a kernel computes it.
+enum Function {
+    Activation(i32),
+    /// activation.cuh's `RtUnaryOp`.
+    Unary(i32),
+}
+
+fn function(u: UnaryOp) -> Result<Function, Unsupported> {
+    use Function::{Activation, Unary};
+    Ok(match u {
+        UnaryOp::Relu => Activation(kind::RELU),
+        UnaryOp::Sigmoid => Activation(kind::SIGMOID),
+        UnaryOp::Tanh => Activation(kind::TANH),
+        UnaryOp::HardSwish => Activation(kind::HARD_SWISH),
+        UnaryOp::Neg => Unary(0),
+        UnaryOp::Abs => Unary(1),
+        UnaryOp::Sqrt => Unary(2),
+        UnaryOp::Reciprocal => Unary(3),
+        UnaryOp::Floor => Unary(4),
+        UnaryOp::Ceil => Unary(5),
+        UnaryOp::Round => Unary(6),
+        UnaryOp::Sign => Unary(7),
+        UnaryOp::Erf => Unary(8),
+        UnaryOp::Exp
+        | UnaryOp::Log
+        | UnaryOp::Cos
+        | UnaryOp::Sin
+        | UnaryOp::Softplus
+        | UnaryOp::Mish => {
+            return Err(Unsupported::new(format!(
+                "{} is libm's on the CPU, which no GPU function matches to the bit",
+                u.name()
+            )))
+        }
+        UnaryOp::Not | UnaryOp::Identity => {
+            return Err(Unsupported::new(format!("no kernel for {}", u.name())))
+        }
+    })
+}
+
+pub(super) fn unary(u: UnaryOp, cx: &mut Cx) -> Result<Lowering, Unsupported> {
+    if u == UnaryOp::Identity {
+        return Ok(Lowering::Alias { input: 0 });
+    }
+    let f = function(u)?;
+    cx.all_f32()?;
+    match f {
+        Function::Activation(kind) => activation(
+            ActivationParams {
+                kind,
+                alpha: 0.0,
+                beta: 0.0,
+            },
+            cx,
+        ),
+        Function::Unary(op) => {
+            let n = cx.output(0).elements();
+            Ok(launches(n, || {
+                let args = vec![
+                    Arg::Ptr(Buf::Input(0).at()),
+                    Arg::I64(n as i64),
+                    Arg::I32(op),
+                    Arg::Ptr(Buf::Output(0).at()),
+                ];
+                grid_stride("runtime_unary", n, args)
+            }))
+        }
+    }
+}
+
+pub(super) fn leaky_relu(alpha: f32, cx: &mut Cx) -> Result<Lowering, Unsupported> {
+    activation(
+        ActivationParams {
+            kind: kind::LEAKY_RELU,
+            alpha,
+            beta: 0.0,
+        },
+        cx,
+    )
+}
+
+pub(super) fn hard_sigmoid(alpha: f32, beta: f32, cx: &mut Cx) -> Result<Lowering, Unsupported> {
+    activation(
+        ActivationParams {
+            kind: kind::HARD_SIGMOID,
+            alpha,
+            beta,
+        },
+        cx,
+    )
+}
+
+/// The IR's `f32::MIN` and `f32::MAX` for an absent bound are what the kernel tests for.
+pub(super) fn clip(min: f32, max: f32, cx: &mut Cx) -> Result<Lowering, Unsupported> {
+    activation(
+        ActivationParams {
+            kind: kind::CLIP,
+            alpha: min,
+            beta: max,
+        },
+        cx,
+    )
+}
+
+pub(super) fn gelu(tanh: bool, cx: &mut Cx) -> Result<Lowering, Unsupported> {
+    let kind = if tanh { kind::GELU_TANH } else { kind::GELU };
+    activation(
+        ActivationParams {
+            kind,
+            alpha: 0.0,
+            beta: 0.0,
+        },
+        cx,
+    )
+}
+
+fn activation(a: ActivationParams, cx: &mut Cx) -> Result<Lowering, Unsupported> {
+    cx.all_f32()?;
+    let n = cx.output(0).elements();
+    Ok(launches(n, || {
+        let args = vec![
+            Arg::Ptr(Buf::Input(0).at()),
+            Arg::I64(n as i64),
+            Arg::Pod(params::bytes(&a)),
+            Arg::Ptr(Buf::Output(0).at()),
+        ];
+        grid_stride("runtime_activation", n, args)
+    }))
+}
+
+/// The launch of `n` elements, or no work at all for an empty tensor.
+fn launches(n: usize, launch: impl FnOnce() -> super::Launch) -> Lowering {
+    Lowering::Work(if n == 0 {
+        Vec::new()
+    } else {
+        vec![Work::Launch(launch())]
+    })
+}
+
+/// binary.cuh's `RtBinaryOp` or `RtCompareOp` code, and whether the op is a comparison.
+fn binary_code(b: BinaryOp) -> Result<(i32, bool), Unsupported> {
+    Ok(match b {
+        BinaryOp::Add => (0, false),
+        BinaryOp::Sub => (1, false),
+        BinaryOp::Mul => (2, false),
+        BinaryOp::Div => (3, false),
+        BinaryOp::Min => (4, false),
+        BinaryOp::Max => (5, false),
+        BinaryOp::PRelu => (6, false),
+        BinaryOp::Equal => (0, true),
+        BinaryOp::Greater => (1, true),
+        BinaryOp::GreaterOrEqual => (2, true),
+        BinaryOp::Less => (3, true),
+        BinaryOp::LessOrEqual => (4, true),
+        BinaryOp::Pow
+        | BinaryOp::Mod
+        | BinaryOp::Fmod
+        | BinaryOp::And
+        | BinaryOp::Or
+        | BinaryOp::Xor => {
+            return Err(Unsupported::new(format!("no kernel for {}", b.name())));
+        }
+    })
+}
+
+pub(super) fn binary(b: BinaryOp, cx: &mut Cx) -> Result<Lowering, Unsupported> {
+    let (op, comparison) = binary_code(b)?;
+    let (x, y, out) = (cx.input(0)?, cx.input(1)?, cx.output(0));
+    let want_out = if comparison { DType::Bool } else { DType::F32 };
+    if x.dtype != DType::F32 || y.dtype != DType::F32 || out.dtype != want_out {
+        return Err(Unsupported::new(format!(
+            "{} of {} and {} into {} (the kernel takes f32)",
+            b.name(),
+            x.dtype,
+            y.dtype,
+            out.dtype
+        )));
+    }
+    let mut p = broadcast(x.shape, y.shape)?;
+    p.op = op;
+    if p.extent[..p.rank as usize]
+        .iter()
+        .map(|&e| e as usize)
+        .ne(out.shape.iter().copied())
+    {
+        return Err(Unsupported::new(format!(
+            "{:?} and {:?} do not broadcast to the output's {:?}",
+            x.shape, y.shape, out.shape
+        )));
+    }
+    let n = out.elements();
+    let function = if comparison {
+        "runtime_compare"
+    } else {
+        "runtime_binary"
+    };
+    Ok(launches(n, || {
+        let args = vec![
+            Arg::Ptr(Buf::Input(0).at()),
+            Arg::Ptr(Buf::Input(1).at()),
+            Arg::I64(n as i64),
+            Arg::Pod(params::bytes(&p)),
+            Arg::Ptr(Buf::Output(0).at()),
+        ];
+        grid_stride(function, n, args)
+    }))
+}
+
+/// binary.cuh's `rt_binary_broadcast` (op left 0): the shapes aligned from the right, each
+/// operand's stride 0 along an axis it has extent 1 on.
+fn broadcast(a: &[usize], b: &[usize]) -> Result<BinaryParams, Unsupported> {
+    let rank = a.len().max(b.len());
+    if rank > MAX_RANK {
+        return Err(Unsupported::new(format!(
+            "rank {rank}, past the kernel's {MAX_RANK}"
+        )));
+    }
+    let mut p = BinaryParams {
+        op: 0,
+        rank: rank as i32,
+        extent: [0; MAX_RANK],
+        a_stride: [0; MAX_RANK],
+        b_stride: [0; MAX_RANK],
+    };
+    let (mut a_step, mut b_step) = (1i64, 1i64);
+    for k in (0..rank).rev() {
+        let da = (k + a.len()).checked_sub(rank).map_or(1, |i| a[i]) as i64;
+        let db = (k + b.len()).checked_sub(rank).map_or(1, |j| b[j]) as i64;
+        if da != db && da != 1 && db != 1 {
+            return Err(Unsupported::new(format!(
+                "{a:?} and {b:?} do not broadcast"
+            )));
+        }
+        p.extent[k] = if da == 1 { db } else { da };
+        p.a_stride[k] = if da == 1 { 0 } else { a_step };
+        p.b_stride[k] = if db == 1 { 0 } else { b_step };
+        a_step *= da;
+        b_step *= db;
+    }
+    Ok(p)
+}
+
+/// convert.cuh's `RtDType` code: the IR's order.
+fn dtype_code(d: DType) -> i32 {
+    match d {
+        DType::F32 => 0,
+        DType::F16 => 1,
+        DType::BF16 => 2,
+        DType::F64 => 3,
+        DType::I8 => 4,
+        DType::U8 => 5,
+        DType::I16 => 6,
+        DType::U16 => 7,
+        DType::I32 => 8,
+        DType::U32 => 9,
+        DType::I64 => 10,
+        DType::U64 => 11,
+        DType::Bool => 12,
+    }
+}
+
+pub(super) fn cast(to: DType, cx: &mut Cx) -> Result<Lowering, Unsupported> {
+    let from = cx.input(0)?.dtype;
+    if cx.output(0).dtype != to {
+        return Err(Unsupported::new(format!(
+            "a cast to {to} whose output is {}",
+            cx.output(0).dtype
+        )));
+    }
+    if from == to {
+        return Ok(Lowering::Alias { input: 0 });
+    }
+    let half_exact = match (from, to) {
+        (_, DType::F16 | DType::BF16) => from == DType::F32,
+        (DType::BF16, _) => to == DType::F32,
+        _ => true,
+    };
+    if !half_exact {
+        return Err(Unsupported::new(format!(
+            "a cast from {from} to {to}, which the CPU makes through the half crate"
+        )));
+    }
+    let p = CastParams {
+        from: dtype_code(from),
+        to: dtype_code(to),
+    };
+    let n = cx.output(0).elements();
+    Ok(launches(n, || {
+        let args = vec![
+            Arg::Ptr(Buf::Input(0).at()),
+            Arg::I64(n as i64),
+            Arg::Pod(params::bytes(&p)),
+            Arg::Ptr(Buf::Output(0).at()),
+        ];
+        grid_stride("runtime_cast", n, args)
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Launch, Operand};
+    use super::*;
+
+    fn operand(dtype: DType, shape: &[usize]) -> Operand<'_> {
+        Operand {
+            dtype,
+            shape,
+            known: None,
+        }
+    }
+
+    fn only_launch(l: Lowering) -> Launch {
+        match l {
+            Lowering::Work(mut w) if w.len() == 1 => match w.remove(0) {
+                Work::Launch(l) => l,
+                other => panic!("not a launch: {other:?}"),
+            },
+            other => panic!("not one launch: {other:?}"),
+        }
+    }
+
+    /// The element each operand's strides reach from each output index is the one numpy's
+    /// broadcasting picks: the output index with the stretched axes set to 0, flattened in the
+    /// operand's own shape.
+    #[test]
+    fn broadcast_strides_reach_the_numpy_element() {
+        let (a, b) = ([2usize, 1, 4], [3usize, 1]);
+        let p = broadcast(&a, &b).unwrap();
+        assert_eq!((p.rank, &p.extent[..3]), (3, &[2i64, 3, 4][..]));
+        let flat = |shape: &[usize], index: &[usize]| {
+            let skip = index.len() - shape.len();
+            shape
+                .iter()
+                .zip(&index[skip..])
+                .fold(0, |acc, (&d, &i)| acc * d + if d == 1 { 0 } else { i })
+        };
+        for i in 0..2 {
+            for j in 0..3 {
+                for k in 0..4 {
+                    let at = |s: &[i64]| i as i64 * s[0] + j as i64 * s[1] + k as i64 * s[2];
+                    assert_eq!(at(&p.a_stride) as usize, flat(&a, &[i, j, k]));
+                    assert_eq!(at(&p.b_stride) as usize, flat(&b, &[i, j, k]));
+                }
+            }
+        }
+        assert!(broadcast(&[2, 3], &[4, 3]).is_err());
+        assert!(broadcast(&[1; 7], &[1]).is_err());
+    }
+
+    #[test]
+    fn a_comparison_writes_bool_through_its_own_kernel() {
+        let (x, y) = ([2usize, 3], [3usize]);
+        let mut cx = Cx::new(
+            vec![Some(operand(DType::F32, &x)), Some(operand(DType::F32, &y))],
+            vec![operand(DType::Bool, &x)],
+        );
+        let l = only_launch(binary(BinaryOp::Less, &mut cx).unwrap());
+        assert_eq!(l.function, "runtime_compare");
+        let Arg::Pod(bytes) = &l.args[3] else {
+            panic!("no params")
+        };
+        // op 3 (RT_LESS), rank 2, extents [2, 3], a's strides [3, 1], b's [0, 1].
+        let words: Vec<i64> = bytes
+            .chunks(8)
+            .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        assert_eq!(words[0], 3 | 2 << 32);
+        assert_eq!(&words[1..3], &[2, 3]);
+        assert_eq!(&words[7..9], &[3, 1]);
+        assert_eq!(&words[13..15], &[0, 1]);
+    }
+
+    #[test]
+    fn inexact_and_non_f32_cases_stay_on_the_cpu() {
+        let s = [4usize];
+        let f32s = || {
+            Cx::new(
+                vec![Some(operand(DType::F32, &s))],
+                vec![operand(DType::F32, &s)],
+            )
+        };
+        for u in [UnaryOp::Exp, UnaryOp::Log, UnaryOp::Mish, UnaryOp::Not] {
+            assert!(unary(u, &mut f32s()).is_err(), "{u:?}");
+        }
+        assert!(binary(BinaryOp::Pow, &mut f32s()).is_err());
+        let mut ints = Cx::new(
+            vec![Some(operand(DType::I64, &s)), Some(operand(DType::I64, &s))],
+            vec![operand(DType::I64, &s)],
+        );
+        assert!(binary(BinaryOp::Add, &mut ints).is_err());
+        let mut relu = Cx::new(
+            vec![Some(operand(DType::I32, &s))],
+            vec![operand(DType::I32, &s)],
+        );
+        assert!(unary(UnaryOp::Relu, &mut relu).is_err());
+        for (from, to) in [
+            (DType::F64, DType::F16),
+            (DType::I32, DType::BF16),
+            (DType::BF16, DType::F64),
+        ] {
+            let mut cx = Cx::new(vec![Some(operand(from, &s))], vec![operand(to, &s)]);
+            assert!(cast(to, &mut cx).is_err(), "{from} to {to}");
+        }
+    }
+
+    #[test]
+    fn functions_pass_their_codes_and_attributes() {
+        let s = [5usize];
+        let mut cx = Cx::new(
+            vec![Some(operand(DType::F32, &s))],
+            vec![operand(DType::F32, &s)],
+        );
+        let l = only_launch(unary(UnaryOp::Round, &mut cx).unwrap());
+        assert_eq!((l.function, &l.args[2]), ("runtime_unary", &Arg::I32(6)));
+        let l = only_launch(clip(f32::MIN, 6.0, &mut cx).unwrap());
+        let want = ActivationParams {
+            kind: kind::CLIP,
+            alpha: f32::MIN,
+            beta: 6.0,
+        };
+        assert_eq!(l.args[2], Arg::Pod(params::bytes(&want)));
+        let mut cast_cx = Cx::new(
+            vec![Some(operand(DType::I64, &s))],
+            vec![operand(DType::F32, &s)],
+        );
+        let l = only_launch(cast(DType::F32, &mut cast_cx).unwrap());
+        assert_eq!(
+            l.args[2],
+            Arg::Pod(params::bytes(&CastParams { from: 10, to: 0 }))
+        );
+        assert_eq!(
+            unary(UnaryOp::Identity, &mut cx),
+            Ok(Lowering::Alias { input: 0 })
+        );
+    }
+}

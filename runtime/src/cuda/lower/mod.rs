@@ -14,7 +14,7 @@ mod conv;
 mod elementwise;
 mod movement;
 mod normalize;
-mod params;
+pub(crate) mod params;
 mod pool;
 mod resize;
 

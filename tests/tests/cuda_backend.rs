@@ -1,0 +1,131 @@
+//! The CUDA backend without a GPU (issue 23): real models compiled as `temblor compile` does, run
+//! by the CUDA backend on its host emulator (the backend's own specialization, lowering, memory
+//! plan and argument bytes, and its kernel sources compiled for the CPU), against the CPU
+//! runtime on the same photo. Every output must match within relative L2 1e-4 (the GEMMs sum in
+//! another order than the CPU's convolutions), and the share of nodes left to the host is
+//! bounded, so that a lowering that stops applying fails here rather than on a GPU.
+//!
+//! What this cannot check is the driver itself (cudarc, cuBLAS, graph capture), which
+//! `scripts/gpu_check.sh` runs on a machine with a GPU.
+
+use std::path::Path;
+use temblor_infer::StaticDims;
+use temblor_pipeline::{compile, Options, VerifyMode};
+use temblor_runtime::{prepare, prepare_emulated_cuda, Device, PrepareOptions, Tensor};
+use temblor_tests::{real_model, rel_l2, shared};
+
+/// A photo as the model's `[1, 3, h, w]` input, RGB in [0, 1].
+fn photo(h: usize, w: usize) -> Tensor {
+    let img = image::open(shared().join("images/astronaut.png"))
+        .unwrap()
+        .resize_exact(w as u32, h as u32, image::imageops::FilterType::Triangle)
+        .to_rgb8();
+    let mut data = vec![0f32; 3 * h * w];
+    for (x, y, p) in img.enumerate_pixels() {
+        for c in 0..3 {
+            data[c * h * w + y as usize * w + x as usize] = f32::from(p[c]) / 255.0;
+        }
+    }
+    Tensor::f32(vec![1, 3, h, w], data)
+}
+
+/// Runs `model`, compiled for `inputs`' shapes, on the CPU and on the emulated CUDA backend,
+/// checks every output, and returns the nodes the CUDA backend left to the host, with why.
+fn compare(model: &Path, inputs: Vec<(&str, Tensor)>) -> Vec<(String, String)> {
+    let options = Options {
+        input_dims: inputs
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.shape.clone()))
+            .collect(),
+        static_dims: StaticDims::Override,
+        verify: VerifyMode::Off,
+        ..Options::default()
+    };
+    let graph = compile(model, &options).unwrap().compile;
+    let inputs: Vec<(String, Tensor)> = inputs.into_iter().map(|(n, t)| (n.to_owned(), t)).collect();
+    let cpu = prepare(&graph, &Device::Cpu, &PrepareOptions::default()).unwrap();
+    let want = cpu.run_once(&inputs).unwrap();
+    let cuda = prepare_emulated_cuda(&graph, &PrepareOptions::default()).unwrap();
+    let mut state = cuda.new_state();
+    // Twice in one state: the second run reuses the arena and the resolved calls.
+    for round in 0..2 {
+        let got = cuda.run(&mut state, &inputs).unwrap();
+        assert_eq!(got.len(), want.len());
+        for ((name, g), (_, w)) in got.iter().zip(&want) {
+            assert_eq!(g.shape, w.shape, "{name}");
+            match (g.as_f32(), w.as_f32()) {
+                (Some(g), Some(w)) => {
+                    let err = rel_l2(g, w);
+                    assert!(
+                        err <= 1e-4,
+                        "{} output {name}, run {round}: rel L2 {err:e}",
+                        model.display()
+                    );
+                }
+                _ => assert_eq!(g, w, "{name}"),
+            }
+        }
+    }
+    let shapes: Vec<Vec<usize>> = inputs.iter().map(|(_, t)| t.shape.clone()).collect();
+    cuda.host_nodes(&shapes)
+}
+
+/// `[1, h, w, 3]` from `[1, 3, h, w]`.
+fn nhwc(t: Tensor) -> Tensor {
+    let (h, w) = (t.shape[2], t.shape[3]);
+    let x = t.as_f32().unwrap();
+    let mut data = vec![0f32; x.len()];
+    for c in 0..3 {
+        for p in 0..h * w {
+            data[p * 3 + c] = x[c * h * w + p];
+        }
+    }
+    Tensor::f32(vec![1, h, w, 3], data)
+}
+
+/// Every node on the GPU.
+fn all_on_gpu(name: &str, file: &str, inputs: Vec<(&str, Tensor)>) {
+    let host = compare(&real_model(name, file), inputs);
+    assert!(host.is_empty(), "{name}: on the host: {host:?}");
+}
+
+#[test]
+fn yolov8n_runs_on_the_emulated_gpu_as_on_the_cpu() {
+    all_on_gpu("yolov8n_nudenet_onnx", "320n.onnx", vec![("images", photo(320, 320))]);
+}
+
+#[test]
+fn ppocr_det_and_rec_run_on_the_emulated_gpu_as_on_the_cpu() {
+    all_on_gpu("ppocrv4_det_onnx", "ch_PP-OCRv4_det_infer.onnx", vec![("x", photo(320, 320))]);
+    all_on_gpu("ppocrv4_rec_onnx", "ch_PP-OCRv4_rec_infer.onnx", vec![("x", photo(48, 320))]);
+}
+
+#[test]
+fn second_zoo_runs_on_the_emulated_gpu_as_on_the_cpu() {
+    all_on_gpu("centerface_onnx", "centerface.onnx", vec![("input.1", photo(256, 256))]);
+    all_on_gpu("open_nsfw_nhwc_onnx", "open_nsfw.onnx", vec![("input_0", nhwc(photo(224, 224)))]);
+    all_on_gpu("u2netp_onnx", "u2netp.onnx", vec![("input.1", photo(320, 320))]);
+    all_on_gpu("vit_s_focus_onnx", "vit_s_focus.onnx", vec![("input_image", photo(224, 224))]);
+    all_on_gpu("orinet_orient_onnx", "orientation_orinet_fp32.onnx", vec![("x", photo(320, 320))]);
+}
+
+#[test]
+fn picodet_postprocessing_runs_on_the_host_after_the_emulated_gpu() {
+    let model = shared().join("models/real/picodet_coco_onnx/model.onnx");
+    let host = compare(
+        &model,
+        vec![
+            ("image", photo(416, 416)),
+            ("scale_factor", Tensor::f32(vec![1, 2], vec![1.0, 1.0])),
+        ],
+    );
+    // multiclass NMS keeps as many boxes as the scores allow: it and what reads its boxes run
+    // on the host; everything before it on the GPU.
+    assert!(!host.is_empty(), "the NMS ran on the GPU");
+    for (node, why) in &host {
+        assert!(
+            why.contains("data-dependent") || why.contains("depends on the data"),
+            "{node} on the host: {why}"
+        );
+    }
+}
