@@ -144,7 +144,7 @@ impl Session {
     /// latency, every core busy for the whole run).
     #[new]
     #[pyo3(signature = (path, threads = 0, spin = false, postprocess = None, preprocess = None,
-                        labels = None))]
+                        labels = None, device = "cpu"))]
     fn new(
         py: Python<'_>,
         path: PathBuf,
@@ -153,7 +153,17 @@ impl Session {
         postprocess: Option<&str>,
         preprocess: Option<PathBuf>,
         labels: Option<PathBuf>,
+        device: &str,
     ) -> PyResult<Session> {
+        let device = match device {
+            "cpu" => Device::Cpu,
+            "cuda" => Device::Cuda { ordinal: 0 },
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "device '{other}': expected 'cpu' or 'cuda'"
+                )))
+            }
+        };
         let postprocess = postprocess
             .map(|k| {
                 Kind::from_str(k, true).map_err(|_| {
@@ -177,7 +187,7 @@ impl Session {
                     spin,
                     ..Default::default()
                 };
-                let plan = prepare(&graph, &Device::Cpu, &options).map_err(Error::from)?;
+                let plan = prepare(&graph, &device, &options).map_err(Error::from)?;
                 Ok::<_, Error>((graph, plan))
             })
             .map_err(py_error)?;

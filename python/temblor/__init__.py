@@ -81,7 +81,8 @@ def compile(
 
 
 class Session:
-    """A package (or a model file, compiled in memory) prepared on the CPU runtime.
+    """A package (or a model file, compiled in memory) prepared on the CPU runtime, or with
+    `device="cuda"` on the first NVIDIA GPU (which needs the CUDA driver).
 
     `threads` is the number of CPU threads its kernels use (0: one per core); with `spin` they
     wait for the next kernel spinning, as `temblor bench` has them (lower latency, but every
@@ -100,6 +101,7 @@ class Session:
         postprocess: Optional[str] = None,
         preprocess: Optional[PathLike] = None,
         labels: Optional[PathLike] = None,
+        device: str = "cpu",
     ) -> None:
         self.path = Path(path_or_model)
         self._session = _temblor.Session(
@@ -109,6 +111,7 @@ class Session:
             postprocess,
             None if preprocess is None else os.fspath(preprocess),
             None if labels is None else os.fspath(labels),
+            device,
         )
         self.inputs = [NodeArg(n, t, s) for n, t, s in self._session._inputs]
         self.outputs = [NodeArg(n, t, s) for n, t, s in self._session._outputs]

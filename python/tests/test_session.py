@@ -134,3 +134,13 @@ def test_compile_returns_the_package_and_its_report(tmp_path):
     assert session.inputs[0].shape == [1, 3, 96, 192]
     with pytest.raises(ValueError, match="precision"):
         temblor.compile(model, out=tmp_path / "bad.temblor", precision="fp8")
+
+
+def test_device_cuda_without_a_driver_is_a_value_error(picodet):
+    # This machine has no NVIDIA driver; scripts/gpu_check.sh runs the CUDA backend on one.
+    if os.path.exists("/proc/driver/nvidia"):
+        pytest.skip("a CUDA driver is present: the GPU check covers this machine")
+    with pytest.raises(ValueError, match="no CUDA driver found"):
+        temblor.Session(picodet, device="cuda")
+    with pytest.raises(ValueError, match="device 'tpu': expected 'cpu' or 'cuda'"):
+        temblor.Session(picodet, device="tpu")

@@ -50,6 +50,8 @@ struct EpilogueParams {
     float scale, shift;
     // The output [N, channels, plane]: element e is in channel e / plane % channels.
     int channels;
+    // Where the compiler would pad: named, so that the Rust mirror's every byte is a field.
+    int pad;
     long long plane;
 };
 
@@ -110,34 +112,34 @@ __host__ __device__ inline float rt_epilogue_at(float acc, const float* bias, co
 }
 
 enum RtUnaryOp {
-    RT_NEG = 0,
-    RT_ABS = 1,
-    RT_SQRT = 2,
-    RT_RECIPROCAL = 3,
-    RT_FLOOR = 4,
-    RT_CEIL = 5,
-    RT_ROUND = 6,
-    RT_SIGN = 7,
-    RT_ERF = 8,
+    RT_UNARY_NEG = 0,
+    RT_UNARY_ABS = 1,
+    RT_UNARY_SQRT = 2,
+    RT_UNARY_RECIPROCAL = 3,
+    RT_UNARY_FLOOR = 4,
+    RT_UNARY_CEIL = 5,
+    RT_UNARY_ROUND = 6,
+    RT_UNARY_SIGN = 7,
+    RT_UNARY_ERF = 8,
 };
 
 __host__ __device__ inline float rt_unary(int op, float x) {
     switch (op) {
-    case RT_NEG:
+    case RT_UNARY_NEG:
         return -x;
-    case RT_ABS:
+    case RT_UNARY_ABS:
         return fabsf(x);
-    case RT_SQRT:
+    case RT_UNARY_SQRT:
         return sqrtf(x);
-    case RT_RECIPROCAL:
+    case RT_UNARY_RECIPROCAL:
         return 1.0f / x;
-    case RT_FLOOR:
+    case RT_UNARY_FLOOR:
         return floorf(x);
-    case RT_CEIL:
+    case RT_UNARY_CEIL:
         return ceilf(x);
-    case RT_ROUND:
+    case RT_UNARY_ROUND:
         return rintf(x);
-    case RT_SIGN:
+    case RT_UNARY_SIGN:
         // Zeros keep their sign and NaN passes, as the CPU's `sign`.
         return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : x);
     default:

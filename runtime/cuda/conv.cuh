@@ -1,6 +1,7 @@
 // The convolution kernels' arithmetic (runtime/src/cpu/conv.rs, depthwise.rs and
 // conv_transpose.rs compute the same sums on the CPU), one output element per call:
-//   im2col     cols[b][c·kh·kw + i·kw + j][y·ow + x] = input[b][c][y·sh + i·dh - pt][x·sw + j·dw - pl]
+//   im2col     cols[b][c·kh·kw + i·kw + j][y·ow + x] =
+//                  input[b][c][y·sh + i·dh - pt][x·sw + j·dw - pl]
 //              (0 outside the input), the right-hand side of a convolution's GEMM per group
 //   depthwise  out[b][oc][y][x] = epilogue(Σ_{i,j} w[oc][0][i][j] · input[b][oc / m][..]), taps
 //              in row-major order from 0, for a convolution with one input channel per group
@@ -26,9 +27,9 @@ struct ConvAxisParams {
 
 struct ConvParams {
     // Input [N, channels, h.input, w.input], output [N, out_channels, h.output, w.output].
-    // im2col's channels are the whole input's (every group's rows, in channel order); a
-    // transposed convolution's `h` and `w` map output positions to input ones as a
-    // convolution's do, its `input` being the GEMM's columns' extent.
+    // im2col's channels are the whole input's (every group's rows, in channel order). Output
+    // position `o` of a convolution reads input `o·stride + tap·dilation - pad`; input position
+    // `y` of a transposed one writes output `y·stride + tap·dilation - pad`.
     ConvAxisParams h, w;
     int channels, out_channels;
     // The output channels per group: depthwise reads input channel `oc / group_out`, col2im

@@ -11,7 +11,8 @@
 // - GlobalAveragePool: the plane's f64 sum (math.cuh's 8-lane order) over its size, in f64.
 // Output extents (ceil_mode, auto_pad) are the host's, from the IR's shape rule.
 //
-// 1-D and 3-D windows stay on the CPU kernel (issue 23): the real models here pool in 2-D.
+// 1-D windows run as 2-D ones of height 1; 3-D windows stay on the CPU kernel: the real models
+// here pool in 2-D.
 //
 // No standard headers: NVRTC, which compiles these sources at run time, has none.
 #pragma once

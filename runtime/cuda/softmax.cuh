@@ -9,8 +9,8 @@
 // - Over an inner axis (`stripe`, YOLOv8's box distribution over [N, 16, 4, A] on axis 1): a
 //   column `inner` elements apart, its sum one f64 chain in order, as the CPU's stripes run.
 //
-// LogSoftmax and opset-11 flattening stay on the CPU kernel (issue 23): LogSoftmax takes a libm
-// `ln` the GPU's does not match to the bit, and no real model here flattens.
+// LogSoftmax stays on the CPU kernel: it takes a libm `ln` the GPU's does not match to the bit.
+// Opset 11's flattening is rows of the flattened extent, launched as such.
 //
 // No standard headers: NVRTC, which compiles these sources at run time, has none.
 #pragma once

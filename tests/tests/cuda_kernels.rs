@@ -129,9 +129,12 @@ fn every_runtime_kernel_compiles_for_sm_80_and_sm_90() {
     let families = [
         "activation",
         "binary",
+        "conv",
+        "convert",
         "layer_norm",
         "movement",
         "pool",
+        "reduce",
         "resize",
         "softmax",
     ];

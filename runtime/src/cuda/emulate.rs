@@ -9,7 +9,7 @@
 //!   need `__syncthreads` are refused: threads run one after another, so a barrier never holds.
 //! - GEMMs: converted to cuBLAS's column-major call as the driver converts them
 //!   (`emulate/cublas.rs`), which then runs with cuBLAS's semantics.
-//! - Memory: host allocations aligned as `cuMemAlloc`'s (256 bytes), zeroed; every copy, upload,
+//! - Memory: host allocations aligned as `cuMemAlloc`'s (256 bytes), filled with ones (NaN as f32) as fresh GPU memory holds garbage; every copy, upload,
 //!   download and GEMM operand is checked to lie inside one allocation.
 
 mod build;
@@ -218,12 +218,16 @@ impl Executor for Emulator {
         let layout = Layout::from_size_align(bytes.max(1), ALIGN)
             .map_err(|e| RuntimeError::internal(format!("allocating {bytes} bytes: {e}")))?;
         // SAFETY: the layout has a nonzero size.
-        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+        let ptr = unsafe { std::alloc::alloc(layout) };
         if ptr.is_null() {
             return Err(RuntimeError::internal(format!(
                 "the emulated device is out of host memory for {bytes} bytes"
             )));
         }
+        // A GPU's fresh memory holds whatever was there: all ones here (NaN as f32), so an
+        // output a lowering forgets to write shows in the comparisons instead of reading as 0.
+        // SAFETY: `ptr` holds `layout.size()` bytes.
+        unsafe { std::ptr::write_bytes(ptr, 0xFF, layout.size()) };
         self.memory().insert(ptr as DevicePtr, layout);
         Ok(ptr as DevicePtr)
     }

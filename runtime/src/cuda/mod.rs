@@ -328,6 +328,7 @@ impl CudaPlan {
             let start = Instant::now();
             // Key 0: run as is, never captured.
             self.executor.run(0, &calls)?;
+            let elapsed = start.elapsed();
             let ins = self.graph.inputs_of(id);
             let inputs = ins
                 .iter()
@@ -337,7 +338,6 @@ impl CudaPlan {
                     None => Ok(None),
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            let elapsed = start.elapsed();
             let outputs = node
                 .bind
                 .outputs

@@ -252,33 +252,31 @@ fn kernel_signatures(module: &Source) -> Result<Vec<Signature>, String> {
     while let Some(at) = code[rest..].find("extern \"C\"") {
         let start = rest + at + "extern \"C\"".len();
         rest = start;
-        let mut words = code[start..].split_whitespace();
-        if words.next() != Some("__global__") {
+        let declaration = code[start..].trim_start();
+        if !declaration.starts_with("__global__") {
             continue;
         }
-        let after_global = start + code[start..].find("__global__").unwrap_or(0);
-        let open = code[after_global..]
+        let head = start + (code.len() - start - declaration.len());
+        let open = code[head..]
             .find('(')
-            .map(|i| after_global + i)
+            .map(|i| head + i)
             .ok_or_else(|| format!("{}: a kernel without parameters", module.name))?;
-        let head: Vec<&str> = code[after_global..open].split_whitespace().collect();
-        let (name, returns) = match head.as_slice() {
-            ["__global__", "void", name] => (*name, "void"),
-            other => (other.last().copied().unwrap_or(""), "something else"),
+        let name = match code[head..open].split_whitespace().collect::<Vec<_>>()[..] {
+            ["__global__", "void", name] if is_identifier(name) => name,
+            _ => {
+                return Err(format!(
+                    "{}: cannot read the kernel signature `{}`",
+                    module.name,
+                    code[head..open].trim()
+                ))
+            }
         };
-        if returns != "void" || !is_identifier(name) {
-            return Err(format!(
-                "{}: cannot read the kernel signature `{}`",
-                module.name,
-                code[start..open].trim()
-            ));
-        }
         let close = matching_paren(&code, open)
             .ok_or_else(|| format!("{}: kernel {name}'s parameters do not end", module.name))?;
         let types = parameter_types(&code[open + 1..close])
             .map_err(|e| format!("{}: kernel {name}: {e}", module.name))?;
         // The name is sliced from the source itself, which lives as long as the program.
-        let name_at = after_global + code[after_global..open].rfind(name).unwrap_or(0);
+        let name_at = head + code[head..open].rfind(name).unwrap_or(0);
         found.push(Signature {
             name: &text[name_at..name_at + name.len()],
             types,

@@ -245,21 +245,3 @@ fn memory_outside_the_allocations_is_refused() {
     e.free(at);
     assert!(e.run(0, &[zero]).is_err());
 }
-
-#[test]
-fn zz_timing() {
-    let e = emulator();
-    let n = 4_000_000usize;
-    let x: Vec<f32> = (0..n).map(|i| (i as f32 - 18.0) * 0.75).collect();
-    let input = upload_f32(&e, &x);
-    let out = e.alloc(n * 4).unwrap();
-    let params = ActivationParams { kind: 4, alpha: 0.1, beta: 0.0 };
-    let args = vec![ptr(input), (n as i64).to_ne_bytes().to_vec(), params.bytes(), ptr(out)];
-    let t = std::time::Instant::now();
-    e.run(0, &[launch("runtime_activation", 65535, 256, args)]).unwrap();
-    eprintln!("silu 4M: {:?}", t.elapsed());
-    let args = vec![ptr(input), (n as i64).to_ne_bytes().to_vec(), params.bytes(), ptr(out)];
-    let t = std::time::Instant::now();
-    e.run(0, &[launch("runtime_activation", 1024, 256, args)]).unwrap();
-    eprintln!("silu 4M small grid: {:?}", t.elapsed());
-}

@@ -85,7 +85,11 @@ pub(super) fn matmul(cx: &mut Cx) -> Result<Lowering, Unsupported> {
     let (a_batch, b_batch) = (&a[..ra.saturating_sub(2)], &b[..rb.saturating_sub(2)]);
     let batch = broadcast(a_batch, b_batch)
         .filter(|_| k == kb)
-        .ok_or_else(|| Unsupported::new(format!("MatMul of {a:?} and {b:?}")))?;
+        .ok_or_else(|| {
+            Unsupported::new(format!(
+                "MatMul of {a:?} and {b:?}, whose inner or batch axes disagree"
+            ))
+        })?;
     let mut shape = batch.clone();
     shape.extend((ra > 1).then_some(m));
     shape.extend((rb > 1).then_some(n));
@@ -322,14 +326,16 @@ mod tests {
     /// `runtime_gemm_c` as conv.cuh computes it.
     fn gemm_c(l: &Launch, mx: &mut Machine) {
         assert_eq!(l.function, "runtime_gemm_c");
-        let [Arg::Ptr(c), Arg::I64(n), Arg::I64(cols), Arg::I64(rs), Arg::I64(cs), Arg::F32(beta), Arg::Ptr(out)] =
-            l.args[..]
-        else {
-            panic!("{:?}", l.args)
+        let a = &l.args;
+        let (&Arg::Ptr(c), &Arg::F32(beta), &Arg::Ptr(out)) = (&a[0], &a[5], &a[6]) else {
+            panic!("{a:?}")
         };
+        let [n, cols, rs, cs] = [1, 2, 3, 4].map(|i| match a[i] {
+            Arg::I64(v) => v as usize,
+            _ => panic!("{a:?}"),
+        });
         let src = mx.rest(c).to_vec();
-        let (cols, rs, cs) = (cols as usize, rs as usize, cs as usize);
-        let v: Vec<f32> = (0..n as usize)
+        let v: Vec<f32> = (0..n)
             .map(|e| beta * src[e / cols * rs + e % cols * cs])
             .collect();
         mx.write(out, &v);
@@ -508,12 +514,9 @@ mod tests {
             let c = values(c2[0] * c2[1], 5);
             let mut mx = Machine::new(&[&a, &b, &c], &cx);
             mx.run(&work, gemm_c);
-            let (ab, bc) = (sa, sb[1]);
             let want = gemm_reference(
-                &a,
-                ab,
-                &b,
-                bc,
+                (&a, sa),
+                (&b, sb[1]),
                 Some((&c, c2)),
                 (0.75, beta),
                 (ta, tb),

@@ -19,7 +19,7 @@ use super::blas::{product, Matrix};
 use super::elementwise::ActivationParams;
 use super::params::{self, layout, Layout, Pod};
 use super::{grid_stride, Arg, Buf, Cx, Lowering, Operand, Unsupported, Work};
-use temblor_ir::{Activation, AutoPad, ConvAttrs, ConvTransposeAttrs};
+use temblor_ir::{Activation, Affine, AutoPad, ConvAttrs, ConvTransposeAttrs};
 
 /// The most scratch a convolution's columns take at a time: the images past it take turns.
 const SCRATCH_BYTES: usize = 256 << 20;
@@ -95,10 +95,11 @@ fn int(v: usize) -> Result<i32, Unsupported> {
 /// planes of `plane` elements.
 fn epilogue(
     act: Option<Activation>,
-    affine: Option<temblor_ir::Affine>,
+    affine: Option<Affine>,
     channels: usize,
     plane: usize,
 ) -> Result<EpilogueParams, Unsupported> {
+    // activation.cuh's `RtActivation` codes.
     let (kind, alpha, beta) = match act {
         None => (0, 0.0, 0.0),
         Some(Activation::Relu) => (1, 0.0, 0.0),
@@ -122,8 +123,9 @@ fn epilogue(
     })
 }
 
-/// The sizes of a convolution or transposed convolution: `h` and `w` map output positions to
-/// input positions (`o·stride + tap·dilation - pad`) in both.
+/// The sizes of a convolution, whose output position `o` reads input position
+/// `o·stride + tap·dilation - pad` along `h` and `w`, or of a transposed one, whose input
+/// position `y` writes output position `y·stride + tap·dilation - pad`.
 struct Geometry {
     n: usize,
     c: usize,

@@ -236,7 +236,8 @@ pub(super) fn slice(cx: &mut Cx) -> Result<Lowering, Unsupported> {
         None => vec![1; starts.len()],
     };
     let n = axes.len();
-    if starts.len() != n || ends.len() != n || steps.len() != n || steps.contains(&0) {
+    let sliceable = starts.len() == n && ends.len() == n && steps.len() == n;
+    if !sliceable || steps.contains(&0) || axes.iter().any(|&a| a >= x.shape.len()) {
         return Err(Unsupported::new(format!(
             "starts {starts:?}, ends {ends:?}, axes {axes:?} and steps {steps:?} do not slice"
         )));

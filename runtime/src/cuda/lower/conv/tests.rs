@@ -5,7 +5,7 @@ use super::super::blas::machine::Machine;
 use super::super::{At, Launch};
 use super::*;
 use crate::Tensor;
-use temblor_ir::{Affine, DType};
+use temblor_ir::DType;
 
 fn pod<T: Pod>(arg: &Arg) -> T {
     let Arg::Pod(bytes) = arg else {
