@@ -11,7 +11,7 @@
 //! does everything after it; any other node runs on the GPU when it has a lowering, on the
 //! host otherwise, with the reason kept for the report.
 
-use super::lower::{self, Cx, Lowering, Operand};
+use super::lower::{self, ragged, Cx, Lowering, Operand};
 use crate::backend::{Observer, StepInfo, ValueView};
 use crate::cpu::{CpuPlan, CpuState};
 use crate::{RuntimeError, Tensor};
@@ -45,14 +45,6 @@ pub(crate) struct Specialized {
     pub types: HashMap<ValueRef, (DType, Vec<usize>)>,
     /// The values known before any run: weights and what is computed from them and shapes.
     pub known: HashMap<ValueRef, Tensor>,
-}
-
-/// Whether an op's output shapes can change between runs with the same input shapes.
-fn ragged(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::NonZero | Op::NonMaxSuppression { .. } | Op::Lib(_) | Op::Loop(_) | Op::If { .. }
-    )
 }
 
 /// Watches the CPU run: every value's type, and a copy of each known value.

@@ -12,10 +12,13 @@
 mod blas;
 mod conv;
 mod elementwise;
+mod library;
 mod movement;
 mod normalize;
 pub(crate) mod params;
+pub(crate) use library::ragged;
 mod pool;
+mod quant;
 mod resize;
 
 use crate::Tensor;
@@ -292,6 +295,13 @@ pub(crate) fn lower(op: &Op, cx: &mut Cx) -> Result<Lowering, Unsupported> {
         Op::Softmax { axis, log, flatten } => normalize::softmax(*axis, *log, *flatten, cx),
         Op::LayerNorm { axis, epsilon } => normalize::layer_norm(*axis, *epsilon, cx),
         Op::BatchNorm { epsilon } => normalize::batch_norm(*epsilon, cx),
+        Op::QuantizeLinear { axis, saturate } => quant::quantize(*axis, *saturate, cx),
+        Op::DequantizeLinear { axis } => quant::dequantize(*axis, cx),
+        Op::Lib(_)
+        | Op::RoiAlign(_)
+        | Op::DeformConv(_)
+        | Op::DeformSample(_)
+        | Op::GridSample { .. } => library::lower(op, cx),
         other => Err(Unsupported::new(format!(
             "no CUDA kernel for {} yet",
             other.name()

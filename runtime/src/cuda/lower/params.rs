@@ -50,6 +50,8 @@ pub fn layouts() -> Vec<Layout> {
         super::pool::LAYOUTS,
         super::normalize::LAYOUTS,
         super::conv::LAYOUTS,
+        super::library::LAYOUTS,
+        super::quant::LAYOUTS,
     ]
     .concat()
 }
