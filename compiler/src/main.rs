@@ -81,13 +81,14 @@ enum Command {
 }
 
 impl Command {
-    /// The `--device` of the commands that run a model.
+    /// The `--device` of the commands that can run on a GPU.
     fn device(&self) -> Option<cli::DeviceArg> {
         match self {
             Command::Run(a) => Some(a.device),
             Command::Bench(a) => Some(a.device),
             Command::Profile(a) => Some(a.device),
             Command::Eval(a) => Some(a.device),
+            Command::Preprocess(a) => Some(a.device),
             _ => None,
         }
     }

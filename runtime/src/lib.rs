@@ -14,6 +14,7 @@ pub use backend::{
     PrepareOptions, RunState, StepInfo, ValueView,
 };
 pub use cpu::{fma_peak_gflops, run_op, shape_of};
+pub use cuda::preprocess::{GpuPreprocessor, PreprocessSpec};
 pub use cuda::toolkit::{driver_present as cuda_driver_present, NO_DRIVER as NO_CUDA_DRIVER};
 #[doc(hidden)]
 pub use cuda::lower::params::{layouts as cuda_param_layouts, Layout as CudaParamLayout};

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 use temblor_ir::{Error, Graph, Result};
 use temblor_pipeline::StaticDims;
-use temblor_runtime::{prepare, Device, Int8Execution, Plan, PrepareOptions};
+use temblor_runtime::{prepare, Int8Execution, Plan, PrepareOptions};
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {

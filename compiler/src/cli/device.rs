@@ -1,4 +1,4 @@
-//! `--device cpu|cuda` of `run`, `bench`, `profile` and `eval`. The binary looks for the CUDA
+//! `--device cpu|cuda` of `run`, `bench`, `preprocess`, `profile` and `eval`. The binary looks for the CUDA
 //! driver before anything else CUDA-related (cudarc panics without it) and stops with
 //! [`NO_DRIVER`] when it is absent; with a driver, the runtime's CUDA backend runs the plan.
 

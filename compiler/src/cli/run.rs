@@ -2,7 +2,7 @@ use std::path::{Path, PathBuf};
 use temblor_ir::{package, Error, Graph, Result};
 use temblor_pipeline::{Options, StaticDims, VerifyMode};
 use temblor_runtime::Tensor;
-use temblor_runtime::{prepare, Device, PrepareOptions};
+use temblor_runtime::{prepare, PrepareOptions};
 use temblor_tools::npy;
 
 #[derive(clap::Args, Debug)]

@@ -161,7 +161,7 @@ impl Gpu {
             )?;
 
             let nvrtc = Nvrtc::load(Some(driver_major))?;
-            let target = Target::Cubin {
+            let target = Target {
                 major: major as u32,
                 minor: minor as u32,
             };
@@ -315,16 +315,18 @@ impl Inner {
             match call {
                 Call::Kernel(k) => self.launch(k)?,
                 Call::Gemm(g) => self.gemm(&column_major(g)?)?,
-                // SAFETY: device addresses of the arena and constants, in bounds by the plan.
-                Call::Copy { from, to, bytes } => check(
-                    unsafe { sys::cuMemcpyDtoDAsync_v2(*to, *from, *bytes, self.stream) },
-                    "copy",
-                )?,
-                // SAFETY: as above.
-                Call::Zero { to, bytes } => check(
-                    unsafe { sys::cuMemsetD8Async(*to, 0, *bytes, self.stream) },
-                    "zero",
-                )?,
+                Call::Copy { from, to, bytes } => {
+                    // SAFETY: device addresses of the arena and constants, in bounds by the
+                    // program's layout.
+                    let copied =
+                        unsafe { sys::cuMemcpyDtoDAsync_v2(*to, *from, *bytes, self.stream) };
+                    check(copied, "copy")?
+                }
+                Call::Zero { to, bytes } => {
+                    // SAFETY: as for copies.
+                    let zeroed = unsafe { sys::cuMemsetD8Async(*to, 0, *bytes, self.stream) };
+                    check(zeroed, "zero")?
+                }
             }
         }
         Ok(())

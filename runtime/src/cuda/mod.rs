@@ -14,6 +14,7 @@ pub(crate) mod emulate;
 pub(crate) mod executor;
 pub(crate) mod lower;
 pub(crate) mod nvrtc;
+pub(crate) mod preprocess;
 pub(crate) mod program;
 pub(crate) mod sources;
 pub(crate) mod specialize;
@@ -25,6 +26,7 @@ use crate::{RuntimeError, Tensor, TensorData};
 use executor::{DevicePtr, Executor};
 use program::{Bases, Program, Segment};
 use specialize::Place;
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -34,8 +36,9 @@ use temblor_ir::{Graph, Op, ValueRef};
 /// A graph prepared for a CUDA executor.
 #[derive(Debug)]
 pub(crate) struct CudaPlan {
-    graph: Graph,
-    cpu: CpuPlan,
+    // Boxed, as the CPU backend's plan is held beside this one in `Plan`.
+    graph: Box<Graph>,
+    cpu: Box<CpuPlan>,
     executor: Arc<dyn Executor>,
     /// What the executor is, for reports: the GPU's name and architecture, or the emulator.
     name: String,
@@ -112,8 +115,8 @@ impl CudaPlan {
             )));
         }
         Ok(CudaPlan {
-            graph: graph.clone(),
-            cpu,
+            graph: Box::new(graph.clone()),
+            cpu: Box::new(cpu),
             executor,
             name,
             programs: Mutex::new(Vec::new()),
@@ -199,27 +202,10 @@ impl CudaPlan {
         self.cpu.match_inputs(inputs)?;
         let (index, loaded) = self.program(inputs)?;
         let program = &loaded.program;
-        if !state.arenas.contains_key(&index) {
-            let ptr = self.executor.alloc(program.arena.arena_bytes.max(1))?;
-            let bases = Bases {
-                arena: ptr,
-                consts: loaded.consts,
-            };
-            let calls = program
-                .segments
-                .iter()
-                .map(|s| match s {
-                    Segment::Gpu { nodes, .. } => nodes
-                        .iter()
-                        .map(|n| n.resolve(bases))
-                        .collect::<Result<Vec<_>, _>>()
-                        .map(|v| v.concat()),
-                    Segment::Host(_) => Ok(Vec::new()),
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            state.arenas.insert(index, Arena { ptr, calls });
-        }
-        let arena = &state.arenas[&index];
+        let arena = match state.arenas.entry(index) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(self.arena(&loaded)?),
+        };
         let spec = &program.spec;
         let mut host: HashMap<ValueRef, Tensor> = HashMap::new();
         for id in self.graph.node_ids() {
@@ -300,6 +286,35 @@ impl CudaPlan {
             .iter()
             .map(|o| Ok((o.name.clone(), value(&host, &o.value)?)))
             .collect()
+    }
+
+    /// A run state's memory for `loaded`, and its calls resolved at those addresses.
+    fn arena(&self, loaded: &Loaded) -> Result<Arena, RuntimeError> {
+        let ptr = self.executor.alloc(loaded.program.arena.arena_bytes.max(1))?;
+        let bases = Bases {
+            arena: ptr,
+            consts: loaded.consts,
+        };
+        let calls = loaded
+            .program
+            .segments
+            .iter()
+            .map(|s| match s {
+                Segment::Gpu { nodes, .. } => nodes
+                    .iter()
+                    .map(|n| n.resolve(bases))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(|v| v.concat()),
+                Segment::Host(_) => Ok(Vec::new()),
+            })
+            .collect::<Result<Vec<_>, _>>();
+        match calls {
+            Ok(calls) => Ok(Arena { ptr, calls }),
+            Err(e) => {
+                self.executor.free(ptr);
+                Err(e)
+            }
+        }
     }
 
     /// A GPU segment node by node, each waited for and its values shown to `watch`: for

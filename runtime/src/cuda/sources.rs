@@ -46,6 +46,10 @@ pub(crate) const HEADERS: &[Source] = &[
         text: include_str!("../../cuda/pool.cuh"),
     },
     Source {
+        name: "quant.cuh",
+        text: include_str!("../../cuda/quant.cuh"),
+    },
+    Source {
         name: "reduce.cuh",
         text: include_str!("../../cuda/reduce.cuh"),
     },
@@ -128,6 +132,10 @@ pub(crate) const MODULES: &[Source] = &[
     Source {
         name: "pool.cu",
         text: include_str!("../../cuda/pool.cu"),
+    },
+    Source {
+        name: "quant.cu",
+        text: include_str!("../../cuda/quant.cu"),
     },
     Source {
         name: "reduce.cu",

@@ -43,9 +43,9 @@ unsafe impl Pod for BinaryParams {}
 /// convert.cuh's `CastParams`: `RtDType` codes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq)]
-struct CastParams {
-    from: i32,
-    to: i32,
+pub(super) struct CastParams {
+    pub(super) from: i32,
+    pub(super) to: i32,
 }
 
 // SAFETY: repr(C), two 4-byte fields.
@@ -317,7 +317,7 @@ fn broadcast(a: &[usize], b: &[usize]) -> Result<BinaryParams, Unsupported> {
 }
 
 /// convert.cuh's `RtDType` code: the IR's order.
-fn dtype_code(d: DType) -> i32 {
+pub(super) fn dtype_code(d: DType) -> i32 {
     match d {
         DType::F32 => 0,
         DType::F16 => 1,

@@ -12,6 +12,7 @@
 mod blas;
 mod conv;
 mod elementwise;
+mod half;
 mod library;
 mod movement;
 mod normalize;
@@ -253,8 +254,18 @@ impl<'a> Cx<'a> {
     }
 }
 
-/// The GPU work of one node, or why it has none.
+/// The GPU work of one node, or why it has none. A node reading f16 or bf16 values is lowered
+/// as the CPU computes it: widened to f32 around its f32 lowering (`half.rs`), unless it only
+/// moves values, which its own lowering does whatever the element type.
 pub(crate) fn lower(op: &Op, cx: &mut Cx) -> Result<Lowering, Unsupported> {
+    if half::widens(op, cx) {
+        return half::widened(cx, |inner| direct(op, inner));
+    }
+    direct(op, cx)
+}
+
+/// The one match over ops: each op's lowering, on the operands as they are.
+fn direct(op: &Op, cx: &mut Cx) -> Result<Lowering, Unsupported> {
     match op {
         Op::Reshape { .. } | Op::Flatten { .. } | Op::Squeeze | Op::Unsqueeze => {
             Ok(Lowering::Alias { input: 0 })

@@ -52,6 +52,7 @@ pub fn layouts() -> Vec<Layout> {
         super::conv::LAYOUTS,
         super::library::LAYOUTS,
         super::quant::LAYOUTS,
+        crate::cuda::preprocess::LAYOUTS,
     ]
     .concat()
 }
