@@ -45,7 +45,7 @@ fn compare(model: &Path, inputs: Vec<(&str, Tensor)>) -> Vec<(String, String)> {
     let inputs: Vec<(String, Tensor)> = inputs.into_iter().map(|(n, t)| (n.to_owned(), t)).collect();
     let cpu = prepare(&graph, &Device::Cpu, &PrepareOptions::default()).unwrap();
     let want = cpu.run_once(&inputs).unwrap();
-    let cuda = prepare_emulated_cuda(&graph, &PrepareOptions::default()).unwrap();
+    let cuda = prepare_emulated_cuda(&graph).unwrap();
     let mut state = cuda.new_state();
     // Twice in one state: the second run reuses the arena and the resolved calls.
     for round in 0..2 {
@@ -66,8 +66,7 @@ fn compare(model: &Path, inputs: Vec<(&str, Tensor)>) -> Vec<(String, String)> {
             }
         }
     }
-    let shapes: Vec<Vec<usize>> = inputs.iter().map(|(_, t)| t.shape.clone()).collect();
-    cuda.host_nodes(&shapes)
+    cuda.host_nodes(&inputs).expect("a program for these inputs")
 }
 
 /// `[1, h, w, 3]` from `[1, 3, h, w]`.

@@ -82,7 +82,7 @@ fn yolov8n(precision: Request, int8: Int8Execution, op: &str, count: usize) -> f
         .unwrap()
         .run_once(&inputs)
         .unwrap();
-    let cuda = prepare_emulated_cuda(&graph, &options).unwrap();
+    let cuda = prepare_emulated_cuda(&graph).unwrap();
     let mut state = cuda.new_state();
     let mut worst = 0f64;
     for round in 0..2 {
@@ -100,7 +100,7 @@ fn yolov8n(precision: Request, int8: Int8Execution, op: &str, count: usize) -> f
             worst = worst.max(err);
         }
     }
-    let host = cuda.host_nodes(&[vec![1, 3, 320, 320]]);
+    let host = cuda.host_nodes(&inputs).expect("a program for these inputs");
     assert!(host.is_empty(), "on the host: {host:?}");
     worst
 }
@@ -143,8 +143,6 @@ fn yolov8n_bf16_runs_on_the_emulated_gpu_as_the_cpu_simulates_it() {
 }
 
 #[test]
-#[ignore = "specialize.rs pairs the CPU plan's steps with the graph's nodes by index, and the \
-            CPU plan folds the weights' DequantizeLinear and fuses QuantizeLinear into the next"]
 fn yolov8n_int8_runs_on_the_emulated_gpu_as_the_cpu_simulates_it() {
     let dir = tempfile::tempdir().unwrap();
     let (images, preprocess) = (dir.path().join("images"), dir.path().join("infer_cfg.yml"));
@@ -161,7 +159,9 @@ fn yolov8n_int8_runs_on_the_emulated_gpu_as_the_cpu_simulates_it() {
         ..Request::default()
     };
     let err = yolov8n(request, Int8Execution::Simulate, "QuantizeLinear", 1);
-    assert!(err <= 1e-2, "int8: rel L2 {err:e}");
+    // Measured 2.9e-4: a GEMM summed in another order moves a value across a quantization
+    // step now and then, and the step's error travels on.
+    assert!(err <= 2e-3, "int8: rel L2 {err:e}");
 }
 
 fn typed(dtype: DType, dims: &[usize]) -> TensorType {
@@ -251,13 +251,13 @@ fn quantization_runs_on_the_emulated_gpu_as_on_the_cpu_to_the_bit() {
         .unwrap()
         .run_once(&inputs)
         .unwrap();
-    let cuda = prepare_emulated_cuda(&b.g, &options).unwrap();
+    let cuda = prepare_emulated_cuda(&b.g).unwrap();
     let got = cuda.run(&mut cuda.new_state(), &inputs).unwrap();
     let bits = |t: &Tensor| t.data.to_le_bytes();
     for ((name, g), (_, w)) in got.iter().zip(&want) {
         assert_eq!((&g.shape, g.dtype()), (&w.shape, w.dtype()), "{name}");
         assert_eq!(bits(g), bits(w), "{name}");
     }
-    let host = cuda.host_nodes(&[dims.to_vec(), dims.to_vec()]);
+    let host = cuda.host_nodes(&inputs).expect("a program for these inputs");
     assert!(host.is_empty(), "on the host: {host:?}");
 }

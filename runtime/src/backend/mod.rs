@@ -6,9 +6,11 @@
 //! a [`RunState`], so concurrent runs of one plan each take their own state and share no lock,
 //! and a loop that reuses one state allocates nothing once it has reached its steady state.
 
+mod inputs;
 mod memory;
 mod observe;
 
+pub(crate) use inputs::{input_specs, match_inputs};
 pub use memory::{plan_memory, Lifetime, MemoryPlan};
 pub use observe::{Observer, StepInfo, ValueView};
 
@@ -131,12 +133,7 @@ pub fn prepare(
         Device::Cuda { ordinal } => {
             let gpu = crate::cuda::driver::Gpu::new(*ordinal)?;
             let name = gpu.name.clone();
-            Backend::Cuda(CudaPlan::new(
-                graph,
-                CpuPlan::new(graph, options)?,
-                Arc::new(gpu),
-                name,
-            )?)
+            Backend::Cuda(CudaPlan::new(graph, Arc::new(gpu), name)?)
         }
     };
     Ok(Plan { backend })
@@ -147,12 +144,11 @@ pub fn prepare(
 /// compiled for the CPU by the system's C++ compiler. For tests on machines without a GPU;
 /// slow, and no measure of anything a GPU does.
 #[doc(hidden)]
-pub fn prepare_emulated_cuda(graph: &Graph, options: &PrepareOptions) -> Result<Plan, RuntimeError> {
+pub fn prepare_emulated_cuda(graph: &Graph) -> Result<Plan, RuntimeError> {
     let emulator = crate::cuda::emulate::Emulator::new()?;
     Ok(Plan {
         backend: Backend::Cuda(CudaPlan::new(
             graph,
-            CpuPlan::new(graph, options)?,
             Arc::new(emulator),
             "the CUDA emulator".to_owned(),
         )?),
@@ -201,13 +197,13 @@ impl Plan {
         }
     }
 
-    /// The nodes a device backend leaves to the host for inputs of these shapes (in the
-    /// graph's input order), with why: empty on the CPU, and before the first run of those
-    /// shapes.
-    pub fn host_nodes(&self, shapes: &[Vec<usize>]) -> Vec<(String, String)> {
+    /// The nodes a device backend leaves to the host for inputs of the shapes of `inputs`
+    /// (given as to [`Plan::run`]), with why; `None` on the CPU, and before the first run of
+    /// those shapes.
+    pub fn host_nodes(&self, inputs: &[(String, Tensor)]) -> Option<Vec<(String, String)>> {
         match &self.backend {
-            Backend::Cpu(_) => Vec::new(),
-            Backend::Cuda(p) => p.host_nodes(shapes),
+            Backend::Cpu(_) => None,
+            Backend::Cuda(p) => p.host_nodes(inputs),
         }
     }
 

@@ -55,6 +55,7 @@ mod stencil;
 mod strided;
 mod tiled_conv;
 
+pub(crate) use execute::computes_in_f32;
 pub(crate) use isa::Isa;
 pub(crate) use plan::{CpuPlan, CpuState};
 

@@ -15,7 +15,7 @@ use super::execute::{computes_in_f32, execute};
 use super::isa::Isa;
 use super::spin::Spinning;
 use crate::backend::{
-    plan_memory, InputSpec, Int8Execution, MemoryPlan, Observer, StepInfo, ValueView,
+    match_inputs, plan_memory, InputSpec, Int8Execution, MemoryPlan, Observer, StepInfo, ValueView,
 };
 use crate::{PrepareOptions, RuntimeError, Tensor, TensorData};
 use rayon::{ThreadPool, ThreadPoolBuilder};
@@ -469,45 +469,11 @@ impl CpuPlan {
     }
 
     /// The tensor given for each graph input, in order, checking names, dtypes and shapes.
-    pub(crate) fn match_inputs<'a>(
+    fn match_inputs<'a>(
         &self,
         given: &'a [(String, Tensor)],
     ) -> Result<Vec<&'a Tensor>, RuntimeError> {
-        let expected = || {
-            let names: Vec<&str> = self.inputs.iter().map(|s| s.name.as_str()).collect();
-            format!("the graph's inputs are [{}]", names.join(", "))
-        };
-        let mut found: Vec<Option<&Tensor>> = vec![None; self.inputs.len()];
-        for (name, t) in given {
-            let i = self
-                .inputs
-                .iter()
-                .position(|s| &s.name == name)
-                .ok_or_else(|| {
-                    RuntimeError::bad_input(format!("unknown input '{name}'; {}", expected()))
-                })?;
-            if found[i].replace(t).is_some() {
-                return Err(RuntimeError::bad_input(format!(
-                    "input '{name}' is given twice"
-                )));
-            }
-            check_input(&self.inputs[i], t)?;
-        }
-        let missing: Vec<&str> = self
-            .inputs
-            .iter()
-            .zip(&found)
-            .filter(|(_, t)| t.is_none())
-            .map(|(s, _)| s.name.as_str())
-            .collect();
-        if !missing.is_empty() {
-            return Err(RuntimeError::bad_input(format!(
-                "missing input(s) [{}]; {}",
-                missing.join(", "),
-                expected()
-            )));
-        }
-        Ok(found.into_iter().flatten().collect())
+        match_inputs(&self.inputs, given)
     }
 }
 
@@ -521,33 +487,3 @@ fn size_bytes(t: &Tensor) -> usize {
     }
 }
 
-fn check_input(spec: &InputSpec, t: &Tensor) -> Result<(), RuntimeError> {
-    let declared = || {
-        let dims: Vec<String> = spec.dims.iter().map(|d| d.to_string()).collect();
-        format!("{} [{}]", spec.dtype, dims.join(", "))
-    };
-    let fits = t.shape.len() == spec.dims.len()
-        && t.shape
-            .iter()
-            .zip(&spec.dims)
-            .all(|(&n, d)| d.known().is_none_or(|k| k == n));
-    if t.dtype() != spec.dtype || !fits {
-        return Err(RuntimeError::bad_input(format!(
-            "input '{}' is {} {:?}, the graph expects {}",
-            spec.name,
-            t.dtype(),
-            t.shape,
-            declared()
-        )));
-    }
-    let count: usize = t.shape.iter().product();
-    if t.len() != count {
-        return Err(RuntimeError::bad_input(format!(
-            "input '{}' has shape {:?} ({count} elements) but holds {} elements",
-            spec.name,
-            t.shape,
-            t.len()
-        )));
-    }
-    Ok(())
-}

@@ -2,7 +2,7 @@
 //! time), its kernels compiled by NVRTC for the GPU found, its GEMMs through cuBLAS.
 //!
 //! A plan is specialized on the first run of each set of input shapes (`specialize.rs`): the
-//! CPU plan of the graph runs once and is watched for every shape, each node is lowered to GPU
+//! graph runs once through the CPU kernels, node by node, for every shape, each node is lowered to GPU
 //! work or left to the host (`lower/`), and the result is laid out as segments over one arena
 //! (`program.rs`). A run state owns its arena; each GPU segment is captured as a CUDA graph on
 //! its first run in that state and replayed after (`driver.rs`). The same program runs on the
@@ -20,8 +20,8 @@ pub(crate) mod sources;
 pub(crate) mod specialize;
 pub(crate) mod toolkit;
 
-use crate::backend::{InputSpec, Observer, StepInfo, ValueView};
-use crate::cpu::{run_op, CpuPlan};
+use crate::backend::{input_specs, match_inputs, InputSpec, Observer, StepInfo, ValueView};
+use crate::cpu::run_op;
 use crate::{RuntimeError, Tensor, TensorData};
 use executor::{DevicePtr, Executor};
 use program::{Bases, Program, Segment};
@@ -36,9 +36,10 @@ use temblor_ir::{Graph, Op, ValueRef};
 /// A graph prepared for a CUDA executor.
 #[derive(Debug)]
 pub(crate) struct CudaPlan {
-    // Boxed, as the CPU backend's plan is held beside this one in `Plan`.
-    graph: Box<Graph>,
-    cpu: Box<CpuPlan>,
+    graph: Graph,
+    inputs: Vec<InputSpec>,
+    /// The computing nodes, in the order they run; observers get their index in this list.
+    steps: Vec<StepInfo>,
     executor: Arc<dyn Executor>,
     /// What the executor is, for reports: the GPU's name and architecture, or the emulator.
     name: String,
@@ -101,7 +102,6 @@ impl CudaState {
 impl CudaPlan {
     pub fn new(
         graph: &Graph,
-        cpu: CpuPlan,
         executor: Arc<dyn Executor>,
         name: String,
     ) -> Result<CudaPlan, RuntimeError> {
@@ -114,9 +114,26 @@ impl CudaPlan {
                 graph.describe(id)
             )));
         }
+        let order = graph.topo_order().map_err(|n| {
+            RuntimeError::internal(format!("graph has a cycle through {}", graph.describe(n)))
+        })?;
+        let steps = order
+            .into_iter()
+            .filter(|&id| !matches!(graph.node(id).op, Op::Input { .. } | Op::Constant { .. }))
+            .map(|id| {
+                let node = graph.node(id);
+                StepInfo {
+                    node: node.name.clone(),
+                    op: node.op.clone(),
+                    what: graph.describe(id),
+                    output_names: node.outputs.iter().map(|o| o.name.clone()).collect(),
+                }
+            })
+            .collect();
         Ok(CudaPlan {
-            graph: Box::new(graph.clone()),
-            cpu: Box::new(cpu),
+            graph: graph.clone(),
+            inputs: input_specs(graph)?,
+            steps,
             executor,
             name,
             programs: Mutex::new(Vec::new()),
@@ -128,11 +145,11 @@ impl CudaPlan {
     }
 
     pub fn steps(&self) -> &[StepInfo] {
-        self.cpu.steps()
+        &self.steps
     }
 
     pub fn inputs(&self) -> &[InputSpec] {
-        self.cpu.inputs()
+        &self.inputs
     }
 
     pub fn new_state(&self) -> CudaState {
@@ -144,29 +161,9 @@ impl CudaPlan {
         }
     }
 
-    /// Where each node ran in the program for these input shapes: `(node name, reason)` for
-    /// every node on the host; empty before a run of those shapes.
-    pub fn host_nodes(&self, shapes: &[Vec<usize>]) -> Vec<(String, String)> {
-        let programs = self.programs.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(loaded) = programs.iter().find(|p| p.shapes == shapes) else {
-            return Vec::new();
-        };
-        let spec = &loaded.program.spec;
-        spec.order
-            .iter()
-            .zip(&spec.places)
-            .filter_map(|(&id, place)| match place {
-                Place::Host(why) => Some((self.graph.node(id).name.clone(), why.clone())),
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// The program for these inputs' shapes, made on first use.
-    fn program(&self, inputs: &[(String, Tensor)]) -> Result<(usize, Arc<Loaded>), RuntimeError> {
-        let shapes: Vec<Vec<usize>> = self
-            .cpu
-            .inputs()
+    /// The shapes of `inputs` in the plan's input order, which name a program.
+    fn shapes(&self, inputs: &[(String, Tensor)]) -> Vec<Vec<usize>> {
+        self.inputs
             .iter()
             .map(|spec| {
                 inputs
@@ -175,12 +172,36 @@ impl CudaPlan {
                     .map(|(_, t)| t.shape.clone())
                     .unwrap_or_default()
             })
-            .collect();
+            .collect()
+    }
+
+    /// The nodes the program for `inputs`' shapes runs on the host, `(node name, reason)`;
+    /// `None` before a run of those shapes.
+    pub fn host_nodes(&self, inputs: &[(String, Tensor)]) -> Option<Vec<(String, String)>> {
+        let shapes = self.shapes(inputs);
+        let programs = self.programs.lock().unwrap_or_else(PoisonError::into_inner);
+        let loaded = programs.iter().find(|p| p.shapes == shapes)?;
+        let spec = &loaded.program.spec;
+        Some(
+            spec.order
+            .iter()
+            .zip(&spec.places)
+            .filter_map(|(&id, place)| match place {
+                Place::Host(why) => Some((self.graph.node(id).name.clone(), why.clone())),
+                _ => None,
+            })
+            .collect(),
+        )
+    }
+
+    /// The program for these inputs' shapes, made on first use.
+    fn program(&self, inputs: &[(String, Tensor)]) -> Result<(usize, Arc<Loaded>), RuntimeError> {
+        let shapes = self.shapes(inputs);
         let mut programs = self.programs.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(i) = programs.iter().position(|p| p.shapes == shapes) {
             return Ok((i, programs[i].clone()));
         }
-        let spec = specialize::specialize(&self.graph, &self.cpu, inputs)?;
+        let spec = specialize::specialize(&self.graph, inputs)?;
         let program = Program::new(&self.graph, spec)?;
         let consts = self.executor.alloc(program.consts.len().max(1))?;
         self.executor.upload(consts, &program.consts)?;
@@ -199,7 +220,7 @@ impl CudaPlan {
         inputs: &[(String, Tensor)],
         mut observer: Option<&mut dyn Observer>,
     ) -> Result<Vec<(String, Tensor)>, RuntimeError> {
-        self.cpu.match_inputs(inputs)?;
+        match_inputs(&self.inputs, inputs)?;
         let (index, loaded) = self.program(inputs)?;
         let program = &loaded.program;
         let arena = match state.arenas.entry(index) {
@@ -272,7 +293,7 @@ impl CudaPlan {
                             let views: Vec<Option<ValueView>> =
                                 refs.iter().map(|t| t.map(ValueView::host)).collect();
                             let out_views: Vec<ValueView> = outs.iter().map(ValueView::host).collect();
-                            watch.step(i, &self.cpu.steps()[i], &views, &out_views, start.elapsed())?;
+                            watch.step(i, &self.steps[i], &views, &out_views, start.elapsed())?;
                         }
                         for (port, t) in outs.into_iter().enumerate() {
                             host.insert(ValueRef::new(id, port), t);
@@ -362,7 +383,7 @@ impl CudaPlan {
                 .collect::<Result<Vec<_>, _>>()?;
             let views: Vec<Option<ValueView>> = inputs.iter().map(|t| t.as_ref().map(ValueView::host)).collect();
             let out_views: Vec<ValueView> = outputs.iter().map(ValueView::host).collect();
-            watch.step(node.index, &self.cpu.steps()[node.index], &views, &out_views, elapsed)?;
+            watch.step(node.index, &self.steps[node.index], &views, &out_views, elapsed)?;
         }
         Ok(())
     }

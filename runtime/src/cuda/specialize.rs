@@ -1,8 +1,9 @@
 //! A graph specialized to one set of input shapes: every value's shape, the values known before
-//! any run, and where each node runs. The CPU plan of the same graph runs once on the first
-//! inputs of those shapes and is watched: that gives every shape, whatever op computed it
-//! (no second set of shape rules to keep in step with the kernels), and the values of the
-//! shape computations that exported graphs carry (Shape, Gather, Concat into a Reshape).
+//! any run, and where each node runs. The graph runs once on the host, node by node through the
+//! CPU kernels (not the CPU plan, which folds and fuses nodes away), on the first inputs of
+//! those shapes: that gives every shape, whatever op computed it (no second set of shape rules
+//! to keep in step with the kernels), and the values of the shape computations that exported
+//! graphs carry (Shape, Gather, Concat into a Reshape).
 //!
 //! A value is known when every value it is computed from is known (weights), or when it is a
 //! Shape or Size of a value (the shapes are fixed here). Known nodes do not run: their values
@@ -12,11 +13,9 @@
 //! host otherwise, with the reason kept for the report.
 
 use super::lower::{self, ragged, Cx, Lowering, Operand};
-use crate::backend::{Observer, StepInfo, ValueView};
-use crate::cpu::{CpuPlan, CpuState};
+use crate::cpu::run_op;
 use crate::{RuntimeError, Tensor};
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
 use temblor_ir::{DType, Graph, NodeId, Op, ValueRef};
 
 /// Where one computing node runs.
@@ -47,57 +46,9 @@ pub(crate) struct Specialized {
     pub known: HashMap<ValueRef, Tensor>,
 }
 
-/// Watches the CPU run: every value's type, and a copy of each known value.
-struct Watch<'g> {
-    graph: &'g Graph,
-    order: &'g [NodeId],
-    types: HashMap<ValueRef, (DType, Vec<usize>)>,
-    known: HashMap<ValueRef, Tensor>,
-    is_known: HashSet<NodeId>,
-}
-
-impl Observer for Watch<'_> {
-    fn step(
-        &mut self,
-        index: usize,
-        step: &StepInfo,
-        inputs: &[Option<ValueView<'_>>],
-        outputs: &[ValueView<'_>],
-        _elapsed: Duration,
-    ) -> Result<(), RuntimeError> {
-        let id = *self.order.get(index).ok_or_else(|| {
-            RuntimeError::internal(format!("the CPU plan ran a step {index} past the graph's"))
-        })?;
-        let node = self.graph.node(id);
-        if node.name != step.node {
-            return Err(RuntimeError::internal(format!(
-                "the CPU plan's step {index} is {}, the graph's node is {}",
-                step.node, node.name
-            )));
-        }
-        let _ = inputs;
-        let ins: Vec<ValueRef> = self.graph.inputs_of(id).into_iter().flatten().collect();
-        let from_known = ins.iter().all(|v| self.known.contains_key(v));
-        let known = matches!(node.op, Op::Shape { .. } | Op::Size) || (from_known && !ragged(&node.op));
-        for (port, out) in outputs.iter().enumerate() {
-            let value = ValueRef::new(id, port);
-            self.types
-                .insert(value, (out.dtype(), out.shape().to_vec()));
-            if known {
-                self.known.insert(value, out.to_host()?.into_owned());
-            }
-        }
-        if known {
-            self.is_known.insert(id);
-        }
-        Ok(())
-    }
-}
-
-/// Specializes `graph` to the shapes of `inputs` (matched to the graph's inputs by `cpu`).
+/// Specializes `graph` to the shapes of `inputs`, given by name.
 pub(crate) fn specialize(
     graph: &Graph,
-    cpu: &CpuPlan,
     inputs: &[(String, Tensor)],
 ) -> Result<Specialized, RuntimeError> {
     let all = graph.topo_order().map_err(|n| {
@@ -130,20 +81,66 @@ pub(crate) fn specialize(
             _ => order.push(id),
         }
     }
-    let mut watch = Watch {
-        graph,
-        order: &order,
-        types,
-        known,
-        is_known: HashSet::new(),
-    };
-    cpu.run(&mut CpuState::default(), inputs, Some(&mut watch))?;
-    let Watch {
-        types,
-        known,
-        is_known,
-        ..
-    } = watch;
+    // Each computed value while a node still reads it.
+    let mut values: HashMap<ValueRef, Tensor> = HashMap::new();
+    for id in graph.node_ids() {
+        if let Op::Input { .. } = graph.node(id).op {
+            let name = &graph.node(id).outputs[0].name;
+            if let Some((_, t)) = inputs.iter().find(|(n, _)| n == name) {
+                values.insert(ValueRef::new(id, 0), t.clone());
+            }
+        }
+    }
+    let mut reads: HashMap<ValueRef, usize> = HashMap::new();
+    for &id in &order {
+        for v in graph.inputs_of(id).into_iter().flatten() {
+            *reads.entry(v).or_default() += 1;
+        }
+    }
+    let mut is_known: HashSet<NodeId> = HashSet::new();
+    for &id in &order {
+        let node = graph.node(id);
+        let ins = graph.inputs_of(id);
+        let outs = {
+            let args = ins
+                .iter()
+                .map(|v| match v {
+                    Some(v) => values.get(v).or_else(|| known.get(v)).map(Some).ok_or_else(|| {
+                        RuntimeError::internal(format!(
+                            "{} reads a value never computed",
+                            graph.describe(id)
+                        ))
+                    }),
+                    None => Ok(None),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            run_op(&node.op, &args, node.outputs.len())
+                .map_err(|e| e.context(&graph.describe(id)))?
+        };
+        let from_known = ins.iter().flatten().all(|v| known.contains_key(v));
+        let is = matches!(node.op, Op::Shape { .. } | Op::Size)
+            || (from_known && !ragged(&node.op));
+        for (port, t) in outs.into_iter().enumerate() {
+            let value = ValueRef::new(id, port);
+            types.insert(value, (t.dtype(), t.shape.clone()));
+            if is {
+                known.insert(value, t);
+            } else {
+                values.insert(value, t);
+            }
+        }
+        if is {
+            is_known.insert(id);
+        }
+        for v in ins.iter().flatten() {
+            if let Some(left) = reads.get_mut(v) {
+                *left -= 1;
+                if *left == 0 {
+                    values.remove(v);
+                }
+            }
+        }
+    }
 
     // Values whose shape may change from run to run: a ragged op's, and everything after.
     let mut unsettled: HashSet<ValueRef> = HashSet::new();

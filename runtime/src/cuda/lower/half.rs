@@ -13,7 +13,7 @@ use super::elementwise::{dtype_code, CastParams};
 use super::params;
 use super::{grid_stride, Arg, At, Buf, Cx, Lowering, Operand, Unsupported, Work};
 use crate::{Tensor, TensorData};
-use temblor_ir::{DType, Op, OpFamily, ResizeMode};
+use temblor_ir::{DType, Op, ResizeMode};
 
 /// Whether `op`, reading a half input, is lowered widened: where the CPU widens it
 /// (`computes_in_f32`: everything but moving values and casts), and also for QuantizeLinear,
@@ -24,10 +24,7 @@ pub(super) fn widens(op: &Op, cx: &Cx) -> bool {
     let half_input = (0..cx.input_count())
         .filter_map(|p| cx.optional(p))
         .any(|o| o.dtype.is_half());
-    let in_f32 = !matches!(
-        op.family(),
-        OpFamily::Movement | OpFamily::Quantization | OpFamily::Value
-    ) && !matches!(op, Op::Cast { .. } | Op::CastLike);
+    let in_f32 = crate::cpu::computes_in_f32(op);
     let same_either_way = matches!(op, Op::QuantizeLinear { .. } | Op::DequantizeLinear { .. })
         || matches!(op, Op::Resize(a) if a.mode == ResizeMode::Nearest);
     half_input && (in_f32 || same_either_way)
