@@ -1,11 +1,18 @@
-// Binary elementwise ops on the GPU (Add, Sub, Mul, Div, Min, Max, PRelu and the comparisons on
-// f32) with numpy broadcasting, as
+// Binary elementwise ops on the GPU (Add, Sub, Mul, Div, Min, Max, PRelu, Pow and the comparisons
+// on f32) with numpy broadcasting, as
 // runtime/src/cpu/elementwise.rs and elementwise_binary.rs define it: the shapes aligned from the
 // right, a size-1 axis stretched. Each output element reads each operand at its own offset,
 // `sum(index[k] * stride[k])` with stride 0 along a stretched axis; the arithmetic is one f32
 // operation, the CPU's, so the bits are its. Min and Max return the first operand when it is NaN
 // (numpy's `minimum`/`maximum`, as elementwise_binary.rs); PRelu is `x < 0 ? x·y : x`. A
 // comparison gives bool, one byte 0 or 1.
+//
+// Pow is the exception to the CPU's bits. The CPU raises an f32 base to an f32 exponent in f64,
+// `(x as f64).powf(y as f64) as f32` (libm's pow, no branch for integer exponents on float
+// bases), and so does this, with CUDA's double pow on a GPU: within 2 ulp of f64, which the
+// rounding to f32 nearly always hides, though not always, so a GPU may differ from the CPU by
+// an ulp of f32 (within the backend's 1e-4 relative L2 check). The host emulator compiles this
+// against the host's libm, so its values are the CPU's bits.
 //
 // Up to RT_MAX_RANK axes. The CPU merges adjacent axes that broadcast alike before its loops;
 // here that is only speed, not values, and is left to the launcher (issue 23).
@@ -23,6 +30,7 @@ enum RtBinaryOp {
     RT_MIN = 4,
     RT_MAX = 5,
     RT_PRELU = 6,
+    RT_POW = 7,
 };
 
 enum RtCompareOp {
@@ -84,6 +92,8 @@ __host__ __device__ inline float rt_binary(int op, float x, float y) {
         return x > y || x != x ? x : y;
     case RT_PRELU:
         return x < 0.0f ? x * y : x;
+    case RT_POW:
+        return (float)pow((double)x, (double)y);
     default:
         return x / y;
     }

@@ -3,11 +3,22 @@
 #include "conv.cuh"
 
 // `n` is the elements of `cols`: images · channels · kh · kw · output plane.
-extern "C" __global__ void runtime_im2col(const float* x, long long n, ConvParams p, float* cols) {
+template <typename T>
+__device__ void im2col(const T* x, long long n, const ConvParams& p, T* cols) {
     for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < n;
          e += (long long)gridDim.x * blockDim.x) {
         cols[e] = rt_im2col_at(x, p, e);
     }
+}
+
+extern "C" __global__ void runtime_im2col(const float* x, long long n, ConvParams p, float* cols) {
+    im2col(x, n, p, cols);
+}
+
+// f16 columns for the tensor cores' GEMM: the elements' bits moved as they are.
+extern "C" __global__ void runtime_im2col_2(const unsigned short* x, long long n, ConvParams p,
+                                            unsigned short* cols) {
+    im2col(x, n, p, cols);
 }
 
 // `bias` and `residual` may be null.

@@ -2,7 +2,8 @@
 // conv_transpose.rs compute the same sums on the CPU), one output element per call:
 //   im2col     cols[b][c·kh·kw + i·kw + j][y·ow + x] =
 //                  input[b][c][y·sh + i·dh - pt][x·sw + j·dw - pl]
-//              (0 outside the input), the right-hand side of a convolution's GEMM per group
+//              (0 outside the input), the right-hand side of a convolution's GEMM per group,
+//              of f32s or of f16s (moved as their bits)
 //   depthwise  out[b][oc][y][x] = epilogue(Σ_{i,j} w[oc][0][i][j] · input[b][oc / m][..]), taps
 //              in row-major order from 0, for a convolution with one input channel per group
 //              (`m` output channels per group): no GEMM has anything to reuse there
@@ -45,7 +46,9 @@ __host__ __device__ inline long long rt_conv_source(long long o, int tap, const 
     return at >= 0 && at < a.input ? at : -1;
 }
 
-__host__ __device__ inline float rt_im2col_at(const float* x, const ConvParams& p, long long e) {
+// im2col moves elements whatever their type (a float, or an f16's bits): zero is all zero bits.
+template <typename T>
+__host__ __device__ inline T rt_im2col_at(const T* x, const ConvParams& p, long long e) {
     long long plane = (long long)p.h.output * p.w.output;
     long long taps = (long long)p.h.kernel * p.w.kernel;
     long long ox = e % p.w.output;
@@ -56,7 +59,7 @@ __host__ __device__ inline float rt_im2col_at(const float* x, const ConvParams& 
     long long y = rt_conv_source(oy, (int)(tap / p.w.kernel), p.h);
     long long xx = rt_conv_source(ox, (int)(tap % p.w.kernel), p.w);
     if (y < 0 || xx < 0) {
-        return 0.0f;
+        return T(0);
     }
     return x[(channel * p.h.input + y) * p.w.input + xx];
 }

@@ -359,11 +359,10 @@ fn yolov3_dcn_decodes_on_the_gpu_up_to_its_nms() {
 }
 
 /// PP-YOLO's NMS is a matrix NMS; the Pow and Log before its yolo_boxes (the IoU-aware head
-/// blended into logits) have no CUDA kernel (elementwise.rs).
+/// blended into logits) run on the GPU too, with no other gap.
 #[test]
 fn ppyolo_dcn_decodes_on_the_gpu_up_to_its_nms() {
-    let gaps = ["no kernel for Pow", "Log is libm's"];
-    assert_decodes_on_the_gpu_up_to_its_nms("ppyolo_r18vd_dcn", &gaps);
+    assert_decodes_on_the_gpu_up_to_its_nms("ppyolo_r18vd_dcn", &[]);
 }
 
 /// The lowerings refuse what their kernels do not compute: a nearest GridSample stays on the

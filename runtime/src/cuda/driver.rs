@@ -6,7 +6,7 @@
 //! (the calls, their argument bytes, the GEMMs in cuBLAS's terms) is what the emulator runs in
 //! the tests, so only these driver calls themselves are left unchecked without a device.
 
-use super::emulate::{column_major, CublasGemm};
+use super::emulate::{column_major, CublasGemm, DataType, COMPUTE_32F, GEMM_DEFAULT};
 use super::executor::{Call, DevicePtr, Executor, KernelCall};
 use super::nvrtc::{Nvrtc, Target};
 use super::toolkit;
@@ -90,11 +90,40 @@ type SgemmStridedBatched = unsafe extern "C" fn(
     c_int,
 ) -> c_int;
 
+/// `cublasGemmStridedBatchedEx`: the SGEMM's arguments, each matrix's `cudaDataType_t` after
+/// it, then the compute type and the algorithm; matrices and scalars untyped.
+type GemmStridedBatchedEx = unsafe extern "C" fn(
+    BlasHandle,
+    c_int,
+    c_int,
+    c_int,
+    c_int,
+    c_int,
+    *const c_void,
+    *const c_void,
+    c_int,
+    c_int,
+    i64,
+    *const c_void,
+    c_int,
+    c_int,
+    i64,
+    *const c_void,
+    *mut c_void,
+    c_int,
+    c_int,
+    i64,
+    c_int,
+    c_int,
+    c_int,
+) -> c_int;
+
 /// cuBLAS, bound by hand for the same reason as NVRTC (chosen by path and version).
 struct Blas {
     _lib: libloading::Library,
     handle: BlasHandle,
     sgemm: SgemmStridedBatched,
+    gemm_ex: GemmStridedBatchedEx,
 }
 
 struct Inner {
@@ -189,6 +218,8 @@ impl Gpu {
                 std::mem::transmute(symbol("cublasSetWorkspace_v2")?);
             let sgemm: SgemmStridedBatched =
                 std::mem::transmute(symbol("cublasSgemmStridedBatched")?);
+            let gemm_ex: GemmStridedBatchedEx =
+                std::mem::transmute(symbol("cublasGemmStridedBatchedEx")?);
             let mut handle: BlasHandle = std::ptr::null_mut();
             let blas_check = |status: c_int, what: &str| {
                 if status == 0 {
@@ -215,6 +246,7 @@ impl Gpu {
                         _lib: lib,
                         handle,
                         sgemm,
+                        gemm_ex,
                     },
                     graphs: HashMap::new(),
                     pinned: (std::ptr::null_mut(), 0),
@@ -280,33 +312,64 @@ impl Inner {
 
     fn gemm(&mut self, g: &CublasGemm) -> Result<(), RuntimeError> {
         // SAFETY: the addresses are device memory of the arena and constants, sized by the
-        // lowering for these extents; cuBLAS reads alpha and beta from host memory.
+        // lowering for these extents and types; cuBLAS reads alpha and beta from host memory,
+        // f32s for SGEMM and for the Ex call's CUBLAS_COMPUTE_32F alike.
         let status = unsafe {
-            (self.blas.sgemm)(
-                self.blas.handle,
-                g.transa as c_int,
-                g.transb as c_int,
-                g.m,
-                g.n,
-                g.k,
-                &g.alpha,
-                g.a as *const f32,
-                g.lda,
-                g.stride_a,
-                g.b as *const f32,
-                g.ldb,
-                g.stride_b,
-                &g.beta,
-                g.c as *mut f32,
-                g.ldc,
-                g.stride_c,
-                g.batch_count,
-            )
+            match g.ab_type {
+                DataType::F32 => (self.blas.sgemm)(
+                    self.blas.handle,
+                    g.transa as c_int,
+                    g.transb as c_int,
+                    g.m,
+                    g.n,
+                    g.k,
+                    &g.alpha,
+                    g.a as *const f32,
+                    g.lda,
+                    g.stride_a,
+                    g.b as *const f32,
+                    g.ldb,
+                    g.stride_b,
+                    &g.beta,
+                    g.c as *mut f32,
+                    g.ldc,
+                    g.stride_c,
+                    g.batch_count,
+                ),
+                DataType::F16 => (self.blas.gemm_ex)(
+                    self.blas.handle,
+                    g.transa as c_int,
+                    g.transb as c_int,
+                    g.m,
+                    g.n,
+                    g.k,
+                    (&g.alpha as *const f32).cast(),
+                    g.a as *const c_void,
+                    g.ab_type as c_int,
+                    g.lda,
+                    g.stride_a,
+                    g.b as *const c_void,
+                    g.ab_type as c_int,
+                    g.ldb,
+                    g.stride_b,
+                    (&g.beta as *const f32).cast(),
+                    g.c as *mut c_void,
+                    DataType::F32 as c_int,
+                    g.ldc,
+                    g.stride_c,
+                    g.batch_count,
+                    COMPUTE_32F,
+                    GEMM_DEFAULT,
+                ),
+            }
         };
         if status == 0 {
             Ok(())
         } else {
-            Err(RuntimeError::internal(format!("cuBLAS SGEMM: status {status}")))
+            Err(RuntimeError::internal(format!(
+                "cuBLAS GEMM ({:?} A and B): status {status}",
+                g.ab_type
+            )))
         }
     }
 

@@ -15,7 +15,7 @@
 mod build;
 mod cublas;
 
-pub(crate) use cublas::{column_major, CublasGemm};
+pub(crate) use cublas::{column_major, CublasGemm, DataType, COMPUTE_32F, GEMM_DEFAULT};
 
 use super::executor::{Call, DevicePtr, Executor, GemmCall, KernelCall};
 use crate::RuntimeError;
@@ -149,7 +149,7 @@ impl Emulator {
         }
         // SAFETY: every element the call reads or writes lies inside a live allocation
         // (checked above against the spans of its arguments), and C overlaps neither A nor B.
-        unsafe { cublas::cublas_sgemm_strided_batched(&call) }
+        unsafe { cublas::cublas_gemm_strided_batched(&call) }
     }
 }
 

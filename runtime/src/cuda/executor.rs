@@ -4,6 +4,7 @@
 //! runtime on machines without a GPU. Both take the same calls with the same bytes; only the
 //! driver's own calls (cudarc, cuBLAS, graph capture) are left to a machine with a device.
 
+use super::lower::GemmInputs;
 use crate::RuntimeError;
 
 /// An address in the executor's memory: a device pointer on the GPU, a host address in the
@@ -41,6 +42,7 @@ pub(crate) struct GemmCall {
     pub stride_c: usize,
     pub alpha: f32,
     pub beta: f32,
+    pub inputs: GemmInputs,
 }
 
 /// One resolved piece of work.

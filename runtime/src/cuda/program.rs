@@ -386,6 +386,7 @@ impl NodeWork {
                         stride_c: g.stride_c,
                         alpha: g.alpha,
                         beta: g.beta,
+                        inputs: g.inputs,
                     }),
                     Work::Copy { from, to, bytes } => Call::Copy {
                         from: at(*from)?,

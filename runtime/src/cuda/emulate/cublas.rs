@@ -1,8 +1,11 @@
-//! The one cuBLAS call of the backend, `cublasSgemmStridedBatched`, as its arguments
-//! ([`CublasGemm`], which the driver passes to cuBLAS as they are), the conversion from the
-//! lowering's row-major [`GemmCall`] to them ([`column_major`], shared with the driver), and the
-//! call itself on the host ([`cublas_sgemm_strided_batched`]) with cuBLAS's column-major
-//! semantics: so the emulator checks the conversion, which is where a GPU GEMM goes wrong.
+//! The backend's cuBLAS calls, `cublasSgemmStridedBatched` for f32 operands and
+//! `cublasGemmStridedBatchedEx` for f16 `A` and `B` (f32 `C`, f32 arithmetic), as their
+//! arguments ([`CublasGemm`], which the driver passes to cuBLAS as they are), the conversion from
+//! the lowering's row-major [`GemmCall`] to them ([`column_major`], shared with the driver), and
+//! the call itself on the host ([`cublas_gemm_strided_batched`]) with cuBLAS's column-major
+//! semantics: so the emulator checks the conversion, which is where a GPU GEMM goes wrong. f16
+//! operands are widened to f32 (exactly) and multiplied as f32 ones: the tensor cores' products
+//! of halves are exact too, and only the order of their f32 sums may differ.
 //!
 //! cuBLAS (column-major, element (r, c) of a matrix at `r + c * ld`):
 //! `C[i] = alpha * op(A[i]) * op(B[i]) + beta * C[i]` for `i < batchCount`, `X[i]` starting
@@ -16,7 +19,8 @@
 //! `op(B)^T`: no transpose).
 
 use super::super::executor::{DevicePtr, GemmCall};
-use crate::RuntimeError;
+use super::super::lower::GemmInputs;
+use crate::{f16, RuntimeError};
 use std::ffi::{c_int, c_longlong};
 
 /// cuBLAS's `cublasOperation_t`, with its values: those a real GEMM takes (for real matrices
@@ -30,10 +34,39 @@ pub(crate) enum Operation {
     T = 1,
 }
 
+/// cuBLAS's `cudaDataType_t`, with its values: the types of `A` and `B` here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i32)]
+pub(crate) enum DataType {
+    /// `CUDA_R_32F`.
+    F32 = 0,
+    /// `CUDA_R_16F`.
+    F16 = 2,
+}
+
+impl DataType {
+    fn size_bytes(self) -> usize {
+        match self {
+            DataType::F32 => 4,
+            DataType::F16 => 2,
+        }
+    }
+}
+
+/// `cublasComputeType_t`'s `CUBLAS_COMPUTE_32F`: f32 products and sums, whatever `A` and `B`
+/// are (tensor cores for f16 ones).
+pub(crate) const COMPUTE_32F: i32 = 68;
+/// `cublasGemmAlgo_t`'s `CUBLAS_GEMM_DEFAULT`: cuBLAS's heuristic, tensor cores included.
+pub(crate) const GEMM_DEFAULT: i32 = -1;
+
 /// The arguments of `cublasSgemmStridedBatched` after the handle, in its order and types
-/// (scalars by value here, by host pointer there).
+/// (scalars by value here, by host pointer there), and the type of `A` and `B`: with f16 ones
+/// the call is `cublasGemmStridedBatchedEx`, these arguments in the same order, each matrix's
+/// type after it (`ab_type` for `A` and `B`, `CUDA_R_32F` for `C`), then [`COMPUTE_32F`] and
+/// [`GEMM_DEFAULT`].
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct CublasGemm {
+    pub ab_type: DataType,
     pub transa: Operation,
     pub transb: Operation,
     pub m: c_int,
@@ -61,6 +94,10 @@ pub(crate) fn column_major(g: &GemmCall) -> Result<CublasGemm, RuntimeError> {
         false => Operation::N,
     };
     Ok(CublasGemm {
+        ab_type: match g.inputs {
+            GemmInputs::F32 => DataType::F32,
+            GemmInputs::F16 => DataType::F16,
+        },
         transa: op(g.b_transposed),
         transb: op(g.a_transposed),
         m: int(g.n, "n")?,
@@ -106,12 +143,13 @@ struct Operand {
     /// The stored matrix's rows and columns (`ld` apart), before `op`.
     stored: (usize, usize),
     ld: usize,
+    element_bytes: usize,
 }
 
 impl Operand {
     fn new(
         what: &str,
-        at: DevicePtr,
+        (at, element_bytes): (DevicePtr, usize),
         op: Operation,
         (rows, cols): (c_int, c_int),
         ld: c_int,
@@ -141,26 +179,53 @@ impl Operand {
             stride: stride as isize,
             stored: (stored.0 as usize, stored.1 as usize),
             ld,
+            element_bytes,
         })
     }
 
-    /// The bytes from `at` that `batch` matrices span, for bounds checks; 0 when none is read.
-    fn span_bytes(&self, batch: usize) -> usize {
+    /// The elements from `at` that `batch` matrices span; 0 when none is read.
+    fn span(&self, batch: usize) -> usize {
         let (rows, cols) = self.stored;
         if batch == 0 || rows == 0 || cols == 0 {
             return 0;
         }
         let last = (batch - 1) * self.stride.unsigned_abs() + (cols - 1) * self.ld + rows - 1;
-        (last + 1) * std::mem::size_of::<f32>()
+        last + 1
+    }
+
+    /// The bytes from `at` that `batch` matrices span, for bounds checks.
+    fn span_bytes(&self, batch: usize) -> usize {
+        self.span(batch) * self.element_bytes
     }
 
     fn matrix(&self, i: usize) -> *mut f32 {
         (self.at as *mut f32).wrapping_offset(i as isize * self.stride)
     }
+
+    /// The f16 elements of `batch` matrices widened to f32, exactly, and this operand reading
+    /// them there.
+    ///
+    /// # Safety
+    /// The operand's span must be valid f16s.
+    unsafe fn widened(&self, batch: usize) -> (Vec<f32>, Operand) {
+        let n = self.span(batch);
+        let halves = match n {
+            0 => &[][..],
+            // SAFETY: the caller vouches for the span's elements, f16s (2-byte aligned).
+            _ => unsafe { std::slice::from_raw_parts(self.at as *const f16, n) },
+        };
+        let wide: Vec<f32> = halves.iter().map(|h| h.to_f32()).collect();
+        let operand = Operand {
+            at: wide.as_ptr() as DevicePtr,
+            element_bytes: 4,
+            ..*self
+        };
+        (wide, operand)
+    }
 }
 
 /// The memory a call reads and writes: `(address, bytes)` of A, B and C, for the caller to
-/// check against its allocations before [`cublas_sgemm_strided_batched`].
+/// check against its allocations before [`cublas_gemm_strided_batched`].
 pub(crate) fn spans(g: &CublasGemm) -> Result<[(DevicePtr, usize); 3], RuntimeError> {
     let [a, b, c] = operands(g)?;
     let batch = g.batch_count as usize;
@@ -179,25 +244,39 @@ fn operands(g: &CublasGemm) -> Result<[Operand; 3], RuntimeError> {
             g.m, g.n, g.k, g.batch_count
         )));
     }
-    let n = Operation::N;
+    let (n, ab) = (Operation::N, g.ab_type.size_bytes());
     Ok([
-        Operand::new("a", g.a, g.transa, (g.m, g.k), g.lda, g.stride_a)?,
-        Operand::new("b", g.b, g.transb, (g.k, g.n), g.ldb, g.stride_b)?,
-        Operand::new("c", g.c, n, (g.m, g.n), g.ldc, g.stride_c)?,
+        Operand::new("a", (g.a, ab), g.transa, (g.m, g.k), g.lda, g.stride_a)?,
+        Operand::new("b", (g.b, ab), g.transb, (g.k, g.n), g.ldb, g.stride_b)?,
+        Operand::new("c", (g.c, 4), n, (g.m, g.n), g.ldc, g.stride_c)?,
     ])
 }
 
-/// `cublasSgemmStridedBatched` on the host, with the arguments' checks cuBLAS makes.
+/// `cublasSgemmStridedBatched`, or `cublasGemmStridedBatchedEx` for f16 `A` and `B`, on the
+/// host, with the arguments' checks cuBLAS makes.
 ///
 /// # Safety
 /// Every address must be valid for the elements the call reads and writes ([`spans`]), and
 /// `C` must not overlap `A` or `B` (cuBLAS's own requirement).
-pub(crate) unsafe fn cublas_sgemm_strided_batched(g: &CublasGemm) -> Result<(), RuntimeError> {
+pub(crate) unsafe fn cublas_gemm_strided_batched(g: &CublasGemm) -> Result<(), RuntimeError> {
     let [a, b, c] = operands(g)?;
     let (m, n, k) = (g.m as usize, g.n as usize, g.k as usize);
     if m == 0 || n == 0 {
         return Ok(());
     }
+    let reads = match g.alpha != 0.0 && k > 0 {
+        true => g.batch_count as usize,
+        false => 0,
+    };
+    // The widened copies live until the products are done.
+    let (_wide_a, a, _wide_b, b) = match g.ab_type {
+        DataType::F32 => (Vec::new(), a, Vec::new(), b),
+        DataType::F16 => {
+            // SAFETY: the caller vouches for the spans of A and B, f16s.
+            let ((wa, a), (wb, b)) = unsafe { (a.widened(reads), b.widened(reads)) };
+            (wa, a, wb, b)
+        }
+    };
     for i in 0..g.batch_count as usize {
         let out = c.matrix(i);
         if k == 0 || g.alpha == 0.0 {
@@ -338,6 +417,7 @@ mod tests {
             stride_c: m * ldc + rng.below(3),
             alpha: [1.0, 0.5, -2.0][rng.below(3)],
             beta: [0.0, 1.0, 0.25][rng.below(3)],
+            inputs: GemmInputs::F32,
         }
     }
 
@@ -371,7 +451,7 @@ mod tests {
             // cuBLAS's A is the row-major B, and its B the row-major A.
             assert!(sa.1 <= b.len() * 4 && sb.1 <= a.len() * 4 && sc.1 <= c.len() * 4);
             // SAFETY: the spans the call touches were checked against the vectors just above.
-            unsafe { cublas_sgemm_strided_batched(&call).unwrap() };
+            unsafe { cublas_gemm_strided_batched(&call).unwrap() };
             for (at, (x, y)) in c.iter().zip(&expected).enumerate() {
                 let close = (x - y).abs() <= 1e-4 * (1.0 + y.abs());
                 let untouched_padding = x.is_nan() && y.is_nan();
@@ -381,6 +461,99 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// f16 A and B, C f32: the naive loop over the widened halves, whose products are exact in
+    /// f64 as in f32, so the sums differ from it by f32 rounding only.
+    #[test]
+    fn an_f16_gemm_is_the_naive_product_of_the_widened_halves() {
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        for _ in 0..200 {
+            let mut g = GemmCall {
+                inputs: GemmInputs::F16,
+                ..case(&mut rng)
+            };
+            let a_rows = if g.a_transposed { g.k } else { g.m };
+            let b_rows = if g.b_transposed { g.n } else { g.k };
+            let mut halves =
+                |n: usize| -> Vec<f16> { (0..n).map(|_| f16::from_f32(rng.value())).collect() };
+            let a = halves(elements(a_rows, g.lda, g.stride_a, g.batch));
+            let b = halves(elements(b_rows, g.ldb, g.stride_b, g.batch));
+            let mut c: Vec<f32> = (0..elements(g.m, g.ldc, g.stride_c, g.batch))
+                .map(|_| if g.beta == 0.0 { f32::NAN } else { rng.value() })
+                .collect();
+            let wide = |v: &[f16]| -> Vec<f32> { v.iter().map(|h| h.to_f32()).collect() };
+            let expected = naive(&g, &wide(&a), &wide(&b), &c);
+            g.a = a.as_ptr() as DevicePtr;
+            g.b = b.as_ptr() as DevicePtr;
+            g.c = c.as_mut_ptr() as DevicePtr;
+            let call = column_major(&g).unwrap();
+            assert_eq!(call.ab_type, DataType::F16);
+            let [sa, sb, sc] = spans(&call).unwrap();
+            // Two bytes an element of A and B, four of C.
+            assert!(sa.1 <= b.len() * 2 && sb.1 <= a.len() * 2 && sc.1 <= c.len() * 4);
+            assert_eq!(sa.1 % 2, 0);
+            // SAFETY: the spans the call touches were checked against the vectors just above.
+            unsafe { cublas_gemm_strided_batched(&call).unwrap() };
+            for (at, (x, y)) in c.iter().zip(&expected).enumerate() {
+                let close = (x - y).abs() <= 1e-5 * (1.0 + y.abs());
+                let untouched_padding = x.is_nan() && y.is_nan();
+                assert!(
+                    close || untouched_padding,
+                    "{g:?}: element {at} is {x}, not {y}"
+                );
+            }
+        }
+    }
+
+    /// An f16 GEMM becomes the Ex call with the same arguments as the f32 one, f16 A and B
+    /// (CUDA_R_16F = 2); its spans of A and B are half the f32 ones.
+    #[test]
+    fn an_f16_gemm_becomes_the_ex_call_on_halves() {
+        let g = GemmCall {
+            m: 2,
+            n: 3,
+            k: 4,
+            batch: 2,
+            a: 0xa00,
+            a_transposed: false,
+            lda: 4,
+            stride_a: 8,
+            b: 0xb00,
+            b_transposed: true,
+            ldb: 4,
+            stride_b: 12,
+            c: 0xc00,
+            ldc: 3,
+            stride_c: 6,
+            alpha: 1.0,
+            beta: 0.0,
+            inputs: GemmInputs::F16,
+        };
+        let call = column_major(&g).unwrap();
+        let f32_call = column_major(&GemmCall {
+            inputs: GemmInputs::F32,
+            ..g.clone()
+        })
+        .unwrap();
+        assert_eq!((call.ab_type, call.ab_type as i32), (DataType::F16, 2));
+        assert_eq!(
+            call,
+            CublasGemm {
+                ab_type: DataType::F16,
+                ..f32_call
+            }
+        );
+        assert_eq!((call.transa, call.transb), (Operation::T, Operation::N));
+        assert_eq!((call.m, call.n, call.a, call.b), (3, 2, 0xb00, 0xa00));
+        // cuBLAS's A (the row-major B): 2 batches 12 apart of 3 columns of 4, ld 4: 24
+        // elements; its B: 16; C f32 whatever A and B are: 12.
+        let [sa, sb, sc] = spans(&call).unwrap();
+        assert_eq!(
+            [sa, sb, sc],
+            [(0xb00, 24 * 2), (0xa00, 16 * 2), (0xc00, 12 * 4)]
+        );
+        assert_eq!((COMPUTE_32F, GEMM_DEFAULT), (68, -1));
     }
 
     #[test]
@@ -403,11 +576,13 @@ mod tests {
             stride_c: 6,
             alpha: 1.5,
             beta: 0.0,
+            inputs: GemmInputs::F32,
         };
         let call = column_major(&g).unwrap();
         assert_eq!(
             call,
             CublasGemm {
+                ab_type: DataType::F32,
                 transa: Operation::N,
                 transb: Operation::T,
                 m: 3,
@@ -449,6 +624,7 @@ mod tests {
             stride_c: 0,
             alpha: 1.0,
             beta: 0.0,
+            inputs: GemmInputs::F32,
         };
         let err = spans(&column_major(&g).unwrap()).unwrap_err();
         assert!(err.message.contains("ldb = 3 below the 4 rows"), "{err}");

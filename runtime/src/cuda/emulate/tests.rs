@@ -217,6 +217,7 @@ fn a_gemm_copies_and_zeroing_run_in_order() {
         stride_c: 4,
         alpha: 2.0,
         beta: 0.0,
+        inputs: crate::cuda::lower::GemmInputs::F32,
     };
     let calls = [
         Call::Gemm(gemm),

@@ -11,15 +11,22 @@
 //!   contribution to every tap, into scratch; col2im (`runtime_col2im`) gathers each output
 //!   element's contributions onto its bias and applies the activation.
 //!
+//! An f16 Conv (f16 input, weight, bias, residual and output: a half region) is the same on the
+//! tensor cores ([`conv_half`]): f16 columns (`runtime_im2col_2`), f16 x f16 GEMMs summing in
+//! f32 into f32 scratch, the f32 epilogue there, and one cast to f16. A product of halves is
+//! exact in f32, so this computes what the CPU does on widened values up to summation order, as
+//! the f32 lowering does. A depthwise f16 Conv is left to the widening of `half.rs`.
+//!
 //! im2col's columns and the contributions are made for as many images at a time as fit
 //! [`SCRATCH_BYTES`]. SAME pads are resolved for the input as the CPU resolves them. A fused
 //! Mish stays on the CPU (activation.cuh says why), and so does a weight computed in the run.
 
 use super::blas::{product, Matrix};
 use super::elementwise::ActivationParams;
+use super::half;
 use super::params::{self, layout, Layout, Pod};
-use super::{grid_stride, Arg, Buf, Cx, Lowering, Operand, Unsupported, Work};
-use temblor_ir::{Activation, Affine, AutoPad, ConvAttrs, ConvTransposeAttrs};
+use super::{grid_stride, Arg, Buf, Cx, Gemm, GemmInputs, Lowering, Operand, Unsupported, Work};
+use temblor_ir::{Activation, Affine, AutoPad, ConvAttrs, ConvTransposeAttrs, DType};
 
 /// The most scratch a convolution's columns take at a time: the images past it take turns.
 const SCRATCH_BYTES: usize = 256 << 20;
@@ -203,31 +210,42 @@ fn weight<'a>(cx: &Cx<'a>) -> Result<Operand<'a>, Unsupported> {
     }
 }
 
-/// How many images' columns of `per_image` elements fit the scratch, at least one.
-fn chunk(n: usize, per_image: usize) -> usize {
-    (SCRATCH_BYTES / 4 / per_image.max(1)).clamp(1, n)
+/// How many images' columns of `per_image` elements of `bytes` each fit the scratch, at least
+/// one.
+fn chunk(n: usize, per_image: usize, bytes: usize) -> usize {
+    (SCRATCH_BYTES / bytes / per_image.max(1)).clamp(1, n)
 }
 
 /// One product `[m, n, k]` per image of `images` and group of `groups`, batched over images
 /// when there is one group (the weight shared, stride 0) and over groups otherwise. `[a, b, c]`
-/// are entry (0, 0)'s operands, `a_group` the weight's step per group, `b_steps` and `c_steps`
-/// the others' steps per image and per group.
+/// are entry (0, 0)'s operands (`a` and `b` of `inputs`, `c` f32), `a_group` the weight's step
+/// per group, `b_steps` and `c_steps` the others' steps per image and per group.
 fn per_image_and_group(
-    mnk: [usize; 3],
+    (mnk, inputs): ([usize; 3], GemmInputs),
     [images, groups]: [usize; 2],
     [a, b, c]: [Matrix; 3],
     a_group: usize,
     [b_steps, c_steps]: [[usize; 2]; 2],
 ) -> Vec<Work> {
-    let with = |m: Matrix, image: usize, steps: [usize; 2], per_group: bool| Matrix {
-        at: m.at.buf.offset(m.at.bytes + image * steps[0] * 4),
+    let with = |m: Matrix, image: usize, steps: [usize; 2], per_group: bool, bytes: usize| Matrix {
+        at: m.at.buf.offset(m.at.bytes + image * steps[0] * bytes),
         stride: steps[usize::from(per_group)],
         ..m
     };
+    let gemm = |batch, operands| {
+        Work::Gemm(Gemm {
+            inputs,
+            ..product(mnk, batch, operands, (1.0, 0.0))
+        })
+    };
+    let size = inputs.size_bytes();
     if groups == 1 {
         let a = Matrix { stride: 0, ..a };
-        let (b, c) = (with(b, 0, b_steps, false), with(c, 0, c_steps, false));
-        return vec![Work::Gemm(product(mnk, images, [a, b, c], (1.0, 0.0)))];
+        let (b, c) = (
+            with(b, 0, b_steps, false, size),
+            with(c, 0, c_steps, false, 4),
+        );
+        return vec![gemm(images, [a, b, c])];
     }
     let a = Matrix {
         stride: a_group,
@@ -235,16 +253,29 @@ fn per_image_and_group(
     };
     (0..images)
         .map(|i| {
-            let (b, c) = (with(b, i, b_steps, true), with(c, i, c_steps, true));
-            Work::Gemm(product(mnk, groups, [a, b, c], (1.0, 0.0)))
+            let (b, c) = (
+                with(b, i, b_steps, true, size),
+                with(c, i, c_steps, true, 4),
+            );
+            gemm(groups, [a, b, c])
         })
         .collect()
 }
 
+/// A Conv's checked sizes and epilogue.
+struct ConvPlan {
+    geo: Geometry,
+    p: ConvParams,
+    ep: EpilogueParams,
+    /// The output's elements.
+    total: usize,
+    /// Whether there is anything for the epilogue to do.
+    finished: bool,
+}
+
 /// ONNX Conv with its fused epilogue: input 0 `[N, C, H, W]`, weight 1 `[O, C/group, kh, kw]`,
-/// optional bias 2 `[O]` and residual 3 (the output's shape).
-pub(super) fn conv(a: &ConvAttrs, cx: &mut Cx) -> Result<Lowering, Unsupported> {
-    cx.all_f32()?;
+/// optional bias 2 `[O]` and residual 3 (the output's shape), whatever their element type.
+fn plan(a: &ConvAttrs, cx: &Cx) -> Result<ConvPlan, Unsupported> {
     let (x, w) = (cx.input(0)?, weight(cx)?);
     let (&[n, c, h, wd], &[o, cg, kh, kw]) = (x.shape, w.shape) else {
         return Err(Unsupported::new(format!(
@@ -287,53 +318,119 @@ pub(super) fn conv(a: &ConvAttrs, cx: &mut Cx) -> Result<Lowering, Unsupported> 
     if let Some(r) = residual.filter(|r| r.shape != [n, o, oh, ow]) {
         return Err(Unsupported::new(format!("residual {:?}", r.shape)));
     }
-    let ep = epilogue(a.activation, a.affine, o, oh * ow)?;
-    let total = n * o * oh * ow;
-    if total == 0 {
+    Ok(ConvPlan {
+        p: geo.params()?,
+        ep: epilogue(a.activation, a.affine, o, oh * ow)?,
+        total: n * o * oh * ow,
+        finished: bias.is_some() || residual.is_some() || a.activation.is_some(),
+        geo,
+    })
+}
+
+/// The epilogue in place on the f32 output `out`, with f32 `bias` and `residual` (null when
+/// absent).
+fn epilogue_launch(plan: &ConvPlan, out: Buf, [bias, residual]: [Arg; 2]) -> Work {
+    let args = vec![
+        Arg::Ptr(out.at()),
+        bias,
+        residual,
+        Arg::I64(plan.total as i64),
+        Arg::Pod(params::bytes(&plan.ep)),
+    ];
+    Work::Launch(grid_stride("runtime_conv_epilogue", plan.total, args))
+}
+
+/// An f32 Conv, see [`plan`].
+pub(super) fn conv(a: &ConvAttrs, cx: &mut Cx) -> Result<Lowering, Unsupported> {
+    cx.all_f32()?;
+    let plan = plan(a, cx)?;
+    if plan.total == 0 {
         return Ok(Lowering::Work(Vec::new()));
     }
-    let p = geo.params()?;
-    let (bias_arg, residual_arg) = (optional_ptr(bias, 2), optional_ptr(residual, 3));
-    if cg == 1 {
+    let (bias_arg, residual_arg) = (
+        optional_ptr(cx.optional(2), 2),
+        optional_ptr(cx.optional(3), 3),
+    );
+    if plan.geo.c == plan.geo.group {
         let args = vec![
             Arg::Ptr(Buf::Input(0).at()),
             Arg::Ptr(Buf::Input(1).at()),
             bias_arg,
             residual_arg,
-            Arg::I64(total as i64),
-            Arg::Pod(params::bytes(&p)),
-            Arg::Pod(params::bytes(&ep)),
+            Arg::I64(plan.total as i64),
+            Arg::Pod(params::bytes(&plan.p)),
+            Arg::Pod(params::bytes(&plan.ep)),
             Arg::Ptr(Buf::Output(0).at()),
         ];
-        let launch = grid_stride("runtime_depthwise_conv", total, args);
+        let launch = grid_stride("runtime_depthwise_conv", plan.total, args);
         return Ok(Lowering::Work(vec![Work::Launch(launch)]));
     }
-    let mut work = conv_products(&geo, &p, cx);
-    if bias.is_some() || residual.is_some() || a.activation.is_some() {
-        let args = vec![
-            Arg::Ptr(Buf::Output(0).at()),
-            bias_arg,
-            residual_arg,
-            Arg::I64(total as i64),
-            Arg::Pod(params::bytes(&ep)),
-        ];
-        work.push(Work::Launch(grid_stride(
-            "runtime_conv_epilogue",
-            total,
-            args,
-        )));
+    let mut work = conv_products(&plan.geo, &plan.p, GemmInputs::F32, Buf::Output(0), cx);
+    if plan.finished {
+        work.push(epilogue_launch(
+            &plan,
+            Buf::Output(0),
+            [bias_arg, residual_arg],
+        ));
     }
     Ok(Lowering::Work(work))
 }
 
-/// The GEMMs of a convolution (and im2col before them), see the module documentation.
-fn conv_products(geo: &Geometry, p: &ConvParams, cx: &mut Cx) -> Vec<Work> {
+/// An f16 Conv on the tensor cores, see the module documentation; [`plan`] for its operands.
+pub(super) fn conv_half(a: &ConvAttrs, cx: &mut Cx) -> Result<Lowering, Unsupported> {
+    let ins = (0..cx.input_count()).filter_map(|p| cx.optional(p));
+    if let Some(o) = ins.chain([cx.output(0)]).find(|o| o.dtype != DType::F16) {
+        return Err(Unsupported::new(format!(
+            "a half Conv with {:?} operands",
+            o.dtype
+        )));
+    }
+    let plan = plan(a, cx)?;
+    if plan.geo.c == plan.geo.group {
+        return Err(Unsupported::new(
+            "a depthwise f16 Conv, whose direct kernel is f32",
+        ));
+    }
+    if plan.total == 0 {
+        return Ok(Lowering::Work(Vec::new()));
+    }
+    let mut work = Vec::new();
+    let [bias, residual] = [2, 3].map(|port| match cx.optional(port) {
+        Some(o) => Arg::Ptr(half::f32_input(cx, port, o, &mut work).at()),
+        None => Arg::Null,
+    });
+    let acc = cx.scratch(plan.total * 4);
+    work.extend(conv_products(&plan.geo, &plan.p, GemmInputs::F16, acc, cx));
+    if plan.finished {
+        work.push(epilogue_launch(&plan, acc, [bias, residual]));
+    }
+    let narrow = half::cast(
+        DType::F32,
+        DType::F16,
+        acc.at(),
+        Buf::Output(0).at(),
+        plan.total,
+    );
+    work.push(narrow);
+    Ok(Lowering::Work(work))
+}
+
+/// The GEMMs of a convolution (and im2col before them), see the module documentation: the
+/// input and weight of `inputs`, into the f32 `out`.
+fn conv_products(
+    geo: &Geometry,
+    p: &ConvParams,
+    inputs: GemmInputs,
+    out: Buf,
+    cx: &mut Cx,
+) -> Vec<Work> {
     let (n, c, o, g) = (geo.n, geo.c, geo.o, geo.group);
     let [h, wd, oh, ow] = geo.extents();
     let (taps, plane) = ((p.h.kernel * p.w.kernel) as usize, oh * ow);
     let (cg, og) = (c / g, o / g);
     let kdim = cg * taps;
-    let mnk = [og, plane, kdim];
+    let mnk = ([og, plane, kdim], inputs);
+    let size = inputs.size_bytes();
     let weight = Matrix::rows(Buf::Input(1).at(), kdim, 0);
     let out_steps = [o * plane, og * plane];
     let pointwise = taps == 1
@@ -341,26 +438,29 @@ fn conv_products(geo: &Geometry, p: &ConvParams, cx: &mut Cx) -> Vec<Work> {
         && (oh, ow) == (h, wd);
     if pointwise {
         let b = Matrix::rows(Buf::Input(0).at(), plane, 0);
-        let out = Matrix::rows(Buf::Output(0).at(), plane, 0);
+        let out = Matrix::rows(out.at(), plane, 0);
         let steps = [[c * plane, cg * plane], out_steps];
         return per_image_and_group(mnk, [n, g], [weight, b, out], og * kdim, steps);
     }
     let per_image = c * taps * plane;
-    let images = chunk(n, per_image);
-    let cols = cx.scratch(images * per_image * 4);
+    let images = chunk(n, per_image, size);
+    let cols = cx.scratch(images * per_image * size);
+    let im2col = match inputs {
+        GemmInputs::F32 => "runtime_im2col",
+        GemmInputs::F16 => "runtime_im2col_2",
+    };
     let mut work = Vec::new();
     for first in (0..n).step_by(images) {
         let count = images.min(n - first);
         let args = vec![
-            Arg::Ptr(Buf::Input(0).offset(first * c * h * wd * 4)),
+            Arg::Ptr(Buf::Input(0).offset(first * c * h * wd * size)),
             Arg::I64((count * per_image) as i64),
             Arg::Pod(params::bytes(p)),
             Arg::Ptr(cols.at()),
         ];
-        let im2col = grid_stride("runtime_im2col", count * per_image, args);
-        work.push(Work::Launch(im2col));
+        work.push(Work::Launch(grid_stride(im2col, count * per_image, args)));
         let b = Matrix::rows(cols.at(), plane, 0);
-        let out = Matrix::rows(Buf::Output(0).offset(first * o * plane * 4), plane, 0);
+        let out = Matrix::rows(out.offset(first * o * plane * 4), plane, 0);
         let steps = [[per_image, kdim * plane], out_steps];
         let products = per_image_and_group(mnk, [count, g], [weight, b, out], og * kdim, steps);
         work.extend(products);
@@ -427,7 +527,7 @@ pub(super) fn conv_transpose(a: &ConvTransposeAttrs, cx: &mut Cx) -> Result<Lowe
         stride: 0,
     };
     let per_image = g * rows * in_plane;
-    let images = chunk(n, per_image);
+    let images = chunk(n, per_image, 4);
     let cols = cx.scratch(images * per_image * 4);
     let bias = optional_ptr(cx.optional(2), 2);
     let mut work = Vec::new();
@@ -438,7 +538,7 @@ pub(super) fn conv_transpose(a: &ConvTransposeAttrs, cx: &mut Cx) -> Result<Lowe
         let steps = [[c * in_plane, cg * in_plane], [per_image, rows * in_plane]];
         let operands = [weight, b, contributions];
         work.extend(per_image_and_group(
-            [rows, in_plane, cg],
+            ([rows, in_plane, cg], GemmInputs::F32),
             [count, g],
             operands,
             cg * rows,

@@ -3,11 +3,16 @@
 //! numpy broadcasting (`binary.cuh`, `cpu/elementwise_binary.rs`) and Cast (`convert.cuh`,
 //! `cpu/cast.rs`).
 //!
-//! Limits, each left to the CPU kernel: only f32 operands, except Cast and Identity; no Exp,
-//! Log, Cos, Sin, Softplus or Mish (the CPU computes them with libm, which no GPU function
-//! matches to the bit); no Pow (libm's `powf` in f64), Mod, Fmod or the logic ops; no casts to
-//! f16 or bf16 from anything but f32, nor from bf16 to anything but f32 (the CPU converts those
-//! through the `half` crate, whose bits depend on the host's instructions).
+//! Exp, Log, Sin, Cos, Softplus, Mish and Pow are the exception to the CPU's bits: the CPU
+//! computes them with libm, and a GPU with CUDA's expf, logf, sinf, cosf, log1pf and (Pow, in
+//! f64 as the CPU) pow, each within an ulp or two of the correctly rounded result, so a GPU's
+//! values differ from the CPU's by a few ulp, within the backend's 1e-4 relative L2 check (the
+//! host emulator links the host's libm and computes the CPU's bits).
+//!
+//! Limits, each left to the CPU kernel: only f32 operands, except Cast and Identity (Pow too: an
+//! f32 base and an f32 exponent); no Mod, Fmod or the logic ops; no casts to f16 or bf16 from
+//! anything but f32, nor from bf16 to anything but f32 (the CPU converts those through the
+//! `half` crate, whose bits depend on the host's instructions).
 
 use super::movement::MAX_RANK;
 use super::params::{self, layout, Layout, Pod};
@@ -72,6 +77,7 @@ pub(crate) mod kind {
     pub const TANH: i32 = 8;
     pub const CLIP: i32 = 9;
     pub const GELU_TANH: i32 = 10;
+    pub const MISH: i32 = 11;
 }
 
 /// A function of one tensor as a kernel computes it.
@@ -88,6 +94,7 @@ fn function(u: UnaryOp) -> Result<Function, Unsupported> {
         UnaryOp::Sigmoid => Activation(kind::SIGMOID),
         UnaryOp::Tanh => Activation(kind::TANH),
         UnaryOp::HardSwish => Activation(kind::HARD_SWISH),
+        UnaryOp::Mish => Activation(kind::MISH),
         UnaryOp::Neg => Unary(0),
         UnaryOp::Abs => Unary(1),
         UnaryOp::Sqrt => Unary(2),
@@ -97,17 +104,11 @@ fn function(u: UnaryOp) -> Result<Function, Unsupported> {
         UnaryOp::Round => Unary(6),
         UnaryOp::Sign => Unary(7),
         UnaryOp::Erf => Unary(8),
-        UnaryOp::Exp
-        | UnaryOp::Log
-        | UnaryOp::Cos
-        | UnaryOp::Sin
-        | UnaryOp::Softplus
-        | UnaryOp::Mish => {
-            return Err(Unsupported::new(format!(
-                "{} is libm's on the CPU, which no GPU function matches to the bit",
-                u.name()
-            )))
-        }
+        UnaryOp::Exp => Unary(9),
+        UnaryOp::Log => Unary(10),
+        UnaryOp::Sin => Unary(11),
+        UnaryOp::Cos => Unary(12),
+        UnaryOp::Softplus => Unary(13),
         UnaryOp::Not | UnaryOp::Identity => {
             return Err(Unsupported::new(format!("no kernel for {}", u.name())))
         }
@@ -223,17 +224,13 @@ fn binary_code(b: BinaryOp) -> Result<(i32, bool), Unsupported> {
         BinaryOp::Min => (4, false),
         BinaryOp::Max => (5, false),
         BinaryOp::PRelu => (6, false),
+        BinaryOp::Pow => (7, false),
         BinaryOp::Equal => (0, true),
         BinaryOp::Greater => (1, true),
         BinaryOp::GreaterOrEqual => (2, true),
         BinaryOp::Less => (3, true),
         BinaryOp::LessOrEqual => (4, true),
-        BinaryOp::Pow
-        | BinaryOp::Mod
-        | BinaryOp::Fmod
-        | BinaryOp::And
-        | BinaryOp::Or
-        | BinaryOp::Xor => {
+        BinaryOp::Mod | BinaryOp::Fmod | BinaryOp::And | BinaryOp::Or | BinaryOp::Xor => {
             return Err(Unsupported::new(format!("no kernel for {}", b.name())));
         }
     })
@@ -455,10 +452,23 @@ mod tests {
                 vec![operand(DType::F32, &s)],
             )
         };
-        for u in [UnaryOp::Exp, UnaryOp::Log, UnaryOp::Mish, UnaryOp::Not] {
-            assert!(unary(u, &mut f32s()).is_err(), "{u:?}");
-        }
-        assert!(binary(BinaryOp::Pow, &mut f32s()).is_err());
+        assert!(unary(UnaryOp::Not, &mut f32s()).is_err());
+        assert!(binary(BinaryOp::Mod, &mut f32s()).is_err());
+        // The CPU raises an f32 base to an integer exponent through f64 too, but the kernel reads
+        // the exponent as f32.
+        let mut int_exponent = Cx::new(
+            vec![
+                Some(operand(DType::F32, &s)),
+                Some(operand(DType::I64, &[])),
+            ],
+            vec![operand(DType::F32, &s)],
+        );
+        assert!(binary(BinaryOp::Pow, &mut int_exponent).is_err());
+        let mut f16_mish = Cx::new(
+            vec![Some(operand(DType::F16, &s))],
+            vec![operand(DType::F16, &s)],
+        );
+        assert!(unary(UnaryOp::Mish, &mut f16_mish).is_err());
         let mut ints = Cx::new(
             vec![Some(operand(DType::I64, &s)), Some(operand(DType::I64, &s))],
             vec![operand(DType::I64, &s)],
@@ -477,6 +487,86 @@ mod tests {
             let mut cx = Cx::new(vec![Some(operand(from, &s))], vec![operand(to, &s)]);
             assert!(cast(to, &mut cx).is_err(), "{from} to {to}");
         }
+    }
+
+    /// The value of `name` in a C enum of `header`, read from its `NAME = value,` line.
+    fn enum_value(header: &str, name: &str) -> i32 {
+        let text = crate::cuda::sources::HEADERS
+            .iter()
+            .find(|h| h.name == header)
+            .unwrap()
+            .text;
+        let line = text
+            .lines()
+            .find(|l| l.trim().starts_with(&format!("{name} =")))
+            .unwrap_or_else(|| panic!("{name} is not in {header}"));
+        line.split('=')
+            .nth(1)
+            .unwrap()
+            .trim()
+            .trim_end_matches(',')
+            .parse()
+            .unwrap()
+    }
+
+    /// The functions the CPU computes with libm launch with the codes activation.cuh gives them:
+    /// the unary ones through `runtime_unary`, Mish through `runtime_activation` (the kind a
+    /// convolution's fused epilogue takes too).
+    #[test]
+    fn libm_functions_pass_the_header_codes() {
+        let s = [3usize, 7];
+        let f32s = || {
+            Cx::new(
+                vec![Some(operand(DType::F32, &s))],
+                vec![operand(DType::F32, &s)],
+            )
+        };
+        for (u, name) in [
+            (UnaryOp::Exp, "RT_UNARY_EXP"),
+            (UnaryOp::Log, "RT_UNARY_LOG"),
+            (UnaryOp::Sin, "RT_UNARY_SIN"),
+            (UnaryOp::Cos, "RT_UNARY_COS"),
+            (UnaryOp::Softplus, "RT_UNARY_SOFTPLUS"),
+        ] {
+            let l = only_launch(unary(u, &mut f32s()).unwrap());
+            assert_eq!(l.function, "runtime_unary", "{u:?}");
+            assert_eq!(l.args[1], Arg::I64(21), "{u:?}");
+            assert_eq!(
+                l.args[2],
+                Arg::I32(enum_value("activation.cuh", name)),
+                "{u:?}"
+            );
+        }
+        let l = only_launch(unary(UnaryOp::Mish, &mut f32s()).unwrap());
+        assert_eq!(l.function, "runtime_activation");
+        let want = ActivationParams {
+            kind: enum_value("activation.cuh", "RT_MISH"),
+            alpha: 0.0,
+            beta: 0.0,
+        };
+        assert_eq!(l.args[2], Arg::Pod(params::bytes(&want)));
+        assert_eq!(kind::MISH, want.kind);
+    }
+
+    /// PP-YOLO's Pow: a [2, 3] base and a scalar f32 exponent, the exponent read at offset 0
+    /// for every element.
+    #[test]
+    fn pow_broadcasts_a_scalar_exponent() {
+        let (x, e) = ([2usize, 3], []);
+        let mut cx = Cx::new(
+            vec![Some(operand(DType::F32, &x)), Some(operand(DType::F32, &e))],
+            vec![operand(DType::F32, &x)],
+        );
+        let l = only_launch(binary(BinaryOp::Pow, &mut cx).unwrap());
+        assert_eq!(l.function, "runtime_binary");
+        let want = BinaryParams {
+            op: enum_value("binary.cuh", "RT_POW"),
+            rank: 2,
+            extent: [2, 3, 0, 0, 0, 0],
+            a_stride: [3, 1, 0, 0, 0, 0],
+            b_stride: [0; MAX_RANK],
+        };
+        assert_eq!(l.args[3], Arg::Pod(params::bytes(&want)));
     }
 
     #[test]

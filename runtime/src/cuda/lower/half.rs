@@ -41,7 +41,7 @@ fn widen(t: &Tensor) -> Option<Tensor> {
 }
 
 /// `n` elements of `from` at `x` converted to `to` at `out`, by `runtime_cast`.
-fn cast(from: DType, to: DType, x: At, out: At, n: usize) -> Work {
+pub(super) fn cast(from: DType, to: DType, x: At, out: At, n: usize) -> Work {
     let p = CastParams {
         from: dtype_code(from),
         to: dtype_code(to),
@@ -53,6 +53,21 @@ fn cast(from: DType, to: DType, x: At, out: At, n: usize) -> Work {
         Arg::Ptr(out),
     ];
     Work::Launch(grid_stride("runtime_cast", n, args))
+}
+
+/// Half input `port` (`o`) as f32, for an f32 kernel of a lowering that keeps its other
+/// operands half: a known value widened once into a constant, a computed one cast into scratch
+/// by a launch pushed onto `work`.
+pub(super) fn f32_input(cx: &mut Cx, port: usize, o: Operand, work: &mut Vec<Work>) -> Buf {
+    if let Some(wide) = o.known.and_then(widen) {
+        return cx.derive(wide);
+    }
+    let wide = cx.scratch(o.elements() * 4);
+    if o.elements() > 0 {
+        let x = Buf::Input(port).at();
+        work.push(cast(o.dtype, DType::F32, x, wide.at(), o.elements()));
+    }
+    wide
 }
 
 fn as_f32(o: Operand) -> Operand {

@@ -102,8 +102,26 @@ pub(crate) fn grid_stride(function: &'static str, n: usize, args: Vec<Arg>) -> L
     }
 }
 
-/// `C[i] = alpha * op(A[i]) · op(B[i]) + beta * C[i]` for `i < batch`, f32, every matrix row-major
-/// (the driver turns it into cuBLAS's column-major call). `op(A)` is `m x k`, `op(B)` is
+/// The element type of a [`Gemm`]'s `A` and `B`; `C` and the arithmetic are f32 either way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum GemmInputs {
+    F32,
+    /// f16, whose products are exact in f32: what the CPU computes on widened halves, on the
+    /// GPU's tensor cores.
+    F16,
+}
+
+impl GemmInputs {
+    pub fn size_bytes(self) -> usize {
+        match self {
+            GemmInputs::F32 => 4,
+            GemmInputs::F16 => 2,
+        }
+    }
+}
+
+/// `C[i] = alpha * op(A[i]) · op(B[i]) + beta * C[i]` for `i < batch`, `C` f32, every matrix
+/// row-major (the driver turns it into cuBLAS's column-major call). `op(A)` is `m x k`, `op(B)` is
 /// `k x n`, `C` is `m x n`; a transposed operand is stored as its transpose (`k x m`, `n x k`).
 /// Leading dimensions and strides are in elements.
 #[derive(Clone, Debug, PartialEq)]
@@ -125,6 +143,7 @@ pub(crate) struct Gemm {
     pub stride_c: usize,
     pub alpha: f32,
     pub beta: f32,
+    pub inputs: GemmInputs,
 }
 
 /// One piece of GPU work, in stream order.
@@ -256,12 +275,33 @@ impl<'a> Cx<'a> {
 
 /// The GPU work of one node, or why it has none. A node reading f16 or bf16 values is lowered
 /// as the CPU computes it: widened to f32 around its f32 lowering (`half.rs`), unless it only
-/// moves values, which its own lowering does whatever the element type.
+/// moves values, which its own lowering does whatever the element type, or is an f16 product
+/// the tensor cores compute as the CPU does ([`on_tensor_cores`]).
 pub(crate) fn lower(op: &Op, cx: &mut Cx) -> Result<Lowering, Unsupported> {
     if half::widens(op, cx) {
+        let (scratch, derived) = (cx.scratch.len(), cx.derived.len());
+        if let Ok(lowering) = on_tensor_cores(op, cx) {
+            return Ok(lowering);
+        }
+        cx.scratch.truncate(scratch);
+        cx.derived.truncate(derived);
         return half::widened(cx, |inner| direct(op, inner));
     }
     direct(op, cx)
+}
+
+/// An f16 Conv or MatMul as f16 x f16 GEMMs summing in f32, whose products are exact as the
+/// CPU's on widened values are: only the summation order differs from the CPU, as in f32. bf16
+/// has no such lowering and stays widened.
+fn on_tensor_cores(op: &Op, cx: &mut Cx) -> Result<Lowering, Unsupported> {
+    match op {
+        Op::Conv(a) => conv::conv_half(a, cx),
+        Op::MatMul => blas::matmul_half(cx),
+        other => Err(Unsupported::new(format!(
+            "no f16 lowering of {}",
+            other.name()
+        ))),
+    }
 }
 
 /// The one match over ops: each op's lowering, on the operands as they are.

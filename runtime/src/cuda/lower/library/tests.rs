@@ -217,6 +217,7 @@ fn deform_conv_samples_then_multiplies_per_image_and_group_then_adds_the_bias() 
         stride_c: 3 * 16,
         alpha: 1.0,
         beta: 0.0,
+        inputs: super::super::GemmInputs::F32,
     };
     assert_eq!(g, &want);
     let Work::Launch(bias) = &w[3] else {
