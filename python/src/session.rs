@@ -145,6 +145,8 @@ impl Session {
     #[new]
     #[pyo3(signature = (path, threads = 0, spin = false, postprocess = None, preprocess = None,
                         labels = None, device = "cpu"))]
+    // One argument per Python keyword argument: PyO3 takes them this way.
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         path: PathBuf,

@@ -6,7 +6,7 @@
 //   Gelu        0.5 · x · (1 + erf(x · 1/√2))      Tanh        tanh(x)
 //   GeluTanh    0.5 · x · (1 + tanh(√(2/π) · (x + 0.044715 · x³)))
 //   Clip        min(max(x, min), max), f32's lowest / largest finite value meaning no bound
-//   Mish        x · tanh(softplus(x))
+//   Mish        x · tanh(softplus(x)), softplus as below
 // with math.cuh's exp, erf and tanh (1/√2 and √(2/π) as math.rs's f32s), NaN passing through
 // each as it does on the CPU. The epilogue is `affine(act(acc + bias[channel] + residual))`, the
 // sums in that order (those of the unfused Add nodes), and the affine `y · scale + shift` only
@@ -16,9 +16,9 @@
 // Round, Sign, Erf), are each one IEEE operation or an exact one, or math.cuh's erf: the CPU's
 // bits again (Round is rintf, ties to even as Rust's `round_ties_even`).
 //
-// Unlike all of the above, Exp, Log, Sin, Cos, Softplus and Mish are not the CPU's bits on a GPU.
-// The CPU computes them with libm (Rust's f32 `exp`, `ln`, `sin`, `cos`, `ln_1p`), and here they
-// are CUDA's expf, logf, sinf, cosf and log1pf, within 1 or 2 ulp of the correctly rounded
+// Unlike everything else here, Exp, Log, Sin, Cos, Softplus and Mish are not the CPU's bits on a
+// GPU. The CPU computes them with libm (Rust's f32 `exp`, `ln`, `sin`, `cos`, `ln_1p`), and here
+// they are CUDA's expf, logf, sinf, cosf and log1pf, within 1 or 2 ulp of the correctly rounded
 // result but not libm's choice of it: a GPU's values differ from the CPU's by a few ulp, well
 // within the backend's 1e-4 relative L2 check. The host emulator compiles these sources against
 // the host's libm, so its values are the CPU's bits. Softplus is the CPU's

@@ -42,7 +42,8 @@ fn compare(model: &Path, inputs: Vec<(&str, Tensor)>) -> Vec<(String, String)> {
         ..Options::default()
     };
     let graph = compile(model, &options).unwrap().compile;
-    let inputs: Vec<(String, Tensor)> = inputs.into_iter().map(|(n, t)| (n.to_owned(), t)).collect();
+    let inputs: Vec<(String, Tensor)> =
+        inputs.into_iter().map(|(n, t)| (n.to_owned(), t)).collect();
     let cpu = prepare(&graph, &Device::Cpu, &PrepareOptions::default()).unwrap();
     let want = cpu.run_once(&inputs).unwrap();
     let cuda = prepare_emulated_cuda(&graph).unwrap();
@@ -66,7 +67,8 @@ fn compare(model: &Path, inputs: Vec<(&str, Tensor)>) -> Vec<(String, String)> {
             }
         }
     }
-    cuda.host_nodes(&inputs).expect("a program for these inputs")
+    cuda.host_nodes(&inputs)
+        .expect("a program for these inputs")
 }
 
 /// `[1, h, w, 3]` from `[1, 3, h, w]`.
@@ -90,22 +92,54 @@ fn all_on_gpu(name: &str, file: &str, inputs: Vec<(&str, Tensor)>) {
 
 #[test]
 fn yolov8n_runs_on_the_emulated_gpu_as_on_the_cpu() {
-    all_on_gpu("yolov8n_nudenet_onnx", "320n.onnx", vec![("images", photo(320, 320))]);
+    all_on_gpu(
+        "yolov8n_nudenet_onnx",
+        "320n.onnx",
+        vec![("images", photo(320, 320))],
+    );
 }
 
 #[test]
 fn ppocr_det_and_rec_run_on_the_emulated_gpu_as_on_the_cpu() {
-    all_on_gpu("ppocrv4_det_onnx", "ch_PP-OCRv4_det_infer.onnx", vec![("x", photo(320, 320))]);
-    all_on_gpu("ppocrv4_rec_onnx", "ch_PP-OCRv4_rec_infer.onnx", vec![("x", photo(48, 320))]);
+    all_on_gpu(
+        "ppocrv4_det_onnx",
+        "ch_PP-OCRv4_det_infer.onnx",
+        vec![("x", photo(320, 320))],
+    );
+    all_on_gpu(
+        "ppocrv4_rec_onnx",
+        "ch_PP-OCRv4_rec_infer.onnx",
+        vec![("x", photo(48, 320))],
+    );
 }
 
 #[test]
 fn second_zoo_runs_on_the_emulated_gpu_as_on_the_cpu() {
-    all_on_gpu("centerface_onnx", "centerface.onnx", vec![("input.1", photo(256, 256))]);
-    all_on_gpu("open_nsfw_nhwc_onnx", "open_nsfw.onnx", vec![("input_0", nhwc(photo(224, 224)))]);
-    all_on_gpu("u2netp_onnx", "u2netp.onnx", vec![("input.1", photo(320, 320))]);
-    all_on_gpu("vit_s_focus_onnx", "vit_s_focus.onnx", vec![("input_image", photo(224, 224))]);
-    all_on_gpu("orinet_orient_onnx", "orientation_orinet_fp32.onnx", vec![("x", photo(320, 320))]);
+    all_on_gpu(
+        "centerface_onnx",
+        "centerface.onnx",
+        vec![("input.1", photo(256, 256))],
+    );
+    all_on_gpu(
+        "open_nsfw_nhwc_onnx",
+        "open_nsfw.onnx",
+        vec![("input_0", nhwc(photo(224, 224)))],
+    );
+    all_on_gpu(
+        "u2netp_onnx",
+        "u2netp.onnx",
+        vec![("input.1", photo(320, 320))],
+    );
+    all_on_gpu(
+        "vit_s_focus_onnx",
+        "vit_s_focus.onnx",
+        vec![("input_image", photo(224, 224))],
+    );
+    all_on_gpu(
+        "orinet_orient_onnx",
+        "orientation_orinet_fp32.onnx",
+        vec![("x", photo(320, 320))],
+    );
 }
 
 #[test]

@@ -102,7 +102,9 @@ fn yolov8n(precision: Request, int8: Int8Execution, op: &str, count: usize) -> f
             worst = worst.max(err);
         }
     }
-    let host = cuda.host_nodes(&inputs).expect("a program for these inputs");
+    let host = cuda
+        .host_nodes(&inputs)
+        .expect("a program for these inputs");
     assert!(host.is_empty(), "on the host: {host:?}");
     worst
 }
@@ -260,6 +262,8 @@ fn quantization_runs_on_the_emulated_gpu_as_on_the_cpu_to_the_bit() {
         assert_eq!((&g.shape, g.dtype()), (&w.shape, w.dtype()), "{name}");
         assert_eq!(bits(g), bits(w), "{name}");
     }
-    let host = cuda.host_nodes(&inputs).expect("a program for these inputs");
+    let host = cuda
+        .host_nodes(&inputs)
+        .expect("a program for these inputs");
     assert!(host.is_empty(), "on the host: {host:?}");
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 use temblor_ir::{Error, Graph, Result};
 use temblor_pipeline::StaticDims;
-use temblor_runtime::{prepare, Int8Execution, Plan, PrepareOptions};
+use temblor_runtime::{check_device, prepare, Int8Execution, Plan, PrepareOptions};
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
@@ -119,6 +119,7 @@ struct BatchReport<'a> {
 }
 
 pub fn bench(args: &BenchArgs) -> Result<()> {
+    check_device(&args.device.device()).map_err(Error::from)?;
     if args.iters == 0 {
         return Err(Error::usage("--iters must be at least 1"));
     }

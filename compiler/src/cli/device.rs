@@ -32,8 +32,8 @@ pub fn cpu_only(device: DeviceArg, command: &str) -> Result<()> {
     match device {
         DeviceArg::Cpu => Ok(()),
         DeviceArg::Cuda => Err(Error::usage(format!(
-            "{command} runs on the CPU only for now (issue 23): --device cuda is taken by run \
-             and bench"
+            "{command} runs on the CPU only for now (issue 23): --device cuda is taken by run, \
+             bench, eval and preprocess"
         ))),
     }
 }

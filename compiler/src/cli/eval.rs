@@ -5,7 +5,7 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 use temblor_ir::{package, Error, Graph, Result};
 use temblor_pipeline::{Options, VerifyMode};
-use temblor_runtime::{prepare, Device, Plan, PrepareOptions};
+use temblor_runtime::{check_device, prepare, Device, Plan, PrepareOptions};
 use temblor_tools::eval::coco_json::{self, Category, DumpImage};
 use temblor_tools::eval::{self, Detection, GtBox, Metrics};
 use temblor_tools::preprocess_config::{self, Prepared, PreprocessConfig};
@@ -99,7 +99,8 @@ struct Report<'a> {
 }
 
 pub fn eval(args: &EvalArgs) -> Result<()> {
-    super::device::cpu_only(args.device, "eval")?;
+    let device = args.device.device();
+    check_device(&device).map_err(Error::from)?;
     let images = temblor_tools::preprocess_config::images_in(&args.images)?;
     let input_dims = args
         .inputs
@@ -116,13 +117,15 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
             ))
         })?,
     };
-    let subject = Subject::open(&args.model, &config_file, &input_dims, args.threads)?;
+    let subject = Subject::open(&args.model, &config_file, &input_dims, args.threads, device)?;
     let (candidate, prepared) = detect(&subject, &images, "eval")?;
 
     let mut reference_doc = None;
     let (gt, dets, image_ids, categories) = if let Some(reference) = &args.reference {
         let ref_config = PreprocessConfig::beside(reference).unwrap_or_else(|| config_file.clone());
-        let reference_subject = Subject::open(reference, &ref_config, &[], args.threads)?;
+        // The reference runs on the CPU runtime, whatever device the candidate runs on.
+        let reference_subject =
+            Subject::open(reference, &ref_config, &[], args.threads, Device::Cpu)?;
         let (ref_dets, _) = detect(&reference_subject, &images, "reference")?;
         let gt = eval::reference_truth(&ref_dets, args.min_score);
         reference_doc = Some(ReferenceDoc {
@@ -232,6 +235,7 @@ impl Subject {
         config_file: &Path,
         input_dims: &[(String, Vec<usize>)],
         threads: usize,
+        device: Device,
     ) -> Result<Subject> {
         let mut config = PreprocessConfig::load(config_file)?;
         let graph = if package::is_package(path) {
@@ -260,7 +264,7 @@ impl Subject {
             threads,
             ..PrepareOptions::default()
         };
-        let plan = prepare(&graph, &Device::Cpu, &options).map_err(Error::from)?;
+        let plan = prepare(&graph, &device, &options).map_err(Error::from)?;
         Ok(Subject {
             path: path.to_path_buf(),
             config_file: config_file.to_path_buf(),

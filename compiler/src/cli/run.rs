@@ -2,7 +2,7 @@ use std::path::{Path, PathBuf};
 use temblor_ir::{package, Error, Graph, Result};
 use temblor_pipeline::{Options, StaticDims, VerifyMode};
 use temblor_runtime::Tensor;
-use temblor_runtime::{prepare, PrepareOptions};
+use temblor_runtime::{check_device, prepare, PrepareOptions};
 use temblor_tools::npy;
 
 #[derive(clap::Args, Debug)]
@@ -70,6 +70,7 @@ fn load_graph_with(path: &Path, options: Options) -> Result<Graph> {
 }
 
 pub fn run(args: &RunArgs) -> Result<()> {
+    check_device(&args.device.device()).map_err(Error::from)?;
     if !args.images.is_empty() {
         if args.override_shapes {
             return Err(Error::usage(

@@ -15,12 +15,9 @@ pub(crate) fn match_inputs<'a>(
     };
     let mut found: Vec<Option<&Tensor>> = vec![None; specs.len()];
     for (name, t) in given {
-        let i = specs
-            .iter()
-            .position(|s| &s.name == name)
-            .ok_or_else(|| {
-                RuntimeError::bad_input(format!("unknown input '{name}'; {}", expected()))
-            })?;
+        let i = specs.iter().position(|s| &s.name == name).ok_or_else(|| {
+            RuntimeError::bad_input(format!("unknown input '{name}'; {}", expected()))
+        })?;
         if found[i].replace(t).is_some() {
             return Err(RuntimeError::bad_input(format!(
                 "input '{name}' is given twice"

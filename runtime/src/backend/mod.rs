@@ -26,7 +26,9 @@ use temblor_ir::{DType, Dim, Graph};
 pub enum Device {
     Cpu,
     /// The NVIDIA GPU of this ordinal, through the CUDA driver.
-    Cuda { ordinal: usize },
+    Cuda {
+        ordinal: usize,
+    },
 }
 
 impl Device {
@@ -119,6 +121,16 @@ pub struct InputSpec {
     pub dtype: DType,
     /// The declared extents; a symbolic one takes any size.
     pub dims: Vec<Dim>,
+}
+
+/// Whether `device` can take a plan here, checked without preparing one: on the GPU, that the
+/// CUDA driver is installed and has every function the backend calls. For commands that should
+/// refuse a device before their other work.
+pub fn check_device(device: &Device) -> Result<(), RuntimeError> {
+    match device {
+        Device::Cpu => Ok(()),
+        Device::Cuda { .. } => crate::cuda::driver::check_driver(),
+    }
 }
 
 /// Lowers `graph` for `device`: every op's kernel, packed weights and instruction set are

@@ -486,4 +486,3 @@ fn size_bytes(t: &Tensor) -> usize {
         _ => t.len() * t.dtype().size_bytes(),
     }
 }
-

@@ -63,7 +63,9 @@ fn check(result: CUresult, what: &str) -> Result<(), RuntimeError> {
         format!("{result:?}")
     } else {
         // SAFETY: non-null, the driver's static NUL-terminated string.
-        unsafe { std::ffi::CStr::from_ptr(text) }.to_string_lossy().into_owned()
+        unsafe { std::ffi::CStr::from_ptr(text) }
+            .to_string_lossy()
+            .into_owned()
     };
     Err(RuntimeError::internal(format!("CUDA {what}: {name}")))
 }
@@ -154,14 +156,19 @@ unsafe impl Send for Gpu {}
 // SAFETY: as above: all access is serialized by the mutex.
 unsafe impl Sync for Gpu {}
 
+/// Whether the driver is there with every function this file calls, without calling any.
+pub(crate) fn check_driver() -> Result<(), RuntimeError> {
+    if !toolkit::driver_present() {
+        return Err(RuntimeError::unsupported(toolkit::NO_DRIVER));
+    }
+    toolkit::driver_has(DRIVER_FUNCTIONS)
+}
+
 impl Gpu {
     /// The GPU `ordinal`, its kernels compiled for it. Fails with the driver's absence before
     /// any cudarc call, which would panic.
     pub fn new(ordinal: usize) -> Result<Gpu, RuntimeError> {
-        if !toolkit::driver_present() {
-            return Err(RuntimeError::unsupported(toolkit::NO_DRIVER));
-        }
-        toolkit::driver_has(DRIVER_FUNCTIONS)?;
+        check_driver()?;
         // SAFETY: plain driver calls with out-pointers to locals; the driver library is loaded.
         unsafe {
             check(sys::cuInit(0), "initialization")?;
@@ -172,20 +179,33 @@ impl Gpu {
             check(sys::cuDeviceGet(&mut device, ordinal as c_int), "device")?;
             let attribute = |a| -> Result<i32, RuntimeError> {
                 let mut v: c_int = 0;
-                check(sys::cuDeviceGetAttribute(&mut v, a, device), "device attribute")?;
+                check(
+                    sys::cuDeviceGetAttribute(&mut v, a, device),
+                    "device attribute",
+                )?;
                 Ok(v)
             };
-            let major = attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?;
-            let minor = attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?;
+            let major =
+                attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?;
+            let minor =
+                attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?;
             let mut raw_name = [0 as std::ffi::c_char; 256];
-            check(sys::cuDeviceGetName(raw_name.as_mut_ptr(), 256, device), "device name")?;
-            let device_name = std::ffi::CStr::from_ptr(raw_name.as_ptr()).to_string_lossy().into_owned();
+            check(
+                sys::cuDeviceGetName(raw_name.as_mut_ptr(), 256, device),
+                "device name",
+            )?;
+            let device_name = std::ffi::CStr::from_ptr(raw_name.as_ptr())
+                .to_string_lossy()
+                .into_owned();
             let mut ctx: sys::CUcontext = std::ptr::null_mut();
             check(sys::cuDevicePrimaryCtxRetain(&mut ctx, device), "context")?;
             check(sys::cuCtxSetCurrent(ctx), "context")?;
             let mut stream: sys::CUstream = std::ptr::null_mut();
             check(
-                sys::cuStreamCreate(&mut stream, sys::CUstream_flags::CU_STREAM_NON_BLOCKING as u32),
+                sys::cuStreamCreate(
+                    &mut stream,
+                    sys::CUstream_flags::CU_STREAM_NON_BLOCKING as u32,
+                ),
                 "stream",
             )?;
 
@@ -225,13 +245,18 @@ impl Gpu {
                 if status == 0 {
                     Ok(())
                 } else {
-                    Err(RuntimeError::internal(format!("cuBLAS {what}: status {status}")))
+                    Err(RuntimeError::internal(format!(
+                        "cuBLAS {what}: status {status}"
+                    )))
                 }
             };
             blas_check(create(&mut handle), "create")?;
             blas_check(set_stream(handle, stream), "set stream")?;
             let mut workspace: sys::CUdeviceptr = 0;
-            check(sys::cuMemAlloc_v2(&mut workspace, BLAS_WORKSPACE), "cuBLAS workspace")?;
+            check(
+                sys::cuMemAlloc_v2(&mut workspace, BLAS_WORKSPACE),
+                "cuBLAS workspace",
+            )?;
             blas_check(
                 set_workspace(handle, workspace as *mut c_void, BLAS_WORKSPACE),
                 "set workspace",
@@ -280,7 +305,9 @@ impl Inner {
                 return Ok(f);
             }
         }
-        Err(RuntimeError::internal(format!("no kernel named {name} in the modules")))
+        Err(RuntimeError::internal(format!(
+            "no kernel named {name} in the modules"
+        )))
     }
 
     fn launch(&mut self, k: &KernelCall) -> Result<(), RuntimeError> {
@@ -414,7 +441,10 @@ impl Inner {
 
     fn wait(&self) -> Result<(), RuntimeError> {
         // SAFETY: the stream lives as long as `self`.
-        check(unsafe { sys::cuStreamSynchronize(self.stream) }, "synchronize")
+        check(
+            unsafe { sys::cuStreamSynchronize(self.stream) },
+            "synchronize",
+        )
     }
 }
 
@@ -474,7 +504,10 @@ impl Executor for Gpu {
         }
         if let Some(&exec) = inner.graphs.get(&key) {
             // SAFETY: an instantiated graph of this context.
-            return check(unsafe { sys::cuGraphLaunch(exec, inner.stream) }, "graph launch");
+            return check(
+                unsafe { sys::cuGraphLaunch(exec, inner.stream) },
+                "graph launch",
+            );
         }
         // SAFETY: capture on this thread's stream; the graph is instantiated, then destroyed
         // (the instance keeps what it needs).
@@ -488,11 +521,17 @@ impl Executor for Gpu {
             )?;
             let issued = inner.issue(calls);
             let mut graph: sys::CUgraph = std::ptr::null_mut();
-            let ended = check(sys::cuStreamEndCapture(inner.stream, &mut graph), "end capture");
+            let ended = check(
+                sys::cuStreamEndCapture(inner.stream, &mut graph),
+                "end capture",
+            );
             issued?;
             ended?;
             let mut exec: sys::CUgraphExec = std::ptr::null_mut();
-            let made = check(sys::cuGraphInstantiateWithFlags(&mut exec, graph, 0), "instantiate");
+            let made = check(
+                sys::cuGraphInstantiateWithFlags(&mut exec, graph, 0),
+                "instantiate",
+            );
             sys::cuGraphDestroy(graph);
             made?;
             inner.graphs.insert(key, exec);

@@ -184,13 +184,13 @@ impl CudaPlan {
         let spec = &loaded.program.spec;
         Some(
             spec.order
-            .iter()
-            .zip(&spec.places)
-            .filter_map(|(&id, place)| match place {
-                Place::Host(why) => Some((self.graph.node(id).name.clone(), why.clone())),
-                _ => None,
-            })
-            .collect(),
+                .iter()
+                .zip(&spec.places)
+                .filter_map(|(&id, place)| match place {
+                    Place::Host(why) => Some((self.graph.node(id).name.clone(), why.clone())),
+                    _ => None,
+                })
+                .collect(),
         )
     }
 
@@ -237,12 +237,13 @@ impl CudaPlan {
                 }
             }
         }
-        let value = |host: &HashMap<ValueRef, Tensor>, v: &ValueRef| -> Result<Tensor, RuntimeError> {
-            host.get(v)
-                .or_else(|| spec.known.get(v))
-                .cloned()
-                .ok_or_else(|| RuntimeError::internal(format!("{v:?} is not on the host")))
-        };
+        let value =
+            |host: &HashMap<ValueRef, Tensor>, v: &ValueRef| -> Result<Tensor, RuntimeError> {
+                host.get(v)
+                    .or_else(|| spec.known.get(v))
+                    .cloned()
+                    .ok_or_else(|| RuntimeError::internal(format!("{v:?} is not on the host")))
+            };
         for (s, segment) in program.segments.iter().enumerate() {
             match segment {
                 Segment::Gpu {
@@ -292,7 +293,8 @@ impl CudaPlan {
                         if let Some(watch) = observer.as_deref_mut() {
                             let views: Vec<Option<ValueView>> =
                                 refs.iter().map(|t| t.map(ValueView::host)).collect();
-                            let out_views: Vec<ValueView> = outs.iter().map(ValueView::host).collect();
+                            let out_views: Vec<ValueView> =
+                                outs.iter().map(ValueView::host).collect();
                             watch.step(i, &self.steps[i], &views, &out_views, start.elapsed())?;
                         }
                         for (port, t) in outs.into_iter().enumerate() {
@@ -311,7 +313,9 @@ impl CudaPlan {
 
     /// A run state's memory for `loaded`, and its calls resolved at those addresses.
     fn arena(&self, loaded: &Loaded) -> Result<Arena, RuntimeError> {
-        let ptr = self.executor.alloc(loaded.program.arena.arena_bytes.max(1))?;
+        let ptr = self
+            .executor
+            .alloc(loaded.program.arena.arena_bytes.max(1))?;
         let bases = Bases {
             arena: ptr,
             consts: loaded.consts,
@@ -347,17 +351,18 @@ impl CudaPlan {
         watch: &mut dyn Observer,
         spec: &specialize::Specialized,
     ) -> Result<(), RuntimeError> {
-        let fetch = |slot: Option<program::Slot>, v: &ValueRef| -> Result<Option<Tensor>, RuntimeError> {
-            let Some(slot) = slot else { return Ok(None) };
-            let (dtype, shape) = &spec.types[v];
-            let at = match slot {
-                program::Slot::Arena(o) => bases.arena + o as u64,
-                program::Slot::Consts(o) => bases.consts + o as u64,
+        let fetch =
+            |slot: Option<program::Slot>, v: &ValueRef| -> Result<Option<Tensor>, RuntimeError> {
+                let Some(slot) = slot else { return Ok(None) };
+                let (dtype, shape) = &spec.types[v];
+                let at = match slot {
+                    program::Slot::Arena(o) => bases.arena + o as u64,
+                    program::Slot::Consts(o) => bases.consts + o as u64,
+                };
+                let mut bytes = vec![0u8; shape.iter().product::<usize>() * dtype.size_bytes()];
+                self.executor.download(at, &mut bytes)?;
+                tensor(*dtype, shape, &bytes).map(Some)
             };
-            let mut bytes = vec![0u8; shape.iter().product::<usize>() * dtype.size_bytes()];
-            self.executor.download(at, &mut bytes)?;
-            tensor(*dtype, shape, &bytes).map(Some)
-        };
         for node in nodes {
             let id = spec.order[node.index];
             let calls = node.resolve(bases)?;
@@ -379,11 +384,22 @@ impl CudaPlan {
                 .outputs
                 .iter()
                 .enumerate()
-                .map(|(p, slot)| fetch(Some(*slot), &ValueRef::new(id, p)).map(|t| t.expect("given a slot")))
+                .map(|(p, slot)| {
+                    fetch(Some(*slot), &ValueRef::new(id, p)).map(|t| t.expect("given a slot"))
+                })
                 .collect::<Result<Vec<_>, _>>()?;
-            let views: Vec<Option<ValueView>> = inputs.iter().map(|t| t.as_ref().map(ValueView::host)).collect();
+            let views: Vec<Option<ValueView>> = inputs
+                .iter()
+                .map(|t| t.as_ref().map(ValueView::host))
+                .collect();
             let out_views: Vec<ValueView> = outputs.iter().map(ValueView::host).collect();
-            watch.step(node.index, &self.steps[node.index], &views, &out_views, elapsed)?;
+            watch.step(
+                node.index,
+                &self.steps[node.index],
+                &views,
+                &out_views,
+                elapsed,
+            )?;
         }
         Ok(())
     }
@@ -392,7 +408,10 @@ impl CudaPlan {
 /// A tensor from the bytes of a download.
 fn tensor(dtype: temblor_ir::DType, shape: &[usize], bytes: &[u8]) -> Result<Tensor, RuntimeError> {
     let data = TensorData::from_le_bytes(dtype, bytes).ok_or_else(|| {
-        RuntimeError::internal(format!("{} bytes are no {dtype} tensor of {shape:?}", bytes.len()))
+        RuntimeError::internal(format!(
+            "{} bytes are no {dtype} tensor of {shape:?}",
+            bytes.len()
+        ))
     })?;
     Ok(Tensor {
         shape: shape.to_vec(),

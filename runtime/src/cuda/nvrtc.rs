@@ -67,32 +67,33 @@ impl Nvrtc {
         }
         let text = self
             .symbol::<unsafe extern "C" fn(Status) -> *const c_char>("nvrtcGetErrorString")
-            // SAFETY: NVRTC returns a static string for every status.
-            .map(|f| unsafe { CStr::from_ptr(f(status)) }.to_string_lossy().into_owned())
+            .map(|f| {
+                // SAFETY: NVRTC returns a static string for every status.
+                let text = unsafe { CStr::from_ptr(f(status)) };
+                text.to_string_lossy().into_owned()
+            })
             .unwrap_or_else(|_| format!("status {status}"));
         Err(RuntimeError::internal(format!("NVRTC {what}: {text}")))
     }
 
     /// Compiles `module` with every header, for `target`.
     pub fn compile(&self, module: &Source, target: Target) -> Result<Vec<u8>, RuntimeError> {
-        let create = self.symbol::<
-            unsafe extern "C" fn(
-                *mut Program,
-                *const c_char,
-                *const c_char,
-                c_int,
-                *const *const c_char,
-                *const *const c_char,
-            ) -> Status,
-        >("nvrtcCreateProgram")?;
-        let compile = self.symbol::<unsafe extern "C" fn(Program, c_int, *const *const c_char) -> Status>(
-            "nvrtcCompileProgram",
-        )?;
-        let destroy = self.symbol::<unsafe extern "C" fn(*mut Program) -> Status>(
-            "nvrtcDestroyProgram",
-        )?;
-        let size =
-            self.symbol::<unsafe extern "C" fn(Program, *mut usize) -> Status>("nvrtcGetCUBINSize")?;
+        let create = self.symbol::<unsafe extern "C" fn(
+            *mut Program,
+            *const c_char,
+            *const c_char,
+            c_int,
+            *const *const c_char,
+            *const *const c_char,
+        ) -> Status>("nvrtcCreateProgram")?;
+        let compile = self
+            .symbol::<unsafe extern "C" fn(Program, c_int, *const *const c_char) -> Status>(
+                "nvrtcCompileProgram",
+            )?;
+        let destroy =
+            self.symbol::<unsafe extern "C" fn(*mut Program) -> Status>("nvrtcDestroyProgram")?;
+        let size = self
+            .symbol::<unsafe extern "C" fn(Program, *mut usize) -> Status>("nvrtcGetCUBINSize")?;
         let get =
             self.symbol::<unsafe extern "C" fn(Program, *mut c_char) -> Status>("nvrtcGetCUBIN")?;
 
@@ -159,11 +160,16 @@ impl Nvrtc {
         // SAFETY: `log` holds the `bytes` NVRTC said it writes.
         let read = unsafe { get(program, log.as_mut_ptr().cast()) };
         self.check(read, "reading the log")?;
-        Ok(String::from_utf8_lossy(&log).trim_end_matches('\0').to_owned())
+        Ok(String::from_utf8_lossy(&log)
+            .trim_end_matches('\0')
+            .to_owned())
     }
 
     /// Every module, compiled for `target`, by name.
-    pub fn compile_all(&self, target: Target) -> Result<Vec<(&'static str, Vec<u8>)>, RuntimeError> {
+    pub fn compile_all(
+        &self,
+        target: Target,
+    ) -> Result<Vec<(&'static str, Vec<u8>)>, RuntimeError> {
         MODULES
             .iter()
             .map(|m| Ok((m.name, self.compile(m, target)?)))
@@ -207,6 +213,9 @@ mod tests {
             .compile(&broken, Target { major: 8, minor: 0 })
             .unwrap_err()
             .to_string();
-        assert!(e.contains("broken.cu") && e.contains("undefined_name"), "{e}");
+        assert!(
+            e.contains("broken.cu") && e.contains("undefined_name"),
+            "{e}"
+        );
     }
 }

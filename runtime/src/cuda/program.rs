@@ -78,8 +78,12 @@ pub(crate) struct Program {
 
 impl Program {
     pub fn new(graph: &Graph, spec: Specialized) -> Result<Program, RuntimeError> {
-        let position: HashMap<NodeId, usize> =
-            spec.order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
+        let position: HashMap<NodeId, usize> = spec
+            .order
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| (n, i))
+            .collect();
         let end = spec.order.len();
         let place_of = |v: &ValueRef| position.get(&v.node).map(|&i| &spec.places[i]);
         let on_gpu = |i: usize| matches!(spec.places[i], Place::Gpu { .. });
@@ -207,15 +211,16 @@ impl Program {
             at
         };
 
-        let slot = |v: &ValueRef, const_of: &HashMap<ValueRef, usize>| -> Result<Slot, RuntimeError> {
-            if let Some(&c) = const_of.get(v) {
-                return Ok(Slot::Consts(c));
-            }
-            arena_of
-                .get(&root(*v))
-                .map(|&o| Slot::Arena(o))
-                .ok_or_else(|| RuntimeError::internal(format!("{v:?} has no place")))
-        };
+        let slot =
+            |v: &ValueRef, const_of: &HashMap<ValueRef, usize>| -> Result<Slot, RuntimeError> {
+                if let Some(&c) = const_of.get(v) {
+                    return Ok(Slot::Consts(c));
+                }
+                arena_of
+                    .get(&root(*v))
+                    .map(|&o| Slot::Arena(o))
+                    .ok_or_else(|| RuntimeError::internal(format!("{v:?} has no place")))
+            };
         let transfer = |v: ValueRef| -> Result<Transfer, RuntimeError> {
             let (dtype, shape) = type_of(&v)?;
             let offset = *arena_of

@@ -105,12 +105,16 @@ pub(crate) fn specialize(
             let args = ins
                 .iter()
                 .map(|v| match v {
-                    Some(v) => values.get(v).or_else(|| known.get(v)).map(Some).ok_or_else(|| {
-                        RuntimeError::internal(format!(
-                            "{} reads a value never computed",
-                            graph.describe(id)
-                        ))
-                    }),
+                    Some(v) => values
+                        .get(v)
+                        .or_else(|| known.get(v))
+                        .map(Some)
+                        .ok_or_else(|| {
+                            RuntimeError::internal(format!(
+                                "{} reads a value never computed",
+                                graph.describe(id)
+                            ))
+                        }),
                     None => Ok(None),
                 })
                 .collect::<Result<Vec<_>, _>>()?;
@@ -118,8 +122,8 @@ pub(crate) fn specialize(
                 .map_err(|e| e.context(&graph.describe(id)))?
         };
         let from_known = ins.iter().flatten().all(|v| known.contains_key(v));
-        let is = matches!(node.op, Op::Shape { .. } | Op::Size)
-            || (from_known && !ragged(&node.op));
+        let is =
+            matches!(node.op, Op::Shape { .. } | Op::Size) || (from_known && !ragged(&node.op));
         for (port, t) in outs.into_iter().enumerate() {
             let value = ValueRef::new(id, port);
             types.insert(value, (t.dtype(), t.shape.clone()));
@@ -164,7 +168,10 @@ pub(crate) fn specialize(
         }
         let operand = |v: &ValueRef| -> Result<Operand<'_>, RuntimeError> {
             let (dtype, shape) = types.get(v).ok_or_else(|| {
-                RuntimeError::internal(format!("{} reads a value never computed", graph.describe(id)))
+                RuntimeError::internal(format!(
+                    "{} reads a value never computed",
+                    graph.describe(id)
+                ))
             })?;
             Ok(Operand {
                 dtype: *dtype,
@@ -176,9 +183,7 @@ pub(crate) fn specialize(
             .iter()
             .map(|v| v.as_ref().map(operand).transpose())
             .collect::<Result<Vec<_>, _>>()?;
-        let outputs = outs
-            .map(|v| operand(&v))
-            .collect::<Result<Vec<_>, _>>()?;
+        let outputs = outs.map(|v| operand(&v)).collect::<Result<Vec<_>, _>>()?;
         let mut cx = Cx::new(inputs, outputs);
         places.push(match lower::lower(&node.op, &mut cx) {
             Ok(lowering) => Place::Gpu {

@@ -70,7 +70,12 @@ pub(crate) fn search_dirs() -> Vec<PathBuf> {
         dirs.push(Path::new(&cuda).join("lib64"));
     }
     dirs.extend(
-        ["/usr/local/cuda/lib64", "/usr/lib/x86_64-linux-gnu", "/usr/lib64"].map(PathBuf::from),
+        [
+            "/usr/local/cuda/lib64",
+            "/usr/lib/x86_64-linux-gnu",
+            "/usr/lib64",
+        ]
+        .map(PathBuf::from),
     );
     for site in site_packages() {
         dirs.extend(wheel_lib_dirs(&site));
@@ -101,7 +106,10 @@ fn site_packages() -> Vec<PathBuf> {
         let mut pythons: Vec<PathBuf> = entries
             .flatten()
             .map(|e| e.path())
-            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("python3")))
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("python3"))
+            })
             .collect();
         pythons.sort();
         for python in pythons {

@@ -68,5 +68,8 @@ fn every_parameter_mirror_is_laid_out_as_its_c_struct() {
             writeln!(want, "{}.{field} {offset}", l.c_name).unwrap();
         }
     }
-    assert_eq!(out, want, "Rust mirrors (right) against the C structs (left)");
+    assert_eq!(
+        out, want,
+        "Rust mirrors (right) against the C structs (left)"
+    );
 }

@@ -18,8 +18,8 @@
 //! the f32 lowering does. A depthwise f16 Conv is left to the widening of `half.rs`.
 //!
 //! im2col's columns and the contributions are made for as many images at a time as fit
-//! [`SCRATCH_BYTES`]. SAME pads are resolved for the input as the CPU resolves them. A fused
-//! Mish stays on the CPU (activation.cuh says why), and so does a weight computed in the run.
+//! [`SCRATCH_BYTES`]. SAME pads are resolved for the input as the CPU resolves them. A weight
+//! computed in the run stays on the CPU.
 
 use super::blas::{product, Matrix};
 use super::elementwise::ActivationParams;
@@ -116,7 +116,7 @@ fn epilogue(
         Some(Activation::HardSwish) => (5, 0.0, 0.0),
         Some(Activation::HardSigmoid { alpha, beta }) => (6, alpha, beta),
         Some(Activation::Clip { min, max }) => (9, min, max),
-        Some(Activation::Mish) => return Err(Unsupported::new("a fused Mish")),
+        Some(Activation::Mish) => (11, 0.0, 0.0),
     };
     let (scale, shift) = affine.map_or((1.0, -0.0), |a| (a.scale, a.shift));
     Ok(EpilogueParams {

@@ -244,7 +244,9 @@ impl<'a> Cx<'a> {
     /// pads): read as i64s, whatever integer type it has.
     pub fn known_ints(&self, port: usize) -> Result<Vec<i64>, Unsupported> {
         let known = self.input(port)?.known.ok_or_else(|| {
-            Unsupported::new(format!("input {port} is computed in the run, not known before"))
+            Unsupported::new(format!(
+                "input {port} is computed in the run, not known before"
+            ))
         })?;
         known
             .to_i64s()

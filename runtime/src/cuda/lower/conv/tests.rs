@@ -510,12 +510,6 @@ fn what_the_kernels_do_not_compute_is_unsupported() {
     assert!(lower(&a, f32s(&xs, Some(&weight)), Some(&weight)).is_ok());
     let why = |r: Result<Lowering, Unsupported>| r.unwrap_err().0;
     assert!(why(lower(&a, f32s(&xs, None), None)).contains("computed in the run"));
-    let mish = ConvAttrs {
-        activation: Some(Activation::Mish),
-        affine: Some(Affine::IDENTITY),
-        ..a.clone()
-    };
-    assert!(why(lower(&mish, f32s(&xs, None), Some(&weight))).contains("Mish"));
     assert!(why(lower(&a, f32s(&[1, 2, 4], None), Some(&weight))).contains("not 2-D"));
     let half = Operand {
         dtype: DType::F16,
