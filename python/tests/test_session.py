@@ -4,6 +4,7 @@ bits; one session shared by threads; numpy arrays it must refuse, and how."""
 import json
 import re
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -138,7 +139,7 @@ def test_compile_returns_the_package_and_its_report(tmp_path):
 
 def test_device_cuda_without_a_driver_is_a_value_error(picodet):
     # This machine has no NVIDIA driver; scripts/gpu_check.sh runs the CUDA backend on one.
-    if os.path.exists("/proc/driver/nvidia"):
+    if Path("/proc/driver/nvidia").exists():
         pytest.skip("a CUDA driver is present: the GPU check covers this machine")
     with pytest.raises(ValueError, match="no CUDA driver found"):
         temblor.Session(picodet, device="cuda")

@@ -14,9 +14,22 @@ use temblor_pipeline::{compile, Options, VerifyMode};
 use temblor_runtime::{prepare, prepare_emulated_cuda, Device, PrepareOptions, Tensor};
 use temblor_tests::{real_model, rel_l2, shared};
 
-/// A photo as the model's `[1, 3, h, w]` input, RGB in [0, 1].
+/// The astronaut as the model's `[1, 3, h, w]` input, RGB in [0, 1].
 fn photo(h: usize, w: usize) -> Tensor {
-    let img = image::open(shared().join("images/astronaut.png"))
+    photos(&["astronaut.png"], h, w)
+}
+
+/// `names` of ../shared/images as one `[N, 3, h, w]` batch, RGB in [0, 1].
+fn photos(names: &[&str], h: usize, w: usize) -> Tensor {
+    let mut data = Vec::with_capacity(names.len() * 3 * h * w);
+    for name in names {
+        data.extend(one_photo(name, h, w));
+    }
+    Tensor::f32(vec![names.len(), 3, h, w], data)
+}
+
+fn one_photo(name: &str, h: usize, w: usize) -> Vec<f32> {
+    let img = image::open(shared().join("images").join(name))
         .unwrap()
         .resize_exact(w as u32, h as u32, image::imageops::FilterType::Triangle)
         .to_rgb8();
@@ -26,7 +39,7 @@ fn photo(h: usize, w: usize) -> Tensor {
             data[c * h * w + y as usize * w + x as usize] = f32::from(p[c]) / 255.0;
         }
     }
-    Tensor::f32(vec![1, 3, h, w], data)
+    data
 }
 
 /// Runs `model`, compiled for `inputs`' shapes, on the CPU and on the emulated CUDA backend,
@@ -96,6 +109,16 @@ fn yolov8n_runs_on_the_emulated_gpu_as_on_the_cpu() {
         "yolov8n_nudenet_onnx",
         "320n.onnx",
         vec![("images", photo(320, 320))],
+    );
+}
+
+/// Batch 2 of two different photos: the images must not mix in the batched GEMMs and kernels.
+#[test]
+fn yolov8n_runs_batches_on_the_emulated_gpu_as_on_the_cpu() {
+    all_on_gpu(
+        "yolov8n_nudenet_onnx",
+        "320n.onnx",
+        vec![("images", photos(&["astronaut.png", "coffee.png"], 320, 320))],
     );
 }
 
