@@ -10,6 +10,8 @@ use super::sources::{Source, HEADERS, MODULES};
 use super::toolkit::{self, Found};
 use crate::RuntimeError;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
 
 type Program = *mut c_void;
 type Status = c_int;
@@ -165,16 +167,81 @@ impl Nvrtc {
             .to_owned())
     }
 
-    /// Every module, compiled for `target`, by name.
+    /// Every module, compiled for `target`, by name, through the cache of [`cache_dir`].
     pub fn compile_all(
         &self,
         target: Target,
     ) -> Result<Vec<(&'static str, Vec<u8>)>, RuntimeError> {
+        let cache = cache_dir();
         MODULES
             .iter()
-            .map(|m| Ok((m.name, self.compile(m, target)?)))
+            .map(|m| Ok((m.name, self.compile_cached(m, target, cache.as_deref())?)))
             .collect()
     }
+
+    /// `module` for `target` as an earlier process compiled it into `cache` (the same
+    /// sources, options, NVRTC and target), or compiled now and stored there. NVRTC takes
+    /// seconds for all the modules, which every process using the GPU would otherwise spend.
+    /// A cache that cannot be read or written, or a file that fails its checksum, is passed
+    /// over: the cache only ever saves time.
+    pub fn compile_cached(
+        &self,
+        module: &Source,
+        target: Target,
+        cache: Option<&Path>,
+    ) -> Result<Vec<u8>, RuntimeError> {
+        let Some(dir) = cache else {
+            return self.compile(module, target);
+        };
+        let key = {
+            let mut h = DefaultHasher::new();
+            module.text.hash(&mut h);
+            for header in HEADERS {
+                (header.name, header.text).hash(&mut h);
+            }
+            (OPTIONS, target.arch(), &self.found.path).hash(&mut h);
+            h.finish()
+        };
+        let file = dir.join(format!("{}-{key:016x}.cubin", module.name));
+        if let Some(image) = std::fs::read(&file).ok().and_then(|b| checked(&b)) {
+            return Ok(image);
+        }
+        let image = self.compile(module, target)?;
+        let mut stored = image.clone();
+        stored.extend_from_slice(&checksum(&image).to_le_bytes());
+        // Written aside and renamed, so a process reading the cache never sees half a file.
+        let aside = dir.join(format!(
+            ".{}-{key:016x}.{}",
+            module.name,
+            std::process::id()
+        ));
+        let written = std::fs::create_dir_all(dir)
+            .and_then(|_| std::fs::write(&aside, &stored))
+            .and_then(|_| std::fs::rename(&aside, &file));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&aside);
+        }
+        Ok(image)
+    }
+}
+
+/// Where compiled modules are kept: `$TEMBLOR_CUDA_CACHE`, else `~/.cache/temblor/cuda`.
+pub(crate) fn cache_dir() -> Option<PathBuf> {
+    std::env::var_os("TEMBLOR_CUDA_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/temblor/cuda")))
+}
+
+fn checksum(bytes: &[u8]) -> u64 {
+    let mut h = DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
+}
+
+/// A stored image without its checksum, when the checksum holds.
+fn checked(stored: &[u8]) -> Option<Vec<u8>> {
+    let (image, sum) = stored.split_at_checked(stored.len().checked_sub(8)?)?;
+    (checksum(image).to_le_bytes() == sum).then(|| image.to_vec())
 }
 
 #[cfg(test)]
@@ -201,6 +268,38 @@ mod tests {
                 assert_eq!(&out[..4], b"\x7fELF", "{}", module.name);
             }
         }
+    }
+
+    #[test]
+    fn the_cache_returns_what_nvrtc_compiled_and_recompiles_a_damaged_file() {
+        let nvrtc = nvrtc();
+        let dir = tempfile::tempdir().unwrap();
+        let target = Target { major: 8, minor: 0 };
+        let module = &MODULES[0];
+        let fresh = nvrtc.compile(module, target).unwrap();
+        let first = nvrtc
+            .compile_cached(module, target, Some(dir.path()))
+            .unwrap();
+        assert_eq!(first, fresh);
+        let files: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(files.len(), 1, "{files:?}");
+        // From the file now: the same image.
+        let again = nvrtc
+            .compile_cached(module, target, Some(dir.path()))
+            .unwrap();
+        assert_eq!(again, fresh);
+        // A byte changed: the checksum fails, and the module is compiled again.
+        let mut damaged = std::fs::read(&files[0]).unwrap();
+        damaged[100] ^= 1;
+        std::fs::write(&files[0], &damaged).unwrap();
+        let repaired = nvrtc
+            .compile_cached(module, target, Some(dir.path()))
+            .unwrap();
+        assert_eq!(repaired, fresh);
+        assert_eq!(std::fs::read(&files[0]).unwrap()[..fresh.len()], fresh[..]);
     }
 
     #[test]
