@@ -9,9 +9,13 @@
 //! `scripts/gpu_check.sh` runs on a machine with a GPU.
 
 use std::path::Path;
+use std::time::Duration;
 use temblor_infer::StaticDims;
 use temblor_pipeline::{compile, Options, VerifyMode};
-use temblor_runtime::{prepare, prepare_emulated_cuda, Device, PrepareOptions, Tensor};
+use temblor_runtime::{
+    prepare, prepare_emulated_cuda, Device, Observer, PrepareOptions, RuntimeError, StepInfo,
+    Tensor, ValueView,
+};
 use temblor_tests::{real_model, rel_l2, shared};
 
 /// The astronaut as the model's `[1, 3, h, w]` input, RGB in [0, 1].
@@ -183,5 +187,56 @@ fn picodet_postprocessing_runs_on_the_host_after_the_emulated_gpu() {
             why.contains("data-dependent") || why.contains("depends on the data"),
             "{node} on the host: {why}"
         );
+    }
+}
+
+/// Every step's first output, by node name, as an observer sees it.
+#[derive(Default)]
+struct Outputs(Vec<(String, Tensor)>);
+
+impl Observer for Outputs {
+    fn step(
+        &mut self,
+        _: usize,
+        step: &StepInfo,
+        _: &[Option<ValueView<'_>>],
+        outputs: &[ValueView<'_>],
+        _: Duration,
+    ) -> Result<(), RuntimeError> {
+        self.0
+            .push((step.node.clone(), outputs[0].to_host()?.into_owned()));
+        Ok(())
+    }
+}
+
+/// An observed run (what `profile` and layer comparisons use) runs the GPU work node by node
+/// and shows each node's values, copied from the device: each the CPU's within the tolerance.
+#[test]
+fn observers_see_each_gpu_layer_as_the_cpu_computes_it() {
+    let options = Options {
+        input_dims: vec![("images".to_owned(), vec![1, 3, 320, 320])],
+        verify: VerifyMode::Off,
+        ..Options::default()
+    };
+    let graph = compile(&real_model("yolov8n_nudenet_onnx", "320n.onnx"), &options)
+        .unwrap()
+        .compile;
+    let inputs = vec![("images".to_owned(), photo(320, 320))];
+    let mut cpu = Outputs::default();
+    let plan = prepare(&graph, &Device::Cpu, &PrepareOptions::default()).unwrap();
+    plan.run_observed(&mut plan.new_state(), &inputs, &mut cpu)
+        .unwrap();
+    let cuda = prepare_emulated_cuda(&graph).unwrap();
+    let mut gpu = Outputs::default();
+    cuda.run_observed(&mut cuda.new_state(), &inputs, &mut gpu)
+        .unwrap();
+    // The CPU plan's steps, one for one: neither runs what weights alone determine.
+    assert_eq!(gpu.0.len(), cpu.0.len(), "steps observed");
+    let cpu: std::collections::HashMap<_, _> = cpu.0.into_iter().collect();
+    for (node, g) in &gpu.0 {
+        let w = &cpu[node];
+        assert_eq!(g.shape, w.shape, "{node}");
+        let err = rel_l2(g.as_f32().unwrap(), w.as_f32().unwrap());
+        assert!(err <= 1e-4, "{node}: rel L2 {err:e}");
     }
 }

@@ -2,9 +2,9 @@
 //! time), its kernels compiled by NVRTC for the GPU found, its GEMMs through cuBLAS.
 //!
 //! A plan is specialized on the first run of each set of input shapes (`specialize.rs`): the
-//! graph runs once through the CPU kernels, node by node, for every shape, each node is lowered to GPU
-//! work or left to the host (`lower/`), and the result is laid out as segments over one arena
-//! (`program.rs`). A run state owns its arena; each GPU segment is captured as a CUDA graph on
+//! graph runs once through the CPU kernels, node by node, for every shape; each node is lowered
+//! to GPU work or left to the host (`lower/`); and the result is laid out as segments over one
+//! arena (`program.rs`). A run state owns its arena; each GPU segment is captured as a CUDA graph on
 //! its first run in that state and replayed after (`driver.rs`). The same program runs on the
 //! host emulator (`emulate.rs`), which compiles the same kernel sources for the CPU: the tests
 //! check the whole backend against the CPU runtime on machines without a GPU.
@@ -94,6 +94,8 @@ fn key(state: u64, program: usize, segment: usize) -> u64 {
 }
 
 impl CudaState {
+    /// Always 0: a state's memory is its arenas, held from its first run to its drop, and never
+    /// lent out (see [`crate::RunState::lent_bytes`]).
     pub fn lent_bytes(&self) -> usize {
         0
     }
