@@ -238,6 +238,7 @@ pub fn measure(
             measurement.iters,
             threads,
             &StageMap::infer(compile)?,
+            &temblor_runtime::Device::Cpu,
         )?),
         MeasureStatus::Skipped => None,
     };

@@ -2,7 +2,6 @@
 //! driver before anything else CUDA-related (cudarc panics without it) and stops with
 //! [`NO_DRIVER`] when it is absent; with a driver, the runtime's CUDA backend runs the plan.
 
-use temblor_ir::{Error, Result};
 use temblor_runtime::Device;
 
 /// Where a command runs the model.
@@ -24,16 +23,5 @@ impl DeviceArg {
             DeviceArg::Cpu => Device::Cpu,
             DeviceArg::Cuda => Device::Cuda { ordinal: 0 },
         }
-    }
-}
-
-/// Refuses every device but the CPU, for the commands whose CUDA path is not built yet.
-pub fn cpu_only(device: DeviceArg, command: &str) -> Result<()> {
-    match device {
-        DeviceArg::Cpu => Ok(()),
-        DeviceArg::Cuda => Err(Error::usage(format!(
-            "{command} runs on the CPU only for now (issue 23): --device cuda is taken by run, \
-             bench, eval and preprocess"
-        ))),
     }
 }

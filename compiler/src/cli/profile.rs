@@ -20,7 +20,7 @@ pub struct ProfileArgs {
     /// Threads of the CPU runtime; 0 means one per available core.
     #[arg(long, default_value_t = 0, value_parser = super::parse_threads)]
     pub threads: usize,
-    /// Where the model runs: the CPU, or an NVIDIA GPU (`cuda`, not built yet: issue 23).
+    /// Where the model runs: the CPU, or the first NVIDIA GPU (`cuda`, through the CUDA driver).
     #[arg(long, value_enum, default_value_t = super::DeviceArg::Cpu)]
     pub device: super::DeviceArg,
     /// NAME:DIMS fixes an input's dimensions (e.g. x:1x3x640x640); NAME=FILE.npy gives its data
@@ -50,7 +50,8 @@ struct Report<'a> {
 }
 
 pub fn profile(args: &ProfileArgs) -> Result<()> {
-    super::device::cpu_only(args.device, "profile")?;
+    let device = args.device.device();
+    temblor_runtime::check_device(&device).map_err(Error::from)?;
     if args.iters == 0 {
         return Err(Error::usage("--iters must be at least 1"));
     }
@@ -79,6 +80,7 @@ pub fn profile(args: &ProfileArgs) -> Result<()> {
         args.iters,
         args.threads,
         &stages,
+        &device,
     )?;
     let model = args.model.display().to_string();
     if args.json {
@@ -98,8 +100,8 @@ fn print_tables(model: &str, p: &Profile, top: usize) {
     );
     println!();
     println!(
-        "peaks measured here: {:.1} GFLOP/s (FMA), {:.1} GB/s (streaming Add)",
-        p.peak.gflops_per_s, p.peak.gbytes_per_s
+        "peaks measured here: {:.1} GFLOP/s ({}), {:.1} GB/s (streaming Add)",
+        p.peak.gflops_per_s, p.peak.compute, p.peak.gbytes_per_s
     );
     println!();
     println!(

@@ -41,7 +41,7 @@ pub struct RunArgs {
     /// Threads of the CPU runtime; 0 means one per available core.
     #[arg(long, default_value_t = 0, value_parser = super::parse_threads)]
     pub threads: usize,
-    /// Where the model runs: the CPU, or an NVIDIA GPU (`cuda`, not built yet: issue 23).
+    /// Where the model runs: the CPU, or the first NVIDIA GPU (`cuda`, through the CUDA driver).
     #[arg(long, value_enum, default_value_t = super::DeviceArg::Cpu)]
     pub device: super::DeviceArg,
     /// Compile a model file for the given data's shapes, even where the model declares other

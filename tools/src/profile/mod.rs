@@ -83,8 +83,10 @@ pub struct StageTime {
     pub layers: usize,
 }
 
-/// Runs `graph` `warmup` times untimed, then `iters` times with every step timed, on `threads`
-/// threads (0: one per core), showing a progress bar on a terminal.
+/// Runs `graph` on `device` `warmup` times untimed, then `iters` times with every step timed,
+/// on `threads` threads (0: one per core), showing a progress bar on a terminal. On a GPU, each
+/// layer is run and waited for on its own, so the times are the layers' own, not a CUDA graph's
+/// replay.
 pub fn run(
     graph: &Graph,
     inputs: &[(String, Tensor)],
@@ -92,6 +94,7 @@ pub fn run(
     iters: usize,
     threads: usize,
     stages: &StageMap,
+    device: &Device,
 ) -> Result<Profile> {
     if iters == 0 {
         return Err(Error::usage("profiling needs at least one timed run"));
@@ -101,7 +104,7 @@ pub fn run(
         spin: true,
         ..PrepareOptions::default()
     };
-    let plan = prepare(graph, &Device::Cpu, &options).map_err(Error::from)?;
+    let plan = prepare(graph, device, &options).map_err(Error::from)?;
     let mut state = plan.new_state();
     let layers = plan_layers(graph, &plan)?;
     let mut timer = StepTimer {
@@ -130,7 +133,7 @@ pub fn run(
     let (total_ms, total_stddev_ms) = mean_stddev(&totals);
     let steps_ms = per_step.iter().map(|runs| mean(runs)).sum();
     let names: Vec<String> = layers.iter().map(|&id| op_type(graph, id)).collect();
-    let peak = Peak::measure(threads)?;
+    let peak = Peak::measure(threads, device)?;
     let layer_rows = layer_times(graph, &layers, &names, &per_step, stages, &peak);
     Ok(Profile {
         threads: plan.threads(),

@@ -5,9 +5,12 @@
 //! below is the next target.
 //!
 //! The peaks are measured on the same threads the profile runs, rather than taken from a data
-//! sheet: the compute peak is the best rate of independent fused multiply-adds on the widest
-//! vector unit the CPU kernels use ([`temblor_runtime::fma_peak_gflops`]; no kernel can beat
-//! it), the bandwidth peak the best rate of an Add of tensors far larger than the caches.
+//! sheet: on the CPU, the compute peak is the best rate of independent fused multiply-adds on
+//! the widest vector unit the CPU kernels use ([`temblor_runtime::fma_peak_gflops`]; no kernel
+//! can beat it), the bandwidth peak the best rate of an Add of tensors far larger than the
+//! caches. On a GPU, both are what the backend itself reaches on the device: a large MatMul
+//! (cuBLAS) and the same Add, their operands constants already on the device and their inputs
+//! a single scalar, so the copies of a run do not count.
 
 use serde::Serialize;
 use std::time::{Duration, Instant};
@@ -20,12 +23,16 @@ use temblor_runtime::{prepare, Device, PrepareOptions, Tensor};
 /// Three tensors of this many f32 elements (96 MiB) dwarf any cache.
 const STREAM_ELEMENTS: usize = 8 << 20;
 const RUNS: usize = 5;
+/// The extent of the GPU's square MatMul: 17 GFLOP, milliseconds on any current GPU.
+const GPU_MATMUL: usize = 2048;
 
 /// The machine's limits as measured.
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct Peak {
     pub gflops_per_s: f64,
     pub gbytes_per_s: f64,
+    /// What the compute peak is the rate of.
+    pub compute: &'static str,
 }
 
 /// Where one layer stands against the peaks.
@@ -42,16 +49,37 @@ pub struct Efficiency {
 }
 
 impl Peak {
-    /// Measures the FMA peak, and times the reference Add `RUNS` times on `threads` threads
-    /// and keeps its best rate.
-    pub fn measure(threads: usize) -> Result<Peak> {
-        let gflops_per_s = temblor_runtime::fma_peak_gflops(threads).map_err(Error::from)?;
-        let stream = best_time(add_graph(), threads)?;
-        let stream_bytes = 3.0 * 4.0 * STREAM_ELEMENTS as f64;
-        Ok(Peak {
-            gflops_per_s,
-            gbytes_per_s: stream_bytes / stream.as_secs_f64() / 1e9,
-        })
+    /// Measures the peaks of `device`: on the CPU the FMA peak, and the reference Add timed
+    /// `RUNS` times on `threads` threads, its best rate kept; on a GPU a MatMul and the Add.
+    pub fn measure(threads: usize, device: &Device) -> Result<Peak> {
+        match device {
+            Device::Cpu => {
+                let gflops_per_s =
+                    temblor_runtime::fma_peak_gflops(threads).map_err(Error::from)?;
+                let stream = best_time(add_graph(), threads, device)?;
+                let stream_bytes = 3.0 * 4.0 * STREAM_ELEMENTS as f64;
+                Ok(Peak {
+                    gflops_per_s,
+                    gbytes_per_s: stream_bytes / stream.as_secs_f64() / 1e9,
+                    compute: "FMA",
+                })
+            }
+            Device::Cuda { .. } => {
+                let n = GPU_MATMUL as f64;
+                let matmul =
+                    best_time(on_device(Op::MatMul, &[GPU_MATMUL, GPU_MATMUL]), 1, device)?;
+                let add = Op::Binary(temblor_ir::BinaryOp::Add);
+                let stream = best_time(on_device(add, &[STREAM_ELEMENTS]), 1, device)?;
+                // The scalar Add that makes the first operand an input of the run reads and
+                // writes it once: 2 tensors; the Add measured, 3.
+                let stream_bytes = 5.0 * 4.0 * STREAM_ELEMENTS as f64;
+                Ok(Peak {
+                    gflops_per_s: 2.0 * n * n * n / matmul.as_secs_f64() / 1e9,
+                    gbytes_per_s: stream_bytes / stream.as_secs_f64() / 1e9,
+                    compute: "f32 MatMul",
+                })
+            }
+        }
     }
 
     /// Layer `id` of `g`, which took `ms` per run.
@@ -78,13 +106,17 @@ impl Peak {
     }
 }
 
-fn best_time((g, inputs): (Graph, Vec<(String, Tensor)>), threads: usize) -> Result<Duration> {
+fn best_time(
+    (g, inputs): (Graph, Vec<(String, Tensor)>),
+    threads: usize,
+    device: &Device,
+) -> Result<Duration> {
     let options = PrepareOptions {
         threads,
         spin: true,
         ..PrepareOptions::default()
     };
-    let plan = prepare(&g, &Device::Cpu, &options).map_err(Error::from)?;
+    let plan = prepare(&g, device, &options).map_err(Error::from)?;
     let mut state = plan.new_state();
     plan.run(&mut state, &inputs).map_err(Error::from)?;
     let mut best = Duration::MAX;
@@ -154,9 +186,102 @@ fn binary_graph(name: &str, op: Op, dims: &[usize]) -> (Graph, Vec<(String, Tens
     (g, inputs)
 }
 
+/// `op` of `Add(a, s)` and `b` for the GPU: `a` and `b` constants of extents `dims` (uploaded
+/// once per plan), `s` the run's only input, a scalar; the output the first row of the result.
+fn on_device(op: Op, dims: &[usize]) -> (Graph, Vec<(String, Tensor)>) {
+    let ty = TensorType::new(DType::F32, Shape::from_known(dims));
+    let n = dims.iter().product::<usize>();
+    let values: Vec<f32> = (0..n).map(|i| (i % 7) as f32 * 0.125).collect();
+    let mut g = Graph::new("roofline_device");
+    let scalar = TensorType::new(DType::F32, Shape::from_known(&[1]));
+    let s = g.add_node(Node::new(
+        "s",
+        Op::Input { index: 0 },
+        vec![info("s", scalar)],
+    ));
+    g.inputs.push(s);
+    let mut constant = |name: &str| {
+        let w = g.weights.add(Weight::from_f32(dims.to_vec(), &values));
+        let id = g.add_node(Node::new(
+            name,
+            Op::Constant { weight: w },
+            vec![info(name, ty.clone())],
+        ));
+        ValueRef::new(id, 0)
+    };
+    let (a, b) = (constant("a"), constant("b"));
+    let add = Op::Binary(temblor_ir::BinaryOp::Add);
+    let shifted = g.add_node(Node::new("shifted", add, vec![info("shifted", ty.clone())]));
+    g.connect(a, shifted, 0);
+    g.connect(ValueRef::new(s, 0), shifted, 1);
+    let out = g.add_node(Node::new("y", op, vec![info("y", ty)]));
+    g.connect(ValueRef::new(shifted, 0), out, 0);
+    g.connect(b, out, 1);
+    let mut first_dims = dims.to_vec();
+    first_dims[0] = 1;
+    let first = g.add_node(Node::new(
+        "first",
+        Op::Slice,
+        vec![info(
+            "first",
+            TensorType::new(DType::F32, Shape::from_known(&first_dims)),
+        )],
+    ));
+    g.connect(ValueRef::new(out, 0), first, 0);
+    for (port, v) in [(1, 0), (2, 1)] {
+        let w = g.weights.add(Weight::from_i64(vec![1], &[v]));
+        let c = g.add_node(Node::new(
+            format!("bound{port}"),
+            Op::Constant { weight: w },
+            vec![info(
+                &format!("bound{port}"),
+                TensorType::new(DType::I64, Shape::from_known(&[1])),
+            )],
+        ));
+        g.connect(ValueRef::new(c, 0), first, port);
+    }
+    g.outputs.push(GraphOutput {
+        name: "out".into(),
+        value: ValueRef::new(first, 0),
+    });
+    (g, vec![("s".to_owned(), Tensor::f32(vec![1], vec![0.5]))])
+}
+
 fn info(name: &str, ty: TensorType) -> TensorInfo {
     TensorInfo {
         name: name.into(),
         ty,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The GPU's peak graphs compute what they claim to: run here on the CPU runtime, the first
+    /// row of `(a + 0.5) @ b` and of `(a + 0.5) + b`, against sums written out.
+    #[test]
+    fn the_device_graphs_compute_the_first_row_of_their_op() {
+        let n = 16;
+        let value = |i: usize| (i % 7) as f32 * 0.125;
+        let run = |op: Op, dims: &[usize]| {
+            let (g, inputs) = on_device(op, dims);
+            let plan = prepare(&g, &Device::Cpu, &PrepareOptions::default()).unwrap();
+            let out = plan.run_once(&inputs).unwrap();
+            out[0].1.as_f32().unwrap().to_vec()
+        };
+        let row = run(Op::MatMul, &[n, n]);
+        let want: Vec<f32> = (0..n)
+            .map(|j| (0..n).map(|k| (value(k) + 0.5) * value(k * n + j)).sum())
+            .collect();
+        assert_eq!(row.len(), n);
+        for (g, w) in row.iter().zip(&want) {
+            assert!(
+                (g - w).abs() <= 1e-5 * w.abs().max(1.0),
+                "{row:?} against {want:?}"
+            );
+        }
+        let add = run(Op::Binary(temblor_ir::BinaryOp::Add), &[n]);
+        assert_eq!(add, vec![value(0) + 0.5 + value(0)]);
     }
 }
