@@ -76,36 +76,74 @@ pub(crate) struct Program {
     pub consts: Vec<u8>,
 }
 
-impl Program {
-    pub fn new(graph: &Graph, spec: Specialized) -> Result<Program, RuntimeError> {
-        let position: HashMap<NodeId, usize> = spec
-            .order
-            .iter()
-            .enumerate()
-            .map(|(i, &n)| (n, i))
-            .collect();
-        let end = spec.order.len();
-        let place_of = |v: &ValueRef| position.get(&v.node).map(|&i| &spec.places[i]);
-        let on_gpu = |i: usize| matches!(spec.places[i], Place::Gpu { .. });
+/// A specialized graph's values as the layout asks about them.
+struct Values<'a> {
+    graph: &'a Graph,
+    spec: &'a Specialized,
+    /// Each computing node's position in `spec.order`.
+    position: HashMap<NodeId, usize>,
+    outputs: HashSet<ValueRef>,
+}
 
-        // The value whose memory a value is: an alias's input's, through chains of aliases.
-        let root = |mut v: ValueRef| {
-            while let Some(Place::Gpu {
+impl Values<'_> {
+    fn on_gpu(&self, i: usize) -> bool {
+        matches!(self.spec.places[i], Place::Gpu { .. })
+    }
+
+    /// The value whose memory `v` is: an alias's input's, through chains of aliases.
+    fn root(&self, mut v: ValueRef) -> ValueRef {
+        while let Some(&i) = self.position.get(&v.node) {
+            let Place::Gpu {
                 lowering: Lowering::Alias { input },
                 ..
-            }) = place_of(&v)
-            {
-                match graph.input(v.node, *input) {
-                    Some(source) => v = source,
-                    None => break,
-                }
+            } = &self.spec.places[i]
+            else {
+                break;
+            };
+            match self.graph.input(v.node, *input) {
+                Some(source) => v = source,
+                None => break,
             }
-            v
-        };
+        }
+        v
+    }
 
-        // Segments: runs of GPU nodes and runs of host nodes; known nodes do not run.
+    fn type_of(&self, v: &ValueRef) -> Result<&(DType, Vec<usize>), RuntimeError> {
+        self.spec
+            .types
+            .get(v)
+            .ok_or_else(|| RuntimeError::internal(format!("{v:?} has no type")))
+    }
+
+    fn bytes_of(&self, v: &ValueRef) -> Result<usize, RuntimeError> {
+        let (dtype, shape) = self.type_of(v)?;
+        Ok(shape.iter().product::<usize>() * dtype.size_bytes())
+    }
+
+    /// The step that writes `v`: 0 for a graph input.
+    fn produced_at(&self, v: &ValueRef) -> usize {
+        self.position.get(&v.node).copied().unwrap_or(0)
+    }
+
+    /// Whether `v` is written on the host (a graph input, or a host node's output).
+    fn host_made(&self, v: &ValueRef) -> bool {
+        !self.position.get(&v.node).is_some_and(|&j| self.on_gpu(j))
+    }
+
+    /// Whether `v` must come back to the host: a host node reads it, or the graph outputs it.
+    fn wanted_on_host(&self, v: ValueRef) -> bool {
+        self.outputs.contains(&v)
+            || self
+                .graph
+                .consumers(v)
+                .iter()
+                .any(|(c, _)| self.position.get(c).is_some_and(|&j| !self.on_gpu(j)))
+    }
+
+    /// Runs of GPU nodes and runs of host nodes, by position; known nodes do not run.
+    fn runs(&self) -> Vec<(bool, Vec<usize>)> {
         let mut runs: Vec<(bool, Vec<usize>)> = Vec::new();
-        for (i, place) in spec.places.iter().enumerate() {
+        for (i, place) in self.spec.places.iter().enumerate() {
             let gpu = match place {
                 Place::Known => continue,
                 Place::Gpu { .. } => true,
@@ -116,6 +154,15 @@ impl Program {
                 _ => runs.push((gpu, vec![i])),
             }
         }
+        runs
+    }
+
+    /// The arena: each value the GPU writes or reads (by root) alive from its writing to its
+    /// last reading (to its segment's end where it is downloaded), and each scratch buffer for
+    /// its node's step. Returns the plan, each value's offset, and each (node, scratch)'s.
+    fn arena(&self, runs: &[(bool, Vec<usize>)]) -> Result<Arena, RuntimeError> {
+        let (graph, spec) = (self.graph, self.spec);
+        let end = spec.order.len();
         let segment_end: HashMap<usize, usize> = runs
             .iter()
             .flat_map(|(_, nodes)| {
@@ -123,69 +170,44 @@ impl Program {
                 nodes.iter().map(move |&i| (i, last))
             })
             .collect();
-
-        // Lifetimes of the arena's values, by root, and of the scratch buffers.
         let mut lives: HashMap<ValueRef, Lifetime> = HashMap::new();
         let mut widen = |v: ValueRef, first: usize, last: usize, bytes: usize| {
             let life = lives.entry(v).or_insert(Lifetime { bytes, first, last });
             life.first = life.first.min(first);
             life.last = life.last.max(last);
         };
-        let type_of = |v: &ValueRef| {
-            spec.types
-                .get(v)
-                .ok_or_else(|| RuntimeError::internal(format!("{v:?} has no type")))
-        };
-        let bytes_of = |v: &ValueRef| -> Result<usize, RuntimeError> {
-            let (dtype, shape) = type_of(v)?;
-            Ok(shape.iter().product::<usize>() * dtype.size_bytes())
-        };
-        let produced_at = |v: &ValueRef| position.get(&v.node).copied().unwrap_or(0);
-        let outputs: HashSet<ValueRef> = graph.outputs.iter().map(|o| o.value).collect();
         for (i, &id) in spec.order.iter().enumerate() {
-            for (port, _) in graph.node(id).outputs.iter().enumerate() {
-                let v = ValueRef::new(id, port);
-                if spec.known.contains_key(&v) {
-                    continue;
-                }
-                let r = root(v);
-                let read_on_host = graph
-                    .consumers(v)
-                    .iter()
-                    .any(|(c, _)| position.get(c).is_some_and(|&j| !on_gpu(j)));
-                if on_gpu(i) {
-                    let mut last = produced_at(&v);
-                    for (c, _) in graph.consumers(v) {
-                        last = last.max(position.get(&c).copied().unwrap_or(end));
-                    }
-                    if read_on_host || outputs.contains(&v) {
-                        last = last.max(segment_end[&i]);
-                    }
-                    widen(r, produced_at(&r), last, bytes_of(&r)?);
-                }
+            if !self.on_gpu(i) {
+                continue;
             }
-            if on_gpu(i) {
-                // What this GPU node reads from the host: uploaded, alive from its production.
-                for v in graph.inputs_of(id).into_iter().flatten() {
-                    if spec.known.contains_key(&v) {
-                        continue;
-                    }
-                    let r = root(v);
-                    let host_made = !position.get(&r.node).is_some_and(|&j| on_gpu(j));
-                    if host_made {
-                        widen(r, produced_at(&r), i, bytes_of(&r)?);
-                    }
+            for port in 0..graph.node(id).outputs.len() {
+                let v = ValueRef::new(id, port);
+                let mut last = i;
+                for (c, _) in graph.consumers(v) {
+                    last = last.max(self.position.get(&c).copied().unwrap_or(end));
+                }
+                if self.wanted_on_host(v) {
+                    last = last.max(segment_end[&i]);
+                }
+                let r = self.root(v);
+                widen(r, self.produced_at(&r), last, self.bytes_of(&r)?);
+            }
+            // What this GPU node reads from the host: uploaded, alive from its production.
+            for v in graph.inputs_of(id).into_iter().flatten() {
+                let r = self.root(v);
+                if !spec.known.contains_key(&v) && self.host_made(&r) {
+                    widen(r, self.produced_at(&r), i, self.bytes_of(&r)?);
                 }
             }
         }
         let mut values: Vec<(ValueRef, Lifetime)> = lives.into_iter().collect();
         values.sort_by_key(|(v, _)| (v.node, v.port));
         let mut lifetimes: Vec<Lifetime> = values.iter().map(|(_, l)| *l).collect();
-        let mut scratch_at: HashMap<(usize, usize), usize> = HashMap::new();
+        let mut scratch = HashMap::new();
         for (i, place) in spec.places.iter().enumerate() {
-            if let Place::Gpu { scratch, .. } = place {
-                for (k, &bytes) in scratch.iter().enumerate() {
-                    scratch_at.insert((i, k), lifetimes.len());
+            if let Place::Gpu { scratch: sizes, .. } = place {
+                for (k, &bytes) in sizes.iter().enumerate() {
+                    scratch.insert((i, k), lifetimes.len());
                     lifetimes.push(Lifetime {
                         bytes,
                         first: i,
@@ -194,37 +216,80 @@ impl Program {
                 }
             }
         }
-        let arena = MemoryPlan::new(&lifetimes);
-        let arena_of: HashMap<ValueRef, usize> = values
+        let plan = MemoryPlan::new(&lifetimes);
+        let values = values
             .iter()
             .enumerate()
-            .map(|(k, (v, _))| (*v, arena.offsets[k]))
+            .map(|(k, (v, _))| (*v, plan.offsets[k]))
             .collect();
+        let scratch = scratch
+            .into_iter()
+            .map(|(at, k)| (at, plan.offsets[k]))
+            .collect();
+        Ok(Arena {
+            plan,
+            values,
+            scratch,
+        })
+    }
+}
 
-        // Constants: the known values GPU nodes read, and what their lowerings derived.
-        let mut consts: Vec<u8> = Vec::new();
-        let mut const_of: HashMap<ValueRef, usize> = HashMap::new();
-        let mut push = |bytes: &[u8]| {
-            let at = consts.len().div_ceil(CONST_ALIGN) * CONST_ALIGN;
-            consts.resize(at, 0);
-            consts.extend_from_slice(bytes);
-            at
+/// The arena as [`Values::arena`] lays it out.
+struct Arena {
+    plan: MemoryPlan,
+    /// Each value's offset, by root.
+    values: HashMap<ValueRef, usize>,
+    /// Each scratch buffer's offset, by (node position, scratch index).
+    scratch: HashMap<(usize, usize), usize>,
+}
+
+/// The constants the GPU reads: known values by value, and what lowerings derived.
+#[derive(Default)]
+struct Consts {
+    bytes: Vec<u8>,
+    of: HashMap<ValueRef, usize>,
+}
+
+impl Consts {
+    fn push(&mut self, bytes: &[u8]) -> usize {
+        let at = self.bytes.len().div_ceil(CONST_ALIGN) * CONST_ALIGN;
+        self.bytes.resize(at, 0);
+        self.bytes.extend_from_slice(bytes);
+        at
+    }
+}
+
+impl Program {
+    pub fn new(graph: &Graph, spec: Specialized) -> Result<Program, RuntimeError> {
+        let values = Values {
+            graph,
+            spec: &spec,
+            position: spec
+                .order
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| (n, i))
+                .collect(),
+            outputs: graph.outputs.iter().map(|o| o.value).collect(),
         };
-
-        let slot =
-            |v: &ValueRef, const_of: &HashMap<ValueRef, usize>| -> Result<Slot, RuntimeError> {
-                if let Some(&c) = const_of.get(v) {
-                    return Ok(Slot::Consts(c));
-                }
-                arena_of
-                    .get(&root(*v))
-                    .map(|&o| Slot::Arena(o))
-                    .ok_or_else(|| RuntimeError::internal(format!("{v:?} has no place")))
-            };
+        let runs = values.runs();
+        let arena = values.arena(&runs)?;
+        let mut consts = Consts::default();
+        let slot = |v: &ValueRef, consts: &Consts| -> Result<Slot, RuntimeError> {
+            if let Some(&c) = consts.of.get(v) {
+                return Ok(Slot::Consts(c));
+            }
+            arena
+                .values
+                .get(&values.root(*v))
+                .map(|&o| Slot::Arena(o))
+                .ok_or_else(|| RuntimeError::internal(format!("{v:?} has no place")))
+        };
         let transfer = |v: ValueRef| -> Result<Transfer, RuntimeError> {
-            let (dtype, shape) = type_of(&v)?;
-            let offset = *arena_of
-                .get(&root(v))
+            let (dtype, shape) = values.type_of(&v)?;
+            let offset = *arena
+                .values
+                .get(&values.root(v))
                 .ok_or_else(|| RuntimeError::internal(format!("{v:?} is not in the arena")))?;
             Ok(Transfer {
                 value: v,
@@ -257,26 +322,21 @@ impl Program {
                 let ins = graph.inputs_of(id);
                 for v in ins.iter().flatten() {
                     if let Some(t) = spec.known.get(v) {
-                        if !const_of.contains_key(v) {
-                            let at = push(&t.data.to_le_bytes());
-                            const_of.insert(*v, at);
+                        if !consts.of.contains_key(v) {
+                            let at = consts.push(&t.data.to_le_bytes());
+                            consts.of.insert(*v, at);
                         }
                         continue;
                     }
-                    let r = root(*v);
-                    let host_made = !position.get(&r.node).is_some_and(|&j| on_gpu(j));
-                    if host_made && uploaded.insert(r) {
+                    let r = values.root(*v);
+                    if values.host_made(&r) && uploaded.insert(r) {
                         uploads.push(transfer(r)?);
                     }
                 }
                 let n_out = graph.node(id).outputs.len();
                 for port in 0..n_out {
                     let v = ValueRef::new(id, port);
-                    let read_on_host = graph
-                        .consumers(v)
-                        .iter()
-                        .any(|(c, _)| position.get(c).is_some_and(|&j| !on_gpu(j)));
-                    if read_on_host || outputs.contains(&v) {
+                    if values.wanted_on_host(v) {
                         downloads.push(transfer(v)?);
                     }
                 }
@@ -287,17 +347,17 @@ impl Program {
                 let bind = Bind {
                     inputs: ins
                         .iter()
-                        .map(|v| v.as_ref().map(|v| slot(v, &const_of)).transpose())
+                        .map(|v| v.as_ref().map(|v| slot(v, &consts)).transpose())
                         .collect::<Result<_, _>>()?,
                     outputs: (0..n_out)
-                        .map(|p| slot(&ValueRef::new(id, p), &const_of))
+                        .map(|p| slot(&ValueRef::new(id, p), &consts))
                         .collect::<Result<_, _>>()?,
                     scratch: (0..scratch.len())
-                        .map(|k| Slot::Arena(arena.offsets[scratch_at[&(i, k)]]))
+                        .map(|k| Slot::Arena(arena.scratch[&(i, k)]))
                         .collect(),
                     derived: derived
                         .iter()
-                        .map(|t| Slot::Consts(push(&t.data.to_le_bytes())))
+                        .map(|t| Slot::Consts(consts.push(&t.data.to_le_bytes())))
                         .collect(),
                 };
                 nodes.push(NodeWork {
@@ -315,8 +375,8 @@ impl Program {
         Ok(Program {
             spec,
             segments,
-            arena,
-            consts,
+            arena: arena.plan,
+            consts: consts.bytes,
         })
     }
 }
