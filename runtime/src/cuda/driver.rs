@@ -164,6 +164,78 @@ pub(crate) fn check_driver() -> Result<(), RuntimeError> {
     toolkit::driver_has(DRIVER_FUNCTIONS)
 }
 
+/// Every kernel module, compiled for `target` by the newest NVRTC the driver can run, loaded
+/// into the current context.
+fn load_modules(driver_major: u32, target: Target) -> Result<Vec<sys::CUmodule>, RuntimeError> {
+    let nvrtc = Nvrtc::load(Some(driver_major))?;
+    let mut modules = Vec::new();
+    for (name, image) in nvrtc.compile_all(target)? {
+        let mut module: sys::CUmodule = std::ptr::null_mut();
+        // SAFETY: `image` is a CUBIN NVRTC made for this device's architecture; the context is
+        // current.
+        let loaded = unsafe { sys::cuModuleLoadData(&mut module, image.as_ptr().cast()) };
+        check(loaded, &format!("loading {name}"))?;
+        modules.push(module);
+    }
+    Ok(modules)
+}
+
+impl Blas {
+    /// The newest cuBLAS the driver can run, on `stream`, with its workspace set so that
+    /// captured GEMMs never allocate.
+    fn load(driver_major: u32, stream: sys::CUstream) -> Result<Blas, RuntimeError> {
+        let (lib, _) = toolkit::load("cublas", Some(driver_major))?;
+        let symbol = |name: &str| -> Result<*const c_void, RuntimeError> {
+            // SAFETY: only the address is read here; each is transmuted below to the
+            // signature cuBLAS's headers give that function.
+            unsafe { lib.get::<*const c_void>(name.as_bytes()) }
+                .map(|s| *s)
+                .map_err(|e| RuntimeError::unsupported(format!("cuBLAS lacks {name}: {e}")))
+        };
+        let blas_check = |status: c_int, what: &str| {
+            if status == 0 {
+                Ok(())
+            } else {
+                Err(RuntimeError::internal(format!(
+                    "cuBLAS {what}: status {status}"
+                )))
+            }
+        };
+        // SAFETY: each symbol has the signature it is transmuted to (cublas_api.h); the stream
+        // and the workspace are live device objects of the current context.
+        unsafe {
+            let create: unsafe extern "C" fn(*mut BlasHandle) -> c_int =
+                std::mem::transmute(symbol("cublasCreate_v2")?);
+            let set_stream: unsafe extern "C" fn(BlasHandle, sys::CUstream) -> c_int =
+                std::mem::transmute(symbol("cublasSetStream_v2")?);
+            let set_workspace: unsafe extern "C" fn(BlasHandle, *mut c_void, usize) -> c_int =
+                std::mem::transmute(symbol("cublasSetWorkspace_v2")?);
+            let sgemm: SgemmStridedBatched =
+                std::mem::transmute(symbol("cublasSgemmStridedBatched")?);
+            let gemm_ex: GemmStridedBatchedEx =
+                std::mem::transmute(symbol("cublasGemmStridedBatchedEx")?);
+            let mut handle: BlasHandle = std::ptr::null_mut();
+            blas_check(create(&mut handle), "create")?;
+            blas_check(set_stream(handle, stream), "set stream")?;
+            let mut workspace: sys::CUdeviceptr = 0;
+            check(
+                sys::cuMemAlloc_v2(&mut workspace, BLAS_WORKSPACE),
+                "cuBLAS workspace",
+            )?;
+            blas_check(
+                set_workspace(handle, workspace as *mut c_void, BLAS_WORKSPACE),
+                "set workspace",
+            )?;
+            Ok(Blas {
+                _lib: lib,
+                handle,
+                sgemm,
+                gemm_ex,
+            })
+        }
+    }
+}
+
 impl Gpu {
     /// The GPU `ordinal`, its kernels compiled for it. Fails with the driver's absence before
     /// any cudarc call, which would panic.
@@ -209,70 +281,19 @@ impl Gpu {
                 "stream",
             )?;
 
-            let nvrtc = Nvrtc::load(Some(driver_major))?;
             let target = Target {
                 major: major as u32,
                 minor: minor as u32,
             };
-            let mut modules = Vec::new();
-            for (module_name, image) in nvrtc.compile_all(target)? {
-                let mut module: sys::CUmodule = std::ptr::null_mut();
-                check(
-                    sys::cuModuleLoadData(&mut module, image.as_ptr().cast()),
-                    &format!("loading {module_name}"),
-                )?;
-                modules.push(module);
-            }
-
-            let (lib, _) = toolkit::load("cublas", Some(driver_major))?;
-            let symbol = |name: &str| -> Result<*const c_void, RuntimeError> {
-                lib.get::<*const c_void>(name.as_bytes())
-                    .map(|s| *s)
-                    .map_err(|e| RuntimeError::unsupported(format!("cuBLAS lacks {name}: {e}")))
-            };
-            let create: unsafe extern "C" fn(*mut BlasHandle) -> c_int =
-                std::mem::transmute(symbol("cublasCreate_v2")?);
-            let set_stream: unsafe extern "C" fn(BlasHandle, sys::CUstream) -> c_int =
-                std::mem::transmute(symbol("cublasSetStream_v2")?);
-            let set_workspace: unsafe extern "C" fn(BlasHandle, *mut c_void, usize) -> c_int =
-                std::mem::transmute(symbol("cublasSetWorkspace_v2")?);
-            let sgemm: SgemmStridedBatched =
-                std::mem::transmute(symbol("cublasSgemmStridedBatched")?);
-            let gemm_ex: GemmStridedBatchedEx =
-                std::mem::transmute(symbol("cublasGemmStridedBatchedEx")?);
-            let mut handle: BlasHandle = std::ptr::null_mut();
-            let blas_check = |status: c_int, what: &str| {
-                if status == 0 {
-                    Ok(())
-                } else {
-                    Err(RuntimeError::internal(format!(
-                        "cuBLAS {what}: status {status}"
-                    )))
-                }
-            };
-            blas_check(create(&mut handle), "create")?;
-            blas_check(set_stream(handle, stream), "set stream")?;
-            let mut workspace: sys::CUdeviceptr = 0;
-            check(
-                sys::cuMemAlloc_v2(&mut workspace, BLAS_WORKSPACE),
-                "cuBLAS workspace",
-            )?;
-            blas_check(
-                set_workspace(handle, workspace as *mut c_void, BLAS_WORKSPACE),
-                "set workspace",
-            )?;
+            let modules = load_modules(driver_major, target)?;
+            let blas = Blas::load(driver_major, stream)?;
             Ok(Gpu {
                 inner: Mutex::new(Inner {
                     ctx,
                     stream,
                     modules,
                     functions: HashMap::new(),
-                    blas: Blas {
-                        _lib: lib,
-                        handle,
-                        sgemm,
-                        gemm_ex,
-                    },
+                    blas,
                     graphs: HashMap::new(),
                     pinned: (std::ptr::null_mut(), 0),
                 }),
