@@ -31,7 +31,7 @@ fn product(d: &[usize]) -> usize {
 
 /// The first index `start:end:step` selects on an axis of extent `n`, and how many it selects,
 /// with ONNX's clamping of out-of-range bounds.
-fn slice_bounds(n: usize, start: i64, end: i64, step: i64) -> (usize, usize) {
+pub(crate) fn slice_bounds(n: usize, start: i64, end: i64, step: i64) -> (usize, usize) {
     if n == 0 {
         return (0, 0);
     }

@@ -56,8 +56,10 @@ mod strided;
 mod tiled_conv;
 
 pub(crate) use execute::computes_in_f32;
+pub(crate) use indexing::slice_bounds;
 pub(crate) use isa::Isa;
 pub(crate) use plan::{CpuPlan, CpuState};
+pub(crate) use pool::out_extent;
 
 /// Runs one op on whole tensors, outside any plan: compile-time evaluation of small values
 /// (loop conditions, shape computations) uses the same kernels as the plan does.

@@ -13,6 +13,7 @@ use super::real::{dispatch_real, sum_f64, values, Ordered, Real};
 use super::{dispatch, f32s};
 use crate::RuntimeError;
 use crate::Tensor;
+pub(crate) use geometry::out_extent;
 use geometry::{Axis, Geometry};
 use rayon::prelude::*;
 use temblor_ir::PoolAttrs;

@@ -158,31 +158,7 @@ fn binary_graph(name: &str, op: Op, dims: &[usize]) -> (Graph, Vec<(String, Tens
     for (port, v) in values.into_iter().enumerate() {
         g.connect(v, out, port);
     }
-    let first = g.add_node(Node::new(
-        "first",
-        Op::Slice,
-        vec![info(
-            "first",
-            TensorType::new(DType::F32, Shape::from_known(&[1])),
-        )],
-    ));
-    g.connect(ValueRef::new(out, 0), first, 0);
-    for (port, v) in [(1, 0), (2, 1)] {
-        let w = g.weights.add(Weight::from_i64(vec![1], &[v]));
-        let c = g.add_node(Node::new(
-            format!("bound{port}"),
-            Op::Constant { weight: w },
-            vec![info(
-                &format!("bound{port}"),
-                TensorType::new(DType::I64, Shape::from_known(&[1])),
-            )],
-        ));
-        g.connect(ValueRef::new(c, 0), first, port);
-    }
-    g.outputs.push(GraphOutput {
-        name: "out".into(),
-        value: ValueRef::new(first, 0),
-    });
+    output_first_row(&mut g, ValueRef::new(out, 0), dims);
     (g, inputs)
 }
 
@@ -217,6 +193,14 @@ fn on_device(op: Op, dims: &[usize]) -> (Graph, Vec<(String, Tensor)>) {
     let out = g.add_node(Node::new("y", op, vec![info("y", ty)]));
     g.connect(ValueRef::new(shifted, 0), out, 0);
     g.connect(b, out, 1);
+    output_first_row(&mut g, ValueRef::new(out, 0), dims);
+    (g, vec![("s".to_owned(), Tensor::f32(vec![1], vec![0.5]))])
+}
+
+/// Makes the graph's output the first row (index 0 of axis 0) of `value`, of extents `dims`:
+/// an output is fresh memory on every run (and on a GPU, a copy to the host), so the value
+/// itself stays in the plan's reused arena.
+fn output_first_row(g: &mut Graph, value: ValueRef, dims: &[usize]) {
     let mut first_dims = dims.to_vec();
     first_dims[0] = 1;
     let first = g.add_node(Node::new(
@@ -227,7 +211,7 @@ fn on_device(op: Op, dims: &[usize]) -> (Graph, Vec<(String, Tensor)>) {
             TensorType::new(DType::F32, Shape::from_known(&first_dims)),
         )],
     ));
-    g.connect(ValueRef::new(out, 0), first, 0);
+    g.connect(value, first, 0);
     for (port, v) in [(1, 0), (2, 1)] {
         let w = g.weights.add(Weight::from_i64(vec![1], &[v]));
         let c = g.add_node(Node::new(
@@ -244,7 +228,6 @@ fn on_device(op: Op, dims: &[usize]) -> (Graph, Vec<(String, Tensor)>) {
         name: "out".into(),
         value: ValueRef::new(first, 0),
     });
-    (g, vec![("s".to_owned(), Tensor::f32(vec![1], vec![0.5]))])
 }
 
 fn info(name: &str, ty: TensorType) -> TensorInfo {

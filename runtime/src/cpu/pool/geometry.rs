@@ -48,7 +48,7 @@ pub(super) struct Geometry {
 
 /// The output extent of one axis, as ONNX defines it: in ceil mode the last window must still
 /// start inside the input or its leading padding.
-fn out_extent(
+pub(crate) fn out_extent(
     input: usize,
     eff: usize,
     stride: usize,

@@ -170,29 +170,6 @@ pub(super) fn transpose(perm: &[usize], cx: &mut Cx) -> Result<Lowering, Unsuppo
     strided_node(&walk, 0, cx)
 }
 
-/// indexing.rs's `slice_bounds`: the first index `start:end:step` selects on an axis of extent
-/// `n`, and how many it selects.
-fn slice_bounds(n: usize, start: i64, end: i64, step: i64) -> (usize, usize) {
-    if n == 0 {
-        return (0, 0);
-    }
-    let n = n as i64;
-    let wrap = |v: i64| if v < 0 { v.saturating_add(n) } else { v };
-    let (first, span) = if step > 0 {
-        let s = wrap(start).clamp(0, n);
-        (s, wrap(end).clamp(0, n) - s)
-    } else {
-        let s = wrap(start).clamp(0, n - 1);
-        (s, s - wrap(end).clamp(-1, n - 1))
-    };
-    let len = if span > 0 {
-        (span as u64 - 1) / step.unsigned_abs() + 1
-    } else {
-        0
-    };
-    (first as usize, len as usize)
-}
-
 /// Known axes, normalized and distinct, as the CPU's `distinct_axes`.
 fn distinct_axes(axes: &[i64], rank: usize) -> Result<Vec<usize>, Unsupported> {
     let mut seen = vec![false; rank];
@@ -246,7 +223,7 @@ pub(super) fn slice(cx: &mut Cx) -> Result<Lowering, Unsupported> {
     let mut walk: Vec<(usize, i64)> = x.shape.iter().copied().zip(s.iter().copied()).collect();
     let mut offset = 0;
     for (i, &a) in axes.iter().enumerate() {
-        let (first, len) = slice_bounds(x.shape[a], starts[i], ends[i], steps[i]);
+        let (first, len) = crate::cpu::slice_bounds(x.shape[a], starts[i], ends[i], steps[i]);
         // With one element or none the stride is never taken, and a huge step must not
         // overflow it.
         let stride = if len > 1 { steps[i] * s[a] } else { 0 };

@@ -158,9 +158,8 @@ fn pool_params(a: &PoolAttrs, x: &[usize], y: &[usize]) -> Result<PoolParams, Un
     })
 }
 
-/// geometry.rs's output extent of one axis; `None` where the CPU rejects the window (a zero
-/// kernel, stride or dilation, or a window past the padded input). In ceil mode the last window
-/// must still start inside the input or its leading padding.
+/// The output extent of one axis by geometry.rs's rule; `None` where the CPU rejects the
+/// window (a zero kernel, stride or dilation, or a window past the padded input).
 fn out_extent(
     input: usize,
     kernel: usize,
@@ -173,16 +172,7 @@ fn out_extent(
         return None;
     }
     let eff = (kernel - 1).checked_mul(dilation)?.checked_add(1)?;
-    let span = (input + pads.0 + pads.1).checked_sub(eff)?;
-    let mut out = if ceil {
-        span.div_ceil(stride) + 1
-    } else {
-        span / stride + 1
-    };
-    if ceil && (out - 1) * stride >= input + pads.0 {
-        out -= 1;
-    }
-    Some(out)
+    crate::cpu::out_extent(input, eff, stride, pads, ceil)
 }
 
 /// One thread per `[n, c]` plane of an input of rank >= 3.
