@@ -230,22 +230,17 @@ impl CudaPlan {
             Entry::Vacant(e) => e.insert(self.arena(&loaded)?),
         };
         let spec = &program.spec;
-        let mut host: HashMap<ValueRef, Tensor> = HashMap::new();
+        // The inputs as given, by value; what the host computes or downloads, owned.
+        let mut given: HashMap<ValueRef, &Tensor> = HashMap::new();
         for id in self.graph.node_ids() {
             if let Op::Input { .. } = self.graph.node(id).op {
                 let name = &self.graph.node(id).outputs[0].name;
                 if let Some((_, t)) = inputs.iter().find(|(n, _)| n == name) {
-                    host.insert(ValueRef::new(id, 0), t.clone());
+                    given.insert(ValueRef::new(id, 0), t);
                 }
             }
         }
-        let value =
-            |host: &HashMap<ValueRef, Tensor>, v: &ValueRef| -> Result<Tensor, RuntimeError> {
-                host.get(v)
-                    .or_else(|| spec.known.get(v))
-                    .cloned()
-                    .ok_or_else(|| RuntimeError::internal(format!("{v:?} is not on the host")))
-            };
+        let mut host: HashMap<ValueRef, Tensor> = HashMap::new();
         for (s, segment) in program.segments.iter().enumerate() {
             match segment {
                 Segment::Gpu {
@@ -254,7 +249,9 @@ impl CudaPlan {
                     downloads,
                 } => {
                     for t in uploads {
-                        let bytes = value(&host, &t.value)?.data.to_le_bytes();
+                        let bytes = lookup(&host, &given, &spec.known, &t.value)?
+                            .data
+                            .to_le_bytes();
                         self.executor.upload(arena.ptr + t.offset as u64, &bytes)?;
                     }
                     match observer.as_deref_mut() {
@@ -282,13 +279,16 @@ impl CudaPlan {
                     for &i in indices {
                         let id = spec.order[i];
                         let node = self.graph.node(id);
-                        let ins = self
-                            .graph
-                            .inputs_of(id)
+                        let reads = self.graph.inputs_of(id);
+                        let ins = reads
                             .iter()
-                            .map(|v| v.as_ref().map(|v| value(&host, v)).transpose())
+                            .map(|v| {
+                                v.as_ref()
+                                    .map(|v| lookup(&host, &given, &spec.known, v))
+                                    .transpose()
+                            })
                             .collect::<Result<Vec<_>, _>>()?;
-                        let refs: Vec<Option<&Tensor>> = ins.iter().map(Option::as_ref).collect();
+                        let refs: Vec<Option<&Tensor>> = ins;
                         let start = Instant::now();
                         let outs = run_op(&node.op, &refs, node.outputs.len())
                             .map_err(|e| e.context(&self.graph.describe(id)))?;
@@ -309,7 +309,12 @@ impl CudaPlan {
         self.graph
             .outputs
             .iter()
-            .map(|o| Ok((o.name.clone(), value(&host, &o.value)?)))
+            .map(|o| {
+                Ok((
+                    o.name.clone(),
+                    lookup(&host, &given, &spec.known, &o.value)?.clone(),
+                ))
+            })
             .collect()
     }
 
@@ -405,6 +410,20 @@ impl CudaPlan {
         }
         Ok(())
     }
+}
+
+/// Value `v` of a run: computed or downloaded on the host, given as an input, or known before
+/// the run.
+fn lookup<'a>(
+    host: &'a HashMap<ValueRef, Tensor>,
+    given: &HashMap<ValueRef, &'a Tensor>,
+    known: &'a HashMap<ValueRef, Tensor>,
+    v: &ValueRef,
+) -> Result<&'a Tensor, RuntimeError> {
+    host.get(v)
+        .or_else(|| given.get(v).copied())
+        .or_else(|| known.get(v))
+        .ok_or_else(|| RuntimeError::internal(format!("{v:?} is not on the host")))
 }
 
 /// A tensor from the bytes of a download.
