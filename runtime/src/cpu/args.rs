@@ -4,7 +4,7 @@
 
 use super::bf16_conv::Bf16Conv;
 use super::control::Control;
-use super::conv_gemm::PackedWeights;
+use super::conv::ConvWeights;
 use super::conv_transpose_phases::PhaseWeights;
 use super::int8_conv::Int8Conv;
 use super::int8_gemm::Quantizer;
@@ -24,7 +24,7 @@ pub(crate) struct Args<'a> {
 #[derive(Debug)]
 pub(crate) enum Lowered {
     /// A convolution's constant weight, packed for its GEMM.
-    ConvWeights(PackedWeights),
+    ConvWeights(ConvWeights),
     /// A strided transposed convolution's constant weight, split into its output phases'.
     ConvTransposeWeights(PhaseWeights),
     /// An int8 layer's convolution, which reads the float input of its quantization.
@@ -57,7 +57,7 @@ impl<'a> Args<'a> {
     }
 
     /// The convolution weight the plan packed, if it did.
-    pub fn packed(&self) -> Option<&'a PackedWeights> {
+    pub fn packed(&self) -> Option<&'a ConvWeights> {
         match self.lowered {
             Some(Lowered::ConvWeights(p)) => Some(p),
             _ => None,

@@ -12,6 +12,7 @@
 //! cache.
 
 use super::buffers;
+use super::conv_blocked::BlockedWeights;
 use super::conv_gemm::{ConvGemm, PackedWeights, MIN_WIDTH, MR, NR};
 use super::conv_padded::padded_conv;
 use super::conv_tasks::{min_per_job, tasks};
@@ -182,10 +183,21 @@ impl Geometry {
     }
 }
 
-/// The weight `w` of a convolution with attributes `a` packed for the GEMM path on `isa`, or
-/// `None` when that path does not take it (depthwise and few-output convolutions, non-f32
-/// weights, an instruction set the GEMM does not pack for).
-pub(crate) fn pack_weights(a: &ConvAttrs, w: &Tensor, isa: Isa) -> Option<PackedWeights> {
+/// A convolution's constant weight packed once, when the plan is built, for the paths that
+/// read it packed.
+#[derive(Debug)]
+pub(crate) struct ConvWeights {
+    /// For the GEMM path ([`gemm_conv`]).
+    gemm: Option<PackedWeights>,
+    /// For the channel-block path ([`super::conv_blocked`]), which takes the convolutions it is
+    /// eligible for over planes of at least a tile; the GEMM form serves the smaller ones.
+    blocked: Option<BlockedWeights>,
+}
+
+/// The weight `w` of a convolution with attributes `a` packed for the paths that take it on
+/// `isa`, or `None` where none does (depthwise and few-output convolutions, non-f32 weights, an
+/// instruction set the GEMMs do not pack for).
+pub(crate) fn pack_weights(a: &ConvAttrs, w: &Tensor, isa: Isa) -> Option<ConvWeights> {
     let (&[o, cg, kh, kw], Some(wv)) = (&w.shape[..], w.as_f32()) else {
         return None;
     };
@@ -194,7 +206,11 @@ pub(crate) fn pack_weights(a: &ConvAttrs, w: &Tensor, isa: Isa) -> Option<Packed
     if !gemm || g == 0 || o % g != 0 {
         return None;
     }
-    PackedWeights::new(wv, g, o / g, cg * kh * kw, isa)
+    let weights = ConvWeights {
+        gemm: PackedWeights::new(wv, g, o / g, cg * kh * kw, isa),
+        blocked: BlockedWeights::for_conv(wv, [o, cg, kh, kw], g, a.dilations, isa),
+    };
+    (weights.gemm.is_some() || weights.blocked.is_some()).then_some(weights)
 }
 
 /// The epilogue of convolution `a` with output `geo`, its bias and residual checked.
@@ -234,7 +250,7 @@ pub(crate) fn conv(
     bias: Option<&Tensor>,
     residual: Option<&Tensor>,
     isa: Isa,
-    (packed, quantized): (Option<&PackedWeights>, Option<Quantizer>),
+    (packed, quantized): (Option<&ConvWeights>, Option<Quantizer>),
 ) -> Result<Tensor, RuntimeError> {
     let geo = Geometry::new(a, x, dims4(w, "weight")?)?;
     let (xv, wv) = (f32s(x, "input")?, f32s(w, "weight")?);
@@ -285,10 +301,23 @@ fn gemm_conv(
     geo: &Geometry,
     xv: &[f32],
     wv: &[f32],
-    packed: Option<&PackedWeights>,
+    packed: Option<&ConvWeights>,
     epi: &Epilogue,
     out: &mut [f32],
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if super::conv_blocked::takes(geo, epi.isa) {
+        let made;
+        let weights = match packed.and_then(|p| p.blocked.as_ref()) {
+            Some(w) => w,
+            None => {
+                made = BlockedWeights::new(wv, [geo.o, geo.c, geo.kh, geo.kw]);
+                &made
+            }
+        };
+        return super::conv_blocked::conv(geo, xv, weights, epi, out);
+    }
+    let packed = packed.and_then(|p| p.gemm.as_ref());
     let cg = geo.c / geo.group;
     let og = geo.o / geo.group;
     let kdim = cg * geo.kh * geo.kw;

@@ -281,7 +281,7 @@ fn phase_plane<T: Tap>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::super::conv::{conv, pack_weights};
     use super::super::isa::Isa;
     use crate::Tensor;
@@ -289,7 +289,7 @@ mod tests {
 
     /// ONNX Conv by its definition, in f64.
     #[allow(clippy::too_many_arguments)]
-    fn reference(
+    pub(in crate::cpu) fn reference(
         x: &[f32],
         [n, c, h, w]: [usize; 4],
         k: &[f32],

@@ -3,8 +3,7 @@
 //! phases' weights depend on the kernel, strides and pads only, so a plan makes and packs them
 //! once for a constant weight ([`phase_weights`]).
 
-use super::conv::{conv, dims4, pack_weights};
-use super::conv_gemm::PackedWeights;
+use super::conv::{conv, dims4, pack_weights, ConvWeights};
 use super::conv_transpose::Geometry;
 use super::isa::Isa;
 use super::{buffers, f32s};
@@ -88,7 +87,7 @@ fn axis_taps(k: usize, s: usize, p0: usize) -> Vec<(usize, usize)> {
 #[derive(Debug)]
 pub(crate) struct PhaseWeights {
     taps: [Vec<(usize, usize)>; 2],
-    kernels: Vec<(Tensor, Option<PackedWeights>)>,
+    kernels: Vec<(Tensor, Option<ConvWeights>)>,
 }
 
 impl PhaseWeights {

@@ -11,6 +11,7 @@ mod buffers;
 mod cast;
 mod control;
 mod conv;
+mod conv_blocked;
 mod conv_gemm;
 mod conv_padded;
 mod conv_tasks;
