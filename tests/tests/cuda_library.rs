@@ -15,6 +15,7 @@ use temblor_runtime::{
     prepare, prepare_emulated_cuda, Device, Plan, PrepareOptions, Tensor, TensorData,
 };
 use temblor_tests::builder::Builder;
+use temblor_tests::detections::{assert_same_detections, Detection};
 use temblor_tests::{read_f32, rel_l2, shared, Rng};
 
 fn ty(dtype: DType, dims: &[usize]) -> TensorType {
@@ -315,7 +316,20 @@ fn assert_decodes_on_the_gpu_up_to_its_nms(model: &str, other_gaps: &[&str]) {
     let got = cuda.run(&mut cuda.new_state(), &feed).unwrap();
     for ((name, g), (_, w)) in got.iter().zip(&want) {
         assert_eq!(g.shape, w.shape, "{name}");
+        let detections = g.shape.len() == 2 && g.shape[1] == 6;
         match (g.as_f32(), w.as_f32()) {
+            // Detections as sets: two candidates whose scores differ in the sixth digit (this
+            // random-weight model scores many alike) may leave the NMS in either order when the
+            // GPU and the CPU sum in different orders.
+            (Some(g), Some(w)) if detections => {
+                let rows = |v: &[f32]| -> Vec<Detection> {
+                    v.chunks_exact(6)
+                        .map(|c| std::array::from_fn(|i| f64::from(c[i])))
+                        .collect()
+                };
+                let swapped = assert_same_detections(&rows(g), &rows(w), name);
+                assert_eq!(swapped, 0, "{name}: detections swapped at the cut");
+            }
             (Some(g), Some(w)) => assert!(rel_l2(g, w) <= 1e-4, "{name}: {:e}", rel_l2(g, w)),
             _ => assert_eq!(g, w, "{name}"),
         }

@@ -12,6 +12,7 @@
 //! cache.
 
 use super::buffers;
+#[cfg(target_arch = "x86_64")]
 use super::conv_blocked::BlockedWeights;
 use super::conv_gemm::{ConvGemm, PackedWeights, MIN_WIDTH, MR, NR};
 use super::conv_padded::padded_conv;
@@ -189,8 +190,9 @@ impl Geometry {
 pub(crate) struct ConvWeights {
     /// For the GEMM path ([`gemm_conv`]).
     gemm: Option<PackedWeights>,
-    /// For the channel-block path ([`super::conv_blocked`]), which takes the convolutions it is
-    /// eligible for over planes of at least a tile; the GEMM form serves the smaller ones.
+    /// For the channel-block path (`conv_blocked`, AVX-512), which takes some of the
+    /// convolutions it is packed for, by their planes; the GEMM form serves the others.
+    #[cfg(target_arch = "x86_64")]
     blocked: Option<BlockedWeights>,
 }
 
@@ -208,9 +210,10 @@ pub(crate) fn pack_weights(a: &ConvAttrs, w: &Tensor, isa: Isa) -> Option<ConvWe
     }
     let weights = ConvWeights {
         gemm: PackedWeights::new(wv, g, o / g, cg * kh * kw, isa),
+        #[cfg(target_arch = "x86_64")]
         blocked: BlockedWeights::for_conv(wv, [o, cg, kh, kw], g, a.dilations, isa),
     };
-    (weights.gemm.is_some() || weights.blocked.is_some()).then_some(weights)
+    weights.gemm.is_some().then_some(weights)
 }
 
 /// The epilogue of convolution `a` with output `geo`, its bias and residual checked.

@@ -11,6 +11,7 @@ mod buffers;
 mod cast;
 mod control;
 mod conv;
+#[cfg(target_arch = "x86_64")]
 mod conv_blocked;
 mod conv_gemm;
 mod conv_padded;
