@@ -30,10 +30,10 @@ use rayon::prelude::*;
 /// Channels per block: one AVX-512 vector of f32.
 pub(crate) const LANES: usize = 16;
 /// Output channel blocks per tile, at most.
-const BLOCKS: usize = 3;
+pub(super) const BLOCKS: usize = 3;
 /// Output positions per tile: with [`BLOCKS`], 24 sums in registers. (12 positions for tiles of
 /// two blocks measured no faster in the models: YOLOv8n 9.45 against 9.52 ms at one thread.)
-const TILE: usize = 8;
+pub(super) const TILE: usize = 8;
 
 /// A convolution weight `[o, c, kh, kw]` in blocks: `[o/16][c/16][kh][kw][16 c][16 o]`, zero
 /// where `o` or `c` is past the weight's.
@@ -85,7 +85,7 @@ impl BlockedWeights {
 /// least two blocks of outputs (one block takes a weight vector per 8 broadcasts: 16->16 3x3
 /// over 80x80 1.25x slower) and a whole block of inputs. The 3x3 layers it takes ran 0.66x
 /// (10x10 planes) to 0.97x (40x40) of the GEMM path's time.
-fn eligible([o, c, kh, kw]: [usize; 4], group: usize, [dh, dw]: [usize; 2]) -> bool {
+pub(super) fn eligible([o, c, kh, kw]: [usize; 4], group: usize, [dh, dw]: [usize; 2]) -> bool {
     group == 1 && dh == 1 && dw == 1 && kh * kw > 1 && o >= 2 * LANES && c >= LANES
 }
 
@@ -302,7 +302,7 @@ pub(crate) fn conv(
     buffers::give_back(xb);
 }
 
-mod avx512;
+pub(super) mod avx512;
 
 #[cfg(test)]
 mod tests {

@@ -20,6 +20,8 @@ use super::conv::{epilogue, reads_phases, Geometry};
 use super::conv_padded::Phases;
 use super::depthwise::Stencil;
 use super::f32s;
+#[cfg(target_arch = "x86_64")]
+use super::int8_blocked::{self, Int8BlockedWeights};
 use super::int8_gemm::{pack_columns, Int8Weights, Quantizer, Scaling};
 use super::isa::Isa;
 use super::quant;
@@ -41,6 +43,9 @@ thread_local! {
 #[derive(Debug)]
 pub(crate) struct Int8Conv {
     weights: Int8Weights,
+    /// The weight in channel blocks, for the convolutions the blocked path may take.
+    #[cfg(target_arch = "x86_64")]
+    blocked: Option<Int8BlockedWeights>,
     shape: [usize; 4],
     quantizer: Quantizer,
     scales: Vec<f32>,
@@ -64,16 +69,41 @@ pub(crate) fn lower(g: &Graph, id: NodeId) -> Option<(Int8Conv, ValueRef)> {
     if stencil || a.group == 0 || o % a.group != 0 || k == 0 || k > MAX_DEPTH {
         return None;
     }
-    let scales = (0..o)
-        .map(|c| quantizer.scale * w_scales[if w_scales.len() == 1 { 0 } else { c }])
-        .collect();
-    let conv = Int8Conv {
-        weights: Int8Weights::new(&weight, o / a.group, k),
-        shape,
-        quantizer,
-        scales,
-    };
-    Some((conv, x))
+    Some((
+        Int8Conv::new(&weight, shape, a.group, quantizer, &w_scales),
+        x,
+    ))
+}
+
+impl Int8Conv {
+    /// The convolution of int8 weight `weight` (`shape`, `group` groups, scales per tensor or
+    /// per output channel) over inputs quantized by `quantizer`.
+    fn new(
+        weight: &[i8],
+        shape: [usize; 4],
+        group: usize,
+        quantizer: Quantizer,
+        w_scales: &[f32],
+    ) -> Int8Conv {
+        let [o, cg, kh, kw] = shape;
+        let scales: Vec<f32> = (0..o)
+            .map(|c| quantizer.scale * w_scales[if w_scales.len() == 1 { 0 } else { c }])
+            .collect();
+        Int8Conv {
+            weights: Int8Weights::new(weight, o / group, cg * kh * kw),
+            #[cfg(target_arch = "x86_64")]
+            blocked: Int8BlockedWeights::for_conv(
+                weight,
+                shape,
+                group,
+                quantizer.offset(),
+                &scales,
+            ),
+            shape,
+            quantizer,
+            scales,
+        }
+    }
 }
 
 /// Conv `id`'s quantized input, `DequantizeLinear(QuantizeLinear(x))`, with how `x` is
@@ -204,6 +234,23 @@ pub(crate) fn conv(
         |b| b,
     );
     let offset = conv.quantizer.offset();
+    #[cfg(target_arch = "x86_64")]
+    if let Some(weights) = conv
+        .blocked
+        .as_ref()
+        .filter(|_| int8_blocked::takes(&geo, isa))
+    {
+        int8_blocked::conv(
+            &geo,
+            (&bytes, offset as u8),
+            weights,
+            &epi,
+            &mut padded,
+            &mut out,
+        );
+        INPUT.set((bytes, padded));
+        return Ok(Tensor::f32(geo.out_shape(), out));
+    }
     // As the float path does, windows at stride 1 (and deep strided ones) read the phases of
     // the padded bytes in place; padding is the zero point's byte.
     let phases = reads_phases(&geo, kdim).then(|| Phases::new(&geo));
@@ -247,5 +294,85 @@ impl TileGemm for Int8Conv {
             scales: &self.scales[first_oc..first_oc + out.len()],
         };
         self.weights.multiply(isa, at, packed, scaling, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::isa::Isa;
+    use super::*;
+    use temblor_ir::{Activation, AutoPad};
+
+    /// The blocked int8 path (VNNI, channel blocks) gives the GEMM path's outputs bit for bit:
+    /// the integer sums are exact in any order and become floats the same way. Shapes past a
+    /// whole block of inputs and outputs, strided and not, with a partial last tile, int8 and
+    /// uint8 inputs, per-channel weight scales, and the SiLU epilogue over a bias.
+    #[test]
+    fn blocked_int8_convolutions_equal_the_gemm_path() {
+        let isa = Isa::detect();
+        #[cfg(target_arch = "x86_64")]
+        let skip = !isa.vnni();
+        #[cfg(not(target_arch = "x86_64"))]
+        let skip = true;
+        if skip {
+            eprintln!("skipped: no AVX-512 VNNI here, so the blocked int8 path never runs");
+            return;
+        }
+        let mut next = super::super::test_values(23);
+        // (n, c, h, w, o, kh, kw, strides, pads, signed input)
+        let cases = [
+            (1, 16, 10, 10, 32, 3, 3, [1, 1], [1, 1, 1, 1], true),
+            (2, 20, 9, 7, 40, 3, 3, [2, 2], [1, 0, 1, 1], false),
+            (1, 64, 6, 11, 112, 3, 3, [1, 1], [0, 1, 2, 1], true),
+            (1, 35, 12, 12, 48, 5, 5, [2, 1], [2, 2, 2, 2], true),
+        ];
+        for (n, c, h, w, o, kh, kw, strides, pads, signed) in cases {
+            let x: Vec<f32> = (0..n * c * h * w).map(|_| 4.0 * next()).collect();
+            let weight: Vec<i8> = (0..o * c * kh * kw)
+                .map(|_| (next() * 127.0).round() as i8)
+                .collect();
+            let w_scales: Vec<f32> = (0..o).map(|i| 0.01 + 0.001 * i as f32).collect();
+            let quantizer = Quantizer {
+                scale: 0.03,
+                zero: if signed { -3 } else { 121 },
+                signed,
+            };
+            let bias = Tensor::f32(vec![o], (0..o).map(|_| next()).collect());
+            let attrs = ConvAttrs {
+                kernel: [kh, kw],
+                strides,
+                dilations: [1, 1],
+                pads,
+                auto_pad: AutoPad::NotSet,
+                group: 1,
+                activation: Some(Activation::Silu),
+                affine: None,
+            };
+            let xt = Tensor::f32(vec![n, c, h, w], x);
+            let shape = [o, c, kh, kw];
+            let blocked = Int8Conv::new(&weight, shape, 1, quantizer, &w_scales);
+            let geo = Geometry::new(&attrs, &xt, shape).expect("geometry");
+            assert!(
+                blocked.blocked.is_some() && int8_blocked::takes(&geo, isa),
+                "{c}->{o} {h}x{w}: not a convolution the blocked path takes"
+            );
+            let gemm = Int8Conv {
+                blocked: None,
+                ..Int8Conv::new(&weight, shape, 1, quantizer, &w_scales)
+            };
+            let run = |conv: &Int8Conv| {
+                let out = super::conv(&attrs, conv, &xt, Some(&bias), None, isa).expect("conv");
+                out.as_f32().expect("f32").to_vec()
+            };
+            let (got, want) = (run(&blocked), run(&gemm));
+            assert_eq!(got.len(), want.len());
+            for (i, (g, e)) in got.iter().zip(&want).enumerate() {
+                assert_eq!(
+                    g.to_bits(),
+                    e.to_bits(),
+                    "{c}->{o} {h}x{w}: element {i}: {g} vs {e}"
+                );
+            }
+        }
     }
 }

@@ -30,6 +30,8 @@ mod fill;
 mod gemm;
 mod grid_sample;
 mod indexing;
+#[cfg(target_arch = "x86_64")]
+mod int8_blocked;
 mod int8_conv;
 mod int8_gemm;
 mod isa;

@@ -251,7 +251,7 @@ unsafe fn channels_of<const B: usize, const FULL: bool>(
 /// # Safety
 /// AVX-512F must be available; each non-null `dst[c] + at` points at `count` writable floats.
 #[target_feature(enable = "avx512f")]
-unsafe fn store(r: [__m512; TILE], dst: &[*mut f32], at: usize, count: usize) {
+pub(in crate::cpu) unsafe fn store(r: [__m512; TILE], dst: &[*mut f32], at: usize, count: usize) {
     let mut a = [_mm512_setzero_ps(); TILE];
     for i in 0..4 {
         a[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
