@@ -163,9 +163,11 @@ fn yolov8n_int8_runs_on_the_emulated_gpu_as_the_cpu_simulates_it() {
         ..Request::default()
     };
     let err = yolov8n(request, Int8Execution::Simulate, "QuantizeLinear", 1);
-    // Measured 2.9e-4: a GEMM summed in another order moves a value across a quantization
-    // step now and then, and the step's error travels on.
-    assert!(err <= 2e-3, "int8: rel L2 {err:e}");
+    // A convolution summed in another order moves a value across a quantization step now and
+    // then, and the step's error travels on through the layers after it: measured 2.9e-4 while
+    // both sides summed as GEMMs, 3.6e-3 since the CPU sums its small-plane convolutions over
+    // channel blocks (`conv_blocked.rs`; fp32 stays within 1e-4 of the GPU, `cuda_backend.rs`).
+    assert!(err <= 5e-3, "int8: rel L2 {err:e}");
 }
 
 fn typed(dtype: DType, dims: &[usize]) -> TensorType {
