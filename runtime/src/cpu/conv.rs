@@ -211,7 +211,7 @@ pub(crate) fn pack_weights(a: &ConvAttrs, w: &Tensor, isa: Isa) -> Option<ConvWe
     let weights = ConvWeights {
         gemm: PackedWeights::new(wv, g, o / g, cg * kh * kw, isa),
         #[cfg(target_arch = "x86_64")]
-        blocked: BlockedWeights::for_conv(wv, [o, cg, kh, kw], g, a.dilations, isa),
+        blocked: BlockedWeights::for_conv(wv, [o, cg, kh, kw], g, isa),
     };
     weights.gemm.is_some().then_some(weights)
 }

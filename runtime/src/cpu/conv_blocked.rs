@@ -59,16 +59,15 @@ impl BlockedWeights {
         BlockedWeights { data, shape }
     }
 
-    /// The packed weight when the blocked path takes convolutions of weight `shape` and
-    /// attributes `group`, `dilations` on `isa`.
+    /// The packed weight when the blocked path takes convolutions of weight `shape` in `group`
+    /// groups on `isa`.
     pub fn for_conv(
         w: &[f32],
         shape: [usize; 4],
         group: usize,
-        dilations: [usize; 2],
         isa: Isa,
     ) -> Option<BlockedWeights> {
-        (eligible(shape, group, dilations) && isa.avx512()).then(|| BlockedWeights::new(w, shape))
+        (eligible(shape, group) && isa.avx512()).then(|| BlockedWeights::new(w, shape))
     }
 
     /// Floats from one output block's weight to the next's.
@@ -80,13 +79,13 @@ impl BlockedWeights {
 
 /// Whether the weight and attributes suit the blocked path, measured per layer on YOLOv8n at one
 /// thread against the GEMM path: one group (a grouped convolution would pad each group's
-/// channels to a block), no dilation, a window wider than one position (a 1x1 convolution's
+/// channels to a block), a window wider than one position (a 1x1 convolution's
 /// GEMM reads its input in place, where this path first lays it out: 1.1-2x slower here), at
 /// least two blocks of outputs (one block takes a weight vector per 8 broadcasts: 16->16 3x3
 /// over 80x80 1.25x slower) and a whole block of inputs. The 3x3 layers it takes ran 0.66x
 /// (10x10 planes) to 0.97x (40x40) of the GEMM path's time.
-pub(super) fn eligible([o, c, kh, kw]: [usize; 4], group: usize, [dh, dw]: [usize; 2]) -> bool {
-    group == 1 && dh == 1 && dw == 1 && kh * kw > 1 && o >= 2 * LANES && c >= LANES
+pub(super) fn eligible([o, c, kh, kw]: [usize; 4], group: usize) -> bool {
+    group == 1 && kh * kw > 1 && o >= 2 * LANES && c >= LANES
 }
 
 /// The widest stride-1 output the blocked path takes. The GEMM path's vectors of output
@@ -102,7 +101,7 @@ const WIDEST: usize = 40;
 pub(crate) fn takes(geo: &Geometry, isa: Isa) -> bool {
     let shape = [geo.o, geo.c, geo.kh, geo.kw];
     isa.avx512()
-        && eligible(shape, geo.group, [geo.dh, geo.dw])
+        && eligible(shape, geo.group)
         && geo.out_plane() >= TILE
         && (geo.ow <= WIDEST || geo.sh > 1 || geo.sw > 1)
 }
@@ -118,8 +117,8 @@ pub(super) struct Padded {
 impl Padded {
     pub fn new(geo: &Geometry) -> Padded {
         Padded {
-            hp: (geo.oh - 1) * geo.sh + geo.kh,
-            wp: (geo.ow - 1) * geo.sw + geo.kw,
+            hp: (geo.oh - 1) * geo.sh + (geo.kh - 1) * geo.dh + 1,
+            wp: (geo.ow - 1) * geo.sw + (geo.kw - 1) * geo.dw + 1,
             blocks: geo.c.div_ceil(LANES),
         }
     }
@@ -245,7 +244,7 @@ pub(super) fn macs(geo: &Geometry) -> usize {
 /// Where each tap `(i, j)` of a window reads, from its position's offset.
 pub(super) fn taps(geo: &Geometry, padded: &Padded) -> Vec<usize> {
     (0..geo.kh)
-        .flat_map(|i| (0..geo.kw).map(move |j| (i * padded.wp + j) * LANES))
+        .flat_map(|i| (0..geo.kw).map(move |j| (i * geo.dh * padded.wp + j * geo.dw) * LANES))
         .collect()
 }
 
@@ -316,7 +315,7 @@ mod tests {
     /// The blocked path against the definition where it cuts differently from the GEMM path:
     /// input and output channels past a whole block (20, 40, 33), tiles of two and three output
     /// blocks and a single one left over, planes whose last tile is partial and tiles that
-    /// cross row ends, strides and uneven padding, two images, and the epilogue (bias,
+    /// cross row ends, strides, dilations and uneven padding, two images, and the epilogue (bias,
     /// residual, SiLU) over what the kernel stored; weights packed at plan time or not. Every
     /// case is one the path takes, on machines with AVX-512 (elsewhere it never runs).
     #[test]
@@ -327,24 +326,27 @@ mod tests {
             return;
         }
         let mut next = super::super::test_values(17);
-        // (n, c, h, w, o, kh, kw, strides, pads)
+        // (n, c, h, w, o, kh, kw, strides, dilations, pads)
         let cases = [
-            (1, 16, 10, 10, 32, 3, 3, [1, 1], [1, 1, 1, 1]),
-            (1, 20, 7, 9, 40, 3, 3, [1, 1], [1, 1, 1, 1]),
-            (2, 48, 12, 11, 33, 3, 3, [1, 1], [0, 1, 2, 1]),
-            (1, 16, 21, 19, 64, 3, 3, [2, 2], [1, 1, 1, 1]),
-            (1, 32, 9, 40, 112, 5, 5, [1, 1], [2, 2, 2, 2]),
-            (1, 17, 16, 15, 48, 2, 3, [2, 1], [0, 1, 1, 0]),
-            (2, 64, 5, 6, 128, 3, 1, [1, 1], [1, 0, 1, 0]),
+            (1, 16, 10, 10, 32, 3, 3, [1, 1], [1, 1], [1, 1, 1, 1]),
+            (1, 20, 7, 9, 40, 3, 3, [1, 1], [1, 1], [1, 1, 1, 1]),
+            (2, 48, 12, 11, 33, 3, 3, [1, 1], [1, 1], [0, 1, 2, 1]),
+            (1, 16, 21, 19, 64, 3, 3, [2, 2], [1, 1], [1, 1, 1, 1]),
+            (1, 32, 9, 40, 112, 5, 5, [1, 1], [1, 1], [2, 2, 2, 2]),
+            (1, 17, 16, 15, 48, 2, 3, [2, 1], [1, 1], [0, 1, 1, 0]),
+            (2, 64, 5, 6, 128, 3, 1, [1, 1], [1, 1], [1, 0, 1, 0]),
+            // U^2-Net's dilated 3x3 convolutions, and a dilation with a stride.
+            (1, 16, 10, 10, 32, 3, 3, [1, 1], [4, 4], [4, 4, 4, 4]),
+            (1, 32, 13, 12, 48, 3, 3, [2, 1], [2, 3], [2, 1, 1, 3]),
         ];
-        for (n, c, h, w, o, kh, kw, strides, pads) in cases {
+        for (n, c, h, w, o, kh, kw, strides, dilations, pads) in cases {
             let x: Vec<f32> = (0..n * c * h * w).map(|_| next()).collect();
             let k: Vec<f32> = (0..o * c * kh * kw).map(|_| next()).collect();
             let bias: Vec<f32> = (0..o).map(|_| next()).collect();
             let attrs = ConvAttrs {
                 kernel: [kh, kw],
                 strides,
-                dilations: [1, 1],
+                dilations,
                 pads,
                 auto_pad: AutoPad::NotSet,
                 group: 1,
@@ -390,7 +392,8 @@ mod tests {
                     let want = z / (1.0 + (-z).exp());
                     assert!(
                         (f64::from(g) - want).abs() <= 2e-5 * depth.sqrt() * (1.0 + want.abs()),
-                        "{c}->{o} {h}x{w} {kh}x{kw} strides {strides:?} pads {pads:?}: \
+                        "{c}->{o} {h}x{w} {kh}x{kw} strides {strides:?} dilations {dilations:?} \
+                         pads {pads:?}: \
                          element {i} is {g}, the definition gives {want}"
                     );
                 }

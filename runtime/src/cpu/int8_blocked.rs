@@ -50,7 +50,7 @@ impl Int8BlockedWeights {
         offset: i32,
         scales: &[f32],
     ) -> Option<Int8BlockedWeights> {
-        if !eligible(shape, group, [1, 1]) {
+        if !eligible(shape, group) {
             return None;
         }
         let [o, c, kh, kw] = shape;
