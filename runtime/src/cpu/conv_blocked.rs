@@ -367,7 +367,7 @@ mod tests {
                 [o, c, kh, kw],
                 1,
                 strides,
-                [1, 1],
+                dilations,
                 pads,
             );
             let residual: Vec<f32> = (0..sums.len()).map(|_| next()).collect();
