@@ -129,6 +129,34 @@ impl Padded {
     }
 }
 
+/// Walks one padded block `dst` (`[hp][wp][16]`) of `layout`: fills the padding with `fill`
+/// and hands each run of at most 16 input columns to `chunk(r, x0, out)`, which lays out input
+/// row `r`'s columns `x0..x0 + n` into `out`, their `n` positions of 16.
+pub(super) fn walk_padded<T: Copy>(
+    geo: &Geometry,
+    layout: &Padded,
+    dst: &mut [T],
+    fill: T,
+    mut chunk: impl FnMut(usize, usize, &mut [T]),
+) {
+    assert!(dst.len() == layout.block());
+    // The input columns a padded row holds, and where they start in it.
+    let first = geo.pl.min(layout.wp);
+    let columns = geo.w.min(layout.wp - first);
+    for (y, out) in dst.chunks_exact_mut(layout.wp * LANES).enumerate() {
+        let Some(r) = y.checked_sub(geo.pt).filter(|&r| r < geo.h) else {
+            out.fill(fill);
+            continue;
+        };
+        out[..first * LANES].fill(fill);
+        out[(first + columns) * LANES..].fill(fill);
+        for x0 in (0..columns).step_by(16) {
+            let n = 16.min(columns - x0);
+            chunk(r, x0, &mut out[(first + x0) * LANES..][..n * LANES]);
+        }
+    }
+}
+
 /// A parallel task: output blocks `blocks` of image `image` at output positions `positions`.
 #[derive(Clone, Copy, Debug)]
 struct Task {

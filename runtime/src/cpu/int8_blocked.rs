@@ -12,7 +12,8 @@
 //! those of the GEMM path bit for bit.
 
 use super::conv::Geometry;
-use super::conv_blocked::{avx512::store, each_tile, eligible, macs, taps, Padded, LANES, TILE};
+use super::conv_blocked::{avx512::store, each_tile, eligible, macs, taps, walk_padded};
+use super::conv_blocked::{Padded, LANES, TILE};
 use super::conv_blocked::{TileAt, BLOCKS};
 use super::conv_tasks::min_per_job;
 use super::epilogue::Epilogue;
@@ -138,31 +139,17 @@ fn pad_bytes(
     dst: &mut [u8],
 ) {
     assert!(channels <= LANES && src.len() == channels * geo.in_plane());
-    assert!(dst.len() == layout.block());
-    let row = layout.wp * LANES;
-    let first = geo.pl.min(layout.wp);
-    let columns = geo.w.min(layout.wp - first);
-    for (y, out) in dst.chunks_exact_mut(row).enumerate() {
-        let Some(r) = y.checked_sub(geo.pt).filter(|&r| r < geo.h) else {
-            out.fill(fill);
-            continue;
-        };
-        out[..first * LANES].fill(fill);
-        out[(first + columns) * LANES..].fill(fill);
-        for x0 in (0..columns).step_by(16) {
-            let n = 16.min(columns - x0);
-            let mut lines = [[fill; 16]; LANES];
-            for (c, line) in lines.iter_mut().enumerate().take(channels) {
-                let at = c * geo.in_plane() + r * geo.w + x0;
-                line[..n].copy_from_slice(&src[at..at + n]);
-            }
-            let positions = transpose_bytes(&lines);
-            out[(first + x0) * LANES..][..n * LANES]
-                .chunks_exact_mut(LANES)
-                .zip(&positions)
-                .for_each(|(dst, p)| dst.copy_from_slice(p));
+    walk_padded(geo, layout, dst, fill, |r, x0, out| {
+        let n = out.len() / LANES;
+        let mut lines = [[fill; 16]; LANES];
+        for (c, line) in lines.iter_mut().enumerate().take(channels) {
+            let at = c * geo.in_plane() + r * geo.w + x0;
+            line[..n].copy_from_slice(&src[at..at + n]);
         }
-    }
+        for (dst, p) in out.chunks_exact_mut(LANES).zip(&transpose_bytes(&lines)) {
+            dst.copy_from_slice(p);
+        }
+    });
 }
 
 /// Byte `j` of line `i` becomes byte `i` of line `j`: four rounds of SSE2 byte interleaves,

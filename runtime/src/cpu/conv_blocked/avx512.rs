@@ -2,7 +2,7 @@
 //! and the register transposes between the two layouts.
 
 use super::super::conv::Geometry;
-use super::{Padded, BLOCKS, LANES, TILE};
+use super::{walk_padded, Padded, BLOCKS, LANES, TILE};
 use std::arch::x86_64::{
     __m512, _mm512_castpd_ps, _mm512_castps_pd, _mm512_fmadd_ps, _mm512_loadu_ps,
     _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps,
@@ -24,7 +24,6 @@ fn lanes(n: usize) -> u16 {
 ///
 /// # Safety
 /// AVX-512F must be available.
-#[target_feature(enable = "avx512f")]
 pub(super) unsafe fn pad_block(
     geo: &Geometry,
     padded: &Padded,
@@ -33,33 +32,32 @@ pub(super) unsafe fn pad_block(
     dst: &mut [f32],
 ) {
     assert!(channels <= LANES && src.len() == channels * geo.in_plane());
-    assert!(dst.len() == padded.block());
-    let row = padded.wp * LANES;
-    // The input columns a padded row holds, and where they start in it.
-    let first = geo.pl.min(padded.wp);
-    let columns = geo.w.min(padded.wp - first);
-    for (y, out) in dst.chunks_exact_mut(row).enumerate() {
-        let Some(r) = y.checked_sub(geo.pt).filter(|&r| r < geo.h) else {
-            out.fill(0.0);
-            continue;
-        };
-        out[..first * LANES].fill(0.0);
-        out[(first + columns) * LANES..].fill(0.0);
-        for x0 in (0..columns).step_by(16) {
-            let n = 16.min(columns - x0);
-            let mut rows = [_mm512_setzero_ps(); 16];
-            for (c, v) in rows.iter_mut().enumerate().take(channels) {
-                let line = &src[c * geo.in_plane() + r * geo.w + x0..][..n];
-                // SAFETY: the mask covers the `n` floats of `line`.
-                *v = unsafe { _mm512_maskz_loadu_ps(lanes(n), line.as_ptr()) };
-            }
-            let positions = transpose16(rows);
-            let at = &mut out[(first + x0) * LANES..][..n * LANES];
-            for (p, v) in positions.iter().take(n).enumerate() {
-                // SAFETY: `at` holds `n` positions of 16 floats.
-                unsafe { _mm512_storeu_ps(at.as_mut_ptr().add(p * LANES), *v) };
-            }
-        }
+    walk_padded(geo, padded, dst, 0.0, |r, x0, out| {
+        // SAFETY: the caller has AVX-512F.
+        unsafe { positions(geo, src, channels, (r, x0), out) }
+    });
+}
+
+/// Input row `r`'s columns `x0..` of `channels` planes `src`, as `out.len() / 16` positions of 16
+/// channels.
+#[target_feature(enable = "avx512f")]
+fn positions(
+    geo: &Geometry,
+    src: &[f32],
+    channels: usize,
+    (r, x0): (usize, usize),
+    out: &mut [f32],
+) {
+    let n = out.len() / LANES;
+    let mut rows = [_mm512_setzero_ps(); 16];
+    for (c, v) in rows.iter_mut().enumerate().take(channels) {
+        let line = &src[c * geo.in_plane() + r * geo.w + x0..][..n];
+        // SAFETY: the mask covers the `n` floats of `line`.
+        *v = unsafe { _mm512_maskz_loadu_ps(lanes(n), line.as_ptr()) };
+    }
+    for (at, v) in out.chunks_exact_mut(LANES).zip(&transpose16(rows)) {
+        // SAFETY: `at` holds 16 floats.
+        unsafe { _mm512_storeu_ps(at.as_mut_ptr(), *v) };
     }
 }
 
