@@ -3,23 +3,7 @@
 // by name in an NVRTC-compiled module.
 #include "roi_align.cuh"
 
-extern "C" __global__ void ops_lib_roi_align(const float* x, const float* rois, const int* batch,
-                                             int regions, RoiAlignParams p, float* out) {
-    long long bins = (long long)p.output_height * p.output_width;
-    long long plane = (long long)p.height * p.width;
-    long long total = regions * p.channels * bins;
-    for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < total;
-         e += (long long)gridDim.x * blockDim.x) {
-        int pw = (int)(e % p.output_width);
-        int ph = (int)(e / p.output_width % p.output_height);
-        long long c = e / bins % p.channels;
-        long long r = e / (bins * p.channels);
-        const float* image_plane = x + ((long long)batch[r] * p.channels + c) * plane;
-        out[e] = roi_align_bin(image_plane, rois + 4 * r, p, ph, pw);
-    }
-}
-
-// ops_lib_roi_align with batch indices of type Index checked against the `images` of x: the
+// RoIAlign with batch indices of type Index checked against the `images` of x: the
 // CPU kernel refuses a region of an image outside the batch, and reading one here would fault
 // the device, so such a region's bins are written as zero instead.
 template <typename Index>

@@ -91,20 +91,27 @@ fn quant_params(
     })
 }
 
-/// The zero point's argument: input 2, or null.
-fn zero_arg(cx: &Cx) -> Arg {
-    match cx.optional(2) {
+/// One launch of `kernel` (`runtime_quantize` or `runtime_dequantize`, which take the same
+/// arguments) over `x`'s elements: input, scale, zero point (input 2, or null), count, `p`,
+/// output.
+fn launch(kernel: &'static str, x: Operand, p: QuantParams, cx: &Cx) -> Lowering {
+    let n = x.elements();
+    if n == 0 {
+        return Lowering::Work(Vec::new());
+    }
+    let zero = match cx.optional(2) {
         Some(_) => Arg::Ptr(Buf::Input(2).at()),
         None => Arg::Null,
-    }
-}
-
-fn one_launch(n: usize, launch: impl FnOnce() -> super::Launch) -> Lowering {
-    Lowering::Work(if n == 0 {
-        Vec::new()
-    } else {
-        vec![Work::Launch(launch())]
-    })
+    };
+    let args = vec![
+        Arg::Ptr(Buf::Input(0).at()),
+        Arg::Ptr(Buf::Input(1).at()),
+        zero,
+        Arg::I64(n as i64),
+        Arg::Pod(params::bytes(&p)),
+        Arg::Ptr(Buf::Output(0).at()),
+    ];
+    Lowering::Work(vec![Work::Launch(grid_stride(kernel, n, args))])
 }
 
 /// QuantizeLinear: the output's type is the zero point's (uint8 without one), as the CPU picks
@@ -122,19 +129,7 @@ pub(super) fn quantize(axis: i64, _saturate: bool, cx: &mut Cx) -> Result<Loweri
         )));
     }
     let p = quant_params(axis, x, to, cx)?;
-    let n = x.elements();
-    let zero = zero_arg(cx);
-    Ok(one_launch(n, || {
-        let args = vec![
-            Arg::Ptr(Buf::Input(0).at()),
-            Arg::Ptr(Buf::Input(1).at()),
-            zero,
-            Arg::I64(n as i64),
-            Arg::Pod(params::bytes(&p)),
-            Arg::Ptr(Buf::Output(0).at()),
-        ];
-        grid_stride("runtime_quantize", n, args)
-    }))
+    Ok(launch("runtime_quantize", x, p, cx))
 }
 
 /// DequantizeLinear into f32 (an f16 or bf16 scale makes a half output, which `half.rs` widens
@@ -157,19 +152,7 @@ pub(super) fn dequantize(axis: i64, cx: &mut Cx) -> Result<Lowering, Unsupported
         return Err(Unsupported::new(format!("dequantizing into {}", out.dtype)));
     }
     let p = quant_params(axis, x, x.dtype, cx)?;
-    let n = x.elements();
-    let zero = zero_arg(cx);
-    Ok(one_launch(n, || {
-        let args = vec![
-            Arg::Ptr(Buf::Input(0).at()),
-            Arg::Ptr(Buf::Input(1).at()),
-            zero,
-            Arg::I64(n as i64),
-            Arg::Pod(params::bytes(&p)),
-            Arg::Ptr(Buf::Output(0).at()),
-        ];
-        grid_stride("runtime_dequantize", n, args)
-    }))
+    Ok(launch("runtime_dequantize", x, p, cx))
 }
 
 #[cfg(test)]
