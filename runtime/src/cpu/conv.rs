@@ -16,6 +16,8 @@ use super::buffers;
 use super::conv_blocked::BlockedWeights;
 use super::conv_gemm::{ConvGemm, PackedWeights, MIN_WIDTH, MR, NR};
 use super::conv_padded::padded_conv;
+#[cfg(target_arch = "x86_64")]
+use super::conv_shallow::ShallowWeights;
 use super::conv_tasks::{min_per_job, tasks};
 use super::depthwise::{AsIs, FakeQuantize, Stencil};
 use super::epilogue::Epilogue;
@@ -197,6 +199,10 @@ pub(crate) struct ConvWeights {
     /// convolutions it is packed for, by their planes; the GEMM form serves the others.
     #[cfg(target_arch = "x86_64")]
     blocked: Option<BlockedWeights>,
+    /// For the few-input-channel path (`conv_shallow`, AVX-512), which takes the ones it is
+    /// packed for whose rows suit it.
+    #[cfg(target_arch = "x86_64")]
+    shallow: Option<ShallowWeights>,
 }
 
 /// The weight `w` of a convolution with attributes `a` packed for the paths that take it on
@@ -215,6 +221,8 @@ pub(crate) fn pack_weights(a: &ConvAttrs, w: &Tensor, isa: Isa) -> Option<ConvWe
         gemm: PackedWeights::new(wv, g, o / g, cg * kh * kw, isa),
         #[cfg(target_arch = "x86_64")]
         blocked: BlockedWeights::for_conv(wv, [o, cg, kh, kw], g, isa),
+        #[cfg(target_arch = "x86_64")]
+        shallow: ShallowWeights::for_conv(wv, [o, cg, kh, kw], g, isa),
     };
     weights.gemm.is_some().then_some(weights)
 }
@@ -311,6 +319,18 @@ fn gemm_conv(
     epi: &Epilogue,
     out: &mut [f32],
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if super::conv_shallow::takes(geo, epi.isa) {
+        let made;
+        let weights = match packed.and_then(|p| p.shallow.as_ref()) {
+            Some(w) => w,
+            None => {
+                made = ShallowWeights::new(wv, [geo.o, geo.c, geo.kh, geo.kw]);
+                &made
+            }
+        };
+        return super::conv_shallow::conv(geo, xv, weights, epi, out);
+    }
     #[cfg(target_arch = "x86_64")]
     if super::conv_blocked::takes(geo, epi.isa) {
         let made;

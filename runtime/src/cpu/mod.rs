@@ -15,6 +15,8 @@ mod conv;
 mod conv_blocked;
 mod conv_gemm;
 mod conv_padded;
+#[cfg(target_arch = "x86_64")]
+mod conv_shallow;
 mod conv_tasks;
 mod conv_transpose;
 mod conv_transpose_phases;
