@@ -130,7 +130,7 @@ fn dispatch(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
             let params = [req(1)?, req(2)?, req(3)?, req(4)?];
             one(norm::batch_norm(x()?, params, *epsilon)?)
         }
-        Op::Resize(a) => one(resize::resize(a, x()?, [opt(1), opt(2), opt(3)])?),
+        Op::Resize(a) => one(resize::resize(a, x()?, [opt(1), opt(2), opt(3)], args.isa)?),
 
         Op::Unary(u) => one(activation::unary(*u, x()?, args.isa)?),
         Op::LeakyRelu { alpha } => one(activation::leaky_relu(x()?, *alpha, args.isa)?),
