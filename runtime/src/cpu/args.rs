@@ -6,6 +6,7 @@ use super::bf16_conv::Bf16Conv;
 use super::control::Control;
 use super::conv::ConvWeights;
 use super::conv_transpose_phases::PhaseWeights;
+use super::expand_depthwise::ExpandDepthwise;
 use super::int8_conv::Int8Conv;
 use super::int8_gemm::Quantizer;
 use super::isa::Isa;
@@ -35,6 +36,9 @@ pub(crate) enum Lowered {
     /// or a stencil convolution (depthwise, few outputs) of an int8 layer, which reads `x` and
     /// rounds it as it pads each plane.
     FakeQuantize(Quantizer),
+    /// A depthwise convolution that runs the pointwise expansion making its input, band by
+    /// band, reading the expansion's input, weight and bias.
+    ExpandDepthwise(Box<ExpandDepthwise>),
     /// A loop's or a conditional's bodies, prepared as plans of their own.
     Control(Box<Control>),
 }
@@ -85,6 +89,14 @@ impl<'a> Args<'a> {
     pub fn bf16_conv(&self) -> Option<&'a Bf16Conv> {
         match self.lowered {
             Some(Lowered::Bf16Conv(c)) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The int8 convolution the plan lowered the step to, if it did.
+    pub fn expand_depthwise(&self) -> Option<&'a ExpandDepthwise> {
+        match self.lowered {
+            Some(Lowered::ExpandDepthwise(f)) => Some(f),
             _ => None,
         }
     }

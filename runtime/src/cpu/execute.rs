@@ -1,6 +1,7 @@
 //! One step of a plan: the op's kernel on the step's input tensors.
 
 use super::args::Args;
+use super::expand_depthwise::expand_depthwise;
 use super::{
     activation, bf16_conv, buffers, cast, conv, conv_transpose, deform_conv, detection, einsum,
     elementwise, elementwise_binary, fill, grid_sample, indexing, int8_conv, library, linalg, norm,
@@ -110,6 +111,17 @@ fn dispatch(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
 
         Op::Conv(a) => {
             let a = &explicit_conv_pads(a, x()?)?;
+            if let Some(f) = args.expand_depthwise() {
+                let ([x, dw], expand) = ([x()?, req(1)?], [opt(4), opt(5)]);
+                return one(expand_depthwise(
+                    f,
+                    a,
+                    [x, dw],
+                    (opt(2), opt(3)),
+                    expand,
+                    args.isa,
+                )?);
+            }
             one(match args.int8_conv() {
                 Some(c) => int8_conv::conv(a, c, x()?, opt(2), opt(3), args.isa)?,
                 None => {

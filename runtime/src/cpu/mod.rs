@@ -28,6 +28,7 @@ mod elementwise;
 mod elementwise_binary;
 mod epilogue;
 mod execute;
+mod expand_depthwise;
 mod fill;
 mod gemm;
 mod grid_sample;

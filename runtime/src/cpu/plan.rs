@@ -184,7 +184,7 @@ impl CpuPlan {
                     plan.constants.push((single()?, t));
                 }
                 op => {
-                    let (sources, rewritten) = rewrite::inputs(g, id, int8_execution);
+                    let (sources, rewritten) = rewrite::inputs(g, id, int8_execution, isa);
                     let mut inputs = Vec::new();
                     for v in sources {
                         let slot = match v {

@@ -1,5 +1,7 @@
 //! What a plan changes in the graph it runs, when it is prepared: an int8 convolution reads the
 //! float value its input quantizes (`int8_conv.rs`; the stencil ones quantize it as they pad), a quantize-dequantize pair becomes one pass,
+//! a depthwise convolution runs the pointwise expansion before it band by band
+//! (`expand_depthwise.rs`),
 //! a dequantized constant is computed once, a half layer reads f32 copies of its half constants,
 //! and steps nothing reads are left out.
 
@@ -7,7 +9,8 @@ use super::{CpuPlan, Lowered};
 use crate::cpu::args::Args;
 use crate::cpu::cast::cast;
 use crate::cpu::execute::execute;
-use crate::cpu::{bf16_conv, int8_conv};
+use crate::cpu::isa::Isa;
+use crate::cpu::{bf16_conv, expand_depthwise, int8_conv};
 use crate::{Int8Execution, RuntimeError, Tensor};
 use std::collections::HashMap;
 use temblor_ir::{DType, Graph, NodeId, Op, ValueRef};
@@ -18,6 +21,7 @@ pub(super) fn inputs(
     g: &Graph,
     id: NodeId,
     int8_execution: Int8Execution,
+    isa: Isa,
 ) -> (Vec<Option<ValueRef>>, Option<Lowered>) {
     let sources = g.inputs_of(id);
     match &g.node(id).op {
@@ -46,6 +50,9 @@ pub(super) fn inputs(
             }
         }
         _ => {}
+    }
+    if let Some((fused, reads)) = expand_depthwise::lower(g, id, isa) {
+        return (reads, Some(Lowered::ExpandDepthwise(Box::new(fused))));
     }
     (sources, None)
 }
