@@ -22,8 +22,15 @@ use crate::{RuntimeError, Tensor, TensorData};
 use temblor_ir::{ConvAttrs, DType, Graph, NodeId, Op, ValueRef};
 
 /// Bytes of the intermediate one band computes: about the L2 caches of two cores, so that a
-/// band's expansion is still in cache when its depthwise convolution reads it.
+/// band's expansion is still in cache when its depthwise convolution reads it (1 and 4 MiB
+/// bands measured 2-3% slower on CenterFace).
 const BAND_BYTES: usize = 1 << 21;
+
+/// The largest intermediate (one image's) computed whole, as the unfused pair would: below this
+/// the recomputed halo rows cost more than the memory traffic saved (PicoDet COCO at 416, whose
+/// largest expansion is 4 MB, ran 3-4% slower banded; CenterFace 24.7 ms with its 11 MB ones
+/// whole against 25.7 banded, and 27.0 with its 29.5 MB one whole too).
+const WHOLE_BYTES: usize = 8 << 20;
 
 /// The expansion of a fused pair: its attributes, and its weight packed for the GEMM path.
 #[derive(Debug)]
@@ -138,8 +145,9 @@ pub(crate) fn expand_depthwise(
     };
     // One band would be the whole tensor; padding as tall as the window leaves a band with no
     // input rows, which the unfused order handles as it always did.
+    let small = row_bytes * h <= WHOLE_BYTES;
     let oh = match out_rows {
-        Some(oh) if oh > per_band && pt < span && pb < span && sh > 0 => oh,
+        Some(oh) if !small && oh > per_band && pt < span && pb < span && sh > 0 => oh,
         _ => return whole(x),
     };
     let bands: Vec<Band> = (0..oh)
@@ -270,18 +278,22 @@ mod tests {
 
     /// Band by band, the pair gives the bits of the expansion and the depthwise convolution run
     /// one after the other: stride 1 and 2, uneven padding, a window of 5, a residual, two
-    /// images, and intermediates of 3 to 6 bands (2 MiB each).
+    /// images, and intermediates of 5 to 7 bands (2 MiB each) above the size computed whole.
     #[test]
     fn bands_give_the_bits_of_the_unfused_pair() {
         let isa = Isa::detect();
         let mut next = super::super::test_values(29);
         // (n, c, h, w, e, k, stride, pads, residual)
         let cases = [
-            (1, 16, 70, 200, 96, 3, 2, [1, 1, 1, 1], false),
-            (2, 8, 61, 160, 144, 3, 1, [1, 1, 1, 1], true),
-            (1, 24, 90, 128, 120, 5, 2, [2, 1, 1, 2], false),
+            (1, 16, 121, 200, 96, 3, 2, [1, 1, 1, 1], false),
+            (2, 8, 101, 160, 144, 3, 1, [1, 1, 1, 1], true),
+            (1, 24, 140, 128, 120, 5, 2, [2, 1, 1, 2], false),
         ];
         for (n, c, h, w, e, k, stride, pads, with_residual) in cases {
+            assert!(
+                e * h * w * 4 > super::WHOLE_BYTES,
+                "{c}->{e} {h}x{w} is computed whole"
+            );
             let expand = attrs(1, 1, [0; 4], 1);
             let dw_attrs = attrs(k, stride, pads, e);
             let x = Tensor::f32(
