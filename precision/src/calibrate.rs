@@ -136,6 +136,7 @@ impl Observer for Recorder<'_> {
 pub fn collect(graph: &Graph, batches: &[Vec<(String, Tensor)>], threads: usize) -> Result<Stats> {
     let options = PrepareOptions {
         threads,
+        every_value: true,
         ..PrepareOptions::default()
     };
     let plan = prepare(graph, &Device::Cpu, &options)

@@ -570,3 +570,58 @@ fn observers_see_every_step_and_its_values() {
     }
     assert_eq!(seen.last.as_ref(), Some(&out[0].1));
 }
+
+/// A pointwise expansion read only by a depthwise convolution, with an intermediate too large
+/// to run whole (10.6 MB): the plan runs both in the depthwise step, which names the expansion
+/// among its work, and gives the bits of the two steps that `every_value` keeps.
+#[test]
+fn an_expansion_runs_inside_its_depthwise_step_unless_every_value_is_kept() {
+    let mut rng = Rng::new(34);
+    let mut g = Graph::new("expand");
+    let xi = input(&mut g, "x", DType::F32, known(&[1, 16, 130, 160]));
+    let w1 = constant(&mut g, "w1", &rng.tensor(&[128, 16, 1, 1]));
+    let w2 = constant(&mut g, "w2", &rng.tensor(&[128, 1, 3, 3]));
+    let mut pointwise = same_conv(1, 1);
+    pointwise.activation = Some(temblor_ir::Activation::Relu);
+    let e = layer(&mut g, "expand", Op::Conv(pointwise), &[v(xi), v(w1)], 1);
+    let d = layer(
+        &mut g,
+        "depthwise",
+        Op::Conv(same_conv(3, 128)),
+        &[v(e), v(w2)],
+        1,
+    );
+    g.outputs.push(GraphOutput {
+        name: "y".into(),
+        value: v(d),
+    });
+    let x = vec![("x".to_string(), rng.tensor(&[1, 16, 130, 160]))];
+    let run = |every_value: bool| {
+        let options = PrepareOptions {
+            every_value,
+            ..Default::default()
+        };
+        let plan = prepare(&g, &Device::Cpu, &options).unwrap();
+        let steps: Vec<(String, Vec<String>)> = plan
+            .steps()
+            .iter()
+            .map(|s| (s.node.clone(), s.fused.clone()))
+            .collect();
+        let out = plan.run(&mut plan.new_state(), &x).unwrap().remove(0).1;
+        (steps, out)
+    };
+    let (fused, got) = run(false);
+    let (apart, want) = run(true);
+    assert_eq!(
+        fused,
+        [("depthwise".to_string(), vec!["expand".to_string()])]
+    );
+    assert_eq!(
+        apart,
+        [
+            ("expand".to_string(), vec![]),
+            ("depthwise".to_string(), vec![])
+        ]
+    );
+    assert_eq!(got, want);
+}

@@ -204,6 +204,7 @@ fn plan_for(g: &Graph, args: &BenchArgs) -> Result<Plan> {
         threads: args.threads,
         spin: true,
         int8: args.int8.into(),
+        ..PrepareOptions::default()
     };
     prepare(g, &args.device.device(), &options).map_err(Error::from)
 }

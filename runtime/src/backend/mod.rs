@@ -63,6 +63,10 @@ pub struct PrepareOptions {
     pub spin: bool,
     /// How a precision plan's int8 and bf16 layers run.
     pub int8: Int8Execution,
+    /// Compute every value of the graph, for an observer that reads each layer's (layer
+    /// comparison, calibration): no step does another node's work, as a CPU depthwise
+    /// convolution otherwise runs the pointwise expansion before it without keeping its output.
+    pub every_value: bool,
 }
 
 /// How the int8 layers of a compiled graph (`DequantizeLinear(QuantizeLinear(x))` into a

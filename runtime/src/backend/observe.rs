@@ -17,6 +17,9 @@ pub struct StepInfo {
     pub what: String,
     /// The names of the values the step computes, by output port.
     pub output_names: Vec<String>,
+    /// The graph's other nodes whose work this step does and which have no step of their own:
+    /// the pointwise expansion a CPU depthwise convolution runs band by band.
+    pub fused: Vec<String>,
 }
 
 /// Watches a plan run step by step: profiling times steps, calibration and layer comparison read

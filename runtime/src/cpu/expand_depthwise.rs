@@ -12,8 +12,9 @@
 //! computed from the same values in the same order as over the whole tensor, so the results
 //! are the unfused plan's, bit for bit.
 //!
-//! The plan fuses a pair when it is prepared ([`lower`]); steps show only the depthwise layer,
-//! whose time includes the expansion's.
+//! The plan fuses a pair when it is prepared ([`lower`]); its step is the depthwise layer's,
+//! and names the expansion among the work it does (`StepInfo::fused`), so that a profile
+//! counts both layers' operations against its time.
 
 use super::buffers;
 use super::conv::{conv, dims4, pack_weights, ConvWeights};
@@ -37,6 +38,14 @@ const WHOLE_BYTES: usize = 8 << 20;
 pub(crate) struct ExpandDepthwise {
     expand: ConvAttrs,
     weights: Option<ConvWeights>,
+    /// The expansion's node name, for the plan's steps.
+    name: String,
+}
+
+impl ExpandDepthwise {
+    pub fn expansion(&self) -> &str {
+        &self.name
+    }
 }
 
 /// What depthwise convolution `id` reads when the plan fuses it with the pointwise
@@ -44,8 +53,9 @@ pub(crate) struct ExpandDepthwise {
 /// residual (ports 0 to 3, as an unfused convolution reads them), then the expansion's weight
 /// and bias (ports 4 and 5). `None` when the pair does not qualify: the expansion must be a
 /// float 1x1 convolution of one group, stride 1 and no padding (any auto_pad is none then), without a residual, whose
-/// output only this depthwise convolution reads and the graph does not return; the depthwise
-/// convolution one channel per group, with a constant weight.
+/// output only this depthwise convolution reads and the graph does not return, and not known
+/// to be at most [`WHOLE_BYTES`] an image; the depthwise convolution one channel per group,
+/// with a constant weight.
 pub(crate) fn lower(
     g: &Graph,
     id: NodeId,
@@ -78,6 +88,13 @@ pub(crate) fn lower(
     if !(pointwise && only_reader && float && shape_fits) || g.input(mid.node, 3).is_some() {
         return None;
     }
+    // An intermediate known to be small runs whole anyway: the pair stays two steps, each
+    // with its own time and value.
+    if let Some(&[_, e, h, w]) = g.value_type(mid).shape.known().as_deref() {
+        if e * h * w * std::mem::size_of::<f32>() <= WHOLE_BYTES {
+            return None;
+        }
+    }
     let packed = Tensor::from_weight(weight)
         .ok()
         .and_then(|w| pack_weights(e, &w, isa));
@@ -93,6 +110,7 @@ pub(crate) fn lower(
         ExpandDepthwise {
             expand: e.clone(),
             weights: packed,
+            name: g.node(mid.node).name.clone(),
         },
         reads,
     ))
@@ -332,6 +350,7 @@ mod tests {
             let fused = ExpandDepthwise {
                 expand,
                 weights: packed,
+                name: "expansion".to_string(),
             };
             let got = expand_depthwise(
                 &fused,

@@ -6,6 +6,8 @@
 
 mod rewrite;
 
+use rewrite::Rewrites;
+
 use super::args::{Args, Lowered};
 use super::buffers::Buffers;
 use super::control::{self, Control};
@@ -15,7 +17,7 @@ use super::execute::{computes_in_f32, execute};
 use super::isa::Isa;
 use super::spin::Spinning;
 use crate::backend::{
-    match_inputs, plan_memory, InputSpec, Int8Execution, MemoryPlan, Observer, StepInfo, ValueView,
+    match_inputs, plan_memory, InputSpec, MemoryPlan, Observer, StepInfo, ValueView,
 };
 use crate::{PrepareOptions, RuntimeError, Tensor, TensorData};
 use rayon::{ThreadPool, ThreadPoolBuilder};
@@ -97,14 +99,18 @@ pub(super) fn thread_pool(threads: usize) -> Result<ThreadPool, RuntimeError> {
 impl CpuPlan {
     pub fn new(g: &Graph, options: &PrepareOptions) -> Result<CpuPlan, RuntimeError> {
         let pool = Arc::new(thread_pool(options.threads)?);
-        CpuPlan::prepare(g, pool, options.spin, options.int8)
+        let rewrites = Rewrites {
+            int8: options.int8,
+            fuse: !options.every_value,
+        };
+        CpuPlan::prepare(g, pool, options.spin, rewrites)
     }
 
     fn prepare(
         g: &Graph,
         pool: Arc<ThreadPool>,
         spin: bool,
-        int8_execution: Int8Execution,
+        rewrites: Rewrites,
     ) -> Result<CpuPlan, RuntimeError> {
         let order = g.topo_order().map_err(|n| {
             RuntimeError::internal(format!(
@@ -184,7 +190,7 @@ impl CpuPlan {
                     plan.constants.push((single()?, t));
                 }
                 op => {
-                    let (sources, rewritten) = rewrite::inputs(g, id, int8_execution, isa);
+                    let (sources, rewritten) = rewrite::inputs(g, id, rewrites, isa);
                     let mut inputs = Vec::new();
                     for v in sources {
                         let slot = match v {
@@ -237,7 +243,7 @@ impl CpuPlan {
                                 g.body(a.body),
                                 plan.pool.clone(),
                                 false,
-                                int8_execution,
+                                rewrites,
                             )?;
                             Some(Lowered::Control(Box::new(Control::Loop {
                                 body,
@@ -248,14 +254,8 @@ impl CpuPlan {
                             then_branch,
                             else_branch,
                         } => {
-                            let branch = |b| {
-                                CpuPlan::prepare(
-                                    g.body(b),
-                                    plan.pool.clone(),
-                                    false,
-                                    int8_execution,
-                                )
-                            };
+                            let branch =
+                                |b| CpuPlan::prepare(g.body(b), plan.pool.clone(), false, rewrites);
                             Some(Lowered::Control(Box::new(Control::If {
                                 then: branch(*then_branch)?,
                                 otherwise: Box::new(branch(*else_branch)?),
@@ -268,6 +268,10 @@ impl CpuPlan {
                         op: op.clone(),
                         what: g.describe(id),
                         output_names: node.outputs.iter().map(|o| o.name.clone()).collect(),
+                        fused: match &lowered {
+                            Some(Lowered::ExpandDepthwise(f)) => vec![f.expansion().to_string()],
+                            _ => Vec::new(),
+                        },
                     });
                     plan.steps.push(Step {
                         inputs,

@@ -129,6 +129,7 @@ impl CudaPlan {
                     op: node.op.clone(),
                     what: graph.describe(id),
                     output_names: node.outputs.iter().map(|o| o.name.clone()).collect(),
+                    fused: Vec::new(),
                 }
             })
             .collect();

@@ -185,7 +185,11 @@ fn runtime(label: &str, e: RuntimeError) -> Error {
 }
 
 fn plan(g: &Graph, label: &str) -> Result<Plan> {
-    prepare(g, &Device::Cpu, &PrepareOptions::default()).map_err(|e| runtime(label, e))
+    let options = PrepareOptions {
+        every_value: true,
+        ..PrepareOptions::default()
+    };
+    prepare(g, &Device::Cpu, &options).map_err(|e| runtime(label, e))
 }
 
 /// Runs `a` and keeps the values of A that some value of B is matched with.

@@ -132,9 +132,21 @@ pub fn run(
     bar.finish_and_clear();
     let (total_ms, total_stddev_ms) = mean_stddev(&totals);
     let steps_ms = per_step.iter().map(|runs| mean(runs)).sum();
-    let names: Vec<String> = layers.iter().map(|&id| op_type(graph, id)).collect();
+    let fused = fused_layers(graph, &plan);
+    let names: Vec<String> = layers
+        .iter()
+        .zip(&fused)
+        .map(|(&id, with)| {
+            let mut name = String::new();
+            for &f in with {
+                name.push_str(&op_type(graph, f));
+                name.push('+');
+            }
+            name + &op_type(graph, id)
+        })
+        .collect();
     let peak = Peak::measure(threads, device)?;
-    let layer_rows = layer_times(graph, &layers, &names, &per_step, stages, &peak);
+    let layer_rows = layer_times(graph, (&layers, &fused), &names, &per_step, stages, &peak);
     Ok(Profile {
         threads: plan.threads(),
         warmup,
@@ -231,6 +243,24 @@ fn plan_layers(g: &Graph, plan: &Plan) -> Result<Vec<NodeId>> {
     Ok(run)
 }
 
+/// Per step of `plan`, the graph's layers it runs besides its own (`StepInfo::fused`), whose
+/// operations its time also covers.
+fn fused_layers(g: &Graph, plan: &Plan) -> Vec<Vec<NodeId>> {
+    let by_name: HashMap<&str, NodeId> = g
+        .node_ids()
+        .map(|id| (g.node(id).name.as_str(), id))
+        .collect();
+    plan.steps()
+        .iter()
+        .map(|s| {
+            s.fused
+                .iter()
+                .filter_map(|n| by_name.get(n.as_str()).copied())
+                .collect()
+        })
+        .collect()
+}
+
 fn op_types(
     names: &[String],
     per_step: &[Vec<f64>],
@@ -288,7 +318,7 @@ fn op_types(
 
 fn layer_times(
     g: &Graph,
-    layers: &[NodeId],
+    (layers, fused): (&[NodeId], &[Vec<NodeId>]),
     names: &[String],
     per_step: &[Vec<f64>],
     stages: &StageMap,
@@ -296,14 +326,15 @@ fn layer_times(
 ) -> Vec<LayerTime> {
     let mut rows: Vec<LayerTime> = layers
         .iter()
+        .zip(fused)
         .zip(names)
         .zip(per_step)
-        .map(|((&id, op_type), runs)| LayerTime {
+        .map(|(((&id, with), op_type), runs)| LayerTime {
             layer: g.node(id).name.clone(),
             op_type: op_type.clone(),
             mean_ms: mean(runs),
             stage: stage_name(stages, id),
-            efficiency: peak.place(g, id, mean(runs)),
+            efficiency: peak.place(g, &[&[id][..], with].concat(), mean(runs)),
         })
         .collect();
     rows.sort_by(|a, b| b.mean_ms.total_cmp(&a.mean_ms));

@@ -82,9 +82,11 @@ impl Peak {
         }
     }
 
-    /// Layer `id` of `g`, which took `ms` per run.
-    pub fn place(&self, g: &Graph, id: NodeId, ms: f64) -> Efficiency {
-        let (flops, bytes) = (cost::flops(g, id), cost::bytes(g, id));
+    /// Layers `ids` of `g` run as one step (a layer and the ones fused into it), which took
+    /// `ms` per run.
+    pub fn place(&self, g: &Graph, ids: &[NodeId], ms: f64) -> Efficiency {
+        let flops = ids.iter().map(|&id| cost::flops(g, id)).sum::<f64>();
+        let bytes = ids.iter().map(|&id| cost::bytes(g, id)).sum::<f64>();
         let seconds = ms / 1e3;
         if seconds <= 0.0 {
             return Efficiency {

@@ -15,17 +15,25 @@ use crate::{Int8Execution, RuntimeError, Tensor};
 use std::collections::HashMap;
 use temblor_ir::{DType, Graph, NodeId, Op, ValueRef};
 
+/// What a plan may change in its graph: how int8 layers run, and whether a step may do another
+/// node's work (`PrepareOptions::every_value` off).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Rewrites {
+    pub int8: Int8Execution,
+    pub fuse: bool,
+}
+
 /// The values node `id` reads, by port, and what it was lowered to, when the plan reads past
 /// part of the graph for it.
 pub(super) fn inputs(
     g: &Graph,
     id: NodeId,
-    int8_execution: Int8Execution,
+    rewrites: Rewrites,
     isa: Isa,
 ) -> (Vec<Option<ValueRef>>, Option<Lowered>) {
     let sources = g.inputs_of(id);
     match &g.node(id).op {
-        Op::Conv(_) if int8_execution == Int8Execution::Native => {
+        Op::Conv(_) if rewrites.int8 == Int8Execution::Native => {
             if let Some(conv) = bf16_conv::lower(g, id) {
                 // The convolution holds its weight, packed.
                 let port = |p: usize| sources.get(p).copied().flatten();
@@ -51,7 +59,11 @@ pub(super) fn inputs(
         }
         _ => {}
     }
-    if let Some((fused, reads)) = expand_depthwise::lower(g, id, isa) {
+    if let Some((fused, reads)) = rewrites
+        .fuse
+        .then(|| expand_depthwise::lower(g, id, isa))
+        .flatten()
+    {
         return (reads, Some(Lowered::ExpandDepthwise(Box::new(fused))));
     }
     (sources, None)
