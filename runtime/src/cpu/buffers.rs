@@ -59,6 +59,12 @@ pub(crate) fn give_back<T: Pooled>(v: Vec<T>) {
     with_current(|b| b.give(v));
 }
 
+/// The pool of the run on this thread, for kernels whose tasks take buffers on other threads
+/// (through [`Buffers::scope`] there).
+pub(crate) fn current() -> Option<Arc<Buffers>> {
+    CURRENT.with(|c| c.borrow().clone())
+}
+
 fn with_current<T>(f: impl FnOnce(&Buffers) -> T) -> Option<T> {
     CURRENT.with(|c| c.borrow().as_deref().map(f))
 }

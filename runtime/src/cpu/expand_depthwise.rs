@@ -17,9 +17,10 @@
 //! counts both layers' operations against its time.
 
 use super::buffers;
-use super::conv::{conv, dims4, pack_weights, ConvWeights};
+use super::conv::{conv, dims4, pack_weights, ConvWeights, SharedOut};
 use super::isa::Isa;
 use crate::{RuntimeError, Tensor, TensorData};
+use rayon::prelude::*;
 use temblor_ir::{ConvAttrs, DType, Graph, NodeId, Op, ValueRef};
 
 /// Bytes of the intermediate one band computes: about the L2 caches of two cores, so that a
@@ -188,76 +189,74 @@ pub(crate) fn expand_depthwise(
     let xv = x.as_f32().ok_or_else(|| {
         RuntimeError::bad_input(format!("input must be float32, got {}", x.dtype()))
     })?;
-    let mut out: Option<(Vec<f32>, Vec<usize>)> = None;
-    for image in 0..n {
-        for b in &bands {
-            let rows = b.r1 - b.r0;
+    let residual = match residual {
+        Some(r) => {
+            let rv = r.as_f32().ok_or_else(|| {
+                RuntimeError::bad_input(format!("residual must be float32, got {}", r.dtype()))
+            })?;
+            Some((rv, dims4(r, "residual")?))
+        }
+        None => None,
+    };
+    let kw = d.kernel[1];
+    let ow = (w + d.pads[1] + d.pads[3])
+        .checked_sub(kw.max(1).saturating_sub(1) * d.dilations[1] + 1)
+        .map(|r| r / d.strides[1].max(1) + 1)
+        .ok_or_else(|| {
+            RuntimeError::bad_input(format!("input {:?} is narrower than the window", x.shape))
+        })?;
+    let mut values = buffers::reuse(n * e * oh * ow);
+    let shared = SharedOut::new(&mut values);
+    let pool = buffers::current();
+    let work: Vec<(usize, &Band)> = (0..n)
+        .flat_map(|i| bands.iter().map(move |b| (i, b)))
+        .collect();
+    // Bands run in parallel, each on one thread and its kernels' threads: a band's two kernels
+    // alone are too short to keep two threads busy.
+    work.par_iter().try_for_each(|&(image, b)| {
+        let run = || -> Result<(), RuntimeError> {
             let x_band = Tensor::f32(
-                vec![1, c, rows, w],
+                vec![1, c, b.r1 - b.r0, w],
                 gather_rows(&xv[image * c * h * w..][..c * h * w], h, w, (b.r0, b.r1)),
             );
-            let mid = conv(
-                &fused.expand,
-                [&x_band, ew],
-                eb,
-                None,
-                isa,
-                (fused.weights.as_ref(), None),
-            )?;
+            let mid = conv(&fused.expand, [&x_band, ew], eb, None, isa, (fused.weights.as_ref(), None))?;
             let mut attrs = d.clone();
             attrs.pads[0] = b.above;
             attrs.pads[2] = b.below;
-            let res_band = match residual {
-                Some(r) => {
-                    let [_, rc, roh, rw] = dims4(r, "residual")?;
-                    let rv = r.as_f32().ok_or_else(|| {
-                        RuntimeError::bad_input(format!(
-                            "residual must be float32, got {}",
-                            r.dtype()
-                        ))
-                    })?;
-                    let plane = &rv[image * rc * roh * rw..][..rc * roh * rw];
-                    Some(Tensor::f32(
-                        vec![1, rc, b.y1 - b.y0, rw],
-                        gather_rows(plane, roh, rw, (b.y0, b.y1)),
-                    ))
-                }
-                None => None,
-            };
-            let part = conv(
-                &attrs,
-                [&mid, dw],
-                bias,
-                res_band.as_ref(),
-                isa,
-                (None, None),
-            )?;
-            let [_, oc, prows, ow] = dims4(&part, "band")?;
-            let (values, shape) =
-                out.get_or_insert_with(|| (buffers::reuse(n * oc * oh * ow), vec![n, oc, oh, ow]));
-            if prows != b.y1 - b.y0 || shape[1..] != [oc, oh, ow] {
+            let res_band = residual.map(|(rv, [_, rc, roh, rw])| {
+                let plane = &rv[image * rc * roh * rw..][..rc * roh * rw];
+                Tensor::f32(vec![1, rc, b.y1 - b.y0, rw], gather_rows(plane, roh, rw, (b.y0, b.y1)))
+            });
+            let part = conv(&attrs, [&mid, dw], bias, res_band.as_ref(), isa, (None, None))?;
+            let rows = b.y1 - b.y0;
+            if part.shape != [1, e, rows, ow] {
                 return Err(RuntimeError::internal(format!(
-                    "a band of the fused depthwise convolution made {:?}, expected rows {}..{} of {:?}",
-                    part.shape, b.y0, b.y1, shape
+                    "a band of the fused depthwise convolution made {:?}, expected [1, {e}, {rows}, {ow}]",
+                    part.shape
                 )));
             }
             let pv = part.as_f32().unwrap_or_default();
-            for ch in 0..oc {
-                let dst = ((image * oc + ch) * oh + b.y0) * ow;
-                values[dst..dst + prows * ow].copy_from_slice(&pv[ch * prows * ow..][..prows * ow]);
+            for ch in 0..e {
+                let start = ((image * e + ch) * oh + b.y0) * ow;
+                // SAFETY: each band writes rows y0..y1 of its image's planes, which no other
+                // band writes.
+                let dst = unsafe { shared.segment(start, rows * ow) };
+                dst.copy_from_slice(&pv[ch * rows * ow..][..rows * ow]);
             }
-            for t in [Some(x_band), Some(mid), res_band, Some(part)]
-                .into_iter()
-                .flatten()
-            {
+            for t in [Some(x_band), Some(mid), res_band, Some(part)].into_iter().flatten() {
                 if let TensorData::F32(v) = t.data {
                     buffers::give_back(v);
                 }
             }
+            Ok(())
+        };
+        // The band's buffers come from the run's pool on whichever thread runs it.
+        match &pool {
+            Some(p) => p.scope(run),
+            None => run(),
         }
-    }
-    let (values, shape) = out.ok_or_else(|| RuntimeError::internal("no band was computed"))?;
-    Ok(Tensor::f32(shape, values))
+    })?;
+    Ok(Tensor::f32(vec![n, e, oh, ow], values))
 }
 
 /// Rows `r0..r1` of every `h`-by-`w` plane of `planes`, planes one after another.
