@@ -1,13 +1,15 @@
-//! A pointwise convolution that widens its input (MobileNetV2's expansion) and the depthwise
-//! convolution that alone reads it, run band by band so that the wide intermediate never
-//! exists whole.
+//! A convolution that widens its input (MobileNetV2's pointwise expansion, or a stem) and the
+//! depthwise convolution that alone reads it, run band by band so that the wide intermediate
+//! never exists whole.
 //!
 //! CenterFace's first expansion, 16 -> 96 channels at 240x320, writes 29.5 MB that its stride-2
 //! depthwise convolution reads back once: at one thread the two took 4.8 and 2.7 ms of the
 //! model's 31, both waiting on memory (17% and 32% of the roofline). Here each band of the
 //! depthwise convolution's output rows first runs the expansion over the input rows the band's
-//! windows read (a few more than the band, the halo, computed again by the next band), into a
-//! buffer that stays in cache, then the depthwise convolution over that buffer. Both are the
+//! windows read (a few more than the band, the halo, computed again by the next band) from the
+//! input rows those read, into a buffer that stays in cache, then the depthwise convolution
+//! over that buffer. The stem before CenterFace's first depthwise convolution (3 -> 32, stride
+//! 2, 9.8 MB out) runs the same way. Both are the
 //! plan's own kernels ([`super::conv::conv`]) on the band's rows, and each of their outputs is
 //! computed from the same values in the same order as over the whole tensor, so the results
 //! are the unfused plan's, bit for bit.
@@ -17,11 +19,11 @@
 //! counts both layers' operations against its time.
 
 use super::buffers;
-use super::conv::{conv, dims4, pack_weights, ConvWeights, SharedOut};
+use super::conv::{conv, dims4, pack_weights, ConvWeights, Geometry, SharedOut};
 use super::isa::Isa;
 use crate::{RuntimeError, Tensor, TensorData};
 use rayon::prelude::*;
-use temblor_ir::{ConvAttrs, DType, Graph, NodeId, Op, ValueRef};
+use temblor_ir::{AutoPad, ConvAttrs, DType, Graph, NodeId, Op, ValueRef};
 
 /// Bytes of the intermediate one band computes: about the L2 caches of two cores, so that a
 /// band's expansion is still in cache when its depthwise convolution reads it (1 and 4 MiB
@@ -49,14 +51,14 @@ impl ExpandDepthwise {
     }
 }
 
-/// What depthwise convolution `id` reads when the plan fuses it with the pointwise
-/// convolution that makes its input: the expansion's input, the depthwise weight, bias and
-/// residual (ports 0 to 3, as an unfused convolution reads them), then the expansion's weight
-/// and bias (ports 4 and 5). `None` when the pair does not qualify: the expansion must be a
-/// float 1x1 convolution of one group, stride 1 and no padding (any auto_pad is none then), without a residual, whose
-/// output only this depthwise convolution reads and the graph does not return, and not known
-/// to be at most [`WHOLE_BYTES`] an image; the depthwise convolution one channel per group,
-/// with a constant weight.
+/// What depthwise convolution `id` reads when the plan fuses it with the convolution that makes
+/// its input (the expansion): the expansion's input, the depthwise weight, bias and residual
+/// (ports 0 to 3, as an unfused convolution reads them), then the expansion's weight and bias
+/// (ports 4 and 5). `None` when the pair does not qualify: the expansion must be a float
+/// convolution with explicit pads (a band adjusts them) and a constant weight, without a
+/// residual, whose output only this depthwise convolution reads and the graph does not return,
+/// and not known to be at most [`WHOLE_BYTES`] an image; the depthwise convolution one channel
+/// per group, with a constant weight.
 pub(crate) fn lower(
     g: &Graph,
     id: NodeId,
@@ -76,7 +78,9 @@ pub(crate) fn lower(
     let x = g.input(mid.node, 0)?;
     let ew = g.input(mid.node, 1)?;
     let weight = g.constant(ew)?;
-    let pointwise = e.group == 1 && e.kernel == [1, 1] && e.strides == [1, 1] && e.pads == [0; 4];
+    // Explicit pads, which a band adjusts (auto_pad of a 1x1 stride-1 convolution pads nothing).
+    let pointwise = e.kernel == [1, 1] && e.strides == [1, 1] && e.pads == [0; 4];
+    let explicit = e.auto_pad == AutoPad::NotSet || pointwise;
     let only_reader = g.consumers(mid) == [(id, 0)] && !g.outputs.iter().any(|o| o.value == mid);
     let float = [x, mid]
         .iter()
@@ -86,7 +90,7 @@ pub(crate) fn lower(
             .all(|w| w.dtype == DType::F32 && !w.is_shape_only())
         && !matches!(g.node(x.node).op, Op::DequantizeLinear { .. });
     let shape_fits = weight.dims.len() == 4 && weight.dims[0] == o && d.group == o;
-    if !(pointwise && only_reader && float && shape_fits) || g.input(mid.node, 3).is_some() {
+    if !(explicit && only_reader && float && shape_fits) || g.input(mid.node, 3).is_some() {
         return None;
     }
     // An intermediate known to be small runs whole anyway: the pair stays two steps, each
@@ -117,15 +121,69 @@ pub(crate) fn lower(
     ))
 }
 
-/// The rows of one band: the depthwise output rows `y0..y1`, the input rows `r0..r1` their
-/// windows read, and the padding rows above and below those.
+/// The rows a run of output rows `y0..y1` of a convolution reads along its height: input rows
+/// `first..end` (within the input's `len`), and the padding rows above and below them.
+#[derive(Clone, Copy, Debug)]
+struct Rows {
+    first: usize,
+    end: usize,
+    above: usize,
+    below: usize,
+}
+
+impl Rows {
+    /// For a window of `span` rows at `stride`, `pad` rows above the input.
+    fn read_by(
+        (y0, y1): (usize, usize),
+        stride: usize,
+        span: usize,
+        pad: usize,
+        len: usize,
+    ) -> Rows {
+        let top = (y0 * stride) as isize - pad as isize;
+        let bottom = ((y1 - 1) * stride + span) as isize - pad as isize;
+        let (first, end) = (top.clamp(0, len as isize), bottom.clamp(0, len as isize));
+        Rows {
+            first: first as usize,
+            end: end.max(first) as usize,
+            above: (first - top).max(0) as usize,
+            below: (bottom - end).max(0) as usize,
+        }
+    }
+
+    /// Attributes `a` over these rows alone: their padding above and below.
+    fn attrs(self, a: &ConvAttrs) -> ConvAttrs {
+        let mut a = a.clone();
+        a.pads[0] = self.above;
+        a.pads[2] = self.below;
+        a
+    }
+}
+
+/// One band: depthwise output rows `y0..y1`, the intermediate rows they read, and the input
+/// rows those read.
 struct Band {
     y0: usize,
     y1: usize,
-    r0: usize,
-    r1: usize,
-    above: usize,
-    below: usize,
+    mid: Rows,
+    input: Rows,
+}
+
+/// Height of a convolution's output over `len` rows: window `span`, `stride`, pads.
+fn extent(
+    len: usize,
+    (before, after): (usize, usize),
+    span: usize,
+    stride: usize,
+) -> Option<usize> {
+    (len + before + after)
+        .checked_sub(span)
+        .map(|r| r / stride.max(1) + 1)
+}
+
+/// The rows a window of `k` taps `dilation` apart covers.
+fn span(k: usize, dilation: usize) -> usize {
+    k.max(1).saturating_sub(1) * dilation + 1
 }
 
 /// Depthwise convolution `d` (pads explicit) of the expansion of `x`, finished with its bias
@@ -139,51 +197,43 @@ pub(crate) fn expand_depthwise(
     isa: Isa,
 ) -> Result<Tensor, RuntimeError> {
     let ew = ew.ok_or_else(|| RuntimeError::internal("a fused expansion without its weight"))?;
+    let ea = &fused.expand;
+    let expand =
+        |x: &Tensor, a: &ConvAttrs| conv(a, [x, ew], eb, None, isa, (fused.weights.as_ref(), None));
     let [n, c, h, w] = dims4(x, "input")?;
-    let [e, ..] = dims4(ew, "expansion weight")?;
-    let ([kh, _], [sh, _], [dh, _]) = (d.kernel, d.strides, d.dilations);
-    let span = kh.max(1).saturating_sub(1) * dh + 1;
-    let [pt, _, pb, _] = d.pads;
-    let out_rows = (h + pt + pb).checked_sub(span).map(|r| r / sh.max(1) + 1);
-    let row_bytes = e * w * std::mem::size_of::<f32>();
-    let per_band = (BAND_BYTES / row_bytes.max(1)).saturating_sub(span) / sh.max(1) + 1;
-    let whole = |x: &Tensor| -> Result<Tensor, RuntimeError> {
-        let mid = conv(
-            &fused.expand,
-            [x, ew],
-            eb,
-            None,
-            isa,
-            (fused.weights.as_ref(), None),
-        )?;
+    let geo = Geometry::new(ea, x, dims4(ew, "expansion weight")?)?;
+    let (e, hm, wm) = (geo.o, geo.oh, geo.ow);
+    let (span_e, span_d) = (
+        span(ea.kernel[0], ea.dilations[0]),
+        span(d.kernel[0], d.dilations[0]),
+    );
+    let [pt, pl, pb, pr] = d.pads;
+    let (sh, sw) = (d.strides[0].max(1), d.strides[1].max(1));
+    let row_bytes = e * wm * std::mem::size_of::<f32>();
+    let per_band = (BAND_BYTES / row_bytes.max(1)).saturating_sub(span_d) / sh + 1;
+    // Small enough to run whole (the plan fuses only larger ones, but sizes may be symbolic),
+    // or one band would be the whole tensor, or padding as tall as the window leaves a band
+    // with no rows: the unfused order, as it always ran.
+    let banded = extent(hm, (pt, pb), span_d, sh)
+        .filter(|&oh| row_bytes * hm > WHOLE_BYTES && oh > per_band && pt < span_d && pb < span_d);
+    let (Some(oh), Some(ow)) = (
+        banded,
+        extent(wm, (pl, pr), span(d.kernel[1], d.dilations[1]), sw),
+    ) else {
+        let mid = expand(x, ea)?;
         let out = conv(d, [&mid, dw], bias, residual, isa, (None, None));
         if let TensorData::F32(v) = mid.data {
             buffers::give_back(v);
         }
-        out
-    };
-    // One band would be the whole tensor; padding as tall as the window leaves a band with no
-    // input rows, which the unfused order handles as it always did.
-    let small = row_bytes * h <= WHOLE_BYTES;
-    let oh = match out_rows {
-        Some(oh) if !small && oh > per_band && pt < span && pb < span && sh > 0 => oh,
-        _ => return whole(x),
+        return out;
     };
     let bands: Vec<Band> = (0..oh)
         .step_by(per_band)
         .map(|y0| {
             let y1 = (y0 + per_band).min(oh);
-            let top = (y0 * sh) as isize - pt as isize;
-            let bottom = ((y1 - 1) * sh + span) as isize - pt as isize;
-            let (r0, r1) = (top.max(0) as usize, (bottom.min(h as isize)) as usize);
-            Band {
-                y0,
-                y1,
-                r0,
-                r1,
-                above: (r0 as isize - top) as usize,
-                below: (bottom - r1 as isize) as usize,
-            }
+            let mid = Rows::read_by((y0, y1), sh, span_d, pt, hm);
+            let input = Rows::read_by((mid.first, mid.end), ea.strides[0], span_e, ea.pads[0], h);
+            Band { y0, y1, mid, input }
         })
         .collect();
     let xv = x.as_f32().ok_or_else(|| {
@@ -198,13 +248,6 @@ pub(crate) fn expand_depthwise(
         }
         None => None,
     };
-    let kw = d.kernel[1];
-    let ow = (w + d.pads[1] + d.pads[3])
-        .checked_sub(kw.max(1).saturating_sub(1) * d.dilations[1] + 1)
-        .map(|r| r / d.strides[1].max(1) + 1)
-        .ok_or_else(|| {
-            RuntimeError::bad_input(format!("input {:?} is narrower than the window", x.shape))
-        })?;
     let mut values = buffers::reuse(n * e * oh * ow);
     let shared = SharedOut::new(&mut values);
     let pool = buffers::current();
@@ -215,24 +258,35 @@ pub(crate) fn expand_depthwise(
     // alone are too short to keep two threads busy.
     work.par_iter().try_for_each(|&(image, b)| {
         let run = || -> Result<(), RuntimeError> {
+            let (i0, i1) = (b.input.first, b.input.end);
             let x_band = Tensor::f32(
-                vec![1, c, b.r1 - b.r0, w],
-                gather_rows(&xv[image * c * h * w..][..c * h * w], h, w, (b.r0, b.r1)),
+                vec![1, c, i1 - i0, w],
+                gather_rows(&xv[image * c * h * w..][..c * h * w], h, w, (i0, i1)),
             );
-            let mid = conv(&fused.expand, [&x_band, ew], eb, None, isa, (fused.weights.as_ref(), None))?;
-            let mut attrs = d.clone();
-            attrs.pads[0] = b.above;
-            attrs.pads[2] = b.below;
+            let mid = expand(&x_band, &b.input.attrs(ea))?;
             let res_band = residual.map(|(rv, [_, rc, roh, rw])| {
                 let plane = &rv[image * rc * roh * rw..][..rc * roh * rw];
-                Tensor::f32(vec![1, rc, b.y1 - b.y0, rw], gather_rows(plane, roh, rw, (b.y0, b.y1)))
+                Tensor::f32(
+                    vec![1, rc, b.y1 - b.y0, rw],
+                    gather_rows(plane, roh, rw, (b.y0, b.y1)),
+                )
             });
-            let part = conv(&attrs, [&mid, dw], bias, res_band.as_ref(), isa, (None, None))?;
+            let part = conv(
+                &b.mid.attrs(d),
+                [&mid, dw],
+                bias,
+                res_band.as_ref(),
+                isa,
+                (None, None),
+            )?;
             let rows = b.y1 - b.y0;
-            if part.shape != [1, e, rows, ow] {
+            if mid.shape[2] != b.mid.end - b.mid.first || part.shape != [1, e, rows, ow] {
                 return Err(RuntimeError::internal(format!(
-                    "a band of the fused depthwise convolution made {:?}, expected [1, {e}, {rows}, {ow}]",
-                    part.shape
+                    "a band of the fused depthwise convolution made {:?} from {:?}, expected \
+                     [1, {e}, {rows}, {ow}] from {} rows",
+                    part.shape,
+                    mid.shape,
+                    b.mid.end - b.mid.first
                 )));
             }
             let pv = part.as_f32().unwrap_or_default();
@@ -243,7 +297,10 @@ pub(crate) fn expand_depthwise(
                 let dst = unsafe { shared.segment(start, rows * ow) };
                 dst.copy_from_slice(&pv[ch * rows * ow..][..rows * ow]);
             }
-            for t in [Some(x_band), Some(mid), res_band, Some(part)].into_iter().flatten() {
+            for t in [Some(x_band), Some(mid), res_band, Some(part)]
+                .into_iter()
+                .flatten()
+            {
                 if let TensorData::F32(v) = t.data {
                     buffers::give_back(v);
                 }
@@ -294,30 +351,52 @@ mod tests {
     }
 
     /// Band by band, the pair gives the bits of the expansion and the depthwise convolution run
-    /// one after the other: stride 1 and 2, uneven padding, a window of 5, a residual, two
-    /// images, and intermediates of 5 to 7 bands (2 MiB each) above the size computed whole.
+    /// one after the other: pointwise, stem and 3x3 expansions, depthwise strides 1 and 2,
+    /// uneven padding on both, a window of 5, a residual, two images, and intermediates of 5
+    /// or more bands (2 MiB each) above the size computed whole.
     #[test]
     fn bands_give_the_bits_of_the_unfused_pair() {
         let isa = Isa::detect();
         let mut next = super::super::test_values(29);
-        // (n, c, h, w, e, k, stride, pads, residual)
+        // (n, c, h, w, e, expansion (k, stride, pads), depthwise (k, stride, pads), residual)
+        let pointwise = (1, 1, [0; 4]);
         let cases = [
-            (1, 16, 121, 200, 96, 3, 2, [1, 1, 1, 1], false),
-            (2, 8, 101, 160, 144, 3, 1, [1, 1, 1, 1], true),
-            (1, 24, 140, 128, 120, 5, 2, [2, 1, 1, 2], false),
+            (1, 16, 121, 200, 96, pointwise, (3, 2, [1, 1, 1, 1]), false),
+            (2, 8, 101, 160, 144, pointwise, (3, 1, [1, 1, 1, 1]), true),
+            (1, 24, 140, 128, 120, pointwise, (5, 2, [2, 1, 1, 2]), false),
+            // A stem, and a 3x3 expansion with uneven padding.
+            (
+                1,
+                3,
+                520,
+                520,
+                32,
+                (3, 2, [1, 1, 1, 1]),
+                (3, 1, [1, 1, 1, 1]),
+                false,
+            ),
+            (
+                1,
+                8,
+                150,
+                140,
+                104,
+                (3, 1, [0, 1, 2, 1]),
+                (3, 2, [1, 0, 1, 1]),
+                true,
+            ),
         ];
-        for (n, c, h, w, e, k, stride, pads, with_residual) in cases {
-            assert!(
-                e * h * w * 4 > super::WHOLE_BYTES,
-                "{c}->{e} {h}x{w} is computed whole"
-            );
-            let expand = attrs(1, 1, [0; 4], 1);
+        for (n, c, h, w, e, (ek, es, epads), (k, stride, pads), with_residual) in cases {
+            let expand = attrs(ek, es, epads, 1);
             let dw_attrs = attrs(k, stride, pads, e);
             let x = Tensor::f32(
                 vec![n, c, h, w],
                 (0..n * c * h * w).map(|_| next()).collect(),
             );
-            let ew = Tensor::f32(vec![e, c, 1, 1], (0..e * c).map(|_| next()).collect());
+            let ew = Tensor::f32(
+                vec![e, c, ek, ek],
+                (0..e * c * ek * ek).map(|_| next()).collect(),
+            );
             let eb = Tensor::f32(vec![e], (0..e).map(|_| next()).collect());
             let dw = Tensor::f32(vec![e, 1, k, k], (0..e * k * k).map(|_| next()).collect());
             let db = Tensor::f32(vec![e], (0..e).map(|_| next()).collect());
@@ -331,6 +410,11 @@ mod tests {
                 (packed.as_ref(), None),
             )
             .expect("expansion");
+            let [_, _, hm, wm] = <[usize; 4]>::try_from(mid.shape.as_slice()).expect("4-D");
+            assert!(
+                e * hm * wm * 4 > super::WHOLE_BYTES,
+                "{c}->{e} {hm}x{wm} runs whole"
+            );
             let plain = conv(&dw_attrs, [&mid, &dw], Some(&db), None, isa, (None, None))
                 .expect("depthwise");
             let residual = with_residual.then(|| {
