@@ -333,12 +333,9 @@ pub(super) mod avx512;
 
 #[cfg(test)]
 mod tests {
-    use super::super::conv::{conv, pack_weights, Geometry};
-    use super::super::conv_padded::tests::reference;
+    use super::super::conv_padded::tests::{silu_convs_match_the_definition, Case};
     use super::super::isa::Isa;
     use super::takes;
-    use crate::Tensor;
-    use temblor_ir::{Activation, AutoPad, ConvAttrs};
 
     /// The blocked path against the definition where it cuts differently from the GEMM path:
     /// input and output channels past a whole block (20, 40, 33), tiles of two and three output
@@ -348,14 +345,12 @@ mod tests {
     /// case is one the path takes, on machines with AVX-512 (elsewhere it never runs).
     #[test]
     fn blocked_convolutions_match_the_definition() {
-        let isa = Isa::detect();
-        if !isa.avx512() {
+        if !Isa::detect().avx512() {
             eprintln!("skipped: no AVX-512F here, so the blocked path never runs");
             return;
         }
-        let mut next = super::super::test_values(17);
         // (n, c, h, w, o, kh, kw, strides, dilations, pads)
-        let cases = [
+        let cases: &[Case] = &[
             (1, 16, 10, 10, 32, 3, 3, [1, 1], [1, 1], [1, 1, 1, 1]),
             (1, 20, 7, 9, 40, 3, 3, [1, 1], [1, 1], [1, 1, 1, 1]),
             (2, 48, 12, 11, 33, 3, 3, [1, 1], [1, 1], [0, 1, 2, 1]),
@@ -367,65 +362,6 @@ mod tests {
             (1, 16, 10, 10, 32, 3, 3, [1, 1], [4, 4], [4, 4, 4, 4]),
             (1, 32, 13, 12, 48, 3, 3, [2, 1], [2, 3], [2, 1, 1, 3]),
         ];
-        for (n, c, h, w, o, kh, kw, strides, dilations, pads) in cases {
-            let x: Vec<f32> = (0..n * c * h * w).map(|_| next()).collect();
-            let k: Vec<f32> = (0..o * c * kh * kw).map(|_| next()).collect();
-            let bias: Vec<f32> = (0..o).map(|_| next()).collect();
-            let attrs = ConvAttrs {
-                kernel: [kh, kw],
-                strides,
-                dilations,
-                pads,
-                auto_pad: AutoPad::NotSet,
-                group: 1,
-                activation: Some(Activation::Silu),
-                affine: None,
-            };
-            let xt = Tensor::f32(vec![n, c, h, w], x.clone());
-            let wt = Tensor::f32(vec![o, c, kh, kw], k.clone());
-            let geo = Geometry::new(&attrs, &xt, [o, c, kh, kw]).expect("geometry");
-            assert!(
-                takes(&geo, isa),
-                "{c}->{o} {h}x{w} is not one the blocked path takes"
-            );
-            let (shape, sums) = reference(
-                &x,
-                [n, c, h, w],
-                &k,
-                [o, c, kh, kw],
-                1,
-                strides,
-                dilations,
-                pads,
-            );
-            let residual: Vec<f32> = (0..sums.len()).map(|_| next()).collect();
-            let rt = Tensor::f32(shape.clone(), residual.clone());
-            let bt = Tensor::f32(vec![o], bias.clone());
-            let plane = shape[2] * shape[3];
-            let packed = pack_weights(&attrs, &wt, isa);
-            for packed in [None, packed.as_ref()] {
-                let got = conv(
-                    &attrs,
-                    [&xt, &wt],
-                    Some(&bt),
-                    Some(&rt),
-                    isa,
-                    (packed, None),
-                )
-                .expect("conv");
-                assert_eq!(got.shape, shape);
-                let depth = (c * kh * kw) as f64;
-                for (i, (&g, &s)) in got.as_f32().expect("f32").iter().zip(&sums).enumerate() {
-                    let z = f64::from(s) + f64::from(bias[i / plane % o]) + f64::from(residual[i]);
-                    let want = z / (1.0 + (-z).exp());
-                    assert!(
-                        (f64::from(g) - want).abs() <= 2e-5 * depth.sqrt() * (1.0 + want.abs()),
-                        "{c}->{o} {h}x{w} {kh}x{kw} strides {strides:?} dilations {dilations:?} \
-                         pads {pads:?}: \
-                         element {i} is {g}, the definition gives {want}"
-                    );
-                }
-            }
-        }
+        silu_convs_match_the_definition(cases, 17, "blocked path", takes);
     }
 }

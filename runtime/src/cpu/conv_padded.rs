@@ -287,6 +287,88 @@ pub(super) mod tests {
     use crate::Tensor;
     use temblor_ir::{AutoPad, ConvAttrs};
 
+    /// One case of [`silu_convs_match_the_definition`]: `(n, c, h, w, o, kh, kw, strides,
+    /// dilations, pads)`.
+    pub(in crate::cpu) type Case = (
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        [usize; 2],
+        [usize; 2],
+        [usize; 4],
+    );
+
+    /// Each one-group convolution of `cases`, with a bias, a residual and SiLU, against the
+    /// definition, its weight packed at plan time or not; every case must be one that `path`
+    /// (named `what`) takes on this machine's instruction set.
+    pub(in crate::cpu) fn silu_convs_match_the_definition(
+        cases: &[Case],
+        seed: u32,
+        what: &str,
+        path: impl Fn(&super::super::conv::Geometry, Isa) -> bool,
+    ) {
+        let isa = Isa::detect();
+        let mut next = super::super::test_values(seed);
+        for &(n, c, h, w, o, kh, kw, strides, dilations, pads) in cases {
+            let x: Vec<f32> = (0..n * c * h * w).map(|_| next()).collect();
+            let k: Vec<f32> = (0..o * c * kh * kw).map(|_| next()).collect();
+            let bias: Vec<f32> = (0..o).map(|_| next()).collect();
+            let attrs = ConvAttrs {
+                kernel: [kh, kw],
+                strides,
+                dilations,
+                pads,
+                auto_pad: AutoPad::NotSet,
+                group: 1,
+                activation: Some(temblor_ir::Activation::Silu),
+                affine: None,
+            };
+            let xt = Tensor::f32(vec![n, c, h, w], x.clone());
+            let wt = Tensor::f32(vec![o, c, kh, kw], k.clone());
+            let geo =
+                super::super::conv::Geometry::new(&attrs, &xt, [o, c, kh, kw]).expect("geometry");
+            assert!(
+                path(&geo, isa),
+                "{c}->{o} {h}x{w} is not one the {what} takes"
+            );
+            let dims = ([n, c, h, w], [o, c, kh, kw]);
+            let (shape, sums) = reference(&x, dims.0, &k, dims.1, 1, strides, dilations, pads);
+            let residual: Vec<f32> = (0..sums.len()).map(|_| next()).collect();
+            let rt = Tensor::f32(shape.clone(), residual.clone());
+            let bt = Tensor::f32(vec![o], bias.clone());
+            let plane = shape[2] * shape[3];
+            let packed = pack_weights(&attrs, &wt, isa);
+            assert!(packed.is_some(), "{c}->{o}: no packed weight");
+            for packed in [None, packed.as_ref()] {
+                let got = conv(
+                    &attrs,
+                    [&xt, &wt],
+                    Some(&bt),
+                    Some(&rt),
+                    isa,
+                    (packed, None),
+                )
+                .expect("conv");
+                assert_eq!(got.shape, shape);
+                let depth = (c * kh * kw) as f64;
+                for (i, (&g, &s)) in got.as_f32().expect("f32").iter().zip(&sums).enumerate() {
+                    let z = f64::from(s) + f64::from(bias[i / plane % o]) + f64::from(residual[i]);
+                    let want = z / (1.0 + (-z).exp());
+                    assert!(
+                        (f64::from(g) - want).abs() <= 2e-5 * depth.sqrt() * (1.0 + want.abs()),
+                        "{what}, {c}->{o} {h}x{w} {kh}x{kw} strides {strides:?} dilations \
+                         {dilations:?} pads {pads:?}: element {i} is {g}, the definition gives \
+                         {want}"
+                    );
+                }
+            }
+        }
+    }
+
     /// ONNX Conv by its definition, in f64.
     #[allow(clippy::too_many_arguments)]
     pub(in crate::cpu) fn reference(

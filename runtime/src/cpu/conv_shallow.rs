@@ -320,12 +320,9 @@ mod avx512 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::conv::{conv, pack_weights, Geometry};
-    use super::super::conv_padded::tests::reference;
+    use super::super::conv_padded::tests::{silu_convs_match_the_definition, Case};
     use super::super::isa::Isa;
     use super::takes;
-    use crate::Tensor;
-    use temblor_ir::{Activation, AutoPad, ConvAttrs};
 
     /// The path against the definition: 2 to 4 input channels, output channels past a whole
     /// group of 8 (20, 33), rows whose last tile has 1, 2 or 3 vectors and a partial one,
@@ -333,14 +330,12 @@ mod tests {
     /// images, and the epilogue (bias, residual, SiLU); weights packed at plan time or not.
     #[test]
     fn shallow_convolutions_match_the_definition() {
-        let isa = Isa::detect();
-        if !isa.avx512() {
+        if !Isa::detect().avx512() {
             eprintln!("skipped: no AVX-512F here, so the shallow path never runs");
             return;
         }
-        let mut next = super::super::test_values(23);
         // (n, c, h, w, o, kh, kw, strides, dilations, pads)
-        let cases = [
+        let cases: &[Case] = &[
             (1, 3, 20, 32, 16, 3, 3, [2, 2], [1, 1], [1, 1, 1, 1]),
             (2, 3, 9, 50, 20, 3, 3, [1, 1], [1, 1], [1, 1, 1, 1]),
             (1, 4, 7, 97, 33, 5, 5, [2, 2], [1, 1], [2, 2, 2, 2]),
@@ -348,65 +343,6 @@ mod tests {
             (1, 3, 6, 80, 64, 2, 2, [1, 1], [1, 1], [0, 0, 1, 1]),
             (1, 3, 13, 200, 24, 6, 6, [2, 2], [1, 1], [2, 3, 1, 2]),
         ];
-        for (n, c, h, w, o, kh, kw, strides, dilations, pads) in cases {
-            let x: Vec<f32> = (0..n * c * h * w).map(|_| next()).collect();
-            let k: Vec<f32> = (0..o * c * kh * kw).map(|_| next()).collect();
-            let bias: Vec<f32> = (0..o).map(|_| next()).collect();
-            let attrs = ConvAttrs {
-                kernel: [kh, kw],
-                strides,
-                dilations,
-                pads,
-                auto_pad: AutoPad::NotSet,
-                group: 1,
-                activation: Some(Activation::Silu),
-                affine: None,
-            };
-            let xt = Tensor::f32(vec![n, c, h, w], x.clone());
-            let wt = Tensor::f32(vec![o, c, kh, kw], k.clone());
-            let geo = Geometry::new(&attrs, &xt, [o, c, kh, kw]).expect("geometry");
-            assert!(
-                takes(&geo, isa),
-                "{c}->{o} {h}x{w} is not one the path takes"
-            );
-            let (shape, sums) = reference(
-                &x,
-                [n, c, h, w],
-                &k,
-                [o, c, kh, kw],
-                1,
-                strides,
-                dilations,
-                pads,
-            );
-            let residual: Vec<f32> = (0..sums.len()).map(|_| next()).collect();
-            let rt = Tensor::f32(shape.clone(), residual.clone());
-            let bt = Tensor::f32(vec![o], bias.clone());
-            let plane = shape[2] * shape[3];
-            let packed = pack_weights(&attrs, &wt, isa);
-            assert!(packed.is_some(), "{c}->{o}: no packed weight");
-            for packed in [None, packed.as_ref()] {
-                let got = conv(
-                    &attrs,
-                    [&xt, &wt],
-                    Some(&bt),
-                    Some(&rt),
-                    isa,
-                    (packed, None),
-                )
-                .expect("conv");
-                assert_eq!(got.shape, shape);
-                let depth = (c * kh * kw) as f64;
-                for (i, (&g, &s)) in got.as_f32().expect("f32").iter().zip(&sums).enumerate() {
-                    let z = f64::from(s) + f64::from(bias[i / plane % o]) + f64::from(residual[i]);
-                    let want = z / (1.0 + (-z).exp());
-                    assert!(
-                        (f64::from(g) - want).abs() <= 2e-5 * depth.sqrt() * (1.0 + want.abs()),
-                        "{c}->{o} {h}x{w} {kh}x{kw} strides {strides:?} dilations {dilations:?} \
-                         pads {pads:?}: element {i} is {g}, the definition gives {want}"
-                    );
-                }
-            }
-        }
+        silu_convs_match_the_definition(cases, 23, "shallow path", takes);
     }
 }
