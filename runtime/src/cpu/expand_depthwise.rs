@@ -55,7 +55,8 @@ impl ExpandDepthwise {
 /// its input (the expansion): the expansion's input, the depthwise weight, bias and residual
 /// (ports 0 to 3, as an unfused convolution reads them), then the expansion's weight and bias
 /// (ports 4 and 5). `None` when the pair does not qualify: the expansion must be a float
-/// convolution with explicit pads (a band adjusts them) and a constant weight, without a
+/// convolution with explicit pads (a band adjusts them; so must the depthwise convolution's
+/// be, unless the expansion keeps its input's size) and a constant weight, without a
 /// residual, whose output only this depthwise convolution reads and the graph does not return,
 /// and not known to be at most [`WHOLE_BYTES`] an image; the depthwise convolution one channel
 /// per group, with a constant weight.
@@ -78,9 +79,11 @@ pub(crate) fn lower(
     let x = g.input(mid.node, 0)?;
     let ew = g.input(mid.node, 1)?;
     let weight = g.constant(ew)?;
-    // Explicit pads, which a band adjusts (auto_pad of a 1x1 stride-1 convolution pads nothing).
+    // Explicit pads, which a band adjusts (auto_pad of a 1x1 stride-1 convolution pads nothing),
+    // and the depthwise convolution's too unless its input has the expansion's input's size:
+    // the step resolves them against the input it reads.
     let pointwise = e.kernel == [1, 1] && e.strides == [1, 1] && e.pads == [0; 4];
-    let explicit = e.auto_pad == AutoPad::NotSet || pointwise;
+    let explicit = pointwise || (e.auto_pad == AutoPad::NotSet && d.auto_pad == AutoPad::NotSet);
     let only_reader = g.consumers(mid) == [(id, 0)] && !g.outputs.iter().any(|o| o.value == mid);
     let float = [x, mid]
         .iter()

@@ -464,16 +464,7 @@ fn planes(
                 cols,
                 x0,
             };
-            #[cfg(target_arch = "x86_64")]
-            if isa.avx512() {
-                // SAFETY: the `Isa` says AVX-512F is here.
-                unsafe { row.avx512(&mut line, &mut out) };
-                sink.extend(out.iter().copied());
-                e += len;
-                continue;
-            }
-            let _ = isa;
-            row.any(&mut line[..wi], &mut out);
+            row.run(isa, &mut line, &mut out);
             sink.extend(out.iter().copied());
             e += len;
         }
@@ -501,6 +492,18 @@ impl Row<'_> {
                 *l += w * x;
             }
         }
+    }
+
+    /// Computes the row into `out`, through `line` (the input's row width and 32 floats more).
+    fn run(&self, isa: Isa, line: &mut [f32], out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if isa.avx512() {
+            // SAFETY: the `Isa` says AVX-512F is here, and `line` has the 32 floats.
+            return unsafe { self.avx512(line, out) };
+        }
+        let _ = isa;
+        let wi = line.len() - 32;
+        self.any(&mut line[..wi], out);
     }
 
     fn any(&self, line: &mut [f32], out: &mut [f32]) {
