@@ -486,14 +486,35 @@ fn planes(
                         resampled.len() - 1
                     }
                 };
-                for (o, &h) in out.iter_mut().zip(&resampled[at].2) {
-                    *o += w * h;
-                }
+                accumulate(isa, &mut out, w, &resampled[at].2);
             }
             sink.extend(out.iter().copied());
             e += len;
         }
     })
+}
+
+/// `out += w * h`, 16 lanes wide where the CPU has AVX-512 (the build's baseline is 4 wide:
+/// U^2-Net's upsamplings at two threads took 7.0 ms so, 6.2 this way).
+fn accumulate(isa: Isa, out: &mut [f32], w: f32, h: &[f32]) {
+    #[inline(always)]
+    fn each(out: &mut [f32], w: f32, h: &[f32]) {
+        for (o, &h) in out.iter_mut().zip(h) {
+            *o += w * h;
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn avx512(out: &mut [f32], w: f32, h: &[f32]) {
+        each(out, w, h)
+    }
+    #[cfg(target_arch = "x86_64")]
+    if isa.avx512() {
+        // SAFETY: the `Isa` says AVX-512F is here.
+        return unsafe { avx512(out, w, h) };
+    }
+    let _ = isa;
+    each(out, w, h)
 }
 
 /// The columns `x0..` of one output row of [`planes`], from one input row.
