@@ -310,6 +310,16 @@ fn reads_phases_f32(geo: &Geometry, kdim: usize) -> bool {
     reads_phases(geo, kdim) || (!geo.is_pointwise() && geo.ow >= MIN_WIDTH)
 }
 
+/// `f` of the weight the plan packed or, for a weight that is not a plan constant, of one packed
+/// now by `make`.
+#[cfg(target_arch = "x86_64")]
+fn packed_or<W, R>(packed: Option<&W>, make: impl FnOnce() -> W, f: impl FnOnce(&W) -> R) -> R {
+    match packed {
+        Some(w) => f(w),
+        None => f(&make()),
+    }
+}
+
 /// The convolution as tiled GEMMs; see the module documentation.
 fn gemm_conv(
     geo: &Geometry,
@@ -320,28 +330,20 @@ fn gemm_conv(
     out: &mut [f32],
 ) {
     #[cfg(target_arch = "x86_64")]
-    if super::conv_shallow::takes(geo, epi.isa) {
-        let made;
-        let weights = match packed.and_then(|p| p.shallow.as_ref()) {
-            Some(w) => w,
-            None => {
-                made = ShallowWeights::new(wv, [geo.o, geo.c, geo.kh, geo.kw]);
-                &made
-            }
-        };
-        return super::conv_shallow::conv(geo, xv, weights, epi, out);
-    }
-    #[cfg(target_arch = "x86_64")]
-    if super::conv_blocked::takes(geo, epi.isa) {
-        let made;
-        let weights = match packed.and_then(|p| p.blocked.as_ref()) {
-            Some(w) => w,
-            None => {
-                made = BlockedWeights::new(wv, [geo.o, geo.c, geo.kh, geo.kw]);
-                &made
-            }
-        };
-        return super::conv_blocked::conv(geo, xv, weights, epi, out);
+    {
+        let shape = [geo.o, geo.c, geo.kh, geo.kw];
+        if super::conv_shallow::takes(geo, epi.isa) {
+            let made = || ShallowWeights::new(wv, shape);
+            return packed_or(packed.and_then(|p| p.shallow.as_ref()), made, |w| {
+                super::conv_shallow::conv(geo, xv, w, epi, out)
+            });
+        }
+        if super::conv_blocked::takes(geo, epi.isa) {
+            let made = || BlockedWeights::new(wv, shape);
+            return packed_or(packed.and_then(|p| p.blocked.as_ref()), made, |w| {
+                super::conv_blocked::conv(geo, xv, w, epi, out)
+            });
+        }
     }
     let packed = packed.and_then(|p| p.gemm.as_ref());
     let cg = geo.c / geo.group;
