@@ -10,7 +10,14 @@
 //! input whose products and sums are normal floats or zero (`vdpbf16ps` flushes subnormal
 //! inputs and results to zero; the fallback keeps them). A missing last depth of an odd depth
 //! is zero in the weight, and adds an exact zero.
+//!
+//! Where the machine has AMX, its tiles (`amx.rs`) take the same packed columns, each block's
+//! depth padded with zero pairs to whole chunks of theirs. `tdpbf16ps` adds a pair's products
+//! in an order of its own and flushes subnormals, so its sums may differ from the others' in
+//! the last bits.
 
+use super::amx::{self, Sums, TileWeights, Tiles};
+use super::buffers;
 use super::isa::Isa;
 use crate::bf16;
 
@@ -18,6 +25,7 @@ use crate::bf16;
 pub(crate) const MR: usize = 8;
 /// Columns of a block: two vectors of 16.
 pub(crate) const NR: usize = 32;
+const _: () = assert!(NR == amx::COLS);
 
 /// A bf16 layer's weight, packed once per plan for [`multiply`](Bf16Weights::multiply).
 #[derive(Debug)]
@@ -25,6 +33,8 @@ pub(crate) struct Bf16Weights {
     groups: Vec<Vec<u32>>,
     rows: usize,
     k: usize,
+    /// The weight laid out for AMX, where the machine has it.
+    tiles: Option<TileWeights>,
 }
 
 /// `lo` in the low half of a word, `hi` in the high half.
@@ -47,8 +57,17 @@ impl Bf16Weights {
             }
             packed
         };
+        let word = |g: usize, r: usize, p: usize| {
+            let row = &weight[(g * rows + r) * k..][..k];
+            pair(
+                row[2 * p],
+                row.get(2 * p + 1).copied().unwrap_or(bf16::ZERO),
+            )
+        };
+        let groups = weight.len() / (rows * k).max(1);
         Bf16Weights {
             groups: weight.chunks_exact(rows * k).map(pack).collect(),
+            tiles: amx::usable().then(|| TileWeights::new((groups, rows, pairs), word)),
             rows,
             k,
         }
@@ -69,19 +88,41 @@ impl Bf16Weights {
     ) {
         let (m, pairs) = (out.len(), self.k.div_ceil(2));
         let n = out.first().map_or(0, |r| r.len());
+        let stride = amx::block_units(isa, pairs);
         assert!(
             r0.is_multiple_of(MR)
                 && r0 + m <= self.rows
                 && out.iter().all(|r| r.len() == n)
-                && cols.len() >= n.div_ceil(NR) * pairs * NR
+                && cols.len() >= n.div_ceil(NR) * stride * NR + 15
         );
+        let cols = &cols[buffers::aligned_start(cols.as_ptr())..];
+        if let (Some(tiles), Some(weights)) = (Tiles::load(isa, pairs), &self.tiles) {
+            let mut sums = Sums::new();
+            for p0 in (0..m).step_by(2 * amx::ROWS) {
+                let rows = (2 * amx::ROWS).min(m - p0);
+                let at = (group, r0 + p0, rows);
+                for (b, block) in cols
+                    .chunks_exact(stride * NR)
+                    .take(n.div_ceil(NR))
+                    .enumerate()
+                {
+                    tiles.multiply(weights, at, block, &mut sums);
+                    let c0 = b * NR;
+                    let width = NR.min(n - c0);
+                    for (i, sums) in sums.0.iter().enumerate().take(rows) {
+                        out[p0 + i][c0..c0 + width].copy_from_slice(&sums[..width]);
+                    }
+                }
+            }
+            return;
+        }
         let weights = &self.groups[group];
         for p0 in (0..m).step_by(MR) {
             let rows = MR.min(m - p0);
             let panel = &weights[((r0 + p0) / MR) * pairs * MR..][..pairs * MR];
             let out = &mut out[p0..p0 + rows];
             for (b, block) in cols
-                .chunks_exact(pairs * NR)
+                .chunks_exact(stride * NR)
                 .take(n.div_ceil(NR))
                 .enumerate()
             {
@@ -130,23 +171,33 @@ fn portable_block(
 }
 
 /// Lays out `n` columns of the `k` rows of bf16 values `src[rows[i]..]` in `dst` as blocks of
-/// [`NR`] columns of depth pairs (see the module documentation); the depth past an odd `k` is
-/// zero.
+/// [`NR`] columns of depth pairs (see the module documentation), from the first 64-byte
+/// boundary of `dst` ([`buffers::aligned_start`], which [`Bf16Weights::multiply`] finds again); the
+/// depth past an odd `k` is zero.
 pub(crate) fn pack_columns(isa: Isa, src: &[bf16], rows: &[usize], n: usize, dst: &mut Vec<u32>) {
     let pairs = rows.len().div_ceil(2);
+    let stride = amx::block_units(isa, pairs);
     let blocks = n.div_ceil(NR);
     assert!(n == 0 || rows.iter().all(|&r| r + n <= src.len()));
     // Not cleared: every word the kernel's stored outputs depend on is written below, and the
-    // rest (columns past `n`) only reaches unstored columns, each lane being its own column.
-    dst.resize(blocks * pairs * NR, 0);
+    // rest (columns past `n`) only reaches unstored columns, each lane being its own column;
+    // the pairs the tiles add are zeroed (a stale infinity times their zero weight is NaN).
+    dst.resize(blocks * stride * NR + 15, 0);
+    let start = buffers::aligned_start(dst.as_ptr());
+    let dst = &mut dst[start..][..blocks * stride * NR];
+    if stride > pairs {
+        for block in dst.chunks_exact_mut(stride * NR) {
+            block[pairs * NR..].fill(0);
+        }
+    }
     #[cfg(target_arch = "x86_64")]
     if isa.vnni() {
         // SAFETY: an `Isa` with VNNI (and so AVX-512BW) is only made on a machine that has it;
         // the rows hold `n` values each and `dst` holds every block.
-        return unsafe { avx512::pack(src, rows, n, dst) };
+        return unsafe { avx512::pack(src, rows, n, stride, dst) };
     }
     let _ = isa;
-    for (b, block) in dst.chunks_exact_mut(pairs * NR).enumerate() {
+    for (b, block) in dst.chunks_exact_mut(stride * NR).enumerate() {
         let c0 = b * NR;
         let width = NR.min(n - c0);
         for (p, two) in rows.chunks(2).enumerate() {
@@ -176,12 +227,11 @@ mod avx512 {
     use std::arch::x86_64::*;
 
     /// See [`super::pack_columns`]: 16 columns of two rows widened to 32-bit lanes, the odd
-    /// row's shifted into the upper halves.
+    /// row's shifted into the upper halves, in blocks of `stride` pairs.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    pub unsafe fn pack(src: &[bf16], rows: &[usize], n: usize, dst: &mut [u32]) {
-        let pairs = rows.len().div_ceil(2);
+    pub unsafe fn pack(src: &[bf16], rows: &[usize], n: usize, stride: usize, dst: &mut [u32]) {
         let at = |r: usize, c: usize| src[r + c..].as_ptr().cast::<i16>();
-        for (b, block) in dst.chunks_exact_mut(pairs * NR).enumerate() {
+        for (b, block) in dst.chunks_exact_mut(stride * NR).enumerate() {
             for half in 0..NR / 16 {
                 let c0 = b * NR + half * 16;
                 if c0 >= n {
@@ -286,8 +336,9 @@ mod tests {
             .collect()
     }
 
-    /// Every instruction set gives the same bits, and they are the f64 product's up to the f32
-    /// sums' rounding; odd depths, a ragged last block and rows past a panel included.
+    /// Every instruction set but AMX gives the same bits, and every one the f64 product's up to
+    /// the f32 sums' rounding; odd depths, a ragged last block, rows past a panel and past two
+    /// AMX tiles, and a depth of several AMX chunks included.
     #[test]
     fn every_isa_computes_the_same_sums() {
         for (rows, k, n) in [
@@ -296,6 +347,7 @@ mod tests {
             (16, 27, 70),
             (5, 1, 3),
             (24, 64, 100),
+            (40, 75, 33),
         ] {
             let w = values(1 + k as u64, rows * k);
             let x = values(7 + n as u64, k * n);
@@ -311,26 +363,28 @@ mod tests {
                 results.push((isa, out));
             }
             let (first, reference) = &results[0];
-            for (isa, out) in &results[1..] {
+            for (isa, out) in results.iter().filter(|(isa, _)| !isa.amx()) {
                 let same = out
                     .iter()
                     .zip(reference)
                     .all(|(a, b)| a.to_bits() == b.to_bits());
                 assert!(same, "{isa:?} differs from {first:?} at {rows}x{k}x{n}");
             }
-            for r in 0..rows {
-                for c in 0..n {
-                    let exact: f64 = (0..k)
-                        .map(|i| w[r * k + i].to_f64() * x[i * n + c].to_f64())
-                        .sum();
-                    let scale: f64 = (0..k)
-                        .map(|i| (w[r * k + i].to_f64() * x[i * n + c].to_f64()).abs())
-                        .sum();
-                    let got = reference[r * n + c] as f64;
-                    assert!(
-                        (got - exact).abs() <= scale * k as f64 * f32::EPSILON as f64,
-                        "{rows}x{k}x{n} [{r}][{c}]: {got} against {exact}"
-                    );
+            for (isa, out) in &results {
+                for r in 0..rows {
+                    for c in 0..n {
+                        let exact: f64 = (0..k)
+                            .map(|i| w[r * k + i].to_f64() * x[i * n + c].to_f64())
+                            .sum();
+                        let scale: f64 = (0..k)
+                            .map(|i| (w[r * k + i].to_f64() * x[i * n + c].to_f64()).abs())
+                            .sum();
+                        let got = out[r * n + c] as f64;
+                        assert!(
+                            (got - exact).abs() <= scale * k as f64 * f32::EPSILON as f64,
+                            "{isa:?} {rows}x{k}x{n} [{r}][{c}]: {got} against {exact}"
+                        );
+                    }
                 }
             }
         }

@@ -15,6 +15,9 @@ pub(crate) struct Isa {
     /// AVX-512 BF16's dot products of bf16 pairs (`vdpbf16ps`), for the bf16 convolutions; only
     /// with AVX-512.
     bf16: bool,
+    /// AMX's tiles and bf16 products (`amx.rs`), for the bf16 GEMM; only with AVX-512 BF16,
+    /// whose kernels do the rest of the bf16 layers.
+    amx: bool,
 }
 
 /// The kernel families, each a superset of the one before.
@@ -56,14 +59,17 @@ impl Isa {
             use std::arch::is_x86_feature_detected as has;
             if has!("avx2") && has!("fma") {
                 let avx512 = has!("avx512f");
+                let vnni = avx512 && has!("avx512bw") && has!("avx512vnni");
+                let bf16 = avx512 && has!("avx512bf16");
                 return Isa {
                     level: if avx512 {
                         Level::Avx512
                     } else {
                         Level::Avx2Fma
                     },
-                    vnni: avx512 && has!("avx512bw") && has!("avx512vnni"),
-                    bf16: avx512 && has!("avx512bf16"),
+                    vnni,
+                    bf16,
+                    amx: bf16 && super::amx::usable(),
                 };
             }
         }
@@ -71,6 +77,7 @@ impl Isa {
             level: Level::Scalar,
             vnni: false,
             bf16: false,
+            amx: false,
         }
     }
 
@@ -90,8 +97,15 @@ impl Isa {
                 level,
                 vnni: false,
                 bf16: false,
+                amx: false,
             })
             .collect();
+        if widest.amx {
+            isas.push(Isa {
+                amx: false,
+                ..widest
+            });
+        }
         if widest.vnni || widest.bf16 {
             isas.push(widest);
         }
@@ -110,6 +124,11 @@ impl Isa {
     /// Whether AVX-512 BF16 may be used.
     pub fn bf16(self) -> bool {
         self.bf16
+    }
+
+    /// Whether AMX's tiles may be used (see `amx.rs`).
+    pub fn amx(self) -> bool {
+        self.amx
     }
 
     /// Whether AVX2 and FMA may be used.

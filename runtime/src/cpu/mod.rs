@@ -4,6 +4,7 @@
 //! at run time.
 
 mod activation;
+mod amx;
 mod args;
 mod bf16_conv;
 mod bf16_gemm;
