@@ -86,6 +86,10 @@ pub struct Hardware {
     /// The instruction set the CPU runtime's kernels use here (`avx512f`, `avx2+fma`, `scalar`):
     /// the same model runs different kernels, at different speeds, on another machine.
     pub isa: &'static str,
+    /// The extensions beyond `isa` whose kernels run here (`avx512vnni` for int8 layers,
+    /// `avx512bf16` and `amx-bf16` for bf16 ones); absent where there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub isa_extensions: Vec<&'static str>,
 }
 
 /// The machine as Linux describes it; fields another OS does not provide are left out.
@@ -130,6 +134,7 @@ pub fn context(threads: usize) -> Context {
             available_cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
             memory_bytes,
             isa: temblor_runtime::Device::Cpu.isa(),
+            isa_extensions: temblor_runtime::Device::Cpu.isa_extensions(),
         },
         threads,
     }

@@ -127,6 +127,21 @@ fn check_context(report: &Value) {
         ["avx512f", "avx2+fma", "scalar"].contains(&isa),
         "context.hardware.isa is '{isa}': {c}"
     );
+    // The extensions this machine's kernels use, when it has any, each one the runtime names.
+    if let Some(extensions) = c["hardware"].get("isa_extensions") {
+        let names = extensions.as_array().expect("isa_extensions is a list");
+        assert!(
+            !names.is_empty(),
+            "an empty isa_extensions is left out: {c}"
+        );
+        for name in names {
+            let name = name.as_str().unwrap_or_default();
+            assert!(
+                ["avx512vnni", "avx512bf16", "amx-bf16"].contains(&name),
+                "context.hardware.isa_extensions holds '{name}': {c}"
+            );
+        }
+    }
     assert_eq!(c["threads"], report["measurement"]["threads"], "{c}");
     if Path::new("/proc/cpuinfo").is_file() {
         assert!(c["hardware"]["cpu"].is_string(), "no CPU model: {c}");

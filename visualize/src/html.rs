@@ -49,6 +49,23 @@ fn text(v: &Value, path: &[&str]) -> String {
     }
 }
 
+/// The instruction set the kernels were chosen for, with its extensions in use:
+/// `avx512f + avx512vnni, avx512bf16, amx-bf16`.
+fn kernels_for(r: &Value) -> String {
+    let isa = text(r, &["context", "hardware", "isa"]);
+    let extensions: Vec<&str> = at(r, &["context", "hardware", "isa_extensions"])
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if extensions.is_empty() {
+        isa
+    } else {
+        format!("{isa} + {}", extensions.join(", "))
+    }
+}
+
 fn ms(x: f64) -> String {
     format!("{x:.2} ms")
 }
@@ -172,7 +189,7 @@ fn context(s: &mut String, r: &Value) {
         ("architecture", text(r, &["context", "software", "arch"])),
         ("CPU", text(r, &["context", "hardware", "cpu"])),
         ("CPUs", cpus),
-        ("kernels for", text(r, &["context", "hardware", "isa"])),
+        ("kernels for", kernels_for(r)),
         ("memory", memory),
         ("threads measured on", text(r, &["context", "threads"])),
     ];

@@ -40,6 +40,15 @@ impl Device {
             Device::Cuda { .. } => "cuda",
         }
     }
+
+    /// The instruction set extensions beyond [`Device::isa`] whose kernels a plan prepared for
+    /// this device would run (`avx512vnni`, `avx512bf16`, `amx-bf16` on the CPU).
+    pub fn isa_extensions(&self) -> Vec<&'static str> {
+        match self {
+            Device::Cpu => crate::cpu::Isa::detect().extensions(),
+            Device::Cuda { .. } => Vec::new(),
+        }
+    }
 }
 
 impl fmt::Display for Device {

@@ -126,6 +126,19 @@ impl Isa {
         self.bf16
     }
 
+    /// The extensions beyond [`Isa::name`] that kernels use here, for reports: `avx512vnni`
+    /// (int8), `avx512bf16` and `amx-bf16` (bf16).
+    pub fn extensions(self) -> Vec<&'static str> {
+        [
+            (self.vnni, "avx512vnni"),
+            (self.bf16, "avx512bf16"),
+            (self.amx, "amx-bf16"),
+        ]
+        .into_iter()
+        .filter_map(|(has, name)| has.then_some(name))
+        .collect()
+    }
+
     /// Whether AMX's tiles may be used (see `amx.rs`).
     pub fn amx(self) -> bool {
         self.amx
