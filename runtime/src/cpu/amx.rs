@@ -7,10 +7,10 @@
 //! The second operand is the layout the bf16 GEMM already packs its columns in
 //! (`bf16_gemm.rs`): per pair of depth (4 bytes, a unit here), one word a column, blocks of 32
 //! columns. A tile of it is 16 units of 16 columns, a row every 128 bytes. The weight, the
-//! first operand, is laid out row by row ([`TileWeights`]). Depth goes in chunks of [`CHUNK`] units: the weight is zero past its
-//! depth up to a whole chunk, and the packers write zeros there too (`block_units`), so a tile
-//! never reads a number that is not part of the product (in bf16, a stale infinity times a zero
-//! weight would be NaN).
+//! first operand, is laid out row by row ([`TileWeights`]). Depth goes in chunks of [`CHUNK`]
+//! units: the weight is zero past its depth up to a whole chunk, and the packers write zeros
+//! there too (`block_units`), so a tile never reads a number that is not part of the product
+//! (a stale infinity times a zero weight would be NaN).
 //!
 //! Rust has no stable AMX intrinsics; the instructions are written in `asm!`. Linux lends a
 //! process the tile registers only once it asks (`arch_prctl(ARCH_REQ_XCOMP_PERM)`): [`usable`]

@@ -172,8 +172,8 @@ fn portable_block(
 
 /// Lays out `n` columns of the `k` rows of bf16 values `src[rows[i]..]` in `dst` as blocks of
 /// [`NR`] columns of depth pairs (see the module documentation), from the first 64-byte
-/// boundary of `dst` ([`buffers::aligned_start`], which [`Bf16Weights::multiply`] finds again); the
-/// depth past an odd `k` is zero.
+/// boundary of `dst` ([`buffers::aligned_start`], which [`Bf16Weights::multiply`] finds
+/// again); the depth past an odd `k` is zero.
 pub(crate) fn pack_columns(isa: Isa, src: &[bf16], rows: &[usize], n: usize, dst: &mut Vec<u32>) {
     let pairs = rows.len().div_ceil(2);
     let stride = amx::block_units(isa, pairs);
