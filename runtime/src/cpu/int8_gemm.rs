@@ -11,9 +11,9 @@
 //! VNNI the same layouts go through a portable loop: integer sums are exact either way, so every
 //! instruction set gives the same bits.
 //!
-//! AMX's tiles take these layouts too (`amx.rs`), but int8 layers keep VNNI: on YOLOv8n's int8
-//! plan (1 thread) the tiles ran the GEMMs of the deep 1x1 layers up to 3 times faster and the
-//! model 7% slower. Those layers' time goes mostly to quantizing, packing and the epilogue,
+//! AMX's int8 product (`tdpbsud`) would take these layouts as the bf16 tiles take theirs
+//! (`amx.rs`), but int8 layers stay on VNNI: tried on YOLOv8n's int8 plan (1 thread), the tiles
+//! ran the GEMMs of the deep 1x1 layers up to 3 times faster and the model 7% slower. Those layers' time goes mostly to quantizing, packing and the epilogue,
 //! and in the runs with tiles every other layer, Softmax included, took 5-10% longer.
 
 use super::buffers;
