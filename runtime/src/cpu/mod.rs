@@ -22,6 +22,7 @@ mod conv_tasks;
 mod conv_transpose;
 mod conv_transpose_phases;
 mod deform_conv;
+mod denormals;
 mod depthwise;
 mod detection;
 mod einsum;

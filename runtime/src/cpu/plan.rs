@@ -87,11 +87,13 @@ impl Value<'_> {
     }
 }
 
-/// A pool of `threads` workers; 0 means one per available core.
+/// A pool of `threads` workers, 0 meaning one per available core, which flush denormals
+/// ([`super::denormals`]).
 pub(super) fn thread_pool(threads: usize) -> Result<ThreadPool, RuntimeError> {
     ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(|i| format!("temblor-cpu-{i}"))
+        .start_handler(|_| super::denormals::flush_on_this_thread())
         .build()
         .map_err(|e| RuntimeError::internal(format!("cannot start {threads} CPU threads: {e}")))
 }
