@@ -38,7 +38,10 @@ mod tests {
     #[test]
     #[cfg(target_arch = "x86_64")]
     fn the_plans_threads_flush_denormals() {
-        let (a, b) = (std::hint::black_box(1e-20f32), std::hint::black_box(1e-20f32));
+        let (a, b) = (
+            std::hint::black_box(1e-20f32),
+            std::hint::black_box(1e-20f32),
+        );
         let tiny = std::hint::black_box(f32::from_bits(1));
         assert!((a * b).is_subnormal(), "the test thread keeps denormals");
         let pool = thread_pool(1).unwrap();

@@ -222,6 +222,45 @@ fn max_of_squares<T: Ordered>(src: &[T], w: usize, out: &mut [T], ow: usize) {
     }
 }
 
+/// Max over each window of a plane (`src`, `h x w`) at stride 1 without dilation into `out`, as
+/// [`Geometry::narrow_stride_one`] takes them: the plane is copied into `padded` with its
+/// padding (and any window's overhang) as `LOWEST`, `wp` wide; each position of the flat copy
+/// takes the max of the `kw` from it, then of the `kh` rows of those from it, each in one pass
+/// over the whole plane (across row ends, where no output reads the result).
+#[inline(always)]
+fn max_of_padded<T: Ordered>(g: &Geometry, src: &[T], out: &mut [T], padded: &mut Vec<T>) {
+    let [_, ah, aw] = &g.axes;
+    let (w, oh, ow) = (aw.extent, ah.runs.len(), aw.runs.len());
+    let (kh, kw) = (ah.kernel, aw.kernel);
+    let (hp, wp) = (oh + kh - 1, ow + kw - 1);
+    let (pt, pl) = (ah.pad_begin, aw.pad_begin);
+    let n = hp * wp;
+    padded.clear();
+    padded.resize(2 * n + kw - 1, T::LOWEST);
+    let (plane, rows) = padded.split_at_mut(n + kw - 1);
+    let columns = w.min(wp.saturating_sub(pl));
+    for (r, row) in src.chunks_exact(w).enumerate().take(hp.saturating_sub(pt)) {
+        plane[(r + pt) * wp + pl..][..columns].copy_from_slice(&row[..columns]);
+    }
+    rows.copy_from_slice(&plane[..n]);
+    for t in 1..kw {
+        for (m, &e) in rows.iter_mut().zip(&plane[t..]) {
+            *m = m.larger(e);
+        }
+    }
+    // The windows' maxima over the copy's first `oh` rows, again across row ends.
+    let windows = &mut plane[..oh * wp];
+    windows.copy_from_slice(&rows[..oh * wp]);
+    for t in 1..kh {
+        for (m, &e) in windows.iter_mut().zip(&rows[t * wp..]) {
+            *m = m.larger(e);
+        }
+    }
+    for (dst, row) in out.chunks_exact_mut(ow).zip(windows.chunks_exact(wp)) {
+        dst.copy_from_slice(&row[..ow]);
+    }
+}
+
 fn max_pool_t<T: Ordered + Send + Sync>(
     g: &Geometry,
     x: &Tensor,
@@ -255,16 +294,18 @@ fn max_pool_t<T: Ordered + Send + Sync>(
             .for_each(|(p, (o, i))| plane(p, o, i));
     } else {
         let max = T::larger;
-        let halves = g.halves();
+        let (halves, narrow) = (g.halves(), g.narrow_stride_one());
         out.par_chunks_mut(op.max(1))
             .enumerate()
-            .for_each(|(p, o)| {
+            .for_each_init(Vec::new, |padded, (p, o)| {
                 let src = &v[p * ip..(p + 1) * ip];
                 isa.widest(
                     #[inline(always)]
                     || {
                         if halves {
                             max_of_squares(src, g.axes[2].extent, o, g.axes[2].runs.len())
+                        } else if narrow && op > 0 {
+                            max_of_padded(g, src, o, padded)
                         } else {
                             separable(g, src, o, T::LOWEST, max)
                         }
@@ -358,6 +399,11 @@ mod tests {
             // Strided rows split into phases: a dilated tap and a border on both sides.
             ([3, 3], [2, 2], [1, 2], [1, 1, 1, 1]),
             ([1, 4], [1, 3], [1, 1], [0, 2, 0, 2]),
+            // Narrow rows at stride 1, in one padded copy: YOLO's SPPF (5x5, padding 2),
+            // uneven padding, and a window past the input's end.
+            ([5, 5], [1, 1], [1, 1], [2, 2, 2, 2]),
+            ([3, 4], [1, 1], [1, 1], [0, 3, 2, 0]),
+            ([4, 6], [1, 1], [1, 1], [1, 0, 0, 5]),
         ];
         for (kernel, strides, dilations, pads) in cases {
             for include_pad in [false, true] {

@@ -38,6 +38,11 @@ impl Axis {
     }
 }
 
+/// The output width below which [`Geometry::narrow_stride_one`] holds. YOLO's SPPF block
+/// (three 5x5 MaxPools at stride 1 over 10x10 to 20x20 planes) took 40 cycles an output on the
+/// separable path.
+const NARROW: usize = 32;
+
 /// The resolved window: three spatial axes (leading unit ones for 1-D and 2-D).
 #[derive(Debug)]
 pub(super) struct Geometry {
@@ -181,6 +186,16 @@ impl Geometry {
                 && a.full == (0..a.runs.len())
         };
         ad.is_identity() && half(ah) && half(aw)
+    }
+
+    /// Whether the window is 2-D at stride 1 without dilation over rows narrower than
+    /// [`NARROW`]: [`super::max_of_padded`] then folds a padded copy of the whole plane in
+    /// long contiguous passes, where the separable path's passes over short rows hardly
+    /// vectorize.
+    pub fn narrow_stride_one(&self) -> bool {
+        let [ad, ah, aw] = &self.axes;
+        let one = |a: &Axis| a.stride == 1 && a.step == 1;
+        ad.is_identity() && one(ah) && one(aw) && aw.runs.len() < NARROW
     }
 
     /// Folds every output position's window of a plane: `tap` takes each flat in-plane input
