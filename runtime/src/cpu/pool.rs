@@ -3,7 +3,8 @@
 //! share one geometry: fewer axes are lifted to three with unit windows, and each axis's taps
 //! inside the input are precomputed per output position as one arithmetic run. Max and sum
 //! windows are separable, so each output row folds its window's rows first, then its
-//! windows along the row; only MaxPool's indices walk whole windows.
+//! windows along the row (a stride-1 MaxPool over narrow rows folds a padded copy of the
+//! whole plane instead); only MaxPool's indices walk whole windows.
 
 mod geometry;
 

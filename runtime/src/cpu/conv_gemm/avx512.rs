@@ -146,17 +146,12 @@ pub fn multiply(
     let n = n - tail;
     let m = out.len();
     let mut tile = [[0.0f32; NR]; MR];
-    // With contiguous columns, each panel of `b` copied out, its rows `NR` floats apart (the
-    // last panel zero-padded to `NR`), and its row offsets. Read in place, a panel's rows lie
-    // a row of `b` apart: at ViT's 384 and 1536 columns, or an 80x80 plane's 6400, its 128
-    // rows of 3 cache lines fall in a few of L1's 64 sets, and the kernel read them from L2
-    // again for every block of `MR` rows (ViT-S's MLP MatMuls: 5-15% of their time). A panel
-    // one row block reads once is read in place, and so are rows of output positions, since
+    // With contiguous columns, the last panel of `b` when it is narrower than `NR`,
+    // zero-padded, and its row offsets; rows of output positions are read in place, since
     // `b` holds their slack.
     let mut ragged = Vec::new();
     let ragged_rows: [usize; KC] = std::array::from_fn(|p| p * NR);
     let in_place = matches!(columns, Columns::Rows { .. });
-    let copy = !in_place && m > MR;
     for k0 in (0..k).step_by(KC) {
         let kc = KC.min(k - k0);
         // The furthest row of this depth: checking each panel's reach against it alone
@@ -164,7 +159,7 @@ pub fn multiply(
         let last_row = rows[k0..k0 + kc].iter().copied().max().unwrap_or(0);
         for (j0, w) in (0..n).step_by(NR).map(|j0| (j0, NR.min(n - j0))) {
             let vectors = w.div_ceil(16);
-            let (panel, offsets, last, mut at) = if in_place || (w == NR && !copy) {
+            let (panel, offsets, last, mut at) = if w == NR || in_place {
                 (b, &rows[k0..k0 + kc], last_row, Panel::new(columns, j0))
             } else {
                 ragged.resize(kc * NR, 0.0);
