@@ -191,11 +191,17 @@ impl Geometry {
     /// Whether the window is 2-D at stride 1 without dilation over rows narrower than
     /// [`NARROW`]: [`super::max_of_padded`] then folds a padded copy of the whole plane in
     /// long contiguous passes, where the separable path's passes over short rows hardly
-    /// vectorize.
+    /// vectorize. The copy, `(oh + kh - 1) x (ow + kw - 1)`, must stay within four planes: a
+    /// window far wider than its input (padding as wide) would otherwise size it.
     pub fn narrow_stride_one(&self) -> bool {
         let [ad, ah, aw] = &self.axes;
         let one = |a: &Axis| a.stride == 1 && a.step == 1;
-        ad.is_identity() && one(ah) && one(aw) && aw.runs.len() < NARROW
+        let copy = (ah.runs.len() + ah.kernel - 1).saturating_mul(aw.runs.len() + aw.kernel - 1);
+        ad.is_identity()
+            && one(ah)
+            && one(aw)
+            && aw.runs.len() < NARROW
+            && copy <= 4 * self.in_plane().max(self.out_plane())
     }
 
     /// Folds every output position's window of a plane: `tap` takes each flat in-plane input
