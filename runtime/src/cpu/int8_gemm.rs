@@ -13,8 +13,9 @@
 //!
 //! AMX's int8 product (`tdpbsud`) would take these layouts as the bf16 tiles take theirs
 //! (`amx.rs`), but int8 layers stay on VNNI: tried on YOLOv8n's int8 plan (1 thread), the tiles
-//! ran the GEMMs of the deep 1x1 layers up to 3 times faster and the model 7% slower. Those layers' time goes mostly to quantizing, packing and the epilogue,
-//! and in the runs with tiles every other layer, Softmax included, took 5-10% longer.
+//! ran the GEMMs of the deep 1x1 layers up to 3 times faster and the model 7% slower. Those
+//! layers' time goes mostly to quantizing, packing and the epilogue, and in the runs with
+//! tiles every other layer, Softmax included, took 5-10% longer.
 
 use super::buffers;
 use super::isa::Isa;

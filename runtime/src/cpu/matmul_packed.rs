@@ -123,8 +123,10 @@ fn multiply_panels(
 ) {
     let n = out.first().map_or(0, |row| row.len());
     let whole = if out.len() > MR { n / NR * NR } else { 0 };
-    for j0 in (0..whole).step_by(NR) {
+    if whole > 0 {
         panel.resize(offsets.len() * NR, 0.0);
+    }
+    for j0 in (0..whole).step_by(NR) {
         for (dst, &r) in panel.chunks_exact_mut(NR).zip(offsets) {
             dst.copy_from_slice(&b[r + c0 + j0..][..NR]);
         }

@@ -305,7 +305,7 @@ fn max_pool_t<T: Ordered + Send + Sync>(
                     || {
                         if halves {
                             max_of_squares(src, g.axes[2].extent, o, g.axes[2].runs.len())
-                        } else if narrow && op > 0 {
+                        } else if narrow {
                             max_of_padded(g, src, o, padded)
                         } else {
                             separable(g, src, o, T::LOWEST, max)
