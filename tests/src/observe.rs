@@ -2,7 +2,7 @@
 //! layer by layer.
 
 use std::time::Duration;
-use temblor_ir::Op;
+use temblor_ir::{DType, Op};
 use temblor_runtime::{Observer, RuntimeError, StepInfo, Tensor, ValueView};
 
 /// What a run gave each convolution step: its name, the inputs it read (`None` for one it does
@@ -28,5 +28,30 @@ impl Observer for Convs {
             self.0.push((step.node.clone(), ins, out));
         }
         Ok(())
+    }
+}
+
+/// How many convolution steps of a run stored their output in bytes: an observer that reads no
+/// values, so the run is the unobserved one.
+#[derive(Default)]
+pub struct ConvsInBytes(pub usize);
+
+impl Observer for ConvsInBytes {
+    fn step(
+        &mut self,
+        _: usize,
+        step: &StepInfo,
+        _: &[Option<ValueView<'_>>],
+        outputs: &[ValueView<'_>],
+        _: Duration,
+    ) -> Result<(), RuntimeError> {
+        if let (Op::Conv(_), [out]) = (&step.op, outputs) {
+            self.0 += usize::from(out.dtype() == DType::U8);
+        }
+        Ok(())
+    }
+
+    fn reads_values(&self) -> bool {
+        false
     }
 }

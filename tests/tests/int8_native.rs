@@ -2,6 +2,8 @@
 //! convolve in f32): hand-made QDQ convolutions of every shape the int8 kernel takes, and every
 //! int8 layer of the real PicoDet COCO detector compiled with an int8 plan. The integer sums are
 //! exact, so the outputs differ from the simulation's only by the rounding of its float sums.
+//! The real models also run with int8 layers reading the bytes their producers quantized, which
+//! must change no bit.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -10,7 +12,7 @@ use temblor_ir::{
 };
 use temblor_runtime::{prepare, run_op, Device, Int8Execution, PrepareOptions, Tensor};
 use temblor_tests::builder::{int8_weight, Builder};
-use temblor_tests::observe::Convs;
+use temblor_tests::observe::{Convs, ConvsInBytes};
 use temblor_tests::{output, read_f32, real_model, shared, temblor};
 use temblor_tools::eval;
 use temblor_tools::preprocess_config::{images_in, PreprocessConfig};
@@ -458,6 +460,32 @@ fn assert_int8_layers_match(pkg: &Path, inputs: &[(String, Tensor)]) -> usize {
     native
 }
 
+/// Runs the int8 package `pkg` as a user does, where a convolution that only int8 layers read
+/// hands them its output quantized, and checks that the outputs are bit for bit those of a run
+/// that keeps every value in f32 (an observer that reads them asks for that). Returns how many
+/// convolutions left their output in bytes.
+fn assert_bytes_between_layers_change_nothing(pkg: &Path, inputs: &[(String, Tensor)]) -> usize {
+    let g = temblor_ir::package::load(pkg).expect("package loads");
+    let options = PrepareOptions {
+        threads: 2,
+        ..PrepareOptions::default()
+    };
+    let plan = prepare(&g, &Device::Cpu, &options).expect("plan builds");
+    let mut in_bytes = ConvsInBytes::default();
+    let fast = plan
+        .run_observed(&mut plan.new_state(), inputs, &mut in_bytes)
+        .expect("plan runs");
+    let mut convs = Convs(Vec::new());
+    let in_f32 = plan
+        .run_observed(&mut plan.new_state(), inputs, &mut convs)
+        .expect("plan runs");
+    assert!(convs.0.iter().all(|(_, _, out)| out.dtype() == DType::F32));
+    for ((name, a), (_, b)) in fast.iter().zip(&in_f32) {
+        assert_eq!(a, b, "output {name} changed when int8 layers read bytes");
+    }
+    in_bytes.0
+}
+
 /// Every int8 convolution of the real PicoDet in integers against its simulation.
 #[test]
 fn picodet_int8_layers_match_the_simulation_on_their_inputs() {
@@ -474,6 +502,8 @@ fn picodet_int8_layers_match_the_simulation_on_their_inputs() {
     ];
     let native = assert_int8_layers_match(&pkg, &inputs);
     assert!(native >= 40, "only {native} convolutions ran in integers");
+    let in_bytes = assert_bytes_between_layers_change_nothing(&pkg, &inputs);
+    assert!(in_bytes >= 40, "only {in_bytes} convolutions left bytes");
 }
 
 /// The same for a zoo detector from another exporter: YOLOv8n (SiLU convolutions, stride-2
@@ -501,6 +531,8 @@ fn yolov8n_int8_layers_match_the_simulation_on_their_inputs() {
     let inputs = config.inputs(&photo, &g).expect("preprocessed").inputs;
     let native = assert_int8_layers_match(&pkg, &inputs);
     assert!(native >= 50, "only {native} convolutions ran in integers");
+    let in_bytes = assert_bytes_between_layers_change_nothing(&pkg, &inputs);
+    assert!(in_bytes >= 20, "only {in_bytes} convolutions left bytes");
 }
 
 /// PicoDet's auto plan for the CPU (int8 over fp32 within AP 0.95 of fp32) in integers and as

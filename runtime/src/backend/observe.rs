@@ -36,6 +36,14 @@ pub trait Observer: Send {
         outputs: &[ValueView<'_>],
         elapsed: Duration,
     ) -> Result<(), RuntimeError>;
+
+    /// Whether the observer reads the values it is shown. A run shown to one that does keeps
+    /// every value as the graph types it; one that only times steps (`false`) runs as an
+    /// unobserved run would, where a convolution may hand the int8 layers reading its output
+    /// that output quantized, in bytes.
+    fn reads_values(&self) -> bool {
+        true
+    }
 }
 
 /// A value a step read or wrote, where the backend holds it.

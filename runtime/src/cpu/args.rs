@@ -19,6 +19,9 @@ pub(crate) struct Args<'a> {
     pub outputs: usize,
     pub isa: Isa,
     pub lowered: Option<&'a Lowered>,
+    /// How a convolution stores its output in bytes, when every step that reads it is an int8
+    /// layer quantizing it so (`CpuPlan`'s `bytes_between_layers`).
+    pub bytes: Option<Quantizer>,
 }
 
 /// The part of a step's work a plan does once when it is prepared, so that runs only compute.

@@ -145,7 +145,7 @@ pub(crate) fn conv(
         let phases = reads_phases(&geo, weights.k()).then(|| Phases::new(&geo));
         let mut padded = Vec::new();
         if let Some(phases) = &phases {
-            padded = buffers::reuse_half::<bf16>(phases.len(&geo));
+            padded = buffers::reuse_typed::<bf16>(phases.len(&geo));
             phases.fill(&geo, isa, xv, &mut padded, bf16::ZERO);
         }
         let source = Source {

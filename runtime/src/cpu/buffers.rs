@@ -33,10 +33,10 @@ pub(crate) fn reuse(len: usize) -> Vec<f32> {
     with_current(|b| b.reuse(len)).unwrap_or_else(|| vec![0.0; len])
 }
 
-/// A half (f16 or bf16) buffer of `len` elements whose contents are unspecified: the outputs of
-/// fp16 and bf16 layers, each of which wrote a fresh 2 MB buffer (a page fault per 4 KiB) on
-/// every run of PicoDet.
-pub(crate) fn reuse_half<H: Pooled>(len: usize) -> Vec<H> {
+/// A half (f16 or bf16) or byte buffer of `len` elements whose contents are unspecified: the
+/// outputs of fp16 and bf16 layers, each of which wrote a fresh 2 MB buffer (a page fault per
+/// 4 KiB) on every run of PicoDet, and the quantized outputs of layers that int8 layers read.
+pub(crate) fn reuse_typed<H: Pooled>(len: usize) -> Vec<H> {
     with_current(|b| b.reuse(len)).unwrap_or_else(|| vec![H::default(); len])
 }
 
@@ -77,7 +77,7 @@ fn with_current<T>(f: impl FnOnce(&Buffers) -> T) -> Option<T> {
     CURRENT.with(|c| c.borrow().as_deref().map(f))
 }
 
-/// Free f32, f16 and bf16 buffers, kept for the life of the run state.
+/// Free f32, f16, bf16 and byte buffers, kept for the life of the run state.
 #[derive(Debug, Default)]
 pub(crate) struct Buffers {
     pool: Mutex<Pool>,
@@ -88,7 +88,8 @@ pub(crate) struct Pool {
     free: Vec<Vec<f32>>,
     halves: Vec<Vec<f16>>,
     bfloats: Vec<Vec<bf16>>,
-    /// Bytes held in `free`.
+    octets: Vec<Vec<u8>>,
+    /// Bytes held in the lists.
     bytes: usize,
     /// The most bytes of values a run has held at once, or of buffers the pool has lent at
     /// once, whichever is more: the pool keeps no more than this, since the kernels that do not
@@ -167,6 +168,7 @@ impl Buffers {
             TensorData::F32(v) => self.give(v),
             TensorData::F16(v) => self.give(v),
             TensorData::BF16(v) => self.give(v),
+            TensorData::U8(v) => self.give(v),
             _ => {}
         }
     }
@@ -184,6 +186,7 @@ impl Buffers {
                 smallest(&pool.free),
                 smallest(&pool.halves),
                 smallest(&pool.bfloats),
+                smallest(&pool.octets),
             ];
             let Some((list, (at, _))) = (0..lists.len())
                 .filter_map(|l| lists[l].map(|s| (l, s)))
@@ -194,7 +197,8 @@ impl Buffers {
             let dropped = match list {
                 0 => bytes(&pool.free.swap_remove(at)),
                 1 => bytes(&pool.halves.swap_remove(at)),
-                _ => bytes(&pool.bfloats.swap_remove(at)),
+                2 => bytes(&pool.bfloats.swap_remove(at)),
+                _ => bytes(&pool.octets.swap_remove(at)),
             };
             pool.bytes -= dropped;
         }
@@ -257,6 +261,12 @@ impl Pooled for f16 {
 impl Pooled for bf16 {
     fn list(pool: &mut Pool) -> &mut Vec<Vec<bf16>> {
         &mut pool.bfloats
+    }
+}
+
+impl Pooled for u8 {
+    fn list(pool: &mut Pool) -> &mut Vec<Vec<u8>> {
+        &mut pool.octets
     }
 }
 

@@ -134,7 +134,7 @@ pub(crate) fn cast(x: &Tensor, to: DType) -> Result<Tensor, RuntimeError> {
     // software conversion per element that made fp16 plans slower than fp32 ones.
     match (&x.data, to) {
         (TensorData::F32(v), DType::F16) => {
-            let mut out = buffers::reuse_half(v.len());
+            let mut out = buffers::reuse_typed(v.len());
             out.par_chunks_mut(HALF_CHUNK)
                 .zip(v.par_chunks(HALF_CHUNK))
                 .for_each(|(o, v)| o.convert_from_f32_slice(v));
@@ -154,7 +154,7 @@ pub(crate) fn cast(x: &Tensor, to: DType) -> Result<Tensor, RuntimeError> {
         // the standard library cached at the first detection).
         (TensorData::F32(v), DType::BF16) => {
             let isa = Isa::detect();
-            let mut out = buffers::reuse_half(v.len());
+            let mut out = buffers::reuse_typed(v.len());
             out.par_chunks_mut(HALF_CHUNK)
                 .zip(v.par_chunks(HALF_CHUNK))
                 .for_each(|(o, v)| isa.widest(|| narrow_bf16(v, o)));

@@ -19,14 +19,14 @@ use super::conv_padded::padded_conv;
 #[cfg(target_arch = "x86_64")]
 use super::conv_shallow::ShallowWeights;
 use super::conv_tasks::{min_per_job, tasks};
-use super::depthwise::{AsIs, FakeQuantize, Stencil};
-use super::epilogue::Epilogue;
+use super::depthwise::{AsIs, Dequantize, FakeQuantize, Stencil};
+use super::epilogue::{Bytes, Epilogue};
 use super::int8_gemm::Quantizer;
 use super::isa::Isa;
 use super::quant;
 use super::{check_window, f32s};
 use crate::RuntimeError;
-use crate::Tensor;
+use crate::{Tensor, TensorData};
 use rayon::prelude::*;
 use std::marker::PhantomData;
 use temblor_ir::ConvAttrs;
@@ -252,44 +252,98 @@ pub(crate) fn epilogue<'a>(
         residual,
         activation: a.activation,
         affine: a.affine,
+        bytes: None,
     })
+}
+
+/// The output of a convolution whose kernels (`compute`) fill an f32 buffer through `epi`: the
+/// buffer as it is, or, given `bytes`, quantized by the epilogue row by row while each row is in
+/// cache, for int8 layers that would otherwise quantize it in a pass of their own. The f32
+/// buffer then goes straight back to the pool, still warm for the next layer's output.
+pub(crate) fn output(
+    geo: &Geometry,
+    epi: &Epilogue,
+    bytes: Option<Quantizer>,
+    compute: impl FnOnce(&Epilogue) -> Vec<f32>,
+) -> Tensor {
+    let Some(quantizer) = bytes else {
+        return Tensor::f32(geo.out_shape(), compute(epi));
+    };
+    let mut out = buffers::reuse_typed::<u8>(geo.n * geo.o * geo.out_plane());
+    {
+        let shared = SharedOut::new(&mut out);
+        let out = Some(Bytes {
+            quantizer,
+            out: &shared,
+        });
+        buffers::give_back(compute(&Epilogue { bytes: out, ..*epi }));
+    }
+    Tensor {
+        shape: geo.out_shape(),
+        data: TensorData::U8(out),
+    }
 }
 
 /// `packed` is [`pack_weights`] of `w`, made when the plan was built, or `None`; `quantized`,
 /// when the plan lowered an int8 layer's `DequantizeLinear(QuantizeLinear(x))` input into the
-/// convolution, is how `x` is quantized.
+/// convolution, is how `x` is quantized (`x` may then be in bytes already).
 pub(crate) fn conv(
     a: &ConvAttrs,
     [x, w]: [&Tensor; 2],
     bias: Option<&Tensor>,
     residual: Option<&Tensor>,
     isa: Isa,
+    lowered: (Option<&ConvWeights>, Option<Quantizer>),
+) -> Result<Tensor, RuntimeError> {
+    conv_to(a, [x, w], (bias, residual), isa, lowered, None)
+}
+
+/// [`conv`], its output quantized into bytes by `bytes` when given ([`output`]).
+pub(crate) fn conv_to(
+    a: &ConvAttrs,
+    [x, w]: [&Tensor; 2],
+    (bias, residual): (Option<&Tensor>, Option<&Tensor>),
+    isa: Isa,
     (packed, quantized): (Option<&ConvWeights>, Option<Quantizer>),
+    bytes: Option<Quantizer>,
 ) -> Result<Tensor, RuntimeError> {
     let geo = Geometry::new(a, x, dims4(w, "weight")?)?;
-    let (xv, wv) = (f32s(x, "input")?, f32s(w, "weight")?);
+    let wv = f32s(w, "weight")?;
     let epilogue = epilogue(a, &geo, bias, residual, isa)?;
     // The stencils quantize and dequantize an int8 layer's input as they pad each plane.
     let stencil = Stencil::of(geo.group, [geo.o, geo.c / geo.group, geo.kh, geo.kw]);
-    let out = match (stencil, quantized) {
-        (Some(s), Some(quantizer)) => {
+    Ok(match (stencil, quantized, &x.data) {
+        (Some(s), Some(quantizer), TensorData::U8(xv)) => {
+            let read = Dequantize { quantizer, isa };
+            output(&geo, &epilogue, bytes, |epi| {
+                s.run(&geo, (xv, &read), wv, epi)
+            })
+        }
+        (Some(s), Some(quantizer), _) => {
             let read = FakeQuantize { quantizer, isa };
-            s.run(&geo, (xv, &read), wv, &epilogue)
+            let xv = f32s(x, "input")?;
+            output(&geo, &epilogue, bytes, |epi| {
+                s.run(&geo, (xv, &read), wv, epi)
+            })
         }
-        (Some(s), None) => s.run(&geo, (xv, &AsIs), wv, &epilogue),
-        (None, quantized) => {
-            let mut out = buffers::reuse(geo.n * geo.o * geo.out_plane());
-            match quantized {
-                Some(q) => {
-                    let x = quant::fake_quantize(q, x, isa)?;
-                    gemm_conv(&geo, f32s(&x, "input")?, wv, packed, &epilogue, &mut out);
-                }
-                None => gemm_conv(&geo, xv, wv, packed, &epilogue, &mut out),
-            }
-            out
+        (Some(s), None, _) => {
+            let xv = f32s(x, "input")?;
+            output(&geo, &epilogue, bytes, |epi| {
+                s.run(&geo, (xv, &AsIs), wv, epi)
+            })
         }
-    };
-    Ok(Tensor::f32(geo.out_shape(), out))
+        (None, quantized, _) => {
+            let dequantized = quantized
+                .map(|q| quant::fake_quantize(q, x, isa))
+                .transpose()?;
+            let xv = f32s(dequantized.as_ref().unwrap_or(x), "input")?;
+            output(&geo, &epilogue, bytes, |epi| {
+                let mut out = buffers::reuse(geo.n * geo.o * geo.out_plane());
+                gemm_conv(&geo, xv, wv, packed, epi, &mut out);
+                out
+            })
+        }
+    })
 }
 
 /// Whether an int8 convolution of depth `kdim` (`cg·kh·kw`) reads the phases of its padded
@@ -398,19 +452,19 @@ fn gemm_conv(
 }
 
 /// An output buffer that parallel tasks write in disjoint segments.
-pub(crate) struct SharedOut<'a> {
-    ptr: *mut f32,
+pub(crate) struct SharedOut<'a, T = f32> {
+    ptr: *mut T,
     len: usize,
     /// Holds the exclusive borrow of the buffer for as long as segments can be handed out.
-    _buffer: PhantomData<&'a mut [f32]>,
+    _buffer: PhantomData<&'a mut [T]>,
 }
 
 // SAFETY: `SharedOut` only hands out segments through `segment`, whose callers guarantee that
 // concurrent segments do not overlap, so sharing it between threads cannot race.
-unsafe impl Sync for SharedOut<'_> {}
+unsafe impl<T: Send> Sync for SharedOut<'_, T> {}
 
-impl<'a> SharedOut<'a> {
-    pub fn new(out: &'a mut [f32]) -> SharedOut<'a> {
+impl<'a, T> SharedOut<'a, T> {
+    pub fn new(out: &'a mut [T]) -> SharedOut<'a, T> {
         SharedOut {
             ptr: out.as_mut_ptr(),
             len: out.len(),
@@ -423,7 +477,7 @@ impl<'a> SharedOut<'a> {
     /// # Safety
     /// No other reference to any of these elements may be alive while the segment is.
     #[allow(clippy::mut_from_ref)]
-    pub unsafe fn segment(&self, start: usize, len: usize) -> &mut [f32] {
+    pub unsafe fn segment(&self, start: usize, len: usize) -> &mut [T] {
         assert!(start + len <= self.len, "segment outside the output");
         // SAFETY: in bounds by the assert; exclusive by the caller's guarantee.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), len) }

@@ -50,6 +50,7 @@ pub(crate) fn conv_transpose(
         residual: None,
         activation: a.activation,
         affine: None,
+        bytes: None,
     };
     let [sh, sw] = a.strides;
     let [dh, dw] = a.dilations;

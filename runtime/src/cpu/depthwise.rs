@@ -74,6 +74,19 @@ impl Reader<f32> for FakeQuantize {
     }
 }
 
+/// The same values when the layer before quantized them already ([`super::conv::output`]):
+/// the bytes dequantized.
+pub(crate) struct Dequantize {
+    pub quantizer: Quantizer,
+    pub isa: Isa,
+}
+
+impl Reader<u8> for Dequantize {
+    fn read_into(&self, src: &[u8], dst: &mut [f32]) {
+        quant::dequantize_row(self.quantizer, self.isa, src, dst);
+    }
+}
+
 /// The convolutions the stencils run, whatever the layer's precision: a GEMM has too little to
 /// reuse in them (a depthwise one has one input channel a group; a few outputs over a window
 /// fill few rows of the GEMM's panels).
@@ -518,6 +531,7 @@ mod tests {
                 residual: None,
                 activation: None,
                 affine: None,
+                bytes: None,
             };
             let out_plane = geo.out_plane();
             let mut got = vec![0.0f32; n * o * out_plane];

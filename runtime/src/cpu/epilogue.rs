@@ -3,10 +3,13 @@
 //! functions the standalone f32 activation kernels (`activation.rs`) compute, so that fusing an
 //! activation into a conv never changes a result; `tests/conv_epilogue.rs` checks that bit for bit.
 
+use super::conv::SharedOut;
+use super::int8_gemm::Quantizer;
 use super::isa::Isa;
 #[cfg(target_arch = "x86_64")]
 use super::isa::Level;
 use super::math::{exp_f32, tanh_f32};
+use super::quant;
 use temblor_ir::{Activation, Affine};
 
 #[inline(always)]
@@ -163,6 +166,16 @@ pub(crate) struct Epilogue<'a> {
     pub activation: Option<Activation>,
     /// After the activation; only with one (the IR fuses it only there).
     pub affine: Option<Affine>,
+    /// Where the finished output is also stored quantized, when the layers that read it are
+    /// int8 ones that would quantize it first ([`super::plan`]'s `bytes_between_layers`).
+    pub bytes: Option<Bytes<'a>>,
+}
+
+/// A convolution's output quantized by `quantizer` into `out`, laid out like the f32 output.
+#[derive(Clone, Copy)]
+pub(crate) struct Bytes<'a> {
+    pub quantizer: Quantizer,
+    pub out: &'a SharedOut<'a, u8>,
 }
 
 impl Epilogue<'_> {
@@ -208,5 +221,11 @@ impl Epilogue<'_> {
             self.activation,
             self.affine,
         );
+        if let Some(bytes) = self.bytes {
+            // SAFETY: the convolutions finish each output element once, from one task, so
+            // this row's bytes are no other call's.
+            let out = unsafe { bytes.out.segment(offset, row.len()) };
+            quant::bytes_of_row(self.isa, bytes.quantizer, row, out);
+        }
     }
 }

@@ -73,6 +73,7 @@ fn in_f32(op: &Op, args: &Args, half: DType) -> Result<Vec<Tensor>, RuntimeError
             outputs: args.outputs,
             isa: args.isa,
             lowered: args.lowered,
+            bytes: None,
         },
     )?;
     // The f32 temporaries go back to the run's pool: fresh buffers on every fp16 layer cost a
@@ -122,11 +123,12 @@ fn dispatch(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
                     args.isa,
                 )?);
             }
+            let (epilogue, bytes) = ((opt(2), opt(3)), args.bytes);
             one(match args.int8_conv() {
-                Some(c) => int8_conv::conv(a, c, x()?, opt(2), opt(3), args.isa)?,
+                Some(c) => int8_conv::conv(a, c, x()?, epilogue, args.isa, bytes)?,
                 None => {
                     let lowered = (args.packed(), args.fake_quantize());
-                    conv::conv(a, [x()?, req(1)?], opt(2), opt(3), args.isa, lowered)?
+                    conv::conv_to(a, [x()?, req(1)?], epilogue, args.isa, lowered, bytes)?
                 }
             })
         }

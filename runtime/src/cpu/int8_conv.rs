@@ -16,7 +16,7 @@
 //! dequantize it as they pad each plane ([`stencil_input`]), the simulation's very values.
 
 use super::buffers;
-use super::conv::{epilogue, reads_phases, Geometry};
+use super::conv::{epilogue, output, reads_phases, Geometry};
 use super::conv_padded::Phases;
 use super::depthwise::Stencil;
 use super::f32s;
@@ -26,7 +26,7 @@ use super::int8_gemm::{pack_columns, Int8Weights, Quantizer, Scaling};
 use super::isa::Isa;
 use super::quant;
 use super::tiled_conv::{self, Scratch, Source, TileGemm};
-use crate::{RuntimeError, Tensor};
+use crate::{RuntimeError, Tensor, TensorData};
 use std::cell::RefCell;
 use temblor_ir::{ConvAttrs, DType, Graph, NodeId, Op, ValueRef};
 
@@ -76,6 +76,11 @@ pub(crate) fn lower(g: &Graph, id: NodeId) -> Option<(Int8Conv, ValueRef)> {
 }
 
 impl Int8Conv {
+    /// How the convolution quantizes its input.
+    pub fn quantizer(&self) -> Quantizer {
+        self.quantizer
+    }
+
     /// The convolution of int8 weight `weight` (`shape`, `group` groups, scales per tensor or
     /// per output channel) over inputs quantized by `quantizer`.
     fn new(
@@ -198,74 +203,67 @@ fn int8_weight(g: &Graph, dq: ValueRef) -> Option<([usize; 4], Vec<i8>, Vec<f32>
     Some((shape, values, scales))
 }
 
-/// Runs `conv` on the float input `x`; `a` has explicit pads.
+/// Runs `conv` on the float input `x`, or on `x` quantized already (bytes, by the layer before:
+/// [`super::conv::output`]); `a` has explicit pads. The output is f32, or quantized by `bytes`.
 pub(crate) fn conv(
     a: &ConvAttrs,
     conv: &Int8Conv,
     x: &Tensor,
-    bias: Option<&Tensor>,
-    residual: Option<&Tensor>,
+    (bias, residual): (Option<&Tensor>, Option<&Tensor>),
     isa: Isa,
+    bytes: Option<Quantizer>,
 ) -> Result<Tensor, RuntimeError> {
     let geo = Geometry::new(a, x, conv.shape)?;
-    let xv = f32s(x, "input")?;
     let epi = epilogue(a, &geo, bias, residual, isa)?;
     let kdim = conv.weights.k();
-    let plane = geo.out_plane();
-    let mut out = buffers::reuse(geo.n * geo.o * plane);
-    if plane == 0 || geo.o == 0 {
-        return Ok(Tensor::f32(geo.out_shape(), out));
+    if geo.out_plane() == 0 || geo.o == 0 {
+        return Ok(output(&geo, &epi, bytes, |_| Vec::new()));
     }
-    // Quantized once here, not per tile: a 3x3 convolution reads each input 9 times, and
-    // QuantizeLinear's division (by the reciprocal where that is exact) is the costliest
-    // instruction on the way.
-    let quantizer = conv.quantizer;
     // Taken, not borrowed, across the parallel tasks: a thread waiting for them may run a
     // concurrent run's convolution meanwhile, which then finds none and makes its own. Both are
     // wholly written before they are read, so only a buffer's growth is zeroed.
-    let (mut bytes, mut padded) = INPUT.take();
-    bytes.resize(xv.len(), 0);
-    quant::quantize_bytes(
-        isa,
-        quantizer,
-        xv,
-        &mut bytes,
-        #[inline(always)]
-        |b| b,
-    );
-    let offset = conv.quantizer.offset();
-    #[cfg(target_arch = "x86_64")]
-    if let Some(weights) = conv
-        .blocked
-        .as_ref()
-        .filter(|_| int8_blocked::takes(&geo, isa))
-    {
-        int8_blocked::conv(
-            &geo,
-            (&bytes, offset as u8),
-            weights,
-            &epi,
-            &mut padded,
-            &mut out,
-        );
-        INPUT.set((bytes, padded));
-        return Ok(Tensor::f32(geo.out_shape(), out));
-    }
-    // As the float path does, windows at stride 1 (and deep strided ones) read the phases of
-    // the padded bytes in place; padding is the zero point's byte.
-    let phases = reads_phases(&geo, kdim).then(|| Phases::new(&geo));
-    if let Some(phases) = &phases {
-        padded.resize(phases.len(&geo), 0u8);
-        phases.fill(&geo, isa, &bytes, &mut padded, offset as u8);
-    }
-    let source = Source {
-        input: &bytes,
-        phases: phases.as_ref().map(|p| (p, &padded[..])),
-        zero: offset as u8,
+    let (mut quantized, mut padded) = INPUT.take();
+    let input: &[u8] = match &x.data {
+        TensorData::U8(b) => b,
+        _ => {
+            // Quantized once here, not per tile: a 3x3 convolution reads each input 9 times,
+            // and QuantizeLinear's division (by the reciprocal where that is exact) is the
+            // costliest instruction on the way.
+            let xv = f32s(x, "input")?;
+            quantized.resize(xv.len(), 0);
+            quant::quantize_to_bytes(isa, conv.quantizer, xv, &mut quantized);
+            &quantized
+        }
     };
-    tiled_conv::run(conv, &geo, isa, source, &epi, &mut out, &SCRATCH);
-    INPUT.set((bytes, padded));
-    Ok(Tensor::f32(geo.out_shape(), out))
+    let offset = conv.quantizer.offset() as u8;
+    let out = output(&geo, &epi, bytes, |epi| {
+        let mut out = buffers::reuse(geo.n * geo.o * geo.out_plane());
+        #[cfg(target_arch = "x86_64")]
+        if let Some(weights) = conv
+            .blocked
+            .as_ref()
+            .filter(|_| int8_blocked::takes(&geo, isa))
+        {
+            int8_blocked::conv(&geo, (input, offset), weights, epi, &mut padded, &mut out);
+            return out;
+        }
+        // As the float path does, windows at stride 1 (and deep strided ones) read the phases
+        // of the padded bytes in place; padding is the zero point's byte.
+        let phases = reads_phases(&geo, kdim).then(|| Phases::new(&geo));
+        if let Some(phases) = &phases {
+            padded.resize(phases.len(&geo), 0u8);
+            phases.fill(&geo, isa, input, &mut padded, offset);
+        }
+        let source = Source {
+            input,
+            phases: phases.as_ref().map(|p| (p, &padded[..])),
+            zero: offset,
+        };
+        tiled_conv::run(conv, &geo, isa, source, epi, &mut out, &SCRATCH);
+        out
+    });
+    INPUT.set((quantized, padded));
+    Ok(out)
 }
 
 impl TileGemm for Int8Conv {
@@ -361,7 +359,8 @@ mod tests {
                 ..Int8Conv::new(&weight, shape, 1, quantizer, &w_scales)
             };
             let run = |conv: &Int8Conv| {
-                let out = super::conv(&attrs, conv, &xt, Some(&bias), None, isa).expect("conv");
+                let out =
+                    super::conv(&attrs, conv, &xt, (Some(&bias), None), isa, None).expect("conv");
                 out.as_f32().expect("f32").to_vec()
             };
             let (got, want) = (run(&blocked), run(&gemm));

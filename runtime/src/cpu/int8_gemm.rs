@@ -37,7 +37,7 @@ pub(crate) struct Quantizer {
 }
 
 impl Quantizer {
-    fn bounds(self) -> (f32, f32) {
+    pub(crate) fn bounds(self) -> (f32, f32) {
         if self.signed {
             (-128.0, 127.0)
         } else {
@@ -45,7 +45,7 @@ impl Quantizer {
         }
     }
 
-    fn shift(self) -> i32 {
+    pub(crate) fn shift(self) -> i32 {
         if self.signed {
             128
         } else {

@@ -84,6 +84,7 @@ pub fn run_op(
             outputs,
             isa: isa::Isa::detect(),
             lowered: None,
+            bytes: None,
         },
     )
 }

@@ -14,6 +14,7 @@ use super::control::{self, Control};
 use super::conv::pack_weights;
 use super::conv_transpose_phases::phase_weights;
 use super::execute::{computes_in_f32, execute};
+use super::int8_gemm::Quantizer;
 use super::isa::Isa;
 use super::spin::Spinning;
 use crate::backend::{
@@ -68,6 +69,9 @@ struct Step {
     inputs: Vec<Option<usize>>,
     outputs: Vec<usize>,
     lowered: Option<Lowered>,
+    /// How the step stores its output in bytes, when only int8 layers read it
+    /// ([`CpuPlan::bytes_between_layers`]).
+    bytes: Option<Quantizer>,
 }
 
 /// A slot's value while the plan runs: constants and graph inputs are borrowed, not copied.
@@ -279,6 +283,7 @@ impl CpuPlan {
                         inputs,
                         outputs,
                         lowered,
+                        bytes: None,
                     });
                 }
             }
@@ -303,6 +308,9 @@ impl CpuPlan {
             plan.output_types.push(g.value_type(o.value).clone());
         }
         plan.drop_unread();
+        if rewrites.fuse {
+            plan.bytes_between_layers();
+        }
         Ok(plan)
     }
 
@@ -395,6 +403,8 @@ impl CpuPlan {
             values[*slot] = Value::Borrowed(t);
         }
         let mut left = self.uses.clone();
+        // An observer that reads values sees each as the graph types it, never in bytes.
+        let bytes = observer.as_ref().is_none_or(|o| !o.reads_values());
         // Bytes of the values computed and not yet freed.
         let mut live = 0;
         for (index, (step, info)) in self.steps.iter().zip(&self.infos).enumerate() {
@@ -415,6 +425,7 @@ impl CpuPlan {
                 outputs: step.outputs.len(),
                 isa: self.isa,
                 lowered: step.lowered.as_ref(),
+                bytes: step.bytes.filter(|_| bytes),
             };
             let start = Instant::now();
             let outs = match step.lowered.as_ref() {

@@ -27,11 +27,24 @@ pub(crate) fn map<A: Copy + Sync, T: Send>(
     out: &mut [T],
     f: impl Fn(A) -> T + Sync + Copy,
 ) {
-    let jobs = (x.len() / LEAST_PER_JOB).clamp(1, 4 * rayon::current_num_threads());
-    let chunk = x.len().div_ceil(jobs).max(1);
+    let chunk = chunk_len(x.len());
     out.par_chunks_mut(chunk)
         .zip(x.par_chunks(chunk))
         .for_each(|(out, x)| map_on(isa, x, out, f));
+}
+
+/// The elements of each of [`map`]'s jobs over `len` elements.
+fn chunk_len(len: usize) -> usize {
+    let jobs = (len / LEAST_PER_JOB).clamp(1, 4 * rayon::current_num_threads());
+    len.div_ceil(jobs).max(1)
+}
+
+/// [`bytes_of_row`] over all of `x`, in [`map`]'s parallel jobs.
+pub(crate) fn quantize_to_bytes(isa: Isa, q: Quantizer, x: &[f32], out: &mut [u8]) {
+    let chunk = chunk_len(x.len());
+    out.par_chunks_mut(chunk)
+        .zip(x.par_chunks(chunk))
+        .for_each(|(out, x)| bytes_of_row(isa, q, x, out));
 }
 
 /// [`map`] on this thread.
@@ -70,10 +83,23 @@ fn map_any<A: Copy, T>(x: &[A], out: &mut [T], f: impl Fn(A) -> T) {
 
 /// `DequantizeLinear(QuantizeLinear(x))` per tensor in one pass: the same integers and the same
 /// float product as the two ops, without the quantized tensor between them.
+/// An input the plan left in bytes (its producer quantized it, [`bytes_of_row`]) is only
+/// dequantized: the same values.
 pub(crate) fn fake_quantize(q: Quantizer, x: &Tensor, isa: Isa) -> Result<Tensor, RuntimeError> {
+    let (offset, scale) = (q.offset(), q.scale);
+    if let TensorData::U8(bytes) = &x.data {
+        let mut out = buffers::reuse(bytes.len());
+        map(
+            isa,
+            bytes,
+            &mut out,
+            #[inline(always)]
+            move |b| (b as i32 - offset) as f32 * scale,
+        );
+        return Ok(Tensor::f32(x.shape.clone(), out));
+    }
     let xv = super::f32s(x, "input")?;
     let mut out = buffers::reuse(xv.len());
-    let (offset, scale) = (q.offset(), q.scale);
     quantize_bytes(
         isa,
         q,
@@ -94,6 +120,79 @@ pub(crate) fn fake_quantize_row(q: Quantizer, isa: Isa, x: &[f32], out: &mut [f3
             dequantize(q.byte_by_inverse(v, inverse))
         }),
         None => map_on(isa, x, out, move |v| dequantize(q.byte(v))),
+    }
+}
+
+/// [`fake_quantize`] of one row already in bytes, on this thread.
+pub(crate) fn dequantize_row(q: Quantizer, isa: Isa, bytes: &[u8], out: &mut [f32]) {
+    let (offset, scale) = (q.offset(), q.scale);
+    map_on(isa, bytes, out, move |b| (b as i32 - offset) as f32 * scale);
+}
+
+/// `out[i] = q.byte(x[i])` on this thread: [`quantize_bytes`]' very bytes, which a
+/// convolution's epilogue stores for the int8 layers that read its output.
+pub(crate) fn bytes_of_row(isa: Isa, q: Quantizer, x: &[f32], out: &mut [u8]) {
+    let inverse = q.inverse();
+    #[cfg(target_arch = "x86_64")]
+    if let (Level::Avx512, Some(inverse)) = (isa.level(), inverse) {
+        // SAFETY: an `Isa` of a level is only made on a machine that has its instructions.
+        return unsafe { avx512::bytes(q, inverse, x, out) };
+    }
+    match inverse {
+        Some(inverse) => map_on(isa, x, out, move |v| q.byte_by_inverse(v, inverse)),
+        None => map_on(isa, x, out, move |v| q.byte(v)),
+    }
+}
+
+/// Quantization 16 lanes at a time in the fewest instructions: compiled from the scalar
+/// [`Quantizer::byte_by_inverse`], each element took about twenty (its clamp, NaN test and
+/// narrowing each a few), and quantizing was a fifth of an int8 plan's time.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::Quantizer;
+    use std::arch::x86_64::*;
+
+    /// `out[i] = q.byte(x[i])` by the reciprocal `inverse`, with Markstein's correction as
+    /// [`Quantizer::byte_by_inverse`] makes it. Clamping before rounding gives the same integers
+    /// (the bounds less the zero point are integers); a NaN becomes the byte of 0.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn bytes(q: Quantizer, inverse: f32, x: &[f32], out: &mut [u8]) {
+        let n = x.len().min(out.len());
+        let (lo, hi) = q.bounds();
+        let zero = q.zero as f32;
+        let (inverse, scale) = (_mm512_set1_ps(inverse), _mm512_set1_ps(q.scale));
+        let (lo, hi) = (_mm512_set1_ps(lo - zero), _mm512_set1_ps(hi - zero));
+        let (offset, nan) = (_mm512_set1_epi32(q.offset()), _mm512_set1_epi32(q.shift()));
+        let infinity = _mm512_set1_ps(f32::INFINITY);
+        let mut i = 0;
+        while i < n {
+            let lanes: __mmask16 = if n - i >= 16 {
+                0xffff
+            } else {
+                (1u16 << (n - i)) - 1
+            };
+            // SAFETY: the mask keeps the load and the store within the first `n` elements.
+            let v = unsafe { _mm512_maskz_loadu_ps(lanes, x.as_ptr().add(i)) };
+            let quotient = _mm512_mul_ps(v, inverse);
+            let residual = _mm512_fnmadd_ps(quotient, scale, v);
+            let corrected = _mm512_fmadd_ps(residual, inverse, quotient);
+            let finite = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(_mm512_abs_ps(quotient), infinity);
+            let quotient = _mm512_mask_mov_ps(quotient, finite, corrected);
+            let clamped = _mm512_min_ps(_mm512_max_ps(quotient, lo), hi);
+            let rounded = _mm512_cvt_roundps_epi32::<
+                { _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC },
+            >(clamped);
+            let byte = _mm512_add_epi32(rounded, offset);
+            let byte = _mm512_mask_mov_epi32(byte, _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v), nan);
+            // SAFETY: as above.
+            unsafe {
+                _mm512_mask_cvtepi32_storeu_epi8(out.as_mut_ptr().add(i).cast(), lanes, byte)
+            };
+            i += 16;
+        }
     }
 }
 
@@ -368,6 +467,61 @@ fn dequantize_any(x: &Tensor, scale: &Tensor, p: &Params) -> Result<Tensor, Runt
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The bytes an epilogue stores are QuantizeLinear's on every instruction set, by scales
+    /// whose reciprocals are inexact too (Markstein's correction), at the rounding ties, the
+    /// saturation ends, NaN and infinities, and in rows of every tail length.
+    #[test]
+    fn bytes_of_row_is_quantize_linear() {
+        for scale in [0.5f32, 0.0137, 3.0, 1.0 / 3.0, 1e-30] {
+            let mut values: Vec<f32> = (0..5_000)
+                .flat_map(|i| {
+                    let k = i as f32 - 2_500.0;
+                    [k * 0.0137, (k + 0.5) * scale, (k * 0.5 + 0.5) * scale]
+                })
+                .collect();
+            values.extend([
+                1e30,
+                -1e30,
+                f32::NAN,
+                f32::INFINITY,
+                f32::NEG_INFINITY,
+                -0.0,
+            ]);
+            let x = Tensor::f32(vec![values.len()], values.clone());
+            for (zero, signed) in [(0i32, true), (-3, true), (100, false), (0, false)] {
+                let q = Quantizer {
+                    scale,
+                    zero,
+                    signed,
+                };
+                let zp = Tensor {
+                    shape: vec![],
+                    data: if signed {
+                        TensorData::I8(vec![zero as i8])
+                    } else {
+                        TensorData::U8(vec![zero as u8])
+                    },
+                };
+                let scale_t = Tensor::f32(vec![], vec![scale]);
+                for isa in Isa::available() {
+                    let want: Vec<u8> = match quantize(0, &x, &scale_t, Some(&zp), isa)
+                        .unwrap()
+                        .data
+                    {
+                        TensorData::I8(v) => v.iter().map(|&b| (b as i32 + 128) as u8).collect(),
+                        TensorData::U8(v) => v,
+                        other => panic!("QuantizeLinear gave {other:?}"),
+                    };
+                    for len in (0..34).chain([values.len()]) {
+                        let mut got = vec![7u8; len];
+                        bytes_of_row(isa, q, &values[..len], &mut got);
+                        assert_eq!(got, want[..len], "{isa:?}, scale {scale}, zero {zero}");
+                    }
+                }
+            }
+        }
+    }
 
     /// The one-pass quantize-dequantize equals the two ops bit for bit on every instruction
     /// set, at the rounding ties, the saturation ends, NaN and infinities.

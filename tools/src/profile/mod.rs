@@ -215,6 +215,11 @@ impl Observer for StepTimer {
         self.times[index] = elapsed;
         Ok(())
     }
+
+    /// Times the run as it is when unobserved.
+    fn reads_values(&self) -> bool {
+        false
+    }
 }
 
 /// The graph's layers the plan runs, in its step order. The plan runs the layers in the

@@ -9,6 +9,7 @@ use super::{CpuPlan, Lowered};
 use crate::cpu::args::Args;
 use crate::cpu::cast::cast;
 use crate::cpu::execute::execute;
+use crate::cpu::int8_gemm::Quantizer;
 use crate::cpu::isa::Isa;
 use crate::cpu::{bf16_conv, expand_depthwise, int8_conv};
 use crate::{Int8Execution, RuntimeError, Tensor};
@@ -132,6 +133,7 @@ impl CpuPlan {
             outputs: 1,
             isa: self.isa,
             lowered: None,
+            bytes: None,
         };
         Some(execute(op, &args).and_then(|outs| {
             outs.into_iter()
@@ -159,5 +161,46 @@ impl CpuPlan {
         self.steps.retain(|_| *kept.next().unwrap_or(&true));
         let uses = &self.uses;
         self.constants.retain(|(slot, _)| uses[*slot] > 0);
+    }
+
+    /// Leaves in bytes the output of each convolution that only int8 layers read, all
+    /// quantizing it the same way: its epilogue quantizes each row while the row is in cache
+    /// (`conv::output`), and the readers skip their own pass over it (in PicoDet's int8 plan,
+    /// those passes were a fifth of the time). The readers take either form, so a run that
+    /// keeps every value in f32 (observed, or a half layer's) needs nothing else.
+    pub(super) fn bytes_between_layers(&mut self) {
+        // Per slot: `None` before its first reader, then the quantizer every reader applies to
+        // it, `Some(None)` once one applies none or another.
+        let mut read_as: Vec<Option<Option<Quantizer>>> = vec![None; self.uses.len()];
+        for step in &self.steps {
+            let quantizes = match &step.lowered {
+                Some(Lowered::Int8Conv(c)) => Some(c.quantizer()),
+                Some(Lowered::FakeQuantize(q)) => Some(*q),
+                _ => None,
+            };
+            for (port, slot) in step.inputs.iter().enumerate() {
+                let Some(slot) = *slot else { continue };
+                let this = quantizes.filter(|_| port == 0);
+                read_as[slot] = Some(match read_as[slot] {
+                    None => this,
+                    Some(earlier) => earlier.filter(|_| earlier == this),
+                });
+            }
+        }
+        for (_, slot) in &self.outputs {
+            read_as[*slot] = Some(None);
+        }
+        for (step, info) in self.steps.iter_mut().zip(&self.infos) {
+            let convolves = matches!(info.op, Op::Conv(_))
+                && matches!(
+                    step.lowered,
+                    None | Some(
+                        Lowered::ConvWeights(_) | Lowered::Int8Conv(_) | Lowered::FakeQuantize(_)
+                    )
+                );
+            if let (true, &[slot]) = (convolves, &step.outputs[..]) {
+                step.bytes = read_as[slot].flatten();
+            }
+        }
     }
 }
