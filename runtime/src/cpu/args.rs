@@ -19,8 +19,8 @@ pub(crate) struct Args<'a> {
     pub outputs: usize,
     pub isa: Isa,
     pub lowered: Option<&'a Lowered>,
-    /// How a convolution stores its output in bytes, when every step that reads it is an int8
-    /// layer quantizing it so (`CpuPlan`'s `bytes_between_layers`).
+    /// How a convolution or concatenation stores its output in bytes, when every step that
+    /// reads it is an int8 layer quantizing it so (`CpuPlan`'s `bytes_between_layers`).
     pub bytes: Option<Quantizer>,
 }
 

@@ -158,7 +158,17 @@ fn dispatch(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
         Op::Cast { to } => one(cast::cast(x()?, *to)?),
         Op::CastLike => one(cast::cast(x()?, req(1)?.dtype())?),
 
-        Op::Concat { axis } => one(shape_ops::concat(&args.all()?, *axis)?),
+        Op::Concat { axis } => {
+            let inputs = args.all()?;
+            let bytes = match args.bytes {
+                Some(q) => shape_ops::concat_bytes(&inputs, *axis, q, args.isa)?,
+                None => None,
+            };
+            one(match bytes {
+                Some(bytes) => bytes,
+                None => shape_ops::concat(&inputs, *axis)?,
+            })
+        }
         Op::Reshape { allowzero } => one(shape_ops::reshape(x()?, req(1)?, *allowzero)?),
         Op::Transpose { perm } => one(shape_ops::transpose(x()?, perm)?),
         Op::Split { axis, sizes } => {

@@ -3,8 +3,12 @@
 //! in [`super::indexing`] and [`super::fill`].
 
 use super::elementwise::build;
-use super::{dispatch, elements, normalize_axis, strided, strides, Element};
+use super::int8_gemm::Quantizer;
+use super::isa::Isa;
+use super::{buffers, dispatch, elements, normalize_axis, quant, strided, strides, Element};
 use crate::{RuntimeError, Tensor, TensorData};
+use rayon::prelude::*;
+use std::ops::Range;
 use temblor_ir::SplitSizes;
 
 /// The values of an integer operand (shape, axes, pads, indices), widened to i64.
@@ -47,6 +51,68 @@ pub(crate) fn distinct_axes(axes: &[i64], rank: usize) -> Result<Vec<usize>, Run
 }
 
 pub(crate) fn concat(inputs: &[&Tensor], axis: i64) -> Result<Tensor, RuntimeError> {
+    let (shape, axis) = concat_shape(inputs, axis)?;
+    let first = inputs[0];
+    let outer: usize = shape[..axis].iter().product();
+    dispatch!(first.dtype(), T => {
+        let parts = inputs
+            .iter()
+            .map(|t| elements::<T>(t, "input", first.dtype()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let chunks = part_chunks(inputs, axis);
+        let out = build(outer * chunks.iter().sum::<usize>(), |range, sink| {
+            each_piece(range, &chunks, |part, at, len| {
+                sink.extend(parts[part][at..at + len].iter().copied())
+            })
+        });
+        Ok(Tensor { shape, data: T::wrap(out) })
+    })
+}
+
+/// [`concat`] of f32 `inputs` quantized by `q` as they are copied: the input of int8 layers
+/// that would otherwise quantize the f32 concatenation in a pass of their own (the plan's
+/// `bytes_between_layers`). `None` when an input is not f32.
+pub(crate) fn concat_bytes(
+    inputs: &[&Tensor],
+    axis: i64,
+    q: Quantizer,
+    isa: Isa,
+) -> Result<Option<Tensor>, RuntimeError> {
+    let Some(parts) = inputs
+        .iter()
+        .map(|t| t.as_f32())
+        .collect::<Option<Vec<_>>>()
+    else {
+        return Ok(None);
+    };
+    let (shape, axis) = concat_shape(inputs, axis)?;
+    let chunks = part_chunks(inputs, axis);
+    let total = shape.iter().product();
+    let mut out = buffers::reuse_typed::<u8>(total);
+    let chunk = total
+        .div_ceil(4 * rayon::current_num_threads())
+        .max(1 << 14);
+    out.par_chunks_mut(chunk).enumerate().for_each(|(i, buf)| {
+        let start = i * chunk;
+        let mut written = 0;
+        each_piece(start..start + buf.len(), &chunks, |part, at, len| {
+            quant::bytes_of_row(
+                isa,
+                q,
+                &parts[part][at..at + len],
+                &mut buf[written..written + len],
+            );
+            written += len;
+        });
+    });
+    Ok(Some(Tensor {
+        shape,
+        data: TensorData::U8(out),
+    }))
+}
+
+/// The shape of the concatenation of `inputs` on `axis`, and the axis normalized.
+fn concat_shape(inputs: &[&Tensor], axis: i64) -> Result<(Vec<usize>, usize), RuntimeError> {
     let Some(first) = inputs.first() else {
         return Err(RuntimeError::internal("Concat has no inputs"));
     };
@@ -68,39 +134,42 @@ pub(crate) fn concat(inputs: &[&Tensor], axis: i64) -> Result<Tensor, RuntimeErr
         }
         shape[axis] += t.shape[axis];
     }
-    let outer: usize = shape[..axis].iter().product();
-    dispatch!(first.dtype(), T => {
-        let parts = inputs
-            .iter()
-            .map(|t| {
-                let chunk: usize = t.shape[axis..].iter().product();
-                elements::<T>(t, "input", first.dtype()).map(|v| (v, chunk))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        // Copied in parallel chunks of the output when it is large: one thread's copies left
-        // U^2-Net's 128-channel 320x320 concatenations at a quarter of the memory bandwidth.
-        let row: usize = parts.iter().map(|(_, chunk)| chunk).sum();
-        let out = build(outer * row, |range, sink| {
-            let mut e = range.start;
-            while e < range.end {
-                let (o, mut r) = (e / row, e % row);
-                for (v, chunk) in &parts {
-                    if r >= *chunk {
-                        r -= chunk;
-                        continue;
-                    }
-                    let len = (chunk - r).min(range.end - e);
-                    sink.extend(v[o * chunk + r..][..len].iter().copied());
-                    e += len;
-                    r = 0;
-                    if e == range.end {
-                        break;
-                    }
-                }
+    Ok((shape, axis))
+}
+
+/// The elements each input adds to one slice of the output before `axis`.
+fn part_chunks(inputs: &[&Tensor], axis: usize) -> Vec<usize> {
+    inputs
+        .iter()
+        .map(|t| t.shape[axis..].iter().product())
+        .collect()
+}
+
+/// Calls `piece(part, at, len)` for each run of the output's elements `range` in order: `len`
+/// elements of input `part` from its element `at`, each input adding `chunks[part]` elements to
+/// every slice of the output. The callers copy in parallel chunks of the output: one thread's
+/// copies left U^2-Net's 128-channel 320x320 concatenations at a quarter of the memory
+/// bandwidth.
+#[inline(always)]
+fn each_piece(range: Range<usize>, chunks: &[usize], mut piece: impl FnMut(usize, usize, usize)) {
+    let row: usize = chunks.iter().sum();
+    let mut e = range.start;
+    while e < range.end {
+        let (o, mut r) = (e / row, e % row);
+        for (part, chunk) in chunks.iter().enumerate() {
+            if r >= *chunk {
+                r -= chunk;
+                continue;
             }
-        });
-        Ok(Tensor { shape, data: T::wrap(out) })
-    })
+            let len = (chunk - r).min(range.end - e);
+            piece(part, o * chunk + r, len);
+            e += len;
+            r = 0;
+            if e == range.end {
+                break;
+            }
+        }
+    }
 }
 
 /// The target shape of a Reshape: `0` copies the input's extent there (unless `allowzero`),
@@ -309,4 +378,46 @@ pub fn shape_of(shape: &[usize], start: i64, end: Option<i64>) -> Tensor {
 /// The element count of `x` as an int64 scalar.
 pub(crate) fn size(x: &Tensor) -> Tensor {
     Tensor::i64(vec![], vec![x.len() as i64])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Concatenating into bytes gives QuantizeLinear's bytes of the f32 concatenation, on every
+    /// axis, in outputs split into several parallel chunks and in one; other dtypes are left to
+    /// [`concat`].
+    #[test]
+    fn concatenating_into_bytes_quantizes_the_concatenation() {
+        let isa = Isa::detect();
+        let q = Quantizer {
+            scale: 0.037,
+            zero: 0,
+            signed: true,
+        };
+        let mut next = super::super::test_values(3);
+        let a = Tensor::f32(
+            vec![2, 3, 40, 70],
+            (0..2 * 3 * 40 * 70).map(|_| next()).collect(),
+        );
+        let b = Tensor::f32(
+            vec![2, 3, 40, 70],
+            (0..2 * 3 * 40 * 70).map(|_| next()).collect(),
+        );
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .expect("a thread pool");
+        for axis in [0, 1, 2, -1] {
+            let (bytes, f32s) = pool.install(|| {
+                let bytes = concat_bytes(&[&a, &b, &a], axis, q, isa).unwrap().unwrap();
+                (bytes, concat(&[&a, &b, &a], axis).unwrap())
+            });
+            assert_eq!(bytes.shape, f32s.shape);
+            let want: Vec<u8> = f32s.as_f32().unwrap().iter().map(|&v| q.byte(v)).collect();
+            assert_eq!(bytes.data, TensorData::U8(want), "axis {axis}");
+        }
+        let ints = Tensor::i64(vec![2], vec![1, 2]);
+        assert!(concat_bytes(&[&ints, &ints], 0, q, isa).unwrap().is_none());
+    }
 }

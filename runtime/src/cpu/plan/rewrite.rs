@@ -164,11 +164,12 @@ impl CpuPlan {
         self.constants.retain(|(slot, _)| uses[*slot] > 0);
     }
 
-    /// Leaves in bytes the output of each convolution that only int8 layers read, all
-    /// quantizing it the same way: its epilogue quantizes each row while the row is in cache
-    /// (`conv::output`), and the readers skip their own pass over it (in PicoDet's int8 plan,
-    /// those passes were a fifth of the time). The readers take either form, so a run that
-    /// keeps every value in f32 (observed, or a half layer's) needs nothing else.
+    /// Leaves in bytes the output of each convolution and concatenation that only int8 layers
+    /// read, all quantizing it the same way: a convolution's epilogue quantizes each row while
+    /// the row is in cache (`conv::output`), a concatenation its inputs as it copies them, and
+    /// the readers skip their own pass over it (in PicoDet's int8 plan, those passes were a
+    /// fifth of the time). The readers take either form, so a run that keeps every value in
+    /// f32 (observed, or a half layer's) needs nothing else.
     pub(super) fn bytes_between_layers(&mut self) {
         // Per slot: `None` before its first reader, then the quantizer every reader applies to
         // it, `Some(None)` once one applies none or another.
@@ -192,14 +193,17 @@ impl CpuPlan {
             read_as[*slot] = Some(None);
         }
         for (step, info) in self.steps.iter_mut().zip(&self.infos) {
-            let convolves = matches!(info.op, Op::Conv(_))
-                && matches!(
+            let writes_bytes = match info.op {
+                Op::Conv(_) => matches!(
                     step.lowered,
                     None | Some(
                         Lowered::ConvWeights(_) | Lowered::Int8Conv(_) | Lowered::FakeQuantize(_)
                     )
-                );
-            if let (true, &[slot]) = (convolves, &step.outputs[..]) {
+                ),
+                Op::Concat { .. } => step.lowered.is_none(),
+                _ => false,
+            };
+            if let (true, &[slot]) = (writes_bytes, &step.outputs[..]) {
                 step.bytes = read_as[slot].flatten();
             }
         }
