@@ -62,6 +62,14 @@ pub(crate) fn empty<R: 'static>(capacity: usize) -> Vec<R> {
     Vec::with_capacity(capacity)
 }
 
+/// A buffer of `len` copies of `zero`, from the pool when `R` is `f32`: for the generic kernels
+/// (MatMul, pooling, normalization), whose fresh outputs faulted their pages in on every run.
+pub(crate) fn zeros_of<R: Copy + 'static>(len: usize, zero: R) -> Vec<R> {
+    let mut v = empty(len);
+    v.resize(len, zero);
+    v
+}
+
 /// Returns a kernel's scratch buffer to the pool.
 pub(crate) fn give_back<T: Pooled>(v: Vec<T>) {
     with_current(|b| b.give(v));

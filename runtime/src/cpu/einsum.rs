@@ -3,6 +3,7 @@
 //! `[batch, k, n]` and multiplied on `gemm`. Everything else (diagonals, one-sided sums, more
 //! operands, broadcast ellipsis axes) runs on a direct loop over every label combination.
 
+use super::buffers;
 use super::isa::Isa;
 use super::matmul::{batched, Dims, View};
 use super::real::{dispatch_real, values, Real};
@@ -238,7 +239,7 @@ fn as_matmul<T: Real>(
     let cat = |parts: [&[usize]; 3]| parts.concat();
     let a = arrange(inputs[0], &p.inputs[0], &cat([&s.batch, &s.m, &s.k]))?;
     let b = arrange(inputs[1], &p.inputs[1], &cat([&s.batch, &s.k, &s.n]))?;
-    let mut out = vec![T::ZERO; count * m * n];
+    let mut out = buffers::zeros_of(count * m * n, T::ZERO);
     let a_views: Vec<View> = (0..count)
         .map(|i| View::row_major(k).at(i * m * k))
         .collect();
@@ -298,7 +299,7 @@ fn direct<T: Real>(p: &Plan, shapes: &[&[usize]], vals: &[&[T]]) -> Tensor {
         .map(|(ls, s)| step_of(ls, s))
         .collect();
     steps.push(step_of(&p.output, &out_shape));
-    let mut out = vec![T::ZERO; out_shape.iter().product()];
+    let mut out = buffers::zeros_of(out_shape.iter().product(), T::ZERO);
     let total: usize = extents.iter().product();
     let mut idx = vec![0; order.len()];
     let mut offs = vec![0; steps.len()];

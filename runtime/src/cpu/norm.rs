@@ -1,6 +1,7 @@
 //! Inference batch normalization over axis 1 (folded once per channel into `x * a + b`), and
 //! layer normalization over trailing axes.
 
+use super::buffers;
 use super::real::{broadcast_to, dispatch_real, sum_f64, values, Real};
 use super::{f32s, normalize_axis};
 use crate::RuntimeError;
@@ -81,7 +82,7 @@ fn layer_norm_t<T: Real>(
         |t: &Tensor, what: &str| broadcast_to(values::<T>(t, what)?, &t.shape, normalized, what);
     let s = param(scale, "scale")?;
     let b = bias.map(|t| param(t, "bias")).transpose()?;
-    let mut y = vec![T::ZERO; v.len()];
+    let mut y = buffers::zeros_of(v.len(), T::ZERO);
     let mut stats = vec![(0.0f32, 0.0f32); rows];
     if cols > 0 {
         y.par_chunks_mut(cols)

@@ -356,7 +356,7 @@ fn average_pool_t<T: Real>(
             }
         }
     }
-    let mut out = vec![T::ZERO; g.planes * op];
+    let mut out = buffers::zeros_of(g.planes * op, T::ZERO);
     out.par_chunks_mut(op.max(1))
         .enumerate()
         .for_each(|(p, out)| {

@@ -2,6 +2,7 @@
 //! opsets before 13 define it). The last axis runs row by row over contiguous memory; an inner
 //! axis runs on whole rows of the trailing block at once, so memory is still read in order.
 
+use super::buffers;
 use super::isa::Isa;
 use super::real::{dispatch_real, sum_f64, values, Real};
 use super::reduce::around;
@@ -33,7 +34,8 @@ pub(crate) fn softmax(
     };
     dispatch_real!(x.dtype(), what, T => {
         let v = values::<T>(x, "input")?;
-        let mut out = v.to_vec();
+        let mut out = buffers::empty(v.len());
+        out.extend_from_slice(v);
         if n > 0 && inner > 0 {
             out.par_chunks_mut(n * inner).take(outer).for_each(|block| {
                 if inner == 1 {
