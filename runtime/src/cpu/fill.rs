@@ -2,6 +2,7 @@
 //! every dtype.
 
 use super::args::Args;
+use super::buffers;
 use super::number::Number;
 use super::shape_ops::{distinct_axes, int_list};
 use super::{dispatch, elements, strided, strides, Element};
@@ -215,7 +216,7 @@ fn pad_values<T: Element>(
     fill: T,
 ) -> Vec<T> {
     let total: usize = shape.iter().product();
-    let mut out = Vec::with_capacity(total);
+    let mut out = buffers::empty(total);
     let Some((&width, outer)) = shape.split_last() else {
         out.extend_from_slice(v);
         return out;

@@ -3,6 +3,7 @@
 //! copy loops need no checks and copy whole runs where they can.
 
 use super::args::Args;
+use super::buffers;
 use super::number::Number;
 use super::shape_ops::{distinct_axes, int_list, int_values};
 use super::{dispatch, elements, normalize_axis, strided, strides, Element};
@@ -117,7 +118,7 @@ pub(crate) fn gather(x: &Tensor, indices: &Tensor, axis: i64) -> Result<Tensor, 
     shape.extend_from_slice(&x.shape[ax + 1..]);
     dispatch!(x.dtype(), T => {
         let v = elements::<T>(x, "input", x.dtype())?;
-        let mut out = Vec::with_capacity(outer * idx.len() * inner);
+        let mut out = buffers::empty(outer * idx.len() * inner);
         for o in 0..outer {
             let block = &v[o * n * inner..(o + 1) * n * inner];
             if inner == 1 {

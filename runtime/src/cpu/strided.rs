@@ -4,15 +4,18 @@
 //! transposing walk (the innermost axis strided, another contiguous) is copied in square
 //! blocks so that both the reads and the writes stay in cache.
 
+use super::buffers;
+
 /// One axis of a walk: its extent and the input stride in elements (negative walks backwards,
 /// zero repeats the same elements).
 pub(crate) type Axis = (usize, isize);
 
 /// Reads `v` from `offset` along `walk`, last axis fastest. The caller guarantees that every
 /// position the walk reaches lies inside `v`.
-pub(crate) fn copy<T: Copy>(v: &[T], offset: usize, walk: &[Axis]) -> Vec<T> {
+pub(crate) fn copy<T: Copy + 'static>(v: &[T], offset: usize, walk: &[Axis]) -> Vec<T> {
     let total: usize = walk.iter().map(|a| a.0).product();
-    let mut out = Vec::with_capacity(total);
+    // From the run's pool: a fresh output faulted its pages in on every run.
+    let mut out = buffers::empty(total);
     if total == 0 {
         return out;
     }
@@ -66,7 +69,13 @@ fn blocked_axis(walk: &[Axis]) -> Option<usize> {
 
 /// The walk with axis `j` and the innermost one copied block by block, the other axes in
 /// order around them.
-fn copy_blocked<T: Copy>(v: &[T], offset: usize, walk: &[Axis], j: usize, total: usize) -> Vec<T> {
+fn copy_blocked<T: Copy + 'static>(
+    v: &[T],
+    offset: usize,
+    walk: &[Axis],
+    j: usize,
+    total: usize,
+) -> Vec<T> {
     let r = walk.len();
     let mut out_strides = vec![1usize; r];
     for i in (0..r - 1).rev() {
@@ -78,7 +87,7 @@ fn copy_blocked<T: Copy>(v: &[T], offset: usize, walk: &[Axis], j: usize, total:
         .filter(|&i| i != j)
         .map(|i| (walk[i].0, walk[i].1, out_strides[i]))
         .collect();
-    let mut out = vec![v[offset]; total];
+    let mut out = buffers::zeros_of(total, v[offset]);
     let mut index = vec![0usize; others.len()];
     let (mut ib, mut ob) = (offset as isize, 0usize);
     loop {
