@@ -468,6 +468,18 @@ fn dequantize_any(x: &Tensor, scale: &Tensor, p: &Params) -> Result<Tensor, Runt
 mod tests {
     use super::*;
 
+    /// A scalar zero point of int8 (`signed`) or uint8.
+    fn zero_point(zero: i32, signed: bool) -> Tensor {
+        Tensor {
+            shape: vec![],
+            data: if signed {
+                TensorData::I8(vec![zero as i8])
+            } else {
+                TensorData::U8(vec![zero as u8])
+            },
+        }
+    }
+
     /// The bytes an epilogue stores are QuantizeLinear's on every instruction set, by scales
     /// whose reciprocals are inexact too (Markstein's correction), at the rounding ties, the
     /// saturation ends, NaN and infinities, and in rows of every tail length.
@@ -495,14 +507,7 @@ mod tests {
                     zero,
                     signed,
                 };
-                let zp = Tensor {
-                    shape: vec![],
-                    data: if signed {
-                        TensorData::I8(vec![zero as i8])
-                    } else {
-                        TensorData::U8(vec![zero as u8])
-                    },
-                };
+                let zp = zero_point(zero, signed);
                 let scale_t = Tensor::f32(vec![], vec![scale]);
                 for isa in Isa::available() {
                     let want: Vec<u8> = match quantize(0, &x, &scale_t, Some(&zp), isa)
@@ -550,14 +555,7 @@ mod tests {
                 signed,
             };
             let scale = Tensor::f32(vec![], vec![q.scale]);
-            let zp = Tensor {
-                shape: vec![],
-                data: if signed {
-                    TensorData::I8(vec![zero as i8])
-                } else {
-                    TensorData::U8(vec![zero as u8])
-                },
-            };
+            let zp = zero_point(zero, signed);
             for isa in Isa::available() {
                 let two = quantize(0, &x, &scale, Some(&zp), isa)
                     .and_then(|t| dequantize(0, &t, &scale, Some(&zp), isa))
