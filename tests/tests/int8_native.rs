@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use temblor_ir::{
     Activation, AutoPad, ConvAttrs, DType, Graph, Layout, NodeId, Op, Shape, TensorType, ValueRef,
 };
-use temblor_runtime::{prepare, run_op, Device, Int8Execution, PrepareOptions, Tensor};
+use temblor_runtime::{prepare, run_op, Device, Int8Execution, Plan, PrepareOptions, Tensor};
 use temblor_tests::builder::{int8_weight, Builder};
 use temblor_tests::observe::{Convs, ConvsInBytes};
 use temblor_tests::{output, read_f32, real_model, shared, temblor};
@@ -392,17 +392,23 @@ fn op(op: &Op, inputs: &[Option<&Tensor>]) -> Tensor {
     run_op(op, inputs, 1).expect("op runs").remove(0)
 }
 
-/// Runs the int8 package `pkg` natively and checks every int8 convolution against the
-/// simulation of the same layer on the input the native run gave it: QuantizeLinear,
-/// DequantizeLinear of input and weight, and the float convolution. Returns how many ran in
-/// integers.
-fn assert_int8_layers_match(pkg: &Path, inputs: &[(String, Tensor)]) -> usize {
+/// The int8 package `pkg` and its plan at 2 threads, int8 layers in integers.
+fn native_plan(pkg: &Path) -> (Graph, Plan) {
     let g = temblor_ir::package::load(pkg).expect("package loads");
     let options = PrepareOptions {
         threads: 2,
         ..PrepareOptions::default()
     };
     let plan = prepare(&g, &Device::Cpu, &options).expect("plan builds");
+    (g, plan)
+}
+
+/// Runs the int8 package `pkg` natively and checks every int8 convolution against the
+/// simulation of the same layer on the input the native run gave it: QuantizeLinear,
+/// DequantizeLinear of input and weight, and the float convolution. Returns how many ran in
+/// integers.
+fn assert_int8_layers_match(pkg: &Path, inputs: &[(String, Tensor)]) -> usize {
+    let (g, plan) = native_plan(pkg);
     let mut convs = Convs(Vec::new());
     plan.run_observed(&mut plan.new_state(), inputs, &mut convs)
         .expect("plan runs");
@@ -465,12 +471,7 @@ fn assert_int8_layers_match(pkg: &Path, inputs: &[(String, Tensor)]) -> usize {
 /// that keeps every value in f32 (an observer that reads them asks for that). Returns how many
 /// convolutions left their output in bytes.
 fn assert_bytes_between_layers_change_nothing(pkg: &Path, inputs: &[(String, Tensor)]) -> usize {
-    let g = temblor_ir::package::load(pkg).expect("package loads");
-    let options = PrepareOptions {
-        threads: 2,
-        ..PrepareOptions::default()
-    };
-    let plan = prepare(&g, &Device::Cpu, &options).expect("plan builds");
+    let (_, plan) = native_plan(pkg);
     let mut in_bytes = ConvsInBytes::default();
     let fast = plan
         .run_observed(&mut plan.new_state(), inputs, &mut in_bytes)

@@ -59,6 +59,12 @@ impl Quantizer {
         self.byte_of(x / self.scale)
     }
 
+    /// The value byte `b` stands for, as DequantizeLinear computes it: `(q - zero) · scale`.
+    #[inline(always)]
+    pub fn value(self, b: u8) -> f32 {
+        (b as i32 - self.offset()) as f32 * self.scale
+    }
+
     /// [`Quantizer::byte`] from the scale's reciprocal, where [`Quantizer::inverse`] gives one.
     #[inline(always)]
     pub fn byte_by_inverse(self, x: f32, inverse: f32) -> u8 {

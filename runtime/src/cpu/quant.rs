@@ -86,7 +86,6 @@ fn map_any<A: Copy, T>(x: &[A], out: &mut [T], f: impl Fn(A) -> T) {
 /// An input the plan left in bytes (its producer quantized it, [`bytes_of_row`]) is only
 /// dequantized: the same values.
 pub(crate) fn fake_quantize(q: Quantizer, x: &Tensor, isa: Isa) -> Result<Tensor, RuntimeError> {
-    let (offset, scale) = (q.offset(), q.scale);
     if let TensorData::U8(bytes) = &x.data {
         let mut out = buffers::reuse(bytes.len());
         map(
@@ -94,7 +93,7 @@ pub(crate) fn fake_quantize(q: Quantizer, x: &Tensor, isa: Isa) -> Result<Tensor
             bytes,
             &mut out,
             #[inline(always)]
-            move |b| (b as i32 - offset) as f32 * scale,
+            move |b| q.value(b),
         );
         return Ok(Tensor::f32(x.shape.clone(), out));
     }
@@ -106,27 +105,22 @@ pub(crate) fn fake_quantize(q: Quantizer, x: &Tensor, isa: Isa) -> Result<Tensor
         xv,
         &mut out,
         #[inline(always)]
-        move |b| (b as i32 - offset) as f32 * scale,
+        move |b| q.value(b),
     );
     Ok(Tensor::f32(x.shape.clone(), out))
 }
 
 /// [`fake_quantize`] of one row, on this thread.
 pub(crate) fn fake_quantize_row(q: Quantizer, isa: Isa, x: &[f32], out: &mut [f32]) {
-    let (offset, scale) = (q.offset(), q.scale);
-    let dequantize = move |b: u8| (b as i32 - offset) as f32 * scale;
     match q.inverse() {
-        Some(inverse) => map_on(isa, x, out, move |v| {
-            dequantize(q.byte_by_inverse(v, inverse))
-        }),
-        None => map_on(isa, x, out, move |v| dequantize(q.byte(v))),
+        Some(inverse) => map_on(isa, x, out, move |v| q.value(q.byte_by_inverse(v, inverse))),
+        None => map_on(isa, x, out, move |v| q.value(q.byte(v))),
     }
 }
 
 /// [`fake_quantize`] of one row already in bytes, on this thread.
 pub(crate) fn dequantize_row(q: Quantizer, isa: Isa, bytes: &[u8], out: &mut [f32]) {
-    let (offset, scale) = (q.offset(), q.scale);
-    map_on(isa, bytes, out, move |b| (b as i32 - offset) as f32 * scale);
+    map_on(isa, bytes, out, move |b| q.value(b));
 }
 
 /// `out[i] = q.byte(x[i])` on this thread: [`quantize_bytes`]' very bytes, which a
