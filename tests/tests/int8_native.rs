@@ -295,9 +295,10 @@ fn case_inputs(case: &Case, seed: u64) -> Vec<(String, Tensor)> {
     vec![("x".to_string(), Tensor::f32(case.input.to_vec(), values))]
 }
 
-/// The convolutions an int8 plan runs on the float stencils (depthwise, and few outputs over a
-/// window) read `x` and quantize it as they pad each plane: the simulation's values exactly,
-/// without its quantize-dequantize pass.
+/// The convolutions an int8 plan runs as stencils read `x` and quantize it as they pad each
+/// plane, without the simulation's quantize-dequantize pass. Depthwise ones sum in integers,
+/// exact, so they differ from the simulation's float sums only by those sums' rounding; a few
+/// outputs over a window keep the float stencils, the simulation's values exactly.
 #[test]
 fn int8_stencil_convolutions_quantize_as_they_pad() {
     let cases = [
@@ -342,10 +343,18 @@ fn int8_stencil_convolutions_quantize_as_they_pad() {
             ["DequantizeLinear", "Conv"],
             "{what}: the simulation"
         );
-        assert_eq!(
-            native, simulated,
-            "{what}: native differs from the simulation"
-        );
+        if what.starts_with("depthwise") {
+            let worst = worst_relative(&native, &simulated);
+            assert!(
+                worst < 1e-5,
+                "{what}: native differs from the simulation by {worst}"
+            );
+        } else {
+            assert_eq!(
+                native, simulated,
+                "{what}: native differs from the simulation"
+            );
+        }
     }
 }
 

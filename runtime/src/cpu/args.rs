@@ -8,6 +8,7 @@ use super::conv::ConvWeights;
 use super::conv_transpose_phases::PhaseWeights;
 use super::expand_depthwise::ExpandDepthwise;
 use super::int8_conv::Int8Conv;
+use super::int8_depthwise::Int8Depthwise;
 use super::int8_gemm::Quantizer;
 use super::isa::Isa;
 use crate::{RuntimeError, Tensor};
@@ -33,6 +34,8 @@ pub(crate) enum Lowered {
     ConvTransposeWeights(PhaseWeights),
     /// An int8 layer's convolution, which reads the float input of its quantization.
     Int8Conv(Box<Int8Conv>),
+    /// An int8 layer's depthwise convolution, computed in integers like [`Lowered::Int8Conv`].
+    Int8Depthwise(Box<Int8Depthwise>),
     /// A bf16 layer's convolution, which reads its bf16 input as it is.
     Bf16Conv(Box<Bf16Conv>),
     /// A `DequantizeLinear(QuantizeLinear(x))` pair, which reads `x` and rounds it in one pass;
@@ -100,6 +103,14 @@ impl<'a> Args<'a> {
     pub fn expand_depthwise(&self) -> Option<&'a ExpandDepthwise> {
         match self.lowered {
             Some(Lowered::ExpandDepthwise(f)) => Some(f),
+            _ => None,
+        }
+    }
+
+    /// The int8 depthwise convolution the plan lowered the step to, if it did.
+    pub fn int8_depthwise(&self) -> Option<&'a Int8Depthwise> {
+        match self.lowered {
+            Some(Lowered::Int8Depthwise(d)) => Some(d),
             _ => None,
         }
     }

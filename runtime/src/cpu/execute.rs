@@ -4,8 +4,8 @@ use super::args::Args;
 use super::expand_depthwise::expand_depthwise;
 use super::{
     activation, bf16_conv, buffers, cast, conv, conv_transpose, deform_conv, detection, einsum,
-    elementwise, elementwise_binary, fill, grid_sample, indexing, int8_conv, library, linalg, norm,
-    pool, quant, reduce, resize, shape_ops, softmax,
+    elementwise, elementwise_binary, fill, grid_sample, indexing, int8_conv, int8_depthwise,
+    library, linalg, norm, pool, quant, reduce, resize, shape_ops, softmax,
 };
 use crate::RuntimeError;
 use crate::{Tensor, TensorData};
@@ -124,6 +124,9 @@ fn dispatch(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
                 )?);
             }
             let (epilogue, bytes) = ((opt(2), opt(3)), args.bytes);
+            if let Some(d) = args.int8_depthwise() {
+                return one(int8_depthwise::run(a, d, x()?, epilogue, args.isa, bytes)?);
+            }
             one(match args.int8_conv() {
                 Some(c) => int8_conv::conv(a, c, x()?, epilogue, args.isa, bytes)?,
                 None => {

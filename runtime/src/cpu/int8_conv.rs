@@ -22,6 +22,7 @@ use super::depthwise::Stencil;
 use super::f32s;
 #[cfg(target_arch = "x86_64")]
 use super::int8_blocked::{self, Int8BlockedWeights};
+use super::int8_depthwise::Int8Depthwise;
 use super::int8_gemm::{pack_columns, Int8Weights, Quantizer, Scaling};
 use super::isa::Isa;
 use super::quant;
@@ -109,6 +110,22 @@ impl Int8Conv {
             scales,
         }
     }
+}
+
+/// Conv `id` as an int8 depthwise convolution in integers ([`super::int8_depthwise`]), with
+/// the float value it quantizes, when it has the form of the module documentation and a window
+/// that kernel takes.
+pub(crate) fn lower_depthwise(g: &Graph, id: NodeId) -> Option<(Int8Depthwise, ValueRef)> {
+    let Op::Conv(a) = &g.node(id).op else {
+        return None;
+    };
+    let (x, quantizer) = quantized_input(g, g.input(id, 0)?)?;
+    let (shape, weight, w_scales) = int8_weight(g, g.input(id, 1)?)?;
+    if Stencil::of(a.group, shape) != Some(Stencil::Depthwise) || a.group != shape[0] {
+        return None;
+    }
+    let window = (a.strides, a.dilations);
+    Int8Depthwise::new(&weight, shape, window, quantizer, &w_scales).map(|d| (d, x))
 }
 
 /// Conv `id`'s quantized input, `DequantizeLinear(QuantizeLinear(x))`, with how `x` is

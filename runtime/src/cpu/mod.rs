@@ -38,6 +38,7 @@ mod indexing;
 #[cfg(target_arch = "x86_64")]
 mod int8_blocked;
 mod int8_conv;
+mod int8_depthwise;
 mod int8_gemm;
 mod isa;
 mod library;

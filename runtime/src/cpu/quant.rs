@@ -190,8 +190,8 @@ mod avx512 {
         let n = x.len().min(out.len());
         let (lo, hi) = q.bounds();
         let zero = q.zero as f32;
-        // SAFETY (this block and the ones below): the caller's promise of the instructions;
-        // the masks and bounds keep every load and store within the first `n` elements.
+        // SAFETY: the caller's promise of the instructions; the masks and bounds keep every
+        // load and store within the first `n` elements.
         unsafe {
             let (inverse, scale) = (_mm512_set1_ps(inverse), _mm512_set1_ps(q.scale));
             let (lo, hi) = (

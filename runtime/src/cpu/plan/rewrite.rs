@@ -48,6 +48,11 @@ pub(super) fn inputs(
                 let reads = vec![Some(x), None, port(2), port(3)];
                 return (reads, Some(Lowered::Int8Conv(Box::new(conv))));
             }
+            if let Some((conv, x)) = int8_conv::lower_depthwise(g, id) {
+                let port = |p: usize| sources.get(p).copied().flatten();
+                let reads = vec![Some(x), None, port(2), port(3)];
+                return (reads, Some(Lowered::Int8Depthwise(Box::new(conv))));
+            }
             if let Some((x, q)) = int8_conv::stencil_input(g, id) {
                 let mut reads = sources;
                 reads[0] = Some(x);
@@ -177,6 +182,7 @@ impl CpuPlan {
         for step in &self.steps {
             let quantizes = match &step.lowered {
                 Some(Lowered::Int8Conv(c)) => Some(c.quantizer()),
+                Some(Lowered::Int8Depthwise(d)) => Some(d.quantizer()),
                 Some(Lowered::FakeQuantize(q)) => Some(*q),
                 _ => None,
             };
@@ -197,7 +203,10 @@ impl CpuPlan {
                 Op::Conv(_) => matches!(
                     step.lowered,
                     None | Some(
-                        Lowered::ConvWeights(_) | Lowered::Int8Conv(_) | Lowered::FakeQuantize(_)
+                        Lowered::ConvWeights(_)
+                            | Lowered::Int8Conv(_)
+                            | Lowered::Int8Depthwise(_)
+                            | Lowered::FakeQuantize(_)
                     )
                 ),
                 Op::Concat { .. } => step.lowered.is_none(),

@@ -1,0 +1,432 @@
+//! Depthwise convolutions of int8 layers computed in integers. Each output is an exact sum
+//! over its window of `(q - zero) · w`, from the quantized input bytes (stored as
+//! [`super::int8_gemm`] stores them: `q + 128` for int8) and the int8 weight; the sum then
+//! becomes a float as on the GEMM path, `(Σ byte · w - offset · Σ w) · x_scale · w_scale[c]`,
+//! before the float epilogue.
+//!
+//! Each input plane is laid out padded in bytes, padding being the byte that stands for 0, so
+//! it adds exactly 0. With AVX-512 VNNI and VBMI, 16 outputs of a row take, per kernel row and
+//! per 4 taps of it, one byte permutation (`vpermb`: lane `l` gathers the 4 input bytes its
+//! output's taps read, `l · stride + 4q ..`) and one `vpdpbusd` (those 4 bytes times the 4
+//! weight bytes, added to the lane): a 3x3 window is 3 of each where the float stencil does 9
+//! multiply-adds, and the input is read in bytes, a quarter of the floats. Elsewhere a portable
+//! loop adds the same integers, so every machine gives the same bits.
+
+use super::buffers;
+use super::conv::{epilogue, output, Geometry};
+use super::conv_tasks::min_per_job;
+use super::epilogue::Epilogue;
+use super::int8_gemm::Quantizer;
+use super::isa::Isa;
+use super::quant;
+use crate::{RuntimeError, Tensor, TensorData};
+use rayon::prelude::*;
+use temblor_ir::ConvAttrs;
+
+/// Outputs one vector holds.
+const LANES: usize = 16;
+/// Output vectors computed side by side, so that the sums' dependency chains overlap.
+const BLOCKS: usize = 4;
+/// Output rows finished by one epilogue call, while they are in L1.
+const ROWS: usize = 4;
+/// The widest kernel row: two words of 4 taps.
+const MAX_KW: usize = 8;
+
+/// An int8 depthwise convolution (one input channel and one output channel a group), prepared:
+/// the weight as 4-byte words, and what turns each channel's sums into floats.
+#[derive(Debug)]
+pub(crate) struct Int8Depthwise {
+    /// `[c][kh][quads]` little-endian words of 4 weight bytes; taps past `kw` weigh 0.
+    words: Vec<i32>,
+    /// Words per kernel row.
+    quads: usize,
+    /// `offset · Σ w` of each channel.
+    fix: Vec<i32>,
+    /// `x_scale · w_scale[c]`.
+    scales: Vec<f32>,
+    shape: [usize; 4],
+    quantizer: Quantizer,
+}
+
+impl Int8Depthwise {
+    /// The depthwise convolution of int8 weight `weight` (`[c, 1, kh, kw]`, scales per tensor
+    /// or per channel) over inputs quantized by `quantizer`, when its window fits: strides of
+    /// at most 2 along rows, no dilation and rows of at most [`MAX_KW`] taps (the vector
+    /// kernel's reach). Other depthwise convolutions keep the float stencils.
+    pub fn new(
+        weight: &[i8],
+        shape: [usize; 4],
+        (strides, dilations): ([usize; 2], [usize; 2]),
+        quantizer: Quantizer,
+        w_scales: &[f32],
+    ) -> Option<Int8Depthwise> {
+        let [c, cg, kh, kw] = shape;
+        let fits = cg == 1 && kw <= MAX_KW && strides[1] <= 2 && dilations == [1, 1];
+        if !fits || c == 0 || kh == 0 || kw == 0 || strides.contains(&0) {
+            return None;
+        }
+        let quads = kw.div_ceil(4);
+        let mut words = Vec::with_capacity(c * kh * quads);
+        for window in weight.chunks_exact(kh * kw) {
+            for row in window.chunks_exact(kw) {
+                for quad in row.chunks(4) {
+                    let mut bytes = [0u8; 4];
+                    for (b, &w) in bytes.iter_mut().zip(quad) {
+                        *b = w as u8;
+                    }
+                    words.push(i32::from_le_bytes(bytes));
+                }
+            }
+        }
+        let offset = quantizer.offset();
+        let fix = weight
+            .chunks_exact(kh * kw)
+            .map(|w| offset * w.iter().map(|&v| i32::from(v)).sum::<i32>())
+            .collect();
+        let scales = (0..c)
+            .map(|i| quantizer.scale * w_scales[if w_scales.len() == 1 { 0 } else { i }])
+            .collect();
+        Some(Int8Depthwise {
+            words,
+            quads,
+            fix,
+            scales,
+            shape,
+            quantizer,
+        })
+    }
+
+    /// How the convolution quantizes its input.
+    pub fn quantizer(&self) -> Quantizer {
+        self.quantizer
+    }
+}
+
+/// Layout of one input plane padded in bytes: every row long enough for the vector kernel's
+/// 64-byte loads at each block of outputs.
+struct Padded {
+    stride: usize,
+    rows: usize,
+}
+
+impl Padded {
+    fn new(geo: &Geometry) -> Padded {
+        let width = geo.ow.div_ceil(LANES * BLOCKS) * LANES * BLOCKS;
+        Padded {
+            stride: width * geo.sw + 64,
+            rows: (geo.oh.max(1) - 1) * geo.sh + geo.kh,
+        }
+    }
+
+    /// Copies input plane `src` (bytes, or floats quantized on the way) into `dst`, the
+    /// padding the byte `offset`.
+    fn fill(&self, geo: &Geometry, src: Plane, q: Quantizer, isa: Isa, dst: &mut Vec<u8>) {
+        let offset = q.offset() as u8;
+        dst.clear();
+        dst.resize(self.rows * self.stride, offset);
+        let (w, first) = (geo.w, geo.pt.min(self.rows));
+        let count = if w == 0 {
+            0
+        } else {
+            geo.h.min(self.rows - first)
+        };
+        let end = (geo.pl + w).min(self.stride);
+        let n = end.saturating_sub(geo.pl);
+        for (r, row) in dst[first * self.stride..]
+            .chunks_exact_mut(self.stride)
+            .take(count)
+            .enumerate()
+        {
+            let row = &mut row[geo.pl.min(end)..end];
+            match src {
+                Plane::Bytes(b) => row.copy_from_slice(&b[r * w..r * w + n]),
+                Plane::Floats(x) => quant::bytes_of_row(isa, q, &x[r * w..r * w + n], row),
+            }
+        }
+    }
+}
+
+/// One input plane as the layer before left it.
+#[derive(Clone, Copy)]
+enum Plane<'a> {
+    Bytes(&'a [u8]),
+    Floats(&'a [f32]),
+}
+
+/// Runs `conv` (attributes `a`, explicit pads) on `x`: bytes quantized by the layer before
+/// ([`super::conv::output`]), or floats it quantizes as it pads each plane. The output is f32,
+/// or quantized by `bytes`.
+pub(crate) fn run(
+    a: &ConvAttrs,
+    conv: &Int8Depthwise,
+    x: &Tensor,
+    (bias, residual): (Option<&Tensor>, Option<&Tensor>),
+    isa: Isa,
+    bytes: Option<Quantizer>,
+) -> Result<Tensor, RuntimeError> {
+    let geo = Geometry::new(a, x, conv.shape)?;
+    let epi = epilogue(a, &geo, bias, residual, isa)?;
+    let input = match &x.data {
+        TensorData::U8(b) => Plane::Bytes(b),
+        _ => Plane::Floats(super::f32s(x, "input")?),
+    };
+    Ok(output(&geo, &epi, bytes, |epi| {
+        let mut out = buffers::reuse(geo.n * geo.o * geo.out_plane());
+        planes(&geo, conv, input, epi, &mut out);
+        out
+    }))
+}
+
+/// The `[n, c, oh, ow]` output into `out`, in parallel over the planes.
+fn planes(geo: &Geometry, conv: &Int8Depthwise, input: Plane, epi: &Epilogue, out: &mut [f32]) {
+    let plane = geo.out_plane();
+    if plane == 0 {
+        return;
+    }
+    let pads = Padded::new(geo);
+    let per_row = conv.shape[2] * conv.quads;
+    let simd = vector_kernel(epi.isa);
+    let min_len = min_per_job(out.len() * geo.kh * geo.kw);
+    out.par_chunks_mut(plane)
+        .enumerate()
+        .with_min_len(min_len)
+        .for_each_init(Vec::<u8>::new, |scratch, (index, dst)| {
+            let c = index % geo.c;
+            let at = index * geo.in_plane();
+            let src = match input {
+                Plane::Bytes(b) => Plane::Bytes(&b[at..at + geo.in_plane()]),
+                Plane::Floats(f) => Plane::Floats(&f[at..at + geo.in_plane()]),
+            };
+            pads.fill(geo, src, conv.quantizer, epi.isa, scratch);
+            let channel = Channel {
+                words: &conv.words[c * per_row..(c + 1) * per_row],
+                quads: conv.quads,
+                fix: conv.fix[c],
+                scale: conv.scales[c],
+            };
+            for (band, rows) in dst.chunks_mut(ROWS * geo.ow).enumerate() {
+                let y0 = band * ROWS;
+                for (dy, row) in rows.chunks_exact_mut(geo.ow).enumerate() {
+                    let input = &scratch[(y0 + dy) * geo.sh * pads.stride..];
+                    if simd {
+                        // SAFETY: `vector_kernel` checked the instructions; the padded rows
+                        // hold the 64 bytes every block loads (`Padded::new`).
+                        unsafe { vnni::row(geo, &channel, (input, pads.stride), row) };
+                    } else {
+                        portable_row(geo, &channel, (input, pads.stride), row);
+                    }
+                }
+                epi.apply(c, index * plane + y0 * geo.ow, rows);
+            }
+        });
+}
+
+/// One channel's weight words and float conversion.
+struct Channel<'a> {
+    words: &'a [i32],
+    quads: usize,
+    fix: i32,
+    scale: f32,
+}
+
+impl Channel<'_> {
+    #[inline(always)]
+    fn value(&self, sum: i32) -> f32 {
+        (sum - self.fix) as f32 * self.scale
+    }
+}
+
+/// Whether the vector kernel runs on `isa`: AVX-512 VNNI (which the plan's `Isa` says) and
+/// VBMI's byte permutation.
+fn vector_kernel(isa: Isa) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        isa.vnni() && std::arch::is_x86_feature_detected!("avx512vbmi")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = isa;
+        false
+    }
+}
+
+/// One output row from the padded rows starting at `input` (`stride` bytes apart): the same
+/// integer sums as the vector kernel.
+fn portable_row(geo: &Geometry, ch: &Channel, (input, stride): (&[u8], usize), out: &mut [f32]) {
+    for (x, o) in out.iter_mut().enumerate() {
+        let mut sum = 0i32;
+        for r in 0..geo.kh {
+            let row = &input[r * stride + x * geo.sw..];
+            for (q, &word) in ch.words[r * ch.quads..(r + 1) * ch.quads]
+                .iter()
+                .enumerate()
+            {
+                for (b, w) in word.to_le_bytes().into_iter().enumerate() {
+                    sum += i32::from(row[4 * q + b]) * i32::from(w as i8);
+                }
+            }
+        }
+        *o = ch.value(sum);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod vnni {
+    use super::{Channel, Geometry, BLOCKS, LANES};
+    use std::arch::x86_64::*;
+
+    /// [`super::portable_row`] 64 outputs at a time.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F, BW, VNNI and VBMI, and every row of `input` hold 64 bytes
+    /// from each block's first tap.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vbmi")]
+    pub unsafe fn row(
+        geo: &Geometry,
+        ch: &Channel,
+        (input, stride): (&[u8], usize),
+        out: &mut [f32],
+    ) {
+        let sw = geo.sw;
+        // Lane `l`, byte `b` of quad `q` reads the input byte `l · sw + 4q + b`.
+        let index = |q: usize| {
+            let mut bytes = [0u8; 64];
+            for (i, b) in bytes.iter_mut().enumerate() {
+                *b = ((i / 4) * sw + 4 * q + i % 4) as u8;
+            }
+            // SAFETY: 64 bytes.
+            unsafe { _mm512_loadu_si512(bytes.as_ptr().cast()) }
+        };
+        let indices = [index(0), index(1)];
+        let (fix, scale) = (_mm512_set1_epi32(ch.fix), _mm512_set1_ps(ch.scale));
+        let span = LANES * sw;
+        let mut x0 = 0;
+        while x0 < out.len() {
+            let mut sums = [_mm512_setzero_si512(); BLOCKS];
+            for r in 0..geo.kh {
+                let row = input[r * stride + x0 * sw..].as_ptr();
+                for (q, &word) in ch.words[r * ch.quads..(r + 1) * ch.quads]
+                    .iter()
+                    .enumerate()
+                {
+                    let w = _mm512_set1_epi32(word);
+                    for (b, sum) in sums.iter_mut().enumerate() {
+                        // SAFETY: the caller's promise of 64 bytes from each block.
+                        let bytes = unsafe { _mm512_loadu_si512(row.add(b * span).cast()) };
+                        let taps = _mm512_permutexvar_epi8(indices[q], bytes);
+                        *sum = _mm512_dpbusd_epi32(*sum, taps, w);
+                    }
+                }
+            }
+            for (b, sum) in sums.into_iter().enumerate() {
+                let at = x0 + b * LANES;
+                if at >= out.len() {
+                    break;
+                }
+                let lanes = (out.len() - at).min(LANES);
+                let value = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(sum, fix)), scale);
+                let mask = if lanes == LANES {
+                    u16::MAX
+                } else {
+                    (1u16 << lanes) - 1
+                };
+                // SAFETY: the mask keeps the store within `out`.
+                unsafe { _mm512_mask_storeu_ps(out.as_mut_ptr().add(at), mask, value) };
+            }
+            x0 += LANES * BLOCKS;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use temblor_ir::AutoPad;
+
+    /// Every instruction set (the vector kernel where the machine has it, the portable loop
+    /// everywhere) gives, bit for bit, the sums written from the definition: over each window,
+    /// `Σ (q - zero) · w` of QuantizeLinear's `q` with padding 0, times `x_scale · w_scale[c]`.
+    /// Strides 1 and 2, windows of one and two words a row, asymmetric pads, rows past one
+    /// block of 64 outputs with tails, two images, int8 and uint8, bytes and floats in.
+    #[test]
+    fn depthwise_sums_are_exact_on_every_instruction_set() {
+        let mut next = super::super::test_values(7);
+        // (n, c, h, w, kh, kw, strides, pads [t, l, b, r], signed)
+        let cases = [
+            (1, 5, 9, 11, 3, 3, [1, 1], [1, 1, 1, 1], true),
+            (2, 3, 19, 131, 5, 5, [2, 2], [2, 2, 2, 2], false),
+            (1, 4, 7, 70, 3, 3, [2, 2], [0, 1, 1, 0], true),
+            (1, 2, 12, 67, 7, 7, [1, 1], [3, 3, 3, 3], false),
+            (1, 3, 5, 40, 1, 8, [1, 2], [0, 4, 0, 3], true),
+        ];
+        for (n, c, h, w, kh, kw, strides, pads, signed) in cases {
+            let x: Vec<f32> = (0..n * c * h * w).map(|_| 3.0 * next()).collect();
+            let weight: Vec<i8> = (0..c * kh * kw)
+                .map(|_| (next() * 254.0).round() as i8)
+                .collect();
+            let w_scales: Vec<f32> = (0..c).map(|i| 0.02 + 0.003 * i as f32).collect();
+            let q = Quantizer {
+                scale: 0.025,
+                zero: if signed { -5 } else { 117 },
+                signed,
+            };
+            let attrs = ConvAttrs {
+                kernel: [kh, kw],
+                strides,
+                dilations: [1, 1],
+                pads,
+                auto_pad: AutoPad::NotSet,
+                group: c,
+                activation: None,
+                affine: None,
+            };
+            let shape = [c, 1, kh, kw];
+            let conv = Int8Depthwise::new(&weight, shape, (strides, [1, 1]), q, &w_scales)
+                .expect("a window the kernel takes");
+            let floats = Tensor::f32(vec![n, c, h, w], x.clone());
+            let mut bytes = vec![0u8; x.len()];
+            quant::bytes_of_row(Isa::detect(), q, &x, &mut bytes);
+            let geo = Geometry::new(&attrs, &floats, shape).expect("geometry");
+            let quantized = |i: usize| i64::from(bytes[i]) - i64::from(q.offset());
+            let mut want = Vec::new();
+            for (image, ch, y, xo) in (0..n).flat_map(|i| {
+                (0..c).flat_map(move |ch| {
+                    (0..geo.oh).flat_map(move |y| (0..geo.ow).map(move |xo| (i, ch, y, xo)))
+                })
+            }) {
+                let mut sum = 0i64;
+                for (r, s) in (0..kh).flat_map(|r| (0..kw).map(move |s| (r, s))) {
+                    let iy = (y * strides[0] + r) as isize - pads[0] as isize;
+                    let ix = (xo * strides[1] + s) as isize - pads[1] as isize;
+                    if (0..h as isize).contains(&iy) && (0..w as isize).contains(&ix) {
+                        let at = ((image * c + ch) * h + iy as usize) * w + ix as usize;
+                        sum += quantized(at) * i64::from(weight[(ch * kh + r) * kw + s]);
+                    }
+                }
+                want.push(sum as f32 * (q.scale * w_scales[ch]));
+            }
+            let inputs = [
+                floats,
+                Tensor {
+                    shape: vec![n, c, h, w],
+                    data: TensorData::U8(bytes.clone()),
+                },
+            ];
+            for isa in Isa::available() {
+                for input in &inputs {
+                    let out = run(&attrs, &conv, input, (None, None), isa, None).expect("runs");
+                    let got = out.as_f32().expect("f32");
+                    assert_eq!(got.len(), want.len());
+                    for (i, (g, e)) in got.iter().zip(&want).enumerate() {
+                        assert_eq!(
+                            g.to_bits(),
+                            e.to_bits(),
+                            "{isa:?} {kh}x{kw} stride {strides:?} over {h}x{w}: output {i}: \
+                             {g} vs {e}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
