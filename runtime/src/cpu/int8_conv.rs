@@ -11,9 +11,11 @@
 //! result is the simulation's up to the rounding of the float sums the simulation adds, which
 //! the integer sums do not have.
 //!
-//! The stencil convolutions ([`Stencil`]: depthwise, and few outputs over a window) keep their
-//! float kernels, a GEMM having too little to reuse in them; they read `x` and quantize and
-//! dequantize it as they pad each plane ([`stencil_input`]), the simulation's very values.
+//! The stencil convolutions ([`Stencil`]: depthwise, and few outputs over a window) have too
+//! little for a GEMM to reuse. Depthwise ones whose window [`super::int8_depthwise`] takes sum
+//! in integers over planes padded in bytes ([`lower_depthwise`]); the others keep their float
+//! kernels, and read `x` and quantize and dequantize it as they pad each plane
+//! ([`stencil_input`]), the simulation's very values.
 
 use super::buffers;
 use super::conv::{epilogue, output, reads_phases, Geometry};
@@ -65,7 +67,7 @@ pub(crate) fn lower(g: &Graph, id: NodeId) -> Option<(Int8Conv, ValueRef)> {
     let (shape, weight, w_scales) = int8_weight(g, g.input(id, 1)?)?;
     let [o, cg, kh, kw] = shape;
     let k = cg * kh * kw;
-    // The stencil convolutions keep their float kernels, reading `x` (`stencil_input`).
+    // The stencil convolutions run as `lower_depthwise` or `stencil_input` says.
     let stencil = Stencil::of(a.group, shape).is_some();
     if stencil || a.group == 0 || o % a.group != 0 || k == 0 || k > MAX_DEPTH {
         return None;
