@@ -94,9 +94,7 @@ impl Int8Conv {
         w_scales: &[f32],
     ) -> Int8Conv {
         let [o, cg, kh, kw] = shape;
-        let scales: Vec<f32> = (0..o)
-            .map(|c| quantizer.scale * w_scales[if w_scales.len() == 1 { 0 } else { c }])
-            .collect();
+        let scales = sum_scales(quantizer, w_scales, o);
         Int8Conv {
             weights: Int8Weights::new(weight, o / group, cg * kh * kw),
             #[cfg(target_arch = "x86_64")]
@@ -114,6 +112,14 @@ impl Int8Conv {
     }
 }
 
+/// The scale of each of `o` output channels' integer sums, `x_scale · w_scale[o]`, from weight
+/// scales per tensor or per channel.
+fn sum_scales(quantizer: Quantizer, w_scales: &[f32], o: usize) -> Vec<f32> {
+    (0..o)
+        .map(|c| quantizer.scale * w_scales[if w_scales.len() == 1 { 0 } else { c }])
+        .collect()
+}
+
 /// Conv `id` as an int8 depthwise convolution in integers ([`super::int8_depthwise`]), with
 /// the float value it quantizes, when it has the form of the module documentation and a window
 /// that kernel takes.
@@ -127,7 +133,8 @@ pub(crate) fn lower_depthwise(g: &Graph, id: NodeId) -> Option<(Int8Depthwise, V
         return None;
     }
     let window = (a.strides, a.dilations);
-    Int8Depthwise::new(&weight, shape, window, quantizer, &w_scales).map(|d| (d, x))
+    let scales = sum_scales(quantizer, &w_scales, shape[0]);
+    Int8Depthwise::new(&weight, shape, window, quantizer, scales).map(|d| (d, x))
 }
 
 /// Conv `id`'s quantized input, `DequantizeLinear(QuantizeLinear(x))`, with how `x` is

@@ -49,8 +49,9 @@ pub(crate) struct Int8Depthwise {
 }
 
 impl Int8Depthwise {
-    /// The depthwise convolution of int8 weight `weight` (`[c, 1, kh, kw]`, scales per tensor
-    /// or per channel) over inputs quantized by `quantizer`, when its window fits: strides of
+    /// The depthwise convolution of int8 weight `weight` (`[c, 1, kh, kw]`) over inputs
+    /// quantized by `quantizer`, its sums scaled by `scales` (one per channel), when its
+    /// window fits: strides of
     /// at most 2 along rows, no dilation and rows of at most [`MAX_KW`] taps (the vector
     /// kernel's reach). Other depthwise convolutions keep the float stencils.
     pub fn new(
@@ -58,11 +59,12 @@ impl Int8Depthwise {
         shape: [usize; 4],
         (strides, dilations): ([usize; 2], [usize; 2]),
         quantizer: Quantizer,
-        w_scales: &[f32],
+        scales: Vec<f32>,
     ) -> Option<Int8Depthwise> {
         let [c, cg, kh, kw] = shape;
         let fits = cg == 1 && kw <= MAX_KW && strides[1] <= 2 && dilations == [1, 1];
-        if !fits || c == 0 || kh == 0 || kw == 0 || strides.contains(&0) {
+        let sizes = weight.len() == c * kh * kw && scales.len() == c;
+        if !fits || !sizes || c == 0 || kh == 0 || kw == 0 || strides.contains(&0) {
             return None;
         }
         let quads = kw.div_ceil(4);
@@ -82,9 +84,6 @@ impl Int8Depthwise {
         let fix = weight
             .chunks_exact(kh * kw)
             .map(|w| offset * w.iter().map(|&v| i32::from(v)).sum::<i32>())
-            .collect();
-        let scales = (0..c)
-            .map(|i| quantizer.scale * w_scales[if w_scales.len() == 1 { 0 } else { i }])
             .collect();
         Some(Int8Depthwise {
             words,
@@ -381,7 +380,8 @@ mod tests {
                 affine: None,
             };
             let shape = [c, 1, kh, kw];
-            let conv = Int8Depthwise::new(&weight, shape, (strides, [1, 1]), q, &w_scales)
+            let scales = w_scales.iter().map(|s| q.scale * s).collect();
+            let conv = Int8Depthwise::new(&weight, shape, (strides, [1, 1]), q, scales)
                 .expect("a window the kernel takes");
             let floats = Tensor::f32(vec![n, c, h, w], x.clone());
             let mut bytes = vec![0u8; x.len()];
