@@ -31,6 +31,9 @@ const BLOCKS: usize = 4;
 const ROWS: usize = 4;
 /// The widest kernel row: two words of 4 taps.
 const MAX_KW: usize = 8;
+/// The most taps whose sums, and their difference from `offset · Σ w`, cannot overflow 32 bits:
+/// each term is at most 255 · 128 in magnitude, and the two sums' terms add to at most 255 · 255.
+const MAX_TAPS: usize = (i32::MAX / (255 * 255)) as usize;
 
 /// An int8 depthwise convolution (one input channel and one output channel a group), prepared:
 /// the weight as 4-byte words, and what turns each channel's sums into floats.
@@ -51,9 +54,9 @@ pub(crate) struct Int8Depthwise {
 impl Int8Depthwise {
     /// The depthwise convolution of int8 weight `weight` (`[c, 1, kh, kw]`) over inputs
     /// quantized by `quantizer`, its sums scaled by `scales` (one per channel), when its
-    /// window fits: strides of
-    /// at most 2 along rows, no dilation and rows of at most [`MAX_KW`] taps (the vector
-    /// kernel's reach). Other depthwise convolutions keep the float stencils.
+    /// window fits: strides of at most 2 along rows, no dilation, rows of at most [`MAX_KW`]
+    /// taps (the vector kernel's reach) and at most [`MAX_TAPS`] in all. Other depthwise
+    /// convolutions keep the float stencils.
     pub fn new(
         weight: &[i8],
         shape: [usize; 4],
@@ -62,7 +65,8 @@ impl Int8Depthwise {
         scales: Vec<f32>,
     ) -> Option<Int8Depthwise> {
         let [c, cg, kh, kw] = shape;
-        let fits = cg == 1 && kw <= MAX_KW && strides[1] <= 2 && dilations == [1, 1];
+        let fits = cg == 1 && kw <= MAX_KW && kh * kw <= MAX_TAPS;
+        let fits = fits && strides[1] <= 2 && dilations == [1, 1];
         let sizes = weight.len() == c * kh * kw && scales.len() == c;
         if !fits || !sizes || c == 0 || kh == 0 || kw == 0 || strides.contains(&0) {
             return None;
