@@ -39,8 +39,8 @@ pub(crate) enum Lowered {
     /// A bf16 layer's convolution, which reads its bf16 input as it is.
     Bf16Conv(Box<Bf16Conv>),
     /// A `DequantizeLinear(QuantizeLinear(x))` pair, which reads `x` and rounds it in one pass;
-    /// or a float stencil convolution (depthwise, few outputs) of an int8 layer, which reads `x` and
-    /// rounds it as it pads each plane.
+    /// or a float stencil convolution (depthwise, few outputs) of an int8 layer, which reads
+    /// `x` and rounds it as it pads each plane.
     FakeQuantize(Quantizer),
     /// A depthwise convolution that runs the pointwise expansion making its input, band by
     /// band, reading the expansion's input, weight and bias.

@@ -278,11 +278,32 @@ mod vnni {
     use super::{Channel, Geometry, BLOCKS, LANES};
     use std::arch::x86_64::*;
 
+    /// Lane `l`, byte `b` of the word `q` of a kernel row reads the input byte
+    /// `l · stride + 4q + b`: by column stride (1 or 2) and word, made once rather than on every
+    /// output row.
+    const INDICES: [[[u8; 64]; 2]; 2] = {
+        let mut table = [[[0u8; 64]; 2]; 2];
+        let mut s = 0;
+        while s < 2 {
+            let mut q = 0;
+            while q < 2 {
+                let mut i = 0;
+                while i < 64 {
+                    table[s][q][i] = ((i / 4) * (s + 1) + 4 * q + i % 4) as u8;
+                    i += 1;
+                }
+                q += 1;
+            }
+            s += 1;
+        }
+        table
+    };
+
     /// [`super::portable_row`] 64 outputs at a time.
     ///
     /// # Safety
-    /// The CPU must have AVX-512F, BW, VNNI and VBMI, and every row of `input` hold 64 bytes
-    /// from each block's first tap.
+    /// The CPU must have AVX-512F, BW, VNNI and VBMI, the column stride be 1 or 2, and every
+    /// row of `input` hold 64 bytes from each block's first tap.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vbmi")]
     pub unsafe fn row(
         geo: &Geometry,
@@ -291,16 +312,14 @@ mod vnni {
         out: &mut [f32],
     ) {
         let sw = geo.sw;
-        // Lane `l`, byte `b` of quad `q` reads the input byte `l · sw + 4q + b`.
-        let index = |q: usize| {
-            let mut bytes = [0u8; 64];
-            for (i, b) in bytes.iter_mut().enumerate() {
-                *b = ((i / 4) * sw + 4 * q + i % 4) as u8;
-            }
-            // SAFETY: 64 bytes.
-            unsafe { _mm512_loadu_si512(bytes.as_ptr().cast()) }
+        let table = &INDICES[sw - 1];
+        // SAFETY: 64 bytes each.
+        let indices = unsafe {
+            [
+                _mm512_loadu_si512(table[0].as_ptr().cast()),
+                _mm512_loadu_si512(table[1].as_ptr().cast()),
+            ]
         };
-        let indices = [index(0), index(1)];
         let (fix, scale) = (_mm512_set1_epi32(ch.fix), _mm512_set1_ps(ch.scale));
         let span = LANES * sw;
         let mut x0 = 0;

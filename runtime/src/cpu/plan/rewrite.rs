@@ -1,9 +1,8 @@
 //! What a plan changes in the graph it runs, when it is prepared: an int8 convolution reads the
 //! float value its input quantizes (`int8_conv.rs`, `int8_depthwise.rs`; the float stencils
-//! quantize it as they pad),
-//! and a convolution or concatenation that only int8 layers read hands them its output in
-//! bytes; a quantize-dequantize pair becomes one pass; a depthwise convolution runs the convolution
-//! before it (an expansion, a stem) band by band (`expand_depthwise.rs`); a dequantized
+//! quantize it as they pad), and a convolution or concatenation that only int8 layers read
+//! hands them its output in bytes; a quantize-dequantize pair becomes one pass; a depthwise
+//! convolution runs the convolution before it (an expansion, a stem) band by band (`expand_depthwise.rs`); a dequantized
 //! constant is computed once; a half layer reads f32 copies of its half constants; and steps
 //! nothing reads are left out.
 
