@@ -59,7 +59,8 @@ impl Isa {
             use std::arch::is_x86_feature_detected as has;
             if has!("avx2") && has!("fma") {
                 let avx512 = has!("avx512f");
-                let vnni = avx512 && has!("avx512bw") && has!("avx512vnni");
+                // Every CPU with VNNI has BW and VL too; the int8 kernels use all three.
+                let vnni = avx512 && has!("avx512bw") && has!("avx512vl") && has!("avx512vnni");
                 let bf16 = avx512 && has!("avx512bf16");
                 return Isa {
                     level: if avx512 {
@@ -116,7 +117,7 @@ impl Isa {
         self.level
     }
 
-    /// Whether AVX-512 VNNI may be used.
+    /// Whether AVX-512 VNNI may be used, with AVX-512BW and VL.
     pub fn vnni(self) -> bool {
         self.vnni
     }
