@@ -172,15 +172,14 @@ fn dispatch(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
                 None => shape_ops::concat(&inputs, *axis)?,
             })
         }
-        Op::Reshape { allowzero } => one(shape_ops::reshape(x()?, req(1)?, *allowzero)?),
+        Op::Reshape { .. } | Op::Flatten { .. } | Op::Squeeze | Op::Unsqueeze => {
+            one(shape_ops::view(op, x()?, opt(1))?)
+        }
         Op::Transpose { perm } => one(shape_ops::transpose(x()?, perm)?),
         Op::Split { axis, sizes } => {
             shape_ops::split(x()?, *axis, sizes, args.optional(1), args.outputs)
         }
         Op::Slice => one(indexing::slice(x()?, args)?),
-        Op::Flatten { axis } => one(shape_ops::flatten(x()?, *axis)?),
-        Op::Squeeze => one(shape_ops::squeeze(x()?, opt(1))?),
-        Op::Unsqueeze => one(shape_ops::unsqueeze(x()?, req(1)?)?),
         Op::Expand => one(fill::expand(x()?, req(1)?)?),
         Op::Tile => one(fill::tile(x()?, req(1)?)?),
         Op::Gather { axis } => one(indexing::gather(x()?, req(1)?, *axis)?),

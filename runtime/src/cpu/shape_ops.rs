@@ -9,7 +9,7 @@ use super::{buffers, dispatch, elements, normalize_axis, quant, strided, strides
 use crate::{RuntimeError, Tensor, TensorData};
 use rayon::prelude::*;
 use std::ops::Range;
-use temblor_ir::SplitSizes;
+use temblor_ir::{Op, SplitSizes};
 
 /// The values of an integer operand (shape, axes, pads, indices), widened to i64.
 pub(crate) fn int_values(t: &Tensor, what: &str) -> Result<Vec<i64>, RuntimeError> {
@@ -215,15 +215,44 @@ pub(crate) fn reshape_target(
     Ok(shape)
 }
 
-pub(crate) fn reshape(
-    x: &Tensor,
-    target: &Tensor,
-    allowzero: bool,
-) -> Result<Tensor, RuntimeError> {
-    let dims = int_list(target, "shape")?;
-    let shape = reshape_target(&x.shape, &dims, allowzero)?;
+/// Whether `op` is a view: an op that keeps its input's elements in order and changes only
+/// their extents, so that its output may take its input's buffer where nothing else reads it
+/// (the plan's run does).
+pub(crate) fn is_view(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Reshape { .. } | Op::Flatten { .. } | Op::Squeeze | Op::Unsqueeze
+    )
+}
+
+/// The extents of view `op`'s output ([`is_view`]), for an input of extents `x` and the op's
+/// second input `second` (Reshape's shape, Squeeze's and Unsqueeze's axes).
+pub(crate) fn view_shape(
+    op: &Op,
+    x: &[usize],
+    second: Option<&Tensor>,
+) -> Result<Vec<usize>, RuntimeError> {
+    let required = |what: &str| {
+        second.ok_or_else(|| RuntimeError::internal(format!("input '{what}' is not connected")))
+    };
+    match op {
+        Op::Reshape { allowzero } => {
+            reshape_target(x, &int_list(required("shape")?, "shape")?, *allowzero)
+        }
+        Op::Flatten { axis } => flatten_shape(x, *axis),
+        Op::Squeeze => squeeze_shape(x, second),
+        Op::Unsqueeze => unsqueeze_shape(x, required("axes")?),
+        _ => Err(RuntimeError::internal(format!(
+            "{} is not a view",
+            op.name()
+        ))),
+    }
+}
+
+/// View `op` of `x` ([`is_view`]) as a copy, for when other steps still read `x`.
+pub(crate) fn view(op: &Op, x: &Tensor, second: Option<&Tensor>) -> Result<Tensor, RuntimeError> {
     Ok(Tensor {
-        shape,
+        shape: view_shape(op, &x.shape, second)?,
         data: copied(&x.data),
     })
 }
@@ -333,61 +362,47 @@ pub(crate) fn split(
 }
 
 /// To 2-D: the axes before `axis` (which may equal the rank) become the rows.
-pub(crate) fn flatten(x: &Tensor, axis: i64) -> Result<Tensor, RuntimeError> {
-    let r = x.shape.len();
+fn flatten_shape(x: &[usize], axis: i64) -> Result<Vec<usize>, RuntimeError> {
+    let r = x.len();
     let at = if axis == r as i64 {
         r
     } else {
         normalize_axis(axis, r)?
     };
-    let rows = x.shape[..at].iter().product();
-    let cols = x.shape[at..].iter().product();
-    Ok(Tensor {
-        shape: vec![rows, cols],
-        data: copied(&x.data),
-    })
+    Ok(vec![x[..at].iter().product(), x[at..].iter().product()])
 }
 
 /// Without axes, every extent-1 axis goes.
-pub(crate) fn squeeze(x: &Tensor, axes: Option<&Tensor>) -> Result<Tensor, RuntimeError> {
-    let shape = match axes {
-        None => x.shape.iter().copied().filter(|&d| d != 1).collect(),
+fn squeeze_shape(x: &[usize], axes: Option<&Tensor>) -> Result<Vec<usize>, RuntimeError> {
+    Ok(match axes {
+        None => x.iter().copied().filter(|&d| d != 1).collect(),
         Some(t) => {
-            let axes = distinct_axes(&int_list(t, "axes")?, x.shape.len())?;
-            if let Some(&a) = axes.iter().find(|&&a| x.shape[a] != 1) {
+            let axes = distinct_axes(&int_list(t, "axes")?, x.len())?;
+            if let Some(&a) = axes.iter().find(|&&a| x[a] != 1) {
                 return Err(RuntimeError::bad_input(format!(
-                    "cannot squeeze axis {a} of shape {:?}",
-                    x.shape
+                    "cannot squeeze axis {a} of shape {x:?}"
                 )));
             }
-            (0..x.shape.len())
+            (0..x.len())
                 .filter(|i| !axes.contains(i))
-                .map(|i| x.shape[i])
+                .map(|i| x[i])
                 .collect()
         }
-    };
-    Ok(Tensor {
-        shape,
-        data: copied(&x.data),
     })
 }
 
 /// Inserts extent-1 axes at `axes`, which count in the result's rank.
-pub(crate) fn unsqueeze(x: &Tensor, axes: &Tensor) -> Result<Tensor, RuntimeError> {
+fn unsqueeze_shape(x: &[usize], axes: &Tensor) -> Result<Vec<usize>, RuntimeError> {
     let axes = int_list(axes, "axes")?;
-    let rank = x.shape.len() + axes.len();
+    let rank = x.len() + axes.len();
     let axes = distinct_axes(&axes, rank)?;
-    let mut rest = x.shape.iter();
-    let shape = (0..rank)
+    let mut rest = x.iter();
+    Ok((0..rank)
         .map(|i| match axes.contains(&i) {
             true => 1,
             false => rest.next().copied().unwrap_or(1),
         })
-        .collect();
-    Ok(Tensor {
-        shape,
-        data: copied(&x.data),
-    })
+        .collect())
 }
 
 /// The `Shape { start, end }` of a value of extents `shape`, as an int64 tensor.

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod graph;
+
 use std::path::PathBuf;
 use std::process::Command;
 use temblor_ir::{
