@@ -239,7 +239,8 @@ fn as_matmul<T: Real>(
     let cat = |parts: [&[usize]; 3]| parts.concat();
     let a = arrange(inputs[0], &p.inputs[0], &cat([&s.batch, &s.m, &s.k]))?;
     let b = arrange(inputs[1], &p.inputs[1], &cat([&s.batch, &s.k, &s.n]))?;
-    let mut out = buffers::zeros_of(count * m * n, T::ZERO);
+    // Every element is written: `batched` sets the output, not adds to it.
+    let mut out = T::written(count * m * n);
     let a_views: Vec<View> = (0..count)
         .map(|i| View::row_major(k).at(i * m * k))
         .collect();

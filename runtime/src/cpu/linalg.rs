@@ -1,7 +1,6 @@
 //! MatMul (numpy semantics: 1-D operands, broadcast batch axes) and Gemm as batched products
 //! ([`super::matmul`]); Einsum lives in its own file.
 
-use super::buffers;
 use super::elementwise::broadcast_shape;
 use super::isa::Isa;
 use super::matmul::{batched, Dims, View};
@@ -98,7 +97,8 @@ pub(crate) fn matmul_t<T: Real>(a: &Tensor, b: &Tensor, isa: Isa) -> Result<Tens
         shape.push(n);
     }
     let count: usize = batch.iter().product();
-    let mut out = buffers::zeros_of(count * m * n, T::ZERO);
+    // Every element is written: `batched` sets the output, not adds to it.
+    let mut out = T::written(count * m * n);
     let b_shared = b_batch.iter().product::<usize>() == 1;
     let d = Dims { m, n, k };
     if b_shared && a_batch == batch.as_slice() {
@@ -175,7 +175,7 @@ fn gemm_t<T: Real>(
             let cv = broadcast_to(values::<T>(c, "C")?, &c.shape, &[m, n], "C")?;
             (cv.into_iter().map(|x| x * beta).collect(), true)
         }
-        _ => (buffers::zeros_of(m * n, T::ZERO), false),
+        _ => (T::written(m * n), false),
     };
     batched(
         Dims { m, n, k },

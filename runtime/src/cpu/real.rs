@@ -28,10 +28,14 @@ pub(crate) trait Real:
     /// The slice as f32s when `Self` is f32: the kernels only written for f32 take it.
     fn f32s(s: &[Self]) -> Option<&[f32]>;
     fn f32s_mut(s: &mut [Self]) -> Option<&mut [f32]>;
+    /// A buffer of `len` elements whose values are unspecified, for an output that a kernel
+    /// writes whole: f32 buffers come from the run's pool without being zeroed first (ViT-S's
+    /// MatMul outputs were 67 MB of zeros a run, written over at once).
+    fn written(len: usize) -> Vec<Self>;
 }
 
 macro_rules! real {
-    ($t:ty, $exp:expr, $f32s:expr, $f32s_mut:expr) => {
+    ($t:ty, $exp:expr, $f32s:expr, $f32s_mut:expr, $written:expr) => {
         impl Real for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -51,12 +55,15 @@ macro_rules! real {
             fn f32s_mut(s: &mut [Self]) -> Option<&mut [f32]> {
                 $f32s_mut(s)
             }
+            fn written(len: usize) -> Vec<Self> {
+                $written(len)
+            }
         }
     };
 }
 
-real!(f32, super::math::exp_f32, Some, Some);
-real!(f64, f64::exp, |_| None, |_| None);
+real!(f32, super::math::exp_f32, Some, Some, super::buffers::reuse);
+real!(f64, f64::exp, |_| None, |_| None, |len| vec![0.0; len]);
 
 /// Runs `$body` with `$t` bound to the [`Real`] type of `$dtype`; other dtypes are unsupported
 /// for `$what`.
