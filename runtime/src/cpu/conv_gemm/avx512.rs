@@ -4,7 +4,8 @@
 use super::{Columns, KC, MR, NR};
 use rayon::prelude::*;
 use std::arch::x86_64::{
-    __m512, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_setzero_ps, _mm256_storeu_ps,
+    __m256, __m512, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_permute2f128_ps, _mm256_set1_ps,
+    _mm256_setzero_ps, _mm256_shuffle_ps, _mm256_storeu_ps, _mm256_unpackhi_ps, _mm256_unpacklo_ps,
     _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_mask_loadu_ps, _mm512_mask_storeu_ps,
     _mm512_maskz_loadu_ps, _mm512_set1_ps, _mm512_storeu_ps, _mm_prefetch, _MM_HINT_T0,
 };
@@ -78,6 +79,11 @@ pub fn pack_rows(weight: &[f32], rows: usize, k: usize) -> Vec<f32> {
     let pack = |(b, block): (usize, &mut [f32])| {
         let first = b * MR;
         let rows = &weight[first * k..rows.min(first + MR) * k];
+        if rows.len() == MR * k {
+            // SAFETY: an `Isa` with AVX-512F, the only way into this module, has AVX.
+            unsafe { transposed(rows, k, block) };
+            return;
+        }
         for (r, row) in rows.chunks_exact(k).enumerate() {
             for (p, &v) in row.iter().enumerate() {
                 block[p * MR + r] = v;
@@ -93,6 +99,61 @@ pub fn pack_rows(weight: &[f32], rows: usize, k: usize) -> Vec<f32> {
             .for_each(pack);
     }
     packed
+}
+
+/// `block[p·8 + r] = rows[r·k + p]` for the 8 rows of `rows`, 8 depths at a time by an 8x8
+/// transpose in registers: element by element, the stores 32 bytes apart made packing ViT-S's
+/// attention scores (6 x 257 x 257, on every run) take as long as multiplying them.
+///
+/// # Safety
+/// AVX must be available.
+#[target_feature(enable = "avx")]
+unsafe fn transposed(rows: &[f32], k: usize, block: &mut [f32]) {
+    assert!(rows.len() == MR * k && block.len() == MR * k);
+    let whole = k / 8 * 8;
+    for p0 in (0..whole).step_by(8) {
+        // SAFETY: row `r`'s 8 floats from `p0` lie in `rows` (`p0 + 8 <= k`), and the 64
+        // floats from `p0·8` in `block`.
+        unsafe {
+            let r: [__m256; 8] =
+                std::array::from_fn(|i| _mm256_loadu_ps(rows.as_ptr().add(i * k + p0)));
+            // Pairs, then quads, then halves: the usual three rounds of an 8x8 transpose.
+            let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+            let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+            let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+            let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+            let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+            let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+            let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+            let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+            let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+            let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+            let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+            let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+            let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+            let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+            let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+            let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+            let out = [
+                _mm256_permute2f128_ps::<0x20>(u0, u4),
+                _mm256_permute2f128_ps::<0x20>(u1, u5),
+                _mm256_permute2f128_ps::<0x20>(u2, u6),
+                _mm256_permute2f128_ps::<0x20>(u3, u7),
+                _mm256_permute2f128_ps::<0x31>(u0, u4),
+                _mm256_permute2f128_ps::<0x31>(u1, u5),
+                _mm256_permute2f128_ps::<0x31>(u2, u6),
+                _mm256_permute2f128_ps::<0x31>(u3, u7),
+            ];
+            for (q, v) in out.into_iter().enumerate() {
+                _mm256_storeu_ps(block.as_mut_ptr().add((p0 + q) * MR), v);
+            }
+        }
+    }
+    for p in whole..k {
+        for r in 0..MR {
+            block[p * MR + r] = rows[r * k + p];
+        }
+    }
 }
 
 /// Where a panel's vectors start in each row of `b`, the lanes of each that lie past one,
