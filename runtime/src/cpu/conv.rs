@@ -18,6 +18,8 @@ use super::conv_gemm::{ConvGemm, PackedWeights, MIN_WIDTH, MR, NR};
 use super::conv_padded::padded_conv;
 #[cfg(target_arch = "x86_64")]
 use super::conv_shallow::ShallowWeights;
+#[cfg(target_arch = "x86_64")]
+use super::conv_winograd::WinogradWeights;
 use super::conv_tasks::{min_per_job, tasks};
 use super::depthwise::{AsIs, Dequantize, FakeQuantize, Stencil};
 use super::epilogue::{Bytes, Epilogue};
@@ -203,6 +205,10 @@ pub(crate) struct ConvWeights {
     /// packed for whose rows suit it.
     #[cfg(target_arch = "x86_64")]
     shallow: Option<ShallowWeights>,
+    /// For the Winograd path (`conv_winograd`, AVX-512), which takes the float (not int8)
+    /// convolutions it is packed for whose planes suit it.
+    #[cfg(target_arch = "x86_64")]
+    winograd: Option<WinogradWeights>,
 }
 
 /// The weight `w` of a convolution with attributes `a` packed for the paths that take it on
@@ -223,6 +229,14 @@ pub(crate) fn pack_weights(a: &ConvAttrs, w: &Tensor, isa: Isa) -> Option<ConvWe
         blocked: BlockedWeights::for_conv(wv, [o, cg, kh, kw], g, isa),
         #[cfg(target_arch = "x86_64")]
         shallow: ShallowWeights::for_conv(wv, [o, cg, kh, kw], g, isa),
+        #[cfg(target_arch = "x86_64")]
+        winograd: WinogradWeights::for_conv(
+            wv,
+            [o, cg, kh, kw],
+            g,
+            (a.strides, a.dilations),
+            isa,
+        ),
     };
     weights.gemm.is_some().then_some(weights)
 }
@@ -337,9 +351,10 @@ pub(crate) fn conv_to(
                 .map(|q| quant::fake_quantize(q, x, isa))
                 .transpose()?;
             let xv = f32s(dequantized.as_ref().unwrap_or(x), "input")?;
+            let exact = quantized.is_none();
             output(&geo, &epilogue, bytes, |epi| {
                 let mut out = buffers::reuse(geo.n * geo.o * geo.out_plane());
-                gemm_conv(&geo, xv, wv, packed, epi, &mut out);
+                gemm_conv(&geo, (xv, exact), wv, packed, epi, &mut out);
                 out
             })
         }
@@ -374,10 +389,12 @@ fn packed_or<W, R>(packed: Option<&W>, make: impl FnOnce() -> W, f: impl FnOnce(
     }
 }
 
-/// The convolution as tiled GEMMs; see the module documentation.
+/// The convolution as tiled GEMMs; see the module documentation. `exact` is whether `xv` is
+/// the layer's own input rather than an int8 layer's simulated one, whose convolution must be
+/// the direct sum.
 fn gemm_conv(
     geo: &Geometry,
-    xv: &[f32],
+    (xv, exact): (&[f32], bool),
     wv: &[f32],
     packed: Option<&ConvWeights>,
     epi: &Epilogue,
@@ -391,6 +408,19 @@ fn gemm_conv(
             return packed_or(packed.and_then(|p| p.shallow.as_ref()), made, |w| {
                 super::conv_shallow::conv(geo, xv, w, epi, out)
             });
+        }
+        if exact && super::conv_winograd::takes(geo, epi.isa) {
+            let made;
+            let weights = match packed.and_then(|p| p.winograd.as_ref()) {
+                Some(w) => Some(w),
+                None => {
+                    made = WinogradWeights::new(wv, [geo.o, geo.c], epi.isa);
+                    made.as_ref()
+                }
+            };
+            if let Some(w) = weights {
+                return super::conv_winograd::conv(geo, xv, w, epi, out);
+            }
         }
         if super::conv_blocked::takes(geo, epi.isa) {
             let made = || BlockedWeights::new(wv, shape);

@@ -151,6 +151,17 @@ impl<'a> ConvGemm<'a> {
         }
     }
 
+    /// Group `group` of `packed` alone, for a caller that keeps no unpacked weight: packed
+    /// weights are only made where the packed kernel runs, so the unpacked one is never read.
+    #[cfg(target_arch = "x86_64")]
+    pub fn of_packed(packed: &'a PackedWeights, group: usize) -> ConvGemm<'a> {
+        ConvGemm {
+            weight: &[],
+            k: packed.k,
+            packed: Some(Cow::Borrowed(&packed.groups[group])),
+        }
+    }
+
     /// Group `group`'s weight (`weight`, `rows × k`), taken from `packed` when that holds it.
     pub fn with_packed(
         weight: &'a [f32],

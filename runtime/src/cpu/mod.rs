@@ -21,6 +21,8 @@ mod conv_shallow;
 mod conv_tasks;
 mod conv_transpose;
 mod conv_transpose_phases;
+#[cfg(target_arch = "x86_64")]
+mod conv_winograd;
 mod deform_conv;
 mod denormals;
 mod depthwise;

@@ -1,0 +1,278 @@
+//! The AVX-512 transforms of [`super`]: 16 tiles side by side in each vector, one lane a tile.
+//! A tile's input columns are every fourth float of its rows from its first one, so the six
+//! columns `j` of 16 tiles are gathered from 66 consecutive floats by lane permutes, and the
+//! four columns of 16 output tiles are interleaved back the same way.
+
+use super::SIDE;
+use std::arch::x86_64::{
+    __m512, __m512i, _mm512_add_ps, _mm512_alignr_epi32, _mm512_castps_si512,
+    _mm512_castsi512_ps, _mm512_fmadd_ps, _mm512_fnmadd_ps, _mm512_mask_blend_ps,
+    _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps, _mm512_permutex2var_ps, _mm512_set1_ps,
+    _mm512_setr_epi32, _mm512_setzero_ps, _mm512_sub_ps,
+};
+
+/// The first `n` of 16 lanes.
+fn lanes(n: usize) -> u16 {
+    if n >= 16 {
+        u16::MAX
+    } else {
+        (1u16 << n) - 1
+    }
+}
+
+/// The lanes of a 16-float load at `start` (relative to a row of `len` floats) that fall
+/// inside the row.
+pub(super) fn inside(start: isize, len: usize) -> u16 {
+    let lo = (-start).clamp(0, 16);
+    let hi = (len as isize - start).clamp(0, 16);
+    if hi <= lo {
+        return 0;
+    }
+    (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as u16
+}
+
+/// Where 16 tiles of a row of tiles read their input columns: the first column `x0` (negative
+/// inside the left padding), and the lanes of the six loads from `x0`, `x0 + 16`, `x0 + 32`,
+/// `x0 + 48`, `x0 + 64` and `x0 + 65` that lie inside the input row.
+#[derive(Clone, Copy)]
+pub(super) struct Columns {
+    pub x0: isize,
+    pub masks: [u16; 6],
+}
+
+impl Columns {
+    pub fn new(x0: isize, width: usize) -> Columns {
+        let offsets = [0, 16, 32, 48, 64, 65];
+        Columns {
+            x0,
+            masks: offsets.map(|o| inside(x0 + o, width)),
+        }
+    }
+}
+
+/// `B^T d` of one row of six values per lane: the input transform along one axis.
+#[inline(always)]
+unsafe fn input_1d(d: [__m512; SIDE]) -> [__m512; SIDE] {
+    // SAFETY: the caller has AVX-512F (every caller is a `target_feature` function).
+    unsafe {
+        let four = _mm512_set1_ps(4.0);
+        let five = _mm512_set1_ps(5.0);
+        let two = _mm512_set1_ps(2.0);
+        // Rows 1-4 of B^T share (d4 - 4 d2, d3 - 4 d1) and (d4 - d2, d3 - d1).
+        let a = _mm512_fnmadd_ps(four, d[2], d[4]);
+        let b = _mm512_fnmadd_ps(four, d[1], d[3]);
+        let c = _mm512_sub_ps(d[4], d[2]);
+        let e = _mm512_sub_ps(d[3], d[1]);
+        [
+            _mm512_fmadd_ps(four, d[0], _mm512_fnmadd_ps(five, d[2], d[4])),
+            _mm512_add_ps(a, b),
+            _mm512_sub_ps(a, b),
+            _mm512_fmadd_ps(two, e, c),
+            _mm512_fnmadd_ps(two, e, c),
+            _mm512_fmadd_ps(four, d[1], _mm512_fnmadd_ps(five, d[3], d[5])),
+        ]
+    }
+}
+
+/// `A^T m` of six values per lane: the output transform along one axis.
+#[inline(always)]
+unsafe fn output_1d(m: [__m512; SIDE]) -> [__m512; 4] {
+    // SAFETY: as in `input_1d`.
+    unsafe {
+        let a = _mm512_add_ps(m[1], m[2]);
+        let b = _mm512_sub_ps(m[1], m[2]);
+        let c = _mm512_add_ps(m[3], m[4]);
+        let d = _mm512_sub_ps(m[3], m[4]);
+        [
+            _mm512_add_ps(_mm512_add_ps(m[0], a), c),
+            _mm512_fmadd_ps(_mm512_set1_ps(2.0), d, b),
+            _mm512_fmadd_ps(_mm512_set1_ps(4.0), c, a),
+            _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(8.0), d, b), m[5]),
+        ]
+    }
+}
+
+/// Columns `4t + j` (`j` in 0..6) of 16 tiles `t` of input row `row`, read at `cols`.
+///
+/// # Safety
+/// AVX-512F must be available, and `row` must be readable at every lane `cols` keeps.
+#[inline(always)]
+unsafe fn gather_row(row: *const f32, cols: &Columns) -> [__m512; SIDE] {
+    // SAFETY: masked-off lanes are not read (nor fault), and the caller vouches for the others.
+    unsafe {
+        let load = |k: usize, off: isize| {
+            _mm512_maskz_loadu_ps(cols.masks[k], row.wrapping_offset(cols.x0 + off))
+        };
+        let l = [load(0, 0), load(1, 16), load(2, 32), load(3, 48)];
+        // Lanes 0-7 take phase j of the first 32 floats, lanes 8-15 of the next 32.
+        let phase = |j: i32| {
+            let idx = _mm512_setr_epi32(
+                j,
+                j + 4,
+                j + 8,
+                j + 12,
+                j + 16,
+                j + 20,
+                j + 24,
+                j + 28,
+                j,
+                j + 4,
+                j + 8,
+                j + 12,
+                j + 16,
+                j + 20,
+                j + 24,
+                j + 28,
+            );
+            let lo = _mm512_permutex2var_ps(l[0], idx, l[1]);
+            let hi = _mm512_permutex2var_ps(l[2], idx, l[3]);
+            _mm512_mask_blend_ps(0xFF00, lo, hi)
+        };
+        let d0 = phase(0);
+        let d1 = phase(1);
+        // Columns 4 and 5 are the next tile's 0 and 1, the last lane from past the 64 floats.
+        let next = |d: __m512, extra: __m512| {
+            _mm512_castsi512_ps(_mm512_alignr_epi32::<1>(
+                _mm512_castps_si512(extra),
+                _mm512_castps_si512(d),
+            ))
+        };
+        let d4 = next(d0, load(4, 64));
+        let d5 = next(d1, load(5, 65));
+        [d0, d1, phase(2), phase(3), d4, d5]
+    }
+}
+
+/// The transformed input `B^T d B` of 16 tiles of one channel, each of the 36 elements
+/// written to `v` at `xi * stride`, the first `count` lanes. `rows[i]` is input row `i` of the
+/// tiles, or `None` for a row of padding.
+///
+/// # Safety
+/// AVX-512F must be available; each row must be readable at every lane `cols` keeps, and `v`
+/// writable for `count` floats at each `xi * stride`.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn input_tiles(
+    rows: [Option<*const f32>; SIDE],
+    cols: &Columns,
+    v: *mut f32,
+    stride: usize,
+    count: usize,
+) {
+    // SAFETY: the caller upholds the contract under `# Safety` above.
+    unsafe {
+        let mut t = [[_mm512_setzero_ps(); SIDE]; SIDE];
+        for (ti, row) in t.iter_mut().zip(rows) {
+            if let Some(row) = row {
+                *ti = input_1d(gather_row(row, cols));
+            }
+        }
+        let keep = lanes(count);
+        for x in 0..SIDE {
+            let column = input_1d(std::array::from_fn(|i| t[i][x]));
+            for (y, value) in column.into_iter().enumerate() {
+                _mm512_mask_storeu_ps(v.add((y * SIDE + x) * stride), keep, value);
+            }
+        }
+    }
+}
+
+/// Lane indices that interleave two vectors' lanes `half*8..half*8 + 8` pairwise.
+#[inline(always)]
+unsafe fn pairs(half: i32) -> __m512i {
+    let h = half * 8;
+    // SAFETY: as in `input_1d`.
+    unsafe {
+        _mm512_setr_epi32(
+            h,
+            h + 16,
+            h + 1,
+            h + 17,
+            h + 2,
+            h + 18,
+            h + 3,
+            h + 19,
+            h + 4,
+            h + 20,
+            h + 5,
+            h + 21,
+            h + 6,
+            h + 22,
+            h + 7,
+            h + 23,
+        )
+    }
+}
+
+/// Lane indices that interleave two vectors of pairs, lanes `half*8..half*8 + 8` of each, two
+/// at a time.
+#[inline(always)]
+unsafe fn quads(half: i32) -> __m512i {
+    let h = half * 8;
+    // SAFETY: as in `input_1d`.
+    unsafe {
+        _mm512_setr_epi32(
+            h,
+            h + 1,
+            h + 16,
+            h + 17,
+            h + 2,
+            h + 3,
+            h + 18,
+            h + 19,
+            h + 4,
+            h + 5,
+            h + 20,
+            h + 21,
+            h + 6,
+            h + 7,
+            h + 22,
+            h + 23,
+        )
+    }
+}
+
+/// The output `A^T m A` of 16 tiles of one channel, whose 36 transformed elements lie in `m`
+/// at `xi * stride` (the first `count` lanes), stored into output rows `rows` (`None` past the
+/// output's last row) from column `x0`, the lanes `keep[k]` of each of their four vectors.
+///
+/// # Safety
+/// AVX-512F must be available; `m` must be readable for `count` floats at each `xi * stride`,
+/// and each row writable at the lanes `keep` gives.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn output_tiles(
+    m: *const f32,
+    stride: usize,
+    count: usize,
+    rows: [Option<*mut f32>; 4],
+    keep: [u16; 4],
+) {
+    // SAFETY: the caller upholds the contract under `# Safety` above.
+    unsafe {
+        let lanes = lanes(count);
+        let mut t = [[_mm512_setzero_ps(); 4]; SIDE];
+        for (y, ty) in t.iter_mut().enumerate() {
+            let row: [__m512; SIDE] =
+                std::array::from_fn(|x| _mm512_maskz_loadu_ps(lanes, m.add((y * SIDE + x) * stride)));
+            *ty = output_1d(row);
+        }
+        // `columns[c][r]` is output row `r`, column `c` of each tile.
+        let columns: [[__m512; 4]; 4] = std::array::from_fn(|c| output_1d(t.map(|ty| ty[c])));
+        for (r, out) in rows.into_iter().enumerate() {
+            let Some(out) = out else { continue };
+            let y: [__m512; 4] = std::array::from_fn(|c| columns[c][r]);
+            let (p01, p23) = (pairs(0), pairs(1));
+            let q01 = [
+                _mm512_permutex2var_ps(y[0], p01, y[1]),
+                _mm512_permutex2var_ps(y[0], p23, y[1]),
+            ];
+            let q23 = [
+                _mm512_permutex2var_ps(y[2], p01, y[3]),
+                _mm512_permutex2var_ps(y[2], p23, y[3]),
+            ];
+            for k in 0..4 {
+                let v = _mm512_permutex2var_ps(q01[k / 2], quads((k % 2) as i32), q23[k / 2]);
+                _mm512_mask_storeu_ps(out.wrapping_add(16 * k), keep[k], v);
+            }
+        }
+    }
+}
