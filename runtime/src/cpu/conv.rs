@@ -18,9 +18,9 @@ use super::conv_gemm::{ConvGemm, PackedWeights, MIN_WIDTH, MR, NR};
 use super::conv_padded::padded_conv;
 #[cfg(target_arch = "x86_64")]
 use super::conv_shallow::ShallowWeights;
+use super::conv_tasks::{min_per_job, tasks};
 #[cfg(target_arch = "x86_64")]
 use super::conv_winograd::WinogradWeights;
-use super::conv_tasks::{min_per_job, tasks};
 use super::depthwise::{AsIs, Dequantize, FakeQuantize, Stencil};
 use super::epilogue::{Bytes, Epilogue};
 use super::int8_gemm::Quantizer;
@@ -230,13 +230,7 @@ pub(crate) fn pack_weights(a: &ConvAttrs, w: &Tensor, isa: Isa) -> Option<ConvWe
         #[cfg(target_arch = "x86_64")]
         shallow: ShallowWeights::for_conv(wv, [o, cg, kh, kw], g, isa),
         #[cfg(target_arch = "x86_64")]
-        winograd: WinogradWeights::for_conv(
-            wv,
-            [o, cg, kh, kw],
-            g,
-            (a.strides, a.dilations),
-            isa,
-        ),
+        winograd: WinogradWeights::for_conv(wv, [o, cg, kh, kw], g, (a.strides, a.dilations), isa),
     };
     weights.gemm.is_some().then_some(weights)
 }

@@ -203,29 +203,36 @@ pub(crate) fn conv(
             let stride = n + NR;
             let mut v = buffers::reuse(XI * geo.c * stride + 4 * NR);
             let image = &x[t.image * geo.c * in_plane..][..geo.c * in_plane];
-            for (c, p) in image.chunks_exact(in_plane).enumerate() {
-                for ty in t.rows.0..t.rows.1 {
-                    let rows = std::array::from_fn(|i| {
-                        let y = (TILE * ty + i).checked_sub(geo.pt)?;
-                        (y < geo.h).then(|| p[y * geo.w..].as_ptr())
-                    });
-                    for (t0, cols, _) in &runs {
-                        let at = c * stride + (ty - t.rows.0) * across + t0;
-                        let count = LANES.min(across - t0);
-                        assert!(at + (XI - 1) * geo.c * stride + count <= v.len());
-                        // SAFETY: `takes` checked AVX-512F; each row is a whole input row,
-                        // which `cols` keeps its lanes inside, and the 36 stores of `count`
-                        // floats lie in `v` (asserted).
-                        unsafe {
-                            avx512::input_tiles(
-                                rows,
-                                cols,
-                                v.as_mut_ptr().add(at),
-                                geo.c * stride,
-                                count,
-                            )
-                        };
-                    }
+            let top = (TILE * t.rows.0) as isize - geo.pt as isize;
+            let tile_rows = t.rows.1 - t.rows.0;
+            let reach = (top, top + (TILE * tile_rows + 2) as isize);
+            let planes = image.chunks_exact(in_plane).map(|p| avx512::Plane {
+                at: p.as_ptr(),
+                h: geo.h,
+                w: geo.w,
+            });
+            let mut next = planes.clone().skip(1);
+            for (c, plane) in planes.enumerate() {
+                if let Some(p) = next.next() {
+                    p.prefetch(reach);
+                }
+                for (t0, cols, _) in &runs {
+                    let at = c * stride + t0;
+                    let count = LANES.min(across - t0);
+                    let last = at + (tile_rows - 1) * across + (XI - 1) * geo.c * stride;
+                    assert!(last + count <= v.len());
+                    // SAFETY: `takes` checked AVX-512F; the plane is a whole input channel,
+                    // and the stores of `count` floats lie in `v` (the last asserted).
+                    unsafe {
+                        avx512::input_tiles(
+                            &plane,
+                            (top, tile_rows),
+                            cols,
+                            v.as_mut_ptr().add(at),
+                            (geo.c * stride, across),
+                            count,
+                        )
+                    };
                 }
             }
             let outs = t.outs.1 - t.outs.0;
@@ -268,7 +275,9 @@ pub(crate) fn conv(
                         // SAFETY: AVX-512F as above; the 36 loads of `count` floats lie in `m`
                         // (asserted), and each row's stores, the lanes `keep` gives, lie in
                         // its output row from column `x0`.
-                        unsafe { avx512::output_tiles(m.as_ptr().add(at), outs * n, count, rows, *keep) };
+                        unsafe {
+                            avx512::output_tiles(m.as_ptr().add(at), outs * n, count, rows, *keep)
+                        };
                     }
                 }
                 epi.apply(o, start, seg);
@@ -304,8 +313,14 @@ mod tests {
         ];
         let d = [3.0, -1.0, 4.0, 1.0, -5.0, 9.0];
         let g = [2.0, 6.0, -5.0];
-        let gg: Vec<f64> = G.iter().map(|r| r.iter().zip(&g).map(|(a, b)| a * b).sum()).collect();
-        let bd: Vec<f64> = BT.iter().map(|r| r.iter().zip(&d).map(|(a, b)| a * b).sum()).collect();
+        let gg: Vec<f64> = G
+            .iter()
+            .map(|r| r.iter().zip(&g).map(|(a, b)| a * b).sum())
+            .collect();
+        let bd: Vec<f64> = BT
+            .iter()
+            .map(|r| r.iter().zip(&d).map(|(a, b)| a * b).sum())
+            .collect();
         for (i, a) in AT.iter().enumerate() {
             let got: f64 = (0..SIDE).map(|x| a[x] * gg[x] * bd[x]).sum();
             let want: f64 = (0..3).map(|j| d[i + j] * g[j]).sum();

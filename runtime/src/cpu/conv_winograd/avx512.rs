@@ -3,12 +3,12 @@
 //! columns `j` of 16 tiles are gathered from 66 consecutive floats by lane permutes, and the
 //! four columns of 16 output tiles are interleaved back the same way.
 
-use super::SIDE;
+use super::{SIDE, TILE};
 use std::arch::x86_64::{
-    __m512, __m512i, _mm512_add_ps, _mm512_alignr_epi32, _mm512_castps_si512,
-    _mm512_castsi512_ps, _mm512_fmadd_ps, _mm512_fnmadd_ps, _mm512_mask_blend_ps,
-    _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps, _mm512_permutex2var_ps, _mm512_set1_ps,
-    _mm512_setr_epi32, _mm512_setzero_ps, _mm512_sub_ps,
+    __m512, __m512i, _mm512_add_ps, _mm512_alignr_epi32, _mm512_castps_si512, _mm512_castsi512_ps,
+    _mm512_fmadd_ps, _mm512_fnmadd_ps, _mm512_mask_blend_ps, _mm512_mask_storeu_ps,
+    _mm512_maskz_loadu_ps, _mm512_permutex2var_ps, _mm512_set1_ps, _mm512_setr_epi32,
+    _mm512_setzero_ps, _mm512_sub_ps, _mm_prefetch, _MM_HINT_T0,
 };
 
 /// The first `n` of 16 lanes.
@@ -143,34 +143,80 @@ unsafe fn gather_row(row: *const f32, cols: &Columns) -> [__m512; SIDE] {
     }
 }
 
-/// The transformed input `B^T d B` of 16 tiles of one channel, each of the 36 elements
-/// written to `v` at `xi * stride`, the first `count` lanes. `rows[i]` is input row `i` of the
-/// tiles, or `None` for a row of padding.
-///
-/// # Safety
-/// AVX-512F must be available; each row must be readable at every lane `cols` keeps, and `v`
-/// writable for `count` floats at each `xi * stride`.
-#[target_feature(enable = "avx512f")]
-pub(super) unsafe fn input_tiles(
-    rows: [Option<*const f32>; SIDE],
-    cols: &Columns,
-    v: *mut f32,
-    stride: usize,
-    count: usize,
-) {
-    // SAFETY: the caller upholds the contract under `# Safety` above.
-    unsafe {
-        let mut t = [[_mm512_setzero_ps(); SIDE]; SIDE];
-        for (ti, row) in t.iter_mut().zip(rows) {
-            if let Some(row) = row {
-                *ti = input_1d(gather_row(row, cols));
+/// One input channel: `h` rows of `w` floats from `at`.
+#[derive(Clone, Copy)]
+pub(super) struct Plane {
+    pub at: *const f32,
+    pub h: usize,
+    pub w: usize,
+}
+
+impl Plane {
+    /// Asks for rows `rows` (clipped to the plane) to be brought into the cache: the channels
+    /// of a band are planes far apart, whose short rows the hardware prefetcher does not
+    /// follow from one channel to the next.
+    pub fn prefetch(&self, (first, end): (isize, isize)) {
+        let (first, end) = (
+            first.max(0) as usize,
+            end.clamp(0, self.h as isize) as usize,
+        );
+        for y in first..end.max(first) {
+            for x in (0..self.w).step_by(16) {
+                // SAFETY: a prefetch reads nothing and never faults; the address is in the plane.
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(self.at.wrapping_add(y * self.w + x).cast()) };
             }
         }
+    }
+}
+
+/// The transformed input `Bᵀ d B` of a run of 16 tiles of one channel `plane` in each of
+/// `tile_rows` tile rows, whose windows start at input row `top` (negative inside the top
+/// padding) and 4 rows further for each next one. Element `xi` of tile row `k` is written at
+/// `v + k·row_step + xi·stride`, the first `count` lanes. A tile row's last two input rows are
+/// the next one's first two, transformed once.
+///
+/// # Safety
+/// AVX-512F must be available; `plane` must be readable, and `v` writable for `count` floats at
+/// each `k·row_step + xi·stride`.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn input_tiles(
+    plane: &Plane,
+    (top, tile_rows): (isize, usize),
+    cols: &Columns,
+    v: *mut f32,
+    (stride, row_step): (usize, usize),
+    count: usize,
+) {
+    // SAFETY: the caller upholds the contract under `# Safety` above; a row is read only
+    // inside the plane, at the lanes `cols` keeps inside it.
+    unsafe {
+        let row = |y: isize| {
+            if (0..plane.h as isize).contains(&y) {
+                input_1d(gather_row(plane.at.add(y as usize * plane.w), cols))
+            } else {
+                [_mm512_setzero_ps(); SIDE]
+            }
+        };
         let keep = lanes(count);
-        for x in 0..SIDE {
-            let column = input_1d(std::array::from_fn(|i| t[i][x]));
-            for (y, value) in column.into_iter().enumerate() {
-                _mm512_mask_storeu_ps(v.add((y * SIDE + x) * stride), keep, value);
+        let mut t = [[_mm512_setzero_ps(); SIDE]; SIDE];
+        for k in 0..tile_rows {
+            let y0 = top + (TILE * k) as isize;
+            if k == 0 {
+                t[0] = row(y0);
+                t[1] = row(y0 + 1);
+            } else {
+                t[0] = t[TILE];
+                t[1] = t[TILE + 1];
+            }
+            for (i, ti) in t.iter_mut().enumerate().skip(2) {
+                *ti = row(y0 + i as isize);
+            }
+            let at = v.add(k * row_step);
+            for x in 0..SIDE {
+                let column = input_1d(t.map(|ti| ti[x]));
+                for (y, value) in column.into_iter().enumerate() {
+                    _mm512_mask_storeu_ps(at.add((y * SIDE + x) * stride), keep, value);
+                }
             }
         }
     }
@@ -251,8 +297,9 @@ pub(super) unsafe fn output_tiles(
         let lanes = lanes(count);
         let mut t = [[_mm512_setzero_ps(); 4]; SIDE];
         for (y, ty) in t.iter_mut().enumerate() {
-            let row: [__m512; SIDE] =
-                std::array::from_fn(|x| _mm512_maskz_loadu_ps(lanes, m.add((y * SIDE + x) * stride)));
+            let row: [__m512; SIDE] = std::array::from_fn(|x| {
+                _mm512_maskz_loadu_ps(lanes, m.add((y * SIDE + x) * stride))
+            });
             *ty = output_1d(row);
         }
         // `columns[c][r]` is output row `r`, column `c` of each tile.
