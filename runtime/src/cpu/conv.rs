@@ -31,7 +31,7 @@ use crate::RuntimeError;
 use crate::{Tensor, TensorData};
 use rayon::prelude::*;
 use std::marker::PhantomData;
-use temblor_ir::ConvAttrs;
+use temblor_ir::{AutoPad, ConvAttrs};
 
 mod im2col;
 pub(super) use im2col::{every_scalar, im2col, Tap};
@@ -121,7 +121,15 @@ pub(crate) struct Geometry {
 impl Geometry {
     /// The geometry of input `x` convolved with a weight of shape `[o, cg, kh, kw]`.
     pub fn new(a: &ConvAttrs, x: &Tensor, w: [usize; 4]) -> Result<Geometry, RuntimeError> {
-        let [n, c, h, wd] = dims4(x, "input")?;
+        Geometry::of_dims(a, dims4(x, "input")?, w)
+    }
+
+    /// [`Geometry::new`] for an input of dims `[n, c, h, w]`.
+    pub fn of_dims(
+        a: &ConvAttrs,
+        [n, c, h, wd]: [usize; 4],
+        w: [usize; 4],
+    ) -> Result<Geometry, RuntimeError> {
         let [o, cg, kh, kw] = w;
         let g = a.group;
         if g == 0 || cg * g != c || o % g != 0 {
@@ -143,7 +151,7 @@ impl Geometry {
         ) else {
             return Err(RuntimeError::bad_input(format!(
                 "input {:?} is smaller than the dilated kernel {w:?}",
-                x.shape
+                [n, c, h, wd]
             )));
         };
         Ok(Geometry {
@@ -211,10 +219,48 @@ pub(crate) struct ConvWeights {
     winograd: Option<WinogradWeights>,
 }
 
+/// The kernel family a float convolution runs on: [`gemm_conv`] dispatches on it, and a plan
+/// packs its weight for it alone where the input's dims are known.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Path {
+    Shallow,
+    Winograd,
+    Blocked,
+    Gemm,
+}
+
+impl Path {
+    /// The path of convolution `geo` on `isa`; `exact` is whether its input is its own rather
+    /// than an int8 layer's simulated one, whose convolution must be the direct sum.
+    fn of(geo: &Geometry, isa: Isa, exact: bool) -> Path {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if super::conv_shallow::takes(geo, isa) {
+                return Path::Shallow;
+            }
+            if exact && super::conv_winograd::takes(geo, isa) {
+                return Path::Winograd;
+            }
+            if super::conv_blocked::takes(geo, isa) {
+                return Path::Blocked;
+            }
+        }
+        let _ = (geo, isa, exact);
+        Path::Gemm
+    }
+}
+
 /// The weight `w` of a convolution with attributes `a` packed for the paths that take it on
 /// `isa`, or `None` where none does (depthwise and few-output convolutions, non-f32 weights, an
-/// instruction set the GEMMs do not pack for).
-pub(crate) fn pack_weights(a: &ConvAttrs, w: &Tensor, isa: Isa) -> Option<ConvWeights> {
+/// instruction set the GEMMs do not pack for). Given the dims of its input, only for the path
+/// that runs it: a Winograd weight is 4x the filter, and with every form packed, open_nsfw's
+/// peak memory went past onnxruntime's.
+pub(crate) fn pack_weights(
+    a: &ConvAttrs,
+    w: &Tensor,
+    isa: Isa,
+    input: Option<[usize; 4]>,
+) -> Option<ConvWeights> {
     let (&[o, cg, kh, kw], Some(wv)) = (&w.shape[..], w.as_f32()) else {
         return None;
     };
@@ -223,16 +269,46 @@ pub(crate) fn pack_weights(a: &ConvAttrs, w: &Tensor, isa: Isa) -> Option<ConvWe
     if !gemm || g == 0 || o % g != 0 {
         return None;
     }
+    let path = input.and_then(|[n, c, h, wd]| {
+        let a = match a.auto_pad {
+            AutoPad::NotSet => a.clone(),
+            _ => a.resolved([h, wd]),
+        };
+        let geo = Geometry::of_dims(&a, [n, c, h, wd], [o, cg, kh, kw]).ok()?;
+        Some(Path::of(&geo, isa, true))
+    });
+    let packs = |p: Path| path.is_none_or(|q| q == p);
     let weights = ConvWeights {
-        gemm: PackedWeights::new(wv, g, o / g, cg * kh * kw, isa),
+        gemm: packs(Path::Gemm)
+            .then(|| PackedWeights::new(wv, g, o / g, cg * kh * kw, isa))
+            .flatten(),
         #[cfg(target_arch = "x86_64")]
-        blocked: BlockedWeights::for_conv(wv, [o, cg, kh, kw], g, isa),
+        blocked: packs(Path::Blocked)
+            .then(|| BlockedWeights::for_conv(wv, [o, cg, kh, kw], g, isa))
+            .flatten(),
         #[cfg(target_arch = "x86_64")]
-        shallow: ShallowWeights::for_conv(wv, [o, cg, kh, kw], g, isa),
+        shallow: packs(Path::Shallow)
+            .then(|| ShallowWeights::for_conv(wv, [o, cg, kh, kw], g, isa))
+            .flatten(),
         #[cfg(target_arch = "x86_64")]
-        winograd: WinogradWeights::for_conv(wv, [o, cg, kh, kw], g, (a.strides, a.dilations), isa),
+        winograd: packs(Path::Winograd)
+            .then(|| {
+                let form = (a.strides, a.dilations);
+                WinogradWeights::for_conv(wv, [o, cg, kh, kw], g, form, isa)
+            })
+            .flatten(),
     };
-    weights.gemm.is_some().then_some(weights)
+    weights.any().then_some(weights)
+}
+
+impl ConvWeights {
+    fn any(&self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if self.blocked.is_some() || self.shallow.is_some() || self.winograd.is_some() {
+            return true;
+        }
+        self.gemm.is_some()
+    }
 }
 
 /// The epilogue of convolution `a` with output `geo`, its bias and residual checked.
@@ -397,30 +473,33 @@ fn gemm_conv(
     #[cfg(target_arch = "x86_64")]
     {
         let shape = [geo.o, geo.c, geo.kh, geo.kw];
-        if super::conv_shallow::takes(geo, epi.isa) {
-            let made = || ShallowWeights::new(wv, shape);
-            return packed_or(packed.and_then(|p| p.shallow.as_ref()), made, |w| {
-                super::conv_shallow::conv(geo, xv, w, epi, out)
-            });
-        }
-        if exact && super::conv_winograd::takes(geo, epi.isa) {
-            let made;
-            let weights = match packed.and_then(|p| p.winograd.as_ref()) {
-                Some(w) => Some(w),
-                None => {
-                    made = WinogradWeights::new(wv, [geo.o, geo.c], epi.isa);
-                    made.as_ref()
-                }
-            };
-            if let Some(w) = weights {
-                return super::conv_winograd::conv(geo, xv, w, epi, out);
+        match Path::of(geo, epi.isa, exact) {
+            Path::Shallow => {
+                let made = || ShallowWeights::new(wv, shape);
+                return packed_or(packed.and_then(|p| p.shallow.as_ref()), made, |w| {
+                    super::conv_shallow::conv(geo, xv, w, epi, out)
+                });
             }
-        }
-        if super::conv_blocked::takes(geo, epi.isa) {
-            let made = || BlockedWeights::new(wv, shape);
-            return packed_or(packed.and_then(|p| p.blocked.as_ref()), made, |w| {
-                super::conv_blocked::conv(geo, xv, w, epi, out)
-            });
+            Path::Winograd => {
+                let made;
+                let weights = match packed.and_then(|p| p.winograd.as_ref()) {
+                    Some(w) => Some(w),
+                    None => {
+                        made = WinogradWeights::new(wv, [geo.o, geo.c], epi.isa);
+                        made.as_ref()
+                    }
+                };
+                if let Some(w) = weights {
+                    return super::conv_winograd::conv(geo, xv, w, epi, out);
+                }
+            }
+            Path::Blocked => {
+                let made = || BlockedWeights::new(wv, shape);
+                return packed_or(packed.and_then(|p| p.blocked.as_ref()), made, |w| {
+                    super::conv_blocked::conv(geo, xv, w, epi, out)
+                });
+            }
+            Path::Gemm => {}
         }
     }
     let packed = packed.and_then(|p| p.gemm.as_ref());

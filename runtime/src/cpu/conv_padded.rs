@@ -341,7 +341,7 @@ pub(super) mod tests {
             let rt = Tensor::f32(shape.clone(), residual.clone());
             let bt = Tensor::f32(vec![o], bias.clone());
             let plane = shape[2] * shape[3];
-            let packed = pack_weights(&attrs, &wt, isa);
+            let packed = pack_weights(&attrs, &wt, isa, Some(dims.0));
             assert!(packed.is_some(), "{c}->{o}: no packed weight");
             for packed in [None, packed.as_ref()] {
                 let got = conv(
@@ -466,7 +466,7 @@ pub(super) mod tests {
             let xt = Tensor::f32(vec![n, c, h, w], x.clone());
             let wt = Tensor::f32(vec![o, cg, kh, kw], k.clone());
             for isa in Isa::available() {
-                let packed = pack_weights(&attrs, &wt, isa);
+                let packed = pack_weights(&attrs, &wt, isa, Some([n, c, h, w]));
                 for packed in [None, packed.as_ref()] {
                     let got = conv(&attrs, [&xt, &wt], None, None, isa, (packed, None)).unwrap();
                     assert_eq!(got.shape, shape);

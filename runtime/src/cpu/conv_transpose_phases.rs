@@ -153,7 +153,7 @@ impl PhaseWeights {
                     activation: None,
                     affine: None,
                 };
-                let packed = pack_weights(&attrs, &k, isa);
+                let packed = pack_weights(&attrs, &k, isa, None);
                 (k, packed)
             })
             .collect();

@@ -105,7 +105,7 @@ pub(crate) fn lower(
     }
     let packed = Tensor::from_weight(weight)
         .ok()
-        .and_then(|w| pack_weights(e, &w, isa));
+        .and_then(|w| pack_weights(e, &w, isa, None));
     let reads = vec![
         Some(x),
         g.input(id, 1),
@@ -403,7 +403,7 @@ mod tests {
             let eb = Tensor::f32(vec![e], (0..e).map(|_| next()).collect());
             let dw = Tensor::f32(vec![e, 1, k, k], (0..e * k * k).map(|_| next()).collect());
             let db = Tensor::f32(vec![e], (0..e).map(|_| next()).collect());
-            let packed = pack_weights(&expand, &ew, isa);
+            let packed = pack_weights(&expand, &ew, isa, None);
             let mid = conv(
                 &expand,
                 [&x, &ew],

@@ -26,7 +26,7 @@ use rayon::{ThreadPool, ThreadPoolBuilder};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
-use temblor_ir::{Graph, Op, TensorType, ValueRef};
+use temblor_ir::{Graph, NodeId, Op, TensorType, ValueRef};
 
 /// An executable CPU plan for one graph; see [`crate::Plan`].
 #[derive(Debug)]
@@ -236,7 +236,7 @@ impl CpuPlan {
                     let lowered = match op {
                         _ if rewritten.is_some() => rewritten,
                         Op::Conv(a) => constant_weight
-                            .and_then(|w| pack_weights(a, w, isa))
+                            .and_then(|w| pack_weights(a, w, isa, static_dims(g, id)))
                             .map(Lowered::ConvWeights),
                         Op::ConvTranspose(a) => constant_weight
                             .and_then(|w| phase_weights(a, w, isa))
@@ -542,6 +542,12 @@ fn step_inputs<'a>(
 }
 
 /// The memory a value holds: a pooled buffer may be larger than its tensor.
+/// The dims of node `id`'s first input, when it has four and every one is known.
+fn static_dims(g: &Graph, id: NodeId) -> Option<[usize; 4]> {
+    let dims = g.value_type(g.input(id, 0)?).shape.known()?;
+    dims.try_into().ok()
+}
+
 fn size_bytes(t: &Tensor) -> usize {
     match &t.data {
         TensorData::F32(v) => v.capacity() * size_of::<f32>(),
