@@ -111,13 +111,30 @@ fn eligible([o, c, kh, kw]: [usize; 4], group: usize) -> bool {
     group == 1 && (kh, kw) == (3, 3) && o >= MIN_CHANNELS && c >= MIN_CHANNELS
 }
 
-/// Whether this path runs convolution `geo` on `isa`.
+/// Whether this path runs convolution `geo` on `isa`: one it is made for, where the GEMMs'
+/// saving outweighs the transforms ([`pays`]).
 pub(crate) fn takes(geo: &Geometry, isa: Isa) -> bool {
     isa.avx512()
         && eligible([geo.o, geo.c, geo.kh, geo.kw], geo.group)
         && (geo.sh, geo.sw, geo.dh, geo.dw) == (1, 1, 1, 1)
         && geo.oh >= MIN_SIDE
         && geo.ow >= MIN_SIDE
+        && pays(geo)
+}
+
+/// Whether the GEMMs' saving outweighs the transforms. Per tile, the GEMMs take `36·c·o`
+/// multiply-adds (the direct form `144·c·o`), and the transforms work in proportion to
+/// `c + o`, over runs of 16 tiles of a row of which only `across` are used. So the measure is
+/// `c·o / (c + o)` times the lanes used, and the threshold is where it was measured to break
+/// even: YOLOv8n's 16->16 over 80x80 (5) and 32->32 over 40x40 (10) took 1.3x and 1.2x the
+/// direct path's time, orinet's 32->32 over 160x160 (13.3) 0.72x, 64->64 over 40x40 (20)
+/// 0.7-0.85x.
+fn pays(geo: &Geometry) -> bool {
+    const BREAK_EVEN: f64 = 12.0;
+    let across = geo.ow.div_ceil(TILE);
+    let used = across as f64 / (LANES * across.div_ceil(LANES)) as f64;
+    let (c, o) = (geo.c as f64, geo.o as f64);
+    c * o / (c + o) * used >= BREAK_EVEN
 }
 
 /// One task: tile rows `rows` of image `image`, output channels `outs`.
@@ -340,13 +357,13 @@ mod tests {
         }
         // (n, c, h, w, o, kh, kw, strides, dilations, pads)
         let cases: &[Case] = &[
-            (1, 16, 32, 32, 16, 3, 3, [1, 1], [1, 1], [1, 1, 1, 1]),
-            (1, 20, 35, 33, 40, 3, 3, [1, 1], [1, 1], [1, 1, 1, 1]),
-            (2, 33, 34, 70, 24, 3, 3, [1, 1], [1, 1], [0, 1, 2, 1]),
+            (1, 32, 64, 64, 32, 3, 3, [1, 1], [1, 1], [1, 1, 1, 1]),
+            (1, 48, 35, 33, 40, 3, 3, [1, 1], [1, 1], [1, 1, 1, 1]),
+            (2, 33, 34, 70, 64, 3, 3, [1, 1], [1, 1], [0, 1, 2, 1]),
             (1, 32, 40, 40, 64, 3, 3, [1, 1], [1, 1], [1, 1, 1, 1]),
-            (1, 64, 34, 40, 17, 3, 3, [1, 1], [1, 1], [0, 0, 0, 0]),
+            (1, 64, 34, 40, 40, 3, 3, [1, 1], [1, 1], [0, 0, 0, 0]),
             (1, 128, 32, 32, 96, 3, 3, [1, 1], [1, 1], [1, 1, 1, 1]),
-            (1, 16, 90, 131, 16, 3, 3, [1, 1], [1, 1], [1, 2, 1, 0]),
+            (1, 32, 90, 131, 48, 3, 3, [1, 1], [1, 1], [1, 2, 1, 0]),
         ];
         silu_convs_match_the_definition(cases, 23, "Winograd path", takes);
     }
