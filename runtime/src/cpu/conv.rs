@@ -174,6 +174,24 @@ impl Geometry {
         })
     }
 
+    /// The geometry of a convolution whose input dims are known when the plan is built, its
+    /// SAME pads resolved for them; `None` where they do not fit the weight.
+    pub fn planned(
+        a: &ConvAttrs,
+        [n, c, h, w]: [usize; 4],
+        weight: [usize; 4],
+    ) -> Option<Geometry> {
+        let resolved;
+        let a = match a.auto_pad {
+            AutoPad::NotSet => a,
+            _ => {
+                resolved = a.resolved([h, w]);
+                &resolved
+            }
+        };
+        Geometry::of_dims(a, [n, c, h, w], weight).ok()
+    }
+
     pub fn in_plane(&self) -> usize {
         self.h * self.w
     }
@@ -269,14 +287,9 @@ pub(crate) fn pack_weights(
     if !gemm || g == 0 || o % g != 0 {
         return None;
     }
-    let path = input.and_then(|[n, c, h, wd]| {
-        let a = match a.auto_pad {
-            AutoPad::NotSet => a.clone(),
-            _ => a.resolved([h, wd]),
-        };
-        let geo = Geometry::of_dims(&a, [n, c, h, wd], [o, cg, kh, kw]).ok()?;
-        Some(Path::of(&geo, isa, true))
-    });
+    let path = input
+        .and_then(|dims| Geometry::planned(a, dims, [o, cg, kh, kw]))
+        .map(|geo| Path::of(&geo, isa, true));
     let packs = |p: Path| path.is_none_or(|q| q == p);
     let weights = ConvWeights {
         gemm: packs(Path::Gemm)
