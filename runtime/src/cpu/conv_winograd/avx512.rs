@@ -6,8 +6,8 @@
 use super::{SIDE, TILE};
 use std::arch::x86_64::{
     __m512, __m512i, _mm512_add_ps, _mm512_alignr_epi32, _mm512_castps_si512, _mm512_castsi512_ps,
-    _mm512_fmadd_ps, _mm512_fnmadd_ps, _mm512_mask_blend_ps, _mm512_mask_storeu_ps,
-    _mm512_maskz_loadu_ps, _mm512_permutex2var_ps, _mm512_set1_ps, _mm512_setr_epi32,
+    _mm512_fmadd_ps, _mm512_fnmadd_ps, _mm512_loadu_si512, _mm512_mask_blend_ps,
+    _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps, _mm512_permutex2var_ps, _mm512_set1_ps,
     _mm512_setzero_ps, _mm512_sub_ps, _mm_prefetch, _MM_HINT_T0,
 };
 
@@ -18,6 +18,44 @@ fn lanes(n: usize) -> u16 {
     } else {
         (1u16 << n) - 1
     }
+}
+
+/// The permute indices that gather phase `j` (every fourth float from `j`) of 32 floats into
+/// lanes 0-7, and of the next 32 into lanes 8-15.
+const PHASES: [[i32; 16]; 4] = [phase(0), phase(1), phase(2), phase(3)];
+/// The permute indices that interleave lanes `8h..8h + 8` of two vectors one by one.
+const PAIRS: [[i32; 16]; 2] = [interleave(0, 1), interleave(1, 1)];
+/// The same, two lanes at a time.
+const QUADS: [[i32; 16]; 2] = [interleave(0, 2), interleave(1, 2)];
+
+const fn phase(j: i32) -> [i32; 16] {
+    let mut out = [0; 16];
+    let mut l = 0;
+    while l < 16 {
+        out[l] = j + 4 * (l as i32 % 8);
+        l += 1;
+    }
+    out
+}
+
+/// Lanes `8h..8h + 8` of a vector and of another (indices 16 on), `width` from each in turn.
+const fn interleave(half: i32, width: i32) -> [i32; 16] {
+    let mut out = [0; 16];
+    let mut l = 0;
+    while l < 16 {
+        let (group, within) = (l as i32 / (2 * width), l as i32 % (2 * width));
+        let second = if within >= width { 16 } else { 0 };
+        out[l] = 8 * half + group * width + within % width + second;
+        l += 1;
+    }
+    out
+}
+
+/// A table of permute indices as a vector.
+#[inline(always)]
+unsafe fn table(indices: &[i32; 16]) -> __m512i {
+    // SAFETY: the caller has AVX-512F; the table holds 16 indices.
+    unsafe { _mm512_loadu_si512(indices.as_ptr().cast()) }
 }
 
 /// The lanes of a 16-float load at `start` (relative to a row of `len` floats) that fall
@@ -105,25 +143,8 @@ unsafe fn gather_row(row: *const f32, cols: &Columns) -> [__m512; SIDE] {
         };
         let l = [load(0, 0), load(1, 16), load(2, 32), load(3, 48)];
         // Lanes 0-7 take phase j of the first 32 floats, lanes 8-15 of the next 32.
-        let phase = |j: i32| {
-            let idx = _mm512_setr_epi32(
-                j,
-                j + 4,
-                j + 8,
-                j + 12,
-                j + 16,
-                j + 20,
-                j + 24,
-                j + 28,
-                j,
-                j + 4,
-                j + 8,
-                j + 12,
-                j + 16,
-                j + 20,
-                j + 24,
-                j + 28,
-            );
+        let phase = |j: usize| {
+            let idx = table(&PHASES[j]);
             let lo = _mm512_permutex2var_ps(l[0], idx, l[1]);
             let hi = _mm512_permutex2var_ps(l[2], idx, l[3]);
             _mm512_mask_blend_ps(0xFF00, lo, hi)
@@ -222,61 +243,6 @@ pub(super) unsafe fn input_tiles(
     }
 }
 
-/// Lane indices that interleave two vectors' lanes `half*8..half*8 + 8` pairwise.
-#[inline(always)]
-unsafe fn pairs(half: i32) -> __m512i {
-    let h = half * 8;
-    // SAFETY: as in `input_1d`.
-    unsafe {
-        _mm512_setr_epi32(
-            h,
-            h + 16,
-            h + 1,
-            h + 17,
-            h + 2,
-            h + 18,
-            h + 3,
-            h + 19,
-            h + 4,
-            h + 20,
-            h + 5,
-            h + 21,
-            h + 6,
-            h + 22,
-            h + 7,
-            h + 23,
-        )
-    }
-}
-
-/// Lane indices that interleave two vectors of pairs, lanes `half*8..half*8 + 8` of each, two
-/// at a time.
-#[inline(always)]
-unsafe fn quads(half: i32) -> __m512i {
-    let h = half * 8;
-    // SAFETY: as in `input_1d`.
-    unsafe {
-        _mm512_setr_epi32(
-            h,
-            h + 1,
-            h + 16,
-            h + 17,
-            h + 2,
-            h + 3,
-            h + 18,
-            h + 19,
-            h + 4,
-            h + 5,
-            h + 20,
-            h + 21,
-            h + 6,
-            h + 7,
-            h + 22,
-            h + 23,
-        )
-    }
-}
-
 /// The output `A^T m A` of 16 tiles of one channel, whose 36 transformed elements lie in `m`
 /// at `xi * stride` (the first `count` lanes), stored into output rows `rows` (`None` past the
 /// output's last row) from column `x0`, the lanes `keep[k]` of each of their four vectors.
@@ -307,7 +273,7 @@ pub(super) unsafe fn output_tiles(
         for (r, out) in rows.into_iter().enumerate() {
             let Some(out) = out else { continue };
             let y: [__m512; 4] = std::array::from_fn(|c| columns[c][r]);
-            let (p01, p23) = (pairs(0), pairs(1));
+            let (p01, p23) = (table(&PAIRS[0]), table(&PAIRS[1]));
             let q01 = [
                 _mm512_permutex2var_ps(y[0], p01, y[1]),
                 _mm512_permutex2var_ps(y[0], p23, y[1]),
@@ -317,7 +283,7 @@ pub(super) unsafe fn output_tiles(
                 _mm512_permutex2var_ps(y[2], p23, y[3]),
             ];
             for k in 0..4 {
-                let v = _mm512_permutex2var_ps(q01[k / 2], quads((k % 2) as i32), q23[k / 2]);
+                let v = _mm512_permutex2var_ps(q01[k / 2], table(&QUADS[k % 2]), q23[k / 2]);
                 _mm512_mask_storeu_ps(out.wrapping_add(16 * k), keep[k], v);
             }
         }
