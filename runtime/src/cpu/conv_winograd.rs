@@ -52,6 +52,7 @@ const MIN_CHANNELS: usize = 16;
 /// and a narrower one leaves lanes empty (orinet's 256->256 over 20x20, 5 tiles a row, took
 /// 1.3x the direct path's time).
 const MIN_SIDE: usize = 32;
+const _: () = assert!(MIN_SIDE.div_ceil(TILE) >= MIN_WIDTH);
 
 /// A 3x3 convolution weight `[o, c, 3, 3]` transformed (`U = G g Gᵀ`, in f64) and packed as 36
 /// GEMM weights `[o × c]`, one per transformed element.
@@ -156,7 +157,6 @@ fn tasks(geo: &Geometry, across: usize, down: usize) -> Vec<Task> {
     let band = NR
         .div_ceil(across)
         .min(FLOATS / (XI * geo.c * across))
-        .max(MIN_WIDTH.div_ceil(across))
         .clamp(1, down);
     let bands = down.div_ceil(band);
     let n = band * across;
@@ -254,14 +254,11 @@ pub(crate) fn conv(
             }
             let outs = t.outs.1 - t.outs.0;
             let mut m = buffers::reuse(XI * outs * n);
-            let columns = if n >= MIN_WIDTH {
-                Columns::Rows {
-                    first: 0,
-                    width: n,
-                    stride,
-                }
-            } else {
-                Columns::Contiguous
+            // A band is a whole row of tiles or more, so at least `MIN_WIDTH` columns.
+            let columns = Columns::Rows {
+                first: 0,
+                width: n,
+                stride,
             };
             let mut offsets = vec![0; geo.c];
             for (xi, (gemm, sums)) in gemms.iter().zip(m.chunks_exact_mut(outs * n)).enumerate() {
