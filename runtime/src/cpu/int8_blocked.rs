@@ -12,13 +12,11 @@
 //! those of the GEMM path bit for bit.
 
 use super::conv::Geometry;
-use super::conv_blocked::{avx512::store, each_tile, eligible, macs, taps, walk_padded};
+use super::conv_blocked::{avx512::store, each_tile, eligible, pad_in_parallel, taps, walk_padded};
 use super::conv_blocked::{Padded, LANES, TILE};
 use super::conv_blocked::{TileAt, BLOCKS};
-use super::conv_tasks::min_per_job;
 use super::epilogue::Epilogue;
 use super::isa::Isa;
-use rayon::prelude::*;
 use std::arch::x86_64::{
     __m128i, _mm512_cvtepi32_ps, _mm512_dpbusd_epi32, _mm512_loadu_ps, _mm512_loadu_si512,
     _mm512_mul_ps, _mm512_set1_epi32, _mm512_setzero_ps, _mm512_setzero_si512, _mm512_sub_epi32,
@@ -105,18 +103,13 @@ pub(crate) fn conv(
     assert!(takes(geo, epi.isa) && weights.shape == [geo.o, geo.c, geo.kh, geo.kw]);
     let layout = Padded::new(geo);
     padded.resize(geo.n * layout.blocks * layout.block(), 0);
-    padded
-        .par_chunks_mut(layout.block())
-        .with_min_len(min_per_job(macs(geo)))
-        .enumerate()
-        .for_each(|(i, dst)| {
-            let (image, block) = (i / layout.blocks, i % layout.blocks);
-            let c0 = block * LANES;
-            let channels = LANES.min(geo.c - c0);
-            let first = (image * geo.c + c0) * geo.in_plane();
-            let src = &bytes[first..first + channels * geo.in_plane()];
-            pad_bytes(geo, &layout, src, channels, offset, dst);
-        });
+    pad_in_parallel(geo, &layout, padded, |image, block, y0, dst| {
+        let c0 = block * LANES;
+        let channels = LANES.min(geo.c - c0);
+        let first = (image * geo.c + c0) * geo.in_plane();
+        let src = &bytes[first..first + channels * geo.in_plane()];
+        pad_bytes(geo, &layout, src, channels, offset, y0, dst);
+    });
     let taps = taps(geo, &layout);
     let image = layout.blocks * layout.block();
     let input: &[u8] = padded;
@@ -128,18 +121,20 @@ pub(crate) fn conv(
     });
 }
 
-/// Lays out `channels` (at most 16) planes of bytes `src` of one image as one padded block
-/// `dst` (`[hp][wp][16]`), `fill` in the padding and in the channels past `channels`.
+/// Lays out `channels` (at most 16) planes of bytes `src` of one image as padded rows `y0..`
+/// of one block, `dst` (whole rows of `[wp][16]`), `fill` in the padding and in the channels
+/// past `channels`.
 fn pad_bytes(
     geo: &Geometry,
     layout: &Padded,
     src: &[u8],
     channels: usize,
     fill: u8,
+    y0: usize,
     dst: &mut [u8],
 ) {
     assert!(channels <= LANES && src.len() == channels * geo.in_plane());
-    walk_padded(geo, layout, dst, fill, |r, x0, out| {
+    walk_padded(geo, layout, y0, dst, fill, |r, x0, out| {
         let first = r * geo.w + x0;
         assert!(out.len() <= LANES * LANES && first + out.len() / LANES <= geo.in_plane());
         // SAFETY: `takes` checked VNNI, which comes with AVX-512BW and VL here (`Isa`); each

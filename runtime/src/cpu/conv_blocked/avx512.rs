@@ -19,20 +19,22 @@ fn lanes(n: usize) -> u16 {
     }
 }
 
-/// Lays out `channels` (at most 16) input planes `src` of one image as one padded block `dst`
-/// (`[hp][wp][16]`, channels past `channels` zero). Every float of `dst` is written.
+/// Lays out `channels` (at most 16) input planes `src` of one image as padded rows `y0..` of
+/// one block, `dst` (whole rows of `[wp][16]`, channels past `channels` zero). Every float of
+/// `dst` is written.
 ///
 /// # Safety
 /// AVX-512F must be available.
-pub(super) unsafe fn pad_block(
+pub(super) unsafe fn pad_rows(
     geo: &Geometry,
     padded: &Padded,
     src: &[f32],
     channels: usize,
+    y0: usize,
     dst: &mut [f32],
 ) {
     assert!(channels <= LANES && src.len() == channels * geo.in_plane());
-    walk_padded(geo, padded, dst, 0.0, |r, x0, out| {
+    walk_padded(geo, padded, y0, dst, 0.0, |r, x0, out| {
         // SAFETY: the caller has AVX-512F.
         unsafe { positions(geo, src, channels, (r, x0), out) }
     });
