@@ -206,6 +206,15 @@ fn check_profile(model: &Path, dims: &[String], inputs: &[String], nms: &str) {
         ["preprocess", "backbone", "neck", "head", "postprocess"]
     );
     let profiled = p["layers"].as_array().expect("layers");
+    for l in profiled {
+        let ms = |k: &str| l[k].as_f64().unwrap();
+        assert!(
+            0.0 <= ms("min_ms") && ms("min_ms") <= ms("median_ms") && ms("min_ms") <= ms("mean_ms"),
+            "{}: layer {} times out of order",
+            model.display(),
+            l["layer"]
+        );
+    }
     let stage_of: HashMap<&str, &str> = profiled
         .iter()
         .map(|l| (l["layer"].as_str().unwrap(), l["stage"].as_str().unwrap()))

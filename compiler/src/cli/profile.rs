@@ -124,16 +124,20 @@ fn print_tables(model: &str, p: &Profile, top: usize) {
     println!();
     let shown = top.min(p.layers.len());
     println!("slowest {shown} of {} layers:", p.layers.len());
-    println!("| layer | op type | stage | mean ms | GFLOP/s | GB/s | of roofline | bound |");
-    println!("|---|---|---|---:|---:|---:|---:|---|");
+    println!(
+        "| layer | op type | stage | mean ms | median ms | min ms | GFLOP/s | GB/s | of roofline | bound |"
+    );
+    println!("|---|---|---|---:|---:|---:|---:|---:|---:|---|");
     for l in &p.layers[..shown] {
         let e = &l.efficiency;
         println!(
-            "| {} | {} | {} | {:.3} | {:.1} | {:.1} | {} | {} |",
+            "| {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.1} | {:.1} | {} | {} |",
             l.layer,
             l.op_type,
             l.stage,
             l.mean_ms,
+            l.median_ms,
+            l.min_ms,
             e.gflops_per_s,
             e.gbytes_per_s,
             percent(e.of_roofline),

@@ -68,6 +68,10 @@ pub struct LayerTime {
     pub layer: String,
     pub op_type: String,
     pub mean_ms: f64,
+    /// The median and the fastest of the layer's timed runs: on a shared machine a few runs
+    /// that lost the core pull the mean up, and the median and minimum show the layer itself.
+    pub median_ms: f64,
+    pub min_ms: f64,
     pub stage: String,
     #[serde(flatten)]
     pub efficiency: Efficiency,
@@ -338,6 +342,8 @@ fn layer_times(
             layer: g.node(id).name.clone(),
             op_type: op_type.clone(),
             mean_ms: mean(runs),
+            median_ms: median(runs),
+            min_ms: runs.iter().copied().fold(f64::INFINITY, f64::min),
             stage: stage_name(stages, id),
             efficiency: peak.place(g, &[&[id][..], with].concat(), mean(runs)),
         })
@@ -398,6 +404,17 @@ fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len().max(1) as f64
 }
 
+/// The middle value, or the mean of the two middle values (0 for no values).
+fn median(v: &[f64]) -> f64 {
+    let mut sorted = v.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
 /// Mean and sample standard deviation (0 for a single run).
 fn mean_stddev(v: &[f64]) -> (f64, f64) {
     let m = mean(v);
@@ -413,5 +430,18 @@ fn share(part: f64, total: f64) -> f64 {
         part / total
     } else {
         0.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn median_is_the_middle_run() {
+        assert_eq!(median(&[]), 0.0);
+        assert_eq!(median(&[5.0]), 5.0);
+        assert_eq!(median(&[3.0, 9.0, 1.0]), 3.0);
+        assert_eq!(median(&[4.0, 1.0, 30.0, 2.0]), 3.0);
     }
 }
