@@ -372,9 +372,10 @@ mod tests {
     /// The blocked path against the definition where it cuts differently from the GEMM path:
     /// input and output channels past a whole block (20, 40, 33), tiles of two and three output
     /// blocks and a single one left over, planes whose last tile is partial and tiles that
-    /// cross row ends, strides, dilations and uneven padding, two images, and the epilogue (bias,
-    /// residual, SiLU) over what the kernel stored; weights packed at plan time or not. Every
-    /// case is one the path takes, on machines with AVX-512 (elsewhere it never runs).
+    /// cross row ends, strides, dilations and uneven padding, two images (laid out in bands of
+    /// rows, so each image's bands start past row 0), and the epilogue (bias, residual, SiLU)
+    /// over what the kernel stored; weights packed at plan time or not. Every case is one the
+    /// path takes, on machines with AVX-512 (elsewhere it never runs).
     #[test]
     fn blocked_convolutions_match_the_definition() {
         if !Isa::detect().avx512() {
@@ -387,6 +388,8 @@ mod tests {
             (1, 20, 7, 9, 40, 3, 3, [1, 1], [1, 1], [1, 1, 1, 1]),
             (2, 48, 12, 11, 33, 3, 3, [1, 1], [1, 1], [0, 1, 2, 1]),
             (1, 16, 21, 19, 64, 3, 3, [2, 2], [1, 1], [1, 1, 1, 1]),
+            // Two images of one block each: the layout in bands of rows, per image.
+            (2, 16, 17, 13, 32, 3, 3, [2, 2], [1, 1], [1, 1, 1, 1]),
             (1, 32, 9, 40, 112, 5, 5, [1, 1], [1, 1], [2, 2, 2, 2]),
             (1, 17, 16, 15, 48, 2, 3, [2, 1], [1, 1], [0, 1, 1, 0]),
             (2, 64, 5, 6, 128, 3, 1, [1, 1], [1, 1], [1, 0, 1, 0]),
