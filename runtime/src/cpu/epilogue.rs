@@ -90,7 +90,7 @@ pub(crate) fn clip(x: f32, min: f32, max: f32) -> f32 {
 /// pass. The matches are outside the loops so each loop is a plain map the compiler can
 /// vectorize; the sums are in the order the unfused ops add them, so the bits are theirs.
 #[inline(always)]
-fn finish(
+pub(crate) fn finish(
     row: &mut [f32],
     bias: Option<f32>,
     residual: Option<&[f32]>,

@@ -12,14 +12,15 @@
 //! 2, 9.8 MB out) runs the same way. Both are the
 //! plan's own kernels ([`super::conv::conv`]) on the band's rows, and each of their outputs is
 //! computed from the same values in the same order as over the whole tensor, so the results
-//! are the unfused plan's, bit for bit.
+//! are the unfused plan's, bit for bit. On AVX-512 a pointwise expansion's pair runs in
+//! channels-last blocks instead ([`channels_last`]), with the same bits.
 //!
 //! The plan fuses a pair when it is prepared ([`lower`]); its step is the depthwise layer's,
 //! and names the expansion among the work it does (`StepInfo::fused`), so that a profile
 //! counts both layers' operations against its time.
 
 use super::buffers;
-use super::conv::{conv, dims4, pack_weights, ConvWeights, Geometry, SharedOut};
+use super::conv::{conv, dims4, epilogue, pack_weights, ConvWeights, Geometry, SharedOut};
 use super::isa::Isa;
 use crate::{RuntimeError, Tensor, TensorData};
 use rayon::prelude::*;
@@ -230,6 +231,15 @@ pub(crate) fn expand_depthwise(
         }
         return out;
     };
+    let xv = x.as_f32().ok_or_else(|| {
+        RuntimeError::bad_input(format!("input must be float32, got {}", x.dtype()))
+    })?;
+    let pointwise = ea.kernel == [1, 1] && ea.strides == [1, 1] && ea.pads == [0; 4];
+    if isa.avx512() && pointwise && ea.group == 1 {
+        let geo = Geometry::of_dims(d, [n, e, hm, wm], dims4(dw, "depthwise weight")?)?;
+        let attrs = [ea, d];
+        return channels_last_bands(&geo, (xv, c), [ew, dw], [eb, bias], attrs, residual, isa);
+    }
     let bands: Vec<Band> = (0..oh)
         .step_by(per_band)
         .map(|y0| {
@@ -239,9 +249,6 @@ pub(crate) fn expand_depthwise(
             Band { y0, y1, mid, input }
         })
         .collect();
-    let xv = x.as_f32().ok_or_else(|| {
-        RuntimeError::bad_input(format!("input must be float32, got {}", x.dtype()))
-    })?;
     let residual = match residual {
         Some(r) => {
             let rv = r.as_f32().ok_or_else(|| {
@@ -319,6 +326,68 @@ pub(crate) fn expand_depthwise(
     Ok(Tensor::f32(vec![n, e, oh, ow], values))
 }
 
+/// [`expand_depthwise`]'s bands over a pointwise expansion of `(x, c)` on AVX-512, the depthwise
+/// convolution `geo` finished with `bias` and `residual`: [`channels_last`].
+#[allow(clippy::too_many_arguments)]
+fn channels_last_bands(
+    geo: &Geometry,
+    (x, c): (&[f32], usize),
+    [ew, dw]: [&Tensor; 2],
+    [eb, bias]: [Option<&Tensor>; 2],
+    [ea, d]: [&ConvAttrs; 2],
+    residual: Option<&Tensor>,
+    isa: Isa,
+) -> Result<Tensor, RuntimeError> {
+    let packed = channels_last::Packed::new(
+        (f32s(ew, "expansion weight")?, c),
+        eb.map(|b| f32s(b, "expansion bias")).transpose()?,
+        (ea.activation, ea.affine),
+        (f32s(dw, "depthwise weight")?, geo.kh * geo.kw),
+    );
+    let epi = epilogue(d, geo, bias, residual, isa)?;
+    let mut values = buffers::reuse(geo.n * geo.o * geo.oh * geo.ow);
+    let shared = SharedOut::new(&mut values);
+    // About two bands a thread: each computes the intermediate rows above its first output
+    // row's window again.
+    let per_image = (2 * rayon::current_num_threads())
+        .div_ceil(geo.n)
+        .min(geo.oh);
+    let work: Vec<channels_last::Band> = (0..geo.n)
+        .flat_map(|image| {
+            (0..per_image).map(move |k| channels_last::Band {
+                image,
+                y0: k * geo.oh / per_image,
+                y1: (k + 1) * geo.oh / per_image,
+            })
+        })
+        .filter(|b| b.y1 > b.y0)
+        .collect();
+    let pool = buffers::current();
+    work.par_iter().for_each(|b| {
+        let run = || {
+            let mut scratch = buffers::reuse(channels_last::scratch_len(geo, packed.blocks));
+            // SAFETY: the caller checked AVX-512F; the bands' output rows are disjoint.
+            unsafe { channels_last::band(geo, (x, c), &packed, b, &mut scratch, &epi, &shared) };
+            buffers::give_back(scratch);
+        };
+        // As in `expand_depthwise`: the run's pool on whichever thread runs the band.
+        match &pool {
+            Some(p) => p.scope(run),
+            None => run(),
+        }
+    });
+    Ok(Tensor::f32(vec![geo.n, geo.o, geo.oh, geo.ow], values))
+}
+
+/// `t`'s floats, or an error that names it as `what`.
+fn f32s<'a>(t: &'a Tensor, what: &str) -> Result<&'a [f32], RuntimeError> {
+    t.as_f32().ok_or_else(|| {
+        RuntimeError::bad_input(format!("{what} must be float32, got {}", t.dtype()))
+    })
+}
+
+mod channels_last;
+
 /// Rows `r0..r1` of every `h`-by-`w` plane of `planes`, planes one after another.
 fn gather_rows(planes: &[f32], h: usize, w: usize, (r0, r1): (usize, usize)) -> Vec<f32> {
     let count = planes.len() / (h * w).max(1);
@@ -338,7 +407,7 @@ mod tests {
     use super::super::isa::Isa;
     use super::{expand_depthwise, ExpandDepthwise};
     use crate::Tensor;
-    use temblor_ir::{Activation, AutoPad, ConvAttrs};
+    use temblor_ir::{Activation, Affine, AutoPad, ConvAttrs};
 
     fn attrs(k: usize, stride: usize, pads: [usize; 4], group: usize) -> ConvAttrs {
         ConvAttrs {
@@ -355,8 +424,10 @@ mod tests {
 
     /// Band by band, the pair gives the bits of the expansion and the depthwise convolution run
     /// one after the other: pointwise, stem and 3x3 expansions, depthwise strides 1 and 2,
-    /// uneven padding on both, a window of 5, a residual, two images, and intermediates of 5
-    /// or more bands (2 MiB each) above the size computed whole.
+    /// uneven padding on both, a window of 5, a dilation, a residual, two images, channels
+    /// past a whole block, rows past a whole vector of positions, activations other than ReLU
+    /// and an affine after one (on AVX-512, the pointwise pairs run in channels-last blocks),
+    /// and intermediates of 5 or more bands (2 MiB each) above the size computed whole.
     #[test]
     fn bands_give_the_bits_of_the_unfused_pair() {
         let isa = Isa::detect();
@@ -367,6 +438,8 @@ mod tests {
             (1, 16, 121, 200, 96, pointwise, (3, 2, [1, 1, 1, 1]), false),
             (2, 8, 101, 160, 144, pointwise, (3, 1, [1, 1, 1, 1]), true),
             (1, 24, 140, 128, 120, pointwise, (5, 2, [2, 1, 1, 2]), false),
+            // Dilated by 2 (below), with HardSwish and an affine after the expansion.
+            (1, 16, 240, 200, 48, pointwise, (3, 1, [2, 2, 2, 2]), false),
             // A stem, and a 3x3 expansion with uneven padding.
             (
                 1,
@@ -389,9 +462,25 @@ mod tests {
                 true,
             ),
         ];
-        for (n, c, h, w, e, (ek, es, epads), (k, stride, pads), with_residual) in cases {
-            let expand = attrs(ek, es, epads, 1);
-            let dw_attrs = attrs(k, stride, pads, e);
+        for (i, (n, c, h, w, e, (ek, es, epads), (k, stride, pads), with_residual)) in
+            cases.into_iter().enumerate()
+        {
+            let mut expand = attrs(ek, es, epads, 1);
+            let mut dw_attrs = attrs(k, stride, pads, e);
+            // Activations other than ReLU on the second and fourth cases.
+            if i == 1 {
+                expand.activation = Some(Activation::Clip { min: 0.0, max: 6.0 });
+                dw_attrs.activation = Some(Activation::Silu);
+            }
+            if i == 3 {
+                expand.activation = Some(Activation::HardSwish);
+                expand.affine = Some(Affine {
+                    scale: 0.75,
+                    shift: -0.25,
+                });
+                dw_attrs.activation = None;
+                dw_attrs.dilations = [2, 2];
+            }
             let x = Tensor::f32(
                 vec![n, c, h, w],
                 (0..n * c * h * w).map(|_| next()).collect(),

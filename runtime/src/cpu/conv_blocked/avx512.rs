@@ -83,7 +83,7 @@ fn pairs64(a: [__m512; 4]) -> [__m512; 4] {
 
 /// Lane `j` of row `i` becomes lane `i` of row `j`.
 #[target_feature(enable = "avx512f")]
-fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
+pub(in crate::cpu) fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
     let mut a = [_mm512_setzero_ps(); 16];
     for i in 0..8 {
         a[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
