@@ -37,6 +37,15 @@ const BAND_BYTES: usize = 1 << 21;
 /// whole against 25.7 banded, and 27.0 with its 29.5 MB one whole too).
 const WHOLE_BYTES: usize = 8 << 20;
 
+/// Whether a pair with expansion `ea` runs in channels-last blocks ([`channels_last`]).
+fn in_channels_last(ea: &ConvAttrs, isa: Isa) -> bool {
+    isa.avx512()
+        && ea.kernel == [1, 1]
+        && ea.strides == [1, 1]
+        && ea.pads == [0; 4]
+        && ea.group == 1
+}
+
 /// The expansion of a fused pair: its attributes, and its weight packed for the GEMM path.
 #[derive(Debug)]
 pub(crate) struct ExpandDepthwise {
@@ -214,6 +223,16 @@ pub(crate) fn expand_depthwise(
     let [pt, pl, pb, pr] = d.pads;
     let (sh, sw) = (d.strides[0].max(1), d.strides[1].max(1));
     let row_bytes = e * wm * std::mem::size_of::<f32>();
+    // Rows of any padding suit the ring of intermediate rows; below the size the plan fuses
+    // (sizes may be symbolic), it runs whole all the same.
+    if in_channels_last(ea, isa) && row_bytes * hm > WHOLE_BYTES {
+        let xv = x.as_f32().ok_or_else(|| {
+            RuntimeError::bad_input(format!("input must be float32, got {}", x.dtype()))
+        })?;
+        let geo = Geometry::of_dims(d, [n, e, hm, wm], dims4(dw, "depthwise weight")?)?;
+        let attrs = [ea, d];
+        return channels_last_bands(&geo, (xv, c), [ew, dw], [eb, bias], attrs, residual, isa);
+    }
     let per_band = (BAND_BYTES / row_bytes.max(1)).saturating_sub(span_d) / sh + 1;
     // Small enough to run whole (the plan fuses only larger ones, but sizes may be symbolic),
     // or one band would be the whole tensor, or padding as tall as the window leaves a band
@@ -234,12 +253,6 @@ pub(crate) fn expand_depthwise(
     let xv = x.as_f32().ok_or_else(|| {
         RuntimeError::bad_input(format!("input must be float32, got {}", x.dtype()))
     })?;
-    let pointwise = ea.kernel == [1, 1] && ea.strides == [1, 1] && ea.pads == [0; 4];
-    if isa.avx512() && pointwise && ea.group == 1 {
-        let geo = Geometry::of_dims(d, [n, e, hm, wm], dims4(dw, "depthwise weight")?)?;
-        let attrs = [ea, d];
-        return channels_last_bands(&geo, (xv, c), [ew, dw], [eb, bias], attrs, residual, isa);
-    }
     let bands: Vec<Band> = (0..oh)
         .step_by(per_band)
         .map(|y0| {
