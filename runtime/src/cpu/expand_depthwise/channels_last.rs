@@ -13,8 +13,10 @@
 //!   positions at a time, transposes 16 positions into the output's 16 channel rows, and the
 //!   convolution's own epilogue finishes each row.
 //!
-//! CenterFace's 16 -> 96 expansion and stride-2 depthwise pair went from 4.0-4.4 to 2.3-2.9
-//! ms at two threads, and the model from 31.4-33.1 to 29.3-30.9 ms.
+//! In CenterFace at two threads its 16 -> 96 expansion and stride-2 depthwise pair went from
+//! 4.7-4.9 to 2.6-2.8 ms (medians), and the sum of its layers' fastest runs from 28.5-29.4 to
+//! 25.6-26.1 ms. Intermediates under 8 MiB stay unfused: one band a thread lost to the
+//! unfused kernels there (PicoDet COCO 13.0 -> 14.2 ms fused from 0.5 MiB).
 //!
 //! Every value is summed as the unfused kernels sum it: the expansion from zero over the input
 //! channels in order, as the GEMM path's kernel does; the depthwise taps from zero in
