@@ -117,9 +117,14 @@ fn span(geo: &Geometry) -> usize {
     (geo.kh - 1) * geo.dh + 1
 }
 
-/// Floats of the ring of intermediate rows a band keeps (`scratch` of [`band`]).
-pub(super) fn scratch_len(geo: &Geometry, blocks: usize) -> usize {
+/// Floats of the ring of intermediate rows a band keeps.
+fn ring_len(geo: &Geometry, blocks: usize) -> usize {
     span(geo) * padded_width(geo) * blocks * LANES
+}
+
+/// Floats of the `scratch` of [`band`]: the ring, and the slack to start it on a cache line.
+pub(super) fn scratch_len(geo: &Geometry, blocks: usize) -> usize {
+    ring_len(geo, blocks) + LANES - 1
 }
 
 /// Computes band `b` of the depthwise convolution `geo` (its input the intermediate) of the
@@ -147,6 +152,10 @@ pub(super) unsafe fn band(
     let row = wp * width;
     let ring = span(geo);
     assert!(scratch.len() == scratch_len(geo, w.blocks));
+    // On a cache line, each vector of 16 channels the depthwise taps load is one line; off
+    // it, two (CenterFace's three pointwise pairs 7-18% faster, fastest runs).
+    let skip = scratch.as_ptr().align_offset(64).min(LANES - 1);
+    let scratch = &mut scratch[skip..][..ring_len(geo, w.blocks)];
     assert!(w.expand.len() == c * width && x.len() >= (b.image + 1) * c * geo.h * geo.w);
     let plane = geo.h * geo.w;
     let image = &x[b.image * c * plane..][..c * plane];
