@@ -223,12 +223,15 @@ pub(crate) fn expand_depthwise(
     let [pt, pl, pb, pr] = d.pads;
     let (sh, sw) = (d.strides[0].max(1), d.strides[1].max(1));
     let row_bytes = e * wm * std::mem::size_of::<f32>();
+    let floats = || {
+        x.as_f32().ok_or_else(|| {
+            RuntimeError::bad_input(format!("input must be float32, got {}", x.dtype()))
+        })
+    };
     // Rows of any padding suit the ring of intermediate rows; below the size the plan fuses
     // (sizes may be symbolic), it runs whole all the same.
     if in_channels_last(ea, isa) && row_bytes * hm > WHOLE_BYTES {
-        let xv = x.as_f32().ok_or_else(|| {
-            RuntimeError::bad_input(format!("input must be float32, got {}", x.dtype()))
-        })?;
+        let xv = floats()?;
         let geo = Geometry::of_dims(d, [n, e, hm, wm], dims4(dw, "depthwise weight")?)?;
         let attrs = [ea, d];
         return channels_last_bands(&geo, (xv, c), [ew, dw], [eb, bias], attrs, residual, isa);
@@ -250,9 +253,7 @@ pub(crate) fn expand_depthwise(
         }
         return out;
     };
-    let xv = x.as_f32().ok_or_else(|| {
-        RuntimeError::bad_input(format!("input must be float32, got {}", x.dtype()))
-    })?;
+    let xv = floats()?;
     let bands: Vec<Band> = (0..oh)
         .step_by(per_band)
         .map(|y0| {
@@ -352,10 +353,10 @@ fn channels_last_bands(
     isa: Isa,
 ) -> Result<Tensor, RuntimeError> {
     let packed = channels_last::Packed::new(
-        (f32s(ew, "expansion weight")?, c),
-        eb.map(|b| f32s(b, "expansion bias")).transpose()?,
+        (super::f32s(ew, "expansion weight")?, c),
+        eb.map(|b| super::f32s(b, "expansion bias")).transpose()?,
         (ea.activation, ea.affine),
-        (f32s(dw, "depthwise weight")?, geo.kh * geo.kw),
+        (super::f32s(dw, "depthwise weight")?, geo.kh * geo.kw),
     );
     let epi = epilogue(d, geo, bias, residual, isa)?;
     let mut values = buffers::reuse(geo.n * geo.o * geo.oh * geo.ow);
@@ -390,13 +391,6 @@ fn channels_last_bands(
         }
     });
     Ok(Tensor::f32(vec![geo.n, geo.o, geo.oh, geo.ow], values))
-}
-
-/// `t`'s floats, or an error that names it as `what`.
-fn f32s<'a>(t: &'a Tensor, what: &str) -> Result<&'a [f32], RuntimeError> {
-    t.as_f32().ok_or_else(|| {
-        RuntimeError::bad_input(format!("{what} must be float32, got {}", t.dtype()))
-    })
 }
 
 mod channels_last;

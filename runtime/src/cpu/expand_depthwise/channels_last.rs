@@ -163,6 +163,7 @@ pub(super) unsafe fn band(
     let mut next = b.y0 * geo.sh;
     let taps = geo.kh * geo.kw;
     let mut rows = [std::ptr::null_mut::<f32>(); LANES];
+    let mut tap_rows = Vec::with_capacity(geo.kh);
     for y in b.y0..b.y1 {
         while next < y * geo.sh + ring {
             let dst = &mut scratch[(next % ring) * row..][..row];
@@ -183,9 +184,8 @@ pub(super) unsafe fn band(
             }
             next += 1;
         }
-        let tap_rows: Vec<usize> = (0..geo.kh)
-            .map(|i| ((y * geo.sh + i * geo.dh) % ring) * row)
-            .collect();
+        tap_rows.clear();
+        tap_rows.extend((0..geo.kh).map(|i| ((y * geo.sh + i * geo.dh) % ring) * row));
         for blk in 0..w.blocks {
             let channels = LANES.min(geo.o - blk * LANES);
             let start = |ch: usize| ((b.image * geo.o + blk * LANES + ch) * geo.oh + y) * geo.ow;
