@@ -79,11 +79,17 @@ pub(crate) fn iou_exceeds(a: &Corners, b: &Corners, threshold: f32) -> bool {
 /// Indices of `scores` strictly above `threshold` (all of them without one), best first; equal
 /// scores keep index order.
 pub(crate) fn ranked(scores: &[f32], threshold: Option<f32>) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..scores.len())
-        .filter(|&i| threshold.is_none_or(|t| scores[i] > t))
+    // Sorted as (score, index) pairs, which the comparisons read directly: sorting indices
+    // that look their scores up took a third of PicoDet's NonMaxSuppression (80 classes of
+    // 3598 boxes). The index breaks ties, so the unstable sort gives one order.
+    let mut order: Vec<(f32, usize)> = scores
+        .iter()
+        .enumerate()
+        .filter(|&(_, &s)| threshold.is_none_or(|t| s > t))
+        .map(|(i, &s)| (s, i))
         .collect();
-    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
-    order
+    order.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    order.into_iter().map(|(_, i)| i).collect()
 }
 
 /// Greedy selection over `candidates` (best first): a candidate is kept unless `suppresses`
