@@ -89,6 +89,9 @@ pub(crate) fn batched<T: Real>(
     if plane == 0 {
         return;
     }
+    if d.n == 1 {
+        return by_vector(d, a, a_views, b, b_views, c, alpha, accumulate);
+    }
     if matmul_packed::applies(isa, b_views) {
         let c = &mut c[..plane * a_views.len()];
         if let (Some(a), Some(b), Some(c)) = (T::f32s(a), T::f32s(b), T::f32s_mut(c)) {
@@ -115,6 +118,49 @@ pub(crate) fn batched<T: Real>(
             .take(a_views.len())
             .enumerate()
             .for_each(|x| run(x, par));
+    }
+}
+
+/// [`batched`] for a right operand of one column, a matrix times a vector: each output a dot
+/// product of `k`, rows in parallel. The GEMM kernels pad one column to a vector of 16 and pack
+/// the left operand on every run: PicoDet's DFL heads (10816 x 8 times 8, after a Softmax)
+/// took 0.09 ms each for 86K multiply-adds.
+#[allow(clippy::too_many_arguments)]
+fn by_vector<T: Real>(
+    d: Dims,
+    a: &[T],
+    a_views: &[View],
+    b: &[T],
+    b_views: &[View],
+    c: &mut [T],
+    alpha: T,
+    accumulate: bool,
+) {
+    /// Rows of one task: about 2 µs of multiply-adds at `k` of 8.
+    const ROWS: usize = 4096;
+    let Dims { m, k, .. } = d;
+    for ((&av, &bv), out) in a_views.iter().zip(b_views).zip(c.chunks_mut(m)) {
+        assert!(av.fits(m, k, a.len()) && bv.fits(k, 1, b.len()) && out.len() == m);
+        let vector: Vec<T> = (0..k).map(|p| b[bv.offset + p * bv.rs]).collect();
+        let rows = |(chunk, out): (usize, &mut [T])| {
+            for (i, o) in (chunk * ROWS..).zip(out.iter_mut()) {
+                let row = av.offset + i * av.rs;
+                let dot = vector
+                    .iter()
+                    .enumerate()
+                    .fold(T::ZERO, |acc, (p, &v)| acc + a[row + p * av.cs] * v);
+                *o = if accumulate {
+                    alpha * dot + *o
+                } else {
+                    alpha * dot
+                };
+            }
+        };
+        if m * k > ROWS * 8 && rayon::current_num_threads() > 1 {
+            out.par_chunks_mut(ROWS).enumerate().for_each(rows);
+        } else {
+            out.chunks_mut(ROWS).enumerate().for_each(rows);
+        }
     }
 }
 
@@ -163,5 +209,60 @@ fn product<T: Real>(
             false,
             par,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A matrix times a vector, the left operand read transposed and the vector strided, with and
+    /// without accumulating, against the f64 sums; on enough rows to run in parallel tasks.
+    #[test]
+    fn a_matrix_times_a_vector_is_each_rows_dot_product() {
+        let mut next = super::super::test_values(11);
+        let (m, k) = (9000, 8);
+        // `a` stored `[k][m]` and read as its transpose; `b` every third float.
+        let a: Vec<f32> = (0..m * k).map(|_| next()).collect();
+        let b: Vec<f32> = (0..3 * k).map(|_| next()).collect();
+        let av = View::row_major(m).transposed();
+        let bv = View {
+            offset: 0,
+            rs: 3,
+            cs: 1,
+        };
+        let old: Vec<f32> = (0..m).map(|_| next()).collect();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .expect("a pool");
+        for (alpha, accumulate) in [(1.0f32, false), (0.5, true)] {
+            let mut c = old.clone();
+            let d = Dims { m, n: 1, k };
+            pool.install(|| {
+                batched(
+                    d,
+                    &a,
+                    &[av],
+                    &b,
+                    &[bv],
+                    &mut c,
+                    alpha,
+                    accumulate,
+                    Isa::detect(),
+                )
+            });
+            for (i, &got) in c.iter().enumerate() {
+                let dot: f64 = (0..k)
+                    .map(|p| f64::from(a[p * m + i]) * f64::from(b[3 * p]))
+                    .sum();
+                let base = if accumulate { f64::from(old[i]) } else { 0.0 };
+                let want = f64::from(alpha) * dot + base;
+                assert!(
+                    (f64::from(got) - want).abs() <= 1e-5,
+                    "row {i}: {got} vs {want}"
+                );
+            }
+        }
     }
 }
