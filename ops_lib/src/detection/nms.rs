@@ -111,6 +111,31 @@ pub(crate) fn greedy(
     kept
 }
 
+/// One batch's boxes of an ONNX NonMaxSuppression, ready to select from per class: the classes
+/// share them, so a caller may select the classes in parallel.
+pub struct OnnxBoxes(Vec<Corners>);
+
+impl OnnxBoxes {
+    /// `boxes`, `[b, 4]`, as ONNX gives them ([`Corners::onnx`]).
+    pub fn new(boxes: &[f32], center_point: bool) -> OnnxBoxes {
+        OnnxBoxes(
+            boxes
+                .chunks_exact(4)
+                .map(|c| Corners::onnx([c[0], c[1], c[2], c[3]], center_point))
+                .collect(),
+        )
+    }
+
+    /// The boxes one class keeps, best first: at most `limit`, scored by `scores` (one per
+    /// box) above `score` when given, none overlapping a better one by more than `iou`.
+    pub fn select(&self, scores: &[f32], limit: usize, iou: f32, score: Option<f32>) -> Vec<usize> {
+        let corners = &self.0;
+        greedy(&ranked(scores, score), limit, |k, c| {
+            iou_exceeds(&corners[k], &corners[c], iou)
+        })
+    }
+}
+
 /// ONNX NonMaxSuppression over `n` batches of `b` boxes (`boxes` `[n, b, 4]`) and `classes`
 /// score rows per batch (`scores` `[n, classes, b]`): at most `limit` boxes per batch and class,
 /// as `[batch, class, box]` triples.
@@ -128,16 +153,10 @@ pub fn non_max_suppression(
         return selected;
     }
     for batch in 0..n {
-        let corners: Vec<Corners> = boxes[batch * b * 4..(batch + 1) * b * 4]
-            .chunks_exact(4)
-            .map(|c| Corners::onnx([c[0], c[1], c[2], c[3]], center_point))
-            .collect();
+        let boxes = OnnxBoxes::new(&boxes[batch * b * 4..(batch + 1) * b * 4], center_point);
         for class in 0..classes {
             let class_scores = &scores[(batch * classes + class) * b..][..b];
-            let kept = greedy(&ranked(class_scores, score), limit, |k, c| {
-                iou_exceeds(&corners[k], &corners[c], iou)
-            });
-            for k in kept {
+            for k in boxes.select(class_scores, limit, iou, score) {
                 selected.extend([batch as i64, class as i64, k as i64]);
             }
         }

@@ -5,6 +5,7 @@
 use super::conv::dims4;
 use super::{elements, f32s};
 use crate::{RuntimeError, Tensor, TensorData};
+use rayon::prelude::*;
 use temblor_ir::{DType, RoiAlignAttrs};
 use temblor_ops_lib::detection;
 
@@ -77,8 +78,23 @@ pub(crate) fn non_max_suppression(
     let score = score_threshold
         .map(|t| scalar_f32(t, "score_threshold"))
         .transpose()?;
-    let selected =
-        detection::non_max_suppression(bv, sv, [n, classes, b], center_point, limit, iou, score);
+    let mut selected = Vec::new();
+    if limit > 0 {
+        for batch in 0..n {
+            let boxes = detection::OnnxBoxes::new(&bv[batch * b * 4..][..b * 4], center_point);
+            // The classes in parallel, collected in order: PicoDet's 80 classes of 3598 boxes
+            // took 0.28 ms on one thread.
+            let kept: Vec<Vec<usize>> = sv[batch * classes * b..][..classes * b]
+                .par_chunks(b.max(1))
+                .map(|scores| boxes.select(scores, limit, iou, score))
+                .collect();
+            for (class, kept) in kept.into_iter().enumerate() {
+                for k in kept {
+                    selected.extend([batch as i64, class as i64, k as i64]);
+                }
+            }
+        }
+    }
     Ok(Tensor::i64(vec![selected.len() / 3, 3], selected))
 }
 
