@@ -14,7 +14,7 @@ mod rois_batch_index;
 mod yolo_box;
 
 pub use distribute_fpn::fpn_level;
-pub use nms::{non_max_suppression, OnnxBoxes};
+pub use nms::{non_max_suppression, non_max_suppression_with, OnnxBoxes};
 pub use roi_align::roi_align;
 
 use crate::LibTensor;

@@ -148,15 +148,41 @@ pub fn non_max_suppression(
     iou: f32,
     score: Option<f32>,
 ) -> Vec<i64> {
+    non_max_suppression_with(
+        boxes,
+        scores,
+        [n, classes, b],
+        center_point,
+        limit,
+        |boxes, rows| {
+            rows.chunks(b.max(1))
+                .map(|s| boxes.select(s, limit, iou, score))
+                .collect()
+        },
+    )
+}
+
+/// [`non_max_suppression`] with each batch's classes selected by `select(boxes, rows)`: the
+/// batch's boxes and its `classes` score rows of `b`, one after another, to the boxes each
+/// class keeps ([`OnnxBoxes::select`]), in class order. A caller with threads selects the
+/// classes in parallel.
+pub fn non_max_suppression_with(
+    boxes: &[f32],
+    scores: &[f32],
+    [n, classes, b]: [usize; 3],
+    center_point: bool,
+    limit: usize,
+    select: impl Fn(&OnnxBoxes, &[f32]) -> Vec<Vec<usize>>,
+) -> Vec<i64> {
     let mut selected = Vec::new();
     if limit == 0 {
         return selected;
     }
     for batch in 0..n {
         let boxes = OnnxBoxes::new(&boxes[batch * b * 4..(batch + 1) * b * 4], center_point);
-        for class in 0..classes {
-            let class_scores = &scores[(batch * classes + class) * b..][..b];
-            for k in boxes.select(class_scores, limit, iou, score) {
+        let rows = &scores[batch * classes * b..][..classes * b];
+        for (class, kept) in select(&boxes, rows).into_iter().enumerate() {
+            for k in kept {
                 selected.extend([batch as i64, class as i64, k as i64]);
             }
         }
