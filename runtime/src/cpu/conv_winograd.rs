@@ -138,6 +138,24 @@ fn pays(geo: &Geometry) -> bool {
     c * o / (c + o) * used >= BREAK_EVEN
 }
 
+/// Floats of transformed input, or of sums, a task keeps: 1 MiB.
+const FLOATS: usize = 256 * 1024;
+
+/// Tile rows per band: at least enough for a GEMM panel of columns, at most what keeps a band's
+/// transformed input and sums in the L2 cache, and among those the bands whose busiest thread
+/// has the fewest rows (the widest such band, for the fewest tasks). Bands only as wide as a
+/// panel cut YOLOv8n's 80x80 planes at 640 into 7 bands, 4 on one thread and 3 on the other;
+/// bands of 5 rows make 4, 2 each.
+fn band_rows(geo: &Geometry, across: usize, down: usize, threads: usize) -> usize {
+    let fits = |channels: usize| FLOATS / (XI * channels * across);
+    let fewest = NR.div_ceil(across).min(fits(geo.c)).clamp(1, down);
+    let busiest = |band: usize| (geo.n * down.div_ceil(band)).div_ceil(threads.max(1)) * band;
+    (fewest..=fits(geo.c.max(geo.o)).clamp(fewest, down))
+        .rev()
+        .min_by_key(|&band| busiest(band))
+        .unwrap_or(fewest)
+}
+
 /// One task: tile rows `rows` of image `image`, output channels `outs`.
 #[derive(Clone, Copy, Debug)]
 struct Task {
@@ -146,22 +164,17 @@ struct Task {
     outs: (usize, usize),
 }
 
-/// The tasks over `down` rows of `across` tiles: bands of rows that make a GEMM panel or more
-/// where the transformed input stays in the L2 cache, and, where there are fewer bands than
-/// twice the threads or a band's sums would not stay there, ranges of at least 32 output
-/// channels (each range repeats the input transform).
-fn tasks(geo: &Geometry, across: usize, down: usize) -> Vec<Task> {
-    /// Floats of transformed input, or of sums, a task keeps: 1 MiB.
-    const FLOATS: usize = 256 * 1024;
-    let threads = rayon::current_num_threads();
-    let band = NR
-        .div_ceil(across)
-        .min(FLOATS / (XI * geo.c * across))
-        .clamp(1, down);
+/// The tasks over `down` rows of `across` tiles: bands of rows ([`band_rows`]) and, where there
+/// are fewer bands than threads or a band's sums would not stay in the L2 cache, ranges of at
+/// least 32 output channels. Each range repeats the input transform: at 2 threads, YOLOv8n's
+/// 64->64 layers over 40x40, 2 bands cut again into 2 ranges for balance, spent a quarter of
+/// their time transforming and ran no faster than at one thread (0.55 ms).
+fn tasks(geo: &Geometry, across: usize, down: usize, threads: usize) -> Vec<Task> {
+    let band = band_rows(geo, across, down, threads);
     let bands = down.div_ceil(band);
     let n = band * across;
     let units = geo.n * bands;
-    let ranges = (2 * threads)
+    let ranges = threads
         .div_ceil(units)
         .min(geo.o / (4 * MR))
         .max((XI * geo.o * n).div_ceil(FLOATS))
@@ -210,7 +223,7 @@ pub(crate) fn conv(
         .collect();
     let shared = SharedOut::new(out);
     let macs = geo.n * geo.o * geo.c * 9 * plane;
-    tasks(geo, across, down)
+    tasks(geo, across, down, rayon::current_num_threads())
         .into_par_iter()
         .with_min_len(min_per_job(macs))
         .for_each(|t| {
@@ -304,8 +317,9 @@ mod avx512;
 
 #[cfg(test)]
 mod tests {
+    use super::super::conv::Geometry;
     use super::super::conv_padded::tests::{silu_convs_match_the_definition, Case};
-    use super::{takes, G, SIDE};
+    use super::{band_rows, takes, tasks, G, SIDE};
 
     /// The transforms' matrices compute a correlation: `Aᵀ[(G g) ⊙ (Bᵀ d)]` of six inputs and
     /// three taps is the four outputs `Σ_j d[i + j] g[j]`, in f64 on integers, exactly.
@@ -346,6 +360,35 @@ mod tests {
     /// are partial, rows of more than 16 tiles (two runs), uneven and no padding, channels
     /// that are not a multiple of a GEMM block, two images, many bands and output ranges, and
     /// the epilogue (bias, residual, SiLU), weights transformed at plan time or not.
+    /// The bands of YOLOv8n's 64->64 layers at 2 threads: over 40x40 (10x10 tiles) two of 5
+    /// rows, one task a thread; over 80x80 (20x20 tiles) four of 5 rows, where bands only as wide as
+    /// a panel (3 rows) were 7, 4 on one thread; and one band a thread where a plane is one.
+    #[test]
+    fn bands_keep_the_threads_even() {
+        let geo = |side: usize| {
+            let a = temblor_ir::ConvAttrs {
+                kernel: [3, 3],
+                strides: [1, 1],
+                dilations: [1, 1],
+                pads: [1, 1, 1, 1],
+                auto_pad: temblor_ir::AutoPad::NotSet,
+                group: 1,
+                activation: None,
+                affine: None,
+            };
+            Geometry::planned(&a, [1, 64, side, side], [64, 64, 3, 3]).expect("a geometry")
+        };
+        assert_eq!(band_rows(&geo(40), 10, 10, 2), 5);
+        // One task a band, each every output channel: a second range would transform the
+        // band's input again.
+        let cut = tasks(&geo(40), 10, 10, 2);
+        assert_eq!(cut.len(), 2);
+        assert!(cut.iter().all(|t| t.outs == (0, 64)));
+        assert_eq!(band_rows(&geo(80), 20, 20, 2), 5);
+        assert_eq!(band_rows(&geo(80), 20, 20, 1), 5);
+        assert_eq!(band_rows(&geo(20), 5, 5, 2), 5);
+    }
+
     #[test]
     fn winograd_convolutions_match_the_definition() {
         if !super::super::isa::Isa::detect().avx512() {
