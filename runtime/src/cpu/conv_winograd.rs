@@ -356,13 +356,9 @@ mod tests {
         }
     }
 
-    /// The path against the definition where it cuts: outputs whose last tile row and column
-    /// are partial, rows of more than 16 tiles (two runs), uneven and no padding, channels
-    /// that are not a multiple of a GEMM block, two images, many bands and output ranges, and
-    /// the epilogue (bias, residual, SiLU), weights transformed at plan time or not.
     /// The bands of YOLOv8n's 64->64 layers at 2 threads: over 40x40 (10x10 tiles) two of 5
-    /// rows, one task a thread; over 80x80 (20x20 tiles) four of 5 rows, where bands only as wide as
-    /// a panel (3 rows) were 7, 4 on one thread; and one band a thread where a plane is one.
+    /// rows, one task a thread; over 80x80 (20x20 tiles) four of 5 rows, where bands only as
+    /// wide as a panel (3 rows) were 7, 4 on one thread; and one band where a plane is one.
     #[test]
     fn bands_keep_the_threads_even() {
         let geo = |side: usize| {
@@ -389,6 +385,10 @@ mod tests {
         assert_eq!(band_rows(&geo(20), 5, 5, 2), 5);
     }
 
+    /// The path against the definition where it cuts: outputs whose last tile row and column
+    /// are partial, rows of more than 16 tiles (two runs), uneven and no padding, channels
+    /// that are not a multiple of a GEMM block, two images, many bands and output ranges, and
+    /// the epilogue (bias, residual, SiLU), weights transformed at plan time or not.
     #[test]
     fn winograd_convolutions_match_the_definition() {
         if !super::super::isa::Isa::detect().avx512() {
@@ -404,6 +404,8 @@ mod tests {
             (1, 64, 34, 40, 40, 3, 3, [1, 1], [1, 1], [0, 0, 0, 0]),
             (1, 128, 32, 32, 96, 3, 3, [1, 1], [1, 1], [1, 1, 1, 1]),
             (1, 32, 90, 131, 48, 3, 3, [1, 1], [1, 1], [1, 2, 1, 0]),
+            // Sums of 256 outputs per band past L2: ranges of output channels on any threads.
+            (1, 32, 32, 64, 256, 3, 3, [1, 1], [1, 1], [1, 1, 1, 1]),
         ];
         silu_convs_match_the_definition(cases, 23, "Winograd path", takes);
     }
