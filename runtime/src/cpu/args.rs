@@ -11,6 +11,7 @@ use super::int8_conv::Int8Conv;
 use super::int8_depthwise::Int8Depthwise;
 use super::int8_gemm::Quantizer;
 use super::isa::Isa;
+use super::matmul_packed::PackedRight;
 use crate::{RuntimeError, Tensor};
 
 /// A step's inputs by port (`None` for an omitted optional one), how many outputs the node
@@ -30,6 +31,8 @@ pub(crate) struct Args<'a> {
 pub(crate) enum Lowered {
     /// A convolution's constant weight, packed for its GEMM.
     ConvWeights(ConvWeights),
+    /// A MatMul's constant right operand, packed in panels.
+    MatMulRight(PackedRight),
     /// A strided transposed convolution's constant weight, split into its output phases'.
     ConvTransposeWeights(PhaseWeights),
     /// An int8 layer's convolution, which reads the float input of its quantization.
@@ -70,6 +73,14 @@ impl<'a> Args<'a> {
     pub fn packed(&self) -> Option<&'a ConvWeights> {
         match self.lowered {
             Some(Lowered::ConvWeights(p)) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The MatMul right operand the plan packed, if it did.
+    pub fn packed_right(&self) -> Option<&'a PackedRight> {
+        match self.lowered {
+            Some(Lowered::MatMulRight(p)) => Some(p),
             _ => None,
         }
     }

@@ -30,6 +30,12 @@ pub(crate) enum Columns {
         width: usize,
         stride: usize,
     },
+    /// The columns are positions `first..` of a right operand packed once in panels of
+    /// [`NR`] columns ([`super::matmul_packed::PackedRight`]), each `depth` rows of `NR`
+    /// floats: row `p`'s offset is `p·NR`, and position `q` lies `q / NR` panels on. `first`
+    /// is a multiple of `NR` where the kernel reads whole panels; the panels' zero padding
+    /// makes every vector of them readable.
+    Panels { first: usize, depth: usize },
 }
 
 /// The narrowest output [`Columns::Rows`] takes: a vector of 16 positions then crosses at
@@ -63,6 +69,10 @@ impl Columns {
                 }
                 (y * stride + x, breaks)
             }
+            Columns::Panels { first, depth } => {
+                let q = first + j;
+                (q / NR * depth * NR + q % NR, [0; 3])
+            }
         }
     }
 
@@ -82,13 +92,20 @@ impl Columns {
                     stride,
                 },
             ),
+            Columns::Panels { first, depth } => (
+                0,
+                Columns::Panels {
+                    first: first + j,
+                    depth,
+                },
+            ),
         }
     }
 
     /// The distance a row end adds.
     fn gap(self) -> usize {
         match self {
-            Columns::Contiguous => 0,
+            Columns::Contiguous | Columns::Panels { .. } => 0,
             Columns::Rows { width, stride, .. } => stride - width,
         }
     }
@@ -210,6 +227,10 @@ impl<'a> ConvGemm<'a> {
                 assert!(width >= MIN_WIDTH && stride >= width);
                 columns.place(n.saturating_sub(1)).0 + Columns::slack(width, stride)
             }
+            Columns::Panels { first, depth } => {
+                assert!(first.is_multiple_of(NR));
+                (first + n).saturating_sub(1) / NR * depth * NR + NR
+            }
         };
         assert!(
             r0.is_multiple_of(MR)
@@ -243,16 +264,7 @@ impl<'a> ConvGemm<'a> {
             for &r in rows {
                 match columns {
                     Columns::Contiguous => g.extend_from_slice(&b[r..r + n]),
-                    Columns::Rows {
-                        first,
-                        width,
-                        stride,
-                    } => {
-                        for p in first..first + n {
-                            let at = r + p / width * stride + p % width;
-                            g.push(b[at]);
-                        }
-                    }
+                    _ => g.extend((0..n).map(|j| b[r + columns.place(j).0])),
                 }
             }
             gathered = g;

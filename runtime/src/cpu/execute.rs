@@ -234,7 +234,12 @@ fn dispatch(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
             largest,
             sorted: _,
         } => reduce::top_k(x()?, req(1)?, *axis, *largest),
-        Op::MatMul => one(linalg::matmul(x()?, req(1)?, args.isa)?),
+        Op::MatMul => one(linalg::matmul(
+            x()?,
+            req(1)?,
+            args.packed_right(),
+            args.isa,
+        )?),
         Op::Gemm {
             alpha,
             beta,

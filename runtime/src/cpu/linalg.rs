@@ -4,12 +4,33 @@
 use super::elementwise::broadcast_shape;
 use super::isa::Isa;
 use super::matmul::{batched, Dims, View};
+use super::matmul_packed::{with_packed_right, PackedRight};
 use super::real::{broadcast_to, dispatch_real, values, Real};
 use super::strides;
-use crate::{RuntimeError, Tensor};
+use crate::{RuntimeError, Tensor, TensorData};
 
-/// numpy's matmul of `a` and `b`.
-pub(crate) fn matmul(a: &Tensor, b: &Tensor, isa: Isa) -> Result<Tensor, RuntimeError> {
+/// numpy's matmul of `a` and `b`; `packed` is `b` as the plan packed it, when it did.
+pub(crate) fn matmul(
+    a: &Tensor,
+    b: &Tensor,
+    packed: Option<&PackedRight>,
+    isa: Isa,
+) -> Result<Tensor, RuntimeError> {
+    // A right operand of rank 2 is shared by every batch entry: one product of all rows.
+    if let (Some(right), Some(av), [.., _, k]) = (packed, a.as_f32(), &a.shape[..]) {
+        if right.dims().0 == *k {
+            let n = right.dims().1;
+            let rows = av.len() / k;
+            let mut out = f32::written(rows * n);
+            with_packed_right(rows, av, right, &mut out, isa);
+            let mut shape = a.shape[..a.shape.len() - 1].to_vec();
+            shape.push(n);
+            return Ok(Tensor {
+                shape,
+                data: TensorData::F32(out),
+            });
+        }
+    }
     dispatch_real!(a.dtype(), "MatMul", T => matmul_t::<T>(a, b, isa))
 }
 

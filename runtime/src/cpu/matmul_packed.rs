@@ -3,12 +3,14 @@
 //! kernel ran a ViT's MatMuls at 2.3x onnxruntime's time. Each product's left operand is packed
 //! once into `MR`-row blocks; the right one is read in place, a row at a time, so it must have
 //! unit column stride (weights and most activations; a transposed right operand, such as
-//! attention's `K^T`, stays with the `gemm` crate).
+//! attention's `K^T`, stays with the `gemm` crate). A constant right operand (a MatMul's
+//! weight) is packed once per plan into `NR`-column panels instead ([`PackedRight`]).
 
 use super::conv::SharedOut;
-use super::conv_gemm::{ConvGemm, MR, NR};
+use super::conv_gemm::{Columns, ConvGemm, MR, NR};
 use super::isa::Isa;
 use super::matmul::{Dims, View};
+use crate::Tensor;
 use rayon::prelude::*;
 use std::borrow::Cow;
 
@@ -18,6 +20,70 @@ const SMALL: usize = 1 << 17;
 /// Whether [`batched`] takes products whose right operands are `b_views` on `isa`.
 pub(super) fn applies(isa: Isa, b_views: &[View]) -> bool {
     isa.avx512() && b_views.iter().all(|v| v.cs == 1)
+}
+
+/// A constant `k × n` right operand packed once per plan in panels of [`NR`] columns, each
+/// `k` rows of `NR` floats (the last panel zero-padded), which the kernel reads in place
+/// ([`Columns::Panels`]). Read in place from the weight, a panel's rows lie a row apart, so
+/// each was copied on every run (6% of ViT-S's `fc1`) and, with the copy made panel by
+/// panel, the whole left operand was read again for every panel: at `fc2`'s depth of 1536
+/// that operand (257 x 1536) does not stay in L2.
+#[derive(Debug)]
+pub(crate) struct PackedRight {
+    k: usize,
+    n: usize,
+    panels: Vec<f32>,
+}
+
+impl PackedRight {
+    /// `b` (f32, `k × n`) packed, or `None` where the packed kernel does not run or the
+    /// product is narrower than a third of a panel (padding would be most of its work).
+    pub fn new(b: &Tensor, isa: Isa) -> Option<PackedRight> {
+        let (&[k, n], Some(v)) = (&b.shape[..], b.as_f32()) else {
+            return None;
+        };
+        if !isa.avx512() || k == 0 || n < NR / 3 {
+            return None;
+        }
+        let mut panels = vec![0.0; n.div_ceil(NR) * k * NR];
+        for (j, panel) in panels.chunks_exact_mut(k * NR).enumerate() {
+            let w = NR.min(n - j * NR);
+            for (dst, row) in panel.chunks_exact_mut(NR).zip(v.chunks_exact(n)) {
+                dst[..w].copy_from_slice(&row[j * NR..][..w]);
+            }
+        }
+        Some(PackedRight { k, n, panels })
+    }
+
+    /// The operand's rows and columns.
+    pub fn dims(&self) -> (usize, usize) {
+        (self.k, self.n)
+    }
+}
+
+/// `c = a · right` for `a` `m × k` row-major and `c` `m × n` row-major.
+pub(super) fn with_packed_right(m: usize, a: &[f32], right: &PackedRight, c: &mut [f32], isa: Isa) {
+    let PackedRight { k, n, .. } = *right;
+    assert!(a.len() == m * k && c.len() == m * n);
+    if m == 0 {
+        return;
+    }
+    let gemm = ConvGemm::new(a, m, k, isa);
+    let rows: Vec<usize> = (0..k).map(|p| p * NR).collect();
+    let shared = SharedOut::new(c);
+    tasks(Dims { m, n, k }, 1).into_par_iter().for_each(|t| {
+        let w = t.cols.1 - t.cols.0;
+        // SAFETY: tasks cover disjoint (row, column) cells of `c`, so no other reference to
+        // these segments exists while they are written.
+        let mut out: Vec<&mut [f32]> = (t.rows.0..t.rows.1)
+            .map(|r| unsafe { shared.segment(r * n + t.cols.0, w) })
+            .collect();
+        let columns = Columns::Panels {
+            first: t.cols.0,
+            depth: k,
+        };
+        gemm.multiply_columns(t.rows.0, &right.panels, &rows, columns, w, &mut out);
+    });
 }
 
 /// One parallel task: rows `rows` and columns `cols` of batch entry `entry`'s product.
@@ -181,6 +247,58 @@ fn tasks(d: Dims, entries: usize) -> Vec<Task> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A right operand packed once against the f64 product: a ragged last panel, a last
+    /// panel narrow enough for the narrow kernel, depth past the kernel's 128-deep passes,
+    /// rows past a block of `MR`, and a left operand of rank 3, on 1 and 3 threads.
+    #[test]
+    fn packed_right_operands_match_the_f64_product() {
+        let isa = Isa::detect();
+        if !isa.avx512() {
+            eprintln!("skipped: this machine has no AVX-512, which the packed kernel needs");
+            return;
+        }
+        let mut next = super::super::test_values(11);
+        // (left shape, n)
+        for (shape, n) in [
+            (vec![13, 300], 200),
+            (vec![2, 33, 129], 50),
+            (vec![1, 9, 16], 16),
+        ] {
+            let k = shape[shape.len() - 1];
+            let m: usize = shape[..shape.len() - 1].iter().product();
+            let a: Vec<f32> = (0..m * k).map(|_| next()).collect();
+            let b: Vec<f32> = (0..k * n).map(|_| next()).collect();
+            let left = Tensor::f32(shape.clone(), a.clone());
+            let right = Tensor::f32(vec![k, n], b.clone());
+            let packed = PackedRight::new(&right, isa).expect("packed");
+            for threads in [1, 3] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .expect("a thread pool");
+                let got = pool
+                    .install(|| super::super::linalg::matmul(&left, &right, Some(&packed), isa))
+                    .expect("a product");
+                let mut want_shape = shape.clone();
+                *want_shape.last_mut().expect("rank 2 or more") = n;
+                assert_eq!(got.shape, want_shape);
+                let got = got.as_f32().expect("f32");
+                for i in 0..m {
+                    for j in 0..n {
+                        let want: f64 = (0..k)
+                            .map(|p| f64::from(a[i * k + p]) * f64::from(b[p * n + j]))
+                            .sum();
+                        let g = f64::from(got[i * n + j]);
+                        assert!(
+                            (g - want).abs() <= 1e-5 * (k as f64).sqrt(),
+                            "{shape:?}·{k}x{n} at ({i}, {j}), {threads} threads: {g} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 
     /// Against an f64 product, on every cut of the kernel: rows past a block of `MR`, columns
     /// below `NR` and past several tiles, depth past the kernel's 128-deep passes, a transposed

@@ -16,6 +16,7 @@ use super::conv_transpose_phases::phase_weights;
 use super::execute::{computes_in_f32, execute};
 use super::int8_gemm::Quantizer;
 use super::isa::Isa;
+use super::matmul_packed::PackedRight;
 use super::shape_ops;
 use super::spin::Spinning;
 use crate::backend::{
@@ -226,7 +227,8 @@ impl CpuPlan {
                     for s in inputs.iter().flatten() {
                         plan.uses[*s] += 1;
                     }
-                    // A convolution's weight, when it is a constant of the plan.
+                    // A convolution's weight or a MatMul's right operand, when it is a constant
+                    // of the plan.
                     let constant_weight = inputs
                         .get(1)
                         .copied()
@@ -238,6 +240,9 @@ impl CpuPlan {
                         Op::Conv(a) => constant_weight
                             .and_then(|w| pack_weights(a, w, isa, static_dims(g, id)))
                             .map(Lowered::ConvWeights),
+                        Op::MatMul => constant_weight
+                            .and_then(|b| PackedRight::new(b, isa))
+                            .map(Lowered::MatMulRight),
                         Op::ConvTranspose(a) => constant_weight
                             .and_then(|w| phase_weights(a, w, isa))
                             .map(Lowered::ConvTransposeWeights),

@@ -227,10 +227,12 @@ pub fn multiply(
     let mut tile = [[0.0f32; NR]; MR];
     // With contiguous columns, the last panel of `b` when it is narrower than `NR`,
     // zero-padded, and its row offsets; rows of output positions are read in place, since
-    // `b` holds their slack.
+    // `b` holds their slack, and packed panels too, which are padded already.
     let mut ragged = Vec::new();
     let ragged_rows: [usize; KC] = std::array::from_fn(|p| p * NR);
-    let in_place = matches!(columns, Columns::Rows { .. });
+    let in_place = !matches!(columns, Columns::Contiguous);
+    // Packed panels lie one after another, which the hardware prefetcher follows.
+    let prefetches = !matches!(columns, Columns::Panels { .. });
     for k0 in (0..k).step_by(KC) {
         let kc = KC.min(k - k0);
         // The furthest row of this depth: checking each panel's reach against it alone
@@ -268,7 +270,7 @@ pub fn multiply(
                 let a = &packed[(r0 + i0) / MR * k * MR + k0 * MR..][..kc * MR];
                 let (a, panel) = (a.as_ptr(), panel.as_ptr());
                 let load = k0 > 0;
-                let prefetch = i0 == 0 && j0 + w < n;
+                let prefetch = prefetches && i0 == 0 && j0 + w < n;
                 // SAFETY: AVX-512F is present (a packed weight, the only way into this
                 // module, is made only for an `Isa` with it), `a` holds `kc` rows of `MR`,
                 // `panel` holds the first `vectors` vectors of the panel, with the row ends
