@@ -234,12 +234,10 @@ fn dispatch(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
             largest,
             sorted: _,
         } => reduce::top_k(x()?, req(1)?, *axis, *largest),
-        Op::MatMul => one(linalg::matmul(
-            x()?,
-            req(1)?,
-            args.packed_right(),
-            args.isa,
-        )?),
+        Op::MatMul => one(match args.packed_right() {
+            Some(right) => linalg::matmul_packed(x()?, right, args.isa)?,
+            None => linalg::matmul(x()?, req(1)?, args.isa)?,
+        }),
         Op::Gemm {
             alpha,
             beta,

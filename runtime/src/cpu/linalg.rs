@@ -9,29 +9,39 @@ use super::real::{broadcast_to, dispatch_real, values, Real};
 use super::strides;
 use crate::{RuntimeError, Tensor, TensorData};
 
-/// numpy's matmul of `a` and `b`; `packed` is `b` as the plan packed it, when it did.
-pub(crate) fn matmul(
+/// numpy's matmul of `a` and `b`.
+pub(crate) fn matmul(a: &Tensor, b: &Tensor, isa: Isa) -> Result<Tensor, RuntimeError> {
+    dispatch_real!(a.dtype(), "MatMul", T => matmul_t::<T>(a, b, isa))
+}
+
+/// numpy's matmul of `a` and the constant right operand the plan packed: of rank 2, it is
+/// shared by every batch entry, so this is one product of all of `a`'s rows.
+pub(crate) fn matmul_packed(
     a: &Tensor,
-    b: &Tensor,
-    packed: Option<&PackedRight>,
+    right: &PackedRight,
     isa: Isa,
 ) -> Result<Tensor, RuntimeError> {
-    // A right operand of rank 2 is shared by every batch entry: one product of all rows.
-    if let (Some(right), Some(av), [.., _, k]) = (packed, a.as_f32(), &a.shape[..]) {
-        if right.dims().0 == *k {
-            let n = right.dims().1;
-            let rows = av.len() / k;
-            let mut out = f32::written(rows * n);
-            with_packed_right(rows, av, right, &mut out, isa);
-            let mut shape = a.shape[..a.shape.len() - 1].to_vec();
-            shape.push(n);
-            return Ok(Tensor {
-                shape,
-                data: TensorData::F32(out),
-            });
+    let (k, n) = right.dims();
+    let av = values::<f32>(a, "A")?;
+    match a.shape.last() {
+        Some(&ka) if ka == k => {}
+        _ => {
+            return Err(RuntimeError::bad_input(format!(
+                "MatMul inner dimensions differ: {:?} x {:?}",
+                a.shape,
+                [k, n]
+            )))
         }
     }
-    dispatch_real!(a.dtype(), "MatMul", T => matmul_t::<T>(a, b, isa))
+    let rows = av.len() / k;
+    let mut out = f32::written(rows * n);
+    with_packed_right(rows, av, right, &mut out, isa);
+    let mut shape = a.shape[..a.shape.len() - 1].to_vec();
+    shape.push(n);
+    Ok(Tensor {
+        shape,
+        data: TensorData::F32(out),
+    })
 }
 
 /// `alpha * A' B' + beta * C`, `A'` and `B'` transposed as `trans_a` and `trans_b` say.

@@ -250,7 +250,8 @@ mod tests {
 
     /// A right operand packed once against the f64 product: a ragged last panel, a last
     /// panel narrow enough for the narrow kernel, depth past the kernel's 128-deep passes,
-    /// rows past a block of `MR`, and a left operand of rank 3, on 1 and 3 threads.
+    /// rows past a block of `MR`, left operands of rank 3 and of rank 1 (a vector, whose
+    /// product drops the axis), on 1 and 3 threads.
     #[test]
     fn packed_right_operands_match_the_f64_product() {
         let isa = Isa::detect();
@@ -278,10 +279,10 @@ mod tests {
                     .build()
                     .expect("a thread pool");
                 let got = pool
-                    .install(|| super::super::linalg::matmul(&left, &right, Some(&packed), isa))
+                    .install(|| super::super::linalg::matmul_packed(&left, &packed, isa))
                     .expect("a product");
-                let mut want_shape = shape.clone();
-                *want_shape.last_mut().expect("rank 2 or more") = n;
+                let mut want_shape = shape[..shape.len() - 1].to_vec();
+                want_shape.push(n);
                 assert_eq!(got.shape, want_shape);
                 let got = got.as_f32().expect("f32");
                 for i in 0..m {
