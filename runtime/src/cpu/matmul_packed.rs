@@ -68,7 +68,7 @@ pub(super) fn with_packed_right(m: usize, a: &[f32], right: &PackedRight, c: &mu
     if m == 0 {
         return;
     }
-    let gemm = ConvGemm::new(a, m, k, isa);
+    let gemm = ConvGemm::scratch(a, m, k, isa);
     let rows: Vec<usize> = (0..k).map(|p| p * NR).collect();
     let shared = SharedOut::new(c);
     tasks(Dims { m, n, k }, 1).into_par_iter().for_each(|t| {
@@ -84,6 +84,7 @@ pub(super) fn with_packed_right(m: usize, a: &[f32], right: &PackedRight, c: &mu
         };
         gemm.multiply_columns(t.rows.0, &right.panels, &rows, columns, w, &mut out);
     });
+    gemm.give_back();
 }
 
 /// One parallel task: rows `rows` and columns `cols` of batch entry `entry`'s product.
@@ -118,9 +119,11 @@ pub(super) fn batched(
         return;
     }
     let lefts: Vec<Cow<[f32]>> = a_views.par_iter().map(|&v| row_major(a, v, m, k)).collect();
+    // Packed on this thread, whose run pool lends the buffers (each packing is parallel
+    // where it is large).
     let gemms: Vec<ConvGemm> = lefts
-        .par_iter()
-        .map(|l| ConvGemm::new(l, m, k, isa))
+        .iter()
+        .map(|l| ConvGemm::scratch(l, m, k, isa))
         .collect();
     let offsets: Vec<Vec<usize>> = b_views
         .iter()
@@ -168,6 +171,7 @@ pub(super) fn batched(
             }
         },
     );
+    gemms.into_iter().for_each(ConvGemm::give_back);
 }
 
 /// `out` (rows `r0..`, columns `c0..` of the product) from `gemm` and the right operand `b`,

@@ -67,12 +67,18 @@ unsafe fn narrow(
     }
 }
 
-pub fn pack_rows(weight: &[f32], rows: usize, k: usize) -> Vec<f32> {
+/// `weight` (`rows × k`) in blocks of [`MR`] rows, each stored `[k][MR]`, in a buffer of the
+/// run's pool where `pooled` (for a caller that gives it back).
+pub fn pack_rows(weight: &[f32], rows: usize, k: usize, pooled: bool) -> Vec<f32> {
     /// Floats past which the blocks are packed in parallel: a MatMul packs its left operand on
     /// every run, and ViT-S's `fc2` (257 x 1536) took one thread 0.1 ms while the other waited.
     const PARALLEL: usize = 1 << 16;
     let blocks = rows.div_ceil(MR);
-    let mut packed = vec![0.0; blocks * k * MR];
+    let mut packed = if pooled {
+        super::super::buffers::reuse(blocks * k * MR)
+    } else {
+        vec![0.0; blocks * k * MR]
+    };
     if k == 0 {
         return packed;
     }
@@ -84,6 +90,8 @@ pub fn pack_rows(weight: &[f32], rows: usize, k: usize) -> Vec<f32> {
             unsafe { transposed(rows, k, block) };
             return;
         }
+        // The rows past the weight's are zeros: the kernel multiplies them too.
+        block.fill(0.0);
         for (r, row) in rows.chunks_exact(k).enumerate() {
             for (p, &v) in row.iter().enumerate() {
                 block[p * MR + r] = v;
