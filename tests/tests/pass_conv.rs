@@ -1,8 +1,8 @@
 //! The convolution folds on small hand-built graphs: BatchNorm into ConvTranspose and into
-//! DeformConv, a zero Pad into the pads of the layers reading it, and the BatchNorm and affine
-//! folds on a model known by weight shapes alone. Each is pinned as parse/optimize views
-//! (insta) and, where the weights exist, checked numerically against the unoptimized graph on
-//! the CPU runtime.
+//! DeformConv, a zero Pad into the pads of the layers reading it (and an edge Pad into
+//! MaxPools), and the BatchNorm and affine folds on a model known by weight shapes alone. Each
+//! is pinned as parse/optimize views (insta) and, where the weights exist, checked numerically
+//! against the unoptimized graph on the CPU runtime.
 
 use temblor_ir::{
     validate, Activation, BinaryOp, ConvAttrs, ConvTransposeAttrs, DType, DeformConvAttrs, Graph,
@@ -354,6 +354,52 @@ fn zero_pads_fuse_into_their_readers() {
     insta::assert_snapshot!("pads_parse", render(&parse, View::Parse));
     insta::assert_snapshot!("pads_optimize", render(&after, View::Optimize));
     assert_same_outputs(&parse, &after, &[1, 4, 8, 8]);
+}
+
+/// Edge Pads of x `[1,4,9,9]` read by MaxPools: on both sides and on the ends alone (as a
+/// Keras export pads before its first pool), which fold; pads as long as the window, and an
+/// AveragePool's, which do not.
+fn edge_pads() -> Graph {
+    let mut b = Builder::new("edge_pads", 0x51ED270B);
+    let x = input(&mut b, &[1, 4, 9, 9]);
+    let pool = |k: usize, s: usize| PoolAttrs {
+        auto_pad: temblor_ir::AutoPad::NotSet,
+        kernel: vec![k, k],
+        strides: vec![s, s],
+        dilations: vec![1, 1],
+        pads: vec![0, 0, 0, 0],
+        ceil_mode: false,
+        count_include_pad: true,
+    };
+    let mut ys = Vec::new();
+    for (name, amounts, op, out) in [
+        ("both", [1, 1, 1, 1], Op::MaxPool(pool(3, 2)), 5),
+        ("ends", [0, 0, 1, 1], Op::MaxPool(pool(3, 2)), 4),
+        ("long", [2, 2, 2, 2], Op::MaxPool(pool(2, 2)), 6),
+        ("average", [1, 1, 1, 1], Op::AveragePool(pool(3, 1)), 9),
+    ] {
+        let [t, l, bo, r] = amounts;
+        let pads = b.ints(&format!("{name}.pads"), &[0, 0, t, l, 0, 0, bo, r]);
+        let dims = [1, 4, 9 + (t + bo) as usize, 9 + (l + r) as usize];
+        let mode = PadMode::Edge;
+        let p = b.node(
+            &format!("{name}_pad"),
+            Op::Pad { mode },
+            ty(&dims),
+            &[x, pads],
+        );
+        ys.push((name, b.node(name, op, ty(&[1, 4, out, out]), &[p])));
+    }
+    outputs(&mut b.g, &ys);
+    b.g
+}
+
+#[test]
+fn edge_pads_fold_into_max_pools_whose_windows_hold_the_border() {
+    let parse = edge_pads();
+    let after = optimized(&parse, Box::new(FusePad));
+    assert_eq!((count(&parse, "Pad"), count(&after, "Pad")), (4, 2));
+    assert_same_outputs(&parse, &after, &[1, 4, 9, 9]);
 }
 
 #[test]
