@@ -197,7 +197,7 @@ pub(super) fn by_phases(
     let [n, _, _, _] = dims4(x, "input")?;
     let o = weights.kernels.first().map_or(0, |(k, _)| k.shape[0]);
     let (sh, sw) = (geo.sh, geo.sw);
-    let mut out = buffers::reuse(n * o * geo.oh * geo.ow);
+    let mut parts = Vec::with_capacity(phases.rows.len() * sw);
     for (pa, rows) in phases.rows.iter().enumerate() {
         for (pb, cols) in phases.cols.iter().enumerate() {
             let attrs = ConvAttrs {
@@ -215,18 +215,40 @@ pub(super) fn by_phases(
             let TensorData::F32(part) = part.data else {
                 return Err(RuntimeError::internal("a convolution gave no floats"));
             };
-            let (ph, pw) = (rows.len, cols.len);
-            out.par_chunks_mut(geo.oh * geo.ow)
-                .zip(part.par_chunks(ph * pw))
-                .for_each(|(dst, src)| {
-                    for (q, line) in src.chunks_exact(pw).enumerate() {
-                        let row = &mut dst[(sh * q + pa) * geo.ow..][..geo.ow];
-                        let dst = row[pb..].iter_mut().step_by(sw);
-                        dst.zip(line).for_each(|(d, &v)| *d = v);
-                    }
-                });
-            buffers::give_back(part);
+            parts.push(part);
         }
     }
+    // Each output row whole from its phases' lines, while it is in cache: phase by phase,
+    // every phase wrote into every cache line of the output (ViT-S's last 4x4 decoder layer,
+    // 4 MB of output: 7.5% of its time).
+    let mut out = buffers::reuse(n * o * geo.oh * geo.ow);
+    out.par_chunks_mut(geo.oh * geo.ow)
+        .enumerate()
+        .for_each(|(plane, dst)| {
+            for (oy, row) in dst.chunks_exact_mut(geo.ow).enumerate() {
+                let (q, pa) = (oy / sh, oy % sh);
+                let ph = phases.rows[pa].len;
+                let line = |pb: usize| {
+                    let pw = phases.cols[pb].len;
+                    &parts[pa * sw + pb][(plane * ph + q) * pw..][..pw]
+                };
+                // Two phases of one width interleave as pairs, which vectorizes.
+                if let [a, b] = &phases.cols[..] {
+                    if a.len == b.len && geo.ow == 2 * a.len {
+                        let pairs = row.chunks_exact_mut(2).zip(line(0).iter().zip(line(1)));
+                        pairs.for_each(|(d, (&l, &r))| {
+                            d[0] = l;
+                            d[1] = r;
+                        });
+                        continue;
+                    }
+                }
+                for pb in 0..sw {
+                    let dst = row[pb..].iter_mut().step_by(sw);
+                    dst.zip(line(pb)).for_each(|(d, &v)| *d = v);
+                }
+            }
+        });
+    parts.into_iter().for_each(buffers::give_back);
     Ok(Tensor::f32(vec![n, o, geo.oh, geo.ow], out))
 }
