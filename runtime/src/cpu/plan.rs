@@ -403,10 +403,12 @@ impl CpuPlan {
         self.pool.install(|| {
             let _spinning = self.spin.then(Spinning::start);
             let buffers = &state.buffers;
-            buffers.scope(|| {
+            let outputs = buffers.scope(|| {
                 let matched = self.match_inputs(inputs)?;
                 self.run_steps(buffers, &matched, observer)
-            })
+            });
+            buffers.end_run();
+            outputs
         })
     }
 
