@@ -82,6 +82,16 @@ pub(crate) fn current() -> Option<Arc<Buffers>> {
     CURRENT.with(|c| c.borrow().clone())
 }
 
+/// `f` with `pool` ([`current`] on the thread that started a parallel kernel) as the current
+/// pool of whichever thread runs it, for tasks that take buffers: on a helper thread with none,
+/// each would be a fresh allocation, zeroed (calloc) every time.
+pub(crate) fn within<T>(pool: Option<&Arc<Buffers>>, f: impl FnOnce() -> T) -> T {
+    match pool {
+        Some(p) => p.scope(f),
+        None => f(),
+    }
+}
+
 fn with_current<T>(f: impl FnOnce(&Buffers) -> T) -> Option<T> {
     CURRENT.with(|c| c.borrow().as_deref().map(f))
 }

@@ -223,93 +223,103 @@ pub(crate) fn conv(
         .collect();
     let shared = SharedOut::new(out);
     let macs = geo.n * geo.o * geo.c * 9 * plane;
+    let pool = buffers::current();
     tasks(geo, across, down, rayon::current_num_threads())
         .into_par_iter()
         .with_min_len(min_per_job(macs))
         .for_each(|t| {
-            let n = (t.rows.1 - t.rows.0) * across;
-            // Each transformed input row has `NR` floats of slack, which a panel that crosses
-            // its end reads (as `Columns::Rows` describes) and drops.
-            let stride = n + NR;
-            let mut v = buffers::reuse(XI * geo.c * stride + 4 * NR);
-            let image = &x[t.image * geo.c * in_plane..][..geo.c * in_plane];
-            let top = (TILE * t.rows.0) as isize - geo.pt as isize;
-            let tile_rows = t.rows.1 - t.rows.0;
-            let reach = (top, top + (TILE * tile_rows + 2) as isize);
-            let planes = image.chunks_exact(in_plane).map(|p| avx512::Plane {
-                at: p.as_ptr(),
-                h: geo.h,
-                w: geo.w,
-            });
-            let mut next = planes.clone().skip(1);
-            for (c, plane) in planes.enumerate() {
-                if let Some(p) = next.next() {
-                    p.prefetch(reach);
-                }
-                for (t0, cols, _) in &runs {
-                    let at = c * stride + t0;
-                    let count = LANES.min(across - t0);
-                    let last = at + (tile_rows - 1) * across + (XI - 1) * geo.c * stride;
-                    assert!(last + count <= v.len());
-                    // SAFETY: `takes` checked AVX-512F; the plane is a whole input channel,
-                    // and the stores of `count` floats lie in `v` (the last asserted).
-                    unsafe {
-                        avx512::input_tiles(
-                            &plane,
-                            (top, tile_rows),
-                            cols,
-                            v.as_mut_ptr().add(at),
-                            (geo.c * stride, across),
-                            count,
-                        )
-                    };
-                }
-            }
-            let outs = t.outs.1 - t.outs.0;
-            let mut m = buffers::reuse(XI * outs * n);
-            // A band is a whole row of tiles or more, so at least `MIN_WIDTH` columns.
-            let columns = Columns::Rows {
-                first: 0,
-                width: n,
-                stride,
-            };
-            let mut offsets = vec![0; geo.c];
-            for (xi, (gemm, sums)) in gemms.iter().zip(m.chunks_exact_mut(outs * n)).enumerate() {
-                for (c, at) in offsets.iter_mut().enumerate() {
-                    *at = (xi * geo.c + c) * stride;
-                }
-                let mut rows: Vec<&mut [f32]> = sums.chunks_exact_mut(n).collect();
-                gemm.multiply_columns(t.outs.0, &v, &offsets, columns, n, &mut rows);
-            }
-            buffers::give_back(v);
-            let first = TILE * t.rows.0 * geo.ow;
-            let last = (TILE * t.rows.1).min(geo.oh) * geo.ow;
-            for (k, o) in (t.outs.0..t.outs.1).enumerate() {
-                let start = (t.image * geo.o + o) * plane + first;
-                // SAFETY: tasks cover disjoint (image, channel, row band) cells, so no other
-                // reference to this segment of the output exists while it is written.
-                let seg = unsafe { shared.segment(start, last - first) };
-                for ty in t.rows.0..t.rows.1 {
-                    for (t0, _, keep) in &runs {
-                        let x0 = TILE * t0;
-                        let rows = std::array::from_fn(|r| {
-                            let y = TILE * ty + r;
-                            (y < geo.oh).then(|| seg[(y * geo.ow + x0) - first..].as_mut_ptr())
-                        });
-                        let at = k * n + (ty - t.rows.0) * across + t0;
+            buffers::within(pool.as_ref(), || {
+                let n = (t.rows.1 - t.rows.0) * across;
+                // Each transformed input row has `NR` floats of slack, which a panel that crosses
+                // its end reads (as `Columns::Rows` describes) and drops.
+                let stride = n + NR;
+                let mut v = buffers::reuse(XI * geo.c * stride + 4 * NR);
+                let image = &x[t.image * geo.c * in_plane..][..geo.c * in_plane];
+                let top = (TILE * t.rows.0) as isize - geo.pt as isize;
+                let tile_rows = t.rows.1 - t.rows.0;
+                let reach = (top, top + (TILE * tile_rows + 2) as isize);
+                let planes = image.chunks_exact(in_plane).map(|p| avx512::Plane {
+                    at: p.as_ptr(),
+                    h: geo.h,
+                    w: geo.w,
+                });
+                let mut next = planes.clone().skip(1);
+                for (c, plane) in planes.enumerate() {
+                    if let Some(p) = next.next() {
+                        p.prefetch(reach);
+                    }
+                    for (t0, cols, _) in &runs {
+                        let at = c * stride + t0;
                         let count = LANES.min(across - t0);
-                        assert!(at + (XI - 1) * outs * n + count <= m.len());
-                        // SAFETY: AVX-512F as above; the 36 loads of `count` floats lie in `m`
-                        // (asserted), and each row's stores, the lanes `keep` gives, lie in
-                        // its output row from column `x0`.
+                        let last = at + (tile_rows - 1) * across + (XI - 1) * geo.c * stride;
+                        assert!(last + count <= v.len());
+                        // SAFETY: `takes` checked AVX-512F; the plane is a whole input channel,
+                        // and the stores of `count` floats lie in `v` (the last asserted).
                         unsafe {
-                            avx512::output_tiles(m.as_ptr().add(at), outs * n, count, rows, *keep)
+                            avx512::input_tiles(
+                                &plane,
+                                (top, tile_rows),
+                                cols,
+                                v.as_mut_ptr().add(at),
+                                (geo.c * stride, across),
+                                count,
+                            )
                         };
                     }
                 }
-                epi.apply(o, start, seg);
-            }
-            buffers::give_back(m);
+                let outs = t.outs.1 - t.outs.0;
+                let mut m = buffers::reuse(XI * outs * n);
+                // A band is a whole row of tiles or more, so at least `MIN_WIDTH` columns.
+                let columns = Columns::Rows {
+                    first: 0,
+                    width: n,
+                    stride,
+                };
+                let mut offsets = vec![0; geo.c];
+                for (xi, (gemm, sums)) in gemms.iter().zip(m.chunks_exact_mut(outs * n)).enumerate()
+                {
+                    for (c, at) in offsets.iter_mut().enumerate() {
+                        *at = (xi * geo.c + c) * stride;
+                    }
+                    let mut rows: Vec<&mut [f32]> = sums.chunks_exact_mut(n).collect();
+                    gemm.multiply_columns(t.outs.0, &v, &offsets, columns, n, &mut rows);
+                }
+                buffers::give_back(v);
+                let first = TILE * t.rows.0 * geo.ow;
+                let last = (TILE * t.rows.1).min(geo.oh) * geo.ow;
+                for (k, o) in (t.outs.0..t.outs.1).enumerate() {
+                    let start = (t.image * geo.o + o) * plane + first;
+                    // SAFETY: tasks cover disjoint (image, channel, row band) cells, so no other
+                    // reference to this segment of the output exists while it is written.
+                    let seg = unsafe { shared.segment(start, last - first) };
+                    for ty in t.rows.0..t.rows.1 {
+                        for (t0, _, keep) in &runs {
+                            let x0 = TILE * t0;
+                            let rows = std::array::from_fn(|r| {
+                                let y = TILE * ty + r;
+                                (y < geo.oh).then(|| seg[(y * geo.ow + x0) - first..].as_mut_ptr())
+                            });
+                            let at = k * n + (ty - t.rows.0) * across + t0;
+                            let count = LANES.min(across - t0);
+                            assert!(at + (XI - 1) * outs * n + count <= m.len());
+                            // SAFETY: AVX-512F as above; the 36 loads of `count` floats lie in `m`
+                            // (asserted), and each row's stores, the lanes `keep` gives, lie in
+                            // its output row from column `x0`.
+                            unsafe {
+                                avx512::output_tiles(
+                                    m.as_ptr().add(at),
+                                    outs * n,
+                                    count,
+                                    rows,
+                                    *keep,
+                                )
+                            };
+                        }
+                    }
+                    epi.apply(o, start, seg);
+                }
+                buffers::give_back(m);
+            })
         });
 }
 

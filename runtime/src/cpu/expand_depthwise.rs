@@ -331,11 +331,7 @@ pub(crate) fn expand_depthwise(
             }
             Ok(())
         };
-        // The band's buffers come from the run's pool on whichever thread runs it.
-        match &pool {
-            Some(p) => p.scope(run),
-            None => run(),
-        }
+        buffers::within(pool.as_ref(), run)
     })?;
     Ok(Tensor::f32(vec![n, e, oh, ow], values))
 }
@@ -384,11 +380,7 @@ fn channels_last_bands(
             unsafe { channels_last::band(geo, (x, c), &packed, b, &mut scratch, &epi, &shared) };
             buffers::give_back(scratch);
         };
-        // As in `expand_depthwise`: the run's pool on whichever thread runs the band.
-        match &pool {
-            Some(p) => p.scope(run),
-            None => run(),
-        }
+        buffers::within(pool.as_ref(), run)
     });
     Ok(Tensor::f32(vec![geo.n, geo.o, geo.oh, geo.ow], values))
 }
