@@ -124,8 +124,8 @@ pub(crate) struct Pool {
     /// The lent buffers, as (address, capacity in bytes), that were initialized through their
     /// whole capacity when lent, so that their length can grow back to it when they return.
     /// Without this, a buffer that held a short tensor and then a long one zeroed the
-    /// difference: 80 MB a run of YOLO11s-seg, on one thread while the other waited (5% of its
-    /// time). Forgotten at the end of each run ([`Buffers::end_run`]).
+    /// difference: 82 MB a run of YOLO11s-seg, on one thread while the other waited (4% of its
+    /// samples). Forgotten at the end of each run ([`Buffers::end_run`]).
     whole: HashSet<(usize, usize)>,
 }
 
@@ -208,11 +208,13 @@ impl Buffers {
         }
         let mut pool = self.lock();
         if pool.whole.remove(&key(&v)) {
-            // SAFETY: this allocation was lent in this run with all of its capacity
+            // SAFETY: this address and capacity were lent in this run with the whole capacity
             // initialized, and neither truncating nor writing a vector uninitializes any
-            // element. Another allocation at the same address and of the same capacity could
-            // only come back here if the lent one had been freed within the run, and the pool's
-            // users give back or recycle what they take rather than drop it.
+            // element. They could name another allocation only if the lent vector had been
+            // freed within the run and a new one of the same capacity, its spare capacity
+            // uninitialized, had been made at the same address and given here; the steps and
+            // kernels hand what they take back to the pool (values when their last reader has
+            // run, scratch when done), and the record is cleared at the end of every run.
             unsafe { v.set_len(v.capacity()) };
         }
         pool.bytes += bytes(&v);
