@@ -171,7 +171,8 @@ impl<'a> ConvGemm<'a> {
     }
 
     fn packing(weight: &'a [f32], rows: usize, k: usize, isa: Isa, pooled: bool) -> ConvGemm<'a> {
-        let _ = pooled;
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (rows, isa, pooled);
         ConvGemm {
             weight,
             k,
