@@ -46,7 +46,8 @@ pub(crate) enum Lowered {
     /// `x` and rounds it as it pads each plane.
     FakeQuantize(Quantizer),
     /// A depthwise convolution that runs the pointwise expansion making its input, band by
-    /// band, reading the expansion's input, weight and bias.
+    /// band, reading the expansion's input, weight and bias; or a pointwise projection that
+    /// runs both, reading the depthwise weight and bias too.
     ExpandDepthwise(Box<ExpandDepthwise>),
     /// A loop's or a conditional's bodies, prepared as plans of their own.
     Control(Box<Control>),
@@ -110,7 +111,7 @@ impl<'a> Args<'a> {
         }
     }
 
-    /// The int8 convolution the plan lowered the step to, if it did.
+    /// The fused expansion and depthwise convolution the plan lowered the step to, if it did.
     pub fn expand_depthwise(&self) -> Option<&'a ExpandDepthwise> {
         match self.lowered {
             Some(Lowered::ExpandDepthwise(f)) => Some(f),

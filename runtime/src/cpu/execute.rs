@@ -113,13 +113,14 @@ fn dispatch(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
         Op::Conv(a) => {
             let a = &explicit_conv_pads(a, x()?)?;
             if let Some(f) = args.expand_depthwise() {
-                let ([x, dw], expand) = ([x()?, req(1)?], [opt(4), opt(5)]);
+                let fused = [opt(4), opt(5), opt(6), opt(7)];
+                let epilogue = (opt(2), opt(3));
                 return one(expand_depthwise(
                     f,
                     a,
-                    [x, dw],
-                    (opt(2), opt(3)),
-                    expand,
+                    [x()?, req(1)?],
+                    epilogue,
+                    fused,
                     args.isa,
                 )?);
             }

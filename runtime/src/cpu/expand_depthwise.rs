@@ -17,7 +17,9 @@
 //!
 //! The plan fuses a pair when it is prepared ([`lower`]); its step is the depthwise layer's,
 //! and names the expansion among the work it does (`StepInfo::fused`), so that a profile
-//! counts both layers' operations against its time.
+//! counts both layers' operations against its time. Where a pointwise projection alone reads
+//! the depthwise output of a channels-last pair, the step is the projection's and runs all
+//! three ([`project`]): the depthwise output is then never written whole either.
 
 use super::buffers;
 use super::conv::{conv, dims4, epilogue, pack_weights, ConvWeights, Geometry, SharedOut};
@@ -53,11 +55,17 @@ pub(crate) struct ExpandDepthwise {
     weights: Option<ConvWeights>,
     /// The expansion's node name, for the plan's steps.
     name: String,
+    /// Where the step is the pointwise projection that alone reads the depthwise output: the
+    /// depthwise convolution, run inside it ([`project`]).
+    project: Option<Projected>,
 }
 
 impl ExpandDepthwise {
-    pub fn expansion(&self) -> &str {
-        &self.name
+    /// The nodes whose work the step does besides its own.
+    pub fn fused(&self) -> Vec<String> {
+        let mut names = vec![self.name.clone()];
+        names.extend(self.project.as_ref().map(|p| p.name.clone()));
+        names
     }
 }
 
@@ -129,6 +137,7 @@ pub(crate) fn lower(
             expand: e.clone(),
             weights: packed,
             name: g.node(mid.node).name.clone(),
+            project: None,
         },
         reads,
     ))
@@ -199,15 +208,35 @@ fn span(k: usize, dilation: usize) -> usize {
     k.max(1).saturating_sub(1) * dilation + 1
 }
 
-/// Depthwise convolution `d` (pads explicit) of the expansion of `x`, finished with its bias
-/// and residual; `expand` holds the expansion's weight and bias.
+/// The step `fused` was lowered to, over the ports [`lower`] (`[x, w]`, `epilogue`, then the
+/// expansion's weight and bias) or [`project::lower`] (the depthwise weight and bias after
+/// those) lists, for convolution `a` (pads explicit): the depthwise convolution, or the
+/// projection.
 pub(crate) fn expand_depthwise(
+    fused: &ExpandDepthwise,
+    a: &ConvAttrs,
+    [x, w]: [&Tensor; 2],
+    epilogue: (Option<&Tensor>, Option<&Tensor>),
+    [ew, eb, dw, db]: [Option<&Tensor>; 4],
+    isa: Isa,
+) -> Result<Tensor, RuntimeError> {
+    match &fused.project {
+        Some(p) => project::run(fused, p, (a, [x, w], epilogue), [ew, eb, dw, db], isa),
+        None => pair(fused, a, [x, w], epilogue, [ew, eb], isa, None),
+    }
+}
+
+/// Depthwise convolution `d` (pads explicit) of the expansion of `x`, finished with its bias
+/// and residual; `expand` holds the expansion's weight and bias. Given `project` (on the
+/// channels-last path alone), the projection of the depthwise output instead.
+fn pair(
     fused: &ExpandDepthwise,
     d: &ConvAttrs,
     [x, dw]: [&Tensor; 2],
     (bias, residual): (Option<&Tensor>, Option<&Tensor>),
     [ew, eb]: [Option<&Tensor>; 2],
     isa: Isa,
+    project: Option<&project::Inputs>,
 ) -> Result<Tensor, RuntimeError> {
     let ew = ew.ok_or_else(|| RuntimeError::internal("a fused expansion without its weight"))?;
     let ea = &fused.expand;
@@ -234,7 +263,13 @@ pub(crate) fn expand_depthwise(
         let xv = floats()?;
         let geo = Geometry::of_dims(d, [n, e, hm, wm], dims4(dw, "depthwise weight")?)?;
         let attrs = [ea, d];
-        return channels_last_bands(&geo, (xv, c), [ew, dw], [eb, bias], attrs, residual, isa);
+        let out = (residual, project);
+        return channels_last_bands(&geo, (xv, c), [ew, dw], [eb, bias], attrs, out, isa);
+    }
+    if project.is_some() {
+        return Err(RuntimeError::internal(
+            "a projection fused where its expansion does not run in channels-last blocks",
+        ));
     }
     let per_band = (BAND_BYTES / row_bytes.max(1)).saturating_sub(span_d) / sh + 1;
     // Small enough to run whole (the plan fuses only larger ones, but sizes may be symbolic),
@@ -337,15 +372,15 @@ pub(crate) fn expand_depthwise(
 }
 
 /// [`expand_depthwise`]'s bands over a pointwise expansion of `(x, c)` on AVX-512, the depthwise
-/// convolution `geo` finished with `bias` and `residual`: [`channels_last`].
-#[allow(clippy::too_many_arguments)]
+/// convolution `geo` finished with `bias` and `residual`, or, given `project`, its projection:
+/// [`channels_last`].
 fn channels_last_bands(
     geo: &Geometry,
     (x, c): (&[f32], usize),
     [ew, dw]: [&Tensor; 2],
     [eb, bias]: [Option<&Tensor>; 2],
     [ea, d]: [&ConvAttrs; 2],
-    residual: Option<&Tensor>,
+    (residual, project): (Option<&Tensor>, Option<&project::Inputs>),
     isa: Isa,
 ) -> Result<Tensor, RuntimeError> {
     let packed = channels_last::Packed::new(
@@ -355,8 +390,15 @@ fn channels_last_bands(
         (super::f32s(dw, "depthwise weight")?, geo.kh * geo.kw),
     );
     let epi = epilogue(d, geo, bias, residual, isa)?;
-    let mut values = buffers::reuse(geo.n * geo.o * geo.oh * geo.ow);
+    let projected = project.map(|p| p.prepare(geo, isa)).transpose()?;
+    let outputs = projected.as_ref().map_or(geo.o, |p| p.outputs);
+    let mut values = buffers::reuse(geo.n * outputs * geo.oh * geo.ow);
     let shared = SharedOut::new(&mut values);
+    let projection = projected.as_ref().map(|p| p.projection(&shared));
+    let sink = match &projection {
+        Some(p) => channels_last::Sink::Project(p),
+        None => channels_last::Sink::Out(&shared),
+    };
     // About two bands a thread: each computes the intermediate rows above its first output
     // row's window again.
     let per_image = (2 * rayon::current_num_threads())
@@ -377,15 +419,18 @@ fn channels_last_bands(
         let run = || {
             let mut scratch = buffers::reuse(channels_last::scratch_len(geo, packed.blocks));
             // SAFETY: the caller checked AVX-512F; the bands' output rows are disjoint.
-            unsafe { channels_last::band(geo, (x, c), &packed, b, &mut scratch, &epi, &shared) };
+            unsafe { channels_last::band(geo, (x, c), &packed, b, &mut scratch, &epi, &sink) };
             buffers::give_back(scratch);
         };
         buffers::within(pool.as_ref(), run)
     });
-    Ok(Tensor::f32(vec![geo.n, geo.o, geo.oh, geo.ow], values))
+    Ok(Tensor::f32(vec![geo.n, outputs, geo.oh, geo.ow], values))
 }
 
 mod channels_last;
+mod project;
+
+pub(crate) use project::{lower as lower_projected, Projected};
 
 /// Rows `r0..r1` of every `h`-by-`w` plane of `planes`, planes one after another.
 fn gather_rows(planes: &[f32], h: usize, w: usize, (r0, r1): (usize, usize)) -> Vec<f32> {
@@ -401,151 +446,4 @@ fn gather_rows(planes: &[f32], h: usize, w: usize, (r0, r1): (usize, usize)) -> 
 }
 
 #[cfg(test)]
-mod tests {
-    use super::super::conv::{conv, pack_weights};
-    use super::super::isa::Isa;
-    use super::{expand_depthwise, ExpandDepthwise};
-    use crate::Tensor;
-    use temblor_ir::{Activation, Affine, AutoPad, ConvAttrs};
-
-    fn attrs(k: usize, stride: usize, pads: [usize; 4], group: usize) -> ConvAttrs {
-        ConvAttrs {
-            kernel: [k, k],
-            strides: [stride; 2],
-            dilations: [1, 1],
-            pads,
-            auto_pad: AutoPad::NotSet,
-            group,
-            activation: Some(Activation::Relu),
-            affine: None,
-        }
-    }
-
-    /// Band by band, the pair gives the bits of the expansion and the depthwise convolution run
-    /// one after the other: pointwise, stem and 3x3 expansions, depthwise strides 1 and 2,
-    /// uneven padding on both, a window of 5, a dilation, a residual, two images, channels
-    /// past a whole block, rows past a whole vector of positions, activations other than ReLU
-    /// and an affine after one (on AVX-512, the pointwise pairs run in channels-last blocks),
-    /// and intermediates of 5 or more bands (2 MiB each) above the size computed whole.
-    #[test]
-    fn bands_give_the_bits_of_the_unfused_pair() {
-        let isa = Isa::detect();
-        let mut next = super::super::test_values(29);
-        // (n, c, h, w, e, expansion (k, stride, pads), depthwise (k, stride, pads), residual)
-        let pointwise = (1, 1, [0; 4]);
-        let cases = [
-            (1, 16, 121, 200, 96, pointwise, (3, 2, [1, 1, 1, 1]), false),
-            (2, 8, 101, 160, 144, pointwise, (3, 1, [1, 1, 1, 1]), true),
-            (1, 24, 140, 128, 120, pointwise, (5, 2, [2, 1, 1, 2]), false),
-            // Dilated by 2 (below), with HardSwish and an affine after the expansion.
-            (1, 16, 240, 200, 48, pointwise, (3, 1, [2, 2, 2, 2]), false),
-            // A stem, and a 3x3 expansion with uneven padding.
-            (
-                1,
-                3,
-                520,
-                520,
-                32,
-                (3, 2, [1, 1, 1, 1]),
-                (3, 1, [1, 1, 1, 1]),
-                false,
-            ),
-            (
-                1,
-                8,
-                150,
-                140,
-                104,
-                (3, 1, [0, 1, 2, 1]),
-                (3, 2, [1, 0, 1, 1]),
-                true,
-            ),
-        ];
-        for (i, (n, c, h, w, e, (ek, es, epads), (k, stride, pads), with_residual)) in
-            cases.into_iter().enumerate()
-        {
-            let mut expand = attrs(ek, es, epads, 1);
-            let mut dw_attrs = attrs(k, stride, pads, e);
-            // Activations other than ReLU on the second and fourth cases.
-            if i == 1 {
-                expand.activation = Some(Activation::Clip { min: 0.0, max: 6.0 });
-                dw_attrs.activation = Some(Activation::Silu);
-            }
-            if i == 3 {
-                expand.activation = Some(Activation::HardSwish);
-                expand.affine = Some(Affine {
-                    scale: 0.75,
-                    shift: -0.25,
-                });
-                dw_attrs.activation = None;
-                dw_attrs.dilations = [2, 2];
-            }
-            let x = Tensor::f32(
-                vec![n, c, h, w],
-                (0..n * c * h * w).map(|_| next()).collect(),
-            );
-            let ew = Tensor::f32(
-                vec![e, c, ek, ek],
-                (0..e * c * ek * ek).map(|_| next()).collect(),
-            );
-            let eb = Tensor::f32(vec![e], (0..e).map(|_| next()).collect());
-            let dw = Tensor::f32(vec![e, 1, k, k], (0..e * k * k).map(|_| next()).collect());
-            let db = Tensor::f32(vec![e], (0..e).map(|_| next()).collect());
-            let packed = pack_weights(&expand, &ew, isa, None);
-            let mid = conv(
-                &expand,
-                [&x, &ew],
-                Some(&eb),
-                None,
-                isa,
-                (packed.as_ref(), None),
-            )
-            .expect("expansion");
-            let [_, _, hm, wm] = <[usize; 4]>::try_from(mid.shape.as_slice()).expect("4-D");
-            assert!(
-                e * hm * wm * 4 > super::WHOLE_BYTES,
-                "{c}->{e} {hm}x{wm} runs whole"
-            );
-            let plain = conv(&dw_attrs, [&mid, &dw], Some(&db), None, isa, (None, None))
-                .expect("depthwise");
-            let residual = with_residual.then(|| {
-                let len = plain.shape.iter().product();
-                Tensor::f32(plain.shape.clone(), (0..len).map(|_| next()).collect())
-            });
-            let want = conv(
-                &dw_attrs,
-                [&mid, &dw],
-                Some(&db),
-                residual.as_ref(),
-                isa,
-                (None, None),
-            )
-            .expect("depthwise");
-            let fused = ExpandDepthwise {
-                expand,
-                weights: packed,
-                name: "expansion".to_string(),
-            };
-            let got = expand_depthwise(
-                &fused,
-                &dw_attrs,
-                [&x, &dw],
-                (Some(&db), residual.as_ref()),
-                [Some(&ew), Some(&eb)],
-                isa,
-            )
-            .expect("fused");
-            assert_eq!(got.shape, want.shape);
-            let (g, wv) = (got.as_f32().expect("f32"), want.as_f32().expect("f32"));
-            let differ = g
-                .iter()
-                .zip(wv)
-                .filter(|(a, b)| a.to_bits() != b.to_bits())
-                .count();
-            assert_eq!(
-                differ, 0,
-                "{c}->{e} {h}x{w} k{k} s{stride}: {differ} outputs differ"
-            );
-        }
-    }
-}
+mod tests;

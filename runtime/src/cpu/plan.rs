@@ -296,7 +296,7 @@ impl CpuPlan {
                         what: g.describe(id),
                         output_names: node.outputs.iter().map(|o| o.name.clone()).collect(),
                         fused: match &lowered {
-                            Some(Lowered::ExpandDepthwise(f)) => vec![f.expansion().to_string()],
+                            Some(Lowered::ExpandDepthwise(f)) => f.fused(),
                             _ => Vec::new(),
                         },
                     });

@@ -24,8 +24,10 @@
 //! row-major order, as its stencils do; and the epilogues are theirs. So the results are the
 //! unfused pair's, bit for bit.
 
+use super::super::buffers;
 use super::super::conv::{Geometry, SharedOut};
 use super::super::conv_blocked::avx512::transpose16;
+use super::super::conv_gemm::ConvGemm;
 use super::super::epilogue::{finish, Epilogue};
 use std::arch::x86_64::{
     __m512, _mm512_add_ps, _mm512_cmp_ps_mask, _mm512_fmadd_ps, _mm512_loadu_ps,
@@ -128,16 +130,41 @@ pub(super) fn scratch_len(geo: &Geometry, blocks: usize) -> usize {
     ring_len(geo, blocks) + LANES - 1
 }
 
+/// Where a band's depthwise rows go.
+pub(super) enum Sink<'a> {
+    /// Into the whole NCHW depthwise output.
+    Out(&'a SharedOut<'a, f32>),
+    /// Through a pointwise projection that alone reads them ([`Projection`]).
+    Project(&'a Projection<'a>),
+}
+
+/// A 1x1 convolution of the depthwise output (the projection of an inverted residual block),
+/// run over a few of a band's finished depthwise rows at a time while they are in cache, so
+/// that the depthwise output, the widest tensor of the block, never reaches memory.
+pub(super) struct Projection<'a> {
+    /// Its weight, `outputs` rows by the depthwise channels.
+    pub gemm: &'a ConvGemm<'a>,
+    pub outputs: usize,
+    /// Its epilogue (bias, residual, activation), over its whole output.
+    pub epi: &'a Epilogue<'a>,
+    /// Its whole NCHW output, the depthwise output's height and width.
+    pub out: &'a SharedOut<'a, f32>,
+}
+
+/// Floats of depthwise rows a band keeps for its projection: 512 KiB, in L2 beside the ring.
+const PROJECTED_FLOATS: usize = 1 << 17;
+
 /// Computes band `b` of the depthwise convolution `geo` (its input the intermediate) of the
-/// expansion of `x` (the whole NCHW input, `c` channels of `geo.h × geo.w`) into `out`, the
-/// whole NCHW output, finished with `epi`. The intermediate's padded rows (row `r` is row
+/// expansion of `x` (the whole NCHW input, `c` channels of `geo.h × geo.w`) into `sink`,
+/// finished with `epi`. The intermediate's padded rows (row `r` is row
 /// `r - pt` of the intermediate, or zeros) are computed once each, in order, into a ring in
 /// `scratch` of the rows one window spans: output row `y` reads padded rows `y·sh + i·dh`, so
 /// each new row replaces one no later output row reads. Only a band's first rows are also
 /// computed by the band above.
 ///
 /// # Safety
-/// AVX-512F must be available, and no other call may write band `b`'s rows of `out`.
+/// AVX-512F must be available, and no other call may write band `b`'s rows of the sink's
+/// output.
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn band(
     geo: &Geometry,
@@ -146,7 +173,7 @@ pub(super) unsafe fn band(
     b: &Band,
     scratch: &mut [f32],
     epi: &Epilogue,
-    out: &SharedOut<f32>,
+    sink: &Sink,
 ) {
     let width = w.blocks * LANES;
     let wp = padded_width(geo);
@@ -168,6 +195,17 @@ pub(super) unsafe fn band(
     // since an allocation for each row and block cost CenterFace's 24 -> 144 pair 7%.
     let mut offsets = Vec::with_capacity(taps);
     let in_registers = InRegisters::of(epi);
+    // With a projection, the depthwise rows `[channel][row][column]` of up to `held` rows
+    // from `first`, and where each channel's start.
+    let held = match sink {
+        Sink::Out(_) => 0,
+        Sink::Project(_) => (PROJECTED_FLOATS / (geo.o * geo.ow))
+            .min(b.y1 - b.y0)
+            .max(1),
+    };
+    let mut rows_held = buffers::reuse(geo.o * held * geo.ow);
+    let starts: Vec<usize> = (0..geo.o).map(|ch| ch * held * geo.ow).collect();
+    let mut first = b.y0;
     for y in b.y0..b.y1 {
         while next < y * geo.sh + ring {
             let dst = &mut scratch[(next % ring) * row..][..row];
@@ -197,8 +235,14 @@ pub(super) unsafe fn band(
             let channels = LANES.min(geo.o - blk * LANES);
             let start = |ch: usize| ((b.image * geo.o + blk * LANES + ch) * geo.oh + y) * geo.ow;
             for (ch, r) in rows.iter_mut().enumerate().take(channels) {
-                // SAFETY: the band's rows are this call's alone (the caller's contract).
-                *r = unsafe { out.segment(start(ch), geo.ow) }.as_mut_ptr();
+                *r = match sink {
+                    // SAFETY: the band's rows are this call's alone (the caller's contract).
+                    Sink::Out(out) => unsafe { out.segment(start(ch), geo.ow) }.as_mut_ptr(),
+                    Sink::Project(_) => {
+                        let at = starts[blk * LANES + ch] + (y - first) * geo.ow;
+                        rows_held[at..at + geo.ow].as_mut_ptr()
+                    }
+                };
             }
             let kernel = &w.depthwise[blk * taps * LANES..][..taps * LANES];
             let bias = in_registers.map(|f| f.bias.map(|b| &b[blk * LANES..][..channels]));
@@ -215,13 +259,43 @@ pub(super) unsafe fn band(
                 )
             };
             if in_registers.is_none() {
-                for ch in 0..channels {
-                    // SAFETY: as above; the row's pointer is no longer used.
-                    let seg = unsafe { out.segment(start(ch), geo.ow) };
+                for (ch, &r) in rows.iter().enumerate().take(channels) {
+                    // SAFETY: as above; the row's pointer is no longer used. A projected
+                    // depthwise layer has no residual, so its rows' offsets go unread.
+                    let seg = unsafe { std::slice::from_raw_parts_mut(r, geo.ow) };
                     epi.apply(blk * LANES + ch, start(ch), seg);
                 }
             }
         }
+        if let Sink::Project(p) = sink {
+            if y + 1 - first == held || y + 1 == b.y1 {
+                project(p, geo, (b.image, first, y + 1), (&rows_held, &starts));
+                first = y + 1;
+            }
+        }
+    }
+    buffers::give_back(rows_held);
+}
+
+/// Projects depthwise rows `y0..y1` of image `image`, held `[channel][row][column]` in `held`
+/// from `starts`, into the projection's output rows and finishes them. Each output is the
+/// GEMM kernel's chain of multiply-adds over the channels, as over the whole plane.
+fn project(
+    p: &Projection,
+    geo: &Geometry,
+    (image, y0, y1): (usize, usize, usize),
+    (held, starts): (&[f32], &[usize]),
+) {
+    let n = (y1 - y0) * geo.ow;
+    let start = |o: usize| ((image * p.outputs + o) * geo.oh + y0) * geo.ow;
+    // SAFETY: the band's rows of every output channel are this call's alone (the caller's
+    // contract for the band).
+    let mut outs: Vec<&mut [f32]> = (0..p.outputs)
+        .map(|o| unsafe { p.out.segment(start(o), n) })
+        .collect();
+    p.gemm.multiply(0, held, starts, n, &mut outs);
+    for (o, row) in outs.iter_mut().enumerate() {
+        p.epi.apply(o, start(o), row);
     }
 }
 

@@ -2,7 +2,8 @@
 //! float value its input quantizes (`int8_conv.rs`, `int8_depthwise.rs`; the float stencils
 //! quantize it as they pad), and a convolution or concatenation that only int8 layers read
 //! hands them its output in bytes; a quantize-dequantize pair becomes one pass; a depthwise
-//! convolution runs the convolution before it (an expansion, a stem) band by band (`expand_depthwise.rs`); a dequantized
+//! convolution runs the convolution before it (an expansion, a stem) band by band, and a
+//! pointwise projection both (`expand_depthwise.rs`); a dequantized
 //! constant is computed once; a half layer reads f32 copies of its half constants; and steps
 //! nothing reads are left out.
 
@@ -66,11 +67,11 @@ pub(super) fn inputs(
         }
         _ => {}
     }
-    if let Some((fused, reads)) = rewrites
-        .fuse
-        .then(|| expand_depthwise::lower(g, id, isa))
-        .flatten()
-    {
+    let fused = || {
+        expand_depthwise::lower_projected(g, id, isa)
+            .or_else(|| expand_depthwise::lower(g, id, isa))
+    };
+    if let Some((fused, reads)) = rewrites.fuse.then(fused).flatten() {
         return (reads, Some(Lowered::ExpandDepthwise(Box::new(fused))));
     }
     (sources, None)
