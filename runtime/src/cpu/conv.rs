@@ -315,6 +315,11 @@ pub(crate) fn pack_weights(
 }
 
 impl ConvWeights {
+    /// The weight packed for the GEMM path, where it is.
+    pub fn gemm(&self) -> Option<&PackedWeights> {
+        self.gemm.as_ref()
+    }
+
     fn any(&self) -> bool {
         #[cfg(target_arch = "x86_64")]
         if self.blocked.is_some() || self.shallow.is_some() || self.winograd.is_some() {

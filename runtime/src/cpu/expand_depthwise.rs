@@ -266,11 +266,6 @@ fn pair(
         let out = (residual, project);
         return channels_last_bands(&geo, (xv, c), [ew, dw], [eb, bias], attrs, out, isa);
     }
-    if project.is_some() {
-        return Err(RuntimeError::internal(
-            "a projection fused where its expansion does not run in channels-last blocks",
-        ));
-    }
     let per_band = (BAND_BYTES / row_bytes.max(1)).saturating_sub(span_d) / sh + 1;
     // Small enough to run whole (the plan fuses only larger ones, but sizes may be symbolic),
     // or one band would be the whole tensor, or padding as tall as the window leaves a band
@@ -286,7 +281,10 @@ fn pair(
         if let TensorData::F32(v) = mid.data {
             buffers::give_back(v);
         }
-        return out;
+        return match project {
+            Some(p) => p.whole(out?, isa),
+            None => out,
+        };
     };
     let xv = floats()?;
     let bands: Vec<Band> = (0..oh)
@@ -298,16 +296,9 @@ fn pair(
             Band { y0, y1, mid, input }
         })
         .collect();
-    let residual = match residual {
-        Some(r) => {
-            let rv = r.as_f32().ok_or_else(|| {
-                RuntimeError::bad_input(format!("residual must be float32, got {}", r.dtype()))
-            })?;
-            Some((rv, dims4(r, "residual")?))
-        }
-        None => None,
-    };
-    let mut values = buffers::reuse(n * e * oh * ow);
+    let residual = residual.map(Planes::of).transpose()?;
+    let outputs = project.map_or(Ok(e), |p| p.outputs())?;
+    let mut values = buffers::reuse(n * outputs * oh * ow);
     let shared = SharedOut::new(&mut values);
     let pool = buffers::current();
     let work: Vec<(usize, &Band)> = (0..n)
@@ -323,13 +314,7 @@ fn pair(
                 gather_rows(&xv[image * c * h * w..][..c * h * w], h, w, (i0, i1)),
             );
             let mid = expand(&x_band, &b.input.attrs(ea))?;
-            let res_band = residual.map(|(rv, [_, rc, roh, rw])| {
-                let plane = &rv[image * rc * roh * rw..][..rc * roh * rw];
-                Tensor::f32(
-                    vec![1, rc, b.y1 - b.y0, rw],
-                    gather_rows(plane, roh, rw, (b.y0, b.y1)),
-                )
-            });
+            let res_band = residual.map(|r| r.rows(image, (b.y0, b.y1)));
             let part = conv(
                 &b.mid.attrs(d),
                 [&mid, dw],
@@ -348,9 +333,13 @@ fn pair(
                     b.mid.end - b.mid.first
                 )));
             }
+            let part = match project {
+                Some(p) => p.band(part, image, (b.y0, b.y1), isa)?,
+                None => part,
+            };
             let pv = part.as_f32().unwrap_or_default();
-            for ch in 0..e {
-                let start = ((image * e + ch) * oh + b.y0) * ow;
+            for ch in 0..outputs {
+                let start = ((image * outputs + ch) * oh + b.y0) * ow;
                 // SAFETY: each band writes rows y0..y1 of its image's planes, which no other
                 // band writes.
                 let dst = unsafe { shared.segment(start, rows * ow) };
@@ -368,7 +357,7 @@ fn pair(
         };
         buffers::within(pool.as_ref(), run)
     })?;
-    Ok(Tensor::f32(vec![n, e, oh, ow], values))
+    Ok(Tensor::f32(vec![n, outputs, oh, ow], values))
 }
 
 /// [`expand_depthwise`]'s bands over a pointwise expansion of `(x, c)` on AVX-512, the depthwise
@@ -431,6 +420,32 @@ mod channels_last;
 mod project;
 
 pub(crate) use project::{lower as lower_projected, Projected};
+
+/// A float NCHW tensor whose rows a band gathers.
+#[derive(Clone, Copy)]
+struct Planes<'a> {
+    values: &'a [f32],
+    dims: [usize; 4],
+}
+
+impl<'a> Planes<'a> {
+    fn of(t: &'a Tensor) -> Result<Planes<'a>, RuntimeError> {
+        let values = t.as_f32().ok_or_else(|| {
+            RuntimeError::bad_input(format!("residual must be float32, got {}", t.dtype()))
+        })?;
+        Ok(Planes {
+            values,
+            dims: dims4(t, "residual")?,
+        })
+    }
+
+    /// Rows `y0..y1` of every plane of image `image`, as a one-image tensor.
+    fn rows(self, image: usize, (y0, y1): (usize, usize)) -> Tensor {
+        let [_, c, h, w] = self.dims;
+        let planes = &self.values[image * c * h * w..][..c * h * w];
+        Tensor::f32(vec![1, c, y1 - y0, w], gather_rows(planes, h, w, (y0, y1)))
+    }
+}
 
 /// Rows `r0..r1` of every `h`-by-`w` plane of `planes`, planes one after another.
 fn gather_rows(planes: &[f32], h: usize, w: usize, (r0, r1): (usize, usize)) -> Vec<f32> {

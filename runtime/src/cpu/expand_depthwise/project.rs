@@ -1,7 +1,7 @@
-//! An inverted residual block whole: the pointwise expansion, the depthwise convolution and
-//! the pointwise projection that alone reads it, run band by band in channels-last blocks
-//! ([`super::channels_last`]), each band projecting its finished depthwise rows a few at a
-//! time while they are in cache.
+//! An inverted residual block whole: the expansion, the depthwise convolution and the
+//! pointwise projection that alone reads it, run band by band, each band projecting its
+//! depthwise rows while they are in cache: a few rows at a time in channels-last blocks
+//! ([`super::channels_last`]), or each band's rows over NCHW (a stem's block).
 //!
 //! The fused pair still wrote the depthwise output, the block's widest tensor (CenterFace's
 //! 144 channels at 120x160: 11 MB), for the projection to read back at once. Here it never
@@ -9,13 +9,14 @@
 //! whose outputs are each the same chain of multiply-adds however the positions are cut, so
 //! the results are the unfused block's, bit for bit.
 
-use super::super::conv::{dims4, epilogue, Geometry, SharedOut};
-use super::super::conv_gemm::{ConvGemm, PackedWeights};
+use super::super::buffers;
+use super::super::conv::{conv, dims4, epilogue, pack_weights, ConvWeights, Geometry, SharedOut};
+use super::super::conv_gemm::ConvGemm;
 use super::super::epilogue::Epilogue;
 use super::super::isa::Isa;
 use super::channels_last::Projection;
-use super::ExpandDepthwise;
-use crate::{RuntimeError, Tensor};
+use super::{ExpandDepthwise, Planes};
+use crate::{RuntimeError, Tensor, TensorData};
 use temblor_ir::{AutoPad, ConvAttrs, DType, Graph, NodeId, Op, ValueRef};
 
 /// The depthwise convolution a projection step runs inside it, and the projection's weight
@@ -23,7 +24,7 @@ use temblor_ir::{AutoPad, ConvAttrs, DType, Graph, NodeId, Op, ValueRef};
 #[derive(Debug)]
 pub(crate) struct Projected {
     pub(super) depthwise: ConvAttrs,
-    pub(super) weights: PackedWeights,
+    pub(super) weights: ConvWeights,
     /// The depthwise convolution's node name, for the plan's steps.
     pub(super) name: String,
 }
@@ -32,9 +33,9 @@ pub(crate) struct Projected {
 /// making its input and that one's expansion: the expansion's input, the projection's weight,
 /// bias and residual (ports 0 to 3, as an unfused convolution reads them), the expansion's
 /// weight and bias (4 and 5), and the depthwise weight and bias (6 and 7). `None` unless the
-/// projection is a float 1x1 convolution with a constant weight, whose input only it reads
-/// and the graph does not return, made by a depthwise convolution with explicit pads and no
-/// residual that fuses with its expansion ([`super::lower`]) in channels-last blocks.
+/// projection is a float 1x1 convolution with a constant weight that the GEMM kernel packs,
+/// whose input only it reads and the graph does not return, made by a depthwise convolution
+/// with explicit pads and no residual that fuses with its expansion ([`super::lower`]).
 pub(crate) fn lower(
     g: &Graph,
     id: NodeId,
@@ -61,15 +62,9 @@ pub(crate) fn lower(
     if !(pointwise && only_reader && float && explicit) {
         return None;
     }
-    let &[o, e, 1, 1] = weight.dims.as_slice() else {
-        return None;
-    };
     let (mut fused, reads) = super::lower(g, mid.node, isa)?;
-    if !super::in_channels_last(&fused.expand, isa) {
-        return None;
-    }
     let w = Tensor::from_weight(weight).ok()?;
-    let weights = PackedWeights::new(w.as_f32()?, 1, o, e, isa)?;
+    let weights = pack_weights(p, &w, isa, None).filter(|w| w.gemm().is_some())?;
     fused.project = Some(Projected {
         depthwise: d.clone(),
         weights,
@@ -90,8 +85,7 @@ pub(crate) fn lower(
 }
 
 /// Projection `a` (with its weight `w` and epilogue) of the depthwise convolution `p` holds,
-/// of the expansion of `x`: on the channels-last path, in one pass; elsewhere (a size below
-/// the one the plan fuses, which symbolic dims allow) the pair, then the projection.
+/// of the expansion of `x`.
 pub(super) fn run(
     fused: &ExpandDepthwise,
     p: &Projected,
@@ -108,36 +102,15 @@ pub(super) fn run(
         bias,
         residual,
     };
-    let [_, _, h, wd] = dims4(x, "input")?;
-    let e = dims4(dw, "depthwise weight")?[0];
-    if super::in_channels_last(&fused.expand, isa)
-        && e * h * wd * std::mem::size_of::<f32>() > super::WHOLE_BYTES
-    {
-        let depthwise = [x, dw];
-        return super::pair(
-            fused,
-            &p.depthwise,
-            depthwise,
-            (db, None),
-            [ew, eb],
-            isa,
-            Some(&inputs),
-        );
-    }
-    let mid = super::pair(
+    super::pair(
         fused,
         &p.depthwise,
         [x, dw],
         (db, None),
         [ew, eb],
         isa,
-        None,
-    )?;
-    let out = super::super::conv::conv(a, [&mid, w], bias, residual, isa, (None, None));
-    if let crate::TensorData::F32(v) = mid.data {
-        super::super::buffers::give_back(v);
-    }
-    out
+        Some(&inputs),
+    )
 }
 
 /// The projection's side of a fused step: its attributes, weight (and the weight packed),
@@ -145,7 +118,7 @@ pub(super) fn run(
 pub(super) struct Inputs<'a> {
     attrs: &'a ConvAttrs,
     weight: &'a Tensor,
-    packed: &'a PackedWeights,
+    packed: &'a ConvWeights,
     bias: Option<&'a Tensor>,
     residual: Option<&'a Tensor>,
 }
@@ -158,6 +131,56 @@ pub(super) struct Prepared<'a> {
 }
 
 impl<'a> Inputs<'a> {
+    /// The projection's output channels.
+    pub fn outputs(&self) -> Result<usize, RuntimeError> {
+        Ok(dims4(self.weight, "projection weight")?[0])
+    }
+
+    fn conv(
+        &self,
+        x: &Tensor,
+        residual: Option<&Tensor>,
+        isa: Isa,
+    ) -> Result<Tensor, RuntimeError> {
+        let lowered = (Some(self.packed), None);
+        conv(
+            self.attrs,
+            [x, self.weight],
+            self.bias,
+            residual,
+            isa,
+            lowered,
+        )
+    }
+
+    /// The projection of the whole depthwise output `dw`, which goes back to the pool.
+    pub fn whole(&self, dw: Tensor, isa: Isa) -> Result<Tensor, RuntimeError> {
+        let out = self.conv(&dw, self.residual, isa);
+        give_back(dw);
+        out
+    }
+
+    /// The projection of `part`, depthwise output rows `y0..y1` of image `image`, which goes
+    /// back to the pool: the same rows of the projection's output.
+    pub fn band(
+        &self,
+        part: Tensor,
+        image: usize,
+        (y0, y1): (usize, usize),
+        isa: Isa,
+    ) -> Result<Tensor, RuntimeError> {
+        let residual = self
+            .residual
+            .map(|r| Planes::of(r).map(|r| r.rows(image, (y0, y1))))
+            .transpose()?;
+        let out = self.conv(&part, residual.as_ref(), isa);
+        give_back(part);
+        if let Some(r) = residual {
+            give_back(r);
+        }
+        out
+    }
+
     /// The projection of depthwise output `dw` (its geometry's output).
     pub fn prepare(&self, dw: &Geometry, isa: Isa) -> Result<Prepared<'a>, RuntimeError> {
         let [o, e, _, _] = dims4(self.weight, "projection weight")?;
@@ -170,7 +193,7 @@ impl<'a> Inputs<'a> {
         }
         let wv = super::super::f32s(self.weight, "projection weight")?;
         Ok(Prepared {
-            gemm: ConvGemm::with_packed(wv, o, e, isa, Some(self.packed), 0),
+            gemm: ConvGemm::with_packed(wv, o, e, isa, self.packed.gemm(), 0),
             outputs: o,
             epi: epilogue(self.attrs, &geo, self.bias, self.residual, isa)?,
         })
@@ -186,5 +209,11 @@ impl Prepared<'_> {
             epi: &self.epi,
             out,
         }
+    }
+}
+
+fn give_back(t: Tensor) {
+    if let TensorData::F32(v) = t.data {
+        buffers::give_back(v);
     }
 }

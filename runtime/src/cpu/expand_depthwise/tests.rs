@@ -1,5 +1,4 @@
 use super::super::conv::{conv, pack_weights};
-use super::super::conv_gemm::PackedWeights;
 use super::super::isa::Isa;
 use super::{expand_depthwise, ExpandDepthwise, Projected};
 use crate::Tensor;
@@ -148,11 +147,12 @@ fn bands_give_the_bits_of_the_unfused_pair() {
 }
 
 /// A whole inverted residual block, its depthwise rows projected as each band finishes them,
-/// gives the bits of its three convolutions run one after the other: depthwise strides 1 and
-/// 2, a window of 5, a ReLU, a SiLU (finished row by row, not in registers) and none on the
-/// depthwise convolution, a residual and an activation on the projection, projections of
-/// fewer outputs than a block of the GEMM kernel's rows and of positions past whole vectors,
-/// two images. On AVX-512 only, where the channels-last path runs.
+/// gives the bits of its three convolutions run one after the other: pointwise expansions
+/// (channels-last), a stem (NCHW bands) and a block small enough to run whole; depthwise
+/// strides 1 and 2, a window of 5, a ReLU, a SiLU (finished row by row, not in registers) and
+/// none on the depthwise convolution, a residual and an activation on the projection,
+/// projections of fewer outputs than a block of the GEMM kernel's rows and of positions past
+/// whole vectors, two images. On AVX-512 only, where the GEMM kernel packs its weights.
 #[test]
 fn projected_bands_give_the_bits_of_the_unfused_block() {
     let isa = Isa::detect();
@@ -161,41 +161,25 @@ fn projected_bands_give_the_bits_of_the_unfused_block() {
         return;
     }
     let mut next = super::super::test_values(31);
-    // (n, c, h, w, e, depthwise (k, stride, pad), its activation, outputs, residual)
+    // (n, c, h, w, expansion (k, stride, pad), e, depthwise (k, stride, pad), its activation,
+    // outputs, residual)
+    let (pointwise, relu, silu) = ((1, 1, 0), Some(Activation::Relu), Some(Activation::Silu));
     let cases = [
-        (
-            1,
-            24,
-            120,
-            160,
-            144,
-            (3, 1, 1),
-            Some(Activation::Relu),
-            24,
-            true,
-        ),
-        (
-            2,
-            16,
-            121,
-            200,
-            96,
-            (3, 2, 1),
-            Some(Activation::Silu),
-            20,
-            false,
-        ),
-        (1, 8, 150, 140, 104, (5, 1, 2), None, 3, false),
+        (1, 24, 120, 160, pointwise, 144, (3, 1, 1), relu, 24, true),
+        (2, 16, 121, 200, pointwise, 96, (3, 2, 1), silu, 20, false),
+        (1, 8, 150, 140, pointwise, 104, (5, 1, 2), None, 3, false),
+        (1, 3, 480, 640, (3, 2, 1), 32, (3, 1, 1), relu, 16, true),
+        (1, 8, 40, 40, pointwise, 32, (3, 1, 1), relu, 16, true),
     ];
-    for (n, c, h, w, e, (k, stride, pad), act, o, with_residual) in cases {
-        let expand = attrs(1, 1, [0; 4], 1);
+    for (n, c, h, w, (ek, es, ep), e, (k, stride, pad), act, o, with_residual) in cases {
+        let expand = attrs(ek, es, [ep; 4], 1);
         let mut dw_attrs = attrs(k, stride, [pad; 4], e);
         dw_attrs.activation = act;
         let mut project = attrs(1, 1, [0; 4], 1);
         project.activation = (!with_residual).then_some(Activation::Relu);
         let mut values = |len: usize| (0..len).map(|_| next()).collect::<Vec<f32>>();
         let x = Tensor::f32(vec![n, c, h, w], values(n * c * h * w));
-        let ew = Tensor::f32(vec![e, c, 1, 1], values(e * c));
+        let ew = Tensor::f32(vec![e, c, ek, ek], values(e * c * ek * ek));
         let eb = Tensor::f32(vec![e], values(e));
         let dw = Tensor::f32(vec![e, 1, k, k], values(e * k * k));
         let db = Tensor::f32(vec![e], values(e));
@@ -210,14 +194,14 @@ fn projected_bands_give_the_bits_of_the_unfused_block() {
             let [_, _, oh, ow] = <[usize; 4]>::try_from(depthwise.shape.as_slice()).expect("4-D");
             Tensor::f32(vec![n, o, oh, ow], values(n * o * oh * ow))
         });
-        let pw_packed = pack_weights(&project, &pw, isa, None);
+        let pw_packed = pack_weights(&project, &pw, isa, None).expect("packed on AVX-512");
         let want = conv(
             &project,
             [&depthwise, &pw],
             Some(&pb),
             residual.as_ref(),
             isa,
-            (pw_packed.as_ref(), None),
+            (Some(&pw_packed), None),
         )
         .expect("projection");
         let fused = ExpandDepthwise {
@@ -226,8 +210,7 @@ fn projected_bands_give_the_bits_of_the_unfused_block() {
             name: "expansion".to_string(),
             project: Some(Projected {
                 depthwise: dw_attrs,
-                weights: PackedWeights::new(pw.as_f32().expect("f32"), 1, o, e, isa)
-                    .expect("packed on AVX-512"),
+                weights: pw_packed,
                 name: "depthwise".to_string(),
             }),
         };
