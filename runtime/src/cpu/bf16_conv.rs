@@ -161,9 +161,7 @@ pub(crate) fn conv(
     }
     let wide = Tensor::f32(geo.out_shape(), out);
     let narrowed = cast::cast(&wide, DType::BF16)?;
-    if let TensorData::F32(v) = wide.data {
-        buffers::give_back(v);
-    }
+    buffers::give_back_f32(wide);
     Ok(narrowed)
 }
 

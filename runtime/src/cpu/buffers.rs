@@ -76,6 +76,13 @@ pub(crate) fn give_back<T: Pooled>(v: Vec<T>) {
     with_current(|b| b.give(v));
 }
 
+/// Returns the storage of a kernel's intermediate f32 tensor to the pool.
+pub(crate) fn give_back_f32(t: Tensor) {
+    if let TensorData::F32(v) = t.data {
+        give_back(v);
+    }
+}
+
 /// The pool of the run on this thread, for kernels whose tasks take buffers on other threads
 /// (through [`Buffers::scope`] there).
 pub(crate) fn current() -> Option<Arc<Buffers>> {

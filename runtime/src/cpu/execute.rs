@@ -8,7 +8,7 @@ use super::{
     library, linalg, norm, pool, quant, reduce, resize, shape_ops, softmax,
 };
 use crate::RuntimeError;
-use crate::{Tensor, TensorData};
+use crate::Tensor;
 use temblor_ir::{AutoPad, ConvAttrs, DType, Op, OpFamily, PoolAttrs, ResizeMode};
 
 pub(crate) fn execute(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
@@ -78,18 +78,16 @@ fn in_f32(op: &Op, args: &Args, half: DType) -> Result<Vec<Tensor>, RuntimeError
     )?;
     // The f32 temporaries go back to the run's pool: fresh buffers on every fp16 layer cost a
     // page fault per 4 KiB written.
-    let give_back = |t: Tensor| {
-        if let TensorData::F32(v) = t.data {
-            buffers::give_back(v);
-        }
-    };
     drop(ins);
-    widened.into_iter().flatten().for_each(give_back);
+    widened
+        .into_iter()
+        .flatten()
+        .for_each(buffers::give_back_f32);
     outs.into_iter()
         .map(|t| match t.dtype() {
             DType::F32 => {
                 let narrowed = cast::cast(&t, half);
-                give_back(t);
+                buffers::give_back_f32(t);
                 narrowed
             }
             _ => Ok(t),

@@ -24,7 +24,7 @@
 use super::buffers;
 use super::conv::{conv, dims4, epilogue, pack_weights, ConvWeights, Geometry, SharedOut};
 use super::isa::Isa;
-use crate::{RuntimeError, Tensor, TensorData};
+use crate::{RuntimeError, Tensor};
 use rayon::prelude::*;
 use temblor_ir::{AutoPad, ConvAttrs, DType, Graph, NodeId, Op, ValueRef};
 
@@ -278,9 +278,7 @@ fn pair(
     ) else {
         let mid = expand(x, ea)?;
         let out = conv(d, [&mid, dw], bias, residual, isa, (None, None));
-        if let TensorData::F32(v) = mid.data {
-            buffers::give_back(v);
-        }
+        buffers::give_back_f32(mid);
         return match project {
             Some(p) => p.whole(out?, isa),
             None => out,
@@ -349,9 +347,7 @@ fn pair(
                 .into_iter()
                 .flatten()
             {
-                if let TensorData::F32(v) = t.data {
-                    buffers::give_back(v);
-                }
+                buffers::give_back_f32(t);
             }
             Ok(())
         };

@@ -16,7 +16,7 @@ use super::super::epilogue::Epilogue;
 use super::super::isa::Isa;
 use super::channels_last::Projection;
 use super::{ExpandDepthwise, Planes};
-use crate::{RuntimeError, Tensor, TensorData};
+use crate::{RuntimeError, Tensor};
 use temblor_ir::{AutoPad, ConvAttrs, DType, Graph, NodeId, Op, ValueRef};
 
 /// The depthwise convolution a projection step runs inside it, and the projection's weight
@@ -161,7 +161,7 @@ impl<'a> Inputs<'a> {
     /// The projection of the whole depthwise output `dw`, which goes back to the pool.
     pub fn whole(&self, dw: Tensor, isa: Isa) -> Result<Tensor, RuntimeError> {
         let out = self.conv(&dw, self.residual, isa);
-        give_back(dw);
+        buffers::give_back_f32(dw);
         out
     }
 
@@ -179,9 +179,9 @@ impl<'a> Inputs<'a> {
             .map(|r| Planes::of(r).map(|r| r.rows(image, (y0, y1))))
             .transpose()?;
         let out = self.conv(&part, residual.as_ref(), isa);
-        give_back(part);
+        buffers::give_back_f32(part);
         if let Some(r) = residual {
-            give_back(r);
+            buffers::give_back_f32(r);
         }
         out
     }
@@ -214,11 +214,5 @@ impl Prepared<'_> {
             epi: &self.epi,
             out,
         }
-    }
-}
-
-fn give_back(t: Tensor) {
-    if let TensorData::F32(v) = t.data {
-        buffers::give_back(v);
     }
 }
