@@ -196,7 +196,9 @@ pub(super) unsafe fn band(
     let mut offsets = Vec::with_capacity(taps);
     let in_registers = InRegisters::of(epi);
     // With a projection, the depthwise rows `[channel][row][column]` of up to `held` rows
-    // from `first`, and where each channel's start.
+    // from `first`, and where each channel's rows start. Its depthwise epilogue has no
+    // residual or bytes, which would read the rows' offsets in the (unwritten) whole output.
+    assert!(matches!(sink, Sink::Out(_)) || (epi.residual.is_none() && epi.bytes.is_none()));
     let held = match sink {
         Sink::Out(_) => 0,
         Sink::Project(_) => (PROJECTED_FLOATS / (geo.o * geo.ow))

@@ -4,6 +4,16 @@ use super::{expand_depthwise, ExpandDepthwise, Projected};
 use crate::Tensor;
 use temblor_ir::{Activation, Affine, AutoPad, ConvAttrs};
 
+/// How many elements of `got` differ from `want`'s in their bits, the shapes asserted equal.
+fn differing_bits(got: &Tensor, want: &Tensor) -> usize {
+    assert_eq!(got.shape, want.shape);
+    let (g, w) = (got.as_f32().expect("f32"), want.as_f32().expect("f32"));
+    g.iter()
+        .zip(w)
+        .filter(|(a, b)| a.to_bits() != b.to_bits())
+        .count()
+}
+
 fn attrs(k: usize, stride: usize, pads: [usize; 4], group: usize) -> ConvAttrs {
     ConvAttrs {
         kernel: [k, k],
@@ -132,13 +142,7 @@ fn bands_give_the_bits_of_the_unfused_pair() {
             isa,
         )
         .expect("fused");
-        assert_eq!(got.shape, want.shape);
-        let (g, wv) = (got.as_f32().expect("f32"), want.as_f32().expect("f32"));
-        let differ = g
-            .iter()
-            .zip(wv)
-            .filter(|(a, b)| a.to_bits() != b.to_bits())
-            .count();
+        let differ = differing_bits(&got, &want);
         assert_eq!(
             differ, 0,
             "{c}->{e} {h}x{w} k{k} s{stride}: {differ} outputs differ"
@@ -223,13 +227,7 @@ fn projected_bands_give_the_bits_of_the_unfused_block() {
             isa,
         )
         .expect("fused");
-        assert_eq!(got.shape, want.shape);
-        let (g, wv) = (got.as_f32().expect("f32"), want.as_f32().expect("f32"));
-        let differ = g
-            .iter()
-            .zip(wv)
-            .filter(|(a, b)| a.to_bits() != b.to_bits())
-            .count();
+        let differ = differing_bits(&got, &want);
         assert_eq!(
             differ, 0,
             "{c}->{e}->{o} {h}x{w} k{k} s{stride}: {differ} outputs differ"
