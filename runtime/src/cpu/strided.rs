@@ -2,9 +2,12 @@
 //! strides. Axes are coalesced first, so whenever the innermost walk is contiguous whole runs
 //! are copied with `extend_from_slice`, and a broadcast innermost axis repeats one value. A
 //! transposing walk (the innermost axis strided, another contiguous) is copied in square
-//! blocks so that both the reads and the writes stay in cache.
+//! blocks so that both the reads and the writes stay in cache, blocks in parallel when the
+//! copy is large.
 
 use super::buffers;
+use super::conv::SharedOut;
+use rayon::prelude::*;
 
 /// One axis of a walk: its extent and the input stride in elements (negative walks backwards,
 /// zero repeats the same elements).
@@ -12,7 +15,11 @@ pub(crate) type Axis = (usize, isize);
 
 /// Reads `v` from `offset` along `walk`, last axis fastest. The caller guarantees that every
 /// position the walk reaches lies inside `v`.
-pub(crate) fn copy<T: Copy + 'static>(v: &[T], offset: usize, walk: &[Axis]) -> Vec<T> {
+pub(crate) fn copy<T: Copy + Send + Sync + 'static>(
+    v: &[T],
+    offset: usize,
+    walk: &[Axis],
+) -> Vec<T> {
     let total: usize = walk.iter().map(|a| a.0).product();
     // From the run's pool: a fresh output faulted its pages in on every run.
     let mut out = buffers::empty(total);
@@ -67,9 +74,15 @@ fn blocked_axis(walk: &[Axis]) -> Option<usize> {
     outer.iter().position(|&(m, t)| t == 1 && m >= BLOCK / 4)
 }
 
+/// Elements past which a transposing copy runs its blocks in parallel: ViT-S's 50
+/// Transposes a run (attention heads split and merged, `K` transposed), on one thread, were
+/// 3% of its time.
+const PARALLEL: usize = 1 << 15;
+
 /// The walk with axis `j` and the innermost one copied block by block, the other axes in
-/// order around them.
-fn copy_blocked<T: Copy + 'static>(
+/// order around them: a task for each position of the other axes and block of axis `j`,
+/// which writes whole rows of the output of its own.
+fn copy_blocked<T: Copy + Send + Sync + 'static>(
     v: &[T],
     offset: usize,
     walk: &[Axis],
@@ -88,38 +101,37 @@ fn copy_blocked<T: Copy + 'static>(
         .map(|i| (walk[i].0, walk[i].1, out_strides[i]))
         .collect();
     let mut out = buffers::zeros_of(total, v[offset]);
-    let mut index = vec![0usize; others.len()];
-    let (mut ib, mut ob) = (offset as isize, 0usize);
-    loop {
-        for a0 in (0..m).step_by(BLOCK) {
-            for b0 in (0..n).step_by(BLOCK) {
-                let b1 = (b0 + BLOCK).min(n);
-                for a in a0..(a0 + BLOCK).min(m) {
-                    let row = &mut out[ob + a * oj + b0..ob + a * oj + b1];
-                    let src = ib + a as isize + b0 as isize * s;
-                    for (k, o) in row.iter_mut().enumerate() {
-                        *o = v[(src + k as isize * s) as usize];
-                    }
+    let shared = SharedOut::new(&mut out);
+    let blocks = m.div_ceil(BLOCK);
+    let task = |t: usize| {
+        let (mut rest, a0) = (t / blocks, t % blocks * BLOCK);
+        let (mut ib, mut ob) = (offset as isize, 0usize);
+        for &(extent, stride, out_stride) in others.iter().rev() {
+            let i = rest % extent;
+            rest /= extent;
+            ib += i as isize * stride;
+            ob += i * out_stride;
+        }
+        for b0 in (0..n).step_by(BLOCK) {
+            let b1 = (b0 + BLOCK).min(n);
+            for a in a0..(a0 + BLOCK).min(m) {
+                // SAFETY: output element `ob + a·oj + b` belongs to this task's position of
+                // the other axes and row `a` of its block alone.
+                let row = unsafe { shared.segment(ob + a * oj + b0, b1 - b0) };
+                let src = ib + a as isize + b0 as isize * s;
+                for (k, o) in row.iter_mut().enumerate() {
+                    *o = v[(src + k as isize * s) as usize];
                 }
             }
         }
-        let mut d = others.len();
-        loop {
-            if d == 0 {
-                return out;
-            }
-            d -= 1;
-            index[d] += 1;
-            ib += others[d].1;
-            ob += others[d].2;
-            if index[d] < others[d].0 {
-                break;
-            }
-            ib -= others[d].1 * others[d].0 as isize;
-            ob -= others[d].2 * others[d].0;
-            index[d] = 0;
-        }
+    };
+    let tasks = others.iter().map(|o| o.0).product::<usize>() * blocks;
+    if total >= PARALLEL {
+        (0..tasks).into_par_iter().for_each(task);
+    } else {
+        (0..tasks).for_each(task);
     }
+    out
 }
 
 /// Drops extent-1 axes and merges each axis into the one before it when together they walk
@@ -150,9 +162,42 @@ mod tests {
         assert!(copy(&v, 0, &[(0, 1), (3, 1)]).is_empty());
     }
 
+    /// Small (one thread) and large enough for parallel blocks, ragged blocks on both axes.
     #[test]
     fn blocked_transpose_matches_the_plain_walk() {
-        let (b, h, w) = (3usize, 37usize, 70usize);
+        for (b, h, w) in [(3usize, 37usize, 70usize), (5, 131, 301)] {
+            blocked_transpose_of(b, h, w);
+        }
+    }
+
+    /// Two other axes that do not coalesce, around a blocked pair, in parallel: `[2, 3, 70,
+    /// 90]` permuted `(1, 0, 3, 2)`.
+    #[test]
+    fn blocked_transpose_walks_every_other_axis() {
+        let (p, q, h, w) = (2usize, 3usize, 70usize, 90usize);
+        let v: Vec<u32> = (0..(p * q * h * w) as u32).collect();
+        let walk = [
+            (q, (h * w) as isize),
+            (p, (q * h * w) as isize),
+            (w, 1),
+            (h, w as isize),
+        ];
+        let got = copy(&v, 0, &walk);
+        let mut want = Vec::new();
+        for j in 0..q {
+            for i in 0..p {
+                for x in 0..w {
+                    for y in 0..h {
+                        want.push(v[((i * q + j) * h + y) * w + x]);
+                    }
+                }
+            }
+        }
+        assert!(got.len() >= super::PARALLEL);
+        assert_eq!(got, want);
+    }
+
+    fn blocked_transpose_of(b: usize, h: usize, w: usize) {
         let v: Vec<u32> = (0..(b * h * w) as u32).collect();
         let got = copy(&v, 0, &[(b, (h * w) as isize), (w, 1), (h, w as isize)]);
         let mut want = Vec::new();
