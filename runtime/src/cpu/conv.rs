@@ -14,7 +14,7 @@
 use super::buffers;
 #[cfg(target_arch = "x86_64")]
 use super::conv_blocked::BlockedWeights;
-use super::conv_gemm::{ConvGemm, PackedWeights, MIN_WIDTH, MR, NR};
+use super::conv_gemm::{ConvGemm, MIN_WIDTH, NR};
 use super::conv_padded::padded_conv;
 #[cfg(target_arch = "x86_64")]
 use super::conv_shallow::ShallowWeights;
@@ -34,7 +34,11 @@ use std::marker::PhantomData;
 use temblor_ir::{AutoPad, ConvAttrs};
 
 mod im2col;
+mod weights;
+
 pub(super) use im2col::{every_scalar, im2col, Tap};
+use weights::Path;
+pub(crate) use weights::{pack_weights, ConvWeights};
 
 /// The output positions `o` in `0..out_len` whose input position `o * stride + offset - pad`
 /// falls inside `0..in_len`, as a half-open range.
@@ -214,118 +218,6 @@ impl Geometry {
 
     pub fn out_shape(&self) -> Vec<usize> {
         vec![self.n, self.o, self.oh, self.ow]
-    }
-}
-
-/// A convolution's constant weight packed once, when the plan is built, for the paths that
-/// read it packed.
-#[derive(Debug)]
-pub(crate) struct ConvWeights {
-    /// For the GEMM path ([`gemm_conv`]).
-    gemm: Option<PackedWeights>,
-    /// For the channel-block path (`conv_blocked`, AVX-512), which takes some of the
-    /// convolutions it is packed for, by their planes; the GEMM form serves the others.
-    #[cfg(target_arch = "x86_64")]
-    blocked: Option<BlockedWeights>,
-    /// For the few-input-channel path (`conv_shallow`, AVX-512), which takes the ones it is
-    /// packed for whose rows suit it.
-    #[cfg(target_arch = "x86_64")]
-    shallow: Option<ShallowWeights>,
-    /// For the Winograd path (`conv_winograd`, AVX-512), which takes the float (not int8)
-    /// convolutions it is packed for whose planes suit it.
-    #[cfg(target_arch = "x86_64")]
-    winograd: Option<WinogradWeights>,
-}
-
-/// The kernel family a float convolution runs on: [`gemm_conv`] dispatches on it, and a plan
-/// packs its weight for it alone where the input's dims are known.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Path {
-    Shallow,
-    Winograd,
-    Blocked,
-    Gemm,
-}
-
-impl Path {
-    /// The path of convolution `geo` on `isa`; `exact` is whether its input is its own rather
-    /// than an int8 layer's simulated one, whose convolution must be the direct sum.
-    fn of(geo: &Geometry, isa: Isa, exact: bool) -> Path {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if super::conv_shallow::takes(geo, isa) {
-                return Path::Shallow;
-            }
-            if exact && super::conv_winograd::takes(geo, isa) {
-                return Path::Winograd;
-            }
-            if super::conv_blocked::takes(geo, isa) {
-                return Path::Blocked;
-            }
-        }
-        let _ = (geo, isa, exact);
-        Path::Gemm
-    }
-}
-
-/// The weight `w` of a convolution with attributes `a` packed for the paths that take it on
-/// `isa`, or `None` where none does (depthwise and few-output convolutions, non-f32 weights, an
-/// instruction set the GEMMs do not pack for). Given the dims of its input, only for the path
-/// that runs it: a Winograd weight is 4x the filter, and with every form packed, open_nsfw's
-/// peak memory went past onnxruntime's.
-pub(crate) fn pack_weights(
-    a: &ConvAttrs,
-    w: &Tensor,
-    isa: Isa,
-    input: Option<[usize; 4]>,
-) -> Option<ConvWeights> {
-    let (&[o, cg, kh, kw], Some(wv)) = (&w.shape[..], w.as_f32()) else {
-        return None;
-    };
-    let g = a.group;
-    let gemm = cg > 1 && !(g == 1 && o < MR && kh * kw > 1);
-    if !gemm || g == 0 || o % g != 0 {
-        return None;
-    }
-    let path = input
-        .and_then(|dims| Geometry::planned(a, dims, [o, cg, kh, kw]))
-        .map(|geo| Path::of(&geo, isa, true));
-    let packs = |p: Path| path.is_none_or(|q| q == p);
-    let weights = ConvWeights {
-        gemm: packs(Path::Gemm)
-            .then(|| PackedWeights::new(wv, g, o / g, cg * kh * kw, isa))
-            .flatten(),
-        #[cfg(target_arch = "x86_64")]
-        blocked: packs(Path::Blocked)
-            .then(|| BlockedWeights::for_conv(wv, [o, cg, kh, kw], g, isa))
-            .flatten(),
-        #[cfg(target_arch = "x86_64")]
-        shallow: packs(Path::Shallow)
-            .then(|| ShallowWeights::for_conv(wv, [o, cg, kh, kw], g, isa))
-            .flatten(),
-        #[cfg(target_arch = "x86_64")]
-        winograd: packs(Path::Winograd)
-            .then(|| {
-                let form = (a.strides, a.dilations);
-                WinogradWeights::for_conv(wv, [o, cg, kh, kw], g, form, isa)
-            })
-            .flatten(),
-    };
-    weights.any().then_some(weights)
-}
-
-impl ConvWeights {
-    /// The weight packed for the GEMM path, where it is.
-    pub fn gemm(&self) -> Option<&PackedWeights> {
-        self.gemm.as_ref()
-    }
-
-    fn any(&self) -> bool {
-        #[cfg(target_arch = "x86_64")]
-        if self.blocked.is_some() || self.shallow.is_some() || self.winograd.is_some() {
-            return true;
-        }
-        self.gemm.is_some()
     }
 }
 
