@@ -17,9 +17,9 @@
 //!
 //! The plan fuses a pair when it is prepared ([`lower`]); its step is the depthwise layer's,
 //! and names the expansion among the work it does (`StepInfo::fused`), so that a profile
-//! counts both layers' operations against its time. Where a pointwise projection alone reads
-//! the depthwise output of a channels-last pair, the step is the projection's and runs all
-//! three ([`project`]): the depthwise output is then never written whole either.
+//! counts both layers' operations against its time. Where a 1x1 projection alone reads the
+//! depthwise output of a pair, the step is the projection's and runs all three
+//! ([`project`]): the depthwise output is then never written whole either.
 
 use super::buffers;
 use super::conv::{conv, dims4, epilogue, pack_weights, ConvWeights, Geometry, SharedOut};
@@ -227,8 +227,8 @@ pub(crate) fn expand_depthwise(
 }
 
 /// Depthwise convolution `d` (pads explicit) of the expansion of `x`, finished with its bias
-/// and residual; `expand` holds the expansion's weight and bias. Given `project` (on the
-/// channels-last path alone), the projection of the depthwise output instead.
+/// and residual; `expand` holds the expansion's weight and bias. Given `project`, the
+/// projection of the depthwise output instead, on whichever path the pair takes.
 fn pair(
     fused: &ExpandDepthwise,
     d: &ConvAttrs,

@@ -199,14 +199,16 @@ pub(super) unsafe fn band(
     // from `first`, and where each channel's rows start. Its depthwise epilogue has no
     // residual or bytes, which would read the rows' offsets in the (unwritten) whole output.
     assert!(matches!(sink, Sink::Out(_)) || (epi.residual.is_none() && epi.bytes.is_none()));
-    let held = match sink {
-        Sink::Out(_) => 0,
-        Sink::Project(_) => (PROJECTED_FLOATS / (geo.o * geo.ow))
-            .min(b.y1 - b.y0)
-            .max(1),
+    let (held, mut rows_held, starts) = match sink {
+        Sink::Out(_) => (0, Vec::new(), Vec::new()),
+        Sink::Project(_) => {
+            let held = (PROJECTED_FLOATS / (geo.o * geo.ow))
+                .min(b.y1 - b.y0)
+                .max(1);
+            let starts: Vec<usize> = (0..geo.o).map(|ch| ch * held * geo.ow).collect();
+            (held, buffers::reuse(geo.o * held * geo.ow), starts)
+        }
     };
-    let mut rows_held = buffers::reuse(geo.o * held * geo.ow);
-    let starts: Vec<usize> = (0..geo.o).map(|ch| ch * held * geo.ow).collect();
     let mut first = b.y0;
     for y in b.y0..b.y1 {
         while next < y * geo.sh + ring {
