@@ -278,12 +278,12 @@ fn floats<F: Float>(f: Function, v: &[F], isa: Isa) -> Option<Vec<F>> {
 // that they are compiled into its loops for their instruction set.
 
 #[inline(always)]
-fn gelu_erf<F: Float>(x: F) -> F {
+pub(crate) fn gelu_erf<F: Float>(x: F) -> F {
     F::of(0.5) * x * (F::ONE + (x * F::FRAC_1_SQRT_2).erf())
 }
 
 #[inline(always)]
-fn gelu_tanh<F: Float>(x: F) -> F {
+pub(crate) fn gelu_tanh<F: Float>(x: F) -> F {
     let inner = F::SQRT_2_OVER_PI * (x + F::of(0.044715) * x * x * x);
     F::of(0.5) * x * (F::ONE + inner.tanh())
 }
@@ -321,7 +321,7 @@ fn softplus<F: Float>(x: F) -> F {
 }
 
 /// The float element types the activations compute in.
-trait Float:
+pub(crate) trait Float:
     Scalar
     + Send
     + Sync

@@ -7,6 +7,7 @@ use super::control::Control;
 use super::conv::ConvWeights;
 use super::conv_transpose_phases::PhaseWeights;
 use super::expand_depthwise::ExpandDepthwise;
+use super::fully_connected::FullyConnected;
 use super::int8_conv::Int8Conv;
 use super::int8_depthwise::Int8Depthwise;
 use super::int8_gemm::Quantizer;
@@ -49,6 +50,9 @@ pub(crate) enum Lowered {
     /// band, reading the expansion's input, weight and bias; or a pointwise projection that
     /// runs both, reading the depthwise weight and bias too.
     ExpandDepthwise(Box<ExpandDepthwise>),
+    /// A MatMul with a constant weight and the bias Add after it, then optionally GELU, a
+    /// per-column scale and a residual Add, at the chain's last node.
+    FullyConnected(Box<FullyConnected>),
     /// A loop's or a conditional's bodies, prepared as plans of their own.
     Control(Box<Control>),
 }
@@ -115,6 +119,14 @@ impl<'a> Args<'a> {
     pub fn expand_depthwise(&self) -> Option<&'a ExpandDepthwise> {
         match self.lowered {
             Some(Lowered::ExpandDepthwise(f)) => Some(f),
+            _ => None,
+        }
+    }
+
+    /// The fully connected layer the plan lowered the step to, if it did.
+    pub fn fully_connected(&self) -> Option<&'a FullyConnected> {
+        match self.lowered {
+            Some(Lowered::FullyConnected(f)) => Some(f),
             _ => None,
         }
     }

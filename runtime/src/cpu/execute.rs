@@ -4,8 +4,8 @@ use super::args::Args;
 use super::expand_depthwise::expand_depthwise;
 use super::{
     activation, bf16_conv, buffers, cast, conv, conv_transpose, deform_conv, detection, einsum,
-    elementwise, elementwise_binary, fill, grid_sample, indexing, int8_conv, int8_depthwise,
-    library, linalg, norm, pool, quant, reduce, resize, shape_ops, softmax,
+    elementwise, elementwise_binary, fill, fully_connected, grid_sample, indexing, int8_conv,
+    int8_depthwise, library, linalg, norm, pool, quant, reduce, resize, shape_ops, softmax,
 };
 use crate::RuntimeError;
 use crate::Tensor;
@@ -102,6 +102,9 @@ fn dispatch(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
     let x = || args.required(0);
     let (req, opt) = (|p| args.required(p), |p| args.optional(p));
     let one = |t: Tensor| Ok(vec![t]);
+    if let Some(fc) = args.fully_connected() {
+        return one(fully_connected::run(fc, x()?, opt(1), args.isa)?);
+    }
     match op {
         Op::Input { .. } | Op::Constant { .. } => Err(RuntimeError::internal(format!(
             "{} is not a step",
@@ -253,9 +256,15 @@ fn dispatch(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
         Op::Softmax { axis, log, flatten } => {
             one(softmax::softmax(x()?, *axis, *log, *flatten, args.isa)?)
         }
-        Op::LayerNorm { axis, epsilon } => {
-            norm::layer_norm(x()?, req(1)?, opt(2), *axis, *epsilon, args.outputs)
-        }
+        Op::LayerNorm { axis, epsilon } => norm::layer_norm(
+            x()?,
+            req(1)?,
+            opt(2),
+            *axis,
+            *epsilon,
+            args.outputs,
+            args.isa,
+        ),
 
         Op::NonMaxSuppression { center_point_box } => one(detection::non_max_suppression(
             *center_point_box,

@@ -35,7 +35,7 @@ pub(crate) fn matmul_packed(
     }
     let rows = av.len() / k;
     let mut out = f32::written(rows * n);
-    with_packed_right(rows, av, right, &mut out, isa);
+    with_packed_right(rows, av, right, &mut out, None, isa);
     let mut shape = a.shape[..a.shape.len() - 1].to_vec();
     shape.push(n);
     Ok(Tensor {

@@ -61,8 +61,20 @@ impl PackedRight {
     }
 }
 
-/// `c = a · right` for `a` `m × k` row-major and `c` `m × n` row-major.
-pub(super) fn with_packed_right(m: usize, a: &[f32], right: &PackedRight, c: &mut [f32], isa: Isa) {
+/// What a task applies to each row of its block of the product once the block is computed:
+/// `(row, first column, the row's columns)`.
+pub(super) type Epilogue<'a> = &'a (dyn Fn(usize, usize, &mut [f32]) + Sync);
+
+/// `c = a · right` for `a` `m × k` row-major and `c` `m × n` row-major, then `epilogue` on
+/// each row of each task's block while it is in cache.
+pub(super) fn with_packed_right(
+    m: usize,
+    a: &[f32],
+    right: &PackedRight,
+    c: &mut [f32],
+    epilogue: Option<Epilogue>,
+    isa: Isa,
+) {
     let PackedRight { k, n, .. } = *right;
     assert!(a.len() == m * k && c.len() == m * n);
     if m == 0 {
@@ -83,6 +95,11 @@ pub(super) fn with_packed_right(m: usize, a: &[f32], right: &PackedRight, c: &mu
             depth: k,
         };
         gemm.multiply_columns(t.rows.0, &right.panels, &rows, columns, w, &mut out);
+        if let Some(epilogue) = epilogue {
+            for (r, row) in (t.rows.0..).zip(out) {
+                epilogue(r, t.cols.0, row);
+            }
+        }
     });
     gemm.give_back();
 }

@@ -34,6 +34,7 @@ mod epilogue;
 mod execute;
 mod expand_depthwise;
 mod fill;
+mod fully_connected;
 mod gemm;
 mod grid_sample;
 mod indexing;

@@ -1,7 +1,7 @@
 //! Inference batch normalization over axis 1 (folded once per channel into `x * a + b`), and
 //! layer normalization over trailing axes.
 
-use super::buffers;
+use super::isa::Isa;
 use super::real::{broadcast_to, dispatch_real, sum_f64, values, Real};
 use super::{f32s, normalize_axis};
 use crate::RuntimeError;
@@ -59,10 +59,11 @@ pub(crate) fn layer_norm(
     axis: i64,
     epsilon: f32,
     outputs: usize,
+    isa: Isa,
 ) -> Result<Vec<Tensor>, RuntimeError> {
     let a = normalize_axis(axis, x.shape.len())?;
     dispatch_real!(x.dtype(), "LayerNormalization", T => {
-        layer_norm_t::<T>(x, scale, bias, a, epsilon as f64, outputs)
+        layer_norm_t::<T>(x, scale, bias, a, epsilon as f64, outputs, isa)
     })
 }
 
@@ -73,6 +74,7 @@ fn layer_norm_t<T: Real>(
     a: usize,
     epsilon: f64,
     outputs: usize,
+    isa: Isa,
 ) -> Result<Vec<Tensor>, RuntimeError> {
     let v = values::<T>(x, "input")?;
     let normalized = &x.shape[a..];
@@ -82,28 +84,30 @@ fn layer_norm_t<T: Real>(
         |t: &Tensor, what: &str| broadcast_to(values::<T>(t, what)?, &t.shape, normalized, what);
     let s = param(scale, "scale")?;
     let b = bias.map(|t| param(t, "bias")).transpose()?;
-    let mut y = buffers::zeros_of(v.len(), T::ZERO);
+    let mut y = T::written(v.len());
     let mut stats = vec![(0.0f32, 0.0f32); rows];
     if cols > 0 {
-        y.par_chunks_mut(cols)
-            .zip(v.par_chunks(cols))
-            .zip(stats.par_iter_mut())
-            .for_each(|((out, row), st)| {
-                // Eight partial sums: one chain of dependent f64 additions per row made ViT-S's
-                // 25 LayerNorms 0.2 ms each, latency-bound.
-                let n = cols as f64;
-                let mean = sum_f64(row, T::to_f64) / n;
-                let var = sum_f64(row, |e| (e.to_f64() - mean).powi(2)) / n;
-                let inv = 1.0 / (var + epsilon).sqrt();
-                let (m, i) = (T::from_f64(mean), T::from_f64(inv));
-                let z = out.iter_mut().zip(row).zip(s.iter());
-                match &b {
-                    Some(b) => z.zip(b.iter()).for_each(|(((o, &e), &s), &b)| {
-                        *o = (e - m) * i * s + b;
-                    }),
-                    None => z.for_each(|((o, &e), &s)| *o = (e - m) * i * s),
-                }
-                *st = (mean as f32, inv as f32);
+        // Whole rows, at least `TASK` elements, a task, each compiled for the widest vectors:
+        // a task a row, at the baseline's SSE2 width (two f64 lanes), ViT-S's 25 LayerNorms
+        // took 3x OpenVINO's time.
+        const TASK: usize = 1 << 14;
+        let per_task = TASK.div_ceil(cols);
+        y.par_chunks_mut(cols * per_task)
+            .zip(v.par_chunks(cols * per_task))
+            .zip(stats.par_chunks_mut(per_task))
+            .for_each(|((out, rows), st)| {
+                isa.widest(
+                    #[inline(always)]
+                    || {
+                        for ((out, row), st) in out
+                            .chunks_exact_mut(cols)
+                            .zip(rows.chunks_exact(cols))
+                            .zip(st)
+                        {
+                            *st = normalize_row(out, row, &s, b.as_deref(), epsilon);
+                        }
+                    },
+                )
             });
     }
     let mut stat_shape = x.shape.clone();
@@ -122,4 +126,30 @@ fn layer_norm_t<T: Real>(
         result.push(Tensor::f32(stat_shape, stats.iter().map(|s| s.1).collect()));
     }
     Ok(result)
+}
+
+/// One row of a LayerNorm into `out`; its mean and inverse standard deviation.
+#[inline(always)]
+fn normalize_row<T: Real>(
+    out: &mut [T],
+    row: &[T],
+    s: &[T],
+    b: Option<&[T]>,
+    epsilon: f64,
+) -> (f32, f32) {
+    // Eight partial sums: one chain of dependent f64 additions per row made ViT-S's 25
+    // LayerNorms 0.2 ms each, latency-bound.
+    let n = row.len() as f64;
+    let mean = sum_f64(row, T::to_f64) / n;
+    let var = sum_f64(row, |e| (e.to_f64() - mean).powi(2)) / n;
+    let inv = 1.0 / (var + epsilon).sqrt();
+    let (m, i) = (T::from_f64(mean), T::from_f64(inv));
+    let z = out.iter_mut().zip(row).zip(s);
+    match b {
+        Some(b) => z
+            .zip(b)
+            .for_each(|(((o, &e), &s), &b)| *o = (e - m) * i * s + b),
+        None => z.for_each(|((o, &e), &s)| *o = (e - m) * i * s),
+    }
+    (mean as f32, inv as f32)
 }

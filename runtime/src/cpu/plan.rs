@@ -297,6 +297,7 @@ impl CpuPlan {
                         output_names: node.outputs.iter().map(|o| o.name.clone()).collect(),
                         fused: match &lowered {
                             Some(Lowered::ExpandDepthwise(f)) => f.fused(),
+                            Some(Lowered::FullyConnected(f)) => f.fused(),
                             _ => Vec::new(),
                         },
                     });

@@ -39,9 +39,11 @@ macro_rules! real {
         impl Real for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
+            #[inline(always)]
             fn from_f64(v: f64) -> Self {
                 v as $t
             }
+            #[inline(always)]
             fn to_f64(self) -> f64 {
                 self as f64
             }
@@ -212,16 +214,31 @@ pub(crate) fn broadcast_to<T: Copy>(
     Ok(out)
 }
 
-/// The f64 sum of `v`, over eight independent partial sums so the additions pipeline and
-/// vectorize instead of waiting on one another.
+/// The f64 sum of `v`, over 32 independent partial sums (four vectors of eight at AVX-512's
+/// width) so the additions pipeline instead of waiting on one another: with eight, the sums of
+/// ViT-S's LayerNorms ran at one vector add per add's latency. Always inlined, so that it
+/// takes the vector width of the caller's [`super::isa::Isa::widest`]. The order of the
+/// additions depends only on `v.len()`, so every width gives the same bits.
+#[inline(always)]
 pub(crate) fn sum_f64<T: Copy>(v: &[T], to: impl Fn(T) -> f64) -> f64 {
-    let mut lanes = [0.0f64; 8];
-    let chunks = v.chunks_exact(8);
-    let rest: f64 = chunks.remainder().iter().map(|&e| to(e)).sum();
+    let mut wide = [0.0f64; 32];
+    let chunks = v.chunks_exact(32);
+    let tail = chunks.remainder();
     for c in chunks {
+        for (l, &e) in wide.iter_mut().zip(c) {
+            *l += to(e);
+        }
+    }
+    let mut lanes = [0.0f64; 8];
+    let eights = tail.chunks_exact(8);
+    let rest: f64 = eights.remainder().iter().map(|&e| to(e)).sum();
+    for c in eights {
         for (l, &e) in lanes.iter_mut().zip(c) {
             *l += to(e);
         }
+    }
+    for (i, l) in lanes.iter_mut().enumerate() {
+        *l += (wide[i] + wide[i + 8]) + (wide[i + 16] + wide[i + 24]);
     }
     lanes.iter().sum::<f64>() + rest
 }

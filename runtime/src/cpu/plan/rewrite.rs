@@ -13,7 +13,7 @@ use crate::cpu::cast::cast;
 use crate::cpu::execute::execute;
 use crate::cpu::int8_gemm::Quantizer;
 use crate::cpu::isa::Isa;
-use crate::cpu::{bf16_conv, expand_depthwise, int8_conv};
+use crate::cpu::{bf16_conv, expand_depthwise, fully_connected, int8_conv};
 use crate::{Int8Execution, RuntimeError, Tensor};
 use std::collections::HashMap;
 use temblor_ir::{DType, Graph, NodeId, Op, ValueRef};
@@ -73,6 +73,10 @@ pub(super) fn inputs(
     };
     if let Some((fused, reads)) = rewrites.fuse.then(fused).flatten() {
         return (reads, Some(Lowered::ExpandDepthwise(Box::new(fused))));
+    }
+    let fully_connected = || fully_connected::lower(g, id, isa);
+    if let Some((fc, reads)) = rewrites.fuse.then(fully_connected).flatten() {
+        return (reads, Some(Lowered::FullyConnected(Box::new(fc))));
     }
     (sources, None)
 }
