@@ -1,5 +1,5 @@
 // The scalar math of the runtime's GPU kernels: exp, erf and tanh in f32 with the polynomials of
-// runtime/src/cpu/math.rs (the CPU's activations, softmax and fused epilogues), and the 8-lane
+// runtime/src/cpu/math.rs (the CPU's activations, softmax and fused epilogues), and the
 // f64 sum of runtime/src/cpu/real.rs (softmax, layer norm, global average pooling), so that each
 // kernel computes the CPU's bits: every step is the same f32 or f64 operation in the same order,
 // and math.rs's `mul_add`s are fmaf (one rounding on both sides). Constants are written as the
@@ -65,21 +65,18 @@ __host__ __device__ inline float rt_exp(float x) {
     return fmaf(poly * r, r, r + 1.0f) * scale;
 }
 
-// erf as math.rs's `erf_f32`: below 1, `x·P(x²)`; from 1 on, `1 - erfc(x)` with
-// `erfc(x)·e^(x²)` a polynomial in 1/x and x² split into an exact head² and a small rest.
+// erf as math.rs's `erf_f32`: below 1, `x·P(x²)`; from 1 to 4, `1 - e^(R(x) - x²)` with R a
+// polynomial in x mapped to [-1, 1] and `R(x) - x²` one fused multiply-add.
 __host__ __device__ inline float rt_erf(float x) {
     const float small_c[7] = {7.847259e-5f,  -8.00819e-4f,   5.188099e-3f, -2.6853692e-2f,
                               1.1283582e-1f, -3.7612626e-1f, 1.1283792f};
-    const float erfc_c[10] = {2.9677236e-2f, -1.7400144e-1f, 4.2458844e-1f,  -5.18395e-1f,
-                              2.225583e-1f,  2.3908538e-1f,  -3.7896076e-1f, 2.1224173e-2f,
-                              5.616815e-1f,  1.2575778e-4f};
+    const float log_erfc_c[7] = {2.1138215e-3f,  -1.1845403e-3f, 1.2442652e-2f, -3.6172394e-2f,
+                                 1.2625793e-1f, -5.2904093e-1f, -1.5568178f};
     float a = fabsf(x);
     float small = a * rt_horner(small_c, 7, a * a);
     float b = rt_clamp(a, 1.0f, 4.0f);
-    float head = rt_from_bits(rt_bits(b) & 0xfffff000u);
-    float tail = b - head;
-    float gauss = rt_exp(-head * head) * rt_exp(-tail * (b + head));
-    float large = 1.0f - rt_horner(erfc_c, 10, 1.0f / b) * gauss;
+    float t = (b - 2.5f) * (1.0f / 1.5f);
+    float large = 1.0f - rt_exp(fmaf(-b, b, rt_horner(log_erfc_c, 7, t)));
     return copysignf(a < 1.0f ? small : large, x);
 }
 
@@ -94,22 +91,34 @@ __host__ __device__ inline float rt_tanh(float x) {
     return copysignf(a < 0.625f ? small : large, x);
 }
 
-// real.rs's `sum_f64` of `value(0) .. value(n - 1)`: eight partial sums over the whole groups
-// of eight, added in lane order, then the rest.
+// real.rs's `sum_f64` of `value(0) .. value(n - 1)`: 32 partial sums over the whole groups of
+// 32, eight over the whole groups of eight after them, then the rest; each of the eight takes
+// `(w[l] + w[l + 8]) + (w[l + 16] + w[l + 24])` of the 32, and they are added in lane order.
 template <typename Value> __host__ __device__ inline double rt_sum_f64(long long n, Value value) {
+    double wide[32];
+    for (int l = 0; l < 32; ++l) {
+        wide[l] = 0.0;
+    }
+    long long whole = n / 32 * 32;
+    for (long long i = 0; i < whole; i += 32) {
+        for (int l = 0; l < 32; ++l) {
+            wide[l] += value(i + l);
+        }
+    }
     double lanes[8] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
-    long long whole = n / 8 * 8;
-    for (long long i = 0; i < whole; i += 8) {
+    long long eights = whole + (n - whole) / 8 * 8;
+    for (long long i = whole; i < eights; i += 8) {
         for (int l = 0; l < 8; ++l) {
             lanes[l] += value(i + l);
         }
     }
     double rest = 0.0;
-    for (long long i = whole; i < n; ++i) {
+    for (long long i = eights; i < n; ++i) {
         rest += value(i);
     }
     double sum = 0.0;
     for (int l = 0; l < 8; ++l) {
+        lanes[l] += (wide[l] + wide[l + 8]) + (wide[l + 16] + wide[l + 24]);
         sum += lanes[l];
     }
     return sum + rest;

@@ -40,10 +40,11 @@ pub(crate) fn softmax(
         if block == 0 {
             out.extend_from_slice(v);
         } else {
-            // Each task copies its blocks into the output and computes them there while they
-            // are in cache, `TASK` elements or more at a time: copied whole beforehand, on one
-            // thread, and a task a row, ViT-S's attention softmax (rows of 257) took 2.5x
-            // onnxruntime's time, and longer on two threads than on one.
+            // Each task computes its blocks into the output while they are in cache, `TASK`
+            // elements or more at a time (rows along the last axis straight from the input,
+            // blocks along an inner axis copied first and computed in place): copied whole
+            // beforehand, on one thread, and a task a row, ViT-S's attention softmax (rows of
+            // 257) took 2.5x onnxruntime's time, and longer on two threads than on one.
             const TASK: usize = 1 << 14;
             let per_task = block * TASK.div_ceil(block);
             let spare = &mut out.spare_capacity_mut()[..v.len()];
@@ -55,19 +56,19 @@ pub(crate) fn softmax(
                         return short_rows(src, dst, n, log, isa);
                     }
                     for (dst, src) in dst.chunks_exact_mut(block).zip(src.chunks_exact(block)) {
+                        if inner == 1 {
+                            isa.widest(
+                                #[inline(always)]
+                                || row(src, dst, log),
+                            );
+                            continue;
+                        }
                         for (d, &s) in dst.iter_mut().zip(src) {
                             d.write(s);
                         }
                         // SAFETY: every element of `dst` was written just above.
                         let dst = unsafe { &mut *(dst as *mut [MaybeUninit<T>] as *mut [T]) };
-                        if inner == 1 {
-                            isa.widest(
-                                #[inline(always)]
-                                || row(dst, log),
-                            );
-                        } else {
-                            columns(dst, n, inner, log, isa);
-                        }
+                        columns(dst, n, inner, log, isa);
                     }
                 });
             // SAFETY: the tasks' chunks cover the first `v.len()` elements (whole blocks each,
@@ -103,37 +104,43 @@ fn short_rows<T: Real>(src: &[T], dst: &mut [MaybeUninit<T>], n: usize, log: boo
     }
 }
 
-/// Softmax of one contiguous row, in place, in passes simple enough to vectorize. The sum runs
-/// in f64 so long rows keep every digit.
+/// Softmax of one contiguous row `src` into `dst`, in passes simple enough to vectorize, the
+/// first of which writes `dst` whole. The sum runs in f64 so long rows keep every digit.
 #[inline(always)]
-fn row<T: Real>(v: &mut [T], log: bool) {
-    let max = max_of(v);
+fn row<T: Real>(src: &[T], dst: &mut [MaybeUninit<T>], log: bool) {
+    let max = max_of(src);
     if log {
-        let sum = sum_f64(v, |e| (e - max).exp().to_f64());
+        let sum = sum_f64(src, |e| (e - max).exp().to_f64());
         let ln = T::from_f64(sum.ln());
-        v.iter_mut().for_each(|e| *e = (*e - max) - ln);
+        for (d, &e) in dst.iter_mut().zip(src) {
+            d.write((e - max) - ln);
+        }
     } else {
-        v.iter_mut().for_each(|e| *e = (*e - max).exp());
+        for (d, &e) in dst.iter_mut().zip(src) {
+            d.write((e - max).exp());
+        }
+        // SAFETY: every element of `dst` was written just above.
+        let v = unsafe { &mut *(dst as *mut [MaybeUninit<T>] as *mut [T]) };
         let inv = T::from_f64(1.0 / sum_f64(v, T::to_f64));
         v.iter_mut().for_each(|e| *e = *e * inv);
     }
 }
 
 /// The largest element of `v` (not empty) by `>`, so a NaN counts only as the first element,
-/// over eight running maxima: one chain of dependent selects was a third of ViT-S's attention
-/// softmax over rows of 257.
+/// over 32 running maxima (two vectors at AVX-512's width): one chain of dependent selects was
+/// a third of ViT-S's attention softmax over rows of 257, and one of eight a quarter.
 #[inline(always)]
 fn max_of<T: Real>(v: &[T]) -> T {
     let pick = |m: T, e: T| if e > m { e } else { m };
-    let mut lanes = [v[0]; 8];
-    let chunks = v.chunks_exact(8);
+    let mut wide = [v[0]; 32];
+    let chunks = v.chunks_exact(32);
     let rest = chunks.remainder().iter().copied().fold(v[0], pick);
     for c in chunks {
-        for (l, &e) in lanes.iter_mut().zip(c) {
+        for (l, &e) in wide.iter_mut().zip(c) {
             *l = pick(*l, e);
         }
     }
-    lanes.into_iter().fold(rest, pick)
+    wide.into_iter().fold(rest, pick)
 }
 
 /// Softmax along the middle axis of an `[n, inner]` block, in place, in stripes of columns
