@@ -71,6 +71,18 @@ pub(crate) fn zeros_of<R: Copy + 'static>(len: usize, zero: R) -> Vec<R> {
     v
 }
 
+/// A buffer of `len` elements for a kernel that writes every one: an f32 buffer comes from the
+/// pool with the values of an earlier tensor, any other is `len` copies of `fill`.
+pub(crate) fn overwritten<R: Copy + 'static>(len: usize, fill: R) -> Vec<R> {
+    if TypeId::of::<R>() == TypeId::of::<f32>() {
+        let any: Box<dyn Any> = Box::new(reuse(len));
+        if let Ok(v) = any.downcast::<Vec<R>>() {
+            return *v;
+        }
+    }
+    zeros_of(len, fill)
+}
+
 /// Returns a kernel's scratch buffer to the pool.
 pub(crate) fn give_back<T: Pooled>(v: Vec<T>) {
     with_current(|b| b.give(v));
