@@ -81,6 +81,24 @@ pub(crate) fn lower(
     Some((fc, reads))
 }
 
+/// Whether MatMul `id` begins a chain that [`lower`] makes one step of at its last node: the
+/// MatMul's own step then never runs, and the plan packs its weight only for that step.
+pub(crate) fn absorbs(g: &Graph, id: NodeId, isa: Isa) -> bool {
+    let (mut at, mut end) = (id, None);
+    while let Some(next) = sole_reader(g, ValueRef::new(at, 0)) {
+        match chain(g, next) {
+            Some(c) if c.matmul == id => (at, end) = (next, Some(c)),
+            _ => break,
+        }
+    }
+    let dims = |c: Chain| match g.constant(g.input(c.matmul, 1)?)?.dims[..] {
+        [k, n] => Some((k, n)),
+        _ => None,
+    };
+    end.and_then(dims)
+        .is_some_and(|(k, n)| PackedRight::applies(k, n, isa))
+}
+
 /// The chain ending at `id`, when every value in it is f32, read only by the next layer and
 /// not a graph output, and the weight and bias are constants.
 fn chain(g: &Graph, id: NodeId) -> Option<Chain> {
@@ -93,13 +111,14 @@ fn chain(g: &Graph, id: NodeId) -> Option<Chain> {
         .nodes
         .iter()
         .all(|&n| g.value_type(ValueRef::new(n, 0)).dtype == DType::F32);
-    let n = match g.constant(g.input(chain.matmul, 1)?)?.dims[..] {
-        [_, n] => n,
+    let weight = g.constant(g.input(chain.matmul, 1)?)?;
+    let n = match weight.dims[..] {
+        [_, n] if weight.dtype == DType::F32 => n,
         _ => return None,
     };
     let columns = |v: ValueRef| {
         g.constant(v)
-            .is_some_and(|c| broadcasts_along_columns(&c.dims, n))
+            .is_some_and(|c| c.dtype == DType::F32 && broadcasts_along_columns(&c.dims, n))
     };
     let constants = columns(chain.bias) && chain.scale.is_none_or(columns);
     (inner_only && f32s && constants).then_some(chain)

@@ -42,7 +42,7 @@ impl PackedRight {
         let (&[k, n], Some(v)) = (&b.shape[..], b.as_f32()) else {
             return None;
         };
-        if !isa.avx512() || k == 0 || n < NR / 3 {
+        if !PackedRight::applies(k, n, isa) {
             return None;
         }
         let mut panels = vec![0.0; n.div_ceil(NR) * k * NR];
@@ -53,6 +53,11 @@ impl PackedRight {
             }
         }
         Some(PackedRight { k, n, panels })
+    }
+
+    /// Whether [`PackedRight::new`] packs an f32 operand of `k` rows and `n` columns on `isa`.
+    pub fn applies(k: usize, n: usize, isa: Isa) -> bool {
+        isa.avx512() && k > 0 && n >= NR / 3
     }
 
     /// The operand's rows and columns.
