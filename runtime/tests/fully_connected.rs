@@ -27,7 +27,8 @@ fn layer(g: &mut Graph, name: &str, op: Op, ins: &[ValueRef], dims: &[usize]) ->
 /// - `fc1`: bias and exact GELU, read by `fc2`;
 /// - `fc2`: bias, a layer scale and the residual `x` (added on the left);
 /// - `q`: bias and a scalar scale; `g`: bias, tanh GELU and a residual `r` added on the
-///   right.
+///   right;
+/// - `up`: a bias of rank 3 on a product of rank 2, which stays two steps.
 ///
 /// The fused plan runs each chain in its last node's step, which names the others, and
 /// every output has the bits of the unfused plan.
@@ -78,8 +79,20 @@ fn fully_connected_chains_give_the_bits_of_their_layers() {
     let ag = layer(&mut g, "g/add", add.clone(), &[v(mg), v(bg)], &[1, t, 64]);
     let tanh = Op::Gelu { tanh: true };
     let gg = layer(&mut g, "g/gelu", tanh, &[v(ag)], &[1, t, 64]);
-    let yg = layer(&mut g, "g/residual", add, &[v(gg), v(r)], &[1, t, 64]);
-    for (name, node) in [("y2", y2), ("yq", yq), ("yg", yg)] {
+    let yg = layer(
+        &mut g,
+        "g/residual",
+        add.clone(),
+        &[v(gg), v(r)],
+        &[1, t, 64],
+    );
+    // A bias of higher rank than its product broadcasts the sum up a rank: left as it is.
+    let x2 = input(&mut g, "x2", DType::F32, known(&[t, d]));
+    let w3 = weight(&mut g, "w3", &[d, 24]);
+    let b3 = weight(&mut g, "b3", &[1, 1, 24]);
+    let m3 = layer(&mut g, "up", Op::MatMul, &[v(x2), v(w3)], &[t, 24]);
+    let y3 = layer(&mut g, "up/add", add, &[v(m3), v(b3)], &[1, t, 24]);
+    for (name, node) in [("y2", y2), ("yq", yq), ("yg", yg), ("y3", y3)] {
         g.outputs.push(GraphOutput {
             name: name.into(),
             value: v(node),
@@ -89,6 +102,7 @@ fn fully_connected_chains_give_the_bits_of_their_layers() {
     let inputs = vec![
         ("x".to_string(), rng.tensor(&[1, t, d])),
         ("r".to_string(), rng.tensor(&[1, t, 64])),
+        ("x2".to_string(), rng.tensor(&[t, d])),
     ];
     let run = |every_value: bool| {
         let options = PrepareOptions {
@@ -123,7 +137,7 @@ fn fully_connected_chains_give_the_bits_of_their_layers() {
     } else {
         eprintln!("no fusion to check: this machine has no AVX-512, which the packed kernel needs");
     }
-    assert_eq!(got.len(), 3);
+    assert_eq!(got.len(), 4);
     for ((name, got), (_, want)) in got.iter().zip(&want) {
         let (a, b) = (got.as_f32().unwrap(), want.as_f32().unwrap());
         assert_eq!(got.shape, want.shape, "{name}");

@@ -99,18 +99,22 @@ pub(crate) fn absorbs(g: &Graph, id: NodeId, isa: Isa) -> bool {
         .is_some_and(|(k, n)| PackedRight::applies(k, n, isa))
 }
 
-/// The chain ending at `id`, when every value in it is f32, read only by the next layer and
-/// not a graph output, and the weight and bias are constants.
+/// The chain ending at `id`, when every value in it is f32 and of the product's shape, read
+/// only by the next layer and not a graph output, and the weight, bias and scale are f32
+/// constants that broadcast along the product's columns.
 fn chain(g: &Graph, id: NodeId) -> Option<Chain> {
     let chain = chain_from(g, id)?;
     let inner_only = chain.nodes[..chain.nodes.len() - 1].iter().all(|&n| {
         let v = ValueRef::new(n, 0);
         sole_reader(g, v).is_some() && !g.outputs.iter().any(|o| o.value == v)
     });
-    let f32s = chain
-        .nodes
-        .iter()
-        .all(|&n| g.value_type(ValueRef::new(n, 0)).dtype == DType::F32);
+    // Every layer's output is f32 and of the product's shape: a bias of higher rank than the
+    // product would broadcast the sum to a shape the step does not make.
+    let product = &g.value_type(ValueRef::new(chain.matmul, 0)).shape;
+    let f32s = chain.nodes.iter().all(|&n| {
+        let t = g.value_type(ValueRef::new(n, 0));
+        t.dtype == DType::F32 && t.shape == *product
+    });
     let weight = g.constant(g.input(chain.matmul, 1)?)?;
     let n = match weight.dims[..] {
         [_, n] if weight.dtype == DType::F32 => n,
