@@ -137,7 +137,7 @@ fn normalize_row<T: Real>(
     b: Option<&[T]>,
     epsilon: f64,
 ) -> (f32, f32) {
-    // Eight partial sums: one chain of dependent f64 additions per row made ViT-S's 25
+    // `sum_f64`'s partial sums: one chain of dependent f64 additions per row made ViT-S's 25
     // LayerNorms 0.2 ms each, latency-bound.
     let n = row.len() as f64;
     let mean = sum_f64(row, T::to_f64) / n;

@@ -286,7 +286,7 @@ impl CpuPlan {
                         // else reads is freed now, before the next one is packed: freed at the
                         // end, every weight of a ViT-S was held twice at once (peak 1.3x), and
                         // packed for both steps, ViT-S's fully connected weights twice (peak
-                        // RSS 330 MiB against 254).
+                        // RSS 331 MiB against 248).
                         if let Some(s) = inputs.get_mut(1).and_then(Option::take) {
                             plan.uses[s] -= 1;
                             let b = g.input(id, 1);
