@@ -291,11 +291,18 @@ mod tests {
 
     #[test]
     fn touching_and_degenerate_boxes_never_overlap() {
+        // The test the selection runs, which must agree with the reference.
+        let overlaps = |a: &Corners, b: &Corners, t: f32| {
+            let k = [a.x_min, a.y_min, a.x_max, a.y_max];
+            let got = exceeds(k, a.area(), b, b.area(), t);
+            assert_eq!(got, iou_exceeds(a, b, t));
+            got
+        };
         let a = corners([0.0, 0.0, 1.0, 1.0]);
-        assert!(!iou_exceeds(&a, &corners([1.0, 0.0, 2.0, 1.0]), 0.0));
-        assert!(!iou_exceeds(&a, &corners([0.5, 0.5, 0.5, 0.9]), 0.0));
-        assert!(iou_exceeds(&a, &a, 0.99));
-        assert!(!iou_exceeds(&a, &a, 1.0));
+        assert!(!overlaps(&a, &corners([1.0, 0.0, 2.0, 1.0]), 0.0));
+        assert!(!overlaps(&a, &corners([0.5, 0.5, 0.5, 0.9]), 0.0));
+        assert!(overlaps(&a, &a, 0.99));
+        assert!(!overlaps(&a, &a, 1.0));
     }
 
     #[test]
