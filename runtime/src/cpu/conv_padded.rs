@@ -111,13 +111,23 @@ impl Phases {
     /// per output channel of the task) into `out`, one output row at a time, and runs the
     /// epilogue on them, once per channel: a task's output positions are contiguous in each
     /// output plane, and an epilogue call per output row ran a 10-wide row's SiLU one element
-    /// at a time (a fifth of a 10x10 convolution's time).
-    pub fn scatter(&self, geo: &Geometry, t: &Task, tile: &[f32], out: &SharedOut, epi: &Epilogue) {
+    /// at a time (a fifth of a 10x10 convolution's time). When the epilogue stores bytes
+    /// only ([`Epilogue::bytes_only`]), the positions are gathered within `tile` instead and
+    /// `out` is not touched: the f32 output is never made.
+    pub fn scatter(
+        &self,
+        geo: &Geometry,
+        t: &Task,
+        tile: &mut [f32],
+        out: &SharedOut,
+        epi: &Epilogue,
+    ) {
         let (wq, tw) = (self.wq, t.cols.1 - t.cols.0);
         let plane = geo.out_plane();
         let first_oc = t.group * (geo.o / geo.group) + t.rows.0;
         let rows = t.cols.0 / wq..=(t.cols.1 - 1) / wq;
-        for (r, row) in tile.chunks_exact(tw).enumerate() {
+        let in_tile = epi.bytes_only();
+        for (r, row) in tile.chunks_exact_mut(tw).enumerate() {
             let oc = first_oc + r;
             let base = (t.image * geo.o + oc) * plane;
             let mut written: Option<(usize, usize)> = None;
@@ -127,19 +137,30 @@ impl Phases {
                     continue;
                 }
                 let start = base + y * geo.ow + lo - y * wq;
-                // SAFETY: tasks cover disjoint (image, channel, column) cells, and each
-                // output position is one column, so no other reference to this segment of
-                // the output exists while it is written.
-                let seg = unsafe { out.segment(start, hi - lo) };
-                seg.copy_from_slice(&row[lo - t.cols.0..hi - t.cols.0]);
-                written = Some((written.map_or(start, |w| w.0), start + hi - lo));
+                let first = written.map_or(start, |w| w.0);
+                let from = lo - t.cols.0..hi - t.cols.0;
+                if in_tile {
+                    // Gathered leftwards, so no position is overwritten before it moves.
+                    row.copy_within(from, start - first);
+                } else {
+                    // SAFETY: tasks cover disjoint (image, channel, column) cells, and each
+                    // output position is one column, so no other reference to this segment
+                    // of the output exists while it is written.
+                    let seg = unsafe { out.segment(start, hi - lo) };
+                    seg.copy_from_slice(&row[from]);
+                }
+                written = Some((first, start + hi - lo));
             }
             if let Some((start, end)) = written {
-                // SAFETY: as above: the positions from the task's first to its last in this
-                // plane are all its own (GEMM column `y·wq + x` maps to output `y·ow + x`, in
-                // order, and every column between two of the task's is the task's), and the
-                // segments written above are no longer referenced.
-                let seg = unsafe { out.segment(start, end - start) };
+                let seg = if in_tile {
+                    &mut row[..end - start]
+                } else {
+                    // SAFETY: as above: the positions from the task's first to its last in
+                    // this plane are all its own (GEMM column `y·wq + x` maps to output
+                    // `y·ow + x`, in order, and every column between two of the task's is the
+                    // task's), and the segments written above are no longer referenced.
+                    unsafe { out.segment(start, end - start) }
+                };
                 epi.apply(oc, start, seg);
             }
         }

@@ -179,6 +179,13 @@ pub(crate) struct Bytes<'a> {
 }
 
 impl Epilogue<'_> {
+    /// Whether the output is stored as bytes only ([`super::conv::output`] then gives back the
+    /// f32 one): the kernels that can then finish their sums in scratch of their own, and never
+    /// write the f32 output, which for an int8 layer is four times the bytes it keeps.
+    pub fn bytes_only(&self) -> bool {
+        self.bytes.is_some()
+    }
+
     /// Finishes `row`, the outputs of channel `channel` (of the whole tensor's channels)
     /// starting at flat element `offset` of the output.
     pub fn apply(&self, channel: usize, offset: usize, row: &mut [f32]) {

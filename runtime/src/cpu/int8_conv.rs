@@ -246,8 +246,9 @@ pub(crate) fn conv(
         return Ok(output(&geo, &epi, bytes, |_| Vec::new()));
     }
     // Taken, not borrowed, across the parallel tasks: a thread waiting for them may run a
-    // concurrent run's convolution meanwhile, which then finds none and makes its own. Both are
-    // wholly written before they are read, so only a buffer's growth is zeroed.
+    // concurrent run's convolution meanwhile, which then finds none and makes its own. The
+    // part of each that a layer uses is wholly written before it is read, so only a buffer's
+    // growth is zeroed ([`at_least`]).
     let (mut quantized, mut padded) = INPUT.take();
     let input: &[u8] = match &x.data {
         TensorData::U8(b) => b,
@@ -256,33 +257,43 @@ pub(crate) fn conv(
             // and QuantizeLinear's division (by the reciprocal where that is exact) is the
             // costliest instruction on the way.
             let xv = f32s(x, "input")?;
-            quantized.resize(xv.len(), 0);
-            quant::quantize_to_bytes(isa, conv.quantizer, xv, &mut quantized);
-            &quantized
+            let quantized = at_least(&mut quantized, xv.len());
+            quant::quantize_to_bytes(isa, conv.quantizer, xv, quantized);
+            quantized
         }
     };
     let offset = conv.quantizer.offset() as u8;
     let out = output(&geo, &epi, bytes, |epi| {
-        let mut out = buffers::reuse(geo.n * geo.o * geo.out_plane());
         #[cfg(target_arch = "x86_64")]
         if let Some(weights) = conv
             .blocked
             .as_ref()
             .filter(|_| int8_blocked::takes(&geo, isa))
         {
+            let mut out = buffers::reuse(geo.n * geo.o * geo.out_plane());
             int8_blocked::conv(&geo, (input, offset), weights, epi, &mut padded, &mut out);
             return out;
         }
+        // The tiles finish their sums in scratch when only bytes are kept.
+        let mut out = if epi.bytes_only() {
+            Vec::new()
+        } else {
+            buffers::reuse(geo.n * geo.o * geo.out_plane())
+        };
         // As the float path does, windows at stride 1 (and deep strided ones) read the phases
         // of the padded bytes in place; padding is the zero point's byte.
         let phases = reads_phases(&geo, kdim).then(|| Phases::new(&geo));
-        if let Some(phases) = &phases {
-            padded.resize(phases.len(&geo), 0u8);
-            phases.fill(&geo, isa, input, &mut padded, offset);
-        }
+        let padded = match &phases {
+            Some(phases) => {
+                let padded = at_least(&mut padded, phases.len(&geo));
+                phases.fill(&geo, isa, input, padded, offset);
+                &padded[..]
+            }
+            None => &[],
+        };
         let source = Source {
             input,
-            phases: phases.as_ref().map(|p| (p, &padded[..])),
+            phases: phases.as_ref().map(|p| (p, padded)),
             zero: offset,
         };
         tiled_conv::run(conv, &geo, isa, source, epi, &mut out, &SCRATCH);
@@ -290,6 +301,15 @@ pub(crate) fn conv(
     });
     INPUT.set((quantized, padded));
     Ok(out)
+}
+
+/// The first `len` elements of `v`, grown to them if shorter. `v` keeps its length otherwise:
+/// shortened, the next longer layer zeroed the difference again, 1% of PicoDet's int8 plan.
+fn at_least(v: &mut Vec<u8>, len: usize) -> &mut [u8] {
+    if v.len() < len {
+        v.resize(len, 0);
+    }
+    &mut v[..len]
 }
 
 impl TileGemm for Int8Conv {

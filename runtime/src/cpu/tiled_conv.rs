@@ -64,7 +64,8 @@ pub(super) struct Source<'a, E> {
     pub zero: E,
 }
 
-/// Runs `gemm` over `source` into `out` (the f32 output of `geo`), with `epi`.
+/// Runs `gemm` over `source` into `out` (the f32 output of `geo`), with `epi`; `out` may be
+/// empty when the epilogue stores bytes only ([`Epilogue::bytes_only`]).
 pub(super) fn run<G: TileGemm>(
     gemm: &G,
     geo: &Geometry,
@@ -109,11 +110,17 @@ pub(super) fn run<G: TileGemm>(
                 };
                 gemm.pack(isa, b, b_rows, tw, packed);
                 let start = |r: usize| (t.image * geo.o + first_oc + r) * plane + t.cols.0;
-                // SAFETY: tasks cover disjoint (image, channel, position) cells, so no other
-                // reference to these segments of the output exists while they are written.
-                let mut rows: Vec<&mut [f32]> = (0..m)
-                    .map(|r| unsafe { shared.segment(start(r), tw) })
-                    .collect();
+                let mut rows: Vec<&mut [f32]> = if epi.bytes_only() {
+                    tile.resize(m * tw, 0.0);
+                    tile.chunks_exact_mut(tw).collect()
+                } else {
+                    // SAFETY: tasks cover disjoint (image, channel, position) cells, so no
+                    // other reference to these segments of the output exists while they are
+                    // written.
+                    (0..m)
+                        .map(|r| unsafe { shared.segment(start(r), tw) })
+                        .collect()
+                };
                 gemm.multiply(isa, (t.group, t.rows.0), first_oc, packed, &mut rows);
                 for (r, row) in rows.iter_mut().enumerate() {
                     epi.apply(first_oc + r, start(r), row);
