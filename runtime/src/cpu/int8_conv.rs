@@ -12,9 +12,9 @@
 //! the integer sums do not have.
 //!
 //! The stencil convolutions ([`Stencil`]: depthwise, and few outputs over a window) have too
-//! little for a GEMM to reuse. Depthwise ones whose window [`super::int8_depthwise`] takes sum
-//! in integers over planes padded in bytes ([`lower_depthwise`]); the others keep their float
-//! kernels, and read `x` and quantize and dequantize it as they pad each plane
+//! little for a GEMM to reuse. Depthwise ones, and those of one output channel, whose window
+//! [`super::int8_depthwise`] takes sum in integers over planes padded in bytes
+//! ([`lower_depthwise`]); the others keep their float kernels, and read `x` and quantize and dequantize it as they pad each plane
 //! ([`stencil_input`]), the simulation's very values.
 
 use super::buffers;
@@ -120,16 +120,19 @@ fn sum_scales(quantizer: Quantizer, w_scales: &[f32], o: usize) -> Vec<f32> {
         .collect()
 }
 
-/// Conv `id` as an int8 depthwise convolution in integers ([`super::int8_depthwise`]), with
-/// the float value it quantizes, when it has the form of the module documentation and a window
-/// that kernel takes.
+/// Conv `id` as an int8 depthwise convolution, or one of a single output channel, in integers
+/// ([`super::int8_depthwise`]), with the float value it quantizes, when it has the form of the
+/// module documentation and a window that kernel takes.
 pub(crate) fn lower_depthwise(g: &Graph, id: NodeId) -> Option<(Int8Depthwise, ValueRef)> {
     let Op::Conv(a) = &g.node(id).op else {
         return None;
     };
     let (x, quantizer) = quantized_input(g, g.input(id, 0)?)?;
     let (shape, weight, w_scales) = int8_weight(g, g.input(id, 1)?)?;
-    if Stencil::of(a.group, shape) != Some(Stencil::Depthwise) || a.group != shape[0] {
+    let form = Stencil::of(a.group, shape);
+    let depthwise = form == Some(Stencil::Depthwise) && a.group == shape[0];
+    let one_output = form == Some(Stencil::FewOutputs) && shape[0] == 1 && a.group == 1;
+    if !(depthwise || one_output) {
         return None;
     }
     let window = (a.strides, a.dilations);

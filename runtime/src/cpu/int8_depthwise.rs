@@ -11,6 +11,11 @@
 //! weight bytes, added to the lane): a 3x3 window is 3 of each where the float stencil does 9
 //! multiply-adds, and the input is read in bytes, a quarter of the floats. Elsewhere a portable
 //! loop adds the same integers, so every machine gives the same bits.
+//!
+//! A convolution with one output channel over several input channels (a detector head's
+//! 5x5 convolutions to one map) is the sum of such planes, one per input channel: its sums
+//! are added in integers, then become floats once. On the float stencil, with its input
+//! dequantized as it padded each plane, those layers were slower than in the fp32 plan.
 
 use super::buffers;
 use super::conv::{epilogue, output, Geometry, SharedOut};
@@ -42,27 +47,30 @@ const MAX_KW: usize = 8;
 /// each term is at most 255 · 128 in magnitude, and the two sums' terms add to at most 255 · 255.
 const MAX_TAPS: usize = (i32::MAX / (255 * 255)) as usize;
 
-/// An int8 depthwise convolution (one input channel and one output channel a group), prepared:
-/// the weight as 4-byte words, and what turns each channel's sums into floats.
+/// An int8 depthwise convolution (one input channel and one output channel a group), or one of
+/// a single output channel and group, prepared: the weight as 4-byte words, and what turns each
+/// output channel's sums into floats.
 #[derive(Debug)]
 pub(crate) struct Int8Depthwise {
-    /// `[c][kh][quads]` little-endian words of 4 weight bytes; taps past `kw` weigh 0.
+    /// `[c][kh][quads]` little-endian words of 4 weight bytes, `c` each input channel; taps
+    /// past `kw` weigh 0.
     words: Vec<i32>,
     /// Words per kernel row.
     quads: usize,
-    /// `offset · Σ w` of each channel.
+    /// `offset · Σ w` of each output channel.
     fix: Vec<i32>,
-    /// `x_scale · w_scale[c]`.
+    /// `x_scale · w_scale[o]`.
     scales: Vec<f32>,
     shape: [usize; 4],
     quantizer: Quantizer,
 }
 
 impl Int8Depthwise {
-    /// The depthwise convolution of int8 weight `weight` (`[c, 1, kh, kw]`) over inputs
-    /// quantized by `quantizer`, its sums scaled by `scales` (one per channel), when its
-    /// window fits: strides of at most 2 along rows, no dilation, rows of at most [`MAX_KW`]
-    /// taps (the vector kernel's reach) and at most [`MAX_TAPS`] in all. Other depthwise
+    /// The depthwise convolution of int8 weight `weight` (`[c, 1, kh, kw]`), or the
+    /// convolution of one output channel (`[1, c, kh, kw]`, one group), over inputs quantized
+    /// by `quantizer`, its sums scaled by `scales` (one per output channel), when its window
+    /// fits: strides of at most 2 along rows, no dilation, rows of at most [`MAX_KW`] taps (the
+    /// vector kernel's reach) and at most [`MAX_TAPS`] in all an output sums. Other such
     /// convolutions keep the float stencils.
     pub fn new(
         weight: &[i8],
@@ -71,15 +79,15 @@ impl Int8Depthwise {
         quantizer: Quantizer,
         scales: Vec<f32>,
     ) -> Option<Int8Depthwise> {
-        let [c, cg, kh, kw] = shape;
-        let fits = cg == 1 && kw <= MAX_KW && kh * kw <= MAX_TAPS;
+        let [o, cg, kh, kw] = shape;
+        let fits = (cg == 1 || o == 1) && kw <= MAX_KW && cg * kh * kw <= MAX_TAPS;
         let fits = fits && strides[1] <= 2 && dilations == [1, 1];
-        let sizes = weight.len() == c * kh * kw && scales.len() == c;
-        if !fits || !sizes || c == 0 || kh == 0 || kw == 0 || strides.contains(&0) {
+        let sizes = weight.len() == o * cg * kh * kw && scales.len() == o;
+        if !fits || !sizes || o * cg == 0 || kh == 0 || kw == 0 || strides.contains(&0) {
             return None;
         }
         let quads = kw.div_ceil(4);
-        let mut words = Vec::with_capacity(c * kh * quads);
+        let mut words = Vec::with_capacity(o * cg * kh * quads);
         for window in weight.chunks_exact(kh * kw) {
             for row in window.chunks_exact(kw) {
                 for quad in row.chunks(4) {
@@ -93,7 +101,7 @@ impl Int8Depthwise {
         }
         let offset = quantizer.offset();
         let fix = weight
-            .chunks_exact(kh * kw)
+            .chunks_exact(cg * kh * kw)
             .map(|w| offset * w.iter().map(|&v| i32::from(v)).sum::<i32>())
             .collect();
         Some(Int8Depthwise {
@@ -192,7 +200,11 @@ pub(crate) fn run(
         } else {
             buffers::reuse(geo.n * geo.o * geo.out_plane())
         };
-        planes(&geo, conv, input, epi, &mut out);
+        if conv.shape[1] == 1 {
+            planes(&geo, conv, input, epi, &mut out);
+        } else {
+            channel_sums(&geo, conv, input, epi, &mut out);
+        }
         out
     }))
 }
@@ -244,18 +256,95 @@ fn planes(geo: &Geometry, conv: &Int8Depthwise, input: Plane, epi: &Epilogue, ou
                     };
                     for (dy, row) in band.chunks_exact_mut(geo.ow).enumerate() {
                         let input = &scratch[(y0 + dy) * geo.sh * pads.stride..];
-                        if simd {
-                            // SAFETY: `vector_kernel` checked the instructions; the padded
-                            // rows hold the 64 bytes every block loads (`Padded::new`).
-                            unsafe { vnni::row(geo, &channel, (input, pads.stride), row) };
-                        } else {
-                            portable_row(geo, &channel, (input, pads.stride), row);
-                        }
+                        channel.row(geo, simd, (input, pads.stride), Out::Floats(row));
                     }
                     epi.apply(c, start, band);
                 }
             },
         );
+}
+
+/// The output of one channel's row: its outputs as floats, or its sums added to integer ones.
+enum Out<'a> {
+    Floats(&'a mut [f32]),
+    Sums(&'a mut [i32]),
+}
+
+impl Out<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Out::Floats(o) => o.len(),
+            Out::Sums(o) => o.len(),
+        }
+    }
+}
+
+/// The `[n, 1, oh, ow]` output of a convolution of one output channel into `out` (empty when
+/// the epilogue stores bytes only): each thread adds a share of the input channels' sums into
+/// a plane of integers of its own, and the planes are added and finished at the end.
+fn channel_sums(
+    geo: &Geometry,
+    conv: &Int8Depthwise,
+    input: Plane,
+    epi: &Epilogue,
+    out: &mut [f32],
+) {
+    let plane = geo.out_plane();
+    if plane == 0 {
+        return;
+    }
+    let pads = Padded::new(geo);
+    let per_row = conv.shape[2] * conv.quads;
+    let simd = vector_kernel(epi.isa);
+    let macs = geo.c * (plane * geo.kh * geo.kw + PLANE_COST);
+    let shares = if min_per_job(macs) == 1 {
+        rayon::current_num_threads().min(geo.c)
+    } else {
+        1
+    };
+    let (fix, scale) = (conv.fix[0], conv.scales[0]);
+    for image in 0..geo.n {
+        let partial: Vec<Vec<i32>> = (0..shares)
+            .into_par_iter()
+            .map(|share| {
+                let mut sums = vec![0i32; plane];
+                let mut scratch = Vec::new();
+                for c in share * geo.c / shares..(share + 1) * geo.c / shares {
+                    let at = (image * geo.c + c) * geo.in_plane();
+                    let src = match input {
+                        Plane::Bytes(b) => Plane::Bytes(&b[at..at + geo.in_plane()]),
+                        Plane::Floats(f) => Plane::Floats(&f[at..at + geo.in_plane()]),
+                    };
+                    pads.fill(geo, src, conv.quantizer, epi.isa, &mut scratch);
+                    let channel = Channel {
+                        words: &conv.words[c * per_row..(c + 1) * per_row],
+                        quads: conv.quads,
+                        fix,
+                        scale,
+                    };
+                    for (y, row) in sums.chunks_exact_mut(geo.ow).enumerate() {
+                        let input = &scratch[y * geo.sh * pads.stride..];
+                        channel.row(geo, simd, (input, pads.stride), Out::Sums(row));
+                    }
+                }
+                sums
+            })
+            .collect();
+        let mut rows = buffers::reuse(plane);
+        for (i, v) in rows.iter_mut().enumerate() {
+            let sum = partial.iter().map(|p| p[i]).sum::<i32>();
+            *v = (sum - fix) as f32 * scale;
+        }
+        let start = image * plane;
+        if epi.bytes_only() {
+            epi.apply(0, start, &mut rows);
+        } else {
+            let dst = &mut out[start..start + plane];
+            dst.copy_from_slice(&rows);
+            epi.apply(0, start, dst);
+        }
+        buffers::give_back(rows);
+    }
 }
 
 /// One channel's weight words and float conversion.
@@ -270,6 +359,19 @@ impl Channel<'_> {
     #[inline(always)]
     fn value(&self, sum: i32) -> f32 {
         (sum - self.fix) as f32 * self.scale
+    }
+
+    /// One output row from the padded rows starting at `input` (`stride` bytes apart), by the
+    /// vector kernel where `simd` (the caller checked [`vector_kernel`]).
+    fn row(&self, geo: &Geometry, simd: bool, input: (&[u8], usize), out: Out) {
+        #[cfg(target_arch = "x86_64")]
+        if simd {
+            // SAFETY: `vector_kernel` checked the instructions; the padded rows hold the 64
+            // bytes every block loads (`Padded::new`).
+            return unsafe { vnni::row(geo, self, input, out) };
+        }
+        let _ = simd;
+        portable_row(geo, self, input, out);
     }
 }
 
@@ -289,8 +391,8 @@ fn vector_kernel(isa: Isa) -> bool {
 
 /// One output row from the padded rows starting at `input` (`stride` bytes apart): the same
 /// integer sums as the vector kernel.
-fn portable_row(geo: &Geometry, ch: &Channel, (input, stride): (&[u8], usize), out: &mut [f32]) {
-    for (x, o) in out.iter_mut().enumerate() {
+fn portable_row(geo: &Geometry, ch: &Channel, (input, stride): (&[u8], usize), mut out: Out) {
+    for x in 0..out.len() {
         let mut sum = 0i32;
         for r in 0..geo.kh {
             let row = &input[r * stride + x * geo.sw..];
@@ -303,13 +405,16 @@ fn portable_row(geo: &Geometry, ch: &Channel, (input, stride): (&[u8], usize), o
                 }
             }
         }
-        *o = ch.value(sum);
+        match &mut out {
+            Out::Floats(o) => o[x] = ch.value(sum),
+            Out::Sums(o) => o[x] += sum,
+        }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod vnni {
-    use super::{Channel, Geometry, BLOCKS, LANES};
+    use super::{Channel, Geometry, Out, BLOCKS, LANES};
     use std::arch::x86_64::*;
 
     /// Lane `l`, byte `b` of the word `q` of a kernel row reads the input byte
@@ -339,12 +444,7 @@ mod vnni {
     /// The CPU must have AVX-512F, BW, VNNI and VBMI, the column stride be 1 or 2, and every
     /// row of `input` hold 64 bytes from each block's first tap.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vbmi")]
-    pub unsafe fn row(
-        geo: &Geometry,
-        ch: &Channel,
-        (input, stride): (&[u8], usize),
-        out: &mut [f32],
-    ) {
+    pub unsafe fn row(geo: &Geometry, ch: &Channel, (input, stride): (&[u8], usize), mut out: Out) {
         let table = &INDICES[geo.sw - 1];
         // SAFETY: 64 bytes each.
         let indices = unsafe {
@@ -367,10 +467,10 @@ mod vnni {
             // SAFETY: the caller's promise.
             unsafe {
                 match (out.len() - x0).div_ceil(LANES) {
-                    1 => at.sums::<1>(x0, out),
-                    2 => at.sums::<2>(x0, out),
-                    3 => at.sums::<3>(x0, out),
-                    _ => at.sums::<BLOCKS>(x0, out),
+                    1 => at.sums::<1>(x0, &mut out),
+                    2 => at.sums::<2>(x0, &mut out),
+                    3 => at.sums::<3>(x0, &mut out),
+                    _ => at.sums::<BLOCKS>(x0, &mut out),
                 }
             }
             x0 += LANES * BLOCKS;
@@ -393,7 +493,7 @@ mod vnni {
         /// # Safety
         /// As [`row`]'s.
         #[inline(always)]
-        unsafe fn sums<const B: usize>(&self, x0: usize, out: &mut [f32]) {
+        unsafe fn sums<const B: usize>(&self, x0: usize, out: &mut Out) {
             let (geo, ch, sw) = (self.geo, self.ch, self.geo.sw);
             let span = LANES * sw;
             // SAFETY: the caller's CPU has the instructions; the loads are the 64 bytes from
@@ -421,14 +521,23 @@ mod vnni {
                         break;
                     }
                     let lanes = (out.len() - at).min(LANES);
-                    let value =
-                        _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(sum, fix)), scale);
                     let mask = if lanes == LANES {
                         u16::MAX
                     } else {
                         (1u16 << lanes) - 1
                     };
-                    _mm512_mask_storeu_ps(out.as_mut_ptr().add(at), mask, value);
+                    match out {
+                        Out::Floats(out) => {
+                            let value = _mm512_cvtepi32_ps(_mm512_sub_epi32(sum, fix));
+                            let value = _mm512_mul_ps(value, scale);
+                            _mm512_mask_storeu_ps(out.as_mut_ptr().add(at), mask, value);
+                        }
+                        Out::Sums(out) => {
+                            let to = out.as_mut_ptr().add(at);
+                            let sum = _mm512_add_epi32(_mm512_maskz_loadu_epi32(mask, to), sum);
+                            _mm512_mask_storeu_epi32(to, mask, sum);
+                        }
+                    }
                 }
             }
         }
@@ -441,27 +550,32 @@ mod tests {
     use temblor_ir::AutoPad;
 
     /// Every instruction set (the vector kernel where the machine has it, the portable loop
-    /// everywhere) gives, bit for bit, the sums written from the definition: over each window,
-    /// `Σ (q - zero) · w` of QuantizeLinear's `q` with padding 0, times `x_scale · w_scale[c]`.
+    /// everywhere) gives, bit for bit, the sums written from the definition: over each window
+    /// (of one input channel, or of all for a single output channel), `Σ (q - zero) · w` of
+    /// QuantizeLinear's `q` with padding 0, times `x_scale · w_scale[o]`.
     /// Strides 1 and 2, windows of one and two words a row, asymmetric pads, rows past one
     /// block of 64 outputs with tails, two images, int8 and uint8, bytes and floats in.
     #[test]
     fn depthwise_sums_are_exact_on_every_instruction_set() {
         let mut next = super::super::test_values(7);
-        // (n, c, h, w, kh, kw, strides, pads [t, l, b, r], signed)
+        // (n, c, h, w, kh, kw, strides, pads [t, l, b, r], signed, one output channel over
+        // all `c` instead of one for each)
         let cases = [
-            (1, 5, 9, 11, 3, 3, [1, 1], [1, 1, 1, 1], true),
-            (2, 3, 19, 131, 5, 5, [2, 2], [2, 2, 2, 2], false),
-            (1, 4, 7, 70, 3, 3, [2, 2], [0, 1, 1, 0], true),
-            (1, 2, 12, 67, 7, 7, [1, 1], [3, 3, 3, 3], false),
-            (1, 3, 5, 40, 1, 8, [1, 2], [0, 4, 0, 3], true),
+            (1, 5, 9, 11, 3, 3, [1, 1], [1, 1, 1, 1], true, false),
+            (2, 3, 19, 131, 5, 5, [2, 2], [2, 2, 2, 2], false, false),
+            (1, 4, 7, 70, 3, 3, [2, 2], [0, 1, 1, 0], true, false),
+            (1, 2, 12, 67, 7, 7, [1, 1], [3, 3, 3, 3], false, false),
+            (1, 3, 5, 40, 1, 8, [1, 2], [0, 4, 0, 3], true, false),
+            (2, 6, 13, 29, 5, 5, [1, 1], [2, 2, 2, 2], true, true),
+            (1, 40, 9, 70, 3, 3, [2, 2], [1, 1, 1, 1], false, true),
         ];
-        for (n, c, h, w, kh, kw, strides, pads, signed) in cases {
+        for (n, c, h, w, kh, kw, strides, pads, signed, one) in cases {
             let x: Vec<f32> = (0..n * c * h * w).map(|_| 3.0 * next()).collect();
             let weight: Vec<i8> = (0..c * kh * kw)
                 .map(|_| (next() * 254.0).round() as i8)
                 .collect();
-            let w_scales: Vec<f32> = (0..c).map(|i| 0.02 + 0.003 * i as f32).collect();
+            let o = if one { 1 } else { c };
+            let w_scales: Vec<f32> = (0..o).map(|i| 0.02 + 0.003 * i as f32).collect();
             let q = Quantizer {
                 scale: 0.025,
                 zero: if signed { -5 } else { 117 },
@@ -473,11 +587,11 @@ mod tests {
                 dilations: [1, 1],
                 pads,
                 auto_pad: AutoPad::NotSet,
-                group: c,
+                group: if one { 1 } else { c },
                 activation: None,
                 affine: None,
             };
-            let shape = [c, 1, kh, kw];
+            let shape = if one { [1, c, kh, kw] } else { [c, 1, kh, kw] };
             let scales = w_scales.iter().map(|s| q.scale * s).collect();
             let conv = Int8Depthwise::new(&weight, shape, (strides, [1, 1]), q, scales)
                 .expect("a window the kernel takes");
@@ -486,22 +600,26 @@ mod tests {
             quant::bytes_of_row(Isa::detect(), q, &x, &mut bytes);
             let geo = Geometry::new(&attrs, &floats, shape).expect("geometry");
             let quantized = |i: usize| i64::from(bytes[i]) - i64::from(q.offset());
+            // The input channels each output sums over.
+            let reads = |oc: usize| if one { 0..c } else { oc..oc + 1 };
             let mut want = Vec::new();
-            for (image, ch, y, xo) in (0..n).flat_map(|i| {
-                (0..c).flat_map(move |ch| {
-                    (0..geo.oh).flat_map(move |y| (0..geo.ow).map(move |xo| (i, ch, y, xo)))
+            for (image, oc, y, xo) in (0..n).flat_map(|i| {
+                (0..o).flat_map(move |oc| {
+                    (0..geo.oh).flat_map(move |y| (0..geo.ow).map(move |xo| (i, oc, y, xo)))
                 })
             }) {
                 let mut sum = 0i64;
-                for (r, s) in (0..kh).flat_map(|r| (0..kw).map(move |s| (r, s))) {
-                    let iy = (y * strides[0] + r) as isize - pads[0] as isize;
-                    let ix = (xo * strides[1] + s) as isize - pads[1] as isize;
-                    if (0..h as isize).contains(&iy) && (0..w as isize).contains(&ix) {
-                        let at = ((image * c + ch) * h + iy as usize) * w + ix as usize;
-                        sum += quantized(at) * i64::from(weight[(ch * kh + r) * kw + s]);
+                for ch in reads(oc) {
+                    for (r, s) in (0..kh).flat_map(|r| (0..kw).map(move |s| (r, s))) {
+                        let iy = (y * strides[0] + r) as isize - pads[0] as isize;
+                        let ix = (xo * strides[1] + s) as isize - pads[1] as isize;
+                        if (0..h as isize).contains(&iy) && (0..w as isize).contains(&ix) {
+                            let at = ((image * c + ch) * h + iy as usize) * w + ix as usize;
+                            sum += quantized(at) * i64::from(weight[(ch * kh + r) * kw + s]);
+                        }
                     }
                 }
-                want.push(sum as f32 * (q.scale * w_scales[ch]));
+                want.push(sum as f32 * (q.scale * w_scales[oc]));
             }
             let inputs = [
                 floats,
