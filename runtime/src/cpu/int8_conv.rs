@@ -14,8 +14,8 @@
 //! The stencil convolutions ([`Stencil`]: depthwise, and few outputs over a window) have too
 //! little for a GEMM to reuse. Depthwise ones, and those of one output channel, whose window
 //! [`super::int8_depthwise`] takes sum in integers over planes padded in bytes
-//! ([`lower_depthwise`]); the others keep their float kernels, and read `x` and quantize and dequantize it as they pad each plane
-//! ([`stencil_input`]), the simulation's very values.
+//! ([`lower_depthwise`]); the others keep their float kernels, and read `x` and quantize and
+//! dequantize it as they pad each plane ([`stencil_input`]), the simulation's very values.
 
 use super::buffers;
 use super::conv::{epilogue, output, reads_phases, Geometry};

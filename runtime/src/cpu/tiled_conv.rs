@@ -131,9 +131,10 @@ pub(super) fn run<G: TileGemm>(
 
 /// How [`run`] cuts its work: tiles of output positions whose packed columns (`depth_bytes` a
 /// column) stay in the L2 cache, cut finer (down to [`NR`] columns) until every thread has two,
-/// and only then tiles of output channels (for 1x1 convolutions over small planes, at once). Each task lays out its own columns, so cutting the
-/// channels, as the float path does for small planes, repeated the layout once per channel
-/// block: the 10x10 3x3 convolutions of YOLOv8n's head ran at half the float path's speed.
+/// and only then tiles of output channels (for 1x1 convolutions over small planes, at once).
+/// Each task lays out its own columns, so cutting the channels, as the float path does for
+/// small planes, repeated the layout once per channel block: the 10x10 3x3 convolutions of
+/// YOLOv8n's head ran at half the float path's speed.
 fn tasks(geo: &Geometry, depth_bytes: usize, plane: usize) -> Vec<Task> {
     /// Bytes of columns one tile lays out: 256 KiB.
     const TILE_BYTES: usize = 256 * 1024;
