@@ -200,25 +200,80 @@ pub(crate) fn run(
         } else {
             buffers::reuse(geo.n * geo.o * geo.out_plane())
         };
-        if conv.shape[1] == 1 {
-            planes(&geo, conv, input, epi, &mut out);
-        } else {
-            channel_sums(&geo, conv, input, epi, &mut out);
+        if geo.out_plane() > 0 {
+            let layer = Layer::new(&geo, conv, input, epi.isa);
+            if conv.shape[1] == 1 {
+                planes(&layer, epi, &mut out);
+            } else {
+                channel_sums(&layer, epi, &mut out);
+            }
         }
         out
     }))
 }
 
+/// What both forms read their planes with: the layer, its input, and how a plane is padded.
+struct Layer<'a> {
+    geo: &'a Geometry,
+    conv: &'a Int8Depthwise,
+    input: Plane<'a>,
+    pads: Padded,
+    isa: Isa,
+    /// Whether the vector kernel runs ([`vector_kernel`]).
+    simd: bool,
+}
+
+impl<'a> Layer<'a> {
+    fn new(geo: &'a Geometry, conv: &'a Int8Depthwise, input: Plane<'a>, isa: Isa) -> Self {
+        Layer {
+            geo,
+            conv,
+            input,
+            pads: Padded::new(geo),
+            isa,
+            simd: vector_kernel(isa),
+        }
+    }
+
+    /// Pads input plane `index` (of `[n, c]`) into `scratch` ([`Padded::fill`]).
+    fn pad(&self, index: usize, scratch: &mut Vec<u8>) {
+        let (at, len) = (index * self.geo.in_plane(), self.geo.in_plane());
+        let src = match self.input {
+            Plane::Bytes(b) => Plane::Bytes(&b[at..at + len]),
+            Plane::Floats(f) => Plane::Floats(&f[at..at + len]),
+        };
+        self.pads
+            .fill(self.geo, src, self.conv.quantizer, self.isa, scratch);
+    }
+
+    /// Input channel `c`'s weight words, its sums scaled as output channel `o`'s.
+    fn channel(&self, c: usize, o: usize) -> Channel<'a> {
+        let per_row = self.conv.shape[2] * self.conv.quads;
+        Channel {
+            words: &self.conv.words[c * per_row..(c + 1) * per_row],
+            quads: self.conv.quads,
+            fix: self.conv.fix[o],
+            scale: self.conv.scales[o],
+        }
+    }
+
+    /// Output row `y` of a plane padded into `scratch`, by `channel`.
+    fn row(&self, channel: &Channel, scratch: &[u8], y: usize, out: Out) {
+        let (geo, stride) = (self.geo, self.pads.stride);
+        channel.row(
+            geo,
+            self.simd,
+            (&scratch[y * geo.sh * stride..], stride),
+            out,
+        );
+    }
+}
+
 /// The `[n, c, oh, ow]` output into `out` (empty when the epilogue stores bytes only), in
 /// parallel over the planes.
-fn planes(geo: &Geometry, conv: &Int8Depthwise, input: Plane, epi: &Epilogue, out: &mut [f32]) {
+fn planes(layer: &Layer, epi: &Epilogue, out: &mut [f32]) {
+    let geo = layer.geo;
     let plane = geo.out_plane();
-    if plane == 0 {
-        return;
-    }
-    let pads = Padded::new(geo);
-    let per_row = conv.shape[2] * conv.quads;
-    let simd = vector_kernel(epi.isa);
     // A plane costs about as much to pad and finish as 4K multiply-adds: PicoDet's 7x7
     // planes, 1,225 of them each, took 17 µs a layer on one thread when counted by their
     // multiply-adds alone.
@@ -232,18 +287,8 @@ fn planes(geo: &Geometry, conv: &Int8Depthwise, input: Plane, epi: &Epilogue, ou
             || (Vec::<u8>::new(), Vec::<f32>::new()),
             |(scratch, rows), index| {
                 let c = index % geo.c;
-                let at = index * geo.in_plane();
-                let src = match input {
-                    Plane::Bytes(b) => Plane::Bytes(&b[at..at + geo.in_plane()]),
-                    Plane::Floats(f) => Plane::Floats(&f[at..at + geo.in_plane()]),
-                };
-                pads.fill(geo, src, conv.quantizer, epi.isa, scratch);
-                let channel = Channel {
-                    words: &conv.words[c * per_row..(c + 1) * per_row],
-                    quads: conv.quads,
-                    fix: conv.fix[c],
-                    scale: conv.scales[c],
-                };
+                layer.pad(index, scratch);
+                let channel = layer.channel(c, c);
                 for y0 in (0..geo.oh).step_by(band_rows) {
                     let len = band_rows.min(geo.oh - y0) * geo.ow;
                     let start = index * plane + y0 * geo.ow;
@@ -255,8 +300,7 @@ fn planes(geo: &Geometry, conv: &Int8Depthwise, input: Plane, epi: &Epilogue, ou
                         unsafe { shared.segment(start, len) }
                     };
                     for (dy, row) in band.chunks_exact_mut(geo.ow).enumerate() {
-                        let input = &scratch[(y0 + dy) * geo.sh * pads.stride..];
-                        channel.row(geo, simd, (input, pads.stride), Out::Floats(row));
+                        layer.row(&channel, scratch, y0 + dy, Out::Floats(row));
                     }
                     epi.apply(c, start, band);
                 }
@@ -282,20 +326,9 @@ impl Out<'_> {
 /// The `[n, 1, oh, ow]` output of a convolution of one output channel into `out` (empty when
 /// the epilogue stores bytes only): each thread adds a share of the input channels' sums into
 /// a plane of integers of its own, and the planes are added and finished at the end.
-fn channel_sums(
-    geo: &Geometry,
-    conv: &Int8Depthwise,
-    input: Plane,
-    epi: &Epilogue,
-    out: &mut [f32],
-) {
+fn channel_sums(layer: &Layer, epi: &Epilogue, out: &mut [f32]) {
+    let (geo, conv) = (layer.geo, layer.conv);
     let plane = geo.out_plane();
-    if plane == 0 {
-        return;
-    }
-    let pads = Padded::new(geo);
-    let per_row = conv.shape[2] * conv.quads;
-    let simd = vector_kernel(epi.isa);
     let macs = geo.c * (plane * geo.kh * geo.kw + PLANE_COST);
     let shares = if min_per_job(macs) == 1 {
         rayon::current_num_threads().min(geo.c)
@@ -310,21 +343,10 @@ fn channel_sums(
                 let mut sums = vec![0i32; plane];
                 let mut scratch = Vec::new();
                 for c in share * geo.c / shares..(share + 1) * geo.c / shares {
-                    let at = (image * geo.c + c) * geo.in_plane();
-                    let src = match input {
-                        Plane::Bytes(b) => Plane::Bytes(&b[at..at + geo.in_plane()]),
-                        Plane::Floats(f) => Plane::Floats(&f[at..at + geo.in_plane()]),
-                    };
-                    pads.fill(geo, src, conv.quantizer, epi.isa, &mut scratch);
-                    let channel = Channel {
-                        words: &conv.words[c * per_row..(c + 1) * per_row],
-                        quads: conv.quads,
-                        fix,
-                        scale,
-                    };
+                    layer.pad(image * geo.c + c, &mut scratch);
+                    let channel = layer.channel(c, 0);
                     for (y, row) in sums.chunks_exact_mut(geo.ow).enumerate() {
-                        let input = &scratch[y * geo.sh * pads.stride..];
-                        channel.row(geo, simd, (input, pads.stride), Out::Sums(row));
+                        layer.row(&channel, &scratch, y, Out::Sums(row));
                     }
                 }
                 sums
