@@ -327,7 +327,7 @@ impl Out<'_> {
 /// the epilogue stores bytes only): each thread adds a share of the input channels' sums into
 /// a plane of integers of its own, and the planes are added and finished at the end.
 fn channel_sums(layer: &Layer, epi: &Epilogue, out: &mut [f32]) {
-    let (geo, conv) = (layer.geo, layer.conv);
+    let geo = layer.geo;
     let plane = geo.out_plane();
     let macs = geo.c * (plane * geo.kh * geo.kw + PLANE_COST);
     let shares = if min_per_job(macs) == 1 {
@@ -335,7 +335,8 @@ fn channel_sums(layer: &Layer, epi: &Epilogue, out: &mut [f32]) {
     } else {
         1
     };
-    let (fix, scale) = (conv.fix[0], conv.scales[0]);
+    // The one output channel's conversion of the added sums.
+    let finish = layer.channel(0, 0);
     for image in 0..geo.n {
         let partial: Vec<Vec<i32>> = (0..shares)
             .into_par_iter()
@@ -352,19 +353,18 @@ fn channel_sums(layer: &Layer, epi: &Epilogue, out: &mut [f32]) {
                 sums
             })
             .collect();
-        let mut rows = buffers::reuse(plane);
-        for (i, v) in rows.iter_mut().enumerate() {
-            let sum = partial.iter().map(|p| p[i]).sum::<i32>();
-            *v = (sum - fix) as f32 * scale;
-        }
         let start = image * plane;
-        if epi.bytes_only() {
-            epi.apply(0, start, &mut rows);
+        let mut rows = Vec::new();
+        let dst = if epi.bytes_only() {
+            rows = buffers::reuse(plane);
+            &mut rows[..]
         } else {
-            let dst = &mut out[start..start + plane];
-            dst.copy_from_slice(&rows);
-            epi.apply(0, start, dst);
+            &mut out[start..start + plane]
+        };
+        for (i, v) in dst.iter_mut().enumerate() {
+            *v = finish.value(partial.iter().map(|p| p[i]).sum::<i32>());
         }
+        epi.apply(0, start, dst);
         buffers::give_back(rows);
     }
 }
