@@ -2,7 +2,7 @@
 thread count.
 
     python scripts/bench_cpu.py [--threads 1,2] [--warmup 5] [--iters 20] [--runs 3] [--only SUBSTR]
-                                [--set tuned|zoo|all] [--no-build] [--temblor PATH]
+                                [--set tuned|zoo|all|qdq] [--no-build] [--temblor PATH]
 
 OpenVINO comes from `scripts/requirements-bench.txt` (`pip install -r` it into the venv of
 `scripts/setup.sh`); without it the OpenVINO column says so. For each model, the three sides
@@ -69,7 +69,23 @@ ZOO = [
     ("ViT-S/14 224", MODELS / "vit_s_focus_onnx/vit_s_focus.onnx",
      ["input_image:1x3x224x224"], {}, []),
 ]
-SETS = {"tuned": TUNED, "zoo": ZOO, "all": TUNED + ZOO}
+SETS = {"tuned": TUNED, "zoo": ZOO, "all": TUNED + ZOO, "qdq": None}
+
+
+def ort_quantized(tmp):
+    """The `qdq` set: PicoDet COCO with its convolutions quantized by onnxruntime's static
+    quantizer (QDQ, uint8 activations, int8 weights per channel), as a user brings it, made by
+    tests/scripts/ort_quantize.py and calibrated on the model's three reference inputs. Every
+    side runs that one file: OpenVINO and onnxruntime in int8 as well."""
+    out = tmp / "picodet_qdq.onnx"
+    cmd = [sys.executable, str(ROOT / "tests/scripts/ort_quantize.py"),
+           str(PICODET / "model.onnx"), str(out)]
+    for photo in ("astronaut", "chelsea", "coffee"):
+        cmd += [f"image={PICODET / photo / 'input_image.npy'}",
+                f"scale_factor={PICODET / photo / 'input_scale_factor.npy'}"]
+    subprocess.run(cmd, check=True, capture_output=True)
+    _, _, dims, inputs, flags = TUNED[0]
+    return [("PicoDet COCO 416x416, onnxruntime's QDQ", out, dims, inputs, flags)]
 
 
 def peak_rss_bytes():
@@ -313,7 +329,8 @@ def main():
     print("|---|---|---:|" + "---:|" * (2 * len(peers) + 2) + "---:|" * len(peers))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for case in SETS[args.set]:
+        cases = ort_quantized(Path(tmp)) if args.set == "qdq" else SETS[args.set]
+        for case in cases:
             if args.only.lower() not in case[0].lower():
                 continue
             for n in threads:

@@ -13,7 +13,7 @@
 
 use crate::{add_constant, Pass, PassError, Rewriter};
 use temblor_infer::evaluate;
-use temblor_ir::{Graph, NodeId, Op, Provenance, UnaryOp, ValueRef, Weight};
+use temblor_ir::{DType, Graph, NodeId, Op, Provenance, UnaryOp, ValueRef, Weight};
 use temblor_runtime::Tensor;
 
 pub struct FoldConstants;
@@ -70,6 +70,9 @@ fn computed(g: &Graph, id: NodeId) -> Option<Vec<Tensor>> {
     if !any_constant && !matches!(node.op, Op::Shape { .. }) {
         return None;
     }
+    if dequantizes_int8_weight(g, id) {
+        return None;
+    }
     let cap = size.max(SMALL);
     // A result shape inference already knows to be over the cap is not computed (the pass visits
     // it again every round).
@@ -84,6 +87,19 @@ fn computed(g: &Graph, id: NodeId) -> Option<Vec<Tensor>> {
     let constant = |v: ValueRef| Tensor::from_weight(g.constant(v)?).ok();
     let outs = evaluate::node_outputs(g, id, constant)?;
     outs.iter().all(|t| t.len() <= cap).then_some(outs)
+}
+
+/// Whether node `id` is a `DequantizeLinear` of an 8-bit integer constant: a quantized
+/// model's weight (onnxruntime's quantizer writes them so, as does `--precision int8`'s
+/// export). Kept, the runtime convolves with the integers ([`temblor_runtime`]'s int8
+/// lowering) and folds the others once when it prepares its plan; folded here, every such layer
+/// ran in floats, and the parsed graph (which the runtime lowers) and the optimized one differed
+/// by the rounding of the float sums, which verification rejected.
+fn dequantizes_int8_weight(g: &Graph, id: NodeId) -> bool {
+    matches!(g.node(id).op, Op::DequantizeLinear { .. })
+        && g.input(id, 0)
+            .and_then(|v| g.constant(v))
+            .is_some_and(|w| matches!(w.dtype, DType::I8 | DType::U8))
 }
 
 /// A layout change of a shape-only weight (graph-only model), as a shape-only weight of the
