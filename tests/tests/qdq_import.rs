@@ -1,11 +1,14 @@
 //! A model a user quantized with onnxruntime's static quantizer (QDQ format: uint8 activations
 //! with zero points, int8 weights per output channel), compiled as it comes: it must pass
 //! `compile`'s verification, run its convolutions in integers, and find what onnxruntime finds
-//! running the same file.
+//! running the same file. The activations that quantizer leaves between two quantizations run
+//! as tables of their 256 results (`runtime/src/cpu/byte_table.rs`): hand-made chains check them
+//! bit for bit against the ops run as written, with floats and with bytes between layers.
 
 use std::path::{Path, PathBuf};
-use temblor_ir::Graph;
-use temblor_runtime::{prepare, Device, PrepareOptions, Tensor};
+use temblor_ir::{DType, Graph, Layout, Op, Shape, TensorType, UnaryOp, ValueRef, Weight};
+use temblor_runtime::{prepare, Device, Int8Execution, Plan, PrepareOptions, Tensor};
+use temblor_tests::builder::{act, Builder};
 use temblor_tests::observe::Convs;
 use temblor_tests::{ort_reference, output, python, read_f32, read_numbers, root, shared, temblor};
 use temblor_tools::eval;
@@ -133,4 +136,142 @@ fn ort_detections(g: &Graph, dir: &Path) -> Vec<eval::Detection> {
         })
         .collect();
     eval::detections_from_outputs(&outputs).expect("onnxruntime's detections")
+}
+
+/// `DequantizeLinear(QuantizeLinear(x))` with uint8 `zero` and `scale`, as onnxruntime's
+/// quantizer writes around an activation.
+fn qdq(b: &mut Builder, name: &str, x: ValueRef, c: usize, scale: f32, zero: u8) -> ValueRef {
+    let s = b.constant(&format!("{name}.scale"), &[], vec![scale], Layout::Any);
+    let z = Weight {
+        dtype: DType::U8,
+        dims: vec![],
+        data: vec![zero].into(),
+    };
+    let z = b.weight(&format!("{name}.zero"), z, Layout::Any);
+    let mut bytes = act(c);
+    bytes.dtype = DType::U8;
+    let q_op = Op::QuantizeLinear {
+        axis: 1,
+        saturate: true,
+    };
+    let q = b.node(&format!("{name}.q"), q_op, bytes, &[x, s, z]);
+    b.node(
+        &format!("{name}.dq"),
+        Op::DequantizeLinear { axis: 1 },
+        act(c),
+        &[q, s, z],
+    )
+}
+
+/// Every activation the tables take, each between two quantizations, after `x` (16 channels at
+/// 8x8), with an int8 convolution (input quantized per tensor, as the precision plan writes it)
+/// between each two when `convs`, so that they read and write bytes.
+fn chain(convs: bool) -> Graph {
+    let mut b = Builder::new("tables", 5);
+    let ty = TensorType {
+        dtype: DType::F32,
+        shape: Shape::from_known(&[1, 16, 8, 8]),
+        layout: Layout::NCHW,
+    };
+    let mut v = b.input("x", ty);
+    let activations = [
+        Op::Unary(UnaryOp::HardSwish),
+        Op::Unary(UnaryOp::Sigmoid),
+        Op::LeakyRelu { alpha: 0.1 },
+        Op::HardSigmoid {
+            alpha: 0.2,
+            beta: 0.5,
+        },
+        Op::Clip {
+            min: -1.0,
+            max: 6.0,
+        },
+        Op::Unary(UnaryOp::Tanh),
+    ];
+    for (i, op) in activations.into_iter().enumerate() {
+        if convs {
+            let scales: Vec<f32> = (0..16).map(|c| 0.002 + 0.0003 * c as f32).collect();
+            v = b.int8_conv(&format!("conv{i}"), v, 16, 0.05, &scales);
+        }
+        let zero = [128, 0, 40, 255, 7, 100][i];
+        let dq = qdq(
+            &mut b,
+            &format!("a{i}"),
+            v,
+            16,
+            0.03 + 0.01 * i as f32,
+            zero,
+        );
+        v = b.node(&format!("act{i}"), op, act(16), &[dq]);
+    }
+    b.g.outputs.push(temblor_ir::GraphOutput {
+        name: "y".into(),
+        value: v,
+    });
+    b.g
+}
+
+fn inputs() -> Vec<(String, Tensor)> {
+    let mut values: Vec<f32> = temblor_tests::Rng(77)
+        .values(16 * 64)
+        .into_iter()
+        .map(|v| 8.0 * v - 2.0)
+        .collect();
+    values[..4].copy_from_slice(&[f32::NAN, f32::INFINITY, -1e9, 0.03 * 2.5]);
+    vec![("x".into(), Tensor::f32(vec![1, 16, 8, 8], values))]
+}
+
+fn plan(g: &Graph, int8: Int8Execution) -> Plan {
+    let options = PrepareOptions {
+        threads: 2,
+        int8,
+        ..PrepareOptions::default()
+    };
+    prepare(g, &Device::Cpu, &options).expect("plan builds")
+}
+
+fn steps(plan: &Plan, op: &str) -> usize {
+    plan.steps().iter().filter(|s| s.op.name() == op).count()
+}
+
+/// Each table gives the activation's results on its quantized input bit for bit: the chain
+/// without convolutions run natively (every activation a table, reading floats and writing
+/// bytes for the next) and as written.
+#[test]
+fn activation_tables_are_the_activations_of_their_quantized_inputs() {
+    let g = chain(false);
+    let (native, written) = (
+        plan(&g, Int8Execution::Native),
+        plan(&g, Int8Execution::Simulate),
+    );
+    assert_eq!(
+        steps(&native, "DequantizeLinear"),
+        0,
+        "a pair ran as written"
+    );
+    assert_eq!(steps(&written, "DequantizeLinear"), 6);
+    let (a, b) = (native.run_once(&inputs()), written.run_once(&inputs()));
+    assert_eq!(a.expect("native runs"), b.expect("as written runs"));
+}
+
+/// Between int8 convolutions, the tables read the bytes the convolutions store and store bytes
+/// for the next: the same outputs as a run that keeps every value in f32 (an observer that
+/// reads them asks for that).
+#[test]
+fn activation_tables_between_int8_convolutions_read_and_write_bytes() {
+    let g = chain(true);
+    let native = plan(&g, Int8Execution::Native);
+    assert_eq!(
+        steps(&native, "DequantizeLinear"),
+        0,
+        "a pair ran as written"
+    );
+    let fast = native.run_once(&inputs()).expect("runs");
+    let mut convs = Convs::default();
+    let in_f32 = native
+        .run_observed(&mut native.new_state(), &inputs(), &mut convs)
+        .expect("runs observed");
+    assert_eq!(convs.0.len(), 6);
+    assert!(convs.0.iter().all(|(_, ins, _)| ins[1].is_none()));
+    assert_eq!(fast, in_f32);
 }

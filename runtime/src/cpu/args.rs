@@ -3,6 +3,7 @@
 //! run of optional inputs (Slice, Pad) take it whole.
 
 use super::bf16_conv::Bf16Conv;
+use super::byte_table::ByteTable;
 use super::control::Control;
 use super::conv::ConvWeights;
 use super::conv_transpose_phases::PhaseWeights;
@@ -46,6 +47,9 @@ pub(crate) enum Lowered {
     /// or a float stencil convolution (depthwise, few outputs) of an int8 layer, which reads
     /// `x` and rounds it as it pads each plane.
     FakeQuantize(Quantizer),
+    /// An activation of `DequantizeLinear(QuantizeLinear(y))`, which reads `y` and looks its
+    /// results up.
+    ByteTable(Box<ByteTable>),
     /// A depthwise convolution that runs the pointwise expansion making its input, band by
     /// band, reading the expansion's input, weight and bias; or a pointwise projection that
     /// runs both, reading the depthwise weight and bias too.
@@ -103,6 +107,14 @@ impl<'a> Args<'a> {
     pub fn fake_quantize(&self) -> Option<Quantizer> {
         match self.lowered {
             Some(Lowered::FakeQuantize(q)) => Some(*q),
+            _ => None,
+        }
+    }
+
+    /// The table of results the plan lowered an activation to, if it did.
+    pub fn byte_table(&self) -> Option<&'a ByteTable> {
+        match self.lowered {
+            Some(Lowered::ByteTable(t)) => Some(t),
             _ => None,
         }
     }

@@ -105,6 +105,9 @@ fn dispatch(op: &Op, args: &Args) -> Result<Vec<Tensor>, RuntimeError> {
     if let Some(fc) = args.fully_connected() {
         return one(fully_connected::run(fc, x()?, opt(1), args.isa)?);
     }
+    if let Some(table) = args.byte_table() {
+        return one(table.run(x()?, args.isa, args.bytes)?);
+    }
     match op {
         Op::Input { .. } | Op::Constant { .. } => Err(RuntimeError::internal(format!(
             "{} is not a step",

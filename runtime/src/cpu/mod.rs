@@ -9,6 +9,7 @@ mod args;
 mod bf16_conv;
 mod bf16_gemm;
 mod buffers;
+mod byte_table;
 mod cast;
 mod control;
 mod conv;

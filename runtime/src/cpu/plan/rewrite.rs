@@ -13,7 +13,7 @@ use crate::cpu::cast::cast;
 use crate::cpu::execute::execute;
 use crate::cpu::int8_gemm::Quantizer;
 use crate::cpu::isa::Isa;
-use crate::cpu::{bf16_conv, expand_depthwise, fully_connected, int8_conv};
+use crate::cpu::{bf16_conv, byte_table, expand_depthwise, fully_connected, int8_conv};
 use crate::{Int8Execution, RuntimeError, Tensor};
 use std::collections::HashMap;
 use temblor_ir::{DType, Graph, NodeId, Op, ValueRef};
@@ -58,6 +58,13 @@ pub(super) fn inputs(
                 let mut reads = sources;
                 reads[0] = Some(x);
                 return (reads, Some(Lowered::FakeQuantize(q)));
+            }
+        }
+        Op::Unary(_) | Op::LeakyRelu { .. } | Op::HardSigmoid { .. } | Op::Clip { .. }
+            if rewrites.int8 == Int8Execution::Native =>
+        {
+            if let Some((table, y)) = byte_table::lower(g, id) {
+                return (vec![Some(y)], Some(Lowered::ByteTable(Box::new(table))));
             }
         }
         Op::DequantizeLinear { .. } => {
@@ -189,6 +196,7 @@ impl CpuPlan {
                 Some(Lowered::Int8Conv(c)) => Some(c.quantizer()),
                 Some(Lowered::Int8Depthwise(d)) => Some(d.quantizer()),
                 Some(Lowered::FakeQuantize(q)) => Some(*q),
+                Some(Lowered::ByteTable(t)) => Some(t.quantizer()),
                 _ => None,
             };
             for (port, slot) in step.inputs.iter().enumerate() {
@@ -215,7 +223,7 @@ impl CpuPlan {
                     )
                 ),
                 Op::Concat { .. } => step.lowered.is_none(),
-                _ => false,
+                _ => matches!(step.lowered, Some(Lowered::ByteTable(_))),
             };
             if let (true, &[slot]) = (writes_bytes, &step.outputs[..]) {
                 step.bytes = read_as[slot].flatten();
