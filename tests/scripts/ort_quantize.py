@@ -5,7 +5,8 @@ Pre-processes MODEL (shape inference and onnxruntime's graph optimizations, whic
 normalizations into convolutions) and writes OUT, MODEL with its convolutions in the QDQ format
 (QuantizeLinear/DequantizeLinear pairs around each: uint8 activations with zero points, int8
 weights per output channel), calibrated by min/max on the given inputs (each NAME=FILE.npy one
-calibration sample; repeat a NAME for more). Convolutions only, as for a detector one must: the
+calibration sample, or NAME=uniform:DIMS for seeded uniform values in [0, 1) of dims such as
+1x3x224x224; repeat a NAME for more). Convolutions only, as for a detector one must: the
 quantizer's defaults also quantize the decoding of boxes and scores, and PicoDet then finds
 nothing.
 """
@@ -34,9 +35,14 @@ class Samples(CalibrationDataReader):
 def main():
     model, out, *specs = sys.argv[1:]
     by_name = defaultdict(list)
+    rng = np.random.default_rng(0)
     for spec in specs:
-        name, path = spec.split("=", 1)
-        by_name[name].append(np.load(path))
+        name, source = spec.split("=", 1)
+        if source.startswith("uniform:"):
+            dims = [int(d) for d in source[len("uniform:"):].split("x")]
+            by_name[name].append(rng.random(dims, dtype=np.float32))
+        else:
+            by_name[name].append(np.load(source))
     count = min(len(v) for v in by_name.values())
     feeds = [{name: v[i] for name, v in by_name.items()} for i in range(count)]
     with tempfile.TemporaryDirectory() as tmp:

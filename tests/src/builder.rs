@@ -190,6 +190,27 @@ pub fn int8_weight(dims: Vec<usize>, values: &[i8]) -> Weight {
 }
 
 impl Builder {
+    /// `DequantizeLinear(QuantizeLinear(x))` of an 8x8 activation of `c` channels with uint8
+    /// `zero` and `scale`, as onnxruntime's quantizer writes around a layer's output.
+    pub fn qdq(&mut self, name: &str, x: ValueRef, c: usize, scale: f32, zero: u8) -> ValueRef {
+        let s = self.constant(&format!("{name}.scale"), &[], vec![scale], Layout::Any);
+        let z = Weight {
+            dtype: DType::U8,
+            dims: vec![],
+            data: vec![zero].into(),
+        };
+        let z = self.weight(&format!("{name}.zero"), z, Layout::Any);
+        let mut bytes = act(c);
+        bytes.dtype = DType::U8;
+        let q_op = Op::QuantizeLinear {
+            axis: 1,
+            saturate: true,
+        };
+        let q = self.node(&format!("{name}.q"), q_op, bytes, &[x, s, z]);
+        let dq_op = Op::DequantizeLinear { axis: 1 };
+        self.node(&format!("{name}.dq"), dq_op, act(c), &[q, s, z])
+    }
+
     /// A 3x3 conv of `x` (`cin` channels, 8x8) in int8 as the precision contract writes one:
     /// input 0 through `{name}.input_q` / `{name}.input_dq` with the per-tensor `input_scale`,
     /// random int8 weights through `{name}.weight_dq` with `weight_scales` (one per output

@@ -123,33 +123,40 @@ fn verify_without_static_inputs_is_a_usage_error() {
     assert!(err.contains("open extents"), "{err}");
 }
 
+/// With its output quantized (a QDQ model, where verification allows the larger
+/// `QUANTIZED_TOLERANCE`) as without.
 #[test]
 fn a_broken_rewrite_is_caught_and_named() {
-    let mut b = Builder::new("broken", 5);
-    let x = b.node("x", Op::Input { index: 0 }, act(3), &[]);
-    b.g.inputs.push(x.node);
-    let bn = b.conv_bn("block", x, 3, 4, true);
-    let y = b.node("relu", Op::Unary(UnaryOp::Relu), act(4), &[bn]);
-    b.g.outputs = vec![GraphOutput {
-        name: "y".into(),
-        value: y,
-    }];
-    let parse = b.g.clone();
-    let mut broken = parse.clone();
-    // A "rewrite" that replaces the BatchNorm by a Sigmoid of the conv: its output, the same
-    // tensor by name, is wrong from there on.
-    broken.node_mut(bn.node).op = Op::Unary(UnaryOp::Sigmoid);
-    for port in [1, 2, 3, 4] {
-        broken.disconnect_input(bn.node, port);
+    for quantized in [false, true] {
+        let mut b = Builder::new("broken", 5);
+        let x = b.node("x", Op::Input { index: 0 }, act(3), &[]);
+        b.g.inputs.push(x.node);
+        let bn = b.conv_bn("block", x, 3, 4, true);
+        let mut y = b.node("relu", Op::Unary(UnaryOp::Relu), act(4), &[bn]);
+        if quantized {
+            y = b.qdq("out", y, 4, 0.01, 0);
+        }
+        b.g.outputs = vec![GraphOutput {
+            name: "y".into(),
+            value: y,
+        }];
+        let parse = b.g.clone();
+        let mut broken = parse.clone();
+        // A "rewrite" that replaces the BatchNorm by a Sigmoid of the conv: its output, the
+        // same tensor by name, is wrong from there on.
+        broken.node_mut(bn.node).op = Op::Unary(UnaryOp::Sigmoid);
+        for port in [1, 2, 3, 4] {
+            broken.disconnect_input(bn.node, port);
+        }
+        let err = verify(&parse, &broken).unwrap_err();
+        assert_eq!(err.exit_code(), 1);
+        let msg = err.to_string();
+        assert!(msg.contains("output 'y'"), "{msg}");
+        assert!(
+            msg.contains("first layer to diverge is node 'block.bn'"),
+            "{msg}"
+        );
+        let ok = verify(&parse, &parse).unwrap();
+        assert_eq!(ok.status, temblor_ir::VerifyStatus::Passed);
     }
-    let err = verify(&parse, &broken).unwrap_err();
-    assert_eq!(err.exit_code(), 1);
-    let msg = err.to_string();
-    assert!(msg.contains("output 'y'"), "{msg}");
-    assert!(
-        msg.contains("first layer to diverge is node 'block.bn'"),
-        "{msg}"
-    );
-    let ok = verify(&parse, &parse).unwrap();
-    assert_eq!(ok.status, temblor_ir::VerifyStatus::Passed);
 }
