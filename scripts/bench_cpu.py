@@ -73,19 +73,27 @@ SETS = {"tuned": TUNED, "zoo": ZOO, "all": TUNED + ZOO, "qdq": None}
 
 
 def ort_quantized(tmp):
-    """The `qdq` set: PicoDet COCO with its convolutions quantized by onnxruntime's static
-    quantizer (QDQ, uint8 activations, int8 weights per channel), as a user brings it, made by
-    tests/scripts/ort_quantize.py and calibrated on the model's three reference inputs. Every
-    side runs that one file: OpenVINO and onnxruntime in int8 as well."""
-    out = tmp / "picodet_qdq.onnx"
-    cmd = [sys.executable, str(ROOT / "tests/scripts/ort_quantize.py"),
-           str(PICODET / "model.onnx"), str(out)]
+    """The `qdq` set: models with their convolutions quantized by onnxruntime's static quantizer
+    (QDQ, uint8 activations, int8 weights per channel), as a user brings them, made by
+    tests/scripts/ort_quantize.py: PicoDet COCO calibrated on its three reference inputs, and
+    YOLOv8n (SiLU left as a Sigmoid and a Mul) on seeded uniform values, which do for timing.
+    Every side runs the same file: OpenVINO and onnxruntime in int8 as well."""
+    picodet = tmp / "picodet_qdq.onnx"
+    calibration = []
     for photo in ("astronaut", "chelsea", "coffee"):
-        cmd += [f"image={PICODET / photo / 'input_image.npy'}",
-                f"scale_factor={PICODET / photo / 'input_scale_factor.npy'}"]
-    subprocess.run(cmd, check=True, capture_output=True)
+        calibration += [f"image={PICODET / photo / 'input_image.npy'}",
+                        f"scale_factor={PICODET / photo / 'input_scale_factor.npy'}"]
+    yolo = tmp / "yolov8n_qdq.onnx"
+    for model, out, samples in [
+        (PICODET / "model.onnx", picodet, calibration),
+        (ZOO[1][1], yolo, ["images=uniform:1x3x320x320"] * 3),
+    ]:
+        subprocess.run([sys.executable, str(ROOT / "tests/scripts/ort_quantize.py"), str(model),
+                        str(out)] + samples, check=True, capture_output=True)
     _, _, dims, inputs, flags = TUNED[0]
-    return [("PicoDet COCO 416x416, onnxruntime's QDQ", out, dims, inputs, flags)]
+    _, _, yolo_dims, yolo_inputs, yolo_flags = ZOO[1]
+    return [("PicoDet COCO 416x416, onnxruntime's QDQ", picodet, dims, inputs, flags),
+            ("YOLOv8n nudenet 320, onnxruntime's QDQ", yolo, yolo_dims, yolo_inputs, yolo_flags)]
 
 
 def peak_rss_bytes():

@@ -6,7 +6,7 @@
 //! bit for bit against the ops run as written, with floats and with bytes between layers.
 
 use std::path::{Path, PathBuf};
-use temblor_ir::{DType, Graph, Layout, Op, Shape, TensorType, UnaryOp};
+use temblor_ir::{BinaryOp, DType, Graph, Layout, Op, Shape, TensorType, UnaryOp};
 use temblor_runtime::{prepare, Device, Int8Execution, Plan, PrepareOptions, Tensor};
 use temblor_tests::builder::{act, Builder};
 use temblor_tests::observe::Convs;
@@ -191,15 +191,24 @@ fn chain(convs: bool) -> Graph {
             max: 6.0,
         },
         Op::Unary(UnaryOp::Tanh),
+        // SiLU as onnxruntime's quantizer leaves it: a Sigmoid and a Mul of one value.
+        Op::Binary(BinaryOp::Mul),
     ];
     for (i, op) in activations.into_iter().enumerate() {
         if convs {
             let scales: Vec<f32> = (0..16).map(|c| 0.002 + 0.0003 * c as f32).collect();
             v = b.int8_conv(&format!("conv{i}"), v, 16, 0.05, &scales);
         }
-        let zero = [128, 0, 40, 255, 7, 100][i];
+        let zero = [128, 0, 40, 255, 7, 100, 3][i];
         let dq = b.qdq(&format!("a{i}"), v, 16, 0.03 + 0.01 * i as f32, zero);
-        v = b.node(&format!("act{i}"), op, act(16), &[dq]);
+        let operands = match op {
+            Op::Binary(_) => {
+                let sigmoid = Op::Unary(UnaryOp::Sigmoid);
+                vec![dq, b.node(&format!("sigmoid{i}"), sigmoid, act(16), &[dq])]
+            }
+            _ => vec![dq],
+        };
+        v = b.node(&format!("act{i}"), op, act(16), &operands);
     }
     b.g.outputs.push(temblor_ir::GraphOutput {
         name: "y".into(),
@@ -246,7 +255,12 @@ fn activation_tables_are_the_activations_of_their_quantized_inputs() {
         0,
         "a pair ran as written"
     );
-    assert_eq!(steps(&written, "DequantizeLinear"), 6);
+    assert_eq!(steps(&written, "DequantizeLinear"), 7);
+    // The SiLU's Sigmoid is part of its Mul's table.
+    assert_eq!(
+        (steps(&native, "Sigmoid"), steps(&written, "Sigmoid")),
+        (1, 2)
+    );
     let (a, b) = (native.run_once(&inputs()), written.run_once(&inputs()));
     assert_eq!(a.expect("native runs"), b.expect("as written runs"));
 }
@@ -268,7 +282,7 @@ fn activation_tables_between_int8_convolutions_read_and_write_bytes() {
     let in_f32 = native
         .run_observed(&mut native.new_state(), &inputs(), &mut convs)
         .expect("runs observed");
-    assert_eq!(convs.0.len(), 6);
+    assert_eq!(convs.0.len(), 7);
     assert!(convs.0.iter().all(|(_, ins, _)| ins[1].is_none()));
     assert_eq!(fast, in_f32);
 }

@@ -14,7 +14,7 @@ use super::isa::Isa;
 use super::{buffers, f32s, quant};
 use crate::{RuntimeError, Tensor, TensorData};
 use rayon::prelude::*;
-use temblor_ir::{Graph, NodeId, Op, UnaryOp, ValueRef};
+use temblor_ir::{BinaryOp, Graph, NodeId, Op, UnaryOp, ValueRef};
 
 /// The 256 results of an activation of a quantized input.
 #[derive(Debug)]
@@ -25,24 +25,65 @@ pub(crate) struct ByteTable {
     values: [f32; 256],
 }
 
-/// Node `id` as a table, with the float value its input quantizes, when it is an elementwise
-/// activation of `DequantizeLinear(QuantizeLinear(y))` per tensor.
+/// Node `id` as a table, with the float value its input quantizes, when its output is an
+/// elementwise function of one `DequantizeLinear(QuantizeLinear(y))` per tensor: an activation
+/// of it, or a sum, product or quotient of such functions and scalars (SiLU, `x · sigmoid(x)`,
+/// which onnxruntime's quantizer leaves as a Sigmoid and a Mul of the same dequantized value).
 pub(crate) fn lower(g: &Graph, id: NodeId) -> Option<(ByteTable, ValueRef)> {
-    let op = &g.node(id).op;
+    let out = ValueRef::new(id, 0);
+    if g.node(id).outputs.len() != 1 || matches!(g.node(id).op, Op::DequantizeLinear { .. }) {
+        return None;
+    }
+    let (y, input, values) = of_byte(g, out, DEPTH)?;
+    let same_shape = g.value_type(out).shape == g.value_type(y).shape;
+    let values = values.as_f32()?.try_into().ok()?;
+    same_shape.then_some((ByteTable { input, values }, y))
+}
+
+/// Ops between the quantized value and the table's node, at most.
+const DEPTH: usize = 3;
+
+/// `v` as a function of one quantized value `y`: `y`, how it is quantized, and `v` for each of
+/// the 256 bytes, computed by the ops' own kernels.
+fn of_byte(g: &Graph, v: ValueRef, depth: usize) -> Option<(ValueRef, Quantizer, Tensor)> {
+    if let Some((y, q)) = quantized_input(g, v) {
+        let bytes = Tensor::f32(vec![256], (0..=255u8).map(|b| q.value(b)).collect());
+        return Some((y, q, bytes));
+    }
+    let op = &g.node(v.node).op;
+    let inputs = g.inputs_of(v.node);
     let elementwise = match op {
         Op::Unary(u) => !matches!(u, UnaryOp::Not | UnaryOp::Identity),
         Op::LeakyRelu { .. } | Op::HardSigmoid { .. } | Op::Clip { .. } => true,
+        Op::Binary(b) => matches!(
+            b,
+            BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div
+        ),
         _ => false,
     };
-    let inputs = g.inputs_of(id);
-    if !elementwise || inputs.iter().skip(1).any(Option::is_some) {
+    if depth == 0 || !elementwise || v.port != 0 || inputs.iter().any(Option::is_none) {
         return None;
     }
-    let (y, input) = quantized_input(g, inputs.first().copied().flatten()?)?;
-    let bytes = Tensor::f32(vec![256], (0..=255u8).map(|b| input.value(b)).collect());
-    let results = crate::run_op(op, &[Some(&bytes)], 1).ok()?;
-    let values = results.first()?.as_f32()?.try_into().ok()?;
-    Some((ByteTable { input, values }, y))
+    let mut source: Option<(ValueRef, Quantizer)> = None;
+    let mut operands = Vec::with_capacity(inputs.len());
+    for u in inputs.into_iter().flatten() {
+        if let Some(w) = g.constant(u) {
+            // A scalar only: it applies to every element alike.
+            let w = Tensor::from_weight(w).ok().filter(|w| w.len() == 1)?;
+            operands.push(w);
+            continue;
+        }
+        let (y, q, values) = of_byte(g, u, depth - 1)?;
+        if source.is_some_and(|s| s != (y, q)) {
+            return None;
+        }
+        source = Some((y, q));
+        operands.push(values);
+    }
+    let (y, q) = source?;
+    let refs: Vec<Option<&Tensor>> = operands.iter().map(Some).collect();
+    let values = crate::run_op(op, &refs, 1).ok()?.into_iter().next()?;
+    (values.shape == [256]).then_some((y, q, values))
 }
 
 impl ByteTable {

@@ -60,7 +60,11 @@ pub(super) fn inputs(
                 return (reads, Some(Lowered::FakeQuantize(q)));
             }
         }
-        Op::Unary(_) | Op::LeakyRelu { .. } | Op::HardSigmoid { .. } | Op::Clip { .. }
+        Op::Unary(_)
+        | Op::Binary(_)
+        | Op::LeakyRelu { .. }
+        | Op::HardSigmoid { .. }
+        | Op::Clip { .. }
             if rewrites.int8 == Int8Execution::Native =>
         {
             if let Some((table, y)) = byte_table::lower(g, id) {
