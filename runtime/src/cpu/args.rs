@@ -47,8 +47,8 @@ pub(crate) enum Lowered {
     /// or a float stencil convolution (depthwise, few outputs) of an int8 layer, which reads
     /// `x` and rounds it as it pads each plane.
     FakeQuantize(Quantizer),
-    /// An activation of `DequantizeLinear(QuantizeLinear(y))`, which reads `y` and looks its
-    /// results up.
+    /// An elementwise function of `DequantizeLinear(QuantizeLinear(y))` (an activation, SiLU's
+    /// Sigmoid and Mul), which reads `y` and looks its results up.
     ByteTable(Box<ByteTable>),
     /// A depthwise convolution that runs the pointwise expansion making its input, band by
     /// band, reading the expansion's input, weight and bias; or a pointwise projection that

@@ -60,20 +60,15 @@ pub(super) fn inputs(
                 return (reads, Some(Lowered::FakeQuantize(q)));
             }
         }
-        Op::Unary(_)
-        | Op::Binary(_)
-        | Op::LeakyRelu { .. }
-        | Op::HardSigmoid { .. }
-        | Op::Clip { .. }
-            if rewrites.int8 == Int8Execution::Native =>
-        {
-            if let Some((table, y)) = byte_table::lower(g, id) {
-                return (vec![Some(y)], Some(Lowered::ByteTable(Box::new(table))));
-            }
-        }
         Op::DequantizeLinear { .. } => {
             if let Some((x, q)) = int8_conv::quantized_input(g, ValueRef::new(id, 0)) {
                 return (vec![Some(x)], Some(Lowered::FakeQuantize(q)));
+            }
+        }
+        // `byte_table::lower` takes the elementwise ops it can tabulate, and only them.
+        _ if rewrites.int8 == Int8Execution::Native => {
+            if let Some((table, y)) = byte_table::lower(g, id) {
+                return (vec![Some(y)], Some(Lowered::ByteTable(Box::new(table))));
             }
         }
         _ => {}
