@@ -528,6 +528,33 @@ mod tests {
         }
     }
 
+    /// A fused epilogue's activation gives the standalone op's bits, NaN for NaN, on every
+    /// instruction set: `optimize` fuses the ops and `compile` verifies the fusion against them.
+    #[test]
+    fn fused_activations_compute_the_ops_bits() {
+        use crate::cpu::epilogue::finish;
+        use temblor_ir::Activation;
+        let mut v: Vec<f32> = (-40_000..40_000).map(|i| i as f32 * 2.000_3e-4).collect();
+        v.extend([0.0, -0.0, -3.0, 3.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN]);
+        v.extend([f32::from_bits(1), f32::MAX, f32::MIN, -f32::NAN]);
+        for (op, act) in [
+            (UnaryOp::HardSwish, Activation::HardSwish),
+            (UnaryOp::Sigmoid, Activation::Sigmoid),
+        ] {
+            for isa in Isa::available() {
+                let want = floats(Function::Unary(op), &v, isa).expect("a float function");
+                let mut got = v.clone();
+                isa.widest(|| finish(&mut got, None, None, Some(act), None));
+                for ((x, w), g) in v.iter().zip(&want).zip(&got) {
+                    assert!(
+                        w.to_bits() == g.to_bits() || (w.is_nan() && g.is_nan()),
+                        "{op:?} on {isa}: {x} gives {g} fused, {w} as the op"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn erf_matches_reference_values() {
         // Python's math.erf.
