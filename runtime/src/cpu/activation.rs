@@ -535,7 +535,15 @@ mod tests {
         use crate::cpu::epilogue::finish;
         use temblor_ir::Activation;
         let mut v: Vec<f32> = (-40_000..40_000).map(|i| i as f32 * 2.000_3e-4).collect();
-        v.extend([0.0, -0.0, -3.0, 3.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN]);
+        v.extend([
+            0.0,
+            -0.0,
+            -3.0,
+            3.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+        ]);
         v.extend([f32::from_bits(1), f32::MAX, f32::MIN, -f32::NAN]);
         for (op, act) in [
             (UnaryOp::HardSwish, Activation::HardSwish),

@@ -461,6 +461,7 @@ mod tests {
             (1, 3, 5, 40, 1, 8, [1, 2], [0, 4, 0, 3], true, false),
             (2, 6, 13, 29, 5, 5, [1, 1], [2, 2, 2, 2], true, true),
             (1, 40, 9, 70, 3, 3, [2, 2], [1, 1, 1, 1], false, true),
+            (1, 8, 7, 7, 5, 5, [1, 1], [2, 2, 2, 2], true, false),
         ];
         for (n, c, h, w, kh, kw, strides, pads, signed, one) in cases {
             let x: Vec<f32> = (0..n * c * h * w).map(|_| 3.0 * next()).collect();
