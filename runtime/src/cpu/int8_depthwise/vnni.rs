@@ -75,24 +75,44 @@ struct Blocks<'a> {
 
 impl Blocks<'_> {
     /// Outputs `x0..x0 + 16·B` of the row (those below `out.len()` stored), in `B`
-    /// vectors side by side, so that their dependency chains overlap.
+    /// vectors side by side, so that their dependency chains overlap. PicoDet's windows,
+    /// 3x3 (one word a row) and 5x5 (two), get loops of known lengths, unrolled: counted at
+    /// run time, their branches stood between every few permutations.
     ///
     /// # Safety
     /// As [`row`]'s.
     #[inline(always)]
     unsafe fn sums<const B: usize>(&self, x0: usize, out: &mut Out) {
-        let (geo, ch, sw) = (self.geo, self.ch, self.geo.sw);
+        // SAFETY: the caller's promise.
+        unsafe {
+            match (self.geo.kh, self.ch.quads) {
+                (3, 1) => self.sums_of::<B>(x0, out, (3, 1)),
+                (5, 2) => self.sums_of::<B>(x0, out, (5, 2)),
+                window => self.sums_of::<B>(x0, out, window),
+            }
+        }
+    }
+
+    /// [`Blocks::sums`] for windows of `kh` rows of `quads` words.
+    ///
+    /// # Safety
+    /// As [`row`]'s.
+    #[inline(always)]
+    unsafe fn sums_of<const B: usize>(
+        &self,
+        x0: usize,
+        out: &mut Out,
+        (kh, quads): (usize, usize),
+    ) {
+        let (ch, sw) = (self.ch, self.geo.sw);
         let span = LANES * sw;
         // SAFETY: the caller's CPU has the instructions; the loads are the 64 bytes from
         // each block it promised, and the stores are masked to `out`.
         unsafe {
             let mut sums = [_mm512_setzero_si512(); B];
-            for r in 0..geo.kh {
+            for r in 0..kh {
                 let row = self.input[r * self.stride + x0 * sw..].as_ptr();
-                for (q, &word) in ch.words[r * ch.quads..(r + 1) * ch.quads]
-                    .iter()
-                    .enumerate()
-                {
+                for (q, &word) in ch.words[r * quads..(r + 1) * quads].iter().enumerate() {
                     let w = _mm512_set1_epi32(word);
                     for (b, sum) in sums.iter_mut().enumerate() {
                         let bytes = _mm512_loadu_si512(row.add(b * span).cast());
