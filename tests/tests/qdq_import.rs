@@ -11,8 +11,8 @@ use temblor_runtime::{prepare, Device, Int8Execution, Plan, PrepareOptions, Tens
 use temblor_tests::builder::{act, Builder};
 use temblor_tests::observe::Convs;
 use temblor_tests::{
-    ort_reference, output, python, read_f32, read_numbers, real_model, root, run_both, shared,
-    temblor,
+    ort_reference, output, python, read_f32, read_numbers, real_model, rel_l2, root, run_both,
+    shared, temblor,
 };
 use temblor_tools::eval;
 
@@ -166,15 +166,7 @@ fn an_onnxruntime_quantized_yolo_agrees_with_onnxruntime() {
     let (code, _, err) = output(std::process::Command::new(python()).args(["-c", &save]));
     assert_eq!(code, 0, "{err}");
     for c in run_both(&pkg, &qdq, &[("images", input)], dir.path()) {
-        let (num, den) = c
-            .ours
-            .iter()
-            .zip(&c.theirs)
-            .fold((0.0, 0.0), |(n, d), (a, b)| {
-                let (a, b) = (f64::from(*a), f64::from(*b));
-                (n + (a - b) * (a - b), d + b * b)
-            });
-        let rel = (num / den).sqrt();
+        let rel = rel_l2(&c.ours, &c.theirs);
         println!("{}: relative L2 {rel:.2e}", c.path.display());
         assert!(rel <= 0.02, "{}: relative L2 {rel:.2e}", c.path.display());
     }
