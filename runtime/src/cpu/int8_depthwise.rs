@@ -43,6 +43,9 @@ const PLANE_COST: usize = 4096;
 const ROWS: usize = 4;
 /// The widest kernel row: two words of 4 taps.
 const MAX_KW: usize = 8;
+/// The window whose first 4 rows [`vnni`] reads by columns: 5 words a column where rows of
+/// two words take 8.
+const COLUMNS_WINDOW: (usize, usize) = (5, 5);
 /// The most taps whose sums, and their difference from `offset · Σ w`, cannot overflow 32 bits:
 /// each term is at most 255 · 128 in magnitude, and the two sums' terms add to at most 255 · 255.
 const MAX_TAPS: usize = (i32::MAX / (255 * 255)) as usize;
@@ -57,6 +60,9 @@ pub(crate) struct Int8Depthwise {
     words: Vec<i32>,
     /// Words per kernel row.
     quads: usize,
+    /// For 5x5 windows, `[c][5]` words of a column's first 4 taps, one per column of the
+    /// window, for [`vnni`]'s kernel of such windows; empty otherwise.
+    columns: Vec<i32>,
     /// `offset · Σ w` of each output channel.
     fix: Vec<i32>,
     /// `x_scale · w_scale[o]`.
@@ -99,6 +105,17 @@ impl Int8Depthwise {
                 }
             }
         }
+        let columns = if (kh, kw) == COLUMNS_WINDOW {
+            weight
+                .chunks_exact(kh * kw)
+                .flat_map(|w| {
+                    (0..kw)
+                        .map(move |j| i32::from_le_bytes([0, 1, 2, 3].map(|r| w[r * kw + j] as u8)))
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let offset = quantizer.offset();
         let fix = weight
             .chunks_exact(cg * kh * kw)
@@ -107,6 +124,7 @@ impl Int8Depthwise {
         Some(Int8Depthwise {
             words,
             quads,
+            columns,
             fix,
             scales,
             shape,
@@ -249,9 +267,11 @@ impl<'a> Layer<'a> {
     /// Input channel `c`'s weight words, its sums scaled as output channel `o`'s.
     fn channel(&self, c: usize, o: usize) -> Channel<'a> {
         let per_row = self.conv.shape[2] * self.conv.quads;
+        let kw = self.conv.shape[3];
         Channel {
             words: &self.conv.words[c * per_row..(c + 1) * per_row],
             quads: self.conv.quads,
+            columns: self.conv.columns.get(c * kw..(c + 1) * kw).unwrap_or(&[]),
             fix: self.conv.fix[o],
             scale: self.conv.scales[o],
         }
@@ -373,6 +393,8 @@ fn channel_sums(layer: &Layer, epi: &Epilogue, out: &mut [f32]) {
 struct Channel<'a> {
     words: &'a [i32],
     quads: usize,
+    /// [`Int8Depthwise::columns`]' words of the channel.
+    columns: &'a [i32],
     fix: i32,
     scale: f32,
 }
