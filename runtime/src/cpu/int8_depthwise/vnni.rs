@@ -118,10 +118,10 @@ impl Blocks<'_> {
         unsafe {
             match (self.geo.kh, self.ch.quads) {
                 (3, 1) => self.sums_of::<B>(x0, out, (3, 1)),
-                (5, 2) if self.ch.columns.len() == 5 && self.geo.sw == 1 => {
-                    self.sums_by_columns::<B, 1>(x0, out)
-                }
-                (5, 2) if self.ch.columns.len() == 5 => self.sums_by_columns::<B, 2>(x0, out),
+                (5, 2) if !self.ch.columns.is_empty() => match self.geo.sw {
+                    1 => self.sums_by_columns::<B, 1>(x0, out),
+                    _ => self.sums_by_columns::<B, 2>(x0, out),
+                },
                 (5, 2) => self.sums_of::<B>(x0, out, (5, 2)),
                 window => self.sums_of::<B>(x0, out, window),
             }
@@ -139,22 +139,11 @@ impl Blocks<'_> {
         out: &mut Out,
         (kh, quads): (usize, usize),
     ) {
-        let (ch, sw) = (self.ch, self.geo.sw);
-        let span = LANES * sw;
-        // SAFETY: the caller's CPU has the instructions; the loads are the 64 bytes from
-        // each block it promised, and the stores are masked to `out`.
+        // SAFETY: the caller's promise.
         unsafe {
             let mut sums = [_mm512_setzero_si512(); B];
             for r in 0..kh {
-                let row = self.input[r * self.stride + x0 * sw..].as_ptr();
-                for (q, &word) in ch.words[r * quads..(r + 1) * quads].iter().enumerate() {
-                    let w = _mm512_set1_epi32(word);
-                    for (b, sum) in sums.iter_mut().enumerate() {
-                        let bytes = _mm512_loadu_si512(row.add(b * span).cast());
-                        let taps = _mm512_permutexvar_epi8(self.indices[q], bytes);
-                        *sum = _mm512_dpbusd_epi32(*sum, taps, w);
-                    }
-                }
+                self.add_row(r, x0, (r * quads, quads), &mut sums);
             }
             self.finish(x0, sums, out);
         }
@@ -171,8 +160,8 @@ impl Blocks<'_> {
         // SAFETY: the caller's CPU has the instructions. The loads are 32 bytes of rows 0 to 3
         // from column `x0 · SW + 32 · g`, ending at most `(16 · B + 32) · SW` bytes past the
         // first block's first tap (`g` below `(B + 2) / 2` at stride 1, `B + 1` at stride 2),
-        // within the 64 bytes past each block's first tap the caller promised; then, as in
-        // `sums_of`, 64 bytes from each block's first tap of row 4.
+        // within the 64 bytes past each block's first tap the caller promised; then those of
+        // `add_row` for row 4.
         unsafe {
             let index = [
                 _mm512_loadu_si512(table[0].as_ptr().cast()),
@@ -214,16 +203,36 @@ impl Blocks<'_> {
                     *sum = _mm512_dpbusd_epi32(*sum, taps, w);
                 }
             }
-            let row = self.input[4 * self.stride + x0 * SW..].as_ptr();
-            for (q, &word) in self.ch.words[8..10].iter().enumerate() {
+            self.add_row(4, x0, (8, 2), &mut sums);
+            self.finish(x0, sums, out);
+        }
+    }
+
+    /// Adds to `sums` the products of kernel row `r` by its words `ch.words[first..][..count]`:
+    /// per word, one `vpermb` gathering each output's 4 input bytes and one `vpdpbusd`.
+    ///
+    /// # Safety
+    /// As [`row`]'s: the loads are the 64 bytes from each block's first tap of row `r`.
+    #[inline(always)]
+    unsafe fn add_row<const B: usize>(
+        &self,
+        r: usize,
+        x0: usize,
+        (first, count): (usize, usize),
+        sums: &mut [__m512i; B],
+    ) {
+        let sw = self.geo.sw;
+        // SAFETY: the caller's CPU has the instructions and the 64 bytes it promised.
+        unsafe {
+            let row = self.input[r * self.stride + x0 * sw..].as_ptr();
+            for (q, &word) in self.ch.words[first..first + count].iter().enumerate() {
                 let w = _mm512_set1_epi32(word);
                 for (b, sum) in sums.iter_mut().enumerate() {
-                    let bytes = _mm512_loadu_si512(row.add(b * LANES * SW).cast());
+                    let bytes = _mm512_loadu_si512(row.add(b * LANES * sw).cast());
                     let taps = _mm512_permutexvar_epi8(self.indices[q], bytes);
                     *sum = _mm512_dpbusd_epi32(*sum, taps, w);
                 }
             }
-            self.finish(x0, sums, out);
         }
     }
 
